@@ -1,0 +1,73 @@
+"""Spreading activation over the association graph of one space.
+
+Activation starts at the seeds (the best direct candidates of a recall) and
+flows along weighted edges: crossing an edge of strength ``w`` multiplies the
+activation by ``w * decay`` (exponential decay per hop). A node keeps the
+strongest activation that reached it, and the path it came by. Spread stops at
+``max_hops``, when the propagated activation falls below ``threshold``, or when
+the time budget runs out (returning what it has). Because a node is only
+re-expanded when it is reached with *more* activation than before, and every
+hop multiplies by at most ``decay < 1``, cycles terminate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+Neighbours = Callable[[list[int]], Mapping[int, list[tuple[int, float]]]]
+
+
+@dataclass
+class Hit:
+    activation: float
+    hops: int
+    path: list[tuple[int, float]] = field(default_factory=list)  # (node, activation on arrival), seed first
+
+
+@dataclass
+class SpreadResult:
+    hits: dict[int, Hit]
+    hops_done: int
+    truncated: bool  # the time budget ran out
+
+
+def spread(
+    seeds: Mapping[int, float],
+    neighbours: Neighbours,
+    *,
+    max_hops: int = 3,
+    decay: float = 0.5,
+    threshold: float = 0.05,
+    budget_seconds: float = 0.015,
+    clock: Callable[[], float] = time.perf_counter,
+) -> SpreadResult:
+    decay = min(max(decay, 0.0), 0.999)
+    deadline = clock() + budget_seconds
+    hits: dict[int, Hit] = {}
+    for node, act in seeds.items():
+        a = min(1.0, max(0.0, float(act)))
+        hits[node] = Hit(a, 0, [(node, a)])
+    frontier = [n for n, h in hits.items() if h.activation >= threshold]
+    hops = 0
+    truncated = False
+    while frontier and hops < max_hops:
+        if clock() > deadline:
+            truncated = True
+            break
+        hops += 1
+        adjacency = neighbours(frontier)
+        next_frontier: list[int] = []
+        for node in frontier:
+            src = hits[node]
+            for other, weight in adjacency.get(node, ()):
+                a = src.activation * min(1.0, max(0.0, weight)) * decay
+                if a < threshold:
+                    continue
+                cur = hits.get(other)
+                if cur is None or a > cur.activation + 1e-12:
+                    hits[other] = Hit(a, src.hops + 1, [*src.path, (other, a)])
+                    next_frontier.append(other)
+        frontier = next_frontier
+    return SpreadResult(hits, hops, truncated)

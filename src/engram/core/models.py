@@ -1,0 +1,506 @@
+"""The data Engram speaks: inputs (validated once, for every transport) and results.
+
+Inputs are pydantic models with ``extra="forbid"`` so REST bodies, gRPC
+messages (converted to dicts) and in-process callers go through exactly the
+same validation. Results are pydantic models too, so REST gets an OpenAPI
+schema for free and gRPC maps them field by field.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_epoch(value: datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+class MemoryType(str, Enum):
+    episodic = "episodic"
+    semantic = "semantic"
+    procedural = "procedural"
+    working = "working"
+
+
+class ConsolidationState(str, Enum):
+    recent = "recent"
+    consolidating = "consolidating"
+    consolidated = "consolidated"
+
+
+class RecallMode(str, Enum):
+    similarity = "similarity"
+    spreading = "spreading"
+    hybrid = "hybrid"
+
+
+class ForgetMode(str, Enum):
+    suppress = "suppress"
+    delete = "delete"
+
+
+class ConfidenceCategory(str, Enum):
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    certain = "certain"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
+
+
+def _check_embedding(v: Optional[list[float]]) -> Optional[list[float]]:
+    if v is None:
+        return v
+    if len(v) == 0:
+        raise ValueError("embedding must not be empty; omit it to store text only")
+    for x in v:
+        if not math.isfinite(x):
+            raise ValueError("embedding values must be finite numbers (no NaN or Infinity)")
+    if not any(x != 0.0 for x in v):
+        raise ValueError("embedding must not be all zeros (cosine similarity is undefined)")
+    return v
+
+
+MemoryId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+Tag = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class MemoryInput(_Input):
+    """What ``remember`` accepts."""
+
+    id: Optional[MemoryId] = Field(None, description="Client-chosen id; generated if omitted.")
+    content: str = Field("", description="Text of the memory; may be empty if an embedding is given.")
+    embedding: Optional[list[float]] = Field(None, description="Float vector; its length must match the space's dimension.")
+    confidence: Unit = 0.7
+    decay_rate: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
+    tags: list[Tag] = Field(default_factory=list, max_length=64)
+    memory_type: MemoryType = MemoryType.semantic
+    metadata: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    auto_link: bool = Field(False, description="Link to near neighbours above the auto-link threshold.")
+    memory_space_id: Optional[str] = Field(None, description="Target space (REST body source; see SPEC §2).")
+
+    @field_validator("embedding")
+    @classmethod
+    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        return _check_embedding(v)
+
+    @model_validator(mode="after")
+    def _content_or_embedding(self) -> "MemoryInput":
+        if not self.content and self.embedding is None:
+            raise ValueError("a memory needs content, an embedding, or both")
+        return self
+
+
+class EpisodeInput(MemoryInput):
+    """What ``experience`` accepts: a memory with episodic context."""
+
+    memory_type: MemoryType = MemoryType.episodic
+    when: datetime = Field(..., description="When it happened (ISO-8601 or epoch seconds).")
+    what: str = ""
+    where_location: Optional[str] = Field(None, max_length=1024)
+    who: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
+    why: Optional[str] = Field(None, max_length=4096)
+    how: Optional[str] = Field(None, max_length=4096)
+    emotional_valence: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
+    importance: Unit = 0.5
+
+    @model_validator(mode="after")
+    def _content_or_embedding(self) -> "EpisodeInput":
+        if not self.content:
+            self.content = self.what
+        if not self.content and self.embedding is None:
+            raise ValueError("an episode needs what/content, an embedding, or both")
+        return self
+
+
+class Cue(_Input):
+    """What ``recall`` asks with."""
+
+    embedding: Optional[list[float]] = None
+    query: Optional[str] = Field(None, max_length=65_536, description="Full-text query (BM25).")
+    time_start: Optional[datetime] = None
+    time_end: Optional[datetime] = None
+    location: Optional[str] = Field(None, max_length=1024)
+    participants: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
+    tags: list[Tag] = Field(default_factory=list, max_length=64)
+    memory_type: Optional[MemoryType] = None
+    threshold: Unit = 0.0
+    max_results: Annotated[int, Field(ge=1, le=1000)] = 10
+    mode: RecallMode = RecallMode.similarity
+    trace_activation: bool = False
+    max_hops: Optional[Annotated[int, Field(ge=0, le=10)]] = None
+    memory_space_id: Optional[str] = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        return _check_embedding(v)
+
+    @model_validator(mode="after")
+    def _something_to_recall_by(self) -> "Cue":
+        if (
+            self.embedding is None
+            and not (self.query and self.query.strip())
+            and self.time_start is None
+            and self.time_end is None
+            and not self.location
+            and not self.participants
+            and not self.tags
+        ):
+            raise ValueError(
+                "a cue needs at least one of: embedding, query, time_start/time_end, location, participants, tags"
+            )
+        if self.time_start and self.time_end and to_epoch(self.time_start) > to_epoch(self.time_end):
+            raise ValueError("time_start must not be after time_end")
+        return self
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class Confidence(BaseModel):
+    value: float
+    category: ConfidenceCategory
+    reasoning: str
+
+
+class Memory(BaseModel):
+    id: str
+    content: str
+    embedding: Optional[list[float]] = None
+    confidence: float
+    created_at: datetime
+    last_access: datetime
+    access_count: int
+    activation: float
+    decay_rate: float
+    tags: list[str]
+    memory_type: MemoryType
+    metadata: dict[str, str]
+    suppressed: bool = False
+    lsn: int = 0
+    # episodic context (present for episodes)
+    when: Optional[datetime] = None
+    what: Optional[str] = None
+    where_location: Optional[str] = None
+    who: Optional[list[str]] = None
+    why: Optional[str] = None
+    how: Optional[str] = None
+    emotional_valence: Optional[float] = None
+    importance: Optional[float] = None
+    consolidation_state: Optional[ConsolidationState] = None
+
+
+class AutoLink(BaseModel):
+    target_id: str
+    strength: float
+
+
+class StoreReceipt(BaseModel):
+    memory_id: str
+    storage_confidence: Confidence
+    consolidation_state: ConsolidationState
+    observed_at: datetime
+    stored_at: datetime
+    auto_links: list[AutoLink] = Field(default_factory=list)
+    lsn: int
+    durability: str = "fsync"
+    memory_space_id: str = ""
+
+
+class ActivationStep(BaseModel):
+    memory_id: str
+    activation: float
+
+
+class RecallItem(BaseModel):
+    memory: Memory
+    score: float
+    similarity: float = 0.0
+    text_score: float = 0.0
+    activation: float = 0.0
+    recency: float = 0.0
+    confidence: Confidence
+    source: str = "similarity"  # similarity | text | context | spreading
+    activation_path: Optional[list[ActivationStep]] = None
+
+
+class RecallBuckets(BaseModel):
+    vivid: list[RecallItem] = Field(default_factory=list)
+    associated: list[RecallItem] = Field(default_factory=list)
+    reconstructed: list[RecallItem] = Field(default_factory=list)
+
+
+class ConfidenceInterval(BaseModel):
+    lower: float
+    point: float
+    upper: float
+
+
+class RecallResult(BaseModel):
+    memories: RecallBuckets
+    recall_confidence: Confidence
+    confidence_interval: ConfidenceInterval
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    memory_space_id: str = ""
+
+
+class ForgetReceipt(BaseModel):
+    memory_id: str
+    mode: ForgetMode
+    lsn: int
+    removed_associations: int = 0
+    memory_space_id: str = ""
+
+
+class MemoryPage(BaseModel):
+    memories: list[Memory]
+    next_cursor: Optional[str] = None
+    total: int = 0
+    memory_space_id: str = ""
+
+
+class SpaceDescriptor(BaseModel):
+    id: str
+    created_at: datetime
+    memory_count: int = 0
+    dimension: Optional[int] = None
+    last_lsn: int = 0
+    healthy: bool = True
+    loaded: bool = False
+    reason: Optional[str] = None
+    stats: Optional[dict[str, Any]] = None
+
+
+class SpacePage(BaseModel):
+    spaces: list[SpaceDescriptor]
+    next_cursor: Optional[str] = None
+
+
+class SpaceDeletion(BaseModel):
+    id: str
+    deleted: bool
+    memories_removed: int
+    bytes_removed: int
+    files_removed: int
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict of a result (datetimes as ISO-8601, enums as values)."""
+    return model.model_dump(mode="json", exclude_none=False)
+
+
+def confidence_from(value: float, reasoning: str) -> Confidence:
+    value = min(1.0, max(0.0, float(value)))
+    if value <= 0.05:
+        cat = ConfidenceCategory.none
+    elif value < 0.35:
+        cat = ConfidenceCategory.low
+    elif value < 0.65:
+        cat = ConfidenceCategory.medium
+    elif value < 0.95:
+        cat = ConfidenceCategory.high
+    else:
+        cat = ConfidenceCategory.certain
+    return Confidence(value=round(value, 6), category=cat, reasoning=reasoning)
+
+
+# ----------------------------------------------------------------------------- cognition inputs/outputs
+
+
+class AssociateInput(_Input):
+    source_id: MemoryId
+    target_id: MemoryId
+    strength: Unit = 0.5
+    bidirectional: bool = True
+    memory_space_id: Optional[str] = None
+
+
+class Association(BaseModel):
+    source_id: str
+    target_id: str
+    strength: float
+    kind: str = "explicit"  # explicit | auto | temporal
+    lsn: int = 0
+    memory_space_id: str = ""
+
+
+class RecognizeInput(_Input):
+    content: Optional[str] = Field(None, max_length=65_536)
+    embedding: Optional[list[float]] = None
+    threshold: Unit = 0.8
+    max_matches: Annotated[int, Field(ge=1, le=100)] = 5
+    memory_space_id: Optional[str] = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        return _check_embedding(v)
+
+    @model_validator(mode="after")
+    def _one(self) -> "RecognizeInput":
+        if not (self.content and self.content.strip()) and self.embedding is None:
+            raise ValueError("recognize needs content, an embedding, or both")
+        return self
+
+
+class RecognitionMatch(BaseModel):
+    memory_id: str
+    similarity: float
+    content: str
+
+
+class Recognition(BaseModel):
+    recognized: bool
+    familiarity: float
+    confidence: Confidence
+    matches: list[RecognitionMatch]
+    memory_space_id: str = ""
+
+
+class ReminisceQuery(_Input):
+    topic: Optional[str] = Field(None, max_length=4096)
+    embedding: Optional[list[float]] = None
+    time_start: Optional[datetime] = None
+    time_end: Optional[datetime] = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    memory_space_id: Optional[str] = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        return _check_embedding(v)
+
+
+class Reminiscence(BaseModel):
+    episodes: list[Memory]
+    memory_space_id: str = ""
+
+
+class ConsolidateInput(_Input):
+    min_cluster: Optional[Annotated[int, Field(ge=2, le=1000)]] = None
+    similarity: Optional[Unit] = None
+    memory_space_id: Optional[str] = None
+
+
+class Citation(BaseModel):
+    episode_id: str
+    preview: str
+    similarity: float
+
+
+class Belief(BaseModel):
+    id: str
+    content: str
+    centroid: Optional[list[float]] = None
+    strength: float
+    schema_confidence: float
+    citations: list[Citation]
+    created_at: datetime
+    updated_at: datetime
+    run_id: str
+    lsn: int = 0
+
+
+class ConsolidationReport(BaseModel):
+    run_id: str
+    beliefs: list[Belief]
+    episodes_considered: int
+    episodes_consolidated: int
+    clusters: int
+    duration_ms: float
+    lsn: int = 0
+    memory_space_id: str = ""
+
+
+class BeliefPage(BaseModel):
+    beliefs: list[Belief]
+    next_cursor: Optional[str] = None
+    last_consolidation: Optional[datetime] = None
+    memory_space_id: str = ""
+
+
+class DreamStep(BaseModel):
+    kind: str  # progress | replay | insight | done
+    progress: float  # 0..1
+    message: str
+    memory_ids: list[str] = Field(default_factory=list)
+    belief: Optional[Belief] = None
+
+
+class CompleteInput(_Input):
+    what: Optional[str] = Field(None, max_length=65_536)
+    when: Optional[datetime] = None
+    where_location: Optional[str] = Field(None, max_length=1024)
+    who: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
+    why: Optional[str] = Field(None, max_length=4096)
+    how: Optional[str] = Field(None, max_length=4096)
+    embedding: Optional[list[float]] = Field(None, description="A partial embedding: leading components, or full length.")
+    max_hypotheses: Annotated[int, Field(ge=1, le=20)] = 3
+    min_confidence: Unit = 0.2
+    memory_space_id: Optional[str] = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        return _check_embedding(v)
+
+
+class FieldSource(BaseModel):
+    field: str
+    value: Any = None
+    source: str  # given | recalled | reconstructed
+    confidence: float
+    from_memory_ids: list[str] = Field(default_factory=list)
+
+
+class CompletionHypothesis(BaseModel):
+    episode: dict[str, Any]
+    fields: list[FieldSource]
+    confidence: Confidence
+    source_memory_ids: list[str]
+
+
+class Completion(BaseModel):
+    best: CompletionHypothesis
+    alternatives: list[CompletionHypothesis]
+    memory_space_id: str = ""
+
+
+class SpaceStats(BaseModel):
+    memory_space_id: str
+    memories: int
+    by_type: dict[str, int]
+    by_consolidation_state: dict[str, int]
+    suppressed: int
+    associations: int
+    beliefs: int
+    average_activation: float
+    index: dict[str, Any]
+    storage_bytes: int
+    last_lsn: int
+    last_consolidation: Optional[datetime] = None
+    dimension: Optional[int] = None
+    healthy: bool = True

@@ -1,0 +1,338 @@
+"""Recall: from a cue to scored, bucketed memories of one space.
+
+Pipeline: candidates (vector top-k, FTS5 BM25 top-k, or a context query) ->
+context/tag/type filters -> optional spreading activation over associations ->
+score (similarity/text relevance, activation, confidence, recency) ->
+threshold, buckets, confidence interval -> background reinforcement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from ..cognition.decay import current_activation, recency
+from ..cognition.spreading import spread
+from ..index.vector import normalise
+from .models import (
+    ActivationStep,
+    ConfidenceInterval,
+    Cue,
+    RecallBuckets,
+    RecallItem,
+    RecallMode,
+    RecallResult,
+    confidence_from,
+    to_epoch,
+)
+
+if TYPE_CHECKING:
+    from .space import MemorySpace
+
+VIVID = 0.7
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+# Weights of the final score. Relevance dominates; the rest order near-ties the
+# way human memory does (stronger, surer, fresher first).
+W_RELEVANCE, W_ACTIVATION, W_CONFIDENCE, W_RECENCY = 0.7, 0.1, 0.1, 0.1
+
+
+@dataclass
+class Candidate:
+    rowid: int
+    similarity: float = 0.0
+    text: float = 0.0
+    context: float = 0.0
+    spread: float = 0.0
+    path: Optional[list[tuple[int, float]]] = None
+    sources: set[str] = field(default_factory=set)
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower() for t in _TOKEN.findall(text)]
+
+
+def fts_query(text: str) -> Optional[str]:
+    """A safe FTS5 query: every word quoted, OR-ed (no user syntax reaches FTS5)."""
+    words = list(dict.fromkeys(tokens(text)))[:64]
+    if not words:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def text_candidates(space: "MemorySpace", query: str, limit: int) -> dict[int, float]:
+    q = fts_query(query)
+    if q is None:
+        return {}
+    conn = space.check_healthy().reader()
+    try:
+        rows = conn.execute(
+            "SELECT m.rowid, bm25(memories_fts) AS r, m.content, m.tags FROM memories_fts "
+            "JOIN memories m ON m.rowid = memories_fts.rowid "
+            "WHERE memories_fts MATCH ? AND m.suppressed = 0 ORDER BY r LIMIT ?",
+            (q, limit),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    if not rows:
+        return {}
+    wanted = set(tokens(query))
+    best = max(-r[1] for r in rows) or 1.0
+    out: dict[int, float] = {}
+    for rowid, rank, content, tags in rows:
+        have = set(tokens(content)) | set(tokens(tags))
+        coverage = len(wanted & have) / max(1, len(wanted))
+        # BM25 relative to the best hit, blended with absolute word coverage so
+        # a lone weak hit in a tiny space is not reported as a perfect match.
+        out[int(rowid)] = 0.6 * coverage + 0.4 * max(0.0, -rank) / best
+    return out
+
+
+def context_sql(cue: Cue) -> tuple[list[str], list[Any]]:
+    where: list[str] = ["suppressed = 0"]
+    args: list[Any] = []
+    if cue.time_start is not None:
+        where.append("coalesce(ep_when, created_at) >= ?")
+        args.append(to_epoch(cue.time_start))
+    if cue.time_end is not None:
+        where.append("coalesce(ep_when, created_at) <= ?")
+        args.append(to_epoch(cue.time_end))
+    if cue.location:
+        where.append("lower(where_location) LIKE ? ESCAPE '\\'")
+        args.append("%" + _like_escape(cue.location.lower()) + "%")
+    if cue.memory_type is not None:
+        where.append("memory_type = ?")
+        args.append(cue.memory_type.value)
+    return where, args
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def has_context(cue: Cue) -> bool:
+    return bool(cue.time_start or cue.time_end or cue.location or cue.participants or cue.tags or cue.memory_type)
+
+
+def row_matches(cue: Cue, row: Any) -> bool:
+    """Context, tag and type filters applied to one fetched row."""
+    (_rowid, _id, _kind, _content, _emb, _conf, created, _la, _ac, _act, _rate, tags, mtype, _meta,
+     suppressed, _lsn, ep_when, _what, where, who, *_rest) = row
+    if suppressed:
+        return False
+    t = ep_when if ep_when is not None else created
+    if cue.time_start is not None and t < to_epoch(cue.time_start):
+        return False
+    if cue.time_end is not None and t > to_epoch(cue.time_end):
+        return False
+    if cue.location and (not where or cue.location.lower() not in where.lower()):
+        return False
+    if cue.participants:
+        people = {p.lower() for p in json.loads(who)} if who else set()
+        if not people.intersection(p.lower() for p in cue.participants):
+            return False
+    if cue.tags:
+        if not set(json.loads(tags)).intersection(cue.tags):
+            return False
+    if cue.memory_type is not None and mtype != cue.memory_type.value:
+        return False
+    return True
+
+
+def neighbours_of(space: "MemorySpace"):  # type: ignore[no-untyped-def]
+    conn = space.check_healthy().reader()
+
+    def fetch(nodes: list[int]) -> dict[int, list[tuple[int, float]]]:
+        out: dict[int, list[tuple[int, float]]] = {}
+        for i in range(0, len(nodes), 400):
+            chunk = nodes[i : i + 400]
+            q = ",".join("?" * len(chunk))
+            for s, t, w in conn.execute(
+                f"SELECT source, target, strength FROM associations WHERE source IN ({q}) "
+                "ORDER BY strength DESC", chunk
+            ):
+                lst = out.setdefault(int(s), [])
+                if len(lst) < 32:  # bounded fan-out keeps spreading within its budget
+                    lst.append((int(t), float(w)))
+        return out
+
+    return fetch
+
+
+def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
+    t0 = time.perf_counter()
+    space.check_healthy()
+    settings = space.settings
+    k = cue.max_results
+    wide = max(50, k * 4)
+    cands: dict[int, Candidate] = {}
+
+    def cand(rowid: int) -> Candidate:
+        c = cands.get(rowid)
+        if c is None:
+            c = cands[rowid] = Candidate(rowid)
+        return c
+
+    query_vec: Optional[np.ndarray] = None
+    if cue.embedding is not None:
+        space.vectors.check_dim(len(cue.embedding)) if space.dim is not None else None
+        query_vec = normalise(cue.embedding)
+        if space.dim is not None:
+            for rowid, sim in space.vectors.search(query_vec, wide):
+                c = cand(rowid)
+                c.similarity = max(0.0, sim)
+                c.sources.add("similarity")
+    if cue.query and cue.query.strip():
+        for rowid, score in text_candidates(space, cue.query, wide).items():
+            c = cand(rowid)
+            c.text = score
+            c.sources.add("text")
+    context_only = query_vec is None and not (cue.query and cue.query.strip())
+    if context_only:
+        where, args = context_sql(cue)
+        conn = space.check_healthy().reader()
+        try:
+            rows = conn.execute(
+                f"SELECT rowid FROM memories WHERE {' AND '.join(where)} "
+                "ORDER BY coalesce(ep_when, created_at) DESC LIMIT ?",
+                (*args, max(wide, 1000) if cue.participants or cue.tags else wide),
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            space.guard_read(exc)
+        for (rowid,) in rows:
+            c = cand(int(rowid))
+            c.context = 1.0
+            c.sources.add("context")
+
+    rows = space.rows_by_rowid(cands)
+    filtering = has_context(cue)
+    for rowid in list(cands):
+        row = rows.get(rowid)
+        if row is None or (filtering and not row_matches(cue, row)):
+            cands.pop(rowid)
+        elif filtering and not context_only:
+            cands[rowid].context = 1.0
+
+    spread_meta: dict[str, Any] = {}
+    if cue.mode is not RecallMode.similarity and cands:
+        seeds_sorted = sorted(cands.values(), key=lambda c: -max(c.similarity, c.text, c.context))[: max(5, k)]
+        seeds = {c.rowid: max(c.similarity, c.text, c.context) for c in seeds_sorted}
+        res = spread(
+            seeds, neighbours_of(space),
+            max_hops=cue.max_hops if cue.max_hops is not None else settings.spreading_max_hops,
+            decay=settings.spreading_decay, threshold=settings.spreading_threshold,
+            budget_seconds=settings.spreading_time_budget_ms / 1000.0,
+        )
+        spread_meta = {"hops": res.hops_done, "truncated": res.truncated, "reached": len(res.hits)}
+        new = [r for r in res.hits if r not in cands]
+        extra_rows = space.rows_by_rowid(new)
+        for rowid, hit in res.hits.items():
+            if rowid not in cands:
+                row = extra_rows.get(rowid)
+                if row is None or row[14]:  # gone or suppressed
+                    continue
+                if filtering and not row_matches(cue, row):
+                    continue
+                rows[rowid] = row
+                c = cand(rowid)
+                c.sources.add("spreading")
+            c = cands[rowid]
+            c.spread = hit.activation
+            c.path = hit.path
+
+    now = space.clock()
+    items: list[tuple[float, RecallItem]] = []
+    for c in cands.values():
+        row = rows[c.rowid]
+        mem = space.to_memory(row)
+        direct = max(c.similarity, c.text, c.context if context_only else 0.0)
+        if cue.mode is RecallMode.spreading:
+            relevance = max(direct, c.spread)
+        elif cue.mode is RecallMode.hybrid:
+            relevance = max(direct, 0.5 * direct + 0.5 * c.spread, c.spread)
+        else:
+            relevance = direct
+        act = current_activation(row[9], row[7], row[10], now)
+        rec = recency(row[7], now)
+        score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * row[5] + W_RECENCY * rec
+        score = max(0.0, min(1.0, score))
+        if score < cue.threshold:
+            continue
+        source = "spreading" if ("spreading" in c.sources and direct == 0.0) else sorted(c.sources)[0]
+        reason = _reason(c, source, act)
+        path = None
+        if cue.trace_activation and c.path is not None:
+            path = c.path
+        items.append((score, RecallItem(
+            memory=mem, score=round(score, 6), similarity=round(c.similarity, 6), text_score=round(c.text, 6),
+            activation=round(c.spread if c.spread else act, 6), recency=round(rec, 6),
+            confidence=confidence_from(score * (0.5 + 0.5 * row[5]), reason), source=source,
+            activation_path=None if path is None else [ActivationStep(memory_id=str(r), activation=round(a, 6))
+                                                       for r, a in path],
+        )))
+    items.sort(key=lambda t: (-t[0], t[1].memory.id))
+    items = items[:k]
+    if cue.trace_activation:
+        _resolve_paths(space, [it for _, it in items])
+    buckets = RecallBuckets()
+    for score, it in items:
+        (buckets.vivid if score > VIVID else buckets.associated).append(it)
+    scores = [s for s, _ in items]
+    point = float(np.mean(scores)) if scores else 0.0
+    spread_w = (1.96 * float(np.std(scores)) / math.sqrt(len(scores))) if len(scores) > 1 else (0.5 if not scores else 0.15)
+    interval = ConfidenceInterval(lower=round(max(0.0, point - spread_w), 6), point=round(point, 6),
+                                  upper=round(min(1.0, point + spread_w), 6))
+    overall = confidence_from(
+        point,
+        f"{len(items)} result(s); mean score {point:.2f}" if items else "nothing in this space matched the cue",
+    )
+    returned = {it.memory.id for _, it in items}
+    space.reinforce([r for r in cands if rows[r][1] in returned])
+    elapsed_ms = (time.perf_counter() - t0) * 1000
+    space.events.publish("recalled", space.last_lsn, {
+        "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
+        "confidence": overall.value,
+    })
+    metadata: dict[str, Any] = {"timing_ms": round(elapsed_ms, 3), "mode": cue.mode.value,
+                                "candidates": len(cands), "index": space.ann.state() if space.ann else {}}
+    if spread_meta:
+        metadata["spreading"] = spread_meta
+    if cue.trace_activation:
+        metadata["activation_paths"] = {
+            it.memory.id: [s.model_dump() for s in (it.activation_path or [])] for _, it in items
+        }
+    return RecallResult(memories=buckets, recall_confidence=overall, confidence_interval=interval,
+                        metadata=metadata, memory_space_id=space.id)
+
+
+def _reason(c: Candidate, source: str, act: float) -> str:
+    parts = []
+    if c.similarity:
+        parts.append(f"cosine {c.similarity:.2f}")
+    if c.text:
+        parts.append(f"text match {c.text:.2f}")
+    if c.context:
+        parts.append("matches context")
+    if c.spread and source == "spreading":
+        parts.append(f"reached by spreading activation {c.spread:.2f}")
+    parts.append(f"strength {act:.2f}")
+    return ", ".join(parts)
+
+
+def _resolve_paths(space: "MemorySpace", items: list[RecallItem]) -> None:
+    """Activation paths are built on row ids; show memory ids instead."""
+    need = {int(s.memory_id) for it in items for s in (it.activation_path or [])}
+    ids = space._ids_for(need)
+    for it in items:
+        if it.activation_path:
+            for s in it.activation_path:
+                s.memory_id = ids.get(int(s.memory_id), s.memory_id)

@@ -1,0 +1,469 @@
+"""``MemorySpace``: everything one space owns, and its write path.
+
+A space is its directory (``<data_root>/<space_id>/``), its SQLite store, its
+in-memory vectors and its event bus. Nothing here can name another space: a
+space only ever reads its own database and its own vectors, which is what
+makes isolation structural rather than a filter.
+
+Writes are validated on the caller's thread, turned into an op for the store's
+group-commit writer, and acknowledged after the commit (see
+``storage.sqlite_store``). The op's post-commit effect adds the vector and
+publishes the event, so a memory is recallable the moment ``remember`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from ..cognition.decay import Clock, current_activation, system_clock
+from ..errors import MemoryNotFound, SpaceUnhealthy, StorageError
+from ..index.ann import AnnIndex
+from ..index.vector import VectorSet, normalise
+from ..settings import Settings
+from ..storage.sqlite_store import SpaceStore, dumps
+from .events import EventBus
+from .models import (
+    AutoLink,
+    ConsolidationState,
+    EpisodeInput,
+    ForgetMode,
+    ForgetReceipt,
+    Memory,
+    MemoryInput,
+    MemoryPage,
+    MemoryType,
+    StoreReceipt,
+    confidence_from,
+    from_epoch,
+    to_epoch,
+)
+
+log = logging.getLogger("engram.space")
+
+MEMORY_COLUMNS = (
+    "rowid, id, kind, content, embedding, confidence, created_at, last_access, access_count, activation, "
+    "decay_rate, tags, memory_type, metadata, suppressed, lsn, ep_when, what, where_location, who, why, how, "
+    "emotional_valence, importance, consolidation_state"
+)
+
+
+class MemorySpace:
+    def __init__(self, space_id: str, space_dir: Path, settings: Settings, clock: Clock = system_clock) -> None:
+        self.id = space_id
+        self.dir = space_dir
+        self.settings = settings
+        self.clock = clock
+        self.events = EventBus(space_id, depth=settings.subscriber_queue_depth)
+        self.vectors = VectorSet()
+        self.healthy = True
+        self.unhealthy_reason: Optional[str] = None
+        self.last_used = time.monotonic()
+        self.opened_at = time.time()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.store: Optional[SpaceStore] = None
+        self.ann: Optional[AnnIndex] = None
+        self.extensions: dict[str, Any] = {}  # per-space state of cognition modules
+        self.dim: Optional[int] = None
+        self._open()
+
+    # -- opening and recovery ---------------------------------------------------
+    def _open(self) -> None:
+        """Open storage and rebuild derived state. Damage marks *this* space unhealthy."""
+        t0 = time.perf_counter()
+        try:
+            self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
+                                    max_batch=self.settings.group_commit_max_batch)
+            dim = self.store.meta("dimension")
+            self.dim = int(dim) if dim else None
+            self.vectors = VectorSet(self.dim)
+            self._load_vectors()
+        except (sqlite3.DatabaseError, StorageError, OSError, ValueError) as exc:
+            self.mark_unhealthy(f"storage could not be opened: {exc}")
+            return
+        self.ann = AnnIndex(self.vectors, self.dir, self.settings)
+        self.vectors.ann = self.ann
+        self.ann.start()
+        log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
+                                        "seconds": round(time.perf_counter() - t0, 3)})
+
+    def _load_vectors(self) -> None:
+        assert self.store is not None
+        conn = self.store.reader()
+        cur = conn.execute(
+            "SELECT rowid, embedding FROM memories WHERE embedding IS NOT NULL AND suppressed = 0 ORDER BY rowid"
+        )
+        while True:
+            rows = cur.fetchmany(20_000)
+            if not rows:
+                break
+            keys = [r[0] for r in rows]
+            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1).copy()
+            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self.vectors.add_many(keys, mat / norms)
+
+    def mark_unhealthy(self, reason: str) -> None:
+        if self.healthy:
+            log.error("space marked unhealthy: %s", reason, extra={"memory_space": self.id})
+        self.healthy = False
+        self.unhealthy_reason = reason
+
+    def check_healthy(self) -> SpaceStore:
+        if not self.healthy or self.store is None:
+            raise SpaceUnhealthy(
+                f"memory space {self.id!r} is unhealthy: {self.unhealthy_reason}",
+                details={"memory_space_id": self.id},
+            )
+        if self._closed:
+            raise StorageError(f"memory space {self.id!r} is closed")
+        self.last_used = time.monotonic()
+        return self.store
+
+    def guard_read(self, exc: BaseException) -> None:
+        """Turn a database error seen by a reader into an unhealthy mark (and re-raise)."""
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            self.mark_unhealthy(f"storage damaged: {exc}")
+            raise SpaceUnhealthy(f"memory space {self.id!r} is unhealthy: {exc}") from exc
+        raise exc
+
+    # -- store ----------------------------------------------------------------
+    def _prepare_embedding(self, embedding: Optional[list[float]]) -> tuple[Optional[bytes], Optional[np.ndarray]]:
+        if embedding is None:
+            return None, None
+        if len(embedding) > self.settings.max_embedding_dim:
+            from ..errors import InvalidInput
+
+            raise InvalidInput(
+                f"embedding has {len(embedding)} dimensions; at most {self.settings.max_embedding_dim} are allowed"
+            )
+        self.vectors.check_dim(len(embedding)) if self.dim is not None else None
+        raw = np.asarray(embedding, dtype=np.float32)
+        return raw.tobytes(), normalise(raw)
+
+    def submit_remember(self, item: MemoryInput) -> "Future[StoreReceipt]":
+        store = self.check_healthy()
+        if len(item.content) > self.settings.max_content_chars:
+            from ..errors import InvalidInput
+
+            raise InvalidInput(
+                f"content has {len(item.content)} characters; at most {self.settings.max_content_chars} are allowed"
+            )
+        blob, unit = self._prepare_embedding(item.embedding)
+        now = self.clock()
+        mem_id = item.id or uuid.uuid4().hex
+        is_episode = isinstance(item, EpisodeInput)
+        links: list[tuple[int, float]] = []
+        if item.auto_link and unit is not None and len(self.vectors):
+            thr = self.settings.auto_link_threshold
+            links = [(k, s) for k, s in self.vectors.search(unit, self.settings.auto_link_max + 1) if s >= thr]
+        activation = float(item.confidence)
+        tags = dumps(item.tags)
+        meta = dumps(item.metadata)
+        if is_episode:
+            ep = item  # type: EpisodeInput
+            ep_vals: tuple[Any, ...] = (
+                to_epoch(ep.when), ep.what, ep.where_location, dumps(ep.who), ep.why, ep.how,
+                ep.emotional_valence, ep.importance, ConsolidationState.recent.value,
+            )
+            activation = min(1.0, 0.5 * item.confidence + 0.5 * ep.importance)
+        else:
+            ep_vals = (None,) * 9
+        adjacency = self.settings.episodic_adjacency_seconds if is_episode else 0.0
+
+        def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
+            if blob is not None:
+                dim = len(blob) // 4
+                if self.dim is None:
+                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dim),))
+                elif dim != self.dim:
+                    self.vectors.check_dim(dim)
+            try:
+                cur = conn.execute(
+                    f"INSERT INTO memories({MEMORY_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?)",
+                    (mem_id, "episode" if is_episode else "memory", item.content, blob, item.confidence, now, now,
+                     activation, item.decay_rate, tags, item.memory_type.value, meta, lsn, *ep_vals),
+                )
+            except sqlite3.IntegrityError:
+                from ..errors import InvalidInput
+
+                raise InvalidInput(
+                    f"a memory with id {mem_id!r} already exists in this space",
+                    suggestion="Choose a new id, or omit id to have one generated; forget the old one first to reuse it.",
+                ) from None
+            rowid = int(cur.lastrowid or 0)
+            if blob is not None and self.dim is None:
+                self.dim = len(blob) // 4
+                self.vectors.dim = self.dim
+            made: list[tuple[int, float, str]] = []
+            for target, strength in links:
+                made.append((target, strength, "auto"))
+            if adjacency > 0:
+                when = ep_vals[0]
+                for (other,) in conn.execute(
+                    "SELECT rowid FROM memories WHERE ep_when BETWEEN ? AND ? AND rowid != ? AND suppressed = 0 "
+                    "ORDER BY abs(ep_when - ?) LIMIT 4",
+                    (when - adjacency, when + adjacency, rowid, when),
+                ):
+                    made.append((int(other), 0.5, "temporal"))
+            for target, strength, kind in made:
+                for a, b in ((rowid, target), (target, rowid)):
+                    conn.execute(
+                        "INSERT INTO associations(source, target, strength, kind, created_at, updated_at, lsn) "
+                        "VALUES (?,?,?,?,?,?,?) ON CONFLICT(source, target) DO UPDATE SET "
+                        "strength = max(strength, excluded.strength), updated_at = excluded.updated_at",
+                        (a, b, float(strength), kind, now, now, lsn),
+                    )
+            return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"]}
+
+        def after(res: dict[str, Any], lsn: int) -> None:
+            if unit is not None:
+                self.vectors.add(res["rowid"], unit)
+            self.events.publish("stored", lsn, {
+                "memory_id": mem_id, "memory_type": item.memory_type.value,
+                "confidence": item.confidence, "importance": getattr(item, "importance", None),
+                "content": item.content[:200], "kind": "episode" if is_episode else "memory",
+            })
+
+        inner = store.submit(op, after=after)
+        outer: Future[StoreReceipt] = Future()
+        durability = self.settings.durability
+
+        def done(f: Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                outer.set_exception(exc)
+                return
+            res, lsn = f.result()
+            link_ids = self._ids_for([t for t, _ in res["links"]])
+            stored_at = self.clock()
+            outer.set_result(StoreReceipt(
+                memory_id=mem_id,
+                storage_confidence=confidence_from(
+                    item.confidence,
+                    "durable on disk (fsync) before acknowledgement" if durability == "fsync"
+                    else "buffered: acknowledged before fsync, may be lost on power failure",
+                ),
+                consolidation_state=ConsolidationState.recent,
+                observed_at=from_epoch(now),
+                stored_at=from_epoch(stored_at),
+                auto_links=[AutoLink(target_id=link_ids[t], strength=round(s, 6))
+                            for t, s in res["links"] if t in link_ids],
+                lsn=lsn,
+                durability=durability,
+                memory_space_id=self.id,
+            ))
+
+        inner.add_done_callback(done)
+        return outer
+
+    def remember(self, item: MemoryInput) -> StoreReceipt:
+        return self.submit_remember(item).result()
+
+    # -- read helpers -----------------------------------------------------------
+    def _ids_for(self, rowids: Iterable[int]) -> dict[int, str]:
+        rowids = list(rowids)
+        if not rowids:
+            return {}
+        conn = self.check_healthy().reader()
+        q = ",".join("?" * len(rowids))
+        return {int(r): str(i) for r, i in conn.execute(f"SELECT rowid, id FROM memories WHERE rowid IN ({q})", rowids)}
+
+    def rows_by_rowid(self, rowids: Iterable[int]) -> dict[int, sqlite3.Row | tuple[Any, ...]]:
+        rowids = list(rowids)
+        if not rowids:
+            return {}
+        conn = self.check_healthy().reader()
+        out: dict[int, Any] = {}
+        try:
+            for i in range(0, len(rowids), 500):
+                chunk = rowids[i : i + 500]
+                q = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE rowid IN ({q})", chunk):
+                    out[int(row[0])] = row
+        except sqlite3.DatabaseError as exc:
+            self.guard_read(exc)
+        return out
+
+    def row_by_id(self, memory_id: str) -> Any:
+        conn = self.check_healthy().reader()
+        try:
+            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self.guard_read(exc)
+        if row is None:
+            raise MemoryNotFound(
+                f"no memory with id {memory_id!r} in memory space {self.id!r}",
+                details={"memory_id": memory_id, "memory_space_id": self.id},
+            )
+        return row
+
+    def to_memory(self, row: Any, include_embedding: bool = False) -> Memory:
+        (rowid, mid, kind, content, emb, conf, created, last_access, count, act, rate, tags, mtype, meta,
+         suppressed, lsn, ep_when, what, where, who, why, how, valence, importance, cstate) = row
+        now = self.clock()
+        mem = Memory(
+            id=mid, content=content,
+            embedding=np.frombuffer(emb, dtype=np.float32).tolist() if (include_embedding and emb) else None,
+            confidence=conf, created_at=from_epoch(created), last_access=from_epoch(last_access),
+            access_count=count, activation=round(current_activation(act, last_access, rate, now), 6),
+            decay_rate=rate, tags=json.loads(tags), memory_type=MemoryType(mtype), metadata=json.loads(meta),
+            suppressed=bool(suppressed), lsn=lsn,
+        )
+        if kind == "episode":
+            mem.when = from_epoch(ep_when) if ep_when is not None else None
+            mem.what = what
+            mem.where_location = where
+            mem.who = json.loads(who) if who else []
+            mem.why = why
+            mem.how = how
+            mem.emotional_valence = valence
+            mem.importance = importance
+            mem.consolidation_state = ConsolidationState(cstate) if cstate else None
+        return mem
+
+    def get(self, memory_id: str, include_embedding: bool = True) -> Memory:
+        return self.to_memory(self.row_by_id(memory_id), include_embedding)
+
+    def list(self, cursor: Optional[str] = None, limit: int = 50, memory_type: Optional[str] = None,
+             include_suppressed: bool = False) -> MemoryPage:
+        conn = self.check_healthy().reader()
+        after = 0
+        if cursor:
+            try:
+                after = int(cursor)
+            except ValueError:
+                from ..errors import InvalidInput
+
+                raise InvalidInput(f"cursor {cursor[:40]!r} is not a cursor this server issued",
+                                   suggestion="Pass the next_cursor value from the previous page.") from None
+        where = ["rowid > ?"]
+        args: list[Any] = [after]
+        if memory_type:
+            where.append("memory_type = ?")
+            args.append(memory_type)
+        if not include_suppressed:
+            where.append("suppressed = 0")
+        sql = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?"
+        try:
+            rows = conn.execute(sql, (*args, limit + 1)).fetchall()
+            total = conn.execute(
+                "SELECT count(*) FROM memories" + ("" if include_suppressed else " WHERE suppressed = 0")
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            self.guard_read(exc)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return MemoryPage(
+            memories=[self.to_memory(r) for r in rows],
+            next_cursor=str(rows[-1][0]) if more and rows else None,
+            total=int(total),
+            memory_space_id=self.id,
+        )
+
+    # -- forget ---------------------------------------------------------------
+    def submit_forget(self, memory_id: str, mode: ForgetMode) -> "Future[ForgetReceipt]":
+        store = self.check_healthy()
+
+        def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
+            row = conn.execute("SELECT rowid FROM memories WHERE id = ?", (memory_id,)).fetchone()
+            if row is None:
+                raise MemoryNotFound(
+                    f"no memory with id {memory_id!r} in memory space {self.id!r}",
+                    details={"memory_id": memory_id, "memory_space_id": self.id},
+                )
+            rowid = int(row[0])
+            n_assoc = conn.execute(
+                "SELECT count(*) FROM associations WHERE source = ? OR target = ?", (rowid, rowid)
+            ).fetchone()[0]
+            if mode is ForgetMode.delete:
+                conn.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
+            else:
+                conn.execute("UPDATE memories SET suppressed = 1, lsn = ? WHERE rowid = ?", (lsn, rowid))
+                n_assoc = 0
+            return {"rowid": rowid, "assoc": int(n_assoc)}
+
+        def after(res: dict[str, Any], lsn: int) -> None:
+            self.vectors.remove(res["rowid"])
+            self.events.publish("forgotten", lsn, {"memory_id": memory_id, "mode": mode.value})
+
+        inner = store.submit(op, after=after)
+        outer: Future[ForgetReceipt] = Future()
+
+        def done(f: Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                outer.set_exception(exc)
+                return
+            res, lsn = f.result()
+            outer.set_result(ForgetReceipt(memory_id=memory_id, mode=mode, lsn=lsn,
+                                           removed_associations=res["assoc"] // 1, memory_space_id=self.id))
+
+        inner.add_done_callback(done)
+        return outer
+
+    def forget(self, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
+        return self.submit_forget(memory_id, mode).result()
+
+    # -- reinforcement (background, never awaited) ------------------------------
+    def reinforce(self, rowids: list[int]) -> None:
+        if not rowids or self._closed or self.store is None:
+            return
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection, _lsn: int) -> None:
+            conn.executemany(
+                "UPDATE memories SET access_count = access_count + 1, last_access = ?, "
+                "activation = min(1.0, activation + 0.05) WHERE rowid = ?",
+                [(now, r) for r in rowids],
+            )
+
+        try:
+            self.store.submit(op, mutates=False, wait=False)
+        except StorageError:
+            pass  # closing: reinforcement is best-effort by design, the recall itself succeeded
+
+    # -- stats and lifecycle ----------------------------------------------------
+    @property
+    def last_lsn(self) -> int:
+        return self.store.last_lsn if self.store is not None else 0
+
+    def count(self) -> int:
+        if self.store is None:
+            return 0
+        try:
+            return int(self.store.reader().execute("SELECT count(*) FROM memories").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            self.mark_unhealthy(f"storage damaged: {exc}")
+            return 0
+
+    def close(self, reason: str = "space closed") -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.events.close_all(reason)
+        for ext in self.extensions.values():
+            stop = getattr(ext, "close", None)
+            if callable(stop):
+                stop()
+        if self.ann is not None:
+            self.ann.stop()
+        if self.store is not None:
+            self.store.close()
+        if self.ann is not None:
+            self.ann.checkpoint_if_useful()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,207 @@
+"""One error tree for the whole of Engram.
+
+Every domain error carries a stable ``code``, an HTTP status and a gRPC status
+name, plus a ``suggestion`` and a correct ``example``. Transports never invent
+their own errors: REST and gRPC map an :class:`EngramError` through the same
+attributes, and the Python clients raise the same classes from the envelope
+the server sends back.
+
+    EngramError
+    ├── InvalidInput                (400 / INVALID_ARGUMENT)
+    │   ├── InvalidMemorySpace      INVALID_MEMORY_SPACE
+    │   ├── MemorySpaceRequired     MEMORY_SPACE_REQUIRED
+    │   ├── MemorySpaceConflict     MEMORY_SPACE_CONFLICT
+    │   ├── DimensionMismatch       EMBEDDING_DIMENSION_MISMATCH
+    │   ├── CueTooWeak              CUE_TOO_WEAK (422 / FAILED_PRECONDITION)
+    │   └── PayloadTooLarge         PAYLOAD_TOO_LARGE (413 / RESOURCE_EXHAUSTED)
+    ├── NotFound                    (404 / NOT_FOUND)
+    │   ├── MemorySpaceNotFound     MEMORY_SPACE_NOT_FOUND
+    │   ├── MemoryNotFound          MEMORY_NOT_FOUND
+    │   └── BeliefNotFound          BELIEF_NOT_FOUND
+    ├── SpaceLimitReached           (409 / RESOURCE_EXHAUSTED)
+    ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
+    ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
+    ├── ShuttingDown                (503 / UNAVAILABLE)
+    └── StorageError                (500 / INTERNAL)  -- never for client input
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EngramError(Exception):
+    code = "ENGRAM_ERROR"
+    http_status = 500
+    grpc_status = "INTERNAL"
+    default_suggestion = ""
+    default_example = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        suggestion: str | None = None,
+        example: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestion = suggestion if suggestion is not None else self.default_suggestion
+        self.example = example if example is not None else self.default_example
+        self.details = details or {}
+
+    def to_envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "suggestion": self.suggestion,
+            "example": self.example,
+        }
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}: {self.message})"
+
+
+class InvalidInput(EngramError, ValueError):
+    code = "INVALID_INPUT"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+    default_suggestion = "Check the request against the API reference at /docs."
+
+
+class InvalidMemorySpace(InvalidInput):
+    code = "INVALID_MEMORY_SPACE"
+    default_suggestion = (
+        "Use 3-64 characters of lowercase letters, digits, '-' or '_', "
+        "starting with a letter or digit."
+    )
+    default_example = "agent-7"
+
+
+class MemorySpaceRequired(InvalidInput):
+    code = "MEMORY_SPACE_REQUIRED"
+    default_suggestion = (
+        "This server sets require_explicit_space = true: name the space with the "
+        "X-Memory-Space header, ?space= or memory_space_id (REST), or the "
+        "memory_space_id field (gRPC)."
+    )
+    default_example = "X-Memory-Space: agent-7"
+
+
+class MemorySpaceConflict(InvalidInput):
+    code = "MEMORY_SPACE_CONFLICT"
+    default_suggestion = "Name the memory space in one place only, or make all sources agree."
+    default_example = "X-Memory-Space: agent-7 (and no different ?space= or memory_space_id)"
+
+
+class DimensionMismatch(InvalidInput):
+    code = "EMBEDDING_DIMENSION_MISMATCH"
+    default_suggestion = "Send embeddings with the dimension this memory space was created with."
+
+
+class CueTooWeak(InvalidInput):
+    code = "CUE_TOO_WEAK"
+    http_status = 422
+    grpc_status = "FAILED_PRECONDITION"
+    default_suggestion = "Give more fields (what, where, who, when) or a longer partial embedding."
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+    default_suggestion = "Send a smaller body, or raise max_body_bytes in the server settings."
+
+
+class NotFound(EngramError, LookupError):
+    code = "NOT_FOUND"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class MemorySpaceNotFound(NotFound):
+    code = "MEMORY_SPACE_NOT_FOUND"
+    default_suggestion = (
+        "Create it first with `engram space create <id>`, POST /api/v1/spaces "
+        "{\"id\": \"<id>\"} or the CreateSpace RPC, or choose an existing space."
+    )
+    default_example = "engram space create agent-7"
+
+
+class MemoryNotFound(NotFound):
+    code = "MEMORY_NOT_FOUND"
+    default_suggestion = "List memories with GET /api/v1/memories to find a valid id in this space."
+
+
+class BeliefNotFound(NotFound):
+    code = "BELIEF_NOT_FOUND"
+    default_suggestion = "List beliefs with GET /api/v1/consolidations."
+
+
+class SpaceLimitReached(EngramError):
+    code = "MEMORY_SPACE_LIMIT"
+    http_status = 409
+    grpc_status = "RESOURCE_EXHAUSTED"
+    default_suggestion = "Delete unused spaces or raise max_spaces in the server settings."
+
+
+class SpaceUnhealthy(EngramError):
+    code = "MEMORY_SPACE_UNHEALTHY"
+    http_status = 503
+    grpc_status = "FAILED_PRECONDITION"
+    default_suggestion = "Check /api/v1/system/health for the reason; other spaces keep serving."
+
+
+class SlowConsumer(EngramError):
+    code = "SLOW_CONSUMER"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+    default_suggestion = "Read the stream faster or narrow it with event-type filters."
+
+
+class ShuttingDown(EngramError):
+    code = "SHUTTING_DOWN"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = "Retry against the restarted server."
+
+
+class StorageError(EngramError):
+    code = "STORAGE_ERROR"
+    http_status = 500
+    grpc_status = "INTERNAL"
+
+
+def _all_subclasses(cls: type[EngramError]) -> list[type[EngramError]]:
+    out: list[type[EngramError]] = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_class_for_code(code: str) -> type[EngramError]:
+    """Map a wire error code back to its class (used by the clients)."""
+    for cls in _all_subclasses(EngramError):
+        if cls.code == code:
+            return cls
+    return EngramError
+
+
+def error_from_envelope(body: dict[str, Any], http_status: int | None = None) -> EngramError:
+    err = body.get("error", {}) if isinstance(body, dict) else {}
+    code = str(err.get("code", "ENGRAM_ERROR"))
+    cls = error_class_for_code(code)
+    if cls is EngramError and http_status is not None:
+        cls = {400: InvalidInput, 404: NotFound}.get(http_status, EngramError)
+    exc = cls(
+        str(err.get("message", "")),
+        suggestion=err.get("suggestion"),
+        example=err.get("example"),
+        details=err.get("details"),
+    )
+    exc.code = code
+    return exc

@@ -1,0 +1,251 @@
+"""``EngramService``: the one set of operations every transport calls.
+
+REST, gRPC, the CLI (through REST) and in-process callers all go through these
+methods, so space resolution, validation and error behaviour exist once. Each
+data-plane method takes the already-resolved space id first; transports obtain
+it from :meth:`resolve_space`, which implements SPEC §2 for both transports.
+
+Blocking work (waiting for a group commit, numpy search, consolidation) runs
+off the event loop: writes await the commit future, reads run in a worker
+thread, so one slow space never stalls the loop serving the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Iterable, Optional, Sequence
+
+from .cognition.decay import Clock, system_clock
+from .core.events import Subscription
+from .cognition.api import SpaceCognition
+from .core.models import (
+    Association,
+    AssociateInput,
+    Belief,
+    BeliefPage,
+    CompleteInput,
+    Completion,
+    ConsolidateInput,
+    ConsolidationReport,
+    DreamStep,
+    Recognition,
+    RecognizeInput,
+    Reminiscence,
+    ReminisceQuery,
+    SpaceStats,
+    Cue,
+    EpisodeInput,
+    ForgetMode,
+    ForgetReceipt,
+    Memory,
+    MemoryInput,
+    MemoryPage,
+    RecallResult,
+    SpaceDeletion,
+    SpaceDescriptor,
+    SpacePage,
+    StoreReceipt,
+)
+from .core.recall import recall as _recall
+from .core.space import MemorySpace
+from .errors import MemorySpaceConflict, MemorySpaceRequired
+from .observability import Metrics
+from .settings import Settings
+from .spaces.ids import MemorySpaceId
+from .spaces.registry import SpaceRegistry
+
+log = logging.getLogger("engram.service")
+
+FALLBACK_WARNING = (
+    "299 engram \"No memory space given; using the default space '{space}'. This fallback is deprecated: "
+    "set the X-Memory-Space header (REST) or the memory_space_id field (gRPC).\""
+)
+
+
+@dataclass(frozen=True)
+class SpaceResolution:
+    space_id: str
+    fell_back: bool
+    source: str  # which source named it ("header:X-Memory-Space", "query:space", "body", "field", "metadata", "default")
+    warning: Optional[str] = None
+
+
+class EngramService:
+    def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Optional[Metrics] = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or Metrics(settings.metrics_space_label_cap)
+        self.registry = SpaceRegistry(settings, clock)
+        self.shutting_down = False
+        from .cognition import install  # cognition modules attach per-space state
+
+        install(self)
+
+    # -- space resolution (SPEC §2) ---------------------------------------------
+    def resolve_space(
+        self,
+        sources: Sequence[tuple[str, Optional[str]]],
+        *,
+        transport: str,
+        operation: str,
+        peer: str = "unknown",
+    ) -> SpaceResolution:
+        """Choose the space from ``(source_name, value)`` pairs, in precedence order.
+
+        Every given value is validated; values that disagree are a conflict
+        naming both sources (so a body can never override a proxy-set header).
+        No value at all means the default space, logged, counted and flagged,
+        or an error when ``require_explicit_space`` is set.
+        """
+        given = [(name, value) for name, value in sources if value not in (None, "")]
+        for name, value in given:
+            MemorySpaceId(value)
+        if given:
+            first_name, first = given[0]
+            for name, value in given[1:]:
+                if value != first:
+                    raise MemorySpaceConflict(
+                        f"memory space named twice with different values: {first_name}={first!r} "
+                        f"and {name}={value!r}",
+                        details={"sources": {first_name: first, name: value}},
+                    )
+            return SpaceResolution(first, False, first_name)
+        if self.settings.require_explicit_space:
+            raise MemorySpaceRequired(
+                f"{operation} needs a memory space and none was given (require_explicit_space = true)"
+            )
+        space = self.settings.default_space
+        self.metrics.fallback.labels(transport, operation).inc()
+        log.warning(
+            "request named no memory space; using default space (deprecated)",
+            extra={"memory_space": space, "transport": transport, "route": operation, "peer": peer},
+        )
+        return SpaceResolution(space, True, "default", FALLBACK_WARNING.format(space=space))
+
+    def space(self, space_id: str) -> MemorySpace:
+        space = self.registry.get(space_id)
+        space.check_healthy()
+        return space
+
+    # -- space administration ---------------------------------------------------
+    async def create_space(self, space_id: str, dimension: Optional[int] = None) -> tuple[SpaceDescriptor, bool]:
+        _, created = await asyncio.to_thread(self.registry.create, space_id, dimension)
+        return await asyncio.to_thread(self.registry.describe, space_id), created
+
+    async def list_spaces(self, cursor: Optional[str] = None, limit: int = 100) -> SpacePage:
+        return await asyncio.to_thread(self.registry.list, cursor, limit)
+
+    async def get_space(self, space_id: str) -> SpaceDescriptor:
+        return await asyncio.to_thread(self.registry.describe, space_id, True)
+
+    async def delete_space(self, space_id: str) -> SpaceDeletion:
+        return await asyncio.to_thread(self.registry.delete, space_id)
+
+    # -- memories ---------------------------------------------------------------
+    async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
+        space = self.space(space_id)
+        return await asyncio.wrap_future(space.submit_remember(item))
+
+    async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
+        return await self.remember(space_id, item)
+
+    async def recall(self, space_id: str, cue: Cue) -> RecallResult:
+        space = self.space(space_id)
+        return await asyncio.to_thread(_recall, space, cue)
+
+    async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
+        space = self.space(space_id)
+        return await asyncio.to_thread(space.get, memory_id, include_embedding)
+
+    async def list_memories(self, space_id: str, cursor: Optional[str] = None, limit: int = 50,
+                            memory_type: Optional[str] = None, include_suppressed: bool = False) -> MemoryPage:
+        space = self.space(space_id)
+        return await asyncio.to_thread(space.list, cursor, limit, memory_type, include_suppressed)
+
+    async def forget(self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
+        space = self.space(space_id)
+        return await asyncio.wrap_future(space.submit_forget(memory_id, mode))
+
+    # -- events -----------------------------------------------------------------
+    def subscribe(self, space_id: str, types: Optional[Iterable[str]] = None,
+                  depth: Optional[int] = None) -> Subscription:
+        return self.space(space_id).events.subscribe(types, depth)
+
+    # -- cognition (implemented in engram.cognition.api) ----------------------
+    def cognition(self, space_id: str) -> SpaceCognition:
+        cog = self.space(space_id).extensions["cognition"]
+        assert isinstance(cog, SpaceCognition)
+        return cog
+
+    async def associate(self, space_id: str, item: AssociateInput) -> Association:
+        return await asyncio.to_thread(self.cognition(space_id).associate, item)
+
+    async def recognize(self, space_id: str, item: RecognizeInput) -> Recognition:
+        return await asyncio.to_thread(self.cognition(space_id).recognize, item)
+
+    async def reminisce(self, space_id: str, query: ReminisceQuery) -> Reminiscence:
+        return await asyncio.to_thread(self.cognition(space_id).reminisce, query)
+
+    async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
+        return await asyncio.to_thread(self.cognition(space_id).consolidate, item)
+
+    async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
+        """Stream one consolidation run as progress / replay / insight steps."""
+        steps = self.cognition(space_id).dream(item)
+        sentinel = object()
+        while True:
+            step = await asyncio.to_thread(next, steps, sentinel)
+            if step is sentinel:
+                return
+            yield step  # type: ignore[misc]
+
+    async def list_beliefs(self, space_id: str, cursor: Optional[str] = None, limit: int = 50) -> BeliefPage:
+        return await asyncio.to_thread(self.cognition(space_id).list_beliefs, cursor, limit)
+
+    async def get_belief(self, space_id: str, belief_id: str) -> Belief:
+        return await asyncio.to_thread(self.cognition(space_id).get_belief, belief_id)
+
+    async def complete(self, space_id: str, item: CompleteInput) -> Completion:
+        return await asyncio.to_thread(self.cognition(space_id).complete, item)
+
+    async def introspect(self, space_id: str) -> SpaceStats:
+        return await asyncio.to_thread(self.cognition(space_id).introspect)
+
+    # -- health -----------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        def collect() -> dict[str, Any]:
+            spaces = []
+            for space in self.registry.loaded():
+                spaces.append({
+                    "id": space.id, "healthy": space.healthy, "reason": space.unhealthy_reason,
+                    "memories": space.count() if space.healthy else None, "last_lsn": space.last_lsn,
+                    "loaded": not space.closed,
+                })
+            healthy = all(s["healthy"] for s in spaces)
+            return {
+                "status": "ok" if healthy else "degraded",
+                "spaces_total": len(self.registry.known_ids()),
+                "spaces_loaded": len(spaces),
+                "spaces": sorted(spaces, key=lambda s: s["id"]),
+                "shutting_down": self.shutting_down,
+            }
+
+        return await asyncio.to_thread(collect)
+
+    def close(self) -> None:
+        self.shutting_down = True
+        self.registry.close()
+
+
+async def aiter_subscription(sub: Subscription, heartbeat: float) -> AsyncIterator[Any]:
+    """Yield events / Lagged notices, ``None`` on each heartbeat interval; ends when closed."""
+    from .core.events import Closed
+
+    while True:
+        try:
+            item = await sub.get(timeout=heartbeat)
+        except Closed:
+            return
+        yield item

@@ -1,0 +1,178 @@
+"""The one immutable settings object.
+
+Built once at start-up, in this order (later wins): defaults, a TOML file,
+``ENGRAM_*`` environment variables, explicit overrides (CLI flags). Nothing in
+Engram reads configuration at import time; every component receives the
+``Settings`` it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import InvalidInput
+
+DURABILITY_MODES = ("fsync", "buffered")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- storage --------------------------------------------------------------
+    data_dir: Path = Path("./engram-data")
+    durability: str = "fsync"  # "fsync": ack after fsync; "buffered": ack before
+    group_commit_max_batch: int = 512
+    # -- spaces ---------------------------------------------------------------
+    default_space: str = "default"
+    bootstrap_spaces: tuple[str, ...] = ()
+    auto_create_spaces: bool = False
+    require_explicit_space: bool = False
+    max_spaces: int = 100_000
+    space_idle_unload_seconds: float = 600.0
+    # -- vectors --------------------------------------------------------------
+    max_embedding_dim: int = 4096
+    exact_search_max: int = 20_000  # below this many vectors, search is exact
+    hnsw_connectivity: int = 16
+    hnsw_expansion_add: int = 128
+    hnsw_expansion_search: int = 128
+    index_checkpoint_every: int = 50_000
+    # -- memory semantics -----------------------------------------------------
+    auto_link_threshold: float = 0.8
+    auto_link_max: int = 5
+    episodic_adjacency_seconds: float = 300.0
+    consolidation_interval_seconds: float = 0.0  # 0 disables the schedule
+    consolidation_similarity: float = 0.8
+    consolidation_min_cluster: int = 2
+    spreading_max_hops: int = 3
+    spreading_decay: float = 0.5
+    spreading_threshold: float = 0.05
+    spreading_time_budget_ms: float = 15.0
+    # -- limits ---------------------------------------------------------------
+    max_body_bytes: int = 1_048_576
+    max_content_chars: int = 65_536
+    max_results_limit: int = 1_000
+    max_page_size: int = 1_000
+    subscriber_queue_depth: int = 1_024
+    grpc_max_message_bytes: int = 4_194_304
+    stream_heartbeat_seconds: float = 15.0
+    # -- server ---------------------------------------------------------------
+    host: str = "127.0.0.1"
+    http_port: int = 7432
+    grpc_port: int = 50051
+    grpc_enabled: bool = True
+    state_file: Path | None = None  # defaults to <data_dir>/engram.state.json
+    log_level: str = "info"
+    log_json: bool = True
+    metrics_space_label_cap: int = 100
+    shutdown_grace_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.durability not in DURABILITY_MODES:
+            raise InvalidInput(
+                f"durability must be one of {DURABILITY_MODES}, got {self.durability!r}",
+                example='durability = "fsync"',
+            )
+        for name in ("max_spaces", "max_body_bytes", "max_embedding_dim", "subscriber_queue_depth"):
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    @property
+    def resolved_state_file(self) -> Path:
+        return self.state_file or (self.data_dir / "engram.state.json")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return load_settings(overrides=changes, base=self, use_env=False)
+
+
+def _coerce(name: str, value: Any, target: Any) -> Any:
+    """Convert a raw (string or TOML) value to the type of the default."""
+    default = target
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise InvalidInput(f"setting {name} expects true/false, got {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"setting {name} expects an integer, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"setting {name} expects a number, got {value!r}") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(str(v) for v in value)
+    if isinstance(default, Path) or name in ("data_dir", "state_file"):
+        return None if value in (None, "") else Path(str(value))
+    return str(value)
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _defaults() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # pragma: no cover
+            out[f.name] = f.default_factory()
+    return out
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    use_env: bool = True,
+    base: Settings | None = None,
+) -> Settings:
+    """defaults < TOML file < ENGRAM_* environment < overrides (flags)."""
+    values = dataclasses.asdict(base) if base is not None else _defaults()
+    defaults = _defaults()
+    environ = os.environ if env is None else env
+    if config_file is None and use_env and environ.get("ENGRAM_CONFIG"):
+        config_file = environ["ENGRAM_CONFIG"]
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise InvalidInput(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"config file {path} is not valid TOML: {exc}") from None
+        flat: dict[str, Any] = {}
+        for key, val in raw.items():
+            if isinstance(val, dict):  # allow [server], [storage] ... tables
+                flat.update(val)
+            else:
+                flat[key] = val
+        for key, val in flat.items():
+            if key not in _FIELDS:
+                raise InvalidInput(f"unknown setting {key!r} in {path}")
+            values[key] = _coerce(key, val, defaults[key])
+    if use_env:
+        for name in _FIELDS:
+            env_key = "ENGRAM_" + name.upper()
+            if env_key in environ:
+                values[name] = _coerce(name, environ[env_key], defaults[name])
+    for key, val in (overrides or {}).items():
+        if val is None:
+            continue
+        if key not in _FIELDS:
+            raise InvalidInput(f"unknown setting {key!r}")
+        values[key] = _coerce(key, val, defaults[key])
+    return Settings(**values)

@@ -1,0 +1,295 @@
+"""The registry of memory spaces under one data root.
+
+Invariants:
+
+* A space exists iff ``<data_root>/<id>/space.json`` exists. The marker is
+  written (fsync + rename) after the space's database, so a crash during
+  creation leaves a directory without a marker, which is ignored and reused.
+* At most one ``MemorySpace`` handle per id is ever open: loading, creating
+  and deleting an id all happen under that id's lock, so concurrent callers
+  from any number of threads or tasks share one store (two stores on one
+  SQLite file would each run a writer thread and break group commit).
+* Spaces load lazily on first use and unload after ``space_idle_unload_seconds``
+  without use, so start-up and memory do not grow with idle spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from ..cognition.decay import Clock, system_clock
+from ..core.models import SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.space import MemorySpace
+from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached
+from ..settings import Settings
+from .ids import MemorySpaceId, is_valid
+
+log = logging.getLogger("engram.registry")
+
+MARKER = "space.json"
+
+
+class SpaceRegistry:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.root = Path(settings.data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # guards the dicts below, never held during I/O
+        self._id_locks: dict[str, threading.RLock] = {}
+        self._loaded: dict[str, MemorySpace] = {}
+        self._known: set[str] = set()
+        self._meta: dict[str, dict[str, object]] = {}
+        self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (cognition, metrics)
+        self._scan()
+        for sid in (settings.default_space, *settings.bootstrap_spaces):
+            self.create(sid)
+
+    def _scan(self) -> None:
+        with os.scandir(self.root) as it:
+            for entry in it:
+                if entry.is_dir() and is_valid(entry.name) and os.path.exists(os.path.join(entry.path, MARKER)):
+                    self._known.add(entry.name)
+
+    def _id_lock(self, sid: str) -> threading.RLock:
+        with self._lock:
+            lock = self._id_locks.get(sid)
+            if lock is None:
+                lock = self._id_locks[sid] = threading.RLock()
+            return lock
+
+    # -- create / get -----------------------------------------------------------
+    def exists(self, space_id: str) -> bool:
+        return MemorySpaceId(space_id) in self._known
+
+    def create(self, space_id: str, dimension: Optional[int] = None) -> tuple[MemorySpace, bool]:
+        """Create (idempotently) and return ``(handle, created)``."""
+        sid = MemorySpaceId(space_id)
+        if dimension is not None and not (1 <= dimension <= self.settings.max_embedding_dim):
+            raise InvalidInput(
+                f"dimension must be between 1 and {self.settings.max_embedding_dim}, got {dimension}"
+            )
+        with self._id_lock(sid):
+            if sid in self._known:
+                return self._load(sid), False
+            with self._lock:
+                if len(self._known) >= self.settings.max_spaces:
+                    raise SpaceLimitReached(
+                        f"this server already holds {len(self._known)} memory spaces (max_spaces = "
+                        f"{self.settings.max_spaces})"
+                    )
+            space_dir = self.root / sid
+            if space_dir.exists():
+                # No marker: leftovers of a creation or deletion cut short by a crash.
+                shutil.rmtree(space_dir)
+            space_dir.mkdir(parents=True)
+            created_at = self.clock()
+            space = MemorySpace(sid, space_dir, self.settings, self.clock)
+            if dimension is not None and space.store is not None:
+                def set_dim(conn, _lsn):  # type: ignore[no-untyped-def]
+                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dimension),))
+                space.store.write(set_dim, mutates=False)
+                space.dim = dimension
+                space.vectors.dim = dimension
+            _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": dimension})
+            with self._lock:
+                self._known.add(sid)
+                self._loaded[sid] = space
+            for hook in self.on_open:
+                hook(space)
+            log.info("space created", extra={"memory_space": sid})
+            return space, True
+
+    def get(self, space_id: str) -> MemorySpace:
+        """The loaded handle of an existing space (or a new one if auto_create_spaces)."""
+        sid = MemorySpaceId(space_id)
+        space = self._loaded.get(sid)
+        if space is not None and not space.closed:
+            space.last_used = time.monotonic()
+            return space
+        if sid not in self._known:
+            if self.settings.auto_create_spaces:
+                return self.create(sid)[0]
+            raise MemorySpaceNotFound(
+                f"memory space {sid!r} does not exist",
+                details={"memory_space_id": sid},
+            )
+        return self._load(sid)
+
+    def _load(self, sid: str) -> MemorySpace:
+        with self._id_lock(sid):
+            space = self._loaded.get(sid)
+            if space is not None and not space.closed:
+                return space
+            if sid not in self._known:
+                raise MemorySpaceNotFound(f"memory space {sid!r} does not exist")
+            space = MemorySpace(sid, self.root / sid, self.settings, self.clock)
+            with self._lock:
+                self._loaded[sid] = space
+            for hook in self.on_open:
+                hook(space)
+            return space
+
+    def loaded(self) -> list[MemorySpace]:
+        with self._lock:
+            return list(self._loaded.values())
+
+    def known_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._known)
+
+    # -- describe / list ----------------------------------------------------------
+    def describe(self, space_id: str, with_stats: bool = False) -> SpaceDescriptor:
+        sid = MemorySpaceId(space_id)
+        if sid not in self._known:
+            raise MemorySpaceNotFound(f"memory space {sid!r} does not exist", details={"memory_space_id": sid})
+        meta = self._marker(sid)
+        space = self._loaded.get(sid)
+        if space is None or space.closed:
+            space = self._load(sid) if with_stats else None
+        desc = SpaceDescriptor(
+            id=sid,
+            created_at=datetime.fromtimestamp(float(meta.get("created_at", 0.0)), tz=timezone.utc),
+            dimension=(space.dim if space is not None else meta.get("dimension")),  # type: ignore[arg-type]
+            loaded=space is not None and not space.closed,
+        )
+        if space is not None:
+            desc.memory_count = space.count()
+            desc.last_lsn = space.last_lsn
+            desc.healthy = space.healthy
+            desc.reason = space.unhealthy_reason
+        else:
+            desc.memory_count = _count_offline(self.root / sid)
+        if with_stats and space is not None:
+            stats_fn = space.extensions.get("stats")
+            desc.stats = stats_fn() if callable(stats_fn) else None
+        return desc
+
+    def _marker(self, sid: str) -> dict[str, object]:
+        cached = self._meta.get(sid)
+        if cached is None:
+            try:
+                cached = json.loads((self.root / sid / MARKER).read_text())
+            except (OSError, ValueError):
+                cached = {"id": sid, "created_at": 0.0}
+            self._meta[sid] = cached
+        return cached
+
+    def list(self, cursor: Optional[str] = None, limit: int = 100) -> SpacePage:
+        if limit < 1 or limit > self.settings.max_page_size:
+            raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
+        ids = self.known_ids()
+        if cursor:
+            ids = [i for i in ids if i > cursor]
+        page = ids[:limit]
+        return SpacePage(
+            spaces=[self.describe(i) for i in page],
+            next_cursor=page[-1] if len(ids) > limit and page else None,
+        )
+
+    # -- delete / unload ----------------------------------------------------------
+    def delete(self, space_id: str) -> SpaceDeletion:
+        sid = MemorySpaceId(space_id)
+        with self._id_lock(sid):
+            if sid not in self._known:
+                raise MemorySpaceNotFound(f"memory space {sid!r} does not exist", details={"memory_space_id": sid})
+            space = self._loaded.pop(sid, None)
+            memories = space.count() if space is not None else _count_offline(self.root / sid)
+            if space is not None:
+                space.close("memory space deleted")
+            space_dir = self.root / sid
+            files, size = 0, 0
+            for p in _walk(space_dir):
+                files += 1
+                try:
+                    size += p.stat().st_size
+                except OSError:
+                    pass
+            # Remove the marker first (durably): a crash mid-delete then leaves an
+            # unmarked directory, which is not a space and is cleaned on re-create.
+            try:
+                (space_dir / MARKER).unlink()
+                _fsync_dir(space_dir)
+            except FileNotFoundError:
+                pass
+            shutil.rmtree(space_dir, ignore_errors=True)
+            _fsync_dir(self.root)
+            with self._lock:
+                self._known.discard(sid)
+                self._meta.pop(sid, None)
+            log.info("space deleted", extra={"memory_space": sid, "memories": memories})
+            return SpaceDeletion(id=sid, deleted=True, memories_removed=memories, bytes_removed=size,
+                                 files_removed=files)
+
+    def unload_idle(self, idle_seconds: Optional[float] = None) -> list[str]:
+        limit = self.settings.space_idle_unload_seconds if idle_seconds is None else idle_seconds
+        now = time.monotonic()
+        out = []
+        for space in self.loaded():
+            if now - space.last_used >= limit and space.events.subscriber_count == 0:
+                with self._id_lock(space.id):
+                    if self._loaded.get(space.id) is space:
+                        self._loaded.pop(space.id, None)
+                        space.close("unloaded (idle)")
+                        out.append(space.id)
+        return out
+
+    def close(self) -> None:
+        for space in self.loaded():
+            space.close("server shutting down")
+        with self._lock:
+            self._loaded.clear()
+
+
+def _walk(path: Path) -> Iterator[Path]:
+    if not path.exists():
+        return
+    for p in path.rglob("*"):
+        if p.is_file():
+            yield p
+
+
+def _count_offline(space_dir: Path) -> int:
+    import sqlite3
+
+    db = space_dir / "space.db"
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+        try:
+            return int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_marker(space_dir: Path, data: dict[str, object]) -> None:
+    tmp = space_dir / (MARKER + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, space_dir / MARKER)
+    _fsync_dir(space_dir)
+    _fsync_dir(space_dir.parent)

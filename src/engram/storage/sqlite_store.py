@@ -1,0 +1,331 @@
+"""Durable storage of one memory space: SQLite in WAL mode behind one writer thread.
+
+Write path (the invariant every caller relies on):
+
+1. A caller submits a write *op* (a function of the connection) and gets a
+   ``concurrent.futures.Future``.
+2. The single writer thread takes every op waiting in the queue (up to
+   ``max_batch``), runs each inside its own SAVEPOINT within one transaction,
+   and COMMITs. With ``synchronous=FULL`` in WAL mode the commit returns only
+   after the WAL is fsynced: that is the group commit, one fsync for the batch.
+3. Only after the commit succeeded are the in-memory side effects applied
+   (vector index, events), and only then are the futures resolved. A caller
+   whose future resolved can therefore always read its write back, and a
+   crash at any earlier point loses only writes nobody was told about.
+
+If one op raises, its savepoint is rolled back and only its future fails; the
+rest of the batch commits. If COMMIT itself fails (disk full, I/O error), every
+future in the batch fails with ``StorageError`` and no side effect is applied:
+a failed fsync is a failed write.
+
+Reads use per-thread connections (WAL lets readers run beside the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import EngramError, StorageError
+
+log = logging.getLogger("engram.storage")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS memories (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    content TEXT NOT NULL,
+    embedding BLOB,
+    confidence REAL NOT NULL,
+    created_at REAL NOT NULL,
+    last_access REAL NOT NULL,
+    access_count INTEGER NOT NULL DEFAULT 0,
+    activation REAL NOT NULL,
+    decay_rate REAL NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    memory_type TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    suppressed INTEGER NOT NULL DEFAULT 0,
+    lsn INTEGER NOT NULL,
+    ep_when REAL,
+    what TEXT,
+    where_location TEXT,
+    who TEXT,
+    why TEXT,
+    how TEXT,
+    emotional_valence REAL,
+    importance REAL,
+    consolidation_state TEXT
+);
+CREATE INDEX IF NOT EXISTS memories_when ON memories(ep_when) WHERE ep_when IS NOT NULL;
+CREATE INDEX IF NOT EXISTS memories_created ON memories(created_at);
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
+    content, tags, content='memories', content_rowid='rowid', tokenize='porter unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tags);
+    DELETE FROM associations WHERE source = old.rowid OR target = old.rowid;
+END;
+CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF content, tags ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tags);
+    INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
+END;
+CREATE TABLE IF NOT EXISTS associations (
+    source INTEGER NOT NULL,
+    target INTEGER NOT NULL,
+    strength REAL NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    lsn INTEGER NOT NULL,
+    PRIMARY KEY (source, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS associations_target ON associations(target);
+CREATE TABLE IF NOT EXISTS beliefs (
+    id TEXT PRIMARY KEY,
+    content TEXT NOT NULL,
+    centroid BLOB,
+    strength REAL NOT NULL,
+    schema_confidence REAL NOT NULL,
+    citations TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    run_id TEXT NOT NULL,
+    lsn INTEGER NOT NULL
+);
+"""
+
+WriteOp = Callable[[sqlite3.Connection, int], Any]
+"""A write op gets the connection and the LSN it may use; returns its result."""
+
+
+class _Pending:
+    __slots__ = ("op", "future", "mutates", "after")
+
+    def __init__(self, op: WriteOp, future: Optional[Future[Any]], mutates: bool,
+                 after: Optional[Callable[[Any, int], None]]) -> None:
+        self.op = op
+        self.future = future
+        self.mutates = mutates
+        self.after = after
+
+
+class SpaceStore:
+    """The SQLite database of one space, at ``<space_dir>/space.db``."""
+
+    DB_NAME = "space.db"
+
+    def __init__(self, space_dir: Path, *, durable: bool = True, max_batch: int = 512) -> None:
+        self.dir = space_dir
+        self.path = space_dir / self.DB_NAME
+        self.durable = durable
+        self.max_batch = max_batch
+        self._queue: "queue.SimpleQueue[_Pending | None]" = queue.SimpleQueue()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self.commits = 0
+        self.ops_committed = 0
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self.last_lsn = int(self._meta_get(self._writer, "last_lsn") or 0)
+        if self._meta_get(self._writer, "schema_version") is None:
+            with self._writer:
+                self._meta_set(self._writer, "schema_version", str(SCHEMA_VERSION))
+                self._meta_set(self._writer, "created_at", repr(time.time()))
+        self._thread = threading.Thread(target=self._run, name=f"engram-writer-{space_dir.name}", daemon=True)
+        self._thread.start()
+
+    # -- connections ----------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA cache_size=-8192")  # 8 MiB page cache per connection
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StorageError(f"space storage at {self.dir} is closed")
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @staticmethod
+    def _meta_get(conn: sqlite3.Connection, key: str) -> Optional[str]:
+        row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _meta_set(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                     (key, value))
+
+    def meta(self, key: str) -> Optional[str]:
+        return self._meta_get(self.reader(), key)
+
+    # -- the write path -------------------------------------------------------
+    def submit(self, op: WriteOp, *, mutates: bool = True,
+               after: Optional[Callable[[Any, int], None]] = None, wait: bool = True) -> Future[Any]:
+        """Queue a write; the future resolves after the batch holding it is durable.
+
+        ``mutates`` ops get a fresh LSN. ``after(result, lsn)`` runs on the writer
+        thread after the commit and before the future resolves (in-memory effects).
+        ``wait=False`` is for background writes (reinforcement) that nobody awaits.
+        """
+        if self._closed:
+            raise StorageError(f"space storage at {self.dir} is closed")
+        fut: Optional[Future[Any]] = Future() if wait else None
+        self._queue.put(_Pending(op, fut, mutates, after))
+        return fut if fut is not None else _done_future()
+
+    def _run(self) -> None:
+        conn = self._writer
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(conn, batch)
+            if stop:
+                break
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        results: list[tuple[_Pending, Any, int, Optional[BaseException]]] = []
+        lsn = self.last_lsn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                item_lsn = lsn + 1 if item.mutates else lsn
+                conn.execute("SAVEPOINT op")
+                try:
+                    res = item.op(conn, item_lsn)
+                except BaseException as exc:  # noqa: BLE001 - isolate the failing op only
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((item, None, 0, exc))
+                    continue
+                conn.execute("RELEASE op")
+                if item.mutates:
+                    lsn = item_lsn
+                results.append((item, res, item_lsn, None))
+            if lsn != self.last_lsn:
+                self._meta_set(conn, "last_lsn", str(lsn))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - commit (fsync) failure fails the whole batch
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("group commit failed in %s: %s", self.dir.name, exc,
+                      extra={"memory_space": self.dir.name})
+            err = StorageError(f"write to space {self.dir.name!r} failed: {exc}")
+            for item in batch:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(err)
+            return
+        self.last_lsn = lsn
+        self.commits += 1
+        self.ops_committed += len(batch)
+        for item, res, item_lsn, exc in results:
+            if exc is None and item.after is not None:
+                try:
+                    item.after(res, item_lsn)
+                except Exception:  # the write is durable; an in-memory effect failing is logged
+                    log.exception("post-commit effect failed in %s", self.dir.name,
+                                  extra={"memory_space": self.dir.name})
+            if item.future is None:
+                if exc is not None and not isinstance(exc, EngramError):
+                    log.warning("background write failed in %s: %s", self.dir.name, exc)
+                continue
+            if exc is not None:
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result((res, item_lsn))
+
+    def write(self, op: WriteOp, *, mutates: bool = True,
+              after: Optional[Callable[[Any, int], None]] = None) -> tuple[Any, int]:
+        """Submit and wait: returns ``(result, lsn)`` once durable."""
+        return self.submit(op, mutates=mutates, after=after).result()  # type: ignore[no-any-return]
+
+    # -- lifecycle ------------------------------------------------------------
+    def close(self) -> None:
+        """Finish every queued write (durably), then close all connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
+        self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+
+    def integrity_problem(self) -> Optional[str]:
+        """``None`` if ``PRAGMA quick_check`` passes, else what it found."""
+        try:
+            rows = self.reader().execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        msgs = [str(r[0]) for r in rows]
+        return None if msgs == ["ok"] else "; ".join(msgs[:5])
+
+    def size_bytes(self) -> int:
+        total = 0
+        for p in self.dir.iterdir():
+            try:
+                total += p.stat().st_size
+            except OSError:
+                pass
+        return total
+
+
+def _done_future() -> Future[Any]:
+    f: Future[Any] = Future()
+    f.set_result((None, 0))
+    return f
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
