@@ -145,8 +145,8 @@ class EngramService:
 
     # -- memories ---------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
-        space = self.space(space_id)
-        return await asyncio.wrap_future(space.submit_remember(item))
+        fut, receipt = self.space(space_id).submit_remember(item)
+        return receipt(await asyncio.wrap_future(fut))
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
@@ -165,8 +165,8 @@ class EngramService:
         return await asyncio.to_thread(space.list, cursor, limit, memory_type, include_suppressed)
 
     async def forget(self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
-        space = self.space(space_id)
-        return await asyncio.wrap_future(space.submit_forget(memory_id, mode))
+        fut, receipt = self.space(space_id).submit_forget(memory_id, mode)
+        return receipt(await asyncio.wrap_future(fut))
 
     # -- events -----------------------------------------------------------------
     def subscribe(self, space_id: str, types: Optional[Iterable[str]] = None,

@@ -21,7 +21,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -147,11 +147,15 @@ class MemorySpace:
             raise InvalidInput(
                 f"embedding has {len(embedding)} dimensions; at most {self.settings.max_embedding_dim} are allowed"
             )
-        self.vectors.check_dim(len(embedding)) if self.dim is not None else None
+        if self.dim is not None:
+            self.vectors.check_dim(len(embedding))
         raw = np.asarray(embedding, dtype=np.float32)
         return raw.tobytes(), normalise(raw)
 
-    def submit_remember(self, item: MemoryInput) -> "Future[StoreReceipt]":
+    def submit_remember(
+        self, item: MemoryInput
+    ) -> tuple["Future[Any]", Callable[[tuple[Any, int]], StoreReceipt]]:
+        """Queue the write; returns the commit future and the receipt builder for its result."""
         store = self.check_healthy()
         if len(item.content) > self.settings.max_content_chars:
             from ..errors import InvalidInput
@@ -235,19 +239,14 @@ class MemorySpace:
                 "content": item.content[:200], "kind": "episode" if is_episode else "memory",
             })
 
-        inner = store.submit(op, after=after)
-        outer: Future[StoreReceipt] = Future()
         durability = self.settings.durability
 
-        def done(f: Future[Any]) -> None:
-            exc = f.exception()
-            if exc is not None:
-                outer.set_exception(exc)
-                return
-            res, lsn = f.result()
+        def receipt(done: tuple[dict[str, Any], int]) -> StoreReceipt:
+            # Built on the caller's thread, not the writer's: the commit thread
+            # must only do what has to be serialised.
+            res, lsn = done
             link_ids = self._ids_for([t for t, _ in res["links"]])
-            stored_at = self.clock()
-            outer.set_result(StoreReceipt(
+            return StoreReceipt(
                 memory_id=mem_id,
                 storage_confidence=confidence_from(
                     item.confidence,
@@ -256,19 +255,19 @@ class MemorySpace:
                 ),
                 consolidation_state=ConsolidationState.recent,
                 observed_at=from_epoch(now),
-                stored_at=from_epoch(stored_at),
+                stored_at=from_epoch(self.clock()),
                 auto_links=[AutoLink(target_id=link_ids[t], strength=round(s, 6))
                             for t, s in res["links"] if t in link_ids],
                 lsn=lsn,
                 durability=durability,
                 memory_space_id=self.id,
-            ))
+            )
 
-        inner.add_done_callback(done)
-        return outer
+        return store.submit(op, after=after), receipt
 
     def remember(self, item: MemoryInput) -> StoreReceipt:
-        return self.submit_remember(item).result()
+        fut, receipt = self.submit_remember(item)
+        return receipt(fut.result())
 
     # -- read helpers -----------------------------------------------------------
     def _ids_for(self, rowids: Iterable[int]) -> dict[int, str]:
@@ -372,7 +371,9 @@ class MemorySpace:
         )
 
     # -- forget ---------------------------------------------------------------
-    def submit_forget(self, memory_id: str, mode: ForgetMode) -> "Future[ForgetReceipt]":
+    def submit_forget(
+        self, memory_id: str, mode: ForgetMode
+    ) -> tuple["Future[Any]", Callable[[tuple[Any, int]], ForgetReceipt]]:
         store = self.check_healthy()
 
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
@@ -397,23 +398,16 @@ class MemorySpace:
             self.vectors.remove(res["rowid"])
             self.events.publish("forgotten", lsn, {"memory_id": memory_id, "mode": mode.value})
 
-        inner = store.submit(op, after=after)
-        outer: Future[ForgetReceipt] = Future()
+        def receipt(done: tuple[dict[str, Any], int]) -> ForgetReceipt:
+            res, lsn = done
+            return ForgetReceipt(memory_id=memory_id, mode=mode, lsn=lsn,
+                                 removed_associations=res["assoc"], memory_space_id=self.id)
 
-        def done(f: Future[Any]) -> None:
-            exc = f.exception()
-            if exc is not None:
-                outer.set_exception(exc)
-                return
-            res, lsn = f.result()
-            outer.set_result(ForgetReceipt(memory_id=memory_id, mode=mode, lsn=lsn,
-                                           removed_associations=res["assoc"] // 1, memory_space_id=self.id))
-
-        inner.add_done_callback(done)
-        return outer
+        return store.submit(op, after=after), receipt
 
     def forget(self, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
-        return self.submit_forget(memory_id, mode).result()
+        fut, receipt = self.submit_forget(memory_id, mode)
+        return receipt(fut.result())
 
     # -- reinforcement (background, never awaited) ------------------------------
     def reinforce(self, rowids: list[int]) -> None:

@@ -26,7 +26,7 @@ _INITIAL_CAPACITY = 1024
 
 def normalise(vec: Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.asarray(vec, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(arr))
+    norm = float(np.sqrt(arr @ arr))
     if norm == 0.0 or not np.isfinite(norm):
         return arr
     return arr / norm
