@@ -171,6 +171,10 @@ class EngramService:
     # -- events -----------------------------------------------------------------
     def subscribe(self, space_id: str, types: Optional[Iterable[str]] = None,
                   depth: Optional[int] = None) -> Subscription:
+        if self.shutting_down:
+            from .errors import ShuttingDown
+
+            raise ShuttingDown("the server is shutting down and accepts no new streams")
         return self.space(space_id).events.subscribe(types, depth)
 
     # -- cognition (implemented in engram.cognition.api) ----------------------
@@ -233,6 +237,12 @@ class EngramService:
             }
 
         return await asyncio.to_thread(collect)
+
+    def begin_shutdown(self) -> None:
+        """Refuse new streams and end every open one (so listeners can drain)."""
+        self.shutting_down = True
+        for space in self.registry.loaded():
+            space.events.close_all("server shutting down")
 
     def close(self) -> None:
         self.shutting_down = True

@@ -1,0 +1,37 @@
+"""The ``engram`` command: a click group; each concern registers its commands.
+
+Exit codes (click's own usage errors are 2):
+    0 ok, 1 server/other error, 2 usage error, 3 not found, 4 cannot reach the server
+"""
+
+from __future__ import annotations
+
+import click
+
+from .server_cmds import start, stop
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="engram")
+def cli() -> None:
+    """Engram: a cognitive memory server for AI agents."""
+
+
+cli.add_command(start)
+cli.add_command(stop)
+
+
+def _register_optional() -> None:
+    """Command groups that live in their own modules."""
+    try:
+        from .commands import register
+    except ImportError:  # pragma: no cover - until the client commands land
+        return
+    register(cli)
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(prog_name="engram")

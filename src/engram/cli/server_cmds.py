@@ -1,0 +1,95 @@
+"""``engram start`` and ``engram stop``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from ..errors import EngramError
+from ..settings import load_settings
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Data root (env ENGRAM_DATA_DIR, default ./engram-data).")
+@click.option("--host", default=None, help="Listen address (env ENGRAM_HOST, default 127.0.0.1).")
+@click.option("--http-port", type=int, default=None, help="REST port; 0 picks a free one (default 7432).")
+@click.option("--grpc-port", type=int, default=None, help="gRPC port; 0 picks a free one (default 50051).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML settings file (env ENGRAM_CONFIG).")
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="Where to write pid and ports (default <data-dir>/engram.state.json).")
+@click.option("--space", "bootstrap", multiple=True, help="Create this space at start (repeatable).")
+@click.option("--no-grpc", is_flag=True, default=False, help="Serve REST only.")
+def start(data_dir: Optional[str], host: Optional[str], http_port: Optional[int], grpc_port: Optional[int],
+          config_file: Optional[str], state_file: Optional[str], bootstrap: tuple[str, ...], no_grpc: bool) -> None:
+    """Run the server (REST + SSE and gRPC) in the foreground."""
+    from ..server import run
+
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir, "host": host, "http_port": http_port, "grpc_port": grpc_port,
+        "state_file": state_file, "grpc_enabled": False if no_grpc else None,
+    }
+    try:
+        settings = load_settings(config_file, overrides)
+        if bootstrap:
+            settings = settings.replace(bootstrap_spaces=tuple(dict.fromkeys((*settings.bootstrap_spaces, *bootstrap))))
+    except EngramError as exc:
+        raise click.UsageError(exc.message) from None
+    sys.exit(run(settings))
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root of the server to stop.")
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None, help="State file of the server.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML settings file.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for exit.")
+def stop(data_dir: Optional[str], state_file: Optional[str], config_file: Optional[str], timeout: float) -> None:
+    """Stop a running server gracefully (SIGTERM, then wait)."""
+    from ..server import read_state
+
+    try:
+        settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
+    except EngramError as exc:
+        raise click.UsageError(exc.message) from None
+    path = Path(settings.resolved_state_file)
+    state = read_state(path)
+    if state is None or not isinstance(state.get("pid"), int):
+        click.echo(f"no running server found (no state file at {path})", err=True)
+        sys.exit(3)
+    pid = int(state["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        click.echo(f"server pid {pid} is not running; removing stale {path}", err=True)
+        path.unlink(missing_ok=True)
+        sys.exit(3)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            click.echo(f"engram (pid {pid}) stopped")
+            return
+        time.sleep(0.05)
+    click.echo(f"engram (pid {pid}) did not stop within {timeout:g} s", err=True)
+    sys.exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (an exited process not yet reaped by its parent does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -1,0 +1,187 @@
+"""One Engram server process: REST (+ SSE) and gRPC over one service and one registry.
+
+Start-up order: settings -> logging -> ``EngramService`` (opens the registry,
+creates the default and bootstrap spaces) -> bind the HTTP socket ourselves
+(so port 0 picks a free port we can report) -> start gRPC -> write the state
+file -> serve.
+
+Shutdown (SIGTERM, SIGINT, ``engram stop``) is graceful and ordered so that
+nothing acknowledged is lost and nothing hangs:
+
+1. ``service.begin_shutdown()``: new streams are refused and every open
+   subscription is closed, so SSE responses and gRPC server streams end
+   cleanly instead of holding the listeners open until a timeout.
+2. uvicorn stops accepting and waits for in-flight requests; gRPC gets
+   ``shutdown_grace_seconds`` to finish in-flight RPCs. A write in flight is
+   awaiting its group commit, so it finishes durable and its client gets the
+   answer.
+3. ``service.close()`` closes every space: each store's writer thread drains
+   its queue (commits what is queued) before its connections close.
+4. The state file is removed.
+
+uvicorn normally installs its own signal handlers and re-raises the signal
+after serving, which would kill the process before steps 3-4; we replace that
+with our own handlers on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import uvicorn
+
+from .observability import configure_logging
+from .service import EngramService
+from .settings import Settings
+
+log = logging.getLogger("engram.server")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling (the server owns the signals)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+def read_state(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def serve(settings: Settings) -> None:
+    from .api.grpc.server import create_grpc_server
+    from .api.rest.app import create_app
+
+    configure_logging(settings.log_level, settings.log_json)
+    service = EngramService(settings)
+    app = create_app(service)
+    sock = bind_socket(settings.host, settings.http_port)
+    http_port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
+        limit_concurrency=None,
+        timeout_keep_alive=30,
+    )
+    http = _Uvicorn(config)
+    grpc_server = None
+    grpc_port = None
+    if settings.grpc_enabled:
+        grpc_server, grpc_port = await create_grpc_server(service, settings.host, settings.grpc_port)
+        await grpc_server.start()
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signame: str) -> None:
+        if stop.is_set():
+            log.warning("second %s: forcing exit", signame)
+            http.force_exit = True
+            return
+        log.info("received %s: shutting down gracefully", signame)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    state_file = settings.resolved_state_file
+    state = {
+        "pid": os.getpid(),
+        "host": settings.host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "http_url": f"http://{settings.host}:{http_port}",
+        "grpc_target": f"{settings.host}:{grpc_port}" if grpc_port else None,
+        "data_dir": str(Path(settings.data_dir).resolve()),
+        "started_at": time.time(),
+    }
+    http_task = asyncio.create_task(http.serve(sockets=[sock]))
+    # Wait until uvicorn is accepting before announcing the ports.
+    while not http.started and not http_task.done():
+        await asyncio.sleep(0.01)
+    if http_task.done():
+        await http_task  # re-raise the start-up failure
+    write_state(state_file, state)
+    grpc_text = f", gRPC on {settings.host}:{grpc_port}" if grpc_port else ", gRPC disabled"
+    print(f"engram serving REST on http://{settings.host}:{http_port}{grpc_text} "
+          f"(data: {state['data_dir']}, default space: {settings.default_space})", flush=True)
+    log.info("server started", extra={"http_port": http_port, "grpc_port": grpc_port, "pid": os.getpid()})
+
+    maintenance = asyncio.create_task(_maintenance(service, stop))
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait({http_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    service.begin_shutdown()
+    http.should_exit = True
+    if grpc_server is not None:
+        await grpc_server.stop(settings.shutdown_grace_seconds)
+    with contextlib.suppress(asyncio.CancelledError):
+        await http_task
+    maintenance.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await maintenance
+    await asyncio.to_thread(service.close)
+    current = read_state(state_file)
+    if current is not None and current.get("pid") == os.getpid():
+        with contextlib.suppress(OSError):
+            state_file.unlink()
+    log.info("server stopped")
+    print("engram stopped", flush=True)
+
+
+async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
+    """Periodic housekeeping: unload idle spaces, refresh gauges."""
+    interval = max(1.0, min(60.0, service.settings.space_idle_unload_seconds / 4))
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(service.registry.unload_idle)
+        except Exception:  # housekeeping must never take the server down; it is logged
+            log.exception("idle unload failed")
+
+
+def run(settings: Settings) -> int:
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"engram: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
