@@ -401,7 +401,8 @@ class ErrorDetail(_message.Message):
     """A per-message error inside a stream (StreamingRemember, StreamingRecall,
     MemoryFlow): the stream stays open and the next request is served. Errors
     of unary RPCs, and errors that end a stream, travel as the gRPC status
-    instead (same code/message; suggestion in the status details).
+    instead (same code/message; this message, serialized, in the trailing
+    metadata `engram-error-bin`).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -9,7 +9,7 @@ Version note: engram.v1 revision 2 (Engram 0.2).
     revision 1 behaviour - the server's default space - but is deprecated:
     see the field comments and docs/grpc-migration.md.
   * Added RPCs CreateSpace, ListSpaces, GetSpace, DeleteSpace (space
-    administration), MemoryFlow (mixed bidirectional stream with flow
+    administration), GetMemory and ListMemories, MemoryFlow (mixed bidirectional stream with flow
     control), Echo and EchoStream (transport-ceiling benchmarks).
 Revision 1 (first release, Engram 0.1) is frozen in
 tests/fixtures/proto_v0/engram/v1/service.proto; revision 2 only adds
@@ -21,7 +21,8 @@ gRPC status: INVALID_ARGUMENT (bad input, the field is named in the
 message), NOT_FOUND (unknown space or memory), FAILED_PRECONDITION,
 RESOURCE_EXHAUSTED (limits, slow consumer), UNAVAILABLE (shutting down).
 The status message is the Engram error message; the trailing metadata
-`engram-error-code` carries the stable Engram code. Inside
+`engram-error-code` carries the stable Engram code and `engram-error-bin`
+the serialized ErrorDetail (code, message, suggestion, example). Inside
 StreamingRemember, StreamingRecall and MemoryFlow a failure of one message
 is an ErrorDetail in that message's response and the stream stays open.
 
@@ -925,6 +926,152 @@ class AssociateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssociateResponse: _TypeAlias = AssociateResponse  # noqa: Y015
+
+@_typing.final
+class GetMemoryRequest(_message.Message):
+    """---------------------------------------------------------------- GetMemory, ListMemories
+
+    Request of GetMemory. (Added in revision 2.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_EMBEDDING_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    memory_id: _builtins.str
+    include_embedding: _builtins.bool
+    """Return the embedding too."""
+    memory_space_id: _builtins.str
+    """The memory space this request targets: 3-64 characters of [a-z0-9_-],
+    starting with a letter or digit. Multi-space deployments must set it.
+    Empty means the server's default space ("default"): deprecated, the
+    server logs a warning, adds trailing metadata `engram-warning` and counts
+    engram_memory_space_default_fallback_total; a server with
+    require_explicit_space = true rejects it with INVALID_ARGUMENT.
+    Metadata `x-memory-space` is the legacy fallback, used when this is empty;
+    if both are set and differ: INVALID_ARGUMENT. (Added in revision 2.)
+    """
+    def __init__(
+        self,
+        *,
+        memory_id: _builtins.str = ...,
+        include_embedding: _builtins.bool = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_embedding", b"include_embedding", "memory_id", b"memory_id", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMemoryRequest: _TypeAlias = GetMemoryRequest  # noqa: Y015
+
+@_typing.final
+class GetMemoryResponse(_message.Message):
+    """Response of GetMemory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    memory_space_id: _builtins.str
+    @_builtins.property
+    def memory(self) -> _memory_pb2.Memory: ...
+    def __init__(
+        self,
+        *,
+        memory: _memory_pb2.Memory | None = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["memory", b"memory"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memory", b"memory", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMemoryResponse: _TypeAlias = GetMemoryResponse  # noqa: Y015
+
+@_typing.final
+class ListMemoriesRequest(_message.Message):
+    """Request of ListMemories. (Added in revision 2.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MEMORY_TYPE_FIELD_NUMBER: _builtins.int
+    INCLUDE_SUPPRESSED_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1 to max_page_size; 0: 50."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty: the first page."""
+    memory_type: _memory_pb2.MemoryType.ValueType
+    """Unspecified: every type."""
+    include_suppressed: _builtins.bool
+    """Include memories forgotten with FORGET_MODE_SUPPRESS."""
+    memory_space_id: _builtins.str
+    """The memory space this request targets: 3-64 characters of [a-z0-9_-],
+    starting with a letter or digit. Multi-space deployments must set it.
+    Empty means the server's default space ("default"): deprecated, the
+    server logs a warning, adds trailing metadata `engram-warning` and counts
+    engram_memory_space_default_fallback_total; a server with
+    require_explicit_space = true rejects it with INVALID_ARGUMENT.
+    Metadata `x-memory-space` is the legacy fallback, used when this is empty;
+    if both are set and differ: INVALID_ARGUMENT. (Added in revision 2.)
+    """
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        memory_type: _memory_pb2.MemoryType.ValueType = ...,
+        include_suppressed: _builtins.bool = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_suppressed", b"include_suppressed", "memory_space_id", b"memory_space_id", "memory_type", b"memory_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemoriesRequest: _TypeAlias = ListMemoriesRequest  # noqa: Y015
+
+@_typing.final
+class ListMemoriesResponse(_message.Message):
+    """Response of ListMemories."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    total: _builtins.int
+    """Memories in the space (excluding suppressed ones unless asked)."""
+    memory_space_id: _builtins.str
+    @_builtins.property
+    def memories(self) -> _containers.RepeatedCompositeFieldContainer[_memory_pb2.Memory]:
+        """Without embeddings."""
+
+    def __init__(
+        self,
+        *,
+        memories: _abc.Iterable[_memory_pb2.Memory] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total: _builtins.int = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memories", b"memories", "memory_space_id", b"memory_space_id", "next_page_token", b"next_page_token", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemoriesResponse: _TypeAlias = ListMemoriesResponse  # noqa: Y015
 
 @_typing.final
 class IntrospectRequest(_message.Message):

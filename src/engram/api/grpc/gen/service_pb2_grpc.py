@@ -85,6 +85,16 @@ class EngramServiceStub:
                 request_serializer=engram_dot_v1_dot_service__pb2.AssociateRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_service__pb2.AssociateResponse.FromString,
                 _registered_method=True)
+        self.GetMemory = channel.unary_unary(
+                '/engram.v1.EngramService/GetMemory',
+                request_serializer=engram_dot_v1_dot_service__pb2.GetMemoryRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.GetMemoryResponse.FromString,
+                _registered_method=True)
+        self.ListMemories = channel.unary_unary(
+                '/engram.v1.EngramService/ListMemories',
+                request_serializer=engram_dot_v1_dot_service__pb2.ListMemoriesRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.ListMemoriesResponse.FromString,
+                _registered_method=True)
         self.Introspect = channel.unary_unary(
                 '/engram.v1.EngramService/Introspect',
                 request_serializer=engram_dot_v1_dot_service__pb2.IntrospectRequest.SerializeToString,
@@ -213,6 +223,20 @@ class EngramServiceServicer:
 
     def Associate(self, request, context):
         """Create or strengthen an association between two memories of one space.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMemory(self, request, context):
+        """One memory by id, or NOT_FOUND. (Added in revision 2.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMemories(self, request, context):
+        """Memories of one space in storage order, paginated. (Added in revision 2.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -360,6 +384,16 @@ def add_EngramServiceServicer_to_server(servicer, server):
                     servicer.Associate,
                     request_deserializer=engram_dot_v1_dot_service__pb2.AssociateRequest.FromString,
                     response_serializer=engram_dot_v1_dot_service__pb2.AssociateResponse.SerializeToString,
+            ),
+            'GetMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMemory,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.GetMemoryRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.GetMemoryResponse.SerializeToString,
+            ),
+            'ListMemories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMemories,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.ListMemoriesRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.ListMemoriesResponse.SerializeToString,
             ),
             'Introspect': grpc.unary_unary_rpc_method_handler(
                     servicer.Introspect,
@@ -688,6 +722,60 @@ class EngramService:
             '/engram.v1.EngramService/Associate',
             engram_dot_v1_dot_service__pb2.AssociateRequest.SerializeToString,
             engram_dot_v1_dot_service__pb2.AssociateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/GetMemory',
+            engram_dot_v1_dot_service__pb2.GetMemoryRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.GetMemoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/ListMemories',
+            engram_dot_v1_dot_service__pb2.ListMemoriesRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.ListMemoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ Version note: engram.v1 revision 2 (Engram 0.2).
     revision 1 behaviour - the server's default space - but is deprecated:
     see the field comments and docs/grpc-migration.md.
   * Added RPCs CreateSpace, ListSpaces, GetSpace, DeleteSpace (space
-    administration), MemoryFlow (mixed bidirectional stream with flow
+    administration), GetMemory and ListMemories, MemoryFlow (mixed bidirectional stream with flow
     control), Echo and EchoStream (transport-ceiling benchmarks).
 Revision 1 (first release, Engram 0.1) is frozen in
 tests/fixtures/proto_v0/engram/v1/service.proto; revision 2 only adds
@@ -21,7 +21,8 @@ gRPC status: INVALID_ARGUMENT (bad input, the field is named in the
 message), NOT_FOUND (unknown space or memory), FAILED_PRECONDITION,
 RESOURCE_EXHAUSTED (limits, slow consumer), UNAVAILABLE (shutting down).
 The status message is the Engram error message; the trailing metadata
-`engram-error-code` carries the stable Engram code. Inside
+`engram-error-code` carries the stable Engram code and `engram-error-bin`
+the serialized ErrorDetail (code, message, suggestion, example). Inside
 StreamingRemember, StreamingRecall and MemoryFlow a failure of one message
 is an ErrorDetail in that message's response and the stream stays open.
 
@@ -83,6 +84,10 @@ class EngramServiceStub:
     """
     Associate: _grpc.UnaryUnaryMultiCallable[_service_pb2.AssociateRequest, _service_pb2.AssociateResponse]
     """Create or strengthen an association between two memories of one space."""
+    GetMemory: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetMemoryRequest, _service_pb2.GetMemoryResponse]
+    """One memory by id, or NOT_FOUND. (Added in revision 2.)"""
+    ListMemories: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListMemoriesRequest, _service_pb2.ListMemoriesResponse]
+    """Memories of one space in storage order, paginated. (Added in revision 2.)"""
     Introspect: _grpc.UnaryUnaryMultiCallable[_service_pb2.IntrospectRequest, _service_pb2.IntrospectResponse]
     """Health and statistics of one space."""
     Stream: _grpc.UnaryStreamMultiCallable[_service_pb2.StreamRequest, _service_pb2.StreamResponse]
@@ -156,6 +161,10 @@ class EngramServiceAsyncStub(EngramServiceStub):
     """
     Associate: _aio.UnaryUnaryMultiCallable[_service_pb2.AssociateRequest, _service_pb2.AssociateResponse]  # type: ignore[assignment]
     """Create or strengthen an association between two memories of one space."""
+    GetMemory: _aio.UnaryUnaryMultiCallable[_service_pb2.GetMemoryRequest, _service_pb2.GetMemoryResponse]  # type: ignore[assignment]
+    """One memory by id, or NOT_FOUND. (Added in revision 2.)"""
+    ListMemories: _aio.UnaryUnaryMultiCallable[_service_pb2.ListMemoriesRequest, _service_pb2.ListMemoriesResponse]  # type: ignore[assignment]
+    """Memories of one space in storage order, paginated. (Added in revision 2.)"""
     Introspect: _aio.UnaryUnaryMultiCallable[_service_pb2.IntrospectRequest, _service_pb2.IntrospectResponse]  # type: ignore[assignment]
     """Health and statistics of one space."""
     Stream: _aio.UnaryStreamMultiCallable[_service_pb2.StreamRequest, _service_pb2.StreamResponse]  # type: ignore[assignment]
@@ -286,6 +295,22 @@ class EngramServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.AssociateResponse, _abc.Awaitable[_service_pb2.AssociateResponse]]:
         """Create or strengthen an association between two memories of one space."""
+
+    @_abc_1.abstractmethod
+    def GetMemory(
+        self,
+        request: _service_pb2.GetMemoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetMemoryResponse, _abc.Awaitable[_service_pb2.GetMemoryResponse]]:
+        """One memory by id, or NOT_FOUND. (Added in revision 2.)"""
+
+    @_abc_1.abstractmethod
+    def ListMemories(
+        self,
+        request: _service_pb2.ListMemoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListMemoriesResponse, _abc.Awaitable[_service_pb2.ListMemoriesResponse]]:
+        """Memories of one space in storage order, paginated. (Added in revision 2.)"""
 
     @_abc_1.abstractmethod
     def Introspect(
