@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Clock = Callable[[], float]
 
@@ -29,6 +32,18 @@ def retention(elapsed_seconds: float, decay_rate: float, floor: float = FLOOR) -
         at_knee = math.exp(-decay_rate)
         r = at_knee * (hours / KNEE_HOURS) ** (-POWER * decay_rate)
     return max(floor, min(1.0, r))
+
+
+def retention_array(elapsed_seconds: "np.ndarray", decay_rate: "np.ndarray", floor: float = FLOOR) -> "np.ndarray":
+    """:func:`retention` over arrays (same curve, for statistics over many memories)."""
+    import numpy as np
+
+    hours = np.maximum(np.asarray(elapsed_seconds, dtype=np.float64), 0.0) / 3600.0
+    rate = np.maximum(np.asarray(decay_rate, dtype=np.float64), 0.0)
+    early = np.exp(-rate * hours / KNEE_HOURS)
+    late = np.exp(-rate) * np.power(np.maximum(hours, KNEE_HOURS) / KNEE_HOURS, -POWER * rate)
+    r = np.where(hours <= KNEE_HOURS, early, late)
+    return np.clip(r, floor, 1.0)
 
 
 def current_activation(activation: float, last_access: float, decay_rate: float, now: float) -> float:

@@ -2,8 +2,13 @@
 
 Pipeline: candidates (vector top-k, FTS5 BM25 top-k, or a context query) ->
 context/tag/type filters -> optional spreading activation over associations ->
-score (similarity/text relevance, activation, confidence, recency) ->
-threshold, buckets, confidence interval -> background reinforcement.
+score (relevance, activation, confidence, recency) -> threshold, buckets,
+confidence interval -> background reinforcement.
+
+Candidates are scored from *light* rows (numbers and filter columns only); the
+full rows, with content and embedding, are read for the returned top ``k``
+alone. Spreading can reach hundreds of memories, and reading every one of them
+in full would cost more than the whole rest of a recall.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import numpy as np
 
+from ..cognition.associations import neighbour_fetch
 from ..cognition.decay import current_activation, recency
 from ..cognition.spreading import spread
 from ..index.vector import normalise
@@ -42,6 +48,15 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Weights of the final score. Relevance dominates; the rest order near-ties the
 # way human memory does (stronger, surer, fresher first).
 W_RELEVANCE, W_ACTIVATION, W_CONFIDENCE, W_RECENCY = 0.7, 0.1, 0.1, 0.1
+# In hybrid mode an association adds at most this share of the gap to 1.
+HYBRID_SPREAD_SHARE = 0.5
+# Memories reached only by spreading that are scored (most active first).
+SPREAD_SCORED_MIN = 200
+
+LIGHT_COLUMNS = (
+    "rowid, id, confidence, created_at, last_access, activation, decay_rate, tags, memory_type, suppressed, "
+    "ep_when, where_location, who"
+)
 
 
 @dataclass
@@ -50,7 +65,7 @@ class Candidate:
     similarity: float = 0.0
     text: float = 0.0
     context: float = 0.0
-    spread: float = 0.0
+    spread: float = 0.0  # activation that arrived over an association (0 for seeds)
     path: Optional[list[tuple[int, float]]] = None
     sources: set[str] = field(default_factory=set)
 
@@ -67,16 +82,18 @@ def fts_query(text: str) -> Optional[str]:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-def text_candidates(space: "MemorySpace", query: str, limit: int) -> dict[int, float]:
+def text_candidates(space: "MemorySpace", query: str, limit: int, episodes_only: bool = False) -> dict[int, float]:
+    """``rowid -> [0, 1]`` text relevance of the best FTS matches (suppressed excluded)."""
     q = fts_query(query)
     if q is None:
         return {}
     conn = space.check_healthy().reader()
+    kind = " AND m.kind = 'episode'" if episodes_only else ""
     try:
         rows = conn.execute(
             "SELECT m.rowid, bm25(memories_fts) AS r, m.content, m.tags FROM memories_fts "
             "JOIN memories m ON m.rowid = memories_fts.rowid "
-            "WHERE memories_fts MATCH ? AND m.suppressed = 0 ORDER BY r LIMIT ?",
+            f"WHERE memories_fts MATCH ? AND m.suppressed = 0{kind} ORDER BY r LIMIT ?",
             (q, limit),
         ).fetchall()
     except sqlite3.OperationalError:
@@ -123,10 +140,27 @@ def has_context(cue: Cue) -> bool:
     return bool(cue.time_start or cue.time_end or cue.location or cue.participants or cue.tags or cue.memory_type)
 
 
-def row_matches(cue: Cue, row: Any) -> bool:
-    """Context, tag and type filters applied to one fetched row."""
-    (_rowid, _id, _kind, _content, _emb, _conf, created, _la, _ac, _act, _rate, tags, mtype, _meta,
-     suppressed, _lsn, ep_when, _what, where, who, *_rest) = row
+def light_rows(space: "MemorySpace", rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+    """Scoring and filter columns (``LIGHT_COLUMNS``) of the given rows."""
+    ids = list(rowids)
+    out: dict[int, tuple[Any, ...]] = {}
+    if not ids:
+        return out
+    conn = space.check_healthy().reader()
+    try:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {LIGHT_COLUMNS} FROM memories WHERE rowid IN ({q})", chunk):
+                out[int(row[0])] = tuple(row)
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    return out
+
+
+def light_matches(cue: Cue, row: tuple[Any, ...]) -> bool:
+    """Suppression, context, tag and type filters applied to one light row."""
+    (_rowid, _id, _conf, created, _la, _act, _rate, tags, mtype, suppressed, ep_when, where, who) = row
     if suppressed:
         return False
     t = ep_when if ep_when is not None else created
@@ -140,40 +174,14 @@ def row_matches(cue: Cue, row: Any) -> bool:
         people = {p.lower() for p in json.loads(who)} if who else set()
         if not people.intersection(p.lower() for p in cue.participants):
             return False
-    if cue.tags:
-        if not set(json.loads(tags)).intersection(cue.tags):
-            return False
+    if cue.tags and not set(json.loads(tags)).intersection(cue.tags):
+        return False
     if cue.memory_type is not None and mtype != cue.memory_type.value:
         return False
     return True
 
 
-def neighbours_of(space: "MemorySpace"):  # type: ignore[no-untyped-def]
-    conn = space.check_healthy().reader()
-
-    def fetch(nodes: list[int]) -> dict[int, list[tuple[int, float]]]:
-        out: dict[int, list[tuple[int, float]]] = {}
-        for i in range(0, len(nodes), 400):
-            chunk = nodes[i : i + 400]
-            q = ",".join("?" * len(chunk))
-            for s, t, w in conn.execute(
-                f"SELECT source, target, strength FROM associations WHERE source IN ({q}) "
-                "ORDER BY strength DESC", chunk
-            ):
-                lst = out.setdefault(int(s), [])
-                if len(lst) < 32:  # bounded fan-out keeps spreading within its budget
-                    lst.append((int(t), float(w)))
-        return out
-
-    return fetch
-
-
-def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
-    t0 = time.perf_counter()
-    space.check_healthy()
-    settings = space.settings
-    k = cue.max_results
-    wide = max(50, k * 4)
+def _direct_candidates(space: "MemorySpace", cue: Cue, wide: int) -> tuple[dict[int, Candidate], bool]:
     cands: dict[int, Candidate] = {}
 
     def cand(rowid: int) -> Candidate:
@@ -184,7 +192,8 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
 
     query_vec: Optional[np.ndarray] = None
     if cue.embedding is not None:
-        space.vectors.check_dim(len(cue.embedding)) if space.dim is not None else None
+        if space.dim is not None:
+            space.vectors.check_dim(len(cue.embedding))
         query_vec = normalise(cue.embedding)
         if space.dim is not None:
             for rowid, sim in space.vectors.search(query_vec, wide):
@@ -212,91 +221,79 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
             c = cand(int(rowid))
             c.context = 1.0
             c.sources.add("context")
+    return cands, context_only
 
-    rows = space.rows_by_rowid(cands)
+
+def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
+    t0 = time.perf_counter()
+    space.check_healthy()
+    settings = space.settings
+    k = cue.max_results
+    wide = max(50, k * 4)
+    cands, context_only = _direct_candidates(space, cue, wide)
+
+    rows = light_rows(space, cands)
     filtering = has_context(cue)
     for rowid in list(cands):
         row = rows.get(rowid)
-        if row is None or (filtering and not row_matches(cue, row)):
+        if row is None or not light_matches(cue, row):
             cands.pop(rowid)
         elif filtering and not context_only:
             cands[rowid].context = 1.0
 
     spread_meta: dict[str, Any] = {}
     if cue.mode is not RecallMode.similarity and cands:
-        seeds_sorted = sorted(cands.values(), key=lambda c: -max(c.similarity, c.text, c.context))[: max(5, k)]
-        seeds = {c.rowid: max(c.similarity, c.text, c.context) for c in seeds_sorted}
-        res = spread(
-            seeds, neighbours_of(space),
-            max_hops=cue.max_hops if cue.max_hops is not None else settings.spreading_max_hops,
-            decay=settings.spreading_decay, threshold=settings.spreading_threshold,
-            budget_seconds=settings.spreading_time_budget_ms / 1000.0,
-        )
-        spread_meta = {"hops": res.hops_done, "truncated": res.truncated, "reached": len(res.hits)}
-        new = [r for r in res.hits if r not in cands]
-        extra_rows = space.rows_by_rowid(new)
-        for rowid, hit in res.hits.items():
-            if rowid not in cands:
-                row = extra_rows.get(rowid)
-                if row is None or row[14]:  # gone or suppressed
-                    continue
-                if filtering and not row_matches(cue, row):
-                    continue
-                rows[rowid] = row
-                c = cand(rowid)
-                c.sources.add("spreading")
-            c = cands[rowid]
-            c.spread = hit.activation
-            c.path = hit.path
+        spread_meta = _spread_into(space, cue, cands, rows, k, context_only)
 
     now = space.clock()
-    items: list[tuple[float, RecallItem]] = []
+    scored: list[tuple[float, float, Candidate]] = []
     for c in cands.values():
         row = rows[c.rowid]
-        mem = space.to_memory(row)
         direct = max(c.similarity, c.text, c.context if context_only else 0.0)
         if cue.mode is RecallMode.spreading:
             relevance = max(direct, c.spread)
         elif cue.mode is RecallMode.hybrid:
-            relevance = max(direct, 0.5 * direct + 0.5 * c.spread, c.spread)
+            relevance = direct + (1.0 - direct) * HYBRID_SPREAD_SHARE * c.spread
         else:
             relevance = direct
-        act = current_activation(row[9], row[7], row[10], now)
-        rec = recency(row[7], now)
-        score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * row[5] + W_RECENCY * rec
+        act = current_activation(row[5], row[4], row[6], now)
+        rec = recency(row[4], now)
+        score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * row[2] + W_RECENCY * rec
         score = max(0.0, min(1.0, score))
-        if score < cue.threshold:
+        if score >= cue.threshold:
+            scored.append((score, act, c))
+    scored.sort(key=lambda t: (-t[0], rows[t[2].rowid][1]))
+    scored = scored[:k]
+
+    full = space.rows_by_rowid(c.rowid for _, _, c in scored)
+    items: list[tuple[float, RecallItem]] = []
+    for score, act, c in scored:
+        row = full.get(c.rowid)
+        if row is None:  # deleted between scoring and reading: not an answer any more
             continue
+        direct = max(c.similarity, c.text, c.context if context_only else 0.0)
         source = "spreading" if ("spreading" in c.sources and direct == 0.0) else sorted(c.sources)[0]
-        reason = _reason(c, source, act)
-        path = None
-        if cue.trace_activation and c.path is not None:
-            path = c.path
+        path = c.path if cue.trace_activation and c.path is not None else None
         items.append((score, RecallItem(
-            memory=mem, score=round(score, 6), similarity=round(c.similarity, 6), text_score=round(c.text, 6),
-            activation=round(c.spread if c.spread else act, 6), recency=round(rec, 6),
-            confidence=confidence_from(score * (0.5 + 0.5 * row[5]), reason), source=source,
+            memory=space.to_memory(row), score=round(score, 6), similarity=round(c.similarity, 6),
+            text_score=round(c.text, 6), activation=round(c.spread if c.spread else act, 6),
+            recency=round(recency(rows[c.rowid][4], now), 6),
+            confidence=confidence_from(score * (0.5 + 0.5 * row[5]), _reason(c, source, act)), source=source,
             activation_path=None if path is None else [ActivationStep(memory_id=str(r), activation=round(a, 6))
                                                        for r, a in path],
         )))
-    items.sort(key=lambda t: (-t[0], t[1].memory.id))
-    items = items[:k]
     if cue.trace_activation:
         _resolve_paths(space, [it for _, it in items])
     buckets = RecallBuckets()
     for score, it in items:
         (buckets.vivid if score > VIVID else buckets.associated).append(it)
-    scores = [s for s, _ in items]
-    point = float(np.mean(scores)) if scores else 0.0
-    spread_w = (1.96 * float(np.std(scores)) / math.sqrt(len(scores))) if len(scores) > 1 else (0.5 if not scores else 0.15)
-    interval = ConfidenceInterval(lower=round(max(0.0, point - spread_w), 6), point=round(point, 6),
-                                  upper=round(min(1.0, point + spread_w), 6))
+    interval = confidence_interval([s for s, _ in items])
     overall = confidence_from(
-        point,
-        f"{len(items)} result(s); mean score {point:.2f}" if items else "nothing in this space matched the cue",
+        interval.point,
+        f"{len(items)} result(s); mean score {interval.point:.2f}" if items
+        else "nothing in this space matched the cue",
     )
-    returned = {it.memory.id for _, it in items}
-    space.reinforce([r for r in cands if rows[r][1] in returned])
+    space.reinforce([c.rowid for _, _, c in scored if c.rowid in full])
     elapsed_ms = (time.perf_counter() - t0) * 1000
     space.events.publish("recalled", space.last_lsn, {
         "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
@@ -314,6 +311,61 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
                         metadata=metadata, memory_space_id=space.id)
 
 
+def _spread_into(space: "MemorySpace", cue: Cue, cands: dict[int, Candidate], rows: dict[int, tuple[Any, ...]],
+                 k: int, context_only: bool) -> dict[str, Any]:
+    """Seed from the best direct candidates, spread, and add what it reached to ``cands``."""
+    settings = space.settings
+
+    def direct(c: Candidate) -> float:
+        return max(c.similarity, c.text, c.context)
+
+    seeds_sorted = sorted(cands.values(), key=lambda c: (-direct(c), c.rowid))[: max(5, k)]
+    seeds = {c.rowid: direct(c) for c in seeds_sorted}
+    res = spread(
+        seeds, neighbour_fetch(space),
+        max_hops=cue.max_hops if cue.max_hops is not None else settings.spreading_max_hops,
+        decay=settings.spreading_decay, threshold=settings.spreading_threshold,
+        budget_seconds=settings.spreading_time_budget_ms / 1000.0,
+    )
+    reached = [r for r, h in res.hits.items() if h.hops > 0]
+    # Only the most active newcomers are worth scoring: a weaker one cannot
+    # outrank them, since the other score terms weigh at most 0.3 together.
+    new = sorted((r for r in reached if r not in cands), key=lambda r: (-res.hits[r].activation, r))
+    new = new[: max(SPREAD_SCORED_MIN, 10 * k)]
+    rows.update(light_rows(space, new))
+    for rowid in reached:
+        hit = res.hits[rowid]
+        c = cands.get(rowid)
+        if c is None:
+            row = rows.get(rowid)
+            if row is None or not light_matches(cue, row):
+                continue
+            c = cands[rowid] = Candidate(rowid)
+            c.sources.add("spreading")
+        c.spread = hit.activation
+        c.path = hit.path
+    for rowid in seeds:
+        c = cands[rowid]
+        if c.path is None:
+            c.path = res.hits[rowid].path
+    space.events.publish("activation", space.last_lsn, {
+        "seeds": len(seeds), "reached": len(reached), "hops": res.hops_done, "truncated": res.truncated,
+    })
+    return {"hops": res.hops_done, "truncated": res.truncated, "reached": len(reached), "seeds": len(seeds)}
+
+
+def confidence_interval(scores: list[float]) -> ConfidenceInterval:
+    """A 95 % interval around the mean result score (wide when there is little evidence)."""
+    point = float(np.mean(scores)) if scores else 0.0
+    if len(scores) > 1:
+        half = 1.96 * float(np.std(scores, ddof=1)) / math.sqrt(len(scores))
+        half = max(half, 0.05 / math.sqrt(len(scores)))
+    else:
+        half = 0.15 if scores else 0.5
+    return ConfidenceInterval(lower=round(max(0.0, point - half), 6), point=round(point, 6),
+                              upper=round(min(1.0, point + half), 6))
+
+
 def _reason(c: Candidate, source: str, act: float) -> str:
     parts = []
     if c.similarity:
@@ -322,7 +374,7 @@ def _reason(c: Candidate, source: str, act: float) -> str:
         parts.append(f"text match {c.text:.2f}")
     if c.context:
         parts.append("matches context")
-    if c.spread and source == "spreading":
+    if c.spread:
         parts.append(f"reached by spreading activation {c.spread:.2f}")
     parts.append(f"strength {act:.2f}")
     return ", ".join(parts)

@@ -1,0 +1,113 @@
+"""The association graph of one space: explicit edges, and reading edges for spreading.
+
+Edges live in the space's ``associations`` table keyed by memory *rowids*
+``(source, target)``. Three kinds exist: ``auto`` (near neighbours, written by
+the store path), ``temporal`` (episodes close in time, also written there) and
+``explicit`` (this module). A delete trigger removes every edge of a deleted
+memory, so the graph can never point at a memory that is gone.
+
+Suppressed memories keep their edges (suppression is reversible) but are never
+*reached*: the neighbour query joins ``memories`` and skips suppressed targets,
+so activation neither arrives at nor flows through them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..core.models import AssociateInput, Association
+from ..errors import InvalidInput, MemoryNotFound
+
+if TYPE_CHECKING:
+    from ..core.space import MemorySpace
+
+# Spreading looks at most this many edges per node (strongest first): a hub
+# with thousands of auto-links must not blow the time budget of one recall.
+MAX_FANOUT = 32
+
+NeighbourFetch = Callable[[list[int]], dict[int, list[tuple[int, float]]]]
+
+
+def strengthened(old: float, added: float) -> float:
+    """Saturating reinforcement: each call closes ``added`` of the remaining gap to 1."""
+    return min(1.0, old + added * (1.0 - old))
+
+
+def associate(space: "MemorySpace", item: AssociateInput) -> Association:
+    """Create the edge, or strengthen it if it exists; durable when this returns."""
+    store = space.check_healthy()
+    if item.source_id == item.target_id:
+        raise InvalidInput(
+            "source_id and target_id are the same memory; an association joins two different memories",
+            example='{"source_id": "m1", "target_id": "m2", "strength": 0.6}',
+        )
+    now = space.clock()
+
+    def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
+        rowids: dict[str, int] = {}
+        for mid in (item.source_id, item.target_id):
+            row = conn.execute("SELECT rowid, suppressed FROM memories WHERE id = ?", (mid,)).fetchone()
+            if row is None or row[1]:
+                raise MemoryNotFound(
+                    f"no memory with id {mid!r} in memory space {space.id!r}"
+                    + (" (it is suppressed)" if row is not None else ""),
+                    details={"memory_id": mid, "memory_space_id": space.id},
+                )
+            rowids[mid] = int(row[0])
+        src, dst = rowids[item.source_id], rowids[item.target_id]
+        pairs = [(src, dst), (dst, src)] if item.bidirectional else [(src, dst)]
+        result = 0.0
+        for a, b in pairs:
+            old = conn.execute("SELECT strength FROM associations WHERE source = ? AND target = ?", (a, b)).fetchone()
+            strength = float(item.strength) if old is None else strengthened(float(old[0]), float(item.strength))
+            conn.execute(
+                "INSERT INTO associations(source, target, strength, kind, created_at, updated_at, lsn) "
+                "VALUES (?,?,?,'explicit',?,?,?) ON CONFLICT(source, target) DO UPDATE SET "
+                "strength = excluded.strength, kind = 'explicit', updated_at = excluded.updated_at, lsn = excluded.lsn",
+                (a, b, strength, now, now, lsn),
+            )
+            if (a, b) == (src, dst):
+                result = strength
+        return {"strength": result, "created": True}
+
+    def after(res: dict[str, Any], lsn: int) -> None:
+        space.events.publish("association", lsn, {
+            "source_id": item.source_id, "target_id": item.target_id,
+            "strength": round(res["strength"], 6), "bidirectional": item.bidirectional, "kind": "explicit",
+        })
+
+    res, lsn = store.write(op, after=after)
+    return Association(source_id=item.source_id, target_id=item.target_id, strength=round(res["strength"], 6),
+                       kind="explicit", lsn=lsn, memory_space_id=space.id)
+
+
+def neighbour_fetch(space: "MemorySpace", fanout: int = MAX_FANOUT) -> NeighbourFetch:
+    """A reader over this space's graph for :func:`spreading.spread` (suppressed targets skipped)."""
+    conn = space.check_healthy().reader()
+
+    def fetch(nodes: list[int]) -> dict[int, list[tuple[int, float]]]:
+        out: dict[int, list[tuple[int, float]]] = {}
+        try:
+            for i in range(0, len(nodes), 400):
+                chunk = nodes[i : i + 400]
+                q = ",".join("?" * len(chunk))
+                for s, t, w in conn.execute(
+                    f"SELECT a.source, a.target, a.strength FROM associations a "
+                    f"JOIN memories m ON m.rowid = a.target "
+                    f"WHERE a.source IN ({q}) AND m.suppressed = 0 ORDER BY a.source, a.strength DESC, a.target",
+                    chunk,
+                ):
+                    lst = out.setdefault(int(s), [])
+                    if len(lst) < fanout:
+                        lst.append((int(t), float(w)))
+        except sqlite3.DatabaseError as exc:
+            space.guard_read(exc)
+        return out
+
+    return fetch
+
+
+def count(space: "MemorySpace") -> int:
+    conn = space.check_healthy().reader()
+    return int(conn.execute("SELECT count(*) FROM associations").fetchone()[0])

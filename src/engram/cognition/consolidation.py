@@ -1,0 +1,270 @@
+"""Consolidation: episodes of one space -> semantic beliefs, as one streamable run.
+
+A run is a pure function of the space's *current* live episodes (those with an
+embedding and not suppressed) and its parameters:
+
+1. **Snapshot** on a reader connection (one read transaction, so it is
+   consistent), in canonical order by memory id.
+2. **Cluster** outside every lock and thread of the store (``clustering``): this
+   is the expensive part and it must never hold the space's writer, or
+   remember/recall in this space would wait for it.
+3. **Build** one belief per cluster: centroid (mean of unit vectors, summed in id
+   order so floating point is order-independent), strength, schema confidence,
+   citations with previews. Belief ids hash the space and the cited episode ids.
+4. **Write** through the store: the belief set is replaced in one short op, and
+   the cited episodes move to ``consolidated`` in small ops, so writes queued
+   by other callers interleave instead of waiting behind one huge transaction.
+
+Staleness: the write op re-checks, inside the writer, which cited episodes are
+still live; a belief that lost episodes while clustering ran is rebuilt from the
+survivors (or dropped below the minimum size). Episodes stored during the run
+are not in it; the space's fingerprint then differs and the next scheduled run
+picks them up. Nothing is ever served from a cached snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import numpy as np
+
+from ..core.models import Belief, Citation, ConsolidateInput, ConsolidationReport, DreamStep, from_epoch
+from ..settings import Settings
+from .clustering import cluster
+
+if TYPE_CHECKING:
+    from ..core.space import MemorySpace
+
+PREVIEW_CHARS = 120
+STATE_CHUNK = 500  # episodes per state-update op
+META_LAST_AT = "consolidation.last_at"
+META_LAST_RUN = "consolidation.last_run"
+_WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+_STOP = frozenset(
+    "the and for with was were that this from have has had are but not you your our their they them then "
+    "than into onto over under about after before again all any can could would should will just more most "
+    "some such only own same very what when where which while who whom why how its it's his her hers him she"
+    .split()
+)
+
+
+@dataclass
+class Snapshot:
+    rowids: list[int]
+    ids: list[str]
+    contents: list[str]
+    lsns: list[int]
+    vectors: np.ndarray  # unit rows, canonical (id) order
+
+
+def fingerprint(space: "MemorySpace") -> tuple[int, int, float]:
+    """Changes whenever a live episode is added, suppressed, restored or deleted."""
+    conn = space.check_healthy().reader()
+    row = conn.execute(
+        "SELECT count(*), coalesce(max(lsn), 0), total(lsn) FROM memories "
+        "WHERE kind = 'episode' AND suppressed = 0 AND embedding IS NOT NULL"
+    ).fetchone()
+    return int(row[0]), int(row[1]), float(row[2])
+
+
+def snapshot(space: "MemorySpace") -> Snapshot:
+    conn = space.check_healthy().reader()
+    rowids: list[int] = []
+    ids: list[str] = []
+    contents: list[str] = []
+    lsns: list[int] = []
+    blobs: list[bytes] = []
+    try:
+        for rowid, mid, content, emb, lsn in conn.execute(
+            "SELECT rowid, id, content, embedding, lsn FROM memories "
+            "WHERE kind = 'episode' AND suppressed = 0 AND embedding IS NOT NULL ORDER BY id"
+        ):
+            rowids.append(int(rowid))
+            ids.append(str(mid))
+            contents.append(str(content))
+            lsns.append(int(lsn))
+            blobs.append(emb)
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    dim = space.dim or (len(blobs[0]) // 4 if blobs else 1)
+    x = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim) if blobs else \
+        np.zeros((0, dim), np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return Snapshot(rowids, ids, contents, lsns, (x / norms).astype(np.float32))
+
+
+def belief_id(space_id: str, episode_ids: list[str]) -> str:
+    h = hashlib.sha256(("\0".join([space_id, *sorted(episode_ids)])).encode()).hexdigest()
+    return "belief-" + h[:20]
+
+
+def run_id(space_id: str, snap: Snapshot, threshold: float, min_size: int) -> str:
+    h = hashlib.sha256(f"{space_id}\0{threshold!r}\0{min_size}".encode())
+    for mid, lsn in zip(snap.ids, snap.lsns):
+        h.update(f"\0{mid}\0{lsn}".encode())
+    return "run-" + h.hexdigest()[:20]
+
+
+def summarise(contents: list[str], medoid: str) -> str:
+    """A deterministic gist: the words most episodes share, and the most typical episode."""
+    df: Counter[str] = Counter()
+    for text in contents:
+        df.update({w.lower() for w in _WORD.findall(text)} - _STOP)
+    need = max(2, (len(contents) + 1) // 2)
+    common = sorted((w for w, c in df.items() if c >= need), key=lambda w: (-df[w], w))[:6]
+    example = medoid[:PREVIEW_CHARS]
+    if common:
+        return f"Across {len(contents)} episodes: {', '.join(common)} (e.g. \"{example}\")"
+    return f"Across {len(contents)} similar episodes (e.g. \"{example}\")"
+
+
+def build_belief(space_id: str, snap: Snapshot, members: list[int], rid: str, now: float) -> tuple[Belief, list[int]]:
+    """The belief of one cluster (``members`` index ``snap`` in canonical order)."""
+    members = sorted(members)
+    vecs = snap.vectors[members]
+    centroid = vecs.sum(axis=0, dtype=np.float64)  # summed in id order: order-independent
+    norm = float(np.linalg.norm(centroid))
+    centroid = centroid / norm if norm > 0 else centroid
+    sims = vecs.astype(np.float64) @ centroid
+    cohesion = float(np.clip(sims.mean(), 0.0, 1.0))
+    spread = float(sims.std())
+    n = len(members)
+    order = sorted(range(n), key=lambda i: (-round(float(sims[i]), 9), snap.ids[members[i]]))
+    citations = [
+        Citation(episode_id=snap.ids[members[i]], preview=snap.contents[members[i]][:PREVIEW_CHARS],
+                 similarity=round(float(sims[i]), 6))
+        for i in order
+    ]
+    ids = [snap.ids[m] for m in members]
+    belief = Belief(
+        id=belief_id(space_id, ids),
+        content=summarise([snap.contents[m] for m in members], snap.contents[members[order[0]]]),
+        centroid=[round(float(v), 7) for v in centroid],
+        strength=round(float(np.clip(cohesion * n / (n + 2.0), 0.0, 1.0)), 6),
+        schema_confidence=round(float(np.clip(cohesion * (1.0 - spread), 0.0, 1.0)), 6),
+        citations=citations, created_at=from_epoch(now), updated_at=from_epoch(now), run_id=rid,
+    )
+    return belief, [snap.rowids[m] for m in members]
+
+
+class ConsolidationRun:
+    """One run; iterate :meth:`steps` for the dream stream, then read :attr:`report`."""
+
+    def __init__(self, space: "MemorySpace", settings: Settings, item: ConsolidateInput,
+                 cancel: Optional[threading.Event] = None) -> None:
+        self.space = space
+        self.cancel = cancel or threading.Event()
+        self.threshold = item.similarity if item.similarity is not None else settings.consolidation_similarity
+        self.min_size = item.min_cluster if item.min_cluster is not None else settings.consolidation_min_cluster
+        self.min_size = max(2, self.min_size)
+        self.report: Optional[ConsolidationReport] = None
+        self.fingerprint: Optional[tuple[int, int, float]] = None
+
+    def steps(self) -> Iterator[DreamStep]:
+        t0 = time.perf_counter()
+        space = self.space
+        yield DreamStep(kind="progress", progress=0.0, message="reading episodes")
+        self.fingerprint = fingerprint(space)
+        snap = snapshot(space)
+        n = len(snap.ids)
+        yield DreamStep(kind="progress", progress=0.1, message=f"clustering {n} episodes")
+        clusters = cluster(snap.vectors, self.threshold, self.min_size)
+        yield DreamStep(kind="progress", progress=0.6, message=f"{len(clusters)} cluster(s) found")
+        rid = run_id(space.id, snap, self.threshold, self.min_size)
+        now = space.clock()
+        built: list[tuple[Belief, list[int]]] = []
+        for i, members in enumerate(clusters):
+            ids = [snap.ids[m] for m in members]
+            yield DreamStep(kind="replay", progress=0.6 + 0.2 * (i + 1) / max(1, len(clusters)),
+                            message=f"replaying {len(ids)} episodes: \"{snap.contents[members[0]][:60]}\"",
+                            memory_ids=ids[:50])
+            built.append(build_belief(space.id, snap, members, rid, now))
+        if self.cancel.is_set():  # the space is closing: write nothing rather than race its store
+            yield DreamStep(kind="done", progress=1.0, message="cancelled: the memory space is closing")
+            return
+        yield DreamStep(kind="progress", progress=0.8, message="writing beliefs")
+        beliefs, lsn, consolidated = self._write(snap, built, rid, now)
+        self.report = ConsolidationReport(
+            run_id=rid, beliefs=beliefs, episodes_considered=n, episodes_consolidated=consolidated,
+            clusters=len(beliefs), duration_ms=round((time.perf_counter() - t0) * 1000, 3), lsn=lsn,
+            memory_space_id=space.id,
+        )
+        for i, b in enumerate(beliefs):
+            yield DreamStep(kind="insight", progress=0.9 + 0.1 * (i + 1) / max(1, len(beliefs)),
+                            message=b.content[:200], memory_ids=[c.episode_id for c in b.citations][:50], belief=b)
+        yield DreamStep(kind="done", progress=1.0,
+                        message=f"{len(beliefs)} belief(s) from {n} episode(s); {consolidated} newly consolidated")
+
+    def _write(self, snap: Snapshot, built: list[tuple[Belief, list[int]]], rid: str,
+               now: float) -> tuple[list[Belief], int, int]:
+        space = self.space
+        store = space.check_healthy()
+        index_of = {r: i for i, r in enumerate(snap.rowids)}
+        min_size = self.min_size
+
+        def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
+            cited = [r for _, rows in built for r in rows]
+            live: set[int] = set()
+            for i in range(0, len(cited), 500):
+                chunk = cited[i : i + 500]
+                q = ",".join("?" * len(chunk))
+                live.update(int(r) for (r,) in conn.execute(
+                    f"SELECT rowid FROM memories WHERE rowid IN ({q}) AND suppressed = 0", chunk))
+            created = {str(i): float(c) for i, c in conn.execute("SELECT id, created_at FROM beliefs")}
+            final: list[tuple[Belief, list[int]]] = []
+            for belief, rows in built:
+                if any(r not in live for r in rows):  # lost episodes while we clustered: rebuild
+                    survivors = [index_of[r] for r in rows if r in live]
+                    if len(survivors) < min_size:
+                        continue
+                    belief, rows = build_belief(space.id, snap, survivors, rid, now)
+                belief.created_at = from_epoch(created.get(belief.id, now))
+                belief.lsn = lsn
+                final.append((belief, rows))
+            conn.execute("DELETE FROM beliefs")
+            conn.executemany(
+                "INSERT INTO beliefs(id, content, centroid, strength, schema_confidence, citations, created_at, "
+                "updated_at, run_id, lsn) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(b.id, b.content, np.asarray(b.centroid or [], np.float32).tobytes(), b.strength,
+                  b.schema_confidence, json.dumps([c.model_dump() for c in b.citations], separators=(",", ":")),
+                  created.get(b.id, now), now, rid, lsn) for b, _ in final],
+            )
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_LAST_AT, repr(now)))
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_LAST_RUN, rid))
+            return {"final": final}
+
+        res, lsn = store.write(op)
+        final: list[tuple[Belief, list[int]]] = res["final"]
+        rows = sorted({r for _, rs in final for r in rs})
+        consolidated = 0
+        for i in range(0, len(rows), STATE_CHUNK):
+            chunk = rows[i : i + STATE_CHUNK]
+
+            def state_op(conn: sqlite3.Connection, _lsn: int, chunk: list[int] = chunk) -> int:
+                q = ",".join("?" * len(chunk))
+                cur = conn.execute(
+                    f"UPDATE memories SET consolidation_state = 'consolidated' WHERE rowid IN ({q}) "
+                    "AND consolidation_state IS NOT 'consolidated'", chunk)
+                return int(cur.rowcount)
+
+            # One small op at a time: a remember queued meanwhile commits between them.
+            n_done, _ = store.write(state_op)
+            consolidated += n_done
+        # Reports and streams carry beliefs without their centroid (768 floats
+        # each); get_belief returns it.
+        beliefs = sorted((b.model_copy(update={"centroid": None}) for b, _ in final),
+                         key=lambda b: (-b.strength, b.id))
+        space.events.publish("consolidation", lsn, {
+            "run_id": rid, "beliefs": len(beliefs), "episodes_considered": len(snap.ids),
+            "episodes_consolidated": consolidated, "belief_ids": [b.id for b in beliefs[:20]],
+        })
+        return beliefs, lsn, consolidated

@@ -1,0 +1,71 @@
+"""Recognition: is this content or embedding already known in this space?
+
+Familiarity is the best match: cosine similarity for an embedding, a
+word-overlap (Dice) score for text, the larger of the two per memory when both
+are given. ``recognized`` means familiarity reached the caller's threshold.
+Suppressed memories are not candidates (they are not in the vector set, and
+the text search excludes them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.models import Recognition, RecognitionMatch, RecognizeInput, confidence_from
+from ..core.recall import text_candidates, tokens
+from ..index.vector import normalise
+
+if TYPE_CHECKING:
+    from ..core.space import MemorySpace
+
+
+def dice(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return 2.0 * len(a & b) / (len(a) + len(b))
+
+
+def recognize(space: "MemorySpace", item: RecognizeInput) -> Recognition:
+    space.check_healthy()
+    scores: dict[int, float] = {}
+    wide = max(20, item.max_matches * 4)
+    if item.embedding is not None and space.dim is not None:
+        space.vectors.check_dim(len(item.embedding))
+        for rowid, sim in space.vectors.search(normalise(item.embedding), wide):
+            scores[rowid] = max(scores.get(rowid, 0.0), max(0.0, min(1.0, sim)))
+    text_rows: list[int] = []
+    if item.content and item.content.strip():
+        text_rows = list(text_candidates(space, item.content, wide))
+    rows = space.rows_by_rowid(set(scores) | set(text_rows))
+    if item.content and item.content.strip():
+        wanted = set(tokens(item.content))
+        exact = item.content.strip().lower()
+        for rowid in text_rows:
+            row = rows.get(rowid)
+            if row is None:
+                continue
+            content = str(row[3])
+            s = 1.0 if content.strip().lower() == exact else dice(wanted, set(tokens(content)))
+            scores[rowid] = max(scores.get(rowid, 0.0), s)
+    ranked = sorted(
+        ((s, r) for r, s in scores.items() if r in rows and not rows[r][14]),
+        key=lambda t: (-t[0], str(rows[t[1]][1])),
+    )[: item.max_matches]
+    familiarity = ranked[0][0] if ranked else 0.0
+    recognized = familiarity >= item.threshold
+    if ranked:
+        best = rows[ranked[0][1]]
+        reason = (f"closest memory {best[1]!r} at {familiarity:.2f} "
+                  f"({'at or above' if recognized else 'below'} the threshold {item.threshold:.2f})")
+    else:
+        reason = "nothing in this space resembles the cue"
+    # Confidence is in the *answer*: far above or far below the threshold is sure.
+    room = (1.0 - item.threshold) if recognized else item.threshold
+    margin = abs(familiarity - item.threshold) / max(room, 1e-9)
+    conf = 0.5 + 0.5 * min(1.0, margin)
+    return Recognition(
+        recognized=recognized, familiarity=round(familiarity, 6), confidence=confidence_from(conf, reason),
+        matches=[RecognitionMatch(memory_id=str(rows[r][1]), similarity=round(s, 6), content=str(rows[r][3])[:200])
+                 for s, r in ranked],
+        memory_space_id=space.id,
+    )
