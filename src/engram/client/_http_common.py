@@ -1,0 +1,213 @@
+"""What the sync and async HTTP clients share: request bodies, error translation, SSE parsing.
+
+Foreign errors are translated once, here, at the boundary:
+
+    httpx.TransportError (connect refused, DNS, timeout, dropped connection)
+        -> EngramConnectionError        (code SERVER_UNREACHABLE; also a ConnectionError)
+    HTTP 4xx/5xx with the error envelope {"error": {code, message, suggestion, example}}
+        -> the engine's own class via errors.error_from_envelope (MemorySpaceNotFound, ...)
+    HTTP 4xx/5xx without an envelope (a proxy page, a bare 502)
+        -> the class for the status (InvalidInput for 400, NotFound for 404, else EngramError)
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from urllib.parse import quote
+
+import httpx
+
+from ..errors import EngramError, error_from_envelope
+from ..core.models import SpaceDescriptor
+
+API = "/api/v1"
+SPACE_HEADER = "X-Memory-Space"
+DEFAULT_TIMEOUT = 30.0
+STREAMS = ("activities", "memories", "consolidation")
+
+
+class EngramConnectionError(EngramError, ConnectionError):
+    """The server could not be reached, or the connection failed mid-request."""
+
+    code = "SERVER_UNREACHABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = "Start the server with `engram start`, or point the client at the right URL."
+
+
+class CreatedSpace(SpaceDescriptor):
+    """A space descriptor from ``create_space``; ``created`` is False when it already existed."""
+
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One Server-Sent Event: ``event`` is its type, ``id`` the space LSN, ``data`` the decoded JSON."""
+
+    event: str
+    data: Any
+    id: Optional[str] = None
+
+    @property
+    def lsn(self) -> Optional[int]:
+        try:
+            return int(self.id) if self.id is not None else None
+        except ValueError:
+            return None
+
+
+def segment(value: str) -> str:
+    """A path segment, percent-encoded so an id can never change the route."""
+    return quote(value, safe="")
+
+
+def space_headers(space: Optional[str]) -> dict[str, str]:
+    return {SPACE_HEADER: space} if space else {}
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value") and not isinstance(value, (int, float, str)):  # enums
+        return value.value
+    return value
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    """A JSON body of the fields that were given (None means: let the server default it)."""
+    return {k: jsonable(v) for k, v in fields.items() if v is not None}
+
+
+def params(**fields: Any) -> list[tuple[str, str]]:
+    """Query parameters; lists become repeated keys, booleans ``true``/``false``."""
+    out: list[tuple[str, str]] = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            v = jsonable(v)
+            out.append((key, ("true" if v else "false") if isinstance(v, bool) else str(v)))
+    return out
+
+
+def translate_transport_error(exc: httpx.TransportError, base_url: str) -> EngramConnectionError:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        message = f"cannot reach the Engram server at {base_url}: {exc or type(exc).__name__}"
+    elif isinstance(exc, httpx.TimeoutException):
+        message = f"the Engram server at {base_url} did not answer in time ({type(exc).__name__})"
+    else:
+        message = f"the connection to the Engram server at {base_url} failed: {exc or type(exc).__name__}"
+    return EngramConnectionError(message, example="engram start --data-dir ./engram-data")
+
+
+def error_from_response(resp: httpx.Response) -> EngramError:
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        exc = error_from_envelope(payload, resp.status_code)
+    else:
+        text = resp.text.strip()[:300] or resp.reason_phrase
+        exc = error_from_envelope(
+            {"error": {"code": _code_for_status(resp.status_code),
+                       "message": f"HTTP {resp.status_code} from {resp.request.url.path}: {text}"}},
+            resp.status_code,
+        )
+    exc.details.setdefault("http_status", resp.status_code)
+    return exc
+
+
+def _code_for_status(status: int) -> str:
+    return {400: "INVALID_INPUT", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE"}.get(status, "ENGRAM_ERROR")
+
+
+def deprecation_warning(resp: httpx.Response) -> Optional[str]:
+    """The server's default-space fallback notice, if this response carries one."""
+    if "deprecation" in resp.headers or "warning" in resp.headers:
+        return resp.headers.get("warning") or "the server used its default memory space (deprecated)"
+    return None
+
+
+class SSEParser:
+    """Incremental text/event-stream parser (WHATWG rules; comments are heartbeats and skipped)."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._id: Optional[str] = None
+
+    def feed(self, line: str) -> Optional[ServerEvent]:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\x00" not in value:
+            self._id = value
+        return None
+
+    def _dispatch(self) -> Optional[ServerEvent]:
+        if not self._data:
+            self._event = ""
+            return None
+        raw = "\n".join(self._data)
+        try:
+            data: Any = json.loads(raw)
+        except ValueError:
+            data = raw
+        event = ServerEvent(event=self._event or "message", data=data, id=self._id)
+        self._event, self._data = "", []
+        return event
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
+    parser = SSEParser()
+    for line in lines:
+        event = parser.feed(line.rstrip("\r\n"))
+        if event is not None:
+            yield event
+
+
+def stream_params(types: Optional[Iterable[str]], extra: Mapping[str, Any]) -> list[tuple[str, str]]:
+    joined = ",".join(types) if types else None
+    return params(types=joined, **extra)
+
+
+def floats(values: Optional[Sequence[float]]) -> Optional[list[float]]:
+    return None if values is None else [float(v) for v in values]
+
+
+def strings(values: Optional[Sequence[str]]) -> Optional[list[str]]:
+    return None if values is None else [str(v) for v in values]
+
+
+def mapping(values: Optional[Mapping[str, str]]) -> Optional[dict[str, str]]:
+    return None if values is None else {str(k): str(v) for k, v in values.items()}
+
+
+def stream_path(kind: str) -> str:
+    if kind not in STREAMS:
+        raise ValueError(f"stream kind must be one of {STREAMS}, got {kind!r}")
+    return f"{API}/stream/{kind}"
+
+
+def check(resp: httpx.Response) -> httpx.Response:
+    if resp.status_code >= 400:
+        raise error_from_response(resp)
+    notice = deprecation_warning(resp)
+    if notice:
+        warnings.warn(notice, DeprecationWarning, stacklevel=5)
+    return resp
