@@ -212,9 +212,19 @@ class MultiSpaceMachine(RuleBasedStateMachine):
                 self._check_memory(space, mem)
             assert page.total == len(self.live[space])
 
+    @invariant()
+    def introspection_counts_own_space(self) -> None:
+        if not self.cognition:
+            return
+        for space in SPACES:
+            stats = self.run(self.service.introspect(space))
+            assert stats.memory_space_id == space
+            assert stats.memories == len(self.live[space]) + len(self.suppressed[space]), (space, stats)
+            assert stats.suppressed == len(self.suppressed[space]), (space, stats)
+
 
 MultiSpaceMachine.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=25, deadline=None,
+    max_examples=40, stateful_step_count=25, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestMultiSpace = MultiSpaceMachine.TestCase
