@@ -108,9 +108,11 @@ def belief_id(space_id: str, episode_ids: list[str]) -> str:
 
 
 def run_id(space_id: str, snap: Snapshot, threshold: float, min_size: int) -> str:
+    """A hash of the run's whole input (ids, contents, vectors, parameters), not of when it ran."""
     h = hashlib.sha256(f"{space_id}\0{threshold!r}\0{min_size}".encode())
-    for mid, lsn in zip(snap.ids, snap.lsns):
-        h.update(f"\0{mid}\0{lsn}".encode())
+    for mid, content in zip(snap.ids, snap.contents):
+        h.update(f"\0{mid}\0{content}".encode())
+    h.update(snap.vectors.tobytes())
     return "run-" + h.hexdigest()[:20]
 
 
