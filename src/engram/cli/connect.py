@@ -1,0 +1,128 @@
+"""Which server and which space a CLI command talks to, and the options that choose them.
+
+Server: ``--url``, then ``ENGRAM_URL``, then the state file that ``engram start``
+wrote (found from ``--state-file``, ``--data-dir`` / ``ENGRAM_DATA_DIR`` or the
+config file), then the host and port of the settings (``127.0.0.1:7432``).
+
+Space: ``--space``, then ``ENGRAM_MEMORY_SPACE``, then ``default_space`` from the
+config file. The CLI always names its space explicitly, so it never triggers
+the server's deprecated default-space fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import click
+
+from ..client.http import AsyncEngramClient, EngramClient
+from ..errors import EngramError
+from ..settings import Settings, load_settings
+from .output import fail
+
+F = TypeVar("F", bound=Callable[..., Any])
+SPACE_ENV = "ENGRAM_MEMORY_SPACE"
+URL_ENV = "ENGRAM_URL"
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    url_source: str
+    space: str
+    space_source: str
+    as_json: bool
+    timeout: float
+    state: Optional[dict[str, Any]] = None
+    state_file: Optional[Path] = None
+
+    def client(self) -> EngramClient:
+        return EngramClient(self.url, space=self.space, timeout=self.timeout)
+
+    def async_client(self, max_connections: int = 100) -> AsyncEngramClient:
+        return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout, max_connections=max_connections)
+
+    def fail(self, exc: EngramError) -> Any:
+        fail(exc, as_json=self.as_json)
+
+
+def _read_state(path: Path) -> Optional[dict[str, Any]]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _local_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
+
+
+def resolve_target(*, url: Optional[str], space: Optional[str], data_dir: Optional[str],
+                   state_file: Optional[str], config_file: Optional[str], as_json: bool,
+                   timeout: float) -> Target:
+    try:
+        settings: Settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
+    except EngramError as exc:
+        raise click.UsageError(exc.message) from None
+
+    if space:
+        space_source = "--space"
+    elif os.environ.get(SPACE_ENV):
+        space, space_source = os.environ[SPACE_ENV], SPACE_ENV
+    else:
+        space, space_source = settings.default_space, "config default_space"
+
+    path = Path(settings.resolved_state_file)
+    state = _read_state(path)
+    if url:
+        url_source = "--url"
+    elif os.environ.get(URL_ENV):
+        url, url_source = os.environ[URL_ENV], URL_ENV
+    elif state and state.get("http_url"):
+        url, url_source = str(state["http_url"]), f"state file {path}"
+    elif state and state.get("http_port"):
+        url = f"http://{_local_host(str(state.get('host', '127.0.0.1')))}:{state['http_port']}"
+        url_source = f"state file {path}"
+    else:
+        url = f"http://{_local_host(settings.host)}:{settings.http_port}"
+        url_source = "settings (host, http_port)"
+    if "://" not in url:
+        url = "http://" + url
+    return Target(url=url.rstrip("/"), url_source=url_source, space=space, space_source=space_source,
+                  as_json=as_json, timeout=timeout, state=state, state_file=path)
+
+
+def target_options(f: F) -> F:
+    """Add the connection, space and output options; pass the resolved ``target`` to the command."""
+
+    @click.option("--space", "-s", default=None, metavar="ID",
+                  help="Memory space (env ENGRAM_MEMORY_SPACE, else the config's default_space).")
+    @click.option("--url", default=None, metavar="URL", help="Server URL (env ENGRAM_URL).")
+    @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                  help="Data root of a local server, to find its state file (env ENGRAM_DATA_DIR).")
+    @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+                  help="State file of the server (default <data-dir>/engram.state.json).")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                  help="TOML settings file (env ENGRAM_CONFIG): default_space, data_dir, host, http_port.")
+    @click.option("--json", "as_json", is_flag=True, default=False,
+                  help="Print machine-readable JSON on stdout (nothing else).")
+    @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, url: Optional[str], space: Optional[str], data_dir: Optional[str],
+                state_file: Optional[str], config_file: Optional[str], as_json: bool, timeout: float,
+                **kwargs: Any) -> Any:
+        target = resolve_target(url=url, space=space, data_dir=data_dir, state_file=state_file,
+                                config_file=config_file, as_json=as_json, timeout=timeout)
+        try:
+            return f(*args, target=target, **kwargs)
+        except EngramError as exc:
+            target.fail(exc)
+
+    return wrapper  # type: ignore[return-value]

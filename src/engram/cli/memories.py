@@ -1,0 +1,202 @@
+"""``engram memory remember|recall|get|list|forget`` (import/export live in transfer.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import click
+from rich.text import Text
+
+from ..core.models import Memory, RecallItem
+from . import output as out
+from .connect import Target, target_options
+
+MEMORY_TYPES = click.Choice(["episodic", "semantic", "procedural", "working"])
+
+
+@click.group("memory")
+def memory_group() -> None:
+    """Store, recall, inspect, list, forget, import and export memories of one space."""
+
+
+def _embedding(raw: Optional[str]) -> Optional[list[float]]:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+        if not isinstance(value, list) or not value:
+            raise ValueError
+        return [float(v) for v in value]
+    except (ValueError, TypeError):
+        raise click.BadParameter("expected a JSON array of numbers, e.g. '[0.1, 0.2, 0.3]'",
+                                 param_hint="--embedding") from None
+
+
+def _metadata(pairs: tuple[str, ...]) -> Optional[dict[str, str]]:
+    if not pairs:
+        return None
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--meta")
+        result[key] = value
+    return result
+
+
+@memory_group.command("remember")
+@click.argument("content", required=False)
+@click.option("--id", "memory_id", default=None, help="Choose the id (else one is generated).")
+@click.option("--tag", "-t", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--type", "memory_type", type=MEMORY_TYPES, default=None, help="Memory type (default semantic).")
+@click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="Confidence in [0,1].")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata entry (repeatable).")
+@click.option("--embedding", default=None, metavar="JSON", help="Embedding as a JSON array of floats.")
+@click.option("--auto-link", is_flag=True, default=None, help="Link to near neighbours.")
+@click.option("--when", default=None, metavar="TIME",
+              help="Store an episode that happened at TIME (ISO-8601 or epoch seconds).")
+@click.option("--where", "where_location", default=None, help="Episode location (with --when).")
+@click.option("--who", multiple=True, help="Episode participant (with --when, repeatable).")
+@target_options
+def remember(target: Target, content: Optional[str], memory_id: Optional[str], tags: tuple[str, ...],
+             memory_type: Optional[str], confidence: Optional[float], meta: tuple[str, ...],
+             embedding: Optional[str], auto_link: Optional[bool], when: Optional[str],
+             where_location: Optional[str], who: tuple[str, ...]) -> None:
+    """Store CONTENT as a memory ('-' reads it from stdin)."""
+    if content == "-":
+        content = sys.stdin.read().rstrip("\n")
+    vector = _embedding(embedding)
+    if not content and vector is None:
+        raise click.UsageError("give CONTENT (or '-' for stdin), --embedding, or both")
+    if (where_location or who) and not when:
+        raise click.UsageError("--where and --who describe an episode: add --when")
+    common: dict[str, Any] = dict(id=memory_id, embedding=vector, confidence=confidence, tags=list(tags) or None,
+                                  metadata=_metadata(meta), auto_link=auto_link)
+    with target.client() as client:
+        if when:
+            receipt = client.experience(when, content or "", where_location=where_location,
+                                        who=list(who) or None, **common)
+        else:
+            receipt = client.remember(content or "", memory_type=memory_type, **common)
+    if target.as_json:
+        out.emit_json(out.dump(receipt, memory_space_id=target.space))
+        return
+    conf = receipt.storage_confidence
+    out.stdout().print(Text.assemble(
+        "stored ", (receipt.memory_id, "bold"), " in space ", (target.space, "bold"),
+        f" (lsn {receipt.lsn}, confidence {conf.category.value} {conf.value:.2f}, {receipt.durability}"
+        + (f", {len(receipt.auto_links)} auto-links" if receipt.auto_links else "") + ")"))
+
+
+def _recall_rows(bucket: str, items: list[RecallItem]) -> list[list[Any]]:
+    return [[bucket, f"{i.score:.3f}", i.memory.id, out.text(i.memory.content, 70),
+             f"{i.confidence.category.value} {i.confidence.value:.2f}", i.source] for i in items]
+
+
+@memory_group.command("recall")
+@click.argument("query", required=False)
+@click.option("--limit", "-n", "max_results", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Minimum score in [0,1].")
+@click.option("--mode", type=click.Choice(["similarity", "spreading", "hybrid"]), default=None)
+@click.option("--tag", "-t", "tags", multiple=True, help="Only memories with this tag (repeatable).")
+@click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
+@click.option("--embedding", default=None, metavar="JSON", help="Recall by embedding (JSON array).")
+@click.option("--trace", is_flag=True, default=None, help="Return the activation path of each result.")
+@target_options
+def recall(target: Target, query: Optional[str], max_results: int, threshold: Optional[float],
+           mode: Optional[str], tags: tuple[str, ...], memory_type: Optional[str], embedding: Optional[str],
+           trace: Optional[bool]) -> None:
+    """Recall memories of the active space that match QUERY (text) and/or --embedding."""
+    vector = _embedding(embedding)
+    if not query and vector is None and not tags:
+        raise click.UsageError("give a QUERY, --embedding or --tag to recall by")
+    with target.client() as client:
+        result = client.recall(query, embedding=vector, max_results=max_results, threshold=threshold, mode=mode,
+                               tags=list(tags) or None, memory_type=memory_type, trace_activation=trace)
+    if target.as_json:
+        out.emit_json(out.dump(result, memory_space_id=target.space))
+        return
+    m = result.memories
+    rows = _recall_rows("vivid", m.vivid) + _recall_rows("associated", m.associated) \
+        + _recall_rows("reconstructed", m.reconstructed)
+    rc = result.recall_confidence
+    title = f"Recall {query!r} in space {target.space}" if query else f"Recall in space {target.space}"
+    out.stdout().print(out.table(title, ["bucket", "score", "id", "content", "confidence", "via"], rows,
+                                 caption=f"{len(rows)} results; recall confidence {rc.category.value} "
+                                         f"{rc.value:.2f}"))
+
+
+def _memory_pairs(mem: Memory) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = [
+        ("id", mem.id), ("content", mem.content), ("type", mem.memory_type), ("confidence", mem.confidence),
+        ("activation", mem.activation), ("created", mem.created_at), ("last access", mem.last_access),
+        ("access count", mem.access_count), ("decay rate", mem.decay_rate), ("tags", mem.tags),
+        ("metadata", mem.metadata), ("suppressed", "yes" if mem.suppressed else "no"), ("lsn", mem.lsn),
+    ]
+    if mem.embedding is not None:
+        pairs.append(("embedding", f"{len(mem.embedding)} dims"))
+    for key in ("when", "what", "where_location", "who", "why", "how", "emotional_valence", "importance",
+                "consolidation_state"):
+        value = getattr(mem, key)
+        if value not in (None, [], ""):
+            pairs.append((key.replace("_", " "), value))
+    return pairs
+
+
+@memory_group.command("get")
+@click.argument("memory_id", metavar="ID")
+@click.option("--embedding/--no-embedding", "include_embedding", default=None,
+              help="Include the embedding in the result.")
+@target_options
+def get(target: Target, memory_id: str, include_embedding: Optional[bool]) -> None:
+    """Show memory ID of the active space."""
+    with target.client() as client:
+        mem = client.get(memory_id, include_embedding=include_embedding)
+    if target.as_json:
+        out.emit_json(out.dump(mem, memory_space_id=target.space))
+        return
+    out.stdout().print(out.fields_table(f"Memory {mem.id} in space {target.space}", _memory_pairs(mem)))
+
+
+@memory_group.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Memories per page.")
+@click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
+@click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
+@click.option("--include-suppressed", is_flag=True, default=None, help="Also list suppressed memories.")
+@target_options
+def list_(target: Target, limit: int, cursor: Optional[str], memory_type: Optional[str],
+          include_suppressed: Optional[bool]) -> None:
+    """List memories of the active space, oldest first, one page at a time."""
+    with target.client() as client:
+        page = client.list_memories(cursor=cursor, limit=limit, memory_type=memory_type,
+                                    include_suppressed=include_suppressed)
+    if target.as_json:
+        out.emit_json(out.dump(page, memory_space_id=target.space))
+        return
+    rows = [[m.id, m.memory_type, out.text(m.content, 60), m.confidence, m.activation, m.tags, m.created_at]
+            for m in page.memories]
+    caption = f"{len(rows)} of {page.total} memories"
+    if page.next_cursor:
+        caption += f"; next page: --cursor {page.next_cursor}"
+    out.stdout().print(out.table(f"Memories in space {target.space}",
+                                 ["id", "type", "content", "confidence", "activation", "tags", "created"], rows,
+                                 caption=caption))
+
+
+@memory_group.command("forget")
+@click.argument("memory_id", metavar="ID")
+@click.option("--mode", type=click.Choice(["suppress", "delete"]), default="suppress", show_default=True,
+              help="suppress: hide from recall (reversible); delete: erase.")
+@target_options
+def forget(target: Target, memory_id: str, mode: str) -> None:
+    """Forget memory ID of the active space."""
+    with target.client() as client:
+        receipt = client.forget(memory_id, mode=mode)
+    if target.as_json:
+        out.emit_json(out.dump(receipt, memory_space_id=target.space))
+        return
+    verb = "suppressed" if receipt.mode.value == "suppress" else "deleted"
+    out.stdout().print(Text.assemble(f"{verb} ", (receipt.memory_id, "bold"), " in space ",
+                                     (target.space, "bold"), f" (lsn {receipt.lsn})"))

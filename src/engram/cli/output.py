@@ -1,0 +1,130 @@
+"""How the CLI speaks: Rich tables for people, JSON for scripts, errors on stderr.
+
+With ``--json`` stdout carries exactly one JSON document (or JSON lines, for
+``memory export``) and nothing else; tables, progress bars and notes go to a
+console on stdout only in table mode, and everything diagnostic goes to stderr.
+Values from the server are wrapped in ``Text`` so that brackets in memory
+content are never read as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence
+
+import click
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import EngramError, InvalidInput, NotFound
+from ..client.http import EngramConnectionError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNREACHABLE = 4
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok
+  1  server error, or anything else that failed
+  2  usage error: bad option or argument, or input the server rejected (400)
+  3  not found: unknown memory space, memory or belief (404)
+  4  cannot reach the server (not running, wrong --url, connection dropped)
+
+\b
+Where commands send requests: --url, then ENGRAM_URL, then the state file
+written by `engram start` (--data-dir / ENGRAM_DATA_DIR / --config), then
+http://127.0.0.1:7432. Which space: --space, then ENGRAM_MEMORY_SPACE, then
+default_space from the config file (`default`)."""
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def exit_code_for(exc: EngramError) -> int:
+    if isinstance(exc, EngramConnectionError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, InvalidInput):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def fail(exc: EngramError, *, as_json: bool) -> NoReturn:
+    """Print the server's error (message, suggestion, example) to stderr and exit with its code."""
+    code = exit_code_for(exc)
+    if as_json:
+        envelope = exc.to_envelope()
+        envelope["error"]["exit_code"] = code
+        click.echo(json.dumps(envelope), err=True)
+    else:
+        err = stderr()
+        err.print(Text.assemble(("error", "bold red"), f" [{exc.code}]: ", exc.message))
+        if exc.suggestion:
+            err.print(Text.assemble(("  hint: ", "yellow"), exc.suggestion))
+        if exc.example:
+            err.print(Text.assemble(("  example: ", "yellow"), exc.example))
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def dump(model: BaseModel, **extra: Any) -> dict[str, Any]:
+    out = model.model_dump(mode="json")
+    for key, value in extra.items():
+        if not out.get(key):
+            out[key] = value
+    return out
+
+
+def text(value: Any, limit: Optional[int] = None) -> Text:
+    if value is None:
+        return Text("-", style="dim")
+    if isinstance(value, datetime):
+        value = value.strftime("%Y-%m-%d %H:%M:%S")
+    elif isinstance(value, float):
+        value = f"{value:.3f}"
+    elif isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    elif isinstance(value, Mapping):
+        value = ", ".join(f"{k}={v}" for k, v in value.items())
+    elif hasattr(value, "value") and not isinstance(value, (int, str)):
+        value = value.value
+    s = str(value).replace("\n", " ")
+    if limit is not None and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return Text(s)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str = "") -> Table:
+    tbl = Table(title=title, caption=caption or None, title_justify="left", caption_justify="left")
+    for col in columns:
+        tbl.add_column(col, overflow="fold")
+    for row in rows:
+        tbl.add_row(*(cell if isinstance(cell, Text) else text(cell) for cell in row))
+    return tbl
+
+
+def fields_table(title: str, pairs: Iterable[tuple[str, Any]]) -> Table:
+    tbl = Table(title=title, show_header=False, title_justify="left")
+    tbl.add_column("field", style="bold")
+    tbl.add_column("value", overflow="fold")
+    for key, value in pairs:
+        tbl.add_row(key, value if isinstance(value, Text) else text(value))
+    return tbl

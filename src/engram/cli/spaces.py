@@ -1,0 +1,107 @@
+"""``engram space create|list|get|delete``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+from rich.text import Text
+
+from ..core.models import SpaceDescriptor
+from . import output as out
+from .connect import Target, target_options
+
+
+@click.group("space")
+def space_group() -> None:
+    """Create, list, inspect and delete memory spaces."""
+
+
+def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
+    pairs: list[tuple[str, object]] = [
+        ("id", desc.id), ("created", desc.created_at), ("memories", desc.memory_count),
+        ("dimension", desc.dimension), ("last LSN", desc.last_lsn),
+        ("healthy", "yes" if desc.healthy else f"no: {desc.reason or 'unknown reason'}"),
+        ("loaded", "yes" if desc.loaded else "no"),
+    ]
+    for key, value in (desc.stats or {}).items():
+        if key in ("memory_space_id", "memories", "last_lsn", "dimension", "healthy"):
+            continue
+        pairs.append((key.replace("_", " "), value))
+    return pairs
+
+
+@space_group.command("create")
+@click.argument("space_id", metavar="ID")
+@click.option("--dimension", type=click.IntRange(1), default=None,
+              help="Embedding dimension (else set by the first embedding stored).")
+@target_options
+def create(target: Target, space_id: str, dimension: Optional[int]) -> None:
+    """Create memory space ID (idempotent: an existing space is left as it is)."""
+    with target.client() as client:
+        desc = client.create_space(space_id, dimension=dimension)
+    if target.as_json:
+        out.emit_json(desc)
+        return
+    verb = "created" if desc.created else "already exists:"
+    out.stdout().print(Text.assemble(f"{verb} space ", (desc.id, "bold"), f" at {target.url}"))
+
+
+@space_group.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Spaces per page.")
+@click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
+@click.option("--all", "all_pages", is_flag=True, help="Follow cursors to the end.")
+@target_options
+def list_(target: Target, limit: int, cursor: Optional[str], all_pages: bool) -> None:
+    """List memory spaces sorted by id (the active one is marked *)."""
+    with target.client() as client:
+        page = client.list_spaces(cursor=cursor, limit=limit)
+        spaces = list(page.spaces)
+        while all_pages and page.next_cursor:
+            page = client.list_spaces(cursor=page.next_cursor, limit=limit)
+            spaces.extend(page.spaces)
+    if target.as_json:
+        out.emit_json({"spaces": [s.model_dump(mode="json") for s in spaces], "next_cursor": page.next_cursor,
+                       "active_space": target.space})
+        return
+    rows = [("*" if s.id == target.space else "", s.id, s.memory_count, s.dimension, s.last_lsn,
+             "yes" if s.healthy else "no", s.created_at) for s in spaces]
+    caption = f"active space: {target.space} ({target.space_source})"
+    if page.next_cursor:
+        caption += f"; more: --cursor {page.next_cursor}"
+    out.stdout().print(out.table(f"Memory spaces at {target.url}",
+                                 ["", "id", "memories", "dim", "last LSN", "healthy", "created"], rows,
+                                 caption=caption))
+
+
+@space_group.command("get")
+@click.argument("space_id", metavar="[ID]", required=False)
+@target_options
+def get(target: Target, space_id: Optional[str]) -> None:
+    """Show a space's descriptor and statistics (default: the active space)."""
+    sid = space_id or target.space
+    with target.client() as client:
+        desc = client.get_space(sid)
+    if target.as_json:
+        out.emit_json(desc)
+        return
+    out.stdout().print(out.fields_table(f"Memory space {desc.id}", _descriptor_pairs(desc)))
+
+
+@space_group.command("delete")
+@click.argument("space_id", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@target_options
+def delete(target: Target, space_id: str, yes: bool) -> None:
+    """Erase memory space ID and everything in it. This cannot be undone."""
+    with target.client() as client:
+        if not yes:
+            desc = client.get_space(space_id)
+            click.confirm(f"Delete space {desc.id} and its {desc.memory_count} memories?", abort=True, err=True)
+        gone = client.delete_space(space_id)
+    if target.as_json:
+        out.emit_json(gone)
+        return
+    out.stdout().print(Text.assemble(
+        "deleted space ", (gone.id, "bold"),
+        f": {gone.memories_removed} memories, {gone.files_removed} files, {gone.bytes_removed} bytes removed"))

@@ -1,0 +1,215 @@
+"""``engram memory import FILE.jsonl`` and ``engram memory export [FILE]``.
+
+The JSON-lines format is one memory per line: what ``export`` writes (the full
+memory as ``GET /api/v1/memories/{id}`` returns it) is what ``import`` reads, and
+a line may also be just a ``remember`` body such as ``{"content": "..."}``. Lines
+with a ``when`` are stored as episodes. Fields that the server assigns
+(``created_at``, ``access_count``, ``activation``, ``lsn`` ...) are dropped on
+import; ``suppressed: true`` is restored by a suppress after the store.
+
+Import is concurrent: ``--concurrency`` requests in flight over one async
+connection pool, so the server's group commit batches their fsyncs. A line that
+the server rejects is reported with its line number and does not stop the rest;
+an unreachable server stops everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Optional
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from ..client.http import AsyncEngramClient, EngramConnectionError
+from ..errors import EngramError
+from . import output as out
+from .connect import Target, target_options
+from .memories import memory_group
+
+MEMORY_FIELDS = ("id", "content", "embedding", "confidence", "decay_rate", "tags", "memory_type", "metadata",
+                 "auto_link")
+EPISODE_FIELDS = MEMORY_FIELDS + ("when", "what", "where_location", "who", "why", "how", "emotional_valence",
+                                  "importance")
+
+
+def to_input(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``remember`` body for one exported (or hand-written) memory."""
+    names = EPISODE_FIELDS if record.get("when") is not None else MEMORY_FIELDS
+    return {k: record[k] for k in names if record.get(k) is not None}
+
+
+def _progress(target: Target, enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=out.stderr(), disable=not enabled,
+                    transient=False)
+
+
+def _read_jsonl(handle: IO[str], name: str) -> list[tuple[int, dict[str, Any]]]:
+    items: list[tuple[int, dict[str, Any]]] = []
+    for lineno, line in enumerate(handle, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise click.BadParameter(f"{name} line {lineno} is not JSON: {exc}", param_hint="FILE") from None
+        if not isinstance(record, dict):
+            raise click.BadParameter(f"{name} line {lineno} is not a JSON object", param_hint="FILE")
+        items.append((lineno, record))
+    return items
+
+
+@dataclass
+class ImportOutcome:
+    imported: int = 0
+    suppressed: int = 0
+    failures: list[tuple[int, EngramError]] = field(default_factory=list)
+    fatal: Optional[EngramError] = None
+
+
+async def _import(client: AsyncEngramClient, items: list[tuple[int, dict[str, Any]]], concurrency: int,
+                  progress: Progress) -> ImportOutcome:
+    outcome = ImportOutcome()
+    await client.get_space(client.space)  # unknown space: fail once, before sending anything
+    task = progress.add_task(f"import → {client.space}", total=len(items))
+    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while outcome.fatal is None:
+            try:
+                lineno, record = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                receipt = await client.store(to_input(record))
+                outcome.imported += 1
+                if record.get("suppressed") is True:
+                    await client.forget(receipt.memory_id, mode="suppress")
+                    outcome.suppressed += 1
+            except EngramConnectionError as exc:
+                outcome.fatal = exc
+            except EngramError as exc:
+                outcome.failures.append((lineno, exc))
+            progress.advance(task)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(items))))))
+    return outcome
+
+
+@memory_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on stderr.")
+@target_options
+def import_(target: Target, file: str, concurrency: int, show_progress: bool) -> None:
+    """Store every memory of FILE.jsonl ('-' for stdin) into the active space."""
+    if file == "-":
+        items = _read_jsonl(sys.stdin, "stdin")
+    else:
+        with open(file, encoding="utf-8") as handle:
+            items = _read_jsonl(handle, file)
+    started = time.monotonic()
+
+    async def run() -> ImportOutcome:
+        async with target.async_client(max_connections=concurrency) as client:
+            with _progress(target, show_progress) as progress:
+                return await _import(client, items, concurrency, progress)
+
+    outcome = asyncio.run(run())
+    if outcome.fatal is not None:
+        target.fail(outcome.fatal)
+    elapsed = time.monotonic() - started
+    failures = sorted(outcome.failures, key=lambda f: f[0])
+    if target.as_json:
+        out.emit_json({
+            "memory_space_id": target.space, "imported": outcome.imported, "suppressed": outcome.suppressed,
+            "failed": len(failures), "seconds": round(elapsed, 3),
+            "errors": [{"line": n, **e.to_envelope()["error"]} for n, e in failures],
+        })
+    else:
+        rate = outcome.imported / elapsed if elapsed > 0 else 0.0
+        out.stdout().print(Text.assemble(
+            f"imported {outcome.imported} memories into space ", (target.space, "bold"),
+            f" in {elapsed:.2f} s ({rate:.0f}/s)" + (f", {len(failures)} failed" if failures else "")))
+        err = out.stderr()
+        for lineno, exc in failures[:20]:
+            err.print(Text(f"line {lineno}: [{exc.code}] {exc.message}"))
+        if len(failures) > 20:
+            err.print(Text(f"... and {len(failures) - 20} more"))
+    if failures:
+        sys.exit(out.exit_code_for(failures[0][1]))
+
+
+@memory_group.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--include-suppressed", is_flag=True, help="Also export suppressed memories.")
+@click.option("--page-size", type=click.IntRange(1, 1000), default=500, show_default=True)
+@click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on stderr.")
+@target_options
+def export(target: Target, file: Optional[str], include_suppressed: bool, page_size: int,
+           show_progress: bool) -> None:
+    """Write every memory of the active space as JSON lines to FILE (default stdout).
+
+    With a FILE the write is atomic (a temporary file renamed into place) and the
+    summary goes to stdout (as JSON with --json); without one, stdout carries only
+    the JSON lines.
+    """
+    to_stdout = file in (None, "-")
+    started = time.monotonic()
+    count = 0
+    with target.client() as client:
+        first = client.list_memories(limit=page_size, include_suppressed=include_suppressed or None)
+        if to_stdout:
+            count = _write_pages(client, first, sys.stdout, page_size, include_suppressed, None)
+        else:
+            path = Path(str(file))
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    with _progress(target, show_progress) as progress:
+                        task = progress.add_task(f"export ← {target.space}", total=first.total)
+                        count = _write_pages(client, first, handle, page_size, include_suppressed,
+                                             lambda n: progress.advance(task, n))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    if to_stdout:
+        return
+    summary = {"memory_space_id": target.space, "exported": count, "file": str(file),
+               "seconds": round(time.monotonic() - started, 3)}
+    if target.as_json:
+        out.emit_json(summary)
+    else:
+        out.stdout().print(Text.assemble(f"exported {count} memories from space ", (target.space, "bold"),
+                                         f" to {file}"))
+
+
+def _write_pages(client: Any, page: Any, handle: IO[str], page_size: int, include_suppressed: bool,
+                 advance: Any) -> int:
+    count = 0
+    while True:
+        for mem in page.memories:
+            handle.write(json.dumps(mem.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        count += len(page.memories)
+        if advance is not None:
+            advance(len(page.memories))
+        if not page.next_cursor:
+            return count
+        page = client.list_memories(cursor=page.next_cursor, limit=page_size,
+                                    include_suppressed=include_suppressed or None)
