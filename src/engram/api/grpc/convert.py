@@ -1,0 +1,448 @@
+"""Proto messages <-> engine models (``engram.core.models``).
+
+Inputs are turned into plain dicts and validated by the *same* pydantic models
+REST uses, so there is one set of rules; a validation failure becomes an
+``InvalidInput`` naming the proto field path (``memory.embedding``). Proto3
+cannot tell "absent" from zero for plain scalars, so only fields marked
+``optional`` in the proto (or with an ``*_UNSPECIFIED`` enum value, or an empty
+list) fall back to the engine's defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional, TypeVar
+
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from pydantic import BaseModel, ValidationError
+
+from ...core import models as m
+from ...core.events import Event, Lagged
+from .errors import describe_validation_error
+from .gen import memory_pb2 as pb
+from .gen import service_pb2 as spb
+
+M = TypeVar("M", bound=BaseModel)
+
+MEMORY_TYPES = {
+    pb.MEMORY_TYPE_EPISODIC: m.MemoryType.episodic, pb.MEMORY_TYPE_SEMANTIC: m.MemoryType.semantic,
+    pb.MEMORY_TYPE_PROCEDURAL: m.MemoryType.procedural, pb.MEMORY_TYPE_WORKING: m.MemoryType.working,
+}
+MEMORY_TYPES_OUT = {v.value: k for k, v in MEMORY_TYPES.items()}
+RECALL_MODES = {pb.RECALL_MODE_SIMILARITY: m.RecallMode.similarity, pb.RECALL_MODE_SPREADING: m.RecallMode.spreading,
+                pb.RECALL_MODE_HYBRID: m.RecallMode.hybrid}
+RECALL_MODES_OUT = {v.value: k for k, v in RECALL_MODES.items()}
+FORGET_MODES = {pb.FORGET_MODE_SUPPRESS: m.ForgetMode.suppress, pb.FORGET_MODE_DELETE: m.ForgetMode.delete}
+FORGET_MODES_OUT = {v.value: k for k, v in FORGET_MODES.items()}
+CONSOLIDATION_OUT = {
+    "recent": pb.CONSOLIDATION_STATE_RECENT, "consolidating": pb.CONSOLIDATION_STATE_CONSOLIDATING,
+    "consolidated": pb.CONSOLIDATION_STATE_CONSOLIDATED,
+}
+CATEGORY_OUT = {
+    "none": pb.CONFIDENCE_CATEGORY_NONE, "low": pb.CONFIDENCE_CATEGORY_LOW, "medium": pb.CONFIDENCE_CATEGORY_MEDIUM,
+    "high": pb.CONFIDENCE_CATEGORY_HIGH, "certain": pb.CONFIDENCE_CATEGORY_CERTAIN,
+}
+SOURCE_OUT = {"similarity": pb.RECALL_SOURCE_SIMILARITY, "text": pb.RECALL_SOURCE_TEXT,
+              "context": pb.RECALL_SOURCE_CONTEXT, "spreading": pb.RECALL_SOURCE_SPREADING}
+DURABILITY_OUT = {"fsync": pb.DURABILITY_FSYNC, "buffered": pb.DURABILITY_BUFFERED}
+ASSOCIATION_OUT = {"explicit": pb.ASSOCIATION_KIND_EXPLICIT, "auto": pb.ASSOCIATION_KIND_AUTO_LINK,
+                   "auto_link": pb.ASSOCIATION_KIND_AUTO_LINK, "temporal": pb.ASSOCIATION_KIND_TEMPORAL}
+EVENT_TYPES = {
+    pb.EVENT_TYPE_STORED: "stored", pb.EVENT_TYPE_RECALLED: "recalled", pb.EVENT_TYPE_ACTIVATION: "activation",
+    pb.EVENT_TYPE_ASSOCIATION: "association", pb.EVENT_TYPE_CONSOLIDATION: "consolidation",
+    pb.EVENT_TYPE_FORGOTTEN: "forgotten", pb.EVENT_TYPE_DECAY: "decay", pb.EVENT_TYPE_SPACE: "space",
+}
+EVENT_TYPES_OUT = {v: k for k, v in EVENT_TYPES.items()}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def parse(model: type[M], data: dict[str, Any], prefix: str) -> M:
+    """Validate ``data`` with ``model``; errors name ``prefix.field``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, prefix) from None
+
+
+def ts_in(msg: Message, name: str) -> Optional[datetime]:
+    if not msg.HasField(name):
+        return None
+    ts: timestamp_pb2.Timestamp = getattr(msg, name)
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def ts_out(value: Optional[datetime]) -> Optional[timestamp_pb2.Timestamp]:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def ts_epoch(value: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(value * 1e9))
+    return ts
+
+
+def struct(data: Optional[dict[str, Any]]) -> Optional[struct_pb2.Struct]:
+    if not data:
+        return None
+    s = struct_pb2.Struct()
+    s.update(_jsonable(data))
+    return s
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _opt(msg: Message, name: str, out: dict[str, Any], key: Optional[str] = None) -> None:
+    if msg.HasField(name):
+        out[key or name] = getattr(msg, name)
+
+
+def _emb(values: Any) -> Optional[list[float]]:
+    return list(values) if len(values) else None
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def memory_input(msg: pb.MemoryInput, prefix: str = "memory") -> m.MemoryInput:
+    return parse(m.MemoryInput, _memory_fields(msg), prefix)
+
+
+def _memory_fields(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
+    data: dict[str, Any] = {"content": msg.content, "tags": list(msg.tags), "metadata": dict(msg.metadata),
+                            "auto_link": msg.auto_link}
+    if msg.id:
+        data["id"] = msg.id
+    if len(msg.embedding):
+        data["embedding"] = list(msg.embedding)
+    _opt(msg, "confidence", data)
+    _opt(msg, "decay_rate", data)
+    if msg.memory_type != pb.MEMORY_TYPE_UNSPECIFIED:
+        data["memory_type"] = MEMORY_TYPES.get(msg.memory_type, msg.memory_type)
+    return data
+
+
+def episode_input(msg: pb.EpisodeInput, prefix: str = "episode") -> m.EpisodeInput:
+    data = _memory_fields(msg)
+    when = ts_in(msg, "when")
+    if when is not None:
+        data["when"] = when
+    data["what"] = msg.what
+    for name in ("where_location", "why", "how"):
+        if getattr(msg, name):
+            data[name] = getattr(msg, name)
+    data["who"] = list(msg.who)
+    _opt(msg, "emotional_valence", data)
+    _opt(msg, "importance", data)
+    return parse(m.EpisodeInput, data, prefix)
+
+
+def cue(msg: pb.Cue, prefix: str = "cue") -> m.Cue:
+    data: dict[str, Any] = {"participants": list(msg.participants), "tags": list(msg.tags),
+                            "trace_activation": msg.trace_activation}
+    if len(msg.embedding):
+        data["embedding"] = list(msg.embedding)
+    if msg.query:
+        data["query"] = msg.query
+    if msg.location:
+        data["location"] = msg.location
+    for name in ("time_start", "time_end"):
+        value = ts_in(msg, name)
+        if value is not None:
+            data[name] = value
+    if msg.memory_type != pb.MEMORY_TYPE_UNSPECIFIED:
+        data["memory_type"] = MEMORY_TYPES.get(msg.memory_type, msg.memory_type)
+    if msg.mode != pb.RECALL_MODE_UNSPECIFIED:
+        data["mode"] = RECALL_MODES.get(msg.mode, msg.mode)
+    _opt(msg, "threshold", data)
+    _opt(msg, "max_results", data)
+    _opt(msg, "max_hops", data)
+    return parse(m.Cue, data, prefix)
+
+
+def forget_mode(value: int) -> m.ForgetMode:
+    if value == pb.FORGET_MODE_UNSPECIFIED:
+        return m.ForgetMode.suppress
+    mode = FORGET_MODES.get(value)
+    if mode is None:
+        from ...errors import InvalidInput
+
+        raise InvalidInput(f"mode: unknown ForgetMode value {value}; expected FORGET_MODE_SUPPRESS or FORGET_MODE_DELETE")
+    return mode
+
+
+def recognize_input(msg: spb.RecognizeRequest) -> m.RecognizeInput:
+    data: dict[str, Any] = {}
+    if msg.content:
+        data["content"] = msg.content
+    if len(msg.embedding):
+        data["embedding"] = list(msg.embedding)
+    _opt(msg, "threshold", data)
+    _opt(msg, "max_matches", data)
+    return parse(m.RecognizeInput, data, "")
+
+
+def reminisce_query(msg: spb.ReminisceRequest) -> m.ReminisceQuery:
+    data: dict[str, Any] = {}
+    if msg.topic:
+        data["topic"] = msg.topic
+    if len(msg.embedding):
+        data["embedding"] = list(msg.embedding)
+    for name in ("time_start", "time_end"):
+        value = ts_in(msg, name)
+        if value is not None:
+            data[name] = value
+    if msg.HasField("max_results"):
+        data["limit"] = msg.max_results
+    return parse(m.ReminisceQuery, data, "")
+
+
+def consolidate_input(msg: spb.ConsolidateRequest | spb.DreamRequest) -> m.ConsolidateInput:
+    data: dict[str, Any] = {}
+    _opt(msg, "similarity_threshold", data, "similarity")
+    _opt(msg, "min_cluster_size", data, "min_cluster")
+    return parse(m.ConsolidateInput, data, "")
+
+
+def complete_input(msg: spb.CompleteRequest) -> m.CompleteInput:
+    data: dict[str, Any] = {"who": list(msg.who)}
+    what = msg.what or msg.content
+    if what:
+        data["what"] = what
+    for name in ("where_location", "why", "how"):
+        if getattr(msg, name):
+            data[name] = getattr(msg, name)
+    when = ts_in(msg, "when")
+    if when is not None:
+        data["when"] = when
+    if len(msg.embedding):
+        data["embedding"] = list(msg.embedding)
+    _opt(msg, "threshold", data, "min_confidence")
+    return parse(m.CompleteInput, data, "")
+
+
+def associate_input(msg: spb.AssociateRequest) -> m.AssociateInput:
+    data: dict[str, Any] = {"source_id": msg.source_id, "target_id": msg.target_id}
+    _opt(msg, "strength", data)
+    return parse(m.AssociateInput, data, "")
+
+
+def event_types(values: Any, prefix: str = "event_types") -> Optional[list[str]]:
+    if not len(values):
+        return None
+    out = []
+    for v in values:
+        name = EVENT_TYPES.get(v)
+        if name is None:
+            from ...errors import InvalidInput
+
+            raise InvalidInput(f"{prefix}: EVENT_TYPE_UNSPECIFIED and unknown values ({v}) are not allowed",
+                               example="event_types: [EVENT_TYPE_STORED, EVENT_TYPE_FORGOTTEN]")
+        out.append(name)
+    return out
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def confidence(c: m.Confidence) -> pb.Confidence:
+    return pb.Confidence(value=c.value, category=CATEGORY_OUT.get(c.category.value, 0), reasoning=c.reasoning)
+
+
+def receipt(r: m.StoreReceipt) -> pb.StoreReceipt:
+    return pb.StoreReceipt(
+        memory_id=r.memory_id, storage_confidence=confidence(r.storage_confidence),
+        consolidation_state=CONSOLIDATION_OUT.get(r.consolidation_state.value, 0),
+        observed_at=ts_out(r.observed_at), stored_at=ts_out(r.stored_at),
+        auto_links=[pb.AutoLink(target_id=a.target_id, strength=a.strength) for a in r.auto_links],
+        lsn=r.lsn, durability=DURABILITY_OUT.get(r.durability, 0), memory_space_id=r.memory_space_id,
+    )
+
+
+def memory(mem: m.Memory) -> pb.Memory:
+    out = pb.Memory(
+        id=mem.id, content=mem.content, embedding=mem.embedding or (), confidence=mem.confidence,
+        created_at=ts_out(mem.created_at), last_access=ts_out(mem.last_access), access_count=mem.access_count,
+        activation=mem.activation, decay_rate=mem.decay_rate, tags=mem.tags,
+        memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, 0), metadata=mem.metadata,
+        suppressed=mem.suppressed, lsn=mem.lsn,
+    )
+    if mem.when is not None:
+        out.episode.CopyFrom(pb.EpisodeContext(
+            when=ts_out(mem.when), what=mem.what or "", where_location=mem.where_location or "", who=mem.who or (),
+            why=mem.why or "", how=mem.how or "", emotional_valence=mem.emotional_valence or 0.0,
+            importance=mem.importance or 0.0,
+            consolidation_state=CONSOLIDATION_OUT.get(mem.consolidation_state.value, 0)
+            if mem.consolidation_state else 0,
+        ))
+    return out
+
+
+def recall_item(it: m.RecallItem) -> pb.RecallItem:
+    return pb.RecallItem(
+        memory=memory(it.memory), score=it.score, similarity=it.similarity, text_score=it.text_score,
+        activation=it.activation, recency=it.recency, confidence=confidence(it.confidence),
+        source=SOURCE_OUT.get(it.source, 0),
+        activation_path=[pb.ActivationStep(memory_id=s.memory_id, activation=s.activation)
+                         for s in it.activation_path or ()],
+    )
+
+
+def recall_result(r: m.RecallResult) -> pb.RecallResult:
+    meta = dict(r.metadata)
+    timing = meta.pop("timing_ms", None)
+    timing_ms = dict(timing) if isinstance(timing, dict) else ({"total": float(timing)} if timing is not None else {})
+    mode = meta.pop("mode", None)
+    candidates = meta.pop("candidates", 0)
+    return pb.RecallResult(
+        memories=pb.RecallBuckets(
+            vivid=[recall_item(i) for i in r.memories.vivid],
+            associated=[recall_item(i) for i in r.memories.associated],
+            reconstructed=[recall_item(i) for i in r.memories.reconstructed],
+        ),
+        recall_confidence=confidence(r.recall_confidence),
+        confidence_interval=pb.ConfidenceInterval(lower=r.confidence_interval.lower, point=r.confidence_interval.point,
+                                                  upper=r.confidence_interval.upper),
+        metadata=pb.RecallMetadata(timing_ms=timing_ms, candidates=int(candidates or 0),
+                                   mode=RECALL_MODES_OUT.get(str(mode), 0), extra=struct(meta)),
+        memory_space_id=r.memory_space_id,
+    )
+
+
+def forget_response(r: m.ForgetReceipt) -> spb.ForgetResponse:
+    return spb.ForgetResponse(memory_id=r.memory_id, mode=FORGET_MODES_OUT.get(r.mode.value, 0), lsn=r.lsn,
+                              removed_associations=r.removed_associations, memory_space_id=r.memory_space_id)
+
+
+def space_descriptor(d: m.SpaceDescriptor) -> pb.SpaceDescriptor:
+    out = pb.SpaceDescriptor(id=d.id, created_at=ts_out(d.created_at), memory_count=d.memory_count,
+                             dimension=d.dimension, last_lsn=d.last_lsn, healthy=d.healthy, loaded=d.loaded,
+                             reason=d.reason or "")
+    if d.stats:
+        out.stats.CopyFrom(_stats(d.stats))
+    return out
+
+
+def _stats(s: dict[str, Any]) -> pb.SpaceStatistics:
+    def n(*keys: str) -> int:
+        for k in keys:
+            v = s.get(k)
+            if isinstance(v, (int, float)):
+                return int(v)
+        return 0
+
+    by_type = s.get("by_type") or s.get("memories_by_type") or {}
+    return pb.SpaceStatistics(
+        memory_count=n("memories", "memory_count"),
+        memories_by_type={str(k): int(v) for k, v in by_type.items() if isinstance(v, (int, float))},
+        episode_count=n("episodes", "episode_count"), association_count=n("associations", "association_count"),
+        belief_count=n("beliefs", "belief_count"), suppressed_count=n("suppressed", "suppressed_count"),
+        mean_activation=float(s.get("average_activation") or s.get("mean_activation") or 0.0),
+        pending_consolidation=n("pending_consolidation"), disk_bytes=n("storage_bytes", "disk_bytes"),
+        subscriber_count=n("subscribers", "subscriber_count"),
+    )
+
+
+def introspect_response(st: m.SpaceStats, durability: str, version: str) -> spb.IntrospectResponse:
+    stats = st.model_dump()
+    desc = pb.SpaceDescriptor(id=st.memory_space_id, memory_count=st.memories, dimension=st.dimension,
+                              last_lsn=st.last_lsn, healthy=st.healthy, loaded=True, stats=_stats(stats))
+    return spb.IntrospectResponse(space=desc, durability=DURABILITY_OUT.get(durability, 0), server_version=version,
+                                  memory_space_id=st.memory_space_id)
+
+
+def association(a: m.Association) -> pb.Association:
+    return pb.Association(source_id=a.source_id, target_id=a.target_id, strength=a.strength,
+                          kind=ASSOCIATION_OUT.get(a.kind, 0))
+
+
+def recognize_response(r: m.Recognition) -> spb.RecognizeResponse:
+    return spb.RecognizeResponse(
+        recognized=r.recognized, familiarity=r.familiarity, confidence=confidence(r.confidence),
+        matches=[pb.RecallItem(memory=pb.Memory(id=x.memory_id, content=x.content), score=x.similarity,
+                               similarity=x.similarity) for x in r.matches],
+        memory_space_id=r.memory_space_id,
+    )
+
+
+def belief(b: m.Belief) -> pb.Belief:
+    return pb.Belief(
+        id=b.id, content=b.content, centroid=b.centroid or (), strength=b.strength,
+        confidence=confidence(m.confidence_from(b.schema_confidence, "schema confidence of the cluster")),
+        citations=[pb.Citation(episode_id=c.episode_id, weight=c.similarity, excerpt=c.preview) for c in b.citations],
+        created_at=ts_out(b.created_at),
+    )
+
+
+def consolidation_run(r: m.ConsolidationReport) -> pb.ConsolidationRun:
+    return pb.ConsolidationRun(consolidation_id=r.run_id, beliefs=[belief(b) for b in r.beliefs],
+                               episodes_considered=r.episodes_considered,
+                               episodes_consolidated=r.episodes_consolidated, lsn=r.lsn,
+                               memory_space_id=r.memory_space_id)
+
+
+def dream_response(step: m.DreamStep, sequence: int, space: str) -> spb.DreamResponse:
+    out = spb.DreamResponse(sequence=sequence, memory_space_id=space)
+    if step.kind == "replay":
+        out.replay.CopyFrom(spb.DreamReplay(memory_ids=step.memory_ids, strength=step.progress))
+    elif step.kind == "insight" and step.belief is not None:
+        out.insight.CopyFrom(spb.DreamInsight(belief=belief(step.belief), description=step.message))
+    elif step.kind == "done":
+        out.summary.CopyFrom(pb.ConsolidationRun(memory_space_id=space))
+    else:
+        out.progress.CopyFrom(spb.DreamProgress(phase=step.message, fraction=step.progress))
+    return out
+
+
+def complete_response(c: m.Completion) -> spb.CompleteResponse:
+    best = c.best
+    fields = []
+    for f in best.fields:
+        cf = pb.CompletedField(field=f.field, confidence=confidence(m.confidence_from(f.confidence, f.source)),
+                               source_memory_ids=f.from_memory_ids,
+                               source={"given": pb.COMPLETION_SOURCE_GIVEN, "recalled": pb.COMPLETION_SOURCE_RECALLED,
+                                       "reconstructed": pb.COMPLETION_SOURCE_RECONSTRUCTED}.get(f.source, 0))
+        if isinstance(f.value, list):
+            cf.values.extend(str(v) for v in f.value)
+        elif f.value is not None:
+            cf.value = f.value.isoformat() if isinstance(f.value, datetime) else str(f.value)
+        fields.append(cf)
+    emb = best.episode.get("embedding") if isinstance(best.episode, dict) else None
+    return spb.CompleteResponse(fields=fields, embedding=emb or (), confidence=confidence(best.confidence),
+                                source_memory_ids=best.source_memory_ids, memory_space_id=c.memory_space_id)
+
+
+def event(e: Event) -> pb.Event:
+    return pb.Event(type=EVENT_TYPES_OUT.get(e.type, 0), lsn=e.lsn, timestamp=ts_epoch(e.timestamp),
+                    memory_id=str(e.data.get("memory_id") or ""), data=struct(e.data),
+                    memory_space_id=e.memory_space_id)
+
+
+def lag_notice(lag: Lagged) -> pb.LagNotice:
+    return pb.LagNotice(missed=lag.missed, last_lsn=lag.last_lsn, memory_space_id=lag.memory_space_id)
+
+
+def heartbeat(space: str, last_lsn: int) -> pb.Heartbeat:
+    return pb.Heartbeat(server_time=ts_epoch(datetime.now(timezone.utc).timestamp()), last_lsn=last_lsn,
+                        memory_space_id=space)
+

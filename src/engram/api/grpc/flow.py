@@ -1,0 +1,246 @@
+"""MemoryFlow: one bidirectional stream mixing remember, recall and event subscriptions.
+
+Every response echoes the sequence number of the request it answers; events
+and lag notices carry the sequence of the ``FlowSubscribe`` that produced them.
+
+Concurrency and flow control, per flow:
+
+* Stores are pipelined (submitted as they arrive, answered when durable). A
+  recall first waits for the stores submitted before it in the same flow, so a
+  flow always reads its own writes. At most ``IN_FLIGHT`` requests are open;
+  beyond that the flow stops reading requests (gRPC flow control pushes back).
+* Each subscription has its own bounded ``Subscription`` queue and a pump task.
+  The pump forwards an event only while the flow is not paused and, in credit
+  mode, holds a credit; otherwise events wait in the subscription's queue,
+  whose overflow becomes a ``LagNotice`` - the publisher is never blocked.
+* All responses go through one bounded output queue read by the handler, so a
+  client that stops reading stalls only this flow.
+* When the client half-closes, open requests are answered and the flow ends.
+  When the server shuts down (subscriptions closed) the flow ends with
+  ``UNAVAILABLE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AsyncIterator, Optional
+
+import grpc
+
+from ...core.events import Closed, Lagged, Subscription
+from ...errors import InvalidInput, ShuttingDown, SlowConsumer
+from . import convert as c
+from .errors import map_error
+from .gen import memory_pb2 as pb
+from .gen import service_pb2 as spb
+from .space import CallSpace
+from .streaming import StreamingHandlers, closed_error
+
+log = logging.getLogger("engram.grpc")
+
+IN_FLIGHT = 256
+OUTPUT_DEPTH = 256
+_END = object()
+
+
+class _Flow:
+    def __init__(self, handlers: "FlowHandlers", context: grpc.aio.ServicerContext) -> None:
+        self.h = handlers
+        self.calls = CallSpace(handlers.service, context, "MemoryFlow")
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTPUT_DEPTH)
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.writes: list[asyncio.Future[Any]] = []
+        self.subs: dict[int, tuple[Subscription, asyncio.Task[Any], str]] = {}
+        self.paused = False
+        self.credits: Optional[int] = None  # None: unlimited (not in credit mode)
+        self.allowed = asyncio.Condition()
+        self.failure: Optional[BaseException] = None
+
+    # -- requests ---------------------------------------------------------------
+    async def read(self, requests: AsyncIterator[spb.MemoryFlowRequest]) -> None:
+        try:
+            async for req in requests:
+                await self.dispatch(req)
+            if self.tasks:
+                await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.out.put(_END)
+
+    async def dispatch(self, req: spb.MemoryFlowRequest) -> None:
+        kind = req.WhichOneof("request")
+        seq = req.sequence
+        if kind in ("remember", "experience", "recall"):
+            await self.slots.acquire()
+            earlier = [w for w in self.writes if not w.done()] if kind == "recall" else []
+            task = asyncio.ensure_future(self.data_request(req, kind, earlier))
+            self.tasks.add(task)
+            task.add_done_callback(self._done)
+            if kind != "recall":
+                self.writes = [w for w in self.writes if not w.done()] + [task]
+            return
+        try:
+            if kind == "subscribe":
+                ack = self.subscribe(req)
+            elif kind == "unsubscribe":
+                ack = self.unsubscribe(req.unsubscribe.subscribe_sequence)
+            elif kind == "flow_control":
+                ack = await self.control(req.flow_control)
+            else:
+                raise InvalidInput("request: one of remember, experience, recall, subscribe, unsubscribe or "
+                                   "flow_control is required", example='{"sequence": 1, "recall": {"query": "x"}}')
+            await self.out.put(spb.MemoryFlowResponse(sequence=seq, flow_ack=ack, memory_space_id=self._space_of(seq)))
+        except Exception as exc:  # answered as an ErrorDetail; the flow stays open
+            mapped = map_error(exc, rpc="MemoryFlow")
+            self.h.log_failure("MemoryFlow", None, mapped, self.calls.peer)
+            await self.out.put(spb.MemoryFlowResponse(sequence=seq, error=mapped.detail()))
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+
+    def _space_of(self, seq: int) -> str:
+        entry = self.subs.get(seq)
+        return entry[2] if entry else ""
+
+    async def data_request(self, req: spb.MemoryFlowRequest, kind: str, earlier: list[asyncio.Future[Any]]) -> None:
+        seq = req.sequence
+
+        async def run(space: str) -> spb.MemoryFlowResponse:
+            if kind == "remember":
+                r = await self.h.service.remember(space, c.memory_input(req.remember, "remember"))
+                return spb.MemoryFlowResponse(sequence=seq, store_receipt=c.receipt(r), memory_space_id=space)
+            if kind == "experience":
+                r = await self.h.service.experience(space, c.episode_input(req.experience, "experience"))
+                return spb.MemoryFlowResponse(sequence=seq, store_receipt=c.receipt(r), memory_space_id=space)
+            if earlier:  # read your own writes: stores sent before this recall are durable first
+                await asyncio.gather(*earlier, return_exceptions=True)
+            res = await self.h.service.recall(space, c.cue(req.recall, "recall"))
+            return spb.MemoryFlowResponse(sequence=seq, recall_result=c.recall_result(res), memory_space_id=space)
+
+        def failed(space: Optional[str], detail: Any) -> spb.MemoryFlowResponse:
+            return spb.MemoryFlowResponse(sequence=seq, error=detail, memory_space_id=space or "")
+
+        resp = await self.h.per_message(self.calls, req.memory_space_id, run, failed)
+        await self.out.put(resp)
+
+    # -- subscriptions ------------------------------------------------------------
+    def subscribe(self, req: spb.MemoryFlowRequest) -> pb.FlowAck:
+        seq = req.sequence
+        if seq in self.subs:
+            raise InvalidInput(f"sequence: {seq} already names an active subscription of this flow; "
+                               "use a new sequence number per request")
+        space = self.calls.resolve(req.memory_space_id).space_id
+        types = c.event_types(req.subscribe.event_types, "subscribe.event_types")
+        sub = self.h.service.subscribe(space, types, self.h.settings.subscriber_queue_depth)
+        task = asyncio.ensure_future(self.pump(seq, sub, space))
+        self.subs[seq] = (sub, task, space)
+        self.h.metrics.subscribers.labels("grpc", self.h.metrics.space_label(space)).inc()
+        log.info("flow subscribed", extra={"memory_space": space, "rpc": "MemoryFlow", "sequence": seq,
+                                           "peer": self.calls.peer})
+        return self.ack()
+
+    def unsubscribe(self, seq: int) -> pb.FlowAck:
+        entry = self.subs.pop(seq, None)
+        if entry is None:
+            raise InvalidInput(f"unsubscribe.subscribe_sequence: no active subscription was opened by sequence {seq}")
+        self._end_sub(entry)
+        return self.ack()
+
+    def _end_sub(self, entry: tuple[Subscription, asyncio.Task[Any], str]) -> None:
+        sub, task, space = entry
+        sub.close("unsubscribed")
+        task.cancel()
+        self.h.metrics.subscribers.labels("grpc", self.h.metrics.space_label(space)).dec()
+
+    async def pump(self, seq: int, sub: Subscription, space: str) -> None:
+        try:
+            while True:
+                async with self.allowed:
+                    await self.allowed.wait_for(self._may_deliver)
+                try:
+                    item = await sub.get()
+                except Closed as closed:
+                    err = closed_error(closed, self.h.service.shutting_down, space)
+                    if isinstance(err, SlowConsumer):
+                        entry = self.subs.pop(seq, None)
+                        if entry is not None:
+                            self.h.metrics.subscribers.labels("grpc", self.h.metrics.space_label(space)).dec()
+                        mapped = map_error(err, rpc="MemoryFlow", space=space)
+                        await self.out.put(spb.MemoryFlowResponse(sequence=seq, error=mapped.detail(),
+                                                                  memory_space_id=space))
+                        return
+                    if isinstance(err, ShuttingDown) and self.h.service.shutting_down:
+                        self.failure = err
+                        await self.out.put(_END)
+                    return
+                if item is None:
+                    continue
+                async with self.allowed:  # paused while we waited? hold the item until allowed
+                    await self.allowed.wait_for(self._may_deliver)
+                    if self.credits is not None:
+                        self.credits -= 1
+                if isinstance(item, Lagged):
+                    self.h.metrics.lagged.labels("grpc", self.h.metrics.space_label(space)).inc()
+                    resp = spb.MemoryFlowResponse(sequence=seq, lag_notice=c.lag_notice(item), memory_space_id=space)
+                else:
+                    resp = spb.MemoryFlowResponse(sequence=seq, event=c.event(item), memory_space_id=space)
+                await self.out.put(resp)
+        except asyncio.CancelledError:
+            pass
+
+    def _may_deliver(self) -> bool:
+        return not self.paused and (self.credits is None or self.credits > 0)
+
+    async def control(self, fc: pb.FlowControl) -> pb.FlowAck:
+        async with self.allowed:
+            if fc.action == pb.FLOW_CONTROL_ACTION_PAUSE:
+                self.paused = True
+            elif fc.action == pb.FLOW_CONTROL_ACTION_RESUME:
+                self.paused = False
+            elif fc.action == pb.FLOW_CONTROL_ACTION_GRANT_CREDITS:
+                if fc.credits < 1:
+                    raise InvalidInput("flow_control.credits: must be at least 1 with FLOW_CONTROL_ACTION_GRANT_CREDITS",
+                                       example='{"flow_control": {"action": "FLOW_CONTROL_ACTION_GRANT_CREDITS", '
+                                               '"credits": 100}}')
+                self.credits = (self.credits or 0) + fc.credits
+            else:
+                raise InvalidInput("flow_control.action: one of PAUSE, RESUME or GRANT_CREDITS is required")
+            self.allowed.notify_all()
+            return self.ack()
+
+    def ack(self) -> pb.FlowAck:
+        ack = pb.FlowAck(paused=self.paused, active_subscriptions=len(self.subs))
+        if self.credits is not None:
+            ack.credits = self.credits
+        return ack
+
+    def close(self) -> None:
+        for entry in list(self.subs.values()):
+            self._end_sub(entry)
+        self.subs.clear()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class FlowHandlers(StreamingHandlers):
+    async def MemoryFlow(self, request_iterator: AsyncIterator[spb.MemoryFlowRequest],
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[spb.MemoryFlowResponse]:
+        flow = _Flow(self, context)
+        reader = asyncio.ensure_future(flow.read(request_iterator))
+        try:
+            while True:
+                item = await flow.out.get()
+                if item is _END:
+                    break
+                yield item
+            if flow.failure is not None:
+                mapped = map_error(flow.failure, rpc="MemoryFlow")
+                await self.abort(context, mapped, flow.calls.trailing())
+            await reader
+        finally:
+            reader.cancel()
+            flow.close()

@@ -1,0 +1,72 @@
+"""Which memory space a gRPC call (or one stream message) targets - SPEC §2.
+
+Sources, in order: the request's ``memory_space_id`` field, then the
+``x-memory-space`` invocation metadata (the legacy fallback). The rules -
+validation, conflict, default-space fallback with its log line and counter,
+``require_explicit_space`` - live in ``EngramService.resolve_space``; this
+module only gathers the sources and attaches the ``engram-warning`` trailing
+metadata when the call fell back to the default space.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import grpc
+
+from ...service import EngramService, SpaceResolution
+
+METADATA_KEY = "x-memory-space"
+WARNING_KEY = "engram-warning"
+
+
+def metadata_space(context: grpc.aio.ServicerContext) -> Optional[str]:
+    """The ``x-memory-space`` invocation metadata value, if any (read once per call)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == METADATA_KEY:
+            return value if isinstance(value, str) else value.decode("ascii", "replace")
+    return None
+
+
+class CallSpace:
+    """Resolves spaces for one call; remembers a fallback warning for the trailers.
+
+    Streams resolve every message, so the metadata is read once and the
+    warning is attached once, however many messages fell back.
+    """
+
+    __slots__ = ("service", "context", "rpc", "_meta", "_peer", "warning")
+
+    def __init__(self, service: EngramService, context: grpc.aio.ServicerContext, rpc: str) -> None:
+        self.service = service
+        self.context = context
+        self.rpc = rpc
+        self._meta = metadata_space(context)
+        self._peer: Optional[str] = None
+        self.warning: Optional[str] = None
+
+    @property
+    def peer(self) -> str:
+        if self._peer is None:
+            self._peer = self.context.peer() or "unknown"
+        return self._peer
+
+    def resolve(self, field_value: str) -> SpaceResolution:
+        sources = (("field:memory_space_id", field_value or None), ("metadata:x-memory-space", self._meta))
+        if not field_value and self._meta is None:
+            res = self.service.resolve_space(sources, transport="grpc", operation=self.rpc, peer=self.peer)
+        else:
+            res = self.service.resolve_space(sources, transport="grpc", operation=self.rpc)
+        if res.warning and self.warning is None:
+            self.warning = res.warning
+            self.context.set_trailing_metadata(((WARNING_KEY, _ascii(res.warning)),))
+        return res
+
+    def trailing(self) -> tuple[tuple[str, str], ...]:
+        """Trailers to repeat when the call is aborted (abort replaces earlier trailers)."""
+        return ((WARNING_KEY, _ascii(self.warning)),) if self.warning else ()
+
+
+def _ascii(text: str) -> str:
+    # Non-binary metadata values must be printable ASCII.
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)

@@ -1,0 +1,244 @@
+"""Streaming RPCs: Stream, Dream, StreamingRemember, StreamingRecall, EchoStream.
+
+(MemoryFlow has its own module, ``flow.py``.)
+
+Backpressure is per stream, and nothing a stream does can block a writer or
+another stream:
+
+* ``Stream`` reads from its own ``Subscription``, a bounded queue filled by the
+  space's event bus without ever blocking the publisher. When the client stops
+  reading, HTTP/2 flow control suspends *this* handler at its ``yield``; the
+  subscription then overflows, the missed events are counted and reported as a
+  ``LagNotice`` when the client reads again, and a subscriber that misses too
+  many is closed and the stream ends with ``RESOURCE_EXHAUSTED``.
+* ``StreamingRemember`` / ``StreamingRecall`` pipeline: a reader task submits
+  each request as soon as it arrives (so concurrent writes from one stream land
+  in the same group commit), while the handler yields the answers strictly in
+  request order. At most ``PIPELINE_WINDOW`` requests are in flight per stream;
+  beyond that the reader stops reading and gRPC flow control pushes back on the
+  client - memory per stream is bounded.
+* ``service.begin_shutdown()`` closes every subscription, so open ``Stream``
+  calls end promptly with ``UNAVAILABLE`` and the server can stop within its
+  grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+
+import grpc
+
+from ...core.events import Closed, Lagged
+from ...errors import InvalidInput, ShuttingDown, SlowConsumer
+from . import convert as c
+from .base import Adapter
+from .errors import map_error
+from .gen import service_pb2 as spb
+from .space import CallSpace
+
+log = logging.getLogger("engram.grpc")
+
+Ctx = grpc.aio.ServicerContext
+
+#: Requests in flight per StreamingRemember / StreamingRecall stream.
+PIPELINE_WINDOW = 256
+
+
+def closed_error(closed: Closed, service_shutting_down: bool, space: str) -> Exception:
+    """The status a subscription's end becomes."""
+    if closed.reason.startswith("slow consumer"):
+        return SlowConsumer(f"stream of memory space {space!r} ended: {closed.reason}",
+                            details={"memory_space_id": space})
+    if service_shutting_down or "shutting down" in closed.reason:
+        return ShuttingDown("the server is shutting down; reconnect to the restarted server",
+                            details={"memory_space_id": space})
+    return ShuttingDown(f"stream of memory space {space!r} ended: {closed.reason}",
+                        details={"memory_space_id": space})
+
+
+class StreamingHandlers(Adapter):
+    # -- Stream: the events of one space ---------------------------------------------
+    async def Stream(self, request: spb.StreamRequest, context: Ctx) -> AsyncIterator[spb.StreamResponse]:
+        rpc = "Stream"
+        t0 = time.perf_counter()
+        calls = CallSpace(self.service, context, rpc)
+        space: Optional[str] = None
+        status = "OK"
+        sub = None
+        try:
+            space = calls.resolve(request.memory_space_id).space_id
+            types = c.event_types(request.event_types)
+            sub = self.service.subscribe(space, types, self.settings.subscriber_queue_depth)
+            self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).inc()
+            log.info("stream opened", extra={"memory_space": space, "rpc": rpc, "peer": calls.peer,
+                                             "event_types": types or "all"})
+            heartbeat = self.settings.stream_heartbeat_seconds
+            while True:
+                try:
+                    item = await sub.get(timeout=heartbeat)
+                except Closed as closed:
+                    raise closed_error(closed, self.service.shutting_down, space) from None
+                if item is None:
+                    yield spb.StreamResponse(heartbeat=c.heartbeat(space, self._last_lsn(space)))
+                elif isinstance(item, Lagged):
+                    self.metrics.lagged.labels("grpc", self.metrics.space_label(space)).inc()
+                    yield spb.StreamResponse(lag_notice=c.lag_notice(item))
+                else:
+                    yield spb.StreamResponse(event=c.event(item))
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "CANCELLED"
+            raise
+        except Exception as exc:
+            mapped = map_error(exc, rpc=rpc, space=space)
+            status = mapped.status.name
+            self.log_failure(rpc, space, mapped, calls.peer)
+            await self.abort(context, mapped, calls.trailing())
+        finally:
+            if sub is not None:
+                sub.close("stream ended")
+                self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).dec()
+                log.info("stream closed", extra={"memory_space": space, "rpc": rpc, "status": status,
+                                                 "seconds": round(time.perf_counter() - t0, 3)})
+            self.observe(rpc, space, status, t0)
+
+    def _last_lsn(self, space: str) -> int:
+        try:
+            return int(self.service.space(space).last_lsn)
+        except Exception:  # a heartbeat is best-effort; the next event carries the LSN anyway
+            return 0
+
+    # -- Dream: one consolidation run, step by step -----------------------------------
+    async def Dream(self, request: spb.DreamRequest, context: Ctx) -> AsyncIterator[spb.DreamResponse]:
+        rpc = "Dream"
+        t0 = time.perf_counter()
+        calls = CallSpace(self.service, context, rpc)
+        space: Optional[str] = None
+        status = "OK"
+        try:
+            space = calls.resolve(request.memory_space_id).space_id
+            item = c.consolidate_input(request)
+            seq = 0
+            async for step in self.service.dream(space, item):
+                seq += 1
+                yield c.dream_response(step, seq, space)
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "CANCELLED"
+            raise
+        except Exception as exc:
+            mapped = map_error(exc, rpc=rpc, space=space)
+            status = mapped.status.name
+            self.log_failure(rpc, space, mapped, calls.peer)
+            await self.abort(context, mapped, calls.trailing())
+        finally:
+            self.observe(rpc, space, status, t0)
+
+    # -- StreamingRemember / StreamingRecall -------------------------------------------
+    async def StreamingRemember(self, request_iterator: AsyncIterator[spb.StreamingRememberRequest],
+                                context: Ctx) -> AsyncIterator[spb.StreamingRememberResponse]:
+        calls = CallSpace(self.service, context, "StreamingRemember")
+
+        async def one(req: spb.StreamingRememberRequest) -> spb.StreamingRememberResponse:
+            async def run(space: str) -> spb.StreamingRememberResponse:
+                kind = req.WhichOneof("item")
+                if kind == "memory":
+                    receipt = await self.service.remember(space, c.memory_input(req.memory))
+                elif kind == "episode":
+                    receipt = await self.service.experience(space, c.episode_input(req.episode))
+                else:
+                    raise InvalidInput("item: one of `memory` or `episode` is required",
+                                       example='{"sequence": 1, "memory": {"content": "..."}}')
+                return spb.StreamingRememberResponse(sequence=req.sequence, receipt=c.receipt(receipt),
+                                                     memory_space_id=space)
+
+            def failed(space: Optional[str], detail: Any) -> spb.StreamingRememberResponse:
+                return spb.StreamingRememberResponse(sequence=req.sequence, error=detail,
+                                                     memory_space_id=space or "")
+
+            return await self.per_message(calls, req.memory_space_id, run, failed)
+
+        async for resp in pipeline(request_iterator, one):
+            yield resp
+
+    async def StreamingRecall(self, request_iterator: AsyncIterator[spb.StreamingRecallRequest],
+                              context: Ctx) -> AsyncIterator[spb.StreamingRecallResponse]:
+        calls = CallSpace(self.service, context, "StreamingRecall")
+
+        async def one(req: spb.StreamingRecallRequest) -> spb.StreamingRecallResponse:
+            async def run(space: str) -> spb.StreamingRecallResponse:
+                result = await self.service.recall(space, c.cue(req.cue))
+                return spb.StreamingRecallResponse(sequence=req.sequence, recall_result=c.recall_result(result),
+                                                   memory_space_id=space)
+
+            def failed(space: Optional[str], detail: Any) -> spb.StreamingRecallResponse:
+                return spb.StreamingRecallResponse(sequence=req.sequence, error=detail, memory_space_id=space or "")
+
+            return await self.per_message(calls, req.memory_space_id, run, failed)
+
+        async for resp in pipeline(request_iterator, one):
+            yield resp
+
+    async def per_message(self, calls: CallSpace, field_value: str, run: Callable[[str], Awaitable[Any]],
+                          failed: Callable[[Optional[str], Any], Any]) -> Any:
+        """One message of a bidirectional stream: its own space, metrics, and an ErrorDetail on failure."""
+        t0 = time.perf_counter()
+        space: Optional[str] = None
+        status = "OK"
+        try:
+            space = calls.resolve(field_value).space_id
+            return await run(space)
+        except asyncio.CancelledError:
+            status = "CANCELLED"
+            raise
+        except Exception as exc:  # the stream stays open; this message carries the error
+            mapped = map_error(exc, rpc=calls.rpc, space=space)
+            status = mapped.status.name
+            self.log_failure(calls.rpc, space, mapped, calls.peer)
+            return failed(space, mapped.detail())
+        finally:
+            self.observe(calls.rpc, space, status, t0)
+
+    # -- EchoStream: the streaming transport ceiling -----------------------------------
+    async def EchoStream(self, request_iterator: AsyncIterator[spb.EchoStreamRequest],
+                         context: Ctx) -> AsyncIterator[spb.EchoStreamResponse]:
+        async for req in request_iterator:
+            yield spb.EchoStreamResponse(sequence=req.sequence, payload=req.payload)
+
+
+_END = object()
+
+
+async def pipeline(requests: AsyncIterator[Any], handle: Callable[[Any], Awaitable[Any]],
+                   window: int = PIPELINE_WINDOW) -> AsyncIterator[Any]:
+    """Start ``handle(req)`` for each request as it arrives; yield the results in request order.
+
+    Tasks start in arrival order, and ``handle`` submits its write before its
+    first ``await``, so LSNs follow request order while the commits overlap.
+    """
+    pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=window)
+
+    async def read() -> None:
+        try:
+            async for req in requests:
+                await pending.put(asyncio.ensure_future(handle(req)))
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending.put(_END)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            item = await pending.get()
+            if item is _END:
+                break
+            yield await item
+        await reader  # re-raise a failure of the request side
+    finally:
+        reader.cancel()
+        while not pending.empty():
+            item = pending.get_nowait()
+            if isinstance(item, asyncio.Future):
+                item.cancel()

@@ -1,0 +1,160 @@
+"""Unary RPCs of ``engram.v1.EngramService``: decode, call the service, encode."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import grpc
+
+from ... import __version__
+from ...errors import InvalidInput
+from .base import Adapter
+from . import convert as c
+from .gen import service_pb2 as spb
+
+Ctx = grpc.aio.ServicerContext
+
+
+class UnaryHandlers(Adapter):
+    # -- memories ---------------------------------------------------------------
+    async def Remember(self, request: spb.RememberRequest, context: Ctx) -> spb.RememberResponse:
+        async def run(space: str) -> spb.RememberResponse:
+            receipt = await self.service.remember(space, c.memory_input(request.memory))
+            return spb.RememberResponse(receipt=c.receipt(receipt))
+
+        return await self.unary("Remember", request, context, run)
+
+    async def Experience(self, request: spb.ExperienceRequest, context: Ctx) -> spb.ExperienceResponse:
+        async def run(space: str) -> spb.ExperienceResponse:
+            receipt = await self.service.experience(space, c.episode_input(request.episode))
+            return spb.ExperienceResponse(receipt=c.receipt(receipt))
+
+        return await self.unary("Experience", request, context, run)
+
+    async def Recall(self, request: spb.RecallRequest, context: Ctx) -> spb.RecallResponse:
+        async def run(space: str) -> spb.RecallResponse:
+            result = await self.service.recall(space, c.cue(request.cue))
+            return spb.RecallResponse(result=c.recall_result(result))
+
+        return await self.unary("Recall", request, context, run)
+
+    async def Forget(self, request: spb.ForgetRequest, context: Ctx) -> spb.ForgetResponse:
+        async def run(space: str) -> spb.ForgetResponse:
+            if not request.memory_id:
+                raise InvalidInput("memory_id: required, the id of the memory to forget", example='memory_id: "m-1"')
+            receipt = await self.service.forget(space, request.memory_id, c.forget_mode(request.mode))
+            return c.forget_response(receipt)
+
+        return await self.unary("Forget", request, context, run)
+
+    async def GetMemory(self, request: spb.GetMemoryRequest, context: Ctx) -> spb.GetMemoryResponse:
+        async def run(space: str) -> spb.GetMemoryResponse:
+            if not request.memory_id:
+                raise InvalidInput("memory_id: required", example='memory_id: "m-1"')
+            mem = await self.service.get_memory(space, request.memory_id, request.include_embedding)
+            return spb.GetMemoryResponse(memory=c.memory(mem), memory_space_id=space)
+
+        return await self.unary("GetMemory", request, context, run)
+
+    async def ListMemories(self, request: spb.ListMemoriesRequest, context: Ctx) -> spb.ListMemoriesResponse:
+        async def run(space: str) -> spb.ListMemoriesResponse:
+            limit = _page_size(request.page_size, 50, self.settings.max_page_size)
+            mtype = c.MEMORY_TYPES[request.memory_type].value if request.memory_type in c.MEMORY_TYPES else None
+            page = await self.service.list_memories(space, request.page_token or None, limit, mtype,
+                                                    request.include_suppressed)
+            return spb.ListMemoriesResponse(memories=[c.memory(x.model_copy(update={"embedding": None}))
+                                                      for x in page.memories],
+                                            next_page_token=page.next_cursor or "", total=page.total,
+                                            memory_space_id=space)
+
+        return await self.unary("ListMemories", request, context, run)
+
+    # -- cognition --------------------------------------------------------------
+    async def Recognize(self, request: spb.RecognizeRequest, context: Ctx) -> spb.RecognizeResponse:
+        async def run(space: str) -> spb.RecognizeResponse:
+            return c.recognize_response(await self.service.recognize(space, c.recognize_input(request)))
+
+        return await self.unary("Recognize", request, context, run)
+
+    async def Reminisce(self, request: spb.ReminisceRequest, context: Ctx) -> spb.ReminisceResponse:
+        async def run(space: str) -> spb.ReminisceResponse:
+            result = await self.service.reminisce(space, c.reminisce_query(request))
+            return spb.ReminisceResponse(episodes=[c.memory(e) for e in result.episodes], memory_space_id=space)
+
+        return await self.unary("Reminisce", request, context, run)
+
+    async def Consolidate(self, request: spb.ConsolidateRequest, context: Ctx) -> spb.ConsolidateResponse:
+        async def run(space: str) -> spb.ConsolidateResponse:
+            report = await self.service.consolidate(space, c.consolidate_input(request))
+            return spb.ConsolidateResponse(run=c.consolidation_run(report))
+
+        return await self.unary("Consolidate", request, context, run)
+
+    async def Complete(self, request: spb.CompleteRequest, context: Ctx) -> spb.CompleteResponse:
+        async def run(space: str) -> spb.CompleteResponse:
+            return c.complete_response(await self.service.complete(space, c.complete_input(request)))
+
+        return await self.unary("Complete", request, context, run)
+
+    async def Associate(self, request: spb.AssociateRequest, context: Ctx) -> spb.AssociateResponse:
+        async def run(space: str) -> spb.AssociateResponse:
+            assoc = await self.service.associate(space, c.associate_input(request))
+            return spb.AssociateResponse(association=c.association(assoc), created=True, lsn=assoc.lsn,
+                                         memory_space_id=space)
+
+        return await self.unary("Associate", request, context, run)
+
+    async def Introspect(self, request: spb.IntrospectRequest, context: Ctx) -> spb.IntrospectResponse:
+        async def run(space: str) -> spb.IntrospectResponse:
+            stats = await self.service.introspect(space)
+            return c.introspect_response(stats, self.settings.durability, __version__)
+
+        return await self.unary("Introspect", request, context, run)
+
+    # -- space administration -----------------------------------------------------
+    async def CreateSpace(self, request: spb.CreateSpaceRequest, context: Ctx) -> spb.CreateSpaceResponse:
+        async def run(space: Optional[str]) -> spb.CreateSpaceResponse:
+            assert space is not None
+            dim = request.dimension if request.HasField("dimension") else None
+            desc, created = await self.service.create_space(space, dim)
+            return spb.CreateSpaceResponse(space=c.space_descriptor(desc), created=created)
+
+        return await self.admin("CreateSpace", request, context, run)
+
+    async def GetSpace(self, request: spb.GetSpaceRequest, context: Ctx) -> spb.GetSpaceResponse:
+        async def run(space: Optional[str]) -> spb.GetSpaceResponse:
+            assert space is not None
+            return spb.GetSpaceResponse(space=c.space_descriptor(await self.service.get_space(space)))
+
+        return await self.admin("GetSpace", request, context, run)
+
+    async def DeleteSpace(self, request: spb.DeleteSpaceRequest, context: Ctx) -> spb.DeleteSpaceResponse:
+        async def run(space: Optional[str]) -> spb.DeleteSpaceResponse:
+            assert space is not None
+            d = await self.service.delete_space(space)
+            return spb.DeleteSpaceResponse(id=d.id, deleted=d.deleted, memories_removed=d.memories_removed,
+                                           bytes_removed=d.bytes_removed, files_removed=d.files_removed)
+
+        return await self.admin("DeleteSpace", request, context, run)
+
+    async def ListSpaces(self, request: spb.ListSpacesRequest, context: Ctx) -> spb.ListSpacesResponse:
+        async def run(_: Optional[str]) -> spb.ListSpacesResponse:
+            limit = _page_size(request.page_size, 100, self.settings.max_page_size)
+            page = await self.service.list_spaces(request.page_token or None, limit)
+            return spb.ListSpacesResponse(spaces=[c.space_descriptor(d) for d in page.spaces],
+                                          next_page_token=page.next_cursor or "")
+
+        return await self.admin("ListSpaces", request, context, run, needs_space=False)
+
+    # -- transport ceiling ---------------------------------------------------------
+    async def Echo(self, request: spb.EchoRequest, context: Ctx) -> spb.EchoResponse:
+        return spb.EchoResponse(payload=request.payload)
+
+
+def _page_size(value: int, default: int, maximum: int) -> int:
+    if value == 0:
+        return default
+    if value > maximum:
+        raise InvalidInput(f"page_size: {value} is above the maximum page size {maximum}",
+                           example=f"page_size: {min(default, maximum)}")
+    return value
