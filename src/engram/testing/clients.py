@@ -256,6 +256,24 @@ class GrpcSpaceClient:
         req = self.pb.ForgetRequest(memory_id=memory_id, mode=enum, memory_space_id=self.space)
         return _proto_dict(self.stub.Forget(req, timeout=self.timeout))
 
+    def get(self, memory_id: str) -> dict[str, Any]:
+        req = self.pb.GetMemoryRequest(memory_id=memory_id, memory_space_id=self.space)
+        return _proto_dict(self.stub.GetMemory(req, timeout=self.timeout))
+
+    def list(self, page_token: str = "", page_size: int = 500) -> dict[str, Any]:
+        req = self.pb.ListMemoriesRequest(page_size=page_size, page_token=page_token, memory_space_id=self.space)
+        return _proto_dict(self.stub.ListMemories(req, timeout=self.timeout))
+
+    def list_all(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            page = self.list(token)
+            out.extend(page.get("memories", []))
+            token = page.get("next_page_token", "")
+            if not token:
+                return out
+
     def recognize(self, **body: Any) -> dict[str, Any]:
         req = self.pb.RecognizeRequest(memory_space_id=self.space, **body)
         return _proto_dict(self.stub.Recognize(req, timeout=self.timeout))

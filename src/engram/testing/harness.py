@@ -48,6 +48,8 @@ class EngramProcess:
     proc: subprocess.Popen[bytes]
     state: dict[str, Any] = field(default_factory=dict)
     generation: int = 0
+    module: str = "engram"
+    env: dict[str, str] = field(default_factory=dict)
 
     # -- start ------------------------------------------------------------------
     @classmethod
@@ -61,29 +63,36 @@ class EngramProcess:
         timeout: float = 30.0,
         extra_args: Iterable[str] = (),
         generation: int = 0,
+        module: str = "engram",
+        env: Optional[Mapping[str, str]] = None,
     ) -> "EngramProcess":
+        """Start ``python -m <module> start`` (``module`` lets tests run a patched entry point,
+        e.g. ``engram.testing.leaky``; ``env`` adds non-setting environment variables)."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         data = Path(data_dir) if data_dir is not None else root / "data"
         spaces = tuple(spaces)
         settings = dict(settings or {})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        env["PYTHONUNBUFFERED"] = "1"
+        extra_env = dict(env or {})
+        penv = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        penv["PYTHONUNBUFFERED"] = "1"
+        penv.update(extra_env)
         for key, value in settings.items():
-            env["ENGRAM_" + key.upper()] = _env_value(value)
+            penv["ENGRAM_" + key.upper()] = _env_value(value)
         if spaces:
-            env["ENGRAM_BOOTSTRAP_SPACES"] = ",".join(spaces)
+            penv["ENGRAM_BOOTSTRAP_SPACES"] = ",".join(spaces)
         state_file = root / f"state-{generation}.json"
         out = open(root / f"server-{generation}.out", "wb")
         err = open(root / f"server-{generation}.log", "wb")
-        cmd = [sys.executable, "-m", "engram", "start", "--data-dir", str(data), "--http-port", "0",
+        cmd = [sys.executable, "-m", module, "start", "--data-dir", str(data), "--http-port", "0",
                "--grpc-port", "0", "--state-file", str(state_file), *extra_args]
         try:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=penv, start_new_session=True)
         finally:
             out.close()
             err.close()
-        srv = cls(root=root, data_dir=data, spaces=spaces, settings=settings, proc=proc, generation=generation)
+        srv = cls(root=root, data_dir=data, spaces=spaces, settings=settings, proc=proc, generation=generation,
+                  module=module, env=extra_env)
         srv._wait_ready(state_file, timeout)
         return srv
 
@@ -192,7 +201,8 @@ class EngramProcess:
         if self.proc.poll() is None:
             self.stop()
         return EngramProcess.start(self.root, self.spaces, settings if settings is not None else self.settings,
-                                   data_dir=self.data_dir, timeout=timeout, generation=self.generation + 1)
+                                   data_dir=self.data_dir, timeout=timeout, generation=self.generation + 1,
+                                   module=self.module, env=self.env)
 
     def __enter__(self) -> "EngramProcess":
         return self

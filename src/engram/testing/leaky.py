@@ -1,0 +1,157 @@
+"""A deliberately leaky Engram, for proving that the isolation matrix catches leaks.
+
+    LEAK_KIND=get python -m engram.testing.leaky start --data-dir D --http-port 0 --grpc-port 0
+
+This is the normal ``engram`` command with **one** engine function
+monkeypatched (chosen by ``LEAK_KIND``) so that it also reads from a sibling
+space. Production code has no leak hooks: the patch is applied here, in the
+test-only entry point, before the CLI runs. Kinds:
+
+``get``      ``MemorySpace.row_by_id`` falls back to the sibling when the id is absent
+``recall``   recall results are merged with the sibling's results for the same cue
+``list``     ``MemorySpace.list`` appends the sibling's memories
+``count``    ``MemorySpace.count`` and introspection add the sibling's memory count
+``events``   every published event is also delivered to the sibling's subscribers
+``cognition``recognition also matches the sibling's memories
+
+The sibling of a space is the next loaded space (sorted by id, cyclically)
+other than the default space. ``EngramProcess.start(..., module="engram.testing.leaky",
+env={"LEAK_KIND": "get"})`` starts one from tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+_REGISTRIES: list[Any] = []
+KINDS = ("get", "recall", "list", "count", "events", "cognition")
+
+
+def _sibling(space_id: str) -> Optional[Any]:
+    for reg in _REGISTRIES:
+        ids = sorted(i for i in reg.known_ids() if i != reg.settings.default_space)
+        if space_id not in ids or len(ids) < 2:
+            continue
+        sib = ids[(ids.index(space_id) + 1) % len(ids)]
+        return reg.get(sib)
+    return None
+
+
+def install(kind: str) -> None:
+    from engram.spaces import registry as registry_mod
+
+    orig_init = registry_mod.SpaceRegistry.__init__
+
+    def init(self: Any, *a: Any, **kw: Any) -> None:
+        orig_init(self, *a, **kw)
+        _REGISTRIES.append(self)
+
+    registry_mod.SpaceRegistry.__init__ = init  # type: ignore[method-assign]
+
+    from engram.core.space import MemorySpace
+    from engram.errors import MemoryNotFound
+
+    if kind == "get":
+        orig_row = MemorySpace.row_by_id
+
+        def row_by_id(self: Any, memory_id: str) -> Any:
+            try:
+                return orig_row(self, memory_id)
+            except MemoryNotFound:
+                sib = _sibling(self.id)
+                if sib is None:
+                    raise
+                return orig_row(sib, memory_id)
+
+        MemorySpace.row_by_id = row_by_id  # type: ignore[method-assign]
+    elif kind == "recall":
+        import engram.service as service_mod
+
+        orig_recall = service_mod._recall
+
+        def recall(space: Any, cue: Any) -> Any:
+            res = orig_recall(space, cue)
+            sib = _sibling(space.id)
+            if sib is not None:
+                other = orig_recall(sib, cue)
+                res.memories.associated.extend(other.memories.vivid + other.memories.associated)
+            return res
+
+        service_mod._recall = recall
+    elif kind == "list":
+        orig_list = MemorySpace.list
+
+        def list_(self: Any, *a: Any, **kw: Any) -> Any:
+            page = orig_list(self, *a, **kw)
+            sib = _sibling(self.id)
+            if sib is not None and page.next_cursor is None:
+                page.memories.extend(orig_list(sib, None, 1).memories)
+            return page
+
+        MemorySpace.list = list_  # type: ignore[method-assign]
+    elif kind == "count":
+        orig_count = MemorySpace.count
+
+        def count(self: Any) -> int:
+            sib = _sibling(self.id)
+            return orig_count(self) + (1 if sib is not None else 0)
+
+        MemorySpace.count = count  # type: ignore[method-assign]
+        from engram.cognition import introspection
+
+        orig_intro = introspection.introspect
+
+        def introspect(space: Any) -> Any:
+            st = orig_intro(space)
+            if _sibling(space.id) is not None:
+                st.memories += 1
+            return st
+
+        introspection.introspect = introspect
+    elif kind == "events":
+        from engram.core.events import EventBus
+
+        orig_publish = EventBus.publish
+
+        def publish(self: Any, type_: str, lsn: int, data: dict[str, Any]) -> None:
+            orig_publish(self, type_, lsn, data)
+            if getattr(self, "_leaky_forwarding", False):
+                return
+            sib = _sibling(self.memory_space_id) if hasattr(self, "memory_space_id") else None
+            if sib is not None and sib.events is not self:
+                sib.events._leaky_forwarding = True
+                try:
+                    orig_publish(sib.events, type_, lsn, data)
+                finally:
+                    sib.events._leaky_forwarding = False
+
+        EventBus.publish = publish  # type: ignore[method-assign]
+    elif kind == "cognition":
+        from engram.cognition import api as cog_api
+
+        orig_recognize = cog_api.SpaceCognition.recognize
+
+        def recognize(self: Any, item: Any) -> Any:
+            res = orig_recognize(self, item)
+            sib = _sibling(self.space.id)
+            if sib is not None:
+                res.matches.extend(orig_recognize(sib.extensions["cognition"], item).matches)
+            return res
+
+        cog_api.SpaceCognition.recognize = recognize  # type: ignore[method-assign]
+    else:
+        raise SystemExit(f"LEAK_KIND must be one of {', '.join(KINDS)}; got {kind!r}")
+
+
+def main() -> None:
+    install(os.environ.get("LEAK_KIND", "get"))
+    from engram.cli.main import cli
+
+    sys.argv[0] = "engram"
+    cli(prog_name="engram")
+
+
+if __name__ == "__main__":
+    main()
