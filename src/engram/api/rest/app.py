@@ -1,18 +1,60 @@
-"""REST application factory (placeholder until the REST adapter lands)."""
+"""The REST application: ``create_app(service) -> FastAPI``.
+
+Every route is a thin adapter: decode (FastAPI + the core's pydantic input
+models), resolve the space (:mod:`.space`), call one ``EngramService`` method,
+encode (:mod:`.encode`), and let errors leave through the one table in
+:mod:`.errors`. All state comes from the ``service`` passed in, so two apps
+can live in one process.
+
+    app.py              this factory
+    middleware.py       body limit, metrics, fallback headers, last-resort 500
+    errors.py           the error envelope and every translation into it
+    space.py            which space a request targets (SPEC §2 sources)
+    encode.py           results -> responses, query strings -> input models
+    examples.py         a correct request per route (errors and OpenAPI)
+    openapi.py          error responses and headers in /openapi.json
+    sse.py              server-sent events for one subscription
+    routes_*.py         the routes, by area
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from ... import __version__
 from ...service import EngramService
+from . import errors, openapi, routes_cognition, routes_memories, routes_spaces, routes_streams, routes_system
+from .middleware import EngramMiddleware
+from .space import SpaceResolver
+
+DESCRIPTION = """\
+A cognitive memory server for AI agents. Every data-plane request targets one **memory space**,
+named by the `X-Memory-Space` header (aliases `X-Engram-Memory-Space`, `X-Memory-Space-Id`),
+`?space=`, or the body field `memory_space_id`. Every error has one shape:
+`{"error": {"code", "message", "suggestion", "example"}}`.
+"""
+
+TAGS = [
+    {"name": "spaces", "description": "Create, list, inspect and delete memory spaces."},
+    {"name": "memories", "description": "Store, recall, list, get and forget memories."},
+    {"name": "episodes", "description": "Episodic memories and reminiscence."},
+    {"name": "cognition", "description": "Recognition, association, consolidation and completion."},
+    {"name": "streams", "description": "Server-sent event streams of one space."},
+    {"name": "system", "description": "Health, metrics and the echo reference route."},
+]
 
 
 def create_app(service: EngramService) -> FastAPI:
-    app = FastAPI(title="Engram")
+    app = FastAPI(title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS,
+                  redoc_url=None)
     app.state.service = service
-
-    @app.get("/health/alive")
-    async def alive() -> dict[str, str]:
-        return {"status": "alive"}
-
+    space = SpaceResolver(service)
+    app.include_router(routes_system.router(service, space))
+    app.include_router(routes_spaces.router(service))
+    app.include_router(routes_memories.router(service, space))
+    app.include_router(routes_cognition.router(service, space))
+    app.include_router(routes_streams.router(service, space))
+    errors.install(app)
+    app.add_middleware(EngramMiddleware, service=service)
+    openapi.install(app)
     return app

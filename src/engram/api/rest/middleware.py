@@ -1,0 +1,161 @@
+"""The one ASGI middleware in front of every route: body limit, metrics, fallback headers, last-resort 500.
+
+Pure ASGI (no ``BaseHTTPMiddleware``), because it runs on every request and
+the per-request budget at full load is ~150 us.
+
+Body limit. ``max_body_bytes`` is enforced on the raw receive stream, so it
+holds for chunked bodies that declare no length. A request with a body is
+read here in full (FastAPI buffers it anyway) and replayed to the app; an
+oversize one is answered 413 with the envelope. We keep reading (and
+discarding) the rest of an oversize body before answering: a server that
+answers and closes while the client is still writing makes the client see a
+reset instead of the 413. Draining is capped, past the cap we answer with
+``Connection: close``; a client that sent ``Expect: 100-continue`` with a
+declared oversize length is answered at once and never sends the body.
+
+Metrics. Every request is counted and timed under its route template and the
+(capped) memory-space label the route resolved; unmatched paths share one
+label so a scanner cannot create series. Streams are counted, not timed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ...service import EngramService
+from .errors import envelope_bytes
+from .space import SCOPE_SPACE, SCOPE_WARNING, operation_of
+
+log = logging.getLogger("engram.rest")
+
+DRAIN_CAP = 64 * 1024 * 1024
+
+
+class EngramMiddleware:
+    def __init__(self, app: ASGIApp, service: EngramService) -> None:
+        self.app = app
+        self.metrics = service.metrics
+        self.registry = service.registry
+        self.limit = service.settings.max_body_bytes
+        self.drain_cap = max(DRAIN_CAP, 4 * self.limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "started": False, "stream": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                state["status"] = message["status"]
+                warning = scope.get(SCOPE_WARNING)
+                headers = message.get("headers")
+                if warning:
+                    headers = [*headers, (b"deprecation", b"true"), (b"warning", warning.encode("latin-1"))]
+                    message = {**message, "headers": headers}
+                for name, value in headers or ():
+                    if name == b"content-type" and value.startswith(b"text/event-stream"):
+                        state["stream"] = True
+            await send(message)
+
+        try:
+            length, chunked, expect_continue = _body_headers(scope)
+            if length or chunked:
+                if length is not None and length > self.limit and expect_continue:
+                    await self._too_large(send_wrapper, length, close=True)
+                    return
+                body, total, complete = await self._read(receive)
+                if total > self.limit:
+                    await self._too_large(send_wrapper, total, close=not complete)
+                    return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # A bug, never client input: log it with the route, answer 500 if we still can.
+            log.exception("unhandled error in %s", operation_of(scope),
+                          extra={"memory_space": scope.get(SCOPE_SPACE), "route": operation_of(scope)})
+            if not state["started"]:
+                await send_wrapper({"type": "http.response.start", "status": 500,
+                                    "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": envelope_bytes(
+                    "INTERNAL", "the server failed to handle this request; the error is logged",
+                    "Retry; if it persists, report it with the time of the request.")})
+        finally:
+            route = scope.get("route")
+            op = operation_of(scope) if route is not None else "unmatched"
+            code = state["status"]
+            space = scope.get(SCOPE_SPACE)
+            if space is not None and code == 404 and not self.registry.exists(space):
+                space = None  # a name nobody created must not take one of the capped label values
+            if state["stream"]:
+                self.metrics.requests.labels("rest", op, self.metrics.space_label(space), str(code)).inc()
+            else:
+                self.metrics.observe("rest", op, space, str(code), time.perf_counter() - t0)
+
+    async def _read(self, receive: Receive) -> tuple[bytes, int, bool]:
+        """Read the whole body; past the limit keep draining (up to the cap) but keep nothing."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away mid-body
+                return b"", total, False
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total <= self.limit:
+                chunks.append(chunk)
+            elif chunks:
+                chunks = []
+            if not message.get("more_body", False):
+                return b"".join(chunks), total, True
+            if total > self.drain_cap:
+                return b"", total, False
+
+    async def _too_large(self, send: Send, size: int, close: bool) -> None:
+        body = envelope_bytes(
+            "PAYLOAD_TOO_LARGE",
+            f"request body is {size} bytes; this server accepts at most {self.limit} bytes (max_body_bytes)",
+            "Send a smaller body (split large batches), or raise max_body_bytes in the server settings.",
+            "max_body_bytes = 4194304  (engram.toml) or ENGRAM_MAX_BODY_BYTES=4194304",
+        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _body_headers(scope: Scope) -> tuple[int | None, bool, bool]:
+    length: int | None = None
+    chunked = False
+    expect = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue"
+    return length, chunked, expect
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,79 @@
+"""SSE routes: ``/api/v1/stream/{activities,memories,consolidation}``, each scoped to one space."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+
+from ...core.events import EVENT_TYPES
+from ...errors import InvalidInput
+from ...service import EngramService
+from .space import SPACE_PARAMETERS, SpaceResolver
+from .sse import EventFilter, EventStreamResponse
+
+#: The event types each stream carries (and may be narrowed to with ?types=).
+STREAMS: dict[str, tuple[str, ...]] = {
+    "activities": EVENT_TYPES,
+    "memories": ("stored", "recalled", "forgotten", "decay"),
+    "consolidation": ("consolidation",),
+}
+
+_SSE_DOC = (
+    "Server-sent events of one memory space only. Each event has `id:` = the space's LSN, `event:` = its type "
+    "and `data:` = JSON `{type, memory_space_id, lsn, timestamp, data}`. Idle streams get `: heartbeat` "
+    "comments; a slow consumer gets `event: lagged` `{missed, last_lsn}`; the server ends a stream with "
+    "`event: end` `{reason}` (shutdown, space deleted, or too slow)."
+)
+
+
+def _parse_types(raw: Optional[str], allowed: tuple[str, ...], stream: str) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return allowed
+    types = tuple(t.strip() for t in raw.split(",") if t.strip())
+    bad = [t for t in types if t not in allowed]
+    if bad:
+        raise InvalidInput(
+            f"unknown event type(s) for the {stream} stream: {', '.join(repr(b[:40]) for b in bad[:5])}; "
+            f"this stream carries: {', '.join(allowed)}",
+            suggestion="Pass a comma-separated subset of the listed types, or omit ?types= for all of them.",
+            example=f"?types={','.join(allowed[:2])}",
+        )
+    return types
+
+
+def router(service: EngramService, space: SpaceResolver) -> APIRouter:
+    r = APIRouter(prefix="/api/v1/stream", tags=["streams"])
+    settings = service.settings
+
+    def make(stream: str) -> Any:
+        allowed = STREAMS[stream]
+
+        async def handler(
+            request: Request,
+            types: Optional[str] = Query(None, description="Comma-separated event types to deliver, from: "
+                                         + ", ".join(allowed) + ". Default: all of them."),
+            min_importance: Optional[float] = Query(None, ge=0.0, le=1.0, description=(
+                "Only events carrying an importance at or above this (episodes).")),
+            min_confidence: Optional[float] = Query(None, ge=0.0, le=1.0, description=(
+                "Only events carrying a confidence at or above this.")),
+        ) -> EventStreamResponse:
+            wanted = _parse_types(types, allowed, stream)
+            sid = space(request)
+            sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth)
+            return EventStreamResponse(sub, space_id=sid, stream=stream, heartbeat=settings.stream_heartbeat_seconds,
+                                       accept=EventFilter(min_importance, min_confidence), metrics=service.metrics)
+
+        handler.__name__ = f"stream_{stream}"
+        return handler
+
+    for stream in STREAMS:
+        r.add_api_route(
+            f"/{stream}", make(stream), methods=["GET"], response_class=EventStreamResponse, status_code=200,
+            summary=f"Stream the {stream} events of one space (SSE)", description=_SSE_DOC,
+            responses={200: {"description": "An SSE stream; ends when the server ends it.",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+            openapi_extra={"parameters": SPACE_PARAMETERS},
+        )
+    return r

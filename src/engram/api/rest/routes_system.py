@@ -1,0 +1,117 @@
+"""Operating routes: liveness, health, Prometheus metrics, and the echo reference route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from typing import Any, Optional
+
+from fastapi import APIRouter, Body
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...service import EngramService
+from .encode import ok
+from .examples import body_example
+from .space import SPACE_PARAMETERS, SpaceResolver
+
+
+class Alive(BaseModel):
+    status: str = "alive"
+
+
+class Health(BaseModel):
+    status: str = Field(..., description="ok, degraded (some loaded space is unhealthy) or shutting_down.")
+    spaces_total: int
+    spaces_loaded: int
+    unhealthy_spaces: int
+    shutting_down: bool
+
+
+class SpaceHealth(BaseModel):
+    id: str
+    healthy: bool
+    reason: Optional[str] = Field(None, description="Why the space is unhealthy.")
+    memories: Optional[int] = None
+    last_lsn: int
+    loaded: bool
+
+
+class SystemHealth(BaseModel):
+    status: str
+    spaces_total: int
+    spaces_loaded: int
+    shutting_down: bool
+    spaces: list[SpaceHealth] = Field(..., description="Loaded spaces (or only the space asked for).")
+
+
+def router(service: EngramService, space: SpaceResolver) -> APIRouter:
+    r = APIRouter()
+    metrics = service.metrics
+
+    @r.get("/health/alive", response_model=Alive, tags=["system"], summary="Liveness")
+    async def alive() -> Response:
+        return Response(b'{"status":"alive"}', media_type="application/json")
+
+    @r.get("/health", response_model=Health, tags=["system"], summary="Health summary",
+           description="503 while shutting down, so load balancers drain this instance.",
+           responses={503: {"model": Health, "description": "Shutting down."}})
+    async def health() -> Response:
+        h = await service.health()
+        unhealthy = sum(1 for s in h["spaces"] if not s["healthy"])
+        status = "shutting_down" if h["shutting_down"] else h["status"]
+        body = Health(status=status, spaces_total=h["spaces_total"], spaces_loaded=h["spaces_loaded"],
+                      unhealthy_spaces=unhealthy, shutting_down=h["shutting_down"])
+        return ok(body, 503 if h["shutting_down"] else 200)
+
+    @r.get("/api/v1/system/health", response_model=SystemHealth, tags=["system"], summary="Per-space health",
+           description="Memories, last LSN, healthy or not and why, for every loaded space; name a space "
+                       "(header or ?space=) to check just that one (it is loaded if needed).",
+           openapi_extra={"parameters": SPACE_PARAMETERS})
+    async def system_health(request: Request) -> Response:
+        sid = space.optional(request)
+        h = await service.health()
+        if sid is not None:
+            desc = await service.get_space(sid)
+            spaces = [SpaceHealth(id=desc.id, healthy=desc.healthy, reason=desc.reason,
+                                  memories=desc.memory_count, last_lsn=desc.last_lsn, loaded=desc.loaded)]
+        else:
+            spaces = [SpaceHealth(**{k: s[k] for k in SpaceHealth.model_fields}) for s in h["spaces"]]
+        healthy = all(s.healthy for s in spaces)
+        status = "shutting_down" if h["shutting_down"] else ("ok" if healthy else "degraded")
+        return ok(SystemHealth(status=status, spaces_total=h["spaces_total"], spaces_loaded=h["spaces_loaded"],
+                               shutting_down=h["shutting_down"], spaces=spaces))
+
+    @r.get("/metrics", tags=["system"], summary="Prometheus metrics",
+           response_class=Response,
+           responses={200: {"description": "Prometheus text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def prometheus() -> Response:
+        await asyncio.to_thread(_refresh_gauges, service)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @r.post("/api/v1/echo", tags=["system"], summary="Echo the JSON body",
+            description="Returns its JSON object unchanged: the benchmark's ceiling for a trivial JSON route.",
+            response_model=dict[str, Any], openapi_extra=body_example("POST", "/api/v1/echo"))
+    async def echo(body: dict[str, Any] = Body(...)) -> Response:
+        return Response(json.dumps(body).encode(), media_type="application/json")
+
+    return r
+
+
+def _refresh_gauges(service: EngramService) -> None:
+    """Memories per loaded space (summed under the capped label), spaces loaded / on disk."""
+    metrics = service.metrics
+    counts: dict[str, int] = defaultdict(int)
+    loaded = service.registry.loaded()
+    for sp in loaded:
+        if sp.healthy and not sp.closed:
+            counts[metrics.space_label(sp.id)] += sp.count()
+    metrics.memories.clear()
+    for label, n in counts.items():
+        metrics.memories.labels(label).set(n)
+    metrics.spaces_loaded.set(len(loaded))
+    metrics.spaces_total.set(len(service.registry.known_ids()))

@@ -1,0 +1,102 @@
+"""Which memory space a REST request targets (SPEC §2), decoded from the request.
+
+The rules themselves (precedence, conflicts, validation, the default-space
+fallback with its log line and counter, ``require_explicit_space``) live in
+:meth:`EngramService.resolve_space`, shared with gRPC. This module only lists
+the REST sources in precedence order:
+
+    X-Memory-Space > X-Engram-Memory-Space > X-Memory-Space-Id > ?space= > body memory_space_id
+
+Any two that disagree are a 400 naming both, so a header set by a proxy can
+never be overridden by a client's body. The resolved space is stored on the
+ASGI scope for the middleware: it labels the request metrics and, when the
+request fell back to the default space, adds the ``Deprecation`` and
+``Warning`` response headers (on errors and streams too).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from starlette.requests import Request
+
+from ...service import EngramService
+
+SCOPE_SPACE = "engram.space"
+SCOPE_WARNING = "engram.warning"
+
+HEADER_SOURCES = (
+    ("x-memory-space", "header:X-Memory-Space"),
+    ("x-engram-memory-space", "header:X-Engram-Memory-Space"),
+    ("x-memory-space-id", "header:X-Memory-Space-Id"),
+)
+
+SPACE_ID_SCHEMA: dict[str, Any] = {
+    "type": "string", "minLength": 3, "maxLength": 64, "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$",
+    "example": "agent-7",
+}
+
+_RULES = (
+    "Precedence: X-Memory-Space, X-Engram-Memory-Space, X-Memory-Space-Id, ?space=, body memory_space_id; "
+    "sources that disagree are rejected (400 MEMORY_SPACE_CONFLICT). With none, the default space is used "
+    "and the response carries `Deprecation: true` and a `Warning` header (or 400 MEMORY_SPACE_REQUIRED when "
+    "the server sets require_explicit_space)."
+)
+
+#: OpenAPI parameters added to every space-scoped operation.
+SPACE_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "X-Memory-Space", "in": "header", "required": False, "schema": SPACE_ID_SCHEMA,
+     "description": "The memory space this request targets. " + _RULES},
+    {"name": "X-Engram-Memory-Space", "in": "header", "required": False, "schema": SPACE_ID_SCHEMA,
+     "description": "Alias of X-Memory-Space."},
+    {"name": "X-Memory-Space-Id", "in": "header", "required": False, "schema": SPACE_ID_SCHEMA,
+     "description": "Alias of X-Memory-Space."},
+    {"name": "space", "in": "query", "required": False, "schema": SPACE_ID_SCHEMA,
+     "description": "The memory space, as a query parameter (after the headers in precedence)."},
+]
+
+SPACE_SCOPED: dict[str, Any] = {"parameters": SPACE_PARAMETERS}
+
+
+def peer_of(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def operation_of(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    return f"{scope.get('method', '')} {getattr(route, 'path', scope.get('path', ''))}"
+
+
+class SpaceResolver:
+    """``resolver(request, body_space)`` -> the space id, or raises the SPEC §2 error."""
+
+    __slots__ = ("service",)
+
+    def __init__(self, service: EngramService) -> None:
+        self.service = service
+
+    def __call__(self, request: Request, body_space: Optional[str] = None) -> str:
+        scope = request.scope
+        sources = self.sources(request, body_space)
+        res = self.service.resolve_space(sources, transport="rest", operation=operation_of(scope),
+                                         peer=peer_of(scope))
+        scope[SCOPE_SPACE] = res.space_id
+        if res.warning:
+            scope[SCOPE_WARNING] = res.warning
+        return res.space_id
+
+    @staticmethod
+    def sources(request: Request, body_space: Optional[str] = None) -> list[tuple[str, Optional[str]]]:
+        headers = request.headers
+        out: list[tuple[str, Optional[str]]] = [(name, headers.get(key)) for key, name in HEADER_SOURCES]
+        out.append(("query:space", request.query_params.get("space")))
+        out.append(("body:memory_space_id", body_space))
+        return out
+
+    def optional(self, request: Request) -> Optional[str]:
+        """The space named by the request, or None (no fallback): for system routes."""
+        sources = self.sources(request)
+        if not any(v for _, v in sources):
+            return None
+        return self(request)
