@@ -74,6 +74,9 @@ class StreamingHandlers(Adapter):
             types = c.event_types(request.event_types)
             sub = self.service.subscribe(space, types, self.settings.subscriber_queue_depth)
             self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).inc()
+            # Headers go out once the subscription exists: a client that waits for
+            # the initial metadata knows every later event reaches it.
+            await context.send_initial_metadata((("engram-memory-space", space),))
             log.info("stream opened", extra={"memory_space": space, "rpc": rpc, "peer": calls.peer,
                                              "event_types": types or "all"})
             heartbeat = self.settings.stream_heartbeat_seconds

@@ -1,0 +1,415 @@
+"""gRPC clients for Engram: :class:`GrpcClient` (blocking) and :class:`AsyncGrpcClient` (asyncio).
+
+    from engram.client.grpc import GrpcClient
+
+    with GrpcClient("127.0.0.1:50051", space="agent-7") as client:
+        receipt = client.remember("the espresso machine is on the third floor")
+        result = client.recall(query="espresso")
+        print(result.memories.vivid[0].memory.content)
+
+The space is given once (``space=``) and set as ``memory_space_id`` on every
+request; the legacy ``x-memory-space`` metadata is sent only when asked
+(``space_via="metadata"`` or ``"both"``). Results are the ``engram.v1``
+protobuf messages (``engram.api.grpc.gen``). Failures raise the engine's own
+exception classes (``engram.errors``: ``MemorySpaceNotFound``,
+``InvalidMemorySpace``, ``MemoryNotFound`` ...) rebuilt from the server's
+``engram-error-bin`` trailer; transport failures without an Engram code raise
+:class:`GrpcTransportError` carrying the status code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, AsyncIterator, Iterable, Iterator, Literal, Optional, Sequence
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from ..api.grpc.gen import memory_pb2 as pb
+from ..api.grpc.gen import service_pb2 as spb
+from ..api.grpc.gen import service_pb2_grpc as spb_grpc
+from ..errors import EngramError, InvalidInput, NotFound, ShuttingDown, error_class_for_code
+
+__all__ = ["GrpcClient", "AsyncGrpcClient", "GrpcTransportError", "error_from_rpc"]
+
+SpaceVia = Literal["field", "metadata", "both"]
+
+ERROR_CODE_KEY = "engram-error-code"
+ERROR_DETAIL_KEY = "engram-error-bin"
+WARNING_KEY = "engram-warning"
+
+
+class GrpcTransportError(EngramError):
+    """A failed call that carries no Engram error code (connection refused, deadline, ...)."""
+
+    code = "GRPC_ERROR"
+
+    def __init__(self, message: str, status: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.grpc_status = status.name
+        self.status = status
+
+
+_BY_STATUS: dict[grpc.StatusCode, type[EngramError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+}
+
+
+def error_from_rpc(exc: grpc.RpcError) -> EngramError:
+    """The Engram exception a failed call stands for."""
+    status: grpc.StatusCode = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    trailers = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    raw = trailers.get(ERROR_DETAIL_KEY)
+    if isinstance(raw, bytes):
+        detail = pb.ErrorDetail.FromString(raw)
+        cls = error_class_for_code(detail.code)
+        from google.protobuf.json_format import MessageToDict
+
+        err = cls(detail.message, suggestion=detail.suggestion, example=detail.example,
+                  details=MessageToDict(detail.details) if detail.HasField("details") else None)
+        err.code = detail.code
+    elif status in _BY_STATUS:
+        err = _BY_STATUS[status](details)
+    elif status == grpc.StatusCode.UNAVAILABLE and "shutting down" in details:
+        err = ShuttingDown(details)
+    else:
+        err = GrpcTransportError(f"{status.name}: {details}", status)
+    err.__cause__ = exc
+    return err
+
+
+def _ts(value: datetime | float | None) -> Optional[timestamp_pb2.Timestamp]:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    if isinstance(value, datetime):
+        ts.FromDatetime(value)
+    else:
+        ts.FromNanoseconds(int(float(value) * 1e9))
+    return ts
+
+
+def _enum(prefix: str, value: Any) -> Any:
+    """Accept "episodic" / "EPISODIC" / "MEMORY_TYPE_EPISODIC" / the int for enum fields."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).upper()
+    return text if text.startswith(prefix) else f"{prefix}{text}"
+
+
+def memory_input(content: str = "", **fields: Any) -> pb.MemoryInput:
+    """A ``MemoryInput`` from keyword fields (``embedding``, ``tags``, ``memory_type="episodic"`` ...)."""
+    if "memory_type" in fields:
+        fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+    return pb.MemoryInput(content=content, **{k: v for k, v in fields.items() if v is not None})
+
+
+def episode_input(what: str = "", *, when: datetime | float, **fields: Any) -> pb.EpisodeInput:
+    if "memory_type" in fields:
+        fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+    return pb.EpisodeInput(what=what, when=_ts(when), **{k: v for k, v in fields.items() if v is not None})
+
+
+def cue(query: Optional[str] = None, **fields: Any) -> pb.Cue:
+    if "mode" in fields:
+        fields["mode"] = _enum("RECALL_MODE_", fields["mode"])
+    if "memory_type" in fields:
+        fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+    for name in ("time_start", "time_end"):
+        if name in fields:
+            fields[name] = _ts(fields[name])
+    return pb.Cue(query=query or "", **{k: v for k, v in fields.items() if v is not None})
+
+
+def _event_types(types: Optional[Sequence[str | int]]) -> list[Any]:
+    return [_enum("EVENT_TYPE_", t) for t in types or ()]
+
+
+class _Base:
+    def __init__(self, space: Optional[str], space_via: SpaceVia, timeout: Optional[float]) -> None:
+        self.space = space
+        self.space_via = space_via
+        self.timeout = timeout
+        self.last_warning: Optional[str] = None
+
+    def _field(self) -> str:
+        return (self.space or "") if self.space_via in ("field", "both") else ""
+
+    def _metadata(self) -> Optional[tuple[tuple[str, str], ...]]:
+        if self.space and self.space_via in ("metadata", "both"):
+            return (("x-memory-space", self.space),)
+        return None
+
+    def _admin_space(self, space: Optional[str]) -> str:
+        sid = space or self.space
+        if not sid:
+            raise InvalidInput("name the space: pass space= to the client or to this call")
+        return sid
+
+
+class GrpcClient(_Base):
+    """Blocking gRPC client bound to one memory space."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, space: Optional[str] = None,
+                 space_via: SpaceVia = "field", timeout: Optional[float] = 30.0,
+                 channel: Optional[grpc.Channel] = None, max_message_bytes: int = 4_194_304) -> None:
+        super().__init__(space, space_via, timeout)
+        self._own = channel is None
+        self.channel = channel or grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self.stub = spb_grpc.EngramServiceStub(self.channel)
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            resp, call = method.with_call(request, timeout=self.timeout, metadata=self._metadata())
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        self.last_warning = dict(call.trailing_metadata() or ()).get(WARNING_KEY)
+        return resp
+
+    def _stream(self, iterator: Any) -> Iterator[Any]:
+        try:
+            yield from iterator
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    # -- memories ---------------------------------------------------------------
+    def remember(self, content: str = "", **fields: Any) -> pb.StoreReceipt:
+        req = spb.RememberRequest(memory=memory_input(content, **fields), memory_space_id=self._field())
+        return self._call(self.stub.Remember, req).receipt
+
+    def experience(self, what: str = "", *, when: datetime | float, **fields: Any) -> pb.StoreReceipt:
+        req = spb.ExperienceRequest(episode=episode_input(what, when=when, **fields), memory_space_id=self._field())
+        return self._call(self.stub.Experience, req).receipt
+
+    def recall(self, query: Optional[str] = None, **fields: Any) -> pb.RecallResult:
+        req = spb.RecallRequest(cue=cue(query, **fields), memory_space_id=self._field())
+        return self._call(self.stub.Recall, req).result
+
+    def forget(self, memory_id: str, mode: str = "suppress") -> spb.ForgetResponse:
+        req = spb.ForgetRequest(memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field())
+        return self._call(self.stub.Forget, req)
+
+    def get_memory(self, memory_id: str, include_embedding: bool = False) -> pb.Memory:
+        req = spb.GetMemoryRequest(memory_id=memory_id, include_embedding=include_embedding,
+                                   memory_space_id=self._field())
+        return self._call(self.stub.GetMemory, req).memory
+
+    def list_memories(self, page_size: int = 0, page_token: str = "", **fields: Any) -> spb.ListMemoriesResponse:
+        if "memory_type" in fields:
+            fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+        req = spb.ListMemoriesRequest(page_size=page_size, page_token=page_token, memory_space_id=self._field(),
+                                      **fields)
+        return self._call(self.stub.ListMemories, req)
+
+    # -- cognition --------------------------------------------------------------
+    def recognize(self, content: str = "", **fields: Any) -> spb.RecognizeResponse:
+        return self._call(self.stub.Recognize, spb.RecognizeRequest(content=content, memory_space_id=self._field(),
+                                                                    **fields))
+
+    def reminisce(self, topic: str = "", **fields: Any) -> spb.ReminisceResponse:
+        for name in ("time_start", "time_end"):
+            if name in fields:
+                fields[name] = _ts(fields[name])
+        return self._call(self.stub.Reminisce, spb.ReminisceRequest(topic=topic, memory_space_id=self._field(),
+                                                                    **fields))
+
+    def associate(self, source_id: str, target_id: str, strength: Optional[float] = None) -> spb.AssociateResponse:
+        req = spb.AssociateRequest(source_id=source_id, target_id=target_id, strength=strength,
+                                   memory_space_id=self._field())
+        return self._call(self.stub.Associate, req)
+
+    def consolidate(self, **fields: Any) -> pb.ConsolidationRun:
+        return self._call(self.stub.Consolidate, spb.ConsolidateRequest(memory_space_id=self._field(), **fields)).run
+
+    def dream(self, **fields: Any) -> Iterator[spb.DreamResponse]:
+        req = spb.DreamRequest(memory_space_id=self._field(), **fields)
+        return self._stream(self.stub.Dream(req, timeout=self.timeout, metadata=self._metadata()))
+
+    def complete(self, **fields: Any) -> spb.CompleteResponse:
+        if "when" in fields:
+            fields["when"] = _ts(fields["when"])
+        return self._call(self.stub.Complete, spb.CompleteRequest(memory_space_id=self._field(), **fields))
+
+    def introspect(self) -> spb.IntrospectResponse:
+        return self._call(self.stub.Introspect, spb.IntrospectRequest(memory_space_id=self._field()))
+
+    # -- streams -------------------------------------------------------------------
+    def stream(self, event_types: Optional[Sequence[str | int]] = None,
+               timeout: Optional[float] = None) -> Iterator[spb.StreamResponse]:
+        """The space's events (``StreamResponse``: event, lag_notice or heartbeat). Cancel with ``.cancel()``."""
+        req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
+        return self.stub.Stream(req, timeout=timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+
+    def streaming_remember(self, items: Iterable[pb.MemoryInput | pb.EpisodeInput]
+                           ) -> Iterator[spb.StreamingRememberResponse]:
+        def requests() -> Iterator[spb.StreamingRememberRequest]:
+            for seq, item in enumerate(items, 1):
+                if isinstance(item, pb.EpisodeInput):
+                    yield spb.StreamingRememberRequest(sequence=seq, episode=item, memory_space_id=self._field())
+                else:
+                    yield spb.StreamingRememberRequest(sequence=seq, memory=item, memory_space_id=self._field())
+
+        return self._stream(self.stub.StreamingRemember(requests(), metadata=self._metadata()))
+
+    def streaming_recall(self, cues: Iterable[pb.Cue]) -> Iterator[spb.StreamingRecallResponse]:
+        reqs = (spb.StreamingRecallRequest(sequence=seq, cue=c, memory_space_id=self._field())
+                for seq, c in enumerate(cues, 1))
+        return self._stream(self.stub.StreamingRecall(reqs, metadata=self._metadata()))
+
+    def memory_flow(self, requests: Iterable[spb.MemoryFlowRequest]) -> Iterator[spb.MemoryFlowResponse]:
+        """Raw MemoryFlow; requests without memory_space_id get this client's space."""
+        def fill() -> Iterator[spb.MemoryFlowRequest]:
+            for req in requests:
+                if not req.memory_space_id and self._field():
+                    req.memory_space_id = self._field()
+                yield req
+
+        return self._stream(self.stub.MemoryFlow(fill(), metadata=self._metadata()))
+
+    # -- spaces ---------------------------------------------------------------------
+    def create_space(self, space: Optional[str] = None, dimension: Optional[int] = None) -> spb.CreateSpaceResponse:
+        req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
+        return self._call(self.stub.CreateSpace, req)
+
+    def get_space(self, space: Optional[str] = None) -> pb.SpaceDescriptor:
+        return self._call(self.stub.GetSpace, spb.GetSpaceRequest(memory_space_id=self._admin_space(space))).space
+
+    def delete_space(self, space: Optional[str] = None) -> spb.DeleteSpaceResponse:
+        return self._call(self.stub.DeleteSpace, spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space)))
+
+    def list_spaces(self, page_size: int = 0, page_token: str = "") -> spb.ListSpacesResponse:
+        return self._call(self.stub.ListSpaces, spb.ListSpacesRequest(page_size=page_size, page_token=page_token))
+
+    def with_space(self, space: str) -> "GrpcClient":
+        """Another client on the same channel, bound to ``space``."""
+        return GrpcClient(space=space, space_via=self.space_via, timeout=self.timeout, channel=self.channel)
+
+    def close(self) -> None:
+        if self._own:
+            self.channel.close()
+
+    def __enter__(self) -> "GrpcClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGrpcClient(_Base):
+    """asyncio gRPC client bound to one memory space (same methods as :class:`GrpcClient`, awaitable)."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, space: Optional[str] = None,
+                 space_via: SpaceVia = "field", timeout: Optional[float] = 30.0,
+                 channel: Optional[grpc.aio.Channel] = None, max_message_bytes: int = 4_194_304) -> None:
+        super().__init__(space, space_via, timeout)
+        self._own = channel is None
+        self.channel = channel or grpc.aio.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self.stub = spb_grpc.EngramServiceStub(self.channel)
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        call = method(request, timeout=self.timeout, metadata=self._metadata())
+        try:
+            resp = await call
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        return resp
+
+    async def _stream(self, call: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in call:
+                yield item
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    async def remember(self, content: str = "", **fields: Any) -> pb.StoreReceipt:
+        req = spb.RememberRequest(memory=memory_input(content, **fields), memory_space_id=self._field())
+        return (await self._call(self.stub.Remember, req)).receipt
+
+    async def experience(self, what: str = "", *, when: datetime | float, **fields: Any) -> pb.StoreReceipt:
+        req = spb.ExperienceRequest(episode=episode_input(what, when=when, **fields), memory_space_id=self._field())
+        return (await self._call(self.stub.Experience, req)).receipt
+
+    async def recall(self, query: Optional[str] = None, **fields: Any) -> pb.RecallResult:
+        req = spb.RecallRequest(cue=cue(query, **fields), memory_space_id=self._field())
+        return (await self._call(self.stub.Recall, req)).result
+
+    async def forget(self, memory_id: str, mode: str = "suppress") -> spb.ForgetResponse:
+        req = spb.ForgetRequest(memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field())
+        return await self._call(self.stub.Forget, req)  # type: ignore[no-any-return]
+
+    async def get_memory(self, memory_id: str, include_embedding: bool = False) -> pb.Memory:
+        req = spb.GetMemoryRequest(memory_id=memory_id, include_embedding=include_embedding,
+                                   memory_space_id=self._field())
+        return (await self._call(self.stub.GetMemory, req)).memory
+
+    async def introspect(self) -> spb.IntrospectResponse:
+        return await self._call(self.stub.Introspect,  # type: ignore[no-any-return]
+                                spb.IntrospectRequest(memory_space_id=self._field()))
+
+    def stream(self, event_types: Optional[Sequence[str | int]] = None) -> Any:
+        """The space's events: an async-iterable call (``.cancel()`` to stop)."""
+        req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
+        return self.stub.Stream(req, metadata=self._metadata())
+
+    def streaming_remember(self, items: Any) -> AsyncIterator[spb.StreamingRememberResponse]:
+        """Pipelined stores: ``items`` is an (async) iterable of MemoryInput/EpisodeInput."""
+        field = self._field()
+
+        async def requests() -> AsyncIterator[spb.StreamingRememberRequest]:
+            seq = 0
+            if hasattr(items, "__aiter__"):
+                async for item in items:
+                    seq += 1
+                    yield _remember_req(seq, item, field)
+            else:
+                for item in items:
+                    seq += 1
+                    yield _remember_req(seq, item, field)
+
+        return self._stream(self.stub.StreamingRemember(requests(), metadata=self._metadata()))
+
+    def streaming_recall(self, cues: Iterable[pb.Cue]) -> AsyncIterator[spb.StreamingRecallResponse]:
+        reqs = [spb.StreamingRecallRequest(sequence=seq, cue=c, memory_space_id=self._field())
+                for seq, c in enumerate(cues, 1)]
+        return self._stream(self.stub.StreamingRecall(iter(reqs), metadata=self._metadata()))
+
+    async def create_space(self, space: Optional[str] = None,
+                           dimension: Optional[int] = None) -> spb.CreateSpaceResponse:
+        req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
+        return await self._call(self.stub.CreateSpace, req)  # type: ignore[no-any-return]
+
+    async def get_space(self, space: Optional[str] = None) -> pb.SpaceDescriptor:
+        req = spb.GetSpaceRequest(memory_space_id=self._admin_space(space))
+        return (await self._call(self.stub.GetSpace, req)).space
+
+    async def delete_space(self, space: Optional[str] = None) -> spb.DeleteSpaceResponse:
+        req = spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space))
+        return await self._call(self.stub.DeleteSpace, req)  # type: ignore[no-any-return]
+
+    async def list_spaces(self, page_size: int = 0, page_token: str = "") -> spb.ListSpacesResponse:
+        req = spb.ListSpacesRequest(page_size=page_size, page_token=page_token)
+        return await self._call(self.stub.ListSpaces, req)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        if self._own:
+            await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncGrpcClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _remember_req(seq: int, item: Any, field: str) -> spb.StreamingRememberRequest:
+    if isinstance(item, pb.EpisodeInput):
+        return spb.StreamingRememberRequest(sequence=seq, episode=item, memory_space_id=field)
+    return spb.StreamingRememberRequest(sequence=seq, memory=item, memory_space_id=field)
