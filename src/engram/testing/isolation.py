@@ -561,7 +561,8 @@ def check_metrics(text: str, data: dict[str, SpaceData]) -> CheckResult:
 
 
 def check_stream(name: str, transport: str, space: str, events: "queue.Queue[Any]",
-                 write: Callable[[str, str], None], all_spaces: list[str], timeout: float = 20.0) -> CheckResult:
+                 write: Callable[[str, str], None], all_spaces: list[str], timeout: float = 20.0,
+                 nonce: str = "") -> CheckResult:
     """With a subscriber of ``space`` attached, write a probe into every space; it must only see its own.
 
     ``events`` is filled by the subscriber thread with decoded events (dicts)
@@ -584,13 +585,13 @@ def check_stream(name: str, transport: str, space: str, events: "queue.Queue[Any
                 return
 
     try:
-        write(space, f"probe.{space}.first")
-        wait_for(f"probe.{space}.first")
+        write(space, f"probe.{space}.first{nonce}")
+        wait_for(f"probe.{space}.first{nonce}")
         for other in all_spaces:
             if other != space:
-                write(other, f"probe.{other}.x.{space}")
-        write(space, f"probe.{space}.last")
-        wait_for(f"probe.{space}.last")
+                write(other, f"probe.{other}.x.{space}{nonce}")
+        write(space, f"probe.{space}.last{nonce}")
+        wait_for(f"probe.{space}.last{nonce}")
     except queue.Empty:
         r.violations.append(f"stream of {space} did not deliver its own probe within {timeout} s")
     except Exception as exc:

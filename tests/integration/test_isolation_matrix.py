@@ -1,0 +1,249 @@
+"""Isolation matrix: 10 spaces, same ids, same contents, same embeddings, REST and gRPC at once.
+
+Every read surface of every space is exercised concurrently over both
+transports (``engram.testing.isolation.run_checks``), plus per-space health,
+metrics, SSE and gRPC event streams. A check returns violations instead of
+asserting, so ``test_planted_leak_is_detected`` can run the same checks
+against ``engram.testing.leaky`` (one engine function patched to read a
+sibling space) and prove each one fails when a leak exists.
+See docs/testing.md ("Isolation matrix" and "Planting a leak").
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from engram.testing import EngramProcess
+from engram.testing.clients import ApiError, GrpcSpaceClient, RestSpaceClient, proto_dict
+from engram.testing.isolation import (
+    CheckResult,
+    GrpcOps,
+    Ops,
+    RestOps,
+    SpaceData,
+    build_dataset,
+    check_health,
+    check_metrics,
+    check_stream,
+    load,
+    run_checks,
+)
+from engram.testing.report import write_section
+
+SPACES = [f"iso-{i:02d}" for i in range(10)]
+SETTINGS = {"consolidation_interval_seconds": 0, "auto_link_threshold": 0.99}
+
+
+def _ops(srv: EngramProcess, space: str, transport: str) -> Ops:
+    return RestOps(srv.http_url, space) if transport == "rest" else GrpcOps(srv.grpc_target, space)
+
+
+def _load_all(srv: EngramProcess, data: dict[str, SpaceData]) -> None:
+    """Load every space concurrently; even spaces over REST, odd over gRPC."""
+    def one(k_sp: tuple[int, str]) -> None:
+        k, sp = k_sp
+        ops = _ops(srv, sp, "rest" if k % 2 == 0 else "grpc")
+        try:
+            load(ops, data[sp])
+        finally:
+            ops.close()
+
+    with ThreadPoolExecutor(len(data)) as pool:
+        list(pool.map(one, enumerate(data)))
+
+
+@pytest.fixture(scope="module")
+def matrix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, dict[str, SpaceData]]]:
+    srv = EngramProcess.start(tmp_path_factory.mktemp("iso"), SPACES, SETTINGS)
+    try:
+        data = build_dataset(SPACES)
+        _load_all(srv, data)
+        yield srv, data
+    finally:
+        srv.stop()
+
+
+def _fmt(results: list[CheckResult]) -> str:
+    bad = [r for r in results if r.violations]
+    return "\n".join(f"{r.transport}/{r.space}/{r.name}: {r.violations[:3]}" for r in bad[:20])
+
+
+def _run_matrix(srv: EngramProcess, data: dict[str, SpaceData], transports: tuple[str, ...] = ("rest", "grpc"),
+                only: set[str] | None = None) -> list[CheckResult]:
+    """Every space through every transport, all at once (2 x 10 concurrent clients)."""
+    def one(job: tuple[str, str]) -> list[CheckResult]:
+        sp, transport = job
+        ops = _ops(srv, sp, transport)
+        try:
+            return run_checks(ops, data[sp], data, only)
+        finally:
+            ops.close()
+
+    jobs = [(sp, t) for sp in data for t in transports]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return [r for rs in pool.map(one, jobs) for r in rs]
+
+
+def test_matrix_rest_and_grpc_concurrently(matrix_server: tuple[EngramProcess, dict[str, SpaceData]]) -> None:
+    srv, data = matrix_server
+    results = _run_matrix(srv, data)
+    write_section("isolation_matrix", [dict(asdict(r), passed=not r.violations) for r in results],
+                  spaces=len(data), transports=["rest", "grpc"])
+    assert len(results) == len(SPACES) * 2 * 12
+    assert not [r for r in results if r.violations], _fmt(results)
+    # A check that saw nothing proves nothing: every surface must have returned something to scan.
+    empty = [f"{r.transport}/{r.space}/{r.name}" for r in results if r.exercised == 0]
+    assert not empty, f"checks that exercised nothing: {empty}"
+
+
+def test_cross_space_get_is_not_found_on_both_transports(
+        matrix_server: tuple[EngramProcess, dict[str, SpaceData]]) -> None:
+    srv, _ = matrix_server
+    with RestSpaceClient(srv.http_url, "iso-00") as rest, GrpcSpaceClient(srv.grpc_target, "iso-00") as grpc_c:
+        with pytest.raises(ApiError) as err:
+            rest.get("own.iso-09.9")
+        assert err.value.status == 404 and err.value.code == "MEMORY_NOT_FOUND", err.value.body
+        assert "orchard" not in str(err.value.body), "a not-found answer must not reveal the other space's memory"
+        assert GrpcSpaceClient.status_of(lambda: grpc_c.get("own.iso-09.9")) == "NOT_FOUND"
+        # ... and the id is found in its own space, so the 404 is about the space, not the id.
+        assert rest.get("own.iso-00.0")["id"] == "own.iso-00.0"
+    with RestSpaceClient(srv.http_url, "iso-09") as rest9:
+        assert rest9.get("own.iso-09.9")["metadata"] == {"space": "iso-09"}
+
+
+def test_health_and_metrics_count_each_space_alone(
+        matrix_server: tuple[EngramProcess, dict[str, SpaceData]]) -> None:
+    srv, data = matrix_server
+    with RestSpaceClient(srv.http_url, None) as c:
+        health = check_health(c.system_health(), data)
+        metrics = check_metrics(c.metrics(), data)
+    write_section("isolation_health_metrics", [dict(asdict(r), passed=not r.violations) for r in (health, metrics)])
+    assert not health.violations, health.violations
+    assert health.exercised == len(SPACES)
+    assert not metrics.violations, metrics.violations
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+def _sse_subscriber(srv: EngramProcess, space: str, events: "queue.Queue[Any]",
+                    ready: threading.Event) -> Callable[[], None]:
+    client = RestSpaceClient(srv.http_url, space)
+
+    def run() -> None:
+        try:
+            for ev in client.sse("/api/v1/stream/memories"):
+                events.put(ev)
+        except Exception as exc:  # delivered to the checker, which reports it
+            events.put(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return client.close
+
+
+def _grpc_subscriber(srv: EngramProcess, space: str, events: "queue.Queue[Any]",
+                     ready: threading.Event) -> Callable[[], None]:
+    client = GrpcSpaceClient(srv.grpc_target, space)
+    call = client.stream()
+
+    def run() -> None:
+        try:
+            for msg in call:
+                events.put(proto_dict(msg))
+        except Exception as exc:
+            events.put(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+
+    def stop() -> None:
+        call.cancel()
+        client.close()
+    return stop
+
+
+def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..., EngramProcess]) -> None:
+    """An SSE and a gRPC subscriber per space, all at once, while every space receives probes."""
+    srv = engram_server_factory(spaces=SPACES, settings=SETTINGS, name="streams")
+    local = threading.local()
+
+    def write(space: str, memory_id: str) -> None:
+        clients = getattr(local, "clients", None)
+        if clients is None:
+            clients = local.clients = {}
+        if space not in clients:
+            clients[space] = RestSpaceClient(srv.http_url, space)
+        clients[space].remember(id=memory_id, content="probe", metadata={"space": space})
+
+    def one(job: tuple[str, str]) -> CheckResult:
+        space, transport = job
+        events: "queue.Queue[Any]" = queue.Queue()
+        start = _sse_subscriber if transport == "rest" else _grpc_subscriber
+        stop = start(srv, space, events, threading.Event())
+        try:
+            return check_stream(f"stream-{transport}", transport, space, events, write, SPACES,
+                                nonce=f".{transport}")
+        finally:
+            stop()
+
+    jobs = [(sp, t) for sp in SPACES for t in ("rest", "grpc")]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(one, jobs))
+    write_section("isolation_streams", [dict(asdict(r), passed=not r.violations) for r in results])
+    assert not [r for r in results if r.violations], _fmt(results)
+    assert all(r.exercised >= 2 for r in results)
+
+
+# ----------------------------------------------------------------------------- planted leaks
+
+LEAK_SPACES = SPACES[:3]
+#: leak kind (engram.testing.leaky) -> the matrix checks that must catch it
+LEAK_CATCHERS = {
+    "get": {"get"},
+    "recall": {"recall-similarity", "recall-text", "recall-own-vector", "recall-spreading", "recall-hybrid"},
+    "list": {"list"},
+    "count": {"introspect", "system-health"},
+    "cognition": {"recognize"},
+    "events": {"stream-rest", "stream-grpc"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LEAK_CATCHERS))
+def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
+    """Run part of the matrix against a server with one deliberate leak: every catcher must fail."""
+    srv = EngramProcess.start(tmp_path / f"leaky-{kind}", LEAK_SPACES, SETTINGS,
+                              module="engram.testing.leaky", env={"LEAK_KIND": kind})
+    try:
+        data = build_dataset(LEAK_SPACES)
+        results: list[CheckResult] = []
+        if kind == "events":
+            for transport, start in (("rest", _sse_subscriber), ("grpc", _grpc_subscriber)):
+                events: "queue.Queue[Any]" = queue.Queue()
+                stop = start(srv, LEAK_SPACES[0], events, threading.Event())
+                with RestSpaceClient(srv.http_url, None) as w:
+                    def write(space: str, memory_id: str) -> None:
+                        w.http.headers["X-Memory-Space"] = space
+                        w.remember(id=memory_id, content="probe", metadata={"space": space})
+                    try:
+                        results.append(check_stream(f"stream-{transport}", transport, LEAK_SPACES[0], events, write,
+                                                    LEAK_SPACES, timeout=10, nonce=f".{transport}"))
+                    finally:
+                        stop()
+        else:
+            _load_all(srv, data)
+            results = _run_matrix(srv, data, only=LEAK_CATCHERS[kind])
+            if "system-health" in LEAK_CATCHERS[kind]:
+                with RestSpaceClient(srv.http_url, None) as c:
+                    results.append(check_health(c.system_health(), data))
+    finally:
+        srv.stop()
+    caught = {r.name for r in results if r.violations}
+    write_section(f"leak_demo_{kind}", [dict(asdict(r), passed=bool(r.violations)) for r in results],
+                  leak=kind, expected_catchers=sorted(LEAK_CATCHERS[kind]), caught=sorted(caught))
+    assert caught == LEAK_CATCHERS[kind], f"leak {kind!r}: caught by {sorted(caught)}, expected all of " \
+                                          f"{sorted(LEAK_CATCHERS[kind])}"
