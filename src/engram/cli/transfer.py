@@ -31,7 +31,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.text import Text
 
 from ..client.http import AsyncEngramClient, EngramConnectionError
-from ..errors import EngramError
+from ..core.models import Memory
+from ..errors import EngramError, MemoryNotFound
 from . import output as out
 from .connect import Target, target_options
 from .memories import memory_group
@@ -156,11 +157,15 @@ def import_(target: Target, file: str, concurrency: int, show_progress: bool) ->
 @memory_group.command("export")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--include-suppressed", is_flag=True, help="Also export suppressed memories.")
+@click.option("--embeddings/--no-embeddings", default=True, show_default=True,
+              help="Fetch each memory's embedding (one GET per memory, concurrent) so import restores it.")
 @click.option("--page-size", type=click.IntRange(1, 1000), default=500, show_default=True)
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Requests in flight at once when fetching embeddings.")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on stderr.")
 @target_options
-def export(target: Target, file: Optional[str], include_suppressed: bool, page_size: int,
-           show_progress: bool) -> None:
+def export(target: Target, file: Optional[str], include_suppressed: bool, embeddings: bool, page_size: int,
+           concurrency: int, show_progress: bool) -> None:
     """Write every memory of the active space as JSON lines to FILE (default stdout).
 
     With a FILE the write is atomic (a temporary file renamed into place) and the
@@ -169,28 +174,22 @@ def export(target: Target, file: Optional[str], include_suppressed: bool, page_s
     """
     to_stdout = file in (None, "-")
     started = time.monotonic()
-    count = 0
-    with target.client() as client:
-        first = client.list_memories(limit=page_size, include_suppressed=include_suppressed or None)
-        if to_stdout:
-            count = _write_pages(client, first, sys.stdout, page_size, include_suppressed, None)
-        else:
-            path = Path(str(file))
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    with _progress(target, show_progress) as progress:
-                        task = progress.add_task(f"export ← {target.space}", total=first.total)
-                        count = _write_pages(client, first, handle, page_size, include_suppressed,
-                                             lambda n: progress.advance(task, n))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+    pager = _Pager(target, include_suppressed, embeddings, page_size, concurrency)
     if to_stdout:
+        asyncio.run(pager.run(sys.stdout, None))
         return
+    path = Path(str(file))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with _progress(target, show_progress) as progress:
+                count = asyncio.run(pager.run(handle, progress))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     summary = {"memory_space_id": target.space, "exported": count, "file": str(file),
                "seconds": round(time.monotonic() - started, 3)}
     if target.as_json:
@@ -200,16 +199,49 @@ def export(target: Target, file: Optional[str], include_suppressed: bool, page_s
                                          f" to {file}"))
 
 
-def _write_pages(client: Any, page: Any, handle: IO[str], page_size: int, include_suppressed: bool,
-                 advance: Any) -> int:
-    count = 0
-    while True:
-        for mem in page.memories:
-            handle.write(json.dumps(mem.model_dump(mode="json"), ensure_ascii=False) + "\n")
-        count += len(page.memories)
-        if advance is not None:
-            advance(len(page.memories))
-        if not page.next_cursor:
-            return count
-        page = client.list_memories(cursor=page.next_cursor, limit=page_size,
-                                    include_suppressed=include_suppressed or None)
+@dataclass
+class _Pager:
+    """Pages through ``GET /memories``; with embeddings, fills each page by concurrent GETs.
+
+    The list route leaves embeddings out to keep pages small, so a faithful
+    export reads each memory once more. Lines are written in storage order,
+    one page at a time; a memory deleted between list and get is skipped.
+    """
+
+    target: Target
+    include_suppressed: bool
+    embeddings: bool
+    page_size: int
+    concurrency: int
+
+    async def run(self, handle: IO[str], progress: Optional[Progress]) -> int:
+        count = 0
+        task = None
+        async with self.target.async_client(max_connections=self.concurrency) as client:
+            gate = asyncio.Semaphore(self.concurrency)
+
+            async def full(mem: Memory) -> Optional[Memory]:
+                async with gate:
+                    try:
+                        return await client.get(mem.id, include_embedding=True)
+                    except MemoryNotFound:
+                        return None
+
+            cursor: Optional[str] = None
+            while True:
+                page = await client.list_memories(cursor=cursor, limit=self.page_size,
+                                                  include_suppressed=self.include_suppressed or None)
+                if progress is not None and task is None:
+                    task = progress.add_task(f"export ← {self.target.space}", total=page.total)
+                memories: list[Optional[Memory]] = list(page.memories)
+                if self.embeddings:
+                    memories = list(await asyncio.gather(*(full(m) for m in page.memories)))
+                for mem in memories:
+                    if mem is not None:
+                        handle.write(json.dumps(mem.model_dump(mode="json"), ensure_ascii=False) + "\n")
+                        count += 1
+                if progress is not None and task is not None:
+                    progress.advance(task, len(page.memories))
+                if not page.next_cursor:
+                    return count
+                cursor = page.next_cursor

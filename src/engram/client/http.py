@@ -45,6 +45,7 @@ from ..core.models import (
     SpaceDeletion,
     SpaceDescriptor,
     SpacePage,
+    SpaceStats,
     StoreReceipt,
 )
 from ._http_common import (
@@ -300,10 +301,15 @@ class EngramClient(_Base):
         return self._call(Association, "POST", f"{API}/memories/associate", json=payload)
 
     def reminisce(
-        self, topic: Optional[str] = None, *, time_start: Optional[datetime | str] = None,
-        time_end: Optional[datetime | str] = None, limit: Optional[int] = None,
+        self, topic: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
+        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
+        limit: Optional[int] = None,
     ) -> Reminiscence:
-        """Episodes about a topic and/or within a time window, in time order."""
+        """Episodes about a topic (or near an embedding: POST) and/or in a time window, in time order."""
+        if embedding is not None:
+            payload = body(topic=topic, embedding=_floats(embedding), time_start=time_start, time_end=time_end,
+                           limit=limit)
+            return self._call(Reminiscence, "POST", f"{API}/episodes/reminisce", json=payload)
         query = params(topic=topic, time_start=time_start, time_end=time_end, limit=limit)
         return self._call(Reminiscence, "GET", f"{API}/episodes/reminisce", params=query)
 
@@ -330,6 +336,10 @@ class EngramClient(_Base):
         payload = body(what=what, when=when, where_location=where_location, who=_strs(who), why=why, how=how,
                        embedding=_floats(embedding), max_hypotheses=max_hypotheses, min_confidence=min_confidence)
         return self._call(Completion, "POST", f"{API}/complete", json=payload)
+
+    def introspect(self) -> SpaceStats:
+        """Statistics of this client's space (counts by type and state, associations, beliefs, index)."""
+        return self._call(SpaceStats, "GET", f"{API}/system/introspect")
 
     # -- operations -------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -554,10 +564,15 @@ class AsyncEngramClient(_Base):
         return await self._call(Association, "POST", f"{API}/memories/associate", json=payload)
 
     async def reminisce(
-        self, topic: Optional[str] = None, *, time_start: Optional[datetime | str] = None,
-        time_end: Optional[datetime | str] = None, limit: Optional[int] = None,
+        self, topic: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
+        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
+        limit: Optional[int] = None,
     ) -> Reminiscence:
-        """Episodes about a topic and/or within a time window, in time order."""
+        """Episodes about a topic (or near an embedding: POST) and/or in a time window, in time order."""
+        if embedding is not None:
+            payload = body(topic=topic, embedding=_floats(embedding), time_start=time_start, time_end=time_end,
+                           limit=limit)
+            return await self._call(Reminiscence, "POST", f"{API}/episodes/reminisce", json=payload)
         query = params(topic=topic, time_start=time_start, time_end=time_end, limit=limit)
         return await self._call(Reminiscence, "GET", f"{API}/episodes/reminisce", params=query)
 
@@ -584,6 +599,10 @@ class AsyncEngramClient(_Base):
         payload = body(what=what, when=when, where_location=where_location, who=_strs(who), why=why, how=how,
                        embedding=_floats(embedding), max_hypotheses=max_hypotheses, min_confidence=min_confidence)
         return await self._call(Completion, "POST", f"{API}/complete", json=payload)
+
+    async def introspect(self) -> SpaceStats:
+        """Statistics of this client's space (counts by type and state, associations, beliefs, index)."""
+        return await self._call(SpaceStats, "GET", f"{API}/system/introspect")
 
     # -- operations -------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
