@@ -74,6 +74,8 @@ def envelope_bytes(code: str, message: str, suggestion: str = "", example: str =
 async def on_engram_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngramError)
     body = exc.to_envelope()
+    if not body["error"]["example"]:  # every envelope shows a request that works for this route
+        body["error"]["example"] = example_for(request.method, _route(request))
     if isinstance(exc, MemorySpaceNotFound):
         sid = exc.details.get("memory_space_id")
         if isinstance(sid, str):  # name the space the caller asked for, never any other
@@ -178,7 +180,7 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 async def on_not_implemented(request: Request, exc: Exception) -> Response:
     return error_response(501, envelope(
         "NOT_IMPLEMENTED", f"{request.method} {_route(request)} is not implemented by this server yet",
-        "Use another operation, or upgrade the server.", ""))
+        "Use another operation, or upgrade the server.", example_for(request.method, _route(request))))
 
 
 def _route(request: Request) -> str:
