@@ -77,10 +77,10 @@ async def _remember_all(svc: EngramService, space: str, vecs: np.ndarray, writer
 
 
 def bench_write(tmp: Path, n: int) -> dict[str, Any]:
-    svc = make_service(tmp / "write", ("w",))
+    svc = make_service(tmp / "write", ("bench-w",))
     vecs = clustered(n, DIM, 1)
-    elapsed = asyncio.run(_remember_all(svc, "w", vecs, 32))
-    store = svc.space("w").store
+    elapsed = asyncio.run(_remember_all(svc, "bench-w", vecs, 32))
+    store = svc.space("bench-w").store
     assert store is not None
     out = {"memories": n, "writers": 32, "seconds": round(elapsed, 3), "per_second": round(n / elapsed),
            "commits": store.commits, "mean_batch": round(store.ops_committed / max(1, store.commits), 1),

@@ -20,15 +20,16 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 from ..cognition.decay import Clock, current_activation, system_clock
-from ..errors import MemoryNotFound, SpaceUnhealthy, StorageError
+from ..errors import MemoryNotFound, MemorySpaceNotFound, ShuttingDown, SpaceUnhealthy, StorageError
 from ..index.ann import AnnIndex
-from ..index.vector import VectorSet, normalise
+from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage.sqlite_store import SpaceStore, dumps
 from .events import EventBus
@@ -70,6 +71,9 @@ class MemorySpace:
         self.last_used = time.monotonic()
         self.opened_at = time.time()
         self._closed = False
+        self.closed_reason: Optional[str] = None
+        self._leases = 0
+        self.unloading = False  # set by the registry while it decides to unload (see SpaceRegistry.get)
         self._lock = threading.Lock()
         self.store: Optional[SpaceStore] = None
         self.ann: Optional[AnnIndex] = None
@@ -79,39 +83,86 @@ class MemorySpace:
 
     # -- opening and recovery ---------------------------------------------------
     def _open(self) -> None:
-        """Open storage and rebuild derived state. Damage marks *this* space unhealthy."""
+        """Open storage and rebuild derived state. Damage marks *this* space unhealthy.
+
+        Recovery is SQLite's: opening the WAL database replays every committed
+        (fsynced) transaction and discards a torn tail, so what an acknowledged
+        write put there is back. ``quick_check`` then proves the file is sane
+        before the space serves; any damage found keeps the space unhealthy
+        (reads and writes fail with ``SpaceUnhealthy``) and never affects the
+        other spaces, which have their own files and threads.
+        """
         t0 = time.perf_counter()
         try:
             self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
                                     max_batch=self.settings.group_commit_max_batch)
+            problem = self.store.integrity_problem()
+            if problem is not None:
+                raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
             dim = self.store.meta("dimension")
             self.dim = int(dim) if dim else None
             self.vectors = VectorSet(self.dim)
-            self._load_vectors()
+            self.ann = AnnIndex(self.vectors, self.dir, self.settings)
+            covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
         except (sqlite3.DatabaseError, StorageError, OSError, ValueError) as exc:
             self.mark_unhealthy(f"storage could not be opened: {exc}")
+            if self.store is not None:
+                try:
+                    self.store.close()
+                except (sqlite3.Error, StorageError) as close_exc:
+                    log.warning("closing damaged store failed: %s", close_exc, extra={"memory_space": self.id})
+                self.store = None
+            self.ann = None
             return
-        self.ann = AnnIndex(self.vectors, self.dir, self.settings)
+        self.ann.attach_loaded(covered)
         self.vectors.ann = self.ann
         self.ann.start()
         log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
-                                        "seconds": round(time.perf_counter() - t0, 3)})
+                                        "seconds": round(time.perf_counter() - t0, 3),
+                                        "index_from_checkpoint": self.ann.loaded_from_checkpoint})
 
-    def _load_vectors(self) -> None:
+    def _load_vectors(self, checkpoint: Optional[tuple[np.ndarray, int]]) -> int:
+        """Load live embeddings into ``self.vectors``; returns how many the checkpoint covers.
+
+        Rows the checkpointed graph already covers (key in the graph and LSN at
+        or below the checkpoint's) are added first, so they take the sequence
+        numbers ``0..covered-1`` and the index's prefix is exactly them.
+        """
         assert self.store is not None
         conn = self.store.reader()
         cur = conn.execute(
-            "SELECT rowid, embedding FROM memories WHERE embedding IS NOT NULL AND suppressed = 0 ORDER BY rowid"
+            "SELECT rowid, lsn, embedding FROM memories WHERE embedding IS NOT NULL AND suppressed = 0 ORDER BY rowid"
         )
+        graph_keys = None if checkpoint is None else np.sort(checkpoint[0])
+        ckpt_lsn = 0 if checkpoint is None else checkpoint[1]
+        later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        covered = 0
         while True:
-            rows = cur.fetchmany(20_000)
+            rows = cur.fetchmany(8192)
             if not rows:
                 break
-            keys = [r[0] for r in rows]
-            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1).copy()
-            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            lsns = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            if self.dim is None:
+                self.dim = mat.shape[1]
+                self.vectors.dim = self.dim
+            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]
             norms[norms == 0] = 1.0
-            self.vectors.add_many(keys, mat / norms)
+            unit = (mat / norms).astype(np.float16)
+            if graph_keys is None:
+                self.vectors.add_many(keys, unit, lsns)
+                continue
+            pos = np.minimum(np.searchsorted(graph_keys, keys), max(0, len(graph_keys) - 1))
+            in_graph = (graph_keys[pos] == keys) if len(graph_keys) else np.zeros(len(keys), bool)
+            ok = in_graph & (lsns <= ckpt_lsn)
+            self.vectors.add_many(keys[ok], unit[ok], lsns[ok])
+            covered += int(ok.sum())
+            if not ok.all():
+                later.append((keys[~ok], unit[~ok], lsns[~ok]))
+        for keys, unit, lsns in later:
+            self.vectors.add_many(keys, unit, lsns)
+        return covered
 
     def mark_unhealthy(self, reason: str) -> None:
         if self.healthy:
@@ -126,9 +177,31 @@ class MemorySpace:
                 details={"memory_space_id": self.id},
             )
         if self._closed:
-            raise StorageError(f"memory space {self.id!r} is closed")
+            # A handle closed under a caller: deleted spaces are gone; unloaded or
+            # shutting-down ones are a retriable condition (the next get reopens).
+            if self.closed_reason == "memory space deleted":
+                raise MemorySpaceNotFound(f"memory space {self.id!r} was deleted",
+                                          details={"memory_space_id": self.id})
+            raise ShuttingDown(f"memory space {self.id!r} was closed ({self.closed_reason}); retry the request")
         self.last_used = time.monotonic()
         return self.store
+
+    @contextmanager
+    def lease(self) -> Iterator["MemorySpace"]:
+        """Hold the space open for a long operation: idle unload skips leased spaces."""
+        with self._lock:
+            self._leases += 1
+        self.last_used = time.monotonic()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._leases -= 1
+            self.last_used = time.monotonic()
+
+    @property
+    def leases(self) -> int:
+        return self._leases
 
     def guard_read(self, exc: BaseException) -> None:
         """Turn a database error seen by a reader into an unhealthy mark (and re-raise)."""
@@ -149,8 +222,9 @@ class MemorySpace:
             )
         if self.dim is not None:
             self.vectors.check_dim(len(embedding))
-        raw = np.asarray(embedding, dtype=np.float32)
-        return raw.tobytes(), normalise(raw)
+        raw = np.array(embedding, dtype=np.float32)
+        norm = float(np.sqrt(raw @ raw))
+        return raw.tobytes(), (raw / norm if norm > 0.0 and np.isfinite(norm) else raw)
 
     def submit_remember(
         self, item: MemoryInput
@@ -232,7 +306,7 @@ class MemorySpace:
 
         def after(res: dict[str, Any], lsn: int) -> None:
             if unit is not None:
-                self.vectors.add(res["rowid"], unit)
+                self.vectors.add(res["rowid"], unit, lsn)
             self.events.publish("stored", lsn, {
                 "memory_id": mem_id, "memory_type": item.memory_type.value,
                 "confidence": item.confidence, "importance": getattr(item, "importance", None),
@@ -395,7 +469,7 @@ class MemorySpace:
             return {"rowid": rowid, "assoc": int(n_assoc)}
 
         def after(res: dict[str, Any], lsn: int) -> None:
-            self.vectors.remove(res["rowid"])
+            self.vectors.remove(res["rowid"], lsn)
             self.events.publish("forgotten", lsn, {"memory_id": memory_id, "mode": mode.value})
 
         def receipt(done: tuple[dict[str, Any], int]) -> ForgetReceipt:
@@ -446,6 +520,7 @@ class MemorySpace:
             if self._closed:
                 return
             self._closed = True
+            self.closed_reason = reason
         self.events.close_all(reason)
         for ext in self.extensions.values():
             stop = getattr(ext, "close", None)

@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional
 from ..cognition.decay import Clock, system_clock
 from ..core.models import SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.space import MemorySpace
-from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached
+from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached, StorageError
 from ..settings import Settings
 from .ids import MemorySpaceId, is_valid
 
@@ -47,6 +47,7 @@ class SpaceRegistry:
         self._id_locks: dict[str, threading.RLock] = {}
         self._loaded: dict[str, MemorySpace] = {}
         self._known: set[str] = set()
+        self._creating = 0
         self._meta: dict[str, dict[str, object]] = {}
         self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (cognition, metrics)
         self._scan()
@@ -81,40 +82,61 @@ class SpaceRegistry:
             if sid in self._known:
                 return self._load(sid), False
             with self._lock:
-                if len(self._known) >= self.settings.max_spaces:
+                # Count creations in flight too, so racing creates of *different*
+                # ids cannot overshoot max_spaces together.
+                if len(self._known) + self._creating >= self.settings.max_spaces:
                     raise SpaceLimitReached(
                         f"this server already holds {len(self._known)} memory spaces (max_spaces = "
                         f"{self.settings.max_spaces})"
                     )
-            space_dir = self.root / sid
-            if space_dir.exists():
-                # No marker: leftovers of a creation or deletion cut short by a crash.
-                shutil.rmtree(space_dir)
-            space_dir.mkdir(parents=True)
-            created_at = self.clock()
-            space = MemorySpace(sid, space_dir, self.settings, self.clock)
-            if dimension is not None and space.store is not None:
-                def set_dim(conn, _lsn):  # type: ignore[no-untyped-def]
-                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dimension),))
-                space.store.write(set_dim, mutates=False)
-                space.dim = dimension
-                space.vectors.dim = dimension
-            _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": dimension})
-            with self._lock:
-                self._known.add(sid)
-                self._loaded[sid] = space
-            for hook in self.on_open:
-                hook(space)
-            log.info("space created", extra={"memory_space": sid})
-            return space, True
+                self._creating += 1
+            try:
+                return self._create_locked(sid, dimension)
+            finally:
+                with self._lock:
+                    self._creating -= 1
+
+    def _create_locked(self, sid: MemorySpaceId, dimension: Optional[int]) -> tuple[MemorySpace, bool]:
+        """Create the space; the caller holds the id lock."""
+        space_dir = self.root / sid
+        if space_dir.exists():
+            # No marker: leftovers of a creation or deletion cut short by a crash.
+            shutil.rmtree(space_dir)
+        space_dir.mkdir(parents=True)
+        created_at = self.clock()
+        space = MemorySpace(sid, space_dir, self.settings, self.clock)
+        if not space.healthy:
+            reason = space.unhealthy_reason
+            space.close("creation failed")
+            shutil.rmtree(space_dir, onerror=_log_rm_error)
+            raise StorageError(f"memory space {sid!r} could not be created: {reason}")
+        if dimension is not None and space.store is not None:
+            def set_dim(conn, _lsn):  # type: ignore[no-untyped-def]
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dimension),))
+            space.store.write(set_dim, mutates=False)
+            space.dim = dimension
+            space.vectors.dim = dimension
+        _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": dimension})
+        with self._lock:
+            self._known.add(sid)
+            self._loaded[sid] = space
+        for hook in self.on_open:
+            hook(space)
+        log.info("space created", extra={"memory_space": sid})
+        return space, True
 
     def get(self, space_id: str) -> MemorySpace:
         """The loaded handle of an existing space (or a new one if auto_create_spaces)."""
         sid = MemorySpaceId(space_id)
         space = self._loaded.get(sid)
-        if space is not None and not space.closed:
+        if space is not None:
+            # Publish "in use" *before* looking at ``unloading``; unload_idle sets
+            # ``unloading`` *before* reading ``last_used``. Whichever order the two
+            # threads run in, either the unloader sees this use and keeps the
+            # space, or this caller sees the flag and takes the locked slow path.
             space.last_used = time.monotonic()
-            return space
+            if not space.unloading and not space.closed:
+                return space
         if sid not in self._known:
             if self.settings.auto_create_spaces:
                 return self.create(sid)[0]
@@ -220,7 +242,9 @@ class SpaceRegistry:
                 _fsync_dir(space_dir)
             except FileNotFoundError:
                 pass
-            shutil.rmtree(space_dir, ignore_errors=True)
+            # The space is gone once its marker is; a file rmtree cannot remove is
+            # logged and the unmarked directory is cleaned by the next create.
+            shutil.rmtree(space_dir, onerror=_log_rm_error)
             _fsync_dir(self.root)
             with self._lock:
                 self._known.discard(sid)
@@ -230,16 +254,31 @@ class SpaceRegistry:
                                  files_removed=files)
 
     def unload_idle(self, idle_seconds: Optional[float] = None) -> list[str]:
+        """Close spaces unused for ``idle_seconds`` (default: the setting); returns their ids.
+
+        Safe beside requests: a space with live subscribers or leases is kept,
+        and the idle test is repeated under the space's lock after raising the
+        ``unloading`` flag (see :meth:`get` for the other half of the protocol).
+        Queued writes of an unloaded space finish durably before it closes.
+        """
         limit = self.settings.space_idle_unload_seconds if idle_seconds is None else idle_seconds
-        now = time.monotonic()
         out = []
         for space in self.loaded():
-            if now - space.last_used >= limit and space.events.subscriber_count == 0:
-                with self._id_lock(space.id):
-                    if self._loaded.get(space.id) is space:
-                        self._loaded.pop(space.id, None)
-                        space.close("unloaded (idle)")
-                        out.append(space.id)
+            if time.monotonic() - space.last_used < limit:
+                continue
+            with self._id_lock(space.id):
+                if self._loaded.get(space.id) is not space or space.closed:
+                    continue
+                space.unloading = True
+                idle = time.monotonic() - space.last_used >= limit
+                if not idle or space.leases or space.events.subscriber_count:
+                    space.unloading = False
+                    continue
+                with self._lock:
+                    self._loaded.pop(space.id, None)
+                space.close("unloaded (idle)")
+                out.append(space.id)
+                log.info("space unloaded (idle)", extra={"memory_space": space.id})
         return out
 
     def close(self) -> None:
@@ -271,6 +310,10 @@ def _count_offline(space_dir: Path) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
+
+
+def _log_rm_error(func: object, path: str, exc_info: object) -> None:
+    log.error("could not remove %s while deleting a space: %s", path, exc_info)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -141,14 +142,25 @@ class SpaceStore:
         self._closed = False
         self.commits = 0
         self.ops_committed = 0
+        self.broken: Optional[str] = None  # set if the writer thread died; every later write fails
         self.dir.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA)
-        self.last_lsn = int(self._meta_get(self._writer, "last_lsn") or 0)
-        if self._meta_get(self._writer, "schema_version") is None:
-            with self._writer:
+        try:
+            # Opening replays the committed WAL frames and ignores a torn tail
+            # (frames whose checksum chain breaks): SQLite's own recovery.
+            self._writer.executescript(SCHEMA)
+            self.last_lsn = int(self._meta_get(self._writer, "last_lsn") or 0)
+            if self._meta_get(self._writer, "schema_version") is None:
+                self._writer.execute("BEGIN IMMEDIATE")
                 self._meta_set(self._writer, "schema_version", str(SCHEMA_VERSION))
                 self._meta_set(self._writer, "created_at", repr(time.time()))
+                self._writer.execute("COMMIT")
+            # The database and WAL files now exist; make their directory entries
+            # durable too, or a power cut could lose a freshly created file whole.
+            _fsync_dir(self.dir)
+        except BaseException:
+            self._writer.close()
+            raise
         self._thread = threading.Thread(target=self._run, name=f"engram-writer-{space_dir.name}", daemon=True)
         self._thread.start()
 
@@ -163,10 +175,10 @@ class SpaceStore:
         return conn
 
     def reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StorageError(f"space storage at {self.dir} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self._closed:
-                raise StorageError(f"space storage at {self.dir} is closed")
             conn = self._connect()
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
@@ -198,11 +210,28 @@ class SpaceStore:
         """
         if self._closed:
             raise StorageError(f"space storage at {self.dir} is closed")
+        if self.broken is not None:
+            raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
         fut: Optional[Future[Any]] = Future() if wait else None
         self._queue.put(_Pending(op, fut, mutates, after))
         return fut if fut is not None else _done_future()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - never leave callers waiting on a dead thread
+            self.broken = f"writer thread failed: {exc!r}"
+            log.exception("writer thread of %s died", self.dir.name, extra={"memory_space": self.dir.name})
+            err = StorageError(f"write to space {self.dir.name!r} failed: {self.broken}")
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                if item is not None and item.future is not None and not item.future.done():
+                    item.future.set_exception(err)
+
+    def _loop(self) -> None:
         conn = self._writer
         while True:
             first = self._queue.get()
@@ -247,9 +276,11 @@ class SpaceStore:
             conn.execute("COMMIT")
         except BaseException as exc:  # noqa: BLE001 - commit (fsync) failure fails the whole batch
             try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as rb_exc:  # the batch has failed already; say so, then fail it
+                log.error("rollback after failed commit in %s also failed: %s", self.dir.name, rb_exc,
+                          extra={"memory_space": self.dir.name})
             log.error("group commit failed in %s: %s", self.dir.name, exc,
                       extra={"memory_space": self.dir.name})
             err = StorageError(f"write to space {self.dir.name!r} failed: {exc}")
@@ -290,9 +321,11 @@ class SpaceStore:
         self._queue.put(None)
         self._thread.join()
         try:
+            # Everything is already durable in the WAL; this only shortens the next open.
             self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint on close of %s failed: %s", self.dir.name, exc,
+                        extra={"memory_space": self.dir.name})
         self._writer.close()
         with self._readers_lock:
             for conn in self._readers:
@@ -319,6 +352,14 @@ class SpaceStore:
             except OSError:
                 pass
         return total
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _done_future() -> Future[Any]:
