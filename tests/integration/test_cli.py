@@ -38,10 +38,12 @@ def clean_env(**extra: str) -> dict[str, Optional[str]]:
 
 
 def invoke(*args: str, env: Optional[dict[str, str]] = None, input: Optional[str] = None) -> Result:
-    return CliRunner().invoke(cli, list(args), env=clean_env(**(env or {})), input=input, catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), env=clean_env(**(env or {})), input=input,
+                              catch_exceptions=False)
 
 
-def run(*args: str, env: Optional[dict[str, str]] = None, input: str = "") -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: Optional[dict[str, str]] = None,
+        input: str = "") -> subprocess.CompletedProcess[str]:
     """``python -m engram ...`` as a real subprocess."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     full.update(env or {})
@@ -145,7 +147,8 @@ def test_memory_remember_get_list_recall_forget(url: str) -> None:
     got = json.loads(invoke("memory", "get", "coffee", *common, "--json").stdout)
     assert got["content"].startswith("the espresso") and got["tags"] == ["office"]
     assert got["metadata"] == {"floor": "3"} and got["memory_space_id"] == "cli-mem"
-    assert json.loads(invoke("memory", "get", "piped", *common, "--json").stdout)["content"] == "read from stdin"
+    assert json.loads(invoke("memory", "get", "piped", *common,
+                             "--json").stdout)["content"] == "read from stdin"
     table = invoke("memory", "get", "coffee", *common)
     assert "Memory coffee in space cli-mem" in table.stdout
 
@@ -197,7 +200,8 @@ def test_space_precedence_flag_env_config(url: str, tmp_path: Path) -> None:
 
 def test_exit_codes_from_real_processes(url: str) -> None:
     unknown = run("memory", "list", "--url", url, "--space", "no-such-space")
-    assert unknown.returncode == 3 and "MEMORY_SPACE_NOT_FOUND" in unknown.stderr and "hint:" in unknown.stderr
+    assert unknown.returncode == 3
+    assert "MEMORY_SPACE_NOT_FOUND" in unknown.stderr and "hint:" in unknown.stderr
     invalid = run("memory", "list", "--url", url, "--space", "Not Valid!")
     assert invalid.returncode == 2 and "INVALID_MEMORY_SPACE" in invalid.stderr
     dead = run("memory", "list", "--url", closed_port_url(), "--space", "alpha")
@@ -247,7 +251,8 @@ def test_import_export_round_trip(url: str, tmp_path: Path) -> None:
         src.forget("f-7")  # suppressed
 
     dump = tmp_path / "src.jsonl"
-    exported = invoke("memory", "export", str(dump), "--include-suppressed", "--url", url, "--space", "cli-src",
+    exported = invoke("memory", "export", str(dump), "--include-suppressed", "--url", url, "--space",
+                      "cli-src",
                       "--json")
     assert exported.exit_code == 0, exported.stderr
     assert json.loads(exported.stdout)["exported"] == 61

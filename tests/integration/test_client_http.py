@@ -112,7 +112,8 @@ def test_remember_get_list_forget(client: EngramClient) -> None:
 
     got = mem.get("m-1")
     assert isinstance(got, Memory)
-    assert got.content.startswith("the espresso") and got.tags == ["office"] and got.metadata == {"floor": "3"}
+    assert got.content.startswith("the espresso")
+    assert got.tags == ["office"] and got.metadata == {"floor": "3"}
 
     page = mem.list_memories(limit=1)
     assert isinstance(page, MemoryPage) and page.total == 2 and len(page.memories) == 1 and page.next_cursor

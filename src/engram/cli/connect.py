@@ -44,7 +44,8 @@ class Target:
         return EngramClient(self.url, space=self.space, timeout=self.timeout)
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:
-        return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout, max_connections=max_connections)
+        return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout,
+                                 max_connections=max_connections)
 
     def fail(self, exc: EngramError) -> Any:
         fail(exc, as_json=self.as_json)

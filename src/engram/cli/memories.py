@@ -50,7 +50,8 @@ def _metadata(pairs: tuple[str, ...]) -> Optional[dict[str, str]]:
 @click.argument("content", required=False)
 @click.option("--id", "memory_id", default=None, help="Choose the id (else one is generated).")
 @click.option("--tag", "-t", "tags", multiple=True, help="Tag (repeatable).")
-@click.option("--type", "memory_type", type=MEMORY_TYPES, default=None, help="Memory type (default semantic).")
+@click.option("--type", "memory_type", type=MEMORY_TYPES, default=None,
+              help="Memory type (default semantic).")
 @click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="Confidence in [0,1].")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata entry (repeatable).")
 @click.option("--embedding", default=None, metavar="JSON", help="Embedding as a JSON array of floats.")
@@ -72,7 +73,8 @@ def remember(target: Target, content: Optional[str], memory_id: Optional[str], t
         raise click.UsageError("give CONTENT (or '-' for stdin), --embedding, or both")
     if (where_location or who) and not when:
         raise click.UsageError("--where and --who describe an episode: add --when")
-    common: dict[str, Any] = dict(id=memory_id, embedding=vector, confidence=confidence, tags=list(tags) or None,
+    common: dict[str, Any] = dict(id=memory_id, embedding=vector, confidence=confidence,
+                                  tags=list(tags) or None,
                                   metadata=_metadata(meta), auto_link=auto_link)
     with target.client() as client:
         if when:
@@ -113,7 +115,8 @@ def recall(target: Target, query: Optional[str], max_results: int, threshold: Op
     if not query and vector is None and not tags:
         raise click.UsageError("give a QUERY, --embedding or --tag to recall by")
     with target.client() as client:
-        result = client.recall(query, embedding=vector, max_results=max_results, threshold=threshold, mode=mode,
+        result = client.recall(query, embedding=vector, max_results=max_results, threshold=threshold,
+                               mode=mode,
                                tags=list(tags) or None, memory_type=memory_type, trace_activation=trace)
     if target.as_json:
         out.emit_json(out.dump(result, memory_space_id=target.space))
@@ -161,7 +164,8 @@ def get(target: Target, memory_id: str, include_embedding: Optional[bool]) -> No
 
 
 @memory_group.command("list")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Memories per page.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Memories per page.")
 @click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
 @click.option("--include-suppressed", is_flag=True, default=None, help="Also list suppressed memories.")
@@ -175,13 +179,13 @@ def list_(target: Target, limit: int, cursor: Optional[str], memory_type: Option
     if target.as_json:
         out.emit_json(out.dump(page, memory_space_id=target.space))
         return
-    rows = [[m.id, m.memory_type, out.text(m.content, 60), m.confidence, m.activation, m.tags, m.created_at]
+    rows = [[m.id, m.memory_type, out.text(m.content, 60), m.confidence, m.tags, m.created_at]
             for m in page.memories]
     caption = f"{len(rows)} of {page.total} memories"
     if page.next_cursor:
         caption += f"; next page: --cursor {page.next_cursor}"
     out.stdout().print(out.table(f"Memories in space {target.space}",
-                                 ["id", "type", "content", "confidence", "activation", "tags", "created"], rows,
+                                 ["id", "type", "content", "confidence", "tags", "created"], rows,
                                  caption=caption))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from enum import Enum
 from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence
 
 import click
@@ -20,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import EngramError, InvalidInput, NotFound
 from ..client.http import EngramConnectionError
+from ..errors import EngramError, InvalidInput, NotFound
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -96,6 +97,8 @@ def dump(model: BaseModel, **extra: Any) -> dict[str, Any]:
 def text(value: Any, limit: Optional[int] = None) -> Text:
     if value is None:
         return Text("-", style="dim")
+    if isinstance(value, Enum):
+        value = value.value
     if isinstance(value, datetime):
         value = value.strftime("%Y-%m-%d %H:%M:%S")
     elif isinstance(value, float):
@@ -104,8 +107,6 @@ def text(value: Any, limit: Optional[int] = None) -> Text:
         value = ", ".join(str(v) for v in value)
     elif isinstance(value, Mapping):
         value = ", ".join(f"{k}={v}" for k, v in value.items())
-    elif hasattr(value, "value") and not isinstance(value, (int, str)):
-        value = value.value
     s = str(value).replace("\n", " ")
     if limit is not None and len(s) > limit:
         s = s[: limit - 1] + "…"

@@ -25,9 +25,12 @@ def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
         ("loaded", "yes" if desc.loaded else "no"),
     ]
     for key, value in (desc.stats or {}).items():
-        if key in ("memory_space_id", "memories", "last_lsn", "dimension", "healthy"):
+        if key in ("memory_space_id", "memories", "last_lsn", "dimension", "healthy", "index"):
             continue
         pairs.append((key.replace("_", " "), value))
+    index = (desc.stats or {}).get("index")
+    if isinstance(index, dict):
+        pairs.append(("index", f"{index.get('kind', '?')}, {index.get('vectors', 0)} vectors"))
     return pairs
 
 
@@ -48,7 +51,8 @@ def create(target: Target, space_id: str, dimension: Optional[int]) -> None:
 
 
 @space_group.command("list")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Spaces per page.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Spaces per page.")
 @click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow cursors to the end.")
 @target_options
@@ -97,11 +101,13 @@ def delete(target: Target, space_id: str, yes: bool) -> None:
     with target.client() as client:
         if not yes:
             desc = client.get_space(space_id)
-            click.confirm(f"Delete space {desc.id} and its {desc.memory_count} memories?", abort=True, err=True)
+            click.confirm(f"Delete space {desc.id} and its {desc.memory_count} memories?", abort=True,
+                          err=True)
         gone = client.delete_space(space_id)
     if target.as_json:
         out.emit_json(gone)
         return
     out.stdout().print(Text.assemble(
         "deleted space ", (gone.id, "bold"),
-        f": {gone.memories_removed} memories, {gone.files_removed} files, {gone.bytes_removed} bytes removed"))
+        f": {gone.memories_removed} memories, {gone.files_removed} files, "
+        f"{gone.bytes_removed} bytes removed"))

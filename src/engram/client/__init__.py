@@ -29,6 +29,8 @@ def __getattr__(name: str) -> Any:
         try:
             from . import grpc as _grpc
         except ImportError as exc:
-            raise ImportError(f"{name} needs the gRPC client module (engram.client.grpc) and grpcio: {exc}") from exc
+            raise ImportError(
+                f"{name} needs the gRPC client module (engram.client.grpc) and grpcio: {exc}"
+            ) from exc
         return getattr(_grpc, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

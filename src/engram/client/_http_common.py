@@ -21,12 +21,15 @@ from urllib.parse import quote
 
 import httpx
 
-from ..errors import EngramError, error_from_envelope
 from ..core.models import SpaceDescriptor
+from ..errors import EngramError, error_from_envelope
 
 API = "/api/v1"
 SPACE_HEADER = "X-Memory-Space"
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_URL = "http://127.0.0.1:7432"
+#: query parameters as httpx accepts them (repeated keys allowed)
+Query = list[tuple[str, str | int | float | bool | None]]
 STREAMS = ("activities", "memories", "consolidation")
 
 
@@ -83,9 +86,9 @@ def body(**fields: Any) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in fields.items() if v is not None}
 
 
-def params(**fields: Any) -> list[tuple[str, str]]:
+def params(**fields: Any) -> Query:
     """Query parameters; lists become repeated keys, booleans ``true``/``false``."""
-    out: list[tuple[str, str]] = []
+    out: Query = []
     for key, value in fields.items():
         if value is None:
             continue
@@ -181,7 +184,7 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
             yield event
 
 
-def stream_params(types: Optional[Iterable[str]], extra: Mapping[str, Any]) -> list[tuple[str, str]]:
+def stream_params(types: Optional[Iterable[str]], extra: Mapping[str, Any]) -> Query:
     joined = ",".join(types) if types else None
     return params(types=joined, **extra)
 
@@ -211,3 +214,20 @@ def check(resp: httpx.Response) -> httpx.Response:
     if notice:
         warnings.warn(notice, DeprecationWarning, stacklevel=5)
     return resp
+
+
+class Base:
+    """What both HTTP clients share: the base URL and the space they were given."""
+
+    def __init__(self, base_url: str, space: Optional[str]) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.space = space or None
+
+    def _space_or(self, space_id: Optional[str]) -> str:
+        sid = space_id or self.space
+        if not sid:
+            raise ValueError("name a space: get_space('agent-7'), or construct the client with space=")
+        return sid
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r}, space={self.space!r})"

@@ -1,0 +1,326 @@
+"""``AsyncEngramClient``: the asyncio twin of ``EngramClient``, method for method (see ``http.py``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, AsyncIterator, Iterable, Mapping, Optional, Sequence, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from ..core.models import (
+    Association,
+    Belief,
+    BeliefPage,
+    Completion,
+    ConsolidationReport,
+    ForgetReceipt,
+    Memory,
+    MemoryPage,
+    RecallResult,
+    Recognition,
+    Reminiscence,
+    SpaceDeletion,
+    SpaceDescriptor,
+    SpacePage,
+    SpaceStats,
+    StoreReceipt,
+)
+from ._http_common import (
+    API,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    CreatedSpace,
+    Query,
+    ServerEvent,
+    SSEParser,
+    body,
+    error_from_response,
+    params,
+    segment,
+    space_headers,
+    stream_params,
+    translate_transport_error,
+)
+from ._http_common import Base as _Base
+from ._http_common import check as _check
+from ._http_common import floats as _floats
+from ._http_common import mapping as _map
+from ._http_common import stream_path as _stream_path
+from ._http_common import strings as _strs
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class AsyncEngramClient(_Base):
+    """Asyncio client over ``httpx.AsyncClient``; ``async with`` it or ``await aclose()``."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, space: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+        http_client: Optional[httpx.AsyncClient] = None, headers: Optional[Mapping[str, str]] = None,
+        max_connections: int = 100,
+    ) -> None:
+        super().__init__(base_url, space)
+        self._owns = http_client is None
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                                      headers=dict(headers or {}), limits=limits)
+
+    def with_space(self, space: str) -> "AsyncEngramClient":
+        """A client for another space sharing this one's connections (close the original only)."""
+        return AsyncEngramClient(self.base_url, space=space, http_client=self._http)
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncEngramClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    async def _request(self, method: str, path: str, *, scoped: bool = True, json: Any = None,
+                       params: Optional[Query] = None) -> httpx.Response:
+        headers = space_headers(self.space) if scoped else {}
+        try:
+            resp = await self._http.request(method, self.base_url + path, json=json, params=params,
+                                            headers=headers)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, self.base_url) from exc
+        return _check(resp)
+
+    async def _call(self, model: type[M], method: str, path: str, **kw: Any) -> M:
+        return model.model_validate((await self._request(method, path, **kw)).json())
+
+    async def _json(self, method: str, path: str) -> dict[str, Any]:
+        data = (await self._request(method, path, scoped=False)).json()
+        return data if isinstance(data, dict) else {"value": data}
+
+    async def iter_spaces(self, *, page_size: int = 100) -> AsyncIterator[SpaceDescriptor]:
+        """Every space, following cursors."""
+        cursor: Optional[str] = None
+        while True:
+            page = await self.list_spaces(cursor=cursor, limit=page_size)
+            for space in page.spaces:
+                yield space
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def stream(
+        self, kind: str = "activities", *, types: Optional[Iterable[str]] = None,
+        min_importance: Optional[float] = None, min_confidence: Optional[float] = None,
+        last_event_id: Optional[str] = None,
+    ) -> AsyncIterator[ServerEvent]:
+        """Server-Sent Events of this client's space; see :meth:`EngramClient.stream`."""
+        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence})
+        headers = {**space_headers(self.space), "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        try:
+            async with self._http.stream("GET", self.base_url + _stream_path(kind), params=query,
+                                         headers=headers, timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise error_from_response(resp)
+                parser = SSEParser()
+                async for line in resp.aiter_lines():
+                    event = parser.feed(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, self.base_url) from exc
+
+    # -- spaces (administration: no space header) ---------------------------------------------
+    async def create_space(self, space_id: str, *, dimension: Optional[int] = None) -> CreatedSpace:
+        """Create a space (idempotent: an existing one comes back with ``created=False``)."""
+        resp = await self._request("POST", f"{API}/spaces", json=body(id=space_id, dimension=dimension),
+                                   scoped=False)
+        return CreatedSpace.model_validate({**resp.json(), "created": resp.status_code == 201})
+
+    async def list_spaces(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> SpacePage:
+        """One page of spaces, sorted by id; pass ``next_cursor`` back for the next."""
+        return await self._call(SpacePage, "GET", f"{API}/spaces", params=params(cursor=cursor, limit=limit),
+                                scoped=False)
+
+    async def get_space(self, space_id: Optional[str] = None) -> SpaceDescriptor:
+        """Descriptor and statistics of ``space_id`` (default: this client's space)."""
+        sid = self._space_or(space_id)
+        return await self._call(SpaceDescriptor, "GET", f"{API}/spaces/{segment(sid)}", scoped=False)
+
+    async def delete_space(self, space_id: str) -> SpaceDeletion:
+        """Erase a space and everything in it; returns what was removed."""
+        return await self._call(SpaceDeletion, "DELETE", f"{API}/spaces/{segment(space_id)}", scoped=False)
+
+    # -- memories ---------------------------------------------------------------------------------
+    async def remember(
+        self, content: str = "", *, id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
+        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
+        memory_type: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
+        decay_rate: Optional[float] = None, auto_link: Optional[bool] = None,
+    ) -> StoreReceipt:
+        """Store a memory; returns once it is durable."""
+        payload = body(content=content, id=id, embedding=_floats(embedding), confidence=confidence,
+                       tags=_strs(tags), memory_type=memory_type, metadata=_map(metadata),
+                       decay_rate=decay_rate, auto_link=auto_link)
+        return await self._call(StoreReceipt, "POST", f"{API}/memories/remember", json=payload)
+
+    async def experience(
+        self, when: datetime | str | float, what: str = "", *, content: Optional[str] = None,
+        id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
+        where_location: Optional[str] = None, who: Optional[Sequence[str]] = None, why: Optional[str] = None,
+        how: Optional[str] = None, emotional_valence: Optional[float] = None,
+        importance: Optional[float] = None,
+        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
+        metadata: Optional[Mapping[str, str]] = None, decay_rate: Optional[float] = None,
+        auto_link: Optional[bool] = None,
+    ) -> StoreReceipt:
+        """Store an episode (a memory with when/what/where/who/why/how)."""
+        payload = body(when=when, what=what, content=content, id=id, embedding=_floats(embedding),
+                       where_location=where_location, who=_strs(who), why=why, how=how,
+                       emotional_valence=emotional_valence, importance=importance, confidence=confidence,
+                       tags=_strs(tags), metadata=_map(metadata), decay_rate=decay_rate, auto_link=auto_link)
+        return await self._call(StoreReceipt, "POST", f"{API}/episodes/remember", json=payload)
+
+    async def store(self, item: Mapping[str, Any]) -> StoreReceipt:
+        """Store a ready-made memory or episode body (an episode if it has ``when``)."""
+        route = "episodes" if item.get("when") is not None else "memories"
+        return await self._call(StoreReceipt, "POST", f"{API}/{route}/remember", json=dict(item))
+
+    async def recall(
+        self, query: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
+        threshold: Optional[float] = None, max_results: Optional[int] = None, mode: Optional[str] = None,
+        tags: Optional[Sequence[str]] = None, memory_type: Optional[str] = None,
+        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
+        location: Optional[str] = None, participants: Optional[Sequence[str]] = None,
+        trace_activation: Optional[bool] = None, max_hops: Optional[int] = None,
+    ) -> RecallResult:
+        """Recall by cue: GET with query parameters, or POST when an embedding is given."""
+        cue = dict(query=query, threshold=threshold, max_results=max_results, mode=mode, tags=_strs(tags),
+                   memory_type=memory_type, time_start=time_start, time_end=time_end, location=location,
+                   participants=_strs(participants), trace_activation=trace_activation, max_hops=max_hops)
+        if embedding is not None:
+            payload = body(embedding=_floats(embedding), **cue)
+            return await self._call(RecallResult, "POST", f"{API}/memories/recall", json=payload)
+        return await self._call(RecallResult, "GET", f"{API}/memories/recall", params=params(**cue))
+
+    async def get(self, memory_id: str, *, include_embedding: Optional[bool] = None) -> Memory:
+        """One memory by id (``MemoryNotFound`` if this space has no such memory)."""
+        return await self._call(Memory, "GET", f"{API}/memories/{segment(memory_id)}",
+                                params=params(include_embedding=include_embedding))
+
+    async def list_memories(
+        self, *, cursor: Optional[str] = None, limit: Optional[int] = None, memory_type: Optional[str] = None,
+        include_suppressed: Optional[bool] = None,
+    ) -> MemoryPage:
+        """One page of memories in storage order; pass ``next_cursor`` back for the next."""
+        query = params(cursor=cursor, limit=limit, memory_type=memory_type,
+                       include_suppressed=include_suppressed)
+        return await self._call(MemoryPage, "GET", f"{API}/memories", params=query)
+
+    async def iter_memories(
+        self, *, page_size: int = 200, memory_type: Optional[str] = None,
+        include_suppressed: Optional[bool] = None,
+    ) -> AsyncIterator[Memory]:
+        """Every memory of the space, following cursors page by page."""
+        cursor: Optional[str] = None
+        while True:
+            page = await self.list_memories(cursor=cursor, limit=page_size, memory_type=memory_type,
+                                            include_suppressed=include_suppressed)
+            for memory in page.memories:
+                yield memory
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def forget(self, memory_id: str, *, mode: str = "suppress") -> ForgetReceipt:
+        """``mode="suppress"`` hides it from recall (reversible); ``"delete"`` erases it. Durable."""
+        return await self._call(ForgetReceipt, "DELETE", f"{API}/memories/{segment(memory_id)}",
+                                params=params(mode=mode))
+
+    # -- cognition --------------------------------------------------------------------------------
+    async def recognize(
+        self, content: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
+        threshold: Optional[float] = None, max_matches: Optional[int] = None,
+    ) -> Recognition:
+        """Is this content/embedding already known (familiarity with confidence)?"""
+        payload = body(content=content, embedding=_floats(embedding), threshold=threshold,
+                       max_matches=max_matches)
+        return await self._call(Recognition, "POST", f"{API}/memories/recognize", json=payload)
+
+    async def associate(
+        self, source_id: str, target_id: str, *, strength: Optional[float] = None,
+        bidirectional: Optional[bool] = None,
+    ) -> Association:
+        """Create or strengthen an edge between two memories of this space."""
+        payload = body(source_id=source_id, target_id=target_id, strength=strength,
+                       bidirectional=bidirectional)
+        return await self._call(Association, "POST", f"{API}/memories/associate", json=payload)
+
+    async def reminisce(
+        self, topic: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
+        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
+        limit: Optional[int] = None,
+    ) -> Reminiscence:
+        """Episodes about a topic (or near an embedding: POST) and/or in a time window, in time order."""
+        if embedding is not None:
+            payload = body(topic=topic, embedding=_floats(embedding), time_start=time_start,
+                           time_end=time_end,
+                           limit=limit)
+            return await self._call(Reminiscence, "POST", f"{API}/episodes/reminisce", json=payload)
+        query = params(topic=topic, time_start=time_start, time_end=time_end, limit=limit)
+        return await self._call(Reminiscence, "GET", f"{API}/episodes/reminisce", params=query)
+
+    async def consolidate(self, *, min_cluster: Optional[int] = None,
+                          similarity: Optional[float] = None) -> ConsolidationReport:
+        """Run consolidation now: cluster episodes into beliefs."""
+        payload = body(min_cluster=min_cluster, similarity=similarity)
+        return await self._call(ConsolidationReport, "POST", f"{API}/consolidate", json=payload)
+
+    async def beliefs(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> BeliefPage:
+        """Beliefs produced by consolidation, with citations to their source episodes."""
+        return await self._call(BeliefPage, "GET", f"{API}/consolidations", params=params(cursor=cursor,
+                                                                                          limit=limit))
+
+    async def belief(self, belief_id: str) -> Belief:
+        """One belief by id (``BeliefNotFound`` otherwise)."""
+        return await self._call(Belief, "GET", f"{API}/consolidations/{segment(belief_id)}")
+
+    async def complete(
+        self, *, what: Optional[str] = None, when: Optional[datetime | str] = None,
+        where_location: Optional[str] = None, who: Optional[Sequence[str]] = None, why: Optional[str] = None,
+        how: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
+        max_hypotheses: Optional[int] = None, min_confidence: Optional[float] = None,
+    ) -> Completion:
+        """Pattern completion from partial episode fields, with per-field source attribution."""
+        payload = body(what=what, when=when, where_location=where_location, who=_strs(who), why=why, how=how,
+                       embedding=_floats(embedding), max_hypotheses=max_hypotheses,
+                       min_confidence=min_confidence)
+        return await self._call(Completion, "POST", f"{API}/complete", json=payload)
+
+    async def introspect(self) -> SpaceStats:
+        """Statistics of this client's space (counts by type and state, associations, beliefs, index)."""
+        return await self._call(SpaceStats, "GET", f"{API}/system/introspect")
+
+    # -- operations -------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        """``GET /health``: overall status."""
+        return await self._json("GET", "/health")
+
+    async def alive(self) -> dict[str, Any]:
+        """``GET /health/alive``: liveness only."""
+        return await self._json("GET", "/health/alive")
+
+    async def system_health(self) -> dict[str, Any]:
+        """``GET /api/v1/system/health``: per-space status (memories, last LSN, healthy and why not)."""
+        return await self._json("GET", f"{API}/system/health")
+
+    async def metrics(self) -> str:
+        """``GET /metrics``: Prometheus text format."""
+        return (await self._request("GET", "/metrics", scoped=False)).text
+
+    # keep the short names the SPEC uses
+    list = list_memories
