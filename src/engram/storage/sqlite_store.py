@@ -140,6 +140,7 @@ class SpaceStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._submit_lock = threading.Lock()
         self.commits = 0
         self.ops_committed = 0
         self.broken: Optional[str] = None  # set if the writer thread died; every later write fails
@@ -208,12 +209,16 @@ class SpaceStore:
         thread after the commit and before the future resolves (in-memory effects).
         ``wait=False`` is for background writes (reinforcement) that nobody awaits.
         """
-        if self._closed:
-            raise StorageError(f"space storage at {self.dir} is closed")
-        if self.broken is not None:
-            raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
         fut: Optional[Future[Any]] = Future() if wait else None
-        self._queue.put(_Pending(op, fut, mutates, after))
+        # The closed check and the put happen under one lock that close() also
+        # takes to enqueue its stop sentinel: no write can land behind the
+        # sentinel, where the writer would never see it and its caller would hang.
+        with self._submit_lock:
+            if self._closed:
+                raise StorageError(f"space storage at {self.dir} is closed")
+            if self.broken is not None:
+                raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
+            self._queue.put(_Pending(op, fut, mutates, after))
         return fut if fut is not None else _done_future()
 
     def _run(self) -> None:
@@ -315,10 +320,11 @@ class SpaceStore:
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
         """Finish every queued write (durably), then close all connections."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join()
         try:
             # Everything is already durable in the WAL; this only shortens the next open.
