@@ -31,3 +31,35 @@ def engram_server_factory(tmp_path: Path) -> Iterator[Callable[..., EngramProces
 def engram_server(engram_server_factory: Callable[..., EngramProcess]) -> EngramProcess:
     """One server with spaces ``alpha`` and ``beta`` (plus ``default``)."""
     return engram_server_factory(spaces=["alpha", "beta"])
+
+
+# -- engine fixtures (in-process; no server) ------------------------------------------------
+
+
+@pytest.fixture
+def engine_settings(tmp_path: Path) -> Callable[..., Any]:
+    """``make(**overrides)`` -> Settings rooted at ``tmp_path/data``, environment ignored."""
+    from engram.settings import load_settings
+
+    def make(**overrides: Any) -> Any:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        return load_settings(overrides=overrides, use_env=False)
+
+    return make
+
+
+@pytest.fixture
+def registry_factory(engine_settings: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """``make(**overrides)`` -> an open SpaceRegistry; every one is closed at teardown."""
+    from engram.spaces.registry import SpaceRegistry
+
+    made: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        reg = SpaceRegistry(engine_settings(**overrides))
+        made.append(reg)
+        return reg
+
+    yield make
+    for reg in made:
+        reg.close()
