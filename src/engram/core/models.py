@@ -68,6 +68,9 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _check_embedding(v: Optional[list[float]]) -> Optional[list[float]]:
     if v is None:
         return v
@@ -76,6 +79,9 @@ def _check_embedding(v: Optional[list[float]]) -> Optional[list[float]]:
     for x in v:
         if not math.isfinite(x):
             raise ValueError("embedding values must be finite numbers (no NaN or Infinity)")
+        if abs(x) > FLOAT32_MAX:
+            # Stored as float32: a larger value would silently become Infinity (found by fuzzing).
+            raise ValueError(f"embedding values must fit in 32-bit floats (|x| <= {FLOAT32_MAX:.6e}); got {x!r}")
     if not any(x != 0.0 for x in v):
         raise ValueError("embedding must not be all zeros (cosine similarity is undefined)")
     return v
