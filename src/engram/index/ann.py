@@ -125,6 +125,8 @@ class AnnIndex:
         self._rw = _RWLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
 
     # -- configuration ------------------------------------------------------------
@@ -203,13 +205,26 @@ class AnnIndex:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        self._idle.set()
 
     def notify_added(self) -> None:
-        self._wake.set()
+        self._signal()
 
     def remove(self, key: int) -> None:
         self._removals.append(key)
-        self._wake.set()
+        self._signal()
+
+    def _signal(self) -> None:
+        # Clearing "idle" and raising "wake" happen together, under the lock the
+        # thread holds when it decides it is idle, so it can never report idle
+        # while work it has not seen is waiting.
+        with self._idle_lock:
+            self._idle.clear()
+            self._wake.set()
+
+    def wait_caught_up(self, timeout: Optional[float] = None) -> bool:
+        """Block until the background thread has no work left (for tests, benchmarks, shutdown)."""
+        return self._idle.wait(timeout)
 
     # -- background maintenance -----------------------------------------------------
     def _run(self) -> None:
@@ -219,11 +234,15 @@ class AnnIndex:
             try:
                 while not self._stop.is_set() and self._step():
                     pass
+                with self._idle_lock:
+                    if not self._wake.is_set():
+                        self._idle.set()
             except Exception as exc:  # noqa: BLE001 - derived data: log, serve exact, retry on next wake
                 self.last_error = f"indexing failed: {exc}"
                 log.exception("index maintenance failed in %s", self.dir.name,
                               extra={"memory_space": self.dir.name})
                 self.ready = False
+                self._idle.set()
                 return
 
     def _step(self) -> bool:
