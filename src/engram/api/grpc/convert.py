@@ -71,7 +71,12 @@ def ts_in(msg: Message, name: str) -> Optional[datetime]:
     if not msg.HasField(name):
         return None
     ts: timestamp_pb2.Timestamp = getattr(msg, name)
-    return ts.ToDatetime(tzinfo=timezone.utc)
+    try:
+        return ts.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError) as exc:  # out-of-range seconds/nanos: a client mistake, not INTERNAL
+        from ...errors import InvalidInput
+
+        raise InvalidInput(f"{name}: {exc}", suggestion="Send a Timestamp between 0001-01-01 and 9999-12-31.") from None
 
 
 def ts_out(value: Optional[datetime]) -> Optional[timestamp_pb2.Timestamp]:
