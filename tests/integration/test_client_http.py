@@ -349,3 +349,15 @@ def test_async_client_end_to_end(server: EngramProcess) -> None:
                 await dead.remember("x")
 
     asyncio.run(main())
+
+
+def test_http_client_does_not_import_grpc() -> None:
+    """The gRPC clients load on first access only, so a missing grpcio never breaks the HTTP client."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engram.client as c; print('grpc' in sys.modules); "
+            "print(c.EngramGrpcClient is not None and 'engram.client.grpc' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]

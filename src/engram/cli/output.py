@@ -97,6 +97,8 @@ def dump(model: BaseModel, **extra: Any) -> dict[str, Any]:
 def text(value: Any, limit: Optional[int] = None) -> Text:
     if value is None:
         return Text("-", style="dim")
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, datetime):
