@@ -228,11 +228,18 @@ def test_server_found_through_env_and_state_file(server: EngramProcess) -> None:
     assert table.returncode == 0 and "beta" in table.stdout and str(server.pid) in table.stdout
 
 
-def test_status_exit_codes(url: str) -> None:
+def test_status_exit_codes(url: str, tmp_path: Path) -> None:
     assert invoke("status", "--url", url, "--space", "no-such-space").exit_code == 3
     dead = invoke("status", "--url", closed_port_url(), "--json")
     assert dead.exit_code == 4
     assert json.loads(dead.stdout)["reachable"] is False
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    stale = tmp_path / "engram.state.json"
+    stale.write_text(json.dumps({"pid": finished.pid, "host": "127.0.0.1", "http_url": closed_port_url()}))
+    result = invoke("status", "--data-dir", str(tmp_path))
+    assert result.exit_code == 4 and "stale" in result.stderr
 
 
 # ----------------------------------------------------------------------------- import / export

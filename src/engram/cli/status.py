@@ -22,9 +22,11 @@ def status(target: Target) -> None:
     Exits 4 when the server cannot be reached, and 3 when the active space does
     not exist and was named explicitly (--space or ENGRAM_MEMORY_SPACE).
     """
+    # pid and gRPC target are known only for a server found through its state file
+    state = (target.state or {}) if target.url_source.startswith("state file") else {}
     report: dict[str, Any] = {
         "url": target.url, "url_source": target.url_source, "reachable": False,
-        "pid": (target.state or {}).get("pid"), "grpc_target": (target.state or {}).get("grpc_target"),
+        "pid": state.get("pid"), "grpc_target": state.get("grpc_target"),
         "active_space": target.space, "space_source": target.space_source,
     }
     explicit = target.space_source != "config default_space"
@@ -33,6 +35,9 @@ def status(target: Target) -> None:
             health = client.health()
         except EngramConnectionError as exc:
             report["error"] = exc.to_envelope()["error"]
+            if isinstance(state.get("pid"), int) and not _alive(int(state["pid"])):
+                report["error"]["message"] += (f" (the state file {target.state_file} is stale: "
+                                               f"pid {state['pid']} is not running)")
             _print(target, report)
             sys.exit(out.EXIT_UNREACHABLE)
         report["reachable"] = True
@@ -85,3 +90,15 @@ def _print(target: Target, report: dict[str, Any]) -> None:
     elif report.get("space_error"):
         pairs.append(("  space", report["space_error"]["message"]))
     console.print(out.fields_table("Engram", pairs))
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
