@@ -16,7 +16,8 @@ import json
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from enum import Enum
+from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import quote
 
 import httpx
@@ -76,7 +77,7 @@ def space_headers(space: Optional[str]) -> dict[str, str]:
 def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if hasattr(value, "value") and not isinstance(value, (int, float, str)):  # enums
+    if isinstance(value, Enum):
         return value.value
     return value
 
@@ -145,6 +146,8 @@ class SSEParser:
         self._event = ""
         self._data: list[str] = []
         self._id: Optional[str] = None
+        #: the WHATWG "last event ID": persists across events; send it as Last-Event-ID to resume
+        self.last_event_id: Optional[str] = None
 
     def feed(self, line: str) -> Optional[ServerEvent]:
         if line == "":
@@ -160,28 +163,22 @@ class SSEParser:
             self._data.append(value)
         elif name == "id" and "\x00" not in value:
             self._id = value
+            self.last_event_id = value
         return None
 
     def _dispatch(self) -> Optional[ServerEvent]:
         if not self._data:
-            self._event = ""
+            self._event, self._id = "", None
             return None
         raw = "\n".join(self._data)
         try:
             data: Any = json.loads(raw)
         except ValueError:
             data = raw
+        # ``id`` is this event's own id (the space LSN), None for lagged/end notices
         event = ServerEvent(event=self._event or "message", data=data, id=self._id)
-        self._event, self._data = "", []
+        self._event, self._data, self._id = "", [], None
         return event
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
-    parser = SSEParser()
-    for line in lines:
-        event = parser.feed(line.rstrip("\r\n"))
-        if event is not None:
-            yield event
 
 
 def stream_params(types: Optional[Iterable[str]], extra: Mapping[str, Any]) -> Query:
