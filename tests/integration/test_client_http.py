@@ -210,6 +210,11 @@ def test_typed_errors(client: EngramClient, server: EngramProcess) -> None:
     assert isinstance(err, NotFound) and isinstance(err, LookupError) and isinstance(err, EngramError)
     assert err.code == "MEMORY_SPACE_NOT_FOUND" and "alpha" not in err.message, "never lists other spaces"
     assert err.suggestion and err.details.get("http_status") == 404
+    with EngramClient(server.http_url, space="no-such-space") as ghost:
+        with pytest.raises(MemorySpaceNotFound):
+            next(ghost.stream("memories", types=["stored"]))
+    with pytest.raises(ValueError):
+        next(client.stream("no-such-stream"))
 
     with EngramClient(server.http_url, space="Bad Space!") as bad:
         with pytest.raises(InvalidMemorySpace) as info2:
