@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""gRPC throughput against a real server, with the transport ceilings measured in the same run.
+
+    python bench/grpc.py [--clients 32] [--seconds 5] [--out bench/results/grpc.json]
+
+Starts one ``engram start`` process (fsync durability, fresh data root), then
+runs, each for ``--seconds`` with ``--clients`` concurrent clients on one
+grpc.aio channel each:
+
+* ``echo``               unary Echo (no work: the unary ceiling)
+* ``remember``           unary Remember, durable (group commit)
+* ``recall``             unary Recall (text query) over what was stored
+* ``echo_stream``        EchoStream, one bidi stream per client (the streaming ceiling)
+* ``streaming_remember`` StreamingRemember, one bidi stream per client, pipelined; counts
+                         durable memories acknowledged per second
+
+and reports RPC/s (or messages/s) with P50/P99 latency, plus the ratios the
+issue targets: Remember >= 60% of Echo, StreamingRemember >= 50% of EchoStream.
+Not a test: numbers depend on the machine (client and server share its cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's directory is sys.path[0] and this module would shadow `grpc`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT / "src"))
+
+import grpc  # noqa: E402
+
+from engram.api.grpc.gen import memory_pb2 as pb  # noqa: E402
+from engram.api.grpc.gen import service_pb2 as spb  # noqa: E402
+from engram.api.grpc.gen import service_pb2_grpc as spb_grpc  # noqa: E402
+from engram.testing import EngramProcess  # noqa: E402
+
+SPACE = "bench"
+WINDOW = 64  # in-flight messages per bidi stream
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+async def unary_phase(stubs: list[Any], seconds: float, make: Callable[[Any, int, int], Awaitable[Any]]) -> dict[str, Any]:
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker(idx: int, stub: Any) -> int:
+        n = 0
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            await make(stub, idx, n)
+            lat.append(time.perf_counter() - t0)
+            n += 1
+        return n
+
+    t0 = time.perf_counter()
+    counts = await asyncio.gather(*(worker(i, s) for i, s in enumerate(stubs)))
+    elapsed = time.perf_counter() - t0
+    return {"ops": sum(counts), "seconds": round(elapsed, 3), "rate": round(sum(counts) / elapsed, 1),
+            "p50_ms": round(pct(lat, 0.50), 3), "p99_ms": round(pct(lat, 0.99), 3)}
+
+
+async def bidi_phase(stubs: list[Any], seconds: float, method: str,
+                     make: Callable[[int, int], Any], ok: Callable[[Any], bool]) -> dict[str, Any]:
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+    errors = 0
+
+    async def worker(idx: int, stub: Any) -> int:
+        nonlocal errors
+        sent: dict[int, float] = {}
+        window = asyncio.Semaphore(WINDOW)
+        done = 0
+
+        async def requests() -> Any:
+            seq = 0
+            while time.perf_counter() < stop:
+                await window.acquire()
+                seq += 1
+                sent[seq] = time.perf_counter()
+                yield make(idx, seq)
+
+        async for resp in getattr(stub, method)(requests()):
+            lat.append(time.perf_counter() - sent.pop(resp.sequence))
+            if ok(resp):
+                done += 1
+            else:
+                errors += 1
+            window.release()
+        return done
+
+    t0 = time.perf_counter()
+    counts = await asyncio.gather(*(worker(i, s) for i, s in enumerate(stubs)))
+    elapsed = time.perf_counter() - t0
+    return {"messages": sum(counts), "errors": errors, "seconds": round(elapsed, 3),
+            "rate": round(sum(counts) / elapsed, 1), "p50_ms": round(pct(lat, 0.50), 3),
+            "p99_ms": round(pct(lat, 0.99), 3)}
+
+
+async def run(target: str, clients: int, seconds: float) -> dict[str, Any]:
+    channels = [grpc.aio.insecure_channel(target) for _ in range(clients)]
+    stubs = [spb_grpc.EngramServiceStub(ch) for ch in channels]
+    await stubs[0].CreateSpace(spb.CreateSpaceRequest(memory_space_id=SPACE))
+    payload = b"x" * 100
+    content = "benchmark memory about espresso machines and the third floor kitchen "  # ~70 chars
+    results: dict[str, Any] = {}
+
+    async def echo(stub: Any, i: int, n: int) -> Any:
+        return await stub.Echo(spb.EchoRequest(payload=payload))
+
+    async def remember(stub: Any, i: int, n: int) -> Any:
+        return await stub.Remember(spb.RememberRequest(memory=pb.MemoryInput(content=f"{content} {i} {n}"),
+                                                       memory_space_id=SPACE))
+
+    async def recall(stub: Any, i: int, n: int) -> Any:
+        return await stub.Recall(spb.RecallRequest(cue=pb.Cue(query=f"espresso {n % 50}", max_results=10),
+                                                   memory_space_id=SPACE))
+
+    # warm-up (connections, code paths)
+    await unary_phase(stubs, 0.5, echo)
+    results["echo"] = await unary_phase(stubs, seconds, echo)
+    results["remember"] = await unary_phase(stubs, seconds, remember)
+    results["recall"] = await unary_phase(stubs, seconds, recall)
+    results["echo_stream"] = await bidi_phase(
+        stubs, seconds, "EchoStream", lambda i, s: spb.EchoStreamRequest(sequence=s, payload=payload), lambda r: True)
+    results["streaming_remember"] = await bidi_phase(
+        stubs, seconds, "StreamingRemember",
+        lambda i, s: spb.StreamingRememberRequest(sequence=s, memory=pb.MemoryInput(content=f"{content} s{i} {s}"),
+                                                  memory_space_id=SPACE),
+        lambda r: r.HasField("receipt") and r.receipt.durability == pb.DURABILITY_FSYNC)
+    for ch in channels:
+        await ch.close()
+    results["ratios"] = {
+        "remember_vs_echo": round(results["remember"]["rate"] / results["echo"]["rate"], 3),
+        "remember_target": 0.60,
+        "streaming_remember_vs_echo_stream": round(
+            results["streaming_remember"]["rate"] / results["echo_stream"]["rate"], 3),
+        "streaming_remember_target": 0.50,
+    }
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "grpc.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        with EngramProcess.start(Path(tmp), settings={"log_level": "warning"}) as srv:
+            results = asyncio.run(run(srv.grpc_target, args.clients, args.seconds))
+    report = {"benchmark": "grpc", "clients": args.clients, "seconds_per_phase": args.seconds,
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
+    for name in ("echo", "remember", "recall", "echo_stream", "streaming_remember"):
+        r = results[name]
+        print(f"{name:20s} {r['rate']:>10.1f}/s   p50 {r['p50_ms']:>7.2f} ms   p99 {r['p99_ms']:>7.2f} ms")
+    ratios = results["ratios"]
+    print(f"Remember / Echo                 = {ratios['remember_vs_echo']:.2f} (target >= 0.60)")
+    print(f"StreamingRemember / EchoStream  = {ratios['streaming_remember_vs_echo_stream']:.2f} (target >= 0.50)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
