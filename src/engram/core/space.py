@@ -260,12 +260,10 @@ class MemorySpace:
         adjacency = self.settings.episodic_adjacency_seconds if is_episode else 0.0
 
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
-            if blob is not None:
-                dim = len(blob) // 4
-                if self.dim is None:
-                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dim),))
-                elif dim != self.dim:
-                    self.vectors.check_dim(dim)
+            # Runs without a savepoint (see SpaceStore.submit): every way it can
+            # fail (dimension, duplicate id) fails before or at its first write.
+            if blob is not None and self.dim is not None and len(blob) // 4 != self.dim:
+                self.vectors.check_dim(len(blob) // 4)
             try:
                 cur = conn.execute(
                     f"INSERT INTO memories({MEMORY_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?)",
@@ -281,6 +279,7 @@ class MemorySpace:
                 ) from None
             rowid = int(cur.lastrowid or 0)
             if blob is not None and self.dim is None:
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(len(blob) // 4),))
                 self.dim = len(blob) // 4
                 self.vectors.dim = self.dim
             made: list[tuple[int, float, str]] = []
@@ -337,7 +336,7 @@ class MemorySpace:
                 memory_space_id=self.id,
             )
 
-        return store.submit(op, after=after), receipt
+        return store.submit(op, after=after, savepoint=False), receipt
 
     def remember(self, item: MemoryInput) -> StoreReceipt:
         fut, receipt = self.submit_remember(item)

@@ -114,15 +114,20 @@ WriteOp = Callable[[sqlite3.Connection, int], Any]
 """A write op gets the connection and the LSN it may use; returns its result."""
 
 
+class _NeedsSavepoints(Exception):
+    """An op submitted with ``savepoint=False`` failed after changing rows."""
+
+
 class _Pending:
-    __slots__ = ("op", "future", "mutates", "after")
+    __slots__ = ("op", "future", "mutates", "after", "savepoint")
 
     def __init__(self, op: WriteOp, future: Optional[Future[Any]], mutates: bool,
-                 after: Optional[Callable[[Any, int], None]]) -> None:
+                 after: Optional[Callable[[Any, int], None]], savepoint: bool = True) -> None:
         self.op = op
         self.future = future
         self.mutates = mutates
         self.after = after
+        self.savepoint = savepoint
 
 
 class SpaceStore:
@@ -162,6 +167,10 @@ class SpaceStore:
         except BaseException:
             self._writer.close()
             raise
+        self._done: "queue.SimpleQueue[list[tuple[_Pending, Any, int, Optional[BaseException]]] | None]" = (
+            queue.SimpleQueue())
+        self._completer = threading.Thread(target=self._complete, name=f"engram-ack-{space_dir.name}", daemon=True)
+        self._completer.start()
         self._thread = threading.Thread(target=self._run, name=f"engram-writer-{space_dir.name}", daemon=True)
         self._thread.start()
 
@@ -202,12 +211,17 @@ class SpaceStore:
 
     # -- the write path -------------------------------------------------------
     def submit(self, op: WriteOp, *, mutates: bool = True,
-               after: Optional[Callable[[Any, int], None]] = None, wait: bool = True) -> Future[Any]:
+               after: Optional[Callable[[Any, int], None]] = None, wait: bool = True,
+               savepoint: bool = True) -> Future[Any]:
         """Queue a write; the future resolves after the batch holding it is durable.
 
         ``mutates`` ops get a fresh LSN. ``after(result, lsn)`` runs on the writer
         thread after the commit and before the future resolves (in-memory effects).
         ``wait=False`` is for background writes (reinforcement) that nobody awaits.
+        ``savepoint=False`` skips the per-op savepoint (two statements per op) for
+        ops that either succeed or fail without having changed anything, like a
+        single INSERT; if such an op does leave changes behind, the batch is
+        redone with savepoints, so the flag can cost time but never correctness.
         """
         fut: Optional[Future[Any]] = Future() if wait else None
         # The closed check and the put happen under one lock that close() also
@@ -218,7 +232,7 @@ class SpaceStore:
                 raise StorageError(f"space storage at {self.dir} is closed")
             if self.broken is not None:
                 raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
-            self._queue.put(_Pending(op, fut, mutates, after))
+            self._queue.put(_Pending(op, fut, mutates, after, savepoint))
         return fut if fut is not None else _done_future()
 
     def _run(self) -> None:
@@ -258,27 +272,17 @@ class SpaceStore:
                 break
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
-        results: list[tuple[_Pending, Any, int, Optional[BaseException]]] = []
-        lsn = self.last_lsn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                item_lsn = lsn + 1 if item.mutates else lsn
-                conn.execute("SAVEPOINT op")
-                try:
-                    res = item.op(conn, item_lsn)
-                except BaseException as exc:  # noqa: BLE001 - isolate the failing op only
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((item, None, 0, exc))
-                    continue
-                conn.execute("RELEASE op")
-                if item.mutates:
-                    lsn = item_lsn
-                results.append((item, res, item_lsn, None))
+            try:
+                results, lsn = self._run_ops(conn, batch, trust_flags=True)
+            except _NeedsSavepoints:
+                # An op that promised to fail atomically left changes behind:
+                # redo the whole batch with a savepoint around every op.
+                conn.execute("ROLLBACK")
+                results, lsn = self._run_ops(conn, batch, trust_flags=False)
             if lsn != self.last_lsn:
                 self._meta_set(conn, "last_lsn", str(lsn))
-            conn.execute("COMMIT")
+            conn.execute("COMMIT")  # synchronous=FULL: returns after the WAL is fsynced
         except BaseException as exc:  # noqa: BLE001 - commit (fsync) failure fails the whole batch
             try:
                 if conn.in_transaction:
@@ -296,21 +300,60 @@ class SpaceStore:
         self.last_lsn = lsn
         self.commits += 1
         self.ops_committed += len(batch)
-        for item, res, item_lsn, exc in results:
-            if exc is None and item.after is not None:
-                try:
-                    item.after(res, item_lsn)
-                except Exception:  # the write is durable; an in-memory effect failing is logged
-                    log.exception("post-commit effect failed in %s", self.dir.name,
-                                  extra={"memory_space": self.dir.name})
-            if item.future is None:
-                if exc is not None and not isinstance(exc, EngramError):
-                    log.warning("background write failed in %s: %s", self.dir.name, exc)
+        # Post-commit effects and acknowledgements run on the completer thread, in
+        # commit order, so this thread can start the next batch (and its fsync)
+        # at once. A caller's future still resolves only after its effects ran.
+        self._done.put(results)
+
+    def _run_ops(self, conn: sqlite3.Connection, batch: list[_Pending],
+                 trust_flags: bool) -> tuple[list[tuple[_Pending, Any, int, Optional[BaseException]]], int]:
+        results: list[tuple[_Pending, Any, int, Optional[BaseException]]] = []
+        lsn = self.last_lsn
+        conn.execute("BEGIN IMMEDIATE")
+        for item in batch:
+            item_lsn = lsn + 1 if item.mutates else lsn
+            guarded = item.savepoint or not trust_flags
+            if guarded:
+                conn.execute("SAVEPOINT op")
+            before = conn.total_changes
+            try:
+                res = item.op(conn, item_lsn)
+            except BaseException as exc:  # noqa: BLE001 - isolate the failing op only
+                if guarded:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                elif conn.total_changes != before:
+                    raise _NeedsSavepoints() from exc
+                results.append((item, None, 0, exc))
                 continue
-            if exc is not None:
-                item.future.set_exception(exc)
-            else:
-                item.future.set_result((res, item_lsn))
+            if guarded:
+                conn.execute("RELEASE op")
+            if item.mutates:
+                lsn = item_lsn
+            results.append((item, res, item_lsn, None))
+        return results, lsn
+
+    def _complete(self) -> None:
+        """The completer thread: apply post-commit effects, then resolve futures, batch by batch."""
+        while True:
+            results = self._done.get()
+            if results is None:
+                return
+            for item, res, item_lsn, exc in results:
+                if exc is None and item.after is not None:
+                    try:
+                        item.after(res, item_lsn)
+                    except Exception:  # the write is durable; an in-memory effect failing is logged
+                        log.exception("post-commit effect failed in %s", self.dir.name,
+                                      extra={"memory_space": self.dir.name})
+                if item.future is None:
+                    if exc is not None and not isinstance(exc, EngramError):
+                        log.warning("background write failed in %s: %s", self.dir.name, exc)
+                    continue
+                if exc is not None:
+                    item.future.set_exception(exc)
+                else:
+                    item.future.set_result((res, item_lsn))
 
     def write(self, op: WriteOp, *, mutates: bool = True,
               after: Optional[Callable[[Any, int], None]] = None) -> tuple[Any, int]:
@@ -326,6 +369,8 @@ class SpaceStore:
             self._closed = True
             self._queue.put(None)
         self._thread.join()
+        self._done.put(None)
+        self._completer.join()
         try:
             # Everything is already durable in the WAL; this only shortens the next open.
             self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
