@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -43,11 +44,13 @@ T0 = datetime(2026, 2, 1, tzinfo=timezone.utc)
 
 # -- spreading -------------------------------------------------------------------
 
-graphs = st.integers(1, 25).flatmap(lambda n: st.tuples(
-    st.just(n),
-    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.floats(0.0, 1.0)), max_size=120),
-    st.dictionaries(st.integers(0, n - 1), st.floats(0.0, 1.0), min_size=1, max_size=5),
-))
+graphs = st.integers(1, 25).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.floats(0.0, 1.0)), max_size=120),
+        st.dictionaries(st.integers(0, n - 1), st.floats(0.0, 1.0), min_size=1, max_size=5),
+    )
+)
 
 
 class StepClock:
@@ -59,9 +62,10 @@ class StepClock:
 
 @settings(max_examples=200, deadline=None)
 @given(graphs, st.floats(0.05, 0.999), st.floats(0.001, 0.5), st.integers(0, 60))
-def test_spreading_is_bounded_decreasing_and_terminates(graph: Any, decay: float, threshold: float,
-                                                        max_hops: int) -> None:
-    n, edge_list, seeds = graph
+def test_spreading_is_bounded_decreasing_and_terminates(
+    graph: Any, decay: float, threshold: float, max_hops: int
+) -> None:
+    _n, edge_list, seeds = graph
     adj: dict[int, list[tuple[int, float]]] = {}
     for a, b, w in edge_list:
         adj.setdefault(a, []).append((b, w))
@@ -71,8 +75,15 @@ def test_spreading_is_bounded_decreasing_and_terminates(graph: Any, decay: float
         calls.append(len(nodes))
         return {x: adj.get(x, []) for x in nodes}
 
-    res = spread(seeds, neighbours, max_hops=max_hops, decay=decay, threshold=threshold,
-                 budget_seconds=1.0, clock=StepClock())
+    res = spread(
+        seeds,
+        neighbours,
+        max_hops=max_hops,
+        decay=decay,
+        threshold=threshold,
+        budget_seconds=1.0,
+        clock=StepClock(),
+    )
     assert not res.truncated
     assert len(calls) <= max_hops
     # Each hop multiplies by at most decay, and spread stops below threshold.
@@ -83,9 +94,9 @@ def test_spreading_is_bounded_decreasing_and_terminates(graph: Any, decay: float
         assert 0.0 <= hit.activation <= 1.0
         assert hit.path[-1] == (node, hit.activation) and len(hit.path) == hit.hops + 1
         acts = [a for _, a in hit.path]
-        assert all(x >= y for x, y in zip(acts, acts[1:]))  # non-increasing with hops
-        assert hit.activation <= top * decay ** hit.hops + 1e-12
-        for (u, _), (v, _) in zip(hit.path, hit.path[1:]):
+        assert all(x >= y for x, y in itertools.pairwise(acts))  # non-increasing with hops
+        assert hit.activation <= top * decay**hit.hops + 1e-12
+        for (u, _), (v, _) in itertools.pairwise(hit.path):
             assert any(t == v for t, _ in adj.get(u, []))  # every step is a real edge
 
 
@@ -110,7 +121,8 @@ def test_decay_is_monotone_and_floored(t1: float, t2: float, rate: float, activa
 
 episode_sets = st.lists(
     st.tuples(st.integers(0, 3), st.lists(st.floats(-0.2, 0.2), min_size=6, max_size=6)),
-    min_size=0, max_size=24,
+    min_size=0,
+    max_size=24,
 )
 
 
@@ -122,13 +134,16 @@ def _snapshot(items: list[tuple[str, np.ndarray]]) -> Snapshot:
     items = sorted(items)
     x = np.asarray([v for _, v in items], dtype=np.float32).reshape(len(items), 6)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return Snapshot(list(range(len(items))), [i for i, _ in items], [f"text {i}" for i, _ in items],
-                    [0] * len(items), x)
+    return Snapshot(
+        list(range(len(items))), [i for i, _ in items], [f"text {i}" for i, _ in items], [0] * len(items), x
+    )
 
 
 @settings(max_examples=150, deadline=None)
 @given(episode_sets, st.randoms(use_true_random=False), st.floats(0.5, 0.99), st.integers(2, 4))
-def test_clustering_and_beliefs_are_order_independent(raw: Any, rnd: Any, threshold: float, min_size: int) -> None:
+def test_clustering_and_beliefs_are_order_independent(
+    raw: Any, rnd: Any, threshold: float, min_size: int
+) -> None:
     centres = _centres()
     items = [(f"ep-{i:03d}", centres[c] + np.asarray(noise, np.float32)) for i, (c, noise) in enumerate(raw)]
     shuffled = items[:]
@@ -138,8 +153,19 @@ def test_clustering_and_beliefs_are_order_independent(raw: Any, rnd: Any, thresh
         snap = _snapshot(variant)
         clusters = cluster(snap.vectors, threshold, min_size)
         beliefs = [build_belief("space", snap, m, "run", 0.0)[0] for m in clusters]
-        outs.append([(b.id, b.content, b.strength, b.schema_confidence, b.centroid,
-                      [c.model_dump() for c in b.citations]) for b in beliefs])
+        outs.append(
+            [
+                (
+                    b.id,
+                    b.content,
+                    b.strength,
+                    b.schema_confidence,
+                    b.centroid,
+                    [c.model_dump() for c in b.citations],
+                )
+                for b in beliefs
+            ]
+        )
         covered = [i for m in clusters for i in m]
         assert len(covered) == len(set(covered)) and all(len(m) >= min_size for m in clusters)
     assert outs[0] == outs[1]
@@ -149,24 +175,38 @@ def test_clustering_and_beliefs_are_order_independent(raw: Any, rnd: Any, thresh
 @given(episode_sets.filter(lambda r: len(r) >= 2), st.randoms(use_true_random=False))
 def test_consolidation_in_a_space_is_deterministic(raw: Any, rnd: Any) -> None:
     centres = _centres()
-    eps = [EpisodeInput(id=f"ep-{i:03d}", what=f"episode {i} of kind {c}", when=T0 + timedelta(hours=i),
-                        embedding=(centres[c] + np.asarray(noise)).tolist()) for i, (c, noise) in enumerate(raw)]
+    eps = [
+        EpisodeInput(
+            id=f"ep-{i:03d}",
+            what=f"episode {i} of kind {c}",
+            when=T0 + timedelta(hours=i),
+            embedding=(centres[c] + np.asarray(noise)).tolist(),
+        )
+        for i, (c, noise) in enumerate(raw)
+    ]
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(2):
             order = eps[:]
             rnd.shuffle(order)
-            svc = EngramService(load_settings(overrides={"data_dir": Path(tmp) / str(n),
-                                                         "bootstrap_spaces": ("det",)}, use_env=False))
+            svc = EngramService(
+                load_settings(
+                    overrides={"data_dir": Path(tmp) / str(n), "bootstrap_spaces": ("det",)}, use_env=False
+                )
+            )
             for ep in order:
                 svc.space("det").remember(ep)
             rep = svc.cognition("det").consolidate(ConsolidateInput())
             again = svc.cognition("det").consolidate(ConsolidateInput())
             svc.close()
-            strip = [(b.id, b.content, b.strength, b.schema_confidence, [c.model_dump() for c in b.citations])
-                     for b in rep.beliefs]
-            assert strip == [(b.id, b.content, b.strength, b.schema_confidence,
-                              [c.model_dump() for c in b.citations]) for b in again.beliefs]
+            strip = [
+                (b.id, b.content, b.strength, b.schema_confidence, [c.model_dump() for c in b.citations])
+                for b in rep.beliefs
+            ]
+            assert strip == [
+                (b.id, b.content, b.strength, b.schema_confidence, [c.model_dump() for c in b.citations])
+                for b in again.beliefs
+            ]
             reports.append((rep.run_id, strip))
     assert reports[0] == reports[1]
 
@@ -174,12 +214,18 @@ def test_consolidation_in_a_space_is_deterministic(raw: Any, rnd: Any) -> None:
 # -- isolation -------------------------------------------------------------------
 
 shared_data = st.lists(
-    st.tuples(st.integers(0, 3), st.lists(st.floats(-0.3, 0.3), min_size=6, max_size=6)), min_size=3, max_size=12,
-).flatmap(lambda eps: st.tuples(
-    st.just(eps),
-    st.lists(st.tuples(st.integers(0, len(eps) - 1), st.integers(0, len(eps) - 1), st.floats(0.1, 1.0)),
-             max_size=15),
-))
+    st.tuples(st.integers(0, 3), st.lists(st.floats(-0.3, 0.3), min_size=6, max_size=6)),
+    min_size=3,
+    max_size=12,
+).flatmap(
+    lambda eps: st.tuples(
+        st.just(eps),
+        st.lists(
+            st.tuples(st.integers(0, len(eps) - 1), st.integers(0, len(eps) - 1), st.floats(0.1, 1.0)),
+            max_size=15,
+        ),
+    )
+)
 
 
 def _outputs(svc: EngramService, space: str, n: int) -> list[Any]:
@@ -212,20 +258,31 @@ def test_spaces_with_identical_ids_never_see_each_other(data: Any) -> None:
     eps, links = data
     centres = _centres()
     with tempfile.TemporaryDirectory() as tmp:
-        svc = EngramService(load_settings(overrides={"data_dir": tmp, "bootstrap_spaces": ("alpha", "bravo")},
-                                          use_env=False))
+        svc = EngramService(
+            load_settings(overrides={"data_dir": tmp, "bootstrap_spaces": ("alpha", "bravo")}, use_env=False)
+        )
         for space, word in (("alpha", "apple"), ("bravo", "banana")):
             for i, (c, noise) in enumerate(eps):
-                svc.space(space).remember(EpisodeInput(
-                    id=f"ep-{i}", what=f"episode {i} {word} {word}{c}", where_location=f"{word} town",
-                    who=[f"{word}-person"], when=T0 + timedelta(minutes=i),
-                    embedding=(centres[c] + np.asarray(noise)).tolist(), auto_link=True))
+                svc.space(space).remember(
+                    EpisodeInput(
+                        id=f"ep-{i}",
+                        what=f"episode {i} {word} {word}{c}",
+                        where_location=f"{word} town",
+                        who=[f"{word}-person"],
+                        when=T0 + timedelta(minutes=i),
+                        embedding=(centres[c] + np.asarray(noise)).tolist(),
+                        auto_link=True,
+                    )
+                )
             for a, b, w in links:
                 if a != b:
-                    svc.cognition(space).associate(AssociateInput(source_id=f"ep-{a}", target_id=f"ep-{b}",
-                                                                  strength=w))
-        for space, own, other, other_space in (("alpha", "apple", "banana", "bravo"),
-                                               ("bravo", "banana", "apple", "alpha")):
+                    svc.cognition(space).associate(
+                        AssociateInput(source_id=f"ep-{a}", target_id=f"ep-{b}", strength=w)
+                    )
+        for space, own, other, other_space in (
+            ("alpha", "apple", "banana", "bravo"),
+            ("bravo", "banana", "apple", "alpha"),
+        ):
             outputs = _outputs(svc, space, len(eps))
             text = " ".join(o.model_dump_json() if hasattr(o, "model_dump_json") else str(o) for o in outputs)
             assert other not in text, f"{space} output mentions {other!r}"

@@ -13,14 +13,20 @@ from engram.settings import load_settings
 
 
 def service(root: Path) -> EngramService:
-    return EngramService(load_settings(overrides={"data_dir": root, "bootstrap_spaces": ("assoc",)}, use_env=False))
+    return EngramService(
+        load_settings(overrides={"data_dir": root, "bootstrap_spaces": ("assoc",)}, use_env=False)
+    )
 
 
 def edges(svc: EngramService) -> dict[tuple[str, str], tuple[float, str]]:
     conn = svc.space("assoc").store.reader()  # type: ignore[union-attr]
-    return {(a, b): (w, k) for a, b, w, k in conn.execute(
-        "SELECT s.id, t.id, x.strength, x.kind FROM associations x JOIN memories s ON s.rowid = x.source "
-        "JOIN memories t ON t.rowid = x.target")}
+    return {
+        (a, b): (w, k)
+        for a, b, w, k in conn.execute(
+            "SELECT s.id, t.id, x.strength, x.kind FROM associations x JOIN memories s ON s.rowid = x.source "
+            "JOIN memories t ON t.rowid = x.target"
+        )
+    }
 
 
 def test_create_strengthen_persist_and_delete(tmp_path: Path) -> None:

@@ -18,16 +18,39 @@ T0 = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[EngramService]:
-    service = EngramService(load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("diary",)},
-                                          use_env=False))
+    service = EngramService(
+        load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("diary",)}, use_env=False)
+    )
     space = service.space("diary")
-    space.remember(EpisodeInput(id="cafe", what="coffee with Ana", where_location="Blue Bottle cafe",
-                                who=["Ana"], when=T0, embedding=[1.0, 0.0, 0.0, 0.0, 0.2, 0.1, 0.0, 0.0]))
-    space.remember(EpisodeInput(id="dentist", what="dentist checkup", where_location="city clinic",
-                                who=["Dr Lee"], when=T0 + timedelta(days=7),
-                                embedding=[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0]))
-    space.remember(EpisodeInput(id="cafe-2", what="coffee with Ana and Bo", who=["Ana", "Bo"],
-                                when=T0 + timedelta(days=14), embedding=[0.9, 0.0, 0.1, 0.0, 0.2, 0.1, 0.0, 0.0]))
+    space.remember(
+        EpisodeInput(
+            id="cafe",
+            what="coffee with Ana",
+            where_location="Blue Bottle cafe",
+            who=["Ana"],
+            when=T0,
+            embedding=[1.0, 0.0, 0.0, 0.0, 0.2, 0.1, 0.0, 0.0],
+        )
+    )
+    space.remember(
+        EpisodeInput(
+            id="dentist",
+            what="dentist checkup",
+            where_location="city clinic",
+            who=["Dr Lee"],
+            when=T0 + timedelta(days=7),
+            embedding=[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0],
+        )
+    )
+    space.remember(
+        EpisodeInput(
+            id="cafe-2",
+            what="coffee with Ana and Bo",
+            who=["Ana", "Bo"],
+            when=T0 + timedelta(days=14),
+            embedding=[0.9, 0.0, 0.1, 0.0, 0.2, 0.1, 0.0, 0.0],
+        )
+    )
     yield service
     service.close()
 
@@ -51,7 +74,11 @@ def test_reconstructs_a_field_the_match_lacks_from_similar_episodes(svc: EngramS
     result = svc.cognition("diary").complete(CompleteInput(what="coffee with Ana and Bo"))
     assert result.best.episode["memory_id"] == "cafe-2"
     where = field(result.best, "where_location")
-    assert (where.value, where.source, where.from_memory_ids) == ("Blue Bottle cafe", "reconstructed", ["cafe"])
+    assert (where.value, where.source, where.from_memory_ids) == (
+        "Blue Bottle cafe",
+        "reconstructed",
+        ["cafe"],
+    )
     assert where.confidence < result.best.confidence.value
 
 
@@ -63,11 +90,14 @@ def test_completes_from_a_partial_embedding(svc: EngramService) -> None:
     assert emb.source == "reconstructed" and len(emb.value) == 8 and emb.value[:3] == [0.0, 1.0, 0.0]
 
 
-@pytest.mark.parametrize("cue", [
-    CompleteInput(),
-    CompleteInput(what="quantum chromodynamics seminar"),
-    CompleteInput(embedding=[1.0]),
-])
+@pytest.mark.parametrize(
+    "cue",
+    [
+        CompleteInput(),
+        CompleteInput(what="quantum chromodynamics seminar"),
+        CompleteInput(embedding=[1.0]),
+    ],
+)
 def test_weak_cues_are_refused(svc: EngramService, cue: CompleteInput) -> None:
     with pytest.raises(CueTooWeak) as err:
         svc.cognition("diary").complete(cue)

@@ -20,17 +20,30 @@ GYM = [0.0, 0.0, 0.1, 1.0]
 
 
 def service(root: Path, space: str = "dreams", **settings: Any) -> EngramService:
-    return EngramService(load_settings(overrides={"data_dir": root, "bootstrap_spaces": (space,), **settings},
-                                       use_env=False))
+    return EngramService(
+        load_settings(overrides={"data_dir": root, "bootstrap_spaces": (space,), **settings}, use_env=False)
+    )
 
 
 def episodes() -> list[EpisodeInput]:
     out = []
     for i in range(3):
-        out.append(EpisodeInput(id=f"coffee-{i}", what=f"espresso at the corner cafe, day {i}",
-                                when=T0 + timedelta(days=i), embedding=[v + 0.01 * i for v in COFFEE]))
-        out.append(EpisodeInput(id=f"gym-{i}", what=f"evening run at the gym, day {i}",
-                                when=T0 + timedelta(days=i, hours=10), embedding=[v + 0.01 * i for v in GYM]))
+        out.append(
+            EpisodeInput(
+                id=f"coffee-{i}",
+                what=f"espresso at the corner cafe, day {i}",
+                when=T0 + timedelta(days=i),
+                embedding=[v + 0.01 * i for v in COFFEE],
+            )
+        )
+        out.append(
+            EpisodeInput(
+                id=f"gym-{i}",
+                what=f"evening run at the gym, day {i}",
+                when=T0 + timedelta(days=i, hours=10),
+                embedding=[v + 0.01 * i for v in GYM],
+            )
+        )
     out.append(EpisodeInput(id="odd", what="lost an umbrella", when=T0, embedding=[0.0, 1.0, 0.0, 0.0]))
     return out
 
@@ -87,8 +100,10 @@ def test_same_input_in_any_order_gives_the_same_beliefs(tmp_path: Path) -> None:
         svc.close()
 
     def essence(r: Any) -> list[Any]:
-        return [(b.id, b.content, b.strength, b.schema_confidence, [c.model_dump() for c in b.citations])
-                for b in r.beliefs]
+        return [
+            (b.id, b.content, b.strength, b.schema_confidence, [c.model_dump() for c in b.citations])
+            for b in r.beliefs
+        ]
 
     assert essence(reports[0]) == essence(reports[1]) and reports[0].run_id == reports[1].run_id
 

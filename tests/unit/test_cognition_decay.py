@@ -31,10 +31,14 @@ def test_retention_curve_is_monotone_floored_and_continuous() -> None:
 
 def test_activation_fades_with_time_and_recall_reinforces(tmp_path: Path) -> None:
     clock = FakeClock()
-    svc = EngramService(load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("decay",)},
-                                      use_env=False), clock=clock)
+    svc = EngramService(
+        load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("decay",)}, use_env=False),
+        clock=clock,
+    )
     space = svc.space("decay")
-    space.remember(MemoryInput(id="m", content="the keys are in the blue bowl", confidence=0.8, decay_rate=1.0))
+    space.remember(
+        MemoryInput(id="m", content="the keys are in the blue bowl", confidence=0.8, decay_rate=1.0)
+    )
     fresh = space.get("m").activation
     clock.now += 48 * HOUR
     faded = space.get("m").activation

@@ -25,21 +25,50 @@ T0 = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[EngramService]:
-    service = EngramService(load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("life",),
-                                                     "episodic_adjacency_seconds": 0.0}, use_env=False))
+    service = EngramService(
+        load_settings(
+            overrides={
+                "data_dir": tmp_path,
+                "bootstrap_spaces": ("life",),
+                "episodic_adjacency_seconds": 0.0,
+            },
+            use_env=False,
+        )
+    )
     space = service.space("life")
-    space.remember(MemoryInput(id="fact", content="the capital of France is Paris", embedding=[1.0, 0.0, 0.0]))
-    space.remember(MemoryInput(id="howto", content="tie a bowline knot", memory_type=MemoryType.procedural,
-                               embedding=[0.0, 1.0, 0.0]))
+    space.remember(
+        MemoryInput(id="fact", content="the capital of France is Paris", embedding=[1.0, 0.0, 0.0])
+    )
+    space.remember(
+        MemoryInput(
+            id="howto",
+            content="tie a bowline knot",
+            memory_type=MemoryType.procedural,
+            embedding=[0.0, 1.0, 0.0],
+        )
+    )
     # stored out of time order on purpose
-    space.remember(EpisodeInput(id="trip-3", what="Paris trip: flew home", when=T0 + timedelta(days=3),
-                                embedding=[0.7, 0.0, 0.7]))
-    space.remember(EpisodeInput(id="trip-1", what="Paris trip: landed at CDG", when=T0,
-                                embedding=[0.7, 0.1, 0.7]))
-    space.remember(EpisodeInput(id="trip-2", what="Paris trip: visited the Louvre", when=T0 + timedelta(days=1),
-                                embedding=[0.7, 0.05, 0.7]))
-    space.remember(EpisodeInput(id="work", what="quarterly review meeting", when=T0 + timedelta(days=2),
-                                embedding=[0.0, 0.0, 1.0]))
+    space.remember(
+        EpisodeInput(
+            id="trip-3", what="Paris trip: flew home", when=T0 + timedelta(days=3), embedding=[0.7, 0.0, 0.7]
+        )
+    )
+    space.remember(
+        EpisodeInput(id="trip-1", what="Paris trip: landed at CDG", when=T0, embedding=[0.7, 0.1, 0.7])
+    )
+    space.remember(
+        EpisodeInput(
+            id="trip-2",
+            what="Paris trip: visited the Louvre",
+            when=T0 + timedelta(days=1),
+            embedding=[0.7, 0.05, 0.7],
+        )
+    )
+    space.remember(
+        EpisodeInput(
+            id="work", what="quarterly review meeting", when=T0 + timedelta(days=2), embedding=[0.0, 0.0, 1.0]
+        )
+    )
     yield service
     service.close()
 
@@ -61,7 +90,9 @@ def test_reminisce_tells_episodes_in_time_order(svc: EngramService) -> None:
     cog = svc.cognition("life")
     about = cog.reminisce(ReminisceQuery(topic="Paris trip"))
     assert [e.id for e in about.episodes] == ["trip-1", "trip-2", "trip-3"]  # episodes only, no "fact"
-    window = cog.reminisce(ReminisceQuery(time_start=T0 + timedelta(hours=1), time_end=T0 + timedelta(days=2)))
+    window = cog.reminisce(
+        ReminisceQuery(time_start=T0 + timedelta(hours=1), time_end=T0 + timedelta(days=2))
+    )
     assert [e.id for e in window.episodes] == ["trip-2", "work"]
     both = cog.reminisce(ReminisceQuery(embedding=[0.7, 0.05, 0.7], time_end=T0 + timedelta(days=2)))
     assert [e.id for e in both.episodes] == ["trip-1", "trip-2", "work"]

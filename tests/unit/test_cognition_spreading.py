@@ -16,8 +16,9 @@ from engram.settings import load_settings
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[EngramService]:
-    service = EngramService(load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("home",)},
-                                          use_env=False))
+    service = EngramService(
+        load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("home",)}, use_env=False)
+    )
     yield service
     service.close()
 
@@ -61,7 +62,10 @@ def test_spreading_reaches_the_alarm_clock_through_the_routine(svc: EngramServic
 
 def test_max_hops_bounds_the_spread(svc: EngramService) -> None:
     space = chain(svc)
-    assert ids(recall(space, Cue(query="coffee", mode=RecallMode.spreading, max_hops=1))) == ["coffee", "routine"]
+    assert ids(recall(space, Cue(query="coffee", mode=RecallMode.spreading, max_hops=1))) == [
+        "coffee",
+        "routine",
+    ]
 
 
 def test_spreading_crosses_vector_neighbourhoods(svc: EngramService) -> None:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 import numpy as np
 
 from ..core.models import (
-    Association,
     AssociateInput,
+    Association,
     Belief,
     BeliefPage,
     Citation,
@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engram.cognition")
 
-BELIEF_COLUMNS = "id, content, centroid, strength, schema_confidence, citations, created_at, updated_at, run_id, lsn"
+BELIEF_COLUMNS = (
+    "id, content, centroid, strength, schema_confidence, citations, created_at, updated_at, run_id, lsn"
+)
 
 
 class SpaceCognition:
@@ -61,7 +63,9 @@ class SpaceCognition:
         self._closing = threading.Event()
         self._last_fingerprint: Optional[tuple[int, int, float]] = None
         self.last_report: Optional[ConsolidationReport] = None
-        self.scheduler = Scheduler(space.id, settings.consolidation_interval_seconds, self.scheduled_consolidation)
+        self.scheduler = Scheduler(
+            space.id, settings.consolidation_interval_seconds, self.scheduled_consolidation
+        )
         if space.healthy:
             self.scheduler.start()
 
@@ -122,21 +126,31 @@ class SpaceCognition:
     def _belief(self, row: Any, with_centroid: bool) -> Belief:
         bid, content, centroid, strength, schema, citations, created, updated, rid, lsn = row
         return Belief(
-            id=bid, content=content,
-            centroid=np.frombuffer(centroid, dtype=np.float32).tolist() if (with_centroid and centroid) else None,
-            strength=strength, schema_confidence=schema,
+            id=bid,
+            content=content,
+            centroid=np.frombuffer(centroid, dtype=np.float32).tolist()
+            if (with_centroid and centroid)
+            else None,
+            strength=strength,
+            schema_confidence=schema,
             citations=[Citation(**c) for c in json.loads(citations)],
-            created_at=from_epoch(created), updated_at=from_epoch(updated), run_id=rid, lsn=lsn,
+            created_at=from_epoch(created),
+            updated_at=from_epoch(updated),
+            run_id=rid,
+            lsn=lsn,
         )
 
-    def list_beliefs(self, cursor: Optional[str] = None, limit: int = 50,
-                     include_centroid: bool = False) -> BeliefPage:
+    def list_beliefs(
+        self, cursor: Optional[str] = None, limit: int = 50, include_centroid: bool = False
+    ) -> BeliefPage:
         if limit < 1 or limit > self.settings.max_page_size:
             raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
         conn = self.space.check_healthy().reader()
         try:
-            rows = conn.execute(f"SELECT {BELIEF_COLUMNS} FROM beliefs WHERE id > ? ORDER BY id LIMIT ?",
-                                (cursor or "", limit + 1)).fetchall()
+            rows = conn.execute(
+                f"SELECT {BELIEF_COLUMNS} FROM beliefs WHERE id > ? ORDER BY id LIMIT ?",
+                (cursor or "", limit + 1),
+            ).fetchall()
             last = conn.execute("SELECT value FROM meta WHERE key = ?", (META_LAST_AT,)).fetchone()
         except sqlite3.DatabaseError as exc:
             self.space.guard_read(exc)
@@ -158,8 +172,10 @@ class SpaceCognition:
             self.space.guard_read(exc)
             raise
         if row is None:
-            raise BeliefNotFound(f"no belief with id {belief_id!r} in memory space {self.space.id!r}",
-                                 details={"belief_id": belief_id, "memory_space_id": self.space.id})
+            raise BeliefNotFound(
+                f"no belief with id {belief_id!r} in memory space {self.space.id!r}",
+                details={"belief_id": belief_id, "memory_space_id": self.space.id},
+            )
         return self._belief(row, True)
 
     # -- lifecycle ----------------------------------------------------------------

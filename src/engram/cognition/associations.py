@@ -59,12 +59,17 @@ def associate(space: "MemorySpace", item: AssociateInput) -> Association:
         pairs = [(src, dst), (dst, src)] if item.bidirectional else [(src, dst)]
         result = 0.0
         for a, b in pairs:
-            old = conn.execute("SELECT strength FROM associations WHERE source = ? AND target = ?", (a, b)).fetchone()
-            strength = float(item.strength) if old is None else strengthened(float(old[0]), float(item.strength))
+            old = conn.execute(
+                "SELECT strength FROM associations WHERE source = ? AND target = ?", (a, b)
+            ).fetchone()
+            strength = (
+                float(item.strength) if old is None else strengthened(float(old[0]), float(item.strength))
+            )
             conn.execute(
                 "INSERT INTO associations(source, target, strength, kind, created_at, updated_at, lsn) "
                 "VALUES (?,?,?,'explicit',?,?,?) ON CONFLICT(source, target) DO UPDATE SET "
-                "strength = excluded.strength, kind = 'explicit', updated_at = excluded.updated_at, lsn = excluded.lsn",
+                "strength = excluded.strength, kind = 'explicit', updated_at = excluded.updated_at, "
+                "lsn = excluded.lsn",
                 (a, b, strength, now, now, lsn),
             )
             if (a, b) == (src, dst):
@@ -72,14 +77,27 @@ def associate(space: "MemorySpace", item: AssociateInput) -> Association:
         return {"strength": result, "created": True}
 
     def after(res: dict[str, Any], lsn: int) -> None:
-        space.events.publish("association", lsn, {
-            "source_id": item.source_id, "target_id": item.target_id,
-            "strength": round(res["strength"], 6), "bidirectional": item.bidirectional, "kind": "explicit",
-        })
+        space.events.publish(
+            "association",
+            lsn,
+            {
+                "source_id": item.source_id,
+                "target_id": item.target_id,
+                "strength": round(res["strength"], 6),
+                "bidirectional": item.bidirectional,
+                "kind": "explicit",
+            },
+        )
 
     res, lsn = store.write(op, after=after)
-    return Association(source_id=item.source_id, target_id=item.target_id, strength=round(res["strength"], 6),
-                       kind="explicit", lsn=lsn, memory_space_id=space.id)
+    return Association(
+        source_id=item.source_id,
+        target_id=item.target_id,
+        strength=round(res["strength"], 6),
+        kind="explicit",
+        lsn=lsn,
+        memory_space_id=space.id,
+    )
 
 
 def neighbour_fetch(space: "MemorySpace", fanout: int = MAX_FANOUT) -> NeighbourFetch:
@@ -95,7 +113,8 @@ def neighbour_fetch(space: "MemorySpace", fanout: int = MAX_FANOUT) -> Neighbour
                 for s, t, w in conn.execute(
                     f"SELECT a.source, a.target, a.strength FROM associations a "
                     f"JOIN memories m ON m.rowid = a.target "
-                    f"WHERE a.source IN ({q}) AND m.suppressed = 0 ORDER BY a.source, a.strength DESC, a.target",
+                    f"WHERE a.source IN ({q}) AND m.suppressed = 0 "
+                    "ORDER BY a.source, a.strength DESC, a.target",
                     chunk,
                 ):
                     lst = out.setdefault(int(s), [])

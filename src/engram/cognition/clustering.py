@@ -23,7 +23,10 @@ MAX_LINKS = 32
 
 
 def link_edges(
-    x: np.ndarray, threshold: float, *, max_links: int = MAX_LINKS,
+    x: np.ndarray,
+    threshold: float,
+    *,
+    max_links: int = MAX_LINKS,
     progress: Optional[Callable[[float], None]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Edges ``(i, j)``, ``i < j``, with ``x[i] . x[j] >= threshold`` (rows of ``x`` are unit vectors)."""
@@ -64,7 +67,7 @@ def components(n: int, src: np.ndarray, dst: np.ndarray) -> list[list[int]]:
             a = parent[a]
         return a
 
-    for a, b in zip(src.tolist(), dst.tolist()):
+    for a, b in zip(src.tolist(), dst.tolist(), strict=True):
         ra, rb = find(a), find(b)
         if ra != rb:
             if ra < rb:
@@ -78,7 +81,11 @@ def components(n: int, src: np.ndarray, dst: np.ndarray) -> list[list[int]]:
 
 
 def cluster(
-    x: np.ndarray, threshold: float, min_size: int, *, progress: Optional[Callable[[float], None]] = None,
+    x: np.ndarray,
+    threshold: float,
+    min_size: int,
+    *,
+    progress: Optional[Callable[[float], None]] = None,
 ) -> list[list[int]]:
     """Clusters of at least ``min_size`` rows of ``x`` (unit vectors in canonical order)."""
     if x.shape[0] == 0:

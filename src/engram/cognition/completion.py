@@ -44,7 +44,19 @@ FIELDS = ("what", "when", "where_location", "who", "why", "how")
 WHEN_HALF_LIFE_HOURS = 24.0
 VOTERS = 10
 # Row positions (core.space.MEMORY_COLUMNS).
-R_ID, R_KIND, R_CONTENT, R_EMB, R_SUPP, R_WHEN, R_WHAT, R_WHERE, R_WHO, R_WHY, R_HOW = 1, 2, 3, 4, 14, 16, 17, 18, 19, 20, 21
+R_ID, R_KIND, R_CONTENT, R_EMB, R_SUPP, R_WHEN, R_WHAT, R_WHERE, R_WHO, R_WHY, R_HOW = (
+    1,
+    2,
+    3,
+    4,
+    14,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+)
 
 
 def coverage(given: str, have: str) -> float:
@@ -85,8 +97,9 @@ def _given(item: CompleteInput) -> dict[str, Any]:
     return out
 
 
-def _candidates(space: "MemorySpace", item: CompleteInput, given: dict[str, Any],
-                probe: Optional[np.ndarray]) -> tuple[set[int], dict[int, float]]:
+def _candidates(
+    space: "MemorySpace", item: CompleteInput, given: dict[str, Any], probe: Optional[np.ndarray]
+) -> tuple[set[int], dict[int, float]]:
     conn = space.check_healthy().reader()
     found: set[int] = set()
     text = " ".join(str(given[f]) for f in ("what", "why", "how") if f in given)
@@ -94,18 +107,34 @@ def _candidates(space: "MemorySpace", item: CompleteInput, given: dict[str, Any]
         found.update(text_candidates(space, text, 200, episodes_only=True))
     try:
         if "where_location" in given:
-            found.update(int(r) for (r,) in conn.execute(
-                "SELECT rowid FROM memories WHERE kind = 'episode' AND suppressed = 0 AND "
-                "lower(where_location) LIKE ? LIMIT 200", ("%" + given["where_location"].lower().strip() + "%",)))
+            found.update(
+                int(r)
+                for (r,) in conn.execute(
+                    "SELECT rowid FROM memories WHERE kind = 'episode' AND suppressed = 0 AND "
+                    "lower(where_location) LIKE ? LIMIT 200",
+                    ("%" + given["where_location"].lower().strip() + "%",),
+                )
+            )
         for person in given.get("who", [])[:16]:
-            found.update(int(r) for (r,) in conn.execute(
-                "SELECT rowid FROM memories WHERE kind = 'episode' AND suppressed = 0 AND lower(who) LIKE ? LIMIT 200",
-                ("%" + json.dumps(person.lower())[1:-1] + "%",)))
+            found.update(
+                int(r)
+                for (r,) in conn.execute(
+                    "SELECT rowid FROM memories WHERE kind = 'episode' AND suppressed = 0 "
+                    "AND lower(who) LIKE ? LIMIT 200",
+                    ("%" + json.dumps(person.lower())[1:-1] + "%",),
+                )
+            )
         if "when" in given:
             t = to_epoch(given["when"])
-            found.update(int(r) for (r,) in conn.execute(
-                "SELECT rowid FROM memories WHERE kind = 'episode' AND suppressed = 0 AND ep_when IS NOT NULL "
-                "ORDER BY abs(ep_when - ?) LIMIT 50", (t,)))
+            found.update(
+                int(r)
+                for (r,) in conn.execute(
+                    "SELECT rowid FROM memories WHERE kind = 'episode' AND suppressed = 0 "
+                    "AND ep_when IS NOT NULL "
+                    "ORDER BY abs(ep_when - ?) LIMIT 50",
+                    (t,),
+                )
+            )
     except sqlite3.DatabaseError as exc:
         space.guard_read(exc)
     cosines: dict[int, float] = {}
@@ -150,18 +179,29 @@ def complete(space: "MemorySpace", item: CompleteInput) -> Completion:
         if dim is None:
             raise CueTooWeak("this memory space holds no embeddings, so an embedding cannot be completed")
         if len(item.embedding) > dim:
-            raise DimensionMismatch(f"embedding has {len(item.embedding)} dimensions; this memory space expects "
-                                    f"at most {dim} (a partial embedding gives the leading components)",
-                                    details={"expected": dim, "received": len(item.embedding)})
+            raise DimensionMismatch(
+                f"embedding has {len(item.embedding)} dimensions; this memory space expects "
+                f"at most {dim} (a partial embedding gives the leading components)",
+                details={"expected": dim, "received": len(item.embedding)},
+            )
         if len(item.embedding) < min_prefix(dim):
-            raise CueTooWeak(f"a partial embedding needs at least {min_prefix(dim)} of the {dim} components; "
-                             f"got {len(item.embedding)}")
+            raise CueTooWeak(
+                f"a partial embedding needs at least {min_prefix(dim)} of the {dim} components; "
+                f"got {len(item.embedding)}"
+            )
         probe = normalise(item.embedding)
     if not given and probe is None:
-        raise CueTooWeak("nothing to complete from: give at least one of what, when, where_location, who, why, "
-                         "how or embedding", example='{"what": "coffee with Ana"}')
+        raise CueTooWeak(
+            "nothing to complete from: give at least one of what, when, where_location, who, why, "
+            "how or embedding",
+            example='{"what": "coffee with Ana"}',
+        )
     found, cosines = _candidates(space, item, given, probe)
-    rows = {r: row for r, row in space.rows_by_rowid(found).items() if row[R_KIND] == "episode" and not row[R_SUPP]}
+    rows = {
+        r: row
+        for r, row in space.rows_by_rowid(found).items()
+        if row[R_KIND] == "episode" and not row[R_SUPP]
+    }
     scored: list[tuple[float, int, dict[str, float]]] = []
     for rowid, row in rows.items():
         parts = {name: _field_match(name, value, row) for name, value in given.items()}
@@ -176,14 +216,24 @@ def complete(space: "MemorySpace", item: CompleteInput) -> Completion:
             f"(best match {best:.2f}, min_confidence {item.min_confidence:.2f})",
             details={"best_match": round(best, 6), "min_confidence": item.min_confidence},
         )
-    hyps = [_hypothesis(space, item, given, s, rowid, parts, scored, rows)
-            for s, rowid, parts in scored[: item.max_hypotheses] if s >= item.min_confidence]
+    hyps = [
+        _hypothesis(space, item, given, s, rowid, parts, scored, rows)
+        for s, rowid, parts in scored[: item.max_hypotheses]
+        if s >= item.min_confidence
+    ]
     return Completion(best=hyps[0], alternatives=hyps[1:], memory_space_id=space.id)
 
 
-def _hypothesis(space: "MemorySpace", item: CompleteInput, given: dict[str, Any], score: float, rowid: int,
-                parts: dict[str, float], scored: list[tuple[float, int, dict[str, float]]],
-                rows: dict[int, Any]) -> CompletionHypothesis:
+def _hypothesis(
+    space: "MemorySpace",
+    item: CompleteInput,
+    given: dict[str, Any],
+    score: float,
+    rowid: int,
+    parts: dict[str, float],
+    scored: list[tuple[float, int, dict[str, float]]],
+    rows: dict[int, Any],
+) -> CompletionHypothesis:
     row = rows[rowid]
     mid = str(row[R_ID])
     have = _episode_values(row)
@@ -198,8 +248,15 @@ def _hypothesis(space: "MemorySpace", item: CompleteInput, given: dict[str, Any]
             fields.append(FieldSource(field=name, value=value, source="given", confidence=1.0))
         elif have[name] is not None:
             value = have[name]
-            fields.append(FieldSource(field=name, value=value, source="recalled", confidence=round(score, 6),
-                                      from_memory_ids=[mid]))
+            fields.append(
+                FieldSource(
+                    field=name,
+                    value=value,
+                    source="recalled",
+                    confidence=round(score, 6),
+                    from_memory_ids=[mid],
+                )
+            )
         else:
             votes: dict[str, tuple[float, list[str], Any]] = {}
             for s, r in voters:
@@ -213,16 +270,34 @@ def _hypothesis(space: "MemorySpace", item: CompleteInput, given: dict[str, Any]
                 continue
             total = sum(w for w, _, _ in votes.values())
             w, ids, value = max(votes.values(), key=lambda t: (t[0], json.dumps(t[2], sort_keys=True)))
-            fields.append(FieldSource(field=name, value=value, source="reconstructed",
-                                      confidence=round(score * (w / total) * 0.8, 6), from_memory_ids=ids))
+            fields.append(
+                FieldSource(
+                    field=name,
+                    value=value,
+                    source="reconstructed",
+                    confidence=round(score * (w / total) * 0.8, 6),
+                    from_memory_ids=ids,
+                )
+            )
             sources.update(ids)
         episode[name] = fields[-1].value
     if item.embedding is not None and row[R_EMB]:
         full = np.frombuffer(row[R_EMB], dtype=np.float32).copy()
         if len(item.embedding) < len(full):
             full[: len(item.embedding)] = np.asarray(item.embedding, dtype=np.float32)
-            fields.append(FieldSource(field="embedding", value=[float(v) for v in full], source="reconstructed",
-                                      confidence=round(parts.get("embedding", 0.0), 6), from_memory_ids=[mid]))
+            fields.append(
+                FieldSource(
+                    field="embedding",
+                    value=[float(v) for v in full],
+                    source="reconstructed",
+                    confidence=round(parts.get("embedding", 0.0), 6),
+                    from_memory_ids=[mid],
+                )
+            )
     reason = f"episode {mid!r} matches " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items()))
-    return CompletionHypothesis(episode=episode, fields=fields, confidence=confidence_from(score, reason),
-                                source_memory_ids=sorted(sources))
+    return CompletionHypothesis(
+        episode=episode,
+        fields=fields,
+        confidence=confidence_from(score, reason),
+        source_memory_ids=sorted(sources),
+    )

@@ -48,12 +48,12 @@ STATE_CHUNK = 500  # episodes per state-update op
 META_LAST_AT = "consolidation.last_at"
 META_LAST_RUN = "consolidation.last_run"
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
-_STOP = frozenset(
-    "the and for with was were that this from have has had are but not you your our their they them then "
-    "than into onto over under about after before again all any can could would should will just more most "
-    "some such only own same very what when where which while who whom why how its it's his her hers him she"
-    .split()
-)
+_STOP_WORDS = """
+    the and for with was were that this from have has had are but not you your our their they them then
+    than into onto over under about after before again all any can could would should will just more most
+    some such only own same very what when where which while who whom why how its it's his her hers him she
+"""
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 @dataclass
@@ -95,8 +95,11 @@ def snapshot(space: "MemorySpace") -> Snapshot:
     except sqlite3.DatabaseError as exc:
         space.guard_read(exc)
     dim = space.dim or (len(blobs[0]) // 4 if blobs else 1)
-    x = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim) if blobs else \
-        np.zeros((0, dim), np.float32)
+    x = (
+        np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+        if blobs
+        else np.zeros((0, dim), np.float32)
+    )
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return Snapshot(rowids, ids, contents, lsns, (x / norms).astype(np.float32))
@@ -110,7 +113,7 @@ def belief_id(space_id: str, episode_ids: list[str]) -> str:
 def run_id(space_id: str, snap: Snapshot, threshold: float, min_size: int) -> str:
     """A hash of the run's whole input (ids, contents, vectors, parameters), not of when it ran."""
     h = hashlib.sha256(f"{space_id}\0{threshold!r}\0{min_size}".encode())
-    for mid, content in zip(snap.ids, snap.contents):
+    for mid, content in zip(snap.ids, snap.contents, strict=True):
         h.update(f"\0{mid}\0{content}".encode())
     h.update(snap.vectors.tobytes())
     return "run-" + h.hexdigest()[:20]
@@ -125,11 +128,13 @@ def summarise(contents: list[str], medoid: str) -> str:
     common = sorted((w for w, c in df.items() if c >= need), key=lambda w: (-df[w], w))[:6]
     example = medoid[:PREVIEW_CHARS]
     if common:
-        return f"Across {len(contents)} episodes: {', '.join(common)} (e.g. \"{example}\")"
-    return f"Across {len(contents)} similar episodes (e.g. \"{example}\")"
+        return f'Across {len(contents)} episodes: {", ".join(common)} (e.g. "{example}")'
+    return f'Across {len(contents)} similar episodes (e.g. "{example}")'
 
 
-def build_belief(space_id: str, snap: Snapshot, members: list[int], rid: str, now: float) -> tuple[Belief, list[int]]:
+def build_belief(
+    space_id: str, snap: Snapshot, members: list[int], rid: str, now: float
+) -> tuple[Belief, list[int]]:
     """The belief of one cluster (``members`` index ``snap`` in canonical order)."""
     members = sorted(members)
     vecs = snap.vectors[members]
@@ -142,8 +147,11 @@ def build_belief(space_id: str, snap: Snapshot, members: list[int], rid: str, no
     n = len(members)
     order = sorted(range(n), key=lambda i: (-round(float(sims[i]), 9), snap.ids[members[i]]))
     citations = [
-        Citation(episode_id=snap.ids[members[i]], preview=snap.contents[members[i]][:PREVIEW_CHARS],
-                 similarity=round(float(sims[i]), 6))
+        Citation(
+            episode_id=snap.ids[members[i]],
+            preview=snap.contents[members[i]][:PREVIEW_CHARS],
+            similarity=round(float(sims[i]), 6),
+        )
         for i in order
     ]
     ids = [snap.ids[m] for m in members]
@@ -153,7 +161,10 @@ def build_belief(space_id: str, snap: Snapshot, members: list[int], rid: str, no
         centroid=[round(float(v), 7) for v in centroid],
         strength=round(float(np.clip(cohesion * n / (n + 2.0), 0.0, 1.0)), 6),
         schema_confidence=round(float(np.clip(cohesion * (1.0 - spread), 0.0, 1.0)), 6),
-        citations=citations, created_at=from_epoch(now), updated_at=from_epoch(now), run_id=rid,
+        citations=citations,
+        created_at=from_epoch(now),
+        updated_at=from_epoch(now),
+        run_id=rid,
     )
     return belief, [snap.rowids[m] for m in members]
 
@@ -161,12 +172,19 @@ def build_belief(space_id: str, snap: Snapshot, members: list[int], rid: str, no
 class ConsolidationRun:
     """One run; iterate :meth:`steps` for the dream stream, then read :attr:`report`."""
 
-    def __init__(self, space: "MemorySpace", settings: Settings, item: ConsolidateInput,
-                 cancel: Optional[threading.Event] = None) -> None:
+    def __init__(
+        self,
+        space: "MemorySpace",
+        settings: Settings,
+        item: ConsolidateInput,
+        cancel: Optional[threading.Event] = None,
+    ) -> None:
         self.space = space
         self.cancel = cancel or threading.Event()
         self.threshold = item.similarity if item.similarity is not None else settings.consolidation_similarity
-        self.min_size = item.min_cluster if item.min_cluster is not None else settings.consolidation_min_cluster
+        self.min_size = (
+            item.min_cluster if item.min_cluster is not None else settings.consolidation_min_cluster
+        )
         self.min_size = max(2, self.min_size)
         self.report: Optional[ConsolidationReport] = None
         self.fingerprint: Optional[tuple[int, int, float]] = None
@@ -186,9 +204,12 @@ class ConsolidationRun:
         built: list[tuple[Belief, list[int]]] = []
         for i, members in enumerate(clusters):
             ids = [snap.ids[m] for m in members]
-            yield DreamStep(kind="replay", progress=0.6 + 0.2 * (i + 1) / max(1, len(clusters)),
-                            message=f"replaying {len(ids)} episodes: \"{snap.contents[members[0]][:60]}\"",
-                            memory_ids=ids[:50])
+            yield DreamStep(
+                kind="replay",
+                progress=0.6 + 0.2 * (i + 1) / max(1, len(clusters)),
+                message=f'replaying {len(ids)} episodes: "{snap.contents[members[0]][:60]}"',
+                memory_ids=ids[:50],
+            )
             built.append(build_belief(space.id, snap, members, rid, now))
         if self.cancel.is_set():  # the space is closing: write nothing rather than race its store
             yield DreamStep(kind="done", progress=1.0, message="cancelled: the memory space is closing")
@@ -196,18 +217,32 @@ class ConsolidationRun:
         yield DreamStep(kind="progress", progress=0.8, message="writing beliefs")
         beliefs, lsn, consolidated = self._write(snap, built, rid, now)
         self.report = ConsolidationReport(
-            run_id=rid, beliefs=beliefs, episodes_considered=n, episodes_consolidated=consolidated,
-            clusters=len(beliefs), duration_ms=round((time.perf_counter() - t0) * 1000, 3), lsn=lsn,
+            run_id=rid,
+            beliefs=beliefs,
+            episodes_considered=n,
+            episodes_consolidated=consolidated,
+            clusters=len(beliefs),
+            duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+            lsn=lsn,
             memory_space_id=space.id,
         )
         for i, b in enumerate(beliefs):
-            yield DreamStep(kind="insight", progress=0.9 + 0.1 * (i + 1) / max(1, len(beliefs)),
-                            message=b.content[:200], memory_ids=[c.episode_id for c in b.citations][:50], belief=b)
-        yield DreamStep(kind="done", progress=1.0,
-                        message=f"{len(beliefs)} belief(s) from {n} episode(s); {consolidated} newly consolidated")
+            yield DreamStep(
+                kind="insight",
+                progress=0.9 + 0.1 * (i + 1) / max(1, len(beliefs)),
+                message=b.content[:200],
+                memory_ids=[c.episode_id for c in b.citations][:50],
+                belief=b,
+            )
+        yield DreamStep(
+            kind="done",
+            progress=1.0,
+            message=f"{len(beliefs)} belief(s) from {n} episode(s); {consolidated} newly consolidated",
+        )
 
-    def _write(self, snap: Snapshot, built: list[tuple[Belief, list[int]]], rid: str,
-               now: float) -> tuple[list[Belief], int, int]:
+    def _write(
+        self, snap: Snapshot, built: list[tuple[Belief, list[int]]], rid: str, now: float
+    ) -> tuple[list[Belief], int, int]:
         space = self.space
         store = space.check_healthy()
         index_of = {r: i for i, r in enumerate(snap.rowids)}
@@ -219,8 +254,12 @@ class ConsolidationRun:
             for i in range(0, len(cited), 500):
                 chunk = cited[i : i + 500]
                 q = ",".join("?" * len(chunk))
-                live.update(int(r) for (r,) in conn.execute(
-                    f"SELECT rowid FROM memories WHERE rowid IN ({q}) AND suppressed = 0", chunk))
+                live.update(
+                    int(r)
+                    for (r,) in conn.execute(
+                        f"SELECT rowid FROM memories WHERE rowid IN ({q}) AND suppressed = 0", chunk
+                    )
+                )
             created = {str(i): float(c) for i, c in conn.execute("SELECT id, created_at FROM beliefs")}
             final: list[tuple[Belief, list[int]]] = []
             for belief, rows in built:
@@ -234,11 +273,23 @@ class ConsolidationRun:
                 final.append((belief, rows))
             conn.execute("DELETE FROM beliefs")
             conn.executemany(
-                "INSERT INTO beliefs(id, content, centroid, strength, schema_confidence, citations, created_at, "
-                "updated_at, run_id, lsn) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(b.id, b.content, np.asarray(b.centroid or [], np.float32).tobytes(), b.strength,
-                  b.schema_confidence, json.dumps([c.model_dump() for c in b.citations], separators=(",", ":")),
-                  created.get(b.id, now), now, rid, lsn) for b, _ in final],
+                "INSERT INTO beliefs(id, content, centroid, strength, schema_confidence, citations, "
+                "created_at, updated_at, run_id, lsn) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        b.id,
+                        b.content,
+                        np.asarray(b.centroid or [], np.float32).tobytes(),
+                        b.strength,
+                        b.schema_confidence,
+                        json.dumps([c.model_dump() for c in b.citations], separators=(",", ":")),
+                        created.get(b.id, now),
+                        now,
+                        rid,
+                        lsn,
+                    )
+                    for b, _ in final
+                ],
             )
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_LAST_AT, repr(now)))
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_LAST_RUN, rid))
@@ -255,7 +306,9 @@ class ConsolidationRun:
                 q = ",".join("?" * len(chunk))
                 cur = conn.execute(
                     f"UPDATE memories SET consolidation_state = 'consolidated' WHERE rowid IN ({q}) "
-                    "AND consolidation_state IS NOT 'consolidated'", chunk)
+                    "AND consolidation_state IS NOT 'consolidated'",
+                    chunk,
+                )
                 return int(cur.rowcount)
 
             # One small op at a time: a remember queued meanwhile commits between them.
@@ -263,10 +316,18 @@ class ConsolidationRun:
             consolidated += n_done
         # Reports and streams carry beliefs without their centroid (768 floats
         # each); get_belief returns it.
-        beliefs = sorted((b.model_copy(update={"centroid": None}) for b, _ in final),
-                         key=lambda b: (-b.strength, b.id))
-        space.events.publish("consolidation", lsn, {
-            "run_id": rid, "beliefs": len(beliefs), "episodes_considered": len(snap.ids),
-            "episodes_consolidated": consolidated, "belief_ids": [b.id for b in beliefs[:20]],
-        })
+        beliefs = sorted(
+            (b.model_copy(update={"centroid": None}) for b, _ in final), key=lambda b: (-b.strength, b.id)
+        )
+        space.events.publish(
+            "consolidation",
+            lsn,
+            {
+                "run_id": rid,
+                "beliefs": len(beliefs),
+                "episodes_considered": len(snap.ids),
+                "episodes_consolidated": consolidated,
+                "belief_ids": [b.id for b in beliefs[:20]],
+            },
+        )
         return beliefs, lsn, consolidated

@@ -34,7 +34,9 @@ def retention(elapsed_seconds: float, decay_rate: float, floor: float = FLOOR) -
     return max(floor, min(1.0, r))
 
 
-def retention_array(elapsed_seconds: "np.ndarray", decay_rate: "np.ndarray", floor: float = FLOOR) -> "np.ndarray":
+def retention_array(
+    elapsed_seconds: "np.ndarray", decay_rate: "np.ndarray", floor: float = FLOOR
+) -> "np.ndarray":
     """:func:`retention` over arrays (same curve, for statistics over many memories)."""
     import numpy as np
 
@@ -54,7 +56,7 @@ def current_activation(activation: float, last_access: float, decay_rate: float,
 def recency(created_or_access: float, now: float, half_life_hours: float = 24.0 * 7) -> float:
     """A [0, 1] freshness score: 1 now, 0.5 after one half-life."""
     age_h = max(0.0, now - created_or_access) / 3600.0
-    return 0.5 ** (age_h / half_life_hours)
+    return float(0.5 ** (age_h / half_life_hours))
 
 
 def system_clock() -> float:

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def average_activation(space: "MemorySpace", conn: sqlite3.Connection) -> float:
     """Mean *current* (decayed) activation of the live memories."""
-    rows = conn.execute("SELECT activation, last_access, decay_rate FROM memories WHERE suppressed = 0").fetchall()
+    rows = conn.execute(
+        "SELECT activation, last_access, decay_rate FROM memories WHERE suppressed = 0"
+    ).fetchall()
     if not rows:
         return 0.0
     now = space.clock()
@@ -30,11 +32,21 @@ def introspect(space: "MemorySpace") -> SpaceStats:
     store = space.check_healthy()
     conn = store.reader()
     try:
-        by_type = {str(t): int(n) for t, n in conn.execute(
-            "SELECT memory_type, count(*) FROM memories WHERE suppressed = 0 GROUP BY memory_type ORDER BY 1")}
-        by_state = {str(s): int(n) for s, n in conn.execute(
-            "SELECT consolidation_state, count(*) FROM memories WHERE kind = 'episode' AND suppressed = 0 "
-            "GROUP BY consolidation_state ORDER BY 1")}
+        by_type = {
+            str(t): int(n)
+            for t, n in conn.execute(
+                "SELECT memory_type, count(*) FROM memories WHERE suppressed = 0 "
+                "GROUP BY memory_type ORDER BY 1"
+            )
+        }
+        by_state = {
+            str(s): int(n)
+            for s, n in conn.execute(
+                "SELECT consolidation_state, count(*) FROM memories "
+                "WHERE kind = 'episode' AND suppressed = 0 "
+                "GROUP BY consolidation_state ORDER BY 1"
+            )
+        }
         total, suppressed = conn.execute("SELECT count(*), total(suppressed) FROM memories").fetchone()
         associations = int(conn.execute("SELECT count(*) FROM associations").fetchone()[0])
         beliefs = int(conn.execute("SELECT count(*) FROM beliefs").fetchone()[0])
@@ -44,10 +56,18 @@ def introspect(space: "MemorySpace") -> SpaceStats:
         space.guard_read(exc)
         raise  # unreachable: guard_read always raises
     return SpaceStats(
-        memory_space_id=space.id, memories=int(total), by_type=by_type, by_consolidation_state=by_state,
-        suppressed=int(suppressed), associations=associations, beliefs=beliefs,
-        average_activation=round(avg, 6), index=space.ann.state() if space.ann is not None else {},
-        storage_bytes=store.size_bytes(), last_lsn=space.last_lsn,
-        last_consolidation=from_epoch(float(last[0])) if last else None, dimension=space.dim,
+        memory_space_id=space.id,
+        memories=int(total),
+        by_type=by_type,
+        by_consolidation_state=by_state,
+        suppressed=int(suppressed),
+        associations=associations,
+        beliefs=beliefs,
+        average_activation=round(avg, 6),
+        index=space.ann.state() if space.ann is not None else {},
+        storage_bytes=store.size_bytes(),
+        last_lsn=space.last_lsn,
+        last_consolidation=from_epoch(float(last[0])) if last else None,
+        dimension=space.dim,
         healthy=space.healthy,
     )

@@ -55,8 +55,10 @@ def recognize(space: "MemorySpace", item: RecognizeInput) -> Recognition:
     recognized = familiarity >= item.threshold
     if ranked:
         best = rows[ranked[0][1]]
-        reason = (f"closest memory {best[1]!r} at {familiarity:.2f} "
-                  f"({'at or above' if recognized else 'below'} the threshold {item.threshold:.2f})")
+        reason = (
+            f"closest memory {best[1]!r} at {familiarity:.2f} "
+            f"({'at or above' if recognized else 'below'} the threshold {item.threshold:.2f})"
+        )
     else:
         reason = "nothing in this space resembles the cue"
     # Confidence is in the *answer*: far above or far below the threshold is sure.
@@ -64,8 +66,12 @@ def recognize(space: "MemorySpace", item: RecognizeInput) -> Recognition:
     margin = abs(familiarity - item.threshold) / max(room, 1e-9)
     conf = 0.5 + 0.5 * min(1.0, margin)
     return Recognition(
-        recognized=recognized, familiarity=round(familiarity, 6), confidence=confidence_from(conf, reason),
-        matches=[RecognitionMatch(memory_id=str(rows[r][1]), similarity=round(s, 6), content=str(rows[r][3])[:200])
-                 for s, r in ranked],
+        recognized=recognized,
+        familiarity=round(familiarity, 6),
+        confidence=confidence_from(conf, reason),
+        matches=[
+            RecognitionMatch(memory_id=str(rows[r][1]), similarity=round(s, 6), content=str(rows[r][3])[:200])
+            for s, r in ranked
+        ],
         memory_space_id=space.id,
     )

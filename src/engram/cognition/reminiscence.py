@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from ..core.models import ReminisceQuery, Reminiscence, to_epoch
+from ..core.models import Reminiscence, ReminisceQuery, to_epoch
 from ..core.recall import text_candidates
 from ..index.vector import normalise
 
@@ -40,14 +40,19 @@ def reminisce(space: "MemorySpace", query: ReminisceQuery) -> Reminiscence:
             where.append("ep_when <= ?")
             args.append(end)
         try:
-            rowids = [int(r) for (r,) in conn.execute(
-                f"SELECT rowid FROM memories WHERE {' AND '.join(where)} ORDER BY ep_when, id LIMIT ?",
-                (*args, query.limit))]
+            rowids = [
+                int(r)
+                for (r,) in conn.execute(
+                    f"SELECT rowid FROM memories WHERE {' AND '.join(where)} ORDER BY ep_when, id LIMIT ?",
+                    (*args, query.limit),
+                )
+            ]
         except sqlite3.DatabaseError as exc:
             space.guard_read(exc)
         rows = space.rows_by_rowid(rowids)
-        return Reminiscence(episodes=[space.to_memory(rows[r]) for r in rowids if r in rows],
-                            memory_space_id=space.id)
+        return Reminiscence(
+            episodes=[space.to_memory(rows[r]) for r in rowids if r in rows], memory_space_id=space.id
+        )
 
     relevance: dict[int, float] = {}
     wide = max(200, query.limit * 4)
@@ -60,8 +65,11 @@ def reminisce(space: "MemorySpace", query: ReminisceQuery) -> Reminiscence:
                 relevance[rowid] = max(relevance.get(rowid, 0.0), sim)
     rows = space.rows_by_rowid(relevance)
     # row[2] kind, row[14] suppressed, row[16] ep_when
-    keep = [r for r in relevance if r in rows and rows[r][2] == "episode" and not rows[r][14]
-            and in_window(rows[r][16])]
+    keep = [
+        r
+        for r in relevance
+        if r in rows and rows[r][2] == "episode" and not rows[r][14] and in_window(rows[r][16])
+    ]
     keep = sorted(keep, key=lambda r: (-relevance[r], str(rows[r][1])))[: query.limit]
     keep.sort(key=lambda r: (rows[r][16], str(rows[r][1])))
     return Reminiscence(episodes=[space.to_memory(rows[r]) for r in keep], memory_space_id=space.id)

@@ -82,7 +82,9 @@ def fts_query(text: str) -> Optional[str]:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-def text_candidates(space: "MemorySpace", query: str, limit: int, episodes_only: bool = False) -> dict[int, float]:
+def text_candidates(
+    space: "MemorySpace", query: str, limit: int, episodes_only: bool = False
+) -> dict[int, float]:
     """``rowid -> [0, 1]`` text relevance of the best FTS matches (suppressed excluded)."""
     q = fts_query(query)
     if q is None:
@@ -137,7 +139,9 @@ def _like_escape(s: str) -> str:
 
 
 def has_context(cue: Cue) -> bool:
-    return bool(cue.time_start or cue.time_end or cue.location or cue.participants or cue.tags or cue.memory_type)
+    return bool(
+        cue.time_start or cue.time_end or cue.location or cue.participants or cue.tags or cue.memory_type
+    )
 
 
 def light_rows(space: "MemorySpace", rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
@@ -176,9 +180,7 @@ def light_matches(cue: Cue, row: tuple[Any, ...]) -> bool:
             return False
     if cue.tags and not set(json.loads(tags)).intersection(cue.tags):
         return False
-    if cue.memory_type is not None and mtype != cue.memory_type.value:
-        return False
-    return True
+    return cue.memory_type is None or mtype == cue.memory_type.value
 
 
 def _direct_candidates(space: "MemorySpace", cue: Cue, wide: int) -> tuple[dict[int, Candidate], bool]:
@@ -227,7 +229,6 @@ def _direct_candidates(space: "MemorySpace", cue: Cue, wide: int) -> tuple[dict[
 def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
     t0 = time.perf_counter()
     space.check_healthy()
-    settings = space.settings
     k = cue.max_results
     wide = max(50, k * 4)
     cands, context_only = _direct_candidates(space, cue, wide)
@@ -265,7 +266,7 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
     scored.sort(key=lambda t: (-t[0], rows[t[2].rowid][1]))
     scored = scored[:k]
 
-    full = space.rows_by_rowid(c.rowid for _, _, c in scored)
+    full: dict[int, Any] = space.rows_by_rowid(c.rowid for _, _, c in scored)
     items: list[tuple[float, RecallItem]] = []
     for score, act, c in scored:
         row = full.get(c.rowid)
@@ -274,14 +275,24 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
         direct = max(c.similarity, c.text, c.context if context_only else 0.0)
         source = "spreading" if ("spreading" in c.sources and direct == 0.0) else sorted(c.sources)[0]
         path = c.path if cue.trace_activation and c.path is not None else None
-        items.append((score, RecallItem(
-            memory=space.to_memory(row), score=round(score, 6), similarity=round(c.similarity, 6),
-            text_score=round(c.text, 6), activation=round(c.spread if c.spread else act, 6),
-            recency=round(recency(rows[c.rowid][4], now), 6),
-            confidence=confidence_from(score * (0.5 + 0.5 * row[5]), _reason(c, source, act)), source=source,
-            activation_path=None if path is None else [ActivationStep(memory_id=str(r), activation=round(a, 6))
-                                                       for r, a in path],
-        )))
+        items.append(
+            (
+                score,
+                RecallItem(
+                    memory=space.to_memory(row),
+                    score=round(score, 6),
+                    similarity=round(c.similarity, 6),
+                    text_score=round(c.text, 6),
+                    activation=round(c.spread if c.spread else act, 6),
+                    recency=round(recency(rows[c.rowid][4], now), 6),
+                    confidence=confidence_from(score * (0.5 + 0.5 * row[5]), _reason(c, source, act)),
+                    source=source,
+                    activation_path=None
+                    if path is None
+                    else [ActivationStep(memory_id=str(r), activation=round(a, 6)) for r, a in path],
+                ),
+            )
+        )
     if cue.trace_activation:
         _resolve_paths(space, [it for _, it in items])
     buckets = RecallBuckets()
@@ -290,29 +301,51 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
     interval = confidence_interval([s for s, _ in items])
     overall = confidence_from(
         interval.point,
-        f"{len(items)} result(s); mean score {interval.point:.2f}" if items
+        f"{len(items)} result(s); mean score {interval.point:.2f}"
+        if items
         else "nothing in this space matched the cue",
     )
     space.reinforce([c.rowid for _, _, c in scored if c.rowid in full])
     elapsed_ms = (time.perf_counter() - t0) * 1000
-    space.events.publish("recalled", space.last_lsn, {
-        "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
-        "confidence": overall.value,
-    })
-    metadata: dict[str, Any] = {"timing_ms": round(elapsed_ms, 3), "mode": cue.mode.value,
-                                "candidates": len(cands), "index": space.ann.state() if space.ann else {}}
+    space.events.publish(
+        "recalled",
+        space.last_lsn,
+        {
+            "results": len(items),
+            "mode": cue.mode.value,
+            "top": [it.memory.id for _, it in items[:5]],
+            "confidence": overall.value,
+        },
+    )
+    metadata: dict[str, Any] = {
+        "timing_ms": round(elapsed_ms, 3),
+        "mode": cue.mode.value,
+        "candidates": len(cands),
+        "index": space.ann.state() if space.ann else {},
+    }
     if spread_meta:
         metadata["spreading"] = spread_meta
     if cue.trace_activation:
         metadata["activation_paths"] = {
             it.memory.id: [s.model_dump() for s in (it.activation_path or [])] for _, it in items
         }
-    return RecallResult(memories=buckets, recall_confidence=overall, confidence_interval=interval,
-                        metadata=metadata, memory_space_id=space.id)
+    return RecallResult(
+        memories=buckets,
+        recall_confidence=overall,
+        confidence_interval=interval,
+        metadata=metadata,
+        memory_space_id=space.id,
+    )
 
 
-def _spread_into(space: "MemorySpace", cue: Cue, cands: dict[int, Candidate], rows: dict[int, tuple[Any, ...]],
-                 k: int, context_only: bool) -> dict[str, Any]:
+def _spread_into(
+    space: "MemorySpace",
+    cue: Cue,
+    cands: dict[int, Candidate],
+    rows: dict[int, tuple[Any, ...]],
+    k: int,
+    context_only: bool,
+) -> dict[str, Any]:
     """Seed from the best direct candidates, spread, and add what it reached to ``cands``."""
     settings = space.settings
 
@@ -322,9 +355,11 @@ def _spread_into(space: "MemorySpace", cue: Cue, cands: dict[int, Candidate], ro
     seeds_sorted = sorted(cands.values(), key=lambda c: (-direct(c), c.rowid))[: max(5, k)]
     seeds = {c.rowid: direct(c) for c in seeds_sorted}
     res = spread(
-        seeds, neighbour_fetch(space),
+        seeds,
+        neighbour_fetch(space),
         max_hops=cue.max_hops if cue.max_hops is not None else settings.spreading_max_hops,
-        decay=settings.spreading_decay, threshold=settings.spreading_threshold,
+        decay=settings.spreading_decay,
+        threshold=settings.spreading_threshold,
         budget_seconds=settings.spreading_time_budget_ms / 1000.0,
     )
     reached = [r for r, h in res.hits.items() if h.hops > 0]
@@ -348,9 +383,16 @@ def _spread_into(space: "MemorySpace", cue: Cue, cands: dict[int, Candidate], ro
         c = cands[rowid]
         if c.path is None:
             c.path = res.hits[rowid].path
-    space.events.publish("activation", space.last_lsn, {
-        "seeds": len(seeds), "reached": len(reached), "hops": res.hops_done, "truncated": res.truncated,
-    })
+    space.events.publish(
+        "activation",
+        space.last_lsn,
+        {
+            "seeds": len(seeds),
+            "reached": len(reached),
+            "hops": res.hops_done,
+            "truncated": res.truncated,
+        },
+    )
     return {"hops": res.hops_done, "truncated": res.truncated, "reached": len(reached), "seeds": len(seeds)}
 
 
@@ -362,8 +404,9 @@ def confidence_interval(scores: list[float]) -> ConfidenceInterval:
         half = max(half, 0.05 / math.sqrt(len(scores)))
     else:
         half = 0.15 if scores else 0.5
-    return ConfidenceInterval(lower=round(max(0.0, point - half), 6), point=round(point, 6),
-                              upper=round(min(1.0, point + half), 6))
+    return ConfidenceInterval(
+        lower=round(max(0.0, point - half), 6), point=round(point, 6), upper=round(min(1.0, point + half), 6)
+    )
 
 
 def _reason(c: Candidate, source: str, act: float) -> str:
