@@ -151,32 +151,44 @@ def _rate(stub: spb_grpc.EngramServiceStub, space: str, n: int, tag: str) -> flo
 
 
 def test_stalled_reader_does_not_slow_other_streams(srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
+    """A stream whose client stopped reading costs the others (same space and other space) < 20%.
+
+    Each measurement uses a fresh space pre-filled with the same number of memories (the write
+    path slows as a space grows, which would otherwise bias whichever phase runs later), and
+    the phases are interleaved; the best of each is compared (the machine is shared, and noise
+    only ever slows a run down).
+    """
     n = 400
-    baseline = [_rate(stub, "beta", n, "base0")]
     # A separate connection without BDP probing keeps the HTTP/2 window small (64 KiB), so the
     # stalled streams' bounded server-side queues really fill up.
     stalled_channel = grpc.insecure_channel(srv.grpc_target, options=[("grpc.http2.bdp_probe", 0)])
     stalled_stub = spb_grpc.EngramServiceStub(stalled_channel)
-    stalled = [open_stream(stalled_stub, "beta"), open_stream(stalled_stub, "alpha")]  # subscribed, never read
-    remember_many(stub, "alpha", "fill-a", 2 * n, 300)  # both stalled streams are now full and dropping
-    remember_many(stub, "beta", "fill-b", 2 * n, 300)
-    with_stall = [_rate(stub, "beta", n, f"stall{i}") for i in range(2)]
+    other = open_stream(stalled_stub, "alpha")  # stalled, in another space: filled once, dropping from then on
+    remember_many(stub, "alpha", "fill-a", 2 * n, 300)
+    rates: dict[str, list[float]] = {"base": [], "stall": []}
+    stalled_here = []
+    for round_ in range(2):
+        for phase in ("base", "stall"):
+            space = f"stall-test-{phase}-{round_}"
+            stub.CreateSpace(spb.CreateSpaceRequest(memory_space_id=space))
+            if phase == "stall":
+                stalled_here.append(open_stream(stalled_stub, space))  # same space, never read
+            remember_many(stub, space, "fill", 2 * n, 300)
+            rates[phase].append(_rate(stub, space, n, "measure"))
 
     # The stalled subscriber fell behind its own bounded queue: when it reads again it is told
     # what it missed (the first heartbeat marks the end of its backlog).
     lagged = None
-    for resp in stalled[0]:
+    for resp in stalled_here[0]:
         if resp.HasField("lag_notice"):
             lagged = resp.lag_notice
             break
         assert not resp.HasField("heartbeat"), "backlog drained without a lag notice"
-    assert lagged is not None and lagged.missed > 0 and lagged.memory_space_id == "beta"
-    for call in stalled:
+    assert lagged is not None and lagged.missed > 0 and lagged.memory_space_id == "stall-test-stall-0"
+    for call in [other, *stalled_here]:
         call.cancel()
     stalled_channel.close()
-    baseline.append(_rate(stub, "beta", n, "base1"))
-    # Best of each: the machine is shared, so single runs are noisy in both directions.
-    assert max(with_stall) >= 0.8 * max(baseline), (baseline, with_stall)
+    assert max(rates["stall"]) >= 0.8 * max(rates["base"]), rates
 
 
 def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.EngramServiceStub) -> None:

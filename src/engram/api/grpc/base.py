@@ -66,7 +66,7 @@ class Adapter:
             status = mapped.status.name
             self.log_failure(rpc, space, mapped, calls.peer)
             await self.abort(context, mapped, calls.trailing())
-            raise AssertionError("unreachable: abort raises")  # pragma: no cover
+            raise AssertionError("unreachable: abort raises") from exc  # pragma: no cover
         finally:
             self.observe(rpc, space, status, t0)
 
@@ -93,6 +93,6 @@ class Adapter:
             status = mapped.status.name
             self.log_failure(rpc, space, mapped, context.peer() or "unknown")
             await self.abort(context, mapped)
-            raise AssertionError("unreachable: abort raises")  # pragma: no cover
+            raise AssertionError("unreachable: abort raises") from exc  # pragma: no cover
         finally:
             self.observe(rpc, space, status, t0)
