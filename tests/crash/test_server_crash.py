@@ -304,15 +304,23 @@ DAMAGE_SPACES = ["dmg-torn", "dmg-page", "dmg-ok1", "dmg-ok2"]
 
 
 def _fill(srv: EngramProcess, n: int = 30) -> dict[str, dict[str, str]]:
-    written: dict[str, dict[str, str]] = {}
-    for sp in DAMAGE_SPACES:
+    """Write ``n`` memories into every damage space, the spaces in parallel (writes in order per space)."""
+    written: dict[str, dict[str, str]] = {sp: {} for sp in DAMAGE_SPACES}
+
+    def one(sp: str) -> None:
         with RestSpaceClient(srv.http_url, sp) as c:
-            written[sp] = {}
             for i in range(n):
                 mid = f"{sp}.{i}"
                 content = f"{mid} " + "lorem ipsum " * 40
                 c.remember(id=mid, content=content, embedding=vec(i), metadata={"space": sp})
                 written[sp][mid] = content
+
+    threads = [threading.Thread(target=one, args=(sp,)) for sp in DAMAGE_SPACES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(len(w) == n for w in written.values()), {sp: len(w) for sp, w in written.items()}
     return written
 
 

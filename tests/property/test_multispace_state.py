@@ -64,7 +64,7 @@ class MultiSpaceMachine(RuleBasedStateMachine):
 
     def _open(self) -> EngramService:
         return EngramService(load_settings(
-            overrides={"data_dir": self.root, "bootstrap_spaces": ",".join(SPACES),
+            overrides={"data_dir": self.root, "bootstrap_spaces": ",".join(SPACES), "durability": "buffered",
                        "consolidation_interval_seconds": 0, "log_json": False},
             use_env=False,
         ))
@@ -224,7 +224,7 @@ class MultiSpaceMachine(RuleBasedStateMachine):
 
 
 MultiSpaceMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=25, deadline=None,
+    max_examples=25, stateful_step_count=20, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestMultiSpace = MultiSpaceMachine.TestCase
