@@ -124,71 +124,80 @@ def test_two_spaces_streams_see_only_their_own_events(stub: spb_grpc.EngramServi
     n = 150
     streams = {space: open_stream(stub, space) for space in ("alpha", "beta")}
     seen: dict[str, list[Any]] = {"alpha": [], "beta": []}
-    readers = [threading.Thread(target=_collect, args=(streams[s], n, seen[s])) for s in streams]
+    missed: dict[str, list[int]] = {"alpha": [], "beta": []}
+    readers = [threading.Thread(target=_collect, args=(streams[s], n, seen[s], missed[s])) for s in streams]
     writers = [threading.Thread(target=remember_many, args=(stub, s, f"iso-{s}", n)) for s in streams]
     for t in readers + writers:
         t.start()
     for t in writers + readers:
         t.join(120)
     for space, events in seen.items():
-        assert len(events) == n
+        # Every event of its own space is delivered, or accounted for by a lag notice when this
+        # (deliberately small-queued) reader fell behind on a loaded machine - never another's.
+        assert len(events) + sum(missed[space]) == n
         assert {e.memory_space_id for e in events} == {space}
-        assert {e.memory_id for e in events} == {f"iso-{space}-{i}" for i in range(1, n + 1)}
+        assert {e.memory_id for e in events} <= {f"iso-{space}-{i}" for i in range(1, n + 1)}
+        assert len(events) >= n // 2
         assert [e.lsn for e in events] == sorted(e.lsn for e in events)
 
 
-def _rate(stub: spb_grpc.EngramServiceStub, space: str, n: int, tag: str) -> float:
+def _measure(stub: spb_grpc.EngramServiceStub, space: str, n: int, out: dict[str, float]) -> None:
     """Events per second one reading stream receives while a writer stores ``n`` memories."""
     call = open_stream(stub, space)
     got: list[Any] = []
     t0 = time.perf_counter()
     reader = threading.Thread(target=_collect, args=(call, n, got, []))
     reader.start()
-    remember_many(stub, space, tag, n, pad=300)
+    remember_many(stub, space, "measure", n, pad=300)
     reader.join(120)
     assert not reader.is_alive()
-    return len(got) / (time.perf_counter() - t0)
+    out[space] = len(got) / (time.perf_counter() - t0)
 
 
 def test_stalled_reader_does_not_slow_other_streams(srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
-    """A stream whose client stopped reading costs the others (same space and other space) < 20%.
+    """A stream whose client stopped reading costs the other streams (same and other space) < 20%.
 
-    Each measurement uses a fresh space pre-filled with the same number of memories (the write
-    path slows as a space grows, which would otherwise bias whichever phase runs later), and
-    the phases are interleaved; the best of each is compared (the machine is shared, and noise
-    only ever slows a run down).
+    The two sides run *at the same time*, so they share whatever load the machine has: space
+    ``calm-*`` has one reading stream; space ``stalled-*`` has the same reader plus a stream that
+    never reads (and ``alpha`` has another). Both spaces are pre-filled equally (the write path
+    slows as a space grows) so the stalled streams are full and dropping before measuring.
     """
     n = 400
     # A separate connection without BDP probing keeps the HTTP/2 window small (64 KiB), so the
     # stalled streams' bounded server-side queues really fill up.
     stalled_channel = grpc.insecure_channel(srv.grpc_target, options=[("grpc.http2.bdp_probe", 0)])
     stalled_stub = spb_grpc.EngramServiceStub(stalled_channel)
-    other = open_stream(stalled_stub, "alpha")  # stalled, in another space: filled once, dropping from then on
+    stalled = [open_stream(stalled_stub, "alpha")]
     remember_many(stub, "alpha", "fill-a", 2 * n, 300)
-    rates: dict[str, list[float]] = {"base": [], "stall": []}
-    stalled_here = []
+    ratios = []
     for round_ in range(2):
-        for phase in ("base", "stall"):
-            space = f"stall-test-{phase}-{round_}"
+        calm, busy = f"calm-{round_}", f"stalled-{round_}"
+        for space in (calm, busy):
             stub.CreateSpace(spb.CreateSpaceRequest(memory_space_id=space))
-            if phase == "stall":
-                stalled_here.append(open_stream(stalled_stub, space))  # same space, never read
+        stalled.append(open_stream(stalled_stub, busy))  # same space as the measured reader, never read
+        for space in (calm, busy):
             remember_many(stub, space, "fill", 2 * n, 300)
-            rates[phase].append(_rate(stub, space, n, "measure"))
+        rates: dict[str, float] = {}
+        sides = [threading.Thread(target=_measure, args=(stub, space, n, rates)) for space in (calm, busy)]
+        for t in sides:
+            t.start()
+        for t in sides:
+            t.join(120)
+        ratios.append(rates[busy] / rates[calm])
 
     # The stalled subscriber fell behind its own bounded queue: when it reads again it is told
     # what it missed (the first heartbeat marks the end of its backlog).
     lagged = None
-    for resp in stalled_here[0]:
+    for resp in stalled[1]:
         if resp.HasField("lag_notice"):
             lagged = resp.lag_notice
             break
         assert not resp.HasField("heartbeat"), "backlog drained without a lag notice"
-    assert lagged is not None and lagged.missed > 0 and lagged.memory_space_id == "stall-test-stall-0"
-    for call in [other, *stalled_here]:
+    assert lagged is not None and lagged.missed > 0 and lagged.memory_space_id == "stalled-0"
+    for call in stalled:
         call.cancel()
     stalled_channel.close()
-    assert max(rates["stall"]) >= 0.8 * max(rates["base"]), rates
+    assert max(ratios) >= 0.8, ratios
 
 
 def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.EngramServiceStub) -> None:
