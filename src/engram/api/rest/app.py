@@ -49,11 +49,12 @@ def create_app(service: EngramService) -> FastAPI:
                   redoc_url=None)
     app.state.service = service
     space = SpaceResolver(service)
-    app.include_router(routes_system.router(service, space))
-    app.include_router(routes_spaces.router(service))
+    # Starlette matches routes in order: the hot data-plane routes first.
     app.include_router(routes_memories.router(service, space))
     app.include_router(routes_cognition.router(service, space))
     app.include_router(routes_streams.router(service, space))
+    app.include_router(routes_spaces.router(service))
+    app.include_router(routes_system.router(service, space))
     errors.install(app)
     app.add_middleware(EngramMiddleware, service=service)
     openapi.install(app)

@@ -31,6 +31,9 @@ HEADER_SOURCES = (
     ("x-memory-space-id", "header:X-Memory-Space-Id"),
 )
 
+_HEADER_SOURCES_B = tuple((key.encode(), name) for key, name in HEADER_SOURCES)
+_HEADER_KEYS = frozenset(key for key, _ in _HEADER_SOURCES_B)
+
 SPACE_ID_SCHEMA: dict[str, Any] = {
     "type": "string", "minLength": 3, "maxLength": 64, "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$",
     "example": "agent-7",
@@ -88,9 +91,14 @@ class SpaceResolver:
 
     @staticmethod
     def sources(request: Request, body_space: Optional[str] = None) -> list[tuple[str, Optional[str]]]:
-        headers = request.headers
-        out: list[tuple[str, Optional[str]]] = [(name, headers.get(key)) for key, name in HEADER_SOURCES]
-        out.append(("query:space", request.query_params.get("space")))
+        # One pass over the raw headers (this runs on every data-plane request).
+        found: dict[bytes, str] = {}
+        for key, value in request.scope["headers"]:
+            if key in _HEADER_KEYS and key not in found:
+                found[key] = value.decode("latin-1")
+        out: list[tuple[str, Optional[str]]] = [(name, found.get(key)) for key, name in _HEADER_SOURCES_B]
+        query = request.scope.get("query_string", b"")
+        out.append(("query:space", request.query_params.get("space") if b"space=" in query else None))
         out.append(("body:memory_space_id", body_space))
         return out
 
