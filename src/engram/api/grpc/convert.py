@@ -188,7 +188,7 @@ def cue(msg: pb.Cue, prefix: str = "cue") -> m.Cue:
 def forget_mode(value: int) -> m.ForgetMode:
     if value == pb.FORGET_MODE_UNSPECIFIED:
         return m.ForgetMode.suppress
-    mode = FORGET_MODES.get(value)
+    mode = FORGET_MODES.get(value)  # type: ignore[call-overload]
     if mode is None:
         from ...errors import InvalidInput
 
@@ -271,16 +271,16 @@ def event_types(values: Any, prefix: str = "event_types") -> Optional[list[str]]
 
 
 def confidence(c: m.Confidence) -> pb.Confidence:
-    return pb.Confidence(value=c.value, category=CATEGORY_OUT.get(c.category.value, 0), reasoning=c.reasoning)
+    return pb.Confidence(value=c.value, category=CATEGORY_OUT.get(c.category.value, pb.CONFIDENCE_CATEGORY_UNSPECIFIED), reasoning=c.reasoning)
 
 
 def receipt(r: m.StoreReceipt) -> pb.StoreReceipt:
     return pb.StoreReceipt(
         memory_id=r.memory_id, storage_confidence=confidence(r.storage_confidence),
-        consolidation_state=CONSOLIDATION_OUT.get(r.consolidation_state.value, 0),
+        consolidation_state=CONSOLIDATION_OUT.get(r.consolidation_state.value, pb.CONSOLIDATION_STATE_UNSPECIFIED),
         observed_at=ts_out(r.observed_at), stored_at=ts_out(r.stored_at),
         auto_links=[pb.AutoLink(target_id=a.target_id, strength=a.strength) for a in r.auto_links],
-        lsn=r.lsn, durability=DURABILITY_OUT.get(r.durability, 0), memory_space_id=r.memory_space_id,
+        lsn=r.lsn, durability=DURABILITY_OUT.get(r.durability, pb.DURABILITY_UNSPECIFIED), memory_space_id=r.memory_space_id,
     )
 
 
@@ -289,7 +289,7 @@ def memory(mem: m.Memory) -> pb.Memory:
         id=mem.id, content=mem.content, embedding=mem.embedding or (), confidence=mem.confidence,
         created_at=ts_out(mem.created_at), last_access=ts_out(mem.last_access), access_count=mem.access_count,
         activation=mem.activation, decay_rate=mem.decay_rate, tags=mem.tags,
-        memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, 0), metadata=mem.metadata,
+        memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, pb.MEMORY_TYPE_UNSPECIFIED), metadata=mem.metadata,
         suppressed=mem.suppressed, lsn=mem.lsn,
     )
     if mem.when is not None:
@@ -297,8 +297,9 @@ def memory(mem: m.Memory) -> pb.Memory:
             when=ts_out(mem.when), what=mem.what or "", where_location=mem.where_location or "", who=mem.who or (),
             why=mem.why or "", how=mem.how or "", emotional_valence=mem.emotional_valence or 0.0,
             importance=mem.importance or 0.0,
-            consolidation_state=CONSOLIDATION_OUT.get(mem.consolidation_state.value, 0)
-            if mem.consolidation_state else 0,
+            consolidation_state=CONSOLIDATION_OUT.get(
+                mem.consolidation_state.value if mem.consolidation_state else "",
+                pb.CONSOLIDATION_STATE_UNSPECIFIED),
         ))
     return out
 
@@ -307,7 +308,7 @@ def recall_item(it: m.RecallItem) -> pb.RecallItem:
     return pb.RecallItem(
         memory=memory(it.memory), score=it.score, similarity=it.similarity, text_score=it.text_score,
         activation=it.activation, recency=it.recency, confidence=confidence(it.confidence),
-        source=SOURCE_OUT.get(it.source, 0),
+        source=SOURCE_OUT.get(it.source, pb.RECALL_SOURCE_UNSPECIFIED),
         activation_path=[pb.ActivationStep(memory_id=s.memory_id, activation=s.activation)
                          for s in it.activation_path or ()],
     )
@@ -329,13 +330,13 @@ def recall_result(r: m.RecallResult) -> pb.RecallResult:
         confidence_interval=pb.ConfidenceInterval(lower=r.confidence_interval.lower, point=r.confidence_interval.point,
                                                   upper=r.confidence_interval.upper),
         metadata=pb.RecallMetadata(timing_ms=timing_ms, candidates=int(candidates or 0),
-                                   mode=RECALL_MODES_OUT.get(str(mode), 0), extra=struct(meta)),
+                                   mode=RECALL_MODES_OUT.get(str(mode), pb.RECALL_MODE_UNSPECIFIED), extra=struct(meta)),
         memory_space_id=r.memory_space_id,
     )
 
 
 def forget_response(r: m.ForgetReceipt) -> spb.ForgetResponse:
-    return spb.ForgetResponse(memory_id=r.memory_id, mode=FORGET_MODES_OUT.get(r.mode.value, 0), lsn=r.lsn,
+    return spb.ForgetResponse(memory_id=r.memory_id, mode=FORGET_MODES_OUT.get(r.mode.value, pb.FORGET_MODE_UNSPECIFIED), lsn=r.lsn,
                               removed_associations=r.removed_associations, memory_space_id=r.memory_space_id)
 
 
@@ -372,13 +373,13 @@ def introspect_response(st: m.SpaceStats, durability: str, version: str) -> spb.
     stats = st.model_dump()
     desc = pb.SpaceDescriptor(id=st.memory_space_id, memory_count=st.memories, dimension=st.dimension,
                               last_lsn=st.last_lsn, healthy=st.healthy, loaded=True, stats=_stats(stats))
-    return spb.IntrospectResponse(space=desc, durability=DURABILITY_OUT.get(durability, 0), server_version=version,
+    return spb.IntrospectResponse(space=desc, durability=DURABILITY_OUT.get(durability, pb.DURABILITY_UNSPECIFIED), server_version=version,
                                   memory_space_id=st.memory_space_id)
 
 
 def association(a: m.Association) -> pb.Association:
     return pb.Association(source_id=a.source_id, target_id=a.target_id, strength=a.strength,
-                          kind=ASSOCIATION_OUT.get(a.kind, 0))
+                          kind=ASSOCIATION_OUT.get(a.kind, pb.ASSOCIATION_KIND_UNSPECIFIED))
 
 
 def recognize_response(r: m.Recognition) -> spb.RecognizeResponse:
@@ -426,7 +427,7 @@ def complete_response(c: m.Completion) -> spb.CompleteResponse:
         cf = pb.CompletedField(field=f.field, confidence=confidence(m.confidence_from(f.confidence, f.source)),
                                source_memory_ids=f.from_memory_ids,
                                source={"given": pb.COMPLETION_SOURCE_GIVEN, "recalled": pb.COMPLETION_SOURCE_RECALLED,
-                                       "reconstructed": pb.COMPLETION_SOURCE_RECONSTRUCTED}.get(f.source, 0))
+                                       "reconstructed": pb.COMPLETION_SOURCE_RECONSTRUCTED}.get(f.source, pb.COMPLETION_SOURCE_UNSPECIFIED))
         if isinstance(f.value, list):
             cf.values.extend(str(v) for v in f.value)
         elif f.value is not None:
@@ -438,7 +439,7 @@ def complete_response(c: m.Completion) -> spb.CompleteResponse:
 
 
 def event(e: Event) -> pb.Event:
-    return pb.Event(type=EVENT_TYPES_OUT.get(e.type, 0), lsn=e.lsn, timestamp=ts_epoch(e.timestamp),
+    return pb.Event(type=EVENT_TYPES_OUT.get(e.type, pb.EVENT_TYPE_UNSPECIFIED), lsn=e.lsn, timestamp=ts_epoch(e.timestamp),
                     memory_id=str(e.data.get("memory_id") or ""), data=struct(e.data),
                     memory_space_id=e.memory_space_id)
 

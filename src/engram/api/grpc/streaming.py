@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeAlias
 
 import grpc
 
@@ -42,7 +42,7 @@ from .space import CallSpace
 
 log = logging.getLogger("engram.grpc")
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 #: Requests in flight per StreamingRemember / StreamingRecall stream.
 PIPELINE_WINDOW = 256

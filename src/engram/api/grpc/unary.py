@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TypeAlias
 
 import grpc
 
@@ -12,7 +12,7 @@ from .base import Adapter
 from . import convert as c
 from .gen import service_pb2 as spb
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class UnaryHandlers(Adapter):
