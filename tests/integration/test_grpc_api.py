@@ -206,6 +206,10 @@ def test_every_call_logs_its_space(srv: EngramProcess, stub: spb_grpc.EngramServ
         stub.GetMemory(spb.GetMemoryRequest(memory_id="nope", memory_space_id="beta"))
     failures = [r for r in srv.log_records() if r.get("logger") == "engram.grpc" and r.get("rpc") == "GetMemory"]
     assert failures and failures[-1]["memory_space"] == "beta" and failures[-1]["status"] == "NOT_FOUND"
+    with pytest.raises(grpc.RpcError):
+        stub.GetMemory(spb.GetMemoryRequest(memory_id="nope", memory_space_id="No Such!"))
+    bad = [r for r in srv.log_records() if r.get("logger") == "engram.grpc" and r.get("rpc") == "GetMemory"]
+    assert bad[-1]["memory_space"] is None and bad[-1]["requested_space"] == "No Such!"
 
 
 def test_health_service(channel: grpc.Channel) -> None:

@@ -38,11 +38,19 @@ class Adapter:
     def observe(self, rpc: str, space: Optional[str], status: str, t0: float) -> None:
         self.metrics.observe("grpc", rpc, space, status, time.perf_counter() - t0)
 
-    def log_failure(self, rpc: str, space: Optional[str], mapped: MappedError, peer: str) -> None:
+    def log_failure(self, rpc: str, space: Optional[str], mapped: MappedError, peer: str,
+                    requested: Optional[str] = None) -> None:
+        """One line per failed call (or stream message), always naming the space.
+
+        When the space itself was the problem (invalid id, conflict) ``memory_space`` is null
+        and ``requested_space`` carries what the client sent, truncated.
+        """
         level = logging.ERROR if mapped.status == grpc.StatusCode.INTERNAL else logging.INFO
-        log.log(level, "%s failed: %s %s", rpc, mapped.status.name, mapped.message,
-                extra={"memory_space": space, "rpc": rpc, "transport": "grpc", "status": mapped.status.name,
-                       "code": mapped.error.code, "peer": peer})
+        extra = {"memory_space": space, "rpc": rpc, "transport": "grpc", "status": mapped.status.name,
+                 "code": mapped.error.code, "peer": peer}
+        if space is None and requested:
+            extra["requested_space"] = requested[:80]
+        log.log(level, "%s failed: %s %s", rpc, mapped.status.name, mapped.message, extra=extra)
 
     async def abort(self, context: grpc.aio.ServicerContext, mapped: MappedError,
                     extra: tuple[tuple[str, Any], ...] = ()) -> None:
@@ -64,7 +72,7 @@ class Adapter:
         except Exception as exc:  # mapped to a status, never UNKNOWN
             mapped = map_error(exc, rpc=rpc, space=space)
             status = mapped.status.name
-            self.log_failure(rpc, space, mapped, calls.peer)
+            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value)
             await self.abort(context, mapped, calls.trailing())
             raise AssertionError("unreachable: abort raises") from exc  # pragma: no cover
         finally:
@@ -91,7 +99,8 @@ class Adapter:
         except Exception as exc:
             mapped = map_error(exc, rpc=rpc, space=space)
             status = mapped.status.name
-            self.log_failure(rpc, space, mapped, context.peer() or "unknown")
+            self.log_failure(rpc, space, mapped, context.peer() or "unknown",
+                             getattr(request, "memory_space_id", None) or None)
             await self.abort(context, mapped)
             raise AssertionError("unreachable: abort raises") from exc  # pragma: no cover
         finally:

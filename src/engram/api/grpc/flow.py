@@ -95,7 +95,8 @@ class _Flow:
             await self.out.put(spb.MemoryFlowResponse(sequence=seq, flow_ack=ack, memory_space_id=self._space_of(seq)))
         except Exception as exc:  # answered as an ErrorDetail; the flow stays open
             mapped = map_error(exc, rpc="MemoryFlow")
-            self.h.log_failure("MemoryFlow", None, mapped, self.calls.peer)
+            self.h.log_failure("MemoryFlow", None, mapped, self.calls.peer,
+                               req.memory_space_id or self.calls.metadata_value)
             await self.out.put(spb.MemoryFlowResponse(sequence=seq, error=mapped.detail()))
 
     def _done(self, task: asyncio.Task[Any]) -> None:

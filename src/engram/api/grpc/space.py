@@ -46,6 +46,10 @@ class CallSpace:
         self.warning: Optional[str] = None
 
     @property
+    def metadata_value(self) -> Optional[str]:
+        return self._meta
+
+    @property
     def peer(self) -> str:
         if self._peer is None:
             self._peer = self.context.peer() or "unknown"

@@ -98,7 +98,7 @@ class StreamingHandlers(Adapter):
         except Exception as exc:
             mapped = map_error(exc, rpc=rpc, space=space)
             status = mapped.status.name
-            self.log_failure(rpc, space, mapped, calls.peer)
+            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value)
             await self.abort(context, mapped, calls.trailing())
         finally:
             if sub is not None:
@@ -134,7 +134,7 @@ class StreamingHandlers(Adapter):
         except Exception as exc:
             mapped = map_error(exc, rpc=rpc, space=space)
             status = mapped.status.name
-            self.log_failure(rpc, space, mapped, calls.peer)
+            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value)
             await self.abort(context, mapped, calls.trailing())
         finally:
             self.observe(rpc, space, status, t0)
@@ -199,7 +199,7 @@ class StreamingHandlers(Adapter):
         except Exception as exc:  # the stream stays open; this message carries the error
             mapped = map_error(exc, rpc=calls.rpc, space=space)
             status = mapped.status.name
-            self.log_failure(calls.rpc, space, mapped, calls.peer)
+            self.log_failure(calls.rpc, space, mapped, calls.peer, field_value or calls.metadata_value)
             return failed(space, mapped.detail())
         finally:
             self.observe(calls.rpc, space, status, t0)
