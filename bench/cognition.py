@@ -45,6 +45,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# Python puts this script's directory first on sys.path; a sibling bench
+# module named like a stdlib one (bench/http.py) would then shadow it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT / "src"))
 
 from engram.core.models import ConsolidateInput, Cue, EpisodeInput, MemoryInput, RecallMode  # noqa: E402

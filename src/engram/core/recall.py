@@ -51,7 +51,9 @@ W_RELEVANCE, W_ACTIVATION, W_CONFIDENCE, W_RECENCY = 0.7, 0.1, 0.1, 0.1
 # In hybrid mode an association adds at most this share of the gap to 1.
 HYBRID_SPREAD_SHARE = 0.5
 # Memories reached only by spreading that are scored (most active first).
-SPREAD_SCORED_MIN = 200
+SPREAD_SCORED_MIN = 100
+# Frontier nodes expanded per hop (see cognition.spreading): bounds a hop's edge reads.
+SPREAD_BEAM = 32
 
 LIGHT_COLUMNS = (
     "rowid, id, confidence, created_at, last_access, activation, decay_rate, tags, memory_type, suppressed, "
@@ -361,10 +363,12 @@ def _spread_into(
         decay=settings.spreading_decay,
         threshold=settings.spreading_threshold,
         budget_seconds=settings.spreading_time_budget_ms / 1000.0,
+        beam=SPREAD_BEAM,
     )
     reached = [r for r, h in res.hits.items() if h.hops > 0]
-    # Only the most active newcomers are worth scoring: a weaker one cannot
-    # outrank them, since the other score terms weigh at most 0.3 together.
+    # Only the most active newcomers are scored (each costs a row read): the
+    # other score terms weigh 0.3 together, so a much weaker newcomer could
+    # rarely outrank them, and never by relevance.
     new = sorted((r for r in reached if r not in cands), key=lambda r: (-res.hits[r].activation, r))
     new = new[: max(SPREAD_SCORED_MIN, 10 * k)]
     rows.update(light_rows(space, new))

@@ -108,6 +108,8 @@ CREATE TABLE IF NOT EXISTS beliefs (
     run_id TEXT NOT NULL,
     lsn INTEGER NOT NULL
 );
+-- cognition: spreading skips suppressed memories; this partial index keeps that check cheap
+CREATE INDEX IF NOT EXISTS memories_suppressed ON memories(rowid) WHERE suppressed = 1;
 """
 
 WriteOp = Callable[[sqlite3.Connection, int], Any]
