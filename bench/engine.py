@@ -10,9 +10,19 @@ Measures (issue 2 targets in brackets):
   * resident memory per stored 768-d memory                     [<= 5 KB]
   * time to reopen a space of 100k memories                     [< 5 s]
   * recall P50 with 1, 5 and 10 loaded spaces                   [<= 5 % slower with 10]
+
+``--quick`` runs every section at small sizes (a smoke run, ~1 minute); the full
+run takes several minutes, most of it building the 100k HNSW graph.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's directory is sys.path[0]; a sibling module named
+# like a stdlib one (bench/http.py) would shadow it for every library we import.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import asyncio
@@ -21,10 +31,8 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,18 +41,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from engram.core.models import Cue, MemoryInput  # noqa: E402
+from engram.core.recall import recall as core_recall  # noqa: E402
 from engram.service import EngramService  # noqa: E402
 from engram.settings import load_settings  # noqa: E402
 
 DIM = 768
+TARGETS = {
+    "durable_remember_per_second": 20_000,
+    "indexed_p99_ms_100k": 5.0,
+    "exact_p99_ms_100k": 30.0,
+    "recall_at_10": 0.95,
+    "bytes_per_memory": 5 * 1024,
+    "reopen_seconds_100k": 5.0,
+    "ten_spaces_p50_overhead_pct": 5.0,
+}
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 256) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
     labels = rng.integers(0, clusters, n)
-    data = centres[labels] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
-    return data
+    return centres[labels] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -56,19 +73,17 @@ def make_service(data_dir: Path, spaces: tuple[str, ...], **overrides: Any) -> E
     return EngramService(settings)
 
 
-async def _remember_all(svc: EngramService, space: str, vecs: np.ndarray, writers: int, offset: int = 0) -> float:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(len(vecs)):
-        queue.put_nowait(i)
-    items = [MemoryInput(content=f"memory {offset + i} about topic {(offset + i) % 97}", embedding=vecs[i].tolist())
-             for i in range(len(vecs))]
+def items_for(vecs: np.ndarray, offset: int = 0) -> list[MemoryInput]:
+    return [MemoryInput(content=f"memory {offset + i} about topic {(offset + i) % 97}", embedding=vecs[i].tolist())
+            for i in range(len(vecs))]
+
+
+async def _remember_all(svc: EngramService, space: str, items: list[MemoryInput], writers: int) -> float:
+    """``writers`` concurrent tasks, each awaiting one durable remember at a time."""
+    it = iter(range(len(items)))
 
     async def writer() -> None:
-        while True:
-            try:
-                i = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+        for i in it:
             await svc.remember(space, items[i])
 
     t0 = time.perf_counter()
@@ -78,35 +93,25 @@ async def _remember_all(svc: EngramService, space: str, vecs: np.ndarray, writer
 
 def bench_write(tmp: Path, n: int) -> dict[str, Any]:
     svc = make_service(tmp / "write", ("bench-w",))
-    vecs = clustered(n, DIM, 1)
-    elapsed = asyncio.run(_remember_all(svc, "bench-w", vecs, 32))
+    items = items_for(clustered(n, DIM, 1))  # inputs are validated before the clock starts
+    elapsed = asyncio.run(_remember_all(svc, "bench-w", items, 32))
     store = svc.space("bench-w").store
     assert store is not None
     out = {"memories": n, "writers": 32, "seconds": round(elapsed, 3), "per_second": round(n / elapsed),
            "commits": store.commits, "mean_batch": round(store.ops_committed / max(1, store.commits), 1),
-           "durability": "fsync"}
+           "durability": "fsync", "switch_interval_s": sys.getswitchinterval()}
     svc.close()
     return out
 
 
-def wait_index(svc: EngramService, space: str, timeout: float) -> float:
-    sp = svc.space(space)
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if sp.ann is not None and sp.ann.ready and sp.ann.state().get("pending", 0) == 0:
-            return time.perf_counter() - t0
-        time.sleep(0.5)
-    return float("nan")
-
-
-def bench_recall(svc: EngramService, space: str, vecs: np.ndarray, queries: int, seed: int) -> dict[str, Any]:
+def bench_search(svc: EngramService, space: str, vecs: np.ndarray, queries: int, seed: int) -> dict[str, Any]:
+    """Vector search alone (the part the index changes), exact and indexed, plus the full recall path."""
     sp = svc.space(space)
     rng = np.random.default_rng(seed)
     qs = vecs[rng.integers(0, len(vecs), queries)] + 0.3 * rng.standard_normal((queries, DIM)).astype(np.float32)
     qn = qs / np.linalg.norm(qs, axis=1, keepdims=True)
     out: dict[str, Any] = {}
     exact_top = [[k for k, _ in sp.vectors.search_exact(q, 10)] for q in qn]
-    # engine-level vector search (the part the index changes) ...
     for label, exact in (("exact", True), ("indexed", False)):
         if not exact and not (sp.ann is not None and sp.ann.ready):
             out[label] = {"skipped": "index not ready"}
@@ -119,115 +124,189 @@ def bench_recall(svc: EngramService, space: str, vecs: np.ndarray, queries: int,
             hits += len({k for k, _ in res} & set(exact_top[i]))
         out[label] = {"p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3),
                       "recall_at_10": round(hits / (10 * len(qn)), 4)}
-    # ... and the full recall() path (fetch rows, score, bucket) on top of it.
     lat = []
-    for q in qs[: min(200, queries)]:
+    for q in qs[: min(300, queries)]:
         cue = Cue(embedding=q.tolist(), max_results=10)
         t0 = time.perf_counter()
-        asyncio.run(svc.recall(space, cue))
+        core_recall(sp, cue)
         lat.append((time.perf_counter() - t0) * 1000)
     out["full_recall"] = {"p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3),
-                          "index": "indexed" if sp.ann is not None and sp.ann.ready else "exact"}
+                          "index": "indexed" if sp.ann is not None and sp.ann.ready else "exact",
+                          "note": "engine recall(): 50 vector candidates, row fetch, scoring, buckets"}
     return out
 
 
-def bench_scale(tmp: Path, n: int, queries: int, index_timeout: float) -> dict[str, Any]:
+def bench_scale(tmp: Path, n: int, queries: int, exact_search_max: int) -> dict[str, Any]:
     data_dir = tmp / f"scale{n}"
-    svc = make_service(data_dir, ("s",))
+    svc = make_service(data_dir, ("bench-s",), exact_search_max=exact_search_max)
     vecs = clustered(n, DIM, 2)
-    t_ingest = asyncio.run(_remember_all(svc, "s", vecs, 32))
-    index_wait = wait_index(svc, "s", index_timeout) if n >= svc.settings.exact_search_max else 0.0
-    res = {"memories": n, "ingest_per_second": round(n / t_ingest), "index_build_wait_s": round(index_wait, 1)}
-    res.update(bench_recall(svc, "s", vecs, queries, 3))
-    svc.close()
-    res["reopen"] = measure_reopen(data_dir, "s", n)
+    t_ingest = asyncio.run(_remember_all(svc, "bench-s", items_for(vecs), 32))
+    sp = svc.space("bench-s")
+    t0 = time.perf_counter()
+    assert sp.ann is not None
+    caught_up = sp.ann.wait_caught_up(1800)
+    res: dict[str, Any] = {"memories": n, "exact_search_max": exact_search_max,
+                           "ingest_per_second": round(n / t_ingest),
+                           "index_wait_after_ingest_s": round(time.perf_counter() - t0, 1),
+                           "index_caught_up": caught_up, "index": sp.ann.state()}
+    res.update(bench_search(svc, "bench-s", vecs, queries, 3))
+    t0 = time.perf_counter()
+    svc.close()  # saves the index checkpoint
+    res["close_seconds"] = round(time.perf_counter() - t0, 2)
+    res["reopen"] = measure_reopen(data_dir, "bench-s", n, exact_search_max)
     return res
 
 
 REOPEN_CHILD = r"""
-import json, os, sys, time, resource
+import json, sys, time
 sys.path.insert(0, sys.argv[3])
 import psutil
 proc = psutil.Process()
-base = proc.memory_info().rss
 from engram.settings import load_settings
 from engram.service import EngramService
 import numpy, usearch.index  # imported before the baseline is taken
 base = proc.memory_info().rss
 t0 = time.perf_counter()
-svc = EngramService(load_settings(overrides={"data_dir": sys.argv[1]}, use_env=False))
+svc = EngramService(load_settings(overrides={"data_dir": sys.argv[1], "exact_search_max": int(sys.argv[4])},
+                                  use_env=False))
 sp = svc.space(sys.argv[2])
 opened = time.perf_counter() - t0
-deadline = time.time() + 600
-while sp.ann is not None and not (sp.ann.ready and sp.ann.state().get("pending", 0) == 0) and len(sp.vectors) >= svc.settings.exact_search_max and time.time() < deadline:
-    time.sleep(0.2)
+sp.ann.wait_caught_up(1800)
 ready = time.perf_counter() - t0
 rss = proc.memory_info().rss
-print(json.dumps({"open_s": opened, "index_ready_s": ready, "rss_delta": rss - base, "count": len(sp.vectors)}))
+print(json.dumps({"open_s": opened, "index_ready_s": ready, "rss_delta": rss - base, "count": len(sp.vectors),
+                  "from_checkpoint": sp.ann.loaded_from_checkpoint, "exact_store_bytes": sp.vectors.nbytes(),
+                  "index_bytes": int(sp.ann.index.memory_usage) if sp.ann.index is not None else 0,
+                  "db_bytes": sp.store.size_bytes()}))
 svc.close()
 """
 
 
-def measure_reopen(data_dir: Path, space: str, n: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", REOPEN_CHILD, str(data_dir), space, str(ROOT / "src")],
-                         capture_output=True, text=True, timeout=900)
+def measure_reopen(data_dir: Path, space: str, n: int, exact_search_max: int) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", REOPEN_CHILD, str(data_dir), space, str(ROOT / "src"),
+                          str(exact_search_max)], capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         return {"error": out.stderr[-2000:]}
     data = json.loads(out.stdout.strip().splitlines()[-1])
     return {"open_seconds": round(data["open_s"], 3), "index_ready_seconds": round(data["index_ready_s"], 3),
-            "rss_bytes_per_memory": round(data["rss_delta"] / max(1, n)), "vectors": data["count"]}
+            "index_from_checkpoint": data["from_checkpoint"], "vectors": data["count"],
+            "rss_bytes_per_memory": round(data["rss_delta"] / max(1, n)),
+            "exact_store_bytes_per_memory": round(data["exact_store_bytes"] / max(1, n)),
+            "index_bytes_per_memory": round(data["index_bytes"] / max(1, n)),
+            "db_bytes_per_memory_on_disk": round(data["db_bytes"] / max(1, n))}
 
 
-def bench_spaces(tmp: Path, total: int, queries: int) -> dict[str, Any]:
-    """Same total data split over 1, 5, 10 loaded spaces; recall P50 in the first."""
-    out: dict[str, Any] = {}
-    vecs = clustered(total, DIM, 4)
+def bench_spaces(tmp: Path, per_space: int, queries: int) -> dict[str, Any]:
+    """Recall P50 with 1, 5 and 10 loaded spaces of ``per_space`` memories each.
+
+    ``p50_ms`` queries one space while the others are loaded (the cost of being
+    loaded: threads, locks, memory); ``round_robin_*`` spreads queries over all
+    loaded spaces (adds the larger working set's cache misses).
+
+    One space is written through the engine; the others are file copies of it
+    (a space directory is self-contained), so the set-up stays short.
+    """
+    src_root = tmp / "spaces-src"
+    vecs = clustered(per_space, DIM, 4)
+    svc = make_service(src_root, ("space-00",))
+    asyncio.run(_remember_all(svc, "space-00", items_for(vecs), 32))
+    svc.close()
+    out: dict[str, Any] = {"memories_per_space": per_space}
+    rng = np.random.default_rng(5)
+    qs = [(vecs[rng.integers(0, per_space)] + 0.3 * rng.standard_normal(DIM).astype(np.float32)).tolist()
+          for _ in range(queries)]
+    cues = [Cue(embedding=q, max_results=10) for q in qs]
     for k in (1, 5, 10):
-        names = tuple(f"space-{i:02d}" for i in range(k))
-        svc = make_service(tmp / f"spaces{k}", names)
-        per = total // k
-        for i, name in enumerate(names):
-            asyncio.run(_remember_all(svc, name, vecs[i * per:(i + 1) * per], 32))
-        lat = []
-        rng = np.random.default_rng(5)
-        for j in range(queries):
-            name = names[j % k]
-            q = vecs[rng.integers(0, per)] + 0.3 * rng.standard_normal(DIM).astype(np.float32)
-            cue = Cue(embedding=q.tolist(), max_results=10)
+        root = tmp / f"spaces{k}"
+        names = [f"space-{i:02d}" for i in range(k)]
+        for name in names:
+            shutil.copytree(src_root / "space-00", root / name)
+            (root / name / "space.json").write_text(json.dumps({"id": name, "created_at": time.time()}))
+        svc = make_service(root, ())
+        loaded = [svc.space(name) for name in names]
+        for j in range(20):  # warm every space's reader connection and caches
+            core_recall(loaded[j % k], cues[j])
+        lat, rr = [], []
+        for j, cue in enumerate(cues):
+            # Interleaved so both series see the same machine conditions.
             t0 = time.perf_counter()
-            asyncio.run(svc.recall(name, cue))
+            core_recall(loaded[0], cue)
             lat.append((time.perf_counter() - t0) * 1000)
-        out[str(k)] = {"p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3)}
+            t0 = time.perf_counter()
+            core_recall(loaded[j % k], cue)
+            rr.append((time.perf_counter() - t0) * 1000)
+        out[str(k)] = {"p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3), "loaded": len(loaded),
+                       "round_robin_p50_ms": round(pct(rr, 50), 3), "round_robin_p99_ms": round(pct(rr, 99), 3)}
         svc.close()
+        shutil.rmtree(root, ignore_errors=True)
     base = out["1"]["p50_ms"]
+    rr_base = out["1"]["round_robin_p50_ms"]
     for k in ("5", "10"):
-        out[k]["overhead_pct_vs_1"] = round(100 * (out[k]["p50_ms"] - base) / base, 1)
+        out[k]["p50_overhead_pct_vs_1"] = round(100 * (out[k]["p50_ms"] - base) / base, 1)
+        out[k]["round_robin_p50_overhead_pct_vs_1"] = round(100 * (out[k]["round_robin_p50_ms"] - rr_base) / rr_base, 1)
+    return out
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target: measured, target, met?"""
+    out: dict[str, Any] = {}
+
+    def put(name: str, measured: Any, ok: bool) -> None:
+        out[name] = {"measured": measured, "target": TARGETS[name], "met": bool(ok)}
+
+    w = results.get("durable_remember", {})
+    if "per_second" in w:
+        put("durable_remember_per_second", w["per_second"], w["per_second"] >= TARGETS["durable_remember_per_second"])
+    big = results.get("scale", {}).get("100000")
+    if big:
+        idx, ex, ro = big.get("indexed", {}), big.get("exact", {}), big.get("reopen", {})
+        if "p99_ms" in idx:
+            put("indexed_p99_ms_100k", idx["p99_ms"], idx["p99_ms"] <= TARGETS["indexed_p99_ms_100k"])
+            put("recall_at_10", idx["recall_at_10"], idx["recall_at_10"] >= TARGETS["recall_at_10"])
+        if "p99_ms" in ex:
+            put("exact_p99_ms_100k", ex["p99_ms"], ex["p99_ms"] <= TARGETS["exact_p99_ms_100k"])
+        if "rss_bytes_per_memory" in ro:
+            put("bytes_per_memory", ro["rss_bytes_per_memory"], ro["rss_bytes_per_memory"] <= TARGETS["bytes_per_memory"])
+            put("reopen_seconds_100k", ro["open_seconds"], ro["open_seconds"] < TARGETS["reopen_seconds_100k"])
+    sp = results.get("loaded_spaces", {}).get("10")
+    if sp:
+        put("ten_spaces_p50_overhead_pct", sp["p50_overhead_pct_vs_1"],
+            sp["p50_overhead_pct_vs_1"] <= TARGETS["ten_spaces_p50_overhead_pct"])
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every section")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "engine.json"))
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval for this process (CPython default 0.005)")
     args = ap.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     tmp = Path(tempfile.mkdtemp(prefix="engram-bench-", dir=os.environ.get("ENGRAM_BENCH_TMP")))
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_start": os.getloadavg()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
     }
+    t_all = time.perf_counter()
     try:
-        n_write = 10_000 if args.quick else 30_000
-        results["durable_remember"] = bench_write(tmp, n_write)
+        results["durable_remember"] = bench_write(tmp, 5_000 if args.quick else 30_000)
         print("durable remember:", results["durable_remember"], flush=True)
-        sizes = (10_000,) if args.quick else (10_000, 100_000)
+        sizes = ((5_000, 1_000),) if args.quick else ((10_000, 2_000), (100_000, 20_000))
         results["scale"] = {}
-        for n in sizes:
-            results["scale"][str(n)] = bench_scale(tmp, n, 200 if args.quick else 500, 600)
+        for n, esm in sizes:
+            results["scale"][str(n)] = bench_scale(tmp, n, 200 if args.quick else 500, esm)
             print(f"scale {n}:", results["scale"][str(n)], flush=True)
-        results["loaded_spaces"] = bench_spaces(tmp, 10_000 if args.quick else 50_000, 300)
+        results["loaded_spaces"] = bench_spaces(tmp, 2_000 if args.quick else 10_000, 300 if args.quick else 1000)
         print("loaded spaces:", results["loaded_spaces"], flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    results["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    results["targets"] = verdicts(results)
+    for name, v in results["targets"].items():
+        print(f"  {'ok  ' if v['met'] else 'MISS'} {name}: {v['measured']} (target {v['target']})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -246,8 +246,8 @@ class MemorySpace:
             thr = self.settings.auto_link_threshold
             links = [(k, s) for k, s in self.vectors.search(unit, self.settings.auto_link_max + 1) if s >= thr]
         activation = float(item.confidence)
-        tags = dumps(item.tags)
-        meta = dumps(item.metadata)
+        tags = dumps(item.tags) if item.tags else "[]"
+        meta = dumps(item.metadata) if item.metadata else "{}"
         if is_episode:
             ep = item  # type: EpisodeInput
             ep_vals: tuple[Any, ...] = (

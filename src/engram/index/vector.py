@@ -155,7 +155,30 @@ class VectorSet:
         return take
 
     def add(self, key: int, vector: np.ndarray, lsn: int = 0) -> None:
-        self.add_many([key], vector.reshape(1, -1), lsn)
+        """Add one normalised vector (the per-remember path, kept short)."""
+        dim = self.dim
+        if dim is None or key in self._slot_of or not self._blocks or vector.shape[-1] != dim:
+            self.add_many([key], vector.reshape(1, -1), lsn)
+            return
+        with self._lock:
+            bi = len(self._blocks) - 1
+            block = self._blocks[bi]
+            vec, keys, seq, lsns, alive, used = block.view
+            if used >= vec.shape[0]:  # full or needs to grow: the general path
+                self._append_locked([key], vector.reshape(1, -1), np.asarray([lsn], dtype=np.int64), 0)
+            else:
+                vec[used] = vector
+                keys[used] = key
+                seq[used] = self._next_seq
+                lsns[used] = lsn
+                alive[used] = True
+                self._next_seq += 1
+                self._slot_of[key] = bi * BLOCK_ROWS + used
+                block.view = (vec, keys, seq, lsns, alive, used + 1)  # publish
+            if lsn > self.applied_lsn:
+                self.applied_lsn = lsn
+        if self.ann is not None:
+            self.ann.notify_added()
 
     def remove(self, key: int, lsn: int = 0) -> bool:
         with self._lock:
