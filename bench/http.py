@@ -59,8 +59,11 @@ def pct(values: list[float], q: float) -> float:
 
 def memory_body(i: int, n: int) -> dict[str, Any]:
     word = WORDS[(i + n) % len(WORDS)]
-    return {"content": f"benchmark memory {i}-{n} about the {word} on the third floor, near the kitchen",
-            "confidence": 0.8, "tags": ["bench", word]}
+    return {
+        "content": f"benchmark memory {i}-{n} about the {word} on the third floor, near the kitchen",
+        "confidence": 0.8,
+        "tags": ["bench", word],
+    }
 
 
 async def phase(base: str, clients: int, seconds: float, make: Request) -> dict[str, Any]:
@@ -89,8 +92,15 @@ async def phase(base: str, clients: int, seconds: float, make: Request) -> dict[
         counts = await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.perf_counter() - t0
     ops = sum(counts)
-    return {"clients": clients, "requests": ops, "errors": errors, "seconds": round(elapsed, 3),
-            "rate": round(ops / elapsed, 1), "p50_ms": round(pct(lat, 0.50), 3), "p99_ms": round(pct(lat, 0.99), 3)}
+    return {
+        "clients": clients,
+        "requests": ops,
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "rate": round(ops / elapsed, 1),
+        "p50_ms": round(pct(lat, 0.50), 3),
+        "p99_ms": round(pct(lat, 0.99), 3),
+    }
 
 
 def requests_for(spread: int) -> dict[str, Request]:
@@ -101,8 +111,9 @@ def requests_for(spread: int) -> dict[str, Request]:
 
     async def remember(s: aiohttp.ClientSession, i: int, n: int) -> int:
         space = SPACES[(i + max(n, 0)) % spread]
-        async with s.post("/api/v1/memories/remember", json=memory_body(i, n),
-                          headers={"X-Memory-Space": space}) as r:
+        async with s.post(
+            "/api/v1/memories/remember", json=memory_body(i, n), headers={"X-Memory-Space": space}
+        ) as r:
             await r.read()
             return r.status
 
@@ -138,29 +149,47 @@ def main() -> int:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="engram-bench-http-") as tmp:
-        srv = EngramProcess.start(Path(tmp), spaces=SPACES, settings={"durability": "fsync", "log_level": "warning"})
+        srv = EngramProcess.start(
+            Path(tmp), spaces=SPACES, settings={"durability": "fsync", "log_level": "warning"}
+        )
         try:
             results = asyncio.run(run(srv.http_url, args.clients, args.seconds))
         finally:
             srv.stop()
 
     echo = results["echo"]["rate"]
-    ratio = {name: round(results[name]["rate"] / echo, 3) if echo else None
-             for name in ("remember", "recall", "remember_10", "recall_10")}
+    ratio = {
+        name: round(results[name]["rate"] / echo, 3) if echo else None
+        for name in ("remember", "recall", "remember_10", "recall_10")
+    }
     report = {
         "benchmark": "http",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "config": {"clients": args.clients, "seconds": args.seconds, "durability": "fsync", "client": "aiohttp"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "config": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "durability": "fsync",
+            "client": "aiohttp",
+        },
         "results": results,
         "ratio_to_echo": ratio,
-        "target": {"remember_over_echo": TARGET, "met": bool(ratio["remember"] and ratio["remember"] >= TARGET)},
+        "target": {
+            "remember_over_echo": TARGET,
+            "met": bool(ratio["remember"] and ratio["remember"] >= TARGET),
+        },
     }
     print(f"{'phase':<18}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'x echo':>8}")
     for name, r in results.items():
         rel = ratio.get(name)
-        print(f"{name:<18}{r['clients']:>8}{r['rate']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
-              f"{'' if rel is None else format(rel, '.2f'):>8}")
+        print(
+            f"{name:<18}{r['clients']:>8}{r['rate']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+            f"{'' if rel is None else format(rel, '.2f'):>8}"
+        )
     met = "met" if report["target"]["met"] else "NOT met"
     print(f"remember / echo = {ratio['remember']:.2f} (target >= {TARGET:.2f}: {met})")
     args.out.parent.mkdir(parents=True, exist_ok=True)

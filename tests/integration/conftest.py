@@ -15,8 +15,9 @@ def module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """Start servers shared by one test module: ``factory(spaces=[...], settings={...})``."""
     started: list[EngramProcess] = []
 
-    def factory(spaces: tuple[str, ...] | list[str] = (), settings: Optional[dict[str, Any]] = None,
-                name: str = "srv") -> EngramProcess:
+    def factory(
+        spaces: tuple[str, ...] | list[str] = (), settings: Optional[dict[str, Any]] = None, name: str = "srv"
+    ) -> EngramProcess:
         root: Path = tmp_path_factory.mktemp(name)
         srv = EngramProcess.start(root, spaces, settings)
         started.append(srv)

@@ -16,20 +16,48 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_schema_conformance", "response_headers_conformance",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+    ]
+)
 
 
 def test_openapi_contract(module_server_factory, tmp_path: Path) -> None:
     srv = module_server_factory(spaces=["alpha", "agent-7"], name="schemathesis")
     cli = Path(sys.executable).parent / "schemathesis"
-    cmd = [str(cli), "run", srv.http_url + "/openapi.json", "--checks", CHECKS,
-           "--exclude-path-regex", "^/api/v1/stream/", "--max-examples", "60", "--seed", "20261124",
-           "--generation-database", "none", "--workers", "1", "--no-color", "--mode", "all",
-           "--phases", "examples,coverage,fuzzing", "--request-timeout", "20",
-           "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml")]
+    cmd = [
+        str(cli),
+        "run",
+        srv.http_url + "/openapi.json",
+        "--checks",
+        CHECKS,
+        "--exclude-path-regex",
+        "^/api/v1/stream/",
+        "--max-examples",
+        "60",
+        "--seed",
+        "20261124",
+        "--generation-database",
+        "none",
+        "--workers",
+        "1",
+        "--no-color",
+        "--mode",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--request-timeout",
+        "20",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(tmp_path / "junit.xml"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     tail = (out.stdout + out.stderr)[-6000:]
     assert out.returncode == 0, tail

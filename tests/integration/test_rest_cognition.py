@@ -23,8 +23,17 @@ EPISODES = [
 def alpha(rest_server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=rest_server.http_url, headers={"X-Memory-Space": "alpha"}, timeout=30) as c:
         for mid, when, what, emb in EPISODES:
-            r = c.post(f"{API}/episodes/remember", json={"id": mid, "when": when, "what": what, "who": ["Ada"],
-                                                         "where_location": "cafe", "embedding": emb})
+            r = c.post(
+                f"{API}/episodes/remember",
+                json={
+                    "id": mid,
+                    "when": when,
+                    "what": what,
+                    "who": ["Ada"],
+                    "where_location": "cafe",
+                    "embedding": emb,
+                },
+            )
             assert r.status_code == 201, r.text
         yield c
 
@@ -48,20 +57,40 @@ def err(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 
 def test_associate_and_spreading_recall(alpha: httpx.Client, beta: httpx.Client) -> None:
-    edge = ok(alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 0.9}))
+    edge = ok(
+        alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 0.9})
+    )
     assert edge["source_id"] == "e0" and edge["target_id"] == "e3" and edge["strength"] == pytest.approx(0.9)
     assert edge["lsn"] > 0 and edge["memory_space_id"] == "alpha"
-    body = ok(alpha.post(f"{API}/memories/recall", json={
-        "embedding": [1.0, 0.0, 0.0, 0.1], "mode": "spreading", "trace_activation": True, "max_results": 10}))
+    body = ok(
+        alpha.post(
+            f"{API}/memories/recall",
+            json={
+                "embedding": [1.0, 0.0, 0.0, 0.1],
+                "mode": "spreading",
+                "trace_activation": True,
+                "max_results": 10,
+            },
+        )
+    )
     items = {i["memory"]["id"]: i for b in body["memories"].values() for i in b}
     assert "e3" in items, "the associated memory is reached by spreading activation"
     assert items["e3"]["activation_path"]
-    err(alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "nope"}), 404,
-        "MEMORY_NOT_FOUND")
-    err(beta.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3"}), 404,
-        "MEMORY_NOT_FOUND")
-    err(alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 2}), 400,
-        "INVALID_INPUT")
+    err(
+        alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "nope"}),
+        404,
+        "MEMORY_NOT_FOUND",
+    )
+    err(
+        beta.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3"}),
+        404,
+        "MEMORY_NOT_FOUND",
+    )
+    err(
+        alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 2}),
+        400,
+        "INVALID_INPUT",
+    )
 
 
 def test_recognize(alpha: httpx.Client, beta: httpx.Client) -> None:
@@ -78,8 +107,12 @@ def test_reminisce_in_time_order(alpha: httpx.Client) -> None:
     body = ok(alpha.get(f"{API}/episodes/reminisce", params={"topic": "coffee"}))
     ids = [e["id"] for e in body["episodes"]]
     assert ids == ["e0", "e1", "e2"]
-    window = ok(alpha.get(f"{API}/episodes/reminisce", params={
-        "time_start": "2026-05-08T00:00:00Z", "time_end": "2026-05-10T00:00:00Z"}))
+    window = ok(
+        alpha.get(
+            f"{API}/episodes/reminisce",
+            params={"time_start": "2026-05-08T00:00:00Z", "time_end": "2026-05-10T00:00:00Z"},
+        )
+    )
     assert [e["id"] for e in window["episodes"]] == ["e3"]
     posted = ok(alpha.post(f"{API}/episodes/reminisce", json={"embedding": [0.0, 1.0, 0.0, 0.0], "limit": 1}))
     assert [e["id"] for e in posted["episodes"]] == ["e3"]
@@ -87,8 +120,10 @@ def test_reminisce_in_time_order(alpha: httpx.Client) -> None:
 
 
 def test_consolidate_beliefs_and_stream(rest_server, alpha: httpx.Client, beta: httpx.Client) -> None:
-    with httpx.Client(base_url=rest_server.http_url, timeout=httpx.Timeout(10.0, read=30.0)) as sc, \
-            sc.stream("GET", f"{API}/stream/consolidation", headers={"X-Memory-Space": "alpha"}) as stream:
+    with (
+        httpx.Client(base_url=rest_server.http_url, timeout=httpx.Timeout(10.0, read=30.0)) as sc,
+        sc.stream("GET", f"{API}/stream/consolidation", headers={"X-Memory-Space": "alpha"}) as stream,
+    ):
         lines = stream.iter_lines()
         assert next(lines).startswith(": subscribed")
         report = ok(alpha.post(f"{API}/consolidate", json={"min_cluster": 2}))

@@ -36,13 +36,20 @@ def envelope(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return err
 
 
-def raw(http: httpx.Client, content: bytes, content_type: str = "application/json", path: str = REMEMBER,
-        **headers: str) -> httpx.Response:
+def raw(
+    http: httpx.Client,
+    content: bytes,
+    content_type: str = "application/json",
+    path: str = REMEMBER,
+    **headers: str,
+) -> httpx.Response:
     return http.post(path, content=content, headers={"content-type": content_type, **headers})
 
 
-@pytest.mark.parametrize("content", [b'{"content": "x",', b"{content: 'x'}", b"not json at all", b'{"a": 1}}',
-                                     b"\xff\xfe\x00garbage"])
+@pytest.mark.parametrize(
+    "content",
+    [b'{"content": "x",', b"{content: 'x'}", b"not json at all", b'{"a": 1}}', b"\xff\xfe\x00garbage"],
+)
 def test_malformed_json(http: httpx.Client, content: bytes) -> None:
     err = envelope(raw(http, content), 400, "MALFORMED_JSON")
     assert "not valid JSON" in err["message"]
@@ -59,17 +66,20 @@ def test_empty_body(http: httpx.Client) -> None:
     assert "body" in err["message"]
 
 
-@pytest.mark.parametrize("body, field, words", [
-    ({"content": "x", "confidence": "high"}, "body.confidence", "valid number"),
-    ({"content": "x", "confidence": 1.5}, "body.confidence", "less than or equal to 1"),
-    ({"content": 123}, "body.content", "valid string"),
-    ({"content": "x", "tags": "office"}, "body.tags", "valid list"),
-    ({"content": "x", "metadata": {"k": 1}}, "body.metadata.k", "valid string"),
-    ({"content": "x", "embedding": ["a", "b"]}, "body.embedding.0", "valid number"),
-    ({"content": "x", "embedding": []}, "body.embedding", "must not be empty"),
-    ({"content": "x", "embedding": [0.0, 0.0]}, "body.embedding", "all zeros"),
-    ({"content": ""}, "body", "needs content, an embedding"),
-])
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({"content": "x", "confidence": "high"}, "body.confidence", "valid number"),
+        ({"content": "x", "confidence": 1.5}, "body.confidence", "less than or equal to 1"),
+        ({"content": 123}, "body.content", "valid string"),
+        ({"content": "x", "tags": "office"}, "body.tags", "valid list"),
+        ({"content": "x", "metadata": {"k": 1}}, "body.metadata.k", "valid string"),
+        ({"content": "x", "embedding": ["a", "b"]}, "body.embedding.0", "valid number"),
+        ({"content": "x", "embedding": []}, "body.embedding", "must not be empty"),
+        ({"content": "x", "embedding": [0.0, 0.0]}, "body.embedding", "all zeros"),
+        ({"content": ""}, "body", "needs content, an embedding"),
+    ],
+)
 def test_wrong_types_and_values(http: httpx.Client, body: dict[str, Any], field: str, words: str) -> None:
     err = envelope(http.post(REMEMBER, json=body), 400, "INVALID_INPUT")
     fields = [e["field"] for e in err["details"]["errors"]]
@@ -87,17 +97,24 @@ def test_unknown_enum_values(http: httpx.Client) -> None:
     err = envelope(http.post(REMEMBER, json={"content": "x", "memory_type": "dreamy"}), 400, "INVALID_INPUT")
     assert "'episodic', 'semantic', 'procedural' or 'working'" in err["message"]
     assert err["details"]["errors"][0]["received"] == "dreamy"
-    err = envelope(http.post(f"{API}/memories/recall", json={"query": "x", "mode": "telepathy"}), 400,
-                   "INVALID_INPUT")
+    err = envelope(
+        http.post(f"{API}/memories/recall", json={"query": "x", "mode": "telepathy"}), 400, "INVALID_INPUT"
+    )
     assert "similarity" in err["message"] and "hybrid" in err["message"]
-    envelope(http.get(f"{API}/memories/recall", params={"query": "x", "mode": "telepathy"}), 400, "INVALID_INPUT")
+    envelope(
+        http.get(f"{API}/memories/recall", params={"query": "x", "mode": "telepathy"}), 400, "INVALID_INPUT"
+    )
     envelope(http.delete(f"{API}/memories/m1", params={"mode": "shred"}), 400, "INVALID_INPUT")
-    err = envelope(http.get(f"{API}/stream/memories", params={"types": "stored,telepathy"}), 400, "INVALID_INPUT")
+    err = envelope(
+        http.get(f"{API}/stream/memories", params={"types": "stored,telepathy"}), 400, "INVALID_INPUT"
+    )
     assert "telepathy" in err["message"] and "stored, recalled" in err["message"]
 
 
 def test_unknown_fields(http: httpx.Client) -> None:
-    err = envelope(http.post(REMEMBER, json={"content": "x", "colour": "red", "size": 3}), 400, "INVALID_INPUT")
+    err = envelope(
+        http.post(REMEMBER, json={"content": "x", "colour": "red", "size": 3}), 400, "INVALID_INPUT"
+    )
     assert "unknown field" in err["message"] and "(and 1 more)" in err["message"]
     assert sorted(e["field"] for e in err["details"]["errors"]) == ["body.colour", "body.size"]
 
@@ -107,20 +124,30 @@ def test_wrong_embedding_length(rest_server, http: httpx.Client) -> None:
         assert admin.post(f"{API}/spaces", json={"id": "dim3", "dimension": 3}).status_code == 201
     hdr = {"X-Memory-Space": "dim3"}
     assert http.post(REMEMBER, headers=hdr, json={"embedding": [1.0, 0.0, 0.0]}).status_code == 201
-    err = envelope(http.post(REMEMBER, headers=hdr, json={"embedding": [1.0, 0.0, 0.0, 0.5]}), 400,
-                   "EMBEDDING_DIMENSION_MISMATCH")
+    err = envelope(
+        http.post(REMEMBER, headers=hdr, json={"embedding": [1.0, 0.0, 0.0, 0.5]}),
+        400,
+        "EMBEDDING_DIMENSION_MISMATCH",
+    )
     assert "3" in err["message"] and "4" in err["message"]
-    envelope(http.post(f"{API}/memories/recall", headers=hdr, json={"embedding": [1.0, 0.0]}), 400,
-             "EMBEDDING_DIMENSION_MISMATCH")
+    envelope(
+        http.post(f"{API}/memories/recall", headers=hdr, json={"embedding": [1.0, 0.0]}),
+        400,
+        "EMBEDDING_DIMENSION_MISMATCH",
+    )
 
 
 def test_bad_query_parameters(http: httpx.Client) -> None:
     err = envelope(http.get(f"{API}/memories", params={"limit": "lots"}), 400, "INVALID_INPUT")
     assert "query.limit" in err["message"]
     envelope(http.get(f"{API}/memories", params={"limit": 10**9}), 400, "INVALID_INPUT")
-    envelope(http.get(f"{API}/memories/recall", params={"query": "x", "max_results": 0}), 400, "INVALID_INPUT")
+    envelope(
+        http.get(f"{API}/memories/recall", params={"query": "x", "max_results": 0}), 400, "INVALID_INPUT"
+    )
     envelope(http.get(f"{API}/memories/recall", params={"time_start": "yesterday-ish"}), 400, "INVALID_INPUT")
-    envelope(http.get(f"{API}/memories/recall", params={"query": "x", "threshold": "nan"}), 400, "INVALID_INPUT")
+    envelope(
+        http.get(f"{API}/memories/recall", params={"query": "x", "threshold": "nan"}), 400, "INVALID_INPUT"
+    )
     envelope(http.get(f"{API}/stream/activities", params={"min_importance": 2}), 400, "INVALID_INPUT")
 
 
@@ -167,8 +194,11 @@ def test_body_limit_chunked(http: httpx.Client) -> None:
             yield b"c" * 32_768
         yield b'"}'
 
-    err = envelope(http.post(REMEMBER, content=chunks(), headers={"content-type": "application/json"}), 413,
-                   "PAYLOAD_TOO_LARGE")
+    err = envelope(
+        http.post(REMEMBER, content=chunks(), headers={"content-type": "application/json"}),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
     assert "1048576" in err["message"]
     assert http.get("/health/alive").status_code == 200
 
@@ -186,15 +216,22 @@ def test_body_limit_is_configurable_and_connection_kept(module_server_factory) -
     # Raw socket: the 413 arrives as a complete HTTP response, and the connection stays usable.
     host, port = srv.http_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        request = (f"POST {REMEMBER} HTTP/1.1\r\nHost: x\r\nX-Memory-Space: alpha\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        request = (
+            f"POST {REMEMBER} HTTP/1.1\r\nHost: x\r\nX-Memory-Space: alpha\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         sock.sendall(request)
         first = _read_response(sock)
         assert first.startswith(b"HTTP/1.1 413"), first[:200]
         assert b"PAYLOAD_TOO_LARGE" in first
         small = b'{"content": "fits"}'
-        sock.sendall((f"POST {REMEMBER} HTTP/1.1\r\nHost: x\r\nX-Memory-Space: alpha\r\n"
-                      f"Content-Type: application/json\r\nContent-Length: {len(small)}\r\n\r\n").encode() + small)
+        sock.sendall(
+            (
+                f"POST {REMEMBER} HTTP/1.1\r\nHost: x\r\nX-Memory-Space: alpha\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(small)}\r\n\r\n"
+            ).encode()
+            + small
+        )
         second = _read_response(sock)
         assert second.startswith(b"HTTP/1.1 201"), second[:200]
     with httpx.Client(base_url=srv.http_url, headers=SPACE, timeout=30) as http:
@@ -209,7 +246,9 @@ def _read_response(sock: socket.socket) -> bytes:
         assert chunk, "connection dropped"
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     while len(rest) < length:
         chunk = sock.recv(65536)
         assert chunk, "connection dropped"

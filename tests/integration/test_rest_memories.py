@@ -33,8 +33,15 @@ def test_remember_returns_durable_receipt(alpha: httpx.Client) -> None:
     first = remember(alpha, content="the espresso machine is on the third floor", confidence=0.9)
     second = remember(alpha, content="the printer is jammed again")
     for r in (first, second):
-        assert set(r) >= {"memory_id", "storage_confidence", "consolidation_state", "observed_at", "stored_at",
-                          "auto_links", "lsn"}
+        assert set(r) >= {
+            "memory_id",
+            "storage_confidence",
+            "consolidation_state",
+            "observed_at",
+            "stored_at",
+            "auto_links",
+            "lsn",
+        }
         assert r["consolidation_state"] == "recent"
         assert r["durability"] == "fsync"
         assert r["memory_space_id"] == "alpha"
@@ -44,8 +51,16 @@ def test_remember_returns_durable_receipt(alpha: httpx.Client) -> None:
 
 
 def test_get_returns_the_memory(alpha: httpx.Client) -> None:
-    remember(alpha, id="coffee-1", content="espresso on three", tags=["office"], metadata={"src": "chat"},
-             embedding=[0.1, 0.2, 0.3, 0.4], memory_type="procedural", confidence=0.8)
+    remember(
+        alpha,
+        id="coffee-1",
+        content="espresso on three",
+        tags=["office"],
+        metadata={"src": "chat"},
+        embedding=[0.1, 0.2, 0.3, 0.4],
+        memory_type="procedural",
+        confidence=0.8,
+    )
     mem = alpha.get(f"{API}/memories/coffee-1").json()
     assert mem["id"] == "coffee-1" and mem["content"] == "espresso on three"
     assert mem["tags"] == ["office"] and mem["metadata"] == {"src": "chat"}
@@ -78,10 +93,20 @@ def test_memory_ids_with_slashes_and_spaces(alpha: httpx.Client) -> None:
 
 def test_episode_round_trip(alpha: httpx.Client) -> None:
     when = "2026-05-01T09:30:00Z"
-    resp = alpha.post(f"{API}/episodes/remember", json={
-        "id": "ep-1", "when": when, "what": "met Ada at the espresso machine", "where_location": "third floor",
-        "who": ["Ada"], "why": "coffee", "how": "by chance", "emotional_valence": 0.6, "importance": 0.7,
-    })
+    resp = alpha.post(
+        f"{API}/episodes/remember",
+        json={
+            "id": "ep-1",
+            "when": when,
+            "what": "met Ada at the espresso machine",
+            "where_location": "third floor",
+            "who": ["Ada"],
+            "why": "coffee",
+            "how": "by chance",
+            "emotional_valence": 0.6,
+            "importance": 0.7,
+        },
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json()["consolidation_state"] == "recent"
     mem = alpha.get(f"{API}/memories/ep-1").json()
@@ -117,7 +142,9 @@ def test_recall_by_text_get_and_post(alpha: httpx.Client) -> None:
 def test_recall_by_embedding(alpha: httpx.Client) -> None:
     remember(alpha, id="vec-a", content="", embedding=[1.0, 0.0, 0.0, 0.0])
     remember(alpha, id="vec-b", content="", embedding=[0.0, 1.0, 0.0, 0.0])
-    body = alpha.post(f"{API}/memories/recall", json={"embedding": [0.99, 0.05, 0.0, 0.0], "max_results": 2}).json()
+    body = alpha.post(
+        f"{API}/memories/recall", json={"embedding": [0.99, 0.05, 0.0, 0.0], "max_results": 2}
+    ).json()
     items = [i for b in body["memories"].values() for i in b]
     assert items and items[0]["memory"]["id"] == "vec-a"
     assert items[0]["confidence"]["category"]
@@ -126,8 +153,9 @@ def test_recall_by_embedding(alpha: httpx.Client) -> None:
 def test_recall_by_context(alpha: httpx.Client) -> None:
     start = (datetime(2026, 5, 1, tzinfo=timezone.utc) - timedelta(hours=1)).isoformat()
     end = (datetime(2026, 5, 1, tzinfo=timezone.utc) + timedelta(hours=12)).isoformat()
-    body = alpha.get(f"{API}/memories/recall", params={"time_start": start, "time_end": end,
-                                                        "participants": "Ada"}).json()
+    body = alpha.get(
+        f"{API}/memories/recall", params={"time_start": start, "time_end": end, "participants": "Ada"}
+    ).json()
     assert "ep-1" in [i["memory"]["id"] for b in body["memories"].values() for i in b]
 
 
@@ -144,7 +172,9 @@ def test_same_id_in_two_spaces_is_isolated(alpha: httpx.Client, beta: httpx.Clie
     assert beta.get(f"{API}/memories/shared").json()["content"] == "beta's quiet tangerine"
     found = beta.get(f"{API}/memories/recall", params={"query": "pomegranate"}).json()
     assert [i for b in found["memories"].values() for i in b] == []
-    assert all(m["id"] != "rc-1" for m in beta.get(f"{API}/memories", params={"limit": 1000}).json()["memories"])
+    assert all(
+        m["id"] != "rc-1" for m in beta.get(f"{API}/memories", params={"limit": 1000}).json()["memories"]
+    )
 
 
 def test_list_paginates(beta: httpx.Client) -> None:

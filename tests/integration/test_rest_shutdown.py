@@ -80,7 +80,9 @@ def test_sigterm_with_writes_in_flight(tmp_path) -> None:
                     if not cursor:
                         break
                 missing = ids - present
-                assert not missing, f"{len(missing)} acknowledged writes lost in {space}: {sorted(missing)[:5]}"
+                assert not missing, (
+                    f"{len(missing)} acknowledged writes lost in {space}: {sorted(missing)[:5]}"
+                )
                 assert len(ids) > 0
     finally:
         again.stop()

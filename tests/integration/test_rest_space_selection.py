@@ -34,8 +34,12 @@ def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def fallback_count(http: httpx.Client, operation: str) -> float:
     text = http.get("/metrics").text
-    m = re.search(r'^engram_memory_space_default_fallback_total\{operation="%s",transport="rest"\} (\S+)$'
-                  % re.escape(operation), text, re.M)
+    m = re.search(
+        r'^engram_memory_space_default_fallback_total\{operation="%s",transport="rest"\} (\S+)$'
+        % re.escape(operation),
+        text,
+        re.M,
+    )
     return float(m.group(1)) if m else 0.0
 
 
@@ -59,21 +63,39 @@ def test_query_and_body_name_the_space(http: httpx.Client) -> None:
 
 
 def test_agreeing_sources_are_fine(http: httpx.Client) -> None:
-    r = http.post(REMEMBER, params={"space": "alpha"},
-                  headers={"X-Memory-Space": "alpha", "X-Memory-Space-Id": "alpha"},
-                  json={"id": "agree", "content": "x", "memory_space_id": "alpha"})
+    r = http.post(
+        REMEMBER,
+        params={"space": "alpha"},
+        headers={"X-Memory-Space": "alpha", "X-Memory-Space-Id": "alpha"},
+        json={"id": "agree", "content": "x", "memory_space_id": "alpha"},
+    )
     assert r.status_code == 201 and r.json()["memory_space_id"] == "alpha"
 
 
-@pytest.mark.parametrize("kwargs, first, second", [
-    ({"headers": {"X-Memory-Space": "alpha"}, "params": {"space": "beta"}}, "header:X-Memory-Space", "query:space"),
-    ({"headers": {"X-Memory-Space": "alpha"}, "body_space": "beta"}, "header:X-Memory-Space", "body:memory_space_id"),
-    ({"params": {"space": "alpha"}, "body_space": "beta"}, "query:space", "body:memory_space_id"),
-    ({"headers": {"X-Memory-Space": "alpha", "X-Engram-Memory-Space": "beta"}},
-     "header:X-Memory-Space", "header:X-Engram-Memory-Space"),
-])
-def test_conflicting_sources_are_rejected_naming_both(http: httpx.Client, kwargs: dict[str, Any], first: str,
-                                                      second: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, first, second",
+    [
+        (
+            {"headers": {"X-Memory-Space": "alpha"}, "params": {"space": "beta"}},
+            "header:X-Memory-Space",
+            "query:space",
+        ),
+        (
+            {"headers": {"X-Memory-Space": "alpha"}, "body_space": "beta"},
+            "header:X-Memory-Space",
+            "body:memory_space_id",
+        ),
+        ({"params": {"space": "alpha"}, "body_space": "beta"}, "query:space", "body:memory_space_id"),
+        (
+            {"headers": {"X-Memory-Space": "alpha", "X-Engram-Memory-Space": "beta"}},
+            "header:X-Memory-Space",
+            "header:X-Engram-Memory-Space",
+        ),
+    ],
+)
+def test_conflicting_sources_are_rejected_naming_both(
+    http: httpx.Client, kwargs: dict[str, Any], first: str, second: str
+) -> None:
     body: dict[str, Any] = {"id": "conflict", "content": "x"}
     if "body_space" in kwargs:
         body["memory_space_id"] = kwargs.pop("body_space")
@@ -100,8 +122,9 @@ def test_fallback_to_default_is_logged_flagged_and_counted(http: httpx.Client, r
     assert "default" in resp.headers["warning"] and "X-Memory-Space" in resp.headers["warning"]
     assert stored_in(http, "default", "no-space")
     assert fallback_count(http, op) == before + 1
-    records = [r for r in rest_server.log_records()
-               if r.get("route") == op and "default space" in r.get("msg", "")]
+    records = [
+        r for r in rest_server.log_records() if r.get("route") == op and "default space" in r.get("msg", "")
+    ]
     assert records, rest_server.logs()[-2000:]
     assert records[-1]["peer"] == local
     assert records[-1]["level"] == "warning" and records[-1]["memory_space"] == "default"
@@ -133,8 +156,11 @@ def test_invalid_space_names_the_rule(http: httpx.Client, where: str) -> None:
 
 
 def test_unknown_space_404_with_remedy_and_no_other_spaces(http: httpx.Client) -> None:
-    for method, path, body in (("POST", REMEMBER, {"content": "x"}), ("GET", f"{API}/memories", None),
-                               ("GET", f"{API}/stream/activities", None)):
+    for method, path, body in (
+        ("POST", REMEMBER, {"content": "x"}),
+        ("GET", f"{API}/memories", None),
+        ("GET", f"{API}/stream/activities", None),
+    ):
         r = http.request(method, path, headers={"X-Memory-Space": "agent-404"}, json=body)
         err = error_of(r, 404, "MEMORY_SPACE_NOT_FOUND")
         assert "agent-404" in err["message"]
@@ -142,7 +168,9 @@ def test_unknown_space_404_with_remedy_and_no_other_spaces(http: httpx.Client) -
         assert "POST /api/v1/spaces" in err["suggestion"] and "CreateSpace" in err["suggestion"]
         for other in ("alpha", "beta", "default"):
             assert other not in r.text
-    assert http.get(f"{API}/spaces/agent-404").status_code == 404, "a failed request must not create the space"
+    assert http.get(f"{API}/spaces/agent-404").status_code == 404, (
+        "a failed request must not create the space"
+    )
 
 
 def test_require_explicit_space(module_server_factory) -> None:
@@ -162,11 +190,16 @@ def test_auto_create_spaces(module_server_factory) -> None:
     srv = module_server_factory(settings={"auto_create_spaces": True}, name="autocreate")
     with httpx.Client(base_url=srv.http_url, timeout=30) as http:
         assert http.get(f"{API}/spaces/fresh-agent").status_code == 404
-        r = http.post(REMEMBER, headers={"X-Memory-Space": "fresh-agent"}, json={"id": "m1", "content": "hello"})
+        r = http.post(
+            REMEMBER, headers={"X-Memory-Space": "fresh-agent"}, json={"id": "m1", "content": "hello"}
+        )
         assert r.status_code == 201, r.text
         desc = http.get(f"{API}/spaces/fresh-agent").json()
         assert desc["id"] == "fresh-agent" and desc["memory_count"] == 1
         assert stored_in(http, "fresh-agent", "m1")
         # invalid ids are still refused, never created
-        error_of(http.post(REMEMBER, headers={"X-Memory-Space": "NOPE"}, json={"content": "x"}), 400,
-                 "INVALID_MEMORY_SPACE")
+        error_of(
+            http.post(REMEMBER, headers={"X-Memory-Space": "NOPE"}, json={"content": "x"}),
+            400,
+            "INVALID_MEMORY_SPACE",
+        )

@@ -44,13 +44,16 @@ def test_create_with_dimension(http: httpx.Client) -> None:
     assert resp.json()["dimension"] == 4
 
 
-@pytest.mark.parametrize("bad, rule", [
-    ("ab", "too short"),
-    ("Agent7", "outside [a-z0-9_-]"),
-    ("-agent", "must start with a letter or digit"),
-    ("a" * 65, "too long"),
-    ("a/../../etc", "outside [a-z0-9_-]"),
-])
+@pytest.mark.parametrize(
+    "bad, rule",
+    [
+        ("ab", "too short"),
+        ("Agent7", "outside [a-z0-9_-]"),
+        ("-agent", "must start with a letter or digit"),
+        ("a" * 65, "too long"),
+        ("a/../../etc", "outside [a-z0-9_-]"),
+    ],
+)
 def test_create_invalid_id_names_the_rule(http: httpx.Client, bad: str, rule: str) -> None:
     err = assert_envelope(http.post(f"{API}/spaces", json={"id": bad}), 400, "INVALID_MEMORY_SPACE")
     assert rule in err["message"]
@@ -58,7 +61,9 @@ def test_create_invalid_id_names_the_rule(http: httpx.Client, bad: str, rule: st
 
 
 def test_create_rejects_unknown_fields_and_missing_id(http: httpx.Client) -> None:
-    err = assert_envelope(http.post(f"{API}/spaces", json={"id": "delta", "colour": "red"}), 400, "INVALID_INPUT")
+    err = assert_envelope(
+        http.post(f"{API}/spaces", json={"id": "delta", "colour": "red"}), 400, "INVALID_INPUT"
+    )
     assert "body.colour" in err["message"]
     err = assert_envelope(http.post(f"{API}/spaces", json={}), 400, "INVALID_INPUT")
     assert "body.id" in err["message"]
@@ -120,8 +125,12 @@ def test_delete_erases_everything(http: httpx.Client) -> None:
     assert http.post(f"{API}/spaces", json={"id": "doomed"}).status_code == 201
     hdr = {"X-Memory-Space": "doomed"}
     for i in range(3):
-        assert http.post(f"{API}/memories/remember", headers=hdr, json={"content": f"m{i}", "id": f"m{i}"}
-                         ).status_code == 201
+        assert (
+            http.post(
+                f"{API}/memories/remember", headers=hdr, json={"content": f"m{i}", "id": f"m{i}"}
+            ).status_code
+            == 201
+        )
     gone = http.delete(f"{API}/spaces/doomed")
     assert gone.status_code == 200, gone.text
     report = gone.json()

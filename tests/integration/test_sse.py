@@ -18,8 +18,13 @@ API = "/api/v1"
 class SSEReader:
     """One open SSE response, read synchronously frame by frame."""
 
-    def __init__(self, base_url: str, path: str = f"{API}/stream/activities", space: Optional[str] = None,
-                 **params: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        path: str = f"{API}/stream/activities",
+        space: Optional[str] = None,
+        **params: Any,
+    ) -> None:
         headers = {"X-Memory-Space": space} if space else {}
         self.client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(10.0, read=30.0))
         self._cm = self.client.stream("GET", path, headers=headers, params=params)
@@ -68,7 +73,9 @@ def stored(memory_id: str) -> Callable[[dict[str, Any]], bool]:
 
 @pytest.fixture(scope="module")
 def srv(module_server_factory):
-    return module_server_factory(spaces=["alpha", "beta"], settings={"stream_heartbeat_seconds": 0.3}, name="sse")
+    return module_server_factory(
+        spaces=["alpha", "beta"], settings={"stream_heartbeat_seconds": 0.3}, name="sse"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +131,12 @@ def test_type_filter(srv, http: httpx.Client) -> None:
     memories = SSEReader(srv.http_url, f"{API}/stream/memories", space="alpha", types="stored,recalled")
     try:
         remember(http, "alpha", id="tf-1", content="the heron nests by the weir")
-        assert http.get(f"{API}/memories/recall", headers={"X-Memory-Space": "alpha"},
-                        params={"query": "heron"}).status_code == 200
+        assert (
+            http.get(
+                f"{API}/memories/recall", headers={"X-Memory-Space": "alpha"}, params={"query": "heron"}
+            ).status_code
+            == 200
+        )
         frame = only_recalled.next()
         assert frame["event"] == "recalled", frame
         frames = memories.until(lambda f: f["event"] == "recalled")
@@ -153,9 +164,17 @@ def test_confidence_and_importance_filters(srv, http: httpx.Client) -> None:
         remember(http, "beta", id="low-conf", content="x", confidence=0.3)
         remember(http, "beta", id="high-conf", content="x", confidence=0.9)
         for i, importance in enumerate((0.2, 0.9)):
-            r = http.post(f"{API}/episodes/remember", headers={"X-Memory-Space": "beta"}, json={
-                "id": f"ep-imp-{i}", "when": "2026-01-01T00:00:00Z", "what": "x", "importance": importance,
-                "confidence": 0.95})
+            r = http.post(
+                f"{API}/episodes/remember",
+                headers={"X-Memory-Space": "beta"},
+                json={
+                    "id": f"ep-imp-{i}",
+                    "when": "2026-01-01T00:00:00Z",
+                    "what": "x",
+                    "importance": importance,
+                    "confidence": 0.95,
+                },
+            )
             assert r.status_code == 201
         first = conf.next()
         assert first["data"]["data"]["memory_id"] == "high-conf"
@@ -230,16 +249,19 @@ def test_unknown_space_stream_is_404(srv) -> None:
 def test_slow_consumer_gets_lagged(module_server_factory) -> None:
     srv = module_server_factory(spaces=["alpha"], settings={"subscriber_queue_depth": 2}, name="sse-lag")
     reader = SSEReader(srv.http_url, space="alpha", types="stored")
-    clients = [httpx.Client(base_url=srv.http_url, headers={"X-Memory-Space": "alpha"}, timeout=30)
-               for _ in range(16)]
+    clients = [
+        httpx.Client(base_url=srv.http_url, headers={"X-Memory-Space": "alpha"}, timeout=30)
+        for _ in range(16)
+    ]
     try:
         lagged: list[dict[str, Any]] = []
         with ThreadPoolExecutor(16) as pool:
             for rnd in range(10):  # bursts of concurrent writes are group-committed and published together
-                list(pool.map(lambda i: clients[i % 16].post(f"{API}/memories/remember",
-                                                             json={"content": f"r{rnd} {i}"}), range(48)))
+                burst = [(clients[i % 16], {"content": f"r{rnd} {i}"}) for i in range(48)]
+                list(pool.map(lambda job: job[0].post(f"{API}/memories/remember", json=job[1]), burst))
                 marker = remember(clients[0], "alpha", id=f"marker-{rnd}", content="marker")
-                frames = reader.until(lambda f: f["event"] == "lagged" or stored(f"marker-{rnd}")(f))
+                is_marker = stored(f"marker-{rnd}")
+                frames = reader.until(lambda f, done=is_marker: f["event"] == "lagged" or done(f))
                 lagged = [f for f in frames if f["event"] == "lagged"]
                 if lagged:
                     break

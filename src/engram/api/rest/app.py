@@ -45,8 +45,9 @@ TAGS = [
 
 
 def create_app(service: EngramService) -> FastAPI:
-    app = FastAPI(title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS,
-                  redoc_url=None)
+    app = FastAPI(
+        title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, redoc_url=None
+    )
     app.state.service = service
     space = SpaceResolver(service)
     # Starlette matches routes in order: the hot data-plane routes first.

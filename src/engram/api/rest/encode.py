@@ -17,8 +17,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def ok(model: BaseModel, status: int = 200) -> Response:
-    return Response(model.__pydantic_serializer__.to_json(model), status_code=status,
-                    media_type="application/json")
+    return Response(
+        model.__pydantic_serializer__.to_json(model), status_code=status, media_type="application/json"
+    )
 
 
 def from_query(cls: type[M], **values: Any) -> M:
@@ -26,9 +27,7 @@ def from_query(cls: type[M], **values: Any) -> M:
     try:
         return cls(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        errors = []
+        errors: list[dict[str, Any]] = []
         for err in exc.errors(include_url=False):
-            err = dict(err)
-            err["loc"] = ("query", *err.get("loc", ()))
-            errors.append(err)
+            errors.append({**err, "loc": ("query", *err.get("loc", ()))})
         raise RequestValidationError(errors) from None

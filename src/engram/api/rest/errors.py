@@ -44,15 +44,18 @@ class ErrorBody(BaseModel):
     message: str = Field(..., description="What went wrong: what was expected and what was received.")
     suggestion: str = Field(..., description="How to fix it.")
     example: str = Field(..., description="A correct example.")
-    details: Optional[dict[str, Any]] = Field(None, description="Structured extras (offending fields, sources).")
+    details: Optional[dict[str, Any]] = Field(
+        None, description="Structured extras (offending fields, sources)."
+    )
 
 
 class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-def envelope(code: str, message: str, suggestion: str = "", example: str = "",
-             details: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def envelope(
+    code: str, message: str, suggestion: str = "", example: str = "", details: Optional[dict[str, Any]] = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message, "suggestion": suggestion, "example": example}
     if details:
         body["details"] = details
@@ -60,8 +63,12 @@ def envelope(code: str, message: str, suggestion: str = "", example: str = "",
 
 
 def error_response(status: int, body: dict[str, Any], headers: Optional[dict[str, str]] = None) -> Response:
-    return Response(json.dumps(body, default=str).encode(), status_code=status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        json.dumps(body, default=str).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def envelope_bytes(code: str, message: str, suggestion: str = "", example: str = "") -> bytes:
@@ -101,26 +108,43 @@ def validation_response(request: Request, errors: Sequence[Any]) -> Response:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             pos = err.get("loc", ("body", 0))[-1]
-            return error_response(400, envelope(
-                "MALFORMED_JSON",
-                f"request body is not valid JSON: {ctx.get('error', 'decode error')} at character {pos}",
-                "Send a JSON object with Content-Type: application/json.", example))
+            return error_response(
+                400,
+                envelope(
+                    "MALFORMED_JSON",
+                    f"request body is not valid JSON: {ctx.get('error', 'decode error')} at character {pos}",
+                    "Send a JSON object with Content-Type: application/json.",
+                    example,
+                ),
+            )
         loc = tuple(err.get("loc", ()))
         if loc == ("body",) and isinstance(err.get("input"), (bytes, bytearray)):
             ctype = request.headers.get("content-type")
             got = f"Content-Type {ctype!r}" if ctype else "no Content-Type header"
-            return error_response(415, envelope(
-                "UNSUPPORTED_MEDIA_TYPE", f"request body must be JSON (application/json); got {got}",
-                "Send the body as JSON with the header Content-Type: application/json.", example))
+            return error_response(
+                415,
+                envelope(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    f"request body must be JSON (application/json); got {got}",
+                    "Send the body as JSON with the header Content-Type: application/json.",
+                    example,
+                ),
+            )
     problems = [_problem(err) for err in errors[:20]]
     first = problems[0] if problems else {"field": "request", "problem": "invalid"}
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     received = f"; received {_short(first['received'])}" if "received" in first else ""
     message = f"invalid {first['field']}: {first['problem']}{received}{more}"
-    return error_response(400, envelope(
-        "INVALID_INPUT", message,
-        "Fix the fields listed in details.errors and retry; the schema of every route is at /docs.",
-        example, {"errors": problems}))
+    return error_response(
+        400,
+        envelope(
+            "INVALID_INPUT",
+            message,
+            "Fix the fields listed in details.errors and retry; the schema of every route is at /docs.",
+            example,
+            {"errors": problems},
+        ),
+    )
 
 
 def _problem(err: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +157,7 @@ def _problem(err: dict[str, Any]) -> dict[str, Any]:
     elif kind == "extra_forbidden":
         msg = "unknown field (not part of this request's schema)"
     elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     out: dict[str, Any] = {"field": field, "problem": msg, "type": kind}
     if kind not in ("missing",) and "input" in err:
         out["received"] = _jsonable(err["input"])
@@ -162,25 +186,42 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     status = exc.status_code
     path = request.url.path
     if status == 404:
-        body = envelope("ROUTE_NOT_FOUND", f"no route {request.method} {path[:200]}",
-                        "See /docs or /openapi.json for the routes this server has.", "GET /api/v1/spaces")
+        body = envelope(
+            "ROUTE_NOT_FOUND",
+            f"no route {request.method} {path[:200]}",
+            "See /docs or /openapi.json for the routes this server has.",
+            "GET /api/v1/spaces",
+        )
     elif status == 405:
-        body = envelope("METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {path[:200]}",
-                        "Use one of the methods in the Allow header.", "GET /api/v1/spaces")
+        body = envelope(
+            "METHOD_NOT_ALLOWED",
+            f"{request.method} is not allowed on {path[:200]}",
+            "Use one of the methods in the Allow header.",
+            "GET /api/v1/spaces",
+        )
         return error_response(405, body, headers=dict(exc.headers or {}))
     elif status == 400:
-        body = envelope("MALFORMED_BODY", f"the request body could not be parsed: {exc.detail}",
-                        "Send a JSON object with Content-Type: application/json.",
-                        example_for(request.method, _route(request)))
+        body = envelope(
+            "MALFORMED_BODY",
+            f"the request body could not be parsed: {exc.detail}",
+            "Send a JSON object with Content-Type: application/json.",
+            example_for(request.method, _route(request)),
+        )
     else:
         body = envelope(f"HTTP_{status}", str(exc.detail), "", "")
     return error_response(status, body, headers=dict(exc.headers or {}) or None)
 
 
 async def on_not_implemented(request: Request, exc: Exception) -> Response:
-    return error_response(501, envelope(
-        "NOT_IMPLEMENTED", f"{request.method} {_route(request)} is not implemented by this server yet",
-        "Use another operation, or upgrade the server.", example_for(request.method, _route(request))))
+    return error_response(
+        501,
+        envelope(
+            "NOT_IMPLEMENTED",
+            f"{request.method} {_route(request)} is not implemented by this server yet",
+            "Use another operation, or upgrade the server.",
+            example_for(request.method, _route(request)),
+        ),
+    )
 
 
 def _route(request: Request) -> str:

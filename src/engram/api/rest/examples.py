@@ -15,11 +15,16 @@ SPACE = "X-Memory-Space: agent-7"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/spaces"): {"id": "agent-7"},
     ("POST", "/api/v1/memories/remember"): {
-        "content": "the espresso machine is on the third floor", "confidence": 0.9, "tags": ["office"],
+        "content": "the espresso machine is on the third floor",
+        "confidence": 0.9,
+        "tags": ["office"],
     },
     ("POST", "/api/v1/episodes/remember"): {
-        "when": "2026-05-01T09:30:00Z", "what": "met Ada at the espresso machine",
-        "where_location": "third floor", "who": ["Ada"], "importance": 0.7,
+        "when": "2026-05-01T09:30:00Z",
+        "what": "met Ada at the espresso machine",
+        "where_location": "third floor",
+        "who": ["Ada"],
+        "importance": 0.7,
     },
     ("POST", "/api/v1/memories/recall"): {"query": "where is the coffee", "max_results": 5, "mode": "hybrid"},
     ("POST", "/api/v1/memories/recognize"): {"content": "the espresso machine is on the third floor"},
@@ -33,12 +38,20 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 QUERIES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/spaces"): "GET /api/v1/spaces?limit=50",
     ("GET", "/api/v1/memories"): "GET /api/v1/memories?limit=50  (" + SPACE + ")",
-    ("GET", "/api/v1/memories/recall"): "GET /api/v1/memories/recall?query=coffee&max_results=5  (" + SPACE + ")",
-    ("GET", "/api/v1/episodes/reminisce"): "GET /api/v1/episodes/reminisce?topic=coffee&limit=20  (" + SPACE + ")",
-    ("DELETE", "/api/v1/memories/{memory_id:path}"): "DELETE /api/v1/memories/m-1?mode=suppress  (" + SPACE + ")",
+    ("GET", "/api/v1/memories/recall"): "GET /api/v1/memories/recall?query=coffee&max_results=5  ("
+    + SPACE
+    + ")",
+    ("GET", "/api/v1/episodes/reminisce"): "GET /api/v1/episodes/reminisce?topic=coffee&limit=20  ("
+    + SPACE
+    + ")",
+    ("DELETE", "/api/v1/memories/{memory_id:path}"): "DELETE /api/v1/memories/m-1?mode=suppress  ("
+    + SPACE
+    + ")",
     ("GET", "/api/v1/consolidations"): "GET /api/v1/consolidations?limit=20  (" + SPACE + ")",
-    ("GET", "/api/v1/stream/activities"):
-        "GET /api/v1/stream/activities?types=stored,recalled&min_confidence=0.5  (" + SPACE + ")",
+    (
+        "GET",
+        "/api/v1/stream/activities",
+    ): "GET /api/v1/stream/activities?types=stored,recalled&min_confidence=0.5  (" + SPACE + ")",
     ("GET", "/api/v1/stream/memories"): "GET /api/v1/stream/memories?types=stored  (" + SPACE + ")",
     ("GET", "/api/v1/stream/consolidation"): "GET /api/v1/stream/consolidation  (" + SPACE + ")",
 }

@@ -55,11 +55,11 @@ class EngramMiddleware:
                 state["started"] = True
                 state["status"] = message["status"]
                 warning = scope.get(SCOPE_WARNING)
-                headers = message.get("headers")
+                headers = list(message.get("headers") or ())
                 if warning:
                     headers = [*headers, (b"deprecation", b"true"), (b"warning", warning.encode("latin-1"))]
                     message = {**message, "headers": headers}
-                for name, value in headers or ():
+                for name, value in headers:
                     if name == b"content-type" and value.startswith(b"text/event-stream"):
                         state["stream"] = True
             await send(message)
@@ -78,14 +78,29 @@ class EngramMiddleware:
             await self.app(scope, receive, send_wrapper)
         except Exception:
             # A bug, never client input: log it with the route, answer 500 if we still can.
-            log.exception("unhandled error in %s", operation_of(scope),
-                          extra={"memory_space": scope.get(SCOPE_SPACE), "route": operation_of(scope)})
+            log.exception(
+                "unhandled error in %s",
+                operation_of(scope),
+                extra={"memory_space": scope.get(SCOPE_SPACE), "route": operation_of(scope)},
+            )
             if not state["started"]:
-                await send_wrapper({"type": "http.response.start", "status": 500,
-                                    "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": envelope_bytes(
-                    "INTERNAL", "the server failed to handle this request; the error is logged",
-                    "Retry; if it persists, report it with the time of the request.")})
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": envelope_bytes(
+                            "INTERNAL",
+                            "the server failed to handle this request; the error is logged",
+                            "Retry; if it persists, report it with the time of the request.",
+                        ),
+                    }
+                )
         finally:
             route = scope.get("route")
             op = operation_of(scope) if route is not None else "unmatched"

@@ -23,7 +23,7 @@ _REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 
 _DESCRIPTIONS = {
     "400": "Invalid input (INVALID_INPUT, MALFORMED_JSON, INVALID_MEMORY_SPACE, MEMORY_SPACE_CONFLICT, "
-           "MEMORY_SPACE_REQUIRED, EMBEDDING_DIMENSION_MISMATCH, ...).",
+    "MEMORY_SPACE_REQUIRED, EMBEDDING_DIMENSION_MISMATCH, ...).",
     "404": "Not found (MEMORY_SPACE_NOT_FOUND, MEMORY_NOT_FOUND, BELIEF_NOT_FOUND, ROUTE_NOT_FOUND).",
     "409": "A server limit was reached (MEMORY_SPACE_LIMIT).",
     "413": "The body exceeds max_body_bytes (PAYLOAD_TOO_LARGE).",
@@ -35,9 +35,15 @@ _DESCRIPTIONS = {
 }
 
 _FALLBACK_HEADERS = {
-    "Deprecation": {"description": "`true` when the request named no memory space and the default space was "
-                                   "used (a deprecated fallback).", "schema": {"type": "string"}},
-    "Warning": {"description": "299 warning explaining the default-space fallback.", "schema": {"type": "string"}},
+    "Deprecation": {
+        "description": "`true` when the request named no memory space and the default space was "
+        "used (a deprecated fallback).",
+        "schema": {"type": "string"},
+    },
+    "Warning": {
+        "description": "299 warning explaining the default-space fallback.",
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -55,8 +61,11 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         codes.append("409")
     if path in ("/api/v1/complete",):
         codes.append("422")
-    if op.get("tags", [None])[0] in ("cognition",) or path.endswith("reminisce") or path.startswith(
-            "/api/v1/consolidat"):
+    if (
+        op.get("tags", [None])[0] in ("cognition",)
+        or path.endswith("reminisce")
+        or path.startswith("/api/v1/consolidat")
+    ):
         codes.append("501")
     if path == "/health":
         codes.remove("400")
@@ -64,8 +73,13 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
 
 
 def build(app: FastAPI) -> dict[str, Any]:
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
-                         tags=app.openapi_tags)
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in components["ErrorEnvelope"].pop("$defs", {}).items():
@@ -80,10 +94,12 @@ def build(app: FastAPI) -> dict[str, Any]:
                 existing = responses.get(code, {})
                 if "content" in existing:
                     continue
-                responses[code] = {"description": existing.get("description", _DESCRIPTIONS[code]),
-                                   "content": {"application/json": {"schema": _REF}}}
+                responses[code] = {
+                    "description": existing.get("description", _DESCRIPTIONS[code]),
+                    "content": {"application/json": {"schema": _REF}},
+                }
             if any(p.get("name") == "X-Memory-Space" for p in op.get("parameters", [])):
-                for code, resp in responses.items():
+                for resp in responses.values():
                     resp.setdefault("headers", {}).update(_FALLBACK_HEADERS)
     return schema
 

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...core.models import (
-    Association,
     AssociateInput,
+    Association,
     Belief,
     BeliefPage,
     CompleteInput,
@@ -39,23 +39,36 @@ def _extra(method: str, path: str) -> dict:  # type: ignore[type-arg]
 def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     r = APIRouter(prefix="/api/v1", tags=["cognition"])
 
-    @r.post("/memories/recognize", response_model=Recognition, summary="Is this already known?",
-            description="Familiarity of content and/or an embedding against this space, with confidence.",
-            openapi_extra=_extra("POST", "/api/v1/memories/recognize"))
+    @r.post(
+        "/memories/recognize",
+        response_model=Recognition,
+        summary="Is this already known?",
+        description="Familiarity of content and/or an embedding against this space, with confidence.",
+        openapi_extra=_extra("POST", "/api/v1/memories/recognize"),
+    )
     async def recognize(item: RecognizeInput, request: Request) -> Response:
         sid = space(request, item.memory_space_id)
         return ok(await service.recognize(sid, item))
 
-    @r.post("/memories/associate", response_model=Association, summary="Create or strengthen an association",
-            description="A weighted edge between two memories of this space.",
-            openapi_extra=_extra("POST", "/api/v1/memories/associate"))
+    @r.post(
+        "/memories/associate",
+        response_model=Association,
+        summary="Create or strengthen an association",
+        description="A weighted edge between two memories of this space.",
+        openapi_extra=_extra("POST", "/api/v1/memories/associate"),
+    )
     async def associate(item: AssociateInput, request: Request) -> Response:
         sid = space(request, item.memory_space_id)
         return ok(await service.associate(sid, item))
 
-    @r.get("/episodes/reminisce", response_model=Reminiscence, tags=["episodes"],
-           summary="Episodes about a topic / in a time window",
-           description="In time order. Use POST to reminisce by embedding.", openapi_extra=SCOPED)
+    @r.get(
+        "/episodes/reminisce",
+        response_model=Reminiscence,
+        tags=["episodes"],
+        summary="Episodes about a topic / in a time window",
+        description="In time order. Use POST to reminisce by embedding.",
+        openapi_extra=SCOPED,
+    )
     async def reminisce_get(
         request: Request,
         topic: Optional[str] = Query(None, description="What the episodes are about."),
@@ -67,24 +80,36 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         sid = space(request)
         return ok(await service.reminisce(sid, query))
 
-    @r.post("/episodes/reminisce", response_model=Reminiscence, tags=["episodes"],
-            summary="Episodes about a topic / embedding / time window",
-            openapi_extra=_extra("POST", "/api/v1/episodes/reminisce"))
+    @r.post(
+        "/episodes/reminisce",
+        response_model=Reminiscence,
+        tags=["episodes"],
+        summary="Episodes about a topic / embedding / time window",
+        openapi_extra=_extra("POST", "/api/v1/episodes/reminisce"),
+    )
     async def reminisce_post(query: ReminisceQuery, request: Request) -> Response:
         sid = space(request, query.memory_space_id)
         return ok(await service.reminisce(sid, query))
 
-    @r.post("/consolidate", response_model=ConsolidationReport, summary="Run consolidation now",
-            description="Clusters similar episodes into beliefs citing their source episodes (deterministic).",
-            openapi_extra=_extra("POST", "/api/v1/consolidate"))
+    @r.post(
+        "/consolidate",
+        response_model=ConsolidationReport,
+        summary="Run consolidation now",
+        description="Clusters similar episodes into beliefs citing their source episodes (deterministic).",
+        openapi_extra=_extra("POST", "/api/v1/consolidate"),
+    )
     async def consolidate(request: Request, item: Optional[ConsolidateInput] = Body(None)) -> Response:
         item = item or ConsolidateInput()
         sid = space(request, item.memory_space_id)
         return ok(await service.consolidate(sid, item))
 
-    @r.get("/consolidations", response_model=BeliefPage, summary="List beliefs",
-           description="Beliefs produced by consolidation, with citations to their source episodes.",
-           openapi_extra=SCOPED)
+    @r.get(
+        "/consolidations",
+        response_model=BeliefPage,
+        summary="List beliefs",
+        description="Beliefs produced by consolidation, with citations to their source episodes.",
+        openapi_extra=SCOPED,
+    )
     async def list_beliefs(
         request: Request,
         cursor: Optional[str] = Query(None, max_length=256, description="next_cursor of the previous page"),
@@ -93,22 +118,34 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         sid = space(request)
         return ok(await service.list_beliefs(sid, cursor, limit))
 
-    @r.get("/consolidations/{belief_id}", response_model=Belief, summary="Get one belief",
-           openapi_extra=SCOPED)
-    async def get_belief(request: Request, belief_id: str = Path(..., min_length=1, max_length=256)) -> Response:
+    @r.get(
+        "/consolidations/{belief_id}", response_model=Belief, summary="Get one belief", openapi_extra=SCOPED
+    )
+    async def get_belief(
+        request: Request, belief_id: str = Path(..., min_length=1, max_length=256)
+    ) -> Response:
         sid = space(request)
         return ok(await service.get_belief(sid, belief_id))
 
-    @r.post("/complete", response_model=Completion, summary="Pattern completion",
-            description="Reconstruct an episode from partial fields / a partial embedding, "
-                        "with per-field source attribution.",
-            openapi_extra=_extra("POST", "/api/v1/complete"))
+    @r.post(
+        "/complete",
+        response_model=Completion,
+        summary="Pattern completion",
+        description="Reconstruct an episode from partial fields / a partial embedding, "
+        "with per-field source attribution.",
+        openapi_extra=_extra("POST", "/api/v1/complete"),
+    )
     async def complete(item: CompleteInput, request: Request) -> Response:
         sid = space(request, item.memory_space_id)
         return ok(await service.complete(sid, item))
 
-    @r.get("/system/introspect", response_model=SpaceStats, tags=["system"], summary="Statistics of one space",
-           openapi_extra=SCOPED)
+    @r.get(
+        "/system/introspect",
+        response_model=SpaceStats,
+        tags=["system"],
+        summary="Statistics of one space",
+        openapi_extra=SCOPED,
+    )
     async def introspect(request: Request) -> Response:
         sid = space(request)
         return ok(await service.introspect(sid))

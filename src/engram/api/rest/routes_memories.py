@@ -39,55 +39,93 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     r = APIRouter(prefix="/api/v1", tags=["memories"])
     max_page = service.settings.max_page_size
 
-    @r.post("/memories/remember", response_model=StoreReceipt, status_code=201, summary="Store a memory",
-            description="Returns once the memory is durable (fsync, group-committed), with its LSN.",
-            openapi_extra=_extra("POST", "/api/v1/memories/remember"))
+    @r.post(
+        "/memories/remember",
+        response_model=StoreReceipt,
+        status_code=201,
+        summary="Store a memory",
+        description="Returns once the memory is durable (fsync, group-committed), with its LSN.",
+        openapi_extra=_extra("POST", "/api/v1/memories/remember"),
+    )
     async def remember(item: MemoryInput, request: Request) -> Response:
         sid = space(request, item.memory_space_id)
         return ok(await service.remember(sid, item), 201)
 
-    @r.post("/episodes/remember", response_model=StoreReceipt, status_code=201, tags=["episodes"],
-            summary="Store an episode", description="A memory with episodic context (`when` is required).",
-            openapi_extra=_extra("POST", "/api/v1/episodes/remember"))
+    @r.post(
+        "/episodes/remember",
+        response_model=StoreReceipt,
+        status_code=201,
+        tags=["episodes"],
+        summary="Store an episode",
+        description="A memory with episodic context (`when` is required).",
+        openapi_extra=_extra("POST", "/api/v1/episodes/remember"),
+    )
     async def remember_episode(item: EpisodeInput, request: Request) -> Response:
         sid = space(request, item.memory_space_id)
         return ok(await service.experience(sid, item), 201)
 
-    @r.get("/memories/recall", response_model=RecallResult, summary="Recall by cue (query string)",
-           description="Text/context cue in the query string; use POST for embeddings.",
-           openapi_extra={"parameters": SPACE_PARAMETERS})
+    @r.get(
+        "/memories/recall",
+        response_model=RecallResult,
+        summary="Recall by cue (query string)",
+        description="Text/context cue in the query string; use POST for embeddings.",
+        openapi_extra={"parameters": SPACE_PARAMETERS},
+    )
     async def recall_get(
         request: Request,
         query: Optional[str] = Query(None, description="Full-text query."),
         threshold: Optional[float] = Query(None, description="Minimum score in [0, 1]."),
         max_results: Optional[int] = Query(None, description="1-1000, default 10."),
         mode: Optional[RecallMode] = Query(None, description="similarity (default), spreading or hybrid."),
-        trace_activation: Optional[bool] = Query(None, description="Return the activation path of each result."),
+        trace_activation: Optional[bool] = Query(
+            None, description="Return the activation path of each result."
+        ),
         max_hops: Optional[int] = Query(None, description="Spreading hops, 0-10."),
         location: Optional[str] = Query(None, description="Episodes at this location."),
-        participants: Optional[list[str]] = Query(None, description="Episodes with these participants (repeat)."),
+        participants: Optional[list[str]] = Query(
+            None, description="Episodes with these participants (repeat)."
+        ),
         tags: Optional[list[str]] = Query(None, description="Memories with these tags (repeat)."),
         memory_type: Optional[MemoryType] = Query(None),
         time_start: Optional[datetime] = Query(None, description="ISO-8601 or epoch seconds."),
         time_end: Optional[datetime] = Query(None, description="ISO-8601 or epoch seconds."),
     ) -> Response:
-        cue = from_query(Cue, query=query, threshold=threshold, max_results=max_results, mode=mode,
-                         trace_activation=trace_activation, max_hops=max_hops, location=location,
-                         participants=participants, tags=tags, memory_type=memory_type,
-                         time_start=time_start, time_end=time_end)
+        cue = from_query(
+            Cue,
+            query=query,
+            threshold=threshold,
+            max_results=max_results,
+            mode=mode,
+            trace_activation=trace_activation,
+            max_hops=max_hops,
+            location=location,
+            participants=participants,
+            tags=tags,
+            memory_type=memory_type,
+            time_start=time_start,
+            time_end=time_end,
+        )
         sid = space(request)
         return ok(await service.recall(sid, cue))
 
-    @r.post("/memories/recall", response_model=RecallResult, summary="Recall by cue",
-            description="Embedding, text and context cues; results bucketed vivid / associated / reconstructed.",
-            openapi_extra=_extra("POST", "/api/v1/memories/recall"))
+    @r.post(
+        "/memories/recall",
+        response_model=RecallResult,
+        summary="Recall by cue",
+        description="Embedding, text and context cues; results bucketed vivid / associated / reconstructed.",
+        openapi_extra=_extra("POST", "/api/v1/memories/recall"),
+    )
     async def recall_post(cue: Cue, request: Request) -> Response:
         sid = space(request, cue.memory_space_id)
         return ok(await service.recall(sid, cue))
 
-    @r.get("/memories", response_model=MemoryPage, summary="List memories",
-           description="In storage order, paginated with `cursor`; suppressed memories only when asked.",
-           openapi_extra={"parameters": SPACE_PARAMETERS})
+    @r.get(
+        "/memories",
+        response_model=MemoryPage,
+        summary="List memories",
+        description="In storage order, paginated with `cursor`; suppressed memories only when asked.",
+        openapi_extra={"parameters": SPACE_PARAMETERS},
+    )
     async def list_memories(
         request: Request,
         cursor: Optional[str] = Query(None, max_length=32, description="next_cursor of the previous page"),
@@ -101,9 +139,13 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         mtype = memory_type.value if memory_type is not None else None
         return ok(await service.list_memories(sid, cursor, limit, mtype, include_suppressed))
 
-    @r.get("/memories/{memory_id:path}", response_model=Memory, summary="Get one memory",
-           description="404 MEMORY_NOT_FOUND if this space has no memory with that id.",
-           openapi_extra={"parameters": SPACE_PARAMETERS})
+    @r.get(
+        "/memories/{memory_id:path}",
+        response_model=Memory,
+        summary="Get one memory",
+        description="404 MEMORY_NOT_FOUND if this space has no memory with that id.",
+        openapi_extra={"parameters": SPACE_PARAMETERS},
+    )
     async def get_memory(
         request: Request,
         memory_id: str = MEMORY_ID,
@@ -112,9 +154,13 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         sid = space(request)
         return ok(await service.get_memory(sid, memory_id, include_embedding))
 
-    @r.delete("/memories/{memory_id:path}", response_model=ForgetReceipt, summary="Forget a memory",
-              description="`mode=suppress` (reversible, excluded from recall) or `mode=delete` (erased). Durable.",
-              openapi_extra={"parameters": SPACE_PARAMETERS})
+    @r.delete(
+        "/memories/{memory_id:path}",
+        response_model=ForgetReceipt,
+        summary="Forget a memory",
+        description="`mode=suppress` (reversible, excluded from recall) or `mode=delete` (erased). Durable.",
+        openapi_extra={"parameters": SPACE_PARAMETERS},
+    )
     async def forget(
         request: Request,
         memory_id: str = MEMORY_ID,

@@ -22,14 +22,23 @@ class SpaceCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(..., description="3-64 characters of [a-z0-9_-], starting with a letter or digit.",
-                    json_schema_extra={"pattern": SPACE_ID_SCHEMA["pattern"], "minLength": 3, "maxLength": 64})
+    id: str = Field(
+        ...,
+        description="3-64 characters of [a-z0-9_-], starting with a letter or digit.",
+        json_schema_extra={"pattern": SPACE_ID_SCHEMA["pattern"], "minLength": 3, "maxLength": 64},
+    )
     dimension: Optional[int] = Field(
-        None, ge=1, description="Embedding dimension; if omitted it is set by the first stored embedding.")
+        None, ge=1, description="Embedding dimension; if omitted it is set by the first stored embedding."
+    )
 
 
-SPACE_ID_PATH = Path(..., description="The memory space id.", json_schema_extra={
-    k: v for k, v in SPACE_ID_SCHEMA.items() if k in ("pattern", "minLength", "maxLength", "example")})
+SPACE_ID_PATH = Path(
+    ...,
+    description="The memory space id.",
+    json_schema_extra={
+        k: v for k, v in SPACE_ID_SCHEMA.items() if k in ("pattern", "minLength", "maxLength", "example")
+    },
+)
 
 
 def router(service: EngramService) -> APIRouter:
@@ -39,32 +48,49 @@ def router(service: EngramService) -> APIRouter:
         if is_valid(space_id):
             request.scope[SCOPE_SPACE] = space_id
 
-    @r.get("", response_model=SpacePage, summary="List memory spaces",
-           description="All spaces sorted by id, paginated with `cursor` (the previous page's `next_cursor`).")
+    @r.get(
+        "",
+        response_model=SpacePage,
+        summary="List memory spaces",
+        description="All spaces sorted by id, paginated with `cursor` (the previous page's `next_cursor`).",
+    )
     async def list_spaces(
         cursor: Optional[str] = Query(None, max_length=64, description="next_cursor of the previous page"),
         limit: int = Query(100, ge=1, le=1000, description="Page size."),
     ) -> Response:
         return ok(await service.list_spaces(cursor, limit))
 
-    @r.post("", response_model=SpaceDescriptor, status_code=201, summary="Create a memory space",
-            description="Idempotent: 201 with the new descriptor, or 200 with the existing one.",
-            responses={200: {"model": SpaceDescriptor, "description": "The space already existed."}},
-            openapi_extra=body_example("POST", "/api/v1/spaces"))
+    @r.post(
+        "",
+        response_model=SpaceDescriptor,
+        status_code=201,
+        summary="Create a memory space",
+        description="Idempotent: 201 with the new descriptor, or 200 with the existing one.",
+        responses={200: {"model": SpaceDescriptor, "description": "The space already existed."}},
+        openapi_extra=body_example("POST", "/api/v1/spaces"),
+    )
     async def create_space(item: SpaceCreate, request: Request) -> Response:
         desc, created = await service.create_space(item.id, item.dimension)
         label(request, desc.id)
         return ok(desc, 201 if created else 200)
 
-    @r.get("/{space_id}", response_model=SpaceDescriptor, summary="Describe a memory space",
-           description="Descriptor plus statistics (loads the space).")
+    @r.get(
+        "/{space_id}",
+        response_model=SpaceDescriptor,
+        summary="Describe a memory space",
+        description="Descriptor plus statistics (loads the space).",
+    )
     async def get_space(request: Request, space_id: str = SPACE_ID_PATH) -> Response:
         desc = await service.get_space(space_id)
         label(request, space_id)
         return ok(desc)
 
-    @r.delete("/{space_id}", response_model=SpaceDeletion, summary="Delete a memory space",
-              description="Erases the space and all its data, durably; returns what was removed.")
+    @r.delete(
+        "/{space_id}",
+        response_model=SpaceDeletion,
+        summary="Delete a memory space",
+        description="Erases the space and all its data, durably; returns what was removed.",
+    )
     async def delete_space(request: Request, space_id: str = SPACE_ID_PATH) -> Response:
         return ok(await service.delete_space(space_id))
 

@@ -21,10 +21,11 @@ STREAMS: dict[str, tuple[str, ...]] = {
 }
 
 _SSE_DOC = (
-    "Server-sent events of one memory space only. Each event has `id:` = the space's LSN, `event:` = its type "
-    "and `data:` = JSON `{type, memory_space_id, lsn, timestamp, data}`. Idle streams get `: heartbeat` "
-    "comments; a slow consumer gets `event: lagged` `{missed, last_lsn}`; the server ends a stream with "
-    "`event: end` `{reason}` (shutdown, space deleted, or too slow)."
+    "Server-sent events of one memory space only. Each event has `id:` = the space's LSN, "
+    "`event:` = its type and `data:` = JSON `{type, memory_space_id, lsn, timestamp, data}`. "
+    "Idle streams get `: heartbeat` comments; a slow consumer gets `event: lagged` "
+    "`{missed, last_lsn}`; the server ends a stream with `event: end` `{reason}` "
+    "(shutdown, space deleted, or too slow)."
 )
 
 
@@ -52,28 +53,52 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
 
         async def handler(
             request: Request,
-            types: Optional[str] = Query(None, description="Comma-separated event types to deliver, from: "
-                                         + ", ".join(allowed) + ". Default: all of them."),
-            min_importance: Optional[float] = Query(None, ge=0.0, le=1.0, description=(
-                "Only events carrying an importance at or above this (episodes).")),
-            min_confidence: Optional[float] = Query(None, ge=0.0, le=1.0, description=(
-                "Only events carrying a confidence at or above this.")),
+            types: Optional[str] = Query(
+                None,
+                description="Comma-separated event types to deliver, from: "
+                + ", ".join(allowed)
+                + ". Default: all of them.",
+            ),
+            min_importance: Optional[float] = Query(
+                None,
+                ge=0.0,
+                le=1.0,
+                description=("Only events carrying an importance at or above this (episodes)."),
+            ),
+            min_confidence: Optional[float] = Query(
+                None, ge=0.0, le=1.0, description=("Only events carrying a confidence at or above this.")
+            ),
         ) -> EventStreamResponse:
             wanted = _parse_types(types, allowed, stream)
             sid = space(request)
             sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth)
-            return EventStreamResponse(sub, space_id=sid, stream=stream, heartbeat=settings.stream_heartbeat_seconds,
-                                       accept=EventFilter(min_importance, min_confidence), metrics=service.metrics)
+            return EventStreamResponse(
+                sub,
+                space_id=sid,
+                stream=stream,
+                heartbeat=settings.stream_heartbeat_seconds,
+                accept=EventFilter(min_importance, min_confidence),
+                metrics=service.metrics,
+            )
 
         handler.__name__ = f"stream_{stream}"
         return handler
 
     for stream in STREAMS:
         r.add_api_route(
-            f"/{stream}", make(stream), methods=["GET"], response_class=EventStreamResponse, status_code=200,
-            summary=f"Stream the {stream} events of one space (SSE)", description=_SSE_DOC,
-            responses={200: {"description": "An SSE stream; ends when the server ends it.",
-                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+            f"/{stream}",
+            make(stream),
+            methods=["GET"],
+            response_class=EventStreamResponse,
+            status_code=200,
+            summary=f"Stream the {stream} events of one space (SSE)",
+            description=_SSE_DOC,
+            responses={
+                200: {
+                    "description": "An SSE stream; ends when the server ends it.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                }
+            },
             openapi_extra={"parameters": SPACE_PARAMETERS},
         )
     return r

@@ -56,46 +56,89 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     async def alive() -> Response:
         return Response(b'{"status":"alive"}', media_type="application/json")
 
-    @r.get("/health", response_model=Health, tags=["system"], summary="Health summary",
-           description="503 while shutting down, so load balancers drain this instance.",
-           responses={503: {"model": Health, "description": "Shutting down."}})
+    @r.get(
+        "/health",
+        response_model=Health,
+        tags=["system"],
+        summary="Health summary",
+        description="503 while shutting down, so load balancers drain this instance.",
+        responses={503: {"model": Health, "description": "Shutting down."}},
+    )
     async def health() -> Response:
         h = await service.health()
         unhealthy = sum(1 for s in h["spaces"] if not s["healthy"])
         status = "shutting_down" if h["shutting_down"] else h["status"]
-        body = Health(status=status, spaces_total=h["spaces_total"], spaces_loaded=h["spaces_loaded"],
-                      unhealthy_spaces=unhealthy, shutting_down=h["shutting_down"])
+        body = Health(
+            status=status,
+            spaces_total=h["spaces_total"],
+            spaces_loaded=h["spaces_loaded"],
+            unhealthy_spaces=unhealthy,
+            shutting_down=h["shutting_down"],
+        )
         return ok(body, 503 if h["shutting_down"] else 200)
 
-    @r.get("/api/v1/system/health", response_model=SystemHealth, tags=["system"], summary="Per-space health",
-           description="Memories, last LSN, healthy or not and why, for every loaded space; name a space "
-                       "(header or ?space=) to check just that one (it is loaded if needed).",
-           openapi_extra={"parameters": SPACE_PARAMETERS})
+    @r.get(
+        "/api/v1/system/health",
+        response_model=SystemHealth,
+        tags=["system"],
+        summary="Per-space health",
+        description="Memories, last LSN, healthy or not and why, for every loaded space; name a space "
+        "(header or ?space=) to check just that one (it is loaded if needed).",
+        openapi_extra={"parameters": SPACE_PARAMETERS},
+    )
     async def system_health(request: Request) -> Response:
         sid = space.optional(request)
         h = await service.health()
         if sid is not None:
             desc = await service.get_space(sid)
-            spaces = [SpaceHealth(id=desc.id, healthy=desc.healthy, reason=desc.reason,
-                                  memories=desc.memory_count, last_lsn=desc.last_lsn, loaded=desc.loaded)]
+            spaces = [
+                SpaceHealth(
+                    id=desc.id,
+                    healthy=desc.healthy,
+                    reason=desc.reason,
+                    memories=desc.memory_count,
+                    last_lsn=desc.last_lsn,
+                    loaded=desc.loaded,
+                )
+            ]
         else:
             spaces = [SpaceHealth(**{k: s[k] for k in SpaceHealth.model_fields}) for s in h["spaces"]]
         healthy = all(s.healthy for s in spaces)
         status = "shutting_down" if h["shutting_down"] else ("ok" if healthy else "degraded")
-        return ok(SystemHealth(status=status, spaces_total=h["spaces_total"], spaces_loaded=h["spaces_loaded"],
-                               shutting_down=h["shutting_down"], spaces=spaces))
+        return ok(
+            SystemHealth(
+                status=status,
+                spaces_total=h["spaces_total"],
+                spaces_loaded=h["spaces_loaded"],
+                shutting_down=h["shutting_down"],
+                spaces=spaces,
+            )
+        )
 
-    @r.get("/metrics", tags=["system"], summary="Prometheus metrics",
-           response_class=Response,
-           responses={200: {"description": "Prometheus text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @r.get(
+        "/metrics",
+        tags=["system"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def prometheus() -> Response:
         await asyncio.to_thread(_refresh_gauges, service)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @r.post("/api/v1/echo", tags=["system"], summary="Echo the JSON body",
-            description="Returns its JSON object unchanged: the benchmark's ceiling for a trivial JSON route.",
-            response_model=dict[str, Any], openapi_extra=body_example("POST", "/api/v1/echo"))
+    @r.post(
+        "/api/v1/echo",
+        tags=["system"],
+        summary="Echo the JSON body",
+        description="Returns its JSON object unchanged: the benchmark's ceiling for a trivial JSON route.",
+        response_model=dict[str, Any],
+        openapi_extra=body_example("POST", "/api/v1/echo"),
+    )
     async def echo(body: dict[str, Any] = Body(...)) -> Response:
         return Response(json.dumps(body).encode(), media_type="application/json")
 

@@ -16,7 +16,7 @@ request fell back to the default space, adds the ``Deprecation`` and
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, MutableMapping, Optional
 
 from starlette.requests import Request
 
@@ -35,7 +35,10 @@ _HEADER_SOURCES_B = tuple((key.encode(), name) for key, name in HEADER_SOURCES)
 _HEADER_KEYS = frozenset(key for key, _ in _HEADER_SOURCES_B)
 
 SPACE_ID_SCHEMA: dict[str, Any] = {
-    "type": "string", "minLength": 3, "maxLength": 64, "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$",
+    "type": "string",
+    "minLength": 3,
+    "maxLength": 64,
+    "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$",
     "example": "agent-7",
 }
 
@@ -48,25 +51,45 @@ _RULES = (
 
 #: OpenAPI parameters added to every space-scoped operation.
 SPACE_PARAMETERS: list[dict[str, Any]] = [
-    {"name": "X-Memory-Space", "in": "header", "required": False, "schema": SPACE_ID_SCHEMA,
-     "description": "The memory space this request targets. " + _RULES},
-    {"name": "X-Engram-Memory-Space", "in": "header", "required": False, "schema": SPACE_ID_SCHEMA,
-     "description": "Alias of X-Memory-Space."},
-    {"name": "X-Memory-Space-Id", "in": "header", "required": False, "schema": SPACE_ID_SCHEMA,
-     "description": "Alias of X-Memory-Space."},
-    {"name": "space", "in": "query", "required": False, "schema": SPACE_ID_SCHEMA,
-     "description": "The memory space, as a query parameter (after the headers in precedence)."},
+    {
+        "name": "X-Memory-Space",
+        "in": "header",
+        "required": False,
+        "schema": SPACE_ID_SCHEMA,
+        "description": "The memory space this request targets. " + _RULES,
+    },
+    {
+        "name": "X-Engram-Memory-Space",
+        "in": "header",
+        "required": False,
+        "schema": SPACE_ID_SCHEMA,
+        "description": "Alias of X-Memory-Space.",
+    },
+    {
+        "name": "X-Memory-Space-Id",
+        "in": "header",
+        "required": False,
+        "schema": SPACE_ID_SCHEMA,
+        "description": "Alias of X-Memory-Space.",
+    },
+    {
+        "name": "space",
+        "in": "query",
+        "required": False,
+        "schema": SPACE_ID_SCHEMA,
+        "description": "The memory space, as a query parameter (after the headers in precedence).",
+    },
 ]
 
 SPACE_SCOPED: dict[str, Any] = {"parameters": SPACE_PARAMETERS}
 
 
-def peer_of(scope: dict[str, Any]) -> str:
+def peer_of(scope: MutableMapping[str, Any]) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "unknown"
 
 
-def operation_of(scope: dict[str, Any]) -> str:
+def operation_of(scope: MutableMapping[str, Any]) -> str:
     route = scope.get("route")
     return f"{scope.get('method', '')} {getattr(route, 'path', scope.get('path', ''))}"
 
@@ -82,8 +105,9 @@ class SpaceResolver:
     def __call__(self, request: Request, body_space: Optional[str] = None) -> str:
         scope = request.scope
         sources = self.sources(request, body_space)
-        res = self.service.resolve_space(sources, transport="rest", operation=operation_of(scope),
-                                         peer=peer_of(scope))
+        res = self.service.resolve_space(
+            sources, transport="rest", operation=operation_of(scope), peer=peer_of(scope)
+        )
         scope[SCOPE_SPACE] = res.space_id
         if res.warning:
             scope[SCOPE_WARNING] = res.warning

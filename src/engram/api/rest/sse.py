@@ -65,7 +65,9 @@ def frame(event: Event) -> bytes:
 
 
 def lagged_frame(lag: Lagged) -> bytes:
-    data = json.dumps({"memory_space_id": lag.memory_space_id, "missed": lag.missed, "last_lsn": lag.last_lsn})
+    data = json.dumps(
+        {"memory_space_id": lag.memory_space_id, "missed": lag.missed, "last_lsn": lag.last_lsn}
+    )
     return f"event: lagged\ndata: {data}\n\n".encode()
 
 
@@ -79,8 +81,16 @@ class EventStreamResponse(Response):
     media_type = "text/event-stream"
     background: Optional[BackgroundTask]
 
-    def __init__(self, sub: Subscription, *, space_id: str, stream: str, heartbeat: float,
-                 accept: EventFilter, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        sub: Subscription,
+        *,
+        space_id: str,
+        stream: str,
+        heartbeat: float,
+        accept: EventFilter,
+        metrics: Metrics,
+    ) -> None:
         self.background = None
         self.sub = sub
         self.space_id = space_id
@@ -89,17 +99,23 @@ class EventStreamResponse(Response):
         self.accept = accept
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         label = self.metrics.space_label(self.space_id)
         gauge = self.metrics.subscribers.labels("rest", label)
         gauge.inc()
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"),
-                (b"x-memory-space", self.space_id.encode()),
-            ]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),
+                        (b"x-memory-space", self.space_id.encode()),
+                    ],
+                }
+            )
             hello = f": subscribed to {self.stream} of memory space {self.space_id}\nretry: 2000\n\n"
             await send({"type": "http.response.body", "body": hello.encode(), "more_body": True})
             pump = asyncio.ensure_future(self._pump(send, label))
@@ -126,7 +142,9 @@ class EventStreamResponse(Response):
             try:
                 item = await sub.get(timeout=self.heartbeat)
             except Closed as closed:
-                await send({"type": "http.response.body", "body": end_frame(closed.reason), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": end_frame(closed.reason), "more_body": True}
+                )
                 return
             if item is None:
                 await send({"type": "http.response.body", "body": b": heartbeat\n\n", "more_body": True})
