@@ -276,3 +276,20 @@ def test_shutdown_drains_open_streams(tmp_path: Path) -> None:
             status = exc.code()
         assert status == grpc.StatusCode.UNAVAILABLE
         assert time.perf_counter() - t0 < srv.settings.get("shutdown_grace_seconds", 10.0)
+
+
+def test_shutdown_ends_an_idle_memory_flow_promptly(tmp_path: Path) -> None:
+    srv = EngramProcess.start(tmp_path / "drain-flow", spaces=["alpha"], settings={"shutdown_grace_seconds": 20})
+    with grpc.insecure_channel(srv.grpc_target) as ch:
+        reqs = Requests()
+        responses = spb_grpc.EngramServiceStub(ch).MemoryFlow(iter(reqs))
+        reqs.send(spb.MemoryFlowRequest(sequence=1, remember=pb.MemoryInput(content="before shutdown"),
+                                        memory_space_id="alpha"))
+        assert next(responses).HasField("store_receipt")
+        t0 = time.perf_counter()
+        assert srv.stop(timeout=30) == 0
+        assert time.perf_counter() - t0 < 10, "an idle flow must not hold the server for the grace period"
+        with pytest.raises(grpc.RpcError) as err:
+            next(responses)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        reqs.close()

@@ -58,6 +58,8 @@ class _Flow:
         self.credits: Optional[int] = None  # None: unlimited (not in credit mode)
         self.allowed = asyncio.Condition()
         self.failure: Optional[BaseException] = None
+        self.closing = False
+        self.reader: Optional[asyncio.Future[None]] = None
 
     # -- requests ---------------------------------------------------------------
     async def read(self, requests: AsyncIterator[spb.MemoryFlowRequest]) -> None:
@@ -67,8 +69,21 @@ class _Flow:
             if self.tasks:
                 await asyncio.gather(*list(self.tasks), return_exceptions=True)
         finally:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.out.put(_END)
+            if not self.closing:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.out.put(_END)
+
+    async def shutdown(self) -> None:
+        """Server shutdown: stop reading, answer what is in flight, then end with UNAVAILABLE."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        self.failure = ShuttingDown("the server is shutting down; reconnect to the restarted server")
+        await self.out.put(_END)
 
     async def dispatch(self, req: spb.MemoryFlowRequest) -> None:
         kind = req.WhichOneof("request")
@@ -228,10 +243,28 @@ class _Flow:
 
 
 class FlowHandlers(StreamingHandlers):
+    def __init__(self, service: Any) -> None:
+        super().__init__(service)
+        self._flows: set[_Flow] = set()
+        self._ending: set[asyncio.Task[None]] = set()
+
+    def end_flows(self) -> None:
+        """Called when the server stops: every open MemoryFlow drains and ends (UNAVAILABLE).
+
+        (``Stream`` needs no such call: ``service.begin_shutdown()`` closes its subscription.)
+        """
+        for flow in list(self._flows):
+            task = asyncio.ensure_future(flow.shutdown())
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+
     async def MemoryFlow(self, request_iterator: AsyncIterator[spb.MemoryFlowRequest],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[spb.MemoryFlowResponse]:
         flow = _Flow(self, context)
-        reader = asyncio.ensure_future(flow.read(request_iterator))
+        reader = flow.reader = asyncio.ensure_future(flow.read(request_iterator))
+        self._flows.add(flow)
+        if self.service.shutting_down:
+            self.end_flows()
         try:
             while True:
                 item = await flow.out.get()
@@ -241,7 +274,9 @@ class FlowHandlers(StreamingHandlers):
             if flow.failure is not None:
                 mapped = map_error(flow.failure, rpc="MemoryFlow")
                 await self.abort(context, mapped, flow.calls.trailing())
-            await reader
+            if not flow.closing:
+                await reader
         finally:
+            self._flows.discard(flow)
             reader.cancel()
             flow.close()

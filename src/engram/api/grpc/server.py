@@ -49,7 +49,8 @@ async def create_grpc_server(service: EngramService, host: str, port: int) -> tu
         ("grpc.max_send_message_length", limit),
         ("grpc.so_reuseport", 0),
     ])
-    service_pb2_grpc.add_EngramServiceServicer_to_server(EngramServicer(service), server)
+    servicer = EngramServicer(service)
+    service_pb2_grpc.add_EngramServiceServicer_to_server(servicer, server)
     health_servicer = _Health(service)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -61,4 +62,20 @@ async def create_grpc_server(service: EngramService, host: str, port: int) -> tu
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
+    _drain_flows_on_stop(server, servicer)
     return server, bound
+
+
+def _drain_flows_on_stop(server: grpc.aio.Server, servicer: EngramServicer) -> None:
+    """Make ``server.stop(grace)`` first end every MemoryFlow (answering what is in flight).
+
+    Streams end on their own when ``service.begin_shutdown()`` closes their subscriptions;
+    a MemoryFlow may have none, and would otherwise hold the server for the whole grace period.
+    """
+    stop = server.stop
+
+    async def stop_draining(grace: float | None) -> None:
+        servicer.end_flows()
+        await stop(grace)
+
+    server.stop = stop_draining  # type: ignore[method-assign]
