@@ -51,6 +51,10 @@ from .models import (
 
 log = logging.getLogger("engram.space")
 
+# Databases up to this size get PRAGMA quick_check before the space serves;
+# larger ones are checked in the background (a full check reads every page).
+SYNC_CHECK_MAX_BYTES = 64 * 1024 * 1024
+
 MEMORY_COLUMNS = (
     "rowid, id, kind, content, embedding, confidence, created_at, last_access, access_count, activation, "
     "decay_rate, tags, memory_type, metadata, suppressed, lsn, ep_when, what, where_location, who, why, how, "
@@ -96,9 +100,11 @@ class MemorySpace:
         try:
             self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
                                     max_batch=self.settings.group_commit_max_batch)
-            problem = self.store.integrity_problem()
-            if problem is not None:
-                raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
+            background_check = self.store.size_bytes() > SYNC_CHECK_MAX_BYTES
+            if not background_check:
+                problem = self.store.integrity_problem()
+                if problem is not None:
+                    raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
             dim = self.store.meta("dimension")
             self.dim = int(dim) if dim else None
             self.vectors = VectorSet(self.dim)
@@ -117,6 +123,10 @@ class MemorySpace:
         self.ann.attach_loaded(covered)
         self.vectors.ann = self.ann
         self.ann.start()
+        if background_check:
+            # Large files are checked beside serving, so reopening stays fast; loading
+            # every embedding above has already read most of the memories table.
+            threading.Thread(target=self._background_check, name=f"engram-check-{self.id}", daemon=True).start()
         log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
@@ -163,6 +173,17 @@ class MemorySpace:
         for keys, unit, lsns in later:
             self.vectors.add_many(keys, unit, lsns)
         return covered
+
+    def _background_check(self) -> None:
+        store = self.store
+        if store is None or self._closed:
+            return
+        try:
+            problem = store.integrity_problem()
+        except StorageError:
+            return  # closed meanwhile
+        if problem is not None:
+            self.mark_unhealthy(f"integrity check failed: {problem}")
 
     def mark_unhealthy(self, reason: str) -> None:
         if self.healthy:

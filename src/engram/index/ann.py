@@ -52,6 +52,8 @@ INDEX_FILE = "vectors.usearch"
 SIDECAR_FILE = "vectors.usearch.json"
 CHECKPOINT_VERSION = 1
 _BATCH = 512
+_BACKLOG_BATCH = 4096  # a big backlog (first build, rebuild) is added in larger batches ...
+_BACKLOG_THREADS = 2  # ... with up to this many usearch threads (steady state uses one)
 _OVERSAMPLE = 2  # ask the graph for this many times k candidates before exact re-scoring
 
 
@@ -254,7 +256,9 @@ class AnnIndex:
             self.index = self._new_index(self.vectors.dim)
             self.indexed_seq = 0
             log.info("building vector index", extra={"memory_space": self.dir.name, "vectors": len(self.vectors)})
-        keys, vecs, seqs = self.vectors.pending(self.indexed_seq, _BATCH)
+        backlog = self.vectors.count_from(self.indexed_seq) > _BACKLOG_BATCH
+        threads = min(_BACKLOG_THREADS, os.cpu_count() or 1) if backlog else 1
+        keys, vecs, seqs = self.vectors.pending(self.indexed_seq, _BACKLOG_BATCH if backlog else _BATCH)
         if len(keys) == 0:
             self.indexed_seq = max(self.indexed_seq, self.vectors.next_seq)
             self._mark_ready_if_caught_up()
@@ -286,7 +290,7 @@ class AnnIndex:
             j = min(len(keys), i + room)
             self._rw.acquire_read()  # adds may run beside searches
             try:
-                index.add(ukeys[i:j], vecs[i:j], threads=1)
+                index.add(ukeys[i:j], vecs[i:j], threads=threads)
             finally:
                 self._rw.release_read()
             i = j
