@@ -108,8 +108,7 @@ class Subscription:
                 self._consecutive_drops = 0
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+        _wake_all(waiters)
 
     def close(self, reason: str = "closed") -> None:
         with self._cond:
@@ -117,8 +116,7 @@ class Subscription:
                 self._closed = reason
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+        _wake_all(waiters)
         self.bus._remove(self)
 
     @property
@@ -175,6 +173,14 @@ class Subscription:
 
     def qsize(self) -> int:
         return len(self._buf)
+
+
+def _wake_all(waiters: list[tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]]) -> None:
+    for loop, fut in waiters:
+        try:
+            loop.call_soon_threadsafe(_wake, fut)
+        except RuntimeError:  # that loop is closed: nobody is waiting there any more
+            pass
 
 
 def _wake(fut: "asyncio.Future[None]") -> None:
