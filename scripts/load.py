@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict, deque
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 DIM = 16
 
@@ -122,24 +122,30 @@ class Load:
                     elif op == "recall":
                         cue = dict(body)
                         cue["mode"] = "RECALL_MODE_" + cue["mode"].upper()
-                        res = await stub.Recall(ParseDict({"cue": cue, "memory_space_id": space},
-                                                          spb.RecallRequest()), timeout=30)
+                        res = await stub.Recall(
+                            ParseDict({"cue": cue, "memory_space_id": space}, spb.RecallRequest()), timeout=30
+                        )
                         self.check_tags(space, MessageToDict(res, preserving_proto_field_name=True))
                     elif op == "get":
-                        res = await stub.GetMemory(spb.GetMemoryRequest(memory_id=params["id"],
-                                                                        memory_space_id=space), timeout=30)
+                        res = await stub.GetMemory(
+                            spb.GetMemoryRequest(memory_id=params["id"], memory_space_id=space), timeout=30
+                        )
                         self.check_tags(space, MessageToDict(res, preserving_proto_field_name=True))
                     elif op == "forget":
-                        await stub.Forget(spb.ForgetRequest(memory_id=params["id"], mode=2, memory_space_id=space),
-                                          timeout=30)
+                        await stub.Forget(
+                            spb.ForgetRequest(memory_id=params["id"], mode=2, memory_space_id=space),
+                            timeout=30,
+                        )
                     elif op == "recognize":
-                        await stub.Recognize(spb.RecognizeRequest(content=body["content"], memory_space_id=space),
-                                             timeout=30)
+                        await stub.Recognize(
+                            spb.RecognizeRequest(content=body["content"], memory_space_id=space), timeout=30
+                        )
                     elif op == "introspect":
                         await stub.Introspect(spb.IntrospectRequest(memory_space_id=space), timeout=30)
                     else:  # list, reminisce, associate, consolidate over gRPC: list is enough here
-                        res = await stub.ListMemories(spb.ListMemoriesRequest(page_size=50, memory_space_id=space),
-                                                      timeout=30)
+                        res = await stub.ListMemories(
+                            spb.ListMemoriesRequest(page_size=50, memory_space_id=space), timeout=30
+                        )
                         self.check_tags(space, MessageToDict(res, preserving_proto_field_name=True))
                 except grpc.aio.AioRpcError as exc:
                     if not (exc.code() == grpc.StatusCode.NOT_FOUND and op in ("get", "forget")):
@@ -154,13 +160,31 @@ class Load:
         r = rng.random()
         if r < 0.40 or len(live) < 5:
             mid = self.new_id(space)
-            return ("remember", "POST", "/api/v1/memories/remember",
-                    {"id": mid, "content": f"note {mid} about topic {rng.randrange(50)}", "embedding": vec(rng),
-                     "metadata": {"space": space}}, {})
+            return (
+                "remember",
+                "POST",
+                "/api/v1/memories/remember",
+                {
+                    "id": mid,
+                    "content": f"note {mid} about topic {rng.randrange(50)}",
+                    "embedding": vec(rng),
+                    "metadata": {"space": space},
+                },
+                {},
+            )
         if r < 0.65:
-            return ("recall", "POST", "/api/v1/memories/recall",
-                    {"embedding": vec(rng), "query": f"topic {rng.randrange(50)}", "max_results": 10,
-                     "mode": rng.choice(["similarity", "spreading", "hybrid"])}, {})
+            return (
+                "recall",
+                "POST",
+                "/api/v1/memories/recall",
+                {
+                    "embedding": vec(rng),
+                    "query": f"topic {rng.randrange(50)}",
+                    "max_results": 10,
+                    "mode": rng.choice(["similarity", "spreading", "hybrid"]),
+                },
+                {},
+            )
         if r < 0.75:
             mid = rng.choice(live)
             return ("get", "GET", f"/api/v1/memories/{mid}", None, {"id": mid})
@@ -170,7 +194,13 @@ class Load:
             mid = live.popleft()
             return ("forget", "DELETE", f"/api/v1/memories/{mid}", None, {"id": mid, "mode": "delete"})
         if r < 0.90:
-            return ("recognize", "POST", "/api/v1/memories/recognize", {"content": f"topic {rng.randrange(50)}"}, {})
+            return (
+                "recognize",
+                "POST",
+                "/api/v1/memories/recognize",
+                {"content": f"topic {rng.randrange(50)}"},
+                {},
+            )
         if r < 0.94:
             return ("reminisce", "GET", "/api/v1/episodes/reminisce", None, {"topic": "topic"})
         if r < 0.98:
@@ -195,8 +225,11 @@ class Load:
 
         try:
             async with aiohttp.ClientSession(self.http_url) as http:
-                async with http.get("/api/v1/stream/memories", headers={"X-Memory-Space": space},
-                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
+                async with http.get(
+                    "/api/v1/stream/memories",
+                    headers={"X-Memory-Space": space},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                ) as resp:
                     async for line in resp.content:
                         if self.stop.is_set():
                             return
@@ -224,7 +257,9 @@ class Load:
                         if msg.HasField("event"):
                             self.events += 1
                             if msg.event.memory_space_id != space:
-                                self.violations.append(f"gRPC stream of {space} delivered {msg.event.memory_space_id}")
+                                self.violations.append(
+                                    f"gRPC stream of {space} delivered {msg.event.memory_space_id}"
+                                )
                         if self.stop.is_set():
                             break
                 finally:
@@ -246,9 +281,13 @@ async def sample_server(pid: int, http_url: str, stop: asyncio.Event, every: flo
     out = []
     async with aiohttp.ClientSession(http_url) as http:
         while not stop.is_set():
-            s: dict[str, float] = {"t": time.time(), "rss_mb": proc.memory_info().rss / 2**20,
-                                   "fds": proc.num_fds(), "threads": proc.num_threads(),
-                                   "cpu": proc.cpu_percent()}
+            s: dict[str, float] = {
+                "t": time.time(),
+                "rss_mb": proc.memory_info().rss / 2**20,
+                "fds": proc.num_fds(),
+                "threads": proc.num_threads(),
+                "cpu": proc.cpu_percent(),
+            }
             try:
                 async with http.get("/metrics") as resp:
                     for line in (await resp.text()).splitlines():
@@ -259,7 +298,7 @@ async def sample_server(pid: int, http_url: str, stop: asyncio.Event, every: flo
             out.append(s)
             try:
                 await asyncio.wait_for(stop.wait(), every)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     return out
 
@@ -269,17 +308,25 @@ def growth(samples: list[dict[str, float]]) -> dict[str, Any]:
     n = len(samples)
     if n < 6:
         return {"ok": True, "note": f"only {n} samples"}
-    mid = samples[n // 3: 2 * n // 3]
-    last = samples[2 * n // 3:]
+    mid = samples[n // 3 : 2 * n // 3]
+    last = samples[2 * n // 3 :]
     out: dict[str, Any] = {"ok": True}
-    limits = {"rss_mb": lambda a: max(a * 0.25, 40.0), "fds": lambda a: 16.0, "threads": lambda a: 8.0,
-              "tasks": lambda a: max(a * 0.5, 50.0)}
+    limits = {
+        "rss_mb": lambda a: max(a * 0.25, 40.0),
+        "fds": lambda a: 16.0,
+        "threads": lambda a: 8.0,
+        "tasks": lambda a: max(a * 0.5, 50.0),
+    }
     for key, limit in limits.items():
         if key not in samples[-1]:
             continue
         a = statistics.median(s[key] for s in mid if key in s)
         b = max(s[key] for s in last if key in s)
-        out[key] = {"middle_median": round(a, 2), "last_max": round(b, 2), "allowed_growth": round(limit(a), 2)}
+        out[key] = {
+            "middle_median": round(a, 2),
+            "last_max": round(b, 2),
+            "allowed_growth": round(limit(a), 2),
+        }
         if b - a > limit(a):
             out["ok"] = False
             out[key]["unbounded"] = True
@@ -296,10 +343,13 @@ async def main_async(args: argparse.Namespace, http_url: str, grpc_target: str, 
                 assert resp.status in (200, 201), await resp.text()
     stop_sampling = asyncio.Event()
     sampler = asyncio.ensure_future(sample_server(pid, http_url, stop_sampling, args.sample_every))
-    listeners = [asyncio.ensure_future(load.sse_listener(sp)) for sp in load.spaces] + \
-                [asyncio.ensure_future(load.grpc_listener(sp)) for sp in load.spaces]
-    workers = [asyncio.ensure_future(load.rest_worker(i) if i % 2 == 0 else load.grpc_worker(i))
-               for i in range(args.concurrency)]
+    listeners = [asyncio.ensure_future(load.sse_listener(sp)) for sp in load.spaces] + [
+        asyncio.ensure_future(load.grpc_listener(sp)) for sp in load.spaces
+    ]
+    workers = [
+        asyncio.ensure_future(load.rest_worker(i) if i % 2 == 0 else load.grpc_worker(i))
+        for i in range(args.concurrency)
+    ]
     t0 = time.time()
     await asyncio.sleep(args.seconds)  # the run's length, not synchronisation
     load.stop.set()
@@ -312,19 +362,34 @@ async def main_async(args: argparse.Namespace, http_url: str, grpc_target: str, 
     elapsed = time.time() - t0
     total = sum(load.ops.values())
     g = growth(samples)
-    lat = {op: {"p50_ms": round(1000 * statistics.median(v), 2),
-                "p99_ms": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2), "n": len(v)}
-           for op, v in sorted(load.latencies.items()) if v}
+    lat = {
+        op: {
+            "p50_ms": round(1000 * statistics.median(v), 2),
+            "p99_ms": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2),
+            "n": len(v),
+        }
+        for op, v in sorted(load.latencies.items())
+        if v
+    }
     return {
         "passed": not load.errors and not load.violations and g["ok"],
-        "seconds": round(elapsed, 1), "spaces": len(load.spaces), "concurrency": args.concurrency,
-        "requests": total, "requests_per_second": round(total / elapsed, 1), "ops": dict(load.ops),
-        "errors": dict(load.errors), "error_samples": load.error_samples, "isolation_violations": load.violations[:20],
-        "events_received": load.events, "growth": g, "latency": lat, "samples": samples,
+        "seconds": round(elapsed, 1),
+        "spaces": len(load.spaces),
+        "concurrency": args.concurrency,
+        "requests": total,
+        "requests_per_second": round(total / elapsed, 1),
+        "ops": dict(load.ops),
+        "errors": dict(load.errors),
+        "error_samples": load.error_samples,
+        "isolation_violations": load.violations[:20],
+        "events_received": load.events,
+        "growth": g,
+        "latency": lat,
+        "samples": samples,
     }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--spaces", type=int, default=10)
@@ -344,8 +409,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         from engram.testing import EngramProcess
 
-        srv = EngramProcess.start(tempfile.mkdtemp(prefix="engram-load-"), (),
-                                  {"consolidation_interval_seconds": 0, "log_level": "warning"})
+        srv = EngramProcess.start(
+            tempfile.mkdtemp(prefix="engram-load-"),
+            (),
+            {"consolidation_interval_seconds": 0, "log_level": "warning"},
+        )
         http_url, grpc_target, pid = srv.http_url, srv.grpc_target, srv.pid
     try:
         result = asyncio.run(main_async(args, http_url, grpc_target, pid))

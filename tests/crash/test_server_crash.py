@@ -32,7 +32,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -42,7 +42,14 @@ from engram.testing.report import write_section
 
 SPACES = ["crash-a", "crash-b", "crash-c", "crash-d"]
 SETTINGS = {"consolidation_interval_seconds": 0}
-SPACE_FILES = {"space.json", "space.db", "space.db-wal", "space.db-shm", "vectors.usearch", "vectors.usearch.json"}
+SPACE_FILES = {
+    "space.json",
+    "space.db",
+    "space.db-wal",
+    "space.db-shm",
+    "vectors.usearch",
+    "vectors.usearch.json",
+}
 
 
 def vec(n: int) -> list[float]:
@@ -54,7 +61,9 @@ def vec(n: int) -> list[float]:
 class Ledger:
     """What the clients were told. ``maybe_*``: in flight at the crash, outcome unknown."""
 
-    acked: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))  # space -> id -> content
+    acked: dict[str, dict[str, str]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )  # space -> id -> content
     episodes: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     deleted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     maybe_written: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
@@ -68,15 +77,27 @@ class Ledger:
 
 
 class Writer(threading.Thread):
-    def __init__(self, srv: EngramProcess, space: str, transport: str, cycle: int, ledger: Ledger,
-                 rng: random.Random, stop: threading.Event, acked_cb: Any) -> None:
+    def __init__(
+        self,
+        srv: EngramProcess,
+        space: str,
+        transport: str,
+        cycle: int,
+        ledger: Ledger,
+        rng: random.Random,
+        stop: threading.Event,
+        acked_cb: Any,
+    ) -> None:
         super().__init__(daemon=True)
         self.space, self.transport, self.cycle, self.ledger = space, transport, cycle, ledger
         self.rng, self.stop, self.acked_cb = rng, stop, acked_cb
-        self.client: Any = (RestSpaceClient(srv.http_url, space, timeout=10) if transport == "rest"
-                            else GrpcSpaceClient(srv.grpc_target, space, timeout=10))
+        self.client: Any = (
+            RestSpaceClient(srv.http_url, space, timeout=10)
+            if transport == "rest"
+            else GrpcSpaceClient(srv.grpc_target, space, timeout=10)
+        )
         self.mine: list[str] = []
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         n = 0
@@ -104,7 +125,11 @@ class Writer(threading.Thread):
         content = f"{mid} payload {'episode' if episode else 'note'}"
         with self.ledger.lock:
             self.ledger.maybe_written[self.space][mid] = content
-        body: dict[str, Any] = {"id": mid, "embedding": vec(hash(mid) & 0xFFFF), "metadata": {"space": self.space}}
+        body: dict[str, Any] = {
+            "id": mid,
+            "embedding": vec(hash(mid) & 0xFFFF),
+            "metadata": {"space": self.space},
+        }
         if episode:
             self.client.experience(what=content, when=1_700_000_000 + n, **body)
         else:
@@ -127,8 +152,9 @@ class Writer(threading.Thread):
             self.ledger.acked[self.space].pop(mid, None)
 
 
-def run_cycle(srv: EngramProcess, cycle: int, ledger: Ledger, rng: random.Random,
-              during_consolidation: bool) -> dict[str, Any]:
+def run_cycle(
+    srv: EngramProcess, cycle: int, ledger: Ledger, rng: random.Random, during_consolidation: bool
+) -> dict[str, Any]:
     """Load until a random number of acknowledged ops, then SIGKILL. Returns what happened."""
     stop = threading.Event()
     target = rng.randint(40, 160)
@@ -141,8 +167,11 @@ def run_cycle(srv: EngramProcess, cycle: int, ledger: Ledger, rng: random.Random
 
     base = ledger.count()
     target += base
-    writers = [Writer(srv, sp, t, cycle, ledger, random.Random(rng.random()), stop, acked)
-               for sp in SPACES for t in ("rest", "grpc")]
+    writers = [
+        Writer(srv, sp, t, cycle, ledger, random.Random(rng.random()), stop, acked)
+        for sp in SPACES
+        for t in ("rest", "grpc")
+    ]
     consolidations = 0
 
     def consolidator() -> None:
@@ -161,8 +190,10 @@ def run_cycle(srv: EngramProcess, cycle: int, ledger: Ledger, rng: random.Random
         t.start()
     if not reached.wait(60):
         stop.set()
-        raise AssertionError(f"cycle {cycle}: only {ledger.count() - base} ops acknowledged in 60 s; "
-                             f"writer errors: {[repr(w.error) for w in writers if w.error]}\n{srv.logs()[-3000:]}")
+        raise AssertionError(
+            f"cycle {cycle}: only {ledger.count() - base} ops acknowledged in 60 s; "
+            f"writer errors: {[repr(w.error) for w in writers if w.error]}\n{srv.logs()[-3000:]}"
+        )
     if during_consolidation:
         consolidating.clear()
         consolidating.wait(30)  # the consolidator is about to send (or is sending) a request
@@ -172,8 +203,13 @@ def run_cycle(srv: EngramProcess, cycle: int, ledger: Ledger, rng: random.Random
         t.join(30)
     unexpected = [w.error for w in writers if w.error is not None and not _is_disconnect(w.error)]
     assert not unexpected, f"cycle {cycle}: errors before the kill: {unexpected!r}"
-    return {"cycle": cycle, "acked_ops": ledger.count() - base, "kill_after": target - base,
-            "during_consolidation": during_consolidation, "consolidations_acked": consolidations}
+    return {
+        "cycle": cycle,
+        "acked_ops": ledger.count() - base,
+        "kill_after": target - base,
+        "during_consolidation": during_consolidation,
+        "consolidations_acked": consolidations,
+    }
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -181,8 +217,13 @@ def _is_disconnect(exc: BaseException) -> bool:
     import httpx
 
     if isinstance(exc, grpc.RpcError):
-        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,  # type: ignore[attr-defined]
-                              grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+        return exc.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED,  # type: ignore[attr-defined]
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.UNKNOWN,
+            grpc.StatusCode.INTERNAL,
+        )
     return isinstance(exc, (httpx.TransportError, ConnectionError))
 
 
@@ -205,15 +246,19 @@ def verify(srv: EngramProcess, ledger: Ledger) -> list[str]:
             allowed = set(ledger.acked[sp]) | set(ledger.maybe_written[sp]) | ledger.maybe_deleted[sp]
             for mid, m in listed.items():
                 if mid not in allowed:
-                    problems.append(f"{sp}: {mid} present but never acknowledged or in flight here "
-                                    f"(tag {m['metadata']})")
+                    problems.append(
+                        f"{sp}: {mid} present but never acknowledged or in flight here (tag {m['metadata']})"
+                    )
             beliefs = c.beliefs().get("beliefs", [])
-            eps = ledger.episodes[sp] | {m for m in ledger.maybe_written[sp] if "episode" in
-                                         ledger.maybe_written[sp][m]}
+            eps = ledger.episodes[sp] | {
+                m for m in ledger.maybe_written[sp] if "episode" in ledger.maybe_written[sp][m]
+            }
             for b in beliefs:
                 for cit in b.get("citations", []):
                     if cit["episode_id"] not in eps:
-                        problems.append(f"{sp}: belief {b['id']} cites {cit['episode_id']}, not an episode here")
+                        problems.append(
+                            f"{sp}: belief {b['id']} cites {cit['episode_id']}, not an episode here"
+                        )
                     elif cit["episode_id"] not in listed:
                         problems.append(f"{sp}: belief {b['id']} cites missing episode {cit['episode_id']}")
     return problems
@@ -238,8 +283,10 @@ def verify_offline(data_dir: Path) -> list[str]:
         conn = sqlite3.connect(f"file:{entry / 'space.db'}?mode=ro", uri=True)
         try:
             for col in ("source", "target"):
-                n = conn.execute(f"SELECT count(*) FROM associations a LEFT JOIN memories m ON a.{col} = m.rowid "
-                                 "WHERE m.rowid IS NULL").fetchone()[0]
+                n = conn.execute(
+                    f"SELECT count(*) FROM associations a LEFT JOIN memories m ON a.{col} = m.rowid "
+                    "WHERE m.rowid IS NULL"
+                ).fetchone()[0]
                 if n:
                     problems.append(f"{entry.name}: {n} associations with a dangling {col}")
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -271,9 +318,12 @@ def crash_cycles(root: Path, cycles: int, seed: int) -> dict[str, Any]:
     finally:
         if srv.running:
             srv.kill()
-    return {"seed": seed, "cycles": history,
-            "acked_writes": sum(len(v) for v in ledger.acked.values()),
-            "acked_deletes": sum(len(v) for v in ledger.deleted.values())}
+    return {
+        "seed": seed,
+        "cycles": history,
+        "acked_writes": sum(len(v) for v in ledger.acked.values()),
+        "acked_deletes": sum(len(v) for v in ledger.deleted.values()),
+    }
 
 
 def _seed() -> int:
@@ -283,8 +333,11 @@ def _seed() -> int:
 def test_crash_cycles(tmp_path: Path) -> None:
     seed = _seed()
     summary = crash_cycles(tmp_path / "crash", cycles=3, seed=seed)
-    write_section("crash_cycles", [{"name": f"cycle-{c['cycle']}", "passed": True, **c} for c in summary["cycles"]],
-                  **{k: v for k, v in summary.items() if k != "cycles"})
+    write_section(
+        "crash_cycles",
+        [{"name": f"cycle-{c['cycle']}", "passed": True, **c} for c in summary["cycles"]],
+        **{k: v for k, v in summary.items() if k != "cycles"},
+    )
     assert summary["acked_writes"] > 50 and summary["acked_deletes"] > 0
 
 
@@ -293,9 +346,11 @@ def test_crash_cycles_long(tmp_path: Path) -> None:
     seed = _seed()
     cycles = int(os.environ.get("ENGRAM_CRASH_CYCLES", "25"))
     summary = crash_cycles(tmp_path / "crash", cycles=cycles, seed=seed)
-    write_section("crash_cycles_long", [{"name": f"cycle-{c['cycle']}", "passed": True, **c}
-                                        for c in summary["cycles"]],
-                  **{k: v for k, v in summary.items() if k != "cycles"})
+    write_section(
+        "crash_cycles_long",
+        [{"name": f"cycle-{c['cycle']}", "passed": True, **c} for c in summary["cycles"]],
+        **{k: v for k, v in summary.items() if k != "cycles"},
+    )
 
 
 # ----------------------------------------------------------------------------- injected damage
@@ -365,8 +420,10 @@ def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
         for mid, content in got.items():
             assert written["dmg-torn"].get(mid) == content, f"dmg-torn served {mid} wrongly"
         order = list(written["dmg-torn"])
-        assert sorted(got, key=order.index) == order[:len(got)], "torn tail: survivors are not a prefix"
-        checks.append({"name": "torn-tail-recovered", "passed": True, "kept": len(got), "written": len(order)})
+        assert sorted(got, key=order.index) == order[: len(got)], "torn tail: survivors are not a prefix"
+        checks.append(
+            {"name": "torn-tail-recovered", "passed": True, "kept": len(got), "written": len(order)}
+        )
         # Corrupted page: unhealthy (503) or correct, never silently wrong.
         with RestSpaceClient(srv.http_url, "dmg-page") as c:
             try:
@@ -392,10 +449,14 @@ def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
         srv.stop() if srv.running else None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (registry/REST): GET /api/v1/system/health naming an unhealthy space answers 503 with an error "
-    "envelope instead of reporting healthy=false and the reason: SpaceRegistry.describe(with_stats=True) "
-    "calls the cognition stats hook, which raises SpaceUnhealthy. Fix: skip stats when not space.healthy."))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG (registry/REST): GET /api/v1/system/health naming an unhealthy space answers 503 with an error "
+        "envelope instead of reporting healthy=false and the reason: SpaceRegistry.describe(with_stats=True) "
+        "calls the cognition stats hook, which raises SpaceUnhealthy. Fix: skip stats when not space.healthy."
+    ),
+)
 def test_health_naming_a_damaged_space_reports_it(tmp_path: Path) -> None:
     srv = EngramProcess.start(tmp_path / "dmg1", ["dmg-page"], SETTINGS)
     try:

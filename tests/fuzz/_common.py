@@ -7,8 +7,8 @@ module is imported by path, not as part of the test package.
 from __future__ import annotations
 
 import asyncio
-import logging
 import atexit
+import logging
 import shutil
 import tempfile
 from typing import Any
@@ -21,9 +21,17 @@ SPACES = ("fz-a", "fz-b", "fz-c")
 
 def make_service(**overrides: Any) -> tuple[EngramService, asyncio.AbstractEventLoop]:
     root = tempfile.mkdtemp(prefix="engram-fuzz-")
-    settings = load_settings(overrides={"data_dir": root, "bootstrap_spaces": ",".join(SPACES),
-                                        "durability": "buffered", "log_level": "error",
-                                        "consolidation_interval_seconds": 0, **overrides}, use_env=False)
+    settings = load_settings(
+        overrides={
+            "data_dir": root,
+            "bootstrap_spaces": ",".join(SPACES),
+            "durability": "buffered",
+            "log_level": "error",
+            "consolidation_interval_seconds": 0,
+            **overrides,
+        },
+        use_env=False,
+    )
     logging.disable(logging.CRITICAL)  # the deprecation warnings of every fallback request drown the output
     service = EngramService(settings)
     loop = asyncio.new_event_loop()

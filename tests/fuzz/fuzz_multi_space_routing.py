@@ -26,7 +26,7 @@ with atheris.instrument_imports(include=["engram"]):
     from engram.errors import EngramError, MemoryNotFound
     from engram.testing.isolation import scan
 
-from _common import SPACES, make_service  # noqa: E402
+from _common import SPACES, make_service
 
 SERVICE, LOOP = make_service()
 IDS = [f"id{i}" for i in range(8)]
@@ -45,7 +45,9 @@ def check(space: str, result: object) -> None:
     for sf in s.space_fields:
         assert sf == space, f"{space} answered with memory_space_id {sf}"
     for mid in s.ids:
-        assert mid in HOLDS[space] or mid.startswith("belief"), f"{space} returned {mid}, not its own {HOLDS[space]}"
+        assert mid in HOLDS[space] or mid.startswith("belief"), (
+            f"{space} returned {mid}, not its own {HOLDS[space]}"
+        )
 
 
 def vector(fdp: atheris.FuzzedDataProvider) -> list[float]:
@@ -62,14 +64,25 @@ def one_op(fdp: atheris.FuzzedDataProvider) -> None:
         if op <= 1:
             cls = m.EpisodeInput if op == 1 else m.MemoryInput
             extra = {"when": 1_700_000_000 + fdp.ConsumeIntInRange(0, 10_000)} if op == 1 else {}
-            r = run(SERVICE.remember(space, cls(id=mid, content=text or "x", embedding=vector(fdp),
-                                                metadata={"space": space}, **extra)))
+            r = run(
+                SERVICE.remember(
+                    space,
+                    cls(
+                        id=mid, content=text or "x", embedding=vector(fdp), metadata={"space": space}, **extra
+                    ),
+                )
+            )
             assert r.memory_id == mid
             HOLDS[space].add(mid)
         elif op <= 4:
             mode = ("similarity", "spreading", "hybrid")[op - 2]
-            cue = m.Cue(embedding=vector(fdp), query=text or None, mode=mode, trace_activation=True,
-                        max_results=fdp.ConsumeIntInRange(1, 20))
+            cue = m.Cue(
+                embedding=vector(fdp),
+                query=text or None,
+                mode=mode,
+                trace_activation=True,
+                max_results=fdp.ConsumeIntInRange(1, 20),
+            )
             check(space, run(SERVICE.recall(space, cue)))
         elif op == 5:
             try:

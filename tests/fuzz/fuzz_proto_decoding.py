@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import atheris
 
@@ -30,7 +31,7 @@ with atheris.instrument_imports(include=["engram.api.grpc", "engram.core.models"
     from engram.api.grpc.gen import service_pb2 as spb
     from engram.errors import EngramError
 
-from _common import make_service  # noqa: E402
+from _common import make_service
 
 SERVICE, _LOOP = make_service()
 
@@ -91,8 +92,11 @@ def TestOneInput(data: bytes) -> None:
         pass
     meta = data[-8:].decode("latin-1") if data[0] & 0x80 else None
     try:
-        SERVICE.resolve_space([("field", getattr(msg, "memory_space_id", None)), ("metadata", meta)],
-                              transport="grpc", operation=cls.__name__)
+        SERVICE.resolve_space(
+            [("field", getattr(msg, "memory_space_id", None)), ("metadata", meta)],
+            transport="grpc",
+            operation=cls.__name__,
+        )
     except EngramError:
         pass
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from urllib.parse import quote, quote_from_bytes, unquote
 from typing import Any
+from urllib.parse import quote, quote_from_bytes, unquote
 
 import atheris
 
@@ -28,25 +28,65 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 with atheris.instrument_imports(include=["engram.api", "engram.core.models", "engram.spaces"]):
     from engram.api.rest.app import create_app
 
-from _common import SPACES, make_service  # noqa: E402
+from _common import SPACES, make_service
 
 SERVICE, LOOP = make_service(max_body_bytes=4096)
 APP = create_app(SERVICE)
 
 ROUTES = [
-    ("POST", "/api/v1/memories/remember"), ("POST", "/api/v1/episodes/remember"),
-    ("POST", "/api/v1/memories/recall"), ("GET", "/api/v1/memories/recall"), ("GET", "/api/v1/memories"),
-    ("GET", "/api/v1/memories/{id}"), ("DELETE", "/api/v1/memories/{id}"), ("POST", "/api/v1/memories/recognize"),
-    ("POST", "/api/v1/memories/associate"), ("GET", "/api/v1/episodes/reminisce"), ("POST", "/api/v1/consolidate"),
-    ("GET", "/api/v1/consolidations"), ("GET", "/api/v1/consolidations/{id}"), ("POST", "/api/v1/complete"),
-    ("GET", "/api/v1/spaces"), ("POST", "/api/v1/spaces"), ("GET", "/api/v1/spaces/{id}"),
-    ("GET", "/api/v1/system/health"), ("GET", "/health"),
+    ("POST", "/api/v1/memories/remember"),
+    ("POST", "/api/v1/episodes/remember"),
+    ("POST", "/api/v1/memories/recall"),
+    ("GET", "/api/v1/memories/recall"),
+    ("GET", "/api/v1/memories"),
+    ("GET", "/api/v1/memories/{id}"),
+    ("DELETE", "/api/v1/memories/{id}"),
+    ("POST", "/api/v1/memories/recognize"),
+    ("POST", "/api/v1/memories/associate"),
+    ("GET", "/api/v1/episodes/reminisce"),
+    ("POST", "/api/v1/consolidate"),
+    ("GET", "/api/v1/consolidations"),
+    ("GET", "/api/v1/consolidations/{id}"),
+    ("POST", "/api/v1/complete"),
+    ("GET", "/api/v1/spaces"),
+    ("POST", "/api/v1/spaces"),
+    ("GET", "/api/v1/spaces/{id}"),
+    ("GET", "/api/v1/system/health"),
+    ("GET", "/health"),
 ]
 HEADER_NAMES = [b"x-memory-space", b"x-engram-memory-space", b"x-memory-space-id"]
-FIELDS = ["content", "embedding", "id", "confidence", "tags", "metadata", "memory_type", "query", "mode",
-          "threshold", "max_results", "when", "what", "who", "source_id", "target_id", "strength",
-          "memory_space_id", "time_start", "time_end", "min_cluster", "similarity", "trace_activation",
-          "auto_link", "decay_rate", "importance", "limit", "cursor", "topic", "unknown_field"]
+FIELDS = [
+    "content",
+    "embedding",
+    "id",
+    "confidence",
+    "tags",
+    "metadata",
+    "memory_type",
+    "query",
+    "mode",
+    "threshold",
+    "max_results",
+    "when",
+    "what",
+    "who",
+    "source_id",
+    "target_id",
+    "strength",
+    "memory_space_id",
+    "time_start",
+    "time_end",
+    "min_cluster",
+    "similarity",
+    "trace_activation",
+    "auto_link",
+    "decay_rate",
+    "importance",
+    "limit",
+    "cursor",
+    "topic",
+    "unknown_field",
+]
 
 
 def value(fdp: atheris.FuzzedDataProvider, depth: int = 0) -> Any:
@@ -65,7 +105,9 @@ def value(fdp: atheris.FuzzedDataProvider, depth: int = 0) -> Any:
         return [value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 6))]
     if kind == 8:
         return [fdp.ConsumeRegularFloat() for _ in range(fdp.ConsumeIntInRange(0, 8))]
-    return {fdp.ConsumeUnicodeNoSurrogates(8): value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 4))}
+    return {
+        fdp.ConsumeUnicodeNoSurrogates(8): value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 4))
+    }
 
 
 def space_value(fdp: atheris.FuzzedDataProvider) -> bytes:
@@ -78,11 +120,23 @@ def space_value(fdp: atheris.FuzzedDataProvider) -> bytes:
     return bytes(b for b in fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 70)) if b not in (0, 10, 13))
 
 
-async def call(method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode("utf-8", "surrogateescape"),
-             "query_string": query, "root_path": "", "headers": headers, "client": ("127.0.0.1", 1234),
-             "server": ("127.0.0.1", 80)}
+async def call(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, bytes]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogateescape"),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
     sent = False
     status = 0
     chunks: list[bytes] = []
@@ -117,8 +171,11 @@ def TestOneInput(data: bytes) -> None:
         headers.append((HEADER_NAMES[fdp.ConsumeIntInRange(0, 2)], space_value(fdp)))
     # What reaches the app over the wire: uvicorn rejects raw non-ASCII request lines (400 before the
     # app), so query strings are percent-encoded; their decoded bytes are still arbitrary.
-    query = quote_from_bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 60)), safe="=&").encode() \
-        if fdp.ConsumeBool() else b""
+    query = (
+        quote_from_bytes(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 60)), safe="=&").encode()
+        if fdp.ConsumeBool()
+        else b""
+    )
     if fdp.ConsumeBool():
         query = b"space=" + quote_from_bytes(space_value(fdp)).encode() + (b"&" + query if query else b"")
     body = b""
@@ -126,15 +183,19 @@ def TestOneInput(data: bytes) -> None:
         if fdp.ConsumeIntInRange(0, 4) == 0:
             body = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200))
         else:
-            obj = {FIELDS[fdp.ConsumeIntInRange(0, len(FIELDS) - 1)]: value(fdp)
-                   for _ in range(fdp.ConsumeIntInRange(0, 6))}
+            obj = {
+                FIELDS[fdp.ConsumeIntInRange(0, len(FIELDS) - 1)]: value(fdp)
+                for _ in range(fdp.ConsumeIntInRange(0, 6))
+            }
             body = json.dumps(obj).encode()  # NaN / Infinity tokens included: sloppy clients send them
         headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(body)).encode()))
     if path.endswith("/spaces") and method == "POST":
         return  # creating spaces from random input would only fill the disk
     status, resp = LOOP.run_until_complete(call(method, path, query, headers, body))
-    assert 200 <= status < 500, f"{method} {path}?{query!r} headers={headers!r} body={body[:200]!r} -> {status} {resp[:500]!r}"
+    assert 200 <= status < 500, (
+        f"{method} {path}?{query!r} headers={headers!r} body={body[:200]!r} -> {status} {resp[:500]!r}"
+    )
     if status >= 400:
         doc = json.loads(resp)
         err = doc["error"]

@@ -20,21 +20,48 @@ def proto_seeds() -> dict[str, bytes]:
     from engram.api.grpc.gen import memory_pb2 as pb
     from engram.api.grpc.gen import service_pb2 as spb
 
-    mem = pb.MemoryInput(id="m1", content="hello", embedding=[0.1, 0.2, 0.3], confidence=0.9, tags=["t"],
-                         memory_type=pb.MEMORY_TYPE_SEMANTIC, metadata={"k": "v"}, auto_link=True)
-    ep = pb.EpisodeInput(id="e1", what="met bob", when=Timestamp(seconds=1_700_000_000), who=["bob"],
-                         where_location="office", importance=0.5, emotional_valence=-0.2)
-    cue = pb.Cue(embedding=[0.1, 0.2, 0.3], query="hello", mode=pb.RECALL_MODE_HYBRID, trace_activation=True,
-                 max_results=5, threshold=0.1, time_start=Timestamp(seconds=1), time_end=Timestamp(seconds=2))
+    mem = pb.MemoryInput(
+        id="m1",
+        content="hello",
+        embedding=[0.1, 0.2, 0.3],
+        confidence=0.9,
+        tags=["t"],
+        memory_type=pb.MEMORY_TYPE_SEMANTIC,
+        metadata={"k": "v"},
+        auto_link=True,
+    )
+    ep = pb.EpisodeInput(
+        id="e1",
+        what="met bob",
+        when=Timestamp(seconds=1_700_000_000),
+        who=["bob"],
+        where_location="office",
+        importance=0.5,
+        emotional_valence=-0.2,
+    )
+    cue = pb.Cue(
+        embedding=[0.1, 0.2, 0.3],
+        query="hello",
+        mode=pb.RECALL_MODE_HYBRID,
+        trace_activation=True,
+        max_results=5,
+        threshold=0.1,
+        time_start=Timestamp(seconds=1),
+        time_end=Timestamp(seconds=2),
+    )
     msgs = [
         spb.RememberRequest(memory=mem, memory_space_id="fz-a"),
         spb.ExperienceRequest(episode=ep, memory_space_id="fz-b"),
         spb.RecallRequest(cue=cue, memory_space_id="fz-a"),
         spb.ForgetRequest(memory_id="m1", mode=pb.FORGET_MODE_DELETE, memory_space_id="fz-a"),
         spb.RecognizeRequest(content="hello", threshold=0.5, max_matches=3, memory_space_id="fz-a"),
-        spb.ReminisceRequest(topic="bob", time_start=Timestamp(seconds=1), max_results=3, memory_space_id="fz-c"),
+        spb.ReminisceRequest(
+            topic="bob", time_start=Timestamp(seconds=1), max_results=3, memory_space_id="fz-c"
+        ),
         spb.ConsolidateRequest(similarity_threshold=0.8, min_cluster_size=2, memory_space_id="fz-a"),
-        spb.DreamRequest(similarity_threshold=0.8, min_cluster_size=2, replay_cycles=2, memory_space_id="fz-a"),
+        spb.DreamRequest(
+            similarity_threshold=0.8, min_cluster_size=2, replay_cycles=2, memory_space_id="fz-a"
+        ),
         spb.CompleteRequest(what="met", who=["bob"], embedding=[0.1], threshold=0.2, memory_space_id="fz-a"),
         spb.AssociateRequest(source_id="a", target_id="b", strength=0.5, memory_space_id="fz-a"),
         spb.StreamRequest(event_types=[pb.EVENT_TYPE_STORED], memory_space_id="fz-a"),
@@ -44,10 +71,18 @@ def proto_seeds() -> dict[str, bytes]:
     ]
     out = {f"seed-{i:02d}-{type(m).__name__}": bytes([i]) + m.SerializeToString() for i, m in enumerate(msgs)}
     # Regressions: inputs that once failed (kept so every short run replays them).
-    out["regress-timestamp-out-of-range"] = bytes([2]) + spb.RecallRequest(
-        cue=pb.Cue(query="x", time_start=Timestamp(seconds=10**15)), memory_space_id="fz-a").SerializeToString()
-    out["regress-episode-when-out-of-range"] = bytes([1]) + spb.ExperienceRequest(
-        episode=pb.EpisodeInput(what="x", when=Timestamp(seconds=-10**15))).SerializeToString()
+    out["regress-timestamp-out-of-range"] = (
+        bytes([2])
+        + spb.RecallRequest(
+            cue=pb.Cue(query="x", time_start=Timestamp(seconds=10**15)), memory_space_id="fz-a"
+        ).SerializeToString()
+    )
+    out["regress-episode-when-out-of-range"] = (
+        bytes([1])
+        + spb.ExperienceRequest(
+            episode=pb.EpisodeInput(what="x", when=Timestamp(seconds=-(10**15)))
+        ).SerializeToString()
+    )
     return out
 
 
@@ -60,8 +95,10 @@ def main() -> None:
     corpora = {
         "proto_decoding": proto_seeds(),
         "multi_space_routing": random_seeds(12, 160),
-        "rest_decoding": {**random_seeds(12, 200),
-                          "seed-json": json.dumps({"content": "x", "embedding": [1.0, 2.0]}).encode()},
+        "rest_decoding": {
+            **random_seeds(12, 200),
+            "seed-json": json.dumps({"content": "x", "embedding": [1.0, 2.0]}).encode(),
+        },
     }
     for target, seeds in corpora.items():
         d = HERE / "corpus" / target

@@ -27,10 +27,18 @@ SHORT_RUNS = {"multi_space_routing": 3000, "rest_decoding": 6000, "proto_decodin
 MAX_LEN = {"multi_space_routing": 256, "rest_decoding": 1024, "proto_decoding": 512}
 
 
-def run_target(target: str, workdir: Path, corpus: Path, *flags: str, timeout: float = 240) -> tuple[int, str]:
+def run_target(
+    target: str, workdir: Path, corpus: Path, *flags: str, timeout: float = 240
+) -> tuple[int, str]:
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(HERE / f"fuzz_{target}.py"), str(corpus), f"-max_len={MAX_LEN[target]}",
-           f"-artifact_prefix={workdir}/", *flags]
+    cmd = [
+        sys.executable,
+        str(HERE / f"fuzz_{target}.py"),
+        str(corpus),
+        f"-max_len={MAX_LEN[target]}",
+        f"-artifact_prefix={workdir}/",
+        *flags,
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     return proc.returncode, proc.stdout + proc.stderr
@@ -46,11 +54,14 @@ def test_short_fuzz_run(target: str, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(HERE / "corpus" / target, corpus)
     seeds = len(list(corpus.iterdir()))
-    code, out = run_target(target, tmp_path / "work", corpus, f"-atheris_runs={SHORT_RUNS[target]}", "-seed=1")
-    tail = "\n".join(l for l in out.splitlines() if "Instrumenting" not in l)[-6000:]
+    code, out = run_target(
+        target, tmp_path / "work", corpus, f"-atheris_runs={SHORT_RUNS[target]}", "-seed=1"
+    )
+    tail = "\n".join(ln for ln in out.splitlines() if "Instrumenting" not in ln)[-6000:]
     execs = _executions(out)
-    write_section(f"fuzz_{target}", [{"name": target, "passed": code == 0, "executions": execs,
-                                      "seed_inputs": seeds}])
+    write_section(
+        f"fuzz_{target}", [{"name": target, "passed": code == 0, "executions": execs, "seed_inputs": seeds}]
+    )
     assert code == 0, f"fuzz_{target} found a failure (artifact in {tmp_path / 'work'}):\n{tail}"
     assert execs >= SHORT_RUNS[target] - 1, f"fuzz_{target} did not run to completion:\n{tail}"
 
@@ -59,10 +70,17 @@ def test_short_fuzz_run(target: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", sorted(SHORT_RUNS))
 def test_long_fuzz_run(target: str, tmp_path: Path) -> None:
     seconds = int(os.environ.get("ENGRAM_FUZZ_SECONDS", "120"))
-    code, out = run_target(target, tmp_path / "work", HERE / "corpus" / target, f"-max_total_time={seconds}",
-                           timeout=seconds + 120)
-    write_section(f"fuzz_{target}_long", [{"name": target, "passed": code == 0, "executions": _executions(out),
-                                           "seconds": seconds}])
+    code, out = run_target(
+        target,
+        tmp_path / "work",
+        HERE / "corpus" / target,
+        f"-max_total_time={seconds}",
+        timeout=seconds + 120,
+    )
+    write_section(
+        f"fuzz_{target}_long",
+        [{"name": target, "passed": code == 0, "executions": _executions(out), "seconds": seconds}],
+    )
     assert code == 0, out[-6000:]
 
 
@@ -89,4 +107,4 @@ def test_regression_out_of_range_timestamp_is_invalid_argument() -> None:
     with pytest.raises(InvalidInput, match="time_start"):
         convert.cue(pb.Cue(query="x", time_start=Timestamp(seconds=10**15)))
     with pytest.raises(InvalidInput, match="when"):
-        convert.episode_input(pb.EpisodeInput(what="x", when=Timestamp(seconds=-10**15)))
+        convert.episode_input(pb.EpisodeInput(what="x", when=Timestamp(seconds=-(10**15))))

@@ -37,8 +37,20 @@ from engram.testing.report import write_section
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "differential"
 SPACES = ("diff-a", "diff-b")
-DROP = {"created_at", "last_access", "observed_at", "stored_at", "updated_at", "timing", "duration_ms",
-        "storage_bytes", "index", "last_consolidation", "timing_ms", "timestamp"}
+DROP = {
+    "created_at",
+    "last_access",
+    "observed_at",
+    "stored_at",
+    "updated_at",
+    "timing",
+    "duration_ms",
+    "storage_bytes",
+    "index",
+    "last_consolidation",
+    "timing_ms",
+    "timestamp",
+}
 
 
 class Clock:
@@ -55,7 +67,11 @@ def normalise(obj: Any, space: str, names: dict[str, str]) -> Any:
         for k, v in obj.items():
             if k in DROP:
                 continue
-            if k == "run_id" or (k == "id" and ("citations" in obj or "centroid" in obj)) or k == "belief_ids":
+            if (
+                k == "run_id"
+                or (k == "id" and ("citations" in obj or "centroid" in obj))
+                or k == "belief_ids"
+            ):
                 if isinstance(v, list):
                     out[k] = [names.setdefault(x, f"belief#{len(names)}") for x in v]
                 else:
@@ -117,9 +133,16 @@ def _settle(service: EngramService, space: str) -> None:
 def replay(tmp: Path) -> dict[str, list[Any]]:
     spec = json.loads((FIXTURES / "ops.json").read_text())
     clock = Clock(float(spec["t0"]))
-    settings = load_settings(overrides={
-        "data_dir": str(tmp), "bootstrap_spaces": ",".join(SPACES), "consolidation_interval_seconds": 0,
-        "spreading_time_budget_ms": 60_000, "log_json": False}, use_env=False)
+    settings = load_settings(
+        overrides={
+            "data_dir": str(tmp),
+            "bootstrap_spaces": ",".join(SPACES),
+            "consolidation_interval_seconds": 0,
+            "spreading_time_budget_ms": 60_000,
+            "log_json": False,
+        },
+        use_env=False,
+    )
     service = EngramService(settings, clock=clock)
     loop = asyncio.new_event_loop()
     out: dict[str, list[Any]] = {sp: [] for sp in SPACES}
@@ -171,13 +194,18 @@ def test_replay_is_identical_in_two_spaces_and_matches_fixture(tmp_path: Path) -
         expected_path.write_text(json.dumps(a, indent=1, sort_keys=True) + "\n")
     expected = json.loads(expected_path.read_text())
     vs_fixture = _first_difference(expected, json.loads(json.dumps(a)))
-    write_section("differential", [
-        {"name": "space-a-vs-space-b", "passed": not diff, "ops": len(a), "difference": diff},
-        {"name": "vs-committed-fixture", "passed": not vs_fixture, "difference": vs_fixture},
-    ])
+    write_section(
+        "differential",
+        [
+            {"name": "space-a-vs-space-b", "passed": not diff, "ops": len(a), "difference": diff},
+            {"name": "vs-committed-fixture", "passed": not vs_fixture, "difference": vs_fixture},
+        ],
+    )
     assert not diff, f"the same operations gave different answers in two spaces: {diff}"
-    assert not vs_fixture, (f"answers differ from tests/fixtures/differential/expected.json: {vs_fixture}\n"
-                            "If the change is intended, regenerate (see this module's docstring).")
+    assert not vs_fixture, (
+        f"answers differ from tests/fixtures/differential/expected.json: {vs_fixture}\n"
+        "If the change is intended, regenerate (see this module's docstring)."
+    )
     # The fixture must exercise what it claims to: beliefs with citations, activation paths, hits.
     text = json.dumps(a)
     assert '"citations": [{' in text and '"activation_path": [{' in text and '"MEMORY_NOT_FOUND"' in text

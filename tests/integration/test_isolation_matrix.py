@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,7 @@ def _ops(srv: EngramProcess, space: str, transport: str) -> Ops:
 
 def _load_all(srv: EngramProcess, data: dict[str, SpaceData]) -> None:
     """Load every space concurrently; even spaces over REST, odd over gRPC."""
+
     def one(k_sp: tuple[int, str]) -> None:
         k, sp = k_sp
         ops = _ops(srv, sp, "rest" if k % 2 == 0 else "grpc")
@@ -59,7 +61,9 @@ def _load_all(srv: EngramProcess, data: dict[str, SpaceData]) -> None:
 
 
 @pytest.fixture(scope="module")
-def matrix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, dict[str, SpaceData]]]:
+def matrix_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[EngramProcess, dict[str, SpaceData]]]:
     srv = EngramProcess.start(tmp_path_factory.mktemp("iso"), SPACES, SETTINGS)
     try:
         data = build_dataset(SPACES)
@@ -74,9 +78,14 @@ def _fmt(results: list[CheckResult]) -> str:
     return "\n".join(f"{r.transport}/{r.space}/{r.name}: {r.violations[:3]}" for r in bad[:20])
 
 
-def _run_matrix(srv: EngramProcess, data: dict[str, SpaceData], transports: tuple[str, ...] = ("rest", "grpc"),
-                only: set[str] | None = None) -> list[CheckResult]:
+def _run_matrix(
+    srv: EngramProcess,
+    data: dict[str, SpaceData],
+    transports: tuple[str, ...] = ("rest", "grpc"),
+    only: set[str] | None = None,
+) -> list[CheckResult]:
     """Every space through every transport, all at once (2 x 10 concurrent clients)."""
+
     def one(job: tuple[str, str]) -> list[CheckResult]:
         sp, transport = job
         ops = _ops(srv, sp, transport)
@@ -93,8 +102,12 @@ def _run_matrix(srv: EngramProcess, data: dict[str, SpaceData], transports: tupl
 def test_matrix_rest_and_grpc_concurrently(matrix_server: tuple[EngramProcess, dict[str, SpaceData]]) -> None:
     srv, data = matrix_server
     results = _run_matrix(srv, data)
-    write_section("isolation_matrix", [dict(asdict(r), passed=not r.violations) for r in results],
-                  spaces=len(data), transports=["rest", "grpc"])
+    write_section(
+        "isolation_matrix",
+        [dict(asdict(r), passed=not r.violations) for r in results],
+        spaces=len(data),
+        transports=["rest", "grpc"],
+    )
     assert len(results) == len(SPACES) * 2 * 12
     assert not [r for r in results if r.violations], _fmt(results)
     # A check that saw nothing proves nothing: every surface must have returned something to scan.
@@ -103,13 +116,19 @@ def test_matrix_rest_and_grpc_concurrently(matrix_server: tuple[EngramProcess, d
 
 
 def test_cross_space_get_is_not_found_on_both_transports(
-        matrix_server: tuple[EngramProcess, dict[str, SpaceData]]) -> None:
+    matrix_server: tuple[EngramProcess, dict[str, SpaceData]],
+) -> None:
     srv, _ = matrix_server
-    with RestSpaceClient(srv.http_url, "iso-00") as rest, GrpcSpaceClient(srv.grpc_target, "iso-00") as grpc_c:
+    with (
+        RestSpaceClient(srv.http_url, "iso-00") as rest,
+        GrpcSpaceClient(srv.grpc_target, "iso-00") as grpc_c,
+    ):
         with pytest.raises(ApiError) as err:
             rest.get("own.iso-09.9")
         assert err.value.status == 404 and err.value.code == "MEMORY_NOT_FOUND", err.value.body
-        assert "orchard" not in str(err.value.body), "a not-found answer must not reveal the other space's memory"
+        assert "orchard" not in str(err.value.body), (
+            "a not-found answer must not reveal the other space's memory"
+        )
         assert GrpcSpaceClient.status_of(lambda: grpc_c.get("own.iso-09.9")) == "NOT_FOUND"
         # ... and the id is found in its own space, so the 404 is about the space, not the id.
         assert rest.get("own.iso-00.0")["id"] == "own.iso-00.0"
@@ -118,12 +137,15 @@ def test_cross_space_get_is_not_found_on_both_transports(
 
 
 def test_health_and_metrics_count_each_space_alone(
-        matrix_server: tuple[EngramProcess, dict[str, SpaceData]]) -> None:
+    matrix_server: tuple[EngramProcess, dict[str, SpaceData]],
+) -> None:
     srv, data = matrix_server
     with RestSpaceClient(srv.http_url, None) as c:
         health = check_health(c.system_health(), data)
         metrics = check_metrics(c.metrics(), data)
-    write_section("isolation_health_metrics", [dict(asdict(r), passed=not r.violations) for r in (health, metrics)])
+    write_section(
+        "isolation_health_metrics", [dict(asdict(r), passed=not r.violations) for r in (health, metrics)]
+    )
     assert not health.violations, health.violations
     assert health.exercised == len(SPACES)
     assert not metrics.violations, metrics.violations
@@ -132,8 +154,9 @@ def test_health_and_metrics_count_each_space_alone(
 # ----------------------------------------------------------------------------- streams
 
 
-def _sse_subscriber(srv: EngramProcess, space: str, events: "queue.Queue[Any]",
-                    ready: threading.Event) -> Callable[[], None]:
+def _sse_subscriber(
+    srv: EngramProcess, space: str, events: queue.Queue[Any], ready: threading.Event
+) -> Callable[[], None]:
     client = RestSpaceClient(srv.http_url, space)
 
     def run() -> None:
@@ -147,8 +170,9 @@ def _sse_subscriber(srv: EngramProcess, space: str, events: "queue.Queue[Any]",
     return client.close
 
 
-def _grpc_subscriber(srv: EngramProcess, space: str, events: "queue.Queue[Any]",
-                     ready: threading.Event) -> Callable[[], None]:
+def _grpc_subscriber(
+    srv: EngramProcess, space: str, events: queue.Queue[Any], ready: threading.Event
+) -> Callable[[], None]:
     client = GrpcSpaceClient(srv.grpc_target, space)
     call = client.stream()
 
@@ -164,6 +188,7 @@ def _grpc_subscriber(srv: EngramProcess, space: str, events: "queue.Queue[Any]",
     def stop() -> None:
         call.cancel()
         client.close()
+
     return stop
 
 
@@ -182,12 +207,13 @@ def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..
 
     def one(job: tuple[str, str]) -> CheckResult:
         space, transport = job
-        events: "queue.Queue[Any]" = queue.Queue()
+        events: queue.Queue[Any] = queue.Queue()
         start = _sse_subscriber if transport == "rest" else _grpc_subscriber
         stop = start(srv, space, events, threading.Event())
         try:
-            return check_stream(f"stream-{transport}", transport, space, events, write, SPACES,
-                                nonce=f".{transport}")
+            return check_stream(
+                f"stream-{transport}", transport, space, events, write, SPACES, nonce=f".{transport}"
+            )
         finally:
             stop()
 
@@ -216,22 +242,39 @@ LEAK_CATCHERS = {
 @pytest.mark.parametrize("kind", sorted(LEAK_CATCHERS))
 def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
     """Run part of the matrix against a server with one deliberate leak: every catcher must fail."""
-    srv = EngramProcess.start(tmp_path / f"leaky-{kind}", LEAK_SPACES, SETTINGS,
-                              module="engram.testing.leaky", env={"LEAK_KIND": kind})
+    srv = EngramProcess.start(
+        tmp_path / f"leaky-{kind}",
+        LEAK_SPACES,
+        SETTINGS,
+        module="engram.testing.leaky",
+        env={"LEAK_KIND": kind},
+    )
     try:
         data = build_dataset(LEAK_SPACES)
         results: list[CheckResult] = []
         if kind == "events":
             for transport, start in (("rest", _sse_subscriber), ("grpc", _grpc_subscriber)):
-                events: "queue.Queue[Any]" = queue.Queue()
+                events: queue.Queue[Any] = queue.Queue()
                 stop = start(srv, LEAK_SPACES[0], events, threading.Event())
                 with RestSpaceClient(srv.http_url, None) as w:
+
                     def write(space: str, memory_id: str) -> None:
                         w.http.headers["X-Memory-Space"] = space
                         w.remember(id=memory_id, content="probe", metadata={"space": space})
+
                     try:
-                        results.append(check_stream(f"stream-{transport}", transport, LEAK_SPACES[0], events, write,
-                                                    LEAK_SPACES, timeout=10, nonce=f".{transport}"))
+                        results.append(
+                            check_stream(
+                                f"stream-{transport}",
+                                transport,
+                                LEAK_SPACES[0],
+                                events,
+                                write,
+                                LEAK_SPACES,
+                                timeout=10,
+                                nonce=f".{transport}",
+                            )
+                        )
                     finally:
                         stop()
         else:
@@ -243,7 +286,13 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
     finally:
         srv.stop()
     caught = {r.name for r in results if r.violations}
-    write_section(f"leak_demo_{kind}", [dict(asdict(r), passed=bool(r.violations)) for r in results],
-                  leak=kind, expected_catchers=sorted(LEAK_CATCHERS[kind]), caught=sorted(caught))
-    assert caught == LEAK_CATCHERS[kind], f"leak {kind!r}: caught by {sorted(caught)}, expected all of " \
-                                          f"{sorted(LEAK_CATCHERS[kind])}"
+    write_section(
+        f"leak_demo_{kind}",
+        [dict(asdict(r), passed=bool(r.violations)) for r in results],
+        leak=kind,
+        expected_catchers=sorted(LEAK_CATCHERS[kind]),
+        caught=sorted(caught),
+    )
+    assert caught == LEAK_CATCHERS[kind], (
+        f"leak {kind!r}: caught by {sorted(caught)}, expected all of {sorted(LEAK_CATCHERS[kind])}"
+    )

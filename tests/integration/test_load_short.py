@@ -20,13 +20,36 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "load.py"
 def run_load(tmp_path: Path, seconds: float, section: str) -> dict:
     out = tmp_path / "load.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--seconds", str(seconds), "--spaces", "10",
-                           "--concurrency", "12", "--json", str(out)],
-                          capture_output=True, text=True, timeout=seconds + 120, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--seconds",
+            str(seconds),
+            "--spaces",
+            "10",
+            "--concurrency",
+            "12",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        env=env,
+    )
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    write_section(section, [{"name": "load", "passed": result["passed"],
-                             **{k: v for k, v in result.items() if k not in ("samples", "latency")}}])
+    write_section(
+        section,
+        [
+            {
+                "name": "load",
+                "passed": result["passed"],
+                **{k: v for k, v in result.items() if k not in ("samples", "latency")},
+            }
+        ],
+    )
     assert not result["errors"], result["error_samples"]
     assert not result["isolation_violations"], result["isolation_violations"]
     assert result["growth"]["ok"], result["growth"]

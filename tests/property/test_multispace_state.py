@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from engram.core.models import (
@@ -63,11 +64,18 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         self.cognition = True  # set False on the first NotImplementedError (cognition still landing)
 
     def _open(self) -> EngramService:
-        return EngramService(load_settings(
-            overrides={"data_dir": self.root, "bootstrap_spaces": ",".join(SPACES), "durability": "buffered",
-                       "consolidation_interval_seconds": 0, "log_json": False},
-            use_env=False,
-        ))
+        return EngramService(
+            load_settings(
+                overrides={
+                    "data_dir": self.root,
+                    "bootstrap_spaces": ",".join(SPACES),
+                    "durability": "buffered",
+                    "consolidation_interval_seconds": 0,
+                    "log_json": False,
+                },
+                use_env=False,
+            )
+        )
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -82,16 +90,25 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         return mid in self.live[space] or mid in self.suppressed[space]
 
     def _check_memory(self, space: str, mem: Any) -> None:
-        assert mem.metadata.get("space") == space, f"{mem.id} from space {mem.metadata.get('space')} seen in {space}"
+        assert mem.metadata.get("space") == space, (
+            f"{mem.id} from space {mem.metadata.get('space')} seen in {space}"
+        )
         assert self._exists(space, mem.id), f"{mem.id} returned by {space} but never stored there (or erased)"
 
     # -- rules -------------------------------------------------------------------
     @rule(space=spaces, mid=ids, t=text_ix, v=vec_ix, episode=st.booleans())
     def remember(self, space: str, mid: str, t: int, v: int, episode: bool) -> None:
-        kw: dict[str, Any] = {"id": mid, "content": CONTENTS[t], "embedding": list(VECTORS[v]),
-                              "metadata": {"space": space}}
-        item = EpisodeInput(when=1_700_000_000 + IDS.index(mid) * 60, what=CONTENTS[t], **kw) if episode \
+        kw: dict[str, Any] = {
+            "id": mid,
+            "content": CONTENTS[t],
+            "embedding": list(VECTORS[v]),
+            "metadata": {"space": space},
+        }
+        item = (
+            EpisodeInput(when=1_700_000_000 + IDS.index(mid) * 60, what=CONTENTS[t], **kw)
+            if episode
             else MemoryInput(**kw)
+        )
         if self._exists(space, mid):
             with pytest.raises(InvalidInput):
                 self.run(self.service.remember(space, item))
@@ -100,18 +117,29 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         assert receipt.memory_id == mid and receipt.memory_space_id == space
         self.live[space][mid] = (CONTENTS[t], v, episode)
 
-    @rule(space=spaces, v=vec_ix, t=st.one_of(st.none(), text_ix),
-          mode=st.sampled_from(["similarity", "spreading", "hybrid"]))
-    def recall(self, space: str, v: int, t: Optional[int], mode: str) -> None:
-        cue = Cue(embedding=list(VECTORS[v]), query=CONTENTS[t] if t is not None else None, mode=mode,
-                  max_results=20, trace_activation=True)
+    @rule(
+        space=spaces,
+        v=vec_ix,
+        t=st.one_of(st.none(), text_ix),
+        mode=st.sampled_from(["similarity", "spreading", "hybrid"]),
+    )
+    def recall(self, space: str, v: int, t: int | None, mode: str) -> None:
+        cue = Cue(
+            embedding=list(VECTORS[v]),
+            query=CONTENTS[t] if t is not None else None,
+            mode=mode,
+            max_results=20,
+            trace_activation=True,
+        )
         res = self.run(self.service.recall(space, cue))
         assert res.memory_space_id in ("", space)
         seen = []
         for bucket in (res.memories.vivid, res.memories.associated, res.memories.reconstructed):
             for item in bucket:
                 self._check_memory(space, item.memory)
-                assert item.memory.id in self.live[space], f"suppressed/erased {item.memory.id} recalled in {space}"
+                assert item.memory.id in self.live[space], (
+                    f"suppressed/erased {item.memory.id} recalled in {space}"
+                )
                 for step in item.activation_path or []:
                     assert self._exists(space, step.memory_id), f"path step {step.memory_id} not in {space}"
                 seen.append(item.memory.id)
@@ -131,7 +159,7 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         self._check_memory(space, mem)
         assert mem.suppressed == (mid in self.suppressed[space])
         if mid in self.live[space]:
-            content, v, _ = self.live[space][mid]
+            content, _, _ = self.live[space][mid]
             assert mem.content == content
 
     @rule(space=spaces, mid=ids, delete=st.booleans())
@@ -160,8 +188,9 @@ class MultiSpaceMachine(RuleBasedStateMachine):
                     self.run(self.service.associate(space, item))
                 except (NotFound, InvalidInput):
                     return
-                assert a in self.live[space] and b in self.live[space], \
+                assert a in self.live[space] and b in self.live[space], (
                     f"associate {a}->{b} in {space} succeeded although one end is not there"
+                )
                 return
             assoc = self.run(self.service.associate(space, item))
         except NotImplementedError:
@@ -181,8 +210,9 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         episodes = {m for m, (_, _, ep) in self.live[space].items() if ep}
         for belief in [*report.beliefs, *page.beliefs]:
             for cit in belief.citations:
-                assert cit.episode_id in episodes or cit.episode_id in self.suppressed[space], \
+                assert cit.episode_id in episodes or cit.episode_id in self.suppressed[space], (
                     f"belief {belief.id} in {space} cites {cit.episode_id}, not an episode of {space}"
+                )
 
     @precondition(lambda self: self.cognition)
     @rule(space=spaces, t=text_ix)
@@ -207,7 +237,9 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         for space in SPACES:
             page = self.run(self.service.list_memories(space, limit=100))
             got = {m.id for m in page.memories}
-            assert got == set(self.live[space]), f"{space}: listed {sorted(got)}, model {sorted(self.live[space])}"
+            assert got == set(self.live[space]), (
+                f"{space}: listed {sorted(got)}, model {sorted(self.live[space])}"
+            )
             for mem in page.memories:
                 self._check_memory(space, mem)
             assert page.total == len(self.live[space])
@@ -224,7 +256,9 @@ class MultiSpaceMachine(RuleBasedStateMachine):
 
 
 MultiSpaceMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=20, deadline=None,
+    max_examples=25,
+    stateful_step_count=20,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestMultiSpace = MultiSpaceMachine.TestCase
@@ -235,6 +269,12 @@ def test_multispace_long() -> None:
     """Long run: many more examples and steps (``python3 run.py test -m slow``)."""
     from hypothesis.stateful import run_state_machine_as_test
 
-    run_state_machine_as_test(MultiSpaceMachine, settings=settings(
-        max_examples=400, stateful_step_count=60, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]))
+    run_state_machine_as_test(
+        MultiSpaceMachine,
+        settings=settings(
+            max_examples=400,
+            stateful_step_count=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        ),
+    )

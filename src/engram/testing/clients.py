@@ -18,7 +18,8 @@ The product clients (``engram.client.*``) are tested by their own tests.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -37,7 +38,7 @@ class ApiError(Exception):
 class RestSpaceClient:
     """Synchronous REST client for one space (one ``httpx.Client``; use one per thread)."""
 
-    def __init__(self, base_url: str, space: Optional[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, space: str | None, *, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.space = space
         headers = {"X-Memory-Space": space} if space else {}
@@ -46,7 +47,7 @@ class RestSpaceClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "RestSpaceClient":
+    def __enter__(self) -> RestSpaceClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -79,7 +80,7 @@ class RestSpaceClient:
     def get(self, memory_id: str) -> dict[str, Any]:
         return self.call("GET", f"/api/v1/memories/{memory_id}")
 
-    def list(self, cursor: Optional[str] = None, limit: int = 100) -> dict[str, Any]:
+    def list(self, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if cursor:
             params["cursor"] = cursor
@@ -87,7 +88,7 @@ class RestSpaceClient:
 
     def list_all(self, limit: int = 500) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        cursor: Optional[str] = None
+        cursor: str | None = None
         while True:
             page = self.list(cursor, limit)
             out.extend(page["memories"])
@@ -103,8 +104,11 @@ class RestSpaceClient:
         return self.call("POST", "/api/v1/memories/recognize", json=body)
 
     def associate(self, source_id: str, target_id: str, strength: float = 0.9) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/memories/associate",
-                         json={"source_id": source_id, "target_id": target_id, "strength": strength})
+        return self.call(
+            "POST",
+            "/api/v1/memories/associate",
+            json={"source_id": source_id, "target_id": target_id, "strength": strength},
+        )
 
     def reminisce(self, **params: Any) -> dict[str, Any]:
         return self.call("GET", "/api/v1/episodes/reminisce", params=params)
@@ -122,7 +126,7 @@ class RestSpaceClient:
         return self.call("POST", "/api/v1/complete", json=body)
 
     # -- spaces, health, metrics ------------------------------------------------------------
-    def describe(self, space: Optional[str] = None) -> dict[str, Any]:
+    def describe(self, space: str | None = None) -> dict[str, Any]:
         return self.call("GET", f"/api/v1/spaces/{space or self.space}")
 
     def system_health(self) -> dict[str, Any]:
@@ -156,7 +160,7 @@ class RestSpaceClient:
                     continue
                 else:
                     name, _, value = line.partition(":")
-                    value = value[1:] if value.startswith(" ") else value
+                    value = value.removeprefix(" ")
                     if name == "data":
                         data.append(value)
                     else:
@@ -180,7 +184,7 @@ def _proto_dict(msg: Any) -> dict[str, Any]:
 class GrpcSpaceClient:
     """Synchronous gRPC client for one space; responses come back as dicts (proto field names)."""
 
-    def __init__(self, target: str, space: Optional[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, target: str, space: str | None, *, timeout: float = 30.0) -> None:
         import grpc
 
         from ..api.grpc.gen import memory_pb2, service_pb2, service_pb2_grpc
@@ -195,7 +199,7 @@ class GrpcSpaceClient:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "GrpcSpaceClient":
+    def __enter__(self) -> GrpcSpaceClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -212,12 +216,14 @@ class GrpcSpaceClient:
             return str(exc.code().name)  # type: ignore[attr-defined]
         return "OK"
 
-    def _enum(self, field: str, value: Optional[str]) -> int:
+    def _enum(self, field: str, value: str | None) -> int:
         if not value:
             return 0
-        return int(self.mpb.DESCRIPTOR.enum_types_by_name[
-            {"memory_type": "MemoryType", "mode": "RecallMode"}[field]
-        ].values_by_name[_ENUMS[field] + value.upper()].number)
+        return int(
+            self.mpb.DESCRIPTOR.enum_types_by_name[{"memory_type": "MemoryType", "mode": "RecallMode"}[field]]
+            .values_by_name[_ENUMS[field] + value.upper()]
+            .number
+        )
 
     def _memory_input(self, cls: Any, fields: dict[str, Any]) -> Any:
         from google.protobuf.timestamp_pb2 import Timestamp
@@ -227,19 +233,22 @@ class GrpcSpaceClient:
             fields["memory_type"] = self._enum("memory_type", fields["memory_type"])
         if "when" in fields and not isinstance(fields["when"], Timestamp):
             ts = Timestamp()
-            ts.FromSeconds(int(fields["when"])) if isinstance(fields["when"], (int, float)) else \
-                ts.FromJsonString(str(fields["when"]))
+            ts.FromSeconds(int(fields["when"])) if isinstance(
+                fields["when"], (int, float)
+            ) else ts.FromJsonString(str(fields["when"]))
             fields["when"] = ts
         return cls(**fields)
 
     def remember(self, **memory: Any) -> dict[str, Any]:
-        req = self.pb.RememberRequest(memory=self._memory_input(self.mpb.MemoryInput, memory),
-                                      memory_space_id=self.space)
+        req = self.pb.RememberRequest(
+            memory=self._memory_input(self.mpb.MemoryInput, memory), memory_space_id=self.space
+        )
         return _proto_dict(self.stub.Remember(req, timeout=self.timeout))
 
     def experience(self, **episode: Any) -> dict[str, Any]:
-        req = self.pb.ExperienceRequest(episode=self._memory_input(self.mpb.EpisodeInput, episode),
-                                        memory_space_id=self.space)
+        req = self.pb.ExperienceRequest(
+            episode=self._memory_input(self.mpb.EpisodeInput, episode), memory_space_id=self.space
+        )
         return _proto_dict(self.stub.Experience(req, timeout=self.timeout))
 
     def recall(self, **cue: Any) -> dict[str, Any]:
@@ -261,7 +270,9 @@ class GrpcSpaceClient:
         return _proto_dict(self.stub.GetMemory(req, timeout=self.timeout))
 
     def list(self, page_token: str = "", page_size: int = 500) -> dict[str, Any]:
-        req = self.pb.ListMemoriesRequest(page_size=page_size, page_token=page_token, memory_space_id=self.space)
+        req = self.pb.ListMemoriesRequest(
+            page_size=page_size, page_token=page_token, memory_space_id=self.space
+        )
         return _proto_dict(self.stub.ListMemories(req, timeout=self.timeout))
 
     def list_all(self) -> list[dict[str, Any]]:
@@ -279,8 +290,9 @@ class GrpcSpaceClient:
         return _proto_dict(self.stub.Recognize(req, timeout=self.timeout))
 
     def associate(self, source_id: str, target_id: str, strength: float = 0.9) -> dict[str, Any]:
-        req = self.pb.AssociateRequest(source_id=source_id, target_id=target_id, strength=strength,
-                                       memory_space_id=self.space)
+        req = self.pb.AssociateRequest(
+            source_id=source_id, target_id=target_id, strength=strength, memory_space_id=self.space
+        )
         return _proto_dict(self.stub.Associate(req, timeout=self.timeout))
 
     def reminisce(self, **body: Any) -> dict[str, Any]:
@@ -304,13 +316,20 @@ class GrpcSpaceClient:
         return _proto_dict(self.stub.Introspect(req, timeout=self.timeout))
 
     def get_space(self) -> dict[str, Any]:
-        return _proto_dict(self.stub.GetSpace(self.pb.GetSpaceRequest(memory_space_id=self.space),
-                                              timeout=self.timeout))
+        return _proto_dict(
+            self.stub.GetSpace(self.pb.GetSpaceRequest(memory_space_id=self.space), timeout=self.timeout)
+        )
 
-    def stream(self, event_types: tuple[str, ...] = (), timeout: Optional[float] = None) -> Any:
+    def stream(self, event_types: tuple[str, ...] = (), timeout: float | None = None) -> Any:
         """The server stream of this space's events (a call object: iterate it, ``.cancel()`` it)."""
-        types = [int(self.mpb.DESCRIPTOR.enum_types_by_name["EventType"].values_by_name[
-            "EVENT_TYPE_" + t.upper()].number) for t in event_types]
+        types = [
+            int(
+                self.mpb.DESCRIPTOR.enum_types_by_name["EventType"]
+                .values_by_name["EVENT_TYPE_" + t.upper()]
+                .number
+            )
+            for t in event_types
+        ]
         req = self.pb.StreamRequest(event_types=types, memory_space_id=self.space)
         return self.stub.Stream(req, timeout=timeout)
 

@@ -22,9 +22,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 
 class HarnessError(RuntimeError):
@@ -57,15 +58,15 @@ class EngramProcess:
         cls,
         root: Path | str,
         spaces: Iterable[str] = (),
-        settings: Optional[Mapping[str, Any]] = None,
+        settings: Mapping[str, Any] | None = None,
         *,
-        data_dir: Optional[Path | str] = None,
+        data_dir: Path | str | None = None,
         timeout: float = 30.0,
         extra_args: Iterable[str] = (),
         generation: int = 0,
         module: str = "engram",
-        env: Optional[Mapping[str, str]] = None,
-    ) -> "EngramProcess":
+        env: Mapping[str, str] | None = None,
+    ) -> EngramProcess:
         """Start ``python -m <module> start`` (``module`` lets tests run a patched entry point,
         e.g. ``engram.testing.leaky``; ``env`` adds non-setting environment variables)."""
         root = Path(root)
@@ -129,7 +130,7 @@ class EngramProcess:
         return int(self.state["http_port"])
 
     @property
-    def grpc_port(self) -> Optional[int]:
+    def grpc_port(self) -> int | None:
         port = self.state.get("grpc_port")
         return int(port) if port else None
 
@@ -196,7 +197,7 @@ class EngramProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
-    def restart(self, timeout: float = 30.0, settings: Optional[Mapping[str, Any]] = None) -> "EngramProcess":
+    def restart(self, timeout: float = 30.0, settings: Mapping[str, Any] | None = None) -> EngramProcess:
         """Start a new process on the same data root (after stop() or kill())."""
         if self.proc.poll() is None:
             self.stop()
@@ -204,7 +205,7 @@ class EngramProcess:
                                    data_dir=self.data_dir, timeout=timeout, generation=self.generation + 1,
                                    module=self.module, env=self.env)
 
-    def __enter__(self) -> "EngramProcess":
+    def __enter__(self) -> EngramProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

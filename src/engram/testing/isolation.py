@@ -26,8 +26,9 @@ import math
 import queue
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 DIM = 8
 N_SHARED = 6
@@ -98,18 +99,50 @@ def build_dataset(spaces: Iterable[str]) -> dict[str, SpaceData]:
         d = SpaceData(sp, k)
         tag = {"space": sp}
         for i in range(N_SHARED):
-            d.memories.append({"id": f"shared-{i}", "content": SHARED_TEXT[i], "embedding": shared_vec(i),
-                               "metadata": tag, "confidence": 0.8})
+            d.memories.append(
+                {
+                    "id": f"shared-{i}",
+                    "content": SHARED_TEXT[i],
+                    "embedding": shared_vec(i),
+                    "metadata": tag,
+                    "confidence": 0.8,
+                }
+            )
         for j in range(k + 1):
-            d.memories.append({"id": f"own.{sp}.{j}", "content": OWN_TEXT.format(j=j), "embedding": own_vec(j),
-                               "metadata": tag, "confidence": 0.8})
+            d.memories.append(
+                {
+                    "id": f"own.{sp}.{j}",
+                    "content": OWN_TEXT.format(j=j),
+                    "embedding": own_vec(j),
+                    "metadata": tag,
+                    "confidence": 0.8,
+                }
+            )
         for i in range(N_EPISODES):
-            d.episodes.append({"id": f"ep-{i}", "what": EPISODE_TEXT, "when": EPOCH + 60 * i,
-                               "embedding": episode_vec(i), "metadata": tag, "who": ["bob"],
-                               "where_location": "office", "importance": 0.8})
-        d.episodes.append({"id": f"ep-own.{sp}", "what": EPISODE_TEXT, "when": EPOCH + 60 * N_EPISODES,
-                           "embedding": episode_vec(N_EPISODES), "metadata": tag, "who": ["bob"],
-                           "where_location": "office", "importance": 0.8})
+            d.episodes.append(
+                {
+                    "id": f"ep-{i}",
+                    "what": EPISODE_TEXT,
+                    "when": EPOCH + 60 * i,
+                    "embedding": episode_vec(i),
+                    "metadata": tag,
+                    "who": ["bob"],
+                    "where_location": "office",
+                    "importance": 0.8,
+                }
+            )
+        d.episodes.append(
+            {
+                "id": f"ep-own.{sp}",
+                "what": EPISODE_TEXT,
+                "when": EPOCH + 60 * N_EPISODES,
+                "embedding": episode_vec(N_EPISODES),
+                "metadata": tag,
+                "who": ["bob"],
+                "where_location": "office",
+                "importance": 0.8,
+            }
+        )
         # Spreading reaches the own memory from a shared one that shares no words or vector with it.
         d.associations.append(("shared-0", f"own.{sp}.0"))
         d.associations.append((f"own.{sp}.0", "ep-0"))
@@ -131,15 +164,18 @@ class Scan:
     space_fields: list[str] = field(default_factory=list)  # memory_space_id values seen
 
 
-def scan(obj: Any, out: Optional[Scan] = None) -> Scan:
+def scan(obj: Any, out: Scan | None = None) -> Scan:
     """Collect every memory id, space tag and ``memory_space_id`` anywhere in a decoded response."""
     out = out if out is not None else Scan()
     if isinstance(obj, dict):
         meta = obj.get("metadata")
         if isinstance(meta, dict) and "space" in meta and isinstance(meta["space"], str):
             out.tags.append(meta["space"])
-        if isinstance(obj.get("id"), str) and ("metadata" in obj or "content" in obj) \
-                and not {"citations", "centroid", "strength", "run_id"} & obj.keys():
+        if (
+            isinstance(obj.get("id"), str)
+            and ("metadata" in obj or "content" in obj)
+            and not {"citations", "centroid", "strength", "run_id"} & obj.keys()
+        ):
             out.ids.append(obj["id"])  # a memory (beliefs have content too, but cite instead)
         for key, value in obj.items():
             if key in ID_KEYS and isinstance(value, str) and value:
@@ -156,14 +192,14 @@ def scan(obj: Any, out: Optional[Scan] = None) -> Scan:
     return out
 
 
-def owner_of(memory_id: str) -> Optional[str]:
+def owner_of(memory_id: str) -> str | None:
     m = OWN_RE.match(memory_id)
     if not m:
         return None
     return m.group("space")
 
 
-def foreign(space: str, s: Scan, allowed_ids: Optional[set[str]] = None) -> list[str]:
+def foreign(space: str, s: Scan, allowed_ids: set[str] | None = None) -> list[str]:
     """Violations in one scanned response of ``space``."""
     bad = []
     for tag in s.tags:
@@ -197,19 +233,44 @@ class Ops:
         self.space = space
 
     # the methods a transport implements
-    def remember(self, m: dict[str, Any]) -> Any: raise NotImplementedError
-    def experience(self, e: dict[str, Any]) -> Any: raise NotImplementedError
-    def associate(self, a: str, b: str) -> Any: raise NotImplementedError
-    def recall(self, **cue: Any) -> Any: raise NotImplementedError
-    def list_all(self) -> list[dict[str, Any]]: raise NotImplementedError
-    def get(self, memory_id: str) -> Any: raise NotImplementedError  # raises NotFoundError
-    def recognize(self, content: str) -> Any: raise NotImplementedError
-    def reminisce(self) -> Any: raise NotImplementedError
-    def complete(self) -> Any: raise NotImplementedError
-    def consolidate(self) -> Any: raise NotImplementedError
-    def beliefs(self) -> Any: raise NotImplementedError
-    def memory_count(self) -> int: raise NotImplementedError  # introspection / descriptor
-    def close(self) -> None: pass
+    def remember(self, m: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def experience(self, e: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def associate(self, a: str, b: str) -> Any:
+        raise NotImplementedError
+
+    def recall(self, **cue: Any) -> Any:
+        raise NotImplementedError
+
+    def list_all(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def get(self, memory_id: str) -> Any:
+        raise NotImplementedError  # raises NotFoundError
+
+    def recognize(self, content: str) -> Any:
+        raise NotImplementedError
+
+    def reminisce(self) -> Any:
+        raise NotImplementedError
+
+    def complete(self) -> Any:
+        raise NotImplementedError
+
+    def consolidate(self) -> Any:
+        raise NotImplementedError
+
+    def beliefs(self) -> Any:
+        raise NotImplementedError
+
+    def memory_count(self) -> int:
+        raise NotImplementedError  # introspection / descriptor
+
+    def close(self) -> None:
+        pass
 
 
 class RestOps(Ops):
@@ -352,7 +413,9 @@ class ServiceOps(Ops):
     def associate(self, a: str, b: str) -> Any:
         from ..core.models import AssociateInput
 
-        return self._d(self.run(self.s.associate(self.space, AssociateInput(source_id=a, target_id=b, strength=0.9))))
+        return self._d(
+            self.run(self.s.associate(self.space, AssociateInput(source_id=a, target_id=b, strength=0.9)))
+        )
 
     def recall(self, **cue: Any) -> Any:
         from ..core.models import Cue
@@ -378,18 +441,27 @@ class ServiceOps(Ops):
     def reminisce(self) -> Any:
         from ..core.models import ReminisceQuery
 
-        return self._d(self.run(self.s.reminisce(self.space, ReminisceQuery(topic="payment outage", limit=100))))
+        return self._d(
+            self.run(self.s.reminisce(self.space, ReminisceQuery(topic="payment outage", limit=100)))
+        )
 
     def complete(self) -> Any:
         from ..core.models import CompleteInput
 
-        return self._d(self.run(self.s.complete(self.space, CompleteInput(what="debugging the payment service",
-                                                                          min_confidence=0.0))))
+        return self._d(
+            self.run(
+                self.s.complete(
+                    self.space, CompleteInput(what="debugging the payment service", min_confidence=0.0)
+                )
+            )
+        )
 
     def consolidate(self) -> Any:
         from ..core.models import ConsolidateInput
 
-        return self._d(self.run(self.s.consolidate(self.space, ConsolidateInput(min_cluster=2, similarity=0.8))))
+        return self._d(
+            self.run(self.s.consolidate(self.space, ConsolidateInput(min_cluster=2, similarity=0.8)))
+        )
 
     def beliefs(self) -> Any:
         return self._d(self.run(self.s.list_beliefs(self.space)))
@@ -423,15 +495,26 @@ RECALL_CUES: list[tuple[str, dict[str, Any]]] = [
     ("recall-similarity", {"embedding": shared_vec(0), "mode": "similarity", "max_results": 50}),
     ("recall-text", {"query": "orchard note", "mode": "similarity", "max_results": 50}),
     ("recall-own-vector", {"embedding": own_vec(0), "mode": "similarity", "max_results": 50}),
-    ("recall-spreading", {"embedding": shared_vec(0), "mode": "spreading", "max_results": 50,
-                          "trace_activation": True}),
-    ("recall-hybrid", {"embedding": shared_vec(0), "query": "espresso machine", "mode": "hybrid",
-                       "max_results": 50, "trace_activation": True}),
+    (
+        "recall-spreading",
+        {"embedding": shared_vec(0), "mode": "spreading", "max_results": 50, "trace_activation": True},
+    ),
+    (
+        "recall-hybrid",
+        {
+            "embedding": shared_vec(0),
+            "query": "espresso machine",
+            "mode": "hybrid",
+            "max_results": 50,
+            "trace_activation": True,
+        },
+    ),
 ]
 
 
-def run_checks(ops: Ops, data: SpaceData, others: dict[str, SpaceData],
-               only: Optional[set[str]] = None) -> list[CheckResult]:
+def run_checks(
+    ops: Ops, data: SpaceData, others: dict[str, SpaceData], only: set[str] | None = None
+) -> list[CheckResult]:
     """Every read surface of one space, through one transport. Returns one result per check."""
     sp = ops.space
     results: list[CheckResult] = []
@@ -446,17 +529,19 @@ def run_checks(ops: Ops, data: SpaceData, others: dict[str, SpaceData],
             r.violations.append(f"{type(exc).__name__}: {str(exc)[:300]}")
         results.append(r)
 
-    def scanned(r: CheckResult, resp: Any, allowed: Optional[set[str]] = None) -> Scan:
+    def scanned(r: CheckResult, resp: Any, allowed: set[str] | None = None) -> Scan:
         s = scan(resp)
         r.exercised += len(s.ids) + len(s.tags)
         r.violations += foreign(sp, s, allowed if allowed is not None else data.ids)
         return s
 
     for name, cue in RECALL_CUES:
+
         def _recall(r: CheckResult, cue: dict[str, Any] = cue, name: str = name) -> None:
             s = scanned(r, ops.recall(**cue))
             if name == "recall-spreading" and f"own.{sp}.0" not in s.ids:
                 r.violations.append(f"spreading did not reach own.{sp}.0 (ids {sorted(set(s.ids))})")
+
         check(name, _recall)
 
     def _list(r: CheckResult) -> None:
@@ -467,6 +552,7 @@ def run_checks(ops: Ops, data: SpaceData, others: dict[str, SpaceData],
             extra = sorted(set(got) - data.ids)
             missing = sorted(data.ids - set(got))
             r.violations.append(f"list: extra {extra} missing {missing} (count {len(got)} != {data.count})")
+
     check("list", _list)
 
     def _get(r: CheckResult) -> None:
@@ -482,22 +568,26 @@ def run_checks(ops: Ops, data: SpaceData, others: dict[str, SpaceData],
                 r.exercised += 1
                 continue
             r.violations.append(f"get of {mid} (only in {other.space}) answered {str(resp)[:120]}")
+
     check("get", _get)
 
     def _recognize(r: CheckResult) -> None:
         s = scanned(r, ops.recognize(OWN_TEXT.format(j=0)))
         if f"own.{sp}.0" not in s.ids:
             r.violations.append(f"recognize did not match own.{sp}.0 (ids {s.ids})")
+
     check("recognize", _recognize)
 
     def _reminisce(r: CheckResult) -> None:
         s = scanned(r, ops.reminisce())
         if f"ep-own.{sp}" not in s.ids:
             r.violations.append(f"reminisce did not return ep-own.{sp} (ids {s.ids})")
+
     check("reminisce", _reminisce)
 
     def _complete(r: CheckResult) -> None:
         scanned(r, ops.complete())
+
     check("complete", _complete)
 
     def _beliefs(r: CheckResult) -> None:
@@ -505,6 +595,7 @@ def run_checks(ops: Ops, data: SpaceData, others: dict[str, SpaceData],
         s = scanned(r, ops.beliefs())
         if f"ep-own.{sp}" not in s.ids:
             r.violations.append(f"no belief cites ep-own.{sp} (cited {sorted(set(s.ids))})")
+
     check("beliefs", _beliefs)
 
     def _introspect(r: CheckResult) -> None:
@@ -512,6 +603,7 @@ def run_checks(ops: Ops, data: SpaceData, others: dict[str, SpaceData],
         r.exercised += 1
         if n != data.count:
             r.violations.append(f"introspection counts {n} memories, space holds {data.count}")
+
     check("introspect", _introspect)
     return results
 
@@ -533,7 +625,7 @@ def check_health(health: dict[str, Any], data: dict[str, SpaceData]) -> CheckRes
     return r
 
 
-METRIC_RE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)$')
+METRIC_RE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)$")
 
 
 def check_metrics(text: str, data: dict[str, SpaceData]) -> CheckResult:
@@ -560,9 +652,16 @@ def check_metrics(text: str, data: dict[str, SpaceData]) -> CheckResult:
 # ----------------------------------------------------------------------------- streams
 
 
-def check_stream(name: str, transport: str, space: str, events: "queue.Queue[Any]",
-                 write: Callable[[str, str], None], all_spaces: list[str], timeout: float = 20.0,
-                 nonce: str = "") -> CheckResult:
+def check_stream(
+    name: str,
+    transport: str,
+    space: str,
+    events: queue.Queue[Any],
+    write: Callable[[str, str], None],
+    all_spaces: list[str],
+    timeout: float = 20.0,
+    nonce: str = "",
+) -> CheckResult:
     """With a subscriber of ``space`` attached, write a probe into every space; it must only see its own.
 
     ``events`` is filled by the subscriber thread with decoded events (dicts)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 
 _REGISTRIES: list[Any] = []
 KINDS = ("get", "recall", "list", "count", "events", "cognition")
 
 
-def _sibling(space_id: str) -> Optional[Any]:
+def _sibling(space_id: str) -> Any | None:
     for reg in _REGISTRIES:
         ids = sorted(i for i in reg.known_ids() if i != reg.settings.default_space)
         if space_id not in ids or len(ids) < 2:
