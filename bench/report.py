@@ -129,6 +129,15 @@ class Target:
         return [self.issue, self.name, measured, verdict, self.why]
 
 
+def http_remember_ratio(http: dict[str, Any]) -> Optional[tuple[str, Any]]:
+    """The measured REST remember/echo ratio (never the target value stored beside it)."""
+    v = get(http, "ratio_to_echo.remember")
+    if isinstance(v, (int, float)):
+        return "ratio_to_echo.remember", v
+    hit = find({k: val for k, val in http.items() if "target" not in k}, r"remember.*(vs|over|to).*echo")
+    return hit
+
+
 def _cmp(v: Any, pred: Callable[[float], bool]) -> Optional[bool]:
     return None if not isinstance(v, (int, float)) or v != v else bool(pred(float(v)))
 
@@ -170,7 +179,7 @@ def targets(r: Results) -> list[Target]:
     if not cog.get("targets"):
         out.append(Target("3", "spreading/hybrid recall P99 at 100k <= 20 ms; consolidation of 10k < 10 s",
                           None, None, "", "not measured (cognition)"))
-    hv = find(http, r"remember.*(vs|over|to).*echo|remember_ratio")
+    hv = http_remember_ratio(http)
     t("4", "REST remember >= 60 % of echo (32 clients)", hv[1] if hv else None, lambda x: x >= 0.6, "",
       f"http: {hv[0]}" if hv else "http")
     t("5", "gRPC unary Remember >= 60 % of Echo (32 clients)", get(grpc, "results.ratios.remember_vs_echo"),
@@ -235,37 +244,53 @@ def plot_spaces(r: Results, path: Path) -> Optional[Path]:
 
 
 def plot_size(r: Results, path: Path) -> Optional[Path]:
-    e, s = r["engine"], r["scale"]
-    series: dict[str, list[tuple[int, float]]] = {}
+    e, s, peer = r["engine"], r["scale"], r["peer_chroma"]
+    # family -> percentile -> [(memories, ms)]
+    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+
+    def add(family: str, pctl: str, n: int, val: Any) -> None:
+        if isinstance(val, (int, float)) and val == val:
+            series.setdefault(family, {}).setdefault(pctl, []).append((n, float(val)))
+
     for n, v in (get(e, "scale") or {}).items():
-        for kind in ("exact", "indexed", "full_recall"):
-            for p in ("p50_ms", "p99_ms"):
-                val = get(v, f"{kind}.{p}")
-                if isinstance(val, (int, float)):
-                    series.setdefault(f"engine {kind.replace('_', ' ')} {p[:3].upper()}", []).append((int(n), val))
-    for key, v in (get(s, "sizes") or {}).items():
-        n = int(v.get("memories", 0))
-        dim = v.get("dim")
-        for p in ("p50_ms", "p99_ms"):
-            val = get(v, f"recall_http.{p}")
-            if isinstance(val, (int, float)):
-                label = f"server over HTTP {p[:3].upper()}" + ("" if dim == 768 else f" ({dim}-d at 1M)")
-                series.setdefault(label, []).append((n, val))
+        add("engine: exact vector search", "P50", int(n), get(v, "exact.p50_ms"))
+        add("engine: exact vector search", "P99", int(n), get(v, "exact.p99_ms"))
+        add("engine: indexed vector search", "P50", int(n), get(v, "indexed.p50_ms"))
+        add("engine: indexed vector search", "P99", int(n), get(v, "indexed.p99_ms"))
+        add("engine: full recall()", "P50", int(n), get(v, "full_recall.p50_ms"))
+        add("engine: full recall()", "P99", int(n), get(v, "full_recall.p99_ms"))
+    for v in (get(s, "sizes") or {}).values():
+        fam = "server: recall over HTTP" + ("" if v.get("dim") == 768 else f" ({v.get('dim')}-d)")
+        add(fam, "P50", int(v.get("memories", 0)), get(v, "recall_http.p50_ms"))
+        add(fam, "P99", int(v.get("memories", 0)), get(v, "recall_http.p99_ms"))
+    if peer.get("chroma"):
+        n = int(peer.get("per_space") or 0)
+        add("peer run: Engram recall()", "P50", n, get(peer, "engram.query.p50_ms"))
+        add("peer run: Engram recall()", "P99", n, get(peer, "engram.query.p99_ms"))
+        add("peer run: Chroma query()", "P50", n, get(peer, "chroma.query.p50_ms"))
+        add("peer run: Chroma query()", "P99", n, get(peer, "chroma.query.p99_ms"))
     if not series:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for label, pts in sorted(series.items()):
-        pts.sort()
-        style = "--" if "P99" in label else "-"
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=label)
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, (family, by_p) in enumerate(sorted(series.items())):
+        for pctl, pts in sorted(by_p.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if pctl == "P50" else "--",
+                    marker="o" if pctl == "P50" else "s", color=f"C{i}", label=f"{family} {pctl}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        fmt_ = ScalarFormatter()
+        fmt_.set_scientific(False)
+        axis.set_major_formatter(fmt_)
     ax.set_xlabel("memories in one space (768-d)")
-    ax.set_ylabel("recall latency, ms")
-    ax.set_title("Recall latency vs space size")
+    ax.set_ylabel("recall latency, ms (log)")
+    ax.set_title("Recall latency vs space size (solid P50, dashed P99)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -354,11 +379,13 @@ def section_transport(r: Results, name: str, title: str) -> list[str]:
     rows = []
     for op, v in res.items():
         if isinstance(v, dict) and "rate" in v:
-            rows.append([op, v.get("rate"), v.get("p50_ms"), v.get("p99_ms"), v.get("errors", NA)])
+            rows.append([op, v.get("clients", d.get("clients", NA)), v.get("rate"), v.get("p50_ms"), v.get("p99_ms"),
+                         v.get("errors", NA)])
     if rows:
-        lines += [f"{d.get('clients', NA)} concurrent clients, {fmt(d.get('seconds_per_phase'))} s per phase.", "",
-                  table(["operation", "per s", "P50 ms", "P99 ms", "errors"], rows), ""]
-    ratios = res.get("ratios") or {}
+        secs = d.get("seconds_per_phase") or get(d, "config.seconds")
+        lines += [f"{fmt(secs)} s per phase; server and load generator on the same 2 cores.", "",
+                  table(["operation", "clients", "per s", "P50 ms", "P99 ms", "errors"], rows), ""]
+    ratios = res.get("ratios") or d.get("ratio_to_echo") or {}
     if ratios:
         lines += [table(["ratio", "value"], [[k, v] for k, v in ratios.items()]), ""]
     return lines
@@ -381,13 +408,14 @@ def section_multispace(r: Results) -> list[str]:
         label = {"1+idle": f"1 + {fmt(v.get('idle_spaces'))} idle", "1-small": "1 (one tenth of the data)"}.get(
             key, key)
         rows.append([label, f"{fmt(v.get('memories_per_space'))}", v.get("p50_ms"), v.get("p99_ms"),
-                     v.get("throughput_per_s"),
+                     v.get("throughput_1_caller_per_s"), v.get("throughput_per_s"),
                      f"{ov['p50_pct']:+.1f} %" if ov.get("p50_pct") is not None else NA,
                      f"{ov['p99_pct']:+.1f} %" if ov.get("p99_pct") is not None else NA,
-                     f"{ov['throughput_loss_pct']:+.1f} %" if ov.get("throughput_loss_pct") is not None else NA,
+                     f"{ov['throughput_pct']:+.1f} %" if ov.get("throughput_pct") is not None else NA,
                      f"{same['p50_pct']:+.1f} %" if same.get("p50_pct") is not None else NA])
-    lines += [table(["active spaces", "memories/space", "P50 ms", "P99 ms", "recalls/s (8 callers)",
-                     "P50 vs 1", "P99 vs 1", "throughput lost vs 1", "P50 vs same size"], rows), ""]
+    lines += [table(["active spaces", "memories/space", "P50 ms", "P99 ms", "recalls/s (1 caller)",
+                     "recalls/s (8 callers)",
+                     "P50 vs 1", "P99 vs 1", "8-caller throughput vs 1", "P50 vs same size"], rows), ""]
     return lines
 
 
@@ -493,7 +521,7 @@ def headlines(r: Results) -> list[str]:
     if gr:
         out.append(f"gRPC: unary Remember at {fmt(100 * gr['remember_vs_echo'], 0)} % of Echo; StreamingRemember at "
                    f"{fmt(100 * gr['streaming_remember_vs_echo_stream'], 0)} % of EchoStream.")
-    hv = find(r["http"], r"remember.*(vs|over|to).*echo|remember_ratio")
+    hv = http_remember_ratio(r["http"])
     if hv:
         out.append(f"REST: remember at {fmt(100 * hv[1], 0)} % of the echo route ({hv[0]}).")
     ten = get(r["multispace"], "cases.'10'")
@@ -516,6 +544,26 @@ def headlines(r: Results) -> list[str]:
     if st:
         out.append("Start-up: " + ", ".join(f"{fmt(int(k))} spaces {fmt(v['start_to_alive_s'])} s"
                                            for k, v in sorted(st.items(), key=lambda kv: int(kv[0]))) + ".")
+    return out
+
+
+def gaps(r: Results) -> list[str]:
+    """What this run did not measure, said plainly."""
+    out = []
+    for name, st in r.run.get("steps", {}).items():
+        if st.get("status") != "ok":
+            out.append(f"{name}: {st.get('status')}" + (f" — {st['note']}" if st.get("note") else ""))
+    for name, label in (("http", "REST"), ("grpc", "gRPC")):
+        res = get(r[name], "results") or {}
+        if r.has(name) and not any(isinstance(v, dict) and (v.get("clients") == 1 or "1client" in k)
+                                   for k, v in res.items()):
+            out.append(f"{label} with 1 client: not measured by bench/{name}.py (it measures "
+                       f"{r[name].get('clients') or get(r[name], 'config.clients')} concurrent clients only).")
+    sizes = get(r["scale"], "sizes") or {}
+    if r.has("scale") and not any(int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values()):
+        out.append("1M memories: not run in this run (enable with `python3 run.py bench --with-1m`; uses 128-d).")
+    if r.has("scale") and not any(int(v.get("memories", 0)) >= 100_000 for v in sizes.values()):
+        out.append("100k memories through the server: not run (quick mode or --sizes).")
     return out
 
 
@@ -557,6 +605,10 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         "## Headlines",
         "",
         *[f"- {h}" for h in headlines(r)],
+        "",
+        "## Not measured in this run",
+        "",
+        *([f"- {g}" for g in gaps(r)] or ["- Nothing: every step ran and wrote results."]),
         "",
         "## Targets (issues 2–5, 7)",
         "",
