@@ -148,7 +148,7 @@ class MemorySpace:
         later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         covered = 0
         while True:
-            rows = cur.fetchmany(8192)
+            rows = cur.fetchmany(2048)  # small chunks keep the transient (blob) memory low
             if not rows:
                 break
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
