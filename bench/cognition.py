@@ -211,6 +211,8 @@ def bench_recall(
     for mode in (RecallMode.similarity, RecallMode.spreading, RecallMode.hybrid):
         for label, with_text in (("embedding", False), ("embedding+text", True)):
             ms: list[float] = []
+            cpu: list[float] = []
+            spread_ms: list[float] = []
             reached: list[int] = []
             spread_only = 0
             for i in picks:
@@ -221,15 +223,25 @@ def bench_recall(
                     max_results=10,
                     query=f"t{labels[i]}" if with_text else None,
                 )
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 res = recall(sp, cue)
                 ms.append((time.perf_counter() - t0) * 1000)
-                reached.append(int(res.metadata.get("spreading", {}).get("reached", 0)))
+                cpu.append((time.thread_time() - c0) * 1000)
+                meta = res.metadata.get("spreading", {})
+                reached.append(int(meta.get("reached", 0)))
+                spread_ms.append(float(meta.get("ms", 0.0)))
                 items = res.memories.vivid + res.memories.associated
                 spread_only += sum(1 for it in items if it.source == "spreading")
-            ms = ms[max(1, queries // 20) :]  # drop warm-up
+            warm = max(1, queries // 20)  # drop warm-up
+            ms, cpu, spread_ms = ms[warm:], cpu[warm:], spread_ms[warm:]
             out[f"{mode.value}/{label}"] = {
                 **summary(ms),
+                # CPU time of the recalling thread: the cost without waiting for
+                # a core (this machine's 2 cores are shared with other jobs).
+                "cpu_p50_ms": pct(cpu, 50),
+                "cpu_p99_ms": pct(cpu, 99),
+                "spreading_p50_ms": pct(spread_ms, 50),
+                "spreading_p99_ms": pct(spread_ms, 99),
                 "mean_reached": round(float(np.mean(reached)), 1),
                 "spreading_only_results": spread_only,
             }
@@ -359,7 +371,9 @@ def main() -> None:
             f"reopened in {opened}s, index ready after {index_wait}s: {svc.space('big').ann.state()}",
             flush=True,
         )
+        load_before_recall = os.getloadavg()
         rec = bench_recall(svc, "big", vecs, labels, args.queries)
+        load_after_recall = os.getloadavg()
         for key, val in rec.items():
             print(f"recall {key:28s} {val}", flush=True)
         cons = bench_consolidation(svc, args.episodes, args.dim, args.cluster)
@@ -382,6 +396,7 @@ def main() -> None:
                 "quick": args.quick,
             },
             "load": load,
+            "load_average": {"before_recall": load_before_recall, "after_recall": load_after_recall},
             "index": ann_state,
             "recall": rec,
             "consolidation": cons,

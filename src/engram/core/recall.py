@@ -356,6 +356,7 @@ def _spread_into(
 
     seeds_sorted = sorted(cands.values(), key=lambda c: (-direct(c), c.rowid))[: max(5, k)]
     seeds = {c.rowid: direct(c) for c in seeds_sorted}
+    t0 = time.perf_counter()
     res = spread(
         seeds,
         neighbour_fetch(space),
@@ -397,7 +398,13 @@ def _spread_into(
             "truncated": res.truncated,
         },
     )
-    return {"hops": res.hops_done, "truncated": res.truncated, "reached": len(reached), "seeds": len(seeds)}
+    return {
+        "hops": res.hops_done,
+        "truncated": res.truncated,
+        "reached": len(reached),
+        "seeds": len(seeds),
+        "ms": round((time.perf_counter() - t0) * 1000, 3),
+    }
 
 
 def confidence_interval(scores: list[float]) -> ConfidenceInterval:
