@@ -108,7 +108,7 @@ def test_matrix_rest_and_grpc_concurrently(matrix_server: tuple[EngramProcess, d
         spaces=len(data),
         transports=["rest", "grpc"],
     )
-    assert len(results) == len(SPACES) * 2 * 12
+    assert len(results) == len(SPACES) * 2 * 13
     assert not [r for r in results if r.violations], _fmt(results)
     # A check that saw nothing proves nothing: every surface must have returned something to scan.
     empty = [f"{r.transport}/{r.space}/{r.name}" for r in results if r.exercised == 0]
@@ -236,6 +236,8 @@ LEAK_CATCHERS = {
     "count": {"introspect", "system-health"},
     "cognition": {"recognize"},
     "events": {"stream-rest", "stream-grpc"},
+    "beliefs": {"beliefs"},
+    "consolidation": {"dream"},
 }
 
 

@@ -266,6 +266,9 @@ class Ops:
     def beliefs(self) -> Any:
         raise NotImplementedError
 
+    def dream(self) -> Any:  # the streamed consolidation (gRPC Dream); REST: the consolidation report
+        return self.consolidate()
+
     def memory_count(self) -> int:
         raise NotImplementedError  # introspection / descriptor
 
@@ -380,6 +383,9 @@ class GrpcOps(Ops):
 
     def beliefs(self) -> Any:
         return self.c.consolidate(min_cluster_size=2, similarity_threshold=0.8)
+
+    def dream(self) -> Any:
+        return self.c.dream(min_cluster_size=2, similarity_threshold=0.8)
 
     def memory_count(self) -> int:
         return int(self.c.introspect()["space"].get("memory_count", 0))
@@ -597,6 +603,13 @@ def run_checks(
             r.violations.append(f"no belief cites ep-own.{sp} (cited {sorted(set(s.ids))})")
 
     check("beliefs", _beliefs)
+
+    def _dream(r: CheckResult) -> None:
+        s = scanned(r, ops.dream())
+        if f"ep-own.{sp}" not in s.ids:
+            r.violations.append(f"the dream of {sp} never mentions ep-own.{sp} (ids {sorted(set(s.ids))})")
+
+    check("dream", _dream)
 
     def _introspect(r: CheckResult) -> None:
         n = ops.memory_count()

@@ -13,6 +13,8 @@ test-only entry point, before the CLI runs. Kinds:
 ``count``    ``MemorySpace.count`` and introspection add the sibling's memory count
 ``events``   every published event is also delivered to the sibling's subscribers
 ``cognition``recognition also matches the sibling's memories
+``beliefs``  listing beliefs appends the sibling's beliefs
+``consolidation`` consolidation clusters the sibling's episodes along with its own
 
 The sibling of a space is the next loaded space (sorted by id, cyclically)
 other than the default space. ``EngramProcess.start(..., module="engram.testing.leaky",
@@ -26,7 +28,7 @@ import sys
 from typing import Any
 
 _REGISTRIES: list[Any] = []
-KINDS = ("get", "recall", "list", "count", "events", "cognition")
+KINDS = ("get", "recall", "list", "count", "events", "cognition", "beliefs", "consolidation")
 
 
 def _sibling(space_id: str) -> Any | None:
@@ -141,6 +143,43 @@ def install(kind: str) -> None:
             return res
 
         cog_api.SpaceCognition.recognize = recognize  # type: ignore[method-assign]
+    elif kind == "beliefs":
+        from engram.cognition import api as cog_api
+
+        orig_list_beliefs = cog_api.SpaceCognition.list_beliefs
+
+        def list_beliefs(self: Any, *a: Any, **kw: Any) -> Any:
+            page = orig_list_beliefs(self, *a, **kw)
+            sib = _sibling(self.space.id)
+            if sib is not None:
+                page.beliefs.extend(orig_list_beliefs(sib.extensions["cognition"], *a, **kw).beliefs)
+            return page
+
+        cog_api.SpaceCognition.list_beliefs = list_beliefs  # type: ignore[method-assign]
+    elif kind == "consolidation":
+        import numpy as np
+
+        from engram.cognition import consolidation
+
+        orig_snapshot = consolidation.snapshot
+
+        def snapshot(space: Any) -> Any:
+            snap = orig_snapshot(space)
+            sib = _sibling(space.id)
+            if sib is None:
+                return snap
+            other = orig_snapshot(sib)
+            # The sibling's episodes join the clustering (their rowids made negative so they never
+            # collide); the write step drops what is not live here, the replay shows them anyway.
+            return consolidation.Snapshot(
+                snap.rowids + [-r for r in other.rowids],
+                snap.ids + other.ids,
+                snap.contents + other.contents,
+                snap.lsns + other.lsns,
+                np.concatenate([snap.vectors, other.vectors]),
+            )
+
+        consolidation.snapshot = snapshot
     else:
         raise SystemExit(f"LEAK_KIND must be one of {', '.join(KINDS)}; got {kind!r}")
 
