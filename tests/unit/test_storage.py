@@ -216,3 +216,29 @@ def test_readers_beside_writer(tmp_path: Path, engine_settings: Callable[..., An
     assert not errors
     assert space.count() == 300
     space.close()
+
+
+def test_remember_async_batches_acks(tmp_path: Path, engine_settings: Callable[..., Any]) -> None:
+    import asyncio
+
+    space = _space(tmp_path, engine_settings())
+
+    async def main() -> list[Any]:
+        async def one(i: int) -> Any:
+            return await space.remember_async(MemoryInput(id=f"a{i}", content=f"async {i}", embedding=[1.0, i, 2.0]))
+
+        ok = await asyncio.gather(*(one(i) for i in range(200)))
+        with pytest.raises(InvalidInput, match="already exists"):  # errors reach the awaiting caller
+            await one(3)
+        cancelled = asyncio.ensure_future(one(500))
+        await asyncio.sleep(0)
+        cancelled.cancel()  # the caller gives up; the write itself still completes durably
+        return list(ok)
+
+    receipts = asyncio.run(main())
+    try:
+        assert sorted(r.lsn for r in receipts) == list(range(1, 201))
+        assert space.count() >= 200 and space.get("a199").content == "async 199"
+        assert space.store is not None and space.store.commits < 200
+    finally:
+        space.close()

@@ -248,9 +248,13 @@ class MemorySpace:
         return raw.tobytes(), (raw / norm if norm > 0.0 and np.isfinite(norm) else raw)
 
     def submit_remember(
-        self, item: MemoryInput
+        self, item: MemoryInput, *, on_loop: bool = False
     ) -> tuple["Future[Any]", Callable[[tuple[Any, int]], StoreReceipt]]:
-        """Queue the write; returns the commit future and the receipt builder for its result."""
+        """Queue the write; returns the commit future and the receipt builder for its result.
+
+        ``on_loop=True`` (call it from a running event loop) returns an asyncio
+        future instead, settled in batches (see ``SpaceStore.submit_async``).
+        """
         store = self.check_healthy()
         if len(item.content) > self.settings.max_content_chars:
             from ..errors import InvalidInput
@@ -357,11 +361,18 @@ class MemorySpace:
                 memory_space_id=self.id,
             )
 
+        if on_loop:
+            return store.submit_async(op, after=after, savepoint=False), receipt  # type: ignore[return-value]
         return store.submit(op, after=after, savepoint=False), receipt
 
     def remember(self, item: MemoryInput) -> StoreReceipt:
         fut, receipt = self.submit_remember(item)
         return receipt(fut.result())
+
+    async def remember_async(self, item: MemoryInput) -> StoreReceipt:
+        """``remember`` for event-loop callers: same durability, cheaper acknowledgement."""
+        fut, receipt = self.submit_remember(item, on_loop=True)
+        return receipt(await fut)  # type: ignore[misc]
 
     # -- read helpers -----------------------------------------------------------
     def _ids_for(self, rowids: Iterable[int]) -> dict[int, str]:

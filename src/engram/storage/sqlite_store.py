@@ -23,6 +23,7 @@ Reads use per-thread connections (WAL lets readers run beside the writer).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -121,15 +122,43 @@ class _NeedsSavepoints(Exception):
 
 
 class _Pending:
-    __slots__ = ("op", "future", "mutates", "after", "savepoint")
+    __slots__ = ("op", "future", "mutates", "after", "savepoint", "waiter")
 
     def __init__(self, op: WriteOp, future: Optional[Future[Any]], mutates: bool,
-                 after: Optional[Callable[[Any, int], None]], savepoint: bool = True) -> None:
+                 after: Optional[Callable[[Any, int], None]], savepoint: bool = True,
+                 waiter: Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]] = None) -> None:
         self.op = op
         self.future = future
         self.mutates = mutates
         self.after = after
         self.savepoint = savepoint
+        self.waiter = waiter  # an asyncio future to settle on its own loop (submit_async)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.future is not None:
+            if not self.future.done():
+                self.future.set_exception(exc)
+        elif self.waiter is not None:
+            _settle_on(self.waiter[0], [(self.waiter[1], exc, None)])
+
+
+def _settle(items: list[tuple["asyncio.Future[Any]", Optional[BaseException], Any]]) -> None:
+    """Runs on the event loop: settle the asyncio futures of one committed batch."""
+    for fut, exc, value in items:
+        if fut.done():  # cancelled by its caller; the write itself stands
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+
+def _settle_on(loop: asyncio.AbstractEventLoop,
+               items: list[tuple["asyncio.Future[Any]", Optional[BaseException], Any]]) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, items)
+    except RuntimeError:  # the loop is closed: nobody is awaiting these any more
+        log.warning("event loop closed before %d write acknowledgement(s) could be delivered", len(items))
 
 
 class SpaceStore:
@@ -237,6 +266,25 @@ class SpaceStore:
             self._queue.put(_Pending(op, fut, mutates, after, savepoint))
         return fut if fut is not None else _done_future()
 
+    def submit_async(self, op: WriteOp, *, mutates: bool = True,
+                     after: Optional[Callable[[Any, int], None]] = None,
+                     savepoint: bool = True) -> "asyncio.Future[Any]":
+        """Like :meth:`submit`, for a caller on an event loop: returns an asyncio future.
+
+        Same durability contract; the difference is delivery: all writes of one
+        batch awaited on the same loop are settled by a single thread-safe call,
+        instead of one wake-up of the loop per write.
+        """
+        loop = asyncio.get_running_loop()
+        afut: asyncio.Future[Any] = loop.create_future()
+        with self._submit_lock:
+            if self._closed:
+                raise StorageError(f"space storage at {self.dir} is closed")
+            if self.broken is not None:
+                raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
+            self._queue.put(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
+        return afut
+
     def _run(self) -> None:
         try:
             self._loop()
@@ -249,8 +297,8 @@ class SpaceStore:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     return
-                if item is not None and item.future is not None and not item.future.done():
-                    item.future.set_exception(err)
+                if item is not None:
+                    item.fail(err)
 
     def _loop(self) -> None:
         conn = self._writer
@@ -296,8 +344,7 @@ class SpaceStore:
                       extra={"memory_space": self.dir.name})
             err = StorageError(f"write to space {self.dir.name!r} failed: {exc}")
             for item in batch:
-                if item.future is not None and not item.future.done():
-                    item.future.set_exception(err)
+                item.fail(err)
             return
         self.last_lsn = lsn
         self.commits += 1
@@ -341,6 +388,8 @@ class SpaceStore:
             results = self._done.get()
             if results is None:
                 return
+            # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Optional[BaseException], Any]]] = {}
             for item, res, item_lsn, exc in results:
                 if exc is None and item.after is not None:
                     try:
@@ -348,6 +397,10 @@ class SpaceStore:
                     except Exception:  # the write is durable; an in-memory effect failing is logged
                         log.exception("post-commit effect failed in %s", self.dir.name,
                                       extra={"memory_space": self.dir.name})
+                if item.waiter is not None:
+                    by_loop.setdefault(item.waiter[0], []).append(
+                        (item.waiter[1], exc, None if exc is not None else (res, item_lsn)))
+                    continue
                 if item.future is None:
                     if exc is not None and not isinstance(exc, EngramError):
                         log.warning("background write failed in %s: %s", self.dir.name, exc)
@@ -356,6 +409,8 @@ class SpaceStore:
                     item.future.set_exception(exc)
                 else:
                     item.future.set_result((res, item_lsn))
+            for loop, items in by_loop.items():
+                _settle_on(loop, items)
 
     def write(self, op: WriteOp, *, mutates: bool = True,
               after: Optional[Callable[[Any, int], None]] = None) -> tuple[Any, int]:
