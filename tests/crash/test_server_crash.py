@@ -174,8 +174,24 @@ def run_cycle(
     ]
     consolidations = 0
 
+    dream_interrupted = False
+
     def consolidator() -> None:
-        nonlocal consolidations
+        """Consolidate in a loop. In kill-during-consolidation cycles it streams gRPC ``Dream`` runs
+        and sets ``consolidating`` on the first streamed step, i.e. while a run is in progress."""
+        nonlocal consolidations, dream_interrupted
+        if during_consolidation:
+            with GrpcSpaceClient(srv.grpc_target, SPACES[0], timeout=30) as g:
+                try:
+                    while not stop.is_set():
+                        req = g.pb.DreamRequest(memory_space_id=SPACES[0], min_cluster_size=2)
+                        for _step in g.stub.Dream(req, timeout=30):
+                            consolidating.set()
+                        consolidations += 1
+                except Exception:
+                    dream_interrupted = True  # the kill cut a Dream stream short
+                    return
+            return
         with RestSpaceClient(srv.http_url, SPACES[0], timeout=10) as c:
             try:
                 while not stop.is_set():
@@ -196,7 +212,7 @@ def run_cycle(
         )
     if during_consolidation:
         consolidating.clear()
-        consolidating.wait(30)  # the consolidator is about to send (or is sending) a request
+        consolidating.wait(30)  # a Dream run has streamed its first step: kill mid-consolidation
     srv.kill()
     stop.set()
     for t in threads:
@@ -209,6 +225,7 @@ def run_cycle(
         "kill_after": target - base,
         "during_consolidation": during_consolidation,
         "consolidations_acked": consolidations,
+        "dream_interrupted": dream_interrupted,
     }
 
 
