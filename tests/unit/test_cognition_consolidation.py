@@ -149,3 +149,41 @@ def test_schedule_consolidates_in_the_background_and_stops_on_close(tmp_path: Pa
     assert cog.scheduled_consolidation() is None  # nothing changed since: skipped
     svc.close()
     assert not cog.scheduler.running
+
+
+def test_a_run_in_progress_blocks_neither_this_space_nor_another(tmp_path: Path) -> None:
+    """Pause a dream after clustering: the space's writer is free, so stores and recalls go on."""
+    from engram.core.models import Cue, MemoryInput
+    from engram.core.recall import recall
+
+    svc = EngramService(
+        load_settings(
+            overrides={"data_dir": tmp_path, "bootstrap_spaces": ("dreams", "awake")}, use_env=False
+        )
+    )
+    load(svc, "dreams", episodes())
+    steps = svc.cognition("dreams").dream(ConsolidateInput())
+    step = next(steps)
+    while step.kind != "replay":  # clustered, nothing written yet
+        step = next(steps)
+    for space in ("dreams", "awake"):
+        svc.space(space).remember(MemoryInput(id="fresh", content="a thought while dreaming"))
+        res = recall(svc.space(space), Cue(query="thought while dreaming"))
+        assert [i.memory.id for i in res.memories.vivid + res.memories.associated] == ["fresh"]
+    rest = list(steps)
+    assert rest[-1].kind == "done" and sum(s.kind == "insight" for s in rest) == 2
+    svc.close()
+
+
+def test_closing_the_space_cancels_a_run_before_it_writes(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    load(svc, "dreams", episodes())
+    cog = svc.cognition("dreams")
+    steps = cog.dream(ConsolidateInput())
+    while next(steps).kind != "replay":
+        pass
+    cog.close()
+    rest = list(steps)
+    assert rest[-1].kind == "done" and "cancelled" in rest[-1].message
+    assert cog.list_beliefs().beliefs == []
+    svc.close()
