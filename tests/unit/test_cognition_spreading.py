@@ -98,3 +98,23 @@ def test_every_result_has_a_confidence_and_the_interval_contains_the_point(svc: 
         assert 0.0 <= item.activation <= 1.0 and 0.0 <= item.score <= 1.0
     empty = recall(space, Cue(query="zebra"))
     assert empty.confidence_interval.point == 0.0 and empty.recall_confidence.category.value == "none"
+
+
+def test_spread_returns_what_it_has_when_the_time_budget_runs_out() -> None:
+    from engram.cognition.spreading import spread
+
+    ring = {i: [((i + 1) % 6, 1.0)] for i in range(6)}  # a cycle
+    ticks = iter([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # the budget is gone before the third hop
+
+    res = spread(
+        {0: 1.0},
+        lambda nodes: {n: ring[n] for n in nodes},
+        max_hops=10,
+        decay=0.9,
+        threshold=0.01,
+        budget_seconds=0.5,
+        clock=lambda: next(ticks),
+    )
+    assert res.truncated and res.hops_done == 2
+    assert sorted(res.hits) == [0, 1, 2]
+    assert res.hits[2].activation == pytest.approx(0.81)
