@@ -45,8 +45,10 @@ TAGS = [
 
 
 def create_app(service: EngramService) -> FastAPI:
+    # FastAPI's native OpenTelemetry layer stays off: Engram exports its own Prometheus metrics.
     app = FastAPI(
-        title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, redoc_url=None
+        title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.service = service
     space = SpaceResolver(service)
