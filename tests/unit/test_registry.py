@@ -201,3 +201,12 @@ def test_unload_idle_beside_writers(registry_factory: Factory) -> None:
     space = reg.get("churn")
     ids = {m.id for m in space.list(limit=1000).memories}
     assert set(acked) <= ids
+
+
+def test_unload_one_space(registry_factory: Factory) -> None:
+    reg = registry_factory(bootstrap_spaces=("one-off",))
+    space = reg.get("one-off")
+    space.remember(MemoryInput(content="kept across unload"))
+    assert reg.unload("one-off") and not reg.unload("one-off")
+    assert space.closed and "one-off" not in [s.id for s in reg.loaded()]
+    assert reg.get("one-off").count() == 1

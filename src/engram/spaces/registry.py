@@ -281,6 +281,24 @@ class SpaceRegistry:
                 log.info("space unloaded (idle)", extra={"memory_space": space.id})
         return out
 
+    def unload(self, space_id: str) -> bool:
+        """Close one loaded space now (it reloads lazily on next use); False if it was not loaded.
+
+        Unlike :meth:`unload_idle` this does not wait for the space to be idle:
+        queued writes finish durably, and a request still holding the old handle
+        gets a retriable ``ShuttingDown``.
+        """
+        sid = MemorySpaceId(space_id)
+        with self._id_lock(sid):
+            space = self._loaded.get(sid)
+            if space is None or space.closed:
+                return False
+            space.unloading = True
+            with self._lock:
+                self._loaded.pop(sid, None)
+            space.close("unloaded")
+            return True
+
     def close(self) -> None:
         for space in self.loaded():
             space.close("server shutting down")
