@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engram.core.models import ConsolidateInput, ConsolidationState, EpisodeInput, ForgetMode
-from engram.errors import BeliefNotFound
+from engram.errors import BeliefNotFound, ShuttingDown
 from engram.service import EngramService
 from engram.settings import load_settings
 
@@ -186,4 +186,6 @@ def test_closing_the_space_cancels_a_run_before_it_writes(tmp_path: Path) -> Non
     rest = list(steps)
     assert rest[-1].kind == "done" and "cancelled" in rest[-1].message
     assert cog.list_beliefs().beliefs == []
+    with pytest.raises(ShuttingDown):  # never a stale report from an earlier run
+        cog.consolidate(ConsolidateInput())
     svc.close()

@@ -39,7 +39,7 @@ from ..core.models import (
     SpaceStats,
     from_epoch,
 )
-from ..errors import BeliefNotFound, InvalidInput
+from ..errors import BeliefNotFound, InvalidInput, ShuttingDown
 from ..settings import Settings
 from . import associations, completion, introspection, recognition, reminiscence
 from .consolidation import META_LAST_AT, ConsolidationRun, fingerprint
@@ -88,16 +88,25 @@ class SpaceCognition:
     # -- consolidation ------------------------------------------------------------
     def consolidate(self, item: ConsolidateInput) -> ConsolidationReport:
         """Run one consolidation now (waits for a run already in progress)."""
-        for _ in self.dream(item):
+        run = ConsolidationRun(self.space, self.settings, item, self._closing)
+        for _ in self._locked(run):
             pass
-        assert self.last_report is not None
-        return self.last_report
+        if run.report is None:
+            raise ShuttingDown(
+                f"memory space {self.space.id!r} closed during consolidation; nothing was written"
+            )
+        return run.report
 
     def dream(self, item: ConsolidateInput) -> Iterator[DreamStep]:
         """One consolidation run as a stream of progress / replay / insight / done steps."""
+        return self._locked(ConsolidationRun(self.space, self.settings, item, self._closing))
+
+    def _locked(self, run: ConsolidationRun) -> Iterator[DreamStep]:
+        # A plain Lock, not an RLock: the async service advances a dream with
+        # ``next`` on worker threads, so it may be released by another thread
+        # than the one that took it.
         self.space.check_healthy()
         with self._run_lock:
-            run = ConsolidationRun(self.space, self.settings, item, self._closing)
             yield from run.steps()
             if run.report is not None:
                 self.last_report = run.report
