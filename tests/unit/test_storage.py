@@ -242,3 +242,25 @@ def test_remember_async_batches_acks(tmp_path: Path, engine_settings: Callable[.
         assert space.store is not None and space.store.commits < 200
     finally:
         space.close()
+
+
+def test_cancelled_waiters_do_not_break_the_writer(tmp_path: Path) -> None:
+    """A caller that gives up (cancelled future) must not take the writer down with it."""
+    import asyncio
+
+    store = SpaceStore(tmp_path / "s")
+    try:
+        futs = [store.submit(_insert(f"c{i}")) for i in range(50)]
+        cancelled = [f for f in futs[::2] if f.cancel()]
+        assert cancelled  # still pending, so cancellable (what asyncio.wrap_future does on task cancel)
+
+        async def wrapped_then_cancelled() -> None:
+            task = asyncio.ensure_future(asyncio.wrap_future(store.submit(_insert("wrapped"))))
+            await asyncio.sleep(0)
+            task.cancel()
+
+        asyncio.run(wrapped_then_cancelled())
+        assert store.write(_insert("after"))[0] == "after"  # the writer and completer are alive
+        assert store.meta("c0") is not None and store.meta("wrapped") is not None  # the writes stand
+    finally:
+        store.close()

@@ -31,7 +31,7 @@ import queue
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -136,8 +136,11 @@ class _Pending:
 
     def fail(self, exc: BaseException) -> None:
         if self.future is not None:
-            if not self.future.done():
-                self.future.set_exception(exc)
+            try:
+                if not self.future.done():
+                    self.future.set_exception(exc)
+            except InvalidStateError:  # cancelled by its caller meanwhile
+                pass
         elif self.waiter is not None:
             _settle_on(self.waiter[0], [(self.waiter[1], exc, None)])
 
@@ -405,10 +408,19 @@ class SpaceStore:
                     if exc is not None and not isinstance(exc, EngramError):
                         log.warning("background write failed in %s: %s", self.dir.name, exc)
                     continue
-                if exc is not None:
-                    item.future.set_exception(exc)
-                else:
-                    item.future.set_result((res, item_lsn))
+                # A caller may have cancelled its future (asyncio.wrap_future cancels the
+                # concurrent future when the awaiting task is cancelled, e.g. a client
+                # disconnect). Its write stands; only the delivery is skipped. Setting a
+                # result on a cancelled future would raise and kill this thread.
+                if item.future.done():
+                    continue
+                try:
+                    if exc is not None:
+                        item.future.set_exception(exc)
+                    else:
+                        item.future.set_result((res, item_lsn))
+                except InvalidStateError:  # cancelled between the check and the set
+                    pass
             for loop, items in by_loop.items():
                 _settle_on(loop, items)
 
