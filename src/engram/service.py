@@ -145,8 +145,8 @@ class EngramService:
 
     # -- memories ---------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
-        fut, receipt = self.space(space_id).submit_remember(item)
-        return receipt(await asyncio.wrap_future(fut))
+        # remember_async: same durability; a commit's acks wake this loop once, not once per write.
+        return await self.space(space_id).remember_async(item)
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
