@@ -49,6 +49,7 @@ DROP = {
     "index",
     "last_consolidation",
     "timing_ms",
+    "ms",
     "timestamp",
 }
 

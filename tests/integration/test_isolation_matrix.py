@@ -290,7 +290,19 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
     caught = {r.name for r in results if r.violations}
     write_section(
         f"leak_demo_{kind}",
-        [dict(asdict(r), passed=bool(r.violations)) for r in results],
+        [
+            {
+                "name": name,
+                "passed": name in caught,  # passed = this check caught the planted leak
+                "caught_by": sorted(
+                    f"{r.transport}/{r.space}" for r in results if r.name == name and r.violations
+                ),
+                "violation_sample": next(
+                    (r.violations[:2] for r in results if r.name == name and r.violations), []
+                ),
+            }
+            for name in sorted(LEAK_CATCHERS[kind])
+        ],
         leak=kind,
         expected_catchers=sorted(LEAK_CATCHERS[kind]),
         caught=sorted(caught),
