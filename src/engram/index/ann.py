@@ -52,7 +52,7 @@ INDEX_FILE = "vectors.usearch"
 SIDECAR_FILE = "vectors.usearch.json"
 CHECKPOINT_VERSION = 1
 _BATCH = 512
-_BACKLOG_BATCH = 4096  # a big backlog (first build, rebuild) is added in larger batches ...
+_BACKLOG_BATCH = 1024  # a big backlog (first build, rebuild) is added in larger batches ...
 _BACKLOG_THREADS = 2  # ... with up to this many usearch threads (steady state uses one)
 _OVERSAMPLE = 2  # ask the graph for this many times k candidates before exact re-scoring
 
