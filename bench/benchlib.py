@@ -14,9 +14,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def dataset(n: int, dim: int, seed: int, clusters: int = 256) -> np.ndarray:
     for start in range(0, n, step):
         m = min(step, n - start)
         block = centres[rng.integers(0, clusters, m)] + 0.6 * rng.standard_normal((m, dim)).astype(np.float32)
-        out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
 
@@ -54,10 +55,10 @@ def exact_topk(data: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray
     """Row indices of the k most cosine-similar vectors (data and queries unit length)."""
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), 64):
-        sims = queries[start:start + 64] @ data.T
+        sims = queries[start : start + 64] @ data.T
         part = np.argpartition(-sims, k, axis=1)[:, :k]
         order = np.take_along_axis(sims, part, axis=1).argsort(axis=1)[:, ::-1]
-        out[start:start + 64] = np.take_along_axis(part, order, axis=1)
+        out[start : start + 64] = np.take_along_axis(part, order, axis=1)
     return out
 
 
@@ -72,18 +73,22 @@ def pct(values: Sequence[float], p: float) -> float:
 
 
 def latency_summary(ms: Sequence[float]) -> dict[str, Any]:
-    return {"p50_ms": round(pct(ms, 50), 3), "p99_ms": round(pct(ms, 99), 3),
-            "mean_ms": round(float(np.mean(ms)), 3) if len(ms) else None, "samples": len(ms)}
+    return {
+        "p50_ms": round(pct(ms, 50), 3),
+        "p99_ms": round(pct(ms, 99), 3),
+        "mean_ms": round(float(np.mean(ms)), 3) if len(ms) else None,
+        "samples": len(ms),
+    }
 
 
-def overhead_pct(value: float, base: float) -> Optional[float]:
+def overhead_pct(value: float, base: float) -> float | None:
     if not base or base != base or value != value:
         return None
     return round(100.0 * (value - base) / base, 1)
 
 
 # -- processes ---------------------------------------------------------------------
-def rss_bytes(pid: Optional[int] = None) -> int:
+def rss_bytes(pid: int | None = None) -> int:
     import psutil
 
     return int(psutil.Process(pid or os.getpid()).memory_info().rss)
@@ -101,13 +106,15 @@ def make_service(data_dir: Path, spaces: Iterable[str] = (), **overrides: Any) -
     from engram.service import EngramService
     from engram.settings import load_settings
 
-    settings = load_settings(overrides={"data_dir": data_dir, "bootstrap_spaces": tuple(spaces), **overrides},
-                             use_env=False)
+    settings = load_settings(
+        overrides={"data_dir": data_dir, "bootstrap_spaces": tuple(spaces), **overrides}, use_env=False
+    )
     return EngramService(settings)
 
 
-async def remember_vectors(svc: Any, space: str, vecs: np.ndarray, writers: int = 32, id_prefix: str = "m",
-                           offset: int = 0) -> float:
+async def remember_vectors(
+    svc: Any, space: str, vecs: np.ndarray, writers: int = 32, id_prefix: str = "m", offset: int = 0
+) -> float:
     """Durably store ``vecs`` as memories ``{id_prefix}{offset+i}`` with ``writers`` concurrent tasks."""
     from engram.core.models import MemoryInput
 
@@ -119,15 +126,21 @@ async def remember_vectors(svc: Any, space: str, vecs: np.ndarray, writers: int 
             i = next_i
             next_i += 1
             n = offset + i
-            await svc.remember(space, MemoryInput(id=f"{id_prefix}{n}", content=f"memory {n} about topic {n % 97}",
-                                                  embedding=vecs[i].tolist()))
+            await svc.remember(
+                space,
+                MemoryInput(
+                    id=f"{id_prefix}{n}",
+                    content=f"memory {n} about topic {n % 97}",
+                    embedding=vecs[i].tolist(),
+                ),
+            )
 
     t0 = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(writers)))
     return time.perf_counter() - t0
 
 
-def wait_index_ready(svc: Any, space: str, timeout: float) -> Optional[float]:
+def wait_index_ready(svc: Any, space: str, timeout: float) -> float | None:
     """Seconds until the space's HNSW index has caught up (None if it has none / timed out)."""
     sp = svc.space(space)
     t0 = time.perf_counter()
@@ -160,14 +173,20 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         ram = None
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "ram_bytes": ram,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "loadavg": [round(x, 2) for x in load] if load else None}
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_bytes": ram,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg": [round(x, 2) for x in load] if load else None,
+    }
 
 
-def versions(names: Iterable[str] = ("engram", "numpy", "usearch", "grpcio", "fastapi", "uvicorn", "aiohttp")
-             ) -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {"python": platform.python_version()}
+def versions(
+    names: Iterable[str] = ("engram", "numpy", "usearch", "grpcio", "fastapi", "uvicorn", "aiohttp"),
+) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
         try:
             out[name] = metadata.version(name)
@@ -177,8 +196,11 @@ def versions(names: Iterable[str] = ("engram", "numpy", "usearch", "grpcio", "fa
 
 
 def stamp(quick: bool) -> dict[str, Any]:
-    return {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": quick,
-            "machine": machine_info()}
+    return {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "quick": quick,
+        "machine": machine_info(),
+    }
 
 
 def write_json(path: Path | str, data: dict[str, Any]) -> Path:
@@ -196,7 +218,9 @@ def show(label: str, value: Any) -> None:
 
 
 # -- many spaces on disk -----------------------------------------------------------------
-def populate_spaces(data_dir: Path, count: int, prefix: str = "idle", memories: int = 5, dim: int = DIM) -> float:
+def populate_spaces(
+    data_dir: Path, count: int, prefix: str = "idle", memories: int = 5, dim: int = DIM
+) -> float:
     """Put ``count`` real (closed) spaces with a few memories each under ``data_dir``; returns seconds.
 
     One template space is created through the engine, then copied with its marker

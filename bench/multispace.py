@@ -17,6 +17,8 @@ Issue 2 target: recall P50 with 10 loaded spaces no more than 5 % slower than on
 from __future__ import annotations
 
 import _pathfix  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import argparse
 import asyncio
 import time
@@ -24,18 +26,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import (
+    DIM,
+    RESULTS,
+    dataset,
+    latency_summary,
+    make_service,
+    overhead_pct,
+    populate_spaces,
+    queries_near,
+    remember_vectors,
+    rmtree,
+    show,
+    stamp,
+    tmpdir,
+    write_json,
+)
 
-from benchlib import (DIM, RESULTS, dataset, latency_summary, make_service, overhead_pct, populate_spaces,
-                    queries_near, remember_vectors, rmtree, show, stamp, tmpdir, write_json)
 
-
-async def _measure(svc: Any, names: list[str], per_space: dict[str, np.ndarray], queries: int, concurrency: int,
-                   seed: int) -> dict[str, Any]:
+async def _measure(
+    svc: Any, names: list[str], per_space: dict[str, np.ndarray], queries: int, concurrency: int, seed: int
+) -> dict[str, Any]:
     from engram.core.models import Cue
 
     qs = {name: queries_near(vecs, queries, seed) for name, vecs in per_space.items()}
-    cues = [(names[j % len(names)], Cue(embedding=qs[names[j % len(names)]][j].tolist(), max_results=10))
-            for j in range(queries)]
+    cues = [
+        (names[j % len(names)], Cue(embedding=qs[names[j % len(names)]][j].tolist(), max_results=10))
+        for j in range(queries)
+    ]
     for name, cue in cues[: 2 * len(names)]:  # warm each space (first use loads it)
         await svc.recall(name, cue)
     lat: list[float] = []
@@ -62,22 +80,30 @@ async def _measure(svc: Any, names: list[str], per_space: dict[str, np.ndarray],
     return out
 
 
-def run_case(tmp: Path, label: str, vecs: np.ndarray, spaces: int, idle: int, queries: int, concurrency: int
-             ) -> dict[str, Any]:
+def run_case(
+    tmp: Path, label: str, vecs: np.ndarray, spaces: int, idle: int, queries: int, concurrency: int
+) -> dict[str, Any]:
     data_dir = tmp / label
     idle_setup = populate_spaces(data_dir, idle) if idle else 0.0
     names = [f"active-{i:02d}" for i in range(spaces)]
     svc = make_service(data_dir, names)
     try:
         per = len(vecs) // spaces
-        per_space = {name: vecs[i * per:(i + 1) * per] for i, name in enumerate(names)}
+        per_space = {name: vecs[i * per : (i + 1) * per] for i, name in enumerate(names)}
         for name, part in per_space.items():
             asyncio.run(remember_vectors(svc, name, part, 32))
         res = asyncio.run(_measure(svc, names, per_space, queries, concurrency, seed=7))
-        res.update({"active_spaces": spaces, "idle_spaces": idle, "memories_total": per * spaces,
-                    "memories_per_space": per, "spaces_known": len(svc.registry.known_ids()),
-                    "spaces_loaded": len(svc.registry.loaded()),
-                    "search": "exact" if per < svc.settings.exact_search_max else "indexed"})
+        res.update(
+            {
+                "active_spaces": spaces,
+                "idle_spaces": idle,
+                "memories_total": per * spaces,
+                "memories_per_space": per,
+                "spaces_known": len(svc.registry.known_ids()),
+                "spaces_loaded": len(svc.registry.loaded()),
+                "search": "exact" if per < svc.settings.exact_search_max else "indexed",
+            }
+        )
         if idle:
             res["idle_setup_seconds"] = round(idle_setup, 1)
     finally:
@@ -89,18 +115,24 @@ def run_case(tmp: Path, label: str, vecs: np.ndarray, spaces: int, idle: int, qu
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--total", type=int, help="memories in total (default 15,000; quick 5,000)")
-    ap.add_argument("--queries", type=int, help="queries per case (default 1,000; quick 300)")
+    ap.add_argument("--total", type=int, help="memories in total (default 15,000; quick 3,000)")
+    ap.add_argument("--queries", type=int, help="queries per case (default 1,000; quick 200)")
     ap.add_argument("--idle", type=int, default=1000, help="idle spaces for the idle case")
     ap.add_argument("--out", default=str(RESULTS / "multispace.json"))
     args = ap.parse_args()
-    total = args.total or (5_000 if args.quick else 15_000)
-    queries = args.queries or (300 if args.quick else 1_000)
+    total = args.total or (3_000 if args.quick else 15_000)
+    queries = args.queries or (200 if args.quick else 1_000)
     concurrency = 8
     vecs = dataset(total, DIM, 11)
     tmp = tmpdir("engram-multispace-")
-    results: dict[str, Any] = {**stamp(args.quick), "benchmark": "multispace", "dim": DIM, "total": total,
-                               "queries_per_case": queries, "cases": {}}
+    results: dict[str, Any] = {
+        **stamp(args.quick),
+        "benchmark": "multispace",
+        "dim": DIM,
+        "total": total,
+        "queries_per_case": queries,
+        "cases": {},
+    }
     cases = [("1", 1, 0), ("5", 5, 0), ("10", 10, 0), ("1+idle", 1, args.idle)]
     try:
         for label, spaces, idle in cases:
@@ -127,9 +159,11 @@ def main() -> None:
         "p99_pct": overhead_pct(ten["p99_ms"], ctrl["p99_ms"]),
         "throughput_pct": overhead_pct(ten["throughput_per_s"], ctrl["throughput_per_s"]),
     }
-    results["target"] = {"name": "recall P50 with 10 loaded spaces <= 5 % slower than one (issue 2)",
-                         "p50_overhead_pct_same_total": ten["overhead_vs_1"]["p50_pct"],
-                         "p50_overhead_pct_same_per_space": ten["overhead_vs_same_per_space_size"]["p50_pct"]}
+    results["target"] = {
+        "name": "recall P50 with 10 loaded spaces <= 5 % slower than one (issue 2)",
+        "p50_overhead_pct_same_total": ten["overhead_vs_1"]["p50_pct"],
+        "p50_overhead_pct_same_per_space": ten["overhead_vs_same_per_space_size"]["p50_pct"],
+    }
     write_json(args.out, results)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Engram beside Chroma on the same workload: prints figures and writes JSON.
 
-    python bench/peer_chroma.py [--quick] [--spaces 4] [--per-space 10000] [--out bench/results/peer_chroma.json]
+    python bench/peer_chroma.py [--quick] [--spaces 4] [--per-space 10000]
+                                [--out bench/results/peer_chroma.json]
 
 Chroma (chromadb 1.5.9) is installed by this script into bench/.venv-chroma (git-
 ignored) and runs as a subprocess there, so its dependencies never touch Engram's.
@@ -25,6 +26,8 @@ durability each side gave is measured, not assumed.
 from __future__ import annotations
 
 import _pathfix  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import argparse
 import asyncio
 import json
@@ -35,12 +38,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-
-from benchlib import (DIM, RESULTS, ROOT, dataset, exact_topk, latency_summary, make_service, queries_near,
-                    recall_at_k, remember_vectors, rmtree, rss_bytes, show, stamp, tmpdir, write_json)
+from benchlib import (
+    DIM,
+    RESULTS,
+    ROOT,
+    dataset,
+    exact_topk,
+    latency_summary,
+    make_service,
+    queries_near,
+    recall_at_k,
+    remember_vectors,
+    rmtree,
+    rss_bytes,
+    show,
+    stamp,
+    tmpdir,
+    write_json,
+)
 
 CHROMA_VERSION = "1.5.9"
 VENV = ROOT / "bench" / ".venv-chroma"
@@ -58,8 +76,9 @@ def ensure_chroma_venv() -> tuple[Path, float]:
     t0 = time.perf_counter()
     print(f"installing {want} into {VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *want.split()],
-                   check=True)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *want.split()], check=True
+    )
     stamp_file.write_text(want)
     return py, time.perf_counter() - t0
 
@@ -91,9 +110,13 @@ def engram_side(data: Path, out: Path, root: Path) -> None:
                 lat.append((time.perf_counter() - t0) * 1000)
                 items = sorted([*r.memories.vivid, *r.memories.associated], key=lambda it: -it.score)
                 found.append([int(it.memory.id[1:]) for it in items])
-            res["spaces"][space] = {"memories": len(vecs), "ingest_seconds": ingest, "latency_ms": lat,
-                                    "found": found, "search": "exact" if len(vecs) < svc.settings.exact_search_max
-                                    else "indexed"}
+            res["spaces"][space] = {
+                "memories": len(vecs),
+                "ingest_seconds": ingest,
+                "latency_ms": lat,
+                "found": found,
+                "search": "exact" if len(vecs) < svc.settings.exact_search_max else "indexed",
+            }
         single = np.load(data / f"{spec['spaces'][0]}.vectors.npy")[: spec["single_writes"]]
         await svc.create_space("single-writes")
         t0 = time.perf_counter()
@@ -125,19 +148,21 @@ def engram_probe(data: Path, out: Path, root: Path, n: int) -> None:
 
 
 # -- orchestration -------------------------------------------------------------------
-def _run(cmd: list[str], timeout: float, env: Optional[dict[str, str]] = None) -> None:
+def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
-def fsync_probe(cmd: list[str], out: Path, n: int, timeout: float) -> Optional[dict[str, Any]]:
+def fsync_probe(cmd: list[str], out: Path, n: int, timeout: float) -> dict[str, Any] | None:
     """Run ``cmd`` under strace; count fsync-family calls between the start/end markers."""
     if shutil.which("strace") is None:
         return None
     log = out.with_suffix(".strace")
-    _run(["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,sync_file_range,openat", "-o", str(log), *cmd],
-         timeout)
+    _run(
+        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,sync_file_range,openat", "-o", str(log), *cmd],
+        timeout,
+    )
     inside, syncs = False, 0
     start_mark, end_mark = f"{out.name}.start", f"{out.name}.end"
     for line in log.read_text(errors="replace").splitlines():
@@ -148,8 +173,12 @@ def fsync_probe(cmd: list[str], out: Path, n: int, timeout: float) -> Optional[d
         elif inside and ("fsync(" in line or "fdatasync(" in line or "sync_file_range(" in line):
             syncs += 1
     probe = json.loads(out.read_text())
-    return {"writes": n, "fsync_calls": syncs, "fsyncs_per_write": round(syncs / n, 2),
-            "writes_per_s_under_strace": round(n / probe["seconds"], 1)}
+    return {
+        "writes": n,
+        "fsync_calls": syncs,
+        "fsyncs_per_write": round(syncs / n, 2),
+        "writes_per_s_under_strace": round(n / probe["seconds"], 1),
+    }
 
 
 def summarize(side: dict[str, Any], truth: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -173,7 +202,7 @@ def summarize(side: dict[str, Any], truth: dict[str, np.ndarray]) -> dict[str, A
     return out
 
 
-def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
@@ -200,8 +229,14 @@ def main() -> None:
     spaces = args.spaces or (2 if args.quick else 4)
     per = args.per_space or (2_000 if args.quick else 10_000)
     nq = args.queries or (100 if args.quick else 300)
-    results: dict[str, Any] = {**stamp(args.quick), "benchmark": "peer_chroma", "dim": DIM, "spaces": spaces,
-                               "per_space": per, "queries_per_space": nq}
+    results: dict[str, Any] = {
+        **stamp(args.quick),
+        "benchmark": "peer_chroma",
+        "dim": DIM,
+        "spaces": spaces,
+        "per_space": per,
+        "queries_per_space": nq,
+    }
     chroma_py, install_s = ensure_chroma_venv()
     results["chroma_install_seconds"] = round(install_s, 1)
     tmp = tmpdir("engram-peer-")
@@ -221,13 +256,38 @@ def main() -> None:
         here = str(Path(__file__).resolve())
         sides: dict[str, dict[str, Any]] = {}
         t0 = time.perf_counter()
-        _run([sys.executable, here, "--side", "engram", "--data", str(data), "--out", str(tmp / "engram.json"),
-              "--root", str(tmp / "engram-root")], 1800)
+        _run(
+            [
+                sys.executable,
+                here,
+                "--side",
+                "engram",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp / "engram.json"),
+                "--root",
+                str(tmp / "engram-root"),
+            ],
+            1800,
+        )
         sides["engram"] = json.loads((tmp / "engram.json").read_text())
         results["engram_side_seconds"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
-        _run([str(chroma_py), str(SIDE), "--data", str(data), "--out", str(tmp / "chroma.json"),
-              "--root", str(tmp / "chroma-root")], 1800, env)
+        _run(
+            [
+                str(chroma_py),
+                str(SIDE),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp / "chroma.json"),
+                "--root",
+                str(tmp / "chroma-root"),
+            ],
+            1800,
+            env,
+        )
         sides["chroma"] = json.loads((tmp / "chroma.json").read_text())
         results["chroma_side_seconds"] = round(time.perf_counter() - t0, 1)
         results["chromadb_version"] = sides["chroma"].get("chromadb")
@@ -238,13 +298,41 @@ def main() -> None:
         if args.probe:
             probes: dict[str, Any] = {}
             probes["engram"] = fsync_probe(
-                [sys.executable, here, "--side", "engram-probe", "--data", str(data), "--probe", str(args.probe),
-                 "--out", str(tmp / "probe-engram.json"), "--root", str(tmp / "probe-engram")],
-                tmp / "probe-engram.json", args.probe, 600)
+                [
+                    sys.executable,
+                    here,
+                    "--side",
+                    "engram-probe",
+                    "--data",
+                    str(data),
+                    "--probe",
+                    str(args.probe),
+                    "--out",
+                    str(tmp / "probe-engram.json"),
+                    "--root",
+                    str(tmp / "probe-engram"),
+                ],
+                tmp / "probe-engram.json",
+                args.probe,
+                600,
+            )
             probes["chroma"] = fsync_probe(
-                [str(chroma_py), str(SIDE), "--data", str(data), "--probe", str(args.probe),
-                 "--out", str(tmp / "probe-chroma.json"), "--root", str(tmp / "probe-chroma")],
-                tmp / "probe-chroma.json", args.probe, 600)
+                [
+                    str(chroma_py),
+                    str(SIDE),
+                    "--data",
+                    str(data),
+                    "--probe",
+                    str(args.probe),
+                    "--out",
+                    str(tmp / "probe-chroma.json"),
+                    "--root",
+                    str(tmp / "probe-chroma"),
+                ],
+                tmp / "probe-chroma.json",
+                args.probe,
+                600,
+            )
             results["fsync_probe"] = probes
     finally:
         rmtree(tmp)
@@ -259,11 +347,13 @@ def main() -> None:
         "disk": _ratio(e["disk_mb"], c["disk_mb"]),
     }
     results["durability"] = {
-        "engram": "each remember is acknowledged after its SQLite WAL commit is fsynced (group commit batches "
-                  "concurrent writers into one fsync)",
+        "engram": "each remember is acknowledged after its SQLite WAL commit is fsynced "
+        "(group commit batches "
+        "concurrent writers into one fsync)",
         "chroma": "PersistentClient: each add() is a SQLite transaction (WAL) plus its HNSW segment files; "
-                  "see fsync_probe for the syncs counted per acknowledged add",
-        "ingest_shapes": "Engram: one memory per call, 32 calls in flight; Chroma: add() of 256 records per call",
+        "see fsync_probe for the syncs counted per acknowledged add",
+        "ingest_shapes": "Engram: one memory per call, 32 calls in flight; "
+        "Chroma: add() of 256 records per call",
     }
     show("engram", e)
     show("chroma", c)

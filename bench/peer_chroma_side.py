@@ -11,6 +11,8 @@ returned ids and RSS as JSON. Only chromadb, numpy and psutil are imported here.
 from __future__ import annotations
 
 import _pathfix  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import argparse
 import json
 import os
@@ -49,8 +51,9 @@ def main() -> None:
         admin.create_tenant(space)
         admin.create_database(space, tenant=space)
         client = chromadb.PersistentClient(path=args.root, tenant=space, database=space, settings=settings)
-        return client.get_or_create_collection("memories", configuration={"hnsw": {"space": "cosine"}},
-                                               embedding_function=None)
+        return client.get_or_create_collection(
+            "memories", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+        )
 
     if args.probe:
         vecs = np.load(data / f"{spec['spaces'][0]}.vectors.npy")[: args.probe]
@@ -76,7 +79,11 @@ def main() -> None:
         docs = [f"memory {i} about topic {i % 97}" for i in range(len(vecs))]
         t0 = time.perf_counter()
         for s in range(0, len(vecs), args.batch):
-            col.add(ids=ids[s:s + args.batch], embeddings=vecs[s:s + args.batch], documents=docs[s:s + args.batch])
+            col.add(
+                ids=ids[s : s + args.batch],
+                embeddings=vecs[s : s + args.batch],
+                documents=docs[s : s + args.batch],
+            )
         ingest = time.perf_counter() - t0
         ingest_total += ingest
         for q in queries[:5]:
@@ -87,7 +94,12 @@ def main() -> None:
             res = col.query(query_embeddings=q[None, :], n_results=10)
             lat.append((time.perf_counter() - t0) * 1000)
             found.append([int(i[1:]) for i in res["ids"][0]])
-        out["spaces"][space] = {"memories": len(vecs), "ingest_seconds": ingest, "latency_ms": lat, "found": found}
+        out["spaces"][space] = {
+            "memories": len(vecs),
+            "ingest_seconds": ingest,
+            "latency_ms": lat,
+            "found": found,
+        }
     # single adds (one record per call, the way a per-request server would write), in a space of its own
     single = np.load(data / f"{spec['spaces'][0]}.vectors.npy")[: spec["single_writes"]]
     col = collection("single-writes")

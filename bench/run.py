@@ -18,6 +18,8 @@ earlier run.
 from __future__ import annotations
 
 import _pathfix  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import argparse
 import json
 import os
@@ -29,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from benchlib import RESULTS, ROOT, machine_info, versions, write_json
 
@@ -47,19 +49,52 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("engine", "engine.py", "in-process engine: durable remember, recall at 10k/100k, RSS, reopen, loaded spaces",
-         330, 60, owner="engine"),
-    Step("cognition", "cognition.py", "spreading/hybrid recall at 100k, consolidation of 10k episodes",
-         240, 50, owner="cognition"),
-    Step("http", "http.py", "REST remember/recall vs echo route, 1 and 32 aiohttp clients", 120, 30,
-         quick_fallback=("--seconds", "1"), owner="REST"),
-    Step("grpc", "grpc.py", "gRPC unary Remember/Recall vs Echo, StreamingRemember vs EchoStream", 120, 30,
-         quick_fallback=("--seconds", "1"), owner="gRPC"),
-    Step("multispace", "multispace.py", "recall with 1/5/10 active spaces and 1,000 idle spaces", 120, 25),
+    Step(
+        "engine",
+        "engine.py",
+        "in-process engine: durable remember, recall at 10k/100k, RSS, reopen, loaded spaces",
+        330,
+        60,
+        owner="engine",
+    ),
+    Step(
+        "cognition",
+        "cognition.py",
+        "spreading/hybrid recall at 100k, consolidation of 10k episodes",
+        240,
+        50,
+        owner="cognition",
+    ),
+    Step(
+        "http",
+        "http.py",
+        "REST remember/recall vs echo route, 1 and 32 aiohttp clients",
+        120,
+        30,
+        quick_fallback=("--seconds", "1"),
+        owner="REST",
+    ),
+    Step(
+        "grpc",
+        "grpc.py",
+        "gRPC unary Remember/Recall vs Echo, StreamingRemember vs EchoStream",
+        120,
+        30,
+        quick_fallback=("--seconds", "1"),
+        owner="gRPC",
+    ),
+    Step("multispace", "multispace.py", "recall with 1/5/10 active spaces and 1,000 idle spaces", 150, 40),
     Step("startup", "startup.py", "server start-up and RSS with 10 / 1,000 / 10,000 spaces on disk", 120, 25),
-    Step("scale", "scale.py", "end-to-end recall at 10k/100k x 768 through a server; SIGKILL recovery", 300, 30),
-    Step("peer_chroma", "peer_chroma.py", "Engram beside Chroma 1.5.9: ingest, query, recall@10, RSS, fsyncs",
-         180, 40),
+    Step(
+        "scale", "scale.py", "end-to-end recall at 10k/100k x 768 through a server; SIGKILL recovery", 300, 30
+    ),
+    Step(
+        "peer_chroma",
+        "peer_chroma.py",
+        "Engram beside Chroma 1.5.9: ingest, query, recall@10, RSS, fsyncs",
+        180,
+        40,
+    ),
 )
 
 
@@ -68,14 +103,14 @@ class Outcome:
     name: str
     status: str  # ok | failed | timeout | missing | no-results | skipped
     seconds: float = 0.0
-    returncode: Optional[int] = None
+    returncode: int | None = None
     command: list[str] = field(default_factory=list)
     note: str = ""
-    results: Optional[str] = None
+    results: str | None = None
 
 
 def _supports(source: str, flag: str) -> bool:
-    return re.search(r"""["']%s["']""" % re.escape(flag), source) is not None
+    return re.search(r"""["']""" + re.escape(flag) + r"""["']""", source) is not None
 
 
 def _last_error_line(log_text: str) -> str:
@@ -86,7 +121,7 @@ def _last_error_line(log_text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str]) -> Outcome:
+def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str], budget_left: float) -> Outcome:
     script = ROOT / "bench" / step.script
     if not script.exists():
         return Outcome(step.name, "missing", note=f"bench/{step.script} does not exist")
@@ -110,13 +145,13 @@ def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str]) -> 
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{step.name}.log"
-    timeout = step.quick_timeout if quick else step.timeout
+    timeout = min(step.quick_timeout if quick else step.timeout, budget_left)
     print(f"\n=== {step.name}: {step.what}\n    {' '.join(cmd)}  (limit {timeout:.0f} s)", flush=True)
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            rc: Optional[int] = proc.wait(timeout=timeout)
+            rc: int | None = proc.wait(timeout=timeout)
             status = "ok" if rc == 0 else "failed"
         except subprocess.TimeoutExpired:
             # the step's own process group: its server children go with it
@@ -151,12 +186,18 @@ def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str]) -> 
     return outcome
 
 
-def _git_commit() -> Optional[str]:
+def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -169,6 +210,12 @@ def main() -> int:
     ap.add_argument("--skip", help="comma-separated steps to leave out")
     ap.add_argument("--with-1m", action="store_true", help="scale: add 1M memories (128-d); adds ~10 min")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from existing JSON")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        help="seconds for the whole run (default 870; quick 170): a step "
+        "is stopped at its own limit or when the budget runs out, and later steps are skipped",
+    )
     args = ap.parse_args()
     out_dir = RESULTS / "quick" if args.quick else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,8 +229,12 @@ def main() -> int:
     if not args.report_only:
         started = time.time()
         manifest: dict[str, Any] = {
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": args.quick,
-            "machine": machine_info(), "versions": versions(), "git": _git_commit(), "steps": {},
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "quick": args.quick,
+            "machine": machine_info(),
+            "versions": versions(),
+            "git": _git_commit(),
+            "steps": {},
         }
         previous = out_dir / "run.json"
         if previous.exists() and (args.only or args.skip):
@@ -195,11 +246,22 @@ def main() -> int:
                         manifest["steps"][name] = {**st, "from_earlier_run": old.get("date_utc")}
             except ValueError:
                 pass
+        budget = args.budget or (170.0 if args.quick else 870.0)
+        if args.with_1m:
+            budget += 1800.0
+        deadline = started + budget
+        manifest["budget_seconds"] = budget
         for step in STEPS:
             if step.name not in only or step.name in skip:
                 continue
             passthrough = ["--with-1m"] if (step.name == "scale" and args.with_1m) else []
-            outcome = run_step(step, out_dir, args.quick, passthrough)
+            left = deadline - time.time()
+            if left < 5:
+                outcome = Outcome(
+                    step.name, "skipped", note=f"the run's time budget ({budget:.0f} s) was used up"
+                )
+            else:
+                outcome = run_step(step, out_dir, args.quick, passthrough, left)
             manifest["steps"][step.name] = {k: v for k, v in outcome.__dict__.items() if k != "name"}
             manifest["steps"][step.name]["what"] = step.what
             manifest["steps"][step.name]["owner"] = step.owner

@@ -26,17 +26,33 @@ from bench/engine.py; this script measures what a client of the server sees.
 from __future__ import annotations
 
 import _pathfix  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import argparse
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-
-from benchlib import (DIM, RESULTS, dataset, exact_topk, latency_summary, make_service, queries_near,
-                    recall_at_k, remember_vectors, rmtree, rss_bytes, show, stamp, tmpdir, wait_index_ready,
-                    write_json)
+from benchlib import (
+    DIM,
+    RESULTS,
+    dataset,
+    exact_topk,
+    latency_summary,
+    make_service,
+    queries_near,
+    recall_at_k,
+    remember_vectors,
+    rmtree,
+    rss_bytes,
+    show,
+    stamp,
+    tmpdir,
+    wait_index_ready,
+    write_json,
+)
 
 SPACE = "scale"
 
@@ -49,8 +65,11 @@ def _ids(result: dict[str, Any]) -> list[str]:
 
 
 async def _recall(session: Any, url: str, vec: np.ndarray, k: int = 10) -> dict[str, Any]:
-    async with session.post(url + "/api/v1/memories/recall", json={"embedding": vec.tolist(), "max_results": k},
-                            headers={"X-Memory-Space": SPACE}) as resp:
+    async with session.post(
+        url + "/api/v1/memories/recall",
+        json={"embedding": vec.tolist(), "max_results": k},
+        headers={"X-Memory-Space": SPACE},
+    ) as resp:
         body = await resp.json()
         if resp.status != 200:
             raise RuntimeError(f"recall answered {resp.status}: {str(body)[:300]}")
@@ -88,8 +107,9 @@ async def _measure_recall(url: str, queries: np.ndarray) -> tuple[dict[str, Any]
     return latency_summary(lat), found
 
 
-async def _write_until_killed(url: str, dim: int, srv: Any, writers: int, kill_after: float
-                              ) -> tuple[list[str], int]:
+async def _write_until_killed(
+    url: str, dim: int, srv: Any, writers: int, kill_after: float
+) -> tuple[list[str], int]:
     """32 writers remember new memories; SIGKILL the server after ``kill_after`` s. Returns acked ids."""
     import aiohttp
 
@@ -107,15 +127,19 @@ async def _write_until_killed(url: str, dim: int, srv: Any, writers: int, kill_a
                 mid = f"k{w}-{n}"
                 n += 1
                 attempted += 1
-                body = {"id": mid, "content": f"written before the crash {mid}",
-                        "embedding": vecs[(w * 31 + n) % 512].tolist()}
+                body = {
+                    "id": mid,
+                    "content": f"written before the crash {mid}",
+                    "embedding": vecs[(w * 31 + n) % 512].tolist(),
+                }
                 try:
-                    async with session.post(url + "/api/v1/memories/remember", json=body,
-                                            headers={"X-Memory-Space": SPACE}) as resp:
+                    async with session.post(
+                        url + "/api/v1/memories/remember", json=body, headers={"X-Memory-Space": SPACE}
+                    ) as resp:
                         if resp.status == 201:
                             acked.append(mid)
                         await resp.read()
-                except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError, ConnectionError):
                     return
 
     tasks = [asyncio.create_task(writer(w)) for w in range(writers)]
@@ -139,7 +163,7 @@ async def _check_present(url: str, ids: list[str]) -> int:
     return missing
 
 
-def _space_count(url: str) -> Optional[int]:
+def _space_count(url: str) -> int | None:
     import json
     import urllib.request
 
@@ -194,11 +218,16 @@ def run_size(root: Path, n: int, dim: int, queries: int, index_timeout: float, c
         first = asyncio.run(_recall_until_ok(srv.http_url, qs[0], 600))
         missing = asyncio.run(_check_present(srv.http_url, acked))
         count = _space_count(srv.http_url)
-        out["crash"].update({
-            "restart_to_alive_s": round(alive, 3), "then_first_recall_s": round(first, 3),
-            "recovery_total_s": round(alive + first, 3), "acknowledged_missing": missing,
-            "memories_after": count, "expected_at_least": n + len(acked),
-        })
+        out["crash"].update(
+            {
+                "restart_to_alive_s": round(alive, 3),
+                "then_first_recall_s": round(first, 3),
+                "recovery_total_s": round(alive + first, 3),
+                "acknowledged_missing": missing,
+                "memories_after": count,
+                "expected_at_least": n + len(acked),
+            }
+        )
     finally:
         if srv.running:
             srv.stop()
@@ -209,13 +238,20 @@ def run_size(root: Path, n: int, dim: int, queries: int, index_timeout: float, c
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--sizes", help="comma-separated sizes at 768-d (default 10000,100000; quick 10000)")
+    ap.add_argument(
+        "--sizes", help="comma-separated sizes at 768-d (default 10000,100000; quick 10000; 'none')"
+    )
     ap.add_argument("--with-1m", action="store_true", help="add 1,000,000 memories at 128 dimensions (slow)")
     ap.add_argument("--queries", type=int, help="queries per size (default 500; quick 200)")
     ap.add_argument("--index-timeout", type=float, default=420.0)
     ap.add_argument("--out", default=str(RESULTS / "scale.json"))
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10_000] if args.quick else [10_000, 100_000])
+    if args.sizes == "none":
+        sizes: list[int] = []
+    elif args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [10_000] if args.quick else [10_000, 100_000]
     queries = args.queries or (200 if args.quick else 500)
     cases: list[tuple[int, int]] = [(n, DIM) for n in sizes]
     if args.with_1m:
@@ -226,13 +262,16 @@ def main() -> None:
         for i, (n, dim) in enumerate(cases):
             key = f"{n}x{dim}"
             # the crash/recovery run is done once, on the largest 768-d size
-            crash = dim == DIM and n == max(sizes)
-            results["sizes"][key] = run_size(root, n, dim, queries, args.index_timeout, crash)
+            crash = dim == DIM and n == max(sizes)  # sizes is non-empty whenever dim == DIM
+            timeout = args.index_timeout if n < 1_000_000 else max(args.index_timeout, 2400.0)
+            results["sizes"][key] = run_size(root, n, dim, queries, timeout, crash)
             show(f"scale {key}", results["sizes"][key])
     finally:
         rmtree(root)
     if args.with_1m:
-        results["note_1m"] = "1M uses 128 dimensions (768 would need ~3 GB of vectors and ~10 min of HNSW build)."
+        results["note_1m"] = (
+            "1M uses 128 dimensions (768 would need ~3 GB of vectors and ~10 min of HNSW build)."
+        )
     write_json(args.out, results)
 
 

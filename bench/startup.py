@@ -14,6 +14,8 @@ number of idle spaces.
 from __future__ import annotations
 
 import _pathfix  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import argparse
 import json
 import os
@@ -30,8 +32,12 @@ from benchlib import RESULTS, populate_spaces, rmtree, rss_bytes, show, stamp, t
 
 def _recall_once(url: str, space: str) -> float:
     body = json.dumps({"query": "memory about topic", "max_results": 5}).encode()
-    req = urllib.request.Request(url + "/api/v1/memories/recall", data=body, method="POST",
-                                 headers={"content-type": "application/json", "X-Memory-Space": space})
+    req = urllib.request.Request(
+        url + "/api/v1/memories/recall",
+        data=body,
+        method="POST",
+        headers={"content-type": "application/json", "X-Memory-Space": space},
+    )
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=60) as resp:
         resp.read()
@@ -45,16 +51,31 @@ class Server:
         root.mkdir(parents=True, exist_ok=True)
         state = root / "state.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        cmd = [sys.executable, "-m", "engram", "start", "--data-dir", str(data_dir), "--http-port", "0",
-               "--grpc-port", "0", "--state-file", str(state)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "engram",
+            "start",
+            "--data-dir",
+            str(data_dir),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--state-file",
+            str(state),
+        ]
         self.log = open(root / "server.log", "wb")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        )
         self.url = ""
         while time.perf_counter() - t0 < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"engram exited {self.proc.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"engram exited {self.proc.returncode}: {(root / 'server.log').read_text()[-2000:]}"
+                )
             if not self.url:
                 try:
                     st = json.loads(state.read_text())
@@ -108,14 +129,19 @@ def measure(root: Path, count: int, reps: int) -> dict[str, Any]:
         finally:
             srv.stop()
     med = sorted(starts)[len(starts) // 2]
-    out: dict[str, Any] = {"spaces_on_disk": count, "reps": reps, "start_to_alive_s": round(med, 3),
-                           "start_to_alive_all_s": [round(s, 3) for s in starts],
-                           "rss_mb_at_alive": round(sorted(rss)[len(rss) // 2] / 2**20, 1),
-                           "setup_seconds": round(setup, 1)}
+    out: dict[str, Any] = {
+        "spaces_on_disk": count,
+        "reps": reps,
+        "start_to_alive_s": round(med, 3),
+        "start_to_alive_all_s": [round(s, 3) for s in starts],
+        "rss_mb_at_alive": round(sorted(rss)[len(rss) // 2] / 2**20, 1),
+        "setup_seconds": round(setup, 1),
+    }
     if first_recall:
         out["first_recall_in_idle_space_ms"] = round(1000 * sorted(first_recall)[len(first_recall) // 2], 1)
-        out["rss_mb_after_first_recall"] = round(sorted(rss_after)[len(rss_after) // 2] / 2**20, 1) if rss_after \
-            else None
+        out["rss_mb_after_first_recall"] = (
+            round(sorted(rss_after)[len(rss_after) // 2] / 2**20, 1) if rss_after else None
+        )
     rmtree(data_dir)
     return out
 
@@ -123,12 +149,17 @@ def measure(root: Path, count: int, reps: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--counts", help="comma-separated space counts (default 0,10,1000,10000; quick 0,10,1000)")
+    ap.add_argument(
+        "--counts", help="comma-separated space counts (default 0,10,1000,10000; quick 0,10,1000)"
+    )
     ap.add_argument("--reps", type=int, help="starts per count (median reported; default 3, quick 1)")
     ap.add_argument("--out", default=str(RESULTS / "startup.json"))
     args = ap.parse_args()
-    counts = [int(c) for c in args.counts.split(",")] if args.counts else (
-        [0, 10, 1000] if args.quick else [0, 10, 1000, 10000])
+    counts = (
+        [int(c) for c in args.counts.split(",")]
+        if args.counts
+        else ([0, 10, 1000] if args.quick else [0, 10, 1000, 10000])
+    )
     reps = args.reps or (1 if args.quick else 3)
     root = tmpdir("engram-startup-")
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "startup", "cases": {}}
@@ -141,7 +172,8 @@ def main() -> None:
     base = results["cases"].get("0") or results["cases"].get(str(counts[0]))
     for case in results["cases"].values():
         case["start_growth_pct_vs_fewest"] = round(
-            100 * (case["start_to_alive_s"] - base["start_to_alive_s"]) / base["start_to_alive_s"], 1)
+            100 * (case["start_to_alive_s"] - base["start_to_alive_s"]) / base["start_to_alive_s"], 1
+        )
     write_json(args.out, results)
 
 
