@@ -291,3 +291,35 @@ def test_spaces_with_identical_ids_never_see_each_other(data: Any) -> None:
             stats = svc.cognition(space).introspect()
             assert stats.memories == len(eps) and stats.memory_space_id == space
         svc.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=80)
+        )
+    )
+)
+def test_components_match_a_reference_union_find(graph: Any) -> None:
+    from engram.cognition.clustering import components
+
+    n, edges = graph
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    src = np.asarray([a for a, _ in edges], dtype=np.int64)
+    dst = np.asarray([b for _, b in edges], dtype=np.int64)
+    assert components(n, src, dst) == [groups[r] for r in sorted(groups)]
+    rev = components(n, dst[::-1].copy(), src[::-1].copy())  # edge order and direction do not matter
+    assert rev == components(n, src, dst)
