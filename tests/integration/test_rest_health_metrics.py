@@ -74,7 +74,8 @@ def test_prometheus_text(rest_server) -> None:
         http.get(f"{API}/memories/recall", headers={"X-Memory-Space": "beta"}, params={"query": "m1"})
         http.get("/not/a/route")
         with http.stream("GET", f"{API}/stream/memories", headers={"X-Memory-Space": "beta"}) as stream:
-            next(stream.iter_lines())
+            lines = stream.iter_lines()  # keep the iterator: dropping it closes the response
+            assert next(lines).startswith(": subscribed")
             text = http.get("/metrics").text
             assert metric(text, "engram_stream_subscribers", memory_space="beta", transport="rest") == 1
         resp = http.get("/metrics")
