@@ -40,6 +40,12 @@ def test_sigterm_with_writes_in_flight(tmp_path) -> None:
                     if sum(map(len, acked.values())) >= 200:
                         enough.set()
 
+    with httpx.Client(base_url=srv.http_url, headers={"X-Memory-Space": "alpha"}, timeout=30) as c:
+        for mid in ("keep", "gone", "hushed"):
+            assert c.post(f"{API}/memories/remember", json={"id": mid, "content": mid}).status_code == 201
+        assert c.delete(f"{API}/memories/gone", params={"mode": "delete"}).status_code == 200
+        assert c.delete(f"{API}/memories/hushed", params={"mode": "suppress"}).status_code == 200
+
     stream = httpx.Client(base_url=srv.http_url, timeout=httpx.Timeout(10.0, read=30.0))
     frames: list[str] = []
     with stream.stream("GET", f"{API}/stream/activities", headers={"X-Memory-Space": "alpha"}) as resp:
@@ -67,6 +73,10 @@ def test_sigterm_with_writes_in_flight(tmp_path) -> None:
     again = srv.restart()
     try:
         with httpx.Client(base_url=again.http_url, timeout=30) as c:
+            alpha = {"X-Memory-Space": "alpha"}
+            assert c.get(f"{API}/memories/keep", headers=alpha).status_code == 200
+            assert c.get(f"{API}/memories/gone", headers=alpha).status_code == 404, "a delete is durable"
+            assert c.get(f"{API}/memories/hushed", headers=alpha).json()["suppressed"] is True
             for space, ids in acked.items():
                 present: set[str] = set()
                 cursor: Any = None
