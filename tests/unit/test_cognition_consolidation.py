@@ -189,3 +189,18 @@ def test_closing_the_space_cancels_a_run_before_it_writes(tmp_path: Path) -> Non
     with pytest.raises(ShuttingDown):  # never a stale report from an earlier run
         cog.consolidate(ConsolidateInput())
     svc.close()
+
+
+def test_episodes_lost_while_clustering_are_not_cited(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    load(svc, "dreams", episodes())
+    steps = svc.cognition("dreams").dream(ConsolidateInput())
+    while next(steps).kind != "replay":  # clustered from a snapshot that still has them
+        pass
+    svc.space("dreams").forget("gym-0", ForgetMode.delete)
+    svc.space("dreams").forget("coffee-0", ForgetMode.suppress)
+    svc.space("dreams").forget("coffee-1", ForgetMode.suppress)
+    list(steps)
+    beliefs = svc.cognition("dreams").list_beliefs().beliefs
+    assert [sorted(c.episode_id for c in b.citations) for b in beliefs] == [["gym-1", "gym-2"]]
+    svc.close()

@@ -169,6 +169,13 @@ def build_belief(
     return belief, [snap.rowids[m] for m in members]
 
 
+def _encode(b: Belief) -> tuple[Any, ...]:
+    """The stored columns of a belief that do not depend on the write (id .. citations)."""
+    citations = json.dumps([c.model_dump() for c in b.citations], separators=(",", ":"))
+    centroid = np.asarray(b.centroid or [], np.float32).tobytes()
+    return (b.id, b.content, centroid, b.strength, b.schema_confidence, citations)
+
+
 class ConsolidationRun:
     """One run; iterate :meth:`steps` for the dream stream, then read :attr:`report`."""
 
@@ -248,48 +255,43 @@ class ConsolidationRun:
         index_of = {r: i for i, r in enumerate(snap.rowids)}
         min_size = self.min_size
 
+        # Encode outside the writer: the op below must only do what has to be
+        # serialised, or remember() in this space would wait behind JSON dumps.
+        encoded = {b.id: _encode(b) for b, _ in built}
+
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
             cited = [r for _, rows in built for r in rows]
             live: set[int] = set()
             for i in range(0, len(cited), 500):
                 chunk = cited[i : i + 500]
                 q = ",".join("?" * len(chunk))
+                # rowid only: reading a column behind the embedding would walk overflow pages
                 live.update(
-                    int(r)
-                    for (r,) in conn.execute(
-                        f"SELECT rowid FROM memories WHERE rowid IN ({q}) AND suppressed = 0", chunk
-                    )
+                    int(r) for (r,) in conn.execute(f"SELECT rowid FROM memories WHERE rowid IN ({q})", chunk)
                 )
+            live.difference_update(
+                int(r) for (r,) in conn.execute("SELECT rowid FROM memories WHERE suppressed = 1")
+            )
             created = {str(i): float(c) for i, c in conn.execute("SELECT id, created_at FROM beliefs")}
             final: list[tuple[Belief, list[int]]] = []
+            params: list[tuple[Any, ...]] = []
             for belief, rows in built:
+                enc = encoded[belief.id]
                 if any(r not in live for r in rows):  # lost episodes while we clustered: rebuild
                     survivors = [index_of[r] for r in rows if r in live]
                     if len(survivors) < min_size:
                         continue
                     belief, rows = build_belief(space.id, snap, survivors, rid, now)
+                    enc = _encode(belief)
                 belief.created_at = from_epoch(created.get(belief.id, now))
                 belief.lsn = lsn
                 final.append((belief, rows))
+                params.append((*enc, created.get(belief.id, now), now, rid, lsn))
             conn.execute("DELETE FROM beliefs")
             conn.executemany(
                 "INSERT INTO beliefs(id, content, centroid, strength, schema_confidence, citations, "
                 "created_at, updated_at, run_id, lsn) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        b.id,
-                        b.content,
-                        np.asarray(b.centroid or [], np.float32).tobytes(),
-                        b.strength,
-                        b.schema_confidence,
-                        json.dumps([c.model_dump() for c in b.citations], separators=(",", ":")),
-                        created.get(b.id, now),
-                        now,
-                        rid,
-                        lsn,
-                    )
-                    for b, _ in final
-                ],
+                params,
             )
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_LAST_AT, repr(now)))
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_LAST_RUN, rid))
