@@ -122,6 +122,8 @@ class AnnIndex:
         self.loaded_from_checkpoint = False
         self.last_error: Optional[str] = None
         self._since_checkpoint = 0
+        self._adds = 0  # bumped by every append (writer side); read by the builder
+        self._adds_at_last_step = 0
         self._dirty = False
         self._removals: deque[int] = deque()
         self._rw = _RWLock()
@@ -210,6 +212,7 @@ class AnnIndex:
         self._idle.set()
 
     def notify_added(self) -> None:
+        self._adds += 1
         self._signal()
 
     def remove(self, key: int) -> None:
@@ -257,7 +260,11 @@ class AnnIndex:
             self.indexed_seq = 0
             log.info("building vector index", extra={"memory_space": self.dir.name, "vectors": len(self.vectors)})
         backlog = self.vectors.count_from(self.indexed_seq) > _BACKLOG_BATCH
-        threads = min(_BACKLOG_THREADS, os.cpu_count() or 1) if backlog else 1
+        # Two builder threads only while no writes arrive (a rebuild after open, a
+        # catch-up after a burst): beside live writes one thread leaves them a core.
+        quiet = self._adds == self._adds_at_last_step
+        self._adds_at_last_step = self._adds
+        threads = min(_BACKLOG_THREADS, os.cpu_count() or 1) if backlog and quiet else 1
         keys, vecs, seqs = self.vectors.pending(self.indexed_seq, _BACKLOG_BATCH if backlog else _BATCH)
         if len(keys) == 0:
             self.indexed_seq = max(self.indexed_seq, self.vectors.next_seq)
