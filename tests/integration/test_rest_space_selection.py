@@ -105,6 +105,16 @@ def test_conflicting_sources_are_rejected_naming_both(
     assert not stored_in(http, "alpha", "conflict") and not stored_in(http, "beta", "conflict")
 
 
+def test_repeated_header_or_query_must_agree(http: httpx.Client) -> None:
+    twice = [("X-Memory-Space", "alpha"), ("X-Memory-Space", "beta")]
+    err = error_of(http.post(REMEMBER, headers=twice, json={"content": "x"}), 400, "MEMORY_SPACE_CONFLICT")
+    assert "'alpha'" in err["message"] and "'beta'" in err["message"]
+    r = http.get(f"{API}/memories", params=[("space", "alpha"), ("space", "beta")])
+    error_of(r, 400, "MEMORY_SPACE_CONFLICT")
+    same = http.get(f"{API}/memories", params=[("space", "alpha"), ("space", "alpha")])
+    assert same.status_code == 200
+
+
 def test_conflict_on_read_routes_too(http: httpx.Client) -> None:
     r = http.get(f"{API}/memories", headers={"X-Memory-Space": "alpha"}, params={"space": "beta"})
     error_of(r, 400, "MEMORY_SPACE_CONFLICT")

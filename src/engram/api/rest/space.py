@@ -115,14 +115,18 @@ class SpaceResolver:
 
     @staticmethod
     def sources(request: Request, body_space: Optional[str] = None) -> list[tuple[str, Optional[str]]]:
-        # One pass over the raw headers (this runs on every data-plane request).
-        found: dict[bytes, str] = {}
+        # One pass over the raw headers (this runs on every data-plane request). A header sent
+        # twice counts twice, so a client cannot slip a second value past a proxy-set one.
+        found: dict[bytes, list[str]] = {}
         for key, value in request.scope["headers"]:
-            if key in _HEADER_KEYS and key not in found:
-                found[key] = value.decode("latin-1")
-        out: list[tuple[str, Optional[str]]] = [(name, found.get(key)) for key, name in _HEADER_SOURCES_B]
+            if key in _HEADER_KEYS:
+                found.setdefault(key, []).append(value.decode("latin-1"))
+        out: list[tuple[str, Optional[str]]] = []
+        for key, name in _HEADER_SOURCES_B:
+            out.extend((name, value) for value in found.get(key, ()))
         query = request.scope.get("query_string", b"")
-        out.append(("query:space", request.query_params.get("space") if b"space=" in query else None))
+        if b"space=" in query:
+            out.extend(("query:space", value) for value in request.query_params.getlist("space"))
         out.append(("body:memory_space_id", body_space))
         return out
 
