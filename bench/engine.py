@@ -202,15 +202,19 @@ svc.close()
 def measure_reopen(data_dir: Path, space: str, n: int, exact_search_max: int) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", REOPEN_CHILD, str(data_dir), space, str(ROOT / "src"),
                           str(exact_search_max)], capture_output=True, text=True, timeout=1800)
+    lines = out.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith("{"):
+        return {"error": f"exit {out.returncode}: {out.stderr[-2000:]}"}
+    data = json.loads(lines[-1])
     if out.returncode != 0:
-        return {"error": out.stderr[-2000:]}
-    data = json.loads(out.stdout.strip().splitlines()[-1])
+        data["child_exit"] = out.returncode  # measured, but closing failed: reported, not hidden
     return {"open_seconds": round(data["open_s"], 3), "index_ready_seconds": round(data["index_ready_s"], 3),
             "index_from_checkpoint": data["from_checkpoint"], "vectors": data["count"],
             "rss_bytes_per_memory": round(data["rss_delta"] / max(1, n)),
             "exact_store_bytes_per_memory": round(data["exact_store_bytes"] / max(1, n)),
             "index_bytes_per_memory": round(data["index_bytes"] / max(1, n)),
-            "db_bytes_per_memory_on_disk": round(data["db_bytes"] / max(1, n))}
+            "db_bytes_per_memory_on_disk": round(data["db_bytes"] / max(1, n)),
+            **({"child_exit": data["child_exit"]} if "child_exit" in data else {})}
 
 
 def bench_spaces(tmp: Path, per_space: int, queries: int) -> dict[str, Any]:

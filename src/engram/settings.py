@@ -26,6 +26,9 @@ class Settings:
     data_dir: Path = Path("./engram-data")
     durability: str = "fsync"  # "fsync": ack after fsync; "buffered": ack before
     group_commit_max_batch: int = 512
+    # Databases up to this size are integrity-checked (PRAGMA quick_check) before a
+    # space serves; larger ones are checked in the background so reopening stays fast.
+    integrity_check_sync_max_bytes: int = 64 * 1024 * 1024
     # -- spaces ---------------------------------------------------------------
     default_space: str = "default"
     bootstrap_spaces: tuple[str, ...] = ()

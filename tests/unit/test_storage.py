@@ -264,3 +264,29 @@ def test_cancelled_waiters_do_not_break_the_writer(tmp_path: Path) -> None:
         assert store.meta("c0") is not None and store.meta("wrapped") is not None  # the writes stand
     finally:
         store.close()
+
+
+def test_background_integrity_check(tmp_path: Path, engine_settings: Callable[..., Any]) -> None:
+    """Big databases are checked beside serving; close() interrupts a running check cleanly."""
+    settings = engine_settings(integrity_check_sync_max_bytes=0)  # every database counts as big
+    space = _space(tmp_path, settings)
+    for i in range(300):
+        space.remember(MemoryInput(content=f"row {i} " + "w" * 300, embedding=[1.0, float(i), 3.0]))
+    space.close()
+    for _ in range(5):  # open and close at once: the check is interrupted, never a crash or a verdict
+        again = _space(tmp_path, settings)
+        again.close()
+        assert again.healthy and again.integrity_checked.is_set()
+    again = _space(tmp_path, settings)
+    assert again.integrity_checked.wait(30) and again.healthy
+    again.close()
+    db = tmp_path / "space-a" / "space.db"
+    with open(db, "r+b") as f:
+        f.seek(8192)
+        f.write(os.urandom(4096 * 8))
+    damaged = _space(tmp_path, settings)
+    try:
+        assert damaged.integrity_checked.wait(30)
+        assert not damaged.healthy
+    finally:
+        damaged.close()

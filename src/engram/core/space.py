@@ -51,9 +51,6 @@ from .models import (
 
 log = logging.getLogger("engram.space")
 
-# Databases up to this size get PRAGMA quick_check before the space serves;
-# larger ones are checked in the background (a full check reads every page).
-SYNC_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
 MEMORY_COLUMNS = (
     "rowid, id, kind, content, embedding, confidence, created_at, last_access, access_count, activation, "
@@ -77,6 +74,9 @@ class MemorySpace:
         self._closed = False
         self.closed_reason: Optional[str] = None
         self._leases = 0
+        self._check_conn: Optional[sqlite3.Connection] = None
+        self._check_thread: Optional[threading.Thread] = None
+        self.integrity_checked = threading.Event()  # set once the open-time integrity check has a verdict
         self.unloading = False  # set by the registry while it decides to unload (see SpaceRegistry.get)
         self._lock = threading.Lock()
         self.store: Optional[SpaceStore] = None
@@ -100,7 +100,7 @@ class MemorySpace:
         try:
             self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
                                     max_batch=self.settings.group_commit_max_batch)
-            background_check = self.store.size_bytes() > SYNC_CHECK_MAX_BYTES
+            background_check = self.store.size_bytes() > self.settings.integrity_check_sync_max_bytes
             if not background_check:
                 problem = self.store.integrity_problem()
                 if problem is not None:
@@ -112,6 +112,7 @@ class MemorySpace:
             covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
         except (sqlite3.DatabaseError, StorageError, OSError, ValueError) as exc:
             self.mark_unhealthy(f"storage could not be opened: {exc}")
+            self.integrity_checked.set()
             if self.store is not None:
                 try:
                     self.store.close()
@@ -125,8 +126,14 @@ class MemorySpace:
         self.ann.start()
         if background_check:
             # Large files are checked beside serving, so reopening stays fast; loading
-            # every embedding above has already read most of the memories table.
-            threading.Thread(target=self._background_check, name=f"engram-check-{self.id}", daemon=True).start()
+            # every embedding above has already read most of the memories table. The
+            # check owns its connection so close() can interrupt it and wait for it.
+            self._check_conn = self.store.private_reader()
+            self._check_thread = threading.Thread(target=self._background_check, name=f"engram-check-{self.id}",
+                                                  daemon=True)
+            self._check_thread.start()
+        else:
+            self.integrity_checked.set()
         log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
@@ -175,15 +182,17 @@ class MemorySpace:
         return covered
 
     def _background_check(self) -> None:
-        store = self.store
-        if store is None or self._closed:
-            return
+        store, conn = self.store, self._check_conn
+        assert store is not None and conn is not None
         try:
-            problem = store.integrity_problem()
-        except StorageError:
-            return  # closed meanwhile
-        if problem is not None:
-            self.mark_unhealthy(f"integrity check failed: {problem}")
+            problem = store.integrity_problem(conn)
+            if problem is not None:
+                self.mark_unhealthy(f"integrity check failed: {problem}")
+        except sqlite3.OperationalError:
+            pass  # interrupted by close(): no verdict
+        finally:
+            conn.close()
+            self.integrity_checked.set()
 
     def mark_unhealthy(self, reason: str) -> None:
         if self.healthy:
@@ -559,6 +568,10 @@ class MemorySpace:
                 stop()
         if self.ann is not None:
             self.ann.stop()
+        if self._check_thread is not None and self._check_thread.is_alive():
+            assert self._check_conn is not None
+            self._check_conn.interrupt()  # thread-safe; the check ends with "interrupted"
+            self._check_thread.join()
         if self.store is not None:
             self.store.close()
         if self.ann is not None:

@@ -455,10 +455,25 @@ class SpaceStore:
                     pass
             self._readers.clear()
 
-    def integrity_problem(self) -> Optional[str]:
-        """``None`` if ``PRAGMA quick_check`` passes, else what it found."""
+    def private_reader(self) -> sqlite3.Connection:
+        """A read-only connection the caller owns (and closes): for long scans that
+        must be interruptible (``conn.interrupt()``) without touching shared readers."""
+        conn = self._connect()
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    def integrity_problem(self, conn: Optional[sqlite3.Connection] = None) -> Optional[str]:
+        """``None`` if ``PRAGMA quick_check`` passes, else what it found.
+
+        An interrupted check (``conn.interrupt()``) raises ``sqlite3.OperationalError``:
+        that is not damage, and must not be reported as such.
+        """
         try:
-            rows = self.reader().execute("PRAGMA quick_check").fetchall()
+            rows = (conn or self.reader()).execute("PRAGMA quick_check").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc).lower():
+                raise
+            return str(exc)
         except sqlite3.DatabaseError as exc:
             return str(exc)
         msgs = [str(r[0]) for r in rows]
