@@ -66,7 +66,7 @@ def normalise(obj: Any, space: str, names: dict[str, str]) -> Any:
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            if k in DROP:
+            if k in DROP or k.endswith(("_ms", "_seconds")):  # wall-clock measurements
                 continue
             if (
                 k == "run_id"
