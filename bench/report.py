@@ -148,7 +148,12 @@ class Target:
 
     def row(self) -> list[Any]:
         verdict = NA if self.ok is None else ("met" if self.ok else "**missed**")
-        measured = NA if self.measured is None else f"{fmt(self.measured)}{self.unit}"
+        if self.measured is None:
+            measured = NA
+        elif self.unit == " %" and isinstance(self.measured, (int, float)):
+            measured = f"{self.measured:+.1f} %"
+        else:
+            measured = f"{fmt(self.measured)}{self.unit}"
         return [self.issue, self.name, measured, verdict, self.why]
 
 
@@ -413,7 +418,7 @@ def plot_size(r: Results, path: Path) -> Path | None:
     plt = _plt()
     from matplotlib.ticker import ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 6.2))
     for i, (family, by_p) in enumerate(sorted(series.items())):
         for pctl, pts in sorted(by_p.items()):
             pts.sort()
@@ -435,7 +440,7 @@ def plot_size(r: Results, path: Path) -> Path | None:
     ax.set_ylabel("recall latency, ms (log)")
     ax.set_title("Recall latency vs space size (solid P50, dashed P99)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -573,6 +578,47 @@ def section_generic(r: Results, name: str, title: str, limit: int = 40) -> list[
     if len(rows) > limit:
         lines += ["", f"({len(rows) - limit} more figures in the JSON.)"]
     return lines + [""]
+
+
+def section_cognition(r: Results) -> list[str]:
+    d = r["cognition"]
+    if not isinstance(d.get("recall"), dict):
+        return section_generic(r, "cognition", "Cognition (bench/cognition.py)")
+    pr = d.get("params") or {}
+    lines = [
+        "## Cognition (bench/cognition.py, in-process)",
+        "",
+        f"{fmt(pr.get('memories'))} memories x {pr.get('dim')}-d in one space with associations "
+        f"({fmt(get(d, 'load.auto_links'))} auto-links, {fmt(get(d, 'load.explicit_links'))} explicit); "
+        f"index: {get(d, 'index.kind', NA)}.",
+        "",
+        table(
+            ["mode / cue", "P50 ms", "P99 ms", "max ms", "mean memories reached"],
+            [
+                [k, v.get("p50_ms"), v.get("p99_ms"), v.get("max_ms"), v.get("mean_reached")]
+                for k, v in d["recall"].items()
+                if isinstance(v, dict)
+            ],
+        ),
+        "",
+    ]
+    c = d.get("consolidation") or {}
+    if c:
+        lines += [
+            f"Consolidation of {fmt(c.get('episodes'))} episodes: **{fmt(c.get('seconds'))} s**, "
+            f"{fmt(c.get('beliefs'))} beliefs. Latency of other work before and during the run:",
+            "",
+        ]
+        rows = []
+        for phase in ("baseline", "during_consolidation"):
+            for where in ("same_space", "other_space"):
+                for op in ("remember", "recall"):
+                    v = get(c, f"{phase}.{where}.{op}")
+                    if isinstance(v, dict):
+                        rows.append([phase.replace("_", " "), where.replace("_", " "), op, v.get("p50_ms"),
+                                     v.get("p99_ms"), v.get("max_ms")])
+        lines += [table(["when", "space", "operation", "P50 ms", "P99 ms", "max ms"], rows), ""]
+    return lines
 
 
 def section_transport(r: Results, name: str, title: str) -> list[str]:
@@ -861,6 +907,13 @@ def section_peer(r: Results) -> list[str]:
             ]
         )
     lines += [table(["", "Engram", "Chroma", "Engram/Chroma", "note"], rows), ""]
+    lines += [
+        "Engram's recall@10 is below 1 even where its vector search is exact: recall ranks candidates by "
+        "0.7 x similarity + 0.1 x (activation + confidence + recency), and recalling a memory strengthens it, "
+        "so a memory returned earlier can displace a slightly closer one. Chroma returns pure nearest "
+        "neighbours.",
+        "",
+    ]
     dur = d.get("durability") or {}
     if dur:
         lines += ["Durability: " + "; ".join(f"**{k}**: {v}" for k, v in dur.items()) + ".", ""]
@@ -882,24 +935,43 @@ def headlines(r: Results) -> list[str]:
             f"{fmt(p.get('query_p99'))}, recall@10 x{fmt(p.get('recall_at_10'))}, RSS growth x"
             f"{fmt(p.get('rss_growth'))} (lower is better for latency and memory)."
         )
+    def rate(d: dict[str, Any], op: str) -> str:
+        v = get(d, f"results.{op}")
+        if not isinstance(v, dict) or "rate" not in v:
+            return ""
+        return f"{op} {fmt(v['rate'])}/s (P50 {fmt(v.get('p50_ms'))} / P99 {fmt(v.get('p99_ms'))} ms)"
+
+    for name, label, ops in (
+        ("http", "REST", ("echo", "remember", "recall", "echo_1client", "remember_1client", "recall_1client")),
+        ("grpc", "gRPC", ("echo", "remember", "recall", "echo_stream", "streaming_remember")),
+    ):
+        figures = [x for x in (rate(r[name], op) for op in ops) if x]
+        if figures:
+            out.append(f"{label}: " + "; ".join(figures) + ".")
     gr = get(r["grpc"], "results.ratios")
     if gr:
         out.append(
-            f"gRPC: unary Remember at {fmt(100 * gr['remember_vs_echo'], 0)} % of Echo; StreamingRemember at "
-            f"{fmt(100 * gr['streaming_remember_vs_echo_stream'], 0)} % of EchoStream."
+            f"gRPC vs echo: unary Remember at {fmt(100 * gr['remember_vs_echo'], 0)} % of Echo; StreamingRemember "
+            f"at {fmt(100 * gr['streaming_remember_vs_echo_stream'], 0)} % of EchoStream."
         )
     hv = http_remember_ratio(r["http"])
     if hv:
-        out.append(f"REST: remember at {fmt(100 * hv[1], 0)} % of the echo route ({hv[0]}).")
+        rc = get(r["http"], "ratio_to_echo.recall")
+        out.append(
+            f"REST vs echo: remember at {fmt(100 * hv[1], 0)} % of the echo route"
+            + (f", recall at {fmt(100 * rc, 0)} %." if isinstance(rc, (int, float)) else ".")
+        )
     ten = get(r["multispace"], "cases.'10'")
     idle = get(r["multispace"], "cases.'1+idle'")
     if ten:
         out.append(
-            f"Multi-space: 10 active spaces P50 {fmt(ten['p50_ms'])} ms "
-            f"({ten['overhead_vs_1']['p50_pct']:+.1f} % vs 1 space, same total data; "
-            f"{fmt(get(ten, 'overhead_vs_same_per_space_size.p50_pct'))} % vs one space of the same size)"
+            f"Multi-space recall P50: 10 active spaces {ten['overhead_vs_1']['p50_pct']:+.1f} % against 1 space "
+            "holding the same total data (each search is a tenth the size), "
+            f"{get(ten, 'overhead_vs_same_per_space_size.p50_pct', 0):+.1f} % against 1 space of the same "
+            "per-space size"
             + (
-                f"; with {fmt(idle['idle_spaces'])} idle spaces {idle['overhead_vs_1']['p50_pct']:+.1f} %."
+                f"; 1 space with {fmt(idle['idle_spaces'])} idle spaces beside it "
+                f"{idle['overhead_vs_1']['p50_pct']:+.1f} %."
                 if idle
                 else "."
             )
@@ -962,6 +1034,13 @@ def gaps(r: Results) -> list[str]:
     return out
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     r = Results(out_dir)
     img_dir = DOCS / "img" / ("quick" if quick else "")
@@ -977,7 +1056,7 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         f"Generated by `python3 run.py bench{' --quick' if quick else ''}` on {run.get('date_utc', NA)} "
         f"(git {run.get('git', NA)}); total {fmt(run.get('seconds_total'))} s. "
         "Do not edit: rerun the command. "
-        "Results JSON: `" + str(out_dir.relative_to(ROOT)) + "/`.",
+        "Results JSON: `" + _rel(out_dir) + "/`.",
         "",
         "## Machine and versions",
         "",
@@ -1030,13 +1109,27 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         p = fn(r, img_dir / name)
         lines += [f"![{alt}]({rel}{name})" if p else f"({alt}: no data in this run.)", ""]
     lines += section_engine(r)
-    lines += section_generic(r, "cognition", "Cognition (bench/cognition.py)")
+    lines += section_cognition(r)
     lines += section_transport(r, "http", "REST (bench/http.py)")
     lines += section_transport(r, "grpc", "gRPC (bench/grpc.py)")
     lines += section_multispace(r)
     lines += section_startup(r)
     lines += section_scale(r)
     lines += section_peer(r)
+    lines += [
+        "## Running it",
+        "",
+        "```bash",
+        "python3 run.py bench                 # everything, < 15 min; results in bench/results/, this file",
+        "python3 run.py bench --quick         # smoke run < 3 min -> bench/results/quick/, docs/benchmarks-quick.md",
+        "python3 run.py bench --only scale,peer_chroma   # a subset (other steps keep their last results, marked)",
+        "python3 run.py bench --report-only   # rebuild this file from the JSON",
+        ".venv/bin/python bench/scale.py --sizes none --with-1m --out bench/results/scale_1m.json   # 1M, ~20 min",
+        "```",
+        "",
+        "Each step is a script under bench/ that also runs alone (`--help`). Logs of the last run: "
+        f"`{_rel(out_dir / 'logs')}/`.",
+    ]
     md_path.write_text("\n".join(lines).rstrip() + "\n")
     return md_path
 
