@@ -233,7 +233,7 @@ LEAK_CATCHERS = {
     "get": {"get"},
     "recall": {"recall-similarity", "recall-text", "recall-own-vector", "recall-spreading", "recall-hybrid"},
     "list": {"list"},
-    "count": {"introspect", "system-health"},
+    "count": {"introspect", "system-health", "metrics"},
     "cognition": {"recognize"},
     "events": {"stream-rest", "stream-grpc"},
     "beliefs": {"beliefs"},
@@ -285,6 +285,7 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
             if "system-health" in LEAK_CATCHERS[kind]:
                 with RestSpaceClient(srv.http_url, None) as c:
                     results.append(check_health(c.system_health(), data))
+                    results.append(check_metrics(c.metrics(), data))
     finally:
         srv.stop()
     caught = {r.name for r in results if r.violations}
