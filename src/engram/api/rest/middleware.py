@@ -71,6 +71,9 @@ class EngramMiddleware:
                     await self._too_large(send_wrapper, length, close=True)
                     return
                 body, total, complete = await self._read(receive)
+                if not complete and total <= self.limit:
+                    state["status"] = 499  # the client went away mid-body: nobody to answer
+                    return
                 if total > self.limit:
                     await self._too_large(send_wrapper, total, close=not complete)
                     return
@@ -98,6 +101,7 @@ class EngramMiddleware:
                             "INTERNAL",
                             "the server failed to handle this request; the error is logged",
                             "Retry; if it persists, report it with the time of the request.",
+                            "GET /api/v1/system/health  (the server's and each space's state)",
                         ),
                     }
                 )
