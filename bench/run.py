@@ -265,6 +265,8 @@ def main() -> int:
             manifest["steps"][step.name] = {k: v for k, v in outcome.__dict__.items() if k != "name"}
             manifest["steps"][step.name]["what"] = step.what
             manifest["steps"][step.name]["owner"] = step.owner
+        order = [s.name for s in STEPS]
+        manifest["steps"] = dict(sorted(manifest["steps"].items(), key=lambda kv: order.index(kv[0])))
         manifest["seconds_total"] = round(time.time() - started, 1)
         manifest["loadavg_end"] = machine_info()["loadavg"]
         write_json(out_dir / "run.json", manifest)
