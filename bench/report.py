@@ -944,6 +944,7 @@ def headlines(r: Results) -> list[str]:
     for name, label, ops in (
         ("http", "REST", ("echo", "remember", "recall", "echo_1client", "remember_1client", "recall_1client")),
         ("grpc", "gRPC", ("echo", "remember", "recall", "echo_stream", "streaming_remember")),
+        ("grpc_1client", "gRPC, 1 client", ("echo", "remember", "recall", "echo_stream", "streaming_remember")),
     ):
         figures = [x for x in (rate(r[name], op) for op in ops) if x]
         if figures:
@@ -1012,6 +1013,8 @@ def gaps(r: Results) -> list[str]:
             out.append(f"{name}: {st.get('status')}" + (f" — {st['note']}" if st.get("note") else ""))
     for name, label in (("http", "REST"), ("grpc", "gRPC")):
         res = get(r[name], "results") or {}
+        if name == "grpc" and r.has("grpc_1client"):
+            continue
         if r.has(name) and not any(
             isinstance(v, dict) and (v.get("clients") == 1 or "1client" in k) for k, v in res.items()
         ):
@@ -1112,6 +1115,8 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     lines += section_cognition(r)
     lines += section_transport(r, "http", "REST (bench/http.py)")
     lines += section_transport(r, "grpc", "gRPC (bench/grpc.py)")
+    if "grpc_1client" in r.run.get("steps", {}):
+        lines += section_transport(r, "grpc_1client", "gRPC, one client (bench/grpc.py --clients 1)")
     lines += section_multispace(r)
     lines += section_startup(r)
     lines += section_scale(r)

@@ -83,6 +83,16 @@ STEPS: tuple[Step, ...] = (
         quick_fallback=("--seconds", "1"),
         owner="gRPC",
     ),
+    Step(
+        "grpc_1client",
+        "grpc.py",
+        "the same gRPC benchmark with one client (bench/grpc.py --clients 1)",
+        60,
+        20,
+        extra=("--clients", "1", "--seconds", "3"),
+        quick_fallback=("--seconds", "1"),
+        owner="gRPC",
+    ),
     Step("multispace", "multispace.py", "recall with 1/5/10 active spaces and 1,000 idle spaces", 150, 40),
     Step("startup", "startup.py", "server start-up and RSS with 10 / 1,000 / 10,000 spaces on disk", 120, 25),
     Step(
@@ -128,13 +138,13 @@ def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str], bud
     source = script.read_text(errors="replace")
     out_file = out_dir / f"{step.name}.json"
     default_file = RESULTS / f"{step.name}.json"
-    cmd = [sys.executable, str(script)]
+    cmd = [sys.executable, str(script), *step.extra]
     if quick:
         if _supports(source, "--quick"):
             cmd.append("--quick")
         elif step.quick_fallback and _supports(source, step.quick_fallback[0]):
             cmd += list(step.quick_fallback)
-    cmd += list(step.extra) + passthrough
+    cmd += passthrough
     uses_out = _supports(source, "--out")
     if uses_out:
         cmd += ["--out", str(out_file)]
