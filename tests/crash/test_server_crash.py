@@ -466,14 +466,6 @@ def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
         srv.stop() if srv.running else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (registry/REST): GET /api/v1/system/health naming an unhealthy space answers 503 with an error "
-        "envelope instead of reporting healthy=false and the reason: SpaceRegistry.describe(with_stats=True) "
-        "calls the cognition stats hook, which raises SpaceUnhealthy. Fix: skip stats when not space.healthy."
-    ),
-)
 def test_health_naming_a_damaged_space_reports_it(tmp_path: Path) -> None:
     srv = EngramProcess.start(tmp_path / "dmg1", ["dmg-page"], SETTINGS)
     try:

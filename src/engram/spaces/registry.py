@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional
 from ..cognition.decay import Clock, system_clock
 from ..core.models import SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.space import MemorySpace
-from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached, StorageError
+from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached, SpaceUnhealthy, StorageError
 from ..settings import Settings
 from .ids import MemorySpaceId, is_valid
 
@@ -190,9 +190,15 @@ class SpaceRegistry:
             desc.reason = space.unhealthy_reason
         else:
             desc.memory_count = _count_offline(self.root / sid)
-        if with_stats and space is not None:
+        if with_stats and space is not None and space.healthy:
+            # A damaged space is described (healthy=false and why), never an error:
+            # health checks and operators must be able to see it.
             stats_fn = space.extensions.get("stats")
-            desc.stats = stats_fn() if callable(stats_fn) else None
+            try:
+                desc.stats = stats_fn() if callable(stats_fn) else None
+            except SpaceUnhealthy:
+                desc.healthy = False
+                desc.reason = space.unhealthy_reason
         return desc
 
     def _marker(self, sid: str) -> dict[str, object]:
