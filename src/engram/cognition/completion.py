@@ -139,18 +139,24 @@ def _candidates(
         space.guard_read(exc)
     cosines: dict[int, float] = {}
     if probe is not None:
-        matrix, keys, alive, n = space.vectors.snapshot()
+        # Block by block (never a full float32 copy of the space), keeping the best 200.
         d = probe.shape[0]
-        if n:
-            part = matrix[:n, :d]
+        best_k = np.zeros(0, np.int64)
+        best_s = np.zeros(0, np.float32)
+        for keys, vecs in space.vectors.iter_live():
+            part = vecs[:, :d]
             norms = np.linalg.norm(part, axis=1)
             norms[norms == 0] = 1.0
-            sims = np.where(alive[:n], (part @ probe) / norms, -1.0)
-            top = np.argsort(-sims, kind="stable")[:200]
-            for i in top:
-                if sims[i] > 0:
-                    cosines[int(keys[i])] = float(sims[i])
-            found.update(cosines)
+            sims = (part @ probe) / norms
+            best_k = np.concatenate([best_k, keys])
+            best_s = np.concatenate([best_s, sims.astype(np.float32)])
+            if len(best_s) > 200:
+                keep = np.argsort(-best_s, kind="stable")[:200]
+                best_k, best_s = best_k[keep], best_s[keep]
+        for key, sim in zip(best_k.tolist(), best_s.tolist()):
+            if sim > 0:
+                cosines[int(key)] = float(sim)
+        found.update(cosines)
     return found, cosines
 
 
