@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable, Optional, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Optional, Sequence, TypeVar
 
 from .cognition.decay import Clock, system_clock
 from .core.events import Subscription
@@ -57,6 +57,8 @@ from .spaces.ids import MemorySpaceId
 from .spaces.registry import SpaceRegistry
 
 log = logging.getLogger("engram.service")
+
+T = TypeVar("T")
 
 FALLBACK_WARNING = (
     "299 engram \"No memory space given; using the default space '{space}'. This fallback is deprecated: "
@@ -151,18 +153,22 @@ class EngramService:
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
 
-    async def recall(self, space_id: str, cue: Cue) -> RecallResult:
+    async def _read(self, space_id: str, fn: Callable[[MemorySpace], T]) -> T:
+        """Run a blocking read in a worker thread, holding the space open (a lease) meanwhile,
+        so idle unload can never close the store under a long recall or consolidation."""
         space = self.space(space_id)
-        return await asyncio.to_thread(_recall, space, cue)
+        with space.lease():
+            return await asyncio.to_thread(fn, space)
+
+    async def recall(self, space_id: str, cue: Cue) -> RecallResult:
+        return await self._read(space_id, lambda s: _recall(s, cue))
 
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
-        space = self.space(space_id)
-        return await asyncio.to_thread(space.get, memory_id, include_embedding)
+        return await self._read(space_id, lambda s: s.get(memory_id, include_embedding))
 
     async def list_memories(self, space_id: str, cursor: Optional[str] = None, limit: int = 50,
                             memory_type: Optional[str] = None, include_suppressed: bool = False) -> MemoryPage:
-        space = self.space(space_id)
-        return await asyncio.to_thread(space.list, cursor, limit, memory_type, include_suppressed)
+        return await self._read(space_id, lambda s: s.list(cursor, limit, memory_type, include_suppressed))
 
     async def forget(self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
         fut, receipt = self.space(space_id).submit_forget(memory_id, mode)
@@ -179,43 +185,46 @@ class EngramService:
 
     # -- cognition (implemented in engram.cognition.api) ----------------------
     def cognition(self, space_id: str) -> SpaceCognition:
-        cog = self.space(space_id).extensions["cognition"]
-        assert isinstance(cog, SpaceCognition)
-        return cog
+        return _cognition_of(self.space(space_id))
+
+    async def _cog(self, space_id: str, fn: Callable[[SpaceCognition], T]) -> T:
+        return await self._read(space_id, lambda s: fn(_cognition_of(s)))
 
     async def associate(self, space_id: str, item: AssociateInput) -> Association:
-        return await asyncio.to_thread(self.cognition(space_id).associate, item)
+        return await self._cog(space_id, lambda c: c.associate(item))
 
     async def recognize(self, space_id: str, item: RecognizeInput) -> Recognition:
-        return await asyncio.to_thread(self.cognition(space_id).recognize, item)
+        return await self._cog(space_id, lambda c: c.recognize(item))
 
     async def reminisce(self, space_id: str, query: ReminisceQuery) -> Reminiscence:
-        return await asyncio.to_thread(self.cognition(space_id).reminisce, query)
+        return await self._cog(space_id, lambda c: c.reminisce(query))
 
     async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
-        return await asyncio.to_thread(self.cognition(space_id).consolidate, item)
+        return await self._cog(space_id, lambda c: c.consolidate(item))
 
     async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
         """Stream one consolidation run as progress / replay / insight steps."""
-        steps = self.cognition(space_id).dream(item)
-        sentinel = object()
-        while True:
-            step = await asyncio.to_thread(next, steps, sentinel)
-            if step is sentinel:
-                return
-            yield step  # type: ignore[misc]
+        space = self.space(space_id)
+        with space.lease():
+            steps = _cognition_of(space).dream(item)
+            sentinel = object()
+            while True:
+                step = await asyncio.to_thread(next, steps, sentinel)
+                if step is sentinel:
+                    return
+                yield step  # type: ignore[misc]
 
     async def list_beliefs(self, space_id: str, cursor: Optional[str] = None, limit: int = 50) -> BeliefPage:
-        return await asyncio.to_thread(self.cognition(space_id).list_beliefs, cursor, limit)
+        return await self._cog(space_id, lambda c: c.list_beliefs(cursor, limit))
 
     async def get_belief(self, space_id: str, belief_id: str) -> Belief:
-        return await asyncio.to_thread(self.cognition(space_id).get_belief, belief_id)
+        return await self._cog(space_id, lambda c: c.get_belief(belief_id))
 
     async def complete(self, space_id: str, item: CompleteInput) -> Completion:
-        return await asyncio.to_thread(self.cognition(space_id).complete, item)
+        return await self._cog(space_id, lambda c: c.complete(item))
 
     async def introspect(self, space_id: str) -> SpaceStats:
-        return await asyncio.to_thread(self.cognition(space_id).introspect)
+        return await self._cog(space_id, lambda c: c.introspect())
 
     # -- health -----------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -247,6 +256,12 @@ class EngramService:
     def close(self) -> None:
         self.shutting_down = True
         self.registry.close()
+
+
+def _cognition_of(space: MemorySpace) -> SpaceCognition:
+    cog = space.extensions["cognition"]
+    assert isinstance(cog, SpaceCognition)
+    return cog
 
 
 async def aiter_subscription(sub: Subscription, heartbeat: float) -> AsyncIterator[Any]:
