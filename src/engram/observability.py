@@ -53,6 +53,9 @@ class Metrics:
         )
         self.spaces_loaded = Gauge("engram_spaces_loaded", "Memory spaces currently loaded.", registry=r)
         self.spaces_total = Gauge("engram_spaces_total", "Memory spaces on disk.", registry=r)
+        self.asyncio_tasks = Gauge(
+            "engram_asyncio_tasks", "asyncio tasks alive in the server's event loop (leak watch).", registry=r,
+        )
 
     def space_label(self, space_id: Optional[str]) -> str:
         if not space_id:

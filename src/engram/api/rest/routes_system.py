@@ -128,6 +128,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         },
     )
     async def prometheus() -> Response:
+        metrics.asyncio_tasks.set(len(asyncio.all_tasks()))
         await asyncio.to_thread(_refresh_gauges, service)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
