@@ -102,12 +102,14 @@ class Results:
                     self.data[name] = loaded
         # 1M does not fit the default time budget: `bench/scale.py --sizes none --with-1m --out
         # <results>/scale_1m.json` measures it separately; shown, dated, when this run has no 1M of its own.
-        self.separate_1m: dict[str, Any] | None = None
-        extra = self._load(out_dir / "scale_1m.json")
+        self.separate_1m: list[dict[str, Any]] = []
         sizes = get(self.data.get("scale"), "sizes") or {}
-        if extra and not any(int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values()):
-            self.separate_1m = extra
-            if "scale" in self.data:
+        if "scale" in self.data and not any(int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values()):
+            for path in sorted(out_dir.glob("scale_1m*.json")):
+                extra = self._load(path)
+                if not extra:
+                    continue
+                self.separate_1m.append({**extra, "file": path.name})
                 for key, v in (extra.get("sizes") or {}).items():
                     self.data["scale"]["sizes"][key] = {**v, "separate_run": extra.get("date_utc")}
 
@@ -1023,12 +1025,16 @@ def gaps(r: Results) -> list[str]:
                 f"{r[name].get('clients') or get(r[name], 'config.clients')} concurrent clients only)."
             )
     sizes = get(r["scale"], "sizes") or {}
-    if r.separate_1m is not None:
+    for extra in r.separate_1m:
+        dims = sorted({v.get("dim") for v in (extra.get("sizes") or {}).values()})
         out.append(
-            f"1M memories: not part of this run; the figures shown for 1M come from a separate run of "
-            f"`bench/scale.py --sizes none --with-1m` on {r.separate_1m.get('date_utc')} (128-d)."
+            f"1M memories ({', '.join(f'{d}-d' for d in dims)}): not part of this run; shown from a separate run "
+            f"of `bench/scale.py --sizes none --with-1m` on {extra.get('date_utc')} "
+            f"(bench/results/{extra['file']})."
         )
-    elif r.has("scale") and not any(int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values()):
+    if not r.separate_1m and r.has("scale") and not any(
+        int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values()
+    ):
         out.append(
             "1M memories: not run in this run (enable with `python3 run.py bench --with-1m`; uses 128-d)."
         )
