@@ -257,15 +257,39 @@ def targets(r: Results) -> list[Target]:
         " %",
         "engine",
     )
-    ms = get(r["multispace"], "cases.'10'.overhead_vs_same_per_space_size.p50_pct")
-    t(
-        "2/7",
-        "recall P50, 10 active spaces vs 1 space of the same size: <= 5 %",
-        ms,
-        lambda x: x <= 5,
-        " %",
-        "multispace",
-    )
+    m = r["multispace"]
+    for label, path in (
+        ("recall P50, 10 active spaces vs 1 (same total data)", "cases.'10'.overhead_vs_1.p50_pct"),
+        (
+            "recall P50, 10 active spaces vs 1 of the same per-space size",
+            "cases.'10'.overhead_vs_same_per_space_size.p50_pct",
+        ),
+        ("recall P50, 1 space with 1,000 idle spaces vs 1 alone", "cases.'1+idle'.overhead_vs_1.p50_pct"),
+        (
+            "recall throughput (8 callers), 10 active spaces vs 1 (same total data)",
+            "cases.'10'.overhead_vs_1.throughput_pct",
+        ),
+    ):
+        v = get(m, path)
+        out.append(
+            Target(
+                "7",
+                label,
+                v,
+                None,
+                " %",
+                "multispace (reported; the issue sets no bound)"
+                if v is not None
+                else "not measured (multispace)",
+            )
+        )
+    total = r.run.get("seconds_total")
+    if isinstance(total, (int, float)) and not any(
+        st.get("from_earlier_run") for st in r.run.get("steps", {}).values()
+    ):
+        limit = 180 if r.run.get("quick") else 900
+        label = "--quick" if r.run.get("quick") else "default"
+        t("7", f"the {label} run takes < {limit // 60} min", total, lambda x: x < limit, " s", "run.json")
     # cognition publishes its own targets
     for key, tgt in (cog.get("targets") or {}).items():
         if isinstance(tgt, dict) and "measured" in tgt:
@@ -617,8 +641,16 @@ def section_cognition(r: Results) -> list[str]:
                 for op in ("remember", "recall"):
                     v = get(c, f"{phase}.{where}.{op}")
                     if isinstance(v, dict):
-                        rows.append([phase.replace("_", " "), where.replace("_", " "), op, v.get("p50_ms"),
-                                     v.get("p99_ms"), v.get("max_ms")])
+                        rows.append(
+                            [
+                                phase.replace("_", " "),
+                                where.replace("_", " "),
+                                op,
+                                v.get("p50_ms"),
+                                v.get("p99_ms"),
+                                v.get("max_ms"),
+                            ]
+                        )
         lines += [table(["when", "space", "operation", "P50 ms", "P99 ms", "max ms"], rows), ""]
     return lines
 
@@ -911,7 +943,8 @@ def section_peer(r: Results) -> list[str]:
     lines += [table(["", "Engram", "Chroma", "Engram/Chroma", "note"], rows), ""]
     lines += [
         "Engram's recall@10 is below 1 even where its vector search is exact: recall ranks candidates by "
-        "0.7 x similarity + 0.1 x (activation + confidence + recency), and recalling a memory strengthens it, "
+        "0.7 x similarity + 0.1 x (activation + confidence + recency), and recalling a memory "
+        "strengthens it, "
         "so a memory returned earlier can displace a slightly closer one. Chroma returns pure nearest "
         "neighbours.",
         "",
@@ -937,6 +970,7 @@ def headlines(r: Results) -> list[str]:
             f"{fmt(p.get('query_p99'))}, recall@10 x{fmt(p.get('recall_at_10'))}, RSS growth x"
             f"{fmt(p.get('rss_growth'))} (lower is better for latency and memory)."
         )
+
     def rate(d: dict[str, Any], op: str) -> str:
         v = get(d, f"results.{op}")
         if not isinstance(v, dict) or "rate" not in v:
@@ -944,9 +978,17 @@ def headlines(r: Results) -> list[str]:
         return f"{op} {fmt(v['rate'])}/s (P50 {fmt(v.get('p50_ms'))} / P99 {fmt(v.get('p99_ms'))} ms)"
 
     for name, label, ops in (
-        ("http", "REST", ("echo", "remember", "recall", "echo_1client", "remember_1client", "recall_1client")),
+        (
+            "http",
+            "REST",
+            ("echo", "remember", "recall", "echo_1client", "remember_1client", "recall_1client"),
+        ),
         ("grpc", "gRPC", ("echo", "remember", "recall", "echo_stream", "streaming_remember")),
-        ("grpc_1client", "gRPC, 1 client", ("echo", "remember", "recall", "echo_stream", "streaming_remember")),
+        (
+            "grpc_1client",
+            "gRPC, 1 client",
+            ("echo", "remember", "recall", "echo_stream", "streaming_remember"),
+        ),
     ):
         figures = [x for x in (rate(r[name], op) for op in ops) if x]
         if figures:
@@ -954,7 +996,8 @@ def headlines(r: Results) -> list[str]:
     gr = get(r["grpc"], "results.ratios")
     if gr:
         out.append(
-            f"gRPC vs echo: unary Remember at {fmt(100 * gr['remember_vs_echo'], 0)} % of Echo; StreamingRemember "
+            f"gRPC vs echo: unary Remember at {fmt(100 * gr['remember_vs_echo'], 0)} % of Echo; "
+            "StreamingRemember "
             f"at {fmt(100 * gr['streaming_remember_vs_echo_stream'], 0)} % of EchoStream."
         )
     hv = http_remember_ratio(r["http"])
@@ -968,7 +1011,8 @@ def headlines(r: Results) -> list[str]:
     idle = get(r["multispace"], "cases.'1+idle'")
     if ten:
         out.append(
-            f"Multi-space recall P50: 10 active spaces {ten['overhead_vs_1']['p50_pct']:+.1f} % against 1 space "
+            f"Multi-space recall P50: 10 active spaces {ten['overhead_vs_1']['p50_pct']:+.1f} % "
+            "against 1 space "
             "holding the same total data (each search is a tenth the size), "
             f"{get(ten, 'overhead_vs_same_per_space_size.p50_pct', 0):+.1f} % against 1 space of the same "
             "per-space size"
@@ -1028,12 +1072,15 @@ def gaps(r: Results) -> list[str]:
     for extra in r.separate_1m:
         dims = sorted({v.get("dim") for v in (extra.get("sizes") or {}).values()})
         out.append(
-            f"1M memories ({', '.join(f'{d}-d' for d in dims)}): not part of this run; shown from a separate run "
+            f"1M memories ({', '.join(f'{d}-d' for d in dims)}): not part of this run; "
+            "shown from a separate run "
             f"of `bench/scale.py --sizes none --with-1m` on {extra.get('date_utc')} "
             f"(bench/results/{extra['file']})."
         )
-    if not r.separate_1m and r.has("scale") and not any(
-        int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values()
+    if (
+        not r.separate_1m
+        and r.has("scale")
+        and not any(int(v.get("memories", 0)) >= 1_000_000 for v in sizes.values())
     ):
         out.append(
             "1M memories: not run in this run (enable with `python3 run.py bench --with-1m`; uses 128-d)."
@@ -1132,10 +1179,11 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         "",
         "```bash",
         "python3 run.py bench                 # everything, < 15 min; results in bench/results/, this file",
-        "python3 run.py bench --quick         # smoke run < 3 min -> bench/results/quick/, docs/benchmarks-quick.md",
-        "python3 run.py bench --only scale,peer_chroma   # a subset (other steps keep their last results, marked)",
+        "python3 run.py bench --quick         # < 3 min: bench/results/quick/, docs/benchmarks-quick.md",
+        "python3 run.py bench --only scale,peer_chroma   # a subset; other steps keep their last results",
         "python3 run.py bench --report-only   # rebuild this file from the JSON",
-        ".venv/bin/python bench/scale.py --sizes none --with-1m --out bench/results/scale_1m.json   # 1M, ~20 min",
+        "# 1M memories (128-d by default, --dim-1m 768 for full size), outside the time budget:",
+        ".venv/bin/python bench/scale.py --sizes none --with-1m --out bench/results/scale_1m-128d.json",
         "```",
         "",
         "Each step is a script under bench/ that also runs alone (`--help`). Logs of the last run: "

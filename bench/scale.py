@@ -242,7 +242,9 @@ def main() -> None:
         "--sizes", help="comma-separated sizes at 768-d (default 10000,100000; quick 10000; 'none')"
     )
     ap.add_argument("--with-1m", action="store_true", help="add 1,000,000 memories (slow; see --dim-1m)")
-    ap.add_argument("--dim-1m", type=int, default=128, help="dimension of the 1M case (768 needs ~20 min, ~6 GB)")
+    ap.add_argument(
+        "--dim-1m", type=int, default=128, help="dimension of the 1M case (768 needs ~20 min, ~6 GB)"
+    )
     ap.add_argument("--queries", type=int, help="queries per size (default 500; quick 200)")
     ap.add_argument("--index-timeout", type=float, default=420.0)
     ap.add_argument("--out", default=str(RESULTS / "scale.json"))
@@ -271,7 +273,8 @@ def main() -> None:
         rmtree(root)
     if args.with_1m and args.dim_1m != DIM:
         results["note_1m"] = (
-            f"1M uses {args.dim_1m} dimensions to fit the time budget (768-d: ~20 min of ingest and HNSW build)."
+            f"1M uses {args.dim_1m} dimensions to fit the time budget "
+            "(768-d: ~20 min of ingest and HNSW build)."
         )
     write_json(args.out, results)
 
