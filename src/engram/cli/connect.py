@@ -7,6 +7,12 @@ config file), then the host and port of the settings (``127.0.0.1:7432``).
 Space: ``--space``, then ``ENGRAM_MEMORY_SPACE``, then ``default_space`` from the
 config file. The CLI always names its space explicitly, so it never triggers
 the server's deprecated default-space fallback.
+
+Transport (only for the commands decorated with :func:`backend_options`:
+``space ...`` and ``memory remember|recall|get|list|forget``): ``--transport``,
+then ``ENGRAM_TRANSPORT``, then ``rest``. With ``grpc`` the address is
+``--grpc-target``, then ``ENGRAM_GRPC_TARGET``, then the state file's gRPC port,
+then ``host``/``grpc_port`` of the settings (``127.0.0.1:50051``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import click
 
@@ -24,9 +30,15 @@ from ..errors import EngramError
 from ..settings import Settings, load_settings
 from .output import fail
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 F = TypeVar("F", bound=Callable[..., Any])
 SPACE_ENV = "ENGRAM_MEMORY_SPACE"
 URL_ENV = "ENGRAM_URL"
+TRANSPORT_ENV = "ENGRAM_TRANSPORT"
+GRPC_TARGET_ENV = "ENGRAM_GRPC_TARGET"
+TRANSPORTS = ("rest", "grpc")
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,26 @@ class Target:
     timeout: float
     state: Optional[dict[str, Any]] = None
     state_file: Optional[Path] = None
+    transport: str = "rest"
+    grpc_target: Optional[str] = None
+    grpc_source: Optional[str] = None
+
+    @property
+    def address(self) -> str:
+        """Where requests go: the REST URL, or ``grpc://HOST:PORT``."""
+        return f"grpc://{self.grpc_target}" if self.transport == "grpc" else self.url
 
     def client(self) -> EngramClient:
+        """The REST client (status, import and export always speak REST)."""
         return EngramClient(self.url, space=self.space, timeout=self.timeout)
+
+    def backend(self) -> "Backend":
+        """The chosen transport's :class:`~engram.cli.backend.Backend`, bound to the active space."""
+        if self.transport == "grpc" and self.grpc_target:
+            from .backend import GrpcBackend
+
+            return GrpcBackend(self.grpc_target, space=self.space, timeout=self.timeout)
+        return self.client()
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:
         return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout,
@@ -65,9 +94,21 @@ def _local_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
 
 
+def _grpc_target(explicit: Optional[str], state: Optional[dict[str, Any]], path: Path,
+                 settings: Settings) -> tuple[str, str]:
+    if explicit:
+        return explicit, "--grpc-target"
+    if os.environ.get(GRPC_TARGET_ENV):
+        return os.environ[GRPC_TARGET_ENV], GRPC_TARGET_ENV
+    if state and state.get("grpc_port"):
+        return f"{_local_host(str(state.get('host', '127.0.0.1')))}:{state['grpc_port']}", f"state file {path}"
+    return f"{_local_host(settings.host)}:{settings.grpc_port}", "settings (host, grpc_port)"
+
+
 def resolve_target(*, url: Optional[str], space: Optional[str], data_dir: Optional[str],
                    state_file: Optional[str], config_file: Optional[str], as_json: bool,
-                   timeout: float) -> Target:
+                   timeout: float, transport: Optional[str] = None, grpc_target: Optional[str] = None,
+                   transport_choice: bool = False) -> Target:
     try:
         settings: Settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
     except EngramError as exc:
@@ -96,13 +137,33 @@ def resolve_target(*, url: Optional[str], space: Optional[str], data_dir: Option
         url_source = "settings (host, http_port)"
     if "://" not in url:
         url = "http://" + url
+    grpc: dict[str, Any] = {}
+    if transport_choice:
+        transport = (transport or os.environ.get(TRANSPORT_ENV) or "rest").lower()
+        if transport not in TRANSPORTS:
+            raise click.UsageError(f"{TRANSPORT_ENV}={transport!r}: expected one of {', '.join(TRANSPORTS)}")
+        grpc["transport"] = transport
+        if transport == "grpc":
+            grpc["grpc_target"], grpc["grpc_source"] = _grpc_target(grpc_target, state, path, settings)
     return Target(url=url.rstrip("/"), url_source=url_source, space=space, space_source=space_source,
-                  as_json=as_json, timeout=timeout, state=state, state_file=path)
+                  as_json=as_json, timeout=timeout, state=state, state_file=path, **grpc)
 
 
 def target_options(f: F) -> F:
     """Add the connection, space and output options; pass the resolved ``target`` to the command."""
+    return _with_target(f, transport_choice=False)
 
+
+def backend_options(f: F) -> F:
+    """:func:`target_options` plus ``--transport`` and ``--grpc-target``; use ``target.backend()``."""
+    f = click.option("--grpc-target", default=None, metavar="HOST:PORT",
+                     help="gRPC address with --transport grpc (env ENGRAM_GRPC_TARGET, else the state file).")(f)
+    f = click.option("--transport", type=click.Choice(TRANSPORTS, case_sensitive=False), default=None,
+                     help="rest or grpc (env ENGRAM_TRANSPORT; default rest).")(f)
+    return _with_target(f, transport_choice=True)
+
+
+def _with_target(f: F, *, transport_choice: bool) -> F:
     @click.option("--space", "-s", default=None, metavar="ID",
                   help="Memory space (env ENGRAM_MEMORY_SPACE, else the config's default_space).")
     @click.option("--url", default=None, metavar="URL", help="Server URL (env ENGRAM_URL).")
@@ -119,8 +180,10 @@ def target_options(f: F) -> F:
     def wrapper(*args: Any, url: Optional[str], space: Optional[str], data_dir: Optional[str],
                 state_file: Optional[str], config_file: Optional[str], as_json: bool, timeout: float,
                 **kwargs: Any) -> Any:
+        choice = {k: kwargs.pop(k) for k in ("transport", "grpc_target")} if transport_choice else {}
         target = resolve_target(url=url, space=space, data_dir=data_dir, state_file=state_file,
-                                config_file=config_file, as_json=as_json, timeout=timeout)
+                                config_file=config_file, as_json=as_json, timeout=timeout,
+                                transport_choice=transport_choice, **choice)
         try:
             return f(*args, target=target, **kwargs)
         except EngramError as exc:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..core.models import Memory, RecallItem
 from . import output as out
-from .connect import Target, target_options
+from .connect import Target, backend_options
 
 MEMORY_TYPES = click.Choice(["episodic", "semantic", "procedural", "working"])
 
@@ -60,7 +60,7 @@ def _metadata(pairs: tuple[str, ...]) -> Optional[dict[str, str]]:
               help="Store an episode that happened at TIME (ISO-8601 or epoch seconds).")
 @click.option("--where", "where_location", default=None, help="Episode location (with --when).")
 @click.option("--who", multiple=True, help="Episode participant (with --when, repeatable).")
-@target_options
+@backend_options
 def remember(target: Target, content: Optional[str], memory_id: Optional[str], tags: tuple[str, ...],
              memory_type: Optional[str], confidence: Optional[float], meta: tuple[str, ...],
              embedding: Optional[str], auto_link: Optional[bool], when: Optional[str],
@@ -76,7 +76,7 @@ def remember(target: Target, content: Optional[str], memory_id: Optional[str], t
     common: dict[str, Any] = dict(id=memory_id, embedding=vector, confidence=confidence,
                                   tags=list(tags) or None,
                                   metadata=_metadata(meta), auto_link=auto_link)
-    with target.client() as client:
+    with target.backend() as client:
         if when:
             receipt = client.experience(when, content or "", where_location=where_location,
                                         who=list(who) or None, **common)
@@ -106,7 +106,7 @@ def _recall_rows(bucket: str, items: list[RecallItem]) -> list[list[Any]]:
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
 @click.option("--embedding", default=None, metavar="JSON", help="Recall by embedding (JSON array).")
 @click.option("--trace", is_flag=True, default=None, help="Return the activation path of each result.")
-@target_options
+@backend_options
 def recall(target: Target, query: Optional[str], max_results: int, threshold: Optional[float],
            mode: Optional[str], tags: tuple[str, ...], memory_type: Optional[str], embedding: Optional[str],
            trace: Optional[bool]) -> None:
@@ -114,7 +114,7 @@ def recall(target: Target, query: Optional[str], max_results: int, threshold: Op
     vector = _embedding(embedding)
     if not query and vector is None and not tags:
         raise click.UsageError("give a QUERY, --embedding or --tag to recall by")
-    with target.client() as client:
+    with target.backend() as client:
         result = client.recall(query, embedding=vector, max_results=max_results, threshold=threshold,
                                mode=mode,
                                tags=list(tags) or None, memory_type=memory_type, trace_activation=trace)
@@ -152,10 +152,10 @@ def _memory_pairs(mem: Memory) -> list[tuple[str, Any]]:
 @click.argument("memory_id", metavar="ID")
 @click.option("--embedding/--no-embedding", "include_embedding", default=None,
               help="Include the embedding in the result.")
-@target_options
+@backend_options
 def get(target: Target, memory_id: str, include_embedding: Optional[bool]) -> None:
     """Show memory ID of the active space."""
-    with target.client() as client:
+    with target.backend() as client:
         mem = client.get(memory_id, include_embedding=include_embedding)
     if target.as_json:
         out.emit_json(out.dump(mem, memory_space_id=target.space))
@@ -169,11 +169,11 @@ def get(target: Target, memory_id: str, include_embedding: Optional[bool]) -> No
 @click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
 @click.option("--include-suppressed", is_flag=True, default=None, help="Also list suppressed memories.")
-@target_options
+@backend_options
 def list_(target: Target, limit: int, cursor: Optional[str], memory_type: Optional[str],
           include_suppressed: Optional[bool]) -> None:
     """List memories of the active space, oldest first, one page at a time."""
-    with target.client() as client:
+    with target.backend() as client:
         page = client.list_memories(cursor=cursor, limit=limit, memory_type=memory_type,
                                     include_suppressed=include_suppressed)
     if target.as_json:
@@ -193,10 +193,10 @@ def list_(target: Target, limit: int, cursor: Optional[str], memory_type: Option
 @click.argument("memory_id", metavar="ID")
 @click.option("--mode", type=click.Choice(["suppress", "delete"]), default="suppress", show_default=True,
               help="suppress: hide from recall (reversible); delete: erase.")
-@target_options
+@backend_options
 def forget(target: Target, memory_id: str, mode: str) -> None:
     """Forget memory ID of the active space."""
-    with target.client() as client:
+    with target.backend() as client:
         receipt = client.forget(memory_id, mode=mode)
     if target.as_json:
         out.emit_json(out.dump(receipt, memory_space_id=target.space))

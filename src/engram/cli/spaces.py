@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..core.models import SpaceDescriptor
 from . import output as out
-from .connect import Target, target_options
+from .connect import Target, backend_options
 
 
 @click.group("space")
@@ -38,16 +38,16 @@ def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
 @click.argument("space_id", metavar="ID")
 @click.option("--dimension", type=click.IntRange(1), default=None,
               help="Embedding dimension (else set by the first embedding stored).")
-@target_options
+@backend_options
 def create(target: Target, space_id: str, dimension: Optional[int]) -> None:
     """Create memory space ID (idempotent: an existing space is left as it is)."""
-    with target.client() as client:
+    with target.backend() as client:
         desc = client.create_space(space_id, dimension=dimension)
     if target.as_json:
         out.emit_json(desc)
         return
     verb = "created" if desc.created else "already exists:"
-    out.stdout().print(Text.assemble(f"{verb} space ", (desc.id, "bold"), f" at {target.url}"))
+    out.stdout().print(Text.assemble(f"{verb} space ", (desc.id, "bold"), f" at {target.address}"))
 
 
 @space_group.command("list")
@@ -55,10 +55,10 @@ def create(target: Target, space_id: str, dimension: Optional[int]) -> None:
               help="Spaces per page.")
 @click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow cursors to the end.")
-@target_options
+@backend_options
 def list_(target: Target, limit: int, cursor: Optional[str], all_pages: bool) -> None:
     """List memory spaces sorted by id (the active one is marked *)."""
-    with target.client() as client:
+    with target.backend() as client:
         page = client.list_spaces(cursor=cursor, limit=limit)
         spaces = list(page.spaces)
         while all_pages and page.next_cursor:
@@ -73,18 +73,18 @@ def list_(target: Target, limit: int, cursor: Optional[str], all_pages: bool) ->
     caption = f"active space: {target.space} ({target.space_source})"
     if page.next_cursor:
         caption += f"; more: --cursor {page.next_cursor}"
-    out.stdout().print(out.table(f"Memory spaces at {target.url}",
+    out.stdout().print(out.table(f"Memory spaces at {target.address}",
                                  ["", "id", "memories", "dim", "last LSN", "healthy", "created"], rows,
                                  caption=caption))
 
 
 @space_group.command("get")
 @click.argument("space_id", metavar="[ID]", required=False)
-@target_options
+@backend_options
 def get(target: Target, space_id: Optional[str]) -> None:
     """Show a space's descriptor and statistics (default: the active space)."""
     sid = space_id or target.space
-    with target.client() as client:
+    with target.backend() as client:
         desc = client.get_space(sid)
     if target.as_json:
         out.emit_json(desc)
@@ -95,10 +95,10 @@ def get(target: Target, space_id: Optional[str]) -> None:
 @space_group.command("delete")
 @click.argument("space_id", metavar="ID")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@target_options
+@backend_options
 def delete(target: Target, space_id: str, yes: bool) -> None:
     """Erase memory space ID and everything in it. This cannot be undone."""
-    with target.client() as client:
+    with target.backend() as client:
         if not yes:
             desc = client.get_space(space_id)
             click.confirm(f"Delete space {desc.id} and its {desc.memory_count} memories?", abort=True,
