@@ -259,13 +259,14 @@ def main() -> None:
     cases: list[tuple[int, int]] = [(n, DIM) for n in sizes]
     if args.with_1m:
         cases.append((1_000_000, args.dim_1m))
+    # the crash/recovery run is done once, on the largest 768-d case
+    crash_case = max((c for c in cases if c[1] == DIM), default=None)
     root = tmpdir("engram-scale-")
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "scale", "sizes": {}}
     try:
         for i, (n, dim) in enumerate(cases):
             key = f"{n}x{dim}"
-            # the crash/recovery run is done once, on the largest 768-d size
-            crash = dim == DIM and n == max(sizes)  # sizes is non-empty whenever dim == DIM
+            crash = (n, dim) == crash_case
             timeout = args.index_timeout if n < 1_000_000 else max(args.index_timeout, 2400.0)
             results["sizes"][key] = run_size(root, n, dim, queries, timeout, crash)
             show(f"scale {key}", results["sizes"][key])
