@@ -59,6 +59,7 @@ from benchlib import (
     tmpdir,
     write_json,
 )
+from peer_chroma_side import sqlite_journal
 
 CHROMA_VERSION = "1.5.9"
 VENV = ROOT / "bench" / ".venv-chroma"
@@ -130,6 +131,7 @@ def engram_side(data: Path, out: Path, root: Path) -> None:
     res["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     svc.close()
     res["disk_bytes"] = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    res["sqlite_journal"] = sqlite_journal(root / spec["spaces"][0] / "space.db")
     out.write_text(json.dumps(res))
 
 
@@ -198,6 +200,7 @@ def summarize(side: dict[str, Any], truth: dict[str, np.ndarray]) -> dict[str, A
         "rss_mb": round(side["rss_bytes"] / 2**20, 1),
         "peak_rss_mb": round(side["peak_rss_bytes"] / 2**20, 1),
         "disk_mb": round(side["disk_bytes"] / 2**20, 1),
+        "sqlite_journal": side.get("sqlite_journal"),
     }
     return out
 
@@ -347,11 +350,10 @@ def main() -> None:
         "disk": _ratio(e["disk_mb"], c["disk_mb"]),
     }
     results["durability"] = {
-        "engram": "each remember is acknowledged after its SQLite WAL commit is fsynced "
-        "(group commit batches "
-        "concurrent writers into one fsync)",
-        "chroma": "PersistentClient: each add() is a SQLite transaction (WAL) plus its HNSW segment files; "
-        "see fsync_probe for the syncs counted per acknowledged add",
+        "engram": f"each remember is acknowledged after its SQLite ({e.get('sqlite_journal')}) commit is "
+        "fsynced; group commit batches concurrent writers into one fsync",
+        "chroma": f"each add() commits SQLite ({c.get('sqlite_journal')}) transactions before it returns; "
+        "the HNSW files are derived and flushed separately",
         "ingest_shapes": "Engram: one memory per call, 32 calls in flight; "
         "Chroma: add() of 256 records per call",
     }

@@ -29,6 +29,15 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def sqlite_journal(db: Path) -> str:
+    """The journal mode a SQLite file was left in (header bytes 18-19: 1 rollback, 2 WAL)."""
+    try:
+        head = db.read_bytes()[:20]
+    except OSError:
+        return "unknown"
+    return {1: "rollback journal", 2: "WAL"}.get(head[18], "unknown") if len(head) >= 20 else "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -111,6 +120,7 @@ def main() -> None:
     out["rss_base_bytes"] = base_rss
     out["rss_bytes"] = rss()
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["sqlite_journal"] = sqlite_journal(Path(args.root) / "chroma.sqlite3")
     out["disk_bytes"] = sum(p.stat().st_size for p in Path(args.root).rglob("*") if p.is_file())
     Path(args.out).write_text(json.dumps(out))
 
