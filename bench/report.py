@@ -930,6 +930,10 @@ def section_peer(r: Results) -> list[str]:
         ["peak RSS MB", e["peak_rss_mb"], c["peak_rss_mb"], None, ""],
         ["disk MB", e["disk_mb"], c["disk_mb"], ratio.get("disk"), ""],
     ]
+    if e.get("sqlite_journal") or c.get("sqlite_journal"):
+        rows.append(
+            ["SQLite journal mode", e.get("sqlite_journal") or NA, c.get("sqlite_journal") or NA, None, ""]
+        )
     if pr.get("engram") and pr.get("chroma"):
         rows.append(
             [
