@@ -741,7 +741,37 @@ def section_multispace(r: Results) -> list[str]:
         ),
         "",
     ]
+    h = get(r["http"], "results") or {}
+    pairs = [(a, b) for a, b in (("remember", "remember_10"), ("recall", "recall_10")) if a in h and b in h]
+    if pairs:
+        lines += [
+            "Through a real server (from bench/http.py, 32 clients): the same operations against one space "
+            "and spread round-robin over 10 spaces.",
+            "",
+            table(
+                ["operation", "1 space per s", "10 spaces per s", "10 vs 1", "P99 ms 1 / 10"],
+                [
+                    [
+                        a,
+                        h[a].get("rate"),
+                        h[b].get("rate"),
+                        f"{overhead(h[b].get('rate'), h[a].get('rate')):+.1f} %"
+                        if overhead(h[b].get("rate"), h[a].get("rate")) is not None
+                        else NA,
+                        f"{fmt(h[a].get('p99_ms'))} / {fmt(h[b].get('p99_ms'))}",
+                    ]
+                    for a, b in pairs
+                ],
+            ),
+            "",
+        ]
     return lines
+
+
+def overhead(value: Any, base: Any) -> float | None:
+    if not isinstance(value, (int, float)) or not isinstance(base, (int, float)) or not base:
+        return None
+    return 100.0 * (value - base) / base
 
 
 def section_startup(r: Results) -> list[str]:
