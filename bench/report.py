@@ -501,7 +501,8 @@ def plot_startup(r: Results, path: Path) -> Path | None:
     ax.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
     ax.set_title("Server start-up vs spaces on disk")
-    fig.legend(loc="lower right", fontsize=8)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [str(h.get_label()) for h in handles], loc="lower center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
