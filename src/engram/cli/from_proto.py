@@ -25,7 +25,8 @@ from ..client.http import CreatedSpace
 from ..core import models as m
 
 
-def _enum(field: FieldDescriptor, number: int) -> Optional[str]:
+# Descriptors are typed as the pure-Python or the upb class depending on the backend: take Any.
+def _enum(field: Any, number: int) -> Optional[str]:
     """``MEMORY_TYPE_SEMANTIC`` -> ``"semantic"``; the zero (``*_UNSPECIFIED``) value -> None."""
     if number == 0:
         return None
@@ -35,7 +36,7 @@ def _enum(field: FieldDescriptor, number: int) -> Optional[str]:
     return value.name.removeprefix(prefix).lower() if value is not None else str(number)
 
 
-def _value(field: FieldDescriptor, value: Any) -> Any:
+def _value(field: Any, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         name = field.message_type.full_name
         if name == "google.protobuf.Timestamp":

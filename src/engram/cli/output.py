@@ -42,7 +42,9 @@ Exit codes:
 Where commands send requests: --url, then ENGRAM_URL, then the state file
 written by `engram start` (--data-dir / ENGRAM_DATA_DIR / --config), then
 http://127.0.0.1:7432. Which space: --space, then ENGRAM_MEMORY_SPACE, then
-default_space from the config file (`default`)."""
+default_space from the config file (`default`). `space` and `memory
+remember|recall|get|list|forget` speak gRPC with --transport grpc (or
+ENGRAM_TRANSPORT=grpc) to --grpc-target / ENGRAM_GRPC_TARGET / the state file."""
 
 
 def stdout() -> Console:
