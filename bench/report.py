@@ -378,7 +378,7 @@ def plot_spaces(r: Results, path: Path) -> Path | None:
     if not cases and not eng:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 5.4))
     labels = [k for k in ("1", "5", "10", "1+idle") if k in cases]
     xs = list(range(len(labels)))
     names = {"1": "1", "5": "5", "10": "10", "1+idle": f"1 + {get(cases, '1+idle.idle_spaces', 0):,} idle"}
@@ -387,11 +387,23 @@ def plot_spaces(r: Results, path: Path) -> Path | None:
         ax.plot(xs, [cases[k]["p99_ms"] for k in labels], "s--", label="recall P99 (multispace)")
     eng_labels = [k for k in ("1", "5", "10") if k in eng]
     if eng_labels:
+        per = eng.get("memories_per_space")
         ax.plot(
             [labels.index(k) if k in labels else int(k) for k in eng_labels],
             [eng[k]["p50_ms"] for k in eng_labels],
             "^:",
-            label="recall P50 (engine bench)",
+            label=f"recall P50, engine bench ({fmt(per)} per space, recall in one)"
+            if per
+            else "engine bench P50",
+        )
+    small = cases.get("1-small")
+    if small:
+        ax.axhline(
+            small["p50_ms"],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label=f"P50 of 1 space holding {fmt(small.get('memories_per_space'))} (control)",
         )
     ax.set_xticks(xs, [names[k] for k in labels])
     ax.set_xlabel("active spaces (same total data)")
@@ -404,7 +416,7 @@ def plot_spaces(r: Results, path: Path) -> Path | None:
     )
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
