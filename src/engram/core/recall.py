@@ -95,7 +95,9 @@ def text_candidates(
     kind = " AND m.kind = 'episode'" if episodes_only else ""
     try:
         rows = conn.execute(
-            "SELECT m.rowid, bm25(memories_fts) AS r, m.content, m.tags FROM memories_fts "
+            "SELECT m.rowid, bm25(memories_fts) AS r, m.content, m.tags, "
+            "coalesce(m.what, '') || ' ' || coalesce(m.where_location, '') || ' ' || coalesce(m.who, '') "
+            "|| ' ' || coalesce(m.why, '') || ' ' || coalesce(m.how, '') FROM memories_fts "
             "JOIN memories m ON m.rowid = memories_fts.rowid "
             f"WHERE memories_fts MATCH ? AND m.suppressed = 0{kind} ORDER BY r LIMIT ?",
             (q, limit),
@@ -109,8 +111,8 @@ def text_candidates(
     wanted = set(tokens(query))
     best = max(-r[1] for r in rows) or 1.0
     out: dict[int, float] = {}
-    for rowid, rank, content, tags in rows:
-        have = set(tokens(content)) | set(tokens(tags))
+    for rowid, rank, content, tags, episode in rows:
+        have = set(tokens(content)) | set(tokens(tags)) | set(tokens(episode))
         coverage = len(wanted & have) / max(1, len(wanted))
         # BM25 relative to the best hit, blended with absolute word coverage so
         # a lone weak hit in a tiny space is not reported as a perfect match.

@@ -39,7 +39,17 @@ from ..errors import EngramError, StorageError
 
 log = logging.getLogger("engram.storage")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: episode fields (what/where/who/why/how) are full-text indexed
+
+def _fts_text(row: str) -> str:
+    """The text a memory is found by: its content and, for an episode, what/where/who/why/how.
+
+    The FTS table has external content, so a row's 'delete' must repeat exactly the
+    text that was indexed: inserts, deletes and updates all use this one expression.
+    """
+    parts = [f"{row}.content"] + [f"coalesce({row}.{c}, '')" for c in ("what", "where_location", "who", "why", "how")]
+    return " || ' ' || ".join(parts)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,16 +85,17 @@ CREATE INDEX IF NOT EXISTS memories_created ON memories(created_at);
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
     content, tags, content='memories', content_rowid='rowid', tokenize='porter unicode61'
 );
-CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
+CREATE TRIGGER IF NOT EXISTS memories_fts_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, {new}, new.tags);
 END;
-CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tags);
+CREATE TRIGGER IF NOT EXISTS memories_fts_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, {old}, old.tags);
     DELETE FROM associations WHERE source = old.rowid OR target = old.rowid;
 END;
-CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF content, tags ON memories BEGIN
-    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tags);
-    INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
+CREATE TRIGGER IF NOT EXISTS memories_fts_au
+AFTER UPDATE OF content, tags, what, where_location, who, why, how ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, {old}, old.tags);
+    INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, {new}, new.tags);
 END;
 CREATE TABLE IF NOT EXISTS associations (
     source INTEGER NOT NULL,
@@ -112,6 +123,7 @@ CREATE TABLE IF NOT EXISTS beliefs (
 -- cognition: spreading skips suppressed memories; this partial index keeps that check cheap
 CREATE INDEX IF NOT EXISTS memories_suppressed ON memories(rowid) WHERE suppressed = 1;
 """
+SCHEMA = SCHEMA.replace("{new}", _fts_text("new")).replace("{old}", _fts_text("old"))
 
 WriteOp = Callable[[sqlite3.Connection, int], Any]
 """A write op gets the connection and the LSN it may use; returns its result."""
@@ -190,11 +202,14 @@ class SpaceStore:
             # (frames whose checksum chain breaks): SQLite's own recovery.
             self._writer.executescript(SCHEMA)
             self.last_lsn = int(self._meta_get(self._writer, "last_lsn") or 0)
-            if self._meta_get(self._writer, "schema_version") is None:
+            version = self._meta_get(self._writer, "schema_version")
+            if version is None:
                 self._writer.execute("BEGIN IMMEDIATE")
                 self._meta_set(self._writer, "schema_version", str(SCHEMA_VERSION))
                 self._meta_set(self._writer, "created_at", repr(time.time()))
                 self._writer.execute("COMMIT")
+            elif version == "1":
+                self._migrate_1_to_2()
             # The database and WAL files now exist; make their directory entries
             # durable too, or a power cut could lose a freshly created file whole.
             _fsync_dir(self.dir)
@@ -207,6 +222,29 @@ class SpaceStore:
         self._completer.start()
         self._thread = threading.Thread(target=self._run, name=f"engram-writer-{space_dir.name}", daemon=True)
         self._thread.start()
+
+    def _migrate_1_to_2(self) -> None:
+        """Re-index full text with the episode fields, in one transaction (runs before the writer starts).
+
+        Version 1 indexed content and tags only, under triggers named memories_ai/ad/au;
+        SCHEMA has just created the version-2 triggers beside them, so the old ones go and
+        the index is rebuilt from the rows with the version-2 text.
+        """
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for name in ("memories_ai", "memories_ad", "memories_au"):
+                conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+            conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('delete-all')")
+            conn.execute(f"INSERT INTO memories_fts(rowid, content, tags) SELECT rowid, {_fts_text('m')}, tags "
+                         "FROM memories AS m")
+            self._meta_set(conn, "schema_version", "2")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("storage migrated to schema 2 (episode fields full-text indexed)",
+                 extra={"memory_space": self.dir.name})
 
     # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
