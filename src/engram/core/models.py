@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Optional
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -76,13 +77,20 @@ def _check_embedding(v: Optional[list[float]]) -> Optional[list[float]]:
         return v
     if len(v) == 0:
         raise ValueError("embedding must not be empty; omit it to store text only")
-    for x in v:
+    # One vectorised pass instead of a Python loop per value (~2x cheaper at 768-d,
+    # on every write of every transport). ``v`` holds Python floats (pydantic has
+    # validated each), so float64 holds them exactly. ``not |x| <= MAX`` is true for
+    # NaN, +-Infinity and values beyond float32 alike; the *first* such value then
+    # picks the message, exactly as the per-value loop did.
+    arr = np.asarray(v, dtype=np.float64)
+    bad = ~(np.abs(arr) <= FLOAT32_MAX)
+    if bad.any():
+        x = v[int(bad.argmax())]
         if not math.isfinite(x):
             raise ValueError("embedding values must be finite numbers (no NaN or Infinity)")
-        if abs(x) > FLOAT32_MAX:
-            # Stored as float32: a larger value would silently become Infinity (found by fuzzing).
-            raise ValueError(f"embedding values must fit in 32-bit floats (|x| <= {FLOAT32_MAX:.6e}); got {x!r}")
-    if not any(x != 0.0 for x in v):
+        # Stored as float32: a larger value would silently become Infinity (found by fuzzing).
+        raise ValueError(f"embedding values must fit in 32-bit floats (|x| <= {FLOAT32_MAX:.6e}); got {x!r}")
+    if not arr.any():
         raise ValueError("embedding must not be all zeros (cosine similarity is undefined)")
     return v
 
