@@ -1,8 +1,19 @@
-"""Metrics and structured logging, owned by one server instance (no globals).
+"""Metrics, structured logging and tracing, owned by one server instance (no globals).
 
 The ``memory_space`` label is capped: the first ``metrics_space_label_cap``
 distinct spaces get their own label value, every later one is reported as
 ``_other``, so a tenant-heavy deployment cannot blow up the time-series count.
+
+Tracing (:class:`Tracing`) is OpenTelemetry with a provider the server builds
+from its settings and hands down (``EngramService.tracing``); nothing is set
+globally, so two servers in one process trace independently. With
+``trace_file`` empty it is disabled: ``start`` returns the invalid span
+without calling into OpenTelemetry and ``attach`` does nothing, so the hot
+paths pay a method call and a branch. With ``trace_file`` set, finished spans
+are batched and written as JSON lines (:class:`JsonLinesSpanExporter`); the
+server flushes them on shutdown. Span conventions (one span per REST request
+and per gRPC call, attributes ``memory_space``, ``transport``, ``status``,
+``fallback``...) are in docs/architecture.md ("Tracing").
 """
 
 from __future__ import annotations
@@ -12,8 +23,17 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Optional
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, Optional
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 OTHER = "_other"
@@ -94,6 +114,11 @@ class JsonFormatter(logging.Formatter):
         for key, val in record.__dict__.items():
             if key not in self._std and not key.startswith("_"):
                 out[key] = val
+        if "trace_id" not in out:  # log lines written inside a span carry its ids
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                out["trace_id"] = format(ctx.trace_id, "032x")
+                out["span_id"] = format(ctx.span_id, "016x")
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -117,3 +142,177 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
+
+
+# ----------------------------------------------------------------------------- tracing
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Finished spans, one compact JSON object per line, appended to a file.
+
+    Called from the batch processor's worker thread (never the event loop);
+    each batch is written and flushed at once, so a reader sees whole lines.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._file: Optional[IO[str]] = open(path, "a", encoding="utf-8")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
+        with self._lock:
+            if self._file is None:
+                return SpanExportResult.FAILURE
+            try:
+                self._file.write(lines)
+                self._file.flush()
+            except OSError:
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """The JSON-lines shape of one finished span (documented in docs/architecture.md)."""
+    ctx = span.get_span_context()
+    parent = span.parent
+    start, end = span.start_time or 0, span.end_time or 0
+    return {
+        "name": span.name,
+        "trace_id": format(ctx.trace_id, "032x") if ctx else None,
+        "span_id": format(ctx.span_id, "016x") if ctx else None,
+        "parent_span_id": format(parent.span_id, "016x") if parent else None,
+        "kind": span.kind.name,
+        "start_unix_nano": start,
+        "duration_ms": round((end - start) / 1e6, 3),
+        "status": span.status.status_code.name,
+        "status_description": span.status.description,
+        "attributes": dict(span.attributes or {}),
+        "events": [
+            {"name": e.name, "time_unix_nano": e.timestamp, "attributes": dict(e.attributes or {})}
+            for e in span.events
+        ],
+    }
+
+
+class Tracing:
+    """The server's tracer, or nothing at all when tracing is disabled.
+
+    ``start`` begins a span (the invalid, non-recording span when disabled),
+    ``attach`` makes one current in a coroutine (so engine spans nest under it
+    and log lines carry its trace id) and ``finish`` records the outcome that
+    every transport reports the same way.
+    """
+
+    def __init__(self, provider: Optional[TracerProvider] = None) -> None:
+        self.provider = provider
+        self.enabled = provider is not None
+        self._tracer = provider.get_tracer("engram") if provider is not None else None
+
+    @classmethod
+    def from_settings(cls, trace_file: str, sample_ratio: float = 1.0) -> "Tracing":
+        if not trace_file:
+            return cls(None)
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample_ratio)), shutdown_on_exit=False)
+        # A short delay keeps the file close to live; the queue bound keeps memory bounded if
+        # the disk is slow (spans beyond it are dropped, never block a request).
+        provider.add_span_processor(BatchSpanProcessor(
+            JsonLinesSpanExporter(trace_file), max_queue_size=8192, schedule_delay_millis=500,
+            max_export_batch_size=512,
+        ))
+        return cls(provider)
+
+    def start(self, name: str, attributes: Mapping[str, Any], *, parent: Optional[Span] = None,
+              carrier: Optional[Mapping[str, str]] = None, kind: SpanKind = SpanKind.SERVER) -> Span:
+        """Begin a span under ``parent`` (a span), or under the caller's W3C ``traceparent`` in
+        ``carrier``, or under whatever span is current."""
+        if self._tracer is None:
+            return INVALID_SPAN
+        ctx = None
+        if parent is not None:
+            ctx = trace.set_span_in_context(parent)
+        elif carrier:
+            ctx = _PROPAGATOR.extract(carrier)
+        return self._tracer.start_span(name, context=ctx, kind=kind, attributes=attributes)
+
+    def attach(self, span: Span) -> Optional[object]:
+        """Make ``span`` current; returns the token for :meth:`detach` (None when disabled).
+
+        Only in a coroutine: a token must be detached in the context it was attached in,
+        which an async generator finalised by the garbage collector does not guarantee.
+        """
+        if self._tracer is None:
+            return None
+        return otel_context.attach(trace.set_span_in_context(span))
+
+    @staticmethod
+    def detach(token: Optional[object]) -> None:
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    @contextmanager
+    def _engine(self, name: str, space: str) -> Iterator[Span]:
+        assert self._tracer is not None
+        with self._tracer.start_as_current_span(name, kind=SpanKind.INTERNAL,
+                                                attributes={"memory_space": space}) as span:
+            yield span
+
+    def engine_span(self, name: str, space: str) -> Any:
+        """A child span around engine work (``with tracing.engine_span("engram.recall", space):``)."""
+        return self._engine(name, space) if self._tracer is not None else _NULL
+
+    def shutdown(self) -> None:
+        """Flush every finished span to the file and close it (idempotent)."""
+        provider, self.provider, self._tracer = self.provider, None, None
+        if provider is not None:
+            provider.shutdown()
+
+
+class _NullContext:
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NULL = _NullContext()
+
+
+def finish_span(span: Span, *, space: Optional[str], status: str, fallback: bool = False,
+                requested: Optional[str] = None, error_code: Optional[str] = None,
+                error_message: Optional[str] = None, exc: Optional[BaseException] = None,
+                failed: bool = False) -> None:
+    """Record the outcome both transports report, then end the span.
+
+    ``memory_space`` is the resolved space; when the space itself was the problem
+    (invalid id, conflict) ``requested_space`` carries what the client sent, truncated.
+    Any failed call (4xx/5xx, non-OK status) is ``ERROR`` with ``error.type`` = the Engram code.
+    """
+    if span.is_recording():
+        if space is not None:
+            span.set_attribute("memory_space", space)
+        elif requested:
+            span.set_attribute("requested_space", requested[:80])
+        span.set_attribute("status", status)
+        span.set_attribute("fallback", fallback)
+        if failed:
+            if error_code:
+                span.set_attribute("error.type", error_code)
+            if exc is not None:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{error_code or status}: {error_message or ''}"[:500]))
+    span.end()

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional
 
 import uvicorn
 
-from .observability import configure_logging
+from .observability import Tracing, configure_logging
 from .service import EngramService
 from .settings import Settings
 
@@ -89,7 +89,9 @@ async def serve(settings: Settings) -> None:
     from .api.rest.app import create_app
 
     configure_logging(settings.log_level, settings.log_json)
-    service = EngramService(settings)
+    # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
+    tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
+    service = EngramService(settings, tracing=tracing)
     app = create_app(service)
     sock = bind_socket(settings.host, settings.http_port)
     http_port = int(sock.getsockname()[1])
@@ -160,6 +162,7 @@ async def serve(settings: Settings) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await maintenance
     await asyncio.to_thread(service.close)
+    await asyncio.to_thread(tracing.shutdown)  # the last spans (streams ended above) reach the file
     current = read_state(state_file)
     if current is not None and current.get("pid") == os.getpid():
         with contextlib.suppress(OSError):

@@ -51,7 +51,7 @@ from .core.models import (
 from .core.recall import recall as _recall
 from .core.space import MemorySpace
 from .errors import MemorySpaceConflict, MemorySpaceRequired
-from .observability import Metrics
+from .observability import Metrics, Tracing
 from .settings import Settings
 from .spaces.ids import MemorySpaceId
 from .spaces.registry import SpaceRegistry
@@ -75,10 +75,12 @@ class SpaceResolution:
 
 
 class EngramService:
-    def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Optional[Metrics] = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Optional[Metrics] = None,
+                 tracing: Optional[Tracing] = None) -> None:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or Metrics(settings.metrics_space_label_cap)
+        self.tracing = tracing or Tracing(None)  # disabled unless the server built a provider
         self.registry = SpaceRegistry(settings, clock)
         self.shutting_down = False
         from .cognition import install  # cognition modules attach per-space state
@@ -161,7 +163,8 @@ class EngramService:
             return await asyncio.to_thread(fn, space)
 
     async def recall(self, space_id: str, cue: Cue) -> RecallResult:
-        return await self._read(space_id, lambda s: _recall(s, cue))
+        with self.tracing.engine_span("engram.recall", space_id):
+            return await self._read(space_id, lambda s: _recall(s, cue))
 
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
         return await self._read(space_id, lambda s: s.get(memory_id, include_embedding))
@@ -200,7 +203,8 @@ class EngramService:
         return await self._cog(space_id, lambda c: c.reminisce(query))
 
     async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
-        return await self._cog(space_id, lambda c: c.consolidate(item))
+        with self.tracing.engine_span("engram.consolidate", space_id):
+            return await self._cog(space_id, lambda c: c.consolidate(item))
 
     async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
         """Stream one consolidation run as progress / replay / insight steps."""

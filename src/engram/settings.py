@@ -72,6 +72,9 @@ class Settings:
     log_json: bool = True
     metrics_space_label_cap: int = 100
     shutdown_grace_seconds: float = 10.0
+    # -- tracing --------------------------------------------------------------
+    trace_file: str = ""  # JSON lines of finished OpenTelemetry spans; empty disables tracing
+    trace_sample_ratio: float = 1.0  # fraction of traces recorded (a caller's traceparent decides first)
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITY_MODES:
@@ -82,6 +85,9 @@ class Settings:
         for name in ("max_spaces", "max_body_bytes", "max_embedding_dim", "subscriber_queue_depth"):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0.0 <= self.trace_sample_ratio <= 1.0:
+            raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
+                               example="trace_sample_ratio = 0.1")
 
     @property
     def resolved_state_file(self) -> Path:

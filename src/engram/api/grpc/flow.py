@@ -49,6 +49,7 @@ class _Flow:
     def __init__(self, handlers: "FlowHandlers", context: grpc.aio.ServicerContext) -> None:
         self.h = handlers
         self.calls = CallSpace(handlers.service, context, "MemoryFlow")
+        self.trace = handlers.stream_trace("MemoryFlow", context)
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTPUT_DEPTH)
         self.slots = asyncio.Semaphore(IN_FLIGHT)
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -140,7 +141,7 @@ class _Flow:
         def failed(space: Optional[str], detail: Any) -> spb.MemoryFlowResponse:
             return spb.MemoryFlowResponse(sequence=seq, error=detail, memory_space_id=space or "")
 
-        resp = await self.h.per_message(self.calls, req.memory_space_id, run, failed)
+        resp = await self.h.per_message(self.calls, req.memory_space_id, run, failed, self.trace, kind)
         await self.out.put(resp)
 
     # -- subscriptions ------------------------------------------------------------
@@ -149,7 +150,9 @@ class _Flow:
         if seq in self.subs:
             raise InvalidInput(f"sequence: {seq} already names an active subscription of this flow; "
                                "use a new sequence number per request")
-        space = self.calls.resolve(req.memory_space_id).space_id
+        res = self.calls.resolve(req.memory_space_id)
+        space = res.space_id
+        self.trace.saw(space, res.fell_back)
         types = c.event_types(req.subscribe.event_types, "subscribe.event_types")
         sub = self.h.service.subscribe(space, types, self.h.settings.subscriber_queue_depth)
         task = asyncio.ensure_future(self.pump(seq, sub, space))
@@ -280,3 +283,4 @@ class FlowHandlers(StreamingHandlers):
             self._flows.discard(flow)
             reader.cancel()
             flow.close()
+            self.end_stream(flow.trace, context)

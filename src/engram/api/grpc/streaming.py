@@ -35,7 +35,7 @@ import grpc
 from ...core.events import Closed, Lagged
 from ...errors import InvalidInput, ShuttingDown, SlowConsumer
 from . import convert as c
-from .base import Adapter
+from .base import Adapter, StreamTrace
 from .errors import map_error
 from .gen import service_pb2 as spb
 from .space import CallSpace
@@ -66,6 +66,7 @@ class StreamingHandlers(Adapter):
         rpc = "Stream"
         t0 = time.perf_counter()
         calls = CallSpace(self.service, context, rpc)
+        span = self.call_span(rpc, context)
         space: Optional[str] = None
         status = "OK"
         sub = None
@@ -98,7 +99,8 @@ class StreamingHandlers(Adapter):
         except Exception as exc:
             mapped = map_error(exc, rpc=rpc, space=space)
             status = mapped.status.name
-            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value)
+            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value,
+                             span=span, exc=exc)
             await self.abort(context, mapped, calls.trailing())
         finally:
             if sub is not None:
@@ -106,7 +108,7 @@ class StreamingHandlers(Adapter):
                 self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).dec()
                 log.info("stream closed", extra={"memory_space": space, "rpc": rpc, "status": status,
                                                  "seconds": round(time.perf_counter() - t0, 3)})
-            self.observe(rpc, space, status, t0)
+            self.observe(rpc, space, status, t0, span, calls)
 
     def _last_lsn(self, space: str) -> int:
         try:
@@ -119,6 +121,7 @@ class StreamingHandlers(Adapter):
         rpc = "Dream"
         t0 = time.perf_counter()
         calls = CallSpace(self.service, context, rpc)
+        span = self.call_span(rpc, context)
         space: Optional[str] = None
         status = "OK"
         try:
@@ -134,15 +137,17 @@ class StreamingHandlers(Adapter):
         except Exception as exc:
             mapped = map_error(exc, rpc=rpc, space=space)
             status = mapped.status.name
-            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value)
+            self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value,
+                             span=span, exc=exc)
             await self.abort(context, mapped, calls.trailing())
         finally:
-            self.observe(rpc, space, status, t0)
+            self.observe(rpc, space, status, t0, span, calls)
 
     # -- StreamingRemember / StreamingRecall -------------------------------------------
     async def StreamingRemember(self, request_iterator: AsyncIterator[spb.StreamingRememberRequest],
                                 context: Ctx) -> AsyncIterator[spb.StreamingRememberResponse]:
         calls = CallSpace(self.service, context, "StreamingRemember")
+        stream = self.stream_trace("StreamingRemember", context)
 
         async def one(req: spb.StreamingRememberRequest) -> spb.StreamingRememberResponse:
             async def run(space: str) -> spb.StreamingRememberResponse:
@@ -161,14 +166,18 @@ class StreamingHandlers(Adapter):
                 return spb.StreamingRememberResponse(sequence=req.sequence, error=detail,
                                                      memory_space_id=space or "")
 
-            return await self.per_message(calls, req.memory_space_id, run, failed)
+            return await self.per_message(calls, req.memory_space_id, run, failed, stream)
 
-        async for resp in pipeline(request_iterator, one):
-            yield resp
+        try:
+            async for resp in pipeline(request_iterator, one):
+                yield resp
+        finally:
+            self.end_stream(stream, context)
 
     async def StreamingRecall(self, request_iterator: AsyncIterator[spb.StreamingRecallRequest],
                               context: Ctx) -> AsyncIterator[spb.StreamingRecallResponse]:
         calls = CallSpace(self.service, context, "StreamingRecall")
+        stream = self.stream_trace("StreamingRecall", context)
 
         async def one(req: spb.StreamingRecallRequest) -> spb.StreamingRecallResponse:
             async def run(space: str) -> spb.StreamingRecallResponse:
@@ -179,19 +188,30 @@ class StreamingHandlers(Adapter):
             def failed(space: Optional[str], detail: Any) -> spb.StreamingRecallResponse:
                 return spb.StreamingRecallResponse(sequence=req.sequence, error=detail, memory_space_id=space or "")
 
-            return await self.per_message(calls, req.memory_space_id, run, failed)
+            return await self.per_message(calls, req.memory_space_id, run, failed, stream)
 
-        async for resp in pipeline(request_iterator, one):
-            yield resp
+        try:
+            async for resp in pipeline(request_iterator, one):
+                yield resp
+        finally:
+            self.end_stream(stream, context)
 
     async def per_message(self, calls: CallSpace, field_value: str, run: Callable[[str], Awaitable[Any]],
-                          failed: Callable[[Optional[str], Any], Any]) -> Any:
-        """One message of a bidirectional stream: its own space, metrics, and an ErrorDetail on failure."""
+                          failed: Callable[[Optional[str], Any], Any], stream: Optional[StreamTrace] = None,
+                          op: str = "message") -> Any:
+        """One message of a bidirectional stream: its own space, metrics, span (a child of the
+        stream's), and an ErrorDetail on failure."""
         t0 = time.perf_counter()
+        span = self.message_span(calls.rpc, stream, op)
+        token = self.tracing.attach(span)
         space: Optional[str] = None
+        fell_back = False
         status = "OK"
         try:
-            space = calls.resolve(field_value).space_id
+            res = calls.resolve(field_value)
+            space, fell_back = res.space_id, res.fell_back
+            if stream is not None:
+                stream.saw(space, fell_back)
             return await run(space)
         except asyncio.CancelledError:
             status = "CANCELLED"
@@ -199,10 +219,12 @@ class StreamingHandlers(Adapter):
         except Exception as exc:  # the stream stays open; this message carries the error
             mapped = map_error(exc, rpc=calls.rpc, space=space)
             status = mapped.status.name
-            self.log_failure(calls.rpc, space, mapped, calls.peer, field_value or calls.metadata_value)
+            self.log_failure(calls.rpc, space, mapped, calls.peer, field_value or calls.metadata_value,
+                             span=span, exc=exc)
             return failed(space, mapped.detail())
         finally:
-            self.observe(calls.rpc, space, status, t0)
+            self.observe(calls.rpc, space, status, t0, span, fell_back=fell_back)
+            self.tracing.detach(token)
 
     # -- EchoStream: the streaming transport ceiling -----------------------------------
     async def EchoStream(self, request_iterator: AsyncIterator[spb.EchoStreamRequest],

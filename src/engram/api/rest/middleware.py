@@ -16,19 +16,31 @@ declared oversize length is answered at once and never sends the body.
 Metrics. Every request is counted and timed under its route template and the
 (capped) memory-space label the route resolved; unmatched paths share one
 label so a scanner cannot create series. Streams are counted, not timed.
+
+Tracing. Every request is one SERVER span (``service.tracing``), current while
+the route runs (engine spans nest under it, log lines carry its trace id) and
+ended here with the resolved ``memory_space`` (or ``requested_space`` when the
+space was invalid), route, status, fallback and, on errors, the envelope's
+code. A caller's W3C ``traceparent`` header is honoured. Disabled tracing
+costs one branch per request.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import Any
+from typing import Any, Optional
+from urllib.parse import parse_qsl
+
+from opentelemetry.trace import Span
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ...observability import finish_span
 from ...service import EngramService
 from .errors import envelope_bytes
-from .space import SCOPE_SPACE, SCOPE_WARNING, operation_of
+from .space import SCOPE_SPACE, SCOPE_WARNING, HEADER_SOURCES, operation_of
 
 log = logging.getLogger("engram.rest")
 
@@ -40,6 +52,7 @@ class EngramMiddleware:
         self.app = app
         self.metrics = service.metrics
         self.registry = service.registry
+        self.tracing = service.tracing
         self.limit = service.settings.max_body_bytes
         self.drain_cap = max(DRAIN_CAP, 4 * self.limit)
 
@@ -49,8 +62,15 @@ class EngramMiddleware:
             return
         t0 = time.perf_counter()
         state: dict[str, Any] = {"status": 500, "started": False, "stream": False}
+        span: Optional[Span] = None
+        token = None
+        if self.tracing.enabled:
+            span = self.tracing.start(f"HTTP {scope['method']}", {"transport": "rest"}, carrier=_carrier(scope))
+            token = self.tracing.attach(span)
 
         async def send_wrapper(message: Message) -> None:
+            if span is not None and message["type"] == "http.response.body" and state["status"] >= 400:
+                state["error_body"] = state.get("error_body", b"") + message.get("body", b"")[:4096]
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
@@ -78,8 +98,11 @@ class EngramMiddleware:
                     await self._too_large(send_wrapper, total, close=not complete)
                     return
                 receive = _replay(body, receive)
+                if span is not None:
+                    state["body"] = body
             await self.app(scope, receive, send_wrapper)
-        except Exception:
+        except Exception as exc:
+            state["exc"] = exc
             # A bug, never client input: log it with the route, answer 500 if we still can.
             log.exception(
                 "unhandled error in %s",
@@ -116,6 +139,35 @@ class EngramMiddleware:
                 self.metrics.requests.labels("rest", op, self.metrics.space_label(space), str(code)).inc()
             else:
                 self.metrics.observe("rest", op, space, str(code), time.perf_counter() - t0)
+            if span is not None:
+                self._end_span(span, scope, state, op)
+                self.tracing.detach(token)
+
+    def _end_span(self, span: Span, scope: Scope, state: dict[str, Any], op: str) -> None:
+        code = int(state["status"])
+        space = scope.get(SCOPE_SPACE)
+        if span.is_recording():
+            route = getattr(scope.get("route"), "path", None)
+            span.update_name(op if route is not None else f"{scope['method']} unmatched")
+            span.set_attributes({"route": op, "http.request.method": scope["method"],
+                                 "http.response.status_code": code})
+            if route is not None:
+                span.set_attribute("http.route", route)
+            if state["stream"]:
+                span.set_attribute("stream", True)
+        failed = code >= 400
+        error_code = error_message = None
+        if failed and state.get("error_body"):
+            try:
+                err = json.loads(state["error_body"])["error"]
+                error_code, error_message = str(err["code"]), str(err["message"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        requested = _requested_space(scope, state.get("body")) if failed and space is None else None
+        exc = state.get("exc")
+        finish_span(span, space=space, status=str(code), fallback=scope.get(SCOPE_WARNING) is not None,
+                    requested=requested, error_code=error_code or ("INTERNAL" if code >= 500 else None),
+                    error_message=error_message, exc=exc, failed=failed)
 
     async def _read(self, receive: Receive) -> tuple[bytes, int, bool]:
         """Read the whole body; past the limit keep draining (up to the cap) but keep nothing."""
@@ -148,6 +200,34 @@ class EngramMiddleware:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _carrier(scope: Scope) -> Optional[dict[str, str]]:
+    """The caller's W3C trace context headers, if any."""
+    out = None
+    for name, value in scope["headers"]:
+        if name in (b"traceparent", b"tracestate"):
+            out = out or {}
+            out[name.decode()] = value.decode("latin-1")
+    return out
+
+
+def _requested_space(scope: Scope, body: Optional[bytes]) -> Optional[str]:
+    """What the client named as its space, for the span of a request whose space was rejected."""
+    keys = {key.encode() for key, _ in HEADER_SOURCES}
+    for name, value in scope["headers"]:
+        if name in keys and value:
+            return value.decode("latin-1")
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        if key == "space" and value:
+            return value
+    if body:
+        try:
+            named = json.loads(body).get("memory_space_id")
+        except (ValueError, AttributeError):
+            return None
+        return named if isinstance(named, str) and named else None
+    return None
 
 
 def _body_headers(scope: Scope) -> tuple[int | None, bool, bool]:
