@@ -31,6 +31,7 @@ from engram.testing.isolation import (
     build_dataset,
     check_health,
     check_metrics,
+    check_flow,
     check_stream,
     load,
     run_checks,
@@ -108,7 +109,8 @@ def test_matrix_rest_and_grpc_concurrently(matrix_server: tuple[EngramProcess, d
         spaces=len(data),
         transports=["rest", "grpc"],
     )
-    assert len(results) == len(SPACES) * 2 * 13
+    # 13 checks per space and transport, plus StreamingRecall on gRPC
+    assert len(results) == len(SPACES) * (2 * 13 + 1)
     assert not [r for r in results if r.violations], _fmt(results)
     # A check that saw nothing proves nothing: every surface must have returned something to scan.
     empty = [f"{r.transport}/{r.space}/{r.name}" for r in results if r.exercised == 0]
@@ -193,7 +195,8 @@ def _grpc_subscriber(
 
 
 def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..., EngramProcess]) -> None:
-    """An SSE and a gRPC subscriber per space, all at once, while every space receives probes."""
+    """An SSE subscriber, a gRPC ``Stream`` and a ``MemoryFlow`` (subscribe + remember + recall on one
+    flow) per space, all at once, while every space receives probes."""
     srv = engram_server_factory(spaces=SPACES, settings=SETTINGS, name="streams")
     local = threading.local()
 
@@ -207,6 +210,8 @@ def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..
 
     def one(job: tuple[str, str]) -> CheckResult:
         space, transport = job
+        if transport == "flow":
+            return check_flow(srv.grpc_target, space, write, SPACES)
         events: queue.Queue[Any] = queue.Queue()
         start = _sse_subscriber if transport == "rest" else _grpc_subscriber
         stop = start(srv, space, events, threading.Event())
@@ -217,9 +222,10 @@ def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..
         finally:
             stop()
 
-    jobs = [(sp, t) for sp in SPACES for t in ("rest", "grpc")]
+    jobs = [(sp, t) for sp in SPACES for t in ("rest", "grpc", "flow")]
     with ThreadPoolExecutor(len(jobs)) as pool:
         results = list(pool.map(one, jobs))
+    assert {r.name for r in results} == {"stream-rest", "stream-grpc", "flow"}
     write_section("isolation_streams", [dict(asdict(r), passed=not r.violations) for r in results])
     assert not [r for r in results if r.violations], _fmt(results)
     assert all(r.exercised >= 2 for r in results)
@@ -231,14 +237,25 @@ LEAK_SPACES = SPACES[:3]
 #: leak kind (engram.testing.leaky) -> the matrix checks that must catch it
 LEAK_CATCHERS = {
     "get": {"get"},
-    "recall": {"recall-similarity", "recall-text", "recall-own-vector", "recall-spreading", "recall-hybrid"},
+    "recall": {
+        "recall-similarity", "recall-text", "recall-own-vector", "recall-spreading", "recall-hybrid",
+        "streaming-recall", "flow",
+    },
     "list": {"list"},
     "count": {"introspect", "system-health", "metrics"},
     "cognition": {"recognize"},
-    "events": {"stream-rest", "stream-grpc"},
+    "events": {"stream-rest", "stream-grpc", "flow"},
     "beliefs": {"beliefs"},
     "consolidation": {"dream"},
 }
+
+
+def _probe_writer(w: RestSpaceClient) -> Callable[[str, str], None]:
+    def write(space: str, memory_id: str) -> None:
+        w.http.headers["X-Memory-Space"] = space
+        w.remember(id=memory_id, content="probe", metadata={"space": space})
+
+    return write
 
 
 @pytest.mark.parametrize("kind", sorted(LEAK_CATCHERS))
@@ -259,11 +276,6 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
                 events: queue.Queue[Any] = queue.Queue()
                 stop = start(srv, LEAK_SPACES[0], events, threading.Event())
                 with RestSpaceClient(srv.http_url, None) as w:
-
-                    def write(space: str, memory_id: str) -> None:
-                        w.http.headers["X-Memory-Space"] = space
-                        w.remember(id=memory_id, content="probe", metadata={"space": space})
-
                     try:
                         results.append(
                             check_stream(
@@ -271,7 +283,7 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
                                 transport,
                                 LEAK_SPACES[0],
                                 events,
-                                write,
+                                _probe_writer(w),
                                 LEAK_SPACES,
                                 timeout=10,
                                 nonce=f".{transport}",
@@ -286,6 +298,11 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
                 with RestSpaceClient(srv.http_url, None) as c:
                     results.append(check_health(c.system_health(), data))
                     results.append(check_metrics(c.metrics(), data))
+        if "flow" in LEAK_CATCHERS[kind]:
+            # After the matrix (its probes would change the counts it checks): the other spaces'
+            # probes are what a leaking event bus or recall hands to this flow.
+            with RestSpaceClient(srv.http_url, None) as w:
+                results.append(check_flow(srv.grpc_target, LEAK_SPACES[0], _probe_writer(w), LEAK_SPACES, timeout=10))
     finally:
         srv.stop()
     caught = {r.name for r in results if r.violations}

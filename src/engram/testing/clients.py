@@ -333,6 +333,65 @@ class GrpcSpaceClient:
         req = self.pb.StreamRequest(event_types=types, memory_space_id=self.space)
         return self.stub.Stream(req, timeout=timeout)
 
+    def _cue(self, cue: dict[str, Any]) -> Any:
+        cue = dict(cue)
+        if "mode" in cue:
+            cue["mode"] = self._enum("mode", cue["mode"])
+        if "memory_type" in cue:
+            cue["memory_type"] = self._enum("memory_type", cue["memory_type"])
+        return self.mpb.Cue(**cue)
+
+    def streaming_recall(self, cues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One StreamingRecall stream: one request per cue (each naming this space), all answers."""
+        reqs = [
+            self.pb.StreamingRecallRequest(sequence=i + 1, cue=self._cue(cue), memory_space_id=self.space)
+            for i, cue in enumerate(cues)
+        ]
+        return [_proto_dict(r) for r in self.stub.StreamingRecall(iter(reqs), timeout=self.timeout)]
+
+    def flow(self, timeout: float | None = None) -> "Flow":
+        """Open a MemoryFlow (bidirectional); see :class:`Flow`."""
+        return Flow(self, timeout)
+
+
+class Flow:
+    """One MemoryFlow call: ``send_*`` queue requests (each naming the client's space unless told
+    otherwise), ``responses`` is the call's iterator of response messages, ``close()`` half-closes.
+
+        flow = client.flow()
+        flow.subscribe(1); flow.remember(2, id="m", content="x"); flow.recall(3, query="x")
+        for msg in flow.responses: ...
+    """
+
+    def __init__(self, client: GrpcSpaceClient, timeout: float | None) -> None:
+        import queue
+
+        self.c = client
+        self._requests: queue.Queue[Any] = queue.Queue()
+        self.responses = client.stub.MemoryFlow(iter(self._requests.get, None), timeout=timeout)
+
+    def send(self, sequence: int, space: str | None = None, **request: Any) -> None:
+        self._requests.put(self.c.pb.MemoryFlowRequest(
+            sequence=sequence, memory_space_id=self.c.space if space is None else space, **request
+        ))
+
+    def subscribe(self, sequence: int) -> None:
+        self.send(sequence, subscribe=self.c.mpb.FlowSubscribe())
+
+    def remember(self, sequence: int, space: str | None = None, **memory: Any) -> None:
+        self.send(sequence, space, remember=self.c._memory_input(self.c.mpb.MemoryInput, memory))
+
+    def recall(self, sequence: int, **cue: Any) -> None:
+        self.send(sequence, recall=self.c._cue(cue))
+
+    def close(self) -> None:
+        """Half-close: the server answers what is open, then ends the call."""
+        self._requests.put(None)
+
+    def cancel(self) -> None:
+        self.close()
+        self.responses.cancel()
+
 
 def proto_dict(msg: Any) -> dict[str, Any]:
     return _proto_dict(msg)

@@ -272,6 +272,12 @@ class Ops:
     def memory_count(self) -> int:
         raise NotImplementedError  # introspection / descriptor
 
+    #: whether :meth:`streaming_recall` exists on this transport (gRPC StreamingRecall)
+    streams_recall = False
+
+    def streaming_recall(self, cues: list[dict[str, Any]]) -> list[Any]:
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -389,6 +395,11 @@ class GrpcOps(Ops):
 
     def memory_count(self) -> int:
         return int(self.c.introspect()["space"].get("memory_count", 0))
+
+    streams_recall = True
+
+    def streaming_recall(self, cues: list[dict[str, Any]]) -> list[Any]:
+        return self.c.streaming_recall(cues)
 
 
 class ServiceOps(Ops):
@@ -549,6 +560,23 @@ def run_checks(
                 r.violations.append(f"spreading did not reach own.{sp}.0 (ids {sorted(set(s.ids))})")
 
         check(name, _recall)
+
+    def _streaming_recall(r: CheckResult) -> None:
+        # Every recall cue as one message of one bidirectional stream, each naming this space.
+        answers = ops.streaming_recall([cue for _, cue in RECALL_CUES])
+        if len(answers) != len(RECALL_CUES):
+            r.violations.append(f"{len(RECALL_CUES)} recalls sent, {len(answers)} answered")
+        for (name, _), answer in zip(RECALL_CUES, answers):
+            if "error" in answer:
+                r.violations.append(f"{name}: error {answer['error']}")
+            s = scanned(r, answer)
+            if answer.get("memory_space_id") != sp:
+                r.violations.append(f"{name}: answered for space {answer.get('memory_space_id')!r}")
+            if name == "recall-spreading" and f"own.{sp}.0" not in s.ids:
+                r.violations.append(f"streamed spreading did not reach own.{sp}.0 (ids {sorted(set(s.ids))})")
+
+    if ops.streams_recall:
+        check("streaming-recall", _streaming_recall)
 
     def _list(r: CheckResult) -> None:
         items = ops.list_all()
@@ -715,3 +743,73 @@ def spawn(target: Callable[[], None]) -> threading.Thread:
     t = threading.Thread(target=target, daemon=True)
     t.start()
     return t
+
+
+def check_flow(
+    target: str,
+    space: str,
+    write: Callable[[str, str], None],
+    all_spaces: list[str],
+    timeout: float = 20.0,
+    nonce: str = ".flow",
+) -> CheckResult:
+    """One gRPC MemoryFlow of ``space``: subscribe, remember and recall on the same flow.
+
+    The subscription is the flow's first request and requests are handled in
+    order, so it is live before the flow's first remember. The stream protocol
+    of :func:`check_stream` then runs with the own-space probes written through
+    the flow (the other spaces' probes through ``write``), and finally a recall
+    on the flow must find this space's probes and nothing of another space.
+    Every response (receipts, events, acks, the recall) is scanned; an error
+    response is a violation.
+    """
+    from .clients import GrpcSpaceClient, proto_dict
+
+    client = GrpcSpaceClient(target, space)
+    flow = client.flow(timeout=timeout * 3)
+    events: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for msg in flow.responses:
+                d = proto_dict(msg)
+                events.put(RuntimeError(f"flow error response {d}") if "error" in d else d)
+        except Exception as exc:  # cancelled at the end, or a real failure while the check waits
+            events.put(exc)
+
+    spawn(read)
+    seq = iter(range(2, 1_000_000))
+
+    def write_via_flow(sp: str, memory_id: str) -> None:
+        if sp == space:
+            flow.remember(next(seq), id=memory_id, content="probe", metadata={"space": space})
+        else:
+            write(sp, memory_id)
+
+    try:
+        flow.subscribe(1)
+        r = check_stream("flow", "grpc", space, events, write_via_flow, all_spaces, timeout, nonce)
+        if r.violations:
+            return r
+        recall_seq = next(seq)
+        flow.recall(recall_seq, query="probe", max_results=100)
+        try:
+            while True:
+                item = events.get(timeout=timeout)
+                if isinstance(item, Exception):
+                    raise item
+                s = scan(item)
+                r.exercised += len(s.ids) + len(s.tags)
+                r.violations += foreign(space, s, None)
+                if int(item.get("sequence", 0)) == recall_seq and "recall_result" in item:
+                    if f"probe.{space}.first{nonce}" not in s.ids:
+                        r.violations.append(f"flow recall did not find probe.{space}.first{nonce} (ids {s.ids})")
+                    break
+        except queue.Empty:
+            r.violations.append(f"flow recall of {space} not answered within {timeout} s")
+        except Exception as exc:
+            r.violations.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+        return r
+    finally:
+        flow.cancel()
+        client.close()
