@@ -26,7 +26,7 @@ import time
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 import grpc
-from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from ...errors import MemorySpaceRequired
 from ...observability import finish_span
@@ -88,7 +88,7 @@ class Adapter:
         if stream is None or stream.span is INVALID_SPAN:
             return INVALID_SPAN
         return self.tracing.start(f"{SERVICE}/{rpc} {op}", {"transport": "grpc", "rpc": rpc, "message": op},
-                                  parent=stream.span)
+                                  parent=stream.span, kind=SpanKind.INTERNAL)
 
     def end_stream(self, stream: StreamTrace, context: grpc.aio.ServicerContext) -> None:
         """End a bidirectional stream's span; call it from the handler's ``finally``."""
