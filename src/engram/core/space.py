@@ -31,7 +31,7 @@ from ..errors import MemoryNotFound, MemorySpaceNotFound, ShuttingDown, SpaceUnh
 from ..index.ann import AnnIndex
 from ..index.vector import VectorSet
 from ..settings import Settings
-from ..storage.sqlite_store import SpaceStore, dumps
+from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps
 from .events import EventBus
 from .models import (
     AutoLink,
@@ -83,6 +83,9 @@ class MemorySpace:
         self.ann: Optional[AnnIndex] = None
         self.extensions: dict[str, Any] = {}  # per-space state of cognition modules
         self.dim: Optional[int] = None
+        # One shared post-commit effect for every remember: applied once per run of
+        # remembers in a commit batch (see GroupedEffect), not once per write.
+        self._stored_effect = GroupedEffect(self._apply_stored)
         self._open()
 
     # -- opening and recovery ---------------------------------------------------
@@ -292,6 +295,11 @@ class MemorySpace:
         else:
             ep_vals = (None,) * 9
         adjacency = self.settings.episodic_adjacency_seconds if is_episode else 0.0
+        event = {
+            "memory_id": mem_id, "memory_type": item.memory_type.value,
+            "confidence": item.confidence, "importance": item.importance if is_episode else None,  # type: ignore[attr-defined]
+            "content": item.content[:200], "kind": "episode" if is_episode else "memory",
+        }
 
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
             # Runs without a savepoint (see SpaceStore.submit): every way it can
@@ -335,16 +343,9 @@ class MemorySpace:
                         "strength = max(strength, excluded.strength), updated_at = excluded.updated_at",
                         (a, b, float(strength), kind, now, now, lsn),
                     )
-            return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"]}
-
-        def after(res: dict[str, Any], lsn: int) -> None:
-            if unit is not None:
-                self.vectors.add(res["rowid"], unit, lsn)
-            self.events.publish("stored", lsn, {
-                "memory_id": mem_id, "memory_type": item.memory_type.value,
-                "confidence": item.confidence, "importance": getattr(item, "importance", None),
-                "content": item.content[:200], "kind": "episode" if is_episode else "memory",
-            })
+            # unit and event travel with the result to _apply_stored (the post-commit effect).
+            return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"],
+                    "unit": unit, "event": event}
 
         durability = self.settings.durability
 
@@ -371,8 +372,34 @@ class MemorySpace:
             )
 
         if on_loop:
-            return store.submit_async(op, after=after, savepoint=False), receipt  # type: ignore[return-value]
-        return store.submit(op, after=after, savepoint=False), receipt
+            return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
+        return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+
+    def _apply_stored(self, run: list[tuple[dict[str, Any], int]]) -> None:
+        """Post-commit effect of a run of committed remembers (commit order): vectors, then events.
+
+        Every vector of the run is added before any of its events is published, and
+        all before any of the run is acknowledged, so a memory is recallable both on
+        return and by a subscriber reacting to its event. One ``add_many`` per run
+        takes the vector lock and wakes the index builder once instead of per write.
+        """
+        with_vec = [(res["rowid"], res["unit"], lsn) for res, lsn in run if res["unit"] is not None]
+        if len(with_vec) == 1:
+            self.vectors.add(*with_vec[0])
+        elif with_vec:
+            # Ops of one batch share the space's dimension (each op checks it at write time).
+            try:
+                self.vectors.add_many([k for k, _, _ in with_vec], np.stack([u for _, u, _ in with_vec]),
+                                      np.fromiter((lsn for _, _, lsn in with_vec), np.int64, len(with_vec)))
+            except Exception:  # keep the per-write isolation: one bad vector must not drop the others
+                log.exception("batched vector add failed; adding one by one", extra={"memory_space": self.id})
+                for key, unit, lsn in with_vec:
+                    try:
+                        self.vectors.add(key, unit, lsn)
+                    except Exception:
+                        log.exception("post-commit vector add failed", extra={"memory_space": self.id})
+        for res, lsn in run:
+            self.events.publish("stored", lsn, res["event"])
 
     def remember(self, item: MemoryInput) -> StoreReceipt:
         fut, receipt = self.submit_remember(item)

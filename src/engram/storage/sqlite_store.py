@@ -133,6 +133,26 @@ class _NeedsSavepoints(Exception):
     """An op submitted with ``savepoint=False`` failed after changing rows."""
 
 
+class GroupedEffect:
+    """A post-commit effect applied once per *run* of consecutive ops that share it.
+
+    Pass one instance as ``after`` of many ops: the completer calls
+    ``apply([(result, lsn), ...])`` once for each run of consecutive successful
+    ops of a batch that carry this same instance, in commit order, so per-call
+    costs (locks, index wake-ups) are paid per run instead of per write. The
+    contract of ``after`` is unchanged: effects run after the commit, and no
+    future of the run resolves before ``apply`` has returned.
+    """
+
+    __slots__ = ("apply",)
+
+    def __init__(self, apply: Callable[[list[tuple[Any, int]]], None]) -> None:
+        self.apply = apply
+
+    def __call__(self, result: Any, lsn: int) -> None:
+        self.apply([(result, lsn)])
+
+
 class _Pending:
     __slots__ = ("op", "future", "mutates", "after", "savepoint", "waiter")
 
@@ -431,10 +451,21 @@ class SpaceStore:
                 return
             # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Optional[BaseException], Any]]] = {}
-            for item, res, item_lsn, exc in results:
-                if exc is None and item.after is not None:
+            grouped_upto = 0  # results before this index had their GroupedEffect applied with their run
+            for i, (item, res, item_lsn, exc) in enumerate(results):
+                if exc is None and item.after is not None and i >= grouped_upto:
                     try:
-                        item.after(res, item_lsn)
+                        if isinstance(item.after, GroupedEffect):
+                            # The run: this op and the successful ops right after it sharing
+                            # the effect. All of it is applied before any of them is acknowledged.
+                            end = i + 1
+                            while (end < len(results) and results[end][0].after is item.after
+                                   and results[end][3] is None):
+                                end += 1
+                            grouped_upto = end
+                            item.after.apply([(r[1], r[2]) for r in results[i:end]])
+                        else:
+                            item.after(res, item_lsn)
                     except Exception:  # the write is durable; an in-memory effect failing is logged
                         log.exception("post-commit effect failed in %s", self.dir.name,
                                       extra={"memory_space": self.dir.name})
