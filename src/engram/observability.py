@@ -295,23 +295,26 @@ _NULL = _NullContext()
 def finish_span(span: Span, *, space: Optional[str], status: str, fallback: bool = False,
                 requested: Optional[str] = None, error_code: Optional[str] = None,
                 error_message: Optional[str] = None, exc: Optional[BaseException] = None,
-                failed: bool = False) -> None:
+                failed: bool = False, extra: Optional[Mapping[str, Any]] = None) -> None:
     """Record the outcome both transports report, then end the span.
 
     ``memory_space`` is the resolved space; when the space itself was the problem
     (invalid id, conflict) ``requested_space`` carries what the client sent, truncated.
     Any failed call (4xx/5xx, non-OK status) is ``ERROR`` with ``error.type`` = the Engram code.
+    Attributes are set in one call (each SDK call takes the span's lock).
     """
     if span.is_recording():
+        attrs: dict[str, Any] = dict(extra) if extra else {}
+        attrs["status"] = status
+        attrs["fallback"] = fallback
         if space is not None:
-            span.set_attribute("memory_space", space)
+            attrs["memory_space"] = space
         elif requested:
-            span.set_attribute("requested_space", requested[:80])
-        span.set_attribute("status", status)
-        span.set_attribute("fallback", fallback)
+            attrs["requested_space"] = requested[:80]
+        if failed and error_code:
+            attrs["error.type"] = error_code
+        span.set_attributes(attrs)
         if failed:
-            if error_code:
-                span.set_attribute("error.type", error_code)
             if exc is not None:
                 span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{error_code or status}: {error_message or ''}"[:500]))

@@ -146,15 +146,14 @@ class EngramMiddleware:
     def _end_span(self, span: Span, scope: Scope, state: dict[str, Any], op: str) -> None:
         code = int(state["status"])
         space = scope.get(SCOPE_SPACE)
+        extra: dict[str, Any] = {"route": op, "http.request.method": scope["method"], "http.response.status_code": code}
         if span.is_recording():
             route = getattr(scope.get("route"), "path", None)
             span.update_name(op if route is not None else f"{scope['method']} unmatched")
-            span.set_attributes({"route": op, "http.request.method": scope["method"],
-                                 "http.response.status_code": code})
             if route is not None:
-                span.set_attribute("http.route", route)
+                extra["http.route"] = route
             if state["stream"]:
-                span.set_attribute("stream", True)
+                extra["stream"] = True
         failed = code >= 400
         error_code = error_message = None
         if failed and state.get("error_body"):
@@ -167,7 +166,7 @@ class EngramMiddleware:
         exc = state.get("exc")
         finish_span(span, space=space, status=str(code), fallback=scope.get(SCOPE_WARNING) is not None,
                     requested=requested, error_code=error_code or ("INTERNAL" if code >= 500 else None),
-                    error_message=error_message, exc=exc, failed=failed)
+                    error_message=error_message, exc=exc, failed=failed, extra=extra)
 
     async def _read(self, receive: Receive) -> tuple[bytes, int, bool]:
         """Read the whole body; past the limit keep draining (up to the cap) but keep nothing."""
