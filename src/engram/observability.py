@@ -224,7 +224,8 @@ class Tracing:
     def from_settings(cls, trace_file: str, sample_ratio: float = 1.0) -> "Tracing":
         if not trace_file:
             return cls(None)
-        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample_ratio)), shutdown_on_exit=False)
+        sampler = ParentBased(TraceIdRatioBased(sample_ratio))
+        provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
         # A short delay keeps the file close to live; the queue bound keeps memory bounded if
         # the disk is slow (spans beyond it are dropped, never block a request).
         provider.add_span_processor(BatchSpanProcessor(

@@ -17,7 +17,9 @@ nothing acknowledged is lost and nothing hangs:
    answer.
 3. ``service.close()`` closes every space: each store's writer thread drains
    its queue (commits what is queued) before its connections close.
-4. The state file is removed.
+4. The tracer provider (when ``trace_file`` is set) flushes the last spans
+   to the file: streams ended in step 1, so their spans are in it too.
+5. The state file is removed.
 
 uvicorn normally installs its own signal handlers and re-raises the signal
 after serving, which would kill the process before steps 3-4; we replace that

@@ -302,7 +302,9 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
             # After the matrix (its probes would change the counts it checks): the other spaces'
             # probes are what a leaking event bus or recall hands to this flow.
             with RestSpaceClient(srv.http_url, None) as w:
-                results.append(check_flow(srv.grpc_target, LEAK_SPACES[0], _probe_writer(w), LEAK_SPACES, timeout=10))
+                results.append(
+                    check_flow(srv.grpc_target, LEAK_SPACES[0], _probe_writer(w), LEAK_SPACES, timeout=10)
+                )
     finally:
         srv.stop()
     caught = {r.name for r in results if r.violations}

@@ -73,17 +73,21 @@ def _exercise(srv: EngramProcess, calls: dict[str, str]) -> None:
         with RestSpaceClient(srv.http_url, space) as rest:
             rest.call("POST", "/api/v1/memories/remember", json={"id": "m1", "content": f"note of {space}"},
                       headers=tp(f"rest-remember-{space}"))
-            rest.call("POST", "/api/v1/memories/recall", json={"query": "note"}, headers=tp(f"rest-recall-{space}"))
+            rest.call("POST", "/api/v1/memories/recall", json={"query": "note"},
+                      headers=tp(f"rest-recall-{space}"))
         with GrpcSpaceClient(srv.grpc_target, space) as g:
-            g.stub.Remember(g.pb.RememberRequest(memory=g.mpb.MemoryInput(id="g1", content=f"grpc {space}"),
-                                                 memory_space_id=space), metadata=md(f"grpc-remember-{space}"))
+            memory = g.mpb.MemoryInput(id="g1", content=f"grpc {space}")
+            g.stub.Remember(g.pb.RememberRequest(memory=memory, memory_space_id=space),
+                            metadata=md(f"grpc-remember-{space}"))
             g.stub.Recall(g.pb.RecallRequest(cue=g.mpb.Cue(query="grpc"), memory_space_id=space),
                           metadata=md(f"grpc-recall-{space}"))
     # Fallback (no space named) and an invalid space, on both transports.
     with RestSpaceClient(srv.http_url, None) as rest:
-        rest.call("POST", "/api/v1/memories/remember", json={"content": "where am I"}, headers=tp("rest-fallback"))
+        rest.call("POST", "/api/v1/memories/remember", json={"content": "where am I"},
+                  headers=tp("rest-fallback"))
         with pytest.raises(ApiError) as err:
-            rest.call("GET", "/api/v1/memories/m1", headers={"X-Memory-Space": "Not A Space!", **tp("rest-invalid")})
+            rest.call("GET", "/api/v1/memories/m1",
+                      headers={"X-Memory-Space": "Not A Space!", **tp("rest-invalid")})
         assert err.value.status == 400
     with GrpcSpaceClient(srv.grpc_target, None) as g:
         g.stub.Recall(g.pb.RecallRequest(cue=g.mpb.Cue(query="where")), metadata=md("grpc-fallback"))
@@ -118,7 +122,8 @@ def _exercise(srv: EngramProcess, calls: dict[str, str]) -> None:
         # MemoryFlow: subscribe, remember and recall on one flow of trace-b.
         flow_reqs = [
             g.pb.MemoryFlowRequest(sequence=1, subscribe=g.mpb.FlowSubscribe(), memory_space_id="trace-b"),
-            g.pb.MemoryFlowRequest(sequence=2, remember=g.mpb.MemoryInput(content="flowed"), memory_space_id="trace-b"),
+            g.pb.MemoryFlowRequest(sequence=2, remember=g.mpb.MemoryInput(content="flowed"),
+                                   memory_space_id="trace-b"),
             g.pb.MemoryFlowRequest(sequence=3, recall=g.mpb.Cue(query="flowed"), memory_space_id="trace-b"),
         ]
         for resp in g.stub.MemoryFlow(iter(flow_reqs), metadata=md("grpc-flow")):
@@ -131,7 +136,8 @@ def _exercise(srv: EngramProcess, calls: dict[str, str]) -> None:
 @pytest.mark.parametrize("space", SPACES)
 def test_each_call_has_one_span_with_its_space(traced: Run, space: str) -> None:
     for call, name, route_key, route in (
-        (f"rest-remember-{space}", "POST /api/v1/memories/remember", "route", "POST /api/v1/memories/remember"),
+        (f"rest-remember-{space}", "POST /api/v1/memories/remember", "route",
+         "POST /api/v1/memories/remember"),
         (f"rest-recall-{space}", "POST /api/v1/memories/recall", "route", "POST /api/v1/memories/recall"),
         (f"grpc-remember-{space}", "engram.v1.EngramService/Remember", "rpc", "Remember"),
         (f"grpc-recall-{space}", "engram.v1.EngramService/Recall", "rpc", "Recall"),
@@ -201,7 +207,8 @@ def test_bidi_stream_span_lists_its_spaces_and_each_message_has_a_child(traced: 
     messages = [c for c in traced.children(span) if c["name"].endswith("StreamingRecall message")]
     assert sorted(m["attributes"]["memory_space"] for m in messages) == SPACES
     for m in messages:  # the engine span of each recall nests under its message
-        assert [c["attributes"]["memory_space"] for c in traced.children(m)] == [m["attributes"]["memory_space"]]
+        inner = [c["attributes"]["memory_space"] for c in traced.children(m)]
+        assert inner == [m["attributes"]["memory_space"]]
 
 
 def test_memory_flow_span_and_its_messages_carry_the_space(traced: Run) -> None:

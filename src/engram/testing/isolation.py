@@ -803,7 +803,9 @@ def check_flow(
                 r.violations += foreign(space, s, None)
                 if int(item.get("sequence", 0)) == recall_seq and "recall_result" in item:
                     if f"probe.{space}.first{nonce}" not in s.ids:
-                        r.violations.append(f"flow recall did not find probe.{space}.first{nonce} (ids {s.ids})")
+                        r.violations.append(
+                            f"flow recall did not find probe.{space}.first{nonce} (ids {s.ids})"
+                        )
                     break
         except queue.Empty:
             r.violations.append(f"flow recall of {space} not answered within {timeout} s")

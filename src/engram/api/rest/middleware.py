@@ -65,7 +65,8 @@ class EngramMiddleware:
         span: Optional[Span] = None
         token = None
         if self.tracing.enabled:
-            span = self.tracing.start(f"HTTP {scope['method']}", {"transport": "rest"}, carrier=_carrier(scope))
+            span = self.tracing.start(f"HTTP {scope['method']}", {"transport": "rest"},
+                                      carrier=_carrier(scope))
             token = self.tracing.attach(span)
 
         async def send_wrapper(message: Message) -> None:
@@ -146,7 +147,8 @@ class EngramMiddleware:
     def _end_span(self, span: Span, scope: Scope, state: dict[str, Any], op: str) -> None:
         code = int(state["status"])
         space = scope.get(SCOPE_SPACE)
-        extra: dict[str, Any] = {"route": op, "http.request.method": scope["method"], "http.response.status_code": code}
+        extra: dict[str, Any] = {"route": op, "http.request.method": scope["method"],
+                                 "http.response.status_code": code}
         if span.is_recording():
             route = getattr(scope.get("route"), "path", None)
             span.update_name(op if route is not None else f"{scope['method']} unmatched")
