@@ -125,9 +125,10 @@ def _exercise(srv: EngramProcess, calls: dict[str, str]) -> None:
             g.pb.MemoryFlowRequest(sequence=2, remember=g.mpb.MemoryInput(content="flowed"),
                                    memory_space_id="trace-b"),
             g.pb.MemoryFlowRequest(sequence=3, recall=g.mpb.Cue(query="flowed"), memory_space_id="trace-b"),
+            g.pb.MemoryFlowRequest(sequence=4, subscribe=g.mpb.FlowSubscribe(), memory_space_id="BAD!"),
         ]
         for resp in g.stub.MemoryFlow(iter(flow_reqs), metadata=md("grpc-flow")):
-            assert not resp.HasField("error"), resp
+            assert not resp.HasField("error") or resp.sequence == 4, resp
 
 
 # ----------------------------------------------------------------------------- unary calls
@@ -218,6 +219,11 @@ def test_memory_flow_span_and_its_messages_carry_the_space(traced: Run) -> None:
     messages = {c["name"].rsplit(" ", 1)[-1]: c for c in traced.children(span)}
     assert set(messages) == {"remember", "recall"}
     assert all(m["attributes"]["memory_space"] == "trace-b" for m in messages.values())
+    # the failed subscribe (invalid space) is an event; the flow itself stayed open and ended OK
+    failed = [e for e in span["events"] if e["name"] == "message failed"]
+    assert [e["attributes"]["requested_space"] for e in failed] == ["BAD!"]
+    assert failed[0]["attributes"]["error.type"] == "INVALID_MEMORY_SPACE"
+    assert span["attributes"]["status"] == "OK"
 
 
 # ----------------------------------------------------------------------------- disabled

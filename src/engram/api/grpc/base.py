@@ -90,6 +90,16 @@ class Adapter:
         return self.tracing.start(f"{SERVICE}/{rpc} {op}", {"transport": "grpc", "rpc": rpc, "message": op},
                                   parent=stream.span, kind=SpanKind.INTERNAL)
 
+    def stream_error(self, stream: StreamTrace, op: str, mapped: MappedError,
+                     requested: Optional[str]) -> None:
+        """A failed control message (subscribe, flow control) of a stream that stays open: an event
+        on the stream's span, not an error status for the whole stream."""
+        if stream.span.is_recording():
+            attrs = {"message": op, "error.type": mapped.error.code, "status": mapped.status.name}
+            if requested:
+                attrs["requested_space"] = requested[:80]
+            stream.span.add_event("message failed", attrs)
+
     def end_stream(self, stream: StreamTrace, context: grpc.aio.ServicerContext) -> None:
         """End a bidirectional stream's span; call it from the handler's ``finally``."""
         span = stream.span

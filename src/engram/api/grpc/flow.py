@@ -111,8 +111,9 @@ class _Flow:
             await self.out.put(spb.MemoryFlowResponse(sequence=seq, flow_ack=ack, memory_space_id=self._space_of(seq)))
         except Exception as exc:  # answered as an ErrorDetail; the flow stays open
             mapped = map_error(exc, rpc="MemoryFlow")
-            self.h.log_failure("MemoryFlow", None, mapped, self.calls.peer,
-                               req.memory_space_id or self.calls.metadata_value)
+            requested = req.memory_space_id or self.calls.metadata_value
+            self.h.log_failure("MemoryFlow", None, mapped, self.calls.peer, requested)
+            self.h.stream_error(self.trace, kind or "unknown", mapped, requested)
             await self.out.put(spb.MemoryFlowResponse(sequence=seq, error=mapped.detail()))
 
     def _done(self, task: asyncio.Task[Any]) -> None:
