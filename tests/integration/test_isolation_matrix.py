@@ -163,10 +163,12 @@ def _sse_subscriber(
 
     def run() -> None:
         try:
-            for ev in client.sse("/api/v1/stream/memories"):
+            for ev in client.sse("/api/v1/stream/memories", on_open=ready.set):
                 events.put(ev)
         except Exception as exc:  # delivered to the checker, which reports it
             events.put(exc)
+        finally:
+            ready.set()
 
     threading.Thread(target=run, daemon=True).start()
     return client.close
@@ -180,10 +182,14 @@ def _grpc_subscriber(
 
     def run() -> None:
         try:
+            call.initial_metadata()  # sent once the server has subscribed
+            ready.set()
             for msg in call:
                 events.put(proto_dict(msg))
         except Exception as exc:
             events.put(exc)
+        finally:
+            ready.set()
 
     threading.Thread(target=run, daemon=True).start()
 
@@ -214,8 +220,10 @@ def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..
             return check_flow(srv.grpc_target, space, write, SPACES)
         events: queue.Queue[Any] = queue.Queue()
         start = _sse_subscriber if transport == "rest" else _grpc_subscriber
-        stop = start(srv, space, events, threading.Event())
+        ready = threading.Event()
+        stop = start(srv, space, events, ready)
         try:
+            ready.wait(20)  # subscribed (or failed, which check_stream then reports): no lost first probe
             return check_stream(
                 f"stream-{transport}", transport, space, events, write, SPACES, nonce=f".{transport}"
             )
@@ -274,7 +282,9 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
         if kind == "events":
             for transport, start in (("rest", _sse_subscriber), ("grpc", _grpc_subscriber)):
                 events: queue.Queue[Any] = queue.Queue()
-                stop = start(srv, LEAK_SPACES[0], events, threading.Event())
+                ready = threading.Event()
+                stop = start(srv, LEAK_SPACES[0], events, ready)
+                ready.wait(20)
                 with RestSpaceClient(srv.http_url, None) as w:
                     try:
                         results.append(

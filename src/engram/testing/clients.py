@@ -138,12 +138,20 @@ class RestSpaceClient:
             raise ApiError(resp.status_code, resp.text)
         return resp.text
 
-    def sse(self, path: str = "/api/v1/stream/memories", **params: Any) -> Iterator[dict[str, Any]]:
-        """Yield SSE events as ``{"event": name, "data": decoded JSON or text, "id": ...}``."""
+    def sse(
+        self, path: str = "/api/v1/stream/memories", on_open: Callable[[], None] | None = None, **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Yield SSE events as ``{"event": name, "data": decoded JSON or text, "id": ...}``.
+
+        ``on_open`` is called once the response headers are in: the server subscribes before it
+        sends them, so every event published after that call reaches this stream.
+        """
         with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(30.0, read=60.0)) as resp:
             if resp.status_code != 200:
                 resp.read()
                 raise ApiError(resp.status_code, resp.json() if resp.content else {})
+            if on_open is not None:
+                on_open()
             event: dict[str, Any] = {}
             data: list[str] = []
             for line in resp.iter_lines():
