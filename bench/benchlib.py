@@ -29,6 +29,16 @@ if str(ROOT / "src") not in sys.path:
 DIM = 768
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (bench/run.py's time limit) into SystemExit, so ``finally`` blocks stop servers."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 # -- data ------------------------------------------------------------------------
 def dataset(n: int, dim: int, seed: int, clusters: int = 256) -> np.ndarray:
     """Clustered unit vectors (float32): closer to real embeddings than uniform noise."""
@@ -244,3 +254,88 @@ def populate_spaces(
     finally:
         rmtree(tpl_root)
     return time.perf_counter() - t0
+
+
+# -- a real server process ------------------------------------------------------------------
+class ServerProcess:
+    """A bare ``engram start`` on free ports, polled every 5 ms until ``/health/alive`` answers.
+
+    ``seconds`` is exec -> alive. Whatever interrupts the start (timeout, SIGTERM turned into
+    SystemExit, Ctrl-C) kills the child before propagating, so no server outlives its benchmark.
+    """
+
+    def __init__(self, root: Path, data_dir: Path, timeout: float = 120.0) -> None:
+        import signal
+        import subprocess
+        import urllib.request
+
+        self._signal, self._subprocess = signal, subprocess
+        root.mkdir(parents=True, exist_ok=True)
+        self.root, self.data_dir = root, data_dir
+        state = root / f"state-{time.time_ns()}.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        cmd = [sys.executable, "-m", "engram", "start", "--data-dir", str(data_dir), "--http-port", "0",
+               "--grpc-port", "0", "--state-file", str(state)]  # fmt: skip
+        self.log = open(root / "server.log", "ab")  # noqa: SIM115 - closed in stop()/kill()
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        )
+        self.url = ""
+        try:
+            while time.perf_counter() - t0 < timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"engram exited {self.proc.returncode}: {(root / 'server.log').read_text()[-2000:]}"
+                    )
+                if not self.url:
+                    try:
+                        st = json.loads(state.read_text())
+                        if st.get("pid") == self.proc.pid:
+                            self.url = f"http://{st.get('host', '127.0.0.1')}:{st['http_port']}"
+                    except (OSError, ValueError, KeyError):
+                        pass
+                if self.url:
+                    try:
+                        with urllib.request.urlopen(self.url + "/health/alive", timeout=2) as resp:
+                            if resp.status == 200:
+                                self.seconds = time.perf_counter() - t0
+                                return
+                    except OSError:
+                        pass
+                time.sleep(0.005)
+            raise RuntimeError(f"engram did not answer /health/alive within {timeout} s")
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), SIGKILL after 60 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(self._signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except self._subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no cleanup of any kind."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def restart(self, timeout: float = 300.0) -> ServerProcess:
+        if self.running:
+            self.stop()
+        return ServerProcess(self.root, self.data_dir, timeout)

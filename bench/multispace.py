@@ -30,6 +30,7 @@ from benchlib import (
     DIM,
     RESULTS,
     dataset,
+    exit_on_sigterm,
     latency_summary,
     make_service,
     overhead_pct,
@@ -113,6 +114,7 @@ def run_case(
 
 
 def main() -> None:
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--total", type=int, help="memories in total (default 15,000; quick 3,000)")

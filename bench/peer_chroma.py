@@ -47,6 +47,7 @@ from benchlib import (
     ROOT,
     dataset,
     exact_topk,
+    exit_on_sigterm,
     latency_summary,
     make_service,
     queries_near,
@@ -210,6 +211,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def main() -> None:
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--spaces", type=int, help="spaces (tenants) (default 4; quick 2)")

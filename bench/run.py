@@ -131,6 +131,24 @@ def _last_error_line(log_text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _leftovers(token: str) -> list[int]:
+    """Live processes started (directly or not) by one step: they carry its token in their environment.
+
+    Servers started by a step run in their own session (so the step's process group does not
+    reach them); a step that is stopped at its time limit would leave them running.
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if token.encode() in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str], budget_left: float) -> Outcome:
     script = ROOT / "bench" / step.script
     if not script.exists():
@@ -158,17 +176,31 @@ def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str], bud
     timeout = min(step.quick_timeout if quick else step.timeout, budget_left)
     print(f"\n=== {step.name}: {step.what}\n    {' '.join(cmd)}  (limit {timeout:.0f} s)", flush=True)
     t0 = time.time()
+    token = f"{step.name}-{os.getpid()}-{time.time_ns()}"
+    env = {**os.environ, "BENCH_STEP_TOKEN": token}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         try:
             rc: int | None = proc.wait(timeout=timeout)
             status = "ok" if rc == 0 else "failed"
         except subprocess.TimeoutExpired:
-            # the step's own process group: its server children go with it
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            # SIGTERM first (the suite's scripts turn it into an exit that stops their servers), then SIGKILL
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             rc, status = None, "timeout"
     seconds = time.time() - t0
+    leftovers = _leftovers(token)
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     log_text = log_path.read_text(errors="replace")
     tail = "\n".join(log_text.splitlines()[-6:])
     print(tail, flush=True)
@@ -178,20 +210,22 @@ def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str], bud
             if saved is not None:
                 default_file.write_bytes(saved)
     outcome = Outcome(step.name, status, round(seconds, 1), rc, cmd, results=None)
+    if leftovers:
+        outcome.note = f"killed {len(leftovers)} leftover process(es) of this step. "
     if out_file.exists() and out_file.stat().st_mtime >= t0:
         outcome.results = str(out_file.relative_to(ROOT))
         if status == "ok":
             pass
         else:
-            outcome.note = f"exited {rc} after writing results: {_last_error_line(log_text)}"
+            outcome.note += f"exited {rc} after writing results: {_last_error_line(log_text)}"
     else:
         if status == "ok":
             outcome.status = "no-results"
-            outcome.note = "exited 0 but wrote no JSON"
+            outcome.note += "exited 0 but wrote no JSON"
         elif status == "timeout":
-            outcome.note = f"stopped after the {timeout:.0f} s limit; no results written"
+            outcome.note += f"stopped after the {timeout:.0f} s limit; no results written"
         else:
-            outcome.note = _last_error_line(log_text)
+            outcome.note += _last_error_line(log_text)
     print(f"--- {step.name}: {outcome.status} in {outcome.seconds:.0f} s {outcome.note}", flush=True)
     return outcome
 

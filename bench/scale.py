@@ -38,8 +38,10 @@ import numpy as np
 from benchlib import (
     DIM,
     RESULTS,
+    ServerProcess,
     dataset,
     exact_topk,
+    exit_on_sigterm,
     latency_summary,
     make_service,
     queries_near,
@@ -175,8 +177,6 @@ def _space_count(url: str) -> int | None:
 
 
 def run_size(root: Path, n: int, dim: int, queries: int, index_timeout: float, crash: bool) -> dict[str, Any]:
-    from engram.testing.harness import EngramProcess
-
     data_dir = root / f"data-{n}"
     out: dict[str, Any] = {"memories": n, "dim": dim}
     vecs = dataset(n, dim, 21)
@@ -195,12 +195,12 @@ def run_size(root: Path, n: int, dim: int, queries: int, index_timeout: float, c
     del vecs
     # 2. a real server on that root
     t0 = time.perf_counter()
-    srv = EngramProcess.start(root / f"srv-{n}", data_dir=data_dir, timeout=120)
-    out["start_to_alive_s"] = round(time.perf_counter() - t0, 3)
-    rss_idle = rss_bytes(srv.pid)
+    srv = ServerProcess(root / f"srv-{n}", data_dir, timeout=120)
+    out["start_to_alive_s"] = round(srv.seconds, 3)
     try:
-        out["space_open_first_recall_s"] = round(asyncio.run(_recall_until_ok(srv.http_url, qs[0], 600)), 3)
-        lat, found = asyncio.run(_measure_recall(srv.http_url, qs))
+        rss_idle = rss_bytes(srv.pid)
+        out["space_open_first_recall_s"] = round(asyncio.run(_recall_until_ok(srv.url, qs[0], 600)), 3)
+        lat, found = asyncio.run(_measure_recall(srv.url, qs))
         out["recall_http"] = lat
         out["recall_at_10"] = round(recall_at_k(found, truth), 4)
         rss_loaded = rss_bytes(srv.pid)
@@ -210,14 +210,13 @@ def run_size(root: Path, n: int, dim: int, queries: int, index_timeout: float, c
             srv.stop()
             return out
         # 3. SIGKILL with writes in flight, then recover
-        acked, attempted = asyncio.run(_write_until_killed(srv.http_url, dim, srv, 32, 2.0))
+        acked, attempted = asyncio.run(_write_until_killed(srv.url, dim, srv, 32, 2.0))
         out["crash"] = {"writes_attempted": attempted, "writes_acknowledged": len(acked)}
-        t0 = time.perf_counter()
         srv = srv.restart(timeout=300)
-        alive = time.perf_counter() - t0
-        first = asyncio.run(_recall_until_ok(srv.http_url, qs[0], 600))
-        missing = asyncio.run(_check_present(srv.http_url, acked))
-        count = _space_count(srv.http_url)
+        alive = srv.seconds
+        first = asyncio.run(_recall_until_ok(srv.url, qs[0], 600))
+        missing = asyncio.run(_check_present(srv.url, acked))
+        count = _space_count(srv.url)
         out["crash"].update(
             {
                 "restart_to_alive_s": round(alive, 3),
@@ -236,6 +235,7 @@ def run_size(root: Path, n: int, dim: int, queries: int, index_timeout: float, c
 
 
 def main() -> None:
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(

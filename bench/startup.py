@@ -18,16 +18,23 @@ import _pathfix  # noqa: F401  (first: see its docstring)
 # isort: split
 import argparse
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, populate_spaces, rmtree, rss_bytes, show, stamp, tmpdir, write_json
+from benchlib import (
+    RESULTS,
+    ServerProcess,
+    exit_on_sigterm,
+    populate_spaces,
+    rmtree,
+    rss_bytes,
+    show,
+    stamp,
+    tmpdir,
+    write_json,
+)
 
 
 def _recall_once(url: str, space: str) -> float:
@@ -44,78 +51,12 @@ def _recall_once(url: str, space: str) -> float:
     return time.perf_counter() - t0
 
 
-class Server:
-    """A bare ``engram start`` process, polled every 5 ms (the test harness polls more gently)."""
-
-    def __init__(self, root: Path, data_dir: Path, timeout: float = 120.0) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        state = root / "state.json"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-        cmd = [
-            sys.executable,
-            "-m",
-            "engram",
-            "start",
-            "--data-dir",
-            str(data_dir),
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--state-file",
-            str(state),
-        ]
-        self.log = open(root / "server.log", "wb")
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
-        )
-        self.url = ""
-        while time.perf_counter() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"engram exited {self.proc.returncode}: {(root / 'server.log').read_text()[-2000:]}"
-                )
-            if not self.url:
-                try:
-                    st = json.loads(state.read_text())
-                    if st.get("pid") == self.proc.pid:
-                        self.url = f"http://{st.get('host', '127.0.0.1')}:{st['http_port']}"
-                except (OSError, ValueError, KeyError):
-                    pass
-            if self.url:
-                try:
-                    with urllib.request.urlopen(self.url + "/health/alive", timeout=2) as resp:
-                        if resp.status == 200:
-                            self.seconds = time.perf_counter() - t0
-                            return
-                except OSError:
-                    pass
-            time.sleep(0.005)
-        self.stop()
-        raise RuntimeError(f"engram did not answer /health/alive within {timeout} s")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 def measure(root: Path, count: int, reps: int) -> dict[str, Any]:
     data_dir = root / f"spaces-{count}"
     setup = populate_spaces(data_dir, count) if count else 0.0
     starts, rss, first_recall, rss_after = [], [], [], []
     for rep in range(reps):
-        srv = Server(root / f"run-{count}-{rep}", data_dir)
+        srv = ServerProcess(root / f"run-{count}-{rep}", data_dir)
         try:
             starts.append(srv.seconds)
             rss.append(rss_bytes(srv.pid))
@@ -147,6 +88,7 @@ def measure(root: Path, count: int, reps: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
