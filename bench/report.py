@@ -865,7 +865,7 @@ def section_scale(r: Results) -> list[str]:
         if c:
             crash_rows.append(
                 [
-                    f"{fmt(v.get('memories'))} x {v.get('dim')}",
+                    label,
                     c.get("writes_acknowledged"),
                     c.get("restart_to_alive_s"),
                     c.get("then_first_recall_s"),
