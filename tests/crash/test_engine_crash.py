@@ -52,7 +52,13 @@ def run_and_kill(data_dir: Path, seed: int) -> tuple[Acks, Acks]:
             seen += _record(line, acked, deleted)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        rest, _ = proc.communicate()
+        # Read the rest through the same buffered reader: readline() may already hold
+        # complete lines in its buffer, which communicate() (reading the raw fd) would
+        # drop - a lost "TRY" line once made a committed delete look like a lost write.
+        rest = proc.stdout.read()
+        if proc.stderr is not None:
+            proc.stderr.read()
+        proc.wait()
     # Lines already written before the kill are acknowledged too; a torn last line is not.
     for line in rest.splitlines(keepends=True):
         if line.endswith(b"\n"):
