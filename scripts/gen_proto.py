@@ -91,8 +91,12 @@ def stale(files: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="do not write; exit 1 if the committed code is stale")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if the committed code is stale"
+    )
     parser.add_argument("--diff", action="store_true", help="with --check: print a unified diff")
     args = parser.parse_args(argv)
     files = generate()
@@ -101,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         if not bad:
             print(f"gen_proto: {OUT.relative_to(ROOT)} is up to date ({len(files)} files)")
             return 0
-        print("gen_proto: generated code is stale; run `python scripts/gen_proto.py` and commit:", file=sys.stderr)
+        print(
+            "gen_proto: generated code is stale; run `python scripts/gen_proto.py` and commit:",
+            file=sys.stderr,
+        )
         for name in bad:
             print(f"  {OUT.relative_to(ROOT) / name}", file=sys.stderr)
             if args.diff and name in files:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -224,20 +225,19 @@ class Load:
         import aiohttp
 
         try:
-            async with aiohttp.ClientSession(self.http_url) as http:
-                async with http.get(
-                    "/api/v1/stream/memories",
-                    headers={"X-Memory-Space": space},
-                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-                ) as resp:
-                    async for line in resp.content:
-                        if self.stop.is_set():
-                            return
-                        if line.startswith(b"data:"):
-                            self.events += 1
-                            d = json.loads(line[5:])
-                            if d.get("memory_space_id") not in (None, space):
-                                self.violations.append(f"SSE of {space} delivered {d.get('memory_space_id')}")
+            async with aiohttp.ClientSession(self.http_url) as http, http.get(
+                "/api/v1/stream/memories",
+                headers={"X-Memory-Space": space},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+            ) as resp:
+                async for line in resp.content:
+                    if self.stop.is_set():
+                        return
+                    if line.startswith(b"data:"):
+                        self.events += 1
+                        d = json.loads(line[5:])
+                        if d.get("memory_space_id") not in (None, space):
+                            self.violations.append(f"SSE of {space} delivered {d.get('memory_space_id')}")
         except Exception as exc:
             if not self.stop.is_set():
                 self.error("sse", f"{type(exc).__name__}: {exc}")
@@ -296,10 +296,8 @@ async def sample_server(pid: int, http_url: str, stop: asyncio.Event, every: flo
             except Exception:
                 pass
             out.append(s)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
-            except TimeoutError:
-                pass
     return out
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,8 @@ def engram_server_factory(tmp_path: Path) -> Iterator[Callable[..., EngramProces
     """Start servers: ``factory(spaces=[...], settings={...})``; all are stopped at teardown."""
     started: list[EngramProcess] = []
 
-    def factory(spaces: tuple[str, ...] | list[str] = (), settings: Optional[dict[str, Any]] = None,
-                name: Optional[str] = None) -> EngramProcess:
+    def factory(spaces: tuple[str, ...] | list[str] = (), settings: dict[str, Any] | None = None,
+                name: str | None = None) -> EngramProcess:
         root = tmp_path / (name or f"srv{len(started)}")
         srv = EngramProcess.start(root, spaces, settings)
         started.append(srv)

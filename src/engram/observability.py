@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -74,10 +74,12 @@ class Metrics:
         self.spaces_loaded = Gauge("engram_spaces_loaded", "Memory spaces currently loaded.", registry=r)
         self.spaces_total = Gauge("engram_spaces_total", "Memory spaces on disk.", registry=r)
         self.asyncio_tasks = Gauge(
-            "engram_asyncio_tasks", "asyncio tasks alive in the server's event loop (leak watch).", registry=r,
+            "engram_asyncio_tasks",
+            "asyncio tasks alive in the server's event loop (leak watch).",
+            registry=r,
         )
 
-    def space_label(self, space_id: Optional[str]) -> str:
+    def space_label(self, space_id: str | None) -> str:
         if not space_id:
             return "none"
         if space_id in self._spaces:
@@ -90,7 +92,9 @@ class Metrics:
                 return space_id
         return OTHER
 
-    def observe(self, transport: str, operation: str, space_id: Optional[str], status: str, seconds: float) -> None:
+    def observe(
+        self, transport: str, operation: str, space_id: str | None, status: str, seconds: float
+    ) -> None:
         label = self.space_label(space_id)
         self.requests.labels(transport, operation, label, status).inc()
         self.latency.labels(transport, operation, label).observe(seconds)
@@ -159,7 +163,8 @@ class JsonLinesSpanExporter(SpanExporter):
     def __init__(self, path: str) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._file: Optional[IO[str]] = open(path, "a", encoding="utf-8")
+        # Held open for the exporter's lifetime; shutdown() closes it.
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
@@ -215,13 +220,13 @@ class Tracing:
     every transport reports the same way.
     """
 
-    def __init__(self, provider: Optional[TracerProvider] = None) -> None:
+    def __init__(self, provider: TracerProvider | None = None) -> None:
         self.provider = provider
         self.enabled = provider is not None
         self._tracer = provider.get_tracer("engram") if provider is not None else None
 
     @classmethod
-    def from_settings(cls, trace_file: str, sample_ratio: float = 1.0) -> "Tracing":
+    def from_settings(cls, trace_file: str, sample_ratio: float = 1.0) -> Tracing:
         if not trace_file:
             return cls(None)
         sampler = ParentBased(TraceIdRatioBased(sample_ratio))
@@ -234,8 +239,8 @@ class Tracing:
         ))
         return cls(provider)
 
-    def start(self, name: str, attributes: Mapping[str, Any], *, parent: Optional[Span] = None,
-              carrier: Optional[Mapping[str, str]] = None, kind: SpanKind = SpanKind.SERVER) -> Span:
+    def start(self, name: str, attributes: Mapping[str, Any], *, parent: Span | None = None,
+              carrier: Mapping[str, str] | None = None, kind: SpanKind = SpanKind.SERVER) -> Span:
         """Begin a span under ``parent`` (a span), or under the caller's W3C ``traceparent`` in
         ``carrier``, or under whatever span is current."""
         if self._tracer is None:
@@ -247,7 +252,7 @@ class Tracing:
             ctx = _PROPAGATOR.extract(carrier)
         return self._tracer.start_span(name, context=ctx, kind=kind, attributes=attributes)
 
-    def attach(self, span: Span) -> Optional[object]:
+    def attach(self, span: Span) -> object | None:
         """Make ``span`` current; returns the token for :meth:`detach` (None when disabled).
 
         Only in a coroutine: a token must be detached in the context it was attached in,
@@ -258,7 +263,7 @@ class Tracing:
         return otel_context.attach(trace.set_span_in_context(span))
 
     @staticmethod
-    def detach(token: Optional[object]) -> None:
+    def detach(token: object | None) -> None:
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
 
@@ -293,10 +298,10 @@ class _NullContext:
 _NULL = _NullContext()
 
 
-def finish_span(span: Span, *, space: Optional[str], status: str, fallback: bool = False,
-                requested: Optional[str] = None, error_code: Optional[str] = None,
-                error_message: Optional[str] = None, exc: Optional[BaseException] = None,
-                failed: bool = False, extra: Optional[Mapping[str, Any]] = None) -> None:
+def finish_span(span: Span, *, space: str | None, status: str, fallback: bool = False,
+                requested: str | None = None, error_code: str | None = None,
+                error_message: str | None = None, exc: BaseException | None = None,
+                failed: bool = False, extra: Mapping[str, Any] | None = None) -> None:
     """Record the outcome both transports report, then end the span.
 
     ``memory_space`` is the resolved space; when the space itself was the problem

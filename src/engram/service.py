@@ -14,28 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
+from .cognition.api import SpaceCognition
 from .cognition.decay import Clock, system_clock
 from .core.events import Subscription
-from .cognition.api import SpaceCognition
 from .core.models import (
-    Association,
     AssociateInput,
+    Association,
     Belief,
     BeliefPage,
     CompleteInput,
     Completion,
     ConsolidateInput,
     ConsolidationReport,
-    DreamStep,
-    Recognition,
-    RecognizeInput,
-    Reminiscence,
-    ReminisceQuery,
-    SpaceStats,
     Cue,
+    DreamStep,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -43,9 +39,14 @@ from .core.models import (
     MemoryInput,
     MemoryPage,
     RecallResult,
+    Recognition,
+    RecognizeInput,
+    Reminiscence,
+    ReminisceQuery,
     SpaceDeletion,
     SpaceDescriptor,
     SpacePage,
+    SpaceStats,
     StoreReceipt,
 )
 from .core.recall import recall as _recall
@@ -70,13 +71,14 @@ FALLBACK_WARNING = (
 class SpaceResolution:
     space_id: str
     fell_back: bool
-    source: str  # which source named it ("header:X-Memory-Space", "query:space", "body", "field", "metadata", "default")
-    warning: Optional[str] = None
+    # which source named it: "header:X-Memory-Space", "query:space", "body", "field", "metadata", "default"
+    source: str
+    warning: str | None = None
 
 
 class EngramService:
-    def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Optional[Metrics] = None,
-                 tracing: Optional[Tracing] = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Metrics | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or Metrics(settings.metrics_space_label_cap)
@@ -90,7 +92,7 @@ class EngramService:
     # -- space resolution (SPEC §2) ---------------------------------------------
     def resolve_space(
         self,
-        sources: Sequence[tuple[str, Optional[str]]],
+        sources: Sequence[tuple[str, str | None]],
         *,
         transport: str,
         operation: str,
@@ -104,7 +106,7 @@ class EngramService:
         or an error when ``require_explicit_space`` is set.
         """
         given = [(name, value) for name, value in sources if value not in (None, "")]
-        for name, value in given:
+        for _name, value in given:
             MemorySpaceId(value)
         if given:
             first_name, first = given[0]
@@ -134,11 +136,11 @@ class EngramService:
         return space
 
     # -- space administration ---------------------------------------------------
-    async def create_space(self, space_id: str, dimension: Optional[int] = None) -> tuple[SpaceDescriptor, bool]:
+    async def create_space(self, space_id: str, dimension: int | None = None) -> tuple[SpaceDescriptor, bool]:
         _, created = await asyncio.to_thread(self.registry.create, space_id, dimension)
         return await asyncio.to_thread(self.registry.describe, space_id), created
 
-    async def list_spaces(self, cursor: Optional[str] = None, limit: int = 100) -> SpacePage:
+    async def list_spaces(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
         return await asyncio.to_thread(self.registry.list, cursor, limit)
 
     async def get_space(self, space_id: str) -> SpaceDescriptor:
@@ -169,17 +171,19 @@ class EngramService:
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
         return await self._read(space_id, lambda s: s.get(memory_id, include_embedding))
 
-    async def list_memories(self, space_id: str, cursor: Optional[str] = None, limit: int = 50,
-                            memory_type: Optional[str] = None, include_suppressed: bool = False) -> MemoryPage:
+    async def list_memories(self, space_id: str, cursor: str | None = None, limit: int = 50,
+                            memory_type: str | None = None, include_suppressed: bool = False) -> MemoryPage:
         return await self._read(space_id, lambda s: s.list(cursor, limit, memory_type, include_suppressed))
 
-    async def forget(self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
+    async def forget(
+        self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress
+    ) -> ForgetReceipt:
         fut, receipt = self.space(space_id).submit_forget(memory_id, mode)
         return receipt(await asyncio.wrap_future(fut))
 
     # -- events -----------------------------------------------------------------
-    def subscribe(self, space_id: str, types: Optional[Iterable[str]] = None,
-                  depth: Optional[int] = None) -> Subscription:
+    def subscribe(self, space_id: str, types: Iterable[str] | None = None,
+                  depth: int | None = None) -> Subscription:
         if self.shutting_down:
             from .errors import ShuttingDown
 
@@ -218,7 +222,7 @@ class EngramService:
                     return
                 yield step  # type: ignore[misc]
 
-    async def list_beliefs(self, space_id: str, cursor: Optional[str] = None, limit: int = 50) -> BeliefPage:
+    async def list_beliefs(self, space_id: str, cursor: str | None = None, limit: int = 50) -> BeliefPage:
         return await self._cog(space_id, lambda c: c.list_beliefs(cursor, limit))
 
     async def get_belief(self, space_id: str, belief_id: str) -> Belief:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidInput
 
@@ -93,7 +94,7 @@ class Settings:
     def resolved_state_file(self) -> Path:
         return self.state_file or (self.data_dir / "engram.state.json")
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return load_settings(overrides=changes, base=self, use_env=False)
 
 

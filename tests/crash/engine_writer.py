@@ -3,8 +3,8 @@
     python engine_writer.py <data_dir> <seed> <space> [<space> ...]
 
 Prints ``ACK <space> <id>`` after ``remember`` returned, ``TRY <space> <id>``
-before a ``forget(delete)`` starts and ``DEL <space> <id>`` after it returned, one complete line per write, flushed at
-once. Runs until killed (the parent SIGKILLs it).
+before a ``forget(delete)`` starts and ``DEL <space> <id>`` after it returned, one complete
+line per write, flushed at once. Runs until killed (the parent SIGKILLs it).
 """
 
 from __future__ import annotations

@@ -37,8 +37,11 @@ def run_and_kill(data_dir: Path, seed: int) -> tuple[Acks, Acks]:
     """
     rnd = random.Random(seed)
     kill_after = rnd.randint(30, 600)
-    proc = subprocess.Popen([sys.executable, str(HERE / "engine_writer.py"), str(data_dir), str(seed), *SPACES],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "engine_writer.py"), str(data_dir), str(seed), *SPACES],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     acked: dict[str, set[str]] = {s: set() for s in SPACES}
     deleted: dict[str, set[str]] = {s: set() for s in SPACES}
     assert proc.stdout is not None
@@ -79,7 +82,9 @@ def _record(line: bytes, acked: dict[str, set[str]], deleted: dict[str, set[str]
 
 
 def reopen(data_dir: Path) -> SpaceRegistry:
-    return SpaceRegistry(load_settings(overrides={"data_dir": data_dir, "exact_search_max": 40}, use_env=False))
+    return SpaceRegistry(
+        load_settings(overrides={"data_dir": data_dir, "exact_search_max": 40}, use_env=False)
+    )
 
 
 def check_recovered(reg: SpaceRegistry, acked: dict[str, set[str]], deleted: dict[str, set[str]],

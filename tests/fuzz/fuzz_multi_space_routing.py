@@ -52,7 +52,7 @@ def check(space: str, result: object) -> None:
 
 def vector(fdp: atheris.FuzzedDataProvider) -> list[float]:
     v = [float(fdp.ConsumeIntInRange(-4, 4)) for _ in range(DIM)]
-    return v if any(v) else [1.0] + v[1:]
+    return v if any(v) else [1.0, *v[1:]]
 
 
 def one_op(fdp: atheris.FuzzedDataProvider) -> None:

@@ -31,6 +31,8 @@ with atheris.instrument_imports(include=["engram.api.grpc", "engram.core.models"
     from engram.api.grpc.gen import service_pb2 as spb
     from engram.errors import EngramError
 
+import contextlib
+
 from _common import make_service
 
 SERVICE, _LOOP = make_service()
@@ -86,19 +88,15 @@ def TestOneInput(data: bytes) -> None:
         msg.ParseFromString(data[1:])
     except DecodeError:
         return
-    try:
+    with contextlib.suppress(EngramError):
         conv(msg)
-    except EngramError:
-        pass
     meta = data[-8:].decode("latin-1") if data[0] & 0x80 else None
-    try:
+    with contextlib.suppress(EngramError):
         SERVICE.resolve_space(
             [("field", getattr(msg, "memory_space_id", None)), ("metadata", meta)],
             transport="grpc",
             operation=cls.__name__,
         )
-    except EngramError:
-        pass
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ def module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     started: list[EngramProcess] = []
 
     def factory(
-        spaces: tuple[str, ...] | list[str] = (), settings: Optional[dict[str, Any]] = None, name: str = "srv"
+        spaces: tuple[str, ...] | list[str] = (), settings: dict[str, Any] | None = None, name: str = "srv"
     ) -> EngramProcess:
         root: Path = tmp_path_factory.mktemp(name)
         srv = EngramProcess.start(root, spaces, settings)

@@ -12,8 +12,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 from click.testing import CliRunner, Result
@@ -30,19 +30,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     srv.stop()
 
 
-def clean_env(**extra: str) -> dict[str, Optional[str]]:
+def clean_env(**extra: str) -> dict[str, str | None]:
     """Unset every ENGRAM_* variable of the test process; then set ``extra``."""
-    env: dict[str, Optional[str]] = {k: None for k in os.environ if k.startswith("ENGRAM_")}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ENGRAM_")}
     env.update(extra)
     return env
 
 
-def invoke(*args: str, env: Optional[dict[str, str]] = None, input: Optional[str] = None) -> Result:
+def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=clean_env(**(env or {})), input=input,
                               catch_exceptions=False)
 
 
-def run(*args: str, env: Optional[dict[str, str]] = None,
+def run(*args: str, env: dict[str, str] | None = None,
         input: str = "") -> subprocess.CompletedProcess[str]:
     """``python -m engram ...`` as a real subprocess."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
@@ -180,7 +180,7 @@ def test_space_precedence_flag_env_config(url: str, tmp_path: Path) -> None:
     config = tmp_path / "engram.toml"
     config.write_text('default_space = "prec-conf"\n')
 
-    def stored_in(*args: str, env: Optional[dict[str, str]] = None) -> str:
+    def stored_in(*args: str, env: dict[str, str] | None = None) -> str:
         result = invoke("memory", "remember", "where am I", "--url", url, "--json", *args, env=env)
         assert result.exit_code == 0, result.stderr
         return str(json.loads(result.stdout)["memory_space_id"])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -30,14 +31,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     srv.stop()
 
 
-def invoke(*args: str, env: Optional[dict[str, str]] = None) -> Result:
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run ``engram ARGS`` with every ENGRAM_* variable of the test process unset, then ``env``."""
-    clean: dict[str, Optional[str]] = {k: None for k in os.environ if k.startswith("ENGRAM_")}
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ENGRAM_")}
     clean.update(env or {})
     return CliRunner().invoke(cli, list(args), env=clean, catch_exceptions=False)
 
 
-def grpc(server: EngramProcess, *args: str, env: Optional[dict[str, str]] = None) -> Result:
+def grpc(server: EngramProcess, *args: str, env: dict[str, str] | None = None) -> Result:
     return invoke(*args, "--transport", "grpc", "--grpc-target", server.grpc_target, env=env)
 
 
@@ -86,8 +87,23 @@ def test_space_commands_over_grpc(server: EngramProcess) -> None:
 
 
 def test_memory_commands_over_grpc(server: EngramProcess) -> None:
-    stored = as_json(grpc(server, "memory", "remember", "--space", "alpha", "the espresso machine is on floor 3",
-                          "--id", "coffee", "-t", "office", "--meta", "floor=3", "--json"))
+    stored = as_json(
+        grpc(
+            server,
+            "memory",
+            "remember",
+            "--space",
+            "alpha",
+            "the espresso machine is on floor 3",
+            "--id",
+            "coffee",
+            "-t",
+            "office",
+            "--meta",
+            "floor=3",
+            "--json",
+        )
+    )
     assert stored["memory_id"] == "coffee" and stored["memory_space_id"] == "alpha"
     assert stored["durability"] == "fsync" and stored["storage_confidence"]["category"] == "high"
     episode = grpc(server, "memory", "remember", "--space", "alpha", "standup with the infra team",
@@ -110,7 +126,9 @@ def test_memory_commands_over_grpc(server: EngramProcess) -> None:
 
     page = as_json(grpc(server, "memory", "list", "--space", "alpha", "--limit", "1", "--json"))
     assert page["total"] == 2 and len(page["memories"]) == 1 and page["next_cursor"]
-    rest = as_json(grpc(server, "memory", "list", "--space", "alpha", "--cursor", page["next_cursor"], "--json"))
+    rest = as_json(
+        grpc(server, "memory", "list", "--space", "alpha", "--cursor", page["next_cursor"], "--json")
+    )
     assert [m["id"] for m in page["memories"] + rest["memories"]] == ["coffee", "standup-1"]
     assert "Memories in space alpha" in grpc(server, "memory", "list", "--space", "alpha").stdout
 
@@ -156,7 +174,10 @@ def test_space_flag_beats_env_beats_config_over_grpc(server: EngramProcess, tmp_
                              "--json"))
     assert (by_flag["memory_space_id"], by_env["memory_space_id"], by_config["memory_space_id"]) == \
         ("alpha", "alpha", "beta")
-    with EngramClient(server.http_url, space="alpha") as alpha, EngramClient(server.http_url, space="beta") as beta:
+    with (
+        EngramClient(server.http_url, space="alpha") as alpha,
+        EngramClient(server.http_url, space="beta") as beta,
+    ):
         assert alpha.get("p-flag").content == "flag wins" and alpha.get("p-env").content == "env wins"
         assert beta.get("p-cfg").content == "config"
         assert {m.id for m in beta.iter_memories()}.isdisjoint({"p-flag", "p-env"})
@@ -166,13 +187,18 @@ def test_space_flag_beats_env_beats_config_over_grpc(server: EngramProcess, tmp_
 
 def test_same_id_in_two_spaces_stays_apart_over_grpc(server: EngramProcess) -> None:
     for space in ("alpha", "beta"):
-        as_json(grpc(server, "memory", "remember", f"twin in {space}", "--id", "twin", "--space", space, "--json"))
+        as_json(
+            grpc(server, "memory", "remember", f"twin in {space}", "--id", "twin", "--space", space, "--json")
+        )
     for space in ("alpha", "beta"):
         mem = as_json(grpc(server, "memory", "get", "twin", "--space", space, "--json"))
         assert mem["content"] == f"twin in {space}" and mem["memory_space_id"] == space
     as_json(grpc(server, "memory", "forget", "twin", "--space", "alpha", "--mode", "delete", "--json"))
     assert grpc(server, "memory", "get", "twin", "--space", "alpha").exit_code == 3
-    assert as_json(grpc(server, "memory", "get", "twin", "--space", "beta", "--json"))["content"] == "twin in beta"
+    assert (
+        as_json(grpc(server, "memory", "get", "twin", "--space", "beta", "--json"))["content"]
+        == "twin in beta"
+    )
 
 
 # ----------------------------------------------------------------------------- discovery and env

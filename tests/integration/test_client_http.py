@@ -10,8 +10,8 @@ import asyncio
 import queue
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -164,7 +164,7 @@ def test_recall_by_text_get_and_by_embedding_post(client: EngramClient) -> None:
 
 def test_cognition_methods(client: EngramClient) -> None:
     mem = fresh_space(client, "cog-1")
-    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     ids = []
     for n, (text, vec) in enumerate([("standup with the infra team", [1.0, 0.1, 0.0]),
                                      ("standup with the infra team again", [1.0, 0.12, 0.0]),
@@ -203,22 +203,22 @@ def test_cognition_methods(client: EngramClient) -> None:
 
 
 def test_typed_errors(client: EngramClient, server: EngramProcess) -> None:
-    with EngramClient(server.http_url, space="no-such-space") as ghost:
-        with pytest.raises(MemorySpaceNotFound) as info:
-            ghost.remember("x")
+    with (
+        EngramClient(server.http_url, space="no-such-space") as ghost,
+        pytest.raises(MemorySpaceNotFound) as info,
+    ):
+        ghost.remember("x")
     err = info.value
     assert isinstance(err, NotFound) and isinstance(err, LookupError) and isinstance(err, EngramError)
     assert err.code == "MEMORY_SPACE_NOT_FOUND" and "alpha" not in err.message, "never lists other spaces"
     assert err.suggestion and err.details.get("http_status") == 404
-    with EngramClient(server.http_url, space="no-such-space") as ghost:
-        with pytest.raises(MemorySpaceNotFound):
-            next(ghost.stream("memories", types=["stored"]))
+    with EngramClient(server.http_url, space="no-such-space") as ghost, pytest.raises(MemorySpaceNotFound):
+        next(ghost.stream("memories", types=["stored"]))
     with pytest.raises(ValueError):
         next(client.stream("no-such-stream"))
 
-    with EngramClient(server.http_url, space="Bad Space!") as bad:
-        with pytest.raises(InvalidMemorySpace) as info2:
-            bad.recall("x")
+    with EngramClient(server.http_url, space="Bad Space!") as bad, pytest.raises(InvalidMemorySpace) as info2:
+        bad.recall("x")
     assert isinstance(info2.value, (InvalidInput, ValueError)) and info2.value.suggestion
 
     with pytest.raises(InvalidInput):
@@ -228,17 +228,18 @@ def test_typed_errors(client: EngramClient, server: EngramProcess) -> None:
 
 
 def test_unreachable_server_raises_connection_error() -> None:
-    with EngramClient(closed_port_url(), space="alpha", timeout=5) as c:
-        with pytest.raises(EngramConnectionError) as info:
-            c.remember("x")
+    with (
+        EngramClient(closed_port_url(), space="alpha", timeout=5) as c,
+        pytest.raises(EngramConnectionError) as info,
+    ):
+        c.remember("x")
     assert isinstance(info.value, ConnectionError) and info.value.code == "SERVER_UNREACHABLE"
     assert "cannot reach" in info.value.message and "engram start" in info.value.suggestion
 
 
 def test_no_space_falls_back_with_deprecation_warning(server: EngramProcess) -> None:
-    with EngramClient(server.http_url) as c:
-        with pytest.warns(DeprecationWarning):
-            receipt = c.remember("stored without naming a space")
+    with EngramClient(server.http_url) as c, pytest.warns(DeprecationWarning):
+        receipt = c.remember("stored without naming a space")
     assert receipt.memory_space_id in ("", "default")
 
 
@@ -253,7 +254,7 @@ def test_health_and_metrics(client: EngramClient) -> None:
 
 def test_stream_delivers_this_space_only(client: EngramClient) -> None:
     mem = fresh_space(client, "stream-1")
-    events: "queue.Queue[ServerEvent | BaseException]" = queue.Queue()
+    events: queue.Queue[ServerEvent | BaseException] = queue.Queue()
     stop = threading.Event()
 
     def listen() -> None:
@@ -318,7 +319,7 @@ def test_async_client_end_to_end(server: EngramProcess) -> None:
 
             assert isinstance(await mem.recognize("async fact 3"), Recognition)
             assert isinstance(await mem.associate("a-1", "a-2"), Association)
-            when = datetime(2026, 2, 1, tzinfo=timezone.utc)
+            when = datetime(2026, 2, 1, tzinfo=UTC)
             ep = await mem.experience(when, "async episode", embedding=[1.0, 1.0, 1.0])
             rem = await mem.reminisce("episode")
             assert ep.memory_id in [e.id for e in rem.episodes]

@@ -178,7 +178,7 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
     if isinstance(a, list):
         if len(a) != len(b):
             return f"{path}: {len(a)} items != {len(b)} items"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             d = _first_difference(x, y, f"{path}[{i}]")
             if d:
                 return d

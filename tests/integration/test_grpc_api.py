@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest
@@ -60,7 +60,11 @@ def test_remember_recall_get_forget_in_an_explicit_space(srv: EngramProcess) -> 
         assert c.get_memory("coffee").content.startswith("the espresso")
         assert c.last_warning is None, "an explicit space never triggers the fallback warning"
         forgot = c.forget("coffee", mode="delete")
-        assert forgot.memory_id == "coffee" and forgot.mode == pb.FORGET_MODE_DELETE and forgot.memory_space_id == "alpha"
+        assert (
+            forgot.memory_id == "coffee"
+            and forgot.mode == pb.FORGET_MODE_DELETE
+            and forgot.memory_space_id == "alpha"
+        )
         with pytest.raises(MemoryNotFound):
             c.get_memory("coffee")
         listed = c.list_memories()
@@ -96,7 +100,9 @@ def test_same_id_in_two_spaces_stays_apart(srv: EngramProcess) -> None:
 
 def test_no_space_falls_back_to_default_with_warning_trailer_log_and_counter(
         srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
-    resp, call = stub.Remember.with_call(spb.RememberRequest(memory=pb.MemoryInput(content="legacy", id="legacy-1")))
+    resp, call = stub.Remember.with_call(
+        spb.RememberRequest(memory=pb.MemoryInput(content="legacy", id="legacy-1"))
+    )
     assert resp.receipt.memory_space_id == "default"
     trailers = dict(call.trailing_metadata())
     assert "deprecated" in trailers["engram-warning"] and "memory_space_id" in trailers["engram-warning"]
@@ -111,8 +117,11 @@ def test_no_space_falls_back_to_default_with_warning_trailer_log_and_counter(
     line = [ln for ln in text.splitlines() if ln.startswith("engram_memory_space_default_fallback_total")
             and 'transport="grpc"' in ln and 'operation="Remember"' in ln]
     assert line and float(line[0].rsplit(" ", 1)[1]) >= 1
-    assert 'engram_requests_total{memory_space="alpha",operation="Remember",status="OK",transport="grpc"}' in text \
+    assert (
+        'engram_requests_total{memory_space="alpha",operation="Remember",status="OK",transport="grpc"}'
+        in text
         or any('transport="grpc"' in ln and 'memory_space="alpha"' in ln for ln in text.splitlines())
+    )
 
 
 def test_metadata_fallback_routes_and_conflict_is_invalid_argument(srv: EngramProcess,
@@ -132,7 +141,9 @@ def test_metadata_fallback_routes_and_conflict_is_invalid_argument(srv: EngramPr
         assert both.remember("both agree").memory_space_id == "alpha"
     with pytest.raises(grpc.RpcError) as err:
         stub.Remember(conflicting, metadata=(("x-memory-space", "beta"),))
-    assert isinstance(error_from_rpc(err.value), MemorySpaceConflict), "the client maps it to the engine's class"
+    assert isinstance(error_from_rpc(err.value), MemorySpaceConflict), (
+        "the client maps it to the engine's class"
+    )
 
 
 def test_unknown_and_invalid_spaces(srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
@@ -159,16 +170,28 @@ def test_unknown_and_invalid_spaces(srv: EngramProcess, stub: spb_grpc.EngramSer
 def test_invalid_input_names_the_field_and_is_never_unknown(stub: spb_grpc.EngramServiceStub) -> None:
     cases = [
         (stub.Remember, spb.RememberRequest(memory=pb.MemoryInput(), memory_space_id="alpha"), "memory"),
-        (stub.Remember, spb.RememberRequest(memory=pb.MemoryInput(content="x", confidence=2.0),
-                                            memory_space_id="alpha"), "memory.confidence"),
-        (stub.Experience, spb.ExperienceRequest(episode=pb.EpisodeInput(what="no when"), memory_space_id="alpha"),
-         "episode.when"),
+        (
+            stub.Remember,
+            spb.RememberRequest(memory=pb.MemoryInput(content="x", confidence=2.0), memory_space_id="alpha"),
+            "memory.confidence",
+        ),
+        (
+            stub.Experience,
+            spb.ExperienceRequest(episode=pb.EpisodeInput(what="no when"), memory_space_id="alpha"),
+            "episode.when",
+        ),
         (stub.Recall, spb.RecallRequest(cue=pb.Cue(), memory_space_id="alpha"), "cue"),
-        (stub.Recall, spb.RecallRequest(cue=pb.Cue(query="x", max_results=0), memory_space_id="alpha"),
-         "cue.max_results"),
+        (
+            stub.Recall,
+            spb.RecallRequest(cue=pb.Cue(query="x", max_results=0), memory_space_id="alpha"),
+            "cue.max_results",
+        ),
         (stub.Forget, spb.ForgetRequest(memory_space_id="alpha"), "memory_id"),
-        (stub.Stream, spb.StreamRequest(event_types=[pb.EVENT_TYPE_UNSPECIFIED], memory_space_id="alpha"),
-         "event_types"),
+        (
+            stub.Stream,
+            spb.StreamRequest(event_types=[pb.EVENT_TYPE_UNSPECIFIED], memory_space_id="alpha"),
+            "event_types",
+        ),
     ]
     for method, req, field in cases:
         with pytest.raises(grpc.RpcError) as err:
@@ -204,7 +227,9 @@ def test_space_administration(srv: EngramProcess) -> None:
 def test_every_call_logs_its_space(srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
     with pytest.raises(grpc.RpcError):
         stub.GetMemory(spb.GetMemoryRequest(memory_id="nope", memory_space_id="beta"))
-    failures = [r for r in srv.log_records() if r.get("logger") == "engram.grpc" and r.get("rpc") == "GetMemory"]
+    failures = [
+        r for r in srv.log_records() if r.get("logger") == "engram.grpc" and r.get("rpc") == "GetMemory"
+    ]
     assert failures and failures[-1]["memory_space"] == "beta" and failures[-1]["status"] == "NOT_FOUND"
     with pytest.raises(grpc.RpcError):
         stub.GetMemory(spb.GetMemoryRequest(memory_id="nope", memory_space_id="No Such!"))
@@ -252,14 +277,18 @@ def test_echo(stub: spb_grpc.EngramServiceStub) -> None:
 
 
 def test_require_explicit_space(tmp_path: Path) -> None:
-    with EngramProcess.start(tmp_path / "strict", spaces=["alpha"], settings={"require_explicit_space": True}) as s:
+    with EngramProcess.start(
+        tmp_path / "strict", spaces=["alpha"], settings={"require_explicit_space": True}
+    ) as s:
         with grpc.insecure_channel(s.grpc_target) as ch:
             stub = spb_grpc.EngramServiceStub(ch)
             with pytest.raises(grpc.RpcError) as err:
                 stub.Remember(spb.RememberRequest(memory=pb.MemoryInput(content="x")), timeout=10)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "memory_space_id" in err.value.details()
-            ok = stub.Remember(spb.RememberRequest(memory=pb.MemoryInput(content="x"), memory_space_id="alpha"))
+            ok = stub.Remember(
+                spb.RememberRequest(memory=pb.MemoryInput(content="x"), memory_space_id="alpha")
+            )
             assert ok.receipt.memory_space_id == "alpha"
         with GrpcClient(s.grpc_target) as c, pytest.raises(MemorySpaceRequired):
             c.remember("no space")

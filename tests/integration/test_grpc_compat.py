@@ -34,13 +34,15 @@ OLD_CLIENT = textwrap.dedent("""
     out = {}
     with grpc.insecure_channel(sys.argv[2]) as ch:
         stub = g.EngramServiceStub(ch)
-        resp, call = stub.Remember.with_call(s.RememberRequest(memory=m.MemoryInput(id="old-1", content="old client note")))
+        note = m.MemoryInput(id="old-1", content="old client note")
+        resp, call = stub.Remember.with_call(s.RememberRequest(memory=note))
         out["memory_id"] = resp.receipt.memory_id
         out["warning"] = dict(call.trailing_metadata()).get("engram-warning")
         rec = stub.Recall(s.RecallRequest(cue=m.Cue(query="old client note")))
-        out["recalled"] = [i.memory.id for i in list(rec.result.memories.vivid) + list(rec.result.memories.associated)]
-        reqs = iter([s.StreamingRememberRequest(sequence=i, memory=m.MemoryInput(id=f"old-s{i}", content="streamed"))
-                     for i in (1, 2)])
+        mems = rec.result.memories
+        out["recalled"] = [i.memory.id for i in list(mems.vivid) + list(mems.associated)]
+        reqs = iter([s.StreamingRememberRequest(
+            sequence=i, memory=m.MemoryInput(id=f"old-s{i}", content="streamed")) for i in (1, 2)])
         out["streamed"] = [(r.sequence, r.receipt.memory_id) for r in stub.StreamingRemember(reqs)]
     print(json.dumps(out))
 """)

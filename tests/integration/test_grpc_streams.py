@@ -6,8 +6,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import grpc
 import pytest
@@ -23,8 +24,11 @@ QUEUE_DEPTH = 128
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     root = tmp_path_factory.mktemp("grpc-streams")
-    with EngramProcess.start(root, spaces=["alpha", "beta"],
-                             settings={"subscriber_queue_depth": QUEUE_DEPTH, "stream_heartbeat_seconds": 2}) as proc:
+    with EngramProcess.start(
+        root,
+        spaces=["alpha", "beta"],
+        settings={"subscriber_queue_depth": QUEUE_DEPTH, "stream_heartbeat_seconds": 2},
+    ) as proc:
         yield proc
 
 
@@ -54,10 +58,17 @@ class Requests:
         self.q.put(None)
 
 
-def remember_many(stub: spb_grpc.EngramServiceStub, space: str, prefix: str, n: int, pad: int = 0) -> list[Any]:
-    reqs = (spb.StreamingRememberRequest(sequence=i, memory=pb.MemoryInput(id=f"{prefix}-{i}",
-                                                                           content=f"{prefix} {i} " + "x" * pad),
-                                         memory_space_id=space) for i in range(1, n + 1))
+def remember_many(
+    stub: spb_grpc.EngramServiceStub, space: str, prefix: str, n: int, pad: int = 0
+) -> list[Any]:
+    reqs = (
+        spb.StreamingRememberRequest(
+            sequence=i,
+            memory=pb.MemoryInput(id=f"{prefix}-{i}", content=f"{prefix} {i} " + "x" * pad),
+            memory_space_id=space,
+        )
+        for i in range(1, n + 1)
+    )
     return list(stub.StreamingRemember(reqs, timeout=120))
 
 
@@ -69,16 +80,30 @@ def open_stream(stub: spb_grpc.EngramServiceStub, space: str) -> Any:
 
 def test_streaming_remember_one_response_per_request_in_order(stub: spb_grpc.EngramServiceStub) -> None:
     spaces = ["alpha", "beta", "no-such-space", "alpha", "Bad!", "beta"]
-    reqs = [spb.StreamingRememberRequest(sequence=10 + i, memory=pb.MemoryInput(content=f"sr {i}"), memory_space_id=s)
-            for i, s in enumerate(spaces)]
+    reqs = [
+        spb.StreamingRememberRequest(
+            sequence=10 + i, memory=pb.MemoryInput(content=f"sr {i}"), memory_space_id=s
+        )
+        for i, s in enumerate(spaces)
+    ]
     reqs.append(spb.StreamingRememberRequest(sequence=99, memory_space_id="alpha"))  # no item
-    reqs.append(spb.StreamingRememberRequest(sequence=100, episode=pb.EpisodeInput(what="ep"), memory_space_id="beta"))
+    reqs.append(
+        spb.StreamingRememberRequest(sequence=100, episode=pb.EpisodeInput(what="ep"), memory_space_id="beta")
+    )
     out = list(stub.StreamingRemember(iter(reqs), timeout=60))
     assert [r.sequence for r in out] == [r.sequence for r in reqs]
     kinds = [r.WhichOneof("result") for r in out]
     assert kinds == ["receipt", "receipt", "error", "receipt", "error", "receipt", "error", "error"]
-    assert [r.receipt.memory_space_id for r in out if r.HasField("receipt")] == ["alpha", "beta", "alpha", "beta"]
-    assert out[2].error.code == "MEMORY_SPACE_NOT_FOUND" and out[2].error.grpc_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert [r.receipt.memory_space_id for r in out if r.HasField("receipt")] == [
+        "alpha",
+        "beta",
+        "alpha",
+        "beta",
+    ]
+    assert (
+        out[2].error.code == "MEMORY_SPACE_NOT_FOUND"
+        and out[2].error.grpc_code == grpc.StatusCode.NOT_FOUND.value[0]
+    )
     assert out[4].error.code == "INVALID_MEMORY_SPACE"
     assert "item" in out[6].error.message and "episode.when" in out[7].error.message
     lsns = [r.receipt.lsn for r in out if r.HasField("receipt") and r.receipt.memory_space_id == "alpha"]
@@ -94,18 +119,26 @@ def test_streaming_remember_pipelines_many(stub: spb_grpc.EngramServiceStub) -> 
 
 
 def test_streaming_recall(stub: spb_grpc.EngramServiceStub) -> None:
-    stub.Remember(spb.RememberRequest(memory=pb.MemoryInput(id="rc-a", content="zebra crossing"), memory_space_id="alpha"))
+    stub.Remember(
+        spb.RememberRequest(
+            memory=pb.MemoryInput(id="rc-a", content="zebra crossing"), memory_space_id="alpha"
+        )
+    )
     reqs = [spb.StreamingRecallRequest(sequence=1, cue=pb.Cue(query="zebra"), memory_space_id="alpha"),
             spb.StreamingRecallRequest(sequence=2, cue=pb.Cue(query="zebra"), memory_space_id="beta"),
             spb.StreamingRecallRequest(sequence=3, cue=pb.Cue(), memory_space_id="alpha")]
     out = list(stub.StreamingRecall(iter(reqs), timeout=60))
     assert [r.sequence for r in out] == [1, 2, 3]
-    ids = lambda r: [i.memory.id for i in list(r.recall_result.memories.vivid) + list(r.recall_result.memories.associated)]  # noqa: E731
+
+    def ids(r: Any) -> list[str]:
+        mems = r.recall_result.memories
+        return [i.memory.id for i in list(mems.vivid) + list(mems.associated)]
+
     assert "rc-a" in ids(out[0]) and "rc-a" not in ids(out[1])
     assert out[2].error.code == "INVALID_INPUT" and "cue" in out[2].error.message
 
 
-def _collect(call: Any, n: int, into: list[Any], missed: Optional[list[int]] = None) -> None:
+def _collect(call: Any, n: int, into: list[Any], missed: list[int] | None = None) -> None:
     """Read events until ``n`` are accounted for (delivered, or reported missed by a lag notice)."""
     lost = 0
     for resp in call:
@@ -154,7 +187,9 @@ def _measure(stub: spb_grpc.EngramServiceStub, space: str, n: int, out: dict[str
     out[space] = len(got) / (time.perf_counter() - t0)
 
 
-def test_stalled_reader_does_not_slow_other_streams(srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
+def test_stalled_reader_does_not_slow_other_streams(
+    srv: EngramProcess, stub: spb_grpc.EngramServiceStub
+) -> None:
     """A stream whose client stopped reading costs the other streams (same and other space) < 20%.
 
     The two sides run *at the same time*, so they share whatever load the machine has: space
@@ -208,11 +243,19 @@ def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.Engr
         reqs.send(req)
         return next(responses)
 
-    ack = ask(spb.MemoryFlowRequest(sequence=1, subscribe=pb.FlowSubscribe(event_types=[pb.EVENT_TYPE_STORED]),
-                                    memory_space_id="alpha"))
+    ack = ask(
+        spb.MemoryFlowRequest(
+            sequence=1,
+            subscribe=pb.FlowSubscribe(event_types=[pb.EVENT_TYPE_STORED]),
+            memory_space_id="alpha",
+        )
+    )
     assert ack.sequence == 1 and ack.flow_ack.active_subscriptions == 1 and ack.memory_space_id == "alpha"
-    stored = ask(spb.MemoryFlowRequest(sequence=2, remember=pb.MemoryInput(id="flow-1", content="flowing river"),
-                                       memory_space_id="alpha"))
+    stored = ask(
+        spb.MemoryFlowRequest(
+            sequence=2, remember=pb.MemoryInput(id="flow-1", content="flowing river"), memory_space_id="alpha"
+        )
+    )
     event = next(responses)
     pair = {stored.WhichOneof("response"): stored, event.WhichOneof("response"): event}
     assert pair["store_receipt"].sequence == 2 and pair["store_receipt"].store_receipt.memory_id == "flow-1"
@@ -221,7 +264,9 @@ def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.Engr
     recalled = ask(spb.MemoryFlowRequest(sequence=3, recall=pb.Cue(query="river"), memory_space_id="alpha"))
     assert recalled.sequence == 3 and recalled.recall_result.memory_space_id == "alpha"
 
-    paused = ask(spb.MemoryFlowRequest(sequence=4, flow_control=pb.FlowControl(action=pb.FLOW_CONTROL_ACTION_PAUSE)))
+    paused = ask(
+        spb.MemoryFlowRequest(sequence=4, flow_control=pb.FlowControl(action=pb.FLOW_CONTROL_ACTION_PAUSE))
+    )
     assert paused.flow_ack.paused
     for seq in (5, 6, 7):
         r = ask(spb.MemoryFlowRequest(sequence=seq, remember=pb.MemoryInput(content=f"paused {seq}"),
@@ -231,7 +276,9 @@ def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.Engr
     granted = ask(spb.MemoryFlowRequest(sequence=8, flow_control=pb.FlowControl(
         action=pb.FLOW_CONTROL_ACTION_GRANT_CREDITS, credits=1)))
     assert granted.flow_ack.credits == 1
-    resumed = ask(spb.MemoryFlowRequest(sequence=9, flow_control=pb.FlowControl(action=pb.FLOW_CONTROL_ACTION_RESUME)))
+    resumed = ask(
+        spb.MemoryFlowRequest(sequence=9, flow_control=pb.FlowControl(action=pb.FLOW_CONTROL_ACTION_RESUME))
+    )
     got = [resumed, next(responses)]
     kinds = sorted(r.WhichOneof("response") for r in got)
     assert kinds == ["event", "flow_ack"]
@@ -268,7 +315,7 @@ def test_shutdown_drains_open_streams(tmp_path: Path) -> None:
         call = open_stream(spb_grpc.EngramServiceStub(ch), "alpha")
         t0 = time.perf_counter()
         assert srv.stop(timeout=30) == 0
-        status: Optional[grpc.StatusCode] = None
+        status: grpc.StatusCode | None = None
         try:
             for _ in call:
                 pass
@@ -279,7 +326,9 @@ def test_shutdown_drains_open_streams(tmp_path: Path) -> None:
 
 
 def test_shutdown_ends_an_idle_memory_flow_promptly(tmp_path: Path) -> None:
-    srv = EngramProcess.start(tmp_path / "drain-flow", spaces=["alpha"], settings={"shutdown_grace_seconds": 20})
+    srv = EngramProcess.start(
+        tmp_path / "drain-flow", spaces=["alpha"], settings={"shutdown_grace_seconds": 20}
+    )
     with grpc.insecure_channel(srv.grpc_target) as ch:
         reqs = Requests()
         responses = spb_grpc.EngramServiceStub(ch).MemoryFlow(iter(reqs))

@@ -4,7 +4,8 @@ beliefs, complete, introspect, spreading recall; each over its own space only.""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest

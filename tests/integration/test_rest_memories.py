@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -151,8 +152,8 @@ def test_recall_by_embedding(alpha: httpx.Client) -> None:
 
 
 def test_recall_by_context(alpha: httpx.Client) -> None:
-    start = (datetime(2026, 5, 1, tzinfo=timezone.utc) - timedelta(hours=1)).isoformat()
-    end = (datetime(2026, 5, 1, tzinfo=timezone.utc) + timedelta(hours=12)).isoformat()
+    start = (datetime(2026, 5, 1, tzinfo=UTC) - timedelta(hours=1)).isoformat()
+    end = (datetime(2026, 5, 1, tzinfo=UTC) + timedelta(hours=12)).isoformat()
     body = alpha.get(
         f"{API}/memories/recall", params={"time_start": start, "time_end": end, "participants": "Ada"}
     ).json()

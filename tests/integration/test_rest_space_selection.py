@@ -5,7 +5,8 @@ auto_create_spaces."""
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -35,8 +36,8 @@ def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
 def fallback_count(http: httpx.Client, operation: str) -> float:
     text = http.get("/metrics").text
     m = re.search(
-        r'^engram_memory_space_default_fallback_total\{operation="%s",transport="rest"\} (\S+)$'
-        % re.escape(operation),
+        r"^engram_memory_space_default_fallback_total"
+        rf'\{{operation="{re.escape(operation)}",transport="rest"\}} (\S+)$',
         text,
         re.M,
     )
@@ -124,7 +125,8 @@ def test_fallback_to_default_is_logged_flagged_and_counted(http: httpx.Client, r
     op = "POST /api/v1/memories/remember"
     before = fallback_count(http, op)
     resp = http.post(REMEMBER, json={"id": "no-space", "content": "where am I"})
-    local = "%s:%d" % resp.extensions["network_stream"].get_extra_info("client_addr")
+    host, port = resp.extensions["network_stream"].get_extra_info("client_addr")
+    local = f"{host}:{port:d}"
     assert resp.status_code == 201
     assert resp.json()["memory_space_id"] == "default"
     assert resp.headers["deprecation"] == "true"

@@ -26,8 +26,12 @@ def test_start_writes_state_and_stops_gracefully(tmp_path):
 
 def test_engram_stop_command(tmp_path):
     srv = EngramProcess.start(tmp_path / "s")
-    out = subprocess.run([sys.executable, "-m", "engram", "stop", "--state-file", str(tmp_path / "s" / "state-0.json")],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "engram", "stop", "--state-file", str(tmp_path / "s" / "state-0.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert srv.proc.wait(10) == 0
 

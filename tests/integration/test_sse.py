@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ class SSEReader:
         self,
         base_url: str,
         path: str = f"{API}/stream/activities",
-        space: Optional[str] = None,
+        space: str | None = None,
         **params: Any,
     ) -> None:
         headers = {"X-Memory-Space": space} if space else {}

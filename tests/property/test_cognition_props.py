@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from engram.errors import CueTooWeak
 from engram.service import EngramService
 from engram.settings import load_settings
 
-T0 = datetime(2026, 2, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
 # -- spreading -------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ def test_validity_matches_the_spec(value: str) -> None:
     except InvalidMemorySpace as exc:
         assert not expected
         assert exc.message == explain(value)
-        assert any(rule in exc.message for rule in ("too short", "too long", "outside [a-z0-9_-]", "must start"))
+        assert any(
+            rule in exc.message for rule in ("too short", "too long", "outside [a-z0-9_-]", "must start")
+        )
     else:
         assert expected

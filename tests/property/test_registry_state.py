@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ def race(fn: Callable[[], Any]) -> list[tuple[Any, BaseException | None]]:
     def call(_: int) -> tuple[Any, BaseException | None]:
         try:
             return fn(), None
-        except Exception as exc:  # noqa: BLE001 - the caller checks each outcome
+        except Exception as exc:
             return None, exc
 
     with ThreadPoolExecutor(THREADS) as pool:
@@ -37,7 +38,9 @@ class RegistryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="engram-regstate-"))
-        self.settings = load_settings(overrides={"data_dir": self.tmp, "max_spaces": MAX_SPACES}, use_env=False)
+        self.settings = load_settings(
+            overrides={"data_dir": self.tmp, "max_spaces": MAX_SPACES}, use_env=False
+        )
         self.reg = SpaceRegistry(self.settings)
         self.model: set[str] = {"default"}
 

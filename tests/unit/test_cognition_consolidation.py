@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from engram.errors import BeliefNotFound, ShuttingDown
 from engram.service import EngramService
 from engram.settings import load_settings
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 COFFEE = [1.0, 0.1, 0.0, 0.0]
 GYM = [0.0, 0.0, 0.1, 1.0]
 

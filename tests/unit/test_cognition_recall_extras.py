@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,7 +20,7 @@ from engram.core.models import (
 from engram.service import EngramService
 from engram.settings import load_settings
 
-T0 = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ def test_generated_code_imports_package_relative() -> None:
     assert service_pb2.DESCRIPTOR.package == "engram.v1"
     assert hasattr(service_pb2_grpc, "EngramServiceServicer")
     for path in (ROOT / "src" / "engram" / "api" / "grpc" / "gen").glob("*.py*"):
-        assert "from engram.v1 import" not in path.read_text(), f"{path.name} has an absolute engram.v1 import"
+        assert "from engram.v1 import" not in path.read_text(), (
+            f"{path.name} has an absolute engram.v1 import"
+        )
 
 
 def test_every_space_scoped_request_has_memory_space_id_15() -> None:

@@ -78,7 +78,9 @@ def test_remember_run_is_recallable_and_published_before_ack(tmp_path: Path) -> 
         rng = np.random.default_rng(1)
         items = [MemoryInput(id=f"m{i}", content=f"memory {i}", embedding=rng.standard_normal(16).tolist())
                  for i in range(5)]
-        items.insert(3, MemoryInput(id="m1", content="duplicate id", embedding=rng.standard_normal(16).tolist()))
+        items.insert(
+            3, MemoryInput(id="m1", content="duplicate id", embedding=rng.standard_normal(16).tolist())
+        )
         pending = [space.submit_remember(it) for it in items]
         gate.set()
         outcomes: list[Any] = []
@@ -90,7 +92,7 @@ def test_remember_run_is_recallable_and_published_before_ack(tmp_path: Path) -> 
                 continue
             # acknowledged: its vector is already searchable (finds itself, cosine ~1)
             query = np.asarray(items[len(outcomes)].embedding, np.float32)
-            (key, score), = space.vectors.search(query / np.linalg.norm(query), 1)
+            ((_key, score),) = space.vectors.search(query / np.linalg.norm(query), 1)
             assert score > 0.99
             outcomes.append(r.memory_id)
         assert outcomes[:3] == ["m0", "m1", "m2"] and outcomes[4:] == ["m3", "m4"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_vectorset_remove_replace_and_compaction() -> None:
     with pytest.raises(DimensionMismatch) as info:
         vs.add(7, np.ones(3, dtype=np.float32))
     assert info.value.details == {"expected": 16, "received": 3}
-    mat, keys, alive, n = vs.snapshot()
+    mat, keys, _alive, n = vs.snapshot()
     assert n == 300 and mat.dtype == np.float32 and set(keys.tolist()) == set(vs.keys().tolist())
 
 
@@ -121,7 +122,9 @@ def test_ann_recall_tail_and_removal(tmp_path: Path, engine_settings: Callable[.
     assert recall_at_10(vs, queries) >= 0.95
 
 
-def test_ann_background_thread_and_concurrent_search(tmp_path: Path, engine_settings: Callable[..., Any]) -> None:
+def test_ann_background_thread_and_concurrent_search(
+    tmp_path: Path, engine_settings: Callable[..., Any]
+) -> None:
     settings = engine_settings(exact_search_max=200)
     data = clustered(2000, 6)
     vs = VectorSet(DIM)
@@ -155,8 +158,14 @@ def _open(tmp_path: Path, settings: Any) -> MemorySpace:
 
 def _fill(space: MemorySpace, data: np.ndarray, start: int = 0) -> None:
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: space.remember(
-            MemoryInput(id=f"m{i}", content="", embedding=data[i - start].tolist())), range(start, start + len(data))))
+        list(
+            pool.map(
+                lambda i: space.remember(
+                    MemoryInput(id=f"m{i}", content="", embedding=data[i - start].tolist())
+                ),
+                range(start, start + len(data)),
+            )
+        )
 
 
 def _assert_consistent(space: MemorySpace, queries: np.ndarray) -> None:
@@ -210,7 +219,9 @@ def test_checkpoint_reload(tmp_path: Path, engine_settings: Callable[..., Any]) 
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "sidecar", "dimension"])
-def test_damaged_checkpoint_is_rebuilt(tmp_path: Path, engine_settings: Callable[..., Any], damage: str) -> None:
+def test_damaged_checkpoint_is_rebuilt(
+    tmp_path: Path, engine_settings: Callable[..., Any], damage: str
+) -> None:
     settings = engine_settings(exact_search_max=200)
     data = clustered(600, 10)
     space = _open(tmp_path, settings)

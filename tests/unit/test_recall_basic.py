@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from engram.core.space import MemorySpace
 from engram.errors import DimensionMismatch, MemoryNotFound
 from engram.spaces.registry import SpaceRegistry
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -73,8 +74,11 @@ def test_context_recall(space: MemorySpace) -> None:
                                 who=["Ana", "Bo"]))
     space.remember(EpisodeInput(id="standup", what="daily standup", when=T0 + timedelta(days=2),
                                 where_location="Berlin", who=["Cy"]))
-    space.remember(EpisodeInput(id="retro", what="retro", when=T0 + timedelta(days=10), where_location="lisbon hq",
-                                who=["Bo"]))
+    space.remember(
+        EpisodeInput(
+            id="retro", what="retro", when=T0 + timedelta(days=10), where_location="lisbon hq", who=["Bo"]
+        )
+    )
     window = recall(space, Cue(time_start=T0 - timedelta(hours=1), time_end=T0 + timedelta(days=3)))
     assert set(ids(window)) == {"lunch", "standup"}
     assert set(ids(recall(space, Cue(location="lisbon")))) == {"lunch", "retro"}
@@ -88,7 +92,9 @@ def test_context_recall(space: MemorySpace) -> None:
 
 def test_threshold_max_results_and_buckets(space: MemorySpace) -> None:
     for i in range(20):
-        space.remember(MemoryInput(id=f"m{i}", content="shared words here", embedding=unit(i, 32), confidence=0.9))
+        space.remember(
+            MemoryInput(id=f"m{i}", content="shared words here", embedding=unit(i, 32), confidence=0.9)
+        )
     res = recall(space, Cue(embedding=unit(4, 32), max_results=5))
     assert len(ids(res)) == 5
     scores = [it.score for it in res.memories.vivid + res.memories.associated]
@@ -113,7 +119,9 @@ def test_dimension_mismatch_names_expected_and_received(space: MemorySpace) -> N
 
 def test_get_list_and_forget(space: MemorySpace) -> None:
     for i in range(5):
-        space.remember(MemoryInput(id=f"f{i}", content=f"forgettable item {i}", embedding=unit(i), tags=["t"]))
+        space.remember(
+            MemoryInput(id=f"f{i}", content=f"forgettable item {i}", embedding=unit(i), tags=["t"])
+        )
     mem = space.get("f1")
     assert mem.content == "forgettable item 1" and mem.tags == ["t"] and mem.embedding is not None
     page = space.list(limit=2)
@@ -153,8 +161,19 @@ def test_store_receipt(space: MemorySpace) -> None:
 
 
 def test_episode_fields_round_trip(space: MemorySpace) -> None:
-    space.remember(EpisodeInput(id="ep", what="met the team", when=T0, who=["Ana"], why="kickoff", how="video",
-                                emotional_valence=0.5, importance=0.9, where_location="online"))
+    space.remember(
+        EpisodeInput(
+            id="ep",
+            what="met the team",
+            when=T0,
+            who=["Ana"],
+            why="kickoff",
+            how="video",
+            emotional_valence=0.5,
+            importance=0.9,
+            where_location="online",
+        )
+    )
     mem: Any = space.get("ep")
     assert (mem.what, mem.who, mem.why, mem.how, mem.where_location) == ("met the team", ["Ana"], "kickoff",
                                                                        "video", "online")

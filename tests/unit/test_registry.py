@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -75,12 +76,19 @@ def test_list_sorted_paginated_with_counts(registry_factory: Factory) -> None:
         reg.list(limit=0)
 
 
-def test_delete_erases_and_stays_deleted(registry_factory: Factory, engine_settings: Callable[..., Any]) -> None:
+def test_delete_erases_and_stays_deleted(
+    registry_factory: Factory, engine_settings: Callable[..., Any]
+) -> None:
     reg = registry_factory()
     space, _ = reg.create("doomed")
     space.remember(MemoryInput(content="secret"))
     result = reg.delete("doomed")
-    assert result.deleted and result.memories_removed == 1 and result.files_removed >= 2 and result.bytes_removed > 0
+    assert (
+        result.deleted
+        and result.memories_removed == 1
+        and result.files_removed >= 2
+        and result.bytes_removed > 0
+    )
     assert not (Path(reg.root) / "doomed").exists()
     with pytest.raises(MemorySpaceNotFound):
         reg.get("doomed")
@@ -150,7 +158,7 @@ def test_leftover_directory_without_marker_is_reused(registry_factory: Factory, 
     (root / "half-made" / "junk").write_text("x")
     reg = registry_factory()
     assert "half-made" not in reg.known_ids()
-    space, created = reg.create("half-made")
+    _space, created = reg.create("half-made")
     assert created and not (root / "half-made" / "junk").exists()
 
 

@@ -21,7 +21,11 @@ def test_defaults() -> None:
 def test_precedence(tmp_path: Path) -> None:
     cfg = tmp_path / "engram.toml"
     cfg.write_text('exact_search_max = 10\nmax_spaces = 7\n[server]\nhttp_port = 1111\n')
-    env = {"ENGRAM_MAX_SPACES": "8", "ENGRAM_BOOTSTRAP_SPACES": "aaa, bbb", "ENGRAM_AUTO_CREATE_SPACES": "yes"}
+    env = {
+        "ENGRAM_MAX_SPACES": "8",
+        "ENGRAM_BOOTSTRAP_SPACES": "aaa, bbb",
+        "ENGRAM_AUTO_CREATE_SPACES": "yes",
+    }
     s = load_settings(cfg, overrides={"max_spaces": 9, "log_level": None}, env=env)
     assert s.exact_search_max == 10  # file
     assert s.http_port == 1111  # file table

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_commit_failure_fails_the_batch(tmp_path: Path) -> None:
             conn.execute("COMMIT")
 
         fut = store.submit(poison)
-        with pytest.raises(Exception):
+        with pytest.raises(StorageError):
             fut.result()
         assert store.write(_insert("after"))[0] == "after"  # the writer survives
     finally:
@@ -99,7 +100,10 @@ def _space(root: Path, settings: Any, sid: str = "space-a") -> MemorySpace:
 def test_memory_writes_survive_reopen(tmp_path: Path, engine_settings: Callable[..., Any]) -> None:
     settings = engine_settings()
     space = _space(tmp_path, settings)
-    ids = [space.remember(MemoryInput(content=f"m {i}", embedding=[1.0, float(i), 0.5])).memory_id for i in range(20)]
+    ids = [
+        space.remember(MemoryInput(content=f"m {i}", embedding=[1.0, float(i), 0.5])).memory_id
+        for i in range(20)
+    ]
     space.forget(ids[0], ForgetMode.delete)
     space.forget(ids[1], ForgetMode.suppress)
     last = space.last_lsn
@@ -133,7 +137,6 @@ def test_truncated_wal_tail_is_discarded(tmp_path: Path, engine_settings: Callab
     space2 = _space(tmp_path, settings, "space-b")
     for i in range(30):
         space2.remember(MemoryInput(id=f"m{i}", content="y" * 100))
-    wal = tmp_path / "space-b" / "space.db-wal"
     # Copy the files while the WAL still holds the frames (the connection is open).
     snap = tmp_path / "snap"
     snap.mkdir()
@@ -201,7 +204,7 @@ def test_readers_beside_writer(tmp_path: Path, engine_settings: Callable[..., An
         while not stop.is_set():
             try:
                 space.list(limit=5)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
                 return
 
@@ -225,7 +228,9 @@ def test_remember_async_batches_acks(tmp_path: Path, engine_settings: Callable[.
 
     async def main() -> list[Any]:
         async def one(i: int) -> Any:
-            return await space.remember_async(MemoryInput(id=f"a{i}", content=f"async {i}", embedding=[1.0, i, 2.0]))
+            return await space.remember_async(
+                MemoryInput(id=f"a{i}", content=f"async {i}", embedding=[1.0, i, 2.0])
+            )
 
         ok = await asyncio.gather(*(one(i) for i in range(200)))
         with pytest.raises(InvalidInput, match="already exists"):  # errors reach the awaiting caller

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from engram.core.models import Cue, EpisodeInput
@@ -17,11 +17,13 @@ CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
     INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
 END;
 CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tags);
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags)
+        VALUES ('delete', old.rowid, old.content, old.tags);
     DELETE FROM associations WHERE source = old.rowid OR target = old.rowid;
 END;
 CREATE TRIGGER memories_au AFTER UPDATE OF content, tags ON memories BEGIN
-    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tags);
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags)
+        VALUES ('delete', old.rowid, old.content, old.tags);
     INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
 END;
 INSERT INTO memories_fts(memories_fts) VALUES ('rebuild');
@@ -30,7 +32,7 @@ UPDATE meta SET value = '1' WHERE key = 'schema_version';
 
 
 def _episode(i: int) -> EpisodeInput:
-    return EpisodeInput(when=datetime(2026, 1, 1 + i, tzinfo=timezone.utc), what=f"morning coffee number {i}",
+    return EpisodeInput(when=datetime(2026, 1, 1 + i, tzinfo=UTC), what=f"morning coffee number {i}",
                         content="a drink", where_location="corner cafe", who=["sam"])
 
 
@@ -72,7 +74,9 @@ def test_episode_fields_are_found_by_text_and_forgotten_with_the_row(tmp_path: P
     receipt = space.remember(_episode(0))
     for query in ("coffee", "corner", "sam"):
         hits = recall(space, Cue(query=query))
-        assert [it.memory.id for it in hits.memories.vivid + hits.memories.associated] == [receipt.memory_id], query
+        assert [it.memory.id for it in hits.memories.vivid + hits.memories.associated] == [
+            receipt.memory_id
+        ], query
     from engram.core.models import ForgetMode
 
     space.forget(receipt.memory_id, ForgetMode.delete)

@@ -14,9 +14,10 @@ server was not reached (``UNAVAILABLE``, ``DEADLINE_EXCEEDED``) becomes
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -38,45 +39,45 @@ from . import from_proto as pb
 class Backend(Protocol):
     """The calls ``engram space ...`` and ``engram memory remember|recall|get|list|forget`` make."""
 
-    def __enter__(self) -> "Backend": ...
+    def __enter__(self) -> Backend: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def create_space(self, space_id: str, *, dimension: Optional[int] = None) -> CreatedSpace: ...
+    def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace: ...
 
-    def list_spaces(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> SpacePage: ...
+    def list_spaces(self, *, cursor: str | None = None, limit: int | None = None) -> SpacePage: ...
 
-    def get_space(self, space_id: Optional[str] = None) -> SpaceDescriptor: ...
+    def get_space(self, space_id: str | None = None) -> SpaceDescriptor: ...
 
     def delete_space(self, space_id: str) -> SpaceDeletion: ...
 
     def remember(
-        self, content: str = "", *, id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
-        memory_type: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
-        auto_link: Optional[bool] = None,
+        self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        auto_link: bool | None = None,
     ) -> StoreReceipt: ...
 
     def experience(
-        self, when: datetime | str | float, what: str = "", *, id: Optional[str] = None,
-        embedding: Optional[Sequence[float]] = None, where_location: Optional[str] = None,
-        who: Optional[Sequence[str]] = None, confidence: Optional[float] = None,
-        tags: Optional[Sequence[str]] = None, metadata: Optional[Mapping[str, str]] = None,
-        auto_link: Optional[bool] = None,
+        self, when: datetime | str | float, what: str = "", *, id: str | None = None,
+        embedding: Sequence[float] | None = None, where_location: str | None = None,
+        who: Sequence[str] | None = None, confidence: float | None = None,
+        tags: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None,
+        auto_link: bool | None = None,
     ) -> StoreReceipt: ...
 
     def recall(
-        self, query: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        threshold: Optional[float] = None, max_results: Optional[int] = None, mode: Optional[str] = None,
-        tags: Optional[Sequence[str]] = None, memory_type: Optional[str] = None,
-        trace_activation: Optional[bool] = None,
+        self, query: str | None = None, *, embedding: Sequence[float] | None = None,
+        threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
+        tags: Sequence[str] | None = None, memory_type: str | None = None,
+        trace_activation: bool | None = None,
     ) -> RecallResult: ...
 
-    def get(self, memory_id: str, *, include_embedding: Optional[bool] = None) -> Memory: ...
+    def get(self, memory_id: str, *, include_embedding: bool | None = None) -> Memory: ...
 
     def list_memories(
-        self, *, cursor: Optional[str] = None, limit: Optional[int] = None, memory_type: Optional[str] = None,
-        include_suppressed: Optional[bool] = None,
+        self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
+        include_suppressed: bool | None = None,
     ) -> MemoryPage: ...
 
     def forget(self, memory_id: str, *, mode: str = "suppress") -> ForgetReceipt: ...
@@ -108,7 +109,7 @@ class GrpcBackend:
         self.target = target
         self._client = GrpcClient(target, space=space, timeout=timeout)
 
-    def __enter__(self) -> "GrpcBackend":
+    def __enter__(self) -> GrpcBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -132,15 +133,15 @@ class GrpcBackend:
                 example="engram start --data-dir ./engram-data") from exc
 
     # -- spaces -----------------------------------------------------------------------------------
-    def create_space(self, space_id: str, *, dimension: Optional[int] = None) -> CreatedSpace:
+    def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace:
         with self._rpc():
             return pb.created_space(self._client.create_space(space_id, dimension=dimension))
 
-    def list_spaces(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> SpacePage:
+    def list_spaces(self, *, cursor: str | None = None, limit: int | None = None) -> SpacePage:
         with self._rpc():
             return pb.space_page(self._client.list_spaces(page_size=limit or 0, page_token=cursor or ""))
 
-    def get_space(self, space_id: Optional[str] = None) -> SpaceDescriptor:
+    def get_space(self, space_id: str | None = None) -> SpaceDescriptor:
         with self._rpc():
             return pb.space_descriptor(self._client.get_space(space_id))
 
@@ -150,10 +151,10 @@ class GrpcBackend:
 
     # -- memories ---------------------------------------------------------------------------------
     def remember(
-        self, content: str = "", *, id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
-        memory_type: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
-        auto_link: Optional[bool] = None,
+        self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        auto_link: bool | None = None,
     ) -> StoreReceipt:
         fields = _given(id=id, embedding=embedding, confidence=confidence, tags=tags, memory_type=memory_type,
                         metadata=metadata, auto_link=auto_link)
@@ -161,37 +162,52 @@ class GrpcBackend:
             return pb.receipt(self._client.remember(content, **fields))
 
     def experience(
-        self, when: datetime | str | float, what: str = "", *, id: Optional[str] = None,
-        embedding: Optional[Sequence[float]] = None, where_location: Optional[str] = None,
-        who: Optional[Sequence[str]] = None, confidence: Optional[float] = None,
-        tags: Optional[Sequence[str]] = None, metadata: Optional[Mapping[str, str]] = None,
-        auto_link: Optional[bool] = None,
+        self, when: datetime | str | float, what: str = "", *, id: str | None = None,
+        embedding: Sequence[float] | None = None, where_location: str | None = None,
+        who: Sequence[str] | None = None, confidence: float | None = None,
+        tags: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None,
+        auto_link: bool | None = None,
     ) -> StoreReceipt:
-        fields = _given(id=id, embedding=embedding, where_location=where_location, who=who, confidence=confidence,
-                        tags=tags, metadata=metadata, auto_link=auto_link)
+        fields = _given(
+            id=id,
+            embedding=embedding,
+            where_location=where_location,
+            who=who,
+            confidence=confidence,
+            tags=tags,
+            metadata=metadata,
+            auto_link=auto_link,
+        )
         with self._rpc():
             return pb.receipt(self._client.experience(what, when=_when(when), **fields))
 
     def recall(
-        self, query: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        threshold: Optional[float] = None, max_results: Optional[int] = None, mode: Optional[str] = None,
-        tags: Optional[Sequence[str]] = None, memory_type: Optional[str] = None,
-        trace_activation: Optional[bool] = None,
+        self, query: str | None = None, *, embedding: Sequence[float] | None = None,
+        threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
+        tags: Sequence[str] | None = None, memory_type: str | None = None,
+        trace_activation: bool | None = None,
     ) -> RecallResult:
-        fields = _given(embedding=embedding, threshold=threshold, max_results=max_results, mode=mode, tags=tags,
-                        memory_type=memory_type, trace_activation=trace_activation)
+        fields = _given(
+            embedding=embedding,
+            threshold=threshold,
+            max_results=max_results,
+            mode=mode,
+            tags=tags,
+            memory_type=memory_type,
+            trace_activation=trace_activation,
+        )
         with self._rpc():
             return pb.recall_result(self._client.recall(query, **fields))
 
-    def get(self, memory_id: str, *, include_embedding: Optional[bool] = None) -> Memory:
+    def get(self, memory_id: str, *, include_embedding: bool | None = None) -> Memory:
         # REST includes the embedding unless told not to; keep the same default.
         include = True if include_embedding is None else include_embedding
         with self._rpc():
             return pb.memory(self._client.get_memory(memory_id, include_embedding=include))
 
     def list_memories(
-        self, *, cursor: Optional[str] = None, limit: Optional[int] = None, memory_type: Optional[str] = None,
-        include_suppressed: Optional[bool] = None,
+        self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
+        include_suppressed: bool | None = None,
     ) -> MemoryPage:
         fields = _given(memory_type=memory_type, include_suppressed=include_suppressed)
         with self._rpc():

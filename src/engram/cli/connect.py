@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -49,11 +50,11 @@ class Target:
     space_source: str
     as_json: bool
     timeout: float
-    state: Optional[dict[str, Any]] = None
-    state_file: Optional[Path] = None
+    state: dict[str, Any] | None = None
+    state_file: Path | None = None
     transport: str = "rest"
-    grpc_target: Optional[str] = None
-    grpc_source: Optional[str] = None
+    grpc_target: str | None = None
+    grpc_source: str | None = None
 
     @property
     def address(self) -> str:
@@ -64,7 +65,7 @@ class Target:
         """The REST client (status, import and export always speak REST)."""
         return EngramClient(self.url, space=self.space, timeout=self.timeout)
 
-    def backend(self) -> "Backend":
+    def backend(self) -> Backend:
         """The chosen transport's :class:`~engram.cli.backend.Backend`, bound to the active space."""
         if self.transport == "grpc" and self.grpc_target:
             from .backend import GrpcBackend
@@ -80,7 +81,7 @@ class Target:
         fail(exc, as_json=self.as_json)
 
 
-def _read_state(path: Path) -> Optional[dict[str, Any]]:
+def _read_state(path: Path) -> dict[str, Any] | None:
     import json
 
     try:
@@ -94,20 +95,23 @@ def _local_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
 
 
-def _grpc_target(explicit: Optional[str], state: Optional[dict[str, Any]], path: Path,
+def _grpc_target(explicit: str | None, state: dict[str, Any] | None, path: Path,
                  settings: Settings) -> tuple[str, str]:
     if explicit:
         return explicit, "--grpc-target"
     if os.environ.get(GRPC_TARGET_ENV):
         return os.environ[GRPC_TARGET_ENV], GRPC_TARGET_ENV
     if state and state.get("grpc_port"):
-        return f"{_local_host(str(state.get('host', '127.0.0.1')))}:{state['grpc_port']}", f"state file {path}"
+        return (
+            f"{_local_host(str(state.get('host', '127.0.0.1')))}:{state['grpc_port']}",
+            f"state file {path}",
+        )
     return f"{_local_host(settings.host)}:{settings.grpc_port}", "settings (host, grpc_port)"
 
 
-def resolve_target(*, url: Optional[str], space: Optional[str], data_dir: Optional[str],
-                   state_file: Optional[str], config_file: Optional[str], as_json: bool,
-                   timeout: float, transport: Optional[str] = None, grpc_target: Optional[str] = None,
+def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
+                   state_file: str | None, config_file: str | None, as_json: bool,
+                   timeout: float, transport: str | None = None, grpc_target: str | None = None,
                    transport_choice: bool = False) -> Target:
     try:
         settings: Settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
@@ -156,8 +160,12 @@ def target_options(f: F) -> F:
 
 def backend_options(f: F) -> F:
     """:func:`target_options` plus ``--transport`` and ``--grpc-target``; use ``target.backend()``."""
-    f = click.option("--grpc-target", default=None, metavar="HOST:PORT",
-                     help="gRPC address with --transport grpc (env ENGRAM_GRPC_TARGET, else the state file).")(f)
+    f = click.option(
+        "--grpc-target",
+        default=None,
+        metavar="HOST:PORT",
+        help="gRPC address with --transport grpc (env ENGRAM_GRPC_TARGET, else the state file).",
+    )(f)
     f = click.option("--transport", type=click.Choice(TRANSPORTS, case_sensitive=False), default=None,
                      help="rest or grpc (env ENGRAM_TRANSPORT; default rest).")(f)
     return _with_target(f, transport_choice=True)
@@ -177,8 +185,8 @@ def _with_target(f: F, *, transport_choice: bool) -> F:
                   help="Print machine-readable JSON on stdout (nothing else).")
     @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
     @functools.wraps(f)
-    def wrapper(*args: Any, url: Optional[str], space: Optional[str], data_dir: Optional[str],
-                state_file: Optional[str], config_file: Optional[str], as_json: bool, timeout: float,
+    def wrapper(*args: Any, url: str | None, space: str | None, data_dir: str | None,
+                state_file: str | None, config_file: str | None, as_json: bool, timeout: float,
                 **kwargs: Any) -> Any:
         choice = {k: kwargs.pop(k) for k in ("transport", "grpc_target")} if transport_choice else {}
         target = resolve_target(url=url, space=space, data_dir=data_dir, state_file=state_file,

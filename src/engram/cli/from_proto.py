@@ -12,8 +12,8 @@ under proto field names).
 
 from __future__ import annotations
 
-from datetime import timezone
-from typing import Any, Optional
+from datetime import UTC
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -26,7 +26,7 @@ from ..core import models as m
 
 
 # Descriptors are typed as the pure-Python or the upb class depending on the backend: take Any.
-def _enum(field: Any, number: int) -> Optional[str]:
+def _enum(field: Any, number: int) -> str | None:
     """``MEMORY_TYPE_SEMANTIC`` -> ``"semantic"``; the zero (``*_UNSPECIFIED``) value -> None."""
     if number == 0:
         return None
@@ -40,7 +40,7 @@ def _value(field: Any, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         name = field.message_type.full_name
         if name == "google.protobuf.Timestamp":
-            return value.ToDatetime(tzinfo=timezone.utc)
+            return value.ToDatetime(tzinfo=UTC)
         if name in ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"):
             return json_format.MessageToDict(value)
         return to_dict(value)
@@ -143,7 +143,9 @@ def created_space(msg: spb.CreateSpaceResponse) -> CreatedSpace:
 
 
 def space_page(msg: spb.ListSpacesResponse) -> m.SpacePage:
-    return m.SpacePage(spaces=[space_descriptor(s) for s in msg.spaces], next_cursor=msg.next_page_token or None)
+    return m.SpacePage(
+        spaces=[space_descriptor(s) for s in msg.spaces], next_cursor=msg.next_page_token or None
+    )
 
 
 def space_deletion(msg: spb.DeleteSpaceResponse) -> m.SpaceDeletion:

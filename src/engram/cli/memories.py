@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import click
 from rich.text import Text
@@ -21,7 +21,7 @@ def memory_group() -> None:
     """Store, recall, inspect, list, forget, import and export memories of one space."""
 
 
-def _embedding(raw: Optional[str]) -> Optional[list[float]]:
+def _embedding(raw: str | None) -> list[float] | None:
     if raw is None:
         return None
     try:
@@ -34,7 +34,7 @@ def _embedding(raw: Optional[str]) -> Optional[list[float]]:
                                  param_hint="--embedding") from None
 
 
-def _metadata(pairs: tuple[str, ...]) -> Optional[dict[str, str]]:
+def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
     if not pairs:
         return None
     result: dict[str, str] = {}
@@ -61,10 +61,10 @@ def _metadata(pairs: tuple[str, ...]) -> Optional[dict[str, str]]:
 @click.option("--where", "where_location", default=None, help="Episode location (with --when).")
 @click.option("--who", multiple=True, help="Episode participant (with --when, repeatable).")
 @backend_options
-def remember(target: Target, content: Optional[str], memory_id: Optional[str], tags: tuple[str, ...],
-             memory_type: Optional[str], confidence: Optional[float], meta: tuple[str, ...],
-             embedding: Optional[str], auto_link: Optional[bool], when: Optional[str],
-             where_location: Optional[str], who: tuple[str, ...]) -> None:
+def remember(target: Target, content: str | None, memory_id: str | None, tags: tuple[str, ...],
+             memory_type: str | None, confidence: float | None, meta: tuple[str, ...],
+             embedding: str | None, auto_link: bool | None, when: str | None,
+             where_location: str | None, who: tuple[str, ...]) -> None:
     """Store CONTENT as a memory ('-' reads it from stdin)."""
     if content == "-":
         content = sys.stdin.read().rstrip("\n")
@@ -107,9 +107,9 @@ def _recall_rows(bucket: str, items: list[RecallItem]) -> list[list[Any]]:
 @click.option("--embedding", default=None, metavar="JSON", help="Recall by embedding (JSON array).")
 @click.option("--trace", is_flag=True, default=None, help="Return the activation path of each result.")
 @backend_options
-def recall(target: Target, query: Optional[str], max_results: int, threshold: Optional[float],
-           mode: Optional[str], tags: tuple[str, ...], memory_type: Optional[str], embedding: Optional[str],
-           trace: Optional[bool]) -> None:
+def recall(target: Target, query: str | None, max_results: int, threshold: float | None,
+           mode: str | None, tags: tuple[str, ...], memory_type: str | None, embedding: str | None,
+           trace: bool | None) -> None:
     """Recall memories of the active space that match QUERY (text) and/or --embedding."""
     vector = _embedding(embedding)
     if not query and vector is None and not tags:
@@ -153,7 +153,7 @@ def _memory_pairs(mem: Memory) -> list[tuple[str, Any]]:
 @click.option("--embedding/--no-embedding", "include_embedding", default=None,
               help="Include the embedding in the result.")
 @backend_options
-def get(target: Target, memory_id: str, include_embedding: Optional[bool]) -> None:
+def get(target: Target, memory_id: str, include_embedding: bool | None) -> None:
     """Show memory ID of the active space."""
     with target.backend() as client:
         mem = client.get(memory_id, include_embedding=include_embedding)
@@ -170,8 +170,8 @@ def get(target: Target, memory_id: str, include_embedding: Optional[bool]) -> No
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
 @click.option("--include-suppressed", is_flag=True, default=None, help="Also list suppressed memories.")
 @backend_options
-def list_(target: Target, limit: int, cursor: Optional[str], memory_type: Optional[str],
-          include_suppressed: Optional[bool]) -> None:
+def list_(target: Target, limit: int, cursor: str | None, memory_type: str | None,
+          include_suppressed: bool | None) -> None:
     """List memories of the active space, oldest first, one page at a time."""
     with target.backend() as client:
         page = client.list_memories(cursor=cursor, limit=limit, memory_type=memory_type,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence
+from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel
@@ -96,7 +97,7 @@ def dump(model: BaseModel, **extra: Any) -> dict[str, Any]:
     return out
 
 
-def text(value: Any, limit: Optional[int] = None) -> Text:
+def text(value: Any, limit: int | None = None) -> Text:
     if value is None:
         return Text("-", style="dim")
     if isinstance(value, bool):

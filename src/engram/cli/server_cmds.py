@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -27,8 +27,8 @@ from ..settings import load_settings
               help="Where to write pid and ports (default <data-dir>/engram.state.json).")
 @click.option("--space", "bootstrap", multiple=True, help="Create this space at start (repeatable).")
 @click.option("--no-grpc", is_flag=True, default=False, help="Serve REST only.")
-def start(data_dir: Optional[str], host: Optional[str], http_port: Optional[int], grpc_port: Optional[int],
-          config_file: Optional[str], state_file: Optional[str], bootstrap: tuple[str, ...], no_grpc: bool) -> None:
+def start(data_dir: str | None, host: str | None, http_port: int | None, grpc_port: int | None,
+          config_file: str | None, state_file: str | None, bootstrap: tuple[str, ...], no_grpc: bool) -> None:
     """Run the server (REST + SSE and gRPC) in the foreground."""
     from ..server import run
 
@@ -39,18 +39,24 @@ def start(data_dir: Optional[str], host: Optional[str], http_port: Optional[int]
     try:
         settings = load_settings(config_file, overrides)
         if bootstrap:
-            settings = settings.replace(bootstrap_spaces=tuple(dict.fromkeys((*settings.bootstrap_spaces, *bootstrap))))
+            settings = settings.replace(
+                bootstrap_spaces=tuple(dict.fromkeys((*settings.bootstrap_spaces, *bootstrap)))
+            )
     except EngramError as exc:
         raise click.UsageError(exc.message) from None
     sys.exit(run(settings))
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root of the server to stop.")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None, help="Data root of the server to stop."
+)
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None, help="State file of the server.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML settings file.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML settings file."
+)
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for exit.")
-def stop(data_dir: Optional[str], state_file: Optional[str], config_file: Optional[str], timeout: float) -> None:
+def stop(data_dir: str | None, state_file: str | None, config_file: str | None, timeout: float) -> None:
     """Stop a running server gracefully (SIGTERM, then wait)."""
     from ..server import read_state
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import click
 from rich.text import Text
 
@@ -39,7 +37,7 @@ def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
 @click.option("--dimension", type=click.IntRange(1), default=None,
               help="Embedding dimension (else set by the first embedding stored).")
 @backend_options
-def create(target: Target, space_id: str, dimension: Optional[int]) -> None:
+def create(target: Target, space_id: str, dimension: int | None) -> None:
     """Create memory space ID (idempotent: an existing space is left as it is)."""
     with target.backend() as client:
         desc = client.create_space(space_id, dimension=dimension)
@@ -56,7 +54,7 @@ def create(target: Target, space_id: str, dimension: Optional[int]) -> None:
 @click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow cursors to the end.")
 @backend_options
-def list_(target: Target, limit: int, cursor: Optional[str], all_pages: bool) -> None:
+def list_(target: Target, limit: int, cursor: str | None, all_pages: bool) -> None:
     """List memory spaces sorted by id (the active one is marked *)."""
     with target.backend() as client:
         page = client.list_spaces(cursor=cursor, limit=limit)
@@ -81,7 +79,7 @@ def list_(target: Target, limit: int, cursor: Optional[str], all_pages: bool) ->
 @space_group.command("get")
 @click.argument("space_id", metavar="[ID]", required=False)
 @backend_options
-def get(target: Target, space_id: Optional[str]) -> None:
+def get(target: Target, space_id: str | None) -> None:
     """Show a space's descriptor and statistics (default: the active space)."""
     sid = space_id or target.space
     with target.backend() as client:

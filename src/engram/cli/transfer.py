@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 import click
 from rich.progress import (
@@ -46,8 +46,8 @@ from .memories import memory_group
 
 MEMORY_FIELDS = ("id", "content", "embedding", "confidence", "decay_rate", "tags", "memory_type", "metadata",
                  "auto_link")
-EPISODE_FIELDS = MEMORY_FIELDS + ("when", "what", "where_location", "who", "why", "how", "emotional_valence",
-                                  "importance")
+EPISODE_FIELDS = (*MEMORY_FIELDS, "when", "what", "where_location", "who", "why", "how", "emotional_valence",
+                  "importance")
 
 
 def to_input(record: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class ImportOutcome:
     imported: int = 0
     suppressed: int = 0
     failures: list[tuple[int, EngramError]] = field(default_factory=list)
-    fatal: Optional[EngramError] = None
+    fatal: EngramError | None = None
 
 
 async def _import(client: AsyncEngramClient, items: list[tuple[int, dict[str, Any]]], concurrency: int,
@@ -171,7 +171,7 @@ def import_(target: Target, file: str, concurrency: int, show_progress: bool) ->
               help="Requests in flight at once when fetching embeddings.")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on stderr.")
 @target_options
-def export(target: Target, file: Optional[str], include_suppressed: bool, embeddings: bool, page_size: int,
+def export(target: Target, file: str | None, include_suppressed: bool, embeddings: bool, page_size: int,
            concurrency: int, show_progress: bool) -> None:
     """Write every memory of the active space as JSON lines to FILE (default stdout).
 
@@ -221,26 +221,26 @@ class _Pager:
     page_size: int
     concurrency: int
 
-    async def run(self, handle: IO[str], progress: Optional[Progress]) -> int:
+    async def run(self, handle: IO[str], progress: Progress | None) -> int:
         count = 0
         task = None
         async with self.target.async_client(max_connections=self.concurrency) as client:
             gate = asyncio.Semaphore(self.concurrency)
 
-            async def full(mem: Memory) -> Optional[Memory]:
+            async def full(mem: Memory) -> Memory | None:
                 async with gate:
                     try:
                         return await client.get(mem.id, include_embedding=True)
                     except MemoryNotFound:
                         return None
 
-            cursor: Optional[str] = None
+            cursor: str | None = None
             while True:
                 page = await client.list_memories(cursor=cursor, limit=self.page_size,
                                                   include_suppressed=self.include_suppressed or None)
                 if progress is not None and task is None:
                     task = progress.add_task(f"export ← {self.target.space}", total=page.total)
-                memories: list[Optional[Memory]] = list(page.memories)
+                memories: list[Memory | None] = list(page.memories)
                 if self.embeddings:
                     memories = list(await asyncio.gather(*(full(m) for m in page.memories)))
                 for mem in memories:

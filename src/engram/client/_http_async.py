@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable, Mapping, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -56,8 +57,8 @@ class AsyncEngramClient(_Base):
     """Asyncio client over ``httpx.AsyncClient``; ``async with`` it or ``await aclose()``."""
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, *, space: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-        http_client: Optional[httpx.AsyncClient] = None, headers: Optional[Mapping[str, str]] = None,
+        self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+        http_client: httpx.AsyncClient | None = None, headers: Mapping[str, str] | None = None,
         max_connections: int = 100,
     ) -> None:
         super().__init__(base_url, space)
@@ -66,7 +67,7 @@ class AsyncEngramClient(_Base):
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                                       headers=dict(headers or {}), limits=limits)
 
-    def with_space(self, space: str) -> "AsyncEngramClient":
+    def with_space(self, space: str) -> AsyncEngramClient:
         """A client for another space sharing this one's connections (close the original only)."""
         return AsyncEngramClient(self.base_url, space=space, http_client=self._http)
 
@@ -74,7 +75,7 @@ class AsyncEngramClient(_Base):
         if self._owns:
             await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncEngramClient":
+    async def __aenter__(self) -> AsyncEngramClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -82,7 +83,7 @@ class AsyncEngramClient(_Base):
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _request(self, method: str, path: str, *, scoped: bool = True, json: Any = None,
-                       params: Optional[Query] = None) -> httpx.Response:
+                       params: Query | None = None) -> httpx.Response:
         headers = space_headers(self.space) if scoped else {}
         try:
             resp = await self._http.request(method, self.base_url + path, json=json, params=params,
@@ -100,7 +101,7 @@ class AsyncEngramClient(_Base):
 
     async def iter_spaces(self, *, page_size: int = 100) -> AsyncIterator[SpaceDescriptor]:
         """Every space, following cursors."""
-        cursor: Optional[str] = None
+        cursor: str | None = None
         while True:
             page = await self.list_spaces(cursor=cursor, limit=page_size)
             for space in page.spaces:
@@ -110,9 +111,9 @@ class AsyncEngramClient(_Base):
             cursor = page.next_cursor
 
     async def stream(
-        self, kind: str = "activities", *, types: Optional[Iterable[str]] = None,
-        min_importance: Optional[float] = None, min_confidence: Optional[float] = None,
-        last_event_id: Optional[str] = None,
+        self, kind: str = "activities", *, types: Iterable[str] | None = None,
+        min_importance: float | None = None, min_confidence: float | None = None,
+        last_event_id: str | None = None,
     ) -> AsyncIterator[ServerEvent]:
         """Server-Sent Events of this client's space; see :meth:`EngramClient.stream`."""
         query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence})
@@ -135,18 +136,18 @@ class AsyncEngramClient(_Base):
             raise translate_transport_error(exc, self.base_url) from exc
 
     # -- spaces (administration: no space header) ---------------------------------------------
-    async def create_space(self, space_id: str, *, dimension: Optional[int] = None) -> CreatedSpace:
+    async def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace:
         """Create a space (idempotent: an existing one comes back with ``created=False``)."""
         resp = await self._request("POST", f"{API}/spaces", json=body(id=space_id, dimension=dimension),
                                    scoped=False)
         return CreatedSpace.model_validate({**resp.json(), "created": resp.status_code == 201})
 
-    async def list_spaces(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> SpacePage:
+    async def list_spaces(self, *, cursor: str | None = None, limit: int | None = None) -> SpacePage:
         """One page of spaces, sorted by id; pass ``next_cursor`` back for the next."""
         return await self._call(SpacePage, "GET", f"{API}/spaces", params=params(cursor=cursor, limit=limit),
                                 scoped=False)
 
-    async def get_space(self, space_id: Optional[str] = None) -> SpaceDescriptor:
+    async def get_space(self, space_id: str | None = None) -> SpaceDescriptor:
         """Descriptor and statistics of ``space_id`` (default: this client's space)."""
         sid = self._space_or(space_id)
         return await self._call(SpaceDescriptor, "GET", f"{API}/spaces/{segment(sid)}", scoped=False)
@@ -157,10 +158,10 @@ class AsyncEngramClient(_Base):
 
     # -- memories ---------------------------------------------------------------------------------
     async def remember(
-        self, content: str = "", *, id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
-        memory_type: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
-        decay_rate: Optional[float] = None, auto_link: Optional[bool] = None,
+        self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        decay_rate: float | None = None, auto_link: bool | None = None,
     ) -> StoreReceipt:
         """Store a memory; returns once it is durable."""
         payload = body(content=content, id=id, embedding=_floats(embedding), confidence=confidence,
@@ -169,14 +170,14 @@ class AsyncEngramClient(_Base):
         return await self._call(StoreReceipt, "POST", f"{API}/memories/remember", json=payload)
 
     async def experience(
-        self, when: datetime | str | float, what: str = "", *, content: Optional[str] = None,
-        id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        where_location: Optional[str] = None, who: Optional[Sequence[str]] = None, why: Optional[str] = None,
-        how: Optional[str] = None, emotional_valence: Optional[float] = None,
-        importance: Optional[float] = None,
-        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
-        metadata: Optional[Mapping[str, str]] = None, decay_rate: Optional[float] = None,
-        auto_link: Optional[bool] = None,
+        self, when: datetime | str | float, what: str = "", *, content: str | None = None,
+        id: str | None = None, embedding: Sequence[float] | None = None,
+        where_location: str | None = None, who: Sequence[str] | None = None, why: str | None = None,
+        how: str | None = None, emotional_valence: float | None = None,
+        importance: float | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None, decay_rate: float | None = None,
+        auto_link: bool | None = None,
     ) -> StoreReceipt:
         """Store an episode (a memory with when/what/where/who/why/how)."""
         payload = body(when=when, what=what, content=content, id=id, embedding=_floats(embedding),
@@ -191,12 +192,12 @@ class AsyncEngramClient(_Base):
         return await self._call(StoreReceipt, "POST", f"{API}/{route}/remember", json=dict(item))
 
     async def recall(
-        self, query: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        threshold: Optional[float] = None, max_results: Optional[int] = None, mode: Optional[str] = None,
-        tags: Optional[Sequence[str]] = None, memory_type: Optional[str] = None,
-        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
-        location: Optional[str] = None, participants: Optional[Sequence[str]] = None,
-        trace_activation: Optional[bool] = None, max_hops: Optional[int] = None,
+        self, query: str | None = None, *, embedding: Sequence[float] | None = None,
+        threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
+        tags: Sequence[str] | None = None, memory_type: str | None = None,
+        time_start: datetime | str | None = None, time_end: datetime | str | None = None,
+        location: str | None = None, participants: Sequence[str] | None = None,
+        trace_activation: bool | None = None, max_hops: int | None = None,
     ) -> RecallResult:
         """Recall by cue: GET with query parameters, or POST when an embedding is given."""
         cue = dict(query=query, threshold=threshold, max_results=max_results, mode=mode, tags=_strs(tags),
@@ -207,14 +208,14 @@ class AsyncEngramClient(_Base):
             return await self._call(RecallResult, "POST", f"{API}/memories/recall", json=payload)
         return await self._call(RecallResult, "GET", f"{API}/memories/recall", params=params(**cue))
 
-    async def get(self, memory_id: str, *, include_embedding: Optional[bool] = None) -> Memory:
+    async def get(self, memory_id: str, *, include_embedding: bool | None = None) -> Memory:
         """One memory by id (``MemoryNotFound`` if this space has no such memory)."""
         return await self._call(Memory, "GET", f"{API}/memories/{segment(memory_id)}",
                                 params=params(include_embedding=include_embedding))
 
     async def list_memories(
-        self, *, cursor: Optional[str] = None, limit: Optional[int] = None, memory_type: Optional[str] = None,
-        include_suppressed: Optional[bool] = None,
+        self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
+        include_suppressed: bool | None = None,
     ) -> MemoryPage:
         """One page of memories in storage order; pass ``next_cursor`` back for the next."""
         query = params(cursor=cursor, limit=limit, memory_type=memory_type,
@@ -222,11 +223,11 @@ class AsyncEngramClient(_Base):
         return await self._call(MemoryPage, "GET", f"{API}/memories", params=query)
 
     async def iter_memories(
-        self, *, page_size: int = 200, memory_type: Optional[str] = None,
-        include_suppressed: Optional[bool] = None,
+        self, *, page_size: int = 200, memory_type: str | None = None,
+        include_suppressed: bool | None = None,
     ) -> AsyncIterator[Memory]:
         """Every memory of the space, following cursors page by page."""
-        cursor: Optional[str] = None
+        cursor: str | None = None
         while True:
             page = await self.list_memories(cursor=cursor, limit=page_size, memory_type=memory_type,
                                             include_suppressed=include_suppressed)
@@ -243,8 +244,8 @@ class AsyncEngramClient(_Base):
 
     # -- cognition --------------------------------------------------------------------------------
     async def recognize(
-        self, content: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        threshold: Optional[float] = None, max_matches: Optional[int] = None,
+        self, content: str | None = None, *, embedding: Sequence[float] | None = None,
+        threshold: float | None = None, max_matches: int | None = None,
     ) -> Recognition:
         """Is this content/embedding already known (familiarity with confidence)?"""
         payload = body(content=content, embedding=_floats(embedding), threshold=threshold,
@@ -252,8 +253,8 @@ class AsyncEngramClient(_Base):
         return await self._call(Recognition, "POST", f"{API}/memories/recognize", json=payload)
 
     async def associate(
-        self, source_id: str, target_id: str, *, strength: Optional[float] = None,
-        bidirectional: Optional[bool] = None,
+        self, source_id: str, target_id: str, *, strength: float | None = None,
+        bidirectional: bool | None = None,
     ) -> Association:
         """Create or strengthen an edge between two memories of this space."""
         payload = body(source_id=source_id, target_id=target_id, strength=strength,
@@ -261,9 +262,9 @@ class AsyncEngramClient(_Base):
         return await self._call(Association, "POST", f"{API}/memories/associate", json=payload)
 
     async def reminisce(
-        self, topic: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
-        limit: Optional[int] = None,
+        self, topic: str | None = None, *, embedding: Sequence[float] | None = None,
+        time_start: datetime | str | None = None, time_end: datetime | str | None = None,
+        limit: int | None = None,
     ) -> Reminiscence:
         """Episodes about a topic (or near an embedding: POST) and/or in a time window, in time order."""
         if embedding is not None:
@@ -274,13 +275,13 @@ class AsyncEngramClient(_Base):
         query = params(topic=topic, time_start=time_start, time_end=time_end, limit=limit)
         return await self._call(Reminiscence, "GET", f"{API}/episodes/reminisce", params=query)
 
-    async def consolidate(self, *, min_cluster: Optional[int] = None,
-                          similarity: Optional[float] = None) -> ConsolidationReport:
+    async def consolidate(self, *, min_cluster: int | None = None,
+                          similarity: float | None = None) -> ConsolidationReport:
         """Run consolidation now: cluster episodes into beliefs."""
         payload = body(min_cluster=min_cluster, similarity=similarity)
         return await self._call(ConsolidationReport, "POST", f"{API}/consolidate", json=payload)
 
-    async def beliefs(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> BeliefPage:
+    async def beliefs(self, *, cursor: str | None = None, limit: int | None = None) -> BeliefPage:
         """Beliefs produced by consolidation, with citations to their source episodes."""
         return await self._call(BeliefPage, "GET", f"{API}/consolidations", params=params(cursor=cursor,
                                                                                           limit=limit))
@@ -290,10 +291,10 @@ class AsyncEngramClient(_Base):
         return await self._call(Belief, "GET", f"{API}/consolidations/{segment(belief_id)}")
 
     async def complete(
-        self, *, what: Optional[str] = None, when: Optional[datetime | str] = None,
-        where_location: Optional[str] = None, who: Optional[Sequence[str]] = None, why: Optional[str] = None,
-        how: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        max_hypotheses: Optional[int] = None, min_confidence: Optional[float] = None,
+        self, *, what: str | None = None, when: datetime | str | None = None,
+        where_location: str | None = None, who: Sequence[str] | None = None, why: str | None = None,
+        how: str | None = None, embedding: Sequence[float] | None = None,
+        max_hypotheses: int | None = None, min_confidence: float | None = None,
     ) -> Completion:
         """Pattern completion from partial episode fields, with per-field source attribution."""
         payload = body(what=what, when=when, where_location=where_location, who=_strs(who), why=why, how=how,

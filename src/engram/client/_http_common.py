@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -55,10 +56,10 @@ class ServerEvent:
 
     event: str
     data: Any
-    id: Optional[str] = None
+    id: str | None = None
 
     @property
-    def lsn(self) -> Optional[int]:
+    def lsn(self) -> int | None:
         try:
             return int(self.id) if self.id is not None else None
         except ValueError:
@@ -70,7 +71,7 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def space_headers(space: Optional[str]) -> dict[str, str]:
+def space_headers(space: str | None) -> dict[str, str]:
     return {SPACE_HEADER: space} if space else {}
 
 
@@ -132,7 +133,7 @@ def _code_for_status(status: int) -> str:
     return {400: "INVALID_INPUT", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE"}.get(status, "ENGRAM_ERROR")
 
 
-def deprecation_warning(resp: httpx.Response) -> Optional[str]:
+def deprecation_warning(resp: httpx.Response) -> str | None:
     """The server's default-space fallback notice, if this response carries one."""
     if "deprecation" in resp.headers or "warning" in resp.headers:
         return resp.headers.get("warning") or "the server used its default memory space (deprecated)"
@@ -145,11 +146,11 @@ class SSEParser:
     def __init__(self) -> None:
         self._event = ""
         self._data: list[str] = []
-        self._id: Optional[str] = None
+        self._id: str | None = None
         #: the WHATWG "last event ID": persists across events; send it as Last-Event-ID to resume
-        self.last_event_id: Optional[str] = None
+        self.last_event_id: str | None = None
 
-    def feed(self, line: str) -> Optional[ServerEvent]:
+    def feed(self, line: str) -> ServerEvent | None:
         if line == "":
             return self._dispatch()
         if line.startswith(":"):
@@ -166,7 +167,7 @@ class SSEParser:
             self.last_event_id = value
         return None
 
-    def _dispatch(self) -> Optional[ServerEvent]:
+    def _dispatch(self) -> ServerEvent | None:
         if not self._data:
             self._event, self._id = "", None
             return None
@@ -181,20 +182,20 @@ class SSEParser:
         return event
 
 
-def stream_params(types: Optional[Iterable[str]], extra: Mapping[str, Any]) -> Query:
+def stream_params(types: Iterable[str] | None, extra: Mapping[str, Any]) -> Query:
     joined = ",".join(types) if types else None
     return params(types=joined, **extra)
 
 
-def floats(values: Optional[Sequence[float]]) -> Optional[list[float]]:
+def floats(values: Sequence[float] | None) -> list[float] | None:
     return None if values is None else [float(v) for v in values]
 
 
-def strings(values: Optional[Sequence[str]]) -> Optional[list[str]]:
+def strings(values: Sequence[str] | None) -> list[str] | None:
     return None if values is None else [str(v) for v in values]
 
 
-def mapping(values: Optional[Mapping[str, str]]) -> Optional[dict[str, str]]:
+def mapping(values: Mapping[str, str] | None) -> dict[str, str] | None:
     return None if values is None else {str(k): str(v) for k, v in values.items()}
 
 
@@ -216,11 +217,11 @@ def check(resp: httpx.Response) -> httpx.Response:
 class Base:
     """What both HTTP clients share: the base URL and the space they were given."""
 
-    def __init__(self, base_url: str, space: Optional[str]) -> None:
+    def __init__(self, base_url: str, space: str | None) -> None:
         self.base_url = base_url.rstrip("/")
         self.space = space or None
 
-    def _space_or(self, space_id: Optional[str]) -> str:
+    def _space_or(self, space_id: str | None) -> str:
         sid = space_id or self.space
         if not sid:
             raise ValueError("name a space: get_space('agent-7'), or construct the client with space=")

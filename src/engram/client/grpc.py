@@ -19,8 +19,9 @@ exception classes (``engram.errors``: ``MemorySpaceNotFound``,
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable, Iterator, Literal, Optional, Sequence
+from typing import Any, Literal
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -30,7 +31,7 @@ from ..api.grpc.gen import service_pb2 as spb
 from ..api.grpc.gen import service_pb2_grpc as spb_grpc
 from ..errors import EngramError, InvalidInput, NotFound, ShuttingDown, error_class_for_code
 
-__all__ = ["GrpcClient", "AsyncGrpcClient", "GrpcTransportError", "error_from_rpc"]
+__all__ = ["AsyncGrpcClient", "GrpcClient", "GrpcTransportError", "error_from_rpc"]
 
 SpaceVia = Literal["field", "metadata", "both"]
 
@@ -80,7 +81,7 @@ def error_from_rpc(exc: grpc.RpcError) -> EngramError:
     return err
 
 
-def _ts(value: datetime | float | None) -> Optional[timestamp_pb2.Timestamp]:
+def _ts(value: datetime | float | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     ts = timestamp_pb2.Timestamp()
@@ -112,7 +113,7 @@ def episode_input(what: str = "", *, when: datetime | float, **fields: Any) -> p
     return pb.EpisodeInput(what=what, when=_ts(when), **{k: v for k, v in fields.items() if v is not None})
 
 
-def cue(query: Optional[str] = None, **fields: Any) -> pb.Cue:
+def cue(query: str | None = None, **fields: Any) -> pb.Cue:
     if "mode" in fields:
         fields["mode"] = _enum("RECALL_MODE_", fields["mode"])
     if "memory_type" in fields:
@@ -123,26 +124,26 @@ def cue(query: Optional[str] = None, **fields: Any) -> pb.Cue:
     return pb.Cue(query=query or "", **{k: v for k, v in fields.items() if v is not None})
 
 
-def _event_types(types: Optional[Sequence[str | int]]) -> list[Any]:
+def _event_types(types: Sequence[str | int] | None) -> list[Any]:
     return [_enum("EVENT_TYPE_", t) for t in types or ()]
 
 
 class _Base:
-    def __init__(self, space: Optional[str], space_via: SpaceVia, timeout: Optional[float]) -> None:
+    def __init__(self, space: str | None, space_via: SpaceVia, timeout: float | None) -> None:
         self.space = space
         self.space_via = space_via
         self.timeout = timeout
-        self.last_warning: Optional[str] = None
+        self.last_warning: str | None = None
 
     def _field(self) -> str:
         return (self.space or "") if self.space_via in ("field", "both") else ""
 
-    def _metadata(self) -> Optional[tuple[tuple[str, str], ...]]:
+    def _metadata(self) -> tuple[tuple[str, str], ...] | None:
         if self.space and self.space_via in ("metadata", "both"):
             return (("x-memory-space", self.space),)
         return None
 
-    def _admin_space(self, space: Optional[str]) -> str:
+    def _admin_space(self, space: str | None) -> str:
         sid = space or self.space
         if not sid:
             raise InvalidInput("name the space: pass space= to the client or to this call")
@@ -152,9 +153,9 @@ class _Base:
 class GrpcClient(_Base):
     """Blocking gRPC client bound to one memory space."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, space: Optional[str] = None,
-                 space_via: SpaceVia = "field", timeout: Optional[float] = 30.0,
-                 channel: Optional[grpc.Channel] = None, max_message_bytes: int = 4_194_304) -> None:
+    def __init__(self, target: str = "127.0.0.1:50051", *, space: str | None = None,
+                 space_via: SpaceVia = "field", timeout: float | None = 30.0,
+                 channel: grpc.Channel | None = None, max_message_bytes: int = 4_194_304) -> None:
         super().__init__(space, space_via, timeout)
         self._own = channel is None
         self.channel = channel or grpc.insecure_channel(target, options=[
@@ -183,15 +184,19 @@ class GrpcClient(_Base):
         return self._call(self.stub.Remember, req).receipt
 
     def experience(self, what: str = "", *, when: datetime | float, **fields: Any) -> pb.StoreReceipt:
-        req = spb.ExperienceRequest(episode=episode_input(what, when=when, **fields), memory_space_id=self._field())
+        req = spb.ExperienceRequest(
+            episode=episode_input(what, when=when, **fields), memory_space_id=self._field()
+        )
         return self._call(self.stub.Experience, req).receipt
 
-    def recall(self, query: Optional[str] = None, **fields: Any) -> pb.RecallResult:
+    def recall(self, query: str | None = None, **fields: Any) -> pb.RecallResult:
         req = spb.RecallRequest(cue=cue(query, **fields), memory_space_id=self._field())
         return self._call(self.stub.Recall, req).result
 
     def forget(self, memory_id: str, mode: str = "suppress") -> spb.ForgetResponse:
-        req = spb.ForgetRequest(memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field())
+        req = spb.ForgetRequest(
+            memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field()
+        )
         return self._call(self.stub.Forget, req)
 
     def get_memory(self, memory_id: str, include_embedding: bool = False) -> pb.Memory:
@@ -199,32 +204,42 @@ class GrpcClient(_Base):
                                    memory_space_id=self._field())
         return self._call(self.stub.GetMemory, req).memory
 
-    def list_memories(self, page_size: int = 0, page_token: str = "", **fields: Any) -> spb.ListMemoriesResponse:
+    def list_memories(
+        self, page_size: int = 0, page_token: str = "", **fields: Any
+    ) -> spb.ListMemoriesResponse:
         if "memory_type" in fields:
             fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
-        req = spb.ListMemoriesRequest(page_size=page_size, page_token=page_token, memory_space_id=self._field(),
-                                      **fields)
+        req = spb.ListMemoriesRequest(
+            page_size=page_size, page_token=page_token, memory_space_id=self._field(), **fields
+        )
         return self._call(self.stub.ListMemories, req)
 
     # -- cognition --------------------------------------------------------------
     def recognize(self, content: str = "", **fields: Any) -> spb.RecognizeResponse:
-        return self._call(self.stub.Recognize, spb.RecognizeRequest(content=content, memory_space_id=self._field(),
-                                                                    **fields))
+        return self._call(
+            self.stub.Recognize,
+            spb.RecognizeRequest(content=content, memory_space_id=self._field(), **fields),
+        )
 
     def reminisce(self, topic: str = "", **fields: Any) -> spb.ReminisceResponse:
         for name in ("time_start", "time_end"):
             if name in fields:
                 fields[name] = _ts(fields[name])
-        return self._call(self.stub.Reminisce, spb.ReminisceRequest(topic=topic, memory_space_id=self._field(),
-                                                                    **fields))
+        return self._call(
+            self.stub.Reminisce, spb.ReminisceRequest(topic=topic, memory_space_id=self._field(), **fields)
+        )
 
-    def associate(self, source_id: str, target_id: str, strength: Optional[float] = None) -> spb.AssociateResponse:
+    def associate(
+        self, source_id: str, target_id: str, strength: float | None = None
+    ) -> spb.AssociateResponse:
         req = spb.AssociateRequest(source_id=source_id, target_id=target_id, strength=strength,
                                    memory_space_id=self._field())
         return self._call(self.stub.Associate, req)
 
     def consolidate(self, **fields: Any) -> pb.ConsolidationRun:
-        return self._call(self.stub.Consolidate, spb.ConsolidateRequest(memory_space_id=self._field(), **fields)).run
+        return self._call(
+            self.stub.Consolidate, spb.ConsolidateRequest(memory_space_id=self._field(), **fields)
+        ).run
 
     def dream(self, **fields: Any) -> Iterator[spb.DreamResponse]:
         req = spb.DreamRequest(memory_space_id=self._field(), **fields)
@@ -239,9 +254,12 @@ class GrpcClient(_Base):
         return self._call(self.stub.Introspect, spb.IntrospectRequest(memory_space_id=self._field()))
 
     # -- streams -------------------------------------------------------------------
-    def stream(self, event_types: Optional[Sequence[str | int]] = None,
-               timeout: Optional[float] = None) -> Iterator[spb.StreamResponse]:
-        """The space's events (``StreamResponse``: event, lag_notice or heartbeat). Cancel with ``.cancel()``."""
+    def stream(self, event_types: Sequence[str | int] | None = None,
+               timeout: float | None = None) -> Iterator[spb.StreamResponse]:
+        """The space's events (``StreamResponse``: event, lag_notice or heartbeat).
+
+        Cancel with ``.cancel()``.
+        """
         req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
         return self.stub.Stream(req, timeout=timeout, metadata=self._metadata())  # type: ignore[no-any-return]
 
@@ -250,9 +268,13 @@ class GrpcClient(_Base):
         def requests() -> Iterator[spb.StreamingRememberRequest]:
             for seq, item in enumerate(items, 1):
                 if isinstance(item, pb.EpisodeInput):
-                    yield spb.StreamingRememberRequest(sequence=seq, episode=item, memory_space_id=self._field())
+                    yield spb.StreamingRememberRequest(
+                        sequence=seq, episode=item, memory_space_id=self._field()
+                    )
                 else:
-                    yield spb.StreamingRememberRequest(sequence=seq, memory=item, memory_space_id=self._field())
+                    yield spb.StreamingRememberRequest(
+                        sequence=seq, memory=item, memory_space_id=self._field()
+                    )
 
         return self._stream(self.stub.StreamingRemember(requests(), metadata=self._metadata()))
 
@@ -272,20 +294,26 @@ class GrpcClient(_Base):
         return self._stream(self.stub.MemoryFlow(fill(), metadata=self._metadata()))
 
     # -- spaces ---------------------------------------------------------------------
-    def create_space(self, space: Optional[str] = None, dimension: Optional[int] = None) -> spb.CreateSpaceResponse:
+    def create_space(self, space: str | None = None, dimension: int | None = None) -> spb.CreateSpaceResponse:
         req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
         return self._call(self.stub.CreateSpace, req)
 
-    def get_space(self, space: Optional[str] = None) -> pb.SpaceDescriptor:
-        return self._call(self.stub.GetSpace, spb.GetSpaceRequest(memory_space_id=self._admin_space(space))).space
+    def get_space(self, space: str | None = None) -> pb.SpaceDescriptor:
+        return self._call(
+            self.stub.GetSpace, spb.GetSpaceRequest(memory_space_id=self._admin_space(space))
+        ).space
 
-    def delete_space(self, space: Optional[str] = None) -> spb.DeleteSpaceResponse:
-        return self._call(self.stub.DeleteSpace, spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space)))
+    def delete_space(self, space: str | None = None) -> spb.DeleteSpaceResponse:
+        return self._call(
+            self.stub.DeleteSpace, spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space))
+        )
 
     def list_spaces(self, page_size: int = 0, page_token: str = "") -> spb.ListSpacesResponse:
-        return self._call(self.stub.ListSpaces, spb.ListSpacesRequest(page_size=page_size, page_token=page_token))
+        return self._call(
+            self.stub.ListSpaces, spb.ListSpacesRequest(page_size=page_size, page_token=page_token)
+        )
 
-    def with_space(self, space: str) -> "GrpcClient":
+    def with_space(self, space: str) -> GrpcClient:
         """Another client on the same channel, bound to ``space``."""
         return GrpcClient(space=space, space_via=self.space_via, timeout=self.timeout, channel=self.channel)
 
@@ -293,7 +321,7 @@ class GrpcClient(_Base):
         if self._own:
             self.channel.close()
 
-    def __enter__(self) -> "GrpcClient":
+    def __enter__(self) -> GrpcClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -303,9 +331,9 @@ class GrpcClient(_Base):
 class AsyncGrpcClient(_Base):
     """asyncio gRPC client bound to one memory space (same methods as :class:`GrpcClient`, awaitable)."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, space: Optional[str] = None,
-                 space_via: SpaceVia = "field", timeout: Optional[float] = 30.0,
-                 channel: Optional[grpc.aio.Channel] = None, max_message_bytes: int = 4_194_304) -> None:
+    def __init__(self, target: str = "127.0.0.1:50051", *, space: str | None = None,
+                 space_via: SpaceVia = "field", timeout: float | None = 30.0,
+                 channel: grpc.aio.Channel | None = None, max_message_bytes: int = 4_194_304) -> None:
         super().__init__(space, space_via, timeout)
         self._own = channel is None
         self.channel = channel or grpc.aio.insecure_channel(target, options=[
@@ -334,15 +362,19 @@ class AsyncGrpcClient(_Base):
         return (await self._call(self.stub.Remember, req)).receipt
 
     async def experience(self, what: str = "", *, when: datetime | float, **fields: Any) -> pb.StoreReceipt:
-        req = spb.ExperienceRequest(episode=episode_input(what, when=when, **fields), memory_space_id=self._field())
+        req = spb.ExperienceRequest(
+            episode=episode_input(what, when=when, **fields), memory_space_id=self._field()
+        )
         return (await self._call(self.stub.Experience, req)).receipt
 
-    async def recall(self, query: Optional[str] = None, **fields: Any) -> pb.RecallResult:
+    async def recall(self, query: str | None = None, **fields: Any) -> pb.RecallResult:
         req = spb.RecallRequest(cue=cue(query, **fields), memory_space_id=self._field())
         return (await self._call(self.stub.Recall, req)).result
 
     async def forget(self, memory_id: str, mode: str = "suppress") -> spb.ForgetResponse:
-        req = spb.ForgetRequest(memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field())
+        req = spb.ForgetRequest(
+            memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field()
+        )
         return await self._call(self.stub.Forget, req)  # type: ignore[no-any-return]
 
     async def get_memory(self, memory_id: str, include_embedding: bool = False) -> pb.Memory:
@@ -354,7 +386,7 @@ class AsyncGrpcClient(_Base):
         return await self._call(self.stub.Introspect,  # type: ignore[no-any-return]
                                 spb.IntrospectRequest(memory_space_id=self._field()))
 
-    def stream(self, event_types: Optional[Sequence[str | int]] = None) -> Any:
+    def stream(self, event_types: Sequence[str | int] | None = None) -> Any:
         """The space's events: an async-iterable call (``.cancel()`` to stop)."""
         req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
         return self.stub.Stream(req, metadata=self._metadata())
@@ -381,16 +413,16 @@ class AsyncGrpcClient(_Base):
                 for seq, c in enumerate(cues, 1)]
         return self._stream(self.stub.StreamingRecall(iter(reqs), metadata=self._metadata()))
 
-    async def create_space(self, space: Optional[str] = None,
-                           dimension: Optional[int] = None) -> spb.CreateSpaceResponse:
+    async def create_space(self, space: str | None = None,
+                           dimension: int | None = None) -> spb.CreateSpaceResponse:
         req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
         return await self._call(self.stub.CreateSpace, req)  # type: ignore[no-any-return]
 
-    async def get_space(self, space: Optional[str] = None) -> pb.SpaceDescriptor:
+    async def get_space(self, space: str | None = None) -> pb.SpaceDescriptor:
         req = spb.GetSpaceRequest(memory_space_id=self._admin_space(space))
         return (await self._call(self.stub.GetSpace, req)).space
 
-    async def delete_space(self, space: Optional[str] = None) -> spb.DeleteSpaceResponse:
+    async def delete_space(self, space: str | None = None) -> spb.DeleteSpaceResponse:
         req = spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space))
         return await self._call(self.stub.DeleteSpace, req)  # type: ignore[no-any-return]
 
@@ -402,7 +434,7 @@ class AsyncGrpcClient(_Base):
         if self._own:
             await self.channel.close()
 
-    async def __aenter__(self) -> "AsyncGrpcClient":
+    async def __aenter__(self) -> AsyncGrpcClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

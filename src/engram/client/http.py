@@ -25,8 +25,9 @@ to a signature here is made there too (the integration tests call both).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -76,12 +77,12 @@ from ._http_common import stream_path as _stream_path
 from ._http_common import strings as _strs
 
 __all__ = [
+    "STREAMS",
     "AsyncEngramClient",
     "CreatedSpace",
     "EngramClient",
     "EngramConnectionError",
     "ServerEvent",
-    "STREAMS",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -91,15 +92,15 @@ class EngramClient(_Base):
     """Synchronous client over ``httpx.Client``; use as a context manager or call ``close()``."""
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, *, space: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-        http_client: Optional[httpx.Client] = None, headers: Optional[Mapping[str, str]] = None,
+        self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+        http_client: httpx.Client | None = None, headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(base_url, space)
         self._owns = http_client is None
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=timeout,
                                                  headers=dict(headers or {}))
 
-    def with_space(self, space: str) -> "EngramClient":
+    def with_space(self, space: str) -> EngramClient:
         """A client for another space sharing this one's connections (close the original only)."""
         return EngramClient(self.base_url, space=space, http_client=self._http)
 
@@ -107,7 +108,7 @@ class EngramClient(_Base):
         if self._owns:
             self._http.close()
 
-    def __enter__(self) -> "EngramClient":
+    def __enter__(self) -> EngramClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,7 +116,7 @@ class EngramClient(_Base):
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, scoped: bool = True, json: Any = None,
-                 params: Optional[Query] = None) -> httpx.Response:
+                 params: Query | None = None) -> httpx.Response:
         headers = space_headers(self.space) if scoped else {}
         try:
             resp = self._http.request(method, self.base_url + path, json=json, params=params, headers=headers)
@@ -132,7 +133,7 @@ class EngramClient(_Base):
 
     def iter_spaces(self, *, page_size: int = 100) -> Iterator[SpaceDescriptor]:
         """Every space, following cursors."""
-        cursor: Optional[str] = None
+        cursor: str | None = None
         while True:
             page = self.list_spaces(cursor=cursor, limit=page_size)
             yield from page.spaces
@@ -141,9 +142,9 @@ class EngramClient(_Base):
             cursor = page.next_cursor
 
     def stream(
-        self, kind: str = "activities", *, types: Optional[Iterable[str]] = None,
-        min_importance: Optional[float] = None, min_confidence: Optional[float] = None,
-        last_event_id: Optional[str] = None,
+        self, kind: str = "activities", *, types: Iterable[str] | None = None,
+        min_importance: float | None = None, min_confidence: float | None = None,
+        last_event_id: str | None = None,
     ) -> Iterator[ServerEvent]:
         """Server-Sent Events of this client's space (``kind``: activities, memories, consolidation).
 
@@ -171,18 +172,18 @@ class EngramClient(_Base):
             raise translate_transport_error(exc, self.base_url) from exc
 
     # -- spaces (administration: no space header) ---------------------------------------------
-    def create_space(self, space_id: str, *, dimension: Optional[int] = None) -> CreatedSpace:
+    def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace:
         """Create a space (idempotent: an existing one comes back with ``created=False``)."""
         resp = self._request("POST", f"{API}/spaces", json=body(id=space_id, dimension=dimension),
                              scoped=False)
         return CreatedSpace.model_validate({**resp.json(), "created": resp.status_code == 201})
 
-    def list_spaces(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> SpacePage:
+    def list_spaces(self, *, cursor: str | None = None, limit: int | None = None) -> SpacePage:
         """One page of spaces, sorted by id; pass ``next_cursor`` back for the next."""
         return self._call(SpacePage, "GET", f"{API}/spaces", params=params(cursor=cursor, limit=limit),
                           scoped=False)
 
-    def get_space(self, space_id: Optional[str] = None) -> SpaceDescriptor:
+    def get_space(self, space_id: str | None = None) -> SpaceDescriptor:
         """Descriptor and statistics of ``space_id`` (default: this client's space)."""
         sid = self._space_or(space_id)
         return self._call(SpaceDescriptor, "GET", f"{API}/spaces/{segment(sid)}", scoped=False)
@@ -193,10 +194,10 @@ class EngramClient(_Base):
 
     # -- memories ---------------------------------------------------------------------------------
     def remember(
-        self, content: str = "", *, id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
-        memory_type: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
-        decay_rate: Optional[float] = None, auto_link: Optional[bool] = None,
+        self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        decay_rate: float | None = None, auto_link: bool | None = None,
     ) -> StoreReceipt:
         """Store a memory; returns once it is durable."""
         payload = body(content=content, id=id, embedding=_floats(embedding), confidence=confidence,
@@ -205,14 +206,14 @@ class EngramClient(_Base):
         return self._call(StoreReceipt, "POST", f"{API}/memories/remember", json=payload)
 
     def experience(
-        self, when: datetime | str | float, what: str = "", *, content: Optional[str] = None,
-        id: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        where_location: Optional[str] = None, who: Optional[Sequence[str]] = None, why: Optional[str] = None,
-        how: Optional[str] = None, emotional_valence: Optional[float] = None,
-        importance: Optional[float] = None,
-        confidence: Optional[float] = None, tags: Optional[Sequence[str]] = None,
-        metadata: Optional[Mapping[str, str]] = None, decay_rate: Optional[float] = None,
-        auto_link: Optional[bool] = None,
+        self, when: datetime | str | float, what: str = "", *, content: str | None = None,
+        id: str | None = None, embedding: Sequence[float] | None = None,
+        where_location: str | None = None, who: Sequence[str] | None = None, why: str | None = None,
+        how: str | None = None, emotional_valence: float | None = None,
+        importance: float | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None, decay_rate: float | None = None,
+        auto_link: bool | None = None,
     ) -> StoreReceipt:
         """Store an episode (a memory with when/what/where/who/why/how)."""
         payload = body(when=when, what=what, content=content, id=id, embedding=_floats(embedding),
@@ -227,12 +228,12 @@ class EngramClient(_Base):
         return self._call(StoreReceipt, "POST", f"{API}/{route}/remember", json=dict(item))
 
     def recall(
-        self, query: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        threshold: Optional[float] = None, max_results: Optional[int] = None, mode: Optional[str] = None,
-        tags: Optional[Sequence[str]] = None, memory_type: Optional[str] = None,
-        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
-        location: Optional[str] = None, participants: Optional[Sequence[str]] = None,
-        trace_activation: Optional[bool] = None, max_hops: Optional[int] = None,
+        self, query: str | None = None, *, embedding: Sequence[float] | None = None,
+        threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
+        tags: Sequence[str] | None = None, memory_type: str | None = None,
+        time_start: datetime | str | None = None, time_end: datetime | str | None = None,
+        location: str | None = None, participants: Sequence[str] | None = None,
+        trace_activation: bool | None = None, max_hops: int | None = None,
     ) -> RecallResult:
         """Recall by cue: GET with query parameters, or POST when an embedding is given."""
         cue = dict(query=query, threshold=threshold, max_results=max_results, mode=mode, tags=_strs(tags),
@@ -243,14 +244,14 @@ class EngramClient(_Base):
             return self._call(RecallResult, "POST", f"{API}/memories/recall", json=payload)
         return self._call(RecallResult, "GET", f"{API}/memories/recall", params=params(**cue))
 
-    def get(self, memory_id: str, *, include_embedding: Optional[bool] = None) -> Memory:
+    def get(self, memory_id: str, *, include_embedding: bool | None = None) -> Memory:
         """One memory by id (``MemoryNotFound`` if this space has no such memory)."""
         return self._call(Memory, "GET", f"{API}/memories/{segment(memory_id)}",
                           params=params(include_embedding=include_embedding))
 
     def list_memories(
-        self, *, cursor: Optional[str] = None, limit: Optional[int] = None, memory_type: Optional[str] = None,
-        include_suppressed: Optional[bool] = None,
+        self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
+        include_suppressed: bool | None = None,
     ) -> MemoryPage:
         """One page of memories in storage order; pass ``next_cursor`` back for the next."""
         query = params(cursor=cursor, limit=limit, memory_type=memory_type,
@@ -258,11 +259,11 @@ class EngramClient(_Base):
         return self._call(MemoryPage, "GET", f"{API}/memories", params=query)
 
     def iter_memories(
-        self, *, page_size: int = 200, memory_type: Optional[str] = None,
-        include_suppressed: Optional[bool] = None,
+        self, *, page_size: int = 200, memory_type: str | None = None,
+        include_suppressed: bool | None = None,
     ) -> Iterator[Memory]:
         """Every memory of the space, following cursors page by page."""
-        cursor: Optional[str] = None
+        cursor: str | None = None
         while True:
             page = self.list_memories(cursor=cursor, limit=page_size, memory_type=memory_type,
                                       include_suppressed=include_suppressed)
@@ -278,8 +279,8 @@ class EngramClient(_Base):
 
     # -- cognition --------------------------------------------------------------------------------
     def recognize(
-        self, content: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        threshold: Optional[float] = None, max_matches: Optional[int] = None,
+        self, content: str | None = None, *, embedding: Sequence[float] | None = None,
+        threshold: float | None = None, max_matches: int | None = None,
     ) -> Recognition:
         """Is this content/embedding already known (familiarity with confidence)?"""
         payload = body(content=content, embedding=_floats(embedding), threshold=threshold,
@@ -287,8 +288,8 @@ class EngramClient(_Base):
         return self._call(Recognition, "POST", f"{API}/memories/recognize", json=payload)
 
     def associate(
-        self, source_id: str, target_id: str, *, strength: Optional[float] = None,
-        bidirectional: Optional[bool] = None,
+        self, source_id: str, target_id: str, *, strength: float | None = None,
+        bidirectional: bool | None = None,
     ) -> Association:
         """Create or strengthen an edge between two memories of this space."""
         payload = body(source_id=source_id, target_id=target_id, strength=strength,
@@ -296,9 +297,9 @@ class EngramClient(_Base):
         return self._call(Association, "POST", f"{API}/memories/associate", json=payload)
 
     def reminisce(
-        self, topic: Optional[str] = None, *, embedding: Optional[Sequence[float]] = None,
-        time_start: Optional[datetime | str] = None, time_end: Optional[datetime | str] = None,
-        limit: Optional[int] = None,
+        self, topic: str | None = None, *, embedding: Sequence[float] | None = None,
+        time_start: datetime | str | None = None, time_end: datetime | str | None = None,
+        limit: int | None = None,
     ) -> Reminiscence:
         """Episodes about a topic (or near an embedding: POST) and/or in a time window, in time order."""
         if embedding is not None:
@@ -309,13 +310,13 @@ class EngramClient(_Base):
         query = params(topic=topic, time_start=time_start, time_end=time_end, limit=limit)
         return self._call(Reminiscence, "GET", f"{API}/episodes/reminisce", params=query)
 
-    def consolidate(self, *, min_cluster: Optional[int] = None,
-                    similarity: Optional[float] = None) -> ConsolidationReport:
+    def consolidate(self, *, min_cluster: int | None = None,
+                    similarity: float | None = None) -> ConsolidationReport:
         """Run consolidation now: cluster episodes into beliefs."""
         payload = body(min_cluster=min_cluster, similarity=similarity)
         return self._call(ConsolidationReport, "POST", f"{API}/consolidate", json=payload)
 
-    def beliefs(self, *, cursor: Optional[str] = None, limit: Optional[int] = None) -> BeliefPage:
+    def beliefs(self, *, cursor: str | None = None, limit: int | None = None) -> BeliefPage:
         """Beliefs produced by consolidation, with citations to their source episodes."""
         return self._call(BeliefPage, "GET", f"{API}/consolidations", params=params(cursor=cursor,
                                                                                     limit=limit))
@@ -325,10 +326,10 @@ class EngramClient(_Base):
         return self._call(Belief, "GET", f"{API}/consolidations/{segment(belief_id)}")
 
     def complete(
-        self, *, what: Optional[str] = None, when: Optional[datetime | str] = None,
-        where_location: Optional[str] = None, who: Optional[Sequence[str]] = None, why: Optional[str] = None,
-        how: Optional[str] = None, embedding: Optional[Sequence[float]] = None,
-        max_hypotheses: Optional[int] = None, min_confidence: Optional[float] = None,
+        self, *, what: str | None = None, when: datetime | str | None = None,
+        where_location: str | None = None, who: Sequence[str] | None = None, why: str | None = None,
+        how: str | None = None, embedding: Sequence[float] | None = None,
+        max_hypotheses: int | None = None, min_confidence: float | None = None,
     ) -> Completion:
         """Pattern completion from partial episode fields, with per-field source attribution."""
         payload = body(what=what, when=when, where_location=where_location, who=_strs(who), why=why, how=how,

@@ -9,11 +9,11 @@ if TYPE_CHECKING:
     from ..service import EngramService
 
 
-def install(service: "EngramService") -> None:
+def install(service: EngramService) -> None:
     """Attach per-space cognition state to every space the registry opens."""
     from .api import SpaceCognition
 
-    def attach(space: "MemorySpace") -> None:
+    def attach(space: MemorySpace) -> None:
         cog = SpaceCognition(space, service.settings)
         space.extensions["cognition"] = cog
         space.extensions["stats"] = lambda: cog.introspect().model_dump(mode="json")

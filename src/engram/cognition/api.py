@@ -17,7 +17,8 @@ import json
 import logging
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,13 +57,13 @@ BELIEF_COLUMNS = (
 
 
 class SpaceCognition:
-    def __init__(self, space: "MemorySpace", settings: Settings) -> None:
+    def __init__(self, space: MemorySpace, settings: Settings) -> None:
         self.space = space
         self.settings = settings
         self._run_lock = threading.Lock()
         self._closing = threading.Event()
-        self._last_fingerprint: Optional[tuple[int, int, float]] = None
-        self.last_report: Optional[ConsolidationReport] = None
+        self._last_fingerprint: tuple[int, int, float] | None = None
+        self.last_report: ConsolidationReport | None = None
         self.scheduler = Scheduler(
             space.id, settings.consolidation_interval_seconds, self.scheduled_consolidation
         )
@@ -112,7 +113,7 @@ class SpaceCognition:
                 self.last_report = run.report
                 self._last_fingerprint = run.fingerprint
 
-    def scheduled_consolidation(self) -> Optional[ConsolidationReport]:
+    def scheduled_consolidation(self) -> ConsolidationReport | None:
         """The schedule's tick: consolidate if the episodes changed since the last run."""
         if self._closing.is_set() or not self.space.healthy or self.space.closed:
             return None
@@ -150,7 +151,7 @@ class SpaceCognition:
         )
 
     def list_beliefs(
-        self, cursor: Optional[str] = None, limit: int = 50, include_centroid: bool = False
+        self, cursor: str | None = None, limit: int = 50, include_centroid: bool = False
     ) -> BeliefPage:
         if limit < 1 or limit > self.settings.max_page_size:
             raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")

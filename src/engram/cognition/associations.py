@@ -14,7 +14,8 @@ so activation neither arrives at nor flows through them.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..core.models import AssociateInput, Association
 from ..errors import InvalidInput, MemoryNotFound
@@ -34,7 +35,7 @@ def strengthened(old: float, added: float) -> float:
     return min(1.0, old + added * (1.0 - old))
 
 
-def associate(space: "MemorySpace", item: AssociateInput) -> Association:
+def associate(space: MemorySpace, item: AssociateInput) -> Association:
     """Create the edge, or strengthen it if it exists; durable when this returns."""
     store = space.check_healthy()
     if item.source_id == item.target_id:
@@ -100,7 +101,7 @@ def associate(space: "MemorySpace", item: AssociateInput) -> Association:
     )
 
 
-def neighbour_fetch(space: "MemorySpace", fanout: int = MAX_FANOUT) -> NeighbourFetch:
+def neighbour_fetch(space: MemorySpace, fanout: int = MAX_FANOUT) -> NeighbourFetch:
     """A reader over this space's graph for :func:`spreading.spread` (suppressed targets skipped)."""
     conn = space.check_healthy().reader()
 
@@ -130,6 +131,6 @@ def neighbour_fetch(space: "MemorySpace", fanout: int = MAX_FANOUT) -> Neighbour
     return fetch
 
 
-def count(space: "MemorySpace") -> int:
+def count(space: MemorySpace) -> int:
     conn = space.check_healthy().reader()
     return int(conn.execute("SELECT count(*) FROM associations").fetchone()[0])

@@ -14,7 +14,7 @@ a dense group stays connected through them, and the edge list is at most
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def link_edges(
     threshold: float,
     *,
     max_links: int = MAX_LINKS,
-    progress: Optional[Callable[[float], None]] = None,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Edges ``(i, j)``, ``i < j``, with ``x[i] . x[j] >= threshold`` (rows of ``x`` are unit vectors)."""
     n = x.shape[0]
@@ -91,7 +91,7 @@ def cluster(
     threshold: float,
     min_size: int,
     *,
-    progress: Optional[Callable[[float], None]] = None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[list[int]]:
     """Clusters of at least ``min_size`` rows of ``x`` (unit vectors in canonical order)."""
     if x.shape[0] == 0:

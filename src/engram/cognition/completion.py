@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def _given(item: CompleteInput) -> dict[str, Any]:
 
 
 def _candidates(
-    space: "MemorySpace", item: CompleteInput, given: dict[str, Any], probe: Optional[np.ndarray]
+    space: MemorySpace, item: CompleteInput, given: dict[str, Any], probe: np.ndarray | None
 ) -> tuple[set[int], dict[int, float]]:
     conn = space.check_healthy().reader()
     found: set[int] = set()
@@ -153,7 +153,7 @@ def _candidates(
             if len(best_s) > 200:
                 keep = np.argsort(-best_s, kind="stable")[:200]
                 best_k, best_s = best_k[keep], best_s[keep]
-        for key, sim in zip(best_k.tolist(), best_s.tolist()):
+        for key, sim in zip(best_k.tolist(), best_s.tolist(), strict=True):
             if sim > 0:
                 cosines[int(key)] = float(sim)
         found.update(cosines)
@@ -176,10 +176,10 @@ def _field_match(name: str, value: Any, row: Any) -> float:
     return coverage(str(value), str(target))
 
 
-def complete(space: "MemorySpace", item: CompleteInput) -> Completion:
+def complete(space: MemorySpace, item: CompleteInput) -> Completion:
     space.check_healthy()
     given = _given(item)
-    probe: Optional[np.ndarray] = None
+    probe: np.ndarray | None = None
     if item.embedding is not None:
         dim = space.dim
         if dim is None:
@@ -231,7 +231,7 @@ def complete(space: "MemorySpace", item: CompleteInput) -> Completion:
 
 
 def _hypothesis(
-    space: "MemorySpace",
+    space: MemorySpace,
     item: CompleteInput,
     given: dict[str, Any],
     score: float,

@@ -31,8 +31,9 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class Snapshot:
     vectors: np.ndarray  # unit rows, canonical (id) order
 
 
-def fingerprint(space: "MemorySpace") -> tuple[int, int, float]:
+def fingerprint(space: MemorySpace) -> tuple[int, int, float]:
     """Changes whenever a live episode is added, suppressed, restored or deleted."""
     conn = space.check_healthy().reader()
     row = conn.execute(
@@ -75,7 +76,7 @@ def fingerprint(space: "MemorySpace") -> tuple[int, int, float]:
     return int(row[0]), int(row[1]), float(row[2])
 
 
-def snapshot(space: "MemorySpace") -> Snapshot:
+def snapshot(space: MemorySpace) -> Snapshot:
     conn = space.check_healthy().reader()
     rowids: list[int] = []
     ids: list[str] = []
@@ -181,10 +182,10 @@ class ConsolidationRun:
 
     def __init__(
         self,
-        space: "MemorySpace",
+        space: MemorySpace,
         settings: Settings,
         item: ConsolidateInput,
-        cancel: Optional[threading.Event] = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.space = space
         self.cancel = cancel or threading.Event()
@@ -193,8 +194,8 @@ class ConsolidationRun:
             item.min_cluster if item.min_cluster is not None else settings.consolidation_min_cluster
         )
         self.min_size = max(2, self.min_size)
-        self.report: Optional[ConsolidationReport] = None
-        self.fingerprint: Optional[tuple[int, int, float]] = None
+        self.report: ConsolidationReport | None = None
+        self.fingerprint: tuple[int, int, float] | None = None
 
     def steps(self) -> Iterator[DreamStep]:
         t0 = time.perf_counter()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,8 +36,8 @@ def retention(elapsed_seconds: float, decay_rate: float, floor: float = FLOOR) -
 
 
 def retention_array(
-    elapsed_seconds: "np.ndarray", decay_rate: "np.ndarray", floor: float = FLOOR
-) -> "np.ndarray":
+    elapsed_seconds: np.ndarray, decay_rate: np.ndarray, floor: float = FLOOR
+) -> np.ndarray:
     """:func:`retention` over arrays (same curve, for statistics over many memories)."""
     import numpy as np
 

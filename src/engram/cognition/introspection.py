@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..core.space import MemorySpace
 
 
-def average_activation(space: "MemorySpace", conn: sqlite3.Connection) -> float:
+def average_activation(space: MemorySpace, conn: sqlite3.Connection) -> float:
     """Mean *current* (decayed) activation of the live memories."""
     rows = conn.execute(
         "SELECT activation, last_access, decay_rate FROM memories WHERE suppressed = 0"
@@ -28,7 +28,7 @@ def average_activation(space: "MemorySpace", conn: sqlite3.Connection) -> float:
     return float(np.clip(out, 0.0, 1.0).mean())
 
 
-def introspect(space: "MemorySpace") -> SpaceStats:
+def introspect(space: MemorySpace) -> SpaceStats:
     store = space.check_healthy()
     conn = store.reader()
     try:

@@ -25,7 +25,7 @@ def dice(a: set[str], b: set[str]) -> float:
     return 2.0 * len(a & b) / (len(a) + len(b))
 
 
-def recognize(space: "MemorySpace", item: RecognizeInput) -> Recognition:
+def recognize(space: MemorySpace, item: RecognizeInput) -> Recognition:
     space.check_healthy()
     scores: dict[int, float] = {}
     wide = max(20, item.max_matches * 4)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MIN_TOPIC_SIMILARITY = 0.5
 
 
-def reminisce(space: "MemorySpace", query: ReminisceQuery) -> Reminiscence:
+def reminisce(space: MemorySpace, query: ReminisceQuery) -> Reminiscence:
     conn = space.check_healthy().reader()
     start = to_epoch(query.time_start) if query.time_start is not None else None
     end = to_epoch(query.time_end) if query.time_end is not None else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 log = logging.getLogger("engram.cognition.scheduler")
 
@@ -26,7 +26,7 @@ class Scheduler:
         self.interval = interval
         self._tick = tick
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.ticks = 0
         self.failures = 0
 
@@ -47,7 +47,7 @@ class Scheduler:
                     return
                 log.exception("scheduled consolidation failed", extra={"memory_space": self.name})
 
-    def stop(self, timeout: Optional[float] = None) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():

@@ -19,8 +19,8 @@ a 100k-memory space with auto-linking on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 Neighbours = Callable[[list[int]], Mapping[int, list[tuple[int, float]]]]
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any
 
 EVENT_TYPES = (
     "stored",
@@ -72,8 +74,8 @@ class Subscription:
 
     def __init__(
         self,
-        bus: "EventBus",
-        types: Optional[Iterable[str]],
+        bus: EventBus,
+        types: Iterable[str] | None,
         depth: int,
         max_lag_events: int,
     ) -> None:
@@ -86,7 +88,7 @@ class Subscription:
         self._missed = 0
         self._missed_last_lsn = 0
         self._consecutive_drops = 0
-        self._closed: Optional[str] = None
+        self._closed: str | None = None
         self._cond = threading.Condition()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -120,7 +122,7 @@ class Subscription:
         self.bus._remove(self)
 
     @property
-    def closed(self) -> Optional[str]:
+    def closed(self) -> str | None:
         return self._closed
 
     # -- consumer side --------------------------------------------------------
@@ -140,7 +142,7 @@ class Subscription:
         with self._cond:
             return self._take()
 
-    def get_blocking(self, timeout: Optional[float] = None) -> Event | Lagged | None:
+    def get_blocking(self, timeout: float | None = None) -> Event | Lagged | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
@@ -152,7 +154,7 @@ class Subscription:
                     return None
                 self._cond.wait(remaining)
 
-    async def get(self, timeout: Optional[float] = None) -> Event | Lagged | None:
+    async def get(self, timeout: float | None = None) -> Event | Lagged | None:
         """Next event, a Lagged notice, or None on timeout; raises Closed at the end."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -168,22 +170,21 @@ class Subscription:
                 return None
             try:
                 await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
 
     def qsize(self) -> int:
         return len(self._buf)
 
 
-def _wake_all(waiters: list[tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]]) -> None:
+def _wake_all(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
     for loop, fut in waiters:
-        try:
+        # RuntimeError: that loop is closed, so nobody is waiting there any more
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_wake, fut)
-        except RuntimeError:  # that loop is closed: nobody is waiting there any more
-            pass
 
 
-def _wake(fut: "asyncio.Future[None]") -> None:
+def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -199,7 +200,7 @@ class EventBus:
         self._lock = threading.Lock()
         self.published = 0
 
-    def subscribe(self, types: Optional[Iterable[str]] = None, depth: Optional[int] = None) -> Subscription:
+    def subscribe(self, types: Iterable[str] | None = None, depth: int | None = None) -> Subscription:
         sub = Subscription(self, types, depth or self.depth, self.max_lag_events)
         with self._lock:
             self._subs[sub.id] = sub

@@ -9,9 +9,9 @@ schema for free and gRPC maps them field by field.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,17 +20,17 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_epoch(value: datetime) -> float:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 
 def from_epoch(value: float) -> datetime:
-    return datetime.fromtimestamp(value, tz=timezone.utc)
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 class MemoryType(str, Enum):
@@ -72,7 +72,7 @@ class _Input(BaseModel):
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _check_embedding(v: Optional[list[float]]) -> Optional[list[float]]:
+def _check_embedding(v: list[float] | None) -> list[float] | None:
     if v is None:
         return v
     if len(v) == 0:
@@ -102,9 +102,11 @@ Tag = Annotated[str, Field(min_length=1, max_length=128)]
 class MemoryInput(_Input):
     """What ``remember`` accepts."""
 
-    id: Optional[MemoryId] = Field(None, description="Client-chosen id; generated if omitted.")
+    id: MemoryId | None = Field(None, description="Client-chosen id; generated if omitted.")
     content: str = Field("", description="Text of the memory; may be empty if an embedding is given.")
-    embedding: Optional[list[float]] = Field(None, description="Float vector; its length must match the space's dimension.")
+    embedding: list[float] | None = Field(
+        None, description="Float vector; its length must match the space's dimension."
+    )
     confidence: Unit = 0.7
     decay_rate: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
     tags: list[Tag] = Field(default_factory=list, max_length=64)
@@ -113,15 +115,15 @@ class MemoryInput(_Input):
         default_factory=dict, max_length=64
     )
     auto_link: bool = Field(False, description="Link to near neighbours above the auto-link threshold.")
-    memory_space_id: Optional[str] = Field(None, description="Target space (REST body source; see SPEC §2).")
+    memory_space_id: str | None = Field(None, description="Target space (REST body source; see SPEC §2).")
 
     @field_validator("embedding")
     @classmethod
-    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+    def _v_emb(cls, v: list[float] | None) -> list[float] | None:
         return _check_embedding(v)
 
     @model_validator(mode="after")
-    def _content_or_embedding(self) -> "MemoryInput":
+    def _content_or_embedding(self) -> MemoryInput:
         if not self.content and self.embedding is None:
             raise ValueError("a memory needs content, an embedding, or both")
         return self
@@ -133,15 +135,15 @@ class EpisodeInput(MemoryInput):
     memory_type: MemoryType = MemoryType.episodic
     when: datetime = Field(..., description="When it happened (ISO-8601 or epoch seconds).")
     what: str = ""
-    where_location: Optional[str] = Field(None, max_length=1024)
+    where_location: str | None = Field(None, max_length=1024)
     who: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
-    why: Optional[str] = Field(None, max_length=4096)
-    how: Optional[str] = Field(None, max_length=4096)
+    why: str | None = Field(None, max_length=4096)
+    how: str | None = Field(None, max_length=4096)
     emotional_valence: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
     importance: Unit = 0.5
 
     @model_validator(mode="after")
-    def _content_or_embedding(self) -> "EpisodeInput":
+    def _content_or_embedding(self) -> EpisodeInput:
         if not self.content:
             self.content = self.what
         if not self.content and self.embedding is None:
@@ -152,28 +154,28 @@ class EpisodeInput(MemoryInput):
 class Cue(_Input):
     """What ``recall`` asks with."""
 
-    embedding: Optional[list[float]] = None
-    query: Optional[str] = Field(None, max_length=65_536, description="Full-text query (BM25).")
-    time_start: Optional[datetime] = None
-    time_end: Optional[datetime] = None
-    location: Optional[str] = Field(None, max_length=1024)
+    embedding: list[float] | None = None
+    query: str | None = Field(None, max_length=65_536, description="Full-text query (BM25).")
+    time_start: datetime | None = None
+    time_end: datetime | None = None
+    location: str | None = Field(None, max_length=1024)
     participants: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
     tags: list[Tag] = Field(default_factory=list, max_length=64)
-    memory_type: Optional[MemoryType] = None
+    memory_type: MemoryType | None = None
     threshold: Unit = 0.0
     max_results: Annotated[int, Field(ge=1, le=1000)] = 10
     mode: RecallMode = RecallMode.similarity
     trace_activation: bool = False
-    max_hops: Optional[Annotated[int, Field(ge=0, le=10)]] = None
-    memory_space_id: Optional[str] = None
+    max_hops: Annotated[int, Field(ge=0, le=10)] | None = None
+    memory_space_id: str | None = None
 
     @field_validator("embedding")
     @classmethod
-    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+    def _v_emb(cls, v: list[float] | None) -> list[float] | None:
         return _check_embedding(v)
 
     @model_validator(mode="after")
-    def _something_to_recall_by(self) -> "Cue":
+    def _something_to_recall_by(self) -> Cue:
         if (
             self.embedding is None
             and not (self.query and self.query.strip())
@@ -184,7 +186,8 @@ class Cue(_Input):
             and not self.tags
         ):
             raise ValueError(
-                "a cue needs at least one of: embedding, query, time_start/time_end, location, participants, tags"
+                "a cue needs at least one of: embedding, query, time_start/time_end, location, "
+                "participants, tags"
             )
         if self.time_start and self.time_end and to_epoch(self.time_start) > to_epoch(self.time_end):
             raise ValueError("time_start must not be after time_end")
@@ -203,7 +206,7 @@ class Confidence(BaseModel):
 class Memory(BaseModel):
     id: str
     content: str
-    embedding: Optional[list[float]] = None
+    embedding: list[float] | None = None
     confidence: float
     created_at: datetime
     last_access: datetime
@@ -216,15 +219,15 @@ class Memory(BaseModel):
     suppressed: bool = False
     lsn: int = 0
     # episodic context (present for episodes)
-    when: Optional[datetime] = None
-    what: Optional[str] = None
-    where_location: Optional[str] = None
-    who: Optional[list[str]] = None
-    why: Optional[str] = None
-    how: Optional[str] = None
-    emotional_valence: Optional[float] = None
-    importance: Optional[float] = None
-    consolidation_state: Optional[ConsolidationState] = None
+    when: datetime | None = None
+    what: str | None = None
+    where_location: str | None = None
+    who: list[str] | None = None
+    why: str | None = None
+    how: str | None = None
+    emotional_valence: float | None = None
+    importance: float | None = None
+    consolidation_state: ConsolidationState | None = None
 
 
 class AutoLink(BaseModel):
@@ -258,7 +261,7 @@ class RecallItem(BaseModel):
     recency: float = 0.0
     confidence: Confidence
     source: str = "similarity"  # similarity | text | context | spreading
-    activation_path: Optional[list[ActivationStep]] = None
+    activation_path: list[ActivationStep] | None = None
 
 
 class RecallBuckets(BaseModel):
@@ -291,7 +294,7 @@ class ForgetReceipt(BaseModel):
 
 class MemoryPage(BaseModel):
     memories: list[Memory]
-    next_cursor: Optional[str] = None
+    next_cursor: str | None = None
     total: int = 0
     memory_space_id: str = ""
 
@@ -300,17 +303,17 @@ class SpaceDescriptor(BaseModel):
     id: str
     created_at: datetime
     memory_count: int = 0
-    dimension: Optional[int] = None
+    dimension: int | None = None
     last_lsn: int = 0
     healthy: bool = True
     loaded: bool = False
-    reason: Optional[str] = None
-    stats: Optional[dict[str, Any]] = None
+    reason: str | None = None
+    stats: dict[str, Any] | None = None
 
 
 class SpacePage(BaseModel):
     spaces: list[SpaceDescriptor]
-    next_cursor: Optional[str] = None
+    next_cursor: str | None = None
 
 
 class SpaceDeletion(BaseModel):
@@ -349,7 +352,7 @@ class AssociateInput(_Input):
     target_id: MemoryId
     strength: Unit = 0.5
     bidirectional: bool = True
-    memory_space_id: Optional[str] = None
+    memory_space_id: str | None = None
 
 
 class Association(BaseModel):
@@ -362,19 +365,19 @@ class Association(BaseModel):
 
 
 class RecognizeInput(_Input):
-    content: Optional[str] = Field(None, max_length=65_536)
-    embedding: Optional[list[float]] = None
+    content: str | None = Field(None, max_length=65_536)
+    embedding: list[float] | None = None
     threshold: Unit = 0.8
     max_matches: Annotated[int, Field(ge=1, le=100)] = 5
-    memory_space_id: Optional[str] = None
+    memory_space_id: str | None = None
 
     @field_validator("embedding")
     @classmethod
-    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+    def _v_emb(cls, v: list[float] | None) -> list[float] | None:
         return _check_embedding(v)
 
     @model_validator(mode="after")
-    def _one(self) -> "RecognizeInput":
+    def _one(self) -> RecognizeInput:
         if not (self.content and self.content.strip()) and self.embedding is None:
             raise ValueError("recognize needs content, an embedding, or both")
         return self
@@ -395,16 +398,16 @@ class Recognition(BaseModel):
 
 
 class ReminisceQuery(_Input):
-    topic: Optional[str] = Field(None, max_length=4096)
-    embedding: Optional[list[float]] = None
-    time_start: Optional[datetime] = None
-    time_end: Optional[datetime] = None
+    topic: str | None = Field(None, max_length=4096)
+    embedding: list[float] | None = None
+    time_start: datetime | None = None
+    time_end: datetime | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
-    memory_space_id: Optional[str] = None
+    memory_space_id: str | None = None
 
     @field_validator("embedding")
     @classmethod
-    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+    def _v_emb(cls, v: list[float] | None) -> list[float] | None:
         return _check_embedding(v)
 
 
@@ -414,9 +417,9 @@ class Reminiscence(BaseModel):
 
 
 class ConsolidateInput(_Input):
-    min_cluster: Optional[Annotated[int, Field(ge=2, le=1000)]] = None
-    similarity: Optional[Unit] = None
-    memory_space_id: Optional[str] = None
+    min_cluster: Annotated[int, Field(ge=2, le=1000)] | None = None
+    similarity: Unit | None = None
+    memory_space_id: str | None = None
 
 
 class Citation(BaseModel):
@@ -428,7 +431,7 @@ class Citation(BaseModel):
 class Belief(BaseModel):
     id: str
     content: str
-    centroid: Optional[list[float]] = None
+    centroid: list[float] | None = None
     strength: float
     schema_confidence: float
     citations: list[Citation]
@@ -451,8 +454,8 @@ class ConsolidationReport(BaseModel):
 
 class BeliefPage(BaseModel):
     beliefs: list[Belief]
-    next_cursor: Optional[str] = None
-    last_consolidation: Optional[datetime] = None
+    next_cursor: str | None = None
+    last_consolidation: datetime | None = None
     memory_space_id: str = ""
 
 
@@ -461,24 +464,26 @@ class DreamStep(BaseModel):
     progress: float  # 0..1
     message: str
     memory_ids: list[str] = Field(default_factory=list)
-    belief: Optional[Belief] = None
+    belief: Belief | None = None
 
 
 class CompleteInput(_Input):
-    what: Optional[str] = Field(None, max_length=65_536)
-    when: Optional[datetime] = None
-    where_location: Optional[str] = Field(None, max_length=1024)
+    what: str | None = Field(None, max_length=65_536)
+    when: datetime | None = None
+    where_location: str | None = Field(None, max_length=1024)
     who: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
-    why: Optional[str] = Field(None, max_length=4096)
-    how: Optional[str] = Field(None, max_length=4096)
-    embedding: Optional[list[float]] = Field(None, description="A partial embedding: leading components, or full length.")
+    why: str | None = Field(None, max_length=4096)
+    how: str | None = Field(None, max_length=4096)
+    embedding: list[float] | None = Field(
+        None, description="A partial embedding: leading components, or full length."
+    )
     max_hypotheses: Annotated[int, Field(ge=1, le=20)] = 3
     min_confidence: Unit = 0.2
-    memory_space_id: Optional[str] = None
+    memory_space_id: str | None = None
 
     @field_validator("embedding")
     @classmethod
-    def _v_emb(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+    def _v_emb(cls, v: list[float] | None) -> list[float] | None:
         return _check_embedding(v)
 
 
@@ -515,6 +520,6 @@ class SpaceStats(BaseModel):
     index: dict[str, Any]
     storage_bytes: int
     last_lsn: int
-    last_consolidation: Optional[datetime] = None
-    dimension: Optional[int] = None
+    last_consolidation: datetime | None = None
+    dimension: int | None = None
     healthy: bool = True

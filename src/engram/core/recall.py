@@ -18,8 +18,9 @@ import math
 import re
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class Candidate:
     text: float = 0.0
     context: float = 0.0
     spread: float = 0.0  # activation that arrived over an association (0 for seeds)
-    path: Optional[list[tuple[int, float]]] = None
+    path: list[tuple[int, float]] | None = None
     sources: set[str] = field(default_factory=set)
 
 
@@ -76,7 +77,7 @@ def tokens(text: str) -> list[str]:
     return [t.lower() for t in _TOKEN.findall(text)]
 
 
-def fts_query(text: str) -> Optional[str]:
+def fts_query(text: str) -> str | None:
     """A safe FTS5 query: every word quoted, OR-ed (no user syntax reaches FTS5)."""
     words = list(dict.fromkeys(tokens(text)))[:64]
     if not words:
@@ -85,7 +86,7 @@ def fts_query(text: str) -> Optional[str]:
 
 
 def text_candidates(
-    space: "MemorySpace", query: str, limit: int, episodes_only: bool = False
+    space: MemorySpace, query: str, limit: int, episodes_only: bool = False
 ) -> dict[int, float]:
     """``rowid -> [0, 1]`` text relevance of the best FTS matches (suppressed excluded)."""
     q = fts_query(query)
@@ -148,7 +149,7 @@ def has_context(cue: Cue) -> bool:
     )
 
 
-def light_rows(space: "MemorySpace", rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+def light_rows(space: MemorySpace, rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
     """Scoring and filter columns (``LIGHT_COLUMNS``) of the given rows."""
     ids = list(rowids)
     out: dict[int, tuple[Any, ...]] = {}
@@ -187,7 +188,7 @@ def light_matches(cue: Cue, row: tuple[Any, ...]) -> bool:
     return cue.memory_type is None or mtype == cue.memory_type.value
 
 
-def _direct_candidates(space: "MemorySpace", cue: Cue, wide: int) -> tuple[dict[int, Candidate], bool]:
+def _direct_candidates(space: MemorySpace, cue: Cue, wide: int) -> tuple[dict[int, Candidate], bool]:
     cands: dict[int, Candidate] = {}
 
     def cand(rowid: int) -> Candidate:
@@ -196,7 +197,7 @@ def _direct_candidates(space: "MemorySpace", cue: Cue, wide: int) -> tuple[dict[
             c = cands[rowid] = Candidate(rowid)
         return c
 
-    query_vec: Optional[np.ndarray] = None
+    query_vec: np.ndarray | None = None
     if cue.embedding is not None:
         if space.dim is not None:
             space.vectors.check_dim(len(cue.embedding))
@@ -230,7 +231,7 @@ def _direct_candidates(space: "MemorySpace", cue: Cue, wide: int) -> tuple[dict[
     return cands, context_only
 
 
-def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
+def recall(space: MemorySpace, cue: Cue) -> RecallResult:
     t0 = time.perf_counter()
     space.check_healthy()
     k = cue.max_results
@@ -343,7 +344,7 @@ def recall(space: "MemorySpace", cue: Cue) -> RecallResult:
 
 
 def _spread_into(
-    space: "MemorySpace",
+    space: MemorySpace,
     cue: Cue,
     cands: dict[int, Candidate],
     rows: dict[int, tuple[Any, ...]],
@@ -436,7 +437,7 @@ def _reason(c: Candidate, source: str, act: float) -> str:
     return ", ".join(parts)
 
 
-def _resolve_paths(space: "MemorySpace", items: list[RecallItem]) -> None:
+def _resolve_paths(space: MemorySpace, items: list[RecallItem]) -> None:
     """Activation paths are built on row ids; show memory ids instead."""
     need = {int(s.memory_id) for it in items for s in (it.activation_path or [])}
     ids = space._ids_for(need)

@@ -13,16 +13,19 @@ publishes the event, so a memory is recallable the moment ``remember`` returns.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import logging
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, cast
 
 import numpy as np
 
@@ -60,7 +63,9 @@ MEMORY_COLUMNS = (
 
 
 class MemorySpace:
-    def __init__(self, space_id: str, space_dir: Path, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, space_id: str, space_dir: Path, settings: Settings, clock: Clock = system_clock
+    ) -> None:
         self.id = space_id
         self.dir = space_dir
         self.settings = settings
@@ -68,21 +73,21 @@ class MemorySpace:
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth)
         self.vectors = VectorSet()
         self.healthy = True
-        self.unhealthy_reason: Optional[str] = None
+        self.unhealthy_reason: str | None = None
         self.last_used = time.monotonic()
         self.opened_at = time.time()
         self._closed = False
-        self.closed_reason: Optional[str] = None
+        self.closed_reason: str | None = None
         self._leases = 0
-        self._check_conn: Optional[sqlite3.Connection] = None
-        self._check_thread: Optional[threading.Thread] = None
+        self._check_conn: sqlite3.Connection | None = None
+        self._check_thread: threading.Thread | None = None
         self.integrity_checked = threading.Event()  # set once the open-time integrity check has a verdict
         self.unloading = False  # set by the registry while it decides to unload (see SpaceRegistry.get)
         self._lock = threading.Lock()
-        self.store: Optional[SpaceStore] = None
-        self.ann: Optional[AnnIndex] = None
+        self.store: SpaceStore | None = None
+        self.ann: AnnIndex | None = None
         self.extensions: dict[str, Any] = {}  # per-space state of cognition modules
-        self.dim: Optional[int] = None
+        self.dim: int | None = None
         # One shared post-commit effect for every remember: applied once per run of
         # remembers in a commit batch (see GroupedEffect), not once per write.
         self._stored_effect = GroupedEffect(self._apply_stored)
@@ -120,7 +125,9 @@ class MemorySpace:
                 try:
                     self.store.close()
                 except (sqlite3.Error, StorageError) as close_exc:
-                    log.warning("closing damaged store failed: %s", close_exc, extra={"memory_space": self.id})
+                    log.warning(
+                        "closing damaged store failed: %s", close_exc, extra={"memory_space": self.id}
+                    )
                 self.store = None
             self.ann = None
             return
@@ -132,8 +139,9 @@ class MemorySpace:
             # every embedding above has already read most of the memories table. The
             # check owns its connection so close() can interrupt it and wait for it.
             self._check_conn = self.store.private_reader()
-            self._check_thread = threading.Thread(target=self._background_check, name=f"engram-check-{self.id}",
-                                                  daemon=True)
+            self._check_thread = threading.Thread(
+                target=self._background_check, name=f"engram-check-{self.id}", daemon=True
+            )
             self._check_thread.start()
         else:
             self.integrity_checked.set()
@@ -141,7 +149,7 @@ class MemorySpace:
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
 
-    def _load_vectors(self, checkpoint: Optional[tuple[np.ndarray, int]]) -> int:
+    def _load_vectors(self, checkpoint: tuple[np.ndarray, int] | None) -> int:
         """Load live embeddings into ``self.vectors``; returns how many the checkpoint covers.
 
         Rows the checkpointed graph already covers (key in the graph and LSN at
@@ -151,7 +159,8 @@ class MemorySpace:
         assert self.store is not None
         conn = self.store.reader()
         cur = conn.execute(
-            "SELECT rowid, lsn, embedding FROM memories WHERE embedding IS NOT NULL AND suppressed = 0 ORDER BY rowid"
+            "SELECT rowid, lsn, embedding FROM memories "
+            "WHERE embedding IS NOT NULL AND suppressed = 0 ORDER BY rowid"
         )
         graph_keys = None if checkpoint is None else np.sort(checkpoint[0])
         ckpt_lsn = 0 if checkpoint is None else checkpoint[1]
@@ -215,12 +224,14 @@ class MemorySpace:
             if self.closed_reason == "memory space deleted":
                 raise MemorySpaceNotFound(f"memory space {self.id!r} was deleted",
                                           details={"memory_space_id": self.id})
-            raise ShuttingDown(f"memory space {self.id!r} was closed ({self.closed_reason}); retry the request")
+            raise ShuttingDown(
+                f"memory space {self.id!r} was closed ({self.closed_reason}); retry the request"
+            )
         self.last_used = time.monotonic()
         return self.store
 
     @contextmanager
-    def lease(self) -> Iterator["MemorySpace"]:
+    def lease(self) -> Iterator[MemorySpace]:
         """Hold the space open for a long operation: idle unload skips leased spaces."""
         with self._lock:
             self._leases += 1
@@ -244,14 +255,15 @@ class MemorySpace:
         raise exc
 
     # -- store ----------------------------------------------------------------
-    def _prepare_embedding(self, embedding: Optional[list[float]]) -> tuple[Optional[bytes], Optional[np.ndarray]]:
+    def _prepare_embedding(self, embedding: list[float] | None) -> tuple[bytes | None, np.ndarray | None]:
         if embedding is None:
             return None, None
         if len(embedding) > self.settings.max_embedding_dim:
             from ..errors import InvalidInput
 
             raise InvalidInput(
-                f"embedding has {len(embedding)} dimensions; at most {self.settings.max_embedding_dim} are allowed"
+                f"embedding has {len(embedding)} dimensions; "
+                f"at most {self.settings.max_embedding_dim} are allowed"
             )
         if self.dim is not None:
             self.vectors.check_dim(len(embedding))
@@ -261,7 +273,7 @@ class MemorySpace:
 
     def submit_remember(
         self, item: MemoryInput, *, on_loop: bool = False
-    ) -> tuple["Future[Any]", Callable[[tuple[Any, int]], StoreReceipt]]:
+    ) -> tuple[Future[Any], Callable[[tuple[Any, int]], StoreReceipt]]:
         """Queue the write; returns the commit future and the receipt builder for its result.
 
         ``on_loop=True`` (call it from a running event loop) returns an asyncio
@@ -272,7 +284,8 @@ class MemorySpace:
             from ..errors import InvalidInput
 
             raise InvalidInput(
-                f"content has {len(item.content)} characters; at most {self.settings.max_content_chars} are allowed"
+                f"content has {len(item.content)} characters; "
+                f"at most {self.settings.max_content_chars} are allowed"
             )
         blob, unit = self._prepare_embedding(item.embedding)
         now = self.clock()
@@ -281,12 +294,14 @@ class MemorySpace:
         links: list[tuple[int, float]] = []
         if item.auto_link and unit is not None and len(self.vectors):
             thr = self.settings.auto_link_threshold
-            links = [(k, s) for k, s in self.vectors.search(unit, self.settings.auto_link_max + 1) if s >= thr]
+            links = [
+                (k, s) for k, s in self.vectors.search(unit, self.settings.auto_link_max + 1) if s >= thr
+            ]
         activation = float(item.confidence)
         tags = dumps(item.tags) if item.tags else "[]"
         meta = dumps(item.metadata) if item.metadata else "{}"
         if is_episode:
-            ep = item  # type: EpisodeInput
+            ep = cast(EpisodeInput, item)
             ep_vals: tuple[Any, ...] = (
                 to_epoch(ep.when), ep.what, ep.where_location, dumps(ep.who), ep.why, ep.how,
                 ep.emotional_valence, ep.importance, ConsolidationState.recent.value,
@@ -308,20 +323,40 @@ class MemorySpace:
                 self.vectors.check_dim(len(blob) // 4)
             try:
                 cur = conn.execute(
-                    f"INSERT INTO memories({MEMORY_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?)",
-                    (mem_id, "episode" if is_episode else "memory", item.content, blob, item.confidence, now, now,
-                     activation, item.decay_rate, tags, item.memory_type.value, meta, lsn, *ep_vals),
+                    f"INSERT INTO memories({MEMORY_COLUMNS}) "
+                    "VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        mem_id,
+                        "episode" if is_episode else "memory",
+                        item.content,
+                        blob,
+                        item.confidence,
+                        now,
+                        now,
+                        activation,
+                        item.decay_rate,
+                        tags,
+                        item.memory_type.value,
+                        meta,
+                        lsn,
+                        *ep_vals,
+                    ),
                 )
             except sqlite3.IntegrityError:
                 from ..errors import InvalidInput
 
                 raise InvalidInput(
                     f"a memory with id {mem_id!r} already exists in this space",
-                    suggestion="Choose a new id, or omit id to have one generated; forget the old one first to reuse it.",
+                    suggestion=(
+                        "Choose a new id, or omit id to have one generated; "
+                        "forget the old one first to reuse it."
+                    ),
                 ) from None
             rowid = int(cur.lastrowid or 0)
             if blob is not None and self.dim is None:
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(len(blob) // 4),))
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(len(blob) // 4),)
+                )
                 self.dim = len(blob) // 4
                 self.vectors.dim = self.dim
             made: list[tuple[int, float, str]] = []
@@ -330,7 +365,8 @@ class MemorySpace:
             if adjacency > 0:
                 when = ep_vals[0]
                 for (other,) in conn.execute(
-                    "SELECT rowid FROM memories WHERE ep_when BETWEEN ? AND ? AND rowid != ? AND suppressed = 0 "
+                    "SELECT rowid FROM memories "
+                    "WHERE ep_when BETWEEN ? AND ? AND rowid != ? AND suppressed = 0 "
                     "ORDER BY abs(ep_when - ?) LIMIT 4",
                     (when - adjacency, when + adjacency, rowid, when),
                 ):
@@ -338,7 +374,8 @@ class MemorySpace:
             for target, strength, kind in made:
                 for a, b in ((rowid, target), (target, rowid)):
                     conn.execute(
-                        "INSERT INTO associations(source, target, strength, kind, created_at, updated_at, lsn) "
+                        "INSERT INTO associations"
+                        "(source, target, strength, kind, created_at, updated_at, lsn) "
                         "VALUES (?,?,?,?,?,?,?) ON CONFLICT(source, target) DO UPDATE SET "
                         "strength = max(strength, excluded.strength), updated_at = excluded.updated_at",
                         (a, b, float(strength), kind, now, now, lsn),
@@ -417,7 +454,10 @@ class MemorySpace:
             return {}
         conn = self.check_healthy().reader()
         q = ",".join("?" * len(rowids))
-        return {int(r): str(i) for r, i in conn.execute(f"SELECT rowid, id FROM memories WHERE rowid IN ({q})", rowids)}
+        return {
+            int(r): str(i)
+            for r, i in conn.execute(f"SELECT rowid, id FROM memories WHERE rowid IN ({q})", rowids)
+        }
 
     def rows_by_rowid(self, rowids: Iterable[int]) -> dict[int, sqlite3.Row | tuple[Any, ...]]:
         rowids = list(rowids)
@@ -449,7 +489,7 @@ class MemorySpace:
         return row
 
     def to_memory(self, row: Any, include_embedding: bool = False) -> Memory:
-        (rowid, mid, kind, content, emb, conf, created, last_access, count, act, rate, tags, mtype, meta,
+        (_rowid, mid, kind, content, emb, conf, created, last_access, count, act, rate, tags, mtype, meta,
          suppressed, lsn, ep_when, what, where, who, why, how, valence, importance, cstate) = row
         now = self.clock()
         mem = Memory(
@@ -475,7 +515,7 @@ class MemorySpace:
     def get(self, memory_id: str, include_embedding: bool = True) -> Memory:
         return self.to_memory(self.row_by_id(memory_id), include_embedding)
 
-    def list(self, cursor: Optional[str] = None, limit: int = 50, memory_type: Optional[str] = None,
+    def list(self, cursor: str | None = None, limit: int = 50, memory_type: str | None = None,
              include_suppressed: bool = False) -> MemoryPage:
         conn = self.check_healthy().reader()
         after = 0
@@ -514,7 +554,7 @@ class MemorySpace:
     # -- forget ---------------------------------------------------------------
     def submit_forget(
         self, memory_id: str, mode: ForgetMode
-    ) -> tuple["Future[Any]", Callable[[tuple[Any, int]], ForgetReceipt]]:
+    ) -> tuple[Future[Any], Callable[[tuple[Any, int]], ForgetReceipt]]:
         store = self.check_healthy()
 
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
@@ -551,7 +591,7 @@ class MemorySpace:
         return receipt(fut.result())
 
     # -- reinforcement (background, never awaited) ------------------------------
-    def reinforce(self, rowids: list[int]) -> None:
+    def reinforce(self, rowids: builtins.list[int]) -> None:
         if not rowids or self._closed or self.store is None:
             return
         now = self.clock()
@@ -563,10 +603,10 @@ class MemorySpace:
                 [(now, r) for r in rowids],
             )
 
-        try:
+        # StorageError means closing: reinforcement is best-effort by design, the recall
+        # itself succeeded.
+        with contextlib.suppress(StorageError):
             self.store.submit(op, mutates=False, wait=False)
-        except StorageError:
-            pass  # closing: reinforcement is best-effort by design, the recall itself succeeded
 
     # -- stats and lifecycle ----------------------------------------------------
     @property

@@ -38,10 +38,11 @@ import time
 import zlib
 from collections import deque
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-from usearch.index import Index, MetricKind
+from usearch.compiled import MetricKind
+from usearch.index import Index
 
 from ..settings import Settings
 from .vector import VectorSet
@@ -115,12 +116,12 @@ class AnnIndex:
         self.vectors = vectors
         self.dir = space_dir
         self.settings = settings
-        self.index: Optional[Index] = None
+        self.index: Index | None = None
         self.indexed_seq = 0  # rows with seq < indexed_seq are in the graph (or dead)
         self.ready = False  # search goes through the graph
         self.checkpoint_lsn = 0
         self.loaded_from_checkpoint = False
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
         self._since_checkpoint = 0
         self._adds = 0  # bumped by every append (writer side); read by the builder
         self._adds_at_last_step = 0
@@ -131,7 +132,7 @@ class AnnIndex:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._idle_lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     # -- configuration ------------------------------------------------------------
     @property
@@ -147,7 +148,7 @@ class AnnIndex:
         )
 
     # -- checkpoint load (before the vectors are loaded) --------------------------
-    def load_checkpoint(self, dim: Optional[int], last_lsn: int) -> Optional[tuple[np.ndarray, int]]:
+    def load_checkpoint(self, dim: int | None, last_lsn: int) -> tuple[np.ndarray, int] | None:
         """Load a valid checkpoint; returns ``(graph keys, checkpoint lsn)`` or None.
 
         Called by the space while opening, before rows are loaded, so the space
@@ -227,7 +228,7 @@ class AnnIndex:
             self._idle.clear()
             self._wake.set()
 
-    def wait_caught_up(self, timeout: Optional[float] = None) -> bool:
+    def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until the background thread has no work left (for tests, benchmarks, shutdown)."""
         return self._idle.wait(timeout)
 
@@ -242,7 +243,7 @@ class AnnIndex:
                 with self._idle_lock:
                     if not self._wake.is_set():
                         self._idle.set()
-            except Exception as exc:  # noqa: BLE001 - derived data: log, serve exact, retry on next wake
+            except Exception as exc:
                 self.last_error = f"indexing failed: {exc}"
                 log.exception("index maintenance failed in %s", self.dir.name,
                               extra={"memory_space": self.dir.name})
@@ -258,7 +259,9 @@ class AnnIndex:
                 return False
             self.index = self._new_index(self.vectors.dim)
             self.indexed_seq = 0
-            log.info("building vector index", extra={"memory_space": self.dir.name, "vectors": len(self.vectors)})
+            log.info(
+                "building vector index", extra={"memory_space": self.dir.name, "vectors": len(self.vectors)}
+            )
         backlog = self.vectors.count_from(self.indexed_seq) > _BACKLOG_BATCH
         # Two builder threads only while no writes arrive (a rebuild after open, a
         # catch-up after a burst): beside live writes one thread leaves them a core.
@@ -309,10 +312,13 @@ class AnnIndex:
 
     def _mark_ready_if_caught_up(self) -> None:
         # Serve through the graph once the exact tail is no bigger than a small space.
-        if not self.ready and self.index is not None:
-            if self.vectors.count_from(self.indexed_seq) <= max(1024, self.threshold // 4):
-                self.ready = True
-                log.info("vector index ready", extra={"memory_space": self.dir.name, "vectors": len(self.index)})
+        if (
+            not self.ready
+            and self.index is not None
+            and self.vectors.count_from(self.indexed_seq) <= max(1024, self.threshold // 4)
+        ):
+            self.ready = True
+            log.info("vector index ready", extra={"memory_space": self.dir.name, "vectors": len(self.index)})
 
     def _apply_removals(self) -> None:
         if not self._removals:
@@ -372,8 +378,15 @@ class AnnIndex:
                 self._rw.release_read()
             with open(tmp_idx, "rb+") as f:
                 os.fsync(f.fileno())
-            meta = {"version": CHECKPOINT_VERSION, "dim": int(self.vectors.dim), "count": count, "lsn": int(lsn),
-                    "size": tmp_idx.stat().st_size, "crc32": _crc32(tmp_idx), "saved_at": time.time()}
+            meta = {
+                "version": CHECKPOINT_VERSION,
+                "dim": int(self.vectors.dim),
+                "count": count,
+                "lsn": int(lsn),
+                "size": tmp_idx.stat().st_size,
+                "crc32": _crc32(tmp_idx),
+                "saved_at": time.time(),
+            }
             os.replace(tmp_idx, idx_path)
             # The sidecar goes last: a crash before it leaves an old sidecar whose
             # checksum does not match the new file, so the pair is rejected, never misread.
@@ -385,7 +398,9 @@ class AnnIndex:
             _fsync_dir(self.dir)
         except OSError as exc:
             self.last_error = f"checkpoint failed: {exc}"
-            log.error("index checkpoint of %s failed: %s", self.dir.name, exc, extra={"memory_space": self.dir.name})
+            log.error(
+                "index checkpoint of %s failed: %s", self.dir.name, exc, extra={"memory_space": self.dir.name}
+            )
             return False
         self.checkpoint_lsn = int(lsn)
         self._since_checkpoint = 0

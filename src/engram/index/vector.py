@@ -26,10 +26,11 @@ before the removal); every search result is filtered by ``alive``.
 from __future__ import annotations
 
 import threading
-from typing import Iterator, Optional, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
-from usearch.index import MetricKind
+from usearch.compiled import MetricKind
 from usearch.index import search as _brute_force
 
 from ..errors import DimensionMismatch
@@ -50,7 +51,7 @@ def normalise(vec: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 class _Block:
-    __slots__ = ("view", "dead")
+    __slots__ = ("dead", "view")
 
     def __init__(self, dim: int, capacity: int) -> None:
         self.view: View = (
@@ -77,14 +78,14 @@ class AnnLike(Protocol):  # pragma: no cover - protocol
 class VectorSet:
     """Exact cosine search over the normalised vectors of one space."""
 
-    def __init__(self, dim: Optional[int] = None) -> None:
+    def __init__(self, dim: int | None = None) -> None:
         self.dim = dim
         self._blocks: list[_Block] = []
         self._slot_of: dict[int, int] = {}  # key -> block * BLOCK_ROWS + row
         self._next_seq = 0
         self.applied_lsn = 0  # highest LSN of a write applied here
         self._lock = threading.Lock()  # writers only
-        self.ann: Optional[AnnLike] = None
+        self.ann: AnnLike | None = None
 
     # -- writer side ----------------------------------------------------------
     def check_dim(self, received: int) -> None:
@@ -236,13 +237,14 @@ class VectorSet:
     def views(self) -> list[View]:
         return [b.view for b in list(self._blocks)]
 
-    def vector(self, key: int) -> Optional[np.ndarray]:
+    def vector(self, key: int) -> np.ndarray | None:
         """The stored (normalised) vector of ``key`` as float32, or None."""
         slot = self._slot_of.get(key)
         if slot is None:
             return None
         bi, row = divmod(slot, BLOCK_ROWS)
-        return self._blocks[bi].view[0][row].astype(np.float32)
+        out: np.ndarray = self._blocks[bi].view[0][row].astype(np.float32)
+        return out
 
     def keys(self) -> np.ndarray:
         return np.fromiter(self._slot_of.keys(), dtype=np.int64, count=len(self._slot_of))
@@ -284,9 +286,9 @@ class VectorSet:
             return np.zeros(0, np.int64), np.zeros((0, self.dim or 1), np.float16), np.zeros(0, np.int64)
         return np.concatenate(out_k), np.concatenate(out_v), np.concatenate(out_s)
 
-    def min_lsn_from(self, from_seq: int) -> Optional[int]:
+    def min_lsn_from(self, from_seq: int) -> int | None:
         """Smallest LSN among live rows with seq >= ``from_seq`` (None if there are none)."""
-        best: Optional[int] = None
+        best: int | None = None
         for _vec, _keys, seq, lsn, alive, n in self.views():
             if n == 0 or seq[n - 1] < from_seq:
                 continue
@@ -342,10 +344,7 @@ class VectorSet:
             return []
         all_keys = np.concatenate(cand_keys)
         all_scores = np.concatenate(cand_scores)
-        if len(all_scores) > k:
-            top = np.argpartition(-all_scores, k)[:k]
-        else:
-            top = np.arange(len(all_scores))
+        top = np.argpartition(-all_scores, k)[:k] if len(all_scores) > k else np.arange(len(all_scores))
         top = top[np.argsort(-all_scores[top], kind="stable")]
         # float16 rows carry ~1e-4 of rounding: keep cosines inside [-1, 1].
         return [(int(all_keys[i]), min(1.0, max(-1.0, float(all_scores[i])))) for i in top]
@@ -367,14 +366,18 @@ class VectorSet:
             r = np.asarray(rows)
             # The slot may have moved (compaction) or died since we looked it up:
             # trust a row only if it is live and still holds the same key.
-            ok = (r < n) & alive[np.minimum(r, len(alive) - 1)] & (bkeys[np.minimum(r, len(bkeys) - 1)] == found)
+            ok = (
+                (r < n)
+                & alive[np.minimum(r, len(alive) - 1)]
+                & (bkeys[np.minimum(r, len(bkeys) - 1)] == found)
+            )
             if not ok.all():
                 r = r[ok]
-                found = [f for f, good in zip(found, ok) if good]
+                found = [f for f, good in zip(found, ok, strict=True) if good]
             if len(r) == 0:
                 continue
             scores = vec[r].astype(np.float32) @ q32
-            out.update(zip(found, np.clip(scores, -1.0, 1.0).tolist()))
+            out.update(zip(found, np.clip(scores, -1.0, 1.0).tolist(), strict=True))
         return out
 
     def search(self, query: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:

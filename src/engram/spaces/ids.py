@@ -22,7 +22,7 @@ class MemorySpaceId(str):
 
     __slots__ = ()
 
-    def __new__(cls, value: object) -> "MemorySpaceId":
+    def __new__(cls, value: object) -> MemorySpaceId:
         if isinstance(value, MemorySpaceId):
             return value
         if not isinstance(value, str):

@@ -15,15 +15,18 @@ Invariants:
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any
 
 from ..cognition.decay import Clock, system_clock
 from ..core.models import SpaceDeletion, SpaceDescriptor, SpacePage
@@ -48,7 +51,7 @@ class SpaceRegistry:
         self._loaded: dict[str, MemorySpace] = {}
         self._known: set[str] = set()
         self._creating = 0
-        self._meta: dict[str, dict[str, object]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
         self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (cognition, metrics)
         self._scan()
         for sid in (settings.default_space, *settings.bootstrap_spaces):
@@ -57,7 +60,11 @@ class SpaceRegistry:
     def _scan(self) -> None:
         with os.scandir(self.root) as it:
             for entry in it:
-                if entry.is_dir() and is_valid(entry.name) and os.path.exists(os.path.join(entry.path, MARKER)):
+                if (
+                    entry.is_dir()
+                    and is_valid(entry.name)
+                    and os.path.exists(os.path.join(entry.path, MARKER))
+                ):
                     self._known.add(entry.name)
 
     def _id_lock(self, sid: str) -> threading.RLock:
@@ -71,7 +78,7 @@ class SpaceRegistry:
     def exists(self, space_id: str) -> bool:
         return MemorySpaceId(space_id) in self._known
 
-    def create(self, space_id: str, dimension: Optional[int] = None) -> tuple[MemorySpace, bool]:
+    def create(self, space_id: str, dimension: int | None = None) -> tuple[MemorySpace, bool]:
         """Create (idempotently) and return ``(handle, created)``."""
         sid = MemorySpaceId(space_id)
         if dimension is not None and not (1 <= dimension <= self.settings.max_embedding_dim):
@@ -96,7 +103,7 @@ class SpaceRegistry:
                 with self._lock:
                     self._creating -= 1
 
-    def _create_locked(self, sid: MemorySpaceId, dimension: Optional[int]) -> tuple[MemorySpace, bool]:
+    def _create_locked(self, sid: MemorySpaceId, dimension: int | None) -> tuple[MemorySpace, bool]:
         """Create the space; the caller holds the id lock."""
         space_dir = self.root / sid
         if space_dir.exists():
@@ -112,7 +119,10 @@ class SpaceRegistry:
             raise StorageError(f"memory space {sid!r} could not be created: {reason}")
         if dimension is not None and space.store is not None:
             def set_dim(conn, _lsn):  # type: ignore[no-untyped-def]
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dimension),))
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dimension),)
+                )
+
             space.store.write(set_dim, mutates=False)
             space.dim = dimension
             space.vectors.dim = dimension
@@ -172,15 +182,17 @@ class SpaceRegistry:
     def describe(self, space_id: str, with_stats: bool = False) -> SpaceDescriptor:
         sid = MemorySpaceId(space_id)
         if sid not in self._known:
-            raise MemorySpaceNotFound(f"memory space {sid!r} does not exist", details={"memory_space_id": sid})
+            raise MemorySpaceNotFound(
+                f"memory space {sid!r} does not exist", details={"memory_space_id": sid}
+            )
         meta = self._marker(sid)
         space = self._loaded.get(sid)
         if space is None or space.closed:
             space = self._load(sid) if with_stats else None
         desc = SpaceDescriptor(
             id=sid,
-            created_at=datetime.fromtimestamp(float(meta.get("created_at", 0.0)), tz=timezone.utc),
-            dimension=(space.dim if space is not None else meta.get("dimension")),  # type: ignore[arg-type]
+            created_at=datetime.fromtimestamp(float(meta.get("created_at", 0.0)), tz=UTC),
+            dimension=(space.dim if space is not None else meta.get("dimension")),
             loaded=space is not None and not space.closed,
         )
         if space is not None:
@@ -201,7 +213,7 @@ class SpaceRegistry:
                 desc.reason = space.unhealthy_reason
         return desc
 
-    def _marker(self, sid: str) -> dict[str, object]:
+    def _marker(self, sid: str) -> dict[str, Any]:
         cached = self._meta.get(sid)
         if cached is None:
             try:
@@ -211,7 +223,7 @@ class SpaceRegistry:
             self._meta[sid] = cached
         return cached
 
-    def list(self, cursor: Optional[str] = None, limit: int = 100) -> SpacePage:
+    def list(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
         if limit < 1 or limit > self.settings.max_page_size:
             raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
         ids = self.known_ids()
@@ -228,7 +240,9 @@ class SpaceRegistry:
         sid = MemorySpaceId(space_id)
         with self._id_lock(sid):
             if sid not in self._known:
-                raise MemorySpaceNotFound(f"memory space {sid!r} does not exist", details={"memory_space_id": sid})
+                raise MemorySpaceNotFound(
+                    f"memory space {sid!r} does not exist", details={"memory_space_id": sid}
+                )
             space = self._loaded.pop(sid, None)
             memories = space.count() if space is not None else _count_offline(self.root / sid)
             if space is not None:
@@ -237,10 +251,8 @@ class SpaceRegistry:
             files, size = 0, 0
             for p in _walk(space_dir):
                 files += 1
-                try:
+                with contextlib.suppress(OSError):
                     size += p.stat().st_size
-                except OSError:
-                    pass
             # Remove the marker first (durably): a crash mid-delete then leaves an
             # unmarked directory, which is not a space and is cleaned on re-create.
             try:
@@ -259,7 +271,7 @@ class SpaceRegistry:
             return SpaceDeletion(id=sid, deleted=True, memories_removed=memories, bytes_removed=size,
                                  files_removed=files)
 
-    def unload_idle(self, idle_seconds: Optional[float] = None) -> list[str]:
+    def unload_idle(self, idle_seconds: float | None = None) -> builtins.list[str]:
         """Close spaces unused for ``idle_seconds`` (default: the setting); returns their ids.
 
         Safe beside requests: a space with live subscribers or leases is kept,

@@ -24,6 +24,7 @@ Reads use per-thread connections (WAL lets readers run beside the writer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -31,9 +32,10 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..errors import EngramError, StorageError
 
@@ -47,7 +49,9 @@ def _fts_text(row: str) -> str:
     The FTS table has external content, so a row's 'delete' must repeat exactly the
     text that was indexed: inserts, deletes and updates all use this one expression.
     """
-    parts = [f"{row}.content"] + [f"coalesce({row}.{c}, '')" for c in ("what", "where_location", "who", "why", "how")]
+    parts = [f"{row}.content"] + [
+        f"coalesce({row}.{c}, '')" for c in ("what", "where_location", "who", "why", "how")
+    ]
     return " || ' ' || ".join(parts)
 
 
@@ -89,12 +93,14 @@ CREATE TRIGGER IF NOT EXISTS memories_fts_ai AFTER INSERT ON memories BEGIN
     INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, {new}, new.tags);
 END;
 CREATE TRIGGER IF NOT EXISTS memories_fts_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, {old}, old.tags);
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags)
+        VALUES ('delete', old.rowid, {old}, old.tags);
     DELETE FROM associations WHERE source = old.rowid OR target = old.rowid;
 END;
 CREATE TRIGGER IF NOT EXISTS memories_fts_au
 AFTER UPDATE OF content, tags, what, where_location, who, why, how ON memories BEGIN
-    INSERT INTO memories_fts(memories_fts, rowid, content, tags) VALUES ('delete', old.rowid, {old}, old.tags);
+    INSERT INTO memories_fts(memories_fts, rowid, content, tags)
+        VALUES ('delete', old.rowid, {old}, old.tags);
     INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, {new}, new.tags);
 END;
 CREATE TABLE IF NOT EXISTS associations (
@@ -154,11 +160,11 @@ class GroupedEffect:
 
 
 class _Pending:
-    __slots__ = ("op", "future", "mutates", "after", "savepoint", "waiter")
+    __slots__ = ("after", "future", "mutates", "op", "savepoint", "waiter")
 
-    def __init__(self, op: WriteOp, future: Optional[Future[Any]], mutates: bool,
-                 after: Optional[Callable[[Any, int], None]], savepoint: bool = True,
-                 waiter: Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]] = None) -> None:
+    def __init__(self, op: WriteOp, future: Future[Any] | None, mutates: bool,
+                 after: Callable[[Any, int], None] | None, savepoint: bool = True,
+                 waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None) -> None:
         self.op = op
         self.future = future
         self.mutates = mutates
@@ -177,7 +183,7 @@ class _Pending:
             _settle_on(self.waiter[0], [(self.waiter[1], exc, None)])
 
 
-def _settle(items: list[tuple["asyncio.Future[Any]", Optional[BaseException], Any]]) -> None:
+def _settle(items: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
     """Runs on the event loop: settle the asyncio futures of one committed batch."""
     for fut, exc, value in items:
         if fut.done():  # cancelled by its caller; the write itself stands
@@ -189,7 +195,7 @@ def _settle(items: list[tuple["asyncio.Future[Any]", Optional[BaseException], An
 
 
 def _settle_on(loop: asyncio.AbstractEventLoop,
-               items: list[tuple["asyncio.Future[Any]", Optional[BaseException], Any]]) -> None:
+               items: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
     try:
         loop.call_soon_threadsafe(_settle, items)
     except RuntimeError:  # the loop is closed: nobody is awaiting these any more
@@ -206,7 +212,7 @@ class SpaceStore:
         self.path = space_dir / self.DB_NAME
         self.durable = durable
         self.max_batch = max_batch
-        self._queue: "queue.SimpleQueue[_Pending | None]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -214,7 +220,7 @@ class SpaceStore:
         self._submit_lock = threading.Lock()
         self.commits = 0
         self.ops_committed = 0
-        self.broken: Optional[str] = None  # set if the writer thread died; every later write fails
+        self.broken: str | None = None  # set if the writer thread died; every later write fails
         self.dir.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         try:
@@ -236,9 +242,11 @@ class SpaceStore:
         except BaseException:
             self._writer.close()
             raise
-        self._done: "queue.SimpleQueue[list[tuple[_Pending, Any, int, Optional[BaseException]]] | None]" = (
+        self._done: queue.SimpleQueue[list[tuple[_Pending, Any, int, BaseException | None]] | None] = (
             queue.SimpleQueue())
-        self._completer = threading.Thread(target=self._complete, name=f"engram-ack-{space_dir.name}", daemon=True)
+        self._completer = threading.Thread(
+            target=self._complete, name=f"engram-ack-{space_dir.name}", daemon=True
+        )
         self._completer.start()
         self._thread = threading.Thread(target=self._run, name=f"engram-writer-{space_dir.name}", daemon=True)
         self._thread.start()
@@ -256,8 +264,10 @@ class SpaceStore:
             for name in ("memories_ai", "memories_ad", "memories_au"):
                 conn.execute(f"DROP TRIGGER IF EXISTS {name}")
             conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('delete-all')")
-            conn.execute(f"INSERT INTO memories_fts(rowid, content, tags) SELECT rowid, {_fts_text('m')}, tags "
-                         "FROM memories AS m")
+            conn.execute(
+                f"INSERT INTO memories_fts(rowid, content, tags) SELECT rowid, {_fts_text('m')}, tags "
+                "FROM memories AS m"
+            )
             self._meta_set(conn, "schema_version", "2")
             conn.execute("COMMIT")
         except BaseException:
@@ -289,21 +299,23 @@ class SpaceStore:
         return conn
 
     @staticmethod
-    def _meta_get(conn: sqlite3.Connection, key: str) -> Optional[str]:
+    def _meta_get(conn: sqlite3.Connection, key: str) -> str | None:
         row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     @staticmethod
     def _meta_set(conn: sqlite3.Connection, key: str, value: str) -> None:
-        conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                     (key, value))
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
 
-    def meta(self, key: str) -> Optional[str]:
+    def meta(self, key: str) -> str | None:
         return self._meta_get(self.reader(), key)
 
     # -- the write path -------------------------------------------------------
     def submit(self, op: WriteOp, *, mutates: bool = True,
-               after: Optional[Callable[[Any, int], None]] = None, wait: bool = True,
+               after: Callable[[Any, int], None] | None = None, wait: bool = True,
                savepoint: bool = True) -> Future[Any]:
         """Queue a write; the future resolves after the batch holding it is durable.
 
@@ -315,7 +327,7 @@ class SpaceStore:
         single INSERT; if such an op does leave changes behind, the batch is
         redone with savepoints, so the flag can cost time but never correctness.
         """
-        fut: Optional[Future[Any]] = Future() if wait else None
+        fut: Future[Any] | None = Future() if wait else None
         # The closed check and the put happen under one lock that close() also
         # takes to enqueue its stop sentinel: no write can land behind the
         # sentinel, where the writer would never see it and its caller would hang.
@@ -328,8 +340,8 @@ class SpaceStore:
         return fut if fut is not None else _done_future()
 
     def submit_async(self, op: WriteOp, *, mutates: bool = True,
-                     after: Optional[Callable[[Any, int], None]] = None,
-                     savepoint: bool = True) -> "asyncio.Future[Any]":
+                     after: Callable[[Any, int], None] | None = None,
+                     savepoint: bool = True) -> asyncio.Future[Any]:
         """Like :meth:`submit`, for a caller on an event loop: returns an asyncio future.
 
         Same durability contract; the difference is delivery: all writes of one
@@ -349,7 +361,7 @@ class SpaceStore:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - never leave callers waiting on a dead thread
+        except BaseException as exc:
             self.broken = f"writer thread failed: {exc!r}"
             log.exception("writer thread of %s died", self.dir.name, extra={"memory_space": self.dir.name})
             err = StorageError(f"write to space {self.dir.name!r} failed: {self.broken}")
@@ -394,7 +406,7 @@ class SpaceStore:
             if lsn != self.last_lsn:
                 self._meta_set(conn, "last_lsn", str(lsn))
             conn.execute("COMMIT")  # synchronous=FULL: returns after the WAL is fsynced
-        except BaseException as exc:  # noqa: BLE001 - commit (fsync) failure fails the whole batch
+        except BaseException as exc:
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -416,8 +428,8 @@ class SpaceStore:
         self._done.put(results)
 
     def _run_ops(self, conn: sqlite3.Connection, batch: list[_Pending],
-                 trust_flags: bool) -> tuple[list[tuple[_Pending, Any, int, Optional[BaseException]]], int]:
-        results: list[tuple[_Pending, Any, int, Optional[BaseException]]] = []
+                 trust_flags: bool) -> tuple[list[tuple[_Pending, Any, int, BaseException | None]], int]:
+        results: list[tuple[_Pending, Any, int, BaseException | None]] = []
         lsn = self.last_lsn
         conn.execute("BEGIN IMMEDIATE")
         for item in batch:
@@ -428,7 +440,7 @@ class SpaceStore:
             before = conn.total_changes
             try:
                 res = item.op(conn, item_lsn)
-            except BaseException as exc:  # noqa: BLE001 - isolate the failing op only
+            except BaseException as exc:
                 if guarded:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
@@ -450,7 +462,9 @@ class SpaceStore:
             if results is None:
                 return
             # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Optional[BaseException], Any]]] = {}
+            by_loop: dict[
+                asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
+            ] = {}
             grouped_upto = 0  # results before this index had their GroupedEffect applied with their run
             for i, (item, res, item_lsn, exc) in enumerate(results):
                 if exc is None and item.after is not None and i >= grouped_upto:
@@ -494,7 +508,7 @@ class SpaceStore:
                 _settle_on(loop, items)
 
     def write(self, op: WriteOp, *, mutates: bool = True,
-              after: Optional[Callable[[Any, int], None]] = None) -> tuple[Any, int]:
+              after: Callable[[Any, int], None] | None = None) -> tuple[Any, int]:
         """Submit and wait: returns ``(result, lsn)`` once durable."""
         return self.submit(op, mutates=mutates, after=after).result()  # type: ignore[no-any-return]
 
@@ -518,10 +532,8 @@ class SpaceStore:
         self._writer.close()
         with self._readers_lock:
             for conn in self._readers:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._readers.clear()
 
     def private_reader(self) -> sqlite3.Connection:
@@ -531,7 +543,7 @@ class SpaceStore:
         conn.execute("PRAGMA query_only=ON")
         return conn
 
-    def integrity_problem(self, conn: Optional[sqlite3.Connection] = None) -> Optional[str]:
+    def integrity_problem(self, conn: sqlite3.Connection | None = None) -> str | None:
         """``None`` if ``PRAGMA quick_check`` passes, else what it found.
 
         An interrupted check (``conn.interrupt()``) raises ``sqlite3.OperationalError``:
@@ -551,10 +563,8 @@ class SpaceStore:
     def size_bytes(self) -> int:
         total = 0
         for p in self.dir.iterdir():
-            try:
+            with contextlib.suppress(OSError):
                 total += p.stat().st_size
-            except OSError:
-                pass
         return total
 
 

@@ -357,7 +357,7 @@ class GrpcSpaceClient:
         ]
         return [_proto_dict(r) for r in self.stub.StreamingRecall(iter(reqs), timeout=self.timeout)]
 
-    def flow(self, timeout: float | None = None) -> "Flow":
+    def flow(self, timeout: float | None = None) -> Flow:
         """Open a MemoryFlow (bidirectional); see :class:`Flow`."""
         return Flow(self, timeout)
 

@@ -15,6 +15,7 @@ survive the process and can be asserted on (``srv.logs()``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -83,17 +84,24 @@ class EngramProcess:
         if spaces:
             penv["ENGRAM_BOOTSTRAP_SPACES"] = ",".join(spaces)
         state_file = root / f"state-{generation}.json"
-        out = open(root / f"server-{generation}.out", "wb")
-        err = open(root / f"server-{generation}.log", "wb")
         cmd = [sys.executable, "-m", module, "start", "--data-dir", str(data), "--http-port", "0",
                "--grpc-port", "0", "--state-file", str(state_file), *extra_args]
-        try:
+        # The child gets its own copies of the descriptors; ours close once it is started.
+        with (
+            open(root / f"server-{generation}.out", "wb") as out,
+            open(root / f"server-{generation}.log", "wb") as err,
+        ):
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=penv, start_new_session=True)
-        finally:
-            out.close()
-            err.close()
-        srv = cls(root=root, data_dir=data, spaces=spaces, settings=settings, proc=proc, generation=generation,
-                  module=module, env=extra_env)
+        srv = cls(
+            root=root,
+            data_dir=data,
+            spaces=spaces,
+            settings=settings,
+            proc=proc,
+            generation=generation,
+            module=module,
+            env=extra_env,
+        )
         srv._wait_ready(state_file, timeout)
         return srv
 
@@ -102,7 +110,9 @@ class EngramProcess:
         delay = 0.01
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise HarnessError(f"engram exited with {self.proc.returncode} during start-up:\n{self.logs()[-4000:]}")
+                raise HarnessError(
+                    f"engram exited with {self.proc.returncode} during start-up:\n{self.logs()[-4000:]}"
+                )
             try:
                 state = json.loads(state_file.read_text())
             except (OSError, ValueError):
@@ -188,7 +198,7 @@ class EngramProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise HarnessError(f"engram did not stop within {timeout} s after SIGTERM")
+                raise HarnessError(f"engram did not stop within {timeout} s after SIGTERM") from None
         return int(self.proc.returncode)
 
     def kill(self) -> None:
@@ -201,16 +211,21 @@ class EngramProcess:
         """Start a new process on the same data root (after stop() or kill())."""
         if self.proc.poll() is None:
             self.stop()
-        return EngramProcess.start(self.root, self.spaces, settings if settings is not None else self.settings,
-                                   data_dir=self.data_dir, timeout=timeout, generation=self.generation + 1,
-                                   module=self.module, env=self.env)
+        return EngramProcess.start(
+            self.root,
+            self.spaces,
+            settings if settings is not None else self.settings,
+            data_dir=self.data_dir,
+            timeout=timeout,
+            generation=self.generation + 1,
+            module=self.module,
+            env=self.env,
+        )
 
     def __enter__(self) -> EngramProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(HarnessError):
                 self.stop(timeout=15)
-            except HarnessError:
-                pass

@@ -566,7 +566,7 @@ def run_checks(
         answers = ops.streaming_recall([cue for _, cue in RECALL_CUES])
         if len(answers) != len(RECALL_CUES):
             r.violations.append(f"{len(RECALL_CUES)} recalls sent, {len(answers)} answered")
-        for (name, _), answer in zip(RECALL_CUES, answers):
+        for (name, _), answer in zip(RECALL_CUES, answers, strict=True):
             if "error" in answer:
                 r.violations.append(f"{name}: error {answer['error']}")
             s = scanned(r, answer)

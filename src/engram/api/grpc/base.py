@@ -23,7 +23,8 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
@@ -47,7 +48,7 @@ STREAM_SPACES_CAP = 16
 class StreamTrace:
     """The span of one bidirectional stream, and which spaces its messages targeted."""
 
-    __slots__ = ("span", "spaces", "fallback")
+    __slots__ = ("fallback", "spaces", "span")
 
     def __init__(self, span: Span) -> None:
         self.span = span
@@ -83,7 +84,7 @@ class Adapter:
     def stream_trace(self, rpc: str, context: grpc.aio.ServicerContext) -> StreamTrace:
         return StreamTrace(self.call_span(rpc, context))
 
-    def message_span(self, rpc: str, stream: Optional[StreamTrace], op: str = "message") -> Span:
+    def message_span(self, rpc: str, stream: StreamTrace | None, op: str = "message") -> Span:
         """A child span of the stream's span for one of its messages."""
         if stream is None or stream.span is INVALID_SPAN:
             return INVALID_SPAN
@@ -91,7 +92,7 @@ class Adapter:
                                   parent=stream.span, kind=SpanKind.INTERNAL)
 
     def stream_error(self, stream: StreamTrace, op: str, mapped: MappedError,
-                     requested: Optional[str]) -> None:
+                     requested: str | None) -> None:
         """A failed control message (subscribe, flow control) of a stream that stays open: an event
         on the stream's span, not an error status for the whole stream."""
         if stream.span.is_recording():
@@ -122,8 +123,8 @@ class Adapter:
         finish_span(span, space=stream.spaces[0] if len(stream.spaces) == 1 else None, status=status,
                     fallback=stream.fallback)
 
-    def observe(self, rpc: str, space: Optional[str], status: str, t0: float, span: Span = INVALID_SPAN,
-                calls: Optional[CallSpace] = None, fell_back: Optional[bool] = None) -> None:
+    def observe(self, rpc: str, space: str | None, status: str, t0: float, span: Span = INVALID_SPAN,
+                calls: CallSpace | None = None, fell_back: bool | None = None) -> None:
         """Metrics for one call (or stream message); ends its span, if it has one."""
         self.metrics.observe("grpc", rpc, space, status, time.perf_counter() - t0)
         if span is not INVALID_SPAN:
@@ -131,9 +132,9 @@ class Adapter:
                 fell_back = calls is not None and calls.warning is not None
             finish_span(span, space=space, status=status, fallback=fell_back)
 
-    def log_failure(self, rpc: str, space: Optional[str], mapped: MappedError, peer: str,
-                    requested: Optional[str] = None, *, span: Span = INVALID_SPAN,
-                    exc: Optional[BaseException] = None) -> None:
+    def log_failure(self, rpc: str, space: str | None, mapped: MappedError, peer: str,
+                    requested: str | None = None, *, span: Span = INVALID_SPAN,
+                    exc: BaseException | None = None) -> None:
         """One line per failed call (or stream message), always naming the space.
 
         When the space itself was the problem (invalid id, conflict) ``memory_space`` is null
@@ -166,7 +167,7 @@ class Adapter:
         calls = CallSpace(self.service, context, rpc)
         span = self.call_span(rpc, context)
         token = self.tracing.attach(span)
-        space: Optional[str] = None
+        space: str | None = None
         status = "OK"
         try:
             space = calls.resolve(request.memory_space_id).space_id
@@ -186,12 +187,12 @@ class Adapter:
             self.tracing.detach(token)
 
     async def admin(self, rpc: str, request: Any, context: grpc.aio.ServicerContext,
-                    fn: Callable[[Optional[str]], Awaitable[T]], *, needs_space: bool = True) -> T:
+                    fn: Callable[[str | None], Awaitable[T]], *, needs_space: bool = True) -> T:
         """A space-administration call: the id is required, there is no fallback or metadata."""
         t0 = time.perf_counter()
         span = self.call_span(rpc, context)
         token = self.tracing.attach(span)
-        space: Optional[str] = None
+        space: str | None = None
         status = "OK"
         try:
             if needs_space:

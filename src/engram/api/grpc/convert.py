@@ -10,8 +10,8 @@ list) fall back to the engine's defaults.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -30,8 +30,11 @@ MEMORY_TYPES = {
     pb.MEMORY_TYPE_PROCEDURAL: m.MemoryType.procedural, pb.MEMORY_TYPE_WORKING: m.MemoryType.working,
 }
 MEMORY_TYPES_OUT = {v.value: k for k, v in MEMORY_TYPES.items()}
-RECALL_MODES = {pb.RECALL_MODE_SIMILARITY: m.RecallMode.similarity, pb.RECALL_MODE_SPREADING: m.RecallMode.spreading,
-                pb.RECALL_MODE_HYBRID: m.RecallMode.hybrid}
+RECALL_MODES = {
+    pb.RECALL_MODE_SIMILARITY: m.RecallMode.similarity,
+    pb.RECALL_MODE_SPREADING: m.RecallMode.spreading,
+    pb.RECALL_MODE_HYBRID: m.RecallMode.hybrid,
+}
 RECALL_MODES_OUT = {v.value: k for k, v in RECALL_MODES.items()}
 FORGET_MODES = {pb.FORGET_MODE_SUPPRESS: m.ForgetMode.suppress, pb.FORGET_MODE_DELETE: m.ForgetMode.delete}
 FORGET_MODES_OUT = {v.value: k for k, v in FORGET_MODES.items()}
@@ -40,8 +43,11 @@ CONSOLIDATION_OUT = {
     "consolidated": pb.CONSOLIDATION_STATE_CONSOLIDATED,
 }
 CATEGORY_OUT = {
-    "none": pb.CONFIDENCE_CATEGORY_NONE, "low": pb.CONFIDENCE_CATEGORY_LOW, "medium": pb.CONFIDENCE_CATEGORY_MEDIUM,
-    "high": pb.CONFIDENCE_CATEGORY_HIGH, "certain": pb.CONFIDENCE_CATEGORY_CERTAIN,
+    "none": pb.CONFIDENCE_CATEGORY_NONE,
+    "low": pb.CONFIDENCE_CATEGORY_LOW,
+    "medium": pb.CONFIDENCE_CATEGORY_MEDIUM,
+    "high": pb.CONFIDENCE_CATEGORY_HIGH,
+    "certain": pb.CONFIDENCE_CATEGORY_CERTAIN,
 }
 SOURCE_OUT = {"similarity": pb.RECALL_SOURCE_SIMILARITY, "text": pb.RECALL_SOURCE_TEXT,
               "context": pb.RECALL_SOURCE_CONTEXT, "spreading": pb.RECALL_SOURCE_SPREADING}
@@ -49,9 +55,14 @@ DURABILITY_OUT = {"fsync": pb.DURABILITY_FSYNC, "buffered": pb.DURABILITY_BUFFER
 ASSOCIATION_OUT = {"explicit": pb.ASSOCIATION_KIND_EXPLICIT, "auto": pb.ASSOCIATION_KIND_AUTO_LINK,
                    "auto_link": pb.ASSOCIATION_KIND_AUTO_LINK, "temporal": pb.ASSOCIATION_KIND_TEMPORAL}
 EVENT_TYPES = {
-    pb.EVENT_TYPE_STORED: "stored", pb.EVENT_TYPE_RECALLED: "recalled", pb.EVENT_TYPE_ACTIVATION: "activation",
-    pb.EVENT_TYPE_ASSOCIATION: "association", pb.EVENT_TYPE_CONSOLIDATION: "consolidation",
-    pb.EVENT_TYPE_FORGOTTEN: "forgotten", pb.EVENT_TYPE_DECAY: "decay", pb.EVENT_TYPE_SPACE: "space",
+    pb.EVENT_TYPE_STORED: "stored",
+    pb.EVENT_TYPE_RECALLED: "recalled",
+    pb.EVENT_TYPE_ACTIVATION: "activation",
+    pb.EVENT_TYPE_ASSOCIATION: "association",
+    pb.EVENT_TYPE_CONSOLIDATION: "consolidation",
+    pb.EVENT_TYPE_FORGOTTEN: "forgotten",
+    pb.EVENT_TYPE_DECAY: "decay",
+    pb.EVENT_TYPE_SPACE: "space",
 }
 EVENT_TYPES_OUT = {v: k for k, v in EVENT_TYPES.items()}
 
@@ -67,23 +78,25 @@ def parse(model: type[M], data: dict[str, Any], prefix: str) -> M:
         raise describe_validation_error(exc, prefix) from None
 
 
-def ts_in(msg: Message, name: str) -> Optional[datetime]:
+def ts_in(msg: Message, name: str) -> datetime | None:
     if not msg.HasField(name):
         return None
     ts: timestamp_pb2.Timestamp = getattr(msg, name)
     try:
-        return ts.ToDatetime(tzinfo=timezone.utc)
+        return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:  # out-of-range seconds/nanos: a client mistake, not INTERNAL
         from ...errors import InvalidInput
 
-        raise InvalidInput(f"{name}: {exc}", suggestion="Send a Timestamp between 0001-01-01 and 9999-12-31.") from None
+        raise InvalidInput(
+            f"{name}: {exc}", suggestion="Send a Timestamp between 0001-01-01 and 9999-12-31."
+        ) from None
 
 
-def ts_out(value: Optional[datetime]) -> Optional[timestamp_pb2.Timestamp]:
+def ts_out(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
     return ts
@@ -95,7 +108,7 @@ def ts_epoch(value: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def struct(data: Optional[dict[str, Any]]) -> Optional[struct_pb2.Struct]:
+def struct(data: dict[str, Any] | None) -> struct_pb2.Struct | None:
     if not data:
         return None
     s = struct_pb2.Struct()
@@ -117,12 +130,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _opt(msg: Message, name: str, out: dict[str, Any], key: Optional[str] = None) -> None:
+def _opt(msg: Message, name: str, out: dict[str, Any], key: str | None = None) -> None:
     if msg.HasField(name):
         out[key or name] = getattr(msg, name)
 
 
-def _emb(values: Any) -> Optional[list[float]]:
+def _emb(values: Any) -> list[float] | None:
     return list(values) if len(values) else None
 
 
@@ -192,7 +205,9 @@ def forget_mode(value: int) -> m.ForgetMode:
     if mode is None:
         from ...errors import InvalidInput
 
-        raise InvalidInput(f"mode: unknown ForgetMode value {value}; expected FORGET_MODE_SUPPRESS or FORGET_MODE_DELETE")
+        raise InvalidInput(
+            f"mode: unknown ForgetMode value {value}; expected FORGET_MODE_SUPPRESS or FORGET_MODE_DELETE"
+        )
     return mode
 
 
@@ -252,7 +267,7 @@ def associate_input(msg: spb.AssociateRequest) -> m.AssociateInput:
     return parse(m.AssociateInput, data, "")
 
 
-def event_types(values: Any, prefix: str = "event_types") -> Optional[list[str]]:
+def event_types(values: Any, prefix: str = "event_types") -> list[str] | None:
     if not len(values):
         return None
     out = []
@@ -271,36 +286,63 @@ def event_types(values: Any, prefix: str = "event_types") -> Optional[list[str]]
 
 
 def confidence(c: m.Confidence) -> pb.Confidence:
-    return pb.Confidence(value=c.value, category=CATEGORY_OUT.get(c.category.value, pb.CONFIDENCE_CATEGORY_UNSPECIFIED), reasoning=c.reasoning)
+    return pb.Confidence(
+        value=c.value,
+        category=CATEGORY_OUT.get(c.category.value, pb.CONFIDENCE_CATEGORY_UNSPECIFIED),
+        reasoning=c.reasoning,
+    )
 
 
 def receipt(r: m.StoreReceipt) -> pb.StoreReceipt:
     return pb.StoreReceipt(
-        memory_id=r.memory_id, storage_confidence=confidence(r.storage_confidence),
-        consolidation_state=CONSOLIDATION_OUT.get(r.consolidation_state.value, pb.CONSOLIDATION_STATE_UNSPECIFIED),
-        observed_at=ts_out(r.observed_at), stored_at=ts_out(r.stored_at),
+        memory_id=r.memory_id,
+        storage_confidence=confidence(r.storage_confidence),
+        consolidation_state=CONSOLIDATION_OUT.get(
+            r.consolidation_state.value, pb.CONSOLIDATION_STATE_UNSPECIFIED
+        ),
+        observed_at=ts_out(r.observed_at),
+        stored_at=ts_out(r.stored_at),
         auto_links=[pb.AutoLink(target_id=a.target_id, strength=a.strength) for a in r.auto_links],
-        lsn=r.lsn, durability=DURABILITY_OUT.get(r.durability, pb.DURABILITY_UNSPECIFIED), memory_space_id=r.memory_space_id,
+        lsn=r.lsn,
+        durability=DURABILITY_OUT.get(r.durability, pb.DURABILITY_UNSPECIFIED),
+        memory_space_id=r.memory_space_id,
     )
 
 
 def memory(mem: m.Memory) -> pb.Memory:
     out = pb.Memory(
-        id=mem.id, content=mem.content, embedding=mem.embedding or (), confidence=mem.confidence,
-        created_at=ts_out(mem.created_at), last_access=ts_out(mem.last_access), access_count=mem.access_count,
-        activation=mem.activation, decay_rate=mem.decay_rate, tags=mem.tags,
-        memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, pb.MEMORY_TYPE_UNSPECIFIED), metadata=mem.metadata,
-        suppressed=mem.suppressed, lsn=mem.lsn,
+        id=mem.id,
+        content=mem.content,
+        embedding=mem.embedding or (),
+        confidence=mem.confidence,
+        created_at=ts_out(mem.created_at),
+        last_access=ts_out(mem.last_access),
+        access_count=mem.access_count,
+        activation=mem.activation,
+        decay_rate=mem.decay_rate,
+        tags=mem.tags,
+        memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, pb.MEMORY_TYPE_UNSPECIFIED),
+        metadata=mem.metadata,
+        suppressed=mem.suppressed,
+        lsn=mem.lsn,
     )
     if mem.when is not None:
-        out.episode.CopyFrom(pb.EpisodeContext(
-            when=ts_out(mem.when), what=mem.what or "", where_location=mem.where_location or "", who=mem.who or (),
-            why=mem.why or "", how=mem.how or "", emotional_valence=mem.emotional_valence or 0.0,
-            importance=mem.importance or 0.0,
-            consolidation_state=CONSOLIDATION_OUT.get(
-                mem.consolidation_state.value if mem.consolidation_state else "",
-                pb.CONSOLIDATION_STATE_UNSPECIFIED),
-        ))
+        out.episode.CopyFrom(
+            pb.EpisodeContext(
+                when=ts_out(mem.when),
+                what=mem.what or "",
+                where_location=mem.where_location or "",
+                who=mem.who or (),
+                why=mem.why or "",
+                how=mem.how or "",
+                emotional_valence=mem.emotional_valence or 0.0,
+                importance=mem.importance or 0.0,
+                consolidation_state=CONSOLIDATION_OUT.get(
+                    mem.consolidation_state.value if mem.consolidation_state else "",
+                    pb.CONSOLIDATION_STATE_UNSPECIFIED,
+                ),
+            )
+        )
     return out
 
 
@@ -317,7 +359,9 @@ def recall_item(it: m.RecallItem) -> pb.RecallItem:
 def recall_result(r: m.RecallResult) -> pb.RecallResult:
     meta = dict(r.metadata)
     timing = meta.pop("timing_ms", None)
-    timing_ms = dict(timing) if isinstance(timing, dict) else ({"total": float(timing)} if timing is not None else {})
+    timing_ms = (
+        dict(timing) if isinstance(timing, dict) else ({"total": float(timing)} if timing is not None else {})
+    )
     mode = meta.pop("mode", None)
     candidates = meta.pop("candidates", 0)
     return pb.RecallResult(
@@ -327,17 +371,29 @@ def recall_result(r: m.RecallResult) -> pb.RecallResult:
             reconstructed=[recall_item(i) for i in r.memories.reconstructed],
         ),
         recall_confidence=confidence(r.recall_confidence),
-        confidence_interval=pb.ConfidenceInterval(lower=r.confidence_interval.lower, point=r.confidence_interval.point,
-                                                  upper=r.confidence_interval.upper),
-        metadata=pb.RecallMetadata(timing_ms=timing_ms, candidates=int(candidates or 0),
-                                   mode=RECALL_MODES_OUT.get(str(mode), pb.RECALL_MODE_UNSPECIFIED), extra=struct(meta)),
+        confidence_interval=pb.ConfidenceInterval(
+            lower=r.confidence_interval.lower,
+            point=r.confidence_interval.point,
+            upper=r.confidence_interval.upper,
+        ),
+        metadata=pb.RecallMetadata(
+            timing_ms=timing_ms,
+            candidates=int(candidates or 0),
+            mode=RECALL_MODES_OUT.get(str(mode), pb.RECALL_MODE_UNSPECIFIED),
+            extra=struct(meta),
+        ),
         memory_space_id=r.memory_space_id,
     )
 
 
 def forget_response(r: m.ForgetReceipt) -> spb.ForgetResponse:
-    return spb.ForgetResponse(memory_id=r.memory_id, mode=FORGET_MODES_OUT.get(r.mode.value, pb.FORGET_MODE_UNSPECIFIED), lsn=r.lsn,
-                              removed_associations=r.removed_associations, memory_space_id=r.memory_space_id)
+    return spb.ForgetResponse(
+        memory_id=r.memory_id,
+        mode=FORGET_MODES_OUT.get(r.mode.value, pb.FORGET_MODE_UNSPECIFIED),
+        lsn=r.lsn,
+        removed_associations=r.removed_associations,
+        memory_space_id=r.memory_space_id,
+    )
 
 
 def space_descriptor(d: m.SpaceDescriptor) -> pb.SpaceDescriptor:
@@ -361,10 +417,13 @@ def _stats(s: dict[str, Any]) -> pb.SpaceStatistics:
     return pb.SpaceStatistics(
         memory_count=n("memories", "memory_count"),
         memories_by_type={str(k): int(v) for k, v in by_type.items() if isinstance(v, (int, float))},
-        episode_count=n("episodes", "episode_count"), association_count=n("associations", "association_count"),
-        belief_count=n("beliefs", "belief_count"), suppressed_count=n("suppressed", "suppressed_count"),
+        episode_count=n("episodes", "episode_count"),
+        association_count=n("associations", "association_count"),
+        belief_count=n("beliefs", "belief_count"),
+        suppressed_count=n("suppressed", "suppressed_count"),
         mean_activation=float(s.get("average_activation") or s.get("mean_activation") or 0.0),
-        pending_consolidation=n("pending_consolidation"), disk_bytes=n("storage_bytes", "disk_bytes"),
+        pending_consolidation=n("pending_consolidation"),
+        disk_bytes=n("storage_bytes", "disk_bytes"),
         subscriber_count=n("subscribers", "subscriber_count"),
     )
 
@@ -373,8 +432,12 @@ def introspect_response(st: m.SpaceStats, durability: str, version: str) -> spb.
     stats = st.model_dump()
     desc = pb.SpaceDescriptor(id=st.memory_space_id, memory_count=st.memories, dimension=st.dimension,
                               last_lsn=st.last_lsn, healthy=st.healthy, loaded=True, stats=_stats(stats))
-    return spb.IntrospectResponse(space=desc, durability=DURABILITY_OUT.get(durability, pb.DURABILITY_UNSPECIFIED), server_version=version,
-                                  memory_space_id=st.memory_space_id)
+    return spb.IntrospectResponse(
+        space=desc,
+        durability=DURABILITY_OUT.get(durability, pb.DURABILITY_UNSPECIFIED),
+        server_version=version,
+        memory_space_id=st.memory_space_id,
+    )
 
 
 def association(a: m.Association) -> pb.Association:
@@ -393,9 +456,14 @@ def recognize_response(r: m.Recognition) -> spb.RecognizeResponse:
 
 def belief(b: m.Belief) -> pb.Belief:
     return pb.Belief(
-        id=b.id, content=b.content, centroid=b.centroid or (), strength=b.strength,
+        id=b.id,
+        content=b.content,
+        centroid=b.centroid or (),
+        strength=b.strength,
         confidence=confidence(m.confidence_from(b.schema_confidence, "schema confidence of the cluster")),
-        citations=[pb.Citation(episode_id=c.episode_id, weight=c.similarity, excerpt=c.preview) for c in b.citations],
+        citations=[
+            pb.Citation(episode_id=c.episode_id, weight=c.similarity, excerpt=c.preview) for c in b.citations
+        ],
         created_at=ts_out(b.created_at),
     )
 
@@ -424,10 +492,16 @@ def complete_response(c: m.Completion) -> spb.CompleteResponse:
     best = c.best
     fields = []
     for f in best.fields:
-        cf = pb.CompletedField(field=f.field, confidence=confidence(m.confidence_from(f.confidence, f.source)),
-                               source_memory_ids=f.from_memory_ids,
-                               source={"given": pb.COMPLETION_SOURCE_GIVEN, "recalled": pb.COMPLETION_SOURCE_RECALLED,
-                                       "reconstructed": pb.COMPLETION_SOURCE_RECONSTRUCTED}.get(f.source, pb.COMPLETION_SOURCE_UNSPECIFIED))
+        cf = pb.CompletedField(
+            field=f.field,
+            confidence=confidence(m.confidence_from(f.confidence, f.source)),
+            source_memory_ids=f.from_memory_ids,
+            source={
+                "given": pb.COMPLETION_SOURCE_GIVEN,
+                "recalled": pb.COMPLETION_SOURCE_RECALLED,
+                "reconstructed": pb.COMPLETION_SOURCE_RECONSTRUCTED,
+            }.get(f.source, pb.COMPLETION_SOURCE_UNSPECIFIED),
+        )
         if isinstance(f.value, list):
             cf.values.extend(str(v) for v in f.value)
         elif f.value is not None:
@@ -439,9 +513,14 @@ def complete_response(c: m.Completion) -> spb.CompleteResponse:
 
 
 def event(e: Event) -> pb.Event:
-    return pb.Event(type=EVENT_TYPES_OUT.get(e.type, pb.EVENT_TYPE_UNSPECIFIED), lsn=e.lsn, timestamp=ts_epoch(e.timestamp),
-                    memory_id=str(e.data.get("memory_id") or ""), data=struct(e.data),
-                    memory_space_id=e.memory_space_id)
+    return pb.Event(
+        type=EVENT_TYPES_OUT.get(e.type, pb.EVENT_TYPE_UNSPECIFIED),
+        lsn=e.lsn,
+        timestamp=ts_epoch(e.timestamp),
+        memory_id=str(e.data.get("memory_id") or ""),
+        data=struct(e.data),
+        memory_space_id=e.memory_space_id,
+    )
 
 
 def lag_notice(lag: Lagged) -> pb.LagNotice:
@@ -449,6 +528,6 @@ def lag_notice(lag: Lagged) -> pb.LagNotice:
 
 
 def heartbeat(space: str, last_lsn: int) -> pb.Heartbeat:
-    return pb.Heartbeat(server_time=ts_epoch(datetime.now(timezone.utc).timestamp()), last_lsn=last_lsn,
+    return pb.Heartbeat(server_time=ts_epoch(datetime.now(UTC).timestamp()), last_lsn=last_lsn,
                         memory_space_id=space)
 

@@ -15,6 +15,7 @@ client turns back into the same exception class.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -89,10 +90,9 @@ class MappedError:
             example=self.error.example, grpc_code=self.status.value[0],
         )
         if self.error.details:
-            try:
+            # details are best-effort decoration, the message says it all
+            with contextlib.suppress(ValueError, TypeError):
                 d.details.update(_jsonable(self.error.details))
-            except (ValueError, TypeError):  # details are best-effort decoration, the message says it all
-                pass
         return d
 
     def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -46,7 +47,7 @@ _END = object()
 
 
 class _Flow:
-    def __init__(self, handlers: "FlowHandlers", context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, handlers: FlowHandlers, context: grpc.aio.ServicerContext) -> None:
         self.h = handlers
         self.calls = CallSpace(handlers.service, context, "MemoryFlow")
         self.trace = handlers.stream_trace("MemoryFlow", context)
@@ -56,11 +57,11 @@ class _Flow:
         self.writes: list[asyncio.Future[Any]] = []
         self.subs: dict[int, tuple[Subscription, asyncio.Task[Any], str]] = {}
         self.paused = False
-        self.credits: Optional[int] = None  # None: unlimited (not in credit mode)
+        self.credits: int | None = None  # None: unlimited (not in credit mode)
         self.allowed = asyncio.Condition()
-        self.failure: Optional[BaseException] = None
+        self.failure: BaseException | None = None
         self.closing = False
-        self.reader: Optional[asyncio.Future[None]] = None
+        self.reader: asyncio.Future[None] | None = None
 
     # -- requests ---------------------------------------------------------------
     async def read(self, requests: AsyncIterator[spb.MemoryFlowRequest]) -> None:
@@ -106,9 +107,14 @@ class _Flow:
             elif kind == "flow_control":
                 ack = await self.control(req.flow_control)
             else:
-                raise InvalidInput("request: one of remember, experience, recall, subscribe, unsubscribe or "
-                                   "flow_control is required", example='{"sequence": 1, "recall": {"query": "x"}}')
-            await self.out.put(spb.MemoryFlowResponse(sequence=seq, flow_ack=ack, memory_space_id=self._space_of(seq)))
+                raise InvalidInput(
+                    "request: one of remember, experience, recall, subscribe, unsubscribe or "
+                    "flow_control is required",
+                    example='{"sequence": 1, "recall": {"query": "x"}}',
+                )
+            await self.out.put(
+                spb.MemoryFlowResponse(sequence=seq, flow_ack=ack, memory_space_id=self._space_of(seq))
+            )
         except Exception as exc:  # answered as an ErrorDetail; the flow stays open
             mapped = map_error(exc, rpc="MemoryFlow")
             requested = req.memory_space_id or self.calls.metadata_value
@@ -124,7 +130,9 @@ class _Flow:
         entry = self.subs.get(seq)
         return entry[2] if entry else ""
 
-    async def data_request(self, req: spb.MemoryFlowRequest, kind: str, earlier: list[asyncio.Future[Any]]) -> None:
+    async def data_request(
+        self, req: spb.MemoryFlowRequest, kind: str, earlier: list[asyncio.Future[Any]]
+    ) -> None:
         seq = req.sequence
 
         async def run(space: str) -> spb.MemoryFlowResponse:
@@ -137,9 +145,11 @@ class _Flow:
             if earlier:  # read your own writes: stores sent before this recall are durable first
                 await asyncio.gather(*earlier, return_exceptions=True)
             res = await self.h.service.recall(space, c.cue(req.recall, "recall"))
-            return spb.MemoryFlowResponse(sequence=seq, recall_result=c.recall_result(res), memory_space_id=space)
+            return spb.MemoryFlowResponse(
+                sequence=seq, recall_result=c.recall_result(res), memory_space_id=space
+            )
 
-        def failed(space: Optional[str], detail: Any) -> spb.MemoryFlowResponse:
+        def failed(space: str | None, detail: Any) -> spb.MemoryFlowResponse:
             return spb.MemoryFlowResponse(sequence=seq, error=detail, memory_space_id=space or "")
 
         resp = await self.h.per_message(self.calls, req.memory_space_id, run, failed, self.trace, kind)
@@ -166,7 +176,9 @@ class _Flow:
     def unsubscribe(self, seq: int) -> pb.FlowAck:
         entry = self.subs.pop(seq, None)
         if entry is None:
-            raise InvalidInput(f"unsubscribe.subscribe_sequence: no active subscription was opened by sequence {seq}")
+            raise InvalidInput(
+                f"unsubscribe.subscribe_sequence: no active subscription was opened by sequence {seq}"
+            )
         self._end_sub(entry)
         return self.ack()
 
@@ -205,7 +217,9 @@ class _Flow:
                         self.credits -= 1
                 if isinstance(item, Lagged):
                     self.h.metrics.lagged.labels("grpc", self.h.metrics.space_label(space)).inc()
-                    resp = spb.MemoryFlowResponse(sequence=seq, lag_notice=c.lag_notice(item), memory_space_id=space)
+                    resp = spb.MemoryFlowResponse(
+                        sequence=seq, lag_notice=c.lag_notice(item), memory_space_id=space
+                    )
                 else:
                     resp = spb.MemoryFlowResponse(sequence=seq, event=c.event(item), memory_space_id=space)
                 await self.out.put(resp)
@@ -223,9 +237,11 @@ class _Flow:
                 self.paused = False
             elif fc.action == pb.FLOW_CONTROL_ACTION_GRANT_CREDITS:
                 if fc.credits < 1:
-                    raise InvalidInput("flow_control.credits: must be at least 1 with FLOW_CONTROL_ACTION_GRANT_CREDITS",
-                                       example='{"flow_control": {"action": "FLOW_CONTROL_ACTION_GRANT_CREDITS", '
-                                               '"credits": 100}}')
+                    raise InvalidInput(
+                        "flow_control.credits: must be at least 1 with FLOW_CONTROL_ACTION_GRANT_CREDITS",
+                        example='{"flow_control": {"action": "FLOW_CONTROL_ACTION_GRANT_CREDITS", '
+                        '"credits": 100}}',
+                    )
                 self.credits = (self.credits or 0) + fc.credits
             else:
                 raise InvalidInput("flow_control.action: one of PAUSE, RESUME or GRANT_CREDITS is required")

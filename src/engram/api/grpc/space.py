@@ -10,8 +10,6 @@ metadata when the call fell back to the default space.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import grpc
 
 from ...service import EngramService, SpaceResolution
@@ -20,7 +18,7 @@ METADATA_KEY = "x-memory-space"
 WARNING_KEY = "engram-warning"
 
 
-def metadata_space(context: grpc.aio.ServicerContext) -> Optional[str]:
+def metadata_space(context: grpc.aio.ServicerContext) -> str | None:
     """The ``x-memory-space`` invocation metadata value, if any (read once per call)."""
     for key, value in context.invocation_metadata() or ():
         if key == METADATA_KEY:
@@ -35,18 +33,18 @@ class CallSpace:
     warning is attached once, however many messages fell back.
     """
 
-    __slots__ = ("service", "context", "rpc", "_meta", "_peer", "warning")
+    __slots__ = ("_meta", "_peer", "context", "rpc", "service", "warning")
 
     def __init__(self, service: EngramService, context: grpc.aio.ServicerContext, rpc: str) -> None:
         self.service = service
         self.context = context
         self.rpc = rpc
         self._meta = metadata_space(context)
-        self._peer: Optional[str] = None
-        self.warning: Optional[str] = None
+        self._peer: str | None = None
+        self.warning: str | None = None
 
     @property
-    def metadata_value(self) -> Optional[str]:
+    def metadata_value(self) -> str | None:
         return self._meta
 
     @property

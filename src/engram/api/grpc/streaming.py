@@ -28,7 +28,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -67,7 +68,7 @@ class StreamingHandlers(Adapter):
         t0 = time.perf_counter()
         calls = CallSpace(self.service, context, rpc)
         span = self.call_span(rpc, context)
-        space: Optional[str] = None
+        space: str | None = None
         status = "OK"
         sub = None
         try:
@@ -122,7 +123,7 @@ class StreamingHandlers(Adapter):
         t0 = time.perf_counter()
         calls = CallSpace(self.service, context, rpc)
         span = self.call_span(rpc, context)
-        space: Optional[str] = None
+        space: str | None = None
         status = "OK"
         try:
             space = calls.resolve(request.memory_space_id).space_id
@@ -162,7 +163,7 @@ class StreamingHandlers(Adapter):
                 return spb.StreamingRememberResponse(sequence=req.sequence, receipt=c.receipt(receipt),
                                                      memory_space_id=space)
 
-            def failed(space: Optional[str], detail: Any) -> spb.StreamingRememberResponse:
+            def failed(space: str | None, detail: Any) -> spb.StreamingRememberResponse:
                 return spb.StreamingRememberResponse(sequence=req.sequence, error=detail,
                                                      memory_space_id=space or "")
 
@@ -182,11 +183,14 @@ class StreamingHandlers(Adapter):
         async def one(req: spb.StreamingRecallRequest) -> spb.StreamingRecallResponse:
             async def run(space: str) -> spb.StreamingRecallResponse:
                 result = await self.service.recall(space, c.cue(req.cue))
-                return spb.StreamingRecallResponse(sequence=req.sequence, recall_result=c.recall_result(result),
-                                                   memory_space_id=space)
+                return spb.StreamingRecallResponse(
+                    sequence=req.sequence, recall_result=c.recall_result(result), memory_space_id=space
+                )
 
-            def failed(space: Optional[str], detail: Any) -> spb.StreamingRecallResponse:
-                return spb.StreamingRecallResponse(sequence=req.sequence, error=detail, memory_space_id=space or "")
+            def failed(space: str | None, detail: Any) -> spb.StreamingRecallResponse:
+                return spb.StreamingRecallResponse(
+                    sequence=req.sequence, error=detail, memory_space_id=space or ""
+                )
 
             return await self.per_message(calls, req.memory_space_id, run, failed, stream)
 
@@ -197,14 +201,14 @@ class StreamingHandlers(Adapter):
             self.end_stream(stream, context)
 
     async def per_message(self, calls: CallSpace, field_value: str, run: Callable[[str], Awaitable[Any]],
-                          failed: Callable[[Optional[str], Any], Any], stream: Optional[StreamTrace] = None,
+                          failed: Callable[[str | None, Any], Any], stream: StreamTrace | None = None,
                           op: str = "message") -> Any:
         """One message of a bidirectional stream: its own space, metrics, span (a child of the
         stream's), and an ErrorDetail on failure."""
         t0 = time.perf_counter()
         span = self.message_span(calls.rpc, stream, op)
         token = self.tracing.attach(span)
-        space: Optional[str] = None
+        space: str | None = None
         fell_back = False
         status = "OK"
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional, TypeAlias
+from typing import TypeAlias
 
 import grpc
 
 from ... import __version__
 from ...errors import InvalidInput
-from .base import Adapter
 from . import convert as c
+from .base import Adapter
 from .gen import service_pb2 as spb
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -41,7 +41,9 @@ class UnaryHandlers(Adapter):
     async def Forget(self, request: spb.ForgetRequest, context: Ctx) -> spb.ForgetResponse:
         async def run(space: str) -> spb.ForgetResponse:
             if not request.memory_id:
-                raise InvalidInput("memory_id: required, the id of the memory to forget", example='memory_id: "m-1"')
+                raise InvalidInput(
+                    "memory_id: required, the id of the memory to forget", example='memory_id: "m-1"'
+                )
             receipt = await self.service.forget(space, request.memory_id, c.forget_mode(request.mode))
             return c.forget_response(receipt)
 
@@ -59,7 +61,9 @@ class UnaryHandlers(Adapter):
     async def ListMemories(self, request: spb.ListMemoriesRequest, context: Ctx) -> spb.ListMemoriesResponse:
         async def run(space: str) -> spb.ListMemoriesResponse:
             limit = _page_size(request.page_size, 50, self.settings.max_page_size)
-            mtype = c.MEMORY_TYPES[request.memory_type].value if request.memory_type in c.MEMORY_TYPES else None
+            mtype = (
+                c.MEMORY_TYPES[request.memory_type].value if request.memory_type in c.MEMORY_TYPES else None
+            )
             page = await self.service.list_memories(space, request.page_token or None, limit, mtype,
                                                     request.include_suppressed)
             return spb.ListMemoriesResponse(memories=[c.memory(x.model_copy(update={"embedding": None}))
@@ -79,7 +83,9 @@ class UnaryHandlers(Adapter):
     async def Reminisce(self, request: spb.ReminisceRequest, context: Ctx) -> spb.ReminisceResponse:
         async def run(space: str) -> spb.ReminisceResponse:
             result = await self.service.reminisce(space, c.reminisce_query(request))
-            return spb.ReminisceResponse(episodes=[c.memory(e) for e in result.episodes], memory_space_id=space)
+            return spb.ReminisceResponse(
+                episodes=[c.memory(e) for e in result.episodes], memory_space_id=space
+            )
 
         return await self.unary("Reminisce", request, context, run)
 
@@ -113,7 +119,7 @@ class UnaryHandlers(Adapter):
 
     # -- space administration -----------------------------------------------------
     async def CreateSpace(self, request: spb.CreateSpaceRequest, context: Ctx) -> spb.CreateSpaceResponse:
-        async def run(space: Optional[str]) -> spb.CreateSpaceResponse:
+        async def run(space: str | None) -> spb.CreateSpaceResponse:
             assert space is not None
             dim = request.dimension if request.HasField("dimension") else None
             desc, created = await self.service.create_space(space, dim)
@@ -122,14 +128,14 @@ class UnaryHandlers(Adapter):
         return await self.admin("CreateSpace", request, context, run)
 
     async def GetSpace(self, request: spb.GetSpaceRequest, context: Ctx) -> spb.GetSpaceResponse:
-        async def run(space: Optional[str]) -> spb.GetSpaceResponse:
+        async def run(space: str | None) -> spb.GetSpaceResponse:
             assert space is not None
             return spb.GetSpaceResponse(space=c.space_descriptor(await self.service.get_space(space)))
 
         return await self.admin("GetSpace", request, context, run)
 
     async def DeleteSpace(self, request: spb.DeleteSpaceRequest, context: Ctx) -> spb.DeleteSpaceResponse:
-        async def run(space: Optional[str]) -> spb.DeleteSpaceResponse:
+        async def run(space: str | None) -> spb.DeleteSpaceResponse:
             assert space is not None
             d = await self.service.delete_space(space)
             return spb.DeleteSpaceResponse(id=d.id, deleted=d.deleted, memories_removed=d.memories_removed,
@@ -138,7 +144,7 @@ class UnaryHandlers(Adapter):
         return await self.admin("DeleteSpace", request, context, run)
 
     async def ListSpaces(self, request: spb.ListSpacesRequest, context: Ctx) -> spb.ListSpacesResponse:
-        async def run(_: Optional[str]) -> spb.ListSpacesResponse:
+        async def run(_: str | None) -> spb.ListSpacesResponse:
             limit = _page_size(request.page_size, 100, self.settings.max_page_size)
             page = await self.service.list_spaces(request.page_token or None, limit)
             return spb.ListSpacesResponse(spaces=[c.space_descriptor(d) for d in page.spaces],

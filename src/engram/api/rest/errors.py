@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +45,7 @@ class ErrorBody(BaseModel):
     message: str = Field(..., description="What went wrong: what was expected and what was received.")
     suggestion: str = Field(..., description="How to fix it.")
     example: str = Field(..., description="A correct example.")
-    details: Optional[dict[str, Any]] = Field(
+    details: dict[str, Any] | None = Field(
         None, description="Structured extras (offending fields, sources)."
     )
 
@@ -54,7 +55,7 @@ class ErrorEnvelope(BaseModel):
 
 
 def envelope(
-    code: str, message: str, suggestion: str = "", example: str = "", details: Optional[dict[str, Any]] = None
+    code: str, message: str, suggestion: str = "", example: str = "", details: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message, "suggestion": suggestion, "example": example}
     if details:
@@ -62,7 +63,7 @@ def envelope(
     return {"error": body}
 
 
-def error_response(status: int, body: dict[str, Any], headers: Optional[dict[str, str]] = None) -> Response:
+def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(body, default=str).encode(),
         status_code=status,
@@ -166,7 +167,7 @@ def _problem(err: dict[str, Any]) -> dict[str, Any]:
 
 def _jsonable(value: Any) -> Any:
     """A short, JSON-safe rendering of what the client sent (never echo megabytes back)."""
-    if value is None or isinstance(value, bool) or isinstance(value, int) and abs(value) < 2**53:
+    if value is None or isinstance(value, bool) or (isinstance(value, int) and abs(value) < 2**53):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)

@@ -30,17 +30,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qsl
 
 from opentelemetry.trace import Span
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...observability import finish_span
 from ...service import EngramService
 from .errors import envelope_bytes
-from .space import SCOPE_SPACE, SCOPE_WARNING, HEADER_SOURCES, operation_of
+from .space import HEADER_SOURCES, SCOPE_SPACE, SCOPE_WARNING, operation_of
 
 log = logging.getLogger("engram.rest")
 
@@ -62,7 +61,7 @@ class EngramMiddleware:
             return
         t0 = time.perf_counter()
         state: dict[str, Any] = {"status": 500, "started": False, "stream": False}
-        span: Optional[Span] = None
+        span: Span | None = None
         token = None
         if self.tracing.enabled:
             span = self.tracing.start(f"HTTP {scope['method']}", {"transport": "rest"},
@@ -203,7 +202,7 @@ class EngramMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _carrier(scope: Scope) -> Optional[dict[str, str]]:
+def _carrier(scope: Scope) -> dict[str, str] | None:
     """The caller's W3C trace context headers, if any."""
     out = None
     for name, value in scope["headers"]:
@@ -213,7 +212,7 @@ def _carrier(scope: Scope) -> Optional[dict[str, str]]:
     return out
 
 
-def _requested_space(scope: Scope, body: Optional[bytes]) -> Optional[str]:
+def _requested_space(scope: Scope, body: bytes | None) -> str | None:
     """What the client named as its space, for the span of a request whose space was rejected."""
     keys = {key.encode() for key, _ in HEADER_SOURCES}
     for name, value in scope["headers"]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from fastapi import APIRouter, Body, Path, Query
 from starlette.requests import Request
@@ -71,10 +70,10 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     )
     async def reminisce_get(
         request: Request,
-        topic: Optional[str] = Query(None, description="What the episodes are about."),
-        time_start: Optional[datetime] = Query(None, description="ISO-8601 or epoch seconds."),
-        time_end: Optional[datetime] = Query(None, description="ISO-8601 or epoch seconds."),
-        limit: Optional[int] = Query(None, description="1-1000, default 50."),
+        topic: str | None = Query(None, description="What the episodes are about."),
+        time_start: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
+        time_end: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
+        limit: int | None = Query(None, description="1-1000, default 50."),
     ) -> Response:
         query = from_query(ReminisceQuery, topic=topic, time_start=time_start, time_end=time_end, limit=limit)
         sid = space(request)
@@ -98,7 +97,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         description="Clusters similar episodes into beliefs citing their source episodes (deterministic).",
         openapi_extra=_extra("POST", "/api/v1/consolidate"),
     )
-    async def consolidate(request: Request, item: Optional[ConsolidateInput] = Body(None)) -> Response:
+    async def consolidate(request: Request, item: ConsolidateInput | None = Body(None)) -> Response:
         item = item or ConsolidateInput()
         sid = space(request, item.memory_space_id)
         return ok(await service.consolidate(sid, item))
@@ -112,7 +111,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     )
     async def list_beliefs(
         request: Request,
-        cursor: Optional[str] = Query(None, max_length=256, description="next_cursor of the previous page"),
+        cursor: str | None = Query(None, max_length=256, description="next_cursor of the previous page"),
         limit: int = Query(50, ge=1, le=1000),
     ) -> Response:
         sid = space(request)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
@@ -73,22 +72,22 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     )
     async def recall_get(
         request: Request,
-        query: Optional[str] = Query(None, description="Full-text query."),
-        threshold: Optional[float] = Query(None, description="Minimum score in [0, 1]."),
-        max_results: Optional[int] = Query(None, description="1-1000, default 10."),
-        mode: Optional[RecallMode] = Query(None, description="similarity (default), spreading or hybrid."),
-        trace_activation: Optional[bool] = Query(
+        query: str | None = Query(None, description="Full-text query."),
+        threshold: float | None = Query(None, description="Minimum score in [0, 1]."),
+        max_results: int | None = Query(None, description="1-1000, default 10."),
+        mode: RecallMode | None = Query(None, description="similarity (default), spreading or hybrid."),
+        trace_activation: bool | None = Query(
             None, description="Return the activation path of each result."
         ),
-        max_hops: Optional[int] = Query(None, description="Spreading hops, 0-10."),
-        location: Optional[str] = Query(None, description="Episodes at this location."),
-        participants: Optional[list[str]] = Query(
+        max_hops: int | None = Query(None, description="Spreading hops, 0-10."),
+        location: str | None = Query(None, description="Episodes at this location."),
+        participants: list[str] | None = Query(
             None, description="Episodes with these participants (repeat)."
         ),
-        tags: Optional[list[str]] = Query(None, description="Memories with these tags (repeat)."),
-        memory_type: Optional[MemoryType] = Query(None),
-        time_start: Optional[datetime] = Query(None, description="ISO-8601 or epoch seconds."),
-        time_end: Optional[datetime] = Query(None, description="ISO-8601 or epoch seconds."),
+        tags: list[str] | None = Query(None, description="Memories with these tags (repeat)."),
+        memory_type: MemoryType | None = Query(None),
+        time_start: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
+        time_end: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
     ) -> Response:
         cue = from_query(
             Cue,
@@ -128,9 +127,9 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     )
     async def list_memories(
         request: Request,
-        cursor: Optional[str] = Query(None, max_length=32, description="next_cursor of the previous page"),
+        cursor: str | None = Query(None, max_length=32, description="next_cursor of the previous page"),
         limit: int = Query(50, ge=1, le=1000, description="Page size."),
-        memory_type: Optional[MemoryType] = Query(None),
+        memory_type: MemoryType | None = Query(None),
         include_suppressed: bool = Query(False),
     ) -> Response:
         if limit > max_page:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -27,7 +25,7 @@ class SpaceCreate(BaseModel):
         description="3-64 characters of [a-z0-9_-], starting with a letter or digit.",
         json_schema_extra={"pattern": SPACE_ID_SCHEMA["pattern"], "minLength": 3, "maxLength": 64},
     )
-    dimension: Optional[int] = Field(
+    dimension: int | None = Field(
         None, ge=1, description="Embedding dimension; if omitted it is set by the first stored embedding."
     )
 
@@ -55,7 +53,7 @@ def router(service: EngramService) -> APIRouter:
         description="All spaces sorted by id, paginated with `cursor` (the previous page's `next_cursor`).",
     )
     async def list_spaces(
-        cursor: Optional[str] = Query(None, max_length=64, description="next_cursor of the previous page"),
+        cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
         limit: int = Query(100, ge=1, le=1000, description="Page size."),
     ) -> Response:
         return ok(await service.list_spaces(cursor, limit))

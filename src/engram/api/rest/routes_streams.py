@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -29,7 +29,7 @@ _SSE_DOC = (
 )
 
 
-def _parse_types(raw: Optional[str], allowed: tuple[str, ...], stream: str) -> tuple[str, ...]:
+def _parse_types(raw: str | None, allowed: tuple[str, ...], stream: str) -> tuple[str, ...]:
     if raw is None or not raw.strip():
         return allowed
     types = tuple(t.strip() for t in raw.split(",") if t.strip())
@@ -53,19 +53,19 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
 
         async def handler(
             request: Request,
-            types: Optional[str] = Query(
+            types: str | None = Query(
                 None,
                 description="Comma-separated event types to deliver, from: "
                 + ", ".join(allowed)
                 + ". Default: all of them.",
             ),
-            min_importance: Optional[float] = Query(
+            min_importance: float | None = Query(
                 None,
                 ge=0.0,
                 le=1.0,
                 description=("Only events carrying an importance at or above this (episodes)."),
             ),
-            min_confidence: Optional[float] = Query(
+            min_confidence: float | None = Query(
                 None, ge=0.0, le=1.0, description=("Only events carrying a confidence at or above this.")
             ),
         ) -> EventStreamResponse:

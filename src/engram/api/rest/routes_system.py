@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Body
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -34,8 +34,8 @@ class Health(BaseModel):
 class SpaceHealth(BaseModel):
     id: str
     healthy: bool
-    reason: Optional[str] = Field(None, description="Why the space is unhealthy.")
-    memories: Optional[int] = None
+    reason: str | None = Field(None, description="Why the space is unhealthy.")
+    memories: int | None = None
     last_lsn: int
     loaded: bool
 

@@ -16,7 +16,8 @@ request fell back to the default space, adds the ``Deprecation`` and
 
 from __future__ import annotations
 
-from typing import Any, MutableMapping, Optional
+from collections.abc import MutableMapping
+from typing import Any
 
 from starlette.requests import Request
 
@@ -102,7 +103,7 @@ class SpaceResolver:
     def __init__(self, service: EngramService) -> None:
         self.service = service
 
-    def __call__(self, request: Request, body_space: Optional[str] = None) -> str:
+    def __call__(self, request: Request, body_space: str | None = None) -> str:
         scope = request.scope
         sources = self.sources(request, body_space)
         res = self.service.resolve_space(
@@ -114,14 +115,14 @@ class SpaceResolver:
         return res.space_id
 
     @staticmethod
-    def sources(request: Request, body_space: Optional[str] = None) -> list[tuple[str, Optional[str]]]:
+    def sources(request: Request, body_space: str | None = None) -> list[tuple[str, str | None]]:
         # One pass over the raw headers (this runs on every data-plane request). A header sent
         # twice counts twice, so a client cannot slip a second value past a proxy-set one.
         found: dict[bytes, list[str]] = {}
         for key, value in request.scope["headers"]:
             if key in _HEADER_KEYS:
                 found.setdefault(key, []).append(value.decode("latin-1"))
-        out: list[tuple[str, Optional[str]]] = []
+        out: list[tuple[str, str | None]] = []
         for key, name in _HEADER_SOURCES_B:
             out.extend((name, value) for value in found.get(key, ()))
         query = request.scope.get("query_string", b"")
@@ -130,7 +131,7 @@ class SpaceResolver:
         out.append(("body:memory_space_id", body_space))
         return out
 
-    def optional(self, request: Request) -> Optional[str]:
+    def optional(self, request: Request) -> str | None:
         """The space named by the request, or None (no fallback): for system routes."""
         sources = self.sources(request)
         if not any(v for _, v in sources):

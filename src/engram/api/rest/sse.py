@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Optional
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
@@ -40,9 +39,9 @@ MAX_FRAMES_PER_WRITE = 256
 
 
 class EventFilter:
-    __slots__ = ("min_importance", "min_confidence")
+    __slots__ = ("min_confidence", "min_importance")
 
-    def __init__(self, min_importance: Optional[float], min_confidence: Optional[float]) -> None:
+    def __init__(self, min_importance: float | None, min_confidence: float | None) -> None:
         self.min_importance = min_importance
         self.min_confidence = min_confidence
 
@@ -79,7 +78,7 @@ class EventStreamResponse(Response):
     """ASGI response streaming one subscription as SSE (a ``Response`` so FastAPI passes it through)."""
 
     media_type = "text/event-stream"
-    background: Optional[BackgroundTask]
+    background: BackgroundTask | None
 
     def __init__(
         self,
@@ -151,7 +150,7 @@ class EventStreamResponse(Response):
                 continue
             # Coalesce whatever is already queued into one write.
             chunks: list[bytes] = []
-            ended: Optional[str] = None
+            ended: str | None = None
             taken = 0
             while item is not None:
                 if isinstance(item, Lagged):
