@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -30,6 +30,9 @@ from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
 from ..api.grpc.gen import service_pb2_grpc as spb_grpc
 from ..errors import EngramError, InvalidInput, NotFound, ShuttingDown, error_class_for_code
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 __all__ = ["AsyncGrpcClient", "GrpcClient", "GrpcTransportError", "error_from_rpc"]
 
@@ -57,11 +60,16 @@ _BY_STATUS: dict[grpc.StatusCode, type[EngramError]] = {
 }
 
 
+def _metadata_dict(metadata: Iterable[Any] | None) -> dict[str, Any]:
+    """gRPC metadata as a dict: (key, value) pairs at run time, typed ``_Metadatum`` by the stubs."""
+    return dict(metadata or ())
+
+
 def error_from_rpc(exc: grpc.RpcError) -> EngramError:
     """The Engram exception a failed call stands for."""
     status: grpc.StatusCode = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    trailers = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    trailers = _metadata_dict(exc.trailing_metadata()) if hasattr(exc, "trailing_metadata") else {}
     raw = trailers.get(ERROR_DETAIL_KEY)
     if isinstance(raw, bytes):
         detail = pb.ErrorDetail.FromString(raw)
@@ -164,12 +172,12 @@ class GrpcClient(_Base):
         ])
         self.stub = spb_grpc.EngramServiceStub(self.channel)
 
-    def _call(self, method: Any, request: Any) -> Any:
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
         try:
             resp, call = method.with_call(request, timeout=self.timeout, metadata=self._metadata())
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
-        self.last_warning = dict(call.trailing_metadata() or ()).get(WARNING_KEY)
+        self.last_warning = _metadata_dict(call.trailing_metadata()).get(WARNING_KEY)
         return resp
 
     def _stream(self, iterator: Any) -> Iterator[Any]:
@@ -261,7 +269,7 @@ class GrpcClient(_Base):
         Cancel with ``.cancel()``.
         """
         req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
-        return self.stub.Stream(req, timeout=timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+        return self.stub.Stream(req, timeout=timeout, metadata=self._metadata())
 
     def streaming_remember(self, items: Iterable[pb.MemoryInput | pb.EpisodeInput]
                            ) -> Iterator[spb.StreamingRememberResponse]:
@@ -342,7 +350,7 @@ class AsyncGrpcClient(_Base):
         ])
         self.stub = spb_grpc.EngramServiceStub(self.channel)
 
-    async def _call(self, method: Any, request: Any) -> Any:
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
         call = method(request, timeout=self.timeout, metadata=self._metadata())
         try:
             resp = await call
@@ -375,7 +383,7 @@ class AsyncGrpcClient(_Base):
         req = spb.ForgetRequest(
             memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field()
         )
-        return await self._call(self.stub.Forget, req)  # type: ignore[no-any-return]
+        return await self._call(self.stub.Forget, req)
 
     async def get_memory(self, memory_id: str, include_embedding: bool = False) -> pb.Memory:
         req = spb.GetMemoryRequest(memory_id=memory_id, include_embedding=include_embedding,
@@ -383,7 +391,7 @@ class AsyncGrpcClient(_Base):
         return (await self._call(self.stub.GetMemory, req)).memory
 
     async def introspect(self) -> spb.IntrospectResponse:
-        return await self._call(self.stub.Introspect,  # type: ignore[no-any-return]
+        return await self._call(self.stub.Introspect,
                                 spb.IntrospectRequest(memory_space_id=self._field()))
 
     def stream(self, event_types: Sequence[str | int] | None = None) -> Any:
@@ -416,7 +424,7 @@ class AsyncGrpcClient(_Base):
     async def create_space(self, space: str | None = None,
                            dimension: int | None = None) -> spb.CreateSpaceResponse:
         req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
-        return await self._call(self.stub.CreateSpace, req)  # type: ignore[no-any-return]
+        return await self._call(self.stub.CreateSpace, req)
 
     async def get_space(self, space: str | None = None) -> pb.SpaceDescriptor:
         req = spb.GetSpaceRequest(memory_space_id=self._admin_space(space))
@@ -424,11 +432,11 @@ class AsyncGrpcClient(_Base):
 
     async def delete_space(self, space: str | None = None) -> spb.DeleteSpaceResponse:
         req = spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space))
-        return await self._call(self.stub.DeleteSpace, req)  # type: ignore[no-any-return]
+        return await self._call(self.stub.DeleteSpace, req)
 
     async def list_spaces(self, page_size: int = 0, page_token: str = "") -> spb.ListSpacesResponse:
         req = spb.ListSpacesRequest(page_size=page_size, page_token=page_token)
-        return await self._call(self.stub.ListSpaces, req)  # type: ignore[no-any-return]
+        return await self._call(self.stub.ListSpaces, req)
 
     async def close(self) -> None:
         if self._own:

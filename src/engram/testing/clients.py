@@ -17,6 +17,7 @@ The product clients (``engram.client.*``) are tested by their own tests.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,26 +68,31 @@ class RestSpaceClient:
             raise ApiError(resp.status_code, body)
         return body
 
+    def call_obj(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        """``call`` for endpoints that answer a JSON object."""
+        body: dict[str, Any] = self.call(method, path, **kw)
+        return body
+
     # -- memories -------------------------------------------------------------------
     def remember(self, **memory: Any) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/memories/remember", json=memory)
+        return self.call_obj("POST", "/api/v1/memories/remember", json=memory)
 
     def experience(self, **episode: Any) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/episodes/remember", json=episode)
+        return self.call_obj("POST", "/api/v1/episodes/remember", json=episode)
 
     def recall(self, **cue: Any) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/memories/recall", json=cue)
+        return self.call_obj("POST", "/api/v1/memories/recall", json=cue)
 
     def get(self, memory_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/api/v1/memories/{memory_id}")
+        return self.call_obj("GET", f"/api/v1/memories/{memory_id}")
 
     def list(self, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if cursor:
             params["cursor"] = cursor
-        return self.call("GET", "/api/v1/memories", params=params)
+        return self.call_obj("GET", "/api/v1/memories", params=params)
 
-    def list_all(self, limit: int = 500) -> list[dict[str, Any]]:
+    def list_all(self, limit: int = 500) -> builtins.list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
@@ -97,40 +103,40 @@ class RestSpaceClient:
                 return out
 
     def forget(self, memory_id: str, mode: str = "delete") -> dict[str, Any]:
-        return self.call("DELETE", f"/api/v1/memories/{memory_id}", params={"mode": mode})
+        return self.call_obj("DELETE", f"/api/v1/memories/{memory_id}", params={"mode": mode})
 
     # -- cognition ----------------------------------------------------------------------
     def recognize(self, **body: Any) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/memories/recognize", json=body)
+        return self.call_obj("POST", "/api/v1/memories/recognize", json=body)
 
     def associate(self, source_id: str, target_id: str, strength: float = 0.9) -> dict[str, Any]:
-        return self.call(
+        return self.call_obj(
             "POST",
             "/api/v1/memories/associate",
             json={"source_id": source_id, "target_id": target_id, "strength": strength},
         )
 
     def reminisce(self, **params: Any) -> dict[str, Any]:
-        return self.call("GET", "/api/v1/episodes/reminisce", params=params)
+        return self.call_obj("GET", "/api/v1/episodes/reminisce", params=params)
 
     def consolidate(self, **body: Any) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/consolidate", json=body)
+        return self.call_obj("POST", "/api/v1/consolidate", json=body)
 
     def beliefs(self) -> dict[str, Any]:
-        return self.call("GET", "/api/v1/consolidations")
+        return self.call_obj("GET", "/api/v1/consolidations")
 
     def belief(self, belief_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/api/v1/consolidations/{belief_id}")
+        return self.call_obj("GET", f"/api/v1/consolidations/{belief_id}")
 
     def complete(self, **body: Any) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/complete", json=body)
+        return self.call_obj("POST", "/api/v1/complete", json=body)
 
     # -- spaces, health, metrics ------------------------------------------------------------
     def describe(self, space: str | None = None) -> dict[str, Any]:
-        return self.call("GET", f"/api/v1/spaces/{space or self.space}")
+        return self.call_obj("GET", f"/api/v1/spaces/{space or self.space}")
 
     def system_health(self) -> dict[str, Any]:
-        return self.call("GET", "/api/v1/system/health")
+        return self.call_obj("GET", "/api/v1/system/health")
 
     def metrics(self) -> str:
         resp = self.request("GET", "/metrics")
@@ -221,7 +227,7 @@ class GrpcSpaceClient:
         try:
             fn()
         except grpc.RpcError as exc:
-            return str(exc.code().name)  # type: ignore[attr-defined]
+            return str(exc.code().name)
         return "OK"
 
     def _enum(self, field: str, value: str | None) -> int:
@@ -283,7 +289,7 @@ class GrpcSpaceClient:
         )
         return _proto_dict(self.stub.ListMemories(req, timeout=self.timeout))
 
-    def list_all(self) -> list[dict[str, Any]]:
+    def list_all(self) -> builtins.list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         token = ""
         while True:
@@ -311,7 +317,7 @@ class GrpcSpaceClient:
         req = self.pb.ConsolidateRequest(memory_space_id=self.space, **body)
         return _proto_dict(self.stub.Consolidate(req, timeout=self.timeout))
 
-    def dream(self, **body: Any) -> list[dict[str, Any]]:
+    def dream(self, **body: Any) -> builtins.list[dict[str, Any]]:
         req = self.pb.DreamRequest(memory_space_id=self.space, **body)
         return [_proto_dict(r) for r in self.stub.Dream(req, timeout=self.timeout)]
 
@@ -330,7 +336,7 @@ class GrpcSpaceClient:
 
     def stream(self, event_types: tuple[str, ...] = (), timeout: float | None = None) -> Any:
         """The server stream of this space's events (a call object: iterate it, ``.cancel()`` it)."""
-        types = [
+        types: builtins.list[Any] = [
             int(
                 self.mpb.DESCRIPTOR.enum_types_by_name["EventType"]
                 .values_by_name["EVENT_TYPE_" + t.upper()]
@@ -349,7 +355,7 @@ class GrpcSpaceClient:
             cue["memory_type"] = self._enum("memory_type", cue["memory_type"])
         return self.mpb.Cue(**cue)
 
-    def streaming_recall(self, cues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def streaming_recall(self, cues: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """One StreamingRecall stream: one request per cue (each naming this space), all answers."""
         reqs = [
             self.pb.StreamingRecallRequest(sequence=i + 1, cue=self._cue(cue), memory_space_id=self.space)

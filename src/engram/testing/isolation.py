@@ -371,7 +371,7 @@ class GrpcOps(Ops):
         try:
             return self.c.get(memory_id)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFoundError("NOT_FOUND") from exc
             raise
 

@@ -71,7 +71,8 @@ def install(kind: str) -> None:
     elif kind == "recall":
         import engram.service as service_mod
 
-        orig_recall = service_mod._recall
+        # Patches the service's private import on purpose: this is the fault being injected.
+        orig_recall = service_mod._recall  # type: ignore[attr-defined]
 
         def recall(space: Any, cue: Any) -> Any:
             res = orig_recall(space, cue)
@@ -81,7 +82,7 @@ def install(kind: str) -> None:
                 res.memories.associated.extend(other.memories.vivid + other.memories.associated)
             return res
 
-        service_mod._recall = recall
+        service_mod._recall = recall  # type: ignore[attr-defined]
     elif kind == "list":
         orig_list = MemorySpace.list
 

@@ -71,7 +71,7 @@ class Adapter:
         self.tracing = service.tracing
 
     # -- tracing ----------------------------------------------------------------------
-    def call_span(self, rpc: str, context: grpc.aio.ServicerContext) -> Span:
+    def call_span(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any]) -> Span:
         """The SERVER span of one call (joins the caller's ``traceparent`` metadata if sent)."""
         if not self.tracing.enabled:
             return INVALID_SPAN
@@ -81,7 +81,7 @@ class Adapter:
             "transport": "grpc", "rpc": rpc, "rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc,
         }, carrier=carrier)
 
-    def stream_trace(self, rpc: str, context: grpc.aio.ServicerContext) -> StreamTrace:
+    def stream_trace(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any]) -> StreamTrace:
         return StreamTrace(self.call_span(rpc, context))
 
     def message_span(self, rpc: str, stream: StreamTrace | None, op: str = "message") -> Span:
@@ -101,13 +101,14 @@ class Adapter:
                 attrs["requested_space"] = requested[:80]
             stream.span.add_event("message failed", attrs)
 
-    def end_stream(self, stream: StreamTrace, context: grpc.aio.ServicerContext) -> None:
+    def end_stream(self, stream: StreamTrace, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """End a bidirectional stream's span; call it from the handler's ``finally``."""
         span = stream.span
         if span is INVALID_SPAN:
             return
         exc = sys.exc_info()[1]
-        code = context.code()
+        # The stubs say StatusCode, but it is None until the handler sets a code.
+        code: grpc.StatusCode | None = context.code()
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) or (exc is None and context.cancelled()):
             status = "CANCELLED"
         elif isinstance(code, grpc.StatusCode):
@@ -156,11 +157,11 @@ class Adapter:
             span.set_status(Status(StatusCode.ERROR, f"{mapped.status.name} {mapped.error.code}: "
                                                      f"{mapped.error.message}"[:500]))
 
-    async def abort(self, context: grpc.aio.ServicerContext, mapped: MappedError,
+    async def abort(self, context: grpc.aio.ServicerContext[Any, Any], mapped: MappedError,
                     extra: tuple[tuple[str, Any], ...] = ()) -> None:
         await context.abort(mapped.status, mapped.message, mapped.trailing_metadata() + extra)
 
-    async def unary(self, rpc: str, request: Any, context: grpc.aio.ServicerContext,
+    async def unary(self, rpc: str, request: Any, context: grpc.aio.ServicerContext[Any, Any],
                     fn: Callable[[str], Awaitable[T]]) -> T:
         """A data-plane unary call: resolve the space (§2), run ``fn(space)``, account for it."""
         t0 = time.perf_counter()
@@ -186,7 +187,7 @@ class Adapter:
             self.observe(rpc, space, status, t0, span, calls)
             self.tracing.detach(token)
 
-    async def admin(self, rpc: str, request: Any, context: grpc.aio.ServicerContext,
+    async def admin(self, rpc: str, request: Any, context: grpc.aio.ServicerContext[Any, Any],
                     fn: Callable[[str | None], Awaitable[T]], *, needs_space: bool = True) -> T:
         """A space-administration call: the id is required, there is no fallback or metadata."""
         t0 = time.perf_counter()

@@ -201,7 +201,7 @@ def cue(msg: pb.Cue, prefix: str = "cue") -> m.Cue:
 def forget_mode(value: int) -> m.ForgetMode:
     if value == pb.FORGET_MODE_UNSPECIFIED:
         return m.ForgetMode.suppress
-    mode = FORGET_MODES.get(value)  # type: ignore[call-overload]
+    mode: m.ForgetMode | None = FORGET_MODES.get(value)  # type: ignore[call-overload]
     if mode is None:
         from ...errors import InvalidInput
 

@@ -47,7 +47,7 @@ _END = object()
 
 
 class _Flow:
-    def __init__(self, handlers: FlowHandlers, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, handlers: FlowHandlers, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.h = handlers
         self.calls = CallSpace(handlers.service, context, "MemoryFlow")
         self.trace = handlers.stream_trace("MemoryFlow", context)
@@ -278,8 +278,11 @@ class FlowHandlers(StreamingHandlers):
             self._ending.add(task)
             task.add_done_callback(self._ending.discard)
 
-    async def MemoryFlow(self, request_iterator: AsyncIterator[spb.MemoryFlowRequest],
-                         context: grpc.aio.ServicerContext) -> AsyncIterator[spb.MemoryFlowResponse]:
+    async def MemoryFlow(
+        self,
+        request_iterator: AsyncIterator[spb.MemoryFlowRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[spb.MemoryFlowResponse]:
         flow = _Flow(self, context)
         reader = flow.reader = asyncio.ensure_future(flow.read(request_iterator))
         self._flows.add(flow)

@@ -10,6 +10,8 @@ metadata when the call fell back to the default space.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from ...service import EngramService, SpaceResolution
@@ -18,7 +20,7 @@ METADATA_KEY = "x-memory-space"
 WARNING_KEY = "engram-warning"
 
 
-def metadata_space(context: grpc.aio.ServicerContext) -> str | None:
+def metadata_space(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The ``x-memory-space`` invocation metadata value, if any (read once per call)."""
     for key, value in context.invocation_metadata() or ():
         if key == METADATA_KEY:
@@ -35,7 +37,7 @@ class CallSpace:
 
     __slots__ = ("_meta", "_peer", "context", "rpc", "service", "warning")
 
-    def __init__(self, service: EngramService, context: grpc.aio.ServicerContext, rpc: str) -> None:
+    def __init__(self, service: EngramService, context: grpc.aio.ServicerContext[Any, Any], rpc: str) -> None:
         self.service = service
         self.context = context
         self.rpc = rpc

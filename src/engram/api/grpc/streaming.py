@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -43,7 +43,8 @@ from .space import CallSpace
 
 log = logging.getLogger("engram.grpc")
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
+Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+_R = TypeVar("_R")
 
 #: Requests in flight per StreamingRemember / StreamingRecall stream.
 PIPELINE_WINDOW = 256
@@ -200,9 +201,9 @@ class StreamingHandlers(Adapter):
         finally:
             self.end_stream(stream, context)
 
-    async def per_message(self, calls: CallSpace, field_value: str, run: Callable[[str], Awaitable[Any]],
-                          failed: Callable[[str | None, Any], Any], stream: StreamTrace | None = None,
-                          op: str = "message") -> Any:
+    async def per_message(self, calls: CallSpace, field_value: str, run: Callable[[str], Awaitable[_R]],
+                          failed: Callable[[str | None, Any], _R], stream: StreamTrace | None = None,
+                          op: str = "message") -> _R:
         """One message of a bidirectional stream: its own space, metrics, span (a child of the
         stream's), and an ErrorDetail on failure."""
         t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -12,7 +12,7 @@ from . import convert as c
 from .base import Adapter
 from .gen import service_pb2 as spb
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
+Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class UnaryHandlers(Adapter):

@@ -217,8 +217,10 @@ def _requested_space(scope: Scope, body: bytes | None) -> str | None:
     keys = {key.encode() for key, _ in HEADER_SOURCES}
     for name, value in scope["headers"]:
         if name in keys and value:
-            return value.decode("latin-1")
-    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            named: str = value.decode("latin-1")
+            return named
+    query: str = scope.get("query_string", b"").decode("latin-1")
+    for key, value in parse_qsl(query):
         if key == "space" and value:
             return value
     if body:
