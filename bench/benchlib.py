@@ -73,7 +73,7 @@ def exact_topk(data: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray
 
 
 def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int = 10) -> float:
-    hits = sum(len(set(list(f)[:k]) & set(t[:k].tolist())) for f, t in zip(found, truth))
+    hits = sum(len(set(list(f)[:k]) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True))
     return hits / (k * len(truth)) if len(truth) else float("nan")
 
 

@@ -530,7 +530,7 @@ def section_engine(r: Results) -> list[str]:
     e = r["engine"]
     lines = ["## Engine (bench/engine.py, in-process)", ""]
     if not e:
-        return lines + [f"No results: {r.status('engine')}.", ""]
+        return [*lines, f"No results: {r.status('engine')}.", ""]
     dr = e.get("durable_remember") or {}
     if dr:
         paths = [(k, v) for k, v in dr.items() if isinstance(v, dict) and "per_second" in v]
@@ -610,7 +610,7 @@ def section_generic(r: Results, name: str, title: str, limit: int = 40) -> list[
     d = r[name]
     lines = [f"## {title}", ""]
     if not d:
-        return lines + [f"No results: {r.status(name)}.", ""]
+        return [*lines, f"No results: {r.status(name)}.", ""]
     rows = []
     for path, v in walk(d):
         if path.startswith(("machine", "params", "when", "date", "quick")) or isinstance(v, (list, dict)):
@@ -620,7 +620,7 @@ def section_generic(r: Results, name: str, title: str, limit: int = 40) -> list[
     lines += [table(["figure", "value"], rows[:limit])]
     if len(rows) > limit:
         lines += ["", f"({len(rows) - limit} more figures in the JSON.)"]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def section_cognition(r: Results) -> list[str]:
@@ -709,7 +709,7 @@ def section_multispace(r: Results) -> list[str]:
     d = r["multispace"]
     lines = ["## Multi-space overhead (bench/multispace.py, in-process)", ""]
     if not d:
-        return lines + [f"No results: {r.status('multispace')}.", ""]
+        return [*lines, f"No results: {r.status('multispace')}.", ""]
     lines += [
         f"{fmt(d.get('total'))} memories x {d.get('dim')} in total, spread evenly over the active spaces; "
         f"{fmt(d.get('queries_per_case'))} recalls (top 10) per case, round-robin over the active spaces; "
@@ -795,7 +795,7 @@ def section_startup(r: Results) -> list[str]:
     d = r["startup"]
     lines = ["## Start-up with many spaces on disk (bench/startup.py, real server)", ""]
     if not d:
-        return lines + [f"No results: {r.status('startup')}.", ""]
+        return [*lines, f"No results: {r.status('startup')}.", ""]
     lines += [
         "A real `engram start` process, timed from exec until `/health/alive` answers (median of "
         f"{get(d, 'cases.0.reps') or next(iter(d['cases'].values())).get('reps')} starts); each space on "
@@ -835,7 +835,7 @@ def section_scale(r: Results) -> list[str]:
     d = r["scale"]
     lines = ["## Scale and crash recovery (bench/scale.py, real server)", ""]
     if not d:
-        return lines + [f"No results: {r.status('scale')}.", ""]
+        return [*lines, f"No results: {r.status('scale')}.", ""]
     lines += [
         "One space filled in-process (durable), index caught up, engine closed; then a real server "
         "opens the root. Recall is end to end over HTTP (aiohttp, one client, top 10 by embedding); "
@@ -846,7 +846,7 @@ def section_scale(r: Results) -> list[str]:
     ]
     rows = []
     crash_rows = []
-    for key, v in (d.get("sizes") or {}).items():
+    for _key, v in (d.get("sizes") or {}).items():
         label = f"{fmt(v.get('memories'))} x {v.get('dim')}" + (
             f" (separate run, {v['separate_run']})" if v.get("separate_run") else ""
         )
@@ -965,7 +965,7 @@ def section_peer(r: Results) -> list[str]:
     d = r["peer_chroma"]
     lines = ["## Peer: Chroma (bench/peer_chroma.py)", ""]
     if not d or "engram" not in d:
-        return lines + [f"No results: {r.status('peer_chroma')}.", ""]
+        return [*lines, f"No results: {r.status('peer_chroma')}.", ""]
     lines += [
         f"chromadb {d.get('chromadb_version')} in its own venv (bench/.venv-chroma), `PersistentClient` with "
         f"one tenant + database per space. Workload: {d.get('spaces')} spaces x {fmt(d.get('per_space'))} "
@@ -1067,7 +1067,7 @@ def headlines(r: Results) -> list[str]:
             )
         )
     sizes = get(r["scale"], "sizes") or {}
-    for key, v in sizes.items():
+    for _key, v in sizes.items():
         sep = f" (separate run of {v['separate_run']})" if v.get("separate_run") else ""
         out.append(
             f"Server at {fmt(v['memories'])} x {v['dim']}{sep}: "
@@ -1192,7 +1192,7 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         "",
         *([f"- {g}" for g in gaps(r)] or ["- Nothing: every step ran and wrote results."]),
         "",
-        "## Targets (issues 2–5, 7)",
+        "## Targets (issues 2-5, 7)",
         "",
         table(["issue", "target", "measured", "verdict", "source"], [t.row() for t in targets(r)]),
         "",

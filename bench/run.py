@@ -21,6 +21,7 @@ import _pathfix  # noqa: F401  (first: see its docstring)
 
 # isort: split
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -197,18 +198,16 @@ def run_step(step: Step, out_dir: Path, quick: bool, passthrough: list[str], bud
     seconds = time.time() - t0
     leftovers = _leftovers(token)
     for pid in leftovers:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     log_text = log_path.read_text(errors="replace")
     tail = "\n".join(log_text.splitlines()[-6:])
     print(tail, flush=True)
-    if not uses_out and default_file.exists() and default_file.stat().st_mtime >= t0:
-        if default_file.resolve() != out_file.resolve():
-            shutil.move(str(default_file), out_file)
-            if saved is not None:
-                default_file.write_bytes(saved)
+    moved_default = not uses_out and default_file.exists() and default_file.stat().st_mtime >= t0
+    if moved_default and default_file.resolve() != out_file.resolve():
+        shutil.move(str(default_file), out_file)
+        if saved is not None:
+            default_file.write_bytes(saved)
     outcome = Outcome(step.name, status, round(seconds, 1), rc, cmd, results=None)
     if leftovers:
         outcome.note = f"killed {len(leftovers)} leftover process(es) of this step. "

@@ -264,7 +264,7 @@ def main() -> None:
     root = tmpdir("engram-scale-")
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "scale", "sizes": {}}
     try:
-        for i, (n, dim) in enumerate(cases):
+        for n, dim in cases:
             key = f"{n}x{dim}"
             crash = (n, dim) == crash_case
             timeout = args.index_timeout if n < 1_000_000 else max(args.index_timeout, 2400.0)
