@@ -566,7 +566,8 @@ def run_checks(
         answers = ops.streaming_recall([cue for _, cue in RECALL_CUES])
         if len(answers) != len(RECALL_CUES):
             r.violations.append(f"{len(RECALL_CUES)} recalls sent, {len(answers)} answered")
-        for (name, _), answer in zip(RECALL_CUES, answers, strict=True):
+        # not strict: a short answer list is reported above, the answers that came are still checked
+        for (name, _), answer in zip(RECALL_CUES, answers, strict=False):
             if "error" in answer:
                 r.violations.append(f"{name}: error {answer['error']}")
             s = scanned(r, answer)
