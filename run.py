@@ -50,23 +50,32 @@ def ensure_env(extras: str = "test") -> Path:
     return py
 
 
+def _exec(py: Path, args: list[str]) -> int:
+    """Replace this process with the command (run from the repository root), so that
+    signals (Ctrl-C, SIGTERM from a supervisor) reach the server itself and its exit
+    code is ours."""
+    os.chdir(ROOT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "nt":  # no exec semantics worth having there: wait for the child instead
+        return subprocess.call([str(py), *args])
+    os.execv(str(py), [str(py), *args])
+    return 1  # not reached
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
     if command == "start":
-        py = ensure_env("test")
-        return subprocess.call([str(py), "-m", "engram", "start", *rest], cwd=ROOT)
+        return _exec(ensure_env("test"), ["-m", "engram", "start", *rest])
     if command == "test":
-        py = ensure_env("test")
-        return subprocess.call([str(py), "-m", "pytest", *rest], cwd=ROOT)
+        return _exec(ensure_env("test"), ["-m", "pytest", *rest])
     if command == "bench":
-        py = ensure_env("test,bench")
-        return subprocess.call([str(py), str(ROOT / "bench" / "run.py"), *rest], cwd=ROOT)
+        return _exec(ensure_env("test,bench"), [str(ROOT / "bench" / "run.py"), *rest])
     if command == "engram":
-        py = ensure_env("test")
-        return subprocess.call([str(py), "-m", "engram", *rest], cwd=ROOT)
+        return _exec(ensure_env("test"), ["-m", "engram", *rest])
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 
