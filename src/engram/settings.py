@@ -60,6 +60,7 @@ class Settings:
     max_content_chars: int = 65_536
     max_results_limit: int = 1_000
     max_page_size: int = 1_000
+    read_concurrency: int = 1  # short reads (recall, get, list...) running at once; see service._read
     subscriber_queue_depth: int = 1_024
     grpc_max_message_bytes: int = 4_194_304
     stream_heartbeat_seconds: float = 15.0
@@ -83,7 +84,9 @@ class Settings:
                 f"durability must be one of {DURABILITY_MODES}, got {self.durability!r}",
                 example='durability = "fsync"',
             )
-        for name in ("max_spaces", "max_body_bytes", "max_embedding_dim", "subscriber_queue_depth"):
+        positive = ("max_spaces", "max_body_bytes", "read_concurrency", "max_embedding_dim",
+                    "subscriber_queue_depth")
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
