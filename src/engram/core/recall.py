@@ -94,15 +94,35 @@ def text_candidates(
         return {}
     conn = space.check_healthy().reader()
     kind = " AND m.kind = 'episode'" if episodes_only else ""
+    # Rank inside FTS first and join only the best few: joining every match to its row
+    # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
+    # inner window over-fetches for suppressed / non-episode rows; if the filters thin it
+    # below `limit` while more matches exist, the full join answers instead (exact).
+    window = limit * 4
+    columns = (
+        "SELECT m.rowid, f.r, m.content, m.tags, "
+        "coalesce(m.what, '') || ' ' || coalesce(m.where_location, '') || ' ' || coalesce(m.who, '') "
+        "|| ' ' || coalesce(m.why, '') || ' ' || coalesce(m.how, '') "
+    )
+    windowed = (
+        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
+        "ORDER BY r LIMIT ?) AS f JOIN memories m ON m.rowid = f.rowid "
+        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
+    )
+    full = (
+        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts "
+        "WHERE memories_fts MATCH ?) AS f JOIN memories m ON m.rowid = f.rowid "
+        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
+    )
     try:
-        rows = conn.execute(
-            "SELECT m.rowid, bm25(memories_fts) AS r, m.content, m.tags, "
-            "coalesce(m.what, '') || ' ' || coalesce(m.where_location, '') || ' ' || coalesce(m.who, '') "
-            "|| ' ' || coalesce(m.why, '') || ' ' || coalesce(m.how, '') FROM memories_fts "
-            "JOIN memories m ON m.rowid = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND m.suppressed = 0{kind} ORDER BY r LIMIT ?",
-            (q, limit),
-        ).fetchall()
+        rows = conn.execute(windowed, (q, window, limit)).fetchall()
+        if len(rows) < limit:
+            matched = conn.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                (q, window + 1),
+            ).fetchone()[0]
+            if matched > window:
+                rows = conn.execute(full, (q, limit)).fetchall()
     except sqlite3.OperationalError:
         return {}
     except sqlite3.DatabaseError as exc:
