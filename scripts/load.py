@@ -92,7 +92,9 @@ class Load:
                 try:
                     async with http.request(method, path, json=body, params=params, headers=h) as resp:
                         data = await resp.json(content_type=None)
-                        ok = resp.status < 300 or (resp.status == 404 and op in ("get", "forget"))
+                        # Another worker may delete an id between pick and request: a 404 is the
+                        # right answer then, for get, forget and associate alike.
+                        ok = resp.status < 300 or (resp.status == 404 and op in ("get", "forget", "associate"))
                         if not ok and not (resp.status == 422 and op == "complete"):
                             self.error(op, f"REST {resp.status} {data}")
                         elif resp.status < 300:
