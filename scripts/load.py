@@ -94,7 +94,8 @@ class Load:
                         data = await resp.json(content_type=None)
                         # Another worker may delete an id between pick and request: a 404 is the
                         # right answer then, for get, forget and associate alike.
-                        ok = resp.status < 300 or (resp.status == 404 and op in ("get", "forget", "associate"))
+                        gone_ok = op in ("get", "forget", "associate")
+                        ok = resp.status < 300 or (resp.status == 404 and gone_ok)
                         if not ok and not (resp.status == 422 and op == "complete"):
                             self.error(op, f"REST {resp.status} {data}")
                         elif resp.status < 300:
