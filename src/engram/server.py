@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -39,13 +38,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
 from .observability import Tracing, configure_logging
 from .service import EngramService
 from .settings import Settings
+from .statefile import read_state, write_state
 
 log = logging.getLogger("engram.server")
 
@@ -70,21 +69,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
-
-
-def write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
-
-
-def read_state(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 async def serve(settings: Settings) -> None:
@@ -175,7 +159,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
-    """Periodic housekeeping: unload idle spaces, refresh gauges."""
+    """Periodic housekeeping: unload idle spaces."""
     interval = max(1.0, min(60.0, service.settings.space_idle_unload_seconds / 4))
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):

@@ -29,6 +29,7 @@ import click
 from ..client.http import AsyncEngramClient, EngramClient
 from ..errors import EngramError
 from ..settings import Settings, load_settings
+from ..statefile import read_state
 from .output import fail
 
 if TYPE_CHECKING:
@@ -81,16 +82,6 @@ class Target:
         fail(exc, as_json=self.as_json)
 
 
-def _read_state(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _local_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
 
@@ -126,7 +117,7 @@ def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
         space, space_source = settings.default_space, "config default_space"
 
     path = Path(settings.resolved_state_file)
-    state = _read_state(path)
+    state = read_state(path)
     if url:
         url_source = "--url"
     elif os.environ.get(URL_ENV):

@@ -13,6 +13,7 @@ import click
 
 from ..errors import EngramError
 from ..settings import load_settings
+from ..statefile import pid_alive, read_state
 
 
 @click.command()
@@ -58,8 +59,6 @@ def start(data_dir: str | None, host: str | None, http_port: int | None, grpc_po
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for exit.")
 def stop(data_dir: str | None, state_file: str | None, config_file: str | None, timeout: float) -> None:
     """Stop a running server gracefully (SIGTERM, then wait)."""
-    from ..server import read_state
-
     try:
         settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
     except EngramError as exc:
@@ -78,24 +77,10 @@ def stop(data_dir: str | None, state_file: str | None, config_file: str | None, 
         sys.exit(3)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             click.echo(f"engram (pid {pid}) stopped")
             return
         time.sleep(0.05)
     click.echo(f"engram (pid {pid}) did not stop within {timeout:g} s", err=True)
     sys.exit(1)
 
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (an exited process not yet reaped by its parent does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from ..client.http import EngramConnectionError
 from ..errors import EngramError, NotFound
+from ..statefile import pid_alive
 from . import output as out
 from .connect import Target, target_options
 
@@ -35,7 +36,7 @@ def status(target: Target) -> None:
             health = client.health()
         except EngramConnectionError as exc:
             report["error"] = exc.to_envelope()["error"]
-            if isinstance(state.get("pid"), int) and not _alive(int(state["pid"])):
+            if isinstance(state.get("pid"), int) and not pid_alive(int(state["pid"])):
                 report["error"]["message"] += (f" (the state file {target.state_file} is stale: "
                                                f"pid {state['pid']} is not running)")
             _print(target, report)
@@ -91,14 +92,3 @@ def _print(target: Target, report: dict[str, Any]) -> None:
         pairs.append(("  space", report["space_error"]["message"]))
     console.print(out.fields_table("Engram", pairs))
 
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

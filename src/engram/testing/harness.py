@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..statefile import read_state
+
 
 class HarnessError(RuntimeError):
     pass
@@ -113,10 +115,7 @@ class EngramProcess:
                 raise HarnessError(
                     f"engram exited with {self.proc.returncode} during start-up:\n{self.logs()[-4000:]}"
                 )
-            try:
-                state = json.loads(state_file.read_text())
-            except (OSError, ValueError):
-                state = None
+            state = read_state(state_file)
             if state and state.get("pid") == self.proc.pid:
                 self.state = state
                 try:
