@@ -28,7 +28,10 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .clients import GrpcSpaceClient, RestSpaceClient
 
 DIM = 8
 N_SHARED = 6
@@ -282,14 +285,10 @@ class Ops:
         pass
 
 
-class RestOps(Ops):
-    transport = "rest"
+class _ClientOps(Ops):
+    """The operations both test clients (``RestSpaceClient``, ``GrpcSpaceClient``) spell alike."""
 
-    def __init__(self, base_url: str, space: str) -> None:
-        from .clients import RestSpaceClient
-
-        super().__init__(space)
-        self.c = RestSpaceClient(base_url, space)
+    c: RestSpaceClient | GrpcSpaceClient
 
     def close(self) -> None:
         self.c.close()
@@ -309,6 +308,20 @@ class RestOps(Ops):
     def list_all(self) -> list[dict[str, Any]]:
         return self.c.list_all()
 
+    def recognize(self, content: str) -> Any:
+        return self.c.recognize(content=content, threshold=0.5)
+
+
+class RestOps(_ClientOps):
+    transport = "rest"
+    c: RestSpaceClient
+
+    def __init__(self, base_url: str, space: str) -> None:
+        from .clients import RestSpaceClient
+
+        super().__init__(space)
+        self.c = RestSpaceClient(base_url, space)
+
     def get(self, memory_id: str) -> Any:
         from .clients import ApiError
 
@@ -318,9 +331,6 @@ class RestOps(Ops):
             if exc.status == 404:
                 raise NotFoundError(exc.code) from exc
             raise
-
-    def recognize(self, content: str) -> Any:
-        return self.c.recognize(content=content, threshold=0.5)
 
     def reminisce(self) -> Any:
         return self.c.reminisce(topic="payment outage", limit=100)
@@ -338,32 +348,15 @@ class RestOps(Ops):
         return int(self.c.describe()["memory_count"])
 
 
-class GrpcOps(Ops):
+class GrpcOps(_ClientOps):
     transport = "grpc"
+    c: GrpcSpaceClient
 
     def __init__(self, target: str, space: str) -> None:
         from .clients import GrpcSpaceClient
 
         super().__init__(space)
         self.c = GrpcSpaceClient(target, space)
-
-    def close(self) -> None:
-        self.c.close()
-
-    def remember(self, m: dict[str, Any]) -> Any:
-        return self.c.remember(**m)
-
-    def experience(self, e: dict[str, Any]) -> Any:
-        return self.c.experience(**e)
-
-    def associate(self, a: str, b: str) -> Any:
-        return self.c.associate(a, b, 0.9)
-
-    def recall(self, **cue: Any) -> Any:
-        return self.c.recall(**cue)
-
-    def list_all(self) -> list[dict[str, Any]]:
-        return self.c.list_all()
 
     def get(self, memory_id: str) -> Any:
         import grpc
@@ -374,9 +367,6 @@ class GrpcOps(Ops):
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFoundError("NOT_FOUND") from exc
             raise
-
-    def recognize(self, content: str) -> Any:
-        return self.c.recognize(content=content, threshold=0.5)
 
     def reminisce(self) -> Any:
         return self.c.reminisce(topic="payment outage", max_results=100)
