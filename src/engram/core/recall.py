@@ -28,6 +28,7 @@ from ..cognition.associations import neighbour_fetch
 from ..cognition.decay import current_activation, recency
 from ..cognition.spreading import spread
 from ..index.vector import normalise
+from ..storage.sqlite_store import episode_text_sql
 from .models import (
     ActivationStep,
     ConfidenceInterval,
@@ -99,11 +100,7 @@ def text_candidates(
     # inner window over-fetches for suppressed / non-episode rows; if the filters thin it
     # below `limit` while more matches exist, the full join answers instead (exact).
     window = limit * 4
-    columns = (
-        "SELECT m.rowid, f.r, m.content, m.tags, "
-        "coalesce(m.what, '') || ' ' || coalesce(m.where_location, '') || ' ' || coalesce(m.who, '') "
-        "|| ' ' || coalesce(m.why, '') || ' ' || coalesce(m.how, '') "
-    )
+    columns = f"SELECT m.rowid, f.r, m.content, m.tags, {episode_text_sql('m')} "
     windowed = (
         columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
         "ORDER BY r LIMIT ?) AS f JOIN memories m ON m.rowid = f.rowid "

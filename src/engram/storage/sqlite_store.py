@@ -43,16 +43,19 @@ log = logging.getLogger("engram.storage")
 
 SCHEMA_VERSION = 2  # 2: episode fields (what/where/who/why/how) are full-text indexed
 
+def episode_text_sql(row: str) -> str:
+    """SQL for an episode's searchable fields (what/where/who/why/how) of table alias ``row``."""
+    fields = ("what", "where_location", "who", "why", "how")
+    return " || ' ' || ".join(f"coalesce({row}.{c}, '')" for c in fields)
+
+
 def _fts_text(row: str) -> str:
     """The text a memory is found by: its content and, for an episode, what/where/who/why/how.
 
     The FTS table has external content, so a row's 'delete' must repeat exactly the
     text that was indexed: inserts, deletes and updates all use this one expression.
     """
-    parts = [f"{row}.content"] + [
-        f"coalesce({row}.{c}, '')" for c in ("what", "where_location", "who", "why", "how")
-    ]
-    return " || ' ' || ".join(parts)
+    return f"{row}.content || ' ' || {episode_text_sql(row)}"
 
 
 SCHEMA = """
