@@ -1,0 +1,65 @@
+"""Service reads: a lease keeps the space open under them; long operations bypass the read gate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from engram.core.models import ConsolidateInput, MemoryInput
+from engram.core.space import MemorySpace
+from engram.service import EngramService
+from engram.settings import load_settings
+
+
+def _service(root: Path) -> EngramService:
+    return EngramService(load_settings(overrides={"data_dir": root, "bootstrap_spaces": "aaa"}, use_env=False))
+
+
+def _blocking_read(started: threading.Event, release: threading.Event):  # type: ignore[no-untyped-def]
+    def fn(space: MemorySpace) -> int:
+        started.set()
+        assert release.wait(30), "the test never released the read"
+        return space.count()
+
+    return fn
+
+
+def test_idle_unload_skips_a_space_under_a_read(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+
+    async def main() -> None:
+        await svc.remember("aaa", MemoryInput(content="kept open"))
+        started, release = threading.Event(), threading.Event()
+        read = asyncio.create_task(svc._read("aaa", _blocking_read(started, release)))
+        assert await asyncio.to_thread(started.wait, 30)
+        assert "aaa" not in svc.registry.unload_idle(0), "unloaded under a running read"
+        release.set()
+        assert await read == 1
+        assert "aaa" in svc.registry.unload_idle(0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        svc.close()
+
+
+def test_consolidation_is_not_held_up_by_the_read_gate(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    assert svc.settings.read_concurrency == 1
+
+    async def main() -> None:
+        started, release = threading.Event(), threading.Event()
+        read = asyncio.create_task(svc._read("aaa", _blocking_read(started, release)))
+        assert await asyncio.to_thread(started.wait, 30)  # the only gate slot is taken
+        try:
+            report = await asyncio.wait_for(svc.consolidate("aaa", ConsolidateInput()), 30)
+            assert report.memory_space_id == "aaa"
+        finally:
+            release.set()
+        await read
+
+    try:
+        asyncio.run(main())
+    finally:
+        svc.close()
