@@ -13,7 +13,8 @@ from engram.settings import load_settings
 
 
 def _service(root: Path) -> EngramService:
-    return EngramService(load_settings(overrides={"data_dir": root, "bootstrap_spaces": "aaa"}, use_env=False))
+    settings = load_settings(overrides={"data_dir": root, "bootstrap_spaces": "aaa"}, use_env=False)
+    return EngramService(settings)
 
 
 def _blocking_read(started: threading.Event, release: threading.Event):  # type: ignore[no-untyped-def]
