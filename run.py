@@ -33,7 +33,7 @@ def _wanted_stamp(extras: str) -> str:
     return f"{digest}:{extras}"
 
 
-def ensure_env(extras: str = "test") -> Path:
+def ensure_env(extras: str = "local,test") -> Path:
     py = _venv_python()
     if not py.exists():
         print(f"[run.py] creating virtual environment in {VENV}", flush=True)
@@ -69,13 +69,13 @@ def main(argv: list[str]) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command == "start":
-        return _exec(ensure_env("test"), ["-m", "engram", "start", *rest])
+        return _exec(ensure_env(), ["-m", "engram", "start", *rest])
     if command == "test":
-        return _exec(ensure_env("test"), ["-m", "pytest", *rest])
+        return _exec(ensure_env(), ["-m", "pytest", *rest])
     if command == "bench":
-        return _exec(ensure_env("test,bench"), [str(ROOT / "bench" / "run.py"), *rest])
+        return _exec(ensure_env("local,test,bench"), [str(ROOT / "bench" / "run.py"), *rest])
     if command == "engram":
-        return _exec(ensure_env("test"), ["-m", "engram", *rest])
+        return _exec(ensure_env(), ["-m", "engram", *rest])
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT / "src"))
 
+from engram.cognition.recall import recall  # noqa: E402
 from engram.core.models import ConsolidateInput, Cue, EpisodeInput, MemoryInput, RecallMode  # noqa: E402
-from engram.core.recall import recall  # noqa: E402
 from engram.core.space import MEMORY_COLUMNS  # noqa: E402
 from engram.service import EngramService  # noqa: E402
 from engram.settings import load_settings  # noqa: E402
@@ -252,7 +252,7 @@ def bench_consolidation(svc: EngramService, episodes: int, dim: int, cluster: in
     import asyncio
 
     vecs, labels = topics(episodes, dim, cluster, seed=3)
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     eps = [
         EpisodeInput(
             id=f"ep{i:06d}",

@@ -40,8 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from engram.cognition.recall import recall as core_recall  # noqa: E402
 from engram.core.models import Cue, MemoryInput  # noqa: E402
-from engram.core.recall import recall as core_recall  # noqa: E402
 from engram.service import EngramService  # noqa: E402
 from engram.settings import load_settings  # noqa: E402
 

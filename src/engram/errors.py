@@ -22,6 +22,7 @@ the server sends back.
     ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
     ├── ShuttingDown                (503 / UNAVAILABLE)
+    ├── EmbedderUnavailable         (503 / UNAVAILABLE)
     └── StorageError                (500 / INTERNAL)  -- never for client input
 """
 
@@ -168,6 +169,18 @@ class ShuttingDown(EngramError):
     http_status = 503
     grpc_status = "UNAVAILABLE"
     default_suggestion = "Retry against the restarted server."
+
+
+class EmbedderUnavailable(EngramError):
+    """The space's embedder cannot embed now (model missing, server unreachable)."""
+
+    code = "EMBEDDER_UNAVAILABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = (
+        "Check the embedder settings (embedder, openai_base_url, openai_api_key_env) and that the "
+        "embedding server is reachable; writes are still stored and embedded once it is back."
+    )
 
 
 class StorageError(EngramError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .cognition.api import SpaceCognition
-from .cognition.decay import Clock, system_clock
+from .cognition.recall import recall as _recall
 from .core.events import Subscription
 from .core.models import (
     AssociateInput,
@@ -33,6 +33,7 @@ from .core.models import (
     ConsolidationReport,
     Cue,
     DreamStep,
+    EmbedderChoice,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -50,13 +51,14 @@ from .core.models import (
     SpaceStats,
     StoreReceipt,
 )
-from .core.recall import recall as _recall
 from .core.space import MemorySpace
+from .embedding import Embedders
 from .errors import MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
 from .spaces.ids import MemorySpaceId
 from .spaces.registry import SpaceRegistry
+from .types import Clock, system_clock
 
 log = logging.getLogger("engram.service")
 
@@ -84,12 +86,10 @@ class EngramService:
         self.clock = clock
         self.metrics = metrics or Metrics(settings.metrics_space_label_cap)
         self.tracing = tracing or Tracing(None)  # disabled unless the server built a provider
-        self.registry = SpaceRegistry(settings, clock)
+        self.embedders = Embedders(settings)
+        self.registry = SpaceRegistry(settings, clock, embedders=self.embedders)
         self._read_gate = threading.BoundedSemaphore(settings.read_concurrency)
         self.shutting_down = False
-        from .cognition import install  # cognition modules attach per-space state
-
-        install(self)
 
     # -- space resolution (SPEC §2) ---------------------------------------------
     def resolve_space(
@@ -138,8 +138,9 @@ class EngramService:
         return space
 
     # -- space administration ---------------------------------------------------
-    async def create_space(self, space_id: str, dimension: int | None = None) -> tuple[SpaceDescriptor, bool]:
-        _, created = await asyncio.to_thread(self.registry.create, space_id, dimension)
+    async def create_space(self, space_id: str, dimension: int | None = None,
+                           embedder: EmbedderChoice | None = None) -> tuple[SpaceDescriptor, bool]:
+        _, created = await asyncio.to_thread(self.registry.create, space_id, dimension, embedder)
         return await asyncio.to_thread(self.registry.describe, space_id), created
 
     async def list_spaces(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
@@ -282,12 +283,11 @@ class EngramService:
     def close(self) -> None:
         self.shutting_down = True
         self.registry.close()
+        self.embedders.close()
 
 
 def _cognition_of(space: MemorySpace) -> SpaceCognition:
-    cog = space.extensions["cognition"]
-    assert isinstance(cog, SpaceCognition)
-    return cog
+    return space.attached(SpaceCognition)
 
 
 async def aiter_subscription(sub: Subscription, heartbeat: float) -> AsyncIterator[Any]:

@@ -55,6 +55,20 @@ class Settings:
     spreading_decay: float = 0.5
     spreading_threshold: float = 0.05
     spreading_time_budget_ms: float = 15.0
+    # -- embeddings (SPEC §9) -------------------------------------------------
+    embedder: str = "local"  # local | openai | hash | none: the default for new spaces
+    embedder_model: str = ""  # "" = the provider's default model
+    embedding_batch_size: int = 64  # texts per background embedding batch
+    embedding_wait_seconds: float = 5.0  # longest wait of wait_for_embeddings
+    embedding_query_cache: int = 1024  # query embeddings kept (LRU, per model)
+    embedder_threads: int = 1  # CPU threads of the local model (torch intra-op)
+    hash_dimension: int = 384
+    openai_base_url: str = "http://127.0.0.1:11434/v1"  # any OpenAI-compatible /v1/embeddings server
+    openai_api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key
+    openai_dimension: int = 0  # 0: learn it from the server's first answer
+    openai_timeout_seconds: float = 30.0
+    openai_max_retries: int = 3
+    semantic_link_threshold: float = 0.55  # cosine above which a new memory links to a neighbour
     # -- limits ---------------------------------------------------------------
     max_body_bytes: int = 1_048_576
     max_content_chars: int = 65_536
@@ -85,7 +99,7 @@ class Settings:
                 example='durability = "fsync"',
             )
         positive = ("max_spaces", "max_body_bytes", "read_concurrency", "max_embedding_dim",
-                    "subscriber_queue_depth")
+                    "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")

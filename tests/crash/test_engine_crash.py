@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from engram.cognition.recall import recall
 from engram.core.models import Cue, MemoryInput
-from engram.core.recall import recall
 from engram.settings import load_settings
 from engram.spaces.registry import SpaceRegistry
 

@@ -22,7 +22,7 @@ SPACES = ("fz-a", "fz-b", "fz-c")
 def make_service(**overrides: Any) -> tuple[EngramService, asyncio.AbstractEventLoop]:
     root = tempfile.mkdtemp(prefix="engram-fuzz-")
     settings = load_settings(
-        overrides={
+        overrides={"embedder": "none",
             "data_dir": root,
             "bootstrap_spaces": ",".join(SPACES),
             "durability": "buffered",

@@ -135,7 +135,7 @@ def replay(tmp: Path) -> dict[str, list[Any]]:
     spec = json.loads((FIXTURES / "ops.json").read_text())
     clock = Clock(float(spec["t0"]))
     settings = load_settings(
-        overrides={
+        overrides={"embedder": "none",
             "data_dir": str(tmp),
             "bootstrap_spaces": ",".join(SPACES),
             "consolidation_interval_seconds": 0,

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from engram.cognition.clustering import cluster
 from engram.cognition.consolidation import Snapshot, build_belief
-from engram.cognition.decay import FLOOR, current_activation, retention, retention_array
+from engram.cognition.recall import recall
 from engram.cognition.spreading import spread
+from engram.core.decay import FLOOR, current_activation, retention, retention_array
 from engram.core.models import (
     AssociateInput,
     CompleteInput,
@@ -35,7 +36,6 @@ from engram.core.models import (
     RecognizeInput,
     ReminisceQuery,
 )
-from engram.core.recall import recall
 from engram.errors import CueTooWeak
 from engram.service import EngramService
 from engram.settings import load_settings
@@ -191,7 +191,9 @@ def test_consolidation_in_a_space_is_deterministic(raw: Any, rnd: Any) -> None:
             rnd.shuffle(order)
             svc = EngramService(
                 load_settings(
-                    overrides={"data_dir": Path(tmp) / str(n), "bootstrap_spaces": ("det",)}, use_env=False
+                    overrides={
+                        "embedder": "none", "data_dir": Path(tmp) / str(n), "bootstrap_spaces": ("det",),
+                    }, use_env=False
                 )
             )
             for ep in order:
@@ -259,7 +261,9 @@ def test_spaces_with_identical_ids_never_see_each_other(data: Any) -> None:
     centres = _centres()
     with tempfile.TemporaryDirectory() as tmp:
         svc = EngramService(
-            load_settings(overrides={"data_dir": tmp, "bootstrap_spaces": ("alpha", "bravo")}, use_env=False)
+            load_settings(overrides={
+                "embedder": "none", "data_dir": tmp, "bootstrap_spaces": ("alpha", "bravo"),
+            }, use_env=False)
         )
         for space, word in (("alpha", "apple"), ("bravo", "banana")):
             for i, (c, noise) in enumerate(eps):

@@ -66,7 +66,7 @@ class MultiSpaceMachine(RuleBasedStateMachine):
     def _open(self) -> EngramService:
         return EngramService(
             load_settings(
-                overrides={
+                overrides={"embedder": "none",
                     "data_dir": self.root,
                     "bootstrap_spaces": ",".join(SPACES),
                     "durability": "buffered",

@@ -11,8 +11,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from engram.cognition.recall import recall
 from engram.core.models import Cue, ForgetMode, MemoryInput
-from engram.core.recall import recall
 from engram.errors import InvalidInput, MemoryNotFound
 from engram.settings import load_settings
 from engram.spaces.registry import SpaceRegistry

@@ -14,7 +14,9 @@ from engram.settings import load_settings
 
 def service(root: Path) -> EngramService:
     return EngramService(
-        load_settings(overrides={"data_dir": root, "bootstrap_spaces": ("assoc",)}, use_env=False)
+        load_settings(overrides={
+            "embedder": "none", "data_dir": root, "bootstrap_spaces": ("assoc",),
+        }, use_env=False)
     )
 
 

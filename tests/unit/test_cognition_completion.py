@@ -19,7 +19,9 @@ T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[EngramService]:
     service = EngramService(
-        load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("diary",)}, use_env=False)
+        load_settings(overrides={
+            "embedder": "none", "data_dir": tmp_path, "bootstrap_spaces": ("diary",),
+        }, use_env=False)
     )
     space = service.space("diary")
     space.remember(

@@ -21,7 +21,9 @@ GYM = [0.0, 0.0, 0.1, 1.0]
 
 def service(root: Path, space: str = "dreams", **settings: Any) -> EngramService:
     return EngramService(
-        load_settings(overrides={"data_dir": root, "bootstrap_spaces": (space,), **settings}, use_env=False)
+        load_settings(overrides={
+            "embedder": "none", "data_dir": root, "bootstrap_spaces": (space,), **settings,
+        }, use_env=False)
     )
 
 
@@ -153,12 +155,14 @@ def test_schedule_consolidates_in_the_background_and_stops_on_close(tmp_path: Pa
 
 def test_a_run_in_progress_blocks_neither_this_space_nor_another(tmp_path: Path) -> None:
     """Pause a dream after clustering: the space's writer is free, so stores and recalls go on."""
+    from engram.cognition.recall import recall
     from engram.core.models import Cue, MemoryInput
-    from engram.core.recall import recall
 
     svc = EngramService(
         load_settings(
-            overrides={"data_dir": tmp_path, "bootstrap_spaces": ("dreams", "awake")}, use_env=False
+            overrides={
+                "embedder": "none", "data_dir": tmp_path, "bootstrap_spaces": ("dreams", "awake"),
+            }, use_env=False
         )
     )
     load(svc, "dreams", episodes())

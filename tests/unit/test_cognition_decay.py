@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engram.cognition.decay import FLOOR, retention
+from engram.cognition.recall import recall
+from engram.core.decay import FLOOR, retention
 from engram.core.models import Cue, MemoryInput
-from engram.core.recall import recall
 from engram.service import EngramService
 from engram.settings import load_settings
 
@@ -32,7 +32,9 @@ def test_retention_curve_is_monotone_floored_and_continuous() -> None:
 def test_activation_fades_with_time_and_recall_reinforces(tmp_path: Path) -> None:
     clock = FakeClock()
     svc = EngramService(
-        load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("decay",)}, use_env=False),
+        load_settings(overrides={
+            "embedder": "none", "data_dir": tmp_path, "bootstrap_spaces": ("decay",),
+        }, use_env=False),
         clock=clock,
     )
     space = svc.space("decay")

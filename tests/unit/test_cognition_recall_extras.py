@@ -27,7 +27,7 @@ T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 def svc(tmp_path: Path) -> Iterator[EngramService]:
     service = EngramService(
         load_settings(
-            overrides={
+            overrides={"embedder": "none",
                 "data_dir": tmp_path,
                 "bootstrap_spaces": ("life",),
                 "episodic_adjacency_seconds": 0.0,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from engram.cognition.recall import recall
 from engram.core.models import AssociateInput, Cue, MemoryInput, RecallMode
-from engram.core.recall import recall
 from engram.core.space import MemorySpace
 from engram.service import EngramService
 from engram.settings import load_settings
@@ -17,7 +17,9 @@ from engram.settings import load_settings
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[EngramService]:
     service = EngramService(
-        load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": ("home",)}, use_env=False)
+        load_settings(overrides={
+            "embedder": "none", "data_dir": tmp_path, "bootstrap_spaces": ("home",),
+        }, use_env=False)
     )
     yield service
     service.close()

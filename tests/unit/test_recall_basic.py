@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engram.cognition.recall import recall
 from engram.core.models import Cue, EpisodeInput, ForgetMode, MemoryInput, RecallResult
-from engram.core.recall import recall
 from engram.core.space import MemorySpace
 from engram.errors import DimensionMismatch, MemoryNotFound
 from engram.spaces.registry import SpaceRegistry

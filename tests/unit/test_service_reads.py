@@ -13,7 +13,9 @@ from engram.settings import load_settings
 
 
 def _service(root: Path) -> EngramService:
-    settings = load_settings(overrides={"data_dir": root, "bootstrap_spaces": "aaa"}, use_env=False)
+    settings = load_settings(overrides={
+        "embedder": "none", "data_dir": root, "bootstrap_spaces": "aaa",
+    }, use_env=False)
     return EngramService(settings)
 
 

@@ -6,8 +6,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engram.cognition.recall import recall
 from engram.core.models import Cue, EpisodeInput
-from engram.core.recall import recall
 from engram.settings import load_settings
 from engram.spaces.registry import SpaceRegistry
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engram.core.models import EpisodeInput, ForgetMode, MemoryInput
-from engram.core.recall import text_candidates
+from engram.core.text import text_candidates
 from engram.settings import load_settings
 from engram.spaces.registry import SpaceRegistry
 

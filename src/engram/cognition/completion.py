@@ -32,7 +32,7 @@ from ..core.models import (
     from_epoch,
     to_epoch,
 )
-from ..core.recall import text_candidates, tokens
+from ..core.text import text_candidates, tokens
 from ..errors import CueTooWeak, DimensionMismatch
 from ..index.vector import normalise
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.decay import retention_array
 from ..core.models import SpaceStats, from_epoch
 from .consolidation import META_LAST_AT
-from .decay import retention_array
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.models import Recognition, RecognitionMatch, RecognizeInput, confidence_from
-from ..core.recall import text_candidates, tokens
+from ..core.text import text_candidates, tokens
 from ..index.vector import normalise
 
 if TYPE_CHECKING:

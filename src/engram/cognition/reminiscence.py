@@ -12,7 +12,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from ..core.models import Reminiscence, ReminisceQuery, to_epoch
-from ..core.recall import text_candidates
+from ..core.text import text_candidates
 from ..index.vector import normalise
 
 if TYPE_CHECKING:

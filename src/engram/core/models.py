@@ -52,6 +52,11 @@ class RecallMode(str, Enum):
     hybrid = "hybrid"
 
 
+class RankMode(str, Enum):
+    cognitive = "cognitive"  # fused text + meaning + context + activation + recency (the default)
+    similarity = "similarity"  # pure cosine order against the query embedding (float32-exact)
+
+
 class ForgetMode(str, Enum):
     suppress = "suppress"
     delete = "delete"
@@ -165,6 +170,14 @@ class Cue(_Input):
     threshold: Unit = 0.0
     max_results: Annotated[int, Field(ge=1, le=1000)] = 10
     mode: RecallMode = RecallMode.similarity
+    rank: RankMode = Field(
+        RankMode.cognitive,
+        description='"cognitive": fused, activation- and recency-aware order; '
+                    '"similarity": pure cosine order.',
+    )
+    wait_for_embeddings: bool = Field(
+        False, description="Wait (at most embedding_wait_seconds) until earlier writes are embedded."
+    )
     trace_activation: bool = False
     max_hops: Annotated[int, Field(ge=0, le=10)] | None = None
     memory_space_id: str | None = None
@@ -262,6 +275,9 @@ class RecallItem(BaseModel):
     confidence: Confidence
     source: str = "similarity"  # similarity | text | context | spreading
     activation_path: list[ActivationStep] | None = None
+    # The per-signal values that placed this result (vector, text, context, spread,
+    # activation, recency, confidence, fused); see docs/cognition.md "Ranking".
+    signals: dict[str, float] = Field(default_factory=dict)
 
 
 class RecallBuckets(BaseModel):
@@ -299,11 +315,27 @@ class MemoryPage(BaseModel):
     memory_space_id: str = ""
 
 
+class EmbedderChoice(_Input):
+    """The embedder asked for at space creation (SPEC §9)."""
+
+    provider: str = Field(..., max_length=32, description="local | openai | hash | none")
+    model: str | None = Field(None, max_length=256,
+                              description="Model name; the provider's default if omitted.")
+
+
+class EmbedderInfo(BaseModel):
+    provider: str
+    model: str
+    dimension: int | None = None
+
+
 class SpaceDescriptor(BaseModel):
     id: str
     created_at: datetime
     memory_count: int = 0
     dimension: int | None = None
+    embedder: EmbedderInfo | None = None
+    embedding_backlog: int = 0
     last_lsn: int = 0
     healthy: bool = True
     loaded: bool = False
@@ -446,6 +478,8 @@ class ConsolidationReport(BaseModel):
     beliefs: list[Belief]
     episodes_considered: int
     episodes_consolidated: int
+    # Episodes left out of this run, by reason (e.g. "awaiting_embedding", "no_text_or_embedding").
+    episodes_skipped: dict[str, int] = Field(default_factory=dict)
     clusters: int
     duration_ms: float
     lsn: int = 0

@@ -28,11 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..cognition.decay import Clock, system_clock
-from ..core.models import SpaceDeletion, SpaceDescriptor, SpacePage
-from ..core.space import MemorySpace
+from ..cognition.api import SpaceCognition
+from ..core.backfill import EmbeddingBackfill
+from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.space import MemorySpace, known_dimension
+from ..embedding import Embedders, EmbedderSpec
 from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached, SpaceUnhealthy, StorageError
 from ..settings import Settings
+from ..types import Clock, system_clock
 from .ids import MemorySpaceId, is_valid
 
 log = logging.getLogger("engram.registry")
@@ -41,9 +44,13 @@ MARKER = "space.json"
 
 
 class SpaceRegistry:
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock = system_clock, *,
+                 embedders: Embedders | None = None) -> None:
+        """``embedders`` None: spaces embed no text themselves (vectors only from clients)."""
         self.settings = settings
         self.clock = clock
+        self.embedders = embedders
+        self.backfill = EmbeddingBackfill(settings.embedding_batch_size) if embedders is not None else None
         self.root = Path(settings.data_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # guards the dicts below, never held during I/O
@@ -52,7 +59,7 @@ class SpaceRegistry:
         self._known: set[str] = set()
         self._creating = 0
         self._meta: dict[str, dict[str, Any]] = {}
-        self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (cognition, metrics)
+        self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (metrics, tests)
         self._scan()
         for sid in (settings.default_space, *settings.bootstrap_spaces):
             self.create(sid)
@@ -78,9 +85,15 @@ class SpaceRegistry:
     def exists(self, space_id: str) -> bool:
         return MemorySpaceId(space_id) in self._known
 
-    def create(self, space_id: str, dimension: int | None = None) -> tuple[MemorySpace, bool]:
-        """Create (idempotently) and return ``(handle, created)``."""
+    def create(self, space_id: str, dimension: int | None = None,
+               embedder: EmbedderChoice | None = None) -> tuple[MemorySpace, bool]:
+        """Create (idempotently) and return ``(handle, created)``.
+
+        ``embedder`` None takes the server's default embedder, unless ``dimension``
+        says the vectors will come from clients at another length (then: none).
+        """
         sid = MemorySpaceId(space_id)
+        spec, explicit = self._embedder_for(embedder, dimension)
         if dimension is not None and not (1 <= dimension <= self.settings.max_embedding_dim):
             raise InvalidInput(
                 f"dimension must be between 1 and {self.settings.max_embedding_dim}, got {dimension}"
@@ -98,12 +111,35 @@ class SpaceRegistry:
                     )
                 self._creating += 1
             try:
-                return self._create_locked(sid, dimension)
+                return self._create_locked(sid, dimension, spec, explicit)
             finally:
                 with self._lock:
                     self._creating -= 1
 
-    def _create_locked(self, sid: MemorySpaceId, dimension: int | None) -> tuple[MemorySpace, bool]:
+    def _embedder_for(self, choice: EmbedderChoice | None,
+                      dimension: int | None) -> tuple[EmbedderSpec | None, bool]:
+        if self.embedders is None:
+            if choice is not None and choice.provider.strip().lower() != "none":
+                raise InvalidInput("this server embeds no text (no embedders configured); "
+                                   "create the space without an embedder")
+            return None, False
+        if choice is not None:
+            return EmbedderSpec.resolve(choice.provider, choice.model, self.settings), True
+        spec = self.embedders.default_spec()
+        want = known_dimension(spec, self.settings.openai_dimension)
+        if dimension is not None and want is not None and want != dimension:
+            spec = EmbedderSpec("none", "none")
+        return spec, False
+
+    def _open_space(self, sid: str) -> MemorySpace:
+        space = MemorySpace(sid, self.root / sid, self.settings, self.clock,
+                            embedders=self.embedders, backfill=self.backfill)
+        if space.healthy:
+            space.attach(SpaceCognition(space, self.settings))
+        return space
+
+    def _create_locked(self, sid: MemorySpaceId, dimension: int | None, spec: EmbedderSpec | None,
+                       explicit: bool) -> tuple[MemorySpace, bool]:
         """Create the space; the caller holds the id lock."""
         space_dir = self.root / sid
         if space_dir.exists():
@@ -111,7 +147,7 @@ class SpaceRegistry:
             shutil.rmtree(space_dir)
         space_dir.mkdir(parents=True)
         created_at = self.clock()
-        space = MemorySpace(sid, space_dir, self.settings, self.clock)
+        space = self._open_space(sid)
         if not space.healthy:
             reason = space.unhealthy_reason
             space.close("creation failed")
@@ -126,7 +162,15 @@ class SpaceRegistry:
             space.store.write(set_dim, mutates=False)
             space.dim = dimension
             space.vectors.dim = dimension
-        _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": dimension})
+        if spec is not None:
+            try:
+                space.configure_embedder(spec, explicit)
+            except BaseException:
+                space.close("creation failed")
+                shutil.rmtree(space_dir, onerror=_log_rm_error)
+                raise
+        _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": space.dim,
+                                  "embedder": None if spec is None else spec.to_dict()})
         with self._lock:
             self._known.add(sid)
             self._loaded[sid] = space
@@ -163,7 +207,7 @@ class SpaceRegistry:
                 return space
             if sid not in self._known:
                 raise MemorySpaceNotFound(f"memory space {sid!r} does not exist")
-            space = MemorySpace(sid, self.root / sid, self.settings, self.clock)
+            space = self._open_space(sid)
             with self._lock:
                 self._loaded[sid] = space
             for hook in self.on_open:
@@ -196,18 +240,30 @@ class SpaceRegistry:
             loaded=space is not None and not space.closed,
         )
         if space is not None:
+            spec = space.embedder_spec
+            desc.embedder = EmbedderInfo(
+                provider=spec.provider, model=spec.model,
+                dimension=None if spec.provider == "none"
+                else space.dim or known_dimension(spec, self.settings.openai_dimension))
+            desc.embedding_backlog = space.embedding_backlog
             desc.memory_count = space.count()
             desc.last_lsn = space.last_lsn
             desc.healthy = space.healthy
             desc.reason = space.unhealthy_reason
         else:
             desc.memory_count = _count_offline(self.root / sid)
+            recorded = meta.get("embedder")
+            if isinstance(recorded, dict):
+                desc.embedder = EmbedderInfo(provider=str(recorded.get("provider")),
+                                             model=str(recorded.get("model")),
+                                             dimension=meta.get("dimension"))
         if with_stats and space is not None and space.healthy:
             # A damaged space is described (healthy=false and why), never an error:
             # health checks and operators must be able to see it.
-            stats_fn = space.extensions.get("stats")
             try:
-                desc.stats = stats_fn() if callable(stats_fn) else None
+                desc.stats = space.attached(SpaceCognition).introspect().model_dump(mode="json")
+            except LookupError:
+                desc.stats = None
             except SpaceUnhealthy:
                 desc.healthy = False
                 desc.reason = space.unhealthy_reason
@@ -289,7 +345,8 @@ class SpaceRegistry:
                     continue
                 space.unloading = True
                 idle = time.monotonic() - space.last_used >= limit
-                if not idle or space.leases or space.events.subscriber_count:
+                # A space with vectors still to compute stays until they are done.
+                if not idle or space.leases or space.events.subscriber_count or space.embedding_backlog:
                     space.unloading = False
                     continue
                 with self._lock:
@@ -318,6 +375,8 @@ class SpaceRegistry:
             return True
 
     def close(self) -> None:
+        if self.backfill is not None:
+            self.backfill.close()  # first: it writes through the stores closed below
         for space in self.loaded():
             space.close("server shutting down")
         with self._lock:

@@ -77,6 +77,9 @@ class EngramProcess:
         data = Path(data_dir) if data_dir is not None else root / "data"
         spaces = tuple(spaces)
         settings = dict(settings or {})
+        # The hash embedder unless a test asks for another: real embedding in the background,
+        # without loading a 90 MB model (~7 s) into every server a test starts.
+        settings.setdefault("embedder", "hash")
         extra_env = dict(env or {})
         penv = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
         penv["PYTHONUNBUFFERED"] = "1"

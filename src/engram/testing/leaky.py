@@ -140,7 +140,7 @@ def install(kind: str) -> None:
             res = orig_recognize(self, item)
             sib = _sibling(self.space.id)
             if sib is not None:
-                res.matches.extend(orig_recognize(sib.extensions["cognition"], item).matches)
+                res.matches.extend(orig_recognize(sib.attached(cog_api.SpaceCognition), item).matches)
             return res
 
         cog_api.SpaceCognition.recognize = recognize  # type: ignore[method-assign]
@@ -153,7 +153,7 @@ def install(kind: str) -> None:
             page = orig_list_beliefs(self, *a, **kw)
             sib = _sibling(self.space.id)
             if sib is not None:
-                page.beliefs.extend(orig_list_beliefs(sib.extensions["cognition"], *a, **kw).beliefs)
+                page.beliefs.extend(orig_list_beliefs(sib.attached(cog_api.SpaceCognition), *a, **kw).beliefs)
             return page
 
         cog_api.SpaceCognition.list_beliefs = list_beliefs  # type: ignore[method-assign]

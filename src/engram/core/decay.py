@@ -8,14 +8,10 @@ read, with the clock passed in, so tests can move time without sleeping.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
-
-Clock = Callable[[], float]
 
 KNEE_HOURS = 24.0
 POWER = 0.5
@@ -59,6 +55,3 @@ def recency(created_or_access: float, now: float, half_life_hours: float = 24.0 
     age_h = max(0.0, now - created_or_access) / 3600.0
     return float(0.5 ** (age_h / half_life_hours))
 
-
-def system_clock() -> float:
-    return time.time()

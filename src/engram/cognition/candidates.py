@@ -1,0 +1,228 @@
+"""Where recall's candidates come from: vectors, full text and context, each ranked.
+
+Every source yields ``rowid -> value`` plus its own rank order; the stages in
+``cognition.recall`` fuse, spread and score them. Candidates are judged from
+*light* rows (numbers and filter columns only): full rows (content, embedding)
+are read for the returned top ``k`` alone.
+
+Vector scores are exact float32 cosines: the in-memory rows are float16 (and the
+HNSW graph approximate), which is fine for finding candidates but reorders
+near-ties, so the candidates are rescored against their stored float32 vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.models import Cue, to_epoch
+from ..core.text import text_candidates
+from ..errors import EmbedderUnavailable
+from ..index.vector import normalise
+
+if TYPE_CHECKING:
+    from ..core.space import MemorySpace
+
+
+LIGHT_COLUMNS = (
+    "rowid, id, confidence, created_at, last_access, activation, decay_rate, tags, memory_type, suppressed, "
+    "ep_when, where_location, who"
+)
+
+
+def context_sql(cue: Cue) -> tuple[list[str], list[Any]]:
+    where: list[str] = ["suppressed = 0"]
+    args: list[Any] = []
+    if cue.time_start is not None:
+        where.append("coalesce(ep_when, created_at) >= ?")
+        args.append(to_epoch(cue.time_start))
+    if cue.time_end is not None:
+        where.append("coalesce(ep_when, created_at) <= ?")
+        args.append(to_epoch(cue.time_end))
+    if cue.location:
+        where.append("lower(where_location) LIKE ? ESCAPE '\\'")
+        args.append("%" + _like_escape(cue.location.lower()) + "%")
+    if cue.memory_type is not None:
+        where.append("memory_type = ?")
+        args.append(cue.memory_type.value)
+    return where, args
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def has_context(cue: Cue) -> bool:
+    return bool(
+        cue.time_start or cue.time_end or cue.location or cue.participants or cue.tags or cue.memory_type
+    )
+
+
+def light_rows(space: MemorySpace, rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+    """Scoring and filter columns (``LIGHT_COLUMNS``) of the given rows."""
+    ids = list(rowids)
+    out: dict[int, tuple[Any, ...]] = {}
+    if not ids:
+        return out
+    conn = space.check_healthy().reader()
+    try:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {LIGHT_COLUMNS} FROM memories WHERE rowid IN ({q})", chunk):
+                out[int(row[0])] = tuple(row)
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    return out
+
+
+def light_matches(cue: Cue, row: tuple[Any, ...]) -> bool:
+    """Suppression, context, tag and type filters applied to one light row."""
+    (_rowid, _id, _conf, created, _la, _act, _rate, tags, mtype, suppressed, ep_when, where, who) = row
+    if suppressed:
+        return False
+    t = ep_when if ep_when is not None else created
+    if cue.time_start is not None and t < to_epoch(cue.time_start):
+        return False
+    if cue.time_end is not None and t > to_epoch(cue.time_end):
+        return False
+    if cue.location and (not where or cue.location.lower() not in where.lower()):
+        return False
+    if cue.participants:
+        people = {p.lower() for p in json.loads(who)} if who else set()
+        if not people.intersection(p.lower() for p in cue.participants):
+            return False
+    if cue.tags and not set(json.loads(tags)).intersection(cue.tags):
+        return False
+    return cue.memory_type is None or mtype == cue.memory_type.value
+
+
+@dataclass
+class Candidate:
+    rowid: int
+    similarity: float = 0.0  # exact cosine to the query embedding (0 if not a vector candidate)
+    text: float = 0.0  # full-text relevance in [0, 1]
+    context: float = 0.0  # 1 when the cue's context filters matched
+    spread: float = 0.0  # activation that arrived over an association (0 for seeds)
+    vector_rank: int | None = None  # 1-based rank in the vector list
+    text_rank: int | None = None  # 1-based rank in the full-text list
+    path: list[tuple[int, float]] | None = None
+    sources: set[str] = field(default_factory=set)
+
+
+@dataclass
+class QueryVector:
+    """The query's embedding: given by the client, or computed by the space's embedder."""
+
+    vector: np.ndarray | None
+    origin: str  # "client" | "embedder" | "none"
+    note: str | None = None  # why there is none (e.g. the embedder is unavailable)
+    ms: float = 0.0
+
+
+def query_vector(space: MemorySpace, cue: Cue) -> QueryVector:
+    if cue.embedding is not None:
+        if space.dim is not None:
+            space.vectors.check_dim(len(cue.embedding))
+        return QueryVector(normalise(cue.embedding), "client")
+    text = (cue.query or "").strip()
+    if not text or not space.embedding_active or space.embedders is None:
+        return QueryVector(None, "none")
+    t0 = time.perf_counter()
+    try:
+        vec = space.embedders.embed_query(space.embedder_spec, text)
+    except EmbedderUnavailable as exc:
+        # Recall still answers, by words: meaning is missing, and the metadata says so.
+        return QueryVector(None, "none", f"query not embedded: {exc.message}")
+    return QueryVector(np.asarray(vec, dtype=np.float32), "embedder", ms=(time.perf_counter() - t0) * 1000)
+
+
+def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) -> dict[int, float]:
+    """Cosine of ``query`` (unit) against the stored float32 vectors of ``rowids``."""
+    ids = list(rowids)
+    if not ids:
+        return {}
+    conn = space.check_healthy().reader()
+    out: dict[int, float] = {}
+    try:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT rowid, embedding FROM memories WHERE rowid IN ({q}) AND embedding IS NOT NULL", chunk
+            ).fetchall()
+            if not rows:
+                continue
+            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            if mat.shape[1] != query.shape[0]:
+                continue
+            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
+            norms[norms == 0] = 1.0
+            sims = (mat @ query) / norms
+            out.update(zip((int(r[0]) for r in rows), np.clip(sims, -1.0, 1.0).tolist(), strict=True))
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    return out
+
+
+def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int) -> list[tuple[int, float]]:
+    """Top-``wide`` by exact float32 cosine, best first (found in float16 / HNSW, rescored)."""
+    if space.dim is None or not len(space.vectors):
+        return []
+    found = space.vectors.search(query, wide)
+    exact = exact_cosines(space, query, (k for k, _ in found))
+    ranked = [(k, exact.get(k, s)) for k, s in found]
+    ranked.sort(key=lambda t: (-t[1], t[0]))
+    return ranked
+
+
+def direct_candidates(
+    space: MemorySpace, cue: Cue, qv: QueryVector, wide: int
+) -> tuple[dict[int, Candidate], bool]:
+    """Candidates from the query vector, the query's words, or (neither given) the context."""
+    cands: dict[int, Candidate] = {}
+
+    def cand(rowid: int) -> Candidate:
+        c = cands.get(rowid)
+        if c is None:
+            c = cands[rowid] = Candidate(rowid)
+        return c
+
+    if qv.vector is not None:
+        for rank, (rowid, sim) in enumerate(vector_candidates(space, qv.vector, wide), 1):
+            c = cand(rowid)
+            c.similarity = max(0.0, sim)
+            c.vector_rank = rank
+            c.sources.add("similarity")
+    has_query = bool(cue.query and cue.query.strip())
+    if has_query:
+        assert cue.query is not None
+        texts = sorted(text_candidates(space, cue.query, wide).items(), key=lambda t: (-t[1], t[0]))
+        for rank, (rowid, score) in enumerate(texts, 1):
+            c = cand(rowid)
+            c.text = score
+            c.text_rank = rank
+            c.sources.add("text")
+    context_only = qv.vector is None and not has_query
+    if context_only:
+        where, args = context_sql(cue)
+        conn = space.check_healthy().reader()
+        try:
+            rows = conn.execute(
+                f"SELECT rowid FROM memories WHERE {' AND '.join(where)} "
+                "ORDER BY coalesce(ep_when, created_at) DESC LIMIT ?",
+                (*args, max(wide, 1000) if cue.participants or cue.tags else wide),
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            space.guard_read(exc)
+        for (rowid,) in rows:
+            c = cand(int(rowid))
+            c.context = 1.0
+            c.sources.add("context")
+    return cands, context_only

@@ -1,0 +1,362 @@
+"""Recall: from a cue to scored, bucketed memories of one space, in named stages.
+
+    prepare   wait for pending embeddings if asked; embed the query
+    gather    candidates from vectors (exact float32 cosine), full text (BM25) and context
+    filter    drop what the cue's context, tags and type exclude
+    spread    (modes spreading / hybrid) activation from the best candidates over associations
+    rank      "similarity": cosine order; "cognitive": fused relevance + activation + recency
+    answer    full rows of the top k, buckets, confidence, background reinforcement, event
+
+Fusion (rank "cognitive", documented in docs/cognition.md "Ranking"): each source's
+evidence is first put on one scale: the text score is already in [0, 1]; a cosine
+is *calibrated* by the space's embedder (cosines of unrelated texts are not 0 for
+a sentence model). Evidence from the sources is combined as a noisy OR,
+``1 - (1 - v)(1 - t)``, so agreeing sources raise confidence, then scaled by
+reciprocal-rank fusion of the two lists: ``evidence * (1 - s + s * rrf / rrf_best)``
+with ``s = RRF_SHARE``, so a memory both lists rank high keeps all its evidence and
+one that only one list found, or found low, keeps less. Rank never creates
+relevance from nothing (zero evidence stays zero). Spreading adds, in hybrid mode, a share
+of the remaining gap to 1 in proportion to the activation that arrived.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.decay import current_activation, recency
+from ..core.models import (
+    ActivationStep,
+    ConfidenceInterval,
+    Cue,
+    RankMode,
+    RecallBuckets,
+    RecallItem,
+    RecallMode,
+    RecallResult,
+    confidence_from,
+)
+from .associations import neighbour_fetch
+from .candidates import Candidate, QueryVector, direct_candidates, has_context, light_matches, light_rows
+from .candidates import query_vector as embed_query
+from .spreading import spread
+
+if TYPE_CHECKING:
+    from ..core.space import MemorySpace
+
+VIVID = 0.7
+
+# Weights of the final score. Relevance dominates; the rest order near-ties the
+# way human memory does (stronger, surer, fresher first).
+W_RELEVANCE, W_ACTIVATION, W_CONFIDENCE, W_RECENCY = 0.7, 0.1, 0.1, 0.1
+# In hybrid mode an association adds at most this share of the gap to 1.
+HYBRID_SPREAD_SHARE = 0.5
+# Memories reached only by spreading that are scored (most active first).
+SPREAD_SCORED_MIN = 100
+# Frontier nodes expanded per hop (see cognition.spreading): bounds a hop's edge reads.
+SPREAD_BEAM = 32
+# Reciprocal-rank fusion: the usual constant, and its share of the fused relevance.
+RRF_K = 60
+RRF_SHARE = 0.5
+# Cosine calibration per embedder provider: (unrelated, same meaning). A cosine at or
+# below the first counts as no evidence, at or above the second as full evidence.
+# Measured on the quality benchmark's turns (docs/benchmarks.md "Recall quality").
+COSINE_SCALE: dict[str, tuple[float, float]] = {
+    "local": (0.15, 0.75),
+    "hash": (0.05, 0.7),
+    "openai": (0.2, 0.8),
+}
+
+
+@dataclass
+class RecallRun:
+    """The state one recall carries through its stages."""
+
+    space: MemorySpace
+    cue: Cue
+    k: int
+    wide: int
+    t0: float
+    qv: QueryVector = field(default_factory=lambda: QueryVector(None, "none"))
+    cands: dict[int, Candidate] = field(default_factory=dict)
+    rows: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    context_only: bool = False
+    lists: int = 0  # how many ranked lists (vector, text) the candidates came from
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def recall(space: MemorySpace, cue: Cue) -> RecallResult:
+    space.check_healthy()
+    run = RecallRun(space, cue, cue.max_results, max(50, cue.max_results * 4), time.perf_counter())
+    prepare(run)
+    gather(run)
+    filter_context(run)
+    if cue.mode is not RecallMode.similarity and run.cands and cue.rank is RankMode.cognitive:
+        spread_into(run)
+    scored = rank(run)
+    return answer(run, scored)
+
+
+# -- stages -----------------------------------------------------------------------
+def prepare(run: RecallRun) -> None:
+    space, cue = run.space, run.cue
+    if cue.wait_for_embeddings and space.embedding_active:
+        t0 = time.perf_counter()
+        left = space.wait_embedded(space.settings.embedding_wait_seconds)
+        run.meta["embedding_wait_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        if left:
+            run.meta["embeddings_pending"] = left
+    run.qv = embed_query(space, cue)
+    if run.qv.origin == "embedder":
+        run.meta["query_embedding_ms"] = round(run.qv.ms, 3)
+    if run.qv.note:
+        run.meta["note"] = run.qv.note
+    if cue.rank is RankMode.similarity:
+        # Pure cosine order wants a wider net: the float32 rescoring can only reorder what was found.
+        run.wide = max(run.wide, 10 * run.k)
+
+
+def gather(run: RecallRun) -> None:
+    run.cands, run.context_only = direct_candidates(run.space, run.cue, run.qv, run.wide)
+    run.lists = (any(c.vector_rank is not None for c in run.cands.values())
+                 + any(c.text_rank is not None for c in run.cands.values()))
+
+
+def filter_context(run: RecallRun) -> None:
+    run.rows = light_rows(run.space, run.cands)
+    filtering = has_context(run.cue)
+    for rowid in list(run.cands):
+        row = run.rows.get(rowid)
+        if row is None or not light_matches(run.cue, row):
+            run.cands.pop(rowid)
+        elif filtering and not run.context_only:
+            run.cands[rowid].context = 1.0
+
+
+def calibrated(run: RecallRun, cosine: float) -> float:
+    if run.qv.origin != "embedder":
+        return max(0.0, cosine)  # a client's vectors: the cosine is all we know
+    lo, hi = COSINE_SCALE.get(run.space.embedder_spec.provider, (0.0, 1.0))
+    return min(1.0, max(0.0, (cosine - lo) / (hi - lo)))
+
+
+def direct_relevance(run: RecallRun, c: Candidate) -> float:
+    """Relevance from the cue itself (no spreading), in [0, 1]."""
+    if run.context_only:
+        return c.context
+    v = calibrated(run, c.similarity) if c.vector_rank is not None else 0.0
+    evidence = 1.0 - (1.0 - v) * (1.0 - c.text)
+    if not run.lists:
+        return evidence
+    rrf = sum(1.0 / (RRF_K + r) for r in (c.vector_rank, c.text_rank) if r is not None)
+    best = run.lists / (RRF_K + 1)
+    # Rank agreement scales the evidence; it never creates relevance where there is none.
+    return evidence * (1.0 - RRF_SHARE + RRF_SHARE * rrf / best)
+
+
+def spread_into(run: RecallRun) -> None:
+    """Seed from the best direct candidates, spread, and add what it reached to the candidates."""
+    space, cue, cands, settings = run.space, run.cue, run.cands, run.space.settings
+    seeds_sorted = sorted(cands.values(), key=lambda c: (-direct_relevance(run, c), c.rowid))[: max(5, run.k)]
+    seeds = {c.rowid: direct_relevance(run, c) for c in seeds_sorted}
+    t0 = time.perf_counter()
+    res = spread(
+        seeds,
+        neighbour_fetch(space),
+        max_hops=cue.max_hops if cue.max_hops is not None else settings.spreading_max_hops,
+        decay=settings.spreading_decay,
+        threshold=settings.spreading_threshold,
+        budget_seconds=settings.spreading_time_budget_ms / 1000.0,
+        beam=SPREAD_BEAM,
+    )
+    reached = [r for r, h in res.hits.items() if h.hops > 0]
+    # Only the most active newcomers are scored (each costs a row read): the
+    # other score terms weigh 0.3 together, so a much weaker newcomer could
+    # rarely outrank them, and never by relevance.
+    new = sorted((r for r in reached if r not in cands), key=lambda r: (-res.hits[r].activation, r))
+    new = new[: max(SPREAD_SCORED_MIN, 10 * run.k)]
+    run.rows.update(light_rows(space, new))
+    for rowid in reached:
+        hit = res.hits[rowid]
+        c = cands.get(rowid)
+        if c is None:
+            row = run.rows.get(rowid)
+            if row is None or not light_matches(cue, row):
+                continue
+            c = cands[rowid] = Candidate(rowid)
+            c.sources.add("spreading")
+        c.spread = hit.activation
+        c.path = hit.path
+    for rowid in seeds:
+        c = cands[rowid]
+        if c.path is None:
+            c.path = res.hits[rowid].path
+    space.events.publish(
+        "activation", space.last_lsn,
+        {"seeds": len(seeds), "reached": len(reached), "hops": res.hops_done, "truncated": res.truncated},
+    )
+    run.meta["spreading"] = {
+        "hops": res.hops_done, "truncated": res.truncated, "reached": len(reached), "seeds": len(seeds),
+        "ms": round((time.perf_counter() - t0) * 1000, 3),
+    }
+
+
+@dataclass
+class Scored:
+    score: float
+    relevance: float
+    activation: float
+    recency: float
+    cand: Candidate
+
+
+def rank(run: RecallRun) -> list[Scored]:
+    """Score every candidate, apply the threshold, and keep the top ``k``."""
+    cue, now = run.cue, run.space.clock()
+    out: list[Scored] = []
+    for c in run.cands.values():
+        row = run.rows[c.rowid]
+        act = current_activation(row[5], row[4], row[6], now)
+        rec = recency(row[4], now)
+        if cue.rank is RankMode.similarity:
+            if c.vector_rank is None and not run.context_only:
+                continue  # pure cosine order: only what the vector search found
+            relevance = c.similarity if not run.context_only else c.context
+            score = relevance
+        else:
+            direct = direct_relevance(run, c)
+            if cue.mode is RecallMode.spreading:
+                relevance = max(direct, c.spread)
+            elif cue.mode is RecallMode.hybrid:
+                relevance = direct + (1.0 - direct) * HYBRID_SPREAD_SHARE * c.spread
+            else:
+                relevance = direct
+            if relevance <= 0.0 and run.qv.origin == "embedder":
+                # The server's own query vector finds *nearest* neighbours even for a query
+                # that means nothing here; with no evidence at all they are not answers.
+                # (A client's vector keeps its top-k, as it always had.)
+                continue
+            score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * row[2] + W_RECENCY * rec
+        score = max(0.0, min(1.0, score))
+        if score >= cue.threshold:
+            out.append(Scored(score, relevance, act, rec, c))
+    out.sort(key=lambda s: (-s.score, run.rows[s.cand.rowid][1]))
+    return out[: run.k]
+
+
+def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
+    space, cue = run.space, run.cue
+    full: dict[int, Any] = space.rows_by_rowid(s.cand.rowid for s in scored)
+    items: list[tuple[float, RecallItem]] = []
+    for s in scored:
+        c = s.cand
+        row = full.get(c.rowid)
+        if row is None:  # deleted between scoring and reading: not an answer any more
+            continue
+        direct = max(c.similarity, c.text, c.context if run.context_only else 0.0)
+        source = "spreading" if ("spreading" in c.sources and direct == 0.0) else sorted(c.sources)[0]
+        path = c.path if cue.trace_activation and c.path is not None else None
+        items.append((s.score, RecallItem(
+            memory=space.to_memory(row),
+            score=round(s.score, 6),
+            similarity=round(c.similarity, 6),
+            text_score=round(c.text, 6),
+            activation=round(c.spread if c.spread else s.activation, 6),
+            recency=round(s.recency, 6),
+            confidence=confidence_from(s.score * (0.5 + 0.5 * row[5]), _reason(c, source, s.activation)),
+            source=source,
+            activation_path=None if path is None
+            else [ActivationStep(memory_id=str(r), activation=round(a, 6)) for r, a in path],
+            signals=_signals(run, s, row[5]),
+        )))
+    if cue.trace_activation:
+        _resolve_paths(space, [it for _, it in items])
+    buckets = RecallBuckets()
+    for score, it in items:
+        (buckets.vivid if score > VIVID else buckets.associated).append(it)
+    interval = confidence_interval([sc for sc, _ in items])
+    overall = confidence_from(
+        interval.point,
+        f"{len(items)} result(s); mean score {interval.point:.2f}" if items
+        else "nothing in this space matched the cue",
+    )
+    space.reinforce([s.cand.rowid for s in scored if s.cand.rowid in full])
+    space.events.publish("recalled", space.last_lsn, {
+        "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
+        "confidence": overall.value,
+    })
+    metadata: dict[str, Any] = dict(run.meta)
+    metadata.update({
+        "timing_ms": round((time.perf_counter() - run.t0) * 1000, 3),
+        "mode": cue.mode.value,
+        "rank": cue.rank.value,
+        "query_vector": run.qv.origin,
+        "candidates": len(run.cands),
+        "index": space.ann.state() if space.ann else {},
+    })
+    if space.embedding_active:
+        metadata["embedding_backlog"] = space.embedding_backlog
+    if cue.trace_activation:
+        metadata["activation_paths"] = {
+            it.memory.id: [st.model_dump() for st in (it.activation_path or [])] for _, it in items
+        }
+    return RecallResult(memories=buckets, recall_confidence=overall, confidence_interval=interval,
+                        metadata=metadata, memory_space_id=space.id)
+
+
+def _signals(run: RecallRun, s: Scored, confidence: float) -> dict[str, float]:
+    c = s.cand
+    out = {"relevance": s.relevance, "activation": s.activation, "recency": s.recency,
+           "confidence": float(confidence)}
+    if c.vector_rank is not None:
+        out["vector"] = c.similarity
+        out["vector_rank"] = float(c.vector_rank)
+    if c.text_rank is not None:
+        out["text"] = c.text
+        out["text_rank"] = float(c.text_rank)
+    if c.context:
+        out["context"] = c.context
+    if c.spread:
+        out["spread"] = c.spread
+    return {k: round(v, 6) for k, v in out.items()}
+
+
+def confidence_interval(scores: list[float]) -> ConfidenceInterval:
+    """A 95 % interval around the mean result score (wide when there is little evidence)."""
+    point = float(np.mean(scores)) if scores else 0.0
+    if len(scores) > 1:
+        half = 1.96 * float(np.std(scores, ddof=1)) / math.sqrt(len(scores))
+        half = max(half, 0.05 / math.sqrt(len(scores)))
+    else:
+        half = 0.15 if scores else 0.5
+    return ConfidenceInterval(
+        lower=round(max(0.0, point - half), 6), point=round(point, 6), upper=round(min(1.0, point + half), 6)
+    )
+
+
+def _reason(c: Candidate, source: str, act: float) -> str:
+    parts = []
+    if c.similarity:
+        parts.append(f"cosine {c.similarity:.2f}")
+    if c.text:
+        parts.append(f"text match {c.text:.2f}")
+    if c.context:
+        parts.append("matches context")
+    if c.spread:
+        parts.append(f"reached by spreading activation {c.spread:.2f}")
+    parts.append(f"strength {act:.2f}")
+    return ", ".join(parts)
+
+
+def _resolve_paths(space: MemorySpace, items: list[RecallItem]) -> None:
+    """Activation paths are built on row ids; show memory ids instead."""
+    need = {int(st.memory_id) for it in items for st in (it.activation_path or [])}
+    ids = space._ids_for(need)
+    for it in items:
+        if it.activation_path:
+            for st in it.activation_path:
+                st.memory_id = ids.get(int(st.memory_id), st.memory_id)

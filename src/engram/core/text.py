@@ -1,0 +1,81 @@
+"""Full-text candidates of one space: FTS5 BM25 over content and episode fields.
+
+No user syntax ever reaches FTS5: a query becomes its words, each quoted, OR-ed.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import TYPE_CHECKING
+
+from ..storage.sqlite_store import episode_text_sql
+
+if TYPE_CHECKING:
+    from .space import MemorySpace
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower() for t in _TOKEN.findall(text)]
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 query: every word quoted, OR-ed (no user syntax reaches FTS5)."""
+    words = list(dict.fromkeys(tokens(text)))[:64]
+    if not words:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def text_candidates(
+    space: MemorySpace, query: str, limit: int, episodes_only: bool = False
+) -> dict[int, float]:
+    """``rowid -> [0, 1]`` text relevance of the best FTS matches (suppressed excluded)."""
+    q = fts_query(query)
+    if q is None:
+        return {}
+    conn = space.check_healthy().reader()
+    kind = " AND m.kind = 'episode'" if episodes_only else ""
+    # Rank inside FTS first and join only the best few: joining every match to its row
+    # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
+    # inner window over-fetches for suppressed / non-episode rows; if the filters thin it
+    # below `limit` while more matches exist, the full join answers instead (exact).
+    window = limit * 4
+    columns = f"SELECT m.rowid, f.r, m.content, m.tags, {episode_text_sql('m')} "
+    windowed = (
+        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
+        "ORDER BY r LIMIT ?) AS f JOIN memories m ON m.rowid = f.rowid "
+        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
+    )
+    full = (
+        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts "
+        "WHERE memories_fts MATCH ?) AS f JOIN memories m ON m.rowid = f.rowid "
+        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
+    )
+    try:
+        rows = conn.execute(windowed, (q, window, limit)).fetchall()
+        if len(rows) < limit:
+            matched = conn.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                (q, window + 1),
+            ).fetchone()[0]
+            if matched > window:
+                rows = conn.execute(full, (q, limit)).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    if not rows:
+        return {}
+    wanted = set(tokens(query))
+    best = max(-r[1] for r in rows) or 1.0
+    out: dict[int, float] = {}
+    for rowid, rank, content, tags, episode in rows:
+        have = set(tokens(content)) | set(tokens(tags)) | set(tokens(episode))
+        coverage = len(wanted & have) / max(1, len(wanted))
+        # BM25 relative to the best hit, blended with absolute word coverage so
+        # a lone weak hit in a tiny space is not reported as a perfect match.
+        out[int(rowid)] = 0.6 * coverage + 0.4 * max(0.0, -rank) / best
+    return out
