@@ -63,6 +63,11 @@ class Metrics:
         self.memories = Gauge(
             "engram_memories", "Memories stored per loaded space.", ["memory_space"], registry=r,
         )
+        self.embedding_backlog = Gauge(
+            "engram_embedding_backlog",
+            "Memories stored but not yet embedded, per loaded space (SPEC §9).",
+            ["memory_space"], registry=r,
+        )
         self.subscribers = Gauge(
             "engram_stream_subscribers", "Open stream subscriptions per space and transport.",
             ["transport", "memory_space"], registry=r,

@@ -79,6 +79,10 @@ async def serve(settings: Settings) -> None:
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
     tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
     service = EngramService(settings, tracing=tracing)
+    # Say which embedder new spaces get (and why, if the default one fell back), and start
+    # loading a local model now so the first remember or recall does not wait for it.
+    service.embedders.warm()
+    log.info("%s", service.embedders.describe())
     app = create_app(service)
     sock = bind_socket(settings.host, settings.http_port)
     http_port = int(sock.getsockname()[1])

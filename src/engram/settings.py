@@ -49,7 +49,8 @@ class Settings:
     auto_link_max: int = 5
     episodic_adjacency_seconds: float = 300.0
     consolidation_interval_seconds: float = 0.0  # 0 disables the schedule
-    consolidation_similarity: float = 0.8
+    consolidation_similarity: float = 0.8  # cosine that clusters episodes carrying client vectors
+    consolidation_text_similarity: float = 0.6  # the same, in spaces that embed their own text
     consolidation_min_cluster: int = 2
     spreading_max_hops: int = 3
     spreading_decay: float = 0.5

@@ -76,6 +76,23 @@ def fingerprint(space: MemorySpace) -> tuple[int, int, float]:
     return int(row[0]), int(row[1]), float(row[2])
 
 
+SKIP_REASONS = {
+    "awaiting_embedding": "text stored, vector not computed yet; a later run includes them",
+    "no_embedding": "no vector, and the space has no embedder to compute one from text",
+}
+
+
+def skipped_episodes(space: MemorySpace) -> dict[str, int]:
+    """Live episodes a run cannot cluster (no vector), by reason."""
+    conn = space.check_healthy().reader()
+    (n,) = conn.execute(
+        "SELECT count(*) FROM memories WHERE kind = 'episode' AND suppressed = 0 AND embedding IS NULL"
+    ).fetchone()
+    if not n:
+        return {}
+    return {"awaiting_embedding" if space.embedding_active else "no_embedding": int(n)}
+
+
 def snapshot(space: MemorySpace) -> Snapshot:
     conn = space.check_healthy().reader()
     rowids: list[int] = []
@@ -189,7 +206,12 @@ class ConsolidationRun:
     ) -> None:
         self.space = space
         self.cancel = cancel or threading.Event()
-        self.threshold = item.similarity if item.similarity is not None else settings.consolidation_similarity
+        # Sentence embeddings of paraphrases sit lower than near-duplicate client vectors:
+        # a space that embeds its own text clusters at its own default (SPEC §9).
+        default = (settings.consolidation_text_similarity if space.embedding_active
+                   else settings.consolidation_similarity)
+        self.threshold = item.similarity if item.similarity is not None else default
+        self.wait_seconds = settings.embedding_wait_seconds
         self.min_size = (
             item.min_cluster if item.min_cluster is not None else settings.consolidation_min_cluster
         )
@@ -201,8 +223,13 @@ class ConsolidationRun:
         t0 = time.perf_counter()
         space = self.space
         yield DreamStep(kind="progress", progress=0.0, message="reading episodes")
+        if space.embedding_active and space.embedding_backlog:
+            # Episodes written just before are clustered by meaning too, if their vectors
+            # come within the wait; the rest are counted as skipped, and the next run has them.
+            space.wait_embedded(self.wait_seconds)
         self.fingerprint = fingerprint(space)
         snap = snapshot(space)
+        skipped = skipped_episodes(space)
         n = len(snap.ids)
         yield DreamStep(kind="progress", progress=0.1, message=f"clustering {n} episodes")
         clusters = cluster(snap.vectors, self.threshold, self.min_size)
@@ -229,6 +256,7 @@ class ConsolidationRun:
             beliefs=beliefs,
             episodes_considered=n,
             episodes_consolidated=consolidated,
+            episodes_skipped=skipped,
             clusters=len(beliefs),
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
             lsn=lsn,
@@ -245,7 +273,8 @@ class ConsolidationRun:
         yield DreamStep(
             kind="done",
             progress=1.0,
-            message=f"{len(beliefs)} belief(s) from {n} episode(s); {consolidated} newly consolidated",
+            message=f"{len(beliefs)} belief(s) from {n} episode(s); {consolidated} newly consolidated"
+            + "".join(f"; {k} skipped: {v} ({SKIP_REASONS[k]})" for k, v in skipped.items()),
         )
 
     def _write(

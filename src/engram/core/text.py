@@ -17,13 +17,41 @@ if TYPE_CHECKING:
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
+# Words that carry no topic: matching them says nothing about relevance ("when is the
+# meeting" must not match every memory containing "is" and "the").
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most
+my myself no nor not now of off on once only or other our ours ourselves out over own same she should
+so some such than that the their theirs them themselves then there these they this those through to
+too under until up very was we were what when where which while who whom why will with would you your
+yours yourself yourselves did do does ever also any anything something get got tell know
+""".split())
+
+
 def tokens(text: str) -> list[str]:
     return [t.lower() for t in _TOKEN.findall(text)]
 
 
+def key_words(text: str) -> list[str]:
+    """The query's words without stopwords (all of them, if nothing else is left)."""
+    words = tokens(text)
+    kept = [w for w in words if w not in STOPWORDS]
+    return kept or words
+
+
+def stem(word: str) -> str:
+    """A crude suffix strip, for counting which query words a text covers."""
+    for suffix in ("ies", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def fts_query(text: str) -> str | None:
-    """A safe FTS5 query: every word quoted, OR-ed (no user syntax reaches FTS5)."""
-    words = list(dict.fromkeys(tokens(text)))[:64]
+    """A safe FTS5 query: every key word quoted, OR-ed (no user syntax reaches FTS5)."""
+    words = list(dict.fromkeys(key_words(text)))[:64]
     if not words:
         return None
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
@@ -69,11 +97,11 @@ def text_candidates(
         space.guard_read(exc)
     if not rows:
         return {}
-    wanted = set(tokens(query))
+    wanted = {stem(w) for w in key_words(query)}
     best = max(-r[1] for r in rows) or 1.0
     out: dict[int, float] = {}
     for rowid, rank, content, tags, episode in rows:
-        have = set(tokens(content)) | set(tokens(tags)) | set(tokens(episode))
+        have = {stem(w) for w in (*tokens(content), *tokens(tags), *tokens(episode))}
         coverage = len(wanted & have) / max(1, len(wanted))
         # BM25 relative to the best hit, blended with absolute word coverage so
         # a lone weak hit in a tiny space is not reported as a perfect match.
