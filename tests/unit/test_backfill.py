@@ -22,8 +22,9 @@ from engram.settings import load_settings
 
 
 def service(root: Path, **overrides: object) -> EngramService:
-    settings = load_settings(overrides={"data_dir": root, "embedder": "hash", "bootstrap_spaces": ("home", "away"),
-                                        **overrides}, use_env=False)
+    settings = load_settings(overrides={
+        "data_dir": root, "embedder": "hash", "bootstrap_spaces": ("home", "away"), **overrides,
+    }, use_env=False)
     return EngramService(settings)
 
 
@@ -132,9 +133,11 @@ def test_wait_for_embeddings_times_out_and_reports_the_rest(tmp_path: Path) -> N
 
 def test_an_explicit_embedder_fixes_the_dimension(svc: EngramService) -> None:
     async def create() -> None:
-        desc, created = await svc.create_space("fixed", embedder=EmbedderChoice(provider="hash", model="hash-64"))
+        choice = EmbedderChoice(provider="hash", model="hash-64")
+        desc, created = await svc.create_space("fixed", embedder=choice)
         assert created and desc.embedder is not None
-        assert (desc.embedder.provider, desc.embedder.model, desc.embedder.dimension) == ("hash", "hash-64", 64)
+        info = desc.embedder
+        assert (info.provider, info.model, info.dimension) == ("hash", "hash-64", 64)
 
     asyncio.run(create())
     with pytest.raises(DimensionMismatch) as err:

@@ -22,12 +22,20 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..errors import EmbedderUnavailable, EngramError, StorageError
 
-if TYPE_CHECKING:
-    from .space import MemorySpace
+
+class Embeddable(Protocol):
+    """What the worker needs of a space (``MemorySpace`` is one)."""
+
+    id: str
+
+    @property
+    def closed(self) -> bool: ...
+
+    def embed_pending(self, limit: int) -> bool: ...
 
 log = logging.getLogger("engram.embedding")
 
@@ -40,14 +48,14 @@ class EmbeddingBackfill:
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
-        self._queue: deque[MemorySpace] = deque()
+        self._queue: deque[Embeddable] = deque()
         self._queued: set[int] = set()  # id() of the spaces in _queue
         self._cv = threading.Condition()
         self._stopped = False
         self._retry_at: dict[int, tuple[float, float]] = {}  # id(space) -> (when, current delay)
         self._thread: threading.Thread | None = None
 
-    def notify(self, space: MemorySpace) -> None:
+    def notify(self, space: Embeddable) -> None:
         """``space`` has pending rows: make sure it gets a turn."""
         with self._cv:
             if self._stopped:
@@ -60,7 +68,7 @@ class EmbeddingBackfill:
                 self._queue.append(space)
                 self._cv.notify()
 
-    def _next(self) -> MemorySpace | None:
+    def _next(self) -> Embeddable | None:
         with self._cv:
             while not self._stopped:
                 now = time.monotonic()
@@ -102,7 +110,7 @@ class EmbeddingBackfill:
             if more and not space.closed:
                 self.notify(space)
 
-    def forget(self, space: MemorySpace) -> None:
+    def forget(self, space: Embeddable) -> None:
         """``space`` is closing: drop it from the queue (its rows stay pending on disk)."""
         with self._cv:
             if id(space) in self._queued:

@@ -30,8 +30,9 @@ from typing import Any
 
 from ..cognition.api import SpaceCognition
 from ..core.backfill import EmbeddingBackfill
+from ..core.embedded import known_dimension
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
-from ..core.space import MemorySpace, known_dimension
+from ..core.space import MemorySpace
 from ..embedding import Embedders, EmbedderSpec
 from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached, SpaceUnhealthy, StorageError
 from ..settings import Settings

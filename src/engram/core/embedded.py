@@ -1,0 +1,296 @@
+"""A space's text embedding: which embedder it uses, and the backlog of rows awaiting a vector.
+
+``TextEmbedding`` is a part of :class:`~engram.core.space.MemorySpace` (a mixin: the
+methods live here, the state on the space). The invariants it keeps:
+
+* *Pending* is a property of a row, not a separate record: a live memory whose
+  ``embedding`` is NULL and whose text is not empty, in a space with an embedder. Opening
+  a space lists those rows again (``_load_pending``), so a kill -9 loses no vector.
+* A vector is written through the group-commit writer and added to the in-memory set only
+  after that commit: searchable only once durable, like every other write.
+* Vectors do not take an LSN: LSNs number client-visible mutations.
+* Re-embedding (``start_reembed``) writes the new model's vectors beside the live ones
+  (table ``reembed_vectors``), resumable after a crash, and switches the space in one
+  transaction once every embeddable row has one; until then recall uses the old model.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..embedding.base import LOCAL_DIMENSION, EmbedderSpec, hash_dimension_of
+from ..errors import DimensionMismatch
+from ..storage.sqlite_store import dumps
+
+if TYPE_CHECKING:
+    from ..embedding import Embedders
+    from ..index.vector import VectorSet
+    from ..settings import Settings
+    from ..storage.sqlite_store import SpaceStore
+    from ..types import Clock
+    from .backfill import EmbeddingBackfill
+
+log = logging.getLogger("engram.embedding")
+
+NO_EMBEDDER = EmbedderSpec("none", "none")
+# What a memory is embedded from: its content and an episode's descriptive fields.
+EMBED_TEXT_COLUMNS = "content, what, where_location, why, how"
+
+
+def embed_text(content: str, what: str | None, where: str | None, why: str | None, how: str | None) -> str:
+    parts = [content]
+    for extra in (what, where, why, how):
+        if extra and extra not in parts:
+            parts.append(extra)
+    return " ".join(p for p in parts if p).strip()
+
+
+def known_dimension(spec: EmbedderSpec, openai_dimension: int) -> int | None:
+    """The vector length of ``spec`` without loading a model (None: learnt from the first answer)."""
+    if spec.provider == "local":
+        return LOCAL_DIMENSION
+    if spec.provider == "hash":
+        return hash_dimension_of(spec.model)
+    if spec.provider == "openai":
+        return openai_dimension or None
+    return None
+
+
+class TextEmbedding:
+    """Mixin of ``MemorySpace``: embedder binding, the pending backlog, background vectors."""
+
+    # State owned by MemorySpace (declared here for the type checker).
+    id: str
+    settings: Settings
+    clock: Clock
+    store: SpaceStore | None
+    dim: int | None
+    vectors: VectorSet
+    embedders: Embedders | None
+    backfill: EmbeddingBackfill | None
+    embedder_spec: EmbedderSpec
+    embedder_explicit: bool
+    _pending: dict[int, None]
+    _pending_cv: threading.Condition
+    _closed: bool
+
+    def check_healthy(self) -> SpaceStore:
+        raise NotImplementedError  # MemorySpace's
+
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError  # MemorySpace's
+
+    # -- embedder binding and the pending backlog ----------------------------------
+    def _bind_embedder(self) -> None:
+        """Which embedder this space uses: recorded at creation, else the server default.
+
+        A space with no record (created before embedders existed, or in-process without
+        a server) takes the server's default, unless its vectors already have another
+        length: then they came from a client, and the space keeps taking client vectors.
+        """
+        assert self.store is not None
+        raw = self.store.meta("embedder")
+        if raw:
+            rec = json.loads(raw)
+            self.embedder_spec = EmbedderSpec(str(rec["provider"]), str(rec["model"]))
+            self.embedder_explicit = bool(rec.get("explicit", False))
+        elif self.embedders is not None:
+            spec = self.embedders.default_spec()
+            want = known_dimension(spec, self.settings.openai_dimension)
+            if self.dim is not None and want is not None and want != self.dim:
+                spec = NO_EMBEDDER
+            self.embedder_spec = spec
+        if self.embedders is None:
+            self.embedder_spec = NO_EMBEDDER if not raw else self.embedder_spec
+
+    @property
+    def embedding_active(self) -> bool:
+        """True when this space turns text into vectors itself."""
+        return self.embedders is not None and self.embedder_spec.provider != "none"
+
+    def configure_embedder(self, spec: EmbedderSpec, explicit: bool) -> None:
+        """Record the space's embedder at creation (and bind the dimension when it is known)."""
+        store = self.check_healthy()
+        dim = known_dimension(spec, self.settings.openai_dimension)
+        binds = spec.provider != "none" and dim is not None
+        if explicit and binds and self.dim is not None and dim != self.dim:
+            raise DimensionMismatch(
+                f"embedder {spec} makes {dim}-dimensional vectors but the space was asked for dimension "
+                f"{self.dim}",
+                suggestion="Omit dimension (the embedder sets it), or choose an embedder of that size.",
+                details={"expected": dim, "received": self.dim},
+            )
+        record = dumps({**spec.to_dict(), "explicit": explicit})
+
+        def op(conn: sqlite3.Connection, _lsn: int) -> None:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('embedder', ?)", (record,))
+            if explicit and dim is not None and spec.provider != "none":
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(dim),))
+
+        store.write(op, mutates=False)
+        self.embedder_spec, self.embedder_explicit = spec, explicit
+        if explicit and dim is not None and spec.provider != "none":
+            self.dim = self.vectors.dim = dim
+
+    def _load_pending(self) -> None:
+        """List the rows still awaiting a vector (after a restart, or a crash mid-backlog)."""
+        if not self.embedding_active or self.store is None:
+            return
+        rows = self.store.reader().execute(
+            f"SELECT rowid, {EMBED_TEXT_COLUMNS} FROM memories "
+            "WHERE embedding IS NULL AND suppressed = 0 ORDER BY rowid"
+        ).fetchall()
+        with self._pending_cv:
+            for rowid, *text in rows:
+                if embed_text(*text):
+                    self._pending[int(rowid)] = None
+        if self._pending and self.backfill is not None:
+            log.info("embedding backlog after open: %d", len(self._pending), extra={"memory_space": self.id})
+            self.backfill.notify(self)
+
+    @property
+    def embedding_backlog(self) -> int:
+        return len(self._pending)
+
+    def wait_embedded(self, timeout: float) -> int:
+        """Wait until every memory pending now has its vector; returns how many still lack one."""
+        deadline = time.monotonic() + timeout
+        with self._pending_cv:
+            if not self._pending:
+                return 0
+            upto = next(reversed(self._pending))
+            while True:
+                first = next(iter(self._pending), None)
+                if first is None or first > upto:
+                    return 0
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return sum(1 for r in self._pending if r <= upto)
+                self._pending_cv.wait(left)
+
+    def _drop_pending(self, rowids: Iterable[int]) -> None:
+        with self._pending_cv:
+            for r in rowids:
+                self._pending.pop(r, None)
+            self._pending_cv.notify_all()
+
+    def embed_pending(self, limit: int) -> bool:
+        """Embed up to ``limit`` pending rows (on the backfill thread); True if more remain.
+
+        The vectors are written through the group-commit writer and added to the
+        in-memory set only after that commit, like any other write: a vector is
+        searchable only once it is durable.
+        """
+        store = self.check_healthy()
+        if not self.embedding_active:
+            return False
+        assert self.embedders is not None
+        with self._pending_cv:
+            batch = list(self._pending)[:limit]
+        if not batch:
+            return False
+        q = ",".join("?" * len(batch))
+        rows = store.reader().execute(
+            f"SELECT rowid, lsn, suppressed, embedding IS NOT NULL, {EMBED_TEXT_COLUMNS} "
+            f"FROM memories WHERE rowid IN ({q})", batch,
+        ).fetchall()
+        keys: list[int] = []
+        texts: list[str] = []
+        lsns: list[int] = []
+        for rowid, lsn, suppressed, has_vec, *text in rows:
+            t = embed_text(*text)
+            if not suppressed and not has_vec and t:
+                keys.append(int(rowid))
+                texts.append(t)
+                lsns.append(int(lsn))
+        gone = set(batch).difference(keys)  # deleted, suppressed or embedded meanwhile
+        if gone:
+            self._drop_pending(gone)
+        if not keys:
+            return bool(self._pending)
+        embedder = self.embedders.get(self.embedder_spec)
+        assert embedder is not None
+        vecs = np.ascontiguousarray(embedder.embed(texts), dtype=np.float32)
+        if self.dim is not None and vecs.shape[1] != self.dim:
+            from ..errors import EmbedderUnavailable
+
+            raise EmbedderUnavailable(
+                f"embedder {self.embedder_spec} returned {vecs.shape[1]}-dimensional vectors; "
+                f"memory space {self.id!r} holds {self.dim}-dimensional ones"
+            )
+        links = self._meaning_links(keys, vecs)
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection, _lsn: int) -> list[int]:
+            done: list[int] = []
+            for i, key in enumerate(keys):
+                cur = conn.execute(
+                    "UPDATE memories SET embedding = ? "
+                    "WHERE rowid = ? AND embedding IS NULL AND suppressed = 0",
+                    (vecs[i].tobytes(), key),
+                )
+                if cur.rowcount:
+                    done.append(i)
+            if self.dim is None and done:
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)",
+                             (str(vecs.shape[1]),))
+                self.dim = self.vectors.dim = int(vecs.shape[1])
+            stored = {keys[i] for i in done}
+            for a, b, strength in links:
+                if a in stored:
+                    for src, dst in ((a, b), (b, a)):
+                        conn.execute(
+                            "INSERT INTO associations"
+                            "(source, target, strength, kind, created_at, updated_at, lsn) "
+                            "SELECT ?, ?, ?, 'semantic', ?, ?, lsn FROM memories WHERE rowid = ? "
+                            "ON CONFLICT(source, target) DO UPDATE SET "
+                            "strength = max(strength, excluded.strength), updated_at = excluded.updated_at",
+                            (src, dst, strength, now, now, b),
+                        )
+            return done
+
+        def after(done: list[int], _lsn: int) -> None:
+            if done:
+                norms = np.linalg.norm(vecs[done], axis=1, keepdims=True)
+                norms[norms == 0] = 1.0
+                unit = (vecs[done] / norms).astype(np.float16)
+                self.vectors.add_many([keys[i] for i in done], unit,
+                                      np.asarray([lsns[i] for i in done], dtype=np.int64))
+            self._drop_pending(keys)
+
+        store.write(op, mutates=False, after=after)
+        return bool(self._pending)
+
+    def _meaning_links(
+        self, keys: builtins.list[int], vecs: np.ndarray
+    ) -> builtins.list[tuple[int, int, float]]:
+        """Associations from meaning: each new memory to its nearest neighbours above the threshold.
+
+        Neighbours are searched among the stored vectors and among the batch itself
+        (earlier rows only, so a pair is proposed once).
+        """
+        thr = self.settings.semantic_link_threshold
+        most = self.settings.auto_link_max
+        if thr > 1.0 or most <= 0:
+            return []
+        out: list[tuple[int, int, float]] = []
+        within = vecs @ vecs.T if len(keys) > 1 else None
+        for i, key in enumerate(keys):
+            found: list[tuple[float, int]] = []
+            if len(self.vectors):
+                found += [(s, k) for k, s in self.vectors.search(vecs[i], most + 1) if k != key and s >= thr]
+            if within is not None:
+                found += [(float(within[i, j]), keys[j]) for j in range(i) if within[i, j] >= thr]
+            found.sort(reverse=True)
+            out += [(key, k, round(min(1.0, s), 6)) for s, k in found[:most]]
+        return out
