@@ -34,6 +34,7 @@ from .core.models import (
     Cue,
     DreamStep,
     EmbedderChoice,
+    EmbedderInfo,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -43,6 +44,7 @@ from .core.models import (
     RecallResult,
     Recognition,
     RecognizeInput,
+    ReembedStatus,
     Reminiscence,
     ReminisceQuery,
     SpaceDeletion,
@@ -52,7 +54,7 @@ from .core.models import (
     StoreReceipt,
 )
 from .core.space import MemorySpace
-from .embedding import Embedders
+from .embedding import Embedders, EmbedderSpec
 from .errors import MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
@@ -148,6 +150,19 @@ class EngramService:
 
     async def get_space(self, space_id: str) -> SpaceDescriptor:
         return await asyncio.to_thread(self.registry.describe, space_id, True)
+
+    async def reembed(self, space_id: str, embedder: EmbedderChoice | None = None) -> ReembedStatus:
+        """Start (or resume) re-embedding a space; the switch to the new model is atomic when done."""
+        choice = embedder or EmbedderChoice(provider=self.settings.embedder)
+        spec = EmbedderSpec.resolve(choice.provider, choice.model, self.settings)
+
+        def start(space: MemorySpace) -> ReembedStatus:
+            return _reembed_status(space, space.start_reembed(spec))
+
+        return await self._read(space_id, start, long=True)
+
+    async def reembed_status(self, space_id: str) -> ReembedStatus:
+        return await self._read(space_id, lambda s: _reembed_status(s, s.reembed_status()))
 
     async def delete_space(self, space_id: str) -> SpaceDeletion:
         return await asyncio.to_thread(self.registry.delete, space_id)
@@ -284,6 +299,17 @@ class EngramService:
         self.shutting_down = True
         self.registry.close()
         self.embedders.close()
+
+
+def _reembed_status(space: MemorySpace, raw: dict[str, Any]) -> ReembedStatus:
+    spec = space.embedder_spec
+    target = raw["target"]
+    return ReembedStatus(
+        memory_space_id=space.id, state=raw["state"], done=raw["done"], total=raw["total"],
+        embedder=EmbedderInfo(provider=spec.provider, model=spec.model,
+                              dimension=space.dim if spec.provider != "none" else None),
+        target=None if target is None else EmbedderInfo(provider=target["provider"], model=target["model"]),
+    )
 
 
 def _cognition_of(space: MemorySpace) -> SpaceCognition:

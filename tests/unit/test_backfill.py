@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from engram.cognition.recall import recall
 from engram.core.models import ConsolidateInput, Cue, EmbedderChoice, EpisodeInput, MemoryInput, RankMode
-from engram.errors import DimensionMismatch
+from engram.embedding import EmbedderSpec
+from engram.errors import DimensionMismatch, InvalidInput
 from engram.service import EngramService
 from engram.settings import load_settings
 
@@ -172,3 +175,58 @@ def test_consolidation_counts_what_it_skipped(tmp_path: Path) -> None:
         assert report.episodes_considered == 0 and report.episodes_skipped == {"no_embedding": 1}
     finally:
         s.close()
+
+
+def wait_idle(space: Any, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = space.reembed_status()
+        if status["state"] == "idle" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.02)
+
+
+def test_reembed_switches_model_and_dimension_atomically(svc: EngramService) -> None:
+    space = svc.space("home")
+    for i in range(30):
+        space.remember(MemoryInput(id=f"r{i}", content=f"note {i} about the garden and its tomatoes"))
+    assert space.wait_embedded(10.0) == 0 and space.dim == 384
+    target = EmbedderSpec("hash", "hash-96")
+    status = space.start_reembed(target)
+    assert status["target"] == {"provider": "hash", "model": "hash-96"} and status["total"] == 30
+    assert wait_idle(space)["state"] == "idle"
+    assert space.embedder_spec == target and space.dim == 96 and len(space.vectors) == 30
+    vec = np.frombuffer(stored_vector(space.store.path, "r7") or b"", dtype=np.float32)  # type: ignore[union-attr]
+    assert vec.shape == (96,)
+    res = recall(space, Cue(query="note 7 about the garden and its tomatoes", rank=RankMode.similarity))
+    assert (res.memories.vivid + res.memories.associated)[0].memory.id == "r7"
+    with pytest.raises(DimensionMismatch):
+        space.remember(MemoryInput(content="old size", embedding=[0.1] * 384))
+
+
+def test_reembed_resumes_after_a_restart(tmp_path: Path) -> None:
+    s = service(tmp_path)
+    space = s.space("home")
+    for i in range(10):
+        space.remember(MemoryInput(id=f"r{i}", content=f"memory {i} for the resumed re-embedding"))
+    assert space.wait_embedded(10.0) == 0
+    space.backfill.close()  # type: ignore[union-attr]  # nothing runs: the target is only recorded
+    space.start_reembed(EmbedderSpec("hash", "hash-48"))
+    s.close()
+    with sqlite3.connect(tmp_path / "home" / "space.db") as conn:  # recorded, not done
+        assert conn.execute("SELECT value FROM meta WHERE key = 'reembed'").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0] == 0
+    s = service(tmp_path)
+    try:
+        space = s.space("home")
+        assert wait_idle(space)["state"] == "idle"
+        assert space.embedder_spec.model == "hash-48" and space.dim == 48 and len(space.vectors) == 10
+    finally:
+        s.close()
+
+
+def test_reembed_refuses_client_vectors_without_text(svc: EngramService) -> None:
+    space = svc.space("away")
+    space.remember(MemoryInput(id="v", content="", embedding=[1.0, 0.0, 0.0]))
+    with pytest.raises(InvalidInput, match="client vector and no text"):
+        space.start_reembed(EmbedderSpec("hash", "hash-48"))

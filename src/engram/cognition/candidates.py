@@ -173,9 +173,10 @@ def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) 
 
 def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int) -> list[tuple[int, float]]:
     """Top-``wide`` by exact float32 cosine, best first (found in float16 / HNSW, rescored)."""
-    if space.dim is None or not len(space.vectors):
-        return []
-    found = space.vectors.search(query, wide)
+    vectors = space.vectors  # one set throughout (a re-embedding swaps in a new one)
+    if space.dim is None or not len(vectors) or vectors.dim != query.shape[0]:
+        return []  # nothing to search, or a query of the model being switched away from
+    found = vectors.search(query, wide)
     exact = exact_cosines(space, query, (k for k, _ in found))
     ranked = [(k, exact.get(k, s)) for k, s in found]
     ranked.sort(key=lambda t: (-t[1], t[0]))

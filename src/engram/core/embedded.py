@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,15 @@ if TYPE_CHECKING:
     from .backfill import EmbeddingBackfill
 
 log = logging.getLogger("engram.embedding")
+
+# A row has text to embed (the SQL twin of ``embed_text(...) != ""``).
+EMBEDDABLE_SQL = (
+    "(content != '' OR coalesce(what, '') != '' OR coalesce(where_location, '') != '' "
+    "OR coalesce(why, '') != '' OR coalesce(how, '') != '')"
+)
+REEMBED_TABLE = (
+    "CREATE TABLE IF NOT EXISTS reembed_vectors (rowid INTEGER PRIMARY KEY, embedding BLOB NOT NULL)"
+)
 
 NO_EMBEDDER = EmbedderSpec("none", "none")
 # What a memory is embedded from: its content and an episode's descriptive fields.
@@ -82,6 +91,10 @@ class TextEmbedding:
     _pending: dict[int, None]
     _pending_cv: threading.Condition
     _closed: bool
+    reembed_target: EmbedderSpec | None
+
+    def _rebuild_vectors(self) -> None:
+        raise NotImplementedError  # MemorySpace's
 
     def check_healthy(self) -> SpaceStore:
         raise NotImplementedError  # MemorySpace's
@@ -112,6 +125,10 @@ class TextEmbedding:
             self.embedder_spec = spec
         if self.embedders is None:
             self.embedder_spec = NO_EMBEDDER if not raw else self.embedder_spec
+        target = self.store.meta("reembed")
+        if target and self.embedders is not None:
+            rec = json.loads(target)
+            self.reembed_target = EmbedderSpec(str(rec["provider"]), str(rec["model"]))
 
     @property
     def embedding_active(self) -> bool:
@@ -154,7 +171,7 @@ class TextEmbedding:
             for rowid, *text in rows:
                 if embed_text(*text):
                     self._pending[int(rowid)] = None
-        if self._pending and self.backfill is not None:
+        if (self._pending or self.reembed_target is not None) and self.backfill is not None:
             log.info("embedding backlog after open: %d", len(self._pending), extra={"memory_space": self.id})
             self.backfill.notify(self)
 
@@ -198,7 +215,7 @@ class TextEmbedding:
         with self._pending_cv:
             batch = list(self._pending)[:limit]
         if not batch:
-            return False
+            return self._reembed_step(limit) if self.reembed_target is not None else False
         q = ",".join("?" * len(batch))
         rows = store.reader().execute(
             f"SELECT rowid, lsn, suppressed, embedding IS NOT NULL, {EMBED_TEXT_COLUMNS} "
@@ -217,7 +234,7 @@ class TextEmbedding:
         if gone:
             self._drop_pending(gone)
         if not keys:
-            return bool(self._pending)
+            return bool(self._pending) or self.reembed_target is not None
         embedder = self.embedders.get(self.embedder_spec)
         assert embedder is not None
         vecs = np.ascontiguousarray(embedder.embed(texts), dtype=np.float32)
@@ -269,7 +286,7 @@ class TextEmbedding:
             self._drop_pending(keys)
 
         store.write(op, mutates=False, after=after)
-        return bool(self._pending)
+        return bool(self._pending) or self.reembed_target is not None
 
     def _meaning_links(
         self, keys: builtins.list[int], vecs: np.ndarray
@@ -294,3 +311,113 @@ class TextEmbedding:
             found.sort(reverse=True)
             out += [(key, k, round(min(1.0, s), 6)) for s, k in found[:most]]
         return out
+
+    # -- re-embedding with another model (engram space reembed) -------------------------
+    def start_reembed(self, spec: EmbedderSpec) -> dict[str, Any]:
+        """Begin (or resume) re-embedding every memory's text with ``spec``; returns the status."""
+        from ..errors import InvalidInput
+
+        store = self.check_healthy()
+        if self.embedders is None or spec.provider == "none":
+            raise InvalidInput("re-embedding needs an embedder (provider local, openai or hash)",
+                               example='{"provider": "local", "model": "all-MiniLM-L6-v2"}')
+        if self.reembed_target is not None:
+            if self.reembed_target == spec:
+                return self.reembed_status()  # resume: the same target, progress kept
+            raise InvalidInput(
+                f"memory space {self.id!r} is already being re-embedded with {self.reembed_target}",
+                suggestion="Wait for it to finish (GET .../reembed shows progress), or ask for the same "
+                           "embedder to resume it.",
+            )
+        self.embedders.get(spec)  # fails now (EmbedderUnavailable) if it cannot be built
+        (textless,) = store.reader().execute(
+            f"SELECT count(*) FROM memories WHERE embedding IS NOT NULL AND NOT {EMBEDDABLE_SQL}"
+        ).fetchone()
+        if textless:
+            raise InvalidInput(
+                f"{textless} memories in {self.id!r} carry a client vector and no text; they cannot be "
+                "re-embedded by a model",
+                suggestion="Forget them (mode=delete) or keep this space's embedder.",
+            )
+        record = dumps(spec.to_dict())
+
+        def op(conn: sqlite3.Connection, _lsn: int) -> None:
+            conn.execute(REEMBED_TABLE)
+            conn.execute("DELETE FROM reembed_vectors")
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('reembed', ?)", (record,))
+
+        store.write(op, mutates=False)
+        self.reembed_target = spec
+        log.info("re-embedding started with %s", spec, extra={"memory_space": self.id})
+        if self.backfill is not None:
+            self.backfill.notify(self)
+        return self.reembed_status()
+
+    def reembed_status(self) -> dict[str, Any]:
+        conn = self.check_healthy().reader()
+        (total,) = conn.execute(
+            f"SELECT count(*) FROM memories WHERE suppressed = 0 AND {EMBEDDABLE_SQL}").fetchone()
+        done = 0
+        target = self.reembed_target
+        if target is not None:
+            (done,) = conn.execute(
+                "SELECT count(*) FROM reembed_vectors r JOIN memories m ON m.rowid = r.rowid "
+                "WHERE m.suppressed = 0").fetchone()
+        return {"state": "running" if target is not None else "idle", "total": int(total),
+                "done": int(done) if target is not None else int(total) - self.embedding_backlog,
+                "target": None if target is None else target.to_dict()}
+
+    def _reembed_step(self, limit: int) -> bool:
+        """Embed the next rows with the target model, or switch when none is left; True if more."""
+        store = self.check_healthy()
+        target = self.reembed_target
+        assert target is not None and self.embedders is not None
+        rows = store.reader().execute(
+            f"SELECT rowid, {EMBED_TEXT_COLUMNS} FROM memories AS m WHERE suppressed = 0 AND "
+            f"{EMBEDDABLE_SQL} AND NOT EXISTS (SELECT 1 FROM reembed_vectors r WHERE r.rowid = m.rowid) "
+            "ORDER BY rowid LIMIT ?", (limit,),
+        ).fetchall()
+        embedder = self.embedders.get(target)
+        assert embedder is not None
+        if rows:
+            vecs = np.ascontiguousarray(embedder.embed([embed_text(*r[1:]) for r in rows]), dtype=np.float32)
+
+            def put(conn: sqlite3.Connection, _lsn: int) -> None:
+                conn.executemany("INSERT OR REPLACE INTO reembed_vectors(rowid, embedding) VALUES (?, ?)",
+                                 [(int(r[0]), vecs[i].tobytes()) for i, r in enumerate(rows)])
+
+            store.write(put, mutates=False)
+            return True
+        new_dim = embedder.dimension
+        record = dumps({**target.to_dict(), "explicit": True})
+
+        def switch(conn: sqlite3.Connection, _lsn: int) -> bool:
+            # Serialised with every write: if a memory arrived since the last batch, not yet.
+            (missing,) = conn.execute(
+                f"SELECT count(*) FROM memories AS m WHERE suppressed = 0 AND {EMBEDDABLE_SQL} AND NOT "
+                "EXISTS (SELECT 1 FROM reembed_vectors r WHERE r.rowid = m.rowid)").fetchone()
+            if missing:
+                return False
+            conn.execute("UPDATE memories SET embedding = (SELECT r.embedding FROM reembed_vectors r "
+                         "WHERE r.rowid = memories.rowid) WHERE embedding IS NOT NULL OR rowid IN "
+                         "(SELECT rowid FROM reembed_vectors)")
+            conn.execute("DELETE FROM reembed_vectors")
+            conn.execute("DELETE FROM meta WHERE key = 'reembed'")
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('embedder', ?)", (record,))
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dimension', ?)", (str(new_dim),))
+            # Later ops of this commit batch must already see the new dimension.
+            self.dim = self.vectors.dim = new_dim
+            return True
+
+        def after(switched: bool, _lsn: int) -> None:
+            if not switched:
+                return
+            self.embedder_spec, self.embedder_explicit = target, True
+            self._rebuild_vectors()
+            self._drop_pending(list(self._pending))
+            self.reembed_target = None  # last: "idle" means the new vectors are searchable
+            log.info("re-embedded with %s; the space now uses it", target, extra={"memory_space": self.id})
+
+        switched = bool(store.write(switch, mutates=False, after=after)[0])
+        return not switched
+

@@ -343,6 +343,17 @@ class SpaceDescriptor(BaseModel):
     stats: dict[str, Any] | None = None
 
 
+class ReembedStatus(BaseModel):
+    """Progress of ``engram space reembed``: running until every memory has the new model's vector."""
+
+    memory_space_id: str
+    state: str  # running | idle
+    embedder: EmbedderInfo  # what the space uses now (the target, once switched)
+    target: EmbedderInfo | None = None  # what it is being re-embedded with, while running
+    done: int
+    total: int
+
+
 class SpacePage(BaseModel):
     spaces: list[SpaceDescriptor]
     next_cursor: str | None = None

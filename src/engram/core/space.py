@@ -36,7 +36,7 @@ from ..errors import (
     SpaceUnhealthy,
     StorageError,
 )
-from ..index.ann import AnnIndex
+from ..index.ann import INDEX_FILE, SIDECAR_FILE, AnnIndex
 from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps
@@ -114,6 +114,7 @@ class MemorySpace(TextEmbedding):
         # rowids of live memories awaiting their vector, in rowid order (see core.backfill)
         self._pending: dict[int, None] = {}
         self._pending_cv = threading.Condition()
+        self.reembed_target = None  # the embedder a re-embedding in progress switches to
         # One shared post-commit effect for every remember: applied once per run of
         # remembers in a commit batch (see GroupedEffect), not once per write.
         self._stored_effect = GroupedEffect(self._apply_stored)
@@ -176,6 +177,32 @@ class MemorySpace(TextEmbedding):
         log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
+
+    def _rebuild_vectors(self) -> None:
+        """Replace the in-memory vectors and index from the database (after a re-embedding).
+
+        Readers hold the old set until they next look at ``self.vectors``: the swap of one
+        attribute is atomic, and the old checkpoint (other vectors) is removed first.
+        """
+        assert self.store is not None
+        old_ann = self.ann
+        if old_ann is not None:
+            old_ann.stop()
+        for name in (INDEX_FILE, SIDECAR_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()
+        vectors = VectorSet(self.dim)
+        previous, self.vectors = self.vectors, vectors
+        ann = AnnIndex(vectors, self.dir, self.settings)
+        try:
+            self._load_vectors(None)
+        except BaseException:
+            self.vectors = previous
+            raise
+        ann.attach_loaded(0)
+        vectors.ann = ann
+        self.ann = ann
+        ann.start()
 
     def _load_vectors(self, checkpoint: tuple[np.ndarray, int] | None) -> int:
         """Load live embeddings into ``self.vectors``; returns how many the checkpoint covers.
