@@ -102,13 +102,27 @@ def test_local_vectors_carry_meaning(pool: Embedders, spec: EmbedderSpec) -> Non
     assert embedder.embed([]).shape == (0, 384)
 
 
-def test_int8_stays_close_to_fp32(pool: Embedders, load_log: _Keep) -> None:
+def test_int8_stays_close_to_fp32(pool: Embedders) -> None:
     fp32, int8 = pool.get(FP32), pool.get(INT8)
     assert fp32 is not None and int8 is not None
     a, b = fp32.embed(FACTS), int8.embed(FACTS)
     cosines = np.sum(a * b, axis=1)
     assert cosines.min() > 0.85 and not np.allclose(a, b, atol=1e-3)  # quantised, still similar
-    assert _loads(load_log, INT8.model) == 1
+
+
+def test_warm_loads_without_any_request() -> None:
+    pool = Embedders(load_settings(use_env=False, overrides={
+        "embedder": "local", "embedder_model": INT8.model}))
+    try:
+        assert pool.wait_warm(0) is True  # nothing started yet
+        pool.warm()
+        pool.warm()  # idempotent
+        assert pool.wait_warm(120) is True
+        embedder = pool.get(INT8)
+        assert isinstance(embedder, LocalEmbedder) and embedder.loaded
+        assert pool.describe() == "embedder local (all-MiniLM-L6-v2-int8, 384-d, loaded)"
+    finally:
+        pool.close()
 
 
 _OFFLINE = """

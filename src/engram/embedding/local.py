@@ -100,12 +100,13 @@ class LocalEmbedder:
         model = self._model
         if model is not None:
             return model
-        if True:
+        with self._load_lock:
             if self._closed:
                 raise EmbedderUnavailable(f"local embedder {self.spec.model} is closed")
             if self._model is None:
-                if self._load_error is not None:
-                    raise self._load_error
+                if self._load_error is not None:  # a fresh instance: no traceback pile-up
+                    raise EmbedderUnavailable(self._load_error.message,
+                                              suggestion=self._load_error.suggestion)
                 try:
                     model = self._load()
                 except EmbedderUnavailable as exc:

@@ -190,9 +190,21 @@ class Embedders:
         with self._lock:
             if self._warm_thread is not None:
                 return
-            self._warm_thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._warm, args=(embedder,), name="engram-embedder-warm", daemon=True)
-        self._warm_thread.start()
+            thread.start()  # before publishing it: wait_warm() must never join an unstarted thread
+            self._warm_thread = thread
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """Wait for the warm-up load to end (loaded or failed); False if still loading.
+
+        True at once when no warm-up was started. For readiness probes and tests.
+        """
+        thread = self._warm_thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     @staticmethod
     def _warm(embedder: LocalEmbedder) -> None:
