@@ -24,6 +24,15 @@ def beta(rest_server) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def vectors(rest_server) -> Iterator[httpx.Client]:
+    """A space that takes its vectors from the client (embedder none): any dimension, set by the first."""
+    with httpx.Client(base_url=rest_server.http_url, headers={"X-Memory-Space": "vectors"}, timeout=30) as c:
+        resp = c.post(f"{API}/spaces", json={"id": "vectors", "embedder": {"provider": "none"}})
+        assert resp.status_code in (200, 201), resp.text
+        yield c
+
+
 def remember(client: httpx.Client, **memory: Any) -> dict[str, Any]:
     resp = client.post(f"{API}/memories/remember", json=memory)
     assert resp.status_code == 201, resp.text
@@ -51,7 +60,8 @@ def test_remember_returns_durable_receipt(alpha: httpx.Client) -> None:
     assert second["lsn"] > first["lsn"]
 
 
-def test_get_returns_the_memory(alpha: httpx.Client) -> None:
+def test_get_returns_the_memory(vectors: httpx.Client) -> None:
+    alpha = vectors
     remember(
         alpha,
         id="coffee-1",
@@ -140,7 +150,8 @@ def test_recall_by_text_get_and_post(alpha: httpx.Client) -> None:
     assert "rc-1" in [i["memory"]["id"] for b in posted["memories"].values() for i in b]
 
 
-def test_recall_by_embedding(alpha: httpx.Client) -> None:
+def test_recall_by_embedding(vectors: httpx.Client) -> None:
+    alpha = vectors
     remember(alpha, id="vec-a", content="", embedding=[1.0, 0.0, 0.0, 0.0])
     remember(alpha, id="vec-b", content="", embedding=[0.0, 1.0, 0.0, 0.0])
     body = alpha.post(
