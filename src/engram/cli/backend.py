@@ -43,7 +43,8 @@ class Backend(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace: ...
+    def create_space(self, space_id: str, *, dimension: int | None = None, embedder: str | None = None,
+                     model: str | None = None) -> CreatedSpace: ...
 
     def list_spaces(self, *, cursor: str | None = None, limit: int | None = None) -> SpacePage: ...
 
@@ -70,7 +71,8 @@ class Backend(Protocol):
         self, query: str | None = None, *, embedding: Sequence[float] | None = None,
         threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
         tags: Sequence[str] | None = None, memory_type: str | None = None,
-        trace_activation: bool | None = None,
+        trace_activation: bool | None = None, rank: str | None = None,
+        wait_for_embeddings: bool | None = None,
     ) -> RecallResult: ...
 
     def get(self, memory_id: str, *, include_embedding: bool | None = None) -> Memory: ...
@@ -133,9 +135,11 @@ class GrpcBackend:
                 example="engram start --data-dir ./engram-data") from exc
 
     # -- spaces -----------------------------------------------------------------------------------
-    def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace:
+    def create_space(self, space_id: str, *, dimension: int | None = None, embedder: str | None = None,
+                     model: str | None = None) -> CreatedSpace:
         with self._rpc():
-            return pb.created_space(self._client.create_space(space_id, dimension=dimension))
+            return pb.created_space(self._client.create_space(space_id, dimension=dimension,
+                                                              embedder=embedder, model=model))
 
     def list_spaces(self, *, cursor: str | None = None, limit: int | None = None) -> SpacePage:
         with self._rpc():
@@ -185,7 +189,8 @@ class GrpcBackend:
         self, query: str | None = None, *, embedding: Sequence[float] | None = None,
         threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
         tags: Sequence[str] | None = None, memory_type: str | None = None,
-        trace_activation: bool | None = None,
+        trace_activation: bool | None = None, rank: str | None = None,
+        wait_for_embeddings: bool | None = None,
     ) -> RecallResult:
         fields = _given(
             embedding=embedding,
@@ -195,6 +200,8 @@ class GrpcBackend:
             tags=tags,
             memory_type=memory_type,
             trace_activation=trace_activation,
+            rank=rank,
+            wait_for_embeddings=wait_for_embeddings,
         )
         with self._rpc():
             return pb.recall_result(self._client.recall(query, **fields))

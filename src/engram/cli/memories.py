@@ -92,9 +92,27 @@ def remember(target: Target, content: str | None, memory_id: str | None, tags: t
         + (f", {len(receipt.auto_links)} auto-links" if receipt.auto_links else "") + ")"))
 
 
+#: signals shown in the recall table's "why" column, in this order, with the word people read
+WHY = (("text", "text"), ("vector", "meaning"), ("context", "context"), ("spread", "spread"))
+
+
+def _short(value: float) -> str:
+    """0.62 -> ".62", 1.0 -> "1.00", -0.05 -> "-.05"."""
+    text = f"{value:.2f}"
+    return text.replace("0.", ".", 1) if text.lstrip("-").startswith("0.") else text
+
+
+def why(signals: dict[str, float]) -> str:
+    """The evidence that placed a result, compactly: ``text .62 · meaning .71 · spread .20``."""
+    parts = [f"{word} {_short(signals[key])}" for key, word in WHY if key in signals]
+    if not parts and "activation" in signals:  # found by none of them: say what is left
+        parts.append(f"activation {_short(signals['activation'])}")
+    return " · ".join(parts) or "-"
+
+
 def _recall_rows(bucket: str, items: list[RecallItem]) -> list[list[Any]]:
-    return [[bucket, f"{i.score:.3f}", i.memory.id, out.text(i.memory.content, 70),
-             f"{i.confidence.category.value} {i.confidence.value:.2f}", i.source] for i in items]
+    return [[bucket, f"{i.score:.3f}", i.memory.id, out.text(i.memory.content, 60), why(i.signals),
+             f"{i.confidence.category.value} {i.confidence.value:.2f}"] for i in items]
 
 
 @memory_group.command("recall")
@@ -106,18 +124,28 @@ def _recall_rows(bucket: str, items: list[RecallItem]) -> list[list[Any]]:
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
 @click.option("--embedding", default=None, metavar="JSON", help="Recall by embedding (JSON array).")
 @click.option("--trace", is_flag=True, default=None, help="Return the activation path of each result.")
+@click.option("--rank", type=click.Choice(["cognitive", "similarity"]), default=None,
+              help="cognitive (default): fused text, meaning, context, activation and recency; "
+                   "similarity: pure cosine order (score = cosine).")
+@click.option("--wait", "wait_for_embeddings", is_flag=True, default=None,
+              help="Wait (at most the server's embedding_wait_seconds) until memories stored before "
+                   "this recall have their embeddings.")
 @backend_options
 def recall(target: Target, query: str | None, max_results: int, threshold: float | None,
            mode: str | None, tags: tuple[str, ...], memory_type: str | None, embedding: str | None,
-           trace: bool | None) -> None:
-    """Recall memories of the active space that match QUERY (text) and/or --embedding."""
+           trace: bool | None, rank: str | None, wait_for_embeddings: bool | None) -> None:
+    """Recall memories of the active space that match QUERY (text and meaning) and/or --embedding.
+
+    The "why" column shows the signals that placed each result: text (full-text match),
+    meaning (cosine similarity of the embeddings), context and spread (spreading activation).
+    """
     vector = _embedding(embedding)
     if not query and vector is None and not tags:
         raise click.UsageError("give a QUERY, --embedding or --tag to recall by")
     with target.backend() as client:
         result = client.recall(query, embedding=vector, max_results=max_results, threshold=threshold,
-                               mode=mode,
-                               tags=list(tags) or None, memory_type=memory_type, trace_activation=trace)
+                               mode=mode, tags=list(tags) or None, memory_type=memory_type,
+                               trace_activation=trace, rank=rank, wait_for_embeddings=wait_for_embeddings)
     if target.as_json:
         out.emit_json(out.dump(result, memory_space_id=target.space))
         return
@@ -126,9 +154,18 @@ def recall(target: Target, query: str | None, max_results: int, threshold: float
         + _recall_rows("reconstructed", m.reconstructed)
     rc = result.recall_confidence
     title = f"Recall {query!r} in space {target.space}" if query else f"Recall in space {target.space}"
-    out.stdout().print(out.table(title, ["bucket", "score", "id", "content", "confidence", "via"], rows,
-                                 caption=f"{len(rows)} results; recall confidence {rc.category.value} "
-                                         f"{rc.value:.2f}"))
+    caption = f"{len(rows)} results; recall confidence {rc.category.value} {rc.value:.2f}"
+    meta = result.metadata
+    if meta.get("rank"):
+        caption += f"; rank {meta['rank']}"
+    if meta.get("embeddings_pending"):
+        caption += f"; {int(meta['embeddings_pending'])} memories still not embedded after waiting"
+    elif meta.get("embedding_backlog"):
+        caption += f"; {int(meta['embedding_backlog'])} memories not embedded yet (found by text only)"
+    if meta.get("note"):
+        caption += f"; {meta['note']}"
+    out.stdout().print(out.table(title, ["bucket", "score", "id", "content", "why", "confidence"], rows,
+                                 caption=caption))
 
 
 def _memory_pairs(mem: Memory) -> list[tuple[str, Any]]:

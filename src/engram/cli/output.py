@@ -118,10 +118,13 @@ def text(value: Any, limit: int | None = None) -> Text:
     return Text(s)
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str = "") -> Table:
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str = "",
+          no_wrap: Iterable[str] = ()) -> Table:
+    """A table; the ``no_wrap`` columns (ids people copy) are never broken across lines."""
+    keep = set(no_wrap)
     tbl = Table(title=title, caption=caption or None, title_justify="left", caption_justify="left")
     for col in columns:
-        tbl.add_column(col, overflow="fold")
+        tbl.add_column(col, overflow="fold", no_wrap=col in keep)
     for row in rows:
         tbl.add_row(*(cell if isinstance(cell, Text) else text(cell) for cell in row))
     return tbl

@@ -6,6 +6,7 @@ import click
 from rich.text import Text
 
 from ..core.models import SpaceDescriptor
+from ..embedding import PROVIDERS
 from . import output as out
 from .connect import Target, backend_options
 
@@ -15,10 +16,20 @@ def space_group() -> None:
     """Create, list, inspect and delete memory spaces."""
 
 
+def embedder_label(desc: SpaceDescriptor) -> str | None:
+    """``hash/hash-384 (384-d)``; None when the server did not say (an old server, an unloaded space)."""
+    emb = desc.embedder
+    if emb is None:
+        return None
+    label = emb.provider if emb.model in (emb.provider, "none") else f"{emb.provider}/{emb.model}"
+    return f"{label} ({emb.dimension}-d)" if emb.dimension else label
+
+
 def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
     pairs: list[tuple[str, object]] = [
         ("id", desc.id), ("created", desc.created_at), ("memories", desc.memory_count),
-        ("dimension", desc.dimension), ("last LSN", desc.last_lsn),
+        ("dimension", desc.dimension), ("embedder", embedder_label(desc)),
+        ("embedding backlog", desc.embedding_backlog), ("last LSN", desc.last_lsn),
         ("healthy", "yes" if desc.healthy else f"no: {desc.reason or 'unknown reason'}"),
         ("loaded", "yes" if desc.loaded else "no"),
     ]
@@ -36,16 +47,28 @@ def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
 @click.argument("space_id", metavar="ID")
 @click.option("--dimension", type=click.IntRange(1), default=None,
               help="Embedding dimension (else set by the first embedding stored).")
+@click.option("--embedder", "provider", type=click.Choice(PROVIDERS, case_sensitive=False), default=None,
+              help="Who embeds this space's text: local (bundled model), openai (an OpenAI-compatible "
+                   "server), hash (no model) or none (vectors only from clients). Default: the "
+                   "server's `embedder` setting.")
+@click.option("--model", default=None, metavar="NAME",
+              help="Embedder model (with --embedder), e.g. all-MiniLM-L6-v2-int8 or hash-256.")
 @backend_options
-def create(target: Target, space_id: str, dimension: int | None) -> None:
+def create(target: Target, space_id: str, dimension: int | None, provider: str | None,
+           model: str | None) -> None:
     """Create memory space ID (idempotent: an existing space is left as it is)."""
+    if model is not None and provider is None:
+        raise click.UsageError("--model needs --embedder (e.g. --embedder local --model all-MiniLM-L6-v2)")
     with target.backend() as client:
-        desc = client.create_space(space_id, dimension=dimension)
+        desc = client.create_space(space_id, dimension=dimension, embedder=provider and provider.lower(),
+                                   model=model)
     if target.as_json:
         out.emit_json(desc)
         return
     verb = "created" if desc.created else "already exists:"
-    out.stdout().print(Text.assemble(f"{verb} space ", (desc.id, "bold"), f" at {target.address}"))
+    label = embedder_label(desc)
+    out.stdout().print(Text.assemble(f"{verb} space ", (desc.id, "bold"), f" at {target.address}",
+                                     f" (embedder {label})" if label else ""))
 
 
 @space_group.command("list")
@@ -66,14 +89,15 @@ def list_(target: Target, limit: int, cursor: str | None, all_pages: bool) -> No
         out.emit_json({"spaces": [s.model_dump(mode="json") for s in spaces], "next_cursor": page.next_cursor,
                        "active_space": target.space})
         return
-    rows = [("*" if s.id == target.space else "", s.id, s.memory_count, s.dimension, s.last_lsn,
+    rows = [("*" if s.id == target.space else "", s.id, s.memory_count, s.dimension,
+             s.embedder.provider if s.embedder else None, s.embedding_backlog, s.last_lsn,
              "yes" if s.healthy else "no", s.created_at) for s in spaces]
     caption = f"active space: {target.space} ({target.space_source})"
     if page.next_cursor:
         caption += f"; more: --cursor {page.next_cursor}"
     out.stdout().print(out.table(f"Memory spaces at {target.address}",
-                                 ["", "id", "memories", "dim", "last LSN", "healthy", "created"], rows,
-                                 caption=caption))
+                                 ["", "id", "memories", "dim", "embedder", "backlog", "last LSN", "healthy",
+                                  "created"], rows, caption=caption, no_wrap=("id", "created")))
 
 
 @space_group.command("get")

@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
 
 from ..core.models import SpaceDescriptor
-from ..errors import EngramError, error_from_envelope
+from ..errors import EngramError, InvalidInput, error_from_envelope
 
 API = "/api/v1"
 SPACE_HEADER = "X-Memory-Space"
@@ -185,6 +186,26 @@ class SSEParser:
 def stream_params(types: Iterable[str] | None, extra: Mapping[str, Any]) -> Query:
     joined = ",".join(types) if types else None
     return params(types=joined, **extra)
+
+
+def embedder(provider: str | Mapping[str, Any] | BaseModel | None,
+             model: str | None = None) -> dict[str, Any] | None:
+    """The ``embedder`` of a create-space body: ``"hash"`` (+ ``model``), ``{"provider", "model"}``
+    or an :class:`~engram.core.models.EmbedderChoice`; None lets the server choose."""
+    if provider is None:
+        if model is not None:
+            raise InvalidInput("model= needs an embedder provider",
+                               example='create_space("agent-7", embedder="local", model="all-MiniLM-L6-v2")')
+        return None
+    if isinstance(provider, BaseModel):
+        given: dict[str, Any] = provider.model_dump(exclude_none=True)
+    elif isinstance(provider, str):
+        given = {"provider": provider}
+    else:
+        given = dict(provider)
+    if model is not None:
+        given["model"] = model
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def floats(values: Sequence[float] | None) -> list[float] | None:

@@ -19,7 +19,7 @@ exception classes (``engram.errors``: ``MemorySpaceNotFound``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -122,14 +122,33 @@ def episode_input(what: str = "", *, when: datetime | float, **fields: Any) -> p
 
 
 def cue(query: str | None = None, **fields: Any) -> pb.Cue:
+    """A ``Cue`` from keyword fields (``rank="similarity"``, ``wait_for_embeddings=True``, ``mode`` ...)."""
     if "mode" in fields:
         fields["mode"] = _enum("RECALL_MODE_", fields["mode"])
+    if "rank" in fields:
+        fields["rank"] = _enum("RANK_MODE_", fields["rank"])
     if "memory_type" in fields:
         fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
     for name in ("time_start", "time_end"):
         if name in fields:
             fields[name] = _ts(fields[name])
     return pb.Cue(query=query or "", **{k: v for k, v in fields.items() if v is not None})
+
+
+def embedder_choice(embedder: str | Mapping[str, Any] | spb.EmbedderChoice | None,
+                    model: str | None = None) -> spb.EmbedderChoice | None:
+    """``"hash"``, ``{"provider": "hash", "model": "hash-64"}`` or a message -> ``EmbedderChoice``."""
+    if embedder is None:
+        if model is not None:
+            raise InvalidInput("model given without an embedder provider",
+                               example='create_space("agent-7", embedder="local", model="all-MiniLM-L6-v2")')
+        return None
+    if isinstance(embedder, spb.EmbedderChoice):
+        return embedder
+    if isinstance(embedder, str):
+        return spb.EmbedderChoice(provider=embedder, model=model or "")
+    return spb.EmbedderChoice(provider=str(embedder.get("provider") or ""),
+                              model=str(model or embedder.get("model") or ""))
 
 
 def _event_types(types: Sequence[str | int] | None) -> list[Any]:
@@ -198,6 +217,7 @@ class GrpcClient(_Base):
         return self._call(self.stub.Experience, req).receipt
 
     def recall(self, query: str | None = None, **fields: Any) -> pb.RecallResult:
+        """Recall by cue; ``fields`` are Cue fields (``rank="similarity"``, ``wait_for_embeddings=True``)."""
         req = spb.RecallRequest(cue=cue(query, **fields), memory_space_id=self._field())
         return self._call(self.stub.Recall, req).result
 
@@ -302,8 +322,12 @@ class GrpcClient(_Base):
         return self._stream(self.stub.MemoryFlow(fill(), metadata=self._metadata()))
 
     # -- spaces ---------------------------------------------------------------------
-    def create_space(self, space: str | None = None, dimension: int | None = None) -> spb.CreateSpaceResponse:
-        req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
+    def create_space(self, space: str | None = None, dimension: int | None = None, *,
+                     embedder: str | Mapping[str, Any] | spb.EmbedderChoice | None = None,
+                     model: str | None = None) -> spb.CreateSpaceResponse:
+        """Create a space; ``embedder`` is a provider name (with ``model=``) or ``{"provider", "model"}``."""
+        req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension,
+                                     embedder=embedder_choice(embedder, model))
         return self._call(self.stub.CreateSpace, req)
 
     def get_space(self, space: str | None = None) -> pb.SpaceDescriptor:
@@ -421,9 +445,11 @@ class AsyncGrpcClient(_Base):
                 for seq, c in enumerate(cues, 1)]
         return self._stream(self.stub.StreamingRecall(iter(reqs), metadata=self._metadata()))
 
-    async def create_space(self, space: str | None = None,
-                           dimension: int | None = None) -> spb.CreateSpaceResponse:
-        req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension)
+    async def create_space(self, space: str | None = None, dimension: int | None = None, *,
+                           embedder: str | Mapping[str, Any] | spb.EmbedderChoice | None = None,
+                           model: str | None = None) -> spb.CreateSpaceResponse:
+        req = spb.CreateSpaceRequest(memory_space_id=self._admin_space(space), dimension=dimension,
+                                     embedder=embedder_choice(embedder, model))
         return await self._call(self.stub.CreateSpace, req)
 
     async def get_space(self, space: str | None = None) -> pb.SpaceDescriptor:

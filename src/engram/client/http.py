@@ -38,6 +38,7 @@ from ..core.models import (
     BeliefPage,
     Completion,
     ConsolidationReport,
+    EmbedderChoice,
     ForgetReceipt,
     Memory,
     MemoryPage,
@@ -71,6 +72,7 @@ from ._http_common import (
 )
 from ._http_common import Base as _Base
 from ._http_common import check as _check
+from ._http_common import embedder as _embedder
 from ._http_common import floats as _floats
 from ._http_common import mapping as _map
 from ._http_common import stream_path as _stream_path
@@ -172,9 +174,17 @@ class EngramClient(_Base):
             raise translate_transport_error(exc, self.base_url) from exc
 
     # -- spaces (administration: no space header) ---------------------------------------------
-    def create_space(self, space_id: str, *, dimension: int | None = None) -> CreatedSpace:
-        """Create a space (idempotent: an existing one comes back with ``created=False``)."""
-        resp = self._request("POST", f"{API}/spaces", json=body(id=space_id, dimension=dimension),
+    def create_space(
+        self, space_id: str, *, dimension: int | None = None,
+        embedder: str | Mapping[str, Any] | EmbedderChoice | None = None, model: str | None = None,
+    ) -> CreatedSpace:
+        """Create a space (idempotent: an existing one comes back with ``created=False``).
+
+        ``embedder``: a provider (``"local"``, ``"openai"``, ``"hash"``, ``"none"``) with an optional
+        ``model=``, or ``{"provider", "model"}``; omitted: the server's default embedder.
+        """
+        payload = body(id=space_id, dimension=dimension, embedder=_embedder(embedder, model))
+        resp = self._request("POST", f"{API}/spaces", json=payload,
                              scoped=False)
         return CreatedSpace.model_validate({**resp.json(), "created": resp.status_code == 201})
 
@@ -233,12 +243,18 @@ class EngramClient(_Base):
         tags: Sequence[str] | None = None, memory_type: str | None = None,
         time_start: datetime | str | None = None, time_end: datetime | str | None = None,
         location: str | None = None, participants: Sequence[str] | None = None,
-        trace_activation: bool | None = None, max_hops: int | None = None,
+        trace_activation: bool | None = None, max_hops: int | None = None, rank: str | None = None,
+        wait_for_embeddings: bool | None = None,
     ) -> RecallResult:
-        """Recall by cue: GET with query parameters, or POST when an embedding is given."""
+        """Recall by cue: GET with query parameters, or POST when an embedding is given.
+
+        ``rank``: ``"cognitive"`` (default, fused order) or ``"similarity"`` (pure cosine order);
+        ``wait_for_embeddings=True`` waits until earlier writes have their vectors.
+        """
         cue = dict(query=query, threshold=threshold, max_results=max_results, mode=mode, tags=_strs(tags),
                    memory_type=memory_type, time_start=time_start, time_end=time_end, location=location,
-                   participants=_strs(participants), trace_activation=trace_activation, max_hops=max_hops)
+                   participants=_strs(participants), trace_activation=trace_activation, max_hops=max_hops,
+                   rank=rank, wait_for_embeddings=wait_for_embeddings)
         if embedding is not None:
             payload = body(embedding=_floats(embedding), **cue)
             return self._call(RecallResult, "POST", f"{API}/memories/recall", json=payload)

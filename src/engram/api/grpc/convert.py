@@ -36,6 +36,7 @@ RECALL_MODES = {
     pb.RECALL_MODE_HYBRID: m.RecallMode.hybrid,
 }
 RECALL_MODES_OUT = {v.value: k for k, v in RECALL_MODES.items()}
+RANK_MODES = {pb.RANK_MODE_COGNITIVE: m.RankMode.cognitive, pb.RANK_MODE_SIMILARITY: m.RankMode.similarity}
 FORGET_MODES = {pb.FORGET_MODE_SUPPRESS: m.ForgetMode.suppress, pb.FORGET_MODE_DELETE: m.ForgetMode.delete}
 FORGET_MODES_OUT = {v.value: k for k, v in FORGET_MODES.items()}
 CONSOLIDATION_OUT = {
@@ -192,10 +193,25 @@ def cue(msg: pb.Cue, prefix: str = "cue") -> m.Cue:
         data["memory_type"] = MEMORY_TYPES.get(msg.memory_type, msg.memory_type)
     if msg.mode != pb.RECALL_MODE_UNSPECIFIED:
         data["mode"] = RECALL_MODES.get(msg.mode, msg.mode)
+    if msg.rank != pb.RANK_MODE_UNSPECIFIED:
+        # An unknown number stays a number, so the Cue model rejects it naming the allowed values.
+        data["rank"] = RANK_MODES.get(msg.rank, msg.rank)
+    if msg.wait_for_embeddings:
+        data["wait_for_embeddings"] = True
     _opt(msg, "threshold", data)
     _opt(msg, "max_results", data)
     _opt(msg, "max_hops", data)
     return parse(m.Cue, data, prefix)
+
+
+def embedder_choice(msg: spb.CreateSpaceRequest) -> m.EmbedderChoice | None:
+    """The requested embedder, or None (the server's default) when the field is not set."""
+    if not msg.HasField("embedder"):
+        return None
+    data: dict[str, Any] = {"provider": msg.embedder.provider}
+    if msg.embedder.model:
+        data["model"] = msg.embedder.model
+    return parse(m.EmbedderChoice, data, "embedder")
 
 
 def forget_mode(value: int) -> m.ForgetMode:
@@ -353,6 +369,7 @@ def recall_item(it: m.RecallItem) -> pb.RecallItem:
         source=SOURCE_OUT.get(it.source, pb.RECALL_SOURCE_UNSPECIFIED),
         activation_path=[pb.ActivationStep(memory_id=s.memory_id, activation=s.activation)
                          for s in it.activation_path or ()],
+        signals=it.signals,
     )
 
 
@@ -399,7 +416,10 @@ def forget_response(r: m.ForgetReceipt) -> spb.ForgetResponse:
 def space_descriptor(d: m.SpaceDescriptor) -> pb.SpaceDescriptor:
     out = pb.SpaceDescriptor(id=d.id, created_at=ts_out(d.created_at), memory_count=d.memory_count,
                              dimension=d.dimension, last_lsn=d.last_lsn, healthy=d.healthy, loaded=d.loaded,
-                             reason=d.reason or "")
+                             reason=d.reason or "", embedding_backlog=d.embedding_backlog)
+    if d.embedder is not None:
+        out.embedder.CopyFrom(pb.EmbedderInfo(provider=d.embedder.provider, model=d.embedder.model,
+                                              dimension=d.embedder.dimension))
     if d.stats:
         out.stats.CopyFrom(_stats(d.stats))
     return out
@@ -472,7 +492,7 @@ def consolidation_run(r: m.ConsolidationReport) -> pb.ConsolidationRun:
     return pb.ConsolidationRun(consolidation_id=r.run_id, beliefs=[belief(b) for b in r.beliefs],
                                episodes_considered=r.episodes_considered,
                                episodes_consolidated=r.episodes_consolidated, lsn=r.lsn,
-                               memory_space_id=r.memory_space_id)
+                               episodes_skipped=r.episodes_skipped, memory_space_id=r.memory_space_id)
 
 
 def dream_response(step: m.DreamStep, sequence: int, space: str) -> spb.DreamResponse:

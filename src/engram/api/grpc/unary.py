@@ -122,7 +122,7 @@ class UnaryHandlers(Adapter):
         async def run(space: str | None) -> spb.CreateSpaceResponse:
             assert space is not None
             dim = request.dimension if request.HasField("dimension") else None
-            desc, created = await self.service.create_space(space, dim)
+            desc, created = await self.service.create_space(space, dim, c.embedder_choice(request))
             return spb.CreateSpaceResponse(space=c.space_descriptor(desc), created=created)
 
         return await self.admin("CreateSpace", request, context, run)

@@ -17,6 +17,7 @@ from ...core.models import (
     MemoryInput,
     MemoryPage,
     MemoryType,
+    RankMode,
     RecallMode,
     RecallResult,
     StoreReceipt,
@@ -76,6 +77,14 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         threshold: float | None = Query(None, description="Minimum score in [0, 1]."),
         max_results: int | None = Query(None, description="1-1000, default 10."),
         mode: RecallMode | None = Query(None, description="similarity (default), spreading or hybrid."),
+        rank: RankMode | None = Query(
+            None,
+            description='"cognitive" (default): fused, activation- and recency-aware order; '
+            '"similarity": pure cosine order (score = cosine similarity).',
+        ),
+        wait_for_embeddings: bool | None = Query(
+            None, description="Wait (at most embedding_wait_seconds) until earlier writes are embedded."
+        ),
         trace_activation: bool | None = Query(
             None, description="Return the activation path of each result."
         ),
@@ -95,6 +104,8 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
             threshold=threshold,
             max_results=max_results,
             mode=mode,
+            rank=rank,
+            wait_for_embeddings=wait_for_embeddings,
             trace_activation=trace_activation,
             max_hops=max_hops,
             location=location,

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...core.models import SpaceDeletion, SpaceDescriptor, SpacePage
+from ...core.models import EmbedderChoice, SpaceDeletion, SpaceDescriptor, SpacePage
 from ...service import EngramService
 from ...spaces.ids import is_valid
 from .encode import ok
@@ -27,6 +27,12 @@ class SpaceCreate(BaseModel):
     )
     dimension: int | None = Field(
         None, ge=1, description="Embedding dimension; if omitted it is set by the first stored embedding."
+    )
+    embedder: EmbedderChoice | None = Field(
+        None,
+        description="The space's embedder (SPEC §9), fixed for its life: provider local | openai | hash | "
+        "none, and optionally a model. Omitted: the server's `embedder` setting (or none when `dimension` "
+        "differs from that embedder's dimension).",
     )
 
 
@@ -68,7 +74,7 @@ def router(service: EngramService) -> APIRouter:
         openapi_extra=body_example("POST", "/api/v1/spaces"),
     )
     async def create_space(item: SpaceCreate, request: Request) -> Response:
-        desc, created = await service.create_space(item.id, item.dimension)
+        desc, created = await service.create_space(item.id, item.dimension, item.embedder)
         label(request, desc.id)
         return ok(desc, 201 if created else 200)
 

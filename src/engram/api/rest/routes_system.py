@@ -150,12 +150,18 @@ def _refresh_gauges(service: EngramService) -> None:
     """Memories per loaded space (summed under the capped label), spaces loaded / on disk."""
     metrics = service.metrics
     counts: dict[str, int] = defaultdict(int)
+    backlog: dict[str, int] = defaultdict(int)
     loaded = service.registry.loaded()
     for sp in loaded:
         if sp.healthy and not sp.closed:
-            counts[metrics.space_label(sp.id)] += sp.count()
+            label = metrics.space_label(sp.id)
+            counts[label] += sp.count()
+            backlog[label] += sp.embedding_backlog
     metrics.memories.clear()
     for label, n in counts.items():
         metrics.memories.labels(label).set(n)
+    metrics.embedding_backlog.clear()
+    for label, n in backlog.items():
+        metrics.embedding_backlog.labels(label).set(n)
     metrics.spaces_loaded.set(len(loaded))
     metrics.spaces_total.set(len(service.registry.known_ids()))

@@ -13,9 +13,19 @@ Version note: engram.v1 revision 2 (Engram 0.2).
     administration RPCs.
   * Field number 15 is `memory_space_id` in every message that has one and
     is never used for anything else (messages without it skip 15).
+Revision 3 (server-side embeddings, SPEC section 9), additive only:
+  * Enum RankMode and Cue.rank, Cue.wait_for_embeddings (how a recall
+    orders its results; waiting for background embedding).
+  * RecallItem.signals: the per-signal values that placed a result.
+  * Message EmbedderInfo; SpaceDescriptor.embedder and
+    SpaceDescriptor.embedding_backlog.
+  * ConsolidationRun.episodes_skipped.
+  Old clients never set the new request fields and get the revision 2
+  behaviour (cognitive ranking, no waiting); they skip the new response
+  fields as unknown.
 Revision 1 (first release, Engram 0.1) is frozen in
-tests/fixtures/proto_v0/engram/v1/memory.proto. Revision 2 is wire- and
-source-compatible with it: fields and messages were only added, no field
+tests/fixtures/proto_v0/engram/v1/memory.proto. Revisions 2 and 3 are wire-
+and source-compatible with it: fields and messages were only added, no field
 number was changed or reused (`buf breaking` category FILE, see buf.yaml).
 
 Conventions:
@@ -120,6 +130,40 @@ RECALL_MODE_SIMILARITY: RecallMode.ValueType  # 1
 RECALL_MODE_SPREADING: RecallMode.ValueType  # 2
 RECALL_MODE_HYBRID: RecallMode.ValueType  # 3
 Global___RecallMode: _TypeAlias = RecallMode  # noqa: Y015
+
+class _RankMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RankModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RankMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RANK_MODE_UNSPECIFIED: _RankMode.ValueType  # 0
+    """Same as RANK_MODE_COGNITIVE."""
+    RANK_MODE_COGNITIVE: _RankMode.ValueType  # 1
+    """Fused order: full text, vector similarity, context and spreading
+    evidence, weighted with activation, confidence and recency.
+    """
+    RANK_MODE_SIMILARITY: _RankMode.ValueType  # 2
+    """Pure cosine order against the query embedding: each result's score is
+    its cosine similarity (clamped to [0, 1]); only memories the vector
+    search found are returned.
+    """
+
+class RankMode(_RankMode, metaclass=_RankModeEnumTypeWrapper):
+    """How a recall orders its results (revision 3)."""
+
+RANK_MODE_UNSPECIFIED: RankMode.ValueType  # 0
+"""Same as RANK_MODE_COGNITIVE."""
+RANK_MODE_COGNITIVE: RankMode.ValueType  # 1
+"""Fused order: full text, vector similarity, context and spreading
+evidence, weighted with activation, confidence and recency.
+"""
+RANK_MODE_SIMILARITY: RankMode.ValueType  # 2
+"""Pure cosine order against the query embedding: each result's score is
+its cosine similarity (clamped to [0, 1]); only memories the vector
+search found are returned.
+"""
+Global___RankMode: _TypeAlias = RankMode  # noqa: Y015
 
 class _ForgetMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -912,6 +956,8 @@ class Cue(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     TRACE_ACTIVATION_FIELD_NUMBER: _builtins.int
     MAX_HOPS_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_EMBEDDINGS_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """Full-text query over content."""
     location: _builtins.str
@@ -928,6 +974,16 @@ class Cue(_message.Message):
     """Return the activation path that reached each result."""
     max_hops: _builtins.int
     """Spreading hops, 0-10; absent: the server's spreading_max_hops."""
+    rank: Global___RankMode.ValueType
+    """How results are ordered. Unspecified: RANK_MODE_COGNITIVE. (Added in
+    revision 3.)
+    """
+    wait_for_embeddings: _builtins.bool
+    """Wait (at most the server's embedding_wait_seconds) until every memory
+    stored before this recall has its embedding, so a query is compared with
+    all of them. Default false: recall at once; memories still waiting for
+    their vector are found by text only. (Added in revision 3.)
+    """
     @_builtins.property
     def embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
@@ -958,10 +1014,12 @@ class Cue(_message.Message):
         mode: Global___RecallMode.ValueType = ...,
         trace_activation: _builtins.bool = ...,
         max_hops: _builtins.int | None = ...,
+        rank: Global___RankMode.ValueType = ...,
+        wait_for_embeddings: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "max_hops", b"max_hops", "max_results", b"max_results", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "embedding", b"embedding", "location", b"location", "max_hops", b"max_hops", "max_results", b"max_results", "memory_type", b"memory_type", "mode", b"mode", "participants", b"participants", "query", b"query", "tags", b"tags", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start", "trace_activation", b"trace_activation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "embedding", b"embedding", "location", b"location", "max_hops", b"max_hops", "max_results", b"max_results", "memory_type", b"memory_type", "mode", b"mode", "participants", b"participants", "query", b"query", "rank", b"rank", "tags", b"tags", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start", "trace_activation", b"trace_activation", "wait_for_embeddings", b"wait_for_embeddings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_hops: _TypeAlias = _typing.Literal["max_hops"]  # noqa: Y015
     _WhichOneofArgType__max_hops: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops"]  # noqa: Y015
@@ -1008,6 +1066,26 @@ class RecallItem(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SignalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MEMORY_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     SIMILARITY_FIELD_NUMBER: _builtins.int
@@ -1017,6 +1095,7 @@ class RecallItem(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     ACTIVATION_PATH_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
     score: _builtins.float
     """Combined score in [0, 1]."""
     similarity: _builtins.float
@@ -1032,6 +1111,17 @@ class RecallItem(_message.Message):
     def activation_path(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivationStep]:
         """From the cue's seed to this memory, when the cue set trace_activation."""
 
+    @_builtins.property
+    def signals(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """The per-signal values that placed this result, each in [0, 1] unless
+        stated: "relevance" (the fused evidence), "vector" (cosine similarity),
+        "vector_rank" (1-based rank in the vector list), "text" (full-text
+        score), "text_rank" (1-based rank in the text list), "context",
+        "spread" (spreading activation), "activation", "recency",
+        "confidence". A key is absent when that signal did not contribute.
+        Empty from servers before revision 3. (Added in revision 3.)
+        """
+
     def __init__(
         self,
         *,
@@ -1044,10 +1134,11 @@ class RecallItem(_message.Message):
         confidence: Global___Confidence | None = ...,
         source: Global___RecallSource.ValueType = ...,
         activation_path: _abc.Iterable[Global___ActivationStep] | None = ...,
+        signals: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "memory", b"memory"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "activation_path", b"activation_path", "confidence", b"confidence", "memory", b"memory", "recency", b"recency", "score", b"score", "similarity", b"similarity", "source", b"source", "text_score", b"text_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "activation_path", b"activation_path", "confidence", b"confidence", "memory", b"memory", "recency", b"recency", "score", b"score", "signals", b"signals", "similarity", b"similarity", "source", b"source", "text_score", b"text_score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1307,6 +1398,26 @@ class ConsolidationRun(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class EpisodesSkippedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CONSOLIDATION_ID_FIELD_NUMBER: _builtins.int
     BELIEFS_FIELD_NUMBER: _builtins.int
     EPISODES_CONSIDERED_FIELD_NUMBER: _builtins.int
@@ -1314,6 +1425,7 @@ class ConsolidationRun(_message.Message):
     LSN_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    EPISODES_SKIPPED_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
     consolidation_id: _builtins.str
     episodes_considered: _builtins.int
@@ -1327,6 +1439,14 @@ class ConsolidationRun(_message.Message):
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def episodes_skipped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Episodes left out of this run because they have no vector, counted by
+        reason: "awaiting_embedding" (stored, vector not computed yet; a later
+        run includes them) or "no_embedding" (the space has no embedder).
+        Empty: none skipped. (Added in revision 3.)
+        """
+
     def __init__(
         self,
         *,
@@ -1337,11 +1457,12 @@ class ConsolidationRun(_message.Message):
         lsn: _builtins.int = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        episodes_skipped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         memory_space_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["beliefs", b"beliefs", "consolidation_id", b"consolidation_id", "episodes_considered", b"episodes_considered", "episodes_consolidated", b"episodes_consolidated", "finished_at", b"finished_at", "lsn", b"lsn", "memory_space_id", b"memory_space_id", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["beliefs", b"beliefs", "consolidation_id", b"consolidation_id", "episodes_considered", b"episodes_considered", "episodes_consolidated", b"episodes_consolidated", "episodes_skipped", b"episodes_skipped", "finished_at", b"finished_at", "lsn", b"lsn", "memory_space_id", b"memory_space_id", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1573,6 +1694,40 @@ class SpaceStatistics(_message.Message):
 Global___SpaceStatistics: _TypeAlias = SpaceStatistics  # noqa: Y015
 
 @_typing.final
+class EmbedderInfo(_message.Message):
+    """The embedder a space uses (revision 3)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """"local", "openai", "hash" or "none" (vectors only from clients)."""
+    model: _builtins.str
+    """The resolved model name, e.g. "all-MiniLM-L6-v2", "hash-384", "none"."""
+    dimension: _builtins.int
+    """Vector length the embedder produces; absent for provider "none" and
+    while it is not known yet (an openai server not asked so far).
+    """
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        dimension: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension", "model", b"model", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
+    _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dimension) -> _WhichOneofReturnType__dimension | None: ...
+
+Global___EmbedderInfo: _TypeAlias = EmbedderInfo  # noqa: Y015
+
+@_typing.final
 class SpaceDescriptor(_message.Message):
     """A memory space as listed and described by the space administration RPCs."""
 
@@ -1587,6 +1742,8 @@ class SpaceDescriptor(_message.Message):
     LOADED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    EMBEDDER_FIELD_NUMBER: _builtins.int
+    EMBEDDING_BACKLOG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     memory_count: _builtins.int
     dimension: _builtins.int
@@ -1597,11 +1754,22 @@ class SpaceDescriptor(_message.Message):
     """Whether the space is currently loaded (spaces load lazily)."""
     reason: _builtins.str
     """Why the space is unhealthy, if it is."""
+    embedding_backlog: _builtins.int
+    """Memories stored but not yet embedded (their vectors are computed in the
+    background); 0 for an unloaded space. (Added in revision 3.)
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def stats(self) -> Global___SpaceStatistics:
         """Set by GetSpace and Introspect."""
+
+    @_builtins.property
+    def embedder(self) -> Global___EmbedderInfo:
+        """The space's embedder. Absent when the server does not know it without
+        loading the space, and from servers before revision 3. (Added in
+        revision 3.)
+        """
 
     def __init__(
         self,
@@ -1615,10 +1783,12 @@ class SpaceDescriptor(_message.Message):
         loaded: _builtins.bool = ...,
         reason: _builtins.str = ...,
         stats: Global___SpaceStatistics | None = ...,
+        embedder: Global___EmbedderInfo | None = ...,
+        embedding_backlog: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "created_at", b"created_at", "dimension", b"dimension", "stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "created_at", b"created_at", "dimension", b"dimension", "embedder", b"embedder", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "created_at", b"created_at", "dimension", b"dimension", "healthy", b"healthy", "id", b"id", "last_lsn", b"last_lsn", "loaded", b"loaded", "memory_count", b"memory_count", "reason", b"reason", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "created_at", b"created_at", "dimension", b"dimension", "embedder", b"embedder", "embedding_backlog", b"embedding_backlog", "healthy", b"healthy", "id", b"id", "last_lsn", b"last_lsn", "loaded", b"loaded", "memory_count", b"memory_count", "reason", b"reason", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
     _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015

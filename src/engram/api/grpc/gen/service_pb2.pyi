@@ -11,8 +11,13 @@ Version note: engram.v1 revision 2 (Engram 0.2).
   * Added RPCs CreateSpace, ListSpaces, GetSpace, DeleteSpace (space
     administration), GetMemory and ListMemories, MemoryFlow (mixed bidirectional stream with flow
     control), Echo and EchoStream (transport-ceiling benchmarks).
+Revision 3 (server-side embeddings, SPEC section 9): CreateSpaceRequest
+gained `embedder` (message EmbedderChoice); the other additions are in
+memory.proto (Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
+SpaceDescriptor.embedder and embedding_backlog,
+ConsolidationRun.episodes_skipped).
 Revision 1 (first release, Engram 0.1) is frozen in
-tests/fixtures/proto_v0/engram/v1/service.proto; revision 2 only adds
+tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 and 3 only add
 fields, messages and RPCs, so revision 1 clients keep working unchanged
 (checked by `buf breaking`, see buf.yaml and scripts/check_proto.sh).
 
@@ -1496,15 +1501,47 @@ class MemoryFlowResponse(_message.Message):
 Global___MemoryFlowResponse: _TypeAlias = MemoryFlowResponse  # noqa: Y015
 
 @_typing.final
-class CreateSpaceRequest(_message.Message):
+class EmbedderChoice(_message.Message):
     """---------------------------------------------------------------- spaces
 
-    Request of CreateSpace.
+    The embedder asked for when creating a space (revision 3).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """"local", "openai", "hash" or "none" (vectors only from clients); case
+    insensitive. Anything else is INVALID_ARGUMENT naming the allowed values.
+    """
+    model: _builtins.str
+    """Model name; empty: the provider's default (for the server's default
+    provider, its `embedder_model` setting). "local": all-MiniLM-L6-v2 or
+    all-MiniLM-L6-v2-int8; "hash": hash-<dimension>; "none": empty or "none".
+    """
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmbedderChoice: _TypeAlias = EmbedderChoice  # noqa: Y015
+
+@_typing.final
+class CreateSpaceRequest(_message.Message):
+    """Request of CreateSpace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
     DIMENSION_FIELD_NUMBER: _builtins.int
+    EMBEDDER_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
     dimension: _builtins.int
     """Embedding dimension, fixed for the space's life; absent: set by the
@@ -1516,15 +1553,23 @@ class CreateSpaceRequest(_message.Message):
     fallback here; empty is rejected with INVALID_ARGUMENT (MEMORY_SPACE_REQUIRED).
     Metadata `x-memory-space` is NOT consulted.
     """
+    @_builtins.property
+    def embedder(self) -> Global___EmbedderChoice:
+        """The space's embedder, fixed for its life. Absent: the server's
+        `embedder` setting - or "none" when `dimension` is given and differs
+        from that embedder's dimension. (Added in revision 3.)
+        """
+
     def __init__(
         self,
         *,
         dimension: _builtins.int | None = ...,
+        embedder: Global___EmbedderChoice | None = ...,
         memory_space_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension", "embedder", b"embedder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension", "embedder", b"embedder", "memory_space_id", b"memory_space_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
     _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015

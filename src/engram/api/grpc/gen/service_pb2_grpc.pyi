@@ -11,8 +11,13 @@ Version note: engram.v1 revision 2 (Engram 0.2).
   * Added RPCs CreateSpace, ListSpaces, GetSpace, DeleteSpace (space
     administration), GetMemory and ListMemories, MemoryFlow (mixed bidirectional stream with flow
     control), Echo and EchoStream (transport-ceiling benchmarks).
+Revision 3 (server-side embeddings, SPEC section 9): CreateSpaceRequest
+gained `embedder` (message EmbedderChoice); the other additions are in
+memory.proto (Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
+SpaceDescriptor.embedder and embedding_backlog,
+ConsolidationRun.episodes_skipped).
 Revision 1 (first release, Engram 0.1) is frozen in
-tests/fixtures/proto_v0/engram/v1/service.proto; revision 2 only adds
+tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 and 3 only add
 fields, messages and RPCs, so revision 1 clients keep working unchanged
 (checked by `buf breaking`, see buf.yaml and scripts/check_proto.sh).
 
