@@ -10,12 +10,10 @@
 Fusion (rank "cognitive", documented in docs/cognition.md "Ranking"): each source's
 evidence is first put on one scale: the text score is already in [0, 1]; a cosine
 is *calibrated* by the space's embedder (cosines of unrelated texts are not 0 for
-a sentence model). Evidence from the sources is combined as a noisy OR,
-``1 - (1 - v)(1 - t)``, so agreeing sources raise confidence, then scaled by
-reciprocal-rank fusion of the two lists: ``evidence * (1 - s + s * rrf / rrf_best)``
-with ``s = RRF_SHARE``, so a memory both lists rank high keeps all its evidence and
-one that only one list found, or found low, keeps less. Rank never creates
-relevance from nothing (zero evidence stays zero). Spreading adds, in hybrid mode, a share
+a sentence model). Evidence is combined as a noisy OR, ``1 - (1 - v)(1 - W_TEXT t)``,
+so agreeing sources raise confidence and one strong source suffices. (Reciprocal-rank
+fusion was measured too and lost to this on the quality benchmark: it lets a weak
+keyword list pull down what meaning found.) Spreading adds, in hybrid mode, a share
 of the remaining gap to 1 in proportion to the activation that arrived.
 """
 
@@ -59,9 +57,9 @@ HYBRID_SPREAD_SHARE = 0.5
 SPREAD_SCORED_MIN = 100
 # Frontier nodes expanded per hop (see cognition.spreading): bounds a hop's edge reads.
 SPREAD_BEAM = 32
-# Reciprocal-rank fusion: the usual constant, and its share of the fused relevance.
-RRF_K = 60
-RRF_SHARE = 0.5
+# Weight of full-text evidence beside a query vector (measured on the quality benchmark:
+# sentence-embedding evidence is the more reliable of the two on conversational memory).
+W_TEXT = 0.6
 # Cosine calibration per embedder provider: (unrelated, same meaning). A cosine at or
 # below the first counts as no evidence, at or above the second as full evidence.
 # Measured on the quality benchmark's turns (docs/benchmarks.md "Recall quality").
@@ -85,7 +83,6 @@ class RecallRun:
     cands: dict[int, Candidate] = field(default_factory=dict)
     rows: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     context_only: bool = False
-    lists: int = 0  # how many ranked lists (vector, text) the candidates came from
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,8 +119,6 @@ def prepare(run: RecallRun) -> None:
 
 def gather(run: RecallRun) -> None:
     run.cands, run.context_only = direct_candidates(run.space, run.cue, run.qv, run.wide)
-    run.lists = (any(c.vector_rank is not None for c in run.cands.values())
-                 + any(c.text_rank is not None for c in run.cands.values()))
 
 
 def filter_context(run: RecallRun) -> None:
@@ -149,13 +144,9 @@ def direct_relevance(run: RecallRun, c: Candidate) -> float:
     if run.context_only:
         return c.context
     v = calibrated(run, c.similarity) if c.vector_rank is not None else 0.0
-    evidence = 1.0 - (1.0 - v) * (1.0 - c.text)
-    if not run.lists:
-        return evidence
-    rrf = sum(1.0 / (RRF_K + r) for r in (c.vector_rank, c.text_rank) if r is not None)
-    best = run.lists / (RRF_K + 1)
-    # Rank agreement scales the evidence; it never creates relevance where there is none.
-    return evidence * (1.0 - RRF_SHARE + RRF_SHARE * rrf / best)
+    # Word overlap is weaker evidence than meaning when both exist; alone it counts in full.
+    t = c.text * (W_TEXT if run.qv.vector is not None else 1.0)
+    return 1.0 - (1.0 - v) * (1.0 - t)
 
 
 def spread_into(run: RecallRun) -> None:

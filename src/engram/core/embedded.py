@@ -52,15 +52,24 @@ REEMBED_TABLE = (
 
 NO_EMBEDDER = EmbedderSpec("none", "none")
 # What a memory is embedded from: its content and an episode's descriptive fields.
-EMBED_TEXT_COLUMNS = "content, what, where_location, why, how"
+EMBED_TEXT_COLUMNS = "content, what, where_location, why, how, who"
 
 
-def embed_text(content: str, what: str | None, where: str | None, why: str | None, how: str | None) -> str:
+def embed_text(content: str, what: str | None = None, where: str | None = None, why: str | None = None,
+               how: str | None = None, who: str | None = None) -> str:
+    """The text a memory's vector is computed from: its content, an episode's fields, and
+    who took part ("Grace, Nadia: ..."), since who said or did something is part of what
+    it means (a question about Grace's brother is about what Grace said). ``who`` is the
+    stored JSON list. Empty when there is no text at all (who alone is not a memory)."""
     parts = [content]
     for extra in (what, where, why, how):
         if extra and extra not in parts:
             parts.append(extra)
-    return " ".join(p for p in parts if p).strip()
+    text = " ".join(p for p in parts if p).strip()
+    people = json.loads(who) if who else []
+    if text and people:
+        return f"{', '.join(str(p) for p in people)}: {text}"
+    return text
 
 
 def known_dimension(spec: EmbedderSpec, openai_dimension: int) -> int | None:
