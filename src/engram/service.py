@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .cognition.api import SpaceCognition
+from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
+from .core.embedded import known_dimension
 from .core.events import Subscription
 from .core.models import (
     AssociateInput,
@@ -302,14 +304,14 @@ class EngramService:
 
 
 def _reembed_status(space: MemorySpace, raw: dict[str, Any]) -> ReembedStatus:
-    spec = space.embedder_spec
     target = raw["target"]
-    return ReembedStatus(
-        memory_space_id=space.id, state=raw["state"], done=raw["done"], total=raw["total"],
-        embedder=EmbedderInfo(provider=spec.provider, model=spec.model,
-                              dimension=space.dim if spec.provider != "none" else None),
-        target=None if target is None else EmbedderInfo(provider=target["provider"], model=target["model"]),
-    )
+    goal = None
+    if target is not None:
+        spec = EmbedderSpec(str(target["provider"]), str(target["model"]))
+        goal = EmbedderInfo(provider=spec.provider, model=spec.model,
+                            dimension=known_dimension(spec, space.settings.openai_dimension))
+    return ReembedStatus(memory_space_id=space.id, state=raw["state"], done=raw["done"], total=raw["total"],
+                         embedder=embedder_info(space), target=goal)
 
 
 def _cognition_of(space: MemorySpace) -> SpaceCognition:

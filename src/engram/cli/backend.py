@@ -27,6 +27,7 @@ from ..core.models import (
     Memory,
     MemoryPage,
     RecallResult,
+    ReembedStatus,
     SpaceDeletion,
     SpaceDescriptor,
     SpacePage,
@@ -51,6 +52,11 @@ class Backend(Protocol):
     def get_space(self, space_id: str | None = None) -> SpaceDescriptor: ...
 
     def delete_space(self, space_id: str) -> SpaceDeletion: ...
+
+    def reembed(self, space_id: str | None = None, *, provider: str | None = None,
+                model: str | None = None) -> ReembedStatus: ...
+
+    def reembed_status(self, space_id: str | None = None) -> ReembedStatus: ...
 
     def remember(
         self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
@@ -152,6 +158,15 @@ class GrpcBackend:
     def delete_space(self, space_id: str) -> SpaceDeletion:
         with self._rpc():
             return pb.space_deletion(self._client.delete_space(space_id))
+
+    def reembed(self, space_id: str | None = None, *, provider: str | None = None,
+                model: str | None = None) -> ReembedStatus:
+        with self._rpc():
+            return pb.reembed_status(self._client.reembed(space_id, provider, model))
+
+    def reembed_status(self, space_id: str | None = None) -> ReembedStatus:
+        with self._rpc():
+            return pb.reembed_status(self._client.reembed_status(space_id))
 
     # -- memories ---------------------------------------------------------------------------------
     def remember(

@@ -150,3 +150,7 @@ def space_page(msg: spb.ListSpacesResponse) -> m.SpacePage:
 
 def space_deletion(msg: spb.DeleteSpaceResponse) -> m.SpaceDeletion:
     return m.SpaceDeletion.model_validate(to_dict(msg))
+
+
+def reembed_status(msg: spb.ReembedStatus) -> m.ReembedStatus:
+    return m.ReembedStatus.model_validate(to_dict(msg))

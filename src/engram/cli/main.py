@@ -1,7 +1,8 @@
 """The ``engram`` command: a click group; each concern registers its commands.
 
 Exit codes (click's own usage errors are 2):
-    0 ok, 1 server/other error, 2 usage error, 3 not found, 4 cannot reach the server
+    0 ok, 1 server/other error, 2 usage error, 3 not found, 4 cannot reach the server,
+    130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations

@@ -19,6 +19,15 @@ from typing import Any, NoReturn
 import click
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +39,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_UNREACHABLE = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -38,6 +48,7 @@ Exit codes:
   2  usage error: bad option or argument, or input the server rejected (400)
   3  not found: unknown memory space, memory or belief (404)
   4  cannot reach the server (not running, wrong --url, connection dropped)
+  130  interrupted with Ctrl-C (space reembed: the work continues on the server)
 
 \b
 Where commands send requests: --url, then ENGRAM_URL, then the state file
@@ -54,6 +65,13 @@ def stdout() -> Console:
 
 def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def progress_bar(enabled: bool = True) -> Progress:
+    """A done/total progress bar on stderr (so ``--json`` stdout stays one document)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr(), disable=not enabled,
+                    transient=False)
 
 
 def exit_code_for(exc: EngramError) -> int:

@@ -1,14 +1,21 @@
-"""``engram space create|list|get|delete``."""
+"""``engram space create|list|get|reembed|delete``."""
 
 from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
-from ..core.models import SpaceDescriptor
+from ..core.models import EmbedderInfo, ReembedStatus, SpaceDescriptor
 from ..embedding import PROVIDERS
 from . import output as out
 from .connect import Target, backend_options
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 
 @click.group("space")
@@ -18,9 +25,10 @@ def space_group() -> None:
 
 def embedder_label(desc: SpaceDescriptor) -> str | None:
     """``hash/hash-384 (384-d)``; None when the server did not say (an old server, an unloaded space)."""
-    emb = desc.embedder
-    if emb is None:
-        return None
+    return None if desc.embedder is None else info_label(desc.embedder)
+
+
+def info_label(emb: EmbedderInfo) -> str:
     label = emb.provider if emb.model in (emb.provider, "none") else f"{emb.provider}/{emb.model}"
     return f"{label} ({emb.dimension}-d)" if emb.dimension else label
 
@@ -34,7 +42,8 @@ def _descriptor_pairs(desc: SpaceDescriptor) -> list[tuple[str, object]]:
         ("loaded", "yes" if desc.loaded else "no"),
     ]
     for key, value in (desc.stats or {}).items():
-        if key in ("memory_space_id", "memories", "last_lsn", "dimension", "healthy", "index"):
+        if key in ("memory_space_id", "memories", "last_lsn", "dimension", "healthy", "index", "embedder",
+                   "embedding_backlog"):
             continue
         pairs.append((key.replace("_", " "), value))
     index = (desc.stats or {}).get("index")
@@ -112,6 +121,85 @@ def get(target: Target, space_id: str | None) -> None:
         out.emit_json(desc)
         return
     out.stdout().print(out.fields_table(f"Memory space {desc.id}", _descriptor_pairs(desc)))
+
+
+@space_group.command("reembed")
+@click.argument("space_id", metavar="ID")
+@click.option("--provider", type=click.Choice([p for p in PROVIDERS if p != "none"], case_sensitive=False),
+              default=None, help="The new embedder. Default: the server's `embedder` setting.")
+@click.option("--model", default=None, metavar="NAME",
+              help="Its model (with --provider), e.g. all-MiniLM-L6-v2-int8 or hash-256.")
+@click.option("--no-wait", is_flag=True, help="Return once started; the server carries on alone.")
+@click.option("--interval", type=click.FloatRange(0.05), default=0.5, show_default=True,
+              help="Seconds between progress checks.")
+@backend_options
+def reembed(target: Target, space_id: str, provider: str | None, model: str | None, no_wait: bool,
+            interval: float) -> None:
+    """Re-embed memory space ID with another embedder.
+
+    The server computes every memory's new vector in the background while the space keeps
+    serving with its current embedder, then switches embedder, dimension and vectors at once.
+    This command follows it with a progress bar until the switch. Ctrl-C stops watching, not
+    the work. Resumable: after Ctrl-C or a server restart, run it again with the same
+    --provider/--model to pick up where it is.
+    """
+    if model is not None and provider is None:
+        raise click.UsageError("--model needs --provider (e.g. --provider local --model all-MiniLM-L6-v2)")
+    again = _again(space_id, provider, model)
+    with target.backend() as client:
+        status = client.reembed(space_id, provider=provider and provider.lower(), model=model)
+        if no_wait:
+            if not target.as_json:
+                out.stdout().print(_reembed_line(status, target))
+        else:
+            status = _follow(target, client, status, interval, again)
+    if target.as_json:
+        out.emit_json(status)
+    elif no_wait:
+        out.stdout().print(f"running on the server; follow it with `{again}`")
+    else:
+        out.stdout().print(Text.assemble("re-embedded space ", (status.memory_space_id, "bold"),
+                                         f": now {info_label(status.embedder)}, {status.total} memories"))
+
+
+def _reembed_line(status: ReembedStatus, target: Target) -> Text:
+    goal = info_label(status.target) if status.target else info_label(status.embedder)
+    return Text.assemble("re-embedding space ", (status.memory_space_id, "bold"), f" at {target.address}",
+                         f" with {goal}: {status.done}/{status.total} done")
+
+
+def _again(space_id: str, provider: str | None, model: str | None) -> str:
+    args = ["engram space reembed", space_id]
+    if provider:
+        args += ["--provider", provider.lower()]
+    if model:
+        args += ["--model", model]
+    return " ".join(args)
+
+
+def _follow(target: Target, client: Backend, status: ReembedStatus, interval: float,
+            again: str) -> ReembedStatus:
+    """Poll until the space has switched (state idle); Ctrl-C leaves the work running and exits 130."""
+    try:
+        if not target.as_json:
+            out.stdout().print(_reembed_line(status, target))
+        with out.progress_bar(enabled=not target.as_json) as bar:
+            task = bar.add_task(f"re-embedding {status.memory_space_id}", total=status.total,
+                                completed=status.done)
+            while status.state == "running":
+                time.sleep(interval)
+                status = client.reembed_status(status.memory_space_id)
+                bar.update(task, total=status.total,
+                           completed=status.done if status.state == "running" else status.total)
+    except KeyboardInterrupt:
+        if target.as_json:
+            out.emit_json(status)
+        out.stderr().print(
+            f"interrupted: the re-embedding keeps running on the server ({status.done}/{status.total} "
+            f"done); run `{again}` again to follow it (it resumes), or `engram space get "
+            f"{status.memory_space_id}` to see the embedder in use.")
+        sys.exit(out.EXIT_INTERRUPTED)
+    return status
 
 
 @space_group.command("delete")

@@ -26,15 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.text import Text
 
 from ..client.http import AsyncEngramClient, EngramConnectionError
@@ -54,12 +46,6 @@ def to_input(record: dict[str, Any]) -> dict[str, Any]:
     """The ``remember`` body for one exported (or hand-written) memory."""
     names = EPISODE_FIELDS if record.get("when") is not None else MEMORY_FIELDS
     return {k: record[k] for k in names if record.get(k) is not None}
-
-
-def _progress(target: Target, enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=out.stderr(), disable=not enabled,
-                    transient=False)
 
 
 def _read_jsonl(handle: IO[str], name: str) -> list[tuple[int, dict[str, Any]]]:
@@ -133,7 +119,7 @@ def import_(target: Target, file: str, concurrency: int, show_progress: bool) ->
 
     async def run() -> ImportOutcome:
         async with target.async_client(max_connections=concurrency) as client:
-            with _progress(target, show_progress) as progress:
+            with out.progress_bar(show_progress) as progress:
                 return await _import(client, items, concurrency, progress)
 
     outcome = asyncio.run(run())
@@ -189,7 +175,7 @@ def export(target: Target, file: str | None, include_suppressed: bool, embedding
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            with _progress(target, show_progress) as progress:
+            with out.progress_bar(show_progress) as progress:
                 count = asyncio.run(pager.run(handle, progress))
             handle.flush()
             os.fsync(handle.fileno())

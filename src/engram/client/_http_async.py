@@ -21,6 +21,7 @@ from ..core.models import (
     MemoryPage,
     RecallResult,
     Recognition,
+    ReembedStatus,
     Reminiscence,
     SpaceDeletion,
     SpaceDescriptor,
@@ -161,6 +162,21 @@ class AsyncEngramClient(_Base):
         """Descriptor and statistics of ``space_id`` (default: this client's space)."""
         sid = self._space_or(space_id)
         return await self._call(SpaceDescriptor, "GET", f"{API}/spaces/{segment(sid)}", scoped=False)
+
+    async def reembed(self, space_id: str | None = None, *, provider: str | None = None,
+                      model: str | None = None) -> ReembedStatus:
+        """Start (or resume) re-embedding ``space_id`` (default: this client's space) with ``provider``
+        and ``model`` (omitted: the server's default embedder); returns its progress at once. The space
+        switches to the new embedder when every memory has its new vector: poll :meth:`reembed_status`
+        until ``state == "idle"``."""
+        sid = self._space_or(space_id)
+        return await self._call(ReembedStatus, "POST", f"{API}/spaces/{segment(sid)}/reembed",
+                                json=_embedder(provider, model), scoped=False)
+
+    async def reembed_status(self, space_id: str | None = None) -> ReembedStatus:
+        """Progress of re-embedding ``space_id`` (default: this client's space); ``idle`` when none runs."""
+        sid = self._space_or(space_id)
+        return await self._call(ReembedStatus, "GET", f"{API}/spaces/{segment(sid)}/reembed", scoped=False)
 
     async def delete_space(self, space_id: str) -> SpaceDeletion:
         """Erase a space and everything in it; returns what was removed."""

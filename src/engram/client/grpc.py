@@ -335,6 +335,18 @@ class GrpcClient(_Base):
             self.stub.GetSpace, spb.GetSpaceRequest(memory_space_id=self._admin_space(space))
         ).space
 
+    def reembed(self, space: str | None = None, provider: str | None = None,
+                model: str | None = None) -> spb.ReembedStatus:
+        """Start (or resume) re-embedding a space with ``provider``/``model`` (omitted: the server's
+        default embedder); poll :meth:`reembed_status` until ``REEMBED_STATE_IDLE``."""
+        req = spb.ReembedSpaceRequest(memory_space_id=self._admin_space(space),
+                                      embedder=embedder_choice(provider, model))
+        return self._call(self.stub.ReembedSpace, req).status
+
+    def reembed_status(self, space: str | None = None) -> spb.ReembedStatus:
+        req = spb.GetReembedStatusRequest(memory_space_id=self._admin_space(space))
+        return self._call(self.stub.GetReembedStatus, req).status
+
     def delete_space(self, space: str | None = None) -> spb.DeleteSpaceResponse:
         return self._call(
             self.stub.DeleteSpace, spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space))
@@ -455,6 +467,16 @@ class AsyncGrpcClient(_Base):
     async def get_space(self, space: str | None = None) -> pb.SpaceDescriptor:
         req = spb.GetSpaceRequest(memory_space_id=self._admin_space(space))
         return (await self._call(self.stub.GetSpace, req)).space
+
+    async def reembed(self, space: str | None = None, provider: str | None = None,
+                      model: str | None = None) -> spb.ReembedStatus:
+        req = spb.ReembedSpaceRequest(memory_space_id=self._admin_space(space),
+                                      embedder=embedder_choice(provider, model))
+        return (await self._call(self.stub.ReembedSpace, req)).status
+
+    async def reembed_status(self, space: str | None = None) -> spb.ReembedStatus:
+        req = spb.GetReembedStatusRequest(memory_space_id=self._admin_space(space))
+        return (await self._call(self.stub.GetReembedStatus, req)).status
 
     async def delete_space(self, space: str | None = None) -> spb.DeleteSpaceResponse:
         req = spb.DeleteSpaceRequest(memory_space_id=self._admin_space(space))

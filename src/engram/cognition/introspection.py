@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.decay import retention_array
-from ..core.models import SpaceStats, from_epoch
+from ..core.embedded import known_dimension
+from ..core.models import EmbedderInfo, SpaceStats, from_epoch
 from .consolidation import META_LAST_AT
 
 if TYPE_CHECKING:
@@ -26,6 +27,15 @@ def average_activation(space: MemorySpace, conn: sqlite3.Connection) -> float:
     arr = np.asarray(rows, dtype=np.float64)
     out = arr[:, 0] * retention_array(now - arr[:, 1], arr[:, 2])
     return float(np.clip(out, 0.0, 1.0).mean())
+
+
+def embedder_info(space: MemorySpace) -> EmbedderInfo:
+    """The embedder ``space`` uses now; its dimension is the space's, else the model's known one."""
+    spec = space.embedder_spec
+    if spec.provider == "none":
+        return EmbedderInfo(provider=spec.provider, model=spec.model, dimension=None)
+    return EmbedderInfo(provider=spec.provider, model=spec.model,
+                        dimension=space.dim or known_dimension(spec, space.settings.openai_dimension))
 
 
 def introspect(space: MemorySpace) -> SpaceStats:
@@ -69,5 +79,7 @@ def introspect(space: MemorySpace) -> SpaceStats:
         last_lsn=space.last_lsn,
         last_consolidation=from_epoch(float(last[0])) if last else None,
         dimension=space.dim,
+        embedder=embedder_info(space),
+        embedding_backlog=space.embedding_backlog,
         healthy=space.healthy,
     )

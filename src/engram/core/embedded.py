@@ -33,6 +33,7 @@ from ..storage.sqlite_store import dumps
 
 if TYPE_CHECKING:
     from ..embedding import Embedders
+    from ..index.density import LocalDensity
     from ..index.vector import VectorSet
     from ..settings import Settings
     from ..storage.sqlite_store import SpaceStore
@@ -101,6 +102,7 @@ class TextEmbedding:
     _pending_cv: threading.Condition
     _closed: bool
     reembed_target: EmbedderSpec | None
+    density: LocalDensity
 
     def _rebuild_vectors(self) -> None:
         raise NotImplementedError  # MemorySpace's
@@ -170,7 +172,11 @@ class TextEmbedding:
 
     def _load_pending(self) -> None:
         """List the rows still awaiting a vector (after a restart, or a crash mid-backlog)."""
-        if not self.embedding_active or self.store is None:
+        if self.store is None:
+            return
+        if not self.embedding_active:
+            if len(self.vectors) and self.backfill is not None:
+                self.backfill.notify(self)  # the fan of client vectors (see _density_step)
             return
         rows = self.store.reader().execute(
             f"SELECT rowid, {EMBED_TEXT_COLUMNS} FROM memories "
@@ -180,7 +186,8 @@ class TextEmbedding:
             for rowid, *text in rows:
                 if embed_text(*text):
                     self._pending[int(rowid)] = None
-        if (self._pending or self.reembed_target is not None) and self.backfill is not None:
+        work = self._pending or self.reembed_target is not None or len(self.vectors)
+        if work and self.backfill is not None:
             log.info("embedding backlog after open: %d", len(self._pending), extra={"memory_space": self.id})
             self.backfill.notify(self)
 
@@ -219,12 +226,14 @@ class TextEmbedding:
         """
         store = self.check_healthy()
         if not self.embedding_active:
-            return False
+            return self._density_step(limit)
         assert self.embedders is not None
         with self._pending_cv:
             batch = list(self._pending)[:limit]
         if not batch:
-            return self._reembed_step(limit) if self.reembed_target is not None else False
+            if self.reembed_target is not None:
+                return self._reembed_step(limit)
+            return self._density_step(limit)
         q = ",".join("?" * len(batch))
         rows = store.reader().execute(
             f"SELECT rowid, lsn, suppressed, embedding IS NOT NULL, {EMBED_TEXT_COLUMNS} "
@@ -254,7 +263,7 @@ class TextEmbedding:
                 f"embedder {self.embedder_spec} returned {vecs.shape[1]}-dimensional vectors; "
                 f"memory space {self.id!r} holds {self.dim}-dimensional ones"
             )
-        links = self._meaning_links(keys, vecs)
+        links, near = self._neighbours(keys, vecs)
         now = self.clock()
 
         def op(conn: sqlite3.Connection, _lsn: int) -> list[int]:
@@ -292,34 +301,50 @@ class TextEmbedding:
                 unit = (vecs[done] / norms).astype(np.float16)
                 self.vectors.add_many([keys[i] for i in done], unit,
                                       np.asarray([lsns[i] for i in done], dtype=np.int64))
+                for i in done:
+                    self.density.observe(keys[i], near[i])
             self._drop_pending(keys)
 
         store.write(op, mutates=False, after=after)
         return bool(self._pending) or self.reembed_target is not None
 
-    def _meaning_links(
+    def _neighbours(
         self, keys: builtins.list[int], vecs: np.ndarray
-    ) -> builtins.list[tuple[int, int, float]]:
-        """Associations from meaning: each new memory to its nearest neighbours above the threshold.
+    ) -> tuple[builtins.list[tuple[int, int, float]], builtins.list[builtins.list[tuple[int, float]]]]:
+        """Each new memory's nearest neighbours: ``(links, neighbours)``.
 
-        Neighbours are searched among the stored vectors and among the batch itself
-        (earlier rows only, so a pair is proposed once).
+        ``neighbours[i]`` are the nearest stored memories of ``keys[i]`` and the batch's
+        earlier rows (for the fan, ``index.density``); ``links`` are the associations from
+        meaning: those at or above ``semantic_link_threshold``, at most ``auto_link_max``.
         """
         thr = self.settings.semantic_link_threshold
-        most = self.settings.auto_link_max
-        if thr > 1.0 or most <= 0:
-            return []
-        out: list[tuple[int, int, float]] = []
+        most = self.settings.auto_link_max if thr <= 1.0 else 0
+        want = max(most, self.density.k) + 1
+        links: list[tuple[int, int, float]] = []
+        near: list[list[tuple[int, float]]] = []
         within = vecs @ vecs.T if len(keys) > 1 else None
         for i, key in enumerate(keys):
             found: list[tuple[float, int]] = []
             if len(self.vectors):
-                found += [(s, k) for k, s in self.vectors.search(vecs[i], most + 1) if k != key and s >= thr]
+                found += [(s, k) for k, s in self.vectors.search(vecs[i], want) if k != key]
             if within is not None:
-                found += [(float(within[i, j]), keys[j]) for j in range(i) if within[i, j] >= thr]
+                found += [(float(within[i, j]), keys[j]) for j in range(i)]
             found.sort(reverse=True)
-            out += [(key, k, round(min(1.0, s), 6)) for s, k in found[:most]]
-        return out
+            near.append([(k, s) for s, k in found[: self.density.k]])
+            links += [(key, k, round(min(1.0, s), 6)) for s, k in found[:most] if s >= thr]
+        return links, near
+
+    def _density_step(self, limit: int) -> bool:
+        """Measure the fan of up to ``limit`` stored vectors not measured yet (after an open,
+        or client vectors); True if more remain."""
+        limit *= 8  # a search each, no model: cheap next to an embedding batch
+        stored: list[int] = self.vectors.keys().tolist()
+        missing = [k for k in stored if k not in self.density][:limit]
+        for key in missing:
+            vec = self.vectors.vector(key)
+            if vec is not None:
+                self.density.observe(key, self.vectors.search(vec, self.density.k + 1))
+        return len(missing) == limit
 
     # -- re-embedding with another model (engram space reembed) -------------------------
     def start_reembed(self, spec: EmbedderSpec) -> dict[str, Any]:

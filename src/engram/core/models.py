@@ -567,4 +567,6 @@ class SpaceStats(BaseModel):
     last_lsn: int
     last_consolidation: datetime | None = None
     dimension: int | None = None
+    embedder: EmbedderInfo | None = None  # what the space embeds text with (SPEC §9)
+    embedding_backlog: int = 0  # memories stored but not yet embedded
     healthy: bool = True

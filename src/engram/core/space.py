@@ -37,6 +37,7 @@ from ..errors import (
     StorageError,
 )
 from ..index.ann import INDEX_FILE, SIDECAR_FILE, AnnIndex
+from ..index.density import LocalDensity
 from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps
@@ -115,6 +116,7 @@ class MemorySpace(TextEmbedding):
         self._pending: dict[int, None] = {}
         self._pending_cv = threading.Condition()
         self.reembed_target = None  # the embedder a re-embedding in progress switches to
+        self.density = LocalDensity()  # each memory's fan (index.density), measured in the background
         # One shared post-commit effect for every remember: applied once per run of
         # remembers in a commit batch (see GroupedEffect), not once per write.
         self._stored_effect = GroupedEffect(self._apply_stored)
@@ -193,6 +195,7 @@ class MemorySpace(TextEmbedding):
                 (self.dir / name).unlink()
         vectors = VectorSet(self.dim)
         previous, self.vectors = self.vectors, vectors
+        self.density = LocalDensity(self.density.k)  # new vectors, new neighbourhoods
         ann = AnnIndex(vectors, self.dir, self.settings)
         try:
             self._load_vectors(None)
@@ -525,8 +528,8 @@ class MemorySpace(TextEmbedding):
         if waiting:
             with self._pending_cv:
                 self._pending.update(dict.fromkeys(waiting))
-            if self.backfill is not None:
-                self.backfill.notify(self)
+        if (waiting or with_vec) and self.backfill is not None:
+            self.backfill.notify(self)  # vectors to compute, or client vectors' fan to measure
         for res, lsn in run:
             self.events.publish("stored", lsn, res["event"])
 
@@ -669,6 +672,7 @@ class MemorySpace(TextEmbedding):
 
         def after(res: dict[str, Any], lsn: int) -> None:
             self.vectors.remove(res["rowid"], lsn)
+            self.density.remove(res["rowid"])
             self.events.publish("forgotten", lsn, {"memory_id": memory_id, "mode": mode.value})
 
         def receipt(done: tuple[dict[str, Any], int]) -> ForgetReceipt:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cognition.api import SpaceCognition
+from ..cognition.introspection import embedder_info
 from ..core.backfill import EmbeddingBackfill
 from ..core.embedded import known_dimension
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
@@ -241,11 +242,7 @@ class SpaceRegistry:
             loaded=space is not None and not space.closed,
         )
         if space is not None:
-            spec = space.embedder_spec
-            desc.embedder = EmbedderInfo(
-                provider=spec.provider, model=spec.model,
-                dimension=None if spec.provider == "none"
-                else space.dim or known_dimension(spec, self.settings.openai_dimension))
+            desc.embedder = embedder_info(space)
             desc.embedding_backlog = space.embedding_backlog
             desc.memory_count = space.count()
             desc.last_lsn = space.last_lsn

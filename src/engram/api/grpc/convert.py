@@ -53,6 +53,7 @@ CATEGORY_OUT = {
 SOURCE_OUT = {"similarity": pb.RECALL_SOURCE_SIMILARITY, "text": pb.RECALL_SOURCE_TEXT,
               "context": pb.RECALL_SOURCE_CONTEXT, "spreading": pb.RECALL_SOURCE_SPREADING}
 DURABILITY_OUT = {"fsync": pb.DURABILITY_FSYNC, "buffered": pb.DURABILITY_BUFFERED}
+REEMBED_STATES_OUT = {"running": spb.REEMBED_STATE_RUNNING, "idle": spb.REEMBED_STATE_IDLE}
 ASSOCIATION_OUT = {"explicit": pb.ASSOCIATION_KIND_EXPLICIT, "auto": pb.ASSOCIATION_KIND_AUTO_LINK,
                    "auto_link": pb.ASSOCIATION_KIND_AUTO_LINK, "temporal": pb.ASSOCIATION_KIND_TEMPORAL}
 EVENT_TYPES = {
@@ -204,7 +205,7 @@ def cue(msg: pb.Cue, prefix: str = "cue") -> m.Cue:
     return parse(m.Cue, data, prefix)
 
 
-def embedder_choice(msg: spb.CreateSpaceRequest) -> m.EmbedderChoice | None:
+def embedder_choice(msg: spb.CreateSpaceRequest | spb.ReembedSpaceRequest) -> m.EmbedderChoice | None:
     """The requested embedder, or None (the server's default) when the field is not set."""
     if not msg.HasField("embedder"):
         return None
@@ -413,13 +414,16 @@ def forget_response(r: m.ForgetReceipt) -> spb.ForgetResponse:
     )
 
 
+def embedder_info(e: m.EmbedderInfo) -> pb.EmbedderInfo:
+    return pb.EmbedderInfo(provider=e.provider, model=e.model, dimension=e.dimension)
+
+
 def space_descriptor(d: m.SpaceDescriptor) -> pb.SpaceDescriptor:
     out = pb.SpaceDescriptor(id=d.id, created_at=ts_out(d.created_at), memory_count=d.memory_count,
                              dimension=d.dimension, last_lsn=d.last_lsn, healthy=d.healthy, loaded=d.loaded,
                              reason=d.reason or "", embedding_backlog=d.embedding_backlog)
     if d.embedder is not None:
-        out.embedder.CopyFrom(pb.EmbedderInfo(provider=d.embedder.provider, model=d.embedder.model,
-                                              dimension=d.embedder.dimension))
+        out.embedder.CopyFrom(embedder_info(d.embedder))
     if d.stats:
         out.stats.CopyFrom(_stats(d.stats))
     return out
@@ -451,13 +455,25 @@ def _stats(s: dict[str, Any]) -> pb.SpaceStatistics:
 def introspect_response(st: m.SpaceStats, durability: str, version: str) -> spb.IntrospectResponse:
     stats = st.model_dump()
     desc = pb.SpaceDescriptor(id=st.memory_space_id, memory_count=st.memories, dimension=st.dimension,
-                              last_lsn=st.last_lsn, healthy=st.healthy, loaded=True, stats=_stats(stats))
+                              last_lsn=st.last_lsn, healthy=st.healthy, loaded=True, stats=_stats(stats),
+                              embedding_backlog=st.embedding_backlog)
+    if st.embedder is not None:
+        desc.embedder.CopyFrom(embedder_info(st.embedder))
     return spb.IntrospectResponse(
         space=desc,
         durability=DURABILITY_OUT.get(durability, pb.DURABILITY_UNSPECIFIED),
         server_version=version,
         memory_space_id=st.memory_space_id,
     )
+
+
+def reembed_status(st: m.ReembedStatus) -> spb.ReembedStatus:
+    out = spb.ReembedStatus(state=REEMBED_STATES_OUT.get(st.state, spb.REEMBED_STATE_UNSPECIFIED),
+                            embedder=embedder_info(st.embedder), done=st.done, total=st.total,
+                            memory_space_id=st.memory_space_id)
+    if st.target is not None:
+        out.target.CopyFrom(embedder_info(st.target))
+    return out
 
 
 def association(a: m.Association) -> pb.Association:

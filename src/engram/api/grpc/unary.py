@@ -143,6 +143,23 @@ class UnaryHandlers(Adapter):
 
         return await self.admin("DeleteSpace", request, context, run)
 
+    async def ReembedSpace(self, request: spb.ReembedSpaceRequest, context: Ctx) -> spb.ReembedSpaceResponse:
+        async def run(space: str | None) -> spb.ReembedSpaceResponse:
+            assert space is not None
+            status = await self.service.reembed(space, c.embedder_choice(request))
+            return spb.ReembedSpaceResponse(status=c.reembed_status(status))
+
+        return await self.admin("ReembedSpace", request, context, run)
+
+    async def GetReembedStatus(self, request: spb.GetReembedStatusRequest,
+                               context: Ctx) -> spb.GetReembedStatusResponse:
+        async def run(space: str | None) -> spb.GetReembedStatusResponse:
+            assert space is not None
+            status = await self.service.reembed_status(space)
+            return spb.GetReembedStatusResponse(status=c.reembed_status(status))
+
+        return await self.admin("GetReembedStatus", request, context, run)
+
     async def ListSpaces(self, request: spb.ListSpacesRequest, context: Ctx) -> spb.ListSpacesResponse:
         async def run(_: str | None) -> spb.ListSpacesResponse:
             limit = _page_size(request.page_size, 100, self.settings.max_page_size)

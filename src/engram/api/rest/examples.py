@@ -14,6 +14,7 @@ SPACE = "X-Memory-Space: agent-7"
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/spaces"): {"id": "agent-7"},
+    ("POST", "/api/v1/spaces/{space_id}/reembed"): {"provider": "local", "model": "all-MiniLM-L6-v2"},
     ("POST", "/api/v1/memories/remember"): {
         "content": "the espresso machine is on the third floor",
         "confidence": 0.9,
@@ -59,9 +60,12 @@ QUERIES: dict[tuple[str, str], str] = {
 
 def example_for(method: str, path: str) -> str:
     body = BODIES.get((method, path))
+    # Space administration names the space in the path and sends no X-Memory-Space header.
+    admin = path.startswith("/api/v1/spaces")
+    where = path.replace("{space_id}", "agent-7") + ("" if admin else f"  ({SPACE})")
     if body is not None:
-        return f"{method} {path}  ({SPACE})  {json.dumps(body)}"
-    return QUERIES.get((method, path), f"{method} {path}  ({SPACE})")
+        return f"{method} {where}  {json.dumps(body)}"
+    return QUERIES.get((method, path), f"{method} {where}")
 
 
 def body_example(method: str, path: str) -> dict[str, Any]:

@@ -31,7 +31,8 @@ _DESCRIPTIONS = {
     "422": "The cue was too weak to complete a pattern (CUE_TOO_WEAK).",
     "500": "A server bug (INTERNAL, STORAGE_ERROR); never caused by client input.",
     "501": "Not implemented by this server (NOT_IMPLEMENTED).",
-    "503": "The space is unhealthy (MEMORY_SPACE_UNHEALTHY) or the server is shutting down (SHUTTING_DOWN).",
+    "503": "The space is unhealthy (MEMORY_SPACE_UNHEALTHY), its embedder cannot be reached "
+    "(EMBEDDER_UNAVAILABLE) or the server is shutting down (SHUTTING_DOWN).",
 }
 
 _FALLBACK_HEADERS = {
@@ -57,8 +58,10 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         codes.append("503")
     if "requestBody" in op:
         codes += ["413", "415"]
-    if path.startswith("/api/v1/spaces") and method == "post":
+    if path == "/api/v1/spaces" and method == "post":
         codes.append("409")
+    if path.endswith("/reembed"):
+        codes.append("503")
     if path in ("/api/v1/complete",):
         codes.append("422")
     if (

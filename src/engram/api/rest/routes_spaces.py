@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...core.models import EmbedderChoice, SpaceDeletion, SpaceDescriptor, SpacePage
+from ...core.models import EmbedderChoice, ReembedStatus, SpaceDeletion, SpaceDescriptor, SpacePage
 from ...service import EngramService
 from ...spaces.ids import is_valid
 from .encode import ok
@@ -30,7 +30,8 @@ class SpaceCreate(BaseModel):
     )
     embedder: EmbedderChoice | None = Field(
         None,
-        description="The space's embedder (SPEC §9), fixed for its life: provider local | openai | hash | "
+        description="The space's embedder (SPEC §9), kept until the space is re-embedded (POST "
+        "/api/v1/spaces/{id}/reembed): provider local | openai | hash | "
         "none, and optionally a model. Omitted: the server's `embedder` setting (or none when `dimension` "
         "differs from that embedder's dimension).",
     )
@@ -88,6 +89,34 @@ def router(service: EngramService) -> APIRouter:
         desc = await service.get_space(space_id)
         label(request, space_id)
         return ok(desc)
+
+    @r.post(
+        "/{space_id}/reembed",
+        response_model=ReembedStatus,
+        status_code=202,
+        summary="Re-embed a memory space with another embedder",
+        description="Starts re-embedding every memory of the space with `embedder` (omitted: the server's "
+        "`embedder` setting) in the background and answers at once with its progress. The space keeps "
+        "its current embedder until every memory has the new vector, then switches embedder, dimension "
+        "and vectors in one transaction. Resumable: it continues after a restart, and asking again for "
+        "the same embedder just reports progress; another embedder while one runs is 400.",
+        openapi_extra=body_example("POST", "/api/v1/spaces/{space_id}/reembed"),
+    )
+    async def reembed_space(request: Request, space_id: str = SPACE_ID_PATH,
+                            embedder: EmbedderChoice | None = Body(None)) -> Response:
+        label(request, space_id)
+        return ok(await service.reembed(space_id, embedder), 202)
+
+    @r.get(
+        "/{space_id}/reembed",
+        response_model=ReembedStatus,
+        summary="Progress of a re-embedding",
+        description="`state` is `running` (with `target`, `done` of `total`) until the switch, then `idle`; "
+        "`embedder` is what the space uses now.",
+    )
+    async def reembed_status(request: Request, space_id: str = SPACE_ID_PATH) -> Response:
+        label(request, space_id)
+        return ok(await service.reembed_status(space_id))
 
     @r.delete(
         "/{space_id}",

@@ -12,8 +12,10 @@ Version note: engram.v1 revision 2 (Engram 0.2).
     administration), GetMemory and ListMemories, MemoryFlow (mixed bidirectional stream with flow
     control), Echo and EchoStream (transport-ceiling benchmarks).
 Revision 3 (server-side embeddings, SPEC section 9): CreateSpaceRequest
-gained `embedder` (message EmbedderChoice); the other additions are in
-memory.proto (Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
+gained `embedder` (message EmbedderChoice); RPCs ReembedSpace and
+GetReembedStatus (message ReembedStatus, enum ReembedState) re-embed a
+space with another embedder; the other additions are in memory.proto
+(Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
 SpaceDescriptor.embedder and embedding_backlog,
 ConsolidationRun.episodes_skipped).
 Revision 1 (first release, Engram 0.1) is frozen in
@@ -41,6 +43,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -51,6 +54,32 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ReembedState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReembedStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReembedState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REEMBED_STATE_UNSPECIFIED: _ReembedState.ValueType  # 0
+    REEMBED_STATE_RUNNING: _ReembedState.ValueType  # 1
+    """New vectors are being computed; the space still uses its old embedder."""
+    REEMBED_STATE_IDLE: _ReembedState.ValueType  # 2
+    """No re-embedding runs: none was started, or the last one has switched
+    the space to its target.
+    """
+
+class ReembedState(_ReembedState, metaclass=_ReembedStateEnumTypeWrapper):
+    """Whether a space is being re-embedded (revision 3)."""
+
+REEMBED_STATE_UNSPECIFIED: ReembedState.ValueType  # 0
+REEMBED_STATE_RUNNING: ReembedState.ValueType  # 1
+"""New vectors are being computed; the space still uses its old embedder."""
+REEMBED_STATE_IDLE: ReembedState.ValueType  # 2
+"""No re-embedding runs: none was started, or the last one has switched
+the space to its target.
+"""
+Global___ReembedState: _TypeAlias = ReembedState  # noqa: Y015
 
 @_typing.final
 class RememberRequest(_message.Message):
@@ -1504,7 +1533,7 @@ Global___MemoryFlowResponse: _TypeAlias = MemoryFlowResponse  # noqa: Y015
 class EmbedderChoice(_message.Message):
     """---------------------------------------------------------------- spaces
 
-    The embedder asked for when creating a space (revision 3).
+    The embedder asked for when creating or re-embedding a space (revision 3).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1544,8 +1573,8 @@ class CreateSpaceRequest(_message.Message):
     EMBEDDER_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
     dimension: _builtins.int
-    """Embedding dimension, fixed for the space's life; absent: set by the
-    first embedding stored.
+    """Embedding dimension, fixed until the space is re-embedded (ReembedSpace);
+    absent: set by the first embedding stored.
     """
     memory_space_id: _builtins.str
     """The memory space: 3-64 characters of [a-z0-9_-], starting with a letter
@@ -1555,9 +1584,10 @@ class CreateSpaceRequest(_message.Message):
     """
     @_builtins.property
     def embedder(self) -> Global___EmbedderChoice:
-        """The space's embedder, fixed for its life. Absent: the server's
-        `embedder` setting - or "none" when `dimension` is given and differs
-        from that embedder's dimension. (Added in revision 3.)
+        """The space's embedder, kept until the space is re-embedded
+        (ReembedSpace). Absent: the server's `embedder` setting - or "none"
+        when `dimension` is given and differs from that embedder's dimension.
+        (Added in revision 3.)
         """
 
     def __init__(
@@ -1765,6 +1795,165 @@ class DeleteSpaceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteSpaceResponse: _TypeAlias = DeleteSpaceResponse  # noqa: Y015
+
+@_typing.final
+class ReembedStatus(_message.Message):
+    """Progress of re-embedding a space (revision 3)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    EMBEDDER_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    state: Global___ReembedState.ValueType
+    done: _builtins.int
+    """Running: memories that already have the target's vector. Idle: memories
+    that have a vector (total minus the embedding backlog).
+    """
+    total: _builtins.int
+    """Live memories with text to embed."""
+    memory_space_id: _builtins.str
+    """The space this status is about."""
+    @_builtins.property
+    def embedder(self) -> _memory_pb2.EmbedderInfo:
+        """The embedder the space uses now: the old one while running, the target
+        once the space has switched.
+        """
+
+    @_builtins.property
+    def target(self) -> _memory_pb2.EmbedderInfo:
+        """The embedder being switched to while running; absent when idle. Its
+        dimension is absent when it is learnt from the first answer (openai
+        without the openai_dimension setting).
+        """
+
+    def __init__(
+        self,
+        *,
+        state: Global___ReembedState.ValueType = ...,
+        embedder: _memory_pb2.EmbedderInfo | None = ...,
+        target: _memory_pb2.EmbedderInfo | None = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embedder", b"embedder", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "embedder", b"embedder", "memory_space_id", b"memory_space_id", "state", b"state", "target", b"target", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReembedStatus: _TypeAlias = ReembedStatus  # noqa: Y015
+
+@_typing.final
+class ReembedSpaceRequest(_message.Message):
+    """Request of ReembedSpace. (Added in revision 3.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMBEDDER_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    memory_space_id: _builtins.str
+    """The memory space: 3-64 characters of [a-z0-9_-], starting with a letter
+    or digit. REQUIRED: unlike the data-plane RPCs there is no default-space
+    fallback here; empty is rejected with INVALID_ARGUMENT (MEMORY_SPACE_REQUIRED).
+    Metadata `x-memory-space` is NOT consulted.
+    """
+    @_builtins.property
+    def embedder(self) -> Global___EmbedderChoice:
+        """The embedder to re-embed with. Absent: the server's `embedder` setting.
+        Provider "none" is INVALID_ARGUMENT, and so is another embedder while a
+        re-embedding with a different one runs; the same one resumes it.
+        """
+
+    def __init__(
+        self,
+        *,
+        embedder: Global___EmbedderChoice | None = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embedder", b"embedder"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedder", b"embedder", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReembedSpaceRequest: _TypeAlias = ReembedSpaceRequest  # noqa: Y015
+
+@_typing.final
+class ReembedSpaceResponse(_message.Message):
+    """Response of ReembedSpace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___ReembedStatus:
+        """Progress right after starting (or resuming): state running."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___ReembedStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReembedSpaceResponse: _TypeAlias = ReembedSpaceResponse  # noqa: Y015
+
+@_typing.final
+class GetReembedStatusRequest(_message.Message):
+    """Request of GetReembedStatus. (Added in revision 3.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    memory_space_id: _builtins.str
+    """The memory space: 3-64 characters of [a-z0-9_-], starting with a letter
+    or digit. REQUIRED: unlike the data-plane RPCs there is no default-space
+    fallback here; empty is rejected with INVALID_ARGUMENT (MEMORY_SPACE_REQUIRED).
+    Metadata `x-memory-space` is NOT consulted.
+    """
+    def __init__(
+        self,
+        *,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReembedStatusRequest: _TypeAlias = GetReembedStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetReembedStatusResponse(_message.Message):
+    """Response of GetReembedStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___ReembedStatus: ...
+    def __init__(
+        self,
+        *,
+        status: Global___ReembedStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReembedStatusResponse: _TypeAlias = GetReembedStatusResponse  # noqa: Y015
 
 @_typing.final
 class EchoRequest(_message.Message):

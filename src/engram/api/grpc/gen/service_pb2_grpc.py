@@ -140,6 +140,16 @@ class EngramServiceStub:
                 request_serializer=engram_dot_v1_dot_service__pb2.DeleteSpaceRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_service__pb2.DeleteSpaceResponse.FromString,
                 _registered_method=True)
+        self.ReembedSpace = channel.unary_unary(
+                '/engram.v1.EngramService/ReembedSpace',
+                request_serializer=engram_dot_v1_dot_service__pb2.ReembedSpaceRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.ReembedSpaceResponse.FromString,
+                _registered_method=True)
+        self.GetReembedStatus = channel.unary_unary(
+                '/engram.v1.EngramService/GetReembedStatus',
+                request_serializer=engram_dot_v1_dot_service__pb2.GetReembedStatusRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.GetReembedStatusResponse.FromString,
+                _registered_method=True)
         self.Echo = channel.unary_unary(
                 '/engram.v1.EngramService/Echo',
                 request_serializer=engram_dot_v1_dot_service__pb2.EchoRequest.SerializeToString,
@@ -314,6 +324,25 @@ class EngramServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReembedSpace(self, request, context):
+        """Start re-embedding a space with another embedder and return its
+        progress at once. The space keeps its embedder until every memory has
+        the new vector, then switches embedder, dimension and vectors in one
+        transaction. Resumable: it continues after a server restart, and asking
+        again for the same embedder only reports progress. (Added in revision 3.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReembedStatus(self, request, context):
+        """Progress of a space's re-embedding (idle when none runs). (Added in
+        revision 3.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Echo(self, request, context):
         """Returns the payload unchanged and does no other work: no space
         resolution, no logging, no metrics. The transport ceiling for benchmarks.
@@ -439,6 +468,16 @@ def add_EngramServiceServicer_to_server(servicer, server):
                     servicer.DeleteSpace,
                     request_deserializer=engram_dot_v1_dot_service__pb2.DeleteSpaceRequest.FromString,
                     response_serializer=engram_dot_v1_dot_service__pb2.DeleteSpaceResponse.SerializeToString,
+            ),
+            'ReembedSpace': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReembedSpace,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.ReembedSpaceRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.ReembedSpaceResponse.SerializeToString,
+            ),
+            'GetReembedStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReembedStatus,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.GetReembedStatusRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.GetReembedStatusResponse.SerializeToString,
             ),
             'Echo': grpc.unary_unary_rpc_method_handler(
                     servicer.Echo,
@@ -1019,6 +1058,60 @@ class EngramService:
             '/engram.v1.EngramService/DeleteSpace',
             engram_dot_v1_dot_service__pb2.DeleteSpaceRequest.SerializeToString,
             engram_dot_v1_dot_service__pb2.DeleteSpaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReembedSpace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/ReembedSpace',
+            engram_dot_v1_dot_service__pb2.ReembedSpaceRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.ReembedSpaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReembedStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/GetReembedStatus',
+            engram_dot_v1_dot_service__pb2.GetReembedStatusRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.GetReembedStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

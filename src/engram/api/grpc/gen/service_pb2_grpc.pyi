@@ -12,8 +12,10 @@ Version note: engram.v1 revision 2 (Engram 0.2).
     administration), GetMemory and ListMemories, MemoryFlow (mixed bidirectional stream with flow
     control), Echo and EchoStream (transport-ceiling benchmarks).
 Revision 3 (server-side embeddings, SPEC section 9): CreateSpaceRequest
-gained `embedder` (message EmbedderChoice); the other additions are in
-memory.proto (Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
+gained `embedder` (message EmbedderChoice); RPCs ReembedSpace and
+GetReembedStatus (message ReembedStatus, enum ReembedState) re-embed a
+space with another embedder; the other additions are in memory.proto
+(Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
 SpaceDescriptor.embedder and embedding_backlog,
 ConsolidationRun.episodes_skipped).
 Revision 1 (first release, Engram 0.1) is frozen in
@@ -126,6 +128,17 @@ class EngramServiceStub:
     """Erase a space and all its data; returns what was removed. (Added in
     revision 2.)
     """
+    ReembedSpace: _grpc.UnaryUnaryMultiCallable[_service_pb2.ReembedSpaceRequest, _service_pb2.ReembedSpaceResponse]
+    """Start re-embedding a space with another embedder and return its
+    progress at once. The space keeps its embedder until every memory has
+    the new vector, then switches embedder, dimension and vectors in one
+    transaction. Resumable: it continues after a server restart, and asking
+    again for the same embedder only reports progress. (Added in revision 3.)
+    """
+    GetReembedStatus: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetReembedStatusRequest, _service_pb2.GetReembedStatusResponse]
+    """Progress of a space's re-embedding (idle when none runs). (Added in
+    revision 3.)
+    """
     Echo: _grpc.UnaryUnaryMultiCallable[_service_pb2.EchoRequest, _service_pb2.EchoResponse]
     """Returns the payload unchanged and does no other work: no space
     resolution, no logging, no metrics. The transport ceiling for benchmarks.
@@ -202,6 +215,17 @@ class EngramServiceAsyncStub(EngramServiceStub):
     DeleteSpace: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteSpaceRequest, _service_pb2.DeleteSpaceResponse]  # type: ignore[assignment]
     """Erase a space and all its data; returns what was removed. (Added in
     revision 2.)
+    """
+    ReembedSpace: _aio.UnaryUnaryMultiCallable[_service_pb2.ReembedSpaceRequest, _service_pb2.ReembedSpaceResponse]  # type: ignore[assignment]
+    """Start re-embedding a space with another embedder and return its
+    progress at once. The space keeps its embedder until every memory has
+    the new vector, then switches embedder, dimension and vectors in one
+    transaction. Resumable: it continues after a server restart, and asking
+    again for the same embedder only reports progress. (Added in revision 3.)
+    """
+    GetReembedStatus: _aio.UnaryUnaryMultiCallable[_service_pb2.GetReembedStatusRequest, _service_pb2.GetReembedStatusResponse]  # type: ignore[assignment]
+    """Progress of a space's re-embedding (idle when none runs). (Added in
+    revision 3.)
     """
     Echo: _aio.UnaryUnaryMultiCallable[_service_pb2.EchoRequest, _service_pb2.EchoResponse]  # type: ignore[assignment]
     """Returns the payload unchanged and does no other work: no space
@@ -402,6 +426,29 @@ class EngramServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.DeleteSpaceResponse, _abc.Awaitable[_service_pb2.DeleteSpaceResponse]]:
         """Erase a space and all its data; returns what was removed. (Added in
         revision 2.)
+        """
+
+    @_abc_1.abstractmethod
+    def ReembedSpace(
+        self,
+        request: _service_pb2.ReembedSpaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ReembedSpaceResponse, _abc.Awaitable[_service_pb2.ReembedSpaceResponse]]:
+        """Start re-embedding a space with another embedder and return its
+        progress at once. The space keeps its embedder until every memory has
+        the new vector, then switches embedder, dimension and vectors in one
+        transaction. Resumable: it continues after a server restart, and asking
+        again for the same embedder only reports progress. (Added in revision 3.)
+        """
+
+    @_abc_1.abstractmethod
+    def GetReembedStatus(
+        self,
+        request: _service_pb2.GetReembedStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetReembedStatusResponse, _abc.Awaitable[_service_pb2.GetReembedStatusResponse]]:
+        """Progress of a space's re-embedding (idle when none runs). (Added in
+        revision 3.)
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,70 @@
+"""How crowded each memory's neighbourhood is: the fan of a memory, for recall to discount.
+
+A memory that sits close to many others ("how are you doing?", "right, one of those
+weeks") is reached by almost any cue and tells little about any of them: ACT-R's fan
+effect (the more a memory is associated with, the less any one cue activates it), and,
+in embedding terms, a *hub*. Recall discounts a memory's cosine by how much denser its
+neighbourhood is than the space's average (cross-domain similarity local scaling, CSLS).
+
+For each memory this keeps the cosines of its ``k`` nearest neighbours, updated
+incrementally: a new memory's search result gives its own list, and each neighbour
+found may take the new memory into its list. Entries of deleted memories may linger in
+their neighbours' lists until those are recomputed; the effect is a slightly stale
+estimate, never a wrong result. Nothing here is persisted: a space recomputes it in the
+background after opening.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+
+class LocalDensity:
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+        self._top: dict[int, np.ndarray] = {}  # key -> up to k neighbour cosines, ascending
+        self._value: dict[int, float] = {}  # key -> mean of _top[key]
+        self._total = 0.0
+        self._lock = threading.Lock()
+
+    def _set(self, key: int, top: np.ndarray) -> None:
+        value = float(top.mean()) if len(top) else 0.0
+        self._total += value - self._value.get(key, 0.0)
+        self._top[key] = top
+        self._value[key] = value
+
+    def observe(self, key: int, neighbours: Iterable[tuple[int, float]]) -> None:
+        """``key`` was searched: its nearest other memories and their cosines."""
+        pairs = [(int(n), float(s)) for n, s in neighbours if int(n) != key]
+        with self._lock:
+            self._set(key, np.sort(np.asarray([s for _, s in pairs][: self.k], dtype=np.float32)))
+            for other, sim in pairs:
+                top = self._top.get(other)
+                if top is None:
+                    continue  # not measured yet: its own search will see this memory
+                if len(top) < self.k:
+                    self._set(other, np.sort(np.append(top, np.float32(sim))))
+                elif sim > top[0]:
+                    self._set(other, np.sort(np.append(top[1:], np.float32(sim))))
+
+    def remove(self, key: int) -> None:
+        with self._lock:
+            self._total -= self._value.pop(key, 0.0)
+            self._top.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._value
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def excess(self, key: int) -> float:
+        """How much denser ``key``'s neighbourhood is than the average (0 when unknown)."""
+        value = self._value.get(key)
+        n = len(self._value)
+        if value is None or n < 2:
+            return 0.0
+        return value - self._total / n
