@@ -16,14 +16,11 @@ import pytest
 
 from engram.api.grpc.gen import memory_pb2 as pb
 from engram.client.grpc import GrpcClient
-from engram.embedding.local import unavailable_reason
 from engram.testing import EngramProcess
-
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
-                                reason=f"local embedder unavailable: {unavailable_reason()}")
 
 API = "/api/v1"
 SPACE = "sem-local"
+OTHER = "sem-other"
 
 NOTES = [
     "the espresso machine is on the third floor",
@@ -43,8 +40,8 @@ CASES = [("coffee", "the espresso machine is on the third floor"),
 def server(module_server_factory: Callable[..., EngramProcess]) -> Iterator[EngramProcess]:
     # "local" is the server default, but the harness picks "hash" unless told otherwise. The first
     # batch waits for the model to load, so allow waits longer than the default embedding_wait_seconds.
-    srv = module_server_factory(spaces=[SPACE], settings={"embedder": "local", "embedding_wait_seconds": 120},
-                                name="local")
+    srv = module_server_factory(spaces=[SPACE, OTHER], name="local",
+                                settings={"embedder": "local", "embedding_wait_seconds": 120})
     with httpx.Client(base_url=srv.http_url, timeout=180) as http:
         desc = http.get(f"{API}/spaces/{SPACE}").json()
         assert desc["embedder"] == {"provider": "local", "model": "all-MiniLM-L6-v2", "dimension": 384}
@@ -101,3 +98,22 @@ def test_rank_similarity_is_cosine_order_with_the_model(server: EngramProcess) -
     for item in items:
         assert item["score"] == pytest.approx(max(0.0, item["signals"]["vector"]), abs=1e-6)
     assert items[0]["memory"]["content"] == NOTES[0]
+
+
+def test_meaning_never_crosses_spaces(server: EngramProcess) -> None:
+    """The other space holds one unrelated memory: asked for "coffee" by meaning, it answers
+    with its own memory or nothing, never the espresso machine of the space beside it; and the
+    links the server made from meaning stay inside each space."""
+    with httpx.Client(base_url=server.http_url, timeout=180, headers={"X-Memory-Space": OTHER}) as http:
+        own = http.post(f"{API}/memories/remember", json={"content": "the printer on floor two is jammed"})
+        assert own.status_code == 201, own.text
+        own_id = own.json()["memory_id"]
+        for rank in ("cognitive", "similarity"):
+            body = http.post(f"{API}/memories/recall", json={
+                "query": "coffee", "rank": rank, "wait_for_embeddings": True, "max_results": 25}).json()
+            assert {it["memory"]["id"] for it in _items(body)} <= {own_id}, rank
+        stats = http.get(f"{API}/spaces/{OTHER}", params={"stats": "true"}).json()
+        assert stats["memory_count"] == 1
+        listed = http.get(f"{API}/memories").json()["memories"]
+        assert [m["id"] for m in listed] == [own_id]
+
