@@ -230,3 +230,19 @@ def test_reembed_refuses_client_vectors_without_text(svc: EngramService) -> None
     space.remember(MemoryInput(id="v", content="", embedding=[1.0, 0.0, 0.0]))
     with pytest.raises(InvalidInput, match="client vector and no text"):
         space.start_reembed(EmbedderSpec("hash", "hash-48"))
+
+
+def test_recognition_of_text_uses_meaning_in_a_space_that_embeds(svc: EngramService) -> None:
+    from engram.cognition.recognition import dice
+    from engram.core.models import RecognizeInput
+    from engram.core.text import tokens
+
+    space = svc.space("home")
+    stored, asked = "our beagle puppy Max chewed the sofa again", "beagle puppies chewing sofas"
+    space.remember(MemoryInput(id="k", content=stored))
+    assert space.wait_embedded(10.0) == 0
+    got = svc.cognition("home").recognize(RecognizeInput(content=asked, threshold=0.3))
+    by_words = dice(set(tokens(asked)), set(tokens(stored)))
+    # The familiarity is the vector's (the hash embedder's trigrams see "puppies" ~ "puppy"),
+    # above what shared words alone give.
+    assert got.matches[0].memory_id == "k" and got.familiarity > by_words + 0.1

@@ -66,20 +66,7 @@ def has_context(cue: Cue) -> bool:
 
 def light_rows(space: MemorySpace, rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
     """Scoring and filter columns (``LIGHT_COLUMNS``) of the given rows."""
-    ids = list(rowids)
-    out: dict[int, tuple[Any, ...]] = {}
-    if not ids:
-        return out
-    conn = space.check_healthy().reader()
-    try:
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT {LIGHT_COLUMNS} FROM memories WHERE rowid IN ({q})", chunk):
-                out[int(row[0])] = tuple(row)
-    except sqlite3.DatabaseError as exc:
-        space.guard_read(exc)
-    return out
+    return space.select_rows(LIGHT_COLUMNS, rowids)
 
 
 def light_matches(cue: Cue, row: tuple[Any, ...]) -> bool:
@@ -145,30 +132,17 @@ def query_vector(space: MemorySpace, cue: Cue) -> QueryVector:
 
 def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) -> dict[int, float]:
     """Cosine of ``query`` (unit) against the stored float32 vectors of ``rowids``."""
-    ids = list(rowids)
-    if not ids:
+    rows = list(space.select_rows("rowid, embedding", rowids, "embedding IS NOT NULL").values())
+    if not rows:
         return {}
-    conn = space.check_healthy().reader()
-    out: dict[int, float] = {}
-    try:
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT rowid, embedding FROM memories WHERE rowid IN ({q}) AND embedding IS NOT NULL", chunk
-            ).fetchall()
-            if not rows:
-                continue
-            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            if mat.shape[1] != query.shape[0]:
-                continue
-            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
-            norms[norms == 0] = 1.0
-            sims = (mat @ query) / norms
-            out.update(zip((int(r[0]) for r in rows), np.clip(sims, -1.0, 1.0).tolist(), strict=True))
-    except sqlite3.DatabaseError as exc:
-        space.guard_read(exc)
-    return out
+    mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+    if mat.size != len(rows) * query.shape[0]:
+        return {}  # vectors of another model (a re-embedding switched meanwhile)
+    mat = mat.reshape(len(rows), -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
+    norms[norms == 0] = 1.0
+    sims = (mat @ query) / norms
+    return dict(zip((int(r[0]) for r in rows), np.clip(sims, -1.0, 1.0).tolist(), strict=True))
 
 
 def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int) -> list[tuple[int, float]]:

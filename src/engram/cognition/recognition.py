@@ -1,18 +1,20 @@
 """Recognition: is this content or embedding already known in this space?
 
-Familiarity is the best match: cosine similarity for an embedding, a
-word-overlap (Dice) score for text, the larger of the two per memory when both
-are given. ``recognized`` means familiarity reached the caller's threshold.
+Familiarity is the best match: cosine similarity for an embedding (given, or
+computed from the content by the space's embedder), a word-overlap (Dice) score
+for text, the larger of the two per memory. ``recognized`` means familiarity reached the caller's threshold.
 Suppressed memories are not candidates (they are not in the vector set, and
 the text search excludes them).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from ..core.models import Recognition, RecognitionMatch, RecognizeInput, confidence_from
 from ..core.text import text_candidates, tokens
+from ..errors import EmbedderUnavailable
 from ..index.vector import normalise
 
 if TYPE_CHECKING:
@@ -29,9 +31,16 @@ def recognize(space: MemorySpace, item: RecognizeInput) -> Recognition:
     space.check_healthy()
     scores: dict[int, float] = {}
     wide = max(20, item.max_matches * 4)
+    query = None
     if item.embedding is not None and space.dim is not None:
         space.vectors.check_dim(len(item.embedding))
-        for rowid, sim in space.vectors.search(normalise(item.embedding), wide):
+        query = normalise(item.embedding)
+    elif item.content and item.content.strip() and space.embedding_active and space.embedders is not None:
+        # Text only, in a space that embeds text: familiar by meaning too, not just by words.
+        with contextlib.suppress(EmbedderUnavailable):  # then by words alone
+            query = space.embedders.embed_query(space.embedder_spec, item.content.strip())
+    if query is not None and space.vectors.dim == query.shape[0]:
+        for rowid, sim in space.vectors.search(query, wide):
             scores[rowid] = max(scores.get(rowid, 0.0), max(0.0, min(1.0, sim)))
     text_rows: list[int] = []
     if item.content and item.content.strip():

@@ -554,21 +554,27 @@ class MemorySpace(TextEmbedding):
             for r, i in conn.execute(f"SELECT rowid, id FROM memories WHERE rowid IN ({q})", rowids)
         }
 
-    def rows_by_rowid(self, rowids: Iterable[int]) -> dict[int, sqlite3.Row | tuple[Any, ...]]:
-        rowids = list(rowids)
-        if not rowids:
-            return {}
+    def select_rows(self, columns: str, rowids: Iterable[int], where: str = "") -> dict[int, tuple[Any, ...]]:
+        """``rowid -> row`` of ``SELECT {columns}`` (which must start with rowid) for the given
+        rowids, in chunks SQLite's parameter limit allows; ``where`` adds ``AND`` conditions."""
+        ids = list(rowids)
+        out: dict[int, tuple[Any, ...]] = {}
+        if not ids:
+            return out
         conn = self.check_healthy().reader()
-        out: dict[int, Any] = {}
         try:
-            for i in range(0, len(rowids), 500):
-                chunk = rowids[i : i + 500]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
                 q = ",".join("?" * len(chunk))
-                for row in conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE rowid IN ({q})", chunk):
-                    out[int(row[0])] = row
+                sql = f"SELECT {columns} FROM memories WHERE rowid IN ({q}){' AND ' + where if where else ''}"
+                for row in conn.execute(sql, chunk):
+                    out[int(row[0])] = tuple(row)
         except sqlite3.DatabaseError as exc:
             self.guard_read(exc)
         return out
+
+    def rows_by_rowid(self, rowids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+        return self.select_rows(MEMORY_COLUMNS, rowids)
 
     def row_by_id(self, memory_id: str) -> Any:
         conn = self.check_healthy().reader()
