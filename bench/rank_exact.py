@@ -75,9 +75,10 @@ def main() -> None:
     }
     path = args.out or (RESULTS / ("quick" if args.quick else "") / "rank_exact.json")
     write_json(path, result)
-    print(f"rank similarity recall@10 vs exact float32: {result['recall_at_10_vs_exact_float32']['similarity']}"
-          f" (min {result['min_recall_at_10']['similarity']}); cognitive: "
-          f"{result['recall_at_10_vs_exact_float32']['cognitive']}; p50 ms {result['latency_ms_p50']}")
+    got = result["recall_at_10_vs_exact_float32"]
+    print(f"rank similarity recall@10 vs exact float32: {got['similarity']} "
+          f"(min {result['min_recall_at_10']['similarity']}); cognitive: {got['cognitive']}; "
+          f"p50 ms {result['latency_ms_p50']}")
 
 
 if __name__ == "__main__":
