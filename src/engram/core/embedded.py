@@ -59,8 +59,8 @@ EMBED_TEXT_COLUMNS = "content, what, where_location, why, how, who"
 def embed_text(content: str, what: str | None = None, where: str | None = None, why: str | None = None,
                how: str | None = None, who: str | None = None) -> str:
     """The text a memory's vector is computed from: its content, an episode's fields, and
-    who took part ("Grace, Nadia: ..."), since who said or did something is part of what
-    it means (a question about Grace's brother is about what Grace said). ``who`` is the
+    who took part ("Ann, Raj: ..."), since who said or did something is part of what it
+    means (a question about Ann's brother is about what Ann said). ``who`` is the
     stored JSON list. Empty when there is no text at all (who alone is not a memory)."""
     parts = [content]
     for extra in (what, where, why, how):
