@@ -19,7 +19,6 @@ import pytest
 
 from engram.embedding import LOCAL_MODELS, PROVIDERS, Embedders, EmbedderSpec, l2_normalize
 from engram.embedding.hashing import HashEmbedder, bucket, features
-from engram.embedding.local import unavailable_reason
 from engram.errors import EmbedderUnavailable, InvalidInput, ShuttingDown
 from engram.settings import Settings, load_settings
 
@@ -219,7 +218,6 @@ def test_embed_query_for_none_says_to_send_a_vector() -> None:
         Embedders(settings()).embed_query(EmbedderSpec("none", "none"), "coffee")
 
 
-@pytest.mark.skipif(unavailable_reason() is not None, reason="engram[local] not installed")
 def test_default_spec_is_the_setting_when_local_is_installed() -> None:
     pool = Embedders(settings(embedder="local", embedder_model="all-MiniLM-L6-v2-int8"))
     assert pool.default_spec() == EmbedderSpec("local", "all-MiniLM-L6-v2-int8")

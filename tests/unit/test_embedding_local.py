@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 
 from engram.embedding import Embedders, EmbedderSpec
-from engram.embedding.local import LocalEmbedder, unavailable_reason
+from engram.embedding.local import LocalEmbedder
 from engram.errors import EmbedderUnavailable
 from engram.settings import load_settings
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
-                                reason=f"local model not installed: {unavailable_reason()}")
-
+# The project's test environment installs the local model (run.py: extras local,test): these
+# tests fail, rather than skip, if it is missing.
 FP32 = EmbedderSpec("local", "all-MiniLM-L6-v2")
 INT8 = EmbedderSpec("local", "all-MiniLM-L6-v2-int8")
 FACTS = ["the espresso machine is on the third floor", "Bob is allergic to peanuts",
