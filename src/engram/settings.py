@@ -60,7 +60,7 @@ class Settings:
     embedder: str = "local"  # local | openai | hash | none: the default for new spaces
     embedder_model: str = ""  # "" = the provider's default model
     embedding_batch_size: int = 64  # texts per background embedding batch
-    embedding_wait_seconds: float = 5.0  # longest wait of wait_for_embeddings
+    embedding_wait_seconds: float = 15.0  # longest wait of wait_for_embeddings (covers a model still loading)
     embedding_query_cache: int = 1024  # query embeddings kept (LRU, per model)
     embedder_threads: int = 1  # CPU threads of the local model (torch intra-op)
     hash_dimension: int = 384

@@ -184,3 +184,21 @@ def test_embedders_pool_uses_the_settings(fake: FakeOpenAI) -> None:
     pool.embed_query(spec, "coffee")
     assert len(fake.requests) == 1  # the second one came from the query cache
     pool.close()
+
+
+def test_a_failed_query_embedding_is_not_retried_at_once(fake: FakeOpenAI) -> None:
+    """Recall answers by words while the server is down, instead of each recall waiting out
+    the retries: after one failure, query embeddings fail fast for a hold-off."""
+    s = load_settings(use_env=False, overrides={"embedder": "openai", "openai_base_url": fake.url,
+                                                "openai_api_key_env": KEY_ENV, "embedder_model": MODEL,
+                                                "openai_max_retries": 0})
+    pool = Embedders(s)
+    spec = pool.default_spec()
+    fake.failing = True
+    with pytest.raises(EmbedderUnavailable):
+        pool.embed_query(spec, "coffee")
+    assert len(fake.requests) == 1
+    with pytest.raises(EmbedderUnavailable, match="not retried"):
+        pool.embed_query(spec, "tea")
+    assert len(fake.requests) == 1  # failed fast: nothing sent
+    pool.close()

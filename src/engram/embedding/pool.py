@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -59,6 +60,9 @@ class _QueryCache:
                     "hits": self.hits, "misses": self.misses}
 
 
+QUERY_HOLD_OFF_SECONDS = 10.0
+
+
 class Embedders:
     """One per server (no globals): caches one Embedder per spec, thread-safe, lazy."""
 
@@ -71,6 +75,10 @@ class Embedders:
         self._fallback_reason: str | None = None
         self._warm_thread: threading.Thread | None = None
         self._closed = False
+        # spec -> (monotonic time of its last failed query embedding, the error): recalls in
+        # the next QUERY_HOLD_OFF_SECONDS answer by words at once instead of each waiting
+        # out the retries of an unreachable server.
+        self._query_down: dict[EmbedderSpec, tuple[float, EmbedderUnavailable]] = {}
 
     def default_spec(self) -> EmbedderSpec:
         """``settings.embedder`` resolved; ``local`` -> ``hash`` when it cannot load here."""
@@ -138,7 +146,16 @@ class Embedders:
                     "embedding with it", example='{"query": "coffee", "embedding": [0.1, ...]}')
             # Computed outside the cache lock: two threads may embed the same new query at
             # once (same answer), but a slow model never blocks cache hits of other queries.
-            vector = embedder.embed([text])[0]
+            down = self._query_down.get(spec)
+            if down is not None and time.monotonic() - down[0] < QUERY_HOLD_OFF_SECONDS:
+                raise EmbedderUnavailable(f"{down[1].message} (not retried for "
+                                          f"{QUERY_HOLD_OFF_SECONDS:.0f} s after a failure)")
+            try:
+                vector = embedder.embed([text])[0]
+            except EmbedderUnavailable as exc:
+                self._query_down[spec] = (time.monotonic(), exc)
+                raise
+            self._query_down.pop(spec, None)
             vector.flags.writeable = False
             cache.put(text, vector)
         return np.array(vector, dtype=np.float32, copy=True)
