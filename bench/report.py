@@ -352,6 +352,11 @@ def targets(r: Results) -> list[Target]:
             " %",
             "startup",
         )
+    if "quality" in r.run.get("steps", {}) or r.has("quality"):
+        from report_quality import quality_targets
+
+        for name, v, met, unit, src in quality_targets(r["quality"]):
+            out.append(Target("quality", name, v, met, unit, src))
     crashes = [(v, v["crash"]) for v in (r["scale"].get("sizes") or {}).values() if "crash" in v]
     if not crashes:
         t("7", "every acknowledged write survives SIGKILL", None, lambda x: x == 0, "", "scale")
@@ -363,6 +368,15 @@ def targets(r: Results) -> list[Target]:
         if int(v.get("memories", 0)) == 100_000:
             t("2", "recovery of a 100k space after SIGKILL, restart to first recall answered: < 5 s",
               crash.get("recovery_total_s"), lambda x: x < 5, " s", "scale, real server")  # fmt: skip
+    for tgt in (r["semantic"].get("targets") or {}).values():
+        out.append(Target("§9", tgt["label"], tgt["measured"], tgt["met"], tgt.get("unit", ""), "semantic"))
+    exact = r["rank_exact"].get("recall_at_10_vs_exact_float32") or {}
+    if "rank_exact" in r.run.get("steps", {}) or exact:
+        t("§9", 'rank "similarity" recall@10 against exact float32 search (20k x 384): >= 0.99',
+          exact.get("similarity"), lambda x: x >= 0.99, "", "rank_exact")  # fmt: skip
+    if "semantic" in r.run.get("steps", {}) and not r["semantic"].get("targets"):
+        label = "text -> vector-searchable P99 < 1 s at 100/s; text recall P50 < 10 ms at 10k"
+        out.append(Target("§9", label, None, None, "", "not measured (semantic)"))
     return out
 
 
@@ -523,6 +537,14 @@ def plot_startup(r: Results, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_quality(r: Results, path: Path) -> Path | None:
+    if not r.has("quality"):
+        return None
+    from report_quality import plot_quality as plot
+
+    return plot(r["quality"], path, _plt())
 
 
 # -- sections -----------------------------------------------------------------------------
@@ -1003,6 +1025,146 @@ def section_peer(r: Results) -> list[str]:
     return lines
 
 
+def section_semantic(r: Results) -> list[str]:
+    d = r["semantic"]
+    lines = ["## Embedding latency and text recall (bench/semantic.py, in-process)", ""]
+    if not d.get("searchable"):
+        return [*lines, f"No results: {r.status('semantic')}.", ""]
+    p, emb = d.get("params") or {}, d.get("embedders") or {}
+    some = next(iter(emb.values()), {})
+    lines += [
+        f"Durable (fsync) remembers of ~{fmt(p.get('text_chars_mean'))}-character texts without an "
+        f"embedding; one background worker embeds them in batches of {fmt(some.get('batch_size'))} "
+        f"(torch threads: {fmt(some.get('torch_threads'))}). Load average at start / end: "
+        f"{get(d, 'machine.loadavg')} / {d.get('load_average_end')}."
+        + (
+            f" **Incomplete run** ({d.get('stopped', 'stopped early')}): parts below are what finished."
+            if d.get("complete") is False
+            else ""
+        ),
+        "",
+        "**Acknowledgement to vector-searchable** (paced writer, "
+        f"{fmt(p.get('seconds_per_phase'))} s per rate; a poller every {fmt(p.get('poll_ms'))} ms; "
+        "`none` writes client vectors, so its figures are the poller's resolution):",
+        "",
+    ]
+    rows = []
+    for lb, phases in d["searchable"].items():
+        for rate, v in phases.items():
+            s = v.get("searchable") or {}
+            rows.append(
+                [
+                    lb,
+                    rate,
+                    v.get("achieved_per_s"),
+                    s.get("p50_ms"),
+                    s.get("p95_ms"),
+                    s.get("p99_ms"),
+                    s.get("max_ms"),
+                    v.get("backlog_end"),
+                    v.get("embedded_per_s_while_writing"),
+                    v.get("drain_per_s"),
+                    get(emb, f"{lb}.model_texts_per_s"),
+                    "yes" if v.get("keeps_up") else "**no**",
+                ]
+            )
+    header = [
+        "embedder",
+        "writes/s asked",
+        "achieved",
+        "P50 ms",
+        "P95 ms",
+        "P99 ms",
+        "max ms",
+        "backlog at end",
+        "embedded/s while writing",
+        "drain/s after",
+        "model alone/s",
+        "keeps up",
+    ]
+    lines += [table(header, rows), ""]
+    rem = d.get("remember_1client") or {}
+    if rem:
+        lines += [
+            f"**Remember latency, one client**, sequential, {fmt(rem.get('writes'))} writes per embedder in "
+            f"{fmt(rem.get('rounds'))} alternating rounds (each round starts with nothing pending; its "
+            "embedding competes with its writes for the 2 cores):",
+            "",
+        ]
+        rows = [
+            [
+                lb,
+                v.get("p50_ms"),
+                v.get("p99_ms"),
+                v.get("per_s"),
+                v.get("p50_ratio_to_none"),
+                v.get("p99_ratio_to_none"),
+                v.get("throughput_ratio_none_to_this"),
+                v.get("mean_backlog_at_round_end"),
+            ]
+            for lb, v in rem.items()
+            if isinstance(v, dict)
+        ]
+        header = [
+            "embedder",
+            "P50 ms",
+            "P99 ms",
+            "writes/s",
+            "P50 / none",
+            "P99 / none",
+            "throughput none / this",
+            "backlog at round end",
+        ]
+        lines += [table(header, rows), ""]
+    tr = d.get("text_recall") or {}
+    if tr:
+        first = next(iter(tr.values()))
+        match = first.get("fts_match_fraction_mean")
+        lines += [
+            f"**Recall by text** (`Cue(query=q, max_results=10)`; {fmt(first.get('questions'))} distinct "
+            f"questions of ~{fmt(first.get('mean_words'))} words, one at a time, backlog drained). Query "
+            "embedding: from the recall's metadata; *client*: the same cue with a precomputed embedding. "
+            + (
+                f"Each question's words match {100 * match:.0f} % of the memories on average."
+                if match
+                else ""
+            ),
+            "",
+        ]
+        cols = [
+            "text_query.p50_ms",
+            "text_query.p95_ms",
+            "text_query.p99_ms",
+            "query_embedding.p50_ms",
+            "query_embedding.p99_ms",
+            "client_embedding.p50_ms",
+            "client_embedding.p99_ms",
+            "vector_only.p50_ms",
+        ]
+        rows = [[lb, v.get("memories"), *(get(v, c) for c in cols)] for lb, v in tr.items()]
+        header = [
+            "embedder",
+            "memories",
+            "P50 ms",
+            "P95 ms",
+            "P99 ms",
+            "query embedding P50 ms",
+            "query embedding P99 ms",
+            "client P50 ms",
+            "client P99 ms",
+            "vector only P50 ms",
+        ]
+        lines += [table(header, rows), ""]
+    tg = d.get("targets") or {}
+    if tg:
+        rows = [
+            [t["label"], f"{fmt(t['measured'])}{t.get('unit', '')}", "met" if t["met"] else "**missed**"]
+            for t in tg.values()
+        ]
+        lines += [table(["target", "measured", "verdict"], rows), ""]
+    return lines
+
+
 def headlines(r: Results) -> list[str]:
     out = []
     p = r["peer_chroma"].get("ratios_engram_over_chroma")
@@ -1081,6 +1243,12 @@ def headlines(r: Results) -> list[str]:
                 else "."
             )
         )
+    if r.has("quality"):
+        from report_quality import quality_headline
+
+        q = quality_headline(r["quality"])
+        if q:
+            out.append(q)
     st = get(r["startup"], "cases") or {}
     if st:
         out.append(
@@ -1192,7 +1360,7 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         "",
         *([f"- {g}" for g in gaps(r)] or ["- Nothing: every step ran and wrote results."]),
         "",
-        "## Targets (issues 2-5, 7)",
+        "## Targets (issues 2-5, 7; recall quality)",
         "",
         table(["issue", "target", "measured", "verdict", "source"], [t.row() for t in targets(r)]),
         "",
@@ -1204,6 +1372,7 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         (plot_spaces, "latency-vs-spaces.png", "Recall latency vs number of spaces"),
         (plot_size, "latency-vs-size.png", "Recall latency vs space size"),
         (plot_startup, "startup-vs-spaces.png", "Start-up vs spaces on disk"),
+        (plot_quality, "quality-recall-at-10.png", "Recall@10 by question kind, Engram and baselines"),
     ):
         p = fn(r, img_dir / name)
         lines += [f"![{alt}]({rel}{name})" if p else f"({alt}: no data in this run.)", ""]
@@ -1217,6 +1386,12 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     lines += section_startup(r)
     lines += section_scale(r)
     lines += section_peer(r)
+    if "semantic" in r.run.get("steps", {}) or r.has("semantic"):
+        lines += section_semantic(r)
+    if "quality" in r.run.get("steps", {}) or r.has("quality"):
+        from report_quality import section_quality
+
+        lines += section_quality(r["quality"], r.status("quality"))
     lines += [
         "## Running it",
         "",

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run every Engram benchmark, then write the report.
 
-    python3 run.py bench            # the full suite (< 15 min on the reference 2-core machine)
-    python3 run.py bench --quick    # a smoke run of everything (< 3 min)
+    python3 run.py bench            # the full suite (< 35 min on the reference 2-core machine)
+    python3 run.py bench --quick    # a smoke run of everything (< 7 min)
     python3 run.py bench --only multispace,peer_chroma    # a subset; the report uses what is there
     python3 run.py bench --report-only                    # rebuild docs/benchmarks.md from the JSON
 
@@ -105,6 +105,30 @@ STEPS: tuple[Step, ...] = (
         "Engram beside Chroma 1.5.9: ingest, query, recall@10, RSS, fsyncs",
         180,
         40,
+    ),
+    Step(
+        "quality",
+        "quality.py",
+        "recall@5/10/25 on multi-session conversations: Engram's modes vs BM25, dense, RRF, per embedder",
+        900,
+        120,
+    ),
+    Step(
+        "semantic",
+        "semantic.py",
+        "text remember -> vector-searchable at 100/500 writes/s, remember cost of embedding, recall by text "
+        "at 10k (local, int8, hash)",
+        900,
+        180,
+        owner="embedding",
+    ),
+    Step(
+        "rank_exact",
+        "rank_exact.py",
+        'rank "similarity" recall@10 against exact float32 search, 20k x 384 clustered vectors',
+        300,
+        60,
+        owner="embedding",
     ),
 )
 
@@ -248,7 +272,7 @@ def _git_commit() -> str | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes everywhere (< 3 min)")
+    ap.add_argument("--quick", action="store_true", help="small sizes everywhere (< 7 min)")
     ap.add_argument("--only", help="comma-separated steps: " + ",".join(s.name for s in STEPS))
     ap.add_argument("--skip", help="comma-separated steps to leave out")
     ap.add_argument("--with-1m", action="store_true", help="scale: add 1M memories (128-d); adds ~10 min")
@@ -289,7 +313,7 @@ def main() -> int:
                         manifest["steps"][name] = {**st, "from_earlier_run": old.get("date_utc")}
             except ValueError:
                 pass
-        budget = args.budget or (170.0 if args.quick else 870.0)
+        budget = args.budget or (400.0 if args.quick else 3000.0)
         if args.with_1m:
             budget += 1800.0
         deadline = started + budget

@@ -44,7 +44,7 @@ def server(module_server_factory: Callable[..., EngramProcess]) -> Iterator[Engr
                                 settings={"embedder": "local", "embedding_wait_seconds": 120})
     with httpx.Client(base_url=srv.http_url, timeout=180) as http:
         desc = http.get(f"{API}/spaces/{SPACE}").json()
-        assert desc["embedder"] == {"provider": "local", "model": "all-MiniLM-L6-v2", "dimension": 384}
+        assert desc["embedder"] == {"provider": "local", "model": "all-MiniLM-L6-v2-int8", "dimension": 384}
         for note in NOTES:
             resp = http.post(f"{API}/memories/remember", json={"content": note},
                              headers={"X-Memory-Space": SPACE})

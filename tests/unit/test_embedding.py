@@ -52,7 +52,7 @@ def test_resolve_fills_defaults_from_settings() -> None:
     assert EmbedderSpec.resolve("none", None, s) == EmbedderSpec("none", "none")
     assert EmbedderSpec.resolve(" Local ", "all-MiniLM-L6-v2", s).provider == "local"
     assert EmbedderSpec.resolve("openai", "nomic-embed-text", s).model == "nomic-embed-text"
-    assert EmbedderSpec.resolve(None, None, settings()) == EmbedderSpec("local", "all-MiniLM-L6-v2")
+    assert EmbedderSpec.resolve(None, None, settings()) == EmbedderSpec("local", "all-MiniLM-L6-v2-int8")
     assert EmbedderSpec("hash", "hash-64").to_dict() == {"provider": "hash", "model": "hash-64"}
 
 
