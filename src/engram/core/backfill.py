@@ -18,7 +18,9 @@ findable by text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -41,6 +43,7 @@ log = logging.getLogger("engram.embedding")
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+EMBEDDER_NICE = 10
 
 
 class EmbeddingBackfill:
@@ -84,6 +87,11 @@ class EmbeddingBackfill:
             return None
 
     def _run(self) -> None:
+        # Below the request and commit threads in the OS scheduler: embedding is background
+        # work, and on a machine with few cores a write's acknowledgement must not queue
+        # behind a model batch (Linux gives each thread its own nice value).
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBEDDER_NICE)
         while True:
             space = self._next()
             if space is None:
