@@ -323,10 +323,15 @@ class TextEmbedding:
         links: list[tuple[int, int, float]] = []
         near: list[list[tuple[int, float]]] = []
         within = vecs @ vecs.T if len(keys) > 1 else None
+        stored = len(self.vectors)
+        # Exact-sized spaces: one pass over the rows for the whole batch; beyond, the index.
+        batch = (self.vectors.search_many(vecs, want) if 0 < stored <= self.settings.exact_search_max
+                 else None)
         for i, key in enumerate(keys):
             found: list[tuple[float, int]] = []
-            if len(self.vectors):
-                found += [(s, k) for k, s in self.vectors.search(vecs[i], want) if k != key]
+            if stored:
+                hits = batch[i] if batch is not None else self.vectors.search(vecs[i], want)
+                found += [(s, k) for k, s in hits if k != key]
             if within is not None:
                 found += [(float(within[i, j]), keys[j]) for j in range(i)]
             found.sort(reverse=True)

@@ -380,6 +380,36 @@ class VectorSet:
             out.update(zip(found, np.clip(scores, -1.0, 1.0).tolist(), strict=True))
         return out
 
+    def search_many(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Top-``k`` (key, cosine) of each row of ``queries``, exactly, in one pass over the rows.
+
+        For a batch (the background embedder's): one matrix product per block instead of a
+        search per query, which at 10k x 384 is ~20x less work for a batch of 64. Beyond
+        ``exact_search_max`` rows the caller should search per query through the index.
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(len(queries), -1)
+        if k <= 0 or self.dim is None or len(q) == 0 or q.shape[1] != self.dim:
+            return [[] for _ in range(len(q))]
+        keys_parts: list[np.ndarray] = []
+        score_parts: list[np.ndarray] = []
+        for vec, keys, _seq, _lsn, alive, n in self.views():
+            live = np.nonzero(alive[:n])[0]
+            if len(live) == 0:
+                continue
+            keys_parts.append(keys[live])
+            score_parts.append(vec[live].astype(np.float32) @ q.T)  # rows x queries
+        if not keys_parts:
+            return [[] for _ in range(len(q))]
+        all_keys = np.concatenate(keys_parts)
+        scores = np.concatenate(score_parts)
+        out: list[list[tuple[int, float]]] = []
+        for j in range(len(q)):
+            col = scores[:, j]
+            top = np.argpartition(-col, k)[:k] if len(col) > k else np.arange(len(col))
+            top = top[np.argsort(-col[top], kind="stable")]
+            out.append([(int(all_keys[i]), min(1.0, max(-1.0, float(col[i])))) for i in top])
+        return out
+
     def search(self, query: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
         """Top-``k`` by cosine: through the ANN index when there is one and it is ready."""
         ann = self.ann
