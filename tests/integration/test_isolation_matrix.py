@@ -340,3 +340,68 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
     assert caught == LEAK_CATCHERS[kind], (
         f"leak {kind!r}: caught by {sorted(caught)}, expected all of {sorted(LEAK_CATCHERS[kind])}"
     )
+
+
+
+MEANING_SPACES = [f"iso-mean-{i}" for i in range(4)]
+MEANING_SHARED = ["the espresso machine on the third floor is broken again",
+                  "quarterly planning moved to the large meeting room"]
+
+
+def meaning_violations(srv: EngramProcess) -> list[str]:
+    """Spaces that embed their own text (hash embedder, created with it explicitly), with the
+    same ids and texts in every space plus one memory only each space has (and a near copy,
+    so the space makes a link from meaning). Each is asked over REST and gRPC for *another*
+    space's own memory by meaning (rank similarity; cognitive with spreading and hybrid, over
+    those links): any id that is not its own is a violation."""
+    from engram.client.grpc import GrpcClient
+
+    own = {sp: f"{sp} keeps the orange kayak paddle number {k} in locker {k * 7}"
+           for k, sp in enumerate(MEANING_SPACES)}
+    for sp in MEANING_SPACES:
+        with RestSpaceClient(srv.http_url, sp) as c:
+            made = c.call("POST", "/api/v1/spaces", json={"id": sp, "embedder": {"provider": "hash"}})
+            assert made["embedder"]["provider"] == "hash"
+            for i, text in enumerate(MEANING_SHARED):
+                c.remember(id=f"shared-{i}", content=text)
+            c.remember(id=f"own.{sp}", content=own[sp])
+            c.remember(id=f"near.{sp}", content=own[sp] + " today")
+    violations = []
+    for k, sp in enumerate(MEANING_SPACES):
+        allowed = {"shared-0", "shared-1", f"own.{sp}", f"near.{sp}"}
+        other = own[MEANING_SPACES[(k + 1) % len(MEANING_SPACES)]]
+        with RestSpaceClient(srv.http_url, sp) as rest, GrpcClient(srv.grpc_target, space=sp) as rpc:
+            for rank, mode in (("similarity", "similarity"), ("cognitive", "spreading"),
+                               ("cognitive", "hybrid")):
+                body = rest.recall(query=other, rank=rank, mode=mode, wait_for_embeddings=True,
+                                   max_results=50, trace_activation=True)
+                items = [it for b in body["memories"].values() for it in b]
+                ids = [it["memory"]["id"] for it in items]
+                ids += [st["memory_id"] for it in items for st in (it.get("activation_path") or [])]
+                got = rpc.recall(other, rank=rank, mode=mode, wait_for_embeddings=True, max_results=50)
+                ids += [it.memory.id for it in (*got.memories.vivid, *got.memories.associated)]
+                if not ids:
+                    violations.append(f"{sp}: {rank}/{mode} found nothing (the probe must exercise it)")
+                violations += [f"{sp}: {rank}/{mode} returned {i}" for i in sorted(set(ids) - allowed)]
+    return violations
+
+
+def test_meaning_and_its_links_never_cross_spaces(
+    matrix_server: tuple[EngramProcess, dict[str, SpaceData]],
+) -> None:
+    srv, _ = matrix_server
+    violations = meaning_violations(srv)
+    assert not violations, "\n".join(violations)
+    for sp in MEANING_SPACES:
+        with RestSpaceClient(srv.http_url, sp) as c:
+            desc = c.describe(sp)
+            assert desc["memory_count"] == 4 and desc["embedding_backlog"] == 0
+
+
+def test_a_planted_recall_leak_is_caught_by_the_meaning_probe(tmp_path: Any) -> None:
+    srv = EngramProcess.start(tmp_path / "leaky-meaning", [], SETTINGS, module="engram.testing.leaky",
+                              env={"LEAK_KIND": "recall"})
+    try:
+        assert meaning_violations(srv), "a recall that reads a sibling space went unnoticed"
+    finally:
+        srv.stop()
