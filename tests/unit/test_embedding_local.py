@@ -52,7 +52,9 @@ def load_log() -> Iterator[_Keep]:
 
 @pytest.fixture(scope="module")
 def pool(load_log: _Keep) -> Iterator[Embedders]:
-    embedders = Embedders(load_settings(use_env=False, overrides={"embedder": "local"}))
+    # The fp32 model as the default here: warm() loads the default, which the tests then race.
+    embedders = Embedders(load_settings(use_env=False, overrides={
+        "embedder": "local", "embedder_model": FP32.model}))
     embedders.warm()  # background load, as at server start; first use below waits for it
     yield embedders
     embedders.close()
