@@ -138,10 +138,14 @@ def filter_context(run: RecallRun) -> None:
             run.cands[rowid].context = 1.0
 
 
+def cosine_scale(run: RecallRun) -> tuple[float, float]:
+    return COSINE_SCALE.get(run.space.embedder_spec.provider, (0.0, 1.0))
+
+
 def calibrated(run: RecallRun, cosine: float) -> float:
     if run.qv.origin != "embedder":
         return max(0.0, cosine)  # a client's vectors: the cosine is all we know
-    lo, hi = COSINE_SCALE.get(run.space.embedder_spec.provider, (0.0, 1.0))
+    lo, hi = cosine_scale(run)
     return min(1.0, max(0.0, (cosine - lo) / (hi - lo)))
 
 
@@ -162,7 +166,7 @@ def fan_adjusted(run: RecallRun, c: Candidate) -> float:
     """The cosine after the fan effect; a sparse neighbourhood lifts only a cosine that is
     evidence already (above the calibration floor)."""
     crowd = fan(run, c)
-    floor = COSINE_SCALE.get(run.space.embedder_spec.provider, (0.0, 1.0))[0]
+    floor = cosine_scale(run)[0]
     if crowd < 0 and c.similarity <= floor:
         return c.similarity
     return c.similarity - FAN_WEIGHT * crowd

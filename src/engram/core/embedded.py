@@ -84,6 +84,14 @@ def known_dimension(spec: EmbedderSpec, openai_dimension: int) -> int | None:
     return None
 
 
+def implicit_spec(embedders: Embedders, dim: int | None, openai_dimension: int) -> EmbedderSpec:
+    """The embedder of a space that chose none: the server's default, unless the space's
+    vectors are already of another length (they came from a client: it keeps taking those)."""
+    spec = embedders.default_spec()
+    want = known_dimension(spec, openai_dimension)
+    return NO_EMBEDDER if dim is not None and want is not None and want != dim else spec
+
+
 class TextEmbedding:
     """Mixin of ``MemorySpace``: embedder binding, the pending backlog, background vectors."""
 
@@ -129,13 +137,7 @@ class TextEmbedding:
             self.embedder_spec = EmbedderSpec(str(rec["provider"]), str(rec["model"]))
             self.embedder_explicit = bool(rec.get("explicit", False))
         elif self.embedders is not None:
-            spec = self.embedders.default_spec()
-            want = known_dimension(spec, self.settings.openai_dimension)
-            if self.dim is not None and want is not None and want != self.dim:
-                spec = NO_EMBEDDER
-            self.embedder_spec = spec
-        if self.embedders is None:
-            self.embedder_spec = NO_EMBEDDER if not raw else self.embedder_spec
+            self.embedder_spec = implicit_spec(self.embedders, self.dim, self.settings.openai_dimension)
         target = self.store.meta("reembed")
         if target and self.embedders is not None:
             rec = json.loads(target)

@@ -382,9 +382,8 @@ class MemorySpace(TextEmbedding):
             ep_vals = (None,) * 9
         adjacency = self.settings.episodic_adjacency_seconds if is_episode else 0.0
         # Text with no vector is embedded in the background after the commit (SPEC §9).
-        to_embed = blob is None and self.embedding_active and bool(
-            embed_text(item.content, *(ep_vals[1:3] if is_episode else (None, None)),
-                       *(ep_vals[4:6] if is_episode else (None, None))))
+        fields = (ep.what, ep.where_location, ep.why, ep.how) if is_episode else ()
+        to_embed = blob is None and self.embedding_active and bool(embed_text(item.content, *fields))
         spec_dim = known_dimension(self.embedder_spec, self.settings.openai_dimension)
         event = {
             "memory_id": mem_id, "memory_type": item.memory_type.value,
@@ -544,15 +543,7 @@ class MemorySpace(TextEmbedding):
 
     # -- read helpers -----------------------------------------------------------
     def _ids_for(self, rowids: Iterable[int]) -> dict[int, str]:
-        rowids = list(rowids)
-        if not rowids:
-            return {}
-        conn = self.check_healthy().reader()
-        q = ",".join("?" * len(rowids))
-        return {
-            int(r): str(i)
-            for r, i in conn.execute(f"SELECT rowid, id FROM memories WHERE rowid IN ({q})", rowids)
-        }
+        return {r: str(row[1]) for r, row in self.select_rows("rowid, id", rowids).items()}
 
     def select_rows(self, columns: str, rowids: Iterable[int], where: str = "") -> dict[int, tuple[Any, ...]]:
         """``rowid -> row`` of ``SELECT {columns}`` (which must start with rowid) for the given

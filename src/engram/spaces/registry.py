@@ -31,7 +31,7 @@ from typing import Any
 from ..cognition.api import SpaceCognition
 from ..cognition.introspection import embedder_info
 from ..core.backfill import EmbeddingBackfill
-from ..core.embedded import known_dimension
+from ..core.embedded import implicit_spec
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.space import MemorySpace
 from ..embedding import Embedders, EmbedderSpec
@@ -127,11 +127,7 @@ class SpaceRegistry:
             return None, False
         if choice is not None:
             return EmbedderSpec.resolve(choice.provider, choice.model, self.settings), True
-        spec = self.embedders.default_spec()
-        want = known_dimension(spec, self.settings.openai_dimension)
-        if dimension is not None and want is not None and want != dimension:
-            spec = EmbedderSpec("none", "none")
-        return spec, False
+        return implicit_spec(self.embedders, dimension, self.settings.openai_dimension), False
 
     def _open_space(self, sid: str) -> MemorySpace:
         space = MemorySpace(sid, self.root / sid, self.settings, self.clock,
