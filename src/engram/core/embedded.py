@@ -108,6 +108,7 @@ class TextEmbedding:
     embedder_explicit: bool
     _pending: dict[int, None]
     _pending_cv: threading.Condition
+    _unmeasured: dict[int, None]
     _closed: bool
     reembed_target: EmbedderSpec | None
     density: LocalDensity
@@ -174,12 +175,11 @@ class TextEmbedding:
 
     def _load_pending(self) -> None:
         """List the rows still awaiting a vector (after a restart, or a crash mid-backlog)."""
-        if self.store is None:
+        # The fan only weighs the server's own query vectors (cognition.recall.fan): a space
+        # that embeds nothing needs neither a backlog nor fans.
+        if self.store is None or not self.embedding_active:
             return
-        if not self.embedding_active:
-            if len(self.vectors) and self.backfill is not None:
-                self.backfill.notify(self)  # the fan of client vectors (see _density_step)
-            return
+        self._to_measure(self.vectors.keys().tolist())  # their fan is not persisted
         rows = self.store.reader().execute(
             f"SELECT rowid, {EMBED_TEXT_COLUMNS} FROM memories "
             "WHERE embedding IS NULL AND suppressed = 0 ORDER BY rowid"
@@ -188,7 +188,7 @@ class TextEmbedding:
             for rowid, *text in rows:
                 if embed_text(*text):
                     self._pending[int(rowid)] = None
-        work = self._pending or self.reembed_target is not None or len(self.vectors)
+        work = self._pending or self.reembed_target is not None or self._unmeasured
         if work and self.backfill is not None:
             log.info("embedding backlog after open: %d", len(self._pending), extra={"memory_space": self.id})
             self.backfill.notify(self)
@@ -228,7 +228,7 @@ class TextEmbedding:
         """
         store = self.check_healthy()
         if not self.embedding_active:
-            return self._density_step(limit)
+            return False
         assert self.embedders is not None
         with self._pending_cv:
             batch = list(self._pending)[:limit]
@@ -341,17 +341,26 @@ class TextEmbedding:
             links += [(key, k, round(min(1.0, s), 6)) for s, k in found[:most] if s >= thr]
         return links, near
 
+    def _to_measure(self, keys: Iterable[int]) -> None:
+        """Vectors whose fan the background worker has to measure (see ``_density_step``)."""
+        with self._pending_cv:
+            self._unmeasured.update(dict.fromkeys(keys))
+
     def _density_step(self, limit: int) -> bool:
-        """Measure the fan of up to ``limit`` stored vectors not measured yet (after an open,
-        or client vectors); True if more remain."""
+        """Measure the fan of up to ``limit`` vectors that arrived without it (loaded at open,
+        client vectors, a re-embedding); True if more remain. Vectors the worker embeds get
+        theirs with the embedding, from the same search."""
         limit *= 8  # a search each, no model: cheap next to an embedding batch
-        stored: list[int] = self.vectors.keys().tolist()
-        missing = [k for k in stored if k not in self.density][:limit]
-        for key in missing:
-            vec = self.vectors.vector(key)
+        with self._pending_cv:
+            batch = list(self._unmeasured)[:limit]
+            for key in batch:
+                del self._unmeasured[key]
+            more = bool(self._unmeasured)
+        for key in batch:
+            vec = self.vectors.vector(key)  # None: forgotten meanwhile
             if vec is not None:
                 self.density.observe(key, self.vectors.search(vec, self.density.k + 1))
-        return len(missing) == limit
+        return more
 
     # -- re-embedding with another model (engram space reembed) -------------------------
     def start_reembed(self, spec: EmbedderSpec) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class MemorySpace(TextEmbedding):
         self._pending_cv = threading.Condition()
         self.reembed_target = None  # the embedder a re-embedding in progress switches to
         self.density = LocalDensity()  # each memory's fan (index.density), measured in the background
+        self._unmeasured: dict[int, None] = {}  # vector keys whose fan is still to measure
         # One shared post-commit effect for every remember: applied once per run of
         # remembers in a commit batch (see GroupedEffect), not once per write.
         self._stored_effect = GroupedEffect(self._apply_stored)
@@ -206,6 +207,7 @@ class MemorySpace(TextEmbedding):
         vectors.ann = ann
         self.ann = ann
         ann.start()
+        self._to_measure(vectors.keys().tolist())
 
     def _load_vectors(self, checkpoint: tuple[np.ndarray, int] | None) -> int:
         """Load live embeddings into ``self.vectors``; returns how many the checkpoint covers.
@@ -523,11 +525,13 @@ class MemorySpace(TextEmbedding):
                         self.vectors.add(key, unit, lsn)
                     except Exception:
                         log.exception("post-commit vector add failed", extra={"memory_space": self.id})
+        if with_vec and self.embedding_active:  # client vectors beside the server's own
+            self._to_measure(k for k, _, _ in with_vec)
         waiting = [res["rowid"] for res, _ in run if res["embed"]]
         if waiting:
             with self._pending_cv:
                 self._pending.update(dict.fromkeys(waiting))
-        if (waiting or with_vec) and self.backfill is not None:
+        if (waiting or (with_vec and self.embedding_active)) and self.backfill is not None:
             self.backfill.notify(self)  # vectors to compute, or client vectors' fan to measure
         for res, lsn in run:
             self.events.publish("stored", lsn, res["event"])
