@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,17 @@ from ..statefile import read_state
 
 class HarnessError(RuntimeError):
     pass
+
+
+def _limit_files(nofile: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that sets the child's RLIMIT_NOFILE (soft and hard) to ``nofile``."""
+    if nofile is None:
+        return None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return apply
 
 
 def _env_value(value: Any) -> str:
@@ -54,6 +66,7 @@ class EngramProcess:
     generation: int = 0
     module: str = "engram"
     env: dict[str, str] = field(default_factory=dict)
+    nofile: int | None = None
 
     # -- start ------------------------------------------------------------------
     @classmethod
@@ -69,9 +82,11 @@ class EngramProcess:
         generation: int = 0,
         module: str = "engram",
         env: Mapping[str, str] | None = None,
+        nofile: int | None = None,
     ) -> EngramProcess:
         """Start ``python -m <module> start`` (``module`` lets tests run a patched entry point,
-        e.g. ``engram.testing.leaky``; ``env`` adds non-setting environment variables)."""
+        e.g. ``engram.testing.leaky``; ``env`` adds non-setting environment variables;
+        ``nofile`` lowers the child's open-file limit, like ``ulimit -n``)."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         data = Path(data_dir) if data_dir is not None else root / "data"
@@ -96,7 +111,8 @@ class EngramProcess:
             open(root / f"server-{generation}.out", "wb") as out,
             open(root / f"server-{generation}.log", "wb") as err,
         ):
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=penv, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=penv, start_new_session=True,
+                                    preexec_fn=_limit_files(nofile))
         srv = cls(
             root=root,
             data_dir=data,
@@ -106,6 +122,7 @@ class EngramProcess:
             generation=generation,
             module=module,
             env=extra_env,
+            nofile=nofile,
         )
         srv._wait_ready(state_file, timeout)
         return srv
@@ -222,6 +239,7 @@ class EngramProcess:
             generation=self.generation + 1,
             module=self.module,
             env=self.env,
+            nofile=self.nofile,
         )
 
     def __enter__(self) -> EngramProcess:
