@@ -19,6 +19,7 @@ the server sends back.
     │   ├── MemoryNotFound          MEMORY_NOT_FOUND
     │   └── BeliefNotFound          BELIEF_NOT_FOUND
     ├── SpaceLimitReached           (409 / RESOURCE_EXHAUSTED)
+    ├── DefaultSpaceProtected       (409 / FAILED_PRECONDITION)
     ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
     ├── ShuttingDown                (503 / UNAVAILABLE)
@@ -183,10 +184,29 @@ class EmbedderUnavailable(EngramError):
     )
 
 
+class DefaultSpaceProtected(EngramError):
+    """The configured default space is where unnamed requests go, so it cannot be deleted."""
+
+    code = "DEFAULT_SPACE_PROTECTED"
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+    default_suggestion = (
+        "Forget its memories instead (DELETE /api/v1/memories/{id}?mode=delete, or the Forget RPC), "
+        "or delete a space you created; with require_explicit_space = true the default space is not "
+        "used and may be deleted."
+    )
+    default_example = "engram memory forget <memory-id> --space default --mode delete"
+
+
 class StorageError(EngramError):
     code = "STORAGE_ERROR"
     http_status = 500
     grpc_status = "INTERNAL"
+    default_suggestion = (
+        "The server could not read or write this memory space's files. Retry shortly; if it keeps "
+        "failing, check the server log and disk (free space, open-file limit `ulimit -n`, permissions, "
+        "read-only mount) and GET /api/v1/system/health for the space's state. Other spaces keep serving."
+    )
 
 
 def _all_subclasses(cls: type[EngramError]) -> list[type[EngramError]]:

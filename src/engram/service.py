@@ -57,7 +57,7 @@ from .core.models import (
 )
 from .core.space import MemorySpace
 from .embedding import Embedders, EmbedderSpec
-from .errors import MemorySpaceConflict, MemorySpaceRequired
+from .errors import DefaultSpaceProtected, MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
 from .spaces.ids import MemorySpaceId
@@ -167,6 +167,14 @@ class EngramService:
         return await self._read(space_id, lambda s: _reembed_status(s, s.reembed_status()))
 
     async def delete_space(self, space_id: str) -> SpaceDeletion:
+        """Erase a space. The default space is refused while unnamed requests fall back to it:
+        deleting it would turn every such request into a 404 until the next restart recreates it.
+        With ``require_explicit_space`` nothing falls back, and it is an ordinary space."""
+        if space_id == self.settings.default_space and not self.settings.require_explicit_space:
+            raise DefaultSpaceProtected(
+                f"the default memory space {space_id!r} cannot be deleted; forget its memories instead",
+                details={"memory_space_id": space_id},
+            )
         return await asyncio.to_thread(self.registry.delete, space_id)
 
     # -- memories ---------------------------------------------------------------

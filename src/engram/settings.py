@@ -78,6 +78,16 @@ class Settings:
     read_concurrency: int = 1  # short reads (recall, get, list...) running at once; see service._read
     subscriber_queue_depth: int = 1_024
     grpc_max_message_bytes: int = 4_194_304
+    # gRPC connection limits (see api/grpc/server.py and docs/configuration.md "gRPC limits").
+    grpc_max_concurrent_rpcs: int = 1_000  # whole server, streams included; then RESOURCE_EXHAUSTED; 0: none
+    grpc_max_concurrent_streams: int = 100  # per HTTP/2 connection; more calls queue on the client
+    grpc_keepalive_time_seconds: float = 60.0  # server pings a connection with calls after this quiet time
+    grpc_keepalive_timeout_seconds: float = 20.0  # unanswered ping -> the connection is closed
+    grpc_min_ping_interval_seconds: float = 10.0  # client pings closer than this are strikes
+    grpc_max_ping_strikes: int = 2  # strikes before GOAWAY too_many_pings
+    grpc_max_connection_idle_seconds: float = 300.0  # no call for this long -> GOAWAY; 0 = never
+    grpc_max_connection_age_seconds: float = 0.0  # connection lifetime; 0 = unlimited (streams live long)
+    grpc_max_connection_age_grace_seconds: float = 30.0  # calls may finish this long after the age is reached
     stream_heartbeat_seconds: float = 15.0
     # -- server ---------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -102,6 +112,16 @@ class Settings:
         positive = ("max_spaces", "max_body_bytes", "read_concurrency", "max_embedding_dim",
                     "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads")
         for name in positive:
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+        non_negative = ("grpc_max_concurrent_rpcs", "grpc_max_ping_strikes",
+                        "grpc_max_connection_idle_seconds", "grpc_max_connection_age_seconds",
+                        "grpc_max_connection_age_grace_seconds")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must be 0 (off) or positive, got {getattr(self, name)!r}")
+        for name in ("grpc_max_concurrent_streams", "grpc_keepalive_time_seconds",
+                     "grpc_keepalive_timeout_seconds", "grpc_min_ping_interval_seconds"):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:

@@ -139,7 +139,7 @@ def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) 
     if mat.size != len(rows) * query.shape[0]:
         return {}  # vectors of another model (a re-embedding switched meanwhile)
     mat = mat.reshape(len(rows), -1)
-    norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
+    norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))  # float32 squares can overflow
     norms[norms == 0] = 1.0
     sims = (mat @ query) / norms
     return dict(zip((int(r[0]) for r in rows), np.clip(sims, -1.0, 1.0).tolist(), strict=True))

@@ -9,6 +9,10 @@
    ``given`` (the caller said it), ``recalled`` (copied from the matching
    episode, with the match as confidence), or ``reconstructed`` (the matching
    episode lacks it, so the other candidates vote, weighted by their match).
+   Only candidates with a match above 0 vote: when none does, the field stays
+   unfilled rather than being invented (and no weight sum can be zero).
+
+Every confidence is within [0, 1] and finite, whatever the space holds.
 
 ``CueTooWeak`` is raised when nothing was given, when a partial embedding is too
 short to say anything, or when no episode matches at least ``min_confidence``.
@@ -154,8 +158,8 @@ def _candidates(
                 keep = np.argsort(-best_s, kind="stable")[:200]
                 best_k, best_s = best_k[keep], best_s[keep]
         for key, sim in zip(best_k.tolist(), best_s.tolist(), strict=True):
-            if sim > 0:
-                cosines[int(key)] = float(sim)
+            if sim > 0:  # (NaN is not > 0)
+                cosines[int(key)] = min(1.0, float(sim))  # float16 rounding can pass 1 by a hair
         found.update(cosines)
     return found, cosines
 
@@ -267,14 +271,14 @@ def _hypothesis(
             votes: dict[str, tuple[float, list[str], Any]] = {}
             for s, r in voters:
                 v = _episode_values(rows[r])[name]
-                if v is None:
+                if v is None or not s > 0:  # a voter that matches nothing has no say (and no weight)
                     continue
                 key = json.dumps(v, sort_keys=True)
                 w, ids, _ = votes.get(key, (0.0, [], v))
                 votes[key] = (w + s, [*ids, str(rows[r][R_ID])], v)
-            if not votes:
-                continue
             total = sum(w for w, _, _ in votes.values())
+            if not total > 0:  # every weight is positive, so this is only "no votes"
+                continue
             w, ids, value = max(votes.values(), key=lambda t: (t[0], json.dumps(t[2], sort_keys=True)))
             fields.append(
                 FieldSource(

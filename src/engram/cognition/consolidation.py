@@ -118,7 +118,7 @@ def snapshot(space: MemorySpace) -> Snapshot:
         if blobs
         else np.zeros((0, dim), np.float32)
     )
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)  # float32 squares can overflow
     norms[norms == 0] = 1.0
     return Snapshot(rowids, ids, contents, lsns, (x / norms).astype(np.float32))
 

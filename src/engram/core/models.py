@@ -14,9 +14,45 @@ from enum import Enum
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+#: A vector component: an int or a float, never a boolean or a numeric string (pydantic's lax
+#: mode would read ``true`` as 1.0 and ``"0.5"`` as 0.5). Checked in Rust, so it costs nothing.
+Component = Annotated[float, Strict()]
+
+#: Numeric times are Unix seconds (UTC) in this range: from 1970-01-01T00:00:01Z to
+#: 9999-12-31T23:59:59Z. Fractions are fine (``time.time()`` works); 0, negatives, values below
+#: one second (a confidence sent in the wrong field) and milliseconds are rejected.
+EPOCH_MIN = 1.0
+EPOCH_MAX = 253_402_300_799.0
+EPOCH_RULE = (
+    "a number here is Unix seconds (UTC) from 1 (1970-01-01T00:00:01Z) to 253402300799 "
+    "(9999-12-31T23:59:59Z), not milliseconds; or send an ISO-8601 string such as 2026-11-01T09:00:00Z"
+)
+
+
+def _instant(value: Any) -> Any:
+    """Numbers (and numeric strings, as in query parameters) become UTC datetimes if plausible."""
+    if isinstance(value, bool):
+        raise ValueError("a time must be an ISO-8601 string or Unix seconds, not a boolean")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value  # ISO-8601 (or garbage): pydantic's datetime parsing decides
+    else:
+        return value
+    if not (math.isfinite(number) and EPOCH_MIN <= number <= EPOCH_MAX):
+        raise ValueError(f"{value!r} is not a plausible time: {EPOCH_RULE}")
+    return datetime.fromtimestamp(number, tz=UTC)
+
+
+#: A point in time given by a client: ISO-8601, or Unix seconds within ``EPOCH_MIN..EPOCH_MAX``.
+Instant = Annotated[datetime, BeforeValidator(_instant)]
+Embedding = list[Component]
 
 
 def utcnow() -> datetime:
@@ -109,7 +145,7 @@ class MemoryInput(_Input):
 
     id: MemoryId | None = Field(None, description="Client-chosen id; generated if omitted.")
     content: str = Field("", description="Text of the memory; may be empty if an embedding is given.")
-    embedding: list[float] | None = Field(
+    embedding: Embedding | None = Field(
         None, description="Float vector; its length must match the space's dimension."
     )
     confidence: Unit = 0.7
@@ -138,7 +174,7 @@ class EpisodeInput(MemoryInput):
     """What ``experience`` accepts: a memory with episodic context."""
 
     memory_type: MemoryType = MemoryType.episodic
-    when: datetime = Field(..., description="When it happened (ISO-8601 or epoch seconds).")
+    when: Instant = Field(..., description="When it happened: ISO-8601, or Unix seconds (1 to 253402300799).")
     what: str = ""
     where_location: str | None = Field(None, max_length=1024)
     who: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
@@ -159,10 +195,10 @@ class EpisodeInput(MemoryInput):
 class Cue(_Input):
     """What ``recall`` asks with."""
 
-    embedding: list[float] | None = None
+    embedding: Embedding | None = None
     query: str | None = Field(None, max_length=65_536, description="Full-text query (BM25).")
-    time_start: datetime | None = None
-    time_end: datetime | None = None
+    time_start: Instant | None = None
+    time_end: Instant | None = None
     location: str | None = Field(None, max_length=1024)
     participants: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
     tags: list[Tag] = Field(default_factory=list, max_length=64)
@@ -409,7 +445,7 @@ class Association(BaseModel):
 
 class RecognizeInput(_Input):
     content: str | None = Field(None, max_length=65_536)
-    embedding: list[float] | None = None
+    embedding: Embedding | None = None
     threshold: Unit = 0.8
     max_matches: Annotated[int, Field(ge=1, le=100)] = 5
     memory_space_id: str | None = None
@@ -442,9 +478,9 @@ class Recognition(BaseModel):
 
 class ReminisceQuery(_Input):
     topic: str | None = Field(None, max_length=4096)
-    embedding: list[float] | None = None
-    time_start: datetime | None = None
-    time_end: datetime | None = None
+    embedding: Embedding | None = None
+    time_start: Instant | None = None
+    time_end: Instant | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
     memory_space_id: str | None = None
 
@@ -452,6 +488,12 @@ class ReminisceQuery(_Input):
     @classmethod
     def _v_emb(cls, v: list[float] | None) -> list[float] | None:
         return _check_embedding(v)
+
+    @model_validator(mode="after")
+    def _window(self) -> ReminisceQuery:
+        if self.time_start and self.time_end and to_epoch(self.time_start) > to_epoch(self.time_end):
+            raise ValueError("time_start must not be after time_end")
+        return self
 
 
 class Reminiscence(BaseModel):
@@ -514,12 +556,12 @@ class DreamStep(BaseModel):
 
 class CompleteInput(_Input):
     what: str | None = Field(None, max_length=65_536)
-    when: datetime | None = None
+    when: Instant | None = None
     where_location: str | None = Field(None, max_length=1024)
     who: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=256)
     why: str | None = Field(None, max_length=4096)
     how: str | None = Field(None, max_length=4096)
-    embedding: list[float] | None = Field(
+    embedding: Embedding | None = Field(
         None, description="A partial embedding: leading components, or full length."
     )
     max_hypotheses: Annotated[int, Field(ge=1, le=20)] = 3

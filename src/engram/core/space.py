@@ -236,7 +236,7 @@ class MemorySpace(TextEmbedding):
             if self.dim is None:
                 self.dim = mat.shape[1]
                 self.vectors.dim = self.dim
-            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]
+            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))[:, None]  # no overflow
             norms[norms == 0] = 1.0
             unit = (mat / norms).astype(np.float16)
             if graph_keys is None:
@@ -341,8 +341,9 @@ class MemorySpace(TextEmbedding):
         if self.dim is not None:
             self.vectors.check_dim(len(embedding))
         raw = np.array(embedding, dtype=np.float32)
-        norm = float(np.sqrt(raw @ raw))
-        return raw.tobytes(), (raw / norm if norm > 0.0 and np.isfinite(norm) else raw)
+        wide = raw.astype(np.float64)  # float32 squares overflow above ~1.8e19: norm in float64
+        norm = float(np.sqrt(wide @ wide))
+        return raw.tobytes(), ((wide / norm).astype(np.float32) if norm > 0.0 and np.isfinite(norm) else raw)
 
     def submit_remember(
         self, item: MemoryInput, *, on_loop: bool = False

@@ -44,10 +44,13 @@ View = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
 
 def normalise(vec: Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.asarray(vec, dtype=np.float32).reshape(-1)
-    norm = float(np.sqrt(arr @ arr))
+    # The norm in float64: squares of float32 values above ~1.8e19 overflow float32 to inf,
+    # which left such a vector unnormalised (cosines far above 1). float64 holds them all.
+    wide = arr.astype(np.float64)
+    norm = float(np.sqrt(wide @ wide))
     if norm == 0.0 or not np.isfinite(norm):
         return arr
-    return arr / norm
+    return (wide / norm).astype(np.float32)
 
 
 class _Block:

@@ -15,6 +15,8 @@ Concurrency and flow control, per flow:
   whose overflow becomes a ``LagNotice`` - the publisher is never blocked.
 * All responses go through one bounded output queue read by the handler, so a
   client that stops reading stalls only this flow.
+* A subscription whose space is deleted ends with a ``NOT_FOUND`` error for
+  its sequence; the flow stays open for its other work.
 * When the client half-closes, open requests are answered and the flow ends.
   When the server shuts down (subscriptions closed) the flow ends with
   ``UNAVAILABLE``.
@@ -31,7 +33,7 @@ from typing import Any
 import grpc
 
 from ...core.events import Closed, Lagged, Subscription
-from ...errors import InvalidInput, ShuttingDown, SlowConsumer
+from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from . import convert as c
 from .errors import map_error
 from .gen import memory_pb2 as pb
@@ -197,7 +199,7 @@ class _Flow:
                     item = await sub.get()
                 except Closed as closed:
                     err = closed_error(closed, self.h.service.shutting_down, space)
-                    if isinstance(err, SlowConsumer):
+                    if isinstance(err, (SlowConsumer, MemorySpaceNotFound)):  # this subscription ends
                         entry = self.subs.pop(seq, None)
                         if entry is not None:
                             self.h.metrics.subscribers.labels("grpc", self.h.metrics.space_label(space)).dec()

@@ -3,15 +3,38 @@
     server, port = await create_grpc_server(service, "127.0.0.1", 0)
     await server.start()
 
-Message size limits come from ``settings.grpc_max_message_bytes`` (an
-oversized message is rejected by gRPC itself with RESOURCE_EXHAUSTED). The
-health service reports SERVING for ``""`` and ``engram.v1.EngramService``
+Limits (all settings, logged once at start, see :func:`server_options`):
+
+* message size: ``grpc_max_message_bytes`` in and out (gRPC itself answers an
+  oversized message with RESOURCE_EXHAUSTED);
+* ``grpc_max_concurrent_rpcs`` calls at once in the whole server, streams
+  included; one more is answered RESOURCE_EXHAUSTED by grpcio before any
+  handler runs (health checks count too, so keep headroom above the streams
+  you expect);
+* ``grpc_max_concurrent_streams`` per HTTP/2 connection (SETTINGS frame): a
+  client that opens more waits for one to finish instead of piling up work;
+* keepalive enforcement: client pings closer than
+  ``grpc_min_ping_interval_seconds``, or sent while the connection has no call
+  (``keepalive_permit_without_calls`` is off), are strikes; after
+  ``grpc_max_ping_strikes`` the server sends GOAWAY ``too_many_pings``. The
+  server itself pings a connection with calls after
+  ``grpc_keepalive_time_seconds`` of quiet and drops it when no answer comes
+  within ``grpc_keepalive_timeout_seconds``, so a vanished client's streams end;
+* connection lifetime: GOAWAY after ``grpc_max_connection_idle_seconds``
+  without a call; ``grpc_max_connection_age_seconds`` (off by default: event
+  streams are meant to stay open) bounds a connection's life, with
+  ``grpc_max_connection_age_grace_seconds`` for its calls to finish.
+
+Undecodable request bytes are answered INVALID_ARGUMENT (``decoding.DecodeGuard``).
+
+The health service reports SERVING for ``""`` and ``engram.v1.EngramService``
 until ``service.begin_shutdown()``, then NOT_SERVING, so load balancers drain
 the server while in-flight calls finish.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -19,9 +42,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ...service import EngramService
+from ...settings import Settings
+from .decoding import DecodeGuard
 from .flow import FlowHandlers
 from .gen import service_pb2, service_pb2_grpc
 from .unary import UnaryHandlers
+
+log = logging.getLogger("engram.grpc")
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["EngramService"].full_name
 
@@ -44,13 +71,43 @@ class _Health(health.aio.HealthServicer):
         return await super().Check(request, context)
 
 
-async def create_grpc_server(service: EngramService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    limit = service.settings.grpc_max_message_bytes
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", limit),
-        ("grpc.max_send_message_length", limit),
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """The grpcio channel arguments of the server (names from grpc_types.h)."""
+    opts = [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         ("grpc.so_reuseport", 0),
-    ])
+        ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
+        ("grpc.keepalive_time_ms", _ms(settings.grpc_keepalive_time_seconds)),
+        ("grpc.keepalive_timeout_ms", _ms(settings.grpc_keepalive_timeout_seconds)),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(settings.grpc_min_ping_interval_seconds)),
+        ("grpc.http2.max_ping_strikes", settings.grpc_max_ping_strikes),
+    ]
+    if settings.grpc_max_connection_idle_seconds > 0:
+        opts.append(("grpc.max_connection_idle_ms", _ms(settings.grpc_max_connection_idle_seconds)))
+    if settings.grpc_max_connection_age_seconds > 0:
+        opts.append(("grpc.max_connection_age_ms", _ms(settings.grpc_max_connection_age_seconds)))
+        opts.append(("grpc.max_connection_age_grace_ms", _ms(settings.grpc_max_connection_age_grace_seconds)))
+    return opts
+
+
+async def create_grpc_server(service: EngramService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    settings = service.settings
+    options = server_options(settings)
+    server = grpc.aio.server(
+        options=options,
+        interceptors=(DecodeGuard(service.metrics),),
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
+    )
+    log.info("grpc limits", extra={
+        "grpc_max_concurrent_rpcs": settings.grpc_max_concurrent_rpcs or "unlimited",
+        **{name.replace(".", "_"): value for name, value in options if name != "grpc.so_reuseport"},
+    })
     servicer = EngramServicer(service)
     service_pb2_grpc.add_EngramServiceServicer_to_server(servicer, server)
     health_servicer = _Health(service)

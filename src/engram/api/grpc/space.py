@@ -14,18 +14,22 @@ from typing import Any
 
 import grpc
 
+from ...errors import InvalidMemorySpace
 from ...service import EngramService, SpaceResolution
 
 METADATA_KEY = "x-memory-space"
 WARNING_KEY = "engram-warning"
 
 
-def metadata_space(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-    """The ``x-memory-space`` invocation metadata value, if any (read once per call)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == METADATA_KEY:
-            return value if isinstance(value, str) else value.decode("ascii", "replace")
-    return None
+def metadata_spaces(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, ...]:
+    """Every ``x-memory-space`` invocation metadata value, in order (read once per call).
+
+    A key sent twice counts twice (as a header sent twice does on REST), so a client cannot
+    slip a second value past one set by a proxy: equal values are accepted, different ones
+    are a ``MEMORY_SPACE_CONFLICT``. An empty value is an invalid id, not an absent one.
+    """
+    return tuple(value if isinstance(value, str) else value.decode("ascii", "replace")
+                 for key, value in context.invocation_metadata() or () if key == METADATA_KEY)
 
 
 class CallSpace:
@@ -35,13 +39,14 @@ class CallSpace:
     warning is attached once, however many messages fell back.
     """
 
-    __slots__ = ("_meta", "_peer", "context", "rpc", "service", "warning")
+    __slots__ = ("_meta", "_metas", "_peer", "context", "rpc", "service", "warning")
 
     def __init__(self, service: EngramService, context: grpc.aio.ServicerContext[Any, Any], rpc: str) -> None:
         self.service = service
         self.context = context
         self.rpc = rpc
-        self._meta = metadata_space(context)
+        self._metas = metadata_spaces(context)
+        self._meta = self._metas[0] if self._metas else None
         self._peer: str | None = None
         self.warning: str | None = None
 
@@ -56,7 +61,14 @@ class CallSpace:
         return self._peer
 
     def resolve(self, field_value: str) -> SpaceResolution:
-        sources = (("field:memory_space_id", field_value or None), ("metadata:x-memory-space", self._meta))
+        if "" in self._metas:
+            raise InvalidMemorySpace(
+                "metadata x-memory-space is empty; an empty value names no valid space (it is not "
+                "the same as leaving the key out)",
+                example="x-memory-space: agent-7 (or set the memory_space_id field instead)",
+            )
+        sources = (("field:memory_space_id", field_value or None),
+                   *(("metadata:x-memory-space", value) for value in self._metas))
         if not field_value and self._meta is None:
             res = self.service.resolve_space(sources, transport="grpc", operation=self.rpc, peer=self.peer)
         else:

@@ -19,7 +19,8 @@ another stream:
   client - memory per stream is bounded.
 * ``service.begin_shutdown()`` closes every subscription, so open ``Stream``
   calls end promptly with ``UNAVAILABLE`` and the server can stop within its
-  grace period.
+  grace period. Deleting a space closes its subscriptions too: those streams
+  end with ``NOT_FOUND`` "memory space deleted".
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from ...core.events import Closed, Lagged
-from ...errors import InvalidInput, ShuttingDown, SlowConsumer
+from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from . import convert as c
 from .base import Adapter, StreamTrace
 from .errors import map_error
@@ -55,6 +56,9 @@ def closed_error(closed: Closed, service_shutting_down: bool, space: str) -> Exc
     if closed.reason.startswith("slow consumer"):
         return SlowConsumer(f"stream of memory space {space!r} ended: {closed.reason}",
                             details={"memory_space_id": space})
+    if "deleted" in closed.reason and not service_shutting_down:
+        return MemorySpaceNotFound(f"memory space deleted: {space!r} no longer exists, so its stream ended",
+                                   details={"memory_space_id": space})
     if service_shutting_down or "shutting down" in closed.reason:
         return ShuttingDown("the server is shutting down; reconnect to the restarted server",
                             details={"memory_space_id": space})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Body, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +15,7 @@ from ...core.models import (
     Completion,
     ConsolidateInput,
     ConsolidationReport,
+    Instant,
     Recognition,
     RecognizeInput,
     Reminiscence,
@@ -71,8 +70,8 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     async def reminisce_get(
         request: Request,
         topic: str | None = Query(None, description="What the episodes are about."),
-        time_start: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
-        time_end: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
+        time_start: Instant | None = Query(None, description="ISO-8601, or Unix seconds."),
+        time_end: Instant | None = Query(None, description="ISO-8601, or Unix seconds."),
         limit: int | None = Query(None, description="1-1000, default 50."),
     ) -> Response:
         query = from_query(ReminisceQuery, topic=topic, time_start=time_start, time_end=time_end, limit=limit)

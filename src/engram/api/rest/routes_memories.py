@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,6 +11,7 @@ from ...core.models import (
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
+    Instant,
     Memory,
     MemoryInput,
     MemoryPage,
@@ -95,8 +94,8 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         ),
         tags: list[str] | None = Query(None, description="Memories with these tags (repeat)."),
         memory_type: MemoryType | None = Query(None),
-        time_start: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
-        time_end: datetime | None = Query(None, description="ISO-8601 or epoch seconds."),
+        time_start: Instant | None = Query(None, description="ISO-8601, or Unix seconds."),
+        time_end: Instant | None = Query(None, description="ISO-8601, or Unix seconds."),
     ) -> Response:
         cue = from_query(
             Cue,
