@@ -42,7 +42,8 @@ def stub(channel: grpc.Channel) -> spb_grpc.EngramServiceStub:
 
 
 def trailer(err: grpc.RpcError, key: str) -> Any:
-    return dict(err.trailing_metadata() or ()).get(key)  # type: ignore[attr-defined]
+    call: Any = err  # an RpcError raised by a call is also a grpc.Call
+    return dict(call.trailing_metadata() or ()).get(key)
 
 
 def detail_of(err: grpc.RpcError) -> pb.ErrorDetail:
@@ -69,7 +70,7 @@ def test_repeated_metadata_with_different_values_is_a_conflict(stub: spb_grpc.En
         stub.Remember(remember("", "two spaces at once"), metadata=meta, timeout=10)
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert trailer(ei.value, "engram-error-code") == "MEMORY_SPACE_CONFLICT"
-    assert "alpha" in ei.value.details() and "beta" in ei.value.details()
+    assert "alpha" in str(ei.value.details()) and "beta" in str(ei.value.details())
     # a server stream too: refused before it subscribes
     with pytest.raises(grpc.RpcError) as es:
         next(iter(stub.Stream(spb.StreamRequest(), metadata=meta, timeout=10)))
@@ -105,8 +106,9 @@ def test_empty_metadata_is_an_invalid_space_not_a_fallback(stub: spb_grpc.Engram
 # -- garbage protobuf ---------------------------------------------------------------------
 
 
-def _raw_call(channel: grpc.Channel, method: Any, payload: bytes) -> grpc.RpcError:
+def _raw_call(ch: grpc.Channel, method: Any, payload: bytes) -> grpc.RpcError:
     """Send ``payload`` as the request bytes of ``method``; return the error it ends with."""
+    channel: Any = ch  # no serializers: the bytes go out as they are
     path = f"/{SERVICE.full_name}/{method.name}"
     try:
         if method.client_streaming:
@@ -122,8 +124,9 @@ def _raw_call(channel: grpc.Channel, method: Any, payload: bytes) -> grpc.RpcErr
 
 
 @pytest.mark.parametrize("payload", GARBAGE)
-def test_garbage_bytes_are_invalid_argument_on_every_rpc(channel: grpc.Channel, stub: spb_grpc.EngramServiceStub,
-                                                         payload: bytes) -> None:
+def test_garbage_bytes_are_invalid_argument_on_every_rpc(
+    channel: grpc.Channel, stub: spb_grpc.EngramServiceStub, payload: bytes
+) -> None:
     before = count(stub, "alpha")
     for method in SERVICE.methods:
         err = _raw_call(channel, method, payload)
@@ -133,14 +136,15 @@ def test_garbage_bytes_are_invalid_argument_on_every_rpc(channel: grpc.Channel, 
         assert method.name in detail.message and "protobuf" in detail.message
         assert detail.suggestion and detail.example
     # the standard health service is guarded too
+    raw: Any = channel
     with pytest.raises(grpc.RpcError) as eh:
-        channel.unary_unary("/grpc.health.v1.Health/Check")(payload, timeout=10)
+        raw.unary_unary("/grpc.health.v1.Health/Check")(payload, timeout=10)
     assert eh.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert count(stub, "alpha") == before
 
 
 def test_garbage_mid_stream_answers_what_came_before_then_ends_invalid_argument(
-    channel: grpc.Channel, srv: EngramProcess
+    channel: Any, srv: EngramProcess
 ) -> None:
     good = spb.StreamingRememberRequest(sequence=1, memory=pb.MemoryInput(content="before the garbage"),
                                         memory_space_id="alpha").SerializeToString()
@@ -148,7 +152,7 @@ def test_garbage_mid_stream_answers_what_came_before_then_ends_invalid_argument(
                                          memory_space_id="alpha").SerializeToString()
     call = channel.stream_stream(f"/{SERVICE.full_name}/StreamingRemember")(
         iter([good, GARBAGE[0], after]), timeout=20)
-    answers = []
+    answers: list[spb.StreamingRememberResponse] = []
     with pytest.raises(grpc.RpcError) as ei:
         for raw in call:
             answers.append(spb.StreamingRememberResponse.FromString(raw))
@@ -157,8 +161,9 @@ def test_garbage_mid_stream_answers_what_came_before_then_ends_invalid_argument(
     # MemoryFlow: the same rule
     flow_good = spb.MemoryFlowRequest(sequence=1, recall=pb.Cue(query="garbage"),
                                       memory_space_id="alpha").SerializeToString()
-    flow = channel.stream_stream(f"/{SERVICE.full_name}/MemoryFlow")(iter([flow_good, GARBAGE[1]]), timeout=20)
-    got = []
+    flow = channel.stream_stream(f"/{SERVICE.full_name}/MemoryFlow")(iter([flow_good, GARBAGE[1]]),
+                                                                     timeout=20)
+    got: list[spb.MemoryFlowResponse] = []
     with pytest.raises(grpc.RpcError) as ef:
         for raw in flow:
             got.append(spb.MemoryFlowResponse.FromString(raw))
@@ -208,13 +213,14 @@ def test_deleting_a_space_ends_its_streams_with_not_found(stub: spb_grpc.EngramS
             for _ in stream:  # heartbeats until the end
                 pass
         assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value.details()
-        assert "memory space deleted" in ei.value.details()
+        assert "memory space deleted" in str(ei.value.details())
         assert trailer(ei.value, "engram-error-code") == "MEMORY_SPACE_NOT_FOUND"
         # the flow's subscription ends NOT_FOUND; the flow itself keeps serving other spaces
         ended = answers.get(timeout=10)
         assert ended.sequence == 1 and ended.HasField("error"), ended
         assert ended.error.code == "MEMORY_SPACE_NOT_FOUND" and "deleted" in ended.error.message
-        requests.put(spb.MemoryFlowRequest(sequence=2, recall=pb.Cue(query="serving"), memory_space_id="alpha"))
+        requests.put(spb.MemoryFlowRequest(sequence=2, recall=pb.Cue(query="serving"),
+                                           memory_space_id="alpha"))
         after = answers.get(timeout=10)
         assert after.sequence == 2 and after.HasField("recall_result"), after
     finally:
@@ -271,7 +277,8 @@ def test_a_client_pinging_an_idle_connection_is_sent_away(srv: EngramProcess) ->
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     settings = {"grpc_max_concurrent_rpcs": 4, "grpc_max_concurrent_streams": 2,
                 "grpc_max_connection_idle_seconds": 1.5, "stream_heartbeat_seconds": 1}
-    with EngramProcess.start(tmp_path_factory.mktemp("grpc-capped"), spaces=["alpha"], settings=settings) as p:
+    root = tmp_path_factory.mktemp("grpc-capped")
+    with EngramProcess.start(root, spaces=["alpha"], settings=settings) as p:
         yield p
 
 
@@ -303,7 +310,8 @@ def test_streams_beyond_one_connections_cap_wait_while_other_connections_are_ser
             with pytest.raises(grpc.RpcError) as ei:  # a third call on the same connection waits
                 sa.GetSpace(spb.GetSpaceRequest(memory_space_id="alpha"), timeout=1.5)
             assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            other = spb_grpc.EngramServiceStub(b).GetSpace(spb.GetSpaceRequest(memory_space_id="alpha"), timeout=10)
+            other = spb_grpc.EngramServiceStub(b).GetSpace(spb.GetSpaceRequest(memory_space_id="alpha"),
+                                                           timeout=10)
             assert other.space.id == "alpha"
             streams.pop().cancel()
             assert sa.GetSpace(spb.GetSpaceRequest(memory_space_id="alpha"), timeout=10).space.id == "alpha"
@@ -317,7 +325,7 @@ def test_calls_beyond_the_server_cap_are_resource_exhausted_until_one_ends(cappe
     streams: list[Any] = []
     try:
         stubs = [spb_grpc.EngramServiceStub(ch) for ch in channels]
-        streams = [_open_stream(stubs[0]), _open_stream(stubs[0]), _open_stream(stubs[1]), _open_stream(stubs[1])]
+        streams = [_open_stream(stubs[i]) for i in (0, 0, 1, 1)]  # two connections, two streams each
         with pytest.raises(grpc.RpcError) as ei:
             stubs[2].GetSpace(spb.GetSpaceRequest(memory_space_id="alpha"), timeout=10)
         assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -41,7 +41,8 @@ PLACES = [None, "", "office", "home", "Office"]
 PEOPLE = ["Ana", "Bo", "ana", ""]
 
 texts = st.lists(st.sampled_from(WORDS), max_size=3).map(" ".join)
-components = st.one_of(st.floats(-1.0, 1.0, allow_nan=False), st.sampled_from([0.0, 1e-30, 1e20, -3e38, 3e38]))
+components = st.one_of(st.floats(-1.0, 1.0, allow_nan=False),
+                       st.sampled_from([0.0, 1e-30, 1e20, -3e38, 3e38]))
 vectors = st.lists(components, min_size=DIM, max_size=DIM).filter(lambda v: any(v))
 
 
@@ -145,8 +146,10 @@ def test_the_reported_repro_completes(svc: EngramService) -> None:
     try:
         space = svc.space("repro")
         space.remember(EpisodeInput(what="x", when=datetime(2026, 11, 1, tzinfo=UTC)))
-        space.remember(EpisodeInput(what="other", where_location="office", when=datetime(2020, 1, 1, tzinfo=UTC)))
-        result = svc.cognition("repro").complete(CompleteInput(what="x", when=datetime(2030, 1, 1, tzinfo=UTC)))
+        space.remember(EpisodeInput(what="other", where_location="office",
+                                    when=datetime(2020, 1, 1, tzinfo=UTC)))
+        cue = CompleteInput(what="x", when=datetime(2030, 1, 1, tzinfo=UTC))
+        result = svc.cognition("repro").complete(cue)
         _check(result)
         assert result.best.episode["what"] == "x"
         # the other episode matches nothing, so it cannot vote a place into this one

@@ -45,9 +45,10 @@ def test_implausible_numeric_times_are_rejected_with_the_rule(when: Any) -> None
         EpisodeInput(what="a", when=when)
     msg = str(ei.value)
     assert "Unix seconds" in msg
-    for model, field in ((Cue, "time_start"), (ReminisceQuery, "time_end"), (CompleteInput, "when")):
+    for model, field, other in ((Cue, "time_start", "query"), (ReminisceQuery, "time_end", "topic"),
+                                (CompleteInput, "when", "what")):
         with pytest.raises(ValidationError):
-            model(**{field: when, "query" if model is Cue else "what" if model is CompleteInput else "topic": "a"})
+            model(**{field: when, other: "a"})
 
 
 @pytest.mark.parametrize("when,expected", [

@@ -36,6 +36,7 @@ from .errors import MappedError, map_error
 log = logging.getLogger("engram.grpc")
 
 Ctx = Any  # grpc.aio.ServicerContext (its generic parameters add nothing here)
+Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 class Undecodable:
@@ -95,13 +96,13 @@ class _Checked:
 class DecodeGuard(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._cache: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
@@ -123,10 +124,12 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
             self.metrics.observe("grpc", rpc, None, mapped.status.name, time.perf_counter() - t0)
         await context.abort(mapped.status, mapped.message, mapped.trailing_metadata())
 
-    def _wrap(self, method: str, h: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(self, method: str, h: Handler) -> Handler:
+        assert h.request_deserializer is not None  # checked by the caller
         decode = tolerant(h.request_deserializer)
         reject = self._reject
         fn: Any
+        inner: Any
         if h.unary_unary is not None:
             inner = h.unary_unary
 
