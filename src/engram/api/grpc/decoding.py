@@ -24,7 +24,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -36,7 +36,7 @@ from .errors import MappedError, map_error
 log = logging.getLogger("engram.grpc")
 
 Ctx = Any  # grpc.aio.ServicerContext (its generic parameters add nothing here)
-Handler = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only in the stubs
 
 
 class Undecodable:
