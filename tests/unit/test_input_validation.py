@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -77,16 +78,26 @@ def test_every_server_side_error_has_a_suggestion() -> None:
 
 def test_a_vector_whose_float32_norm_overflows_is_found_by_its_direction() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        svc = EngramService(load_settings(overrides={
-            "embedder": "none", "data_dir": Path(tmp), "bootstrap_spaces": ("big",),
-        }, use_env=False))
+        opts = {"embedder": "none", "data_dir": Path(tmp), "bootstrap_spaces": ("big",)}
+        svc = EngramService(load_settings(overrides=opts, use_env=False))
+        space = svc.space("big")
+        space.remember(MemoryInput(id="huge", content="huge", embedding=[1e20, 1e20, 0.0, 0.0]))
+        space.remember(MemoryInput(id="side", content="side", embedding=[0.0, 0.0, 1.0, 0.0]))
+        _found_by_direction(space)
+        svc.close()
+        svc = EngramService(load_settings(overrides=opts, use_env=False))  # vectors loaded from disk
         try:
-            space = svc.space("big")
-            space.remember(MemoryInput(id="huge", content="huge", embedding=[1e20, 1e20, 0.0, 0.0]))
-            space.remember(MemoryInput(id="side", content="side", embedding=[0.0, 0.0, 1.0, 0.0]))
-            for probe in ([1.0, 1.0, 0.0, 0.0], [3e38, 3e38, 0.0, 0.0]):
-                res = recall(space, Cue(embedding=probe))
-                items = [i for b in (res.memories.vivid, res.memories.associated) for i in b]
-                assert items[0].memory.id == "huge" and items[0].similarity == pytest.approx(1.0, abs=1e-3)
+            _found_by_direction(svc.space("big"))
         finally:
             svc.close()
+
+
+def _found_by_direction(space: Any) -> None:
+    # the index holds unit vectors (not the raw huge ones, whose float16 copy is inf)
+    for _keys, vecs in space.vectors.iter_live():
+        norms = np.linalg.norm(vecs.astype(np.float64), axis=1)
+        assert np.isfinite(norms).all() and np.allclose(norms, 1.0, atol=1e-2), norms
+    for probe in ([1.0, 1.0, 0.0, 0.0], [3e38, 3e38, 0.0, 0.0]):
+        res = recall(space, Cue(embedding=probe))
+        items = [i for b in (res.memories.vivid, res.memories.associated) for i in b]
+        assert items[0].memory.id == "huge" and items[0].similarity == pytest.approx(1.0, abs=1e-3)
