@@ -191,9 +191,9 @@ class DefaultSpaceProtected(EngramError):
     http_status = 409
     grpc_status = "FAILED_PRECONDITION"
     default_suggestion = (
-        "Forget its memories instead (DELETE /api/v1/memories/{id}?mode=delete, or the Forget RPC), "
-        "or delete a space you created; with require_explicit_space = true the default space is not "
-        "used and may be deleted."
+        "Erase what it holds memory by memory (DELETE /api/v1/memories/{id}?mode=delete, the Forget "
+        "RPC, or `engram memory forget`), or delete a space you created. With require_explicit_space "
+        "= true no request falls back to the default space, and it may be deleted."
     )
     default_example = "engram memory forget <memory-id> --space default --mode delete"
 
