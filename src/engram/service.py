@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .cognition.api import SpaceCognition
@@ -60,6 +61,7 @@ from .embedding import Embedders, EmbedderSpec
 from .errors import MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
+from .spaces import backup
 from .spaces.ids import MemorySpaceId
 from .spaces.registry import SpaceRegistry
 from .types import Clock, system_clock
@@ -168,6 +170,18 @@ class EngramService:
 
     async def delete_space(self, space_id: str) -> SpaceDeletion:
         return await asyncio.to_thread(self.registry.delete, space_id)
+
+    async def backup_space(self, space_id: str) -> backup.SpaceBackup:
+        """A consistent snapshot of the space on disk; send ``.chunks()``, then ``.discard()`` it."""
+        return await asyncio.to_thread(backup.take, self.registry, space_id)
+
+    def new_upload(self) -> Path:
+        """A temporary file in the data root to receive a backup into (removed by the caller)."""
+        return backup.new_upload(self.registry)
+
+    async def restore_space(self, space_id: str, upload: Path, *,
+                            replace: bool = False) -> backup.RestoreReceipt:
+        return await asyncio.to_thread(backup.restore, self.registry, space_id, upload, replace=replace)
 
     # -- memories ---------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
