@@ -72,7 +72,7 @@ def backup(target: Target, space_id: str, file: str, show_progress: bool) -> Non
         finally:
             client.close()
         with _bytes_bar(show_progress and not target.as_json) as bar:
-            task = bar.add_task("checking", total=size)
+            task = bar.add_task("checking", total=fmt.read_manifest(tmp)["database"]["bytes"])
             manifest = fmt.verify(tmp, progress=lambda n: bar.advance(task, n))
         os.replace(tmp, path)
     except BaseException:
