@@ -236,7 +236,7 @@ class EngramClient(_Base):
                     resp.read()
                     raise error_from_response(resp)
                 total = int(resp.headers["content-length"]) if "content-length" in resp.headers else None
-                for chunk in resp.iter_bytes(1 << 20):
+                for chunk in resp.iter_bytes(1 << 18):
                     dest.write(chunk)
                     done += len(chunk)
                     if progress is not None:
