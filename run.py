@@ -32,6 +32,12 @@ def _venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+# What each command installs (pyproject.toml extras): the server and the CLI need no test tools.
+EXTRAS = {"start": "local", "engram": "local", "test": "local,test", "bench": "local,test,bench"}
+ARGS = {"start": ["-m", "engram", "start"], "engram": ["-m", "engram"], "test": ["-m", "pytest"],
+        "bench": [str(ROOT / "bench" / "run.py")]}
+
+
 def _pyproject_digest() -> str:
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
 
@@ -102,15 +108,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    cwd = workdir(command)
-    if command == "start":  # the server needs no test tools
-        return _exec(ensure_env("local"), ["-m", "engram", "start", *rest], cwd)
-    if command == "test":
-        return _exec(ensure_env("local,test"), ["-m", "pytest", *rest], cwd)
-    if command == "bench":
-        return _exec(ensure_env("local,test,bench"), [str(ROOT / "bench" / "run.py"), *rest], cwd)
-    if command == "engram":
-        return _exec(ensure_env("local"), ["-m", "engram", *rest], cwd)
+    if command in EXTRAS:
+        return _exec(ensure_env(EXTRAS[command]), [*ARGS[command], *rest], workdir(command))
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

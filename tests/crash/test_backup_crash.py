@@ -62,8 +62,8 @@ def _working(data_dir: Path, prefix: str, min_bytes: int = 0) -> bool:
 
 
 def _partial(dest: Path) -> bool:
-    """The CLI's download beside FILE has bytes in it."""
-    return any(p.name.endswith(".part") and p.stat().st_size > 0 for p in dest.iterdir())
+    """The CLI's download (wherever in ``dest`` it writes it) has bytes in it."""
+    return any(p.stat().st_size > 0 for p in dest.iterdir())
 
 
 def _cli(srv: EngramProcess, *args: str) -> subprocess.Popen[str]:

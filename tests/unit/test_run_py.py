@@ -11,6 +11,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -34,7 +35,12 @@ BENCH = frozenset({"local", "test", "bench"})
 
 
 def test_start_on_a_fresh_checkout_installs_no_test_tools(run_py: ModuleType) -> None:
+    assert run_py.EXTRAS["start"] == run_py.EXTRAS["engram"] == "local"
+    assert run_py.EXTRAS["test"] == "local,test"
     assert run_py.plan_install("", "d1", LOCAL) == LOCAL
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not [d for d in extras["local"] if d.startswith(("pytest", "hypothesis", "schemathesis"))]
+    assert any(d.startswith("pytest") for d in extras["test"])
 
 
 def test_test_after_start_adds_the_test_tools_once(run_py: ModuleType) -> None:
