@@ -179,6 +179,10 @@ class EngramService:
         """A temporary file in the data root to receive a backup into (removed by the caller)."""
         return backup.new_upload(self.registry)
 
+    def check_restore(self, space_id: str, replace: bool) -> None:
+        """Raise now what installing a restore as ``space_id`` would (409s), before any upload."""
+        self.registry.check_restorable(MemorySpaceId(space_id), replace)
+
     async def restore_space(self, space_id: str, upload: Path, *,
                             replace: bool = False) -> backup.RestoreReceipt:
         return await asyncio.to_thread(backup.restore, self.registry, space_id, upload, replace=replace)

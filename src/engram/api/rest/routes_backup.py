@@ -81,6 +81,7 @@ def router(service: EngramService) -> APIRouter:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(int(declared), limit)
+        service.check_restore(sid, replace)  # a 409 before the client sends gigabytes
         upload = await asyncio.to_thread(service.new_upload)
         try:
             await _receive(request, upload.open("wb"), limit)
