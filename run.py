@@ -6,6 +6,10 @@
     python3 run.py bench [bench options]          # the benchmark suite
     python3 run.py engram ...                     # any engram CLI command
 
+`start` and `engram` run in your current directory (relative paths such as
+--data-dir ./x or a backup FILE are yours) and install only what the server
+needs; `test` and `bench` run in the repository root and add the test tools.
+
 Only the standard library is used here, so this works on a machine that has
 nothing but Python 3.11.
 """
@@ -28,33 +32,69 @@ def _venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _wanted_stamp(extras: str) -> str:
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    return f"{digest}:{extras}"
+# What each command installs (pyproject.toml extras): the server and the CLI need no test tools.
+EXTRAS = {"start": "local", "engram": "local", "test": "local,test", "bench": "local,test,bench"}
+ARGS = {"start": ["-m", "engram", "start"], "engram": ["-m", "engram"], "test": ["-m", "pytest"],
+        "bench": [str(ROOT / "bench" / "run.py")]}
 
 
-def ensure_env(extras: str = "local,test") -> Path:
+def _pyproject_digest() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def _read_stamp(text: str) -> tuple[str, frozenset[str]]:
+    """``(pyproject digest, extras installed)`` from a stamp; ``("", {})`` when there is none.
+
+    The stamp is ``<digest>:<extra>,<extra>...`` (the format older run.py versions wrote too).
+    """
+    digest, _, extras = text.strip().partition(":")
+    return digest, frozenset(e for e in extras.split(",") if e)
+
+
+def plan_install(stamp: str, digest: str, wanted: frozenset[str]) -> frozenset[str] | None:
+    """The extras to install now, or None when the environment already has what is wanted.
+
+    Extras accumulate: once ``test`` has installed the test tools, ``start`` (which wants
+    only ``local``) finds them a superset and installs nothing, and ``test`` after ``start``
+    installs once. A changed pyproject.toml reinstalls everything that was there, plus
+    what is wanted, so switching commands never flip-flops between installs.
+    """
+    have_digest, have = _read_stamp(stamp)
+    if have_digest == digest and wanted <= have:
+        return None
+    return wanted | have
+
+
+def ensure_env(extras: str) -> Path:
     py = _venv_python()
     if not py.exists():
         print(f"[run.py] creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    have = STAMP.read_text().strip() if STAMP.exists() else ""
-    want = _wanted_stamp(extras)
-    if have != want:
-        print(f"[run.py] installing engram[{extras}] into {VENV}", flush=True)
+    digest = _pyproject_digest()
+    install = plan_install(STAMP.read_text() if STAMP.exists() else "", digest, frozenset(extras.split(",")))
+    if install is not None:
+        names = ",".join(sorted(install))
+        print(f"[run.py] installing engram[{names}] into {VENV}", flush=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
         subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]"], check=True, cwd=ROOT
+            [str(py), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{names}]"], check=True, cwd=ROOT
         )
-        STAMP.write_text(want)
+        STAMP.write_text(f"{digest}:{names}")
     return py
 
 
-def _exec(py: Path, args: list[str]) -> int:
-    """Replace this process with the command (run from the repository root), so that
-    signals (Ctrl-C, SIGTERM from a supervisor) reach the server itself and its exit
-    code is ours."""
-    os.chdir(ROOT)
+def workdir(command: str) -> Path:
+    """Where a command runs: ``start`` and ``engram`` in the caller's directory, so relative
+    paths (``--data-dir``, ``--config``, import/export and backup/restore files, the default
+    ``./engram-data``) mean what they mean to the caller's shell; ``test`` and ``bench`` in the
+    repository root, where their configuration and relative test paths live."""
+    return Path.cwd() if command in ("start", "engram") else ROOT
+
+
+def _exec(py: Path, args: list[str], cwd: Path) -> int:
+    """Replace this process with the command (run in ``cwd``), so that signals (Ctrl-C,
+    SIGTERM from a supervisor) reach the server itself and its exit code is ours."""
+    os.chdir(cwd)
     sys.stdout.flush()
     sys.stderr.flush()
     if os.name == "nt":  # no exec semantics worth having there: wait for the child instead
@@ -68,14 +108,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "start":
-        return _exec(ensure_env(), ["-m", "engram", "start", *rest])
-    if command == "test":
-        return _exec(ensure_env(), ["-m", "pytest", *rest])
-    if command == "bench":
-        return _exec(ensure_env("local,test,bench"), [str(ROOT / "bench" / "run.py"), *rest])
-    if command == "engram":
-        return _exec(ensure_env(), ["-m", "engram", *rest])
+    if command in EXTRAS:
+        return _exec(ensure_env(EXTRAS[command]), [*ARGS[command], *rest], workdir(command))
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

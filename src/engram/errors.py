@@ -13,6 +13,7 @@ the server sends back.
     │   ├── MemorySpaceConflict     MEMORY_SPACE_CONFLICT
     │   ├── DimensionMismatch       EMBEDDING_DIMENSION_MISMATCH
     │   ├── CueTooWeak              CUE_TOO_WEAK (422 / FAILED_PRECONDITION)
+    │   ├── InvalidBackup           INVALID_BACKUP
     │   └── PayloadTooLarge         PAYLOAD_TOO_LARGE (413 / RESOURCE_EXHAUSTED)
     ├── NotFound                    (404 / NOT_FOUND)
     │   ├── MemorySpaceNotFound     MEMORY_SPACE_NOT_FOUND
@@ -20,6 +21,7 @@ the server sends back.
     │   └── BeliefNotFound          BELIEF_NOT_FOUND
     ├── SpaceLimitReached           (409 / RESOURCE_EXHAUSTED)
     ├── DefaultSpaceProtected       (409 / FAILED_PRECONDITION)
+    ├── MemorySpaceExists           (409 / ALREADY_EXISTS)
     ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
     ├── ShuttingDown                (503 / UNAVAILABLE)
@@ -112,6 +114,15 @@ class CueTooWeak(InvalidInput):
     default_suggestion = "Give more fields (what, where, who, when) or a longer partial embedding."
 
 
+class InvalidBackup(InvalidInput):
+    code = "INVALID_BACKUP"
+    default_suggestion = (
+        "Send the file exactly as `engram space backup` or GET /api/v1/spaces/{id}/backup wrote it; "
+        "take a new backup if this one was damaged."
+    )
+    default_example = "engram space restore agent-7.engram --as agent-7-copy"
+
+
 class PayloadTooLarge(InvalidInput):
     code = "PAYLOAD_TOO_LARGE"
     http_status = 413
@@ -149,6 +160,14 @@ class SpaceLimitReached(EngramError):
     http_status = 409
     grpc_status = "RESOURCE_EXHAUSTED"
     default_suggestion = "Delete unused spaces or raise max_spaces in the server settings."
+
+
+class MemorySpaceExists(EngramError):
+    code = "MEMORY_SPACE_EXISTS"
+    http_status = 409
+    grpc_status = "ALREADY_EXISTS"
+    default_suggestion = "Restore under a new id, or pass replace=true (--replace) to replace the space."
+    default_example = "engram space restore agent-7.engram --as agent-7 --replace"
 
 
 class SpaceUnhealthy(EngramError):

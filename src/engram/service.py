@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .cognition.api import SpaceCognition
@@ -60,6 +61,7 @@ from .embedding import Embedders, EmbedderSpec
 from .errors import DefaultSpaceProtected, MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
+from .spaces import backup
 from .spaces.ids import MemorySpaceId
 from .spaces.registry import SpaceRegistry
 from .types import Clock, system_clock
@@ -176,6 +178,22 @@ class EngramService:
                 details={"memory_space_id": space_id},
             )
         return await asyncio.to_thread(self.registry.delete, space_id)
+
+    async def backup_space(self, space_id: str) -> backup.SpaceBackup:
+        """A consistent snapshot of the space on disk; send ``.chunks()``, then ``.discard()`` it."""
+        return await asyncio.to_thread(backup.take, self.registry, space_id)
+
+    def new_upload(self) -> Path:
+        """A temporary file in the data root to receive a backup into (removed by the caller)."""
+        return backup.new_upload(self.registry)
+
+    def check_restore(self, space_id: str, replace: bool) -> None:
+        """Raise now what installing a restore as ``space_id`` would (409s), before any upload."""
+        self.registry.check_restorable(MemorySpaceId(space_id), replace)
+
+    async def restore_space(self, space_id: str, upload: Path, *,
+                            replace: bool = False) -> backup.RestoreReceipt:
+        return await asyncio.to_thread(backup.restore, self.registry, space_id, upload, replace=replace)
 
     # -- memories ---------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:

@@ -72,6 +72,7 @@ class Settings:
     semantic_link_threshold: float = 0.55  # cosine above which a new memory links to a neighbour
     # -- limits ---------------------------------------------------------------
     max_body_bytes: int = 1_048_576
+    max_restore_bytes: int = 4_294_967_296  # a restore upload (a whole space), streamed to disk
     max_content_chars: int = 65_536
     max_results_limit: int = 1_000
     max_page_size: int = 1_000
@@ -109,7 +110,8 @@ class Settings:
                 f"durability must be one of {DURABILITY_MODES}, got {self.durability!r}",
                 example='durability = "fsync"',
             )
-        positive = ("max_spaces", "max_body_bytes", "read_concurrency", "max_embedding_dim",
+        positive = ("max_spaces", "max_body_bytes", "max_restore_bytes", "read_concurrency",
+                    "max_embedding_dim",
                     "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads")
         for name in positive:
             if getattr(self, name) <= 0:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import click
 
-from . import transfer  # noqa: F401  (adds import/export to the memory group)
+from . import (
+    backup_cmds,  # noqa: F401  (adds backup/restore to the space group)
+    transfer,  # noqa: F401  (adds import/export to the memory group)
+)
 from .memories import memory_group
 from .output import EXIT_CODES_HELP
 from .spaces import space_group

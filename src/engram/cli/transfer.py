@@ -5,7 +5,9 @@ memory as ``GET /api/v1/memories/{id}`` returns it) is what ``import`` reads, an
 a line may also be just a ``remember`` body such as ``{"content": "..."}``. Lines
 with a ``when`` are stored as episodes. Fields that the server assigns
 (``created_at``, ``access_count``, ``activation``, ``lsn`` ...) are dropped on
-import; ``suppressed: true`` is restored by a suppress after the store.
+import; ``suppressed: true`` is restored by a suppress after the store. This is a
+portable copy of the memories, not a backup: associations, beliefs, consolidation
+states, access counts and LSNs stay behind (``engram space backup`` keeps them all).
 
 Import is concurrent: ``--concurrency`` requests in flight over one async
 connection pool, so the server's group commit batches their fsyncs. A line that

@@ -25,9 +25,9 @@ to a signature here is made there too (the integration tests call both).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -52,6 +52,7 @@ from ..core.models import (
     SpaceStats,
     StoreReceipt,
 )
+from ..spaces.backup import RestoreReceipt
 from ._http_async import AsyncEngramClient
 from ._http_common import (
     API,
@@ -217,6 +218,58 @@ class EngramClient(_Base):
     def delete_space(self, space_id: str) -> SpaceDeletion:
         """Erase a space and everything in it; returns what was removed."""
         return self._call(SpaceDeletion, "DELETE", f"{API}/spaces/{segment(space_id)}", scoped=False)
+
+    def backup(self, space_id: str, dest: BinaryIO, *,
+               progress: Callable[[int, int | None], None] | None = None) -> int:
+        """Write a backup of ``space_id`` (docs/backup.md) into the open binary file ``dest``; returns bytes.
+
+        ``progress(done, total)`` is called as bytes arrive (``total`` from Content-Length).
+        The bytes are not checked here: :func:`engram.storage.backup.read_manifest` and
+        ``unpack`` do that (``engram space backup`` checks before renaming the file into place).
+        """
+        path = f"{API}/spaces/{segment(space_id)}/backup"
+        timeout = httpx.Timeout(self._http.timeout.connect, read=self._http.timeout.read)
+        done = 0
+        try:
+            with self._http.stream("GET", self.base_url + path, timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise error_from_response(resp)
+                total = int(resp.headers["content-length"]) if "content-length" in resp.headers else None
+                for chunk in resp.iter_bytes(1 << 18):
+                    dest.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, self.base_url) from exc
+        return done
+
+    def restore(self, source: BinaryIO, space_id: str, *, replace: bool = False, size: int | None = None,
+                progress: Callable[[int, int | None], None] | None = None) -> RestoreReceipt:
+        """Restore the backup read from ``source`` (an open binary file) as space ``space_id``.
+
+        Without ``replace`` the space must not exist (``MemorySpaceExists``). ``progress(sent, size)``
+        is called as the upload goes.
+        """
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            while chunk := source.read(1 << 20):
+                sent += len(chunk)
+                if progress is not None:
+                    progress(sent, size)
+                yield chunk
+
+        headers = {"content-type": "application/x-tar"}
+        if size is not None:
+            headers["content-length"] = str(size)
+        path = f"{API}/spaces/{segment(space_id)}/restore"
+        try:
+            resp = self._http.post(self.base_url + path, content=chunks(), headers=headers,
+                                   params={"replace": "true"} if replace else None)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc, self.base_url) from exc
+        return RestoreReceipt.model_validate(_check(resp).json())
 
     # -- memories ---------------------------------------------------------------------------------
     def remember(

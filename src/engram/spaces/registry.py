@@ -35,9 +35,17 @@ from ..core.embedded import implicit_spec
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.space import MemorySpace
 from ..embedding import Embedders, EmbedderSpec
-from ..errors import InvalidInput, MemorySpaceNotFound, SpaceLimitReached, SpaceUnhealthy, StorageError
+from ..errors import (
+    InvalidInput,
+    MemorySpaceExists,
+    MemorySpaceNotFound,
+    SpaceLimitReached,
+    SpaceUnhealthy,
+    StorageError,
+)
 from ..settings import Settings
 from ..types import Clock, system_clock
+from . import backup
 from .ids import MemorySpaceId, is_valid
 
 log = logging.getLogger("engram.registry")
@@ -62,6 +70,7 @@ class SpaceRegistry:
         self._creating = 0
         self._meta: dict[str, dict[str, Any]] = {}
         self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (metrics, tests)
+        backup.recover(self.root, MARKER)  # finish or undo a restore a crash cut short
         self._scan()
         for sid in (settings.default_space, *settings.bootstrap_spaces):
             self.create(sid)
@@ -263,6 +272,10 @@ class SpaceRegistry:
                 desc.reason = space.unhealthy_reason
         return desc
 
+    def marker(self, space_id: str) -> dict[str, Any]:
+        """What the space's marker records (id, created_at, dimension, embedder)."""
+        return dict(self._marker(MemorySpaceId(space_id)))
+
     def _marker(self, sid: str) -> dict[str, Any]:
         cached = self._meta.get(sid)
         if cached is None:
@@ -284,6 +297,68 @@ class SpaceRegistry:
             spaces=[self.describe(i) for i in page],
             next_cursor=page[-1] if len(ids) > limit and page else None,
         )
+
+    # -- restore (see spaces.backup) ------------------------------------------------
+    @staticmethod
+    def write_marker(space_dir: Path, data: dict[str, Any]) -> None:
+        _write_marker(space_dir, data)
+
+    def check_restorable(self, space_id: str, replace: bool) -> None:
+        """Raise if a restore as ``space_id`` could not be installed (exists without replace, or full)."""
+        sid = MemorySpaceId(space_id)
+        if sid in self._known:
+            if not replace:
+                raise MemorySpaceExists(
+                    f"memory space {sid!r} already exists; restore under a new id or pass replace=true",
+                    details={"memory_space_id": sid})
+        elif len(self._known) + self._creating >= self.settings.max_spaces:
+            raise SpaceLimitReached(f"this server already holds {len(self._known)} memory spaces "
+                                    f"(max_spaces = {self.settings.max_spaces})")
+
+    def install(self, space_id: str, staged: Path, *, replace: bool) -> bool:
+        """Make the checked, marked directory ``staged`` (in the data root) space ``space_id``.
+
+        Returns True if an existing space was replaced. A new id appears by one
+        rename. A replaced space serves until this point; then, under its id lock
+        (requests wait, holders of the old handle get a retriable ShuttingDown),
+        it is closed, moved aside and the new directory renamed in. A crash
+        between the two renames is settled by ``backup.recover`` at the next start.
+        """
+        sid = MemorySpaceId(space_id)
+        space_dir = self.root / sid
+        with self._id_lock(sid):
+            self.check_restorable(sid, replace)
+            replaced = sid in self._known
+            if not replaced:
+                if space_dir.exists():  # no marker: leftovers of a create or delete cut short
+                    shutil.rmtree(space_dir)
+                os.rename(staged, space_dir)
+                _fsync_dir(self.root)
+                with self._lock:
+                    self._known.add(sid)
+                    self._meta.pop(sid, None)
+                return False
+            old = self._loaded.get(sid)
+            if old is not None:
+                old.unloading = True
+                with self._lock:
+                    self._loaded.pop(sid, None)
+                old.close("memory space replaced by a restore")
+            aside = self.root / (backup.REPLACED_PREFIX + sid)
+            if aside.exists():
+                shutil.rmtree(aside)
+            os.rename(space_dir, aside)
+            try:
+                os.rename(staged, space_dir)
+            except BaseException:
+                os.rename(aside, space_dir)
+                raise
+            _fsync_dir(self.root)
+            with self._lock:
+                self._meta.pop(sid, None)
+            shutil.rmtree(aside, onerror=_log_rm_error)
+            log.info("space replaced by a restore", extra={"memory_space": sid})
+            return True
 
     # -- delete / unload ----------------------------------------------------------
     def delete(self, space_id: str) -> SpaceDeletion:

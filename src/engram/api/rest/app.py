@@ -23,7 +23,16 @@ from fastapi import FastAPI
 
 from ... import __version__
 from ...service import EngramService
-from . import errors, openapi, routes_cognition, routes_memories, routes_spaces, routes_streams, routes_system
+from . import (
+    errors,
+    openapi,
+    routes_backup,
+    routes_cognition,
+    routes_memories,
+    routes_spaces,
+    routes_streams,
+    routes_system,
+)
 from .middleware import EngramMiddleware
 from .space import SpaceResolver
 
@@ -57,6 +66,7 @@ def create_app(service: EngramService) -> FastAPI:
     app.include_router(routes_cognition.router(service, space))
     app.include_router(routes_streams.router(service, space))
     app.include_router(routes_spaces.router(service))
+    app.include_router(routes_backup.router(service))
     app.include_router(routes_system.router(service, space))
     errors.install(app)
     app.add_middleware(EngramMiddleware, service=service)

@@ -3,7 +3,9 @@
 Pure ASGI (no ``BaseHTTPMiddleware``), because it runs on every request and
 the per-request budget at full load is ~150 us.
 
-Body limit. ``max_body_bytes`` is enforced on the raw receive stream, so it
+Body limit. A restore upload (``routes_backup``) is left to its route, which
+streams it to disk under ``max_restore_bytes``. ``max_body_bytes`` is enforced
+on the raw receive stream, so it
 holds for chunked bodies that declare no length. A request with a body is
 read here in full (FastAPI buffers it anyway) and replayed to the app; an
 oversize one is answered 413 with the envelope. We keep reading (and
@@ -39,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ...observability import finish_span
 from ...service import EngramService
 from .errors import envelope_bytes
+from .routes_backup import is_restore_upload
 from .space import HEADER_SOURCES, SCOPE_SPACE, SCOPE_WARNING, operation_of
 
 log = logging.getLogger("engram.rest")
@@ -86,7 +89,7 @@ class EngramMiddleware:
 
         try:
             length, chunked, expect_continue = _body_headers(scope)
-            if length or chunked:
+            if (length or chunked) and not is_restore_upload(scope["method"], scope["path"]):
                 if length is not None and length > self.limit and expect_continue:
                     await self._too_large(send_wrapper, length, close=True)
                     return

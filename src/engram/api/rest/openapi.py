@@ -25,7 +25,7 @@ _DESCRIPTIONS = {
     "400": "Invalid input (INVALID_INPUT, MALFORMED_JSON, INVALID_MEMORY_SPACE, MEMORY_SPACE_CONFLICT, "
     "MEMORY_SPACE_REQUIRED, EMBEDDING_DIMENSION_MISMATCH, ...).",
     "404": "Not found (MEMORY_SPACE_NOT_FOUND, MEMORY_NOT_FOUND, BELIEF_NOT_FOUND, ROUTE_NOT_FOUND).",
-    "409": "A server limit was reached (MEMORY_SPACE_LIMIT).",
+    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), or the space exists (MEMORY_SPACE_EXISTS).",
     "413": "The body exceeds max_body_bytes (PAYLOAD_TOO_LARGE).",
     "415": "The body is not JSON (UNSUPPORTED_MEDIA_TYPE).",
     "422": "The cue was too weak to complete a pattern (CUE_TOO_WEAK).",
@@ -60,8 +60,10 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         codes += ["413", "415"]
     if path == "/api/v1/spaces" and method == "post":
         codes.append("409")
-    if path.endswith("/reembed"):
+    if path.endswith("/reembed") or path.endswith("/backup"):
         codes.append("503")
+    if path.endswith("/restore"):
+        codes.append("409")
     if path in ("/api/v1/complete",):
         codes.append("422")
     if (
