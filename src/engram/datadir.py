@@ -69,7 +69,8 @@ class Holder:
     started_at: float | None = None
 
     def describe(self) -> str:
-        what = {"server": "an Engram server", "mcp": "an offline `engram mcp`"}.get(self.role, "an engram command")
+        names = {"server": "an Engram server", "mcp": "an offline `engram mcp`"}
+        what = names.get(self.role, "an engram command")
         return f"{what} (pid {self.pid})" if self.pid else f"{what} (pid not yet known)"
 
     def remedy(self) -> str:

@@ -179,7 +179,7 @@ def _invalid(tool: str, exc: ValidationError) -> InvalidInput:
 
 
 def _example(tool: str) -> dict[str, Any]:
-    return {
+    examples: dict[str, dict[str, Any]] = {
         "remember": {"content": "Alice prefers tea over coffee", "tags": ["preferences"]},
         "recall": {"query": "what does Alice drink?"},
         "get_memory": {"id": "<id from remember or recall>"},
@@ -189,4 +189,5 @@ def _example(tool: str) -> dict[str, Any]:
         "consolidate": {},
         "complete": {"what": "decided to ship on Friday"},
         "list_spaces": {},
-    }[tool]
+    }
+    return examples[tool]

@@ -113,7 +113,8 @@ class ForgetArgs(Scoped):
 class AssociateArgs(Scoped):
     source_id: Id = Field(..., description="Id of the first memory.")
     target_id: Id = Field(..., description="Id of the memory it relates to.")
-    strength: Unit = Field(0.5, description="How strongly they are related, 0 to 1; repeating strengthens it.")
+    strength: Unit = Field(0.5, description="How strongly they are related, 0 to 1; "
+                                            "associating again strengthens the link.")
     bidirectional: bool = Field(True, description="Link both ways (true) or only source -> target.")
 
 
@@ -133,14 +134,16 @@ class ConsolidateArgs(Scoped):
 
 
 class CompleteArgs(Scoped):
-    what: Annotated[str, Field(max_length=65_536)] | None = Field(None, description="What happened, if known.")
+    what: Annotated[str, Field(max_length=65_536)] | None = Field(
+        None, description="What happened, if known.")
     when: Time | None = Field(None, description="When it happened, if known (ISO-8601).")
     where: Annotated[str, Field(max_length=1024)] | None = Field(None, description="Where, if known.")
     who: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list, max_length=64, description="Who was involved, if known.")
     why: Annotated[str, Field(max_length=4096)] | None = Field(None, description="Why, if known.")
     how: Annotated[str, Field(max_length=4096)] | None = Field(None, description="How, if known.")
-    max_hypotheses: int = Field(3, ge=1, le=20, description="How many alternative reconstructions to return.")
+    max_hypotheses: int = Field(3, ge=1, le=20,
+                                description="How many alternative reconstructions to return.")
 
 
 class ListSpacesArgs(Args):
@@ -309,7 +312,8 @@ async def _reminisce(engine: Engine, space: str, a: ReminisceArgs) -> Reply:
 
 
 async def _consolidate(engine: Engine, space: str, a: ConsolidateArgs) -> Reply:
-    report = await engine.consolidate(space, ConsolidateInput(min_cluster=a.min_cluster, similarity=a.similarity))
+    item = ConsolidateInput(min_cluster=a.min_cluster, similarity=a.similarity)
+    report = await engine.consolidate(space, item)
     lines = [f"Consolidated space {space!r}: {report.episodes_considered} episodes considered, "
              f"{report.episodes_consolidated} consolidated into {len(report.beliefs)} beliefs."]
     for n, b in enumerate(report.beliefs, 1):
@@ -346,9 +350,9 @@ async def _list_spaces(engine: Engine, bound: str, a: ListSpacesArgs) -> Reply:
 
 TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("remember", "Remember", (
-        "Store a memory durably in this session's memory space, so later conversations can recall it. Use it "
-        "for facts, preferences, decisions and events worth keeping (one per call); add `when` (and who/where) "
-        "for something that happened, which makes it an episode. Returns the new memory's id."),
+        "Store a memory durably in this session's memory space, so later conversations can recall it. Use "
+        "it for facts, preferences, decisions and events worth keeping (one per call); add `when` (and "
+        "who/where) for something that happened, which makes it an episode. Returns the new memory's id."),
         RememberArgs, _remember),
     Tool("recall", "Recall", (
         "Search this space's memories by meaning and words and return the best matches, ranked, each with "
@@ -373,7 +377,8 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
         ReminisceArgs, _reminisce, read_only=True),
     Tool("consolidate", "Consolidate", (
         "Cluster similar episodes of this space into semantic beliefs that cite their source episodes, and "
-        "return the beliefs. Use it after many related episodes have accumulated, to distil what they share."),
+        "return the beliefs. Use it after many related episodes have accumulated, to distil what they "
+        "share."),
         ConsolidateArgs, _consolidate),
     Tool("complete", "Complete an episode", (
         "Reconstruct a whole episode from the parts you know (what, when, where, who, why, how), filling the "
