@@ -37,7 +37,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from ... import __version__
-from ...errors import EngramError, InvalidInput, MemorySpaceConflict
+from ...errors import EngramError, InvalidInput, MemorySpaceConflict, MemorySpaceNotFound
 from ...spaces.ids import MemorySpaceId
 from .engines import Engine
 from .tools import TOOLS, Reply, Scoped
@@ -147,6 +147,9 @@ def _result(reply: Reply, note: str | None) -> types.CallToolResult:
 def _error(exc: EngramError) -> types.CallToolResult:
     envelope = exc.to_envelope()
     err = envelope["error"]
+    if isinstance(exc, MemorySpaceNotFound) and isinstance(exc.details.get("memory_space_id"), str):
+        # name the space the caller asked for (never any other), as the REST envelope does
+        err["suggestion"] = err["suggestion"].replace("<id>", exc.details["memory_space_id"])
     lines = [f"Error {err['code']}: {err['message']}"]
     if err.get("suggestion"):
         lines.append(f"Suggestion: {err['suggestion']}")
