@@ -36,15 +36,18 @@ def _wanted_stamp(extras: str) -> str:
 def ensure_env(extras: str = "local,test") -> Path:
     py = _venv_python()
     if not py.exists():
-        print(f"[run.py] creating virtual environment in {VENV}", flush=True)
+        # stderr, like pip's output below: `run.py engram mcp` keeps stdout for the MCP protocol only
+        print(f"[run.py] creating virtual environment in {VENV}", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     have = STAMP.read_text().strip() if STAMP.exists() else ""
     want = _wanted_stamp(extras)
     if have != want:
-        print(f"[run.py] installing engram[{extras}] into {VENV}", flush=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+        print(f"[run.py] installing engram[{extras}] into {VENV}", file=sys.stderr, flush=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True,
+                       stdout=sys.stderr)
         subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]"], check=True, cwd=ROOT
+            [str(py), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]"], check=True, cwd=ROOT,
+            stdout=sys.stderr,
         )
         STAMP.write_text(want)
     return py
