@@ -50,9 +50,13 @@ def test_stale_pid_in_the_file_does_not_block(tmp_path: Path) -> None:
 
 def test_a_child_process_does_not_inherit_the_lock(tmp_path: Path) -> None:
     lock = DataDirLock.acquire(tmp_path / "data", "server")
-    # A child started while the lock is held, with every inheritable descriptor passed on.
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], close_fds=False)
+    # A child started while the lock is held, with every inheritable descriptor passed on. It says
+    # "up" once it runs: by then exec has closed its close-on-exec descriptors (between fork and exec
+    # a child briefly shares every descriptor, which is not inheritance).
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                             close_fds=False, stdout=subprocess.PIPE)
     try:
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"
         lock.release()
         assert child.poll() is None
         assert holder(tmp_path / "data") is None, "the child kept the lock alive after its parent let go"
