@@ -31,7 +31,7 @@ def _engram(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 def _alive(url: str) -> bool:
     with urllib.request.urlopen(url + "/health/alive", timeout=10) as resp:
-        return resp.status == 200
+        return int(resp.status) == 200
 
 
 def test_second_server_exits_2_and_the_first_keeps_serving(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_the_space_follows_the_rest_rules_per_request(srv: EngramProcess) -> Non
 def test_bad_calls_are_errors_and_the_server_keeps_serving(srv: EngramProcess) -> None:
     async def scenario() -> None:
         async with http_session(srv.http_url, "alpha") as s:
-            for tool, arguments, code in [
+            cases: list[tuple[str, dict[str, Any], str]] = [
                 ("remember", {}, "INVALID_INPUT"),
                 ("remember", {"content": ["not", "text"]}, "INVALID_INPUT"),
                 ("associate", {"source_id": "a"}, "INVALID_INPUT"),
@@ -109,7 +109,8 @@ def test_bad_calls_are_errors_and_the_server_keeps_serving(srv: EngramProcess) -
                 ("reminisce", {"limit": 0}, "INVALID_INPUT"),
                 ("consolidate", {"similarity": 2}, "INVALID_INPUT"),
                 ("complete", {"when": "not a time"}, "INVALID_INPUT"),
-            ]:
+            ]
+            for tool, arguments, code in cases:
                 result = await s.call_tool(tool, arguments)
                 assert result.is_error, (tool, arguments, text_of(result))
                 assert structured(result)["error"]["code"] == code, (tool, arguments, text_of(result))
@@ -130,7 +131,8 @@ def test_bad_calls_are_errors_and_the_server_keeps_serving(srv: EngramProcess) -
 async def _isolation_of(srv: EngramProcess, sp: str, data: Any) -> tuple[int, list[str]]:
     """Every MCP read surface of one space, scanned with the isolation matrix's rules."""
     d = data[sp]
-    exercised, bad = 0, []
+    exercised = 0
+    bad: list[str] = []
 
     def check(what: str, payload: Any, must_see: str | None = None) -> None:
         nonlocal exercised
@@ -152,9 +154,10 @@ async def _isolation_of(srv: EngramProcess, sp: str, data: Any) -> tuple[int, li
                 missing = await s.call_tool("get_memory", {"id": f"own.{other.space}.{other.index}"})
                 if not (missing.is_error and structured(missing)["error"]["code"] == "MEMORY_NOT_FOUND"):
                     bad.append(f"{sp}/get_memory of {other.space}'s memory answered {text_of(missing)[:120]}")
-        check("reminisce", structured(await s.call_tool("reminisce", {"topic": "payment outage", "limit": 100})),
-              f"ep-own.{sp}")
-        check("complete", structured(await s.call_tool("complete", {"what": "debugging the payment service"})))
+        reminisced = await s.call_tool("reminisce", {"topic": "payment outage", "limit": 100})
+        check("reminisce", structured(reminisced), f"ep-own.{sp}")
+        completed = await s.call_tool("complete", {"what": "debugging the payment service"})
+        check("complete", structured(completed))
         consolidated = await s.call_tool("consolidate", {"min_cluster": 2, "similarity": 0.8})
         check("consolidate", structured(consolidated), f"ep-own.{sp}")
     return exercised, bad

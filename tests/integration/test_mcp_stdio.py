@@ -58,8 +58,8 @@ def test_schemas_then_remember_and_recall_through_the_server_holding_the_data_di
             assert not found.is_error, text_of(found)
             text = text_of(found)
             # Readable for a model: the memory, who, when, and a confidence.
-            for part in ("Alice decided to ship the release on Friday", "who: alice, bob", "2026-01-05 09:00 UTC",
-                         "confidence", memory_id):
+            for part in ("Alice decided to ship the release on Friday", "who: alice, bob",
+                         "2026-01-05 09:00 UTC", "confidence", memory_id):
                 assert part in text, (part, text)
             top = structured(found)["results"][0]
             assert top["memory"]["id"] == memory_id and top["rank"] == 1
@@ -80,7 +80,8 @@ def test_two_sessions_bound_to_two_spaces_never_see_each_other(srv: EngramProces
 
     async def session(space: str, other: str) -> None:
         async with stdio_session(["--space", space, "--state-file", state_file], ENV) as s:
-            stored = await s.call_tool("remember", {"id": "twin", "content": f"the vault code of {space} is 42"})
+            secret = f"the vault code of {space} is 42"
+            stored = await s.call_tool("remember", {"id": "twin", "content": secret})
             assert not stored.is_error, text_of(stored)
             await s.call_tool("remember", {"content": f"{space} keeps its notes in the orchard"})
             found = await s.call_tool("recall", {"query": "vault code orchard notes", "max_results": 50,
@@ -129,9 +130,10 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_serving(srv: EngramP
 
 def test_stdout_carries_only_json_rpc_and_closing_stdin_exits_0(tmp_path: Path) -> None:
     """A raw client: offline mode (the data dir opened in-process logs plenty), then stdin closed."""
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
@@ -142,7 +144,8 @@ def test_stdout_carries_only_json_rpc_and_closing_stdin_exits_0(tmp_path: Path) 
     ]
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engram", "mcp", "--space", "alpha", "--data-dir", str(data), "--create-space"],
+        [sys.executable, "-m", "engram", "mcp", "--space", "alpha", "--data-dir", str(data),
+         "--create-space"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**_base_env(), **ENV})
     assert proc.stdin is not None and proc.stdout is not None
     answers: dict[int, dict[str, Any]] = {}
@@ -152,7 +155,9 @@ def test_stdout_carries_only_json_rpc_and_closing_stdin_exits_0(tmp_path: Path) 
         proc.stdin.flush()
         while "id" in msg and msg["id"] not in answers:
             line = proc.stdout.readline()
-            assert line, f"stdout closed early; stderr: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+            if not line:
+                err_text = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                pytest.fail(f"stdout closed early; stderr: {err_text}")
             lines.append(line)
             decoded = json.loads(line)
             assert decoded.get("jsonrpc") == "2.0", line
@@ -180,7 +185,8 @@ def test_the_engine_is_chosen_at_first_use_so_a_server_may_start_after_the_sessi
     async def scenario() -> str:
         async with stdio_session(["--space", "alpha", "--data-dir", str(data)], ENV) as s:
             assert len((await s.list_tools()).tools) == 9  # serving, but the data dir is not opened yet
-            late = await asyncio.to_thread(EngramProcess.start, tmp_path / "s", ["alpha"], None, data_dir=data)
+            late = await asyncio.to_thread(EngramProcess.start, tmp_path / "s", ["alpha"], None,
+                                           data_dir=data)
             try:
                 stored = await s.call_tool("remember", {"content": "arrived after the server started"})
                 assert not stored.is_error, text_of(stored)

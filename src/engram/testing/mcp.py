@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import IO, Any
+from typing import Any, TextIO
 
 import httpx2
 import mcp_types as types
@@ -47,7 +47,7 @@ async def http_session(base_url: str, space: str | None = None,
 
 @asynccontextmanager
 async def stdio_session(args: Sequence[str], env: Mapping[str, str],
-                        errlog: IO[str] | None = None) -> AsyncIterator[ClientSession]:
+                        errlog: TextIO | None = None) -> AsyncIterator[ClientSession]:
     """An initialized session with a real ``python -m engram mcp ARGS`` subprocess."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "engram", "mcp", *args], env=dict(env))
     async with (
