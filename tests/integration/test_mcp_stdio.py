@@ -39,7 +39,8 @@ def _rest_get(srv: EngramProcess, path: str, space: str) -> tuple[int, dict[str,
         return exc.code, json.loads(exc.read())
 
 
-def test_schemas_then_remember_and_recall_through_the_server_holding_the_data_dir(srv: EngramProcess) -> None:
+def test_schemas_remember_recall_and_errors_through_the_server_holding_the_data_dir(
+        srv: EngramProcess) -> None:
     # Only --data-dir: the harness wrote the state file elsewhere, so the data-dir lock is what says a
     # server owns this data dir; the session must use that server, not open the data dir itself.
     args = ["--space", "alpha", "--data-dir", str(srv.data_dir)]
@@ -66,44 +67,7 @@ def test_schemas_then_remember_and_recall_through_the_server_holding_the_data_di
             assert "embedding" not in top["memory"] and 0 <= top["confidence"]["value"] <= 1
             got = await s.call_tool("get_memory", {"id": memory_id})
             assert structured(got)["who"] == ["alice", "bob"]
-            return memory_id
-
-    memory_id = asyncio.run(scenario())
-    status, body = _rest_get(srv, f"/api/v1/memories/{memory_id}", "alpha")
-    assert status == 200 and body["content"] == "Alice decided to ship the release on Friday"
-    status, body = _rest_get(srv, f"/api/v1/memories/{memory_id}", "beta")
-    assert status == 404 and body["error"]["code"] == "MEMORY_NOT_FOUND"
-
-
-def test_two_sessions_bound_to_two_spaces_never_see_each_other(srv: EngramProcess) -> None:
-    state_file = str(srv.root / "state-0.json")
-
-    async def session(space: str, other: str) -> None:
-        async with stdio_session(["--space", space, "--state-file", state_file], ENV) as s:
-            secret = f"the vault code of {space} is 42"
-            stored = await s.call_tool("remember", {"id": "twin", "content": secret})
-            assert not stored.is_error, text_of(stored)
-            await s.call_tool("remember", {"content": f"{space} keeps its notes in the orchard"})
-            found = await s.call_tool("recall", {"query": "vault code orchard notes", "max_results": 50,
-                                                 "mode": "hybrid"})
-            seen = [r["memory"]["content"] for r in structured(found)["results"]]
-            assert seen and all(space in c and other not in c for c in seen), seen
-            assert other not in text_of(found)
-            got = await s.call_tool("get_memory", {"id": "twin"})
-            assert structured(got)["content"] == f"the vault code of {space} is 42"
-            crossed = await s.call_tool("recall", {"query": "vault", "space": other})
-            assert crossed.is_error and structured(crossed)["error"]["code"] == "MEMORY_SPACE_CONFLICT"
-            assert other not in json.dumps([r for r in structured(found)["results"]])
-
-    async def both() -> None:
-        await asyncio.gather(session("alpha", "beta"), session("beta", "alpha"))
-
-    asyncio.run(both())
-
-
-def test_bad_arguments_are_tool_errors_and_the_server_keeps_serving(srv: EngramProcess) -> None:
-    async def scenario() -> None:
-        async with stdio_session(["--space", "alpha", "--url", srv.http_url], ENV) as s:
+            # Bad calls are tool errors with the envelope's message and suggestion; the session lives on.
             cases: list[tuple[str, dict[str, Any], str, str]] = [
                 ("recall", {}, "INVALID_INPUT", "query: required"),
                 ("recall", {"query": "x", "max_results": "lots"}, "INVALID_INPUT", "max_results"),
@@ -124,8 +88,40 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_serving(srv: EngramP
                 await s.call_tool("teleport", {})
             ok = await s.call_tool("list_spaces", {})
             assert not ok.is_error and "alpha" in text_of(ok)
+            return memory_id
 
-    asyncio.run(scenario())
+    memory_id = asyncio.run(scenario())
+    status, body = _rest_get(srv, f"/api/v1/memories/{memory_id}", "alpha")
+    assert status == 200 and body["content"] == "Alice decided to ship the release on Friday"
+    status, body = _rest_get(srv, f"/api/v1/memories/{memory_id}", "beta")
+    assert status == 404 and body["error"]["code"] == "MEMORY_NOT_FOUND"
+
+
+def test_two_sessions_bound_to_two_spaces_never_see_each_other(srv: EngramProcess) -> None:
+    # alpha finds the server through its state file, beta is pointed at it with --url.
+    where = {"alpha": ["--state-file", str(srv.root / "state-0.json")], "beta": ["--url", srv.http_url]}
+
+    async def session(space: str, other: str) -> None:
+        async with stdio_session(["--space", space, *where[space]], ENV) as s:
+            secret = f"the vault code of {space} is 42"
+            stored = await s.call_tool("remember", {"id": "twin", "content": secret})
+            assert not stored.is_error, text_of(stored)
+            await s.call_tool("remember", {"content": f"{space} keeps its notes in the orchard"})
+            found = await s.call_tool("recall", {"query": "vault code orchard notes", "max_results": 50,
+                                                 "mode": "hybrid"})
+            seen = [r["memory"]["content"] for r in structured(found)["results"]]
+            assert seen and all(space in c and other not in c for c in seen), seen
+            assert other not in text_of(found)
+            got = await s.call_tool("get_memory", {"id": "twin"})
+            assert structured(got)["content"] == f"the vault code of {space} is 42"
+            crossed = await s.call_tool("recall", {"query": "vault", "space": other})
+            assert crossed.is_error and structured(crossed)["error"]["code"] == "MEMORY_SPACE_CONFLICT"
+            assert other not in json.dumps([r for r in structured(found)["results"]])
+
+    async def both() -> None:
+        await asyncio.gather(session("alpha", "beta"), session("beta", "alpha"))
+
+    asyncio.run(both())
 
 
 def test_stdout_carries_only_json_rpc_and_closing_stdin_exits_0(tmp_path: Path) -> None:
