@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -173,6 +174,35 @@ def test_stdout_carries_only_json_rpc_and_closing_stdin_exits_0(tmp_path: Path) 
     assert answers[4]["result"]["isError"] is True
     assert "offline and clean" in answers[5]["result"]["content"][0]["text"]
     assert holder(data) is None, "the data dir is free once the process exited"
+
+
+def test_sigterm_with_stdin_still_open_closes_the_data_dir_and_exits_0(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram", "mcp", "--space", "alpha", "--data-dir", str(data),
+         "--create-space"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**_base_env(), **ENV})
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for msg in ({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                        "protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "raw", "version": "0"}}},
+                    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                     "params": {"name": "remember", "arguments": {"content": "before the signal"}}}):
+            proc.stdin.write(json.dumps(msg).encode() + b"\n")
+            proc.stdin.flush()
+            if "id" in msg:
+                assert json.loads(proc.stdout.readline())["id"] == msg["id"]
+        held = holder(data)
+        assert held is not None and held.pid == proc.pid
+        proc.send_signal(signal.SIGTERM)  # stdin stays open, as a client that hangs would leave it
+        assert proc.wait(timeout=20) == 0
+        assert holder(data) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_the_engine_is_chosen_at_first_use_so_a_server_may_start_after_the_session(tmp_path: Path) -> None:

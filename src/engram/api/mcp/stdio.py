@@ -25,7 +25,7 @@ Stdio hygiene: stdout carries JSON-RPC and nothing else. The SDK's
 a C library's output cannot corrupt the stream; logs go to stderr. When the
 client closes stdin the server loop ends, the engine closes (the offline
 service drains its writes, then the lock is released) and the process exits 0.
-SIGTERM and SIGINT end it the same way.
+SIGTERM and SIGINT close the engine the same way and exit 0.
 """
 
 from __future__ import annotations
@@ -142,12 +142,15 @@ class Engines:
         return ServiceEngine(service)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        if self._service is not None:
-            await asyncio.to_thread(self._service.close)  # drains queued writes before closing
-        if self._lock is not None:
-            self._lock.release()  # after the service closed: nothing writes the data dir any more
+        """Close whatever was opened (idempotent)."""
+        client, service, lock = self._client, self._service, self._lock
+        self._client = self._service = self._lock = self._engine = None
+        if client is not None:
+            await client.aclose()
+        if service is not None:
+            await asyncio.to_thread(service.close)  # drains queued writes before closing
+        if lock is not None:
+            lock.release()  # after the service closed: nothing writes the data dir any more
 
 
 def _live_server_url(state_file: Path) -> str | None:
@@ -181,17 +184,31 @@ async def _wait_for_server(pid: int | None, state_files: list[Path]) -> str | No
 async def serve_stdio(opts: StdioOptions) -> None:
     engines = Engines(opts)
     server = build_server(engines, BoundSpace(opts.space), on_error=engines.failed)
-    task = asyncio.current_task()
     loop = asyncio.get_running_loop()
+
+    async def terminate(signame: str) -> None:
+        # The SDK reads stdin in a worker thread that no cancellation can interrupt while the
+        # client keeps stdin open, so a signal closes the engine (the offline service drains
+        # its queued writes, then the lock is released) and ends the process itself.
+        log.info("engram mcp: %s, shutting down", signame)
+        try:
+            await engines.close()
+        except Exception:  # exiting either way; the writes it acknowledged were already durable
+            log.exception("engram mcp: closing on %s failed", signame)
+        logging.shutdown()
+        os._exit(0)
+
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_signal(signame: str) -> None:
+        pending.add(loop.create_task(terminate(signame)))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        if task is not None:
-            loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, on_signal, sig.name)
     log.info("engram mcp serving on stdio for memory space %r (pid %d)", opts.space, os.getpid())
     try:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
-    except asyncio.CancelledError:
-        log.info("engram mcp: signalled, shutting down")
     finally:
         with contextlib.suppress(EngramError):
             await engines.close()
