@@ -125,6 +125,19 @@ def test_bad_calls_are_errors_and_the_server_keeps_serving(srv: EngramProcess) -
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=30)
     assert 400 <= err.value.code < 500
+    # No idle stream to hold open: GET is refused at once (the SDK's stateless mode would hang it).
+    get = urllib.request.Request(srv.http_url + "/mcp", headers={"Accept": "text/event-stream"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(get, timeout=10)
+    assert err.value.code == 405 and err.value.headers["Allow"] == "POST"
+    # DNS-rebinding protection on a loopback listener: a foreign Host header is refused.
+    rebound = urllib.request.Request(srv.http_url + "/mcp", method="POST", headers={
+        "Host": "attacker.example", "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream"},
+        data=b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}')
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(rebound, timeout=10)
+    assert err.value.code == 421
     assert _rest(srv, "/health/alive")[0] == 200
 
 

@@ -2,9 +2,9 @@
 
 Stateless and JSON-answering: every POST carries one JSON-RPC message and gets
 one JSON answer, with no session kept between requests and no long-lived
-stream, so a tool call is an ordinary request (the REST middleware counts,
-limits and traces it like any other) and shutdown never waits on an idle MCP
-client. Tools run in-process on the server's :class:`EngramService`.
+stream (GET and DELETE are 405: :class:`PostOnly`), so a tool call is an
+ordinary request (the REST middleware counts, limits and traces it like any
+other) and shutdown never waits on an idle MCP client. Tools run in-process on the server's :class:`EngramService`.
 
 The space of each call is chosen per HTTP request by SPEC §2: the
 ``X-Memory-Space`` header (or its aliases) and the tool's ``space`` argument;
@@ -24,6 +24,7 @@ memory through a rebound DNS name.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...service import EngramService
 from ..rest.space import HEADER_SOURCES
@@ -74,6 +76,27 @@ class RequestSpace:
         return res.space_id, note
 
 
+class PostOnly:
+    """Only POST reaches the MCP app: GET (the optional server-to-client SSE stream) and DELETE
+    (session end) are 405, as the Streamable HTTP spec allows a server without those. In stateless
+    mode the SDK would otherwise hold a GET open forever, idle: a connection per prober, and one more
+    thing a graceful shutdown waits for."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "POST":
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+            "code": -32600, "message": f"{scope['method']} is not supported on {PATH}: send JSON-RPC "
+                                       "messages with POST (this server keeps no stream or session)"}})
+        await send({"type": "http.response.start", "status": 405,
+                    "headers": [(b"content-type", b"application/json"), (b"allow", b"POST")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
 def mount(app: FastAPI, service: EngramService) -> None:
     """Serve MCP at ``/mcp`` on ``app`` (its session manager runs inside the app's lifespan)."""
     engine = ServiceEngine(service)
@@ -92,7 +115,8 @@ def mount(app: FastAPI, service: EngramService) -> None:
     manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
                                            security_settings=security,
                                            max_request_body_size=service.settings.max_body_bytes)
-    app.router.routes.append(Route(PATH, endpoint=StreamableHTTPASGIApp(manager), include_in_schema=False))
+    app.router.routes.append(Route(PATH, endpoint=PostOnly(StreamableHTTPASGIApp(manager)),
+                                   include_in_schema=False))
     previous = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
