@@ -4,7 +4,8 @@ Stateless and JSON-answering: every POST carries one JSON-RPC message and gets
 one JSON answer, with no session kept between requests and no long-lived
 stream (GET and DELETE are 405: :class:`PostOnly`), so a tool call is an
 ordinary request (the REST middleware counts, limits and traces it like any
-other) and shutdown never waits on an idle MCP client. Tools run in-process on the server's :class:`EngramService`.
+other) and shutdown never waits on an idle MCP client. Tools run in-process on
+the server's :class:`EngramService`.
 
 The space of each call is chosen per HTTP request by SPEC §2: the
 ``X-Memory-Space`` header (or its aliases) and the tool's ``space`` argument;
