@@ -76,15 +76,17 @@ class Engines:
         self._service: Any = None  # EngramService when offline
         self._lock: DataDirLock | None = None
         self._choosing = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
         self.mode = "undecided"
 
     async def __call__(self) -> Engine:
         async with self._choosing:
             if self._engine is None:
-                engine = await self._choose()
+                # Kept before the space is created: a failure there is answered like any other call's
+                # (a lost server is forgotten by failed()), never leaving an engine open but unknown.
+                self._engine = engine = await self._choose()
                 if self.opts.create_space:
                     await engine.create_space(self.opts.space)
-                self._engine = engine
             return self._engine
 
     def failed(self, exc: EngramError) -> None:
@@ -92,7 +94,9 @@ class Engines:
         if isinstance(exc, EngramConnectionError) and self._client is not None:
             client, self._client, self._engine = self._client, None, None
             self.mode = "undecided"
-            asyncio.get_running_loop().create_task(client.aclose())
+            task = asyncio.get_running_loop().create_task(client.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _choose(self) -> Engine:
         s = self.opts.settings
