@@ -68,16 +68,19 @@ def plan_install(stamp: str, digest: str, wanted: frozenset[str]) -> frozenset[s
 def ensure_env(extras: str) -> Path:
     py = _venv_python()
     if not py.exists():
-        print(f"[run.py] creating virtual environment in {VENV}", flush=True)
+        # stderr, like pip's output below: `run.py engram mcp` keeps stdout for the MCP protocol only
+        print(f"[run.py] creating virtual environment in {VENV}", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     digest = _pyproject_digest()
     install = plan_install(STAMP.read_text() if STAMP.exists() else "", digest, frozenset(extras.split(",")))
     if install is not None:
         names = ",".join(sorted(install))
-        print(f"[run.py] installing engram[{names}] into {VENV}", flush=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+        print(f"[run.py] installing engram[{names}] into {VENV}", file=sys.stderr, flush=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True,
+                       stdout=sys.stderr)
         subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{names}]"], check=True, cwd=ROOT
+            [str(py), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{names}]"], check=True, cwd=ROOT,
+            stdout=sys.stderr,
         )
         STAMP.write_text(f"{digest}:{names}")
     return py

@@ -1,9 +1,12 @@
 """One Engram server process: REST (+ SSE) and gRPC over one service and one registry.
 
-Start-up order: settings -> logging -> ``EngramService`` (opens the registry,
-creates the default and bootstrap spaces) -> bind the HTTP socket ourselves
-(so port 0 picks a free port we can report) -> start gRPC -> write the state
-file -> serve.
+Start-up order: settings -> the data-dir lock (:mod:`engram.datadir`; a second
+server on the same data dir exits 2 naming the holder, before it has written
+anything) -> logging -> ``EngramService`` (opens the registry, creates the
+default and bootstrap spaces) -> bind the HTTP socket ourselves (so port 0
+picks a free port we can report) -> start gRPC -> write the state file -> serve.
+The state file is written and removed only while the lock is held, so only
+the one server that owns the data dir ever touches it.
 
 Shutdown (SIGTERM, SIGINT, ``engram stop``) is graceful and ordered so that
 nothing acknowledged is lost and nothing hangs:
@@ -19,7 +22,7 @@ nothing acknowledged is lost and nothing hangs:
    its queue (commits what is queued) before its connections close.
 4. The tracer provider (when ``trace_file`` is set) flushes the last spans
    to the file: streams ended in step 1, so their spans are in it too.
-5. The state file is removed.
+5. The state file is removed, then the data-dir lock is released.
 
 uvicorn normally installs its own signal handlers and re-raises the signal
 after serving, which would kill the process before steps 3-4; we replace that
@@ -41,6 +44,7 @@ from pathlib import Path
 
 import uvicorn
 
+from .datadir import DataDirInUse, DataDirLock
 from .observability import Tracing, configure_logging
 from .service import EngramService
 from .settings import Settings
@@ -178,8 +182,18 @@ async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
 
 def run(settings: Settings) -> int:
     try:
+        lock = DataDirLock.acquire(settings.data_dir, "server", state_file=settings.resolved_state_file)
+    except DataDirInUse as exc:
+        print(f"engram: cannot start: {exc.message}\n{exc.suggestion}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"engram: cannot start: cannot lock the data dir {settings.data_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
         asyncio.run(serve(settings))
     except OSError as exc:
         print(f"engram: cannot start: {exc}", file=sys.stderr)
         return 1
+    finally:
+        lock.release()  # after serve() removed the state file: only the holder ever touches it
     return 0

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from engram.datadir import LOCK_NAME
 from engram.testing import EngramProcess
 from engram.testing.clients import ApiError, GrpcSpaceClient, RestSpaceClient
 from engram.testing.report import write_section
@@ -285,6 +286,8 @@ def verify_offline(data_dir: Path) -> list[str]:
     """With the server stopped: layout as documented, and referential integrity inside each database."""
     problems = []
     for entry in sorted(data_dir.iterdir()):
+        if entry.name == LOCK_NAME and entry.is_file():
+            continue  # the data-dir lock (engram.datadir): kept on purpose, never deleted
         if not entry.is_dir():
             problems.append(f"unexpected file at the data root: {entry.name}")
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from .mcp_cmd import mcp
 from .server_cmds import start, stop
 
 
@@ -20,6 +21,7 @@ def cli() -> None:
 
 cli.add_command(start)
 cli.add_command(stop)
+cli.add_command(mcp)
 
 
 def _register_optional() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..datadir import holder
 from ..errors import EngramError
 from ..settings import load_settings
 from ..statefile import pid_alive, read_state
@@ -70,8 +71,14 @@ def stop(data_dir: str | None, state_file: str | None, config_file: str | None, 
     path = Path(settings.resolved_state_file)
     state = read_state(path)
     if state is None or not isinstance(state.get("pid"), int):
-        click.echo(f"no running server found (no state file at {path})", err=True)
-        sys.exit(3)
+        # No state file here (removed, or written elsewhere with --state-file): the data-dir
+        # lock still names the server that holds the data dir, and is never stale.
+        held = holder(settings.data_dir)
+        if held is None or held.role != "server" or held.pid is None:
+            click.echo(f"no running server found (no state file at {path}, and no server holds "
+                       f"{Path(settings.data_dir).resolve()})", err=True)
+            sys.exit(3)
+        state = {"pid": held.pid}
     pid = int(state["pid"])
     try:
         os.kill(pid, signal.SIGTERM)

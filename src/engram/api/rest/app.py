@@ -15,6 +15,7 @@ can live in one process.
     openapi.py          error responses and headers in /openapi.json
     sse.py              server-sent events for one subscription
     routes_*.py         the routes, by area
+    ../mcp/http.py      /mcp: the MCP tools over Streamable HTTP, on the same service
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 
 from ... import __version__
 from ...service import EngramService
+from ..mcp import http as mcp_http
 from . import (
     errors,
     openapi,
@@ -68,6 +70,7 @@ def create_app(service: EngramService) -> FastAPI:
     app.include_router(routes_spaces.router(service))
     app.include_router(routes_backup.router(service))
     app.include_router(routes_system.router(service, space))
+    mcp_http.mount(app, service)  # MCP over Streamable HTTP at /mcp (SPEC §12; engram.api.mcp)
     errors.install(app)
     app.add_middleware(EngramMiddleware, service=service)
     openapi.install(app)

@@ -1,0 +1,128 @@
+"""``/mcp``: MCP over Streamable HTTP, mounted on the REST application.
+
+Stateless and JSON-answering: every POST carries one JSON-RPC message and gets
+one JSON answer, with no session kept between requests and no long-lived
+stream (GET and DELETE are 405: :class:`PostOnly`), so a tool call is an
+ordinary request (the REST middleware counts, limits and traces it like any
+other) and shutdown never waits on an idle MCP client. Tools run in-process on
+the server's :class:`EngramService`.
+
+The space of each call is chosen per HTTP request by SPEC §2: the
+``X-Memory-Space`` header (or its aliases) and the tool's ``space`` argument;
+two that disagree are a conflict, none is the default space (deprecated, and
+said so in the reply), or an error when ``require_explicit_space`` is set.
+
+Keys (SPEC §10) are not built yet. When they are, they arrive as the REST
+``Authorization`` header of the same HTTP request, which the REST middleware
+sees before this app does; :class:`RequestSpace` is where a key's set of spaces
+would narrow the choice, exactly as for REST.
+
+On a loopback listener the SDK's DNS-rebinding protection is on (the Host and
+Origin headers must be loopback), so a web page cannot reach a local server's
+memory through a rebound DNS name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ...service import EngramService
+from ..rest.space import HEADER_SOURCES
+from .engines import Engine, ServiceEngine
+from .server import build_server
+
+PATH = "/mcp"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class RequestSpace:
+    """The space of one tool call: the HTTP request's space headers, then the ``space`` argument."""
+
+    def __init__(self, service: EngramService) -> None:
+        self.service = service
+
+    def session_space(self, ctx: ServerRequestContext[Any, Any]) -> str:
+        named = [value for _, value in self.named(ctx) if value]
+        return named[0] if named else ""
+
+    def named(self, ctx: ServerRequestContext[Any, Any]) -> list[tuple[str, str | None]]:
+        request = ctx.request
+        if not isinstance(request, Request):
+            return []
+        return [(name, value) for key, name in HEADER_SOURCES for value in request.headers.getlist(key)]
+
+    def __call__(self, ctx: ServerRequestContext[Any, Any], tool: str,
+                 argument: str | None) -> tuple[str, str | None]:
+        request = ctx.request
+        peer = "unknown"
+        if isinstance(request, Request) and request.client is not None:
+            peer = f"{request.client.host}:{request.client.port}"
+        res = self.service.resolve_space([*self.named(ctx), ("argument:space", argument)],
+                                         transport="mcp", operation=f"mcp {tool}", peer=peer)
+        note = None
+        if res.fell_back:
+            note = (f"no memory space was named, so the default space {res.space_id!r} was used; this "
+                    "fallback is deprecated: send the X-Memory-Space header (or the space argument).")
+        return res.space_id, note
+
+
+class PostOnly:
+    """Only POST reaches the MCP app: GET (the optional server-to-client SSE stream) and DELETE
+    (session end) are 405, as the Streamable HTTP spec allows a server without those. In stateless
+    mode the SDK would otherwise hold a GET open forever, idle: a connection per prober, and one more
+    thing a graceful shutdown waits for."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "POST":
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+            "code": -32600, "message": f"{scope['method']} is not supported on {PATH}: send JSON-RPC "
+                                       "messages with POST (this server keeps no stream or session)"}})
+        await send({"type": "http.response.start", "status": 405,
+                    "headers": [(b"content-type", b"application/json"), (b"allow", b"POST")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
+def mount(app: FastAPI, service: EngramService) -> None:
+    """Serve MCP at ``/mcp`` on ``app`` (its session manager runs inside the app's lifespan)."""
+    engine = ServiceEngine(service)
+
+    async def get_engine() -> Engine:
+        return engine
+
+    server = build_server(get_engine, RequestSpace(service))
+    security = None
+    if service.settings.host in LOOPBACK:
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
+                                           security_settings=security,
+                                           max_request_body_size=service.settings.max_body_bytes)
+    app.router.routes.append(Route(PATH, endpoint=PostOnly(StreamableHTTPASGIApp(manager)),
+                                   include_in_schema=False))
+    previous = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with manager.run(), previous(a) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
