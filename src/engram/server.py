@@ -21,6 +21,13 @@ nothing acknowledged is lost and nothing hangs:
    to the file: streams ended in step 1, so their spans are in it too.
 5. The state file is removed.
 
+The HTTP edge (request head size and count, head/body/keep-alive timeouts,
+the connection cap: :mod:`engram.api.rest.connection`) is uvicorn's httptools
+protocol subclassed; the limits are logged at start. Accept errors (EMFILE
+when descriptors run out) are logged at most once per 10 s with a count:
+asyncio already pauses accepting for a second after each, but would log a
+traceback every time.
+
 uvicorn normally installs its own signal handlers and re-raises the signal
 after serving, which would kill the process before steps 3-4; we replace that
 with our own handlers on the event loop.
@@ -74,6 +81,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 async def serve(settings: Settings) -> None:
     from .api.grpc.server import create_grpc_server
     from .api.rest.app import create_app
+    from .api.rest.connection import HttpLimits, accept_error_handler, protocol_for
 
     configure_logging(settings.log_level, settings.log_json)
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
@@ -86,14 +94,20 @@ async def serve(settings: Settings) -> None:
     app = create_app(service)
     sock = bind_socket(settings.host, settings.http_port)
     http_port = int(sock.getsockname()[1])
+    limits = HttpLimits.from_settings(settings)
+    log.info("%s", limits.describe())
+    log.info("%s", app.state.host_policy.describe())
     config = uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
-        limit_concurrency=None,
-        timeout_keep_alive=30,
+        limit_concurrency=None,  # the connection cap lives in the protocol (refuses before reading)
+        # uvicorn wants an int; the protocol re-reads the float setting
+        timeout_keep_alive=max(1, round(settings.http_keepalive_timeout_seconds)),
+        http=protocol_for(limits),
+        ws="none",  # no WebSocket routes: an Upgrade request is served as plain HTTP
     )
     http = _Uvicorn(config)
     grpc_server = None
@@ -103,6 +117,7 @@ async def serve(settings: Settings) -> None:
         await grpc_server.start()
 
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(accept_error_handler())
     stop = asyncio.Event()
 
     def on_signal(signame: str) -> None:
