@@ -66,7 +66,7 @@ def closed_within(sock: socket.socket, seconds: float) -> tuple[float, bytes]:
         if not chunk:
             return time.monotonic() - t0, got
         got += chunk
-    raise AssertionError(f"the server kept the connection open for more than {seconds} s (read {got[:120]!r})")
+    raise AssertionError(f"the server kept the connection open over {seconds} s (read {got[:120]!r})")
 
 
 def rss_kb(pid: int) -> int:

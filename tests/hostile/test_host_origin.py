@@ -104,17 +104,17 @@ def test_same_origin_and_originless_writes_work(srv: EngramProcess, http: httpx.
 
 def test_allowed_hosts_setting(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("allowed")
-    with EngramProcess.start(root, ["alpha"], {"allowed_hosts": "memory.example,.corp.example"}) as srv:
-        with httpx.Client(base_url=srv.http_url, timeout=10) as http:
-            for host, status in (("memory.example", 200), ("api.corp.example:443", 200), ("corp.example", 200),
-                                 ("evilcorp.example", 421), ("localhost", 200)):
-                assert http.get("/health", headers={"Host": host}).status_code == status, host
-            h = {"Origin": "https://app.corp.example", "X-Memory-Space": "alpha"}
-            assert http.post(f"{API}/memories/remember", json={"content": "x"}, headers=h).status_code == 201
-        srv.stop()
-    with EngramProcess.start(root / "any", ["alpha"], {"allowed_hosts": "*"}) as srv:
-        with httpx.Client(base_url=srv.http_url, timeout=10) as http:
-            assert http.get("/health", headers={"Host": "anything.example"}).status_code == 200
-            # "*" opens Host only: a foreign Origin still cannot write
-            h = {"Origin": "http://anything.example", "X-Memory-Space": "alpha"}
-            assert http.post(f"{API}/memories/remember", json={"content": "x"}, headers=h).status_code == 403
+    cases = (("memory.example", 200), ("api.corp.example:443", 200), ("corp.example", 200),
+             ("evilcorp.example", 421), ("localhost", 200))
+    with (EngramProcess.start(root, ["alpha"], {"allowed_hosts": "memory.example,.corp.example"}) as srv,
+          httpx.Client(base_url=srv.http_url, timeout=10) as http):
+        for host, status in cases:
+            assert http.get("/health", headers={"Host": host}).status_code == status, host
+        h = {"Origin": "https://app.corp.example", "X-Memory-Space": "alpha"}
+        assert http.post(f"{API}/memories/remember", json={"content": "x"}, headers=h).status_code == 201
+    with (EngramProcess.start(root / "any", ["alpha"], {"allowed_hosts": "*"}) as srv,
+          httpx.Client(base_url=srv.http_url, timeout=10) as http):
+        assert http.get("/health", headers={"Host": "anything.example"}).status_code == 200
+        # "*" opens Host only: a foreign Origin still cannot write
+        h = {"Origin": "http://anything.example", "X-Memory-Space": "alpha"}
+        assert http.post(f"{API}/memories/remember", json={"content": "x"}, headers=h).status_code == 403

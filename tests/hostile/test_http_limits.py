@@ -8,6 +8,7 @@ clients keep being served. Timeouts are configured short so the tier stays withi
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -63,10 +64,8 @@ def test_huge_header_is_refused_early_and_not_buffered(srv: EngramProcess) -> No
                 time.sleep(0.005)
             except (BrokenPipeError, ConnectionResetError):
                 break
-            try:
+            with contextlib.suppress(BlockingIOError):
                 answer = sock.recv(65536)
-            except BlockingIOError:
-                pass
         sock.setblocking(True)
         assert answer, f"no answer after sending {sent} header bytes"
         rest = b""
@@ -114,10 +113,8 @@ def test_slowloris_heads_are_cut_and_others_served(srv: EngramProcess) -> None:
     def dribble() -> None:
         while not stop.is_set():
             for sock in socks:
-                try:
+                with contextlib.suppress(OSError):
                     sock.send(b"a")
-                except OSError:
-                    pass
             stop.wait(0.2)
 
     feeder = threading.Thread(target=dribble)
@@ -126,7 +123,7 @@ def test_slowloris_heads_are_cut_and_others_served(srv: EngramProcess) -> None:
         t0 = time.monotonic()
         served = [_health(srv) for _ in range(5)]  # others are served meanwhile
         assert served == [200] * 5
-        elapsed, got = closed_within(socks[0], HEAD_TIMEOUT + SLACK)
+        _elapsed, got = closed_within(socks[0], HEAD_TIMEOUT + SLACK)
         assert got.startswith(b"HTTP/1.1 408"), got[:100]
         assert envelope_code(got.partition(b"\r\n\r\n")[2]) == "REQUEST_TIMEOUT"
         for sock in socks[1:]:
@@ -143,14 +140,15 @@ def test_slowloris_heads_are_cut_and_others_served(srv: EngramProcess) -> None:
 
 def test_slow_body_is_cut_with_408(srv: EngramProcess) -> None:
     with connect(srv) as sock:
-        sock.sendall(b"POST /api/v1/memories/remember HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Memory-Space: alpha\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"content\": \"sl")
-        elapsed, got = closed_within(sock, BODY_TIMEOUT + SLACK)
+        sock.sendall(b"POST /api/v1/memories/remember HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"X-Memory-Space: alpha\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+                     b'{"content": "sl')
+        _elapsed, got = closed_within(sock, BODY_TIMEOUT + SLACK)
     assert got.startswith(b"HTTP/1.1 408"), got[:100]
     assert b"http_body_timeout_seconds" in got
     # nothing half-received was stored
     listed = httpx.get(srv.http_url + "/api/v1/memories", headers=SPACE, timeout=5).json()
-    assert all("sl" != m.get("content") for m in listed.get("memories", []))
+    assert all(m.get("content") != "sl" for m in listed.get("memories", []))
 
 
 def test_idle_keepalive_connection_is_closed(srv: EngramProcess) -> None:
