@@ -102,6 +102,34 @@ def test_many_headers_431_and_big_allowed_header_served(srv: EngramProcess) -> N
     assert status == 200
 
 
+def test_large_bodies_are_not_mistaken_for_large_heads(srv: EngramProcess) -> None:
+    # Only the head is counted: a body arriving in the same read as its head is not.
+    body = b'{"content": "' + b"p" * 200_000 + b'"}'
+    post = (b"POST /api/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    get = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Pad: " + b"q" * 60_000 + b"\r\n\r\n"
+    with connect(srv) as sock:  # one kept-alive connection: each head gets the whole allowance
+        for request in (post, get, post, get):
+            sock.sendall(request)
+            assert read_response(sock)[0] == 200
+
+
+def test_limits_hold_for_later_requests_on_a_kept_alive_connection(srv: EngramProcess) -> None:
+    ok = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with connect(srv) as sock:
+        sock.sendall(ok)
+        assert read_response(sock)[0] == 200
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n")
+        status, _, body = read_response(sock)
+    assert status == 431 and envelope_code(body) == "HEADERS_TOO_LARGE"
+    with connect(srv) as sock:
+        sock.sendall(ok)
+        assert read_response(sock)[0] == 200
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and never the rest
+        _, got = closed_within(sock, HEAD_TIMEOUT + SLACK)
+    assert got.startswith(b"HTTP/1.1 408"), got[:100]
+
+
 def test_slowloris_heads_are_cut_and_others_served(srv: EngramProcess) -> None:
     # 20 connections each dribbling a header byte every 0.2 s, one that never sends anything.
     socks = [connect(srv) for _ in range(20)]
