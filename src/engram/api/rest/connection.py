@@ -165,7 +165,12 @@ class EdgeProtocol(HttpToolsProtocol):
         # Bytes the request head being read may still use; -1 while a body or response is under way.
         self.head_left = limits.max_header_bytes
         self.heads = 0  # request heads completed on this connection
-        self.deadline: TimerHandle | None = None  # the head or body deadline
+        # The head or body being read must be complete by loop time `due` (0.0: nothing pending).
+        # One watchdog timer per connection checks it; it is re-armed only when it fires early, so
+        # a request on a kept-alive connection costs a clock read, not a timer (see _watch).
+        self.due = 0.0
+        self.watchdog: TimerHandle | None = None
+        self.linger: TimerHandle | None = None  # closes an answered or refused connection
         self.counted = False  # this connection holds one of the gate's slots
         self.refused = False  # over the cap: answered 503 and lingering
         self.discarding = False  # answered and closing: incoming bytes are dropped
@@ -179,10 +184,14 @@ class EdgeProtocol(HttpToolsProtocol):
         gate.open += 1
         self.counted = True
         super().connection_made(transport)
-        self.deadline = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        self._due_in(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self.due = 0.0
+        for timer in (self.watchdog, self.linger):
+            if timer is not None:
+                timer.cancel()
+        self.watchdog = self.linger = None
         if self.refused:
             self.gate.lingering -= 1
             self.refused = False
@@ -210,7 +219,7 @@ class EdgeProtocol(HttpToolsProtocol):
         transport.write(_REFUSED)
         if transport.can_write_eof():
             transport.write_eof()
-        self.deadline = self.loop.call_later(REFUSE_LINGER_SECONDS, transport.close)
+        self.linger = self.loop.call_later(REFUSE_LINGER_SECONDS, transport.close)
 
     # -- reading -----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -218,8 +227,8 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         left = self.head_left
         if left >= 0:  # reading a request head: count it before the parser buffers it
-            if self.deadline is None:  # first bytes of a request on a kept-alive connection
-                self.deadline = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+            if not self.due:  # first bytes of a request on a kept-alive connection
+                self._due_in(self.limits.header_timeout)
             if len(data) > left:
                 heads = self.heads
                 self._feed(data[:left])
@@ -231,9 +240,9 @@ class EdgeProtocol(HttpToolsProtocol):
             else:
                 self.head_left = left - len(data)
         self._feed(data)
-        if self.head_left < 0 and self.deadline is None and not self.discarding:
+        if self.head_left < 0 and not self.due and not self.discarding:
             # The head is in and the body is still coming: bound how long it may take.
-            self.deadline = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
+            self._due_in(self.limits.body_timeout)
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's ``data_received``, with the parser errors this module raises told apart."""
@@ -259,35 +268,49 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.head_left = -1
         self.heads += 1
-        self._disarm()
+        self.due = 0.0
         if len(self.headers) > self.limits.max_headers:
             raise _TooManyHeaders
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self.due = 0.0
         self.head_left = self.limits.max_header_bytes  # the next bytes are the next request's head
         super().on_message_complete()
 
     # -- deadlines -----------------------------------------------------------------------------------
-    def _disarm(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
+    def _due_in(self, seconds: float) -> None:
+        due = self.loop.time() + seconds
+        self.due = due
+        dog = self.watchdog
+        if dog is None or dog.when() > due:  # (an earlier watchdog re-arms itself when it fires)
+            if dog is not None:
+                dog.cancel()
+            self.watchdog = self.loop.call_at(due, self._watch)
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        due = self.due
+        if not due or self.discarding or self.transport.is_closing():
+            return  # nothing pending: the next head or body arms it again
+        if self.loop.time() < due:  # armed for an earlier request that finished in time
+            self.watchdog = self.loop.call_at(due, self._watch)
+            return
+        self.due = 0.0
+        if self.head_left >= 0:
+            self._head_timed_out()
+        else:
+            self._body_timed_out()
 
     def _head_timed_out(self) -> None:
-        self.deadline = None
-        if self.transport.is_closing():
-            return
         if self.head_left == self.limits.max_header_bytes:  # nothing of a request arrived: just close
             self.transport.close()
             return
         self._answer_and_discard(_HEAD_TIMEOUT)
 
     def _body_timed_out(self) -> None:
-        self.deadline = None
         cycle = self.cycle
-        if self.transport.is_closing() or cycle is None or cycle.response_complete:
+        if cycle is None or cycle.response_complete:
             return
         if cycle.response_started:  # the route answered without waiting for the body: end it
             self.transport.close()
@@ -299,13 +322,13 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _answer_and_discard(self, response: bytes) -> None:
         """Write a final answer, shut our side, drop what the client still sends, close soon."""
-        self._disarm()
+        self.due = 0.0
         self.discarding = True
         self.flow.resume_reading()  # keep reading (and dropping) so the client sees the answer, not a reset
         self.transport.write(response)
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.deadline = self.loop.call_later(DISCARD_LINGER_SECONDS, self.transport.close)
+        self.linger = self.loop.call_later(DISCARD_LINGER_SECONDS, self.transport.close)
 
 
 class _TooManyHeaders(Exception):
