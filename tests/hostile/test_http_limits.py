@@ -125,6 +125,8 @@ def test_limits_hold_for_later_requests_on_a_kept_alive_connection(srv: EngramPr
     with connect(srv) as sock:
         sock.sendall(ok)
         assert read_response(sock)[0] == 200
+        # Start the next head well after the first one's deadline was set: its own deadline counts.
+        time.sleep(HEAD_TIMEOUT / 2)
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and never the rest
         _, got = closed_within(sock, HEAD_TIMEOUT + SLACK)
     assert got.startswith(b"HTTP/1.1 408"), got[:100]
