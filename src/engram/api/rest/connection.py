@@ -22,13 +22,16 @@ process runs out of file descriptors. This module adds, per connection:
   default): a connection over the cap is answered at once with 503
   ``TOO_MANY_CONNECTIONS`` and ``Retry-After: 1``, its write side is shut, and
   it is closed when the client closes or after one second. At most ``cap / 4``
-  such refusals linger at a time; past that a connection is closed at once
-  (the client sees a reset). So HTTP never holds more than ``1.25 * cap``
+  such refusals linger at a time; past that a connection is closed at once,
+  unanswered. So HTTP never holds more than ``1.25 * cap``
   descriptors, and the rest of the process (space files, gRPC) keeps its own.
 
 Answers written here are complete HTTP/1.1 responses carrying the one error
 envelope, with ``Connection: close``. The normal path pays one integer
-comparison per read and a timer per request head, nothing per header.
+comparison per read and a clock read per request head, nothing per header.
+
+Accept errors (EMFILE) are handled by :func:`accept_error_handler`, installed
+on the event loop by the server.
 """
 
 from __future__ import annotations
