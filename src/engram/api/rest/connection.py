@@ -144,9 +144,9 @@ class Gate:
         self.invalid = RateLimitedLog("invalid HTTP request received (answered 400)")
 
 
-def _response(status: int, reason: str, code: str, message: str, suggestion: str,
+def _response(status: int, reason: str, code: str, message: str, suggestion: str, example: str,
                extra: bytes = b"") -> bytes:
-    body = envelope_bytes(code, message, suggestion, "")
+    body = envelope_bytes(code, message, suggestion, example)
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n".encode()
@@ -366,25 +366,30 @@ _REFUSED = _response(
     503, "Service Unavailable", "TOO_MANY_CONNECTIONS",
     "the server has reached its limit of open HTTP connections (http_max_connections)",
     "Retry after a second, reuse keep-alive connections, or raise http_max_connections (and ulimit -n).",
+    "wait Retry-After seconds, then send the same request again",
     b"retry-after: 1\r\n",
 )
 _HEAD_TOO_LARGE = _response(
     431, "Request Header Fields Too Large", "HEADERS_TOO_LARGE",
     "the request line and headers exceed the server's limit (http_max_header_bytes)",
     "Send smaller headers (long cookies or tokens?), or raise http_max_header_bytes.",
+    "GET /api/v1/memories HTTP/1.1 with Host and X-Memory-Space: a head of a few hundred bytes",
 )
 _TOO_MANY_HEADERS = _response(
     431, "Request Header Fields Too Large", "HEADERS_TOO_LARGE",
     "the request has more header fields than the server accepts (http_max_headers)",
     "Send fewer header fields, or raise http_max_headers.",
+    "GET /api/v1/memories HTTP/1.1 with Host and X-Memory-Space: a handful of fields",
 )
 _HEAD_TIMEOUT = _response(
     408, "Request Timeout", "REQUEST_TIMEOUT",
     "the request line and headers did not arrive in time (http_header_timeout_seconds)",
     "Send the whole request head at once; raise http_header_timeout_seconds for very slow links.",
+    "write the request line and all headers in one send, then the body",
 )
 _BODY_TIMEOUT = _response(
     408, "Request Timeout", "REQUEST_TIMEOUT",
     "the request body did not arrive in time (http_body_timeout_seconds)",
     "Send the body right after the headers; raise http_body_timeout_seconds for very slow links.",
+    "send Content-Length bytes of body right after the headers",
 )
