@@ -23,8 +23,9 @@ process runs out of file descriptors. This module adds, per connection:
   ``TOO_MANY_CONNECTIONS`` and ``Retry-After: 1``, its write side is shut, and
   it is closed when the client closes or after one second. At most ``cap / 4``
   such refusals linger at a time; past that a connection is closed at once,
-  unanswered. So HTTP never holds more than ``1.25 * cap``
-  descriptors, and the rest of the process (space files, gRPC) keeps its own.
+  unanswered. So HTTP holds at most ``1.25 * cap`` descriptors once each new
+  connection has been seen (asyncio accepts a burst of up to the listen backlog
+  in one loop turn first), and the rest of the process keeps its own.
 
 Answers written here are complete HTTP/1.1 responses carrying the one error
 envelope, with ``Connection: close``. The normal path pays one integer
