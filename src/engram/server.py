@@ -55,6 +55,11 @@ from .statefile import read_state, write_state
 
 log = logging.getLogger("engram.server")
 
+LISTEN_BACKLOG = 2048  # connections the kernel queues for us
+# Connections asyncio accepts in one loop turn, before any of them is seen (and, past the cap,
+# refused): asyncio takes this from create_server's backlog, which uvicorn also passes to listen().
+ACCEPT_BATCH = 64
+
 
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling (the server owns the signals)."""
@@ -73,7 +78,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -108,6 +113,7 @@ async def serve(settings: Settings) -> None:
         timeout_keep_alive=max(1, round(settings.http_keepalive_timeout_seconds)),
         http=protocol_for(limits),
         ws="none",  # no WebSocket routes: an Upgrade request is served as plain HTTP
+        backlog=ACCEPT_BATCH,
     )
     http = _Uvicorn(config)
     grpc_server = None
@@ -148,6 +154,9 @@ async def serve(settings: Settings) -> None:
         await asyncio.sleep(0.01)
     if http_task.done():
         await http_task  # re-raise the start-up failure
+    # asyncio re-listened with ACCEPT_BATCH: give the kernel queue its depth back (the accept
+    # batch stays small, so a burst cannot take many descriptors before the cap refuses it).
+    sock.listen(LISTEN_BACKLOG)
     write_state(state_file, state)
     grpc_text = f", gRPC on {settings.host}:{grpc_port}" if grpc_port else ", gRPC disabled"
     print(f"engram serving REST on http://{settings.host}:{http_port}{grpc_text} "

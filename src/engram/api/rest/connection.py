@@ -23,9 +23,9 @@ process runs out of file descriptors. This module adds, per connection:
   ``TOO_MANY_CONNECTIONS`` and ``Retry-After: 1``, its write side is shut, and
   it is closed when the client closes or after one second. At most ``cap / 4``
   such refusals linger at a time; past that a connection is closed at once,
-  unanswered. So HTTP holds at most ``1.25 * cap`` descriptors once each new
-  connection has been seen (asyncio accepts a burst of up to the listen backlog
-  in one loop turn first), and the rest of the process keeps its own.
+  unanswered. So HTTP holds at most ``1.25 * cap`` descriptors (plus, for a
+  moment, one accept batch: see ``server.ACCEPT_BATCH``), and the rest of the
+  process (space files, gRPC) keeps its own.
 
 Answers written here are complete HTTP/1.1 responses carrying the one error
 envelope, with ``Connection: close``. The normal path pays one integer
@@ -250,8 +250,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's ``data_received``, with the parser errors this module raises told apart."""
-        if not data or self.transport.is_closing():
-            return
+        if not data or self.discarding or self.transport.is_closing():
+            return  # answered already (the parser may be in its error state): nothing more to parse
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)

@@ -39,10 +39,11 @@ class HostPolicy:
         self.any_host = "*" in allowed_hosts
         names = {*LOOPBACK, _normal(bind_host)}
         suffixes: set[str] = set()
-        for entry in allowed_hosts:
-            entry = _normal(entry)
+        for raw in allowed_hosts:
+            entry = _normal(raw)
             if entry == "*" or not entry:
                 continue
+            entry = _normal(_host_name(raw.strip()) or entry)  # "name:port" -> "name" (any port is served)
             if entry.startswith("."):
                 suffixes.add(entry)
                 names.add(entry[1:])
