@@ -93,6 +93,15 @@ def test_many_headers_431_and_big_allowed_header_served(srv: EngramProcess) -> N
     assert status == 431 and envelope_code(body) == "HEADERS_TOO_LARGE"
     assert "http_max_headers" in body.decode()
     assert headers["connection"] == "close"
+    # The same with a large body right behind the head, in one write: nothing after the 431 is parsed.
+    with connect(srv) as sock:
+        sock.sendall(b"POST /api/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200000\r\n" + fields + b"\r\n" + b"x" * 200_000)
+        status, _, body = read_response(sock)
+    assert status == 431 and envelope_code(body) == "HEADERS_TOO_LARGE"
+    assert _health(srv) == 200
+    assert not [r for r in srv.log_records() if r.get("level") in ("error", "critical")]
+    assert "Fatal error" not in srv.logs()
     # A head under the limits (40 KB of cookie, 90 fields) is served as before.
     fields = b"".join(b"X-F%d: v\r\n" % i for i in range(88))
     with connect(srv) as sock:
