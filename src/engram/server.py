@@ -58,7 +58,9 @@ log = logging.getLogger("engram.server")
 LISTEN_BACKLOG = 2048  # connections the kernel queues for us
 # Connections asyncio accepts in one loop turn, before any of them is seen (and, past the cap,
 # refused): asyncio takes this from create_server's backlog, which uvicorn also passes to listen().
-ACCEPT_BATCH = 64
+# A connection is seen two or three turns after its accept, so a burst holds a few batches at once:
+# with 64, a flood under ulimit -n 256 still hit EMFILE (cap 64 + refusals 16 + ~30 own fds).
+ACCEPT_BATCH = 16
 
 
 class _Uvicorn(uvicorn.Server):
