@@ -24,6 +24,13 @@ nothing acknowledged is lost and nothing hangs:
    to the file: streams ended in step 1, so their spans are in it too.
 5. The state file is removed, then the data-dir lock is released.
 
+The HTTP edge (request head size and count, head/body/keep-alive timeouts,
+the connection cap: :mod:`engram.api.rest.connection`) is uvicorn's httptools
+protocol subclassed; the limits are logged at start. Accept errors (EMFILE
+when descriptors run out) are logged at most once per 10 s with a count:
+asyncio already pauses accepting for a second after each, but would log a
+traceback every time.
+
 uvicorn normally installs its own signal handlers and re-raises the signal
 after serving, which would kill the process before steps 3-4; we replace that
 with our own handlers on the event loop.
@@ -52,6 +59,13 @@ from .statefile import read_state, write_state
 
 log = logging.getLogger("engram.server")
 
+LISTEN_BACKLOG = 2048  # connections the kernel queues for us
+# Connections asyncio accepts in one loop turn, before any of them is seen (and, past the cap,
+# refused): asyncio takes this from create_server's backlog, which uvicorn also passes to listen().
+# A connection is seen two or three turns after its accept, so a burst holds a few batches at once:
+# with 64, a flood under ulimit -n 256 still hit EMFILE (cap 64 + refusals 16 + ~30 own fds).
+ACCEPT_BATCH = 16
+
 
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling (the server owns the signals)."""
@@ -70,7 +84,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -78,6 +92,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 async def serve(settings: Settings) -> None:
     from .api.grpc.server import create_grpc_server
     from .api.rest.app import create_app
+    from .api.rest.connection import HttpLimits, accept_error_handler, protocol_for
 
     configure_logging(settings.log_level, settings.log_json)
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
@@ -90,14 +105,21 @@ async def serve(settings: Settings) -> None:
     app = create_app(service)
     sock = bind_socket(settings.host, settings.http_port)
     http_port = int(sock.getsockname()[1])
+    limits = HttpLimits.from_settings(settings)
+    log.info("%s", limits.describe())
+    log.info("%s", app.state.host_policy.describe())
     config = uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
-        limit_concurrency=None,
-        timeout_keep_alive=30,
+        limit_concurrency=None,  # the connection cap lives in the protocol (refuses before reading)
+        # uvicorn wants an int; the protocol re-reads the float setting
+        timeout_keep_alive=max(1, round(settings.http_keepalive_timeout_seconds)),
+        http=protocol_for(limits),
+        ws="none",  # no WebSocket routes: an Upgrade request is served as plain HTTP
+        backlog=ACCEPT_BATCH,
     )
     http = _Uvicorn(config)
     grpc_server = None
@@ -107,6 +129,7 @@ async def serve(settings: Settings) -> None:
         await grpc_server.start()
 
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(accept_error_handler())
     stop = asyncio.Event()
 
     def on_signal(signame: str) -> None:
@@ -137,6 +160,9 @@ async def serve(settings: Settings) -> None:
         await asyncio.sleep(0.01)
     if http_task.done():
         await http_task  # re-raise the start-up failure
+    # asyncio re-listened with ACCEPT_BATCH: give the kernel queue its depth back (the accept
+    # batch stays small, so a burst cannot take many descriptors before the cap refuses it).
+    sock.listen(LISTEN_BACKLOG)
     write_state(state_file, state)
     grpc_text = f", gRPC on {settings.host}:{grpc_port}" if grpc_port else ", gRPC disabled"
     print(f"engram serving REST on http://{settings.host}:{http_port}{grpc_text} "

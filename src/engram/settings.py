@@ -100,6 +100,14 @@ class Settings:
     log_json: bool = True
     metrics_space_label_cap: int = 100
     shutdown_grace_seconds: float = 10.0
+    # -- HTTP edge (docs/security.md, "Network exposure and limits") ---------
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback and `host`; "*": any
+    http_max_connections: int = 0  # 0: RLIMIT_NOFILE / 4 (16..4096)
+    http_max_header_bytes: int = 65_536  # request line + headers
+    http_max_headers: int = 100
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 60.0
+    http_keepalive_timeout_seconds: float = 30.0
     # -- tracing --------------------------------------------------------------
     trace_file: str = ""  # JSON lines of finished OpenTelemetry spans; empty disables tracing
     trace_sample_ratio: float = 1.0  # fraction of traces recorded (a caller's traceparent decides first)
@@ -126,6 +134,18 @@ class Settings:
                      "grpc_keepalive_timeout_seconds", "grpc_min_ping_interval_seconds"):
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+        http_positive = ("http_max_header_bytes", "http_max_headers", "http_header_timeout_seconds",
+                         "http_body_timeout_seconds", "http_keepalive_timeout_seconds")
+        for name in http_positive:
+            if getattr(self, name) <= 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}",
+                                   example=f"{name} = {_DEFAULT_OF[name]}")
+        if self.http_max_connections < 0:
+            raise InvalidInput(
+                f"http_max_connections must be 0 (derive it from ulimit -n) or positive, "
+                f"got {self.http_max_connections!r}",
+                example="http_max_connections = 0",
+            )
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
                                example="trace_sample_ratio = 0.1")
@@ -170,6 +190,7 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+_DEFAULT_OF = {f.name: f.default for f in fields(Settings)}
 
 
 def _defaults() -> dict[str, Any]:

@@ -218,7 +218,7 @@ def test_body_limit_is_configurable_and_connection_kept(module_server_factory) -
     host, port = srv.http_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         request = (
-            f"POST {REMEMBER} HTTP/1.1\r\nHost: x\r\nX-Memory-Space: alpha\r\n"
+            f"POST {REMEMBER} HTTP/1.1\r\nHost: {host}:{port}\r\nX-Memory-Space: alpha\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         sock.sendall(request)
@@ -228,7 +228,7 @@ def test_body_limit_is_configurable_and_connection_kept(module_server_factory) -
         small = b'{"content": "fits"}'
         sock.sendall(
             (
-                f"POST {REMEMBER} HTTP/1.1\r\nHost: x\r\nX-Memory-Space: alpha\r\n"
+                f"POST {REMEMBER} HTTP/1.1\r\nHost: {host}:{port}\r\nX-Memory-Space: alpha\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(small)}\r\n\r\n"
             ).encode()
             + small

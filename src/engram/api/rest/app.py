@@ -7,7 +7,10 @@ encode (:mod:`.encode`), and let errors leave through the one table in
 can live in one process.
 
     app.py              this factory
-    middleware.py       body limit, metrics, fallback headers, last-resort 500
+    middleware.py       Host/Origin, OPTIONS, body limit, metrics, fallback headers, last-resort 500
+    hosts.py            the Host allow-list and Origin check (DNS rebinding, cross-site writes)
+    methods.py          every method a path takes (405 and OPTIONS answers)
+    connection.py       HTTP connection limits below ASGI (head size, timeouts, connection cap)
     errors.py           the error envelope and every translation into it
     space.py            which space a request targets (SPEC §2 sources)
     encode.py           results -> responses, query strings -> input models
@@ -35,6 +38,7 @@ from . import (
     routes_streams,
     routes_system,
 )
+from .hosts import HostPolicy
 from .middleware import EngramMiddleware
 from .space import SpaceResolver
 
@@ -72,6 +76,8 @@ def create_app(service: EngramService) -> FastAPI:
     app.include_router(routes_system.router(service, space))
     mcp_http.mount(app, service)  # MCP over Streamable HTTP at /mcp (SPEC §12; engram.api.mcp)
     errors.install(app)
-    app.add_middleware(EngramMiddleware, service=service)
+    hosts = HostPolicy(service.settings.allowed_hosts, service.settings.host)
+    app.state.host_policy = hosts
+    app.add_middleware(EngramMiddleware, service=service, hosts=hosts, routes=app.router.routes)
     openapi.install(app)
     return app

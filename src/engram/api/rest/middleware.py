@@ -1,12 +1,17 @@
-"""The one ASGI middleware in front of every route: body limit, metrics, fallback headers, last-resort 500.
+"""The one ASGI middleware before every route: Host/Origin, body limit, metrics, headers, last-resort 500.
 
 Pure ASGI (no ``BaseHTTPMiddleware``), because it runs on every request and
 the per-request budget at full load is ~150 us.
 
+Host and Origin (:mod:`.hosts`) are checked first: a request for another
+Host (DNS rebinding) is answered 421, a state-changing one from a foreign
+Origin 403, before anything reads its body. ``OPTIONS`` on a known path is
+answered here (204 with ``Allow``), and every 405 gets the ``Allow`` of all the
+methods its path takes (:mod:`.methods`).
+
 Body limit. A restore upload (``routes_backup``) is left to its route, which
 streams it to disk under ``max_restore_bytes``. ``max_body_bytes`` is enforced
-on the raw receive stream, so it
-holds for chunked bodies that declare no length. A request with a body is
+on the raw receive stream, so it holds for chunked bodies that declare no length. A request with a body is
 read here in full (FastAPI buffers it anyway) and replayed to the app; an
 oversize one is answered 413 with the envelope. We keep reading (and
 discarding) the rest of an oversize body before answering: a server that
@@ -32,15 +37,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from opentelemetry.trace import Span
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...observability import finish_span
 from ...service import EngramService
 from .errors import envelope_bytes
+from .hosts import HostPolicy
+from .methods import RouteMethods
 from .routes_backup import is_restore_upload
 from .space import HEADER_SOURCES, SCOPE_SPACE, SCOPE_WARNING, operation_of
 
@@ -50,8 +59,11 @@ DRAIN_CAP = 64 * 1024 * 1024
 
 
 class EngramMiddleware:
-    def __init__(self, app: ASGIApp, service: EngramService) -> None:
+    def __init__(self, app: ASGIApp, service: EngramService, hosts: HostPolicy,
+                 routes: Iterable[BaseRoute] = ()) -> None:
         self.app = app
+        self.hosts = hosts
+        self.methods = RouteMethods(routes)  # built with the middleware stack: every route is in by then
         self.metrics = service.metrics
         self.registry = service.registry
         self.tracing = service.tracing
@@ -79,6 +91,9 @@ class EngramMiddleware:
                 state["status"] = message["status"]
                 warning = scope.get(SCOPE_WARNING)
                 headers = list(message.get("headers") or ())
+                if message["status"] == 405:
+                    headers = self._allow_all(scope, headers)
+                    message = {**message, "headers": headers}
                 if warning:
                     headers = [*headers, (b"deprecation", b"true"), (b"warning", warning.encode("latin-1"))]
                     message = {**message, "headers": headers}
@@ -88,6 +103,17 @@ class EngramMiddleware:
             await send(message)
 
         try:
+            refused = self.hosts.check(scope)
+            if refused is not None:
+                await _answer(send_wrapper, *refused)
+                return
+            if scope["method"] == "OPTIONS":
+                allow = self.methods.allow(scope["path"])
+                if allow is not None:
+                    await send_wrapper({"type": "http.response.start", "status": 204,
+                                        "headers": [(b"allow", allow.encode())]})
+                    await send_wrapper({"type": "http.response.body", "body": b""})
+                    return
             length, chunked, expect_continue = _body_headers(scope)
             if (length or chunked) and not is_restore_upload(scope["method"], scope["path"]):
                 if length is not None and length > self.limit and expect_continue:
@@ -146,6 +172,12 @@ class EngramMiddleware:
                 self._end_span(span, scope, state, op)
                 self.tracing.detach(token)
 
+    def _allow_all(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        allow = self.methods.allow(scope["path"])
+        if allow is None:
+            return headers
+        return [*(h for h in headers if h[0] != b"allow"), (b"allow", allow.encode())]
+
     def _end_span(self, span: Span, scope: Scope, state: dict[str, Any], op: str) -> None:
         code = int(state["status"])
         space = scope.get(SCOPE_SPACE)
@@ -203,6 +235,14 @@ class EngramMiddleware:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _answer(send: Send, status: int, code: str, message: str, suggestion: str) -> None:
+    body = envelope_bytes(code, message, suggestion, "GET /api/v1/spaces  (Host: 127.0.0.1:7432, no Origin)")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _carrier(scope: Scope) -> dict[str, str] | None:

@@ -7,6 +7,9 @@ the REST sources in precedence order:
 
     X-Memory-Space > X-Engram-Memory-Space > X-Memory-Space-Id > ?space= > body memory_space_id
 
+A header or ``?space=`` that is present but empty (or only whitespace) is a
+400 ``INVALID_MEMORY_SPACE``, never "no space named": a proxy or client that
+meant to set the space and sent nothing must not land in the default space.
 Any two that disagree are a 400 naming both, so a header set by a proxy can
 never be overridden by a client's body. The resolved space is stored on the
 ASGI scope for the middleware: it labels the request metrics and, when the
@@ -21,6 +24,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from ...errors import InvalidMemorySpace
 from ...service import EngramService
 
 SCOPE_SPACE = "engram.space"
@@ -95,6 +99,18 @@ def operation_of(scope: MutableMapping[str, Any]) -> str:
     return f"{scope.get('method', '')} {getattr(route, 'path', scope.get('path', ''))}"
 
 
+def _present(source: str, value: str) -> str:
+    """A header or query value that was sent must name a space: empty is invalid, not absent."""
+    if not value.strip():
+        where = source.replace("header:", "header ").replace("query:space", "query parameter ?space=")
+        raise InvalidMemorySpace(
+            f"the {where} is present but empty; it must name a memory space (3-64 characters of "
+            f"[a-z0-9_-]), or be left out to use the default space",
+            details={"source": source},
+        )
+    return value
+
+
 class SpaceResolver:
     """``resolver(request, body_space)`` -> the space id, or raises the SPEC §2 error."""
 
@@ -124,10 +140,11 @@ class SpaceResolver:
                 found.setdefault(key, []).append(value.decode("latin-1"))
         out: list[tuple[str, str | None]] = []
         for key, name in _HEADER_SOURCES_B:
-            out.extend((name, value) for value in found.get(key, ()))
+            out.extend((name, _present(name, value)) for value in found.get(key, ()))
         query = request.scope.get("query_string", b"")
         if b"space=" in query:
-            out.extend(("query:space", value) for value in request.query_params.getlist("space"))
+            out.extend(("query:space", _present("query:space", value))
+                       for value in request.query_params.getlist("space"))
         out.append(("body:memory_space_id", body_space))
         return out
 
