@@ -23,7 +23,9 @@ the server sends back.
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
     ├── ShuttingDown                (503 / UNAVAILABLE)
     ├── EmbedderUnavailable         (503 / UNAVAILABLE)
+    ├── SpaceCapacityExhausted      SPACE_CAPACITY_EXHAUSTED (503 / UNAVAILABLE)
     └── StorageError                (500 / INTERNAL)  -- never for client input
+        └── StorageUnavailable      STORAGE_UNAVAILABLE (503 / UNAVAILABLE): transient, heals
 """
 
 from __future__ import annotations
@@ -187,6 +189,36 @@ class StorageError(EngramError):
     code = "STORAGE_ERROR"
     http_status = 500
     grpc_status = "INTERNAL"
+
+
+class StorageUnavailable(StorageError):
+    """A transient storage condition (too many open files, disk full, read-only, I/O error on open).
+
+    Not damage: nothing stored is lost, the space is retried in the background
+    with backoff and serves again once the condition clears, without a restart.
+    """
+
+    code = "STORAGE_UNAVAILABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = (
+        "Retry in a few seconds: the space is reopened automatically once the condition clears "
+        "(free file descriptors or disk space, or make the data directory writable). "
+        "GET /health lists degraded spaces and why."
+    )
+
+
+class SpaceCapacityExhausted(EngramError):
+    """Every loaded space is in use (streams, leases, queued writes) and the budget is full."""
+
+    code = "SPACE_CAPACITY_EXHAUSTED"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = (
+        "Retry shortly: spaces are unloaded as soon as their streams and in-flight work end. "
+        "To hold more spaces open at once, raise the open-file limit (ulimit -n) or "
+        "max_loaded_spaces."
+    )
 
 
 def _all_subclasses(cls: type[EngramError]) -> list[type[EngramError]]:
