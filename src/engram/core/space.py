@@ -387,7 +387,7 @@ class MemorySpace(TextEmbedding):
         """Turn a database error seen by a reader into an unhealthy mark (and re-raise);
         a transient one (EMFILE, I/O error...) into a degraded mark and a retriable error."""
         if self.store is not None and is_transient(exc):
-            raise self.store.translate(exc, "read") from exc
+            raise self.store.translate(exc, "read", degrade=False) from exc
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
             self.mark_unhealthy(f"storage damaged: {exc}")
             raise SpaceUnhealthy(f"memory space {self.id!r} is unhealthy: {exc}") from exc
@@ -784,9 +784,7 @@ class MemorySpace(TextEmbedding):
         except StorageError:  # transient (the space is degraded now) or closed: no count
             return 0
         except sqlite3.DatabaseError as exc:
-            if is_transient(exc):
-                self.mark_degraded(f"transient storage error: {exc}")
-            else:
+            if not is_transient(exc):  # a transient read failure says nothing about the file
                 self.mark_unhealthy(f"storage damaged: {exc}")
             return 0
 

@@ -317,7 +317,11 @@ class SpaceStore:
         try:
             # Opening replays the committed WAL frames and ignores a torn tail
             # (frames whose checksum chain breaks): SQLite's own recovery.
-            self._writer.executescript(SCHEMA)
+            if self._writer.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                # A new database: every CREATE in one transaction (one fsync, not one each).
+                self._writer.executescript("BEGIN IMMEDIATE;\n" + SCHEMA + "\nCOMMIT;")
+            else:
+                self._writer.executescript(SCHEMA)  # IF NOT EXISTS: writes nothing when current
             self.last_lsn = int(self._meta_get(self._writer, "last_lsn") or 0)
             version = self._meta_get(self._writer, "schema_version")
             if version is None:
@@ -384,18 +388,19 @@ class SpaceStore:
                 conn = self._connect()
                 conn.execute("PRAGMA query_only=ON")
             except sqlite3.Error as exc:
-                raise self.translate(exc, "open a reader of") from exc
+                # Not a reason to degrade the space: its writer and other readers still work.
+                raise self.translate(exc, "open a reader of", degrade=False) from exc
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
 
-    def translate(self, exc: BaseException, doing: str) -> StorageError:
-        """The error to raise for ``exc``: retriable ``StorageUnavailable`` (and the space told)
-        if transient, else ``StorageError``."""
+    def translate(self, exc: BaseException, doing: str, *, degrade: bool = True) -> StorageError:
+        """The error to raise for ``exc``: retriable ``StorageUnavailable`` if transient (and,
+        with ``degrade``, the space told through ``on_transient``), else ``StorageError``."""
         if is_transient(exc):
             hook = self.on_transient
-            if hook is not None:
+            if hook is not None and degrade:
                 hook(exc)
             return StorageUnavailable(f"could not {doing} space {self.dir.name!r}: {exc}",
                                       details={"memory_space_id": self.dir.name})
@@ -595,6 +600,9 @@ class SpaceStore:
             try:
                 res = item.op(conn, item_lsn)
             except BaseException as exc:
+                if isinstance(exc, sqlite3.Error) and is_transient(exc):
+                    # Disk full, I/O error...: retriable, and the space goes degraded until probed.
+                    exc = self.translate(exc, "write to")
                 if guarded:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
