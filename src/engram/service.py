@@ -17,6 +17,9 @@ import logging
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (imported now, not on the first
+
+# to_thread: a lazy import needs a descriptor, and must not turn a full descriptor table into a 500)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 

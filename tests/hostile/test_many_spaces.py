@@ -48,7 +48,8 @@ async def _churn(url: str, ids: list[str], hot: str, concurrency: int = 6) -> tu
             r = await client.post(f"{API}/spaces", json={"id": sid})
             await check(r, f"create {sid}", 201)
             r = await client.post(f"{API}/memories/remember", headers=h,
-                                  json={"id": "m1", "content": f"note of {sid}", "embedding": [0.1, 0.2, 0.3]})
+                                  json={"id": "m1", "content": f"note of {sid}",
+                                        "embedding": [0.1, 0.2, 0.3]})
             await check(r, f"remember {sid}", 201)
             r = await client.get(f"{API}/memories/m1", headers=h)
             await check(r, f"get {sid}", 200)
