@@ -247,10 +247,16 @@ class AnnIndex:
             self._idle.clear()
             self._wake.set()
             if self._started and not self._running and not self._stop.is_set() and not self._failed:
+                thread = threading.Thread(target=self._run, name=f"engram-index-{self.dir.name}", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # no thread to be had: exact search serves; retried on next add
+                    log.warning("could not start the index builder of %s: %s", self.dir.name, exc,
+                                extra={"memory_space": self.dir.name})
+                    self._idle.set()
+                    return
+                self._thread = thread
                 self._running = True
-                self._thread = threading.Thread(target=self._run, name=f"engram-index-{self.dir.name}",
-                                                daemon=True)
-                self._thread.start()
             elif self._failed or self._stop.is_set() or not self._started:
                 self._idle.set()  # nobody will do this work: waiting for it must not hang
 

@@ -81,6 +81,10 @@ class SpaceRegistry:
                  "derived from the limit" if self.budget.derived else "max_loaded_spaces",
                  extra={"nofile": self.budget.nofile, "max_loaded_spaces": self.budget.max_loaded})
         self.unloaded_for_budget = 0  # spaces unloaded to stay within the budget (a counter)
+        # Memory counts of unloaded spaces, taken as they closed: listing thousands of spaces
+        # must not open thousands of databases (a space unloaded before this process never
+        # loaded it is counted from its file once).
+        self._counts: dict[str, int] = {}
         self._lock = threading.Lock()  # guards the dicts below, never held during I/O
         self._id_locks: dict[str, threading.RLock] = {}
         self._loaded: dict[str, MemorySpace] = {}
@@ -299,7 +303,7 @@ class SpaceRegistry:
             desc.healthy = space.healthy
             desc.reason = space.unhealthy_reason
         else:
-            desc.memory_count = _count_offline(self.root / sid)
+            desc.memory_count = self._offline_count(sid)
             recorded = meta.get("embedder")
             if isinstance(recorded, dict):
                 desc.embedder = EmbedderInfo(provider=str(recorded.get("provider")),
@@ -348,7 +352,7 @@ class SpaceRegistry:
                     f"memory space {sid!r} does not exist", details={"memory_space_id": sid}
                 )
             space = self._loaded.pop(sid, None)
-            memories = space.count() if space is not None else _count_offline(self.root / sid)
+            memories = space.count() if space is not None else (_count_offline(self.root / sid) or 0)
             if space is not None:
                 space.close("memory space deleted")
             space_dir = self.root / sid
@@ -371,6 +375,7 @@ class SpaceRegistry:
             with self._lock:
                 self._known.discard(sid)
                 self._meta.pop(sid, None)
+                self._counts.pop(sid, None)
             log.info("space deleted", extra={"memory_space": sid, "memories": memories})
             return SpaceDeletion(id=sid, deleted=True, memories_removed=memories, bytes_removed=size,
                                  files_removed=files)
@@ -399,10 +404,25 @@ class SpaceRegistry:
                     continue
                 with self._lock:
                     self._loaded.pop(space.id, None)
-                space.close("unloaded (idle)")
+                self._close_unloaded(space, "unloaded (idle)")
                 out.append(space.id)
                 log.info("space unloaded (idle)", extra={"memory_space": space.id})
         return out
+
+    def _close_unloaded(self, space: MemorySpace, reason: str) -> None:
+        """Close an unloaded space (caller holds its lock), remembering its memory count."""
+        if space.healthy:
+            self._counts[space.id] = space.count()
+        space.close(reason)
+
+    def _offline_count(self, sid: str) -> int:
+        count = self._counts.get(sid)
+        if count is None:
+            count = _count_offline(self.root / sid)
+            if count is None:
+                return 0  # unreadable now (e.g. no descriptor free): not remembered
+            self._counts[sid] = count
+        return count
 
     # -- budget ------------------------------------------------------------------
     def _holding(self) -> int:
@@ -460,7 +480,7 @@ class SpaceRegistry:
                 return False
             with self._lock:
                 self._loaded.pop(space.id, None)
-            space.close(reason)
+            self._close_unloaded(space, reason)
             self.unloaded_for_budget += 1
             log.debug("space unloaded to stay within the budget", extra={"memory_space": space.id})
             return True
@@ -535,7 +555,7 @@ class SpaceRegistry:
             space.unloading = True
             with self._lock:
                 self._loaded.pop(sid, None)
-            space.close("unloaded")
+            self._close_unloaded(space, "unloaded")
             return True
 
     def close(self) -> None:
@@ -555,9 +575,8 @@ def _walk(path: Path) -> Iterator[Path]:
             yield p
 
 
-def _count_offline(space_dir: Path) -> int:
-    import sqlite3
-
+def _count_offline(space_dir: Path) -> int | None:
+    """Memories in a closed space's file; None if it cannot be read now."""
     db = space_dir / "space.db"
     if not db.exists():
         return 0
@@ -568,7 +587,7 @@ def _count_offline(space_dir: Path) -> int:
         finally:
             conn.close()
     except sqlite3.Error:
-        return 0
+        return None
 
 
 def _log_rm_error(func: object, path: str, exc_info: object) -> None:

@@ -481,13 +481,21 @@ class SpaceStore:
                 raise StorageError(f"space storage at {self.dir} is closed")
             if self.broken is not None:
                 raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
+            if not self._writer_running:
+                # Started before the put: if no thread can be started (the process is at its
+                # thread limit) the write is refused, retriably, instead of queued for nobody.
+                # The new writer cannot leave before the put: leaving takes this lock.
+                thread = threading.Thread(target=self._run, name=f"engram-writer-{self.dir.name}",
+                                          daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:
+                    raise StorageUnavailable(f"cannot start the writer of space {self.dir.name!r}: {exc}",
+                                             details={"memory_space_id": self.dir.name}) from exc
+                self._thread = thread
+                self._writer_running = True
             self._queue.put(item)
             self._inflight += 1
-            if not self._writer_running:
-                self._writer_running = True
-                self._thread = threading.Thread(target=self._run, name=f"engram-writer-{self.dir.name}",
-                                                daemon=True)
-                self._thread.start()
 
     def _settled(self, n: int) -> None:
         with self._submit_lock:
@@ -576,11 +584,24 @@ class SpaceStore:
         # acknowledged in commit order.
         with self._done_lock:
             self._done.put(results)
-            if not self._completer_running:
-                self._completer_running = True
-                self._completer = threading.Thread(
-                    target=self._complete, name=f"engram-ack-{self.dir.name}", daemon=True)
-                self._completer.start()
+            if self._completer_running:
+                return
+            completer = threading.Thread(target=self._complete, name=f"engram-ack-{self.dir.name}",
+                                         daemon=True)
+            self._completer_running = True
+            try:
+                completer.start()
+                self._completer = completer
+                return
+            except RuntimeError:  # no thread to be had: acknowledge here, still in commit order
+                self._completer_running = False
+                self._done.get_nowait()  # the queue held only this batch (no completer was running)
+        log.warning("could not start the acknowledgement thread of %s; acknowledging inline", self.dir.name,
+                    extra={"memory_space": self.dir.name})
+        try:
+            self._complete_batch(results)
+        finally:
+            self._settled(len(results))
 
     def _run_ops(self, conn: sqlite3.Connection, batch: list[_Pending],
                  trust_flags: bool) -> tuple[list[tuple[_Pending, Any, int, BaseException | None]], int]:
