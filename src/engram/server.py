@@ -167,7 +167,8 @@ async def serve(settings: Settings) -> None:
 
 async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
     """Periodic housekeeping: heal degraded spaces (every second: their backoff decides when
-    a space is tried) and unload idle spaces (every idle-unload interval / 4)."""
+    a space is tried), unload spaces while descriptors are above the high water mark (every
+    second), and unload idle spaces (every idle-unload interval / 4)."""
     unload_every = max(1.0, min(60.0, service.settings.space_idle_unload_seconds / 4))
     next_unload = time.monotonic() + unload_every
     while not stop.is_set():
@@ -177,8 +178,9 @@ async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
             return
         try:
             await asyncio.to_thread(service.registry.heal_due)
+            await asyncio.to_thread(service.registry.trim)  # descriptors crept up between loads
         except Exception:  # housekeeping must never take the server down; it is logged
-            log.exception("healing degraded spaces failed")
+            log.exception("healing degraded spaces or trimming descriptors failed")
         if time.monotonic() < next_unload:
             continue
         next_unload = time.monotonic() + unload_every

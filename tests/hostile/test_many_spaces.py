@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +203,30 @@ def test_unload_never_drops_a_subscribed_space(tmp_path: Path) -> None:
         for client, cm, _lines in streams:
             cm.__exit__(None, None, None)
             client.close()
+
+
+def test_descriptor_pressure_unloads_idle_spaces_but_not_subscribed_ones(
+        registry_factory: Callable[..., Any]) -> None:
+    """Between loads (what the maintenance loop runs each second): above 80 % of the open-file
+    limit, least recently used idle spaces are unloaded until below 65 %; a subscribed one stays."""
+    from engram.core.models import MemoryInput
+
+    ids = [f"fd-{i:02d}" for i in range(12)]
+    reg = registry_factory(bootstrap_spaces=tuple(ids))
+    for sid in ids:
+        reg.get(sid).remember(MemoryInput(content="x", embedding=[1.0, 0.0]))
+    sub = reg.get(ids[0]).events.subscribe()  # the least recently used, but pinned
+    assert reg.trim() == 0  # far below the limit: nothing to do
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = fd_count(os.getpid())
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(held / 0.85), hard))  # above 80 %
+    try:
+        unloaded = reg.trim()
+        now = fd_count(os.getpid())
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        sub.close()
+    loaded = {s.id for s in reg.loaded()}
+    assert unloaded > 0 and now <= 0.65 * limit + 1, (unloaded, now, limit)
+    assert ids[0] in loaded and len(loaded) == len(ids) + 1 - unloaded  # + the default space

@@ -15,7 +15,8 @@ Two guards, both checked before a space is opened (``SpaceRegistry``):
 * the real descriptor count (``/proc/self/fd``) against water marks of the
   *current* limit: above :data:`HIGH_WATER` of it, least recently used spaces
   are unloaded until it is below :data:`LOW_WATER`, so a burst of readers or
-  connections cannot push the process into ``EMFILE``.
+  connections cannot push the process into ``EMFILE``. Checked before every
+  load and once a second by the server's maintenance loop.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import resource
 from dataclasses import dataclass
 
-FDS_PER_SPACE = 8  # writer (2) + shm share + a few per-thread readers (2 each)
+FDS_PER_SPACE = 10  # writer (2) + shm share + per-thread readers (2 each); ~10 measured under load
 HIGH_WATER = 0.80
 LOW_WATER = 0.65
 _UNLIMITED = 1 << 20  # what RLIM_INFINITY is taken as

@@ -462,6 +462,19 @@ class SpaceRegistry:
                 details={"memory_space_id": sid, "max_loaded_spaces": budget.max_loaded},
             )
 
+    def trim(self) -> int:
+        """Between loads (the maintenance loop): above the high water mark of descriptors, unload
+        least recently used idle spaces down to the low mark. Returns how many were unloaded."""
+        if not self.budget.fds_above(HIGH_WATER):
+            return 0
+        unloaded = 0
+        for victim in sorted((s for s in self.loaded() if s.store is not None), key=lambda s: s.last_used):
+            if self._try_unload(victim, "unloaded (descriptor pressure)"):
+                unloaded += 1
+                if not self.budget.fds_above(LOW_WATER):
+                    break
+        return unloaded
+
     def _try_unload(self, space: MemorySpace, reason: str) -> bool:
         """Unload ``space`` if nothing holds it and its lock is free now; never waits."""
         lock = self._id_lock(space.id)
