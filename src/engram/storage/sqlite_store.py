@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -63,6 +64,7 @@ SCHEMA_VERSION = 2  # 2: episode fields (what/where/who/why/how) are full-text i
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+_PROBE_MIN_FREE = 1 << 20  # a degraded space is not healed while its disk has less free than this
 
 # errno values that describe the environment, not the file: they heal when the
 # operator (or the load) frees descriptors or space, or remounts read-write.
@@ -749,6 +751,9 @@ class SpaceStore:
         """
         if not os.access(self.path, os.W_OK) or not os.access(self.dir, os.W_OK):
             raise StorageUnavailable(f"{self.path} is not writable")
+        free = shutil.disk_usage(self.dir).free
+        if free < _PROBE_MIN_FREE:  # a write would only fail again: stay degraded, back off
+            raise StorageUnavailable(f"only {free} bytes free on the disk holding {self.dir}")
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
