@@ -384,8 +384,9 @@ class MemorySpace(TextEmbedding):
         return self._leases
 
     def guard_read(self, exc: BaseException) -> None:
-        """Turn a database error seen by a reader into an unhealthy mark (and re-raise);
-        a transient one (EMFILE, I/O error...) into a degraded mark and a retriable error."""
+        """Turn a database error seen by a reader into an unhealthy mark (and re-raise); a
+        transient one (EMFILE, I/O error, busy) into a retriable ``StorageUnavailable`` only: the
+        space is not degraded for it, since its writer and other readers may well still work."""
         if self.store is not None and is_transient(exc):
             raise self.store.translate(exc, "read", degrade=False) from exc
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
@@ -781,7 +782,7 @@ class MemorySpace(TextEmbedding):
             return 0
         try:
             return int(self.store.reader().execute("SELECT count(*) FROM memories").fetchone()[0])
-        except StorageError:  # transient (the space is degraded now) or closed: no count
+        except StorageError:  # no reader connection now (transient) or closed: no count
             return 0
         except sqlite3.DatabaseError as exc:
             if not is_transient(exc):  # a transient read failure says nothing about the file
