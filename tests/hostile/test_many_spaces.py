@@ -103,14 +103,14 @@ def test_idle_loaded_spaces_hold_no_thread(tmp_path: Path) -> None:
                              settings={"embedder": "none", "space_thread_idle_seconds": 0.3}) as srv:
         url = srv.http_url
         # Warm up: the request path's worker threads exist before the baseline is taken.
-        _write_spaces(url, ["warm-0", "warm-1"])
+        _write_spaces(url, [f"warm-{i}" for i in range(6)])
         baseline = _settled_threads(srv.pid)
         spaces = [f"idle-{i:02d}" for i in range(30)]
         _write_spaces(url, spaces)
         after = _settled_threads(srv.pid)
         loaded = {s["id"] for s in httpx.get(f"{url}/api/v1/system/health").json()["spaces"]}
         assert set(spaces) <= loaded  # still loaded ...
-        assert after <= baseline + 3, (baseline, after)  # ... and holding no thread each
+        assert after <= baseline + 6, (baseline, after)  # ... and holding no thread each (30 spaces)
         # And they serve again at once: the threads come back on demand.
         _write_spaces(url, spaces[:5], start=1)
 
