@@ -813,6 +813,41 @@ def overhead(value: Any, base: Any) -> float | None:
     return 100.0 * (value - base) / base
 
 
+def section_spaces(r: Results) -> list[str]:
+    d = r["spaces"]
+    lines = ["## Many spaces on a small open-file limit (bench/spaces.py, real server)", ""]
+    if not d:
+        return [*lines, f"No results: {r.status('spaces')}.", ""]
+    hot = d.get("hot_recall") or {}
+    lines += [
+        f"{fmt(d.get('spaces'))} spaces each created, written and read once over REST by "
+        f"{fmt(d.get('concurrency'))} clients, server under `ulimit -n {d.get('nofile')}` "
+        f"(budget: {fmt(get(d, 'open_files_at_start.max_loaded_spaces'))} loaded spaces). "
+        "Issue 11 target: no error, hot-space recall P99 within 20 %.",
+        "",
+        table(["figure", "value"], [
+            ["errors", d.get("errors")],
+            ["churn seconds", d.get("churn_seconds")],
+            ["spaces per second", d.get("spaces_per_second")],
+            ["max descriptors / limit", f"{fmt(d.get('max_fds'))} / {fmt(d.get('nofile'))}"],
+            ["max threads", d.get("max_threads")],
+            ["max spaces loaded", d.get("max_spaces_loaded")],
+            ["threads at the end (idle)", get(d, "end.threads")],
+        ]),
+        "",
+        table(["hot recall", "P50 ms", "P99 ms", "samples", "failed"], [
+            [phase, get(hot, f"{phase}.p50_ms"), get(hot, f"{phase}.p99_ms"), get(hot, f"{phase}.samples"),
+             get(hot, f"{phase}.failed")] for phase in ("before", "during", "after")
+        ]),
+        "",
+        f"P99 during vs before: {fmt(hot.get('p99_during_vs_before_pct'))} %; after vs before: "
+        f"{fmt(hot.get('p99_after_vs_before_pct'))} % (during: the churn shares the 2 cores with the "
+        "hot space).",
+        "",
+    ]
+    return lines
+
+
 def section_startup(r: Results) -> list[str]:
     d = r["startup"]
     lines = ["## Start-up with many spaces on disk (bench/startup.py, real server)", ""]
@@ -1383,6 +1418,8 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     if "grpc_1client" in r.run.get("steps", {}):
         lines += section_transport(r, "grpc_1client", "gRPC, one client (bench/grpc.py --clients 1)")
     lines += section_multispace(r)
+    if "spaces" in r.run.get("steps", {}) or r.has("spaces"):
+        lines += section_spaces(r)
     lines += section_startup(r)
     lines += section_scale(r)
     lines += section_peer(r)

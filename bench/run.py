@@ -95,6 +95,14 @@ STEPS: tuple[Step, ...] = (
         owner="gRPC",
     ),
     Step("multispace", "multispace.py", "recall with 1/5/10 active spaces and 1,000 idle spaces", 150, 40),
+    Step(
+        "spaces",
+        "spaces.py",
+        "10,000 spaces created, written and read once under ulimit -n 1024; hot-space recall P99",
+        1200,
+        240,
+        owner="spaces",
+    ),
     Step("startup", "startup.py", "server start-up and RSS with 10 / 1,000 / 10,000 spaces on disk", 120, 25),
     Step(
         "scale", "scale.py", "end-to-end recall at 10k/100k x 768 through a server; SIGKILL recovery", 300, 30

@@ -26,7 +26,9 @@ the server sends back.
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
     ├── ShuttingDown                (503 / UNAVAILABLE)
     ├── EmbedderUnavailable         (503 / UNAVAILABLE)
+    ├── SpaceCapacityExhausted      SPACE_CAPACITY_EXHAUSTED (503 / UNAVAILABLE)
     └── StorageError                (500 / INTERNAL)  -- never for client input
+        └── StorageUnavailable      STORAGE_UNAVAILABLE (503 / UNAVAILABLE): transient, heals
 """
 
 from __future__ import annotations
@@ -225,6 +227,36 @@ class StorageError(EngramError):
         "The server could not read or write this memory space's files. Retry shortly; if it keeps "
         "failing, check the server log and disk (free space, open-file limit `ulimit -n`, permissions, "
         "read-only mount) and GET /api/v1/system/health for the space's state. Other spaces keep serving."
+    )
+
+
+class StorageUnavailable(StorageError):
+    """A transient storage condition (too many open files, disk full, read-only, I/O error on open).
+
+    Not damage: nothing stored is lost, the space is retried in the background
+    with backoff and serves again once the condition clears, without a restart.
+    """
+
+    code = "STORAGE_UNAVAILABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = (
+        "Retry in a few seconds: the space is reopened automatically once the condition clears "
+        "(free file descriptors or disk space, or make the data directory writable). "
+        "GET /health lists degraded spaces and why."
+    )
+
+
+class SpaceCapacityExhausted(EngramError):
+    """Every loaded space is in use (streams, leases, queued writes) and the budget is full."""
+
+    code = "SPACE_CAPACITY_EXHAUSTED"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    default_suggestion = (
+        "Retry shortly: spaces are unloaded as soon as their streams and in-flight work end. "
+        "To hold more spaces open at once, raise the open-file limit (ulimit -n) or "
+        "max_loaded_spaces."
     )
 
 

@@ -94,6 +94,9 @@ async def serve(settings: Settings) -> None:
     from .api.rest.app import create_app
     from .api.rest.connection import HttpLimits, accept_error_handler, protocol_for
 
+    # Everything Engram creates under the data root is private to its user (files 0600,
+    # directories 0700): the storage layer also passes explicit modes, this covers the rest.
+    os.umask(0o077)
     configure_logging(settings.log_level, settings.log_json)
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
     tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
@@ -193,13 +196,24 @@ async def serve(settings: Settings) -> None:
 
 
 async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
-    """Periodic housekeeping: unload idle spaces."""
-    interval = max(1.0, min(60.0, service.settings.space_idle_unload_seconds / 4))
+    """Periodic housekeeping: heal degraded spaces (every second: their backoff decides when
+    a space is tried), unload spaces while descriptors are above the high water mark (every
+    second), and unload idle spaces (every idle-unload interval / 4)."""
+    unload_every = max(1.0, min(60.0, service.settings.space_idle_unload_seconds / 4))
+    next_unload = time.monotonic() + unload_every
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+            await asyncio.wait_for(stop.wait(), 1.0)
         if stop.is_set():
             return
+        try:
+            await asyncio.to_thread(service.registry.heal_due)
+            await asyncio.to_thread(service.registry.trim)  # descriptors crept up between loads
+        except Exception:  # housekeeping must never take the server down; it is logged
+            log.exception("healing degraded spaces or trimming descriptors failed")
+        if time.monotonic() < next_unload:
+            continue
+        next_unload = time.monotonic() + unload_every
         try:
             await asyncio.to_thread(service.registry.unload_idle)
         except Exception:  # housekeeping must never take the server down; it is logged

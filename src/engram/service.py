@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (imported now, not on the first
+
+# to_thread: a lazy import needs a descriptor, and must not turn a full descriptor table into a 500)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,6 +147,15 @@ class EngramService:
         space.check_healthy()
         return space
 
+    async def _space(self, space_id: str) -> MemorySpace:
+        """:meth:`space` for the event loop: a loaded space at once, else opened (or healed,
+        or room made for it by unloading others) in a worker thread, never on the loop."""
+        space = self.registry.loaded_handle(space_id)
+        if space is None:
+            space = await asyncio.to_thread(self.registry.get, space_id)
+        space.check_healthy()
+        return space
+
     # -- space administration ---------------------------------------------------
     async def create_space(self, space_id: str, dimension: int | None = None,
                            embedder: EmbedderChoice | None = None) -> tuple[SpaceDescriptor, bool]:
@@ -198,7 +211,7 @@ class EngramService:
     # -- memories ---------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
         # remember_async: same durability; a commit's acks wake this loop once, not once per write.
-        return await self.space(space_id).remember_async(item)
+        return await (await self._space(space_id)).remember_async(item)
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
@@ -214,7 +227,7 @@ class EngramService:
         in C without the GIL, never on the event loop. Long operations (consolidation,
         completion) skip the gate so they never hold up the short reads of any space.
         """
-        space = self.space(space_id)
+        space = await self._space(space_id)
         gate = None if long else self._read_gate
 
         def call() -> T:
@@ -240,7 +253,7 @@ class EngramService:
     async def forget(
         self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress
     ) -> ForgetReceipt:
-        fut, receipt = self.space(space_id).submit_forget(memory_id, mode)
+        fut, receipt = (await self._space(space_id)).submit_forget(memory_id, mode)
         return receipt(await asyncio.wrap_future(fut))
 
     # -- events -----------------------------------------------------------------
@@ -274,7 +287,7 @@ class EngramService:
 
     async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
         """Stream one consolidation run as progress / replay / insight steps."""
-        space = self.space(space_id)
+        space = await self._space(space_id)
         with space.lease():
             steps = _cognition_of(space).dream(item)
             sentinel = object()
@@ -298,20 +311,31 @@ class EngramService:
 
     # -- health -----------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
+        """Loaded spaces (ok / degraded / unhealthy), the data dir's disk, and open files.
+
+        ``status`` is ``ok`` only when every loaded space is healthy and the disk has
+        at least ``disk_min_free_bytes`` free; otherwise ``degraded``.
+        """
         def collect() -> dict[str, Any]:
             spaces = []
             for space in self.registry.loaded():
                 spaces.append({
-                    "id": space.id, "healthy": space.healthy, "reason": space.unhealthy_reason,
+                    "id": space.id, "healthy": space.healthy, "state": space.health_state,
+                    "reason": space.unhealthy_reason,
                     "memories": space.count() if space.healthy else None, "last_lsn": space.last_lsn,
                     "loaded": not space.closed,
                 })
-            healthy = all(s["healthy"] for s in spaces)
+            disk = disk_status(self.settings.data_dir, self.settings.disk_min_free_bytes)
+            healthy = all(s["healthy"] for s in spaces) and not disk["full"]
             return {
                 "status": "ok" if healthy else "degraded",
                 "spaces_total": len(self.registry.known_ids()),
                 "spaces_loaded": len(spaces),
                 "spaces": sorted(spaces, key=lambda s: s["id"]),
+                "degraded_spaces": sorted(s["id"] for s in spaces if s["state"] == "degraded"),
+                "unhealthy_space_ids": sorted(s["id"] for s in spaces if s["state"] == "unhealthy"),
+                "disk": disk,
+                "open_files": self.registry.budget.describe(),
                 "shutting_down": self.shutting_down,
             }
 
@@ -327,6 +351,17 @@ class EngramService:
         self.shutting_down = True
         self.registry.close()
         self.embedders.close()
+
+
+def disk_status(path: Any, min_free: int) -> dict[str, Any]:
+    """Free and total bytes of the filesystem holding ``path``; ``full`` below ``min_free``."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError as exc:
+        return {"free_bytes": None, "total_bytes": None, "min_free_bytes": min_free, "full": False,
+                "error": str(exc)}
+    return {"free_bytes": usage.free, "total_bytes": usage.total, "min_free_bytes": min_free,
+            "full": usage.free < min_free}
 
 
 def _reembed_status(space: MemorySpace, raw: dict[str, Any]) -> ReembedStatus:

@@ -30,6 +30,12 @@ class Settings:
     # Databases up to this size are integrity-checked (PRAGMA quick_check) before a
     # space serves; larger ones are checked in the background so reopening stays fast.
     integrity_check_sync_max_bytes: int = 64 * 1024 * 1024
+    # A space whose storage failed for a transient reason (too many open files, disk full,
+    # read-only) is probed again after 0.25 s, doubling per failure up to this many seconds.
+    storage_retry_max_seconds: float = 5.0
+    # /health reports the disk as full (status "degraded") below this many free bytes on the
+    # filesystem of data_dir.
+    disk_min_free_bytes: int = 256 * 1024 * 1024
     # -- spaces ---------------------------------------------------------------
     default_space: str = "default"
     bootstrap_spaces: tuple[str, ...] = ()
@@ -37,6 +43,12 @@ class Settings:
     require_explicit_space: bool = False
     max_spaces: int = 100_000
     space_idle_unload_seconds: float = 600.0
+    # Spaces held open at once; 0 derives it from the open-file limit at start (RLIMIT_NOFILE).
+    # Past it, least recently used idle spaces are unloaded (see spaces.budget).
+    max_loaded_spaces: int = 0
+    # A space's writer, acknowledgement and index threads exit after this long without work
+    # and start again on demand, so an idle loaded space holds no thread.
+    space_thread_idle_seconds: float = 2.0
     # -- vectors --------------------------------------------------------------
     max_embedding_dim: int = 4096
     exact_search_max: int = 20_000  # below this many vectors, search is exact
@@ -146,6 +158,12 @@ class Settings:
                 f"got {self.http_max_connections!r}",
                 example="http_max_connections = 0",
             )
+        for name in ("space_thread_idle_seconds", "storage_retry_max_seconds"):
+            if not getattr(self, name) > 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("max_loaded_spaces", "disk_min_free_bytes"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
                                example="trace_sample_ratio = 0.1")

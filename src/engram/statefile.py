@@ -13,9 +13,10 @@ from typing import Any
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically (readers never see a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # private: 0600
+        f.write(json.dumps(state, indent=2))
     os.replace(tmp, path)
 
 

@@ -207,8 +207,15 @@ def test_unload_idle_beside_writers(registry_factory: Factory) -> None:
     for t in threads:
         t.join()
     space = reg.get("churn")
-    ids = {m.id for m in space.list(limit=1000).memories}
-    assert set(acked) <= ids
+    ids: set[str] = set()
+    cursor = None
+    while True:  # every page: the writers may well have stored more than one page
+        page = space.list(cursor=cursor, limit=1000)
+        ids |= {m.id for m in page.memories}
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert acked and set(acked) <= ids
 
 
 def test_unload_one_space(registry_factory: Factory) -> None:

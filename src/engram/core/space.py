@@ -35,12 +35,13 @@ from ..errors import (
     ShuttingDown,
     SpaceUnhealthy,
     StorageError,
+    StorageUnavailable,
 )
 from ..index.ann import INDEX_FILE, SIDECAR_FILE, AnnIndex
 from ..index.density import LocalDensity
 from ..index.vector import VectorSet
 from ..settings import Settings
-from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps
+from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps, is_transient
 from ..types import Clock, system_clock
 from .backfill import EmbeddingBackfill
 from .decay import current_activation
@@ -90,6 +91,12 @@ class MemorySpace(TextEmbedding):
         self.vectors = VectorSet()
         self.healthy = True
         self.unhealthy_reason: str | None = None
+        # Not healthy for a transient reason (EMFILE, disk full, read-only...): requests get a
+        # retriable 503 and the registry probes or reopens the space from ``retry_at`` on, with
+        # backoff over ``failures`` (see SpaceRegistry.heal). Damage is not degraded: it stays.
+        self.degraded = False
+        self.failures = 0
+        self.retry_at = 0.0  # time.monotonic() from which the next heal attempt may run
         self.last_used = time.monotonic()
         self.opened_at = time.time()
         self._closed = False
@@ -137,7 +144,9 @@ class MemorySpace(TextEmbedding):
         t0 = time.perf_counter()
         try:
             self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
-                                    max_batch=self.settings.group_commit_max_batch)
+                                    max_batch=self.settings.group_commit_max_batch,
+                                    idle_seconds=self.settings.space_thread_idle_seconds)
+            self.store.on_transient = self._on_transient
             background_check = self.store.size_bytes() > self.settings.integrity_check_sync_max_bytes
             if not background_check:
                 problem = self.store.integrity_problem()
@@ -150,7 +159,10 @@ class MemorySpace(TextEmbedding):
             covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
             self._bind_embedder()
         except (sqlite3.DatabaseError, StorageError, OSError, ValueError) as exc:
-            self.mark_unhealthy(f"storage could not be opened: {exc}")
+            if is_transient(exc):
+                self.mark_degraded(f"storage could not be opened: {exc}")
+            else:
+                self.mark_unhealthy(f"storage could not be opened: {exc}")
             self.integrity_checked.set()
             if self.store is not None:
                 try:
@@ -267,12 +279,63 @@ class MemorySpace(TextEmbedding):
             self.integrity_checked.set()
 
     def mark_unhealthy(self, reason: str) -> None:
-        if self.healthy:
+        if self.healthy or self.degraded:
             log.error("space marked unhealthy: %s", reason, extra={"memory_space": self.id})
         self.healthy = False
+        self.degraded = False
         self.unhealthy_reason = reason
 
+    def mark_degraded(self, reason: str) -> None:
+        """A transient storage failure: serve 503 (retriable) until a heal attempt succeeds."""
+        with self._lock:
+            if not self.healthy and not self.degraded:
+                return  # damage outranks a transient condition
+            first = self.healthy
+            self.healthy = False
+            self.degraded = True
+            self.unhealthy_reason = reason
+            self.failures += 1
+            self.retry_at = time.monotonic() + self.retry_delay()
+        if first:
+            log.warning("space degraded (transient storage error, will retry): %s", reason,
+                        extra={"memory_space": self.id})
+
+    def retry_delay(self) -> float:
+        """Backoff before the next heal attempt: 0.25 s doubling per failure, capped by the setting."""
+        return float(min(self.settings.storage_retry_max_seconds, 0.25 * 2 ** min(self.failures - 1, 16)))
+
+    def mark_recovered(self) -> None:
+        with self._lock:
+            if not self.degraded:
+                return
+            self.healthy = True
+            self.degraded = False
+            self.unhealthy_reason = None
+            self.failures = 0
+        log.info("space healthy again after a transient storage error", extra={"memory_space": self.id})
+
+    def _on_transient(self, exc: BaseException) -> None:
+        self.mark_degraded(f"transient storage error: {exc}")
+
+    @property
+    def health_state(self) -> str:
+        """``ok``, ``degraded`` (transient, retried) or ``unhealthy`` (damage)."""
+        return "ok" if self.healthy else ("degraded" if self.degraded else "unhealthy")
+
+    @property
+    def evictable(self) -> bool:
+        """Nothing holds this space open: no lease, subscriber, queued write or pending vector."""
+        store = self.store
+        return not (self._leases or self.events.subscriber_count or self._pending
+                    or (store is not None and store.busy))
+
     def check_healthy(self) -> SpaceStore:
+        if self.degraded:
+            wait = max(0.0, self.retry_at - time.monotonic())
+            raise StorageUnavailable(
+                f"memory space {self.id!r} is temporarily unavailable: {self.unhealthy_reason}",
+                details={"memory_space_id": self.id, "retry_after_seconds": round(wait, 2)},
+            )
         if not self.healthy or self.store is None:
             raise SpaceUnhealthy(
                 f"memory space {self.id!r} is unhealthy: {self.unhealthy_reason}",
@@ -321,7 +384,11 @@ class MemorySpace(TextEmbedding):
         return self._leases
 
     def guard_read(self, exc: BaseException) -> None:
-        """Turn a database error seen by a reader into an unhealthy mark (and re-raise)."""
+        """Turn a database error seen by a reader into an unhealthy mark (and re-raise); a
+        transient one (EMFILE, I/O error, busy) into a retriable ``StorageUnavailable`` only: the
+        space is not degraded for it, since its writer and other readers may well still work."""
+        if self.store is not None and is_transient(exc):
+            raise self.store.translate(exc, "read", degrade=False) from exc
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
             self.mark_unhealthy(f"storage damaged: {exc}")
             raise SpaceUnhealthy(f"memory space {self.id!r} is unhealthy: {exc}") from exc
@@ -716,8 +783,11 @@ class MemorySpace(TextEmbedding):
             return 0
         try:
             return int(self.store.reader().execute("SELECT count(*) FROM memories").fetchone()[0])
+        except StorageError:  # no reader connection now (transient) or closed: no count
+            return 0
         except sqlite3.DatabaseError as exc:
-            self.mark_unhealthy(f"storage damaged: {exc}")
+            if not is_transient(exc):  # a transient read failure says nothing about the file
+                self.mark_unhealthy(f"storage damaged: {exc}")
             return 0
 
     def close(self, reason: str = "space closed") -> None:

@@ -17,6 +17,12 @@ Locking: usearch tolerates concurrent ``add`` and ``search``, but not
 under the exclusive side of a small readers-writer lock; searches and adds take
 the shared side. Only the background thread mutates the index.
 
+The background thread runs only while there is work: it is started by the
+first notification after it left, and leaves after
+``space_thread_idle_seconds`` without any, so an idle space holds no thread.
+Leaving and starting are decided under ``_idle_lock`` (see :meth:`_signal`),
+so at most one builder runs and no notification is left without one.
+
 Checkpoints: ``<space_dir>/vectors.usearch`` plus ``vectors.usearch.json``
 (dim, count, size, crc32, and ``lsn``). The invariant of a checkpoint: every
 live row whose LSN is <= ``lsn`` is in the saved graph with its current vector.
@@ -133,6 +139,10 @@ class AnnIndex:
         self._idle = threading.Event()
         self._idle_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False  # a builder thread is alive (or about to be); guarded by _idle_lock
+        self._started = False  # start() was called: notifications may start a builder
+        self._failed = False  # indexing failed: no builder is started again (exact search serves)
+        self._idle.set()
 
     # -- configuration ------------------------------------------------------------
     @property
@@ -199,18 +209,25 @@ class AnnIndex:
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name=f"engram-index-{self.dir.name}", daemon=True)
-        self._thread.start()
-        self._wake.set()
+        """Allow the builder to run, and run it once now (catch up with what was loaded)."""
+        with self._idle_lock:
+            if self._started:
+                return
+            self._started = True
+        self._signal()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        with self._idle_lock:
+            self._stop.set()
+            self._wake.set()
+            thread = self._thread if self._running else None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
         self._idle.set()
+
+    @property
+    def thread_running(self) -> bool:
+        return self._running
 
     def notify_added(self) -> None:
         self._adds += 1
@@ -224,9 +241,24 @@ class AnnIndex:
         # Clearing "idle" and raising "wake" happen together, under the lock the
         # thread holds when it decides it is idle, so it can never report idle
         # while work it has not seen is waiting.
+        # Starting the builder is decided under the same lock as its leaving (_run), so
+        # either the running builder sees this wake-up or a new one is started here.
         with self._idle_lock:
             self._idle.clear()
             self._wake.set()
+            if self._started and not self._running and not self._stop.is_set() and not self._failed:
+                thread = threading.Thread(target=self._run, name=f"engram-index-{self.dir.name}", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # no thread to be had: exact search serves; retried on next add
+                    log.warning("could not start the index builder of %s: %s", self.dir.name, exc,
+                                extra={"memory_space": self.dir.name})
+                    self._idle.set()
+                    return
+                self._thread = thread
+                self._running = True
+            elif self._failed or self._stop.is_set() or not self._started:
+                self._idle.set()  # nobody will do this work: waiting for it must not hang
 
     def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until the background thread has no work left (for tests, benchmarks, shutdown)."""
@@ -234,8 +266,14 @@ class AnnIndex:
 
     # -- background maintenance -----------------------------------------------------
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait()
+        idle_for = max(0.01, self.settings.space_thread_idle_seconds)
+        while True:
+            if not self._wake.wait(idle_for) or self._stop.is_set():
+                with self._idle_lock:
+                    if not self._wake.is_set() or self._stop.is_set():
+                        self._running = False
+                        self._idle.set()
+                        return
             self._wake.clear()
             try:
                 while not self._stop.is_set() and self._step():
@@ -248,7 +286,10 @@ class AnnIndex:
                 log.exception("index maintenance failed in %s", self.dir.name,
                               extra={"memory_space": self.dir.name})
                 self.ready = False
-                self._idle.set()
+                with self._idle_lock:
+                    self._failed = True
+                    self._running = False
+                    self._idle.set()
                 return
 
     def _step(self) -> bool:
@@ -387,10 +428,11 @@ class AnnIndex:
                 "crc32": _crc32(tmp_idx),
                 "saved_at": time.time(),
             }
+            os.chmod(tmp_idx, 0o600)  # usearch creates it with the umask's mode
             os.replace(tmp_idx, idx_path)
             # The sidecar goes last: a crash before it leaves an old sidecar whose
             # checksum does not match the new file, so the pair is rejected, never misread.
-            with open(tmp_side, "w") as f:
+            with open(os.open(tmp_side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 json.dump(meta, f)
                 f.flush()
                 os.fsync(f.fileno())

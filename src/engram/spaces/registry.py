@@ -11,6 +11,15 @@ Invariants:
   SQLite file would each run a writer thread and break group commit).
 * Spaces load lazily on first use and unload after ``space_idle_unload_seconds``
   without use, so start-up and memory do not grow with idle spaces.
+* At most ``budget.max_loaded`` spaces have open storage (see ``spaces.budget``):
+  opening one more first unloads the least recently used spaces that nothing
+  holds (no lease, subscriber, queued write or pending vector). If none can go,
+  the open is refused with a retriable ``SpaceCapacityExhausted``; no other
+  space is touched.
+* A space whose storage failed for a transient reason is *degraded*: requests
+  get a retriable ``StorageUnavailable``, and :meth:`SpaceRegistry.heal` probes
+  it (or reopens it, if it never opened) with backoff, on use and from the
+  server's maintenance loop, until it serves again. No restart is needed.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,13 +49,17 @@ from ..errors import (
     InvalidInput,
     MemorySpaceExists,
     MemorySpaceNotFound,
+    SpaceCapacityExhausted,
     SpaceLimitReached,
     SpaceUnhealthy,
     StorageError,
+    StorageUnavailable,
 )
 from ..settings import Settings
+from ..storage.sqlite_store import FILE_MODE, is_transient, private_dir
 from ..types import Clock, system_clock
 from . import backup
+from .budget import HIGH_WATER, LOW_WATER, SpaceBudget
 from .ids import MemorySpaceId, is_valid
 
 log = logging.getLogger("engram.registry")
@@ -62,7 +76,17 @@ class SpaceRegistry:
         self.embedders = embedders
         self.backfill = EmbeddingBackfill(settings.embedding_batch_size) if embedders is not None else None
         self.root = Path(settings.data_dir)
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces)
+        log.info("open-file limit %d: up to %d spaces loaded at once (%s)", self.budget.nofile,
+                 self.budget.max_loaded,
+                 "derived from the limit" if self.budget.derived else "max_loaded_spaces",
+                 extra={"nofile": self.budget.nofile, "max_loaded_spaces": self.budget.max_loaded})
+        self.unloaded_for_budget = 0  # spaces unloaded to stay within the budget (a counter)
+        # Memory counts of unloaded spaces, taken as they closed: listing thousands of spaces
+        # must not open thousands of databases (a space unloaded before this process never
+        # loaded it is counted from its file once).
+        self._counts: dict[str, int] = {}
         self._lock = threading.Lock()  # guards the dicts below, never held during I/O
         self._id_locks: dict[str, threading.RLock] = {}
         self._loaded: dict[str, MemorySpace] = {}
@@ -122,7 +146,14 @@ class SpaceRegistry:
                     )
                 self._creating += 1
             try:
-                return self._create_locked(sid, dimension, spec, explicit)
+                self._make_room(sid)
+                try:
+                    return self._create_locked(sid, dimension, spec, explicit)
+                except (OSError, sqlite3.Error) as exc:
+                    if is_transient(exc):
+                        raise StorageUnavailable(f"memory space {sid!r} could not be created now: {exc}",
+                                                 details={"memory_space_id": sid}) from exc
+                    raise StorageError(f"memory space {sid!r} could not be created: {exc}") from exc
             finally:
                 with self._lock:
                     self._creating -= 1
@@ -152,13 +183,16 @@ class SpaceRegistry:
         if space_dir.exists():
             # No marker: leftovers of a creation or deletion cut short by a crash.
             shutil.rmtree(space_dir)
-        space_dir.mkdir(parents=True)
+        space_dir.mkdir(mode=0o700, parents=True)
         created_at = self.clock()
         space = self._open_space(sid)
         if not space.healthy:
             reason = space.unhealthy_reason
             space.close("creation failed")
             shutil.rmtree(space_dir, onerror=_log_rm_error)
+            if space.degraded:
+                raise StorageUnavailable(f"memory space {sid!r} could not be created now: {reason}",
+                                         details={"memory_space_id": sid})
             raise StorageError(f"memory space {sid!r} could not be created: {reason}")
         if dimension is not None and space.store is not None:
             def set_dim(conn, _lsn):  # type: ignore[no-untyped-def]
@@ -197,6 +231,8 @@ class SpaceRegistry:
             # space, or this caller sees the flag and takes the locked slow path.
             space.last_used = time.monotonic()
             if not space.unloading and not space.closed:
+                if space.degraded and time.monotonic() >= space.retry_at:
+                    return self.heal(space)
                 return space
         if sid not in self._known:
             if self.settings.auto_create_spaces:
@@ -207,6 +243,16 @@ class SpaceRegistry:
             )
         return self._load(sid)
 
+    def loaded_handle(self, space_id: str) -> MemorySpace | None:
+        """The open handle of a loaded, usable space without any I/O, else None (then call get)."""
+        space = self._loaded.get(space_id)
+        if space is None:
+            return None
+        space.last_used = time.monotonic()  # the same publication protocol as get()
+        if space.unloading or space.closed or (space.degraded and time.monotonic() >= space.retry_at):
+            return None
+        return space
+
     def _load(self, sid: str) -> MemorySpace:
         with self._id_lock(sid):
             space = self._loaded.get(sid)
@@ -214,6 +260,7 @@ class SpaceRegistry:
                 return space
             if sid not in self._known:
                 raise MemorySpaceNotFound(f"memory space {sid!r} does not exist")
+            self._make_room(sid)
             space = self._open_space(sid)
             with self._lock:
                 self._loaded[sid] = space
@@ -239,7 +286,12 @@ class SpaceRegistry:
         meta = self._marker(sid)
         space = self._loaded.get(sid)
         if space is None or space.closed:
-            space = self._load(sid) if with_stats else None
+            space = None
+            if with_stats:
+                try:
+                    space = self._load(sid)
+                except SpaceCapacityExhausted:
+                    space = None  # described from its files, like any unloaded space
         desc = SpaceDescriptor(
             id=sid,
             created_at=datetime.fromtimestamp(float(meta.get("created_at", 0.0)), tz=UTC),
@@ -254,7 +306,7 @@ class SpaceRegistry:
             desc.healthy = space.healthy
             desc.reason = space.unhealthy_reason
         else:
-            desc.memory_count = _count_offline(self.root / sid)
+            desc.memory_count = self._offline_count(sid)
             recorded = meta.get("embedder")
             if isinstance(recorded, dict):
                 desc.embedder = EmbedderInfo(provider=str(recorded.get("provider")),
@@ -337,6 +389,7 @@ class SpaceRegistry:
                 with self._lock:
                     self._known.add(sid)
                     self._meta.pop(sid, None)
+                    self._counts.pop(sid, None)
                 return False
             old = self._loaded.get(sid)
             if old is not None:
@@ -356,6 +409,7 @@ class SpaceRegistry:
             _fsync_dir(self.root)
             with self._lock:
                 self._meta.pop(sid, None)
+                self._counts.pop(sid, None)
             shutil.rmtree(aside, onerror=_log_rm_error)
             log.info("space replaced by a restore", extra={"memory_space": sid})
             return True
@@ -369,7 +423,7 @@ class SpaceRegistry:
                     f"memory space {sid!r} does not exist", details={"memory_space_id": sid}
                 )
             space = self._loaded.pop(sid, None)
-            memories = space.count() if space is not None else _count_offline(self.root / sid)
+            memories = space.count() if space is not None else (_count_offline(self.root / sid) or 0)
             if space is not None:
                 space.close("memory space deleted")
             space_dir = self.root / sid
@@ -392,6 +446,7 @@ class SpaceRegistry:
             with self._lock:
                 self._known.discard(sid)
                 self._meta.pop(sid, None)
+                self._counts.pop(sid, None)
             log.info("space deleted", extra={"memory_space": sid, "memories": memories})
             return SpaceDeletion(id=sid, deleted=True, memories_removed=memories, bytes_removed=size,
                                  files_removed=files)
@@ -415,15 +470,159 @@ class SpaceRegistry:
                 space.unloading = True
                 idle = time.monotonic() - space.last_used >= limit
                 # A space with vectors still to compute stays until they are done.
-                if not idle or space.leases or space.events.subscriber_count or space.embedding_backlog:
+                if not idle or not space.evictable:
                     space.unloading = False
                     continue
                 with self._lock:
                     self._loaded.pop(space.id, None)
-                space.close("unloaded (idle)")
+                self._close_unloaded(space, "unloaded (idle)")
                 out.append(space.id)
                 log.info("space unloaded (idle)", extra={"memory_space": space.id})
         return out
+
+    def _close_unloaded(self, space: MemorySpace, reason: str) -> None:
+        """Close an unloaded space (caller holds its lock), remembering its memory count."""
+        if space.healthy:
+            self._counts[space.id] = space.count()
+        space.close(reason)
+
+    def _offline_count(self, sid: str) -> int:
+        count = self._counts.get(sid)
+        if count is None:
+            count = _count_offline(self.root / sid)
+            if count is None:
+                return 0  # unreadable now (e.g. no descriptor free): not remembered
+            self._counts[sid] = count
+        return count
+
+    # -- budget ------------------------------------------------------------------
+    def _holding(self) -> int:
+        """Loaded spaces that hold open storage (a degraded space that never opened holds none)."""
+        with self._lock:
+            return sum(1 for s in self._loaded.values() if s.store is not None and not s.closed)
+
+    def _make_room(self, sid: str) -> None:
+        """Before opening ``sid``: unload least recently used spaces while over the budget.
+
+        Runs with ``sid``'s lock held; victims' locks are only *tried* (never waited
+        for), so two threads making room for each other's spaces cannot deadlock.
+        Raises ``SpaceCapacityExhausted`` (retriable) if the count cannot be met.
+        """
+        budget = self.budget
+        count = self._holding()
+        need_count = count >= budget.max_loaded
+        need_fds = budget.fds_above(HIGH_WATER)
+        if not need_count and not need_fds:
+            return
+        victims = sorted((s for s in self.loaded() if s.id != sid and s.store is not None),
+                         key=lambda s: s.last_used)
+        for victim in victims:
+            if not need_count and not need_fds:
+                break
+            if not self._try_unload(victim, "unloaded (space budget)"):
+                continue
+            count -= 1
+            need_count = count >= budget.max_loaded
+            if need_fds:
+                need_fds = budget.fds_above(LOW_WATER)
+        if need_count:
+            raise SpaceCapacityExhausted(
+                f"{count} memory spaces are loaded (the budget is {budget.max_loaded}, from "
+                f"{'the open-file limit ' + str(budget.nofile) if budget.derived else 'max_loaded_spaces'}) "
+                "and every one of them is in use (streams, leases or writes in flight)",
+                details={"memory_space_id": sid, "max_loaded_spaces": budget.max_loaded},
+            )
+
+    def trim(self) -> int:
+        """Between loads (the maintenance loop): above the high water mark of descriptors, unload
+        least recently used idle spaces down to the low mark. Returns how many were unloaded."""
+        if not self.budget.fds_above(HIGH_WATER):
+            return 0
+        unloaded = 0
+        for victim in sorted((s for s in self.loaded() if s.store is not None), key=lambda s: s.last_used):
+            if self._try_unload(victim, "unloaded (descriptor pressure)"):
+                unloaded += 1
+                if not self.budget.fds_above(LOW_WATER):
+                    break
+        return unloaded
+
+    def _try_unload(self, space: MemorySpace, reason: str) -> bool:
+        """Unload ``space`` if nothing holds it and its lock is free now; never waits."""
+        lock = self._id_lock(space.id)
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            if self._loaded.get(space.id) is not space or space.closed:
+                return False
+            # The same two-sided protocol as unload_idle/get: raise the flag, then check
+            # that no caller published a use since we looked. A get() that runs after the
+            # flag is up takes the locked slow path and reopens the space after us.
+            seen = space.last_used
+            space.unloading = True
+            if space.last_used != seen or not space.evictable:
+                space.unloading = False
+                return False
+            with self._lock:
+                self._loaded.pop(space.id, None)
+            self._close_unloaded(space, reason)
+            self.unloaded_for_budget += 1
+            log.debug("space unloaded to stay within the budget", extra={"memory_space": space.id})
+            return True
+        finally:
+            lock.release()
+
+    # -- healing -----------------------------------------------------------------
+    def heal(self, space: MemorySpace) -> MemorySpace:
+        """One attempt to bring a degraded space back; returns the handle to use now.
+
+        A space whose storage is open (a write or read failed transiently) is
+        probed in place: a fresh connection that takes and drops the write lock.
+        A space that never opened is reopened. Failure pushes ``retry_at`` out
+        (backoff); damage found on the way marks it unhealthy for good.
+        """
+        sid = space.id
+        with self._id_lock(sid):
+            current = self._loaded.get(sid)
+            if current is not space or space.closed:
+                return current if current is not None else space
+            if not space.degraded or time.monotonic() < space.retry_at:
+                return space
+            if space.store is not None:
+                try:
+                    space.store.probe()
+                except (sqlite3.Error, OSError, StorageError) as exc:
+                    if is_transient(exc):
+                        space.mark_degraded(f"still unavailable: {exc}")
+                    else:
+                        space.mark_unhealthy(f"storage damaged: {exc}")
+                    return space
+                space.mark_recovered()
+                return space
+            with self._lock:
+                self._loaded.pop(sid, None)
+            space.close("reopening after a transient storage error")
+            with contextlib.suppress(SpaceCapacityExhausted):
+                self._make_room(sid)  # if it cannot, the reopen may still succeed (or degrade again)
+            fresh = self._open_space(sid)
+            if fresh.degraded:
+                fresh.failures = space.failures + 1
+                fresh.retry_at = time.monotonic() + fresh.retry_delay()
+            else:
+                log.info("space healthy again after a transient storage error", extra={"memory_space": sid})
+            with self._lock:
+                self._loaded[sid] = fresh
+            for hook in self.on_open:
+                hook(fresh)
+            return fresh
+
+    def heal_due(self) -> builtins.list[str]:
+        """Heal every degraded loaded space whose retry time has come; returns the ids now healthy."""
+        now = time.monotonic()
+        healed = []
+        for space in self.loaded():
+            if space.degraded and now >= space.retry_at and not space.closed and self.heal(space).healthy:
+                healed.append(space.id)
+        return healed
 
     def unload(self, space_id: str) -> bool:
         """Close one loaded space now (it reloads lazily on next use); False if it was not loaded.
@@ -440,7 +639,7 @@ class SpaceRegistry:
             space.unloading = True
             with self._lock:
                 self._loaded.pop(sid, None)
-            space.close("unloaded")
+            self._close_unloaded(space, "unloaded")
             return True
 
     def close(self) -> None:
@@ -460,9 +659,8 @@ def _walk(path: Path) -> Iterator[Path]:
             yield p
 
 
-def _count_offline(space_dir: Path) -> int:
-    import sqlite3
-
+def _count_offline(space_dir: Path) -> int | None:
+    """Memories in a closed space's file; None if it cannot be read now."""
     db = space_dir / "space.db"
     if not db.exists():
         return 0
@@ -473,7 +671,7 @@ def _count_offline(space_dir: Path) -> int:
         finally:
             conn.close()
     except sqlite3.Error:
-        return 0
+        return None
 
 
 def _log_rm_error(func: object, path: str, exc_info: object) -> None:
@@ -493,7 +691,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_marker(space_dir: Path, data: dict[str, object]) -> None:
     tmp = space_dir / (MARKER + ".tmp")
-    with open(tmp, "w") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE), "w") as f:
         json.dump(data, f)
         f.flush()
         os.fsync(f.fileno())

@@ -19,16 +19,35 @@ future in the batch fails with ``StorageError`` and no side effect is applied:
 a failed fsync is a failed write.
 
 Reads use per-thread connections (WAL lets readers run beside the writer).
+
+Threads: the writer and the completer (see :meth:`SpaceStore._complete`) are
+started on demand by the first write and exit after ``idle_seconds`` without
+work, so an idle loaded space holds no OS thread. The decision to exit and the
+enqueueing of new work are made under one lock (see :meth:`SpaceStore._enqueue`),
+so no write can be left in a queue nobody drains, and at most one writer and
+one completer of a space run at any time: commit order and the "effects before
+acknowledgement" contract are those of a single pair of threads.
+
+Errors: :func:`is_transient` tells a condition that heals (too many open
+files, disk full, read-only, I/O error, busy) from damage (a malformed file).
+A transient failure fails the writes it touched with ``StorageUnavailable``
+(retriable) and is reported through ``on_transient`` so the space can go
+degraded and be probed again; it never leaves the store unusable.
+
+Files are created private (0600 in 0700 directories) whatever the umask:
+SQLite gives ``-wal`` and ``-shm`` the mode of the database file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -37,11 +56,69 @@ from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngramError, StorageError
+from ..errors import EngramError, StorageError, StorageUnavailable
 
 log = logging.getLogger("engram.storage")
 
 SCHEMA_VERSION = 2  # 2: episode fields (what/where/who/why/how) are full-text indexed
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+_PROBE_MIN_FREE = 1 << 20  # a degraded space is not healed while its disk has less free than this
+
+# errno values that describe the environment, not the file: they heal when the
+# operator (or the load) frees descriptors or space, or remounts read-write.
+_TRANSIENT_ERRNOS = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ENOMEM,
+    errno.EAGAIN, errno.EACCES, errno.EPERM,
+})
+# SQLite primary result codes of the same kind (sqlite3.h): BUSY, LOCKED, NOMEM, READONLY,
+# IOERR, FULL, CANTOPEN. CORRUPT (11) and NOTADB (26) are damage and stay out.
+_TRANSIENT_SQLITE = frozenset({5, 6, 7, 8, 10, 13, 14})
+_TRANSIENT_TEXT = ("unable to open database file", "database or disk is full", "readonly database",
+                   "disk i/o error", "too many open files", "database is locked", "out of memory",
+                   "no space left")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if ``exc`` is a storage condition that can heal by itself (not damage).
+
+    Follows ``__cause__`` so a ``StorageError`` raised from an ``OSError`` or
+    ``sqlite3.Error`` is judged by its origin.
+    """
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 5:
+        if isinstance(cur, StorageUnavailable):
+            return True
+        if isinstance(cur, OSError):
+            return cur.errno in _TRANSIENT_ERRNOS
+        if isinstance(cur, sqlite3.Error):
+            code = getattr(cur, "sqlite_errorcode", None)
+            if isinstance(code, int) and (code & 0xFF) in _TRANSIENT_SQLITE:
+                return True
+            text = str(cur).lower()
+            return any(t in text for t in _TRANSIENT_TEXT)
+        cur = cur.__cause__
+        seen += 1
+    return False
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) as 0700 directories; existing ones are left as they are."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+
+
+def private_file(path: Path) -> None:
+    """Make sure ``path`` exists with mode 0600 (created empty if missing, tightened if looser)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            os.chmod(path, FILE_MODE)
+        return
+    os.close(fd)
 
 def episode_text_sql(row: str) -> str:
     """SQL for an episode's searchable fields (what/where/who/why/how) of table alias ``row``."""
@@ -210,26 +287,43 @@ class SpaceStore:
 
     DB_NAME = "space.db"
 
-    def __init__(self, space_dir: Path, *, durable: bool = True, max_batch: int = 512) -> None:
+    def __init__(self, space_dir: Path, *, durable: bool = True, max_batch: int = 512,
+                 idle_seconds: float = 2.0) -> None:
         self.dir = space_dir
         self.path = space_dir / self.DB_NAME
         self.durable = durable
         self.max_batch = max_batch
+        self.idle_seconds = max(0.01, idle_seconds)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        # Guards: the closed flag, the writer's running flag and its exit decision,
+        # enqueueing, and the in-flight count (see _enqueue).
         self._submit_lock = threading.Lock()
+        self._writer_running = False
+        self._thread: threading.Thread | None = None
+        self._inflight = 0  # writes submitted and not yet acknowledged (or failed)
+        self._done_lock = threading.Lock()  # the same, for the completer and its queue
+        self._completer_running = False
+        self._completer: threading.Thread | None = None
         self.commits = 0
         self.ops_committed = 0
         self.broken: str | None = None  # set if the writer thread died; every later write fails
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Called (on the failing thread) with a transient storage error: the space goes degraded.
+        self.on_transient: Callable[[BaseException], None] | None = None
+        private_dir(self.dir)
+        private_file(self.path)
         self._writer = self._connect()
         try:
             # Opening replays the committed WAL frames and ignores a torn tail
             # (frames whose checksum chain breaks): SQLite's own recovery.
-            self._writer.executescript(SCHEMA)
+            if self._writer.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                # A new database: every CREATE in one transaction (one fsync, not one each).
+                self._writer.executescript("BEGIN IMMEDIATE;\n" + SCHEMA + "\nCOMMIT;")
+            else:
+                self._writer.executescript(SCHEMA)  # IF NOT EXISTS: writes nothing when current
             self.last_lsn = int(self._meta_get(self._writer, "last_lsn") or 0)
             version = self._meta_get(self._writer, "schema_version")
             if version is None:
@@ -247,12 +341,6 @@ class SpaceStore:
             raise
         self._done: queue.SimpleQueue[list[tuple[_Pending, Any, int, BaseException | None]] | None] = (
             queue.SimpleQueue())
-        self._completer = threading.Thread(
-            target=self._complete, name=f"engram-ack-{space_dir.name}", daemon=True
-        )
-        self._completer.start()
-        self._thread = threading.Thread(target=self._run, name=f"engram-writer-{space_dir.name}", daemon=True)
-        self._thread.start()
 
     def _migrate_1_to_2(self) -> None:
         """Re-index full text with the episode fields, in one transaction (runs before the writer starts).
@@ -282,11 +370,15 @@ class SpaceStore:
     # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-        conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("PRAGMA cache_size=-8192")  # 8 MiB page cache per connection
-        conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("PRAGMA cache_size=-8192")  # 8 MiB page cache per connection
+            conn.execute("PRAGMA busy_timeout=30000")
+        except BaseException:
+            conn.close()  # e.g. EMFILE opening the WAL: never leak the database's descriptor
+            raise
         return conn
 
     def reader(self) -> sqlite3.Connection:
@@ -294,12 +386,37 @@ class SpaceStore:
             raise StorageError(f"space storage at {self.dir} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=ON")
+            try:
+                conn = self._connect()
+                conn.execute("PRAGMA query_only=ON")
+            except sqlite3.Error as exc:
+                # Not a reason to degrade the space: its writer and other readers still work.
+                raise self.translate(exc, "open a reader of", degrade=False) from exc
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
+
+    def translate(self, exc: BaseException, doing: str, *, degrade: bool = True) -> StorageError:
+        """The error to raise for ``exc``: retriable ``StorageUnavailable`` if transient (and,
+        with ``degrade``, the space told through ``on_transient``), else ``StorageError``."""
+        if is_transient(exc):
+            hook = self.on_transient
+            if hook is not None and degrade:
+                hook(exc)
+            return StorageUnavailable(f"could not {doing} space {self.dir.name!r}: {exc}",
+                                      details={"memory_space_id": self.dir.name})
+        return StorageError(f"could not {doing} space {self.dir.name!r}: {exc}")
+
+    @property
+    def busy(self) -> bool:
+        """True while a write is queued, committing, or awaiting its acknowledgement."""
+        return self._inflight > 0
+
+    @property
+    def threads_running(self) -> int:
+        """How many of this store's threads (writer, completer) are alive now."""
+        return int(self._writer_running) + int(self._completer_running)
 
     @staticmethod
     def _meta_get(conn: sqlite3.Connection, key: str) -> str | None:
@@ -334,12 +451,7 @@ class SpaceStore:
         # The closed check and the put happen under one lock that close() also
         # takes to enqueue its stop sentinel: no write can land behind the
         # sentinel, where the writer would never see it and its caller would hang.
-        with self._submit_lock:
-            if self._closed:
-                raise StorageError(f"space storage at {self.dir} is closed")
-            if self.broken is not None:
-                raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
-            self._queue.put(_Pending(op, fut, mutates, after, savepoint))
+        self._enqueue(_Pending(op, fut, mutates, after, savepoint))
         return fut if fut is not None else _done_future()
 
     def submit_async(self, op: WriteOp, *, mutates: bool = True,
@@ -353,13 +465,43 @@ class SpaceStore:
         """
         loop = asyncio.get_running_loop()
         afut: asyncio.Future[Any] = loop.create_future()
+        self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
+        return afut
+
+    def _enqueue(self, item: _Pending) -> None:
+        """Queue one write, starting the writer thread if it is not running.
+
+        Why one lock: the writer decides to exit (``_loop``) under this lock and
+        only when the queue is empty, and this put happens under it too. So
+        either the running writer will see the item, or it has already left and
+        the flag says so and a new writer starts here; there is never a queued
+        write with no writer, and never two writers. The closed check shares the
+        lock with ``close()``, so no write lands behind the stop sentinel.
+        """
         with self._submit_lock:
             if self._closed:
                 raise StorageError(f"space storage at {self.dir} is closed")
             if self.broken is not None:
                 raise StorageError(f"space storage at {self.dir} cannot write: {self.broken}")
-            self._queue.put(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
-        return afut
+            if not self._writer_running:
+                # Started before the put: if no thread can be started (the process is at its
+                # thread limit) the write is refused, retriably, instead of queued for nobody.
+                # The new writer cannot leave before the put: leaving takes this lock.
+                thread = threading.Thread(target=self._run, name=f"engram-writer-{self.dir.name}",
+                                          daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:
+                    raise StorageUnavailable(f"cannot start the writer of space {self.dir.name!r}: {exc}",
+                                             details={"memory_space_id": self.dir.name}) from exc
+                self._thread = thread
+                self._writer_running = True
+            self._queue.put(item)
+            self._inflight += 1
+
+    def _settled(self, n: int) -> None:
+        with self._submit_lock:
+            self._inflight -= n
 
     def _run(self) -> None:
         try:
@@ -375,11 +517,21 @@ class SpaceStore:
                     return
                 if item is not None:
                     item.fail(err)
+                    self._settled(1)
 
     def _loop(self) -> None:
         conn = self._writer
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                # Idle: leave, unless a write arrived between the timeout and the lock
+                # (see _enqueue for why this check and the put share the lock).
+                with self._submit_lock:
+                    if self._queue.empty():
+                        self._writer_running = False
+                        return
+                continue
             if first is None:
                 break
             batch = [first]
@@ -418,9 +570,10 @@ class SpaceStore:
                           extra={"memory_space": self.dir.name})
             log.error("group commit failed in %s: %s", self.dir.name, exc,
                       extra={"memory_space": self.dir.name})
-            err = StorageError(f"write to space {self.dir.name!r} failed: {exc}")
+            err = self.translate(exc, "write to")
             for item in batch:
                 item.fail(err)
+            self._settled(len(batch))
             return
         self.last_lsn = lsn
         self.commits += 1
@@ -428,12 +581,38 @@ class SpaceStore:
         # Post-commit effects and acknowledgements run on the completer thread, in
         # commit order, so this thread can start the next batch (and its fsync)
         # at once. A caller's future still resolves only after its effects ran.
-        self._done.put(results)
+        # The completer is started and retired with the same protocol as the
+        # writer (_enqueue), under its own lock: at most one runs, so batches are
+        # acknowledged in commit order.
+        with self._done_lock:
+            self._done.put(results)
+            if self._completer_running:
+                return
+            completer = threading.Thread(target=self._complete, name=f"engram-ack-{self.dir.name}",
+                                         daemon=True)
+            self._completer_running = True
+            try:
+                completer.start()
+                self._completer = completer
+                return
+            except RuntimeError:  # no thread to be had: acknowledge here, still in commit order
+                self._completer_running = False
+                self._done.get_nowait()  # the queue held only this batch (no completer was running)
+        log.warning("could not start the acknowledgement thread of %s; acknowledging inline", self.dir.name,
+                    extra={"memory_space": self.dir.name})
+        try:
+            self._complete_batch(results)
+        finally:
+            self._settled(len(results))
 
     def _run_ops(self, conn: sqlite3.Connection, batch: list[_Pending],
                  trust_flags: bool) -> tuple[list[tuple[_Pending, Any, int, BaseException | None]], int]:
         results: list[tuple[_Pending, Any, int, BaseException | None]] = []
         lsn = self.last_lsn
+        if conn.in_transaction:
+            # A failed COMMIT whose ROLLBACK failed too (disk full, EMFILE) leaves the
+            # transaction open; end it now, or every later BEGIN would fail forever.
+            conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         for item in batch:
             item_lsn = lsn + 1 if item.mutates else lsn
@@ -444,6 +623,9 @@ class SpaceStore:
             try:
                 res = item.op(conn, item_lsn)
             except BaseException as exc:
+                if isinstance(exc, sqlite3.Error) and is_transient(exc):
+                    # Disk full, I/O error...: retriable, and the space goes degraded until probed.
+                    exc = self.translate(exc, "write to")
                 if guarded:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
@@ -461,54 +643,67 @@ class SpaceStore:
     def _complete(self) -> None:
         """The completer thread: apply post-commit effects, then resolve futures, batch by batch."""
         while True:
-            results = self._done.get()
+            try:
+                results = self._done.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._done_lock:  # the same exit protocol as the writer's (see _enqueue)
+                    if self._done.empty():
+                        self._completer_running = False
+                        return
+                continue
             if results is None:
                 return
-            # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
-            by_loop: dict[
-                asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
-            ] = {}
-            grouped_upto = 0  # results before this index had their GroupedEffect applied with their run
-            for i, (item, res, item_lsn, exc) in enumerate(results):
-                if exc is None and item.after is not None and i >= grouped_upto:
-                    try:
-                        if isinstance(item.after, GroupedEffect):
-                            # The run: this op and the successful ops right after it sharing
-                            # the effect. All of it is applied before any of them is acknowledged.
-                            end = i + 1
-                            while (end < len(results) and results[end][0].after is item.after
-                                   and results[end][3] is None):
-                                end += 1
-                            grouped_upto = end
-                            item.after.apply([(r[1], r[2]) for r in results[i:end]])
-                        else:
-                            item.after(res, item_lsn)
-                    except Exception:  # the write is durable; an in-memory effect failing is logged
-                        log.exception("post-commit effect failed in %s", self.dir.name,
-                                      extra={"memory_space": self.dir.name})
-                if item.waiter is not None:
-                    by_loop.setdefault(item.waiter[0], []).append(
-                        (item.waiter[1], exc, None if exc is not None else (res, item_lsn)))
-                    continue
-                if item.future is None:
-                    if exc is not None and not isinstance(exc, EngramError):
-                        log.warning("background write failed in %s: %s", self.dir.name, exc)
-                    continue
-                # A caller may have cancelled its future (asyncio.wrap_future cancels the
-                # concurrent future when the awaiting task is cancelled, e.g. a client
-                # disconnect). Its write stands; only the delivery is skipped. Setting a
-                # result on a cancelled future would raise and kill this thread.
-                if item.future.done():
-                    continue
+            try:
+                self._complete_batch(results)
+            finally:
+                self._settled(len(results))
+
+    def _complete_batch(self, results: list[tuple[_Pending, Any, int, BaseException | None]]) -> None:
+        # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
+        ] = {}
+        grouped_upto = 0  # results before this index had their GroupedEffect applied with their run
+        for i, (item, res, item_lsn, exc) in enumerate(results):
+            if exc is None and item.after is not None and i >= grouped_upto:
                 try:
-                    if exc is not None:
-                        item.future.set_exception(exc)
+                    if isinstance(item.after, GroupedEffect):
+                        # The run: this op and the successful ops right after it sharing
+                        # the effect. All of it is applied before any of them is acknowledged.
+                        end = i + 1
+                        while (end < len(results) and results[end][0].after is item.after
+                               and results[end][3] is None):
+                            end += 1
+                        grouped_upto = end
+                        item.after.apply([(r[1], r[2]) for r in results[i:end]])
                     else:
-                        item.future.set_result((res, item_lsn))
-                except InvalidStateError:  # cancelled between the check and the set
-                    pass
-            for loop, items in by_loop.items():
-                _settle_on(loop, items)
+                        item.after(res, item_lsn)
+                except Exception:  # the write is durable; an in-memory effect failing is logged
+                    log.exception("post-commit effect failed in %s", self.dir.name,
+                                  extra={"memory_space": self.dir.name})
+            if item.waiter is not None:
+                by_loop.setdefault(item.waiter[0], []).append(
+                    (item.waiter[1], exc, None if exc is not None else (res, item_lsn)))
+                continue
+            if item.future is None:
+                if exc is not None and not isinstance(exc, EngramError):
+                    log.warning("background write failed in %s: %s", self.dir.name, exc)
+                continue
+            # A caller may have cancelled its future (asyncio.wrap_future cancels the
+            # concurrent future when the awaiting task is cancelled, e.g. a client
+            # disconnect). Its write stands; only the delivery is skipped. Setting a
+            # result on a cancelled future would raise and kill this thread.
+            if item.future.done():
+                continue
+            try:
+                if exc is not None:
+                    item.future.set_exception(exc)
+                else:
+                    item.future.set_result((res, item_lsn))
+            except InvalidStateError:  # cancelled between the check and the set
+                pass
+        for loop, items in by_loop.items():
+            _settle_on(loop, items)
 
     def write(self, op: WriteOp, *, mutates: bool = True,
               after: Callable[[Any, int], None] | None = None) -> tuple[Any, int]:
@@ -522,10 +717,19 @@ class SpaceStore:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)
-        self._thread.join()
-        self._done.put(None)
-        self._completer.join()
+            writer = self._thread if self._writer_running else None
+            if writer is not None:
+                self._queue.put(None)
+        # A writer that is not running left an empty queue (see _enqueue); one that is
+        # drains every queued write before it reaches the sentinel.
+        if writer is not None:
+            writer.join()
+        with self._done_lock:
+            completer = self._completer if self._completer_running else None
+            if completer is not None:
+                self._done.put(None)
+        if completer is not None:
+            completer.join()
         try:
             # Everything is already durable in the WAL; this only shortens the next open.
             self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -538,6 +742,24 @@ class SpaceStore:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._readers.clear()
+
+    def probe(self) -> None:
+        """Raise if the store cannot open a connection and take the write lock now (heal check).
+
+        Uses a connection of its own, so it runs beside the writer without touching its
+        connection; ``BEGIN IMMEDIATE`` + ``ROLLBACK`` writes nothing.
+        """
+        if not os.access(self.path, os.W_OK) or not os.access(self.dir, os.W_OK):
+            raise StorageUnavailable(f"{self.path} is not writable")
+        free = shutil.disk_usage(self.dir).free
+        if free < _PROBE_MIN_FREE:  # a write would only fail again: stay degraded, back off
+            raise StorageUnavailable(f"only {free} bytes free on the disk holding {self.dir}")
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
 
     def private_reader(self) -> sqlite3.Connection:
         """A read-only connection the caller owns (and closes): for long scans that

@@ -23,18 +23,43 @@ class Alive(BaseModel):
     status: str = "alive"
 
 
+class DiskHealth(BaseModel):
+    free_bytes: int | None = Field(None, description="Free bytes on the filesystem of the data directory.")
+    total_bytes: int | None = None
+    min_free_bytes: int = Field(..., description="The disk_min_free_bytes setting.")
+    full: bool = Field(..., description="True when free_bytes is below min_free_bytes.")
+
+
+class OpenFiles(BaseModel):
+    nofile: int = Field(..., description="The process's open-file limit now (ulimit -n).")
+    nofile_at_start: int
+    max_loaded_spaces: int = Field(..., description="Spaces held open at once (derived from the limit "
+                                   "when the max_loaded_spaces setting is 0).")
+    derived: bool
+    open_fds: int | None = Field(None, description="Descriptors the process holds now.")
+
+
 class Health(BaseModel):
-    status: str = Field(..., description="ok, degraded (some loaded space is unhealthy) or shutting_down.")
+    status: str = Field(..., description="ok, degraded (a loaded space is degraded or unhealthy, or the "
+                        "disk is full) or shutting_down.")
     spaces_total: int
     spaces_loaded: int
-    unhealthy_spaces: int
+    unhealthy_spaces: int = Field(..., description="How many loaded spaces are not ok (degraded or "
+                                  "unhealthy).")
+    degraded_spaces: list[str] = Field(..., description="Spaces with a transient storage error (retriable "
+                                       "503s); each is retried with backoff and serves again when it clears.")
+    unhealthy_space_ids: list[str] = Field(..., description="Spaces whose storage is damaged.")
+    disk: DiskHealth
+    open_files: OpenFiles
     shutting_down: bool
 
 
 class SpaceHealth(BaseModel):
     id: str
     healthy: bool
-    reason: str | None = Field(None, description="Why the space is unhealthy.")
+    state: str = Field("ok", description="ok, degraded (transient storage error, retried) or unhealthy "
+                       "(damage).")
+    reason: str | None = Field(None, description="Why the space is degraded or unhealthy.")
     memories: int | None = None
     last_lsn: int
     loaded: bool
@@ -73,6 +98,10 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
             spaces_total=h["spaces_total"],
             spaces_loaded=h["spaces_loaded"],
             unhealthy_spaces=unhealthy,
+            degraded_spaces=h["degraded_spaces"],
+            unhealthy_space_ids=h["unhealthy_space_ids"],
+            disk=DiskHealth(**{k: v for k, v in h["disk"].items() if k in DiskHealth.model_fields}),
+            open_files=OpenFiles(**h["open_files"]),
             shutting_down=h["shutting_down"],
         )
         return ok(body, 503 if h["shutting_down"] else 200)
@@ -95,6 +124,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
                 SpaceHealth(
                     id=desc.id,
                     healthy=desc.healthy,
+                    state=_state_of(service, desc.id, desc.healthy),
                     reason=desc.reason,
                     memories=desc.memory_count,
                     last_lsn=desc.last_lsn,
@@ -103,7 +133,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
             ]
         else:
             spaces = [SpaceHealth(**{k: s[k] for k in SpaceHealth.model_fields}) for s in h["spaces"]]
-        healthy = all(s.healthy for s in spaces)
+        healthy = all(s.healthy for s in spaces) and not h["disk"]["full"]
         status = "shutting_down" if h["shutting_down"] else ("ok" if healthy else "degraded")
         return ok(
             SystemHealth(
@@ -144,6 +174,13 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         return Response(json.dumps(body).encode(), media_type="application/json")
 
     return r
+
+
+def _state_of(service: EngramService, space_id: str, healthy: bool) -> str:
+    if healthy:
+        return "ok"
+    space = next((s for s in service.registry.loaded() if s.id == space_id), None)
+    return space.health_state if space is not None else "unhealthy"
 
 
 def _refresh_gauges(service: EngramService) -> None:
