@@ -21,6 +21,7 @@ the server sends back.
     ├── SpaceLimitReached           (409 / RESOURCE_EXHAUSTED)
     ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
+    ├── TooManySubscribers          (429 / RESOURCE_EXHAUSTED, Retry-After)
     ├── ShuttingDown                (503 / UNAVAILABLE)
     ├── EmbedderUnavailable         (503 / UNAVAILABLE)
     └── StorageError                (500 / INTERNAL)  -- never for client input
@@ -37,6 +38,7 @@ class EngramError(Exception):
     grpc_status = "INTERNAL"
     default_suggestion = ""
     default_example = ""
+    retry_after_seconds: int | None = None  # sent as Retry-After (REST) when set
 
     def __init__(
         self,
@@ -162,6 +164,20 @@ class SlowConsumer(EngramError):
     http_status = 429
     grpc_status = "RESOURCE_EXHAUSTED"
     default_suggestion = "Read the stream faster or narrow it with event-type filters."
+
+
+class TooManySubscribers(EngramError):
+    """A subscriber cap (per client, per space, or the server's) is reached; open streams go on."""
+
+    code = "TOO_MANY_SUBSCRIBERS"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+    retry_after_seconds = 5
+    default_suggestion = (
+        "Close streams you no longer read (or share one stream between consumers) and retry later; "
+        "the limits are the server settings max_subscribers_per_client, max_subscribers_per_space "
+        "and max_subscribers."
+    )
 
 
 class ShuttingDown(EngramError):

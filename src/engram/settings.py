@@ -77,6 +77,12 @@ class Settings:
     max_page_size: int = 1_000
     read_concurrency: int = 1  # short reads (recall, get, list...) running at once; see service._read
     subscriber_queue_depth: int = 1_024
+    # A subscriber that keeps missing events this long without catching up is dropped (SPEC §6).
+    subscriber_max_lag_seconds: float = 30.0
+    # Open stream subscriptions (SSE, gRPC Stream, MemoryFlow subscribe): 429 / RESOURCE_EXHAUSTED beyond.
+    max_subscribers_per_space: int = 256
+    max_subscribers_per_client: int = 128  # per peer IP (later: per API key)
+    max_subscribers: int = 0  # the whole server; 0 = auto: RLIMIT_NOFILE / 4, at most 4096
     grpc_max_message_bytes: int = 4_194_304
     stream_heartbeat_seconds: float = 15.0
     # -- server ---------------------------------------------------------------
@@ -100,10 +106,13 @@ class Settings:
                 example='durability = "fsync"',
             )
         positive = ("max_spaces", "max_body_bytes", "read_concurrency", "max_embedding_dim",
-                    "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads")
+                    "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads",
+                    "subscriber_max_lag_seconds", "max_subscribers_per_space", "max_subscribers_per_client")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_subscribers < 0:
+            raise InvalidInput(f"max_subscribers must be 0 (auto) or positive, got {self.max_subscribers!r}")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
                                example="trace_sample_ratio = 0.1")
