@@ -5,8 +5,8 @@
 
 One ``engram start`` process (fsync durability, hash embedder) with spaces ``fan-a``
 (the subscribed one) and ``fan-b`` (another tenant, pre-filled). The subscribers are
-raw asyncio SSE connections from this process (``engram.testing.sse_raw``), all on
-``fan-a``. Phases:
+raw asyncio SSE connections (``engram.testing.sse_raw``), all on ``fan-a``, held by a
+child process so that reading them does not share an event loop with the writers. Phases:
 
 1. ``recall_b_0``        sequential recall P50/P99 on ``fan-b``, no subscriber anywhere
 2. ``recall_b_idle``     the same with N idle subscribers on ``fan-a`` (nothing written there)
@@ -90,81 +90,113 @@ async def write_rate(session: Any, space: str, seconds: float, writers: int = 16
             "rate_per_s": round(done / elapsed, 1), "writers": writers}
 
 
-async def run(url: str, subscribers: int, recalls: int, seconds: float, fill_n: int) -> dict[str, Any]:
-    import aiohttp
+def swarm_process(url: str, conn: Any) -> None:
+    """Child process: holds the SSE subscribers, so their reading does not share the writers' loop."""
+    asyncio.run(_swarm(url, conn))
 
+
+async def _swarm(url: str, conn: Any) -> None:
     from engram.testing.sse_raw import RawSubscriber
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", int(parts.port or 80)
+    loop = asyncio.get_running_loop()
+    subs: list[RawSubscriber] = []
+    readers: list[asyncio.Future[None]] = []
+    while True:
+        cmd, arg = await loop.run_in_executor(None, conn.recv)
+        if cmd == "open":
+            subs = []
+            for start in range(0, arg, 50):  # in waves: the accept backlog is not the subject
+                subs += await asyncio.gather(*(RawSubscriber.open(host, port, "fan-a")
+                                               for _ in range(min(50, arg - start))))
+            for sub in subs:
+                sub.light = True
+                sub.watch_ids.add("fan-marker")
+            readers = [asyncio.ensure_future(sub.consume()) for sub in subs]
+            conn.send(sum(sub.status != 200 for sub in subs))
+        elif cmd == "watch":
+            t0 = time.perf_counter()
+            got = await asyncio.gather(*(sub.wait_for(lambda x: "fan-marker" in x.stored_ids, arg)
+                                         for sub in subs if sub.status == 200))
+            conn.send({
+                "drain_seconds": round(time.perf_counter() - t0, 2),
+                "subscribers_reached_marker": sum(got),
+                "events_delivered_mean": round(sum(x.counts.get("stored", 0) for x in subs) / len(subs), 1),
+                "lagged_notices": sum(x.counts.get("lagged", 0) for x in subs),
+                "ended": sum(x.counts.get("end", 0) for x in subs),
+            })
+        elif cmd == "close":
+            for sub in subs:
+                sub.close()
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            conn.send(None)
+        else:
+            return
+
+
+async def run(url: str, subscribers: int, recalls: int, seconds: float, fill_n: int) -> dict[str, Any]:
+    import multiprocessing
+
+    import aiohttp
+
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    child = ctx.Process(target=swarm_process, args=(url, child_conn), daemon=True)
+    child.start()
+    loop = asyncio.get_running_loop()
+
+    async def ask(cmd: str, arg: Any = None) -> Any:
+        conn.send((cmd, arg))
+        return await loop.run_in_executor(None, conn.recv)
+
     out: dict[str, Any] = {}
-    conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(url, connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
-        await fill(s, "fan-b", fill_n)
-        await recall_latency(s, "fan-b", 20)  # warm
-        out["recall_b_0"] = await recall_latency(s, "fan-b", recalls)
-        show("recall_b_0", out["recall_b_0"])
+    try:
+        async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=0),
+                                         timeout=aiohttp.ClientTimeout(total=120)) as s:
+            await fill(s, "fan-b", fill_n)
+            await recall_latency(s, "fan-b", 20)  # warm
+            out["recall_b_0"] = await recall_latency(s, "fan-b", recalls)
+            show("recall_b_0", out["recall_b_0"])
 
-        t0 = time.perf_counter()
-        subs: list[RawSubscriber] = []
-        for start in range(0, subscribers, 50):  # connect in waves: the accept backlog is not the subject
-            subs += await asyncio.gather(*(RawSubscriber.open(host, port, "fan-a")
-                                           for _ in range(min(50, subscribers - start))))
-        refused = sum(sub.status != 200 for sub in subs)
-        for sub in subs:
-            sub.keep_frames = False
-        readers = [asyncio.ensure_future(sub.consume()) for sub in subs]
-        out["connect"] = {"subscribers": subscribers, "refused": refused,
-                          "seconds": round(time.perf_counter() - t0, 2)}
-        show("connect", out["connect"])
-        await asyncio.sleep(1.0)
-        out["recall_b_idle"] = await recall_latency(s, "fan-b", recalls)
-        show("recall_b_idle", out["recall_b_idle"])
-        for sub in subs:
-            sub.close()
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        await asyncio.sleep(1.0)
+            t0 = time.perf_counter()
+            refused = await ask("open", subscribers)
+            out["connect"] = {"subscribers": subscribers, "refused": refused,
+                              "seconds": round(time.perf_counter() - t0, 2)}
+            show("connect", out["connect"])
+            await asyncio.sleep(1.0)
+            out["recall_b_idle"] = await recall_latency(s, "fan-b", recalls)
+            show("recall_b_idle", out["recall_b_idle"])
+            await ask("close")
+            await asyncio.sleep(1.0)
 
-        out["write_a_0"] = await write_rate(s, "fan-a", seconds)
-        show("write_a_0", out["write_a_0"])
+            out["write_a_0"] = await write_rate(s, "fan-a", seconds)
+            show("write_a_0", out["write_a_0"])
 
-        subs = []
-        for start in range(0, subscribers, 50):
-            subs += await asyncio.gather(*(RawSubscriber.open(host, port, "fan-a")
-                                           for _ in range(min(50, subscribers - start))))
-        for sub in subs:
-            sub.keep_frames = False
-        readers = [asyncio.ensure_future(sub.consume()) for sub in subs]
-        await asyncio.sleep(1.0)
-        res = await write_rate(s, "fan-a", seconds)
-        async with s.post("/api/v1/memories/remember", json={"id": "fan-marker", "content": "end"},
-                          headers={"X-Memory-Space": "fan-a"}) as r:
-            assert r.status == 201
-        t0 = time.perf_counter()
-        got = await asyncio.gather(*(sub.wait_for(lambda x: "fan-marker" in x.stored_ids, 120)
-                                     for sub in subs if sub.status == 200))
-        res["drain_seconds"] = round(time.perf_counter() - t0, 2)
-        res["subscribers_reached_marker"] = sum(got)
-        delivered = sum(x.counts.get("stored", 0) for x in subs)
-        res["events_delivered_mean"] = round(delivered / max(1, len(subs)), 1)
-        res["lagged_notices"] = sum(x.counts.get("lagged", 0) for x in subs)
-        res["ended"] = sum(x.counts.get("end", 0) for x in subs)
-        out["write_a_consumed"] = res
-        show("write_a_consumed", res)
+            await ask("open", subscribers)
+            await asyncio.sleep(1.0)
+            res = await write_rate(s, "fan-a", seconds)
+            async with s.post("/api/v1/memories/remember", json={"id": "fan-marker", "content": "end"},
+                              headers={"X-Memory-Space": "fan-a"}) as r:
+                assert r.status == 201
+            res.update(await ask("watch", 120.0))
+            out["write_a_consumed"] = res
+            show("write_a_consumed", res)
 
-        busy = asyncio.ensure_future(write_rate(s, "fan-a", seconds + 30, writers=8))
-        await asyncio.sleep(0.5)
-        out["recall_b_busy"] = await recall_latency(s, "fan-b", max(50, recalls // 2))
-        show("recall_b_busy", out["recall_b_busy"])
-        busy.cancel()
-        await asyncio.gather(busy, return_exceptions=True)
-        for sub in subs:
-            sub.close()
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+            busy = asyncio.ensure_future(write_rate(s, "fan-a", seconds + 60, writers=8))
+            await asyncio.sleep(0.5)
+            out["recall_b_busy"] = await recall_latency(s, "fan-b", max(50, recalls // 2))
+            show("recall_b_busy", out["recall_b_busy"])
+            busy.cancel()
+            await asyncio.gather(busy, return_exceptions=True)
+            await ask("close")
+    finally:
+        conn.send(("exit", None))
+        child.join(10)
+        if child.is_alive():
+            child.kill()
     return out
 
 

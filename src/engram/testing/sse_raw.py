@@ -8,8 +8,8 @@
     sub.close()
 
 ``RawSubscriber.open(..., rcvbuf=4096)`` shrinks the socket's receive buffer before
-connecting, so a subscriber that then never reads fills its TCP window after a few
-kilobytes: the server, not the kernel, has to deal with the backlog.
+connecting, so a subscriber that then stops reading (``sub.stall()``) fills its TCP window
+after a few kilobytes: the server, not the kernel, has to deal with the backlog.
 
 No HTTP library is involved: the request is written by hand and the chunked body is
 decoded here, so thousands of subscribers cost one socket and one small task each, and
@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+_EVENT = re.compile(rb"^event: (\w+)$", re.M)
 
 
 class RawSubscriber:
@@ -41,6 +44,10 @@ class RawSubscriber:
         self.eof = False  # the server completed the response (or closed the connection)
         self.reset = False  # the connection was reset (aborted) by the server
         self.keep_frames = True
+        # light: count frames by event type and spot ``watch_ids`` without decoding JSON (cheap
+        # enough for hundreds of subscribers in one process)
+        self.light = False
+        self.watch_ids: set[str] = set()
         self._pending = b""  # decoded body bytes not yet forming a whole frame
         self._changed = asyncio.Event()
 
@@ -56,11 +63,17 @@ class RawSubscriber:
         rcvbuf: int | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 30.0,
+        source: str | None = None,
     ) -> RawSubscriber:
-        """Connect, send the request and read the response head (and a refusal's body)."""
+        """Connect, send the request and read the response head (and a refusal's body).
+
+        ``source`` binds the client end to that address first (e.g. ``127.0.0.2``: on Linux every
+        127.0.0.0/8 address is local), so one test can be several clients by peer address."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            sock.bind((source, 0))
         sock.setblocking(False)
         try:
             await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout)
@@ -127,6 +140,19 @@ class RawSubscriber:
     def _feed(self, data: bytes) -> None:
         self._pending += data
         *blocks, self._pending = self._pending.split(b"\n\n")
+        if self.light:
+            for block in blocks:
+                if block.startswith(b":"):
+                    self.comments += 1
+                    continue
+                found = _EVENT.search(block)
+                event = found.group(1).decode() if found else "message"
+                self.counts[event] = self.counts.get(event, 0) + 1
+                for memory_id in self.watch_ids:
+                    if f'"memory_id":"{memory_id}"'.encode() in block:
+                        self.stored_ids.add(memory_id)
+            self._changed.set()
+            return
         for block in blocks:
             frame: dict[str, Any] = {}
             for line in block.decode().split("\n"):
@@ -157,6 +183,13 @@ class RawSubscriber:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
         return pred(self)
+
+    def stall(self) -> None:
+        """Stop reading from the socket for good: with a small ``rcvbuf`` the TCP window closes
+        after a few kilobytes, and what the server sends next waits on the server's side."""
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -36,6 +36,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
+import struct
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
@@ -50,6 +53,8 @@ MAX_FRAMES_PER_WRITE = 256
 #: How long a stream whose subscription has ended may take to write its last frames before the
 #: connection is aborted (the client stopped reading: its socket is full).
 DROP_GRACE_SECONDS = 2.0
+#: Kernel send buffer of an SSE socket (see ``_limit_send_buffer``).
+SEND_BUFFER_BYTES = 256 * 1024
 
 
 class EventFilter:
@@ -117,6 +122,7 @@ class EventStreamResponse(Response):
         gauge = self.metrics.subscribers.labels("rest", label)
         gauge.inc()
         try:
+            _limit_send_buffer(receive)
             await send(
                 {
                     "type": "http.response.start",
@@ -191,16 +197,38 @@ class EventStreamResponse(Response):
                 return
 
 
-async def _abort_connection(receive: Receive) -> None:
-    """Reset the connection under this request (uvicorn's): ASGI has no way to say "abort".
+def _transport(receive: Receive) -> Any:
+    """The connection under this request, or None: ASGI has no way to reach it, but uvicorn's
+    ``receive`` is a method of its request cycle, which holds the transport. Not reachable
+    behind another server or a middleware that wrapped ``receive``; callers then do without."""
+    return getattr(getattr(receive, "__self__", None), "transport", None)
 
-    uvicorn's ``receive`` is a method of its request cycle, which holds the transport. If it
-    is not reachable (another server, or a middleware that wrapped ``receive``), returning
-    without completing the response makes the server close the connection itself.
+
+def _limit_send_buffer(receive: Receive) -> None:
+    """Bound the kernel's send buffer of this stream's socket to ``SEND_BUFFER_BYTES``.
+
+    Linux grows a socket's send buffer up to ``tcp_wmem`` max (4 MiB here) while its peer does
+    not read: per stalled subscriber, megabytes of kernel memory, and ~10,000 events it would
+    seem to accept before the server could notice it lagging. A fixed buffer disables that
+    growth (256 KiB still carries thousands of events per second over a 100 ms link).
     """
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    transport = _transport(receive)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
+async def _abort_connection(receive: Receive) -> None:
+    """Reset the connection under this request. Without the transport (see ``_transport``),
+    returning without completing the response makes the server close the connection itself."""
+    transport = _transport(receive)
     abort = getattr(transport, "abort", None)
     if callable(abort):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: a reset, so the kernel drops the unread backlog at once too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         abort()
         for _ in range(3):  # let the server see the connection lost before this app returns
             await asyncio.sleep(0)
