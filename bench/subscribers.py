@@ -148,9 +148,15 @@ async def run(url: str, subscribers: int, recalls: int, seconds: float, fill_n: 
     child.start()
     loop = asyncio.get_running_loop()
 
+    def answer() -> Any:
+        while not conn.poll(1.0):
+            if not child.is_alive():
+                raise RuntimeError(f"the subscriber process died (exit code {child.exitcode})")
+        return conn.recv()
+
     async def ask(cmd: str, arg: Any = None) -> Any:
         conn.send((cmd, arg))
-        return await loop.run_in_executor(None, conn.recv)
+        return await loop.run_in_executor(None, answer)
 
     out: dict[str, Any] = {}
     try:
