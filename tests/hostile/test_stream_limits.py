@@ -33,6 +33,7 @@ from engram.testing.sse_raw import RawSubscriber
 
 API = "/api/v1"
 HOST = "127.0.0.1"
+TCP_CLOSE = 7  # Linux tcpi_state after a reset
 
 
 def _port(srv: EngramProcess) -> int:
@@ -218,6 +219,9 @@ def test_sse_stalled_reader_is_dropped(engram_server_factory: Callable[..., Engr
     try:
         assert _subscribers(srv, "slow", "rest") == 2
         _write_until(srv, "slow", lambda: _subscribers(srv, "slow", "rest") == 1, 60)
+        # The server cut the dropped reader's connection itself (a reset reached it while it was
+        # still not reading), so neither the socket nor its backlog waits on that client.
+        _wait_until(lambda: stalled.tcp_state() == TCP_CLOSE, 10, "the stalled connection was not reset")
         with httpx.Client(base_url=srv.http_url, timeout=30) as http:
             _remember(http, "slow", "after-drop")  # writers were never blocked, and still are not
         _wait_until(lambda: "after-drop" in healthy.stored_ids, 30, "the healthy subscriber fell behind")

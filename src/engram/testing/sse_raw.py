@@ -121,9 +121,12 @@ class RawSubscriber:
         try:
             while not self.eof:
                 await self._read_chunk()
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+        except ConnectionResetError:
             self.reset = True
             self.eof = True
+            self._changed.set()
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            self.eof = True  # closed before the response was complete
             self._changed.set()
 
     async def _read_chunk(self) -> None:
@@ -190,6 +193,11 @@ class RawSubscriber:
         transport = self.writer.transport
         assert isinstance(transport, asyncio.ReadTransport)
         transport.pause_reading()
+
+    def tcp_state(self) -> int:
+        """The socket's TCP state (Linux ``tcpi_state``): 1 established, 7 closed (reset), 8 close-wait."""
+        sock = self.writer.get_extra_info("socket")
+        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0])
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
