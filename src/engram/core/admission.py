@@ -21,6 +21,7 @@ key id will replace it (``key:<id>``) without changing the counting.
 from __future__ import annotations
 
 import collections
+import logging
 import resource
 import threading
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from ..errors import TooManySubscribers
 
 AUTO_MAX = 4096
+log = logging.getLogger("engram.streams")
 
 
 def client_key(ip: str | None, key_id: str | None = None) -> str:
@@ -53,6 +55,8 @@ class StreamAdmission:
         self._by_space: collections.Counter[str] = collections.Counter()
         self._by_client: collections.Counter[str] = collections.Counter()
         self._open = 0
+        log.info("stream subscribers: at most %d per client, %d per space, %d in all%s", per_client,
+                 per_space, self.total, "" if total else " (max_subscribers = 0: RLIMIT_NOFILE / 4, <= 4096)")
 
     def admit(self, space_id: str, client: str) -> Callable[[], None]:
         """Take a slot or raise ``TooManySubscribers``; returns the release function (call it once)."""
