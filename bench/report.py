@@ -1425,6 +1425,8 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     lines += section_peer(r)
     if "semantic" in r.run.get("steps", {}) or r.has("semantic"):
         lines += section_semantic(r)
+    if "subscribers" in r.run.get("steps", {}) or r.has("subscribers"):
+        lines += section_generic(r, "subscribers", "SSE fan-out (bench/subscribers.py)")
     if "quality" in r.run.get("steps", {}) or r.has("quality"):
         from report_quality import section_quality
 

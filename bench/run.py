@@ -138,6 +138,15 @@ STEPS: tuple[Step, ...] = (
         60,
         owner="embedding",
     ),
+    Step(
+        "subscribers",
+        "subscribers.py",
+        "SSE fan-out: another space's recall P50 with 0 / 500 idle subscribers on one space, that space's "
+        "write rate with 0 / 500 consuming subscribers",
+        240,
+        90,
+        owner="streams",
+    ),
 )
 
 

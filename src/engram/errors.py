@@ -24,6 +24,7 @@ the server sends back.
     ├── MemorySpaceExists           (409 / ALREADY_EXISTS)
     ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
+    ├── TooManySubscribers          (429 / RESOURCE_EXHAUSTED, Retry-After)
     ├── ShuttingDown                (503 / UNAVAILABLE)
     ├── EmbedderUnavailable         (503 / UNAVAILABLE)
     ├── SpaceCapacityExhausted      SPACE_CAPACITY_EXHAUSTED (503 / UNAVAILABLE)
@@ -42,6 +43,7 @@ class EngramError(Exception):
     grpc_status = "INTERNAL"
     default_suggestion = ""
     default_example = ""
+    retry_after_seconds: int | None = None  # sent as Retry-After (REST) when set
 
     def __init__(
         self,
@@ -184,6 +186,20 @@ class SlowConsumer(EngramError):
     http_status = 429
     grpc_status = "RESOURCE_EXHAUSTED"
     default_suggestion = "Read the stream faster or narrow it with event-type filters."
+
+
+class TooManySubscribers(EngramError):
+    """A subscriber cap (per client, per space, or the server's) is reached; open streams go on."""
+
+    code = "TOO_MANY_SUBSCRIBERS"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+    retry_after_seconds = 5
+    default_suggestion = (
+        "Close streams you no longer read (or share one stream between consumers) and retry later; "
+        "the limits are the server settings max_subscribers_per_client, max_subscribers_per_space "
+        "and max_subscribers."
+    )
 
 
 class ShuttingDown(EngramError):

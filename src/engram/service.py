@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from .cognition.api import SpaceCognition
 from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
+from .core.admission import StreamAdmission
 from .core.embedded import known_dimension
 from .core.events import Subscription
 from .core.models import (
@@ -99,6 +100,8 @@ class EngramService:
         self.embedders = Embedders(settings)
         self.registry = SpaceRegistry(settings, clock, embedders=self.embedders)
         self._read_gate = threading.BoundedSemaphore(settings.read_concurrency)
+        self.streams = StreamAdmission(settings.max_subscribers_per_space,
+                                       settings.max_subscribers_per_client, settings.max_subscribers)
         self.shutting_down = False
 
     # -- space resolution (SPEC §2) ---------------------------------------------
@@ -258,12 +261,21 @@ class EngramService:
 
     # -- events -----------------------------------------------------------------
     def subscribe(self, space_id: str, types: Iterable[str] | None = None,
-                  depth: int | None = None) -> Subscription:
+                  depth: int | None = None, client: str = "local") -> Subscription:
+        """A subscription to one space's events, counted against the subscriber caps under ``client``
+        (:func:`engram.core.admission.client_key`); raises ``TooManySubscribers`` beyond them. The
+        slot is given back when the subscription is closed."""
         if self.shutting_down:
             from .errors import ShuttingDown
 
             raise ShuttingDown("the server is shutting down and accepts no new streams")
-        return self.space(space_id).events.subscribe(types, depth)
+        space = self.space(space_id)
+        release = self.streams.admit(space_id, client)
+        try:
+            return space.events.subscribe(types, depth, on_close=release)
+        except BaseException:
+            release()
+            raise
 
     # -- cognition (implemented in engram.cognition.api) ----------------------
     def cognition(self, space_id: str) -> SpaceCognition:

@@ -90,6 +90,12 @@ class Settings:
     max_page_size: int = 1_000
     read_concurrency: int = 1  # short reads (recall, get, list...) running at once; see service._read
     subscriber_queue_depth: int = 1_024
+    # A subscriber that keeps missing events this long without catching up is dropped (SPEC §6).
+    subscriber_max_lag_seconds: float = 30.0
+    # Open stream subscriptions (SSE, gRPC Stream, MemoryFlow subscribe): 429 / RESOURCE_EXHAUSTED beyond.
+    max_subscribers_per_space: int = 256
+    max_subscribers_per_client: int = 128  # per peer IP (later: per API key)
+    max_subscribers: int = 0  # the whole server; 0 = auto: RLIMIT_NOFILE / 4, at most 4096
     grpc_max_message_bytes: int = 4_194_304
     # gRPC connection limits (see api/grpc/server.py and docs/configuration.md "gRPC limits").
     grpc_max_concurrent_rpcs: int = 1_000  # whole server, streams included; then RESOURCE_EXHAUSTED; 0: none
@@ -132,7 +138,8 @@ class Settings:
             )
         positive = ("max_spaces", "max_body_bytes", "max_restore_bytes", "read_concurrency",
                     "max_embedding_dim",
-                    "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads")
+                    "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads",
+                    "subscriber_max_lag_seconds", "max_subscribers_per_space", "max_subscribers_per_client")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -164,6 +171,8 @@ class Settings:
         for name in ("max_loaded_spaces", "disk_min_free_bytes"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+        if self.max_subscribers < 0:
+            raise InvalidInput(f"max_subscribers must be 0 (auto) or positive, got {self.max_subscribers!r}")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
                                example="trace_sample_ratio = 0.1")

@@ -27,7 +27,10 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     with EngramProcess.start(
         root,
         spaces=["alpha", "beta"],
-        settings={"subscriber_queue_depth": QUEUE_DEPTH, "stream_heartbeat_seconds": 2},
+        # the stalled streams of test_stalled_reader_does_not_slow_other_streams must outlive the
+        # test (they are read at its end), however slow the machine: no drop for lag here
+        settings={"subscriber_queue_depth": QUEUE_DEPTH, "stream_heartbeat_seconds": 2,
+                  "subscriber_max_lag_seconds": 3600},
     ) as proc:
         yield proc
 

@@ -87,7 +87,8 @@ class MemorySpace(TextEmbedding):
         self.dir = space_dir
         self.settings = settings
         self.clock = clock
-        self.events = EventBus(space_id, depth=settings.subscriber_queue_depth)
+        self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
+                               max_lag_seconds=settings.subscriber_max_lag_seconds)
         self.vectors = VectorSet()
         self.healthy = True
         self.unhealthy_reason: str | None = None
@@ -601,8 +602,7 @@ class MemorySpace(TextEmbedding):
                 self._pending.update(dict.fromkeys(waiting))
         if (waiting or (with_vec and self.embedding_active)) and self.backfill is not None:
             self.backfill.notify(self)  # vectors to compute, or client vectors' fan to measure
-        for res, lsn in run:
-            self.events.publish("stored", lsn, res["event"])
+        self.events.publish_many(("stored", lsn, res["event"]) for res, lsn in run)  # one wake per run
 
     def remember(self, item: MemoryInput) -> StoreReceipt:
         fut, receipt = self.submit_remember(item)

@@ -116,21 +116,22 @@ def install(kind: str) -> None:
     elif kind == "events":
         from engram.core.events import EventBus
 
-        orig_publish = EventBus.publish
+        orig_publish = EventBus.publish_many  # EventBus.publish goes through it too
 
-        def publish(self: Any, type_: str, lsn: int, data: dict[str, Any]) -> None:
-            orig_publish(self, type_, lsn, data)
+        def publish_many(self: Any, items: Any) -> None:
+            items = list(items)
+            orig_publish(self, items)
             if getattr(self, "_leaky_forwarding", False):
                 return
             sib = _sibling(self.memory_space_id) if hasattr(self, "memory_space_id") else None
             if sib is not None and sib.events is not self:
                 sib.events._leaky_forwarding = True
                 try:
-                    orig_publish(sib.events, type_, lsn, data)
+                    orig_publish(sib.events, items)
                 finally:
                     sib.events._leaky_forwarding = False
 
-        EventBus.publish = publish  # type: ignore[method-assign]
+        EventBus.publish_many = publish_many  # type: ignore[method-assign]
     elif kind == "cognition":
         from engram.cognition import api as cog_api
 

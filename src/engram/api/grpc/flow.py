@@ -9,7 +9,11 @@ Concurrency and flow control, per flow:
   recall first waits for the stores submitted before it in the same flow, so a
   flow always reads its own writes. At most ``IN_FLIGHT`` requests are open;
   beyond that the flow stops reading requests (gRPC flow control pushes back).
-* Each subscription has its own bounded ``Subscription`` queue and a pump task.
+* Each subscription counts against the subscriber caps (``core.admission``; beyond
+  them the subscribe request is answered with a ``RESOURCE_EXHAUSTED`` ErrorDetail
+  and the flow stays open) and has its own bounded ``Subscription`` queue and a
+  pump task. A subscription dropped as a slow consumer is answered with a
+  ``SLOW_CONSUMER`` ErrorDetail and its slot is freed; the flow goes on.
   The pump forwards an event only while the flow is not paused and, in credit
   mode, holds a credit; otherwise events wait in the subscription's queue,
   whose overflow becomes a ``LagNotice`` - the publisher is never blocked.
@@ -32,6 +36,7 @@ from typing import Any
 
 import grpc
 
+from ...core.admission import client_key
 from ...core.events import Closed, Lagged, Subscription
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from . import convert as c
@@ -39,7 +44,7 @@ from .errors import map_error
 from .gen import memory_pb2 as pb
 from .gen import service_pb2 as spb
 from .space import CallSpace
-from .streaming import StreamingHandlers, closed_error
+from .streaming import StreamingHandlers, closed_error, peer_ip
 
 log = logging.getLogger("engram.grpc")
 
@@ -167,7 +172,8 @@ class _Flow:
         space = res.space_id
         self.trace.saw(space, res.fell_back)
         types = c.event_types(req.subscribe.event_types, "subscribe.event_types")
-        sub = self.h.service.subscribe(space, types, self.h.settings.subscriber_queue_depth)
+        sub = self.h.service.subscribe(space, types, self.h.settings.subscriber_queue_depth,
+                                       client=client_key(peer_ip(self.calls.peer)))
         task = asyncio.ensure_future(self.pump(seq, sub, space))
         self.subs[seq] = (sub, task, space)
         self.h.metrics.subscribers.labels("grpc", self.h.metrics.space_label(space)).inc()
@@ -200,6 +206,7 @@ class _Flow:
                 except Closed as closed:
                     err = closed_error(closed, self.h.service.shutting_down, space)
                     if isinstance(err, (SlowConsumer, MemorySpaceNotFound)):  # this subscription ends
+                        sub.close()  # its subscriber slot is free again, whatever the output queue does
                         entry = self.subs.pop(seq, None)
                         if entry is not None:
                             self.h.metrics.subscribers.labels("grpc", self.h.metrics.space_label(space)).dec()
@@ -223,7 +230,8 @@ class _Flow:
                         sequence=seq, lag_notice=c.lag_notice(item), memory_space_id=space
                     )
                 else:
-                    resp = spb.MemoryFlowResponse(sequence=seq, event=c.event(item), memory_space_id=space)
+                    resp = spb.MemoryFlowResponse(sequence=seq, event=item.encoded("grpc-event", c.event),
+                                                  memory_space_id=space)
                 await self.out.put(resp)
         except asyncio.CancelledError:
             pass

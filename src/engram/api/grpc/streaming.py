@@ -7,10 +7,16 @@ another stream:
 
 * ``Stream`` reads from its own ``Subscription``, a bounded queue filled by the
   space's event bus without ever blocking the publisher. When the client stops
-  reading, HTTP/2 flow control suspends *this* handler at its ``yield``; the
-  subscription then overflows, the missed events are counted and reported as a
-  ``LagNotice`` when the client reads again, and a subscriber that misses too
-  many is closed and the stream ends with ``RESOURCE_EXHAUSTED``.
+  reading, HTTP/2 flow control suspends *this* stream's writer task in
+  ``context.write``; the subscription then overflows, the missed events are
+  counted and reported as a ``LagNotice`` when the client reads again, and a
+  subscriber that keeps missing events for ``subscriber_max_lag_seconds`` is
+  dropped by the bus: the stream ends with ``RESOURCE_EXHAUSTED`` "slow
+  consumer". A writer still stuck ``DROP_GRACE_SECONDS`` after the drop is
+  cancelled and the status is queued behind what the client has not read, so
+  the handler and its subscriber slot are released even if it never reads again.
+* Subscriptions are admitted against the subscriber caps under the peer's IP
+  (``core.admission``); beyond them the call fails with ``RESOURCE_EXHAUSTED``.
 * ``StreamingRemember`` / ``StreamingRecall`` pipeline: a reader task submits
   each request as soon as it arrives (so concurrent writes from one stream land
   in the same group commit), while the handler yields the answers strictly in
@@ -34,7 +40,8 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from ...core.events import Closed, Lagged
+from ...core.admission import client_key
+from ...core.events import SLOW_CONSUMER, Closed, Event, Lagged, Subscription
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from . import convert as c
 from .base import Adapter, StreamTrace
@@ -49,6 +56,28 @@ _R = TypeVar("_R")
 
 #: Requests in flight per StreamingRemember / StreamingRecall stream.
 PIPELINE_WINDOW = 256
+#: How long a stream whose subscription has ended may take to deliver its end before it is cut off.
+DROP_GRACE_SECONDS = 2.0
+
+
+def peer_ip(peer: str) -> str:
+    """The address of a gRPC peer string: ``ipv4:127.0.0.1:5000`` -> ``127.0.0.1``,
+    ``ipv6:[::1]:5000`` -> ``::1``, anything else (``unix:...``) as its scheme."""
+    scheme, _, rest = peer.partition(":")
+    if scheme == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if scheme == "ipv6":
+        host = rest.rpartition(":")[0] if rest.startswith("[") else rest
+        return host.strip("[]")
+    return scheme or "unknown"
+
+
+_NO_MESSAGES: list[spb.StreamResponse] = []
+
+
+def stream_response(event: Event) -> spb.StreamResponse:
+    """One event as a Stream message; built once per event and shared by every subscriber."""
+    return spb.StreamResponse(event=c.event(event))
 
 
 def closed_error(closed: Closed, service_shutting_down: bool, space: str) -> Exception:
@@ -69,6 +98,14 @@ def closed_error(closed: Closed, service_shutting_down: bool, space: str) -> Exc
 class StreamingHandlers(Adapter):
     # -- Stream: the events of one space ---------------------------------------------
     async def Stream(self, request: spb.StreamRequest, context: Ctx) -> AsyncIterator[spb.StreamResponse]:
+        """An async generator, as the servicer declares, that yields nothing itself: a separate task
+        writes the messages with ``context.write`` (see ``_deliver``), so that a write stuck on a
+        client that stopped reading can be cancelled when the subscription is dropped."""
+        await self._stream(request, context)
+        for message in _NO_MESSAGES:
+            yield message
+
+    async def _stream(self, request: spb.StreamRequest, context: Ctx) -> None:
         rpc = "Stream"
         t0 = time.perf_counter()
         calls = CallSpace(self.service, context, rpc)
@@ -79,27 +116,16 @@ class StreamingHandlers(Adapter):
         try:
             space = calls.resolve(request.memory_space_id).space_id
             types = c.event_types(request.event_types)
-            sub = self.service.subscribe(space, types, self.settings.subscriber_queue_depth)
+            sub = self.service.subscribe(space, types, self.settings.subscriber_queue_depth,
+                                         client=client_key(peer_ip(calls.peer)))
             self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).inc()
             # Headers go out once the subscription exists: a client that waits for
             # the initial metadata knows every later event reaches it.
             await context.send_initial_metadata((("engram-memory-space", space),))
             log.info("stream opened", extra={"memory_space": space, "rpc": rpc, "peer": calls.peer,
                                              "event_types": types or "all"})
-            heartbeat = self.settings.stream_heartbeat_seconds
-            while True:
-                try:
-                    item = await sub.get(timeout=heartbeat)
-                except Closed as closed:
-                    raise closed_error(closed, self.service.shutting_down, space) from None
-                if item is None:
-                    yield spb.StreamResponse(heartbeat=c.heartbeat(space, self._last_lsn(space)))
-                elif isinstance(item, Lagged):
-                    self.metrics.lagged.labels("grpc", self.metrics.space_label(space)).inc()
-                    yield spb.StreamResponse(lag_notice=c.lag_notice(item))
-                else:
-                    yield spb.StreamResponse(event=c.event(item))
-        except (asyncio.CancelledError, GeneratorExit):
+            await self._deliver(sub, space, context)
+        except asyncio.CancelledError:
             status = "CANCELLED"
             raise
         except Exception as exc:
@@ -107,7 +133,10 @@ class StreamingHandlers(Adapter):
             status = mapped.status.name
             self.log_failure(rpc, space, mapped, calls.peer, request.memory_space_id or calls.metadata_value,
                              span=span, exc=exc)
-            await self.abort(context, mapped, calls.trailing())
+            # A client that stopped reading gets the status behind what it has not read;
+            # the handler does not wait for that.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.abort(context, mapped, calls.trailing()), DROP_GRACE_SECONDS)
         finally:
             if sub is not None:
                 sub.close("stream ended")
@@ -115,6 +144,43 @@ class StreamingHandlers(Adapter):
                 log.info("stream closed", extra={"memory_space": space, "rpc": rpc, "status": status,
                                                  "seconds": round(time.perf_counter() - t0, 3)})
             self.observe(rpc, space, status, t0, span, calls)
+
+    async def _deliver(self, sub: Subscription, space: str, context: Ctx) -> None:
+        """Write the subscription's events until it ends; raise the status that ends the call."""
+        writer = asyncio.ensure_future(self._write_events(sub, space, context))
+        ended = asyncio.ensure_future(sub.wait_closed())
+        try:
+            done, _ = await asyncio.wait({writer, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if writer not in done:  # ended by the server: the writer reports it, unless it is stuck
+                done, _ = await asyncio.wait({writer}, timeout=DROP_GRACE_SECONDS)
+            if writer in done:
+                writer.result()
+                return
+            log.info("stream cut off: the client stopped reading",
+                     extra={"memory_space": space, "rpc": "Stream", "reason": sub.closed})
+            raise closed_error(Closed(sub.closed or SLOW_CONSUMER), self.service.shutting_down, space)
+        finally:
+            for task in (writer, ended):
+                task.cancel()
+            for task in (writer, ended):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _write_events(self, sub: Subscription, space: str, context: Ctx) -> None:
+        heartbeat = self.settings.stream_heartbeat_seconds
+        lagged = self.metrics.lagged.labels("grpc", self.metrics.space_label(space))
+        while True:
+            try:
+                item = await sub.get(timeout=heartbeat)
+            except Closed as closed:
+                raise closed_error(closed, self.service.shutting_down, space) from None
+            if item is None:
+                await context.write(spb.StreamResponse(heartbeat=c.heartbeat(space, self._last_lsn(space))))
+            elif isinstance(item, Lagged):
+                lagged.inc()
+                await context.write(spb.StreamResponse(lag_notice=c.lag_notice(item)))
+            else:
+                await context.write(item.encoded("grpc", stream_response))
 
     def _last_lsn(self, space: str) -> int:
         try:

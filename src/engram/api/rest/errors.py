@@ -90,7 +90,8 @@ async def on_engram_error(request: Request, exc: Exception) -> Response:
             body["error"]["suggestion"] = exc.suggestion.replace("<id>", sid)
     if exc.http_status >= 500:
         log.error("request failed: %s", exc.message, extra={"code": exc.code, "route": _route(request)})
-    return error_response(exc.http_status, body)
+    retry = exc.retry_after_seconds
+    return error_response(exc.http_status, body, {"Retry-After": str(retry)} if retry is not None else None)
 
 
 async def on_validation_error(request: Request, exc: Exception) -> Response:

@@ -29,6 +29,8 @@ _DESCRIPTIONS = {
     "413": "The body exceeds max_body_bytes (PAYLOAD_TOO_LARGE).",
     "415": "The body is not JSON (UNSUPPORTED_MEDIA_TYPE).",
     "422": "The cue was too weak to complete a pattern (CUE_TOO_WEAK).",
+    "429": "A stream subscriber cap was reached (TOO_MANY_SUBSCRIBERS); retry after the Retry-After "
+    "header's seconds. Open streams are not affected.",
     "500": "A server bug (INTERNAL, STORAGE_ERROR); never caused by client input.",
     "501": "Not implemented by this server (NOT_IMPLEMENTED).",
     "503": "The space is unhealthy (MEMORY_SPACE_UNHEALTHY), its embedder cannot be reached "
@@ -72,6 +74,8 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         or path.startswith("/api/v1/consolidat")
     ):
         codes.append("501")
+    if path.startswith("/api/v1/stream/"):
+        codes.append("429")
     if path == "/health":
         codes.remove("400")
     return sorted(set(codes))

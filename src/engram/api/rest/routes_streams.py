@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 
+from ...core.admission import client_key
 from ...core.events import EVENT_TYPES
 from ...errors import InvalidInput
 from ...service import EngramService
@@ -25,7 +26,9 @@ _SSE_DOC = (
     "`event:` = its type and `data:` = JSON `{type, memory_space_id, lsn, timestamp, data}`. "
     "Idle streams get `: heartbeat` comments; a slow consumer gets `event: lagged` "
     "`{missed, last_lsn}`; the server ends a stream with `event: end` `{reason}` "
-    "(shutdown, space deleted, or too slow)."
+    "(shutdown, space deleted, or too slow: missing events for `subscriber_max_lag_seconds`). "
+    "Beyond the subscriber caps (per client, per space, per server) a new stream is refused with "
+    "429 `TOO_MANY_SUBSCRIBERS` and `Retry-After`; open streams are not affected."
 )
 
 
@@ -71,7 +74,8 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         ) -> EventStreamResponse:
             wanted = _parse_types(types, allowed, stream)
             sid = space(request)
-            sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth)
+            peer = request.client.host if request.client else None
+            sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth, client=client_key(peer))
             return EventStreamResponse(
                 sub,
                 space_id=sid,

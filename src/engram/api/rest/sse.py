@@ -12,11 +12,22 @@ fell behind and events were dropped for it, and a final ``event: end`` (data
 ``{"reason"}``) when the server ends the stream (shutdown, space deleted, or
 dropped as too slow). Then the response completes.
 
-Two tasks run per stream: the pump (subscription -> socket) and a watcher
-on ``receive`` for ``http.disconnect``. Whichever ends first cancels the
-other, and the subscription is always closed in ``finally``: a client that
-goes away is unsubscribed at once, not at the next failed write, so the bus
-never keeps a queue for nobody.
+Three tasks run per stream: the pump (subscription -> socket), a watcher on
+``receive`` for ``http.disconnect``, and a watcher for the subscription's end.
+Whichever of pump and disconnect ends first cancels the other, and the
+subscription is always closed in ``finally``: a client that goes away is
+unsubscribed at once, not at the next failed write, so the bus never keeps a
+queue for nobody (and its subscriber slot is given back).
+
+A client that stops reading fills its socket; the pump then waits in ``send``
+and the subscription overflows until the bus drops it as a slow consumer
+(``subscriber_max_lag_seconds``). The pump cannot write ``end`` into a full
+socket, so when the subscription has ended and the pump is still stuck
+``DROP_GRACE_SECONDS`` later, the connection is aborted (reset): a graceful
+close would wait forever for a reader that never reads, holding the socket.
+
+Each event is encoded once (``Event.encoded``) and the same bytes go to every
+subscriber of the space.
 """
 
 from __future__ import annotations
@@ -25,6 +36,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
+import struct
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
@@ -36,6 +50,11 @@ from ...observability import Metrics
 log = logging.getLogger("engram.rest.sse")
 
 MAX_FRAMES_PER_WRITE = 256
+#: How long a stream whose subscription has ended may take to write its last frames before the
+#: connection is aborted (the client stopped reading: its socket is full).
+DROP_GRACE_SECONDS = 2.0
+#: Kernel send buffer of an SSE socket (see ``_limit_send_buffer``).
+SEND_BUFFER_BYTES = 256 * 1024
 
 
 class EventFilter:
@@ -103,6 +122,7 @@ class EventStreamResponse(Response):
         gauge = self.metrics.subscribers.labels("rest", label)
         gauge.inc()
         try:
+            _limit_send_buffer(receive)
             await send(
                 {
                     "type": "http.response.start",
@@ -119,17 +139,29 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": hello.encode(), "more_body": True})
             pump = asyncio.ensure_future(self._pump(send, label))
             watch = asyncio.ensure_future(_wait_disconnect(receive))
+            ended = asyncio.ensure_future(self.sub.wait_closed())
+            stuck = False
             try:
-                done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({pump, watch, ended}, return_when=asyncio.FIRST_COMPLETED)
+                if pump not in done and watch not in done:
+                    # The subscription ended (dropped, space deleted, shutdown): the pump writes
+                    # `end` and returns, unless the client stopped reading and its socket is full.
+                    done, _ = await asyncio.wait({pump, watch}, timeout=DROP_GRACE_SECONDS,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    stuck = not done
                 # The server ended the stream (not the client): complete the response.
                 finished = pump in done and pump.exception() is None and watch not in done
             finally:
-                for task in (pump, watch):
+                for task in (pump, watch, ended):
                     task.cancel()
-                for task in (pump, watch):
+                for task in (pump, watch, ended):
                     with contextlib.suppress(asyncio.CancelledError, OSError):
                         await task
-            if finished:
+            if stuck:
+                log.info("stream aborted: the client stopped reading",
+                         extra={"memory_space": self.space_id, "reason": self.sub.closed})
+                await _abort_connection(receive)
+            elif finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.sub.close("client disconnected")
@@ -149,28 +181,57 @@ class EventStreamResponse(Response):
                 await send({"type": "http.response.body", "body": b": heartbeat\n\n", "more_body": True})
                 continue
             # Coalesce whatever is already queued into one write.
+            items, ended = sub.take_many(MAX_FRAMES_PER_WRITE - 1)
             chunks: list[bytes] = []
-            ended: str | None = None
-            taken = 0
-            while item is not None:
-                if isinstance(item, Lagged):
+            for one in (item, *items):
+                if isinstance(one, Lagged):
                     self.metrics.lagged.labels("rest", label).inc()
-                    chunks.append(lagged_frame(item))
-                elif self.accept(item):
-                    chunks.append(frame(item))
-                taken += 1
-                if taken >= MAX_FRAMES_PER_WRITE:
-                    break
-                try:
-                    item = sub.get_nowait()
-                except Closed as closed:
-                    ended = closed.reason
-                    break
+                    chunks.append(lagged_frame(one))
+                elif self.accept(one):
+                    chunks.append(one.encoded("sse", frame))
+            if ended is not None:
+                chunks.append(end_frame(ended))
             if chunks:
                 await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
             if ended is not None:
-                await send({"type": "http.response.body", "body": end_frame(ended), "more_body": True})
                 return
+
+
+def _transport(receive: Receive) -> Any:
+    """The connection under this request, or None: ASGI has no way to reach it, but uvicorn's
+    ``receive`` is a method of its request cycle, which holds the transport. Not reachable
+    behind another server or a middleware that wrapped ``receive``; callers then do without."""
+    return getattr(getattr(receive, "__self__", None), "transport", None)
+
+
+def _limit_send_buffer(receive: Receive) -> None:
+    """Bound the kernel's send buffer of this stream's socket to ``SEND_BUFFER_BYTES``.
+
+    Linux grows a socket's send buffer up to ``tcp_wmem`` max (4 MiB here) while its peer does
+    not read: per stalled subscriber, megabytes of kernel memory, and ~10,000 events it would
+    seem to accept before the server could notice it lagging. A fixed buffer disables that
+    growth (256 KiB still carries thousands of events per second over a 100 ms link).
+    """
+    transport = _transport(receive)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
+async def _abort_connection(receive: Receive) -> None:
+    """Reset the connection under this request. Without the transport (see ``_transport``),
+    returning without completing the response makes the server close the connection itself."""
+    transport = _transport(receive)
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: a reset, so the kernel drops the unread backlog at once too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        abort()
+        for _ in range(3):  # let the server see the connection lost before this app returns
+            await asyncio.sleep(0)
 
 
 async def _wait_disconnect(receive: Receive) -> None:
