@@ -98,7 +98,7 @@ class DataDirLock:
     def acquire(cls, data_dir: Path | str, role: str, *, state_file: Path | None = None) -> DataDirLock:
         """Take the lock or raise :class:`DataDirInUse` naming the holder. Creates the data root."""
         root = Path(data_dir).resolve()
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)  # private whatever the umask (as storage)
         path = lock_path(root)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

@@ -86,7 +86,7 @@ def test_a_thousand_spaces_under_nofile_256(tmp_path: Path) -> None:
         health = httpx.get(f"{srv.http_url}/health", timeout=60).json()
         assert health["status"] == "ok", health
         assert health["spaces_total"] == n + 2  # + hot + default
-        assert health["spaces_loaded"] <= budget + 1
+        assert health["spaces_loaded"] <= budget  # reserved before opening: never over, even racing
         assert fd_count(srv.pid) < 256
         # Unloaded spaces are still described, listed and served.
         first = httpx.get(f"{srv.http_url}{API}/spaces/{ids[0]}", timeout=60)

@@ -92,6 +92,7 @@ class SpaceRegistry:
         self._loaded: dict[str, MemorySpace] = {}
         self._known: set[str] = set()
         self._creating = 0
+        self._opening = 0  # budget slots reserved by opens in progress (see _room_for)
         self._meta: dict[str, dict[str, Any]] = {}
         self.on_open: list[Callable[[MemorySpace], None]] = []  # hooks (metrics, tests)
         backup.recover(self.root, MARKER)  # finish or undo a restore a crash cut short
@@ -146,14 +147,13 @@ class SpaceRegistry:
                     )
                 self._creating += 1
             try:
-                self._make_room(sid)
-                try:
+                with self._room_for(sid):
                     return self._create_locked(sid, dimension, spec, explicit)
-                except (OSError, sqlite3.Error) as exc:
-                    if is_transient(exc):
-                        raise StorageUnavailable(f"memory space {sid!r} could not be created now: {exc}",
-                                                 details={"memory_space_id": sid}) from exc
-                    raise StorageError(f"memory space {sid!r} could not be created: {exc}") from exc
+            except (OSError, sqlite3.Error) as exc:
+                if is_transient(exc):
+                    raise StorageUnavailable(f"memory space {sid!r} could not be created now: {exc}",
+                                             details={"memory_space_id": sid}) from exc
+                raise StorageError(f"memory space {sid!r} could not be created: {exc}") from exc
             finally:
                 with self._lock:
                     self._creating -= 1
@@ -260,10 +260,10 @@ class SpaceRegistry:
                 return space
             if sid not in self._known:
                 raise MemorySpaceNotFound(f"memory space {sid!r} does not exist")
-            self._make_room(sid)
-            space = self._open_space(sid)
-            with self._lock:
-                self._loaded[sid] = space
+            with self._room_for(sid):
+                space = self._open_space(sid)
+                with self._lock:
+                    self._loaded[sid] = space
             for hook in self.on_open:
                 hook(space)
             return space
@@ -497,41 +497,74 @@ class SpaceRegistry:
 
     # -- budget ------------------------------------------------------------------
     def _holding(self) -> int:
-        """Loaded spaces that hold open storage (a degraded space that never opened holds none)."""
+        """Loaded spaces that hold open storage (a degraded space that never opened holds none),
+        plus the slots reserved by opens in progress."""
         with self._lock:
-            return sum(1 for s in self._loaded.values() if s.store is not None and not s.closed)
+            return self._holding_locked()
 
-    def _make_room(self, sid: str) -> None:
-        """Before opening ``sid``: unload least recently used spaces while over the budget.
+    def _holding_locked(self) -> int:
+        loaded = sum(1 for s in self._loaded.values() if s.store is not None and not s.closed)
+        return loaded + self._opening
+
+    @contextlib.contextmanager
+    def _room_for(self, sid: str, *, required: bool = True) -> Iterator[None]:
+        """Hold a budget slot for opening ``sid`` until the block has put the opened space in
+        ``_loaded`` (see :meth:`_reserve`). ``required=False`` takes a slot even when no room
+        could be made (a reopen that may still succeed)."""
+        self._reserve(sid, required)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._opening -= 1
+
+    def _reserve(self, sid: str, required: bool) -> None:
+        """Before opening ``sid``: unload least recently used spaces until a slot is free, and take it.
 
         Runs with ``sid``'s lock held; victims' locks are only *tried* (never waited
-        for), so two threads making room for each other's spaces cannot deadlock.
-        Raises ``SpaceCapacityExhausted`` (retriable) if the count cannot be met.
+        for), so two threads making room for each other's spaces cannot deadlock. The
+        check and the reservation are one step under ``_lock``, so concurrent opens of
+        different spaces cannot overshoot the budget together; a thread that loses a
+        freed slot to another unloads the next victim. Raises ``SpaceCapacityExhausted``
+        (retriable) when every loaded space is in use.
         """
         budget = self.budget
-        count = self._holding()
-        need_count = count >= budget.max_loaded
-        need_fds = budget.fds_above(HIGH_WATER)
-        if not need_count and not need_fds:
-            return
-        victims = sorted((s for s in self.loaded() if s.id != sid and s.store is not None),
-                         key=lambda s: s.last_used)
-        for victim in victims:
-            if not need_count and not need_fds:
-                break
-            if not self._try_unload(victim, "unloaded (space budget)"):
-                continue
-            count -= 1
-            need_count = count >= budget.max_loaded
-            if need_fds:
-                need_fds = budget.fds_above(LOW_WATER)
-        if need_count:
-            raise SpaceCapacityExhausted(
-                f"{count} memory spaces are loaded (the budget is {budget.max_loaded}, from "
-                f"{'the open-file limit ' + str(budget.nofile) if budget.derived else 'max_loaded_spaces'}) "
-                "and every one of them is in use (streams, leases or writes in flight)",
-                details={"memory_space_id": sid, "max_loaded_spaces": budget.max_loaded},
-            )
+        victims: builtins.list[MemorySpace] | None = None
+        passes = 0
+        if budget.fds_above(HIGH_WATER):  # descriptor pressure: best effort, down to the low mark
+            victims = self._victims(sid)
+            while victims and budget.fds_above(LOW_WATER):
+                self._try_unload(victims.pop(0), "unloaded (descriptor pressure)")
+        while True:
+            with self._lock:
+                if not required or self._holding_locked() < budget.max_loaded:
+                    self._opening += 1
+                    return
+            if victims is None:
+                victims = self._victims(sid)
+            unloaded = False
+            while victims and not unloaded:
+                unloaded = self._try_unload(victims.pop(0), "unloaded (space budget)")
+            if not unloaded:
+                # A pass unloaded nothing we could keep: look again (others may have unloaded or
+                # finished meanwhile), briefly, and give up when nothing loaded is idle.
+                passes += 1
+                victims = self._victims(sid)
+                if passes > 50 or not any(v.evictable for v in victims):
+                    source = (f"the open-file limit {budget.nofile}" if budget.derived
+                              else "max_loaded_spaces")
+                    raise SpaceCapacityExhausted(
+                        f"{self._holding()} memory spaces are loaded or opening (the budget is "
+                        f"{budget.max_loaded}, from {source}) and every one of them is in use "
+                        "(streams, leases or writes in flight)",
+                        details={"memory_space_id": sid, "max_loaded_spaces": budget.max_loaded},
+                    )
+                time.sleep(0.001)
+
+    def _victims(self, sid: str) -> builtins.list[MemorySpace]:
+        """Loaded spaces other than ``sid`` that hold storage, least recently used first."""
+        return sorted((s for s in self.loaded() if s.id != sid and s.store is not None),
+                      key=lambda s: s.last_used)
 
     def trim(self) -> int:
         """Between loads (the maintenance loop): above the high water mark of descriptors, unload
@@ -601,16 +634,17 @@ class SpaceRegistry:
             with self._lock:
                 self._loaded.pop(sid, None)
             space.close("reopening after a transient storage error")
-            with contextlib.suppress(SpaceCapacityExhausted):
-                self._make_room(sid)  # if it cannot, the reopen may still succeed (or degrade again)
-            fresh = self._open_space(sid)
-            if fresh.degraded:
-                fresh.failures = space.failures + 1
-                fresh.retry_at = time.monotonic() + fresh.retry_delay()
-            else:
-                log.info("space healthy again after a transient storage error", extra={"memory_space": sid})
-            with self._lock:
-                self._loaded[sid] = fresh
+            # Over the budget the reopen still goes ahead (it may succeed, or degrade again).
+            with self._room_for(sid, required=False):
+                fresh = self._open_space(sid)
+                if fresh.degraded:
+                    fresh.failures = space.failures + 1
+                    fresh.retry_at = time.monotonic() + fresh.retry_delay()
+                else:
+                    log.info("space healthy again after a transient storage error",
+                             extra={"memory_space": sid})
+                with self._lock:
+                    self._loaded[sid] = fresh
             for hook in self.on_open:
                 hook(fresh)
             return fresh

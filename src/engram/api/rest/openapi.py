@@ -25,7 +25,8 @@ _DESCRIPTIONS = {
     "400": "Invalid input (INVALID_INPUT, MALFORMED_JSON, INVALID_MEMORY_SPACE, MEMORY_SPACE_CONFLICT, "
     "MEMORY_SPACE_REQUIRED, EMBEDDING_DIMENSION_MISMATCH, ...).",
     "404": "Not found (MEMORY_SPACE_NOT_FOUND, MEMORY_NOT_FOUND, BELIEF_NOT_FOUND, ROUTE_NOT_FOUND).",
-    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), or the space exists (MEMORY_SPACE_EXISTS).",
+    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), the space exists (MEMORY_SPACE_EXISTS), or "
+    "it is the default space, which cannot be deleted (DEFAULT_SPACE_PROTECTED).",
     "413": "The body exceeds max_body_bytes (PAYLOAD_TOO_LARGE).",
     "415": "The body is not JSON (UNSUPPORTED_MEDIA_TYPE).",
     "422": "The cue was too weak to complete a pattern (CUE_TOO_WEAK).",
@@ -33,8 +34,9 @@ _DESCRIPTIONS = {
     "header's seconds. Open streams are not affected.",
     "500": "A server bug (INTERNAL, STORAGE_ERROR); never caused by client input.",
     "501": "Not implemented by this server (NOT_IMPLEMENTED).",
-    "503": "The space is unhealthy (MEMORY_SPACE_UNHEALTHY), its embedder cannot be reached "
-    "(EMBEDDER_UNAVAILABLE) or the server is shutting down (SHUTTING_DOWN).",
+    "503": "The space is unhealthy (MEMORY_SPACE_UNHEALTHY) or its storage is briefly unavailable "
+    "(STORAGE_UNAVAILABLE), no more spaces can be loaded now (SPACE_CAPACITY_EXHAUSTED), its embedder "
+    "cannot be reached (EMBEDDER_UNAVAILABLE) or the server is shutting down (SHUTTING_DOWN). Retriable.",
 }
 
 _FALLBACK_HEADERS = {
@@ -64,6 +66,8 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         codes.append("409")
     if path.endswith("/reembed") or path.endswith("/backup"):
         codes.append("503")
+    if path == "/api/v1/spaces/{space_id}" and method == "delete":
+        codes += ["409", "503"]
     if path.endswith("/restore"):
         codes.append("409")
     if path in ("/api/v1/complete",):
