@@ -90,6 +90,9 @@ def mb(b: Any) -> float | None:
     return round(b / 2**20, 1) if isinstance(b, (int, float)) else None
 
 
+SEPARATE_RESULTS = ("spaces", "subscribers", "http_hostile")
+
+
 class Results:
     def __init__(self, out_dir: Path) -> None:
         self.dir = out_dir
@@ -100,6 +103,14 @@ class Results:
                 loaded = self._load(ROOT / st["results"])
                 if loaded is not None:
                     self.data[name] = loaded
+        # Steps (or scripts) run on their own, outside this run: shown, with the date of their run.
+        self.separate: dict[str, str] = {}
+        for name in SEPARATE_RESULTS:
+            if name not in self.data:
+                loaded = self._load(out_dir / f"{name}.json")
+                if loaded is not None:
+                    self.data[name] = loaded
+                    self.separate[name] = str(loaded.get("when") or loaded.get("date_utc") or "an earlier date")
         # 1M does not fit the default time budget: `bench/scale.py --sizes none --with-1m --out
         # <results>/scale_1m.json` measures it separately; shown, dated, when this run has no 1M of its own.
         self.extra_peers: list[dict[str, Any]] = []
@@ -133,6 +144,8 @@ class Results:
 
     def status(self, name: str) -> str:
         st = self.run.get("steps", {}).get(name)
+        if st is None and name in self.separate:
+            return f"run separately ({self.separate[name]})"
         if st is None:
             return "not run"
         s = st.get("status", "?")
@@ -1427,6 +1440,8 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
         lines += section_semantic(r)
     if "subscribers" in r.run.get("steps", {}) or r.has("subscribers"):
         lines += section_generic(r, "subscribers", "SSE fan-out (bench/subscribers.py)")
+    if r.has("http_hostile"):
+        lines += section_generic(r, "http_hostile", "Hostile HTTP clients (bench/http_hostile.py)")
     if "quality" in r.run.get("steps", {}) or r.has("quality"):
         from report_quality import section_quality
 
