@@ -122,6 +122,36 @@ def test_max_spaces_under_concurrency(registry_factory: Factory) -> None:
     assert all(isinstance(f.exception(), SpaceLimitReached) for f in futs if f.exception() is not None)
 
 
+def test_concurrent_opens_never_exceed_the_space_budget(registry_factory: Factory) -> None:
+    """Sixteen threads open sixteen different unloaded spaces at once with room for three: every
+    open is counted against the budget before it happens, so no moment has more loaded."""
+    reg = registry_factory(max_loaded_spaces=3)
+    ids = [f"budget-{i:02d}" for i in range(16)]
+    for sid in ids:
+        reg.create(sid)
+    for sid in ids:
+        reg.unload(sid)
+    most = 0
+    lock = threading.Lock()
+
+    def seen(_space: Any) -> None:
+        nonlocal most
+        loaded = sum(1 for s in reg.loaded() if s.store is not None and not s.closed)
+        with lock:
+            most = max(most, loaded)
+
+    reg.on_open.append(seen)
+    barrier = threading.Barrier(len(ids))
+
+    def open_one(sid: str) -> None:
+        barrier.wait()
+        reg.get(sid)
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        list(pool.map(open_one, ids))
+    assert 1 <= most <= 3
+
+
 def test_concurrent_create_yields_one_handle(registry_factory: Factory) -> None:
     reg = registry_factory()
     barrier = threading.Barrier(16)

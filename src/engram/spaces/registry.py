@@ -546,11 +546,14 @@ class SpaceRegistry:
             while victims and not unloaded:
                 unloaded = self._try_unload(victims.pop(0), "unloaded (space budget)")
             if not unloaded:
-                # A pass unloaded nothing we could keep: look again (others may have unloaded or
-                # finished meanwhile), briefly, and give up when nothing loaded is idle.
+                # A pass unloaded nothing: look again (others may have unloaded, finished their
+                # work or their opens meanwhile), for a few seconds at most, and give up at once
+                # when nothing loaded is idle and nothing is being opened.
                 passes += 1
                 victims = self._victims(sid)
-                if passes > 50 or not any(v.evictable for v in victims):
+                with self._lock:
+                    opening = self._opening  # others' opens: their spaces become victims soon
+                if passes > 2500 or not (opening or any(v.evictable for v in victims)):
                     source = (f"the open-file limit {budget.nofile}" if budget.derived
                               else "max_loaded_spaces")
                     raise SpaceCapacityExhausted(
@@ -559,7 +562,7 @@ class SpaceRegistry:
                         "(streams, leases or writes in flight)",
                         details={"memory_space_id": sid, "max_loaded_spaces": budget.max_loaded},
                     )
-                time.sleep(0.001)
+                time.sleep(0.002)
 
     def _victims(self, sid: str) -> builtins.list[MemorySpace]:
         """Loaded spaces other than ``sid`` that hold storage, least recently used first."""
