@@ -151,6 +151,17 @@ def test_sse_over_tls_receives_an_event(srv: EngramProcess, pki: Pki) -> None:
             pytest.fail("the stream ended before the stored event arrived")
 
 
+def test_mcp_over_tls(srv: EngramProcess, pki: Pki) -> None:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "tls-test", "version": "1"}}}
+    resp = httpx.post(srv.http_url + "/mcp", json=init, timeout=10,
+                      verify=ssl.create_default_context(cafile=str(pki.ca)),
+                      headers={"Accept": "application/json, text/event-stream", "X-Memory-Space": "alpha"})
+    assert resp.status_code == 200, resp.text
+    assert "serverInfo" in resp.text
+
+
 def test_grpc_round_trip_with_the_ca(srv: EngramProcess, pki: Pki) -> None:
     with GrpcClient(srv.grpc_target, space="alpha", ca_file=pki.ca, timeout=10) as c:
         c.remember("the bike shed is behind the parking lot", id="grpc-tls")
@@ -234,6 +245,10 @@ def test_cli_with_ca_file(srv: EngramProcess, pki: Pki) -> None:
     code, out = _invoke("memory", "get", "cli-tls", "--state-file", state_file, "--space", "alpha",
                         "--transport", "grpc", "--json", env={"ENGRAM_CA_FILE": ca})
     assert code == 0 and "the cli speaks TLS" in out, out
+    # TLS for gRPC inferred from the state file alone: without the CA, the handshake is what fails.
+    code, out = _invoke("memory", "get", "cli-tls", "--state-file", state_file, "--space", "alpha",
+                        "--transport", "grpc", "--json")
+    assert code == 4 and "CERTIFICATE_VERIFY_FAILED" in out, out
     # Without the CA: unreachable (exit 4), saying why.
     code, out = _invoke("status", "--url", url, "--space", "alpha", "--json")
     assert code == 4 and "certificate verify failed" in out, out
