@@ -245,7 +245,7 @@ def test_cli_with_ca_file(srv: EngramProcess, pki: Pki) -> None:
     code, out = _invoke("memory", "get", "cli-tls", "--state-file", state_file, "--space", "alpha",
                         "--transport", "grpc", "--json", env={"ENGRAM_CA_FILE": ca})
     assert code == 0 and "the cli speaks TLS" in out, out
-    # TLS for gRPC inferred from the state file alone: without the CA, the handshake is what fails.
+    # TLS for gRPC inferred from the state file (its https URL): without the CA, the handshake fails.
     code, out = _invoke("memory", "get", "cli-tls", "--state-file", state_file, "--space", "alpha",
                         "--transport", "grpc", "--json")
     assert code == 4 and "CERTIFICATE_VERIFY_FAILED" in out, out

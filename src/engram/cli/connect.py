@@ -16,8 +16,8 @@ then ``host``/``grpc_port`` of the settings (``127.0.0.1:50051``).
 
 TLS: an ``https://`` URL is verified against ``--ca-file`` / ``ENGRAM_CA_FILE`` (a PEM
 file of the CA that signed the server's certificate), else the system's trust store. gRPC
-uses TLS with ``--grpc-tls``, a CA file, an ``https://`` URL, or a state file that says the
-server serves TLS (the server's TLS covers both listeners).
+uses TLS with ``--grpc-tls``, a CA file, or an ``https://`` URL (also the one in the state file
+of a server that serves TLS: its TLS covers both listeners).
 """
 
 from __future__ import annotations
@@ -156,9 +156,9 @@ def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
         if transport == "grpc":
             grpc["grpc_target"], grpc["grpc_source"] = _grpc_target(grpc_target, state, path, settings)
     ca_file = ca_file or os.environ.get(CA_FILE_ENV) or None
-    from_state = grpc.get("grpc_source", "").startswith("state file")
-    grpc["grpc_tls"] = bool(grpc_tls or ca_file or url.startswith("https://")
-                            or (from_state and state is not None and state.get("tls") is True))
+    # The server's TLS covers both listeners: an https URL (also the one a state file gives) means
+    # gRPC speaks TLS too.
+    grpc["grpc_tls"] = bool(grpc_tls or ca_file or url.startswith("https://"))
     return Target(url=url.rstrip("/"), url_source=url_source, space=space, space_source=space_source,
                   as_json=as_json, timeout=timeout, state=state, state_file=path, ca_file=ca_file, **grpc)
 
