@@ -9,6 +9,7 @@ with exit code 2 before anything is written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
@@ -36,6 +37,7 @@ from engram.client.grpc import GrpcClient
 from engram.client.http import EngramConnectionError
 from engram.errors import EngramError, MemoryNotFound
 from engram.testing import EngramProcess
+from engram.testing.mcp import stdio_session, structured, text_of
 
 HEADER_TIMEOUT = 2.0  # http_header_timeout_seconds of the server: also bounds the TLS handshake
 
@@ -160,6 +162,21 @@ def test_mcp_over_tls(srv: EngramProcess, pki: Pki) -> None:
                       headers={"Accept": "application/json, text/event-stream", "X-Memory-Space": "alpha"})
     assert resp.status_code == 200, resp.text
     assert "serverInfo" in resp.text
+
+
+def test_mcp_stdio_client_mode_with_ca_file(srv: EngramProcess, pki: Pki) -> None:
+    """``engram mcp --url https://... --ca-file`` sends its tool calls to the server over TLS."""
+    args = ["--space", "alpha", "--url", srv.http_url, "--ca-file", str(pki.ca)]
+
+    async def scenario() -> str:
+        async with stdio_session(args, {"ENGRAM_EMBEDDER": "hash"}) as s:
+            stored = await s.call_tool("remember", {"content": "an MCP memory sent over TLS"})
+            assert not stored.is_error, text_of(stored)
+            return str(structured(stored)["memory_id"])
+
+    memory_id = asyncio.run(scenario())
+    with EngramClient(srv.http_url, space="alpha", ca_file=pki.ca) as mem:
+        assert mem.get(memory_id).content == "an MCP memory sent over TLS"
 
 
 def test_grpc_round_trip_with_the_ca(srv: EngramProcess, pki: Pki) -> None:
