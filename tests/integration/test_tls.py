@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from engram.errors import EngramError, MemoryNotFound
 from engram.testing import EngramProcess
 from engram.testing.mcp import stdio_session, structured, text_of
 
+TCP_CLOSE = 7  # Linux tcpi_state after a reset
 HEADER_TIMEOUT = 2.0  # http_header_timeout_seconds of the server: also bounds the TLS handshake
 
 
@@ -108,10 +110,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[EngramProcess]:
-    server = EngramProcess.start(tmp_path_factory.mktemp("tls"), spaces=["alpha"], settings={
+    server = EngramProcess.start(tmp_path_factory.mktemp("tls"), spaces=["alpha", "slow"], settings={
         "tls_cert": str(pki.cert), "tls_key": str(pki.key),
         "http_header_timeout_seconds": HEADER_TIMEOUT, "http_max_header_bytes": 8192,
         "stream_heartbeat_seconds": 0.5,
+        # a stalled SSE reader is dropped within seconds (test_stalled_sse_reader_is_reset_over_tls)
+        "subscriber_queue_depth": 64, "subscriber_max_lag_seconds": 2.0,
     })
     yield server
     server.stop()
@@ -177,6 +181,63 @@ def test_mcp_stdio_client_mode_with_ca_file(srv: EngramProcess, pki: Pki) -> Non
     memory_id = asyncio.run(scenario())
     with EngramClient(srv.http_url, space="alpha", ca_file=pki.ca) as mem:
         assert mem.get(memory_id).content == "an MCP memory sent over TLS"
+
+
+def _rest_subscribers(srv: EngramProcess, verify: ssl.SSLContext, space: str) -> float:
+    text = httpx.get(srv.http_url + "/metrics", verify=verify, timeout=10).text
+    prefix = f'engram_stream_subscribers{{memory_space="{space}",transport="rest"}}'
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+
+@pytest.mark.slow  # 15-50 s here: thousands of events must fill the kernel's and the TLS layer's buffers
+def test_stalled_sse_reader_is_reset_over_tls(srv: EngramProcess, pki: Pki) -> None:
+    """A TLS subscriber that stops reading is dropped and its TCP connection reset, as in plain text
+    (api/rest/sse.py reaches the socket under the TLS transport); writers are never blocked."""
+    verify = ssl.create_default_context(cafile=str(pki.ca))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, filled at once
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", srv.http_port))
+    stalled = verify.wrap_socket(raw, server_hostname="127.0.0.1")
+    stalled.sendall(b"GET /api/v1/stream/memories HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Memory-Space: slow\r\n"
+                    b"Accept: text/event-stream\r\n\r\n")
+    head = b""
+    while b": subscribed" not in head:
+        head += stalled.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200")  # subscribed; from here on it never reads
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def writer(w: int) -> None:
+        with EngramClient(srv.http_url, space="slow", ca_file=pki.ca, timeout=30) as mem:
+            n = 0
+            while not stop.is_set():
+                try:
+                    mem.remember(f"w{w} n{n} " + "payload " * 500)  # ~4 KB events fill buffers fast
+                except EngramError as exc:
+                    failures.append(str(exc))
+                n += 1
+
+    threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while _rest_subscribers(srv, verify, "slow") != 0:
+            assert time.monotonic() < deadline, "the stalled TLS subscriber was never dropped"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[:3]
+    deadline = time.monotonic() + 10
+    while stalled.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] != TCP_CLOSE:
+        assert time.monotonic() < deadline, "the stalled TLS connection was not reset"
+        time.sleep(0.05)
+    stalled.close()
+    with EngramClient(srv.http_url, space="slow", ca_file=pki.ca) as mem:
+        assert mem.health()["status"] in ("ok", "degraded")
 
 
 def test_grpc_round_trip_with_the_ca(srv: EngramProcess, pki: Pki) -> None:
