@@ -1,8 +1,9 @@
 """One Engram server process: REST (+ SSE) and gRPC over one service and one registry.
 
-Start-up order: settings -> the data-dir lock (:mod:`engram.datadir`; a second
-server on the same data dir exits 2 naming the holder, before it has written
-anything) -> logging -> ``EngramService`` (opens the registry, creates the
+Start-up order: settings -> the TLS files, when set (:mod:`engram.tls`; a missing file or a
+key that does not match its certificate exits 2 before anything is locked) -> the data-dir
+lock (:mod:`engram.datadir`; a second server on the same data dir exits 2 naming the holder,
+before it has written anything) -> logging -> ``EngramService`` (opens the registry, creates the
 default and bootstrap spaces) -> bind the HTTP socket ourselves (so port 0
 picks a free port we can report) -> start gRPC -> write the state file -> serve.
 The state file is written and removed only while the lock is held, so only
@@ -40,13 +41,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -56,6 +59,7 @@ from .observability import Tracing, configure_logging
 from .service import EngramService
 from .settings import Settings
 from .statefile import read_state, write_state
+from .tls import ServerTls, TlsConfigError, load_server_tls, now_utc
 
 log = logging.getLogger("engram.server")
 
@@ -70,9 +74,27 @@ ACCEPT_BATCH = 16
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling (the server owns the signals)."""
 
+    #: With TLS, a connection must finish its handshake this long after it was accepted (asyncio's
+    #: default is 60 s; the HTTP edge only sees a connection once its handshake is done).
+    handshake_timeout: float | None = None
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.handshake_timeout is None:
+            await super().startup(sockets)
+            return
+        # uvicorn calls loop.create_server without ssl_handshake_timeout: add it for this call only.
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            create_server, ssl_handshake_timeout=self.handshake_timeout)
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server  # the instance attribute: the class method shows through again
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -89,6 +111,25 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _tls_for(settings: Settings) -> ServerTls | None:
+    """The checked TLS material (logged as on, with subject and expiry, or off)."""
+    tls = load_server_tls(settings.tls_cert, settings.tls_key)
+    if tls is None:
+        log.info("TLS off: REST and gRPC are plain text (set tls_cert and tls_key to serve TLS)")
+        return None
+    log.info("%s", tls.describe())
+    if tls.not_after is not None and tls.not_after <= now_utc():
+        log.warning("the TLS certificate %s expired at %s: clients will refuse it",
+                    tls.cert_file, tls.not_after.isoformat())
+    return tls
+
+
+def _fixed_context(context: ssl.SSLContext) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]],
+                                                         ssl.SSLContext]:
+    """uvicorn's ``ssl_context_factory``: our context (uvicorn's default one is not used)."""
+    return lambda _config, _default: context
+
+
 async def serve(settings: Settings) -> None:
     from .api.grpc.server import create_grpc_server
     from .api.rest.app import create_app
@@ -100,6 +141,7 @@ async def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_json)
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
     tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
+    tls = _tls_for(settings)  # checked by run() already; checked again for direct callers
     service = EngramService(settings, tracing=tracing)
     # Say which embedder new spaces get (and why, if the default one fell back), and start
     # loading a local model now so the first remember or recall does not wait for it.
@@ -123,12 +165,17 @@ async def serve(settings: Settings) -> None:
         http=protocol_for(limits),
         ws="none",  # no WebSocket routes: an Upgrade request is served as plain HTTP
         backlog=ACCEPT_BATCH,
+        ssl_context_factory=_fixed_context(tls.ssl_context()) if tls is not None else None,
     )
     http = _Uvicorn(config)
+    if tls is not None:
+        http.handshake_timeout = settings.http_header_timeout_seconds
     grpc_server = None
     grpc_port = None
     if settings.grpc_enabled:
-        grpc_server, grpc_port = await create_grpc_server(service, settings.host, settings.grpc_port)
+        grpc_server, grpc_port = await create_grpc_server(
+            service, settings.host, settings.grpc_port,
+            credentials=tls.grpc_credentials() if tls is not None else None)
         await grpc_server.start()
 
     loop = asyncio.get_running_loop()
@@ -147,13 +194,15 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, on_signal, sig.name)
 
     state_file = settings.resolved_state_file
+    scheme = "https" if tls is not None else "http"
     state = {
         "pid": os.getpid(),
         "host": settings.host,
         "http_port": http_port,
         "grpc_port": grpc_port,
-        "http_url": f"http://{settings.host}:{http_port}",
+        "http_url": f"{scheme}://{settings.host}:{http_port}",
         "grpc_target": f"{settings.host}:{grpc_port}" if grpc_port else None,
+        "tls": tls is not None,  # REST is https and gRPC needs TLS credentials
         "data_dir": str(Path(settings.data_dir).resolve()),
         "started_at": time.time(),
     }
@@ -167,8 +216,9 @@ async def serve(settings: Settings) -> None:
     # batch stays small, so a burst cannot take many descriptors before the cap refuses it).
     sock.listen(LISTEN_BACKLOG)
     write_state(state_file, state)
-    grpc_text = f", gRPC on {settings.host}:{grpc_port}" if grpc_port else ", gRPC disabled"
-    print(f"engram serving REST on http://{settings.host}:{http_port}{grpc_text} "
+    grpc_text = (f", gRPC{' (TLS)' if tls is not None else ''} on {settings.host}:{grpc_port}"
+                 if grpc_port else ", gRPC disabled")
+    print(f"engram serving REST on {state['http_url']}{grpc_text} "
           f"(data: {state['data_dir']}, default space: {settings.default_space})", flush=True)
     log.info("server started", extra={"http_port": http_port, "grpc_port": grpc_port, "pid": os.getpid()})
 
@@ -221,6 +271,11 @@ async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
 
 
 def run(settings: Settings) -> int:
+    try:
+        load_server_tls(settings.tls_cert, settings.tls_key)  # before anything is locked or written
+    except TlsConfigError as exc:
+        print(f"engram: cannot start: {exc}", file=sys.stderr)
+        return 2
     try:
         lock = DataDirLock.acquire(settings.data_dir, "server", state_file=settings.resolved_state_file)
     except DataDirInUse as exc:

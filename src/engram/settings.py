@@ -126,6 +126,9 @@ class Settings:
     http_header_timeout_seconds: float = 10.0
     http_body_timeout_seconds: float = 60.0
     http_keepalive_timeout_seconds: float = 30.0
+    # -- TLS (docs/security.md, "TLS") ----------------------------------------
+    tls_cert: str = ""  # PEM certificate (chain) served by REST and gRPC; "" (and tls_key "") = plain
+    tls_key: str = ""  # PEM private key of tls_cert; both or neither (checked at start)
     # -- tracing --------------------------------------------------------------
     trace_file: str = ""  # JSON lines of finished OpenTelemetry spans; empty disables tracing
     trace_sample_ratio: float = 1.0  # fraction of traces recorded (a caller's traceparent decides first)

@@ -110,12 +110,13 @@ def _given(**fields: Any) -> dict[str, Any]:
 class GrpcBackend:
     """:class:`Backend` over the gRPC API; every data-plane request carries ``memory_space_id``."""
 
-    def __init__(self, target: str, *, space: str, timeout: float) -> None:
+    def __init__(self, target: str, *, space: str, timeout: float, tls: bool = False,
+                 ca_file: str | None = None) -> None:
         # Imported here so that REST-only use of the CLI never loads grpcio.
         from ..client.grpc import GrpcClient
 
         self.target = target
-        self._client = GrpcClient(target, space=space, timeout=timeout)
+        self._client = GrpcClient(target, space=space, timeout=timeout, tls=tls, ca_file=ca_file)
 
     def __enter__(self) -> GrpcBackend:
         return self

@@ -40,7 +40,7 @@ def _bytes_bar(enabled: bool) -> Progress:
 def _client(target: Target) -> EngramClient:
     # A snapshot or a restore check of a big space can take longer than one --timeout
     # before the first byte; connecting still uses --timeout.
-    http = httpx.Client(timeout=httpx.Timeout(target.timeout, read=None))
+    http = httpx.Client(timeout=httpx.Timeout(target.timeout, read=None), verify=target.verify())
     return EngramClient(target.url, space=target.space, http_client=http)
 
 

@@ -13,12 +13,18 @@ Transport (only for the commands decorated with :func:`backend_options`:
 then ``ENGRAM_TRANSPORT``, then ``rest``. With ``grpc`` the address is
 ``--grpc-target``, then ``ENGRAM_GRPC_TARGET``, then the state file's gRPC port,
 then ``host``/``grpc_port`` of the settings (``127.0.0.1:50051``).
+
+TLS: an ``https://`` URL is verified against ``--ca-file`` / ``ENGRAM_CA_FILE`` (a PEM
+file of the CA that signed the server's certificate), else the system's trust store. gRPC
+uses TLS with ``--grpc-tls``, a CA file, or an ``https://`` URL (also the one in the state file
+of a server that serves TLS: its TLS covers both listeners).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +36,7 @@ from ..client.http import AsyncEngramClient, EngramClient
 from ..errors import EngramError
 from ..settings import Settings, load_settings
 from ..statefile import read_state
+from ..tls import CA_FILE_ENV, client_ssl_context
 from .output import fail
 
 if TYPE_CHECKING:
@@ -56,6 +63,8 @@ class Target:
     transport: str = "rest"
     grpc_target: str | None = None
     grpc_source: str | None = None
+    ca_file: str | None = None
+    grpc_tls: bool = False
 
     @property
     def address(self) -> str:
@@ -64,19 +73,24 @@ class Target:
 
     def client(self) -> EngramClient:
         """The REST client (status, import and export always speak REST)."""
-        return EngramClient(self.url, space=self.space, timeout=self.timeout)
+        return EngramClient(self.url, space=self.space, timeout=self.timeout, ca_file=self.ca_file)
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's ``verify`` for a client built here by hand (the CA file, else the system's)."""
+        return client_ssl_context(self.ca_file) if self.ca_file else True
 
     def backend(self) -> Backend:
         """The chosen transport's :class:`~engram.cli.backend.Backend`, bound to the active space."""
         if self.transport == "grpc" and self.grpc_target:
             from .backend import GrpcBackend
 
-            return GrpcBackend(self.grpc_target, space=self.space, timeout=self.timeout)
+            return GrpcBackend(self.grpc_target, space=self.space, timeout=self.timeout,
+                               tls=self.grpc_tls, ca_file=self.ca_file)
         return self.client()
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:
         return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout,
-                                 max_connections=max_connections)
+                                 max_connections=max_connections, ca_file=self.ca_file)
 
     def fail(self, exc: EngramError) -> Any:
         fail(exc, as_json=self.as_json)
@@ -103,7 +117,8 @@ def _grpc_target(explicit: str | None, state: dict[str, Any] | None, path: Path,
 def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
                    state_file: str | None, config_file: str | None, as_json: bool,
                    timeout: float, transport: str | None = None, grpc_target: str | None = None,
-                   transport_choice: bool = False) -> Target:
+                   transport_choice: bool = False, ca_file: str | None = None,
+                   grpc_tls: bool = False) -> Target:
     try:
         settings: Settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
     except EngramError as exc:
@@ -140,8 +155,12 @@ def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
         grpc["transport"] = transport
         if transport == "grpc":
             grpc["grpc_target"], grpc["grpc_source"] = _grpc_target(grpc_target, state, path, settings)
+    ca_file = ca_file or os.environ.get(CA_FILE_ENV) or None
+    # The server's TLS covers both listeners: an https URL (also the one a state file gives) means
+    # gRPC speaks TLS too.
+    grpc["grpc_tls"] = bool(grpc_tls or ca_file or url.startswith("https://"))
     return Target(url=url.rstrip("/"), url_source=url_source, space=space, space_source=space_source,
-                  as_json=as_json, timeout=timeout, state=state, state_file=path, **grpc)
+                  as_json=as_json, timeout=timeout, state=state, state_file=path, ca_file=ca_file, **grpc)
 
 
 def target_options(f: F) -> F:
@@ -157,6 +176,8 @@ def backend_options(f: F) -> F:
         metavar="HOST:PORT",
         help="gRPC address with --transport grpc (env ENGRAM_GRPC_TARGET, else the state file).",
     )(f)
+    f = click.option("--grpc-tls", is_flag=True, default=False,
+                     help="gRPC over TLS (implied by --ca-file, an https URL or the state file).")(f)
     f = click.option("--transport", type=click.Choice(TRANSPORTS, case_sensitive=False), default=None,
                      help="rest or grpc (env ENGRAM_TRANSPORT; default rest).")(f)
     return _with_target(f, transport_choice=True)
@@ -175,13 +196,16 @@ def _with_target(f: F, *, transport_choice: bool) -> F:
     @click.option("--json", "as_json", is_flag=True, default=False,
                   help="Print machine-readable JSON on stdout (nothing else).")
     @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
+    @click.option("--ca-file", type=click.Path(dir_okay=False), default=None, metavar="PEM",
+                  help="CA certificate(s) that signed the server's TLS certificate (env ENGRAM_CA_FILE).")
     @functools.wraps(f)
     def wrapper(*args: Any, url: str | None, space: str | None, data_dir: str | None,
                 state_file: str | None, config_file: str | None, as_json: bool, timeout: float,
-                **kwargs: Any) -> Any:
-        choice = {k: kwargs.pop(k) for k in ("transport", "grpc_target")} if transport_choice else {}
+                ca_file: str | None, **kwargs: Any) -> Any:
+        choice = ({k: kwargs.pop(k) for k in ("transport", "grpc_target", "grpc_tls")}
+                  if transport_choice else {})
         target = resolve_target(url=url, space=space, data_dir=data_dir, state_file=state_file,
-                                config_file=config_file, as_json=as_json, timeout=timeout,
+                                config_file=config_file, as_json=as_json, timeout=timeout, ca_file=ca_file,
                                 transport_choice=transport_choice, **choice)
         try:
             return f(*args, target=target, **kwargs)

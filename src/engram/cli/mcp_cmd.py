@@ -12,6 +12,7 @@ import click
 from ..errors import EngramError
 from ..settings import load_settings
 from ..spaces.ids import MemorySpaceId
+from ..tls import CA_FILE_ENV
 from .connect import SPACE_ENV, URL_ENV
 
 
@@ -32,8 +33,10 @@ from .connect import SPACE_ENV, URL_ENV
               help="Create the space at the first tool call if it does not exist.")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds per request to the server.")
+@click.option("--ca-file", type=click.Path(dir_okay=False), default=None, metavar="PEM",
+              help="CA certificate(s) that signed an https server's certificate (env ENGRAM_CA_FILE).")
 def mcp(space: str | None, url: str | None, data_dir: str | None, state_file: str | None,
-        config_file: str | None, create_space: bool, timeout: float) -> None:
+        config_file: str | None, create_space: bool, timeout: float, ca_file: str | None) -> None:
     """Serve Engram's memory tools to an MCP client (Claude Desktop, IDEs, agents) over stdio.
 
     stdout carries only the protocol; logs go to stderr. The process exits when the
@@ -51,5 +54,6 @@ def mcp(space: str | None, url: str | None, data_dir: str | None, state_file: st
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # the SDK's own loggers: stderr too
     configure_logging(settings.log_level, settings.log_json)
     opts = StdioOptions(settings=settings, space=chosen, url=url or os.environ.get(URL_ENV) or None,
-                        timeout=timeout, create_space=create_space)
+                        timeout=timeout, create_space=create_space,
+                        ca_file=ca_file or os.environ.get(CA_FILE_ENV) or None)
     asyncio.run(serve_stdio(opts))

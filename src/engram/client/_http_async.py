@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,6 +31,7 @@ from ..core.models import (
     SpaceStats,
     StoreReceipt,
 )
+from ..tls import client_ssl_context
 from ._http_common import (
     API,
     DEFAULT_TIMEOUT,
@@ -62,13 +65,17 @@ class AsyncEngramClient(_Base):
     def __init__(
         self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None, headers: Mapping[str, str] | None = None,
-        max_connections: int = 100,
+        max_connections: int = 100, ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``ca_file``: a PEM file of the CA that signed an https server's certificate (else the
+        system's trust store)."""
         super().__init__(base_url, space)
         self._owns = http_client is None
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        verify: ssl.SSLContext | bool = client_ssl_context(ca_file) if ca_file else True
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                                      headers=dict(headers or {}), limits=limits)
+                                                      headers=dict(headers or {}), limits=limits,
+                                                      verify=verify)
 
     def with_space(self, space: str) -> AsyncEngramClient:
         """A client for another space sharing this one's connections (close the original only)."""

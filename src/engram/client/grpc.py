@@ -19,6 +19,7 @@ exception classes (``engram.errors``: ``MemorySpaceNotFound``,
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -30,6 +31,7 @@ from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
 from ..api.grpc.gen import service_pb2_grpc as spb_grpc
 from ..errors import EngramError, InvalidInput, NotFound, ShuttingDown, error_class_for_code
+from ..tls import read_ca
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -177,18 +179,33 @@ class _Base:
         return sid
 
 
+def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+def _channel_credentials(ca_file: str | os.PathLike[str] | None) -> grpc.ChannelCredentials:
+    """TLS credentials trusting ``ca_file`` (PEM), or the system's roots when it is ``None``."""
+    return grpc.ssl_channel_credentials(root_certificates=read_ca(ca_file) if ca_file else None)
+
+
 class GrpcClient(_Base):
     """Blocking gRPC client bound to one memory space."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, space: str | None = None,
                  space_via: SpaceVia = "field", timeout: float | None = 30.0,
-                 channel: grpc.Channel | None = None, max_message_bytes: int = 4_194_304) -> None:
+                 channel: grpc.Channel | None = None, max_message_bytes: int = 4_194_304,
+                 tls: bool = False, ca_file: str | os.PathLike[str] | None = None) -> None:
+        """``tls``: connect over TLS (implied by ``ca_file``, a PEM file of the CA that signed the
+        server's certificate; without it, the system's roots)."""
         super().__init__(space, space_via, timeout)
         self._own = channel is None
-        self.channel = channel or grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ])
+        options = _channel_options(max_message_bytes)
+        if channel is None and (tls or ca_file):
+            channel = grpc.secure_channel(target, _channel_credentials(ca_file), options=options)
+        self.channel = channel or grpc.insecure_channel(target, options=options)
         self.stub = spb_grpc.EngramServiceStub(self.channel)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
@@ -377,13 +394,14 @@ class AsyncGrpcClient(_Base):
 
     def __init__(self, target: str = "127.0.0.1:50051", *, space: str | None = None,
                  space_via: SpaceVia = "field", timeout: float | None = 30.0,
-                 channel: grpc.aio.Channel | None = None, max_message_bytes: int = 4_194_304) -> None:
+                 channel: grpc.aio.Channel | None = None, max_message_bytes: int = 4_194_304,
+                 tls: bool = False, ca_file: str | os.PathLike[str] | None = None) -> None:
         super().__init__(space, space_via, timeout)
         self._own = channel is None
-        self.channel = channel or grpc.aio.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ])
+        options = _channel_options(max_message_bytes)
+        if channel is None and (tls or ca_file):
+            channel = grpc.aio.secure_channel(target, _channel_credentials(ca_file), options=options)
+        self.channel = channel or grpc.aio.insecure_channel(target, options=options)
         self.stub = spb_grpc.EngramServiceStub(self.channel)
 
     async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:

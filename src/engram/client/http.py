@@ -25,6 +25,8 @@ to a signature here is made there too (the integration tests call both).
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
@@ -53,6 +55,7 @@ from ..core.models import (
     StoreReceipt,
 )
 from ..spaces.backup import RestoreReceipt
+from ..tls import client_ssl_context
 from ._http_async import AsyncEngramClient
 from ._http_common import (
     API,
@@ -98,11 +101,15 @@ class EngramClient(_Base):
     def __init__(
         self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.Client | None = None, headers: Mapping[str, str] | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``ca_file``: a PEM file of the CA that signed an https server's certificate (else the
+        system's trust store)."""
         super().__init__(base_url, space)
         self._owns = http_client is None
+        verify: ssl.SSLContext | bool = client_ssl_context(ca_file) if ca_file else True
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=timeout,
-                                                 headers=dict(headers or {}))
+                                                 headers=dict(headers or {}), verify=verify)
 
     def with_space(self, space: str) -> EngramClient:
         """A client for another space sharing this one's connections (close the original only)."""

@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -139,7 +140,10 @@ class EngramProcess:
             if state and state.get("pid") == self.proc.pid:
                 self.state = state
                 try:
-                    with urllib.request.urlopen(self.http_url + "/health/alive", timeout=2) as resp:
+                    # Readiness only: a TLS server's certificate is checked by the tests themselves.
+                    unverified = ssl._create_unverified_context() if state.get("tls") else None
+                    with urllib.request.urlopen(self.http_url + "/health/alive", timeout=2,
+                                                context=unverified) as resp:
                         if resp.status == 200:
                             return
                 except OSError:
@@ -165,7 +169,8 @@ class EngramProcess:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.state.get('host', '127.0.0.1')}:{self.state['http_port']}"
+        scheme = "https" if self.state.get("tls") else "http"
+        return f"{scheme}://{self.state.get('host', '127.0.0.1')}:{self.state['http_port']}"
 
     @property
     def grpc_target(self) -> str:

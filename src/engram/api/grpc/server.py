@@ -1,6 +1,6 @@
 """The gRPC server factory: EngramService + grpc.health.v1 + server reflection.
 
-    server, port = await create_grpc_server(service, "127.0.0.1", 0)
+    server, port = await create_grpc_server(service, "127.0.0.1", 0)  # credentials=... for TLS
     await server.start()
 
 Limits (all settings, logged once at start, see :func:`server_options`):
@@ -96,7 +96,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     return opts
 
 
-async def create_grpc_server(service: EngramService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+async def create_grpc_server(
+    service: EngramService, host: str, port: int, credentials: grpc.ServerCredentials | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """The server, bound (TLS when ``credentials`` are given, see :mod:`engram.tls`), not started."""
     settings = service.settings
     options = server_options(settings)
     server = grpc.aio.server(
@@ -118,7 +121,11 @@ async def create_grpc_server(service: EngramService, host: str, port: int) -> tu
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if credentials is not None:
+        bound = server.add_secure_port(address, credentials)
+    else:
+        bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
     _drain_flows_on_stop(server, servicer)

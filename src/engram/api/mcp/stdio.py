@@ -64,6 +64,7 @@ class StdioOptions:
     timeout: float
     create_space: bool = False
     headers: tuple[tuple[str, str], ...] = ()  # e.g. Authorization, once keys exist (SPEC §10)
+    ca_file: str | None = None  # CA of an https server's certificate (--ca-file / ENGRAM_CA_FILE)
 
 
 class Engines:
@@ -125,7 +126,7 @@ class Engines:
             url = "http://" + url
         log.info("mcp tools go to the server at %s (%s)", url, source)
         client = AsyncEngramClient(url.rstrip("/"), space=self.opts.space, timeout=self.opts.timeout,
-                                   headers=dict(self.opts.headers))
+                                   headers=dict(self.opts.headers), ca_file=self.opts.ca_file)
         self._client = ClientEngine(client)
         self.mode = "server"
         return self._client
@@ -165,7 +166,8 @@ def _live_server_url(state_file: Path) -> str | None:
         host = str(state.get("host", ""))
         url = str(state["http_url"])
         if host in ("0.0.0.0", "::"):  # a wildcard listener: reach it on loopback
-            url = f"http://{'127.0.0.1' if host == '0.0.0.0' else '[::1]'}:{state['http_port']}"
+            scheme = url.split("://", 1)[0] if "://" in url else "http"  # https when it serves TLS
+            url = f"{scheme}://{'127.0.0.1' if host == '0.0.0.0' else '[::1]'}:{state['http_port']}"
         return url
     return None
 
