@@ -62,7 +62,7 @@ def test_every_kind_of_bad_token_is_unauthenticated_with_its_reason(tmp_path: Pa
 
 
 def test_changes_by_another_process_are_seen_without_restart(tmp_path: Path) -> None:
-    served = KeyStore(tmp_path)
+    served = KeyStore(tmp_path, recheck_seconds=0)
     offline = KeyStore(tmp_path)
     rec, token = offline.create("late", "admin", None, None)
     assert served.authenticate(token).key_id == rec.key_id
