@@ -28,7 +28,7 @@ def _p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000.0
 
 
-async def _recalls(client: httpx.AsyncClient, seconds: float) -> list[float]:
+async def _recalls(client: httpx.AsyncClient, seconds: float, pause: float) -> list[float]:
     out: list[float] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -37,7 +37,7 @@ async def _recalls(client: httpx.AsyncClient, seconds: float) -> list[float]:
                                                                   "max_results": 5})
         resp.raise_for_status()
         out.append(time.perf_counter() - t)
-        await asyncio.sleep(0.04)  # B stays well inside its own rate limit
+        await asyncio.sleep(pause)  # B stays well inside its own rate limit
     return out
 
 
@@ -78,11 +78,12 @@ async def main(seconds: float, rate: float, flooders: int) -> None:
             resp.raise_for_status()
             i += 1
         await asyncio.sleep(2)
-        quiet = await _recalls(b, seconds)
+        pause = max(0.04, 2.0 / rate)
+        quiet = await _recalls(b, seconds, pause)
         counts: dict[int, int] = {}
         flood = [asyncio.create_task(_flood(a, seconds + 1, counts)) for _ in range(flooders)]
         await asyncio.sleep(0.5)
-        noisy = await _recalls(b, seconds)
+        noisy = await _recalls(b, seconds, pause)
         await asyncio.gather(*flood)
         await a.aclose()
         await b.aclose()
