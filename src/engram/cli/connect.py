@@ -8,6 +8,10 @@ Space: ``--space``, then ``ENGRAM_MEMORY_SPACE``, then ``default_space`` from th
 config file. The CLI always names its space explicitly, so it never triggers
 the server's deprecated default-space fallback.
 
+API key (servers with auth required, SPEC §10): ``--api-key``, then
+``ENGRAM_API_KEY``, then the admin key file ``engram start`` wrote on this machine
+(``<data_dir>/_system/admin.key``, from the state file's data dir or the settings').
+
 Transport (only for the commands decorated with :func:`backend_options`:
 ``space ...`` and ``memory remember|recall|get|list|forget``): ``--transport``,
 then ``ENGRAM_TRANSPORT``, then ``rest``. With ``grpc`` the address is
@@ -26,7 +30,7 @@ import functools
 import os
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +51,7 @@ SPACE_ENV = "ENGRAM_MEMORY_SPACE"
 URL_ENV = "ENGRAM_URL"
 TRANSPORT_ENV = "ENGRAM_TRANSPORT"
 GRPC_TARGET_ENV = "ENGRAM_GRPC_TARGET"
+API_KEY_ENV = "ENGRAM_API_KEY"
 TRANSPORTS = ("rest", "grpc")
 
 
@@ -65,6 +70,7 @@ class Target:
     grpc_source: str | None = None
     ca_file: str | None = None
     grpc_tls: bool = False
+    api_key: str | None = field(default=None, repr=False)  # never printed
 
     @property
     def address(self) -> str:
@@ -73,7 +79,8 @@ class Target:
 
     def client(self) -> EngramClient:
         """The REST client (status, import and export always speak REST)."""
-        return EngramClient(self.url, space=self.space, timeout=self.timeout, ca_file=self.ca_file)
+        return EngramClient(self.url, space=self.space, timeout=self.timeout, ca_file=self.ca_file,
+                            api_key=self.api_key)
 
     def verify(self) -> ssl.SSLContext | bool:
         """httpx's ``verify`` for a client built here by hand (the CA file, else the system's)."""
@@ -90,7 +97,8 @@ class Target:
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:
         return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout,
-                                 max_connections=max_connections, ca_file=self.ca_file)
+                                 max_connections=max_connections, ca_file=self.ca_file,
+                                 api_key=self.api_key)
 
     def fail(self, exc: EngramError) -> Any:
         fail(exc, as_json=self.as_json)
@@ -114,11 +122,29 @@ def _grpc_target(explicit: str | None, state: dict[str, Any] | None, path: Path,
     return f"{_local_host(settings.host)}:{settings.grpc_port}", "settings (host, grpc_port)"
 
 
+def resolve_api_key(explicit: str | None, state: dict[str, Any] | None, settings: Settings) -> str | None:
+    """``--api-key``, ``ENGRAM_API_KEY``, or the local admin key file (None: send no key)."""
+    if explicit:
+        return explicit.strip()
+    if os.environ.get(API_KEY_ENV):
+        return os.environ[API_KEY_ENV].strip()
+    roots = [Path(str(state["data_dir"]))] if state and state.get("data_dir") else []
+    roots.append(Path(settings.data_dir))
+    for root in roots:
+        try:
+            token = (root / "_system" / "admin.key").read_text().strip()
+        except OSError:
+            continue
+        if token:
+            return token
+    return None
+
+
 def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
                    state_file: str | None, config_file: str | None, as_json: bool,
                    timeout: float, transport: str | None = None, grpc_target: str | None = None,
                    transport_choice: bool = False, ca_file: str | None = None,
-                   grpc_tls: bool = False) -> Target:
+                   grpc_tls: bool = False, api_key: str | None = None) -> Target:
     try:
         settings: Settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
     except EngramError as exc:
@@ -160,7 +186,8 @@ def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
     # gRPC speaks TLS too.
     grpc["grpc_tls"] = bool(grpc_tls or ca_file or url.startswith("https://"))
     return Target(url=url.rstrip("/"), url_source=url_source, space=space, space_source=space_source,
-                  as_json=as_json, timeout=timeout, state=state, state_file=path, ca_file=ca_file, **grpc)
+                  as_json=as_json, timeout=timeout, state=state, state_file=path, ca_file=ca_file,
+                  api_key=resolve_api_key(api_key, state, settings), **grpc)
 
 
 def target_options(f: F) -> F:
@@ -198,15 +225,17 @@ def _with_target(f: F, *, transport_choice: bool) -> F:
     @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
     @click.option("--ca-file", type=click.Path(dir_okay=False), default=None, metavar="PEM",
                   help="CA certificate(s) that signed the server's TLS certificate (env ENGRAM_CA_FILE).")
+    @click.option("--api-key", default=None, metavar="KEY",
+                  help="API key (env ENGRAM_API_KEY, else <data-dir>/_system/admin.key on this machine).")
     @functools.wraps(f)
     def wrapper(*args: Any, url: str | None, space: str | None, data_dir: str | None,
                 state_file: str | None, config_file: str | None, as_json: bool, timeout: float,
-                ca_file: str | None, **kwargs: Any) -> Any:
+                ca_file: str | None, api_key: str | None, **kwargs: Any) -> Any:
         choice = ({k: kwargs.pop(k) for k in ("transport", "grpc_target", "grpc_tls")}
                   if transport_choice else {})
         target = resolve_target(url=url, space=space, data_dir=data_dir, state_file=state_file,
                                 config_file=config_file, as_json=as_json, timeout=timeout, ca_file=ca_file,
-                                transport_choice=transport_choice, **choice)
+                                transport_choice=transport_choice, api_key=api_key, **choice)
         try:
             return f(*args, target=target, **kwargs)
         except EngramError as exc:

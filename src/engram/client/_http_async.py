@@ -40,6 +40,7 @@ from ._http_common import (
     Query,
     ServerEvent,
     SSEParser,
+    auth_headers,
     body,
     error_from_response,
     params,
@@ -65,6 +66,7 @@ class AsyncEngramClient(_Base):
     def __init__(
         self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None, headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
         max_connections: int = 100, ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """``ca_file``: a PEM file of the CA that signed an https server's certificate (else the
@@ -74,7 +76,7 @@ class AsyncEngramClient(_Base):
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         verify: ssl.SSLContext | bool = client_ssl_context(ca_file) if ca_file else True
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                                      headers=dict(headers or {}), limits=limits,
+                                                      headers=auth_headers(headers, api_key), limits=limits,
                                                       verify=verify)
 
     def with_space(self, space: str) -> AsyncEngramClient:
