@@ -110,12 +110,12 @@ def _given(**fields: Any) -> dict[str, Any]:
 class GrpcBackend:
     """:class:`Backend` over the gRPC API; every data-plane request carries ``memory_space_id``."""
 
-    def __init__(self, target: str, *, space: str, timeout: float) -> None:
+    def __init__(self, target: str, *, space: str, timeout: float, api_key: str | None = None) -> None:
         # Imported here so that REST-only use of the CLI never loads grpcio.
         from ..client.grpc import GrpcClient
 
         self.target = target
-        self._client = GrpcClient(target, space=space, timeout=timeout)
+        self._client = GrpcClient(target, space=space, timeout=timeout, api_key=api_key)
 
     def __enter__(self) -> GrpcBackend:
         return self

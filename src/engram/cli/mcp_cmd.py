@@ -14,6 +14,8 @@ from ..settings import load_settings
 from ..spaces.ids import MemorySpaceId
 from .connect import SPACE_ENV, URL_ENV
 
+API_KEY_ENV = "ENGRAM_API_KEY"
+
 
 @click.command("mcp")
 @click.option("--space", "-s", default=None, metavar="ID",
@@ -32,8 +34,10 @@ from .connect import SPACE_ENV, URL_ENV
               help="Create the space at the first tool call if it does not exist.")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds per request to the server.")
+@click.option("--api-key", default=None, metavar="KEY", envvar=API_KEY_ENV, show_envvar=True,
+              help="API key sent to the server (Authorization: Bearer) when it requires keys (SPEC §10).")
 def mcp(space: str | None, url: str | None, data_dir: str | None, state_file: str | None,
-        config_file: str | None, create_space: bool, timeout: float) -> None:
+        config_file: str | None, create_space: bool, timeout: float, api_key: str | None) -> None:
     """Serve Engram's memory tools to an MCP client (Claude Desktop, IDEs, agents) over stdio.
 
     stdout carries only the protocol; logs go to stderr. The process exits when the
@@ -51,5 +55,6 @@ def mcp(space: str | None, url: str | None, data_dir: str | None, state_file: st
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # the SDK's own loggers: stderr too
     configure_logging(settings.log_level, settings.log_json)
     opts = StdioOptions(settings=settings, space=chosen, url=url or os.environ.get(URL_ENV) or None,
-                        timeout=timeout, create_space=create_space)
+                        timeout=timeout, create_space=create_space,
+                        headers=(("Authorization", f"Bearer {api_key}"),) if api_key else ())
     asyncio.run(serve_stdio(opts))

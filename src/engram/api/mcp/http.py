@@ -24,7 +24,9 @@ memory through a rebound DNS name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,9 +39,13 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...auth.keys import Action, Principal
+from ...core.models import SpacePage
+from ...errors import MemorySpaceRequired, PermissionDenied, Unauthenticated
 from ...service import EngramService
 from ..rest.space import HEADER_SOURCES
 from .engines import Engine, ServiceEngine
+from .tools import TOOLS
 from .server import build_server
 
 PATH = "/mcp"
@@ -62,6 +68,18 @@ class RequestSpace:
             return []
         return [(name, value) for key, name in HEADER_SOURCES for value in request.headers.getlist(key)]
 
+    def admit(self, ctx: ServerRequestContext[Any, Any], tool: str, read_only: bool) -> None:
+        """The key of the HTTP request (the REST middleware has already refused a request without a
+        valid one): a reader key cannot call the writing tools."""
+        request = ctx.request
+        token = request_token(request) if isinstance(request, Request) and self.service.auth.required else None
+        principal = self.service.auth.principal(token)
+        action = Action.read if read_only else Action.write
+        if not principal.allows(action):
+            raise PermissionDenied(f"this key's role ({principal.role}) does not allow the {tool} tool "
+                                   f"({action} access)")
+        MCP_PRINCIPAL.set(principal)
+
     def __call__(self, ctx: ServerRequestContext[Any, Any], tool: str,
                  argument: str | None) -> tuple[str, str | None]:
         request = ctx.request
@@ -70,11 +88,56 @@ class RequestSpace:
             peer = f"{request.client.host}:{request.client.port}"
         res = self.service.resolve_space([*self.named(ctx), ("argument:space", argument)],
                                          transport="mcp", operation=f"mcp {tool}", peer=peer)
+        principal = MCP_PRINCIPAL.get()
+        if principal is not Principal.ANONYMOUS:
+            if res.fell_back and not principal.covers(res.space_id):
+                raise MemorySpaceRequired(
+                    f"{tool} names no space and this API key does not cover the default space",
+                    suggestion="Send the X-Memory-Space header or the space argument naming one of this "
+                               "key's spaces.", example='{"space": "agent-7"}')
+            # a space outside the key's set answers exactly as a missing one
+            self.service.auth.check(principal, res.space_id,
+                                    Action.read if TOOLS[tool].read_only else Action.write)
         note = None
         if res.fell_back:
             note = (f"no memory space was named, so the default space {res.space_id!r} was used; this "
                     "fallback is deprecated: send the X-Memory-Space header (or the space argument).")
         return res.space_id, note
+
+
+#: The key of the MCP tool call being served (set by ``RequestSpace.admit``).
+MCP_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("engram_mcp_principal",
+                                                                          default=Principal.ANONYMOUS)
+
+
+def request_token(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` or ``X-API-Key``; malformed -> ``Unauthenticated``."""
+    value = request.headers.get("authorization")
+    if value is not None:
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("header Authorization is malformed; send `Authorization: Bearer <key>`")
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+class KeyedEngine(ServiceEngine):
+    """The in-server engine, listing only the spaces of the calling key."""
+
+    async def list_spaces(self, cursor: str | None, limit: int) -> SpacePage:
+        principal = MCP_PRINCIPAL.get()
+        if principal.spaces is None:
+            return await super().list_spaces(cursor, limit)
+        registry = self.service.registry
+
+        def page() -> SpacePage:
+            ids = sorted(self.service.auth.visible_spaces(principal, registry.known_ids()))
+            ids = [i for i in ids if not cursor or i > cursor]
+            chosen = ids[:limit]
+            return SpacePage(spaces=[registry.describe(i) for i in chosen],
+                             next_cursor=chosen[-1] if len(ids) > limit and chosen else None)
+
+        return await asyncio.to_thread(page)
 
 
 class PostOnly:
@@ -100,7 +163,7 @@ class PostOnly:
 
 def mount(app: FastAPI, service: EngramService) -> None:
     """Serve MCP at ``/mcp`` on ``app`` (its session manager runs inside the app's lifespan)."""
-    engine = ServiceEngine(service)
+    engine = KeyedEngine(service)
 
     async def get_engine() -> Engine:
         return engine
