@@ -18,7 +18,12 @@ the server sends back.
     ├── NotFound                    (404 / NOT_FOUND)
     │   ├── MemorySpaceNotFound     MEMORY_SPACE_NOT_FOUND
     │   ├── MemoryNotFound          MEMORY_NOT_FOUND
-    │   └── BeliefNotFound          BELIEF_NOT_FOUND
+    │   ├── BeliefNotFound          BELIEF_NOT_FOUND
+    │   └── KeyNotFound             KEY_NOT_FOUND
+    ├── Unauthenticated             UNAUTHENTICATED (401 / UNAUTHENTICATED)
+    ├── PermissionDenied            PERMISSION_DENIED (403 / PERMISSION_DENIED)
+    │   └── QuotaExceeded           QUOTA_EXCEEDED (403 / RESOURCE_EXHAUSTED)
+    ├── RateLimited                 RATE_LIMITED (429 / RESOURCE_EXHAUSTED, Retry-After)
     ├── SpaceLimitReached           (409 / RESOURCE_EXHAUSTED)
     ├── DefaultSpaceProtected       (409 / FAILED_PRECONDITION)
     ├── MemorySpaceExists           (409 / ALREADY_EXISTS)
@@ -274,6 +279,63 @@ class SpaceCapacityExhausted(EngramError):
         "To hold more spaces open at once, raise the open-file limit (ulimit -n) or "
         "max_loaded_spaces."
     )
+
+
+class KeyNotFound(NotFound):
+    code = "KEY_NOT_FOUND"
+    default_suggestion = "List keys with `engram key list` or GET /api/v1/keys to find a valid key id."
+
+
+class Unauthenticated(EngramError):
+    """No, malformed, unknown, expired or revoked API key (SPEC §10). Never carries key material."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+    default_suggestion = (
+        "Send a valid API key: REST `Authorization: Bearer <key>` (or `X-API-Key: <key>`), gRPC metadata "
+        "`authorization: Bearer <key>`, CLI `--api-key` / ENGRAM_API_KEY. An admin creates keys with "
+        "`engram key create`; on the server's machine the first admin key is in <data_dir>/_system/admin.key."
+    )
+    default_example = "Authorization: Bearer egk_..."
+
+
+class PermissionDenied(EngramError):
+    """The key's role does not allow this operation (on a space the key does cover)."""
+
+    code = "PERMISSION_DENIED"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+    default_suggestion = (
+        "Use a key whose role allows it: reader keys read and stream, writer keys also write, "
+        "admin keys also manage spaces, keys, backups, /metrics and per-space health."
+    )
+    default_example = "engram key create --role writer --space agent-7"
+
+
+class QuotaExceeded(PermissionDenied):
+    """A write would take the space past max_memories or max_space_bytes; nothing was stored."""
+
+    code = "QUOTA_EXCEEDED"
+    grpc_status = "RESOURCE_EXHAUSTED"
+    default_suggestion = (
+        "Forget memories you no longer need (mode=delete), or ask the operator to raise "
+        "max_memories / max_space_bytes."
+    )
+
+
+class RateLimited(EngramError):
+    """This key sent more requests than rate_limit_per_second (with rate_limit_burst) allow."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+    retry_after_seconds = 1
+    default_suggestion = "Slow down and retry after the Retry-After delay (seconds)."
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after_seconds = max(1, int(retry_after_seconds))
 
 
 def _all_subclasses(cls: type[EngramError]) -> list[type[EngramError]]:

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .auth.guard import Authorizer
+from .auth.keys import KeyRecord, Principal
+from .auth.quotas import Quotas
 from .cognition.api import SpaceCognition
 from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
@@ -102,6 +105,8 @@ class EngramService:
         self._read_gate = threading.BoundedSemaphore(settings.read_concurrency)
         self.streams = StreamAdmission(settings.max_subscribers_per_space,
                                        settings.max_subscribers_per_client, settings.max_subscribers)
+        self.auth = Authorizer.from_settings(settings)
+        self.quotas = Quotas(settings.max_memories, settings.max_space_bytes)
         self.shutting_down = False
 
     # -- space resolution (SPEC §2) ---------------------------------------------
@@ -161,8 +166,11 @@ class EngramService:
 
     # -- space administration ---------------------------------------------------
     async def create_space(self, space_id: str, dimension: int | None = None,
-                           embedder: EmbedderChoice | None = None) -> tuple[SpaceDescriptor, bool]:
+                           embedder: EmbedderChoice | None = None, *, actor: Principal | None = None,
+                           peer: str = "-") -> tuple[SpaceDescriptor, bool]:
         _, created = await asyncio.to_thread(self.registry.create, space_id, dimension, embedder)
+        if created:
+            self._audit("space_created", actor, peer, space_id)
         return await asyncio.to_thread(self.registry.describe, space_id), created
 
     async def list_spaces(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
@@ -184,7 +192,8 @@ class EngramService:
     async def reembed_status(self, space_id: str) -> ReembedStatus:
         return await self._read(space_id, lambda s: _reembed_status(s, s.reembed_status()))
 
-    async def delete_space(self, space_id: str) -> SpaceDeletion:
+    async def delete_space(self, space_id: str, *, actor: Principal | None = None,
+                           peer: str = "-") -> SpaceDeletion:
         """Erase a space. The default space is refused while unnamed requests fall back to it:
         deleting it would turn every such request into a 404 until the next restart recreates it.
         With ``require_explicit_space`` nothing falls back, and it is an ordinary space."""
@@ -193,7 +202,9 @@ class EngramService:
                 f"the default memory space {space_id!r} cannot be deleted; forget its memories instead",
                 details={"memory_space_id": space_id},
             )
-        return await asyncio.to_thread(self.registry.delete, space_id)
+        deletion = await asyncio.to_thread(self.registry.delete, space_id)
+        self._audit("space_deleted", actor, peer, space_id)
+        return deletion
 
     async def backup_space(self, space_id: str) -> backup.SpaceBackup:
         """A consistent snapshot of the space on disk; send ``.chunks()``, then ``.discard()`` it."""
@@ -207,14 +218,45 @@ class EngramService:
         """Raise now what installing a restore as ``space_id`` would (409s), before any upload."""
         self.registry.check_restorable(MemorySpaceId(space_id), replace)
 
-    async def restore_space(self, space_id: str, upload: Path, *,
-                            replace: bool = False) -> backup.RestoreReceipt:
-        return await asyncio.to_thread(backup.restore, self.registry, space_id, upload, replace=replace)
+    async def restore_space(self, space_id: str, upload: Path, *, replace: bool = False,
+                            actor: Principal | None = None, peer: str = "-") -> backup.RestoreReceipt:
+        receipt = await asyncio.to_thread(backup.restore, self.registry, space_id, upload, replace=replace)
+        self._audit("space_restored", actor, peer, space_id)
+        return receipt
+
+    # -- API keys (SPEC §10; who may call these is the transport's Authorizer.check) ----------
+    def create_key(self, name: str, role: str, spaces: Iterable[str] | None = None,
+                   expires_in_seconds: float | None = None, *, actor: Principal | None = None,
+                   peer: str = "-") -> tuple[KeyRecord, str]:
+        """A new key and its token (shown to the caller once, never logged or stored)."""
+        rec, token = self.auth.store().create(name, role, spaces, expires_in_seconds)
+        self._audit("key_created", actor, peer, rec.key_id, role=rec.role.value)
+        return rec, token
+
+    def list_keys(self) -> list[KeyRecord]:
+        return self.auth.store().list()
+
+    def revoke_key(self, key_id: str, *, actor: Principal | None = None, peer: str = "-") -> KeyRecord:
+        rec = self.auth.store().revoke(key_id)
+        self._audit("key_revoked", actor, peer, key_id)
+        return rec
+
+    def _audit(self, event: str, actor: Principal | None, peer: str, target: str, **extra: str) -> None:
+        who = actor or Principal.ANONYMOUS
+        self.auth.record(event, key_id=who.key_id, peer=peer, action=event, target=target, outcome="ok",
+                         **extra)
 
     # -- memories ---------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
         # remember_async: same durability; a commit's acks wake this loop once, not once per write.
-        return await (await self._space(space_id)).remember_async(item)
+        space = await self._space(space_id)
+        if not self.quotas.enabled:
+            return await space.remember_async(item)
+        store = space.store
+        size = store.size_bytes if store is not None else (lambda: 0)
+        count = await asyncio.to_thread(space.count) if self.settings.max_memories else 0
+        with self.quotas.reserve(space_id, item, lambda: count, size):
+            return await space.remember_async(item)
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
@@ -363,6 +405,7 @@ class EngramService:
         self.shutting_down = True
         self.registry.close()
         self.embedders.close()
+        self.auth.close()
 
 
 def disk_status(path: Any, min_free: int) -> dict[str, Any]:

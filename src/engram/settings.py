@@ -19,6 +19,7 @@ from typing import Any
 from .errors import InvalidInput
 
 DURABILITY_MODES = ("fsync", "buffered")
+AUTH_MODES = ("", "required", "disabled")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,17 @@ class Settings:
     http_header_timeout_seconds: float = 10.0
     http_body_timeout_seconds: float = 60.0
     http_keepalive_timeout_seconds: float = 30.0
+    # -- authentication and limits (SPEC §10, docs/security.md "Keys") -------
+    auth: str = ""  # "" = auto (disabled when every listener is loopback, else required); required; disabled
+    allow_insecure: bool = False  # let a non-loopback listener start with auth = "disabled"
+    rate_limit_per_second: float = 0.0  # requests per second per API key (token bucket); 0 = off
+    rate_limit_burst: int = 0  # bucket size; 0 = max(1, 2 x rate_limit_per_second)
+    max_memories: int = 0  # memories per space; a write past it is refused (QUOTA_EXCEEDED); 0 = off
+    max_space_bytes: int = 0  # bytes on disk per space; a write past it is refused; 0 = off
+    audit_log_max_bytes: int = 10 * 1024 * 1024  # audit.log is rotated past this size
+    audit_log_backups: int = 3  # rotated audit logs kept (audit.log.1 .. .N)
+    tls_cert: str = ""  # PEM certificate chain: serve REST and gRPC over TLS (with tls_key)
+    tls_key: str = ""  # PEM private key of tls_cert
     # -- tracing --------------------------------------------------------------
     trace_file: str = ""  # JSON lines of finished OpenTelemetry spans; empty disables tracing
     trace_sample_ratio: float = 1.0  # fraction of traces recorded (a caller's traceparent decides first)
@@ -173,9 +185,26 @@ class Settings:
                 raise InvalidInput(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if self.max_subscribers < 0:
             raise InvalidInput(f"max_subscribers must be 0 (auto) or positive, got {self.max_subscribers!r}")
+        if self.auth not in AUTH_MODES:
+            raise InvalidInput(f"auth must be one of {AUTH_MODES} (\"\" = auto), got {self.auth!r}",
+                               example='auth = "required"')
+        for name in ("rate_limit_per_second", "rate_limit_burst", "max_memories", "max_space_bytes"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must be 0 (off) or positive, got {getattr(self, name)!r}",
+                                   example=f"{name} = 0")
+        if self.audit_log_max_bytes <= 0 or self.audit_log_backups < 0:
+            raise InvalidInput("audit_log_max_bytes must be positive and audit_log_backups 0 or more",
+                               example="audit_log_max_bytes = 10485760")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
                                example="trace_sample_ratio = 0.1")
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests need an API key: ``auth``, else auto (required unless every host is loopback)."""
+        if self.auth:
+            return self.auth == "required"
+        return not is_loopback(self.host)
 
     @property
     def resolved_state_file(self) -> Path:
@@ -183,6 +212,19 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return load_settings(overrides=changes, base=self, use_env=False)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; false for wildcards (0.0.0.0, ::) and anything else."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _coerce(name: str, value: Any, target: Any) -> Any:

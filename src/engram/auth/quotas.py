@@ -1,0 +1,75 @@
+"""Per-space quotas: ``max_memories`` and ``max_space_bytes`` (SPEC §10).
+
+A write that would take its space past either limit is refused with
+:class:`QuotaExceeded` before anything is submitted, so nothing is stored.
+
+Concurrent writes must not slip past together: each admitted write reserves
+one memory and its estimated bytes until it is committed (or fails), and the
+check counts committed + reserved. Between the commit and the release a write
+is counted twice, which can only refuse early, never admit past the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+from ..core.models import MemoryInput
+from ..errors import QuotaExceeded
+
+# Per-row overhead of a memory in SQLite and the index besides its text and vector.
+_ROW_OVERHEAD = 512
+
+
+def estimated_bytes(item: MemoryInput) -> int:
+    size = len(item.content.encode("utf-8", "surrogatepass")) + _ROW_OVERHEAD
+    if item.embedding is not None:
+        size += 8 * len(item.embedding)  # stored as float32, indexed as float32 again
+    size += sum(len(k) + len(v) for k, v in item.metadata.items()) + sum(len(t) for t in item.tags)
+    return size
+
+
+class Quotas:
+    def __init__(self, max_memories: int, max_space_bytes: int) -> None:
+        self.max_memories = max_memories
+        self.max_space_bytes = max_space_bytes
+        self._lock = threading.Lock()
+        self._reserved: dict[str, tuple[int, int]] = {}  # space -> (memories, bytes) in flight
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_memories > 0 or self.max_space_bytes > 0
+
+    @contextlib.contextmanager
+    def reserve(self, space_id: str, item: MemoryInput, count: Callable[[], int],
+                size: Callable[[], int]) -> Iterator[None]:
+        """Hold one memory and its bytes for ``space_id`` while the write runs, or raise QuotaExceeded."""
+        if not self.enabled:
+            yield
+            return
+        need = estimated_bytes(item)
+        memories = count() if self.max_memories > 0 else 0
+        on_disk = size() if self.max_space_bytes > 0 else 0
+        with self._lock:
+            held_n, held_b = self._reserved.get(space_id, (0, 0))
+            if self.max_memories > 0 and memories + held_n + 1 > self.max_memories:
+                raise QuotaExceeded(
+                    f"memory space {space_id!r} holds {memories} memories (max_memories = "
+                    f"{self.max_memories}); this write was refused and nothing was stored",
+                    details={"memory_space_id": space_id, "max_memories": self.max_memories})
+            if self.max_space_bytes > 0 and on_disk + held_b + need > self.max_space_bytes:
+                raise QuotaExceeded(
+                    f"memory space {space_id!r} uses {on_disk} bytes and this write needs about {need} more "
+                    f"(max_space_bytes = {self.max_space_bytes}); it was refused and nothing was stored",
+                    details={"memory_space_id": space_id, "max_space_bytes": self.max_space_bytes})
+            self._reserved[space_id] = (held_n + 1, held_b + need)
+        try:
+            yield
+        finally:
+            with self._lock:
+                held_n, held_b = self._reserved.get(space_id, (1, need))
+                if held_n <= 1:
+                    self._reserved.pop(space_id, None)
+                else:
+                    self._reserved[space_id] = (held_n - 1, held_b - need)
