@@ -87,14 +87,14 @@ def bearer_token(context: Ctx) -> str | None:
         return None
     if len(values) > 1:
         raise Unauthenticated("metadata authorization was sent more than once; send one "
-                              "`authorization: Bearer <key>`")
-    value = values[0]
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
+                              "`authorization: Bearer <key>`", details={"reason": "malformed"})
+    raw = values[0]
+    value: str = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise Unauthenticated("metadata authorization is malformed; send `authorization: Bearer <key>`")
+        raise Unauthenticated("metadata authorization is malformed; send `authorization: Bearer <key>`",
+                              details={"reason": "malformed"})
     return token
 
 
@@ -235,8 +235,9 @@ class AuthGuard(grpc.aio.ServerInterceptor):
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
-        self.service.auth.record("stream_ended", key_id=watch.principal.key_id, peer=context.peer() or "unknown",
-                                 target=method.rsplit("/", 1)[-1], outcome=f"401 {watch.revoked}")
+        self.service.auth.record("stream_ended", key_id=watch.principal.key_id,
+                                 peer=context.peer() or "unknown", target=method.rsplit("/", 1)[-1],
+                                 outcome=f"401 {watch.revoked}")
         await self.refuse(method, context, Unauthenticated(
             f"API key {watch.principal.key_id} was {watch.revoked} while this stream was open",
             details={"reason": watch.revoked, "key_id": watch.principal.key_id}))

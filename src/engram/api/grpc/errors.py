@@ -105,7 +105,7 @@ class MappedError:
         md: tuple[tuple[str, str | bytes], ...] = (
             (ERROR_CODE_KEY, self.error.code), (ERROR_DETAIL_KEY, self.detail().SerializeToString()))
         retry = self.error.retry_after_seconds
-        if retry is not None:  # rate limits, quotas, subscriber caps: when to try again (as REST's Retry-After)
+        if retry is not None:  # rate limits, subscriber caps: when to try again (REST's Retry-After)
             md += ((RETRY_AFTER_KEY, str(retry)),)
         return md
 

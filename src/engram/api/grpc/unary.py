@@ -143,7 +143,8 @@ class UnaryHandlers(Adapter):
     async def DeleteSpace(self, request: spb.DeleteSpaceRequest, context: Ctx) -> spb.DeleteSpaceResponse:
         async def run(space: str | None) -> spb.DeleteSpaceResponse:
             assert space is not None
-            d = await self.service.delete_space(space, actor=current_principal(), peer=context.peer() or "unknown")
+            d = await self.service.delete_space(space, actor=current_principal(),
+                                                peer=context.peer() or "unknown")
             return spb.DeleteSpaceResponse(id=d.id, deleted=d.deleted, memories_removed=d.memories_removed,
                                            bytes_removed=d.bytes_removed, files_removed=d.files_removed)
 
@@ -194,8 +195,8 @@ class UnaryHandlers(Adapter):
             if principal.spaces is not None and (spaces is None or not set(spaces) <= principal.spaces):
                 raise PermissionDenied("an admin key of some spaces can only create keys for those spaces")
             record, token = await asyncio.to_thread(
-                self.service.create_key, request.name, request.role, spaces, request.expires_in_seconds or None,
-                actor=principal, peer=context.peer() or "unknown")
+                self.service.create_key, request.name, request.role, spaces,
+                request.expires_in_seconds or None, actor=principal, peer=context.peer() or "unknown")
             return spb.CreateKeyResponse(key=c.api_key(record), token=token)
 
         return await self.admin("CreateKey", request, context, run, needs_space=False)

@@ -45,8 +45,8 @@ from ...errors import MemorySpaceRequired, PermissionDenied, Unauthenticated
 from ...service import EngramService
 from ..rest.space import HEADER_SOURCES
 from .engines import Engine, ServiceEngine
-from .tools import TOOLS
 from .server import build_server
+from .tools import TOOLS
 
 PATH = "/mcp"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -72,7 +72,8 @@ class RequestSpace:
         """The key of the HTTP request (the REST middleware has already refused a request without a
         valid one): a reader key cannot call the writing tools."""
         request = ctx.request
-        token = request_token(request) if isinstance(request, Request) and self.service.auth.required else None
+        keyed = isinstance(request, Request) and self.service.auth.required
+        token = request_token(request) if keyed and isinstance(request, Request) else None
         principal = self.service.auth.principal(token)
         action = Action.read if read_only else Action.write
         if not principal.allows(action):
