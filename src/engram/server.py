@@ -51,10 +51,11 @@ from pathlib import Path
 
 import uvicorn
 
+from .auth.keys import ADMIN_KEY_FILE, write_private
 from .datadir import DataDirInUse, DataDirLock
 from .observability import Tracing, configure_logging
 from .service import EngramService
-from .settings import Settings
+from .settings import Settings, is_loopback
 from .statefile import read_state, write_state
 
 log = logging.getLogger("engram.server")
@@ -101,6 +102,7 @@ async def serve(settings: Settings) -> None:
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
     tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
     service = EngramService(settings, tracing=tracing)
+    bootstrap_admin_key(service)
     # Say which embedder new spaces get (and why, if the default one fell back), and start
     # loading a local model now so the first remember or recall does not wait for it.
     service.embedders.warm()
@@ -220,7 +222,44 @@ async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
             log.exception("idle unload failed")
 
 
+def insecure_refusal(settings: Settings) -> str | None:
+    """Why this configuration must not start (a non-loopback listener without keys), or None."""
+    if settings.auth == "disabled" and not is_loopback(settings.host) and not settings.allow_insecure:
+        return (f"auth = \"disabled\" on a non-loopback listener ({settings.host}) would let anyone who can "
+                f"reach the port read, change and delete every memory space. Remove auth = \"disabled\" "
+                f"(keys are then required), listen on 127.0.0.1, or set allow_insecure = true if something "
+                f"in front of Engram authenticates every request.")
+    return None
+
+
+def bootstrap_admin_key(service: EngramService) -> None:
+    """With auth required and no key at all yet, create an admin key and leave it in admin.key (0600).
+
+    The CLI on the same machine reads that file when no key is given, so a first session works
+    unchanged. The token itself is never logged: only where it is.
+    """
+    auth = service.auth
+    if not auth.required:
+        log.warning("auth is disabled: every client that reaches %s is admin on every space "
+                    "(fine on loopback; see docs/security.md, \"Keys\")", service.settings.host)
+        return
+    store = auth.store()
+    if store.list():
+        log.info("auth required: API keys are checked on every request")
+        return
+    rec, token = service.create_key("bootstrap admin", "admin", None, None)
+    path = store.dir / ADMIN_KEY_FILE
+    write_private(path, token + "\n")
+    log.info("auth required and no API key existed: created admin key %s; its token is in %s (mode 0600)",
+             rec.key_id, path)
+    print(f"engram: created admin API key {rec.key_id}; the token is in {path}", flush=True)
+
+
 def run(settings: Settings) -> int:
+    refusal = insecure_refusal(settings)
+    if refusal is not None:
+        print(f"engram: cannot start: {refusal}", file=sys.stderr)
+        return 2
     try:
         lock = DataDirLock.acquire(settings.data_dir, "server", state_file=settings.resolved_state_file)
     except DataDirInUse as exc:

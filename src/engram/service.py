@@ -173,8 +173,17 @@ class EngramService:
             self._audit("space_created", actor, peer, space_id)
         return await asyncio.to_thread(self.registry.describe, space_id), created
 
-    async def list_spaces(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
-        return await asyncio.to_thread(self.registry.list, cursor, limit)
+    async def list_spaces(self, cursor: str | None = None, limit: int = 100, *,
+                          principal: Principal | None = None) -> SpacePage:
+        """A page of spaces sorted by id; a key bound to some spaces sees only those."""
+        if principal is None or principal.spaces is None:
+            return await asyncio.to_thread(self.registry.list, cursor, limit)
+        mine = principal.spaces
+
+        def page() -> SpacePage:
+            return self.registry.list(cursor, limit, only=mine)
+
+        return await asyncio.to_thread(page)
 
     async def get_space(self, space_id: str) -> SpaceDescriptor:
         return await asyncio.to_thread(self.registry.describe, space_id, True)

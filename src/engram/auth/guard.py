@@ -21,7 +21,9 @@ spaces) and nothing here refuses anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,40 @@ class Authorizer:
         if self.keys is None or principal.key_id == "-":
             return None
         return self.keys.still_valid(principal)
+
+    def watch(self, principal: Principal, end: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``end(reason)`` once when ``principal``'s key is revoked or expires (open streams).
+
+        Returns the function that stops watching (call it when the stream ends). Costs nothing
+        for ANONYMOUS; a timer thread only for keys that expire.
+        """
+        if self.keys is None or principal.key_id == "-":
+            return lambda: None
+        fired = threading.Event()
+
+        def once(reason: str) -> None:
+            if not fired.is_set():
+                fired.set()
+                end(reason)
+
+        def on_revoke(key_id: str) -> None:
+            if key_id == principal.key_id:
+                once(f"API key {key_id} was revoked")
+
+        remove = self.keys.on_revoke(on_revoke)
+        timer: threading.Timer | None = None
+        if principal.expires_at is not None:
+            timer = threading.Timer(max(0.0, principal.expires_at - time.time()), once,
+                                    [f"API key {principal.key_id} has expired"])
+            timer.daemon = True
+            timer.start()
+
+        def stop() -> None:
+            remove()
+            if timer is not None:
+                timer.cancel()
+
+        return stop
 
     def record(self, event: str, **fields: Any) -> None:
         if self.audit is not None:

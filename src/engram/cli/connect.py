@@ -8,6 +8,10 @@ Space: ``--space``, then ``ENGRAM_MEMORY_SPACE``, then ``default_space`` from th
 config file. The CLI always names its space explicitly, so it never triggers
 the server's deprecated default-space fallback.
 
+API key (servers with auth required, SPEC §10): ``--api-key``, then
+``ENGRAM_API_KEY``, then the admin key file ``engram start`` wrote on this machine
+(``<data_dir>/_system/admin.key``, from the state file's data dir or the settings').
+
 Transport (only for the commands decorated with :func:`backend_options`:
 ``space ...`` and ``memory remember|recall|get|list|forget``): ``--transport``,
 then ``ENGRAM_TRANSPORT``, then ``rest``. With ``grpc`` the address is
@@ -20,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +44,7 @@ SPACE_ENV = "ENGRAM_MEMORY_SPACE"
 URL_ENV = "ENGRAM_URL"
 TRANSPORT_ENV = "ENGRAM_TRANSPORT"
 GRPC_TARGET_ENV = "ENGRAM_GRPC_TARGET"
+API_KEY_ENV = "ENGRAM_API_KEY"
 TRANSPORTS = ("rest", "grpc")
 
 
@@ -56,6 +61,7 @@ class Target:
     transport: str = "rest"
     grpc_target: str | None = None
     grpc_source: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed
 
     @property
     def address(self) -> str:
@@ -64,7 +70,7 @@ class Target:
 
     def client(self) -> EngramClient:
         """The REST client (status, import and export always speak REST)."""
-        return EngramClient(self.url, space=self.space, timeout=self.timeout)
+        return EngramClient(self.url, space=self.space, timeout=self.timeout, api_key=self.api_key)
 
     def backend(self) -> Backend:
         """The chosen transport's :class:`~engram.cli.backend.Backend`, bound to the active space."""
@@ -76,7 +82,7 @@ class Target:
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:
         return AsyncEngramClient(self.url, space=self.space, timeout=self.timeout,
-                                 max_connections=max_connections)
+                                 max_connections=max_connections, api_key=self.api_key)
 
     def fail(self, exc: EngramError) -> Any:
         fail(exc, as_json=self.as_json)
@@ -100,10 +106,28 @@ def _grpc_target(explicit: str | None, state: dict[str, Any] | None, path: Path,
     return f"{_local_host(settings.host)}:{settings.grpc_port}", "settings (host, grpc_port)"
 
 
+def resolve_api_key(explicit: str | None, state: dict[str, Any] | None, settings: Settings) -> str | None:
+    """``--api-key``, ``ENGRAM_API_KEY``, or the local admin key file (None: send no key)."""
+    if explicit:
+        return explicit.strip()
+    if os.environ.get(API_KEY_ENV):
+        return os.environ[API_KEY_ENV].strip()
+    roots = [Path(str(state["data_dir"]))] if state and state.get("data_dir") else []
+    roots.append(Path(settings.data_dir))
+    for root in roots:
+        try:
+            token = (root / "_system" / "admin.key").read_text().strip()
+        except OSError:
+            continue
+        if token:
+            return token
+    return None
+
+
 def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
                    state_file: str | None, config_file: str | None, as_json: bool,
                    timeout: float, transport: str | None = None, grpc_target: str | None = None,
-                   transport_choice: bool = False) -> Target:
+                   transport_choice: bool = False, api_key: str | None = None) -> Target:
     try:
         settings: Settings = load_settings(config_file, {"data_dir": data_dir, "state_file": state_file})
     except EngramError as exc:
@@ -141,7 +165,8 @@ def resolve_target(*, url: str | None, space: str | None, data_dir: str | None,
         if transport == "grpc":
             grpc["grpc_target"], grpc["grpc_source"] = _grpc_target(grpc_target, state, path, settings)
     return Target(url=url.rstrip("/"), url_source=url_source, space=space, space_source=space_source,
-                  as_json=as_json, timeout=timeout, state=state, state_file=path, **grpc)
+                  as_json=as_json, timeout=timeout, state=state, state_file=path,
+                  api_key=resolve_api_key(api_key, state, settings), **grpc)
 
 
 def target_options(f: F) -> F:
@@ -175,14 +200,16 @@ def _with_target(f: F, *, transport_choice: bool) -> F:
     @click.option("--json", "as_json", is_flag=True, default=False,
                   help="Print machine-readable JSON on stdout (nothing else).")
     @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per request.")
+    @click.option("--api-key", default=None, metavar="KEY",
+                  help="API key (env ENGRAM_API_KEY, else <data-dir>/_system/admin.key on this machine).")
     @functools.wraps(f)
     def wrapper(*args: Any, url: str | None, space: str | None, data_dir: str | None,
                 state_file: str | None, config_file: str | None, as_json: bool, timeout: float,
-                **kwargs: Any) -> Any:
+                api_key: str | None, **kwargs: Any) -> Any:
         choice = {k: kwargs.pop(k) for k in ("transport", "grpc_target")} if transport_choice else {}
         target = resolve_target(url=url, space=space, data_dir=data_dir, state_file=state_file,
                                 config_file=config_file, as_json=as_json, timeout=timeout,
-                                transport_choice=transport_choice, **choice)
+                                transport_choice=transport_choice, api_key=api_key, **choice)
         try:
             return f(*args, target=target, **kwargs)
         except EngramError as exc:

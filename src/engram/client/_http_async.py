@@ -37,6 +37,7 @@ from ._http_common import (
     Query,
     ServerEvent,
     SSEParser,
+    auth_headers,
     body,
     error_from_response,
     params,
@@ -62,13 +63,14 @@ class AsyncEngramClient(_Base):
     def __init__(
         self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None, headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
         max_connections: int = 100,
     ) -> None:
         super().__init__(base_url, space)
         self._owns = http_client is None
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                                      headers=dict(headers or {}), limits=limits)
+                                                      headers=auth_headers(headers, api_key), limits=limits)
 
     def with_space(self, space: str) -> AsyncEngramClient:
         """A client for another space sharing this one's connections (close the original only)."""

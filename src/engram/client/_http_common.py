@@ -72,6 +72,14 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def auth_headers(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str, str]:
+    """The client's default headers, with ``Authorization: Bearer <api_key>`` when a key is given."""
+    out = dict(headers or {})
+    if api_key:
+        out["Authorization"] = f"Bearer {api_key}"
+    return out
+
+
 def space_headers(space: str | None) -> dict[str, str]:
     return {SPACE_HEADER: space} if space else {}
 

@@ -64,6 +64,7 @@ from ._http_common import (
     Query,
     ServerEvent,
     SSEParser,
+    auth_headers,
     body,
     error_from_response,
     params,
@@ -98,11 +99,12 @@ class EngramClient(_Base):
     def __init__(
         self, base_url: str = DEFAULT_URL, *, space: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.Client | None = None, headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(base_url, space)
         self._owns = http_client is None
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=timeout,
-                                                 headers=dict(headers or {}))
+                                                 headers=auth_headers(headers, api_key))
 
     def with_space(self, space: str) -> EngramClient:
         """A client for another space sharing this one's connections (close the original only)."""
@@ -218,6 +220,24 @@ class EngramClient(_Base):
     def delete_space(self, space_id: str) -> SpaceDeletion:
         """Erase a space and everything in it; returns what was removed."""
         return self._call(SpaceDeletion, "DELETE", f"{API}/spaces/{segment(space_id)}", scoped=False)
+
+    # -- API keys (admin key needed; SPEC §10) ---------------------------------------------
+    def create_key(self, role: str, *, spaces: Sequence[str] | None = None, name: str = "",
+                   expires_in_seconds: float | None = None) -> dict[str, Any]:
+        """A new API key: ``{key_id, key (the token, shown only here), name, role, spaces, ...}``."""
+        body = {"name": name, "role": role, "spaces": list(spaces) if spaces is not None else None,
+                "expires_in_seconds": expires_in_seconds}
+        data: dict[str, Any] = self._request("POST", f"{API}/keys", scoped=False, json=body).json()
+        return data
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every key's id, name, role, spaces and dates (never tokens)."""
+        keys: list[dict[str, Any]] = self._json("GET", f"{API}/keys")["keys"]
+        return keys
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key at once; returns its record."""
+        return self._json("DELETE", f"{API}/keys/{segment(key_id)}")
 
     def backup(self, space_id: str, dest: BinaryIO, *,
                progress: Callable[[int, int | None], None] | None = None) -> int:

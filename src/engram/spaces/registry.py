@@ -33,7 +33,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -338,10 +338,14 @@ class SpaceRegistry:
             self._meta[sid] = cached
         return cached
 
-    def list(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
+    def list(self, cursor: str | None = None, limit: int = 100, *,
+             only: Collection[str] | None = None) -> SpacePage:
+        """A page of spaces sorted by id (``only``: just these ids, the spaces of an API key)."""
         if limit < 1 or limit > self.settings.max_page_size:
             raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
         ids = self.known_ids()
+        if only is not None:
+            ids = [i for i in ids if i in only]
         if cursor:
             ids = [i for i in ids if i > cursor]
         page = ids[:limit]

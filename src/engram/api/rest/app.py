@@ -17,6 +17,7 @@ can live in one process.
     examples.py         a correct request per route (errors and OpenAPI)
     openapi.py          error responses and headers in /openapi.json
     sse.py              server-sent events for one subscription
+    access.py           who may call which route: the one table (SPEC §10)
     routes_*.py         the routes, by area
     ../mcp/http.py      /mcp: the MCP tools over Streamable HTTP, on the same service
 """
@@ -29,10 +30,12 @@ from ... import __version__
 from ...service import EngramService
 from ..mcp import http as mcp_http
 from . import (
+    access,
     errors,
     openapi,
     routes_backup,
     routes_cognition,
+    routes_keys,
     routes_memories,
     routes_spaces,
     routes_streams,
@@ -73,8 +76,10 @@ def create_app(service: EngramService) -> FastAPI:
     app.include_router(routes_streams.router(service, space))
     app.include_router(routes_spaces.router(service))
     app.include_router(routes_backup.router(service))
+    app.include_router(routes_keys.router(service))
     app.include_router(routes_system.router(service, space))
     mcp_http.mount(app, service)  # MCP over Streamable HTTP at /mcp (SPEC §12; engram.api.mcp)
+    access.check_table(app.routes)  # every route classified for auth (api/rest/access.py), or no app
     errors.install(app)
     hosts = HostPolicy(service.settings.allowed_hosts, service.settings.host)
     app.state.host_policy = hosts

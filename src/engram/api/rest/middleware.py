@@ -42,16 +42,21 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from opentelemetry.trace import Span
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ...auth.guard import Authorizer
+from ...errors import EngramError, Unauthenticated
 from ...observability import finish_span
 from ...service import EngramService
-from .errors import envelope_bytes
+from ...spaces.ids import is_valid
+from .access import OPEN, PATH, RESOLVED, SCOPE_PRINCIPAL, SCOPE_RULE, RouteAccess, bearer_token
+from .errors import envelope_bytes, on_engram_error
 from .hosts import HostPolicy
 from .methods import RouteMethods
 from .routes_backup import is_restore_upload
-from .space import HEADER_SOURCES, SCOPE_SPACE, SCOPE_WARNING, operation_of
+from .space import HEADER_SOURCES, SCOPE_SPACE, SCOPE_WARNING, operation_of, peer_of
 
 log = logging.getLogger("engram.rest")
 
@@ -69,6 +74,9 @@ class EngramMiddleware:
         self.tracing = service.tracing
         self.limit = service.settings.max_body_bytes
         self.drain_cap = max(DRAIN_CAP, 4 * self.limit)
+        self.auth: Authorizer = service.auth
+        # Built only when keys are checked: with auth disabled a request pays nothing for it.
+        self.access = RouteAccess(routes) if service.auth.required else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,6 +137,11 @@ class EngramMiddleware:
                 receive = _replay(body, receive)
                 if span is not None:
                     state["body"] = body
+            if self.access is not None:
+                refusal = self._authorize(scope)
+                if refusal is not None:
+                    await self._refuse(scope, receive, send_wrapper, refusal)
+                    return
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             state["exc"] = exc
@@ -171,6 +184,36 @@ class EngramMiddleware:
             if span is not None:
                 self._end_span(span, scope, state, op)
                 self.tracing.detach(token)
+
+    def _authorize(self, scope: Scope) -> EngramError | None:
+        """Authenticate the request and check NONE / PATH rules (see access.py); the error to answer."""
+        assert self.access is not None
+        found = self.access.find(scope["method"], scope["path"])
+        if found is not None and found[0].space == OPEN:
+            return None
+        peer = peer_of(scope)
+        try:
+            who = self.auth.principal(bearer_token(scope), peer=peer, target=scope["path"])
+            scope[SCOPE_PRINCIPAL] = who
+            if found is None:  # an unknown path: 404/405 from the router, for key holders only
+                return None
+            rule, params = found
+            scope[SCOPE_RULE] = rule
+            assert rule.action is not None
+            if rule.space == PATH:
+                sid = params.get("space_id", "")
+                self.auth.check(who, sid if is_valid(sid) else None, rule.action, peer=peer, target=sid)
+            elif rule.space != RESOLVED:
+                self.auth.check(who, None, rule.action, peer=peer, target=scope["path"])
+        except EngramError as exc:
+            return exc
+        return None
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: EngramError) -> None:
+        response = await on_engram_error(Request(scope), exc)
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="engram"'
+        await response(scope, receive, send)
 
     def _allow_all(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         allow = self.methods.allow(scope["path"])

@@ -23,9 +23,10 @@ from ...errors import InvalidBackup, PayloadTooLarge
 from ...service import EngramService
 from ...spaces.backup import MEDIA_TYPE, RestoreReceipt, SpaceBackup
 from ...spaces.ids import MemorySpaceId
+from .access import principal_of
 from .encode import ok
 from .routes_spaces import SPACE_ID_PATH
-from .space import SCOPE_SPACE
+from .space import SCOPE_SPACE, peer_of
 
 RESTORE_PATH_SUFFIX = "/restore"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -85,7 +86,8 @@ def router(service: EngramService) -> APIRouter:
         upload = await asyncio.to_thread(service.new_upload)
         try:
             await _receive(request, upload.open("wb"), limit)
-            receipt = await service.restore_space(sid, upload, replace=replace)
+            who, peer = principal_of(request.scope), peer_of(request.scope)
+            receipt = await service.restore_space(sid, upload, replace=replace, actor=who, peer=peer)
         finally:
             upload.unlink(missing_ok=True)
         return ok(receipt, 200 if receipt.replaced else 201)

@@ -10,9 +10,10 @@ from starlette.responses import Response
 from ...core.models import EmbedderChoice, ReembedStatus, SpaceDeletion, SpaceDescriptor, SpacePage
 from ...service import EngramService
 from ...spaces.ids import is_valid
+from .access import principal_of
 from .encode import ok
 from .examples import body_example
-from .space import SCOPE_SPACE, SPACE_ID_SCHEMA
+from .space import SCOPE_SPACE, SPACE_ID_SCHEMA, peer_of
 
 
 class SpaceCreate(BaseModel):
@@ -60,10 +61,12 @@ def router(service: EngramService) -> APIRouter:
         description="All spaces sorted by id, paginated with `cursor` (the previous page's `next_cursor`).",
     )
     async def list_spaces(
+        request: Request,
         cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
         limit: int = Query(100, ge=1, le=1000, description="Page size."),
     ) -> Response:
-        return ok(await service.list_spaces(cursor, limit))
+        # A key bound to some spaces sees only those (SPEC §10); others are never named.
+        return ok(await service.list_spaces(cursor, limit, principal=principal_of(request.scope)))
 
     @r.post(
         "",
@@ -75,7 +78,9 @@ def router(service: EngramService) -> APIRouter:
         openapi_extra=body_example("POST", "/api/v1/spaces"),
     )
     async def create_space(item: SpaceCreate, request: Request) -> Response:
-        desc, created = await service.create_space(item.id, item.dimension, item.embedder)
+        who, peer = principal_of(request.scope), peer_of(request.scope)
+        desc, created = await service.create_space(item.id, item.dimension, item.embedder,
+                                                   actor=who, peer=peer)
         label(request, desc.id)
         return ok(desc, 201 if created else 200)
 
@@ -125,6 +130,7 @@ def router(service: EngramService) -> APIRouter:
         description="Erases the space and all its data, durably; returns what was removed.",
     )
     async def delete_space(request: Request, space_id: str = SPACE_ID_PATH) -> Response:
-        return ok(await service.delete_space(space_id))
+        return ok(await service.delete_space(space_id, actor=principal_of(request.scope),
+                                             peer=peer_of(request.scope)))
 
     return r

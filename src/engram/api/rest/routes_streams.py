@@ -11,6 +11,7 @@ from ...core.admission import client_key
 from ...core.events import EVENT_TYPES
 from ...errors import InvalidInput
 from ...service import EngramService
+from .access import principal_of
 from .space import SPACE_PARAMETERS, SpaceResolver
 from .sse import EventFilter, EventStreamResponse
 
@@ -76,6 +77,12 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
             sid = space(request)
             peer = request.client.host if request.client else None
             sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth, client=client_key(peer))
+            # A revoked or expired key ends its open streams at once, with an `end` event saying why.
+            who = principal_of(request.scope)
+            unwatch = service.auth.watch(who, sub.close)
+            gone = service.auth.still_valid(who)  # revoked between the check and the watch
+            if gone is not None:
+                sub.close(f"API key {who.key_id} was {gone}")
             return EventStreamResponse(
                 sub,
                 space_id=sid,
@@ -83,6 +90,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
                 heartbeat=settings.stream_heartbeat_seconds,
                 accept=EventFilter(min_importance, min_confidence),
                 metrics=service.metrics,
+                on_end=unwatch,
             )
 
         handler.__name__ = f"stream_{stream}"

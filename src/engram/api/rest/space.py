@@ -24,8 +24,9 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ...errors import InvalidMemorySpace
+from ...errors import InvalidMemorySpace, MemorySpaceRequired
 from ...service import EngramService
+from .access import SCOPE_PRINCIPAL, SCOPE_RULE, Rule
 
 SCOPE_SPACE = "engram.space"
 SCOPE_WARNING = "engram.warning"
@@ -125,6 +126,15 @@ class SpaceResolver:
         res = self.service.resolve_space(
             sources, transport="rest", operation=operation_of(scope), peer=peer_of(scope)
         )
+        rule = scope.get(SCOPE_RULE)
+        if isinstance(rule, Rule) and rule.action is not None:  # auth is on: the key must cover it
+            who = scope[SCOPE_PRINCIPAL]
+            if res.fell_back and not who.covers(res.space_id):
+                raise MemorySpaceRequired(
+                    f"{operation_of(scope)} named no memory space, and this API key does not cover the "
+                    f"default space: name one of the key's spaces",
+                    suggestion="Name the space with the X-Memory-Space header, ?space= or memory_space_id.")
+            self.service.auth.check(who, res.space_id, rule.action, peer=peer_of(scope), target=res.space_id)
         scope[SCOPE_SPACE] = res.space_id
         if res.warning:
             scope[SCOPE_WARNING] = res.warning

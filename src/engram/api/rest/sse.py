@@ -38,6 +38,7 @@ import json
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -108,8 +109,10 @@ class EventStreamResponse(Response):
         heartbeat: float,
         accept: EventFilter,
         metrics: Metrics,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         self.background = None
+        self.on_end = on_end
         self.sub = sub
         self.space_id = space_id
         self.stream = stream
@@ -166,6 +169,8 @@ class EventStreamResponse(Response):
         finally:
             self.sub.close("client disconnected")
             gauge.dec()
+            if self.on_end is not None:
+                self.on_end()
 
     async def _pump(self, send: Send, label: str) -> None:
         sub = self.sub
