@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from engram.api.grpc.gen import service_pb2 as spb
 from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
 from engram.auth.keys import KeyStore
 from engram.testing import EngramProcess
-from engram.testing.mcp import http_session, structured, text_of
+from engram.testing.mcp import http_session, stdio_session, structured, text_of
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,15 @@ def _count(srv: EngramProcess, key: str, space: str = "alpha") -> int:
         return int(json.loads(resp.read())["total"])
 
 
+def test_mcp_without_a_key_is_refused(srv: EngramProcess) -> None:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    req = urllib.request.Request(srv.http_url + "/mcp", data=body, method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 401
+
+
 def test_a_reader_key_reads_but_cannot_write_through_mcp(srv: EngramProcess, keys: dict[str, str]) -> None:
     before = _count(srv, keys["admin"])
 
@@ -97,3 +107,22 @@ def test_a_key_of_one_space_cannot_reach_another_through_the_space_argument(
     answers = asyncio.run(scenario())
     assert '"MEMORY_SPACE_NOT_FOUND"' in answers[0]
     assert answers[0] == answers[1]
+
+
+def test_engram_mcp_over_stdio_sends_its_api_key(srv: EngramProcess, keys: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    args = ["--space", "alpha", "--url", srv.http_url]
+
+    async def scenario() -> tuple[str, str]:
+        async with stdio_session(args, {**env, "ENGRAM_API_KEY": keys["reader"]}) as s:
+            read = await s.call_tool("recall", {"query": "anything"})
+            write = await s.call_tool("remember", {"content": "reader over stdio"})
+            assert not read.is_error, text_of(read)
+            assert write.is_error
+            keyed = structured(write)["error"]["code"]
+        async with stdio_session(args, env) as s:
+            keyless = await s.call_tool("recall", {"query": "anything"})
+            assert keyless.is_error
+            return keyed, structured(keyless)["error"]["code"]
+
+    assert asyncio.run(scenario()) == ("PERMISSION_DENIED", "UNAUTHENTICATED")

@@ -77,7 +77,7 @@ class Target:
         if self.transport == "grpc" and self.grpc_target:
             from .backend import GrpcBackend
 
-            return GrpcBackend(self.grpc_target, space=self.space, timeout=self.timeout)
+            return GrpcBackend(self.grpc_target, space=self.space, timeout=self.timeout, api_key=self.api_key)
         return self.client()
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:

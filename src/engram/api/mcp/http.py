@@ -43,6 +43,7 @@ from ...auth.keys import Action, Principal
 from ...core.models import SpacePage
 from ...errors import MemorySpaceRequired, PermissionDenied, Unauthenticated
 from ...service import EngramService
+from ..rest.access import SCOPE_PRINCIPAL
 from ..rest.space import HEADER_SOURCES
 from .engines import Engine, ServiceEngine
 from .server import build_server
@@ -69,16 +70,20 @@ class RequestSpace:
         return [(name, value) for key, name in HEADER_SOURCES for value in request.headers.getlist(key)]
 
     def admit(self, ctx: ServerRequestContext[Any, Any], tool: str, read_only: bool) -> None:
-        """The key of the HTTP request (the REST middleware has already refused a request without a
-        valid one): a reader key cannot call the writing tools."""
+        """The key of the HTTP request, as the REST middleware in front of ``/mcp`` authenticated it
+        (it has already answered 401 to a request without a valid key): a reader key cannot call
+        the writing tools."""
         request = ctx.request
-        keyed = isinstance(request, Request) and self.service.auth.required
-        token = request_token(request) if keyed and isinstance(request, Request) else None
-        principal = self.service.auth.principal(token)
+        principal = Principal.ANONYMOUS
+        if self.service.auth.required:
+            found = request.scope.get(SCOPE_PRINCIPAL) if isinstance(request, Request) else None
+            if not isinstance(found, Principal):  # not behind the middleware: refuse, never serve
+                raise Unauthenticated("this MCP request carries no authenticated API key")
+            principal = found
         action = Action.read if read_only else Action.write
         if not principal.allows(action):
-            raise PermissionDenied(f"this key's role ({principal.role}) does not allow the {tool} tool "
-                                   f"({action} access)")
+            raise PermissionDenied(f"this API key's role ({principal.role.value}) does not allow the {tool} "
+                                   f"tool ({action.value} operations)")
         MCP_PRINCIPAL.set(principal)
 
     def __call__(self, ctx: ServerRequestContext[Any, Any], tool: str,
@@ -109,17 +114,6 @@ class RequestSpace:
 #: The key of the MCP tool call being served (set by ``RequestSpace.admit``).
 MCP_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("engram_mcp_principal",
                                                                           default=Principal.ANONYMOUS)
-
-
-def request_token(request: Request) -> str | None:
-    """The key of ``Authorization: Bearer <key>`` or ``X-API-Key``; malformed -> ``Unauthenticated``."""
-    value = request.headers.get("authorization")
-    if value is not None:
-        scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("header Authorization is malformed; send `Authorization: Bearer <key>`")
-        return token.strip()
-    return request.headers.get("x-api-key") or None
 
 
 class KeyedEngine(ServiceEngine):
