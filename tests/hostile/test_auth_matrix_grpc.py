@@ -287,6 +287,24 @@ def test_a_revoked_keys_open_stream_ends_unauthenticated(keys: Keys) -> None:
     assert code_of(ended) == "UNAUTHENTICATED"
 
 
+def test_an_expiring_keys_open_memory_flow_ends_unauthenticated_at_expiry(keys: Keys) -> None:
+    _, token = keys.create("writer", [SPACE], expires=2)
+    opened = time.monotonic()
+    stop = threading.Event()
+
+    def requests() -> Iterator[spb.MemoryFlowRequest]:
+        yield spb.MemoryFlowRequest(sequence=1, subscribe=pb.FlowSubscribe(), memory_space_id=SPACE)
+        stop.wait(30)  # keep the request side open: only the server can end this flow
+
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in keys.stub.MemoryFlow(requests(), timeout=30, metadata=bearer(token)):
+            pass
+    stop.set()
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, info.value
+    assert "expired" in (info.value.details() or "")
+    assert 1.5 < time.monotonic() - opened < 15
+
+
 def _count(keys: Keys) -> int:
     return int(keys.stub.ListMemories(spb.ListMemoriesRequest(memory_space_id=SPACE), timeout=10,
                                       metadata=keys.md).total)
@@ -352,3 +370,26 @@ def test_health_reveals_no_space_names_and_reflection_only_the_schema(srv: Engra
             with pytest.raises(grpc.RpcError) as info:
                 health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+
+def test_a_rate_limited_key_gets_resource_exhausted_with_a_retry_hint(tmp_path: Path) -> None:
+    admin = KeyStore(tmp_path / "data").create("limited", "admin")[1]
+    with EngramProcess.start(tmp_path, spaces=[SPACE], settings={
+            "auth": "required", "rate_limit_per_second": 1, "rate_limit_burst": 2}) as proc, \
+            grpc.insecure_channel(proc.grpc_target) as ch:
+        stub = spb_grpc.EngramServiceStub(ch)
+        codes = []
+        for _ in range(6):
+            try:
+                stub.Recall(spb.RecallRequest(cue=_cue(), memory_space_id=SPACE), timeout=10,
+                            metadata=bearer(admin))
+                codes.append("OK")
+            except grpc.RpcError as err:
+                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+                call_: Any = err
+                trailers = dict(call_.trailing_metadata() or ())
+                assert trailers["engram-error-code"] == "RATE_LIMITED"
+                assert int(trailers["retry-after"]) >= 1
+                codes.append("LIMITED")
+        assert codes[0] == "OK" and "LIMITED" in codes

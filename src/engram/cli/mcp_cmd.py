@@ -12,9 +12,7 @@ import click
 from ..errors import EngramError
 from ..settings import load_settings
 from ..spaces.ids import MemorySpaceId
-from .connect import SPACE_ENV, URL_ENV
-
-API_KEY_ENV = "ENGRAM_API_KEY"
+from .connect import API_KEY_ENV, SPACE_ENV, URL_ENV
 
 
 @click.command("mcp")
