@@ -13,6 +13,7 @@ access)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -393,3 +394,38 @@ def test_a_rate_limited_key_gets_resource_exhausted_with_a_retry_hint(tmp_path: 
                 assert int(trailers["retry-after"]) >= 1
                 codes.append("LIMITED")
         assert codes[0] == "OK" and "LIMITED" in codes
+
+
+def test_the_grpc_client_and_the_cli_send_their_api_key(srv: EngramProcess, keys: Keys,
+                                                        tokens: dict[str, str | None]) -> None:
+    from click.testing import CliRunner
+
+    from engram.cli.main import cli
+    from engram.client.grpc import GrpcClient
+    from engram.errors import PermissionDenied, Unauthenticated
+
+    writer = tokens["other_writer"]
+    assert writer is not None
+    with GrpcClient(srv.grpc_target, space=OTHER, api_key=writer) as client:
+        client.remember("the beta writer writes")
+        assert [s.id for s in client.list_spaces().spaces] == [OTHER]  # only the key's spaces
+        with pytest.raises(PermissionDenied):
+            client.create_key("reader", [OTHER])
+    with GrpcClient(srv.grpc_target, space=OTHER) as keyless, pytest.raises(Unauthenticated):
+        keyless.recall(query="beta")
+    admin = GrpcClient(srv.grpc_target, api_key=keys.admin)
+    made = admin.create_key("reader", [OTHER], name="via-client")
+    assert made.token.startswith("egk_") and made.key.spaces == [OTHER] and not made.key.all_spaces
+    listed = {k.key_id: k for k in admin.list_keys().keys}
+    assert made.key.key_id in listed and all("egk_" not in str(k) for k in listed.values())
+    assert admin.revoke_key(made.key.key_id).key.HasField("revoked_at")
+    admin.close()
+
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ENGRAM_")}
+    args = ["memory", "recall", "beta", "--space", OTHER, "--transport", "grpc",
+            "--grpc-target", srv.grpc_target,
+            "--data-dir", str(srv.root / "elsewhere")]  # no admin.key to fall back on
+    refused = CliRunner().invoke(cli, args, env=env)
+    assert refused.exit_code != 0 and "UNAUTHENTICATED" in refused.output + (refused.stderr or "")
+    allowed = CliRunner().invoke(cli, [*args, "--api-key", writer], env=env)
+    assert allowed.exit_code == 0, allowed.output
