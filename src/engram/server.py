@@ -233,7 +233,10 @@ def insecure_refusal(settings: Settings) -> str | None:
 
 
 def bootstrap_admin_key(service: EngramService) -> None:
-    """With auth required and no key at all yet, create an admin key and leave it in admin.key (0600).
+    """With auth required and no usable admin key, create one and leave its token in admin.key (0600).
+
+    "No usable admin key": none was ever made, or every admin key is revoked or expired (then a
+    restart by someone who can read the data dir is the way back in).
 
     The CLI on the same machine reads that file when no key is given, so a first session works
     unchanged. The token itself is never logged: only where it is.
@@ -244,13 +247,14 @@ def bootstrap_admin_key(service: EngramService) -> None:
                     "(fine on loopback; see docs/security.md, \"Keys\")", service.settings.host)
         return
     store = auth.store()
-    if store.list():
+    if store.has_active_admin():
         log.info("auth required: API keys are checked on every request")
         return
     rec, token = service.create_key("bootstrap admin", "admin", None, None)
     path = store.dir / ADMIN_KEY_FILE
     write_private(path, token + "\n")
-    log.info("auth required and no API key existed: created admin key %s; its token is in %s (mode 0600)",
+    log.info("auth required and no usable admin key existed: created admin key %s; its token is in %s "
+             "(mode 0600)",
              rec.key_id, path)
     print(f"engram: created admin API key {rec.key_id}; the token is in {path}", flush=True)
 

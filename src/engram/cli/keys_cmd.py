@@ -52,6 +52,7 @@ def _run(offline: Callable[[KeyStore], T], online: Callable[[Any], T], *, url: s
     """Run ``offline(store)`` under the data-dir lock, or ``online(client)`` through the server."""
     import os
 
+    state_file: str | None = None
     try:
         settings: Settings = load_settings(config_file, {"data_dir": data_dir})
     except EngramError as exc:
@@ -59,8 +60,10 @@ def _run(offline: Callable[[KeyStore], T], online: Callable[[Any], T], *, url: s
     if not url and not os.environ.get(URL_ENV):
         try:
             lock = DataDirLock.acquire(settings.data_dir, "engram key")
-        except DataDirInUse:
-            lock = None  # a server holds it: ask that server
+        except DataDirInUse as exc:
+            lock = None  # a server holds it: ask that server (found through its state file)
+            if exc.holder.state_file and not state_file:
+                state_file = exc.holder.state_file
         except OSError as exc:
             raise click.UsageError(f"cannot lock the data dir {settings.data_dir}: {exc}") from None
         if lock is not None:
@@ -70,8 +73,8 @@ def _run(offline: Callable[[KeyStore], T], online: Callable[[Any], T], *, url: s
                 out.fail(exc, as_json=as_json)
             finally:
                 lock.release()
-    target = resolve_target(url=url, space=None, data_dir=data_dir, state_file=None, config_file=config_file,
-                            as_json=as_json, timeout=30.0, api_key=api_key)
+    target = resolve_target(url=url, space=None, data_dir=data_dir, state_file=state_file,
+                            config_file=config_file, as_json=as_json, timeout=30.0, api_key=api_key)
     try:
         with target.client() as client:
             return online(client), target.url
