@@ -306,6 +306,17 @@ def test_an_expiring_keys_open_memory_flow_ends_unauthenticated_at_expiry(keys: 
     assert 1.5 < time.monotonic() - opened < 15
 
 
+def test_the_default_space_fallback_only_for_keys_that_cover_default(
+        keys: Keys, tokens: dict[str, str | None]) -> None:
+    unnamed = spb.RecallRequest(cue=_cue())  # no memory_space_id, no x-memory-space
+    with pytest.raises(grpc.RpcError) as info:
+        keys.stub.Recall(unnamed, timeout=10, metadata=bearer(tokens["other_writer"]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(info.value) == "MEMORY_SPACE_REQUIRED"
+    _, call_ = keys.stub.Recall.with_call(unnamed, timeout=10, metadata=keys.md)  # admin: all spaces
+    assert "default" in str(dict(call_.trailing_metadata() or ()).get("engram-warning", ""))
+
+
 def _count(keys: Keys) -> int:
     return int(keys.stub.ListMemories(spb.ListMemoriesRequest(memory_space_id=SPACE), timeout=10,
                                       metadata=keys.md).total)

@@ -207,7 +207,8 @@ class Adapter:
                 space = MemorySpaceId(request.memory_space_id)
                 principal = current_principal()
                 if principal is not Principal.ANONYMOUS:  # outside the key's set: as if missing
-                    self.service.auth.check(principal, space, ACTIONS.get(f"/{SERVICE}/{rpc}", Action.admin))
+                    self.service.auth.check(principal, space, ACTIONS.get(f"/{SERVICE}/{rpc}", Action.admin),
+                                            peer=context.peer() or "unknown", target=space)
             return await fn(space)
         except asyncio.CancelledError:
             status = "CANCELLED"

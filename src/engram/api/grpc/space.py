@@ -96,7 +96,7 @@ class CallSpace:
                 example='memory_space_id: "agent-7"',
             )
         needed = action or ACTIONS.get(f"/{SERVICE}/{self.rpc}", Action.admin)
-        self.service.auth.check(principal, res.space_id, needed)
+        self.service.auth.check(principal, res.space_id, needed, peer=self.peer, target=res.space_id)
 
     def trailing(self) -> tuple[tuple[str, str], ...]:
         """Trailers to repeat when the call is aborted (abort replaces earlier trailers)."""

@@ -8,7 +8,6 @@ from typing import Any, TypeAlias
 import grpc
 
 from ... import __version__
-from ...auth.keys import Principal
 from ...errors import InvalidInput, PermissionDenied
 from ...spaces.ids import MemorySpaceId
 from . import convert as c
@@ -170,22 +169,13 @@ class UnaryHandlers(Adapter):
     async def ListSpaces(self, request: spb.ListSpacesRequest, context: Ctx) -> spb.ListSpacesResponse:
         async def run(_: str | None) -> spb.ListSpacesResponse:
             limit = _page_size(request.page_size, 100, self.settings.max_page_size)
-            principal = current_principal()
-            if principal.spaces is not None:  # a key of some spaces lists only those (SPEC §10)
-                return await asyncio.to_thread(self._list_key_spaces, principal, request.page_token, limit)
-            page = await self.service.list_spaces(request.page_token or None, limit)
+            # a key bound to some spaces lists only those (SPEC §10)
+            page = await self.service.list_spaces(request.page_token or None, limit,
+                                                  principal=current_principal())
             return spb.ListSpacesResponse(spaces=[c.space_descriptor(d) for d in page.spaces],
                                           next_page_token=page.next_cursor or "")
 
         return await self.admin("ListSpaces", request, context, run, needs_space=False)
-
-    def _list_key_spaces(self, principal: Principal, cursor: str, limit: int) -> spb.ListSpacesResponse:
-        registry = self.service.registry
-        ids = sorted(self.service.auth.visible_spaces(principal, registry.known_ids()))
-        ids = [i for i in ids if not cursor or i > cursor]
-        page = ids[:limit]
-        return spb.ListSpacesResponse(spaces=[c.space_descriptor(registry.describe(i)) for i in page],
-                                      next_page_token=page[-1] if len(ids) > limit and page else "")
 
     # -- API keys (admin keys only, see auth.ACTIONS) --------------------------------------
     async def CreateKey(self, request: spb.CreateKeyRequest, context: Ctx) -> spb.CreateKeyResponse:

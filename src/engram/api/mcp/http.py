@@ -24,7 +24,6 @@ memory through a rebound DNS name.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import json
@@ -120,19 +119,7 @@ class KeyedEngine(ServiceEngine):
     """The in-server engine, listing only the spaces of the calling key."""
 
     async def list_spaces(self, cursor: str | None, limit: int) -> SpacePage:
-        principal = MCP_PRINCIPAL.get()
-        if principal.spaces is None:
-            return await super().list_spaces(cursor, limit)
-        registry = self.service.registry
-
-        def page() -> SpacePage:
-            ids = sorted(self.service.auth.visible_spaces(principal, registry.known_ids()))
-            ids = [i for i in ids if not cursor or i > cursor]
-            chosen = ids[:limit]
-            return SpacePage(spaces=[registry.describe(i) for i in chosen],
-                             next_cursor=chosen[-1] if len(ids) > limit and chosen else None)
-
-        return await asyncio.to_thread(page)
+        return await self.service.list_spaces(cursor, limit, principal=MCP_PRINCIPAL.get())
 
 
 class PostOnly:
