@@ -173,6 +173,8 @@ class AuthGuard(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(f"/{SERVICE}/"):
             return handler  # health, reflection: no space names, no data
+        if not self.service.auth.required:
+            return handler  # every call is Principal.ANONYMOUS: nothing to add, not even a wrapper
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
