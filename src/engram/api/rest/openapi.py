@@ -25,12 +25,17 @@ _DESCRIPTIONS = {
     "400": "Invalid input (INVALID_INPUT, MALFORMED_JSON, INVALID_MEMORY_SPACE, MEMORY_SPACE_CONFLICT, "
     "MEMORY_SPACE_REQUIRED, EMBEDDING_DIMENSION_MISMATCH, ...).",
     "404": "Not found (MEMORY_SPACE_NOT_FOUND, MEMORY_NOT_FOUND, BELIEF_NOT_FOUND, ROUTE_NOT_FOUND).",
-    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), or the space exists (MEMORY_SPACE_EXISTS).",
+    "401": "No, malformed, unknown, expired or revoked API key (UNAUTHENTICATED), when the server requires "
+    "keys; the answer carries `WWW-Authenticate: Bearer`.",
+    "403": "The API key's role does not allow this (PERMISSION_DENIED), or a space quota would be exceeded "
+    "(QUOTA_EXCEEDED; nothing was stored).",
+    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), the space exists (MEMORY_SPACE_EXISTS), or the "
+    "default space cannot be deleted (DEFAULT_SPACE_PROTECTED).",
     "413": "The body exceeds max_body_bytes (PAYLOAD_TOO_LARGE).",
     "415": "The body is not JSON (UNSUPPORTED_MEDIA_TYPE).",
     "422": "The cue was too weak to complete a pattern (CUE_TOO_WEAK).",
-    "429": "A stream subscriber cap was reached (TOO_MANY_SUBSCRIBERS); retry after the Retry-After "
-    "header's seconds. Open streams are not affected.",
+    "429": "The API key's rate limit (RATE_LIMITED) or a stream subscriber cap (TOO_MANY_SUBSCRIBERS) was "
+    "reached; retry after the Retry-After header's seconds. Open streams are not affected.",
     "500": "A server bug (INTERNAL, STORAGE_ERROR); never caused by client input.",
     "501": "Not implemented by this server (NOT_IMPLEMENTED).",
     "503": "The space is unhealthy (MEMORY_SPACE_UNHEALTHY), its embedder cannot be reached "
@@ -47,6 +52,14 @@ _FALLBACK_HEADERS = {
         "description": "299 warning explaining the default-space fallback.",
         "schema": {"type": "string"},
     },
+}
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (egk_...) when the server "
+               "requires keys (SPEC §10); not needed on loopback with auth disabled."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, "
+               "in its own header."},
 }
 
 
@@ -76,6 +89,12 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         codes.append("501")
     if path.startswith("/api/v1/stream/"):
         codes.append("429")
+    if path == "/api/v1/spaces/{space_id}" and method == "delete":
+        codes.append("409")
+    if path.startswith("/api/v1/keys/"):
+        codes.append("404")
+    if path != "/health/alive":  # with auth required (SPEC §10): keys, roles, rate limits
+        codes += ["401", "403", "429"]
     if path == "/health":
         codes.remove("400")
     return sorted(set(codes))
@@ -93,6 +112,7 @@ def build(app: FastAPI) -> dict[str, Any]:
     components["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in components["ErrorEnvelope"].pop("$defs", {}).items():
         components[name] = sub
+    schema["components"]["securitySchemes"] = _SECURITY_SCHEMES
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     for path, ops in schema.get("paths", {}).items():
