@@ -244,6 +244,26 @@ def test_access_matrix(rpc: str, keys: Keys, tokens: dict[str, str | None]) -> N
     assert got == want
 
 
+@pytest.mark.parametrize("hole", ["GetMemory"])
+def test_a_planted_hole_is_caught_by_the_matrix(hole: str, tmp_path: Path) -> None:
+    """One RPC let through without its check (engram.testing.holes): the matrix must disagree."""
+    admin = KeyStore(tmp_path / "data").create("holes-admin", "admin")[1]
+    with EngramProcess.start(tmp_path, spaces=[SPACE, OTHER, "doomed"], settings={"auth": "required"},
+                             module="engram.testing.holes", env={"AUTH_HOLE": hole}) as proc:
+        k = Keys(proc, admin)
+        try:
+            cells = {"none": None, "other_writer": k.create("writer", [OTHER])[1],
+                     "reader": k.create("reader", [SPACE])[1]}
+            got = {col: call(k.channel, hole, bearer(token)) for col, token in cells.items()}
+            holed = {col: call(k.channel, "Recall", bearer(token)) for col, token in cells.items()}
+        finally:
+            k.channel.close()
+    want = {col: expected(hole, col) for col in cells}
+    assert got != want, f"the matrix did not notice {hole} skipping its check: {got}"
+    assert got["none"] == ALLOWED  # no key at all, and still served
+    assert holed == {col: expected("Recall", col) for col in cells}  # the other RPCs stay checked
+
+
 def test_an_out_of_scope_space_answers_exactly_as_a_missing_one(keys: Keys,
                                                                 tokens: dict[str, str | None]) -> None:
     # a key of beta: alpha exists, omega does not (same length, so even the serialized
