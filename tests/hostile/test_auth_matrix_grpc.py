@@ -5,7 +5,8 @@ has no request below and fails, and ``auth.ACTIONS`` must classify it) x {no key
 unknown, expired, revoked, reader of the space, writer of the space, writer of another space,
 admin}. Each cell is reduced to one outcome: the status of a refused call (UNAUTHENTICATED,
 PERMISSION_DENIED, NOT_FOUND for the space) or ALLOWED; inside the bidirectional streams a
-refused message is an ErrorDetail in its response, read the same way. Also: the existence oracle
+refused message is an ErrorDetail in its response, read the same way. A server with one RPC let
+through unchecked (``engram.testing.holes``) must fail the matrix: the planted hole. Also: the existence oracle
 (an out-of-scope space answers byte-for-byte as a missing one, apart from the id), a revoked key's
 open Stream ending UNAUTHENTICATED, a reader unable to write through StreamingRemember or
 MemoryFlow, and a Hypothesis fuzz of the authorization metadata (never INTERNAL/UNKNOWN, never
