@@ -6,11 +6,14 @@ unknown, expired, revoked, reader of the space, writer of the space, writer of a
 admin}. Each cell is reduced to one outcome: the status of a refused call (UNAUTHENTICATED,
 PERMISSION_DENIED, NOT_FOUND for the space) or ALLOWED; inside the bidirectional streams a
 refused message is an ErrorDetail in its response, read the same way. A server with one RPC let
-through unchecked (``engram.testing.holes``) must fail the matrix: the planted hole. Also: the existence oracle
-(an out-of-scope space answers byte-for-byte as a missing one, apart from the id), a revoked key's
-open Stream ending UNAUTHENTICATED, a reader unable to write through StreamingRemember or
-MemoryFlow, and a Hypothesis fuzz of the authorization metadata (never INTERNAL/UNKNOWN, never
-access)."""
+through unchecked (``engram.testing.holes``) must fail the matrix: the planted hole.
+
+Also: the existence oracle (an out-of-scope space answers byte-for-byte as a missing one, apart
+from the id), a revoked key's open Stream and an expiring key's MemoryFlow ending
+UNAUTHENTICATED, a reader unable to write through StreamingRemember or MemoryFlow, the
+default-space fallback only for keys covering it, RATE_LIMITED with a retry-after trailer, the
+client and CLI sending their key, and a Hypothesis fuzz of the authorization metadata (never
+INTERNAL/UNKNOWN, never access)."""
 
 from __future__ import annotations
 
