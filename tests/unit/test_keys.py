@@ -62,7 +62,7 @@ def test_every_kind_of_bad_token_is_unauthenticated_with_its_reason(tmp_path: Pa
 
 
 def test_changes_by_another_process_are_seen_without_restart(tmp_path: Path) -> None:
-    served = KeyStore(tmp_path)
+    served = KeyStore(tmp_path, recheck_seconds=0)
     offline = KeyStore(tmp_path)
     rec, token = offline.create("late", "admin", None, None)
     assert served.authenticate(token).key_id == rec.key_id
@@ -192,3 +192,26 @@ def test_audit_log_is_private_json_lines_and_rotates(tmp_path: Path) -> None:
     assert (tmp_path / "_system" / "audit.log.1").exists() and (tmp_path / "_system" / "audit.log.2").exists()
     assert not (tmp_path / "_system" / "audit.log.3").exists()
     assert os.stat(path).st_size <= 400
+
+
+def test_every_rest_route_is_classified_and_a_missing_row_stops_the_app(tmp_path: Path) -> None:
+    from engram.api.rest.access import ROUTE_ACCESS, RouteAccess, check_table
+    from engram.api.rest.app import create_app
+    from engram.service import EngramService
+
+    service = EngramService(Settings(data_dir=tmp_path / "data", embedder="hash"))
+    try:
+        app = create_app(service)  # builds: every route has a row
+        table = dict(ROUTE_ACCESS)
+        del table[("DELETE", "/api/v1/spaces/{space_id}")]
+        with pytest.raises(RuntimeError, match="without an access rule"):
+            check_table(app.routes, table)
+        access = RouteAccess(app.routes)
+        found = access.find("GET", "/api/v1/memories/recall")
+        assert found is not None and found[0].action is Action.read
+        found = access.find("DELETE", "/api/v1/spaces/agent-7")
+        assert found is not None and found[0].action is Action.admin and found[1]["space_id"] == "agent-7"
+        assert access.find("POST", "/mcp/anything") is not None
+        assert access.find("GET", "/nowhere") is None
+    finally:
+        service.close()

@@ -36,6 +36,7 @@ _TOKEN_RE = re.compile(r"egk_[A-Za-z0-9_-]{43,128}")
 SYSTEM_DIR = "_system"
 KEYS_FILE = "keys.json"
 ADMIN_KEY_FILE = "admin.key"
+_RECHECK_SECONDS = 0.2
 
 
 class Role(StrEnum):
@@ -169,7 +170,7 @@ def validate_role(role: str) -> Role:
 class KeyStore:
     """The keys of one data root. Thread-safe; shared by every transport of a server."""
 
-    def __init__(self, data_root: Path) -> None:
+    def __init__(self, data_root: Path, *, recheck_seconds: float = _RECHECK_SECONDS) -> None:
         self.dir = Path(data_root) / SYSTEM_DIR  # created on the first write, not here
         self.path = self.dir / KEYS_FILE
         self._lock = threading.RLock()
@@ -177,6 +178,8 @@ class KeyStore:
         self._records: dict[str, KeyRecord] = {}
         self._by_hash: dict[str, KeyRecord] = {}
         self._revoke_callbacks: list[Callable[[str], None]] = []
+        self._checked_at = 0.0
+        self._recheck = recheck_seconds
         self._reload(force=True)
 
     # -- file -------------------------------------------------------------------
@@ -188,6 +191,12 @@ class KeyStore:
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _reload(self, force: bool = False) -> None:
+        # Changes made through this store are in memory at once; the file is looked at again (a
+        # stat) at most every _RECHECK_SECONDS for changes made by other processes.
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._recheck:
+            return
+        self._checked_at = now
         stamp = self._file_stamp()
         if not force and stamp == self._stamp:
             return
@@ -243,7 +252,7 @@ class KeyStore:
             token_sha256=hash_token(token),
         )
         with self._lock:
-            self._reload()
+            self._reload(force=True)
             self._records[rec.key_id] = rec
             self._save()
         return rec, token
@@ -262,7 +271,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> KeyRecord:
         with self._lock:
-            self._reload()
+            self._reload(force=True)
             rec = self._records.get(key_id)
             if rec is None:
                 raise KeyNotFound(f"API key {key_id!r} does not exist", details={"key_id": key_id})
@@ -290,6 +299,9 @@ class KeyStore:
         self._reload()
         digest = hash_token(token)
         rec = self._by_hash.get(digest)
+        if rec is None:  # perhaps made by another process a moment ago
+            self._reload(force=True)
+            rec = self._by_hash.get(digest)
         # The dict lookup is on a hash of the secret (which leaks nothing about the token);
         # the final equality is constant-time all the same.
         if rec is None or not hmac.compare_digest(rec.token_sha256, digest):

@@ -126,7 +126,13 @@ class RouteAccess:
     def __init__(self, routes: Iterable[BaseRoute],
                  table: dict[tuple[str, str], Rule] = ROUTE_ACCESS) -> None:
         self._rows: list[tuple[re.Pattern[str], str, Rule, bool]] = []
+        # Paths without parameters are looked up directly, unless a parameterised template listed
+        # before them could match them too (then the router's order decides, as below).
+        self._exact: dict[tuple[str, str], Rule] = {}
         for method, path in route_keys(routes):
+            if "{" not in path and method != "*" and not any(
+                    m in (method, "*") and regex.match(path) for regex, m, _r, _p in self._rows):
+                self._exact.setdefault((method, path), table[(method, path)])
             regex = compile_path(path)[0]
             prefix = method == "*"  # a mount: its path and everything under it
             if prefix:
@@ -135,6 +141,9 @@ class RouteAccess:
 
     def find(self, method: str, path: str) -> tuple[Rule, dict[str, str]] | None:
         method = "GET" if method == "HEAD" else method
+        rule_ = self._exact.get((method, path))
+        if rule_ is not None:
+            return rule_, {}
         for regex, m, rule, _prefix in self._rows:
             if m in (method, "*"):
                 match = regex.match(path)
