@@ -111,12 +111,13 @@ class GrpcBackend:
     """:class:`Backend` over the gRPC API; every data-plane request carries ``memory_space_id``."""
 
     def __init__(self, target: str, *, space: str, timeout: float, tls: bool = False,
-                 ca_file: str | None = None) -> None:
+                 ca_file: str | None = None, api_key: str | None = None) -> None:
         # Imported here so that REST-only use of the CLI never loads grpcio.
         from ..client.grpc import GrpcClient
 
         self.target = target
-        self._client = GrpcClient(target, space=space, timeout=timeout, tls=tls, ca_file=ca_file)
+        self._client = GrpcClient(target, space=space, timeout=timeout, tls=tls, ca_file=ca_file,
+                                  api_key=api_key)
 
     def __enter__(self) -> GrpcBackend:
         return self

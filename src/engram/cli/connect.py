@@ -92,7 +92,7 @@ class Target:
             from .backend import GrpcBackend
 
             return GrpcBackend(self.grpc_target, space=self.space, timeout=self.timeout,
-                               tls=self.grpc_tls, ca_file=self.ca_file)
+                               tls=self.grpc_tls, ca_file=self.ca_file, api_key=self.api_key)
         return self.client()
 
     def async_client(self, max_connections: int = 100) -> AsyncEngramClient:

@@ -13,7 +13,7 @@ from ..errors import EngramError
 from ..settings import load_settings
 from ..spaces.ids import MemorySpaceId
 from ..tls import CA_FILE_ENV
-from .connect import SPACE_ENV, URL_ENV
+from .connect import API_KEY_ENV, SPACE_ENV, URL_ENV
 
 
 @click.command("mcp")
@@ -35,8 +35,11 @@ from .connect import SPACE_ENV, URL_ENV
               help="Seconds per request to the server.")
 @click.option("--ca-file", type=click.Path(dir_okay=False), default=None, metavar="PEM",
               help="CA certificate(s) that signed an https server's certificate (env ENGRAM_CA_FILE).")
+@click.option("--api-key", default=None, metavar="KEY", envvar=API_KEY_ENV, show_envvar=True,
+              help="API key sent to the server (Authorization: Bearer) when it requires keys (SPEC §10).")
 def mcp(space: str | None, url: str | None, data_dir: str | None, state_file: str | None,
-        config_file: str | None, create_space: bool, timeout: float, ca_file: str | None) -> None:
+        config_file: str | None, create_space: bool, timeout: float, ca_file: str | None,
+        api_key: str | None) -> None:
     """Serve Engram's memory tools to an MCP client (Claude Desktop, IDEs, agents) over stdio.
 
     stdout carries only the protocol; logs go to stderr. The process exits when the
@@ -55,5 +58,6 @@ def mcp(space: str | None, url: str | None, data_dir: str | None, state_file: st
     configure_logging(settings.log_level, settings.log_json)
     opts = StdioOptions(settings=settings, space=chosen, url=url or os.environ.get(URL_ENV) or None,
                         timeout=timeout, create_space=create_space,
-                        ca_file=ca_file or os.environ.get(CA_FILE_ENV) or None)
+                        ca_file=ca_file or os.environ.get(CA_FILE_ENV) or None,
+                        headers=(("Authorization", f"Bearer {api_key}"),) if api_key else ())
     asyncio.run(serve_stdio(opts))

@@ -158,8 +158,10 @@ def _event_types(types: Sequence[str | int] | None) -> list[Any]:
 
 
 class _Base:
-    def __init__(self, space: str | None, space_via: SpaceVia, timeout: float | None) -> None:
+    def __init__(self, space: str | None, space_via: SpaceVia, timeout: float | None,
+                 api_key: str | None = None) -> None:
         self.space = space
+        self.api_key = api_key
         self.space_via = space_via
         self.timeout = timeout
         self.last_warning: str | None = None
@@ -168,9 +170,12 @@ class _Base:
         return (self.space or "") if self.space_via in ("field", "both") else ""
 
     def _metadata(self) -> tuple[tuple[str, str], ...] | None:
+        md: tuple[tuple[str, str], ...] = ()
+        if self.api_key:  # SPEC §10: the key as `authorization: Bearer <key>` on every call
+            md += (("authorization", f"Bearer {self.api_key}"),)
         if self.space and self.space_via in ("metadata", "both"):
-            return (("x-memory-space", self.space),)
-        return None
+            md += (("x-memory-space", self.space),)
+        return md or None
 
     def _admin_space(self, space: str | None) -> str:
         sid = space or self.space
@@ -197,10 +202,11 @@ class GrpcClient(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, space: str | None = None,
                  space_via: SpaceVia = "field", timeout: float | None = 30.0,
                  channel: grpc.Channel | None = None, max_message_bytes: int = 4_194_304,
-                 tls: bool = False, ca_file: str | os.PathLike[str] | None = None) -> None:
+                 tls: bool = False, ca_file: str | os.PathLike[str] | None = None,
+                 api_key: str | None = None) -> None:
         """``tls``: connect over TLS (implied by ``ca_file``, a PEM file of the CA that signed the
         server's certificate; without it, the system's roots)."""
-        super().__init__(space, space_via, timeout)
+        super().__init__(space, space_via, timeout, api_key)
         self._own = channel is None
         options = _channel_options(max_message_bytes)
         if channel is None and (tls or ca_file):
@@ -376,7 +382,21 @@ class GrpcClient(_Base):
 
     def with_space(self, space: str) -> GrpcClient:
         """Another client on the same channel, bound to ``space``."""
-        return GrpcClient(space=space, space_via=self.space_via, timeout=self.timeout, channel=self.channel)
+        return GrpcClient(space=space, space_via=self.space_via, timeout=self.timeout, channel=self.channel,
+                          api_key=self.api_key)
+
+    # -- API keys (admin keys only) --------------------------------------------------
+    def create_key(self, role: str, spaces: Sequence[str] = (), name: str = "",
+                   expires_in_seconds: int = 0) -> spb.CreateKeyResponse:
+        """A new key; ``token`` in the answer is the only time the key itself is shown."""
+        return self._call(self.stub.CreateKey, spb.CreateKeyRequest(
+            name=name, role=role, spaces=list(spaces), expires_in_seconds=expires_in_seconds))
+
+    def list_keys(self) -> spb.ListKeysResponse:
+        return self._call(self.stub.ListKeys, spb.ListKeysRequest())
+
+    def revoke_key(self, key_id: str) -> spb.RevokeKeyResponse:
+        return self._call(self.stub.RevokeKey, spb.RevokeKeyRequest(key_id=key_id))
 
     def close(self) -> None:
         if self._own:
@@ -395,8 +415,9 @@ class AsyncGrpcClient(_Base):
     def __init__(self, target: str = "127.0.0.1:50051", *, space: str | None = None,
                  space_via: SpaceVia = "field", timeout: float | None = 30.0,
                  channel: grpc.aio.Channel | None = None, max_message_bytes: int = 4_194_304,
-                 tls: bool = False, ca_file: str | os.PathLike[str] | None = None) -> None:
-        super().__init__(space, space_via, timeout)
+                 tls: bool = False, ca_file: str | os.PathLike[str] | None = None,
+                 api_key: str | None = None) -> None:
+        super().__init__(space, space_via, timeout, api_key)
         self._own = channel is None
         options = _channel_options(max_message_bytes)
         if channel is None and (tls or ca_file):
@@ -503,6 +524,18 @@ class AsyncGrpcClient(_Base):
     async def list_spaces(self, page_size: int = 0, page_token: str = "") -> spb.ListSpacesResponse:
         req = spb.ListSpacesRequest(page_size=page_size, page_token=page_token)
         return await self._call(self.stub.ListSpaces, req)
+
+    async def create_key(self, role: str, spaces: Sequence[str] = (), name: str = "",
+                         expires_in_seconds: int = 0) -> spb.CreateKeyResponse:
+        req = spb.CreateKeyRequest(name=name, role=role, spaces=list(spaces),
+                                   expires_in_seconds=expires_in_seconds)
+        return await self._call(self.stub.CreateKey, req)
+
+    async def list_keys(self) -> spb.ListKeysResponse:
+        return await self._call(self.stub.ListKeys, spb.ListKeysRequest())
+
+    async def revoke_key(self, key_id: str) -> spb.RevokeKeyResponse:
+        return await self._call(self.stub.RevokeKey, spb.RevokeKeyRequest(key_id=key_id))
 
     async def close(self) -> None:
         if self._own:

@@ -29,10 +29,12 @@ from typing import Any, TypeVar
 import grpc
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
+from ...auth.keys import Action, Principal
 from ...errors import MemorySpaceRequired
 from ...observability import finish_span
 from ...service import EngramService
 from ...spaces.ids import MemorySpaceId
+from .auth import ACTIONS, current_principal
 from .errors import MappedError, map_error
 from .space import CallSpace
 
@@ -203,6 +205,10 @@ class Adapter:
                         example='memory_space_id: "agent-7"',
                     )
                 space = MemorySpaceId(request.memory_space_id)
+                principal = current_principal()
+                if principal is not Principal.ANONYMOUS:  # outside the key's set: as if missing
+                    self.service.auth.check(principal, space, ACTIONS.get(f"/{SERVICE}/{rpc}", Action.admin),
+                                            peer=context.peer() or "unknown", target=space)
             return await fn(space)
         except asyncio.CancelledError:
             status = "CANCELLED"

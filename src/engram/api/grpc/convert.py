@@ -567,3 +567,15 @@ def heartbeat(space: str, last_lsn: int) -> pb.Heartbeat:
     return pb.Heartbeat(server_time=ts_epoch(datetime.now(UTC).timestamp()), last_lsn=last_lsn,
                         memory_space_id=space)
 
+
+def api_key(record: Any) -> spb.ApiKey:
+    """A ``KeyRecord`` of ``engram.auth`` as listed: never the token or its hash."""
+    spaces = getattr(record, "spaces", None)
+    msg = spb.ApiKey(key_id=record.key_id, name=record.name, role=str(record.role),
+                     spaces=sorted(spaces or ()), all_spaces=spaces is None)
+    for field in ("expires_at", "created_at", "revoked_at"):
+        value = getattr(record, field, None)
+        if value is not None:
+            getattr(msg, field).CopyFrom(ts_epoch(float(value)) if isinstance(value, (int, float))
+                                         else ts_out(value))
+    return msg

@@ -10,7 +10,9 @@ and anything else is ``INTERNAL`` and logged with its traceback - never
 A failed call carries, besides code and message, the trailing metadata
 ``engram-error-code`` (the stable Engram code) and ``engram-error-bin`` (the
 serialized ``ErrorDetail`` with suggestion and example), which the Python
-client turns back into the same exception class.
+client turns back into the same exception class; an error with a retry hint
+(``RateLimited``, ``QuotaExceeded``, ``TooManySubscribers``) also carries
+``retry-after`` (whole seconds), as REST's ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ STATUS: dict[str, grpc.StatusCode] = {
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
     "UNIMPLEMENTED": grpc.StatusCode.UNIMPLEMENTED,
+    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
     "INTERNAL": grpc.StatusCode.INTERNAL,
 }
 
 ERROR_CODE_KEY = "engram-error-code"
 ERROR_DETAIL_KEY = "engram-error-bin"
+#: Seconds to wait before retrying a RESOURCE_EXHAUSTED call (RATE_LIMITED, TOO_MANY_SUBSCRIBERS ...).
+RETRY_AFTER_KEY = "retry-after"
 
 
 class NotBuiltYet(EngramError):
@@ -96,7 +102,12 @@ class MappedError:
         return d
 
     def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        return ((ERROR_CODE_KEY, self.error.code), (ERROR_DETAIL_KEY, self.detail().SerializeToString()))
+        md: tuple[tuple[str, str | bytes], ...] = (
+            (ERROR_CODE_KEY, self.error.code), (ERROR_DETAIL_KEY, self.detail().SerializeToString()))
+        retry = self.error.retry_after_seconds
+        if retry is not None:  # rate limits, subscriber caps: when to try again (REST's Retry-After)
+            md += ((RETRY_AFTER_KEY, str(retry)),)
+        return md
 
 
 def _jsonable(value: Any) -> Any:

@@ -36,6 +36,7 @@ from typing import Any
 
 import grpc
 
+from ...auth.keys import Action
 from ...core.admission import client_key
 from ...core.events import Closed, Lagged, Subscription
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
@@ -159,7 +160,9 @@ class _Flow:
         def failed(space: str | None, detail: Any) -> spb.MemoryFlowResponse:
             return spb.MemoryFlowResponse(sequence=seq, error=detail, memory_space_id=space or "")
 
-        resp = await self.h.per_message(self.calls, req.memory_space_id, run, failed, self.trace, kind)
+        action = Action.read if kind == "recall" else Action.write  # a reader key cannot store here
+        resp = await self.h.per_message(self.calls, req.memory_space_id, run, failed, self.trace, kind,
+                                        action=action)
         await self.out.put(resp)
 
     # -- subscriptions ------------------------------------------------------------

@@ -43,6 +43,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ...service import EngramService
 from ...settings import Settings
+from .auth import AuthGuard
 from .decoding import DecodeGuard
 from .flow import FlowHandlers
 from .gen import service_pb2, service_pb2_grpc
@@ -104,7 +105,8 @@ async def create_grpc_server(
     options = server_options(settings)
     server = grpc.aio.server(
         options=options,
-        interceptors=(DecodeGuard(service.metrics),),
+        # AuthGuard first (outermost): an unauthenticated caller learns nothing, not even decoding errors
+        interceptors=(AuthGuard(service), DecodeGuard(service.metrics)),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs or None,
     )
     log.info("grpc limits", extra={

@@ -14,8 +14,10 @@ from typing import Any
 
 import grpc
 
-from ...errors import InvalidMemorySpace
+from ...auth.keys import Action, Principal
+from ...errors import InvalidMemorySpace, MemorySpaceRequired
 from ...service import EngramService, SpaceResolution
+from .auth import ACTIONS, SERVICE, current_principal
 
 METADATA_KEY = "x-memory-space"
 WARNING_KEY = "engram-warning"
@@ -60,7 +62,10 @@ class CallSpace:
             self._peer = self.context.peer() or "unknown"
         return self._peer
 
-    def resolve(self, field_value: str) -> SpaceResolution:
+    def resolve(self, field_value: str, action: Action | None = None) -> SpaceResolution:
+        """The space of this call (or stream message), checked against the caller's key: a space
+        outside the key's set is answered as a missing one; ``action`` (default: the RPC's, see
+        ``auth.ACTIONS``) must be allowed to the key's role."""
         if "" in self._metas:
             raise InvalidMemorySpace(
                 "metadata x-memory-space is empty; an empty value names no valid space (it is not "
@@ -73,10 +78,25 @@ class CallSpace:
             res = self.service.resolve_space(sources, transport="grpc", operation=self.rpc, peer=self.peer)
         else:
             res = self.service.resolve_space(sources, transport="grpc", operation=self.rpc)
+        principal = current_principal()
+        if principal is not Principal.ANONYMOUS:
+            self.authorize(principal, res, action)
         if res.warning and self.warning is None:
             self.warning = res.warning
             self.context.set_trailing_metadata(((WARNING_KEY, _ascii(res.warning)),))
         return res
+
+    def authorize(self, principal: Principal, res: SpaceResolution, action: Action | None) -> None:
+        if res.fell_back and not principal.covers(res.space_id):
+            # the default-space fallback is only for keys that cover the default space
+            raise MemorySpaceRequired(
+                f"{self.rpc} names no space and this API key does not cover the default space; "
+                "set memory_space_id",
+                suggestion="Name one of this key's spaces in the memory_space_id field.",
+                example='memory_space_id: "agent-7"',
+            )
+        needed = action or ACTIONS.get(f"/{SERVICE}/{self.rpc}", Action.admin)
+        self.service.auth.check(principal, res.space_id, needed, peer=self.peer, target=res.space_id)
 
     def trailing(self) -> tuple[tuple[str, str], ...]:
         """Trailers to repeat when the call is aborted (abort replaces earlier trailers)."""

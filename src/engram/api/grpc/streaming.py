@@ -40,6 +40,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from ...auth.keys import Action
 from ...core.admission import client_key
 from ...core.events import SLOW_CONSUMER, Closed, Event, Lagged, Subscription
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
@@ -273,7 +274,7 @@ class StreamingHandlers(Adapter):
 
     async def per_message(self, calls: CallSpace, field_value: str, run: Callable[[str], Awaitable[_R]],
                           failed: Callable[[str | None, Any], _R], stream: StreamTrace | None = None,
-                          op: str = "message") -> _R:
+                          op: str = "message", action: Action | None = None) -> _R:
         """One message of a bidirectional stream: its own space, metrics, span (a child of the
         stream's), and an ErrorDetail on failure."""
         t0 = time.perf_counter()
@@ -283,7 +284,7 @@ class StreamingHandlers(Adapter):
         fell_back = False
         status = "OK"
         try:
-            res = calls.resolve(field_value)
+            res = calls.resolve(field_value, action)
             space, fell_back = res.space_id, res.fell_back
             if stream is not None:
                 stream.saw(space, fell_back)

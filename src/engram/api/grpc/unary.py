@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeAlias
 
 import grpc
 
 from ... import __version__
-from ...errors import InvalidInput
+from ...errors import InvalidInput, PermissionDenied
+from ...spaces.ids import MemorySpaceId
 from . import convert as c
+from .auth import current_principal
 from .base import Adapter
 from .gen import service_pb2 as spb
 
@@ -122,7 +125,9 @@ class UnaryHandlers(Adapter):
         async def run(space: str | None) -> spb.CreateSpaceResponse:
             assert space is not None
             dim = request.dimension if request.HasField("dimension") else None
-            desc, created = await self.service.create_space(space, dim, c.embedder_choice(request))
+            desc, created = await self.service.create_space(space, dim, c.embedder_choice(request),
+                                                            actor=current_principal(),
+                                                            peer=context.peer() or "unknown")
             return spb.CreateSpaceResponse(space=c.space_descriptor(desc), created=created)
 
         return await self.admin("CreateSpace", request, context, run)
@@ -137,7 +142,8 @@ class UnaryHandlers(Adapter):
     async def DeleteSpace(self, request: spb.DeleteSpaceRequest, context: Ctx) -> spb.DeleteSpaceResponse:
         async def run(space: str | None) -> spb.DeleteSpaceResponse:
             assert space is not None
-            d = await self.service.delete_space(space)
+            d = await self.service.delete_space(space, actor=current_principal(),
+                                                peer=context.peer() or "unknown")
             return spb.DeleteSpaceResponse(id=d.id, deleted=d.deleted, memories_removed=d.memories_removed,
                                            bytes_removed=d.bytes_removed, files_removed=d.files_removed)
 
@@ -163,11 +169,42 @@ class UnaryHandlers(Adapter):
     async def ListSpaces(self, request: spb.ListSpacesRequest, context: Ctx) -> spb.ListSpacesResponse:
         async def run(_: str | None) -> spb.ListSpacesResponse:
             limit = _page_size(request.page_size, 100, self.settings.max_page_size)
-            page = await self.service.list_spaces(request.page_token or None, limit)
+            # a key bound to some spaces lists only those (SPEC §10)
+            page = await self.service.list_spaces(request.page_token or None, limit,
+                                                  principal=current_principal())
             return spb.ListSpacesResponse(spaces=[c.space_descriptor(d) for d in page.spaces],
                                           next_page_token=page.next_cursor or "")
 
         return await self.admin("ListSpaces", request, context, run, needs_space=False)
+
+    # -- API keys (admin keys only, see auth.ACTIONS) --------------------------------------
+    async def CreateKey(self, request: spb.CreateKeyRequest, context: Ctx) -> spb.CreateKeyResponse:
+        async def run(_: str | None) -> spb.CreateKeyResponse:
+            spaces = [MemorySpaceId(s) for s in request.spaces] or None
+            principal = current_principal()
+            if principal.spaces is not None and (spaces is None or not set(spaces) <= principal.spaces):
+                raise PermissionDenied("an admin key of some spaces can only create keys for those spaces")
+            record, token = await asyncio.to_thread(
+                self.service.create_key, request.name, request.role, spaces,
+                request.expires_in_seconds or None, actor=principal, peer=context.peer() or "unknown")
+            return spb.CreateKeyResponse(key=c.api_key(record), token=token)
+
+        return await self.admin("CreateKey", request, context, run, needs_space=False)
+
+    async def ListKeys(self, request: spb.ListKeysRequest, context: Ctx) -> spb.ListKeysResponse:
+        async def run(_: str | None) -> spb.ListKeysResponse:
+            records = await asyncio.to_thread(self.service.list_keys)
+            return spb.ListKeysResponse(keys=[c.api_key(r) for r in records])
+
+        return await self.admin("ListKeys", request, context, run, needs_space=False)
+
+    async def RevokeKey(self, request: spb.RevokeKeyRequest, context: Ctx) -> spb.RevokeKeyResponse:
+        async def run(_: str | None) -> spb.RevokeKeyResponse:
+            record = await asyncio.to_thread(self.service.revoke_key, request.key_id,
+                                             actor=current_principal(), peer=context.peer() or "unknown")
+            return spb.RevokeKeyResponse(key=c.api_key(record))
+
+        return await self.admin("RevokeKey", request, context, run, needs_space=False)
 
     # -- transport ceiling ---------------------------------------------------------
     async def Echo(self, request: spb.EchoRequest, context: Ctx) -> spb.EchoResponse:

@@ -25,6 +25,7 @@ memory through a rebound DNS name.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,10 +38,15 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...auth.keys import Action, Principal
+from ...core.models import SpacePage
+from ...errors import MemorySpaceRequired, PermissionDenied, Unauthenticated
 from ...service import EngramService
+from ..rest.access import SCOPE_PRINCIPAL
 from ..rest.space import HEADER_SOURCES
 from .engines import Engine, ServiceEngine
 from .server import build_server
+from .tools import TOOLS
 
 PATH = "/mcp"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -62,6 +68,23 @@ class RequestSpace:
             return []
         return [(name, value) for key, name in HEADER_SOURCES for value in request.headers.getlist(key)]
 
+    def admit(self, ctx: ServerRequestContext[Any, Any], tool: str, read_only: bool) -> None:
+        """The key of the HTTP request, as the REST middleware in front of ``/mcp`` authenticated it
+        (it has already answered 401 to a request without a valid key): a reader key cannot call
+        the writing tools."""
+        request = ctx.request
+        principal = Principal.ANONYMOUS
+        if self.service.auth.required:
+            found = request.scope.get(SCOPE_PRINCIPAL) if isinstance(request, Request) else None
+            if not isinstance(found, Principal):  # not behind the middleware: refuse, never serve
+                raise Unauthenticated("this MCP request carries no authenticated API key")
+            principal = found
+        action = Action.read if read_only else Action.write
+        if not principal.allows(action):
+            raise PermissionDenied(f"this API key's role ({principal.role.value}) does not allow the {tool} "
+                                   f"tool ({action.value} operations)")
+        MCP_PRINCIPAL.set(principal)
+
     def __call__(self, ctx: ServerRequestContext[Any, Any], tool: str,
                  argument: str | None) -> tuple[str, str | None]:
         request = ctx.request
@@ -70,11 +93,33 @@ class RequestSpace:
             peer = f"{request.client.host}:{request.client.port}"
         res = self.service.resolve_space([*self.named(ctx), ("argument:space", argument)],
                                          transport="mcp", operation=f"mcp {tool}", peer=peer)
+        principal = MCP_PRINCIPAL.get()
+        if principal is not Principal.ANONYMOUS:
+            if res.fell_back and not principal.covers(res.space_id):
+                raise MemorySpaceRequired(
+                    f"{tool} names no space and this API key does not cover the default space",
+                    suggestion="Send the X-Memory-Space header or the space argument naming one of this "
+                               "key's spaces.", example='{"space": "agent-7"}')
+            # a space outside the key's set answers exactly as a missing one
+            self.service.auth.check(principal, res.space_id,
+                                    Action.read if TOOLS[tool].read_only else Action.write)
         note = None
         if res.fell_back:
             note = (f"no memory space was named, so the default space {res.space_id!r} was used; this "
                     "fallback is deprecated: send the X-Memory-Space header (or the space argument).")
         return res.space_id, note
+
+
+#: The key of the MCP tool call being served (set by ``RequestSpace.admit``).
+MCP_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("engram_mcp_principal",
+                                                                          default=Principal.ANONYMOUS)
+
+
+class KeyedEngine(ServiceEngine):
+    """The in-server engine, listing only the spaces of the calling key."""
+
+    async def list_spaces(self, cursor: str | None, limit: int) -> SpacePage:
+        return await self.service.list_spaces(cursor, limit, principal=MCP_PRINCIPAL.get())
 
 
 class PostOnly:
@@ -100,7 +145,7 @@ class PostOnly:
 
 def mount(app: FastAPI, service: EngramService) -> None:
     """Serve MCP at ``/mcp`` on ``app`` (its session manager runs inside the app's lifespan)."""
-    engine = ServiceEngine(service)
+    engine = KeyedEngine(service)
 
     async def get_engine() -> Engine:
         return engine

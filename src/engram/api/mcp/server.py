@@ -61,6 +61,10 @@ class SpaceRule(Protocol):
         """The space the session names without a tool argument ("" when none), for list_spaces."""
         ...
 
+    def admit(self, ctx: ServerRequestContext[Any, Any], tool: str, read_only: bool) -> None:
+        """Raise unless the caller's key may call this tool at all (SPEC §10); before any space."""
+        ...
+
 
 class BoundSpace:
     """stdio: the one space the process was started for."""
@@ -70,6 +74,9 @@ class BoundSpace:
 
     def session_space(self, ctx: ServerRequestContext[Any, Any]) -> str:
         return self.space
+
+    def admit(self, ctx: ServerRequestContext[Any, Any], tool: str, read_only: bool) -> None:
+        """stdio: the key (``--api-key``) goes with every request to the server, which checks it."""
 
     def __call__(self, ctx: ServerRequestContext[Any, Any], tool: str,
                  argument: str | None) -> tuple[str, str | None]:
@@ -113,6 +120,7 @@ def build_server(engine: EngineSource, space_rule: SpaceRule,
             raise MCPError(types.INVALID_PARAMS,
                            f"unknown tool {params.name!r}; this server has: {', '.join(TOOLS)}")
         try:
+            space_rule.admit(ctx, tool.name, tool.read_only)
             args = tool.args.model_validate(params.arguments or {})
             note = None
             if isinstance(args, Scoped):

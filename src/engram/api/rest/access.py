@@ -93,7 +93,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/system/health"): _ADMIN,
     ("GET", "/metrics"): _ADMIN,
     ("POST", "/api/v1/echo"): Rule(Action.read, NONE),  # any valid key
-    ("*", "/mcp"): _ADMIN,  # MCP tools reach every space: admin keys only
+    # any valid key; each tool call checks its role and space (api/mcp/http.py RequestSpace)
+    ("*", "/mcp"): Rule(Action.read, NONE),
 }
 
 

@@ -150,6 +150,21 @@ class EngramServiceStub:
                 request_serializer=engram_dot_v1_dot_service__pb2.GetReembedStatusRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_service__pb2.GetReembedStatusResponse.FromString,
                 _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/engram.v1.EngramService/CreateKey',
+                request_serializer=engram_dot_v1_dot_service__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.CreateKeyResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/engram.v1.EngramService/ListKeys',
+                request_serializer=engram_dot_v1_dot_service__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/engram.v1.EngramService/RevokeKey',
+                request_serializer=engram_dot_v1_dot_service__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.RevokeKeyResponse.FromString,
+                _registered_method=True)
         self.Echo = channel.unary_unary(
                 '/engram.v1.EngramService/Echo',
                 request_serializer=engram_dot_v1_dot_service__pb2.EchoRequest.SerializeToString,
@@ -343,6 +358,29 @@ class EngramServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateKey(self, request, context):
+        """Create an API key; the answer is the only place the token is ever shown.
+        Admin keys only. (Added in revision 4.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Every API key, without tokens. Admin keys only. (Added in revision 4.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Revoke an API key by id; it stops working at once, open streams
+        included. Admin keys only. (Added in revision 4.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Echo(self, request, context):
         """Returns the payload unchanged and does no other work: no space
         resolution, no logging, no metrics. The transport ceiling for benchmarks.
@@ -478,6 +516,21 @@ def add_EngramServiceServicer_to_server(servicer, server):
                     servicer.GetReembedStatus,
                     request_deserializer=engram_dot_v1_dot_service__pb2.GetReembedStatusRequest.FromString,
                     response_serializer=engram_dot_v1_dot_service__pb2.GetReembedStatusResponse.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.CreateKeyRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.CreateKeyResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.ListKeysRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.RevokeKeyResponse.SerializeToString,
             ),
             'Echo': grpc.unary_unary_rpc_method_handler(
                     servicer.Echo,
@@ -1112,6 +1165,87 @@ class EngramService:
             '/engram.v1.EngramService/GetReembedStatus',
             engram_dot_v1_dot_service__pb2.GetReembedStatusRequest.SerializeToString,
             engram_dot_v1_dot_service__pb2.GetReembedStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/CreateKey',
+            engram_dot_v1_dot_service__pb2.CreateKeyRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.CreateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/ListKeys',
+            engram_dot_v1_dot_service__pb2.ListKeysRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/RevokeKey',
+            engram_dot_v1_dot_service__pb2.RevokeKeyRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.RevokeKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

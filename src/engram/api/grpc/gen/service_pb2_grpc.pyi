@@ -18,8 +18,13 @@ space with another embedder; the other additions are in memory.proto
 (Cue.rank, Cue.wait_for_embeddings, RecallItem.signals,
 SpaceDescriptor.embedder and embedding_backlog,
 ConsolidationRun.episodes_skipped).
+Revision 4 (API keys, SPEC section 10): RPCs CreateKey, ListKeys and
+RevokeKey (admin keys only; messages ApiKey, CreateKeyRequest/Response,
+ListKeysRequest/Response, RevokeKeyRequest/Response). Every RPC takes the
+key as metadata `authorization: Bearer <key>` when the server requires
+auth; see docs/grpc-migration.md.
 Revision 1 (first release, Engram 0.1) is frozen in
-tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 and 3 only add
+tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 to 4 only add
 fields, messages and RPCs, so revision 1 clients keep working unchanged
 (checked by `buf breaking`, see buf.yaml and scripts/check_proto.sh).
 
@@ -139,6 +144,16 @@ class EngramServiceStub:
     """Progress of a space's re-embedding (idle when none runs). (Added in
     revision 3.)
     """
+    CreateKey: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateKeyRequest, _service_pb2.CreateKeyResponse]
+    """Create an API key; the answer is the only place the token is ever shown.
+    Admin keys only. (Added in revision 4.)
+    """
+    ListKeys: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListKeysRequest, _service_pb2.ListKeysResponse]
+    """Every API key, without tokens. Admin keys only. (Added in revision 4.)"""
+    RevokeKey: _grpc.UnaryUnaryMultiCallable[_service_pb2.RevokeKeyRequest, _service_pb2.RevokeKeyResponse]
+    """Revoke an API key by id; it stops working at once, open streams
+    included. Admin keys only. (Added in revision 4.)
+    """
     Echo: _grpc.UnaryUnaryMultiCallable[_service_pb2.EchoRequest, _service_pb2.EchoResponse]
     """Returns the payload unchanged and does no other work: no space
     resolution, no logging, no metrics. The transport ceiling for benchmarks.
@@ -226,6 +241,16 @@ class EngramServiceAsyncStub(EngramServiceStub):
     GetReembedStatus: _aio.UnaryUnaryMultiCallable[_service_pb2.GetReembedStatusRequest, _service_pb2.GetReembedStatusResponse]  # type: ignore[assignment]
     """Progress of a space's re-embedding (idle when none runs). (Added in
     revision 3.)
+    """
+    CreateKey: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateKeyRequest, _service_pb2.CreateKeyResponse]  # type: ignore[assignment]
+    """Create an API key; the answer is the only place the token is ever shown.
+    Admin keys only. (Added in revision 4.)
+    """
+    ListKeys: _aio.UnaryUnaryMultiCallable[_service_pb2.ListKeysRequest, _service_pb2.ListKeysResponse]  # type: ignore[assignment]
+    """Every API key, without tokens. Admin keys only. (Added in revision 4.)"""
+    RevokeKey: _aio.UnaryUnaryMultiCallable[_service_pb2.RevokeKeyRequest, _service_pb2.RevokeKeyResponse]  # type: ignore[assignment]
+    """Revoke an API key by id; it stops working at once, open streams
+    included. Admin keys only. (Added in revision 4.)
     """
     Echo: _aio.UnaryUnaryMultiCallable[_service_pb2.EchoRequest, _service_pb2.EchoResponse]  # type: ignore[assignment]
     """Returns the payload unchanged and does no other work: no space
@@ -449,6 +474,34 @@ class EngramServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetReembedStatusResponse, _abc.Awaitable[_service_pb2.GetReembedStatusResponse]]:
         """Progress of a space's re-embedding (idle when none runs). (Added in
         revision 3.)
+        """
+
+    @_abc_1.abstractmethod
+    def CreateKey(
+        self,
+        request: _service_pb2.CreateKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateKeyResponse, _abc.Awaitable[_service_pb2.CreateKeyResponse]]:
+        """Create an API key; the answer is the only place the token is ever shown.
+        Admin keys only. (Added in revision 4.)
+        """
+
+    @_abc_1.abstractmethod
+    def ListKeys(
+        self,
+        request: _service_pb2.ListKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListKeysResponse, _abc.Awaitable[_service_pb2.ListKeysResponse]]:
+        """Every API key, without tokens. Admin keys only. (Added in revision 4.)"""
+
+    @_abc_1.abstractmethod
+    def RevokeKey(
+        self,
+        request: _service_pb2.RevokeKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.RevokeKeyResponse, _abc.Awaitable[_service_pb2.RevokeKeyResponse]]:
+        """Revoke an API key by id; it stops working at once, open streams
+        included. Admin keys only. (Added in revision 4.)
         """
 
     @_abc_1.abstractmethod
