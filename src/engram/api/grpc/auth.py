@@ -34,20 +34,20 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
 from ...auth.keys import Action, Principal
 from ...errors import EngramError, PermissionDenied, Unauthenticated
 from ...service import EngramService
+from .decoding import Handler, WrappedHandlers
 from .errors import map_error
 from .gen import service_pb2
 
 log = logging.getLogger("engram.grpc")
 
 Ctx = Any  # grpc.aio.ServicerContext
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["EngramService"].full_name
 AUTH_METADATA_KEY = "authorization"
@@ -162,7 +162,7 @@ class AuthGuard(grpc.aio.ServerInterceptor):
     def __init__(self, service: EngramService) -> None:
         self.service = service
         self.sentry = StreamSentry(service)
-        self._cache: dict[str, tuple[Handler, Handler]] = {}
+        self._handlers = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self,
@@ -175,12 +175,7 @@ class AuthGuard(grpc.aio.ServerInterceptor):
             return handler  # health, reflection: no space names, no data
         if not self.service.auth.required:
             return handler  # every call is Principal.ANONYMOUS: nothing to add, not even a wrapper
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._cache[method] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(method, handler)
 
     def admit(self, method: str, context: Ctx) -> Principal:
         """The caller's principal, if it may call ``method`` at all (raises otherwise)."""

@@ -93,10 +93,27 @@ class _Checked:
         return item
 
 
+class WrappedHandlers:
+    """An interceptor's wrapped handler per method, built once (again only if grpc hands over
+    another handler for the method)."""
+
+    def __init__(self, wrap: Callable[[str, Handler], Handler]) -> None:
+        self._wrap = wrap
+        self._cache: dict[str, tuple[Handler, Handler]] = {}
+
+    def get(self, method: str, handler: Handler) -> Handler:
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+
 class DecodeGuard(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
-        self._cache: dict[str, tuple[Handler, Handler]] = {}
+        self._handlers = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self,
@@ -106,13 +123,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._cache[method] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(handler_call_details.method, handler)
 
     async def _reject(self, context: Ctx, method: str, bad: Undecodable, t0: float) -> None:
         mapped = _error(method, bad)
