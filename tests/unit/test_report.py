@@ -45,7 +45,8 @@ def test_stale_section_fails(run: dict[str, object], monkeypatch: pytest.MonkeyP
     report.write_section("alpha", [{"name": "c"}])
     report.write_section("beta", [{"name": "c"}])
     merged = report.merged(EXPECTED)
-    assert not merged["passed"] and merged["problems"] == ["gamma: stale (run run-1, commit %s)" % run["commit"]]
+    assert not merged["passed"]
+    assert merged["problems"] == [f"gamma: stale (run run-1, commit {run['commit']})"]
     # same run id, another commit: stale too
     monkeypatch.setenv("ENGRAM_TEST_COMMIT", "another")
     assert {p.split(":")[0] for p in report.merged(EXPECTED)["problems"]} == set(EXPECTED)

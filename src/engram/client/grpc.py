@@ -29,7 +29,15 @@ from google.protobuf import timestamp_pb2
 from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
 from ..api.grpc.gen import service_pb2_grpc as spb_grpc
-from ..errors import EngramError, InvalidInput, NotFound, ShuttingDown, error_class_for_code
+from ..api.grpc.metadata import ERROR_DETAIL_KEY, SPACE_KEY, WARNING_KEY
+from ..errors import (
+    EngramError,
+    GrpcTransportError,
+    InvalidInput,
+    NotFound,
+    ShuttingDown,
+    error_class_for_code,
+)
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -38,20 +46,6 @@ __all__ = ["AsyncGrpcClient", "GrpcClient", "GrpcTransportError", "error_from_rp
 
 SpaceVia = Literal["field", "metadata", "both"]
 
-ERROR_CODE_KEY = "engram-error-code"
-ERROR_DETAIL_KEY = "engram-error-bin"
-WARNING_KEY = "engram-warning"
-
-
-class GrpcTransportError(EngramError):
-    """A failed call that carries no Engram error code (connection refused, deadline, ...)."""
-
-    code = "GRPC_ERROR"
-
-    def __init__(self, message: str, status: grpc.StatusCode) -> None:
-        super().__init__(message)
-        self.grpc_status = status.name
-        self.status = status
 
 
 _BY_STATUS: dict[grpc.StatusCode, type[EngramError]] = {
@@ -167,7 +161,7 @@ class _Base:
 
     def _metadata(self) -> tuple[tuple[str, str], ...] | None:
         if self.space and self.space_via in ("metadata", "both"):
-            return (("x-memory-space", self.space),)
+            return ((SPACE_KEY, self.space),)
         return None
 
     def _admin_space(self, space: str | None) -> str:

@@ -52,6 +52,7 @@ from ..core.models import (
     SpaceStats,
     StoreReceipt,
 )
+from ..errors import EngramConnectionError
 from ..spaces.backup import RestoreReceipt
 from ._http_async import AsyncEngramClient
 from ._http_common import (
@@ -60,7 +61,6 @@ from ._http_common import (
     DEFAULT_URL,
     STREAMS,
     CreatedSpace,
-    EngramConnectionError,
     Query,
     ServerEvent,
     SSEParser,

@@ -84,7 +84,8 @@ def start_run(run_id: str | None = None) -> dict[str, Any]:
     The id also goes to ``$ENGRAM_TEST_RUN_ID`` so every section this process (and any
     child) writes carries it.
     """
-    run = {"run_id": run_id or uuid.uuid4().hex, "commit": git_commit(), "started_at": time.time()}
+    run: dict[str, Any] = {"run_id": run_id or uuid.uuid4().hex, "commit": git_commit(),
+                           "started_at": time.time()}
     os.environ["ENGRAM_TEST_RUN_ID"] = run["run_id"]
     os.environ["ENGRAM_TEST_COMMIT"] = run["commit"]
     _write_json(report_dir() / RUN_FILE, run)

@@ -16,9 +16,8 @@ import grpc
 
 from ...errors import InvalidMemorySpace
 from ...service import EngramService, SpaceResolution
-
-METADATA_KEY = "x-memory-space"
-WARNING_KEY = "engram-warning"
+from .metadata import SPACE_KEY as METADATA_KEY
+from .metadata import WARNING_KEY
 
 
 def metadata_spaces(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, ...]:
