@@ -63,7 +63,7 @@ from .core.models import (
 )
 from .core.space import MemorySpace
 from .embedding import Embedders, EmbedderSpec
-from .errors import DefaultSpaceProtected, MemorySpaceConflict, MemorySpaceRequired
+from .errors import DefaultSpaceProtected, InvalidInput, MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
 from .spaces import backup
@@ -165,8 +165,20 @@ class EngramService:
         _, created = await asyncio.to_thread(self.registry.create, space_id, dimension, embedder)
         return await asyncio.to_thread(self.registry.describe, space_id), created
 
-    async def list_spaces(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
-        return await asyncio.to_thread(self.registry.list, cursor, limit)
+    def page_size(self, limit: int | None, default: int) -> int:
+        """The one page-size check of every listing, on every transport: ``None`` (or gRPC's
+        unset 0) is ``default``; anything else must lie in 1..max_page_size."""
+        maximum = self.settings.max_page_size
+        if limit is None:
+            return min(default, maximum)
+        if limit < 1 or limit > maximum:
+            raise InvalidInput(f"page size (limit / page_size) must be between 1 and {maximum} "
+                               f"(the server's max_page_size), got {limit}",
+                               example=f"limit={min(default, maximum)}")
+        return limit
+
+    async def list_spaces(self, cursor: str | None = None, limit: int | None = None) -> SpacePage:
+        return await asyncio.to_thread(self.registry.list, cursor, self.page_size(limit, 100))
 
     async def get_space(self, space_id: str) -> SpaceDescriptor:
         return await asyncio.to_thread(self.registry.describe, space_id, True)
@@ -249,9 +261,10 @@ class EngramService:
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
         return await self._read(space_id, lambda s: s.get(memory_id, include_embedding))
 
-    async def list_memories(self, space_id: str, cursor: str | None = None, limit: int = 50,
+    async def list_memories(self, space_id: str, cursor: str | None = None, limit: int | None = None,
                             memory_type: str | None = None, include_suppressed: bool = False) -> MemoryPage:
-        return await self._read(space_id, lambda s: s.list(cursor, limit, memory_type, include_suppressed))
+        n = self.page_size(limit, 50)
+        return await self._read(space_id, lambda s: s.list(cursor, n, memory_type, include_suppressed))
 
     async def forget(
         self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress
@@ -309,8 +322,10 @@ class EngramService:
                     return
                 yield step  # type: ignore[misc]
 
-    async def list_beliefs(self, space_id: str, cursor: str | None = None, limit: int = 50) -> BeliefPage:
-        return await self._cog(space_id, lambda c: c.list_beliefs(cursor, limit))
+    async def list_beliefs(self, space_id: str, cursor: str | None = None,
+                           limit: int | None = None) -> BeliefPage:
+        n = self.page_size(limit, 50)
+        return await self._cog(space_id, lambda c: c.list_beliefs(cursor, n))
 
     async def get_belief(self, space_id: str, belief_id: str) -> Belief:
         return await self._cog(space_id, lambda c: c.get_belief(belief_id))

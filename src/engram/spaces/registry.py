@@ -339,9 +339,7 @@ class SpaceRegistry:
         return cached
 
     def list(self, cursor: str | None = None, limit: int = 100) -> SpacePage:
-        if limit < 1 or limit > self.settings.max_page_size:
-            raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
-        ids = self.known_ids()
+        ids = self.known_ids()  # the page size was checked by the service (EngramService.page_size)
         if cursor:
             ids = [i for i in ids if i > cursor]
         page = ids[:limit]
