@@ -302,7 +302,9 @@ def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.Engr
     assert list(responses) == []
 
 
-def test_dream_streams_replay_insight_and_summary(srv: EngramProcess, stub: spb_grpc.EngramServiceStub) -> None:
+def test_dream_streams_replay_insight_and_summary(
+    srv: EngramProcess, stub: spb_grpc.EngramServiceStub
+) -> None:
     """A Dream over similar episodes streams its steps in order, every one naming the space."""
     with GrpcSpaceClient(srv.grpc_target, "dreams") as g:
         for i in range(4):
