@@ -404,15 +404,3 @@ def _reembed_status(space: MemorySpace, raw: dict[str, Any]) -> ReembedStatus:
 
 def _cognition_of(space: MemorySpace) -> SpaceCognition:
     return space.attached(SpaceCognition)
-
-
-async def aiter_subscription(sub: Subscription, heartbeat: float) -> AsyncIterator[Any]:
-    """Yield events / Lagged notices, ``None`` on each heartbeat interval; ends when closed."""
-    from .core.events import Closed
-
-    while True:
-        try:
-            item = await sub.get(timeout=heartbeat)
-        except Closed:
-            return
-        yield item
