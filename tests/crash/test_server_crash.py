@@ -512,3 +512,25 @@ def test_health_naming_a_damaged_space_reports_it(tmp_path: Path) -> None:
         assert health["spaces"][0]["reason"]
     finally:
         srv.stop() if srv.running else None
+
+
+def test_only_connection_loss_counts_as_the_kill() -> None:
+    """What a writer may die of once the kill began: a lost connection, never a server error."""
+    import grpc
+    import httpx
+
+    class Failed(grpc.RpcError):
+        def __init__(self, code: grpc.StatusCode) -> None:
+            self._code = code
+
+        def code(self) -> grpc.StatusCode:
+            return self._code
+
+    assert _is_disconnect(Failed(grpc.StatusCode.UNAVAILABLE))
+    assert _is_disconnect(httpx.ReadError("reset")) and _is_disconnect(httpx.ConnectError("refused"))
+    assert _is_disconnect(httpx.RemoteProtocolError("server disconnected"))
+    assert _is_disconnect(ConnectionResetError())
+    for code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
+                 grpc.StatusCode.CANCELLED, grpc.StatusCode.FAILED_PRECONDITION):
+        assert not _is_disconnect(Failed(code)), code
+    assert not _is_disconnect(httpx.ReadTimeout("slow")) and not _is_disconnect(ApiError(500, {}))
