@@ -36,13 +36,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Only the default-tier tests of those files: `-m multitenant` replaces addopts' `-m 'not slow'`,
+    # so a slow test carrying the marker would run in the tier (the long crash soak, long fuzz).
     for item in items:
-        if any(item.nodeid.startswith(f) for f in MULTITENANT_FILES):
+        if _in_tier(item.nodeid) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.multitenant)
 
 
+def _in_tier(nodeid: str) -> bool:
+    return any(nodeid.startswith(f) for f in MULTITENANT_FILES)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if any(report.nodeid.startswith(f) for f in MULTITENANT_FILES):
+    if "multitenant" in report.keywords:
         _tier["seconds"] += report.duration
         _tier["tests"].add(report.nodeid)
         if report.failed:
