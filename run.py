@@ -3,6 +3,7 @@
 
     python3 run.py start [engram start options]   # the server, on its embedded default
     python3 run.py test  [pytest options]         # the default (fast) test tiers
+    python3 run.py test --tier multitenant        # one tier: the same as pytest -m multitenant
     python3 run.py bench [bench options]          # the benchmark suite
     python3 run.py engram ...                     # any engram CLI command
 
@@ -106,11 +107,21 @@ def _exec(py: Path, args: list[str], cwd: Path) -> int:
     return 1  # not reached
 
 
+def tier_args(rest: list[str]) -> list[str]:
+    """``--tier NAME`` (test only) is pytest's ``-m NAME``: the tiers are pytest markers."""
+    if "--tier" not in rest:
+        return rest
+    i = rest.index("--tier")
+    return [*rest[:i], "-m", *rest[i + 1:i + 2], *rest[i + 2:]]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "test":
+        rest = tier_args(rest)
     if command in EXTRAS:
         return _exec(ensure_env(EXTRAS[command]), [*ARGS[command], *rest], workdir(command))
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)

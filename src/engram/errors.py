@@ -1,10 +1,17 @@
 """One error tree for the whole of Engram.
 
-Every domain error carries a stable ``code``, an HTTP status and a gRPC status
-name, plus a ``suggestion`` and a correct ``example``. Transports never invent
-their own errors: REST and gRPC map an :class:`EngramError` through the same
-attributes, and the Python clients raise the same classes from the envelope
-the server sends back.
+Every domain error carries a stable ``code``, an HTTP status, a gRPC status
+name and a CLI exit code, plus a ``suggestion`` and a correct ``example``.
+Transports never invent their own errors: REST, gRPC and the CLI map an
+:class:`EngramError` through the same attributes (this is the one error table),
+and the Python clients raise the same classes from the envelope the server
+sends back.
+
+A new class sets ``code``, ``http_status`` and ``grpc_status`` (and
+``default_suggestion``). ``exit_code`` is optional: a class that sets its own
+``http_status`` and no ``exit_code`` gets :func:`exit_code_for_status` of it
+(400/413/422 -> 2, 404 -> 3, anything else -> 1); one that sets neither inherits
+its parent's. Exit codes are the CLI's documented ones (``engram --help``).
 
     EngramError
     ├── InvalidInput                (400 / INVALID_ARGUMENT)
@@ -33,22 +40,51 @@ the server sends back.
     ├── ShuttingDown                (503 / UNAVAILABLE)
     ├── EmbedderUnavailable         (503 / UNAVAILABLE)
     ├── SpaceCapacityExhausted      SPACE_CAPACITY_EXHAUSTED (503 / UNAVAILABLE)
+    ├── NotBuiltYet                 NOT_IMPLEMENTED (501 / UNIMPLEMENTED)
+    ├── EngramConnectionError       SERVER_UNREACHABLE (client side; also a ConnectionError; exit 4)
+    ├── GrpcTransportError          GRPC_ERROR (client side: a failed call with no Engram code)
     └── StorageError                (500 / INTERNAL)  -- never for client input
         └── StorageUnavailable      STORAGE_UNAVAILABLE (503 / UNAVAILABLE): transient, heals
+
+Exit codes (``exit_code``): InvalidInput and below 2, NotFound and below 3,
+EngramConnectionError 4, everything else 1.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# The CLI's exit codes (documented in `engram --help`; cli/output.py prints that text).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNREACHABLE = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+
+def exit_code_for_status(http_status: int) -> int:
+    """The exit code of an error class that names only its HTTP status."""
+    if http_status == 404:
+        return EXIT_NOT_FOUND
+    if http_status in (400, 413, 422):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
 
 class EngramError(Exception):
     code = "ENGRAM_ERROR"
     http_status = 500
     grpc_status = "INTERNAL"
+    exit_code = EXIT_ERROR
     default_suggestion = ""
     default_example = ""
     retry_after_seconds: int | None = None  # sent as Retry-After (REST) when set
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "exit_code" not in cls.__dict__ and "http_status" in cls.__dict__:
+            cls.exit_code = exit_code_for_status(cls.http_status)
 
     def __init__(
         self,
@@ -83,6 +119,7 @@ class InvalidInput(EngramError, ValueError):
     code = "INVALID_INPUT"
     http_status = 400
     grpc_status = "INVALID_ARGUMENT"
+    exit_code = EXIT_USAGE
     default_suggestion = "Check the request against the API reference at /docs."
 
 
@@ -143,6 +180,7 @@ class NotFound(EngramError, LookupError):
     code = "NOT_FOUND"
     http_status = 404
     grpc_status = "NOT_FOUND"
+    exit_code = EXIT_NOT_FOUND
 
 
 class MemorySpaceNotFound(NotFound):
@@ -279,6 +317,39 @@ class SpaceCapacityExhausted(EngramError):
         "To hold more spaces open at once, raise the open-file limit (ulimit -n) or "
         "max_loaded_spaces."
     )
+
+
+class NotBuiltYet(EngramError):
+    """A cognition operation whose engine is not available in this build."""
+
+    code = "NOT_IMPLEMENTED"
+    http_status = 501
+    grpc_status = "UNIMPLEMENTED"
+    default_suggestion = "Upgrade the server; this operation is not available in this build."
+
+
+class EngramConnectionError(EngramError, ConnectionError):
+    """Client side: the server could not be reached, or the connection failed mid-request."""
+
+    code = "SERVER_UNREACHABLE"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    exit_code = EXIT_UNREACHABLE
+    default_suggestion = "Start the server with `engram start`, or point the client at the right URL."
+
+
+class GrpcTransportError(EngramError):
+    """Client side: a failed gRPC call that carries no Engram error code (deadline, reset, ...).
+
+    ``status`` is the call's ``grpc.StatusCode`` (this module does not import grpc).
+    """
+
+    code = "GRPC_ERROR"
+
+    def __init__(self, message: str, status: Any) -> None:
+        super().__init__(message)
+        self.grpc_status = str(status.name)
+        self.status = status
 
 
 class KeyNotFound(NotFound):

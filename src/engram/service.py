@@ -66,7 +66,7 @@ from .core.models import (
 )
 from .core.space import MemorySpace
 from .embedding import Embedders, EmbedderSpec
-from .errors import DefaultSpaceProtected, MemorySpaceConflict, MemorySpaceRequired
+from .errors import DefaultSpaceProtected, InvalidInput, MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
 from .settings import Settings
 from .spaces import backup
@@ -173,15 +173,28 @@ class EngramService:
             self._audit("space_created", actor, peer, space_id)
         return await asyncio.to_thread(self.registry.describe, space_id), created
 
-    async def list_spaces(self, cursor: str | None = None, limit: int = 100, *,
+    def page_size(self, limit: int | None, default: int) -> int:
+        """The one page-size check of every listing, on every transport: ``None`` (or gRPC's
+        unset 0) is ``default``; anything else must lie in 1..max_page_size."""
+        maximum = self.settings.max_page_size
+        if limit is None:
+            return min(default, maximum)
+        if limit < 1 or limit > maximum:
+            raise InvalidInput(f"page size (limit / page_size) must be between 1 and {maximum} "
+                               f"(the server's max_page_size), got {limit}",
+                               example=f"limit={min(default, maximum)}")
+        return limit
+
+    async def list_spaces(self, cursor: str | None = None, limit: int | None = None, *,
                           principal: Principal | None = None) -> SpacePage:
         """A page of spaces sorted by id; a key bound to some spaces sees only those."""
+        size = self.page_size(limit, 100)
         if principal is None or principal.spaces is None:
-            return await asyncio.to_thread(self.registry.list, cursor, limit)
+            return await asyncio.to_thread(self.registry.list, cursor, size)
         mine = principal.spaces
 
         def page() -> SpacePage:
-            return self.registry.list(cursor, limit, only=mine)
+            return self.registry.list(cursor, size, only=mine)
 
         return await asyncio.to_thread(page)
 
@@ -300,9 +313,10 @@ class EngramService:
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
         return await self._read(space_id, lambda s: s.get(memory_id, include_embedding))
 
-    async def list_memories(self, space_id: str, cursor: str | None = None, limit: int = 50,
+    async def list_memories(self, space_id: str, cursor: str | None = None, limit: int | None = None,
                             memory_type: str | None = None, include_suppressed: bool = False) -> MemoryPage:
-        return await self._read(space_id, lambda s: s.list(cursor, limit, memory_type, include_suppressed))
+        n = self.page_size(limit, 50)
+        return await self._read(space_id, lambda s: s.list(cursor, n, memory_type, include_suppressed))
 
     async def forget(
         self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress
@@ -360,8 +374,10 @@ class EngramService:
                     return
                 yield step  # type: ignore[misc]
 
-    async def list_beliefs(self, space_id: str, cursor: str | None = None, limit: int = 50) -> BeliefPage:
-        return await self._cog(space_id, lambda c: c.list_beliefs(cursor, limit))
+    async def list_beliefs(self, space_id: str, cursor: str | None = None,
+                           limit: int | None = None) -> BeliefPage:
+        n = self.page_size(limit, 50)
+        return await self._cog(space_id, lambda c: c.list_beliefs(cursor, n))
 
     async def get_belief(self, space_id: str, belief_id: str) -> Belief:
         return await self._cog(space_id, lambda c: c.get_belief(belief_id))
@@ -441,15 +457,3 @@ def _reembed_status(space: MemorySpace, raw: dict[str, Any]) -> ReembedStatus:
 
 def _cognition_of(space: MemorySpace) -> SpaceCognition:
     return space.attached(SpaceCognition)
-
-
-async def aiter_subscription(sub: Subscription, heartbeat: float) -> AsyncIterator[Any]:
-    """Yield events / Lagged notices, ``None`` on each heartbeat interval; ends when closed."""
-    from .core.events import Closed
-
-    while True:
-        try:
-            item = await sub.get(timeout=heartbeat)
-        except Closed:
-            return
-        yield item

@@ -88,10 +88,11 @@ class Writer(threading.Thread):
         rng: random.Random,
         stop: threading.Event,
         acked_cb: Any,
+        killing: threading.Event,
     ) -> None:
         super().__init__(daemon=True)
         self.space, self.transport, self.cycle, self.ledger = space, transport, cycle, ledger
-        self.rng, self.stop, self.acked_cb = rng, stop, acked_cb
+        self.rng, self.stop, self.acked_cb, self.killing = rng, stop, acked_cb, killing
         self.client: Any = (
             RestSpaceClient(srv.http_url, space, timeout=10)
             if transport == "rest"
@@ -99,6 +100,7 @@ class Writer(threading.Thread):
         )
         self.mine: list[str] = []
         self.error: BaseException | None = None
+        self.error_after_kill = False  # the kill had begun when the error came
 
     def run(self) -> None:
         n = 0
@@ -117,7 +119,7 @@ class Writer(threading.Thread):
                     self.ledger.ops += 1
                 self.acked_cb()
         except BaseException as exc:  # the server was killed under us (expected) or a real error
-            self.error = exc
+            self.error, self.error_after_kill = exc, self.killing.is_set()
         finally:
             self.client.close()
 
@@ -161,6 +163,7 @@ def run_cycle(
     target = rng.randint(40, 160)
     reached = threading.Event()
     consolidating = threading.Event()
+    killing = threading.Event()  # set right before the SIGKILL: an error before it is a server bug
 
     def acked() -> None:
         if ledger.count() >= target:
@@ -169,38 +172,40 @@ def run_cycle(
     base = ledger.count()
     target += base
     writers = [
-        Writer(srv, sp, t, cycle, ledger, random.Random(rng.random()), stop, acked)
+        Writer(srv, sp, t, cycle, ledger, random.Random(rng.random()), stop, acked, killing)
         for sp in SPACES
         for t in ("rest", "grpc")
     ]
     consolidations = 0
 
     dream_interrupted = False
+    # (exception, the kill had begun) of the consolidator thread: it reaches the assertions below
+    consolidator_errors: list[tuple[BaseException, bool]] = []
 
     def consolidator() -> None:
         """Consolidate in a loop. In kill-during-consolidation cycles it streams gRPC ``Dream`` runs
         and sets ``consolidating`` on the first streamed step, i.e. while a run is in progress."""
         nonlocal consolidations, dream_interrupted
-        if during_consolidation:
-            with GrpcSpaceClient(srv.grpc_target, SPACES[0], timeout=30) as g:
-                try:
-                    while not stop.is_set():
-                        req = g.pb.DreamRequest(memory_space_id=SPACES[0], min_cluster_size=2)
-                        for _step in g.stub.Dream(req, timeout=30):
-                            consolidating.set()
-                        consolidations += 1
-                except Exception:
-                    dream_interrupted = True  # the kill cut a Dream stream short
-                    return
-            return
-        with RestSpaceClient(srv.http_url, SPACES[0], timeout=10) as c:
-            try:
+        try:
+            if during_consolidation:
+                with GrpcSpaceClient(srv.grpc_target, SPACES[0], timeout=30) as g:
+                    try:
+                        while not stop.is_set():
+                            req = g.pb.DreamRequest(memory_space_id=SPACES[0], min_cluster_size=2)
+                            for _step in g.stub.Dream(req, timeout=30):
+                                consolidating.set()
+                            consolidations += 1
+                    except Exception:
+                        dream_interrupted = killing.is_set()  # the kill cut a Dream stream short
+                        raise
+                return
+            with RestSpaceClient(srv.http_url, SPACES[0], timeout=10) as c:
                 while not stop.is_set():
                     consolidating.set()
                     c.consolidate()
                     consolidations += 1
-            except Exception:
-                return
+        except BaseException as exc:
+            consolidator_errors.append((exc, killing.is_set()))
 
     threads = [*writers, threading.Thread(target=consolidator, daemon=True)]
     for t in threads:
@@ -213,14 +218,23 @@ def run_cycle(
         )
     if during_consolidation:
         consolidating.clear()
-        consolidating.wait(30)  # a Dream run has streamed its first step: kill mid-consolidation
+        # a Dream run has streamed its first step: kill mid-consolidation
+        assert consolidating.wait(30), f"cycle {cycle}: no Dream step in 30 s: {consolidator_errors!r}"
+    killing.set()
     srv.kill()
     stop.set()
     for t in threads:
         t.join(30)
-    unexpected = [w.error for w in writers if w.error is not None and not _is_disconnect(w.error)]
-    assert not unexpected, f"cycle {cycle}: errors before the kill: {unexpected!r}"
+    errors = [(w.error, w.error_after_kill) for w in writers if w.error is not None] + consolidator_errors
+    # Only the kill may stop a thread, and only as a lost connection: an error before the kill,
+    # or any other error (a 5xx, gRPC INTERNAL/UNKNOWN, a bad answer) is a server bug.
+    unexpected = [
+        f"{'after' if after else 'BEFORE'} the kill: {exc!r}"
+        for exc, after in errors
+        if not (after and _is_disconnect(exc))
+    ]
     return {
+        "violations": unexpected,
         "cycle": cycle,
         "acked_ops": ledger.count() - base,
         "kill_after": target - base,
@@ -231,18 +245,18 @@ def run_cycle(
 
 
 def _is_disconnect(exc: BaseException) -> bool:
+    """The connection was lost: what a SIGKILLed server looks like to a client, and nothing else.
+
+    gRPC reports a dead peer as UNAVAILABLE; INTERNAL or UNKNOWN are server errors, not a kill.
+    httpx reports it as a network error (reset, refused, closed) or as the server disconnecting
+    without an answer; a timeout or an HTTP error status is not a kill.
+    """
     import grpc
     import httpx
 
     if isinstance(exc, grpc.RpcError):
-        return exc.code() in (
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.CANCELLED,  # type: ignore[attr-defined]
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            grpc.StatusCode.UNKNOWN,
-            grpc.StatusCode.INTERNAL,
-        )
-    return isinstance(exc, (httpx.TransportError, ConnectionError))
+        return bool(exc.code() == grpc.StatusCode.UNAVAILABLE)
+    return isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, ConnectionError))
 
 
 def verify(srv: EngramProcess, ledger: Ledger) -> list[str]:
@@ -321,29 +335,52 @@ def verify_offline(data_dir: Path) -> list[str]:
     return problems
 
 
-def crash_cycles(root: Path, cycles: int, seed: int) -> dict[str, Any]:
+def crash_cycles(root: Path, cycles: int, seed: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run the cycles, appending each cycle's record (with its ``violations``) to ``history`` as it
+    goes, so a failing run still reports what it saw."""
     rng = random.Random(seed)
     ledger = Ledger()
     srv = EngramProcess.start(root, SPACES, SETTINGS)
-    history = []
     try:
         for cycle in range(cycles):
             history.append(run_cycle(srv, cycle, ledger, rng, during_consolidation=cycle % 2 == 1))
+            assert not history[-1]["violations"], (
+                f"seed {seed} cycle {cycle}: {history[-1]['violations']}\n{srv.logs()[-3000:]}"
+            )
             srv = srv.restart()
             problems = verify(srv, ledger)
+            history[-1]["violations"] += problems
             assert not problems, f"seed {seed} cycle {cycle}:\n" + "\n".join(problems[:30])
         srv.stop()
         problems = verify_offline(srv.data_dir)
+        history.append({"cycle": "offline", "violations": problems})
         assert not problems, f"seed {seed}:\n" + "\n".join(problems[:30])
     finally:
         if srv.running:
             srv.kill()
     return {
-        "seed": seed,
-        "cycles": history,
         "acked_writes": sum(len(v) for v in ledger.acked.values()),
         "acked_deletes": sum(len(v) for v in ledger.deleted.values()),
     }
+
+
+def _crash_cycles_reported(section: str, root: Path, cycles: int) -> dict[str, Any]:
+    """crash_cycles, with the report section written whatever happens (a failure is reported too)."""
+    seed = _seed()
+    history: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"seed": seed}
+    error = None
+    try:
+        summary.update(crash_cycles(root, cycles, seed, history))
+        return summary
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        raise
+    finally:
+        checks = [{"name": f"cycle-{c['cycle']}", **c} for c in history]
+        if error is not None:
+            checks.append({"name": "run", "error": error})
+        write_section(section, checks, **summary)
 
 
 def _seed() -> int:
@@ -351,26 +388,14 @@ def _seed() -> int:
 
 
 def test_crash_cycles(tmp_path: Path) -> None:
-    seed = _seed()
-    summary = crash_cycles(tmp_path / "crash", cycles=3, seed=seed)
-    write_section(
-        "crash_cycles",
-        [{"name": f"cycle-{c['cycle']}", "passed": True, **c} for c in summary["cycles"]],
-        **{k: v for k, v in summary.items() if k != "cycles"},
-    )
+    summary = _crash_cycles_reported("crash_cycles", tmp_path / "crash", cycles=3)
     assert summary["acked_writes"] > 50 and summary["acked_deletes"] > 0
 
 
 @pytest.mark.slow
 def test_crash_cycles_long(tmp_path: Path) -> None:
-    seed = _seed()
     cycles = int(os.environ.get("ENGRAM_CRASH_CYCLES", "25"))
-    summary = crash_cycles(tmp_path / "crash", cycles=cycles, seed=seed)
-    write_section(
-        "crash_cycles_long",
-        [{"name": f"cycle-{c['cycle']}", "passed": True, **c} for c in summary["cycles"]],
-        **{k: v for k, v in summary.items() if k != "cycles"},
-    )
+    _crash_cycles_reported("crash_cycles_long", tmp_path / "crash", cycles=cycles)
 
 
 # ----------------------------------------------------------------------------- injected damage
@@ -417,6 +442,7 @@ def _corrupt_table_page(db: Path) -> None:
 
 def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
     srv = EngramProcess.start(tmp_path / "dmg", DAMAGE_SPACES, SETTINGS)
+    checks: list[dict[str, Any]] = []  # reported whatever happens: a failure is in the report too
     try:
         written = _fill(srv)
         srv.kill()  # WAL holds the recent commits
@@ -426,13 +452,12 @@ def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
             f.truncate(wal.stat().st_size - 2000)
         _corrupt_table_page(srv.data_dir / "dmg-page" / "space.db")
         srv = srv.restart()
-        checks = []
         # Healthy spaces serve every acknowledged write.
         for sp in ("dmg-ok1", "dmg-ok2"):
             with RestSpaceClient(srv.http_url, sp) as c:
                 got = {m["id"]: m["content"] for m in c.list_all()}
             assert got == written[sp], f"{sp} lost or changed data next to a damaged space"
-            checks.append({"name": f"{sp}-serves", "passed": True, "memories": len(got)})
+            checks.append({"name": f"{sp}-serves", "memories": len(got)})
         # Torn tail: discarded, not fatal; what is served is exactly what was written (a prefix of it).
         with RestSpaceClient(srv.http_url, "dmg-torn") as c:
             got = {m["id"]: m["content"] for m in c.list_all()}
@@ -442,7 +467,7 @@ def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
         order = list(written["dmg-torn"])
         assert sorted(got, key=order.index) == order[: len(got)], "torn tail: survivors are not a prefix"
         checks.append(
-            {"name": "torn-tail-recovered", "passed": True, "kept": len(got), "written": len(order)}
+            {"name": "torn-tail-recovered", "kept": len(got), "written": len(order)}
         )
         # Corrupted page: unhealthy (503) or correct, never silently wrong.
         with RestSpaceClient(srv.http_url, "dmg-page") as c:
@@ -459,13 +484,17 @@ def test_injected_damage_isolated_to_one_space(tmp_path: Path) -> None:
         assert entry["dmg-page"]["healthy"] is False or got == written["dmg-page"], entry["dmg-page"]
         assert entry["dmg-ok1"]["healthy"] and entry["dmg-ok2"]["healthy"] and entry["dmg-torn"]["healthy"]
         assert health["status"] == "degraded"
-        checks.append({"name": "corrupt-page-reported", "passed": True, "health": entry["dmg-page"]})
+        checks.append({"name": "corrupt-page-reported", "health": entry["dmg-page"]})
         # Writes to healthy spaces keep working after the damage was found.
         with RestSpaceClient(srv.http_url, "dmg-ok1") as c:
             c.remember(id="dmg-ok1.after", content="after damage", metadata={"space": "dmg-ok1"})
             assert c.get("dmg-ok1.after")["content"] == "after damage"
-        write_section("crash_injected_damage", checks)
+        checks.append({"name": "healthy-space-writes-after-damage"})
+    except BaseException as exc:
+        checks.append({"name": "run", "error": f"{type(exc).__name__}: {exc}"[:4000]})
+        raise
     finally:
+        write_section("crash_injected_damage", checks)
         srv.stop() if srv.running else None
 
 
@@ -483,3 +512,25 @@ def test_health_naming_a_damaged_space_reports_it(tmp_path: Path) -> None:
         assert health["spaces"][0]["reason"]
     finally:
         srv.stop() if srv.running else None
+
+
+def test_only_connection_loss_counts_as_the_kill() -> None:
+    """What a writer may die of once the kill began: a lost connection, never a server error."""
+    import grpc
+    import httpx
+
+    class Failed(grpc.RpcError):
+        def __init__(self, code: grpc.StatusCode) -> None:
+            self._code = code
+
+        def code(self) -> grpc.StatusCode:
+            return self._code
+
+    assert _is_disconnect(Failed(grpc.StatusCode.UNAVAILABLE))
+    assert _is_disconnect(httpx.ReadError("reset")) and _is_disconnect(httpx.ConnectError("refused"))
+    assert _is_disconnect(httpx.RemoteProtocolError("server disconnected"))
+    assert _is_disconnect(ConnectionResetError())
+    for code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
+                 grpc.StatusCode.CANCELLED, grpc.StatusCode.FAILED_PRECONDITION):
+        assert not _is_disconnect(Failed(code)), code
+    assert not _is_disconnect(httpx.ReadTimeout("slow")) and not _is_disconnect(ApiError(500, {}))

@@ -60,7 +60,10 @@ def test_short_fuzz_run(target: str, tmp_path: Path) -> None:
     tail = "\n".join(ln for ln in out.splitlines() if "Instrumenting" not in ln)[-6000:]
     execs = _executions(out)
     write_section(
-        f"fuzz_{target}", [{"name": target, "passed": code == 0, "executions": execs, "seed_inputs": seeds}]
+        f"fuzz_{target}",
+        [{"name": target, "exit_code": code, "executions": execs, "seed_inputs": seeds,
+          "violations": ([f"exit code {code}"] if code else [])
+          + ([f"{execs} of {SHORT_RUNS[target]} executions"] if execs < SHORT_RUNS[target] - 1 else [])}],
     )
     assert code == 0, f"fuzz_{target} found a failure (artifact in {tmp_path / 'work'}):\n{tail}"
     assert execs >= SHORT_RUNS[target] - 1, f"fuzz_{target} did not run to completion:\n{tail}"

@@ -32,7 +32,7 @@ import pytest
 from engram.core import models as m
 from engram.errors import EngramError
 from engram.service import EngramService
-from engram.settings import load_settings
+from engram.testing import FakeClock, make_service
 from engram.testing.report import write_section
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "differential"
@@ -52,14 +52,6 @@ DROP = {
     "ms",
     "timestamp",
 }
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def normalise(obj: Any, space: str, names: dict[str, str]) -> Any:
@@ -133,25 +125,16 @@ def _settle(service: EngramService, space: str) -> None:
 
 def replay(tmp: Path) -> dict[str, list[Any]]:
     spec = json.loads((FIXTURES / "ops.json").read_text())
-    clock = Clock(float(spec["t0"]))
-    settings = load_settings(
-        overrides={"embedder": "none",
-            "data_dir": str(tmp),
-            "bootstrap_spaces": ",".join(SPACES),
-            "consolidation_interval_seconds": 0,
-            "spreading_time_budget_ms": 60_000,
-            "log_json": False,
-        },
-        use_env=False,
-    )
-    service = EngramService(settings, clock=clock)
+    clock = FakeClock(float(spec["t0"]))
+    service = make_service(tmp, SPACES, clock=clock, consolidation_interval_seconds=0,
+                           spreading_time_budget_ms=60_000, log_json=False)
     loop = asyncio.new_event_loop()
     out: dict[str, list[Any]] = {sp: [] for sp in SPACES}
     names: dict[str, dict[str, str]] = {sp: {} for sp in SPACES}
     try:
         for step, item in enumerate(spec["ops"]):
             for sp in SPACES:  # interleaved: op i into A, then into B, at the same instant
-                clock.t = float(spec["t0"]) + step
+                clock.now = float(spec["t0"]) + step
                 try:
                     res: Any = m.dump(loop.run_until_complete(_apply(service, sp, item["op"], item["args"])))
                 except EngramError as exc:

@@ -16,7 +16,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engram.client.grpc import GrpcClient
 from engram.errors import MemoryNotFound
@@ -82,3 +84,15 @@ def test_old_client_lands_in_default_space_with_warning(tmp_path: Path, old_clie
                   if r.get("transport") == "grpc" and "default space" in r.get("msg", "")
                   and r.get("memory_space") == "default" and r.get("peer", "").startswith("ipv")}
         assert {"Remember", "Recall", "StreamingRemember"} <= warned
+
+        # ... and counted: one fallback per call that named no space (the client calls above named one)
+        metrics = httpx.get(f"{srv.http_url}/metrics", timeout=30).text
+        counted = {
+            s.labels["operation"]: s.value
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == "engram_memory_space_default_fallback_total" and s.labels.get("transport") == "grpc"
+        }
+        assert counted.get("Remember") == 1 and counted.get("Recall") == 1, counted
+        assert counted.get("StreamingRemember", 0) >= 1, counted
+        assert not set(counted) - {"Remember", "Recall", "StreamingRemember"}, counted

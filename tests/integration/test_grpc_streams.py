@@ -17,6 +17,7 @@ from engram.api.grpc.gen import memory_pb2 as pb
 from engram.api.grpc.gen import service_pb2 as spb
 from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
 from engram.testing import EngramProcess
+from engram.testing.clients import GrpcSpaceClient
 
 QUEUE_DEPTH = 128
 
@@ -26,7 +27,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     root = tmp_path_factory.mktemp("grpc-streams")
     with EngramProcess.start(
         root,
-        spaces=["alpha", "beta"],
+        spaces=["alpha", "beta", "dreams"],
         # the stalled streams of test_stalled_reader_does_not_slow_other_streams must outlive the
         # test (they are read at its end), however slow the machine: no drop for lag here
         settings={"subscriber_queue_depth": QUEUE_DEPTH, "stream_heartbeat_seconds": 2,
@@ -301,15 +302,22 @@ def test_memory_flow_remember_recall_subscribe_pause_credits(stub: spb_grpc.Engr
     assert list(responses) == []
 
 
-def test_dream_streams_progress_or_is_unimplemented(stub: spb_grpc.EngramServiceStub) -> None:
-    try:
-        steps = list(stub.Dream(spb.DreamRequest(memory_space_id="alpha"), timeout=60))
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-            pytest.skip("consolidation engine not built yet")
-        raise
+def test_dream_streams_replay_insight_and_summary(
+    srv: EngramProcess, stub: spb_grpc.EngramServiceStub
+) -> None:
+    """A Dream over similar episodes streams its steps in order, every one naming the space."""
+    with GrpcSpaceClient(srv.grpc_target, "dreams") as g:
+        for i in range(4):
+            g.experience(id=f"dream-ep-{i}", what=f"walked the dog in the park, time {i}",
+                         when=1_700_000_000 + i, embedding=[1.0, 0.01 * i, 0.0, 0.0])
+    steps = list(stub.Dream(spb.DreamRequest(memory_space_id="dreams", min_cluster_size=2), timeout=60))
+    kinds = [s.WhichOneof("kind") for s in steps]
     assert [s.sequence for s in steps] == list(range(1, len(steps) + 1))
-    assert all(s.memory_space_id == "alpha" for s in steps)
+    assert all(s.memory_space_id == "dreams" for s in steps)
+    assert kinds[-1] == "summary" and kinds.count("summary") == 1, kinds
+    assert "replay" in kinds and "insight" in kinds, kinds  # at least one Dream step before the summary
+    replayed = {m for s in steps if s.HasField("replay") for m in s.replay.memory_ids}
+    assert replayed and replayed <= {f"dream-ep-{i}" for i in range(4)}, replayed
 
 
 def test_shutdown_drains_open_streams(tmp_path: Path) -> None:

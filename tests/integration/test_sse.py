@@ -4,7 +4,6 @@ slow consumer, disconnect handling, and the end of a stream when its space is de
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from engram.testing.sse_raw import FrameParser
 
 API = "/api/v1"
 
@@ -30,7 +31,8 @@ class SSEReader:
         self.client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(10.0, read=30.0))
         self._cm = self.client.stream("GET", path, headers=headers, params=params)
         self.response = self._cm.__enter__()
-        self.comments: list[str] = []
+        self._parser = FrameParser()
+        self.comments = self._parser.comments
         self.ended = False
         if self.response.status_code == 200:
             self._lines = self.response.iter_lines()
@@ -39,18 +41,10 @@ class SSEReader:
 
     def next(self) -> dict[str, Any]:
         """The next event frame: {"event", "id", "data"}; comments are collected on the side."""
-        frame: dict[str, Any] = {}
         for line in self._lines:
-            if line == "":
-                if "data" in frame:
-                    frame["data"] = json.loads(frame["data"])
-                    return frame
-                continue
-            if line.startswith(":"):
-                self.comments.append(line)
-                continue
-            name, _, value = line.partition(":")
-            frame[name] = value[1:] if value.startswith(" ") else value
+            frame = self._parser.feed(line)
+            if frame is not None and "data" in frame:
+                return frame
         self.ended = True
         raise EOFError("stream ended")
 

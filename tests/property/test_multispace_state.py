@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from engram.core.models import (
     AssociateInput,
@@ -61,7 +61,6 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         self.service = self._open()
         self.live: dict[str, dict[str, tuple[str, int, bool]]] = {s: {} for s in SPACES}
         self.suppressed: dict[str, set[str]] = {s: set() for s in SPACES}
-        self.cognition = True  # set False on the first NotImplementedError (cognition still landing)
 
     def _open(self) -> EngramService:
         return EngramService(
@@ -177,36 +176,26 @@ class MultiSpaceMachine(RuleBasedStateMachine):
         else:
             self.suppressed[space].add(mid)
 
-    @precondition(lambda self: self.cognition)
     @rule(space=spaces, a=ids, b=ids, strength=st.floats(0.1, 1.0))
     def associate(self, space: str, a: str, b: str, strength: float) -> None:
         item = AssociateInput(source_id=a, target_id=b, strength=strength)
-        try:
-            if a == b or a not in self.live[space] or b not in self.live[space]:
-                # Associating with an id this space does not hold must never reach a sibling's memory.
-                try:
-                    self.run(self.service.associate(space, item))
-                except (NotFound, InvalidInput):
-                    return
-                assert a in self.live[space] and b in self.live[space], (
-                    f"associate {a}->{b} in {space} succeeded although one end is not there"
-                )
+        if a == b or a not in self.live[space] or b not in self.live[space]:
+            # Associating with an id this space does not hold must never reach a sibling's memory.
+            try:
+                self.run(self.service.associate(space, item))
+            except (NotFound, InvalidInput):
                 return
-            assoc = self.run(self.service.associate(space, item))
-        except NotImplementedError:
-            self.cognition = False
+            assert a in self.live[space] and b in self.live[space], (
+                f"associate {a}->{b} in {space} succeeded although one end is not there"
+            )
             return
+        assoc = self.run(self.service.associate(space, item))
         assert {assoc.source_id, assoc.target_id} == {a, b}
 
-    @precondition(lambda self: self.cognition)
     @rule(space=spaces)
     def consolidate(self, space: str) -> None:
-        try:
-            report = self.run(self.service.consolidate(space, ConsolidateInput(min_cluster=2)))
-            page = self.run(self.service.list_beliefs(space))
-        except NotImplementedError:
-            self.cognition = False
-            return
+        report = self.run(self.service.consolidate(space, ConsolidateInput(min_cluster=2)))
+        page = self.run(self.service.list_beliefs(space))
         episodes = {m for m, (_, _, ep) in self.live[space].items() if ep}
         for belief in [*report.beliefs, *page.beliefs]:
             for cit in belief.citations:
@@ -214,14 +203,9 @@ class MultiSpaceMachine(RuleBasedStateMachine):
                     f"belief {belief.id} in {space} cites {cit.episode_id}, not an episode of {space}"
                 )
 
-    @precondition(lambda self: self.cognition)
     @rule(space=spaces, t=text_ix)
     def recognize(self, space: str, t: int) -> None:
-        try:
-            rec = self.run(self.service.recognize(space, RecognizeInput(content=CONTENTS[t], threshold=0.5)))
-        except NotImplementedError:
-            self.cognition = False
-            return
+        rec = self.run(self.service.recognize(space, RecognizeInput(content=CONTENTS[t], threshold=0.5)))
         for match in rec.matches:
             assert match.memory_id in self.live[space], f"recognize in {space} matched {match.memory_id}"
 
@@ -246,8 +230,6 @@ class MultiSpaceMachine(RuleBasedStateMachine):
 
     @invariant()
     def introspection_counts_own_space(self) -> None:
-        if not self.cognition:
-            return
         for space in SPACES:
             stats = self.run(self.service.introspect(space))
             assert stats.memory_space_id == space

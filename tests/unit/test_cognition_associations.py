@@ -9,15 +9,11 @@ import pytest
 from engram.core.models import AssociateInput, ForgetMode, MemoryInput
 from engram.errors import InvalidInput, MemoryNotFound
 from engram.service import EngramService
-from engram.settings import load_settings
+from engram.testing import make_service
 
 
 def service(root: Path) -> EngramService:
-    return EngramService(
-        load_settings(overrides={
-            "embedder": "none", "data_dir": root, "bootstrap_spaces": ("assoc",),
-        }, use_env=False)
-    )
+    return make_service(root, ["assoc"])
 
 
 def edges(svc: EngramService) -> dict[tuple[str, str], tuple[float, str]]:

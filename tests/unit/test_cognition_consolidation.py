@@ -12,7 +12,7 @@ import pytest
 from engram.core.models import ConsolidateInput, ConsolidationState, EpisodeInput, ForgetMode
 from engram.errors import BeliefNotFound, ShuttingDown
 from engram.service import EngramService
-from engram.settings import load_settings
+from engram.testing import make_service
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 COFFEE = [1.0, 0.1, 0.0, 0.0]
@@ -20,11 +20,7 @@ GYM = [0.0, 0.0, 0.1, 1.0]
 
 
 def service(root: Path, space: str = "dreams", **settings: Any) -> EngramService:
-    return EngramService(
-        load_settings(overrides={
-            "embedder": "none", "data_dir": root, "bootstrap_spaces": (space,), **settings,
-        }, use_env=False)
-    )
+    return make_service(root, [space], **settings)
 
 
 def episodes() -> list[EpisodeInput]:
@@ -158,13 +154,7 @@ def test_a_run_in_progress_blocks_neither_this_space_nor_another(tmp_path: Path)
     from engram.cognition.recall import recall
     from engram.core.models import Cue, MemoryInput
 
-    svc = EngramService(
-        load_settings(
-            overrides={
-                "embedder": "none", "data_dir": tmp_path, "bootstrap_spaces": ("dreams", "awake"),
-            }, use_env=False
-        )
-    )
+    svc = make_service(tmp_path, ["dreams", "awake"])
     load(svc, "dreams", episodes())
     steps = svc.cognition("dreams").dream(ConsolidateInput())
     step = next(steps)

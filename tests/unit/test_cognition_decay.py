@@ -7,18 +7,9 @@ from pathlib import Path
 from engram.cognition.recall import recall
 from engram.core.decay import FLOOR, retention
 from engram.core.models import Cue, MemoryInput
-from engram.service import EngramService
-from engram.settings import load_settings
+from engram.testing import FakeClock, make_service
 
 HOUR = 3600.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_retention_curve_is_monotone_floored_and_continuous() -> None:
@@ -31,12 +22,7 @@ def test_retention_curve_is_monotone_floored_and_continuous() -> None:
 
 def test_activation_fades_with_time_and_recall_reinforces(tmp_path: Path) -> None:
     clock = FakeClock()
-    svc = EngramService(
-        load_settings(overrides={
-            "embedder": "none", "data_dir": tmp_path, "bootstrap_spaces": ("decay",),
-        }, use_env=False),
-        clock=clock,
-    )
+    svc = make_service(tmp_path, ["decay"], clock=clock)
     space = svc.space("decay")
     space.remember(
         MemoryInput(id="m", content="the keys are in the blue bowl", confidence=0.8, decay_rate=1.0)

@@ -83,3 +83,8 @@ def test_engram_through_run_py_from_another_directory(tmp_path: Path) -> None:
     assert "[run.py] installing" not in said  # the test environment has everything `engram` needs
     assert out.returncode == 3 and f"server pid {gone.pid} is not running; removing stale" in said, said
     assert not state.exists()
+
+
+def test_tier_is_a_marker_selection(run_py: ModuleType) -> None:
+    assert run_py.tier_args(["--tier", "multitenant", "-q"]) == ["-m", "multitenant", "-q"]
+    assert run_py.tier_args(["tests/unit", "-x"]) == ["tests/unit", "-x"]

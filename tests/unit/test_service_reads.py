@@ -9,14 +9,11 @@ from pathlib import Path
 from engram.core.models import ConsolidateInput, MemoryInput
 from engram.core.space import MemorySpace
 from engram.service import EngramService
-from engram.settings import load_settings
+from engram.testing import make_service
 
 
 def _service(root: Path) -> EngramService:
-    settings = load_settings(overrides={
-        "embedder": "none", "data_dir": root, "bootstrap_spaces": "aaa",
-    }, use_env=False)
-    return EngramService(settings)
+    return make_service(root, ["aaa"])
 
 
 def _blocking_read(started: threading.Event, release: threading.Event):  # type: ignore[no-untyped-def]

@@ -295,3 +295,46 @@ def test_background_integrity_check(tmp_path: Path, engine_settings: Callable[..
         assert not damaged.healthy
     finally:
         damaged.close()
+
+
+class _HeldCheckSpace(MemorySpace):
+    """A space whose background check, once its connection is closed, waits to be released."""
+
+    conn_closed = threading.Event()
+    release = threading.Event()
+
+    def _check_finished(self) -> None:
+        type(self).conn_closed.set()
+        assert type(self).release.wait(30), "close() never reached the join"
+
+
+def test_close_while_check_thread_is_finishing(tmp_path: Path, engine_settings: Callable[..., Any]) -> None:
+    """close() when the check thread is alive but has closed its connection (the race of issue 16).
+
+    The thread is held after closing its connection; close() then runs against exactly that
+    state. It used to interrupt the closed connection (ProgrammingError); now it must wait for
+    the thread. Releasing the thread from the join itself proves close() got that far.
+    """
+    settings = engine_settings(integrity_check_sync_max_bytes=0)
+    space = _space(tmp_path, settings)
+    for i in range(20):
+        space.remember(MemoryInput(content=f"row {i}", embedding=[1.0, float(i), 3.0]))
+    space.close()
+    d = tmp_path / "space-a"
+    held = _HeldCheckSpace("space-a", d, settings)
+    thread = held._check_thread
+    assert thread is not None
+    try:
+        assert _HeldCheckSpace.conn_closed.wait(30)
+        assert thread.is_alive()  # the racy state: alive, connection gone
+        join = thread.join
+
+        def release_then_join(timeout: float | None = None) -> None:
+            _HeldCheckSpace.release.set()
+            join(timeout)
+
+        thread.join = release_then_join  # type: ignore[method-assign]
+        held.close()
+        assert not thread.is_alive() and held.integrity_checked.is_set() and held.healthy
+    finally:
+        _HeldCheckSpace.release.set()

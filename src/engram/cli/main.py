@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from .commands import register
 from .mcp_cmd import mcp
 from .server_cmds import start, stop
 
@@ -22,18 +23,7 @@ def cli() -> None:
 cli.add_command(start)
 cli.add_command(stop)
 cli.add_command(mcp)
-
-
-def _register_optional() -> None:
-    """Command groups that live in their own modules."""
-    try:
-        from .commands import register
-    except ImportError:  # pragma: no cover - until the client commands land
-        return
-    register(cli)
-
-
-_register_optional()
+register(cli)  # the client command groups (space, memory, status, ...), each in its own module
 
 
 def main() -> None:

@@ -31,15 +31,17 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ..client.http import EngramConnectionError
-from ..errors import EngramError, InvalidInput, NotFound
+from ..errors import (  # the exit codes live with the error table (errors.py); re-exported here
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    EngramError,
+)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_UNREACHABLE = 4
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE"]
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -75,13 +77,8 @@ def progress_bar(enabled: bool = True) -> Progress:
 
 
 def exit_code_for(exc: EngramError) -> int:
-    if isinstance(exc, EngramConnectionError):
-        return EXIT_UNREACHABLE
-    if isinstance(exc, NotFound):
-        return EXIT_NOT_FOUND
-    if isinstance(exc, InvalidInput):
-        return EXIT_USAGE
-    return EXIT_ERROR
+    """The error's own exit code (errors.py is the one table)."""
+    return exc.exit_code
 
 
 def fail(exc: EngramError, *, as_json: bool) -> NoReturn:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..datadir import holder
-from ..errors import EngramError
+from ..errors import EXIT_NOT_FOUND, EngramError
 from ..settings import load_settings
 from ..statefile import pid_alive, read_state
 
@@ -77,7 +77,7 @@ def stop(data_dir: str | None, state_file: str | None, config_file: str | None, 
         if held is None or held.role != "server" or held.pid is None:
             click.echo(f"no running server found (no state file at {path}, and no server holds "
                        f"{Path(settings.data_dir).resolve()})", err=True)
-            sys.exit(3)
+            sys.exit(EXIT_NOT_FOUND)  # no server to stop: nothing found
         state = {"pid": held.pid}
     pid = int(state["pid"])
     try:
@@ -85,7 +85,7 @@ def stop(data_dir: str | None, state_file: str | None, config_file: str | None, 
     except ProcessLookupError:
         click.echo(f"server pid {pid} is not running; removing stale {path}", err=True)
         path.unlink(missing_ok=True)
-        sys.exit(3)
+        sys.exit(EXIT_NOT_FOUND)  # no server to stop: nothing found
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):

@@ -25,7 +25,7 @@ import httpx
 from pydantic import BaseModel
 
 from ..core.models import SpaceDescriptor
-from ..errors import EngramError, InvalidInput, error_from_envelope
+from ..errors import EngramConnectionError, EngramError, InvalidInput, error_from_envelope
 
 API = "/api/v1"
 SPACE_HEADER = "X-Memory-Space"
@@ -34,15 +34,6 @@ DEFAULT_URL = "http://127.0.0.1:7432"
 #: query parameters as httpx accepts them (repeated keys allowed)
 Query = list[tuple[str, str | int | float | bool | None]]
 STREAMS = ("activities", "memories", "consolidation")
-
-
-class EngramConnectionError(EngramError, ConnectionError):
-    """The server could not be reached, or the connection failed mid-request."""
-
-    code = "SERVER_UNREACHABLE"
-    http_status = 503
-    grpc_status = "UNAVAILABLE"
-    default_suggestion = "Start the server with `engram start`, or point the client at the right URL."
 
 
 class CreatedSpace(SpaceDescriptor):

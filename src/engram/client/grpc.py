@@ -30,7 +30,15 @@ from google.protobuf import timestamp_pb2
 from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
 from ..api.grpc.gen import service_pb2_grpc as spb_grpc
-from ..errors import EngramError, InvalidInput, NotFound, ShuttingDown, error_class_for_code
+from ..api.grpc.metadata import ERROR_DETAIL_KEY, SPACE_KEY, WARNING_KEY
+from ..errors import (
+    EngramError,
+    GrpcTransportError,
+    InvalidInput,
+    NotFound,
+    ShuttingDown,
+    error_class_for_code,
+)
 from ..tls import read_ca
 
 _Req = TypeVar("_Req")
@@ -40,20 +48,6 @@ __all__ = ["AsyncGrpcClient", "GrpcClient", "GrpcTransportError", "error_from_rp
 
 SpaceVia = Literal["field", "metadata", "both"]
 
-ERROR_CODE_KEY = "engram-error-code"
-ERROR_DETAIL_KEY = "engram-error-bin"
-WARNING_KEY = "engram-warning"
-
-
-class GrpcTransportError(EngramError):
-    """A failed call that carries no Engram error code (connection refused, deadline, ...)."""
-
-    code = "GRPC_ERROR"
-
-    def __init__(self, message: str, status: grpc.StatusCode) -> None:
-        super().__init__(message)
-        self.grpc_status = status.name
-        self.status = status
 
 
 _BY_STATUS: dict[grpc.StatusCode, type[EngramError]] = {
@@ -174,7 +168,7 @@ class _Base:
         if self.api_key:  # SPEC §10: the key as `authorization: Bearer <key>` on every call
             md += (("authorization", f"Bearer {self.api_key}"),)
         if self.space and self.space_via in ("metadata", "both"):
-            md += (("x-memory-space", self.space),)
+            md += ((SPACE_KEY, self.space),)
         return md or None
 
     def _admin_space(self, space: str | None) -> str:

@@ -54,6 +54,7 @@ from ..core.models import (
     SpaceStats,
     StoreReceipt,
 )
+from ..errors import EngramConnectionError
 from ..spaces.backup import RestoreReceipt
 from ..tls import client_ssl_context
 from ._http_async import AsyncEngramClient
@@ -63,7 +64,6 @@ from ._http_common import (
     DEFAULT_URL,
     STREAMS,
     CreatedSpace,
-    EngramConnectionError,
     Query,
     ServerEvent,
     SSEParser,

@@ -40,7 +40,7 @@ from ..core.models import (
     SpaceStats,
     from_epoch,
 )
-from ..errors import BeliefNotFound, InvalidInput, ShuttingDown
+from ..errors import BeliefNotFound, ShuttingDown
 from ..settings import Settings
 from . import associations, completion, introspection, recognition, reminiscence
 from .consolidation import META_LAST_AT, ConsolidationRun, fingerprint
@@ -153,9 +153,7 @@ class SpaceCognition:
     def list_beliefs(
         self, cursor: str | None = None, limit: int = 50, include_centroid: bool = False
     ) -> BeliefPage:
-        if limit < 1 or limit > self.settings.max_page_size:
-            raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
-        conn = self.space.check_healthy().reader()
+        conn = self.space.check_healthy().reader()  # limit checked by EngramService.page_size
         try:
             rows = conn.execute(
                 f"SELECT {BELIEF_COLUMNS} FROM beliefs WHERE id > ? ORDER BY id LIMIT ?",

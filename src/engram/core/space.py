@@ -103,7 +103,11 @@ class MemorySpace(TextEmbedding):
         self._closed = False
         self.closed_reason: str | None = None
         self._leases = 0
+        # The background integrity check's own connection. The check thread closes it and
+        # close() interrupts it: both under _check_lock, so close() never interrupts a
+        # connection the thread has just closed (sqlite3 raises ProgrammingError for that).
         self._check_conn: sqlite3.Connection | None = None
+        self._check_lock = threading.Lock()
         self._check_thread: threading.Thread | None = None
         self.integrity_checked = threading.Event()  # set once the open-time integrity check has a verdict
         self.unloading = False  # set by the registry while it decides to unload (see SpaceRegistry.get)
@@ -276,8 +280,18 @@ class MemorySpace(TextEmbedding):
         except sqlite3.OperationalError:
             pass  # interrupted by close(): no verdict
         finally:
-            conn.close()
+            with self._check_lock:
+                conn.close()
+                self._check_conn = None
+            self._check_finished()
             self.integrity_checked.set()
+
+    def _check_finished(self) -> None:
+        """Called by the check thread once its connection is closed, before it ends.
+
+        Does nothing; a test subclass overrides it to hold the thread in exactly the state
+        where it is still alive but its connection is gone (tests/unit/test_storage.py).
+        """
 
     def mark_unhealthy(self, reason: str) -> None:
         if self.healthy or self.degraded:
@@ -807,9 +821,12 @@ class MemorySpace(TextEmbedding):
                 stop()
         if self.ann is not None:
             self.ann.stop()
-        if self._check_thread is not None and self._check_thread.is_alive():
-            assert self._check_conn is not None
-            self._check_conn.interrupt()  # thread-safe; the check ends with "interrupted"
+        if self._check_thread is not None:
+            # A live thread may already have closed its connection: look at the connection
+            # itself, under the lock the thread closes it with, never at is_alive().
+            with self._check_lock:
+                if self._check_conn is not None:
+                    self._check_conn.interrupt()  # thread-safe; the check ends with "interrupted"
             self._check_thread.join()
         if self.store is not None:
             self.store.close()

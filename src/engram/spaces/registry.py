@@ -340,9 +340,8 @@ class SpaceRegistry:
 
     def list(self, cursor: str | None = None, limit: int = 100, *,
              only: Collection[str] | None = None) -> SpacePage:
-        """A page of spaces sorted by id (``only``: just these ids, the spaces of an API key)."""
-        if limit < 1 or limit > self.settings.max_page_size:
-            raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}, got {limit}")
+        """A page of spaces sorted by id (``only``: just these ids, the spaces of an API key). The
+        page size was checked by the service (EngramService.page_size)."""
         ids = self.known_ids()
         if only is not None:
             ids = [i for i in ids if i in only]

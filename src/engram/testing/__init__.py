@@ -1,5 +1,7 @@
-"""Test helpers shipped with Engram: real server processes for tests and scripts."""
+"""Test helpers shipped with Engram: real server processes for tests and scripts, and in-process
+helpers (a fake clock, a service factory)."""
 
 from .harness import EngramProcess, HarnessError
+from .inprocess import FakeClock, make_service
 
-__all__ = ["EngramProcess", "HarnessError"]
+__all__ = ["EngramProcess", "FakeClock", "HarnessError", "make_service"]

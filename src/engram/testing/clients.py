@@ -18,11 +18,12 @@ The product clients (``engram.client.*``) are tested by their own tests.
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+
+from .sse_raw import FrameParser
 
 
 class ApiError(Exception):
@@ -158,27 +159,12 @@ class RestSpaceClient:
                 raise ApiError(resp.status_code, resp.json() if resp.content else {})
             if on_open is not None:
                 on_open()
-            event: dict[str, Any] = {}
-            data: list[str] = []
+            parser = FrameParser()
             for line in resp.iter_lines():
-                if line == "":
-                    if data or event:
-                        raw = "\n".join(data)
-                        try:
-                            event["data"] = json.loads(raw)
-                        except ValueError:
-                            event["data"] = raw
-                        yield event
-                    event, data = {}, []
-                elif line.startswith(":"):
-                    continue
-                else:
-                    name, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if name == "data":
-                        data.append(value)
-                    else:
-                        event[name] = value
+                frame = parser.feed(line)
+                if frame is not None:
+                    frame.setdefault("data", "")
+                    yield frame
 
 
 # ------------------------------------------------------------------------------------ gRPC

@@ -14,6 +14,12 @@ after a few kilobytes: the server, not the kernel, has to deal with the backlog.
 No HTTP library is involved: the request is written by hand and the chunked body is
 decoded here, so thousands of subscribers cost one socket and one small task each, and
 the bytes the server sent are what is parsed (heartbeat comments, ``lagged``, ``end``).
+
+:class:`FrameParser` is the test suite's one SSE parser: it turns lines of a
+``text/event-stream`` into wire-level frames (dicts), and is used here, by
+``engram.testing.clients.RestSpaceClient.sse`` and by ``tests/integration/test_sse.py``.
+(The Python client has its own, ``engram.client``'s ``SSEParser``: it returns typed
+events, and tests check the wire with this one rather than trust the client.)
 """
 
 from __future__ import annotations
@@ -28,6 +34,45 @@ from collections.abc import Callable
 from typing import Any
 
 _EVENT = re.compile(rb"^event: (\w+)$", re.M)
+
+
+class FrameParser:
+    """Lines of a ``text/event-stream`` in, frames out: ``{"event": ..., "id": ..., "data": ...}``.
+
+    ``data`` (present when the frame had ``data:`` lines) is the joined lines decoded as JSON,
+    or the text when it is not JSON. Comment lines (heartbeats, ``: subscribed``) are kept in
+    ``comments``, in order.
+    """
+
+    def __init__(self) -> None:
+        self.comments: list[str] = []
+        self._frame: dict[str, Any] = {}
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        """One line, without its newline; returns the frame a blank line completes."""
+        if line == "":
+            if not self._data and not self._frame:
+                return None
+            frame = self._frame
+            if self._data:
+                raw = "\n".join(self._data)
+                try:
+                    frame["data"] = json.loads(raw)
+                except ValueError:
+                    frame["data"] = raw
+            self._frame, self._data = {}, []
+            return frame
+        if line.startswith(":"):
+            self.comments.append(line)
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        else:
+            self._frame[name] = value
+        return None
 
 
 class RawSubscriber:
@@ -157,16 +202,13 @@ class RawSubscriber:
             self._changed.set()
             return
         for block in blocks:
-            frame: dict[str, Any] = {}
+            parser = FrameParser()
             for line in block.decode().split("\n"):
-                if line.startswith(":"):
-                    self.comments += 1
-                elif line:
-                    name, _, value = line.partition(":")
-                    frame[name] = value.removeprefix(" ")
-            if "data" not in frame:
+                parser.feed(line)
+            self.comments += len(parser.comments)
+            frame = parser.feed("")
+            if frame is None or "data" not in frame:
                 continue
-            frame["data"] = json.loads(frame["data"])
             event = str(frame.get("event", "message"))
             self.counts[event] = self.counts.get(event, 0) + 1
             if event == "stored":

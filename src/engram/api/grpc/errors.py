@@ -25,8 +25,9 @@ from typing import Any
 import grpc
 from pydantic import ValidationError
 
-from ...errors import EngramError, InvalidInput
+from ...errors import EngramError, InvalidInput, NotBuiltYet
 from .gen import memory_pb2
+from .metadata import ERROR_CODE_KEY, ERROR_DETAIL_KEY
 
 log = logging.getLogger("engram.grpc")
 
@@ -44,19 +45,8 @@ STATUS: dict[str, grpc.StatusCode] = {
     "INTERNAL": grpc.StatusCode.INTERNAL,
 }
 
-ERROR_CODE_KEY = "engram-error-code"
-ERROR_DETAIL_KEY = "engram-error-bin"
 #: Seconds to wait before retrying a RESOURCE_EXHAUSTED call (RATE_LIMITED, TOO_MANY_SUBSCRIBERS ...).
 RETRY_AFTER_KEY = "retry-after"
-
-
-class NotBuiltYet(EngramError):
-    """A cognition operation whose engine is not available in this build."""
-
-    code = "NOT_IMPLEMENTED"
-    http_status = 501
-    grpc_status = "UNIMPLEMENTED"
-    default_suggestion = "Upgrade the server; this operation is not available in this build."
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:

@@ -18,9 +18,8 @@ from ...auth.keys import Action, Principal
 from ...errors import InvalidMemorySpace, MemorySpaceRequired
 from ...service import EngramService, SpaceResolution
 from .auth import ACTIONS, SERVICE, current_principal
-
-METADATA_KEY = "x-memory-space"
-WARNING_KEY = "engram-warning"
+from .metadata import SPACE_KEY as METADATA_KEY
+from .metadata import WARNING_KEY
 
 
 def metadata_spaces(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ from . import convert as c
 from .base import Adapter, StreamTrace
 from .errors import map_error
 from .gen import service_pb2 as spb
+from .metadata import SPACE_ECHO_KEY
 from .space import CallSpace
 
 log = logging.getLogger("engram.grpc")
@@ -122,7 +123,7 @@ class StreamingHandlers(Adapter):
             self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).inc()
             # Headers go out once the subscription exists: a client that waits for
             # the initial metadata knows every later event reaches it.
-            await context.send_initial_metadata((("engram-memory-space", space),))
+            await context.send_initial_metadata(((SPACE_ECHO_KEY, space),))
             log.info("stream opened", extra={"memory_space": space, "rpc": rpc, "peer": calls.peer,
                                              "event_types": types or "all"})
             await self._deliver(sub, space, context)

@@ -63,11 +63,11 @@ class UnaryHandlers(Adapter):
 
     async def ListMemories(self, request: spb.ListMemoriesRequest, context: Ctx) -> spb.ListMemoriesResponse:
         async def run(space: str) -> spb.ListMemoriesResponse:
-            limit = _page_size(request.page_size, 50, self.settings.max_page_size)
             mtype = (
                 c.MEMORY_TYPES[request.memory_type].value if request.memory_type in c.MEMORY_TYPES else None
             )
-            page = await self.service.list_memories(space, request.page_token or None, limit, mtype,
+            page = await self.service.list_memories(space, request.page_token or None,
+                                                    request.page_size or None, mtype,
                                                     request.include_suppressed)
             return spb.ListMemoriesResponse(memories=[c.memory(x.model_copy(update={"embedding": None}))
                                                       for x in page.memories],
@@ -168,9 +168,8 @@ class UnaryHandlers(Adapter):
 
     async def ListSpaces(self, request: spb.ListSpacesRequest, context: Ctx) -> spb.ListSpacesResponse:
         async def run(_: str | None) -> spb.ListSpacesResponse:
-            limit = _page_size(request.page_size, 100, self.settings.max_page_size)
             # a key bound to some spaces lists only those (SPEC §10)
-            page = await self.service.list_spaces(request.page_token or None, limit,
+            page = await self.service.list_spaces(request.page_token or None, request.page_size or None,
                                                   principal=current_principal())
             return spb.ListSpacesResponse(spaces=[c.space_descriptor(d) for d in page.spaces],
                                           next_page_token=page.next_cursor or "")
@@ -210,11 +209,3 @@ class UnaryHandlers(Adapter):
     async def Echo(self, request: spb.EchoRequest, context: Ctx) -> spb.EchoResponse:
         return spb.EchoResponse(payload=request.payload)
 
-
-def _page_size(value: int, default: int, maximum: int) -> int:
-    if value == 0:
-        return default
-    if value > maximum:
-        raise InvalidInput(f"page_size: {value} is above the maximum page size {maximum}",
-                           example=f"page_size: {min(default, maximum)}")
-    return value

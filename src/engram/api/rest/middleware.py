@@ -47,7 +47,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...auth.guard import Authorizer
-from ...errors import EngramError, Unauthenticated
+from ...errors import EngramError, PayloadTooLarge, Unauthenticated
 from ...observability import finish_span
 from ...service import EngramService
 from ...spaces.ids import is_valid
@@ -267,16 +267,17 @@ class EngramMiddleware:
                 return b"", total, False
 
     async def _too_large(self, send: Send, size: int, close: bool) -> None:
-        body = envelope_bytes(
-            "PAYLOAD_TOO_LARGE",
+        exc = PayloadTooLarge(
             f"request body is {size} bytes; this server accepts at most {self.limit} bytes (max_body_bytes)",
-            "Send a smaller body (split large batches), or raise max_body_bytes in the server settings.",
-            "max_body_bytes = 4194304  (engram.toml) or ENGRAM_MAX_BODY_BYTES=4194304",
+            suggestion="Send a smaller body (split large batches), "
+                       "or raise max_body_bytes in the server settings.",
+            example="max_body_bytes = 4194304  (engram.toml) or ENGRAM_MAX_BODY_BYTES=4194304",
         )
+        body = json.dumps(exc.to_envelope()).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if close:
             headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

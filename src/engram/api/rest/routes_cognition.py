@@ -111,7 +111,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     async def list_beliefs(
         request: Request,
         cursor: str | None = Query(None, max_length=256, description="next_cursor of the previous page"),
-        limit: int = Query(50, ge=1, le=1000),
+        limit: int | None = Query(None, description="Page size: 1 to max_page_size (default 50)."),
     ) -> Response:
         sid = space(request)
         return ok(await service.list_beliefs(sid, cursor, limit))

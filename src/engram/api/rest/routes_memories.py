@@ -21,7 +21,6 @@ from ...core.models import (
     RecallResult,
     StoreReceipt,
 )
-from ...errors import InvalidInput
 from ...service import EngramService
 from .encode import from_query, ok
 from .examples import body_example
@@ -36,7 +35,6 @@ def _extra(method: str, path: str) -> dict:  # type: ignore[type-arg]
 
 def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     r = APIRouter(prefix="/api/v1", tags=["memories"])
-    max_page = service.settings.max_page_size
 
     @r.post(
         "/memories/remember",
@@ -138,12 +136,10 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     async def list_memories(
         request: Request,
         cursor: str | None = Query(None, max_length=32, description="next_cursor of the previous page"),
-        limit: int = Query(50, ge=1, le=1000, description="Page size."),
+        limit: int | None = Query(None, description="Page size: 1 to max_page_size (default 50)."),
         memory_type: MemoryType | None = Query(None),
         include_suppressed: bool = Query(False),
     ) -> Response:
-        if limit > max_page:
-            raise InvalidInput(f"limit must be between 1 and {max_page}, got {limit}")
         sid = space(request)
         mtype = memory_type.value if memory_type is not None else None
         return ok(await service.list_memories(sid, cursor, limit, mtype, include_suppressed))

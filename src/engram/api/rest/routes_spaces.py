@@ -63,7 +63,7 @@ def router(service: EngramService) -> APIRouter:
     async def list_spaces(
         request: Request,
         cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
-        limit: int = Query(100, ge=1, le=1000, description="Page size."),
+        limit: int | None = Query(None, description="Page size: 1 to max_page_size (default 100)."),
     ) -> Response:
         # A key bound to some spaces sees only those (SPEC §10); others are never named.
         return ok(await service.list_spaces(cursor, limit, principal=principal_of(request.scope)))
