@@ -345,6 +345,10 @@ class GrpcTransportError(EngramError):
     """
 
     code = "GRPC_ERROR"
+    default_suggestion = (
+        "Check that the server is running and reachable at the gRPC target; UNAVAILABLE and "
+        "DEADLINE_EXCEEDED are worth retrying after a short wait."
+    )
 
     def __init__(self, message: str, status: Any) -> None:
         super().__init__(message)
