@@ -57,6 +57,14 @@ def _cue() -> pb.Cue:
 
 
 #: One request per RPC (a message, or the list of messages of a client stream), naming SPACE.
+def _filter() -> Any:
+    from google.protobuf import struct_pb2
+
+    f = struct_pb2.Struct()
+    f.update({"matrix": "no-such-value"})
+    return f
+
+
 REQUESTS: dict[str, Callable[[], Any]] = {
     "Remember": lambda: spb.RememberRequest(memory=_mem(), memory_space_id=SPACE),
     "Recall": lambda: spb.RecallRequest(cue=_cue(), memory_space_id=SPACE),
@@ -87,6 +95,10 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "CreateKey": lambda: spb.CreateKeyRequest(name="matrix", role="reader", spaces=[SPACE]),
     "ListKeys": lambda: spb.ListKeysRequest(),
     "RevokeKey": lambda: spb.RevokeKeyRequest(key_id="no-such-key"),
+    "RememberBatch": lambda: spb.RememberBatchRequest(memories=[_mem()], memory_space_id=SPACE),
+    "UpdateMemory": lambda: spb.UpdateMemoryRequest(memory_id="matrix-update", memory=_mem(),
+                                                    memory_space_id=SPACE),
+    "DeleteMemories": lambda: spb.DeleteMemoriesRequest(filter=_filter(), memory_space_id=SPACE),
 }
 
 

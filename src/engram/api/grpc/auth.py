@@ -65,6 +65,7 @@ ACTIONS: dict[str, Action] = {f"/{SERVICE}/{name}": action for name, action in {
     "MemoryFlow": _R, "CreateSpace": _A, "ListSpaces": _R, "GetSpace": _R, "DeleteSpace": _A,
     "ReembedSpace": _A, "GetReembedStatus": _R, "Echo": _R, "EchoStream": _R,
     "CreateKey": _A, "ListKeys": _A, "RevokeKey": _A,
+    "RememberBatch": _W, "UpdateMemory": _W, "DeleteMemories": _W,
 }.items()}
 
 #: The principal of the call being served (``Principal.ANONYMOUS`` outside any call).

@@ -23,9 +23,19 @@ Revision 3 (server-side embeddings, SPEC section 9), additive only:
   Old clients never set the new request fields and get the revision 2
   behaviour (cognitive ranking, no waiting); they skip the new response
   fields as unknown.
+Revision 5 (the wider data plane, SPEC section 11), additive only:
+  * Typed metadata: `typed_metadata` (values string, number, bool or null)
+    on MemoryInput, EpisodeInput and Memory. The old string map `metadata`
+    still works; a Memory carries both (`metadata` holds the values as
+    strings for old clients).
+  * Expiry: `ttl_seconds` and `expires_at` on MemoryInput and EpisodeInput,
+    `expires_at` on Memory, SpaceDescriptor.default_ttl_seconds.
+  * Cue.filter: a metadata filter applied inside the search.
+  * EventType UPDATED and EXPIRED; message ResetNotice (Stream resumption).
+  * Message BatchItemResult (RememberBatch).
 Revision 1 (first release, Engram 0.1) is frozen in
 tests/fixtures/proto_v0/engram/v1/memory.proto. Revisions 2 and 3 are wire-
-and source-compatible with it: fields and messages were only added, no field
+and source-compatible with it (so are revisions 4 and 5): fields and messages were only added, no field
 number was changed or reused (`buf breaking` category FILE, see buf.yaml).
 
 Conventions:
@@ -300,6 +310,14 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_DECAY: _EventType.ValueType  # 7
     EVENT_TYPE_SPACE: _EventType.ValueType  # 8
     """The space itself changed (created, deleted, marked unhealthy)."""
+    EVENT_TYPE_UPDATED: _EventType.ValueType  # 9
+    """A memory was replaced or changed in place (UpdateMemory, PUT, PATCH).
+    (Added in revision 5.)
+    """
+    EVENT_TYPE_EXPIRED: _EventType.ValueType  # 10
+    """A memory reached its expiry and was removed by the sweep. (Added in
+    revision 5.)
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """The type of a space event (SPEC section 6)."""
@@ -315,6 +333,14 @@ EVENT_TYPE_FORGOTTEN: EventType.ValueType  # 6
 EVENT_TYPE_DECAY: EventType.ValueType  # 7
 EVENT_TYPE_SPACE: EventType.ValueType  # 8
 """The space itself changed (created, deleted, marked unhealthy)."""
+EVENT_TYPE_UPDATED: EventType.ValueType  # 9
+"""A memory was replaced or changed in place (UpdateMemory, PUT, PATCH).
+(Added in revision 5.)
+"""
+EVENT_TYPE_EXPIRED: EventType.ValueType  # 10
+"""A memory reached its expiry and was removed by the sweep. (Added in
+revision 5.)
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 class _CompletionSource:
@@ -522,6 +548,27 @@ class Memory(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TypedMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     EMBEDDING_FIELD_NUMBER: _builtins.int
@@ -537,6 +584,8 @@ class Memory(_message.Message):
     SUPPRESSED_FIELD_NUMBER: _builtins.int
     LSN_FIELD_NUMBER: _builtins.int
     EPISODE_FIELD_NUMBER: _builtins.int
+    TYPED_METADATA_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     content: _builtins.str
     confidence: _builtins.float
@@ -565,6 +614,16 @@ class Memory(_message.Message):
     def episode(self) -> Global___EpisodeContext:
         """Episodic context; set only for episodes."""
 
+    @_builtins.property
+    def typed_metadata(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """The metadata with its types (string, number, bool, null). (Added in
+        revision 5.)
+        """
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the memory expires; absent: never. (Added in revision 5.)"""
+
     def __init__(
         self,
         *,
@@ -583,10 +642,12 @@ class Memory(_message.Message):
         suppressed: _builtins.bool = ...,
         lsn: _builtins.int = ...,
         episode: Global___EpisodeContext | None = ...,
+        typed_metadata: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "episode", b"episode", "last_access", b"last_access"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "episode", b"episode", "expires_at", b"expires_at", "last_access", b"last_access"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_count", b"access_count", "activation", b"activation", "confidence", b"confidence", "content", b"content", "created_at", b"created_at", "decay_rate", b"decay_rate", "embedding", b"embedding", "episode", b"episode", "id", b"id", "last_access", b"last_access", "lsn", b"lsn", "memory_type", b"memory_type", "metadata", b"metadata", "suppressed", b"suppressed", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_count", b"access_count", "activation", b"activation", "confidence", b"confidence", "content", b"content", "created_at", b"created_at", "decay_rate", b"decay_rate", "embedding", b"embedding", "episode", b"episode", "expires_at", b"expires_at", "id", b"id", "last_access", b"last_access", "lsn", b"lsn", "memory_type", b"memory_type", "metadata", b"metadata", "suppressed", b"suppressed", "tags", b"tags", "typed_metadata", b"typed_metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,6 +727,27 @@ class MemoryInput(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TypedMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     EMBEDDING_FIELD_NUMBER: _builtins.int
@@ -675,6 +757,9 @@ class MemoryInput(_message.Message):
     MEMORY_TYPE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     AUTO_LINK_FIELD_NUMBER: _builtins.int
+    TYPED_METADATA_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Client-chosen id (1-256 characters, no control characters); empty: the
     server generates one.
@@ -689,6 +774,10 @@ class MemoryInput(_message.Message):
     """Unspecified: MEMORY_TYPE_SEMANTIC."""
     auto_link: _builtins.bool
     """Link to near neighbours above the server's auto-link threshold."""
+    ttl_seconds: _builtins.float
+    """Expire this many seconds after the store (> 0). Absent: `expires_at`,
+    else the space's default_ttl_seconds, else never. (Added in revision 5.)
+    """
     @_builtins.property
     def embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Its length must match the space's dimension (set at creation or by the
@@ -703,6 +792,19 @@ class MemoryInput(_message.Message):
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """At most 64 entries."""
 
+    @_builtins.property
+    def typed_metadata(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Metadata with typed values: string, number, bool or null (nested lists
+        and structs are rejected). At most 64 entries together with `metadata`;
+        a key in both is INVALID_ARGUMENT. (Added in revision 5.)
+        """
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Expire at this time. Setting both this and ttl_seconds is
+        INVALID_ARGUMENT. (Added in revision 5.)
+        """
+
     def __init__(
         self,
         *,
@@ -715,19 +817,26 @@ class MemoryInput(_message.Message):
         memory_type: Global___MemoryType.ValueType = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         auto_link: _builtins.bool = ...,
+        typed_metadata: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        ttl_seconds: _builtins.float | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "confidence", b"confidence", "decay_rate", b"decay_rate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "_ttl_seconds", b"_ttl_seconds", "confidence", b"confidence", "decay_rate", b"decay_rate", "expires_at", b"expires_at", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "auto_link", b"auto_link", "confidence", b"confidence", "content", b"content", "decay_rate", b"decay_rate", "embedding", b"embedding", "id", b"id", "memory_type", b"memory_type", "metadata", b"metadata", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "_ttl_seconds", b"_ttl_seconds", "auto_link", b"auto_link", "confidence", b"confidence", "content", b"content", "decay_rate", b"decay_rate", "embedding", b"embedding", "expires_at", b"expires_at", "id", b"id", "memory_type", b"memory_type", "metadata", b"metadata", "tags", b"tags", "ttl_seconds", b"ttl_seconds", "typed_metadata", b"typed_metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
     _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
     _WhichOneofReturnType__decay_rate: _TypeAlias = _typing.Literal["decay_rate"]  # noqa: Y015
     _WhichOneofArgType__decay_rate: _TypeAlias = _typing.Literal["_decay_rate", b"_decay_rate"]  # noqa: Y015
+    _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
+    _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__decay_rate) -> _WhichOneofReturnType__decay_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
 
 Global___MemoryInput: _TypeAlias = MemoryInput  # noqa: Y015
 
@@ -759,6 +868,27 @@ class EpisodeInput(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TypedMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     EMBEDDING_FIELD_NUMBER: _builtins.int
@@ -776,6 +906,9 @@ class EpisodeInput(_message.Message):
     HOW_FIELD_NUMBER: _builtins.int
     EMOTIONAL_VALENCE_FIELD_NUMBER: _builtins.int
     IMPORTANCE_FIELD_NUMBER: _builtins.int
+    TYPED_METADATA_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Client-chosen id; empty: generated."""
     content: _builtins.str
@@ -795,6 +928,8 @@ class EpisodeInput(_message.Message):
     """In [-1, 1]; absent: 0.0."""
     importance: _builtins.float
     """In [0, 1]; absent: 0.5."""
+    ttl_seconds: _builtins.float
+    """As MemoryInput.ttl_seconds. (Added in revision 5.)"""
     @_builtins.property
     def embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
@@ -809,6 +944,14 @@ class EpisodeInput(_message.Message):
 
     @_builtins.property
     def who(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def typed_metadata(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """As MemoryInput.typed_metadata. (Added in revision 5.)"""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """As MemoryInput.expires_at. (Added in revision 5.)"""
+
     def __init__(
         self,
         *,
@@ -829,10 +972,13 @@ class EpisodeInput(_message.Message):
         how: _builtins.str = ...,
         emotional_valence: _builtins.float | None = ...,
         importance: _builtins.float | None = ...,
+        typed_metadata: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        ttl_seconds: _builtins.float | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "_emotional_valence", b"_emotional_valence", "_importance", b"_importance", "confidence", b"confidence", "decay_rate", b"decay_rate", "emotional_valence", b"emotional_valence", "importance", b"importance", "when", b"when"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "_emotional_valence", b"_emotional_valence", "_importance", b"_importance", "_ttl_seconds", b"_ttl_seconds", "confidence", b"confidence", "decay_rate", b"decay_rate", "emotional_valence", b"emotional_valence", "expires_at", b"expires_at", "importance", b"importance", "ttl_seconds", b"ttl_seconds", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "_emotional_valence", b"_emotional_valence", "_importance", b"_importance", "auto_link", b"auto_link", "confidence", b"confidence", "content", b"content", "decay_rate", b"decay_rate", "embedding", b"embedding", "emotional_valence", b"emotional_valence", "how", b"how", "id", b"id", "importance", b"importance", "memory_type", b"memory_type", "metadata", b"metadata", "tags", b"tags", "what", b"what", "when", b"when", "where_location", b"where_location", "who", b"who", "why", b"why"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_decay_rate", b"_decay_rate", "_emotional_valence", b"_emotional_valence", "_importance", b"_importance", "_ttl_seconds", b"_ttl_seconds", "auto_link", b"auto_link", "confidence", b"confidence", "content", b"content", "decay_rate", b"decay_rate", "embedding", b"embedding", "emotional_valence", b"emotional_valence", "expires_at", b"expires_at", "how", b"how", "id", b"id", "importance", b"importance", "memory_type", b"memory_type", "metadata", b"metadata", "tags", b"tags", "ttl_seconds", b"ttl_seconds", "typed_metadata", b"typed_metadata", "what", b"what", "when", b"when", "where_location", b"where_location", "who", b"who", "why", b"why"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
     _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
@@ -842,6 +988,8 @@ class EpisodeInput(_message.Message):
     _WhichOneofArgType__emotional_valence: _TypeAlias = _typing.Literal["_emotional_valence", b"_emotional_valence"]  # noqa: Y015
     _WhichOneofReturnType__importance: _TypeAlias = _typing.Literal["importance"]  # noqa: Y015
     _WhichOneofArgType__importance: _TypeAlias = _typing.Literal["_importance", b"_importance"]  # noqa: Y015
+    _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
+    _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
     @_typing.overload
@@ -850,6 +998,8 @@ class EpisodeInput(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__emotional_valence) -> _WhichOneofReturnType__emotional_valence | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__importance) -> _WhichOneofReturnType__importance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
 
 Global___EpisodeInput: _TypeAlias = EpisodeInput  # noqa: Y015
 
@@ -958,6 +1108,7 @@ class Cue(_message.Message):
     MAX_HOPS_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
     WAIT_FOR_EMBEDDINGS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """Full-text query over content."""
     location: _builtins.str
@@ -998,6 +1149,14 @@ class Cue(_message.Message):
 
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def filter(self) -> _struct_pb2.Struct:
+        """Metadata filter (SPEC section 11), applied inside the search so that k
+        matching results come back when k exist: {"key": value} equality, or
+        operators $eq $ne $in $nin $gt $gte $lt $lte $exists, combined with
+        $and / $or. Absent or empty: no filter. (Added in revision 5.)
+        """
+
     def __init__(
         self,
         *,
@@ -1016,10 +1175,11 @@ class Cue(_message.Message):
         max_hops: _builtins.int | None = ...,
         rank: Global___RankMode.ValueType = ...,
         wait_for_embeddings: _builtins.bool = ...,
+        filter: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "max_hops", b"max_hops", "max_results", b"max_results", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "filter", b"filter", "max_hops", b"max_hops", "max_results", b"max_results", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "embedding", b"embedding", "location", b"location", "max_hops", b"max_hops", "max_results", b"max_results", "memory_type", b"memory_type", "mode", b"mode", "participants", b"participants", "query", b"query", "rank", b"rank", "tags", b"tags", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start", "trace_activation", b"trace_activation", "wait_for_embeddings", b"wait_for_embeddings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops", "_max_results", b"_max_results", "_threshold", b"_threshold", "embedding", b"embedding", "filter", b"filter", "location", b"location", "max_hops", b"max_hops", "max_results", b"max_results", "memory_type", b"memory_type", "mode", b"mode", "participants", b"participants", "query", b"query", "rank", b"rank", "tags", b"tags", "threshold", b"threshold", "time_end", b"time_end", "time_start", b"time_start", "trace_activation", b"trace_activation", "wait_for_embeddings", b"wait_for_embeddings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_hops: _TypeAlias = _typing.Literal["max_hops"]  # noqa: Y015
     _WhichOneofArgType__max_hops: _TypeAlias = _typing.Literal["_max_hops", b"_max_hops"]  # noqa: Y015
@@ -1560,6 +1720,40 @@ class Event(_message.Message):
 Global___Event: _TypeAlias = Event  # noqa: Y015
 
 @_typing.final
+class BatchItemResult(_message.Message):
+    """The outcome of one item of RememberBatch: a receipt or an error, never
+    both. (Added in revision 5.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the item in the request, from 0."""
+    @_builtins.property
+    def receipt(self) -> Global___StoreReceipt: ...
+    @_builtins.property
+    def error(self) -> Global___ErrorDetail: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        receipt: Global___StoreReceipt | None = ...,
+        error: Global___ErrorDetail | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "index", b"index", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["receipt", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___BatchItemResult: _TypeAlias = BatchItemResult  # noqa: Y015
+
+@_typing.final
 class LagNotice(_message.Message):
     """Sent in place of the events a slow subscriber missed. After too many
     misses the server ends the stream with RESOURCE_EXHAUSTED.
@@ -1589,6 +1783,45 @@ class LagNotice(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LagNotice: _TypeAlias = LagNotice  # noqa: Y015
+
+@_typing.final
+class ResetNotice(_message.Message):
+    """Sent once, first, when a Stream asked to resume from an LSN older than the
+    oldest stored event: the events in between cannot be replayed, and the
+    stream continues live from `last_lsn`. (Added in revision 5.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_LSN_FIELD_NUMBER: _builtins.int
+    OLDEST_LSN_FIELD_NUMBER: _builtins.int
+    LAST_LSN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    since_lsn: _builtins.int
+    """The since_lsn the client asked for."""
+    oldest_lsn: _builtins.int
+    """The oldest LSN that can still be replayed."""
+    last_lsn: _builtins.int
+    """The space's LSN when the stream went live."""
+    reason: _builtins.str
+    memory_space_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        since_lsn: _builtins.int = ...,
+        oldest_lsn: _builtins.int = ...,
+        last_lsn: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_lsn", b"last_lsn", "memory_space_id", b"memory_space_id", "oldest_lsn", b"oldest_lsn", "reason", b"reason", "since_lsn", b"since_lsn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetNotice: _TypeAlias = ResetNotice  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
@@ -1744,6 +1977,7 @@ class SpaceDescriptor(_message.Message):
     STATS_FIELD_NUMBER: _builtins.int
     EMBEDDER_FIELD_NUMBER: _builtins.int
     EMBEDDING_BACKLOG_FIELD_NUMBER: _builtins.int
+    DEFAULT_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     memory_count: _builtins.int
     dimension: _builtins.int
@@ -1757,6 +1991,10 @@ class SpaceDescriptor(_message.Message):
     embedding_backlog: _builtins.int
     """Memories stored but not yet embedded (their vectors are computed in the
     background); 0 for an unloaded space. (Added in revision 3.)
+    """
+    default_ttl_seconds: _builtins.float
+    """Expiry given to memories stored without ttl_seconds or expires_at;
+    absent: they never expire. (Added in revision 5.)
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -1785,13 +2023,19 @@ class SpaceDescriptor(_message.Message):
         stats: Global___SpaceStatistics | None = ...,
         embedder: Global___EmbedderInfo | None = ...,
         embedding_backlog: _builtins.int = ...,
+        default_ttl_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "created_at", b"created_at", "dimension", b"dimension", "embedder", b"embedder", "stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_ttl_seconds", b"_default_ttl_seconds", "_dimension", b"_dimension", "created_at", b"created_at", "default_ttl_seconds", b"default_ttl_seconds", "dimension", b"dimension", "embedder", b"embedder", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "created_at", b"created_at", "dimension", b"dimension", "embedder", b"embedder", "embedding_backlog", b"embedding_backlog", "healthy", b"healthy", "id", b"id", "last_lsn", b"last_lsn", "loaded", b"loaded", "memory_count", b"memory_count", "reason", b"reason", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_ttl_seconds", b"_default_ttl_seconds", "_dimension", b"_dimension", "created_at", b"created_at", "default_ttl_seconds", b"default_ttl_seconds", "dimension", b"dimension", "embedder", b"embedder", "embedding_backlog", b"embedding_backlog", "healthy", b"healthy", "id", b"id", "last_lsn", b"last_lsn", "loaded", b"loaded", "memory_count", b"memory_count", "reason", b"reason", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__default_ttl_seconds: _TypeAlias = _typing.Literal["default_ttl_seconds"]  # noqa: Y015
+    _WhichOneofArgType__default_ttl_seconds: _TypeAlias = _typing.Literal["_default_ttl_seconds", b"_default_ttl_seconds"]  # noqa: Y015
     _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
     _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_ttl_seconds) -> _WhichOneofReturnType__default_ttl_seconds | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__dimension) -> _WhichOneofReturnType__dimension | None: ...
 
 Global___SpaceDescriptor: _TypeAlias = SpaceDescriptor  # noqa: Y015

@@ -23,8 +23,12 @@ RevokeKey (admin keys only; messages ApiKey, CreateKeyRequest/Response,
 ListKeysRequest/Response, RevokeKeyRequest/Response). Every RPC takes the
 key as metadata `authorization: Bearer <key>` when the server requires
 auth; see docs/grpc-migration.md.
+Revision 5 (the wider data plane, SPEC section 11): RPCs RememberBatch,
+UpdateMemory and DeleteMemories; StreamRequest.since_lsn (resume) and
+StreamResponse.reset; ListMemoriesRequest.filter;
+CreateSpaceRequest.default_ttl_seconds; the rest is in memory.proto.
 Revision 1 (first release, Engram 0.1) is frozen in
-tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 to 4 only add
+tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 to 5 only add
 fields, messages and RPCs, so revision 1 clients keep working unchanged
 (checked by `buf breaking`, see buf.yaml and scripts/check_proto.sh).
 
@@ -45,7 +49,9 @@ is never used for anything else.
 from collections import abc as _abc
 from . import memory_pb2 as _memory_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -1041,6 +1047,7 @@ class ListMemoriesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MEMORY_TYPE_FIELD_NUMBER: _builtins.int
     INCLUDE_SUPPRESSED_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1 to max_page_size; 0: 50."""
@@ -1060,6 +1067,10 @@ class ListMemoriesRequest(_message.Message):
     Metadata `x-memory-space` is the legacy fallback, used when this is empty;
     if both are set and differ: INVALID_ARGUMENT. (Added in revision 2.)
     """
+    @_builtins.property
+    def filter(self) -> _struct_pb2.Struct:
+        """Metadata filter, as Cue.filter. (Added in revision 5.)"""
+
     def __init__(
         self,
         *,
@@ -1067,15 +1078,237 @@ class ListMemoriesRequest(_message.Message):
         page_token: _builtins.str = ...,
         memory_type: _memory_pb2.MemoryType.ValueType = ...,
         include_suppressed: _builtins.bool = ...,
+        filter: _struct_pb2.Struct | None = ...,
         memory_space_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_suppressed", b"include_suppressed", "memory_space_id", b"memory_space_id", "memory_type", b"memory_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "include_suppressed", b"include_suppressed", "memory_space_id", b"memory_space_id", "memory_type", b"memory_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListMemoriesRequest: _TypeAlias = ListMemoriesRequest  # noqa: Y015
+
+@_typing.final
+class RememberBatchRequest(_message.Message):
+    """Request of RememberBatch. (Added in revision 5.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORIES_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    memory_space_id: _builtins.str
+    """The memory space this request targets: 3-64 characters of [a-z0-9_-],
+    starting with a letter or digit. Multi-space deployments must set it.
+    Empty means the server's default space ("default"): deprecated, the
+    server logs a warning, adds trailing metadata `engram-warning` and counts
+    engram_memory_space_default_fallback_total; a server with
+    require_explicit_space = true rejects it with INVALID_ARGUMENT.
+    Metadata `x-memory-space` is the legacy fallback, used when this is empty;
+    if both are set and differ: INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def memories(self) -> _containers.RepeatedCompositeFieldContainer[_memory_pb2.MemoryInput]:
+        """1 to 1,000 items."""
+
+    def __init__(
+        self,
+        *,
+        memories: _abc.Iterable[_memory_pb2.MemoryInput] | None = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memories", b"memories", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RememberBatchRequest: _TypeAlias = RememberBatchRequest  # noqa: Y015
+
+@_typing.final
+class RememberBatchResponse(_message.Message):
+    """Response of RememberBatch. (Added in revision 5.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    stored: _builtins.int
+    """How many items were stored."""
+    memory_space_id: _builtins.str
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_memory_pb2.BatchItemResult]:
+        """One per request item, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_memory_pb2.BatchItemResult] | None = ...,
+        stored: _builtins.int = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memory_space_id", b"memory_space_id", "results", b"results", "stored", b"stored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RememberBatchResponse: _TypeAlias = RememberBatchResponse  # noqa: Y015
+
+@_typing.final
+class UpdateMemoryRequest(_message.Message):
+    """Request of UpdateMemory. (Added in revision 5.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_ID_FIELD_NUMBER: _builtins.int
+    MEMORY_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    memory_id: _builtins.str
+    """The memory to create or change; REQUIRED. `memory.id`, if set, must equal it."""
+    memory_space_id: _builtins.str
+    """The memory space this request targets: 3-64 characters of [a-z0-9_-],
+    starting with a letter or digit. Multi-space deployments must set it.
+    Empty means the server's default space ("default"): deprecated, the
+    server logs a warning, adds trailing metadata `engram-warning` and counts
+    engram_memory_space_default_fallback_total; a server with
+    require_explicit_space = true rejects it with INVALID_ARGUMENT.
+    Metadata `x-memory-space` is the legacy fallback, used when this is empty;
+    if both are set and differ: INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def memory(self) -> _memory_pb2.MemoryInput:
+        """The new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Empty: create or replace the whole memory (REST PUT). Otherwise only
+        these fields of `memory` are applied (REST PATCH) and the memory must
+        exist: "content", "embedding", "confidence", "decay_rate", "tags",
+        "memory_type", "metadata", "typed_metadata", "ttl_seconds", "expires_at".
+        """
+
+    def __init__(
+        self,
+        *,
+        memory_id: _builtins.str = ...,
+        memory: _memory_pb2.MemoryInput | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["memory", b"memory", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memory", b"memory", "memory_id", b"memory_id", "memory_space_id", b"memory_space_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemoryRequest: _TypeAlias = UpdateMemoryRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMemoryResponse(_message.Message):
+    """Response of UpdateMemory. (Added in revision 5.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    LSN_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """True when the memory did not exist and was created."""
+    lsn: _builtins.int
+    memory_space_id: _builtins.str
+    @_builtins.property
+    def memory(self) -> _memory_pb2.Memory:
+        """The memory as stored, without its embedding."""
+
+    def __init__(
+        self,
+        *,
+        memory: _memory_pb2.Memory | None = ...,
+        created: _builtins.bool = ...,
+        lsn: _builtins.int = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["memory", b"memory"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "lsn", b"lsn", "memory", b"memory", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemoryResponse: _TypeAlias = UpdateMemoryResponse  # noqa: Y015
+
+@_typing.final
+class DeleteMemoriesRequest(_message.Message):
+    """Request of DeleteMemories. (Added in revision 5.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    mode: _memory_pb2.ForgetMode.ValueType
+    """Unspecified: FORGET_MODE_SUPPRESS."""
+    memory_space_id: _builtins.str
+    """The memory space this request targets: 3-64 characters of [a-z0-9_-],
+    starting with a letter or digit. Multi-space deployments must set it.
+    Empty means the server's default space ("default"): deprecated, the
+    server logs a warning, adds trailing metadata `engram-warning` and counts
+    engram_memory_space_default_fallback_total; a server with
+    require_explicit_space = true rejects it with INVALID_ARGUMENT.
+    Metadata `x-memory-space` is the legacy fallback, used when this is empty;
+    if both are set and differ: INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def filter(self) -> _struct_pb2.Struct:
+        """Metadata filter, as Cue.filter; REQUIRED (an empty filter is rejected:
+        deleting every memory is DeleteSpace).
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: _struct_pb2.Struct | None = ...,
+        mode: _memory_pb2.ForgetMode.ValueType = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "memory_space_id", b"memory_space_id", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMemoriesRequest: _TypeAlias = DeleteMemoriesRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMemoriesResponse(_message.Message):
+    """Response of DeleteMemories. (Added in revision 5.)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    LSN_FIELD_NUMBER: _builtins.int
+    MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many memories were forgotten."""
+    lsn: _builtins.int
+    memory_space_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        lsn: _builtins.int = ...,
+        memory_space_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "lsn", b"lsn", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMemoriesResponse: _TypeAlias = DeleteMemoriesResponse  # noqa: Y015
 
 @_typing.final
 class ListMemoriesResponse(_message.Message):
@@ -1187,7 +1420,14 @@ class StreamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    SINCE_LSN_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
+    since_lsn: _builtins.int
+    """Resume: first replay the stored events with an LSN above this one, in
+    LSN order, then continue live with no gap and no duplicate. If events
+    after it are no longer stored, a ResetNotice comes first. Absent: live
+    events only. (Added in revision 5.)
+    """
     memory_space_id: _builtins.str
     """The memory space this request targets: 3-64 characters of [a-z0-9_-],
     starting with a letter or digit. Multi-space deployments must set it.
@@ -1206,13 +1446,16 @@ class StreamRequest(_message.Message):
         self,
         *,
         event_types: _abc.Iterable[_memory_pb2.EventType.ValueType] | None = ...,
+        since_lsn: _builtins.int | None = ...,
         memory_space_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_since_lsn", b"_since_lsn", "since_lsn", b"since_lsn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_since_lsn", b"_since_lsn", "event_types", b"event_types", "memory_space_id", b"memory_space_id", "since_lsn", b"since_lsn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__since_lsn: _TypeAlias = _typing.Literal["since_lsn"]  # noqa: Y015
+    _WhichOneofArgType__since_lsn: _TypeAlias = _typing.Literal["_since_lsn", b"_since_lsn"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__since_lsn) -> _WhichOneofReturnType__since_lsn | None: ...
 
 Global___StreamRequest: _TypeAlias = StreamRequest  # noqa: Y015
 
@@ -1225,24 +1468,30 @@ class StreamResponse(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     LAG_NOTICE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RESET_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> _memory_pb2.Event: ...
     @_builtins.property
     def lag_notice(self) -> _memory_pb2.LagNotice: ...
     @_builtins.property
     def heartbeat(self) -> _memory_pb2.Heartbeat: ...
+    @_builtins.property
+    def reset(self) -> _memory_pb2.ResetNotice:
+        """The resume point is too old to replay (revision 5)."""
+
     def __init__(
         self,
         *,
         event: _memory_pb2.Event | None = ...,
         lag_notice: _memory_pb2.LagNotice | None = ...,
         heartbeat: _memory_pb2.Heartbeat | None = ...,
+        reset: _memory_pb2.ResetNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "kind", b"kind", "lag_notice", b"lag_notice"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "kind", b"kind", "lag_notice", b"lag_notice", "reset", b"reset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "kind", b"kind", "lag_notice", b"lag_notice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "kind", b"kind", "lag_notice", b"lag_notice", "reset", b"reset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["event", "lag_notice", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["event", "lag_notice", "heartbeat", "reset"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1576,10 +1825,15 @@ class CreateSpaceRequest(_message.Message):
 
     DIMENSION_FIELD_NUMBER: _builtins.int
     EMBEDDER_FIELD_NUMBER: _builtins.int
+    DEFAULT_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
     dimension: _builtins.int
     """Embedding dimension, fixed until the space is re-embedded (ReembedSpace);
     absent: set by the first embedding stored.
+    """
+    default_ttl_seconds: _builtins.float
+    """Expiry (seconds, > 0) for memories stored without ttl_seconds or
+    expires_at; absent: never. (Added in revision 5.)
     """
     memory_space_id: _builtins.str
     """The memory space: 3-64 characters of [a-z0-9_-], starting with a letter
@@ -1600,14 +1854,20 @@ class CreateSpaceRequest(_message.Message):
         *,
         dimension: _builtins.int | None = ...,
         embedder: Global___EmbedderChoice | None = ...,
+        default_ttl_seconds: _builtins.float | None = ...,
         memory_space_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension", "embedder", b"embedder"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_ttl_seconds", b"_default_ttl_seconds", "_dimension", b"_dimension", "default_ttl_seconds", b"default_ttl_seconds", "dimension", b"dimension", "embedder", b"embedder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "dimension", b"dimension", "embedder", b"embedder", "memory_space_id", b"memory_space_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_ttl_seconds", b"_default_ttl_seconds", "_dimension", b"_dimension", "default_ttl_seconds", b"default_ttl_seconds", "dimension", b"dimension", "embedder", b"embedder", "memory_space_id", b"memory_space_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__default_ttl_seconds: _TypeAlias = _typing.Literal["default_ttl_seconds"]  # noqa: Y015
+    _WhichOneofArgType__default_ttl_seconds: _TypeAlias = _typing.Literal["_default_ttl_seconds", b"_default_ttl_seconds"]  # noqa: Y015
     _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
     _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_ttl_seconds) -> _WhichOneofReturnType__default_ttl_seconds | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__dimension) -> _WhichOneofReturnType__dimension | None: ...
 
 Global___CreateSpaceRequest: _TypeAlias = CreateSpaceRequest  # noqa: Y015

@@ -95,6 +95,21 @@ class EngramServiceStub:
                 request_serializer=engram_dot_v1_dot_service__pb2.ListMemoriesRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_service__pb2.ListMemoriesResponse.FromString,
                 _registered_method=True)
+        self.RememberBatch = channel.unary_unary(
+                '/engram.v1.EngramService/RememberBatch',
+                request_serializer=engram_dot_v1_dot_service__pb2.RememberBatchRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.RememberBatchResponse.FromString,
+                _registered_method=True)
+        self.UpdateMemory = channel.unary_unary(
+                '/engram.v1.EngramService/UpdateMemory',
+                request_serializer=engram_dot_v1_dot_service__pb2.UpdateMemoryRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.UpdateMemoryResponse.FromString,
+                _registered_method=True)
+        self.DeleteMemories = channel.unary_unary(
+                '/engram.v1.EngramService/DeleteMemories',
+                request_serializer=engram_dot_v1_dot_service__pb2.DeleteMemoriesRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_service__pb2.DeleteMemoriesResponse.FromString,
+                _registered_method=True)
         self.Introspect = channel.unary_unary(
                 '/engram.v1.EngramService/Introspect',
                 request_serializer=engram_dot_v1_dot_service__pb2.IntrospectRequest.SerializeToString,
@@ -262,6 +277,31 @@ class EngramServiceServicer:
 
     def ListMemories(self, request, context):
         """Memories of one space in storage order, paginated. (Added in revision 2.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RememberBatch(self, request, context):
+        """Store up to 1,000 memories in one durable group commit; an invalid item
+        fails alone (its BatchItemResult carries the error) and the rest are
+        stored. (Added in revision 5.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMemory(self, request, context):
+        """Create or replace a memory (empty update_mask), or change only the
+        fields named in update_mask. Associations are kept, the LSN advances and
+        an UPDATED event is published. (Added in revision 5.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMemories(self, request, context):
+        """Forget every memory matching a metadata filter. (Added in revision 5.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -461,6 +501,21 @@ def add_EngramServiceServicer_to_server(servicer, server):
                     servicer.ListMemories,
                     request_deserializer=engram_dot_v1_dot_service__pb2.ListMemoriesRequest.FromString,
                     response_serializer=engram_dot_v1_dot_service__pb2.ListMemoriesResponse.SerializeToString,
+            ),
+            'RememberBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RememberBatch,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.RememberBatchRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.RememberBatchResponse.SerializeToString,
+            ),
+            'UpdateMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMemory,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.UpdateMemoryRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.UpdateMemoryResponse.SerializeToString,
+            ),
+            'DeleteMemories': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMemories,
+                    request_deserializer=engram_dot_v1_dot_service__pb2.DeleteMemoriesRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_service__pb2.DeleteMemoriesResponse.SerializeToString,
             ),
             'Introspect': grpc.unary_unary_rpc_method_handler(
                     servicer.Introspect,
@@ -868,6 +923,87 @@ class EngramService:
             '/engram.v1.EngramService/ListMemories',
             engram_dot_v1_dot_service__pb2.ListMemoriesRequest.SerializeToString,
             engram_dot_v1_dot_service__pb2.ListMemoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RememberBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/RememberBatch',
+            engram_dot_v1_dot_service__pb2.RememberBatchRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.RememberBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/UpdateMemory',
+            engram_dot_v1_dot_service__pb2.UpdateMemoryRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.UpdateMemoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.v1.EngramService/DeleteMemories',
+            engram_dot_v1_dot_service__pb2.DeleteMemoriesRequest.SerializeToString,
+            engram_dot_v1_dot_service__pb2.DeleteMemoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,8 +23,12 @@ RevokeKey (admin keys only; messages ApiKey, CreateKeyRequest/Response,
 ListKeysRequest/Response, RevokeKeyRequest/Response). Every RPC takes the
 key as metadata `authorization: Bearer <key>` when the server requires
 auth; see docs/grpc-migration.md.
+Revision 5 (the wider data plane, SPEC section 11): RPCs RememberBatch,
+UpdateMemory and DeleteMemories; StreamRequest.since_lsn (resume) and
+StreamResponse.reset; ListMemoriesRequest.filter;
+CreateSpaceRequest.default_ttl_seconds; the rest is in memory.proto.
 Revision 1 (first release, Engram 0.1) is frozen in
-tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 to 4 only add
+tests/fixtures/proto_v0/engram/v1/service.proto; revisions 2 to 5 only add
 fields, messages and RPCs, so revision 1 clients keep working unchanged
 (checked by `buf breaking`, see buf.yaml and scripts/check_proto.sh).
 
@@ -100,6 +104,18 @@ class EngramServiceStub:
     """One memory by id, or NOT_FOUND. (Added in revision 2.)"""
     ListMemories: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListMemoriesRequest, _service_pb2.ListMemoriesResponse]
     """Memories of one space in storage order, paginated. (Added in revision 2.)"""
+    RememberBatch: _grpc.UnaryUnaryMultiCallable[_service_pb2.RememberBatchRequest, _service_pb2.RememberBatchResponse]
+    """Store up to 1,000 memories in one durable group commit; an invalid item
+    fails alone (its BatchItemResult carries the error) and the rest are
+    stored. (Added in revision 5.)
+    """
+    UpdateMemory: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateMemoryRequest, _service_pb2.UpdateMemoryResponse]
+    """Create or replace a memory (empty update_mask), or change only the
+    fields named in update_mask. Associations are kept, the LSN advances and
+    an UPDATED event is published. (Added in revision 5.)
+    """
+    DeleteMemories: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteMemoriesRequest, _service_pb2.DeleteMemoriesResponse]
+    """Forget every memory matching a metadata filter. (Added in revision 5.)"""
     Introspect: _grpc.UnaryUnaryMultiCallable[_service_pb2.IntrospectRequest, _service_pb2.IntrospectResponse]
     """Health and statistics of one space."""
     Stream: _grpc.UnaryStreamMultiCallable[_service_pb2.StreamRequest, _service_pb2.StreamResponse]
@@ -198,6 +214,18 @@ class EngramServiceAsyncStub(EngramServiceStub):
     """One memory by id, or NOT_FOUND. (Added in revision 2.)"""
     ListMemories: _aio.UnaryUnaryMultiCallable[_service_pb2.ListMemoriesRequest, _service_pb2.ListMemoriesResponse]  # type: ignore[assignment]
     """Memories of one space in storage order, paginated. (Added in revision 2.)"""
+    RememberBatch: _aio.UnaryUnaryMultiCallable[_service_pb2.RememberBatchRequest, _service_pb2.RememberBatchResponse]  # type: ignore[assignment]
+    """Store up to 1,000 memories in one durable group commit; an invalid item
+    fails alone (its BatchItemResult carries the error) and the rest are
+    stored. (Added in revision 5.)
+    """
+    UpdateMemory: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateMemoryRequest, _service_pb2.UpdateMemoryResponse]  # type: ignore[assignment]
+    """Create or replace a memory (empty update_mask), or change only the
+    fields named in update_mask. Associations are kept, the LSN advances and
+    an UPDATED event is published. (Added in revision 5.)
+    """
+    DeleteMemories: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteMemoriesRequest, _service_pb2.DeleteMemoriesResponse]  # type: ignore[assignment]
+    """Forget every memory matching a metadata filter. (Added in revision 5.)"""
     Introspect: _aio.UnaryUnaryMultiCallable[_service_pb2.IntrospectRequest, _service_pb2.IntrospectResponse]  # type: ignore[assignment]
     """Health and statistics of one space."""
     Stream: _aio.UnaryStreamMultiCallable[_service_pb2.StreamRequest, _service_pb2.StreamResponse]  # type: ignore[assignment]
@@ -365,6 +393,36 @@ class EngramServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListMemoriesResponse, _abc.Awaitable[_service_pb2.ListMemoriesResponse]]:
         """Memories of one space in storage order, paginated. (Added in revision 2.)"""
+
+    @_abc_1.abstractmethod
+    def RememberBatch(
+        self,
+        request: _service_pb2.RememberBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.RememberBatchResponse, _abc.Awaitable[_service_pb2.RememberBatchResponse]]:
+        """Store up to 1,000 memories in one durable group commit; an invalid item
+        fails alone (its BatchItemResult carries the error) and the rest are
+        stored. (Added in revision 5.)
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateMemory(
+        self,
+        request: _service_pb2.UpdateMemoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateMemoryResponse, _abc.Awaitable[_service_pb2.UpdateMemoryResponse]]:
+        """Create or replace a memory (empty update_mask), or change only the
+        fields named in update_mask. Associations are kept, the LSN advances and
+        an UPDATED event is published. (Added in revision 5.)
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMemories(
+        self,
+        request: _service_pb2.DeleteMemoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeleteMemoriesResponse, _abc.Awaitable[_service_pb2.DeleteMemoriesResponse]]:
+        """Forget every memory matching a metadata filter. (Added in revision 5.)"""
 
     @_abc_1.abstractmethod
     def Introspect(
