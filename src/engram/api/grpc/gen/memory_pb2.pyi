@@ -32,7 +32,8 @@ Revision 5 (the wider data plane, SPEC section 11), additive only:
     `expires_at` on Memory, SpaceDescriptor.default_ttl_seconds.
   * Cue.filter: a metadata filter applied inside the search.
   * EventType UPDATED and EXPIRED; message ResetNotice (Stream resumption).
-  * Message BatchItemResult (RememberBatch).
+  * Message BatchItemResult (RememberBatch); RecallResult.results (one flat
+    ranked list).
 Revision 1 (first release, Engram 0.1) is frozen in
 tests/fixtures/proto_v0/engram/v1/memory.proto. Revisions 2 and 3 are wire-
 and source-compatible with it (so are revisions 4 and 5): fields and messages were only added, no field
@@ -1401,6 +1402,7 @@ class RecallResult(_message.Message):
     RECALL_CONFIDENCE_FIELD_NUMBER: _builtins.int
     CONFIDENCE_INTERVAL_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     MEMORY_SPACE_ID_FIELD_NUMBER: _builtins.int
     memory_space_id: _builtins.str
     """The space that was searched (revision 2)."""
@@ -1412,6 +1414,13 @@ class RecallResult(_message.Message):
     def confidence_interval(self) -> Global___ConfidenceInterval: ...
     @_builtins.property
     def metadata(self) -> Global___RecallMetadata: ...
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecallItem]:
+        """Every result of `memories` (vivid, then associated, then reconstructed
+        buckets merged) as one list in rank order, best first. (Added in
+        revision 5.)
+        """
+
     def __init__(
         self,
         *,
@@ -1419,11 +1428,12 @@ class RecallResult(_message.Message):
         recall_confidence: Global___Confidence | None = ...,
         confidence_interval: Global___ConfidenceInterval | None = ...,
         metadata: Global___RecallMetadata | None = ...,
+        results: _abc.Iterable[Global___RecallItem] | None = ...,
         memory_space_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["confidence_interval", b"confidence_interval", "memories", b"memories", "metadata", b"metadata", "recall_confidence", b"recall_confidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence_interval", b"confidence_interval", "memories", b"memories", "memory_space_id", b"memory_space_id", "metadata", b"metadata", "recall_confidence", b"recall_confidence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence_interval", b"confidence_interval", "memories", b"memories", "memory_space_id", b"memory_space_id", "metadata", b"metadata", "recall_confidence", b"recall_confidence", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
