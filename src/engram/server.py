@@ -3,9 +3,11 @@
 Start-up order: settings -> the TLS files, when set (:mod:`engram.tls`; a missing file or a
 key that does not match its certificate exits 2 before anything is locked) -> the data-dir
 lock (:mod:`engram.datadir`; a second server on the same data dir exits 2 naming the holder,
-before it has written anything) -> logging -> ``EngramService`` (opens the registry, creates the
-default and bootstrap spaces) -> bind the HTTP socket ourselves (so port 0
-picks a free port we can report) -> start gRPC -> write the state file -> serve.
+before it has written anything) -> logging -> bind the HTTP socket ourselves (so port 0
+picks a free port we can report; a taken port exits 2 naming it and ``--http-port``, before
+any data is opened) -> ``EngramService`` (opens the registry, creates the default and
+bootstrap spaces) -> start gRPC (a taken port: exit 2 naming it and ``--grpc-port``, after
+closing the service) -> write the state file -> serve.
 The state file is written and removed only while the lock is held, so only
 the one server that owns the data dir ever touches it.
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -51,6 +54,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -98,6 +102,33 @@ class _Uvicorn(uvicorn.Server):
             del loop.create_server  # the instance attribute: the class method shows through again
 
 
+class PortInUse(Exception):
+    """A port Engram was told to listen on is taken; the message names it and how to choose another."""
+
+
+_PORT_REMEDY = {
+    "REST": "--http-port N (or ENGRAM_HTTP_PORT, or http_port in the config file)",
+    "gRPC": "--grpc-port N (or ENGRAM_GRPC_PORT, or grpc_port in the config file; --no-grpc serves REST only)",
+}
+
+
+def port_in_use(what: str, host: str, port: int) -> PortInUse:
+    return PortInUse(f"the {what} port {port} on {host} is already in use (another process listens on it). "
+                     f"Stop that process, or choose another port with {_PORT_REMEDY[what]}; "
+                     "0 picks a free port.")
+
+
+def _taken(host: str, port: int) -> bool:
+    """True if binding ``host:port`` fails because something else holds it (grpc does not say why)."""
+    if port == 0:
+        return False
+    try:
+        bind_socket(host, port).close()
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    return False
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the
@@ -106,7 +137,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
@@ -132,10 +167,6 @@ def _fixed_context(context: ssl.SSLContext) -> Callable[[uvicorn.Config, Callabl
 
 
 async def serve(settings: Settings) -> None:
-    from .api.grpc.server import create_grpc_server
-    from .api.rest.app import create_app
-    from .api.rest.connection import HttpLimits, accept_error_handler, protocol_for
-
     # Everything Engram creates under the data root is private to its user (files 0600,
     # directories 0700): the storage layer also passes explicit modes, this covers the rest.
     os.umask(0o077)
@@ -143,14 +174,35 @@ async def serve(settings: Settings) -> None:
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
     tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
     tls = _tls_for(settings)  # checked by run() already; checked again for direct callers
-    service = EngramService(settings, tracing=tracing)
+    # The REST port first: taken, it stops the start before any data is opened.
+    try:
+        sock = bind_socket(settings.host, settings.http_port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise port_in_use("REST", settings.host, settings.http_port) from None
+        raise
+    try:
+        service = EngramService(settings, tracing=tracing)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        await _serve(settings, service, sock, tracing, tls)
+    finally:
+        sock.close()
+
+
+async def _serve(settings: Settings, service: EngramService, sock: socket.socket, tracing: Tracing,
+                 tls: ServerTls | None) -> None:
+    from .api.rest.app import create_app
+    from .api.rest.connection import HttpLimits, accept_error_handler, protocol_for
+
     bootstrap_admin_key(service)
     # Say which embedder new spaces get (and why, if the default one fell back), and start
     # loading a local model now so the first remember or recall does not wait for it.
     service.embedders.warm()
     log.info("%s", service.embedders.describe())
     app = create_app(service)
-    sock = bind_socket(settings.host, settings.http_port)
     http_port = int(sock.getsockname()[1])
     limits = HttpLimits.from_settings(settings)
     log.info("%s", limits.describe())
@@ -172,13 +224,11 @@ async def serve(settings: Settings) -> None:
     http = _Uvicorn(config)
     if tls is not None:
         http.handshake_timeout = settings.http_header_timeout_seconds
-    grpc_server = None
-    grpc_port = None
-    if settings.grpc_enabled:
-        grpc_server, grpc_port = await create_grpc_server(
-            service, settings.host, settings.grpc_port,
-            credentials=tls.grpc_credentials() if tls is not None else None)
-        await grpc_server.start()
+    try:
+        grpc_server, grpc_port = await _start_grpc(settings, service, tls)
+    except BaseException:
+        await asyncio.to_thread(service.close)  # nothing was served: close what opened, then say why
+        raise
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(accept_error_handler())
@@ -245,6 +295,24 @@ async def serve(settings: Settings) -> None:
             state_file.unlink()
     log.info("server stopped")
     print("engram stopped", flush=True)
+
+
+async def _start_grpc(settings: Settings, service: EngramService,
+                      tls: ServerTls | None) -> tuple[Any, int | None]:
+    """The gRPC server, started (None, None when gRPC is disabled); a taken port is :class:`PortInUse`."""
+    from .api.grpc.server import create_grpc_server
+
+    if not settings.grpc_enabled:
+        return None, None
+    try:
+        server, port = await create_grpc_server(service, settings.host, settings.grpc_port,
+                                                credentials=tls.grpc_credentials() if tls is not None else None)
+    except (OSError, RuntimeError):  # grpcio raises RuntimeError("Failed to bind ...") or returns port 0
+        if _taken(settings.host, settings.grpc_port):
+            raise port_in_use("gRPC", settings.host, settings.grpc_port) from None
+        raise
+    await server.start()
+    return server, port
 
 
 async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
@@ -329,6 +397,9 @@ def run(settings: Settings) -> int:
         return 1
     try:
         asyncio.run(serve(settings))
+    except PortInUse as exc:
+        print(f"engram: cannot start: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"engram: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -202,6 +202,19 @@ def test_invalid_input_names_the_field_and_is_never_unknown(stub: spb_grpc.Engra
         assert field in err.value.details(), (field, err.value.details())
 
 
+def test_associate_says_whether_the_edge_was_created(srv: EngramProcess) -> None:
+    with client(srv, "alpha") as c:
+        for mid in ("as-1", "as-2", "as-3"):
+            c.remember(f"association endpoint {mid}", id=mid)
+        first = c.associate("as-1", "as-2", strength=0.4)
+        assert first.created and first.association.strength == pytest.approx(0.4)
+        second = c.associate("as-1", "as-2", strength=0.4)
+        assert not second.created and second.association.strength > 0.4 and second.lsn > first.lsn
+        # The reverse direction exists too (associations are bidirectional by default).
+        assert not c.associate("as-2", "as-1").created
+        assert c.associate("as-1", "as-3").created
+
+
 def test_space_administration(srv: EngramProcess) -> None:
     with client(srv, "gamma-1") as c:
         made = c.create_space(dimension=4)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from engram.api.grpc.gen import memory_pb2 as pb
@@ -318,6 +319,15 @@ def test_dream_streams_replay_insight_and_summary(
     assert "replay" in kinds and "insight" in kinds, kinds  # at least one Dream step before the summary
     replayed = {m for s in steps if s.HasField("replay") for m in s.replay.memory_ids}
     assert replayed and replayed <= {f"dream-ep-{i}" for i in range(4)}, replayed
+    # The summary carries the run's report, as Consolidate answers it: id, beliefs, counts, LSN.
+    summary = steps[-1].summary
+    insights = [s.insight.belief.id for s in steps if s.HasField("insight")]
+    assert summary.consolidation_id and summary.memory_space_id == "dreams"
+    assert [b.id for b in summary.beliefs] == insights and summary.beliefs[0].citations
+    assert summary.episodes_considered == 4 and summary.episodes_consolidated == 4 and summary.lsn > 0
+    with httpx.Client(base_url=srv.http_url, timeout=30) as http:
+        listed = http.get("/api/v1/consolidations", headers={"X-Memory-Space": "dreams"}).json()
+    assert {b["run_id"] for b in listed["beliefs"]} == {summary.consolidation_id}
 
 
 def test_shutdown_drains_open_streams(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from engram.client import GrpcClient
+
 API = "/api/v1"
 
 EPISODES = [
@@ -62,7 +64,9 @@ def test_associate_and_spreading_recall(alpha: httpx.Client, beta: httpx.Client)
         alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 0.9})
     )
     assert edge["source_id"] == "e0" and edge["target_id"] == "e3" and edge["strength"] == pytest.approx(0.9)
-    assert edge["lsn"] > 0 and edge["memory_space_id"] == "alpha"
+    assert edge["lsn"] > 0 and edge["memory_space_id"] == "alpha" and edge["created"] is True
+    again = ok(alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 0.5}))
+    assert again["created"] is False and again["strength"] > 0.9, "an existing edge is strengthened, not created"
     body = ok(
         alpha.post(
             f"{API}/memories/recall",
@@ -151,6 +155,17 @@ def test_consolidate_beliefs_and_stream(rest_server, alpha: httpx.Client, beta: 
     assert ok(beta.get(f"{API}/consolidations"))["beliefs"] == []
     err(alpha.post(f"{API}/consolidate", json={"min_cluster": 1}), 400, "INVALID_INPUT")
     assert ok(alpha.get(f"{API}/memories/e0"))["consolidation_state"] == "consolidated"
+
+
+def test_consolidation_id_is_named_as_grpc_names_it(rest_server, alpha: httpx.Client) -> None:
+    """REST says ``consolidation_id`` (gRPC's ConsolidationRun field) and keeps ``run_id`` beside it."""
+    report = ok(alpha.post(f"{API}/consolidate"))
+    assert report["consolidation_id"] == report["run_id"] and report["beliefs"]
+    for b in report["beliefs"] + ok(alpha.get(f"{API}/consolidations"))["beliefs"]:
+        assert b["consolidation_id"] == b["run_id"] == report["run_id"]
+    with GrpcClient(rest_server.grpc_target, space="alpha") as g:
+        run = g.consolidate()
+    assert run.consolidation_id == report["consolidation_id"]
 
 
 def test_complete_with_attribution(alpha: httpx.Client) -> None:

@@ -338,3 +338,26 @@ def test_close_while_check_thread_is_finishing(tmp_path: Path, engine_settings: 
         assert not thread.is_alive() and held.integrity_checked.is_set() and held.healthy
     finally:
         _HeldCheckSpace.release.set()
+
+
+def test_an_acknowledged_write_finds_the_store_idle(tmp_path: Path) -> None:
+    """The store counts a write done *before* its caller is answered: the caller, acknowledged,
+    must not see its own space busy (the unloader would refuse to make room: a spurious 503)."""
+    store = SpaceStore(tmp_path / "s")
+    try:
+        release = threading.Event()
+
+        def slow(conn: sqlite3.Connection, lsn: int) -> str:
+            release.wait(10)  # holds the write until the callback below is in place
+            return _insert("slow")(conn, lsn)
+
+        seen: list[bool] = []
+        fut = store.submit(slow)
+        # A done-callback runs in the thread that answers, at the moment it answers.
+        fut.add_done_callback(lambda _f: seen.append(store.busy))
+        release.set()
+        assert fut.result(10)[0] == "slow"
+        assert seen == [False]
+        assert not store.busy
+    finally:
+        store.close()

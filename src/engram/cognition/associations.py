@@ -59,6 +59,7 @@ def associate(space: MemorySpace, item: AssociateInput) -> Association:
         src, dst = rowids[item.source_id], rowids[item.target_id]
         pairs = [(src, dst), (dst, src)] if item.bidirectional else [(src, dst)]
         result = 0.0
+        created = False
         for a, b in pairs:
             old = conn.execute(
                 "SELECT strength FROM associations WHERE source = ? AND target = ?", (a, b)
@@ -75,7 +76,8 @@ def associate(space: MemorySpace, item: AssociateInput) -> Association:
             )
             if (a, b) == (src, dst):
                 result = strength
-        return {"strength": result, "created": True}
+                created = old is None  # the asked-for direction is what the answer describes
+        return {"strength": result, "created": created}
 
     def after(res: dict[str, Any], lsn: int) -> None:
         space.events.publish(
@@ -98,6 +100,7 @@ def associate(space: MemorySpace, item: AssociateInput) -> Association:
         kind="explicit",
         lsn=lsn,
         memory_space_id=space.id,
+        created=bool(res["created"]),
     )
 
 

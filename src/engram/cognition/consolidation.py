@@ -275,6 +275,7 @@ class ConsolidationRun:
             progress=1.0,
             message=f"{len(beliefs)} belief(s) from {n} episode(s); {consolidated} newly consolidated"
             + "".join(f"; {k} skipped: {v} ({SKIP_REASONS[k]})" for k, v in skipped.items()),
+            report=self.report,
         )
 
     def _write(

@@ -329,7 +329,7 @@ def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
             it.memory.id: [st.model_dump() for st in (it.activation_path or [])] for _, it in items
         }
     return RecallResult(memories=buckets, recall_confidence=overall, confidence_interval=interval,
-                        metadata=metadata, memory_space_id=space.id)
+                        metadata=metadata, memory_space_id=space.id, results=[it for _, it in items])
 
 
 def _signals(run: RecallRun, s: Scored, confidence: float) -> dict[str, float]:

@@ -14,7 +14,16 @@ from enum import Enum
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 #: A vector component: an int or a float, never a boolean or a numeric string (pydantic's lax
@@ -334,6 +343,9 @@ class RecallResult(BaseModel):
     confidence_interval: ConfidenceInterval
     metadata: dict[str, Any] = Field(default_factory=dict)
     memory_space_id: str = ""
+    # Every item of the buckets as one list, best first, in the order the recall ranked them
+    # (``rank``: cognitive or similarity): the list to index without looking at buckets.
+    results: list[RecallItem] = Field(default_factory=list)
 
 
 class ForgetReceipt(BaseModel):
@@ -441,6 +453,8 @@ class Association(BaseModel):
     kind: str = "explicit"  # explicit | auto | temporal
     lsn: int = 0
     memory_space_id: str = ""
+    # False when the edge existed and was strengthened (gRPC AssociateResponse.created).
+    created: bool = True
 
 
 class RecognizeInput(_Input):
@@ -525,6 +539,11 @@ class Belief(BaseModel):
     run_id: str
     lsn: int = 0
 
+    @computed_field(description="The run that produced this belief: gRPC's ConsolidationRun.consolidation_id "
+                                "(the same value as run_id, kept for older clients).")
+    def consolidation_id(self) -> str:
+        return self.run_id
+
 
 class ConsolidationReport(BaseModel):
     run_id: str
@@ -537,6 +556,11 @@ class ConsolidationReport(BaseModel):
     duration_ms: float
     lsn: int = 0
     memory_space_id: str = ""
+
+    @computed_field(description="The run's id, named as gRPC names it (ConsolidationRun.consolidation_id); "
+                                "the same value as run_id, kept for older clients.")
+    def consolidation_id(self) -> str:
+        return self.run_id
 
 
 class BeliefPage(BaseModel):
@@ -552,6 +576,7 @@ class DreamStep(BaseModel):
     message: str
     memory_ids: list[str] = Field(default_factory=list)
     belief: Belief | None = None
+    report: ConsolidationReport | None = None  # on the last step ("done") of a run that wrote
 
 
 class CompleteInput(_Input):

@@ -34,6 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,11 @@ class SpaceRegistry:
                  "derived from the limit" if self.budget.derived else "max_loaded_spaces",
                  extra={"nofile": self.budget.nofile, "max_loaded_spaces": self.budget.max_loaded})
         self.unloaded_for_budget = 0  # spaces unloaded to stay within the budget (a counter)
-        # Memory counts of unloaded spaces, taken as they closed: listing thousands of spaces
-        # must not open thousands of databases (a space unloaded before this process never
-        # loaded it is counted from its file once).
-        self._counts: dict[str, int] = {}
+        # What the list shows of unloaded spaces (memory count, last LSN, dimension), taken as
+        # they closed: listing thousands of spaces must not open thousands of databases (a
+        # space not loaded since this process started is read from its file once, without
+        # loading it: see _read_offline).
+        self._offline: dict[str, OfflineFacts] = {}
         self._lock = threading.Lock()  # guards the dicts below, never held during I/O
         self._id_locks: dict[str, threading.RLock] = {}
         self._loaded: dict[str, MemorySpace] = {}
@@ -264,6 +266,7 @@ class SpaceRegistry:
                 space = self._open_space(sid)
                 with self._lock:
                     self._loaded[sid] = space
+                    self._offline.pop(sid, None)  # stale once the space can change
             for hook in self.on_open:
                 hook(space)
             return space
@@ -306,12 +309,16 @@ class SpaceRegistry:
             desc.healthy = space.healthy
             desc.reason = space.unhealthy_reason
         else:
-            desc.memory_count = self._offline_count(sid)
+            facts = self._offline_facts(sid)
+            desc.memory_count = facts.memory_count
+            desc.last_lsn = facts.last_lsn
+            if facts.dimension is not None:
+                desc.dimension = facts.dimension  # bound by a first embedding after creation
             recorded = meta.get("embedder")
             if isinstance(recorded, dict):
                 desc.embedder = EmbedderInfo(provider=str(recorded.get("provider")),
                                              model=str(recorded.get("model")),
-                                             dimension=meta.get("dimension"))
+                                             dimension=desc.dimension)
         if with_stats and space is not None and space.healthy:
             # A damaged space is described (healthy=false and why), never an error:
             # health checks and operators must be able to see it.
@@ -392,7 +399,7 @@ class SpaceRegistry:
                 with self._lock:
                     self._known.add(sid)
                     self._meta.pop(sid, None)
-                    self._counts.pop(sid, None)
+                    self._offline.pop(sid, None)
                 return False
             old = self._loaded.get(sid)
             if old is not None:
@@ -412,7 +419,7 @@ class SpaceRegistry:
             _fsync_dir(self.root)
             with self._lock:
                 self._meta.pop(sid, None)
-                self._counts.pop(sid, None)
+                self._offline.pop(sid, None)
             shutil.rmtree(aside, onerror=_log_rm_error)
             log.info("space replaced by a restore", extra={"memory_space": sid})
             return True
@@ -426,7 +433,7 @@ class SpaceRegistry:
                     f"memory space {sid!r} does not exist", details={"memory_space_id": sid}
                 )
             space = self._loaded.pop(sid, None)
-            memories = space.count() if space is not None else (_count_offline(self.root / sid) or 0)
+            memories = space.count() if space is not None else self._offline_facts(sid).memory_count
             if space is not None:
                 space.close("memory space deleted")
             space_dir = self.root / sid
@@ -449,7 +456,7 @@ class SpaceRegistry:
             with self._lock:
                 self._known.discard(sid)
                 self._meta.pop(sid, None)
-                self._counts.pop(sid, None)
+                self._offline.pop(sid, None)
             log.info("space deleted", extra={"memory_space": sid, "memories": memories})
             return SpaceDeletion(id=sid, deleted=True, memories_removed=memories, bytes_removed=size,
                                  files_removed=files)
@@ -484,19 +491,26 @@ class SpaceRegistry:
         return out
 
     def _close_unloaded(self, space: MemorySpace, reason: str) -> None:
-        """Close an unloaded space (caller holds its lock), remembering its memory count."""
-        if space.healthy:
-            self._counts[space.id] = space.count()
+        """Close an unloaded space (caller holds its lock), remembering what the list shows of it."""
+        facts = OfflineFacts(space.count(), space.last_lsn, space.dim) if space.healthy else None
         space.close(reason)
+        # Writes still queued commit during close: then the count taken above is stale, and the
+        # file is read the next time the list asks.
+        if facts is not None and space.last_lsn == facts.last_lsn:
+            with self._lock:
+                self._offline[space.id] = facts
 
-    def _offline_count(self, sid: str) -> int:
-        count = self._counts.get(sid)
-        if count is None:
-            count = _count_offline(self.root / sid)
-            if count is None:
-                return 0  # unreadable now (e.g. no descriptor free): not remembered
-            self._counts[sid] = count
-        return count
+    def _offline_facts(self, sid: str) -> OfflineFacts:
+        facts = self._offline.get(sid)
+        if facts is None:
+            # Reading takes up to three descriptors for a moment: not when the process is
+            # already short of them (the loaded spaces and connections come first).
+            read = None if self.budget.fds_above(HIGH_WATER) else _read_offline(self.root / sid)
+            if read is None:
+                return OfflineFacts(0, 0, None)  # unreadable now: not remembered, read again next time
+            with self._lock:
+                facts = self._offline.setdefault(sid, read)
+        return facts
 
     # -- budget ------------------------------------------------------------------
     def _holding(self) -> int:
@@ -699,18 +713,31 @@ def _walk(path: Path) -> Iterator[Path]:
             yield p
 
 
-def _count_offline(space_dir: Path) -> int | None:
-    """Memories in a closed space's file; None if it cannot be read now."""
+@dataclass(frozen=True)
+class OfflineFacts:
+    """What the space list shows of a space that is not loaded."""
+
+    memory_count: int
+    last_lsn: int
+    dimension: int | None
+
+
+def _read_offline(space_dir: Path) -> OfflineFacts | None:
+    """Read a closed space's facts from its file without loading it (no writer thread, no index):
+    one read-only connection, opened and closed here. None if it cannot be read now."""
     db = space_dir / "space.db"
     if not db.exists():
-        return 0
+        return OfflineFacts(0, 0, None)
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
         try:
-            return int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+            count = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('last_lsn', 'dimension')"))
         finally:
             conn.close()
-    except sqlite3.Error:
+        dim = meta.get("dimension")
+        return OfflineFacts(count, int(meta.get("last_lsn") or 0), int(dim) if dim else None)
+    except (sqlite3.Error, ValueError):
         return None
 
 

@@ -500,6 +500,10 @@ class SpaceStore:
             self._inflight += 1
 
     def _settled(self, n: int) -> None:
+        """``n`` writes are done with this store. Called *before* their callers are answered:
+        a caller that was just acknowledged must find the store idle (``busy`` False), or the
+        unloader would take the space it is about to use again for busy and refuse to make room
+        (a spurious SPACE_CAPACITY_EXHAUSTED)."""
         with self._submit_lock:
             self._inflight -= n
 
@@ -516,8 +520,8 @@ class SpaceStore:
                 except queue.Empty:
                     return
                 if item is not None:
-                    item.fail(err)
                     self._settled(1)
+                    item.fail(err)
 
     def _loop(self) -> None:
         conn = self._writer
@@ -571,9 +575,9 @@ class SpaceStore:
             log.error("group commit failed in %s: %s", self.dir.name, exc,
                       extra={"memory_space": self.dir.name})
             err = self.translate(exc, "write to")
+            self._settled(len(batch))
             for item in batch:
                 item.fail(err)
-            self._settled(len(batch))
             return
         self.last_lsn = lsn
         self.commits += 1
@@ -600,10 +604,7 @@ class SpaceStore:
                 self._done.get_nowait()  # the queue held only this batch (no completer was running)
         log.warning("could not start the acknowledgement thread of %s; acknowledging inline", self.dir.name,
                     extra={"memory_space": self.dir.name})
-        try:
-            self._complete_batch(results)
-        finally:
-            self._settled(len(results))
+        self._complete_batch(results)
 
     def _run_ops(self, conn: sqlite3.Connection, batch: list[_Pending],
                  trust_flags: bool) -> tuple[list[tuple[_Pending, Any, int, BaseException | None]], int]:
@@ -653,16 +654,22 @@ class SpaceStore:
                 continue
             if results is None:
                 return
-            try:
-                self._complete_batch(results)
-            finally:
-                self._settled(len(results))
+            self._complete_batch(results)
 
     def _complete_batch(self, results: list[tuple[_Pending, Any, int, BaseException | None]]) -> None:
-        # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
-        ] = {}
+        """Apply the batch's post-commit effects, mark it settled (:meth:`_settled`), then answer
+        its callers; settled exactly once, even if something here fails."""
+        settled = False
+        try:
+            self._apply_effects(results)
+            self._settled(len(results))
+            settled = True
+            self._answer(results)
+        finally:
+            if not settled:
+                self._settled(len(results))
+
+    def _apply_effects(self, results: list[tuple[_Pending, Any, int, BaseException | None]]) -> None:
         grouped_upto = 0  # results before this index had their GroupedEffect applied with their run
         for i, (item, res, item_lsn, exc) in enumerate(results):
             if exc is None and item.after is not None and i >= grouped_upto:
@@ -681,6 +688,13 @@ class SpaceStore:
                 except Exception:  # the write is durable; an in-memory effect failing is logged
                     log.exception("post-commit effect failed in %s", self.dir.name,
                                   extra={"memory_space": self.dir.name})
+
+    def _answer(self, results: list[tuple[_Pending, Any, int, BaseException | None]]) -> None:
+        # asyncio waiters are settled with one wake-up per loop per batch, not one per write.
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]
+        ] = {}
+        for item, res, item_lsn, exc in results:
             if item.waiter is not None:
                 by_loop.setdefault(item.waiter[0], []).append(
                     (item.waiter[1], exc, None if exc is not None else (res, item_lsn)))

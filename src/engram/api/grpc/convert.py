@@ -382,12 +382,19 @@ def recall_result(r: m.RecallResult) -> pb.RecallResult:
     )
     mode = meta.pop("mode", None)
     candidates = meta.pop("candidates", 0)
+    # Each item is converted once; the flat ``results`` (rank order) and the buckets share them.
+    converted = {i.memory.id: recall_item(i) for i in r.results}
+
+    def items(bucket: list[m.RecallItem]) -> list[pb.RecallItem]:
+        return [converted[i.memory.id] if i.memory.id in converted else recall_item(i) for i in bucket]
+
     return pb.RecallResult(
         memories=pb.RecallBuckets(
-            vivid=[recall_item(i) for i in r.memories.vivid],
-            associated=[recall_item(i) for i in r.memories.associated],
-            reconstructed=[recall_item(i) for i in r.memories.reconstructed],
+            vivid=items(r.memories.vivid),
+            associated=items(r.memories.associated),
+            reconstructed=items(r.memories.reconstructed),
         ),
+        results=list(converted.values()),
         recall_confidence=confidence(r.recall_confidence),
         confidence_interval=pb.ConfidenceInterval(
             lower=r.confidence_interval.lower,
@@ -518,7 +525,10 @@ def dream_response(step: m.DreamStep, sequence: int, space: str) -> spb.DreamRes
     elif step.kind == "insight" and step.belief is not None:
         out.insight.CopyFrom(spb.DreamInsight(belief=belief(step.belief), description=step.message))
     elif step.kind == "done":
-        out.summary.CopyFrom(pb.ConsolidationRun(memory_space_id=space))
+        # The run's report (beliefs, counts, LSN), the same as Consolidate answers; a run
+        # cancelled because the space closed wrote nothing and reports nothing.
+        out.summary.CopyFrom(consolidation_run(step.report) if step.report is not None
+                             else pb.ConsolidationRun(memory_space_id=space))
     else:
         out.progress.CopyFrom(spb.DreamProgress(phase=step.message, fraction=step.progress))
     return out

@@ -16,7 +16,7 @@ they hand in and in where the space comes from (:mod:`.server`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -32,7 +32,6 @@ from ...core.models import (
     ForgetMode,
     Memory,
     MemoryInput,
-    RecallItem,
     ReminisceQuery,
     dump,
 )
@@ -219,10 +218,6 @@ def _memory_data(m: Memory) -> dict[str, Any]:
     return data
 
 
-def _ranked(items: Sequence[tuple[str, RecallItem]]) -> list[tuple[str, RecallItem]]:
-    return sorted(items, key=lambda bi: -bi[1].score)
-
-
 # ----------------------------------------------------------------------------- the operations
 
 
@@ -256,8 +251,9 @@ async def _recall(engine: Engine, space: str, a: RecallArgs) -> Reply:
               time_start=a.time_start, time_end=a.time_end, participants=a.who, threshold=a.threshold)
     result = await engine.recall(space, cue)
     buckets = result.memories
-    ranked = _ranked([("vivid", i) for i in buckets.vivid] + [("associated", i) for i in buckets.associated]
-                     + [("reconstructed", i) for i in buckets.reconstructed])[: a.max_results]
+    bucket_of = {i.memory.id: name for name in ("vivid", "associated", "reconstructed")
+                 for i in getattr(buckets, name)}
+    ranked = [(bucket_of.get(i.memory.id, "associated"), i) for i in result.results][: a.max_results]
     conf = result.recall_confidence
     if not ranked:
         text = (f"No memories in space {space!r} matched {_quote(a.query, 120)}. Try other words, fewer "
