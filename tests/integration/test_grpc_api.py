@@ -203,9 +203,12 @@ def test_invalid_input_names_the_field_and_is_never_unknown(stub: spb_grpc.Engra
 
 
 def test_associate_says_whether_the_edge_was_created(srv: EngramProcess) -> None:
-    with client(srv, "alpha") as c:
-        for mid in ("as-1", "as-2", "as-3"):
-            c.remember(f"association endpoint {mid}", id=mid)
+    # Vectors from the client, far apart, no auto-linking: no edge exists before the first call.
+    with client(srv, "assoc") as c:
+        c.create_space("assoc", embedder="none")
+        for i, mid in enumerate(("as-1", "as-2", "as-3")):
+            c.remember(f"association endpoint {mid}", id=mid, auto_link=False,
+                       embedding=[1.0 if j == i else 0.0 for j in range(4)])
         first = c.associate("as-1", "as-2", strength=0.4)
         assert first.created and first.association.strength == pytest.approx(0.4)
         second = c.associate("as-1", "as-2", strength=0.4)
