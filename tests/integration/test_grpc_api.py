@@ -202,6 +202,44 @@ def test_invalid_input_names_the_field_and_is_never_unknown(stub: spb_grpc.Engra
         assert field in err.value.details(), (field, err.value.details())
 
 
+def test_out_of_range_enums_are_invalid_argument_with_the_envelope(stub: spb_grpc.EngramServiceStub,
+                                                                   srv: EngramProcess) -> None:
+    """An enum number the server does not know (a newer or broken client) is the client's mistake."""
+    cases = [
+        (stub.Recall, spb.RecallRequest(cue=pb.Cue(query="x", mode=99), memory_space_id="alpha"), "cue.mode"),
+        (stub.Recall, spb.RecallRequest(cue=pb.Cue(query="x", rank=99), memory_space_id="alpha"), "cue.rank"),
+        (stub.Recall, spb.RecallRequest(cue=pb.Cue(query="x", memory_type=99), memory_space_id="alpha"),
+         "cue.memory_type"),
+        (stub.Remember, spb.RememberRequest(memory=pb.MemoryInput(content="x", memory_type=99),
+                                            memory_space_id="alpha"), "memory.memory_type"),
+        (stub.Forget, spb.ForgetRequest(memory_id="x", mode=99, memory_space_id="alpha"), "mode"),
+        (stub.Stream, spb.StreamRequest(event_types=[99], memory_space_id="alpha"), "event_types"),
+    ]
+    for method, req, field in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            out = method(req, timeout=10)
+            if hasattr(out, "__next__"):
+                next(out)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.value)
+        assert field in err.value.details(), (field, err.value.details())
+        trailers = dict(err.value.trailing_metadata() or ())
+        assert trailers.get("engram-error-code") == "INVALID_INPUT", (field, trailers)
+    # The same through a streaming RPC: the bad cue's answer is the envelope, the stream goes on.
+    answers = list(stub.StreamingRecall(iter([spb.StreamingRecallRequest(
+        sequence=1, cue=pb.Cue(query="x", mode=42), memory_space_id="alpha")]), timeout=10))
+    assert [a.error.code for a in answers] == ["INVALID_INPUT"] and "cue.mode" in answers[0].error.message
+    # The Python client refuses an unknown label itself, as an Engram error naming the choices.
+    with client(srv, "alpha") as c:
+        for field, bad, choices in (("mode", "sideways", "similarity, spreading, hybrid"),
+                                    ("rank", "loud", "cognitive, similarity")):
+            with pytest.raises(InvalidInput) as bad_label:
+                c.recall("x", **{field: bad})
+            assert repr(bad) in str(bad_label.value) and choices in str(bad_label.value)
+        with pytest.raises(InvalidInput):
+            c.forget("x", mode="shred")
+        assert c.recall("x", mode="HYBRID", rank="similarity") is not None  # known labels still work
+
+
 def test_associate_says_whether_the_edge_was_created(srv: EngramProcess) -> None:
     # Vectors from the client, far apart, no auto-linking: no edge exists before the first call.
     with client(srv, "assoc") as c:

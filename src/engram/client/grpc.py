@@ -96,12 +96,33 @@ def _ts(value: datetime | float | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
+def _enum_labels(prefix: str) -> tuple[str, list[str]]:
+    """The proto enum whose values start with ``prefix``: its name and its value names."""
+    for file in (pb.DESCRIPTOR, spb.DESCRIPTOR):
+        for enum in file.enum_types_by_name.values():
+            names = [v.name for v in enum.values]
+            if names and names[0].startswith(prefix):
+                return enum.name, names
+    return prefix.rstrip("_"), []
+
+
 def _enum(prefix: str, value: Any) -> Any:
-    """Accept "episodic" / "EPISODIC" / "MEMORY_TYPE_EPISODIC" / the int for enum fields."""
+    """Accept "episodic" / "EPISODIC" / "MEMORY_TYPE_EPISODIC" / the int for enum fields.
+
+    An unknown label is an :class:`InvalidInput` naming the values there are, raised here
+    (protobuf would raise a bare ``ValueError``); an int goes to the server as it is, and the
+    server answers an unknown number with INVALID_ARGUMENT.
+    """
     if value is None or isinstance(value, int):
         return value
     text = str(value).upper()
-    return text if text.startswith(prefix) else f"{prefix}{text}"
+    label = text if text.startswith(prefix) else f"{prefix}{text}"
+    enum_name, names = _enum_labels(prefix)
+    if names and label not in names:
+        known = [n[len(prefix):].lower() for n in names if not n.endswith("_UNSPECIFIED")]
+        raise InvalidInput(f"unknown {enum_name} value {value!r}; expected one of {', '.join(known)}",
+                           example=f"{known[0]!r}" if known else "")
+    return label
 
 
 def memory_input(content: str = "", **fields: Any) -> pb.MemoryInput:
