@@ -16,6 +16,7 @@ can live in one process.
     encode.py           results -> responses, query strings -> input models
     examples.py         a correct request per route (errors and OpenAPI)
     openapi.py          error responses and headers in /openapi.json
+    query.py            unknown query parameters are a 400, like unknown body fields
     sse.py              server-sent events for one subscription
     access.py           who may call which route: the one table (SPEC §10)
     routes_*.py         the routes, by area
@@ -24,7 +25,7 @@ can live in one process.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from ... import __version__
 from ...service import EngramService
@@ -33,6 +34,7 @@ from . import (
     access,
     errors,
     openapi,
+    query,
     routes_backup,
     routes_cognition,
     routes_keys,
@@ -67,6 +69,7 @@ def create_app(service: EngramService) -> FastAPI:
     app = FastAPI(
         title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        dependencies=[Depends(query.reject_unknown_query)],  # on every route (api/rest/query.py)
     )
     app.state.service = service
     space = SpaceResolver(service)
