@@ -204,7 +204,7 @@ async def _serve(settings: Settings, service: EngramService, sock: socket.socket
     log.info("%s", service.embedders.describe())
     app = create_app(service)
     http_port = int(sock.getsockname()[1])
-    limits = HttpLimits.from_settings(settings)
+    limits = HttpLimits.from_settings(settings, service.descriptors)
     log.info("%s", limits.describe())
     log.info("%s", app.state.host_policy.describe())
     config = uvicorn.Config(

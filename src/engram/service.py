@@ -65,6 +65,7 @@ from .core.models import (
     StoreReceipt,
 )
 from .core.space import MemorySpace
+from .descriptors import DescriptorBudget
 from .embedding import Embedders, EmbedderSpec
 from .errors import DefaultSpaceProtected, InvalidInput, MemorySpaceConflict, MemorySpaceRequired
 from .observability import Metrics, Tracing
@@ -101,10 +102,14 @@ class EngramService:
         self.metrics = metrics or Metrics(settings.metrics_space_label_cap)
         self.tracing = tracing or Tracing(None)  # disabled unless the server built a provider
         self.embedders = Embedders(settings)
-        self.registry = SpaceRegistry(settings, clock, embedders=self.embedders)
+        # RLIMIT_NOFILE divided once: spaces, HTTP connections, subscribers (engram.descriptors).
+        self.descriptors = DescriptorBudget.from_settings(settings)
+        log.info("%s", self.descriptors.describe())
+        self.registry = SpaceRegistry(settings, clock, embedders=self.embedders, descriptors=self.descriptors)
         self._read_gate = threading.BoundedSemaphore(settings.read_concurrency)
         self.streams = StreamAdmission(settings.max_subscribers_per_space,
-                                       settings.max_subscribers_per_client, settings.max_subscribers)
+                                       settings.max_subscribers_per_client, self.descriptors.subscribers,
+                                       derived=self.descriptors.subscribers_derived)
         self.auth = Authorizer.from_settings(settings)
         self.quotas = Quotas(settings.max_memories, settings.max_space_bytes)
         self.shutting_down = False

@@ -11,8 +11,8 @@ Why three caps: the fan-out of one space costs in proportion to its subscribers
 client, lower than per space, so one client can never fill a space alone); and
 each SSE subscriber holds a connection, i.e. a file descriptor, so the server's
 total stays well inside its open-file limit, leaving room for requests and for
-the spaces' own files (``max_subscribers = 0``: a quarter of RLIMIT_NOFILE, at
-most 4096).
+the spaces' own files (``max_subscribers = 0``: the subscribers' share of
+RLIMIT_NOFILE, :class:`engram.descriptors.DescriptorBudget`).
 
 A *client* is an opaque key: ``ip:<address>`` today (:func:`client_key`); an API
 key id will replace it (``key:<id>``) without changing the counting.
@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import collections
 import logging
-import resource
 import threading
 from collections.abc import Callable
 
 from ..errors import TooManySubscribers
 
-AUTO_MAX = 4096
 log = logging.getLogger("engram.streams")
 
 
@@ -39,24 +37,19 @@ def client_key(ip: str | None, key_id: str | None = None) -> str:
     return f"ip:{ip or 'unknown'}"
 
 
-def auto_max_subscribers() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return AUTO_MAX
-    return max(1, min(AUTO_MAX, soft // 4))
-
-
 class StreamAdmission:
-    def __init__(self, per_space: int, per_client: int, total: int) -> None:
+    def __init__(self, per_space: int, per_client: int, total: int, *, derived: bool = False) -> None:
+        """``total``: the server-wide cap (the descriptor budget's subscribers share, or
+        ``max_subscribers``; ``derived`` says which, for the log)."""
         self.per_space = per_space
         self.per_client = per_client
-        self.total = total or auto_max_subscribers()
+        self.total = total
         self._lock = threading.Lock()
         self._by_space: collections.Counter[str] = collections.Counter()
         self._by_client: collections.Counter[str] = collections.Counter()
         self._open = 0
         log.info("stream subscribers: at most %d per client, %d per space, %d in all%s", per_client,
-                 per_space, self.total, "" if total else " (max_subscribers = 0: RLIMIT_NOFILE / 4, <= 4096)")
+                 per_space, self.total, " (derived from the open-file limit)" if derived else "")
 
     def admit(self, space_id: str, client: str) -> Callable[[], None]:
         """Take a slot or raise ``TooManySubscribers``; returns the release function (call it once)."""

@@ -9,9 +9,10 @@ are what bounds the number of loaded spaces.
 Two guards, both checked before a space is opened (``SpaceRegistry``):
 
 * a count: at most ``max_loaded`` spaces with open storage. ``max_loaded_spaces``
-  sets it; 0 derives it at start from ``RLIMIT_NOFILE``: a quarter of the
-  limit (at least 64) is kept for sockets, logs and models, and the rest is
-  divided by :data:`FDS_PER_SPACE`;
+  sets it; 0 derives it at start from the spaces' share of ``RLIMIT_NOFILE``
+  (:class:`engram.descriptors.DescriptorBudget`, the one place the limit is
+  divided: what is not kept for sockets, logs and models) divided by
+  :data:`FDS_PER_SPACE`;
 * the real descriptor count (``/proc/self/fd``) against water marks of the
   *current* limit: above :data:`HIGH_WATER` of it, least recently used spaces
   are unloaded until it is below :data:`LOW_WATER`, so a burst of readers or
@@ -22,19 +23,13 @@ Two guards, both checked before a space is opened (``SpaceRegistry``):
 from __future__ import annotations
 
 import os
-import resource
 from dataclasses import dataclass
+
+from ..descriptors import DescriptorBudget, nofile_limit
 
 FDS_PER_SPACE = 10  # writer (2) + shm share + per-thread readers (2 each); ~10 measured under load
 HIGH_WATER = 0.80
 LOW_WATER = 0.65
-_UNLIMITED = 1 << 20  # what RLIM_INFINITY is taken as
-
-
-def nofile_limit() -> int:
-    """The current soft limit on open files of this process."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return _UNLIMITED if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
 
 
 def open_fds() -> int | None:
@@ -52,12 +47,11 @@ class SpaceBudget:
     derived: bool  # True when max_loaded came from nofile (max_loaded_spaces = 0)
 
     @classmethod
-    def derive(cls, max_loaded_spaces: int, max_spaces: int) -> SpaceBudget:
-        nofile = nofile_limit()
+    def derive(cls, max_loaded_spaces: int, max_spaces: int, descriptors: DescriptorBudget) -> SpaceBudget:
+        nofile = descriptors.nofile
         if max_loaded_spaces > 0:
             return cls(nofile, max_loaded_spaces, False)
-        reserve = max(64, nofile // 4)
-        return cls(nofile, max(2, min(max_spaces, (nofile - reserve) // FDS_PER_SPACE)), True)
+        return cls(nofile, max(2, min(max_spaces, descriptors.spaces // FDS_PER_SPACE)), True)
 
     def fds_above(self, fraction: float) -> bool:
         """True if open descriptors exceed ``fraction`` of the current limit."""

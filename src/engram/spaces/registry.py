@@ -45,6 +45,7 @@ from ..core.backfill import EmbeddingBackfill
 from ..core.embedded import implicit_spec
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.space import MemorySpace
+from ..descriptors import DescriptorBudget
 from ..embedding import Embedders, EmbedderSpec
 from ..errors import (
     InvalidInput,
@@ -70,15 +71,17 @@ MARKER = "space.json"
 
 class SpaceRegistry:
     def __init__(self, settings: Settings, clock: Clock = system_clock, *,
-                 embedders: Embedders | None = None) -> None:
-        """``embedders`` None: spaces embed no text themselves (vectors only from clients)."""
+                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None) -> None:
+        """``embedders`` None: spaces embed no text themselves (vectors only from clients).
+        ``descriptors``: the process's descriptor budget (the service's; derived here if None)."""
         self.settings = settings
         self.clock = clock
         self.embedders = embedders
         self.backfill = EmbeddingBackfill(settings.embedding_batch_size) if embedders is not None else None
         self.root = Path(settings.data_dir)
         private_dir(self.root)
-        self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces)
+        self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces,
+                                         descriptors or DescriptorBudget.from_settings(settings))
         log.info("open-file limit %d: up to %d spaces loaded at once (%s)", self.budget.nofile,
                  self.budget.max_loaded,
                  "derived from the limit" if self.budget.derived else "max_loaded_spaces",

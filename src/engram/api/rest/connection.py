@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
 from asyncio import TimerHandle
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from ...descriptors import DescriptorBudget
 from ...settings import Settings
 from .errors import envelope_bytes
 
@@ -78,15 +78,11 @@ class HttpLimits:
         return max(4, self.max_connections // 4)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HttpLimits:
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        cap = settings.http_max_connections
-        auto = cap == 0
-        if auto:
-            # A quarter of the descriptors for HTTP connections (refusals may take another
-            # sixteenth): the rest stays for space files, gRPC and SSE's own needs.
-            usable = nofile if nofile != resource.RLIM_INFINITY else 65536
-            cap = max(16, min(4096, usable // 4))
+    def from_settings(cls, settings: Settings, descriptors: DescriptorBudget | None = None) -> HttpLimits:
+        """The cap is the HTTP share of the process's descriptor budget (engram.descriptors), or
+        ``http_max_connections`` when set; ``descriptors`` is the service's (derived here if None)."""
+        budget = descriptors or DescriptorBudget.from_settings(settings)
+        nofile, cap, auto = budget.nofile, budget.http_connections, budget.http_connections_derived
         return cls(
             max_header_bytes=settings.http_max_header_bytes,
             max_headers=settings.http_max_headers,
@@ -99,7 +95,8 @@ class HttpLimits:
         )
 
     def describe(self) -> str:
-        how = f"auto: RLIMIT_NOFILE {self.nofile} / 4" if self.auto_connections else "configured"
+        how = (f"the HTTP share of RLIMIT_NOFILE {self.nofile}" if self.auto_connections
+               else "http_max_connections")
         return (
             f"HTTP limits: at most {self.max_connections} connections ({how}), then 503; "
             f"request head <= {self.max_header_bytes} bytes and {self.max_headers} fields, else 431; "

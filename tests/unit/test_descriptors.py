@@ -1,0 +1,59 @@
+"""The descriptor budget: RLIMIT_NOFILE divided once between sockets (HTTP connections, stream
+subscribers) and spaces, each share overridable by its setting, and every consumer capped by
+the same object (the service's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from engram.api.rest.connection import HttpLimits
+from engram.descriptors import UNLIMITED, DescriptorBudget
+from engram.service import EngramService
+from engram.spaces.budget import FDS_PER_SPACE
+
+Make = Callable[..., Any]
+
+
+@pytest.mark.parametrize("nofile, sockets, http, subs, spaces", [
+    (1024, 256, 256, 256, 768),
+    (256, 64, 64, 64, 192),
+    (160, 64, 40, 40, 96),  # the sockets share never goes below 64
+    (40, 64, 16, 10, 0),  # absurdly low: HTTP keeps its floor of 16, spaces get nothing planned
+    (UNLIMITED, UNLIMITED // 4, 4096, 4096, UNLIMITED - UNLIMITED // 4),
+])
+def test_the_split(engine_settings: Make, nofile: int, sockets: int, http: int, subs: int, spaces: int) -> None:
+    b = DescriptorBudget.from_settings(engine_settings(), nofile=nofile)
+    assert (b.sockets, b.http_connections, b.subscribers, b.spaces) == (sockets, http, subs, spaces)
+    assert b.http_connections_derived and b.subscribers_derived
+    assert b.sockets + b.spaces == max(nofile, b.sockets)
+    assert str(nofile) in b.describe()
+
+
+def test_settings_override_their_share(engine_settings: Make) -> None:
+    b = DescriptorBudget.from_settings(engine_settings(http_max_connections=100, max_subscribers=7), nofile=1024)
+    assert (b.http_connections, b.subscribers) == (100, 7)
+    assert not b.http_connections_derived and not b.subscribers_derived
+    assert "set by http_max_connections" in b.describe() and "set by max_subscribers" in b.describe()
+
+
+def test_every_consumer_uses_the_services_budget(engine_settings: Make) -> None:
+    settings = engine_settings(max_loaded_spaces=0)
+    service = EngramService(settings)
+    try:
+        d = service.descriptors
+        assert service.registry.budget.max_loaded == max(2, min(settings.max_spaces, d.spaces // FDS_PER_SPACE))
+        assert service.streams.total == d.subscribers
+        limits = HttpLimits.from_settings(settings, d)
+        assert limits.max_connections == d.http_connections and limits.nofile == d.nofile
+    finally:
+        service.close()
+    capped = EngramService(engine_settings(max_loaded_spaces=5, max_subscribers=3, http_max_connections=20))
+    try:
+        assert capped.registry.budget.max_loaded == 5 and not capped.registry.budget.derived
+        assert capped.streams.total == 3
+        assert HttpLimits.from_settings(capped.settings, capped.descriptors).max_connections == 20
+    finally:
+        capped.close()
