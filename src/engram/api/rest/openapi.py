@@ -5,7 +5,13 @@ module adds what it cannot see, once for all routes, from what each operation
 already declares:
 
 * every error response, in the one envelope (``ErrorEnvelope``), replacing
-  FastAPI's 422 (this server answers validation errors with 400);
+  FastAPI's 422 (this server answers validation errors with 400). The codes are derived
+  from what the route is, so a new route documents its codes without an entry here:
+  every route 400 (unknown query parameters, api/rest/query.py) and 500; the access
+  table (api/rest/access.py) gives 401/403/429 (any route but an open one) and 404/503
+  (a route addressing a space); path parameters 404; a body 413/415; codes FastAPI
+  already lists (a route's own ``responses=``) are kept. A few codes only the route's
+  logic knows (409 on create, 422 on complete ...) are listed by ``_specific``;
 * the ``Deprecation`` / ``Warning`` headers on the answers of space-scoped
   operations (those that declare the ``X-Memory-Space`` parameter).
 """
@@ -16,7 +22,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import iter_route_contexts
 
+from . import access
 from .errors import ErrorEnvelope
 
 _REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
@@ -64,22 +72,40 @@ _SECURITY_SCHEMES = {
 }
 
 
-def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
-    codes = ["400", "500"]
+def _rules(app: FastAPI) -> dict[tuple[str, str], access.Rule]:
+    """The access rule of each documented operation, keyed as /openapi.json keys it."""
+    out: dict[tuple[str, str], access.Rule] = {}
+    for route in iter_route_contexts(list(app.routes)):
+        if route.path is None or route.path_format is None:
+            continue
+        for m in (route.methods or set()) - {"HEAD"}:
+            rule = access.ROUTE_ACCESS.get((m, route.path))
+            if rule is not None:
+                out[(m.lower(), route.path_format)] = rule
+    return out
+
+
+def _errors_for(path: str, method: str, op: dict[str, Any], rule: access.Rule | None = None) -> list[str]:
+    codes = ["400", "500"]  # any route: an unknown query parameter, a malformed input
     params = op.get("parameters", [])
     scoped = any(p.get("name") == "X-Memory-Space" for p in params)
-    if scoped or any(p.get("in") == "path" for p in params):
+    addressed = scoped or (rule is not None and rule.space in (access.PATH, access.RESOLVED))
+    if addressed or any(p.get("in") == "path" for p in params):
         codes.append("404")
-    if scoped:
-        codes.append("503")
+    if addressed:
+        codes.append("503")  # the space is unhealthy, cannot be loaded now, or the server is stopping
     if "requestBody" in op:
         codes += ["413", "415"]
-    if path == "/api/v1/spaces" and method == "post":
-        codes.append("409")
-    if path.endswith("/reembed") or path.endswith("/backup"):
-        codes.append("503")
-    if path == "/api/v1/spaces/{space_id}" and method == "delete":
-        codes += ["409", "503"]
+    if rule is None or rule.space != access.OPEN:  # with auth required (SPEC §10): keys, roles, rate limits
+        codes += ["401", "403", "429"]
+    return sorted(set(codes) | set(_specific(path, method, op)))
+
+
+def _specific(path: str, method: str, op: dict[str, Any]) -> list[str]:
+    """Codes only the route's logic knows (what it may find in the way), not its shape."""
+    codes: list[str] = []
+    if (path, method) in (("/api/v1/spaces", "post"), ("/api/v1/spaces/{space_id}", "delete")):
+        codes.append("409")  # the space exists / the default space cannot be deleted
     if path.endswith("/restore"):
         codes.append("409")
     if path in ("/api/v1/complete",):
@@ -90,17 +116,7 @@ def _errors_for(path: str, method: str, op: dict[str, Any]) -> list[str]:
         or path.startswith("/api/v1/consolidat")
     ):
         codes.append("501")
-    if path.startswith("/api/v1/stream/"):
-        codes.append("429")
-    if path == "/api/v1/spaces/{space_id}" and method == "delete":
-        codes.append("409")
-    if path.startswith("/api/v1/keys/"):
-        codes.append("404")
-    if path != "/health/alive":  # with auth required (SPEC §10): keys, roles, rate limits
-        codes += ["401", "403", "429"]
-    if path == "/health":
-        codes.remove("400")
-    return sorted(set(codes))
+    return codes
 
 
 def build(app: FastAPI) -> dict[str, Any]:
@@ -118,11 +134,12 @@ def build(app: FastAPI) -> dict[str, Any]:
     schema["components"]["securitySchemes"] = _SECURITY_SCHEMES
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
+    rules = _rules(app)
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
-            for code in _errors_for(path, method, op):
+            for code in _errors_for(path, method, op, rules.get((method, path))):
                 existing = responses.get(code, {})
                 if "content" in existing:
                     continue
