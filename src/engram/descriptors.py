@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import resource
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 UNLIMITED = 1 << 20  # what RLIM_INFINITY (or a non-positive limit) is counted as
 MAX_HTTP_CONNECTIONS = 4096
 MAX_SUBSCRIBERS = 4096
 MIN_SOCKETS = 64
-
-
-class _Limits(Protocol):
-    http_max_connections: int
-    max_subscribers: int
 
 
 def nofile_limit() -> int:
@@ -69,7 +67,7 @@ class DescriptorBudget:
         return max(4, self.http_connections // 4)
 
     @classmethod
-    def from_settings(cls, settings: _Limits, nofile: int | None = None) -> DescriptorBudget:
+    def from_settings(cls, settings: Settings, nofile: int | None = None) -> DescriptorBudget:
         n = nofile if nofile is not None else nofile_limit()
         quarter = n // 4
         http = settings.http_max_connections or max(16, min(MAX_HTTP_CONNECTIONS, quarter))
@@ -82,7 +80,8 @@ class DescriptorBudget:
         def how(derived: bool, setting: str) -> str:
             return "derived" if derived else f"set by {setting}"
 
+        http = how(self.http_connections_derived, "http_max_connections")
+        subs = how(self.subscribers_derived, "max_subscribers")
         return (f"open-file limit {self.nofile}: {self.sockets} for sockets, logs and models (of them "
-                f"{self.http_connections} HTTP connections, {how(self.http_connections_derived, 'http_max_connections')}"
-                f"; {self.subscribers} stream subscribers, {how(self.subscribers_derived, 'max_subscribers')}), "
-                f"{self.spaces} for memory spaces")
+                f"{self.http_connections} HTTP connections, {http}; {self.subscribers} stream subscribers, "
+                f"{subs}), {self.spaces} for memory spaces")

@@ -108,7 +108,8 @@ class PortInUse(Exception):
 
 _PORT_REMEDY = {
     "REST": "--http-port N (or ENGRAM_HTTP_PORT, or http_port in the config file)",
-    "gRPC": "--grpc-port N (or ENGRAM_GRPC_PORT, or grpc_port in the config file; --no-grpc serves REST only)",
+    "gRPC": "--grpc-port N (or ENGRAM_GRPC_PORT, or grpc_port in the config file; "
+            "--no-grpc serves REST only)",
 }
 
 
@@ -305,8 +306,9 @@ async def _start_grpc(settings: Settings, service: EngramService,
     if not settings.grpc_enabled:
         return None, None
     try:
+        credentials = tls.grpc_credentials() if tls is not None else None
         server, port = await create_grpc_server(service, settings.host, settings.grpc_port,
-                                                credentials=tls.grpc_credentials() if tls is not None else None)
+                                                credentials=credentials)
     except (OSError, RuntimeError):  # grpcio raises RuntimeError("Failed to bind ...") or returns port 0
         if _taken(settings.host, settings.grpc_port):
             raise port_in_use("gRPC", settings.host, settings.grpc_port) from None

@@ -65,8 +65,9 @@ def test_associate_and_spreading_recall(alpha: httpx.Client, beta: httpx.Client)
     )
     assert edge["source_id"] == "e0" and edge["target_id"] == "e3" and edge["strength"] == pytest.approx(0.9)
     assert edge["lsn"] > 0 and edge["memory_space_id"] == "alpha" and edge["created"] is True
-    again = ok(alpha.post(f"{API}/memories/associate", json={"source_id": "e0", "target_id": "e3", "strength": 0.5}))
-    assert again["created"] is False and again["strength"] > 0.9, "an existing edge is strengthened, not created"
+    again = ok(alpha.post(f"{API}/memories/associate",
+                          json={"source_id": "e0", "target_id": "e3", "strength": 0.5}))
+    assert again["created"] is False and again["strength"] > 0.9, "an existing edge is strengthened"
     body = ok(
         alpha.post(
             f"{API}/memories/recall",

@@ -79,8 +79,9 @@ def test_cli_list_reads_unloaded_spaces_from_disk(restarted: tuple[EngramProcess
     for key in [k for k in os.environ if k.startswith("ENGRAM_")]:
         monkeypatch.delenv(key)
     for transport in ("rest", "grpc"):
-        result = CliRunner().invoke(cli, ["space", "list", "--url", srv.http_url, "--grpc-target", srv.grpc_target,
-                                          "--transport", transport, "--json"], catch_exceptions=False)
+        args = ["space", "list", "--url", srv.http_url, "--grpc-target", srv.grpc_target,
+                "--transport", transport, "--json"]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         listed = {s["id"]: s for s in json.loads(result.stdout)["spaces"]}
         assert listed["vectors"]["loaded"] is False

@@ -24,7 +24,8 @@ Make = Callable[..., Any]
     (40, 64, 16, 10, 0),  # absurdly low: HTTP keeps its floor of 16, spaces get nothing planned
     (UNLIMITED, UNLIMITED // 4, 4096, 4096, UNLIMITED - UNLIMITED // 4),
 ])
-def test_the_split(engine_settings: Make, nofile: int, sockets: int, http: int, subs: int, spaces: int) -> None:
+def test_the_split(engine_settings: Make, nofile: int, sockets: int, http: int, subs: int,
+                   spaces: int) -> None:
     b = DescriptorBudget.from_settings(engine_settings(), nofile=nofile)
     assert (b.sockets, b.http_connections, b.subscribers, b.spaces) == (sockets, http, subs, spaces)
     assert b.http_connections_derived and b.subscribers_derived
@@ -33,7 +34,8 @@ def test_the_split(engine_settings: Make, nofile: int, sockets: int, http: int, 
 
 
 def test_settings_override_their_share(engine_settings: Make) -> None:
-    b = DescriptorBudget.from_settings(engine_settings(http_max_connections=100, max_subscribers=7), nofile=1024)
+    settings = engine_settings(http_max_connections=100, max_subscribers=7)
+    b = DescriptorBudget.from_settings(settings, nofile=1024)
     assert (b.http_connections, b.subscribers) == (100, 7)
     assert not b.http_connections_derived and not b.subscribers_derived
     assert "set by http_max_connections" in b.describe() and "set by max_subscribers" in b.describe()
@@ -44,7 +46,8 @@ def test_every_consumer_uses_the_services_budget(engine_settings: Make) -> None:
     service = EngramService(settings)
     try:
         d = service.descriptors
-        assert service.registry.budget.max_loaded == max(2, min(settings.max_spaces, d.spaces // FDS_PER_SPACE))
+        planned = max(2, min(settings.max_spaces, d.spaces // FDS_PER_SPACE))
+        assert service.registry.budget.max_loaded == planned
         assert service.streams.total == d.subscribers
         limits = HttpLimits.from_settings(settings, d)
         assert limits.max_connections == d.http_connections and limits.nofile == d.nofile

@@ -108,8 +108,8 @@ class UnaryHandlers(Adapter):
     async def Associate(self, request: spb.AssociateRequest, context: Ctx) -> spb.AssociateResponse:
         async def run(space: str) -> spb.AssociateResponse:
             assoc = await self.service.associate(space, c.associate_input(request))
-            return spb.AssociateResponse(association=c.association(assoc), created=assoc.created, lsn=assoc.lsn,
-                                         memory_space_id=space)
+            return spb.AssociateResponse(association=c.association(assoc), created=assoc.created,
+                                         lsn=assoc.lsn, memory_space_id=space)
 
         return await self.unary("Associate", request, context, run)
 

@@ -95,8 +95,8 @@ class HttpLimits:
         )
 
     def describe(self) -> str:
-        how = (f"the HTTP share of RLIMIT_NOFILE {self.nofile}" if self.auto_connections
-               else "http_max_connections")
+        # The HTTP share of the descriptor budget (engram.descriptors): a quarter of the limit.
+        how = f"auto: RLIMIT_NOFILE {self.nofile} / 4" if self.auto_connections else "configured"
         return (
             f"HTTP limits: at most {self.max_connections} connections ({how}), then 503; "
             f"request head <= {self.max_header_bytes} bytes and {self.max_headers} fields, else 431; "

@@ -39,7 +39,7 @@ async def reject_unknown_query(request: Request) -> None:
     if not isinstance(route, APIRoute):
         return
     accepted = declared_query(route.dependant) | ALWAYS_ACCEPTED
-    unknown = sorted({k for k in request.query_params.keys() if k not in accepted})
+    unknown = sorted({k for k in request.query_params if k not in accepted})
     if not unknown:
         return
     listed = ", ".join(sorted(accepted))
