@@ -88,3 +88,32 @@ def test_engram_through_run_py_from_another_directory(tmp_path: Path) -> None:
 def test_tier_is_a_marker_selection(run_py: ModuleType) -> None:
     assert run_py.tier_args(["--tier", "multitenant", "-q"]) == ["-m", "multitenant", "-q"]
     assert run_py.tier_args(["tests/unit", "-x"]) == ["tests/unit", "-x"]
+
+
+def test_export_and_import_files_are_the_callers(tmp_path: Path) -> None:
+    """``run.py engram memory export out.jsonl`` writes into the caller's directory, and import reads
+    a relative file from there too (not from the repository, where run.py lives)."""
+    from engram.client import EngramClient
+    from engram.testing import EngramProcess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    work = tmp_path / "work"
+    work.mkdir()
+    with EngramProcess.start(tmp_path / "srv", spaces=["alpha", "beta"]) as srv:
+        with EngramClient(srv.http_url, space="alpha") as mem:
+            mem.remember("exported through run.py", id="rel-1")
+
+        def engram(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, str(ROOT / "run.py"), "engram", *args, "--url", srv.http_url,
+                                   "--no-progress"], capture_output=True, text=True, env=env, cwd=work,
+                                  timeout=120)
+
+        out = engram("memory", "export", "out.jsonl", "--space", "alpha")
+        assert out.returncode == 0, out.stderr
+        assert (work / "out.jsonl").exists() and not (ROOT / "out.jsonl").exists()
+        assert "rel-1" in (work / "out.jsonl").read_text()
+        back = engram("memory", "import", "out.jsonl", "--space", "beta")
+        assert back.returncode == 0, back.stderr
+        with EngramClient(srv.http_url, space="beta") as mem:
+            assert mem.get("rel-1").content == "exported through run.py"
+        srv.stop()
