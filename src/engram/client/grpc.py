@@ -5,7 +5,8 @@
     with GrpcClient("127.0.0.1:50051", space="agent-7") as client:
         receipt = client.remember("the espresso machine is on the third floor")
         result = client.recall(query="espresso")
-        print(result.memories.vivid[0].memory.content)
+        for item in result.results:               # best first; result.memories buckets them
+            print(item.memory.content)
 
 The space is given once (``space=``) and set as ``memory_space_id`` on every
 request; the legacy ``x-memory-space`` metadata is sent only when asked

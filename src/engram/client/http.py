@@ -5,7 +5,7 @@
     with EngramClient("http://127.0.0.1:7432", space="agent-7") as mem:
         receipt = mem.remember("the espresso machine is on the third floor", tags=["office"])
         result = mem.recall("espresso")            # GET; recall(embedding=[...]) POSTs
-        for item in result.memories.vivid:
+        for item in result.results:                # best first; result.memories buckets them
             print(item.memory.content, item.confidence.category)
 
 The space is chosen once, at construction (``space=``), and sent as the
