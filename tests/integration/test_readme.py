@@ -30,8 +30,12 @@ def python_snippet() -> tuple[str, str]:
     return blocks[0], said.group(1)
 
 
-def test_the_readme_names_the_interpreter() -> None:
+def test_the_readme_names_the_interpreter_and_indexes_no_bucket() -> None:
     assert "`.venv/bin/python`" in README.read_text()
+    code, _ = python_snippet()
+    # A bucket may be empty (a match scoring 0.7 or less is "associated", none is "vivid"):
+    # the example must not index one.
+    assert not re.search(r"\.(vivid|associated|reconstructed)\[", code), code
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["empty-space", "space-with-other-memories"])

@@ -24,7 +24,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
             for i in range(8):
                 resp = http.post(f"{API}/memories/remember", json={
                     "id": f"f{i}", "content": f"flat list item {i}", "auto_link": False,
-                    "embedding": [1.0, 0.35 * i, 0.0, 0.0], "confidence": 0.3 + 0.08 * i})
+                    "embedding": [1.0, 0.35 * i, 0.0, 0.0], "confidence": 0.05 if i % 2 == 0 else 1.0})
                 assert resp.status_code == 201, resp.text
         yield proc
 

@@ -4,7 +4,8 @@ the same object (the service's)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import resource
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -41,11 +42,25 @@ def test_settings_override_their_share(engine_settings: Make) -> None:
     assert "set by http_max_connections" in b.describe() and "set by max_subscribers" in b.describe()
 
 
-def test_every_consumer_uses_the_services_budget(engine_settings: Make) -> None:
+@pytest.fixture
+def nofile_1024() -> Iterator[None]:
+    """This process's soft open-file limit lowered to 1024 (like ``ulimit -n 1024``), then restored."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip("the hard open-file limit is below 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_every_consumer_uses_the_services_budget(engine_settings: Make, nofile_1024: None) -> None:
     settings = engine_settings(max_loaded_spaces=0)
     service = EngramService(settings)
     try:
         d = service.descriptors
+        assert (d.nofile, d.http_connections, d.subscribers, d.spaces) == (1024, 256, 256, 768)
         planned = max(2, min(settings.max_spaces, d.spaces // FDS_PER_SPACE))
         assert service.registry.budget.max_loaded == planned
         assert service.streams.total == d.subscribers
