@@ -104,7 +104,8 @@ def test_export_and_import_files_are_the_callers(tmp_path: Path) -> None:
             mem.remember("exported through run.py", id="rel-1")
 
         def engram(*args: str) -> subprocess.CompletedProcess[str]:
-            cmd = [sys.executable, str(ROOT / "run.py"), "engram", *args, "--url", srv.http_url, "--no-progress"]
+            cmd = [sys.executable, str(ROOT / "run.py"), "engram", *args, "--url", srv.http_url,
+                   "--no-progress"]
             return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=120)
 
         out = engram("memory", "export", "out.jsonl", "--space", "alpha")
