@@ -51,7 +51,8 @@ def alpha(srv: EngramProcess) -> Iterator[httpx.Client]:
 def vectors(srv: EngramProcess) -> Iterator[httpx.Client]:
     """Client vectors only (embedder none): dimension 4, set by the first vector."""
     with httpx.Client(base_url=srv.http_url, headers={"X-Memory-Space": "vectors"}, timeout=60) as c:
-        assert c.post(f"{API}/spaces", json={"id": "vectors", "embedder": {"provider": "none"}}).status_code == 201
+        made = c.post(f"{API}/spaces", json={"id": "vectors", "embedder": {"provider": "none"}})
+        assert made.status_code == 201
         yield c
 
 
@@ -69,7 +70,8 @@ def recall_ids(client: httpx.Client, query: str, **extra: Any) -> list[str]:
 
 # -- batch over REST ----------------------------------------------------------------------------------
 def test_rest_batch_mixed_items_fail_alone(alpha: httpx.Client, vectors: httpx.Client) -> None:
-    assert alpha.post(f"{API}/memories/remember", json={"id": "b-old", "content": "stored before"}).status_code == 201
+    old = alpha.post(f"{API}/memories/remember", json={"id": "b-old", "content": "stored before"})
+    assert old.status_code == 201
     items: list[Any] = [
         {"id": "b-0", "content": "batch zero about harbour cranes"},
         {"id": "b-1", "content": "batch one", "confidence": 7},  # invalid confidence
@@ -162,7 +164,8 @@ def test_grpc_batch_per_item_results(stub: spb_grpc.EngramServiceStub) -> None:
     assert [r.index for r in resp.results] == [0, 1, 2, 3]
     kinds = [r.WhichOneof("outcome") for r in resp.results]
     assert kinds == ["receipt", "error", "error", "receipt"]
-    assert resp.results[1].error.code == "INVALID_INPUT" and "memories[1].confidence" in resp.results[1].error.message
+    assert resp.results[1].error.code == "INVALID_INPUT"
+    assert "memories[1].confidence" in resp.results[1].error.message
     assert resp.results[2].error.code == "MEMORY_EXISTS"
     assert resp.results[2].error.grpc_code == grpc.StatusCode.ALREADY_EXISTS.value[0]
     assert resp.results[0].receipt.lsn < resp.results[3].receipt.lsn
@@ -202,7 +205,8 @@ def test_put_creates_then_replaces_patch_changes_fields(alpha: httpx.Client) -> 
     patched = alpha.patch(f"{API}/memories/u-1", json={"tags": ["office"]})
     assert patched.status_code == 200
     p = patched.json()["memory"]
-    assert p["tags"] == ["office"] and p["content"] == "the kettle moved to the study" and p["confidence"] == 0.9
+    assert p["tags"] == ["office"] and p["content"] == "the kettle moved to the study"
+    assert p["confidence"] == 0.9
     assert patched.json()["lsn"] > r["lsn"]
     missing = alpha.patch(f"{API}/memories/never-was", json={"content": "x"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "MEMORY_NOT_FOUND"
@@ -216,7 +220,8 @@ def test_put_creates_then_replaces_patch_changes_fields(alpha: httpx.Client) -> 
 def test_update_recall_new_text_not_old(alpha: httpx.Client) -> None:
     alpha.put(f"{API}/memories/u-2", json={"content": "penguins waddle across antarctic ice"})
     assert "u-2" in recall_ids(alpha, "penguins antarctic ice", threshold=0.3)
-    assert "u-2" in recall_ids(alpha, "penguins waddle across antarctic ice", rank="similarity", threshold=0.5)
+    assert "u-2" in recall_ids(alpha, "penguins waddle across antarctic ice", rank="similarity",
+                               threshold=0.5)
     alpha.patch(f"{API}/memories/u-2", json={"content": "volcanoes erupt molten basalt lava"})
     assert "u-2" in recall_ids(alpha, "volcanoes basalt lava", threshold=0.3)
     assert "u-2" not in recall_ids(alpha, "penguins antarctic ice", threshold=0.3), "old text and vector gone"
@@ -337,7 +342,8 @@ def test_cli_memory_update(srv: EngramProcess, transport: str) -> None:
     where = (["--url", srv.http_url] if transport == "rest"
              else ["--transport", "grpc", "--grpc-target", srv.grpc_target])
     mid = f"cli-{transport}"
-    assert runner.invoke(cli, ["memory", "remember", "cli text", "--id", mid, "--space", "beta", *where]).exit_code == 0
+    made = runner.invoke(cli, ["memory", "remember", "cli text", "--id", mid, "--space", "beta", *where])
+    assert made.exit_code == 0
     res = runner.invoke(cli, ["memory", "update", mid, "--content", "new cli text", "--tag", "x",
                               "--metadata", "k=v", "--space", "beta", "--json", *where])
     assert res.exit_code == 0, res.output
