@@ -449,7 +449,7 @@ class MemorySpace(TextEmbedding):
 
     def submit_remember_batch(
         self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False
-    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt] | None] | EngramError]:
+    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError]:
         """Queue every valid item as ONE group: one transaction, one fsync (SPEC §11 "Batch").
 
         ``items`` holds parsed inputs, or the error that parsing one produced. Each valid item
@@ -462,9 +462,8 @@ class MemorySpace(TextEmbedding):
         true. Returns, per item, ``(future, receipt builder)`` or the item's error.
         """
         store = self.check_healthy()
-        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt] | None] | EngramError] = []
+        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError] = []
         ops = []
-        builders = []
         for item in items:
             if isinstance(item, EngramError):
                 out.append(item)
@@ -475,7 +474,6 @@ class MemorySpace(TextEmbedding):
                 out.append(exc)
                 continue
             ops.append(op)
-            builders.append(receipt)
             out.append((None, receipt))
         futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop))
         return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
