@@ -323,7 +323,7 @@ class EngramService:
                         continue
                     fut, build = entry
                     try:
-                        out.append(build(await fut))  # type: ignore[misc]
+                        out.append(build(await fut))
                     except EngramError as exc:
                         out.append(exc)
                 return out
