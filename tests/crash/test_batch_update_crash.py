@@ -113,7 +113,7 @@ def check(srv: EngramProcess, ledger: Ledger) -> None:
             allowed = {version} | ({ledger.maybe[key]} if key in ledger.maybe else set())
             got = next(v for v in range(version + 2) if mem["content"] == content_of(key, v))
             assert got in allowed, f"{key}: version {got}, acknowledged {version}"
-            assert mem["tags"] == ([f"v{got}"] if got else []), f"{key}: content and tags of different updates"
+            assert mem["tags"] == ([f"v{got}"] if got else []), f"{key}: content and tags of two updates"
             assert mem["lsn"] >= lsn, f"{key}: LSN went back from the acknowledged {lsn} to {mem['lsn']}"
             if got == version and version:
                 assert mem["lsn"] == lsn, f"{key}: same content, another LSN"
@@ -158,7 +158,8 @@ def test_kill_during_batches_and_updates(tmp_path: Path) -> None:
                 ledger.versions[key] = (0, 0)
         for cycle in range(cycles):
             stop = threading.Event()
-            threads = [threading.Thread(target=batch_writer, args=(srv.http_url, ledger, stop, f"c{cycle}w{w}"))
+            threads = [threading.Thread(target=batch_writer,
+                                        args=(srv.http_url, ledger, stop, f"c{cycle}w{w}"))
                        for w in range(2)]
             threads += [threading.Thread(target=updater, args=(srv.http_url, ledger, stop, keys[t],
                                                                random.Random(rng.random())))
