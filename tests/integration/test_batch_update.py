@@ -57,7 +57,9 @@ def vectors(srv: EngramProcess) -> Iterator[httpx.Client]:
 
 
 def batch(client: httpx.Client, items: list[Any]) -> httpx.Response:
-    return client.post(f"{API}/memories/batch", json={"memories": items})
+    # json.dumps escapes lone surrogates (httpx's json= cannot encode them)
+    return client.post(f"{API}/memories/batch", content=json.dumps({"memories": items}),
+                       headers={"content-type": "application/json"})
 
 
 def recall_ids(client: httpx.Client, query: str, **extra: Any) -> list[str]:
@@ -81,6 +83,7 @@ def test_rest_batch_mixed_items_fail_alone(alpha: httpx.Client, vectors: httpx.C
         "not an object",
         {"content": "no id: one is generated", "bogus": 1},  # unknown field
         {"content": "generated id"},
+        {"content": "lone surrogate \ud800", "tags": ["\udfff"]},  # refused, and echoed safely
     ]
     resp = batch(alpha, items)
     assert resp.status_code == 201, resp.text
@@ -95,7 +98,7 @@ def test_rest_batch_mixed_items_fail_alone(alpha: httpx.Client, vectors: httpx.C
     assert lsns == sorted(lsns) and len(set(lsns)) == 3, "distinct, ascending in request order"
     codes = {r["index"]: r["error"]["code"] for r in results if "error" in r}
     assert codes == {1: "INVALID_INPUT", 3: "MEMORY_EXISTS", 4: "MEMORY_EXISTS", 5: "INVALID_INPUT",
-                     6: "INVALID_INPUT"}
+                     6: "INVALID_INPUT", 8: "INVALID_INPUT"}
     for r in results:
         if "error" in r:
             assert {"code", "message", "suggestion", "example"} <= set(r["error"]), r

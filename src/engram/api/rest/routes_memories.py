@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
@@ -102,8 +103,10 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         sid = space(request, body.memory_space_id)
         items = [_batch_item(i, raw) for i, raw in enumerate(body.memories)]
         outcome = await service.remember_batch(sid, items)
-        return Response(outcome.receipt().model_dump_json(exclude_none=True),
-                        status_code=201 if outcome.stored else 200, media_type="application/json")
+        # json.dumps, not pydantic: an item's error echoes what it received, and that may hold a
+        # lone surrogate ("\ud800"), which JSON can escape but pydantic refuses to serialise.
+        body_out = json.dumps(outcome.receipt().model_dump(exclude_none=True), default=str)
+        return Response(body_out, status_code=201 if outcome.stored else 200, media_type="application/json")
 
     @r.get(
         "/memories/recall",
