@@ -214,6 +214,8 @@ def test_put_creates_then_replaces_patch_changes_fields(alpha: httpx.Client) -> 
     missing = alpha.patch(f"{API}/memories/never-was", json={"content": "x"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "MEMORY_NOT_FOUND"
     assert alpha.get(f"{API}/memories/never-was").status_code == 404, "PATCH never creates"
+    empty = alpha.patch(f"{API}/memories/u-1", json={"memory_space_id": "alpha"})  # found by schemathesis
+    assert empty.status_code == 400 and "nothing to change" in empty.json()["error"]["message"]
     bad = alpha.patch(f"{API}/memories/u-1", json={"content": None})
     assert bad.status_code == 400 and "null" in bad.json()["error"]["message"]
     assert alpha.patch(f"{API}/memories/u-1", json={"when": "2026-01-01T00:00:00Z"}).status_code == 400

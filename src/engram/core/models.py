@@ -448,6 +448,9 @@ class MemoryPatch(_Input):
                        if f != "memory_space_id" and getattr(self, f) is None)
         if nulls:
             raise ValueError(f"null is not a value for {', '.join(nulls)}: omit a field to keep it")
+        if not self.given():
+            raise ValueError("nothing to change: give at least one of content, embedding, confidence, "
+                             "decay_rate, tags, memory_type, metadata")
         return self
 
     def given(self) -> dict[str, Any]:

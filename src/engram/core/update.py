@@ -120,8 +120,8 @@ def prepare_update(
                 suggestion="Send content, an embedding, or both.",
             )
         final_suppressed = bool(sets.get("suppressed", suppressed))
-        assignments = ", ".join(f"{c} = ?" for c in sets)
-        conn.execute(f"UPDATE memories SET {assignments}, lsn = ? WHERE rowid = ?",
+        assignments = "".join(f"{c} = ?, " for c in sets)
+        conn.execute(f"UPDATE memories SET {assignments}lsn = ? WHERE rowid = ?",
                      (*sets.values(), lsn, rowid))
         row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE rowid = ?", (rowid,)).fetchone()
         event = {
