@@ -76,6 +76,14 @@ STEPS: tuple[Step, ...] = (
         owner="REST",
     ),
     Step(
+        "batch",
+        "batch.py",
+        "REST ingest of 384-d memories: one per request vs batches of 256 (POST /api/v1/memories/batch)",
+        180,
+        45,
+        owner="data plane",
+    ),
+    Step(
         "grpc",
         "grpc.py",
         "gRPC unary Remember/Recall vs Echo, StreamingRemember vs EchoStream",

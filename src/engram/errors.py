@@ -34,6 +34,7 @@ its parent's. Exit codes are the CLI's documented ones (``engram --help``).
     ├── SpaceLimitReached           (409 / RESOURCE_EXHAUSTED)
     ├── DefaultSpaceProtected       (409 / FAILED_PRECONDITION)
     ├── MemorySpaceExists           (409 / ALREADY_EXISTS)
+    ├── MemoryExists                MEMORY_EXISTS (409 / ALREADY_EXISTS)
     ├── SpaceUnhealthy              (503 / FAILED_PRECONDITION)
     ├── SlowConsumer                (429 / RESOURCE_EXHAUSTED)
     ├── TooManySubscribers          (429 / RESOURCE_EXHAUSTED, Retry-After)
@@ -215,6 +216,19 @@ class MemorySpaceExists(EngramError):
     grpc_status = "ALREADY_EXISTS"
     default_suggestion = "Restore under a new id, or pass replace=true (--replace) to replace the space."
     default_example = "engram space restore agent-7.engram --as agent-7 --replace"
+
+
+class MemoryExists(EngramError):
+    """remember (or a batch item) named an id this space already holds."""
+
+    code = "MEMORY_EXISTS"
+    http_status = 409
+    grpc_status = "ALREADY_EXISTS"
+    default_suggestion = (
+        "Choose a new id, or omit id to have one generated; to change the stored memory use "
+        "PUT /api/v1/memories/{id} (replace) or PATCH (change some fields)."
+    )
+    default_example = 'PATCH /api/v1/memories/m-1 {"content": "the new text"}'
 
 
 class SpaceUnhealthy(EngramError):

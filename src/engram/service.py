@@ -34,8 +34,10 @@ from .core.admission import StreamAdmission
 from .core.embedded import known_dimension
 from .core.events import Subscription
 from .core.models import (
+    MAX_BATCH_ITEMS,
     AssociateInput,
     Association,
+    BatchOutcome,
     Belief,
     BeliefPage,
     CompleteInput,
@@ -52,6 +54,7 @@ from .core.models import (
     Memory,
     MemoryInput,
     MemoryPage,
+    MemoryPatch,
     RecallResult,
     Recognition,
     RecognizeInput,
@@ -63,11 +66,19 @@ from .core.models import (
     SpacePage,
     SpaceStats,
     StoreReceipt,
+    UpdateReceipt,
 )
 from .core.space import MemorySpace
 from .descriptors import DescriptorBudget
 from .embedding import Embedders, EmbedderSpec
-from .errors import DefaultSpaceProtected, InvalidInput, MemorySpaceConflict, MemorySpaceRequired
+from .errors import (
+    DefaultSpaceProtected,
+    EngramError,
+    InvalidInput,
+    MemoryNotFound,
+    MemorySpaceConflict,
+    MemorySpaceRequired,
+)
 from .observability import Metrics, Tracing
 from .settings import Settings
 from .spaces import backup
@@ -284,6 +295,88 @@ class EngramService:
         count = await asyncio.to_thread(space.count) if self.settings.max_memories else 0
         with self.quotas.reserve(space_id, item, lambda: count, size):
             return await space.remember_async(item)
+
+    async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError]) -> BatchOutcome:
+        """Store the valid items in one durable group commit (SPEC §11 "Batch").
+
+        ``items`` are parsed inputs or the error parsing one gave (the transport parses, so a
+        bad item fails alone); their order is the answer's. 1 to ``MAX_BATCH_ITEMS`` items.
+        Quotas admit the valid items together or refuse the whole batch (nothing stored). A
+        failure of the whole commit (disk full...) is the request's error, not N item errors.
+        """
+        if not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise InvalidInput(f"a batch holds 1 to {MAX_BATCH_ITEMS} memories, got {len(items)}",
+                               suggestion=f"Split the memories into batches of at most {MAX_BATCH_ITEMS}.",
+                               example='{"memories": [{"content": "first"}, {"content": "second"}]}')
+        space = await self._space(space_id)
+        checked: list[MemoryInput | EngramError] = []
+        for item in items:
+            if isinstance(item, MemoryInput) and item.memory_space_id not in (None, "", space_id):
+                item = MemorySpaceConflict(
+                    f"this item names memory space {item.memory_space_id!r}; the batch goes to {space_id!r}",
+                    suggestion="Omit memory_space_id from batch items, or send the batch's own space.")
+            checked.append(item)
+        valid = [i for i in checked if isinstance(i, MemoryInput)]
+
+        async def run() -> list[StoreReceipt | EngramError]:
+            with space.lease():
+                queued = space.submit_remember_batch(checked, on_loop=True)
+                out: list[StoreReceipt | EngramError] = []
+                for entry in queued:
+                    if isinstance(entry, EngramError):
+                        out.append(entry)
+                        continue
+                    fut, build = entry
+                    try:
+                        out.append(build(await fut))
+                    except EngramError as exc:
+                        out.append(exc)
+                return out
+
+        if self.quotas.enabled and valid:
+            store = space.store
+            size = store.size_bytes if store is not None else (lambda: 0)
+            count = await asyncio.to_thread(space.count) if self.settings.max_memories else 0
+            with self.quotas.reserve_many(space_id, valid, lambda: count, size):
+                results = await run()
+        else:
+            results = await run()
+        stored = sum(1 for r in results if isinstance(r, StoreReceipt))
+        if not stored:
+            for r in results:  # the commit itself failed: the request failed, say it once
+                if isinstance(r, EngramError) and r.http_status >= 500:
+                    raise r
+        return BatchOutcome(results=results, stored=stored, durability=self.settings.durability,
+                            memory_space_id=space_id)
+
+    async def update_memory(self, space_id: str, memory_id: str, *, put: MemoryInput | None = None,
+                            patch: MemoryPatch | None = None) -> UpdateReceipt:
+        """PUT (``put``: create or replace) or PATCH (``patch``: the given fields) one memory."""
+        space = await self._space(space_id)
+
+        async def run() -> UpdateReceipt:
+            fut, receipt = space.submit_update(memory_id, put=put, patch=patch, on_loop=True)
+            return receipt(await fut)
+
+        if not self.quotas.enabled:
+            return await run()
+        item = put if put is not None else MemoryInput.model_construct(
+            content=patch.content or "" if patch else "", embedding=patch.embedding if patch else None,
+            tags=(patch.tags or []) if patch else [], metadata=(patch.metadata or {}) if patch else {})
+
+        def exists() -> bool:
+            try:
+                space.row_by_id(memory_id)
+                return True
+            except MemoryNotFound:
+                return False
+
+        new = 0 if (put is None or await asyncio.to_thread(exists)) else 1
+        store = space.store
+        size = store.size_bytes if store is not None else (lambda: 0)
+        count = await asyncio.to_thread(space.count) if self.settings.max_memories and new else 0
+        with self.quotas.reserve_many(space_id, [item], lambda: count, size, new=new):
+            return await run()
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)

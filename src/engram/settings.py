@@ -86,6 +86,7 @@ class Settings:
     # -- limits ---------------------------------------------------------------
     max_body_bytes: int = 1_048_576
     max_restore_bytes: int = 4_294_967_296  # a restore upload (a whole space), streamed to disk
+    max_batch_body_bytes: int = 67_108_864  # POST /api/v1/memories/batch (1,000 memories with vectors)
     max_content_chars: int = 65_536
     max_results_limit: int = 1_000
     max_page_size: int = 1_000
@@ -149,7 +150,8 @@ class Settings:
                 f"durability must be one of {DURABILITY_MODES}, got {self.durability!r}",
                 example='durability = "fsync"',
             )
-        positive = ("max_spaces", "max_body_bytes", "max_restore_bytes", "read_concurrency",
+        positive = ("max_spaces", "max_body_bytes", "max_restore_bytes", "max_batch_body_bytes",
+                    "read_concurrency",
                     "max_embedding_dim",
                     "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads",
                     "subscriber_max_lag_seconds", "max_subscribers_per_space", "max_subscribers_per_client")

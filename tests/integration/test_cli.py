@@ -280,7 +280,7 @@ def test_import_export_round_trip(url: str, tmp_path: Path) -> None:
                                                                for i, m in again.items()}
 
     human = invoke("memory", "import", str(dump), "--url", url, "--space", "cli-src")
-    assert human.exit_code == 2, "every id already exists: the server rejects each line"
+    assert human.exit_code == 1, "every id already exists (409 MEMORY_EXISTS): the server rejects each line"
     assert "imported 0 memories" in human.stdout and "line 1:" in human.stderr
 
 

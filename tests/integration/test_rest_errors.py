@@ -165,7 +165,7 @@ def test_unknown_route_and_method(http: httpx.Client) -> None:
     assert "/api/v1/nothing-here" in err["message"]
     err = envelope(http.put(f"{API}/spaces"), 405, "METHOD_NOT_ALLOWED")
     assert "PUT" in err["message"]
-    envelope(http.patch(f"{API}/memories/m1"), 405, "METHOD_NOT_ALLOWED")
+    envelope(http.post(f"{API}/memories/m1"), 405, "METHOD_NOT_ALLOWED")  # GET, PUT, PATCH, DELETE only
 
 
 def test_hostile_json(http: httpx.Client) -> None:

@@ -91,8 +91,11 @@ def test_get_unknown_memory_is_404(alpha: httpx.Client) -> None:
 def test_duplicate_id_is_rejected(alpha: httpx.Client) -> None:
     remember(alpha, id="dup-1", content="first")
     resp = alpha.post(f"{API}/memories/remember", json={"id": "dup-1", "content": "second"})
-    assert resp.status_code == 400
-    assert "already exists" in resp.json()["error"]["message"]
+    assert resp.status_code == 409
+    err = resp.json()["error"]
+    assert err["code"] == "MEMORY_EXISTS" and "already exists" in err["message"]
+    assert "PUT" in err["suggestion"]  # says how to change the stored one instead
+    assert alpha.get(f"{API}/memories/dup-1").json()["content"] == "first"
 
 
 def test_memory_ids_with_slashes_and_spaces(alpha: httpx.Client) -> None:

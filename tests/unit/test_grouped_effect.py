@@ -19,7 +19,7 @@ import pytest
 from engram.core.events import Lagged
 from engram.core.models import MemoryInput
 from engram.core.space import MemorySpace
-from engram.errors import InvalidInput
+from engram.errors import MemoryExists
 from engram.settings import load_settings
 from engram.storage.sqlite_store import GroupedEffect, SpaceStore
 
@@ -87,7 +87,7 @@ def test_remember_run_is_recallable_and_published_before_ack(tmp_path: Path) -> 
         for fut, receipt in pending:
             try:
                 r = receipt(fut.result(10))
-            except InvalidInput as exc:
+            except MemoryExists as exc:
                 outcomes.append(str(exc))
                 continue
             # acknowledged: its vector is already searchable (finds itself, cosine ~1)

@@ -14,7 +14,7 @@ import pytest
 
 from engram.core.models import ForgetMode, MemoryInput
 from engram.core.space import MemorySpace
-from engram.errors import InvalidInput, MemoryNotFound, SpaceUnhealthy, StorageError
+from engram.errors import MemoryExists, MemoryNotFound, SpaceUnhealthy, StorageError
 from engram.spaces.registry import SpaceRegistry
 from engram.storage.sqlite_store import SpaceStore
 
@@ -124,7 +124,7 @@ def test_duplicate_id_rejected(tmp_path: Path, engine_settings: Callable[..., An
     space = _space(tmp_path, engine_settings())
     try:
         space.remember(MemoryInput(id="same", content="one"))
-        with pytest.raises(InvalidInput, match="already exists"):
+        with pytest.raises(MemoryExists, match="already exists"):
             space.remember(MemoryInput(id="same", content="two"))
         assert space.get("same").content == "one"
     finally:
@@ -233,7 +233,7 @@ def test_remember_async_batches_acks(tmp_path: Path, engine_settings: Callable[.
             )
 
         ok = await asyncio.gather(*(one(i) for i in range(200)))
-        with pytest.raises(InvalidInput, match="already exists"):  # errors reach the awaiting caller
+        with pytest.raises(MemoryExists, match="already exists"):  # errors reach the awaiting caller
             await one(3)
         cancelled = asyncio.ensure_future(one(500))
         await asyncio.sleep(0)

@@ -45,31 +45,43 @@ class Quotas:
     def reserve(self, space_id: str, item: MemoryInput, count: Callable[[], int],
                 size: Callable[[], int]) -> Iterator[None]:
         """Hold one memory and its bytes for ``space_id`` while the write runs, or raise QuotaExceeded."""
+        with self.reserve_many(space_id, [item], count, size):
+            yield
+
+    @contextlib.contextmanager
+    def reserve_many(self, space_id: str, items: list[MemoryInput], count: Callable[[], int],
+                     size: Callable[[], int], *, new: int | None = None) -> Iterator[None]:
+        """Hold ``new`` memories (default: one per item) and the items' bytes, or raise QuotaExceeded.
+
+        A batch is admitted whole or refused whole (nothing stored), as one remember is; an
+        update that replaces a memory passes ``new=0`` (it adds bytes, not a memory).
+        """
         if not self.enabled:
             yield
             return
-        need = estimated_bytes(item)
+        n = len(items) if new is None else new
+        need = sum(estimated_bytes(item) for item in items)
         memories = count() if self.max_memories > 0 else 0
         on_disk = size() if self.max_space_bytes > 0 else 0
         with self._lock:
             held_n, held_b = self._reserved.get(space_id, (0, 0))
-            if self.max_memories > 0 and memories + held_n + 1 > self.max_memories:
+            if self.max_memories > 0 and n and memories + held_n + n > self.max_memories:
                 raise QuotaExceeded(
                     f"memory space {space_id!r} holds {memories} memories (max_memories = "
-                    f"{self.max_memories}); this write was refused and nothing was stored",
+                    f"{self.max_memories}); this write of {n} was refused and nothing was stored",
                     details={"memory_space_id": space_id, "max_memories": self.max_memories})
             if self.max_space_bytes > 0 and on_disk + held_b + need > self.max_space_bytes:
                 raise QuotaExceeded(
                     f"memory space {space_id!r} uses {on_disk} bytes and this write needs about {need} more "
                     f"(max_space_bytes = {self.max_space_bytes}); it was refused and nothing was stored",
                     details={"memory_space_id": space_id, "max_space_bytes": self.max_space_bytes})
-            self._reserved[space_id] = (held_n + 1, held_b + need)
+            self._reserved[space_id] = (held_n + n, held_b + need)
         try:
             yield
         finally:
             with self._lock:
-                held_n, held_b = self._reserved.get(space_id, (1, need))
-                if held_n <= 1:
+                held_n, held_b = self._reserved.get(space_id, (n, need))
+                if held_n <= n and held_b <= need:
                     self._reserved.pop(space_id, None)
                 else:
-                    self._reserved[space_id] = (held_n - 1, held_b - need)
+                    self._reserved[space_id] = (held_n - n, held_b - need)

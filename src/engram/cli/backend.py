@@ -32,6 +32,7 @@ from ..core.models import (
     SpaceDescriptor,
     SpacePage,
     StoreReceipt,
+    UpdateReceipt,
 )
 from ..errors import InvalidInput
 from . import from_proto as pb
@@ -89,6 +90,13 @@ class Backend(Protocol):
     ) -> MemoryPage: ...
 
     def forget(self, memory_id: str, *, mode: str = "suppress") -> ForgetReceipt: ...
+
+    def patch_memory(
+        self, memory_id: str, *, content: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
+        decay_rate: float | None = None,
+    ) -> UpdateReceipt: ...
 
 
 _WHEN = TypeAdapter(datetime)
@@ -241,3 +249,16 @@ class GrpcBackend:
     def forget(self, memory_id: str, *, mode: str = "suppress") -> ForgetReceipt:
         with self._rpc():
             return pb.forget_receipt(self._client.forget(memory_id, mode=mode))
+
+    def patch_memory(
+        self, memory_id: str, *, content: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
+        decay_rate: float | None = None,
+    ) -> UpdateReceipt:
+        fields = _given(content=content, embedding=embedding, confidence=confidence, tags=tags,
+                        memory_type=memory_type, metadata=metadata, decay_rate=decay_rate)
+        with self._rpc():
+            resp = self._client.patch_memory(memory_id, **fields)
+        return UpdateReceipt(memory=pb.memory(resp.memory), created=resp.created, lsn=resp.lsn,
+                             memory_space_id=resp.memory_space_id)

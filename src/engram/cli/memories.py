@@ -1,4 +1,4 @@
-"""``engram memory remember|recall|get|list|forget`` (import/export live in transfer.py)."""
+"""``engram memory remember|recall|get|list|update|forget`` (import/export live in transfer.py)."""
 
 from __future__ import annotations
 
@@ -224,6 +224,42 @@ def list_(target: Target, limit: int, cursor: str | None, memory_type: str | Non
     out.stdout().print(out.table(f"Memories in space {target.space}",
                                  ["id", "type", "content", "confidence", "tags", "created"], rows,
                                  caption=caption))
+
+
+@memory_group.command("update")
+@click.argument("memory_id", metavar="ID")
+@click.option("--content", default=None, help="New text ('-' reads it from stdin).")
+@click.option("--tag", "-t", "tags", multiple=True, help="Replace the tags with these (repeatable).")
+@click.option("--metadata", "--meta", "meta", multiple=True, metavar="KEY=VALUE",
+              help="Replace the metadata with these entries (repeatable).")
+@click.option("--type", "memory_type", type=MEMORY_TYPES, default=None, help="New memory type.")
+@click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="New confidence in [0,1].")
+@click.option("--embedding", default=None, metavar="JSON", help="New embedding as a JSON array of floats.")
+@backend_options
+def update(target: Target, memory_id: str, content: str | None, tags: tuple[str, ...],
+           meta: tuple[str, ...], memory_type: str | None, confidence: float | None,
+           embedding: str | None) -> None:
+    """Change some fields of memory ID in the active space (the others are kept).
+
+    Associations are kept and the LSN advances. New text without --embedding is re-embedded
+    by the server's embedder (the old vector stops matching at once).
+    """
+    if content == "-":
+        content = sys.stdin.read().rstrip("\n")
+    vector = _embedding(embedding)
+    if content is None and vector is None and not tags and not meta and memory_type is None \
+            and confidence is None:
+        raise click.UsageError("give at least one of --content, --tag, --metadata, --type, --confidence, "
+                               "--embedding")
+    with target.backend() as client:
+        receipt = client.patch_memory(memory_id, content=content, embedding=vector, confidence=confidence,
+                                      tags=list(tags) or None, memory_type=memory_type,
+                                      metadata=_metadata(meta))
+    if target.as_json:
+        out.emit_json(out.dump(receipt, memory_space_id=target.space))
+        return
+    out.stdout().print(Text.assemble("updated ", (memory_id, "bold"), " in space ", (target.space, "bold"),
+                                     f" (lsn {receipt.lsn})"))
 
 
 @memory_group.command("forget")

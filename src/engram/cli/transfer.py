@@ -9,10 +9,11 @@ import; ``suppressed: true`` is restored by a suppress after the store. This is 
 portable copy of the memories, not a backup: associations, beliefs, consolidation
 states, access counts and LSNs stay behind (``engram space backup`` keeps them all).
 
-Import is concurrent: ``--concurrency`` requests in flight over one async
-connection pool, so the server's group commit batches their fsyncs. A line that
-the server rejects is reported with its line number and does not stop the rest;
-an unreachable server stops everything at once.
+Import sends memories in batches (``--batch-size``, ``POST /api/v1/memories/batch``:
+one durable commit per batch) and episodes one by one, ``--concurrency`` requests in
+flight over one async connection pool. A line that the server rejects is reported
+with its line number and does not stop the rest; an unreachable server stops
+everything at once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rich.text import Text
 
 from ..client.http import AsyncEngramClient, EngramConnectionError
 from ..core.models import Memory
-from ..errors import EngramError, MemoryNotFound
+from ..errors import EngramError, MemoryNotFound, error_from_envelope
 from . import output as out
 from .connect import Target, target_options
 from .memories import memory_group
@@ -74,33 +75,51 @@ class ImportOutcome:
 
 
 async def _import(client: AsyncEngramClient, items: list[tuple[int, dict[str, Any]]], concurrency: int,
-                  progress: Progress) -> ImportOutcome:
+                  progress: Progress, batch_size: int = 256) -> ImportOutcome:
+    """Memories go in batches (``POST /api/v1/memories/batch``: one commit each, a bad line fails
+    alone); episodes, which the batch route does not take, one request each."""
     outcome = ImportOutcome()
     await client.get_space(client.space)  # unknown space: fail once, before sending anything
     task = progress.add_task(f"import → {client.space}", total=len(items))
-    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+    queue: asyncio.Queue[list[tuple[int, dict[str, Any]]]] = asyncio.Queue()
+    memories = [item for item in items if item[1].get("when") is None]
+    for i in range(0, len(memories), batch_size):
+        queue.put_nowait(memories[i : i + batch_size])
     for item in items:
-        queue.put_nowait(item)
+        if item[1].get("when") is not None:
+            queue.put_nowait([item])
+
+    async def stored(lineno: int, record: dict[str, Any], memory_id: str) -> None:
+        outcome.imported += 1
+        if record.get("suppressed") is True:
+            await client.forget(memory_id, mode="suppress")
+            outcome.suppressed += 1
 
     async def worker() -> None:
         while outcome.fatal is None:
             try:
-                lineno, record = queue.get_nowait()
+                unit = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                receipt = await client.store(to_input(record))
-                outcome.imported += 1
-                if record.get("suppressed") is True:
-                    await client.forget(receipt.memory_id, mode="suppress")
-                    outcome.suppressed += 1
+                lineno, record = unit[0]
+                if record.get("when") is not None:
+                    await stored(lineno, record, (await client.store(to_input(record))).memory_id)
+                else:
+                    result = await client.remember_batch([to_input(r) for _, r in unit])
+                    for res, (lineno, record) in zip(result.results, unit, strict=True):
+                        if res.error is not None:
+                            error = error_from_envelope({"error": res.error.model_dump()})
+                            outcome.failures.append((lineno, error))
+                        elif res.memory_id is not None:
+                            await stored(lineno, record, res.memory_id)
             except EngramConnectionError as exc:
                 outcome.fatal = exc
-            except EngramError as exc:
-                outcome.failures.append((lineno, exc))
-            progress.advance(task)
+            except EngramError as exc:  # the whole request failed (one line, or one batch of lines)
+                outcome.failures.extend((lineno, exc) for lineno, _ in unit)
+            progress.advance(task, len(unit))
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(items))))))
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, queue.qsize())))))
     return outcome
 
 
@@ -108,9 +127,11 @@ async def _import(client: AsyncEngramClient, items: list[tuple[int, dict[str, An
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Requests in flight at once.")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=256, show_default=True,
+              help="Memories per batch request (one durable commit each); episodes go one by one.")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on stderr.")
 @target_options
-def import_(target: Target, file: str, concurrency: int, show_progress: bool) -> None:
+def import_(target: Target, file: str, concurrency: int, batch_size: int, show_progress: bool) -> None:
     """Store every memory of FILE.jsonl ('-' for stdin) into the active space."""
     if file == "-":
         items = _read_jsonl(sys.stdin, "stdin")
@@ -122,7 +143,7 @@ def import_(target: Target, file: str, concurrency: int, show_progress: bool) ->
     async def run() -> ImportOutcome:
         async with target.async_client(max_connections=concurrency) as client:
             with out.progress_bar(show_progress) as progress:
-                return await _import(client, items, concurrency, progress)
+                return await _import(client, items, concurrency, progress, batch_size)
 
     outcome = asyncio.run(run())
     if outcome.fatal is not None:

@@ -88,6 +88,17 @@ def body(**fields: Any) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in fields.items() if v is not None}
 
 
+def batch_items(memories: Iterable[Mapping[str, Any] | BaseModel]) -> list[dict[str, Any]]:
+    """The ``memories`` of a batch body: dicts as given (None values dropped), models as set."""
+    out: list[dict[str, Any]] = []
+    for item in memories:
+        if isinstance(item, BaseModel):
+            out.append(item.model_dump(mode="json", exclude_unset=True))
+        else:
+            out.append({k: jsonable(v) for k, v in item.items() if v is not None})
+    return out
+
+
 def params(**fields: Any) -> Query:
     """Query parameters; lists become repeated keys, booleans ``true``/``false``."""
     out: Query = []

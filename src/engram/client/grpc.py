@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
@@ -131,6 +131,21 @@ def memory_input(content: str = "", **fields: Any) -> pb.MemoryInput:
     if "memory_type" in fields:
         fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
     return pb.MemoryInput(content=content, **{k: v for k, v in fields.items() if v is not None})
+
+
+def _batch_input(item: pb.MemoryInput | Mapping[str, Any]) -> pb.MemoryInput:
+    return item if isinstance(item, pb.MemoryInput) else memory_input(**dict(item))
+
+
+def _update_request(memory_id: str, space: str, fields: dict[str, Any],
+                    patch: bool) -> spb.UpdateMemoryRequest:
+    """PUT (empty mask: create or replace) or PATCH (the mask names exactly the fields given)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    mask = field_mask_pb2.FieldMask(paths=sorted(given)) if patch else None
+    if patch and not given:
+        raise ValueError("patch_memory needs at least one field to change")
+    return spb.UpdateMemoryRequest(memory_id=memory_id, memory=memory_input(**given), update_mask=mask,
+                                   memory_space_id=space)
 
 
 def episode_input(what: str = "", *, when: datetime | float, **fields: Any) -> pb.EpisodeInput:
@@ -248,6 +263,23 @@ class GrpcClient(_Base):
     def remember(self, content: str = "", **fields: Any) -> pb.StoreReceipt:
         req = spb.RememberRequest(memory=memory_input(content, **fields), memory_space_id=self._field())
         return self._call(self.stub.Remember, req).receipt
+
+    def remember_batch(self, items: Iterable[pb.MemoryInput | Mapping[str, Any]]
+                       ) -> spb.RememberBatchResponse:
+        """Store 1 to 1,000 memories in one durable commit; ``results[i]`` has a receipt or an error."""
+        req = spb.RememberBatchRequest(memories=[_batch_input(i) for i in items],
+                                       memory_space_id=self._field())
+        return self._call(self.stub.RememberBatch, req)
+
+    def update_memory(self, memory_id: str, content: str = "", **fields: Any) -> spb.UpdateMemoryResponse:
+        """Create or replace a memory (empty update_mask); ``.created`` says which."""
+        req = _update_request(memory_id, self._field(), {"content": content, **fields}, patch=False)
+        return self._call(self.stub.UpdateMemory, req)
+
+    def patch_memory(self, memory_id: str, **fields: Any) -> spb.UpdateMemoryResponse:
+        """Change only the given fields (``content=``, ``tags=`` ...) of an existing memory."""
+        req = _update_request(memory_id, self._field(), fields, patch=True)
+        return self._call(self.stub.UpdateMemory, req)
 
     def experience(self, what: str = "", *, when: datetime | float, **fields: Any) -> pb.StoreReceipt:
         req = spb.ExperienceRequest(
@@ -459,6 +491,24 @@ class AsyncGrpcClient(_Base):
     async def remember(self, content: str = "", **fields: Any) -> pb.StoreReceipt:
         req = spb.RememberRequest(memory=memory_input(content, **fields), memory_space_id=self._field())
         return (await self._call(self.stub.Remember, req)).receipt
+
+    async def remember_batch(self, items: Iterable[pb.MemoryInput | Mapping[str, Any]]
+                       ) -> spb.RememberBatchResponse:
+        """Store 1 to 1,000 memories in one durable commit; ``results[i]`` has a receipt or an error."""
+        req = spb.RememberBatchRequest(memories=[_batch_input(i) for i in items],
+                                       memory_space_id=self._field())
+        return await self._call(self.stub.RememberBatch, req)
+
+    async def update_memory(self, memory_id: str, content: str = "",
+                            **fields: Any) -> spb.UpdateMemoryResponse:
+        """Create or replace a memory (empty update_mask); ``.created`` says which."""
+        req = _update_request(memory_id, self._field(), {"content": content, **fields}, patch=False)
+        return await self._call(self.stub.UpdateMemory, req)
+
+    async def patch_memory(self, memory_id: str, **fields: Any) -> spb.UpdateMemoryResponse:
+        """Change only the given fields (``content=``, ``tags=`` ...) of an existing memory."""
+        req = _update_request(memory_id, self._field(), fields, patch=True)
+        return await self._call(self.stub.UpdateMemory, req)
 
     async def experience(self, what: str = "", *, when: datetime | float, **fields: Any) -> pb.StoreReceipt:
         req = spb.ExperienceRequest(

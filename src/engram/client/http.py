@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from ..core.models import (
     Association,
+    BatchReceipt,
     Belief,
     BeliefPage,
     Completion,
@@ -53,6 +54,7 @@ from ..core.models import (
     SpacePage,
     SpaceStats,
     StoreReceipt,
+    UpdateReceipt,
 )
 from ..errors import EngramConnectionError
 from ..spaces.backup import RestoreReceipt
@@ -68,6 +70,7 @@ from ._http_common import (
     ServerEvent,
     SSEParser,
     auth_headers,
+    batch_items,
     body,
     error_from_response,
     params,
@@ -309,6 +312,43 @@ class EngramClient(_Base):
                        tags=_strs(tags), memory_type=memory_type, metadata=_map(metadata),
                        decay_rate=decay_rate, auto_link=auto_link)
         return self._call(StoreReceipt, "POST", f"{API}/memories/remember", json=payload)
+
+    def remember_batch(self, memories: Iterable[Mapping[str, Any] | BaseModel]) -> BatchReceipt:
+        """Store 1 to 1,000 memories in one durable commit (``POST /api/v1/memories/batch``).
+
+        Each item is a dict (or ``MemoryInput``) of ``remember``'s fields. An invalid item fails
+        alone: ``result.results[i].error`` says why, the others are stored. ``result.stored``
+        counts the stored ones.
+        """
+        payload = {"memories": batch_items(memories)}
+        return self._call(BatchReceipt, "POST", f"{API}/memories/batch", json=payload)
+
+    def update_memory(
+        self, memory_id: str, content: str = "", *, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
+        decay_rate: float | None = None,
+    ) -> UpdateReceipt:
+        """Create or replace a memory (``PUT``): fields not given take their defaults.
+
+        ``result.created`` says whether it was created. Associations are kept.
+        """
+        payload = body(content=content, embedding=_floats(embedding), confidence=confidence,
+                       tags=_strs(tags), memory_type=memory_type, decay_rate=decay_rate,
+                       metadata=None if metadata is None else dict(metadata))
+        return self._call(UpdateReceipt, "PUT", f"{API}/memories/{segment(memory_id)}", json=payload)
+
+    def patch_memory(
+        self, memory_id: str, *, content: str | None = None, embedding: Sequence[float] | None = None,
+        confidence: float | None = None, tags: Sequence[str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
+        decay_rate: float | None = None,
+    ) -> UpdateReceipt:
+        """Change only the given fields of an existing memory (``PATCH``); ``MemoryNotFound`` if absent."""
+        payload = body(content=content, embedding=_floats(embedding), confidence=confidence,
+                       tags=_strs(tags), memory_type=memory_type, decay_rate=decay_rate,
+                       metadata=None if metadata is None else dict(metadata))
+        return self._call(UpdateReceipt, "PATCH", f"{API}/memories/{segment(memory_id)}", json=payload)
 
     def experience(
         self, when: datetime | str | float, what: str = "", *, content: str | None = None,

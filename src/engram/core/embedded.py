@@ -17,6 +17,7 @@ methods live here, the state on the space). The invariants it keeps:
 from __future__ import annotations
 
 import builtins
+import itertools
 import json
 import logging
 import sqlite3
@@ -106,8 +107,9 @@ class TextEmbedding:
     backfill: EmbeddingBackfill | None
     embedder_spec: EmbedderSpec
     embedder_explicit: bool
-    _pending: dict[int, None]
+    _pending: dict[int, int]
     _pending_cv: threading.Condition
+    _pending_seq: int
     _unmeasured: dict[int, None]
     _closed: bool
     reembed_target: EmbedderSpec | None
@@ -185,9 +187,7 @@ class TextEmbedding:
             "WHERE embedding IS NULL AND suppressed = 0 ORDER BY rowid"
         ).fetchall()
         with self._pending_cv:
-            for rowid, *text in rows:
-                if embed_text(*text):
-                    self._pending[int(rowid)] = None
+            self._pend_locked(int(rowid) for rowid, *text in rows if embed_text(*text))
         work = self._pending or self.reembed_target is not None or self._unmeasured
         if work and self.backfill is not None:
             log.info("embedding backlog after open: %d", len(self._pending), extra={"memory_space": self.id})
@@ -197,21 +197,46 @@ class TextEmbedding:
     def embedding_backlog(self) -> int:
         return len(self._pending)
 
+    def _pend_locked(self, rowids: Iterable[int]) -> None:
+        """Mark rows as awaiting a vector (hold ``_pending_cv``), in the order they became pending.
+
+        The value is a sequence number, not the rowid: an update makes an old row pending
+        again, and it goes to the end (popped and re-inserted) so ``_pending`` stays ordered by
+        the time each row became pending, which is what ``wait_embedded`` relies on.
+        """
+        for r in rowids:
+            self._pending.pop(r, None)
+            self._pending_seq += 1
+            self._pending[r] = self._pending_seq
+
+    def _pend(self, rowids: Iterable[int]) -> None:
+        with self._pending_cv:
+            self._pend_locked(rowids)
+
     def wait_embedded(self, timeout: float) -> int:
         """Wait until every memory pending now has its vector; returns how many still lack one."""
         deadline = time.monotonic() + timeout
         with self._pending_cv:
             if not self._pending:
                 return 0
-            upto = next(reversed(self._pending))
+            upto = self._pending[next(reversed(self._pending))]
             while True:
-                first = next(iter(self._pending), None)
+                first = next(iter(self._pending.values()), None)
                 if first is None or first > upto:
                     return 0
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
-                    return sum(1 for r in self._pending if r <= upto)
+                    return sum(1 for seq in self._pending.values() if seq <= upto)
                 self._pending_cv.wait(left)
+
+    def _drop_pending_as_seen(self, rowids: Iterable[int], seq_of: dict[int, int],
+                              done: set[int] | frozenset[int] = frozenset()) -> None:
+        """Drop rows from the backlog unless they became pending again after ``seq_of`` was read."""
+        with self._pending_cv:
+            for r in rowids:
+                if r in done or self._pending.get(r) == seq_of.get(r):
+                    self._pending.pop(r, None)
+            self._pending_cv.notify_all()
 
     def _drop_pending(self, rowids: Iterable[int]) -> None:
         with self._pending_cv:
@@ -231,7 +256,8 @@ class TextEmbedding:
             return False
         assert self.embedders is not None
         with self._pending_cv:
-            batch = list(self._pending)[:limit]
+            seq_of = dict(itertools.islice(self._pending.items(), limit))
+        batch = list(seq_of)
         if not batch:
             if self.reembed_target is not None:
                 return self._reembed_step(limit)
@@ -252,7 +278,7 @@ class TextEmbedding:
                 lsns.append(int(lsn))
         gone = set(batch).difference(keys)  # deleted, suppressed or embedded meanwhile
         if gone:
-            self._drop_pending(gone)
+            self._drop_pending_as_seen(gone, seq_of)
         if not keys:
             return bool(self._pending) or self.reembed_target is not None
         embedder = self.embedders.get(self.embedder_spec)
@@ -271,10 +297,13 @@ class TextEmbedding:
         def op(conn: sqlite3.Connection, _lsn: int) -> list[int]:
             done: list[int] = []
             for i, key in enumerate(keys):
+                # ``lsn = ?``: the row is still the one whose text was embedded. An update
+                # (PUT/PATCH) that changed the text meanwhile advanced the LSN and made the row
+                # pending again; this stale vector must not land on the new text.
                 cur = conn.execute(
                     "UPDATE memories SET embedding = ? "
-                    "WHERE rowid = ? AND embedding IS NULL AND suppressed = 0",
-                    (vecs[i].tobytes(), key),
+                    "WHERE rowid = ? AND embedding IS NULL AND suppressed = 0 AND lsn = ?",
+                    (vecs[i].tobytes(), key, lsns[i]),
                 )
                 if cur.rowcount:
                     done.append(i)
@@ -305,7 +334,10 @@ class TextEmbedding:
                                       np.asarray([lsns[i] for i in done], dtype=np.int64))
                 for i in done:
                     self.density.observe(keys[i], near[i])
-            self._drop_pending(keys)
+            # A row updated while its vector was computed was pended again (a later sequence
+            # number than this batch saw, set by the update's effect, which the completer ran
+            # before this one): it stays for the next batch.
+            self._drop_pending_as_seen(keys, seq_of, {keys[i] for i in done})
 
         store.write(op, mutates=False, after=after)
         return bool(self._pending) or self.reembed_target is not None

@@ -46,6 +46,7 @@ EVENT_TYPES = (
     "forgotten",
     "decay",
     "space",
+    "updated",  # a memory changed in place (PUT, PATCH, UpdateMemory)
 )
 
 SLOW_CONSUMER = "slow consumer"

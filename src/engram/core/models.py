@@ -9,6 +9,7 @@ schema for free and gRPC maps them field by field.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -353,6 +354,129 @@ class ForgetReceipt(BaseModel):
     mode: ForgetMode
     lsn: int
     removed_associations: int = 0
+    memory_space_id: str = ""
+
+
+#: Most items one batch remember takes (SPEC §11 "Batch"); more is a 400 for the whole request.
+MAX_BATCH_ITEMS = 1000
+
+
+class MemoryBatchInput(_Input):
+    """What ``POST /api/v1/memories/batch`` accepts. Each item is validated on its own (an invalid
+    item fails alone), so the list is typed loosely here and documented as ``MemoryInput``."""
+
+    memories: list[Any] = Field(
+        ..., min_length=1, max_length=MAX_BATCH_ITEMS,
+        description=f"1 to {MAX_BATCH_ITEMS} items, each a MemoryInput (as POST /api/v1/memories/remember).",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/MemoryInput"}},
+    )
+    memory_space_id: str | None = Field(None, description="Target space (REST body source; see SPEC §2).")
+
+
+class ErrorInfo(BaseModel):
+    """The error envelope's body, inside a result (a failed batch item)."""
+
+    code: str
+    message: str
+    suggestion: str = ""
+    example: str = ""
+    details: dict[str, Any] | None = None
+
+
+class BatchItemResult(BaseModel):
+    """One item of a batch: ``{index, memory_id, lsn}`` when stored, ``{index, error}`` when not."""
+
+    index: int
+    memory_id: str | None = None
+    lsn: int | None = None
+    error: ErrorInfo | None = None
+
+
+class BatchReceipt(BaseModel):
+    results: list[BatchItemResult] = Field(..., description="One per item, in request order.")
+    stored: int = Field(..., description="How many items were stored.")
+    durability: str = "fsync"
+    memory_space_id: str = ""
+
+
+@dataclass
+class BatchOutcome:
+    """What ``EngramService.remember_batch`` returns: per item (request order) its receipt or its error."""
+
+    results: list[Any]  # StoreReceipt | EngramError, one per item
+    stored: int
+    durability: str = "fsync"
+    memory_space_id: str = ""
+
+    def receipt(self) -> BatchReceipt:
+        """The transport-neutral answer (REST's body)."""
+        out = []
+        for i, r in enumerate(self.results):
+            if isinstance(r, StoreReceipt):
+                out.append(BatchItemResult(index=i, memory_id=r.memory_id, lsn=r.lsn))
+            else:
+                body = r.to_envelope()["error"]
+                out.append(BatchItemResult(index=i, error=ErrorInfo(**body)))
+        return BatchReceipt(results=out, stored=self.stored, durability=self.durability,
+                            memory_space_id=self.memory_space_id)
+
+
+class MemoryPatch(_Input):
+    """What ``PATCH /api/v1/memories/{id}`` accepts: only the fields given change.
+
+    The rules of each field are MemoryInput's. ``null`` is not a value here: omit a field to
+    keep it. Episode fields (when, what, who ...) cannot be changed by an update.
+    """
+
+    content: str | None = Field(None, description="New text; a server embedder recomputes the vector.")
+    embedding: Embedding | None = Field(None, description="New vector; its length must match the space's.")
+    confidence: Unit | None = None
+    decay_rate: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
+    tags: list[Tag] | None = Field(None, max_length=64, description="Replaces the tags.")
+    memory_type: MemoryType | None = None
+    metadata: dict[str, Any] | None = Field(None, description="Replaces the metadata (rules of MemoryInput).")
+    memory_space_id: str | None = Field(None, description="Target space (REST body source; see SPEC §2).")
+
+    @field_validator("embedding")
+    @classmethod
+    def _v_emb(cls, v: list[float] | None) -> list[float] | None:
+        return _check_embedding(v)
+
+    @field_validator("metadata")
+    @classmethod
+    def _v_meta(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        from pydantic import ValidationError
+
+        try:  # the one set of metadata rules: MemoryInput's
+            return MemoryInput.model_validate({"content": "-", "metadata": v}).metadata
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e.get("msg", "invalid")) for e in exc.errors())) from None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> MemoryPatch:
+        nulls = sorted(f for f in self.model_fields_set
+                       if f != "memory_space_id" and getattr(self, f) is None)
+        if nulls:
+            raise ValueError(f"null is not a value for {', '.join(nulls)}: omit a field to keep it")
+        if not self.given():
+            raise ValueError("nothing to change: give at least one of content, embedding, confidence, "
+                             "decay_rate, tags, memory_type, metadata")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields this patch sets, by name."""
+        return {f: getattr(self, f) for f in self.model_fields_set if f != "memory_space_id"}
+
+
+class UpdateReceipt(BaseModel):
+    """The answer of PUT / PATCH / UpdateMemory: the memory as stored (without its embedding)."""
+
+    memory: Memory
+    created: bool = Field(..., description="True when PUT created the memory (201), else False.")
+    lsn: int
+    durability: str = "fsync"
     memory_space_id: str = ""
 
 

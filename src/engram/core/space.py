@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 
 from ..errors import (
+    EngramError,
+    MemoryExists,
     MemoryNotFound,
     MemorySpaceNotFound,
     ShuttingDown,
@@ -56,12 +58,15 @@ from .models import (
     Memory,
     MemoryInput,
     MemoryPage,
+    MemoryPatch,
     MemoryType,
     StoreReceipt,
+    UpdateReceipt,
     confidence_from,
     from_epoch,
     to_epoch,
 )
+from .update import apply_updated, prepare_update
 
 if TYPE_CHECKING:
     from ..embedding import Embedders
@@ -125,7 +130,8 @@ class MemorySpace(TextEmbedding):
         self.embedder_spec = NO_EMBEDDER
         self.embedder_explicit = False
         # rowids of live memories awaiting their vector, in rowid order (see core.backfill)
-        self._pending: dict[int, None] = {}
+        self._pending: dict[int, int] = {}  # rowid -> when it became pending (see _pend_locked)
+        self._pending_seq = 0
         self._pending_cv = threading.Condition()
         self.reembed_target = None  # the embedder a re-embedding in progress switches to
         self.density = LocalDensity()  # each memory's fan (index.density), measured in the background
@@ -436,6 +442,47 @@ class MemorySpace(TextEmbedding):
         future instead, settled in batches (see ``SpaceStore.submit_async``).
         """
         store = self.check_healthy()
+        op, receipt = self.prepare_remember(item)
+        if on_loop:
+            return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
+        return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+
+    def submit_remember_batch(
+        self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False
+    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError]:
+        """Queue every valid item as ONE group: one transaction, one fsync (SPEC §11 "Batch").
+
+        ``items`` holds parsed inputs, or the error that parsing one produced. Each valid item
+        becomes the very op ``remember`` would submit (same validation, same post-commit
+        effect: vectors, pending embeddings, a ``stored`` event each), and all of them go to
+        the store with ``submit_group``, so the writer commits them together and no other
+        write lands between them. An op that fails (duplicate id, wrong dimension found at
+        write time) fails alone and changes nothing: a remember op fails before or at its
+        one INSERT, and the store redoes the batch with savepoints if that ever stops being
+        true. Returns, per item, ``(future, receipt builder)`` or the item's error.
+        """
+        store = self.check_healthy()
+        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError] = []
+        ops = []
+        for item in items:
+            if isinstance(item, EngramError):
+                out.append(item)
+                continue
+            try:
+                op, receipt = self.prepare_remember(item)
+            except EngramError as exc:
+                out.append(exc)
+                continue
+            ops.append(op)
+            out.append((None, receipt))
+        futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop))
+        return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
+
+    def prepare_remember(
+        self, item: MemoryInput
+    ) -> tuple[Callable[[sqlite3.Connection, int], dict[str, Any]],
+               Callable[[tuple[Any, int]], StoreReceipt]]:
+        """Validate ``item`` and build its write op and receipt builder (nothing is queued)."""
         if len(item.content) > self.settings.max_content_chars:
             from ..errors import InvalidInput
 
@@ -503,14 +550,9 @@ class MemorySpace(TextEmbedding):
                     ),
                 )
             except sqlite3.IntegrityError:
-                from ..errors import InvalidInput
-
-                raise InvalidInput(
-                    f"a memory with id {mem_id!r} already exists in this space",
-                    suggestion=(
-                        "Choose a new id, or omit id to have one generated; "
-                        "forget the old one first to reuse it."
-                    ),
+                raise MemoryExists(
+                    f"a memory with id {mem_id!r} already exists in memory space {self.id!r}",
+                    details={"memory_id": mem_id, "memory_space_id": self.id},
                 ) from None
             rowid = int(cur.lastrowid or 0)
             if to_embed and self.dim is None and spec_dim is not None:
@@ -581,9 +623,7 @@ class MemorySpace(TextEmbedding):
                 memory_space_id=self.id,
             )
 
-        if on_loop:
-            return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
-        return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+        return op, receipt
 
     def _apply_stored(self, run: list[tuple[dict[str, Any], int]]) -> None:
         """Post-commit effect of a run of committed remembers (commit order): vectors, then events.
@@ -612,11 +652,31 @@ class MemorySpace(TextEmbedding):
             self._to_measure(k for k, _, _ in with_vec)
         waiting = [res["rowid"] for res, _ in run if res["embed"]]
         if waiting:
-            with self._pending_cv:
-                self._pending.update(dict.fromkeys(waiting))
+            self._pend(waiting)
         if (waiting or (with_vec and self.embedding_active)) and self.backfill is not None:
             self.backfill.notify(self)  # vectors to compute, or client vectors' fan to measure
         self.events.publish_many(("stored", lsn, res["event"]) for res, lsn in run)  # one wake per run
+
+    # -- update (PUT / PATCH; see core.update) -----------------------------------
+    def submit_update(
+        self, memory_id: str, *, put: MemoryInput | None = None, patch: MemoryPatch | None = None,
+        on_loop: bool = False,
+    ) -> tuple[Any, Callable[[tuple[Any, int]], UpdateReceipt]]:
+        """Queue one update (exactly one of ``put`` / ``patch``); future and receipt builder."""
+        store = self.check_healthy()
+        op, receipt = prepare_update(self, memory_id, put=put, patch=patch)
+
+        def after(res: dict[str, Any], lsn: int) -> None:
+            apply_updated(self, res, lsn)
+
+        if on_loop:
+            return store.submit_async(op, after=after), receipt
+        return store.submit(op, after=after), receipt
+
+    def update(self, memory_id: str, *, put: MemoryInput | None = None,
+               patch: MemoryPatch | None = None) -> UpdateReceipt:
+        fut, receipt = self.submit_update(memory_id, put=put, patch=patch)
+        return receipt(fut.result())
 
     def remember(self, item: MemoryInput) -> StoreReceipt:
         fut, receipt = self.submit_remember(item)

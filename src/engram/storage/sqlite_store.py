@@ -294,7 +294,9 @@ class SpaceStore:
         self.durable = durable
         self.max_batch = max_batch
         self.idle_seconds = max(0.01, idle_seconds)
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        # An entry is one write, a group of writes that must share one commit (submit_group), or
+        # None (the stop sentinel of close()).
+        self._queue: queue.SimpleQueue[_Pending | list[_Pending] | None] = queue.SimpleQueue()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -468,7 +470,34 @@ class SpaceStore:
         self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
         return afut
 
-    def _enqueue(self, item: _Pending) -> None:
+    def submit_group(self, ops: list[WriteOp], *, after: Callable[[Any, int], None] | None = None,
+                     savepoint: bool = True, on_loop: bool = False) -> list[Any]:
+        """Queue ``ops`` as one group: the writer runs all of them in ONE transaction (one fsync).
+
+        Each op keeps its own savepoint, LSN, result and failure, exactly as if submitted alone
+        (an op that raises fails alone; the others commit); what the group adds is that the
+        writer never splits it across two commits, whatever ``max_batch`` says, and never
+        interleaves another writer's op inside it. Returns one future per op, in order:
+        ``concurrent.futures.Future`` objects, or asyncio futures with ``on_loop=True`` (call it
+        from the running loop, as :meth:`submit_async`).
+        """
+        items: list[_Pending] = []
+        futures: list[Any] = []
+        loop = asyncio.get_running_loop() if on_loop else None
+        for op in ops:
+            if loop is not None:
+                afut: asyncio.Future[Any] = loop.create_future()
+                items.append(_Pending(op, None, True, after, savepoint, (loop, afut)))
+                futures.append(afut)
+            else:
+                fut: Future[Any] = Future()
+                items.append(_Pending(op, fut, True, after, savepoint))
+                futures.append(fut)
+        if items:
+            self._enqueue(items)
+        return futures
+
+    def _enqueue(self, item: _Pending | list[_Pending]) -> None:
         """Queue one write, starting the writer thread if it is not running.
 
         Why one lock: the writer decides to exit (``_loop``) under this lock and
@@ -497,7 +526,7 @@ class SpaceStore:
                 self._thread = thread
                 self._writer_running = True
             self._queue.put(item)
-            self._inflight += 1
+            self._inflight += len(item) if isinstance(item, list) else 1
 
     def _settled(self, n: int) -> None:
         """``n`` writes are done with this store. Called *before* their callers are answered:
@@ -519,9 +548,9 @@ class SpaceStore:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     return
-                if item is not None:
+                for one in (item if isinstance(item, list) else [item] if item is not None else []):
                     self._settled(1)
-                    item.fail(err)
+                    one.fail(err)
 
     def _loop(self) -> None:
         conn = self._writer
@@ -538,7 +567,8 @@ class SpaceStore:
                 continue
             if first is None:
                 break
-            batch = [first]
+            # A group (submit_group) is taken whole, even past max_batch: its ops share a commit.
+            batch = list(first) if isinstance(first, list) else [first]
             stop = False
             while len(batch) < self.max_batch:
                 try:
@@ -548,7 +578,10 @@ class SpaceStore:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
+                if isinstance(item, list):
+                    batch.extend(item)
+                else:
+                    batch.append(item)
             self._commit_batch(conn, batch)
             if stop:
                 break

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ...core import models as m
 from ...core.events import Event, Lagged
+from ...errors import EngramError
 from .errors import describe_validation_error
 from .gen import memory_pb2 as pb
 from .gen import service_pb2 as spb
@@ -65,6 +66,7 @@ EVENT_TYPES = {
     pb.EVENT_TYPE_FORGOTTEN: "forgotten",
     pb.EVENT_TYPE_DECAY: "decay",
     pb.EVENT_TYPE_SPACE: "space",
+    pb.EVENT_TYPE_UPDATED: "updated",
 }
 EVENT_TYPES_OUT = {v: k for k, v in EVENT_TYPES.items()}
 
@@ -160,6 +162,53 @@ def _memory_fields(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
     if msg.memory_type != pb.MEMORY_TYPE_UNSPECIFIED:
         data["memory_type"] = MEMORY_TYPES.get(msg.memory_type, msg.memory_type)
     return data
+
+
+def batch_items(msgs: Any) -> list[m.MemoryInput | EngramError]:
+    """Each item of a RememberBatch parsed alone: its input, or the error that fails only it."""
+    out: list[m.MemoryInput | EngramError] = []
+    for i, msg in enumerate(msgs):
+        try:
+            out.append(memory_input(msg, f"memories[{i}]"))
+        except EngramError as exc:
+            out.append(exc)
+    return out
+
+
+#: UpdateMemory's update_mask paths this server applies, and the value of one named but not set.
+UPDATE_MASK_DEFAULTS: dict[str, Any] = {
+    "content": "", "embedding": None, "confidence": 0.7, "decay_rate": 0.1, "tags": [],
+    "memory_type": m.MemoryType.semantic, "metadata": {}, "typed_metadata": {},
+}
+
+
+def update_input(req: spb.UpdateMemoryRequest) -> tuple[m.MemoryInput | None, m.MemoryPatch | None]:
+    """(put, None) for an empty update_mask (create or replace), else (None, patch) of the named fields."""
+    from ...errors import InvalidInput
+
+    if not req.memory_id:
+        raise InvalidInput("memory_id: required, the id of the memory to create or change",
+                           example='memory_id: "m-1", memory: {content: "new text"}')
+    if req.memory.id and req.memory.id != req.memory_id:
+        raise InvalidInput(f"memory.id {req.memory.id!r} differs from memory_id {req.memory_id!r}",
+                           suggestion="Leave memory.id empty, or set it to memory_id.")
+    paths = list(req.update_mask.paths)
+    if not paths:
+        return memory_input(req.memory), None
+    unknown = sorted(set(paths) - set(UPDATE_MASK_DEFAULTS))
+    if unknown:
+        raise InvalidInput(f"update_mask: this server cannot update {', '.join(unknown)}; "
+                           f"it updates {', '.join(UPDATE_MASK_DEFAULTS)}",
+                           example='update_mask: {paths: ["content", "tags"]}')
+    given = _memory_fields(req.memory)
+    if "embedding" in paths and "embedding" not in given:
+        raise InvalidInput("memory.embedding: named in update_mask but empty; send the new vector",
+                           suggestion="Drop \"embedding\" from update_mask to keep the stored vector.")
+    data: dict[str, Any] = {}
+    for path in paths:
+        key = "metadata" if path == "typed_metadata" else path
+        data[key] = given.get(key, UPDATE_MASK_DEFAULTS[path])
+    return None, parse(m.MemoryPatch, data, "memory")
 
 
 def episode_input(msg: pb.EpisodeInput, prefix: str = "episode") -> m.EpisodeInput:
@@ -324,6 +373,19 @@ def receipt(r: m.StoreReceipt) -> pb.StoreReceipt:
         durability=DURABILITY_OUT.get(r.durability, pb.DURABILITY_UNSPECIFIED),
         memory_space_id=r.memory_space_id,
     )
+
+
+def batch_response(outcome: m.BatchOutcome) -> spb.RememberBatchResponse:
+    from .errors import map_error
+
+    results = []
+    for i, r in enumerate(outcome.results):
+        if isinstance(r, m.StoreReceipt):
+            results.append(pb.BatchItemResult(index=i, receipt=receipt(r)))
+        else:
+            results.append(pb.BatchItemResult(index=i, error=map_error(r).detail()))
+    return spb.RememberBatchResponse(results=results, stored=outcome.stored,
+                                     memory_space_id=outcome.memory_space_id)
 
 
 def memory(mem: m.Memory) -> pb.Memory:

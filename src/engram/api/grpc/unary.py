@@ -27,6 +27,23 @@ class UnaryHandlers(Adapter):
 
         return await self.unary("Remember", request, context, run)
 
+    async def RememberBatch(self, request: spb.RememberBatchRequest,
+                            context: Ctx) -> spb.RememberBatchResponse:
+        async def run(space: str) -> spb.RememberBatchResponse:
+            outcome = await self.service.remember_batch(space, c.batch_items(request.memories))
+            return c.batch_response(outcome)
+
+        return await self.unary("RememberBatch", request, context, run)
+
+    async def UpdateMemory(self, request: spb.UpdateMemoryRequest, context: Ctx) -> spb.UpdateMemoryResponse:
+        async def run(space: str) -> spb.UpdateMemoryResponse:
+            put, patch = c.update_input(request)
+            done = await self.service.update_memory(space, request.memory_id, put=put, patch=patch)
+            return spb.UpdateMemoryResponse(memory=c.memory(done.memory), created=done.created, lsn=done.lsn,
+                                            memory_space_id=space)
+
+        return await self.unary("UpdateMemory", request, context, run)
+
     async def Experience(self, request: spb.ExperienceRequest, context: Ctx) -> spb.ExperienceResponse:
         async def run(space: str) -> spb.ExperienceResponse:
             receipt = await self.service.experience(space, c.episode_input(request.episode))

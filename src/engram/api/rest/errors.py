@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from ...errors import EngramError, MemorySpaceNotFound
+from ...errors import EngramError, InvalidInput, MemorySpaceNotFound
 from .examples import example_for
 
 log = logging.getLogger("engram.rest")
@@ -147,6 +147,19 @@ def validation_response(request: Request, errors: Sequence[Any]) -> Response:
             {"errors": problems},
         ),
     )
+
+
+def invalid_input(exc: ValidationError, prefix: str) -> InvalidInput:
+    """The ``INVALID_INPUT`` error of a part of a request validated on its own (a batch item),
+    with the fields named under ``prefix`` as ``validation_response`` names them."""
+    errors = exc.errors(include_url=False)
+    problems = [_problem({**err, "loc": (prefix, *err.get("loc", ()))}) for err in errors[:20]]
+    first = problems[0] if problems else {"field": prefix, "problem": "invalid"}
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    received = f"; received {_short(first['received'])}" if "received" in first else ""
+    return InvalidInput(f"invalid {first['field']}: {first['problem']}{received}{more}",
+                        suggestion="Fix the fields listed in details.errors; the other items are unaffected.",
+                        example='{"content": "the text", "tags": ["a"]}', details={"errors": problems})
 
 
 def _problem(err: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,20 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/complete"): {"what": "met Ada", "where_location": "third floor"},
     ("POST", "/api/v1/echo"): {"hello": "world"},
     ("POST", "/api/v1/keys"): {"name": "agent-7", "role": "writer", "spaces": ["agent-7"]},
+    ("POST", "/api/v1/memories/batch"): {
+        "memories": [
+            {"id": "m-1", "content": "the espresso machine is on the third floor", "tags": ["office"]},
+            {"id": "m-2", "content": "Ada takes her coffee black", "confidence": 0.8},
+        ],
+    },
+    ("PUT", "/api/v1/memories/{memory_id:path}"): {
+        "content": "the espresso machine moved to the fourth floor",
+        "tags": ["office"],
+        "metadata": {"source": "facilities"},
+    },
+    ("PATCH", "/api/v1/memories/{memory_id:path}"): {
+        "content": "the espresso machine moved to the fourth floor",
+    },
 }
 
 QUERIES: dict[tuple[str, str], str] = {
@@ -63,7 +77,8 @@ def example_for(method: str, path: str) -> str:
     body = BODIES.get((method, path))
     # Space administration names the space in the path and sends no X-Memory-Space header.
     admin = path.startswith("/api/v1/spaces")
-    where = path.replace("{space_id}", "agent-7") + ("" if admin else f"  ({SPACE})")
+    where = (path.replace("{space_id}", "agent-7").replace("{memory_id:path}", "m-1")
+             + ("" if admin else f"  ({SPACE})"))
     if body is not None:
         return f"{method} {where}  {json.dumps(body)}"
     return QUERIES.get((method, path), f"{method} {where}")

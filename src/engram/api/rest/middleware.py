@@ -61,6 +61,7 @@ from .space import HEADER_SOURCES, SCOPE_SPACE, SCOPE_WARNING, operation_of, pee
 log = logging.getLogger("engram.rest")
 
 DRAIN_CAP = 64 * 1024 * 1024
+BATCH_PATH = "/api/v1/memories/batch"  # limited by max_batch_body_bytes instead of max_body_bytes
 
 
 class EngramMiddleware:
@@ -73,6 +74,8 @@ class EngramMiddleware:
         self.registry = service.registry
         self.tracing = service.tracing
         self.limit = service.settings.max_body_bytes
+        # The batch route takes up to 1,000 memories with their vectors: its own, larger limit.
+        self.batch_limit = max(self.limit, service.settings.max_batch_body_bytes)
         self.drain_cap = max(DRAIN_CAP, 4 * self.limit)
         self.auth: Authorizer = service.auth
         # Built only when keys are checked: with auth disabled a request pays nothing for it.
@@ -124,15 +127,19 @@ class EngramMiddleware:
                     return
             length, chunked, expect_continue = _body_headers(scope)
             if (length or chunked) and not is_restore_upload(scope["method"], scope["path"]):
-                if length is not None and length > self.limit and expect_continue:
-                    await self._too_large(send_wrapper, length, close=True)
+                limit, setting = ((self.batch_limit, "max_batch_body_bytes")
+                                  if scope["method"] == "POST" and scope["path"] == BATCH_PATH
+                                  else (self.limit, "max_body_bytes"))
+                if length is not None and length > limit and expect_continue:
+                    await self._too_large(send_wrapper, length, close=True, limit=limit, setting=setting)
                     return
-                body, total, complete = await self._read(receive)
-                if not complete and total <= self.limit:
+                body, total, complete = await self._read(receive, limit)
+                if not complete and total <= limit:
                     state["status"] = 499  # the client went away mid-body: nobody to answer
                     return
-                if total > self.limit:
-                    await self._too_large(send_wrapper, total, close=not complete)
+                if total > limit:
+                    await self._too_large(send_wrapper, total, close=not complete, limit=limit,
+                                          setting=setting)
                     return
                 receive = _replay(body, receive)
                 if span is not None:
@@ -247,7 +254,7 @@ class EngramMiddleware:
                     requested=requested, error_code=error_code or ("INTERNAL" if code >= 500 else None),
                     error_message=error_message, exc=exc, failed=failed, extra=extra)
 
-    async def _read(self, receive: Receive) -> tuple[bytes, int, bool]:
+    async def _read(self, receive: Receive, limit: int) -> tuple[bytes, int, bool]:
         """Read the whole body; past the limit keep draining (up to the cap) but keep nothing."""
         chunks: list[bytes] = []
         total = 0
@@ -257,21 +264,22 @@ class EngramMiddleware:
                 return b"", total, False
             chunk = message.get("body", b"")
             total += len(chunk)
-            if total <= self.limit:
+            if total <= limit:
                 chunks.append(chunk)
             elif chunks:
                 chunks = []
             if not message.get("more_body", False):
                 return b"".join(chunks), total, True
-            if total > self.drain_cap:
+            if total > max(self.drain_cap, 2 * limit):
                 return b"", total, False
 
-    async def _too_large(self, send: Send, size: int, close: bool) -> None:
+    async def _too_large(self, send: Send, size: int, close: bool, limit: int,
+                         setting: str = "max_body_bytes") -> None:
         exc = PayloadTooLarge(
-            f"request body is {size} bytes; this server accepts at most {self.limit} bytes (max_body_bytes)",
+            f"request body is {size} bytes; this server accepts at most {limit} bytes ({setting})",
             suggestion="Send a smaller body (split large batches), "
-                       "or raise max_body_bytes in the server settings.",
-            example="max_body_bytes = 4194304  (engram.toml) or ENGRAM_MAX_BODY_BYTES=4194304",
+                       f"or raise {setting} in the server settings.",
+            example=f"{setting} = {4 * limit}  (engram.toml) or ENGRAM_{setting.upper()}={4 * limit}",
         )
         body = json.dumps(exc.to_envelope()).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

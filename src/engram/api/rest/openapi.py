@@ -37,8 +37,8 @@ _DESCRIPTIONS = {
     "keys; the answer carries `WWW-Authenticate: Bearer`.",
     "403": "The API key's role does not allow this (PERMISSION_DENIED), or a space quota would be exceeded "
     "(QUOTA_EXCEEDED; nothing was stored).",
-    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), the space exists (MEMORY_SPACE_EXISTS), or the "
-    "default space cannot be deleted (DEFAULT_SPACE_PROTECTED).",
+    "409": "A server limit was reached (MEMORY_SPACE_LIMIT), the space exists (MEMORY_SPACE_EXISTS), the "
+    "default space cannot be deleted (DEFAULT_SPACE_PROTECTED), or the memory id is taken (MEMORY_EXISTS).",
     "413": "The body exceeds max_body_bytes (PAYLOAD_TOO_LARGE).",
     "415": "The body is not JSON (UNSUPPORTED_MEDIA_TYPE).",
     "422": "The cue was too weak to complete a pattern (CUE_TOO_WEAK).",
@@ -108,6 +108,8 @@ def _specific(path: str, method: str, op: dict[str, Any]) -> list[str]:
         codes.append("409")  # the space exists / the default space cannot be deleted
     if path.endswith("/restore"):
         codes.append("409")
+    if path == "/api/v1/memories/remember":
+        codes.append("409")  # MEMORY_EXISTS (a batch reports it per item, in its 201/200 answer)
     if path in ("/api/v1/complete",):
         codes.append("422")
     if (

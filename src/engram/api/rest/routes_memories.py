@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fastapi import APIRouter, Path, Query
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...core.models import (
+    BatchReceipt,
     Cue,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
     Instant,
     Memory,
+    MemoryBatchInput,
     MemoryInput,
     MemoryPage,
+    MemoryPatch,
     MemoryType,
     RankMode,
     RecallMode,
     RecallResult,
     StoreReceipt,
+    UpdateReceipt,
 )
+from ...errors import EngramError, InvalidInput
 from ...service import EngramService
 from .encode import from_query, ok
+from .errors import invalid_input
 from .examples import body_example
 from .space import SPACE_PARAMETERS, SpaceResolver
 
@@ -31,6 +41,17 @@ MEMORY_ID = Path(..., description="The memory id (unique within its space).", mi
 
 def _extra(method: str, path: str) -> dict:  # type: ignore[type-arg]
     return {"parameters": SPACE_PARAMETERS, **body_example(method, path)}
+
+
+def _batch_item(index: int, raw: Any) -> MemoryInput | EngramError:
+    """One batch item parsed alone: its input, or the error that fails it (and only it)."""
+    if not isinstance(raw, dict):
+        return InvalidInput(f"memories[{index}] must be a JSON object (a MemoryInput), "
+                            f"got {type(raw).__name__}", example='{"content": "the text"}')
+    try:
+        return MemoryInput.model_validate(raw)
+    except ValidationError as exc:
+        return invalid_input(exc, f"memories[{index}]")
 
 
 def router(service: EngramService, space: SpaceResolver) -> APIRouter:
@@ -60,6 +81,32 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     async def remember_episode(item: EpisodeInput, request: Request) -> Response:
         sid = space(request, item.memory_space_id)
         return ok(await service.experience(sid, item), 201)
+
+    @r.post(
+        "/memories/batch",
+        response_model=BatchReceipt,
+        status_code=201,
+        summary="Store up to 1,000 memories in one durable commit",
+        description=(
+            "Each item is a MemoryInput (as `POST /api/v1/memories/remember`). Every valid item is "
+            "written in ONE transaction with one fsync; an invalid item (validation, duplicate id: "
+            "409 `MEMORY_EXISTS`, wrong dimension) fails alone and the others are stored. Answer: "
+            "`results` in request order, each `{index, memory_id, lsn}` or `{index, error}` (the "
+            "error envelope's fields), and `stored`. Status 201 when at least one item was stored, "
+            "200 when none was (every item failed; see each error). More than 1,000 items: 400. "
+            "The body limit is `max_batch_body_bytes` (64 MiB by default), not `max_body_bytes`."
+        ),
+        responses={200: {"model": BatchReceipt, "description": "No item was stored: every item failed."}},
+        openapi_extra=_extra("POST", "/api/v1/memories/batch"),
+    )
+    async def remember_batch(body: MemoryBatchInput, request: Request) -> Response:
+        sid = space(request, body.memory_space_id)
+        items = [_batch_item(i, raw) for i, raw in enumerate(body.memories)]
+        outcome = await service.remember_batch(sid, items)
+        # json.dumps, not pydantic: an item's error echoes what it received, and that may hold a
+        # lone surrogate ("\ud800"), which JSON can escape but pydantic refuses to serialise.
+        body_out = json.dumps(outcome.receipt().model_dump(exclude_none=True), default=str)
+        return Response(body_out, status_code=201 if outcome.stored else 200, media_type="application/json")
 
     @r.get(
         "/memories/recall",
@@ -158,6 +205,46 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     ) -> Response:
         sid = space(request)
         return ok(await service.get_memory(sid, memory_id, include_embedding))
+
+    @r.put(
+        "/memories/{memory_id:path}",
+        response_model=UpdateReceipt,
+        status_code=200,
+        summary="Create or replace a memory",
+        description=(
+            "Replaces content, embedding, confidence, decay_rate, tags, memory_type and metadata "
+            "(fields not given take their defaults), or creates the memory (201) if this space has "
+            "none with this id (200 when replaced). The row is rewritten in place: associations, "
+            "created_at, access statistics and an episode's context are kept; the LSN advances and "
+            "an `updated` event is published. A suppressed memory becomes live again. New text "
+            "without an embedding drops the old vector at once; with a server embedder the new one "
+            "follows in the background. The answer is the memory as stored (without its embedding)."
+        ),
+        responses={201: {"model": UpdateReceipt, "description": "The memory did not exist and was created."}},
+        openapi_extra=_extra("PUT", "/api/v1/memories/{memory_id:path}"),
+    )
+    async def put_memory(item: MemoryInput, request: Request, memory_id: str = MEMORY_ID) -> Response:
+        sid = space(request, item.memory_space_id)
+        done = await service.update_memory(sid, memory_id, put=item)
+        return ok(done, 201 if done.created else 200)
+
+    @r.patch(
+        "/memories/{memory_id:path}",
+        response_model=UpdateReceipt,
+        summary="Change some fields of a memory",
+        description=(
+            "Only the fields given change (content, embedding, confidence, decay_rate, tags, "
+            "memory_type, metadata; tags and metadata are replaced whole). 404 `MEMORY_NOT_FOUND` "
+            "if the memory does not exist. Associations are kept, the LSN advances, an `updated` "
+            "event is published; a suppressed memory stays suppressed. New text without an "
+            "embedding, in a space with a server embedder, drops the old vector at once and queues "
+            "the new one; a space without one keeps the client's vector."
+        ),
+        openapi_extra=_extra("PATCH", "/api/v1/memories/{memory_id:path}"),
+    )
+    async def patch_memory(item: MemoryPatch, request: Request, memory_id: str = MEMORY_ID) -> Response:
+        sid = space(request, item.memory_space_id)
+        return ok(await service.update_memory(sid, memory_id, patch=item))
 
     @r.delete(
         "/memories/{memory_id:path}",

@@ -18,7 +18,7 @@ from .sse import EventFilter, EventStreamResponse
 #: The event types each stream carries (and may be narrowed to with ?types=).
 STREAMS: dict[str, tuple[str, ...]] = {
     "activities": EVENT_TYPES,
-    "memories": ("stored", "recalled", "forgotten", "decay"),
+    "memories": ("stored", "recalled", "forgotten", "decay", "updated"),
     "consolidation": ("consolidation",),
 }
 
