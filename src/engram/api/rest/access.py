@@ -63,6 +63,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/memories"): _READ,
     ("GET", "/api/v1/memories/{memory_id:path}"): _READ,
     ("DELETE", "/api/v1/memories/{memory_id:path}"): _WRITE,
+    ("POST", "/api/v1/memories/delete"): _WRITE,  # delete by filter (SPEC §11)
     ("POST", "/api/v1/memories/recognize"): _READ,
     ("POST", "/api/v1/memories/associate"): _WRITE,
     ("GET", "/api/v1/episodes/reminisce"): _READ,
