@@ -47,6 +47,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/memories"): READ,
     ("GET", "/api/v1/memories/{memory_id}"): READ,
     ("DELETE", "/api/v1/memories/{memory_id}"): WRITE,
+    ("POST", "/api/v1/memories/delete"): WRITE,  # delete by filter
     ("POST", "/api/v1/memories/recognize"): READ,
     ("POST", "/api/v1/memories/associate"): WRITE,
     ("GET", "/api/v1/episodes/reminisce"): READ,
@@ -89,6 +90,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/spaces"): {"id": "made-by-admin"},
     ("POST", "/api/v1/keys"): {"name": "made-by-admin", "role": "reader", "spaces": [SPACE]},
     ("POST", "/api/v1/echo"): {"hello": "world"},
+    ("POST", "/api/v1/memories/delete"): {"filter": {"matrix": "no-such-value"}},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/memories/recall"): {"query": "espresso"},

@@ -278,7 +278,8 @@ def test_delete_by_filter_suppresses_then_erases_and_is_durable(srv: EngramProce
             remember(other, id=f"g{i}", content=f"note {i}", metadata={"user": "ada", "i": i})
         events: list[dict[str, Any]] = []
         ready = threading.Event()
-        watcher = threading.Thread(target=_forgotten_events, args=(srv, "gdpr", 3, events, ready), daemon=True)
+        watcher = threading.Thread(target=_forgotten_events, args=(srv, "gdpr", 3, events, ready),
+                                   daemon=True)
         watcher.start()
         assert ready.wait(10)
         resp = c.post(f"{API}/memories/delete", json={"filter": {"user": "ada"}})
@@ -358,7 +359,8 @@ def test_grpc_typed_metadata_filters_and_delete(srv: EngramProcess) -> None:
         ):
             with pytest.raises(grpc.RpcError) as err:
                 stub.Remember(bad)
-            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and says in (err.value.details() or "")
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert says in (err.value.details() or "")
         for req in (spb.DeleteMemoriesRequest(memory_space_id="rpc"),
                     spb.DeleteMemoriesRequest(filter=_struct({"n": {"$bad": 1}}), memory_space_id="rpc"),
                     spb.ListMemoriesRequest(filter=_struct({"$or": []}), memory_space_id="rpc"),
@@ -405,8 +407,8 @@ def test_cli_meta_filter_and_delete(srv: EngramProcess, transport: str) -> None:
     bad = cli_run(srv, "memory", "list", "--space", space, "--filter", '{"n": {"$gtx": 1}}',
                   transport=transport)
     assert bad.exit_code == 2 and "$gtx" in bad.output
-    res = cli_run(srv, "memory", "delete", "--space", space, "--filter", '{"team": "core"}', "--mode", "delete",
-                  "--json", transport=transport)
+    res = cli_run(srv, "memory", "delete", "--space", space, "--filter", '{"team": "core"}',
+                  "--mode", "delete", "--json", transport=transport)
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["count"] == 2
     left = json.loads(cli_run(srv, "memory", "list", "--space", space, "--json", "--include-suppressed",

@@ -29,7 +29,8 @@ METADATA = st.dictionaries(st.sampled_from(["k", "n", "t"]), VALUES, max_size=3)
 LEAF = st.one_of(
     st.builds(lambda k, v: {k: v}, st.sampled_from(["k", "n", "t"]), VALUES),
     st.builds(lambda k, op, v: {k: {op: v}}, st.sampled_from(["k", "n", "t"]),
-              st.sampled_from(["$ne", "$gt", "$lte"]), st.one_of(st.integers(-2, 2), st.sampled_from(["a", "b"]))),
+              st.sampled_from(["$ne", "$gt", "$lte"]),
+              st.one_of(st.integers(-2, 2), st.sampled_from(["a", "b"]))),
     st.builds(lambda k, vs: {k: {"$in": vs}}, st.sampled_from(["k", "n", "t"]), st.lists(VALUES, max_size=3)),
     st.builds(lambda k, b: {k: {"$exists": b}}, st.sampled_from(["k", "n", "t"]), st.booleans()),
 )

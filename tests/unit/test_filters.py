@@ -114,7 +114,8 @@ def test_the_index_follows_every_write(store: SpaceStore) -> None:
     rows = sorted(store.reader().execute("SELECT mrowid, mkey, vtype, v FROM memory_meta").fetchall())
     assert rows == [(1, "a", 2, 1), (2, "a", 3, "1"), (3, "a", 1, 1), (4, "b", 0, None)]
     store.write(lambda conn, lsn: conn.execute("DELETE FROM memories WHERE rowid = 2"))
-    store.write(lambda conn, lsn: conn.execute("UPDATE memories SET metadata = '{\"z\":2.5}' WHERE rowid = 1"))
+    store.write(lambda conn, lsn: conn.execute(
+        "UPDATE memories SET metadata = '{\"z\":2.5}' WHERE rowid = 1"))
     rows = sorted(store.reader().execute("SELECT mrowid, mkey, vtype, v FROM memory_meta").fetchall())
     assert rows == [(1, "z", 2, 2.5), (3, "a", 1, 1), (4, "b", 0, None)]
 

@@ -63,8 +63,8 @@ def _filter(raw: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc}); e.g. '{{\"team\": \"core\", \"n\": {{\"$gte\": 2}}}}'",
-                                 param_hint="--filter") from None
+        example = '{"team": "core", "n": {"$gte": 2}}'
+        raise click.BadParameter(f"not valid JSON ({exc}); e.g. '{example}'", param_hint="--filter") from None
     if not isinstance(value, dict):
         raise click.BadParameter("expected a JSON object, e.g. '{\"team\": \"core\"}'", param_hint="--filter")
     return value

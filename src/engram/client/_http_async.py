@@ -12,12 +12,12 @@ import httpx
 from pydantic import BaseModel
 
 from ..core.models import (
-    DeleteReceipt,
     Association,
     Belief,
     BeliefPage,
     Completion,
     ConsolidationReport,
+    DeleteReceipt,
     EmbedderChoice,
     ForgetReceipt,
     Memory,
@@ -44,6 +44,7 @@ from ._http_common import (
     auth_headers,
     body,
     error_from_response,
+    filter_json,
     params,
     segment,
     space_headers,
@@ -53,9 +54,8 @@ from ._http_common import (
 from ._http_common import Base as _Base
 from ._http_common import check as _check
 from ._http_common import embedder as _embedder
-from ._http_common import floats as _floats
 from ._http_common import filter_body as _filter
-from ._http_common import filter_json
+from ._http_common import floats as _floats
 from ._http_common import mapping as _map
 from ._http_common import stream_path as _stream_path
 from ._http_common import strings as _strs

@@ -181,8 +181,8 @@ def direct_candidates(
     has_query = bool(cue.query and cue.query.strip())
     if has_query:
         assert cue.query is not None
-        where = scope.where if scope is not None else None
-        texts = sorted(text_candidates(space, cue.query, wide, where=where).items(),
+        condition = scope.where if scope is not None else None
+        texts = sorted(text_candidates(space, cue.query, wide, where=condition).items(),
                        key=lambda t: (-t[1], t[0]))
         for rank, (rowid, score) in enumerate(texts, 1):
             c = cand(rowid)

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 #: A filter matching at most this many memories is searched exactly over its matches. (The
 #: probe reads at most this many index entries: ~1.3 ms at 2048, measured by bench/filtered.py.)
 EXACT_SET_MAX = 2048
-#: The first ANN request of a broad filter asks this many times ``wide`` neighbours.
-FIRST_OVERSAMPLE = 2
+#: The first ANN request of a broad filter asks this many times ``need`` neighbours.
+FIRST_OVERSAMPLE = 4
 #: A broad filter's ANN requests stop growing at 1/ANN_MAX_SHARE of the space; beyond, every
 #: match is scored exactly (cheaper than a graph search that large, and exact).
 ANN_MAX_SHARE = 8
@@ -48,6 +48,10 @@ class FilterScope:
     node: filters.Node
     where: tuple[str, list[Any]]  # a condition on the row ``m`` (core.filters.where_sql)
     stats: dict[str, Any] = field(default_factory=dict)  # how the vector search ran (recall metadata)
+    #: How many matching neighbours a *broad* filter's ANN search must find (recall sets it from
+    #: max_results k: k + max(5, k/2)): each costs a wider graph search, so not the unfiltered
+    #: ``wide``; candidates that far down the cosine order rarely reach the top k.
+    need: int = 15
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> FilterScope | None:
@@ -79,6 +83,7 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
         scope.stats.update(strategy="exact", matched=len(rows))
         return _exact(vectors, query, rows.tolist(), wide)
     total = len(vectors)
+    wide = min(wide, scope.need)
     ask = min(total, max(wide * FIRST_OVERSAMPLE, 16))
     checked: dict[int, bool] = {}
     rounds = 0
@@ -93,8 +98,11 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
         if len(hits) >= wide or len(found) < ask:
             scope.stats.update(strategy="ann", matched=f">{EXACT_SET_MAX}", asked=ask, rounds=rounds)
             return hits[:wide]
-        share = max(len(hits), 1) / max(len(found), 1)
-        ask = max(ask * 2, math.ceil(1.3 * wide / share))
+        # The next request, sized from the share of matches seen so far (smoothed: a first round
+        # of 40 says little about a 5% filter), but at most 3x the last: the search's cost
+        # grows with its size, and an overshoot costs more than one more round.
+        share = (len(hits) + 1) / (len(found) + 2)
+        ask = min(ask * 3, max(ask * 2, math.ceil(1.3 * wide / share)))
         if ask > total // ANN_MAX_SHARE:
             break
     # The matches are many but far from the query: score all of them exactly (still inside the set).

@@ -98,6 +98,8 @@ def recall(space: MemorySpace, cue: Cue) -> RecallResult:
     space.check_healthy()
     run = RecallRun(space, cue, cue.max_results, max(50, cue.max_results * 4), time.perf_counter())
     run.scope = FilterScope.of(cue.filter)
+    if run.scope is not None:
+        run.scope.need = cue.max_results + max(5, cue.max_results // 2)
     prepare(run)
     gather(run)
     filter_context(run)

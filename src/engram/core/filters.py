@@ -58,7 +58,8 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 RANGE_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-EXAMPLE = '{"topic": "billing", "priority": {"$gte": 2}, "$or": [{"user": "ada"}, {"team": {"$in": ["a", "b"]}}]}'
+EXAMPLE = ('{"topic": "billing", "priority": {"$gte": 2}, '
+           '"$or": [{"user": "ada"}, {"team": {"$in": ["a", "b"]}}]}')
 
 Scalar = Union[str, int, float, bool, None]  # noqa: UP007 (a runtime alias)
 

@@ -43,10 +43,10 @@ from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps, is_transient
 from ..types import Clock, system_clock
+from . import filters
 from .backfill import EmbeddingBackfill
 from .decay import current_activation
 from .embedded import NO_EMBEDDER, TextEmbedding, embed_text, known_dimension
-from . import filters
 from .events import EventBus
 from .models import (
     AutoLink,
