@@ -211,7 +211,12 @@ def filter_in(msg: Message, name: str = "filter") -> dict[str, Any] | None:
     """A google.protobuf.Struct filter field as a dict (numbers arrive as doubles); unset: None."""
     if not msg.HasField(name):
         return None
-    data = json_format.MessageToDict(getattr(msg, name))
+    try:
+        data = json_format.MessageToDict(getattr(msg, name))
+    except (ValueError, json_format.Error) as exc:  # e.g. a NaN number: the client's mistake
+        from ...errors import InvalidInput
+
+        raise InvalidInput(f"{name}: cannot be read as JSON ({exc})") from None
     return data if isinstance(data, dict) else None
 
 
