@@ -30,6 +30,7 @@ from .auth.quotas import Quotas
 from .cognition.api import SpaceCognition
 from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
+from .core import filters
 from .core.admission import StreamAdmission
 from .core.embedded import known_dimension
 from .core.events import Subscription
@@ -45,6 +46,8 @@ from .core.models import (
     ConsolidateInput,
     ConsolidationReport,
     Cue,
+    DeleteByFilter,
+    DeleteReceipt,
     DreamStep,
     EmbedderChoice,
     EmbedderInfo,
@@ -412,9 +415,18 @@ class EngramService:
         return await self._read(space_id, lambda s: s.get(memory_id, include_embedding))
 
     async def list_memories(self, space_id: str, cursor: str | None = None, limit: int | None = None,
-                            memory_type: str | None = None, include_suppressed: bool = False) -> MemoryPage:
+                            memory_type: str | None = None, include_suppressed: bool = False,
+                            filter: dict[str, Any] | str | None = None) -> MemoryPage:
         n = self.page_size(limit, 50)
-        return await self._read(space_id, lambda s: s.list(cursor, n, memory_type, include_suppressed))
+        node = parse_filter(filter)
+        return await self._read(space_id, lambda s: s.list(cursor, n, memory_type, include_suppressed, node))
+
+    async def delete_memories(self, space_id: str, request: DeleteByFilter) -> DeleteReceipt:
+        """Forget every memory of the space matching ``request.filter``, in one durable write."""
+        node = parse_filter(request.filter)
+        assert node is not None  # DeleteByFilter refuses an empty filter
+        fut, receipt = (await self._space(space_id)).submit_delete_by_filter(node, request.mode)
+        return receipt(await asyncio.wrap_future(fut))
 
     async def forget(
         self, space_id: str, memory_id: str, mode: ForgetMode = ForgetMode.suppress
@@ -529,6 +541,15 @@ class EngramService:
         self.registry.close()
         self.embedders.close()
         self.auth.close()
+
+
+def parse_filter(raw: dict[str, Any] | str | None, where: str = "filter") -> filters.Node | None:
+    """A metadata filter from a transport (an object, or JSON text), checked; ``InvalidInput`` if bad."""
+    try:
+        return filters.parse(raw, where)
+    except filters.FilterError as exc:
+        raise InvalidInput(str(exc), suggestion="Fix the named part of the filter; the grammar is in "
+                           "docs/rest.md \"Metadata filters\".", example=filters.EXAMPLE) from None
 
 
 def disk_status(path: Any, min_free: int) -> dict[str, Any]:

@@ -50,6 +50,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/memories/batch"): WRITE,
     ("PUT", "/api/v1/memories/{memory_id}"): WRITE,
     ("PATCH", "/api/v1/memories/{memory_id}"): WRITE,
+    ("POST", "/api/v1/memories/delete"): WRITE,  # delete by filter
     ("POST", "/api/v1/memories/recognize"): READ,
     ("POST", "/api/v1/memories/associate"): WRITE,
     ("GET", "/api/v1/episodes/reminisce"): READ,
@@ -95,6 +96,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/memories/batch"): {"memories": [{"content": "batched espresso"}]},
     ("PUT", "/api/v1/memories/{memory_id}"): {"content": "the espresso machine moved"},
     ("PATCH", "/api/v1/memories/{memory_id}"): {"tags": ["office"]},
+    ("POST", "/api/v1/memories/delete"): {"filter": {"matrix": "no-such-value"}},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/memories/recall"): {"query": "espresso"},

@@ -74,7 +74,7 @@ def test_empty_body(http: httpx.Client) -> None:
         ({"content": "x", "confidence": 1.5}, "body.confidence", "less than or equal to 1"),
         ({"content": 123}, "body.content", "valid string"),
         ({"content": "x", "tags": "office"}, "body.tags", "valid list"),
-        ({"content": "x", "metadata": {"k": 1}}, "body.metadata.k", "valid string"),
+        ({"content": "x", "metadata": {"k": {"a": 1}}}, "body.metadata", "metadata.k: got an object"),
         ({"content": "x", "embedding": ["a", "b"]}, "body.embedding.0", "valid number"),
         ({"content": "x", "embedding": []}, "body.embedding", "must not be empty"),
         ({"content": "x", "embedding": [0.0, 0.0]}, "body.embedding", "all zeros"),

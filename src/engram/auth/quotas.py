@@ -26,7 +26,8 @@ def estimated_bytes(item: MemoryInput) -> int:
     size = len(item.content.encode("utf-8", "surrogatepass")) + _ROW_OVERHEAD
     if item.embedding is not None:
         size += 8 * len(item.embedding)  # stored as float32, indexed as float32 again
-    size += sum(len(k) + len(v) for k, v in item.metadata.items()) + sum(len(t) for t in item.tags)
+    size += sum(len(k) + len(v if isinstance(v, str) else repr(v)) for k, v in item.metadata.items())
+    size += sum(len(t) for t in item.tags)
     return size
 
 

@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..client.http import CreatedSpace, EngramConnectionError
 from ..core.models import (
+    DeleteReceipt,
     ForgetReceipt,
     Memory,
     MemoryPage,
@@ -62,7 +63,7 @@ class Backend(Protocol):
     def remember(
         self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
         confidence: float | None = None, tags: Sequence[str] | None = None,
-        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
         auto_link: bool | None = None,
     ) -> StoreReceipt: ...
 
@@ -70,7 +71,7 @@ class Backend(Protocol):
         self, when: datetime | str | float, what: str = "", *, id: str | None = None,
         embedding: Sequence[float] | None = None, where_location: str | None = None,
         who: Sequence[str] | None = None, confidence: float | None = None,
-        tags: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None,
         auto_link: bool | None = None,
     ) -> StoreReceipt: ...
 
@@ -79,14 +80,14 @@ class Backend(Protocol):
         threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
         tags: Sequence[str] | None = None, memory_type: str | None = None,
         trace_activation: bool | None = None, rank: str | None = None,
-        wait_for_embeddings: bool | None = None,
+        wait_for_embeddings: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> RecallResult: ...
 
     def get(self, memory_id: str, *, include_embedding: bool | None = None) -> Memory: ...
 
     def list_memories(
         self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
-        include_suppressed: bool | None = None,
+        include_suppressed: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> MemoryPage: ...
 
     def forget(self, memory_id: str, *, mode: str = "suppress") -> ForgetReceipt: ...
@@ -97,6 +98,7 @@ class Backend(Protocol):
         memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
         decay_rate: float | None = None,
     ) -> UpdateReceipt: ...
+    def delete_memories(self, filter: Mapping[str, Any], *, mode: str = "suppress") -> DeleteReceipt: ...
 
 
 _WHEN = TypeAdapter(datetime)
@@ -182,7 +184,7 @@ class GrpcBackend:
     def remember(
         self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
         confidence: float | None = None, tags: Sequence[str] | None = None,
-        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
         auto_link: bool | None = None,
     ) -> StoreReceipt:
         fields = _given(id=id, embedding=embedding, confidence=confidence, tags=tags, memory_type=memory_type,
@@ -194,7 +196,7 @@ class GrpcBackend:
         self, when: datetime | str | float, what: str = "", *, id: str | None = None,
         embedding: Sequence[float] | None = None, where_location: str | None = None,
         who: Sequence[str] | None = None, confidence: float | None = None,
-        tags: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None,
         auto_link: bool | None = None,
     ) -> StoreReceipt:
         fields = _given(
@@ -215,9 +217,10 @@ class GrpcBackend:
         threshold: float | None = None, max_results: int | None = None, mode: str | None = None,
         tags: Sequence[str] | None = None, memory_type: str | None = None,
         trace_activation: bool | None = None, rank: str | None = None,
-        wait_for_embeddings: bool | None = None,
+        wait_for_embeddings: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> RecallResult:
         fields = _given(
+            filter=filter,
             embedding=embedding,
             threshold=threshold,
             max_results=max_results,
@@ -239,9 +242,9 @@ class GrpcBackend:
 
     def list_memories(
         self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
-        include_suppressed: bool | None = None,
+        include_suppressed: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> MemoryPage:
-        fields = _given(memory_type=memory_type, include_suppressed=include_suppressed)
+        fields = _given(memory_type=memory_type, include_suppressed=include_suppressed, filter=filter)
         with self._rpc():
             return pb.memory_page(self._client.list_memories(page_size=limit or 0, page_token=cursor or "",
                                                                    **fields))
@@ -262,3 +265,6 @@ class GrpcBackend:
             resp = self._client.patch_memory(memory_id, **fields)
         return UpdateReceipt(memory=pb.memory(resp.memory), created=resp.created, lsn=resp.lsn,
                              memory_space_id=resp.memory_space_id)
+    def delete_memories(self, filter: Mapping[str, Any], *, mode: str = "suppress") -> DeleteReceipt:
+        with self._rpc():
+            return pb.delete_receipt(self._client.delete_memories(filter, mode=mode), mode)

@@ -73,6 +73,10 @@ _EPISODE_TEXT = ("where_location", "why", "how")
 
 
 def _memory_dict(d: dict[str, Any]) -> dict[str, Any]:
+    typed = d.pop("typed_metadata", None)
+    if typed:  # revision 5: the values with their types (numbers arrive as doubles)
+        d["metadata"] = {k: int(v) if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53 else v
+                         for k, v in typed.items()}
     episode = d.pop("episode", None)
     if episode:
         for key in _EPISODE_TEXT:
@@ -105,6 +109,11 @@ def recall_result(msg: pb.RecallResult) -> m.RecallResult:
 def memory_page(msg: spb.ListMemoriesResponse) -> m.MemoryPage:
     return m.MemoryPage(memories=[memory(x) for x in msg.memories], next_cursor=msg.next_page_token or None,
                         total=msg.total, memory_space_id=msg.memory_space_id)
+
+
+def delete_receipt(msg: spb.DeleteMemoriesResponse, mode: str) -> m.DeleteReceipt:
+    return m.DeleteReceipt(count=msg.count, lsn=msg.lsn, mode=m.ForgetMode(mode),
+                           memory_space_id=msg.memory_space_id)
 
 
 def forget_receipt(msg: spb.ForgetResponse) -> m.ForgetReceipt:

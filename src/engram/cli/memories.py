@@ -34,16 +34,44 @@ def _embedding(raw: str | None) -> list[float] | None:
                                  param_hint="--embedding") from None
 
 
-def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
+def _scalar(text: str) -> Any:
+    """A --meta value: a JSON number, true, false, null or "quoted string" keeps its type;
+    anything else is the text itself (so ``team=core`` is the string "core")."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, (str, bool, int, float)) else text
+
+
+def _metadata(pairs: tuple[str, ...]) -> dict[str, Any] | None:
     if not pairs:
         return None
-    result: dict[str, str] = {}
+    result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--meta")
-        result[key] = value
+        result[key] = _scalar(value)
     return result
+
+
+def _filter(raw: str | None) -> dict[str, Any] | None:
+    """--filter: a JSON object (the server checks the grammar and names what is wrong)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        example = '{"team": "core", "n": {"$gte": 2}}'
+        raise click.BadParameter(f"not valid JSON ({exc}); e.g. '{example}'", param_hint="--filter") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("expected a JSON object, e.g. '{\"team\": \"core\"}'", param_hint="--filter")
+    return value
+
+
+FILTER_HELP = ('Metadata filter as JSON, e.g. \'{"team": "core", "n": {"$gte": 2}}\' (operators $eq $ne $in '
+               "$nin $gt $gte $lt $lte $exists, $and/$or; see docs/rest.md).")
 
 
 @memory_group.command("remember")
@@ -53,7 +81,9 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None,
               help="Memory type (default semantic).")
 @click.option("--confidence", type=click.FloatRange(0, 1), default=None, help="Confidence in [0,1].")
-@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata entry (repeatable).")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
+              help="Metadata entry (repeatable). VALUE that reads as JSON (2, 2.5, true, null, \"2\") "
+                   "keeps that type; any other text is a string.")
 @click.option("--embedding", default=None, metavar="JSON", help="Embedding as a JSON array of floats.")
 @click.option("--auto-link", is_flag=True, default=None, help="Link to near neighbours.")
 @click.option("--when", default=None, metavar="TIME",
@@ -130,22 +160,26 @@ def _recall_rows(bucket: str, items: list[RecallItem]) -> list[list[Any]]:
 @click.option("--wait", "wait_for_embeddings", is_flag=True, default=None,
               help="Wait (at most the server's embedding_wait_seconds) until memories stored before "
                    "this recall have their embeddings.")
+@click.option("--filter", "filter_", default=None, metavar="JSON", help=FILTER_HELP)
 @backend_options
 def recall(target: Target, query: str | None, max_results: int, threshold: float | None,
            mode: str | None, tags: tuple[str, ...], memory_type: str | None, embedding: str | None,
-           trace: bool | None, rank: str | None, wait_for_embeddings: bool | None) -> None:
+           trace: bool | None, rank: str | None, wait_for_embeddings: bool | None,
+           filter_: str | None) -> None:
     """Recall memories of the active space that match QUERY (text and meaning) and/or --embedding.
 
     The "why" column shows the signals that placed each result: text (full-text match),
     meaning (cosine similarity of the embeddings), context and spread (spreading activation).
     """
     vector = _embedding(embedding)
-    if not query and vector is None and not tags:
-        raise click.UsageError("give a QUERY, --embedding or --tag to recall by")
+    flt = _filter(filter_)
+    if not query and vector is None and not tags and not flt:
+        raise click.UsageError("give a QUERY, --embedding, --tag or --filter to recall by")
     with target.backend() as client:
         result = client.recall(query, embedding=vector, max_results=max_results, threshold=threshold,
                                mode=mode, tags=list(tags) or None, memory_type=memory_type,
-                               trace_activation=trace, rank=rank, wait_for_embeddings=wait_for_embeddings)
+                               trace_activation=trace, rank=rank, wait_for_embeddings=wait_for_embeddings,
+                               filter=flt)
     if target.as_json:
         out.emit_json(out.dump(result, memory_space_id=target.space))
         return
@@ -206,13 +240,14 @@ def get(target: Target, memory_id: str, include_embedding: bool | None) -> None:
 @click.option("--cursor", default=None, help="Start after this cursor (next_cursor of the previous page).")
 @click.option("--type", "memory_type", type=MEMORY_TYPES, default=None)
 @click.option("--include-suppressed", is_flag=True, default=None, help="Also list suppressed memories.")
+@click.option("--filter", "filter_", default=None, metavar="JSON", help=FILTER_HELP)
 @backend_options
 def list_(target: Target, limit: int, cursor: str | None, memory_type: str | None,
-          include_suppressed: bool | None) -> None:
+          include_suppressed: bool | None, filter_: str | None) -> None:
     """List memories of the active space, oldest first, one page at a time."""
     with target.backend() as client:
         page = client.list_memories(cursor=cursor, limit=limit, memory_type=memory_type,
-                                    include_suppressed=include_suppressed)
+                                    include_suppressed=include_suppressed, filter=_filter(filter_))
     if target.as_json:
         out.emit_json(out.dump(page, memory_space_id=target.space))
         return
@@ -276,4 +311,24 @@ def forget(target: Target, memory_id: str, mode: str) -> None:
         return
     verb = "suppressed" if receipt.mode.value == "suppress" else "deleted"
     out.stdout().print(Text.assemble(f"{verb} ", (receipt.memory_id, "bold"), " in space ",
+                                     (target.space, "bold"), f" (lsn {receipt.lsn})"))
+
+
+@memory_group.command("delete")
+@click.option("--filter", "filter_", required=True, metavar="JSON", help=FILTER_HELP)
+@click.option("--mode", type=click.Choice(["suppress", "delete"]), default="suppress", show_default=True,
+              help="suppress: hide from recall (reversible); delete: erase.")
+@backend_options
+def delete(target: Target, filter_: str, mode: str) -> None:
+    """Forget every memory of the active space whose metadata matches --filter (one durable write)."""
+    flt = _filter(filter_)
+    assert flt is not None
+    with target.backend() as client:
+        receipt = client.delete_memories(flt, mode=mode)
+    if target.as_json:
+        out.emit_json(out.dump(receipt, memory_space_id=target.space))
+        return
+    verb = "suppressed" if mode == "suppress" else "deleted"
+    out.stdout().print(Text.assemble(f"{verb} ", (str(receipt.count), "bold"),
+                                     f" memor{'y' if receipt.count == 1 else 'ies'} in space ",
                                      (target.space, "bold"), f" (lsn {receipt.lsn})"))

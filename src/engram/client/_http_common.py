@@ -226,8 +226,19 @@ def strings(values: Sequence[str] | None) -> list[str] | None:
     return None if values is None else [str(v) for v in values]
 
 
-def mapping(values: Mapping[str, str] | None) -> dict[str, str] | None:
-    return None if values is None else {str(k): str(v) for k, v in values.items()}
+def mapping(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata: string keys; values keep their JSON types (string, number, boolean, null)."""
+    return None if values is None else {str(k): v for k, v in values.items()}
+
+
+def filter_body(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A metadata filter for a JSON body."""
+    return None if value is None else dict(value)
+
+
+def filter_json(value: Mapping[str, Any] | None) -> str | None:
+    """A metadata filter for a query string (JSON text)."""
+    return None if value is None else json.dumps(dict(value), separators=(",", ":"))
 
 
 def stream_path(kind: str) -> str:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import grpc
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 
 from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
@@ -126,10 +126,50 @@ def _enum(prefix: str, value: Any) -> Any:
     return label
 
 
+def struct(value: Mapping[str, Any] | struct_pb2.Struct | None) -> struct_pb2.Struct | None:
+    """A metadata filter (a dict) as the ``google.protobuf.Struct`` of Cue.filter and friends."""
+    if value is None or isinstance(value, struct_pb2.Struct):
+        return value
+    out = struct_pb2.Struct()
+    out.update(dict(value))
+    return out
+
+
+def _value(v: Any) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    if v is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(v, bool):
+        out.bool_value = v
+    elif isinstance(v, (int, float)):
+        out.number_value = float(v)
+    elif isinstance(v, str):
+        out.string_value = v
+    else:
+        raise InvalidInput(f"metadata value {v!r}: must be a string, number, bool or None")
+    return out
+
+
+def _split_metadata(fields: dict[str, Any]) -> None:
+    """``metadata`` with any scalar values: strings go to the string map, the rest (and all of
+    ``typed_metadata``) to ``typed_metadata`` (proto revision 5)."""
+    meta = fields.pop("metadata", None) or {}
+    typed = dict(fields.pop("typed_metadata", None) or {})
+    strings = {str(k): v for k, v in meta.items() if isinstance(v, str)}
+    typed.update({str(k): v for k, v in meta.items() if not isinstance(v, str)})
+    if strings:
+        fields["metadata"] = strings
+    if typed:
+        fields["typed_metadata"] = {k: v if isinstance(v, struct_pb2.Value) else _value(v)
+                                    for k, v in typed.items()}
+
+
 def memory_input(content: str = "", **fields: Any) -> pb.MemoryInput:
-    """A ``MemoryInput`` from keyword fields (``embedding``, ``tags``, ``memory_type="episodic"`` ...)."""
+    """A ``MemoryInput`` from keyword fields (``embedding``, ``tags``, ``memory_type="episodic"`` ...);
+    ``metadata`` may hold strings, numbers, booleans and None."""
     if "memory_type" in fields:
         fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+    _split_metadata(fields)
     return pb.MemoryInput(content=content, **{k: v for k, v in fields.items() if v is not None})
 
 
@@ -151,6 +191,7 @@ def _update_request(memory_id: str, space: str, fields: dict[str, Any],
 def episode_input(what: str = "", *, when: datetime | float, **fields: Any) -> pb.EpisodeInput:
     if "memory_type" in fields:
         fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+    _split_metadata(fields)
     return pb.EpisodeInput(what=what, when=_ts(when), **{k: v for k, v in fields.items() if v is not None})
 
 
@@ -165,6 +206,8 @@ def cue(query: str | None = None, **fields: Any) -> pb.Cue:
     for name in ("time_start", "time_end"):
         if name in fields:
             fields[name] = _ts(fields[name])
+    if "filter" in fields:
+        fields["filter"] = struct(fields["filter"])
     return pb.Cue(query=query or "", **{k: v for k, v in fields.items() if v is not None})
 
 
@@ -308,10 +351,20 @@ class GrpcClient(_Base):
     ) -> spb.ListMemoriesResponse:
         if "memory_type" in fields:
             fields["memory_type"] = _enum("MEMORY_TYPE_", fields["memory_type"])
+        if "filter" in fields:
+            fields["filter"] = struct(fields["filter"])
         req = spb.ListMemoriesRequest(
-            page_size=page_size, page_token=page_token, memory_space_id=self._field(), **fields
+            page_size=page_size, page_token=page_token, memory_space_id=self._field(),
+            **{k: v for k, v in fields.items() if v is not None},
         )
         return self._call(self.stub.ListMemories, req)
+
+    def delete_memories(self, filter: Mapping[str, Any] | struct_pb2.Struct,
+                        mode: str = "suppress") -> spb.DeleteMemoriesResponse:
+        """Forget every memory whose metadata matches ``filter`` (not empty), in one durable write."""
+        req = spb.DeleteMemoriesRequest(filter=struct(filter), mode=_enum("FORGET_MODE_", mode),
+                                        memory_space_id=self._field())
+        return self._call(self.stub.DeleteMemories, req)
 
     # -- cognition --------------------------------------------------------------
     def recognize(self, content: str = "", **fields: Any) -> spb.RecognizeResponse:
@@ -525,6 +578,13 @@ class AsyncGrpcClient(_Base):
             memory_id=memory_id, mode=_enum("FORGET_MODE_", mode), memory_space_id=self._field()
         )
         return await self._call(self.stub.Forget, req)
+
+    async def delete_memories(self, filter: Mapping[str, Any] | struct_pb2.Struct,
+                              mode: str = "suppress") -> spb.DeleteMemoriesResponse:
+        """Forget every memory whose metadata matches ``filter`` (not empty), in one durable write."""
+        req = spb.DeleteMemoriesRequest(filter=struct(filter), mode=_enum("FORGET_MODE_", mode),
+                                        memory_space_id=self._field())
+        return await self._call(self.stub.DeleteMemories, req)
 
     async def get_memory(self, memory_id: str, include_embedding: bool = False) -> pb.Memory:
         req = spb.GetMemoryRequest(memory_id=memory_id, include_embedding=include_embedding,

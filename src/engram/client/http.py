@@ -41,6 +41,7 @@ from ..core.models import (
     BeliefPage,
     Completion,
     ConsolidationReport,
+    DeleteReceipt,
     EmbedderChoice,
     ForgetReceipt,
     Memory,
@@ -73,6 +74,7 @@ from ._http_common import (
     batch_items,
     body,
     error_from_response,
+    filter_json,
     params,
     segment,
     space_headers,
@@ -82,6 +84,7 @@ from ._http_common import (
 from ._http_common import Base as _Base
 from ._http_common import check as _check
 from ._http_common import embedder as _embedder
+from ._http_common import filter_body as _filter
 from ._http_common import floats as _floats
 from ._http_common import mapping as _map
 from ._http_common import stream_path as _stream_path
@@ -304,7 +307,7 @@ class EngramClient(_Base):
     def remember(
         self, content: str = "", *, id: str | None = None, embedding: Sequence[float] | None = None,
         confidence: float | None = None, tags: Sequence[str] | None = None,
-        memory_type: str | None = None, metadata: Mapping[str, str] | None = None,
+        memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
         decay_rate: float | None = None, auto_link: bool | None = None,
     ) -> StoreReceipt:
         """Store a memory; returns once it is durable."""
@@ -357,7 +360,7 @@ class EngramClient(_Base):
         how: str | None = None, emotional_valence: float | None = None,
         importance: float | None = None,
         confidence: float | None = None, tags: Sequence[str] | None = None,
-        metadata: Mapping[str, str] | None = None, decay_rate: float | None = None,
+        metadata: Mapping[str, Any] | None = None, decay_rate: float | None = None,
         auto_link: bool | None = None,
     ) -> StoreReceipt:
         """Store an episode (a memory with when/what/where/who/why/how)."""
@@ -379,19 +382,20 @@ class EngramClient(_Base):
         time_start: datetime | str | None = None, time_end: datetime | str | None = None,
         location: str | None = None, participants: Sequence[str] | None = None,
         trace_activation: bool | None = None, max_hops: int | None = None, rank: str | None = None,
-        wait_for_embeddings: bool | None = None,
+        wait_for_embeddings: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> RecallResult:
-        """Recall by cue: GET with query parameters, or POST when an embedding is given.
+        """Recall by cue: GET with query parameters, or POST when an embedding or a filter is given.
 
         ``rank``: ``"cognitive"`` (default, fused order) or ``"similarity"`` (pure cosine order);
-        ``wait_for_embeddings=True`` waits until earlier writes have their vectors.
+        ``wait_for_embeddings=True`` waits until earlier writes have their vectors; ``filter``: a
+        metadata filter (docs/rest.md "Metadata filters"), applied inside the search.
         """
         cue = dict(query=query, threshold=threshold, max_results=max_results, mode=mode, tags=_strs(tags),
                    memory_type=memory_type, time_start=time_start, time_end=time_end, location=location,
                    participants=_strs(participants), trace_activation=trace_activation, max_hops=max_hops,
                    rank=rank, wait_for_embeddings=wait_for_embeddings)
-        if embedding is not None:
-            payload = body(embedding=_floats(embedding), **cue)
+        if embedding is not None or filter is not None:
+            payload = body(embedding=_floats(embedding), filter=_filter(filter), **cue)
             return self._call(RecallResult, "POST", f"{API}/memories/recall", json=payload)
         return self._call(RecallResult, "GET", f"{API}/memories/recall", params=params(**cue))
 
@@ -402,22 +406,24 @@ class EngramClient(_Base):
 
     def list_memories(
         self, *, cursor: str | None = None, limit: int | None = None, memory_type: str | None = None,
-        include_suppressed: bool | None = None,
+        include_suppressed: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> MemoryPage:
-        """One page of memories in storage order; pass ``next_cursor`` back for the next."""
+        """One page of memories in storage order; pass ``next_cursor`` back for the next.
+
+        ``filter``: only memories whose metadata matches (docs/rest.md "Metadata filters")."""
         query = params(cursor=cursor, limit=limit, memory_type=memory_type,
-                       include_suppressed=include_suppressed)
+                       include_suppressed=include_suppressed, filter=filter_json(filter))
         return self._call(MemoryPage, "GET", f"{API}/memories", params=query)
 
     def iter_memories(
         self, *, page_size: int = 200, memory_type: str | None = None,
-        include_suppressed: bool | None = None,
+        include_suppressed: bool | None = None, filter: Mapping[str, Any] | None = None,
     ) -> Iterator[Memory]:
         """Every memory of the space, following cursors page by page."""
         cursor: str | None = None
         while True:
             page = self.list_memories(cursor=cursor, limit=page_size, memory_type=memory_type,
-                                      include_suppressed=include_suppressed)
+                                      include_suppressed=include_suppressed, filter=filter)
             yield from page.memories
             if not page.next_cursor:
                 return
@@ -427,6 +433,11 @@ class EngramClient(_Base):
         """``mode="suppress"`` hides it from recall (reversible); ``"delete"`` erases it. Durable."""
         return self._call(ForgetReceipt, "DELETE", f"{API}/memories/{segment(memory_id)}",
                           params=params(mode=mode))
+
+    def delete_memories(self, filter: Mapping[str, Any], *, mode: str = "suppress") -> DeleteReceipt:
+        """Forget every memory whose metadata matches ``filter`` (not empty), in one durable write."""
+        return self._call(DeleteReceipt, "POST", f"{API}/memories/delete",
+                          json=body(filter=_filter(filter), mode=mode))
 
     # -- cognition --------------------------------------------------------------------------------
     def recognize(

@@ -25,6 +25,7 @@ from ..core.models import Cue, to_epoch
 from ..core.text import text_candidates
 from ..errors import EmbedderUnavailable
 from ..index.vector import normalise
+from .filtered import FilterScope, filtered_vectors
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
@@ -145,12 +146,14 @@ def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) 
     return dict(zip((int(r[0]) for r in rows), np.clip(sims, -1.0, 1.0).tolist(), strict=True))
 
 
-def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int) -> list[tuple[int, float]]:
-    """Top-``wide`` by exact float32 cosine, best first (found in float16 / HNSW, rescored)."""
+def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int,
+                      scope: FilterScope | None = None) -> list[tuple[int, float]]:
+    """Top-``wide`` by exact float32 cosine, best first (found in float16 / HNSW, rescored);
+    with a filter, the top ``wide`` of the memories it keeps (cognition.filtered)."""
     vectors = space.vectors  # one set throughout (a re-embedding swaps in a new one)
     if space.dim is None or not len(vectors) or vectors.dim != query.shape[0]:
         return []  # nothing to search, or a query of the model being switched away from
-    found = vectors.search(query, wide)
+    found = vectors.search(query, wide) if scope is None else filtered_vectors(space, scope, query, wide)
     exact = exact_cosines(space, query, (k for k, _ in found))
     ranked = [(k, exact.get(k, s)) for k, s in found]
     ranked.sort(key=lambda t: (-t[1], t[0]))
@@ -158,7 +161,7 @@ def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int) -> list[
 
 
 def direct_candidates(
-    space: MemorySpace, cue: Cue, qv: QueryVector, wide: int
+    space: MemorySpace, cue: Cue, qv: QueryVector, wide: int, scope: FilterScope | None = None
 ) -> tuple[dict[int, Candidate], bool]:
     """Candidates from the query vector, the query's words, or (neither given) the context."""
     cands: dict[int, Candidate] = {}
@@ -170,7 +173,7 @@ def direct_candidates(
         return c
 
     if qv.vector is not None:
-        for rank, (rowid, sim) in enumerate(vector_candidates(space, qv.vector, wide), 1):
+        for rank, (rowid, sim) in enumerate(vector_candidates(space, qv.vector, wide, scope), 1):
             c = cand(rowid)
             c.similarity = max(0.0, sim)
             c.vector_rank = rank
@@ -178,7 +181,9 @@ def direct_candidates(
     has_query = bool(cue.query and cue.query.strip())
     if has_query:
         assert cue.query is not None
-        texts = sorted(text_candidates(space, cue.query, wide).items(), key=lambda t: (-t[1], t[0]))
+        condition = scope.where if scope is not None else None
+        texts = sorted(text_candidates(space, cue.query, wide, where=condition).items(),
+                       key=lambda t: (-t[1], t[0]))
         for rank, (rowid, score) in enumerate(texts, 1):
             c = cand(rowid)
             c.text = score
@@ -187,6 +192,10 @@ def direct_candidates(
     context_only = qv.vector is None and not has_query
     if context_only:
         where, args = context_sql(cue)
+        if scope is not None:
+            fsql, fargs = scope.sql("memories")
+            where.append(fsql)
+            args.extend(fargs)
         conn = space.check_healthy().reader()
         try:
             rows = conn.execute(

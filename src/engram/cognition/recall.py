@@ -41,6 +41,7 @@ from ..core.models import (
 from .associations import neighbour_fetch
 from .candidates import Candidate, QueryVector, direct_candidates, has_context, light_matches, light_rows
 from .candidates import query_vector as embed_query
+from .filtered import FilterScope
 from .spreading import spread
 
 if TYPE_CHECKING:
@@ -90,11 +91,15 @@ class RecallRun:
     rows: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     context_only: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    scope: FilterScope | None = None  # the cue's metadata filter (cognition.filtered)
 
 
 def recall(space: MemorySpace, cue: Cue) -> RecallResult:
     space.check_healthy()
     run = RecallRun(space, cue, cue.max_results, max(50, cue.max_results * 4), time.perf_counter())
+    run.scope = FilterScope.of(cue.filter)
+    if run.scope is not None:
+        run.scope.need = cue.max_results + max(5, cue.max_results // 2)
     prepare(run)
     gather(run)
     filter_context(run)
@@ -124,15 +129,17 @@ def prepare(run: RecallRun) -> None:
 
 
 def gather(run: RecallRun) -> None:
-    run.cands, run.context_only = direct_candidates(run.space, run.cue, run.qv, run.wide)
+    run.cands, run.context_only = direct_candidates(run.space, run.cue, run.qv, run.wide, run.scope)
 
 
 def filter_context(run: RecallRun) -> None:
     run.rows = light_rows(run.space, run.cands)
     filtering = has_context(run.cue)
+    # Every source searched inside the filter already; this check makes it a guarantee.
+    kept = run.scope.keep(run.space, run.cands) if run.scope is not None else None
     for rowid in list(run.cands):
         row = run.rows.get(rowid)
-        if row is None or not light_matches(run.cue, row):
+        if row is None or not light_matches(run.cue, row) or (kept is not None and rowid not in kept):
             run.cands.pop(rowid)
         elif filtering and not run.context_only:
             run.cands[rowid].context = 1.0
@@ -202,6 +209,10 @@ def spread_into(run: RecallRun) -> None:
     # other score terms weigh 0.3 together, so a much weaker newcomer could
     # rarely outrank them, and never by relevance.
     new = sorted((r for r in reached if r not in cands), key=lambda r: (-res.hits[r].activation, r))
+    kept: set[int] | None = None
+    if run.scope is not None:  # activation passes through what the filter excludes; it is not returned
+        kept = run.scope.keep(space, new)
+        new = [r for r in new if r in kept]
     new = new[: max(SPREAD_SCORED_MIN, 10 * run.k)]
     run.rows.update(light_rows(space, new))
     for rowid in reached:
@@ -209,7 +220,7 @@ def spread_into(run: RecallRun) -> None:
         c = cands.get(rowid)
         if c is None:
             row = run.rows.get(rowid)
-            if row is None or not light_matches(cue, row):
+            if row is None or not light_matches(cue, row) or (kept is not None and rowid not in kept):
                 continue
             c = cands[rowid] = Candidate(rowid)
             c.sources.add("spreading")
@@ -324,6 +335,8 @@ def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
     })
     if space.embedding_active:
         metadata["embedding_backlog"] = space.embedding_backlog
+    if run.scope is not None:
+        metadata["filter"] = dict(run.scope.stats) or {"strategy": "sql"}
     if cue.trace_activation:
         metadata["activation_paths"] = {
             it.memory.id: [st.model_dump() for st in (it.activation_path or [])] for _, it in items

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from . import filters
+
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 #: A vector component: an int or a float, never a boolean or a numeric string (pydantic's lax
 #: mode would read ``true`` as 1.0 and ``"0.5"`` as 0.5). Checked in Rust, so it costs nothing.
@@ -149,6 +151,48 @@ def _check_embedding(v: list[float] | None) -> list[float] | None:
 MemoryId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 Tag = Annotated[str, Field(min_length=1, max_length=128)]
 
+# -- typed metadata and filters (SPEC §11 "Metadata") --------------------------------------
+#: At most this many metadata entries per memory.
+METADATA_MAX_ENTRIES = 64
+MetaScalar = str | int | float | bool | None
+
+
+def _metadata(value: Any) -> Any:
+    """Metadata: an object of string keys and scalar values (string, number, boolean, null).
+
+    Checked here, once, for every transport; nested objects and arrays are refused naming
+    their key. The value rules are the filter operands' (``filters.check_scalar``), so every
+    stored value can be filtered on exactly.
+    """
+    if not isinstance(value, dict):
+        return value  # pydantic says "a valid dictionary"
+    if len(value) > METADATA_MAX_ENTRIES:
+        raise ValueError(f"metadata has {len(value)} entries; at most {METADATA_MAX_ENTRIES} are allowed")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValueError("metadata keys must be strings")
+        filters.check_text(key, f"metadata key {key[:40]!r}", filters.MAX_KEY_CHARS)
+        filters.check_scalar(item, f"metadata.{key}")
+    return value
+
+
+Metadata = Annotated[dict[str, MetaScalar], BeforeValidator(_metadata)]
+
+
+def _filter(value: Any) -> Any:
+    """A metadata filter (an object, or its JSON text): checked against ``core.filters``."""
+    if isinstance(value, str):
+        value = filters.decode(value)
+    filters.parse(value)
+    return value
+
+
+Filter = Annotated[dict[str, Any] | None, BeforeValidator(_filter)]
+FILTER_DESCRIPTION = (
+    'Metadata filter: {"key": value} equality, or operators $eq $ne $in $nin $gt $gte $lt $lte '
+    "$exists, combined with $and / $or (docs/rest.md \"Metadata filters\")."
+)
+
 
 class MemoryInput(_Input):
     """What ``remember`` accepts."""
@@ -162,8 +206,9 @@ class MemoryInput(_Input):
     decay_rate: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
     tags: list[Tag] = Field(default_factory=list, max_length=64)
     memory_type: MemoryType = MemoryType.semantic
-    metadata: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description="Up to 64 entries of string keys and scalar values (string, number, boolean, null).",
     )
     auto_link: bool = Field(False, description="Link to near neighbours above the auto-link threshold.")
     memory_space_id: str | None = Field(None, description="Target space (REST body source; see SPEC §2).")
@@ -226,6 +271,7 @@ class Cue(_Input):
     )
     trace_activation: bool = False
     max_hops: Annotated[int, Field(ge=0, le=10)] | None = None
+    filter: Filter = Field(None, description=FILTER_DESCRIPTION)
     memory_space_id: str | None = None
 
     @field_validator("embedding")
@@ -236,7 +282,8 @@ class Cue(_Input):
     @model_validator(mode="after")
     def _something_to_recall_by(self) -> Cue:
         if (
-            self.embedding is None
+            not self.filter
+            and self.embedding is None
             and not (self.query and self.query.strip())
             and self.time_start is None
             and self.time_end is None
@@ -246,7 +293,7 @@ class Cue(_Input):
         ):
             raise ValueError(
                 "a cue needs at least one of: embedding, query, time_start/time_end, location, "
-                "participants, tags"
+                "participants, tags, filter"
             )
         if self.time_start and self.time_end and to_epoch(self.time_start) > to_epoch(self.time_end):
             raise ValueError("time_start must not be after time_end")
@@ -274,7 +321,7 @@ class Memory(BaseModel):
     decay_rate: float
     tags: list[str]
     memory_type: MemoryType
-    metadata: dict[str, str]
+    metadata: dict[str, Any]  # string keys, scalar values with their JSON types
     suppressed: bool = False
     lsn: int = 0
     # episodic context (present for episodes)
@@ -477,6 +524,30 @@ class UpdateReceipt(BaseModel):
     created: bool = Field(..., description="True when PUT created the memory (201), else False.")
     lsn: int
     durability: str = "fsync"
+class DeleteByFilter(_Input):
+    """What delete-by-filter accepts (``POST /api/v1/memories/delete``)."""
+
+    filter: dict[str, Any] = Field(..., description=FILTER_DESCRIPTION + " Required and not empty.")
+    mode: ForgetMode = Field(ForgetMode.suppress, description="suppress (reversible) or delete (erased).")
+    memory_space_id: str | None = None
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _v_filter(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = filters.decode(v)
+        if filters.parse(v) is None:
+            raise ValueError("an empty filter would forget every memory of the space; name at least one "
+                             "condition (to erase a whole space, delete the space)")
+        return v
+
+
+class DeleteReceipt(BaseModel):
+    """How many memories a delete-by-filter forgot, and the LSN of that one durable write."""
+
+    count: int
+    mode: ForgetMode
+    lsn: int
     memory_space_id: str = ""
 
 

@@ -45,6 +45,7 @@ from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps, is_transient
 from ..types import Clock, system_clock
+from . import filters
 from .backfill import EmbeddingBackfill
 from .decay import current_activation
 from .embedded import NO_EMBEDDER, TextEmbedding, embed_text, known_dimension
@@ -52,6 +53,7 @@ from .events import EventBus
 from .models import (
     AutoLink,
     ConsolidationState,
+    DeleteReceipt,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -754,7 +756,7 @@ class MemorySpace(TextEmbedding):
         return self.to_memory(self.row_by_id(memory_id), include_embedding)
 
     def list(self, cursor: str | None = None, limit: int = 50, memory_type: str | None = None,
-             include_suppressed: bool = False) -> MemoryPage:
+             include_suppressed: bool = False, filter: filters.Node | None = None) -> MemoryPage:
         conn = self.check_healthy().reader()
         after = 0
         if cursor:
@@ -772,11 +774,18 @@ class MemorySpace(TextEmbedding):
             args.append(memory_type)
         if not include_suppressed:
             where.append("suppressed = 0")
+        counted = where[1:]  # the total counts every page: all but the cursor
+        if filter is not None:
+            fsql, fargs = filters.where_sql(filter, "memories")
+            where.append(fsql)
+            counted.append(fsql)
+            args.extend(fargs)
         sql = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY rowid LIMIT ?"
         try:
             rows = conn.execute(sql, (*args, limit + 1)).fetchall()
             total = conn.execute(
-                "SELECT count(*) FROM memories" + ("" if include_suppressed else " WHERE suppressed = 0")
+                "SELECT count(*) FROM memories" + (f" WHERE {' AND '.join(counted)}" if counted else ""),
+                args[1:],
             ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
             self.guard_read(exc)
@@ -828,6 +837,59 @@ class MemorySpace(TextEmbedding):
     def forget(self, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
         fut, receipt = self.submit_forget(memory_id, mode)
         return receipt(fut.result())
+
+    # -- delete by filter (SPEC §11) --------------------------------------------
+    def submit_delete_by_filter(
+        self, node: filters.Node, mode: ForgetMode
+    ) -> tuple[Future[Any], Callable[[tuple[Any, int]], DeleteReceipt]]:
+        """Forget every memory matching ``node`` in ONE durable write (one LSN, one commit).
+
+        ``suppress`` hides the matching memories not hidden yet; ``delete`` erases every
+        matching memory, suppressed ones included (what a caller erasing a user's data
+        means). Each forgotten memory gets its ``forgotten`` event, all with that LSN.
+        """
+        store = self.check_healthy()
+        fsql, fargs = filters.where_sql(node, "memories")
+
+        def op(conn: sqlite3.Connection, lsn: int) -> builtins.list[tuple[int, str]]:
+            if mode is ForgetMode.delete:
+                cur = conn.execute(f"DELETE FROM memories WHERE {fsql} RETURNING rowid, id", fargs)
+            else:
+                cur = conn.execute(
+                    f"UPDATE memories SET suppressed = 1, lsn = ? WHERE suppressed = 0 AND {fsql} "
+                    "RETURNING rowid, id", (lsn, *fargs))
+            return [(int(r), str(i)) for r, i in cur.fetchall()]
+
+        def after(res: builtins.list[tuple[int, str]], lsn: int) -> None:
+            for rowid, _ in res:
+                self.vectors.remove(rowid, lsn)
+                self.density.remove(rowid)
+            self.events.publish_many(("forgotten", lsn, {"memory_id": mid, "mode": mode.value})
+                                     for _, mid in res)
+
+        def receipt(done: tuple[builtins.list[tuple[int, str]], int]) -> DeleteReceipt:
+            res, lsn = done
+            return DeleteReceipt(count=len(res), mode=mode, lsn=lsn, memory_space_id=self.id)
+
+        return store.submit(op, after=after), receipt
+
+    def matching(self, node: filters.Node, rowids: Iterable[int]) -> set[int]:
+        """Which of ``rowids`` match ``node`` (one indexed read per 500 rowids)."""
+        fsql, fargs = filters.where_sql(node, "memories")
+        ids = builtins.list(rowids)
+        out: set[int] = set()
+        if not ids:
+            return out
+        conn = self.check_healthy().reader()
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                q = ",".join("?" * len(chunk))
+                out.update(int(r) for (r,) in conn.execute(
+                    f"SELECT rowid FROM memories WHERE rowid IN ({q}) AND {fsql}", (*chunk, *fargs)))
+        except sqlite3.DatabaseError as exc:
+            self.guard_read(exc)
+        return out
 
     # -- reinforcement (background, never awaited) ------------------------------
     def reinforce(self, rowids: builtins.list[int]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..storage.sqlite_store import episode_text_sql
 
@@ -63,14 +63,23 @@ def fts_query(text: str) -> str | None:
 
 
 def text_candidates(
-    space: MemorySpace, query: str, limit: int, episodes_only: bool = False
+    space: MemorySpace, query: str, limit: int, episodes_only: bool = False,
+    where: tuple[str, list[Any]] | None = None,
 ) -> dict[int, float]:
-    """``rowid -> [0, 1]`` text relevance of the best FTS matches (suppressed excluded)."""
+    """``rowid -> [0, 1]`` text relevance of the best FTS matches (suppressed excluded).
+
+    ``where``: an extra condition on the row ``m`` (a metadata filter, ``core.filters.where_sql``)
+    and its parameters, applied inside the query so the best ``limit`` *matching* rows come back.
+    """
     q = fts_query(query)
     if q is None:
         return {}
     conn = space.check_healthy().reader()
     kind = " AND m.kind = 'episode'" if episodes_only else ""
+    extra: list[Any] = []
+    if where is not None:
+        kind += f" AND {where[0]}"
+        extra = where[1]
     # Rank inside FTS first and join only the best few: joining every match to its row
     # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
     # inner window over-fetches for suppressed / non-episode rows; if the filters thin it
@@ -88,14 +97,14 @@ def text_candidates(
         f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
     )
     try:
-        rows = conn.execute(windowed, (q, window, limit)).fetchall()
+        rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
         if len(rows) < limit:
             matched = conn.execute(
                 "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
                 (q, window + 1),
             ).fetchone()[0]
             if matched > window:
-                rows = conn.execute(full, (q, limit)).fetchall()
+                rows = conn.execute(full, (q, *extra, limit)).fetchall()
     except sqlite3.OperationalError:
         return {}
     except sqlite3.DatabaseError as exc:

@@ -211,6 +211,40 @@ CREATE INDEX IF NOT EXISTS memories_suppressed ON memories(rowid) WHERE suppress
 """
 SCHEMA = SCHEMA.replace("{new}", _fts_text("new")).replace("{old}", _fts_text("old"))
 
+# -- metadata index (SPEC §11 filters; core.filters.rowid_set_sql reads it) -----------------------
+# One row per metadata entry: (memory rowid, key, value class, value). Derived from
+# memories.metadata by triggers, so every writer (remember, update, delete, restore) keeps it
+# exact without knowing it exists. ``v`` is declared BLOB, i.e. with no affinity: numbers stay
+# numbers and strings stay strings ('3' is never 3). Classes: 0 null, 1 boolean (v 0/1),
+# 2 number, 3 string, 4 anything else (never matched). Kept apart from SCHEMA and
+# schema_version: added to existing databases by _ensure_metadata_index (meta key
+# 'metadata_index'), idempotently.
+METADATA_INDEX_VERSION = "1"
+_META_ROWS = """SELECT {row}, key,
+    CASE type WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1
+              WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 ELSE 4 END,
+    atom FROM json_each({meta})"""
+METADATA_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memory_meta (
+    mrowid INTEGER NOT NULL,
+    mkey TEXT NOT NULL,
+    vtype INTEGER NOT NULL,
+    v BLOB
+);
+CREATE INDEX IF NOT EXISTS memory_meta_kv ON memory_meta(mkey, vtype, v, mrowid);
+CREATE INDEX IF NOT EXISTS memory_meta_row ON memory_meta(mrowid);
+CREATE TRIGGER IF NOT EXISTS memory_meta_ai AFTER INSERT ON memories WHEN new.metadata != '{{}}' BEGIN
+    INSERT INTO memory_meta(mrowid, mkey, vtype, v) {new_rows};
+END;
+CREATE TRIGGER IF NOT EXISTS memory_meta_ad AFTER DELETE ON memories WHEN old.metadata != '{{}}' BEGIN
+    DELETE FROM memory_meta WHERE mrowid = old.rowid;
+END;
+CREATE TRIGGER IF NOT EXISTS memory_meta_au AFTER UPDATE OF metadata ON memories BEGIN
+    DELETE FROM memory_meta WHERE mrowid = old.rowid;
+    INSERT INTO memory_meta(mrowid, mkey, vtype, v) {new_rows};
+END;
+""".format(new_rows=_META_ROWS.format(row="new.rowid", meta="new.metadata"))
+
 WriteOp = Callable[[sqlite3.Connection, int], Any]
 """A write op gets the connection and the LSN it may use; returns its result."""
 
@@ -335,6 +369,7 @@ class SpaceStore:
                 self._writer.execute("COMMIT")
             elif version == "1":
                 self._migrate_1_to_2()
+            self._ensure_metadata_index()
             # The database and WAL files now exist; make their directory entries
             # durable too, or a power cut could lose a freshly created file whole.
             _fsync_dir(self.dir)
@@ -368,6 +403,30 @@ class SpaceStore:
             raise
         log.info("storage migrated to schema 2 (episode fields full-text indexed)",
                  extra={"memory_space": self.dir.name})
+
+    def _ensure_metadata_index(self) -> None:
+        """Create and fill the metadata index once per database (runs before the writer starts).
+
+        Idempotent: the meta key 'metadata_index' is set in the same transaction that built it,
+        so a crash half-way leaves no key and the next open builds it again from scratch.
+        """
+        if self._meta_get(self._writer, "metadata_index") == METADATA_INDEX_VERSION:
+            return
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(METADATA_INDEX_SCHEMA):
+                conn.execute(statement)
+            conn.execute("DELETE FROM memory_meta")
+            conn.execute("INSERT INTO memory_meta(mrowid, mkey, vtype, v) "
+                         + _META_ROWS.format(row="m.rowid", meta="m.metadata").replace(
+                             "FROM json_each(m.metadata)", "FROM memories AS m, json_each(m.metadata)")
+                         + " WHERE m.metadata != '{}'")
+            self._meta_set(conn, "metadata_index", METADATA_INDEX_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -838,6 +897,18 @@ class SpaceStore:
             with contextlib.suppress(OSError):
                 total += p.stat().st_size
         return total
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a schema script (triggers hold ';' inside BEGIN ... END)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.strip().splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
 
 
 def _fsync_dir(path: Path) -> None:

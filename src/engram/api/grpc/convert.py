@@ -10,10 +10,11 @@ list) fall back to the engine's defaults.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
@@ -151,7 +152,7 @@ def memory_input(msg: pb.MemoryInput, prefix: str = "memory") -> m.MemoryInput:
 
 
 def _memory_fields(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
-    data: dict[str, Any] = {"content": msg.content, "tags": list(msg.tags), "metadata": dict(msg.metadata),
+    data: dict[str, Any] = {"content": msg.content, "tags": list(msg.tags), "metadata": _metadata_in(msg),
                             "auto_link": msg.auto_link}
     if msg.id:
         data["id"] = msg.id
@@ -209,6 +210,61 @@ def update_input(req: spb.UpdateMemoryRequest) -> tuple[m.MemoryInput | None, m.
         key = "metadata" if path == "typed_metadata" else path
         data[key] = given.get(key, UPDATE_MASK_DEFAULTS[path])
     return None, parse(m.MemoryPatch, data, "memory")
+#: Integral doubles within this bound arrive as integers (google.protobuf.Value has only doubles),
+#: so a 3 sent over gRPC reads back as 3, not 3.0, over REST. Numbers compare as one class anyway.
+_EXACT_INT = 2**53
+
+
+def value_in(value: struct_pb2.Value, where: str) -> Any:
+    """A google.protobuf.Value holding a metadata scalar, as Python; lists and structs are refused."""
+    which = value.WhichOneof("kind")
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "number_value":
+        x = value.number_value
+        return int(x) if x.is_integer() and abs(x) <= _EXACT_INT else x
+    if which == "null_value" or which is None:
+        return None
+    from ...errors import InvalidInput
+
+    raise InvalidInput(f"{where}: got a {which.replace('_value', '')}; values must be a string, number, "
+                       "bool or null (nested lists and structs are not allowed)",
+                       example='typed_metadata { key: "priority" value { number_value: 2 } }')
+
+
+def _metadata_in(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
+    """``metadata`` (strings) and ``typed_metadata`` (typed values) as one map; a key in both is an error."""
+    out: dict[str, Any] = dict(msg.metadata)
+    prefix = "episode" if isinstance(msg, pb.EpisodeInput) else "memory"
+    for key, value in msg.typed_metadata.items():
+        if key in out:
+            from ...errors import InvalidInput
+
+            raise InvalidInput(f"{prefix}.typed_metadata: key {key[:40]!r} is also in {prefix}.metadata; "
+                               "send each key in one of the two maps")
+        out[key] = value_in(value, f"{prefix}.typed_metadata.{key[:40]}")
+    return out
+
+
+def metadata_string(value: Any) -> str:
+    """How a typed value reads in the string map ``Memory.metadata`` (for clients before revision 5):
+    a string as itself, anything else as its JSON text (``2``, ``2.5``, ``true``, ``null``)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def filter_in(msg: Message, name: str = "filter") -> dict[str, Any] | None:
+    """A google.protobuf.Struct filter field as a dict (numbers arrive as doubles); unset: None."""
+    if not msg.HasField(name):
+        return None
+    try:
+        data = json_format.MessageToDict(getattr(msg, name))
+    except (ValueError, json_format.Error) as exc:  # e.g. a NaN number: the client's mistake
+        from ...errors import InvalidInput
+
+        raise InvalidInput(f"{name}: cannot be read as JSON ({exc})") from None
+    return data if isinstance(data, dict) else None
 
 
 def episode_input(msg: pb.EpisodeInput, prefix: str = "episode") -> m.EpisodeInput:
@@ -251,6 +307,9 @@ def cue(msg: pb.Cue, prefix: str = "cue") -> m.Cue:
     _opt(msg, "threshold", data)
     _opt(msg, "max_results", data)
     _opt(msg, "max_hops", data)
+    flt = filter_in(msg)
+    if flt:
+        data["filter"] = flt
     return parse(m.Cue, data, prefix)
 
 
@@ -401,7 +460,8 @@ def memory(mem: m.Memory) -> pb.Memory:
         decay_rate=mem.decay_rate,
         tags=mem.tags,
         memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, pb.MEMORY_TYPE_UNSPECIFIED),
-        metadata=mem.metadata,
+        metadata={k: metadata_string(v) for k, v in mem.metadata.items()},
+        typed_metadata={k: _value_out(v) for k, v in mem.metadata.items()},
         suppressed=mem.suppressed,
         lsn=mem.lsn,
     )
@@ -422,6 +482,19 @@ def memory(mem: m.Memory) -> pb.Memory:
                 ),
             )
         )
+    return out
+
+
+def _value_out(value: Any) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    if value is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, (int, float)):
+        out.number_value = float(value)
+    else:
+        out.string_value = str(value)
     return out
 
 

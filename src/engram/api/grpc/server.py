@@ -113,8 +113,7 @@ async def create_grpc_server(
         "grpc_max_concurrent_rpcs": settings.grpc_max_concurrent_rpcs or "unlimited",
         **{name.replace(".", "_"): value for name, value in options if name != "grpc.so_reuseport"},
     })
-    # DeleteMemories (revision 5) is served by another branch; until it lands the class is abstract.
-    servicer = EngramServicer(service)  # type: ignore[abstract]
+    servicer = EngramServicer(service)
     service_pb2_grpc.add_EngramServiceServicer_to_server(servicer, server)
     health_servicer = _Health(service)
     for name in ("", SERVICE_NAME):

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from ... import __version__
+from ...core.models import DeleteByFilter
 from ...errors import InvalidInput, PermissionDenied
 from ...spaces.ids import MemorySpaceId
 from . import convert as c
@@ -85,13 +86,23 @@ class UnaryHandlers(Adapter):
             )
             page = await self.service.list_memories(space, request.page_token or None,
                                                     request.page_size or None, mtype,
-                                                    request.include_suppressed)
+                                                    request.include_suppressed, c.filter_in(request))
             return spb.ListMemoriesResponse(memories=[c.memory(x.model_copy(update={"embedding": None}))
                                                       for x in page.memories],
                                             next_page_token=page.next_cursor or "", total=page.total,
                                             memory_space_id=space)
 
         return await self.unary("ListMemories", request, context, run)
+
+    async def DeleteMemories(self, request: spb.DeleteMemoriesRequest,
+                             context: Ctx) -> spb.DeleteMemoriesResponse:
+        async def run(space: str) -> spb.DeleteMemoriesResponse:
+            item = c.parse(DeleteByFilter, {"filter": c.filter_in(request) or {},
+                                            "mode": c.forget_mode(request.mode)}, "")
+            receipt = await self.service.delete_memories(space, item)
+            return spb.DeleteMemoriesResponse(count=receipt.count, lsn=receipt.lsn, memory_space_id=space)
+
+        return await self.unary("DeleteMemories", request, context, run)
 
     # -- cognition --------------------------------------------------------------
     async def Recognize(self, request: spb.RecognizeRequest, context: Ctx) -> spb.RecognizeResponse:

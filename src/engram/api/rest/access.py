@@ -66,6 +66,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/memories/batch"): _WRITE,
     ("PUT", "/api/v1/memories/{memory_id:path}"): _WRITE,
     ("PATCH", "/api/v1/memories/{memory_id:path}"): _WRITE,
+    ("POST", "/api/v1/memories/delete"): _WRITE,  # delete by filter (SPEC §11)
     ("POST", "/api/v1/memories/recognize"): _READ,
     ("POST", "/api/v1/memories/associate"): _WRITE,
     ("GET", "/api/v1/episodes/reminisce"): _READ,

@@ -34,6 +34,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/consolidate"): {"min_cluster": 2},
     ("POST", "/api/v1/complete"): {"what": "met Ada", "where_location": "third floor"},
     ("POST", "/api/v1/echo"): {"hello": "world"},
+    ("POST", "/api/v1/memories/delete"): {"filter": {"user": "ada", "priority": {"$lt": 2}},
+                                          "mode": "delete"},
     ("POST", "/api/v1/keys"): {"name": "agent-7", "role": "writer", "spaces": ["agent-7"]},
     ("POST", "/api/v1/memories/batch"): {
         "memories": [

@@ -11,8 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...core.models import (
+    FILTER_DESCRIPTION,
     BatchReceipt,
     Cue,
+    DeleteByFilter,
+    DeleteReceipt,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -141,6 +144,8 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         memory_type: MemoryType | None = Query(None),
         time_start: Instant | None = Query(None, description="ISO-8601, or Unix seconds."),
         time_end: Instant | None = Query(None, description="ISO-8601, or Unix seconds."),
+        filter: str | None = Query(None, description=FILTER_DESCRIPTION + " JSON-encoded, e.g. "
+                                   'filter={"topic":"billing"} (URL-encoded).'),
     ) -> Response:
         cue = from_query(
             Cue,
@@ -158,6 +163,7 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
             memory_type=memory_type,
             time_start=time_start,
             time_end=time_end,
+            filter=filter,
         )
         sid = space(request)
         return ok(await service.recall(sid, cue))
@@ -186,10 +192,24 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         limit: int | None = Query(None, description="Page size: 1 to max_page_size (default 50)."),
         memory_type: MemoryType | None = Query(None),
         include_suppressed: bool = Query(False),
+        filter: str | None = Query(None, description=FILTER_DESCRIPTION + " JSON-encoded, e.g. "
+                                   'filter={"topic":"billing"} (URL-encoded).'),
     ) -> Response:
         sid = space(request)
         mtype = memory_type.value if memory_type is not None else None
-        return ok(await service.list_memories(sid, cursor, limit, mtype, include_suppressed))
+        return ok(await service.list_memories(sid, cursor, limit, mtype, include_suppressed, filter))
+
+    @r.post(
+        "/memories/delete",
+        response_model=DeleteReceipt,
+        summary="Forget every memory matching a metadata filter",
+        description="One durable write: `count` memories forgotten at `lsn` (`mode` suppress or delete, as "
+        "DELETE /memories/{id}); each gets a `forgotten` event. An empty filter is refused.",
+        openapi_extra=_extra("POST", "/api/v1/memories/delete"),
+    )
+    async def delete_memories(item: DeleteByFilter, request: Request) -> Response:
+        sid = space(request, item.memory_space_id)
+        return ok(await service.delete_memories(sid, item))
 
     @r.get(
         "/memories/{memory_id:path}",
