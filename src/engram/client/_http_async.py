@@ -125,10 +125,11 @@ class AsyncEngramClient(_Base):
     async def stream(
         self, kind: str = "activities", *, types: Iterable[str] | None = None,
         min_importance: float | None = None, min_confidence: float | None = None,
-        last_event_id: str | None = None,
+        last_event_id: str | None = None, since_lsn: int | None = None,
     ) -> AsyncIterator[ServerEvent]:
         """Server-Sent Events of this client's space; see :meth:`EngramClient.stream`."""
-        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence})
+        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence,
+                                      "since_lsn": since_lsn})
         headers = {**space_headers(self.space), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id

@@ -156,15 +156,21 @@ class EngramClient(_Base):
     def stream(
         self, kind: str = "activities", *, types: Iterable[str] | None = None,
         min_importance: float | None = None, min_confidence: float | None = None,
-        last_event_id: str | None = None,
+        last_event_id: str | None = None, since_lsn: int | None = None,
     ) -> Iterator[ServerEvent]:
         """Server-Sent Events of this client's space (``kind``: activities, memories, consolidation).
 
         A generator: it holds the connection open until you stop iterating (``break``, or
         ``close()`` on the generator). Heartbeat comments are skipped; a ``lagged`` event
         says how many events this subscriber missed.
+
+        Resume: pass the ``id`` of the last event you processed as ``last_event_id`` (only
+        logged events carry one; keep the last non-None id), or ``since_lsn`` for every event
+        after that LSN. The logged events after it are replayed, then live ones follow with no
+        gap or duplicate; a ``reset`` event says the point was older than the server's log.
         """
-        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence})
+        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence,
+                                      "since_lsn": since_lsn})
         headers = {**space_headers(self.space), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
