@@ -50,7 +50,8 @@ class Subscriber(threading.Thread):
         parser = FrameParser()
         try:
             with httpx.Client(base_url=self.url, timeout=httpx.Timeout(10.0, read=30.0)) as c, c.stream(
-                    "GET", f"{API}/stream/activities", headers={"X-Memory-Space": SPACE}, params=params) as resp:
+                    "GET", f"{API}/stream/activities", headers={"X-Memory-Space": SPACE},
+                    params=params) as resp:
                 self.status = resp.status_code
                 for line in resp.iter_lines():
                     if self.stop_on_heartbeat and line == ": heartbeat":
@@ -112,7 +113,8 @@ def check_log(frames: list[dict[str, Any]], acked: dict[str, int], sent: set[str
 
 def test_kill9_during_writes_with_a_subscriber(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    settings = {"expiry_sweep_interval_seconds": 0.1, "expiry_sweep_batch": 7, "stream_heartbeat_seconds": 0.5}
+    settings = {"expiry_sweep_interval_seconds": 0.1, "expiry_sweep_batch": 7,
+                "stream_heartbeat_seconds": 0.5}
     srv = EngramProcess.start(tmp_path, [SPACE], settings)
     live = Subscriber(srv.http_url)
     live.start()

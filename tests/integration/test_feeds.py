@@ -130,7 +130,8 @@ def test_last_event_id_resumes_without_gap_or_duplicate(srv: EngramProcess, http
         resumed.close()
 
 
-def test_since_lsn_header_wins_and_live_only_events_carry_no_id(srv: EngramProcess, http: httpx.Client) -> None:
+def test_since_lsn_header_wins_and_live_only_events_carry_no_id(srv: EngramProcess,
+                                                                 http: httpx.Client) -> None:
     first = remember(http, "alpha", "sl-0")
     for i in range(1, 4):
         remember(http, "alpha", f"sl-{i}")
@@ -241,7 +242,8 @@ def test_python_client_resumes_across_a_reconnect(srv: EngramProcess, http: http
         assert got == [("stored", "py-1")]
 
 
-def test_replay_survives_a_restart_and_trimming_gives_a_reset(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_replay_survives_a_restart_and_trimming_gives_a_reset(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("feeds-restart")
     with EngramProcess.start(root, ["gamma"], {"event_log_max_events": 4}) as first:
         with httpx.Client(base_url=first.http_url, timeout=30) as http:
@@ -307,25 +309,25 @@ def test_grpc_stream_since_lsn_replays_then_goes_live(srv: EngramProcess, http: 
 
 def test_grpc_stream_reset_and_bad_since_lsn(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("feeds-grpc-reset")
-    with EngramProcess.start(root, ["delta"], {"event_log_max_events": 2}) as proc:
-        with httpx.Client(base_url=proc.http_url, timeout=30) as http:
-            lsns = [remember(http, "delta", f"d-{i}")["lsn"] for i in range(6)]
-            with grpc.insecure_channel(proc.grpc_target) as ch:
-                stub = spb_grpc.EngramServiceStub(ch)
-                call = stub.Stream(spb.StreamRequest(memory_space_id="delta", since_lsn=0), timeout=30)
-                try:
-                    first = _grpc_events(call, 1)[0]
-                    assert first.WhichOneof("kind") == "reset"
-                    assert (first.reset.since_lsn, first.reset.oldest_lsn, first.reset.last_lsn) == (
-                        0, lsns[4], lsns[5])
-                    assert first.reset.memory_space_id == "delta"
-                    remember(http, "delta", "d-live")
-                    assert _grpc_events(call, 1)[0].event.memory_id == "d-live"
-                finally:
-                    call.cancel()
-                beyond = stub.Stream(spb.StreamRequest(memory_space_id="delta", since_lsn=10_000), timeout=30)
-                with pytest.raises(grpc.RpcError) as err:
-                    _grpc_events(beyond, 1)
-                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                trailers = dict(err.value.trailing_metadata() or ())
-                assert trailers.get("engram-error-code") == "INVALID_INPUT"
+    with EngramProcess.start(root, ["delta"], {"event_log_max_events": 2}) as proc, \
+            httpx.Client(base_url=proc.http_url, timeout=30) as http:
+        lsns = [remember(http, "delta", f"d-{i}")["lsn"] for i in range(6)]
+        with grpc.insecure_channel(proc.grpc_target) as ch:
+            stub = spb_grpc.EngramServiceStub(ch)
+            call = stub.Stream(spb.StreamRequest(memory_space_id="delta", since_lsn=0), timeout=30)
+            try:
+                first = _grpc_events(call, 1)[0]
+                assert first.WhichOneof("kind") == "reset"
+                assert (first.reset.since_lsn, first.reset.oldest_lsn, first.reset.last_lsn) == (
+                    0, lsns[4], lsns[5])
+                assert first.reset.memory_space_id == "delta"
+                remember(http, "delta", "d-live")
+                assert _grpc_events(call, 1)[0].event.memory_id == "d-live"
+            finally:
+                call.cancel()
+            beyond = stub.Stream(spb.StreamRequest(memory_space_id="delta", since_lsn=10_000), timeout=30)
+            with pytest.raises(grpc.RpcError) as err:
+                _grpc_events(beyond, 1)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            trailers = dict(err.value.trailing_metadata() or ())
+            assert trailers.get("engram-error-code") == "INVALID_INPUT"

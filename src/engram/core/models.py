@@ -161,7 +161,8 @@ class MemoryInput(_Input):
     ttl_seconds: Annotated[float, Field(gt=0.0, le=1e10)] | None = Field(
         None, description="Expire this many seconds after the store (> 0). Not with expires_at.")
     expires_at: Instant | None = Field(
-        None, description="Expire at this time (ISO-8601 or Unix seconds; in the future). Not with ttl_seconds.")
+        None,
+        description="Expire at this time (ISO-8601 or Unix seconds; in the future). Not with ttl_seconds.")
 
     @field_validator("embedding")
     @classmethod

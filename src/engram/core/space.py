@@ -743,7 +743,8 @@ class MemorySpace(TextEmbedding):
         try:
             rows = conn.execute(sql, (*args, limit + 1)).fetchall()
             total = conn.execute(
-                f"SELECT count(*) FROM memories WHERE {LIVE_SQL}" + ("" if include_suppressed else " AND suppressed = 0"),
+                f"SELECT count(*) FROM memories WHERE {LIVE_SQL}"
+                + ("" if include_suppressed else " AND suppressed = 0"),
                 (now,),
             ).fetchone()[0]
         except sqlite3.DatabaseError as exc:

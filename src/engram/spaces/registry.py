@@ -221,9 +221,11 @@ class SpaceRegistry:
                 space.close("creation failed")
                 shutil.rmtree(space_dir, onerror=_log_rm_error)
                 raise
-        _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": space.dim,
-                                  "embedder": None if spec is None else spec.to_dict(),
-                                  **({"default_ttl_seconds": default_ttl} if default_ttl is not None else {})})
+        marker: dict[str, Any] = {"id": sid, "created_at": created_at, "dimension": space.dim,
+                                  "embedder": None if spec is None else spec.to_dict()}
+        if default_ttl is not None:
+            marker["default_ttl_seconds"] = default_ttl
+        _write_marker(space_dir, marker)
         with self._lock:
             self._known.add(sid)
             self._loaded[sid] = space

@@ -33,7 +33,8 @@ import time
 from typing import Any, NamedTuple
 
 #: Event types recorded in the log; every other type is live only.
-LOGGED_TYPES = frozenset({"stored", "forgotten", "association", "consolidation", "decay", "updated", "expired"})
+LOGGED_TYPES = frozenset(
+    {"stored", "forgotten", "association", "consolidation", "decay", "updated", "expired"})
 #: The seq of "every event of this LSN" (``since_lsn=N`` resumes after all events of N).
 LAST_SEQ = (1 << 62) - 1
 TRIMMED_KEY = "event_log_trimmed"
@@ -67,7 +68,10 @@ Position = tuple[int, int]
 
 def record_event(conn: sqlite3.Connection, type_: str, lsn: int, data: dict[str, Any]) -> Logged:
     """Record one event of the write at ``lsn``; call it inside the write's op (same transaction)."""
-    seq = int(conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE lsn = ?", (lsn,)).fetchone()[0])
+    if type_ not in LOGGED_TYPES:
+        raise ValueError(f"{type_!r} is a live-only event type; the log records {sorted(LOGGED_TYPES)}")
+    seq = int(conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE lsn = ?",
+                           (lsn,)).fetchone()[0])
     ts = time.time()
     mid = data.get("memory_id")
     conn.execute(

@@ -392,7 +392,8 @@ class SpaceStore:
             if "expires_at" not in cols:
                 conn.execute("ALTER TABLE memories ADD COLUMN expires_at REAL")
             conn.execute(
-                "CREATE INDEX IF NOT EXISTS memories_expires ON memories(expires_at) WHERE expires_at IS NOT NULL")
+                "CREATE INDEX IF NOT EXISTS memories_expires ON memories(expires_at) "
+                "WHERE expires_at IS NOT NULL")
             for statement in EVENTS_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
