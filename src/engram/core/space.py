@@ -602,9 +602,14 @@ class MemorySpace(TextEmbedding):
                 memory_space_id=self.id,
             )
 
-        if on_loop:
-            return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
-        return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+        try:
+            if on_loop:
+                return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
+            return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+        except StorageError:
+            if self._closed:  # closed (unloaded) since check_healthy: retriable, like a closed handle
+                self.check_healthy()
+            raise
 
     def _apply_stored(self, run: list[tuple[dict[str, Any], int]]) -> None:
         """Post-commit effect of a run of committed remembers (commit order): vectors, then events.
