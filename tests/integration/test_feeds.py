@@ -6,6 +6,7 @@ space's replay never holds another space's events; bad resume points are refused
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,11 +40,13 @@ class Feed:
             self._lines = self.response.iter_lines()
             assert next(self._lines).startswith(": subscribed")
 
-    def next(self) -> Frame:
+    def next(self, timeout: float = 20.0) -> Frame:
+        deadline = time.monotonic() + timeout  # heartbeats keep an idle stream open: fail, never hang
         for line in self._lines:
             frame = self._parser.feed(line)
             if frame is not None and "data" in frame:
                 return frame
+            assert time.monotonic() < deadline, "no event came in time"
         raise EOFError("stream ended")
 
     def until(self, pred: Callable[[Frame], bool]) -> list[Frame]:
