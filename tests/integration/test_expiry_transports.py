@@ -162,3 +162,15 @@ def test_grpc_bad_expiry_is_invalid_argument(stub: spb_grpc.EngramServiceStub) -
     with pytest.raises(grpc.RpcError) as err:
         stub.CreateSpace(spb.CreateSpaceRequest(memory_space_id="ttl-neg", default_ttl_seconds=-3))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_python_client_expiry_arguments(srv: EngramProcess) -> None:
+    from engram.client import EngramClient
+
+    with EngramClient(srv.http_url, space="exp") as client:
+        made = client.create_space("ttl-client", default_ttl_seconds=600)
+        assert made.created and made.default_ttl_seconds == 600
+        client.remember("client ttl", id="c-ttl", ttl_seconds=3600)
+        client.experience("2026-01-01T00:00:00Z", "client episode", id="c-at", expires_at=time.time() + 3600)
+        assert client.get("c-ttl").expires_at is not None
+        assert client.get("c-at").expires_at is not None
