@@ -320,14 +320,25 @@ async def _start_grpc(settings: Settings, service: EngramService,
 async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
     """Periodic housekeeping: heal degraded spaces (every second: their backoff decides when
     a space is tried), unload spaces while descriptors are above the high water mark (every
-    second), and unload idle spaces (every idle-unload interval / 4)."""
+    second), unload idle spaces (every idle-unload interval / 4), and sweep expired memories
+    out of loaded spaces (every ``expiry_sweep_interval_seconds``)."""
     unload_every = max(1.0, min(60.0, service.settings.space_idle_unload_seconds / 4))
     next_unload = time.monotonic() + unload_every
+    sweep_every = service.settings.expiry_sweep_interval_seconds
+    next_sweep = time.monotonic() + sweep_every
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.wait_for(stop.wait(), min(1.0, sweep_every))
         if stop.is_set():
             return
+        if time.monotonic() >= next_sweep:
+            # One sweeper for the whole server visits the loaded spaces (no thread per space);
+            # each sweep batch is an ordinary write of that space (one group commit).
+            try:
+                await asyncio.to_thread(service.registry.sweep_expired)
+            except Exception:  # housekeeping must never take the server down; it is logged
+                log.exception("expiry sweep failed")
+            next_sweep = time.monotonic() + sweep_every
         try:
             await asyncio.to_thread(service.registry.heal_due)
             await asyncio.to_thread(service.registry.trim)  # descriptors crept up between loads

@@ -186,8 +186,10 @@ class EngramService:
     # -- space administration ---------------------------------------------------
     async def create_space(self, space_id: str, dimension: int | None = None,
                            embedder: EmbedderChoice | None = None, *, actor: Principal | None = None,
-                           peer: str = "-") -> tuple[SpaceDescriptor, bool]:
-        _, created = await asyncio.to_thread(self.registry.create, space_id, dimension, embedder)
+                           peer: str = "-", default_ttl_seconds: float | None = None
+                           ) -> tuple[SpaceDescriptor, bool]:
+        _, created = await asyncio.to_thread(self.registry.create, space_id, dimension, embedder,
+                                             default_ttl_seconds)
         if created:
             self._audit("space_created", actor, peer, space_id)
         return await asyncio.to_thread(self.registry.describe, space_id), created
@@ -436,21 +438,33 @@ class EngramService:
 
     # -- events -----------------------------------------------------------------
     def subscribe(self, space_id: str, types: Iterable[str] | None = None,
-                  depth: int | None = None, client: str = "local") -> Subscription:
+                  depth: int | None = None, client: str = "local",
+                  since: tuple[int, int] | None = None) -> Subscription:
         """A subscription to one space's events, counted against the subscriber caps under ``client``
         (:func:`engram.core.admission.client_key`); raises ``TooManySubscribers`` beyond them. The
-        slot is given back when the subscription is closed."""
+        slot is given back when the subscription is closed.
+
+        ``since``: resume after this event-log position (``(lsn, seq)``; ``(lsn, LAST_SEQ)`` for
+        "after every event of lsn"): the logged events after it are replayed first, then the
+        live ones, with no gap and no duplicate (``Subscription.resume_from``). A position
+        beyond the space's last LSN is ``InvalidInput``."""
         if self.shutting_down:
             from .errors import ShuttingDown
 
             raise ShuttingDown("the server is shutting down and accepts no new streams")
         space = self.space(space_id)
+        source = space.replay_source() if since is not None else None
+        if source is not None and since is not None:
+            source.check(since)
         release = self.streams.admit(space_id, client)
         try:
-            return space.events.subscribe(types, depth, on_close=release)
+            sub = space.events.subscribe(types, depth, on_close=release)
         except BaseException:
             release()
             raise
+        if source is not None and since is not None:
+            sub.resume_from(since, source)  # after subscribing: see resume_from for why
+        return sub
 
     # -- cognition (implemented in engram.cognition.api) ----------------------
     def cognition(self, space_id: str) -> SpaceCognition:

@@ -143,6 +143,10 @@ class Settings:
     # -- tracing --------------------------------------------------------------
     trace_file: str = ""  # JSON lines of finished OpenTelemetry spans; empty disables tracing
     trace_sample_ratio: float = 1.0  # fraction of traces recorded (a caller's traceparent decides first)
+    # -- event log and expiry (SPEC §11: resumable feeds, expiry) -------------
+    event_log_max_events: int = 100_000  # logged events kept per space for replay; older ones are trimmed
+    expiry_sweep_interval_seconds: float = 30.0  # how often loaded spaces are swept of expired memories
+    expiry_sweep_batch: int = 500  # expired memories deleted per group commit by the sweep
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITY_MODES:
@@ -198,6 +202,10 @@ class Settings:
         if self.audit_log_max_bytes <= 0 or self.audit_log_backups < 0:
             raise InvalidInput("audit_log_max_bytes must be positive and audit_log_backups 0 or more",
                                example="audit_log_max_bytes = 10485760")
+        for name in ("event_log_max_events", "expiry_sweep_interval_seconds", "expiry_sweep_batch"):
+            if not getattr(self, name) > 0:
+                raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}",
+                                   example=f"{name} = {_DEFAULT_OF[name]}")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise InvalidInput(f"trace_sample_ratio must be within [0, 1], got {self.trace_sample_ratio!r}",
                                example="trace_sample_ratio = 0.1")

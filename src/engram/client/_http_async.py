@@ -131,10 +131,11 @@ class AsyncEngramClient(_Base):
     async def stream(
         self, kind: str = "activities", *, types: Iterable[str] | None = None,
         min_importance: float | None = None, min_confidence: float | None = None,
-        last_event_id: str | None = None,
+        last_event_id: str | None = None, since_lsn: int | None = None,
     ) -> AsyncIterator[ServerEvent]:
         """Server-Sent Events of this client's space; see :meth:`EngramClient.stream`."""
-        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence})
+        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence,
+                                      "since_lsn": since_lsn})
         headers = {**space_headers(self.space), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
@@ -157,13 +158,15 @@ class AsyncEngramClient(_Base):
     async def create_space(
         self, space_id: str, *, dimension: int | None = None,
         embedder: str | Mapping[str, Any] | EmbedderChoice | None = None, model: str | None = None,
+        default_ttl_seconds: float | None = None,
     ) -> CreatedSpace:
         """Create a space (idempotent: an existing one comes back with ``created=False``).
 
         ``embedder``: a provider (``"local"``, ``"openai"``, ``"hash"``, ``"none"``) with an optional
         ``model=``, or ``{"provider", "model"}``; omitted: the server's default embedder.
         """
-        payload = body(id=space_id, dimension=dimension, embedder=_embedder(embedder, model))
+        payload = body(id=space_id, dimension=dimension, embedder=_embedder(embedder, model),
+                       default_ttl_seconds=default_ttl_seconds)
         resp = await self._request("POST", f"{API}/spaces", json=payload,
                                    scoped=False)
         return CreatedSpace.model_validate({**resp.json(), "created": resp.status_code == 201})
@@ -203,11 +206,13 @@ class AsyncEngramClient(_Base):
         confidence: float | None = None, tags: Sequence[str] | None = None,
         memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
         decay_rate: float | None = None, auto_link: bool | None = None,
+        ttl_seconds: float | None = None, expires_at: datetime | str | float | None = None,
     ) -> StoreReceipt:
         """Store a memory; returns once it is durable."""
         payload = body(content=content, id=id, embedding=_floats(embedding), confidence=confidence,
                        tags=_strs(tags), memory_type=memory_type, metadata=_map(metadata),
-                       decay_rate=decay_rate, auto_link=auto_link)
+                       decay_rate=decay_rate, auto_link=auto_link, ttl_seconds=ttl_seconds,
+                       expires_at=expires_at)
         return await self._call(StoreReceipt, "POST", f"{API}/memories/remember", json=payload)
 
     async def remember_batch(self, memories: Iterable[Mapping[str, Any] | BaseModel]) -> BatchReceipt:
@@ -255,13 +260,15 @@ class AsyncEngramClient(_Base):
         importance: float | None = None,
         confidence: float | None = None, tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None, decay_rate: float | None = None,
-        auto_link: bool | None = None,
+        auto_link: bool | None = None, ttl_seconds: float | None = None,
+        expires_at: datetime | str | float | None = None,
     ) -> StoreReceipt:
         """Store an episode (a memory with when/what/where/who/why/how)."""
         payload = body(when=when, what=what, content=content, id=id, embedding=_floats(embedding),
                        where_location=where_location, who=_strs(who), why=why, how=how,
                        emotional_valence=emotional_valence, importance=importance, confidence=confidence,
-                       tags=_strs(tags), metadata=_map(metadata), decay_rate=decay_rate, auto_link=auto_link)
+                       tags=_strs(tags), metadata=_map(metadata), decay_rate=decay_rate, auto_link=auto_link,
+                       ttl_seconds=ttl_seconds, expires_at=expires_at)
         return await self._call(StoreReceipt, "POST", f"{API}/episodes/remember", json=payload)
 
     async def store(self, item: Mapping[str, Any]) -> StoreReceipt:

@@ -407,12 +407,15 @@ class GrpcClient(_Base):
 
     # -- streams -------------------------------------------------------------------
     def stream(self, event_types: Sequence[str | int] | None = None,
-               timeout: float | None = None) -> Iterator[spb.StreamResponse]:
-        """The space's events (``StreamResponse``: event, lag_notice or heartbeat).
+               timeout: float | None = None, since_lsn: int | None = None) -> Iterator[spb.StreamResponse]:
+        """The space's events (``StreamResponse``: event, lag_notice, heartbeat or reset).
 
+        ``since_lsn``: first replay the logged events with an LSN above it, then go live (a
+        ``reset`` comes first if the server's log no longer reaches back that far).
         Cancel with ``.cancel()``.
         """
-        req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
+        req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field(),
+                                since_lsn=since_lsn)
         return self.stub.Stream(req, timeout=timeout, metadata=self._metadata())
 
     def streaming_remember(self, items: Iterable[pb.MemoryInput | pb.EpisodeInput]
@@ -595,9 +598,10 @@ class AsyncGrpcClient(_Base):
         return await self._call(self.stub.Introspect,
                                 spb.IntrospectRequest(memory_space_id=self._field()))
 
-    def stream(self, event_types: Sequence[str | int] | None = None) -> Any:
-        """The space's events: an async-iterable call (``.cancel()`` to stop)."""
-        req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field())
+    def stream(self, event_types: Sequence[str | int] | None = None, since_lsn: int | None = None) -> Any:
+        """The space's events: an async-iterable call (``.cancel()`` to stop); ``since_lsn`` resumes."""
+        req = spb.StreamRequest(event_types=_event_types(event_types), memory_space_id=self._field(),
+                                since_lsn=since_lsn)
         return self.stub.Stream(req, metadata=self._metadata())
 
     def streaming_remember(self, items: Any) -> AsyncIterator[spb.StreamingRememberResponse]:

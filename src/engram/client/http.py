@@ -162,15 +162,21 @@ class EngramClient(_Base):
     def stream(
         self, kind: str = "activities", *, types: Iterable[str] | None = None,
         min_importance: float | None = None, min_confidence: float | None = None,
-        last_event_id: str | None = None,
+        last_event_id: str | None = None, since_lsn: int | None = None,
     ) -> Iterator[ServerEvent]:
         """Server-Sent Events of this client's space (``kind``: activities, memories, consolidation).
 
         A generator: it holds the connection open until you stop iterating (``break``, or
         ``close()`` on the generator). Heartbeat comments are skipped; a ``lagged`` event
         says how many events this subscriber missed.
+
+        Resume: pass the ``id`` of the last event you processed as ``last_event_id`` (only
+        logged events carry one; keep the last non-None id), or ``since_lsn`` for every event
+        after that LSN. The logged events after it are replayed, then live ones follow with no
+        gap or duplicate; a ``reset`` event says the point was older than the server's log.
         """
-        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence})
+        query = stream_params(types, {"min_importance": min_importance, "min_confidence": min_confidence,
+                                      "since_lsn": since_lsn})
         headers = {**space_headers(self.space), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
@@ -193,13 +199,15 @@ class EngramClient(_Base):
     def create_space(
         self, space_id: str, *, dimension: int | None = None,
         embedder: str | Mapping[str, Any] | EmbedderChoice | None = None, model: str | None = None,
+        default_ttl_seconds: float | None = None,
     ) -> CreatedSpace:
         """Create a space (idempotent: an existing one comes back with ``created=False``).
 
         ``embedder``: a provider (``"local"``, ``"openai"``, ``"hash"``, ``"none"``) with an optional
         ``model=``, or ``{"provider", "model"}``; omitted: the server's default embedder.
         """
-        payload = body(id=space_id, dimension=dimension, embedder=_embedder(embedder, model))
+        payload = body(id=space_id, dimension=dimension, embedder=_embedder(embedder, model),
+                       default_ttl_seconds=default_ttl_seconds)
         resp = self._request("POST", f"{API}/spaces", json=payload,
                              scoped=False)
         return CreatedSpace.model_validate({**resp.json(), "created": resp.status_code == 201})
@@ -309,11 +317,13 @@ class EngramClient(_Base):
         confidence: float | None = None, tags: Sequence[str] | None = None,
         memory_type: str | None = None, metadata: Mapping[str, Any] | None = None,
         decay_rate: float | None = None, auto_link: bool | None = None,
+        ttl_seconds: float | None = None, expires_at: datetime | str | float | None = None,
     ) -> StoreReceipt:
         """Store a memory; returns once it is durable."""
         payload = body(content=content, id=id, embedding=_floats(embedding), confidence=confidence,
                        tags=_strs(tags), memory_type=memory_type, metadata=_map(metadata),
-                       decay_rate=decay_rate, auto_link=auto_link)
+                       decay_rate=decay_rate, auto_link=auto_link, ttl_seconds=ttl_seconds,
+                       expires_at=expires_at)
         return self._call(StoreReceipt, "POST", f"{API}/memories/remember", json=payload)
 
     def remember_batch(self, memories: Iterable[Mapping[str, Any] | BaseModel]) -> BatchReceipt:
@@ -361,13 +371,15 @@ class EngramClient(_Base):
         importance: float | None = None,
         confidence: float | None = None, tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None, decay_rate: float | None = None,
-        auto_link: bool | None = None,
+        auto_link: bool | None = None, ttl_seconds: float | None = None,
+        expires_at: datetime | str | float | None = None,
     ) -> StoreReceipt:
         """Store an episode (a memory with when/what/where/who/why/how)."""
         payload = body(when=when, what=what, content=content, id=id, embedding=_floats(embedding),
                        where_location=where_location, who=_strs(who), why=why, how=how,
                        emotional_valence=emotional_valence, importance=importance, confidence=confidence,
-                       tags=_strs(tags), metadata=_map(metadata), decay_rate=decay_rate, auto_link=auto_link)
+                       tags=_strs(tags), metadata=_map(metadata), decay_rate=decay_rate, auto_link=auto_link,
+                       ttl_seconds=ttl_seconds, expires_at=expires_at)
         return self._call(StoreReceipt, "POST", f"{API}/episodes/remember", json=payload)
 
     def store(self, item: Mapping[str, Any]) -> StoreReceipt:

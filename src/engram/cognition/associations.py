@@ -17,8 +17,10 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.expiry import LIVE_SQL
 from ..core.models import AssociateInput, Association
 from ..errors import InvalidInput, MemoryNotFound
+from ..storage.eventlog import record_event
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
@@ -48,7 +50,8 @@ def associate(space: MemorySpace, item: AssociateInput) -> Association:
     def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
         rowids: dict[str, int] = {}
         for mid in (item.source_id, item.target_id):
-            row = conn.execute("SELECT rowid, suppressed FROM memories WHERE id = ?", (mid,)).fetchone()
+            row = conn.execute(f"SELECT rowid, suppressed FROM memories WHERE id = ? AND {LIVE_SQL}",
+                               (mid, now)).fetchone()
             if row is None or row[1]:
                 raise MemoryNotFound(
                     f"no memory with id {mid!r} in memory space {space.id!r}"
@@ -77,20 +80,17 @@ def associate(space: MemorySpace, item: AssociateInput) -> Association:
             if (a, b) == (src, dst):
                 result = strength
                 created = old is None  # the asked-for direction is what the answer describes
-        return {"strength": result, "created": created}
+        event = record_event(conn, "association", lsn, {
+            "source_id": item.source_id,
+            "target_id": item.target_id,
+            "strength": round(result, 6),
+            "bidirectional": item.bidirectional,
+            "kind": "explicit",
+        })
+        return {"strength": result, "created": created, "event": event}
 
     def after(res: dict[str, Any], lsn: int) -> None:
-        space.events.publish(
-            "association",
-            lsn,
-            {
-                "source_id": item.source_id,
-                "target_id": item.target_id,
-                "strength": round(res["strength"], 6),
-                "bidirectional": item.bidirectional,
-                "kind": "explicit",
-            },
-        )
+        space.events.publish_many([res["event"]])
 
     res, lsn = store.write(op, after=after)
     return Association(

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..core.models import Belief, Citation, ConsolidateInput, ConsolidationReport, DreamStep, from_epoch
 from ..settings import Settings
+from ..storage.eventlog import record_event
 from .clustering import cluster
 
 if TYPE_CHECKING:
@@ -330,6 +331,9 @@ class ConsolidationRun:
 
         res, lsn = store.write(op)
         final: list[tuple[Belief, list[int]]] = res["final"]
+        beliefs = sorted(
+            (b.model_copy(update={"centroid": None}) for b, _ in final), key=lambda b: (-b.strength, b.id)
+        )
         rows = sorted({r for _, rs in final for r in rs})
         consolidated = 0
         for i in range(0, len(rows), STATE_CHUNK):
@@ -348,19 +352,16 @@ class ConsolidationRun:
             n_done, _ = store.write(state_op)
             consolidated += n_done
         # Reports and streams carry beliefs without their centroid (768 floats
-        # each); get_belief returns it.
-        beliefs = sorted(
-            (b.model_copy(update={"centroid": None}) for b, _ in final), key=lambda b: (-b.strength, b.id)
-        )
-        space.events.publish(
-            "consolidation",
-            lsn,
-            {
-                "run_id": rid,
-                "beliefs": len(beliefs),
-                "episodes_considered": len(snap.ids),
-                "episodes_consolidated": consolidated,
-                "belief_ids": [b.id for b in beliefs[:20]],
-            },
-        )
+        # each); get_belief returns it. The event is logged by an op of its own, after the state
+        # updates it counts, under that op's own LSN (the log's positions must grow in commit order).
+        data = {
+            "run_id": rid,
+            "beliefs": len(beliefs),
+            "episodes_considered": len(snap.ids),
+            "episodes_consolidated": consolidated,
+            "belief_ids": [b.id for b in beliefs[:20]],
+        }
+        data["beliefs_lsn"] = lsn
+        store.write(lambda conn, ev_lsn: record_event(conn, "consolidation", ev_lsn, data),
+                    after=lambda event, _lsn: space.events.publish_many([event]))
         return beliefs, lsn, consolidated

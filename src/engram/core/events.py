@@ -35,7 +35,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from ..storage.eventlog import Logged, Position, event_id
 
 EVENT_TYPES = (
     "stored",
@@ -47,6 +49,7 @@ EVENT_TYPES = (
     "decay",
     "space",
     "updated",  # a memory changed in place (PUT, PATCH, UpdateMemory)
+    "expired",
 )
 
 SLOW_CONSUMER = "slow consumer"
@@ -62,6 +65,19 @@ class Event:
     data: dict[str, Any]
     timestamp: float = field(default_factory=time.time)
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: Recorded in the space's event log (storage.eventlog) at position ``(lsn, seq)``: such an
+    #: event can be replayed and has an SSE id. A live-only event (recalled, activation) has none.
+    logged: bool = False
+    seq: int = 0
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.lsn, self.seq
+
+    @property
+    def event_id(self) -> str | None:
+        """The SSE ``id:`` (a resume point) of a logged event; None for a live-only one."""
+        return event_id(self.lsn, self.seq) if self.logged else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +107,34 @@ class Lagged:
     memory_space_id: str
     missed: int
     last_lsn: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Delivered first by a resumed subscription whose resume point is older than the log holds:
+    the events in between cannot be replayed; the stream goes on live after ``last_lsn``."""
+
+    memory_space_id: str
+    since_lsn: int
+    oldest_lsn: int
+    last_lsn: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"memory_space_id": self.memory_space_id, "since_lsn": self.since_lsn,
+                "oldest_lsn": self.oldest_lsn, "last_lsn": self.last_lsn, "reason": self.reason}
+
+
+class ReplaySource(Protocol):
+    """What a resumed subscription reads the space's event log through (``MemorySpace.replay_source``)."""
+
+    def read(self, after: Position, types: frozenset[str] | None) -> tuple[list[Logged], Position, Position]:
+        """Events after ``after`` (see ``storage.eventlog.read_after``); blocking, call off the loop."""
+        ...
+
+    def bounds(self) -> tuple[int, int]:
+        """``(oldest_lsn, last_lsn)`` of the log and the space, for a reset notice."""
+        ...
 
 
 class Closed(Exception):
@@ -124,6 +168,12 @@ class Subscription:
         self._blocking = 0
         self._waiter: _Waiter | None = None  # the asyncio consumer waiting for an item
         self._end_waiters: list[_Waiter] = []
+        # Resume (see resume_from): the log is replayed before the live queue is read; live
+        # logged events at or before ``_skip_upto`` were replayed already and are dropped.
+        self._replay: ReplaySource | None = None
+        self._rpos: Position = (0, 0)
+        self._rbuf: collections.deque[Event | Reset] = collections.deque()
+        self._skip_upto: Position | None = None
 
     # -- producer side (any thread; called by the bus) --------------------------------------------
     def _offer(self, events: Sequence[Event], now: float, max_lag: float) -> _Waiter | None:
@@ -201,13 +251,77 @@ class Subscription:
     def closed(self) -> str | None:
         return self._closed
 
+    # -- resume: replay of the event log, then live -----------------------------------------------
+    def resume_from(self, after: Position, source: ReplaySource) -> None:
+        """Deliver the logged events after ``after`` (read from ``source``), then the live ones.
+
+        Why no gap and no duplicate: this subscription is already on the bus (it was created
+        before this call), so every event published from now on is queued; the replay reads
+        the log until it finds nothing more, which includes every event committed before the
+        subscription existed. A live event is then delivered only if its position is past the
+        last one replayed: events committed while the replay ran were both read from the log
+        and queued, and are delivered once. Positions grow in commit order (storage.eventlog).
+        """
+        self._rpos = after
+        self._replay = source
+
+    @property
+    def replaying(self) -> bool:
+        return self._replay is not None or bool(self._rbuf)
+
+    def _replay_step(self) -> None:
+        """Read the next chunk of the log into ``_rbuf``, or finish the replay (blocking)."""
+        source = self._replay
+        if source is None:
+            return
+        if self._closed is not None:  # ended meanwhile: the live side reports how
+            self._replay = None
+            self._rbuf.clear()
+            return
+        events, nxt, trimmed = source.read(self._rpos, self.types)
+        if self._rpos < trimmed:
+            # Events after the resume point are gone (retention): say so, then go live after
+            # the space's LSN now. Events committed up to it are not delivered live either.
+            oldest, last = source.bounds()
+            self._rbuf.append(Reset(
+                self.bus.memory_space_id, self._rpos[0], oldest, last,
+                f"events after LSN {self._rpos[0]} are no longer stored (the log keeps the newest "
+                f"event_log_max_events; its oldest now is LSN {oldest}); continuing live after LSN {last}"))
+            self._finish_replay((last, 1 << 62))
+            return
+        for ev in events:
+            self._rbuf.append(Event(ev.type, self.bus.memory_space_id, ev.lsn, ev.data, ev.ts,
+                                    logged=True, seq=ev.seq))
+        if nxt == self._rpos:  # nothing more in the log: from here on, the live queue
+            self._finish_replay(nxt)
+        self._rpos = nxt
+
+    def _finish_replay(self, upto: Position) -> None:
+        with self._lock:
+            self._skip_upto = upto
+            self._replay = None
+
+    def _replayed(self, limit: int) -> list[Event | Reset]:
+        out: list[Event | Reset] = []
+        while self._rbuf and len(out) < limit:
+            out.append(self._rbuf.popleft())
+        return out
+
+    async def _replay_next(self) -> Event | Reset | None:
+        while not self._rbuf and self._replay is not None:
+            await asyncio.to_thread(self._replay_step)
+        return self._rbuf.popleft() if self._rbuf else None
+
     # -- consumer side ----------------------------------------------------------------------------
     def _take(self) -> Event | Lagged | None:
         """Caller holds the lock."""
-        if self._buf:
+        while self._buf:
             item = self._buf.popleft()
             if isinstance(item, Event):
                 self._held -= 1
+                skip = self._skip_upto
+                if skip is not None and item.logged and item.position <= skip:
+                    continue  # replayed already
             return item
         if self._missed:
             lag = Lagged(self.bus.memory_space_id, self._missed, self._missed_last_lsn)
@@ -218,14 +332,21 @@ class Subscription:
         self._lag_since = None  # the consumer has caught up: a lag period ends here
         return None
 
-    def get_nowait(self) -> Event | Lagged | None:
+    def get_nowait(self) -> Event | Lagged | Reset | None:
+        if self.replaying:
+            if not self._rbuf:
+                self._replay_step()
+            if self._rbuf:
+                return self._rbuf.popleft()
         with self._lock:
             return self._take()
 
-    def take_many(self, limit: int) -> tuple[list[Event | Lagged], str | None]:
+    def take_many(self, limit: int) -> tuple[list[Event | Lagged | Reset], str | None]:
         """Up to ``limit`` queued items under one lock, and the close reason if the stream ended
-        after them (then nothing more will come)."""
-        out: list[Event | Lagged] = []
+        after them (then nothing more will come). While replaying: replayed events only."""
+        if self.replaying:
+            return list(self._replayed(limit)), None
+        out: list[Event | Lagged | Reset] = []
         with self._lock:
             try:
                 while len(out) < limit:
@@ -237,7 +358,11 @@ class Subscription:
                 return out, closed.reason
         return out, None
 
-    def get_blocking(self, timeout: float | None = None) -> Event | Lagged | None:
+    def get_blocking(self, timeout: float | None = None) -> Event | Lagged | Reset | None:
+        while self.replaying:
+            if self._rbuf:
+                return self._rbuf.popleft()
+            self._replay_step()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._blocking += 1
@@ -253,8 +378,12 @@ class Subscription:
             finally:
                 self._blocking -= 1
 
-    async def get(self, timeout: float | None = None) -> Event | Lagged | None:
-        """Next event, a Lagged notice, or None on timeout; raises Closed at the end."""
+    async def get(self, timeout: float | None = None) -> Event | Lagged | Reset | None:
+        """Next event, a Lagged or Reset notice, or None on timeout; raises Closed at the end."""
+        if self.replaying:
+            replayed = await self._replay_next()
+            if replayed is not None:
+                return replayed
         loop = asyncio.get_running_loop()
         with self._lock:
             item = self._take()
@@ -340,9 +469,17 @@ class EventBus:
     def publish(self, type_: str, lsn: int, data: dict[str, Any]) -> None:
         self.publish_many([(type_, lsn, data)])
 
-    def publish_many(self, items: Iterable[tuple[str, int, dict[str, Any]]]) -> None:
-        """Publish events in order (one group-commit run): one lock per subscriber, one wake per loop."""
-        events = [Event(type_, self.memory_space_id, lsn, data) for type_, lsn, data in items]
+    def publish_many(self, items: Iterable[tuple[str, int, dict[str, Any]] | Logged]) -> None:
+        """Publish events in order (one group-commit run): one lock per subscriber, one wake per loop.
+
+        ``Logged`` items (``storage.eventlog.record_event``) keep their log position; plain
+        ``(type, lsn, data)`` tuples are live-only events."""
+        events = [
+            Event(item.type, self.memory_space_id, item.lsn, item.data, item.ts, logged=True, seq=item.seq)
+            if isinstance(item, Logged)
+            else Event(item[0], self.memory_space_id, item[1], item[2])
+            for item in items
+        ]
         self.published += len(events)
         subs = self._snapshot
         if not events or not subs:

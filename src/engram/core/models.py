@@ -212,6 +212,12 @@ class MemoryInput(_Input):
     )
     auto_link: bool = Field(False, description="Link to near neighbours above the auto-link threshold.")
     memory_space_id: str | None = Field(None, description="Target space (REST body source; see SPEC §2).")
+    # -- expiry (SPEC §11; core.expiry) --
+    ttl_seconds: Annotated[float, Field(gt=0.0, le=1e10)] | None = Field(
+        None, description="Expire this many seconds after the store (> 0). Not with expires_at.")
+    expires_at: Instant | None = Field(
+        None,
+        description="Expire at this time (ISO-8601 or Unix seconds; in the future). Not with ttl_seconds.")
 
     @field_validator("embedding")
     @classmethod
@@ -222,6 +228,7 @@ class MemoryInput(_Input):
     def _content_or_embedding(self) -> MemoryInput:
         if not self.content and self.embedding is None:
             raise ValueError("a memory needs content, an embedding, or both")
+        _one_expiry(self)
         return self
 
 
@@ -244,7 +251,13 @@ class EpisodeInput(MemoryInput):
             self.content = self.what
         if not self.content and self.embedding is None:
             raise ValueError("an episode needs what/content, an embedding, or both")
+        _one_expiry(self)
         return self
+
+
+def _one_expiry(item: MemoryInput) -> None:
+    if item.ttl_seconds is not None and item.expires_at is not None:
+        raise ValueError("give ttl_seconds or expires_at, not both")
 
 
 class Cue(_Input):
@@ -334,6 +347,7 @@ class Memory(BaseModel):
     emotional_valence: float | None = None
     importance: float | None = None
     consolidation_state: ConsolidationState | None = None
+    expires_at: datetime | None = None  # None: never expires
 
 
 class AutoLink(BaseModel):
@@ -584,6 +598,7 @@ class SpaceDescriptor(BaseModel):
     loaded: bool = False
     reason: str | None = None
     stats: dict[str, Any] | None = None
+    default_ttl_seconds: float | None = None  # expiry of memories stored without their own
 
 
 class ReembedStatus(BaseModel):

@@ -43,6 +43,8 @@ from ..index.ann import INDEX_FILE, SIDECAR_FILE, AnnIndex
 from ..index.density import LocalDensity
 from ..index.vector import VectorSet
 from ..settings import Settings
+from ..storage import eventlog
+from ..storage.eventlog import record_event
 from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps, is_transient
 from ..types import Clock, system_clock
 from . import filters
@@ -50,6 +52,7 @@ from .backfill import EmbeddingBackfill
 from .decay import current_activation
 from .embedded import NO_EMBEDDER, TextEmbedding, embed_text, known_dimension
 from .events import EventBus
+from .expiry import DEFAULT_TTL_KEY, LIVE_SQL, expiry_of
 from .models import (
     AutoLink,
     ConsolidationState,
@@ -78,7 +81,7 @@ log = logging.getLogger("engram.space")
 MEMORY_COLUMNS = (
     "rowid, id, kind, content, embedding, confidence, created_at, last_access, access_count, activation, "
     "decay_rate, tags, memory_type, metadata, suppressed, lsn, ep_when, what, where_location, who, why, how, "
-    "emotional_valence, importance, consolidation_state"
+    "emotional_valence, importance, consolidation_state, expires_at"
 )
 
 
@@ -123,6 +126,7 @@ class MemorySpace(TextEmbedding):
         self.ann: AnnIndex | None = None
         self._attached: dict[type, Any] = {}  # per-space state of higher layers (see attach)
         self.dim: int | None = None
+        self.default_ttl: float | None = None  # seconds; memories stored without an expiry get it
         # Embedding (SPEC §9). ``embedder_spec`` is what this space embeds text with
         # (provider "none": vectors come from clients only); ``embedder_explicit`` says
         # it was chosen at creation, so a client vector of another length is an error
@@ -158,7 +162,8 @@ class MemorySpace(TextEmbedding):
         try:
             self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
                                     max_batch=self.settings.group_commit_max_batch,
-                                    idle_seconds=self.settings.space_thread_idle_seconds)
+                                    idle_seconds=self.settings.space_thread_idle_seconds,
+                                    event_log_max=self.settings.event_log_max_events)
             self.store.on_transient = self._on_transient
             background_check = self.store.size_bytes() > self.settings.integrity_check_sync_max_bytes
             if not background_check:
@@ -167,6 +172,8 @@ class MemorySpace(TextEmbedding):
                     raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
             dim = self.store.meta("dimension")
             self.dim = int(dim) if dim else None
+            ttl = self.store.meta(DEFAULT_TTL_KEY)
+            self.default_ttl = float(ttl) if ttl else None
             self.vectors = VectorSet(self.dim)
             self.ann = AnnIndex(self.vectors, self.dir, self.settings)
             covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
@@ -191,6 +198,7 @@ class MemorySpace(TextEmbedding):
         self.vectors.ann = self.ann
         self.ann.start()
         self._load_pending()
+        self._sweep_on_open()
         if background_check:
             # Large files are checked beside serving, so reopening stays fast; loading
             # every embedding above has already read most of the memories table. The
@@ -205,6 +213,15 @@ class MemorySpace(TextEmbedding):
         log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
+
+    def _sweep_on_open(self) -> None:
+        """Queue one expiry batch if memories expired while the space was not loaded (the
+        server-wide sweeper does the rest; reads hide expired memories meanwhile)."""
+        try:
+            if self.has_expired():
+                self.sweep_expired(wait=False)
+        except (StorageError, sqlite3.Error) as exc:
+            log.warning("expiry sweep on open failed: %s", exc, extra={"memory_space": self.id})
 
     def _rebuild_vectors(self) -> None:
         """Replace the in-memory vectors and index from the database (after a re-embedding).
@@ -445,9 +462,14 @@ class MemorySpace(TextEmbedding):
         """
         store = self.check_healthy()
         op, receipt = self.prepare_remember(item)
-        if on_loop:
-            return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
-        return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+        try:
+            if on_loop:
+                return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
+            return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+        except StorageError:
+            if self._closed:  # closed (unloaded) since check_healthy: retriable, like a closed handle
+                self.check_healthy()
+            raise
 
     def submit_remember_batch(
         self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False
@@ -494,6 +516,7 @@ class MemorySpace(TextEmbedding):
             )
         blob, unit = self._prepare_embedding(item.embedding)
         now = self.clock()
+        expires_at = expiry_of(item, now, self.default_ttl)
         mem_id = item.id or uuid.uuid4().hex
         is_episode = isinstance(item, EpisodeInput)
         links: list[tuple[int, float]] = []
@@ -524,6 +547,8 @@ class MemorySpace(TextEmbedding):
             "confidence": item.confidence, "importance": item.importance if is_episode else None,  # type: ignore[attr-defined]
             "content": item.content[:200], "kind": "episode" if is_episode else "memory",
         }
+        if expires_at is not None:
+            event["expires_at"] = from_epoch(expires_at).isoformat()
 
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
             # Runs without a savepoint (see SpaceStore.submit): every way it can
@@ -533,7 +558,7 @@ class MemorySpace(TextEmbedding):
             try:
                 cur = conn.execute(
                     f"INSERT INTO memories({MEMORY_COLUMNS}) "
-                    "VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         mem_id,
                         "episode" if is_episode else "memory",
@@ -549,6 +574,7 @@ class MemorySpace(TextEmbedding):
                         meta,
                         lsn,
                         *ep_vals,
+                        expires_at,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -599,7 +625,7 @@ class MemorySpace(TextEmbedding):
                     )
             # unit and event travel with the result to _apply_stored (the post-commit effect).
             return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"],
-                    "unit": unit, "event": event, "embed": to_embed}
+                    "unit": unit, "event": record_event(conn, "stored", lsn, event), "embed": to_embed}
 
         durability = self.settings.durability
 
@@ -657,7 +683,7 @@ class MemorySpace(TextEmbedding):
             self._pend(waiting)
         if (waiting or (with_vec and self.embedding_active)) and self.backfill is not None:
             self.backfill.notify(self)  # vectors to compute, or client vectors' fan to measure
-        self.events.publish_many(("stored", lsn, res["event"]) for res, lsn in run)  # one wake per run
+        self.events.publish_many(res["event"] for res, _ in run)  # one wake per run
 
     # -- update (PUT / PATCH; see core.update) -----------------------------------
     def submit_update(
@@ -695,18 +721,21 @@ class MemorySpace(TextEmbedding):
 
     def select_rows(self, columns: str, rowids: Iterable[int], where: str = "") -> dict[int, tuple[Any, ...]]:
         """``rowid -> row`` of ``SELECT {columns}`` (which must start with rowid) for the given
-        rowids, in chunks SQLite's parameter limit allows; ``where`` adds ``AND`` conditions."""
+        rowids, in chunks SQLite's parameter limit allows; ``where`` adds ``AND`` conditions.
+        Expired memories are left out (core.expiry): every recall path reads its rows here."""
         ids = list(rowids)
         out: dict[int, tuple[Any, ...]] = {}
         if not ids:
             return out
         conn = self.check_healthy().reader()
+        now = self.clock()
         try:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 q = ",".join("?" * len(chunk))
-                sql = f"SELECT {columns} FROM memories WHERE rowid IN ({q}){' AND ' + where if where else ''}"
-                for row in conn.execute(sql, chunk):
+                sql = (f"SELECT {columns} FROM memories WHERE rowid IN ({q}) AND {LIVE_SQL}"
+                       f"{' AND ' + where if where else ''}")
+                for row in conn.execute(sql, (*chunk, now)):
                     out[int(row[0])] = tuple(row)
         except sqlite3.DatabaseError as exc:
             self.guard_read(exc)
@@ -718,7 +747,8 @@ class MemorySpace(TextEmbedding):
     def row_by_id(self, memory_id: str) -> Any:
         conn = self.check_healthy().reader()
         try:
-            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ? AND {LIVE_SQL}",
+                               (memory_id, self.clock())).fetchone()
         except sqlite3.DatabaseError as exc:
             self.guard_read(exc)
         if row is None:
@@ -730,7 +760,7 @@ class MemorySpace(TextEmbedding):
 
     def to_memory(self, row: Any, include_embedding: bool = False) -> Memory:
         (_rowid, mid, kind, content, emb, conf, created, last_access, count, act, rate, tags, mtype, meta,
-         suppressed, lsn, ep_when, what, where, who, why, how, valence, importance, cstate) = row
+         suppressed, lsn, ep_when, what, where, who, why, how, valence, importance, cstate, expires) = row
         now = self.clock()
         mem = Memory(
             id=mid, content=content,
@@ -739,6 +769,7 @@ class MemorySpace(TextEmbedding):
             access_count=count, activation=round(current_activation(act, last_access, rate, now), 6),
             decay_rate=rate, tags=json.loads(tags), memory_type=MemoryType(mtype), metadata=json.loads(meta),
             suppressed=bool(suppressed), lsn=lsn,
+            expires_at=from_epoch(expires) if expires is not None else None,
         )
         if kind == "episode":
             mem.when = from_epoch(ep_when) if ep_when is not None else None
@@ -767,8 +798,9 @@ class MemorySpace(TextEmbedding):
 
                 raise InvalidInput(f"cursor {cursor[:40]!r} is not a cursor this server issued",
                                    suggestion="Pass the next_cursor value from the previous page.") from None
-        where = ["rowid > ?"]
-        args: list[Any] = [after]
+        now = self.clock()
+        where = ["rowid > ?", LIVE_SQL]
+        args: list[Any] = [after, now]
         if memory_type:
             where.append("memory_type = ?")
             args.append(memory_type)
@@ -804,8 +836,11 @@ class MemorySpace(TextEmbedding):
     ) -> tuple[Future[Any], Callable[[tuple[Any, int]], ForgetReceipt]]:
         store = self.check_healthy()
 
+        now = self.clock()
+
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
-            row = conn.execute("SELECT rowid FROM memories WHERE id = ?", (memory_id,)).fetchone()
+            row = conn.execute(f"SELECT rowid FROM memories WHERE id = ? AND {LIVE_SQL}",
+                               (memory_id, now)).fetchone()
             if row is None:
                 raise MemoryNotFound(
                     f"no memory with id {memory_id!r} in memory space {self.id!r}",
@@ -817,15 +852,17 @@ class MemorySpace(TextEmbedding):
             ).fetchone()[0]
             if mode is ForgetMode.delete:
                 conn.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
+                eventlog.scrub(conn, [memory_id])
             else:
                 conn.execute("UPDATE memories SET suppressed = 1, lsn = ? WHERE rowid = ?", (lsn, rowid))
                 n_assoc = 0
-            return {"rowid": rowid, "assoc": int(n_assoc)}
+            event = record_event(conn, "forgotten", lsn, {"memory_id": memory_id, "mode": mode.value})
+            return {"rowid": rowid, "assoc": int(n_assoc), "event": event}
 
         def after(res: dict[str, Any], lsn: int) -> None:
             self.vectors.remove(res["rowid"], lsn)
             self.density.remove(res["rowid"])
-            self.events.publish("forgotten", lsn, {"memory_id": memory_id, "mode": mode.value})
+            self.events.publish_many([res["event"]])
 
         def receipt(done: tuple[dict[str, Any], int]) -> ForgetReceipt:
             res, lsn = done
@@ -851,25 +888,29 @@ class MemorySpace(TextEmbedding):
         store = self.check_healthy()
         fsql, fargs = filters.where_sql(node, "memories")
 
-        def op(conn: sqlite3.Connection, lsn: int) -> builtins.list[tuple[int, str]]:
+        def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
             if mode is ForgetMode.delete:
                 cur = conn.execute(f"DELETE FROM memories WHERE {fsql} RETURNING rowid, id", fargs)
             else:
                 cur = conn.execute(
                     f"UPDATE memories SET suppressed = 1, lsn = ? WHERE suppressed = 0 AND {fsql} "
                     "RETURNING rowid, id", (lsn, *fargs))
-            return [(int(r), str(i)) for r, i in cur.fetchall()]
+            rows = [(int(r), str(i)) for r, i in cur.fetchall()]
+            if mode is ForgetMode.delete:
+                eventlog.scrub(conn, [mid for _, mid in rows])  # an erased memory's text leaves the log too
+            events = [record_event(conn, "forgotten", lsn, {"memory_id": mid, "mode": mode.value})
+                      for _, mid in rows]
+            return {"rows": rows, "events": events}
 
-        def after(res: builtins.list[tuple[int, str]], lsn: int) -> None:
-            for rowid, _ in res:
+        def after(res: dict[str, Any], lsn: int) -> None:
+            for rowid, _ in res["rows"]:
                 self.vectors.remove(rowid, lsn)
                 self.density.remove(rowid)
-            self.events.publish_many(("forgotten", lsn, {"memory_id": mid, "mode": mode.value})
-                                     for _, mid in res)
+            self.events.publish_many(res["events"])
 
-        def receipt(done: tuple[builtins.list[tuple[int, str]], int]) -> DeleteReceipt:
+        def receipt(done: tuple[dict[str, Any], int]) -> DeleteReceipt:
             res, lsn = done
-            return DeleteReceipt(count=len(res), mode=mode, lsn=lsn, memory_space_id=self.id)
+            return DeleteReceipt(count=len(res["rows"]), mode=mode, lsn=lsn, memory_space_id=self.id)
 
         return store.submit(op, after=after), receipt
 
@@ -890,6 +931,73 @@ class MemorySpace(TextEmbedding):
         except sqlite3.DatabaseError as exc:
             self.guard_read(exc)
         return out
+
+    # -- event log (resumable feeds) and expiry ----------------------------------
+    def replay_source(self) -> _LogReader:
+        """What a resumed subscription replays this space's event log through (core.events)."""
+        return _LogReader(self)
+
+    def _expired_op(self, now: float, limit: int) -> tuple[Callable[..., dict[str, Any]],
+                                                             Callable[[dict[str, Any], int], None]]:
+        def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
+            rows = conn.execute(
+                "SELECT rowid, id, expires_at FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                "ORDER BY expires_at LIMIT ?", (now, limit)).fetchall()
+            if not rows:
+                return {"rowids": [], "events": []}
+            rowids = [int(r[0]) for r in rows]
+            q = ",".join("?" * len(rowids))
+            conn.execute(f"DELETE FROM memories WHERE rowid IN ({q})", rowids)  # associations: trigger
+            ids = [str(r[1]) for r in rows]
+            eventlog.scrub(conn, ids)
+            events = [record_event(conn, "expired", lsn,
+                                   {"memory_id": mid, "expires_at": from_epoch(float(at)).isoformat()})
+                      for mid, (_r, _i, at) in zip(ids, rows, strict=True)]
+            return {"rowids": rowids, "events": events}
+
+        def after(res: dict[str, Any], lsn: int) -> None:
+            for rowid in res["rowids"]:
+                self.vectors.remove(rowid, lsn)
+                self.density.remove(rowid)
+            if res["rowids"]:
+                with self._pending_cv:
+                    for rowid in res["rowids"]:
+                        self._pending.pop(rowid, None)
+            self.events.publish_many(res["events"])
+
+        return op, after
+
+    def has_expired(self, now: float | None = None) -> bool:
+        """Whether a memory has expired and awaits the sweep (an index seek)."""
+        conn = self.check_healthy().reader()
+        when = self.clock() if now is None else now
+        return conn.execute("SELECT 1 FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT 1",
+                            (when,)).fetchone() is not None
+
+    def sweep_expired(self, batch: int | None = None, *, wait: bool = True) -> int:
+        """Delete the memories that have expired, durably, ``batch`` per group commit; returns how many.
+
+        Each batch is one write op (one LSN, one commit): rows and their associations deleted,
+        their event-log text scrubbed, one ``expired`` event each (seq 0, 1, ... of that LSN);
+        after the commit their vectors leave the index and the events are published. A space
+        with nothing expired costs one index seek and no write (no LSN is used).
+        ``wait=False`` queues one batch and returns 0 at once (the sweep on load).
+        """
+        limit = max(1, batch or self.settings.expiry_sweep_batch)
+        store = self.check_healthy()
+        total = 0
+        while True:
+            now = self.clock()
+            if not self.has_expired(now):
+                return total
+            op, after = self._expired_op(now, limit)
+            if not wait:
+                store.submit(op, after=after, wait=False)
+                return 0
+            res, _lsn = store.write(op, after=after)
+            total += len(res["rowids"])
+            if len(res["rowids"]) < limit:
+                return total
 
     # -- reinforcement (background, never awaited) ------------------------------
     def reinforce(self, rowids: builtins.list[int]) -> None:
@@ -918,7 +1026,8 @@ class MemorySpace(TextEmbedding):
         if self.store is None:
             return 0
         try:
-            return int(self.store.reader().execute("SELECT count(*) FROM memories").fetchone()[0])
+            return int(self.store.reader().execute(
+                f"SELECT count(*) FROM memories WHERE {LIVE_SQL}", (self.clock(),)).fetchone()[0])
         except StorageError:  # no reader connection now (transient) or closed: no count
             return 0
         except sqlite3.DatabaseError as exc:
@@ -958,3 +1067,43 @@ class MemorySpace(TextEmbedding):
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+#: Events read from the log per replay step.
+REPLAY_CHUNK = 256
+
+
+class _LogReader:
+    """A space's event log as a ``core.events.ReplaySource``."""
+
+    def __init__(self, space: MemorySpace) -> None:
+        self.space = space
+
+    def read(self, after: eventlog.Position, types: frozenset[str] | None
+             ) -> tuple[builtins.list[eventlog.Logged], eventlog.Position, eventlog.Position]:
+        conn = self.space.check_healthy().reader()
+        try:
+            return eventlog.read_after(conn, after, REPLAY_CHUNK, types)
+        except sqlite3.DatabaseError as exc:
+            self.space.guard_read(exc)
+            raise
+
+    def bounds(self) -> tuple[int, int]:
+        conn = self.space.check_healthy().reader()
+        return eventlog.oldest_lsn(conn), self.space.last_lsn
+
+    def check(self, after: eventlog.Position) -> None:
+        """Refuse a resume point beyond the space's last LSN (a client of another incarnation
+        of the space: deleted and created again, or restored from an older backup)."""
+        last = self.space.last_lsn
+        if after[0] > last:
+            from ..errors import InvalidInput
+
+            raise InvalidInput(
+                f"the resume point LSN {after[0]} is beyond the last LSN of memory space "
+                f"{self.space.id!r} ({last}): it comes from another incarnation of this space "
+                "(deleted and created again, or restored from an older backup)",
+                suggestion="Reconnect without Last-Event-ID / since_lsn for live events, or with since_lsn=0 "
+                           "to replay what the log holds.",
+                example="GET /api/v1/stream/activities?since_lsn=0",
+            )

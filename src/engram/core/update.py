@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidInput, MemoryNotFound
+from ..storage.eventlog import record_event
 from ..storage.sqlite_store import dumps
 from .embedded import embed_text
+from .expiry import expiry_of
 from .models import MemoryInput, MemoryPatch, MemoryType, UpdateReceipt
 
 if TYPE_CHECKING:
@@ -66,9 +68,13 @@ def prepare_update(
     if put is not None:
         create_op, _ = space.prepare_remember(put.model_copy(update={"id": memory_id}))
     type_given = put is None or "memory_type" in put.model_fields_set
+    now = space.clock()
 
     def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
-        cur = conn.execute(f"SELECT {_CURRENT} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        cur = conn.execute(f"SELECT {_CURRENT}, expires_at FROM memories WHERE id = ?",
+                           (memory_id,)).fetchone()
+        if cur is not None and cur[-1] is not None and cur[-1] <= now and put is None:
+            cur = None  # expired, not swept yet: gone for PATCH (PUT replaces it, with a new expiry)
         if cur is None:
             if create_op is None:
                 raise MemoryNotFound(
@@ -81,8 +87,10 @@ def prepare_update(
             res["row"] = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE rowid = ?",
                                       (res["rowid"],)).fetchone()
             return res
-        rowid, kind, old_content, has_vec, suppressed, *ep_text = cur
+        rowid, kind, old_content, has_vec, suppressed, *ep_text, _expires = cur
         sets: dict[str, Any] = {}
+        if put is not None:  # a replacement takes the expiry its input asks for (or the space default)
+            sets["expires_at"] = expiry_of(put, now, space.default_ttl)
         for name in ("content", "confidence", "decay_rate"):
             if name in given:
                 sets[name] = given[name]
@@ -129,7 +137,8 @@ def prepare_update(
             "kind": kind, "fields": sorted(given), "replaced": put is not None,
         }
         return {"created": False, "rowid": int(rowid), "row": row, "vector": vector, "pend": pend,
-                "suppressed": final_suppressed, "unit": unit, "event": event}
+                "suppressed": final_suppressed, "unit": unit,
+                "event": record_event(conn, "updated", lsn, event)}
 
     durability = space.settings.durability
 
@@ -160,4 +169,4 @@ def apply_updated(space: MemorySpace, res: dict[str, Any], lsn: int) -> None:
         space._pend([key])
         if space.backfill is not None:
             space.backfill.notify(space)
-    space.events.publish("updated", lsn, res["event"])
+    space.events.publish_many([res["event"]])

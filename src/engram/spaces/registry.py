@@ -43,11 +43,13 @@ from ..cognition.api import SpaceCognition
 from ..cognition.introspection import embedder_info
 from ..core.backfill import EmbeddingBackfill
 from ..core.embedded import implicit_spec
+from ..core.expiry import DEFAULT_TTL_KEY, check_default_ttl
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.space import MemorySpace
 from ..descriptors import DescriptorBudget
 from ..embedding import Embedders, EmbedderSpec
 from ..errors import (
+    EngramError,
     InvalidInput,
     MemorySpaceExists,
     MemorySpaceNotFound,
@@ -127,13 +129,15 @@ class SpaceRegistry:
         return MemorySpaceId(space_id) in self._known
 
     def create(self, space_id: str, dimension: int | None = None,
-               embedder: EmbedderChoice | None = None) -> tuple[MemorySpace, bool]:
+               embedder: EmbedderChoice | None = None,
+               default_ttl_seconds: float | None = None) -> tuple[MemorySpace, bool]:
         """Create (idempotently) and return ``(handle, created)``.
 
         ``embedder`` None takes the server's default embedder, unless ``dimension``
         says the vectors will come from clients at another length (then: none).
         """
         sid = MemorySpaceId(space_id)
+        default_ttl = check_default_ttl(default_ttl_seconds)
         spec, explicit = self._embedder_for(embedder, dimension)
         if dimension is not None and not (1 <= dimension <= self.settings.max_embedding_dim):
             raise InvalidInput(
@@ -153,7 +157,7 @@ class SpaceRegistry:
                 self._creating += 1
             try:
                 with self._room_for(sid):
-                    return self._create_locked(sid, dimension, spec, explicit)
+                    return self._create_locked(sid, dimension, spec, explicit, default_ttl)
             except (OSError, sqlite3.Error) as exc:
                 if is_transient(exc):
                     raise StorageUnavailable(f"memory space {sid!r} could not be created now: {exc}",
@@ -182,7 +186,7 @@ class SpaceRegistry:
         return space
 
     def _create_locked(self, sid: MemorySpaceId, dimension: int | None, spec: EmbedderSpec | None,
-                       explicit: bool) -> tuple[MemorySpace, bool]:
+                       explicit: bool, default_ttl: float | None = None) -> tuple[MemorySpace, bool]:
         """Create the space; the caller holds the id lock."""
         space_dir = self.root / sid
         if space_dir.exists():
@@ -208,6 +212,13 @@ class SpaceRegistry:
             space.store.write(set_dim, mutates=False)
             space.dim = dimension
             space.vectors.dim = dimension
+        if default_ttl is not None and space.store is not None:
+            def set_ttl(conn, _lsn):  # type: ignore[no-untyped-def]
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                             (DEFAULT_TTL_KEY, repr(default_ttl)))
+
+            space.store.write(set_ttl, mutates=False)
+            space.default_ttl = default_ttl
         if spec is not None:
             try:
                 space.configure_embedder(spec, explicit)
@@ -215,8 +226,11 @@ class SpaceRegistry:
                 space.close("creation failed")
                 shutil.rmtree(space_dir, onerror=_log_rm_error)
                 raise
-        _write_marker(space_dir, {"id": sid, "created_at": created_at, "dimension": space.dim,
-                                  "embedder": None if spec is None else spec.to_dict()})
+        marker: dict[str, Any] = {"id": sid, "created_at": created_at, "dimension": space.dim,
+                                  "embedder": None if spec is None else spec.to_dict()}
+        if default_ttl is not None:
+            marker["default_ttl_seconds"] = default_ttl
+        _write_marker(space_dir, marker)
         with self._lock:
             self._known.add(sid)
             self._loaded[sid] = space
@@ -303,6 +317,7 @@ class SpaceRegistry:
             created_at=datetime.fromtimestamp(float(meta.get("created_at", 0.0)), tz=UTC),
             dimension=(space.dim if space is not None else meta.get("dimension")),
             loaded=space is not None and not space.closed,
+            default_ttl_seconds=(space.default_ttl if space is not None else meta.get("default_ttl_seconds")),
         )
         if space is not None:
             desc.embedder = embedder_info(space)
@@ -680,6 +695,20 @@ class SpaceRegistry:
             if space.degraded and now >= space.retry_at and not space.closed and self.heal(space).healthy:
                 healed.append(space.id)
         return healed
+
+    def sweep_expired(self) -> int:
+        """Sweep every loaded, healthy space of its expired memories (the server's maintenance
+        task calls this every ``expiry_sweep_interval_seconds``: one sweeper for the server, no
+        thread per space); returns how many memories were removed."""
+        removed = 0
+        for space in self.loaded():
+            if space.closed or not space.healthy:
+                continue
+            try:
+                removed += space.sweep_expired()
+            except (EngramError, sqlite3.Error) as exc:  # the next round retries; other spaces go on
+                log.warning("expiry sweep failed: %s", exc, extra={"memory_space": space.id})
+        return removed
 
     def unload(self, space_id: str) -> bool:
         """Close one loaded space now (it reloads lazily on next use); False if it was not loaded.

@@ -57,10 +57,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngramError, StorageError, StorageUnavailable
+from .eventlog import EVENTS_SCHEMA, LAST_SEQ, TRIMMED_KEY
+from .eventlog import trim as trim_events
 
 log = logging.getLogger("engram.storage")
 
-SCHEMA_VERSION = 2  # 2: episode fields (what/where/who/why/how) are full-text indexed
+SCHEMA_VERSION = 3  # 2: episode fields (what/where/who/why/how) are full-text indexed; 3: see _feeds_schema
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -322,12 +324,14 @@ class SpaceStore:
     DB_NAME = "space.db"
 
     def __init__(self, space_dir: Path, *, durable: bool = True, max_batch: int = 512,
-                 idle_seconds: float = 2.0) -> None:
+                 idle_seconds: float = 2.0, event_log_max: int = 100_000) -> None:
         self.dir = space_dir
         self.path = space_dir / self.DB_NAME
         self.durable = durable
         self.max_batch = max_batch
         self.idle_seconds = max(0.01, idle_seconds)
+        self.event_log_max = max(1, event_log_max)
+        self._trim_every = max(1, min(10_000, self.event_log_max // 10))
         # An entry is one write, a group of writes that must share one commit (submit_group), or
         # None (the stop sentinel of close()).
         self._queue: queue.SimpleQueue[_Pending | list[_Pending] | None] = queue.SimpleQueue()
@@ -369,6 +373,7 @@ class SpaceStore:
                 self._writer.execute("COMMIT")
             elif version == "1":
                 self._migrate_1_to_2()
+            self._feeds_schema()
             self._ensure_metadata_index()
             # The database and WAL files now exist; make their directory entries
             # durable too, or a power cut could lose a freshly created file whole.
@@ -378,6 +383,7 @@ class SpaceStore:
             raise
         self._done: queue.SimpleQueue[list[tuple[_Pending, Any, int, BaseException | None]] | None] = (
             queue.SimpleQueue())
+        self._trimmed_at = self.last_lsn - self._trim_every  # the first batch checks the log's size
 
     def _migrate_1_to_2(self) -> None:
         """Re-index full text with the episode fields, in one transaction (runs before the writer starts).
@@ -427,6 +433,46 @@ class SpaceStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    # -- schema 3: event log and expiry (resumable feeds, SPEC §11) ----------------------------
+    def _feeds_schema(self) -> None:
+        """Add the event log and ``memories.expires_at`` (idempotent: safe on every open).
+
+        A database from before schema 3 has writes its log never saw: the trim point is set to
+        its last LSN, so a resume from before it is told ``reset`` instead of a silent gap.
+        """
+        conn = self._writer
+        cols = {str(r[1]) for r in conn.execute("PRAGMA table_info(memories)")}
+        version = self._meta_get(conn, "schema_version")
+        has_log = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is not None
+        if "expires_at" in cols and has_log and version == str(SCHEMA_VERSION):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "expires_at" not in cols:
+                conn.execute("ALTER TABLE memories ADD COLUMN expires_at REAL")
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS memories_expires ON memories(expires_at) "
+                "WHERE expires_at IS NOT NULL")
+            for statement in EVENTS_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if version != str(SCHEMA_VERSION) and self.last_lsn > 0:
+                self._meta_set(conn, TRIMMED_KEY, f"{self.last_lsn}:{LAST_SEQ}")
+            self._meta_set(conn, "schema_version", str(SCHEMA_VERSION))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _trim_events(self, conn: sqlite3.Connection, lsn: int) -> None:
+        """Keep the newest ``event_log_max`` events; inside the batch's transaction, once per
+        ``_trim_every`` LSNs, so the cost (an index walk and a range delete) is shared by many writes."""
+        if lsn - self._trimmed_at < self._trim_every:
+            return
+        self._trimmed_at = lsn
+        trim_events(conn, self.event_log_max)
 
     # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -656,6 +702,7 @@ class SpaceStore:
                 results, lsn = self._run_ops(conn, batch, trust_flags=False)
             if lsn != self.last_lsn:
                 self._meta_set(conn, "last_lsn", str(lsn))
+                self._trim_events(conn, lsn)
             conn.execute("COMMIT")  # synchronous=FULL: returns after the WAL is fsynced
         except BaseException as exc:
             try:

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
 from ...core import models as m
-from ...core.events import Event, Lagged
+from ...core.events import Event, Lagged, Reset
 from ...errors import EngramError
 from .errors import describe_validation_error
 from .gen import memory_pb2 as pb
@@ -68,6 +68,7 @@ EVENT_TYPES = {
     pb.EVENT_TYPE_DECAY: "decay",
     pb.EVENT_TYPE_SPACE: "space",
     pb.EVENT_TYPE_UPDATED: "updated",
+    pb.EVENT_TYPE_EXPIRED: "expired",
 }
 EVENT_TYPES_OUT = {v: k for k, v in EVENT_TYPES.items()}
 
@@ -162,6 +163,10 @@ def _memory_fields(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
     _opt(msg, "decay_rate", data)
     if msg.memory_type != pb.MEMORY_TYPE_UNSPECIFIED:
         data["memory_type"] = MEMORY_TYPES.get(msg.memory_type, msg.memory_type)
+    _opt(msg, "ttl_seconds", data)  # expiry (revision 5)
+    expires_at = ts_in(msg, "expires_at")
+    if expires_at is not None:
+        data["expires_at"] = expires_at
     return data
 
 
@@ -464,6 +469,7 @@ def memory(mem: m.Memory) -> pb.Memory:
         typed_metadata={k: _value_out(v) for k, v in mem.metadata.items()},
         suppressed=mem.suppressed,
         lsn=mem.lsn,
+        expires_at=ts_out(mem.expires_at),
     )
     if mem.when is not None:
         out.episode.CopyFrom(
@@ -563,7 +569,8 @@ def embedder_info(e: m.EmbedderInfo) -> pb.EmbedderInfo:
 def space_descriptor(d: m.SpaceDescriptor) -> pb.SpaceDescriptor:
     out = pb.SpaceDescriptor(id=d.id, created_at=ts_out(d.created_at), memory_count=d.memory_count,
                              dimension=d.dimension, last_lsn=d.last_lsn, healthy=d.healthy, loaded=d.loaded,
-                             reason=d.reason or "", embedding_backlog=d.embedding_backlog)
+                             reason=d.reason or "", embedding_backlog=d.embedding_backlog,
+                             default_ttl_seconds=d.default_ttl_seconds)
     if d.embedder is not None:
         out.embedder.CopyFrom(embedder_info(d.embedder))
     if d.stats:
@@ -706,6 +713,11 @@ def event(e: Event) -> pb.Event:
 
 def lag_notice(lag: Lagged) -> pb.LagNotice:
     return pb.LagNotice(missed=lag.missed, last_lsn=lag.last_lsn, memory_space_id=lag.memory_space_id)
+
+
+def reset_notice(reset: Reset) -> pb.ResetNotice:
+    return pb.ResetNotice(since_lsn=reset.since_lsn, oldest_lsn=reset.oldest_lsn, last_lsn=reset.last_lsn,
+                          reason=reset.reason, memory_space_id=reset.memory_space_id)
 
 
 def heartbeat(space: str, last_lsn: int) -> pb.Heartbeat:

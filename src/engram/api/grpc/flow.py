@@ -38,7 +38,7 @@ import grpc
 
 from ...auth.keys import Action
 from ...core.admission import client_key
-from ...core.events import Closed, Lagged, Subscription
+from ...core.events import Closed, Lagged, Reset, Subscription
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from . import convert as c
 from .errors import map_error
@@ -221,7 +221,7 @@ class _Flow:
                         self.failure = err
                         await self.out.put(_END)
                     return
-                if item is None:
+                if item is None or isinstance(item, Reset):  # no resume on MemoryFlow: never a Reset
                     continue
                 async with self.allowed:  # paused while we waited? hold the item until allowed
                     await self.allowed.wait_for(self._may_deliver)

@@ -42,8 +42,9 @@ import grpc
 
 from ...auth.keys import Action
 from ...core.admission import client_key
-from ...core.events import SLOW_CONSUMER, Closed, Event, Lagged, Subscription
+from ...core.events import SLOW_CONSUMER, Closed, Event, Lagged, Reset, Subscription
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
+from ...storage.eventlog import LAST_SEQ
 from . import convert as c
 from .base import Adapter, StreamTrace
 from .errors import map_error
@@ -118,8 +119,10 @@ class StreamingHandlers(Adapter):
         try:
             space = calls.resolve(request.memory_space_id).space_id
             types = c.event_types(request.event_types)
+            # Resume (revision 5): every logged event with an LSN above since_lsn, then live.
+            since = (request.since_lsn, LAST_SEQ) if request.HasField("since_lsn") else None
             sub = self.service.subscribe(space, types, self.settings.subscriber_queue_depth,
-                                         client=client_key(peer_ip(calls.peer)))
+                                         client=client_key(peer_ip(calls.peer)), since=since)
             self.metrics.subscribers.labels("grpc", self.metrics.space_label(space)).inc()
             # Headers go out once the subscription exists: a client that waits for
             # the initial metadata knows every later event reaches it.
@@ -181,6 +184,8 @@ class StreamingHandlers(Adapter):
             elif isinstance(item, Lagged):
                 lagged.inc()
                 await context.write(spb.StreamResponse(lag_notice=c.lag_notice(item)))
+            elif isinstance(item, Reset):
+                await context.write(spb.StreamResponse(reset=c.reset_notice(item)))
             else:
                 await context.write(item.encoded("grpc", stream_response))
 

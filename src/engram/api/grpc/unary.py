@@ -153,9 +153,11 @@ class UnaryHandlers(Adapter):
         async def run(space: str | None) -> spb.CreateSpaceResponse:
             assert space is not None
             dim = request.dimension if request.HasField("dimension") else None
+            ttl = request.default_ttl_seconds if request.HasField("default_ttl_seconds") else None
             desc, created = await self.service.create_space(space, dim, c.embedder_choice(request),
                                                             actor=current_principal(),
-                                                            peer=context.peer() or "unknown")
+                                                            peer=context.peer() or "unknown",
+                                                            default_ttl_seconds=ttl)
             return spb.CreateSpaceResponse(space=c.space_descriptor(desc), created=created)
 
         return await self.admin("CreateSpace", request, context, run)

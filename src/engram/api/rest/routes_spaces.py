@@ -36,6 +36,11 @@ class SpaceCreate(BaseModel):
         "none, and optionally a model. Omitted: the server's `embedder` setting (or none when `dimension` "
         "differs from that embedder's dimension).",
     )
+    default_ttl_seconds: float | None = Field(
+        None, gt=0, le=1e10,
+        description="Expiry (seconds) of memories stored in this space without ttl_seconds or expires_at; "
+        "omitted: they never expire.",
+    )
 
 
 SPACE_ID_PATH = Path(
@@ -80,7 +85,8 @@ def router(service: EngramService) -> APIRouter:
     async def create_space(item: SpaceCreate, request: Request) -> Response:
         who, peer = principal_of(request.scope), peer_of(request.scope)
         desc, created = await service.create_space(item.id, item.dimension, item.embedder,
-                                                   actor=who, peer=peer)
+                                                   actor=who, peer=peer,
+                                                   default_ttl_seconds=item.default_ttl_seconds)
         label(request, desc.id)
         return ok(desc, 201 if created else 200)
 

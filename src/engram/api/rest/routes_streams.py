@@ -11,6 +11,7 @@ from ...core.admission import client_key
 from ...core.events import EVENT_TYPES
 from ...errors import InvalidInput
 from ...service import EngramService
+from ...storage.eventlog import LAST_SEQ, Position, parse_position
 from .access import principal_of
 from .space import SPACE_PARAMETERS, SpaceResolver
 from .sse import EventFilter, EventStreamResponse
@@ -18,13 +19,18 @@ from .sse import EventFilter, EventStreamResponse
 #: The event types each stream carries (and may be narrowed to with ?types=).
 STREAMS: dict[str, tuple[str, ...]] = {
     "activities": EVENT_TYPES,
-    "memories": ("stored", "recalled", "forgotten", "decay", "updated"),
+    "memories": ("stored", "recalled", "forgotten", "decay", "updated", "expired"),
     "consolidation": ("consolidation",),
 }
 
 _SSE_DOC = (
-    "Server-sent events of one memory space only. Each event has `id:` = the space's LSN, "
-    "`event:` = its type and `data:` = JSON `{type, memory_space_id, lsn, timestamp, data}`. "
+    "Server-sent events of one memory space only. Each event has `event:` = its type and `data:` = "
+    "JSON `{type, memory_space_id, lsn, timestamp, data}`; logged events (stored writes) also have "
+    "`id:` = their LSN (`LSN.n` for the n+1th event of one LSN), live-only ones (recalled, activation) "
+    "none. Resume with the `Last-Event-ID` header (the last id seen) or `?since_lsn=N` (every event "
+    "after LSN N; the header wins when both are sent): the logged events after that point are "
+    "replayed, then live events follow with no gap and no duplicate; a point older than the log "
+    "holds gets `event: reset` `{since_lsn, oldest_lsn, last_lsn, reason}` first, then live events. "
     "Idle streams get `: heartbeat` comments; a slow consumer gets `event: lagged` "
     "`{missed, last_lsn}`; the server ends a stream with `event: end` `{reason}` "
     "(shutdown, space deleted, or too slow: missing events for `subscriber_max_lag_seconds`). "
@@ -46,6 +52,32 @@ def _parse_types(raw: str | None, allowed: tuple[str, ...], stream: str) -> tupl
             example=f"?types={','.join(allowed[:2])}",
         )
     return types
+
+
+def resume_point(last_event_id: str | None, since_lsn: str | None) -> Position | None:
+    """Where a stream resumes: after the ``Last-Event-ID`` event, else after every event of
+    ``since_lsn``; None for live only. The header wins: a browser's EventSource reconnects to
+    the same URL (with its old ``since_lsn``) and sends the last id it saw."""
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            return parse_position(last_event_id)
+        except ValueError:
+            raise InvalidInput(
+                f"Last-Event-ID {last_event_id[:40]!r} is not an event id of this server "
+                "(an LSN, or LSN.n)",
+                suggestion="Send the `id:` of the last event you received, or omit the header.",
+                example="Last-Event-ID: 42",
+            ) from None
+    if since_lsn is not None:
+        text = since_lsn.strip()
+        if not text.isdigit() or len(text) > 19:
+            raise InvalidInput(
+                f"since_lsn must be an LSN (a whole number, 0 or more), got {since_lsn[:40]!r}",
+                suggestion="Pass the lsn of the last event you processed; 0 replays what the log holds.",
+                example="?since_lsn=42",
+            )
+        return int(text), LAST_SEQ
+    return None
 
 
 def router(service: EngramService, space: SpaceResolver) -> APIRouter:
@@ -72,11 +104,16 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
             min_confidence: float | None = Query(
                 None, ge=0.0, le=1.0, description=("Only events carrying a confidence at or above this.")
             ),
+            since_lsn: str | None = Query(
+                None, description="Resume: replay the logged events after this LSN, then go live "
+                "(`Last-Event-ID` wins if both are sent)."),
         ) -> EventStreamResponse:
             wanted = _parse_types(types, allowed, stream)
+            since = resume_point(request.headers.get("last-event-id"), since_lsn)
             sid = space(request)
             peer = request.client.host if request.client else None
-            sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth, client=client_key(peer))
+            sub = service.subscribe(sid, wanted, settings.subscriber_queue_depth, client=client_key(peer),
+                                    since=since)
             # A revoked or expired key ends its open streams at once, with an `end` event saying why.
             who = principal_of(request.scope)
             unwatch = service.auth.watch(who, sub.close)

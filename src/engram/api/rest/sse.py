@@ -2,9 +2,17 @@
 
 Wire format (one frame per event, blank-line terminated):
 
-    id: 42                       <- the space's LSN of the event
+    id: 42                       <- the event's position in the space's event log: its LSN,
+                                    or "42.1", "42.2" for the 2nd, 3rd event of one LSN
     event: stored                <- the event type
     data: {"type": ..., "memory_space_id": ..., "lsn": 42, "timestamp": ..., "data": {...}}
+
+Only logged events (stored writes: stored, forgotten, association, consolidation, updated,
+expired) carry an ``id:``; live-only events (recalled, activation) carry none, so the client's
+last event id (the resume point it sends as ``Last-Event-ID``) is always a logged event.
+A resumed stream (``Last-Event-ID`` or ``?since_lsn=``) replays the log after that point first;
+if that point is older than the log holds, it starts with ``event: reset`` (data
+``{"since_lsn", "oldest_lsn", "last_lsn", "reason"}``) and goes on live.
 
 plus ``: heartbeat`` comment lines every ``stream_heartbeat_seconds`` while
 idle, ``event: lagged`` (data ``{"missed", "last_lsn"}``) when this consumer
@@ -45,7 +53,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ...core.events import Closed, Event, Lagged, Subscription
+from ...core.events import Closed, Event, Lagged, Reset, Subscription
 from ...observability import Metrics
 
 log = logging.getLogger("engram.rest.sse")
@@ -80,7 +88,13 @@ class EventFilter:
 
 def frame(event: Event) -> bytes:
     data = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
-    return f"id: {event.lsn}\nevent: {event.type}\ndata: {data}\n\n".encode()
+    eid = event.event_id
+    head = f"id: {eid}\n" if eid is not None else ""
+    return f"{head}event: {event.type}\ndata: {data}\n\n".encode()
+
+
+def reset_frame(reset: Reset) -> bytes:
+    return f"event: reset\ndata: {json.dumps(reset.to_dict())}\n\n".encode()
 
 
 def lagged_frame(lag: Lagged) -> bytes:
@@ -192,6 +206,8 @@ class EventStreamResponse(Response):
                 if isinstance(one, Lagged):
                     self.metrics.lagged.labels("rest", label).inc()
                     chunks.append(lagged_frame(one))
+                elif isinstance(one, Reset):
+                    chunks.append(reset_frame(one))
                 elif self.accept(one):
                     chunks.append(one.encoded("sse", frame))
             if ended is not None:

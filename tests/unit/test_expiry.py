@@ -1,0 +1,169 @@
+"""Expiry with an injected clock (no sleeping): an expired memory is never returned by any read
+path even before the sweep; the sweep deletes it durably, removes its vector and logs
+``expired``; bad expiry input is refused (SPEC §11)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engram.cognition.recall import recall
+from engram.core.models import (
+    AssociateInput,
+    CompleteInput,
+    Cue,
+    EpisodeInput,
+    ForgetMode,
+    MemoryInput,
+    RecallMode,
+    RecognizeInput,
+    ReminisceQuery,
+)
+from engram.errors import InvalidInput, MemoryNotFound
+from engram.storage.eventlog import read_after
+from engram.testing import FakeClock, make_service
+
+T0 = 1_800_000_000.0
+VEC_A = [1.0, 0.0, 0.0, 0.1]
+VEC_B = [0.9, 0.1, 0.0, 0.1]
+
+
+def _ids(res) -> set[str]:  # type: ignore[no-untyped-def]
+    return {i.memory.id for i in res.memories.vivid + res.memories.associated}
+
+
+def _episode(mid: str, **kw) -> EpisodeInput:  # type: ignore[no-untyped-def]
+    return EpisodeInput(id=mid, when=datetime(2026, 5, 1, 9, tzinfo=UTC), what="coffee with sam at the cafe",
+                        where_location="corner cafe", who=["sam"], embedding=VEC_A, **kw)
+
+
+def test_expired_memory_is_never_returned_before_the_sweep(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, ["exp"], clock=clock)
+    space = svc.space("exp")
+    cog = svc.cognition("exp")
+    space.remember(_episode("short", ttl_seconds=60))
+    space.remember(_episode("keep"))
+    space.remember(MemoryInput(id="plain", content="coffee notes", embedding=VEC_B,
+                               expires_at=datetime.fromtimestamp(T0 + 60, tz=UTC)))
+    cog.associate(AssociateInput(source_id="keep", target_id="short", strength=0.9))
+    assert space.get("short").expires_at == datetime.fromtimestamp(T0 + 60, tz=UTC)
+    assert space.get("keep").expires_at is None
+
+    def every_read() -> dict[str, set[str]]:
+        vec = recall(space, Cue(embedding=VEC_A, max_results=10))
+        text = recall(space, Cue(query="coffee", max_results=10))
+        spread = recall(space, Cue(embedding=VEC_A, mode=RecallMode.spreading, max_results=10))
+        hybrid = recall(space, Cue(query="coffee", mode=RecallMode.hybrid, max_results=10))
+        rec = cog.recognize(RecognizeInput(content="coffee with sam at the cafe", threshold=0.1))
+        rem = cog.reminisce(ReminisceQuery(limit=10))
+        rem_topic = cog.reminisce(ReminisceQuery(topic="coffee", limit=10))
+        comp = cog.complete(CompleteInput(what="coffee with sam", max_hypotheses=5, min_confidence=0.0))
+        page = space.list(limit=10)
+        return {
+            "vector": _ids(vec), "text": _ids(text), "spreading": _ids(spread), "hybrid": _ids(hybrid),
+            "recognize": {m.memory_id for m in rec.matches},
+            "reminisce": {m.id for m in rem.episodes}, "reminisce_topic": {m.id for m in rem_topic.episodes},
+            "complete": {i for h in [comp.best, *comp.alternatives] for i in h.source_memory_ids},
+            "list": {m.id for m in page.memories},
+        }
+
+    before = every_read()
+    for path, ids in before.items():
+        assert "short" in ids, (path, ids)
+    assert space.count() == 3
+
+    clock.advance(61)  # expired now; no sweep has run
+    after = every_read()
+    for path, ids in after.items():
+        assert "short" not in ids and "plain" not in ids, (path, ids)
+    assert "keep" in after["vector"] and "keep" in after["list"]
+    with pytest.raises(MemoryNotFound):
+        space.get("short")
+    with pytest.raises(MemoryNotFound):
+        space.forget("short", ForgetMode.suppress)
+    with pytest.raises(MemoryNotFound):
+        cog.associate(AssociateInput(source_id="keep", target_id="plain"))
+    assert space.count() == 1 and space.list().total == 1
+    assert len(space.vectors) == 3  # still indexed: the sweep has not run
+
+    last = space.last_lsn
+    assert space.sweep_expired() == 2
+    assert len(space.vectors) == 1
+    assert space.last_lsn == last + 1  # one batch: one write, one LSN
+    assert space.sweep_expired() == 0 and space.last_lsn == last + 1  # nothing expired: no write
+    assert space.store is not None
+    events, _, _ = read_after(space.store.reader(), (last, 99), 100, None)
+    assert [(e.type, e.lsn, e.seq, e.data["memory_id"]) for e in events] == [
+        ("expired", last + 1, 0, "short"), ("expired", last + 1, 1, "plain")]
+    # the deleted memories' text does not live on in the log's `stored` events
+    logged, _, _ = read_after(space.store.reader(), (0, -1), 100, frozenset({"stored"}))
+    assert {e.data["memory_id"]: "content" in e.data for e in logged} == {
+        "short": False, "keep": True, "plain": False}
+    svc.close()
+
+    svc = make_service(tmp_path, [], clock=clock)  # durable: gone after a reopen too
+    space = svc.space("exp")
+    assert space.count() == 1 and space.list().total == 1
+    svc.close()
+
+
+def test_default_ttl_and_batches(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, [], clock=clock, expiry_sweep_batch=3)
+    space, created = svc.registry.create("ttl", default_ttl_seconds=100)
+    assert created and space.default_ttl == 100
+    for i in range(7):
+        space.remember(MemoryInput(id=f"m{i}", content=f"note {i}"))
+    space.remember(MemoryInput(id="own", content="own ttl", ttl_seconds=1000))
+    assert space.get("m0").expires_at == datetime.fromtimestamp(T0 + 100, tz=UTC)
+    assert svc.registry.describe("ttl").default_ttl_seconds == 100
+    clock.advance(100)
+    assert space.count() == 1
+    last = space.last_lsn
+    assert svc.registry.sweep_expired() == 7
+    assert space.last_lsn == last + 3  # batches of 3, 3, 1
+    assert [m.id for m in space.list().memories] == ["own"]
+    svc.close()
+    svc = make_service(tmp_path, [], clock=clock)
+    assert svc.registry.describe("ttl").default_ttl_seconds == 100  # from the marker, unloaded
+    assert svc.space("ttl").default_ttl == 100  # from the space's meta
+    svc.close()
+
+
+def test_sweep_on_load(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, ["load"], clock=clock)
+    svc.space("load").remember(MemoryInput(id="x", content="soon gone", ttl_seconds=5))
+    svc.close()
+    clock.advance(10)
+    svc = make_service(tmp_path, [], clock=clock)
+    space = svc.space("load")  # opening queues one sweep batch
+    assert space.store is not None
+    space.store.write(lambda conn, lsn: None, mutates=False)  # FIFO barrier behind the sweep
+    assert space.store.reader().execute("SELECT count(*) FROM memories").fetchone()[0] == 0
+    svc.close()
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"ttl_seconds": -1}, "ttl_seconds"),
+    ({"ttl_seconds": 0}, "ttl_seconds"),
+    ({"ttl_seconds": 10, "expires_at": T0 + 100}, "not both"),
+    ({"expires_at": T0 - 1}, "not in the future"),
+    ({"expires_at": "yesterday"}, "expires_at"),
+])
+def test_bad_expiry_is_refused(tmp_path: Path, fields: dict[str, object], words: str) -> None:
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, ["bad"], clock=clock)
+    space = svc.space("bad")
+    from pydantic import ValidationError
+
+    with pytest.raises((InvalidInput, ValidationError)) as err:
+        space.remember(MemoryInput.model_validate({"content": "x", **fields}))
+    assert words in str(err.value)
+    assert space.count() == 0 and space.last_lsn == 0
+    with pytest.raises(InvalidInput):
+        svc.registry.create("bad-ttl", default_ttl_seconds=-5)
+    svc.close()
