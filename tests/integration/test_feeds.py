@@ -171,6 +171,29 @@ def test_type_filter_applies_to_replay(srv: EngramProcess, http: httpx.Client) -
         feed.close()
 
 
+def test_update_and_delete_by_filter_are_replayed(srv: EngramProcess, http: httpx.Client) -> None:
+    """PUT/PATCH and delete-by-filter write their events into the log like every other write."""
+    hdr = {"X-Memory-Space": "beta"}
+    start = remember(http, "beta", "ud-0", metadata={"batch": "ud"})["lsn"]
+    remember(http, "beta", "ud-1", metadata={"batch": "ud"})
+    assert http.patch(f"{API}/memories/ud-0", headers=hdr, json={"tags": ["changed"]}).status_code == 200
+    assert http.put(f"{API}/memories/ud-1", headers=hdr,
+                    json={"content": "replaced", "metadata": {"batch": "ud"}}).status_code == 200
+    gone = http.post(f"{API}/memories/delete", headers=hdr, json={"filter": {"batch": "ud"}, "mode": "delete"})
+    assert gone.status_code == 200 and gone.json()["count"] == 2, gone.text
+    feed = Feed(srv.http_url, "beta", since_lsn=start, types="updated,forgotten")
+    try:
+        frames = [feed.next() for _ in range(4)]
+        assert [(f["event"], mid(f)) for f in frames] == [
+            ("updated", "ud-0"), ("updated", "ud-1"), ("forgotten", "ud-0"), ("forgotten", "ud-1")]
+        ids = [position(f["id"]) for f in frames]
+        assert ids == sorted(ids) and len(set(ids)) == 4
+        # an erased memory's text leaves the log: the replayed update of ud-1 no longer holds it
+        assert "content" not in frames[1]["data"].get("data", {})
+    finally:
+        feed.close()
+
+
 def test_events_sharing_an_lsn_resume_exactly(srv: EngramProcess, http: httpx.Client) -> None:
     """One expiry sweep batch logs one `expired` event per memory under one LSN: ids N, N.1, N.2."""
     feed = Feed(srv.http_url, "beta", types="expired")
