@@ -49,9 +49,16 @@ export async function render(ctx) {
 
 async function show(ctx, out, res) {
   clear(out);
-  const items = [];
+  let items = [];
+  const bucketOf = new Map();
   for (const bucket of ["vivid", "associated", "reconstructed"]) {
-    for (const it of res.memories[bucket] || []) items.push({ ...it, bucket });
+    for (const it of res.memories[bucket] || []) {
+      bucketOf.set(it.memory.id, bucket);
+      items.push({ ...it, bucket });
+    }
+  }
+  if (Array.isArray(res.results) && res.results.length) { // the flat ranked list, where the server sends it
+    items = res.results.map((it) => ({ ...it, bucket: bucketOf.get(it.memory.id) || "" }));
   }
   const meta = res.metadata || {};
   out.append(h("p.muted", { id: "recall-summary" }, `${items.length} result(s) · confidence `
