@@ -28,6 +28,7 @@ from .auth.guard import Authorizer
 from .auth.keys import KeyRecord, Principal
 from .auth.quotas import Quotas
 from .cognition.api import SpaceCognition
+from .cognition.associations import edges_of
 from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
 from .core import filters
@@ -475,6 +476,10 @@ class EngramService:
 
     async def associate(self, space_id: str, item: AssociateInput) -> Association:
         return await self._cog(space_id, lambda c: c.associate(item))
+
+    async def associations(self, space_id: str, memory_ids: list[str], limit: int) -> list[Association]:
+        """The edges touching any of ``memory_ids``, strongest first (read-only; the console's graph)."""
+        return await self._read(space_id, lambda s: edges_of(s, memory_ids, limit))
 
     async def recognize(self, space_id: str, item: RecognizeInput) -> Recognition:
         return await self._cog(space_id, lambda c: c.recognize(item))

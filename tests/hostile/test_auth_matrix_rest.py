@@ -78,6 +78,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/system/health"): ADMIN,
     ("GET", "/metrics"): ADMIN,
     ("POST", "/api/v1/echo"): ANY_KEY,
+    ("GET", "/api/v1/keys/self"): ANY_KEY,
+    ("GET", "/api/v1/associations"): READ,
 }
 
 # A request each route accepts from an allowed caller (so a refusal can only be about access).
@@ -101,6 +103,7 @@ BODIES: dict[tuple[str, str], Any] = {
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/memories/recall"): {"query": "espresso"},
     ("GET", "/api/v1/episodes/reminisce"): {"topic": "Ada"},
+    ("GET", "/api/v1/associations"): {"memory_id": "m-a"},
 }
 
 CALLERS = ("none", "malformed", "unknown", "expired", "revoked", "reader", "writer", "other_writer", "admin")
@@ -183,7 +186,7 @@ def _request(world: World, caller: str, method: str, template: str) -> tuple[int
             .replace("{key_id}", world.doomed_key))
     headers = {**world.headers(caller), "X-Memory-Space": SPACE} if template.startswith(
         ("/api/v1/memories", "/api/v1/episodes", "/api/v1/consolidat", "/api/v1/complete", "/api/v1/stream",
-         "/api/v1/system/introspect")) else world.headers(caller)
+         "/api/v1/system/introspect", "/api/v1/associations")) else world.headers(caller)
     key = (method, template)
     kwargs: dict[str, Any] = {"headers": headers, "params": PARAMS.get(key)}
     if key in BODIES:

@@ -137,3 +137,41 @@ def neighbour_fetch(space: MemorySpace, fanout: int = MAX_FANOUT) -> NeighbourFe
 def count(space: MemorySpace) -> int:
     conn = space.check_healthy().reader()
     return int(conn.execute("SELECT count(*) FROM associations").fetchone()[0])
+
+
+#: The most memory ids one :func:`edges_of` call may name.
+MAX_EDGE_QUERY_IDS = 100
+
+
+def edges_of(space: MemorySpace, memory_ids: list[str], limit: int) -> list[Association]:
+    """The edges that touch any of ``memory_ids`` (either end), strongest first, at most ``limit``.
+
+    Read-only. Ids this space does not have contribute nothing (no error: a console asking for the
+    neighbours of a recall path must not fail because one memory was forgotten meanwhile). Edges to
+    suppressed memories are listed too: they are kept while suppression lasts.
+    """
+    conn = space.check_healthy().reader()
+    wanted = list(dict.fromkeys(memory_ids))[:MAX_EDGE_QUERY_IDS]
+    if not wanted:
+        return []
+    q = ",".join("?" * len(wanted))
+    out: list[Association] = []
+    try:
+        rowids = [int(r[0]) for r in conn.execute(f"SELECT rowid FROM memories WHERE id IN ({q})", wanted)]
+        if not rowids:
+            return []
+        r = ",".join("?" * len(rowids))
+        rows = conn.execute(
+            "SELECT ms.id, mt.id, a.strength, a.kind, a.lsn FROM associations a "
+            "JOIN memories ms ON ms.rowid = a.source JOIN memories mt ON mt.rowid = a.target "
+            f"WHERE a.source IN ({r}) OR a.target IN ({r}) "
+            "ORDER BY a.strength DESC, ms.id, mt.id LIMIT ?",
+            [*rowids, *rowids, limit],
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+        raise
+    for source, target, strength, kind, lsn in rows:
+        out.append(Association(source_id=source, target_id=target, strength=round(float(strength), 6),
+                               kind=str(kind), lsn=int(lsn), memory_space_id=space.id))
+    return out

@@ -55,6 +55,11 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/docs"): _OPEN,
     ("GET", "/docs/oauth2-redirect"): _OPEN,
     ("GET", "/health/alive"): _OPEN,
+    # -- the web console and the docs: files only; every datum they show comes from the API below --
+    ("GET", "/docs/assets/{name}"): _OPEN,
+    ("GET", "/console"): _OPEN,
+    ("GET", "/console/config.json"): _OPEN,  # only whether the server asks for a key
+    ("GET", "/console/{name}"): _OPEN,
     # -- data plane (space from header / ?space= / body) --
     ("POST", "/api/v1/memories/remember"): _WRITE,
     ("POST", "/api/v1/episodes/remember"): _WRITE,
@@ -76,6 +81,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/consolidations/{belief_id}"): _READ,
     ("POST", "/api/v1/complete"): _READ,
     ("GET", "/api/v1/system/introspect"): _READ,
+    ("GET", "/api/v1/associations"): _READ,
     ("GET", "/api/v1/stream/activities"): _READ,
     ("GET", "/api/v1/stream/memories"): _READ,
     ("GET", "/api/v1/stream/consolidation"): _READ,
@@ -92,6 +98,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/keys"): _ADMIN,
     ("GET", "/api/v1/keys"): _ADMIN,
     ("DELETE", "/api/v1/keys/{key_id}"): _ADMIN,
+    ("GET", "/api/v1/keys/self"): Rule(Action.read, NONE),  # any valid key: describes itself
     # -- system --
     ("GET", "/health"): _ADMIN,  # names unhealthy spaces; load balancers use /health/alive
     ("GET", "/api/v1/system/health"): _ADMIN,

@@ -20,6 +20,7 @@ can live in one process.
     sse.py              server-sent events for one subscription
     access.py           who may call which route: the one table (SPEC §10)
     routes_*.py         the routes, by area
+    routes_console.py   /console (the web console, console/*) and /docs (Swagger UI), from package files
     ../mcp/http.py      /mcp: the MCP tools over Streamable HTTP, on the same service
 """
 
@@ -37,6 +38,8 @@ from . import (
     query,
     routes_backup,
     routes_cognition,
+    routes_console,
+    routes_graph,
     routes_keys,
     routes_memories,
     routes_spaces,
@@ -68,6 +71,7 @@ def create_app(service: EngramService) -> FastAPI:
     # FastAPI's native OpenTelemetry layer stays off: Engram exports its own Prometheus metrics.
     app = FastAPI(
         title="Engram", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, redoc_url=None,
+        docs_url=None,  # /docs is served from files in the package (routes_console), not from a CDN
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         dependencies=[Depends(query.reject_unknown_query)],  # on every route (api/rest/query.py)
     )
@@ -81,6 +85,8 @@ def create_app(service: EngramService) -> FastAPI:
     app.include_router(routes_backup.router(service))
     app.include_router(routes_keys.router(service))
     app.include_router(routes_system.router(service, space))
+    app.include_router(routes_graph.router(service, space))
+    app.include_router(routes_console.router(service))  # /console and /docs, offline (no CDN)
     mcp_http.mount(app, service)  # MCP over Streamable HTTP at /mcp (SPEC §12; engram.api.mcp)
     access.check_table(app.routes)  # every route classified for auth (api/rest/access.py), or no app
     errors.install(app)

@@ -51,6 +51,17 @@ class KeyList(BaseModel):
     keys: list[KeyInfo]
 
 
+class KeySelf(BaseModel):
+    """What ``GET /api/v1/keys/self`` answers: the calling key, never its token."""
+
+    key_id: str = Field(..., description='The key\'s id; "-" when the server checks no keys.')
+    name: str
+    role: str = Field(..., description="admin, writer or reader (admin when the server checks no keys).")
+    spaces: list[str] | None = Field(None, description="The spaces the key may use; null: all spaces.")
+    expires_at: float | None = Field(None, description="Unix seconds; null: never.")
+    auth_required: bool = Field(..., description="Whether this server requires API keys.")
+
+
 def _info(rec: KeyRecord) -> dict[str, Any]:
     return rec.public()
 
@@ -75,6 +86,15 @@ def router(service: EngramService) -> APIRouter:
     async def list_keys() -> Response:
         keys = await asyncio.to_thread(service.list_keys)
         return ok(KeyList(keys=[KeyInfo(**_info(k)) for k in keys]))
+
+    @r.get("/self", response_model=KeySelf, summary="Describe the calling key",
+           description="Any valid key: its id, name, role, spaces and expiry, never the token. Clients "
+           "(the console) use it to show only what the key may do; the server still checks every call.")
+    async def key_self(request: Request) -> Response:
+        who = principal_of(request.scope)
+        return ok(KeySelf(key_id=who.key_id, name=who.name, role=who.role.value,
+                          spaces=None if who.spaces is None else sorted(who.spaces),
+                          expires_at=who.expires_at, auth_required=service.auth.required))
 
     @r.delete("/{key_id}", response_model=KeyInfo, summary="Revoke an API key",
               description="Admin only. Takes effect at once: open streams of the key end with an "
