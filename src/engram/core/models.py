@@ -87,10 +87,8 @@ def embedding_from_wire(value: Any) -> Any:
     if len(raw) % 4:
         raise ValueError(f"embedding string decodes to {len(raw)} bytes, not a multiple of 4: "
                          f"{EMBEDDING_B64_RULE}")
-    arr = np.frombuffer(raw, dtype="<f4")
-    if not np.isfinite(arr).all():
-        raise ValueError("embedding values must be finite numbers (no NaN or Infinity)")
-    return arr.astype(np.float64).tolist()
+    # Finite, not empty, not all zeros: checked once, for both spellings (_check_embedding).
+    return np.frombuffer(raw, dtype="<f4").astype(np.float64).tolist()
 
 
 def embedding_to_wire(values: Any) -> str:
