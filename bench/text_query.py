@@ -28,7 +28,17 @@ import time
 from typing import Any
 
 import numpy as np
-from benchlib import RESULTS, exit_on_sigterm, latency_summary, make_service, rmtree, show, stamp, tmpdir, write_json
+from benchlib import (
+    RESULTS,
+    exit_on_sigterm,
+    latency_summary,
+    make_service,
+    rmtree,
+    show,
+    stamp,
+    tmpdir,
+    write_json,
+)
 from quality_data import generate
 
 TARGET_P50_MS = 3.0
@@ -123,7 +133,10 @@ def main() -> None:
         rmtree(tmp)
     rec = latency_summary(lat)
     results: dict[str, Any] = {
-        **stamp(args.quick), "benchmark": "text_query", "memories": len(turns), "questions": len(questions),
+        **stamp(args.quick),
+        "benchmark": "text_query",
+        "memories": len(turns),
+        "questions": len(questions),
         "words_per_question": {"min": min(words), "mean": round(float(np.mean(words)), 1), "max": max(words)},
         "fill_seconds": round(fill_s, 1),
         "recall": {**rec, "cpu_ms_per_call": round(cpu_ms, 3)},

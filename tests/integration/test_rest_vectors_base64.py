@@ -65,8 +65,9 @@ def test_base64_recall_recognize_and_complete_find_the_vector(vec: httpx.Client)
     assert r.status_code == 200, r.text
     assert r.json()["familiarity"] > 0.9
     e = unit(6)
-    r = vec.post(f"{API}/episodes/remember", json={"id": "ep-b64", "embedding": e.tolist(), "what": "lantern",
-                                                   "where_location": "harbour", "when": "2026-01-02T10:00:00Z"})
+    episode = {"id": "ep-b64", "embedding": e.tolist(), "what": "lantern", "where_location": "harbour",
+               "when": "2026-01-02T10:00:00Z"}
+    r = vec.post(f"{API}/episodes/remember", json=episode)
     assert r.status_code == 201, r.text
     r = vec.post(f"{API}/complete", json={"embedding": b64(e)})
     assert r.status_code == 200, r.text
