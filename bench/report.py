@@ -90,7 +90,8 @@ def mb(b: Any) -> float | None:
     return round(b / 2**20, 1) if isinstance(b, (int, float)) else None
 
 
-SEPARATE_RESULTS = ("spaces", "subscribers", "http_hostile")
+SEPARATE_RESULTS = ("spaces", "subscribers", "http_hostile", "peer_chroma_server", "recall_scaling",
+                    "text_query")
 
 
 class Results:
@@ -1246,6 +1247,9 @@ def headlines(r: Results) -> list[str]:
         figures = [x for x in (rate(r[name], op) for op in ops) if x]
         if figures:
             out.append(f"{label}: " + "; ".join(figures) + ".")
+    from report_recall import headlines as recall_headlines
+
+    out += recall_headlines(r["peer_chroma_server"], r["recall_scaling"], r["text_query"])
     gr = get(r["grpc"], "results.ratios")
     if gr:
         out.append(
@@ -1436,6 +1440,12 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     lines += section_startup(r)
     lines += section_scale(r)
     lines += section_peer(r)
+    from report_recall import section_peer_server, section_profile, section_scaling, section_text
+
+    lines += section_peer_server(r["peer_chroma_server"], r.status("peer_chroma_server"))
+    lines += section_scaling(r["recall_scaling"], r.status("recall_scaling"))
+    lines += section_text(r["text_query"], r.status("text_query"))
+    lines += section_profile()
     if "semantic" in r.run.get("steps", {}) or r.has("semantic"):
         lines += section_semantic(r)
     if "subscribers" in r.run.get("steps", {}) or r.has("subscribers"):

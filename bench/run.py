@@ -147,6 +147,28 @@ STEPS: tuple[Step, ...] = (
         owner="embedding",
     ),
     Step(
+        "peer_chroma_server",
+        "peer_chroma_server.py",
+        "Engram's server beside `chroma run`, one aiohttp client: ingest, recall at 1/16 clients, "
+        "recall@10, RSS",
+        900,
+        150,
+    ),
+    Step(
+        "recall_scaling",
+        "recall_scaling.py",
+        "recall QPS with 1 and 16 callers, REST and gRPC, embedding and text cues, interleaved rounds",
+        600,
+        120,
+    ),
+    Step(
+        "text_query",
+        "text_query.py",
+        "10-20 word questions by full text at 10k memories, in-process: P50, CPU, recall@10",
+        300,
+        60,
+    ),
+    Step(
         "subscribers",
         "subscribers.py",
         "SSE fan-out: another space's recall P50 with 0 / 500 idle subscribers on one space, that space's "

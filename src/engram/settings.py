@@ -91,6 +91,7 @@ class Settings:
     max_results_limit: int = 1_000
     max_page_size: int = 1_000
     read_concurrency: int = 1  # short reads (recall, get, list...) running at once; see service._read
+    reinforce_linger_ms: float = 50.0  # recall reinforcement is written within this (core.reinforce)
     subscriber_queue_depth: int = 1_024
     # A subscriber that keeps missing events this long without catching up is dropped (SPEC §6).
     subscriber_max_lag_seconds: float = 30.0
@@ -164,7 +165,7 @@ class Settings:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
         non_negative = ("grpc_max_concurrent_rpcs", "grpc_max_ping_strikes",
                         "grpc_max_connection_idle_seconds", "grpc_max_connection_age_seconds",
-                        "grpc_max_connection_age_grace_seconds")
+                        "grpc_max_connection_age_grace_seconds", "reinforce_linger_ms")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{name} must be 0 (off) or positive, got {getattr(self, name)!r}")

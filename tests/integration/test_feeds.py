@@ -179,7 +179,8 @@ def test_update_and_delete_by_filter_are_replayed(srv: EngramProcess, http: http
     assert http.patch(f"{API}/memories/ud-0", headers=hdr, json={"tags": ["changed"]}).status_code == 200
     assert http.put(f"{API}/memories/ud-1", headers=hdr,
                     json={"content": "replaced", "metadata": {"batch": "ud"}}).status_code == 200
-    gone = http.post(f"{API}/memories/delete", headers=hdr, json={"filter": {"batch": "ud"}, "mode": "delete"})
+    gone = http.post(f"{API}/memories/delete", headers=hdr,
+                     json={"filter": {"batch": "ud"}, "mode": "delete"})
     assert gone.status_code == 200 and gone.json()["count"] == 2, gone.text
     feed = Feed(srv.http_url, "beta", since_lsn=start, types="updated,forgotten")
     try:

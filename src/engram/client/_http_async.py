@@ -58,10 +58,10 @@ from ._http_common import Base as _Base
 from ._http_common import check as _check
 from ._http_common import embedder as _embedder
 from ._http_common import filter_body as _filter
-from ._http_common import floats as _floats
 from ._http_common import mapping as _map
 from ._http_common import stream_path as _stream_path
 from ._http_common import strings as _strs
+from ._http_common import vector as _vector
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -209,7 +209,7 @@ class AsyncEngramClient(_Base):
         ttl_seconds: float | None = None, expires_at: datetime | str | float | None = None,
     ) -> StoreReceipt:
         """Store a memory; returns once it is durable."""
-        payload = body(content=content, id=id, embedding=_floats(embedding), confidence=confidence,
+        payload = body(content=content, id=id, embedding=_vector(embedding), confidence=confidence,
                        tags=_strs(tags), memory_type=memory_type, metadata=_map(metadata),
                        decay_rate=decay_rate, auto_link=auto_link, ttl_seconds=ttl_seconds,
                        expires_at=expires_at)
@@ -235,7 +235,7 @@ class AsyncEngramClient(_Base):
 
         ``result.created`` says whether it was created. Associations are kept.
         """
-        payload = body(content=content, embedding=_floats(embedding), confidence=confidence,
+        payload = body(content=content, embedding=_vector(embedding), confidence=confidence,
                        tags=_strs(tags), memory_type=memory_type, decay_rate=decay_rate,
                        metadata=None if metadata is None else dict(metadata))
         return await self._call(UpdateReceipt, "PUT", f"{API}/memories/{segment(memory_id)}", json=payload)
@@ -247,7 +247,7 @@ class AsyncEngramClient(_Base):
         decay_rate: float | None = None,
     ) -> UpdateReceipt:
         """Change only the given fields of an existing memory (``PATCH``); ``MemoryNotFound`` if absent."""
-        payload = body(content=content, embedding=_floats(embedding), confidence=confidence,
+        payload = body(content=content, embedding=_vector(embedding), confidence=confidence,
                        tags=_strs(tags), memory_type=memory_type, decay_rate=decay_rate,
                        metadata=None if metadata is None else dict(metadata))
         return await self._call(UpdateReceipt, "PATCH", f"{API}/memories/{segment(memory_id)}", json=payload)
@@ -264,7 +264,7 @@ class AsyncEngramClient(_Base):
         expires_at: datetime | str | float | None = None,
     ) -> StoreReceipt:
         """Store an episode (a memory with when/what/where/who/why/how)."""
-        payload = body(when=when, what=what, content=content, id=id, embedding=_floats(embedding),
+        payload = body(when=when, what=what, content=content, id=id, embedding=_vector(embedding),
                        where_location=where_location, who=_strs(who), why=why, how=how,
                        emotional_valence=emotional_valence, importance=importance, confidence=confidence,
                        tags=_strs(tags), metadata=_map(metadata), decay_rate=decay_rate, auto_link=auto_link,
@@ -296,7 +296,7 @@ class AsyncEngramClient(_Base):
                    participants=_strs(participants), trace_activation=trace_activation, max_hops=max_hops,
                    rank=rank, wait_for_embeddings=wait_for_embeddings)
         if embedding is not None or filter is not None:
-            payload = body(embedding=_floats(embedding), filter=_filter(filter), **cue)
+            payload = body(embedding=_vector(embedding), filter=_filter(filter), **cue)
             return await self._call(RecallResult, "POST", f"{API}/memories/recall", json=payload)
         return await self._call(RecallResult, "GET", f"{API}/memories/recall", params=params(**cue))
 
@@ -347,7 +347,7 @@ class AsyncEngramClient(_Base):
         threshold: float | None = None, max_matches: int | None = None,
     ) -> Recognition:
         """Is this content/embedding already known (familiarity with confidence)?"""
-        payload = body(content=content, embedding=_floats(embedding), threshold=threshold,
+        payload = body(content=content, embedding=_vector(embedding), threshold=threshold,
                        max_matches=max_matches)
         return await self._call(Recognition, "POST", f"{API}/memories/recognize", json=payload)
 
@@ -367,7 +367,7 @@ class AsyncEngramClient(_Base):
     ) -> Reminiscence:
         """Episodes about a topic (or near an embedding: POST) and/or in a time window, in time order."""
         if embedding is not None:
-            payload = body(topic=topic, embedding=_floats(embedding), time_start=time_start,
+            payload = body(topic=topic, embedding=_vector(embedding), time_start=time_start,
                            time_end=time_end,
                            limit=limit)
             return await self._call(Reminiscence, "POST", f"{API}/episodes/reminisce", json=payload)
@@ -397,7 +397,7 @@ class AsyncEngramClient(_Base):
     ) -> Completion:
         """Pattern completion from partial episode fields, with per-field source attribution."""
         payload = body(what=what, when=when, where_location=where_location, who=_strs(who), why=why, how=how,
-                       embedding=_floats(embedding), max_hypotheses=max_hypotheses,
+                       embedding=_vector(embedding), max_hypotheses=max_hypotheses,
                        min_confidence=min_confidence)
         return await self._call(Completion, "POST", f"{API}/complete", json=payload)
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from ..core.models import SpaceDescriptor
+from ..core.models import SpaceDescriptor, embedding_to_wire
 from ..errors import EngramConnectionError, EngramError, InvalidInput, error_from_envelope
 
 API = "/api/v1"
@@ -220,6 +220,13 @@ def embedder(provider: str | Mapping[str, Any] | BaseModel | None,
 
 def floats(values: Sequence[float] | None) -> list[float] | None:
     return None if values is None else [float(v) for v in values]
+
+
+def vector(values: Sequence[float] | None) -> str | None:
+    """An embedding for a request body: base64 of little-endian float32 (docs/rest.md, "Vectors
+    on the wire"), a quarter of the bytes of a JSON array and no number parsing on the server.
+    Accepts any sequence of numbers (a list, a numpy array)."""
+    return None if values is None else embedding_to_wire([float(v) for v in values])
 
 
 def strings(values: Sequence[str] | None) -> list[str] | None:

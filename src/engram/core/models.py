@@ -8,6 +8,8 @@ schema for free and gRPC maps them field by field.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    WithJsonSchema,
     computed_field,
     field_validator,
     model_validator,
@@ -64,7 +67,51 @@ def _instant(value: Any) -> Any:
 
 #: A point in time given by a client: ISO-8601, or Unix seconds within ``EPOCH_MIN..EPOCH_MAX``.
 Instant = Annotated[datetime, BeforeValidator(_instant)]
-Embedding = list[Component]
+
+EMBEDDING_B64_RULE = (
+    "an embedding given as a string is base64 (RFC 4648, padded) of little-endian float32 values, "
+    "4 bytes each, as OpenAI's encoding_format \"base64\" returns it"
+)
+
+
+def embedding_from_wire(value: Any) -> Any:
+    """A string ``embedding`` is the vector as base64 of little-endian float32 (SPEC §9, docs/rest.md).
+
+    Decoding it costs one C call instead of parsing one JSON number per component (the
+    dominant cost of a REST remember with a vector). The decoded values go on through the
+    same checks as a list (finite, not empty, not all zeros; the length against the space's
+    dimension later), so both spellings of a vector are one input to the rest of Engram.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"embedding string is not valid base64: {EMBEDDING_B64_RULE}") from None
+    if len(raw) % 4:
+        raise ValueError(f"embedding string decodes to {len(raw)} bytes, not a multiple of 4: "
+                         f"{EMBEDDING_B64_RULE}")
+    # Finite, not empty, not all zeros: checked once, for both spellings (_check_embedding).
+    return np.frombuffer(raw, dtype="<f4").astype(np.float64).tolist()
+
+
+def embedding_to_wire(values: Any) -> str:
+    """The base64 little-endian float32 spelling of a vector (what clients send to save bytes)."""
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+#: A vector: a JSON array of numbers, or (REST) a string of base64 little-endian float32.
+Embedding = Annotated[
+    list[Component],
+    BeforeValidator(embedding_from_wire),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "array", "items": {"type": "number"}},
+            {"type": "string", "contentEncoding": "base64",
+             "description": "base64 of little-endian float32 values (4 bytes each)"},
+        ],
+    }),
+]
 
 
 def utcnow() -> datetime:

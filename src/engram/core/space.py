@@ -71,6 +71,7 @@ from .models import (
     from_epoch,
     to_epoch,
 )
+from .reinforce import Reinforcer
 from .update import apply_updated, prepare_update
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ class MemorySpace(TextEmbedding):
         self.unloading = False  # set by the registry while it decides to unload (see SpaceRegistry.get)
         self._lock = threading.Lock()
         self.store: SpaceStore | None = None
+        self.reinforcer: Reinforcer | None = None
         self.ann: AnnIndex | None = None
         self._attached: dict[type, Any] = {}  # per-space state of higher layers (see attach)
         self.dim: int | None = None
@@ -165,6 +167,8 @@ class MemorySpace(TextEmbedding):
                                     idle_seconds=self.settings.space_thread_idle_seconds,
                                     event_log_max=self.settings.event_log_max_events)
             self.store.on_transient = self._on_transient
+            self.reinforcer = Reinforcer(self.store, self.settings.reinforce_linger_ms / 1000.0)
+            self.store.before_submit = self.reinforcer.flush
             background_check = self.store.size_bytes() > self.settings.integrity_check_sync_max_bytes
             if not background_check:
                 problem = self.store.integrity_problem()
@@ -1001,21 +1005,10 @@ class MemorySpace(TextEmbedding):
 
     # -- reinforcement (background, never awaited) ------------------------------
     def reinforce(self, rowids: builtins.list[int]) -> None:
-        if not rowids or self._closed or self.store is None:
+        """Strengthen what a recall returned, in the background (coalesced: core.reinforce)."""
+        if not rowids or self._closed or self.reinforcer is None:
             return
-        now = self.clock()
-
-        def op(conn: sqlite3.Connection, _lsn: int) -> None:
-            conn.executemany(
-                "UPDATE memories SET access_count = access_count + 1, last_access = ?, "
-                "activation = min(1.0, activation + 0.05) WHERE rowid = ?",
-                [(now, r) for r in rowids],
-            )
-
-        # StorageError means closing: reinforcement is best-effort by design, the recall
-        # itself succeeded.
-        with contextlib.suppress(StorageError):
-            self.store.submit(op, mutates=False, wait=False)
+        self.reinforcer.add(rowids, self.clock())
 
     # -- stats and lifecycle ----------------------------------------------------
     @property
@@ -1059,6 +1052,8 @@ class MemorySpace(TextEmbedding):
                 if self._check_conn is not None:
                     self._check_conn.interrupt()  # thread-safe; the check ends with "interrupted"
             self._check_thread.join()
+        if self.reinforcer is not None:
+            self.reinforcer.flush()  # what recalls strengthened goes in before the store closes
         if self.store is not None:
             self.store.close()
         if self.ann is not None:

@@ -353,6 +353,8 @@ class SpaceStore:
         self.broken: str | None = None  # set if the writer thread died; every later write fails
         # Called (on the failing thread) with a transient storage error: the space goes degraded.
         self.on_transient: Callable[[BaseException], None] | None = None
+        # Runs before every submit (see submit): the owner queues its deferred writes there.
+        self.before_submit: Callable[[], None] | None = None
         private_dir(self.dir)
         private_file(self.path)
         self._writer = self._connect()
@@ -543,7 +545,7 @@ class SpaceStore:
     # -- the write path -------------------------------------------------------
     def submit(self, op: WriteOp, *, mutates: bool = True,
                after: Callable[[Any, int], None] | None = None, wait: bool = True,
-               savepoint: bool = True) -> Future[Any]:
+               savepoint: bool = True, flush_first: bool = True) -> Future[Any]:
         """Queue a write; the future resolves after the batch holding it is durable.
 
         ``mutates`` ops get a fresh LSN. ``after(result, lsn)`` runs on the writer
@@ -553,7 +555,11 @@ class SpaceStore:
         ops that either succeed or fail without having changed anything, like a
         single INSERT; if such an op does leave changes behind, the batch is
         redone with savepoints, so the flag can cost time but never correctness.
+        ``before_submit`` (if set) runs first, unless ``flush_first`` is False: the space
+        queues its coalesced background writes there, ahead of this one (core.reinforce).
         """
+        if flush_first and self.before_submit is not None:
+            self.before_submit()
         fut: Future[Any] | None = Future() if wait else None
         # The closed check and the put happen under one lock that close() also
         # takes to enqueue its stop sentinel: no write can land behind the
@@ -570,6 +576,8 @@ class SpaceStore:
         batch awaited on the same loop are settled by a single thread-safe call,
         instead of one wake-up of the loop per write.
         """
+        if self.before_submit is not None:
+            self.before_submit()
         loop = asyncio.get_running_loop()
         afut: asyncio.Future[Any] = loop.create_future()
         self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
@@ -859,9 +867,10 @@ class SpaceStore:
             _settle_on(loop, items)
 
     def write(self, op: WriteOp, *, mutates: bool = True,
-              after: Callable[[Any, int], None] | None = None) -> tuple[Any, int]:
+              after: Callable[[Any, int], None] | None = None, flush_first: bool = True) -> tuple[Any, int]:
         """Submit and wait: returns ``(result, lsn)`` once durable."""
-        return self.submit(op, mutates=mutates, after=after).result()  # type: ignore[no-any-return]
+        fut = self.submit(op, mutates=mutates, after=after, flush_first=flush_first)
+        return fut.result()  # type: ignore[no-any-return]
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
