@@ -12,6 +12,7 @@ See docs/testing.md ("Isolation matrix" and "Planting a leak").
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from engram.testing import EngramProcess
+from engram.testing import EngramProcess, scratch_dir
 from engram.testing.clients import ApiError, GrpcSpaceClient, RestSpaceClient, proto_dict
 from engram.testing.isolation import (
     CheckResult,
@@ -67,13 +68,17 @@ def _load_all(srv: EngramProcess, data: dict[str, SpaceData]) -> None:
 def matrix_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[EngramProcess, dict[str, SpaceData]]]:
-    srv = EngramProcess.start(tmp_path_factory.mktemp("iso"), SPACES + STREAM_SPACES, SETTINGS)
+    # The data on tmpfs: isolation is tested here, not fsync (the crash tier keeps its data on disk).
+    data_dir = scratch_dir("engram-iso-")
+    srv = EngramProcess.start(tmp_path_factory.mktemp("iso"), SPACES + STREAM_SPACES, SETTINGS,
+                              data_dir=data_dir)
     try:
         data = build_dataset(SPACES)
         _load_all(srv, data)
         yield srv, data
     finally:
         srv.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _fmt(results: list[CheckResult]) -> str:
@@ -283,12 +288,14 @@ def leaky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramPro
     ``kind`` from its group's next space and nothing else, so each demonstration below sees
     exactly one planted leak, without a server start per kind."""
     spaces = [sp for kind in sorted(LEAK_CATCHERS) for sp in leak_spaces(kind)]
-    srv = EngramProcess.start(tmp_path_factory.mktemp("leaky"), spaces, SETTINGS,
+    data_dir = scratch_dir("engram-leaky-")
+    srv = EngramProcess.start(tmp_path_factory.mktemp("leaky"), spaces, SETTINGS, data_dir=data_dir,
                               module="engram.testing.leaky", env={"LEAK_KIND": "per-space"})
     try:
         yield srv
     finally:
         srv.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("kind", sorted(LEAK_CATCHERS))
