@@ -12,6 +12,7 @@ See docs/testing.md ("Isolation matrix" and "Planting a leak").
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from engram.testing import EngramProcess
+from engram.testing import EngramProcess, scratch_dir
 from engram.testing.clients import ApiError, GrpcSpaceClient, RestSpaceClient, proto_dict
 from engram.testing.isolation import (
     CheckResult,
@@ -39,6 +40,8 @@ from engram.testing.isolation import (
 from engram.testing.report import write_section
 
 SPACES = [f"iso-{i:02d}" for i in range(10)]
+#: the stream test's own ten spaces on the same server (its probes must not change the matrix's counts)
+STREAM_SPACES = [f"iso-st-{i:02d}" for i in range(10)]
 SETTINGS = {"consolidation_interval_seconds": 0, "auto_link_threshold": 0.99}
 
 
@@ -65,13 +68,17 @@ def _load_all(srv: EngramProcess, data: dict[str, SpaceData]) -> None:
 def matrix_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[EngramProcess, dict[str, SpaceData]]]:
-    srv = EngramProcess.start(tmp_path_factory.mktemp("iso"), SPACES, SETTINGS)
+    # The data on tmpfs: isolation is tested here, not fsync (the crash tier keeps its data on disk).
+    data_dir = scratch_dir("engram-iso-")
+    srv = EngramProcess.start(tmp_path_factory.mktemp("iso"), SPACES + STREAM_SPACES, SETTINGS,
+                              data_dir=data_dir)
     try:
         data = build_dataset(SPACES)
         _load_all(srv, data)
         yield srv, data
     finally:
         srv.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _fmt(results: list[CheckResult]) -> str:
@@ -200,24 +207,19 @@ def _grpc_subscriber(
     return stop
 
 
-def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..., EngramProcess]) -> None:
+def test_streams_deliver_only_their_own_space(
+    matrix_server: tuple[EngramProcess, dict[str, SpaceData]],
+) -> None:
     """An SSE subscriber, a gRPC ``Stream`` and a ``MemoryFlow`` (subscribe + remember + recall on one
-    flow) per space, all at once, while every space receives probes."""
-    srv = engram_server_factory(spaces=SPACES, settings=SETTINGS, name="streams")
-    local = threading.local()
-
-    def write(space: str, memory_id: str) -> None:
-        clients = getattr(local, "clients", None)
-        if clients is None:
-            clients = local.clients = {}
-        if space not in clients:
-            clients[space] = RestSpaceClient(srv.http_url, space)
-        clients[space].remember(id=memory_id, content="probe", metadata={"space": space})
+    flow) per space, all at once, while every space receives probes. The spaces are the matrix
+    server's ten stream spaces, which hold nothing but these probes."""
+    srv, _ = matrix_server
+    write = _ProbeWriters(srv, STREAM_SPACES)
 
     def one(job: tuple[str, str]) -> CheckResult:
         space, transport = job
         if transport == "flow":
-            return check_flow(srv.grpc_target, space, write, SPACES)
+            return check_flow(srv.grpc_target, space, write, STREAM_SPACES)
         events: queue.Queue[Any] = queue.Queue()
         start = _sse_subscriber if transport == "rest" else _grpc_subscriber
         ready = threading.Event()
@@ -225,14 +227,17 @@ def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..
         try:
             ready.wait(20)  # subscribed (or failed, which check_stream then reports): no lost first probe
             return check_stream(
-                f"stream-{transport}", transport, space, events, write, SPACES, nonce=f".{transport}"
+                f"stream-{transport}", transport, space, events, write, STREAM_SPACES, nonce=f".{transport}"
             )
         finally:
             stop()
 
-    jobs = [(sp, t) for sp in SPACES for t in ("rest", "grpc", "flow")]
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        results = list(pool.map(one, jobs))
+    jobs = [(sp, t) for sp in STREAM_SPACES for t in ("rest", "grpc", "flow")]
+    try:
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            results = list(pool.map(one, jobs))
+    finally:
+        write.close()
     assert {r.name for r in results} == {"stream-rest", "stream-grpc", "flow"}
     write_section("isolation_streams", [dict(asdict(r), passed=not r.violations) for r in results])
     assert not [r for r in results if r.violations], _fmt(results)
@@ -241,7 +246,6 @@ def test_streams_deliver_only_their_own_space(engram_server_factory: Callable[..
 
 # ----------------------------------------------------------------------------- planted leaks
 
-LEAK_SPACES = SPACES[:3]
 #: leak kind (engram.testing.leaky) -> the matrix checks that must catch it
 LEAK_CATCHERS = {
     "get": {"get"},
@@ -258,49 +262,66 @@ LEAK_CATCHERS = {
 }
 
 
-def _probe_writer(w: RestSpaceClient) -> Callable[[str, str], None]:
-    def write(space: str, memory_id: str) -> None:
-        w.http.headers["X-Memory-Space"] = space
-        w.remember(id=memory_id, content="probe", metadata={"space": space})
+class _ProbeWriters:
+    """``write(space, id)`` for the stream checks: one REST client per space, shared by the threads
+    that write (httpx clients are thread-safe; making one costs ~25 ms of CPU, so not one per write)."""
 
-    return write
+    def __init__(self, srv: EngramProcess, spaces: list[str]) -> None:
+        self.clients = {sp: RestSpaceClient(srv.http_url, sp) for sp in spaces}
+
+    def __call__(self, space: str, memory_id: str) -> None:
+        self.clients[space].remember(id=memory_id, content="probe", metadata={"space": space})
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+
+
+def leak_spaces(kind: str) -> list[str]:
+    """The spaces of the per-space leaky server that leak ``kind`` (to each other only)."""
+    return [f"leak-{kind}-{i}" for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def leaky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
+    """One leaky server for every kind (``LEAK_KIND=per-space``): space ``leak-<kind>-<n>`` leaks
+    ``kind`` from its group's next space and nothing else, so each demonstration below sees
+    exactly one planted leak, without a server start per kind."""
+    spaces = [sp for kind in sorted(LEAK_CATCHERS) for sp in leak_spaces(kind)]
+    data_dir = scratch_dir("engram-leaky-")
+    srv = EngramProcess.start(tmp_path_factory.mktemp("leaky"), spaces, SETTINGS, data_dir=data_dir,
+                              module="engram.testing.leaky", env={"LEAK_KIND": "per-space"})
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("kind", sorted(LEAK_CATCHERS))
-def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
-    """Run part of the matrix against a server with one deliberate leak: every catcher must fail."""
-    srv = EngramProcess.start(
-        tmp_path / f"leaky-{kind}",
-        LEAK_SPACES,
-        SETTINGS,
-        module="engram.testing.leaky",
-        env={"LEAK_KIND": kind},
-    )
+def test_planted_leak_is_detected(kind: str, leaky_server: EngramProcess) -> None:
+    """Run part of the matrix against spaces with one deliberate leak: every catcher must fail."""
+    srv = leaky_server
+    spaces = leak_spaces(kind)
+    data = build_dataset(spaces)
+    results: list[CheckResult] = []
+    write = _ProbeWriters(srv, spaces)
     try:
-        data = build_dataset(LEAK_SPACES)
-        results: list[CheckResult] = []
         if kind == "events":
             for transport, start in (("rest", _sse_subscriber), ("grpc", _grpc_subscriber)):
                 events: queue.Queue[Any] = queue.Queue()
                 ready = threading.Event()
-                stop = start(srv, LEAK_SPACES[0], events, ready)
+                stop = start(srv, spaces[0], events, ready)
                 ready.wait(20)
-                with RestSpaceClient(srv.http_url, None) as w:
-                    try:
-                        results.append(
-                            check_stream(
-                                f"stream-{transport}",
-                                transport,
-                                LEAK_SPACES[0],
-                                events,
-                                _probe_writer(w),
-                                LEAK_SPACES,
-                                timeout=10,
-                                nonce=f".{transport}",
-                            )
+                try:
+                    results.append(
+                        check_stream(
+                            f"stream-{transport}", transport, spaces[0], events, write, spaces,
+                            timeout=10, nonce=f".{transport}",
                         )
-                    finally:
-                        stop()
+                    )
+                finally:
+                    stop()
         else:
             _load_all(srv, data)
             results = _run_matrix(srv, data, only=LEAK_CATCHERS[kind])
@@ -311,12 +332,9 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
         if "flow" in LEAK_CATCHERS[kind]:
             # After the matrix (its probes would change the counts it checks): the other spaces'
             # probes are what a leaking event bus or recall hands to this flow.
-            with RestSpaceClient(srv.http_url, None) as w:
-                results.append(
-                    check_flow(srv.grpc_target, LEAK_SPACES[0], _probe_writer(w), LEAK_SPACES, timeout=10)
-                )
+            results.append(check_flow(srv.grpc_target, spaces[0], write, spaces, timeout=10))
     finally:
-        srv.stop()
+        write.close()
     caught = {r.name for r in results if r.violations}
     write_section(
         f"leak_demo_{kind}",
@@ -344,11 +362,12 @@ def test_planted_leak_is_detected(kind: str, tmp_path: Any) -> None:
 
 
 MEANING_SPACES = [f"iso-mean-{i}" for i in range(4)]
+LEAKY_MEANING_SPACES = [f"leak-recall-mean-{i}" for i in range(4)]  # a recall leak among themselves
 MEANING_SHARED = ["the espresso machine on the third floor is broken again",
                   "quarterly planning moved to the large meeting room"]
 
 
-def meaning_violations(srv: EngramProcess) -> list[str]:
+def meaning_violations(srv: EngramProcess, spaces: list[str]) -> list[str]:
     """Spaces that embed their own text (hash embedder, created with it explicitly), with the
     same ids and texts in every space plus one memory only each space has (and a near copy,
     so the space makes a link from meaning). Each is asked over REST and gRPC for *another*
@@ -357,8 +376,8 @@ def meaning_violations(srv: EngramProcess) -> list[str]:
     from engram.client.grpc import GrpcClient
 
     own = {sp: f"{sp} keeps the orange kayak paddle number {k} in locker {k * 7}"
-           for k, sp in enumerate(MEANING_SPACES)}
-    for sp in MEANING_SPACES:
+           for k, sp in enumerate(spaces)}
+    for sp in spaces:
         with RestSpaceClient(srv.http_url, sp) as c:
             made = c.call("POST", "/api/v1/spaces", json={"id": sp, "embedder": {"provider": "hash"}})
             assert made["embedder"]["provider"] == "hash"
@@ -367,9 +386,9 @@ def meaning_violations(srv: EngramProcess) -> list[str]:
             c.remember(id=f"own.{sp}", content=own[sp])
             c.remember(id=f"near.{sp}", content=own[sp] + " today")
     violations = []
-    for k, sp in enumerate(MEANING_SPACES):
+    for k, sp in enumerate(spaces):
         allowed = {"shared-0", "shared-1", f"own.{sp}", f"near.{sp}"}
-        other = own[MEANING_SPACES[(k + 1) % len(MEANING_SPACES)]]
+        other = own[spaces[(k + 1) % len(spaces)]]
         with RestSpaceClient(srv.http_url, sp) as rest, GrpcClient(srv.grpc_target, space=sp) as rpc:
             for rank, mode in (("similarity", "similarity"), ("cognitive", "spreading"),
                                ("cognitive", "hybrid")):
@@ -390,7 +409,7 @@ def test_meaning_and_its_links_never_cross_spaces(
     matrix_server: tuple[EngramProcess, dict[str, SpaceData]],
 ) -> None:
     srv, _ = matrix_server
-    violations = meaning_violations(srv)
+    violations = meaning_violations(srv, MEANING_SPACES)
     assert not violations, "\n".join(violations)
     for sp in MEANING_SPACES:
         with RestSpaceClient(srv.http_url, sp) as c:
@@ -398,10 +417,7 @@ def test_meaning_and_its_links_never_cross_spaces(
             assert desc["memory_count"] == 4 and desc["embedding_backlog"] == 0
 
 
-def test_a_planted_recall_leak_is_caught_by_the_meaning_probe(tmp_path: Any) -> None:
-    srv = EngramProcess.start(tmp_path / "leaky-meaning", [], SETTINGS, module="engram.testing.leaky",
-                              env={"LEAK_KIND": "recall"})
-    try:
-        assert meaning_violations(srv), "a recall that reads a sibling space went unnoticed"
-    finally:
-        srv.stop()
+def test_a_planted_recall_leak_is_caught_by_the_meaning_probe(leaky_server: EngramProcess) -> None:
+    assert meaning_violations(leaky_server, LEAKY_MEANING_SPACES), (
+        "a recall that reads a sibling space went unnoticed"
+    )

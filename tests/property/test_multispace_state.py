@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 from typing import Any
 
 import pytest
@@ -39,6 +38,7 @@ from engram.core.models import (
 from engram.errors import InvalidInput, MemoryNotFound, NotFound
 from engram.service import EngramService
 from engram.settings import load_settings
+from engram.testing import scratch_dir
 
 SPACES = ("sp-a", "sp-b", "sp-c")
 IDS = tuple(f"m{i}" for i in range(6))
@@ -56,7 +56,7 @@ class MultiSpaceMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.root = tempfile.mkdtemp(prefix="engram-prop-")
+        self.root = str(scratch_dir("engram-prop-"))  # tmpfs: which ids live where, not fsync, is tested
         self.loop = asyncio.new_event_loop()
         self.service = self._open()
         self.live: dict[str, dict[str, tuple[str, int, bool]]] = {s: {} for s in SPACES}

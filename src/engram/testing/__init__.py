@@ -2,6 +2,6 @@
 helpers (a fake clock, a service factory)."""
 
 from .harness import EngramProcess, HarnessError
-from .inprocess import FakeClock, make_service
+from .inprocess import FakeClock, make_service, scratch_dir
 
-__all__ = ["EngramProcess", "FakeClock", "HarnessError", "make_service"]
+__all__ = ["EngramProcess", "FakeClock", "HarnessError", "make_service", "scratch_dir"]

@@ -19,6 +19,11 @@ test-only entry point, before the CLI runs. Kinds:
 The sibling of a space is the next loaded space (sorted by id, cyclically)
 other than the default space. ``EngramProcess.start(..., module="engram.testing.leaky",
 env={"LEAK_KIND": "get"})`` starts one from tests.
+
+``LEAK_KIND=per-space`` plants every kind at once, each only in the spaces named for it: a space
+``leak-<kind>-<n>`` leaks that kind, and its siblings are the spaces of its group (its id without
+the last ``-<n>``; ``leak-recall-mean-0`` is in group ``leak-recall-mean``). Every other space is
+served correctly. One server then demonstrates all kinds (the tests start one, not one per kind).
 """
 
 from __future__ import annotations
@@ -29,11 +34,23 @@ from typing import Any
 
 _REGISTRIES: list[Any] = []
 KINDS = ("get", "recall", "list", "count", "events", "cognition", "beliefs", "consolidation")
+PER_SPACE = "per-space"
+_MODE: list[str] = []  # the installed LEAK_KIND: one kind everywhere, or PER_SPACE
 
 
-def _sibling(space_id: str) -> Any | None:
+def _group(space_id: str) -> str:
+    return space_id.rsplit("-", 1)[0]
+
+
+def _sibling(space_id: str, kind: str) -> Any | None:
+    """The space ``space_id`` leaks ``kind`` from, or None when it does not leak that kind."""
+    per_space = _MODE == [PER_SPACE]
+    if per_space and not space_id.startswith(f"leak-{kind}-"):
+        return None
     for reg in _REGISTRIES:
         ids = sorted(i for i in reg.known_ids() if i != reg.settings.default_space)
+        if per_space:
+            ids = [i for i in ids if _group(i) == _group(space_id)]
         if space_id not in ids or len(ids) < 2:
             continue
         sib = ids[(ids.index(space_id) + 1) % len(ids)]
@@ -42,6 +59,16 @@ def _sibling(space_id: str) -> Any | None:
 
 
 def install(kind: str) -> None:
+    """Plant ``kind`` in every space, or (``per-space``) every kind in the spaces named for it."""
+    if kind != PER_SPACE and kind not in KINDS:
+        raise SystemExit(f"LEAK_KIND must be one of {', '.join(KINDS)} or {PER_SPACE}; got {kind!r}")
+    _MODE[:] = [kind]
+    _track_registries()
+    for k in KINDS if kind == PER_SPACE else (kind,):
+        _install(k)
+
+
+def _track_registries() -> None:
     from engram.spaces import registry as registry_mod
 
     orig_init = registry_mod.SpaceRegistry.__init__
@@ -52,6 +79,8 @@ def install(kind: str) -> None:
 
     registry_mod.SpaceRegistry.__init__ = init  # type: ignore[method-assign]
 
+
+def _install(kind: str) -> None:
     from engram.core.space import MemorySpace
     from engram.errors import MemoryNotFound
 
@@ -62,7 +91,7 @@ def install(kind: str) -> None:
             try:
                 return orig_row(self, memory_id)
             except MemoryNotFound:
-                sib = _sibling(self.id)
+                sib = _sibling(self.id, "get")
                 if sib is None:
                     raise
                 return orig_row(sib, memory_id)
@@ -76,7 +105,7 @@ def install(kind: str) -> None:
 
         def recall(space: Any, cue: Any) -> Any:
             res = orig_recall(space, cue)
-            sib = _sibling(space.id)
+            sib = _sibling(space.id, "recall")
             if sib is not None:
                 other = orig_recall(sib, cue)
                 res.memories.associated.extend(other.memories.vivid + other.memories.associated)
@@ -88,7 +117,7 @@ def install(kind: str) -> None:
 
         def list_(self: Any, *a: Any, **kw: Any) -> Any:
             page = orig_list(self, *a, **kw)
-            sib = _sibling(self.id)
+            sib = _sibling(self.id, "list")
             if sib is not None and page.next_cursor is None:
                 page.memories.extend(orig_list(sib, None, 1).memories)
             return page
@@ -98,7 +127,7 @@ def install(kind: str) -> None:
         orig_count = MemorySpace.count
 
         def count(self: Any) -> int:
-            sib = _sibling(self.id)
+            sib = _sibling(self.id, "count")
             return orig_count(self) + (1 if sib is not None else 0)
 
         MemorySpace.count = count  # type: ignore[method-assign]
@@ -108,7 +137,7 @@ def install(kind: str) -> None:
 
         def introspect(space: Any) -> Any:
             st = orig_intro(space)
-            if _sibling(space.id) is not None:
+            if _sibling(space.id, "count") is not None:
                 st.memories += 1
             return st
 
@@ -123,7 +152,7 @@ def install(kind: str) -> None:
             orig_publish(self, items)
             if getattr(self, "_leaky_forwarding", False):
                 return
-            sib = _sibling(self.memory_space_id) if hasattr(self, "memory_space_id") else None
+            sib = _sibling(self.memory_space_id, "events") if hasattr(self, "memory_space_id") else None
             if sib is not None and sib.events is not self:
                 sib.events._leaky_forwarding = True
                 try:
@@ -139,7 +168,7 @@ def install(kind: str) -> None:
 
         def recognize(self: Any, item: Any) -> Any:
             res = orig_recognize(self, item)
-            sib = _sibling(self.space.id)
+            sib = _sibling(self.space.id, "cognition")
             if sib is not None:
                 res.matches.extend(orig_recognize(sib.attached(cog_api.SpaceCognition), item).matches)
             return res
@@ -152,7 +181,7 @@ def install(kind: str) -> None:
 
         def list_beliefs(self: Any, *a: Any, **kw: Any) -> Any:
             page = orig_list_beliefs(self, *a, **kw)
-            sib = _sibling(self.space.id)
+            sib = _sibling(self.space.id, "beliefs")
             if sib is not None:
                 page.beliefs.extend(orig_list_beliefs(sib.attached(cog_api.SpaceCognition), *a, **kw).beliefs)
             return page
@@ -167,7 +196,7 @@ def install(kind: str) -> None:
 
         def snapshot(space: Any) -> Any:
             snap = orig_snapshot(space)
-            sib = _sibling(space.id)
+            sib = _sibling(space.id, "consolidation")
             if sib is None:
                 return snap
             other = orig_snapshot(sib)
@@ -182,8 +211,6 @@ def install(kind: str) -> None:
             )
 
         consolidation.snapshot = snapshot
-    else:
-        raise SystemExit(f"LEAK_KIND must be one of {', '.join(KINDS)}; got {kind!r}")
 
 
 def main() -> None:
