@@ -90,7 +90,8 @@ class Load:
                 op, method, path, body, params = self.pick(rng, space)
                 t0 = time.perf_counter()
                 try:
-                    async with http.request(method, path, json=body, params=params, headers=h) as resp:
+                    query = {k: v for k, v in params.items() if k != "id"}  # the id is in the path
+                    async with http.request(method, path, json=body, params=query, headers=h) as resp:
                         data = await resp.json(content_type=None)
                         # Another worker may delete an id between pick and request: a 404 is the
                         # right answer then, for get, forget and associate alike.

@@ -59,9 +59,9 @@ def test_405_lists_every_method_of_the_path(http: httpx.Client) -> None:
     cases = {
         f"{API}/spaces": ("PUT", {"GET", "POST"}),
         f"{API}/spaces/alpha": ("PATCH", {"GET", "DELETE"}),
-        f"{API}/memories/m-1": ("PUT", {"GET", "DELETE"}),
+        f"{API}/memories/m-1": ("POST", {"GET", "DELETE", "PUT", "PATCH"}),
         # also matches /memories/{id}: DELETE /memories/recall forgets a memory named "recall"
-        f"{API}/memories/recall": ("PUT", {"GET", "POST", "DELETE"}),
+        f"{API}/memories/recall": ("TRACE", {"GET", "POST", "DELETE", "PUT", "PATCH"}),
         f"{API}/consolidate": ("GET", {"POST"}),
         f"{API}/episodes/remember": ("DELETE", {"POST"}),
     }

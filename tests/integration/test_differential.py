@@ -61,14 +61,14 @@ def normalise(obj: Any, space: str, names: dict[str, str]) -> Any:
             if k in DROP or k.endswith(("_ms", "_seconds")):  # wall-clock measurements
                 continue
             if (
-                k == "run_id"
+                k in ("run_id", "consolidation_id")
                 or (k == "id" and ("citations" in obj or "centroid" in obj))
                 or k == "belief_ids"
             ):
                 if isinstance(v, list):
                     out[k] = [names.setdefault(x, f"belief#{len(names)}") for x in v]
                 else:
-                    prefix = "run" if k == "run_id" else "belief"
+                    prefix = "run" if k in ("run_id", "consolidation_id") else "belief"
                     out[k] = names.setdefault(v, f"{prefix}#{len(names)}")
                 continue
             out[k] = normalise(v, space, names)
