@@ -146,7 +146,7 @@ def test_memory_remember_get_list_recall_forget(url: str) -> None:
 
     got = json.loads(invoke("memory", "get", "coffee", *common, "--json").stdout)
     assert got["content"].startswith("the espresso") and got["tags"] == ["office"]
-    assert got["metadata"] == {"floor": 3}  # --meta values are JSON scalars (typed metadata) and got["memory_space_id"] == "cli-mem"
+    assert got["metadata"] == {"floor": 3} and got["memory_space_id"] == "cli-mem"
     assert json.loads(invoke("memory", "get", "piped", *common,
                              "--json").stdout)["content"] == "read from stdin"
     table = invoke("memory", "get", "coffee", *common)

@@ -119,7 +119,7 @@ def test_memory_commands_over_grpc(server: EngramProcess) -> None:
 
     mem = as_json(grpc(server, "memory", "get", "--space", "alpha", "coffee", "--json"))
     assert mem["content"] == "the espresso machine is on floor 3" and mem["tags"] == ["office"]
-    assert mem["metadata"] == {"floor": 3}  # --meta values are JSON scalars (typed metadata) and mem["memory_type"] == "semantic"
+    assert mem["metadata"] == {"floor": 3} and mem["memory_type"] == "semantic"
     ep = as_json(grpc(server, "memory", "get", "--space", "alpha", "standup-1", "--json"))
     assert ep["memory_type"] == "episodic" and ep["where_location"] == "room 4" and ep["who"] == ["ana"]
     assert ep["when"].startswith("2026-01-05T09:00:00")
