@@ -17,7 +17,7 @@ from engram.cognition import filtered
 from engram.cognition.recall import recall
 from engram.core import filters
 from engram.core.models import Cue, ForgetMode, MemoryInput
-from engram.errors import InvalidInput
+from engram.errors import MemoryExists
 from engram.settings import load_settings
 from engram.spaces.registry import SpaceRegistry
 
@@ -71,7 +71,7 @@ class FilterMachine(RuleBasedStateMachine):
                            embedding=vec(seed) if with_vec else None)
         try:
             self.reg.get(space).remember(item)
-        except InvalidInput:
+        except MemoryExists:
             assert mid in self.model[space].mems
             return
         assert mid not in self.model[space].mems

@@ -35,7 +35,7 @@ from engram.core.models import (
     MemoryInput,
     RecognizeInput,
 )
-from engram.errors import InvalidInput, MemoryNotFound, NotFound
+from engram.errors import InvalidInput, MemoryExists, MemoryNotFound, NotFound
 from engram.service import EngramService
 from engram.settings import load_settings
 from engram.testing import scratch_dir
@@ -109,7 +109,7 @@ class MultiSpaceMachine(RuleBasedStateMachine):
             else MemoryInput(**kw)
         )
         if self._exists(space, mid):
-            with pytest.raises(InvalidInput):
+            with pytest.raises(MemoryExists):
                 self.run(self.service.remember(space, item))
             return
         receipt = self.run(self.service.remember(space, item))
