@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from engram.cognition.recall import recall
 from engram.core.models import Cue, ForgetMode, MemoryInput
-from engram.errors import InvalidInput, MemoryNotFound
+from engram.errors import MemoryExists, MemoryNotFound
 from engram.settings import load_settings
 from engram.spaces.registry import SpaceRegistry
 
@@ -44,7 +44,7 @@ class StoreMachine(RuleBasedStateMachine):
         item = MemoryInput(id=mid, content=content, embedding=vec(seed) if with_vec else None)
         try:
             self.reg.get(space).remember(item)
-        except InvalidInput as exc:
+        except MemoryExists as exc:
             assert mid in self.model[space], exc
             return
         assert mid not in self.model[space]
