@@ -32,6 +32,7 @@ from ..api.grpc.gen import memory_pb2 as pb
 from ..api.grpc.gen import service_pb2 as spb
 from ..api.grpc.gen import service_pb2_grpc as spb_grpc
 from ..api.grpc.metadata import ERROR_DETAIL_KEY, SPACE_KEY, WARNING_KEY
+from ..api.grpc.values import scalar_value
 from ..errors import (
     EngramError,
     GrpcTransportError,
@@ -136,18 +137,10 @@ def struct(value: Mapping[str, Any] | struct_pb2.Struct | None) -> struct_pb2.St
 
 
 def _value(v: Any) -> struct_pb2.Value:
-    out = struct_pb2.Value()
-    if v is None:
-        out.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(v, bool):
-        out.bool_value = v
-    elif isinstance(v, (int, float)):
-        out.number_value = float(v)
-    elif isinstance(v, str):
-        out.string_value = v
-    else:
-        raise InvalidInput(f"metadata value {v!r}: must be a string, number, bool or None")
-    return out
+    try:
+        return scalar_value(v)
+    except TypeError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _split_metadata(fields: dict[str, Any]) -> None:

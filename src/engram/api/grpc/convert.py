@@ -24,6 +24,7 @@ from ...errors import EngramError
 from .errors import describe_validation_error
 from .gen import memory_pb2 as pb
 from .gen import service_pb2 as spb
+from .values import scalar_value
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -492,16 +493,10 @@ def memory(mem: m.Memory) -> pb.Memory:
 
 
 def _value_out(value: Any) -> struct_pb2.Value:
-    out = struct_pb2.Value()
-    if value is None:
-        out.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(value, bool):
-        out.bool_value = value
-    elif isinstance(value, (int, float)):
-        out.number_value = float(value)
-    else:
-        out.string_value = str(value)
-    return out
+    try:
+        return scalar_value(value)
+    except TypeError:  # stored metadata is validated scalars; anything else reads as its text
+        return scalar_value(str(value))
 
 
 def recall_item(it: m.RecallItem) -> pb.RecallItem:
