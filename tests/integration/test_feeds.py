@@ -199,8 +199,9 @@ def test_events_sharing_an_lsn_resume_exactly(srv: EngramProcess, http: httpx.Cl
     """One expiry sweep batch logs one `expired` event per memory under one LSN: ids N, N.1, N.2."""
     feed = Feed(srv.http_url, "beta", types="expired")
     try:
+        at = time.time() + 3.0  # one expiry instant for all three: the first sweep after it takes all
         for i in range(3):
-            remember(http, "beta", f"shared-{i}", ttl_seconds=0.5)
+            remember(http, "beta", f"shared-{i}", expires_at=at)
         frames = [feed.next() for _ in range(3)]
     finally:
         feed.close()
