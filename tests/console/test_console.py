@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from _browser import Console, chromium
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from engram.testing import EngramProcess
 
@@ -123,7 +123,7 @@ def test_every_page_loads_clean_and_offline(world: World, console: Console) -> N
     console.shot("beliefs")
 
     console.go(f"#/live?space={A}")
-    page.wait_for_function("document.getElementById('live-state').textContent === 'live'")
+    expect(page.locator("#live-state")).to_have_text("live")  # no eval: the CSP forbids it
     console.go("#/keys")
     page.wait_for_selector("table.keys")
     assert "alpha reader" in page.inner_text("table.keys")
@@ -168,7 +168,7 @@ def test_a_refused_key_asks_again(world: World, console: Console) -> None:
 def test_remembered_memory_appears_on_live_and_in_memories(world: World, console: Console) -> None:
     page = console.login(world.admin, "spaces")
     console.go(f"#/live?space={A}")
-    page.wait_for_function("document.getElementById('live-state').textContent === 'live'")
+    expect(page.locator("#live-state")).to_have_text("live")  # no eval: the CSP forbids it
     text = f"the lift is out of order {time.time_ns()}"
     receipt = world.api("POST", "/api/v1/memories/remember", A, json={"content": text, "tags": ["lift"]})
     row = page.locator(f"#live-events tr[data-type=stored][data-lsn='{receipt['lsn']}']")
@@ -181,7 +181,7 @@ def test_remembered_memory_appears_on_live_and_in_memories(world: World, console
     page.click("#live-pause")
     held = f"held while paused {time.time_ns()}"
     second = world.api("POST", "/api/v1/memories/remember", A, json={"content": held})
-    page.wait_for_function("document.getElementById('live-counts').textContent.includes('1 held')")
+    expect(page.locator("#live-counts")).to_contain_text("1 held")
     assert page.locator(f"#live-events tr[data-lsn='{second['lsn']}']").count() == 0
     page.click("#live-pause")
     page.locator(f"#live-events tr[data-lsn='{second['lsn']}']").wait_for()
@@ -298,7 +298,7 @@ def test_memory_content_is_text_never_markup(world: World, console: Console) -> 
     page.wait_for_selector("#memory-content")
     assert page.inner_text("#memory-content") == XSS
     console.go(f"#/live?space={A}")
-    page.wait_for_function("document.getElementById('live-state').textContent === 'live'")
+    expect(page.locator("#live-state")).to_have_text("live")  # no eval: the CSP forbids it
     receipt = world.api("POST", "/api/v1/memories/remember", A, json={"content": XSS + " again"})
     page.locator(f"#live-events tr[data-lsn='{receipt['lsn']}']").wait_for()
     console.go(f"#/recall?space={A}")
