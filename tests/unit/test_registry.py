@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -217,6 +219,7 @@ def test_unload_idle_beside_writers(registry_factory: Factory) -> None:
 
     def writer(n: int) -> None:
         i = 0
+        pause = random.Random(n)
         while not stop.is_set():
             try:
                 receipt = reg.get("churn").remember(MemoryInput(id=f"w{n}-{i}", content="x"))
@@ -224,13 +227,18 @@ def test_unload_idle_beside_writers(registry_factory: Factory) -> None:
                 continue  # retriable: the handle was unloaded under us
             acked.append(receipt.memory_id)
             i += 1
+            # Short, uneven gaps: a space written back to back is never idle, so without them the
+            # unloader could wait for ever (it did, under CI load) instead of racing the writers.
+            time.sleep(pause.uniform(0.0, 0.003))
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     unloads = 0
-    while unloads < 20:
+    deadline = time.monotonic() + 60.0
+    while unloads < 20 and time.monotonic() < deadline:
         unloads += len(reg.unload_idle(idle_seconds=0.0))
+        time.sleep(0.0005)
     stop.set()
     for t in threads:
         t.join()
@@ -243,6 +251,7 @@ def test_unload_idle_beside_writers(registry_factory: Factory) -> None:
         cursor = page.next_cursor
         if cursor is None:
             break
+    assert unloads >= 5, f"only {unloads} unloads raced the writers"
     assert acked and set(acked) <= ids
 
 
