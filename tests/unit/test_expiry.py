@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engram.cognition.associations import edges_of
 from engram.cognition.recall import recall
 from engram.core.models import (
     AssociateInput,
@@ -17,6 +18,7 @@ from engram.core.models import (
     EpisodeInput,
     ForgetMode,
     MemoryInput,
+    MemoryPatch,
     RecallMode,
     RecognizeInput,
     ReminisceQuery,
@@ -144,6 +146,44 @@ def test_sweep_on_load(tmp_path: Path) -> None:
     assert space.store is not None
     space.store.write(lambda conn, lsn: None, mutates=False)  # FIFO barrier behind the sweep
     assert space.store.reader().execute("SELECT count(*) FROM memories").fetchone()[0] == 0
+    svc.close()
+
+
+def test_an_expired_memory_frees_its_id_before_the_sweep(tmp_path: Path) -> None:
+    """Gone to readers means gone to writers too: remember, batch and PUT may take the id of an
+    expired, unswept memory (deleting it as the sweep would); PATCH finds nothing to change."""
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, ["reuse"], clock=clock)
+    space = svc.space("reuse")
+    cog = svc.cognition("reuse")
+    for mid in ("a", "b", "c"):
+        space.remember(MemoryInput(id=mid, content=f"first {mid}", embedding=VEC_A, ttl_seconds=10))
+    space.remember(MemoryInput(id="anchor", content="stays", embedding=VEC_B))
+    cog.associate(AssociateInput(source_id="anchor", target_id="c", strength=0.9))
+    clock.advance(11)
+    start = space.last_lsn
+
+    with pytest.raises(MemoryNotFound):
+        space.update("a", patch=MemoryPatch(content="patched"))
+    assert space.last_lsn == start  # the refused PATCH wrote nothing
+
+    space.remember(MemoryInput(id="a", content="second a", embedding=VEC_B))
+    [queued] = space.submit_remember_batch([MemoryInput(id="b", content="second b")])
+    assert not isinstance(queued, Exception)
+    fut, receipt = queued
+    receipt(fut.result())
+    put = space.update("c", put=MemoryInput(id="c", content="second c"))
+    assert put.created  # from the caller's view the memory did not exist
+    assert {m.id: m.content for m in space.list(limit=10).memories} == {
+        "a": "second a", "b": "second b", "c": "second c", "anchor": "stays"}
+    assert all(m.expires_at is None for m in space.list(limit=10).memories)
+    # the expired c's association went with it: the new c starts with none
+    assert edges_of(space, ["c"], 10) == []
+    logged, _, _ = read_after(space.store.reader(), (start, 10**6), 100, None)  # type: ignore[union-attr]
+    assert [(e.type, e.data["memory_id"]) for e in logged] == [
+        ("expired", "a"), ("stored", "a"), ("expired", "b"), ("stored", "b"),
+        ("expired", "c"), ("stored", "c")]
+    assert svc.registry.sweep_expired() == 0  # nothing left for the sweep
     svc.close()
 
 

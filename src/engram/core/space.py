@@ -559,33 +559,24 @@ class MemorySpace(TextEmbedding):
             # fail (dimension, duplicate id) fails before or at its first write.
             if blob is not None and self.dim is not None and len(blob) // 4 != self.dim:
                 self.vectors.check_dim(len(blob) // 4)
+            insert = (f"INSERT INTO memories({MEMORY_COLUMNS}) "
+                      "VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?)")
+            values = (mem_id, "episode" if is_episode else "memory", item.content, blob, item.confidence,
+                      now, now, activation, item.decay_rate, tags, item.memory_type.value, meta, lsn,
+                      *ep_vals, expires_at)
+            reaped = None
             try:
-                cur = conn.execute(
-                    f"INSERT INTO memories({MEMORY_COLUMNS}) "
-                    "VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        mem_id,
-                        "episode" if is_episode else "memory",
-                        item.content,
-                        blob,
-                        item.confidence,
-                        now,
-                        now,
-                        activation,
-                        item.decay_rate,
-                        tags,
-                        item.memory_type.value,
-                        meta,
-                        lsn,
-                        *ep_vals,
-                        expires_at,
-                    ),
-                )
+                cur = conn.execute(insert, values)
             except sqlite3.IntegrityError:
-                raise MemoryExists(
-                    f"a memory with id {mem_id!r} already exists in memory space {self.id!r}",
-                    details={"memory_id": mem_id, "memory_space_id": self.id},
-                ) from None
+                # An expired memory the sweep has not reached yet is gone to every reader, so its
+                # id is free: it goes first, exactly as the sweep would take it.
+                reaped = self.reap_expired_id(conn, mem_id, now, lsn)
+                if reaped is None:
+                    raise MemoryExists(
+                        f"a memory with id {mem_id!r} already exists in memory space {self.id!r}",
+                        details={"memory_id": mem_id, "memory_space_id": self.id},
+                    ) from None
+                cur = conn.execute(insert, values)
             rowid = int(cur.lastrowid or 0)
             if to_embed and self.dim is None and spec_dim is not None:
                 # The first text binds the space to its embedder's dimension.
@@ -629,7 +620,8 @@ class MemorySpace(TextEmbedding):
                     )
             # unit and event travel with the result to _apply_stored (the post-commit effect).
             return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"],
-                    "unit": unit, "event": record_event(conn, "stored", lsn, event), "embed": to_embed}
+                    "unit": unit, "event": record_event(conn, "stored", lsn, event), "embed": to_embed,
+                    "reaped": reaped}
 
         durability = self.settings.durability
 
@@ -665,6 +657,9 @@ class MemorySpace(TextEmbedding):
         return and by a subscriber reacting to its event. One ``add_many`` per run
         takes the vector lock and wakes the index builder once instead of per write.
         """
+        reaped = [(res["reaped"], lsn) for res, lsn in run if res.get("reaped")]
+        for gone, lsn in reaped:  # expired memories whose ids these writes took (reap_expired_id)
+            self._forget_expired([gone["rowid"]], lsn)
         with_vec = [(res["rowid"], res["unit"], lsn) for res, lsn in run if res["unit"] is not None]
         if len(with_vec) == 1:
             self.vectors.add(*with_vec[0])
@@ -687,7 +682,10 @@ class MemorySpace(TextEmbedding):
             self._pend(waiting)
         if (waiting or (with_vec and self.embedding_active)) and self.backfill is not None:
             self.backfill.notify(self)  # vectors to compute, or client vectors' fan to measure
-        self.events.publish_many(res["event"] for res, _ in run)  # one wake per run
+        # One wake per run; an expired memory's event comes before that of the write reusing its id.
+        self.events.publish_many(ev for res, _ in run
+                                 for ev in ((res["reaped"]["event"], res["event"]) if res.get("reaped")
+                                            else (res["event"],)))
 
     # -- update (PUT / PATCH; see core.update) -----------------------------------
     def submit_update(
@@ -949,27 +947,35 @@ class MemorySpace(TextEmbedding):
                 "ORDER BY expires_at LIMIT ?", (now, limit)).fetchall()
             if not rows:
                 return {"rowids": [], "events": []}
-            rowids = [int(r[0]) for r in rows]
-            q = ",".join("?" * len(rowids))
-            conn.execute(f"DELETE FROM memories WHERE rowid IN ({q})", rowids)  # associations: trigger
-            ids = [str(r[1]) for r in rows]
-            eventlog.scrub(conn, ids)
-            events = [record_event(conn, "expired", lsn,
-                                   {"memory_id": mid, "expires_at": from_epoch(float(at)).isoformat()})
-                      for mid, (_r, _i, at) in zip(ids, rows, strict=True)]
-            return {"rowids": rowids, "events": events}
+            return {"rowids": [int(r[0]) for r in rows], "events": _delete_expired(conn, rows, lsn)}
 
         def after(res: dict[str, Any], lsn: int) -> None:
-            for rowid in res["rowids"]:
-                self.vectors.remove(rowid, lsn)
-                self.density.remove(rowid)
-            if res["rowids"]:
-                with self._pending_cv:
-                    for rowid in res["rowids"]:
-                        self._pending.pop(rowid, None)
+            self._forget_expired(res["rowids"], lsn)
             self.events.publish_many(res["events"])
 
         return op, after
+
+    def reap_expired_id(self, conn: sqlite3.Connection, memory_id: str, now: float,
+                        lsn: int) -> dict[str, Any] | None:
+        """Inside a write op: delete the memory holding ``memory_id`` if it has expired, as the
+        sweep does (row, associations, scrubbed log text, an ``expired`` event under ``lsn``).
+        Returns ``{rowid, event}`` for the post-commit effect (:meth:`_forget_expired`), or None
+        when no expired memory holds the id."""
+        rows = conn.execute("SELECT rowid, id, expires_at FROM memories WHERE id = ? "
+                            "AND expires_at IS NOT NULL AND expires_at <= ?", (memory_id, now)).fetchall()
+        if not rows:
+            return None
+        return {"rowid": int(rows[0][0]), "event": _delete_expired(conn, rows, lsn)[0]}
+
+    def _forget_expired(self, rowids: builtins.list[int], lsn: int) -> None:
+        """Post-commit effect of deleting expired memories: out of the index and the backlog."""
+        for rowid in rowids:
+            self.vectors.remove(rowid, lsn)
+            self.density.remove(rowid)
+        if rowids:
+            with self._pending_cv:
+                for rowid in rowids:
+                    self._pending.pop(rowid, None)
 
     def has_expired(self, now: float | None = None) -> bool:
         """Whether a memory has expired and awaits the sweep (an index seek)."""
@@ -1062,6 +1068,20 @@ class MemorySpace(TextEmbedding):
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _delete_expired(conn: sqlite3.Connection, rows: builtins.list[Any], lsn: int) -> builtins.list[Any]:
+    """Delete expired memories (``rowid, id, expires_at`` rows) inside a write op: their
+    associations go by trigger, their logged text is scrubbed, and one ``expired`` event each is
+    recorded under ``lsn``. Returns the events, to publish after the commit."""
+    rowids = [int(r[0]) for r in rows]
+    q = ",".join("?" * len(rowids))
+    conn.execute(f"DELETE FROM memories WHERE rowid IN ({q})", rowids)
+    ids = [str(r[1]) for r in rows]
+    eventlog.scrub(conn, ids)
+    return [record_event(conn, "expired", lsn,
+                         {"memory_id": mid, "expires_at": from_epoch(float(at)).isoformat()})
+            for mid, (_r, _i, at) in zip(ids, rows, strict=True)]
 
 
 #: Events read from the log per replay step.

@@ -73,8 +73,10 @@ def prepare_update(
     def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
         cur = conn.execute(f"SELECT {_CURRENT}, expires_at FROM memories WHERE id = ?",
                            (memory_id,)).fetchone()
-        if cur is not None and cur[-1] is not None and cur[-1] <= now and put is None:
-            cur = None  # expired, not swept yet: gone for PATCH (PUT replaces it, with a new expiry)
+        if cur is not None and cur[-1] is not None and cur[-1] <= now:
+            # Expired, not swept yet: gone. PATCH finds nothing (and writes nothing); PUT creates
+            # the memory as remember would, which first deletes the expired one as the sweep does.
+            cur = None
         if cur is None:
             if create_op is None:
                 raise MemoryNotFound(
