@@ -889,14 +889,16 @@ class MemorySpace(TextEmbedding):
         """
         store = self.check_healthy()
         fsql, fargs = filters.where_sql(node, "memories")
+        now = self.clock()  # expired memories are gone already: the sweep, not this, takes them
 
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
             if mode is ForgetMode.delete:
-                cur = conn.execute(f"DELETE FROM memories WHERE {fsql} RETURNING rowid, id", fargs)
+                cur = conn.execute(f"DELETE FROM memories WHERE {LIVE_SQL} AND {fsql} RETURNING rowid, id",
+                                   (now, *fargs))
             else:
                 cur = conn.execute(
-                    f"UPDATE memories SET suppressed = 1, lsn = ? WHERE suppressed = 0 AND {fsql} "
-                    "RETURNING rowid, id", (lsn, *fargs))
+                    f"UPDATE memories SET suppressed = 1, lsn = ? WHERE suppressed = 0 AND {LIVE_SQL} "
+                    f"AND {fsql} RETURNING rowid, id", (lsn, now, *fargs))
             rows = [(int(r), str(i)) for r, i in cur.fetchall()]
             if mode is ForgetMode.delete:
                 eventlog.scrub(conn, [mid for _, mid in rows])  # an erased memory's text leaves the log too
