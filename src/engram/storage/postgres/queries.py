@@ -45,13 +45,13 @@ GET_META: Final = "SELECT value FROM engram.space_meta WHERE space_id = %(space)
 
 # -- memories -------------------------------------------------------------------------------------
 MEMORY_COLUMNS: Final = (
-    "id, kind, content, confidence, created_at, last_access, access_count, activation, decay_rate, "
+    "id, content, kind, confidence, created_at, last_access, access_count, activation, decay_rate, "
     "tags, memory_type, metadata, suppressed, lsn, ep_when, what, where_location, who, why, how, "
     "emotional_valence, importance, consolidation_state, expires_at"
 )
 INSERT_MEMORY: Final = (
     "INSERT INTO engram.memories (space_id, embedding, " + MEMORY_COLUMNS + ") VALUES (%(space)s, "
-    "%(embedding)s, %(id)s, %(kind)s, %(content)s, %(confidence)s, %(created_at)s, %(last_access)s, "
+    "%(embedding)s, %(id)s, %(content)s, %(kind)s, %(confidence)s, %(created_at)s, %(last_access)s, "
     "%(access_count)s, %(activation)s, %(decay_rate)s, %(tags)s, %(memory_type)s, %(metadata)s, "
     "%(suppressed)s, %(lsn)s, %(ep_when)s, %(what)s, %(where_location)s, %(who)s, %(why)s, %(how)s, "
     "%(emotional_valence)s, %(importance)s, %(consolidation_state)s, %(expires_at)s)"
@@ -81,7 +81,7 @@ DELETE_MEMORY: Final = (
 # The inner LIMIT may return rows slightly out of order under relaxed_order: the outer ORDER BY
 # puts them back.
 RECALL: Final = (
-    "WITH nearest AS MATERIALIZED (SELECT id, (embedding::vector({dim})) <=> %(vector)s::vector({dim}) "
+    "WITH nearest AS MATERIALIZED (SELECT id, (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}) "
     "AS distance FROM engram.memories WHERE space_id = %(space)s AND vector_dims(embedding) = {dim} "
     "ORDER BY distance LIMIT %(k)s) SELECT id, 1 - distance FROM nearest ORDER BY distance, id"
 )

@@ -6,9 +6,9 @@ table by table, with every table keyed by ``space_id`` first)::
     SQLite (one file per space)        PostgreSQL (all spaces, schema "engram")
     meta (key, value)                  spaces (one row per space: dimension, last_lsn)
                                        + space_meta (space_id, key, value)
-    memories (rowid, id, ...)          memories (space_id, id, ..., embedding vector, search tsvector)
+    memories (rowid, id, ...)          memories (space_id, id, ..., embedding halfvec, search tsvector)
     memories_fts (fts5)                memories.search: a generated tsvector + GIN index
-    usearch index beside the file      HNSW index per vector dimension (ensure_vector_index)
+    usearch index beside the file      HNSW (halfvec) index per dimension (ensure_vector_index)
     associations (source, target)      associations (space_id, source_id, target_id)
     beliefs (id)                       beliefs (space_id, id)
     memory_meta (mrowid, mkey, ...)    memory_meta (space_id, memory_id, mkey, ...)
@@ -55,8 +55,8 @@ GLOBAL_TABLES = ("api_keys", "schema_version")
 #: The advisory lock key migrators take (an arbitrary constant: "engram" in ASCII).
 MIGRATION_LOCK = 0x656E6772616D
 
-#: Largest dimension an HNSW index of pgvector's ``vector`` type accepts.
-MAX_INDEXED_DIMENSION = 2000
+#: Largest dimension an HNSW index of pgvector's ``halfvec`` type accepts.
+MAX_INDEXED_DIMENSION = 4000
 
 # The text a memory is found by: its content, an episode's what/where/who/why/how, and its tags
 # (the SQLite store's _fts_text plus the FTS ``tags`` column). English stemming, like fts5's porter.
@@ -90,7 +90,9 @@ CREATE TABLE engram.memories (
     id text NOT NULL,
     kind text NOT NULL,
     content text NOT NULL,
-    embedding vector,
+    -- float16, as Engram's own vector index keeps them (index/ann.py, index/vector.py): half the
+    -- bytes, and HNSW over halfvec takes up to 4,000 dimensions (vector: 2,000)
+    embedding halfvec,
     confidence double precision NOT NULL,
     created_at double precision NOT NULL,
     last_access double precision NOT NULL,
@@ -141,7 +143,7 @@ CREATE TABLE engram.beliefs (
     space_id text NOT NULL REFERENCES engram.spaces ON DELETE CASCADE,
     id text NOT NULL,
     content text NOT NULL,
-    centroid vector,
+    centroid halfvec,
     strength double precision NOT NULL,
     schema_confidence double precision NOT NULL,
     citations jsonb NOT NULL,
@@ -183,7 +185,7 @@ CREATE INDEX events_memory ON engram.events (space_id, memory_id) WHERE memory_i
 CREATE TABLE engram.reembed_vectors (
     space_id text NOT NULL,
     memory_id text NOT NULL,
-    embedding vector NOT NULL,
+    embedding halfvec NOT NULL,
     PRIMARY KEY (space_id, memory_id),
     FOREIGN KEY (space_id, memory_id) REFERENCES engram.memories ON DELETE CASCADE
 );
@@ -209,7 +211,7 @@ BEGIN
         RAISE EXCEPTION 'vector dimension % cannot be indexed (1..{MAX_INDEXED_DIMENSION})', dim;
     END IF;
     EXECUTE format('CREATE INDEX IF NOT EXISTS memories_hnsw_%s ON engram.memories '
-                   'USING hnsw ((embedding::vector(%s)) vector_cosine_ops) '
+                   'USING hnsw ((embedding::halfvec(%s)) halfvec_cosine_ops) '
                    'WHERE vector_dims(embedding) = %s', dim, dim, dim);
 END $$;
 """

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from pgvector import HalfVector  # type: ignore[import-untyped]
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -62,7 +63,8 @@ class MemoryRow:
 
 
 _COLUMNS = tuple(c.strip() for c in q.MEMORY_COLUMNS.split(","))
-assert _COLUMNS == tuple(f.name for f in fields(MemoryRow)), "MemoryRow and MEMORY_COLUMNS disagree"
+if _COLUMNS != tuple(f.name for f in fields(MemoryRow)):
+    raise ImportError("MemoryRow's fields and queries.MEMORY_COLUMNS must list the same columns in order")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ def _meta_class(value: Any) -> tuple[int, float | None, str | None]:
     return 4, None, None
 
 
+def _half(vector: Vector) -> HalfVector:
+    return HalfVector(np.asarray(vector, dtype=np.float32))
+
+
 def _row(values: Sequence[Any]) -> MemoryRow:
     return MemoryRow(**dict(zip(_COLUMNS, values, strict=True)))
 
@@ -104,9 +110,13 @@ def _row(values: Sequence[Any]) -> MemoryRow:
 class PostgresStore:
     """Space operations over one :class:`PostgresDatabase` (any number of servers may share it)."""
 
-    def __init__(self, db: PostgresDatabase, *, ef_search: int = 100) -> None:
+    def __init__(self, db: PostgresDatabase, *, ef_search: int = 100, vector_index: bool = True) -> None:
+        """``vector_index``: a space's first use of a dimension creates that dimension's HNSW index.
+        Without it recall is exact (a scan of the space's rows): right for small spaces, and the
+        only way on a pgvector build whose HNSW code this CPU cannot run (see docs/scale-out.md)."""
         self.db = db
         self.ef_search = ef_search
+        self.vector_index = vector_index
 
     # -- spaces ------------------------------------------------------------------------------
     def create_space(self, space_id: str, dimension: int | None = None,
@@ -117,7 +127,7 @@ class PostgresStore:
         with self.db.space(space_id) as tx:
             made = tx.one(q.CREATE_SPACE, {"created_at": time.time() if created_at is None else created_at,
                                            "dimension": dimension})
-            if made is not None:
+            if made is not None and self.vector_index:
                 tx.execute(q.ENSURE_VECTOR_INDEX)
         return made is not None
 
@@ -170,7 +180,7 @@ class PostgresStore:
                 params: dict[str, Any] = {c: getattr(memory, c) for c in _COLUMNS}
                 params["tags"] = Jsonb(memory.tags)
                 params["metadata"] = Jsonb(memory.metadata)
-                params["embedding"] = None if embedding is None else np.asarray(embedding, dtype=np.float32)
+                params["embedding"] = None if embedding is None else _half(embedding)
                 tx.execute(q.INSERT_MEMORY, params)
                 for key, value in memory.metadata.items():
                     vtype, vnum, vtext = _meta_class(value)
@@ -202,7 +212,7 @@ class PostgresStore:
             row = tx.one(q.GET_EMBEDDING, {"id": memory_id})
         if row is None or row[0] is None:
             return None
-        return np.asarray(row[0].to_numpy() if hasattr(row[0], "to_numpy") else row[0], dtype=np.float32)
+        return np.asarray(row[0].to_numpy(), dtype=np.float32)
 
     def list_memories(self, space_id: str, *, after: tuple[float, str] | None = None,
              limit: int = 100) -> list[MemoryRow]:
@@ -226,7 +236,7 @@ class PostgresStore:
         stmt = sql.SQL(q.RECALL).format(dim=sql.Literal(int(vec.shape[0])))  # type: ignore[arg-type]
         with self.db.space(space_id) as tx:
             tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
-            rows = tx.execute(stmt, {"vector": vec, "k": k}).fetchall()
+            rows = tx.execute(stmt, {"vector": _half(vec), "k": k}).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]
 
     def search_text(self, space_id: str, text: str, k: int = 10) -> list[tuple[str, float]]:
