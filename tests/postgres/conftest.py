@@ -75,8 +75,8 @@ def pg() -> Iterator[PgCluster]:
             conn.execute(f"CREATE ROLE {OWNER} LOGIN")
             conn.execute(f"CREATE ROLE {APP} LOGIN")
             conn.execute(f"CREATE DATABASE {DB} OWNER {OWNER}")
-        cluster = PgCluster(su, make_conninfo(su, user=OWNER, dbname=DB), make_conninfo(su, user=APP, dbname=DB),
-                            time.monotonic() - t0)
+        cluster = PgCluster(su, make_conninfo(su, user=OWNER, dbname=DB),
+                            make_conninfo(su, user=APP, dbname=DB), time.monotonic() - t0)
         with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION vector")
         with psycopg.connect(cluster.owner, autocommit=True) as conn:

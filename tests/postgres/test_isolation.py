@@ -83,7 +83,8 @@ def test_rls_binds_the_table_owner_too(pg: PgCluster, two_spaces: tuple[str, str
 
 def test_the_app_role_cannot_bypass_rls(pg: PgCluster) -> None:
     with psycopg.connect(pg.app, autocommit=True) as conn:
-        row = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
+        row = conn.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
         assert row == (False, False)
         owners = {str(r[0]) for r in conn.execute(
             "SELECT tableowner FROM pg_tables WHERE schemaname = 'engram'")}

@@ -52,4 +52,5 @@ def test_one_transaction_of_several_writes_takes_consecutive_lsns(store: Postgre
     sid = f"lsn-{uuid.uuid4().hex[:8]}"
     store.create_space(sid)
     store.remember(sid, MemoryRow(id="first", content="x"))
-    assert store.remember_many(sid, [(MemoryRow(id=f"b{i}", content="y"), None) for i in range(3)]) == [2, 3, 4]
+    batch = [(MemoryRow(id=f"b{i}", content="y"), None) for i in range(3)]
+    assert store.remember_many(sid, batch) == [2, 3, 4]

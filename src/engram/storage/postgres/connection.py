@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from pgvector.psycopg import register_vector  # type: ignore[import-untyped]
+from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
@@ -45,7 +45,7 @@ class SpaceTx:
         args = {"space": self.space_id}
         if params:
             args.update(params)
-        stmt = query if isinstance(query, sql.Composed) else sql.SQL(query)  # type: ignore[arg-type]
+        stmt = query if isinstance(query, sql.Composed) else sql.SQL(query)
         return self.conn.execute(stmt, args)
 
     def one(self, query: Query, params: Mapping[str, Any] | None = None) -> TupleRow | None:

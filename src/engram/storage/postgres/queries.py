@@ -1,10 +1,11 @@
 """Every SQL statement the PostgreSQL store runs against space data, in one place.
 
 The rule (checked by tests/postgres/test_schema.py, which reads this module): each statement
-that reads or writes a table of the ``engram`` schema names one space, through the parameter ``%(space)s``, and compares ``space_id`` with it, so
-PostgreSQL (and Citus, routing by ``space_id``) touches one space per statement. The only
-statements exempt are in ``DIRECTORY`` (listing spaces, which is across spaces by nature and
-runs in a read-only transaction the RLS directory policy recognizes).
+that reads or writes a table of the ``engram`` schema names one space, through the parameter
+``%(space)s``, and compares ``space_id`` with it, so PostgreSQL (and Citus, routing by
+``space_id``) touches one space per statement. The only statements exempt are in ``DIRECTORY``
+(listing spaces, across spaces by nature, in a read-only transaction that the RLS directory
+policy recognizes).
 
 ``{dim}`` marks where a vector dimension goes: a type modifier cannot be a parameter, so
 ``store.py`` fills it with an integer literal through ``psycopg.sql`` (never a string).

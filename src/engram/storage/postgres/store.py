@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from pgvector import HalfVector  # type: ignore[import-untyped]
+from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -63,7 +63,7 @@ class MemoryRow:
 
 
 _COLUMNS = tuple(c.strip() for c in q.MEMORY_COLUMNS.split(","))
-if _COLUMNS != tuple(f.name for f in fields(MemoryRow)):
+if tuple(f.name for f in fields(MemoryRow)) != _COLUMNS:
     raise ImportError("MemoryRow's fields and queries.MEMORY_COLUMNS must list the same columns in order")
 
 
@@ -233,7 +233,7 @@ class PostgresStore:
         vec = np.asarray(vector, dtype=np.float32)
         if vec.ndim != 1 or not 1 <= vec.shape[0] <= MAX_INDEXED_DIMENSION:
             raise ValueError(f"a query vector has 1..{MAX_INDEXED_DIMENSION} dimensions")
-        stmt = sql.SQL(q.RECALL).format(dim=sql.Literal(int(vec.shape[0])))  # type: ignore[arg-type]
+        stmt = sql.SQL(q.RECALL).format(dim=sql.Literal(int(vec.shape[0])))
         with self.db.space(space_id) as tx:
             tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
             rows = tx.execute(stmt, {"vector": _half(vec), "k": k}).fetchall()
