@@ -91,3 +91,17 @@ def test_the_app_role_cannot_bypass_rls(pg: PgCluster) -> None:
         assert owners == {"engram_owner"}
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("ALTER TABLE engram.memories DISABLE ROW LEVEL SECURITY")
+
+
+def test_a_pooled_connection_carries_no_space_into_its_next_transaction(
+        pg: PgCluster, two_spaces: tuple[str, str]) -> None:
+    a, _b = two_spaces
+    single = PostgresDatabase(pg.app, min_size=1, max_size=1)  # the next caller gets the same connection
+    try:
+        with single.space(a) as tx:
+            assert _visible(tx.conn, "memories") == {a}
+        with single.pool.connection() as conn, conn.transaction():
+            assert conn.execute("SELECT current_setting('engram.space_id', true)").fetchone() in {("",), (None,)}
+            assert _visible(conn, "memories") == set()
+    finally:
+        single.close()
