@@ -101,7 +101,8 @@ def test_a_pooled_connection_carries_no_space_into_its_next_transaction(
         with single.space(a) as tx:
             assert _visible(tx.conn, "memories") == {a}
         with single.pool.connection() as conn, conn.transaction():
-            assert conn.execute("SELECT current_setting('engram.space_id', true)").fetchone() in {("",), (None,)}
+            left = conn.execute("SELECT current_setting('engram.space_id', true)").fetchone()
+            assert left in {("",), (None,)}
             assert _visible(conn, "memories") == set()
     finally:
         single.close()
