@@ -163,3 +163,29 @@ def test_closed_embedder_refuses() -> None:
     alone.close()
     with pytest.raises(EmbedderUnavailable, match="closed"):
         alone.embed(["x"])
+
+
+def test_a_recall_does_not_wait_for_a_model_still_loading(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """In the seconds after start the model loads in the background: a text recall answers by
+    words at once (saying why) unless it asks to wait for embeddings; once loaded, by meaning."""
+    from engram.cognition.recall import recall
+    from engram.core.models import Cue, MemoryInput
+    from engram.testing import make_service
+
+    svc = make_service(tmp_path, ["warming"], embedder="local", embedder_model=INT8.model,
+                       embedding_wait_seconds=120)  # the load may take long on a busy machine
+    try:
+        svc.embedders.warm()
+        space = svc.space("warming")
+        space.remember(MemoryInput(id="m", content="the espresso machine is on the third floor"))
+        assert svc.embedders.wait_warm(0) is False, "the model loaded before the test could look"
+        quick = recall(space, Cue(query="espresso machine", max_results=3))
+        assert [i.memory.id for i in quick.memories.vivid + quick.memories.associated] == ["m"]  # by words
+        assert "still loading" in json.dumps(quick.metadata, default=str)
+        waited = recall(space, Cue(query="where is the coffee maker", max_results=3,
+                                   wait_for_embeddings=True))
+        assert waited.metadata.get("query_vector") == "embedder"  # by meaning, once loaded
+        assert [i.memory.id for i in waited.memories.vivid + waited.memories.associated] == ["m"]
+        assert svc.embedders.wait_warm(0) is True
+    finally:
+        svc.close()

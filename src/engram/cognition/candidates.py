@@ -124,7 +124,8 @@ def query_vector(space: MemorySpace, cue: Cue) -> QueryVector:
         return QueryVector(None, "none")
     t0 = time.perf_counter()
     try:
-        vec = space.embedders.embed_query(space.embedder_spec, text)
+        # Unless the caller waits for embeddings, a model still loading is not waited for.
+        vec = space.embedders.embed_query(space.embedder_spec, text, wait=bool(cue.wait_for_embeddings))
     except EmbedderUnavailable as exc:
         # Recall still answers, by words: meaning is missing, and the metadata says so.
         return QueryVector(None, "none", f"query not embedded: {exc.message}")

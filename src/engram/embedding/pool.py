@@ -134,8 +134,13 @@ class Embedders:
             return OpenAIEmbedder(spec, self.settings)
         raise InvalidInput(f"unknown embedder provider {spec.provider!r}")
 
-    def embed_query(self, spec: EmbedderSpec, text: str) -> Vectors:
-        """A 1-D float32 unit vector for ``text`` (a fresh copy; cached by text per spec)."""
+    def embed_query(self, spec: EmbedderSpec, text: str, *, wait: bool = True) -> Vectors:
+        """A 1-D float32 unit vector for ``text`` (a fresh copy; cached by text per spec).
+
+        ``wait=False``: while the local model is still loading in the background (the first
+        seconds after start), raise EmbedderUnavailable at once instead of waiting for it, so
+        a recall answers by words now rather than stalling for the whole load.
+        """
         cache = self._cache(spec)
         vector = cache.get(text)
         if vector is None:
@@ -144,6 +149,10 @@ class Embedders:
                 raise InvalidInput(
                     "this memory space has no embedder (provider 'none'): send the query's "
                     "embedding with it", example='{"query": "coffee", "embedding": [0.1, ...]}')
+            if not wait and self.loading(embedder):
+                raise EmbedderUnavailable(
+                    f"local embedder {spec.model} is still loading",
+                    suggestion="Retry in a few seconds, or pass wait_for_embeddings to wait for it.")
             # Computed outside the cache lock: two threads may embed the same new query at
             # once (same answer), but a slow model never blocks cache hits of other queries.
             down = self._query_down.get(spec)
@@ -211,6 +220,12 @@ class Embedders:
                 target=self._warm, args=(embedder,), name="engram-embedder-warm", daemon=True)
             thread.start()  # before publishing it: wait_warm() must never join an unstarted thread
             self._warm_thread = thread
+
+    def loading(self, embedder: Embedder) -> bool:
+        """Whether ``embedder`` is the local model the warm-up is still loading."""
+        thread = self._warm_thread
+        return (isinstance(embedder, LocalEmbedder) and not embedder.loaded
+                and thread is not None and thread.is_alive())
 
     def wait_warm(self, timeout: float | None = None) -> bool:
         """Wait for the warm-up load to end (loaded or failed); False if still loading.
