@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +66,7 @@ from .models import (
     MemoryPatch,
     MemoryType,
     StoreReceipt,
+    StoredItem,
     UpdateReceipt,
     confidence_from,
     from_epoch,
@@ -87,6 +88,11 @@ MEMORY_COLUMNS = (
 
 
 A = TypeVar("A")
+
+
+def _stored_item(done: tuple[dict[str, Any], int]) -> StoredItem:
+    """A batch item's result when no full receipt is wanted: its id and LSN."""
+    return StoredItem(done[0]["memory_id"], done[1])
 
 
 class MemorySpace(TextEmbedding):
@@ -439,7 +445,8 @@ class MemorySpace(TextEmbedding):
         raise exc
 
     # -- store ----------------------------------------------------------------
-    def _prepare_embedding(self, embedding: list[float] | None) -> tuple[bytes | None, np.ndarray | None]:
+    def _prepare_embedding(self, embedding: Sequence[float] | np.ndarray | None
+                           ) -> tuple[bytes | None, np.ndarray | None]:
         if embedding is None:
             return None, None
         if len(embedding) > self.settings.max_embedding_dim:
@@ -476,8 +483,9 @@ class MemorySpace(TextEmbedding):
             raise
 
     def submit_remember_batch(
-        self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False
-    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError]:
+        self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False,
+        receipts: bool = True,
+    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]] | EngramError]:
         """Queue every valid item as ONE group: one transaction, one fsync (SPEC §11 "Batch").
 
         ``items`` holds parsed inputs, or the error that parsing one produced. Each valid item
@@ -487,10 +495,12 @@ class MemorySpace(TextEmbedding):
         write lands between them. An op that fails (duplicate id, wrong dimension found at
         write time) fails alone and changes nothing: a remember op fails before or at its
         one INSERT, and the store redoes the batch with savepoints if that ever stops being
-        true. Returns, per item, ``(future, receipt builder)`` or the item's error.
+        true. Returns, per item, ``(future, receipt builder)`` or the item's error; with
+        ``receipts=False`` the builder gives a :class:`StoredItem` (id and LSN) instead.
         """
         store = self.check_healthy()
-        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError] = []
+        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]]
+                           | EngramError] = []
         ops = []
         for item in items:
             if isinstance(item, EngramError):
@@ -502,7 +512,7 @@ class MemorySpace(TextEmbedding):
                 out.append(exc)
                 continue
             ops.append(op)
-            out.append((None, receipt))
+            out.append((None, receipt if receipts else _stored_item))
         futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop))
         return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
 
@@ -628,7 +638,7 @@ class MemorySpace(TextEmbedding):
                         (a, b, float(strength), kind, now, now, lsn),
                     )
             # unit and event travel with the result to _apply_stored (the post-commit effect).
-            return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"],
+            return {"rowid": rowid, "memory_id": mem_id, "links": [(t, s) for t, s, k in made if k == "auto"],
                     "unit": unit, "event": record_event(conn, "stored", lsn, event), "embed": to_embed}
 
         durability = self.settings.durability

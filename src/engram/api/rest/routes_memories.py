@@ -31,6 +31,7 @@ from ...core.models import (
     RecallResult,
     StoreReceipt,
     UpdateReceipt,
+    validate_memory_input,
 )
 from ...errors import EngramError, InvalidInput
 from ...service import EngramService
@@ -52,7 +53,7 @@ def _batch_item(index: int, raw: Any) -> MemoryInput | EngramError:
         return InvalidInput(f"memories[{index}] must be a JSON object (a MemoryInput), "
                             f"got {type(raw).__name__}", example='{"content": "the text"}')
     try:
-        return MemoryInput.model_validate(raw)
+        return validate_memory_input(raw)
     except ValidationError as exc:
         return invalid_input(exc, f"memories[{index}]")
 
@@ -105,10 +106,10 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     async def remember_batch(body: MemoryBatchInput, request: Request) -> Response:
         sid = space(request, body.memory_space_id)
         items = [_batch_item(i, raw) for i, raw in enumerate(body.memories)]
-        outcome = await service.remember_batch(sid, items)
+        outcome = await service.remember_batch(sid, items, receipts=False)
         # json.dumps, not pydantic: an item's error echoes what it received, and that may hold a
         # lone surrogate ("\ud800"), which JSON can escape but pydantic refuses to serialise.
-        body_out = json.dumps(outcome.receipt().model_dump(exclude_none=True), default=str)
+        body_out = json.dumps(outcome.receipt_dict(), default=str)
         return Response(body_out, status_code=201 if outcome.stored else 200, media_type="application/json")
 
     @r.get(
