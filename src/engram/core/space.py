@@ -90,6 +90,20 @@ MEMORY_COLUMNS = (
 A = TypeVar("A")
 
 
+def _unit_rows(raw: np.ndarray) -> np.ndarray:
+    """Each row of a float32 matrix scaled to unit length (float32); a row whose norm is 0 or not
+    finite is kept as it is. The norm is taken in float64 (float32 squares overflow above
+    ~1.8e19), row by row, so a vector gets the same unit whether it came alone or in a batch."""
+    wide = raw.astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    ok = (norms > 0.0) & np.isfinite(norms)
+    if ok.all():
+        return (wide / norms[:, None]).astype(np.float32)
+    out = raw.copy()
+    out[ok] = (wide[ok] / norms[ok, None]).astype(np.float32)
+    return out
+
+
 def _stored_item(done: tuple[dict[str, Any], int]) -> StoredItem:
     """A batch item's result when no full receipt is wanted: its id and LSN."""
     return StoredItem(done[0]["memory_id"], done[1])
@@ -459,9 +473,27 @@ class MemorySpace(TextEmbedding):
         if self.dim is not None:
             self.vectors.check_dim(len(embedding))
         raw = np.array(embedding, dtype=np.float32)
-        wide = raw.astype(np.float64)  # float32 squares overflow above ~1.8e19: norm in float64
-        norm = float(np.sqrt(wide @ wide))
-        return raw.tobytes(), ((wide / norm).astype(np.float32) if norm > 0.0 and np.isfinite(norm) else raw)
+        return raw.tobytes(), _unit_rows(raw[None, :])[0]
+
+    def _prepare_embeddings(self, items: Sequence[MemoryInput | EngramError]
+                            ) -> dict[int, tuple[bytes, np.ndarray]]:
+        """``_prepare_embedding`` of a batch's vectors at once: ``index -> (blob, unit)`` for each
+        item whose embedding is an array (decoded from base64) of an accepted length. The others
+        (lists, a length the space refuses) take the one-by-one path, which also raises their
+        errors; the values are the same either way (:func:`_unit_rows`, row by row)."""
+        by_len: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            if isinstance(item, MemoryInput) and isinstance(item.embedding, np.ndarray):
+                by_len.setdefault(len(item.embedding), []).append(i)
+        out: dict[int, tuple[bytes, np.ndarray]] = {}
+        for size, idx in by_len.items():
+            if size > self.settings.max_embedding_dim or (self.dim is not None and size != self.dim):
+                continue
+            mat = np.stack([cast(MemoryInput, items[i]).embedding for i in idx]).astype(np.float32)
+            units = _unit_rows(mat)
+            for row, i in enumerate(idx):
+                out[i] = (mat[row].tobytes(), units[row])
+        return out
 
     def submit_remember(
         self, item: MemoryInput, *, on_loop: bool = False
@@ -502,12 +534,13 @@ class MemorySpace(TextEmbedding):
         out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]]
                            | EngramError] = []
         ops = []
-        for item in items:
+        prepared = self._prepare_embeddings(items)
+        for i, item in enumerate(items):
             if isinstance(item, EngramError):
                 out.append(item)
                 continue
             try:
-                op, receipt = self.prepare_remember(item)
+                op, receipt = self.prepare_remember(item, prepared.get(i))
             except EngramError as exc:
                 out.append(exc)
                 continue
@@ -517,10 +550,11 @@ class MemorySpace(TextEmbedding):
         return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
 
     def prepare_remember(
-        self, item: MemoryInput
+        self, item: MemoryInput, prepared: tuple[bytes, np.ndarray] | None = None
     ) -> tuple[Callable[[sqlite3.Connection, int], dict[str, Any]],
                Callable[[tuple[Any, int]], StoreReceipt]]:
-        """Validate ``item`` and build its write op and receipt builder (nothing is queued)."""
+        """Validate ``item`` and build its write op and receipt builder (nothing is queued).
+        ``prepared``: its ``(blob, unit)`` from :meth:`_prepare_embeddings` (a batch)."""
         if len(item.content) > self.settings.max_content_chars:
             from ..errors import InvalidInput
 
@@ -528,7 +562,7 @@ class MemorySpace(TextEmbedding):
                 f"content has {len(item.content)} characters; "
                 f"at most {self.settings.max_content_chars} are allowed"
             )
-        blob, unit = self._prepare_embedding(item.embedding)
+        blob, unit = prepared if prepared is not None else self._prepare_embedding(item.embedding)
         now = self.clock()
         expires_at = expiry_of(item, now, self.default_ttl)
         mem_id = item.id or uuid.uuid4().hex
