@@ -673,7 +673,7 @@ class MemorySpace(TextEmbedding):
                     )
             # unit and event travel with the result to _apply_stored (the post-commit effect).
             return {"rowid": rowid, "memory_id": mem_id, "links": [(t, s) for t, s, k in made if k == "auto"],
-                    "unit": unit, "event": record_event(conn, "stored", lsn, event), "embed": to_embed}
+                    "unit": unit, "event": record_event(conn, "stored", lsn, event, first=True), "embed": to_embed}
 
         durability = self.settings.durability
 
