@@ -193,7 +193,8 @@ def main() -> int:
         result["batched_over_chroma"] = round(over, 2)
         result["target_batched_at_least_5x_chroma"] = bool(over >= 5.0)
         print(f"  chroma run batched ({args.batch_clients} clients, {args.batch} per add): "
-              f"{chroma['memories_per_second']:>9.0f} memories/s  (P50 {chroma['request_p50_ms']} ms a batch)")
+              f"{chroma['memories_per_second']:>9.0f} memories/s  "
+              f"(P50 {chroma['request_p50_ms']} ms a batch)")
         print(f"  Engram batched / Chroma batched: {over:.2f}x (target 5x)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

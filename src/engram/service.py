@@ -69,8 +69,8 @@ from .core.models import (
     SpaceDescriptor,
     SpacePage,
     SpaceStats,
-    StoreReceipt,
     StoredItem,
+    StoreReceipt,
     UpdateReceipt,
 )
 from .core.space import MemorySpace

@@ -168,7 +168,7 @@ def _take_decoded_vector(item: MemoryInput, info: ValidationInfo) -> None:
     if ctx:
         vec = ctx.get(_DECODED_VECTOR)
         if vec is not None:
-            item.embedding = vec  # type: ignore[assignment]  # a float32 array: a sequence of floats
+            item.embedding = vec  # a float32 array: a sequence of floats, as the list would be
 
 
 def embedding_to_wire(values: Any) -> str:

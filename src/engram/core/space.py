@@ -65,8 +65,8 @@ from .models import (
     MemoryPage,
     MemoryPatch,
     MemoryType,
-    StoreReceipt,
     StoredItem,
+    StoreReceipt,
     UpdateReceipt,
     confidence_from,
     from_epoch,
@@ -98,7 +98,8 @@ def _unit_rows(raw: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
     ok = (norms > 0.0) & np.isfinite(norms)
     if ok.all():
-        return (wide / norms[:, None]).astype(np.float32)
+        units: np.ndarray = (wide / norms[:, None]).astype(np.float32)
+        return units
     out = raw.copy()
     out[ok] = (wide[ok] / norms[ok, None]).astype(np.float32)
     return out
@@ -483,13 +484,14 @@ class MemorySpace(TextEmbedding):
         errors; the values are the same either way (:func:`_unit_rows`, row by row)."""
         by_len: dict[int, list[int]] = {}
         for i, item in enumerate(items):
-            if isinstance(item, MemoryInput) and isinstance(item.embedding, np.ndarray):
-                by_len.setdefault(len(item.embedding), []).append(i)
+            vec: Any = item.embedding if isinstance(item, MemoryInput) else None
+            if isinstance(vec, np.ndarray):  # decoded from base64 (models.validate_memory_input)
+                by_len.setdefault(len(vec), []).append(i)
         out: dict[int, tuple[bytes, np.ndarray]] = {}
         for size, idx in by_len.items():
             if size > self.settings.max_embedding_dim or (self.dim is not None and size != self.dim):
                 continue
-            mat = np.stack([cast(MemoryInput, items[i]).embedding for i in idx]).astype(np.float32)
+            mat = np.stack([cast(Any, items[i]).embedding for i in idx]).astype(np.float32)
             units = _unit_rows(mat)
             for row, i in enumerate(idx):
                 out[i] = (mat[row].tobytes(), units[row])
@@ -673,7 +675,8 @@ class MemorySpace(TextEmbedding):
                     )
             # unit and event travel with the result to _apply_stored (the post-commit effect).
             return {"rowid": rowid, "memory_id": mem_id, "links": [(t, s) for t, s, k in made if k == "auto"],
-                    "unit": unit, "event": record_event(conn, "stored", lsn, event, first=True), "embed": to_embed}
+                    "unit": unit, "event": record_event(conn, "stored", lsn, event, first=True),
+                    "embed": to_embed}
 
         durability = self.settings.durability
 
