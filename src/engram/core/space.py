@@ -548,7 +548,10 @@ class MemorySpace(TextEmbedding):
                 continue
             ops.append(op)
             out.append((None, receipt if receipts else _stored_item))
-        futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop))
+        # Full text is indexed once for the group, after its INSERTs (SpaceStore.defer_fts).
+        bracket = (store.defer_fts, store.index_deferred_fts) if len(ops) > 1 else None
+        futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop,
+                                          bracket=bracket))
         return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
 
     def prepare_remember(
