@@ -93,7 +93,7 @@ A = TypeVar("A")
 def _unit_rows(raw: np.ndarray) -> np.ndarray:
     """Each row of a float32 matrix scaled to unit length (float32); a row whose norm is 0 or not
     finite is kept as it is. The norm is taken in float64 (float32 squares overflow above
-    ~1.8e19), row by row, so a vector gets the same unit whether it came alone or in a batch."""
+    ~1.8e19), as ``MemorySpace._prepare_embedding`` does for one vector."""
     wide = raw.astype(np.float64)
     norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
     ok = (norms > 0.0) & np.isfinite(norms)
@@ -474,14 +474,17 @@ class MemorySpace(TextEmbedding):
         if self.dim is not None:
             self.vectors.check_dim(len(embedding))
         raw = np.array(embedding, dtype=np.float32)
-        return raw.tobytes(), _unit_rows(raw[None, :])[0]
+        wide = raw.astype(np.float64)  # float32 squares overflow above ~1.8e19: norm in float64
+        norm = float(np.sqrt(wide @ wide))
+        return raw.tobytes(), ((wide / norm).astype(np.float32) if norm > 0.0 and np.isfinite(norm) else raw)
 
     def _prepare_embeddings(self, items: Sequence[MemoryInput | EngramError]
                             ) -> dict[int, tuple[bytes, np.ndarray]]:
         """``_prepare_embedding`` of a batch's vectors at once: ``index -> (blob, unit)`` for each
         item whose embedding is an array (decoded from base64) of an accepted length. The others
         (lists, a length the space refuses) take the one-by-one path, which also raises their
-        errors; the values are the same either way (:func:`_unit_rows`, row by row)."""
+        errors. The unit vectors are those of the one-by-one path up to the rounding of the norm's
+        sum (a vectorised row sum instead of a dot product); the stored vector is the same."""
         by_len: dict[int, list[int]] = {}
         for i, item in enumerate(items):
             vec: Any = item.embedding if isinstance(item, MemoryInput) else None
