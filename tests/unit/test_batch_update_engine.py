@@ -145,7 +145,8 @@ def test_stale_background_vector_never_lands_on_new_text(svc: EngramService,
 
 # -- full text of a batch, indexed once after its INSERTs (SpaceStore.defer_fts) --------------------
 def _fts_rowids(conn: sqlite3.Connection, word: str) -> set[int]:
-    return {int(r[0]) for r in conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (word,))}
+    rows = conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (word,))
+    return {int(r[0]) for r in rows}
 
 
 def test_batch_full_text_matches_row_by_row_indexing(svc: EngramService) -> None:
@@ -169,7 +170,8 @@ def test_batch_full_text_matches_row_by_row_indexing(svc: EngramService) -> None
     conn = sqlite3.connect(store.path)
     try:
         rowids = {str(r[1]): int(r[0]) for r in conn.execute("SELECT rowid, id FROM memories")}
-        assert _fts_rowids(conn, "kestrel") == {rowids[k] for k in ("alone", "k0", "k1", "k2", "k3", "k4", "ep")}
+        want = {rowids[k] for k in ("alone", "k0", "k1", "k2", "k3", "k4", "ep")}
+        assert _fts_rowids(conn, "kestrel") == want
         assert _fts_rowids(conn, "moor") == {rowids["ep"]}
         assert conn.execute("SELECT count(*) FROM fts_deferred").fetchone()[0] == 0
         # FTS5's own check of its index structures

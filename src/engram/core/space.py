@@ -512,8 +512,9 @@ class MemorySpace(TextEmbedding):
         op, receipt = self.prepare_remember(item)
         try:
             if on_loop:
-                return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
-            return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+                return store.submit_async(op, after=self._stored_effect, savepoint=False,  # type: ignore[return-value]
+                                          inserts_only=True), receipt
+            return store.submit(op, after=self._stored_effect, savepoint=False, inserts_only=True), receipt
         except StorageError:
             if self._closed:  # closed (unloaded) since check_healthy: retriable, like a closed handle
                 self.check_healthy()
@@ -551,10 +552,9 @@ class MemorySpace(TextEmbedding):
                 continue
             ops.append(op)
             out.append((None, receipt if receipts else _stored_item))
-        # Full text is indexed once for the group, after its INSERTs (SpaceStore.defer_fts).
-        bracket = (store.defer_fts, store.index_deferred_fts) if len(ops) > 1 else None
+        # inserts_only: the group's full text is indexed once, after its INSERTs (SpaceStore.defer_fts).
         futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop,
-                                          bracket=bracket))
+                                          inserts_only=True))
         return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
 
     def prepare_remember(

@@ -278,13 +278,16 @@ class GroupedEffect:
 
 
 class _Pending:
-    __slots__ = ("after", "critical", "future", "mutates", "op", "savepoint", "waiter")
+    __slots__ = ("after", "critical", "future", "inserts_only", "mutates", "op", "savepoint", "waiter")
 
     def __init__(self, op: WriteOp, future: Future[Any] | None, mutates: bool,
                  after: Callable[[Any, int], None] | None, savepoint: bool = True,
                  waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None,
-                 critical: bool = False) -> None:
+                 critical: bool = False, inserts_only: bool = False) -> None:
         self.critical = critical  # its failure fails the whole commit (a group's bracket op)
+        # It only INSERTs new memories (a remember): a run of such ops may have its full text
+        # indexed after the run instead of row by row (SpaceStore.defer_fts).
+        self.inserts_only = inserts_only
         self.op = op
         self.future = future
         self.mutates = mutates
@@ -600,7 +603,7 @@ class SpaceStore:
     # -- the write path -------------------------------------------------------
     def submit(self, op: WriteOp, *, mutates: bool = True,
                after: Callable[[Any, int], None] | None = None, wait: bool = True,
-               savepoint: bool = True, flush_first: bool = True) -> Future[Any]:
+               savepoint: bool = True, flush_first: bool = True, inserts_only: bool = False) -> Future[Any]:
         """Queue a write; the future resolves after the batch holding it is durable.
 
         ``mutates`` ops get a fresh LSN. ``after(result, lsn)`` runs on the writer
@@ -612,6 +615,7 @@ class SpaceStore:
         redone with savepoints, so the flag can cost time but never correctness.
         ``before_submit`` (if set) runs first, unless ``flush_first`` is False: the space
         queues its coalesced background writes there, ahead of this one (core.reinforce).
+        ``inserts_only``: the op only INSERTs new memories (see :meth:`defer_fts`).
         """
         if flush_first and self.before_submit is not None:
             self.before_submit()
@@ -619,12 +623,12 @@ class SpaceStore:
         # The closed check and the put happen under one lock that close() also
         # takes to enqueue its stop sentinel: no write can land behind the
         # sentinel, where the writer would never see it and its caller would hang.
-        self._enqueue(_Pending(op, fut, mutates, after, savepoint))
+        self._enqueue(_Pending(op, fut, mutates, after, savepoint, inserts_only=inserts_only))
         return fut if fut is not None else _done_future()
 
     def submit_async(self, op: WriteOp, *, mutates: bool = True,
                      after: Callable[[Any, int], None] | None = None,
-                     savepoint: bool = True) -> asyncio.Future[Any]:
+                     savepoint: bool = True, inserts_only: bool = False) -> asyncio.Future[Any]:
         """Like :meth:`submit`, for a caller on an event loop: returns an asyncio future.
 
         Same durability contract; the difference is delivery: all writes of one
@@ -635,12 +639,12 @@ class SpaceStore:
             self.before_submit()
         loop = asyncio.get_running_loop()
         afut: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
+        self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut), inserts_only=inserts_only))
         return afut
 
     def submit_group(self, ops: list[WriteOp], *, after: Callable[[Any, int], None] | None = None,
                      savepoint: bool = True, on_loop: bool = False,
-                     bracket: tuple[WriteOp, WriteOp] | None = None) -> list[Any]:
+                     bracket: tuple[WriteOp, WriteOp] | None = None, inserts_only: bool = False) -> list[Any]:
         """Queue ``ops`` as one group: the writer runs all of them in ONE transaction (one fsync).
 
         Each op keeps its own savepoint, LSN, result and failure, exactly as if submitted alone
@@ -650,7 +654,7 @@ class SpaceStore:
         ``concurrent.futures.Future`` objects, or asyncio futures with ``on_loop=True`` (call it
         from the running loop, as :meth:`submit_async`). ``bracket``: two ops run first and last
         in the group's transaction (no LSN, no future); if either fails, the whole commit fails
-        and nothing of it is applied (e.g. :meth:`defer_fts` / :meth:`index_deferred_fts`).
+        and nothing of it is applied. ``inserts_only``: as :meth:`submit`'s, for every op.
         """
         items: list[_Pending] = []
         futures: list[Any] = []
@@ -658,11 +662,12 @@ class SpaceStore:
         for op in ops:
             if loop is not None:
                 afut: asyncio.Future[Any] = loop.create_future()
-                items.append(_Pending(op, None, True, after, savepoint, (loop, afut)))
+                items.append(_Pending(op, None, True, after, savepoint, (loop, afut),
+                                      inserts_only=inserts_only))
                 futures.append(afut)
             else:
                 fut: Future[Any] = Future()
-                items.append(_Pending(op, fut, True, after, savepoint))
+                items.append(_Pending(op, fut, True, after, savepoint, inserts_only=inserts_only))
                 futures.append(fut)
         if items and bracket is not None:
             items.insert(0, _Pending(bracket[0], None, False, None, False, critical=True))
@@ -756,9 +761,35 @@ class SpaceStore:
                     batch.extend(item)
                 else:
                     batch.append(item)
-            self._commit_batch(conn, batch)
+            self._commit_batch(conn, self._defer_fts_of_runs(batch))
             if stop:
                 break
+
+    def _defer_fts_of_runs(self, batch: list[_Pending]) -> list[_Pending]:
+        """``batch`` with every run of 2 or more consecutive ``inserts_only`` ops bracketed by
+        :meth:`defer_fts` / :meth:`index_deferred_fts` (critical: if either fails, the commit
+        fails whole). Only runs of inserts: an op that updates or deletes a memory needs the full
+        text of the rows before it in place (its trigger deletes their entries)."""
+        out: list[_Pending] = []
+        added = 0
+        i = 0
+        while i < len(batch):
+            j = i
+            while j < len(batch) and batch[j].inserts_only:
+                j += 1
+            if j - i >= 2:
+                out.append(_Pending(self.defer_fts, None, False, None, False, critical=True))
+                out.extend(batch[i:j])
+                out.append(_Pending(self.index_deferred_fts, None, False, None, False, critical=True))
+                added += 2
+                i = j
+            else:
+                out.append(batch[i])
+                i += 1
+        if added:
+            with self._submit_lock:
+                self._inflight += added  # settled with the rest of the batch
+        return out
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
         try:
