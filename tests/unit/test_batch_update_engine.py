@@ -246,3 +246,30 @@ def test_open_installs_deferrable_trigger_and_repairs_a_stray_deferral(tmp_path:
             conn.close()
     finally:
         s.close()
+
+
+def test_concurrent_remembers_in_one_commit_are_all_full_text_indexed(tmp_path: Path) -> None:
+    """Remembers that share a group commit (a run of inserts) get their full text after the run:
+    every one is found by its words, and a later PATCH of one of them re-indexes it correctly."""
+    s = make_service(tmp_path, ["home"], embedder="none", group_commit_max_batch=64)
+    try:
+        space = s.space("home")
+        store = space.store
+        assert store is not None
+        commits = store.commits
+        queued = [space.submit_remember(MemoryInput(id=f"w{i}", content=f"otter {i} swims")) for i in range(64)]
+        for fut, build in queued:
+            build(fut.result(30))
+        assert store.commits - commits < 64, "the remembers shared commits (runs of inserts)"
+        space.update("w3", patch=MemoryPatch(content="badger digs"))
+        conn = sqlite3.connect(store.path)
+        try:
+            ids = {int(r[0]): str(r[1]) for r in conn.execute("SELECT rowid, id FROM memories")}
+            assert {ids[r] for r in _fts_rowids(conn, "otter")} == {f"w{i}" for i in range(64)} - {"w3"}
+            assert {ids[r] for r in _fts_rowids(conn, "badger")} == {"w3"}
+            assert conn.execute("SELECT count(*) FROM fts_deferred").fetchone()[0] == 0
+            conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
+        finally:
+            conn.close()
+    finally:
+        s.close()
