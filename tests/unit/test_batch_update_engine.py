@@ -257,7 +257,8 @@ def test_concurrent_remembers_in_one_commit_are_all_full_text_indexed(tmp_path: 
         store = space.store
         assert store is not None
         commits = store.commits
-        queued = [space.submit_remember(MemoryInput(id=f"w{i}", content=f"otter {i} swims")) for i in range(64)]
+        queued = [space.submit_remember(MemoryInput(id=f"w{i}", content=f"otter {i} swims"))
+                  for i in range(64)]
         for fut, build in queued:
             build(fut.result(30))
         assert store.commits - commits < 64, "the remembers shared commits (runs of inserts)"
