@@ -18,7 +18,8 @@ One aiohttp client (one keep-alive connection per concurrent caller) sends:
   ``POST /api/v1/memories/remember``; Chroma ``add`` with one id); Engram also with the
   vector as base64 float32 (``"embedding": "<base64>"``).
 * batched ingest: the whole data set in batches of 256 (Chroma ``add`` with 256 ids;
-  Engram ``POST /api/v1/memories/batch {"memories": [...]}``, SPEC §11). When Engram's
+  Engram ``POST /api/v1/memories/batch {"memories": [...]}``, SPEC §11, vectors as base64
+  float32; Chroma takes JSON arrays only). When Engram's
   batch route is not served (404/405), it is reported "not available" and the space is
   filled with single remembers instead.
 * recall by embedding, top 10, with 1 and with 16 concurrent clients: QPS, P50, P99
@@ -193,7 +194,8 @@ class EngramSide:
 
         async def call(s: aiohttp.ClientSession, b: int) -> None:
             lo, hi = b * BATCH, min(len(vecs), (b + 1) * BATCH)
-            body = {"memories": [{"id": f"m{i}", "content": f"memory {i}", "embedding": vecs[i].tolist()}
+            # base64 float32 vectors (SPEC §9): what a client that batches for speed sends
+            body = {"memories": [{"id": f"m{i}", "content": f"memory {i}", "embedding": b64(vecs[i])}
                                  for i in range(lo, hi)]}
             async with s.post("/api/v1/memories/batch", json=body, headers=headers) as r:
                 data = await r.read()

@@ -659,6 +659,37 @@ def section_generic(r: Results, name: str, title: str, limit: int = 40) -> list[
     return [*lines, ""]
 
 
+WRITE_NOTES = Path(__file__).resolve().parent / "notes" / "write_profile.md"
+
+
+def section_batch(d: dict[str, Any], status: str) -> list[str]:
+    """Batched REST ingest beside Chroma's server (bench/batch.py), then the hand-measured notes."""
+    lines = ["## Batched REST ingest beside Chroma's server (bench/batch.py)", ""]
+    if not d:
+        lines += [f"No results: {status}.", ""]
+    else:
+        one, many = d["single"], d["batched"]
+        rows = [[f"Engram, 1 per request ({one.get('clients')} clients)", one["memories_per_second"],
+                 one["request_p50_ms"], one["request_p99_ms"]],
+                [f"Engram, {d['batch_size']} per request ({many.get('clients')} in flight)",
+                 many["memories_per_second"], many["request_p50_ms"], many["request_p99_ms"]]]
+        ch = d.get("chroma_batched")
+        if ch:
+            rows.append([f"Chroma `chroma run` {ch.get('chromadb', '')}, {d['batch_size']} per add "
+                         f"({ch.get('clients')} in flight)", ch["memories_per_second"], ch["request_p50_ms"],
+                         ch["request_p99_ms"]])
+        load = [round(x, 2) for x in d.get("loadavg_at_start") or []]
+        lines += [f"{fmt(d['memories'])} x {d['dimension']}-d memories, fsync; "
+                  f"{d.get('embedding_encoding', '')}; load average at start {load}.", "",
+                  table(["", "memories/s", "P50 ms", "P99 ms"], rows), "",
+                  f"Batched over single: x{fmt(d.get('batched_over_single'))}; Engram batched over "
+                  f"Chroma batched: x{fmt(d.get('batched_over_chroma'))} (target 5)."]
+        lines += [""]
+    if WRITE_NOTES.exists():
+        lines += [*WRITE_NOTES.read_text().rstrip().splitlines(), ""]
+    return lines
+
+
 def section_cognition(r: Results) -> list[str]:
     d = r["cognition"]
     if not isinstance(d.get("recall"), dict):
@@ -1446,6 +1477,7 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     lines += section_scaling(r["recall_scaling"], r.status("recall_scaling"))
     lines += section_text(r["text_query"], r.status("text_query"))
     lines += section_profile()
+    lines += section_batch(r["batch"], r.status("batch"))
     if "semantic" in r.run.get("steps", {}) or r.has("semantic"):
         lines += section_semantic(r)
     if "subscribers" in r.run.get("steps", {}) or r.has("subscribers"):

@@ -69,6 +69,7 @@ from .core.models import (
     SpaceDescriptor,
     SpacePage,
     SpaceStats,
+    StoredItem,
     StoreReceipt,
     UpdateReceipt,
 )
@@ -302,13 +303,16 @@ class EngramService:
         with self.quotas.reserve(space_id, item, lambda: count, size):
             return await space.remember_async(item)
 
-    async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError]) -> BatchOutcome:
+    async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError], *,
+                             receipts: bool = True) -> BatchOutcome:
         """Store the valid items in one durable group commit (SPEC §11 "Batch").
 
         ``items`` are parsed inputs or the error parsing one gave (the transport parses, so a
         bad item fails alone); their order is the answer's. 1 to ``MAX_BATCH_ITEMS`` items.
         Quotas admit the valid items together or refuse the whole batch (nothing stored). A
         failure of the whole commit (disk full...) is the request's error, not N item errors.
+        ``receipts=False``: a stored item's result is a :class:`StoredItem` (id and LSN, all
+        REST answers with) instead of a full ``StoreReceipt``.
         """
         if not 1 <= len(items) <= MAX_BATCH_ITEMS:
             raise InvalidInput(f"a batch holds 1 to {MAX_BATCH_ITEMS} memories, got {len(items)}",
@@ -324,10 +328,10 @@ class EngramService:
             checked.append(item)
         valid = [i for i in checked if isinstance(i, MemoryInput)]
 
-        async def run() -> list[StoreReceipt | EngramError]:
+        async def run() -> list[StoreReceipt | StoredItem | EngramError]:
             with space.lease():
-                queued = space.submit_remember_batch(checked, on_loop=True)
-                out: list[StoreReceipt | EngramError] = []
+                queued = space.submit_remember_batch(checked, on_loop=True, receipts=receipts)
+                out: list[StoreReceipt | StoredItem | EngramError] = []
                 for entry in queued:
                     if isinstance(entry, EngramError):
                         out.append(entry)
@@ -347,7 +351,7 @@ class EngramService:
                 results = await run()
         else:
             results = await run()
-        stored = sum(1 for r in results if isinstance(r, StoreReceipt))
+        stored = sum(1 for r in results if isinstance(r, (StoreReceipt, StoredItem)))
         if not stored:
             for r in results:  # the commit itself failed: the request failed, say it once
                 if isinstance(r, EngramError) and r.http_status >= 500:

@@ -118,6 +118,63 @@ def test_rest_batch_mixed_items_fail_alone(alpha: httpx.Client, vectors: httpx.C
     assert res[1]["error"]["code"] == "EMBEDDING_DIMENSION_MISMATCH" and "lsn" in res[0] and "lsn" in res[2]
 
 
+def _b64(values: list[float]) -> str:
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+
+
+def test_rest_batch_base64_vectors_fail_alone_and_store_exact_values(srv: EngramProcess) -> None:
+    """The batch's base64 lane (vectors decoded per batch): good vectors are stored bit for bit,
+    each bad one fails alone with the error the ordinary path gives, and nothing of it is stored."""
+    with httpx.Client(base_url=srv.http_url, headers={"X-Memory-Space": "b64"}, timeout=60) as c:
+        made = c.post(f"{API}/spaces", json={"id": "b64", "dimension": 4, "embedder": {"provider": "none"}})
+        assert made.status_code == 201, made.text
+        good = [0.1, -2.5, 3.0e-7, 1.0]
+        items: list[Any] = [
+            {"id": "g-0", "content": "first", "embedding": _b64(good)},
+            {"id": "x-1", "embedding": "not base64!"},
+            {"id": "x-2", "embedding": _b64([1.0, float("nan"), 0.0, 0.0])},
+            {"id": "x-3", "embedding": _b64([0.0, 0.0, 0.0, 0.0])},
+            {"id": "x-4", "embedding": _b64([1.0, 2.0])},  # another length: the space is 4-d
+            {"id": "x-5", "embedding": _b64(good), "confidence": 7},  # a good vector, a bad field
+            {"id": "x-6", "embedding": _b64(good)[:-4]},  # 2 bytes short of whole floats
+            {"id": "g-7", "embedding": _b64([0.0, 0.0, 0.0, 2.0])},  # vector only, no content
+            {"id": "g-0", "embedding": _b64(good)},  # duplicate id within the batch
+        ]
+        resp = batch(c, items)
+        assert resp.status_code == 201, resp.text
+        body = resp.json()
+        res = body["results"]
+        assert body["stored"] == 2 and [r["index"] for r in res] == list(range(len(items)))
+        assert {i for i, r in enumerate(res) if "lsn" in r} == {0, 7}
+        codes = {i: r["error"]["code"] for i, r in enumerate(res) if "error" in r}
+        assert codes == {1: "INVALID_INPUT", 2: "INVALID_INPUT", 3: "INVALID_INPUT",
+                         4: "EMBEDDING_DIMENSION_MISMATCH", 5: "INVALID_INPUT", 6: "INVALID_INPUT",
+                         8: "MEMORY_EXISTS"}
+        assert "not valid base64" in res[1]["error"]["message"]
+        assert "finite" in res[2]["error"]["message"] and "all zeros" in res[3]["error"]["message"]
+        assert "memories[5].confidence" in res[5]["error"]["message"]
+        assert "multiple of 4" in res[6]["error"]["message"]
+        for r in res:
+            if "error" in r:
+                assert {"code", "message", "suggestion", "example"} <= set(r["error"]), r
+        # stored exactly as sent (float32, bit for bit), and nothing of the failed items
+        import struct
+
+        want = list(struct.unpack("<4f", struct.pack("<4f", *good)))
+        assert c.get(f"{API}/memories/g-0").json()["embedding"] == want
+        assert c.get(f"{API}/memories/g-0").json()["content"] == "first"
+        assert c.get(f"{API}/memories/g-7").json()["embedding"] == [0.0, 0.0, 0.0, 2.0]
+        for mid in ("x-1", "x-2", "x-3", "x-4", "x-5", "x-6"):
+            assert c.get(f"{API}/memories/{mid}").status_code == 404, mid
+        # and recall by the same vector finds it (the unit vector reached the index)
+        hit = c.post(f"{API}/memories/recall", json={"embedding": _b64(good), "max_results": 1,
+                                                      "rank": "similarity"}).json()["memories"]
+        assert [r["memory"]["id"] for r in hit["vivid"] + hit["associated"]][:1] == ["g-0"]
+
+
 def test_rest_batch_all_failed_is_200_and_limits(alpha: httpx.Client, srv: EngramProcess) -> None:
     resp = batch(alpha, [{"id": "b-0", "content": "taken"}, {"confidence": 2}])
     assert resp.status_code == 200 and resp.json()["stored"] == 0

@@ -141,3 +141,136 @@ def test_stale_background_vector_never_lands_on_new_text(svc: EngramService,
     rowid = conn.execute("SELECT rowid FROM memories WHERE id = 'r1'").fetchone()[0]
     ((key, score),) = space.vectors.search(want / np.linalg.norm(want), 1)
     assert key == rowid and score > 0.99
+
+
+# -- full text of a batch, indexed once after its INSERTs (SpaceStore.defer_fts) --------------------
+def _fts_rowids(conn: sqlite3.Connection, word: str) -> set[int]:
+    rows = conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (word,))
+    return {int(r[0]) for r in rows}
+
+
+def test_batch_full_text_matches_row_by_row_indexing(svc: EngramService) -> None:
+    """A batch's memories (and episodes' fields) get exactly the full-text entries the insert
+    trigger gives a memory stored alone, and the deferral leaves nothing behind."""
+    from datetime import UTC, datetime
+
+    from engram.core.models import EpisodeInput
+
+    space = svc.space("home")
+    store = space.store
+    assert store is not None
+    alone = space.remember(MemoryInput(id="alone", content="kestrel above the quarry"))
+    items: list[MemoryInput | EngramError] = [
+        MemoryInput(id=f"k{i}", content=f"kestrel number {i}", tags=["bird"]) for i in range(5)]
+    items.append(EpisodeInput(id="ep", when=datetime(2026, 1, 2, tzinfo=UTC), what="saw a kestrel",
+                              where_location="windy moor"))
+    for entry in space.submit_remember_batch(items):
+        assert not isinstance(entry, EngramError)
+        entry[1](entry[0].result(30))
+    conn = sqlite3.connect(store.path)
+    try:
+        rowids = {str(r[1]): int(r[0]) for r in conn.execute("SELECT rowid, id FROM memories")}
+        want = {rowids[k] for k in ("alone", "k0", "k1", "k2", "k3", "k4", "ep")}
+        assert _fts_rowids(conn, "kestrel") == want
+        assert _fts_rowids(conn, "moor") == {rowids["ep"]}
+        assert conn.execute("SELECT count(*) FROM fts_deferred").fetchone()[0] == 0
+        # FTS5's own check of its index structures
+        conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
+    finally:
+        conn.close()
+    assert alone.lsn > 0
+    space.remember(MemoryInput(id="after", content="kestrel again"))  # the trigger indexes singles again
+    conn = sqlite3.connect(store.path)
+    try:
+        after = conn.execute("SELECT rowid FROM memories WHERE id = 'after'").fetchone()[0]
+        assert after in _fts_rowids(conn, "kestrel")
+    finally:
+        conn.close()
+
+
+def test_group_bracket_failure_fails_the_whole_commit(svc: EngramService) -> None:
+    """A bracket op that fails (here the closing one) fails every op of the commit: nothing stays."""
+    space = svc.space("home")
+    store = space.store
+    assert store is not None
+
+    def write(key: str) -> Any:
+        def op(conn: sqlite3.Connection, lsn: int) -> None:
+            conn.execute("INSERT INTO meta(key, value) VALUES (?, 'x')", (key,))
+        return op
+
+    def broken(conn: sqlite3.Connection, lsn: int) -> None:
+        raise sqlite3.OperationalError("the closing op failed")
+
+    last = store.last_lsn
+    futures = store.submit_group([write("g1"), write("g2")], savepoint=False, bracket=(write("g0"), broken))
+    for fut in futures:
+        with pytest.raises(EngramError):
+            fut.result(30)
+    assert store.last_lsn == last
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("SELECT count(*) FROM meta WHERE key IN ('g0', 'g1', 'g2')").fetchone()[0] == 0
+    finally:
+        conn.close()
+    space.remember(MemoryInput(content="the writer goes on"))  # the store still works
+
+
+def test_open_installs_deferrable_trigger_and_repairs_a_stray_deferral(tmp_path: Path) -> None:
+    """An older database gets the trigger a batch can defer; a deferral row found on open (rows
+    committed without full text) makes the index be rebuilt from the rows."""
+    s = make_service(tmp_path, ["old"], embedder="none")
+    s.space("old").remember(MemoryInput(id="a", content="heron by the weir"))
+    db = s.space("old").store.path  # type: ignore[union-attr]
+    s.close()
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        DROP TRIGGER memories_fts_ai;
+        CREATE TRIGGER memories_fts_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tags);
+        END;
+        INSERT INTO fts_deferred(since) VALUES (0);
+        INSERT INTO memories_fts(memories_fts) VALUES ('delete-all');
+    """)
+    conn.close()
+    s = make_service(tmp_path, ["old"], embedder="none")
+    try:
+        s.space("old").remember(MemoryInput(id="b", content="heron on the bank"))
+        conn = sqlite3.connect(db)
+        try:
+            sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'memories_fts_ai'").fetchone()[0]
+            assert "fts_deferred" in sql
+            assert conn.execute("SELECT count(*) FROM fts_deferred").fetchone()[0] == 0
+            assert len(_fts_rowids(conn, "heron")) == 2, "the stray deferral's rows were re-indexed"
+        finally:
+            conn.close()
+    finally:
+        s.close()
+
+
+def test_concurrent_remembers_in_one_commit_are_all_full_text_indexed(tmp_path: Path) -> None:
+    """Remembers that share a group commit (a run of inserts) get their full text after the run:
+    every one is found by its words, and a later PATCH of one of them re-indexes it correctly."""
+    s = make_service(tmp_path, ["home"], embedder="none", group_commit_max_batch=64)
+    try:
+        space = s.space("home")
+        store = space.store
+        assert store is not None
+        commits = store.commits
+        queued = [space.submit_remember(MemoryInput(id=f"w{i}", content=f"otter {i} swims"))
+                  for i in range(64)]
+        for fut, build in queued:
+            build(fut.result(30))
+        assert store.commits - commits < 64, "the remembers shared commits (runs of inserts)"
+        space.update("w3", patch=MemoryPatch(content="badger digs"))
+        conn = sqlite3.connect(store.path)
+        try:
+            ids = {int(r[0]): str(r[1]) for r in conn.execute("SELECT rowid, id FROM memories")}
+            assert {ids[r] for r in _fts_rowids(conn, "otter")} == {f"w{i}" for i in range(64)} - {"w3"}
+            assert {ids[r] for r in _fts_rowids(conn, "badger")} == {"w3"}
+            assert conn.execute("SELECT count(*) FROM fts_deferred").fetchone()[0] == 0
+            conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
+        finally:
+            conn.close()
+    finally:
+        s.close()

@@ -474,6 +474,10 @@ class EventBus:
 
         ``Logged`` items (``storage.eventlog.record_event``) keep their log position; plain
         ``(type, lsn, data)`` tuples are live-only events."""
+        subs = self._snapshot
+        if not subs:  # nobody listening: count them, build nothing (a batch publishes 1,000)
+            self.published += sum(1 for _ in items)
+            return
         events = [
             Event(item.type, self.memory_space_id, item.lsn, item.data, item.ts, logged=True, seq=item.seq)
             if isinstance(item, Logged)
@@ -481,8 +485,7 @@ class EventBus:
             for item in items
         ]
         self.published += len(events)
-        subs = self._snapshot
-        if not events or not subs:
+        if not events:
             return
         now = time.monotonic()
         wakes: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +65,7 @@ from .models import (
     MemoryPage,
     MemoryPatch,
     MemoryType,
+    StoredItem,
     StoreReceipt,
     UpdateReceipt,
     confidence_from,
@@ -87,6 +88,26 @@ MEMORY_COLUMNS = (
 
 
 A = TypeVar("A")
+
+
+def _unit_rows(raw: np.ndarray) -> np.ndarray:
+    """Each row of a float32 matrix scaled to unit length (float32); a row whose norm is 0 or not
+    finite is kept as it is. The norm is taken in float64 (float32 squares overflow above
+    ~1.8e19), as ``MemorySpace._prepare_embedding`` does for one vector."""
+    wide = raw.astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    ok = (norms > 0.0) & np.isfinite(norms)
+    if ok.all():
+        units: np.ndarray = (wide / norms[:, None]).astype(np.float32)
+        return units
+    out = raw.copy()
+    out[ok] = (wide[ok] / norms[ok, None]).astype(np.float32)
+    return out
+
+
+def _stored_item(done: tuple[dict[str, Any], int]) -> StoredItem:
+    """A batch item's result when no full receipt is wanted: its id and LSN."""
+    return StoredItem(done[0]["memory_id"], done[1])
 
 
 class MemorySpace(TextEmbedding):
@@ -439,7 +460,8 @@ class MemorySpace(TextEmbedding):
         raise exc
 
     # -- store ----------------------------------------------------------------
-    def _prepare_embedding(self, embedding: list[float] | None) -> tuple[bytes | None, np.ndarray | None]:
+    def _prepare_embedding(self, embedding: Sequence[float] | np.ndarray | None
+                           ) -> tuple[bytes | None, np.ndarray | None]:
         if embedding is None:
             return None, None
         if len(embedding) > self.settings.max_embedding_dim:
@@ -456,6 +478,28 @@ class MemorySpace(TextEmbedding):
         norm = float(np.sqrt(wide @ wide))
         return raw.tobytes(), ((wide / norm).astype(np.float32) if norm > 0.0 and np.isfinite(norm) else raw)
 
+    def _prepare_embeddings(self, items: Sequence[MemoryInput | EngramError]
+                            ) -> dict[int, tuple[bytes, np.ndarray]]:
+        """``_prepare_embedding`` of a batch's vectors at once: ``index -> (blob, unit)`` for each
+        item whose embedding is an array (decoded from base64) of an accepted length. The others
+        (lists, a length the space refuses) take the one-by-one path, which also raises their
+        errors. The unit vectors are those of the one-by-one path up to the rounding of the norm's
+        sum (a vectorised row sum instead of a dot product); the stored vector is the same."""
+        by_len: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            vec: Any = item.embedding if isinstance(item, MemoryInput) else None
+            if isinstance(vec, np.ndarray):  # decoded from base64 (models.validate_memory_input)
+                by_len.setdefault(len(vec), []).append(i)
+        out: dict[int, tuple[bytes, np.ndarray]] = {}
+        for size, idx in by_len.items():
+            if size > self.settings.max_embedding_dim or (self.dim is not None and size != self.dim):
+                continue
+            mat = np.stack([cast(Any, items[i]).embedding for i in idx]).astype(np.float32)
+            units = _unit_rows(mat)
+            for row, i in enumerate(idx):
+                out[i] = (mat[row].tobytes(), units[row])
+        return out
+
     def submit_remember(
         self, item: MemoryInput, *, on_loop: bool = False
     ) -> tuple[Future[Any], Callable[[tuple[Any, int]], StoreReceipt]]:
@@ -468,16 +512,18 @@ class MemorySpace(TextEmbedding):
         op, receipt = self.prepare_remember(item)
         try:
             if on_loop:
-                return store.submit_async(op, after=self._stored_effect, savepoint=False), receipt  # type: ignore[return-value]
-            return store.submit(op, after=self._stored_effect, savepoint=False), receipt
+                return store.submit_async(op, after=self._stored_effect, savepoint=False,  # type: ignore[return-value]
+                                          inserts_only=True), receipt
+            return store.submit(op, after=self._stored_effect, savepoint=False, inserts_only=True), receipt
         except StorageError:
             if self._closed:  # closed (unloaded) since check_healthy: retriable, like a closed handle
                 self.check_healthy()
             raise
 
     def submit_remember_batch(
-        self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False
-    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError]:
+        self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False,
+        receipts: bool = True,
+    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]] | EngramError]:
         """Queue every valid item as ONE group: one transaction, one fsync (SPEC §11 "Batch").
 
         ``items`` holds parsed inputs, or the error that parsing one produced. Each valid item
@@ -487,30 +533,36 @@ class MemorySpace(TextEmbedding):
         write lands between them. An op that fails (duplicate id, wrong dimension found at
         write time) fails alone and changes nothing: a remember op fails before or at its
         one INSERT, and the store redoes the batch with savepoints if that ever stops being
-        true. Returns, per item, ``(future, receipt builder)`` or the item's error.
+        true. Returns, per item, ``(future, receipt builder)`` or the item's error; with
+        ``receipts=False`` the builder gives a :class:`StoredItem` (id and LSN) instead.
         """
         store = self.check_healthy()
-        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt]] | EngramError] = []
+        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]]
+                           | EngramError] = []
         ops = []
-        for item in items:
+        prepared = self._prepare_embeddings(items)
+        for i, item in enumerate(items):
             if isinstance(item, EngramError):
                 out.append(item)
                 continue
             try:
-                op, receipt = self.prepare_remember(item)
+                op, receipt = self.prepare_remember(item, prepared.get(i))
             except EngramError as exc:
                 out.append(exc)
                 continue
             ops.append(op)
-            out.append((None, receipt))
-        futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop))
+            out.append((None, receipt if receipts else _stored_item))
+        # inserts_only: the group's full text is indexed once, after its INSERTs (SpaceStore.defer_fts).
+        futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop,
+                                          inserts_only=True))
         return [o if isinstance(o, EngramError) else (next(futures), o[1]) for o in out]
 
     def prepare_remember(
-        self, item: MemoryInput
+        self, item: MemoryInput, prepared: tuple[bytes, np.ndarray] | None = None
     ) -> tuple[Callable[[sqlite3.Connection, int], dict[str, Any]],
                Callable[[tuple[Any, int]], StoreReceipt]]:
-        """Validate ``item`` and build its write op and receipt builder (nothing is queued)."""
+        """Validate ``item`` and build its write op and receipt builder (nothing is queued).
+        ``prepared``: its ``(blob, unit)`` from :meth:`_prepare_embeddings` (a batch)."""
         if len(item.content) > self.settings.max_content_chars:
             from ..errors import InvalidInput
 
@@ -518,7 +570,7 @@ class MemorySpace(TextEmbedding):
                 f"content has {len(item.content)} characters; "
                 f"at most {self.settings.max_content_chars} are allowed"
             )
-        blob, unit = self._prepare_embedding(item.embedding)
+        blob, unit = prepared if prepared is not None else self._prepare_embedding(item.embedding)
         now = self.clock()
         expires_at = expiry_of(item, now, self.default_ttl)
         mem_id = item.id or uuid.uuid4().hex
@@ -619,9 +671,11 @@ class MemorySpace(TextEmbedding):
                         (a, b, float(strength), kind, now, now, lsn),
                     )
             # unit and event travel with the result to _apply_stored (the post-commit effect).
-            return {"rowid": rowid, "links": [(t, s) for t, s, k in made if k == "auto"],
-                    "unit": unit, "event": record_event(conn, "stored", lsn, event), "embed": to_embed,
-                    "reaped": reaped}
+            # A fresh LSN's only event takes seq 0 without asking the log; after a reaped
+            # expired memory's event (seq 0 of this LSN) the log is asked.
+            return {"rowid": rowid, "memory_id": mem_id, "links": [(t, s) for t, s, k in made if k == "auto"],
+                    "unit": unit, "event": record_event(conn, "stored", lsn, event, first=reaped is None),
+                    "embed": to_embed, "reaped": reaped}
 
         durability = self.settings.durability
 

@@ -66,12 +66,15 @@ class Logged(NamedTuple):
 Position = tuple[int, int]
 
 
-def record_event(conn: sqlite3.Connection, type_: str, lsn: int, data: dict[str, Any]) -> Logged:
-    """Record one event of the write at ``lsn``; call it inside the write's op (same transaction)."""
+def record_event(conn: sqlite3.Connection, type_: str, lsn: int, data: dict[str, Any], *,
+                 first: bool = False) -> Logged:
+    """Record one event of the write at ``lsn``; call it inside the write's op (same transaction).
+    ``first=True``: the op's only event at a fresh LSN (a remember), so its ``seq`` is 0 without
+    asking the log."""
     if type_ not in LOGGED_TYPES:
         raise ValueError(f"{type_!r} is a live-only event type; the log records {sorted(LOGGED_TYPES)}")
-    seq = int(conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE lsn = ?",
-                           (lsn,)).fetchone()[0])
+    seq = 0 if first else int(conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM events WHERE lsn = ?",
+                                           (lsn,)).fetchone()[0])
     ts = time.time()
     mid = data.get("memory_id")
     conn.execute(

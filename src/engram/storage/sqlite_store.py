@@ -171,7 +171,9 @@ CREATE INDEX IF NOT EXISTS memories_created ON memories(created_at);
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
     content, tags, content='memories', content_rowid='rowid', tokenize='porter unicode61'
 );
-CREATE TRIGGER IF NOT EXISTS memories_fts_ai AFTER INSERT ON memories BEGIN
+CREATE TABLE IF NOT EXISTS fts_deferred (since INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS memories_fts_ai AFTER INSERT ON memories
+WHEN NOT EXISTS (SELECT 1 FROM fts_deferred) BEGIN
     INSERT INTO memories_fts(rowid, content, tags) VALUES (new.rowid, {new}, new.tags);
 END;
 CREATE TRIGGER IF NOT EXISTS memories_fts_ad AFTER DELETE ON memories BEGIN
@@ -276,11 +278,16 @@ class GroupedEffect:
 
 
 class _Pending:
-    __slots__ = ("after", "future", "mutates", "op", "savepoint", "waiter")
+    __slots__ = ("after", "critical", "future", "inserts_only", "mutates", "op", "savepoint", "waiter")
 
     def __init__(self, op: WriteOp, future: Future[Any] | None, mutates: bool,
                  after: Callable[[Any, int], None] | None, savepoint: bool = True,
-                 waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None) -> None:
+                 waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None,
+                 critical: bool = False, inserts_only: bool = False) -> None:
+        self.critical = critical  # its failure fails the whole commit (a group's bracket op)
+        # It only INSERTs new memories (a remember): a run of such ops may have its full text
+        # indexed after the run instead of row by row (SpaceStore.defer_fts).
+        self.inserts_only = inserts_only
         self.op = op
         self.future = future
         self.mutates = mutates
@@ -376,6 +383,7 @@ class SpaceStore:
             elif version == "1":
                 self._migrate_1_to_2()
             self._feeds_schema()
+            self._fts_deferral_schema()
             self._ensure_metadata_index()
             # The database and WAL files now exist; make their directory entries
             # durable too, or a power cut could lose a freshly created file whole.
@@ -411,6 +419,56 @@ class SpaceStore:
             raise
         log.info("storage migrated to schema 2 (episode fields full-text indexed)",
                  extra={"memory_space": self.dir.name})
+
+    def _fts_deferral_schema(self) -> None:
+        """Give an older database the insert trigger that a batch can defer (runs before the writer).
+
+        Idempotent. A ``fts_deferred`` row only ever lives inside a batch's transaction
+        (:meth:`defer_fts` / :meth:`index_deferred_fts`); one found here would mean rows
+        committed without their full-text entries, so the index is rebuilt from the rows.
+        """
+        conn = self._writer
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'memories_fts_ai'"
+                           ).fetchone()
+        current = sql is not None and "fts_deferred" in str(sql[0])
+        stray = conn.execute("SELECT count(*) FROM fts_deferred").fetchone()[0]
+        if current and not stray:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not current:
+                conn.execute("DROP TRIGGER IF EXISTS memories_fts_ai")
+                for statement in _statements(SCHEMA):
+                    if "memories_fts_ai" in statement:
+                        conn.execute(statement)
+            if stray:
+                log.error("full-text entries of a batch were missing; rebuilding the full-text index",
+                          extra={"memory_space": self.dir.name})
+                conn.execute("DELETE FROM fts_deferred")
+                conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def defer_fts(conn: sqlite3.Connection, lsn: int) -> None:
+        """A group's first op (:meth:`submit_group` ``bracket``): memories inserted from here on get
+        their full-text entries from :meth:`index_deferred_fts`, all at once, instead of one per
+        INSERT from the trigger. Why: an INSERT that fires triggers runs under a statement
+        savepoint, and FTS5 flushes its pending terms into a new segment at every savepoint, so
+        row-by-row indexing writes one tiny segment per memory (measured: ~4x the cost of the
+        INSERT itself; docs/benchmarks.md "Where a batch's time goes")."""
+        conn.execute("INSERT INTO fts_deferred(since) SELECT coalesce(max(rowid), 0) FROM memories")
+
+    @staticmethod
+    def index_deferred_fts(conn: sqlite3.Connection, lsn: int) -> None:
+        """A group's last op: the full-text entries of every memory inserted since :meth:`defer_fts`
+        (rowids only grow within the writer's transaction), with the trigger's own text."""
+        conn.execute(
+            f"INSERT INTO memories_fts(rowid, content, tags) SELECT m.rowid, {_fts_text('m')}, m.tags "
+            "FROM memories AS m WHERE m.rowid > (SELECT since FROM fts_deferred)")
+        conn.execute("DELETE FROM fts_deferred")
 
     def _ensure_metadata_index(self) -> None:
         """Create and fill the metadata index once per database (runs before the writer starts).
@@ -545,7 +603,7 @@ class SpaceStore:
     # -- the write path -------------------------------------------------------
     def submit(self, op: WriteOp, *, mutates: bool = True,
                after: Callable[[Any, int], None] | None = None, wait: bool = True,
-               savepoint: bool = True, flush_first: bool = True) -> Future[Any]:
+               savepoint: bool = True, flush_first: bool = True, inserts_only: bool = False) -> Future[Any]:
         """Queue a write; the future resolves after the batch holding it is durable.
 
         ``mutates`` ops get a fresh LSN. ``after(result, lsn)`` runs on the writer
@@ -557,6 +615,7 @@ class SpaceStore:
         redone with savepoints, so the flag can cost time but never correctness.
         ``before_submit`` (if set) runs first, unless ``flush_first`` is False: the space
         queues its coalesced background writes there, ahead of this one (core.reinforce).
+        ``inserts_only``: the op only INSERTs new memories (see :meth:`defer_fts`).
         """
         if flush_first and self.before_submit is not None:
             self.before_submit()
@@ -564,12 +623,12 @@ class SpaceStore:
         # The closed check and the put happen under one lock that close() also
         # takes to enqueue its stop sentinel: no write can land behind the
         # sentinel, where the writer would never see it and its caller would hang.
-        self._enqueue(_Pending(op, fut, mutates, after, savepoint))
+        self._enqueue(_Pending(op, fut, mutates, after, savepoint, inserts_only=inserts_only))
         return fut if fut is not None else _done_future()
 
     def submit_async(self, op: WriteOp, *, mutates: bool = True,
                      after: Callable[[Any, int], None] | None = None,
-                     savepoint: bool = True) -> asyncio.Future[Any]:
+                     savepoint: bool = True, inserts_only: bool = False) -> asyncio.Future[Any]:
         """Like :meth:`submit`, for a caller on an event loop: returns an asyncio future.
 
         Same durability contract; the difference is delivery: all writes of one
@@ -580,11 +639,12 @@ class SpaceStore:
             self.before_submit()
         loop = asyncio.get_running_loop()
         afut: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut)))
+        self._enqueue(_Pending(op, None, mutates, after, savepoint, (loop, afut), inserts_only=inserts_only))
         return afut
 
     def submit_group(self, ops: list[WriteOp], *, after: Callable[[Any, int], None] | None = None,
-                     savepoint: bool = True, on_loop: bool = False) -> list[Any]:
+                     savepoint: bool = True, on_loop: bool = False,
+                     bracket: tuple[WriteOp, WriteOp] | None = None, inserts_only: bool = False) -> list[Any]:
         """Queue ``ops`` as one group: the writer runs all of them in ONE transaction (one fsync).
 
         Each op keeps its own savepoint, LSN, result and failure, exactly as if submitted alone
@@ -592,7 +652,9 @@ class SpaceStore:
         writer never splits it across two commits, whatever ``max_batch`` says, and never
         interleaves another writer's op inside it. Returns one future per op, in order:
         ``concurrent.futures.Future`` objects, or asyncio futures with ``on_loop=True`` (call it
-        from the running loop, as :meth:`submit_async`).
+        from the running loop, as :meth:`submit_async`). ``bracket``: two ops run first and last
+        in the group's transaction (no LSN, no future); if either fails, the whole commit fails
+        and nothing of it is applied. ``inserts_only``: as :meth:`submit`'s, for every op.
         """
         items: list[_Pending] = []
         futures: list[Any] = []
@@ -600,12 +662,16 @@ class SpaceStore:
         for op in ops:
             if loop is not None:
                 afut: asyncio.Future[Any] = loop.create_future()
-                items.append(_Pending(op, None, True, after, savepoint, (loop, afut)))
+                items.append(_Pending(op, None, True, after, savepoint, (loop, afut),
+                                      inserts_only=inserts_only))
                 futures.append(afut)
             else:
                 fut: Future[Any] = Future()
-                items.append(_Pending(op, fut, True, after, savepoint))
+                items.append(_Pending(op, fut, True, after, savepoint, inserts_only=inserts_only))
                 futures.append(fut)
+        if items and bracket is not None:
+            items.insert(0, _Pending(bracket[0], None, False, None, False, critical=True))
+            items.append(_Pending(bracket[1], None, False, None, False, critical=True))
         if items:
             self._enqueue(items)
         return futures
@@ -695,9 +761,35 @@ class SpaceStore:
                     batch.extend(item)
                 else:
                     batch.append(item)
-            self._commit_batch(conn, batch)
+            self._commit_batch(conn, self._defer_fts_of_runs(batch))
             if stop:
                 break
+
+    def _defer_fts_of_runs(self, batch: list[_Pending]) -> list[_Pending]:
+        """``batch`` with every run of 2 or more consecutive ``inserts_only`` ops bracketed by
+        :meth:`defer_fts` / :meth:`index_deferred_fts` (critical: if either fails, the commit
+        fails whole). Only runs of inserts: an op that updates or deletes a memory needs the full
+        text of the rows before it in place (its trigger deletes their entries)."""
+        out: list[_Pending] = []
+        added = 0
+        i = 0
+        while i < len(batch):
+            j = i
+            while j < len(batch) and batch[j].inserts_only:
+                j += 1
+            if j - i >= 2:
+                out.append(_Pending(self.defer_fts, None, False, None, False, critical=True))
+                out.extend(batch[i:j])
+                out.append(_Pending(self.index_deferred_fts, None, False, None, False, critical=True))
+                added += 2
+                i = j
+            else:
+                out.append(batch[i])
+                i += 1
+        if added:
+            with self._submit_lock:
+                self._inflight += added  # settled with the rest of the batch
+        return out
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
         try:
@@ -728,7 +820,7 @@ class SpaceStore:
             return
         self.last_lsn = lsn
         self.commits += 1
-        self.ops_committed += len(batch)
+        self.ops_committed += sum(1 for item in batch if not item.critical)  # bracket ops are no writes
         # Post-commit effects and acknowledgements run on the completer thread, in
         # commit order, so this thread can start the next batch (and its fsync)
         # at once. A caller's future still resolves only after its effects ran.
@@ -771,6 +863,8 @@ class SpaceStore:
             try:
                 res = item.op(conn, item_lsn)
             except BaseException as exc:
+                if item.critical:
+                    raise  # the whole commit fails (rolled back by _commit_batch): nothing half-applied
                 if isinstance(exc, sqlite3.Error) and is_transient(exc):
                     # Disk full, I/O error...: retriable, and the space goes degraded until probed.
                     exc = self.translate(exc, "write to")

@@ -31,6 +31,8 @@ from ...core.models import (
     RecallResult,
     StoreReceipt,
     UpdateReceipt,
+    validate_memory_input,
+    vectors_from_base64,
 )
 from ...errors import EngramError, InvalidInput
 from ...service import EngramService
@@ -46,15 +48,22 @@ def _extra(method: str, path: str) -> dict:  # type: ignore[type-arg]
     return {"parameters": SPACE_PARAMETERS, **body_example(method, path)}
 
 
-def _batch_item(index: int, raw: Any) -> MemoryInput | EngramError:
-    """One batch item parsed alone: its input, or the error that fails it (and only it)."""
+def _batch_item(index: int, raw: Any, vector: Any) -> MemoryInput | EngramError:
+    """One batch item parsed alone: its input, or the error that fails it (and only it).
+    ``vector``: its base64 embedding, decoded with the batch's others (or None)."""
     if not isinstance(raw, dict):
         return InvalidInput(f"memories[{index}] must be a JSON object (a MemoryInput), "
                             f"got {type(raw).__name__}", example='{"content": "the text"}')
     try:
-        return MemoryInput.model_validate(raw)
+        return validate_memory_input(raw, vector=vector)
     except ValidationError as exc:
         return invalid_input(exc, f"memories[{index}]")
+
+
+def _batch_items(raws: list[Any]) -> list[MemoryInput | EngramError]:
+    """Every item of a batch parsed alone; base64 vectors decoded and checked all at once."""
+    vectors = vectors_from_base64([r.get("embedding") if isinstance(r, dict) else None for r in raws])
+    return [_batch_item(i, raw, vec) for i, (raw, vec) in enumerate(zip(raws, vectors, strict=True))]
 
 
 def router(service: EngramService, space: SpaceResolver) -> APIRouter:
@@ -104,11 +113,11 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
     )
     async def remember_batch(body: MemoryBatchInput, request: Request) -> Response:
         sid = space(request, body.memory_space_id)
-        items = [_batch_item(i, raw) for i, raw in enumerate(body.memories)]
-        outcome = await service.remember_batch(sid, items)
+        items = _batch_items(body.memories)
+        outcome = await service.remember_batch(sid, items, receipts=False)
         # json.dumps, not pydantic: an item's error echoes what it received, and that may hold a
         # lone surrogate ("\ud800"), which JSON can escape but pydantic refuses to serialise.
-        body_out = json.dumps(outcome.receipt().model_dump(exclude_none=True), default=str)
+        body_out = json.dumps(outcome.receipt_dict(), default=str)
         return Response(body_out, status_code=201 if outcome.stored else 200, media_type="application/json")
 
     @r.get(
