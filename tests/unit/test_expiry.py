@@ -179,6 +179,9 @@ def test_an_expired_memory_frees_its_id_before_the_sweep(tmp_path: Path) -> None
     assert all(m.expires_at is None for m in space.list(limit=10).memories)
     # the expired c's association went with it: the new c starts with none
     assert edges_of(space, ["c"], 10) == []
+    # the full-text index follows: the old texts are gone, the new ones found (a batch indexes late)
+    assert _ids(recall(space, Cue(query="first", max_results=10))) == set()
+    assert _ids(recall(space, Cue(query="second", max_results=10))) == {"a", "b", "c"}
     logged, _, _ = read_after(space.store.reader(), (start, 10**6), 100, None)  # type: ignore[union-attr]
     assert [(e.type, e.data["memory_id"]) for e in logged] == [
         ("expired", "a"), ("stored", "a"), ("expired", "b"), ("stored", "b"),
