@@ -31,7 +31,7 @@ from .cognition.api import SpaceCognition
 from .cognition.associations import edges_of
 from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
-from .core import filters
+from .core import filters, readgate
 from .core.admission import StreamAdmission
 from .core.embedded import known_dimension
 from .core.events import Subscription
@@ -395,16 +395,16 @@ class EngramService:
         threads: they are CPU-bound Python and mostly hold the GIL, so more threads running
         them at once only add GIL hand-offs (measured here: 32 concurrent recalls gave 195/s
         ungated, 343/s through a gate of one). Waiting happens in the worker thread, blocked
-        in C without the GIL, never on the event loop. Long operations (consolidation,
+        in C without the GIL, never on the event loop. A read steps out of the gate around its
+        native stretches (vector scan, FTS5 query: ``core.readgate.native``), so the second
+        core runs them beside another read's Python. Long operations (consolidation,
         completion) skip the gate so they never hold up the short reads of any space.
         """
         space = await self._space(space_id)
         gate = None if long else self._read_gate
 
         def call() -> T:
-            if gate is None:
-                return fn(space)
-            with gate:
+            with readgate.held(gate):  # stepped out of around native work (core.readgate.native)
                 return fn(space)
 
         with space.lease():

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core import readgate
 from ..core.models import Cue, to_epoch
 from ..core.text import text_candidates
 from ..errors import EmbedderUnavailable
@@ -166,7 +167,11 @@ def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int,
     vectors = space.vectors  # one set throughout (a re-embedding swaps in a new one)
     if space.dim is None or not len(vectors) or vectors.dim != query.shape[0]:
         return []  # nothing to search, or a query of the model being switched away from
-    found = vectors.search(query, wide) if scope is None else filtered_vectors(space, scope, query, wide)
+    if scope is None:
+        with readgate.native():  # usearch / numpy scan without the GIL: the read gate is let go
+            found = vectors.search(query, wide)
+    else:
+        found = filtered_vectors(space, scope, query, wide)
     exact = exact_cosines(space, query, (k for k, _ in found), light)
     ranked = [(k, exact.get(k, s)) for k, s in found]
     ranked.sort(key=lambda t: (-t[1], t[0]))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import filters
+from ..core import filters, readgate
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
@@ -89,7 +89,8 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
     rounds = 0
     while True:
         rounds += 1
-        found = vectors.search(query, ask)
+        with readgate.native():  # the scan runs without the GIL: the read gate is let go
+            found = vectors.search(query, ask)
         fresh = [k for k, _ in found if k not in checked]
         if fresh:
             ok = scope.keep(space, fresh)

@@ -11,6 +11,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from ..storage.sqlite_store import episode_text_sql
+from . import readgate
 
 if TYPE_CHECKING:
     from .space import MemorySpace
@@ -108,14 +109,15 @@ def text_candidates(
         f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
     )
     try:
-        rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
-        if len(rows) < limit:
-            matched = conn.execute(
-                "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-                (q, window + 1),
-            ).fetchone()[0]
-            if matched > window:
-                rows = conn.execute(full, (q, *extra, limit)).fetchall()
+        with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
+            rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
+            if len(rows) < limit:
+                matched = conn.execute(
+                    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                    (q, window + 1),
+                ).fetchone()[0]
+                if matched > window:
+                    rows = conn.execute(full, (q, *extra, limit)).fetchall()
     except sqlite3.OperationalError:
         return {}
     except sqlite3.DatabaseError as exc:
