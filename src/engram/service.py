@@ -121,7 +121,7 @@ class EngramService:
         self.descriptors = DescriptorBudget.from_settings(settings)
         log.info("%s", self.descriptors.describe())
         self.registry = SpaceRegistry(settings, clock, embedders=self.embedders, descriptors=self.descriptors)
-        self._read_gate = threading.BoundedSemaphore(settings.read_concurrency)
+        self._read_gate = readgate.Gate(settings.read_concurrency)
         self.streams = StreamAdmission(settings.max_subscribers_per_space,
                                        settings.max_subscribers_per_client, self.descriptors.subscribers,
                                        derived=self.descriptors.subscribers_derived)

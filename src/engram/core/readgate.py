@@ -10,6 +10,7 @@ Python runs meanwhile, and steps back in before its own Python continues.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,25 @@ from contextlib import contextmanager
 _local = threading.local()
 
 
+class Gate:
+    """``slots`` places, taken and given back in C (a ``queue.SimpleQueue`` of tokens): with
+    ``threading.BoundedSemaphore`` the Python-level ``Condition.notify`` of every release was
+    29 % of the GIL's time at 16 REST callers (py-spy, bench/notes/recall_profile.md)."""
+
+    def __init__(self, slots: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max(1, slots)):
+            self._tokens.put(None)
+
+    def acquire(self) -> None:
+        self._tokens.get()
+
+    def release(self) -> None:
+        self._tokens.put(None)
+
+
 @contextmanager
-def held(gate: threading.Semaphore | None) -> Iterator[None]:
+def held(gate: Gate | None) -> Iterator[None]:
     """Run the body inside ``gate`` (None: no gate), which :func:`native` may step out of."""
     if gate is None:
         yield
