@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: bench/http.py must not shadow http
-import benchlib  # noqa: E402
+import benchlib
 
 NOW = 1_800_000_000.0
 WORDS = ("espresso", "printer", "violin", "heron", "quokka", "atrium", "kitchen", "boat", "garden", "lamp",
@@ -160,7 +160,7 @@ def main() -> None:
         lat.sort()
         print(f"{kind:<9} CPU {cpu:6.2f} ms/call (serialise {ser * 1000 / args.calls:5.2f})  "
               f"P50 {lat[len(lat) // 2]:6.2f} ms  wall {(time.perf_counter() - t0) / args.calls * 1000:6.2f}"
-              f"  load {open('/proc/loadavg').read().split()[0]}", flush=True)
+              f"  load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
     svc.close()
     if prof:
         import pstats

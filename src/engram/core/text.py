@@ -182,7 +182,8 @@ def text_candidates(
             rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
             if len(rows) < limit:
                 matched = conn.execute(
-                    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                    "SELECT count(*) FROM "
+                    "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
                     (q, window + 1),
                 ).fetchone()[0]
                 if matched > window:
