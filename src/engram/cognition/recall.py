@@ -329,7 +329,8 @@ def _activation_now(act0: np.ndarray, last_access: np.ndarray, rate: np.ndarray,
     r = np.where(hours <= KNEE_HOURS, early, late)
     r = np.maximum(FLOOR, np.minimum(1.0, r))
     r = np.where((elapsed <= 0.0) | (rate <= 0.0), 1.0, r)
-    return np.maximum(0.0, np.minimum(1.0, act0 * r))
+    out: np.ndarray = np.maximum(0.0, np.minimum(1.0, act0 * r))
+    return out
 
 
 def _recency_now(at: np.ndarray, now: float, half_life_hours: float = 24.0 * 7) -> np.ndarray:
