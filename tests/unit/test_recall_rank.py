@@ -78,7 +78,8 @@ def test_the_servers_own_vector_without_evidence_returns_nothing(tmp_path: Path)
 
     async def fill() -> None:
         for i in range(10):
-            await svc.remember("evidence", MemoryInput(id=f"e{i}", content=f"espresso machine descaling step {i}"))
+            item = MemoryInput(id=f"e{i}", content=f"espresso machine descaling step {i}")
+            await svc.remember("evidence", item)
 
     try:
         asyncio.run(fill())
