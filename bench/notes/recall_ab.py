@@ -17,16 +17,16 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: bench/http.py must not shadow http
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
+import argparse
+import asyncio
+import json
+import statistics
 
-import numpy as np  # noqa: E402
-import recall_scaling as rs  # noqa: E402
-from benchlib import dataset, rmtree, tmpdir  # noqa: E402
+import numpy as np
+import recall_scaling as rs
+from benchlib import dataset, rmtree, tmpdir
 
-from engram.testing import EngramProcess  # noqa: E402
+from engram.testing import EngramProcess
 
 
 def main() -> None:
@@ -58,9 +58,9 @@ def main() -> None:
                         g = asyncio.run(rs.phase(srv[n], "rest", cue, callers, args.seconds, queries))
                         g["load"] = float(load)
                         out.setdefault(f"{n}_{cue}_{callers}", []).append(g)
-                        print(f"round {r} {n} {cue:<9} {callers:>2}: {g['per_s']:7.1f}/s  P50 {g['p50_ms']:7.2f} ms"
-                              f"  P99 {g['p99_ms']:7.2f} ms  server CPU {g['server_cpu_ms_per_call']:.2f} ms"
-                              f"  load {load}", flush=True)
+                        print(f"round {r} {n} {cue:<9} {callers:>2}: {g['per_s']:7.1f}/s"
+                              f"  P50 {g['p50_ms']:7.2f} ms  P99 {g['p99_ms']:7.2f} ms"
+                              f"  server CPU {g['server_cpu_ms_per_call']:.2f} ms  load {load}", flush=True)
     finally:
         for s in srv.values():
             s.stop()
@@ -74,8 +74,10 @@ def main() -> None:
     for cue in args.cues.split(","):
         for n in "AB":
             one, many = summary[f"{n}_{cue}_1"], summary[f"{n}_{cue}_16"]
-            print(f"{n} {cue:<9}: 1 caller {one['per_s']:.1f}/s P50 {one['p50_ms']:.2f} ms CPU {one['server_cpu_ms']:.2f}"
-                  f" | 16 callers {many['per_s']:.1f}/s P50 {many['p50_ms']:.2f} ms CPU {many['server_cpu_ms']:.2f}"
+            print(f"{n} {cue:<9}: 1 caller {one['per_s']:.1f}/s P50 {one['p50_ms']:.2f} ms"
+                  f" CPU {one['server_cpu_ms']:.2f}"
+                  f" | 16 callers {many['per_s']:.1f}/s P50 {many['p50_ms']:.2f} ms"
+                  f" CPU {many['server_cpu_ms']:.2f}"
                   f" | 16/1 {many['per_s'] / one['per_s']:.2f}")
     if args.out:
         args.out.write_text(json.dumps({"summary": summary, "phases": out}, indent=1))
