@@ -14,6 +14,11 @@ from typing import Any
 NOTES = Path(__file__).resolve().parent / "notes" / "recall_profile.md"
 
 
+def _count(rounds: Any) -> int:
+    """recall_scaling.json's ``rounds``: the per-round results (a list; older files: the count)."""
+    return rounds if isinstance(rounds, int) else len(rounds)
+
+
 def _f(v: Any, digits: int = 2) -> str:
     if v is None:
         return "n/a"
@@ -141,7 +146,7 @@ def section_scaling(d: dict[str, Any], status: str) -> list[str]:
     if not d:
         return [*lines, f"No results: {status}.", ""]
     lines += [
-        f"{d['memories']:,} x {d['dim']} in one space, {d['rounds']} interleaved rounds of "
+        f"{d['memories']:,} x {d['dim']} in one space, {_count(d['rounds'])} interleaved rounds of "
         f"{d['seconds']} s per phase; ratios per round, then the median.",
         "",
     ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (imported now, not on the first
 
@@ -31,7 +30,7 @@ from .cognition.api import SpaceCognition
 from .cognition.associations import edges_of
 from .cognition.introspection import embedder_info
 from .cognition.recall import recall as _recall
-from .core import filters
+from .core import filters, readgate
 from .core.admission import StreamAdmission
 from .core.embedded import known_dimension
 from .core.events import Subscription
@@ -122,7 +121,7 @@ class EngramService:
         self.descriptors = DescriptorBudget.from_settings(settings)
         log.info("%s", self.descriptors.describe())
         self.registry = SpaceRegistry(settings, clock, embedders=self.embedders, descriptors=self.descriptors)
-        self._read_gate = threading.BoundedSemaphore(settings.read_concurrency)
+        self._read_gate = readgate.Gate(settings.read_concurrency)
         self.streams = StreamAdmission(settings.max_subscribers_per_space,
                                        settings.max_subscribers_per_client, self.descriptors.subscribers,
                                        derived=self.descriptors.subscribers_derived)
@@ -399,16 +398,16 @@ class EngramService:
         threads: they are CPU-bound Python and mostly hold the GIL, so more threads running
         them at once only add GIL hand-offs (measured here: 32 concurrent recalls gave 195/s
         ungated, 343/s through a gate of one). Waiting happens in the worker thread, blocked
-        in C without the GIL, never on the event loop. Long operations (consolidation,
+        in C without the GIL, never on the event loop. A read steps out of the gate around its
+        native stretches (vector scan, FTS5 query: ``core.readgate.native``), so the second
+        core runs them beside another read's Python. Long operations (consolidation,
         completion) skip the gate so they never hold up the short reads of any space.
         """
         space = await self._space(space_id)
         gate = None if long else self._read_gate
 
         def call() -> T:
-            if gate is None:
-                return fn(space)
-            with gate:
+            with readgate.held(gate):  # stepped out of around native work (core.readgate.native)
                 return fn(space)
 
         with space.lease():

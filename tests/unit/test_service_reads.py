@@ -63,3 +63,43 @@ def test_consolidation_is_not_held_up_by_the_read_gate(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         svc.close()
+
+
+def test_a_read_in_native_work_lets_the_gate_go_and_takes_it_back(tmp_path: Path) -> None:
+    """core.readgate: a read blocked in native work (a vector scan, an FTS5 query) does not hold
+    the read gate, so another short read runs meanwhile; its Python after the native stretch
+    runs inside the gate again (the other read cannot enter until it is done)."""
+    from engram.core import readgate
+
+    svc = _service(tmp_path)
+    assert svc.settings.read_concurrency == 1
+    in_native, leave_native, after_native, finish = (threading.Event() for _ in range(4))
+
+    def scanning(space: MemorySpace) -> int:
+        with readgate.native():
+            in_native.set()
+            assert leave_native.wait(30), "the test never ended the native stretch"
+        after_native.set()
+        assert finish.wait(30), "the test never finished the read"
+        return space.count()
+
+    async def main() -> None:
+        await svc.remember("aaa", MemoryInput(content="read twice"))
+        first = asyncio.create_task(svc._read("aaa", scanning))
+        assert await asyncio.to_thread(in_native.wait, 30)
+        # The gate's only slot is free while the first read is in native work.
+        assert await asyncio.wait_for(svc._read("aaa", lambda s: s.count()), 30) == 1
+        leave_native.set()
+        assert await asyncio.to_thread(after_native.wait, 30)
+        # Back in its Python, the first read holds the gate again: a second read waits for it.
+        second = asyncio.create_task(svc._read("aaa", lambda s: s.count()))
+        done, _ = await asyncio.wait({second}, timeout=0.5)
+        assert not done, "a read ran while the gate's only slot was taken back"
+        finish.set()
+        assert await first == 1
+        assert await asyncio.wait_for(second, 30) == 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        svc.close()

@@ -48,3 +48,32 @@ def test_suppressed_best_matches_do_not_hide_the_rest(tmp_path: Path) -> None:
         assert sorted(r[1] for r in space.rows_by_rowid(found).values()) == [f"low{i}" for i in range(5)]
     finally:
         reg.close()
+
+
+def test_common_words_leave_the_fts_query_while_rarer_ones_remain(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """core.text.search_words: a word in more than COMMON_SHARE of a (large enough) space is not
+    searched while a rarer one is; it still counts in the coverage of what is found. A query of
+    common words only keeps them all; a small space searches every word."""
+    from engram.core import text
+
+    reg = _registry(tmp_path, "common")
+    try:
+        space = reg.get("common")
+        for i in range(100):
+            space.remember(MemoryInput(id=f"w{i}", content=f"weather talk number {i}"))
+        for i in range(3):
+            space.remember(MemoryInput(id=f"s{i}", content=f"sourdough weather {i}"))
+        conn = space.check_healthy().reader()
+        # Below PRUNE_MIN_MEMORIES every word is searched.
+        assert text.search_words(space, conn, ["weather", "sourdough"]) == ["weather", "sourdough"]
+        monkeypatch.setattr(text, "PRUNE_MIN_MEMORIES", 50)
+        text._vocab.clear()
+        assert text.search_words(space, conn, ["weather", "sourdough"]) == ["sourdough"]
+        assert text.search_words(space, conn, ["weather", "talk"]) == ["weather", "talk"]  # all common
+        found = text_candidates(space, "weather sourdough", limit=10)
+        rows = space.rows_by_rowid(found)
+        assert sorted(r[1] for r in rows.values()) == ["s0", "s1", "s2"]
+        assert all(score > 0.6 for score in found.values())  # both words covered: coverage 1.0
+        assert len(text_candidates(space, "weather talk", limit=10)) == 10
+    finally:
+        reg.close()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core import readgate
 from ..core.models import Cue, to_epoch
 from ..core.text import text_candidates
 from ..errors import EmbedderUnavailable
@@ -132,9 +133,20 @@ def query_vector(space: MemorySpace, cue: Cue) -> QueryVector:
     return QueryVector(np.asarray(vec, dtype=np.float32), "embedder", ms=(time.perf_counter() - t0) * 1000)
 
 
-def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) -> dict[int, float]:
-    """Cosine of ``query`` (unit) against the stored float32 vectors of ``rowids``."""
-    rows = list(space.select_rows("rowid, embedding", rowids, "embedding IS NOT NULL").values())
+def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int],
+                  light: dict[int, tuple[Any, ...]] | None = None) -> dict[int, float]:
+    """Cosine of ``query`` (unit) against the stored float32 vectors of ``rowids``.
+
+    ``light``: filled with the rows' ``LIGHT_COLUMNS`` on the way, so that scoring needs no
+    second read of the same rows (one SQLite query per recall instead of two).
+    """
+    if light is None:
+        rows = list(space.select_rows("rowid, embedding", rowids, "embedding IS NOT NULL").values())
+    else:
+        got = space.select_rows(LIGHT_COLUMNS + ", embedding", rowids)
+        for rowid, row in got.items():
+            light[rowid] = row[:-1]
+        rows = [(rowid, row[-1]) for rowid, row in got.items() if row[-1] is not None]
     if not rows:
         return {}
     mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
@@ -148,23 +160,31 @@ def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int]) 
 
 
 def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int,
-                      scope: FilterScope | None = None) -> list[tuple[int, float]]:
+                      scope: FilterScope | None = None,
+                      light: dict[int, tuple[Any, ...]] | None = None) -> list[tuple[int, float]]:
     """Top-``wide`` by exact float32 cosine, best first (found in float16 / HNSW, rescored);
-    with a filter, the top ``wide`` of the memories it keeps (cognition.filtered)."""
+    with a filter, the top ``wide`` of the memories it keeps (cognition.filtered). ``light``:
+    see :func:`exact_cosines`."""
     vectors = space.vectors  # one set throughout (a re-embedding swaps in a new one)
     if space.dim is None or not len(vectors) or vectors.dim != query.shape[0]:
         return []  # nothing to search, or a query of the model being switched away from
-    found = vectors.search(query, wide) if scope is None else filtered_vectors(space, scope, query, wide)
-    exact = exact_cosines(space, query, (k for k, _ in found))
+    if scope is None:
+        with readgate.native():  # usearch / numpy scan without the GIL: the read gate is let go
+            found = vectors.search(query, wide)
+    else:
+        found = filtered_vectors(space, scope, query, wide)
+    exact = exact_cosines(space, query, (k for k, _ in found), light)
     ranked = [(k, exact.get(k, s)) for k, s in found]
     ranked.sort(key=lambda t: (-t[1], t[0]))
     return ranked
 
 
 def direct_candidates(
-    space: MemorySpace, cue: Cue, qv: QueryVector, wide: int, scope: FilterScope | None = None
+    space: MemorySpace, cue: Cue, qv: QueryVector, wide: int, scope: FilterScope | None = None,
+    light: dict[int, tuple[Any, ...]] | None = None,
 ) -> tuple[dict[int, Candidate], bool]:
-    """Candidates from the query vector, the query's words, or (neither given) the context."""
+    """Candidates from the query vector, the query's words, or (neither given) the context.
+    ``light``: filled with the light rows of the vector candidates (read with their vectors)."""
     cands: dict[int, Candidate] = {}
 
     def cand(rowid: int) -> Candidate:
@@ -174,7 +194,7 @@ def direct_candidates(
         return c
 
     if qv.vector is not None:
-        for rank, (rowid, sim) in enumerate(vector_candidates(space, qv.vector, wide, scope), 1):
+        for rank, (rowid, sim) in enumerate(vector_candidates(space, qv.vector, wide, scope, light), 1):
             c = cand(rowid)
             c.similarity = max(0.0, sim)
             c.vector_rank = rank

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import filters
+from ..core import filters, readgate
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
@@ -52,6 +52,9 @@ class FilterScope:
     #: max_results k: k + max(5, k/2)): each costs a wider graph search, so not the unfiltered
     #: ``wide``; candidates that far down the cosine order rarely reach the top k.
     need: int = 15
+    #: Rowids this recall has already judged to match (the vector search checked them, or took
+    #: them from the filter's own rowid set): :meth:`keep` does not read them again.
+    known: set[int] = field(default_factory=set)
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> FilterScope | None:
@@ -61,8 +64,12 @@ class FilterScope:
     def keep(self, space: MemorySpace, rowids: Any) -> set[int]:
         """The rowids that match the filter: their metadata read, judged by ``filters.evaluate``
         (the tested oracle of both SQL forms; cheaper here than json_each for a few hundred rows)."""
-        rows = space.select_rows("rowid, metadata", rowids)
-        return {r for r, (_, meta) in rows.items() if filters.evaluate(self.node, json.loads(meta))}
+        known = self.known
+        wanted = list(rowids)
+        out = {r for r in wanted if r in known}
+        rows = space.select_rows("rowid, metadata", (r for r in wanted if r not in known))
+        out.update(r for r, (_, meta) in rows.items() if filters.evaluate(self.node, json.loads(meta)))
+        return out
 
     def sql(self, alias: str) -> tuple[str, list[Any]]:
         return filters.where_sql(self.node, alias)
@@ -81,7 +88,9 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
     rows = np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, np.int64)
     if len(rows) <= EXACT_SET_MAX:
         scope.stats.update(strategy="exact", matched=len(rows))
-        return _exact(vectors, query, rows.tolist(), wide)
+        best = _exact(vectors, query, rows.tolist(), wide)
+        scope.known.update(k for k, _ in best)
+        return best
     total = len(vectors)
     wide = min(wide, scope.need)
     ask = min(total, max(wide * FIRST_OVERSAMPLE, 16))
@@ -89,7 +98,8 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
     rounds = 0
     while True:
         rounds += 1
-        found = vectors.search(query, ask)
+        with readgate.native():  # the scan runs without the GIL: the read gate is let go
+            found = vectors.search(query, ask)
         fresh = [k for k, _ in found if k not in checked]
         if fresh:
             ok = scope.keep(space, fresh)
@@ -97,6 +107,7 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
         hits = [(k, s) for k, s in found if checked.get(k)]
         if len(hits) >= wide or len(found) < ask:
             scope.stats.update(strategy="ann", matched=f">{EXACT_SET_MAX}", asked=ask, rounds=rounds)
+            scope.known.update(k for k, _ in hits[:wide])
             return hits[:wide]
         # The next request, sized from the share of matches seen so far (smoothed: a first round
         # of 40 says little about a 5% filter), but at most 3x the last: the search's cost
@@ -109,7 +120,9 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
     (text,) = conn.execute(f"SELECT group_concat(r) FROM ({set_sql})", args).fetchone()
     every = np.fromstring(text, dtype=np.int64, sep=",").tolist() if text else []
     scope.stats.update(strategy="exact-all", matched=len(every), rounds=rounds)
-    return _exact(vectors, query, every, wide)
+    best = _exact(vectors, query, every, wide)
+    scope.known.update(k for k, _ in best)
+    return best
 
 
 def _exact(vectors: Any, query: np.ndarray, rowids: list[int], wide: int) -> list[tuple[int, float]]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.decay import current_activation, recency
+from ..core.decay import FLOOR, KNEE_HOURS, POWER, current_activation, recency
 from ..core.models import (
     ActivationStep,
     ConfidenceInterval,
@@ -129,11 +129,15 @@ def prepare(run: RecallRun) -> None:
 
 
 def gather(run: RecallRun) -> None:
-    run.cands, run.context_only = direct_candidates(run.space, run.cue, run.qv, run.wide, run.scope)
+    run.rows = {}  # the vector candidates' light rows come with their float32 vectors (one read)
+    run.cands, run.context_only = direct_candidates(run.space, run.cue, run.qv, run.wide, run.scope, run.rows)
 
 
 def filter_context(run: RecallRun) -> None:
-    run.rows = light_rows(run.space, run.cands)
+    run.rows = {r: row for r, row in run.rows.items() if r in run.cands}
+    missing = [r for r in run.cands if r not in run.rows]
+    if missing:
+        run.rows.update(light_rows(run.space, missing))
     filtering = has_context(run.cue)
     # Every source searched inside the filter already; this check makes it a guarantee.
     kept = run.scope.keep(run.space, run.cands) if run.scope is not None else None
@@ -250,37 +254,108 @@ class Scored:
 
 
 def rank(run: RecallRun) -> list[Scored]:
-    """Score every candidate, apply the threshold, and keep the top ``k``."""
+    """Score every candidate, apply the threshold, and keep the top ``k``.
+
+    Vectorised over the candidates (numpy): the same arithmetic, in the same order, as the
+    scalar ``core.decay`` functions and :func:`direct_relevance` (so the same floats), without
+    a Python loop of a dozen calls per candidate.
+    """
     cue, now = run.cue, run.space.clock()
-    out: list[Scored] = []
-    for c in run.cands.values():
-        row = run.rows[c.rowid]
-        act = current_activation(row[5], row[4], row[6], now)
-        rec = recency(row[4], now)
-        if cue.rank is RankMode.similarity:
-            if c.vector_rank is None and not run.context_only:
-                continue  # pure cosine order: only what the vector search found
-            relevance = c.similarity if not run.context_only else c.context
-            score = relevance
+    if cue.rank is RankMode.similarity:
+        return _rank_similarity(run, now)
+    cands = list(run.cands.values())
+    if not cands:
+        return []
+    rows = run.rows
+    # confidence, last_access, activation, decay_rate of each candidate's light row
+    num = np.array([rows[c.rowid][2:3] + rows[c.rowid][4:7] for c in cands], dtype=np.float64).reshape(-1, 4)
+    conf, last_access, act0, rate = num[:, 0], num[:, 1], num[:, 2], num[:, 3]
+    act = _activation_now(act0, last_access, rate, now)
+    rec = _recency_now(last_access, now)
+    direct = _direct_relevance_many(run, cands)
+    if cue.mode is RecallMode.spreading or cue.mode is RecallMode.hybrid:
+        spread = np.array([c.spread for c in cands], dtype=np.float64)
+        if cue.mode is RecallMode.spreading:
+            relevance = np.maximum(direct, spread)
         else:
-            direct = direct_relevance(run, c)
-            if cue.mode is RecallMode.spreading:
-                relevance = max(direct, c.spread)
-            elif cue.mode is RecallMode.hybrid:
-                relevance = direct + (1.0 - direct) * HYBRID_SPREAD_SHARE * c.spread
-            else:
-                relevance = direct
-            if relevance <= 0.0 and run.qv.origin == "embedder":
-                # The server's own query vector finds *nearest* neighbours even for a query
-                # that means nothing here; with no evidence at all they are not answers.
-                # (A client's vector keeps its top-k, as it always had.)
-                continue
-            score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * row[2] + W_RECENCY * rec
-        score = max(0.0, min(1.0, score))
-        if score >= cue.threshold:
-            out.append(Scored(score, relevance, act, rec, c))
-    out.sort(key=lambda s: (-s.score, run.rows[s.cand.rowid][1]))
-    return out[: run.k]
+            relevance = direct + (1.0 - direct) * HYBRID_SPREAD_SHARE * spread
+    else:
+        relevance = direct
+    score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * conf + W_RECENCY * rec
+    score = np.minimum(1.0, np.maximum(0.0, score))
+    keep = score >= cue.threshold
+    if run.qv.origin == "embedder":
+        # The server's own query vector finds *nearest* neighbours even for a query that means
+        # nothing here; with no evidence at all they are not answers. (A client's vector keeps
+        # its top-k, as it always had.)
+        keep &= relevance > 0.0
+    idx = np.nonzero(keep)[0].tolist()
+    sc, rl, ac, rc = score.tolist(), relevance.tolist(), act.tolist(), rec.tolist()
+    idx.sort(key=lambda i: (-sc[i], rows[cands[i].rowid][1]))
+    return [Scored(sc[i], rl[i], ac[i], rc[i], cands[i]) for i in idx[: run.k]]
+
+
+def _rank_similarity(run: RecallRun, now: float) -> list[Scored]:
+    """Pure cosine order: the score is the relevance alone, so activation and recency are
+    computed for the top ``k`` only (they are reported, not ranked on)."""
+    picked: list[tuple[float, float, Candidate]] = []
+    for c in run.cands.values():
+        if run.context_only:
+            relevance = c.context
+        elif c.vector_rank is None:
+            continue  # pure cosine order: only what the vector search found
+        else:
+            relevance = c.similarity
+        score = max(0.0, min(1.0, relevance))
+        if score >= run.cue.threshold:
+            picked.append((score, relevance, c))
+    rows = run.rows
+    picked.sort(key=lambda t: (-t[0], rows[t[2].rowid][1]))
+    out: list[Scored] = []
+    for score, relevance, c in picked[: run.k]:
+        row = rows[c.rowid]
+        out.append(Scored(score, relevance, current_activation(row[5], row[4], row[6], now),
+                          recency(row[4], now), c))
+    return out
+
+
+def _activation_now(act0: np.ndarray, last_access: np.ndarray, rate: np.ndarray, now: float) -> np.ndarray:
+    """:func:`core.decay.current_activation` over arrays (bit for bit: same operations, same order)."""
+    elapsed = now - last_access
+    hours = elapsed / 3600.0
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        early = np.exp(-rate * hours / KNEE_HOURS)
+        late = np.exp(-rate) * np.power(hours / KNEE_HOURS, -POWER * rate)
+    r = np.where(hours <= KNEE_HOURS, early, late)
+    r = np.maximum(FLOOR, np.minimum(1.0, r))
+    r = np.where((elapsed <= 0.0) | (rate <= 0.0), 1.0, r)
+    out: np.ndarray = np.maximum(0.0, np.minimum(1.0, act0 * r))
+    return out
+
+
+def _recency_now(at: np.ndarray, now: float, half_life_hours: float = 24.0 * 7) -> np.ndarray:
+    """:func:`core.decay.recency` over an array (bit for bit)."""
+    age_h = np.maximum(0.0, now - at) / 3600.0
+    return np.power(0.5, age_h / half_life_hours)
+
+
+def _direct_relevance_many(run: RecallRun, cands: list[Candidate]) -> np.ndarray:
+    """:func:`direct_relevance` of each candidate, as one array (bit for bit)."""
+    if run.context_only:
+        return np.array([c.context for c in cands], dtype=np.float64)
+    sim = np.array([c.similarity for c in cands], dtype=np.float64)
+    text = np.array([c.text for c in cands], dtype=np.float64)
+    has_vector = np.array([c.vector_rank is not None for c in cands], dtype=bool)
+    if run.qv.origin == "embedder":
+        crowd = np.array([fan(run, c) for c in cands], dtype=np.float64)
+        lo, hi = cosine_scale(run)
+        adjusted = np.where((crowd < 0) & (sim <= lo), sim, sim - FAN_WEIGHT * crowd)
+        v = np.minimum(1.0, np.maximum(0.0, (adjusted - lo) / (hi - lo)))
+    else:
+        v = np.maximum(0.0, sim - FAN_WEIGHT * 0.0)
+    v = np.where(has_vector, v, 0.0)
+    t = text * (W_TEXT if run.qv.vector is not None else 1.0)
+    return 1.0 - (1.0 - v) * (1.0 - t)
 
 
 def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:

@@ -8,9 +8,13 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import threading
+import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..storage.sqlite_store import episode_text_sql
+from . import readgate
 
 if TYPE_CHECKING:
     from .space import MemorySpace
@@ -61,12 +65,69 @@ def quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def fts_query(text: str) -> str | None:
-    """A safe FTS5 query: every key word quoted, OR-ed (no user syntax reaches FTS5)."""
-    words = list(dict.fromkeys(key_words(text)))[:64]
-    if not words:
-        return None
-    return " OR ".join(quoted(w) for w in words)
+#: A query word found in more than this share of a space's memories is left out of the FTS5
+#: query while rarer words remain: its BM25 weight (idf) is small and its posting list the
+#: longest, so it costs the most and decides the least (issue 15: "stop-words, query-term
+#: caps"). It still counts in the coverage score of the rows found.
+COMMON_SHARE = 0.1
+#: At most this many words go to FTS5 (the rarest first); the rest count in coverage only.
+MAX_QUERY_TERMS = 12
+#: Spaces smaller than this are searched with every key word (nothing there is slow).
+PRUNE_MIN_MEMORIES = 2000
+#: Document frequencies are remembered for this long, and while the space grew by less than
+#: DF_REFRESH_GROWTH of its size (a word's share moves slowly).
+DF_TTL_SECONDS = 60.0
+DF_REFRESH_GROWTH = 0.1
+
+
+class _Vocabulary:
+    """Per space: its size and the document frequency of words seen in queries (approximate:
+    refreshed by time and growth, which is all pruning needs)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.lsn = 0
+        self.at = 0.0
+        self.df: dict[str, int] = {}
+
+
+_vocab: weakref.WeakKeyDictionary[Any, _Vocabulary] = weakref.WeakKeyDictionary()
+_vocab_lock = threading.Lock()
+
+
+def _vocabulary(space: MemorySpace, conn: sqlite3.Connection) -> _Vocabulary:
+    with _vocab_lock:
+        v = _vocab.get(space)
+        if v is None:
+            v = _vocab[space] = _Vocabulary()
+    lsn, now = space.last_lsn, time.monotonic()
+    if now - v.at > DF_TTL_SECONDS or lsn - v.lsn > DF_REFRESH_GROWTH * max(v.size, 100):
+        (size,) = conn.execute("SELECT count(*) FROM memories").fetchone()
+        v.size, v.lsn, v.at, v.df = int(size), lsn, now, {}
+    return v
+
+
+def search_words(space: MemorySpace, conn: sqlite3.Connection, words: list[str]) -> list[str]:
+    """The words an FTS5 query searches with: common ones (``COMMON_SHARE``) left out while rarer
+    ones remain, at most ``MAX_QUERY_TERMS`` of the rarest; in a small space, every word."""
+    if len(words) <= 1:
+        return words
+    v = _vocabulary(space, conn)
+    if v.size < PRUNE_MIN_MEMORIES:
+        return words
+    df = v.df
+    for w in words:
+        if w not in df:
+            (n,) = conn.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?",
+                                (quoted(w),)).fetchone()
+            df[w] = int(n)
+    limit = COMMON_SHARE * v.size
+    kept = [w for w in words if 0 < df[w] <= limit]
+    if not kept:
+        return words
+    if len(kept) > MAX_QUERY_TERMS:
+        kept = sorted(kept, key=lambda w: (df[w], w))[:MAX_QUERY_TERMS]
+    return kept
 
 
 def text_candidates(
@@ -78,14 +139,23 @@ def text_candidates(
     ``where``: an extra condition on the row ``m`` (a metadata filter, ``core.filters.where_sql``)
     and its parameters, applied inside the query so the best ``limit`` *matching* rows come back.
     """
-    # Every key word stays in the query: searching with only the rarest few (6 or 8 of a
-    # 10-20 word question) cut the FTS time by up to 3x but lost answers (recall@10 0.414
-    # -> 0.379 / 0.399 on bench/text_query.py): a question's framing words are often
-    # rarer than its topic words.
-    q = fts_query(query)
-    if q is None:
+    # Words are left out by how common they are (search_words), never by rank alone:
+    # searching with only the rarest few (6 or 8 of a 10-20 word question) cut the FTS time
+    # by up to 3x but lost answers (recall@10 0.414 -> 0.379 / 0.399 on bench/text_query.py):
+    # a question's framing words are often rarer than its topic words. Leaving out the words
+    # in more than 10 % of the space kept 0.4144 (5 %: 0.4078).
+    words = list(dict.fromkeys(key_words(query)))[:64]
+    if not words:
         return {}
     conn = space.check_healthy().reader()
+    try:
+        with readgate.native():
+            words = search_words(space, conn, words)
+    except sqlite3.OperationalError:
+        pass
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    q = " OR ".join(quoted(w) for w in words)
     kind = " AND m.kind = 'episode'" if episodes_only else ""
     extra: list[Any] = []
     if where is not None:
@@ -108,14 +178,16 @@ def text_candidates(
         f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
     )
     try:
-        rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
-        if len(rows) < limit:
-            matched = conn.execute(
-                "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-                (q, window + 1),
-            ).fetchone()[0]
-            if matched > window:
-                rows = conn.execute(full, (q, *extra, limit)).fetchall()
+        with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
+            rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
+            if len(rows) < limit:
+                matched = conn.execute(
+                    "SELECT count(*) FROM "
+                    "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                    (q, window + 1),
+                ).fetchone()[0]
+                if matched > window:
+                    rows = conn.execute(full, (q, *extra, limit)).fetchall()
     except sqlite3.OperationalError:
         return {}
     except sqlite3.DatabaseError as exc:
