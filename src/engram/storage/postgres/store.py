@@ -497,9 +497,9 @@ class PostgresStore:
         return np.asarray(row[0].to_numpy(), dtype=np.float32)
 
     def list_memories(self, space_id: str, *, after: tuple[float, str] | None = None, limit: int = 100,
-                      filter: Node | None = None, include_suppressed: bool = True) -> list[MemoryRow]:
+                      filter: Node | None = None, include_suppressed: bool = False) -> list[MemoryRow]:
         """Live memories in creation order, after the cursor ``(created_at, id)`` of the last one
-        seen, matching ``filter`` (core.filters, parsed)."""
+        seen, matching ``filter`` (core.filters, parsed); suppressed ones only if asked for."""
         created, mid = after if after is not None else (-math.inf, "")
         expr, fparams = filters.where(filter)
         stmt = sql.SQL(q.LIST_MEMORIES).format(filter=expr)
