@@ -165,11 +165,14 @@ HAS_EXPIRED: Final = (
     "SELECT 1 FROM engram.memories WHERE space_id = %(space)s AND expires_at <= %(now)s LIMIT 1"
 )
 # One sweep batch: the ``limit`` soonest expired rows (locked, so two sweepers take disjoint rows
-# or wait), deleted; associations and metadata go by cascade.
+# or wait), deleted; associations and metadata go by cascade. MATERIALIZED matters: as a plain
+# ``IN (SELECT ... LIMIT ... FOR UPDATE)`` the planner may rescan the subquery per outer row, and
+# each rescan skips the rows this statement already deleted, so the batch grew to every expired row.
 DELETE_EXPIRED: Final = (
-    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id IN (SELECT id FROM engram.memories "
-    "WHERE space_id = %(space)s AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s "
-    "FOR UPDATE) RETURNING id, expires_at"
+    "WITH batch AS MATERIALIZED (SELECT id FROM engram.memories WHERE space_id = %(space)s "
+    "AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s FOR UPDATE) "
+    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id IN (SELECT id FROM batch) "
+    "RETURNING id, expires_at"
 )
 # A write reusing an expired memory's id takes it first, as the sweep would.
 REAP_EXPIRED_ID: Final = (
