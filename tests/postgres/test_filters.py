@@ -47,7 +47,7 @@ raw_filters = st.recursive(leaf, lambda inner: st.builds(
     max_leaves=6)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(metas=st.lists(metadata, min_size=1, max_size=6), raw=raw_filters)
 def test_sql_filter_matches_evaluate(store: PostgresStore, metas: list[dict[str, Any]],
                                      raw: dict[str, Any]) -> None:
