@@ -52,7 +52,8 @@ def test_edges_of_several_ids_and_deletion_cascades(store: PostgresStore) -> Non
     store.associate(sid, "a", "b", 0.9)
     store.associate(sid, "b", "c", 0.5)
     store.associate(sid, "c", "a", 0.1)
-    assert [(e.source_id, e.target_id) for e in store.edges_of(sid, ["b", "missing"])] == [("a", "b"), ("b", "c")]
+    edges = store.edges_of(sid, ["b", "missing"])
+    assert [(e.source_id, e.target_id) for e in edges] == [("a", "b"), ("b", "c")]
     assert len(store.edges_of(sid, ["a", "b", "c"], limit=2)) == 2
     assert store.edges_of(sid, []) == []
     store.delete(sid, "b")

@@ -20,7 +20,8 @@ V = np.array([1, 0, 0, 0], dtype=np.float32)
 def test_every_read_hides_an_expired_memory_before_the_sweep(timed: PostgresStore, clock: Clock) -> None:
     sid = new_space(timed)
     at = clock.now + 60
-    timed.remember(sid, MemoryRow(id="brief", content="short lived note", metadata={"k": 1}, expires_at=at), V)
+    timed.remember(sid, MemoryRow(id="brief", content="short lived note", metadata={"k": 1},
+                                  expires_at=at), V)
     timed.remember(sid, MemoryRow(id="lasting", content="lasting note", metadata={"k": 1}), V)
     timed.associate(sid, "brief", "lasting", 0.5)
     assert timed.get(sid, "brief") is not None and timed.count(sid) == 2
@@ -60,7 +61,8 @@ def test_sweep_deletes_in_batches_with_one_event_each(timed: PostgresStore, cloc
     assert not timed.has_expired(sid) and timed.sweep_expired(sid) == 0
     assert timed.space(sid).last_lsn == 10  # type: ignore[union-attr]
     assert timed.edges_of(sid, ["keep"]) == []  # the edge went with x0
-    assert all("content" not in e.data for e in timed.events_after(sid) if e.data.get("memory_id", "keep") != "keep")
+    assert all("content" not in e.data for e in timed.events_after(sid)
+               if e.data.get("memory_id", "keep") != "keep")
     with timed.db.space(sid) as tx:
         assert tx.one("SELECT count(*) FROM engram.memories WHERE space_id = %(space)s") == (1,)
 

@@ -69,7 +69,8 @@ def test_exact_numbers_classes_and_code_point_order(store: PostgresStore) -> Non
     metas = {"big": {"n": 2**53 + 1}, "bigf": {"n": float(2**53)}, "one": {"n": 1}, "onef": {"n": 1.0},
              "true": {"n": True}, "text": {"n": "1"}, "tenth": {"n": 0.1}, "B": {"s": "B"}, "a": {"s": "a"},
              "smile": {"s": "\U0001f600"}, "nul": {"n": None}}
-    store.remember_many(sid, [(MemoryRow(id=k, content=k, created_at=float(i)), None) for i, k in enumerate(metas)])
+    store.remember_many(sid, [(MemoryRow(id=k, content=k, created_at=float(i)), None)
+                              for i, k in enumerate(metas)])
     for k, m in metas.items():
         store.patch(sid, k, {"metadata": m})
 

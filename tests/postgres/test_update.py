@@ -100,7 +100,8 @@ def test_forget_suppress_hides_from_recall_and_list_but_keeps_edges(store: Postg
 def test_forget_matching_one_write(store: PostgresStore) -> None:
     sid = new_space(store)
     for i in range(6):
-        store.remember(sid, MemoryRow(id=f"m{i}", content=f"text {i}", metadata={"user": "ann" if i % 2 else "bob"}))
+        user = "ann" if i % 2 else "bob"
+        store.remember(sid, MemoryRow(id=f"m{i}", content=f"text {i}", metadata={"user": user}))
     lsn, ids = store.forget_matching(sid, parse({"user": "ann"}), "suppress")
     assert (lsn, ids) == (7, ["m1", "m3", "m5"])
     assert store.forget_matching(sid, parse({"user": "ann"}), "suppress") == (0, [])  # none left to hide

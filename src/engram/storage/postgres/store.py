@@ -398,7 +398,8 @@ class PostgresStore:
         try:
             with self.db.space(space_id) as tx:
                 lsn = self.next_lsn(tx)
-                ids = sorted(str(r[0]) for r in tx.execute(stmt, {**fparams, "now": self.clock(), "lsn": lsn}))
+                cur = tx.execute(stmt, {**fparams, "now": self.clock(), "lsn": lsn})
+                ids = sorted(str(r[0]) for r in cur)
                 if not ids:
                     raise _NothingDone  # roll back: the LSN is given back
                 if mode == "delete":
@@ -430,7 +431,7 @@ class PostgresStore:
                         + (" (it is suppressed)" if state is not None else ""),
                         details={"memory_id": mid, "memory_space_id": space_id})
             lsn = self.next_lsn(tx)
-            pairs = [(source_id, target_id), (target_id, source_id)] if bidirectional else [(source_id, target_id)]
+            pairs = [(source_id, target_id)] + ([(target_id, source_id)] if bidirectional else [])
             result, created = 0.0, False
             for a, b in pairs:
                 old = tx.one(q.EDGE_STRENGTH, {"source": a, "target": b})
