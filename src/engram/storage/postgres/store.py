@@ -164,6 +164,12 @@ class PostgresStore:
     Every write is one transaction of one space: it takes the space's next LSN, writes, logs its
     events under that LSN and sends one NOTIFY (``<lsn>:<space>``) that PostgreSQL delivers to
     listening servers when, and only if, the transaction commits.
+
+    Lock order: a write takes the LSN (the space's counter row) *first*, before it reads or locks
+    any memory row. Writers of a space thus queue on one row and never hold a memory row while
+    waiting for the counter (which deadlocked an update against a delete). A write that then
+    finds nothing to do, or refuses, raises inside its transaction: the rollback gives the LSN
+    back, so refusals leave no gap.
     """
 
     def __init__(self, db: PostgresDatabase, *, ef_search: int = 100, vector_index: bool = True,
@@ -308,6 +314,7 @@ class PostgresStore:
                 embedding: Vector | None) -> Updated:
         now = self.clock()
         with self.db.space(space_id) as tx:
+            lsn = self.next_lsn(tx)  # first: see the lock order in the class docstring
             cur = tx.one(q.CURRENT_FOR_UPDATE, {"id": memory_id})
             if cur is not None and cur[4] is not None and float(cur[4]) <= now:
                 cur = None  # expired, not swept yet: gone (PUT reaps it below)
@@ -317,7 +324,6 @@ class PostgresStore:
                         f"no memory with id {memory_id!r} in memory space {space_id!r}",
                         suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
                         details={"memory_id": memory_id, "memory_space_id": space_id})
-                lsn = self.next_lsn(tx)
                 self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
                 self.notify(tx, lsn)
@@ -344,7 +350,6 @@ class PostgresStore:
                     params[name] = Jsonb(params[name])
             stmt = sql.SQL(q.UPDATE_MEMORY).format(assignments=sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in sets))
-            lsn = self.next_lsn(tx)
             row = tx.one(stmt, {**params, "lsn": lsn})
             if row is None:
                 raise LookupError(f"memory {memory_id!r} vanished inside its own update")
@@ -365,20 +370,23 @@ class PostgresStore:
         live memory. Deleting scrubs its text from the log; its edges and metadata cascade."""
         if mode not in FORGET_MODES:
             raise InvalidInput(f"mode must be one of {', '.join(FORGET_MODES)}, got {mode!r}")
-        with self.db.space(space_id) as tx:
-            if tx.one(q.LIVE_STATE, {"id": memory_id, "now": self.clock()}) is None:
-                return None
-            lsn = self.next_lsn(tx)
-            removed = 0
-            if mode == "delete":
-                edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
-                removed = int(edges[0]) if edges is not None else 0
-                tx.execute(q.DELETE_MEMORY, {"id": memory_id})
-                self._scrub(tx, [memory_id])
-            else:
-                tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
-            self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
-            self.notify(tx, lsn)
+        try:
+            with self.db.space(space_id) as tx:
+                lsn = self.next_lsn(tx)
+                if tx.one(q.LIVE_STATE, {"id": memory_id, "now": self.clock()}) is None:
+                    raise _NothingDone
+                removed = 0
+                if mode == "delete":
+                    edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
+                    removed = int(edges[0]) if edges is not None else 0
+                    tx.execute(q.DELETE_MEMORY, {"id": memory_id})
+                    self._scrub(tx, [memory_id])
+                else:
+                    tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
+                self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
+                self.notify(tx, lsn)
+        except _NothingDone:
+            return None
         return lsn, removed
 
     def delete(self, space_id: str, memory_id: str) -> int | None:
@@ -423,6 +431,7 @@ class PostgresStore:
             raise InvalidInput(f"strength must be within 0..1, got {strength}")
         now = self.clock()
         with self.db.space(space_id) as tx:
+            lsn = self.next_lsn(tx)
             for mid in (source_id, target_id):
                 state = tx.one(q.LIVE_STATE, {"id": mid, "now": now})
                 if state is None or state[0]:
@@ -430,7 +439,6 @@ class PostgresStore:
                         f"no memory with id {mid!r} in memory space {space_id!r}"
                         + (" (it is suppressed)" if state is not None else ""),
                         details={"memory_id": mid, "memory_space_id": space_id})
-            lsn = self.next_lsn(tx)
             pairs = [(source_id, target_id)] + ([(target_id, source_id)] if bidirectional else [])
             result, created = 0.0, False
             for a, b in pairs:
