@@ -101,3 +101,32 @@ def store(db: PostgresDatabase) -> PostgresStore:
     # halfvec exact distances run. Recall here is the exact per-space scan; test_schema.py checks
     # the HNSW index is created and chosen by the planner (EXPLAIN only, nothing executed).
     return PostgresStore(db, vector_index=False)
+
+
+class Clock:
+    """A clock the test moves (the store compares ``expires_at`` with it)."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed(db: PostgresDatabase, clock: Clock) -> PostgresStore:
+    """A store on the shared database whose reads and writes use ``clock``."""
+    return PostgresStore(db, vector_index=False, clock=clock)
+
+
+def new_space(store: PostgresStore, dim: int | None = 4) -> str:
+    import uuid
+
+    sid = f"t-{uuid.uuid4().hex[:12]}"
+    assert store.create_space(sid, dimension=dim)
+    return sid

@@ -117,12 +117,13 @@ def test_hnsw_index_per_dimension_is_created_and_used_by_recall(pg: PgCluster, d
     assert "memories_hnsw_7" in names
     from psycopg import sql
 
-    stmt = sql.SQL("EXPLAIN " + q.RECALL).format(dim=sql.Literal(7))  # type: ignore[arg-type]
+    stmt = sql.SQL("EXPLAIN " + q.RECALL).format(dim=sql.Literal(7), filter=sql.SQL("TRUE"))  # type: ignore[arg-type]
     with db.space(sid) as tx:
         tx.execute("SET LOCAL enable_seqscan = off")
         tx.execute("SET LOCAL enable_indexscan = on")
         tx.execute("SET LOCAL enable_bitmapscan = off")
-        plan = "\n".join(str(r[0]) for r in tx.execute(stmt, {"vector": "[1,2,3,4,5,6,7]", "k": 5}))
+        rows = tx.execute(stmt, {"vector": "[1,2,3,4,5,6,7]", "k": 5, "now": 0.0})
+        plan = "\n".join(str(r[0]) for r in rows)
     assert "memories_hnsw_7" in plan, plan
 
 

@@ -92,5 +92,6 @@ def test_events_after_a_position_in_order(store: PostgresStore) -> None:
     assert store.events_after(sid, (5, LAST_SEQ)) == []
     store.delete(sid, "e1")
     after = store.events_after(sid)
-    assert (after[-1].lsn, after[-1].type, after[-1].data) == (6, "forgotten", {"memory_id": "e1"})
+    assert (after[-1].lsn, after[-1].type, after[-1].data) == (
+        6, "forgotten", {"memory_id": "e1", "mode": "delete"})
     assert "content" not in after[1].data and after[0].data["content"] == "event text 0"  # scrubbed

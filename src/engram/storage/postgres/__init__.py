@@ -2,20 +2,24 @@
 
 Needs the ``postgres`` extra (psycopg, psycopg-pool, pgvector). Not wired into the server yet:
 ``backend = "postgres"`` is a later milestone; today this package is the schema, its
-migrations, the space-scoped connection layer and a first slice of store operations.
+migrations, the space-scoped connection layer, the store operations of a space (store.py),
+metadata filters in SQL (filters.py) and the LISTEN side of write notifications (listener.py).
 docs/scale-out.md describes deployment.
 """
 
 from __future__ import annotations
 
 from .connection import PostgresDatabase, SpaceTx
+from .listener import WriteListener
 from .schema import GLOBAL_TABLES, MIGRATIONS, SPACE_TABLES, SchemaTooNew, latest_version, migrate
-from .store import Event, MemoryRow, PostgresStore, SpaceInfo
+from .store import Associated, Edge, Event, MemoryRow, PostgresStore, SpaceInfo, Updated
 
 __all__ = [
     "GLOBAL_TABLES",
     "MIGRATIONS",
     "SPACE_TABLES",
+    "Associated",
+    "Edge",
     "Event",
     "MemoryRow",
     "PostgresDatabase",
@@ -23,6 +27,8 @@ __all__ = [
     "SchemaTooNew",
     "SpaceInfo",
     "SpaceTx",
+    "Updated",
+    "WriteListener",
     "latest_version",
     "migrate",
 ]

@@ -61,18 +61,26 @@ INSERT_META: Final = (
     "INSERT INTO engram.memory_meta (space_id, memory_id, mkey, vtype, vnum, vtext) "
     "VALUES (%(space)s, %(memory_id)s, %(mkey)s, %(vtype)s, %(vnum)s, %(vtext)s)"
 )
+# A memory is live until its ``expires_at`` (core/expiry.py's LIVE_SQL): every read adds LIVE with
+# ``%(now)s``, so an expired memory is never returned, swept or not. (coalesce, not "IS NULL OR":
+# no OR may follow the space filter, see tests/postgres/test_schema.py.)
+LIVE: Final = "coalesce(expires_at, 'Infinity'::float8) > %(now)s"
 GET_MEMORY: Final = (
-    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s"
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s "
+    "AND " + LIVE
 )
 GET_EMBEDDING: Final = (
-    "SELECT embedding FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s"
+    "SELECT embedding FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s AND " + LIVE
 )
-# Keyset pagination in creation order: (created_at, id) after the cursor.
+# ``{filter}`` is a metadata filter (filters.py: a parenthesised expression over ``memories``
+# whose subqueries fix this space too; ``TRUE`` without a filter). ``suppressed IN (false, x)``:
+# suppressed memories only when ``with_suppressed``.
 LIST_MEMORIES: Final = (
-    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s "
-    "AND (created_at, id) > (%(after_created)s, %(after_id)s) ORDER BY created_at, id LIMIT %(limit)s"
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND " + LIVE + " "
+    "AND suppressed IN (false, %(with_suppressed)s) AND (created_at, id) > (%(after_created)s, %(after_id)s) "
+    "AND {filter} ORDER BY created_at, id LIMIT %(limit)s"
 )
-COUNT_MEMORIES: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s"
+COUNT_MEMORIES: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND " + LIVE
 DELETE_MEMORY: Final = (
     "DELETE FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s RETURNING id"
 )
@@ -80,10 +88,11 @@ DELETE_MEMORY: Final = (
 # for a small space and sorts its rows itself (exact); for a large one it walks the index of the
 # dimension, iteratively (hnsw.iterative_scan) until LIMIT rows of this space have been found.
 # The inner LIMIT may return rows slightly out of order under relaxed_order: the outer ORDER BY
-# puts them back.
+# puts them back. Suppressed and expired memories are never recalled.
 RECALL: Final = (
     "WITH nearest AS MATERIALIZED (SELECT id, (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}) "
     "AS distance FROM engram.memories WHERE space_id = %(space)s AND vector_dims(embedding) = {dim} "
+    "AND NOT suppressed AND " + LIVE + " AND {filter} "
     "ORDER BY distance LIMIT %(k)s) SELECT id, 1 - distance FROM nearest ORDER BY distance, id"
 )
 RECALL_TUNING: Final = (
@@ -93,7 +102,82 @@ RECALL_TUNING: Final = (
 SEARCH_TEXT: Final = (
     "SELECT id, ts_rank(search, query) AS rank FROM engram.memories, "
     "websearch_to_tsquery('english', %(text)s) AS query WHERE space_id = %(space)s AND search @@ query "
-    "ORDER BY rank DESC, id LIMIT %(k)s"
+    "AND NOT suppressed AND " + LIVE + " ORDER BY rank DESC, id LIMIT %(k)s"
+)
+
+# -- updates (core/update.py): one UPDATE of the row, so its associations stay -------------------
+CURRENT_FOR_UPDATE: Final = (
+    "SELECT kind, content, embedding IS NOT NULL, suppressed, expires_at FROM engram.memories "
+    "WHERE space_id = %(space)s AND id = %(id)s FOR UPDATE"
+)
+# ``{assignments}``: ``column = %(column)s, ...`` of store.UPDATABLE columns only (psycopg.sql).
+UPDATE_MEMORY: Final = (
+    "UPDATE engram.memories SET {assignments}, lsn = %(lsn)s WHERE space_id = %(space)s AND id = %(id)s "
+    "RETURNING " + MEMORY_COLUMNS
+)
+DELETE_META: Final = (
+    "DELETE FROM engram.memory_meta WHERE space_id = %(space)s AND memory_id = %(memory_id)s"
+)
+
+# -- forgetting (suppress or delete) --------------------------------------------------------------
+LIVE_STATE: Final = (
+    "SELECT suppressed FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s AND " + LIVE
+)
+SUPPRESS_MEMORY: Final = (
+    "UPDATE engram.memories SET suppressed = true, lsn = %(lsn)s WHERE space_id = %(space)s "
+    "AND id = %(id)s"
+)
+COUNT_EDGES_OF: Final = (
+    "SELECT (SELECT count(*) FROM engram.associations WHERE space_id = %(space)s AND source_id = %(id)s) "
+    "+ (SELECT count(*) FROM engram.associations WHERE space_id = %(space)s AND target_id = %(id)s)"
+)
+# Delete by filter: every live match (suppressed ones included) or the live unsuppressed ones.
+DELETE_MATCHING: Final = (
+    "DELETE FROM engram.memories WHERE space_id = %(space)s AND " + LIVE + " AND {filter} RETURNING id"
+)
+SUPPRESS_MATCHING: Final = (
+    "UPDATE engram.memories SET suppressed = true, lsn = %(lsn)s WHERE space_id = %(space)s "
+    "AND NOT suppressed AND " + LIVE + " AND {filter} RETURNING id"
+)
+
+# -- associations (cognition/associations.py); memories' deletion cascades to them -----------------
+EDGE_STRENGTH: Final = (
+    "SELECT strength FROM engram.associations WHERE space_id = %(space)s AND source_id = %(source)s "
+    "AND target_id = %(target)s FOR UPDATE"
+)
+UPSERT_EDGE: Final = (
+    "INSERT INTO engram.associations (space_id, source_id, target_id, strength, kind, created_at, "
+    "updated_at, lsn) VALUES (%(space)s, %(source)s, %(target)s, %(strength)s, 'explicit', %(now)s, "
+    "%(now)s, %(lsn)s) ON CONFLICT (space_id, source_id, target_id) DO UPDATE SET "
+    "strength = excluded.strength, kind = 'explicit', updated_at = excluded.updated_at, lsn = excluded.lsn"
+)
+# Edges touching any of ``ids`` (either end), strongest first: two index seeks, not an OR.
+EDGES_OF: Final = (
+    "SELECT source_id, target_id, strength, kind, lsn FROM engram.associations "
+    "WHERE space_id = %(space)s AND source_id = ANY(%(ids)s) UNION "
+    "SELECT source_id, target_id, strength, kind, lsn FROM engram.associations "
+    "WHERE space_id = %(space)s AND target_id = ANY(%(ids)s) "
+    "ORDER BY strength DESC, source_id, target_id LIMIT %(limit)s"
+)
+
+# -- expiry (core/expiry.py, MemorySpace.sweep_expired) --------------------------------------------
+HAS_EXPIRED: Final = (
+    "SELECT 1 FROM engram.memories WHERE space_id = %(space)s AND expires_at <= %(now)s LIMIT 1"
+)
+# One sweep batch: the ``limit`` soonest expired rows (locked, so two sweepers take disjoint rows
+# or wait), deleted; associations and metadata go by cascade. MATERIALIZED matters: as a plain
+# ``IN (SELECT ... LIMIT ... FOR UPDATE)`` the planner may rescan the subquery per outer row, and
+# each rescan skips the rows this statement already deleted, so the batch grew to every expired row.
+DELETE_EXPIRED: Final = (
+    "WITH batch AS MATERIALIZED (SELECT id FROM engram.memories WHERE space_id = %(space)s "
+    "AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s FOR UPDATE) "
+    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id IN (SELECT id FROM batch) "
+    "RETURNING id, expires_at"
+)
+# A write reusing an expired memory's id takes it first, as the sweep would.
+REAP_EXPIRED_ID: Final = (
+    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s AND expires_at <= %(now)s "
+    "RETURNING id, expires_at"
 )
 
 # -- events (storage/eventlog.py's log, per space) ------------------------------------------------
@@ -111,8 +195,22 @@ EVENTS_AFTER: Final = (
 # A deleted memory's text must not live on in the log (eventlog.scrub).
 SCRUB_EVENTS: Final = (
     "UPDATE engram.events SET data = data - 'content' WHERE space_id = %(space)s "
-    "AND memory_id = %(memory_id)s AND data ? 'content'"
+    "AND memory_id = ANY(%(memory_ids)s) AND data ? 'content'"
 )
+# Retention (eventlog.trim): the newest position beyond the ``keep`` newest, then all up to it.
+TRIM_POINT: Final = (
+    "SELECT lsn, seq FROM engram.events WHERE space_id = %(space)s ORDER BY lsn DESC, seq DESC "
+    "LIMIT 1 OFFSET %(keep)s"
+)
+TRIM_EVENTS: Final = (
+    "DELETE FROM engram.events WHERE space_id = %(space)s AND (lsn, seq) <= (%(lsn)s, %(seq)s)"
+)
+# The wake-up of other servers: delivered to every LISTENer when (and only if) the writing
+# transaction commits, in commit order. The payload is ``<lsn>:<space id>``; a listener then reads
+# the events from the table (a notification carries no data: the log is the source of truth).
+NOTIFY_CHANNEL: Final = "engram_events"
+NOTIFY_WRITE: Final = "SELECT pg_notify('engram_events', %(lsn)s::text || ':' || %(space)s)"
+LISTEN: Final = "LISTEN engram_events"
 
 # -- across spaces (the directory) ----------------------------------------------------------------
 LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"

@@ -241,9 +241,21 @@ class Migration:
     sql: str
 
 
+# Exact metadata numbers. SPEC §11 compares numbers as Python does (3 == 3.0; an integer against a
+# float exactly, 2**53 + 1 > 2.0**53); a double loses integers beyond 2**53, so ``vnum`` becomes
+# ``numeric``, written with the exact value of the int or float (``Decimal(x)``). The old doubles
+# convert through their shortest round-trip text. Strings compare by code point: the text index
+# uses the "C" collation (bytes; UTF-8 byte order is code point order), as the filters do.
+_V2 = """
+ALTER TABLE engram.memory_meta ALTER COLUMN vnum TYPE numeric USING vnum::text::numeric;
+DROP INDEX engram.memory_meta_text;
+CREATE INDEX memory_meta_text ON engram.memory_meta (space_id, mkey, vtype, vtext COLLATE "C");
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
+    Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
 )
 
 _BOOKKEEPING = """

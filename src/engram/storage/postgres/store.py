@@ -1,10 +1,15 @@
-"""The first slice of a space's operations on PostgreSQL (issue 17, milestone 1).
+"""A space's operations on PostgreSQL (issue 17, milestones 1 and 2), mirroring the SQLite store.
 
-What exists: create/delete/list spaces, remember (row + vector + full text + typed metadata +
-its ``stored`` event, one transaction, one LSN), get, list, delete (with its ``forgotten``
-event, the log scrubbed of the text), recall by vector (top-k, one space), full-text search,
-and the event log read after a position. Not wired into the server yet: ``core.space`` still
-drives the SQLite store, and nothing here knows of embedders, decay or cognition.
+What exists: create/delete/list spaces; remember (row + vector + full text + typed metadata +
+its ``stored`` event, one transaction, one LSN); PUT and PATCH updates (core/update.py: one
+UPDATE of the row, associations kept, an ``updated`` event); forget by suppressing or deleting,
+one memory or every match of a metadata filter; explicit associations (create or strengthen)
+and the edges of memories; expiry (every read hides expired memories; a batched sweep; a write
+reusing an expired id takes it first); get, list, count, recall by vector (top-k) and full-text
+search, with metadata filters (filters.py); the event log read after a position, trimmed to a
+retention count, and a NOTIFY per committed write that wakes other servers (listener.py).
+Not wired into the server yet: ``core.space`` still drives the SQLite store, and nothing here
+knows of embedders, decay or cognition beyond explicit associations.
 
 Every write takes its LSN from the space's counter row inside its own transaction
 (``queries.NEXT_LSN``): acknowledged writes of one space have LSNs 1, 2, 3... with no gaps, in
@@ -16,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -25,6 +31,12 @@ from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from ...cognition.associations import strengthened
+from ...core.filters import Node
+from ...core.models import from_epoch
+from ...errors import InvalidInput, MemoryNotFound
+from ...storage.eventlog import TRIMMED_KEY
+from . import filters
 from . import queries as q
 from .connection import PostgresDatabase, SpaceTx
 from .schema import MAX_INDEXED_DIMENSION
@@ -86,14 +98,49 @@ class Event:
     ts: float
 
 
-def _meta_class(value: Any) -> tuple[int, float | None, str | None]:
-    """``(vtype, vnum, vtext)`` of a metadata value: SQLite's memory_meta classes."""
+@dataclass(frozen=True)
+class Edge:
+    """One association (``core.models.Association``'s stored fields)."""
+
+    source_id: str
+    target_id: str
+    strength: float
+    kind: str
+    lsn: int
+
+
+@dataclass(frozen=True)
+class Associated:
+    """What :meth:`PostgresStore.associate` did: the asked-for direction's strength."""
+
+    strength: float
+    created: bool
+    lsn: int
+
+
+@dataclass(frozen=True)
+class Updated:
+    """The result of a PUT or PATCH: the row as committed, and whether PUT created it."""
+
+    memory: MemoryRow
+    created: bool
+    lsn: int
+
+
+#: Columns an update may set (PUT sets all of them; PATCH the ones given). Episode fields, kind,
+#: creation time and access statistics are not the caller's to change (core/update.py).
+UPDATABLE = ("content", "confidence", "decay_rate", "tags", "memory_type", "metadata")
+FORGET_MODES = ("suppress", "delete")
+
+
+def _meta_class(value: Any) -> tuple[int, Decimal | None, str | None]:
+    """``(vtype, vnum, vtext)`` of a metadata value: SQLite's memory_meta classes, numbers exact."""
     if value is None:
         return 0, None, None
     if isinstance(value, bool):
-        return 1, float(value), None
+        return 1, Decimal(int(value)), None
     if isinstance(value, int | float) and math.isfinite(value):
-        return 2, float(value), None
+        return 2, Decimal(value), None
     if isinstance(value, str):
         return 3, None, value
     return 4, None, None
@@ -107,16 +154,34 @@ def _row(values: Sequence[Any]) -> MemoryRow:
     return MemoryRow(**dict(zip(_COLUMNS, values, strict=True)))
 
 
-class PostgresStore:
-    """Space operations over one :class:`PostgresDatabase` (any number of servers may share it)."""
+class _NothingDone(Exception):
+    """Raised inside a write transaction that found nothing to do: it rolls back (LSN unused)."""
 
-    def __init__(self, db: PostgresDatabase, *, ef_search: int = 100, vector_index: bool = True) -> None:
+
+class PostgresStore:
+    """Space operations over one :class:`PostgresDatabase` (any number of servers may share it).
+
+    Every write is one transaction of one space: it takes the space's next LSN, writes, logs its
+    events under that LSN and sends one NOTIFY (``<lsn>:<space>``) that PostgreSQL delivers to
+    listening servers when, and only if, the transaction commits.
+
+    Lock order: a write takes the LSN (the space's counter row) *first*, before it reads or locks
+    any memory row. Writers of a space thus queue on one row and never hold a memory row while
+    waiting for the counter (which deadlocked an update against a delete). A write that then
+    finds nothing to do, or refuses, raises inside its transaction: the rollback gives the LSN
+    back, so refusals leave no gap.
+    """
+
+    def __init__(self, db: PostgresDatabase, *, ef_search: int = 100, vector_index: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         """``vector_index``: a space's first use of a dimension creates that dimension's HNSW index.
         Without it recall is exact (a scan of the space's rows): right for small spaces, and the
-        only way on a pgvector build whose HNSW code this CPU cannot run (see docs/scale-out.md)."""
+        only way on a pgvector build whose HNSW code this CPU cannot run (see docs/scale-out.md).
+        ``clock``: the time reads compare ``expires_at`` with (the space's clock in core)."""
         self.db = db
         self.ef_search = ef_search
         self.vector_index = vector_index
+        self.clock = clock
 
     # -- spaces ------------------------------------------------------------------------------
     def create_space(self, space_id: str, dimension: int | None = None,
@@ -146,7 +211,7 @@ class PostgresStore:
         with self.db.directory() as conn:
             return [str(r[0]) for r in conn.execute(q.LIST_SPACES)]
 
-    # -- writes --------------------------------------------------------------------------------
+    # -- the write path ------------------------------------------------------------------------
     @staticmethod
     def next_lsn(tx: SpaceTx) -> int:
         row = tx.one(q.NEXT_LSN)
@@ -166,88 +231,344 @@ class PostgresStore:
                                     "data": Jsonb(json.loads(json.dumps(data, default=str))), "ts": ts})
         return Event(type_, lsn, seq, data, ts)
 
+    @staticmethod
+    def notify(tx: SpaceTx, lsn: int) -> None:
+        """Wake listening servers when this transaction commits (once per transaction, its last LSN)."""
+        tx.execute(q.NOTIFY_WRITE, {"lsn": lsn})
+
+    @staticmethod
+    def _scrub(tx: SpaceTx, memory_ids: list[str]) -> None:
+        if memory_ids:
+            tx.execute(q.SCRUB_EVENTS, {"memory_ids": memory_ids})
+
+    def _expired_events(self, tx: SpaceTx, rows: Iterable[Sequence[Any]], lsn: int) -> list[Event]:
+        """After deleting expired rows ``(id, expires_at)``: scrub their text, one ``expired`` each."""
+        gone = sorted(((float(at), str(mid)) for mid, at in rows))
+        self._scrub(tx, [mid for _, mid in gone])
+        return [self.record_event(tx, "expired", lsn, {"memory_id": mid,
+                                                         "expires_at": from_epoch(at).isoformat()})
+                for at, mid in gone]
+
+    def _reap(self, tx: SpaceTx, memory_id: str, now: float, lsn: int) -> list[Event]:
+        """Inside a write: delete ``memory_id`` if it has expired, as the sweep would."""
+        rows = tx.execute(q.REAP_EXPIRED_ID, {"id": memory_id, "now": now}).fetchall()
+        return self._expired_events(tx, rows, lsn) if rows else []
+
+    @staticmethod
+    def _write_meta(tx: SpaceTx, memory_id: str, metadata: dict[str, Any]) -> None:
+        for key, value in metadata.items():
+            vtype, vnum, vtext = _meta_class(value)
+            tx.execute(q.INSERT_META, {"memory_id": memory_id, "mkey": key, "vtype": vtype,
+                                       "vnum": vnum, "vtext": vtext})
+
+    def _insert(self, tx: SpaceTx, memory: MemoryRow, embedding: Vector | None, lsn: int) -> None:
+        memory.lsn = lsn
+        params: dict[str, Any] = {c: getattr(memory, c) for c in _COLUMNS}
+        params["tags"] = Jsonb(memory.tags)
+        params["metadata"] = Jsonb(memory.metadata)
+        params["embedding"] = None if embedding is None else _half(embedding)
+        tx.execute(q.INSERT_MEMORY, params)
+        self._write_meta(tx, memory.id, memory.metadata)
+        self.record_event(tx, "stored", lsn, {"memory_id": memory.id, "content": memory.content})
+
     def remember(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None) -> int:
         """Store ``memory`` (and its vector) with a fresh LSN; returns the LSN once committed."""
         return self.remember_many(space_id, [(memory, embedding)])[0]
 
     def remember_many(self, space_id: str, items: Sequence[tuple[MemoryRow, Vector | None]]) -> list[int]:
-        """Store several memories in one transaction (one commit), LSNs consecutive."""
+        """Store several memories in one transaction (one commit), LSNs consecutive.
+
+        An expired memory holding one of the ids (not swept yet) is deleted first, as the sweep
+        would: its ``expired`` event comes before the ``stored`` one, under the same LSN."""
         lsns: list[int] = []
+        now = self.clock()
         with self.db.space(space_id) as tx:
             for memory, embedding in items:
                 lsn = self.next_lsn(tx)
-                memory.lsn = lsn
-                params: dict[str, Any] = {c: getattr(memory, c) for c in _COLUMNS}
-                params["tags"] = Jsonb(memory.tags)
-                params["metadata"] = Jsonb(memory.metadata)
-                params["embedding"] = None if embedding is None else _half(embedding)
-                tx.execute(q.INSERT_MEMORY, params)
-                for key, value in memory.metadata.items():
-                    vtype, vnum, vtext = _meta_class(value)
-                    tx.execute(q.INSERT_META, {"memory_id": memory.id, "mkey": key, "vtype": vtype,
-                                               "vnum": vnum, "vtext": vtext})
-                self.record_event(tx, "stored", lsn, {"memory_id": memory.id, "content": memory.content})
+                self._reap(tx, memory.id, now, lsn)
+                self._insert(tx, memory, embedding, lsn)
                 lsns.append(lsn)
+            if lsns:
+                self.notify(tx, lsns[-1])
         return lsns
+
+    # -- updates (core/update.py) ----------------------------------------------------------------
+    def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None) -> Updated:
+        """Create or replace ``memory.id`` (PUT). A replacement keeps the row (and so its
+        associations, creation time and access statistics), takes every updatable field and the
+        expiry of ``memory``, is live again if it was suppressed, and keeps a vector only if one
+        is given. An expired memory counts as absent: it is deleted first, as the sweep would."""
+        return self._update(space_id, memory.id, memory, None, embedding)
+
+    def patch(self, space_id: str, memory_id: str, changes: dict[str, Any],
+              embedding: Vector | None = None) -> Updated:
+        """Change the given fields of a live memory (PATCH); a suppressed memory stays suppressed,
+        and the vector stays unless ``embedding`` replaces it (no server embedder here)."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}; updatable fields are "
+                               f"{', '.join(UPDATABLE)}")
+        return self._update(space_id, memory_id, None, changes, embedding)
+
+    def _update(self, space_id: str, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
+                embedding: Vector | None) -> Updated:
+        now = self.clock()
+        with self.db.space(space_id) as tx:
+            lsn = self.next_lsn(tx)  # first: see the lock order in the class docstring
+            cur = tx.one(q.CURRENT_FOR_UPDATE, {"id": memory_id})
+            if cur is not None and cur[4] is not None and float(cur[4]) <= now:
+                cur = None  # expired, not swept yet: gone (PUT reaps it below)
+            if cur is None:
+                if put is None:
+                    raise MemoryNotFound(
+                        f"no memory with id {memory_id!r} in memory space {space_id!r}",
+                        suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
+                        details={"memory_id": memory_id, "memory_space_id": space_id})
+                self._reap(tx, memory_id, now, lsn)
+                self._insert(tx, put, embedding, lsn)
+                self.notify(tx, lsn)
+                return Updated(put, True, lsn)
+            kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
+            given = {c: getattr(put, c) for c in UPDATABLE} if put is not None else dict(changes or {})
+            sets: dict[str, Any] = dict(given)
+            if put is not None:
+                sets["expires_at"] = put.expires_at
+                sets["suppressed"] = False
+            if embedding is not None:
+                sets["embedding"] = _half(embedding)
+            elif put is not None:
+                sets["embedding"] = None
+            content = str(sets.get("content", old_content))
+            keeps_vector = embedding is not None or (has_vec and "embedding" not in sets)
+            if not content and not keeps_vector:
+                raise InvalidInput(
+                    f"this update would leave memory {memory_id!r} with neither content nor an embedding",
+                    suggestion="Send content, an embedding, or both.")
+            params: dict[str, Any] = {"id": memory_id, **sets}
+            for name in ("tags", "metadata"):
+                if name in params:
+                    params[name] = Jsonb(params[name])
+            stmt = sql.SQL(q.UPDATE_MEMORY).format(assignments=sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in sets))
+            row = tx.one(stmt, {**params, "lsn": lsn})
+            if row is None:
+                raise LookupError(f"memory {memory_id!r} vanished inside its own update")
+            if "metadata" in sets:
+                tx.execute(q.DELETE_META, {"memory_id": memory_id})
+                self._write_meta(tx, memory_id, dict(sets["metadata"]))
+            memory = _row(row)
+            self.record_event(tx, "updated", lsn, {
+                "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
+                "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
+            self.notify(tx, lsn)
+        return Updated(memory, False, lsn)
+
+    # -- forgetting ------------------------------------------------------------------------------
+    def forget(self, space_id: str, memory_id: str, mode: str = "suppress") -> tuple[int, int] | None:
+        """Suppress (hide, reversible by PUT) or delete one live memory; returns ``(lsn,
+        removed_associations)`` (0 when suppressing: edges stay), or None if there is no such
+        live memory. Deleting scrubs its text from the log; its edges and metadata cascade."""
+        if mode not in FORGET_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(FORGET_MODES)}, got {mode!r}")
+        try:
+            with self.db.space(space_id) as tx:
+                lsn = self.next_lsn(tx)
+                if tx.one(q.LIVE_STATE, {"id": memory_id, "now": self.clock()}) is None:
+                    raise _NothingDone
+                removed = 0
+                if mode == "delete":
+                    edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
+                    removed = int(edges[0]) if edges is not None else 0
+                    tx.execute(q.DELETE_MEMORY, {"id": memory_id})
+                    self._scrub(tx, [memory_id])
+                else:
+                    tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
+                self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
+                self.notify(tx, lsn)
+        except _NothingDone:
+            return None
+        return lsn, removed
 
     def delete(self, space_id: str, memory_id: str) -> int | None:
         """Delete one memory; returns the LSN of the deletion, or None if there was no such memory."""
+        done = self.forget(space_id, memory_id, "delete")
+        return None if done is None else done[0]
+
+    def forget_matching(self, space_id: str, node: Node, mode: str = "suppress") -> tuple[int, list[str]]:
+        """Forget every live memory matching the filter in ONE write (one LSN): ``suppress`` hides
+        those not hidden yet, ``delete`` erases all matches, suppressed ones included. Returns
+        ``(lsn, ids)``, a ``forgotten`` event per id; nothing matched: ``(0, [])`` and no LSN used."""
+        if mode not in FORGET_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(FORGET_MODES)}, got {mode!r}")
+        expr, fparams = filters.where(node)
+        template = q.DELETE_MATCHING if mode == "delete" else q.SUPPRESS_MATCHING
+        stmt = sql.SQL(template).format(filter=expr)
+        try:
+            with self.db.space(space_id) as tx:
+                lsn = self.next_lsn(tx)
+                cur = tx.execute(stmt, {**fparams, "now": self.clock(), "lsn": lsn})
+                ids = sorted(str(r[0]) for r in cur)
+                if not ids:
+                    raise _NothingDone  # roll back: the LSN is given back
+                if mode == "delete":
+                    self._scrub(tx, ids)
+                for mid in ids:
+                    self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
+                self.notify(tx, lsn)
+        except _NothingDone:
+            return 0, []
+        return lsn, ids
+
+    # -- associations (cognition/associations.py) --------------------------------------------------
+    def associate(self, space_id: str, source_id: str, target_id: str, strength: float,
+                  bidirectional: bool = False) -> Associated:
+        """Create the explicit edge, or strengthen it if it exists (saturating); ``created`` is
+        true only when the asked-for direction is new. Both ends must be live and not suppressed."""
+        if source_id == target_id:
+            raise InvalidInput("source_id and target_id are the same memory; an association joins two "
+                               "different memories")
+        if not 0.0 <= strength <= 1.0:
+            raise InvalidInput(f"strength must be within 0..1, got {strength}")
+        now = self.clock()
         with self.db.space(space_id) as tx:
-            if tx.one(q.GET_EMBEDDING, {"id": memory_id}) is None:
-                return None
             lsn = self.next_lsn(tx)
-            tx.execute(q.DELETE_MEMORY, {"id": memory_id})
-            tx.execute(q.SCRUB_EVENTS, {"memory_id": memory_id})
-            self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id})
-        return lsn
+            for mid in (source_id, target_id):
+                state = tx.one(q.LIVE_STATE, {"id": mid, "now": now})
+                if state is None or state[0]:
+                    raise MemoryNotFound(
+                        f"no memory with id {mid!r} in memory space {space_id!r}"
+                        + (" (it is suppressed)" if state is not None else ""),
+                        details={"memory_id": mid, "memory_space_id": space_id})
+            pairs = [(source_id, target_id)] + ([(target_id, source_id)] if bidirectional else [])
+            result, created = 0.0, False
+            for a, b in pairs:
+                old = tx.one(q.EDGE_STRENGTH, {"source": a, "target": b})
+                value = float(strength) if old is None else strengthened(float(old[0]), float(strength))
+                tx.execute(q.UPSERT_EDGE, {"source": a, "target": b, "strength": value, "now": now,
+                                           "lsn": lsn})
+                if (a, b) == (source_id, target_id):
+                    result, created = value, old is None
+            self.record_event(tx, "association", lsn, {
+                "source_id": source_id, "target_id": target_id, "strength": round(result, 6),
+                "bidirectional": bidirectional, "kind": "explicit"})
+            self.notify(tx, lsn)
+        return Associated(result, created, lsn)
+
+    def edges_of(self, space_id: str, memory_ids: Sequence[str], limit: int = 100) -> list[Edge]:
+        """The edges touching any of ``memory_ids`` (either end), strongest first."""
+        wanted = list(dict.fromkeys(memory_ids))
+        if not wanted:
+            return []
+        with self.db.space(space_id) as tx:
+            rows = tx.execute(q.EDGES_OF, {"ids": wanted, "limit": limit}).fetchall()
+        return [Edge(str(s), str(t), float(w), str(k), int(n)) for s, t, w, k, n in rows]
+
+    # -- expiry -------------------------------------------------------------------------------------
+    def has_expired(self, space_id: str, now: float | None = None) -> bool:
+        with self.db.space(space_id) as tx:
+            return tx.one(q.HAS_EXPIRED, {"now": self.clock() if now is None else now}) is not None
+
+    def sweep_expired(self, space_id: str, batch: int = 500) -> int:
+        """Delete the expired memories, ``batch`` per transaction (one LSN each, one ``expired``
+        event per memory, seq 0, 1, ...); returns how many. Nothing expired: no write, no LSN."""
+        limit = max(1, batch)
+        total = 0
+        while True:
+            now = self.clock()
+            if not self.has_expired(space_id, now):
+                return total
+            try:
+                with self.db.space(space_id) as tx:
+                    lsn = self.next_lsn(tx)
+                    rows = tx.execute(q.DELETE_EXPIRED, {"now": now, "limit": limit}).fetchall()
+                    if not rows:  # another sweeper took them meanwhile: give the LSN back
+                        raise _NothingDone
+                    self._expired_events(tx, rows, lsn)
+                    self.notify(tx, lsn)
+            except _NothingDone:
+                return total
+            total += len(rows)
+            if len(rows) < limit:
+                return total
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, space_id: str, memory_id: str) -> MemoryRow | None:
+        """The memory (suppressed ones too, flagged), or None if absent or expired."""
         with self.db.space(space_id) as tx:
-            row = tx.one(q.GET_MEMORY, {"id": memory_id})
+            row = tx.one(q.GET_MEMORY, {"id": memory_id, "now": self.clock()})
         return None if row is None else _row(row)
 
     def embedding(self, space_id: str, memory_id: str) -> Vector | None:
         with self.db.space(space_id) as tx:
-            row = tx.one(q.GET_EMBEDDING, {"id": memory_id})
+            row = tx.one(q.GET_EMBEDDING, {"id": memory_id, "now": self.clock()})
         if row is None or row[0] is None:
             return None
         return np.asarray(row[0].to_numpy(), dtype=np.float32)
 
-    def list_memories(self, space_id: str, *, after: tuple[float, str] | None = None,
-             limit: int = 100) -> list[MemoryRow]:
-        """Memories in creation order, after the cursor ``(created_at, id)`` of the last one seen."""
+    def list_memories(self, space_id: str, *, after: tuple[float, str] | None = None, limit: int = 100,
+                      filter: Node | None = None, include_suppressed: bool = False) -> list[MemoryRow]:
+        """Live memories in creation order, after the cursor ``(created_at, id)`` of the last one
+        seen, matching ``filter`` (core.filters, parsed); suppressed ones only if asked for."""
         created, mid = after if after is not None else (-math.inf, "")
+        expr, fparams = filters.where(filter)
+        stmt = sql.SQL(q.LIST_MEMORIES).format(filter=expr)
         with self.db.space(space_id) as tx:
-            rows = tx.execute(q.LIST_MEMORIES, {"after_created": created, "after_id": mid,
-                                                "limit": limit}).fetchall()
+            rows = tx.execute(stmt, {**fparams, "after_created": created, "after_id": mid, "limit": limit,
+                                     "now": self.clock(), "with_suppressed": include_suppressed}).fetchall()
         return [_row(r) for r in rows]
 
     def count(self, space_id: str) -> int:
         with self.db.space(space_id) as tx:
-            row = tx.one(q.COUNT_MEMORIES)
+            row = tx.one(q.COUNT_MEMORIES, {"now": self.clock()})
         return int(row[0]) if row is not None else 0
 
-    def recall(self, space_id: str, vector: Vector, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` memories of the space nearest ``vector`` by cosine, as ``(id, cosine)``."""
+    def recall(self, space_id: str, vector: Vector, k: int = 10,
+               filter: Node | None = None) -> list[tuple[str, float]]:
+        """The ``k`` live, unsuppressed memories nearest ``vector`` by cosine that match ``filter``,
+        as ``(id, cosine)``."""
         vec = np.asarray(vector, dtype=np.float32)
         if vec.ndim != 1 or not 1 <= vec.shape[0] <= MAX_INDEXED_DIMENSION:
             raise ValueError(f"a query vector has 1..{MAX_INDEXED_DIMENSION} dimensions")
-        stmt = sql.SQL(q.RECALL).format(dim=sql.Literal(int(vec.shape[0])))
+        expr, fparams = filters.where(filter)
+        stmt = sql.SQL(q.RECALL).format(dim=sql.Literal(int(vec.shape[0])), filter=expr)
         with self.db.space(space_id) as tx:
             tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
-            rows = tx.execute(stmt, {"vector": _half(vec), "k": k}).fetchall()
+            rows = tx.execute(stmt, {**fparams, "vector": _half(vec), "k": k, "now": self.clock()}).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]
 
     def search_text(self, space_id: str, text: str, k: int = 10) -> list[tuple[str, float]]:
         """Full-text matches (PostgreSQL ``websearch_to_tsquery``, English stemming), best first."""
         with self.db.space(space_id) as tx:
-            rows = tx.execute(q.SEARCH_TEXT, {"text": text, "k": k}).fetchall()
+            rows = tx.execute(q.SEARCH_TEXT, {"text": text, "k": k, "now": self.clock()}).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]
 
+    # -- the event log ---------------------------------------------------------------------------
     def events_after(self, space_id: str, after: tuple[int, int] = (0, -1),
                      limit: int = 1000) -> list[Event]:
         """Logged events after position ``(lsn, seq)``, in order (``(n, LAST)`` skips all of LSN n)."""
         with self.db.space(space_id) as tx:
             rows = tx.execute(q.EVENTS_AFTER, {"lsn": after[0], "seq": after[1], "limit": limit}).fetchall()
         return [Event(str(r[2]), int(r[0]), int(r[1]), dict(r[3]), float(r[4])) for r in rows]
+
+    def trim_events(self, space_id: str, keep: int) -> tuple[int, int] | None:
+        """Delete all but the newest ``keep`` events (eventlog.trim); returns the newest position
+        removed (also kept as the space's ``event_log_trimmed``), or None if nothing was."""
+        if keep < 0:
+            raise ValueError("keep must be 0 or more")
+        with self.db.space(space_id) as tx:
+            row = tx.one(q.TRIM_POINT, {"keep": keep})
+            if row is None:
+                return None
+            lsn, seq = int(row[0]), int(row[1])
+            tx.execute(q.TRIM_EVENTS, {"lsn": lsn, "seq": seq})
+            tx.execute(q.SET_META, {"key": TRIMMED_KEY, "value": f"{lsn}:{seq}"})
+        return lsn, seq
+
+    def trimmed_upto(self, space_id: str) -> tuple[int, int]:
+        """The newest position no longer in the log (``(0, -1)``: nothing was ever trimmed)."""
+        with self.db.space(space_id) as tx:
+            row = tx.one(q.GET_META, {"key": TRIMMED_KEY})
+        if row is None:
+            return 0, -1
+        lsn, _, seq = str(row[0]).partition(":")
+        return int(lsn), int(seq)
