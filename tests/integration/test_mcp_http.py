@@ -175,6 +175,9 @@ def test_the_mcp_sdk_loads_on_the_first_post_not_at_start(tmp_path: Any) -> None
         assert sorted(_sdk_imports(s)) == sorted(SDK_MODULES)  # each imported once
         assert [r for r in s.log_records() if r.get("msg") == "MCP endpoint loaded"] != []
         assert _rest(s, "/health/alive")[0] == 200
+        # the loaded session manager ends with the app: a graceful stop, exit 0, nothing logged as an error
+        assert s.stop() == 0
+        assert [r for r in s.log_records() if r.get("level") in ("error", "critical")] == []
 
 
 async def _isolation_of(srv: EngramProcess, sp: str, data: Any) -> tuple[int, list[str]]:
