@@ -236,7 +236,11 @@ def tokens(keys: Keys) -> dict[str, str | None]:
         "other_writer": keys.create("writer", [OTHER])[1],
         "admin": keys.admin,
     }
-    time.sleep(1.2)  # the expiring key is past its expiry
+    # until the expiring key is past its expiry (1 s after it was made): polled, not slept
+    deadline = time.monotonic() + 10
+    while call(keys.channel, "Echo", bearer(expiring)) != UNAUTH:
+        assert time.monotonic() < deadline, "the key made to expire in 1 s is still accepted after 10 s"
+        time.sleep(0.05)
     return t
 
 

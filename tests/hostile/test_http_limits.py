@@ -199,6 +199,13 @@ def test_idle_keepalive_connection_is_closed(srv: EngramProcess) -> None:
     assert got == b"" and elapsed >= KEEPALIVE * 0.8
 
 
+def _wait_for_log(srv: EngramProcess, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in str(r.get("msg")) for r in srv.log_records()):
+        assert time.monotonic() < deadline, f"no log line with {text!r} within {timeout} s"
+        time.sleep(0.05)
+
+
 def _flood(srv: EngramProcess, count: int) -> list[socket.socket]:
     out = []
     for _ in range(count):
@@ -290,7 +297,10 @@ def test_descriptor_exhaustion_logs_accept_errors_rarely(tmp_path: Path) -> None
         log_before = srv.log_path.stat().st_size
         flood = _flood(srv, 400)
         try:
-            time.sleep(2.0)  # accept() keeps failing (and retrying once a second) meanwhile
+            # accept() fails (EMFILE) as soon as the flood arrives: wait for its log line, then one
+            # more of asyncio's once-a-second accept retries, which must fail again without a line
+            _wait_for_log(srv, "accept() failed", 10)
+            time.sleep(1.1)
             keep.request("GET", "/health")
             assert keep.getresponse().status == 200
         finally:

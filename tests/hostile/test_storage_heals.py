@@ -20,7 +20,7 @@ import pytest
 
 from engram.core.models import MemoryInput
 from engram.errors import StorageUnavailable
-from engram.testing import EngramProcess
+from engram.testing import EngramProcess, make_service
 
 API = "/api/v1"
 
@@ -32,13 +32,13 @@ def _remember(client: httpx.Client, space: str, content: str) -> httpx.Response:
 
 def test_fd_exhaustion_degrades_spaces_and_they_heal_without_restart(tmp_path: Path) -> None:
     cold = ["cold-a", "cold-b", "cold-c"]
-    srv = EngramProcess.start(tmp_path, spaces=["alpha"], nofile=256,
+    make_service(tmp_path / "data", cold).close()  # the cold spaces exist on disk, made offline
+    srv = EngramProcess.start(tmp_path, spaces=["alpha"], nofile=256, data_dir=tmp_path / "data",
                               settings={"embedder": "none", "storage_retry_max_seconds": 0.5})
     try:
-        for sid in cold:
-            httpx.post(f"{srv.http_url}{API}/spaces", json={"id": sid}).raise_for_status()
-        srv = srv.restart()  # the cold spaces now exist but are not loaded
         pid = srv.pid
+        loaded = {s["id"] for s in httpx.get(f"{srv.http_url}{API}/system/health").json()["spaces"]}
+        assert not set(cold) & loaded, loaded  # ... and are not loaded: each must open a file later
         with httpx.Client(base_url=srv.http_url, timeout=30.0) as client:
             assert _remember(client, "alpha", "before").status_code == 201  # alpha loaded, connection open
             assert client.get(f"{API}/memories", headers={"X-Memory-Space": "alpha"}).status_code == 200

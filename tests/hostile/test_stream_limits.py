@@ -16,9 +16,10 @@ several clients by binding to 127.0.0.2 / 127.0.0.3, or stop reading for good.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -28,7 +29,7 @@ import pytest
 from engram.api.grpc.gen import memory_pb2 as pb
 from engram.api.grpc.gen import service_pb2 as spb
 from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
-from engram.testing import EngramProcess
+from engram.testing import EngramProcess, scratch_dir
 from engram.testing.sse_raw import RawSubscriber
 
 API = "/api/v1"
@@ -173,6 +174,21 @@ def test_grpc_caps_per_space_and_per_client(engram_server_factory: Callable[...,
 SLOW = {"subscriber_queue_depth": 64, "subscriber_max_lag_seconds": 2.0}
 
 
+@pytest.fixture(scope="module")
+def slow_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
+    """One server for both stalled-reader tests, each on its own space (subscriber counts are per
+    space and transport, so neither sees the other's subscribers; the tests run one after the other).
+    Its data is on tmpfs (``scratch_dir``): the writers only have to outrun a stalled reader, and
+    no fsync is tested here."""
+    data = scratch_dir("engram-slow-")
+    try:
+        with EngramProcess.start(tmp_path_factory.mktemp("slow"), ["slow-sse", "slow-grpc"], SLOW,
+                                 data_dir=data) as srv:
+            yield srv
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def _write_until(srv: EngramProcess, space: str, done: Callable[[], bool], limit: float) -> int:
     """Write ~400-byte events into ``space`` from 4 threads until ``done()``; every write must succeed."""
     stop = threading.Event()
@@ -203,27 +219,27 @@ def _write_until(srv: EngramProcess, space: str, done: Callable[[], bool], limit
     return count[0]
 
 
-def test_sse_stalled_reader_is_dropped(engram_server_factory: Callable[..., EngramProcess]) -> None:
-    srv = engram_server_factory(spaces=["slow"], settings=SLOW)
+def test_sse_stalled_reader_is_dropped(slow_srv: EngramProcess) -> None:
+    srv, space = slow_srv, "slow-sse"
     port = _port(srv)
     loop = asyncio.new_event_loop()
     # the stalled one: a 4 KiB receive window, and never a read (until the end of the test)
-    stalled = loop.run_until_complete(RawSubscriber.open(HOST, port, "slow", rcvbuf=4096))
+    stalled = loop.run_until_complete(RawSubscriber.open(HOST, port, space, rcvbuf=4096))
     stalled.stall()
-    healthy = loop.run_until_complete(RawSubscriber.open(HOST, port, "slow"))
+    healthy = loop.run_until_complete(RawSubscriber.open(HOST, port, space))
     assert stalled.status == healthy.status == 200
     healthy.light = True
     healthy.watch_ids.add("after-drop")
     reading = threading.Thread(target=loop.run_until_complete, args=(healthy.consume(),), daemon=True)
     reading.start()
     try:
-        assert _subscribers(srv, "slow", "rest") == 2
-        _write_until(srv, "slow", lambda: _subscribers(srv, "slow", "rest") == 1, 60)
+        assert _subscribers(srv, space, "rest") == 2
+        _write_until(srv, space, lambda: _subscribers(srv, space, "rest") == 1, 60)
         # The server cut the dropped reader's connection itself (a reset reached it while it was
         # still not reading), so neither the socket nor its backlog waits on that client.
         _wait_until(lambda: stalled.tcp_state() == TCP_CLOSE, 10, "the stalled connection was not reset")
         with httpx.Client(base_url=srv.http_url, timeout=30) as http:
-            _remember(http, "slow", "after-drop")  # writers were never blocked, and still are not
+            _remember(http, space, "after-drop")  # writers were never blocked, and still are not
         _wait_until(lambda: "after-drop" in healthy.stored_ids, 30, "the healthy subscriber fell behind")
         assert not healthy.eof and "end" not in healthy.counts  # the healthy one was not dropped
         assert healthy.counts["stored"] > 100
@@ -243,14 +259,14 @@ def test_sse_stalled_reader_is_dropped(engram_server_factory: Callable[..., Engr
     assert stalled.reset or (ends and "slow consumer" in ends[-1]["data"]["reason"]), stalled.frames[-3:]
 
 
-def test_grpc_stalled_stream_is_dropped(engram_server_factory: Callable[..., EngramProcess]) -> None:
-    srv = engram_server_factory(spaces=["slow"], settings=SLOW)
+def test_grpc_stalled_stream_is_dropped(slow_srv: EngramProcess) -> None:
+    srv, space = slow_srv, "slow-grpc"
     # No BDP probing: the HTTP/2 window stays 64 KiB, so the stalled stream's server side fills up.
     stalled_channel = grpc.insecure_channel(srv.grpc_target, options=[("grpc.http2.bdp_probe", 0)])
     channel = grpc.insecure_channel(srv.grpc_target)
     try:
-        stalled = _open_stream(spb_grpc.EngramServiceStub(stalled_channel), "slow")
-        healthy = _open_stream(spb_grpc.EngramServiceStub(channel), "slow")
+        stalled = _open_stream(spb_grpc.EngramServiceStub(stalled_channel), space)
+        healthy = _open_stream(spb_grpc.EngramServiceStub(channel), space)
         got: list[str] = []
         ended: list[Any] = []
 
@@ -264,9 +280,9 @@ def test_grpc_stalled_stream_is_dropped(engram_server_factory: Callable[..., Eng
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        _write_until(srv, "slow", lambda: _subscribers(srv, "slow", "grpc") == 1, 60)
+        _write_until(srv, space, lambda: _subscribers(srv, space, "grpc") == 1, 60)
         with httpx.Client(base_url=srv.http_url, timeout=30) as http:
-            _remember(http, "slow", "after-drop")
+            _remember(http, space, "after-drop")
         _wait_until(lambda: "after-drop" in got, 30, "the healthy stream fell behind")
         assert len(got) > 100 and not ended  # the healthy stream was not dropped
 

@@ -141,6 +141,45 @@ def test_bad_calls_are_errors_and_the_server_keeps_serving(srv: EngramProcess) -
     assert _rest(srv, "/health/alive")[0] == 200
 
 
+SDK_MODULES = ("mcp", "mcp_types")  # the top-level packages: one line each when first imported
+
+
+def _sdk_imports(srv: EngramProcess) -> list[str]:
+    """The SDK modules the server has imported so far, from its ``-X importtime`` lines on stderr."""
+    names = [line.rsplit("|", 1)[1].strip() for line in srv.logs().splitlines()
+             if line.startswith("import time:") and line.count("|") == 2]
+    return [n for n in names if n in SDK_MODULES]
+
+
+def test_the_mcp_sdk_loads_on_the_first_post_not_at_start(tmp_path: Any) -> None:
+    """A server start does not import the MCP SDK (~1 s of CPU, a third of a start): REST and a GET
+    on /mcp never load it; the first POSTs (two sessions at once) load it once and are served."""
+    with EngramProcess.start(tmp_path, ["alpha", "beta"], env={"PYTHONPROFILEIMPORTTIME": "1"}) as s:
+        assert _rest(s, "/api/v1/memories?limit=1", "alpha")[0] == 200
+        get = urllib.request.Request(s.http_url + "/mcp", headers={"Accept": "text/event-stream"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(get, timeout=10)
+        assert err.value.code == 405
+        assert _sdk_imports(s) == []
+
+        async def one(space: str) -> str:
+            async with http_session(s.http_url, space) as session:
+                stored = await session.call_tool("remember", {"content": f"lazy {space}"})
+                assert not stored.is_error, text_of(stored)
+                return str(structured(stored)["memory_space_id"])
+
+        async def both() -> list[str]:
+            return list(await asyncio.gather(one("alpha"), one("beta")))
+
+        assert asyncio.run(both()) == ["alpha", "beta"]
+        assert sorted(_sdk_imports(s)) == sorted(SDK_MODULES)  # each imported once
+        assert [r for r in s.log_records() if r.get("msg") == "MCP endpoint loaded"] != []
+        assert _rest(s, "/health/alive")[0] == 200
+        # the loaded session manager ends with the app: a graceful stop, exit 0, nothing logged as an error
+        assert s.stop() == 0
+        assert [r for r in s.log_records() if r.get("level") in ("error", "critical")] == []
+
+
 async def _isolation_of(srv: EngramProcess, sp: str, data: Any) -> tuple[int, list[str]]:
     """Every MCP read surface of one space, scanned with the isolation matrix's rules."""
     d = data[sp]

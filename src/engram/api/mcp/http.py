@@ -1,8 +1,11 @@
 """``/mcp``: MCP over Streamable HTTP, mounted on the REST application.
 
+Loaded on the first POST to ``/mcp``, not at start-up (:mod:`.endpoint` mounts the
+route and imports this module, and the SDK with it, on first use).
+
 Stateless and JSON-answering: every POST carries one JSON-RPC message and gets
 one JSON answer, with no session kept between requests and no long-lived
-stream (GET and DELETE are 405: :class:`PostOnly`), so a tool call is an
+stream (GET and DELETE are 405: :class:`.endpoint.PostOnly`), so a tool call is an
 ordinary request (the REST middleware counts, limits and traces it like any
 other) and shutdown never waits on an idle MCP client. Tools run in-process on
 the server's :class:`EngramService`.
@@ -24,19 +27,14 @@ memory through a rebound DNS name.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from ...auth.keys import Action, Principal
 from ...core.models import SpacePage
@@ -48,7 +46,6 @@ from .engines import Engine, ServiceEngine
 from .server import build_server
 from .tools import TOOLS
 
-PATH = "/mcp"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -122,29 +119,8 @@ class KeyedEngine(ServiceEngine):
         return await self.service.list_spaces(cursor, limit, principal=MCP_PRINCIPAL.get())
 
 
-class PostOnly:
-    """Only POST reaches the MCP app: GET (the optional server-to-client SSE stream) and DELETE
-    (session end) are 405, as the Streamable HTTP spec allows a server without those. In stateless
-    mode the SDK would otherwise hold a GET open forever, idle: a connection per prober, and one more
-    thing a graceful shutdown waits for."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "POST":
-            await self.app(scope, receive, send)
-            return
-        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
-            "code": -32600, "message": f"{scope['method']} is not supported on {PATH}: send JSON-RPC "
-                                       "messages with POST (this server keeps no stream or session)"}})
-        await send({"type": "http.response.start", "status": 405,
-                    "headers": [(b"content-type", b"application/json"), (b"allow", b"POST")]})
-        await send({"type": "http.response.body", "body": body.encode()})
-
-
-def mount(app: FastAPI, service: EngramService) -> None:
-    """Serve MCP at ``/mcp`` on ``app`` (its session manager runs inside the app's lifespan)."""
+def session_manager(service: EngramService) -> StreamableHTTPSessionManager:
+    """The SDK's stateless, JSON-answering session manager over the tools, on ``service``."""
     engine = KeyedEngine(service)
 
     async def get_engine() -> Engine:
@@ -158,16 +134,11 @@ def mount(app: FastAPI, service: EngramService) -> None:
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
-    manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
-                                           security_settings=security,
-                                           max_request_body_size=service.settings.max_body_bytes)
-    app.router.routes.append(Route(PATH, endpoint=PostOnly(StreamableHTTPASGIApp(manager)),
-                                   include_in_schema=False))
-    previous = app.router.lifespan_context
+    return StreamableHTTPSessionManager(app=server, stateless=True, json_response=True,
+                                        security_settings=security,
+                                        max_request_body_size=service.settings.max_body_bytes)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with manager.run(), previous(a) as state:
-            yield state
 
-    app.router.lifespan_context = lifespan
+def asgi_app(manager: StreamableHTTPSessionManager) -> ASGIApp:
+    """The ASGI app serving requests through ``manager`` (which must be running: ``manager.run()``)."""
+    return StreamableHTTPASGIApp(manager)

@@ -21,7 +21,7 @@ can live in one process.
     access.py           who may call which route: the one table (SPEC §10)
     routes_*.py         the routes, by area
     routes_console.py   /console (the web console, console/*) and /docs (Swagger UI), from package files
-    ../mcp/http.py      /mcp: the MCP tools over Streamable HTTP, on the same service
+    ../mcp/endpoint.py  /mcp: mounted here, loads ../mcp/http.py (the MCP SDK) on first use
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from fastapi import Depends, FastAPI
 
 from ... import __version__
 from ...service import EngramService
-from ..mcp import http as mcp_http
+from ..mcp import endpoint as mcp_endpoint
 from . import (
     access,
     errors,
@@ -87,7 +87,7 @@ def create_app(service: EngramService) -> FastAPI:
     app.include_router(routes_system.router(service, space))
     app.include_router(routes_graph.router(service, space))
     app.include_router(routes_console.router(service))  # /console and /docs, offline (no CDN)
-    mcp_http.mount(app, service)  # MCP over Streamable HTTP at /mcp (SPEC §12; engram.api.mcp)
+    mcp_endpoint.mount(app, service)  # MCP at /mcp (SPEC §12); the SDK loads on the first POST
     access.check_table(app.routes)  # every route classified for auth (api/rest/access.py), or no app
     errors.install(app)
     hosts = HostPolicy(service.settings.allowed_hosts, service.settings.host)
