@@ -69,6 +69,29 @@ def test_remember_and_recall_over_mcp_are_seen_through_rest(srv: EngramProcess) 
     assert _rest(srv, f"/api/v1/memories/{memory_id}", "beta")[0] == 404
 
 
+def test_typed_metadata_and_recall_filter_over_mcp(srv: EngramProcess) -> None:
+    """An agent keeps typed facts with a memory and recalls by them, as over REST (SPEC §11)."""
+    async def scenario() -> None:
+        async with http_session(srv.http_url, "beta") as s:
+            for n, (project, priority) in enumerate([("apollo", 1), ("apollo", 3), ("gemini", 3)]):
+                stored = await s.call_tool("remember", {
+                    "id": f"deploy-{n}", "content": f"deploy note {n}: the release train leaves on Tuesday",
+                    "metadata": {"project": project, "priority": priority, "urgent": priority > 2}})
+                assert not stored.is_error, text_of(stored)
+            found = await s.call_tool("recall", {"query": "release train", "max_results": 10,
+                                                 "filter": {"project": "apollo", "priority": {"$gte": 2}}})
+            assert not found.is_error, text_of(found)
+            hits = structured(found)["results"]
+            assert [h["memory"]["id"] for h in hits] == ["deploy-1"]
+            assert hits[0]["memory"]["metadata"] == {"project": "apollo", "priority": 3, "urgent": True}
+            bad = await s.call_tool("recall", {"query": "release train", "filter": {"priority": {"$gtx": 1}}})
+            assert bad.is_error and "$gtx" in text_of(bad)
+            nested = await s.call_tool("remember", {"content": "x", "metadata": {"deep": {"no": 1}}})
+            assert nested.is_error and "deep" in text_of(nested)
+
+    asyncio.run(scenario())
+
+
 def test_the_space_follows_the_rest_rules_per_request(srv: EngramProcess) -> None:
     async def scenario() -> None:
         async with http_session(srv.http_url, "alpha") as s:

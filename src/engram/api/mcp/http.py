@@ -15,10 +15,10 @@ The space of each call is chosen per HTTP request by SPEC §2: the
 two that disagree are a conflict, none is the default space (deprecated, and
 said so in the reply), or an error when ``require_explicit_space`` is set.
 
-Keys (SPEC §10) are not built yet. When they are, they arrive as the REST
-``Authorization`` header of the same HTTP request, which the REST middleware
-sees before this app does; :class:`RequestSpace` is where a key's set of spaces
-would narrow the choice, exactly as for REST.
+Keys (SPEC §10) arrive as the REST ``Authorization`` header of the same HTTP
+request: the REST middleware checks the key before this app sees the request,
+and :class:`RequestSpace` narrows each tool call's space to the key's spaces,
+exactly as for REST.
 
 On a loopback listener the SDK's DNS-rebinding protection is on (the Host and
 Origin headers must be loopback), so a web page cannot reach a local server's

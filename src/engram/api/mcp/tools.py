@@ -24,14 +24,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.models import (
+    FILTER_DESCRIPTION,
     AssociateInput,
     CompleteInput,
     ConsolidateInput,
     Cue,
     EpisodeInput,
+    Filter,
     ForgetMode,
     Memory,
     MemoryInput,
+    Metadata,
     ReminisceQuery,
     dump,
 )
@@ -75,8 +78,9 @@ class RememberArgs(Scoped):
         None, description="Where it happened (episodes), e.g. 'standup meeting'.")
     importance: Unit | None = Field(None, description="How much it matters, 0 to 1 (episodes; default 0.5).")
     confidence: Unit = Field(0.7, description="How sure you are that it is true, 0 to 1.")
-    metadata: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64, description="String key/value pairs kept with the memory.")
+    metadata: Metadata = Field(default_factory=dict, description=(
+        "Facts kept with the memory as key/value pairs; values are strings, numbers, booleans or null, "
+        "e.g. {\"project\": \"x\", \"priority\": 2}. recall's `filter` selects on them."))
     id: Id | None = Field(None, description="Your own id for it; one is generated when left out.")
 
 
@@ -97,6 +101,9 @@ class RecallArgs(Scoped):
     who: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list, max_length=64, description="Only episodes involving these participants.")
     threshold: Unit = Field(0.0, description="Minimum relevance score, 0 to 1 (0 returns the best matches).")
+    filter: Filter = Field(None, description=(
+        "Only memories whose metadata match, e.g. {\"project\": \"x\", \"priority\": {\"$gte\": 2}}. "
+        + FILTER_DESCRIPTION))
 
 
 class GetMemoryArgs(Scoped):
@@ -248,7 +255,8 @@ async def _remember(engine: Engine, space: str, a: RememberArgs) -> Reply:
 
 async def _recall(engine: Engine, space: str, a: RecallArgs) -> Reply:
     cue = Cue(query=a.query, max_results=a.max_results, mode=a.mode, tags=a.tags, memory_type=a.memory_type,
-              time_start=a.time_start, time_end=a.time_end, participants=a.who, threshold=a.threshold)
+              time_start=a.time_start, time_end=a.time_end, participants=a.who, threshold=a.threshold,
+              filter=a.filter)
     result = await engine.recall(space, cue)
     buckets = result.memories
     bucket_of = {i.memory.id: name for name in ("vivid", "associated", "reconstructed")
