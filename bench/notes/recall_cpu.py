@@ -27,16 +27,9 @@ import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: bench/http.py must not shadow http
 import benchlib
+from recall_scaling import QUESTIONS, WORDS  # the scaling benchmark's words and questions
 
 NOW = 1_800_000_000.0
-WORDS = ("espresso", "printer", "violin", "heron", "quokka", "atrium", "kitchen", "boat", "garden", "lamp",
-         "harbour", "lantern", "orchard", "meeting", "budget", "trip", "sister", "doctor", "recipe", "train")
-QUESTIONS = (
-    "what did my sister say about the budget for the trip to the harbour last spring",
-    "when is the meeting with the doctor about the recipe for the orchard festival again",
-    "where did we leave the lantern after the boat trip with the printer people",
-    "which train did the violin teacher take to the garden party near the atrium",
-)
 
 
 def content(i: int) -> str:
