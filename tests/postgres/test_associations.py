@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from engram.cognition.associations import strengthened
+from engram.core.models import strengthened
+from engram.core.postgres import MemoryRow, PostgresStore
 from engram.errors import InvalidInput, MemoryNotFound
-from engram.storage.postgres import MemoryRow, PostgresStore
 
 from .conftest import new_space
 

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from engram.core.filters import parse
+from engram.core.postgres import MemoryRow, PostgresDatabase, PostgresStore
+from engram.core.postgres.listener import WriteListener, parse_payload
 from engram.storage.eventlog import LAST_SEQ
-from engram.storage.postgres import MemoryRow, PostgresDatabase, PostgresStore
-from engram.storage.postgres.listener import WriteListener, parse_payload
 
 from .conftest import PgCluster, new_space
 

@@ -9,8 +9,8 @@ import pytest
 
 from engram.core.filters import parse
 from engram.core.models import from_epoch
+from engram.core.postgres import MemoryRow, PostgresStore
 from engram.errors import MemoryNotFound
-from engram.storage.postgres import MemoryRow, PostgresStore
 
 from .conftest import Clock, new_space
 

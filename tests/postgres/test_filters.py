@@ -1,4 +1,4 @@
-"""Metadata filters (SPEC §11) in PostgreSQL: the SQL of storage/postgres/filters.py over the typed
+"""Metadata filters (SPEC §11) in PostgreSQL: the SQL of core/postgres/filters.py over the typed
 memory_meta table selects exactly the memories ``core.filters.evaluate`` says match."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engram.core.filters import evaluate, parse
-from engram.storage.postgres import MemoryRow, PostgresStore
-from engram.storage.postgres.filters import where
+from engram.core.postgres import MemoryRow, PostgresStore
+from engram.core.postgres.filters import where
 
 from .conftest import new_space
 

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from engram.storage.postgres import SPACE_TABLES, MemoryRow, PostgresDatabase, PostgresStore
+from engram.core.postgres import SPACE_TABLES, MemoryRow, PostgresDatabase, PostgresStore
 
 from .conftest import PgCluster
 

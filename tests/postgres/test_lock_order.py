@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from engram.core.postgres import MemoryRow, PostgresStore
 from engram.errors import MemoryNotFound
-from engram.storage.postgres import MemoryRow, PostgresStore
 
 from .conftest import new_space
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from engram.storage.postgres import MemoryRow, PostgresStore
+from engram.core.postgres import MemoryRow, PostgresStore
 
 WRITERS = 4
 PER_WRITER = 20

@@ -8,8 +8,8 @@ import uuid
 
 import psycopg
 
-from engram.storage.postgres import MIGRATIONS, latest_version, migrate
-from engram.storage.postgres.schema import applied_versions
+from engram.core.postgres import MIGRATIONS, latest_version, migrate
+from engram.core.postgres.schema import applied_versions
 
 from .conftest import APP, PgCluster
 

@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 
-from engram.storage.postgres import MemoryRow, PostgresStore
+from engram.core.postgres import MemoryRow, PostgresStore
 
 DIM = 64
 K = 10

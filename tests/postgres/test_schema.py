@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from engram.storage.postgres import GLOBAL_TABLES, SPACE_TABLES, PostgresDatabase, PostgresStore
-from engram.storage.postgres import queries as q
+from engram.core.postgres import GLOBAL_TABLES, SPACE_TABLES, PostgresDatabase, PostgresStore
+from engram.core.postgres import queries as q
 
 from .conftest import PgCluster
 
@@ -128,7 +128,7 @@ def test_hnsw_index_per_dimension_is_created_and_used_by_recall(pg: PgCluster, d
 
 
 def test_an_unknown_newer_schema_is_refused(pg: PgCluster) -> None:
-    from engram.storage.postgres import SchemaTooNew, migrate
+    from engram.core.postgres import SchemaTooNew, migrate
 
     with psycopg.connect(pg.owner, autocommit=True) as conn:
         conn.execute("INSERT INTO engram.schema_version (version, name) VALUES (9999, 'from the future')")

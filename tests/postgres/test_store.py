@@ -8,8 +8,8 @@ import numpy as np
 import psycopg
 import pytest
 
+from engram.core.postgres import MemoryRow, PostgresStore
 from engram.storage.eventlog import LAST_SEQ
-from engram.storage.postgres import MemoryRow, PostgresStore
 
 
 def _space(store: PostgresStore, dim: int | None = 8) -> str:

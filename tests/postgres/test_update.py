@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engram.core.filters import parse
+from engram.core.postgres import MemoryRow, PostgresStore
 from engram.errors import InvalidInput, MemoryNotFound
-from engram.storage.postgres import MemoryRow, PostgresStore
 
 from .conftest import new_space
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.expiry import LIVE_SQL
-from ..core.models import AssociateInput, Association
+from ..core.models import AssociateInput, Association, strengthened
 from ..errors import InvalidInput, MemoryNotFound
 from ..storage.eventlog import record_event
 
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 MAX_FANOUT = 32
 
 NeighbourFetch = Callable[[list[int]], dict[int, list[tuple[int, float]]]]
-
-
-def strengthened(old: float, added: float) -> float:
-    """Saturating reinforcement: each call closes ``added`` of the remaining gap to 1."""
-    return min(1.0, old + added * (1.0 - old))
 
 
 def associate(space: MemorySpace, item: AssociateInput) -> Association:

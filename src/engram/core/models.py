@@ -984,3 +984,9 @@ class SpaceStats(BaseModel):
     embedder: EmbedderInfo | None = None  # what the space embeds text with (SPEC §9)
     embedding_backlog: int = 0  # memories stored but not yet embedded
     healthy: bool = True
+
+
+def strengthened(old: float, added: float) -> float:
+    """Saturating reinforcement of an association: each call closes ``added`` of the remaining
+    gap to 1 (the rule of every backend: cognition.associations, core.postgres)."""
+    return min(1.0, old + added * (1.0 - old))

@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import sql
 
-from ...core.filters import RANGE_OPS, VTYPE, And, Cond, Node, kind
+from ..filters import RANGE_OPS, VTYPE, And, Cond, Node, kind
 
 #: The expression of "no filter".
 EVERYTHING = sql.SQL("TRUE")

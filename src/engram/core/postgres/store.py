@@ -31,11 +31,10 @@ from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...cognition.associations import strengthened
-from ...core.filters import Node
-from ...core.models import from_epoch
 from ...errors import InvalidInput, MemoryNotFound
 from ...storage.eventlog import TRIMMED_KEY
+from ..filters import Node
+from ..models import from_epoch, strengthened
 from . import filters
 from . import queries as q
 from .connection import PostgresDatabase, SpaceTx
