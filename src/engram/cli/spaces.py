@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
+import threading
 from typing import TYPE_CHECKING
 
 import click
@@ -179,19 +180,31 @@ def _again(space_id: str, provider: str | None, model: str | None) -> str:
 
 def _follow(target: Target, client: Backend, status: ReembedStatus, interval: float,
             again: str) -> ReembedStatus:
-    """Poll until the space has switched (state idle); Ctrl-C leaves the work running and exits 130."""
+    """Poll until the space has switched (state idle); Ctrl-C leaves the work running and exits 130.
+
+    Ctrl-C only sets a flag that the loop reads between polls: a KeyboardInterrupt raised at an
+    arbitrary point inside the progress bar's refresh machinery can leave its lock held and hang
+    the exit (it did, once, under load).
+    """
+    interrupted = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if in_main else None
     try:
         if not target.as_json:
             out.stdout().print(_reembed_line(status, target))
         with out.progress_bar(enabled=not target.as_json) as bar:
             task = bar.add_task(f"re-embedding {status.memory_space_id}", total=status.total,
                                 completed=status.done)
-            while status.state == "running":
-                time.sleep(interval)
+            while status.state == "running" and not interrupted.wait(interval):
                 status = client.reembed_status(status.memory_space_id)
                 bar.update(task, total=status.total,
                            completed=status.done if status.state == "running" else status.total)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised directly when not on the main thread (no handler there)
+        interrupted.set()
+    finally:
+        if in_main and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set() and status.state == "running":
         if target.as_json:
             out.emit_json(status)
         out.stderr().print(
