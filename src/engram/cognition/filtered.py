@@ -21,6 +21,8 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,27 @@ FIRST_OVERSAMPLE = 4
 #: A broad filter's ANN requests stop growing at 1/ANN_MAX_SHARE of the space; beyond, every
 #: match is scored exactly (cheaper than a graph search that large, and exact).
 ANN_MAX_SHARE = 8
+#: Per space, the share of matches a broad filter's ANN rounds last met among the neighbours,
+#: remembered for this many filters: the next recall with that filter sizes its first request
+#: from it, so one round usually suffices. A hint only (never a result): writes need not clear it.
+SHARE_HINTS_MAX = 256
+
+_hints: weakref.WeakKeyDictionary[Any, dict[filters.Node, float]] = weakref.WeakKeyDictionary()
+_hints_lock = threading.Lock()
+
+
+def share_hint(space: MemorySpace, node: filters.Node) -> float | None:
+    with _hints_lock:
+        return _hints.get(space, {}).get(node)
+
+
+def _remember_share(space: MemorySpace, node: filters.Node, share: float) -> None:
+    with _hints_lock:
+        per = _hints.setdefault(space, {})
+        old = per.pop(node, None)  # re-inserted last: the dict's order is the eviction order
+        per[node] = share if old is None else (old + share) / 2
+        while len(per) > SHARE_HINTS_MAX:
+            del per[next(iter(per))]
 
 
 @dataclass
@@ -93,7 +116,11 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
         return best
     total = len(vectors)
     wide = min(wide, scope.need)
-    ask = min(total, max(wide * FIRST_OVERSAMPLE, 16))
+    ask = max(wide * FIRST_OVERSAMPLE, 16)
+    hint = share_hint(space, scope.node)
+    if hint is not None:  # sized so that one round usually finds ``wide`` matches
+        ask = max(ask, min(total // ANN_MAX_SHARE, math.ceil(1.3 * wide / hint)))
+    ask = min(total, ask)
     checked: dict[int, bool] = {}
     rounds = 0
     while True:
@@ -105,16 +132,18 @@ def filtered_vectors(space: MemorySpace, scope: FilterScope, query: np.ndarray,
             ok = scope.keep(space, fresh)
             checked.update((k, k in ok) for k in fresh)
         hits = [(k, s) for k, s in found if checked.get(k)]
+        share = (len(hits) + 1) / (len(found) + 2)
         if len(hits) >= wide or len(found) < ask:
+            _remember_share(space, scope.node, share)
             scope.stats.update(strategy="ann", matched=f">{EXACT_SET_MAX}", asked=ask, rounds=rounds)
             scope.known.update(k for k, _ in hits[:wide])
             return hits[:wide]
         # The next request, sized from the share of matches seen so far (smoothed: a first round
         # of 40 says little about a 5% filter), but at most 3x the last: the search's cost
         # grows with its size, and an overshoot costs more than one more round.
-        share = (len(hits) + 1) / (len(found) + 2)
         ask = min(ask * 3, max(ask * 2, math.ceil(1.3 * wide / share)))
         if ask > total // ANN_MAX_SHARE:
+            _remember_share(space, scope.node, share)
             break
     # The matches are many but far from the query: score all of them exactly (still inside the set).
     (text,) = conn.execute(f"SELECT group_concat(r) FROM ({set_sql})", args).fetchone()
