@@ -12,7 +12,7 @@ import pytest
 
 from engram.cognition import filtered
 from engram.cognition.recall import recall
-from engram.core.models import Cue, MemoryInput
+from engram.core.models import Cue, ForgetMode, MemoryInput, MemoryPatch, RankMode
 from engram.testing import make_service
 
 DIM = 8
@@ -91,4 +91,39 @@ def test_a_stale_share_hint_never_shortens_the_page(tmp_path: Path, monkeypatch:
     got = [it.memory for it in res.memories.vivid + res.memories.associated]
     assert len(got) == 10
     assert all(m.metadata["group"] == "a" for m in got)
+    svc.close()
+
+
+def test_the_matching_mask_follows_every_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second recall of a broad filter reads its matching rowids once (a mask, per store LSN):
+    a memory remembered, updated out of the filter or deleted afterwards is seen so by the next recall."""
+    monkeypatch.setattr(filtered, "EXACT_SET_MAX", 8)
+    svc, query = _mixed_space(tmp_path, 2000)
+    space = svc.space("hint")
+    flt = {"group": "b", "i": {"$lt": 220}}  # 198 memories, one neighbour of +query in nine
+    cue = Cue(embedding=query.tolist(), max_results=10, filter=flt, rank=RankMode.similarity)
+
+    def ids() -> list[str]:
+        res = recall(space, cue)
+        assert res.metadata["filter"]["mask"] is True
+        assert res.metadata["filter"]["strategy"] == "ann"
+        return [it.memory.id for it in res.memories.vivid + res.memories.associated]
+
+    recall(space, cue)  # first use at this LSN: no mask yet
+    before = ids()
+    assert len(before) == 10
+    assert ids() == before  # the cached mask
+    space.remember(MemoryInput(id="new", content="new", embedding=query.tolist(), metadata={"group": "b", "i": 7}))
+    recall(space, cue)
+    after = ids()
+    assert after[0] == "new"
+    space.update("new", patch=MemoryPatch(metadata={"group": "a", "i": 7}))
+    recall(space, cue)
+    assert "new" not in ids()
+    top = ids()[0]
+    space.forget(top, ForgetMode.delete)
+    recall(space, cue)
+    got = ids()
+    assert top not in got
+    assert len(got) == 10
     svc.close()
