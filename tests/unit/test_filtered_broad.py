@@ -113,7 +113,8 @@ def test_the_matching_mask_follows_every_write(tmp_path: Path, monkeypatch: pyte
     before = ids()
     assert len(before) == 10
     assert ids() == before  # the cached mask
-    space.remember(MemoryInput(id="new", content="new", embedding=query.tolist(), metadata={"group": "b", "i": 7}))
+    space.remember(MemoryInput(id="new", content="new", embedding=query.tolist(),
+                               metadata={"group": "b", "i": 7}))
     recall(space, cue)
     after = ids()
     assert after[0] == "new"

@@ -9,7 +9,10 @@ few memories; here every source searches only among the memories the filter keep
     vectors; the top ``wide`` of the filtered set, whatever its share of the space;
   - *broad* (more match): the ANN search is asked for more and more neighbours (sized from
     the share of matches seen so far) and each is checked against the filter, until ``wide``
-    matching ones are found or the whole space has been searched.
+    matching ones are found or the whole space has been searched. The first request is sized
+    from the share the filter's last recall in this space met (``share_hint``), so one round
+    usually suffices; from a filter's second use at one store LSN, its matching rowids are
+    read once as a mask and the checks are numpy lookups (SQL reads only the mask's members).
 * **full text**: the filter is a condition of the FTS query itself (``core.text``);
 * **context-only** recall: the filter is a condition of the SQL that lists the context;
 * **spreading** may pass through memories the filter excludes (they link the ones it keeps),
