@@ -6,7 +6,8 @@ with metadata ``{"half": bool, "b": 0..999, "team": "t0".."t99"}`` assigned inde
 the vectors. Filters keeping 50% (``half``), 10% (``b < 100``), 1% (``team``) and 0.1%
 (``b == 421``) of the space. For each: recall P50/P99 (rank "cognitive", the default, and rank
 "similarity") against the same queries unfiltered, and recall@10 of rank "similarity" against
-an exact float32 top-10 over the memories the filter keeps (numpy). The target (issue 13):
+an exact float32 top-10 over the memories the filter keeps (numpy). Each query runs every
+configuration in turn (interleaved), so load changes weigh on all alike. The target (issue 13):
 filtered P50 within 2x the unfiltered P50.
 
     python3 bench/filtered.py [--quick] [--out FILE]
@@ -93,37 +94,40 @@ def main() -> None:
         configs: dict[str, Any] = {"unfiltered": (None, lambda i: np.ones_like(i, dtype=bool))}
         configs.update(FILTERS)
         report: dict[str, Any] = {}
-        for name, (flt, pred) in configs.items():
-            keep = idx[pred(idx)]
-            sub = data[keep]
-            lat: dict[str, list[float]] = {"cognitive": [], "similarity": []}
-            cpu: dict[str, list[float]] = {"cognitive": [], "similarity": []}
-            hits = 0
-            short = 0
-            strategies: dict[str, int] = {}
-            for q in qs:
+        # Interleaved: each query runs every configuration in turn, so a change of the machine's
+        # load (2 shared cores) weighs on filtered and unfiltered recalls alike.
+        keeps = {name: idx[pred(idx)] for name, (_, pred) in configs.items()}
+        lat = {name: {"cognitive": [], "similarity": []} for name in configs}
+        cpu = {name: {"cognitive": [], "similarity": []} for name in configs}
+        hits = dict.fromkeys(configs, 0)
+        short = dict.fromkeys(configs, 0)
+        strategies: dict[str, dict[str, int]] = {name: {} for name in configs}
+        for q in qs:
+            for name, (flt, _) in configs.items():
+                keep = keeps[name]
                 for rank in (RankMode.cognitive, RankMode.similarity):
                     t, c = time.perf_counter(), time.thread_time()
                     res = recall(space, Cue(embedding=q.tolist(), max_results=k, rank=rank, filter=flt))
-                    lat[rank.value].append((time.perf_counter() - t) * 1000)
-                    cpu[rank.value].append((time.thread_time() - c) * 1000)
+                    lat[name][rank.value].append((time.perf_counter() - t) * 1000)
+                    cpu[name][rank.value].append((time.thread_time() - c) * 1000)
                     if rank is RankMode.similarity:
                         got = {it.memory.id for it in res.memories.vivid + res.memories.associated}
-                        short += len(got) < min(k, len(keep))
-                        top = np.argsort(-(sub @ q), kind="stable")[:k]
-                        hits += len(got & {f"m{int(keep[j])}" for j in top})
+                        short[name] += len(got) < min(k, len(keep))
+                        top = np.argsort(-(data[keep] @ q), kind="stable")[:k]
+                        hits[name] += len(got & {f"m{int(keep[j])}" for j in top})
                         how = res.metadata.get("filter", {}).get("strategy", "none")
-                        strategies[how] = strategies.get(how, 0) + 1
+                        strategies[name][how] = strategies[name].get(how, 0) + 1
+        for name, (flt, _) in configs.items():
             report[name] = {
-                "filter": flt, "matching": len(keep),
-                "cognitive": latency_summary(lat["cognitive"]),
-                "similarity": latency_summary(lat["similarity"]),
+                "filter": flt, "matching": len(keeps[name]),
+                "cognitive": latency_summary(lat[name]["cognitive"]),
+                "similarity": latency_summary(lat[name]["similarity"]),
                 # CPU time of the calling thread: what a recall costs, whatever else the machine runs
-                "cpu_cognitive": latency_summary(cpu["cognitive"]),
-                "cpu_similarity": latency_summary(cpu["similarity"]),
-                "recall_at_10_vs_exact_filtered": round(hits / (k * len(qs)), 4),
-                "short_pages": short,
-                "strategies": strategies,
+                "cpu_cognitive": latency_summary(cpu[name]["cognitive"]),
+                "cpu_similarity": latency_summary(cpu[name]["similarity"]),
+                "recall_at_10_vs_exact_filtered": round(hits[name] / (k * len(qs)), 4),
+                "short_pages": short[name],
+                "strategies": strategies[name],
             }
         svc.close()
     finally:
