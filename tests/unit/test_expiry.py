@@ -4,6 +4,7 @@ path even before the sweep; the sweep deletes it durably, removes its vector and
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -188,6 +189,30 @@ def test_an_expired_memory_frees_its_id_before_the_sweep(tmp_path: Path) -> None
         ("expired", "c"), ("stored", "c")]
     assert svc.registry.sweep_expired() == 0  # nothing left for the sweep
     svc.close()
+
+
+def test_a_batch_reusing_the_newest_expired_id_is_indexed_for_words(tmp_path: Path) -> None:
+    """The expired memory holding the largest rowid gives that rowid to the next INSERT: inside a
+    batch (whose full text is indexed after its rows) the new memory must still be found by words."""
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, ["newest"], clock=clock)
+    space = svc.space("newest")
+    space.remember(MemoryInput(id="keep", content="alpha words"))
+    space.remember(MemoryInput(id="x", content="first text", ttl_seconds=10))  # the largest rowid
+    clock.advance(11)
+    for queued in space.submit_remember_batch([MemoryInput(id="x", content="brandnew zebra"),
+                                               MemoryInput(id="y", content="another zebra")]):
+        assert not isinstance(queued, Exception)
+        fut, receipt = queued
+        receipt(fut.result())
+    assert _ids(recall(space, Cue(query="zebra", max_results=5))) == {"x", "y"}
+    assert _ids(recall(space, Cue(query="first", max_results=5))) == set()
+    svc.close()
+    conn = sqlite3.connect(tmp_path / "newest" / "space.db")
+    try:  # FTS5's own check: every index entry matches its row's text (raises when not)
+        conn.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES('integrity-check', 1)")
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("fields, words", [

@@ -1133,6 +1133,7 @@ def _delete_expired(conn: sqlite3.Connection, rows: builtins.list[Any], lsn: int
     rowids = [int(r[0]) for r in rows]
     q = ",".join("?" * len(rowids))
     conn.execute(f"DELETE FROM memories WHERE rowid IN ({q})", rowids)
+    SpaceStore.rows_deleted(conn)  # a write reusing an id may be inside a batch's full-text deferral
     ids = [str(r[1]) for r in rows]
     eventlog.scrub(conn, ids)
     return [record_event(conn, "expired", lsn,

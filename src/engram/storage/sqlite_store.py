@@ -462,9 +462,20 @@ class SpaceStore:
         conn.execute("INSERT INTO fts_deferred(since) SELECT coalesce(max(rowid), 0) FROM memories")
 
     @staticmethod
+    def rows_deleted(conn: sqlite3.Connection) -> None:
+        """After memories were deleted inside a write op: if a full-text deferral is open
+        (:meth:`defer_fts`), lower its mark to the largest surviving row from before it. SQLite
+        gives a new row the largest rowid + 1, so deleting the largest hands its rowid to the next
+        INSERT, which the mark would otherwise leave unindexed (an expired memory's id reused
+        inside a batch does exactly that). A no-op outside a deferral."""
+        conn.execute("UPDATE fts_deferred SET since = (SELECT coalesce(max(rowid), 0) FROM memories "
+                     "WHERE rowid <= fts_deferred.since)")
+
+    @staticmethod
     def index_deferred_fts(conn: sqlite3.Connection, lsn: int) -> None:
         """A group's last op: the full-text entries of every memory inserted since :meth:`defer_fts`
-        (rowids only grow within the writer's transaction), with the trigger's own text."""
+        (rowids only grow within the writer's transaction, and :meth:`rows_deleted` keeps the mark
+        below a rowid a delete freed), with the trigger's own text."""
         conn.execute(
             f"INSERT INTO memories_fts(rowid, content, tags) SELECT m.rowid, {_fts_text('m')}, m.tags "
             "FROM memories AS m WHERE m.rowid > (SELECT since FROM fts_deferred)")
