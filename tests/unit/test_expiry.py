@@ -8,6 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engram.cognition.associations import edges_of
@@ -213,6 +214,39 @@ def test_a_batch_reusing_the_newest_expired_id_is_indexed_for_words(tmp_path: Pa
         conn.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES('integrity-check', 1)")
     finally:
         conn.close()
+
+
+def test_a_reused_rowid_carries_the_new_vector_only(tmp_path: Path) -> None:
+    """Reusing the newest expired memory's id gives its rowid to the new row: the vector index must
+    hold the new vector under that rowid, not the old one, in memory and after a reopen."""
+    old, new = [0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, ["vec"], clock=clock)
+    space = svc.space("vec")
+    space.remember(MemoryInput(id="keep", content="stays", embedding=VEC_A))
+    space.remember(MemoryInput(id="x", content="old", embedding=old, ttl_seconds=10))  # the largest rowid
+    rowid = int(space.row_by_id("x")[0])
+    clock.advance(11)
+    space.remember(MemoryInput(id="x", content="new", embedding=new))
+    assert int(space.row_by_id("x")[0]) == rowid  # the case under test: the rowid was handed on
+
+    def top(s: object, vec: list[float]) -> tuple[str, float]:
+        best = recall(s, Cue(embedding=vec, max_results=1, rank="similarity")).results[0]  # type: ignore[arg-type]
+        return best.memory.id, best.score
+
+    for _ in range(2):  # live, then reopened from disk
+        # the index itself: one live row per memory, the rowid under the new vector alone
+        assert len(space.vectors) == 2
+        hits = dict(space.vectors.search_exact(np.asarray(old, dtype=np.float32), 2))
+        assert hits.get(rowid, 0.0) < 0.5
+        got, score = top(space, new)
+        assert got == "x" and score > 0.99
+        got, score = top(space, old)  # nothing points at the old vector any more
+        assert got != "x" or score < 0.5
+        svc.close()
+        svc = make_service(tmp_path, [], clock=clock)
+        space = svc.space("vec")
+    svc.close()
 
 
 @pytest.mark.parametrize("fields, words", [
