@@ -3,7 +3,7 @@
 
     python3 run.py start [engram start options]   # the server, on its embedded default
     python3 run.py test  [pytest options]         # the default (fast) test tiers
-    python3 run.py test --tier multitenant        # one tier: the same as pytest -m multitenant
+    python3 run.py test --tier multitenant        # one tier: pytest -m multitenant over its files
     python3 run.py bench [bench options]          # the benchmark suite
     python3 run.py engram ...                     # any engram CLI command
 
@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import runpy
 import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -107,12 +109,24 @@ def _exec(py: Path, args: list[str], cwd: Path) -> int:
     return 1  # not reached
 
 
+def _tiers() -> dict[str, Any]:
+    """tests/tiers.py's names (it is standard library only, so it loads before the venv exists)."""
+    return runpy.run_path(str(ROOT / "tests" / "tiers.py"))
+
+
 def tier_args(rest: list[str]) -> list[str]:
-    """``--tier NAME`` (test only) is pytest's ``-m NAME``: the tiers are pytest markers."""
+    """``--tier NAME`` (test only) is pytest's ``-m NAME`` (the tiers are pytest markers) over only
+    the tier's files (tests/tiers.py), without the pytest plugins it does not use: collecting the
+    whole suite and loading schemathesis were seconds of every tier run."""
     if "--tier" not in rest:
         return rest
     i = rest.index("--tier")
-    return [*rest[:i], "-m", *rest[i + 1:i + 2], *rest[i + 2:]]
+    name = rest[i + 1] if i + 1 < len(rest) else ""
+    tiers = _tiers()
+    if name not in tiers["TIERS"]:
+        raise SystemExit(f"unknown tier {name!r}: one of {', '.join(sorted(tiers['TIERS']))}")
+    plugins = [a for p in tiers["TIER_DISABLED_PLUGINS"] for a in ("-p", f"no:{p}")]
+    return [*rest[:i], "-m", name, *plugins, *rest[i + 2:], *tiers["TIERS"][name]]
 
 
 def main(argv: list[str]) -> int:

@@ -3,6 +3,7 @@
 
     python scripts/load.py                       # 30 s, 10 spaces, starts its own server
     python scripts/load.py --seconds 120 --concurrency 32 --json reports/load.json
+    python scripts/load.py --requests 1500 --sample-every-requests 100   # sized by work, not time
     python scripts/load.py --http-url http://127.0.0.1:7432 --grpc-target 127.0.0.1:50051 --pid 1234
 
 Traffic: half the workers speak REST (aiohttp), half gRPC (grpc.aio); each
@@ -15,9 +16,12 @@ one gRPC event stream per space stay open throughout.
 Pass/fail: no request errors, no isolation violations (every memory returned
 carries its space's tag), and no unbounded growth of the server's RSS, open
 file descriptors or threads (sampled with psutil on the server pid every
-second; the last third of the run is compared with the middle third), nor of
-its asyncio tasks when the server exports ``engram_asyncio_tasks``. Prints a
-summary and writes JSON (``--json``). Exit status 0 = pass.
+second, or every ``--sample-every-requests`` completed requests; the last third
+of the samples is compared with the middle third), nor of its asyncio tasks when
+the server exports ``engram_asyncio_tasks``. ``--requests N`` sizes the run by
+work (it ends once N requests completed) instead of by ``--seconds``, so a busy
+machine takes longer but checks the same amount. Prints a summary and writes
+JSON (``--json``). Exit status 0 = pass.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class Load:
         self.events = 0
         self.stop = asyncio.Event()
         self.seq = 0
+        #: request counts at which a resource sample is due (``--sample-every-requests``)
+        self.sample_ticks: asyncio.Queue[int] = asyncio.Queue()
 
     def new_id(self, space: str) -> str:
         self.seq += 1
@@ -218,6 +224,11 @@ class Load:
     def done(self, op: str, space: str, t0: float, body: Any) -> None:
         self.ops[op] += 1
         self.latencies[op].append(time.perf_counter() - t0)
+        total = self.ops.total()
+        if self.args.sample_every_requests and total % self.args.sample_every_requests == 0:
+            self.sample_ticks.put_nowait(total)
+        if self.args.requests and total >= self.args.requests:
+            self.stop.set()
         if op == "remember" and isinstance(body, dict):
             live = self.live[space]
             live.append(body["id"])
@@ -277,31 +288,54 @@ class Load:
 # ----------------------------------------------------------------------------- resource sampling
 
 
-async def sample_server(pid: int, http_url: str, stop: asyncio.Event, every: float) -> list[dict[str, float]]:
+async def sample_server(pid: int, http_url: str, stop: asyncio.Event, every: float,
+                        ticks: asyncio.Queue[int] | None = None) -> list[dict[str, float]]:
+    """Samples at the start, then every ``every`` seconds until ``stop``; or, given ``ticks``, once
+    per tick (a request count), every tick taken, those queued when the run stopped too."""
     import aiohttp
     import psutil
 
     proc = psutil.Process(pid)
     out = []
+
+    async def sample(http: aiohttp.ClientSession, at: int | None) -> None:
+        s: dict[str, float] = {
+            "t": time.time(),
+            "rss_mb": proc.memory_info().rss / 2**20,
+            "fds": proc.num_fds(),
+            "threads": proc.num_threads(),
+            "cpu": proc.cpu_percent(),
+        }
+        if at is not None:
+            s["requests"] = at
+        try:
+            async with http.get("/metrics") as resp:
+                for line in (await resp.text()).splitlines():
+                    if line.startswith("engram_asyncio_tasks "):
+                        s["tasks"] = float(line.split()[1])
+        except Exception:
+            pass
+        out.append(s)
+
     async with aiohttp.ClientSession(http_url) as http:
+        await sample(http, 0 if ticks is not None else None)
+        stopped = asyncio.ensure_future(stop.wait())
         while not stop.is_set():
-            s: dict[str, float] = {
-                "t": time.time(),
-                "rss_mb": proc.memory_info().rss / 2**20,
-                "fds": proc.num_fds(),
-                "threads": proc.num_threads(),
-                "cpu": proc.cpu_percent(),
-            }
-            try:
-                async with http.get("/metrics") as resp:
-                    for line in (await resp.text()).splitlines():
-                        if line.startswith("engram_asyncio_tasks "):
-                            s["tasks"] = float(line.split()[1])
-            except Exception:
-                pass
-            out.append(s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            if ticks is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stopped), every)
+                if not stop.is_set():
+                    await sample(http, None)
+                continue
+            tick = asyncio.ensure_future(ticks.get())
+            await asyncio.wait([tick, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if tick.done():
+                await sample(http, tick.result())
+            else:
+                tick.cancel()
+        stopped.cancel()
+        while ticks is not None and not ticks.empty():
+            await sample(http, ticks.get_nowait())
     return out
 
 
@@ -344,7 +378,8 @@ async def main_async(args: argparse.Namespace, http_url: str, grpc_target: str, 
             async with http.post("/api/v1/spaces", json={"id": sp}) as resp:
                 assert resp.status in (200, 201), await resp.text()
     stop_sampling = asyncio.Event()
-    sampler = asyncio.ensure_future(sample_server(pid, http_url, stop_sampling, args.sample_every))
+    ticks = load.sample_ticks if args.sample_every_requests else None
+    sampler = asyncio.ensure_future(sample_server(pid, http_url, stop_sampling, args.sample_every, ticks))
     listeners = [asyncio.ensure_future(load.sse_listener(sp)) for sp in load.spaces] + [
         asyncio.ensure_future(load.grpc_listener(sp)) for sp in load.spaces
     ]
@@ -353,7 +388,10 @@ async def main_async(args: argparse.Namespace, http_url: str, grpc_target: str, 
         for i in range(args.concurrency)
     ]
     t0 = time.time()
-    await asyncio.sleep(args.seconds)  # the run's length, not synchronisation
+    if args.requests:  # sized by work: the workers stop it at the N-th completed request
+        await load.stop.wait()
+    else:
+        await asyncio.sleep(args.seconds)  # the run's length, not synchronisation
     load.stop.set()
     await asyncio.wait(workers, timeout=60)
     for t in listeners:
@@ -379,7 +417,10 @@ async def main_async(args: argparse.Namespace, http_url: str, grpc_target: str, 
         "spaces": len(load.spaces),
         "concurrency": args.concurrency,
         "requests": total,
+        "requests_asked": args.requests,
         "requests_per_second": round(total / elapsed, 1),
+        "sample_every_requests": args.sample_every_requests,
+        "samples_taken": len(samples),
         "ops": dict(load.ops),
         "errors": dict(load.errors),
         "error_samples": load.error_samples,
@@ -393,11 +434,15 @@ async def main_async(args: argparse.Namespace, http_url: str, grpc_target: str, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--seconds", type=float, default=30.0, help="the run's length (unless --requests)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="end the run once this many requests completed (instead of --seconds)")
     p.add_argument("--spaces", type=int, default=10)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--working-set", type=int, default=150, help="live memories kept per space")
-    p.add_argument("--sample-every", type=float, default=1.0)
+    p.add_argument("--sample-every", type=float, default=1.0, help="seconds between resource samples")
+    p.add_argument("--sample-every-requests", type=int, default=None,
+                   help="sample every this many completed requests instead of every --sample-every s")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--http-url")
     p.add_argument("--grpc-target")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import shutil
 import tempfile
 from typing import Any
@@ -20,7 +21,10 @@ SPACES = ("fz-a", "fz-b", "fz-c")
 
 
 def make_service(**overrides: Any) -> tuple[EngramService, asyncio.AbstractEventLoop]:
-    root = tempfile.mkdtemp(prefix="engram-fuzz-")
+    # On tmpfs when there is one: durability is not what a fuzz target checks, and every remember
+    # of the routing target would otherwise wait for the shared disk.
+    ram = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    root = tempfile.mkdtemp(prefix="engram-fuzz-", dir=ram)
     settings = load_settings(
         overrides={"embedder": "none",
             "data_dir": root,

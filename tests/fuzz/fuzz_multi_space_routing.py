@@ -21,12 +21,19 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-with atheris.instrument_imports(include=["engram"]):
+from _instrument import instrument_only
+
+# The engine is under test: the service and everything below it. Not the isolation scanner
+# (engram.testing), which checks every answer and is no routing code (instrumented, it was a fifth
+# of the run's CPU); nor the transports, which this target does not reach.
+with instrument_only("engram.service", "engram.spaces", "engram.cognition", "engram.core",
+                     "engram.storage", "engram.index", "engram.embedding", "engram.errors"):
+    from _common import SPACES, make_service
+
     from engram.core import models as m
     from engram.errors import EngramError, MemoryNotFound
+    from engram.service import EngramService  # noqa: F401  (imported here to be instrumented)
     from engram.testing.isolation import scan
-
-from _common import SPACES, make_service
 
 SERVICE, LOOP = make_service()
 IDS = [f"id{i}" for i in range(8)]

@@ -24,7 +24,9 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-with atheris.instrument_imports(include=["engram.api.grpc", "engram.core.models", "engram.spaces"]):
+from _instrument import instrument_only
+
+with instrument_only("engram.api.grpc", "engram.core.models", "engram.spaces"):
     from google.protobuf.message import DecodeError
 
     from engram.api.grpc import convert

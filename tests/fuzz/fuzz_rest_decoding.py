@@ -25,7 +25,9 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-with atheris.instrument_imports(include=["engram.api", "engram.core.models", "engram.spaces"]):
+from _instrument import instrument_only
+
+with instrument_only("engram.api", "engram.core.models", "engram.spaces"):
     from engram.api.rest.app import create_app
 
 from _common import SPACES, make_service

@@ -10,17 +10,18 @@ grows the committed corpus in place. See docs/testing.md ("Fuzzing").
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tiers import lower_priority
 
 from engram.testing.report import write_section
 
@@ -28,12 +29,10 @@ HERE = Path(__file__).resolve().parent
 #: target -> executions in the default tier (a few seconds each on this machine)
 SHORT_RUNS = {"multi_space_routing": 3000, "rest_decoding": 6000, "proto_decoding": 30000}
 MAX_LEN = {"multi_space_routing": 256, "rest_decoding": 1024, "proto_decoding": 512}
-#: CPU seconds of each short run on the 2-core machine (start-up ~1.5-5.5 s of it): the order to start them
-SHORT_RUNS_CPU = {"multi_space_routing": 20, "rest_decoding": 10, "proto_decoding": 2}
 
 
 def run_target(
-    target: str, workdir: Path, corpus: Path, *flags: str, timeout: float = 240
+    target: str, workdir: Path, corpus: Path, *flags: str, timeout: float = 240, background: bool = False
 ) -> tuple[int, str]:
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -45,7 +44,8 @@ def run_target(
         *flags,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env,
+                          preexec_fn=lower_priority if background else None)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -54,37 +54,30 @@ def _executions(output: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _short_run(target: str, tmp_path: Path) -> tuple[int, int, str]:
-    """(seed inputs, exit code, output) of the default tier's seeded run of ``target``."""
-    corpus = tmp_path / "corpus"
+def _short_run(target: str, workdir: Path) -> tuple[Path, int, int, str]:
+    """(work dir, seed inputs, exit code, output) of the default tier's seeded run of ``target``."""
+    corpus = workdir / "corpus"
     shutil.copytree(HERE / "corpus" / target, corpus)
     seeds = len(list(corpus.iterdir()))
     code, out = run_target(
-        target, tmp_path / "work", corpus, f"-atheris_runs={SHORT_RUNS[target]}", "-seed=1"
+        target, workdir / "work", corpus, f"-atheris_runs={SHORT_RUNS[target]}", "-seed=1", background=True
     )
-    return seeds, code, out
+    return workdir, seeds, code, out
 
 
-@pytest.fixture(scope="module")
-def short_runs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, tuple[Path, Future[Any]]]]:
-    """The selected targets' short runs, started at once: each is one single-threaded process, so
-    on two cores they overlap instead of queueing (same runs, same seed, same executions)."""
-    selected: set[str] = {str(item.callspec.params["target"]) for item in request.session.items
-                if isinstance(item, pytest.Function) and item.originalname == "test_short_fuzz_run"}
-    with ThreadPoolExecutor(len(SHORT_RUNS)) as pool:
-        runs: dict[str, tuple[Path, Future[Any]]] = {}
-        for target in sorted(selected, key=lambda t: -SHORT_RUNS_CPU[t]):  # the longest first
-            tmp = tmp_path_factory.mktemp(f"fuzz-{target}")
-            runs[target] = (tmp, pool.submit(_short_run, target, tmp))
-        yield runs
+def background_run(item: pytest.Item) -> tuple[str, Callable[[Path], Any]] | None:
+    """For tests/conftest.py: the short run ``item`` checks. The tier starts every selected target's
+    run when its first test starts (each is one single-threaded process, so they overlap the tier's
+    other tests; same runs, same seed, same executions), and these tests run last."""
+    if not isinstance(item, pytest.Function) or item.originalname != "test_short_fuzz_run":
+        return None
+    target = str(item.callspec.params["target"])
+    return f"fuzz_{target}", functools.partial(_short_run, target)
 
 
 @pytest.mark.parametrize("target", sorted(SHORT_RUNS))
-def test_short_fuzz_run(target: str, short_runs: dict[str, tuple[Path, Future[Any]]]) -> None:
-    tmp_path, run = short_runs[target]
-    seeds, code, out = run.result()
+def test_short_fuzz_run(target: str, request: pytest.FixtureRequest, background: Any) -> None:
+    tmp_path, seeds, code, out = background.result(request.node)
     tail = "\n".join(ln for ln in out.splitlines() if "Instrumenting" not in ln)[-6000:]
     execs = _executions(out)
     write_section(

@@ -85,9 +85,15 @@ def test_engram_through_run_py_from_another_directory(tmp_path: Path) -> None:
     assert not state.exists()
 
 
-def test_tier_is_a_marker_selection(run_py: ModuleType) -> None:
-    assert run_py.tier_args(["--tier", "multitenant", "-q"]) == ["-m", "multitenant", "-q"]
+def test_tier_is_a_marker_selection_over_its_files(run_py: ModuleType) -> None:
+    from tiers import MULTITENANT_FILES  # tests/tiers.py, on the path through tests/conftest.py
+
+    assert run_py.tier_args(["--tier", "multitenant", "-q"]) == [
+        "-m", "multitenant", "-p", "no:schemathesis", "-q", *MULTITENANT_FILES]
     assert run_py.tier_args(["tests/unit", "-x"]) == ["tests/unit", "-x"]
+    assert all((ROOT / f).is_file() for f in MULTITENANT_FILES)
+    with pytest.raises(SystemExit, match="unknown tier 'nope'"):
+        run_py.tier_args(["--tier", "nope"])
 
 
 def test_export_and_import_files_are_the_callers(tmp_path: Path) -> None:
