@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import click
 
-from .commands import register
-from .mcp_cmd import mcp
+from .commands import EXIT_CODES_HELP, LazyGroup
 from .server_cmds import start, stop
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The server commands are here; the client command groups (space, memory, status, key, mcp) are
+# imported when used (commands.LAZY_COMMANDS), so `engram start` loads no client code.
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="engram")
 def cli() -> None:
     """Engram: a cognitive memory server for AI agents."""
@@ -22,8 +24,6 @@ def cli() -> None:
 
 cli.add_command(start)
 cli.add_command(stop)
-cli.add_command(mcp)
-register(cli)  # the client command groups (space, memory, status, ...), each in its own module
 
 
 def main() -> None:

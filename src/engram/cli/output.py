@@ -43,24 +43,6 @@ from ..errors import (  # the exit codes live with the error table (errors.py); 
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE"]
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  ok
-  1  server error, or anything else that failed
-  2  usage error: bad option or argument, or input the server rejected (400)
-  3  not found: unknown memory space, memory or belief (404)
-  4  cannot reach the server (not running, wrong --url, connection dropped)
-  130  interrupted with Ctrl-C (space reembed: the work continues on the server)
-
-\b
-Where commands send requests: --url, then ENGRAM_URL, then the state file
-written by `engram start` (--data-dir / ENGRAM_DATA_DIR / --config), then
-http://127.0.0.1:7432. Which space: --space, then ENGRAM_MEMORY_SPACE, then
-default_space from the config file (`default`). `space` and `memory
-remember|recall|get|list|forget` speak gRPC with --transport grpc (or
-ENGRAM_TRANSPORT=grpc) to --grpc-target / ENGRAM_GRPC_TARGET / the state file."""
-
-
 def stdout() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
