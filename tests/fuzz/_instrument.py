@@ -19,6 +19,18 @@ from typing import Any
 
 import atheris
 
+#: target -> the engram packages and modules it fuzzes (instrumented); everything else of engram
+#: it imports runs uninstrumented. ``test_fuzz_short`` checks each run's "Instrumenting" lines.
+UNDER_TEST: dict[str, tuple[str, ...]] = {
+    # The engine: the service and everything below it. Not the isolation scanner (engram.testing),
+    # which checks every answer and is no routing code (instrumented, it was a fifth of the run's
+    # CPU), nor the transports, which this target does not reach.
+    "multi_space_routing": ("engram.service", "engram.spaces", "engram.cognition", "engram.core",
+                            "engram.storage", "engram.index", "engram.embedding", "engram.errors"),
+    "rest_decoding": ("engram.api", "engram.core.models", "engram.spaces"),
+    "proto_decoding": ("engram.api.grpc", "engram.core.models", "engram.spaces"),
+}
+
 
 def engram_modules() -> list[str]:
     """Every module name of the engram package, found on disk (importing nothing)."""

@@ -21,13 +21,9 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _instrument import instrument_only
+from _instrument import UNDER_TEST, instrument_only
 
-# The engine is under test: the service and everything below it. Not the isolation scanner
-# (engram.testing), which checks every answer and is no routing code (instrumented, it was a fifth
-# of the run's CPU); nor the transports, which this target does not reach.
-with instrument_only("engram.service", "engram.spaces", "engram.cognition", "engram.core",
-                     "engram.storage", "engram.index", "engram.embedding", "engram.errors"):
+with instrument_only(*UNDER_TEST["multi_space_routing"]):
     from _common import SPACES, make_service
 
     from engram.core import models as m

@@ -24,14 +24,15 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _instrument import instrument_only
+from _instrument import UNDER_TEST, instrument_only
 
-with instrument_only("engram.api.grpc", "engram.core.models", "engram.spaces"):
+with instrument_only(*UNDER_TEST["proto_decoding"]):
     from google.protobuf.message import DecodeError
 
     from engram.api.grpc import convert
     from engram.api.grpc.gen import service_pb2 as spb
     from engram.errors import EngramError
+    from engram.spaces import ids  # noqa: F401  (space resolution validates ids with it: instrumented)
 
 import contextlib
 

@@ -25,9 +25,9 @@ import atheris
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _instrument import instrument_only
+from _instrument import UNDER_TEST, instrument_only
 
-with instrument_only("engram.api", "engram.core.models", "engram.spaces"):
+with instrument_only(*UNDER_TEST["rest_decoding"]):
     from engram.api.rest.app import create_app
 
 from _common import SPACES, make_service

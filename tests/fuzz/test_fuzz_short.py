@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _instrument import UNDER_TEST
 from tiers import lower_priority
 
 from engram.testing.report import write_section
@@ -80,14 +81,25 @@ def test_short_fuzz_run(target: str, request: pytest.FixtureRequest, background:
     tmp_path, seeds, code, out = background.result(request.node)
     tail = "\n".join(ln for ln in out.splitlines() if "Instrumenting" not in ln)[-6000:]
     execs = _executions(out)
+    # Coverage instrumentation of the code under test, all of it, and of no other engram module
+    # (atheris prints a line per module it instruments).
+    instrumented = set(re.findall(r"INFO: Instrumenting (engram\S*)", out))
+    under_test = UNDER_TEST[target]
+    stray = sorted(m for m in instrumented if not any(m == p or m.startswith(p + ".") for p in under_test))
+    missed = [p for p in under_test if not any(m == p or m.startswith(p + ".") for m in instrumented)]
     write_section(
         f"fuzz_{target}",
         [{"name": target, "exit_code": code, "executions": execs, "seed_inputs": seeds,
+          "instrumented_modules": len(instrumented),
           "violations": ([f"exit code {code}"] if code else [])
-          + ([f"{execs} of {SHORT_RUNS[target]} executions"] if execs < SHORT_RUNS[target] - 1 else [])}],
+          + ([f"{execs} of {SHORT_RUNS[target]} executions"] if execs < SHORT_RUNS[target] - 1 else [])
+          + [f"instrumented outside the code under test: {m}" for m in stray]
+          + [f"code under test not instrumented: {p}" for p in missed]}],
     )
     assert code == 0, f"fuzz_{target} found a failure (artifact in {tmp_path / 'work'}):\n{tail}"
     assert execs >= SHORT_RUNS[target] - 1, f"fuzz_{target} did not run to completion:\n{tail}"
+    assert not stray, f"fuzz_{target} instrumented modules outside the code under test: {stray}"
+    assert not missed, f"fuzz_{target} did not instrument {missed} (under test: {under_test})"
 
 
 @pytest.mark.slow
