@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -456,17 +457,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from engram.testing import EngramProcess
 
+        root = tempfile.mkdtemp(prefix="engram-load-")
         srv = EngramProcess.start(
-            tempfile.mkdtemp(prefix="engram-load-"),
+            root,
             (),
             {"consolidation_interval_seconds": 0, "log_level": "warning"},
         )
         http_url, grpc_target, pid = srv.http_url, srv.grpc_target, srv.pid
+    result: dict[str, Any] = {"passed": False}
     try:
         result = asyncio.run(main_async(args, http_url, grpc_target, pid))
     finally:
         if srv is not None:
             srv.stop()
+            if result["passed"]:  # its data and logs (every run left them in /tmp); kept on failure
+                shutil.rmtree(srv.root, ignore_errors=True)
+            else:
+                print(f"server data and logs kept in {srv.root}", file=sys.stderr)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -25,9 +25,10 @@ from engram.testing import EngramProcess, report, scratch_dir
 # tests' durations is `tests_seconds`), in the report section `multitenant_tier` and in
 # reports/tier_durations.jsonl, and prints it, so CI records it without running the tier twice.
 #
-# Fast by design: the tier's long single-process runs (the three short fuzz runs, the short load
-# run) start in the background, at nice 10, when the tier's first test starts (`Background`); the
-# tests that check them run last, so the runs overlap the rest of the tier instead of following it.
+# Fast by design: the tier's long runs that mostly wait on other processes (the three short fuzz
+# runs and the short load run, subprocesses at nice 10; the crash cycles, whose CPU is in their
+# servers) start in the background when the tier's first test starts (`Background`); the tests
+# that check them run last, so the runs overlap the rest of the tier instead of following it.
 # A test module offers such a run with `background_run(item)` -> (name, run) or None, where
 # `run(workdir)` does the work and returns what the test checks (the test gets it from
 # `background.result(request.node)`).
