@@ -44,7 +44,11 @@ class RestSpaceClient:
         self.base_url = base_url.rstrip("/")
         self.space = space
         headers = {"X-Memory-Space": space} if space else {}
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        # A plain-http server needs no TLS context, and httpx builds one for every client anyway,
+        # loading the CA bundle when verifying: ~20 ms of CPU per client, against ~0.2 ms with
+        # verify=False (the isolation matrix and the crash cycles make over a hundred clients).
+        verify = self.base_url.startswith("https:")
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self.http.close()
