@@ -37,9 +37,10 @@ _tier: dict[str, Any] = {"tests_seconds": 0.0, "tests": set(), "failed": set(),
 
 
 class Background:
-    """Runs started once, early, each in a thread of its own (each thread waits for a subprocess,
-    so they overlap on the cores); a test asks for its run's result and waits only if it is not
-    done. A run that was not started early (a test run alone) starts when its test asks."""
+    """Runs started once, early, each in a thread of its own (the thread mostly waits: for a
+    subprocess, or for servers), so they overlap the other tests on the cores; a test asks for its
+    run's result and waits only if it is not done. A run that was not started early (its test was
+    run without the tier marker's hooks having seen it first) starts when its test asks."""
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tier-background")
@@ -68,8 +69,8 @@ class Background:
         return self.runs[name].result()
 
     def close(self, keep: bool) -> None:
-        """Waits for every run (a test that was deselected after all still ran its run), then
-        removes the work directories unless a test failed (a fuzz artifact is in there)."""
+        """Waits for any run still going (a session stopped early, e.g. by ``-x``, before its
+        test), then removes the work directories unless a test failed (a fuzz artifact is there)."""
         self.pool.shutdown(wait=True)
         if self.root is not None and not keep:
             shutil.rmtree(self.root, ignore_errors=True)
