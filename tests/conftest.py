@@ -39,8 +39,7 @@ _tier: dict[str, Any] = {"tests_seconds": 0.0, "tests": set(), "failed": set(),
 class Background:
     """Runs started once, early, each in a thread of its own (the thread mostly waits: for a
     subprocess, or for servers), so they overlap the other tests on the cores; a test asks for its
-    run's result and waits only if it is not done. A run that was not started early (its test was
-    run without the tier marker's hooks having seen it first) starts when its test asks."""
+    run's result and waits only if it is not done (or starts it then, if nothing started it)."""
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tier-background")
