@@ -126,7 +126,10 @@ def tier_args(rest: list[str]) -> list[str]:
     if name not in tiers["TIERS"]:
         raise SystemExit(f"unknown tier {name!r}: one of {', '.join(sorted(tiers['TIERS']))}")
     plugins = [a for p in tiers["TIER_DISABLED_PLUGINS"] for a in ("-p", f"no:{p}")]
-    return [*rest[:i], "-m", name, *plugins, *rest[i + 2:], *tiers["TIERS"][name]]
+    others = [*rest[:i], *rest[i + 2:]]
+    # Paths given (`--tier multitenant tests/fuzz/test_fuzz_short.py`) narrow the tier to them.
+    named = any((ROOT / a.split("::")[0]).exists() for a in others if a and not a.startswith("-"))
+    return [*rest[:i], "-m", name, *plugins, *rest[i + 2:], *([] if named else tiers["TIERS"][name])]
 
 
 def main(argv: list[str]) -> int:

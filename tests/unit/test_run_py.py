@@ -92,6 +92,12 @@ def test_tier_is_a_marker_selection_over_its_files(run_py: ModuleType) -> None:
         "-m", "multitenant", "-p", "no:schemathesis", "-q", *MULTITENANT_FILES]
     assert run_py.tier_args(["tests/unit", "-x"]) == ["tests/unit", "-x"]
     assert all((ROOT / f).is_file() for f in MULTITENANT_FILES)
+    # a path given narrows the tier to it; an option's value (-k load) is no path
+    one = "tests/integration/test_load_short.py::test_load_short"
+    assert run_py.tier_args(["--tier", "multitenant", one]) == [
+        "-m", "multitenant", "-p", "no:schemathesis", one]
+    assert run_py.tier_args(["--tier", "multitenant", "-k", "load"])[-len(MULTITENANT_FILES):] == list(
+        MULTITENANT_FILES)
     with pytest.raises(SystemExit, match="unknown tier 'nope'"):
         run_py.tier_args(["--tier", "nope"])
 
