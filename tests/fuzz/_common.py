@@ -21,10 +21,11 @@ SPACES = ("fz-a", "fz-b", "fz-c")
 
 
 def make_service(**overrides: Any) -> tuple[EngramService, asyncio.AbstractEventLoop]:
-    # On tmpfs when there is one: durability is not what a fuzz target checks, and every remember
-    # of the routing target would otherwise wait for the shared disk.
+    # Under the run's work directory when test_fuzz_short gives one (FUZZ_DATA_ROOT; on tmpfs in the
+    # tier, and removed with it even when libFuzzer exits without running atexit, as on a finding);
+    # else on tmpfs when there is one: durability is not what a fuzz target checks.
     ram = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    root = tempfile.mkdtemp(prefix="engram-fuzz-", dir=ram)
+    root = tempfile.mkdtemp(prefix="engram-fuzz-", dir=os.environ.get("FUZZ_DATA_ROOT") or ram)
     settings = load_settings(
         overrides={"embedder": "none",
             "data_dir": root,

@@ -45,6 +45,7 @@ def run_target(
         *flags,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    env["FUZZ_DATA_ROOT"] = str(workdir)  # the target's service data, removed with the work dir
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env,
                           preexec_fn=lower_priority if background else None)
     return proc.returncode, proc.stdout + proc.stderr
