@@ -203,13 +203,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "grpc.json"))
     parser.add_argument("--only", default="", help="comma-separated phases to run (default: all)")
+    parser.add_argument("--embedder", default="hash",
+                        help="the server's embedder: hash (default: text is embedded in the background, "
+                             "as in use) or none (the write path alone)")
     args = parser.parse_args()
     only = {p.strip() for p in args.only.split(",") if p.strip()} or None
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        with EngramProcess.start(Path(tmp), settings={"log_level": "warning"}) as srv:
+        with EngramProcess.start(Path(tmp), settings={"log_level": "warning", "embedder": args.embedder}) as srv:
             results = asyncio.run(run(srv.grpc_target, args.clients, args.seconds, srv.pid, only))
-    report = {"benchmark": "grpc", "clients": args.clients, "seconds_per_phase": args.seconds,
+    report = {"benchmark": "grpc", "clients": args.clients, "embedder": args.embedder, "seconds_per_phase": args.seconds,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "load_average": {"before": [round(x, 2) for x in load_before],
