@@ -9,6 +9,8 @@ grpc.aio channel each:
 
 * ``echo``               unary Echo (no work: the unary ceiling)
 * ``remember``           unary Remember, durable (group commit)
+* ``remember_vector``    unary Remember of a memory with a 384-d client vector, into a space
+                         that takes client vectors only (the write path with a vector)
 * ``recall``             unary Recall (text query) over what was stored
 * ``echo_stream``        EchoStream, one bidi stream per client (the streaming ceiling)
 * ``streaming_remember`` StreamingRemember, one bidi stream per client, pipelined; counts
@@ -30,6 +32,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -49,6 +52,7 @@ from engram.api.grpc.gen import service_pb2_grpc as spb_grpc  # noqa: E402
 from engram.testing import EngramProcess  # noqa: E402
 
 SPACE = "bench"
+VECTOR_SPACE = "bench-vec"
 WINDOW = 64  # in-flight messages per bidi stream
 
 
@@ -148,6 +152,14 @@ async def run(target: str, clients: int, seconds: float, pid: int,
     channels = [grpc.aio.insecure_channel(target) for _ in range(clients)]
     stubs = [spb_grpc.EngramServiceStub(ch) for ch in channels]
     await stubs[0].CreateSpace(spb.CreateSpaceRequest(memory_space_id=SPACE))
+    await stubs[0].CreateSpace(spb.CreateSpaceRequest(
+        memory_space_id=VECTOR_SPACE, dimension=384, embedder=spb.EmbedderChoice(provider="none")))
+    rng = random.Random(5)
+    vectors = []
+    for _ in range(256):  # unit vectors, sent as gRPC's packed floats
+        v = [rng.gauss(0.0, 1.0) for _ in range(384)]
+        norm = sum(x * x for x in v) ** 0.5
+        vectors.append([x / norm for x in v])
     payload = b"x" * 100
     content = "benchmark memory about espresso machines and the third floor kitchen "  # ~70 chars
     results: dict[str, Any] = {}
@@ -158,6 +170,11 @@ async def run(target: str, clients: int, seconds: float, pid: int,
     async def remember(stub: Any, i: int, n: int) -> Any:
         return await stub.Remember(spb.RememberRequest(memory=pb.MemoryInput(content=f"{content} {i} {n}"),
                                                        memory_space_id=SPACE))
+
+    async def remember_vector(stub: Any, i: int, n: int) -> Any:
+        return await stub.Remember(spb.RememberRequest(
+            memory=pb.MemoryInput(content=f"vector memory {i} {n}", embedding=vectors[(i * 31 + n) % 256]),
+            memory_space_id=VECTOR_SPACE))
 
     async def recall(stub: Any, i: int, n: int) -> Any:
         return await stub.Recall(spb.RecallRequest(cue=pb.Cue(query=f"espresso {n % 50}", max_results=10),
@@ -176,6 +193,7 @@ async def run(target: str, clients: int, seconds: float, pid: int,
     await unary_phase(stubs, 0.5, echo)
     await phase("echo", lambda: unary_phase(stubs, seconds, echo))
     await phase("remember", lambda: unary_phase(stubs, seconds, remember))
+    await phase("remember_vector", lambda: unary_phase(stubs, seconds, remember_vector))
     await phase("recall", lambda: unary_phase(stubs, seconds, recall))
     await phase("echo_stream", lambda: bidi_phase(
         stubs, seconds, "EchoStream", lambda i, s: spb.EchoStreamRequest(sequence=s, payload=payload),
@@ -218,7 +236,7 @@ def main() -> int:
               "load_average": {"before": [round(x, 2) for x in load_before],
                                "after": [round(x, 2) for x in os.getloadavg()]},
               "results": results}
-    for name in ("echo", "remember", "recall", "echo_stream", "streaming_remember"):
+    for name in ("echo", "remember", "remember_vector", "recall", "echo_stream", "streaming_remember"):
         if name not in results:
             continue
         r = results[name]
