@@ -45,7 +45,7 @@ from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage import eventlog
 from ..storage.eventlog import record_event
-from ..storage.sqlite_store import BulkRow, GroupedEffect, SpaceStore, dumps, is_transient
+from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps, is_transient
 from ..types import Clock, system_clock
 from . import filters
 from .backfill import EmbeddingBackfill
@@ -86,8 +86,6 @@ MEMORY_COLUMNS = (
     "emotional_valence, importance, consolidation_state, expires_at"
 )
 
-_INSERT_MEMORY = f"INSERT INTO memories({MEMORY_COLUMNS})"
-_MEMORY_MARKS = "(NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?)"  # a remember's row
 
 A = TypeVar("A")
 
@@ -608,19 +606,16 @@ class MemorySpace(TextEmbedding):
         if expires_at is not None:
             event["expires_at"] = from_epoch(expires_at).isoformat()
 
-        kind = "episode" if is_episode else "memory"
-
-        def row(lsn: int) -> tuple[Any, ...]:
-            return (mem_id, kind, item.content, blob, item.confidence, now, now, activation, item.decay_rate,
-                    tags, item.memory_type.value, meta, lsn, *ep_vals, expires_at)
-
         def op(conn: sqlite3.Connection, lsn: int) -> dict[str, Any]:
             # Runs without a savepoint (see SpaceStore.submit): every way it can
             # fail (dimension, duplicate id) fails before or at its first write.
             if blob is not None and self.dim is not None and len(blob) // 4 != self.dim:
                 self.vectors.check_dim(len(blob) // 4)
-            insert = f"{_INSERT_MEMORY} VALUES {_MEMORY_MARKS}"
-            values = row(lsn)
+            insert = (f"INSERT INTO memories({MEMORY_COLUMNS}) "
+                      "VALUES (NULL,?,?,?,?,?,?,?,0,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?)")
+            values = (mem_id, "episode" if is_episode else "memory", item.content, blob, item.confidence,
+                      now, now, activation, item.decay_rate, tags, item.memory_type.value, meta, lsn,
+                      *ep_vals, expires_at)
             reaped = None
             try:
                 cur = conn.execute(insert, values)
@@ -682,26 +677,6 @@ class MemorySpace(TextEmbedding):
                     "unit": unit, "event": record_event(conn, "stored", lsn, event, first=reaped is None),
                     "embed": to_embed, "reaped": reaped}
 
-        if links or adjacency > 0:  # links and neighbours are looked up per row: the op runs whole
-            return op, self._receipt_builder(item, mem_id, now)
-
-        def ready() -> bool:
-            # On the writer thread, before the run is written: a row that would bind the space's
-            # dimension (or refuse a wrong one) runs as the whole op instead.
-            if blob is not None:
-                return self.dim is not None and len(blob) // 4 == self.dim
-            return not (to_embed and self.dim is None and spec_dim is not None)
-
-        def finish(conn: sqlite3.Connection, lsn: int, rowid: int) -> dict[str, Any]:
-            return {"rowid": rowid, "memory_id": mem_id, "links": [], "unit": unit,
-                    "event": record_event(conn, "stored", lsn, event, first=True), "embed": to_embed,
-                    "reaped": None}
-
-        return (BulkRow(op, _INSERT_MEMORY, _MEMORY_MARKS, row, ready, finish),
-                self._receipt_builder(item, mem_id, now))
-
-    def _receipt_builder(self, item: MemoryInput, mem_id: str, now: float
-                         ) -> Callable[[tuple[Any, int]], StoreReceipt]:
         durability = self.settings.durability
 
         def receipt(done: tuple[dict[str, Any], int]) -> StoreReceipt:
@@ -726,7 +701,7 @@ class MemorySpace(TextEmbedding):
                 memory_space_id=self.id,
             )
 
-        return receipt
+        return op, receipt
 
     def _apply_stored(self, run: list[tuple[dict[str, Any], int]]) -> None:
         """Post-commit effect of a run of committed remembers (commit order): vectors, then events.

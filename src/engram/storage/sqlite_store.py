@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ..errors import EngramError, StorageError, StorageUnavailable
 from .eventlog import EVENTS_SCHEMA, LAST_SEQ, TRIMMED_KEY
@@ -251,40 +251,6 @@ END;
 
 WriteOp = Callable[[sqlite3.Connection, int], Any]
 """A write op gets the connection and the LSN it may use; returns its result."""
-
-
-class BulkRow:
-    """A write op that is one plain row INSERT, which the writer may merge with its neighbours.
-
-    Called, it is an ordinary :data:`WriteOp` (``op``). Besides, it says how to write it as
-    one row of a multi-row ``INSERT``: ``into`` (``INSERT INTO t(columns)``), ``marks`` (its
-    ``(?,...)`` row), ``row(lsn)`` (the values), ``ready()`` (asked on the writer thread just
-    before the run is written: False when the op must run whole, e.g. it would bind the space's
-    dimension) and ``finish(conn, lsn, rowid)`` (the rest of the op once its row is in: its
-    result). A row that is ``ready`` must change nothing another row's ``ready`` reads. The
-    writer merges a run of two or more such ops with the same ``into`` and ``marks`` (see
-    ``SpaceStore._run_bulk``); if the multi-row statement fails, SQLite has undone all of it
-    (a statement is atomic) and every op of the run is redone one by one, so one bad row
-    fails alone, exactly as without the merge.
-    """
-
-    __slots__ = ("finish", "into", "marks", "op", "ready", "row")
-
-    def __init__(self, op: WriteOp, into: str, marks: str, row: Callable[[int], tuple[Any, ...]],
-                 ready: Callable[[], bool], finish: Callable[[sqlite3.Connection, int, int], Any]) -> None:
-        self.op = op
-        self.into = into
-        self.marks = marks
-        self.row = row
-        self.ready = ready
-        self.finish = finish
-
-    def __call__(self, conn: sqlite3.Connection, lsn: int) -> Any:
-        return self.op(conn, lsn)
-
-
-BULK_ROWS = 256
-"""Rows per multi-row INSERT at most (26 columns: far below SQLite's 32,766 bound variables)."""
 
 
 class _NeedsSavepoints(Exception):
@@ -899,92 +865,33 @@ class SpaceStore:
             # transaction open; end it now, or every later BEGIN would fail forever.
             conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
-        i = 0
-        while i < len(batch):
-            run = self._bulk_run(batch, i) if trust_flags else 0
-            if run >= 2:
-                lsn = self._run_bulk(conn, batch[i:i + run], lsn, results)
-                i += run
-                continue
-            lsn = self._run_one(conn, batch[i], lsn, trust_flags, results)
-            i += 1
-        return results, lsn
-
-    @staticmethod
-    def _bulk_run(batch: list[_Pending], start: int) -> int:
-        """How many ops from ``start`` on may be written as one multi-row INSERT (:class:`BulkRow`):
-        consecutive, unguarded, the same statement, each ``ready`` now; 0 if the first is not."""
-        first = batch[start].op
-        if not isinstance(first, BulkRow):
-            return 0
-        end = start
-        while end < len(batch) and end - start < BULK_ROWS:
-            item = batch[end]
-            op = item.op
-            if (not isinstance(op, BulkRow) or item.savepoint or item.critical or not item.mutates
-                    or op.into != first.into or op.marks != first.marks or not op.ready()):
-                break
-            end += 1
-        return end - start
-
-    def _run_bulk(self, conn: sqlite3.Connection, run: list[_Pending], lsn: int,
-                  results: list[tuple[_Pending, Any, int, BaseException | None]]) -> int:
-        """Write ``run`` (ops that are :class:`BulkRow`) with one multi-row INSERT, then finish each.
-
-        New rows get ``max(rowid) + 1`` in the order of the VALUES list (the table has no
-        AUTOINCREMENT and the writer is alone), so the returned rowids, sorted, are the ops' in
-        order; RETURNING itself promises no order. If the statement fails (a duplicate id, an
-        expired memory's id to reap, disk full) it changed nothing, and the ops run one by one,
-        each with its own outcome. A ``finish`` that fails after rows went in cannot be undone
-        alone: the batch is redone with savepoints (``_NeedsSavepoints``), as for any op that
-        broke its promise."""
-        ops = [cast(BulkRow, item.op) for item in run]
-        lsns = range(lsn + 1, lsn + 1 + len(run))
-        values = [v for op, item_lsn in zip(ops, lsns, strict=True) for v in op.row(item_lsn)]
-        sql = f"{ops[0].into} VALUES {','.join([ops[0].marks] * len(ops))} RETURNING rowid"
-        try:
-            rowids = sorted(int(r[0]) for r in conn.execute(sql, values).fetchall())
-        except sqlite3.Error:
-            for item in run:
-                lsn = self._run_one(conn, item, lsn, True, results)
-            return lsn
-        if len(rowids) != len(run):
-            raise _NeedsSavepoints()
-        for item, op, item_lsn, rowid in zip(run, ops, lsns, rowids, strict=True):
-            try:
-                res = op.finish(conn, item_lsn, rowid)
-            except BaseException as exc:
-                raise _NeedsSavepoints() from exc
-            results.append((item, res, item_lsn, None))
-        return lsn + len(run)
-
-    def _run_one(self, conn: sqlite3.Connection, item: _Pending, lsn: int, trust_flags: bool,
-                 results: list[tuple[_Pending, Any, int, BaseException | None]]) -> int:
-        """Run one op (in its savepoint if it has one, or when flags are not trusted); returns the LSN."""
-        item_lsn = lsn + 1 if item.mutates else lsn
-        guarded = item.savepoint or not trust_flags
-        if guarded:
-            conn.execute("SAVEPOINT op")
-        before = conn.total_changes
-        try:
-            res = item.op(conn, item_lsn)
-        except BaseException as exc:
-            if item.critical:
-                raise  # the whole commit fails (rolled back by _commit_batch): nothing half-applied
-            if isinstance(exc, sqlite3.Error) and is_transient(exc):
-                # Disk full, I/O error...: retriable, and the space goes degraded until probed.
-                exc = self.translate(exc, "write to")
+        for item in batch:
+            item_lsn = lsn + 1 if item.mutates else lsn
+            guarded = item.savepoint or not trust_flags
             if guarded:
-                conn.execute("ROLLBACK TO op")
+                conn.execute("SAVEPOINT op")
+            before = conn.total_changes
+            try:
+                res = item.op(conn, item_lsn)
+            except BaseException as exc:
+                if item.critical:
+                    raise  # the whole commit fails (rolled back by _commit_batch): nothing half-applied
+                if isinstance(exc, sqlite3.Error) and is_transient(exc):
+                    # Disk full, I/O error...: retriable, and the space goes degraded until probed.
+                    exc = self.translate(exc, "write to")
+                if guarded:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                elif conn.total_changes != before:
+                    raise _NeedsSavepoints() from exc
+                results.append((item, None, 0, exc))
+                continue
+            if guarded:
                 conn.execute("RELEASE op")
-            elif conn.total_changes != before:
-                raise _NeedsSavepoints() from exc
-            results.append((item, None, 0, exc))
-            return lsn
-        if guarded:
-            conn.execute("RELEASE op")
-        results.append((item, res, item_lsn, None))
-        return item_lsn if item.mutates else lsn
+            if item.mutates:
+                lsn = item_lsn
+            results.append((item, res, item_lsn, None))
+        return results, lsn
 
     def _complete(self) -> None:
         """The completer thread: apply post-commit effects, then resolve futures, batch by batch."""
