@@ -756,14 +756,20 @@ def section_transport(r: Results, name: str, title: str) -> list[str]:
                     v.get("p50_ms"),
                     v.get("p99_ms"),
                     v.get("errors", NA),
+                    v.get("server_cpu_us_per_op", NA),
                 ]
             )
     if rows:
         secs = d.get("seconds_per_phase") or get(d, "config.seconds")
+        head = ["operation", "clients", "per s", "P50 ms", "P99 ms", "errors", "server CPU us/op"]
+        if all(row[-1] is NA for row in rows):  # a transport benchmark that does not measure it
+            head, rows = head[:-1], [row[:-1] for row in rows]
+        load = get(d, "load_average.before")
         lines += [
-            f"{fmt(secs)} s per phase; server and load generator on the same 2 cores.",
+            f"{fmt(secs)} s per phase; server and load generator on the same 2 cores"
+            + (f" (load average {fmt(load[0])} at the start)." if load else "."),
             "",
-            table(["operation", "clients", "per s", "P50 ms", "P99 ms", "errors"], rows),
+            table(head, rows),
             "",
         ]
     ratios = res.get("ratios") or d.get("ratio_to_echo") or {}

@@ -138,6 +138,27 @@ def vectors_from_base64(values: list[Any]) -> list[np.ndarray | None]:
     return out
 
 
+def vector_from_floats(values: Any) -> np.ndarray | None:
+    """Float32 values already (gRPC's packed ``repeated float``) as ONE float32 array, or ``None``
+    when they break a rule of an embedding (empty, NaN/Infinity, all zeros): the caller then
+    validates the usual way, which names the problem. No Python float is validated one by one."""
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes Infinity, refused below
+        vec = np.array(values, dtype=np.float32)
+    if vec.ndim != 1 or not len(vec) or not np.isfinite(vec).all() or not vec.any():
+        return None
+    return vec
+
+
+def validate_with_vector(raw: dict[str, Any], vec: np.ndarray, model: type[MI]) -> MI | None:
+    """``model.model_validate(raw)`` with ``vec`` (a checked float32 vector) as its embedding, or
+    ``None`` if the other fields do not validate (the caller then takes the ordinary path, which
+    reports every problem exactly as always). ``raw`` must not hold an ``embedding``."""
+    try:
+        return model.model_validate(raw, context={_DECODED_VECTOR: vec})
+    except ValidationError:
+        return None
+
+
 def validate_memory_input(raw: Any, cls: type[MI] | None = None, *, vector: Any = "") -> MI:
     """``cls.model_validate(raw)`` (MemoryInput by default), cheaper for a base64 embedding.
 
@@ -153,11 +174,10 @@ def validate_memory_input(raw: Any, cls: type[MI] | None = None, *, vector: Any 
     if isinstance(emb, str):
         vec = vector_from_base64(emb) if isinstance(vector, str) else vector
         if vec is not None:
-            rest = {k: v for k, v in raw.items() if k != "embedding"}
-            try:
-                return model.model_validate(rest, context={_DECODED_VECTOR: vec})
-            except ValidationError:
-                pass  # the ordinary path below reports every problem, as it always does
+            done = validate_with_vector({k: v for k, v in raw.items() if k != "embedding"}, vec, model)
+            if done is not None:
+                return done
+            # else the ordinary path below reports every problem, as it always does
     return model.model_validate(raw)
 
 

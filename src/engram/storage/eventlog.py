@@ -66,6 +66,11 @@ class Logged(NamedTuple):
 Position = tuple[int, int]
 
 
+# One shared encoder (json.dumps builds a new one per call that passes options): an event's data
+# as compact JSON, anything not JSON-native as its str().
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def record_event(conn: sqlite3.Connection, type_: str, lsn: int, data: dict[str, Any], *,
                  first: bool = False) -> Logged:
     """Record one event of the write at ``lsn``; call it inside the write's op (same transaction).
@@ -80,7 +85,7 @@ def record_event(conn: sqlite3.Connection, type_: str, lsn: int, data: dict[str,
     conn.execute(
         "INSERT INTO events(lsn, seq, type, memory_id, data, ts) VALUES (?,?,?,?,?,?)",
         (lsn, seq, type_, None if mid is None else str(mid),
-         json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str), ts),
+         _EVENT_JSON(data), ts),
     )
     return Logged(type_, lsn, seq, data, ts)
 

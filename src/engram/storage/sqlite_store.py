@@ -1086,5 +1086,10 @@ def _done_future() -> Future[Any]:
     return f
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # one, shared: json.dumps
+# builds a new encoder on every call that passes options (it caches only the default one).
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``)."""
+    return _COMPACT.encode(value)

@@ -99,14 +99,19 @@ def ts_in(msg: Message, name: str) -> datetime | None:
         ) from None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ts_out(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    # Whole days, seconds and microseconds since the epoch: exact, as FromDatetime, at a third
+    # of its cost (it runs twice per receipt).
+    since = value - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds,
+                                   nanos=since.microseconds * 1000)
 
 
 def ts_epoch(value: float) -> timestamp_pb2.Timestamp:
@@ -150,15 +155,25 @@ def _emb(values: Any) -> list[float] | None:
 
 
 def memory_input(msg: pb.MemoryInput, prefix: str = "memory") -> m.MemoryInput:
-    return parse(m.MemoryInput, _memory_fields(msg), prefix)
+    """The packed float32 embedding is checked once as an array (``vector_from_floats``) and the
+    model holds that array; anything wrong takes the ordinary path, so errors are unchanged."""
+    data = _memory_fields(msg, embedding=False)
+    if len(msg.embedding):
+        vec = m.vector_from_floats(msg.embedding)
+        if vec is not None:
+            done = m.validate_with_vector(data, vec, m.MemoryInput)
+            if done is not None:
+                return done
+        data["embedding"] = list(msg.embedding)
+    return parse(m.MemoryInput, data, prefix)
 
 
-def _memory_fields(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
+def _memory_fields(msg: pb.MemoryInput | pb.EpisodeInput, embedding: bool = True) -> dict[str, Any]:
     data: dict[str, Any] = {"content": msg.content, "tags": list(msg.tags), "metadata": _metadata_in(msg),
                             "auto_link": msg.auto_link}
     if msg.id:
         data["id"] = msg.id
-    if len(msg.embedding):
+    if embedding and len(msg.embedding):
         data["embedding"] = list(msg.embedding)
     _opt(msg, "confidence", data)
     _opt(msg, "decay_rate", data)
