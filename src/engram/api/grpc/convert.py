@@ -482,7 +482,7 @@ def memory_fields(mem: m.Memory) -> dict[str, Any]:
 
     Built this way (not as messages handed to a parent's constructor) because each message
     passed to a constructor is copied, and each ``Timestamp`` built through ``FromDatetime``
-    costs ~2 us: a 10-result recall response took ~0.29 ms to convert, now ~0.1 ms
+    costs ~2 us: a 10-result recall response took ~0.31 ms to convert and serialise, now ~0.21 ms
     (bench/notes/grpc_convert.py). The bytes are the same (tests/unit/test_grpc_convert_fast.py).
     """
     meta = mem.metadata
