@@ -360,9 +360,13 @@ class VectorSet:
                 # One BLAS matrix-vector product over the block (it lets the GIL go) picks the
                 # block's k best live rows.
                 scores = vec[start:n] @ q32
-                idx = np.nonzero(alive[start:n])[0]
-                if len(idx) > k:
-                    idx = idx[np.argpartition(-scores[idx], k)[:k]]
+                live = alive[start:n]
+                if live.all():  # the usual case: no copy of the scores, no negation
+                    idx = np.argpartition(scores, rows - k)[rows - k :] if rows > k else np.arange(rows)
+                else:
+                    idx = np.nonzero(live)[0]
+                    if len(idx) > k:
+                        idx = idx[np.argpartition(scores[idx], len(idx) - k)[len(idx) - k :]]
             elif rows <= _NUMPY_MAX_ROWS:
                 idx = np.nonzero(alive[start:n])[0]
             else:
