@@ -53,8 +53,8 @@ class Settings:
     # -- vectors --------------------------------------------------------------
     max_embedding_dim: int = 4096
     exact_search_max: int = 20_000  # below this many vectors, search is exact
-    # Spaces up to this many vectors keep their rows in float32 (2x the memory of float16, a
-    # ~5x cheaper exact scan); larger ones in float16. 0: always float16. See index/vector.py.
+    # Spaces up to this many vectors keep their rows in float32 (2x the memory of float16; no
+    # float16 -> float32 conversion in whole-set reads). 0: always float16. See index/vector.py.
     vector_float32_max: int = 20_000
     # Threads of numpy's BLAS (OpenBLAS), set once at server start: its threads fight the
     # request threads for the cores. 0 leaves the library's own default.
