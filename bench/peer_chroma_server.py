@@ -2,7 +2,12 @@
 """Engram's server beside Chroma's server, the same raw HTTP client against both, in one run.
 
     python bench/peer_chroma_server.py [--quick] [--memories 20000] [--dim 384]
+                                       [--settings KEY=VALUE,...]
                                        [--out bench/results/peer_chroma_server.json]
+
+``--settings`` passes Engram settings to its server (as ``ENGRAM_*`` variables), e.g.
+``--settings blas_threads=0,vector_float32_max=0`` for the side-by-side with the previous
+vector store and BLAS defaults; they are recorded in the results.
 
 Both sides are real servers on loopback, each in its own process, started here on free
 ports with temporary data directories:
@@ -384,6 +389,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+def parse_settings(text: str) -> dict[str, str]:
+    """``KEY=VALUE,KEY=VALUE`` -> a dict of Engram settings (checked by the server at start)."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def main() -> None:
     exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -394,6 +410,8 @@ def main() -> None:
     ap.add_argument("--concurrent-queries", type=int, help="calls in the 16-client phase (default 2,000)")
     ap.add_argument("--single", type=int, help="records in the single-ingest phase (default 3,000)")
     ap.add_argument("--writers", type=int, default=32)
+    ap.add_argument("--settings", default="", type=parse_settings,
+                    help="Engram server settings, KEY=VALUE,... (e.g. blas_threads=0)")
     ap.add_argument("--out", default=str(RESULTS / "peer_chroma_server.json"))
     args = ap.parse_args()
     args.memories = args.memories or (3_000 if args.quick else 20_000)
@@ -403,6 +421,7 @@ def main() -> None:
     results: dict[str, Any] = {
         **stamp(args.quick), "benchmark": "peer_chroma_server", "dim": args.dim, "memories": args.memories,
         "queries": args.queries, "chromadb_version": CHROMA_VERSION, "client": "aiohttp (one for both)",
+        "engram_settings": args.settings,
     }
     chroma_py, install_s = ensure_chroma_venv()
     results["chroma_install_seconds"] = round(install_s, 1)
@@ -414,7 +433,7 @@ def main() -> None:
     chroma: ChromaSide | None = None
     try:
         srv = EngramProcess.start(tmp / "engram", settings={
-            "durability": "fsync", "log_level": "warning", "embedder": "none",
+            "durability": "fsync", "log_level": "warning", "embedder": "none", **args.settings,
         })
         (tmp / "chroma").mkdir()
         chroma = ChromaSide(chroma_py.parent / "chroma", tmp / "chroma" / "data")

@@ -167,11 +167,32 @@ def _fixed_context(context: ssl.SSLContext) -> Callable[[uvicorn.Config, Callabl
     return lambda _config, _default: context
 
 
+def limit_blas(threads: int) -> list[dict[str, Any]]:
+    """Cap numpy's BLAS at ``threads`` threads for the whole process (0: leave its default).
+
+    OpenBLAS starts one thread per core and lets them spin between products. A recall's
+    products are small (one 8,192-row block x one query), so on a small machine those
+    threads only take the cores from the request threads: measured here, 1 thread made an
+    exact scan of 20k x 384 cheaper in CPU than 2 (docs/benchmarks.md). Process-wide by
+    nature (the library's own state), so it is applied once, at server start, from the
+    ``blas_threads`` setting. Returns threadpoolctl's view of the BLAS libraries after it.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if threads > 0:
+        threadpool_limits(limits=threads, user_api="blas")
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    libraries = [(i.get("internal_api"), i.get("num_threads")) for i in blas]
+    log.info("blas threads", extra={"requested": threads, "libraries": libraries})
+    return blas
+
+
 async def serve(settings: Settings) -> None:
     # Everything Engram creates under the data root is private to its user (files 0600,
     # directories 0700): the storage layer also passes explicit modes, this covers the rest.
     os.umask(0o077)
     configure_logging(settings.log_level, settings.log_json)
+    limit_blas(settings.blas_threads)
     # Tracing is built here and handed down (no global provider); disabled when trace_file is empty.
     tracing = Tracing.from_settings(settings.trace_file, settings.trace_sample_ratio)
     tls = _tls_for(settings)  # checked by run() already; checked again for direct callers

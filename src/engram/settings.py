@@ -53,6 +53,12 @@ class Settings:
     # -- vectors --------------------------------------------------------------
     max_embedding_dim: int = 4096
     exact_search_max: int = 20_000  # below this many vectors, search is exact
+    # Spaces up to this many vectors keep their rows in float32 (2x the memory of float16; no
+    # float16 -> float32 conversion in whole-set reads). 0: always float16. See index/vector.py.
+    vector_float32_max: int = 20_000
+    # Threads of numpy's BLAS (OpenBLAS), set once at server start: its threads fight the
+    # request threads for the cores. 0 leaves the library's own default.
+    blas_threads: int = 1
     hnsw_connectivity: int = 16
     hnsw_expansion_add: int = 128
     hnsw_expansion_search: int = 128
@@ -188,7 +194,7 @@ class Settings:
         for name in ("space_thread_idle_seconds", "storage_retry_max_seconds"):
             if not getattr(self, name) > 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("max_loaded_spaces", "disk_min_free_bytes"):
+        for name in ("max_loaded_spaces", "disk_min_free_bytes", "vector_float32_max", "blas_threads"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if self.max_subscribers < 0:

@@ -11,6 +11,7 @@ list) fall back to the engine's defaults.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -99,19 +100,26 @@ def ts_in(msg: Message, name: str) -> datetime | None:
         ) from None
 
 
+def ts_out(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    fields = ts_fields(value)
+    return None if fields is None else timestamp_pb2.Timestamp(**fields)
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def ts_out(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+def ts_fields(value: datetime | None) -> dict[str, int] | None:
+    """A Timestamp as the dict a message constructor takes (no Timestamp object to build and copy).
+
+    The same numbers as ``Timestamp.FromDatetime``: whole seconds of the UTC instant, floored
+    (``timegm(utctimetuple())``), and the datetime's own microseconds.
+    """
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    # Whole days, seconds and microseconds since the epoch: exact, as FromDatetime, at a third
-    # of its cost (it runs twice per receipt).
-    since = value - _EPOCH
-    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds,
-                                   nanos=since.microseconds * 1000)
+    d = value - _EPOCH
+    return {"seconds": d.days * 86400 + d.seconds, "nanos": value.microsecond * 1000}
 
 
 def ts_epoch(value: float) -> timestamp_pb2.Timestamp:
@@ -272,6 +280,13 @@ def _metadata_in(msg: pb.MemoryInput | pb.EpisodeInput) -> dict[str, Any]:
 def metadata_string(value: Any) -> str:
     """How a typed value reads in the string map ``Memory.metadata`` (for clients before revision 5):
     a string as itself, anything else as its JSON text (``2``, ``2.5``, ``true``, ``null``)."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:  # json.dumps writes an int as int.__repr__, a finite float as float.__repr__
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -469,41 +484,48 @@ def batch_response(outcome: m.BatchOutcome) -> spb.RememberBatchResponse:
 
 
 def memory(mem: m.Memory) -> pb.Memory:
-    out = pb.Memory(
-        id=mem.id,
-        content=mem.content,
-        embedding=mem.embedding or (),
-        confidence=mem.confidence,
-        created_at=ts_out(mem.created_at),
-        last_access=ts_out(mem.last_access),
-        access_count=mem.access_count,
-        activation=mem.activation,
-        decay_rate=mem.decay_rate,
-        tags=mem.tags,
-        memory_type=MEMORY_TYPES_OUT.get(mem.memory_type.value, pb.MEMORY_TYPE_UNSPECIFIED),
-        metadata={k: metadata_string(v) for k, v in mem.metadata.items()},
-        typed_metadata={k: _value_out(v) for k, v in mem.metadata.items()},
-        suppressed=mem.suppressed,
-        lsn=mem.lsn,
-        expires_at=ts_out(mem.expires_at),
-    )
+    return pb.Memory(**memory_fields(mem))
+
+
+def memory_fields(mem: m.Memory) -> dict[str, Any]:
+    """A ``Memory`` as constructor keywords, nested messages as dicts.
+
+    Built this way (not as messages handed to a parent's constructor) because each message
+    passed to a constructor is copied, and each ``Timestamp`` built through ``FromDatetime``
+    costs ~2 us: a 10-result recall response took ~0.31 ms to convert and serialise, now ~0.21 ms
+    (bench/notes/grpc_convert.py). The bytes are the same (tests/unit/test_grpc_recall_convert.py).
+    """
+    meta = mem.metadata
+    out: dict[str, Any] = {
+        "id": mem.id, "content": mem.content, "confidence": mem.confidence,
+        "created_at": ts_fields(mem.created_at), "last_access": ts_fields(mem.last_access),
+        "access_count": mem.access_count, "activation": mem.activation, "decay_rate": mem.decay_rate,
+        "tags": mem.tags,
+        "memory_type": MEMORY_TYPES_OUT.get(mem.memory_type.value, pb.MEMORY_TYPE_UNSPECIFIED),
+        "suppressed": mem.suppressed, "lsn": mem.lsn,
+    }
+    if mem.embedding:
+        out["embedding"] = mem.embedding
+    if meta:
+        out["metadata"] = {k: metadata_string(v) for k, v in meta.items()}
+        out["typed_metadata"] = {k: _value_fields(v) for k, v in meta.items()}
+    if mem.expires_at is not None:
+        out["expires_at"] = ts_fields(mem.expires_at)
     if mem.when is not None:
-        out.episode.CopyFrom(
-            pb.EpisodeContext(
-                when=ts_out(mem.when),
-                what=mem.what or "",
-                where_location=mem.where_location or "",
-                who=mem.who or (),
-                why=mem.why or "",
-                how=mem.how or "",
-                emotional_valence=mem.emotional_valence or 0.0,
-                importance=mem.importance or 0.0,
-                consolidation_state=CONSOLIDATION_OUT.get(
-                    mem.consolidation_state.value if mem.consolidation_state else "",
-                    pb.CONSOLIDATION_STATE_UNSPECIFIED,
-                ),
-            )
-        )
+        out["episode"] = {
+            "when": ts_fields(mem.when),
+            "what": mem.what or "",
+            "where_location": mem.where_location or "",
+            "who": mem.who or (),
+            "why": mem.why or "",
+            "how": mem.how or "",
+            "emotional_valence": mem.emotional_valence or 0.0,
+            "importance": mem.importance or 0.0,
+            "consolidation_state": CONSOLIDATION_OUT.get(
+                mem.consolidation_state.value if mem.consolidation_state else "",
+                pb.CONSOLIDATION_STATE_UNSPECIFIED,
+            ),
+        }
     return out
 
 
@@ -514,15 +536,34 @@ def _value_out(value: Any) -> struct_pb2.Value:
         return scalar_value(str(value))
 
 
+def _value_fields(value: Any) -> dict[str, Any]:
+    """``_value_out`` as a constructor dict (see ``memory_fields``)."""
+    if value is None:
+        return {"null_value": struct_pb2.NULL_VALUE}
+    if isinstance(value, bool):
+        return {"bool_value": value}
+    if isinstance(value, (int, float)):
+        return {"number_value": float(value)}
+    return {"string_value": value if isinstance(value, str) else str(value)}
+
+
+def _confidence_fields(c: m.Confidence) -> dict[str, Any]:
+    return {"value": c.value,
+            "category": CATEGORY_OUT.get(c.category.value, pb.CONFIDENCE_CATEGORY_UNSPECIFIED),
+            "reasoning": c.reasoning}
+
+
 def recall_item(it: m.RecallItem) -> pb.RecallItem:
-    return pb.RecallItem(
-        memory=memory(it.memory), score=it.score, similarity=it.similarity, text_score=it.text_score,
-        activation=it.activation, recency=it.recency, confidence=confidence(it.confidence),
-        source=SOURCE_OUT.get(it.source, pb.RECALL_SOURCE_UNSPECIFIED),
-        activation_path=[pb.ActivationStep(memory_id=s.memory_id, activation=s.activation)
-                         for s in it.activation_path or ()],
-        signals=it.signals,
-    )
+    fields: dict[str, Any] = {  # nested messages as dicts (see memory_fields)
+        "memory": memory_fields(it.memory), "score": it.score, "similarity": it.similarity,
+        "text_score": it.text_score, "activation": it.activation, "recency": it.recency,
+        "confidence": _confidence_fields(it.confidence),
+        "source": SOURCE_OUT.get(it.source, pb.RECALL_SOURCE_UNSPECIFIED),
+        "activation_path": [{"memory_id": s.memory_id, "activation": s.activation}
+                            for s in it.activation_path or ()],
+        "signals": it.signals,
+    }
+    return pb.RecallItem(**fields)
 
 
 def recall_result(r: m.RecallResult) -> pb.RecallResult:
