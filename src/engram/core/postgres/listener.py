@@ -46,6 +46,13 @@ class WriteListener:
     def close(self) -> None:
         self.conn.close()
 
+    def close_quietly(self) -> None:
+        """Close a connection that may be broken already (closing it must not raise again)."""
+        try:
+            self.conn.close()
+        except psycopg.Error:
+            pass
+
     def __enter__(self) -> WriteListener:
         return self
 
