@@ -100,6 +100,12 @@ FALLBACK_WARNING = (
 )
 
 
+class BackendRefused(Exception):
+    """The storage backend cannot start (PostgreSQL: no DSN, no connection, or a schema this server
+    cannot use). The message says which and how to fix it, never a password; ``engram start``
+    exits 2 with it (server.run)."""
+
+
 @dataclass(frozen=True)
 class SpaceResolution:
     space_id: str
@@ -131,7 +137,8 @@ class EngramService:
 
     def _open_registry(self) -> SpaceRegistry:
         """Where this server's spaces live: SQLite files under ``data_dir`` (PostgresService overrides)."""
-        return SpaceRegistry(self.settings, self.clock, embedders=self.embedders, descriptors=self.descriptors)
+        return SpaceRegistry(self.settings, self.clock, embedders=self.embedders,
+                             descriptors=self.descriptors)
 
     # -- space resolution (SPEC §2) ---------------------------------------------
     def resolve_space(

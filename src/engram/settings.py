@@ -164,7 +164,8 @@ class Settings:
         if self.backend not in BACKENDS:
             raise InvalidInput(f"backend must be one of {BACKENDS}, got {self.backend!r}",
                                example='backend = "postgres"')
-        positive = ("max_spaces", "postgres_pool_size", "max_body_bytes", "max_restore_bytes", "max_batch_body_bytes",
+        positive = ("max_spaces", "postgres_pool_size",
+                    "max_body_bytes", "max_restore_bytes", "max_batch_body_bytes",
                     "read_concurrency",
                     "max_embedding_dim",
                     "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads",

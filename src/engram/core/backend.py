@@ -15,8 +15,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from . import filters
-from .models import ForgetMode, ForgetReceipt, Memory, MemoryInput, MemoryPage, MemoryPatch, StoreReceipt, \
-    UpdateReceipt
+from .models import (
+    ForgetMode,
+    ForgetReceipt,
+    Memory,
+    MemoryInput,
+    MemoryPage,
+    MemoryPatch,
+    StoreReceipt,
+    UpdateReceipt,
+)
 
 if TYPE_CHECKING:
     from .events import EventBus

@@ -15,6 +15,7 @@ database, never content.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg
@@ -48,10 +49,8 @@ class WriteListener:
 
     def close_quietly(self) -> None:
         """Close a connection that may be broken already (closing it must not raise again)."""
-        try:
+        with contextlib.suppress(psycopg.Error):
             self.conn.close()
-        except psycopg.Error:
-            pass
 
     def __enter__(self) -> WriteListener:
         return self

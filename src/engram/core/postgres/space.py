@@ -22,13 +22,19 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
 
-from ...errors import EngramError, InvalidInput, MemoryExists, MemoryNotFound, MemorySpaceNotFound, \
-    NotBuiltYet
+from ...errors import (
+    EngramError,
+    InvalidInput,
+    MemoryExists,
+    MemoryNotFound,
+    MemorySpaceNotFound,
+    NotBuiltYet,
+)
 from ...storage.eventlog import Logged, Position
 from .. import filters
 from ..decay import current_activation
@@ -38,12 +44,8 @@ from ..expiry import expiry_of
 from ..models import (
     Association,
     ConfidenceInterval,
-    Cue,
-    RecallBuckets,
-    RecallItem,
-    RecallMode,
-    RecallResult,
     ConsolidationState,
+    Cue,
     DeleteReceipt,
     EpisodeInput,
     ForgetMode,
@@ -53,6 +55,10 @@ from ..models import (
     MemoryPage,
     MemoryPatch,
     MemoryType,
+    RecallBuckets,
+    RecallItem,
+    RecallMode,
+    RecallResult,
     StoreReceipt,
     UpdateReceipt,
     confidence_from,
@@ -77,7 +83,7 @@ def not_built(what: str) -> NotBuiltYet:
     """The 501 of an operation the PostgreSQL backend does not offer yet (named, never a 500)."""
     return NotBuiltYet(f"{what} is not built yet for the PostgreSQL backend (backend = \"postgres\")",
                        suggestion="Use a server with backend = \"sqlite\" for this operation, or wait for "
-                                  "the PostgreSQL backend to offer it (docs/scale-out.md lists what is built).",
+                                  "the PostgreSQL backend to offer it (docs/scale-out.md: what is built).",
                        details={"backend": BACKEND})
 
 
@@ -140,7 +146,6 @@ class PostgresSpace:
                 self._check_dim(int(vec.shape[0]))
             return vec
         if text and text.strip() and self.embedding_active and self.embedders is not None:
-            if self.dim is not None or self.embedder_spec.provider != "none":
                 return np.asarray(self.embedders.embed_query(self.embedder_spec, text), dtype=np.float32)
         return None
 
@@ -149,7 +154,8 @@ class PostgresSpace:
                                    details={"memory_space_id": self.id})
 
     # -- writes -----------------------------------------------------------------------------------
-    def _row(self, item: MemoryInput, now: float, memory_id: str | None = None) -> tuple[MemoryRow, Vector | None]:
+    def _row(self, item: MemoryInput, now: float,
+             memory_id: str | None = None) -> tuple[MemoryRow, Vector | None]:
         if len(item.content) > self.settings.max_content_chars:
             raise InvalidInput(f"content has {len(item.content)} characters; at most "
                                f"{self.settings.max_content_chars} are allowed")
@@ -173,7 +179,8 @@ class PostgresSpace:
 
     def _receipt(self, item: MemoryInput, row: MemoryRow, lsn: int) -> StoreReceipt:
         return StoreReceipt(memory_id=row.id, storage_confidence=confidence_from(item.confidence, DURABLE),
-                            consolidation_state=ConsolidationState.recent, observed_at=from_epoch(row.created_at),
+                            consolidation_state=ConsolidationState.recent,
+                            observed_at=from_epoch(row.created_at),
                             stored_at=from_epoch(self.clock()), lsn=lsn, durability="fsync",
                             memory_space_id=self.id)
 
@@ -405,8 +412,9 @@ class PostgresSpace:
                 score, source = 1.0, "context"
             if score < cue.threshold:
                 continue
-            items.append(RecallItem(memory=self.to_memory(row), score=round(score, 6), similarity=round(sim, 6),
-                                    text_score=round(text, 6), confidence=confidence_from(row.confidence, source),
+            items.append(RecallItem(memory=self.to_memory(row), score=round(score, 6),
+                                    similarity=round(sim, 6), text_score=round(text, 6),
+                                    confidence=confidence_from(row.confidence, source),
                                     source=source, signals={"vector": round(sim, 6), "text": round(text, 6),
                                                             "fused": round(score, 6)}))
         items.sort(key=lambda it: (-it.score, it.memory.id))
@@ -414,7 +422,8 @@ class PostgresSpace:
         top = items[0].score if items else 0.0
         return RecallResult(
             memories=RecallBuckets(vivid=items),
-            recall_confidence=confidence_from(top, f"best match scored {top:.3f}" if items else "nothing matched"),
+            recall_confidence=confidence_from(top, f"best match scored {top:.3f}" if items
+                                              else "nothing matched"),
             confidence_interval=ConfidenceInterval(lower=round(max(0.0, top - 0.1), 6), point=round(top, 6),
                                                    upper=round(min(1.0, top + 0.1), 6)),
             metadata={"backend": BACKEND, "candidates": len(candidates), "exact_vector_scan": True},
@@ -460,8 +469,9 @@ class PgLogReader:
         trimmed = store.trimmed_upto(sid)
         rows = store.events_after(sid, after, REPLAY_CHUNK)
         last = (rows[-1].lsn, rows[-1].seq) if rows else after
-        return ([Logged(e.type, e.lsn, e.seq, e.data, e.ts) for e in rows if types is None or e.type in types],
-                last, trimmed)
+        wanted = [Logged(e.type, e.lsn, e.seq, e.data, e.ts) for e in rows
+                  if types is None or e.type in types]
+        return wanted, last, trimmed
 
     def bounds(self) -> tuple[int, int]:
         trimmed = self.space.store.trimmed_upto(self.space.id)
