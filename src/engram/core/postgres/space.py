@@ -38,7 +38,7 @@ from ...errors import (
 from ...storage.eventlog import Logged, Position
 from .. import filters
 from ..decay import current_activation
-from ..embedded import NO_EMBEDDER, embed_text
+from ..embedded import NO_EMBEDDER, embed_text, known_dimension
 from ..events import EventBus
 from ..expiry import expiry_of
 from ..models import (
@@ -107,7 +107,12 @@ class PostgresSpace:
     # -- vectors ----------------------------------------------------------------------------------
     @property
     def embedding_active(self) -> bool:
-        return self.embedders is not None and self.embedder_spec.provider != "none"
+        """Whether text is embedded here: a server embedder, and a space whose dimension (set at
+        creation, or by a first client vector) is that embedder's, as on SQLite (SPEC §9)."""
+        if self.embedders is None or self.embedder_spec.provider == "none":
+            return False
+        own = known_dimension(self.embedder_spec, self.settings.openai_dimension)
+        return self.dim is None or own is None or own == self.dim
 
     def _check_dim(self, n: int) -> None:
         """A vector of length ``n`` fits the space, binding the dimension on the first one."""
@@ -334,27 +339,39 @@ class PostgresSpace:
 
     def list(self, cursor: str | None = None, limit: int = 50, memory_type: str | None = None,
              include_suppressed: bool = False, filter: filters.Node | None = None) -> MemoryPage:
-        """Live memories in creation order. The cursor is ``<created_at>:<id>`` of the last one
-        seen; ``total`` counts the space's live memories (not only those matching)."""
-        after = _parse_cursor(cursor) if cursor else None
-        page: builtins.list[MemoryRow] = []
+        """Live memories in creation order; ``total`` counts the space's live memories.
+
+        The cursor is ``<created_at>:<n>``: continue after the first ``n`` memories created at
+        that instant (in id order), short enough for the REST cursor's 32 characters whatever
+        the ids. A batch stores its memories at one instant: forgetting one of them between two
+        pages of that batch shifts the rest by one (a memory seen twice or skipped)."""
+        at, skip = _parse_cursor(cursor) if cursor else (None, 0)
+        after = (at, "") if at is not None else None
+        run_at, run = at, 0  # the instant of the last row examined, and how many rows had it
+        page: builtins.list[tuple[MemoryRow, str]] = []
         more = False
-        while True:
-            rows = self.store.list_memories(self.id, after=after, limit=limit + 1, filter=filter,
+        while not more:
+            rows = self.store.list_memories(self.id, after=after, limit=limit + 1 + skip, filter=filter,
                                             include_suppressed=include_suppressed)
             for row in rows:
+                if row.created_at == run_at:
+                    run += 1
+                else:
+                    run_at, run = row.created_at, 1
+                if skip and row.created_at == at:
+                    skip -= 1
+                    continue
                 if memory_type and row.memory_type != memory_type:
                     continue
                 if len(page) == limit:
                     more = True
                     break
-                page.append(row)
-            if more or len(rows) <= limit:
+                page.append((row, f"{row.created_at!r}:{run}"))
+            if len(rows) < limit + 1 + skip or not rows:
                 break
-            after = (rows[-1].created_at, rows[-1].id)
-        last = page[-1] if page else None
-        return MemoryPage(memories=[self.to_memory(r) for r in page],
-                          next_cursor=f"{last.created_at!r}:{last.id}" if more and last else None,
+            after, skip = (rows[-1].created_at, rows[-1].id), 0
+        return MemoryPage(memories=[self.to_memory(r) for r, _ in page],
+                          next_cursor=page[-1][1] if more and page else None,
                           total=self.count(), memory_space_id=self.id)
 
     def count(self) -> int:
@@ -445,16 +462,16 @@ class PostgresSpace:
         self.events.close_all(reason)
 
 
-def _parse_cursor(cursor: str) -> tuple[float, str]:
-    created, sep, mid = cursor.partition(":")
+def _parse_cursor(cursor: str) -> tuple[float, int]:
+    at_text, sep, n_text = cursor.partition(":")
     try:
-        at = float(created)
+        at, n = float(at_text), int(n_text)
     except ValueError:
-        at = math.nan
-    if not sep or not math.isfinite(at):
+        at, n = math.nan, -1
+    if not sep or not math.isfinite(at) or n < 0:
         raise InvalidInput(f"cursor {cursor[:40]!r} is not a cursor this server issued",
                            suggestion="Pass the next_cursor value from the previous page.")
-    return at, mid
+    return at, n
 
 
 class PgLogReader:
