@@ -51,7 +51,8 @@ def dsn(pg: PgCluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
+def servers(dsn: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
     a = start_pg_server(tmp_path_factory.mktemp("a"), dsn)
     try:
         b = start_pg_server(tmp_path_factory.mktemp("b"), dsn)
@@ -88,7 +89,8 @@ def test_a_write_on_one_server_is_read_and_recalled_on_the_other(servers: tuple[
         r2 = on_a.remember(content="the kettle is on the stove", embedding=vec(1), metadata={"kind": "home"})
         assert (r1["lsn"], r2["lsn"]) == (1, 2)
         got = on_b.get(r1["memory_id"])
-        assert got["content"] == "the heron stands in the reeds" and got["metadata"] == {"kind": "bird", "n": 1}
+        assert got["content"] == "the heron stands in the reeds"
+        assert got["metadata"] == {"kind": "bird", "n": 1}
         by_vector = on_b.recall(embedding=vec(1), max_results=1)
         assert [i["memory"]["id"] for i in by_vector["results"]] == [r2["memory_id"]]
         by_text = on_b.recall(query="heron reeds")
@@ -183,7 +185,8 @@ def test_a_stream_on_one_server_gets_the_other_servers_writes_in_order_and_resum
         assert [e["data"]["lsn"] for e in resumed] == [3, 4, 5, 6]
 
 
-def test_grpc_subscribe_on_one_server_gets_the_other_servers_writes(servers: tuple[EngramProcess, ...]) -> None:
+def test_grpc_subscribe_on_one_server_gets_the_other_servers_writes(
+        servers: tuple[EngramProcess, ...]) -> None:
     import grpc
 
     from engram.api.grpc.gen import memory_pb2 as pb
@@ -209,7 +212,8 @@ def test_grpc_subscribe_on_one_server_gets_the_other_servers_writes(servers: tup
         assert got == [(i + 1, ids[i]) for i in range(3)]
 
 
-def test_a_spaces_data_is_never_visible_from_another_spaces_requests(servers: tuple[EngramProcess, ...]) -> None:
+def test_a_spaces_data_is_never_visible_from_another_spaces_requests(
+        servers: tuple[EngramProcess, ...]) -> None:
     a, b = servers
     mine, other = new_space(a), new_space(b)
     with RestSpaceClient(a.http_url, mine) as in_mine:
