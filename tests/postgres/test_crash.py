@@ -39,8 +39,8 @@ def test_kill_9_mid_write_keeps_every_acknowledged_write_and_lsns_stay_gapless(
                 for i in range(100_000):
                     mid = f"w{w}-{i}"
                     try:
-                        r = http.post("/api/v1/memories/remember",
-                                      json={"id": mid, "content": f"writer {w} item {i}", "embedding": vec(i)})
+                        body = {"id": mid, "content": f"writer {w} item {i}", "embedding": vec(i)}
+                        r = http.post("/api/v1/memories/remember", json=body)
                     except httpx.HTTPError:
                         return  # the server died: this write's fate is unknown, so it is not counted
                     if r.status_code != 201:
