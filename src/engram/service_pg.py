@@ -100,10 +100,14 @@ def open_database(settings: Settings, clock: Clock = system_clock) -> PostgresDa
                              "from): set ENGRAM_POSTGRES_DSN, or postgres_dsn in the config file, e.g. "
                              "postgresql://engram_app@db.example:5432/engram")
     try:
+        # One plain connection first: its error says why (refused, bad password, no such
+        # database), where the pool would only say that it timed out.
+        psycopg.connect(dsn, connect_timeout=10).close()
         db = PostgresDatabase(dsn, min_size=1, max_size=settings.postgres_pool_size, timeout=10.0)
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         raise BackendRefused(f"cannot connect to PostgreSQL at {redacted(dsn)}: "
-                             f"{_hide(str(exc), dsn).strip() or type(exc).__name__}. Check that the database "
+                             f"{' '.join(_hide(str(exc), dsn).split()).rstrip('.?') or type(exc).__name__}. "
+                             "Check that the database "
                              "is running and reachable, and the user, password and database name.") from None
     try:
         with db.pool.connection() as conn:
