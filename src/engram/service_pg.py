@@ -60,7 +60,7 @@ from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
 from .errors import EngramError, InvalidInput, MemorySpaceConflict, StorageError, StorageUnavailable
 from .observability import Metrics, Tracing
-from .service import BackendRefused, EngramService, parse_filter
+from .service import BackendRefused, EngramService, disk_status, parse_filter
 from .settings import Settings
 from .spaces import backup
 from .spaces.pg_registry import PgRegistry
@@ -160,7 +160,8 @@ class PostgresService(EngramService):
             raise
 
     def _open_registry(self) -> SpaceRegistry:
-        self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders)
+        self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
+                                 descriptors=self.descriptors)
         # The base service calls the registry methods PgRegistry shares with SpaceRegistry
         # (create, describe, list, delete, exists, known_ids, loaded, housekeeping) only.
         return cast(SpaceRegistry, self.spaces)
@@ -325,10 +326,14 @@ class PostgresService(EngramService):
                 reachable, error = True, None
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 total, reachable, error = 0, False, type(exc).__name__
-            return {"status": "ok" if reachable else "degraded", "backend": "postgres",
+            disk = disk_status(self.settings.data_dir, self.settings.disk_min_free_bytes)
+            if not reachable:
+                log.warning("health: PostgreSQL at %s is unreachable (%s)", redacted(self.db.dsn), error)
+            return {"status": "ok" if reachable and not disk["full"] else "degraded", "backend": "postgres",
                     "database": {"reachable": reachable, "error": error, "dsn": redacted(self.db.dsn)},
                     "spaces_total": total, "spaces_loaded": 0, "spaces": [], "degraded_spaces": [],
-                    "unhealthy_space_ids": [], "shutting_down": self.shutting_down}
+                    "unhealthy_space_ids": [], "disk": disk, "open_files": self.spaces.budget.describe(),
+                    "shutting_down": self.shutting_down}
 
         return await asyncio.to_thread(collect)
 

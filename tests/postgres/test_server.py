@@ -285,3 +285,35 @@ def test_refusals_exit_2_with_a_clear_message(pg: PgCluster, tmp_path: Path) -> 
         conn.execute("INSERT INTO engram.schema_version (version, name) VALUES (9999, 'from the future')")
     newer = _start_exit(tmp_path, {"ENGRAM_POSTGRES_DSN": owner})
     assert newer.returncode == 2 and "schema version 9999" in newer.stderr
+
+
+def test_grpc_unary_calls_share_the_database_across_servers(servers: tuple[EngramProcess, ...]) -> None:
+    from engram.testing.clients import GrpcSpaceClient
+
+    a, b = servers
+    sid = new_space(a)
+    with GrpcSpaceClient(a.grpc_target, sid) as on_a, GrpcSpaceClient(b.grpc_target, sid) as on_b:
+        first = on_a.remember(content="the lighthouse keeper counts ships", embedding=vec(2))["receipt"]
+        second = on_b.remember(content="the baker opens at dawn", embedding=vec(3))["receipt"]
+        assert (int(first["lsn"]), int(second["lsn"])) == (1, 2)
+        got = on_b.get(first["memory_id"])["memory"]
+        assert got["content"] == "the lighthouse keeper counts ships"
+        recalled = on_a.recall(embedding=vec(3), max_results=1)["result"]
+        assert [r["memory"]["id"] for r in recalled["results"]] == [second["memory_id"]]
+        assert {m["id"] for m in on_a.list_all()} == {first["memory_id"], second["memory_id"]}
+        on_a.forget(second["memory_id"])
+        assert GrpcSpaceClient.status_of(lambda: on_b.get(second["memory_id"])) == "NOT_FOUND"
+        assert GrpcSpaceClient.status_of(lambda: on_b.consolidate()) == "UNIMPLEMENTED"
+
+
+def test_health_and_space_description_on_postgres(servers: tuple[EngramProcess, ...]) -> None:
+    a, b = servers
+    sid = new_space(a)
+    with RestSpaceClient(b.http_url, sid) as on_b:
+        on_b.remember(content="described", embedding=vec(1))
+        health = on_b.system_health()
+        assert health["status"] == "ok" and health["spaces_total"] >= 2  # default + this one
+        summary = httpx.get(b.http_url + "/health", timeout=30)
+        assert summary.status_code == 200 and summary.json()["status"] == "ok"
+        described = on_b.describe()
+        assert (described["memory_count"], described["last_lsn"], described["dimension"]) == (1, 1, DIM)

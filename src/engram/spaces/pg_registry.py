@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.postgres.space import PostgresSpace, not_built
 from ..core.postgres.store import PostgresStore
+from ..descriptors import DescriptorBudget
 from ..embedding import Embedders
 from ..errors import InvalidInput, MemorySpaceNotFound
 from ..settings import Settings
 from ..types import Clock, system_clock
+from .budget import SpaceBudget
 from .ids import MemorySpaceId
 
 log = logging.getLogger("engram.spaces.pg")
@@ -36,8 +38,11 @@ class PgRegistry:
     """The registry API the service uses, over the database's space directory."""
 
     def __init__(self, settings: Settings, store: PostgresStore, clock: Clock = system_clock, *,
-                 embedders: Embedders | None = None) -> None:
+                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None) -> None:
         self.settings = settings
+        # Open files: nothing per space here, but /health reports the process's limits the same way.
+        self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces,
+                                         descriptors or DescriptorBudget.from_settings(settings))
         self.store = store
         self.clock = clock
         self.embedders = embedders
