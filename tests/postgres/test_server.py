@@ -303,7 +303,10 @@ def test_grpc_unary_calls_share_the_database_across_servers(servers: tuple[Engra
         assert {m["id"] for m in on_a.list_all()} == {first["memory_id"], second["memory_id"]}
         on_a.forget(second["memory_id"])
         assert GrpcSpaceClient.status_of(lambda: on_b.get(second["memory_id"])) == "NOT_FOUND"
-        assert GrpcSpaceClient.status_of(lambda: on_b.consolidate()) == "UNIMPLEMENTED"
+        for unbuilt in (on_b.consolidate, on_b.introspect, on_b.dream, lambda: on_b.recognize(content="x")):
+            assert GrpcSpaceClient.status_of(unbuilt) == "UNIMPLEMENTED"
+        streamed = on_b.streaming_recall([{"embedding": vec(2), "max_results": 1}])
+        assert [r["recall_result"]["results"][0]["memory"]["id"] for r in streamed] == [first["memory_id"]]
 
 
 def test_health_and_space_description_on_postgres(servers: tuple[EngramProcess, ...]) -> None:
@@ -317,3 +320,27 @@ def test_health_and_space_description_on_postgres(servers: tuple[EngramProcess, 
         assert summary.status_code == 200 and summary.json()["status"] == "ok"
         described = on_b.describe()
         assert (described["memory_count"], described["last_lsn"], described["dimension"]) == (1, 1, DIM)
+
+
+@pytest.mark.parametrize(("method", "path", "want"), [
+    ("POST", "/api/v1/spaces/{sid}/restore", 501),
+    ("POST", "/api/v1/spaces/{sid}/reembed", 501),
+    ("GET", "/api/v1/spaces/{sid}/reembed", 501),
+    ("GET", "/api/v1/episodes/reminisce?topic=x", 501),
+    ("GET", "/api/v1/system/introspect", 501),
+    ("GET", "/api/v1/consolidations/b-1", 501),
+    ("GET", "/api/v1/memories/recall?query=nothing", 200),
+    ("GET", "/metrics", 200),
+    ("GET", "/console", 200),
+    ("GET", "/api/v1/keys/self", 200),
+])
+def test_every_other_route_answers_without_a_500(servers: tuple[EngramProcess, ...], method: str, path: str,
+                                                  want: int) -> None:
+    a, _ = servers
+    sid = new_space(a)
+    body = b"not a backup" if "restore" in path else None
+    r = httpx.request(method, a.http_url + path.format(sid=sid), headers={"X-Memory-Space": sid},
+                      content=body, timeout=30)
+    assert r.status_code == want, r.text[:300]
+    if want == 501:
+        assert "PostgreSQL" in r.json()["error"]["message"]
