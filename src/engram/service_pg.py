@@ -155,6 +155,9 @@ class PostgresService(EngramService):
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
             self.feed = EventFeed(settings.postgres_dsn)
+            if settings.max_memories or settings.max_space_bytes:
+                log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
+                            "yet (docs/scale-out.md)")
         except BaseException:
             self.db.close()
             raise

@@ -344,3 +344,16 @@ def test_every_other_route_answers_without_a_500(servers: tuple[EngramProcess, .
     assert r.status_code == want, r.text[:300]
     if want == 501:
         assert "PostgreSQL" in r.json()["error"]["message"]
+
+
+def test_a_space_without_a_dimension_takes_the_embedders(servers: tuple[EngramProcess, ...]) -> None:
+    a, b = servers
+    sid = new_space(a, dim=None)
+    with RestSpaceClient(b.http_url, sid) as on_b:
+        on_b.remember(content="no vector here", metadata={"k": 1})
+        # hash embedder: text is embedded (384-d), so a 4-d cue is the wrong length, and says so
+        with pytest.raises(ApiError) as wrong:
+            on_b.recall(embedding=vec(0))
+        assert wrong.value.status == 400
+        assert [r["memory"]["content"] for r in on_b.recall(filter={"k": 1})["results"]] == ["no vector here"]
+        assert on_b.recall(query="vector")["results"][0]["memory"]["content"] == "no vector here"

@@ -404,7 +404,7 @@ class PostgresSpace:
         texts: dict[str, float] = {}
         if cue.query and cue.query.strip():
             texts = dict(self.store.search_text(self.id, cue.query, wide * (4 if node else 1)))
-        if vec is None and not texts and not cue.query:
+        if cue.embedding is None and not (cue.query and cue.query.strip()):  # filter / tags only
             listed = self.store.list_memories(self.id, limit=wide, filter=node)
             candidates = {r.id: r for r in listed}
         else:
