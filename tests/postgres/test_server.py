@@ -181,7 +181,10 @@ def test_a_stream_on_one_server_gets_the_other_servers_writes_in_order_and_resum
         # resume on A after the second event: the rest, no gap, no duplicate
         resumed: list[dict[str, Any]] = []
         more = threading.Event()
-        _collect(RestSpaceClient(a.http_url, sid), 4, resumed, more, since_lsn=2)
+        again = threading.Thread(target=_collect, args=(RestSpaceClient(a.http_url, sid), 4, resumed, more),
+                                 kwargs={"since_lsn": 2}, daemon=True)
+        again.start()
+        again.join(30)  # a stream that never delivers fails here, not at the suite's timeout
         assert [e["data"]["lsn"] for e in resumed] == [3, 4, 5, 6]
 
 
