@@ -68,7 +68,8 @@ class EventFeed:
             try:
                 if listener is None:
                     listener = WriteListener(self.dsn)
-                for _ in listener.wait(self.poll_seconds, stop_after=1):
+                # At most 0.5 s per wait, whatever the poll interval, so close() is prompt.
+                for _ in listener.wait(min(self.poll_seconds, POLL_SECONDS), stop_after=1):
                     woke = True
             except psycopg.Error as exc:  # the LISTEN connection broke: poll until it is back
                 log.warning("LISTEN connection lost (%s); polling every %.1f s until it reconnects",
