@@ -91,7 +91,7 @@ def mb(b: Any) -> float | None:
 
 
 SEPARATE_RESULTS = ("spaces", "subscribers", "http_hostile", "peer_chroma_server", "recall_scaling",
-                    "text_query")
+                    "text_query", "postgres")
 
 
 class Results:
@@ -687,6 +687,32 @@ def section_batch(d: dict[str, Any], status: str) -> list[str]:
         lines += [""]
     if WRITE_NOTES.exists():
         lines += [*WRITE_NOTES.read_text().rstrip().splitlines(), ""]
+    return lines
+
+
+def section_postgres(d: dict[str, Any], status: str) -> list[str]:
+    """SQLite vs PostgreSQL, one and two servers (bench/postgres.py, run on its own)."""
+    lines = ["## SQLite vs PostgreSQL, one and two servers (bench/postgres.py)", ""]
+    if not d:
+        return [*lines, f"No results: {status}.", ""]
+    p = d.get("params") or {}
+    rows = []
+    for key, label in (("sqlite_1", "SQLite, 1 server"), ("postgres_1", "PostgreSQL, 1 server"),
+                       ("postgres_2", "PostgreSQL, 2 servers")):
+        m = d.get(key) or {}
+        rem, rec = m.get("remember") or {}, m.get("recall") or {}
+        rows.append([label, rem.get("per_second"), rem.get("p50_ms"), rem.get("p99_ms"), rec.get("per_second"),
+                     rec.get("p50_ms"), rec.get("p99_ms"), (m.get("loadavg_after") or [None])[0]])
+    adds = d.get("second_server_adds_pct") or {}
+    lines += [f"{p.get('clients')} aiohttp clients; {p.get('remembers')} remembers then {p.get('recalls')} "
+              f"recalls (top 10 by a {p.get('dim')}-d vector) into a fresh space per deployment; "
+              f"run {(d.get('stamp') or {}).get('date_utc')}.", "",
+              table(["", "remember/s", "P50 ms", "P99 ms", "recall/s", "P50 ms", "P99 ms", "load after"], rows), "",
+              f"A second server changed remember by {adds.get('remember')}% and recall by {adds.get('recall')}%: "
+              "on this machine the servers, PostgreSQL and the clients share two cores, so a second server "
+              "adds no CPU and no throughput; what a second machine adds is not measured here. Recall on "
+              "PostgreSQL is an exact scan (no HNSW: docs/scale-out.md) and skips SQLite's cognitive "
+              "ranking.", ""]
     return lines
 
 
@@ -1484,6 +1510,7 @@ def build_report(out_dir: Path = RESULTS, quick: bool = False) -> Path:
     lines += section_text(r["text_query"], r.status("text_query"))
     lines += section_profile()
     lines += section_batch(r["batch"], r.status("batch"))
+    lines += section_postgres(r["postgres"], r.status("postgres"))
     if "semantic" in r.run.get("steps", {}) or r.has("semantic"):
         lines += section_semantic(r)
     if "subscribers" in r.run.get("steps", {}) or r.has("subscribers"):

@@ -61,7 +61,7 @@ import uvicorn
 from .auth.keys import ADMIN_KEY_FILE, write_private
 from .datadir import DataDirInUse, DataDirLock
 from .observability import Tracing, configure_logging
-from .service import EngramService
+from .service import BackendRefused, EngramService
 from .settings import Settings, is_loopback
 from .statefile import read_state, write_state
 from .tls import ServerTls, TlsConfigError, load_server_tls, now_utc
@@ -204,7 +204,7 @@ async def serve(settings: Settings) -> None:
             raise port_in_use("REST", settings.host, settings.http_port) from None
         raise
     try:
-        service = EngramService(settings, tracing=tracing)
+        service = open_service(settings, tracing)
     except BaseException:
         sock.close()
         raise
@@ -212,6 +212,15 @@ async def serve(settings: Settings) -> None:
         await _serve(settings, service, sock, tracing, tls)
     finally:
         sock.close()
+
+
+def open_service(settings: Settings, tracing: Tracing) -> EngramService:
+    """The service of ``settings.backend``: SQLite files under data_dir, or PostgreSQL (SPEC §13)."""
+    if settings.backend == "postgres":
+        from .service_pg import PostgresService  # psycopg is needed only here (the postgres extra)
+
+        return PostgresService(settings, tracing=tracing)
+    return EngramService(settings, tracing=tracing)
 
 
 async def _serve(settings: Settings, service: EngramService, sock: socket.socket, tracing: Tracing,
@@ -432,6 +441,15 @@ def run(settings: Settings) -> int:
     try:
         asyncio.run(serve(settings))
     except PortInUse as exc:
+        print(f"engram: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        if settings.backend != "postgres":
+            raise
+        print(f"engram: cannot start: backend = \"postgres\" needs the postgres extra "
+              f"(pip install 'engram[postgres]'): {exc}", file=sys.stderr)
+        return 2
+    except BackendRefused as exc:
         print(f"engram: cannot start: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -100,6 +100,12 @@ FALLBACK_WARNING = (
 )
 
 
+class BackendRefused(Exception):
+    """The storage backend cannot start (PostgreSQL: no DSN, no connection, or a schema this server
+    cannot use). The message says which and how to fix it, never a password; ``engram start``
+    exits 2 with it (server.run)."""
+
+
 @dataclass(frozen=True)
 class SpaceResolution:
     space_id: str
@@ -120,7 +126,7 @@ class EngramService:
         # RLIMIT_NOFILE divided once: spaces, HTTP connections, subscribers (engram.descriptors).
         self.descriptors = DescriptorBudget.from_settings(settings)
         log.info("%s", self.descriptors.describe())
-        self.registry = SpaceRegistry(settings, clock, embedders=self.embedders, descriptors=self.descriptors)
+        self.registry = self._open_registry()
         self._read_gate = readgate.Gate(settings.read_concurrency)
         self.streams = StreamAdmission(settings.max_subscribers_per_space,
                                        settings.max_subscribers_per_client, self.descriptors.subscribers,
@@ -128,6 +134,11 @@ class EngramService:
         self.auth = Authorizer.from_settings(settings)
         self.quotas = Quotas(settings.max_memories, settings.max_space_bytes)
         self.shutting_down = False
+
+    def _open_registry(self) -> SpaceRegistry:
+        """Where this server's spaces live: SQLite files under ``data_dir`` (PostgresService overrides)."""
+        return SpaceRegistry(self.settings, self.clock, embedders=self.embedders,
+                             descriptors=self.descriptors)
 
     # -- space resolution (SPEC §2) ---------------------------------------------
     def resolve_space(

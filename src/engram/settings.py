@@ -19,6 +19,7 @@ from typing import Any
 from .errors import InvalidInput
 
 DURABILITY_MODES = ("fsync", "buffered")
+BACKENDS = ("sqlite", "postgres")
 AUTH_MODES = ("", "required", "disabled")
 
 
@@ -37,6 +38,11 @@ class Settings:
     # /health reports the disk as full (status "degraded") below this many free bytes on the
     # filesystem of data_dir.
     disk_min_free_bytes: int = 256 * 1024 * 1024
+    # Where spaces live (SPEC §13): "sqlite" (one file per space under data_dir, the embedded
+    # default) or "postgres" (every space in the database at postgres_dsn; any number of servers).
+    backend: str = "sqlite"
+    postgres_dsn: str = ""  # libpq DSN or URI of the database; needed with backend = "postgres"
+    postgres_pool_size: int = 8  # connections this server holds to PostgreSQL (plus one for LISTEN)
     # -- spaces ---------------------------------------------------------------
     default_space: str = "default"
     bootstrap_spaces: tuple[str, ...] = ()
@@ -161,7 +167,11 @@ class Settings:
                 f"durability must be one of {DURABILITY_MODES}, got {self.durability!r}",
                 example='durability = "fsync"',
             )
-        positive = ("max_spaces", "max_body_bytes", "max_restore_bytes", "max_batch_body_bytes",
+        if self.backend not in BACKENDS:
+            raise InvalidInput(f"backend must be one of {BACKENDS}, got {self.backend!r}",
+                               example='backend = "postgres"')
+        positive = ("max_spaces", "postgres_pool_size",
+                    "max_body_bytes", "max_restore_bytes", "max_batch_body_bytes",
                     "read_concurrency",
                     "max_embedding_dim",
                     "subscriber_queue_depth", "embedding_batch_size", "hash_dimension", "embedder_threads",

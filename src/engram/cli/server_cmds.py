@@ -31,9 +31,12 @@ from ..statefile import pid_alive, read_state
 @click.option("--no-grpc", is_flag=True, default=False, help="Serve REST only.")
 @click.option("--embedder", type=click.Choice(["local", "openai", "hash", "none"], case_sensitive=False),
               default=None, help="Default embedder of new spaces (env ENGRAM_EMBEDDER, default local).")
+@click.option("--backend", type=click.Choice(["sqlite", "postgres"], case_sensitive=False), default=None,
+              help="Where spaces live (env ENGRAM_BACKEND, default sqlite); postgres needs postgres_dsn "
+                   "(env ENGRAM_POSTGRES_DSN).")
 def start(data_dir: str | None, host: str | None, http_port: int | None, grpc_port: int | None,
           config_file: str | None, state_file: str | None, bootstrap: tuple[str, ...], no_grpc: bool,
-          embedder: str | None) -> None:
+          embedder: str | None, backend: str | None) -> None:
     """Run the server (REST + SSE and gRPC) in the foreground."""
     from ..server import run
 
@@ -41,6 +44,7 @@ def start(data_dir: str | None, host: str | None, http_port: int | None, grpc_po
         "data_dir": data_dir, "host": host, "http_port": http_port, "grpc_port": grpc_port,
         "state_file": state_file, "grpc_enabled": False if no_grpc else None,
         "embedder": embedder.lower() if embedder else None,
+        "backend": backend.lower() if backend else None,
     }
     try:
         settings = load_settings(config_file, overrides)

@@ -15,6 +15,7 @@ database, never content.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg
@@ -45,6 +46,11 @@ class WriteListener:
 
     def close(self) -> None:
         self.conn.close()
+
+    def close_quietly(self) -> None:
+        """Close a connection that may be broken already (closing it must not raise again)."""
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
 
     def __enter__(self) -> WriteListener:
         return self

@@ -38,6 +38,10 @@ ENSURE_VECTOR_INDEX: Final = (
 NEXT_LSN: Final = (
     "UPDATE engram.spaces SET last_lsn = last_lsn + 1 WHERE space_id = %(space)s RETURNING last_lsn"
 )
+# A space created without a dimension takes that of its first vector (whichever server writes it).
+BIND_DIMENSION: Final = (
+    "UPDATE engram.spaces SET dimension = %(dimension)s WHERE space_id = %(space)s AND dimension IS NULL"
+)
 SET_META: Final = (
     "INSERT INTO engram.space_meta (space_id, key, value) VALUES (%(space)s, %(key)s, %(value)s) "
     "ON CONFLICT (space_id, key) DO UPDATE SET value = excluded.value"

@@ -201,6 +201,14 @@ class PostgresStore:
         return None if row is None else SpaceInfo(str(row[0]), float(row[1]),
                                                    None if row[2] is None else int(row[2]), int(row[3]))
 
+    def bind_dimension(self, space_id: str, dimension: int) -> int | None:
+        """Give a space without a dimension ``dimension``; returns the space's dimension after
+        (another server may have bound a different one first), or None if the space is gone."""
+        with self.db.space(space_id) as tx:
+            tx.execute(q.BIND_DIMENSION, {"dimension": dimension})
+            row = tx.one(q.GET_SPACE)
+        return None if row is None or row[2] is None else int(row[2])
+
     def delete_space(self, space_id: str) -> bool:
         """Delete the space and every row of it (the foreign keys cascade)."""
         with self.db.space(space_id) as tx:

@@ -1,0 +1,508 @@
+"""``PostgresSpace``: one memory space served from PostgreSQL (SPEC §13; issue 17, milestone 3).
+
+The same data-plane methods as the SQLite ``MemorySpace`` (``core.backend.SpaceBackend``), over
+:class:`PostgresStore`. A handle holds no data: every read goes to the database, so a write
+acknowledged by any server is seen by the next read on this one; nothing is cached but the
+space's vector dimension (which, once bound, never changes).
+
+Every method blocks (one or a few transactions): the service calls them in worker threads, never
+on the event loop. Events are not published here: a write's events are in the events table, and
+this server's feed (``feed.py``) reads them from there in LSN order, like those of every other
+server's writes, and hands them to ``events`` (the space's bus on this server).
+
+What the SQLite space does and this one does not (yet): background embedding (text without a
+vector is embedded here, before the write), auto-links, temporal links, decay reinforcement on
+recall, cognition (consolidation, beliefs, completion), re-embedding, backup.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import psycopg
+
+from ...errors import (
+    EngramError,
+    InvalidInput,
+    MemoryExists,
+    MemoryNotFound,
+    MemorySpaceNotFound,
+    NotBuiltYet,
+)
+from ...storage.eventlog import Logged, Position
+from .. import filters
+from ..decay import current_activation
+from ..embedded import NO_EMBEDDER, embed_text, known_dimension
+from ..events import EventBus
+from ..expiry import expiry_of
+from ..models import (
+    Association,
+    ConfidenceInterval,
+    ConsolidationState,
+    Cue,
+    DeleteReceipt,
+    EpisodeInput,
+    ForgetMode,
+    ForgetReceipt,
+    Memory,
+    MemoryInput,
+    MemoryPage,
+    MemoryPatch,
+    MemoryType,
+    RecallBuckets,
+    RecallItem,
+    RecallMode,
+    RecallResult,
+    StoreReceipt,
+    UpdateReceipt,
+    confidence_from,
+    from_epoch,
+    to_epoch,
+)
+from .store import MemoryRow, PostgresStore, Vector
+
+if TYPE_CHECKING:
+    from ...embedding import Embedders, EmbedderSpec
+    from ...settings import Settings
+    from ...types import Clock
+    from ..backend import SpaceBackend
+
+BACKEND = "postgres"
+DURABLE = "committed to PostgreSQL (WAL flushed) before acknowledgement"
+#: Events read from the table per replay step of a resumed stream.
+REPLAY_CHUNK = 256
+
+
+def not_built(what: str) -> NotBuiltYet:
+    """The 501 of an operation the PostgreSQL backend does not offer yet (named, never a 500)."""
+    return NotBuiltYet(f"{what} is not built yet for the PostgreSQL backend (backend = \"postgres\")",
+                       suggestion="Use a server with backend = \"sqlite\" for this operation, or wait for "
+                                  "the PostgreSQL backend to offer it (docs/scale-out.md: what is built).",
+                       details={"backend": BACKEND})
+
+
+class PostgresSpace:
+    """One space's handle on one server (cheap: the registry keeps one per space in use)."""
+
+    def __init__(self, space_id: str, store: PostgresStore, settings: Settings, clock: Clock, *,
+                 dimension: int | None, embedders: Embedders | None = None) -> None:
+        self.id = space_id
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.dim = dimension
+        self.embedders = embedders
+        spec = embedders.default_spec() if embedders is not None else NO_EMBEDDER
+        self.embedder_spec: EmbedderSpec = spec
+        self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
+                               max_lag_seconds=settings.subscriber_max_lag_seconds)
+        self.closed = False
+
+    # -- vectors ----------------------------------------------------------------------------------
+    @property
+    def embedding_active(self) -> bool:
+        """Whether text is embedded here: a server embedder, and a space whose dimension (set at
+        creation, or by a first client vector) is that embedder's, as on SQLite (SPEC §9)."""
+        if self.embedders is None or self.embedder_spec.provider == "none":
+            return False
+        own = known_dimension(self.embedder_spec, self.settings.openai_dimension)
+        return self.dim is None or own is None or own == self.dim
+
+    def _check_dim(self, n: int) -> None:
+        """A vector of length ``n`` fits the space, binding the dimension on the first one."""
+        if self.dim is None:
+            if not 1 <= n <= self.settings.max_embedding_dim:
+                raise InvalidInput(f"an embedding has 1 to {self.settings.max_embedding_dim} values, got {n}")
+            self.dim = self.store.bind_dimension(self.id, n)
+            if self.dim is None:
+                raise self._gone()
+        if n != self.dim:
+            raise InvalidInput(f"embedding has {n} dimensions; memory space {self.id!r} holds {self.dim}",
+                               suggestion="Send vectors of the space's dimension, or use another space.",
+                               details={"memory_space_id": self.id, "expected": self.dim, "got": n})
+
+    def _vector(self, given: Sequence[float] | None, text: str) -> Vector | None:
+        """The vector a write stores: the client's, else the server embedder's of ``text``."""
+        if given is not None:
+            vec = np.asarray(given, dtype=np.float32)
+        elif text and self.embedding_active:
+            assert self.embedders is not None
+            model = self.embedders.get(self.embedder_spec)
+            if model is None:
+                return None
+            vec = np.asarray(model.embed([text])[0], dtype=np.float32)
+        else:
+            return None
+        if not np.isfinite(vec).all():
+            raise InvalidInput("an embedding must hold finite numbers only")
+        self._check_dim(int(vec.shape[0]))
+        return vec
+
+    def _query_vector(self, given: Sequence[float] | None, text: str | None) -> Vector | None:
+        if given is not None:
+            vec = np.asarray(given, dtype=np.float32)
+            if self.dim is not None and vec.shape[0] != self.dim:
+                self._check_dim(int(vec.shape[0]))
+            return vec
+        if text and text.strip() and self.embedding_active and self.embedders is not None:
+                return np.asarray(self.embedders.embed_query(self.embedder_spec, text), dtype=np.float32)
+        return None
+
+    def _gone(self) -> MemorySpaceNotFound:
+        return MemorySpaceNotFound(f"memory space {self.id!r} does not exist",
+                                   details={"memory_space_id": self.id})
+
+    # -- writes -----------------------------------------------------------------------------------
+    def _row(self, item: MemoryInput, now: float,
+             memory_id: str | None = None) -> tuple[MemoryRow, Vector | None]:
+        if len(item.content) > self.settings.max_content_chars:
+            raise InvalidInput(f"content has {len(item.content)} characters; at most "
+                               f"{self.settings.max_content_chars} are allowed")
+        episode = isinstance(item, EpisodeInput)
+        row = MemoryRow(id=memory_id or item.id or uuid.uuid4().hex, content=item.content,
+                        kind="episode" if episode else "memory", confidence=float(item.confidence),
+                        created_at=now, last_access=now, activation=float(item.confidence),
+                        decay_rate=float(item.decay_rate), tags=list(item.tags),
+                        memory_type=item.memory_type.value, metadata=dict(item.metadata),
+                        expires_at=expiry_of(item, now, None))
+        fields: tuple[str | None, ...] = ()
+        if isinstance(item, EpisodeInput):
+            row.ep_when = to_epoch(item.when)
+            row.what, row.where_location, row.who = item.what, item.where_location, json.dumps(item.who)
+            row.why, row.how = item.why, item.how
+            row.emotional_valence, row.importance = item.emotional_valence, item.importance
+            row.consolidation_state = ConsolidationState.recent.value
+            row.activation = min(1.0, 0.5 * item.confidence + 0.5 * item.importance)
+            fields = (item.what, item.where_location, item.why, item.how)
+        return row, self._vector(item.embedding, embed_text(item.content, *fields))
+
+    def _receipt(self, item: MemoryInput, row: MemoryRow, lsn: int) -> StoreReceipt:
+        return StoreReceipt(memory_id=row.id, storage_confidence=confidence_from(item.confidence, DURABLE),
+                            consolidation_state=ConsolidationState.recent,
+                            observed_at=from_epoch(row.created_at),
+                            stored_at=from_epoch(self.clock()), lsn=lsn, durability="fsync",
+                            memory_space_id=self.id)
+
+    def _exists(self, memory_id: str) -> MemoryExists:
+        return MemoryExists(f"a memory with id {memory_id!r} already exists in memory space {self.id!r}",
+                            details={"memory_id": memory_id, "memory_space_id": self.id})
+
+    def remember(self, item: MemoryInput) -> StoreReceipt:
+        out = self.remember_many([item])[0]
+        if isinstance(out, EngramError):
+            raise out
+        return out
+
+    def remember_many(self, items: Sequence[MemoryInput | EngramError]
+                      ) -> builtins.list[StoreReceipt | EngramError]:
+        """Store every valid item in ONE transaction (one commit, consecutive LSNs); an invalid
+        item fails alone. A duplicate id found at commit time fails only its own item: the batch
+        is then written again without it (the first attempt rolled back, leaving no LSN used)."""
+        now = self.clock()
+        out: builtins.list[StoreReceipt | EngramError | None] = []
+        rows: builtins.list[tuple[int, MemoryInput, MemoryRow, Vector | None]] = []
+        for i, item in enumerate(items):
+            if isinstance(item, EngramError):
+                out.append(item)
+                continue
+            try:
+                row, vec = self._row(item, now)
+            except EngramError as exc:
+                out.append(exc)
+                continue
+            out.append(None)
+            rows.append((i, item, row, vec))
+        seen: set[str] = set()
+        for i, _item, row, _vec in rows:  # two items of one batch with one id: the second fails
+            if row.id in seen:
+                out[i] = self._exists(row.id)
+            seen.add(row.id)
+        todo = [r for r in rows if out[r[0]] is None]
+        while todo:
+            try:
+                lsns = self.store.remember_many(self.id, [(row, vec) for _, _, row, vec in todo])
+            except psycopg.errors.UniqueViolation:
+                if len(todo) == 1:
+                    out[todo[0][0]] = self._exists(todo[0][2].id)
+                    break
+                taken = self._taken([row.id for _, _, row, _ in todo])
+                for i, _item, row, _vec in todo:
+                    if row.id in taken:
+                        out[i] = self._exists(row.id)
+                todo = [r for r in todo if r[2].id not in taken] if taken else todo[:0]
+                if not taken:  # raced with another writer: fall back to one transaction each
+                    for r in [r for r in rows if out[r[0]] is None]:
+                        try:
+                            out[r[0]] = self._receipt(r[1], r[2], self.store.remember(self.id, r[2], r[3]))
+                        except psycopg.errors.UniqueViolation:
+                            out[r[0]] = self._exists(r[2].id)
+                continue
+            except LookupError:
+                raise self._gone() from None
+            for (i, item, row, _vec), lsn in zip(todo, lsns, strict=True):
+                out[i] = self._receipt(item, row, lsn)
+            break
+        return [o if o is not None else self._exists("?") for o in out]
+
+    def _taken(self, ids: builtins.list[str]) -> set[str]:
+        return {mid for mid in ids if self.store.get(self.id, mid) is not None}
+
+    def update(self, memory_id: str, *, put: MemoryInput | None = None,
+               patch: MemoryPatch | None = None) -> UpdateReceipt:
+        try:
+            if put is not None:
+                row, vec = self._row(put, self.clock(), memory_id)
+                done = self.store.put(self.id, row, vec)
+            else:
+                assert patch is not None
+                changes = patch.given()
+                given_vec = changes.pop("embedding", None)
+                if isinstance(changes.get("memory_type"), MemoryType):
+                    changes["memory_type"] = changes["memory_type"].value
+                text = str(changes["content"]) if "content" in changes else ""
+                if "content" in changes and len(text) > self.settings.max_content_chars:
+                    raise InvalidInput(f"content has {len(text)} characters; at most "
+                                       f"{self.settings.max_content_chars} are allowed")
+                vec = self._vector(given_vec, text) if (given_vec is not None or text) else None
+                done = self.store.patch(self.id, memory_id, changes, vec)
+        except LookupError:
+            raise self._gone() from None
+        return UpdateReceipt(memory=self.to_memory(done.memory), created=done.created, lsn=done.lsn,
+                             durability="fsync")
+
+    def forget(self, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
+        try:
+            done = self.store.forget(self.id, memory_id, mode.value)
+        except LookupError:
+            raise self._gone() from None
+        if done is None:
+            raise MemoryNotFound(f"no memory with id {memory_id!r} in memory space {self.id!r}",
+                                 details={"memory_id": memory_id, "memory_space_id": self.id})
+        lsn, removed = done
+        return ForgetReceipt(memory_id=memory_id, mode=mode, lsn=lsn, removed_associations=removed,
+                             memory_space_id=self.id)
+
+    def delete_by_filter(self, node: filters.Node, mode: ForgetMode) -> DeleteReceipt:
+        try:
+            lsn, ids = self.store.forget_matching(self.id, node, mode.value)
+        except LookupError:
+            raise self._gone() from None
+        return DeleteReceipt(count=len(ids), mode=mode, lsn=lsn, memory_space_id=self.id)
+
+    def associate(self, source_id: str, target_id: str, strength: float, bidirectional: bool) -> Association:
+        try:
+            done = self.store.associate(self.id, source_id, target_id, strength, bidirectional)
+        except LookupError:
+            raise self._gone() from None
+        return Association(source_id=source_id, target_id=target_id, strength=round(done.strength, 6),
+                           kind="explicit", lsn=done.lsn, memory_space_id=self.id, created=done.created)
+
+    def associations(self, memory_ids: Sequence[str], limit: int) -> builtins.list[Association]:
+        return [Association(source_id=e.source_id, target_id=e.target_id, strength=round(e.strength, 6),
+                            kind=e.kind, lsn=e.lsn, memory_space_id=self.id)
+                for e in self.store.edges_of(self.id, memory_ids, limit)]
+
+    # -- reads ------------------------------------------------------------------------------------
+    def to_memory(self, row: MemoryRow, embedding: Vector | None = None) -> Memory:
+        mem = Memory(
+            id=row.id, content=row.content,
+            embedding=[float(x) for x in embedding] if embedding is not None else None,
+            confidence=row.confidence, created_at=from_epoch(row.created_at),
+            last_access=from_epoch(row.last_access), access_count=row.access_count,
+            activation=round(current_activation(row.activation, row.last_access, row.decay_rate,
+                                                self.clock()), 6),
+            decay_rate=row.decay_rate, tags=list(row.tags), memory_type=MemoryType(row.memory_type),
+            metadata=dict(row.metadata), suppressed=row.suppressed, lsn=row.lsn,
+            expires_at=from_epoch(row.expires_at) if row.expires_at is not None else None)
+        if row.kind == "episode":
+            mem.when = from_epoch(row.ep_when) if row.ep_when is not None else None
+            mem.what, mem.where_location, mem.why, mem.how = row.what, row.where_location, row.why, row.how
+            mem.who = json.loads(row.who) if row.who else []
+            mem.emotional_valence, mem.importance = row.emotional_valence, row.importance
+            mem.consolidation_state = (ConsolidationState(row.consolidation_state)
+                                       if row.consolidation_state else None)
+        return mem
+
+    def get(self, memory_id: str, include_embedding: bool = True) -> Memory:
+        row = self.store.get(self.id, memory_id)
+        if row is None:
+            raise MemoryNotFound(f"no memory with id {memory_id!r} in memory space {self.id!r}",
+                                 details={"memory_id": memory_id, "memory_space_id": self.id})
+        vec = self.store.embedding(self.id, memory_id) if include_embedding else None
+        return self.to_memory(row, vec)
+
+    def list(self, cursor: str | None = None, limit: int = 50, memory_type: str | None = None,
+             include_suppressed: bool = False, filter: filters.Node | None = None) -> MemoryPage:
+        """Live memories in creation order; ``total`` counts the space's live memories.
+
+        The cursor is ``<created_at>:<n>``: continue after the first ``n`` memories created at
+        that instant (in id order), short enough for the REST cursor's 32 characters whatever
+        the ids. A batch stores its memories at one instant: forgetting one of them between two
+        pages of that batch shifts the rest by one (a memory seen twice or skipped)."""
+        at, skip = _parse_cursor(cursor) if cursor else (None, 0)
+        after = (at, "") if at is not None else None
+        run_at, run = at, 0  # the instant of the last row examined, and how many rows had it
+        page: builtins.list[tuple[MemoryRow, str]] = []
+        more = False
+        while not more:
+            rows = self.store.list_memories(self.id, after=after, limit=limit + 1 + skip, filter=filter,
+                                            include_suppressed=include_suppressed)
+            for row in rows:
+                if row.created_at == run_at:
+                    run += 1
+                else:
+                    run_at, run = row.created_at, 1
+                if skip and row.created_at == at:
+                    skip -= 1
+                    continue
+                if memory_type and row.memory_type != memory_type:
+                    continue
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append((row, f"{row.created_at!r}:{run}"))
+            if len(rows) < limit + 1 + skip or not rows:
+                break
+            after, skip = (rows[-1].created_at, rows[-1].id), 0
+        return MemoryPage(memories=[self.to_memory(r) for r, _ in page],
+                          next_cursor=page[-1][1] if more and page else None,
+                          total=self.count(), memory_space_id=self.id)
+
+    def count(self) -> int:
+        return self.store.count(self.id)
+
+    @property
+    def last_lsn(self) -> int:
+        info = self.store.space(self.id)
+        if info is None:
+            raise self._gone()
+        return info.last_lsn
+
+    def recall(self, cue: Cue) -> RecallResult:
+        """Nearest memories by vector (the cue's, or the query embedded), full-text matches of the
+        query, or both fused (``hybrid``, or whenever both signals exist): score = 0.7 x cosine
+        + 0.3 x text rank scaled to the best match. A metadata filter, tags and memory type
+        narrow the candidates. Context cues (time, place, people) and spreading activation are
+        SQLite-only so far (501)."""
+        if cue.time_start or cue.time_end or cue.location or cue.participants:
+            raise not_built("recall by time, location or participants")
+        if cue.mode is RecallMode.spreading or cue.max_hops:
+            raise not_built("recall by spreading activation")
+        node = filters.parse(cue.filter) if cue.filter else None
+        k = min(cue.max_results, self.settings.max_results_limit)
+        wide = k * 4 if (cue.tags or cue.memory_type) else k
+        vec = self._query_vector(cue.embedding, cue.query)
+        if vec is not None and self.dim is None:
+            vec = None  # no vector stored yet: nothing to be near
+        sims = dict(self.store.recall(self.id, vec, wide, node) if vec is not None else [])
+        texts: dict[str, float] = {}
+        if cue.query and cue.query.strip():
+            texts = dict(self.store.search_text(self.id, cue.query, wide * (4 if node else 1)))
+        if cue.embedding is None and not (cue.query and cue.query.strip()):  # filter / tags only
+            listed = self.store.list_memories(self.id, limit=wide, filter=node)
+            candidates = {r.id: r for r in listed}
+        else:
+            candidates = self.rows(list(dict.fromkeys([*sims, *texts])))
+        best_text = max(texts.values(), default=0.0) or 1.0
+        items: builtins.list[RecallItem] = []
+        for mid, row in candidates.items():
+            if row.suppressed or (cue.memory_type and row.memory_type != cue.memory_type.value):
+                continue
+            if cue.tags and not set(cue.tags) & set(row.tags):
+                continue
+            if node is not None and not filters.evaluate(node, row.metadata):
+                continue
+            sim, text = sims.get(mid, 0.0), texts.get(mid, 0.0) / best_text
+            if sims and texts:
+                score, source = 0.7 * sim + 0.3 * text, "similarity" if sim else "text"
+            elif sims:
+                score, source = sim, "similarity"
+            elif texts:
+                score, source = text, "text"
+            else:
+                score, source = 1.0, "context"
+            if score < cue.threshold:
+                continue
+            items.append(RecallItem(memory=self.to_memory(row), score=round(score, 6),
+                                    similarity=round(sim, 6), text_score=round(text, 6),
+                                    confidence=confidence_from(row.confidence, source),
+                                    source=source, signals={"vector": round(sim, 6), "text": round(text, 6),
+                                                            "fused": round(score, 6)}))
+        items.sort(key=lambda it: (-it.score, it.memory.id))
+        items = items[:k]
+        top = items[0].score if items else 0.0
+        return RecallResult(
+            memories=RecallBuckets(vivid=items),
+            recall_confidence=confidence_from(top, f"best match scored {top:.3f}" if items
+                                              else "nothing matched"),
+            confidence_interval=ConfidenceInterval(lower=round(max(0.0, top - 0.1), 6), point=round(top, 6),
+                                                   upper=round(min(1.0, top + 0.1), 6)),
+            metadata={"backend": BACKEND, "candidates": len(candidates), "exact_vector_scan": True},
+            memory_space_id=self.id, results=items)
+
+    def rows(self, ids: Sequence[str]) -> dict[str, MemoryRow]:
+        out: dict[str, MemoryRow] = {}
+        for mid in ids:
+            row = self.store.get(self.id, mid)
+            if row is not None:
+                out[mid] = row
+        return out
+
+    def replay_source(self) -> PgLogReader:
+        return PgLogReader(self)
+
+    def close(self, reason: str = "space closed") -> None:
+        self.closed = True
+        self.events.close_all(reason)
+
+
+def _parse_cursor(cursor: str) -> tuple[float, int]:
+    at_text, sep, n_text = cursor.partition(":")
+    try:
+        at, n = float(at_text), int(n_text)
+    except ValueError:
+        at, n = math.nan, -1
+    if not sep or not math.isfinite(at) or n < 0:
+        raise InvalidInput(f"cursor {cursor[:40]!r} is not a cursor this server issued",
+                           suggestion="Pass the next_cursor value from the previous page.")
+    return at, n
+
+
+class PgLogReader:
+    """A space's rows of ``engram.events`` as a ``core.events.ReplaySource`` (resumed streams)."""
+
+    def __init__(self, space: PostgresSpace) -> None:
+        self.space = space
+
+    def read(self, after: Position, types: frozenset[str] | None
+             ) -> tuple[builtins.list[Logged], Position, Position]:
+        store, sid = self.space.store, self.space.id
+        trimmed = store.trimmed_upto(sid)
+        rows = store.events_after(sid, after, REPLAY_CHUNK)
+        last = (rows[-1].lsn, rows[-1].seq) if rows else after
+        wanted = [Logged(e.type, e.lsn, e.seq, e.data, e.ts) for e in rows
+                  if types is None or e.type in types]
+        return wanted, last, trimmed
+
+    def bounds(self) -> tuple[int, int]:
+        trimmed = self.space.store.trimmed_upto(self.space.id)
+        return trimmed[0] + 1 if trimmed[0] else 1, self.space.last_lsn
+
+    def check(self, after: Position) -> None:
+        last = self.space.last_lsn
+        if after[0] > last:
+            raise InvalidInput(
+                f"the resume point LSN {after[0]} is beyond the last LSN of memory space "
+                f"{self.space.id!r} ({last}): it comes from another incarnation of this space",
+                suggestion="Reconnect without Last-Event-ID / since_lsn for live events, or with since_lsn=0 "
+                           "to replay what the log holds.")
+
+
+if TYPE_CHECKING:
+    _pg: type[SpaceBackend] = PostgresSpace

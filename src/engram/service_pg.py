@@ -1,0 +1,353 @@
+"""``PostgresService``: the service of a server whose spaces live in PostgreSQL (SPEC §13).
+
+The same operations as :class:`EngramService`, so REST and gRPC are unaware of the backend; the
+registry is the database's space directory (``spaces.pg_registry``), spaces are
+``core.postgres.space.PostgresSpace`` handles, and stream events come from the events table
+through this server's feed (``core.postgres.feed``), so any number of servers on one database
+serve the same spaces.
+
+Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
+PUT / PATCH / forget / delete by filter, recall (vector, text, hybrid, metadata filter, tags,
+memory type), associate and associations, SSE and gRPC streams (resumable). Everything else
+(cognition, backup and restore, re-embedding, quotas) answers ``NotBuiltYet`` (501) naming the
+backend: never a 500.
+
+Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
+the exception is :meth:`subscribe`, which transports call synchronously when a stream opens
+(two primary-key reads). A database that cannot be reached mid-request is
+``StorageUnavailable`` (503, retriable), not a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, NoReturn, TypeVar, cast
+
+import psycopg
+import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .auth.keys import Principal
+from .cognition.api import SpaceCognition
+from .core.events import Subscription
+from .core.models import (
+    MAX_BATCH_ITEMS,
+    AssociateInput,
+    Association,
+    BatchOutcome,
+    Cue,
+    DeleteByFilter,
+    DeleteReceipt,
+    EmbedderChoice,
+    EpisodeInput,
+    ForgetMode,
+    ForgetReceipt,
+    Memory,
+    MemoryInput,
+    MemoryPage,
+    MemoryPatch,
+    RecallResult,
+    ReembedStatus,
+    StoredItem,
+    StoreReceipt,
+    UpdateReceipt,
+)
+from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
+from .core.postgres.feed import EventFeed
+from .core.postgres.schema import applied_versions
+from .core.postgres.space import PostgresSpace, not_built
+from .errors import EngramError, InvalidInput, MemorySpaceConflict, StorageError, StorageUnavailable
+from .observability import Metrics, Tracing
+from .service import BackendRefused, EngramService, disk_status, parse_filter
+from .settings import Settings
+from .spaces import backup
+from .spaces.pg_registry import PgRegistry
+from .spaces.registry import SpaceRegistry
+from .storage.eventlog import LAST_SEQ
+from .types import Clock, system_clock
+
+log = logging.getLogger("engram.service.pg")
+
+T = TypeVar("T")
+
+
+def redacted(dsn: str) -> str:
+    """``dsn`` without its password (for messages and logs)."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<a DSN that does not parse>"
+    if "password" in parts:
+        parts["password"] = "***"
+    return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})
+
+
+def _hide(text: str, dsn: str) -> str:
+    try:
+        secret = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        return text
+    return text.replace(str(secret), "***") if secret else text
+
+
+def open_database(settings: Settings, clock: Clock = system_clock) -> PostgresDatabase:
+    """The pool of this server, after checking the schema (migrating it when this role may)."""
+    dsn = settings.postgres_dsn
+    if not dsn:
+        raise BackendRefused('backend = "postgres" needs postgres_dsn (the database to serve spaces '
+                             "from): set ENGRAM_POSTGRES_DSN, or postgres_dsn in the config file, e.g. "
+                             "postgresql://engram_app@db.example:5432/engram")
+    try:
+        # One plain connection first: its error says why (refused, bad password, no such
+        # database), where the pool would only say that it timed out.
+        psycopg.connect(dsn, connect_timeout=10).close()
+        db = PostgresDatabase(dsn, min_size=1, max_size=settings.postgres_pool_size, timeout=10.0)
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        raise BackendRefused(f"cannot connect to PostgreSQL at {redacted(dsn)}: "
+                             f"{' '.join(_hide(str(exc), dsn).split()).rstrip('.?') or type(exc).__name__}. "
+                             "Check that the database "
+                             "is running and reachable, and the user, password and database name.") from None
+    try:
+        with db.pool.connection() as conn:
+            have = applied_versions(conn)
+            if max(have, default=0) > latest_version():
+                raise SchemaTooNew(f"the database has Engram schema version {max(have)}; this Engram "
+                                   f"knows up to {latest_version()}: upgrade Engram before starting it "
+                                   "on this database")
+            if max(have, default=0) < latest_version():
+                try:
+                    migrate(conn)
+                except psycopg.errors.InsufficientPrivilege:
+                    raise BackendRefused(
+                        f"the database schema is at version {max(have, default=0)} and this server needs "
+                        f"{latest_version()}, and the role it connects as may not migrate it: run the "
+                        "migrations as the schema owner (engram.core.postgres.migrate), then start again"
+                    ) from None
+    except SchemaTooNew as exc:
+        db.close()
+        raise BackendRefused(str(exc)) from None
+    except BackendRefused:
+        db.close()
+        raise
+    except psycopg.Error as exc:
+        db.close()
+        raise BackendRefused(f"PostgreSQL at {redacted(dsn)} refused the schema check: "
+                             f"{_hide(str(exc), dsn)}") from None
+    return db
+
+
+def _translate(exc: BaseException) -> NoReturn:
+    """A database failure as the error envelope: unreachable is 503 (retry), anything else 500."""
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        raise StorageUnavailable(f"PostgreSQL is unreachable or overloaded: {type(exc).__name__}",
+                                 suggestion="Retry shortly; check the database if it persists.") from exc
+    raise StorageError(f"PostgreSQL failed: {type(exc).__name__}") from exc
+
+
+class PostgresService(EngramService):
+    def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Metrics | None = None,
+                 tracing: Tracing | None = None) -> None:
+        self.db = open_database(settings, clock)
+        try:
+            # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
+            self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
+            super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
+            self.feed = EventFeed(settings.postgres_dsn)
+            if settings.max_memories or settings.max_space_bytes:
+                log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
+                            "yet (docs/scale-out.md)")
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open_registry(self) -> SpaceRegistry:
+        self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
+                                 descriptors=self.descriptors)
+        # The base service calls the registry methods PgRegistry shares with SpaceRegistry
+        # (create, describe, list, delete, exists, known_ids, loaded, housekeeping) only.
+        return cast(SpaceRegistry, self.spaces)
+
+    async def _db(self, fn: Callable[[], T]) -> T:
+        """``fn`` (blocking database work) in a worker thread; database failures translated."""
+        try:
+            return await asyncio.to_thread(fn)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            _translate(exc)
+
+    def space(self, space_id: str) -> PostgresSpace:  # type: ignore[override]
+        return self.spaces.get(space_id)
+
+    async def _pg_space(self, space_id: str) -> PostgresSpace:
+        return await self._db(lambda: self.spaces.get(space_id))
+
+    async def _space(self, space_id: str) -> Any:
+        return await self._pg_space(space_id)
+
+    # -- spaces ------------------------------------------------------------------------------------
+    async def create_space(self, space_id: str, dimension: int | None = None,
+                           embedder: EmbedderChoice | None = None, *, actor: Principal | None = None,
+                           peer: str = "-", default_ttl_seconds: float | None = None) -> Any:
+        try:
+            return await super().create_space(space_id, dimension, embedder, actor=actor, peer=peer,
+                                              default_ttl_seconds=default_ttl_seconds)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            _translate(exc)
+
+    async def backup_space(self, space_id: str) -> backup.SpaceBackup:
+        raise not_built("backup")
+
+    def check_restore(self, space_id: str, replace: bool) -> None:
+        raise not_built("restore")
+
+    async def reembed(self, space_id: str, embedder: EmbedderChoice | None = None) -> ReembedStatus:
+        raise not_built("re-embedding")
+
+    async def reembed_status(self, space_id: str) -> ReembedStatus:
+        raise not_built("re-embedding")
+
+    # -- memories ----------------------------------------------------------------------------------
+    async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.remember(item))
+
+    async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
+        return await self.remember(space_id, item)
+
+    async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError], *,
+                             receipts: bool = True) -> BatchOutcome:
+        """One transaction for the valid items (SPEC §11 "Batch"); an invalid item fails alone."""
+        if not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise InvalidInput(f"a batch holds 1 to {MAX_BATCH_ITEMS} memories, got {len(items)}",
+                               suggestion=f"Split the memories into batches of at most {MAX_BATCH_ITEMS}.")
+        checked: list[MemoryInput | EngramError] = []
+        for item in items:
+            if isinstance(item, MemoryInput) and item.memory_space_id not in (None, "", space_id):
+                item = MemorySpaceConflict(
+                    f"this item names memory space {item.memory_space_id!r}; the batch goes to {space_id!r}",
+                    suggestion="Omit memory_space_id from batch items, or send the batch's own space.")
+            checked.append(item)
+        space = await self._pg_space(space_id)
+        done = await self._db(lambda: space.remember_many(checked))
+        results: list[Any] = [StoredItem(r.memory_id, r.lsn) if not receipts and isinstance(r, StoreReceipt)
+                              else r for r in done]
+        stored = sum(1 for r in results if isinstance(r, StoreReceipt | StoredItem))
+        return BatchOutcome(results=results, stored=stored, durability="fsync", memory_space_id=space_id)
+
+    async def update_memory(self, space_id: str, memory_id: str, *, put: MemoryInput | None = None,
+                            patch: MemoryPatch | None = None) -> UpdateReceipt:
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.update(memory_id, put=put, patch=patch))
+
+    async def recall(self, space_id: str, cue: Cue) -> RecallResult:
+        with self.tracing.engine_span("engram.recall", space_id):
+            space = await self._pg_space(space_id)
+            return await self._db(lambda: space.recall(cue))
+
+    async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.get(memory_id, include_embedding))
+
+    async def list_memories(self, space_id: str, cursor: str | None = None, limit: int | None = None,
+                            memory_type: str | None = None, include_suppressed: bool = False,
+                            filter: dict[str, Any] | str | None = None) -> MemoryPage:
+        n = self.page_size(limit, 50)
+        node = parse_filter(filter)
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.list(cursor, n, memory_type, include_suppressed, node))
+
+    async def delete_memories(self, space_id: str, request: DeleteByFilter) -> DeleteReceipt:
+        node = parse_filter(request.filter)
+        assert node is not None  # DeleteByFilter refuses an empty filter
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.delete_by_filter(node, request.mode))
+
+    async def forget(self, space_id: str, memory_id: str,
+                     mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.forget(memory_id, mode))
+
+    async def associate(self, space_id: str, item: AssociateInput) -> Association:
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.associate(item.source_id, item.target_id, item.strength,
+                                                      item.bidirectional))
+
+    async def associations(self, space_id: str, memory_ids: list[str], limit: int) -> list[Association]:
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: space.associations(memory_ids, limit))
+
+    # -- events --------------------------------------------------------------------------------------
+    def subscribe(self, space_id: str, types: Iterable[str] | None = None,
+                  depth: int | None = None, client: str = "local",
+                  since: tuple[int, int] | None = None) -> Subscription:
+        """A subscription fed from the events table (every server's writes, in LSN order)."""
+        if self.shutting_down:
+            from .errors import ShuttingDown
+
+            raise ShuttingDown("the server is shutting down and accepts no new streams")
+        try:
+            space = self.spaces.get(space_id)
+            source = space.replay_source() if since is not None else None
+            if source is not None and since is not None:
+                source.check(since)
+            release = self.streams.admit(space_id, client)
+            try:
+                sub = space.events.subscribe(types, depth, on_close=release)
+                self.feed.watch(space, (space.last_lsn, LAST_SEQ))
+            except BaseException:
+                release()
+                raise
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            _translate(exc)
+        if source is not None and since is not None:
+            sub.resume_from(since, source)
+        return sub
+
+    # -- not built on PostgreSQL yet (501, naming the backend) -----------------------------------------
+    def cognition(self, space_id: str) -> SpaceCognition:
+        raise not_built("cognition (recognize, reminisce, consolidate, beliefs, complete, introspect)")
+
+    async def _read(self, space_id: str, fn: Callable[[Any], T], *, long: bool = False) -> T:
+        raise not_built("this operation")
+
+    async def _cog(self, space_id: str, fn: Callable[[SpaceCognition], T], *, long: bool = False) -> T:
+        await self._pg_space(space_id)  # an unknown space is still a 404
+        raise not_built("cognition (recognize, reminisce, consolidate, beliefs, complete, introspect)")
+
+    async def dream(self, space_id: str, item: Any) -> AsyncIterator[Any]:
+        await self._pg_space(space_id)
+        if space_id:  # always: the yield below only makes this an async generator, like the base
+            raise not_built("dreaming (streamed consolidation)")
+        yield None
+
+    # -- health and lifecycle ------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        def collect() -> dict[str, Any]:
+            try:
+                total = len(self.pg.list_spaces())
+                reachable, error = True, None
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                total, reachable, error = 0, False, type(exc).__name__
+            disk = disk_status(self.settings.data_dir, self.settings.disk_min_free_bytes)
+            if not reachable:
+                log.warning("health: PostgreSQL at %s is unreachable (%s)", redacted(self.db.dsn), error)
+            return {"status": "ok" if reachable and not disk["full"] else "degraded", "backend": "postgres",
+                    "database": {"reachable": reachable, "error": error, "dsn": redacted(self.db.dsn)},
+                    "spaces_total": total, "spaces_loaded": 0, "spaces": [], "degraded_spaces": [],
+                    "unhealthy_space_ids": [], "disk": disk, "open_files": self.spaces.budget.describe(),
+                    "shutting_down": self.shutting_down}
+
+        return await asyncio.to_thread(collect)
+
+    def begin_shutdown(self) -> None:
+        self.shutting_down = True
+        self.spaces.close()
+
+    def close(self) -> None:
+        self.shutting_down = True
+        self.feed.close()
+        self.spaces.close()
+        self.db.close()
+        self.embedders.close()
+        self.auth.close()

@@ -1,0 +1,175 @@
+"""The spaces of a PostgreSQL deployment: listed, created and deleted in the database (SPEC §13).
+
+The SQLite registry (registry.py) knows its spaces from the directories under ``data_dir``;
+here the ``engram.spaces`` table is the directory, shared by every server on the database. So a
+space created through one server is listed, described and served by every other at once, and a
+space deleted through one is a 404 on every other from the next request: :meth:`get` asks the
+database whether the space exists on each call (one primary-key read) rather than trusting a
+handle cached by this server.
+
+Handles (``PostgresSpace``) hold no data, only the space's event bus on this server and its
+dimension, so nothing needs unloading; the SQLite registry's housekeeping (heal, trim, idle
+unload) is a no-op here and expiry is swept per handle in use.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import threading
+from collections.abc import Collection
+from datetime import UTC, datetime
+
+from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.postgres.space import PostgresSpace, not_built
+from ..core.postgres.store import PostgresStore
+from ..descriptors import DescriptorBudget
+from ..embedding import Embedders
+from ..errors import InvalidInput, MemorySpaceNotFound
+from ..settings import Settings
+from ..types import Clock, system_clock
+from .budget import SpaceBudget
+from .ids import MemorySpaceId
+
+log = logging.getLogger("engram.spaces.pg")
+
+
+class PgRegistry:
+    """The registry API the service uses, over the database's space directory."""
+
+    def __init__(self, settings: Settings, store: PostgresStore, clock: Clock = system_clock, *,
+                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None) -> None:
+        self.settings = settings
+        # Open files: nothing per space here, but /health reports the process's limits the same way.
+        self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces,
+                                         descriptors or DescriptorBudget.from_settings(settings))
+        self.store = store
+        self.clock = clock
+        self.embedders = embedders
+        self._handles: dict[str, PostgresSpace] = {}
+        self._lock = threading.Lock()
+        for sid in (settings.default_space, *settings.bootstrap_spaces):
+            self.create(sid)
+
+    # -- the directory -------------------------------------------------------------------------
+    def exists(self, space_id: str) -> bool:
+        return self.store.space(space_id) is not None
+
+    def known_ids(self) -> builtins.list[str]:
+        return self.store.list_spaces()
+
+    def create(self, space_id: str, dimension: int | None = None, embedder: EmbedderChoice | None = None,
+               default_ttl_seconds: float | None = None) -> tuple[PostgresSpace, bool]:
+        sid = MemorySpaceId(space_id)
+        if default_ttl_seconds is not None:
+            raise not_built("a space default TTL (default_ttl_seconds)")
+        if embedder is not None and self.embedders is not None and embedder.provider not in (
+                "none", self.embedders.default_spec().provider):
+            raise not_built(f"a per-space embedder ({embedder.provider!r}; this server embeds with "
+                            f"{self.embedders.default_spec().provider!r})")
+        if dimension is not None and not 1 <= dimension <= self.settings.max_embedding_dim:
+            raise InvalidInput(f"dimension must be between 1 and {self.settings.max_embedding_dim}, "
+                               f"got {dimension}")
+        created = self.store.create_space(sid, dimension, self.clock())
+        if created:
+            log.info("space created", extra={"memory_space": sid})
+        return self.get(sid), created
+
+    def get(self, space_id: str) -> PostgresSpace:
+        """This server's handle of ``space_id``, if the database has the space (checked each call)."""
+        sid = MemorySpaceId(space_id)
+        info = self.store.space(sid)
+        with self._lock:
+            handle = self._handles.get(sid)
+            if info is None:
+                if handle is not None:
+                    del self._handles[sid]
+            elif handle is None or (handle.dim is not None and handle.dim != info.dimension):
+                # new here, or deleted and created again elsewhere with another dimension
+                handle = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
+                                       embedders=self.embedders)
+                self._handles[sid] = handle
+            elif handle.dim is None:
+                handle.dim = info.dimension
+        if info is None:
+            if handle is not None:
+                handle.close("memory space deleted")
+            raise _not_found(sid)
+        assert handle is not None
+        return handle
+
+    def loaded_handle(self, space_id: str) -> PostgresSpace | None:
+        return None  # always ask the database (get): another server may have deleted it
+
+    def loaded(self) -> builtins.list[PostgresSpace]:
+        return []  # nothing is loaded: the health page lists no per-space files here
+
+    def describe(self, space_id: str, with_stats: bool = False) -> SpaceDescriptor:
+        sid = MemorySpaceId(space_id)
+        info = self.store.space(sid)
+        if info is None:
+            raise _not_found(sid)
+        spec = self.embedders.default_spec() if self.embedders is not None else None
+        return SpaceDescriptor(
+            id=sid, created_at=datetime.fromtimestamp(info.created_at, tz=UTC),
+            memory_count=self.store.count(sid), dimension=info.dimension, last_lsn=info.last_lsn, loaded=True,
+            embedder=EmbedderInfo(provider=spec.provider, model=spec.model, dimension=info.dimension)
+            if spec is not None else None)
+
+    def list(self, cursor: str | None = None, limit: int = 100, *,
+             only: Collection[str] | None = None) -> SpacePage:
+        ids = self.known_ids()
+        if only is not None:
+            ids = [i for i in ids if i in only]
+        if cursor:
+            ids = [i for i in ids if i > cursor]
+        page = ids[:limit]
+        described = []
+        for sid in page:
+            try:
+                described.append(self.describe(sid))
+            except MemorySpaceNotFound:
+                continue  # deleted by another server since the listing
+        return SpacePage(spaces=described, next_cursor=page[-1] if len(ids) > limit and page else None)
+
+    def delete(self, space_id: str) -> SpaceDeletion:
+        sid = MemorySpaceId(space_id)
+        count = self.store.count(sid)
+        if not self.store.delete_space(sid):
+            raise _not_found(sid)
+        with self._lock:
+            handle = self._handles.pop(sid, None)
+        if handle is not None:
+            handle.close("memory space deleted")
+        log.info("space deleted", extra={"memory_space": sid, "memories": count})
+        return SpaceDeletion(id=sid, deleted=True, memories_removed=count, bytes_removed=0, files_removed=0)
+
+    # -- housekeeping (the server's maintenance loop) -----------------------------------------------
+    def sweep_expired(self) -> int:
+        with self._lock:
+            handles = list(self._handles.values())
+        swept = 0
+        for h in handles:  # and the event log kept to its retention (eventlog.trim on SQLite)
+            swept += self.store.sweep_expired(h.id, self.settings.expiry_sweep_batch)
+            self.store.trim_events(h.id, self.settings.event_log_max_events)
+        return swept
+
+    def heal_due(self) -> builtins.list[str]:
+        return []
+
+    def trim(self) -> int:
+        return 0
+
+    def unload_idle(self, idle_seconds: float | None = None) -> builtins.list[str]:
+        return []
+
+    def close(self) -> None:
+        with self._lock:
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for handle in handles:
+            handle.close("server shutting down")
+
+
+def _not_found(sid: str) -> MemorySpaceNotFound:
+    return MemorySpaceNotFound(f"memory space {sid!r} does not exist", details={"memory_space_id": sid})
