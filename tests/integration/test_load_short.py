@@ -4,8 +4,9 @@ growth of server RSS / file descriptors / threads.
 The default tier's run is sized by work, not time: 4,000 requests (12 workers, REST and gRPC,
 every operation kind, an SSE and a gRPC stream per space; the old 10 s run made ~3,700 at load
 ~4), the server sampled every 250 completed requests (17 samples; the growth check compares the
-last third of them with the middle third). It runs in the background from the tier's first test (tests/conftest.py) and is checked last. ``-m slow`` runs
-``ENGRAM_LOAD_SECONDS`` (default 60) of load sampled every second.
+last third of them with the middle third). It runs in the background from the tier's first test
+(tests/conftest.py) and is checked last. ``-m slow`` runs ``ENGRAM_LOAD_SECONDS`` (default 60) of
+load sampled every second.
 """
 
 from __future__ import annotations

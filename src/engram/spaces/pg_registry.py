@@ -30,6 +30,7 @@ from ..settings import Settings
 from ..types import Clock, system_clock
 from .budget import SpaceBudget
 from .ids import MemorySpaceId
+from .registry import page_of_ids
 
 log = logging.getLogger("engram.spaces.pg")
 
@@ -118,19 +119,14 @@ class PgRegistry:
 
     def list(self, cursor: str | None = None, limit: int = 100, *,
              only: Collection[str] | None = None) -> SpacePage:
-        ids = self.known_ids()
-        if only is not None:
-            ids = [i for i in ids if i in only]
-        if cursor:
-            ids = [i for i in ids if i > cursor]
-        page = ids[:limit]
+        page, next_cursor = page_of_ids(self.known_ids(), cursor, limit, only)
         described = []
         for sid in page:
             try:
                 described.append(self.describe(sid))
             except MemorySpaceNotFound:
                 continue  # deleted by another server since the listing
-        return SpacePage(spaces=described, next_cursor=page[-1] if len(ids) > limit and page else None)
+        return SpacePage(spaces=described, next_cursor=next_cursor)
 
     def delete(self, space_id: str) -> SpaceDeletion:
         sid = MemorySpaceId(space_id)

@@ -71,6 +71,18 @@ log = logging.getLogger("engram.registry")
 MARKER = "space.json"
 
 
+def page_of_ids(ids: list[str], cursor: str | None, limit: int,
+                only: Collection[str] | None) -> tuple[list[str], str | None]:
+    """One page of sorted space ids after ``cursor`` (``only``: just these ids) and the next
+    page's cursor (None on the last page). Both registries page this way."""
+    if only is not None:
+        ids = [i for i in ids if i in only]
+    if cursor:
+        ids = [i for i in ids if i > cursor]
+    page = ids[:limit]
+    return page, (page[-1] if len(ids) > limit and page else None)
+
+
 class SpaceRegistry:
     def __init__(self, settings: Settings, clock: Clock = system_clock, *,
                  embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None) -> None:
@@ -367,16 +379,8 @@ class SpaceRegistry:
              only: Collection[str] | None = None) -> SpacePage:
         """A page of spaces sorted by id (``only``: just these ids, the spaces of an API key). The
         page size was checked by the service (EngramService.page_size)."""
-        ids = self.known_ids()
-        if only is not None:
-            ids = [i for i in ids if i in only]
-        if cursor:
-            ids = [i for i in ids if i > cursor]
-        page = ids[:limit]
-        return SpacePage(
-            spaces=[self.describe(i) for i in page],
-            next_cursor=page[-1] if len(ids) > limit and page else None,
-        )
+        page, next_cursor = page_of_ids(self.known_ids(), cursor, limit, only)
+        return SpacePage(spaces=[self.describe(i) for i in page], next_cursor=next_cursor)
 
     # -- restore (see spaces.backup) ------------------------------------------------
     @staticmethod
