@@ -1,10 +1,11 @@
 """PostgreSQL + pgvector storage for Engram spaces (SPEC §13; issue 17, first milestone).
 
-Needs the ``postgres`` extra (psycopg, psycopg-pool, pgvector). Not wired into the server yet:
-``backend = "postgres"`` is a later milestone; today this package is the schema, its
-migrations, the space-scoped connection layer, the store operations of a space (store.py),
-metadata filters in SQL (filters.py) and the LISTEN side of write notifications (listener.py).
-docs/scale-out.md describes deployment.
+Needs the ``postgres`` extra (psycopg, psycopg-pool, pgvector). The schema, its migrations, the
+space-scoped connection layer, the store operations of a space (store.py), metadata filters in
+SQL (filters.py), the LISTEN side of write notifications (listener.py), a space served from the
+database (space.py) and each server's event feed (feed.py). A server uses them with
+``backend = "postgres"`` (``service_pg.PostgresService``, ``spaces.pg_registry``);
+docs/scale-out.md describes deployment and what is not built on PostgreSQL yet.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ and the edges of memories; expiry (every read hides expired memories; a batched 
 reusing an expired id takes it first); get, list, count, recall by vector (top-k) and full-text
 search, with metadata filters (filters.py); the event log read after a position, trimmed to a
 retention count, and a NOTIFY per committed write that wakes other servers (listener.py).
-Not wired into the server yet: ``core.space`` still drives the SQLite store, and nothing here
-knows of embedders, decay or cognition beyond explicit associations.
+``space.PostgresSpace`` drives it for a server with ``backend = "postgres"``; nothing here knows
+of embedders, decay or cognition beyond explicit associations.
 
 Every write takes its LSN from the space's counter row inside its own transaction
 (``queries.NEXT_LSN``): acknowledged writes of one space have LSNs 1, 2, 3... with no gaps, in
