@@ -28,6 +28,7 @@ import numpy as np
 import psycopg
 
 from ...errors import (
+    DimensionMismatch,
     EngramError,
     InvalidInput,
     MemoryExists,
@@ -123,9 +124,10 @@ class PostgresSpace:
             if self.dim is None:
                 raise self._gone()
         if n != self.dim:
-            raise InvalidInput(f"embedding has {n} dimensions; memory space {self.id!r} holds {self.dim}",
-                               suggestion="Send vectors of the space's dimension, or use another space.",
-                               details={"memory_space_id": self.id, "expected": self.dim, "got": n})
+            # the code, message and details SQLite's vector index gives (tests/postgres/test_differential.py)
+            raise DimensionMismatch(f"embedding has {n} dimensions; this memory space expects {self.dim}",
+                                    details={"expected": self.dim, "received": n},
+                                    example=f"an embedding list of exactly {self.dim} floats")
 
     def _vector(self, given: Sequence[float] | None, text: str) -> Vector | None:
         """The vector a write stores: the client's, else the server embedder's of ``text``."""
