@@ -245,6 +245,8 @@ class PostgresSpace:
                         except psycopg.errors.UniqueViolation:
                             out[r[0]] = self._exists(r[2].id)
                 continue
+            except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
+                raise
             except LookupError:
                 raise self._gone() from None
             for (i, item, row, _vec), lsn in zip(todo, lsns, strict=True):
@@ -273,6 +275,8 @@ class PostgresSpace:
                                        f"{self.settings.max_content_chars} are allowed")
                 vec = self._vector(given_vec, text) if (given_vec is not None or text) else None
                 done = self.store.patch(self.id, memory_id, changes, vec)
+        except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
+            raise
         except LookupError:
             raise self._gone() from None
         return UpdateReceipt(memory=self.to_memory(done.memory), created=done.created, lsn=done.lsn,
@@ -281,6 +285,8 @@ class PostgresSpace:
     def forget(self, memory_id: str, mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
         try:
             done = self.store.forget(self.id, memory_id, mode.value)
+        except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
+            raise
         except LookupError:
             raise self._gone() from None
         if done is None:
@@ -293,6 +299,8 @@ class PostgresSpace:
     def delete_by_filter(self, node: filters.Node, mode: ForgetMode) -> DeleteReceipt:
         try:
             lsn, ids = self.store.forget_matching(self.id, node, mode.value)
+        except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
+            raise
         except LookupError:
             raise self._gone() from None
         return DeleteReceipt(count=len(ids), mode=mode, lsn=lsn, memory_space_id=self.id)
@@ -300,6 +308,8 @@ class PostgresSpace:
     def associate(self, source_id: str, target_id: str, strength: float, bidirectional: bool) -> Association:
         try:
             done = self.store.associate(self.id, source_id, target_id, strength, bidirectional)
+        except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
+            raise
         except LookupError:
             raise self._gone() from None
         return Association(source_id=source_id, target_id=target_id, strength=round(done.strength, 6),
