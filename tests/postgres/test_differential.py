@@ -10,7 +10,8 @@ PostgreSQL A = PostgreSQL B, and SQLite = PostgreSQL.
 Covered: receipts (id, lsn), batch (one invalid item), episode, get, list pages (order and the
 cursor walk, with and without suppressed memories), PUT (create, replace), PATCH, forget (suppress,
 delete), delete by metadata filter (counts), associate and associations, recall by embedding with
-``rank: "similarity"`` (ids and order; the ``similarity`` within 1e-3), metadata-filtered and
+``rank: "similarity"`` (ids and order; the ``similarity`` within 1e-3: PostgreSQL keeps vectors
+as ``halfvec``, the two differ by ~1e-5 here), metadata-filtered and
 tag-filtered recall, a few gRPC reads, and errors (404 and 400 bodies' codes) for bad operations.
 
 Normalisation: wall-clock fields are dropped; generated memory ids become ``m#n`` in the order a
