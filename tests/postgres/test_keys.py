@@ -39,7 +39,8 @@ def dsn(pg: PgCluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
+def servers(dsn: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
     a = start_pg_server(tmp_path_factory.mktemp("a"), dsn, auth="required")
     try:
         b = start_pg_server(tmp_path_factory.mktemp("b"), dsn, auth="required")  # after A: A's admin exists
@@ -118,7 +119,8 @@ def test_a_key_made_on_one_server_works_on_the_other_and_revocation_reaches_both
     token = made["key"]
     # Made on A a moment ago, used on B at once (an unknown token is looked up before a 401).
     r = httpx.post(b.http_url + "/api/v1/memories/remember",
-                   json={"content": "kept", "embedding": [1, 0, 0, 0]}, headers=_bearer(token, sid), timeout=30)
+                   json={"content": "kept", "embedding": [1, 0, 0, 0]}, headers=_bearer(token, sid),
+                   timeout=30)
     assert r.status_code == 201, r.text
     assert _list_status(a, token, sid) == 200
     with httpx.Client(base_url=a.http_url, timeout=10) as http, \
@@ -155,7 +157,8 @@ def test_a_key_of_one_space_reads_no_other_space_on_either_server(
         write = httpx.post(srv.http_url + "/api/v1/memories/remember", json={"content": "no"},
                            headers=_bearer(reader, x), timeout=30)
         assert write.status_code == 403
-        assert httpx.get(srv.http_url + "/api/v1/keys", headers=_bearer(reader), timeout=30).status_code == 403
+        keys = httpx.get(srv.http_url + "/api/v1/keys", headers=_bearer(reader), timeout=30)
+        assert keys.status_code == 403
 
 
 def test_only_token_hashes_are_stored(servers: tuple[EngramProcess, EngramProcess], dsn: str) -> None:
