@@ -161,6 +161,8 @@ class PostgresService(EngramService):
                 log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
                             "yet (docs/scale-out.md)")
         except BaseException:
+            if getattr(self, "auth", None) is not None:
+                self.auth.close()  # the key poller
             self.db.close()
             raise
 
