@@ -13,16 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
 
+from engram.api.grpc.gen import service_pb2 as spb
+from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
 from engram.cli.main import cli
 from engram.testing.harness import EngramProcess
 
@@ -143,6 +148,38 @@ def test_a_key_made_on_one_server_works_on_the_other_and_revocation_reaches_both
     assert waited < REVOKE_BOUND
     body = httpx.get(a.http_url + "/api/v1/memories", headers=_bearer(token, sid), timeout=30).json()
     assert body["error"]["code"] == "UNAUTHENTICATED" and "revoked" in body["error"]["message"]
+
+
+def test_an_open_grpc_stream_ends_when_its_key_is_revoked_on_the_other_server(
+        servers: tuple[EngramProcess, EngramProcess]) -> None:
+    a, b = servers
+    admin = _admin(a)
+    sid = _space(a, admin)
+    made = _key(a, admin, "reader", [sid])
+    got: queue.Queue[object] = queue.Queue()
+    with grpc.insecure_channel(b.grpc_target) as channel:
+        stream = spb_grpc.EngramServiceStub(channel).Stream(
+            spb.StreamRequest(memory_space_id=sid), timeout=30,
+            metadata=(("authorization", f"Bearer {made['key']}"),))
+
+        def read() -> None:
+            try:
+                for _ in stream:
+                    pass
+                got.put("ended OK")
+            except grpc.RpcError as err:
+                got.put(err)
+
+        threading.Thread(target=read, daemon=True).start()
+        time.sleep(0.5)
+        assert got.empty(), "the stream ended before the key was revoked"
+        t0 = time.monotonic()
+        gone = httpx.delete(f"{a.http_url}/api/v1/keys/{made['key_id']}", headers=_bearer(admin), timeout=30)
+        assert gone.status_code == 200
+        ended = got.get(timeout=10)
+        waited = time.monotonic() - t0
+    assert isinstance(ended, grpc.RpcError) and ended.code() == grpc.StatusCode.UNAUTHENTICATED, ended
+    assert waited < REVOKE_BOUND, f"B's stream ended {waited:.2f} s after the revocation on A"
 
 
 def test_a_key_of_one_space_reads_no_other_space_on_either_server(
