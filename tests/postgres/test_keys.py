@@ -3,7 +3,7 @@
 Two real ``engram start --backend postgres`` processes with ``auth = "required"`` on one fresh
 database: the first bootstraps the only admin key (the second finds it in the table), a key made
 through one server works on the other at once, a key revoked on one is refused on the other within
-a second (and its open SSE stream there ends), a key of one space reads no other space on either
+a second (and its open SSE and gRPC streams there end), a key of one space reads no other space on either
 server, the table holds only token hashes, and ``engram key`` with the postgres backend acts on
 the database itself.
 """
