@@ -58,7 +58,7 @@ from typing import Any
 
 import uvicorn
 
-from .auth.keys import ADMIN_KEY_FILE, write_private
+from .auth.keys import ADMIN_KEY_FILE, system_dir, write_private
 from .datadir import DataDirInUse, DataDirLock
 from .observability import Tracing, configure_logging
 from .service import BackendRefused, EngramService
@@ -412,7 +412,7 @@ def bootstrap_admin_key(service: EngramService) -> None:
         log.info("auth required: API keys are checked on every request")
         return
     rec, token = service.create_key("bootstrap admin", "admin", None, None)
-    path = store.dir / ADMIN_KEY_FILE
+    path = system_dir(store.dir.parent) / ADMIN_KEY_FILE  # the PostgreSQL key store writes no file there
     write_private(path, token + "\n")
     log.info("auth required and no usable admin key existed: created admin key %s; its token is in %s "
              "(mode 0600)",

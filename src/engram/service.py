@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .auth.guard import Authorizer
-from .auth.keys import KeyRecord, Principal
+from .auth.keys import KeyRecord, KeyStore, Principal
 from .auth.quotas import Quotas
 from .cognition.api import SpaceCognition
 from .cognition.associations import edges_of
@@ -131,9 +131,13 @@ class EngramService:
         self.streams = StreamAdmission(settings.max_subscribers_per_space,
                                        settings.max_subscribers_per_client, self.descriptors.subscribers,
                                        derived=self.descriptors.subscribers_derived)
-        self.auth = Authorizer.from_settings(settings)
+        self.auth = Authorizer.from_settings(settings, keys=self._open_keys())
         self.quotas = Quotas(settings.max_memories, settings.max_space_bytes)
         self.shutting_down = False
+
+    def _open_keys(self) -> KeyStore | None:
+        """The API key store: None is the file store of ``data_dir`` (PostgresService overrides)."""
+        return None
 
     def _open_registry(self) -> SpaceRegistry:
         """Where this server's spaces live: SQLite files under ``data_dir`` (PostgresService overrides)."""

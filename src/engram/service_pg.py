@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
 import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .auth.keys import Principal
+from .auth.keys import KeyStore, Principal
+from .auth.pg_keys import PgKeyStore
 from .cognition.api import SpaceCognition
 from .core.events import Subscription
 from .core.models import (
@@ -159,8 +161,14 @@ class PostgresService(EngramService):
                 log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
                             "yet (docs/scale-out.md)")
         except BaseException:
+            if getattr(self, "auth", None) is not None:
+                self.auth.close()  # the key poller
             self.db.close()
             raise
+
+    def _open_keys(self) -> KeyStore:
+        """Keys in ``engram.api_keys``, shared by every server on the database (auth.pg_keys)."""
+        return PgKeyStore(Path(self.settings.data_dir), self.db.pool.connection)
 
     def _open_registry(self) -> SpaceRegistry:
         self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
@@ -348,6 +356,6 @@ class PostgresService(EngramService):
         self.shutting_down = True
         self.feed.close()
         self.spaces.close()
+        self.auth.close()  # stops the key poller before its pool goes
         self.db.close()
         self.embedders.close()
-        self.auth.close()

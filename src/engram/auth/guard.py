@@ -53,10 +53,12 @@ class Authorizer:
         self.audit = audit
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, audit: bool = True) -> Authorizer:
+    def from_settings(cls, settings: Settings, *, audit: bool = True,
+                      keys: KeyStore | None = None) -> Authorizer:
+        """``keys``: the key store to use (PostgreSQL's); else the file store of ``data_dir``."""
         data_root = Path(settings.data_dir)
         required = settings.auth_required
-        keys = KeyStore(data_root)
+        keys = keys if keys is not None else KeyStore(data_root)
         # The audit log exists where there is something to audit: a server that checks keys.
         log_ = (AuditLog(keys.dir, max_bytes=settings.audit_log_max_bytes, backups=settings.audit_log_backups)
                 if audit and required else None)
@@ -151,5 +153,7 @@ class Authorizer:
             self.audit.record(event, **fields)
 
     def close(self) -> None:
+        if self.keys is not None:
+            self.keys.close()
         if self.audit is not None:
             self.audit.close()

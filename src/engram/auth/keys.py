@@ -226,6 +226,14 @@ class KeyStore:
         self._stamp = self._file_stamp()
         self._by_hash = {r.token_sha256: r for r in self._records.values()}
 
+    def _put(self, rec: KeyRecord) -> None:
+        """Store ``rec`` (new, or revoked): the one write path (the PostgreSQL store overrides it)."""
+        self._records[rec.key_id] = rec
+        self._save()
+
+    def close(self) -> None:
+        """Nothing to release for the file store (the PostgreSQL store stops its poller)."""
+
     # -- management ---------------------------------------------------------------
     def create(self, name: str, role: Role | str, spaces: Iterable[str] | None = None,
                expires_in_seconds: float | None = None) -> tuple[KeyRecord, str]:
@@ -253,8 +261,7 @@ class KeyStore:
         )
         with self._lock:
             self._reload(force=True)
-            self._records[rec.key_id] = rec
-            self._save()
+            self._put(rec)
         return rec, token
 
     def list(self) -> list[KeyRecord]:
@@ -278,8 +285,7 @@ class KeyStore:
             if rec.revoked_at is not None:
                 return rec
             rec = KeyRecord(**{**rec.__dict__, "revoked_at": time.time()})
-            self._records[key_id] = rec
-            self._save()
+            self._put(rec)
         self._fire(key_id)
         return rec
 

@@ -1,9 +1,11 @@
 """``engram key create|list|revoke``: API keys (SPEC §10), offline or through a running server.
 
 Where it acts: with ``--url`` / ``ENGRAM_URL``, through that server (an admin key
-is needed: ``--api-key``, ``ENGRAM_API_KEY`` or the local admin.key). Otherwise on
-the data dir: if no server holds it, offline under the data-dir lock (so no
-server starts meanwhile); if a server holds it, through that server.
+is needed: ``--api-key``, ``ENGRAM_API_KEY`` or the local admin.key). Otherwise,
+with ``backend = "postgres"``, on the database's key table directly (every server
+on it sees the change within a second: auth.pg_keys); else on the data dir: if no
+server holds it, offline under the data-dir lock (so no server starts meanwhile);
+if a server holds it, through that server.
 
 The token of a new key is printed once, on stdout, and nowhere else.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -57,6 +60,8 @@ def _run(offline: Callable[[KeyStore], T], online: Callable[[Any], T], *, url: s
         settings: Settings = load_settings(config_file, {"data_dir": data_dir})
     except EngramError as exc:
         raise click.UsageError(exc.message) from None
+    if not url and not os.environ.get(URL_ENV) and settings.backend == "postgres":
+        return _on_database(offline, settings, as_json=as_json), "the PostgreSQL database"
     if not url and not os.environ.get(URL_ENV):
         try:
             lock = DataDirLock.acquire(settings.data_dir, "engram key")
@@ -78,6 +83,25 @@ def _run(offline: Callable[[KeyStore], T], online: Callable[[Any], T], *, url: s
     try:
         with target.client() as client:
             return online(client), target.url
+    except EngramError as exc:
+        out.fail(exc, as_json=as_json)
+
+
+def _on_database(offline: Callable[[KeyStore], T], settings: Settings, *, as_json: bool) -> T:
+    """``offline(store)`` on ``engram.api_keys`` of ``postgres_dsn`` (no server, no data-dir lock)."""
+    if not settings.postgres_dsn:
+        raise click.UsageError('backend = "postgres" needs postgres_dsn (env ENGRAM_POSTGRES_DSN) to '
+                               "manage keys on the database, or --url to go through a server")
+    import psycopg
+
+    from ..auth.pg_keys import PgKeyStore
+
+    dsn = settings.postgres_dsn
+    try:
+        store = PgKeyStore(Path(settings.data_dir), lambda: psycopg.connect(dsn, connect_timeout=10,
+                                                                           autocommit=True),
+                           poll_seconds=None)
+        return offline(store)
     except EngramError as exc:
         out.fail(exc, as_json=as_json)
 

@@ -1,0 +1,124 @@
+"""API keys in PostgreSQL (``engram.api_keys``): one key set for every server on the database.
+
+With ``backend = "postgres"`` a key created or revoked through any server, or by ``engram key``
+on the database, holds on every server: each server keeps the table in memory (as the file store
+keeps ``keys.json``) and a poller thread re-reads it every :data:`POLL_SECONDS`. A revocation
+made elsewhere is therefore refused here within one poll (``on_revoke`` callbacks fire then, so
+open streams end too); one made here holds at once. A token not in memory is looked up in the
+table before it is refused, so a key made on another server works on its first request.
+
+Only the token's SHA-256 is stored, as in the file store. The audit log and ``admin.key`` stay in
+the server's own data dir (``self.dir``). If the database cannot be read, the last key set read
+stays in force (logged); writes fail with the storage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ..errors import StorageError, StorageUnavailable
+from .keys import KeyRecord, KeyStore, Role
+
+log = logging.getLogger("engram.auth.pg")
+
+#: How often each server re-reads the key table: the bound on how long a key revoked on another
+#: server (or by ``engram key`` on the database) is still accepted here (docs/scale-out.md).
+POLL_SECONDS = 0.25
+_RETRY = "Retry shortly; check the database if it persists."
+
+Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
+_COLUMNS = "key_id, name, role, spaces, created_at, expires_at, revoked_at, token_sha256"
+_SELECT = f"SELECT {_COLUMNS} FROM engram.api_keys"
+# New keys insert; a revocation updates; the first revocation time wins (two servers may race).
+_UPSERT = (f"INSERT INTO engram.api_keys ({_COLUMNS}) VALUES "
+           "(%(key_id)s, %(name)s, %(role)s, %(spaces)s, %(created_at)s, %(expires_at)s, %(revoked_at)s, "
+           "%(token_sha256)s) ON CONFLICT (key_id) DO UPDATE SET "
+           "revoked_at = coalesce(engram.api_keys.revoked_at, EXCLUDED.revoked_at)")
+
+
+def _record(row: tuple[Any, ...]) -> KeyRecord:
+    key_id, name, role, spaces, created_at, expires_at, revoked_at, digest = row
+    return KeyRecord(key_id=key_id, name=name, role=Role(role),
+                     spaces=None if spaces is None else tuple(spaces), created_at=float(created_at),
+                     expires_at=None if expires_at is None else float(expires_at),
+                     revoked_at=None if revoked_at is None else float(revoked_at), token_sha256=digest)
+
+
+class PgKeyStore(KeyStore):
+    """:class:`KeyStore` on ``engram.api_keys``; ``connect()`` yields a connection (a pool's, or one)."""
+
+    def __init__(self, data_root: Path, connect: Connect, *,
+                 poll_seconds: float | None = POLL_SECONDS) -> None:
+        self._connect = connect
+        self._stop = threading.Event()
+        super().__init__(data_root)  # reads the table once (KeyStore.__init__ -> _reload(force=True))
+        self._poller: threading.Thread | None = None
+        if poll_seconds is not None:
+            self._poller = threading.Thread(target=self._poll, args=(poll_seconds,), name="engram-keys-poll",
+                                            daemon=True)
+            self._poller.start()
+
+    def _poll(self, every: float) -> None:
+        failing = False
+        while not self._stop.wait(every):
+            try:
+                self._reload(force=True)
+            except (psycopg.Error, StorageError) as exc:
+                if not failing:
+                    log.warning("cannot re-read API keys from PostgreSQL (%s); the last key set read "
+                                "stays in force", type(exc).__name__)
+                failing = True
+            else:
+                if failing:
+                    log.info("API keys are read from PostgreSQL again")
+                failing = False
+
+    def _reload(self, force: bool = False) -> None:
+        # Between polls the in-memory set is used; force (a write, an unknown token, the poller)
+        # reads the table. Under the lock, so a read started before a write never lands after it.
+        if not force:
+            return
+        with self._lock:
+            try:
+                with self._connect() as conn:
+                    rows = conn.execute(_SELECT).fetchall()
+            except psycopg.OperationalError as exc:
+                raise StorageUnavailable(f"cannot read API keys from PostgreSQL: {type(exc).__name__}",
+                                         suggestion=_RETRY) from exc
+            except psycopg.Error as exc:
+                raise StorageError(f"cannot read API keys from PostgreSQL: {type(exc).__name__}") from exc
+            records = {rec.key_id: rec for rec in map(_record, rows)}
+            newly_revoked = [k for k, r in records.items()
+                             if r.revoked_at is not None and k in self._records
+                             and self._records[k].revoked_at is None]
+            self._records = records
+            self._by_hash = {r.token_sha256: r for r in records.values()}
+        for key_id in newly_revoked:
+            self._fire(key_id)
+
+    def _put(self, rec: KeyRecord) -> None:
+        params = {**rec.to_json(), "role": rec.role.value,
+                  "spaces": None if rec.spaces is None else list(rec.spaces)}
+        try:
+            with self._connect() as conn:
+                conn.execute(_UPSERT, params)
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"cannot write the API key to PostgreSQL: {type(exc).__name__}",
+                                     suggestion=_RETRY) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot write the API key to PostgreSQL: {type(exc).__name__}") from exc
+        self._records[rec.key_id] = rec
+        self._by_hash = {r.token_sha256: r for r in self._records.values()}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join(timeout=5)
