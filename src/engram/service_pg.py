@@ -8,9 +8,11 @@ serve the same spaces.
 
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
 PUT / PATCH / forget / delete by filter, recall (vector, text, hybrid, metadata filter, tags,
-memory type), associate and associations, SSE and gRPC streams (resumable). Everything else
-(cognition, backup and restore, re-embedding, quotas) answers ``NotBuiltYet`` (501) naming the
-backend: never a 500.
+memory type), associate and associations, SSE and gRPC streams (resumable); quotas
+(``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
+(``core.postgres.store.WritePolicy``), not by the base service's in-process reservations, so
+they hold across servers. Everything else (cognition, backup and restore, re-embedding) answers
+``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
 the exception is :meth:`subscribe`, which transports call synchronously when a stream opens
@@ -157,9 +159,6 @@ class PostgresService(EngramService):
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
             self.feed = EventFeed(settings.postgres_dsn)
-            if settings.max_memories or settings.max_space_bytes:
-                log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
-                            "yet (docs/scale-out.md)")
         except BaseException:
             if getattr(self, "auth", None) is not None:
                 self.auth.close()  # the key poller

@@ -50,7 +50,7 @@ def test_remember_get_list_delete(store: PostgresStore) -> None:
         store.remember(sid, MemoryRow(id=f"m{i}", content=f"note {i}", created_at=100.0 + i))
     page1 = store.list_memories(sid, limit=3)
     assert [m.id for m in page1] == ["m1", "m2", "m3"]
-    page2 = store.list_memories(sid, after=(page1[-1].created_at, page1[-1].id), limit=3)
+    page2 = store.list_memories(sid, after=page1[-1].created_lsn, limit=3)
     assert [m.id for m in page2] == ["m4", "m5"]
     assert store.delete(sid, "m1") == 6
     assert store.delete(sid, "m1") is None

@@ -52,14 +52,14 @@ GET_META: Final = "SELECT value FROM engram.space_meta WHERE space_id = %(space)
 MEMORY_COLUMNS: Final = (
     "id, content, kind, confidence, created_at, last_access, access_count, activation, decay_rate, "
     "tags, memory_type, metadata, suppressed, lsn, ep_when, what, where_location, who, why, how, "
-    "emotional_valence, importance, consolidation_state, expires_at"
+    "emotional_valence, importance, consolidation_state, expires_at, created_lsn"
 )
 INSERT_MEMORY: Final = (
     "INSERT INTO engram.memories (space_id, embedding, " + MEMORY_COLUMNS + ") VALUES (%(space)s, "
     "%(embedding)s, %(id)s, %(content)s, %(kind)s, %(confidence)s, %(created_at)s, %(last_access)s, "
     "%(access_count)s, %(activation)s, %(decay_rate)s, %(tags)s, %(memory_type)s, %(metadata)s, "
     "%(suppressed)s, %(lsn)s, %(ep_when)s, %(what)s, %(where_location)s, %(who)s, %(why)s, %(how)s, "
-    "%(emotional_valence)s, %(importance)s, %(consolidation_state)s, %(expires_at)s)"
+    "%(emotional_valence)s, %(importance)s, %(consolidation_state)s, %(expires_at)s, %(created_lsn)s)"
 )
 INSERT_META: Final = (
     "INSERT INTO engram.memory_meta (space_id, memory_id, mkey, vtype, vnum, vtext) "
@@ -76,14 +76,21 @@ GET_MEMORY: Final = (
 GET_EMBEDDING: Final = (
     "SELECT embedding FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s AND " + LIVE
 )
-# ``{filter}`` is a metadata filter (filters.py: a parenthesised expression over ``memories``
-# whose subqueries fix this space too; ``TRUE`` without a filter). ``suppressed IN (false, x)``:
-# suppressed memories only when ``with_suppressed``.
-LIST_MEMORIES: Final = (
-    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND " + LIVE + " "
-    "AND suppressed IN (false, %(with_suppressed)s) AND (created_at, id) > (%(after_created)s, %(after_id)s) "
-    "AND {filter} ORDER BY created_at, id LIMIT %(limit)s"
+# What a list selects (SQLite's MemorySpace.list): live; suppressed memories only when
+# ``with_suppressed`` (``suppressed IN (false, x)``); of ``memory_type`` when given (NULL: any;
+# coalesce, not OR, see LIVE); ``{filter}``, a metadata filter (filters.py: a parenthesised
+# expression over ``memories`` whose subqueries fix this space too; ``TRUE`` without a filter).
+LISTED: Final = (
+    "WHERE space_id = %(space)s AND " + LIVE + " AND suppressed IN (false, %(with_suppressed)s) "
+    "AND memory_type = coalesce(%(memory_type)s::text, memory_type) AND {filter}"
 )
+# A page in insertion order (``created_lsn``, SQLite's rowid), after the cursor's position.
+LIST_MEMORIES: Final = (
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories " + LISTED + " AND created_lsn > %(after)s "
+    "ORDER BY created_lsn LIMIT %(limit)s"
+)
+# The list's ``total``: everything the list selects, on every page (the cursor aside).
+COUNT_LISTED: Final = "SELECT count(*) FROM engram.memories " + LISTED
 COUNT_MEMORIES: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND " + LIVE
 DELETE_MEMORY: Final = (
     "DELETE FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s RETURNING id"
@@ -155,6 +162,29 @@ UPSERT_EDGE: Final = (
     "%(now)s, %(lsn)s) ON CONFLICT (space_id, source_id, target_id) DO UPDATE SET "
     "strength = excluded.strength, kind = 'explicit', updated_at = excluded.updated_at, lsn = excluded.lsn"
 )
+# Links a store makes itself (SPEC §5; core/space.py's prepare_remember): ``auto`` to near
+# neighbours, ``temporal`` between episodes close in time. An edge that exists keeps its kind and
+# takes the stronger strength, as SQLite's ``max(strength, excluded.strength)``.
+UPSERT_LINK: Final = (
+    "INSERT INTO engram.associations AS a (space_id, source_id, target_id, strength, kind, created_at, "
+    "updated_at, lsn) VALUES (%(space)s, %(source)s, %(target)s, %(strength)s, %(kind)s, %(now)s, %(now)s, "
+    "%(lsn)s) ON CONFLICT (space_id, source_id, target_id) DO UPDATE SET "
+    "strength = greatest(a.strength, excluded.strength), updated_at = excluded.updated_at"
+)
+# The nearest live, unsuppressed memories of a new one's vector (before it is inserted), except
+# the ids of its own batch (SQLite links a batch's items to what was stored before the batch).
+LINK_NEIGHBOURS: Final = (
+    "SELECT id, 1 - ((embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim})) FROM engram.memories "
+    "WHERE space_id = %(space)s AND vector_dims(embedding) = {dim} AND NOT suppressed AND " + LIVE + " "
+    "AND id <> ALL(%(exclude)s) ORDER BY (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}), id "
+    "LIMIT %(k)s"
+)
+# The (at most 4) episodes nearest a new episode's ``when`` within the adjacency window.
+TEMPORAL_NEIGHBOURS: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND ep_when BETWEEN %(lo)s AND %(hi)s "
+    "AND id <> %(id)s AND NOT suppressed AND " + LIVE + " ORDER BY abs(ep_when - %(when)s), created_lsn "
+    "LIMIT 4"
+)
 # Edges touching any of ``ids`` (either end), strongest first: two index seeks, not an OR.
 EDGES_OF: Final = (
     "SELECT source_id, target_id, strength, kind, lsn FROM engram.associations "
@@ -162,6 +192,15 @@ EDGES_OF: Final = (
     "SELECT source_id, target_id, strength, kind, lsn FROM engram.associations "
     "WHERE space_id = %(space)s AND target_id = ANY(%(ids)s) "
     "ORDER BY strength DESC, source_id, target_id LIMIT %(limit)s"
+)
+
+# -- quotas (SPEC §10): what a space holds, counted inside the write that would exceed it ---------
+# A memory's bytes: its content, vector, tags and metadata as stored (compressed when large), plus
+# ``overhead`` for the row and its indexes (auth/quotas.py's estimate of a SQLite row).
+SPACE_USAGE: Final = (
+    "SELECT count(*), coalesce(sum(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) "
+    "+ pg_column_size(tags) + pg_column_size(metadata) + %(overhead)s), 0) FROM engram.memories "
+    "WHERE space_id = %(space)s AND " + LIVE
 )
 
 # -- expiry (core/expiry.py, MemorySpace.sweep_expired) --------------------------------------------

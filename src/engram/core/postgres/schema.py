@@ -252,10 +252,32 @@ DROP INDEX engram.memory_meta_text;
 CREATE INDEX memory_meta_text ON engram.memory_meta (space_id, mkey, vtype, vtext COLLATE "C");
 """
 
+# Insertion order. The items of one batch share ``created_at``, so ``(created_at, id)`` listed
+# them in random (id) order where SQLite lists by rowid, i.e. as inserted. ``created_lsn`` is the
+# LSN of the write that inserted the row: unique in its space (every insert takes its own LSN),
+# increasing in commit order, and kept by updates (which change ``lsn``), so it is the rowid's
+# twin, and needs no sequence object (Citus: no cross-node counter). Rows already there are
+# numbered 1, 2, ... in their old list order, ``(created_at, id)``: each took an LSN when it was
+# inserted, so a space has no more rows than LSNs and every later write sorts after them. The
+# table owner is bound by FORCEd row-level security too (it would see no row): the backfill runs
+# with FORCE lifted, inside this step's transaction, so no other session ever sees it lifted.
+_V3 = """
+ALTER TABLE engram.memories ADD COLUMN created_lsn bigint;
+ALTER TABLE engram.memories NO FORCE ROW LEVEL SECURITY;
+UPDATE engram.memories AS m SET created_lsn = o.n
+    FROM (SELECT space_id, id, row_number() OVER (PARTITION BY space_id ORDER BY created_at, id) AS n
+          FROM engram.memories) AS o
+    WHERE m.space_id = o.space_id AND m.id = o.id;
+ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.memories ALTER COLUMN created_lsn SET NOT NULL;
+CREATE UNIQUE INDEX memories_created_lsn ON engram.memories (space_id, created_lsn);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
     Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
+    Migration(3, "insertion order of memories (created_lsn), for list order and cursors", _V3),
 )
 
 _BOOKKEEPING = """
@@ -284,8 +306,11 @@ def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
     return [int(str(r[0])) for r in conn.execute("SELECT version FROM engram.schema_version ORDER BY 1")]
 
 
-def migrate(conn: psycopg.Connection[tuple[object, ...]], *, app_role: str | None = None) -> list[int]:
+def migrate(conn: psycopg.Connection[tuple[object, ...]], *, app_role: str | None = None,
+            target: int | None = None) -> list[int]:
     """Apply the missing migrations in order; return the versions applied now (empty: up to date).
+
+    ``target``: stop after that version (tests build a database as an older Engram left it).
 
     ``conn`` is the migrating (owner) role's connection, in autocommit mode. ``app_role`` is the
     role the servers connect as: it gets data privileges, never ownership, so RLS binds it.
@@ -303,7 +328,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], *, app_role: str | Non
             raise SchemaTooNew(f"the database has Engram schema version {newest}; this Engram knows up "
                                f"to {latest_version()}: upgrade Engram before starting it on this database")
         for step in MIGRATIONS:
-            if step.version in have:
+            if step.version in have or (target is not None and step.version > target):
                 continue
             with conn.transaction():  # a savepoint: the step and its version row stand or fall together
                 conn.execute(step.sql.encode())

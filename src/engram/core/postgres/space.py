@@ -10,16 +10,18 @@ on the event loop. Events are not published here: a write's events are in the ev
 this server's feed (``feed.py``) reads them from there in LSN order, like those of every other
 server's writes, and hands them to ``events`` (the space's bus on this server).
 
-What the SQLite space does and this one does not (yet): background embedding (text without a
-vector is embedded here, before the write), auto-links, temporal links, decay reinforcement on
-recall, cognition (consolidation, beliefs, completion), re-embedding, backup.
+Writes apply what SQLite's do, inside their transaction (``store.WritePolicy``): auto-links to
+near neighbours when asked, temporal links between episodes, and the quotas (``max_memories``,
+``max_space_bytes``), which no two servers can exceed together. What the SQLite space does and
+this one does not (yet): background embedding (text without a vector is embedded here, before
+the write), decay reinforcement on recall, cognition (consolidation, beliefs, completion),
+re-embedding, backup.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-import math
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -35,6 +37,7 @@ from ...errors import (
     MemoryNotFound,
     MemorySpaceNotFound,
     NotBuiltYet,
+    QuotaExceeded,
 )
 from ...storage.eventlog import Logged, Position
 from .. import filters
@@ -44,6 +47,7 @@ from ..events import EventBus
 from ..expiry import expiry_of
 from ..models import (
     Association,
+    AutoLink,
     ConfidenceInterval,
     ConsolidationState,
     Cue,
@@ -66,7 +70,7 @@ from ..models import (
     from_epoch,
     to_epoch,
 )
-from .store import MemoryRow, PostgresStore, Vector
+from .store import MemoryRow, PostgresStore, Vector, Write, WritePolicy, Written
 
 if TYPE_CHECKING:
     from ...embedding import Embedders, EmbedderSpec
@@ -184,12 +188,22 @@ class PostgresSpace:
             fields = (item.what, item.where_location, item.why, item.how)
         return row, self._vector(item.embedding, embed_text(item.content, *fields))
 
-    def _receipt(self, item: MemoryInput, row: MemoryRow, lsn: int) -> StoreReceipt:
+    def _receipt(self, item: MemoryInput, row: MemoryRow, done: Written) -> StoreReceipt:
         return StoreReceipt(memory_id=row.id, storage_confidence=confidence_from(item.confidence, DURABLE),
                             consolidation_state=ConsolidationState.recent,
                             observed_at=from_epoch(row.created_at),
-                            stored_at=from_epoch(self.clock()), lsn=lsn, durability="fsync",
-                            memory_space_id=self.id)
+                            stored_at=from_epoch(self.clock()),
+                            auto_links=[AutoLink(target_id=t, strength=round(w, 6))
+                                        for t, w in done.auto_links],
+                            lsn=done.lsn, durability="fsync", memory_space_id=self.id)
+
+    @property
+    def policy(self) -> WritePolicy:
+        """The settings a write applies inside its transaction: quotas and links (store.py)."""
+        s = self.settings
+        return WritePolicy(max_memories=s.max_memories, max_space_bytes=s.max_space_bytes,
+                           auto_link_threshold=s.auto_link_threshold, auto_link_max=s.auto_link_max,
+                           episodic_adjacency_seconds=s.episodic_adjacency_seconds)
 
     def _exists(self, memory_id: str) -> MemoryExists:
         return MemoryExists(f"a memory with id {memory_id!r} already exists in memory space {self.id!r}",
@@ -205,7 +219,10 @@ class PostgresSpace:
                       ) -> builtins.list[StoreReceipt | EngramError]:
         """Store every valid item in ONE transaction (one commit, consecutive LSNs); an invalid
         item fails alone. A duplicate id found at commit time fails only its own item: the batch
-        is then written again without it (the first attempt rolled back, leaving no LSN used)."""
+        is then written again without it (the first attempt rolled back, leaving no LSN used).
+        Links (``auto_link``, temporal) and quotas are applied in that transaction (WritePolicy):
+        a batch past the quota is refused whole (QuotaExceeded), nothing stored."""
+        policy = self.policy
         now = self.clock()
         out: builtins.list[StoreReceipt | EngramError | None] = []
         rows: builtins.list[tuple[int, MemoryInput, MemoryRow, Vector | None]] = []
@@ -228,7 +245,8 @@ class PostgresSpace:
         todo = [r for r in rows if out[r[0]] is None]
         while todo:
             try:
-                lsns = self.store.remember_many(self.id, [(row, vec) for _, _, row, vec in todo])
+                done = self.store.write_many(self.id, [Write(row, vec, item.auto_link)
+                                                       for _, item, row, vec in todo], policy)
             except psycopg.errors.UniqueViolation:
                 if len(todo) == 1:
                     out[todo[0][0]] = self._exists(todo[0][2].id)
@@ -241,16 +259,19 @@ class PostgresSpace:
                 if not taken:  # raced with another writer: fall back to one transaction each
                     for r in [r for r in rows if out[r[0]] is None]:
                         try:
-                            out[r[0]] = self._receipt(r[1], r[2], self.store.remember(self.id, r[2], r[3]))
+                            one = self.store.write_many(self.id, [Write(r[2], r[3], r[1].auto_link)], policy)
+                            out[r[0]] = self._receipt(r[1], r[2], one[0])
                         except psycopg.errors.UniqueViolation:
                             out[r[0]] = self._exists(r[2].id)
+                        except QuotaExceeded as exc:
+                            out[r[0]] = exc
                 continue
             except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
                 raise
             except LookupError:
                 raise self._gone() from None
-            for (i, item, row, _vec), lsn in zip(todo, lsns, strict=True):
-                out[i] = self._receipt(item, row, lsn)
+            for (i, item, row, _vec), written in zip(todo, done, strict=True):
+                out[i] = self._receipt(item, row, written)
             break
         return [o if o is not None else self._exists("?") for o in out]
 
@@ -262,7 +283,7 @@ class PostgresSpace:
         try:
             if put is not None:
                 row, vec = self._row(put, self.clock(), memory_id)
-                done = self.store.put(self.id, row, vec)
+                done = self.store.put(self.id, row, vec, self.policy)
             else:
                 assert patch is not None
                 changes = patch.given()
@@ -274,7 +295,7 @@ class PostgresSpace:
                     raise InvalidInput(f"content has {len(text)} characters; at most "
                                        f"{self.settings.max_content_chars} are allowed")
                 vec = self._vector(given_vec, text) if (given_vec is not None or text) else None
-                done = self.store.patch(self.id, memory_id, changes, vec)
+                done = self.store.patch(self.id, memory_id, changes, vec, self.policy)
         except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
             raise
         except LookupError:
@@ -351,40 +372,18 @@ class PostgresSpace:
 
     def list(self, cursor: str | None = None, limit: int = 50, memory_type: str | None = None,
              include_suppressed: bool = False, filter: filters.Node | None = None) -> MemoryPage:
-        """Live memories in creation order; ``total`` counts the space's live memories.
-
-        The cursor is ``<created_at>:<n>``: continue after the first ``n`` memories created at
-        that instant (in id order), short enough for the REST cursor's 32 characters whatever
-        the ids. A batch stores its memories at one instant: forgetting one of them between two
-        pages of that batch shifts the rest by one (a memory seen twice or skipped)."""
-        at, skip = _parse_cursor(cursor) if cursor else (None, 0)
-        after = (at, "") if at is not None else None
-        run_at, run = at, 0  # the instant of the last row examined, and how many rows had it
-        page: builtins.list[tuple[MemoryRow, str]] = []
-        more = False
-        while not more:
-            rows = self.store.list_memories(self.id, after=after, limit=limit + 1 + skip, filter=filter,
-                                            include_suppressed=include_suppressed)
-            for row in rows:
-                if row.created_at == run_at:
-                    run += 1
-                else:
-                    run_at, run = row.created_at, 1
-                if skip and row.created_at == at:
-                    skip -= 1
-                    continue
-                if memory_type and row.memory_type != memory_type:
-                    continue
-                if len(page) == limit:
-                    more = True
-                    break
-                page.append((row, f"{row.created_at!r}:{run}"))
-            if len(rows) < limit + 1 + skip or not rows:
-                break
-            after, skip = (rows[-1].created_at, rows[-1].id), 0
-        return MemoryPage(memories=[self.to_memory(r) for r, _ in page],
-                          next_cursor=page[-1][1] if more and page else None,
-                          total=self.count(), memory_space_id=self.id)
+        """What SQLite's list gives: live memories in insertion order (a batch's items in batch
+        order), ``total`` counting what the list selects on all its pages (the type, the filter,
+        suppressed ones if asked). The cursor is the ``created_lsn`` of the page's last memory
+        (SQLite's is its rowid): forgetting memories between two pages moves nothing."""
+        after = _parse_cursor(cursor) if cursor else 0
+        rows, total = self.store.list_page(self.id, after=after, limit=limit + 1, filter=filter,
+                                           include_suppressed=include_suppressed, memory_type=memory_type)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return MemoryPage(memories=[self.to_memory(r) for r in rows],
+                          next_cursor=str(rows[-1].created_lsn) if more and rows else None,
+                          total=total, memory_space_id=self.id)
 
     def count(self) -> int:
         return self.store.count(self.id)
@@ -474,16 +473,15 @@ class PostgresSpace:
         self.events.close_all(reason)
 
 
-def _parse_cursor(cursor: str) -> tuple[float, int]:
-    at_text, sep, n_text = cursor.partition(":")
+def _parse_cursor(cursor: str) -> int:
     try:
-        at, n = float(at_text), int(n_text)
+        after = int(cursor) if cursor.isascii() and cursor.isdigit() else -1
     except ValueError:
-        at, n = math.nan, -1
-    if not sep or not math.isfinite(at) or n < 0:
+        after = -1
+    if after < 0:
         raise InvalidInput(f"cursor {cursor[:40]!r} is not a cursor this server issued",
                            suggestion="Pass the next_cursor value from the previous page.")
-    return at, n
+    return after
 
 
 class PgLogReader:

@@ -31,7 +31,7 @@ from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...errors import InvalidInput, MemoryNotFound
+from ...errors import InvalidInput, MemoryNotFound, QuotaExceeded
 from ...storage.eventlog import TRIMMED_KEY
 from ..filters import Node
 from ..models import from_epoch, strengthened
@@ -71,6 +71,8 @@ class MemoryRow:
     importance: float | None = None
     consolidation_state: str | None = None
     expires_at: float | None = None
+    #: The LSN of the write that inserted the row (set on insert, kept by updates): list order.
+    created_lsn: int = 0
 
 
 _COLUMNS = tuple(c.strip() for c in q.MEMORY_COLUMNS.split(","))
@@ -124,6 +126,48 @@ class Updated:
     memory: MemoryRow
     created: bool
     lsn: int
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """What a write does besides storing (``PostgresSpace`` fills it from the settings).
+
+    ``max_memories`` / ``max_space_bytes`` (0: off) are checked inside the writing transaction,
+    after its rows are written and while it holds the space's counter row: every other writer of
+    the space, on any server, waits for that row, so two writers cannot both pass the check and
+    together exceed the quota. ``auto_link_*`` and ``episodic_adjacency_seconds`` are the
+    settings of the links SQLite makes on store (core/space.py's prepare_remember)."""
+
+    max_memories: int = 0
+    max_space_bytes: int = 0
+    auto_link_threshold: float = 0.8
+    auto_link_max: int = 5
+    episodic_adjacency_seconds: float = 0.0
+
+    @property
+    def quota(self) -> bool:
+        return self.max_memories > 0 or self.max_space_bytes > 0
+
+
+#: A memory's bytes beyond its content, vector, tags and metadata (auth/quotas.py's row overhead).
+ROW_OVERHEAD = 512
+
+
+@dataclass
+class Write:
+    """One memory to store: its row, its vector, and whether to link it to near neighbours."""
+
+    memory: MemoryRow
+    embedding: Vector | None = None
+    auto_link: bool = False
+
+
+@dataclass(frozen=True)
+class Written:
+    """A stored memory's LSN and the ``auto`` links made (``(target id, strength)``)."""
+
+    lsn: int
+    auto_links: list[tuple[str, float]]
 
 
 #: Columns an update may set (PUT sets all of them; PATCH the ones given). Episode fields, kind,
@@ -269,7 +313,7 @@ class PostgresStore:
                                        "vnum": vnum, "vtext": vtext})
 
     def _insert(self, tx: SpaceTx, memory: MemoryRow, embedding: Vector | None, lsn: int) -> None:
-        memory.lsn = lsn
+        memory.lsn = memory.created_lsn = lsn
         params: dict[str, Any] = {c: getattr(memory, c) for c in _COLUMNS}
         params["tags"] = Jsonb(memory.tags)
         params["metadata"] = Jsonb(memory.metadata)
@@ -282,43 +326,116 @@ class PostgresStore:
         """Store ``memory`` (and its vector) with a fresh LSN; returns the LSN once committed."""
         return self.remember_many(space_id, [(memory, embedding)])[0]
 
-    def remember_many(self, space_id: str, items: Sequence[tuple[MemoryRow, Vector | None]]) -> list[int]:
-        """Store several memories in one transaction (one commit), LSNs consecutive.
+    def remember_many(self, space_id: str, items: Sequence[tuple[MemoryRow, Vector | None]],
+                      policy: WritePolicy | None = None) -> list[int]:
+        """Store several memories in one transaction (one commit), LSNs consecutive."""
+        return [w.lsn for w in self.write_many(space_id, [Write(m, e) for m, e in items], policy)]
+
+    def write_many(self, space_id: str, writes: Sequence[Write], policy: WritePolicy | None = None
+                   ) -> list[Written]:
+        """Store ``writes`` in one transaction (one commit), LSNs consecutive, with the links and
+        the quota check of ``policy``: the whole batch commits, or (quota exceeded) none of it.
 
         An expired memory holding one of the ids (not swept yet) is deleted first, as the sweep
-        would: its ``expired`` event comes before the ``stored`` one, under the same LSN."""
-        lsns: list[int] = []
+        would: its ``expired`` event comes before the ``stored`` one, under the same LSN. Links
+        are SQLite's: ``auto`` (when asked, the ``auto_link_max`` nearest memories stored before
+        the batch with cosine >= ``auto_link_threshold``) and ``temporal`` (an episode and the 4
+        nearest episodes within ``episodic_adjacency_seconds``, earlier items of the batch
+        included), both directions, in this transaction; no ``association`` event (SQLite emits
+        none for them either: the ``stored`` event and the receipt's ``auto_links`` say it)."""
+        rule = policy or WritePolicy()
+        out: list[Written] = []
         now = self.clock()
+        batch_ids = [w.memory.id for w in writes]
         with self.db.space(space_id) as tx:
-            for memory, embedding in items:
+            for w in writes:
                 lsn = self.next_lsn(tx)
-                self._reap(tx, memory.id, now, lsn)
-                self._insert(tx, memory, embedding, lsn)
-                lsns.append(lsn)
-            if lsns:
-                self.notify(tx, lsns[-1])
-        return lsns
+                self._reap(tx, w.memory.id, now, lsn)
+                auto = (self._near(tx, w.embedding, rule, batch_ids, now)
+                        if w.auto_link and w.embedding is not None else [])
+                self._insert(tx, w.memory, w.embedding, lsn)
+                links = [(t, s, "auto") for t, s in auto]
+                links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
+                for target, strength, kind in links:
+                    for a, b in ((w.memory.id, target), (target, w.memory.id)):
+                        tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": float(strength),
+                                                   "kind": kind, "now": now, "lsn": lsn})
+                out.append(Written(lsn, auto))
+            if out:
+                self._check_quota(tx, rule, len(out), now)
+                self.notify(tx, out[-1].lsn)
+        return out
+
+    @staticmethod
+    def _near(tx: SpaceTx, embedding: Vector, rule: WritePolicy, exclude: list[str],
+              now: float) -> list[tuple[str, float]]:
+        """The ``auto`` links of a new vector: nearest first, at or above the threshold."""
+        vec = np.asarray(embedding, dtype=np.float32)
+        if rule.auto_link_max < 1 or not float(np.dot(vec, vec)) > 0.0:
+            return []
+        stmt = sql.SQL(q.LINK_NEIGHBOURS).format(dim=sql.Literal(int(vec.shape[0])))
+        rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now,
+                                 "k": rule.auto_link_max}).fetchall()
+        return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= rule.auto_link_threshold]
+
+    @staticmethod
+    def _adjacent(tx: SpaceTx, memory: MemoryRow, rule: WritePolicy, now: float) -> list[str]:
+        """The episodes a new episode gets ``temporal`` links to (none for a plain memory)."""
+        window = rule.episodic_adjacency_seconds
+        if memory.ep_when is None or memory.kind != "episode" or not window > 0:
+            return []
+        when = float(memory.ep_when)
+        rows = tx.execute(q.TEMPORAL_NEIGHBOURS, {"lo": when - window, "hi": when + window, "when": when,
+                                                  "id": memory.id, "now": now}).fetchall()
+        return [str(r[0]) for r in rows]
+
+    @staticmethod
+    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float) -> None:
+        """Refuse (roll back) a write that left the space past its quota: ``new`` memories added.
+
+        Runs after the write's rows are in, holding the space's counter row (taken by the write's
+        first ``next_lsn``), so the count is of committed rows plus this write's and no other
+        writer of the space can commit between the count and this commit (see WritePolicy)."""
+        if not rule.quota:
+            return
+        row = tx.one(q.SPACE_USAGE, {"now": now, "overhead": ROW_OVERHEAD})
+        count, used = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+        sid = tx.space_id
+        if rule.max_memories > 0 and new and count > rule.max_memories:
+            raise QuotaExceeded(
+                f"memory space {sid!r} holds {count - new} memories (max_memories = {rule.max_memories}); "
+                f"this write of {new} was refused and nothing was stored",
+                details={"memory_space_id": sid, "max_memories": rule.max_memories})
+        if rule.max_space_bytes > 0 and used > rule.max_space_bytes:
+            raise QuotaExceeded(
+                f"memory space {sid!r} would use {used} bytes with this write (max_space_bytes = "
+                f"{rule.max_space_bytes}); it was refused and nothing was stored",
+                details={"memory_space_id": sid, "max_space_bytes": rule.max_space_bytes})
 
     # -- updates (core/update.py) ----------------------------------------------------------------
-    def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None) -> Updated:
+    def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None,
+            policy: WritePolicy | None = None) -> Updated:
         """Create or replace ``memory.id`` (PUT). A replacement keeps the row (and so its
         associations, creation time and access statistics), takes every updatable field and the
         expiry of ``memory``, is live again if it was suppressed, and keeps a vector only if one
         is given. An expired memory counts as absent: it is deleted first, as the sweep would."""
-        return self._update(space_id, memory.id, memory, None, embedding)
+        return self._update(space_id, memory.id, memory, None, embedding, policy)
 
     def patch(self, space_id: str, memory_id: str, changes: dict[str, Any],
-              embedding: Vector | None = None) -> Updated:
+              embedding: Vector | None = None, policy: WritePolicy | None = None) -> Updated:
         """Change the given fields of a live memory (PATCH); a suppressed memory stays suppressed,
         and the vector stays unless ``embedding`` replaces it (no server embedder here)."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}; updatable fields are "
                                f"{', '.join(UPDATABLE)}")
-        return self._update(space_id, memory_id, None, changes, embedding)
+        return self._update(space_id, memory_id, None, changes, embedding, policy)
 
     def _update(self, space_id: str, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
-                embedding: Vector | None) -> Updated:
+                embedding: Vector | None, policy: WritePolicy | None = None) -> Updated:
+        """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
+        (a created memory counts one; a replacement only its bytes)."""
+        rule = policy or WritePolicy()
         now = self.clock()
         with self.db.space(space_id) as tx:
             lsn = self.next_lsn(tx)  # first: see the lock order in the class docstring
@@ -333,6 +450,7 @@ class PostgresStore:
                         details={"memory_id": memory_id, "memory_space_id": space_id})
                 self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
+                self._check_quota(tx, rule, 1, now)
                 self.notify(tx, lsn)
                 return Updated(put, True, lsn)
             kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
@@ -367,6 +485,7 @@ class PostgresStore:
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
+            self._check_quota(tx, rule, 0, now)
             self.notify(tx, lsn)
         return Updated(memory, False, lsn)
 
@@ -512,17 +631,28 @@ class PostgresStore:
             return None
         return np.asarray(row[0].to_numpy(), dtype=np.float32)
 
-    def list_memories(self, space_id: str, *, after: tuple[float, str] | None = None, limit: int = 100,
-                      filter: Node | None = None, include_suppressed: bool = False) -> list[MemoryRow]:
-        """Live memories in creation order, after the cursor ``(created_at, id)`` of the last one
-        seen, matching ``filter`` (core.filters, parsed); suppressed ones only if asked for."""
-        created, mid = after if after is not None else (-math.inf, "")
+    def list_memories(self, space_id: str, *, after: int = 0, limit: int = 100, filter: Node | None = None,
+                      include_suppressed: bool = False, memory_type: str | None = None) -> list[MemoryRow]:
+        """Live memories in insertion order (``created_lsn``), after the cursor ``after`` (the
+        ``created_lsn`` of the last one seen), matching ``filter`` (core.filters, parsed) and
+        ``memory_type``; suppressed ones only if asked for."""
+        return self.list_page(space_id, after=after, limit=limit, filter=filter,
+                              include_suppressed=include_suppressed, memory_type=memory_type,
+                              with_total=False)[0]
+
+    def list_page(self, space_id: str, *, after: int = 0, limit: int = 100, filter: Node | None = None,
+                  include_suppressed: bool = False, memory_type: str | None = None,
+                  with_total: bool = True) -> tuple[list[MemoryRow], int]:
+        """``list_memories`` and the number of memories the list selects on all its pages (SQLite's
+        ``total``: live, of the type, matching the filter, suppressed ones if asked), read in one
+        transaction (``total`` -1 when ``with_total`` is false)."""
         expr, fparams = filters.where(filter)
-        stmt = sql.SQL(q.LIST_MEMORIES).format(filter=expr)
+        params = {**fparams, "after": after, "limit": limit, "now": self.clock(),
+                  "with_suppressed": include_suppressed, "memory_type": memory_type}
         with self.db.space(space_id) as tx:
-            rows = tx.execute(stmt, {**fparams, "after_created": created, "after_id": mid, "limit": limit,
-                                     "now": self.clock(), "with_suppressed": include_suppressed}).fetchall()
-        return [_row(r) for r in rows]
+            rows = tx.execute(sql.SQL(q.LIST_MEMORIES).format(filter=expr), params).fetchall()
+            total = tx.one(sql.SQL(q.COUNT_LISTED).format(filter=expr), params) if with_total else None
+        return [_row(r) for r in rows], int(total[0]) if total is not None else -1
 
     def count(self, space_id: str) -> int:
         with self.db.space(space_id) as tx:
