@@ -579,7 +579,7 @@ class MemorySpace(TextEmbedding):
         if item.auto_link and unit is not None and len(self.vectors):
             thr = self.settings.auto_link_threshold
             links = [
-                (k, s) for k, s in self.vectors.search(unit, self.settings.auto_link_max + 1) if s >= thr
+                (k, s) for k, s in self.vectors.search(unit, self.settings.auto_link_max) if s >= thr
             ]
         activation = float(item.confidence)
         tags = dumps(item.tags) if item.tags else "[]"
