@@ -63,3 +63,49 @@ def test_a_failed_step_leaves_no_version_row(pg: PgCluster) -> None:
             raise AssertionError("the migration should have failed")
         assert applied_versions(conn) == []
         assert conn.execute("SELECT to_regclass('engram.memories')").fetchone() == (None,)
+
+
+def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgCluster) -> None:
+    """Migration 3 (``created_lsn``) on a database an Engram of schema 2 left, with memories in two
+    spaces: every row is numbered in its old list order (created_at, id), per space, and writes
+    after the upgrade list after them; the cursor walks the old and the new rows."""
+    from engram.core.postgres import PostgresDatabase, PostgresStore
+    from engram.core.postgres.store import MemoryRow
+
+    name = f"mig_{uuid.uuid4().hex[:8]}"
+    owner = pg.new_database(name)
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert migrate(conn, app_role=APP, target=2) == [1, 2]
+        old = {"s-one": [("b", 10.0), ("a", 10.0), ("c", 5.0)], "s-two": [("z", 1.0), ("y", 2.0)]}
+        for sid, rows in old.items():
+            with conn.transaction():  # as schema 2's store wrote them (FORCEd RLS binds the owner too)
+                conn.execute("SELECT set_config('engram.space_id', %s, true)", (sid,))
+                conn.execute("INSERT INTO engram.spaces (space_id, created_at, dimension, last_lsn) "
+                             "VALUES (%s, 0, 4, %s)", (sid, len(rows)))
+                for lsn, (mid, at) in enumerate(rows, 1):
+                    conn.execute(
+                        "INSERT INTO engram.memories (space_id, id, kind, content, confidence, created_at, "
+                        "last_access, activation, decay_rate, memory_type, lsn) "
+                        "VALUES (%s, %s, 'memory', %s, 1, %s, %s, 1, 0, 'semantic', %s)",
+                        (sid, mid, f"old {mid}", at, at, lsn))
+        assert migrate(conn, app_role=APP) == [3]
+        assert applied_versions(conn) == [1, 2, 3]
+        forced = conn.execute("SELECT relforcerowsecurity FROM pg_class "
+                              "WHERE oid = 'engram.memories'::regclass")
+        assert forced.fetchone() == (True,)  # lifted for the backfill only
+    db = PostgresDatabase(pg.dsn(APP, name), min_size=1, max_size=2)
+    try:
+        store = PostgresStore(db, vector_index=False)
+        assert [(m.id, m.created_lsn) for m in store.list_memories("s-one")] == [("c", 1), ("a", 2), ("b", 3)]
+        assert [(m.id, m.created_lsn) for m in store.list_memories("s-two")] == [("z", 1), ("y", 2)]
+        # a batch after the upgrade, stored at one instant, with ids that sort before the old ones
+        assert store.remember_many("s-one", [(MemoryRow(id=i, content=i, created_at=1.0), None)
+                                             for i in ("n3", "n1", "n2")]) == [4, 5, 6]
+        walked: list[str] = []
+        after = 0
+        while page := store.list_memories("s-one", after=after, limit=2):
+            walked += [m.id for m in page]
+            after = page[-1].created_lsn
+        assert walked == ["c", "a", "b", "n3", "n1", "n2"]
+    finally:
+        db.close()
