@@ -69,6 +69,7 @@ def test_auto_links_are_made_in_the_write_with_its_lsn(store: PostgresStore) -> 
     store.remember(sid, MemoryRow(id="east", content="e"), v(1, 0, 0, 0))
     store.remember(sid, MemoryRow(id="north", content="n"), v(0, 1, 0, 0))
     store.remember(sid, MemoryRow(id="east-ish", content="e2"), v(1, 0.2, 0, 0))
+    store.remember(sid, MemoryRow(id="east-third", content="e3"), v(1, 0.4, 0, 0))  # near; auto_link_max=2
     store.remember(sid, MemoryRow(id="hidden", content="h"), v(1, 0.01, 0, 0))
     store.forget(sid, "hidden", "suppress")  # a suppressed memory is never linked to
     [done] = store.write_many(sid, [Write(MemoryRow(id="new", content="x"), v(1, 0.05, 0, 0), True)], LINKS)
