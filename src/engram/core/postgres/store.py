@@ -1,15 +1,17 @@
 """A space's operations on PostgreSQL (issue 17, milestones 1 and 2), mirroring the SQLite store.
 
 What exists: create/delete/list spaces; remember (row + vector + full text + typed metadata +
-its ``stored`` event, one transaction, one LSN); PUT and PATCH updates (core/update.py: one
+its ``stored`` event, one transaction, one LSN; with a ``WritePolicy``, the auto and temporal
+links SQLite makes on store and the quotas, in that transaction); PUT and PATCH updates (core/update.py: one
 UPDATE of the row, associations kept, an ``updated`` event); forget by suppressing or deleting,
 one memory or every match of a metadata filter; explicit associations (create or strengthen)
 and the edges of memories; expiry (every read hides expired memories; a batched sweep; a write
 reusing an expired id takes it first); get, list, count, recall by vector (top-k) and full-text
-search, with metadata filters (filters.py); the event log read after a position, trimmed to a
+search, with metadata filters (filters.py); lists in insertion order (``created_lsn``, SQLite's
+rowid) with the count of what they select; the event log read after a position, trimmed to a
 retention count, and a NOTIFY per committed write that wakes other servers (listener.py).
 ``space.PostgresSpace`` drives it for a server with ``backend = "postgres"``; nothing here knows
-of embedders, decay or cognition beyond explicit associations.
+of embedders, decay or cognition beyond explicit and store-time associations.
 
 Every write takes its LSN from the space's counter row inside its own transaction
 (``queries.NEXT_LSN``): acknowledged writes of one space have LSNs 1, 2, 3... with no gaps, in
