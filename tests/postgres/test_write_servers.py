@@ -133,9 +133,11 @@ def test_a_batch_lists_in_batch_order_and_the_cursor_and_total_are_sqlites(
         assert [m["id"] for m in filtered["memories"]] == ["k-1"] and filtered["total"] == 2
         episodic = on_b.call_obj("GET", "/api/v1/memories", params={"memory_type": "episodic"})
         assert episodic["memories"] == [] and episodic["total"] == 0
-        for bad in ("x1", "-3", "1.5", "١٢"):
+        for bad in ("x1", "-3", "1.5", "١٢", " 7"):
             r = on_b.request("GET", "/api/v1/memories", params={"cursor": bad})
             assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_INPUT", (bad, r.text)
+        beyond = on_b.call_obj("GET", "/api/v1/memories", params={"cursor": "9" * 32})  # past bigint: empty
+        assert beyond["memories"] == [] and beyond["next_cursor"] is None
 
 
 def test_auto_link_on_remember_answers_its_links(servers: tuple[EngramProcess, ...]) -> None:
