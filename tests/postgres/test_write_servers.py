@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -153,3 +154,37 @@ def test_auto_link_on_remember_answers_its_links(servers: tuple[EngramProcess, .
         edges = on_a.call_obj("GET", "/api/v1/associations", params={"memory_id": got["memory_id"]})
         assert {(e["source_id"], e["target_id"], e["kind"]) for e in edges["associations"]} == {
             (got["memory_id"], east, "auto"), (east, got["memory_id"], "auto")}
+
+
+def lifetime(memory: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(memory["expires_at"])
+            - datetime.fromisoformat(memory["created_at"])).total_seconds()
+
+
+def test_a_space_default_ttl_set_on_one_server_applies_on_the_other(
+        servers: tuple[EngramProcess, ...]) -> None:
+    """SPEC §11 ``default_ttl_seconds`` per space, on PostgreSQL: kept with the space (created in
+    the same transaction), applied to memories stored without an expiry on any server, shown in
+    the descriptor; a bad value is a 400 envelope; a space deleted and created again under its id
+    on one server is served with its new default by the other."""
+    a, b = servers
+    sid = f"w-{uuid.uuid4().hex[:10]}"
+    spaces_a, space_b = a.http_url + "/api/v1/spaces", b.http_url + f"/api/v1/spaces/{sid}"
+    for bad in (0, -5, "soon", 1e11):
+        r = httpx.post(spaces_a, json={"id": sid, "default_ttl_seconds": bad}, timeout=30)
+        assert r.status_code in (400, 422) and "error" in r.json(), r.text
+        assert httpx.get(space_b, timeout=30).status_code == 404  # nothing made
+    r = httpx.post(spaces_a, json={"id": sid, "dimension": 4, "default_ttl_seconds": 3600}, timeout=30)
+    assert r.status_code == 201, r.text
+    assert httpx.get(space_b, timeout=30).json()["default_ttl_seconds"] == 3600
+    with RestSpaceClient(b.http_url, sid) as on_b:
+        kept = on_b.remember(content="by default", embedding=vec(0))
+        own = on_b.remember(content="its own ttl", embedding=vec(1), ttl_seconds=60)
+        assert abs(lifetime(on_b.get(kept["memory_id"])) - 3600) < 1
+        assert abs(lifetime(on_b.get(own["memory_id"])) - 60) < 1
+    # deleted on A and made again without a default: B (which holds a handle) serves the new one
+    assert httpx.delete(spaces_a + f"/{sid}", timeout=30).status_code == 200
+    assert httpx.post(spaces_a, json={"id": sid, "dimension": 4}, timeout=30).status_code == 201
+    with RestSpaceClient(b.http_url, sid) as on_b:
+        again = on_b.remember(content="no default now", embedding=vec(2))
+        assert on_b.get(again["memory_id"])["expires_at"] is None

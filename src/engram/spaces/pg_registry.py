@@ -20,6 +20,7 @@ import threading
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from ..core.expiry import check_default_ttl
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
 from ..core.postgres.space import PostgresSpace, not_built
 from ..core.postgres.store import PostgresStore
@@ -62,8 +63,7 @@ class PgRegistry:
     def create(self, space_id: str, dimension: int | None = None, embedder: EmbedderChoice | None = None,
                default_ttl_seconds: float | None = None) -> tuple[PostgresSpace, bool]:
         sid = MemorySpaceId(space_id)
-        if default_ttl_seconds is not None:
-            raise not_built("a space default TTL (default_ttl_seconds)")
+        default_ttl = check_default_ttl(default_ttl_seconds)
         if embedder is not None and self.embedders is not None and embedder.provider not in (
                 "none", self.embedders.default_spec().provider):
             raise not_built(f"a per-space embedder ({embedder.provider!r}; this server embeds with "
@@ -71,7 +71,7 @@ class PgRegistry:
         if dimension is not None and not 1 <= dimension <= self.settings.max_embedding_dim:
             raise InvalidInput(f"dimension must be between 1 and {self.settings.max_embedding_dim}, "
                                f"got {dimension}")
-        created = self.store.create_space(sid, dimension, self.clock())
+        created = self.store.create_space(sid, dimension, self.clock(), default_ttl)
         if created:
             log.info("space created", extra={"memory_space": sid})
         return self.get(sid), created
@@ -82,21 +82,30 @@ class PgRegistry:
         info = self.store.space(sid)
         with self._lock:
             handle = self._handles.get(sid)
-            if info is None:
-                if handle is not None:
+        # A handle of another incarnation (deleted, perhaps created again elsewhere with another
+        # dimension or default TTL) is dropped and its streams closed, as a deletion closes them.
+        stale = None
+        if handle is not None and (info is None or handle.created_at != info.created_at):
+            stale = handle
+        if info is not None and (handle is None or stale is not None):
+            fresh = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
+                                  embedders=self.embedders, created_at=info.created_at,
+                                  default_ttl=self.store.default_ttl(sid))  # read once: it never changes
+            with self._lock:
+                handle = self._handles.get(sid)
+                if handle is None or handle.created_at != info.created_at:
+                    handle = self._handles[sid] = fresh
+        elif info is None and handle is not None:
+            with self._lock:
+                if self._handles.get(sid) is handle:
                     del self._handles[sid]
-            elif handle is None or (handle.dim is not None and handle.dim != info.dimension):
-                # new here, or deleted and created again elsewhere with another dimension
-                handle = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
-                                       embedders=self.embedders)
-                self._handles[sid] = handle
-            elif handle.dim is None:
-                handle.dim = info.dimension
+        if stale is not None and (info is None or stale is not handle):
+            stale.close("memory space deleted")
         if info is None:
-            if handle is not None:
-                handle.close("memory space deleted")
             raise _not_found(sid)
         assert handle is not None
+        if handle.dim is None:
+            handle.dim = info.dimension  # bound by a first vector, perhaps on another server
         return handle
 
     def loaded_handle(self, space_id: str) -> PostgresSpace | None:
@@ -114,6 +123,7 @@ class PgRegistry:
         return SpaceDescriptor(
             id=sid, created_at=datetime.fromtimestamp(info.created_at, tz=UTC),
             memory_count=self.store.count(sid), dimension=info.dimension, last_lsn=info.last_lsn, loaded=True,
+            default_ttl_seconds=self.store.default_ttl(sid),
             embedder=EmbedderInfo(provider=spec.provider, model=spec.model, dimension=info.dimension)
             if spec is not None else None)
 

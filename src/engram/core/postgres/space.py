@@ -96,8 +96,13 @@ class PostgresSpace:
     """One space's handle on one server (cheap: the registry keeps one per space in use)."""
 
     def __init__(self, space_id: str, store: PostgresStore, settings: Settings, clock: Clock, *,
-                 dimension: int | None, embedders: Embedders | None = None) -> None:
+                 dimension: int | None, embedders: Embedders | None = None, created_at: float | None = None,
+                 default_ttl: float | None = None) -> None:
+        """``created_at`` tells this incarnation of the space from one created again under its id;
+        ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached)."""
         self.id = space_id
+        self.created_at = created_at
+        self.default_ttl = default_ttl
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -176,7 +181,7 @@ class PostgresSpace:
                         created_at=now, last_access=now, activation=float(item.confidence),
                         decay_rate=float(item.decay_rate), tags=list(item.tags),
                         memory_type=item.memory_type.value, metadata=dict(item.metadata),
-                        expires_at=expiry_of(item, now, None))
+                        expires_at=expiry_of(item, now, self.default_ttl))
         fields: tuple[str | None, ...] = ()
         if isinstance(item, EpisodeInput):
             row.ep_when = to_epoch(item.when)

@@ -35,6 +35,7 @@ from psycopg.types.json import Jsonb
 
 from ...errors import InvalidInput, MemoryNotFound, QuotaExceeded
 from ...storage.eventlog import TRIMMED_KEY
+from ..expiry import DEFAULT_TTL_KEY
 from ..filters import Node
 from ..models import from_epoch, strengthened
 from . import filters
@@ -230,16 +231,26 @@ class PostgresStore:
 
     # -- spaces ------------------------------------------------------------------------------
     def create_space(self, space_id: str, dimension: int | None = None,
-                     created_at: float | None = None) -> bool:
-        """Create ``space_id`` (False if it exists). A new vector dimension gets its HNSW index."""
+                     created_at: float | None = None, default_ttl: float | None = None) -> bool:
+        """Create ``space_id`` (False if it exists: nothing of it changes). A new vector dimension
+        gets its HNSW index; ``default_ttl`` (seconds) is kept in the space's meta, in the same
+        transaction, so no server ever sees the space without it."""
         if dimension is not None and not 1 <= dimension <= MAX_INDEXED_DIMENSION:
             raise ValueError(f"dimension must be 1..{MAX_INDEXED_DIMENSION}, got {dimension}")
         with self.db.space(space_id) as tx:
             made = tx.one(q.CREATE_SPACE, {"created_at": time.time() if created_at is None else created_at,
                                            "dimension": dimension})
+            if made is not None and default_ttl is not None:
+                tx.execute(q.SET_META, {"key": DEFAULT_TTL_KEY, "value": repr(float(default_ttl))})
             if made is not None and self.vector_index:
                 tx.execute(q.ENSURE_VECTOR_INDEX)
         return made is not None
+
+    def default_ttl(self, space_id: str) -> float | None:
+        """The space's ``default_ttl_seconds`` (set at creation, never changed), or None."""
+        with self.db.space(space_id) as tx:
+            row = tx.one(q.GET_META, {"key": DEFAULT_TTL_KEY})
+        return None if row is None else float(str(row[0]))
 
     def space(self, space_id: str) -> SpaceInfo | None:
         with self.db.space(space_id) as tx:
