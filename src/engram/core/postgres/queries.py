@@ -195,10 +195,13 @@ EDGES_OF: Final = (
 )
 
 # -- quotas (SPEC §10): what a space holds, counted inside the write that would exceed it ---------
+# Two statements, so a ``max_memories`` alone costs a count (an index-only scan when the table's
+# visibility map allows) and never the heap visit that the sizes need.
+SPACE_COUNT: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND " + LIVE
 # A memory's bytes: its content, vector, tags and metadata as stored (compressed when large), plus
 # ``overhead`` for the row and its indexes (auth/quotas.py's estimate of a SQLite row).
-SPACE_USAGE: Final = (
-    "SELECT count(*), coalesce(sum(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) "
+SPACE_BYTES: Final = (
+    "SELECT coalesce(sum(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) "
     "+ pg_column_size(tags) + pg_column_size(metadata) + %(overhead)s), 0) FROM engram.memories "
     "WHERE space_id = %(space)s AND " + LIVE
 )

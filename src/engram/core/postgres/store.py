@@ -411,14 +411,17 @@ class PostgresStore:
         writer of the space can commit between the count and this commit (see WritePolicy)."""
         if not rule.quota:
             return
-        row = tx.one(q.SPACE_USAGE, {"now": now, "overhead": ROW_OVERHEAD})
-        count, used = (int(row[0]), int(row[1])) if row is not None else (0, 0)
         sid = tx.space_id
+        row = tx.one(q.SPACE_COUNT, {"now": now}) if rule.max_memories > 0 and new else None
+        count = int(row[0]) if row is not None else 0
         if rule.max_memories > 0 and new and count > rule.max_memories:
             raise QuotaExceeded(
                 f"memory space {sid!r} holds {count - new} memories (max_memories = {rule.max_memories}); "
                 f"this write of {new} was refused and nothing was stored",
                 details={"memory_space_id": sid, "max_memories": rule.max_memories})
+        if rule.max_space_bytes > 0:
+            row = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
+        used = int(row[0]) if rule.max_space_bytes > 0 and row is not None else 0
         if rule.max_space_bytes > 0 and used > rule.max_space_bytes:
             raise QuotaExceeded(
                 f"memory space {sid!r} would use {used} bytes with this write (max_space_bytes = "
