@@ -98,6 +98,7 @@ def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgClu
         store = PostgresStore(db, vector_index=False)
         assert [(m.id, m.created_lsn) for m in store.list_memories("s-one")] == [("c", 1), ("a", 2), ("b", 3)]
         assert [(m.id, m.created_lsn) for m in store.list_memories("s-two")] == [("z", 1), ("y", 2)]
+        assert [(i.memory_rows if i else None) for i in map(store.space, ("s-one", "s-two"))] == [3, 2]
         # a batch after the upgrade, stored at one instant, with ids that sort before the old ones
         assert store.remember_many("s-one", [(MemoryRow(id=i, content=i, created_at=1.0), None)
                                              for i in ("n3", "n1", "n2")]) == [4, 5, 6]
@@ -107,5 +108,7 @@ def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgClu
             walked += [m.id for m in page]
             after = page[-1].created_lsn
         assert walked == ["c", "a", "b", "n3", "n1", "n2"]
+        info = store.space("s-one")
+        assert info is not None and info.memory_rows == 6
     finally:
         db.close()

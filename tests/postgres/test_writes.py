@@ -6,6 +6,7 @@ them together)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,3 +185,61 @@ def test_two_servers_racing_cannot_exceed_max_memories(pg: PgCluster, store: Pos
     assert {m.id for m in store.list_memories(sid)} == set(stored)
     info = store.space(sid)
     assert info is not None and info.last_lsn == 10  # refusals gave their LSNs back: no gaps
+
+
+def rows_stored(store: PostgresStore, sid: str) -> tuple[int, int]:
+    """``(spaces.memory_rows, the rows really there)``, expired ones not swept included."""
+    info = store.space(sid)
+    with store.db.space(sid) as tx:
+        real = tx.one("SELECT count(*) FROM engram.memories WHERE space_id = %(space)s")
+    assert info is not None and real is not None
+    return info.memory_rows, int(real[0])
+
+
+def test_the_row_count_follows_every_write_that_adds_or_removes_rows(timed: PostgresStore,
+                                                                     clock: Any) -> None:
+    sid = new_space(timed)
+
+    def check(expected: int) -> None:
+        assert rows_stored(timed, sid) == (expected, expected)
+
+    timed.remember_many(sid, [(MemoryRow(id=f"b{i}", content="x", metadata={"g": i % 2}), None)
+                              for i in range(4)])
+    check(4)
+    timed.put(sid, MemoryRow(id="put", content="made by put"))
+    timed.put(sid, MemoryRow(id="put", content="replaced"))
+    timed.patch(sid, "put", {"content": "patched"})
+    timed.forget(sid, "b0", "suppress")
+    check(5)
+    timed.forget(sid, "b1", "delete")
+    check(4)
+    timed.forget_matching(sid, parse({"g": 0}), "delete")  # b2 (b0 is suppressed: deleted too)
+    check(2)
+    timed.remember(sid, MemoryRow(id="short", content="x", expires_at=clock.now + 10))
+    timed.remember(sid, MemoryRow(id="short2", content="x", expires_at=clock.now + 10))
+    clock.now += 60
+    check(4)  # expired, not swept: still rows
+    timed.remember(sid, MemoryRow(id="short", content="reused id"))  # reaps the expired one
+    check(4)
+    timed.put(sid, MemoryRow(id="short2", content="reused by put"))
+    check(4)
+    timed.remember(sid, MemoryRow(id="short3", content="x", expires_at=clock.now + 10))
+    clock.now += 60
+    assert timed.sweep_expired(sid) == 1
+    check(4)
+    with pytest.raises(QuotaExceeded):  # a refused write moves nothing
+        timed.remember_many(sid, [(MemoryRow(id="over", content="x"), None)], WritePolicy(max_memories=4))
+    check(4)
+
+
+def test_expired_rows_the_sweep_has_not_reached_do_not_hold_the_quota(timed: PostgresStore,
+                                                                      clock: Any) -> None:
+    sid = new_space(timed)
+    quota = WritePolicy(max_memories=2)
+    timed.remember_many(sid, [(MemoryRow(id=f"e{i}", content="x", expires_at=clock.now + 5), None)
+                              for i in range(2)], quota)
+    clock.now += 10
+    assert timed.remember_many(sid, [(MemoryRow(id=f"n{i}", content="x"), None) for i in range(2)], quota)
+    assert rows_stored(timed, sid) == (4, 4) and timed.count(sid) == 2
+    with pytest.raises(QuotaExceeded):
+        timed.remember_many(sid, [(MemoryRow(id="n2", content="x"), None)], quota)

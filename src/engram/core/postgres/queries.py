@@ -25,7 +25,8 @@ CREATE_SPACE: Final = (
     "%(dimension)s) ON CONFLICT (space_id) DO NOTHING RETURNING space_id"
 )
 GET_SPACE: Final = (
-    "SELECT space_id, created_at, dimension, last_lsn FROM engram.spaces WHERE space_id = %(space)s"
+    "SELECT space_id, created_at, dimension, last_lsn, memory_rows FROM engram.spaces "
+    "WHERE space_id = %(space)s"
 )
 DELETE_SPACE: Final = "DELETE FROM engram.spaces WHERE space_id = %(space)s RETURNING space_id"
 ENSURE_VECTOR_INDEX: Final = (
@@ -195,6 +196,13 @@ EDGES_OF: Final = (
 )
 
 # -- quotas (SPEC §10): what a space holds, counted inside the write that would exceed it ---------
+# The space's row count, moved by ``n`` (negative: rows deleted) by the write that inserted or
+# deleted them; every INSERT into or DELETE from engram.memories must be matched by one (the
+# quota's fast path reads it; tests/postgres/test_writes.py checks it against the rows).
+ADD_MEMORY_ROWS: Final = (
+    "UPDATE engram.spaces SET memory_rows = memory_rows + %(n)s WHERE space_id = %(space)s "
+    "RETURNING memory_rows"
+)
 # Two statements, so a ``max_memories`` alone costs a count (an index-only scan when the table's
 # visibility map allows) and never the heap visit that the sizes need.
 SPACE_COUNT: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND " + LIVE

@@ -261,6 +261,9 @@ CREATE INDEX memory_meta_text ON engram.memory_meta (space_id, mkey, vtype, vtex
 # inserted, so a space has no more rows than LSNs and every later write sorts after them. The
 # table owner is bound by FORCEd row-level security too (it would see no row): the backfill runs
 # with FORCE lifted, inside this step's transaction, so no other session ever sees it lifted.
+# ``spaces.memory_rows`` counts the space's memory rows (expired ones not swept yet included),
+# kept by every write that inserts or deletes rows, in its transaction: a quota check reads it
+# instead of counting the rows, and counts them only when it is past ``max_memories``.
 _V3 = """
 ALTER TABLE engram.memories ADD COLUMN created_lsn bigint;
 ALTER TABLE engram.memories NO FORCE ROW LEVEL SECURITY;
@@ -271,13 +274,22 @@ UPDATE engram.memories AS m SET created_lsn = o.n
 ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
 ALTER TABLE engram.memories ALTER COLUMN created_lsn SET NOT NULL;
 CREATE UNIQUE INDEX memories_created_lsn ON engram.memories (space_id, created_lsn);
+
+ALTER TABLE engram.spaces ADD COLUMN memory_rows bigint NOT NULL DEFAULT 0;
+ALTER TABLE engram.spaces NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.memories NO FORCE ROW LEVEL SECURITY;
+UPDATE engram.spaces AS s SET memory_rows = c.n
+    FROM (SELECT space_id, count(*) AS n FROM engram.memories GROUP BY space_id) AS c
+    WHERE s.space_id = c.space_id;
+ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
     Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
-    Migration(3, "insertion order of memories (created_lsn), for list order and cursors", _V3),
+    Migration(3, "insertion order of memories (created_lsn); a space's row count (memory_rows)", _V3),
 )
 
 _BOOKKEEPING = """

@@ -89,6 +89,8 @@ class SpaceInfo:
     created_at: float
     dimension: int | None
     last_lsn: int
+    #: Memory rows stored (expired ones not swept yet included): ``spaces.memory_rows``.
+    memory_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,8 @@ class PostgresStore:
         with self.db.space(space_id) as tx:
             row = tx.one(q.GET_SPACE)
         return None if row is None else SpaceInfo(str(row[0]), float(row[1]),
-                                                   None if row[2] is None else int(row[2]), int(row[3]))
+                                                   None if row[2] is None else int(row[2]), int(row[3]),
+                                                   int(row[4]))
 
     def bind_dimension(self, space_id: str, dimension: int) -> int | None:
         """Give a space without a dimension ``dimension``; returns the space's dimension after
@@ -299,6 +302,13 @@ class PostgresStore:
     def notify(tx: SpaceTx, lsn: int) -> None:
         """Wake listening servers when this transaction commits (once per transaction, its last LSN)."""
         tx.execute(q.NOTIFY_WRITE, {"lsn": lsn})
+
+    @staticmethod
+    def _add_rows(tx: SpaceTx, n: int) -> int:
+        """Move the space's row count by ``n`` (rows this write inserted minus rows it deleted);
+        returns the count after."""
+        row = tx.one(q.ADD_MEMORY_ROWS, {"n": n})
+        return int(row[0]) if row is not None else 0
 
     @staticmethod
     def _scrub(tx: SpaceTx, memory_ids: list[str]) -> None:
@@ -361,9 +371,10 @@ class PostgresStore:
         now = self.clock()
         batch_ids = [w.memory.id for w in writes]
         with self.db.space(space_id) as tx:
+            reaped = 0
             for w in writes:
                 lsn = self.next_lsn(tx)
-                self._reap(tx, w.memory.id, now, lsn)
+                reaped += len(self._reap(tx, w.memory.id, now, lsn))
                 auto = (self._near(tx, w.embedding, rule, batch_ids, now)
                         if w.auto_link and w.embedding is not None else [])
                 self._insert(tx, w.memory, w.embedding, lsn)
@@ -375,7 +386,8 @@ class PostgresStore:
                                                    "kind": kind, "now": now, "lsn": lsn})
                 out.append(Written(lsn, auto))
             if out:
-                self._check_quota(tx, rule, len(out), now)
+                rows = self._add_rows(tx, len(out) - reaped)
+                self._check_quota(tx, rule, len(out), now, rows)
                 self.notify(tx, out[-1].lsn)
         return out
 
@@ -403,26 +415,33 @@ class PostgresStore:
         return [str(r[0]) for r in rows]
 
     @staticmethod
-    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float) -> None:
-        """Refuse (roll back) a write that left the space past its quota: ``new`` memories added.
+    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float, stored: int) -> None:
+        """Refuse (roll back) a write that left the space past its quota: ``new`` memories added,
+        ``stored`` the space's row count after it (``spaces.memory_rows``).
 
         Runs after the write's rows are in, holding the space's counter row (taken by the write's
         first ``next_lsn``), so the count is of committed rows plus this write's and no other
-        writer of the space can commit between the count and this commit (see WritePolicy)."""
+        writer of the space can commit between the count and this commit (see WritePolicy).
+        ``stored`` counts expired rows the sweep has not deleted yet, so it is never below the
+        live count: at or under ``max_memories`` it settles the question without counting; past
+        it, the live rows are counted (expired ones must not hold the quota)."""
         if not rule.quota:
             return
         sid = tx.space_id
-        row = tx.one(q.SPACE_COUNT, {"now": now}) if rule.max_memories > 0 and new else None
-        count = int(row[0]) if row is not None else 0
+        count = stored
+        if rule.max_memories > 0 and new and stored > rule.max_memories:
+            row = tx.one(q.SPACE_COUNT, {"now": now})
+            count = int(row[0]) if row is not None else 0
         if rule.max_memories > 0 and new and count > rule.max_memories:
             raise QuotaExceeded(
                 f"memory space {sid!r} holds {count - new} memories (max_memories = {rule.max_memories}); "
                 f"this write of {new} was refused and nothing was stored",
                 details={"memory_space_id": sid, "max_memories": rule.max_memories})
-        if rule.max_space_bytes > 0:
-            row = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
-        used = int(row[0]) if rule.max_space_bytes > 0 and row is not None else 0
-        if rule.max_space_bytes > 0 and used > rule.max_space_bytes:
+        if rule.max_space_bytes <= 0:
+            return
+        size = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
+        used = int(size[0]) if size is not None else 0
+        if used > rule.max_space_bytes:
             raise QuotaExceeded(
                 f"memory space {sid!r} would use {used} bytes with this write (max_space_bytes = "
                 f"{rule.max_space_bytes}); it was refused and nothing was stored",
@@ -464,9 +483,9 @@ class PostgresStore:
                         f"no memory with id {memory_id!r} in memory space {space_id!r}",
                         suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
                         details={"memory_id": memory_id, "memory_space_id": space_id})
-                self._reap(tx, memory_id, now, lsn)
+                reaped = len(self._reap(tx, memory_id, now, lsn))
                 self._insert(tx, put, embedding, lsn)
-                self._check_quota(tx, rule, 1, now)
+                self._check_quota(tx, rule, 1, now, self._add_rows(tx, 1 - reaped))
                 self.notify(tx, lsn)
                 return Updated(put, True, lsn)
             kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
@@ -501,7 +520,7 @@ class PostgresStore:
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
-            self._check_quota(tx, rule, 0, now)
+            self._check_quota(tx, rule, 0, now, 0)
             self.notify(tx, lsn)
         return Updated(memory, False, lsn)
 
@@ -522,6 +541,7 @@ class PostgresStore:
                     edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
                     removed = int(edges[0]) if edges is not None else 0
                     tx.execute(q.DELETE_MEMORY, {"id": memory_id})
+                    self._add_rows(tx, -1)
                     self._scrub(tx, [memory_id])
                 else:
                     tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
@@ -553,6 +573,7 @@ class PostgresStore:
                 if not ids:
                     raise _NothingDone  # roll back: the LSN is given back
                 if mode == "delete":
+                    self._add_rows(tx, -len(ids))
                     self._scrub(tx, ids)
                 for mid in ids:
                     self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
@@ -625,6 +646,7 @@ class PostgresStore:
                     rows = tx.execute(q.DELETE_EXPIRED, {"now": now, "limit": limit}).fetchall()
                     if not rows:  # another sweeper took them meanwhile: give the LSN back
                         raise _NothingDone
+                    self._add_rows(tx, -len(rows))
                     self._expired_events(tx, rows, lsn)
                     self.notify(tx, lsn)
             except _NothingDone:
