@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
+import httpx
 import psycopg
 
 from engram.core.postgres import MIGRATIONS, latest_version, migrate
@@ -65,13 +67,9 @@ def test_a_failed_step_leaves_no_version_row(pg: PgCluster) -> None:
         assert conn.execute("SELECT to_regclass('engram.memories')").fetchone() == (None,)
 
 
-def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgCluster) -> None:
-    """Migration 3 (``created_lsn``) on a database an Engram of schema 2 left, with memories in two
-    spaces: every row is numbered in its old list order (created_at, id), per space, and writes
-    after the upgrade list after them; the cursor walks the old and the new rows."""
-    from engram.core.postgres import PostgresDatabase, PostgresStore
-    from engram.core.postgres.store import MemoryRow
-
+def at_version_2_with_data(pg: PgCluster) -> tuple[str, str]:
+    """A database as an Engram of schema 2 left it: memories in two spaces, listed then by
+    ``(created_at, id)``; its name and owner DSN."""
     name = f"mig_{uuid.uuid4().hex[:8]}"
     owner = pg.new_database(name)
     with psycopg.connect(owner, autocommit=True) as conn:
@@ -88,6 +86,18 @@ def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgClu
                         "last_access, activation, decay_rate, memory_type, lsn) "
                         "VALUES (%s, %s, 'memory', %s, 1, %s, %s, 1, 0, 'semantic', %s)",
                         (sid, mid, f"old {mid}", at, at, lsn))
+    return name, owner
+
+
+def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgCluster) -> None:
+    """Migration 3 (``created_lsn``) on a database an Engram of schema 2 left, with memories in two
+    spaces: every row is numbered in its old list order (created_at, id), per space, and writes
+    after the upgrade list after them; the cursor walks the old and the new rows."""
+    from engram.core.postgres import PostgresDatabase, PostgresStore
+    from engram.core.postgres.store import MemoryRow
+
+    name, owner = at_version_2_with_data(pg)
+    with psycopg.connect(owner, autocommit=True) as conn:
         assert migrate(conn, app_role=APP) == [3]
         assert applied_versions(conn) == [1, 2, 3]
         forced = conn.execute("SELECT relforcerowsecurity FROM pg_class "
@@ -112,3 +122,27 @@ def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgClu
         assert info is not None and info.memory_rows == 6
     finally:
         db.close()
+
+
+def test_a_server_started_on_a_version_2_database_migrates_it_and_lists_in_order(
+        pg: PgCluster, tmp_path: Path) -> None:
+    """``engram start`` connected as the schema owner applies migration 3 at start (as it applies
+    every missing step), then serves the old memories in their old order and new ones after."""
+    from engram.testing.harness import EngramProcess
+
+    _name, owner = at_version_2_with_data(pg)
+    srv = EngramProcess.start(tmp_path, settings={"backend": "postgres", "postgres_dsn": owner,
+                                                  "embedder": "none"})
+    try:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            assert applied_versions(conn) == list(range(1, latest_version() + 1))
+        with httpx.Client(base_url=srv.http_url, headers={"X-Memory-Space": "s-one"}, timeout=30) as http:
+            r = http.post("/api/v1/memories/batch", json={"memories": [
+                {"id": i, "content": i, "embedding": [1.0, 0.0, 0.0, 0.0]} for i in ("n2", "n1")]})
+            assert r.status_code == 201 and r.json()["stored"] == 2, r.text
+            first = http.get("/api/v1/memories", params={"limit": 2}).json()
+            rest = http.get("/api/v1/memories", params={"limit": 9, "cursor": first["next_cursor"]}).json()
+        assert [m["id"] for m in first["memories"] + rest["memories"]] == ["c", "a", "b", "n2", "n1"]
+        assert first["total"] == rest["total"] == 5 and rest["next_cursor"] is None
+    finally:
+        srv.stop()
