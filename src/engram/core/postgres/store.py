@@ -391,13 +391,16 @@ class PostgresStore:
                 self.notify(tx, out[-1].lsn)
         return out
 
-    @staticmethod
-    def _near(tx: SpaceTx, embedding: Vector, rule: WritePolicy, exclude: list[str],
+    def _near(self, tx: SpaceTx, embedding: Vector, rule: WritePolicy, exclude: list[str],
               now: float) -> list[tuple[str, float]]:
-        """The ``auto`` links of a new vector: nearest first, at or above the threshold."""
+        """The ``auto`` links of a new vector: nearest first, at or above the threshold. Where the
+        HNSW index serves the query, it scans on (iteratively) until it has found the space's
+        ``auto_link_max`` nearest, as recall does (``RECALL_TUNING``, local to this transaction)."""
         vec = np.asarray(embedding, dtype=np.float32)
         if rule.auto_link_max < 1 or not float(np.dot(vec, vec)) > 0.0:
             return []
+        if self.vector_index:
+            tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, rule.auto_link_max))})
         stmt = sql.SQL(q.LINK_NEIGHBOURS).format(dim=sql.Literal(int(vec.shape[0])))
         rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now,
                                  "k": rule.auto_link_max}).fetchall()
