@@ -251,3 +251,22 @@ def test_spaces_do_not_spread_into_each_other(servers: tuple[EngramProcess, ...]
         m.remember(id=shared_id, content="my unlinked memory")
         got = m.recall(embedding=E0, mode="spreading", max_results=10, trace_activation=True)
     assert ids(got) == ["seed"]
+
+
+def test_context_cues_select_in_the_database_before_the_candidate_limit(
+        servers: tuple[EngramProcess, ...]) -> None:
+    """An old matching episode behind 1,100 newer memories: the context query must filter before
+    it takes its newest ``max(wide, 1000)`` rows, or the match is never a candidate."""
+    a, _ = servers
+    sid = new_space(a)
+    with RestSpaceClient(a.http_url, sid) as c:
+        c.experience(id="old", content="the first walk", when="2020-05-01T10:00:00Z",
+                     where_location="Porto", who=["Dina"])
+        for start in (0, 550):
+            r = c.request("POST", "/api/v1/memories/batch", json={"memories": [
+                {"content": f"newer note {i}", "tags": ["t"]} for i in range(start, start + 550)]})
+            assert r.status_code in (200, 201), r.text
+        may_2020 = {"time_start": "2020-05-01T00:00:00Z", "time_end": "2020-05-02T00:00:00Z"}
+        assert ids(c.recall(max_results=5, **may_2020)) == ["old"]
+        assert ids(c.recall(max_results=5, location="porto")) == ["old"]
+        assert ids(c.recall(max_results=5, participants=["dina"])) == ["old"]
