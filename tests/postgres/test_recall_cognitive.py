@@ -144,6 +144,15 @@ def test_cognitive_rank_puts_a_surer_or_recently_strengthened_memory_first(
         assert top["score"] > cognitive["results"][1]["score"]
         assert set(top["signals"]) >= {"relevance", "activation", "recency", "confidence", "vector"}
         assert top in cognitive["memories"]["vivid"]  # 0.7 relevance + confidence, activation, recency > 0.7
+        # equal activation (an episode starts at 0.5 confidence + 0.5 importance): confidence decides,
+        # against the sure one's slightly older age (stored first, it has decayed a few ms longer)
+        e2 = [0.0, 0.0, 1.0, 0.0]
+        c.experience(id="e-sure", content="sixth", when="2026-01-01T00:00:00Z", embedding=e2,
+                     confidence=0.9, importance=0.1)
+        c.experience(id="d-unsure", content="fifth", when="2026-01-01T00:00:00Z", embedding=e2,
+                     confidence=0.1, importance=0.9)
+        assert ids(c.recall(embedding=e2, rank="similarity", max_results=2)) == ["d-unsure", "e-sure"]
+        assert ids(c.recall(embedding=e2, max_results=2)) == ["e-sure", "d-unsure"]
         # two equal memories; one is recalled (alone, by its tag) a few times, so it is strengthened
         c.remember(id="c-plain", content="third", embedding=E1, confidence=0.6)
         c.remember(id="d-used", content="fourth", embedding=E1, confidence=0.6, tags=["used"])
