@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engram.testing.clients import RestSpaceClient
+from engram.testing.clients import GrpcSpaceClient, RestSpaceClient
 from engram.testing.harness import EngramProcess
 
 from .conftest import PgCluster
@@ -60,7 +60,7 @@ def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
 
 def test_spreading_finds_a_memory_reachable_only_through_an_association(
         servers: tuple[EngramProcess, ...]) -> None:
-    a, _ = servers
+    a, b = servers
     sid = new_space(a)
     with RestSpaceClient(a.http_url, sid) as c:
         c.remember(id="seed", content="the heron stands in the reeds", embedding=E0)
@@ -90,6 +90,10 @@ def test_spreading_finds_a_memory_reachable_only_through_an_association(
         assert spread["metadata"]["activation_paths"]["linked"][0]["memory_id"] == "seed"
         assert spread["metadata"]["spreading"]["hops"] >= 2
         assert ids(spread)[0] == "seed"
+        with GrpcSpaceClient(b.grpc_target, sid) as g:  # gRPC, on the other server
+            by_grpc = g.recall(embedding=E0, max_results=10, mode="spreading", trace_activation=True)
+        got_grpc = {i["memory"]["id"]: i for i in by_grpc["result"]["results"]}
+        assert [s["memory_id"] for s in got_grpc["linked"]["activation_path"]] == ["seed", "linked"]
         # max_hops bounds the spread; hybrid spreads too
         one_hop = ids(c.recall(**{**cue, "max_hops": 1}))
         assert "linked" in one_hop and "two-hops" not in one_hop
