@@ -283,3 +283,37 @@ def test_context_cues_select_in_the_database_before_the_candidate_limit(
         assert ids(c.recall(max_results=5, **may_2020)) == ["old"]
         assert ids(c.recall(max_results=5, location="porto")) == ["old"]
         assert ids(c.recall(max_results=5, participants=["dina"])) == ["old"]
+
+
+def test_two_servers_reinforcing_the_same_rows_count_every_recall(pg: PgCluster) -> None:
+    """Two reinforcers on their own pools (two servers), writing at once over the same rows in
+    different orders: every recall counts (increments in SQL), and no batch is lost to a deadlock."""
+    import random
+
+    from engram.core.postgres import MemoryRow, PostgresDatabase, PostgresStore
+    from engram.core.postgres.reinforce import PgReinforcer
+
+    dbs = [PostgresDatabase(pg.app, min_size=1, max_size=4) for _ in range(2)]
+    try:
+        stores = [PostgresStore(d, vector_index=False) for d in dbs]
+        sid = f"r-{uuid.uuid4().hex[:10]}"
+        assert stores[0].create_space(sid, dimension=4)
+        names = [f"m{i:02d}" for i in range(20)]
+        stores[0].remember_many(sid, [(MemoryRow(id=n, content=n, activation=0.1), None) for n in names])
+        reinforcers = [PgReinforcer(s, linger=0.0) for s in stores]  # every recall its own UPDATE
+
+        def recalls(r: PgReinforcer, seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(25):
+                r.add(sid, rng.sample(names, len(names)), time.time())
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: recalls(reinforcers[i % 2], i), range(8)))
+        for r in reinforcers:
+            r.close()
+        rows = stores[1].rows_by_id(sid, names)
+        assert {n: rows[n].access_count for n in names} == {n: 200 for n in names}
+        assert all(rows[n].activation == 1.0 for n in names)  # 0.1 + 200 x 0.05, capped
+    finally:
+        for d in dbs:
+            d.close()
