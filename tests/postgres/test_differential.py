@@ -270,6 +270,8 @@ def script(seed: int) -> list[tuple[str, Op]]:
         "filter": {"kind": "batch"}, "max_results": 20}), as_set=True))
     add("recall text", lambda t: recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
         "query": "lantern", "max_results": 50}), as_set=True))
+    add("recall text words", lambda t: recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
+        "query": "where did I leave the old lantern near the quiet meadow", "max_results": 50}), as_set=True))
     add("associate", lambda t: answer(t, "POST", "/api/v1/memories/associate", json={
         "source_id": by_name(0)(t), "target_id": "fixed-1", "strength": 0.7}))
     add("associate one-way", lambda t: answer(t, "POST", "/api/v1/memories/associate", json={
@@ -405,6 +407,8 @@ def test_postgres_answers_the_data_plane_as_sqlite_does(servers: dict[str, Engra
     assert 0 < len(seen["recall filtered"]["hits"]) < everything
     assert 0 < len(seen["recall tags"]["hits"]) < everything
     assert seen["recall text"]["ids"] and seen["recall filter only"]["ids"]
+    # any word of a question finds a memory, not only one holding every word
+    assert len(seen["recall text words"]["ids"]) > len(seen["recall text"]["ids"])
     assert len(seen["list walk by 5"]["page_sizes"]) > 2
     assert seen["delete by filter"]["body"]["count"] > 0
     assert seen["delete by filter suppress"]["body"]["count"] > 0

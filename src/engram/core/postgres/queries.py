@@ -103,9 +103,12 @@ RECALL_TUNING: Final = (
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.ef_search', %(ef)s, true)"
 )
+# Any stemmed word of the text matches (as SQLite's full text does), not every word: a question
+# of ten words names its memory by two or three of them. plainto_tsquery joins lexemes with '&'.
 SEARCH_TEXT: Final = (
     "SELECT id, ts_rank(search, query) AS rank FROM engram.memories, "
-    "websearch_to_tsquery('english', %(text)s) AS query WHERE space_id = %(space)s AND search @@ query "
+    "CAST(replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ') AS tsquery) AS query "
+    "WHERE space_id = %(space)s AND search @@ query "
     "AND NOT suppressed AND " + LIVE + " ORDER BY rank DESC, id LIMIT %(k)s"
 )
 

@@ -544,7 +544,7 @@ class PostgresStore:
         return [(str(r[0]), float(r[1])) for r in rows]
 
     def search_text(self, space_id: str, text: str, k: int = 10) -> list[tuple[str, float]]:
-        """Full-text matches (PostgreSQL ``websearch_to_tsquery``, English stemming), best first."""
+        """Full-text matches of any of the text's words (English stemming, ``ts_rank``), best first."""
         with self.db.space(space_id) as tx:
             rows = tx.execute(q.SEARCH_TEXT, {"text": text, "k": k, "now": self.clock()}).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]
