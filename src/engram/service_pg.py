@@ -8,9 +8,10 @@ serve the same spaces.
 
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
 PUT / PATCH / forget / delete by filter, recall (vector, text, hybrid, metadata filter, tags,
-memory type), associate and associations, SSE and gRPC streams (resumable). Everything else
-(cognition, backup and restore, re-embedding, quotas) answers ``NotBuiltYet`` (501) naming the
-backend: never a 500.
+memory type), associate and associations, SSE and gRPC streams (resumable), consolidation (on
+demand, streamed as a dream, and on a schedule) and beliefs (cognition/pg_api.py). Everything else
+(the other cognitive operations, backup and restore, re-embedding, quotas) answers ``NotBuiltYet``
+(501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
 the exception is :meth:`subscribe`, which transports call synchronously when a stream opens
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
@@ -33,15 +35,22 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from .auth.keys import KeyStore, Principal
 from .auth.pg_keys import PgKeyStore
 from .cognition.api import SpaceCognition
+from .cognition.pg_api import PgCognition
+from .cognition.scheduler import Scheduler
 from .core.events import Subscription
 from .core.models import (
     MAX_BATCH_ITEMS,
     AssociateInput,
     Association,
     BatchOutcome,
+    Belief,
+    BeliefPage,
+    ConsolidateInput,
+    ConsolidationReport,
     Cue,
     DeleteByFilter,
     DeleteReceipt,
+    DreamStep,
     EmbedderChoice,
     EpisodeInput,
     ForgetMode,
@@ -60,7 +69,14 @@ from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest
 from .core.postgres.feed import EventFeed
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
-from .errors import EngramError, InvalidInput, MemorySpaceConflict, StorageError, StorageUnavailable
+from .errors import (
+    EngramError,
+    InvalidInput,
+    MemorySpaceConflict,
+    MemorySpaceNotFound,
+    StorageError,
+    StorageUnavailable,
+)
 from .observability import Metrics, Tracing
 from .service import BackendRefused, EngramService, disk_status, parse_filter
 from .settings import Settings
@@ -152,15 +168,20 @@ class PostgresService(EngramService):
     def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Metrics | None = None,
                  tracing: Tracing | None = None) -> None:
         self.db = open_database(settings, clock)
+        self._closing = threading.Event()
+        self.scheduler = Scheduler("postgres", settings.consolidation_interval_seconds,
+                                   self._scheduled_consolidations)
         try:
             # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
             self.feed = EventFeed(settings.postgres_dsn)
+            self.scheduler.start()
             if settings.max_memories or settings.max_space_bytes:
                 log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
                             "yet (docs/scale-out.md)")
         except BaseException:
+            self.scheduler.stop()
             if getattr(self, "auth", None) is not None:
                 self.auth.close()  # the key poller
             self.db.close()
@@ -312,22 +333,65 @@ class PostgresService(EngramService):
             sub.resume_from(since, source)
         return sub
 
-    # -- not built on PostgreSQL yet (501, naming the backend) -----------------------------------------
-    def cognition(self, space_id: str) -> SpaceCognition:
-        raise not_built("cognition (recognize, reminisce, consolidate, beliefs, complete, introspect)")
+    # -- consolidation and beliefs (cognition/pg_api.py) ------------------------------------------
+    def cognition(self, space_id: str) -> PgCognition:  # type: ignore[override]
+        return PgCognition(self.spaces.get(space_id), self.settings, self._closing)
 
+    async def _pg_cognition(self, space_id: str) -> PgCognition:
+        return PgCognition(await self._pg_space(space_id), self.settings, self._closing)
+
+    async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
+        with self.tracing.engine_span("engram.consolidate", space_id):
+            cog = await self._pg_cognition(space_id)
+            return await self._db(lambda: cog.consolidate(item))
+
+    async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
+        """One run, step by step: each step advances in a worker thread. The run is one
+        transaction; a client that goes away closes the run, which rolls back (nothing written)."""
+        steps = (await self._pg_cognition(space_id)).dream(item)
+        sentinel = DreamStep(kind="end", progress=1.0, message="")
+        try:
+            while True:
+                step = await self._db(lambda: next(steps, sentinel))
+                if step is sentinel:
+                    return
+                yield step
+        finally:
+            await asyncio.to_thread(steps.close)  # ends the transaction (and the lock) of an unfinished run
+
+    async def list_beliefs(self, space_id: str, cursor: str | None = None,
+                           limit: int | None = None) -> BeliefPage:
+        n = self.page_size(limit, 50)
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.list_beliefs(cursor, n))
+
+    async def get_belief(self, space_id: str, belief_id: str) -> Belief:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.get_belief(belief_id))
+
+    def _scheduled_consolidations(self) -> None:
+        """The schedule's tick: every space of the database, each only if its episodes changed
+        since its last run and no run of it is in progress (on any server: the advisory try-lock),
+        so several servers on one database consolidate each change once between them."""
+        for sid in self.pg.list_spaces():
+            if self._closing.is_set():
+                return
+            try:
+                PgCognition(self.spaces.get(sid), self.settings, self._closing).scheduled_consolidation()
+            except MemorySpaceNotFound:
+                continue  # deleted meanwhile
+            except (psycopg.Error, psycopg_pool.PoolTimeout):
+                if self._closing.is_set():
+                    return
+                log.exception("scheduled consolidation failed", extra={"memory_space": sid})
+
+    # -- not built on PostgreSQL yet (501, naming the backend) -----------------------------------------
     async def _read(self, space_id: str, fn: Callable[[Any], T], *, long: bool = False) -> T:
         raise not_built("this operation")
 
     async def _cog(self, space_id: str, fn: Callable[[SpaceCognition], T], *, long: bool = False) -> T:
         await self._pg_space(space_id)  # an unknown space is still a 404
-        raise not_built("cognition (recognize, reminisce, consolidate, beliefs, complete, introspect)")
-
-    async def dream(self, space_id: str, item: Any) -> AsyncIterator[Any]:
-        await self._pg_space(space_id)
-        if space_id:  # always: the yield below only makes this an async generator, like the base
-            raise not_built("dreaming (streamed consolidation)")
-        yield None
+        raise not_built("this cognitive operation (recognize, reminisce, complete, introspect)")
 
     # -- health and lifecycle ------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -350,10 +414,14 @@ class PostgresService(EngramService):
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
+        self._closing.set()
+        self.scheduler.stop(timeout=0)
         self.spaces.close()
 
     def close(self) -> None:
         self.shutting_down = True
+        self._closing.set()
+        self.scheduler.stop(timeout=30)  # a run in progress sees _closing and writes nothing more
         self.feed.close()
         self.spaces.close()
         self.auth.close()  # stops the key poller before its pool goes

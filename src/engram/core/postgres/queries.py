@@ -219,3 +219,51 @@ LISTEN: Final = "LISTEN engram_events"
 # -- across spaces (the directory) ----------------------------------------------------------------
 LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"
 DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES"})
+
+# -- consolidation and beliefs (core/postgres/beliefs.py, cognition/pg_consolidation.py) ----------
+# The input of a run: the live episodes with a vector (ordered by memory id in Python: code point
+# order, as SQLite's BINARY collation orders them, whatever the database's collation).
+EPISODES_TO_CONSOLIDATE: Final = (
+    "SELECT id, content, embedding, lsn FROM engram.memories WHERE space_id = %(space)s "
+    "AND kind = 'episode' AND NOT suppressed AND embedding IS NOT NULL AND " + LIVE
+)
+EPISODES_WITHOUT_VECTOR: Final = (
+    "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND kind = 'episode' "
+    "AND NOT suppressed AND embedding IS NULL AND " + LIVE
+)
+# The fingerprint of the same rows (consolidation.fingerprint): count, newest and sum of LSNs.
+EPISODE_FINGERPRINT: Final = (
+    "SELECT count(*), coalesce(max(lsn), 0), coalesce(sum(lsn), 0)::float8 FROM engram.memories "
+    "WHERE space_id = %(space)s AND kind = 'episode' AND NOT suppressed AND embedding IS NOT NULL AND "
+    + LIVE
+)
+LIVE_EPISODES_AMONG: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND NOT suppressed AND embedding IS NOT NULL AND " + LIVE
+)
+MARK_CONSOLIDATED: Final = (
+    "UPDATE engram.memories SET consolidation_state = 'consolidated' WHERE space_id = %(space)s "
+    "AND id = ANY(%(ids)s) AND consolidation_state IS DISTINCT FROM 'consolidated'"
+)
+BELIEF_CREATED: Final = "SELECT id, created_at FROM engram.beliefs WHERE space_id = %(space)s"
+DELETE_BELIEFS: Final = "DELETE FROM engram.beliefs WHERE space_id = %(space)s"
+INSERT_BELIEF: Final = (
+    "INSERT INTO engram.beliefs (space_id, id, content, centroid, strength, schema_confidence, citations, "
+    "created_at, updated_at, run_id, lsn) VALUES (%(space)s, %(id)s, %(content)s, %(centroid)s, "
+    "%(strength)s, %(schema_confidence)s, %(citations)s, %(created_at)s, %(updated_at)s, %(run_id)s, "
+    "%(lsn)s)"
+)
+BELIEF_COLUMNS: Final = (
+    "id, content, centroid, strength, schema_confidence, citations, created_at, updated_at, run_id, lsn"
+)
+LIST_BELIEFS: Final = (
+    "SELECT " + BELIEF_COLUMNS + " FROM engram.beliefs WHERE space_id = %(space)s "
+    "AND id COLLATE \"C\" > %(after)s ORDER BY id COLLATE \"C\" LIMIT %(limit)s"
+)
+GET_BELIEF: Final = (
+    "SELECT " + BELIEF_COLUMNS + " FROM engram.beliefs WHERE space_id = %(space)s AND id = %(id)s"
+)
+# At most one run per space across servers: a transaction-scoped advisory lock on a key derived
+# from the space id (beliefs.lock_key), held from the run's snapshot to its commit.
+CONSOLIDATION_LOCK: Final = "SELECT pg_advisory_xact_lock(%(key)s)"
+CONSOLIDATION_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock(%(key)s)"
