@@ -333,22 +333,26 @@ def test_scheduled_consolidation_runs_once_per_change_across_servers(
     with RestSpaceClient(s1.http_url, sid) as c:
         for ep in episodes():
             c.experience(**ep)
-        first = _wait_for(lambda: events_of(db, sid, "consolidation"), "no scheduled run came")
-        assert first[0][1]["beliefs"] == 3
-        # Both servers tick every INTERVAL: several ticks later, still one run for this one change
-        # (the absence of a second run can only be observed over a window).
+        # (a tick may fall between two of these writes: each change it saw is a run of its own)
+        _wait_for(lambda: any(d["episodes_considered"] == 14 for _, d in events_of(db, sid, "consolidation")),
+                  "no scheduled run saw all the episodes")
+        runs = len(events_of(db, sid, "consolidation"))
+        assert events_of(db, sid, "consolidation")[-1][1]["beliefs"] == 3
+        # Both servers tick every INTERVAL: several ticks later, still no run for no change
+        # (the absence of a run can only be observed over a window).
         time.sleep(6 * INTERVAL)
-        assert len(events_of(db, sid, "consolidation")) == 1
+        assert len(events_of(db, sid, "consolidation")) == runs
         assert len(c.beliefs()["beliefs"]) == 3
-        # a change (a new member of a group) is consolidated, again once
+        # one change (a new member of a group): one run, by one of the two servers
         v = [0.0] * DIM
         v[3] = 1.0
         c.experience(id="ep-3-new", content="kettle stove breakfast again", embedding=v,
                      when="2026-01-08T10:00:00Z")
-        second = _wait_for(lambda: (e := events_of(db, sid, "consolidation"))[1:] and e, "no run after a change")
+        _wait_for(lambda: len(events_of(db, sid, "consolidation")) > runs, "no run after a change")
         time.sleep(6 * INTERVAL)
-        assert len(events_of(db, sid, "consolidation")) == 2
-        assert second[1][1]["episodes_consolidated"] == 1
+        logged = events_of(db, sid, "consolidation")
+        assert len(logged) == runs + 1
+        assert (logged[-1][1]["episodes_considered"], logged[-1][1]["episodes_consolidated"]) == (15, 1)
         assert c.get("ep-3-new")["consolidation_state"] == "consolidated"
 
 
@@ -370,3 +374,33 @@ def test_bad_input_keeps_the_error_envelope(servers: tuple[EngramProcess, Engram
     assert 400 <= r.status_code < 500, r.text
     err = r.json()["error"]
     assert err["code"] and err["message"] and "suggestion" in err
+
+
+def test_an_episode_forgotten_while_the_run_clusters_is_not_cited(pg: PgCluster, db: Any, clock: Any) -> None:
+    """In process, on the real database: the run is paused after clustering (between two steps of
+    its generator), an episode it clustered is suppressed by another transaction, and the run's
+    write re-checks what it cites: the belief is rebuilt from the survivors."""
+    from engram.cognition.pg_consolidation import PgConsolidationRun
+    from engram.core.models import ConsolidateInput, EpisodeInput
+    from engram.core.postgres import PostgresStore
+    from engram.core.postgres.space import PostgresSpace
+    from engram.settings import Settings
+
+    store = PostgresStore(db, vector_index=False, clock=clock)
+    sid = f"stale-{uuid.uuid4().hex[:8]}"
+    assert store.create_space(sid, dimension=DIM)
+    space = PostgresSpace(sid, store, Settings(embedder="none"), clock, dimension=DIM)
+    for ep in episodes():
+        space.remember(EpisodeInput(**ep))
+    run = PgConsolidationRun(space, Settings(embedder="none"), ConsolidateInput())
+    steps = run.steps()
+    for step in steps:
+        if step.kind == "replay":
+            break  # clustered; nothing written yet
+    space.forget("ep-0-2")  # another writer, while the run holds the consolidation lock
+    rest = list(steps)
+    assert rest[-1].kind == "done" and run.report is not None
+    by_first = {min(c.episode_id for c in b.citations): b for b in run.report.beliefs}
+    assert {c.episode_id for c in by_first["ep-0-0"].citations} == {"ep-0-0", "ep-0-1", "ep-0-3"}
+    assert run.report.episodes_consolidated == 11
+    assert space.get("ep-0-2").consolidation_state == "recent"
