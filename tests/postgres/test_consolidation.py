@@ -45,7 +45,8 @@ def dsn(pg: PgCluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
+def servers(dsn: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
     a = start_pg_server(tmp_path_factory.mktemp("a"), dsn, embedder="none")
     try:
         b = start_pg_server(tmp_path_factory.mktemp("b"), dsn, embedder="none")
@@ -68,7 +69,8 @@ def episodes(seed: int = 7) -> list[dict[str, Any]]:
     """Three tight groups (around axes 0, 3, 6) and two loners, with fixed ids, in shuffled order."""
     rng = random.Random(seed)
     out = []
-    topics = {0: "heron fishing reeds river", 3: "kettle stove breakfast kitchen", 6: "train station platform"}
+    topics = {0: "heron fishing reeds river", 3: "kettle stove breakfast kitchen",
+              6: "train station platform"}
     for axis, words in topics.items():
         for i in range(4):
             v = [rng.uniform(0.0, 0.15) for _ in range(DIM)]
@@ -147,7 +149,7 @@ def test_consolidate_on_one_server_read_beliefs_and_events_on_the_other(
 
 
 def test_a_belief_page_walk_and_an_empty_space(servers: tuple[EngramProcess, EngramProcess]) -> None:
-    a, b = servers
+    a, _ = servers
     sid = new_space(a)
     with RestSpaceClient(a.http_url, sid) as on_a:
         empty = on_a.consolidate()
@@ -172,7 +174,8 @@ def test_a_belief_page_walk_and_an_empty_space(servers: tuple[EngramProcess, Eng
         assert seen == sorted(cited(report))
 
 
-def test_sqlite_and_postgres_give_the_same_beliefs(pg: PgCluster, servers: tuple[EngramProcess, EngramProcess],
+def test_sqlite_and_postgres_give_the_same_beliefs(pg: PgCluster,
+                                                   servers: tuple[EngramProcess, EngramProcess],
                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     a, _ = servers
     lite = EngramProcess.start(tmp_path_factory.mktemp("lite"), settings={"embedder": "none"})
@@ -195,7 +198,8 @@ def test_sqlite_and_postgres_give_the_same_beliefs(pg: PgCluster, servers: tuple
         for bid, lite_b in lb.items():
             pg_b = pb[bid]
             assert lite_b["content"] == pg_b["content"]
-            assert [c["episode_id"] for c in lite_b["citations"]] == [c["episode_id"] for c in pg_b["citations"]]
+            assert ([c["episode_id"] for c in lite_b["citations"]]
+                    == [c["episode_id"] for c in pg_b["citations"]])
             assert [c["preview"] for c in lite_b["citations"]] == [c["preview"] for c in pg_b["citations"]]
             for c1, c2 in zip(lite_b["citations"], pg_b["citations"], strict=True):
                 assert abs(c1["similarity"] - c2["similarity"]) < TOL
@@ -303,7 +307,8 @@ def test_a_run_waits_for_the_spaces_consolidation_lock_and_reads_after_taking_it
 
 
 @pytest.fixture(scope="module")
-def scheduled(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[EngramProcess]]]:
+def scheduled(pg: PgCluster,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[EngramProcess]]]:
     db = fresh_database(pg, "sched")
     procs: list[EngramProcess] = []
     try:
@@ -328,7 +333,7 @@ def _wait_for(cond: Any, what: str, timeout: float = 30) -> Any:
 
 def test_scheduled_consolidation_runs_once_per_change_across_servers(
         scheduled: tuple[str, list[EngramProcess]]) -> None:
-    db, (s1, s2) = scheduled
+    db, (s1, _s2) = scheduled
     sid = new_space(s1)
     with RestSpaceClient(s1.http_url, sid) as c:
         for ep in episodes():
@@ -364,13 +369,13 @@ def test_scheduled_consolidation_runs_once_per_change_across_servers(
     ("GET", "/api/v1/consolidations?limit=0", None),
     ("GET", "/api/v1/consolidations/belief-nope", None),
 ])
-def test_bad_input_keeps_the_error_envelope(servers: tuple[EngramProcess, EngramProcess], method: str, path: str,
-                                            body: Any) -> None:
+def test_bad_input_keeps_the_error_envelope(servers: tuple[EngramProcess, EngramProcess], method: str,
+                                            path: str, body: Any) -> None:
     a, _ = servers
     sid = new_space(a)
     kw: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
-    r = httpx.request(method, a.http_url + path, headers={"X-Memory-Space": sid, "Content-Type": "application/json"},
-                      timeout=30, **kw)
+    headers = {"X-Memory-Space": sid, "Content-Type": "application/json"}
+    r = httpx.request(method, a.http_url + path, headers=headers, timeout=30, **kw)
     assert 400 <= r.status_code < 500, r.text
     err = r.json()["error"]
     assert err["code"] and err["message"] and "suggestion" in err
