@@ -9,9 +9,9 @@ serve the same spaces.
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
 PUT / PATCH / forget / delete by filter, recall (vector, text, hybrid, metadata filter, tags,
 memory type), associate and associations, SSE and gRPC streams (resumable), consolidation (on
-demand, streamed as a dream, and on a schedule) and beliefs (cognition/pg_api.py). Everything else
-(the other cognitive operations, backup and restore, re-embedding, quotas) answers ``NotBuiltYet``
-(501) naming the backend: never a 500.
+demand, streamed as a dream, and on a schedule), beliefs, recognize, reminisce, complete and
+introspect (cognition/pg_api.py). Everything else (backup and restore, re-embedding, quotas)
+answers ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
 the exception is :meth:`subscribe`, which transports call synchronously when a stream opens
@@ -45,6 +45,8 @@ from .core.models import (
     BatchOutcome,
     Belief,
     BeliefPage,
+    CompleteInput,
+    Completion,
     ConsolidateInput,
     ConsolidationReport,
     Cue,
@@ -60,7 +62,12 @@ from .core.models import (
     MemoryPage,
     MemoryPatch,
     RecallResult,
+    Recognition,
+    RecognizeInput,
     ReembedStatus,
+    Reminiscence,
+    ReminisceQuery,
+    SpaceStats,
     StoredItem,
     StoreReceipt,
     UpdateReceipt,
@@ -369,6 +376,22 @@ class PostgresService(EngramService):
         cog = await self._pg_cognition(space_id)
         return await self._db(lambda: cog.get_belief(belief_id))
 
+    async def recognize(self, space_id: str, item: RecognizeInput) -> Recognition:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.recognize(item))
+
+    async def reminisce(self, space_id: str, query: ReminisceQuery) -> Reminiscence:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.reminisce(query))
+
+    async def complete(self, space_id: str, item: CompleteInput) -> Completion:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.complete(item))
+
+    async def introspect(self, space_id: str) -> SpaceStats:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(cog.introspect)
+
     def _scheduled_consolidations(self) -> None:
         """The schedule's tick: every space of the database, each only if its episodes changed
         since its last run and no run of it is in progress (on any server: the advisory try-lock),
@@ -391,7 +414,7 @@ class PostgresService(EngramService):
 
     async def _cog(self, space_id: str, fn: Callable[[SpaceCognition], T], *, long: bool = False) -> T:
         await self._pg_space(space_id)  # an unknown space is still a 404
-        raise not_built("this cognitive operation (recognize, reminisce, complete, introspect)")
+        raise not_built("this cognitive operation")
 
     # -- health and lifecycle ------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
