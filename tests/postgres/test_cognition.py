@@ -42,7 +42,7 @@ EPISODES = [
     {"id": "e-heron2", "content": "the heron caught a fish at the river bend", "what": "heron caught fish",
      "when": "2026-03-02T08:30:00Z", "where_location": "Riverside Park", "who": ["Ana"],
      "embedding": unit(0, 0.2, 1)},
-    {"id": "e-kettle", "content": "the kettle whistled while making breakfast", "what": "breakfast",
+    {"id": "a-kettle", "content": "the kettle whistled while making breakfast", "what": "breakfast",
      "when": "2026-03-03T07:00:00Z", "where_location": "Kitchen", "who": ["Cleo"], "how": "kettle",
      "embedding": unit(3)},
     {"id": "e-train", "content": "missed the early train at the station", "what": "missed train",
