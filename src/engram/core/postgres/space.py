@@ -12,7 +12,8 @@ server's writes, and hands them to ``events`` (the space's bus on this server).
 
 What the SQLite space does and this one does not (yet): background embedding (text without a
 vector is embedded here, before the write), auto-links, temporal links, decay reinforcement on
-recall, cognition (consolidation, beliefs, completion), re-embedding, backup.
+recall, re-embedding, backup. The cognitive operations (consolidation, beliefs, recognize,
+reminisce, complete, introspect) are ``cognition/pg_api.py``'s, over this handle.
 """
 
 from __future__ import annotations
