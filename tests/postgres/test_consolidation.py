@@ -335,6 +335,9 @@ def test_scheduled_consolidation_runs_once_per_change_across_servers(
         scheduled: tuple[str, list[EngramProcess]]) -> None:
     db, (s1, _s2) = scheduled
     sid = new_space(s1)
+    idle = new_space(s1)
+    with RestSpaceClient(s1.http_url, idle) as c:
+        c.remember(content="a memory, not an episode", embedding=[1.0] + [0.0] * (DIM - 1))
     with RestSpaceClient(s1.http_url, sid) as c:
         for ep in episodes():
             c.experience(**ep)
@@ -348,6 +351,7 @@ def test_scheduled_consolidation_runs_once_per_change_across_servers(
         time.sleep(6 * INTERVAL)
         assert len(events_of(db, sid, "consolidation")) == runs
         assert len(c.beliefs()["beliefs"]) == 3
+        assert events_of(db, idle, "consolidation") == []  # no episode ever: the schedule writes nothing
         # one change (a new member of a group): one run, by one of the two servers
         v = [0.0] * DIM
         v[3] = 1.0

@@ -90,7 +90,12 @@ class PgConsolidationRun(Run):
         return fp, snap, skipped
 
     def _unchanged(self, fingerprint: tuple[int, int, float]) -> bool:
-        return self.scheduled and pgb.last_fingerprint(self.tx) == fingerprint
+        """For a scheduled run: the episodes are those the last run (of any server) read, or there
+        are none and there never was a run (so a schedule writes nothing into an idle space)."""
+        if not self.scheduled:
+            return False
+        last = pgb.last_fingerprint(self.tx)
+        return last == fingerprint or (last is None and fingerprint[0] == 0)
 
     def _write(self, snap: Snapshot, built: list[tuple[Belief, list[int]]], rid: str,
                now: float) -> tuple[list[Belief], int, int]:
