@@ -357,14 +357,32 @@ class PostgresService(EngramService):
         transaction; a client that goes away closes the run, which rolls back (nothing written)."""
         steps = (await self._pg_cognition(space_id)).dream(item)
         sentinel = DreamStep(kind="end", progress=1.0, message="")
+        # A cancelled stream leaves its current step running in its worker thread (a thread
+        # cannot be interrupted; it may be waiting for the space's consolidation lock). Closing
+        # the generator meanwhile would fail ("generator already executing") and leave the run's
+        # transaction, its lock and its connection open until garbage collection: so the close
+        # waits for that step (``gate``), in a thread of its own, never on the event loop.
+        gate = threading.Lock()
+        finished = False
+
+        def advance() -> DreamStep:
+            with gate:
+                return next(steps, sentinel)
+
+        def finish() -> None:
+            with gate:
+                steps.close()  # GeneratorExit in the run: its transaction rolls back
+
         try:
             while True:
-                step = await self._db(lambda: next(steps, sentinel))
+                step = await self._db(advance)
                 if step is sentinel:
+                    finished = True
                     return
                 yield step
         finally:
-            await asyncio.to_thread(steps.close)  # ends the transaction (and the lock) of an unfinished run
+            if not finished:
+                threading.Thread(target=finish, name=f"engram-dream-close-{space_id}", daemon=True).start()
 
     async def list_beliefs(self, space_id: str, cursor: str | None = None,
                            limit: int | None = None) -> BeliefPage:

@@ -413,3 +413,35 @@ def test_an_episode_forgotten_while_the_run_clusters_is_not_cited(pg: PgCluster,
     assert {c.episode_id for c in by_first["ep-0-0"].citations} == {"ep-0-0", "ep-0-1", "ep-0-3"}
     assert run.report.episodes_consolidated == 11
     assert space.get("ep-0-2").consolidation_state == "recent"
+
+
+def test_a_dream_whose_client_goes_away_writes_nothing_and_frees_the_lock(
+        pg: PgCluster, servers: tuple[EngramProcess, EngramProcess], dsn: str) -> None:
+    """The dream's client cancels while the run waits for the space's lock (held here): once the
+    lock is free the run is closed after its current step (rolled back, its lock released), so a
+    run through the other server goes ahead and is the one that writes."""
+    import grpc
+
+    from engram.api.grpc.gen import service_pb2 as spb
+    from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
+
+    a, b = servers
+    sid = new_space(a)
+    dbname = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+    with RestSpaceClient(a.http_url, sid) as on_a:
+        for ep in episodes():
+            on_a.experience(**ep)
+    with (psycopg.connect(dsn, autocommit=True) as holder, grpc.insecure_channel(a.grpc_target) as channel,
+          holder.transaction()):
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(sid),))
+        call = spb_grpc.EngramServiceStub(channel).Dream(
+            spb.DreamRequest(memory_space_id=sid, min_cluster_size=2), timeout=60)
+        first = next(call)  # sent before the run waits for the lock
+        assert first.WhichOneof("kind") == "progress"
+        _wait_for(lambda: _waiting_advisory_locks(pg, dbname) == 1, "the dream did not wait for the lock")
+        call.cancel()
+    with RestSpaceClient(b.http_url, sid, timeout=30) as on_b:
+        report = on_b.consolidate()
+    assert (report["lsn"], report["episodes_consolidated"]) == (15, 12)  # the dream wrote nothing
+    assert [lsn for lsn, _ in events_of(dsn, sid, "consolidation")] == [15]
+    assert "already executing" not in a.logs()
