@@ -134,12 +134,15 @@ def write_run(tx: SpaceTx, lsn: int, beliefs: Sequence[BeliefRow], created: dict
     log the ``consolidation`` event (``event`` plus the count) and NOTIFY. Returns how many
     episodes were newly consolidated."""
     tx.execute(q.DELETE_BELIEFS)
-    for b in beliefs:
-        centroid = None if b.centroid is None else HalfVector(np.asarray(b.centroid, dtype=np.float32))
-        tx.execute(q.INSERT_BELIEF, {
-            "id": b.id, "content": b.content, "centroid": centroid, "strength": b.strength,
-            "schema_confidence": b.schema_confidence, "citations": Jsonb(b.citations),
-            "created_at": created.get(b.id, now), "updated_at": now, "run_id": run_id, "lsn": lsn})
+    # One executemany (psycopg pipelines it: one round trip, not one per belief): the space's
+    # writers wait behind this transaction's LSN row until it commits.
+    with tx.conn.cursor() as cur:
+        cur.executemany(q.INSERT_BELIEF, [{
+            "space": tx.space_id, "id": b.id, "content": b.content,
+            "centroid": None if b.centroid is None else HalfVector(np.asarray(b.centroid, dtype=np.float32)),
+            "strength": b.strength, "schema_confidence": b.schema_confidence, "citations": Jsonb(b.citations),
+            "created_at": created.get(b.id, now), "updated_at": now, "run_id": run_id, "lsn": lsn}
+            for b in beliefs])
     cited = sorted({mid for b in beliefs for mid in b.cited})
     done = tx.execute(q.MARK_CONSOLIDATED, {"ids": cited}).rowcount if cited else 0
     tx.execute(q.SET_META, {"key": META_LAST_AT, "value": repr(now)})
