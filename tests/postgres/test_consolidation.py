@@ -445,3 +445,30 @@ def test_a_dream_whose_client_goes_away_writes_nothing_and_frees_the_lock(
     assert (report["lsn"], report["episodes_consolidated"]) == (15, 12)  # the dream wrote nothing
     assert [lsn for lsn, _ in events_of(dsn, sid, "consolidation")] == [15]
     assert "already executing" not in a.logs()
+
+
+def test_the_mcp_cognitive_tools_answer_on_postgres(servers: tuple[EngramProcess, EngramProcess]) -> None:
+    import asyncio
+
+    from engram.testing.mcp import http_session, structured, text_of
+
+    a, b = servers
+    sid = new_space(a)
+    with RestSpaceClient(a.http_url, sid) as on_a:
+        for ep in episodes():
+            on_a.experience(**ep)
+
+    async def scenario() -> dict[str, Any]:
+        async with http_session(b.http_url, sid) as s:
+            out = {}
+            for tool, args in (("consolidate", {"min_cluster": 2}), ("reminisce", {"topic": "heron"}),
+                               ("complete", {"what": "kettle breakfast"})):
+                res = await s.call_tool(tool, args)
+                assert not res.is_error, (tool, text_of(res))
+                out[tool] = structured(res)
+            return out
+
+    got = asyncio.run(scenario())
+    assert len(got["consolidate"]["beliefs"]) == 3
+    assert {e["id"] for e in got["reminisce"]["episodes"]} == {f"ep-0-{i}" for i in range(4)}
+    assert got["complete"]["best"]["episode"]["memory_id"].startswith("ep-3-")
