@@ -31,12 +31,12 @@ from ..core.postgres import beliefs as pgb
 from ..core.postgres.connection import SpaceTx
 from ..core.postgres.store import PostgresStore
 from ..settings import Settings
-from .consolidation import SKIP_REASONS, Run, Snapshot, build_belief
+from .consolidation import Run, Snapshot, build_belief
 
 if TYPE_CHECKING:
     from ..core.postgres.space import PostgresSpace
 
-__all__ = ["SKIP_REASONS", "PgConsolidationRun"]
+__all__ = ["PgConsolidationRun"]
 
 BUSY = "skipped: another run of this memory space is in progress (on this or another server)"
 
