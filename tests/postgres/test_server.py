@@ -237,13 +237,15 @@ def test_a_spaces_data_is_never_visible_from_another_spaces_requests(
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/api/v1/memories/recall", {"query": "x", "location": "kitchen"}),
+    ("POST", "/api/v1/spaces/{sid}/reembed", {}),
+    ("GET", "/api/v1/spaces/{sid}/reembed", None),
 ])
 def test_what_the_backend_does_not_offer_is_a_501_naming_it(servers: tuple[EngramProcess, ...], method: str,
                                                              path: str, body: dict[str, Any] | None) -> None:
     a, _ = servers
     sid = new_space(a)
-    r = httpx.request(method, a.http_url + path, headers={"X-Memory-Space": sid}, json=body, timeout=30)
+    r = httpx.request(method, a.http_url + path.format(sid=sid), headers={"X-Memory-Space": sid}, json=body,
+                      timeout=30)
     assert r.status_code == 501, r.text
     err = r.json()["error"]
     assert err["code"] == "NOT_IMPLEMENTED" and "PostgreSQL" in err["message"]
