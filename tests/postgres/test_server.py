@@ -237,7 +237,7 @@ def test_a_spaces_data_is_never_visible_from_another_spaces_requests(
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/api/v1/spaces/{sid}/reembed", {}),
+    ("POST", "/api/v1/spaces/{sid}/reembed", {"provider": "hash", "model": "hash"}),
     ("GET", "/api/v1/spaces/{sid}/reembed", None),
 ])
 def test_what_the_backend_does_not_offer_is_a_501_naming_it(servers: tuple[EngramProcess, ...], method: str,
