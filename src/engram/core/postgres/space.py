@@ -11,9 +11,10 @@ this server's feed (``feed.py``) reads them from there in LSN order, like those 
 server's writes, and hands them to ``events`` (the space's bus on this server).
 
 Recall is not here: it is cognition (``cognition/pg_recall.py``, called by ``service_pg.py``),
-which reads through this handle's store. What the SQLite space does and this one does not (yet):
-background embedding (text without a vector is embedded here, before the write), auto-links,
-temporal links, cognition (consolidation, beliefs, completion), re-embedding, backup.
+which reads through this handle's store; so are the other cognitive operations (consolidation,
+beliefs, recognize, reminisce, complete, introspect: ``cognition/pg_api.py``). What the SQLite
+space does and this one does not (yet): background embedding (text without a vector is embedded
+here, before the write), auto-links, temporal links, re-embedding, backup.
 """
 
 from __future__ import annotations
