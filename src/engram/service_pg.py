@@ -7,11 +7,13 @@ through this server's feed (``core.postgres.feed``), so any number of servers on
 serve the same spaces.
 
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
-PUT / PATCH / forget / delete by filter, recall (vector, text, hybrid, metadata filter, tags,
-memory type), associate and associations, SSE and gRPC streams (resumable); quotas
-(``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
+PUT / PATCH / forget / delete by filter, recall (cognition/pg_recall.py: vector, text, context
+cues, spreading and hybrid modes, cognitive and similarity rank, reinforcement), associate and
+associations, SSE and gRPC streams (resumable), consolidation (on demand, streamed as a dream,
+and on a schedule), beliefs, recognize, reminisce, complete and introspect (cognition/pg_api.py);
+quotas (``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
 (``core.postgres.store.WritePolicy``), not by the base service's in-process reservations, so
-they hold across servers. Everything else (cognition, backup and restore, re-embedding) answers
+they hold across servers. Everything else (backup and restore, re-embedding) answers
 ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
@@ -34,16 +37,26 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .auth.keys import KeyStore, Principal
 from .auth.pg_keys import PgKeyStore
+from .cognition import pg_recall
 from .cognition.api import SpaceCognition
+from .cognition.pg_api import PgCognition
+from .cognition.scheduler import Scheduler
 from .core.events import Subscription
 from .core.models import (
     MAX_BATCH_ITEMS,
     AssociateInput,
     Association,
     BatchOutcome,
+    Belief,
+    BeliefPage,
+    CompleteInput,
+    Completion,
+    ConsolidateInput,
+    ConsolidationReport,
     Cue,
     DeleteByFilter,
     DeleteReceipt,
+    DreamStep,
     EmbedderChoice,
     EpisodeInput,
     ForgetMode,
@@ -53,16 +66,29 @@ from .core.models import (
     MemoryPage,
     MemoryPatch,
     RecallResult,
+    Recognition,
+    RecognizeInput,
     ReembedStatus,
+    Reminiscence,
+    ReminisceQuery,
+    SpaceStats,
     StoredItem,
     StoreReceipt,
     UpdateReceipt,
 )
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres.feed import EventFeed
+from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
-from .errors import EngramError, InvalidInput, MemorySpaceConflict, StorageError, StorageUnavailable
+from .errors import (
+    EngramError,
+    InvalidInput,
+    MemorySpaceConflict,
+    MemorySpaceNotFound,
+    StorageError,
+    StorageUnavailable,
+)
 from .observability import Metrics, Tracing
 from .service import BackendRefused, EngramService, disk_status, parse_filter
 from .settings import Settings
@@ -154,12 +180,19 @@ class PostgresService(EngramService):
     def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Metrics | None = None,
                  tracing: Tracing | None = None) -> None:
         self.db = open_database(settings, clock)
+        self._closing = threading.Event()
+        self.scheduler = Scheduler("postgres", settings.consolidation_interval_seconds,
+                                   self._scheduled_consolidations)
         try:
             # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
             self.feed = EventFeed(settings.postgres_dsn)
+            # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
+            self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
+            self.scheduler.start()
         except BaseException:
+            self.scheduler.stop()
             if getattr(self, "auth", None) is not None:
                 self.auth.close()  # the key poller
             self.db.close()
@@ -250,7 +283,7 @@ class PostgresService(EngramService):
     async def recall(self, space_id: str, cue: Cue) -> RecallResult:
         with self.tracing.engine_span("engram.recall", space_id):
             space = await self._pg_space(space_id)
-            return await self._db(lambda: space.recall(cue))
+            return await self._db(lambda: pg_recall.recall(space, cue, self.reinforcer))
 
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
         space = await self._pg_space(space_id)
@@ -311,22 +344,99 @@ class PostgresService(EngramService):
             sub.resume_from(since, source)
         return sub
 
-    # -- not built on PostgreSQL yet (501, naming the backend) -----------------------------------------
-    def cognition(self, space_id: str) -> SpaceCognition:
-        raise not_built("cognition (recognize, reminisce, consolidate, beliefs, complete, introspect)")
+    # -- consolidation and beliefs (cognition/pg_api.py) ------------------------------------------
+    def cognition(self, space_id: str) -> PgCognition:  # type: ignore[override]
+        return PgCognition(self.spaces.get(space_id), self.settings, self._closing)
 
+    async def _pg_cognition(self, space_id: str) -> PgCognition:
+        return PgCognition(await self._pg_space(space_id), self.settings, self._closing)
+
+    async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
+        with self.tracing.engine_span("engram.consolidate", space_id):
+            cog = await self._pg_cognition(space_id)
+            return await self._db(lambda: cog.consolidate(item))
+
+    async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
+        """One run, step by step: each step advances in a worker thread. The run is one
+        transaction; a client that goes away closes the run, which rolls back (nothing written)."""
+        steps = (await self._pg_cognition(space_id)).dream(item)
+        sentinel = DreamStep(kind="end", progress=1.0, message="")
+        # A cancelled stream leaves its current step running in its worker thread (a thread
+        # cannot be interrupted; it may be waiting for the space's consolidation lock). Closing
+        # the generator meanwhile would fail ("generator already executing") and leave the run's
+        # transaction, its lock and its connection open until garbage collection: so the close
+        # waits for that step (``gate``), in a thread of its own, never on the event loop.
+        gate = threading.Lock()
+        finished = False
+
+        def advance() -> DreamStep:
+            with gate:
+                return next(steps, sentinel)
+
+        def finish() -> None:
+            with gate:
+                steps.close()  # GeneratorExit in the run: its transaction rolls back
+
+        try:
+            while True:
+                step = await self._db(advance)
+                if step is sentinel:
+                    finished = True
+                    return
+                yield step
+        finally:
+            if not finished:
+                threading.Thread(target=finish, name=f"engram-dream-close-{space_id}", daemon=True).start()
+
+    async def list_beliefs(self, space_id: str, cursor: str | None = None,
+                           limit: int | None = None) -> BeliefPage:
+        n = self.page_size(limit, 50)
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.list_beliefs(cursor, n))
+
+    async def get_belief(self, space_id: str, belief_id: str) -> Belief:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.get_belief(belief_id))
+
+    async def recognize(self, space_id: str, item: RecognizeInput) -> Recognition:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.recognize(item))
+
+    async def reminisce(self, space_id: str, query: ReminisceQuery) -> Reminiscence:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.reminisce(query))
+
+    async def complete(self, space_id: str, item: CompleteInput) -> Completion:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(lambda: cog.complete(item))
+
+    async def introspect(self, space_id: str) -> SpaceStats:
+        cog = await self._pg_cognition(space_id)
+        return await self._db(cog.introspect)
+
+    def _scheduled_consolidations(self) -> None:
+        """The schedule's tick: every space of the database, each only if its episodes changed
+        since its last run and no run of it is in progress (on any server: the advisory try-lock),
+        so several servers on one database consolidate each change once between them."""
+        for sid in self.pg.list_spaces():
+            if self._closing.is_set():
+                return
+            try:
+                PgCognition(self.spaces.get(sid), self.settings, self._closing).scheduled_consolidation()
+            except MemorySpaceNotFound:
+                continue  # deleted meanwhile
+            except (psycopg.Error, psycopg_pool.PoolTimeout):
+                if self._closing.is_set():
+                    return
+                log.exception("scheduled consolidation failed", extra={"memory_space": sid})
+
+    # -- not built on PostgreSQL yet (501, naming the backend) -----------------------------------------
     async def _read(self, space_id: str, fn: Callable[[Any], T], *, long: bool = False) -> T:
         raise not_built("this operation")
 
     async def _cog(self, space_id: str, fn: Callable[[SpaceCognition], T], *, long: bool = False) -> T:
         await self._pg_space(space_id)  # an unknown space is still a 404
-        raise not_built("cognition (recognize, reminisce, consolidate, beliefs, complete, introspect)")
-
-    async def dream(self, space_id: str, item: Any) -> AsyncIterator[Any]:
-        await self._pg_space(space_id)
-        if space_id:  # always: the yield below only makes this an async generator, like the base
-            raise not_built("dreaming (streamed consolidation)")
-        yield None
+        raise not_built("this cognitive operation")
 
     # -- health and lifecycle ------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -349,10 +459,15 @@ class PostgresService(EngramService):
 
     def begin_shutdown(self) -> None:
         self.shutting_down = True
+        self._closing.set()
+        self.scheduler.stop(timeout=0)
         self.spaces.close()
 
     def close(self) -> None:
         self.shutting_down = True
+        self._closing.set()
+        self.scheduler.stop(timeout=30)  # a run in progress sees _closing and writes nothing more
+        self.reinforcer.close()  # what recalls left pending, while the pool is still open
         self.feed.close()
         self.spaces.close()
         self.auth.close()  # stops the key poller before its pool goes

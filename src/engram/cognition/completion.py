@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -182,10 +183,23 @@ def _field_match(name: str, value: Any, row: Any) -> float:
 
 def complete(space: MemorySpace, item: CompleteInput) -> Completion:
     space.check_healthy()
+    return complete_with(space.id, space.dim, item,
+                         lambda given, probe: _candidates(space, item, given, probe), space.rows_by_rowid)
+
+
+def complete_with(
+    space_id: str,
+    dim: int | None,
+    item: CompleteInput,
+    candidates: Callable[[dict[str, Any], np.ndarray | None], tuple[set[Any], dict[Any, float]]],
+    rows_of: Callable[[set[Any]], dict[Any, Any]],
+) -> Completion:
+    """The completion, whatever the backend: ``candidates(given, probe)`` gives the candidate
+    keys and their (prefix) cosines, ``rows_of(keys)`` their rows in the SQLite column layout
+    (``core.space.MEMORY_COLUMNS``; the embedding as float32 bytes)."""
     given = _given(item)
     probe: np.ndarray | None = None
     if item.embedding is not None:
-        dim = space.dim
         if dim is None:
             raise CueTooWeak("this memory space holds no embeddings, so an embedding cannot be completed")
         if len(item.embedding) > dim:
@@ -206,13 +220,13 @@ def complete(space: MemorySpace, item: CompleteInput) -> Completion:
             "how or embedding",
             example='{"what": "coffee with Ana"}',
         )
-    found, cosines = _candidates(space, item, given, probe)
+    found, cosines = candidates(given, probe)
     rows = {
         r: row
-        for r, row in space.rows_by_rowid(found).items()
+        for r, row in rows_of(found).items()
         if row[R_KIND] == "episode" and not row[R_SUPP]
     }
-    scored: list[tuple[float, int, dict[str, float]]] = []
+    scored: list[tuple[float, Any, dict[str, float]]] = []
     for rowid, row in rows.items():
         parts = {name: _field_match(name, value, row) for name, value in given.items()}
         if probe is not None:
@@ -227,22 +241,21 @@ def complete(space: MemorySpace, item: CompleteInput) -> Completion:
             details={"best_match": round(best, 6), "min_confidence": item.min_confidence},
         )
     hyps = [
-        _hypothesis(space, item, given, s, rowid, parts, scored, rows)
+        _hypothesis(item, given, s, rowid, parts, scored, rows)
         for s, rowid, parts in scored[: item.max_hypotheses]
         if s >= item.min_confidence
     ]
-    return Completion(best=hyps[0], alternatives=hyps[1:], memory_space_id=space.id)
+    return Completion(best=hyps[0], alternatives=hyps[1:], memory_space_id=space_id)
 
 
 def _hypothesis(
-    space: MemorySpace,
     item: CompleteInput,
     given: dict[str, Any],
     score: float,
-    rowid: int,
+    rowid: Any,
     parts: dict[str, float],
-    scored: list[tuple[float, int, dict[str, float]]],
-    rows: dict[int, Any],
+    scored: list[tuple[float, Any, dict[str, float]]],
+    rows: dict[Any, Any],
 ) -> CompletionHypothesis:
     row = rows[rowid]
     mid = str(row[R_ID])

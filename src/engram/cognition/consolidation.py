@@ -31,7 +31,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -195,21 +196,26 @@ def _encode(b: Belief) -> tuple[Any, ...]:
     return (b.id, b.content, centroid, b.strength, b.schema_confidence, citations)
 
 
-class ConsolidationRun:
-    """One run; iterate :meth:`steps` for the dream stream, then read :attr:`report`."""
+class Run:
+    """One run, whatever the backend; iterate :meth:`steps` for the dream stream, then read
+    :attr:`report`. A backend gives the reads and the write (:meth:`_read`, :meth:`_write`) and
+    may hold something around the whole run (:meth:`_session`: PostgreSQL's advisory lock)."""
 
     def __init__(
         self,
-        space: MemorySpace,
+        space_id: str,
+        clock: Callable[[], float],
+        embedding_active: bool,
         settings: Settings,
         item: ConsolidateInput,
         cancel: threading.Event | None = None,
     ) -> None:
-        self.space = space
+        self.space_id = space_id
+        self.clock = clock
         self.cancel = cancel or threading.Event()
         # Sentence embeddings of paraphrases sit lower than near-duplicate client vectors:
         # a space that embeds its own text clusters at its own default (SPEC §9).
-        default = (settings.consolidation_text_similarity if space.embedding_active
+        default = (settings.consolidation_text_similarity if embedding_active
                    else settings.consolidation_similarity)
         self.threshold = item.similarity if item.similarity is not None else default
         self.wait_seconds = settings.embedding_wait_seconds
@@ -220,23 +226,45 @@ class ConsolidationRun:
         self.report: ConsolidationReport | None = None
         self.fingerprint: tuple[int, int, float] | None = None
 
-    def steps(self) -> Iterator[DreamStep]:
-        t0 = time.perf_counter()
-        space = self.space
+    # -- what a backend provides --------------------------------------------------------------
+    def _session(self) -> AbstractContextManager[str | None]:
+        """Held for the whole run; yields None to run, or the reason the run does not happen."""
+        return nullcontext(None)
+
+    def _read(self) -> tuple[tuple[int, int, float], Snapshot, dict[str, int]]:
+        """``(fingerprint, snapshot, skipped)``: the run's input, read consistently."""
+        raise NotImplementedError
+
+    def _unchanged(self, fingerprint: tuple[int, int, float]) -> bool:
+        """Whether the run may stop here: nothing changed since the last run (scheduled runs)."""
+        return False
+
+    def _write(
+        self, snap: Snapshot, built: list[tuple[Belief, list[int]]], rid: str, now: float
+    ) -> tuple[list[Belief], int, int]:
+        """Replace the belief set, mark the cited episodes; ``(beliefs, lsn, newly consolidated)``."""
+        raise NotImplementedError
+
+    # -- the run ----------------------------------------------------------------------------------
+    def steps(self) -> Generator[DreamStep, None, None]:
         yield DreamStep(kind="progress", progress=0.0, message="reading episodes")
-        if space.embedding_active and space.embedding_backlog:
-            # Episodes written just before are clustered by meaning too, if their vectors
-            # come within the wait; the rest are counted as skipped, and the next run has them.
-            space.wait_embedded(self.wait_seconds)
-        self.fingerprint = fingerprint(space)
-        snap = snapshot(space)
-        skipped = skipped_episodes(space)
+        with self._session() as refused:
+            if refused is not None:
+                yield DreamStep(kind="done", progress=1.0, message=refused)
+                return
+            yield from self._steps(time.perf_counter())
+
+    def _steps(self, t0: float) -> Iterator[DreamStep]:
+        self.fingerprint, snap, skipped = self._read()
+        if self._unchanged(self.fingerprint):
+            yield DreamStep(kind="done", progress=1.0, message="no episode changed since the last run")
+            return
         n = len(snap.ids)
         yield DreamStep(kind="progress", progress=0.1, message=f"clustering {n} episodes")
         clusters = cluster(snap.vectors, self.threshold, self.min_size)
         yield DreamStep(kind="progress", progress=0.6, message=f"{len(clusters)} cluster(s) found")
-        rid = run_id(space.id, snap, self.threshold, self.min_size)
-        now = space.clock()
+        rid = run_id(self.space_id, snap, self.threshold, self.min_size)
+        now = self.clock()
         built: list[tuple[Belief, list[int]]] = []
         for i, members in enumerate(clusters):
             ids = [snap.ids[m] for m in members]
@@ -246,7 +274,7 @@ class ConsolidationRun:
                 message=f'replaying {len(ids)} episodes: "{snap.contents[members[0]][:60]}"',
                 memory_ids=ids[:50],
             )
-            built.append(build_belief(space.id, snap, members, rid, now))
+            built.append(build_belief(self.space_id, snap, members, rid, now))
         if self.cancel.is_set():  # the space is closing: write nothing rather than race its store
             yield DreamStep(kind="done", progress=1.0, message="cancelled: the memory space is closing")
             return
@@ -261,7 +289,7 @@ class ConsolidationRun:
             clusters=len(beliefs),
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
             lsn=lsn,
-            memory_space_id=space.id,
+            memory_space_id=self.space_id,
         )
         for i, b in enumerate(beliefs):
             yield DreamStep(
@@ -278,6 +306,28 @@ class ConsolidationRun:
             + "".join(f"; {k} skipped: {v} ({SKIP_REASONS[k]})" for k, v in skipped.items()),
             report=self.report,
         )
+
+
+class ConsolidationRun(Run):
+    """A run over a SQLite space (``MemorySpace``): its reader, and writes through its writer."""
+
+    def __init__(
+        self,
+        space: MemorySpace,
+        settings: Settings,
+        item: ConsolidateInput,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(space.id, space.clock, space.embedding_active, settings, item, cancel)
+        self.space = space
+
+    def _read(self) -> tuple[tuple[int, int, float], Snapshot, dict[str, int]]:
+        space = self.space
+        if space.embedding_active and space.embedding_backlog:
+            # Episodes written just before are clustered by meaning too, if their vectors
+            # come within the wait; the rest are counted as skipped, and the next run has them.
+            space.wait_embedded(self.wait_seconds)
+        return fingerprint(space), snapshot(space), skipped_episodes(space)
 
     def _write(
         self, snap: Snapshot, built: list[tuple[Belief, list[int]]], rid: str, now: float

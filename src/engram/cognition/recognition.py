@@ -10,7 +10,8 @@ the text search excludes them).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, TypeVar
 
 from ..core.models import Recognition, RecognitionMatch, RecognizeInput, confidence_from
 from ..core.text import text_candidates, tokens
@@ -19,6 +20,9 @@ from ..index.vector import normalise
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
+
+
+K = TypeVar("K", bound=Hashable)  # a row's key: SQLite's rowid, PostgreSQL's memory id
 
 
 def dice(a: set[str], b: set[str]) -> float:
@@ -46,26 +50,36 @@ def recognize(space: MemorySpace, item: RecognizeInput) -> Recognition:
     if item.content and item.content.strip():
         text_rows = list(text_candidates(space, item.content, wide))
     rows = space.rows_by_rowid(set(scores) | set(text_rows))
+    # row[1] id, row[3] content, row[14] suppressed
+    live = {r: (str(row[1]), str(row[3])) for r, row in rows.items() if not row[14]}
+    return judge(space.id, item, scores, text_rows, live)
+
+
+def judge(space_id: str, item: RecognizeInput, scores: dict[K, float], text_rows: list[K],
+          rows: dict[K, tuple[str, str]]) -> Recognition:
+    """The answer, whatever the backend: ``scores`` are vector similarities by row key,
+    ``text_rows`` the text matches to score by words, ``rows`` ``(memory id, content)`` of the
+    live unsuppressed candidates (a key not in ``rows`` is no candidate)."""
+    scores = dict(scores)
     if item.content and item.content.strip():
         wanted = set(tokens(item.content))
         exact = item.content.strip().lower()
-        for rowid in text_rows:
-            row = rows.get(rowid)
-            if row is None:
+        for key in text_rows:
+            if key not in rows:
                 continue
-            content = str(row[3])
+            content = rows[key][1]
             s = 1.0 if content.strip().lower() == exact else dice(wanted, set(tokens(content)))
-            scores[rowid] = max(scores.get(rowid, 0.0), s)
+            scores[key] = max(scores.get(key, 0.0), s)
     ranked = sorted(
-        ((s, r) for r, s in scores.items() if r in rows and not rows[r][14]),
-        key=lambda t: (-t[0], str(rows[t[1]][1])),
+        ((s, r) for r, s in scores.items() if r in rows),
+        key=lambda t: (-t[0], rows[t[1]][0]),
     )[: item.max_matches]
     familiarity = ranked[0][0] if ranked else 0.0
     recognized = familiarity >= item.threshold
     if ranked:
         best = rows[ranked[0][1]]
         reason = (
-            f"closest memory {best[1]!r} at {familiarity:.2f} "
+            f"closest memory {best[0]!r} at {familiarity:.2f} "
             f"({'at or above' if recognized else 'below'} the threshold {item.threshold:.2f})"
         )
     else:
@@ -79,8 +93,8 @@ def recognize(space: MemorySpace, item: RecognizeInput) -> Recognition:
         familiarity=round(familiarity, 6),
         confidence=confidence_from(conf, reason),
         matches=[
-            RecognitionMatch(memory_id=str(rows[r][1]), similarity=round(s, 6), content=str(rows[r][3])[:200])
+            RecognitionMatch(memory_id=rows[r][0], similarity=round(s, 6), content=rows[r][1][:200])
             for s, r in ranked
         ],
-        memory_space_id=space.id,
+        memory_space_id=space_id,
     )

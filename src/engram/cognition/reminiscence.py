@@ -9,7 +9,8 @@ episodes are never told.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.models import Reminiscence, ReminisceQuery, to_epoch
 from ..core.text import text_candidates
@@ -17,6 +18,8 @@ from ..index.vector import normalise
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
+
+K = TypeVar("K", bound=Hashable)  # a row's key: SQLite's rowid, PostgreSQL's memory id
 
 # An embedding topic keeps episodes at least this similar to it.
 MIN_TOPIC_SIMILARITY = 0.5
@@ -64,12 +67,17 @@ def reminisce(space: MemorySpace, query: ReminisceQuery) -> Reminiscence:
             if sim >= MIN_TOPIC_SIMILARITY:
                 relevance[rowid] = max(relevance.get(rowid, 0.0), sim)
     rows = space.rows_by_rowid(relevance)
-    # row[2] kind, row[14] suppressed, row[16] ep_when
-    keep = [
-        r
-        for r in relevance
-        if r in rows and rows[r][2] == "episode" and not rows[r][14] and in_window(rows[r][16])
-    ]
-    keep = sorted(keep, key=lambda r: (-relevance[r], str(rows[r][1])))[: query.limit]
-    keep.sort(key=lambda r: (rows[r][16], str(rows[r][1])))
+    # row[1] id, row[2] kind, row[14] suppressed, row[16] ep_when
+    told = {r: (rows[r][16], str(rows[r][1])) for r in relevance
+            if r in rows and rows[r][2] == "episode" and not rows[r][14] and in_window(rows[r][16])}
+    keep = tell(relevance, told, query.limit)
     return Reminiscence(episodes=[space.to_memory(rows[r]) for r in keep], memory_space_id=space.id)
+
+
+def tell(relevance: dict[K, float], told: dict[K, tuple[float, str]], limit: int) -> list[K]:
+    """Which episodes a topical reminiscence tells, in order, whatever the backend: the ``limit``
+    most relevant of ``told`` (``key -> (when, memory id)``: the live episodes in the window),
+    ties by id, then in time order."""
+    keep = sorted(told, key=lambda r: (-relevance[r], told[r][1]))[:limit]
+    keep.sort(key=lambda r: told[r])
+    return keep

@@ -111,9 +111,12 @@ RECALL_TUNING: Final = (
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.ef_search', %(ef)s, true)"
 )
+# Any stemmed word of the text matches (as SQLite's full text does), not every word: a question
+# of ten words names its memory by two or three of them. plainto_tsquery joins lexemes with '&'.
 SEARCH_TEXT: Final = (
     "SELECT id, ts_rank(search, query) AS rank FROM engram.memories, "
-    "websearch_to_tsquery('english', %(text)s) AS query WHERE space_id = %(space)s AND search @@ query "
+    "CAST(replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ') AS tsquery) AS query "
+    "WHERE space_id = %(space)s AND search @@ query "
     "AND NOT suppressed AND " + LIVE + " ORDER BY rank DESC, id LIMIT %(k)s"
 )
 
@@ -266,6 +269,158 @@ NOTIFY_CHANNEL: Final = "engram_events"
 NOTIFY_WRITE: Final = "SELECT pg_notify('engram_events', %(lsn)s::text || ':' || %(space)s)"
 LISTEN: Final = "LISTEN engram_events"
 
+# -- cognitive recall (cognition/pg_recall.py) ----------------------------------------------------
+# The rows of candidates, by id (one read for all of them; no embedding).
+ROWS_BY_ID: Final = (
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND " + LIVE
+)
+# Candidates from the cue's context alone (no query, no vector): cognition/candidates.py's
+# context_sql, newest first. Time bounds are -Infinity / Infinity when not given; ``place`` is a
+# LIKE pattern (``%`` when no location); ``people`` / ``tags`` empty match everything (CASE, not
+# OR: no OR may follow the space filter). ``who`` holds a JSON list of names, as on SQLite.
+CONTEXT_CANDIDATES: Final = (
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND NOT suppressed "
+    "AND " + LIVE + " AND coalesce(ep_when, created_at) BETWEEN %(t_from)s AND %(t_to)s "
+    "AND lower(coalesce(where_location, '')) LIKE %(place)s ESCAPE '\\' "
+    "AND memory_type = coalesce(%(memory_type)s, memory_type) "
+    "AND CASE WHEN cardinality(%(people)s::text[]) = 0 THEN true ELSE EXISTS (SELECT 1 FROM "
+    "jsonb_array_elements_text(coalesce(nullif(who, ''), '[]')::jsonb) AS p(name) "
+    "WHERE lower(p.name) = ANY(%(people)s::text[])) END "
+    "AND CASE WHEN cardinality(%(tags)s::text[]) = 0 THEN true ELSE tags ?| %(tags)s::text[] END "
+    "AND {filter} ORDER BY coalesce(ep_when, created_at) DESC, id LIMIT %(limit)s"
+)
+# Spreading activation's edges out of ``ids`` (cognition/associations.py neighbour_fetch): at most
+# ``fanout`` per source, strongest first (ties by target id); suppressed targets are skipped, so
+# activation neither arrives at nor flows through them. One statement per hop.
+NEIGHBOURS: Final = (
+    "SELECT source_id, target_id, strength FROM (SELECT source_id, target_id, strength, "
+    "row_number() OVER (PARTITION BY source_id ORDER BY strength DESC, target_id) AS n "
+    "FROM engram.associations WHERE space_id = %(space)s AND source_id = ANY(%(ids)s) "
+    "AND target_id NOT IN (SELECT id FROM engram.memories WHERE space_id = %(space)s AND suppressed)) "
+    "AS edges WHERE n <= %(fanout)s ORDER BY source_id, strength DESC, target_id"
+)
+# Reinforcement of recalled memories (core/postgres/reinforce.py; core/reinforce.py on SQLite).
+# Increments computed by PostgreSQL, never read-modify-write in Python, so two servers
+# reinforcing one row both count. The rows are locked in id order first: two servers' batches
+# over the same rows then queue instead of deadlocking. No LSN, no event: not a durable mutation
+# of the memory's content (as on SQLite, where it is a write that does not advance the LSN).
+REINFORCE_LOCK: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) ORDER BY id FOR UPDATE"
+)
+REINFORCE: Final = (
+    "UPDATE engram.memories SET access_count = access_count + due.n, "
+    "last_access = greatest(last_access, due.at), activation = least(1.0, activation + due.gain) "
+    "FROM unnest(%(ids)s::text[], %(counts)s::int[], %(times)s::float8[], %(gains)s::float8[]) "
+    "AS due(id, n, at, gain) WHERE space_id = %(space)s AND memories.id = due.id"
+)
+
 # -- across spaces (the directory) ----------------------------------------------------------------
 LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"
 DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES"})
+
+# -- consolidation and beliefs (core/postgres/beliefs.py, cognition/pg_consolidation.py) ----------
+# The input of a run: the live episodes with a vector (ordered by memory id in Python: code point
+# order, as SQLite's BINARY collation orders them, whatever the database's collation).
+EPISODES_TO_CONSOLIDATE: Final = (
+    "SELECT id, content, embedding, lsn FROM engram.memories WHERE space_id = %(space)s "
+    "AND kind = 'episode' AND NOT suppressed AND embedding IS NOT NULL AND " + LIVE
+)
+EPISODES_WITHOUT_VECTOR: Final = (
+    "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND kind = 'episode' "
+    "AND NOT suppressed AND embedding IS NULL AND " + LIVE
+)
+# The fingerprint of the same rows (consolidation.fingerprint): count, newest and sum of LSNs.
+EPISODE_FINGERPRINT: Final = (
+    "SELECT count(*), coalesce(max(lsn), 0), coalesce(sum(lsn), 0)::float8 FROM engram.memories "
+    "WHERE space_id = %(space)s AND kind = 'episode' AND NOT suppressed AND embedding IS NOT NULL AND "
+    + LIVE
+)
+LIVE_EPISODES_AMONG: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND NOT suppressed AND embedding IS NOT NULL AND " + LIVE
+)
+MARK_CONSOLIDATED: Final = (
+    "UPDATE engram.memories SET consolidation_state = 'consolidated' WHERE space_id = %(space)s "
+    "AND id = ANY(%(ids)s) AND consolidation_state IS DISTINCT FROM 'consolidated'"
+)
+BELIEF_CREATED: Final = "SELECT id, created_at FROM engram.beliefs WHERE space_id = %(space)s"
+DELETE_BELIEFS: Final = "DELETE FROM engram.beliefs WHERE space_id = %(space)s"
+INSERT_BELIEF: Final = (
+    "INSERT INTO engram.beliefs (space_id, id, content, centroid, strength, schema_confidence, citations, "
+    "created_at, updated_at, run_id, lsn) VALUES (%(space)s, %(id)s, %(content)s, %(centroid)s, "
+    "%(strength)s, %(schema_confidence)s, %(citations)s, %(created_at)s, %(updated_at)s, %(run_id)s, "
+    "%(lsn)s)"
+)
+BELIEF_COLUMNS: Final = (
+    "id, content, centroid, strength, schema_confidence, citations, created_at, updated_at, run_id, lsn"
+)
+LIST_BELIEFS: Final = (
+    "SELECT " + BELIEF_COLUMNS + " FROM engram.beliefs WHERE space_id = %(space)s "
+    "AND id COLLATE \"C\" > %(after)s ORDER BY id COLLATE \"C\" LIMIT %(limit)s"
+)
+GET_BELIEF: Final = (
+    "SELECT " + BELIEF_COLUMNS + " FROM engram.beliefs WHERE space_id = %(space)s AND id = %(id)s"
+)
+# At most one run per space across servers: a transaction-scoped advisory lock on a key derived
+# from the space id (beliefs.lock_key), held from the run's snapshot to its commit.
+CONSOLIDATION_LOCK: Final = "SELECT pg_advisory_xact_lock(%(key)s)"
+CONSOLIDATION_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock(%(key)s)"
+
+# -- recognize, reminisce, complete, introspect (core/postgres/cogreads.py) ------------------------
+MEMORIES_BY_IDS: Final = (
+    "SELECT " + MEMORY_COLUMNS + ", embedding FROM engram.memories WHERE space_id = %(space)s "
+    "AND id = ANY(%(ids)s) AND " + LIVE
+)
+# Any of the words (websearch syntax: "a or b or c"), best first; ``episodes``: episodes only.
+TEXT_ANY: Final = (
+    "SELECT id, ts_rank(search, query) AS rank FROM engram.memories, "
+    "websearch_to_tsquery('english', %(text)s) AS query WHERE space_id = %(space)s AND search @@ query "
+    "AND NOT suppressed AND " + LIVE + " AND kind IN ('episode', %(kind)s) "
+    "ORDER BY rank DESC, id COLLATE \"C\" LIMIT %(k)s"
+)
+# Episodes in a time window (bounds optional: a NULL bound is no bound), in time order.
+EPISODES_IN_WINDOW: Final = (
+    "SELECT " + MEMORY_COLUMNS + ", embedding FROM engram.memories WHERE space_id = %(space)s "
+    "AND kind = 'episode' AND NOT suppressed AND " + LIVE + " "
+    "AND coalesce(ep_when >= %(start)s, %(start)s::float8 IS NULL) "
+    "AND coalesce(ep_when <= %(end)s, %(end)s::float8 IS NULL) "
+    "ORDER BY ep_when NULLS FIRST, id COLLATE \"C\" LIMIT %(limit)s"
+)
+EPISODES_AT_PLACE: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND kind = 'episode' AND NOT suppressed "
+    "AND " + LIVE + " AND strpos(lower(where_location), %(needle)s) > 0 LIMIT 200"
+)
+EPISODES_WITH_PERSON: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND kind = 'episode' AND NOT suppressed "
+    "AND " + LIVE + " AND strpos(lower(who), %(needle)s) > 0 LIMIT 200"
+)
+EPISODES_NEAR_TIME: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND kind = 'episode' AND NOT suppressed "
+    "AND " + LIVE + " AND ep_when IS NOT NULL ORDER BY abs(ep_when - %(t)s), id COLLATE \"C\" LIMIT 50"
+)
+# Cosine on the leading ``{dim}`` components (a partial embedding), live memories of any kind.
+PREFIX_COSINE: Final = (
+    "SELECT id, 1 - (subvector(embedding, 1, {dim})::halfvec({dim}) <=> %(probe)s::halfvec({dim})) AS sim "
+    "FROM engram.memories WHERE space_id = %(space)s AND embedding IS NOT NULL AND NOT suppressed "
+    "AND vector_dims(embedding) >= {dim} AND " + LIVE + " ORDER BY sim DESC NULLS LAST, id COLLATE \"C\" "
+    "LIMIT 200"
+)
+STATS_BY_TYPE: Final = (
+    "SELECT memory_type, count(*) FROM engram.memories WHERE space_id = %(space)s AND NOT suppressed "
+    "AND " + LIVE + " GROUP BY memory_type ORDER BY 1"
+)
+STATS_BY_STATE: Final = (
+    "SELECT consolidation_state, count(*) FROM engram.memories WHERE space_id = %(space)s "
+    "AND kind = 'episode' AND NOT suppressed AND " + LIVE + " GROUP BY consolidation_state ORDER BY 1"
+)
+STATS_TOTALS: Final = (
+    "SELECT count(*), count(*) FILTER (WHERE suppressed), coalesce(sum(pg_column_size(m.*)), 0) "
+    "FROM engram.memories m WHERE space_id = %(space)s AND " + LIVE
+)
+STATS_ACTIVATION: Final = (
+    "SELECT activation, last_access, decay_rate FROM engram.memories WHERE space_id = %(space)s "
+    "AND NOT suppressed AND " + LIVE
+)
+STATS_ASSOCIATIONS: Final = "SELECT count(*) FROM engram.associations WHERE space_id = %(space)s"
+STATS_BELIEFS: Final = "SELECT count(*) FROM engram.beliefs WHERE space_id = %(space)s"
