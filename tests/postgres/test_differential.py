@@ -235,10 +235,10 @@ def script(seed: int) -> list[tuple[str, Op]]:
                "who": ["ann", "bo"], "where_location": "harbour", "embedding": vector(rng),
                "metadata": {"kind": "episode"}}
     add("experience", lambda t: answer(t, "POST", "/api/v1/episodes/remember", json=episode))
-    later = {**episode, "id": "ep-later", "content": "the ferry left the harbour",
-             "when": "2026-01-02T10:02:00Z",  # within episodic_adjacency_seconds: a temporal link
-             "embedding": vector(rng)}
-    add("experience adjacent", lambda t: answer(t, "POST", "/api/v1/episodes/remember", json=later))
+    adjacent = {**episode, "id": "ep-later", "content": "the ferry left the harbour",
+                "when": "2026-01-02T10:02:00Z",  # within episodic_adjacency_seconds: a temporal link
+                "embedding": vector(rng)}
+    add("experience adjacent", lambda t: answer(t, "POST", "/api/v1/episodes/remember", json=adjacent))
     add("temporal links", lambda t: edges(t, "ep-later"))
     put_new = {"content": "put copper lantern", "embedding": vector(rng),
                "metadata": {"kind": "put", "n": 200}, "tags": ["red"]}
