@@ -61,6 +61,31 @@ def stem(word: str) -> str:
     return word
 
 
+class _Stems(dict[str, str]):
+    """Raw token -> ``stem(token.lower())``, filled on a miss (``__missing__``), so a text's
+    stems are looked up by ``map(_STEMS.__getitem__, ...)`` in C; cleared when it grows large."""
+
+    def __missing__(self, word: str) -> str:
+        s = stem(word.lower())
+        if len(self) >= STEMS_CACHED:
+            self.clear()
+        self[word] = s
+        return s
+
+
+#: Distinct raw tokens whose stems are remembered (one process-wide table, bounded).
+STEMS_CACHED = 65_536
+_STEMS = _Stems()
+
+
+@functools.lru_cache(maxsize=4096)
+def text_stems(text: str) -> frozenset[str]:
+    """The stems of ``text``'s words: ``{stem(w) for w in tokens(text)}``, without a Python call
+    per word (a recall's ~50 candidates are ~1,000 words; hot memories come back query after
+    query, so whole texts are remembered too)."""
+    return frozenset(map(_STEMS.__getitem__, _TOKEN.findall(text)))
+
+
 def quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
@@ -78,6 +103,8 @@ PRUNE_MIN_MEMORIES = 2000
 #: DF_REFRESH_GROWTH of its size (a word's share moves slowly).
 DF_TTL_SECONDS = 60.0
 DF_REFRESH_GROWTH = 0.1
+#: Rows beyond ``limit`` the first FTS window reads when suppression is the only filter.
+WINDOW_SLACK = 10
 
 
 class _Vocabulary:
@@ -163,9 +190,12 @@ def text_candidates(
         extra = where[1]
     # Rank inside FTS first and join only the best few: joining every match to its row
     # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
-    # inner window over-fetches for suppressed / non-episode rows; if the filters thin it
-    # below `limit` while more matches exist, the full join answers instead (exact).
-    window = limit * 4
+    # inner window over-fetches for suppressed / non-episode / filtered-out rows: a few more
+    # than `limit` when suppression is the only filter (rare: joining 4x `limit` rows and
+    # sorting them again cost ~0.3 ms of a ~2 ms text recall), 4x `limit` under a filter. If
+    # the filters thin a window below `limit` while more matches exist, the next window (at
+    # last the full join) answers instead: the same rows, as each is exact when it suffices.
+    windows = [limit + WINDOW_SLACK, limit * 4] if not kind else [limit * 4]
     columns = f"SELECT m.rowid, f.r, m.content, m.tags, {episode_text_sql('m')} "
     windowed = (
         columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
@@ -179,15 +209,21 @@ def text_candidates(
     )
     try:
         with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
-            rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
-            if len(rows) < limit:
-                matched = conn.execute(
-                    "SELECT count(*) FROM "
-                    "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-                    (q, window + 1),
-                ).fetchone()[0]
-                if matched > window:
-                    rows = conn.execute(full, (q, *extra, limit)).fetchall()
+            matched = -1
+            for window in windows:
+                rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
+                if len(rows) >= limit:
+                    break
+                if matched < 0:
+                    matched = conn.execute(
+                        "SELECT count(*) FROM "
+                        "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                        (q, windows[-1] + 1),
+                    ).fetchone()[0]
+                if matched <= window:
+                    break  # the window held every match: nothing more to find
+            else:
+                rows = conn.execute(full, (q, *extra, limit)).fetchall()
     except sqlite3.OperationalError:
         return {}
     except sqlite3.DatabaseError as exc:
@@ -198,8 +234,8 @@ def text_candidates(
     best = max(-r[1] for r in rows) or 1.0
     out: dict[int, float] = {}
     for rowid, rank, content, tags, episode in rows:
-        have = {stem(w) for w in (*tokens(content), *tokens(tags), *tokens(episode))}
-        coverage = len(wanted & have) / max(1, len(wanted))
+        # One string for the three fields: a word never spans the space between them.
+        coverage = len(wanted.intersection(text_stems(f"{content} {tags} {episode}"))) / max(1, len(wanted))
         # BM25 relative to the best hit, blended with absolute word coverage so
         # a lone weak hit in a tiny space is not reported as a perfect match.
         out[int(rowid)] = 0.6 * coverage + 0.4 * max(0.0, -rank) / best
