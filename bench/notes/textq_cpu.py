@@ -2,7 +2,7 @@
 """In-process CPU per text recall (bench/text_query.py's space and questions), with a golden check.
 
     python bench/notes/textq_cpu.py [--memories 10000] [--rounds 3] [--profile]
-                                    [--golden FILE [--write-golden]]
+                                    [--golden FILE [--write-golden]] [--mode steady|churn|miss]
 
 A working tool for Round 5 of bench/notes/recall_profile.md, not a suite benchmark. The
 space is text_query.py's (the quality data set's turns, embedder ``none``), built once into
@@ -11,6 +11,10 @@ space: run it with ``PYTHONPATH=<other tree>/src`` to measure that tree. Cues: t
 questions (mode similarity, the default) and the same questions in hybrid mode; ``--golden``
 writes (or compares against) every answer's JSON minus timings. Figures: thread CPU per
 recall() and per full-text stage (``text_candidates``), P50 wall, recall@10, load average.
+``--mode``: ``steady`` (nothing written between questions), ``churn`` (a memory stored before
+every question, in a copy of the space: core.bm25cache never holds, FTS5 answers) or ``miss``
+(the remembered word scores dropped before every question, the index unchanged: every word
+fetched on its own, the cache's worst case).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ def main() -> None:
     ap.add_argument("--golden", type=Path)
     ap.add_argument("--write-golden", action="store_true")
     ap.add_argument("--label", default="")
+    ap.add_argument("--mode", choices=("steady", "churn", "miss"), default="steady")
     args = ap.parse_args()
     turns, questions = dataset(args.memories, args.questions)
     data = args.data.with_name(f"{args.data.name}-{args.memories}")
@@ -91,6 +96,13 @@ def main() -> None:
     from engram.core.models import Cue, RecallMode
     from engram.core.text import text_candidates
 
+    if args.mode == "churn":
+        import shutil
+        import tempfile
+
+        copy = Path(tempfile.mkdtemp(prefix="textq-churn-")) / data.name
+        shutil.copytree(data, copy)
+        data = copy
     svc, _ = service(data)
     space = svc.space("textq")
     space.reinforcer = None  # answers must not drift between runs
@@ -120,27 +132,45 @@ def main() -> None:
         import cProfile
 
         prof = cProfile.Profile()
+    from engram.core.models import MemoryInput
+
+    def before(rnd: int, i: int) -> None:
+        if args.mode == "churn":
+            svc.space("textq").remember(MemoryInput(id=f"churn-{rnd}-{i}", content=f"churn note {i} {questions[i][0]}"))
+        elif args.mode == "miss":
+            from engram.core import bm25cache
+
+            for known in bm25cache._cache.values():
+                known.phrases = {}
+
     for rnd in range(args.rounds):
         if prof:
             prof.enable()
         lat = []
-        c0 = time.thread_time()
-        for c in cues:
-            t = time.perf_counter()
+        cpu = 0.0
+        for i, c in enumerate(cues):
+            before(rnd, i)
+            c0, t = time.thread_time(), time.perf_counter()
             recall(space, c)
             lat.append((time.perf_counter() - t) * 1000)
-        cpu = (time.thread_time() - c0) * 1000 / len(cues)
-        c0 = time.thread_time()
-        for q, _ in questions:
+            cpu += time.thread_time() - c0
+        cpu = cpu * 1000 / len(cues)
+        fts = 0.0
+        for i, (q, _) in enumerate(questions):
+            before(rnd + args.rounds, i)
+            c0 = time.thread_time()
             text_candidates(space, q, 50)
-        fts = (time.thread_time() - c0) * 1000 / len(questions)
+            fts += time.thread_time() - c0
+        fts = fts * 1000 / len(questions)
         if prof:
             prof.disable()
         lat.sort()
-        print(f"{args.label} round {rnd}: recall CPU {cpu:5.3f} ms/call  P50 {lat[len(lat) // 2]:5.3f} ms  "
+        print(f"{args.label} {args.mode} round {rnd}: recall CPU {cpu:5.3f} ms/call  P50 {lat[len(lat) // 2]:5.3f} ms  "
               f"text stage CPU {fts:5.3f} ms  r@10 {hits / len(cues):.4f}  "
               f"load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
     svc.close()
+    if args.mode == "churn":
+        shutil.rmtree(data.parent)
     if prof:
         import pstats
 

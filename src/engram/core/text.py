@@ -14,7 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..storage.sqlite_store import episode_text_sql
-from . import readgate
+from . import bm25cache, readgate
 
 if TYPE_CHECKING:
     from .space import MemorySpace
@@ -188,42 +188,14 @@ def text_candidates(
     if where is not None:
         kind += f" AND {where[0]}"
         extra = where[1]
-    # Rank inside FTS first and join only the best few: joining every match to its row
-    # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
-    # inner window over-fetches for suppressed / non-episode / filtered-out rows: a few more
-    # than `limit` when suppression is the only filter (rare: joining 4x `limit` rows and
-    # sorting them again cost ~0.3 ms of a ~2 ms text recall), 4x `limit` under a filter. If
-    # the filters thin a window below `limit` while more matches exist, the next window (at
-    # last the full join) answers instead: the same rows, as each is exact when it suffices.
-    windows = [limit + WINDOW_SLACK, limit * 4] if not kind else [limit * 4]
-    columns = f"SELECT m.rowid, f.r, m.content, m.tags, {episode_text_sql('m')} "
-    windowed = (
-        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
-        "ORDER BY r LIMIT ?) AS f JOIN memories m ON m.rowid = f.rowid "
-        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
-    )
-    full = (
-        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts "
-        "WHERE memories_fts MATCH ?) AS f JOIN memories m ON m.rowid = f.rowid "
-        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
-    )
     try:
-        with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
-            matched = -1
-            for window in windows:
-                rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
-                if len(rows) >= limit:
-                    break
-                if matched < 0:
-                    matched = conn.execute(
-                        "SELECT count(*) FROM "
-                        "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-                        (q, windows[-1] + 1),
-                    ).fetchone()[0]
-                if matched <= window:
-                    break  # the window held every match: nothing more to find
-            else:
-                rows = conn.execute(full, (q, *extra, limit)).fetchall()
+        # Unfiltered, the ranking comes from remembered per-word scores when the index is
+        # unchanged since the last query (core.bm25cache: the same floats, the same order).
+        ranked = None if kind else bm25cache.ranking(space, conn, [quoted(w) for w in words])
+        if ranked is not None:
+            rows = _rows_in_order(conn, ranked, limit)
+        else:
+            rows = _fts_rows(conn, q, kind, extra, limit)
     except sqlite3.OperationalError:
         return {}
     except sqlite3.DatabaseError as exc:
@@ -239,4 +211,65 @@ def text_candidates(
         # BM25 relative to the best hit, blended with absolute word coverage so
         # a lone weak hit in a tiny space is not reported as a perfect match.
         out[int(rowid)] = 0.6 * coverage + 0.4 * max(0.0, -rank) / best
+    return out
+
+
+def _fts_rows(conn: sqlite3.Connection, q: str, kind: str, extra: list[Any], limit: int) -> list[Any]:
+    """The best ``limit`` rows (rowid, bm25, content, tags, episode text) of FTS5 query ``q``
+    that pass ``m.suppressed = 0`` and ``kind`` (extra SQL conditions, parameters ``extra``)."""
+    # Rank inside FTS first and join only the best few: joining every match to its row
+    # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
+    # inner window over-fetches for suppressed / non-episode / filtered-out rows: a few more
+    # than `limit` when suppression is the only filter (joining 4x `limit` rows and sorting
+    # them again cost ~0.3 ms of a ~2 ms text recall), 4x `limit` under a filter. If the
+    # filters thin a window below `limit` while more matches exist, the next window (at last
+    # the full join) answers instead: the same rows, as each is exact when it suffices.
+    windows = [limit + WINDOW_SLACK, limit * 4] if not kind else [limit * 4]
+    columns = f"SELECT m.rowid, f.r, m.content, m.tags, {episode_text_sql('m')} "
+    windowed = (
+        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
+        "ORDER BY r LIMIT ?) AS f JOIN memories m ON m.rowid = f.rowid "
+        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
+    )
+    full = (
+        columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts "
+        "WHERE memories_fts MATCH ?) AS f JOIN memories m ON m.rowid = f.rowid "
+        f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
+    )
+    with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
+        matched = -1
+        for window in windows:
+            rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
+            if len(rows) >= limit:
+                return rows
+            if matched < 0:
+                matched = conn.execute(
+                    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                    (q, windows[-1] + 1),
+                ).fetchone()[0]
+            if matched <= window:
+                return rows  # the window held every match: nothing more to find
+        return conn.execute(full, (q, *extra, limit)).fetchall()
+
+
+def _rows_in_order(conn: sqlite3.Connection, ranked: bm25cache.Scores, limit: int) -> list[Any]:
+    """The first ``limit`` unsuppressed rows of a ranking (core.bm25cache), shaped as
+    :func:`_fts_rows`'s, read a window at a time as there."""
+    ids, scores = ranked
+    columns = f"SELECT m.rowid, m.content, m.tags, {episode_text_sql('m')} FROM memories m WHERE m.rowid IN "
+    out: list[Any] = []
+    start, size = 0, limit + WINDOW_SLACK
+    while len(out) < limit and start < len(ids):
+        part = ids[start : start + size].tolist()
+        with readgate.native():
+            found = {row[0]: row for row in conn.execute(
+                f"{columns}({','.join('?' * len(part))}) AND m.suppressed = 0", part)}
+        for i, rowid in enumerate(part, start):
+            row = found.get(rowid)
+            if row is not None:
+                out.append((rowid, float(scores[i]), row[1], row[2], row[3]))
+                if len(out) == limit:
+                    break
+        start += size
+        size = min(limit * 4, 500)
     return out
