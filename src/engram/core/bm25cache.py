@@ -87,15 +87,15 @@ def ranking(space: Any, conn: sqlite3.Connection, phrases: list[str]) -> Scores 
         got.update(fetched)
         _remember(known, fetched)
     ids = np.concatenate([got[p][0] for p in phrases])
-    scores = np.concatenate([got[p][1] for p in phrases])
+    each = np.concatenate([got[p][1] for p in phrases])
     if not len(ids):
-        return ids, scores
+        return ids, each
     # Per row, the phrases' scores added in query order starting from 0.0, as FTS5 adds them
     # (np.add.at applies repeated indices in order); then the stable sort keeps rowid order
     # among equal scores, as FTS5's rowid-ordered scan into SQLite's sorter does.
     rowids, where = np.unique(ids, return_inverse=True)
     total = np.zeros(len(rowids), dtype=np.float64)
-    np.add.at(total, where, scores)
+    np.add.at(total, where, each)
     order = np.argsort(total, kind="stable")
     return rowids[order], total[order]
 

@@ -244,7 +244,8 @@ def _fts_rows(conn: sqlite3.Connection, q: str, kind: str, extra: list[Any], lim
                 return rows
             if matched < 0:
                 matched = conn.execute(
-                    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                    "SELECT count(*) FROM "
+                    "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
                     (q, windows[-1] + 1),
                 ).fetchone()[0]
             if matched <= window:

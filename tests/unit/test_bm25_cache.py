@@ -1,0 +1,126 @@
+"""core.bm25cache: text ranking from remembered per-word scores is FTS5's own, and writes drop it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engram.core import bm25cache
+from engram.core.models import ForgetMode, MemoryInput, MemoryPatch
+from engram.core.space import MemorySpace
+from engram.core.text import quoted, text_candidates
+from engram.settings import load_settings
+from engram.spaces.registry import SpaceRegistry
+
+WORDS = ["walk", "walking", "walks", "bread", "sourdough", "starter", "river", "garden", "tomato",
+         "violin", "lesson", "sister", "trip", "lisbon", "coffee", "rain", "summer", "market"]
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Iterator[MemorySpace]:
+    settings = load_settings(overrides={"data_dir": tmp_path, "bootstrap_spaces": "bm25", "embedder": "none"},
+                             use_env=False)
+    reg = SpaceRegistry(settings)
+    try:
+        yield reg.get("bm25")
+    finally:
+        reg.close()
+
+
+def _fill(space: MemorySpace, n: int, seed: int = 7) -> None:
+    r = random.Random(seed)
+    for i in range(n):
+        words = [r.choice(WORDS) for _ in range(r.randint(1, 12))]  # repeats and lengths vary
+        space.remember(MemoryInput(id=f"m{i}", content=" ".join(words), tags=[r.choice(WORDS)]))
+
+
+def _ids(space: MemorySpace, found: dict[int, float]) -> set[str]:
+    return {str(row[1]) for row in space.rows_by_rowid(found).values()}
+
+
+def _remembered(space: MemorySpace) -> set[str]:
+    known = bm25cache._cache.get(space)
+    return set(known.phrases) if known is not None else set()
+
+
+QUERIES = ["walk walking walks bread", "sourdough starter river", "violin lesson sister trip lisbon",
+           "coffee rain summer market garden tomato", "walks", "nothing matches zzz", "tomato"]
+
+
+def test_remembered_scores_rank_exactly_as_fts5(space: MemorySpace) -> None:
+    """The cached ranking equals FTS5's ``ORDER BY bm25`` of the OR query: same rows, same order,
+    the same floats (words that stem alike, repeated words, tags, a word found nowhere)."""
+    _fill(space, 300)
+    conn = space.check_healthy().reader()
+    assert bm25cache.ranking(space, conn, [quoted("walk")]) is None, "a new index state: FTS5 answers"
+    for query in QUERIES:
+        phrases = [quoted(w) for w in dict.fromkeys(query.split())]
+        got = bm25cache.ranking(space, conn, phrases)
+        assert got is not None, "an unchanged index is answered from the cache"
+        want = conn.execute(
+            "SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? ORDER BY r",
+            (" OR ".join(phrases),),
+        ).fetchall()
+        assert list(zip(got[0].tolist(), got[1].tolist(), strict=True)) == [(r, s) for r, s in want], query
+    assert _remembered(space) >= {quoted(w) for w in WORDS}
+
+
+def test_text_candidates_are_the_same_with_and_without_the_cache(space: MemorySpace,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(space, 300, seed=11)
+    for i in range(0, 300, 7):
+        space.forget(f"m{i}", ForgetMode.suppress)  # the cached path skips suppressed rows too
+    with_cache = [text_candidates(space, q, limit=20) for q in QUERIES * 2]
+    assert _remembered(space), "the second round was answered from remembered scores"
+    monkeypatch.setattr(bm25cache, "POSTINGS_CACHED", 0)
+    without = [text_candidates(space, q, limit=20) for q in QUERIES * 2]
+    assert with_cache == without
+    assert any(len(found) == 20 for found in without)
+
+
+def _warm(space: MemorySpace, query: str) -> dict[int, float]:
+    text_candidates(space, query, limit=10)  # the first query at an index state remembers nothing
+    found = text_candidates(space, query, limit=10)
+    assert _remembered(space), "the second query on an unchanged index fills the cache"
+    return found
+
+
+def test_a_stored_memory_is_found_after_the_cache_was_filled(space: MemorySpace) -> None:
+    _fill(space, 60)
+    before = _warm(space, "sourdough starter")
+    space.remember(MemoryInput(id="new", content="sourdough sourdough starter starter"))
+    after = text_candidates(space, "sourdough starter", limit=10)
+    assert "new" in _ids(space, after) and "new" not in _ids(space, before)
+    assert not _remembered(space), "the write dropped what was remembered"
+    again = text_candidates(space, "sourdough starter", limit=10)
+    assert _remembered(space) and again == after
+
+
+def test_changed_and_deleted_memories_are_ranked_by_their_new_text(space: MemorySpace) -> None:
+    _fill(space, 60)
+    space.remember(MemoryInput(id="x", content="violin violin violin lesson"))
+    assert "x" in _ids(space, _warm(space, "violin lesson"))
+    space.update("x", patch=MemoryPatch(content="garden tomato"))
+    assert "x" not in _ids(space, text_candidates(space, "violin lesson", limit=10))
+    assert "x" in _ids(space, _warm(space, "garden tomato"))
+    space.forget("x", ForgetMode.delete)
+    assert "x" not in _ids(space, text_candidates(space, "garden tomato", limit=10))
+    assert "x" not in _ids(space, text_candidates(space, "garden tomato", limit=10))
+
+
+def test_suppressed_best_matches_do_not_hide_the_rest_from_the_cache(space: MemorySpace) -> None:
+    """Suppression leaves the index (and the cache) as it is; the rows read after the ranking
+    skip suppressed ones, window after window."""
+    for i in range(60):
+        space.remember(MemoryInput(id=f"top{i}", content="tea tea tea"))
+    for i in range(5):
+        space.remember(MemoryInput(id=f"low{i}", content="tea and many other unrelated words here"))
+    _warm(space, "tea")
+    for i in range(60):
+        space.forget(f"top{i}", ForgetMode.suppress)
+    found = text_candidates(space, "tea", limit=10)
+    assert _remembered(space) == {quoted("tea")}, "suppression did not change the index"
+    assert sorted(_ids(space, found)) == [f"low{i}" for i in range(5)]
