@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: bench/http.py must not shadow http
-from quality_data import generate  # noqa: E402
-from text_query import framed  # noqa: E402
+from quality_data import generate
+from text_query import framed
 
 NOW = 1_800_000_000.0
 
@@ -62,7 +62,8 @@ def build(data: Path, turns: list[dict[str, Any]]) -> None:
     async def fill() -> None:
         for start in range(0, len(turns), 256):
             clock[0] = NOW - 86400.0 * 30 + start
-            await asyncio.gather(*(svc.remember("textq", MemoryInput(id=t["id"], content=f"{t['speaker']}: {t['text']}"))
+            await asyncio.gather(*(svc.remember(
+                "textq", MemoryInput(id=t["id"], content=f"{t['speaker']}: {t['text']}"))
                                    for t in turns[start:start + 256]))
 
     asyncio.run(fill())
@@ -136,7 +137,8 @@ def main() -> None:
 
     def before(rnd: int, i: int) -> None:
         if args.mode == "churn":
-            svc.space("textq").remember(MemoryInput(id=f"churn-{rnd}-{i}", content=f"churn note {i} {questions[i][0]}"))
+            note = MemoryInput(id=f"churn-{rnd}-{i}", content=f"churn note {i} {questions[i][0]}")
+            svc.space("textq").remember(note)
         elif args.mode == "miss":
             from engram.core import bm25cache
 
@@ -165,7 +167,8 @@ def main() -> None:
         if prof:
             prof.disable()
         lat.sort()
-        print(f"{args.label} {args.mode} round {rnd}: recall CPU {cpu:5.3f} ms/call  P50 {lat[len(lat) // 2]:5.3f} ms  "
+        print(f"{args.label} {args.mode} round {rnd}: recall CPU {cpu:5.3f} ms/call  "
+              f"P50 {lat[len(lat) // 2]:5.3f} ms  "
               f"text stage CPU {fts:5.3f} ms  r@10 {hits / len(cues):.4f}  "
               f"load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
     svc.close()

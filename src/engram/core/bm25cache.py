@@ -104,8 +104,10 @@ def _fetch(conn: sqlite3.Connection, key: tuple[Any, ...], phrases: list[str]) -
     """Each phrase's rows and single-phrase bm25, read in one transaction at index state ``key``
     (None if the index is no longer at ``key``)."""
     out: dict[str, Scores] = {}
+    own = not conn.in_transaction  # inside a caller's read transaction, that one is the snapshot
     with readgate.native():
-        conn.execute("BEGIN")
+        if own:
+            conn.execute("BEGIN")
         try:
             if index_key(conn) != key:
                 return None
@@ -114,7 +116,8 @@ def _fetch(conn: sqlite3.Connection, key: tuple[Any, ...], phrases: list[str]) -
                 out[p] = (np.array([r[0] for r in rows], dtype=np.int64),
                           np.array([r[1] for r in rows], dtype=np.float64))
         finally:
-            conn.execute("COMMIT")
+            if own:
+                conn.execute("COMMIT")
     return out
 
 
