@@ -8,11 +8,11 @@ how many questions are answered before a flush depends on speed). This tool asks
 questions of the same spaces with a fixed clock, no reinforcement and no fan effect (the
 neighbourhood densities behind it are measured in the background, as embedding batches land):
 one conversation per space as episodes (quality.py's loading), the hash embedder, every Engram
-configuration of
-quality.py; the answers' JSON (minus timings) are written or compared, and recall@5/10/25 per
-configuration printed. Spreading and hybrid answers still vary a little between two runs
-of the same tree (the association weights they spread over come from background work); the
-other configurations are identical run to run. Run it with ``PYTHONPATH=<other tree>/src`` for the other tree.
+configuration of quality.py; the answers' JSON (minus timings) are written or compared, and
+recall@5/10/25 per configuration printed. Spreading and hybrid answers still vary a little
+between two runs of the same tree (the association weights they spread over come from
+background work); the other configurations are identical run to run. Run it with
+``PYTHONPATH=<other tree>/src`` for the other tree.
 """
 
 from __future__ import annotations
