@@ -44,3 +44,15 @@ def test_words_in_tags_and_episode_fields_count_as_covered(space: MemorySpace) -
 @given(st.text(alphabet=st.sampled_from("abcdeisnA_ -'\u017f\u00df\u0301\u00e9\u0130\u212a1"), max_size=60))
 def test_text_stems_equals_stemming_each_token(text: str) -> None:
     assert text_stems(text) == {stem(w) for w in tokens(text)}
+
+
+def test_long_texts_are_stemmed_but_not_remembered() -> None:
+    """Only short texts are kept by text_stems's memo (a long memory must not be held in memory)."""
+    from engram.core import text
+
+    text._remembered_stems.cache_clear()
+    long = "walking " * (text.STEMS_TEXT_MAX_CHARS // 8 + 1) + "breads"
+    assert text_stems(long) == {"walk", "bread"}
+    assert text._remembered_stems.cache_info().currsize == 0
+    assert text_stems("walking breads") == {"walk", "bread"}
+    assert text._remembered_stems.cache_info().currsize == 1

@@ -78,12 +78,24 @@ STEMS_CACHED = 65_536
 _STEMS = _Stems()
 
 
-@functools.lru_cache(maxsize=4096)
+#: Texts up to this long have their stems remembered (4,096 of them: at most ~8 MB of texts).
+STEMS_TEXT_MAX_CHARS = 2048
+
+
 def text_stems(text: str) -> frozenset[str]:
     """The stems of ``text``'s words: ``{stem(w) for w in tokens(text)}``, without a Python call
     per word (a recall's ~50 candidates are ~1,000 words; hot memories come back query after
-    query, so whole texts are remembered too)."""
+    query, so the stems of short texts are remembered too)."""
+    if len(text) <= STEMS_TEXT_MAX_CHARS:
+        return _remembered_stems(text)
+    return _stems_of(text)
+
+
+def _stems_of(text: str) -> frozenset[str]:
     return frozenset(map(_STEMS.__getitem__, _TOKEN.findall(text)))
+
+
+_remembered_stems = functools.lru_cache(maxsize=4096)(_stems_of)
 
 
 def quoted(word: str) -> str:
