@@ -2,7 +2,7 @@
 """In-process CPU per text recall (bench/text_query.py's space and questions), with a golden check.
 
     python bench/notes/textq_cpu.py [--memories 10000] [--rounds 3] [--profile]
-                                    [--golden FILE [--write-golden]] [--mode steady|churn|miss]
+                                    [--golden FILE [--write-golden]] [--mode steady|churn|miss|novel]
 
 A working tool for Round 5 of bench/notes/recall_profile.md, not a suite benchmark. The
 space is text_query.py's (the quality data set's turns, embedder ``none``), built once into
@@ -13,8 +13,9 @@ writes (or compares against) every answer's JSON minus timings. Figures: thread 
 recall() and per full-text stage (``text_candidates``), P50 wall, recall@10, load average.
 ``--mode``: ``steady`` (nothing written between questions), ``churn`` (a memory stored before
 every question, in a copy of the space: core.bm25cache never holds, FTS5 answers) or ``miss``
-(the remembered word scores dropped before every question, the index unchanged: every word
-fetched on its own, the cache's worst case).
+(the remembered word scores dropped before every question, the index unchanged, the words
+known as asked before: every word fetched on its own, the cache's worst case) or ``novel``
+(scores and asked words dropped: every question's words are new, FTS5 answers).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main() -> None:
     ap.add_argument("--golden", type=Path)
     ap.add_argument("--write-golden", action="store_true")
     ap.add_argument("--label", default="")
-    ap.add_argument("--mode", choices=("steady", "churn", "miss"), default="steady")
+    ap.add_argument("--mode", choices=("steady", "churn", "miss", "novel"), default="steady")
     args = ap.parse_args()
     turns, questions = dataset(args.memories, args.questions)
     data = args.data.with_name(f"{args.data.name}-{args.memories}")
@@ -139,11 +140,13 @@ def main() -> None:
         if args.mode == "churn":
             note = MemoryInput(id=f"churn-{rnd}-{i}", content=f"churn note {i} {questions[i][0]}")
             svc.space("textq").remember(note)
-        elif args.mode == "miss":
+        elif args.mode in ("miss", "novel"):
             from engram.core import bm25cache
 
             for known in bm25cache._cache.values():
                 known.phrases = {}
+                if args.mode == "novel":
+                    known.seen = set()
 
     for rnd in range(args.rounds):
         if prof:

@@ -55,11 +55,11 @@ def test_remembered_scores_rank_exactly_as_fts5(space: MemorySpace) -> None:
     the same floats (words that stem alike, repeated words, tags, a word found nowhere)."""
     _fill(space, 300)
     conn = space.check_healthy().reader()
-    assert bm25cache.ranking(space, conn, [quoted("walk")]) is None, "a new index state: FTS5 answers"
     for query in QUERIES:
         phrases = [quoted(w) for w in dict.fromkeys(query.split())]
+        bm25cache.ranking(space, conn, phrases)  # may be None: words new at this state
         got = bm25cache.ranking(space, conn, phrases)
-        assert got is not None, "an unchanged index is answered from the cache"
+        assert got is not None, "words asked for again on an unchanged index come from the cache"
         want = conn.execute(
             "SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? ORDER BY r",
             (" OR ".join(phrases),),
@@ -82,7 +82,7 @@ def test_text_candidates_are_the_same_with_and_without_the_cache(space: MemorySp
 
 
 def _warm(space: MemorySpace, query: str) -> dict[int, float]:
-    text_candidates(space, query, limit=10)  # the first query at an index state remembers nothing
+    text_candidates(space, query, limit=10)  # words new at an index state: FTS5 answers
     found = text_candidates(space, query, limit=10)
     assert _remembered(space), "the second query on an unchanged index fills the cache"
     return found
@@ -124,3 +124,21 @@ def test_suppressed_best_matches_do_not_hide_the_rest_from_the_cache(space: Memo
     found = text_candidates(space, "tea", limit=10)
     assert _remembered(space) == {quoted("tea")}, "suppression did not change the index"
     assert sorted(_ids(space, found)) == [f"low{i}" for i in range(5)]
+
+
+def test_new_words_are_answered_by_fts5_until_they_come_back(space: MemorySpace) -> None:
+    """Mostly new words at the index's state: FTS5 answers and nothing is fetched; asked again,
+    they are fetched and remembered; after a write every word is new again."""
+    _fill(space, 60)
+    conn = space.check_healthy().reader()
+    phrases = [quoted(w) for w in ("river", "garden", "tomato")]
+    assert bm25cache.ranking(space, conn, phrases) is None
+    assert _remembered(space) == set()
+    assert bm25cache.ranking(space, conn, phrases) is not None
+    assert _remembered(space) == set(phrases)
+    # one new word among three known ones is fetched at once
+    assert bm25cache.ranking(space, conn, [*phrases, quoted("violin")]) is not None
+    assert _remembered(space) == {*phrases, quoted("violin")}
+    space.remember(MemoryInput(id="w", content="river"))
+    assert bm25cache.ranking(space, conn, phrases) is None
+    assert _remembered(space) == set()
