@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The quality benchmark's questions answered deterministically, for comparing two source trees.
 
-    python bench/notes/quality_golden.py --golden FILE [--write-golden] [--conversations 2]
+    python bench/notes/quality_golden.py --golden FILE [--write-golden] [--conversations 2] [--reinforce]
 
 bench/quality.py varies run to run (the real clock, and reinforcement landing every 50 ms, so
 how many questions are answered before a flush depends on speed). This tool asks the same
@@ -9,10 +9,11 @@ questions of the same spaces with a fixed clock, no reinforcement and no fan eff
 neighbourhood densities behind it are measured in the background, as embedding batches land):
 one conversation per space as episodes (quality.py's loading), the hash embedder, every Engram
 configuration of quality.py; the answers' JSON (minus timings) are written or compared, and
-recall@5/10/25 per configuration printed. Spreading and hybrid answers still vary a little
-between two runs of the same tree (the association weights they spread over come from
-background work); the other configurations are identical run to run. Run it with
-``PYTHONPATH=<other tree>/src`` for the other tree.
+recall@5/10/25 per configuration printed. ``--reinforce``: reinforcement on, each recall's
+written before the next question (as quality.py would see it with a slow enough recall).
+Spreading and hybrid answers still vary a little between two runs of the same tree (the
+association weights they spread over come from background work); the other configurations
+are identical run to run. Run it with ``PYTHONPATH=<other tree>/src`` for the other tree.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--conversations", type=int, default=2)
     ap.add_argument("--golden", type=Path, required=True)
     ap.add_argument("--write-golden", action="store_true")
+    ap.add_argument("--reinforce", action="store_true")
     args = ap.parse_args()
     from engram.cognition import recall as recall_module
     from engram.core.models import Cue, EpisodeInput
@@ -66,7 +68,8 @@ def main() -> None:
         ranked: dict[str, list[str]] = {}
         for conv in ds["conversations"]:
             space = svc.space(f"quality-{conv['id']}")
-            space.reinforcer = None  # answers must not depend on when reinforcement lands
+            if not args.reinforce:
+                space.reinforcer = None  # answers must not depend on when reinforcement lands
             for q in conv["questions"]:
                 res = asyncio.run(svc.recall(space.id, Cue(query=q["question"], max_results=max(KS),
                                                            wait_for_embeddings=True, **fields)))
@@ -78,6 +81,8 @@ def main() -> None:
                 for it in [*body["results"], *body["memories"]["vivid"], *body["memories"]["associated"]]:
                     it["signals"].pop("fan", None)
                 answers.append(body)
+                if args.reinforce:  # the recall's reinforcement written before the next question
+                    space.store.write(lambda conn, lsn: None, mutates=False)
                 items = [*res.memories.vivid, *res.memories.associated]
                 items.sort(key=lambda it: -it.score)
                 ranked[q["id"]] = [it.memory.id for it in items]
