@@ -142,3 +142,36 @@ def test_new_words_are_answered_by_fts5_until_they_come_back(space: MemorySpace)
     space.remember(MemoryInput(id="w", content="river"))
     assert bm25cache.ranking(space, conn, phrases) is None
     assert _remembered(space) == set()
+
+
+def test_a_batch_indexed_after_its_inserts_drops_the_cache(space: MemorySpace) -> None:
+    """A batch's full text is indexed once, after its INSERTs (SpaceStore.defer_fts): the index
+    changes at that commit, and the cache with it."""
+    _fill(space, 60)
+    _warm(space, "lisbon trip")
+    pending = space.submit_remember_batch([MemoryInput(id=f"b{i}", content="lisbon lisbon trip trip")
+                                           for i in range(3)])
+    for entry in pending:
+        assert not isinstance(entry, Exception)
+        entry[1](entry[0].result())
+    found = _ids(space, text_candidates(space, "lisbon trip", limit=10))
+    assert {"b0", "b1", "b2"} <= found
+
+
+def test_reinforcement_keeps_the_cache(space: MemorySpace) -> None:
+    """What recall writes back (access counts, activation) leaves the index alone: the scores
+    stay remembered across it, which is what makes them useful on a live space."""
+    from engram.cognition.recall import recall
+    from engram.core.models import Cue
+
+    _fill(space, 60)
+    _warm(space, "river garden")
+    conn = space.check_healthy().reader()
+    key = bm25cache.index_key(conn)
+    res = recall(space, Cue(query="river garden", max_results=5))
+    assert res.results and space.reinforcer is not None
+    space.reinforcer.flush()
+    space.check_healthy().write(lambda c, lsn: None, mutates=False)  # after the reinforcement's write
+    assert conn.execute("SELECT sum(access_count) FROM memories").fetchone()[0] > 0
+    assert bm25cache.index_key(conn) == key
+    assert {quoted("river"), quoted("garden")} <= _remembered(space)
