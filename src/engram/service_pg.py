@@ -7,10 +7,10 @@ through this server's feed (``core.postgres.feed``), so any number of servers on
 serve the same spaces.
 
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
-PUT / PATCH / forget / delete by filter, recall (vector, text, hybrid, metadata filter, tags,
-memory type), associate and associations, SSE and gRPC streams (resumable). Everything else
-(cognition, backup and restore, re-embedding, quotas) answers ``NotBuiltYet`` (501) naming the
-backend: never a 500.
+PUT / PATCH / forget / delete by filter, recall (cognition/pg_recall.py: vector, text, context
+cues, spreading and hybrid modes, cognitive and similarity rank, reinforcement), associate and
+associations, SSE and gRPC streams (resumable). Everything else (cognition, backup and restore,
+re-embedding, quotas) answers ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
 the exception is :meth:`subscribe`, which transports call synchronously when a stream opens
@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .auth.keys import KeyStore, Principal
 from .auth.pg_keys import PgKeyStore
+from .cognition import pg_recall
 from .cognition.api import SpaceCognition
 from .core.events import Subscription
 from .core.models import (
@@ -58,6 +59,7 @@ from .core.models import (
 )
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres.feed import EventFeed
+from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
 from .errors import EngramError, InvalidInput, MemorySpaceConflict, StorageError, StorageUnavailable
@@ -157,6 +159,8 @@ class PostgresService(EngramService):
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
             self.feed = EventFeed(settings.postgres_dsn)
+            # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
+            self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
             if settings.max_memories or settings.max_space_bytes:
                 log.warning("max_memories and max_space_bytes are not enforced with backend = \"postgres\" "
                             "yet (docs/scale-out.md)")
@@ -251,7 +255,7 @@ class PostgresService(EngramService):
     async def recall(self, space_id: str, cue: Cue) -> RecallResult:
         with self.tracing.engine_span("engram.recall", space_id):
             space = await self._pg_space(space_id)
-            return await self._db(lambda: space.recall(cue))
+            return await self._db(lambda: pg_recall.recall(space, cue, self.reinforcer))
 
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
         space = await self._pg_space(space_id)
@@ -354,6 +358,7 @@ class PostgresService(EngramService):
 
     def close(self) -> None:
         self.shutting_down = True
+        self.reinforcer.close()  # what recalls left pending, while the pool is still open
         self.feed.close()
         self.spaces.close()
         self.auth.close()  # stops the key poller before its pool goes

@@ -12,7 +12,10 @@ cursor walk, with and without suppressed memories), PUT (create, replace), PATCH
 delete), delete by metadata filter (counts), associate and associations, recall by embedding with
 ``rank: "similarity"`` (ids and order; the ``similarity`` within 1e-3: PostgreSQL keeps vectors
 as ``halfvec``, the two differ by ~1e-5 here), metadata-filtered and
-tag-filtered recall, a few gRPC reads, and errors (404 and 400 bodies' codes) for bad operations.
+tag-filtered recall, spreading and hybrid recall over associations to memories with no vector
+(which memories, and the activation path of those spreading alone found; ``max_hops``), recall by
+context (time range, place, people; alone, with a vector, with spreading), a few gRPC reads, and
+errors (404 and 400 bodies' codes) for bad operations.
 
 Normalisation: wall-clock fields are dropped; generated memory ids become ``m#n`` in the order a
 target first answered them (so the same op sequence maps to the same names); list cursors become
@@ -20,11 +23,12 @@ target first answered them (so the same op sequence maps to the same names); lis
 
 Where the backends legitimately differ, only what the contract makes equal is compared:
 
-- ``score``, ``confidence`` and ``activation`` of recall items: the cognitive parts of a score
-  (activation, recency reinforcement on recall, decay) are not built on PostgreSQL
-  (docs/scale-out.md), so only ``similarity`` (cosine) and the ``rank: "similarity"`` order are
-  compared. Likewise a memory's access bookkeeping (``access_count``, ``activation``,
-  ``last_access``: SQLite reinforces on recall, PostgreSQL does not) is dropped.
+- ``score``, ``confidence`` and ``activation`` of recall items: both backends score with the same
+  functions (cognition/recall.py), but the inputs differ by a little (halfvec cosines, text
+  scores, and when each backend's background reinforcement of an earlier recall lands), so only
+  ``similarity`` (cosine), the ``rank: "similarity"`` order and the *sets* a cognitive recall
+  returns are compared. Likewise a memory's access bookkeeping (``access_count``,
+  ``activation``, ``last_access``: written in the background on both) is dropped.
 - Full-text recall: SQLite ranks with FTS5 BM25, PostgreSQL with ``ts_rank``; scores and order
   differ by design, so the set of matching ids is compared.
 - ``storage_confidence.reasoning`` says which storage acknowledged the write (fsync'd file or
@@ -82,10 +86,12 @@ class Target:
 
 @pytest.fixture(scope="module")
 def servers(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, EngramProcess]]:
-    lite = EngramProcess.start(tmp_path_factory.mktemp("lite"), settings={"embedder": "none"})
+    # a generous spreading budget on both: a truncated spread (load) is not a backend difference
+    common = {"embedder": "none", "spreading_time_budget_ms": 2000.0}
+    lite = EngramProcess.start(tmp_path_factory.mktemp("lite"), settings=common)
     try:
         post = EngramProcess.start(tmp_path_factory.mktemp("pg"), settings={
-            "backend": "postgres", "postgres_dsn": fresh_database(pg, "diff"), "embedder": "none"})
+            "backend": "postgres", "postgres_dsn": fresh_database(pg, "diff"), **common})
     except BaseException:
         lite.stop()
         raise
@@ -150,6 +156,17 @@ def recall_view(res: dict[str, Any], *, as_set: bool = False) -> dict[str, Any]:
         return {"status": res["status"], "ids": sorted(i["memory"]["id"] for i in items)}
     return {"status": res["status"],
             "hits": [(i["memory"]["id"], i.get("similarity")) for i in items]}
+
+
+def spread_view(res: dict[str, Any]) -> dict[str, Any]:
+    """A spreading recall as both backends must agree on it: which memories, and for those that
+    spreading alone found, the path that reached them (memory ids)."""
+    if "body" not in res:
+        return res
+    items = res["body"]["results"]
+    return {"status": res["status"], "ids": sorted(i["memory"]["id"] for i in items),
+            "paths": {i["memory"]["id"]: [s["memory_id"] for s in i["activation_path"]]
+                      for i in items if i["source"] == "spreading"}}
 
 
 def list_walk(t: Target, limit: int, **params: Any) -> dict[str, Any]:
@@ -253,10 +270,40 @@ def script(seed: int) -> list[tuple[str, Op]]:
         "filter": {"kind": "batch"}, "max_results": 20}), as_set=True))
     add("recall text", lambda t: recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
         "query": "lantern", "max_results": 50}), as_set=True))
+    add("recall text words", lambda t: recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
+        "query": "where did I leave the old lantern near the quiet meadow", "max_results": 50}), as_set=True))
     add("associate", lambda t: answer(t, "POST", "/api/v1/memories/associate", json={
         "source_id": by_name(0)(t), "target_id": "fixed-1", "strength": 0.7}))
     add("associate one-way", lambda t: answer(t, "POST", "/api/v1/memories/associate", json={
         "source_id": by_name(1)(t), "target_id": by_name(2)(t), "strength": 0.4, "bidirectional": False}))
+    # spreading: memories with no vector, reachable only over associations
+    for n in (1, 2):
+        add(f"remember orphan {n}", lambda t, n=n: answer(t, "POST", "/api/v1/memories/remember", json={
+            "id": f"orphan-{n}", "content": f"no vector here {n}"}))
+    add("associate orphan", lambda t: answer(t, "POST", "/api/v1/memories/associate", json={
+        "source_id": "fixed-1", "target_id": "orphan-1", "strength": 0.9, "bidirectional": False}))
+    add("associate orphans", lambda t: answer(t, "POST", "/api/v1/memories/associate", json={
+        "source_id": "orphan-1", "target_id": "orphan-2", "strength": 0.8, "bidirectional": False}))
+    spreading = {"embedding": cues[0], "mode": "spreading", "max_results": 50, "trace_activation": True}
+    add("recall spreading", lambda t: spread_view(answer(
+        t, "POST", "/api/v1/memories/recall", json=spreading)))
+    add("recall spreading one hop", lambda t: spread_view(answer(t, "POST", "/api/v1/memories/recall",
+                                                                 json={**spreading, "max_hops": 1})))
+    add("recall hybrid", lambda t: spread_view(answer(t, "POST", "/api/v1/memories/recall", json={
+        **spreading, "mode": "hybrid", "embedding": cues[1]})))
+    add("recall spreading filtered", lambda t: spread_view(answer(
+        t, "POST", "/api/v1/memories/recall", json={**spreading, "tags": ["red"]})))
+    # context cues: time range, place, people, alone and with a vector or spreading
+    january = {"time_start": "2026-01-01T00:00:00Z", "time_end": "2026-01-31T00:00:00Z"}
+    later = {"time_start": "2026-06-01T00:00:00Z", "time_end": "2100-01-01T00:00:00Z"}
+    for label, cue in [("time", january), ("place", {"location": "HARBOUR"}),
+                       ("people", {"participants": ["Bo"]}), ("people none", {"participants": ["zed"]}),
+                       ("later", later),
+                       ("later vector", {**later, "embedding": cues[2]}),
+                       ("place vector", {"location": "harbour", "embedding": cues[3]}),
+                       ("later spreading", {**later, "embedding": cues[0], "mode": "spreading"})]:
+        add(f"recall context {label}", lambda t, c=cue: recall_view(answer(
+            t, "POST", "/api/v1/memories/recall", json={**c, "max_results": 50}), as_set=True))
     add("associations", lambda t: answer(t, "GET", "/api/v1/associations",
                                          params={"memory_id": ["fixed-1", by_name(1)(t)]}))
     add("forget suppress", lambda t: answer(t, "DELETE", f"/api/v1/memories/{by_name(4)(t)}",
@@ -360,11 +407,19 @@ def test_postgres_answers_the_data_plane_as_sqlite_does(servers: dict[str, Engra
     assert 0 < len(seen["recall filtered"]["hits"]) < everything
     assert 0 < len(seen["recall tags"]["hits"]) < everything
     assert seen["recall text"]["ids"] and seen["recall filter only"]["ids"]
+    # any word of a question finds a memory, not only one holding every word
+    assert len(seen["recall text words"]["ids"]) > len(seen["recall text"]["ids"])
     assert len(seen["list walk by 5"]["page_sizes"]) > 2
     assert seen["delete by filter"]["body"]["count"] > 0
     assert seen["delete by filter suppress"]["body"]["count"] > 0
     assert len(seen["associations"]["body"]["associations"]) >= 2
     assert seen["get missing"] == {"status": 404, "code": "MEMORY_NOT_FOUND"}
     assert seen["recall bad filter"]["status"] == 400
+    assert seen["recall spreading"]["paths"]["orphan-2"][-3:] == ["fixed-1", "orphan-1", "orphan-2"]
+    assert "orphan-2" not in seen["recall spreading one hop"]["ids"]
+    assert "orphan-1" in seen["recall spreading one hop"]["ids"]
+    assert seen["recall context time"]["ids"] and seen["recall context place"]["ids"]
+    assert seen["recall context people none"]["ids"] == []
+    assert 0 < len(seen["recall context later vector"]["ids"]) <= len(seen["recall context later"]["ids"])
     print(f"differential: {len(ops)} ops x {len(targets)} targets in {time.monotonic() - t0:.1f} s")
 

@@ -241,7 +241,6 @@ def test_a_spaces_data_is_never_visible_from_another_spaces_requests(
     ("POST", "/api/v1/memories/recognize", {"content": "x"}),
     ("GET", "/api/v1/consolidations", None),
     ("POST", "/api/v1/complete", {"what": "met Ada"}),
-    ("POST", "/api/v1/memories/recall", {"query": "x", "location": "kitchen"}),
 ])
 def test_what_the_backend_does_not_offer_is_a_501_naming_it(servers: tuple[EngramProcess, ...], method: str,
                                                              path: str, body: dict[str, Any] | None) -> None:

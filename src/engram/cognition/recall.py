@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -269,30 +270,53 @@ def rank(run: RecallRun) -> list[Scored]:
     rows = run.rows
     # confidence, last_access, activation, decay_rate of each candidate's light row
     num = np.array([rows[c.rowid][2:3] + rows[c.rowid][4:7] for c in cands], dtype=np.float64).reshape(-1, 4)
+    direct = _direct_relevance_many(run, cands)
+    spread = (np.array([c.spread for c in cands], dtype=np.float64)
+              if cue.mode is RecallMode.spreading or cue.mode is RecallMode.hybrid else None)
+    score, relevance, act, rec = fused_scores(cue.mode, direct, spread, num, now)
+    idx = kept_in_order(score, relevance, cue.threshold, run.qv.origin == "embedder",
+                        lambda i: rows[cands[i].rowid][1], run.k)
+    sc, rl, ac, rc = score.tolist(), relevance.tolist(), act.tolist(), rec.tolist()
+    return [Scored(sc[i], rl[i], ac[i], rc[i], cands[i]) for i in idx]
+
+
+Floats = np.ndarray
+
+
+def fused_scores(mode: RecallMode, direct: Floats, spread: Floats | None, num: Floats,
+                 now: float) -> tuple[Floats, Floats, Floats, Floats]:
+    """The cognitive score of candidates (``score, relevance, activation now, recency``), from
+    their direct relevance, the activation spreading brought (modes spreading / hybrid) and
+    ``num``: one row ``(confidence, last_access, stored activation, decay_rate)`` each.
+
+    Pure: the SQLite and the PostgreSQL recall (cognition/pg_recall.py) score with this one."""
     conf, last_access, act0, rate = num[:, 0], num[:, 1], num[:, 2], num[:, 3]
     act = _activation_now(act0, last_access, rate, now)
     rec = _recency_now(last_access, now)
-    direct = _direct_relevance_many(run, cands)
-    if cue.mode is RecallMode.spreading or cue.mode is RecallMode.hybrid:
-        spread = np.array([c.spread for c in cands], dtype=np.float64)
-        if cue.mode is RecallMode.spreading:
-            relevance = np.maximum(direct, spread)
-        else:
-            relevance = direct + (1.0 - direct) * HYBRID_SPREAD_SHARE * spread
+    if spread is not None and mode is RecallMode.spreading:
+        relevance = np.maximum(direct, spread)
+    elif spread is not None and mode is RecallMode.hybrid:
+        relevance = direct + (1.0 - direct) * HYBRID_SPREAD_SHARE * spread
     else:
         relevance = direct
     score = W_RELEVANCE * relevance + W_ACTIVATION * act + W_CONFIDENCE * conf + W_RECENCY * rec
     score = np.minimum(1.0, np.maximum(0.0, score))
-    keep = score >= cue.threshold
-    if run.qv.origin == "embedder":
-        # The server's own query vector finds *nearest* neighbours even for a query that means
-        # nothing here; with no evidence at all they are not answers. (A client's vector keeps
-        # its top-k, as it always had.)
+    return score, relevance, act, rec
+
+
+def kept_in_order(score: Floats, relevance: Floats, threshold: float, needs_evidence: bool,
+                  tie: Callable[[int], str], k: int) -> list[int]:
+    """Indexes of the best ``k`` scores at or above ``threshold``, best first (ties by ``tie(i)``,
+    the memory id). ``needs_evidence``: the server embedded the query, and its vector finds
+    *nearest* neighbours even for a query that means nothing here; with no evidence at all
+    (relevance 0) they are not answers. (A client's vector keeps its top-k, as it always had.)"""
+    keep = score >= threshold
+    if needs_evidence:
         keep &= relevance > 0.0
-    idx = np.nonzero(keep)[0].tolist()
-    sc, rl, ac, rc = score.tolist(), relevance.tolist(), act.tolist(), rec.tolist()
-    idx.sort(key=lambda i: (-sc[i], rows[cands[i].rowid][1]))
-    return [Scored(sc[i], rl[i], ac[i], rc[i], cands[i]) for i in idx[: run.k]]
+    idx: list[int] = np.nonzero(keep)[0].tolist()
+    sc = score.tolist()
+    idx.sort(key=lambda i: (-sc[i], tie(i)))
+    return idx[:k]
 
 
 def _rank_similarity(run: RecallRun, now: float) -> list[Scored]:
@@ -346,16 +370,28 @@ def _direct_relevance_many(run: RecallRun, cands: list[Candidate]) -> np.ndarray
     sim = np.array([c.similarity for c in cands], dtype=np.float64)
     text = np.array([c.text for c in cands], dtype=np.float64)
     has_vector = np.array([c.vector_rank is not None for c in cands], dtype=bool)
-    if run.qv.origin == "embedder":
-        crowd = np.array([fan(run, c) for c in cands], dtype=np.float64)
-        lo, hi = cosine_scale(run)
+    embedded = run.qv.origin == "embedder"
+    crowd = np.array([fan(run, c) for c in cands], dtype=np.float64) if embedded else None
+    return relevance_array(sim, text, has_vector, cosine_scale(run) if embedded else None, crowd,
+                           W_TEXT if run.qv.vector is not None else 1.0)
+
+
+def relevance_array(sim: Floats, text: Floats, has_vector: Floats, scale: tuple[float, float] | None,
+                    crowd: Floats | None, text_weight: float) -> Floats:
+    """Direct relevance (no spreading) from cosines, text scores and whether each candidate came
+    from the vector search. ``scale``: the embedder's cosine calibration when the server embedded
+    the query (then ``crowd``, each candidate's fan, applies too); None for a client's vector."""
+    if scale is not None:
+        assert crowd is not None
+        lo, hi = scale
         adjusted = np.where((crowd < 0) & (sim <= lo), sim, sim - FAN_WEIGHT * crowd)
         v = np.minimum(1.0, np.maximum(0.0, (adjusted - lo) / (hi - lo)))
     else:
         v = np.maximum(0.0, sim - FAN_WEIGHT * 0.0)
     v = np.where(has_vector, v, 0.0)
-    t = text * (W_TEXT if run.qv.vector is not None else 1.0)
-    return 1.0 - (1.0 - v) * (1.0 - t)
+    t = text * text_weight
+    out: Floats = 1.0 - (1.0 - v) * (1.0 - t)
+    return out
 
 
 def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
@@ -421,6 +457,11 @@ def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
 
 
 def _signals(run: RecallRun, s: Scored, confidence: float) -> dict[str, float]:
+    return signals_of(s, confidence, fan(run, s.cand))
+
+
+def signals_of(s: Scored, confidence: float, crowd: float) -> dict[str, float]:
+    """The per-signal values that placed a result (its ``signals``)."""
     c = s.cand
     out = {"relevance": s.relevance, "activation": s.activation, "recency": s.recency,
            "confidence": float(confidence)}
@@ -434,7 +475,6 @@ def _signals(run: RecallRun, s: Scored, confidence: float) -> dict[str, float]:
         out["context"] = c.context
     if c.spread:
         out["spread"] = c.spread
-    crowd = fan(run, c)
     if crowd:
         out["fan"] = crowd
     return {k: round(v, 6) for k, v in out.items()}

@@ -103,9 +103,12 @@ RECALL_TUNING: Final = (
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.ef_search', %(ef)s, true)"
 )
+# Any stemmed word of the text matches (as SQLite's full text does), not every word: a question
+# of ten words names its memory by two or three of them. plainto_tsquery joins lexemes with '&'.
 SEARCH_TEXT: Final = (
     "SELECT id, ts_rank(search, query) AS rank FROM engram.memories, "
-    "websearch_to_tsquery('english', %(text)s) AS query WHERE space_id = %(space)s AND search @@ query "
+    "CAST(replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ') AS tsquery) AS query "
+    "WHERE space_id = %(space)s AND search @@ query "
     "AND NOT suppressed AND " + LIVE + " ORDER BY rank DESC, id LIMIT %(k)s"
 )
 
@@ -215,6 +218,52 @@ TRIM_EVENTS: Final = (
 NOTIFY_CHANNEL: Final = "engram_events"
 NOTIFY_WRITE: Final = "SELECT pg_notify('engram_events', %(lsn)s::text || ':' || %(space)s)"
 LISTEN: Final = "LISTEN engram_events"
+
+# -- cognitive recall (cognition/pg_recall.py) ----------------------------------------------------
+# The rows of candidates, by id (one read for all of them; no embedding).
+ROWS_BY_ID: Final = (
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND " + LIVE
+)
+# Candidates from the cue's context alone (no query, no vector): cognition/candidates.py's
+# context_sql, newest first. Time bounds are -Infinity / Infinity when not given; ``place`` is a
+# LIKE pattern (``%`` when no location); ``people`` / ``tags`` empty match everything (CASE, not
+# OR: no OR may follow the space filter). ``who`` holds a JSON list of names, as on SQLite.
+CONTEXT_CANDIDATES: Final = (
+    "SELECT " + MEMORY_COLUMNS + " FROM engram.memories WHERE space_id = %(space)s AND NOT suppressed "
+    "AND " + LIVE + " AND coalesce(ep_when, created_at) BETWEEN %(t_from)s AND %(t_to)s "
+    "AND lower(coalesce(where_location, '')) LIKE %(place)s ESCAPE '\\' "
+    "AND memory_type = coalesce(%(memory_type)s, memory_type) "
+    "AND CASE WHEN cardinality(%(people)s::text[]) = 0 THEN true ELSE EXISTS (SELECT 1 FROM "
+    "jsonb_array_elements_text(coalesce(nullif(who, ''), '[]')::jsonb) AS p(name) "
+    "WHERE lower(p.name) = ANY(%(people)s::text[])) END "
+    "AND CASE WHEN cardinality(%(tags)s::text[]) = 0 THEN true ELSE tags ?| %(tags)s::text[] END "
+    "AND {filter} ORDER BY coalesce(ep_when, created_at) DESC, id LIMIT %(limit)s"
+)
+# Spreading activation's edges out of ``ids`` (cognition/associations.py neighbour_fetch): at most
+# ``fanout`` per source, strongest first (ties by target id); suppressed targets are skipped, so
+# activation neither arrives at nor flows through them. One statement per hop.
+NEIGHBOURS: Final = (
+    "SELECT source_id, target_id, strength FROM (SELECT source_id, target_id, strength, "
+    "row_number() OVER (PARTITION BY source_id ORDER BY strength DESC, target_id) AS n "
+    "FROM engram.associations WHERE space_id = %(space)s AND source_id = ANY(%(ids)s) "
+    "AND target_id NOT IN (SELECT id FROM engram.memories WHERE space_id = %(space)s AND suppressed)) "
+    "AS edges WHERE n <= %(fanout)s ORDER BY source_id, strength DESC, target_id"
+)
+# Reinforcement of recalled memories (core/postgres/reinforce.py; core/reinforce.py on SQLite).
+# Increments computed by PostgreSQL, never read-modify-write in Python, so two servers
+# reinforcing one row both count. The rows are locked in id order first: two servers' batches
+# over the same rows then queue instead of deadlocking. No LSN, no event: not a durable mutation
+# of the memory's content (as on SQLite, where it is a write that does not advance the LSN).
+REINFORCE_LOCK: Final = (
+    "SELECT id FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) ORDER BY id FOR UPDATE"
+)
+REINFORCE: Final = (
+    "UPDATE engram.memories SET access_count = access_count + due.n, "
+    "last_access = greatest(last_access, due.at), activation = least(1.0, activation + due.gain) "
+    "FROM unnest(%(ids)s::text[], %(counts)s::int[], %(times)s::float8[], %(gains)s::float8[]) "
+    "AS due(id, n, at, gain) WHERE space_id = %(space)s AND memories.id = due.id"
+)
 
 # -- across spaces (the directory) ----------------------------------------------------------------
 LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"

@@ -10,9 +10,10 @@ on the event loop. Events are not published here: a write's events are in the ev
 this server's feed (``feed.py``) reads them from there in LSN order, like those of every other
 server's writes, and hands them to ``events`` (the space's bus on this server).
 
-What the SQLite space does and this one does not (yet): background embedding (text without a
-vector is embedded here, before the write), auto-links, temporal links, decay reinforcement on
-recall, cognition (consolidation, beliefs, completion), re-embedding, backup.
+Recall is not here: it is cognition (``cognition/pg_recall.py``, called by ``service_pg.py``),
+which reads through this handle's store. What the SQLite space does and this one does not (yet):
+background embedding (text without a vector is embedded here, before the write), auto-links,
+temporal links, cognition (consolidation, beliefs, completion), re-embedding, backup.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import psycopg
 
 from ...errors import (
     DimensionMismatch,
+    EmbedderUnavailable,
     EngramError,
     InvalidInput,
     MemoryExists,
@@ -44,7 +46,6 @@ from ..events import EventBus
 from ..expiry import expiry_of
 from ..models import (
     Association,
-    ConfidenceInterval,
     ConsolidationState,
     Cue,
     DeleteReceipt,
@@ -56,10 +57,6 @@ from ..models import (
     MemoryPage,
     MemoryPatch,
     MemoryType,
-    RecallBuckets,
-    RecallItem,
-    RecallMode,
-    RecallResult,
     StoreReceipt,
     UpdateReceipt,
     confidence_from,
@@ -146,15 +143,25 @@ class PostgresSpace:
         self._check_dim(int(vec.shape[0]))
         return vec
 
-    def _query_vector(self, given: Sequence[float] | None, text: str | None) -> Vector | None:
-        if given is not None:
-            vec = np.asarray(given, dtype=np.float32)
+    def query_vector(self, cue: Cue) -> tuple[Vector | None, str, str | None]:
+        """The vector a recall searches with, its origin (``client``, ``embedder`` or ``none``, as
+        cognition/candidates.py's QueryVector) and, when there is none, why. A client's vector of
+        the wrong length is the DimensionMismatch error; an embedder that cannot embed now leaves
+        recall to the query's words (the note says so), as on SQLite."""
+        if cue.embedding is not None:
+            vec = np.asarray(cue.embedding, dtype=np.float32)
             if self.dim is not None and vec.shape[0] != self.dim:
                 self._check_dim(int(vec.shape[0]))
-            return vec
-        if text and text.strip() and self.embedding_active and self.embedders is not None:
-                return np.asarray(self.embedders.embed_query(self.embedder_spec, text), dtype=np.float32)
-        return None
+            return vec, "client", None  # on a space with no vector yet it finds nothing, as on SQLite
+        text = (cue.query or "").strip()
+        if not text or not self.embedding_active or self.embedders is None:
+            return None, "none", None
+        try:
+            got = self.embedders.embed_query(self.embedder_spec, text, wait=bool(cue.wait_for_embeddings))
+        except EmbedderUnavailable as exc:
+            return None, "none", f"query not embedded: {exc.message}"
+        vec = np.asarray(got, dtype=np.float32)
+        return vec, "embedder", None
 
     def _gone(self) -> MemorySpaceNotFound:
         return MemorySpaceNotFound(f"memory space {self.id!r} does not exist",
@@ -395,68 +402,6 @@ class PostgresSpace:
         if info is None:
             raise self._gone()
         return info.last_lsn
-
-    def recall(self, cue: Cue) -> RecallResult:
-        """Nearest memories by vector (the cue's, or the query embedded), full-text matches of the
-        query, or both fused (``hybrid``, or whenever both signals exist): score = 0.7 x cosine
-        + 0.3 x text rank scaled to the best match. A metadata filter, tags and memory type
-        narrow the candidates. Context cues (time, place, people) and spreading activation are
-        SQLite-only so far (501)."""
-        if cue.time_start or cue.time_end or cue.location or cue.participants:
-            raise not_built("recall by time, location or participants")
-        if cue.mode is RecallMode.spreading or cue.max_hops:
-            raise not_built("recall by spreading activation")
-        node = filters.parse(cue.filter) if cue.filter else None
-        k = min(cue.max_results, self.settings.max_results_limit)
-        wide = k * 4 if (cue.tags or cue.memory_type) else k
-        vec = self._query_vector(cue.embedding, cue.query)
-        if vec is not None and self.dim is None:
-            vec = None  # no vector stored yet: nothing to be near
-        sims = dict(self.store.recall(self.id, vec, wide, node) if vec is not None else [])
-        texts: dict[str, float] = {}
-        if cue.query and cue.query.strip():
-            texts = dict(self.store.search_text(self.id, cue.query, wide * (4 if node else 1)))
-        if cue.embedding is None and not (cue.query and cue.query.strip()):  # filter / tags only
-            listed = self.store.list_memories(self.id, limit=wide, filter=node)
-            candidates = {r.id: r for r in listed}
-        else:
-            candidates = self.rows(list(dict.fromkeys([*sims, *texts])))
-        best_text = max(texts.values(), default=0.0) or 1.0
-        items: builtins.list[RecallItem] = []
-        for mid, row in candidates.items():
-            if row.suppressed or (cue.memory_type and row.memory_type != cue.memory_type.value):
-                continue
-            if cue.tags and not set(cue.tags) & set(row.tags):
-                continue
-            if node is not None and not filters.evaluate(node, row.metadata):
-                continue
-            sim, text = sims.get(mid, 0.0), texts.get(mid, 0.0) / best_text
-            if sims and texts:
-                score, source = 0.7 * sim + 0.3 * text, "similarity" if sim else "text"
-            elif sims:
-                score, source = sim, "similarity"
-            elif texts:
-                score, source = text, "text"
-            else:
-                score, source = 1.0, "context"
-            if score < cue.threshold:
-                continue
-            items.append(RecallItem(memory=self.to_memory(row), score=round(score, 6),
-                                    similarity=round(sim, 6), text_score=round(text, 6),
-                                    confidence=confidence_from(row.confidence, source),
-                                    source=source, signals={"vector": round(sim, 6), "text": round(text, 6),
-                                                            "fused": round(score, 6)}))
-        items.sort(key=lambda it: (-it.score, it.memory.id))
-        items = items[:k]
-        top = items[0].score if items else 0.0
-        return RecallResult(
-            memories=RecallBuckets(vivid=items),
-            recall_confidence=confidence_from(top, f"best match scored {top:.3f}" if items
-                                              else "nothing matched"),
-            confidence_interval=ConfidenceInterval(lower=round(max(0.0, top - 0.1), 6), point=round(top, 6),
-                                                   upper=round(min(1.0, top + 0.1), 6)),
-            metadata={"backend": BACKEND, "candidates": len(candidates), "exact_vector_scan": True},
-            memory_space_id=self.id, results=items)
 
     def rows(self, ids: Sequence[str]) -> dict[str, MemoryRow]:
         out: dict[str, MemoryRow] = {}

@@ -544,7 +544,7 @@ class PostgresStore:
         return [(str(r[0]), float(r[1])) for r in rows]
 
     def search_text(self, space_id: str, text: str, k: int = 10) -> list[tuple[str, float]]:
-        """Full-text matches (PostgreSQL ``websearch_to_tsquery``, English stemming), best first."""
+        """Full-text matches of any of the text's words (English stemming, ``ts_rank``), best first."""
         with self.db.space(space_id) as tx:
             rows = tx.execute(q.SEARCH_TEXT, {"text": text, "k": k, "now": self.clock()}).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]
@@ -579,3 +579,52 @@ class PostgresStore:
             return 0, -1
         lsn, _, seq = str(row[0]).partition(":")
         return int(lsn), int(seq)
+
+    # -- cognitive recall (cognition/pg_recall.py) ---------------------------------------------
+    def rows_by_id(self, space_id: str, memory_ids: Sequence[str]) -> dict[str, MemoryRow]:
+        """The live rows of ``memory_ids`` (suppressed ones too, flagged), in one read."""
+        wanted = list(dict.fromkeys(memory_ids))
+        if not wanted:
+            return {}
+        with self.db.space(space_id) as tx:
+            rows = tx.execute(q.ROWS_BY_ID, {"ids": wanted, "now": self.clock()}).fetchall()
+        return {r.id: r for r in map(_row, rows)}
+
+    def context_candidates(self, space_id: str, *, t_from: float, t_to: float, place: str,
+                           memory_type: str | None, people: Sequence[str], tags: Sequence[str],
+                           filter: Node | None, limit: int) -> list[MemoryRow]:
+        """Live unsuppressed memories matching a recall cue's context (queries.CONTEXT_CANDIDATES),
+        newest first: ``place`` is a LIKE pattern over the lower-cased location, ``people`` are
+        lower-cased names (any one matches), ``tags`` any one of them."""
+        expr, fparams = filters.where(filter)
+        stmt = sql.SQL(q.CONTEXT_CANDIDATES).format(filter=expr)
+        with self.db.space(space_id) as tx:
+            rows = tx.execute(stmt, {**fparams, "now": self.clock(), "t_from": t_from, "t_to": t_to,
+                                     "place": place, "memory_type": memory_type, "people": list(people),
+                                     "tags": list(tags), "limit": limit}).fetchall()
+        return [_row(r) for r in rows]
+
+    def neighbours(self, space_id: str, memory_ids: Sequence[str],
+                   fanout: int) -> dict[str, list[tuple[str, float]]]:
+        """Outgoing edges of ``memory_ids`` to unsuppressed memories, at most ``fanout`` per source,
+        strongest first: one hop of spreading activation, one statement."""
+        out: dict[str, list[tuple[str, float]]] = {}
+        if not memory_ids:
+            return out
+        with self.db.space(space_id) as tx:
+            rows = tx.execute(q.NEIGHBOURS, {"ids": list(memory_ids), "fanout": fanout}).fetchall()
+        for s, t, w in rows:
+            out.setdefault(str(s), []).append((str(t), float(w)))
+        return out
+
+    def reinforce(self, space_id: str, due: Sequence[tuple[str, int, float, float]]) -> None:
+        """Strengthen recalled memories: ``(id, recalls, latest recall time, activation gain)``
+        each; increments in SQL, rows locked in id order (queries.REINFORCE)."""
+        if not due:
+            return
+        ordered = sorted(due)
+        params = {"ids": [d[0] for d in ordered], "counts": [d[1] for d in ordered],
+                  "times": [d[2] for d in ordered], "gains": [d[3] for d in ordered]}
+        with self.db.space(space_id) as tx:
+            tx.execute(q.REINFORCE_LOCK, {"ids": params["ids"]})
+            tx.execute(q.REINFORCE, params)
