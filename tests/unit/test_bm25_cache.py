@@ -175,3 +175,40 @@ def test_reinforcement_keeps_the_cache(space: MemorySpace) -> None:
     assert conn.execute("SELECT sum(access_count) FROM memories").fetchone()[0] > 0
     assert bm25cache.index_key(conn) == key
     assert {quoted("river"), quoted("garden")} <= _remembered(space)
+
+
+def test_filtered_and_episode_queries_walk_the_cached_ranking_to_fts5s_answer(
+        space: MemorySpace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metadata filter or episodes-only query over the remembered ranking reads it window by
+    window until enough rows pass: the same rows and scores as FTS5's filtered query, also for a
+    filter that keeps 1 row in 50 (the walk spans several windows)."""
+    from datetime import UTC, datetime
+
+    from engram.cognition.filtered import FilterScope
+    from engram.core.models import EpisodeInput
+
+    r = random.Random(3)
+    for i in range(400):
+        words = " ".join(r.choice(WORDS) for _ in range(r.randint(1, 10)))
+        space.remember(MemoryInput(id=f"m{i}", content=words, metadata={"b": i % 50}))
+    for i in range(30):
+        when = datetime(2026, 1, 1 + i % 28, tzinfo=UTC)
+        space.remember(EpisodeInput(id=f"e{i}", when=when, what=" ".join(r.choice(WORDS) for _ in range(6))))
+    scopes = [FilterScope.of({"b": {"$lt": 1}}), FilterScope.of({"b": {"$in": [3, 4, 5]}})]
+    wheres = [s.where for s in scopes if s is not None]
+    assert len(wheres) == 2
+
+    def ask() -> list[dict[int, float]]:
+        out = []
+        for q in QUERIES[:4]:
+            out += [text_candidates(space, q, limit=10, where=w) for w in wheres]
+            out.append(text_candidates(space, q, limit=10, episodes_only=True))
+        return out
+
+    ask()
+    with_cache = ask()
+    assert _remembered(space), "the second round was answered from remembered scores"
+    monkeypatch.setattr(bm25cache, "POSTINGS_CACHED", 0)
+    assert with_cache == ask()
+    assert all(with_cache[::3]) and all(with_cache[2::3])  # the 2 % filter and episodes find rows
+    assert any(len(found) == 10 for found in with_cache[1::3])

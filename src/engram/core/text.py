@@ -117,6 +117,8 @@ DF_TTL_SECONDS = 60.0
 DF_REFRESH_GROWTH = 0.1
 #: Rows beyond ``limit`` the first FTS window reads when suppression is the only filter.
 WINDOW_SLACK = 10
+#: Rows per read at most when a remembered ranking is walked (core.bm25cache).
+WINDOW_MAX = 500
 
 
 class _Vocabulary:
@@ -201,11 +203,11 @@ def text_candidates(
         kind += f" AND {where[0]}"
         extra = where[1]
     try:
-        # Unfiltered, the ranking comes from remembered per-word scores when the index is
-        # unchanged since the last query (core.bm25cache: the same floats, the same order).
-        ranked = None if kind else bm25cache.ranking(space, conn, [quoted(w) for w in words])
+        # The ranking comes from remembered per-word scores when the index is unchanged since
+        # these words were last asked for (core.bm25cache: the same floats, the same order).
+        ranked = bm25cache.ranking(space, conn, [quoted(w) for w in words])
         if ranked is not None:
-            rows = _rows_in_order(conn, ranked, limit)
+            rows = _rows_in_order(conn, ranked, limit, kind, extra)
         else:
             rows = _fts_rows(conn, q, kind, extra, limit)
     except sqlite3.OperationalError:
@@ -265,18 +267,20 @@ def _fts_rows(conn: sqlite3.Connection, q: str, kind: str, extra: list[Any], lim
         return conn.execute(full, (q, *extra, limit)).fetchall()
 
 
-def _rows_in_order(conn: sqlite3.Connection, ranked: bm25cache.Scores, limit: int) -> list[Any]:
-    """The first ``limit`` unsuppressed rows of a ranking (core.bm25cache), shaped as
-    :func:`_fts_rows`'s, read a window at a time as there."""
+def _rows_in_order(conn: sqlite3.Connection, ranked: bm25cache.Scores, limit: int, kind: str,
+                   extra: list[Any]) -> list[Any]:
+    """The first ``limit`` rows of a ranking (core.bm25cache) that pass ``m.suppressed = 0`` and
+    ``kind`` (parameters ``extra``), shaped as :func:`_fts_rows`'s: read a window at a time, the
+    first as there, then growing (a selective filter walks more of the ranking)."""
     ids, scores = ranked
     columns = f"SELECT m.rowid, m.content, m.tags, {episode_text_sql('m')} FROM memories m WHERE m.rowid IN "
     out: list[Any] = []
-    start, size = 0, limit + WINDOW_SLACK
+    start, size = 0, (limit + WINDOW_SLACK if not kind else limit * 4)
     while len(out) < limit and start < len(ids):
         part = ids[start : start + size].tolist()
         with readgate.native():
             found = {row[0]: row for row in conn.execute(
-                f"{columns}({','.join('?' * len(part))}) AND m.suppressed = 0", part)}
+                f"{columns}({','.join('?' * len(part))}) AND m.suppressed = 0{kind}", (*part, *extra))}
         for i, rowid in enumerate(part, start):
             row = found.get(rowid)
             if row is not None:
@@ -284,5 +288,5 @@ def _rows_in_order(conn: sqlite3.Connection, ranked: bm25cache.Scores, limit: in
                 if len(out) == limit:
                     break
         start += size
-        size = min(limit * 4, 500)
+        size = min(WINDOW_MAX, max(limit * 4, 2 * size))
     return out
