@@ -14,7 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..storage.sqlite_store import episode_text_sql
-from . import readgate
+from . import bm25cache, readgate
 
 if TYPE_CHECKING:
     from .space import MemorySpace
@@ -61,6 +61,43 @@ def stem(word: str) -> str:
     return word
 
 
+class _Stems(dict[str, str]):
+    """Raw token -> ``stem(token.lower())``, filled on a miss (``__missing__``), so a text's
+    stems are looked up by ``map(_STEMS.__getitem__, ...)`` in C; cleared when it grows large."""
+
+    def __missing__(self, word: str) -> str:
+        s = stem(word.lower())
+        if len(self) >= STEMS_CACHED:
+            self.clear()
+        self[word] = s
+        return s
+
+
+#: Distinct raw tokens whose stems are remembered (one process-wide table, bounded).
+STEMS_CACHED = 65_536
+_STEMS = _Stems()
+
+
+#: Texts up to this long have their stems remembered (4,096 of them: at most ~8 MB of texts).
+STEMS_TEXT_MAX_CHARS = 2048
+
+
+def text_stems(text: str) -> frozenset[str]:
+    """The stems of ``text``'s words: ``{stem(w) for w in tokens(text)}``, without a Python call
+    per word (a recall's ~50 candidates are ~1,000 words; hot memories come back query after
+    query, so the stems of short texts are remembered too)."""
+    if len(text) <= STEMS_TEXT_MAX_CHARS:
+        return _remembered_stems(text)
+    return _stems_of(text)
+
+
+def _stems_of(text: str) -> frozenset[str]:
+    return frozenset(map(_STEMS.__getitem__, _TOKEN.findall(text)))
+
+
+_remembered_stems = functools.lru_cache(maxsize=4096)(_stems_of)
+
+
 def quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
@@ -78,6 +115,10 @@ PRUNE_MIN_MEMORIES = 2000
 #: DF_REFRESH_GROWTH of its size (a word's share moves slowly).
 DF_TTL_SECONDS = 60.0
 DF_REFRESH_GROWTH = 0.1
+#: Rows beyond ``limit`` the first FTS window reads when suppression is the only filter.
+WINDOW_SLACK = 10
+#: Rows per read at most when a remembered ranking is walked (core.bm25cache).
+WINDOW_MAX = 500
 
 
 class _Vocabulary:
@@ -161,11 +202,43 @@ def text_candidates(
     if where is not None:
         kind += f" AND {where[0]}"
         extra = where[1]
+    try:
+        # The ranking comes from remembered per-word scores when the index is unchanged since
+        # these words were last asked for (core.bm25cache: the same floats, the same order).
+        ranked = bm25cache.ranking(space, conn, [quoted(w) for w in words])
+        if ranked is not None:
+            rows = _rows_in_order(conn, ranked, limit, kind, extra)
+        else:
+            rows = _fts_rows(conn, q, kind, extra, limit)
+    except sqlite3.OperationalError:
+        return {}
+    except sqlite3.DatabaseError as exc:
+        space.guard_read(exc)
+    if not rows:
+        return {}
+    wanted = {stem(w) for w in key_words(query)}
+    best = max(-r[1] for r in rows) or 1.0
+    out: dict[int, float] = {}
+    for rowid, rank, content, tags, episode in rows:
+        # One string for the three fields: a word never spans the space between them.
+        coverage = len(wanted.intersection(text_stems(f"{content} {tags} {episode}"))) / max(1, len(wanted))
+        # BM25 relative to the best hit, blended with absolute word coverage so
+        # a lone weak hit in a tiny space is not reported as a perfect match.
+        out[int(rowid)] = 0.6 * coverage + 0.4 * max(0.0, -rank) / best
+    return out
+
+
+def _fts_rows(conn: sqlite3.Connection, q: str, kind: str, extra: list[Any], limit: int) -> list[Any]:
+    """The best ``limit`` rows (rowid, bm25, content, tags, episode text) of FTS5 query ``q``
+    that pass ``m.suppressed = 0`` and ``kind`` (extra SQL conditions, parameters ``extra``)."""
     # Rank inside FTS first and join only the best few: joining every match to its row
     # before sorting cost ~3x more for a common word (20k matches: 31 ms -> 11 ms). The
-    # inner window over-fetches for suppressed / non-episode rows; if the filters thin it
-    # below `limit` while more matches exist, the full join answers instead (exact).
-    window = limit * 4
+    # inner window over-fetches for suppressed / non-episode / filtered-out rows: a few more
+    # than `limit` when suppression is the only filter (joining 4x `limit` rows and sorting
+    # them again cost ~0.3 ms of a ~2 ms text recall), 4x `limit` under a filter. If the
+    # filters thin a window below `limit` while more matches exist, the next window (at last
+    # the full join) answers instead: the same rows, as each is exact when it suffices.
+    windows = [limit + WINDOW_SLACK, limit * 4] if not kind else [limit * 4]
     columns = f"SELECT m.rowid, f.r, m.content, m.tags, {episode_text_sql('m')} "
     windowed = (
         columns + "FROM (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ? "
@@ -177,30 +250,43 @@ def text_candidates(
         "WHERE memories_fts MATCH ?) AS f JOIN memories m ON m.rowid = f.rowid "
         f"WHERE m.suppressed = 0{kind} ORDER BY f.r LIMIT ?"
     )
-    try:
-        with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
+    with readgate.native():  # SQLite runs FTS5 without the GIL: the read gate is let go
+        matched = -1
+        for window in windows:
             rows = conn.execute(windowed, (q, window, *extra, limit)).fetchall()
-            if len(rows) < limit:
+            if len(rows) >= limit:
+                return rows
+            if matched < 0:
                 matched = conn.execute(
                     "SELECT count(*) FROM "
                     "(SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-                    (q, window + 1),
+                    (q, windows[-1] + 1),
                 ).fetchone()[0]
-                if matched > window:
-                    rows = conn.execute(full, (q, *extra, limit)).fetchall()
-    except sqlite3.OperationalError:
-        return {}
-    except sqlite3.DatabaseError as exc:
-        space.guard_read(exc)
-    if not rows:
-        return {}
-    wanted = {stem(w) for w in key_words(query)}
-    best = max(-r[1] for r in rows) or 1.0
-    out: dict[int, float] = {}
-    for rowid, rank, content, tags, episode in rows:
-        have = {stem(w) for w in (*tokens(content), *tokens(tags), *tokens(episode))}
-        coverage = len(wanted & have) / max(1, len(wanted))
-        # BM25 relative to the best hit, blended with absolute word coverage so
-        # a lone weak hit in a tiny space is not reported as a perfect match.
-        out[int(rowid)] = 0.6 * coverage + 0.4 * max(0.0, -rank) / best
+            if matched <= window:
+                return rows  # the window held every match: nothing more to find
+        return conn.execute(full, (q, *extra, limit)).fetchall()
+
+
+def _rows_in_order(conn: sqlite3.Connection, ranked: bm25cache.Scores, limit: int, kind: str,
+                   extra: list[Any]) -> list[Any]:
+    """The first ``limit`` rows of a ranking (core.bm25cache) that pass ``m.suppressed = 0`` and
+    ``kind`` (parameters ``extra``), shaped as :func:`_fts_rows`'s: read a window at a time, the
+    first as there, then growing (a selective filter walks more of the ranking)."""
+    ids, scores = ranked
+    columns = f"SELECT m.rowid, m.content, m.tags, {episode_text_sql('m')} FROM memories m WHERE m.rowid IN "
+    out: list[Any] = []
+    start, size = 0, (limit + WINDOW_SLACK if not kind else limit * 4)
+    while len(out) < limit and start < len(ids):
+        part = ids[start : start + size].tolist()
+        with readgate.native():
+            found = {row[0]: row for row in conn.execute(
+                f"{columns}({','.join('?' * len(part))}) AND m.suppressed = 0{kind}", (*part, *extra))}
+        for i, rowid in enumerate(part, start):
+            row = found.get(rowid)
+            if row is not None:
+                out.append((rowid, float(scores[i]), row[1], row[2], row[3]))
+                if len(out) == limit:
+                    break
+        start += size
+        size = min(WINDOW_MAX, max(limit * 4, 2 * size))
     return out
