@@ -306,3 +306,51 @@ def test_postgres_backup_restores_on_sqlite(servers: tuple[EngramProcess, ...]) 
     with EngramClient(lite.http_url, space=sid, timeout=60) as c:
         assert c.remember("after the move").lsn == receipt.last_lsn + 1
         assert [r.memory.id for r in c.recall(filter={"n": 7}).results] == ["m7"]
+
+
+def test_a_backup_taken_while_another_server_writes_is_one_snapshot(servers: tuple[EngramProcess, ...],
+                                                                      tmp_path: Path) -> None:
+    """Backups through A while B commits batches: each file holds exactly the writes up to its LSN
+    (the rows, the event log and the LSN are read in one REPEATABLE READ transaction)."""
+    import threading
+
+    a, b, _ = servers
+    sid = f"s-{uuid.uuid4().hex[:10]}"
+    with EngramClient(a.http_url, space=sid, timeout=60) as c:
+        c.create_space(sid)
+        for n in range(4):  # enough rows that reading them takes a while
+            c.remember_batch([{"content": f"bulk {n}-{i}", "id": f"bulk-{n}-{i}"} for i in range(500)])
+    receipts: dict[str, int] = {}
+    stop = threading.Event()
+
+    def write() -> None:
+        with EngramClient(b.http_url, space=sid, timeout=60) as w:
+            n = 0
+            while not stop.is_set():
+                items = [{"content": f"live {n}-{i}", "id": f"w-{n}-{i}"} for i in range(20)]
+                got = w.remember_batch(items)
+                receipts.update({it["id"]: r.lsn for it, r in zip(items, got.results, strict=True)})
+                n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        taken = []
+        while len(taken) < 3 or not receipts:
+            taken.append(backup_of(a.http_url, sid))
+    finally:
+        stop.set()
+        writer.join()
+    inside = 0
+    for k, data in enumerate(taken):
+        db = tmp_path / f"{k}.db"
+        manifest = fmt.unpack(to_file(tmp_path, data), db)
+        last = manifest["last_lsn"]
+        with sqlite3.connect(db) as conn:
+            rows = dict(conn.execute("SELECT id, lsn FROM memories WHERE id LIKE 'w-%'").fetchall())
+            top = conn.execute("SELECT max(lsn) FROM events").fetchone()[0]
+        assert all(lsn <= last for lsn in rows.values()), k
+        assert rows == {mid: lsn for mid, lsn in receipts.items() if lsn <= last}, k
+        assert top == last, k  # the log ends at the snapshot's LSN
+        inside += len(rows)
+    assert inside and max(receipts.values()) > fmt.read_manifest(to_file(tmp_path, taken[0]))["last_lsn"]
