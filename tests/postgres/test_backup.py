@@ -179,7 +179,8 @@ def test_round_trip_restored_through_a_is_served_by_b_and_equals_the_source(
     assert manifest["last_lsn"] == before["space"][0] and manifest["space_id"] == sid
     assert (manifest["counts"]["memories"], manifest["counts"]["episodes"]) == (26, 6)
     counts = manifest["counts"]
-    assert (counts["associations"], counts["beliefs"]) == (len(before["associations"]), len(before["beliefs"]))
+    assert (counts["associations"], counts["beliefs"]) == (len(before["associations"]),
+                                                           len(before["beliefs"]))
     assert manifest["dimension"] == 384 and manifest["embedder"]["provider"] == "hash"
     logged = events_of(pg, dsn, sid)
     copy = sid + "-copy"
