@@ -225,6 +225,9 @@ class PostgresService(EngramService):
         return PgKeyStore(Path(self.settings.data_dir), self.db.pool.connection)
 
     def _open_registry(self) -> SpaceRegistry:
+        root = Path(self.settings.data_dir)
+        if root.is_dir():  # snapshots and uploads a crash left behind (this server's own data_dir)
+            backup.recover(root, "")
         self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
                                  descriptors=self.descriptors)
         # The base service calls the registry methods PgRegistry shares with SpaceRegistry

@@ -355,3 +355,18 @@ def test_a_backup_taken_while_another_server_writes_is_one_snapshot(servers: tup
         assert top == last, k  # the log ends at the snapshot's LSN
         inside += len(rows)
     assert inside and max(receipts.values()) > fmt.read_manifest(to_file(tmp_path, taken[0]))["last_lsn"]
+
+
+def test_a_restarted_server_removes_what_a_crash_left_mid_transfer(dsn: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    left = [data / ".upload-cut.engram", data / ".backup-cut.db"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    (data / ".restore-cut").mkdir()
+    srv = EngramProcess.start(tmp_path, settings={"backend": "postgres", "postgres_dsn": dsn,
+                                                  "embedder": "hash"}, data_dir=data)
+    try:
+        assert not [p.name for p in data.iterdir() if p.name.startswith((".upload-", ".backup-", ".restore-"))]
+    finally:
+        srv.stop()
