@@ -89,6 +89,7 @@ def state(url: str, sid: str) -> dict[str, Any]:
         beliefs = c.beliefs(limit=1000).model_dump(mode="json")["beliefs"]
         return {
             "space": (desc.last_lsn, desc.memory_count, desc.dimension),
+            "order": [m["id"] for m in memories],  # list order: insertion order on both backends
             "memories": sorted(({k: v for k, v in m.items() if k not in VARIES} for m in memories),
                                key=lambda m: m["id"]),
             "associations": sorted((e["source_id"], e["target_id"], e["strength"], e["kind"])
@@ -188,7 +189,7 @@ def test_round_trip_restored_through_a_is_served_by_b_and_equals_the_source(
     assert (receipt.memory_space_id, receipt.replaced, receipt.source_space_id) == (copy, False, sid)
     assert receipt.last_lsn == before["space"][0]
     after = state(b.http_url, copy)  # restored through A, read through B at once
-    for key in ("space", "memories", "associations", "beliefs"):
+    for key in ("space", "order", "memories", "associations", "beliefs"):
         assert after[key] == before[key], key
     same_vectors(after["vectors"], before["vectors"])  # halfvec -> float32 -> halfvec: exact
     assert events_of(pg, dsn, copy) == logged  # the event log came along (a resume replays it)
@@ -274,7 +275,7 @@ def test_backup_and_restore_errors_use_the_envelope(servers: tuple[EngramProcess
 
 # -- between backends -----------------------------------------------------------------------------------
 def _stored(st: dict[str, Any]) -> dict[str, Any]:
-    return {k: st[k] for k in ("space", "memories", "associations", "beliefs")}
+    return {k: st[k] for k in ("space", "order", "memories", "associations", "beliefs")}
 
 
 def test_sqlite_backup_restores_on_postgres_and_back(servers: tuple[EngramProcess, ...]) -> None:
