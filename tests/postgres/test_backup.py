@@ -249,6 +249,7 @@ def test_refused_files_write_nothing(servers: tuple[EngramProcess, ...], pg: PgC
         "content not text": (edit(f"UPDATE memories SET content = x'00ff' WHERE rowid = {last}"), "content"),
         "metadata not an object": (edit(f"UPDATE memories SET metadata = '[1]' WHERE rowid = {last}"),
                                    "metadata"),
+        "a table not a space's": (edit("ALTER TABLE beliefs DROP COLUMN run_id"), "not a space's"),
         "edge to nowhere": (edit("UPDATE associations SET target = 99999 WHERE source = "
                                  "(SELECT min(source) FROM associations)"), "association"),
     }
@@ -368,6 +369,42 @@ def test_a_restarted_server_removes_what_a_crash_left_mid_transfer(dsn: str, tmp
     srv = EngramProcess.start(tmp_path, settings={"backend": "postgres", "postgres_dsn": dsn,
                                                   "embedder": "hash"}, data_dir=data)
     try:
-        assert not [p.name for p in data.iterdir() if p.name.startswith((".upload-", ".backup-", ".restore-"))]
+        working = (".upload-", ".backup-", ".restore-")
+        assert not [p.name for p in data.iterdir() if p.name.startswith(working)]
     finally:
         srv.stop()
+
+
+def test_cli_moves_a_space_from_postgres_to_sqlite_and_back(servers: tuple[EngramProcess, ...],
+                                                             tmp_path: Path) -> None:
+    """The commands docs/scale-out.md gives for moving a space, against real servers."""
+    import os
+    import subprocess
+    import sys
+
+    def engram(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        return subprocess.run([sys.executable, "-m", "engram", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    a, b, lite = servers
+    sid = populate(a.http_url)
+    on_pg = state(a.http_url, sid)
+    file = tmp_path / "moved.engram"
+    out = engram("space", "backup", sid, str(file), "--url", a.http_url)
+    assert out.returncode == 0, out.stderr
+    assert fmt.verify(file)["space_id"] == sid
+    out = engram("space", "restore", str(file), "--as", sid, "--url", lite.http_url, "--json")
+    assert out.returncode == 0, out.stderr
+    assert _stored(state(lite.http_url, sid)) == _stored(on_pg)
+    with EngramClient(lite.http_url, space=sid, timeout=60) as c:
+        c.remember("learned on SQLite", id="later")
+    back = tmp_path / "back.engram"
+    assert engram("space", "backup", sid, str(back), "--url", lite.http_url).returncode == 0
+    out = engram("space", "restore", str(back), "--as", sid, "--url", b.http_url)
+    assert out.returncode == 1 and "MEMORY_SPACE_EXISTS" in out.stderr + out.stdout
+    out = engram("space", "restore", str(back), "--as", sid, "--replace", "--url", b.http_url)
+    assert out.returncode == 0, out.stderr
+    with EngramClient(a.http_url, space=sid, timeout=60) as c:
+        assert c.get("later").content == "learned on SQLite"
+        assert c.get_space(sid).last_lsn == on_pg["space"][0] + 1

@@ -266,6 +266,8 @@ def restore(store: PostgresStore, space_id: str, db_path: Path, *, replace: bool
                 # a value the checks above let through but PostgreSQL refuses: the file's fault
                 raise _bad(f"rows PostgreSQL refuses ({exc.__class__.__name__}: {str(exc).strip()[:200]})"
                            ) from None
+            except sqlite3.Error as exc:  # a table or column the SQLite store always has is missing
+                raise _bad(f"tables that are not a space's ({exc})") from None
     finally:
         src.close()
 
