@@ -51,7 +51,7 @@ from ...storage.sqlite_store import SpaceStore, dumps
 from . import queries as q
 from .connection import PostgresDatabase, SpaceTx
 from .schema import MAX_INDEXED_DIMENSION
-from .store import PostgresStore
+from .store import PostgresStore, _meta_class
 
 #: Meta keys each side writes itself (from the space row, or the SQLite store's own).
 OWN_META = frozenset({"schema_version", "last_lsn", "dimension", "created_at", "metadata_index"})
@@ -70,6 +70,7 @@ BELIEF_COLUMNS = ("id", "content", "centroid", "strength", "schema_confidence", 
                   "updated_at", "run_id", "lsn")
 EVENT_COLUMNS = ("lsn", "seq", "type", "memory_id", "data", "ts")
 FETCH = 2000  # rows per round trip of a server-side cursor
+BATCH = 500  # rows per executemany of a restore (pipelined: one round trip, not one per row)
 
 
 # -- PostgreSQL -> file --------------------------------------------------------------------------
@@ -302,11 +303,12 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
     if counted:
         tx.execute("UPDATE engram.spaces SET memory_rows = %(n)s WHERE space_id = %(space)s",
                    {"n": len(ids)})
+    edges = _Batch(tx)
     for s, t, strength, kind, created, updated, lsn in src.execute(
             "SELECT source, target, strength, kind, created_at, updated_at, lsn FROM associations"):
         if s not in ids or t not in ids:
             raise _bad("an association whose memory is not in the backup")
-        tx.execute("INSERT INTO engram.associations (space_id, source_id, target_id, strength, kind, "
+        edges.add("INSERT INTO engram.associations (space_id, source_id, target_id, strength, kind, "
                    "created_at, updated_at, lsn) VALUES (%(space)s, %(s)s, %(t)s, %(w)s, %(kind)s, %(c)s, "
                    "%(u)s, %(lsn)s)",
                    {"s": ids[s], "t": ids[t], "w": _num(strength, "association strength"),
@@ -327,19 +329,44 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
              "citations": Jsonb(_json(b["citations"], "belief's citations", list)),
              "created": _num(b["created_at"], "belief time"), "updated": _num(b["updated_at"], "belief time"),
              "run": _text(b["run_id"], "belief run id"), "lsn": _int(b["lsn"], "belief LSN")})
+    edges.flush()
+    events = _Batch(tx)
     if "events" in {str(r[0]) for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
         for lsn, seq, type_, mid, data, ts in src.execute(
                 f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY lsn, seq"):
-            tx.execute(q.INSERT_EVENT, {"lsn": _int(lsn, "event LSN"), "seq": _int(seq, "event seq"),
+            events.add(q.INSERT_EVENT, {"lsn": _int(lsn, "event LSN"), "seq": _int(seq, "event seq"),
                                         "type": _text(type_, "event type"),
                                         "memory_id": _text(mid, "event memory id", null=True),
                                         "data": Jsonb(_json(data, "event's data", dict)),
                                         "ts": _num(ts, "event time")})
+    events.flush()
     if store.vector_index and dimension is not None:
         tx.execute(q.ENSURE_VECTOR_INDEX)
     if last_lsn:
         store.notify(tx, last_lsn)  # wake other servers' feeds (a replaced space's watchers)
     return existing is not None
+
+
+class _Batch:
+    """Inserts of one transaction, sent ``BATCH`` rows at a time with ``executemany``. Statements
+    flush in the order they were first added (a memory before its metadata rows: foreign keys)."""
+
+    def __init__(self, tx: SpaceTx) -> None:
+        self.tx = tx
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.count = 0
+
+    def add(self, query: str, params: dict[str, Any]) -> None:
+        self.rows.setdefault(query, []).append({"space": self.tx.space_id, **params})
+        self.count += 1
+        if self.count >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.tx.conn.cursor() as cur:
+            for query, rows in self.rows.items():
+                cur.executemany(query, rows)
+        self.rows, self.count = {}, 0
 
 
 def _memories(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, dimension: int | None,
@@ -352,6 +379,7 @@ def _memories(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, dimens
               "VALUES (%(space)s, " + ", ".join(f"%({c})s" for c in MEMORY_COLUMNS)
               + (", %(rowid)s)" if created_lsn else ")"))
     ids: dict[int, str] = {}
+    batch = _Batch(tx)
     for row in src.execute(f"SELECT rowid, {', '.join(cols)} FROM memories ORDER BY rowid"):
         m = dict.fromkeys(MEMORY_COLUMNS)
         m.update(zip(cols, row[1:], strict=True))
@@ -381,7 +409,11 @@ def _memories(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, dimens
             params[c] = _text(m[c], f"memory {c}", null=True)
         if params["embedding"] is not None and dimension is None:
             raise _bad("a memory embedding in a space without a dimension")
-        tx.execute(insert, params)
-        store._write_meta(tx, mid, metadata)
+        batch.add(insert, params)
+        for key, value in metadata.items():
+            vtype, vnum, vtext = _meta_class(value)
+            batch.add(q.INSERT_META, {"memory_id": mid, "mkey": key, "vtype": vtype, "vnum": vnum,
+                                      "vtext": vtext})
         ids[rowid] = mid
+    batch.flush()
     return ids
