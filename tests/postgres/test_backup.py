@@ -152,15 +152,21 @@ def to_file(tmp_path: Path, data: bytes) -> Path:
     return path
 
 
-def repack(tmp_path: Path, data: bytes, change: str, params: tuple[Any, ...] = ()) -> bytes:
-    """``data`` with SQL ``change`` applied to its database and the manifest's checksum recomputed:
-    a file that passes every check of the format, holding whatever the change made."""
+def repack(tmp_path: Path, data: bytes, change: str, params: tuple[Any, ...] = (), **manifest_changes: Any
+           ) -> bytes:
+    """``data`` with SQL ``change`` (a script if no ``params``) applied to its database and the
+    manifest's checksum recomputed: a file that passes every check of the format, holding whatever
+    the change made."""
     path = to_file(tmp_path, data)
     db = tmp_path / "edit.db"
     manifest = fmt.unpack(path, db)
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute(change, params)
+    if params:
+        conn.execute(change, params)
+    else:
+        conn.executescript(change)
     conn.close()
+    manifest.update(manifest_changes)
     manifest["database"].update(bytes=db.stat().st_size, sha256=fmt.sha256_of(db))
     out = b"".join(fmt.archive_chunks(fmt.manifest_bytes(manifest), db, 0))
     db.unlink()
@@ -233,7 +239,7 @@ def test_refused_files_write_nothing(servers: tuple[EngramProcess, ...], pg: PgC
     flipped[-2048] ^= 0xFF
     last = "(SELECT max(rowid) FROM memories)"
 
-    def edit(change: str, params: tuple[Any, ...] = ()) -> bytes:
+    def edit(change: str, *params: Any) -> bytes:
         return repack(tmp_path, good, change, params)
 
     bad = {
@@ -245,11 +251,11 @@ def test_refused_files_write_nothing(servers: tuple[EngramProcess, ...], pg: PgC
         "wrong vector length": (edit(f"UPDATE memories SET embedding = zeroblob(12) WHERE rowid = {last}"),
                                 "dimensions"),
         "vector beyond halfvec": (edit(f"UPDATE memories SET embedding = ? WHERE rowid = {last}",
-                                       (np.full(384, 1e6, np.float32).tobytes(),)), "halfvec"),
+                                       np.full(384, 1e6, np.float32).tobytes()), "halfvec"),
         "content not text": (edit(f"UPDATE memories SET content = x'00ff' WHERE rowid = {last}"), "content"),
         "metadata not an object": (edit(f"UPDATE memories SET metadata = '[1]' WHERE rowid = {last}"),
                                    "metadata"),
-        "a table not a space's": (edit("ALTER TABLE beliefs DROP COLUMN run_id"), "not a space's"),
+        "a table not a space's": (edit("ALTER TABLE beliefs DROP COLUMN run_id;"), "not a space's"),
         "edge to nowhere": (edit("UPDATE associations SET target = 99999 WHERE source = "
                                  "(SELECT min(source) FROM associations)"), "association"),
     }
@@ -408,3 +414,27 @@ def test_cli_moves_a_space_from_postgres_to_sqlite_and_back(servers: tuple[Engra
     with EngramClient(a.http_url, space=sid, timeout=60) as c:
         assert c.get("later").content == "learned on SQLite"
         assert c.get_space(sid).last_lsn == on_pg["space"][0] + 1
+
+
+def test_an_older_sqlite_backup_and_an_empty_space_restore(servers: tuple[EngramProcess, ...],
+                                                           tmp_path: Path) -> None:
+    """A storage-schema-2 file (before the event log and expiry) restores on PostgreSQL; so does
+    a space with nothing in it (no dimension yet), which then takes its first vector's."""
+    a, b, lite = servers
+    sid = populate(lite.http_url)
+    on_sqlite = state(lite.http_url, sid)
+    old = repack(tmp_path, backup_of(lite.http_url, sid),
+                 "DROP TABLE events; DROP INDEX memories_expires; "
+                 "ALTER TABLE memories DROP COLUMN expires_at; "
+                 "UPDATE meta SET value = '2' WHERE key = 'schema_version';", schema_version=2)
+    restore(a.http_url, old, sid)
+    assert _stored(state(b.http_url, sid)) == _stored(on_sqlite)
+    empty = f"s-{uuid.uuid4().hex[:10]}"
+    with EngramClient(a.http_url, space=empty, timeout=60) as c:
+        c.create_space(empty)
+    receipt = restore(b.http_url, backup_of(a.http_url, empty), empty + "-copy")
+    assert receipt.last_lsn == 0 and receipt.counts["memories"] == 0
+    with EngramClient(a.http_url, space=empty + "-copy", timeout=60) as c:
+        assert c.get_space(empty + "-copy").dimension is None
+        assert c.remember("the first memory").lsn == 1
+        assert c.get_space(empty + "-copy").dimension == 384
