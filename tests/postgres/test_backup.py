@@ -438,3 +438,40 @@ def test_an_older_sqlite_backup_and_an_empty_space_restore(servers: tuple[Engram
         assert c.get_space(empty + "-copy").dimension is None
         assert c.remember("the first memory").lsn == 1
         assert c.get_space(empty + "-copy").dimension == 384
+
+
+def test_two_servers_restoring_one_new_id_at_once(servers: tuple[EngramProcess, ...]) -> None:
+    """One restore wins whole; the other is 409 MEMORY_SPACE_EXISTS (not a 400 or a 500), however
+    their transactions interleave (the second waits on the first's space row)."""
+    import threading
+
+    a, b, _ = servers
+    sid = f"s-{uuid.uuid4().hex[:10]}"
+    with EngramClient(a.http_url, space=sid, timeout=60) as c:
+        c.create_space(sid)
+        for n in range(3):  # big enough that the two restores' transactions overlap
+            c.remember_batch([{"content": f"row {n}-{i}", "id": f"r-{n}-{i}"} for i in range(500)])
+    data = backup_of(a.http_url, sid)
+    for _ in range(3):
+        target = f"s-{uuid.uuid4().hex[:10]}"
+        gate = threading.Barrier(2)
+        outcomes: list[Any] = []
+
+        def go(url: str, target: str = target, gate: threading.Barrier = gate,
+               outcomes: list[Any] = outcomes) -> None:
+            gate.wait()
+            try:
+                outcomes.append(restore(url, data, target))
+            except Exception as exc:  # the outcome is what the test checks
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=go, args=(srv.http_url,)) for srv in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        kinds = sorted(type(o).__name__ for o in outcomes)
+        assert kinds == ["MemorySpaceExists", "RestoreReceipt"], outcomes
+        with EngramClient(b.http_url, timeout=60) as c:
+            got, want = c.get_space(target), c.get_space(sid)
+        assert (got.last_lsn, got.memory_count) == (want.last_lsn, want.memory_count) == (1500, 1500)

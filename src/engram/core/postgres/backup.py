@@ -273,6 +273,10 @@ def restore(store: PostgresStore, space_id: str, db_path: Path, *, replace: bool
         src.close()
 
 
+_INSERT_SPACE = ("INSERT INTO engram.spaces (space_id, created_at, dimension, last_lsn) "
+                 "VALUES (%(space)s, %(created_at)s, %(dimension)s, %(last_lsn)s)")
+
+
 def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace: bool) -> bool:
     meta = _meta(src)
     try:
@@ -285,17 +289,23 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
         raise _bad(f"dimension {dimension} (PostgreSQL spaces take 1..{MAX_INDEXED_DIMENSION})")
     if not math.isfinite(created_at) or last_lsn < 0:
         raise _bad("a negative last_lsn or a non-finite created_at")
-    existing = tx.one("SELECT 1 FROM engram.spaces WHERE space_id = %(space)s FOR UPDATE")
-    if existing is not None:
+    existing = tx.one("SELECT 1 FROM engram.spaces WHERE space_id = %(space)s FOR UPDATE") is not None
+    if existing:
         if not replace:
             raise FileExistsError(tx.space_id)
         # Same transaction as the inserts below: other servers see the old space until the commit,
         # then the new one; the cascade takes every row of the old space with it.
         tx.execute(q.DELETE_SPACE)
     counted = has_column(tx.conn, "spaces", "memory_rows")
-    tx.execute("INSERT INTO engram.spaces (space_id, created_at, dimension, last_lsn) "
-               "VALUES (%(space)s, %(created_at)s, %(dimension)s, %(last_lsn)s)",
-               {"created_at": created_at, "dimension": dimension, "last_lsn": last_lsn})
+    row = {"created_at": created_at, "dimension": dimension, "last_lsn": last_lsn}
+    if tx.one(_INSERT_SPACE + " ON CONFLICT (space_id) DO NOTHING RETURNING space_id", row) is None:
+        # Created meanwhile by a transaction that committed after our check (a restore or create
+        # through another server): ON CONFLICT waited for it. Not ours to replace unless asked.
+        if not replace:
+            raise FileExistsError(tx.space_id)
+        tx.execute(q.DELETE_SPACE)
+        existing = True
+        tx.execute(_INSERT_SPACE, row)
     for key, value in meta.items():
         if key not in OWN_META and key not in SKIPPED_META:
             tx.execute(q.SET_META, {"key": key, "value": value})
@@ -344,7 +354,7 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
         tx.execute(q.ENSURE_VECTOR_INDEX)
     if last_lsn:
         store.notify(tx, last_lsn)  # wake other servers' feeds (a replaced space's watchers)
-    return existing is not None
+    return existing
 
 
 class _Batch:
