@@ -13,7 +13,8 @@ associations, SSE and gRPC streams (resumable), consolidation (on demand, stream
 and on a schedule), beliefs, recognize, reminisce, complete and introspect (cognition/pg_api.py);
 quotas (``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
 (``core.postgres.store.WritePolicy``), not by the base service's in-process reservations, so
-they hold across servers. Everything else (backup and restore, re-embedding) answers
+they hold across servers. Backup and restore write and read the SQLite backup's own file (core/postgres/backup.py), so a
+backup moves a space between backends. Everything else (re-embedding) answers
 ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
@@ -25,7 +26,11 @@ the exception is :meth:`subscribe`, which transports call synchronously when a s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -42,6 +47,7 @@ from .cognition.api import SpaceCognition
 from .cognition.pg_api import PgCognition
 from .cognition.scheduler import Scheduler
 from .core.events import Subscription
+from .core.expiry import DEFAULT_TTL_KEY
 from .core.models import (
     MAX_BATCH_ITEMS,
     AssociateInput,
@@ -77,14 +83,17 @@ from .core.models import (
     UpdateReceipt,
 )
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
+from .core.postgres import backup as pg_backup
 from .core.postgres.feed import EventFeed
 from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
 from .errors import (
     EngramError,
+    InvalidBackup,
     InvalidInput,
     MemorySpaceConflict,
+    MemorySpaceExists,
     MemorySpaceNotFound,
     StorageError,
     StorageUnavailable,
@@ -93,8 +102,10 @@ from .observability import Metrics, Tracing
 from .service import BackendRefused, EngramService, disk_status, parse_filter
 from .settings import Settings
 from .spaces import backup
+from .spaces.ids import MemorySpaceId
 from .spaces.pg_registry import PgRegistry
 from .spaces.registry import SpaceRegistry
+from .storage import backup as fmt
 from .storage.eventlog import LAST_SEQ
 from .types import Clock, system_clock
 
@@ -176,6 +187,16 @@ def _translate(exc: BaseException) -> NoReturn:
     raise StorageError(f"PostgreSQL failed: {type(exc).__name__}") from exc
 
 
+def _exists(sid: str) -> MemorySpaceExists:
+    return MemorySpaceExists(f"memory space {sid!r} already exists; restore under a new id or pass "
+                             "replace=true", details={"memory_space_id": sid})
+
+
+def sqlite3_meta(db_path: Path, key: str) -> str | None:
+    """One meta value of a space database file (the snapshot's creation time for its manifest)."""
+    return pg_backup.read_meta(db_path).get(key)
+
+
 class PostgresService(EngramService):
     def __init__(self, settings: Settings, *, clock: Clock = system_clock, metrics: Metrics | None = None,
                  tracing: Tracing | None = None) -> None:
@@ -203,6 +224,9 @@ class PostgresService(EngramService):
         return PgKeyStore(Path(self.settings.data_dir), self.db.pool.connection)
 
     def _open_registry(self) -> SpaceRegistry:
+        root = Path(self.settings.data_dir)
+        if root.is_dir():  # snapshots and uploads a crash left behind (this server's own data_dir)
+            backup.recover(root, "")
         self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
                                  descriptors=self.descriptors)
         # The base service calls the registry methods PgRegistry shares with SpaceRegistry
@@ -235,11 +259,105 @@ class PostgresService(EngramService):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             _translate(exc)
 
+    # -- backup and restore (core/postgres/backup.py: the SQLite backup's file format) -------------
+    @property
+    def _work_root(self) -> Path:
+        """Where snapshots and uploads wait on disk (the server's data_dir; nothing else lives there)."""
+        root = Path(self.settings.data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _embedder_record(self) -> dict[str, Any] | None:
+        return self.embedders.default_spec().to_dict() if self.embedders is not None else None
+
     async def backup_space(self, space_id: str) -> backup.SpaceBackup:
-        raise not_built("backup")
+        """A consistent snapshot (one REPEATABLE READ transaction) as a SQLite space database on disk,
+        with the manifest a SQLite server writes: the file restores on either backend."""
+        sid = MemorySpaceId(space_id)
+
+        def take() -> backup.SpaceBackup:
+            fd, name = tempfile.mkstemp(prefix=backup.SNAPSHOT_PREFIX, suffix=".db", dir=self._work_root)
+            os.close(fd)
+            snapshot = Path(name)
+            snapshot.unlink()  # pg_backup.snapshot makes the database file itself
+            try:
+                try:
+                    found = pg_backup.snapshot(self.db, sid, snapshot, self._embedder_record())
+                except LookupError:
+                    raise MemorySpaceNotFound(f"memory space {sid!r} does not exist",
+                                              details={"memory_space_id": sid}) from None
+                created = sqlite3_meta(snapshot, "created_at")
+                manifest = backup.manifest_of(sid, snapshot, found, float(created) if created else None,
+                                              self._embedder_record())
+            except BaseException:
+                snapshot.unlink(missing_ok=True)
+                raise
+            log.info("backup taken", extra={"memory_space": sid, "last_lsn": found["last_lsn"],
+                                            "bytes": manifest["database"]["bytes"]})
+            return backup.SpaceBackup(sid, snapshot, manifest)
+
+        return await self._db(take)
+
+    def new_upload(self) -> Path:
+        return backup.upload_in(self._work_root)
 
     def check_restore(self, space_id: str, replace: bool) -> None:
-        raise not_built("restore")
+        """The 409 before the upload (one primary-key read); the restore's transaction checks again."""
+        sid = MemorySpaceId(space_id)
+        try:
+            exists = self.pg.space(sid) is not None
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            _translate(exc)
+        if exists and not replace:
+            raise _exists(sid)
+
+    async def restore_space(self, space_id: str, upload: Path, *, replace: bool = False,
+                            actor: Principal | None = None, peer: str = "-") -> backup.RestoreReceipt:
+        """Check the upload completely (storage.backup.unpack), then write it in one transaction."""
+        sid = MemorySpaceId(space_id)
+
+        def restore() -> backup.RestoreReceipt:
+            staging = Path(tempfile.mkdtemp(prefix=backup.STAGING_PREFIX, dir=self._work_root))
+            try:
+                db_path = staging / fmt.DB_NAME
+                manifest = fmt.unpack(upload, db_path)
+                self._check_restorable_here(pg_backup.read_meta(db_path))
+                try:
+                    replaced = pg_backup.restore(self.pg, sid, db_path, replace=replace)
+                except FileExistsError:
+                    raise _exists(sid) from None
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            log.info("backup restored", extra={"memory_space": sid, "replaced": replaced,
+                                               "last_lsn": manifest["last_lsn"]})
+            return backup.receipt_of(sid, manifest, replaced)
+
+        receipt = await self._db(restore)
+        if receipt.replaced:
+            # This server's handle of the old space: its streams end as on SQLite ("replaced").
+            with self.spaces._lock:
+                old = self.spaces._handles.pop(sid, None)
+            if old is not None:
+                old.close("memory space replaced by a restore")
+        self._audit("space_restored", actor, peer, sid)
+        return receipt
+
+    def _check_restorable_here(self, meta: dict[str, str]) -> None:
+        """What a PostgreSQL space cannot be yet (as create_space refuses it): a 501 naming it."""
+        if meta.get(DEFAULT_TTL_KEY):
+            raise not_built("a space default TTL (default_ttl_seconds, recorded in this backup)")
+        raw = meta.get(pg_backup.EMBEDDER_KEY)
+        if raw and self.embedders is not None:
+            try:
+                rec = json.loads(raw)
+                provider, model = str(rec["provider"]), str(rec["model"])
+            except (ValueError, KeyError, TypeError):
+                raise InvalidBackup("the backup's embedder record is not JSON with a provider and a "
+                                    "model") from None
+            spec = self.embedders.default_spec()
+            if provider != "none" and (provider, model) != (spec.provider, spec.model):
+                raise not_built(f"a per-space embedder (the backup's space embeds with {provider}/{model}; "
+                                f"this server embeds with {spec.provider}/{spec.model})")
 
     async def reembed(self, space_id: str, embedder: EmbedderChoice | None = None) -> ReembedStatus:
         raise not_built("re-embedding")

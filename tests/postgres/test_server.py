@@ -251,14 +251,6 @@ def test_what_the_backend_does_not_offer_is_a_501_naming_it(servers: tuple[Engra
     assert err["code"] == "NOT_IMPLEMENTED" and "PostgreSQL" in err["message"]
 
 
-def test_backup_is_a_501_naming_the_backend(servers: tuple[EngramProcess, ...]) -> None:
-    a, _ = servers
-    sid = new_space(a)
-    r = httpx.get(a.http_url + f"/api/v1/spaces/{sid}/backup", timeout=30)
-    assert r.status_code == 501, r.text
-    assert "PostgreSQL" in r.json()["error"]["message"]
-
-
 def _start_exit(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
 
@@ -323,7 +315,7 @@ def test_health_and_space_description_on_postgres(servers: tuple[EngramProcess, 
 
 
 @pytest.mark.parametrize(("method", "path", "want"), [
-    ("POST", "/api/v1/spaces/{sid}/restore", 501),
+    ("POST", "/api/v1/spaces/{sid}/restore", 409),  # the space exists (tests/postgres/test_backup.py)
     ("POST", "/api/v1/spaces/{sid}/reembed", 501),
     ("GET", "/api/v1/spaces/{sid}/reembed", 501),
     ("GET", "/api/v1/episodes/reminisce?topic=x", 200),

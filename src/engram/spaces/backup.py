@@ -117,18 +117,7 @@ def take(registry: SpaceRegistry, space_id: str) -> SpaceBackup:
             finally:
                 conn.close()
             marker = registry.marker(sid)
-            manifest: dict[str, Any] = {
-                "format": fmt.FORMAT,
-                "format_version": fmt.FORMAT_VERSION,
-                "engram_version": __version__,
-                "space_id": sid,
-                "created_at": datetime.now(UTC).isoformat(),
-                **found,
-                "space": {"created_at": marker.get("created_at"), "dimension": found["dimension"],
-                          "embedder": marker.get("embedder")},
-                "database": {"name": fmt.DB_NAME, "bytes": snapshot.stat().st_size,
-                             "sha256": fmt.sha256_of(snapshot)},
-            }
+            manifest = manifest_of(sid, snapshot, found, marker.get("created_at"), marker.get("embedder"))
         except BaseException:
             snapshot.unlink(missing_ok=True)
             raise
@@ -137,9 +126,40 @@ def take(registry: SpaceRegistry, space_id: str) -> SpaceBackup:
     return SpaceBackup(sid, snapshot, manifest)
 
 
+def manifest_of(space_id: str, snapshot: Path, found: dict[str, Any], created_at: Any,
+                embedder: Any) -> dict[str, Any]:
+    """The manifest of a snapshot database (``found``: its ``storage.backup.facts``), on either backend."""
+    return {
+        "format": fmt.FORMAT,
+        "format_version": fmt.FORMAT_VERSION,
+        "engram_version": __version__,
+        "space_id": space_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        **found,
+        "space": {"created_at": created_at, "dimension": found["dimension"], "embedder": embedder},
+        "database": {"name": fmt.DB_NAME, "bytes": snapshot.stat().st_size,
+                     "sha256": fmt.sha256_of(snapshot)},
+    }
+
+
+def receipt_of(space_id: str, manifest: dict[str, Any], replaced: bool) -> RestoreReceipt:
+    """What a restore of ``manifest``'s backup as ``space_id`` answers (either backend)."""
+    return RestoreReceipt(
+        memory_space_id=space_id, replaced=replaced, source_space_id=str(manifest.get("space_id", "")),
+        last_lsn=manifest["last_lsn"], counts={k: manifest["counts"][k] for k in fmt.COUNTED},
+        backup_created_at=str(manifest.get("created_at", "")), bytes=manifest["database"]["bytes"],
+    )
+
+
 def new_upload(registry: SpaceRegistry) -> Path:
     """An empty file in the data root for an incoming backup (same filesystem as the spaces)."""
-    fd, name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, suffix=".engram", dir=registry.root)
+    return upload_in(registry.root)
+
+
+def upload_in(root: Path) -> Path:
+    """An empty file in ``root`` for an incoming backup (removed by the caller; :func:`recover`
+    removes one a crash left)."""
+    fd, name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, suffix=".engram", dir=root)
     os.close(fd)
     return Path(name)
 
@@ -169,11 +189,7 @@ def restore(registry: SpaceRegistry, space_id: str, upload: Path, *, replace: bo
             shutil.rmtree(staging, ignore_errors=True)
     log.info("backup restored", extra={"memory_space": sid, "replaced": replaced,
                                        "last_lsn": manifest["last_lsn"]})
-    return RestoreReceipt(
-        memory_space_id=sid, replaced=replaced, source_space_id=str(manifest.get("space_id", "")),
-        last_lsn=manifest["last_lsn"], counts={k: manifest["counts"][k] for k in fmt.COUNTED},
-        backup_created_at=str(manifest.get("created_at", "")), bytes=manifest["database"]["bytes"],
-    )
+    return receipt_of(sid, manifest, replaced)
 
 
 def recover(root: Path, marker: str) -> None:
