@@ -333,7 +333,9 @@ class PostgresService(EngramService):
                 source.check(since)
             release = self.streams.admit(space_id, client)
             try:
-                sub = space.events.subscribe(types, depth, on_close=release)
+                # attach: under the lock idle handles are dropped under (spaces/pg_registry.py)
+                space, sub = self.spaces.attach(
+                    space, lambda held: held.events.subscribe(types, depth, on_close=release))
                 self.feed.watch(space, (space.last_lsn, LAST_SEQ))
             except BaseException:
                 release()
@@ -422,7 +424,9 @@ class PostgresService(EngramService):
             if self._closing.is_set():
                 return
             try:
-                PgCognition(self.spaces.get(sid), self.settings, self._closing).scheduled_consolidation()
+                # keep=False: the schedule's visit keeps no space's handle from being dropped when idle
+                space = self.spaces.get(sid, keep=False)
+                PgCognition(space, self.settings, self._closing).scheduled_consolidation()
             except MemorySpaceNotFound:
                 continue  # deleted meanwhile
             except (psycopg.Error, psycopg_pool.PoolTimeout):
@@ -451,7 +455,8 @@ class PostgresService(EngramService):
                 log.warning("health: PostgreSQL at %s is unreachable (%s)", redacted(self.db.dsn), error)
             return {"status": "ok" if reachable and not disk["full"] else "degraded", "backend": "postgres",
                     "database": {"reachable": reachable, "error": error, "dsn": redacted(self.db.dsn)},
-                    "spaces_total": total, "spaces_loaded": 0, "spaces": [], "degraded_spaces": [],
+                    "spaces_total": total, "spaces_loaded": self.spaces.held(),  # handles held
+                    "spaces": [], "degraded_spaces": [],
                     "unhealthy_space_ids": [], "disk": disk, "open_files": self.spaces.budget.describe(),
                     "shutting_down": self.shutting_down}
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -111,6 +112,8 @@ class PostgresSpace:
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
                                max_lag_seconds=settings.subscriber_max_lag_seconds)
         self.closed = False
+        #: time.monotonic() of the last request that got this handle (the registry's idle unload)
+        self.last_used = time.monotonic()
 
     # -- vectors ----------------------------------------------------------------------------------
     @property
