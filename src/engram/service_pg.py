@@ -78,6 +78,7 @@ from .core.models import (
 )
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres.feed import EventFeed
+from .core.postgres.live import LiveRelay
 from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
@@ -186,8 +187,10 @@ class PostgresService(EngramService):
         try:
             # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
+            # recalled/activation to the other servers' streams (core/postgres/live.py)
+            self.relay = LiveRelay(self.db)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
-            self.feed = EventFeed(settings.postgres_dsn)
+            self.feed = EventFeed(settings.postgres_dsn, live=True)
             # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
             self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
             self.scheduler.start()
@@ -204,7 +207,7 @@ class PostgresService(EngramService):
 
     def _open_registry(self) -> SpaceRegistry:
         self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
-                                 descriptors=self.descriptors)
+                                 descriptors=self.descriptors, relay=self.relay)
         # The base service calls the registry methods PgRegistry shares with SpaceRegistry
         # (create, describe, list, delete, exists, known_ids, loaded, housekeeping) only.
         return cast(SpaceRegistry, self.spaces)

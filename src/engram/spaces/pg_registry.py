@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from ..core.expiry import check_default_ttl
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.postgres.live import LiveRelay
 from ..core.postgres.space import PostgresSpace, not_built
 from ..core.postgres.store import PostgresStore
 from ..descriptors import DescriptorBudget
@@ -52,8 +53,10 @@ class PgRegistry:
     """The registry API the service uses, over the database's space directory."""
 
     def __init__(self, settings: Settings, store: PostgresStore, clock: Clock = system_clock, *,
-                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None) -> None:
+                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None,
+                 relay: LiveRelay | None = None) -> None:
         self.settings = settings
+        self.relay = relay  # given to every handle: live-only events reach the other servers
         # Open files: nothing per space here, but /health reports the process's limits the same way.
         self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces,
                                          descriptors or DescriptorBudget.from_settings(settings))
@@ -105,7 +108,8 @@ class PgRegistry:
         if info is not None and (handle is None or stale is not None):
             fresh = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
                                   embedders=self.embedders, created_at=info.created_at,
-                                  default_ttl=self.store.default_ttl(sid))  # read once: it never changes
+                                  default_ttl=self.store.default_ttl(sid),  # read once: it never changes
+                                  relay=self.relay)
             with self._lock:
                 handle = self._handles.get(sid)
                 if handle is None or handle.created_at != info.created_at:

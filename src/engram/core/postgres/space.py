@@ -27,7 +27,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from ...settings import Settings
     from ...types import Clock
     from ..backend import SpaceBackend
+    from .live import LiveRelay
 
 BACKEND = "postgres"
 DURABLE = "committed to PostgreSQL (WAL flushed) before acknowledgement"
@@ -96,9 +97,11 @@ class PostgresSpace:
 
     def __init__(self, space_id: str, store: PostgresStore, settings: Settings, clock: Clock, *,
                  dimension: int | None, embedders: Embedders | None = None, created_at: float | None = None,
-                 default_ttl: float | None = None) -> None:
+                 default_ttl: float | None = None, relay: LiveRelay | None = None) -> None:
         """``created_at`` tells this incarnation of the space from one created again under its id;
-        ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached)."""
+        ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached);
+        ``relay``: sends live-only events to the other servers' streams (live.py)."""
+        self.relay = relay
         self.id = space_id
         self.created_at = created_at
         self.default_ttl = default_ttl
@@ -418,6 +421,16 @@ class PostgresSpace:
             if row is not None:
                 out[mid] = row
         return out
+
+    def publish_live(self, type_: str, lsn: int, data: dict[str, Any]) -> None:
+        """A live-only event (``recalled``, ``activation``): not logged, no LSN of its own, as on
+        SQLite. Through the relay it reaches the streams of every server, this one's included, from
+        each server's feed, after the logged events up to ``lsn``: published here directly, it
+        would overtake the write the recall saw, whose event comes through the feed."""
+        if self.relay is not None:
+            self.relay.send(self.id, type_, lsn, data)
+        elif self.events.subscriber_count:  # no relay (a handle outside a server): local only
+            self.events.publish(type_, lsn, data)
 
     def replay_source(self) -> PgLogReader:
         return PgLogReader(self)
