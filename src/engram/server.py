@@ -408,10 +408,13 @@ def bootstrap_admin_key(service: EngramService) -> None:
                     "(fine on loopback; see docs/security.md, \"Keys\")", service.settings.host)
         return
     store = auth.store()
-    if store.has_active_admin():
+    # The check and the creation in one step: servers starting at once on one PostgreSQL
+    # database make one admin key between them (auth.pg_keys).
+    made = service.create_first_admin_key("bootstrap admin")
+    if made is None:
         log.info("auth required: API keys are checked on every request")
         return
-    rec, token = service.create_key("bootstrap admin", "admin", None, None)
+    rec, token = made
     path = system_dir(store.dir.parent) / ADMIN_KEY_FILE  # the PostgreSQL key store writes no file there
     write_private(path, token + "\n")
     log.info("auth required and no usable admin key existed: created admin key %s; its token is in %s "

@@ -292,6 +292,14 @@ class EngramService:
         self._audit("key_created", actor, peer, rec.key_id, role=rec.role.value)
         return rec, token
 
+    def create_first_admin_key(self, name: str) -> tuple[KeyRecord, str] | None:
+        """An admin key if no usable one exists (the server's bootstrap), else None; atomic across
+        every server sharing the key store (auth.pg_keys)."""
+        made = self.auth.store().create_first_admin(name)
+        if made is not None:
+            self._audit("key_created", None, "-", made[0].key_id, role=made[0].role.value)
+        return made
+
     def list_keys(self) -> list[KeyRecord]:
         return self.auth.store().list()
 

@@ -85,6 +85,7 @@ from .core.models import (
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres import backup as pg_backup
 from .core.postgres.feed import EventFeed
+from .core.postgres.live import LiveRelay
 from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
@@ -207,8 +208,10 @@ class PostgresService(EngramService):
         try:
             # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
+            # recalled/activation to the other servers' streams (core/postgres/live.py)
+            self.relay = LiveRelay(self.db)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
-            self.feed = EventFeed(settings.postgres_dsn)
+            self.feed = EventFeed(settings.postgres_dsn, live=True)
             # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
             self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
             self.scheduler.start()
@@ -228,7 +231,7 @@ class PostgresService(EngramService):
         if root.is_dir():  # snapshots and uploads a crash left behind (this server's own data_dir)
             backup.recover(root, "")
         self.spaces = PgRegistry(self.settings, self.pg, self.clock, embedders=self.embedders,
-                                 descriptors=self.descriptors)
+                                 descriptors=self.descriptors, relay=self.relay)
         # The base service calls the registry methods PgRegistry shares with SpaceRegistry
         # (create, describe, list, delete, exists, known_ids, loaded, housekeeping) only.
         return cast(SpaceRegistry, self.spaces)
@@ -451,7 +454,9 @@ class PostgresService(EngramService):
                 source.check(since)
             release = self.streams.admit(space_id, client)
             try:
-                sub = space.events.subscribe(types, depth, on_close=release)
+                # attach: under the lock idle handles are dropped under (spaces/pg_registry.py)
+                space, sub = self.spaces.attach(
+                    space, lambda held: held.events.subscribe(types, depth, on_close=release))
                 self.feed.watch(space, (space.last_lsn, LAST_SEQ))
             except BaseException:
                 release()
@@ -540,7 +545,9 @@ class PostgresService(EngramService):
             if self._closing.is_set():
                 return
             try:
-                PgCognition(self.spaces.get(sid), self.settings, self._closing).scheduled_consolidation()
+                # keep=False: the schedule's visit keeps no space's handle from being dropped when idle
+                space = self.spaces.get(sid, keep=False)
+                PgCognition(space, self.settings, self._closing).scheduled_consolidation()
             except MemorySpaceNotFound:
                 continue  # deleted meanwhile
             except (psycopg.Error, psycopg_pool.PoolTimeout):
@@ -569,7 +576,8 @@ class PostgresService(EngramService):
                 log.warning("health: PostgreSQL at %s is unreachable (%s)", redacted(self.db.dsn), error)
             return {"status": "ok" if reachable and not disk["full"] else "degraded", "backend": "postgres",
                     "database": {"reachable": reachable, "error": error, "dsn": redacted(self.db.dsn)},
-                    "spaces_total": total, "spaces_loaded": 0, "spaces": [], "degraded_spaces": [],
+                    "spaces_total": total, "spaces_loaded": self.spaces.held(),  # handles held
+                    "spaces": [], "degraded_spaces": [],
                     "unhealthy_space_ids": [], "disk": disk, "open_files": self.spaces.budget.describe(),
                     "shutting_down": self.shutting_down}
 

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -231,3 +232,72 @@ def test_engram_key_cli_acts_on_the_database(servers: tuple[EngramProcess, Engra
     assert not (tmp_path / "cli" / "_system" / "keys.json").exists()  # nothing went to a data dir
     code, _, err = _engram("key", "list", env={**env, "ENGRAM_POSTGRES_DSN": ""})
     assert code != 0 and "postgres_dsn" in err
+
+
+def _bootstrap(store: Any, gate: threading.Barrier, made: queue.Queue[object]) -> None:
+    gate.wait()
+    made.put(store.create_first_admin("bootstrap admin"))
+
+
+def _start(root: Path, dsn: str, started: list[EngramProcess], failed: list[BaseException]) -> None:
+    try:
+        started.append(start_pg_server(root, dsn, auth="required"))
+    except BaseException as exc:  # reported by the test
+        failed.append(exc)
+
+
+def test_stores_racing_to_bootstrap_make_one_admin_key(pg: PgCluster, tmp_path: Path) -> None:
+    """Many key stores (as many servers) ask at the same moment for the first admin key: one gets it."""
+    from engram.auth.pg_keys import PgKeyStore
+
+    dsn = fresh_database(pg, "firstadmin")
+    stores = [PgKeyStore(tmp_path / f"s{i}", lambda: psycopg.connect(dsn), poll_seconds=None)
+              for i in range(6)]
+    try:
+        for round_ in range(4):
+            gate = threading.Barrier(len(stores))
+            made: queue.Queue[object] = queue.Queue()
+            threads = [threading.Thread(target=_bootstrap, args=(s, gate, made)) for s in stores]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            got = [made.get_nowait() for _ in stores]
+            winners = [m for m in got if m is not None]
+            assert len(winners) == 1, f"round {round_}: {len(winners)} admin keys made"
+            with psycopg.connect(dsn) as conn:
+                admins = conn.execute("SELECT key_id FROM engram.api_keys WHERE role = 'admin' "
+                                      "AND revoked_at IS NULL").fetchall()
+                assert [r[0] for r in admins] == [winners[0][0].key_id]  # type: ignore[index]
+            assert all(s.has_active_admin() for s in stores)  # each store reads the winner's key
+            stores[0].revoke(winners[0][0].key_id)  # type: ignore[index]  # the next round starts with none
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_servers_starting_at_once_make_one_admin_key(pg: PgCluster, tmp_path: Path) -> None:
+    for round_ in range(3):
+        dsn = fresh_database(pg, "bootrace")
+        started: list[EngramProcess] = []
+        failed: list[BaseException] = []
+        threads = [threading.Thread(target=_start, args=(tmp_path / f"{round_}{n}", dsn, started, failed))
+                   for n in "ab"]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert not failed and len(started) == 2
+            with psycopg.connect(dsn) as conn:
+                admins = conn.execute("SELECT key_id FROM engram.api_keys WHERE role = 'admin'").fetchall()
+            assert len(admins) == 1, f"round {round_}: {len(admins)} admin keys"
+            files = [s.data_dir / "_system" / "admin.key" for s in started]
+            assert sum(f.exists() for f in files) == 1  # the winner's token, in its own data dir
+            token = next(f for f in files if f.exists()).read_text().strip()
+            for s in started:  # the one key works on both servers
+                r = httpx.get(s.http_url + "/api/v1/keys", headers=_bearer(token), timeout=30)
+                assert r.status_code == 200, r.text
+        finally:
+            for s in started:
+                s.stop()

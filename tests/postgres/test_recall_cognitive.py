@@ -317,3 +317,44 @@ def test_two_servers_reinforcing_the_same_rows_count_every_recall(pg: PgCluster)
     finally:
         for d in dbs:
             d.close()
+
+
+def _stream_until_stored(client: RestSpaceClient, marker: str, out: list[tuple[str, Any]],
+                         opened: threading.Event) -> None:
+    """Collect (event, data) of stored/recalled/activation until the ``stored`` of ``marker``."""
+    for frame in client.sse("/api/v1/stream/activities", on_open=opened.set):
+        if frame.get("event") in ("stored", "recalled", "activation"):
+            out.append((frame["event"], frame["data"]))
+            if frame["event"] == "stored" and frame["data"]["data"]["memory_id"] == marker:
+                return
+
+
+def test_a_recall_through_one_server_reaches_the_streams_of_both(servers: tuple[EngramProcess, ...]) -> None:
+    """``recalled`` and ``activation`` are live-only (as on SQLite) yet reach every server's streams,
+    after the writes the recall saw, once each, in the same order on both."""
+    a, b = servers
+    sid = new_space(a)
+    streams: dict[str, list[tuple[str, Any]]] = {"a": [], "b": []}
+    readers = []
+    with RestSpaceClient(a.http_url, sid) as on_a:
+        on_a.remember(id="seed", content="the heron", embedding=E0)
+        for name, srv in (("a", a), ("b", b)):
+            opened = threading.Event()
+            t = threading.Thread(target=_stream_until_stored,
+                                 args=(RestSpaceClient(srv.http_url, sid), "marker", streams[name], opened),
+                                 daemon=True)
+            t.start()
+            readers.append(t)
+            assert opened.wait(30)
+        on_a.remember(id="seen", content="the egret", embedding=E0)
+        on_a.recall(embedding=E0, max_results=3, mode="spreading")
+        on_a.remember(id="marker", content="a later write", embedding=E0)
+        for t in readers:
+            t.join(30)
+            assert not t.is_alive(), f"streams so far: {streams}"
+    for name, got in streams.items():
+        kinds = [k for k, _ in got]
+        assert kinds == ["stored", "activation", "recalled", "stored"], (name, got)
+        recalled = got[2][1]
+        assert recalled["memory_space_id"] == sid and recalled["lsn"] == got[0][1]["lsn"]
+        assert set(recalled["data"]["top"]) == {"seed", "seen"}

@@ -238,6 +238,33 @@ class KeyStore:
     def create(self, name: str, role: Role | str, spaces: Iterable[str] | None = None,
                expires_in_seconds: float | None = None) -> tuple[KeyRecord, str]:
         """A new key and its token (the only time the token exists outside the caller)."""
+        rec, token = self._new(name, role, spaces, expires_in_seconds)
+        with self._lock:
+            self._reload(force=True)
+            self._put(rec)
+        return rec, token
+
+    def create_first_admin(self, name: str) -> tuple[KeyRecord, str] | None:
+        """An admin key and its token if no usable admin key exists, else None (nothing made).
+
+        The check and the write are one step: here under the store's lock (one server per data
+        dir holds it); the PostgreSQL store makes them one transaction across servers."""
+        rec, token = self._new(name, Role.admin, None, None)
+        with self._lock:
+            self._reload(force=True)
+            if self._active_admin_in(self._records.values()):
+                return None
+            self._put(rec)
+        return rec, token
+
+    @staticmethod
+    def _active_admin_in(records: Iterable[KeyRecord]) -> bool:
+        now = time.time()
+        return any(r.role is Role.admin and r.revoked_at is None
+                   and (r.expires_at is None or r.expires_at > now) for r in records)
+
+    def _new(self, name: str, role: Role | str, spaces: Iterable[str] | None,
+             expires_in_seconds: float | None) -> tuple[KeyRecord, str]:
         role = validate_role(str(role))
         if not isinstance(name, str) or len(name) > 200:
             raise InvalidInput("name must be a string of at most 200 characters",
@@ -259,9 +286,6 @@ class KeyStore:
             expires_at=None if expires_in_seconds is None else now + float(expires_in_seconds),
             token_sha256=hash_token(token),
         )
-        with self._lock:
-            self._reload(force=True)
-            self._put(rec)
         return rec, token
 
     def list(self) -> list[KeyRecord]:
@@ -290,9 +314,7 @@ class KeyStore:
         return rec
 
     def has_active_admin(self) -> bool:
-        now = time.time()
-        return any(r.role is Role.admin and r.revoked_at is None
-                   and (r.expires_at is None or r.expires_at > now) for r in self.list())
+        return self._active_admin_in(self.list())
 
     # -- authentication -----------------------------------------------------------
     def authenticate(self, token: str | None) -> Principal:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -42,6 +43,15 @@ _UPSERT = (f"INSERT INTO engram.api_keys ({_COLUMNS}) VALUES "
            "(%(key_id)s, %(name)s, %(role)s, %(spaces)s, %(created_at)s, %(expires_at)s, %(revoked_at)s, "
            "%(token_sha256)s) ON CONFLICT (key_id) DO UPDATE SET "
            "revoked_at = coalesce(engram.api_keys.revoked_at, EXCLUDED.revoked_at)")
+
+
+# The first admin key: two servers starting at once on a table with no usable admin key would
+# each see none and each make one. One transaction holds this advisory lock (two int4 keys: a key
+# space apart from the migrator's and consolidation's single bigint keys) across the check and
+# the insert, so the second server's check waits for the first's commit and finds its key.
+_FIRST_ADMIN_LOCK = "SELECT pg_advisory_xact_lock(1701737074, 1)"  # 1701737074: "engr" in ASCII
+_ACTIVE_ADMIN = ("SELECT 1 FROM engram.api_keys WHERE role = 'admin' AND revoked_at IS NULL "
+                 "AND (expires_at IS NULL OR expires_at > %(now)s) LIMIT 1")
 
 
 def _record(row: tuple[Any, ...]) -> KeyRecord:
@@ -104,19 +114,38 @@ class PgKeyStore(KeyStore):
         for key_id in newly_revoked:
             self._fire(key_id)
 
+    def create_first_admin(self, name: str) -> tuple[KeyRecord, str] | None:
+        """:meth:`KeyStore.create_first_admin` across every server on the database: the check for
+        a usable admin key and the insert are one transaction under an advisory lock."""
+        rec, token = self._new(name, Role.admin, None, None)
+        with self._lock:
+            made = self._write(rec, first_admin=True)
+            self._reload(force=True)  # the key another server made first, or ours
+        return (rec, token) if made else None
+
     def _put(self, rec: KeyRecord) -> None:
+        self._write(rec)
+        self._records[rec.key_id] = rec
+        self._by_hash = {r.token_sha256: r for r in self._records.values()}
+
+    def _write(self, rec: KeyRecord, *, first_admin: bool = False) -> bool:
+        """Insert or revoke ``rec``; with ``first_admin``, only if no usable admin key exists
+        (returns whether it was written)."""
         params = {**rec.to_json(), "role": rec.role.value,
                   "spaces": None if rec.spaces is None else list(rec.spaces)}
         try:
-            with self._connect() as conn:
+            with self._connect() as conn, conn.transaction():
+                if first_admin:
+                    conn.execute(_FIRST_ADMIN_LOCK)
+                    if conn.execute(_ACTIVE_ADMIN, {"now": time.time()}).fetchone() is not None:
+                        return False
                 conn.execute(_UPSERT, params)
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"cannot write the API key to PostgreSQL: {type(exc).__name__}",
                                      suggestion=_RETRY) from exc
         except psycopg.Error as exc:
             raise StorageError(f"cannot write the API key to PostgreSQL: {type(exc).__name__}") from exc
-        self._records[rec.key_id] = rec
-        self._by_hash = {r.token_sha256: r for r in self._records.values()}
+        return True
 
     def close(self) -> None:
         self._stop.set()

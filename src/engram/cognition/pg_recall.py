@@ -241,9 +241,8 @@ def spread_into(run: PgRun) -> None:
         c = cands[n]
         if c.path is None:
             c.path = res.hits[n].path
-    if space.events.subscriber_count:
-        space.events.publish("activation", space.last_lsn, {
-            "seeds": len(seeds), "reached": len(reached), "hops": res.hops_done, "truncated": res.truncated})
+    space.publish_live("activation", space.last_lsn, {
+        "seeds": len(seeds), "reached": len(reached), "hops": res.hops_done, "truncated": res.truncated})
     run.meta["spreading"] = {
         "hops": res.hops_done, "truncated": res.truncated, "reached": len(reached), "seeds": len(seeds),
         "ms": round((time.perf_counter() - t0) * 1000, 3),
@@ -327,11 +326,11 @@ def answer(run: PgRun, scored: list[Scored], reinforcer: PgReinforcer | None) ->
     )
     if reinforcer is not None and items:
         reinforcer.add(space.id, [it.memory.id for _, it in items], space.clock())
-    if space.events.subscriber_count:  # live-only, as on SQLite: this server's subscribers see it
-        space.events.publish("recalled", space.last_lsn, {
-            "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
-            "confidence": overall.value,
-        })
+    # live-only, as on SQLite (not logged, not replayed), to the streams of every server
+    space.publish_live("recalled", space.last_lsn, {
+        "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
+        "confidence": overall.value,
+    })
     metadata: dict[str, Any] = dict(run.meta)
     metadata.update({
         "timing_ms": round((time.perf_counter() - run.t0) * 1000, 3),

@@ -8,8 +8,17 @@ database whether the space exists on each call (one primary-key read) rather tha
 handle cached by this server.
 
 Handles (``PostgresSpace``) hold no data, only the space's event bus on this server and its
-dimension, so nothing needs unloading; the SQLite registry's housekeeping (heal, trim, idle
-unload) is a no-op here and expiry is swept per handle in use.
+dimension. A handle unused for ``space_idle_unload_seconds`` and with no subscriber on this server
+is dropped (:meth:`unload_idle`, the SQLite registry's idle unload), so a server that touches many
+spaces over its life keeps only those in use; the next request makes a new handle from the
+database, which nobody can tell from the old one. The scheduled consolidation visits every space
+without keeping or refreshing handles (``get(keep=False)``). Heal and trim are no-ops here, and
+expiry is swept per handle held.
+
+Dropping versus subscribing: a handle is dropped only under ``_lock`` and only with no
+subscriber; :meth:`attach` subscribes under the same lock and puts the handle back if it was
+dropped since the request got it. So no subscriber is ever left on a handle the registry no
+longer holds (the feed would then stop serving it when a new handle of the space is watched).
 """
 
 from __future__ import annotations
@@ -17,11 +26,14 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from ..core.expiry import check_default_ttl
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.postgres.live import LiveRelay
 from ..core.postgres.space import PostgresSpace, not_built
 from ..core.postgres.store import PostgresStore
 from ..descriptors import DescriptorBudget
@@ -34,14 +46,17 @@ from .ids import MemorySpaceId
 from .registry import page_of_ids
 
 log = logging.getLogger("engram.spaces.pg")
+T = TypeVar("T")
 
 
 class PgRegistry:
     """The registry API the service uses, over the database's space directory."""
 
     def __init__(self, settings: Settings, store: PostgresStore, clock: Clock = system_clock, *,
-                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None) -> None:
+                 embedders: Embedders | None = None, descriptors: DescriptorBudget | None = None,
+                 relay: LiveRelay | None = None) -> None:
         self.settings = settings
+        self.relay = relay  # given to every handle: live-only events reach the other servers
         # Open files: nothing per space here, but /health reports the process's limits the same way.
         self.budget = SpaceBudget.derive(settings.max_loaded_spaces, settings.max_spaces,
                                          descriptors or DescriptorBudget.from_settings(settings))
@@ -76,8 +91,11 @@ class PgRegistry:
             log.info("space created", extra={"memory_space": sid})
         return self.get(sid), created
 
-    def get(self, space_id: str) -> PostgresSpace:
-        """This server's handle of ``space_id``, if the database has the space (checked each call)."""
+    def get(self, space_id: str, *, keep: bool = True) -> PostgresSpace:
+        """This server's handle of ``space_id``, if the database has the space (checked each call).
+
+        ``keep=False`` (a visit by housekeeping, not a request): a handle held is used but not
+        marked used, and none is made to be held, so the visit keeps no space from idling out."""
         sid = MemorySpaceId(space_id)
         info = self.store.space(sid)
         with self._lock:
@@ -90,11 +108,14 @@ class PgRegistry:
         if info is not None and (handle is None or stale is not None):
             fresh = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
                                   embedders=self.embedders, created_at=info.created_at,
-                                  default_ttl=self.store.default_ttl(sid))  # read once: it never changes
+                                  default_ttl=self.store.default_ttl(sid),  # read once: it never changes
+                                  relay=self.relay)
             with self._lock:
                 handle = self._handles.get(sid)
                 if handle is None or handle.created_at != info.created_at:
-                    handle = self._handles[sid] = fresh
+                    handle = fresh
+                    if keep or stale is not None:  # a stale handle is replaced in any case
+                        self._handles[sid] = fresh
         elif info is None and handle is not None:
             with self._lock:
                 if self._handles.get(sid) is handle:
@@ -104,9 +125,26 @@ class PgRegistry:
         if info is None:
             raise _not_found(sid)
         assert handle is not None
+        if keep:
+            handle.last_used = time.monotonic()
         if handle.dim is None:
             handle.dim = info.dimension  # bound by a first vector, perhaps on another server
         return handle
+
+    def attach(self, handle: PostgresSpace,
+               subscribe: Callable[[PostgresSpace], T]) -> tuple[PostgresSpace, T]:
+        """``subscribe(h)`` on the handle the registry holds for ``handle``'s space, under the lock
+        :meth:`unload_idle` drops handles under: ``handle`` itself, put back if it was dropped
+        since :meth:`get` returned it, or the one made since then by another request."""
+        with self._lock:
+            held = self._handles.setdefault(handle.id, handle)
+            held.last_used = time.monotonic()
+            return held, subscribe(held)
+
+    def held(self) -> int:
+        """How many space handles this server holds (/health's ``spaces_loaded`` on PostgreSQL)."""
+        with self._lock:
+            return len(self._handles)
 
     def loaded_handle(self, space_id: str) -> PostgresSpace | None:
         return None  # always ask the database (get): another server may have deleted it
@@ -167,7 +205,20 @@ class PgRegistry:
         return 0
 
     def unload_idle(self, idle_seconds: float | None = None) -> builtins.list[str]:
-        return []
+        """Drop the handles unused for ``idle_seconds`` (default: ``space_idle_unload_seconds``)
+        with no subscriber on this server; returns their ids. Nothing is closed: a request that
+        got a dropped handle just before finishes on it (it holds no data), and :meth:`attach`
+        puts it back should that request subscribe."""
+        limit = self.settings.space_idle_unload_seconds if idle_seconds is None else idle_seconds
+        now = time.monotonic()
+        with self._lock:
+            idle = [sid for sid, h in self._handles.items()
+                    if now - h.last_used >= limit and h.events.subscriber_count == 0]
+            for sid in idle:
+                del self._handles[sid]
+        if idle:
+            log.debug("dropped %d idle space handles", len(idle))
+        return idle
 
     def close(self) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ import psycopg
 
 from ...storage.eventlog import Logged, Position
 from .listener import WriteListener
+from .live import LiveEvent
 from .space import PostgresSpace
 
 log = logging.getLogger("engram.postgres.feed")
@@ -43,8 +44,10 @@ CHUNK = 1000
 class EventFeed:
     """Publishes the logged events of watched spaces to their buses, in order, from one thread."""
 
-    def __init__(self, dsn: str, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, dsn: str, poll_seconds: float = POLL_SECONDS, *, live: bool = False) -> None:
+        """``live``: also publish the live-only events every server relays (live.py), its own too."""
         self.dsn = dsn
+        self.live = live
         self.poll_seconds = poll_seconds
         self._watched: dict[str, tuple[PostgresSpace, Position]] = {}
         self._lock = threading.Lock()
@@ -65,12 +68,14 @@ class EventFeed:
         next_poll = 0.0
         while not self._stop.is_set():
             woke = False
+            live: list[LiveEvent] = []
             try:
                 if listener is None:
-                    listener = WriteListener(self.dsn)
+                    listener = WriteListener(self.dsn, live=self.live)
                 # At most 0.5 s per wait, whatever the poll interval, so close() is prompt.
                 for _ in listener.wait(min(self.poll_seconds, POLL_SECONDS), stop_after=1):
                     woke = True
+                live = listener.take_live()
             except psycopg.Error as exc:  # the LISTEN connection broke: poll until it is back
                 log.warning("LISTEN connection lost (%s); polling every %.1f s until it reconnects",
                             exc, self.poll_seconds)
@@ -81,10 +86,31 @@ class EventFeed:
             poll = time.monotonic() >= next_poll
             if poll:
                 next_poll = time.monotonic() + self.poll_seconds
-            if woke or poll:
+            if live:
+                self._publish_live(live)
+            if woke or poll or live:
                 self._pump(check_gone=poll)
         if listener is not None:
             listener.close_quietly()
+
+    def _publish_live(self, events: list[LiveEvent]) -> None:
+        """Each relayed event in its place: the recall saw its space at ``lsn``, so the logged
+        events up to ``lsn`` were committed before its NOTIFY; they are published first (only
+        they: a write committed after the recall answered comes after the event, as on SQLite)."""
+        for space_id, type_, lsn, data in events:
+            with self._lock:
+                watched = self._watched.get(space_id)
+            if watched is None:
+                continue  # nobody here streams this space
+            space, pos = watched
+            if space.closed or not space.events.subscriber_count:
+                continue
+            try:
+                if pos[0] < lsn:
+                    self._pump_one(space, pos, False, upto=lsn)
+            except psycopg.Error as exc:  # the database is unreachable: the event goes out anyway
+                log.warning("reading the events of memory space %s failed: %s", space.id, exc)
+            space.events.publish(type_, lsn, data)  # live-only: no log position
 
     def _pump(self, *, check_gone: bool) -> None:
         with self._lock:
@@ -97,7 +123,9 @@ class EventFeed:
             except Exception:  # the feed must survive any one space's failure; it is logged
                 log.exception("event feed failed for memory space %s", space.id)
 
-    def _pump_one(self, space: PostgresSpace, pos: Position, check_gone: bool) -> None:
+    def _pump_one(self, space: PostgresSpace, pos: Position, check_gone: bool,
+                  upto: int | None = None) -> None:
+        """Publish ``space``'s logged events after ``pos`` (only those of LSN <= ``upto``, if given)."""
         if space.events.subscriber_count == 0 or space.closed:
             with self._lock:
                 if self._watched.get(space.id, (None,))[0] is space:
@@ -110,6 +138,9 @@ class EventFeed:
             return
         while True:
             events = space.store.events_after(space.id, pos, CHUNK)
+            more = len(events) == CHUNK
+            if upto is not None and events and events[-1].lsn > upto:
+                events, more = [e for e in events if e.lsn <= upto], False
             if not events:
                 return
             space.events.publish_many([Logged(e.type, e.lsn, e.seq, e.data, e.ts) for e in events])
@@ -117,7 +148,7 @@ class EventFeed:
             with self._lock:
                 if self._watched.get(space.id, (None,))[0] is space:
                     self._watched[space.id] = (space, pos)
-            if len(events) < CHUNK:
+            if not more:
                 return
 
     def close(self) -> None:

@@ -21,6 +21,10 @@ from collections.abc import Iterator
 import psycopg
 
 from . import queries as q
+from .live import CHANNEL as LIVE_CHANNEL
+from .live import LISTEN as LIVE_LISTEN
+from .live import LiveEvent
+from .live import decode as decode_live
 
 
 def parse_payload(payload: str) -> tuple[str, int]:
@@ -32,17 +36,33 @@ def parse_payload(payload: str) -> tuple[str, int]:
 
 
 class WriteListener:
-    """A LISTENing connection that yields ``(space, lsn)`` for each committed write."""
+    """A LISTENing connection that yields ``(space, lsn)`` for each committed write.
 
-    def __init__(self, dsn: str) -> None:
+    With ``live=True`` it also LISTENs to the live-only events other servers relay (live.py):
+    those are not yielded but kept, decoded, for :meth:`take_live`."""
+
+    def __init__(self, dsn: str, *, live: bool = False) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.conn.execute(q.LISTEN)
+        if live:
+            self.conn.execute(LIVE_LISTEN)
+        self._live: list[LiveEvent] = []
 
     def wait(self, timeout: float, stop_after: int | None = None) -> Iterator[tuple[str, int]]:
         """Notifications as they arrive, for at most ``timeout`` seconds (or ``stop_after`` of them)."""
         for note in self.conn.notifies(timeout=timeout, stop_after=stop_after):
             if note.channel == q.NOTIFY_CHANNEL:
                 yield parse_payload(note.payload)
+            elif note.channel == LIVE_CHANNEL:
+                try:
+                    self._live.append(decode_live(note.payload))
+                except ValueError:
+                    continue  # not one of ours (someone else NOTIFYing on the channel): ignored
+
+    def take_live(self) -> list[LiveEvent]:
+        """The live events received since the last call, in arrival order."""
+        out, self._live = self._live, []
+        return out
 
     def close(self) -> None:
         self.conn.close()

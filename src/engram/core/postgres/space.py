@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import builtins
 import json
+import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from ...settings import Settings
     from ...types import Clock
     from ..backend import SpaceBackend
+    from .live import LiveRelay
 
 BACKEND = "postgres"
 DURABLE = "committed to PostgreSQL (WAL flushed) before acknowledgement"
@@ -95,9 +97,11 @@ class PostgresSpace:
 
     def __init__(self, space_id: str, store: PostgresStore, settings: Settings, clock: Clock, *,
                  dimension: int | None, embedders: Embedders | None = None, created_at: float | None = None,
-                 default_ttl: float | None = None) -> None:
+                 default_ttl: float | None = None, relay: LiveRelay | None = None) -> None:
         """``created_at`` tells this incarnation of the space from one created again under its id;
-        ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached)."""
+        ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached);
+        ``relay``: sends live-only events to the other servers' streams (live.py)."""
+        self.relay = relay
         self.id = space_id
         self.created_at = created_at
         self.default_ttl = default_ttl
@@ -111,6 +115,8 @@ class PostgresSpace:
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
                                max_lag_seconds=settings.subscriber_max_lag_seconds)
         self.closed = False
+        #: time.monotonic() of the last request that got this handle (the registry's idle unload)
+        self.last_used = time.monotonic()
 
     # -- vectors ----------------------------------------------------------------------------------
     @property
@@ -415,6 +421,16 @@ class PostgresSpace:
             if row is not None:
                 out[mid] = row
         return out
+
+    def publish_live(self, type_: str, lsn: int, data: dict[str, Any]) -> None:
+        """A live-only event (``recalled``, ``activation``): not logged, no LSN of its own, as on
+        SQLite. Through the relay it reaches the streams of every server, this one's included, from
+        each server's feed, after the logged events up to ``lsn``: published here directly, it
+        would overtake the write the recall saw, whose event comes through the feed."""
+        if self.relay is not None:
+            self.relay.send(self.id, type_, lsn, data)
+        elif self.events.subscriber_count:  # no relay (a handle outside a server): local only
+            self.events.publish(type_, lsn, data)
 
     def replay_source(self) -> PgLogReader:
         return PgLogReader(self)
