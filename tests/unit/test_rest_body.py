@@ -78,7 +78,8 @@ CASES: list[tuple[str | None, bytes]] = [
     (JSON, json.dumps({"embedding": VEC.tolist(), "max_results": 10, "rank": "similarity"}).encode()),
     (JSON, json.dumps({"embedding": base64.b64encode(VEC.tobytes()).decode(), "max_results": 3}).encode()),
     (JSON, b'{"query": "the trip", "max_results": "7", "threshold": 0, "mode": "hybrid", "max_hops": 2}'),
-    (JSON, b'{"query": "a", "filter": {"topic": {"$in": ["x", 1, 2.5]}}, "tags": ["t"], "trace_activation": true}'),
+    (JSON, b'{"query": "a", "filter": {"topic": {"$in": ["x", 1, 2.5]}}, "tags": ["t"], '
+           b'"trace_activation": true}'),
     (JSON, b'{"query": "a", "time_start": "2026-01-02T03:04:05Z", "time_end": 1767000000}'),
     (JSON, b'{"query": "dup", "query": "last wins", "memory_space_id": "s1"}'),
     (JSON, b'{"query": "caf\\u00e9 \\ud83d\\ude00"}'),

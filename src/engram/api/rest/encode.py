@@ -63,8 +63,8 @@ def _as_fastapi(raw: bytes, ctype: str | None, cls: type[M]) -> M:
     if ctype:
         message = email.message.Message()
         message["content-type"] = ctype
-        subtype = message.get_content_subtype()
-        if message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json")):
+        sub = message.get_content_subtype()
+        if message.get_content_maintype() == "application" and (sub == "json" or sub.endswith("+json")):
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
