@@ -138,6 +138,7 @@ async def timed(callers: int, seconds: float, make: Callable[[int], Call]) -> di
 def rest_caller(base: str, queries: np.ndarray, cue: str, sessions: list[aiohttp.ClientSession]) -> Callable[
         [int], Call]:
     headers = {"X-Memory-Space": SPACE}
+    floats = [q.tolist() for q in queries] if cue == "embedding_floats" else []
 
     def make(idx: int) -> Call:
         s = aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=1))
@@ -147,6 +148,9 @@ def rest_caller(base: str, queries: np.ndarray, cue: str, sessions: list[aiohttp
             k = (idx * 7919 + n) % len(queries)
             body: dict[str, Any] = (
                 {"embedding": b64(queries[k]), "max_results": 10, "rank": "similarity"} if cue == "embedding"
+                # as JSON floats (what peer_chroma_server's headline recall sends); REST only
+                else {"embedding": floats[k], "max_results": 10, "rank": "similarity"}
+                if cue == "embedding_floats"
                 else {"query": QUESTIONS[k % len(QUESTIONS)], "max_results": 10}
             )
             async with s.post("/api/v1/memories/recall", json=body, headers=headers) as r:

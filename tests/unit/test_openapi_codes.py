@@ -46,3 +46,29 @@ def test_the_served_document_uses_the_access_table(engine_settings: Callable[...
         for op in ops.values():
             assert "422" not in op["responses"] or op["responses"]["422"]["content"]
             assert "400" in op["responses"]  # every route: an unknown query parameter
+
+
+def test_a_body_read_by_its_route_is_documented(engine_settings: Callable[..., Any]) -> None:
+    """POST recall reads its body itself (encode.from_body): the document still names it Cue."""
+    service = EngramService(engine_settings())
+    try:
+        doc = create_app(service).openapi()
+    finally:
+        service.close()
+    body = doc["paths"]["/api/v1/memories/recall"]["post"]["requestBody"]
+    assert body["required"] is True
+    content = body["content"]["application/json"]
+    assert content["schema"] == {"$ref": "#/components/schemas/Cue"} and content["example"]
+    schemas = doc["components"]["schemas"]
+    assert {"embedding", "query", "rank", "filter"} <= set(schemas["Cue"]["properties"])
+    refs = {v.split("/")[-1] for v in _refs(schemas["Cue"])}
+    assert refs and refs <= set(schemas)  # RankMode, RecallMode, MemoryType: no dangling $ref
+    assert {"413", "415"} <= set(doc["paths"]["/api/v1/memories/recall"]["post"]["responses"])
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []

@@ -24,9 +24,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
+from ...core.models import Cue
 from . import access
 from .errors import ErrorEnvelope
 
+# Bodies read by their route itself (encode.from_body), so FastAPI does not document their schema.
+RAW_BODIES = (Cue,)
 _REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 
 _DESCRIPTIONS = {
@@ -130,6 +133,11 @@ def build(app: FastAPI) -> dict[str, Any]:
         tags=app.openapi_tags,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in RAW_BODIES:  # routes reading their body themselves (encode.from_body)
+        own = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in own.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components.setdefault(model.__name__, own)
     components["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in components["ErrorEnvelope"].pop("$defs", {}).items():
         components[name] = sub

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,7 +36,7 @@ from ...core.models import (
 )
 from ...errors import EngramError, InvalidInput
 from ...service import EngramService
-from .encode import from_query, ok
+from .encode import from_body, from_query, ok
 from .errors import invalid_input
 from .examples import body_example
 from .space import SPACE_PARAMETERS, SpaceResolver
@@ -46,6 +46,15 @@ MEMORY_ID = Path(..., description="The memory id (unique within its space).", mi
 
 def _extra(method: str, path: str) -> dict:  # type: ignore[type-arg]
     return {"parameters": SPACE_PARAMETERS, **body_example(method, path)}
+
+
+def _raw_body(model: type[BaseModel], extra: dict) -> dict:  # type: ignore[type-arg]
+    """``openapi_extra`` of a route that reads its body itself (encode.from_body): the body
+    documented as ``model``, as a FastAPI body parameter would be (openapi.build adds the schema)."""
+    body = extra["requestBody"]
+    body["required"] = True
+    body["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return extra
 
 
 def _batch_item(index: int, raw: Any, vector: Any) -> MemoryInput | EngramError:
@@ -182,9 +191,10 @@ def router(service: EngramService, space: SpaceResolver) -> APIRouter:
         response_model=RecallResult,
         summary="Recall by cue",
         description="Embedding, text and context cues; results bucketed vivid / associated / reconstructed.",
-        openapi_extra=_extra("POST", "/api/v1/memories/recall"),
+        openapi_extra=_raw_body(Cue, _extra("POST", "/api/v1/memories/recall")),
     )
-    async def recall_post(cue: Cue, request: Request) -> Response:
+    async def recall_post(request: Request) -> Response:
+        cue = await from_body(request, Cue)  # one pydantic-core pass; FastAPI's errors on bad input
         sid = space(request, cue.memory_space_id)
         return ok(await service.recall(sid, cue))
 
