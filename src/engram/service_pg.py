@@ -13,8 +13,9 @@ associations, SSE and gRPC streams (resumable), consolidation (on demand, stream
 and on a schedule), beliefs, recognize, reminisce, complete and introspect (cognition/pg_api.py);
 quotas (``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
 (``core.postgres.store.WritePolicy``), not by the base service's in-process reservations, so
-they hold across servers. Backup and restore write and read the SQLite backup's own file (core/postgres/backup.py), so a
-backup moves a space between backends. Everything else (re-embedding) answers
+they hold across servers. Backup and restore write and read the SQLite backup's own file
+(core/postgres/backup.py), so a backup moves a space between backends. Everything else
+(re-embedding, a per-space embedder) answers
 ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;

@@ -258,7 +258,8 @@ def test_the_auto_link_query_is_planned_on_the_hnsw_index(db: PostgresDatabase) 
     with db.space(sid) as tx:
         tx.execute("SET LOCAL enable_seqscan = off")
         tx.execute("SET LOCAL enable_bitmapscan = off")
-        tx.execute("SET LOCAL enable_sort = off")  # the plan must not depend on what other tests left in the table
+        # the plan must not depend on what other tests left in the table
+        tx.execute("SET LOCAL enable_sort = off")
         rows = tx.execute(stmt, {"vector": "[1,2,3,4,5,6,7,8,9]", "k": 5, "now": 0.0, "exclude": ["x"]})
         plan = "\n".join(str(r[0]) for r in rows)
     assert "memories_hnsw_9" in plan, plan
