@@ -176,8 +176,24 @@ def test_kill9_during_writes_with_a_subscriber(tmp_path: Path) -> None:
 
 
 def test_kill9_during_an_expiry_sweep(tmp_path: Path) -> None:
+    # The kill must land inside the sweep, which on a quiet machine lasts well under a second; on
+    # a loaded one the first `expired` frame can reach the watcher after the sweep has finished.
+    # Then the scenario is run again from the start on a fresh data root (its precondition, not
+    # its checks, is what is retried); three misses in a row fail the test.
+    misses = []
+    for attempt in range(3):
+        swept = _expiry_sweep_killed(tmp_path / f"attempt{attempt}")
+        if swept is None:
+            return
+        misses.append(swept)
+    raise AssertionError(f"the kill did not land inside the sweep in 3 attempts ({misses})")
+
+
+def _expiry_sweep_killed(root: Path) -> int | None:
+    """One run of the scenario: None when it ran to the end, else the events seen before the kill."""
+    root.mkdir()
     # Phase 1: store memories that all expire at one instant, with no periodic sweep.
-    srv = EngramProcess.start(tmp_path, [SPACE], {"expiry_sweep_interval_seconds": 3600})
+    srv = EngramProcess.start(root, [SPACE], {"expiry_sweep_interval_seconds": 3600})
     acked: dict[str, int] = {}
     expires_at = time.time() + 8.0
     try:
@@ -206,7 +222,9 @@ def test_kill9_during_an_expiry_sweep(tmp_path: Path) -> None:
         srv.kill()
         watcher.join(30)
         swept_before = len(watcher.frames)
-        assert 0 < swept_before < len(expiring), f"the kill did not land inside the sweep ({swept_before})"
+        assert swept_before > 0
+        if swept_before >= len(expiring):
+            return swept_before  # the whole sweep ran before the kill landed: not this test's case
         # Phase 3: restart; the sweep finishes; nothing acknowledged and unexpired is lost.
         srv = srv.restart(settings={"expiry_sweep_interval_seconds": 0.05, "stream_heartbeat_seconds": 0.5})
         wait_swept(srv.http_url, expiring)
@@ -221,5 +239,6 @@ def test_kill9_during_an_expiry_sweep(tmp_path: Path) -> None:
         by_id = {f["id"]: f for f in frames}
         for f in watcher.frames:
             assert by_id[f["id"]]["data"]["data"]["memory_id"] == f["data"]["data"]["memory_id"]
+        return None
     finally:
         srv.kill()
