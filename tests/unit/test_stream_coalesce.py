@@ -25,7 +25,8 @@ class Req:
 
 
 class Feed:
-    """Requests the test hands over one by one, as a stream's client sends them."""
+    """Requests the test hands over one by one, as a stream's client sends them; the server
+    reads them one per turn of the event loop, as grpc.aio delivers a stream's messages."""
 
     def __init__(self) -> None:
         self.q: asyncio.Queue[Req | None] = asyncio.Queue()
@@ -42,6 +43,7 @@ class Feed:
         while (r := await self.q.get()) is not None:
             self.taken += 1
             yield r
+            await asyncio.sleep(0)  # as gRPC: one message per turn of the loop, even when more wait
 
 
 class Handler:
