@@ -24,9 +24,9 @@ from engram.testing import EngramProcess
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[spb_grpc.EngramServiceStub]:
     root: Path = tmp_path_factory.mktemp("grpc-coalesce")
-    with EngramProcess.start(root, spaces=["coal", "coal-b"], settings={"embedder": "none"}) as srv:
-        with grpc.insecure_channel(srv.grpc_target) as ch:
-            yield spb_grpc.EngramServiceStub(ch)
+    with (EngramProcess.start(root, spaces=["coal", "coal-b"], settings={"embedder": "none"}) as srv,
+          grpc.insecure_channel(srv.grpc_target) as ch):
+        yield spb_grpc.EngramServiceStub(ch)
 
 
 def memory(seq: int, mid: str, content: str, space: str = "coal") -> spb.StreamingRememberRequest:
@@ -39,7 +39,8 @@ def stored_ids(stub: spb_grpc.EngramServiceStub, space: str) -> dict[str, str]:
     out: dict[str, str] = {}
     token = ""
     while True:
-        page = stub.ListMemories(spb.ListMemoriesRequest(page_size=500, page_token=token, memory_space_id=space))
+        page = stub.ListMemories(spb.ListMemoriesRequest(page_size=500, page_token=token,
+                                                         memory_space_id=space))
         out.update((m.id, m.content) for m in page.memories)
         token = page.next_page_token
         if not token:
@@ -63,7 +64,8 @@ def test_a_burst_is_answered_per_message_in_order_and_bad_messages_fail_alone(
                                              memory_space_id="coal")
     bad[150] = "INVALID_INPUT"
     reqs[150] = spb.StreamingRememberRequest(
-        sequence=151, episode=pb.EpisodeInput(id="burst-151", what="an episode", when={"seconds": 1_700_000_000}),
+        sequence=151,
+        episode=pb.EpisodeInput(id="burst-151", what="an episode", when={"seconds": 1_700_000_000}),
         memory_space_id="coal")
     # another space mid-burst (a group of its own), and one that does not exist
     reqs[199] = memory(200, "burst-200", "in the other space", space="coal-b")
@@ -83,7 +85,8 @@ def test_a_burst_is_answered_per_message_in_order_and_bad_messages_fail_alone(
             assert r.receipt.durability == pb.DURABILITY_FSYNC
             assert r.receipt.observed_at.seconds > 0 and r.receipt.stored_at.seconds > 0
     assert "item" in out[49].error.message
-    assert out[99].error.code == "MEMORY_EXISTS" and out[99].error.grpc_code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    assert out[99].error.code == "MEMORY_EXISTS"
+    assert out[99].error.grpc_code == grpc.StatusCode.ALREADY_EXISTS.value[0]
     assert "episode.when" in out[149].error.message
     assert out[249].error.code == "MEMORY_SPACE_NOT_FOUND"
     assert out[199].receipt.memory_space_id == "coal-b"

@@ -57,6 +57,8 @@ log = logging.getLogger("engram.grpc")
 
 Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _R = TypeVar("_R")
+_RememberReq: TypeAlias = spb.StreamingRememberRequest
+_RememberResp: TypeAlias = spb.StreamingRememberResponse
 
 #: Requests in flight per StreamingRemember / StreamingRecall stream.
 PIPELINE_WINDOW = 256
@@ -240,14 +242,16 @@ class StreamingHandlers(Adapter):
                 async for resp in pipeline(request_iterator, one):
                     yield resp
             else:
-                async for resp in coalesced(request_iterator, lambda reqs: self._remember_group(calls, stream,
-                                                                                               reqs)):
+                async def group(reqs: list[_RememberReq]) -> list[_RememberResp]:
+                    return await self._remember_group(calls, stream, reqs)
+
+                async for resp in coalesced(request_iterator, group):
                     yield resp
         finally:
             self.end_stream(stream, context)
 
     async def _remember_group(self, calls: CallSpace, stream: StreamTrace,
-                              reqs: list[spb.StreamingRememberRequest]) -> list[spb.StreamingRememberResponse]:
+                              reqs: list[_RememberReq]) -> list[_RememberResp]:
         """Messages of one stream that arrived together and name the same ``memory_space_id``:
         each is resolved and parsed alone (a bad one fails alone, with the error a lone message
         gets), the valid ones are stored as ONE batch (one commit, one fsync) and each is
@@ -259,7 +263,7 @@ class StreamingHandlers(Adapter):
         """
         t0 = time.perf_counter()
         rpc = calls.rpc
-        out: list[spb.StreamingRememberResponse | None] = [None] * len(reqs)
+        out: list[_RememberResp | None] = [None] * len(reqs)
         spans = [self.message_span(rpc, stream) for _ in reqs]
         spaces: list[str | None] = [None] * len(reqs)
         fell: list[bool] = [False] * len(reqs)
@@ -301,14 +305,14 @@ class StreamingHandlers(Adapter):
                 raise
             except Exception as exc:  # the whole commit failed (disk full...): every item says so
                 results = [exc] * len(where)
-            for i, r in zip(where, results):
+            for i, r in zip(where, results, strict=True):
                 if isinstance(r, StoreReceipt):
                     out[i] = spb.StreamingRememberResponse(sequence=reqs[i].sequence, receipt=c.receipt(r),
                                                            memory_space_id=space)
                     self.observe(rpc, space, "OK", t0, spans[i], fell_back=fell[i])
                 else:
                     fail(i, r)
-        return cast(list[spb.StreamingRememberResponse], out)
+        return cast(list[_RememberResp], out)
 
     async def StreamingRecall(self, request_iterator: AsyncIterator[spb.StreamingRecallRequest],
                               context: Ctx) -> AsyncIterator[spb.StreamingRecallResponse]:
