@@ -8,11 +8,13 @@ in tests/crash/test_stream_coalesce_crash.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from engram.api.grpc.gen import memory_pb2 as pb
@@ -22,11 +24,33 @@ from engram.testing import EngramProcess
 
 
 @pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[spb_grpc.EngramServiceStub]:
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngramProcess]:
     root: Path = tmp_path_factory.mktemp("grpc-coalesce")
-    with (EngramProcess.start(root, spaces=["coal", "coal-b"], settings={"embedder": "none"}) as srv,
-          grpc.insecure_channel(srv.grpc_target) as ch):
+    with EngramProcess.start(root, spaces=["coal", "coal-b"], settings={"embedder": "none"}) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def stub(srv: EngramProcess) -> Iterator[spb_grpc.EngramServiceStub]:
+    with grpc.insecure_channel(srv.grpc_target) as ch:
         yield spb_grpc.EngramServiceStub(ch)
+
+
+def stream_counts(srv: EngramProcess) -> dict[tuple[str, str], float]:
+    """(space, status) -> engram_requests_total of StreamingRemember messages; and ("", "hist") ->
+    their latency histogram's count over all spaces."""
+    text = httpx.get(f"{srv.http_url}/metrics", timeout=30).text
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if 'operation="StreamingRemember"' not in line or 'transport="grpc"' not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', name))
+        if name.startswith("engram_requests_total{"):
+            out[(labels["memory_space"], labels["status"])] = float(value)
+        elif name.startswith("engram_request_duration_seconds_count{"):
+            out[("", "hist")] = out.get(("", "hist"), 0.0) + float(value)
+    return out
 
 
 def memory(seq: int, mid: str, content: str, space: str = "coal") -> spb.StreamingRememberRequest:
@@ -48,8 +72,9 @@ def stored_ids(stub: spb_grpc.EngramServiceStub, space: str) -> dict[str, str]:
 
 
 def test_a_burst_is_answered_per_message_in_order_and_bad_messages_fail_alone(
-    stub: spb_grpc.EngramServiceStub,
+    srv: EngramProcess, stub: spb_grpc.EngramServiceStub,
 ) -> None:
+    before = stream_counts(srv)
     n = 400
     reqs: list[Any] = [memory(i, f"burst-{i}", f"burst memory {i}") for i in range(1, n + 1)]
     bad: dict[int, str] = {}
@@ -100,6 +125,16 @@ def test_a_burst_is_answered_per_message_in_order_and_bad_messages_fail_alone(
     assert set(stored) == expected, "every acknowledged message is stored, nothing else"
     assert stored["burst-10"] == "burst memory 10", "the refused duplicate changed nothing"
     assert set(stored_ids(stub, "coal-b")) == {"burst-200"}
+
+    # metrics: one count per message, whatever batch it was stored in
+    after = stream_counts(srv)
+
+    def grew(key: tuple[str, str]) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew(("coal", "OK")) == len(lsns) and grew(("coal-b", "OK")) == 1
+    assert grew(("coal", "INVALID_ARGUMENT")) == 2 and grew(("coal", "ALREADY_EXISTS")) == 1
+    assert grew(("", "hist")) == n
 
 
 def test_receipts_match_a_lone_remember(stub: spb_grpc.EngramServiceStub) -> None:

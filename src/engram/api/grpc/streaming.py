@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
+from opentelemetry.trace import INVALID_SPAN
 
 from ...auth.keys import Action
 from ...core.admission import client_key
@@ -305,13 +306,18 @@ class StreamingHandlers(Adapter):
                 raise
             except Exception as exc:  # the whole commit failed (disk full...): every item says so
                 results = [exc] * len(where)
+            plain = 0  # stored messages without a span: their metrics in one call
             for i, r in zip(where, results, strict=True):
                 if isinstance(r, StoreReceipt):
                     out[i] = spb.StreamingRememberResponse(sequence=reqs[i].sequence, receipt=c.receipt(r),
                                                            memory_space_id=space)
-                    self.observe(rpc, space, "OK", t0, spans[i], fell_back=fell[i])
+                    if spans[i] is INVALID_SPAN:
+                        plain += 1
+                    else:
+                        self.observe(rpc, space, "OK", t0, spans[i], fell_back=fell[i])
                 else:
                     fail(i, r)
+            self.metrics.observe_many("grpc", rpc, space, "OK", time.perf_counter() - t0, plain)
         return cast(list[_RememberResp], out)
 
     async def StreamingRecall(self, request_iterator: AsyncIterator[spb.StreamingRecallRequest],
