@@ -106,14 +106,32 @@ def _unit_rows(raw: np.ndarray) -> np.ndarray:
     return out
 
 
-def new_memory_ids(count: int) -> builtins.list[str]:
-    """``count`` fresh memory ids, each exactly what ``uuid.uuid4().hex`` gives, from ONE
-    ``os.urandom`` call. ``os.urandom`` releases the GIL: a batch that asked once per item gave
-    the GIL away to the writer, completer and index threads once per item and queued to get it
-    back each time (measured in-process, batches of 256: ~30 % of the loop's GIL time, 4,200
-    -> 5,600 items/s with the ids drawn without releasing it)."""
-    raw = os.urandom(16 * count)
-    return [uuid.UUID(bytes=raw[i:i + 16], version=4).hex for i in range(0, 16 * count, 16)]
+class IdPool:
+    """Fresh memory ids, each exactly what ``uuid.uuid4().hex`` gives, drawn from ``os.urandom``
+    256 at a time (one per space).
+
+    ``os.urandom`` releases the GIL; asked once per memory it handed the GIL to the writer,
+    completer and index threads at every write and queued to get it back (measured: ~11 us of
+    wall time per unary Remember on the event loop, the gRPC server's busiest thread; in a
+    batch of 256, one release per item). The bytes are the same random bytes, taken in bulk.
+    """
+
+    CHUNK = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._raw = b""
+        self._at = 0
+        self._pid = 0
+
+    def take(self, count: int) -> builtins.list[str]:
+        need = 16 * count
+        with self._lock:
+            if len(self._raw) - self._at < need or self._pid != os.getpid():  # never share after fork
+                self._raw, self._at, self._pid = os.urandom(max(need, 16 * self.CHUNK)), 0, os.getpid()
+            raw = self._raw[self._at:self._at + need]
+            self._at += need
+        return [uuid.UUID(bytes=raw[i:i + 16], version=4).hex for i in range(0, need, 16)]
 
 
 def _stored_item(done: tuple[dict[str, Any], int]) -> StoredItem:
@@ -133,6 +151,7 @@ class MemorySpace(TextEmbedding):
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
                                max_lag_seconds=settings.subscriber_max_lag_seconds)
         self.vectors = VectorSet(float32_max=settings.vector_float32_max)
+        self._ids = IdPool()
         self.healthy = True
         self.unhealthy_reason: str | None = None
         # Not healthy for a transient reason (EMFILE, disk full, read-only...): requests get a
@@ -552,7 +571,7 @@ class MemorySpace(TextEmbedding):
                            | EngramError] = []
         ops = []
         prepared = self._prepare_embeddings(items)
-        fresh = iter(new_memory_ids(sum(1 for i in items if isinstance(i, MemoryInput) and not i.id)))
+        fresh = iter(self._ids.take(sum(1 for i in items if isinstance(i, MemoryInput) and not i.id)))
         for i, item in enumerate(items):
             if isinstance(item, EngramError):
                 out.append(item)
@@ -575,7 +594,7 @@ class MemorySpace(TextEmbedding):
                Callable[[tuple[Any, int]], StoreReceipt]]:
         """Validate ``item`` and build its write op and receipt builder (nothing is queued).
         ``prepared``: its ``(blob, unit)`` from :meth:`_prepare_embeddings` (a batch); ``new_id``:
-        the id to give it when it names none (a batch's, from :func:`new_memory_ids`)."""
+        the id to give it when it names none (a batch's, drawn together)."""
         if len(item.content) > self.settings.max_content_chars:
             from ..errors import InvalidInput
 
@@ -586,7 +605,7 @@ class MemorySpace(TextEmbedding):
         blob, unit = prepared if prepared is not None else self._prepare_embedding(item.embedding)
         now = self.clock()
         expires_at = expiry_of(item, now, self.default_ttl)
-        mem_id = item.id or new_id or uuid.uuid4().hex
+        mem_id = item.id or new_id or self._ids.take(1)[0]
         is_episode = isinstance(item, EpisodeInput)
         links: list[tuple[int, float]] = []
         if item.auto_link and unit is not None and len(self.vectors):
