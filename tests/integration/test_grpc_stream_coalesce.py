@@ -151,3 +151,19 @@ def test_receipts_match_a_lone_remember(stub: spb_grpc.EngramServiceStub) -> Non
         assert rc.storage_confidence.category == one.storage_confidence.category
         assert rc.storage_confidence.value == pytest.approx(one.storage_confidence.value)
         assert rc.lsn > one.lsn
+
+
+def test_with_quotas_messages_are_admitted_one_by_one(tmp_path: Path) -> None:
+    """A quota admits a batch whole or not at all; a stream's messages are admitted one by one,
+    so a burst past ``max_memories`` stores up to the limit and refuses only the rest."""
+    with (EngramProcess.start(tmp_path, spaces=["quota"], settings={"embedder": "none", "max_memories": 10})
+          as srv, grpc.insecure_channel(srv.grpc_target) as ch):
+        stub = spb_grpc.EngramServiceStub(ch)
+        burst = [memory(i, f"q-{i}", f"quota {i}", "quota") for i in range(1, 16)]
+        out = list(stub.StreamingRemember(iter(burst), timeout=60))
+        assert [r.sequence for r in out] == list(range(1, 16))
+        stored = [r for r in out if r.HasField("receipt")]
+        refused = [r for r in out if r.HasField("error")]
+        assert len(stored) == 10 and len(refused) == 5
+        assert all(r.error.code == "QUOTA_EXCEEDED" for r in refused)
+        assert set(stored_ids(stub, "quota")) == {r.receipt.memory_id for r in stored}
