@@ -104,6 +104,19 @@ class Metrics:
         self.requests.labels(transport, operation, label, status).inc()
         self.latency.labels(transport, operation, label).observe(seconds)
 
+    def observe_many(
+        self, transport: str, operation: str, space_id: str | None, status: str, seconds: float, count: int
+    ) -> None:
+        """``observe`` for ``count`` requests that took ``seconds`` each (the messages of one stored
+        batch): the same counts and histogram as ``count`` calls, with one label lookup."""
+        if count <= 0:
+            return
+        label = self.space_label(space_id)
+        self.requests.labels(transport, operation, label, status).inc(count)
+        hist = self.latency.labels(transport, operation, label)
+        for _ in range(count):
+            hist.observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -274,3 +274,29 @@ def test_concurrent_remembers_in_one_commit_are_all_full_text_indexed(tmp_path: 
             conn.close()
     finally:
         s.close()
+
+
+def test_batch_ids_are_uuid4_hex_and_distinct(tmp_path: Path) -> None:
+    """New ids come from ``IdPool`` (``os.urandom`` in bulk); each is what ``uuid.uuid4().hex``
+    gives, all differ (across refills too), and an item's own id is kept."""
+    import uuid
+
+    from engram.core.space import IdPool
+
+    pool = IdPool()
+    ids = pool.take(1000) + [pool.take(1)[0] for _ in range(700)] + pool.take(300)
+    assert len(set(ids)) == 2000
+    for mid in ids:
+        assert len(mid) == 32 and uuid.UUID(hex=mid).version == 4 and uuid.UUID(hex=mid).hex == mid
+        assert mid[16] in "89ab", "RFC 4122 variant"
+    svc = make_service(tmp_path, ["home"])
+    space = svc.space("home")
+    items: list[MemoryInput | EngramError] = [MemoryInput(content=f"n{i}") for i in range(300)]
+    items[7] = MemoryInput(id="mine", content="own id")
+    got = [build(fut.result(30)).memory_id for fut, build in space.submit_remember_batch(items)]  # type: ignore[misc]
+    assert got[7] == "mine" and len(set(got)) == 300
+    assert all(uuid.UUID(hex=m).version == 4 for i, m in enumerate(got) if i != 7)
+    assert {space.get(m).content for m in got} == {f"n{i}" for i in range(300) if i != 7} | {"own id"}
+    alone = [space.remember(MemoryInput(content=f"alone {i}")).memory_id for i in range(300)]
+    assert len(set(alone) | set(got)) == 600 and all(uuid.UUID(hex=m).version == 4 for m in alone)
+    svc.close()

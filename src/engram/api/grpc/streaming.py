@@ -36,13 +36,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
+from opentelemetry.trace import INVALID_SPAN
 
 from ...auth.keys import Action
 from ...core.admission import client_key
 from ...core.events import SLOW_CONSUMER, Closed, Event, Lagged, Reset, Subscription
+from ...core.models import MemoryInput, StoreReceipt
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from ...storage.eventlog import LAST_SEQ
 from . import convert as c
@@ -56,9 +58,13 @@ log = logging.getLogger("engram.grpc")
 
 Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _R = TypeVar("_R")
+_RememberReq: TypeAlias = spb.StreamingRememberRequest
+_RememberResp: TypeAlias = spb.StreamingRememberResponse
 
 #: Requests in flight per StreamingRemember / StreamingRecall stream.
 PIPELINE_WINDOW = 256
+#: Most StreamingRemember messages stored as one batch (one commit, one fsync).
+COALESCE_MAX = 128
 #: How long a stream whose subscription has ended may take to deliver its end before it is cut off.
 DROP_GRACE_SECONDS = 2.0
 
@@ -227,31 +233,92 @@ class StreamingHandlers(Adapter):
                                 context: Ctx) -> AsyncIterator[spb.StreamingRememberResponse]:
         calls = CallSpace(self.service, context, "StreamingRemember")
         stream = self.stream_trace("StreamingRemember", context)
+        try:
+            if self.service.quotas.enabled:
+                # Quotas admit a batch whole or not at all; a stream's messages are admitted one
+                # by one, as a client sending them one by one expects: no coalescing then.
+                async def one(req: spb.StreamingRememberRequest) -> spb.StreamingRememberResponse:
+                    return (await self._remember_group(calls, stream, [req]))[0]
 
-        async def one(req: spb.StreamingRememberRequest) -> spb.StreamingRememberResponse:
-            async def run(space: str) -> spb.StreamingRememberResponse:
+                async for resp in pipeline(request_iterator, one):
+                    yield resp
+            else:
+                async def group(reqs: list[_RememberReq]) -> list[_RememberResp]:
+                    return await self._remember_group(calls, stream, reqs)
+
+                async for resp in coalesced(request_iterator, group):
+                    yield resp
+        finally:
+            self.end_stream(stream, context)
+
+    async def _remember_group(self, calls: CallSpace, stream: StreamTrace,
+                              reqs: list[_RememberReq]) -> list[_RememberResp]:
+        """Messages of one stream that arrived together and name the same ``memory_space_id``:
+        each is resolved and parsed alone (a bad one fails alone, with the error a lone message
+        gets), the valid ones are stored as ONE batch (one commit, one fsync) and each is
+        answered with its own receipt once that commit is durable. Per message, as before:
+        its metrics, its span, its log line on failure.
+
+        Submits the batch before its first real suspension (a loaded space), like a lone
+        remember, so LSNs follow request order across the stream's groups.
+        """
+        t0 = time.perf_counter()
+        rpc = calls.rpc
+        out: list[_RememberResp | None] = [None] * len(reqs)
+        spans = [self.message_span(rpc, stream) for _ in reqs]
+        spaces: list[str | None] = [None] * len(reqs)
+        fell: list[bool] = [False] * len(reqs)
+        items: list[MemoryInput] = []
+        where: list[int] = []
+
+        def fail(i: int, exc: BaseException) -> None:
+            req, space = reqs[i], spaces[i]
+            mapped = map_error(exc, rpc=rpc, space=space)
+            self.log_failure(rpc, space, mapped, calls.peer, req.memory_space_id or calls.metadata_value,
+                             span=spans[i], exc=exc)
+            out[i] = spb.StreamingRememberResponse(sequence=req.sequence, error=mapped.detail(),
+                                                   memory_space_id=space or "")
+            self.observe(rpc, space, mapped.status.name, t0, spans[i], fell_back=fell[i])
+
+        for i, req in enumerate(reqs):
+            try:
+                res = calls.resolve(req.memory_space_id)
+                spaces[i], fell[i] = res.space_id, res.fell_back
+                stream.saw(res.space_id, res.fell_back)
                 kind = req.WhichOneof("item")
                 if kind == "memory":
-                    receipt = await self.service.remember(space, c.memory_input(req.memory))
+                    items.append(c.memory_input(req.memory))
                 elif kind == "episode":
-                    receipt = await self.service.experience(space, c.episode_input(req.episode))
+                    items.append(c.episode_input(req.episode))
                 else:
                     raise InvalidInput("item: one of `memory` or `episode` is required",
                                        example='{"sequence": 1, "memory": {"content": "..."}}')
-                return spb.StreamingRememberResponse(sequence=req.sequence, receipt=c.receipt(receipt),
-                                                     memory_space_id=space)
-
-            def failed(space: str | None, detail: Any) -> spb.StreamingRememberResponse:
-                return spb.StreamingRememberResponse(sequence=req.sequence, error=detail,
-                                                     memory_space_id=space or "")
-
-            return await self.per_message(calls, req.memory_space_id, run, failed, stream)
-
-        try:
-            async for resp in pipeline(request_iterator, one):
-                yield resp
-        finally:
-            self.end_stream(stream, context)
+                where.append(i)
+            except Exception as exc:  # the stream stays open; this message carries the error
+                fail(i, exc)
+        if where:
+            space = cast(str, spaces[where[0]])  # one field value per group: one space
+            try:
+                results = (await self.service.remember_batch(space, items)).results
+            except asyncio.CancelledError:
+                for i in where:
+                    self.observe(rpc, spaces[i], "CANCELLED", t0, spans[i], fell_back=fell[i])
+                raise
+            except Exception as exc:  # the whole commit failed (disk full...): every item says so
+                results = [exc] * len(where)
+            plain = 0  # stored messages without a span: their metrics in one call
+            for i, r in zip(where, results, strict=True):
+                if isinstance(r, StoreReceipt):
+                    out[i] = spb.StreamingRememberResponse(sequence=reqs[i].sequence, receipt=c.receipt(r),
+                                                           memory_space_id=space)
+                    if spans[i] is INVALID_SPAN:
+                        plain += 1
+                    else:
+                        self.observe(rpc, space, "OK", t0, spans[i], fell_back=fell[i])
+                else:
+                    fail(i, r)
+            self.metrics.observe_many("grpc", rpc, space, "OK", time.perf_counter() - t0, plain)
+        return cast(list[_RememberResp], out)
 
     async def StreamingRecall(self, request_iterator: AsyncIterator[spb.StreamingRecallRequest],
                               context: Ctx) -> AsyncIterator[spb.StreamingRecallResponse]:
@@ -316,6 +383,76 @@ class StreamingHandlers(Adapter):
 
 
 _END = object()
+
+
+class _Group:
+    """Requests of one stream handled together; closed once its task starts."""
+
+    __slots__ = ("key", "reqs", "started")
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self.reqs: list[Any] = []
+        self.started = False
+
+
+async def coalesced(requests: AsyncIterator[Any], handle: Callable[[list[Any]], Awaitable[list[Any]]],
+                    window: int = PIPELINE_WINDOW, most: int = COALESCE_MAX,
+                    key: Callable[[Any], Any] = lambda req: req.memory_space_id) -> AsyncIterator[Any]:
+    """:func:`pipeline` for groups: requests that arrive while their group waits to start are
+    handled together by ONE ``handle(reqs)``, which returns one result per request; the results
+    are yielded one by one in request order.
+
+    One group of a stream is handled at a time: a group starts once the one before it is
+    answered (its commit durable), and every request that arrives meanwhile joins the next
+    group (up to ``most``, and only while ``key`` is the same: a group targets one space).
+    A request on an idle stream starts at once; under load, a group holds what came in during
+    one commit, so the batch grows with the load and costs one commit, not one per request.
+    (Starting a group on the loop's next turn instead gives groups of one: the transport hands
+    a stream's messages to the loop one per turn.) Groups run in arrival order, one after the
+    other, so LSNs follow request order. At most ``window`` requests are in flight (read, not
+    yet answered).
+    """
+    pending: asyncio.Queue[Any] = asyncio.Queue()  # bounded by ``room``, in requests
+    room = asyncio.Semaphore(window)
+
+    async def run(group: _Group, before: asyncio.Future[Any] | None) -> list[Any]:
+        if before is not None and not before.done():
+            await asyncio.wait((before,))  # its outcome is the handler's to report, not this group's
+        group.started = True
+        return await handle(group.reqs)
+
+    async def read() -> None:
+        group: _Group | None = None
+        last: asyncio.Future[Any] | None = None
+        try:
+            async for req in requests:
+                await room.acquire()
+                k = key(req)
+                if group is None or group.started or len(group.reqs) >= most or group.key != k:
+                    group = _Group(k)
+                    last = asyncio.ensure_future(run(group, last))
+                    pending.put_nowait(last)
+                group.reqs.append(req)
+        finally:
+            pending.put_nowait(_END)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            item = await pending.get()
+            if item is _END:
+                break
+            for result in await item:
+                room.release()
+                yield result
+        await reader  # re-raise a failure of the request side
+    finally:
+        reader.cancel()
+        while not pending.empty():
+            item = pending.get_nowait()
+            if isinstance(item, asyncio.Future):
+                item.cancel()
 
 
 async def pipeline(requests: AsyncIterator[Any], handle: Callable[[Any], Awaitable[Any]],
