@@ -7,15 +7,15 @@ through this server's feed (``core.postgres.feed``), so any number of servers on
 serve the same spaces.
 
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
-PUT / PATCH / forget / delete by filter, recall (cognition/pg_recall.py: vector, text, context
+PUT / PATCH / forget / delete by filter, a per-space embedder and re-embedding
+(core/postgres/reembed.py), recall (cognition/pg_recall.py: vector, text, context
 cues, spreading and hybrid modes, cognitive and similarity rank, reinforcement), associate and
 associations, SSE and gRPC streams (resumable), consolidation (on demand, streamed as a dream,
 and on a schedule), beliefs, recognize, reminisce, complete and introspect (cognition/pg_api.py);
 quotas (``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
 (``core.postgres.store.WritePolicy``), not by the base service's in-process reservations, so
 they hold across servers. Backup and restore write and read the SQLite backup's own file
-(core/postgres/backup.py), so a backup moves a space between backends. Everything else
-(re-embedding, a per-space embedder) answers
+(core/postgres/backup.py), so a backup moves a space between backends. What is not built answers
 ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
@@ -47,6 +47,7 @@ from .cognition import pg_recall
 from .cognition.api import SpaceCognition
 from .cognition.pg_api import PgCognition
 from .cognition.scheduler import Scheduler
+from .core.embedded import known_dimension
 from .core.events import Subscription
 from .core.expiry import DEFAULT_TTL_KEY
 from .core.models import (
@@ -65,6 +66,7 @@ from .core.models import (
     DeleteReceipt,
     DreamStep,
     EmbedderChoice,
+    EmbedderInfo,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -85,11 +87,13 @@ from .core.models import (
 )
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres import backup as pg_backup
+from .core.postgres import reembed as pg_reembed
 from .core.postgres.feed import EventFeed
 from .core.postgres.live import LiveRelay
 from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
+from .embedding import EmbedderSpec
 from .errors import (
     EngramError,
     InvalidBackup,
@@ -215,8 +219,12 @@ class PostgresService(EngramService):
             self.feed = EventFeed(settings.postgres_dsn, live=True)
             # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
             self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
+            # Re-embeddings started through any server (core/postgres/reembed.py).
+            self.reembedder = pg_reembed.ReembedWorker(self.pg, self.embedders, settings.embedding_batch_size,
+                                                       closing=self._closing)
             self.scheduler.start()
         except BaseException:
+            self._closing.set()  # the re-embedding worker, if it started
             self.scheduler.stop()
             if getattr(self, "auth", None) is not None:
                 self.auth.close()  # the key poller
@@ -364,10 +372,43 @@ class PostgresService(EngramService):
                                 f"this server embeds with {spec.provider}/{spec.model})")
 
     async def reembed(self, space_id: str, embedder: EmbedderChoice | None = None) -> ReembedStatus:
-        raise not_built("re-embedding")
+        """Start (or resume) re-embedding a space (core/postgres/reembed.py): any server's worker
+        does the work, one at a time per space; the switch to the new model is atomic."""
+        choice = embedder or EmbedderChoice(provider=self.settings.embedder)
+        spec = EmbedderSpec.resolve(choice.provider, choice.model, self.settings)
+        if spec.provider == "none":
+            raise InvalidInput("re-embedding needs an embedder (provider local, openai or hash)",
+                               example='{"provider": "local", "model": "all-MiniLM-L6-v2"}')
+        space = await self._pg_space(space_id)
+
+        def begin() -> ReembedStatus:
+            self.embedders.get(spec)  # fails now (EmbedderUnavailable) if it cannot be built
+            try:
+                pg_reembed.start(self.pg, space.id, spec)
+            except LookupError:
+                raise space._gone() from None
+            return self._reembed_status(space)
+
+        status = await self._db(begin)
+        self.reembedder.wake()
+        return status
 
     async def reembed_status(self, space_id: str) -> ReembedStatus:
-        raise not_built("re-embedding")
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: self._reembed_status(space))
+
+    def _reembed_status(self, space: PostgresSpace) -> ReembedStatus:
+        try:
+            found = pg_reembed.progress(self.pg, space.id)
+        except LookupError:
+            raise space._gone() from None
+        info = self.spaces.describe(space.id).embedder
+        goal = None
+        if found.target is not None:
+            goal = EmbedderInfo(provider=found.target.provider, model=found.target.model,
+                                dimension=known_dimension(found.target, self.settings.openai_dimension))
+        return ReembedStatus(memory_space_id=space.id, state="running" if goal is not None else "idle",
+                             done=found.done, total=found.total, embedder=info, target=goal)
 
     # -- memories ----------------------------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
@@ -595,6 +636,7 @@ class PostgresService(EngramService):
         self._closing.set()
         self.scheduler.stop(timeout=30)  # a run in progress sees _closing and writes nothing more
         self.reinforcer.close()  # what recalls left pending, while the pool is still open
+        self.reembedder.close()  # a step in flight commits or rolls back before the pool goes
         self.feed.close()
         self.spaces.close()
         self.auth.close()  # stops the key poller before its pool goes

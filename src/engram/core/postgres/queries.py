@@ -21,11 +21,11 @@ SET_DIRECTORY: Final = "SELECT set_config('engram.directory', 'on', true)"
 
 # -- spaces ---------------------------------------------------------------------------------------
 CREATE_SPACE: Final = (
-    "INSERT INTO engram.spaces (space_id, created_at, dimension) VALUES (%(space)s, %(created_at)s, "
-    "%(dimension)s) ON CONFLICT (space_id) DO NOTHING RETURNING space_id"
+    "INSERT INTO engram.spaces (space_id, created_at, dimension, embedder) VALUES (%(space)s, "
+    "%(created_at)s, %(dimension)s, %(embedder)s) ON CONFLICT (space_id) DO NOTHING RETURNING space_id"
 )
 GET_SPACE: Final = (
-    "SELECT space_id, created_at, dimension, last_lsn, memory_rows FROM engram.spaces "
+    "SELECT space_id, created_at, dimension, last_lsn, memory_rows, embedder, reembed FROM engram.spaces "
     "WHERE space_id = %(space)s"
 )
 DELETE_SPACE: Final = "DELETE FROM engram.spaces WHERE space_id = %(space)s RETURNING space_id"
@@ -35,9 +35,12 @@ ENSURE_VECTOR_INDEX: Final = (
 )
 # The LSN of a write: the counter row is updated inside the writing transaction. Its row lock
 # makes a second writer of the same space wait until the first commits (or rolls back, giving
-# the number back), so LSNs are gapless and commit in order; other spaces are not held up.
+# the number back), so LSNs are gapless and commit in order; other spaces are not held up. The
+# dimension and embedder come back too: a write checks its vectors against them under the lock
+# (a re-embedding's switch, which holds the same row, may have changed both since it embedded).
 NEXT_LSN: Final = (
-    "UPDATE engram.spaces SET last_lsn = last_lsn + 1 WHERE space_id = %(space)s RETURNING last_lsn"
+    "UPDATE engram.spaces SET last_lsn = last_lsn + 1 WHERE space_id = %(space)s "
+    "RETURNING last_lsn, dimension, embedder"
 )
 # A space created without a dimension takes that of its first vector (whichever server writes it).
 BIND_DIMENSION: Final = (
@@ -317,7 +320,77 @@ REINFORCE: Final = (
 
 # -- across spaces (the directory) ----------------------------------------------------------------
 LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"
-DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES"})
+# The spaces with a re-embedding in progress (each server's re-embedding worker, reembed.py).
+REEMBEDDING_SPACES: Final = (
+    "SELECT space_id FROM engram.spaces WHERE reembed IS NOT NULL ORDER BY space_id"
+)
+DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES", "REEMBEDDING_SPACES"})
+
+# -- re-embedding (core/postgres/reembed.py; core/embedded.py on SQLite) ----------------------------
+# A row has text to embed (core/embedded.py's EMBEDDABLE_SQL: one of the fields is not empty, i.e.
+# their concatenation is not; no OR may follow the space filter, see tests/postgres/test_schema.py).
+EMBEDDABLE: Final = (
+    "(content || coalesce(what, '') || coalesce(where_location, '') || coalesce(why, '') "
+    "|| coalesce(how, '')) <> ''"
+)
+START_REEMBED: Final = (
+    "UPDATE engram.spaces SET reembed = %(target)s WHERE space_id = %(space)s AND reembed IS NULL "
+    "RETURNING space_id"
+)
+CLEAR_REEMBED_VECTORS: Final = "DELETE FROM engram.reembed_vectors WHERE space_id = %(space)s"
+# An update changed the row's text (or its vector): the staged vector is of the old text.
+DROP_REEMBED_VECTOR: Final = (
+    "DELETE FROM engram.reembed_vectors WHERE space_id = %(space)s AND memory_id = %(id)s"
+)
+TEXTLESS_VECTORS: Final = (
+    "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "AND NOT " + EMBEDDABLE
+)
+# What a re-embedding covers: the unsuppressed rows with text; ``done``: those with a staged vector.
+REEMBED_COUNTS: Final = (
+    "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM engram.reembed_vectors AS r "
+    "WHERE r.space_id = %(space)s AND r.memory_id = m.id)) FROM engram.memories AS m "
+    "WHERE space_id = %(space)s AND NOT suppressed AND " + EMBEDDABLE
+)
+REEMBED_TODO: Final = (
+    "SELECT id, lsn, content, what, where_location, why, how, who FROM engram.memories AS m "
+    "WHERE space_id = %(space)s AND NOT suppressed AND " + EMBEDDABLE + " AND NOT EXISTS "
+    "(SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id) "
+    "ORDER BY created_lsn LIMIT %(limit)s"
+)
+# Before staging vectors: the rows, share-locked until the step commits (an update of one waits,
+# then drops the staged vector), with the LSN their text was read at (changed: not staged).
+REEMBED_LOCK_ROWS: Final = (
+    "SELECT id, lsn FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND NOT suppressed ORDER BY id FOR SHARE"
+)
+STAGE_REEMBED_VECTOR: Final = (
+    "INSERT INTO engram.reembed_vectors (space_id, memory_id, embedding) VALUES (%(space)s, %(id)s, "
+    "%(embedding)s) ON CONFLICT (space_id, memory_id) DO UPDATE SET embedding = excluded.embedding"
+)
+# The switch, holding the counter row (every writer of the space waits for it): the target's
+# vectors replace the old ones; a vector with no staged twin (a suppressed memory's) is dropped,
+# as SQLite's switch does.
+LOCK_SPACE_ROW: Final = (
+    "SELECT dimension, embedder, reembed FROM engram.spaces WHERE space_id = %(space)s FOR UPDATE"
+)
+DROP_UNSTAGED_VECTORS: Final = (
+    "UPDATE engram.memories AS m SET embedding = NULL WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s "
+    "AND r.memory_id = m.id)"
+)
+APPLY_STAGED_VECTORS: Final = (
+    "UPDATE engram.memories AS m SET embedding = (SELECT r.embedding FROM engram.reembed_vectors AS r "
+    "WHERE r.space_id = %(space)s AND r.memory_id = m.id) WHERE space_id = %(space)s AND EXISTS "
+    "(SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id)"
+)
+SWITCH_EMBEDDER: Final = (
+    "UPDATE engram.spaces SET embedder = %(embedder)s, dimension = %(dimension)s, reembed = NULL "
+    "WHERE space_id = %(space)s"
+)
+# One worker per space at a time across servers: a transaction-scoped advisory try-lock (a busy
+# space is skipped: another server is on it).
+REEMBED_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock(%(key)s)"
 
 # -- consolidation and beliefs (core/postgres/beliefs.py, cognition/pg_consolidation.py) ----------
 # The input of a run: the live episodes with a vector (ordered by memory id in Python: code point

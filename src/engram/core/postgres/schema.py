@@ -285,11 +285,23 @@ ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
 ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
 """
 
+# A space's embedder and its re-embedding (SPEC §9). ``embedder``: the JSON record
+# ``{"provider", "model", "explicit"}`` chosen at creation or by a finished re-embedding (NULL: the
+# server's default, as a space created before this step has). ``reembed``: the target of a
+# re-embedding in progress (NULL: none), a column rather than a ``space_meta`` row so the servers'
+# re-embedding workers find the spaces that have one in the directory listing (spaces table only),
+# and so the write path reads the space's embedder in the counter row it already holds.
+_V4 = """
+ALTER TABLE engram.spaces ADD COLUMN embedder text;
+ALTER TABLE engram.spaces ADD COLUMN reembed text;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
     Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
     Migration(3, "insertion order of memories (created_lsn); a space's row count (memory_rows)", _V3),
+    Migration(4, "a space's embedder and re-embedding target (spaces.embedder, spaces.reembed)", _V4),
 )
 
 _BOOKKEEPING = """

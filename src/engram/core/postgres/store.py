@@ -91,6 +91,9 @@ class SpaceInfo:
     last_lsn: int
     #: Memory rows stored (expired ones not swept yet included): ``spaces.memory_rows``.
     memory_rows: int = 0
+    #: The space's embedder record (JSON; None: the server's default) and a re-embedding's target.
+    embedder: str | None = None
+    reembed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,20 @@ def _row(values: Sequence[Any]) -> MemoryRow:
     return MemoryRow(**dict(zip(_COLUMNS, values, strict=True)))
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class EmbedderChanged(RuntimeError):
+    """A write's vectors were made for a dimension or embedder the space no longer has (a
+    re-embedding switched it meanwhile, on any server): nothing was written; embed again."""
+
+    def __init__(self, dimension: int | None, embedder: str | None) -> None:
+        super().__init__("the space's embedder changed while this write was prepared")
+        self.dimension = dimension
+        self.embedder = embedder
+
+
 class _NothingDone(Exception):
     """Raised inside a write transaction that found nothing to do: it rolls back (LSN unused)."""
 
@@ -233,15 +250,17 @@ class PostgresStore:
 
     # -- spaces ------------------------------------------------------------------------------
     def create_space(self, space_id: str, dimension: int | None = None,
-                     created_at: float | None = None, default_ttl: float | None = None) -> bool:
+                     created_at: float | None = None, default_ttl: float | None = None,
+                     embedder: str | None = None) -> bool:
         """Create ``space_id`` (False if it exists: nothing of it changes). A new vector dimension
         gets its HNSW index; ``default_ttl`` (seconds) is kept in the space's meta, in the same
-        transaction, so no server ever sees the space without it."""
+        transaction, so no server ever sees the space without it; ``embedder``, the space's
+        embedder record (JSON ``{provider, model, explicit}``; None: the server's default)."""
         if dimension is not None and not 1 <= dimension <= MAX_INDEXED_DIMENSION:
             raise ValueError(f"dimension must be 1..{MAX_INDEXED_DIMENSION}, got {dimension}")
         with self.db.space(space_id) as tx:
             made = tx.one(q.CREATE_SPACE, {"created_at": time.time() if created_at is None else created_at,
-                                           "dimension": dimension})
+                                           "dimension": dimension, "embedder": embedder})
             if made is not None and default_ttl is not None:
                 tx.execute(q.SET_META, {"key": DEFAULT_TTL_KEY, "value": repr(float(default_ttl))})
             if made is not None and self.vector_index:
@@ -259,7 +278,7 @@ class PostgresStore:
             row = tx.one(q.GET_SPACE)
         return None if row is None else SpaceInfo(str(row[0]), float(row[1]),
                                                    None if row[2] is None else int(row[2]), int(row[3]),
-                                                   int(row[4]))
+                                                   int(row[4]), _text(row[5]), _text(row[6]))
 
     def bind_dimension(self, space_id: str, dimension: int) -> int | None:
         """Give a space without a dimension ``dimension``; returns the space's dimension after
@@ -284,6 +303,18 @@ class PostgresStore:
         row = tx.one(q.NEXT_LSN)
         if row is None:
             raise LookupError(f"memory space {tx.space_id!r} does not exist")
+        return int(row[0])
+
+    @staticmethod
+    def _first_lsn(tx: SpaceTx, made_for: tuple[int | None, str | None] | None) -> int:
+        """A write's first LSN, and (``made_for``) the check that its vectors still fit the space."""
+        row = tx.one(q.NEXT_LSN)
+        if row is None:
+            raise LookupError(f"memory space {tx.space_id!r} does not exist")
+        if made_for is not None:
+            now = (None if row[1] is None else int(row[1]), _text(row[2]))
+            if made_for[0] is not None and now != made_for:
+                raise EmbedderChanged(*now)
         return int(row[0])
 
     @staticmethod
@@ -354,8 +385,8 @@ class PostgresStore:
         """Store several memories in one transaction (one commit), LSNs consecutive."""
         return [w.lsn for w in self.write_many(space_id, [Write(m, e) for m, e in items], policy)]
 
-    def write_many(self, space_id: str, writes: Sequence[Write], policy: WritePolicy | None = None
-                   ) -> list[Written]:
+    def write_many(self, space_id: str, writes: Sequence[Write], policy: WritePolicy | None = None,
+                   made_for: tuple[int | None, str | None] | None = None) -> list[Written]:
         """Store ``writes`` in one transaction (one commit), LSNs consecutive, with the links and
         the quota check of ``policy``: the whole batch commits, or (quota exceeded) none of it.
 
@@ -365,15 +396,19 @@ class PostgresStore:
         the batch with cosine >= ``auto_link_threshold``) and ``temporal`` (an episode and the 4
         nearest episodes within ``episodic_adjacency_seconds``, earlier items of the batch
         included), both directions, in this transaction; no ``association`` event (SQLite emits
-        none for them either: the ``stored`` event and the receipt's ``auto_links`` say it)."""
+        none for them either: the ``stored`` event and the receipt's ``auto_links`` say it).
+
+        ``made_for``: the space's ``(dimension, embedder record)`` the vectors were made for; if
+        the space has others when the write holds its counter row, :class:`EmbedderChanged`
+        (nothing written)."""
         rule = policy or WritePolicy()
         out: list[Written] = []
         now = self.clock()
         batch_ids = [w.memory.id for w in writes]
         with self.db.space(space_id) as tx:
             reaped = 0
-            for w in writes:
-                lsn = self.next_lsn(tx)
+            for i, w in enumerate(writes):
+                lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
                 reaped += len(self._reap(tx, w.memory.id, now, lsn))
                 auto = (self._near(tx, w.embedding, rule, batch_ids, now)
                         if w.auto_link and w.embedding is not None else [])
@@ -452,31 +487,35 @@ class PostgresStore:
 
     # -- updates (core/update.py) ----------------------------------------------------------------
     def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None,
-            policy: WritePolicy | None = None) -> Updated:
+            policy: WritePolicy | None = None, made_for: tuple[int | None, str | None] | None = None
+            ) -> Updated:
         """Create or replace ``memory.id`` (PUT). A replacement keeps the row (and so its
         associations, creation time and access statistics), takes every updatable field and the
         expiry of ``memory``, is live again if it was suppressed, and keeps a vector only if one
         is given. An expired memory counts as absent: it is deleted first, as the sweep would."""
-        return self._update(space_id, memory.id, memory, None, embedding, policy)
+        return self._update(space_id, memory.id, memory, None, embedding, policy, made_for)
 
     def patch(self, space_id: str, memory_id: str, changes: dict[str, Any],
-              embedding: Vector | None = None, policy: WritePolicy | None = None) -> Updated:
+              embedding: Vector | None = None, policy: WritePolicy | None = None,
+              made_for: tuple[int | None, str | None] | None = None) -> Updated:
         """Change the given fields of a live memory (PATCH); a suppressed memory stays suppressed,
         and the vector stays unless ``embedding`` replaces it (no server embedder here)."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}; updatable fields are "
                                f"{', '.join(UPDATABLE)}")
-        return self._update(space_id, memory_id, None, changes, embedding, policy)
+        return self._update(space_id, memory_id, None, changes, embedding, policy, made_for)
 
     def _update(self, space_id: str, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
-                embedding: Vector | None, policy: WritePolicy | None = None) -> Updated:
+                embedding: Vector | None, policy: WritePolicy | None = None,
+                made_for: tuple[int | None, str | None] | None = None) -> Updated:
         """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
         (a created memory counts one; a replacement only its bytes)."""
         rule = policy or WritePolicy()
         now = self.clock()
         with self.db.space(space_id) as tx:
-            lsn = self.next_lsn(tx)  # first: see the lock order in the class docstring
+            # first: see the lock order in the class docstring
+            lsn = self._first_lsn(tx, made_for if embedding is not None else None)
             cur = tx.one(q.CURRENT_FOR_UPDATE, {"id": memory_id})
             if cur is not None and cur[4] is not None and float(cur[4]) <= now:
                 cur = None  # expired, not swept yet: gone (PUT reaps it below)
@@ -516,6 +555,8 @@ class PostgresStore:
             row = tx.one(stmt, {**params, "lsn": lsn})
             if row is None:
                 raise LookupError(f"memory {memory_id!r} vanished inside its own update")
+            # A re-embedding's staged vector is of the old text: the worker embeds the row again.
+            tx.execute(q.DROP_REEMBED_VECTOR, {"id": memory_id})
             if "metadata" in sets:
                 tx.execute(q.DELETE_META, {"memory_id": memory_id})
                 self._write_meta(tx, memory_id, dict(sets["metadata"]))
