@@ -333,9 +333,9 @@ class PostgresService(EngramService):
             try:
                 db_path = staging / fmt.DB_NAME
                 manifest = fmt.unpack(upload, db_path)
-                self._check_restorable_here(pg_backup.read_meta(db_path))
+                own = self._check_restorable_here(pg_backup.read_meta(db_path))
                 try:
-                    replaced = pg_backup.restore(self.pg, sid, db_path, replace=replace)
+                    replaced = pg_backup.restore(self.pg, sid, db_path, replace=replace, embedder=own)
                 except FileExistsError:
                     raise _exists(sid) from None
             finally:
@@ -354,22 +354,26 @@ class PostgresService(EngramService):
         self._audit("space_restored", actor, peer, sid)
         return receipt
 
-    def _check_restorable_here(self, meta: dict[str, str]) -> None:
-        """What a PostgreSQL space cannot be yet (as create_space refuses it): a 501 naming it."""
+    def _check_restorable_here(self, meta: dict[str, str]) -> str | None:
+        """What a PostgreSQL space cannot be yet: a 501 naming it. Returns the restored space's own
+        embedder record (``spaces.embedder``): the backup's, when it chose one at creation or
+        embeds with another model than this server's default; None: this server's default."""
         if meta.get(DEFAULT_TTL_KEY):
             raise not_built("a space default TTL (default_ttl_seconds, recorded in this backup)")
         raw = meta.get(pg_backup.EMBEDDER_KEY)
-        if raw and self.embedders is not None:
-            try:
-                rec = json.loads(raw)
-                provider, model = str(rec["provider"]), str(rec["model"])
-            except (ValueError, KeyError, TypeError):
-                raise InvalidBackup("the backup's embedder record is not JSON with a provider and a "
-                                    "model") from None
-            spec = self.embedders.default_spec()
-            if provider != "none" and (provider, model) != (spec.provider, spec.model):
-                raise not_built(f"a per-space embedder (the backup's space embeds with {provider}/{model}; "
-                                f"this server embeds with {spec.provider}/{spec.model})")
+        if not raw:
+            return None
+        try:
+            rec = json.loads(raw)
+            provider, model, explicit = str(rec["provider"]), str(rec["model"]), bool(rec.get("explicit"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidBackup("the backup's embedder record is not JSON with a provider and a "
+                                "model") from None
+        spec = self.embedders.default_spec()
+        if not explicit and (provider == "none" or (provider, model) == (spec.provider, spec.model)):
+            return None
+        EmbedderSpec.resolve(provider, model, self.settings)  # a provider or model this Engram knows
+        return json.dumps({"provider": provider, "model": model, "explicit": True})
 
     async def reembed(self, space_id: str, embedder: EmbedderChoice | None = None) -> ReembedStatus:
         """Start (or resume) re-embedding a space (core/postgres/reembed.py): any server's worker

@@ -242,3 +242,24 @@ def test_a_reembedding_started_on_one_server_finishes_while_another_writes(
     assert ca.post("/api/v1/spaces/nope-nope/reembed", json={"provider": "hash"}).status_code == 404
     for c in (ca, cb):
         c.close()
+
+
+def test_a_space_with_its_own_embedder_is_backed_up_and_restored_with_it(
+        servers: tuple[EngramProcess, EngramProcess], embedders: Embedders) -> None:
+    a, b = servers
+    sid, copy = f"bk-{uuid.uuid4().hex[:8]}", f"cp-{uuid.uuid4().hex[:8]}"
+    r = httpx.post(a.http_url + "/api/v1/spaces", timeout=30,
+                   json={"id": sid, "embedder": {"provider": "hash", "model": "hash-16"}})
+    assert r.status_code == 201, r.text
+    with _http(a, sid) as ca:
+        assert ca.post("/api/v1/memories/remember", json={"id": "x", "content": "kept"}).status_code == 201
+    taken = httpx.get(f"{a.http_url}/api/v1/spaces/{sid}/backup", timeout=30)
+    assert taken.status_code == 200
+    put = httpx.post(f"{b.http_url}/api/v1/spaces/{copy}/restore", content=taken.content, timeout=30)
+    assert put.status_code in (200, 201), put.text
+    desc = httpx.get(f"{a.http_url}/api/v1/spaces/{copy}", timeout=30).json()
+    assert desc["embedder"] == {"provider": "hash", "model": "hash-16", "dimension": 16}
+    with _http(b, copy) as cb:
+        stored = cb.post("/api/v1/memories/remember", json={"id": "y", "content": "new text"})
+        assert stored.status_code == 201
+        assert np.allclose(_vector_of(cb, "y"), embed(embedders, OLD, "new text"), atol=TOL)
