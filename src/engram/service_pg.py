@@ -88,7 +88,7 @@ from .core.models import (
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres import backup as pg_backup
 from .core.postgres import reembed as pg_reembed
-from .core.postgres.feed import EventFeed
+from .core.postgres.feed import REPLACED, EventFeed
 from .core.postgres.live import LiveRelay
 from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
@@ -350,7 +350,7 @@ class PostgresService(EngramService):
             with self.spaces._lock:
                 old = self.spaces._handles.pop(sid, None)
             if old is not None:
-                old.close("memory space replaced by a restore")
+                old.close(REPLACED)
         self._audit("space_restored", actor, peer, sid)
         return receipt
 

@@ -35,6 +35,7 @@ from typing import TypeVar
 from ..core.embedded import known_dimension
 from ..core.expiry import check_default_ttl
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.postgres.feed import REPLACED
 from ..core.postgres.live import LiveRelay
 from ..core.postgres.space import PostgresSpace, spec_of
 from ..core.postgres.store import PostgresStore
@@ -123,18 +124,19 @@ class PgRegistry:
         with self._lock:
             handle = self._handles.get(sid)
         # A handle of another incarnation (deleted, perhaps created again elsewhere with another
-        # dimension or default TTL) is dropped and its streams closed, as a deletion closes them.
+        # dimension or default TTL, or replaced by a restore: ``spaces.incarnation`` differs) is
+        # dropped and its streams closed, as a deletion or SQLite's replacing restore closes them.
         stale = None
-        if handle is not None and (info is None or handle.created_at != info.created_at):
+        if handle is not None and (info is None or handle.incarnation != info.incarnation):
             stale = handle
         if info is not None and (handle is None or stale is not None):
             fresh = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
                                   embedders=self.embedders, created_at=info.created_at,
                                   default_ttl=self.store.default_ttl(sid),  # read once: it never changes
-                                  relay=self.relay, embedder=info.embedder)
+                                  relay=self.relay, embedder=info.embedder, incarnation=info.incarnation)
             with self._lock:
                 handle = self._handles.get(sid)
-                if handle is None or handle.created_at != info.created_at:
+                if handle is None or handle.incarnation != info.incarnation:
                     handle = fresh
                     if keep or stale is not None:  # a stale handle is replaced in any case
                         self._handles[sid] = fresh
@@ -143,7 +145,7 @@ class PgRegistry:
                 if self._handles.get(sid) is handle:
                     del self._handles[sid]
         if stale is not None and (info is None or stale is not handle):
-            stale.close("memory space deleted")
+            stale.close("memory space deleted" if info is None else REPLACED)
         if info is None:
             raise _not_found(sid)
         assert handle is not None

@@ -25,8 +25,8 @@ CREATE_SPACE: Final = (
     "%(created_at)s, %(dimension)s, %(embedder)s) ON CONFLICT (space_id) DO NOTHING RETURNING space_id"
 )
 GET_SPACE: Final = (
-    "SELECT space_id, created_at, dimension, last_lsn, memory_rows, embedder, reembed FROM engram.spaces "
-    "WHERE space_id = %(space)s"
+    "SELECT space_id, created_at, dimension, last_lsn, memory_rows, embedder, reembed, incarnation::text "
+    "FROM engram.spaces WHERE space_id = %(space)s"
 )
 DELETE_SPACE: Final = "DELETE FROM engram.spaces WHERE space_id = %(space)s RETURNING space_id"
 ENSURE_VECTOR_INDEX: Final = (

@@ -296,12 +296,22 @@ ALTER TABLE engram.spaces ADD COLUMN embedder text;
 ALTER TABLE engram.spaces ADD COLUMN reembed text;
 """
 
+# A space's incarnation: a fresh value each time a row of ``spaces`` is inserted (created, or
+# restored under its id, replacing the space or not), never repeated. A server holding a handle or
+# streams of the space compares it with the row's: another value means the space it streams was
+# deleted and made again (a restore with replace keeps ``created_at`` and may lower the LSN), so
+# its streams end as SQLite ends a replaced space's. The spaces already there get one each.
+_V5 = """
+ALTER TABLE engram.spaces ADD COLUMN incarnation uuid NOT NULL DEFAULT gen_random_uuid();
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
     Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
     Migration(3, "insertion order of memories (created_lsn); a space's row count (memory_rows)", _V3),
     Migration(4, "a space's embedder and re-embedding target (spaces.embedder, spaces.reembed)", _V4),
+    Migration(5, "a space's incarnation (spaces.incarnation): a replaced space is told apart", _V5),
 )
 
 _BOOKKEEPING = """

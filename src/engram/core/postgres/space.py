@@ -115,14 +115,16 @@ class PostgresSpace:
     def __init__(self, space_id: str, store: PostgresStore, settings: Settings, clock: Clock, *,
                  dimension: int | None, embedders: Embedders | None = None, created_at: float | None = None,
                  default_ttl: float | None = None, relay: LiveRelay | None = None,
-                 embedder: str | None = None) -> None:
+                 embedder: str | None = None, incarnation: str | None = None) -> None:
         """``created_at`` tells this incarnation of the space from one created again under its id;
         ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached);
         ``relay``: sends live-only events to the other servers' streams (live.py); ``embedder``:
-        the space's embedder record (``spaces.embedder``; None: the server's default)."""
+        the space's embedder record (``spaces.embedder``; None: the server's default);
+        ``incarnation``: ``spaces.incarnation``, which a restore or a re-creation changes."""
         self.relay = relay
         self.id = space_id
         self.created_at = created_at
+        self.incarnation = incarnation
         self.default_ttl = default_ttl
         self.store = store
         self.settings = settings

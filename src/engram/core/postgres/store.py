@@ -94,6 +94,8 @@ class SpaceInfo:
     #: The space's embedder record (JSON; None: the server's default) and a re-embedding's target.
     embedder: str | None = None
     reembed: str | None = None
+    #: Fresh each time the space's row is inserted (created or restored): never the same twice.
+    incarnation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,8 @@ class PostgresStore:
             row = tx.one(q.GET_SPACE)
         return None if row is None else SpaceInfo(str(row[0]), float(row[1]),
                                                    None if row[2] is None else int(row[2]), int(row[3]),
-                                                   int(row[4]), _text(row[5]), _text(row[6]))
+                                                   int(row[4]), _text(row[5]), _text(row[6]),
+                                                   _text(row[7]))
 
     def bind_dimension(self, space_id: str, dimension: int) -> int | None:
         """Give a space without a dimension ``dimension``; returns the space's dimension after
