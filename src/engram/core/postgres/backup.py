@@ -326,6 +326,8 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
     if counted:
         tx.execute("UPDATE engram.spaces SET memory_rows = %(n)s WHERE space_id = %(space)s",
                    {"n": len(ids)})
+    if has_column(tx.conn, "spaces", "memory_bytes"):
+        tx.execute(q.RECOUNT_BYTES)
     edges = _Batch(tx)
     for s, t, strength, kind, created, updated, lsn in src.execute(
             "SELECT source, target, strength, kind, created_at, updated_at, lsn FROM associations"):

@@ -205,9 +205,33 @@ EDGES_OF: Final = (
 # The space's row count, moved by ``n`` (negative: rows deleted) by the write that inserted or
 # deleted them; every INSERT into or DELETE from engram.memories must be matched by one (the
 # quota's fast path reads it; tests/postgres/test_writes.py checks it against the rows).
+# ``bytes``: the change in the stored size of the space's rows (ROW_BYTES), kept the same way in
+# ``memory_bytes`` by every write that inserts, deletes or resizes rows, so ``max_space_bytes``
+# reads it instead of summing the rows (test_writes.py checks it against the rows too).
 ADD_MEMORY_ROWS: Final = (
-    "UPDATE engram.spaces SET memory_rows = memory_rows + %(n)s WHERE space_id = %(space)s "
-    "RETURNING memory_rows"
+    "UPDATE engram.spaces SET memory_rows = memory_rows + %(n)s, memory_bytes = memory_bytes + %(bytes)s "
+    "WHERE space_id = %(space)s RETURNING memory_rows, memory_bytes"
+)
+# A memory's bytes: its content, vector, tags and metadata as stored (compressed when large). Read
+# from the stored row (never from RETURNING, whose values may not be the stored, toasted form).
+ROW_BYTES: Final = (
+    "(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) + pg_column_size(tags) "
+    "+ pg_column_size(metadata))"
+)
+BYTES_OF_IDS: Final = (
+    "SELECT coalesce(sum(" + ROW_BYTES + "), 0) FROM engram.memories WHERE space_id = %(space)s "
+    "AND id = ANY(%(ids)s)"
+)
+# The rows a delete by filter is about to delete (the same selection, under the counter row: no
+# other write of the space can change them between the two statements).
+MATCHING_BYTES: Final = (
+    "SELECT coalesce(sum(" + ROW_BYTES + "), 0) FROM engram.memories WHERE space_id = %(space)s AND "
+    + LIVE + " AND {filter}"
+)
+# After writes that resize every row (a re-embedding's switch, a restore): the sum, recounted.
+RECOUNT_BYTES: Final = (
+    "UPDATE engram.spaces SET memory_bytes = (SELECT coalesce(sum(" + ROW_BYTES + "), 0) "
+    "FROM engram.memories WHERE space_id = %(space)s) WHERE space_id = %(space)s"
 )
 # Two statements, so a ``max_memories`` alone costs a count (an index-only scan when the table's
 # visibility map allows) and never the heap visit that the sizes need.
@@ -215,8 +239,7 @@ SPACE_COUNT: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(sp
 # A memory's bytes: its content, vector, tags and metadata as stored (compressed when large), plus
 # ``overhead`` for the row and its indexes (auth/quotas.py's estimate of a SQLite row).
 SPACE_BYTES: Final = (
-    "SELECT coalesce(sum(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) "
-    "+ pg_column_size(tags) + pg_column_size(metadata) + %(overhead)s), 0) FROM engram.memories "
+    "SELECT coalesce(sum(" + ROW_BYTES + " + %(overhead)s), 0) FROM engram.memories "
     "WHERE space_id = %(space)s AND " + LIVE
 )
 
@@ -228,16 +251,19 @@ HAS_EXPIRED: Final = (
 # or wait), deleted; associations and metadata go by cascade. MATERIALIZED matters: as a plain
 # ``IN (SELECT ... LIMIT ... FOR UPDATE)`` the planner may rescan the subquery per outer row, and
 # each rescan skips the rows this statement already deleted, so the batch grew to every expired row.
+# Each deleted row comes back with its stored bytes, read in the batch before the delete.
 DELETE_EXPIRED: Final = (
-    "WITH batch AS MATERIALIZED (SELECT id FROM engram.memories WHERE space_id = %(space)s "
-    "AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s FOR UPDATE) "
-    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id IN (SELECT id FROM batch) "
-    "RETURNING id, expires_at"
+    "WITH batch AS MATERIALIZED (SELECT id AS gone, " + ROW_BYTES + " AS b FROM engram.memories "
+    "WHERE space_id = %(space)s AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s "
+    "FOR UPDATE) DELETE FROM engram.memories USING batch WHERE space_id = %(space)s AND id = batch.gone "
+    "RETURNING id, expires_at, batch.b"
 )
 # A write reusing an expired memory's id takes it first, as the sweep would.
 REAP_EXPIRED_ID: Final = (
-    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s AND expires_at <= %(now)s "
-    "RETURNING id, expires_at"
+    "WITH batch AS MATERIALIZED (SELECT id AS gone, " + ROW_BYTES + " AS b FROM engram.memories "
+    "WHERE space_id = %(space)s AND id = %(id)s AND expires_at <= %(now)s FOR UPDATE) "
+    "DELETE FROM engram.memories USING batch WHERE space_id = %(space)s AND id = batch.gone "
+    "RETURNING id, expires_at, batch.b"
 )
 
 # -- events (storage/eventlog.py's log, per space) ------------------------------------------------

@@ -160,6 +160,7 @@ def step(store: PostgresStore, space_id: str, embedders: Embedders, limit: int) 
         tx.execute(q.CLEAR_REEMBED_VECTORS)
         tx.execute(q.SWITCH_EMBEDDER, {"embedder": json.dumps({**target.to_dict(), "explicit": True}),
                                        "dimension": int(embedder.dimension)})
+        tx.execute(q.RECOUNT_BYTES)  # every vector changed size
         if store.vector_index:
             tx.execute(q.ENSURE_VECTOR_INDEX)
     log.info("re-embedded with %s; the space now uses it", target, extra={"memory_space": space_id})

@@ -338,10 +338,17 @@ class PostgresStore:
         tx.execute(q.NOTIFY_WRITE, {"lsn": lsn})
 
     @staticmethod
-    def _add_rows(tx: SpaceTx, n: int) -> int:
-        """Move the space's row count by ``n`` (rows this write inserted minus rows it deleted);
-        returns the count after."""
-        row = tx.one(q.ADD_MEMORY_ROWS, {"n": n})
+    def _add_rows(tx: SpaceTx, n: int, size: int = 0) -> tuple[int, int]:
+        """Move the space's row count by ``n`` (rows this write inserted minus rows it deleted)
+        and its byte count by ``size`` (``queries.ROW_BYTES`` of the rows, after minus before);
+        returns both counts after."""
+        row = tx.one(q.ADD_MEMORY_ROWS, {"n": n, "bytes": size})
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    @staticmethod
+    def _bytes_of(tx: SpaceTx, ids: Sequence[str]) -> int:
+        """The stored bytes of rows ``ids`` (``queries.ROW_BYTES``), read from the rows."""
+        row = tx.one(q.BYTES_OF_IDS, {"ids": list(ids)})
         return int(row[0]) if row is not None else 0
 
     @staticmethod
@@ -350,17 +357,21 @@ class PostgresStore:
             tx.execute(q.SCRUB_EVENTS, {"memory_ids": memory_ids})
 
     def _expired_events(self, tx: SpaceTx, rows: Iterable[Sequence[Any]], lsn: int) -> list[Event]:
-        """After deleting expired rows ``(id, expires_at)``: scrub their text, one ``expired`` each."""
-        gone = sorted(((float(at), str(mid)) for mid, at in rows))
+        """After deleting expired rows ``(id, expires_at, bytes)``: scrub their text, one ``expired``
+        each."""
+        gone = sorted((float(r[1]), str(r[0])) for r in rows)
         self._scrub(tx, [mid for _, mid in gone])
         return [self.record_event(tx, "expired", lsn, {"memory_id": mid,
                                                          "expires_at": from_epoch(at).isoformat()})
                 for at, mid in gone]
 
-    def _reap(self, tx: SpaceTx, memory_id: str, now: float, lsn: int) -> list[Event]:
-        """Inside a write: delete ``memory_id`` if it has expired, as the sweep would."""
+    def _reap(self, tx: SpaceTx, memory_id: str, now: float, lsn: int) -> tuple[int, int]:
+        """Inside a write: delete ``memory_id`` if it has expired, as the sweep would; returns the
+        rows and bytes deleted (for ``_add_rows``)."""
         rows = tx.execute(q.REAP_EXPIRED_ID, {"id": memory_id, "now": now}).fetchall()
-        return self._expired_events(tx, rows, lsn) if rows else []
+        if rows:
+            self._expired_events(tx, rows, lsn)
+        return len(rows), sum(int(r[2]) for r in rows)
 
     @staticmethod
     def _write_meta(tx: SpaceTx, memory_id: str, metadata: dict[str, Any]) -> None:
@@ -409,10 +420,11 @@ class PostgresStore:
         now = self.clock()
         batch_ids = [w.memory.id for w in writes]
         with self.db.space(space_id) as tx:
-            reaped = 0
+            reaped = reaped_bytes = 0
             for i, w in enumerate(writes):
                 lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
-                reaped += len(self._reap(tx, w.memory.id, now, lsn))
+                n, size = self._reap(tx, w.memory.id, now, lsn)
+                reaped, reaped_bytes = reaped + n, reaped_bytes + size
                 auto = (self._near(tx, w.embedding, rule, batch_ids, now)
                         if w.auto_link and w.embedding is not None else [])
                 self._insert(tx, w.memory, w.embedding, lsn)
@@ -424,8 +436,9 @@ class PostgresStore:
                                                    "kind": kind, "now": now, "lsn": lsn})
                 out.append(Written(lsn, auto))
             if out:
-                rows = self._add_rows(tx, len(out) - reaped)
-                self._check_quota(tx, rule, len(out), now, rows)
+                added = self._bytes_of(tx, batch_ids)
+                rows, size = self._add_rows(tx, len(out) - reaped, added - reaped_bytes)
+                self._check_quota(tx, rule, len(out), now, rows, size)
                 self.notify(tx, out[-1].lsn)
         return out
 
@@ -456,7 +469,8 @@ class PostgresStore:
         return [str(r[0]) for r in rows]
 
     @staticmethod
-    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float, stored: int) -> None:
+    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float, stored: int,
+                     stored_bytes: int) -> None:
         """Refuse (roll back) a write that left the space past its quota: ``new`` memories added,
         ``stored`` the space's row count after it (``spaces.memory_rows``).
 
@@ -465,7 +479,9 @@ class PostgresStore:
         writer of the space can commit between the count and this commit (see WritePolicy).
         ``stored`` counts expired rows the sweep has not deleted yet, so it is never below the
         live count: at or under ``max_memories`` it settles the question without counting; past
-        it, the live rows are counted (expired ones must not hold the quota)."""
+        it, the live rows are counted (expired ones must not hold the quota). ``stored_bytes``
+        (``spaces.memory_bytes``) is the bytes' twin: ``max_space_bytes`` sums the live rows only
+        when the counts say the space is past it."""
         if not rule.quota:
             return
         sid = tx.space_id
@@ -480,8 +496,10 @@ class PostgresStore:
                 details={"memory_space_id": sid, "max_memories": rule.max_memories})
         if rule.max_space_bytes <= 0:
             return
-        size = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
-        used = int(size[0]) if size is not None else 0
+        used = stored_bytes + stored * ROW_OVERHEAD
+        if used > rule.max_space_bytes:
+            size = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
+            used = int(size[0]) if size is not None else 0
         if used > rule.max_space_bytes:
             raise QuotaExceeded(
                 f"memory space {sid!r} would use {used} bytes with this write (max_space_bytes = "
@@ -528,9 +546,10 @@ class PostgresStore:
                         f"no memory with id {memory_id!r} in memory space {space_id!r}",
                         suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
                         details={"memory_id": memory_id, "memory_space_id": space_id})
-                reaped = len(self._reap(tx, memory_id, now, lsn))
+                reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
-                self._check_quota(tx, rule, 1, now, self._add_rows(tx, 1 - reaped))
+                rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
+                self._check_quota(tx, rule, 1, now, rows, size)
                 self.notify(tx, lsn)
                 return Updated(put, True, lsn)
             kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
@@ -555,6 +574,7 @@ class PostgresStore:
                     params[name] = Jsonb(params[name])
             stmt = sql.SQL(q.UPDATE_MEMORY).format(assignments=sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in sets))
+            before = self._bytes_of(tx, [memory_id])
             row = tx.one(stmt, {**params, "lsn": lsn})
             if row is None:
                 raise LookupError(f"memory {memory_id!r} vanished inside its own update")
@@ -567,7 +587,8 @@ class PostgresStore:
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
-            self._check_quota(tx, rule, 0, now, 0)
+            rows, size = self._add_rows(tx, 0, self._bytes_of(tx, [memory_id]) - before)
+            self._check_quota(tx, rule, 0, now, rows, size)
             self.notify(tx, lsn)
         return Updated(memory, False, lsn)
 
@@ -587,8 +608,9 @@ class PostgresStore:
                 if mode == "delete":
                     edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
                     removed = int(edges[0]) if edges is not None else 0
+                    size = self._bytes_of(tx, [memory_id])
                     tx.execute(q.DELETE_MEMORY, {"id": memory_id})
-                    self._add_rows(tx, -1)
+                    self._add_rows(tx, -1, -size)
                     self._scrub(tx, [memory_id])
                 else:
                     tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
@@ -615,12 +637,17 @@ class PostgresStore:
         try:
             with self.db.space(space_id) as tx:
                 lsn = self.next_lsn(tx)
-                cur = tx.execute(stmt, {**fparams, "now": self.clock(), "lsn": lsn})
+                now = self.clock()
+                size = 0
+                if mode == "delete":  # the bytes of what the delete selects, read before it
+                    found = tx.one(sql.SQL(q.MATCHING_BYTES).format(filter=expr), {**fparams, "now": now})
+                    size = int(found[0]) if found is not None else 0
+                cur = tx.execute(stmt, {**fparams, "now": now, "lsn": lsn})
                 ids = sorted(str(r[0]) for r in cur)
                 if not ids:
                     raise _NothingDone  # roll back: the LSN is given back
                 if mode == "delete":
-                    self._add_rows(tx, -len(ids))
+                    self._add_rows(tx, -len(ids), -size)
                     self._scrub(tx, ids)
                 for mid in ids:
                     self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
@@ -693,7 +720,7 @@ class PostgresStore:
                     rows = tx.execute(q.DELETE_EXPIRED, {"now": now, "limit": limit}).fetchall()
                     if not rows:  # another sweeper took them meanwhile: give the LSN back
                         raise _NothingDone
-                    self._add_rows(tx, -len(rows))
+                    self._add_rows(tx, -len(rows), -sum(int(r[2]) for r in rows))
                     self._expired_events(tx, rows, lsn)
                     self.notify(tx, lsn)
             except _NothingDone:
