@@ -120,6 +120,12 @@ log = logging.getLogger("engram.service.pg")
 T = TypeVar("T")
 
 
+def consolidation_slots(pool_size: int) -> int:
+    """How many on-demand consolidation runs one server lets hold a pooled connection at once:
+    half the pool (at least one), so reads and writes always keep the other half."""
+    return max(1, pool_size // 2)
+
+
 def redacted(dsn: str) -> str:
     """``dsn`` without its password (for messages and logs)."""
     try:
@@ -208,6 +214,7 @@ class PostgresService(EngramService):
                  tracing: Tracing | None = None) -> None:
         self.db = open_database(settings, clock)
         self._closing = threading.Event()
+        self._run_slots: asyncio.Semaphore | None = None  # see _runs
         self.scheduler = Scheduler("postgres", settings.consolidation_interval_seconds,
                                    self._scheduled_consolidations)
         try:
@@ -520,10 +527,23 @@ class PostgresService(EngramService):
     async def _pg_cognition(self, space_id: str) -> PgCognition:
         return PgCognition(await self._pg_space(space_id), self.settings, self._closing)
 
+    @property
+    def _runs(self) -> asyncio.Semaphore:
+        """The on-demand consolidation runs (and dreams) this server lets hold a connection at
+        once: half its pool. A run holds a pooled connection (and a worker thread) for its whole
+        length, waiting for the space's advisory lock included; unbounded, many simultaneous runs
+        took every connection and every other request waited 10 s for one, then got a 503. Runs
+        past the bound wait here, on the event loop, holding neither. Made on first use, so it
+        belongs to the loop that serves the requests."""
+        if self._run_slots is None:
+            self._run_slots = asyncio.Semaphore(consolidation_slots(self.settings.postgres_pool_size))
+        return self._run_slots
+
     async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
         with self.tracing.engine_span("engram.consolidate", space_id):
             cog = await self._pg_cognition(space_id)
-            return await self._db(lambda: cog.consolidate(item))
+            async with self._runs:
+                return await self._db(lambda: cog.consolidate(item))
 
     async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
         """One run, step by step: each step advances in a worker thread. The run is one
@@ -546,6 +566,16 @@ class PostgresService(EngramService):
             with gate:
                 steps.close()  # GeneratorExit in the run: its transaction rolls back
 
+        await self._runs.acquire()  # released when the run's transaction is over (finish)
+        released = False
+
+        def finish_and_release() -> None:
+            try:
+                finish()
+            finally:
+                loop.call_soon_threadsafe(self._runs.release)
+
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 step = await self._db(advance)
@@ -555,7 +585,11 @@ class PostgresService(EngramService):
                 yield step
         finally:
             if not finished:
-                threading.Thread(target=finish, name=f"engram-dream-close-{space_id}", daemon=True).start()
+                released = True
+                threading.Thread(target=finish_and_release, name=f"engram-dream-close-{space_id}",
+                                 daemon=True).start()
+            if not released:
+                self._runs.release()
 
     async def list_beliefs(self, space_id: str, cursor: str | None = None,
                            limit: int | None = None) -> BeliefPage:
