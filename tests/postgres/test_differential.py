@@ -437,3 +437,80 @@ def test_postgres_answers_the_data_plane_as_sqlite_does(servers: dict[str, Engra
     assert 0 < len(seen["recall context later vector"]["ids"]) <= len(seen["recall context later"]["ids"])
     print(f"differential: {len(ops)} ops x {len(targets)} targets in {time.monotonic() - t0:.1f} s")
 
+
+
+def _reembedded(t: Target, target: dict[str, str]) -> dict[str, Any]:
+    """Start a re-embedding of ``t``'s space and wait for it; the final status, normalised."""
+    started = answer(t, "POST", f"/api/v1/spaces/{t.space}/reembed", json=target)
+    assert started["status"] == 202, started
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = answer(t, "GET", f"/api/v1/spaces/{t.space}/reembed")
+        if status["body"]["state"] == "idle":
+            return {"started": {k: started["body"][k] for k in ("target", "total")}, "final": status}
+        time.sleep(0.1)
+    raise AssertionError(f"{t.name}: the re-embedding did not finish")
+
+
+def _vectors(t: Target, ids: list[str]) -> list[list[float]]:
+    out = []
+    for mid in ids:
+        r = t.http.get(f"/api/v1/memories/{mid}")
+        assert r.status_code == 200, r.text
+        out.append([round(x, 2) for x in r.json()["embedding"]])
+    return out
+
+
+def test_postgres_embeds_and_reembeds_a_space_as_sqlite_does(servers: dict[str, EngramProcess]) -> None:
+    """A space created with its own embedder (the servers' default is ``none``), text embedded by
+    it, re-embedded with another model: the descriptors, the re-embedding's status, every vector
+    (to halfvec's precision) and recall by query answer the same on both backends; so do the
+    refusals (a size that contradicts the embedder, re-embedding with no model, client vectors
+    without text)."""
+    texts = {f"t{i}": f"the {w} sings near the river at dawn {i}"
+             for i, w in enumerate(["wren", "robin", "heron", "owl", "lark"])}
+    views: dict[str, list[Any]] = {}
+    for backend, srv in servers.items():
+        sid = f"de-{uuid.uuid4().hex[:8]}"
+        t = Target(backend, httpx.Client(base_url=srv.http_url, timeout=30, headers={"X-Memory-Space": sid}),
+                   srv.grpc_target, sid)
+        raw = f"dr-{uuid.uuid4().hex[:8]}"
+        view: list[Any] = []
+        try:
+            view.append(answer(t, "POST", "/api/v1/spaces", json={
+                "id": sid, "embedder": {"provider": "hash", "model": "hash-16"}}))
+            view.append(answer(t, "POST", "/api/v1/spaces", json={
+                "id": f"dx-{uuid.uuid4().hex[:8]}", "dimension": 8,
+                "embedder": {"provider": "hash", "model": "hash-16"}}))
+            for mid, text in texts.items():
+                view.append(answer(t, "POST", "/api/v1/memories/remember", json={"id": mid, "content": text}))
+            view.append(recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
+                "query": "heron at the river", "rank": "similarity", "wait_for_embeddings": True})))
+            view.append(_vectors(t, sorted(texts)))
+            view.append(answer(t, "POST", f"/api/v1/spaces/{sid}/reembed", json={"provider": "none"}))
+            view.append(_reembedded(t, {"provider": "hash", "model": "hash-32"}))
+            desc = answer(t, "GET", f"/api/v1/spaces/{sid}")["body"]
+            view.append({k: desc[k] for k in ("embedder", "dimension", "embedding_backlog", "memory_count")})
+            view.append(_vectors(t, sorted(texts)))
+            view.append(recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
+                "query": "heron at the river", "rank": "similarity"})))
+            # a space of client vectors without text: no model can re-embed it
+            assert httpx.post(srv.http_url + "/api/v1/spaces", json={"id": raw, "dimension": DIM},
+                              timeout=30).status_code == 201
+            t.http.headers["X-Memory-Space"] = raw
+            view.append(answer(t, "POST", "/api/v1/memories/remember",
+                               json={"id": "v", "content": "", "embedding": [0.5] * DIM}))
+            view.append(answer(t, "POST", f"/api/v1/spaces/{raw}/reembed", json={"provider": "hash"}))
+        finally:
+            t.http.close()
+        views[backend] = [normalise(v, Target(backend, t.http, "", raw)) for v in view]
+    diff = first_difference(views["sqlite"], views["postgres"])
+    assert not diff, diff
+    seen = views["sqlite"]
+    assert seen[1] == {"status": 400, "code": "EMBEDDING_DIMENSION_MISMATCH"}
+    assert seen[-1] == {"status": 400, "code": "INVALID_INPUT"}
+    assert seen[9] == {"status": 400, "code": "INVALID_INPUT"}
+    assert seen[10]["final"]["body"]["done"] == seen[10]["final"]["body"]["total"] == len(texts)
+    assert seen[11]["embedder"] == {"provider": "hash", "model": "hash-32", "dimension": 32}
+    assert len(seen[12][0]) == 32 and len(seen[8][0]) == 16 and seen[12] != seen[8]
+    assert seen[13]["hits"][0][0] == "t2"  # the heron

@@ -22,7 +22,9 @@ def _next(sub: object, within: float) -> Event:
 
 
 def _handle(store: PostgresStore, sid: str) -> PostgresSpace:
-    return PostgresSpace(sid, store, Settings(), time.time, dimension=4)
+    info = store.space(sid)
+    assert info is not None
+    return PostgresSpace(sid, store, Settings(), time.time, dimension=4, incarnation=info.incarnation)
 
 
 def test_a_notification_wakes_the_feed_long_before_its_poll(pg: PgCluster, db: PostgresDatabase,

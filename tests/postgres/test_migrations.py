@@ -98,8 +98,8 @@ def test_upgrading_a_version_2_database_with_data_keeps_its_list_order(pg: PgClu
 
     name, owner = at_version_2_with_data(pg)
     with psycopg.connect(owner, autocommit=True) as conn:
-        assert migrate(conn, app_role=APP) == [3]
-        assert applied_versions(conn) == [1, 2, 3]
+        assert migrate(conn, app_role=APP) == list(range(3, latest_version() + 1))
+        assert applied_versions(conn) == list(range(1, latest_version() + 1))
         forced = conn.execute("SELECT relforcerowsecurity FROM pg_class "
                               "WHERE oid = 'engram.memories'::regclass")
         assert forced.fetchone() == (True,)  # lifted for the backfill only
@@ -146,3 +146,32 @@ def test_a_server_started_on_a_version_2_database_migrates_it_and_lists_in_order
         assert first["total"] == rest["total"] == 5 and rest["next_cursor"] is None
     finally:
         srv.stop()
+
+
+def test_migrations_4_to_6_backfill_incarnations_and_byte_counts(pg: PgCluster) -> None:
+    """A database at schema 3 with memories: migration 5 gives every space its own incarnation,
+    migration 6 counts each space's stored bytes (what the quota reads from then on), and spaces
+    already there keep the server's default embedder (migration 4: no record)."""
+    from engram.core.postgres import PostgresDatabase, PostgresStore
+
+    name, owner = at_version_2_with_data(pg)
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert migrate(conn, target=3) == [3]
+        assert migrate(conn, app_role=APP) == list(range(4, latest_version() + 1))
+    with psycopg.connect(pg.dsn("postgres", name), autocommit=True) as su:  # RLS bypassed: every space
+        rows = su.execute(
+            "SELECT s.space_id, s.memory_bytes, s.incarnation, s.embedder, (SELECT sum("
+            "pg_column_size(content) + coalesce(pg_column_size(embedding), 0) + pg_column_size(tags) "
+            "+ pg_column_size(metadata)) "
+            "FROM engram.memories m WHERE m.space_id = s.space_id) FROM engram.spaces s ORDER BY 1"
+        ).fetchall()
+    assert [r[0] for r in rows] == ["s-one", "s-two"]
+    assert all(r[1] == r[4] and r[1] > 0 and r[3] is None for r in rows), rows
+    assert rows[0][2] != rows[1][2]
+    db = PostgresDatabase(pg.dsn(APP, name), min_size=1, max_size=2)
+    try:
+        store = PostgresStore(db, vector_index=False)
+        info = store.space("s-one")
+        assert info is not None and info.incarnation == str(rows[0][2]) and info.embedder is None
+    finally:
+        db.close()

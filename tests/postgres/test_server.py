@@ -4,8 +4,7 @@ Two real ``engram start --backend postgres`` processes on free ports share one d
 one per module, on the session's PostgreSQL): a write acknowledged by one is read and recalled
 through the other, spaces created or deleted through one are seen so by the other, streams on
 one deliver the other's writes in LSN order and resume from a cursor, a space's data is never
-visible through another space's requests on either server, start-up refusals exit 2, and what
-the backend does not offer yet is a 501 naming it.
+visible through another space's requests on either server, and start-up refusals exit 2.
 """
 
 from __future__ import annotations
@@ -236,21 +235,6 @@ def test_a_spaces_data_is_never_visible_from_another_spaces_requests(
         assert still.get(secret["memory_id"])["content"] == "the vault code is 4711"
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/api/v1/spaces/{sid}/reembed", {"provider": "hash", "model": "hash"}),
-    ("GET", "/api/v1/spaces/{sid}/reembed", None),
-])
-def test_what_the_backend_does_not_offer_is_a_501_naming_it(servers: tuple[EngramProcess, ...], method: str,
-                                                             path: str, body: dict[str, Any] | None) -> None:
-    a, _ = servers
-    sid = new_space(a)
-    r = httpx.request(method, a.http_url + path.format(sid=sid), headers={"X-Memory-Space": sid}, json=body,
-                      timeout=30)
-    assert r.status_code == 501, r.text
-    err = r.json()["error"]
-    assert err["code"] == "NOT_IMPLEMENTED" and "PostgreSQL" in err["message"]
-
-
 def _start_exit(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
 
@@ -316,8 +300,8 @@ def test_health_and_space_description_on_postgres(servers: tuple[EngramProcess, 
 
 @pytest.mark.parametrize(("method", "path", "want"), [
     ("POST", "/api/v1/spaces/{sid}/restore", 409),  # the space exists (tests/postgres/test_backup.py)
-    ("POST", "/api/v1/spaces/{sid}/reembed", 501),
-    ("GET", "/api/v1/spaces/{sid}/reembed", 501),
+    ("POST", "/api/v1/spaces/{sid}/reembed", 202),
+    ("GET", "/api/v1/spaces/{sid}/reembed", 200),
     ("GET", "/api/v1/episodes/reminisce?topic=x", 200),
     ("GET", "/api/v1/system/introspect", 200),
     ("GET", "/api/v1/consolidations/b-1", 404),

@@ -24,6 +24,7 @@ longer holds (the feed would then stop serving it when a new handle of the space
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import threading
 import time
@@ -31,14 +32,17 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from ..core.embedded import known_dimension
 from ..core.expiry import check_default_ttl
 from ..core.models import EmbedderChoice, EmbedderInfo, SpaceDeletion, SpaceDescriptor, SpacePage
+from ..core.postgres.feed import REPLACED
 from ..core.postgres.live import LiveRelay
-from ..core.postgres.space import PostgresSpace, not_built
+from ..core.postgres.space import PostgresSpace, spec_of
 from ..core.postgres.store import PostgresStore
 from ..descriptors import DescriptorBudget
 from ..embedding import Embedders
-from ..errors import InvalidInput, MemorySpaceNotFound
+from ..embedding.base import EmbedderSpec
+from ..errors import DimensionMismatch, InvalidInput, MemorySpaceNotFound
 from ..settings import Settings
 from ..types import Clock, system_clock
 from .budget import SpaceBudget
@@ -79,17 +83,36 @@ class PgRegistry:
                default_ttl_seconds: float | None = None) -> tuple[PostgresSpace, bool]:
         sid = MemorySpaceId(space_id)
         default_ttl = check_default_ttl(default_ttl_seconds)
-        if embedder is not None and self.embedders is not None and embedder.provider not in (
-                "none", self.embedders.default_spec().provider):
-            raise not_built(f"a per-space embedder ({embedder.provider!r}; this server embeds with "
-                            f"{self.embedders.default_spec().provider!r})")
         if dimension is not None and not 1 <= dimension <= self.settings.max_embedding_dim:
             raise InvalidInput(f"dimension must be between 1 and {self.settings.max_embedding_dim}, "
                                f"got {dimension}")
-        created = self.store.create_space(sid, dimension, self.clock(), default_ttl)
+        record, dimension = self._embedder_record(embedder, dimension)
+        created = self.store.create_space(sid, dimension, self.clock(), default_ttl, record)
         if created:
             log.info("space created", extra={"memory_space": sid})
         return self.get(sid), created
+
+    def _embedder_record(self, choice: EmbedderChoice | None,
+                         dimension: int | None) -> tuple[str | None, int | None]:
+        """The space's embedder record (``spaces.embedder``) and dimension, as SQLite's registry
+        and ``configure_embedder`` decide them: no choice is the server's default (no record); a
+        chosen embedder of known size sets the dimension, and refuses another one asked for."""
+        if choice is None:
+            return None, dimension
+        if self.embedders is None:
+            if choice.provider.strip().lower() != "none":
+                raise InvalidInput("this server embeds no text (no embedders configured); "
+                                   "create the space without an embedder")
+            return None, dimension
+        spec = EmbedderSpec.resolve(choice.provider, choice.model, self.settings)
+        size = known_dimension(spec, self.settings.openai_dimension) if spec.provider != "none" else None
+        if size is not None and dimension is not None and size != dimension:
+            raise DimensionMismatch(
+                f"embedder {spec} makes {size}-dimensional vectors but the space was asked for dimension "
+                f"{dimension}",
+                suggestion="Omit dimension (the embedder sets it), or choose an embedder of that size.",
+                details={"expected": size, "received": dimension})
+        return json.dumps({**spec.to_dict(), "explicit": True}), size if size is not None else dimension
 
     def get(self, space_id: str, *, keep: bool = True) -> PostgresSpace:
         """This server's handle of ``space_id``, if the database has the space (checked each call).
@@ -101,18 +124,19 @@ class PgRegistry:
         with self._lock:
             handle = self._handles.get(sid)
         # A handle of another incarnation (deleted, perhaps created again elsewhere with another
-        # dimension or default TTL) is dropped and its streams closed, as a deletion closes them.
+        # dimension or default TTL, or replaced by a restore: ``spaces.incarnation`` differs) is
+        # dropped and its streams closed, as a deletion or SQLite's replacing restore closes them.
         stale = None
-        if handle is not None and (info is None or handle.created_at != info.created_at):
+        if handle is not None and (info is None or handle.incarnation != info.incarnation):
             stale = handle
         if info is not None and (handle is None or stale is not None):
             fresh = PostgresSpace(sid, self.store, self.settings, self.clock, dimension=info.dimension,
                                   embedders=self.embedders, created_at=info.created_at,
                                   default_ttl=self.store.default_ttl(sid),  # read once: it never changes
-                                  relay=self.relay)
+                                  relay=self.relay, embedder=info.embedder, incarnation=info.incarnation)
             with self._lock:
                 handle = self._handles.get(sid)
-                if handle is None or handle.created_at != info.created_at:
+                if handle is None or handle.incarnation != info.incarnation:
                     handle = fresh
                     if keep or stale is not None:  # a stale handle is replaced in any case
                         self._handles[sid] = fresh
@@ -121,14 +145,14 @@ class PgRegistry:
                 if self._handles.get(sid) is handle:
                     del self._handles[sid]
         if stale is not None and (info is None or stale is not handle):
-            stale.close("memory space deleted")
+            stale.close("memory space deleted" if info is None else REPLACED)
         if info is None:
             raise _not_found(sid)
         assert handle is not None
         if keep:
             handle.last_used = time.monotonic()
-        if handle.dim is None:
-            handle.dim = info.dimension  # bound by a first vector, perhaps on another server
+        # bound by a first vector, perhaps on another server; switched by a re-embedding
+        handle.adopt(info.dimension, info.embedder)
         return handle
 
     def attach(self, handle: PostgresSpace,
@@ -157,12 +181,15 @@ class PgRegistry:
         info = self.store.space(sid)
         if info is None:
             raise _not_found(sid)
-        spec = self.embedders.default_spec() if self.embedders is not None else None
+        spec = spec_of(info.embedder, self.embedders) if self.embedders is not None else None
         return SpaceDescriptor(
             id=sid, created_at=datetime.fromtimestamp(info.created_at, tz=UTC),
             memory_count=self.store.count(sid), dimension=info.dimension, last_lsn=info.last_lsn, loaded=True,
             default_ttl_seconds=self.store.default_ttl(sid),
-            embedder=EmbedderInfo(provider=spec.provider, model=spec.model, dimension=info.dimension)
+            # text is embedded before its write here: nothing waits for a vector
+            embedding_backlog=0,
+            embedder=EmbedderInfo(provider=spec.provider, model=spec.model,
+                                  dimension=None if spec.provider == "none" else info.dimension)
             if spec is not None else None)
 
     def list(self, cursor: str | None = None, limit: int = 100, *,

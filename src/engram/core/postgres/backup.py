@@ -133,6 +133,10 @@ def snapshot(db: PostgresDatabase, space_id: str, dest: Path,
             if space is None:
                 raise LookupError(space_id)
             created_at, dimension, last_lsn = float(space[0]), space[1], int(space[2])
+            own_embedder = None  # the space's own embedder (migration 4), else the server's default
+            if has_column(tx.conn, "spaces", "embedder"):
+                chosen = tx.one("SELECT embedder FROM engram.spaces WHERE space_id = %(space)s")
+                own_embedder = None if chosen is None or chosen[0] is None else str(chosen[0])
             meta: dict[str, str] = {str(k): str(v) for k, v in tx.execute(
                 "SELECT key, value FROM engram.space_meta WHERE space_id = %(space)s")}
             ordered = has_column(tx.conn, "memories", "created_lsn")
@@ -173,7 +177,9 @@ def snapshot(db: PostgresDatabase, space_id: str, dest: Path,
         own = {"last_lsn": str(last_lsn), "created_at": repr(created_at)}
         if dimension is not None:
             own["dimension"] = str(int(dimension))
-        if EMBEDDER_KEY not in meta and default_embedder is not None:
+        if own_embedder is not None:
+            own[EMBEDDER_KEY] = own_embedder
+        elif EMBEDDER_KEY not in meta and default_embedder is not None:
             own[EMBEDDER_KEY] = dumps({**default_embedder, "explicit": False})
         for key, value in {**{k: v for k, v in meta.items() if k not in OWN_META}, **own}.items():
             out.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -254,15 +260,18 @@ def read_meta(db_path: Path) -> dict[str, str]:
         src.close()
 
 
-def restore(store: PostgresStore, space_id: str, db_path: Path, *, replace: bool) -> bool:
+def restore(store: PostgresStore, space_id: str, db_path: Path, *, replace: bool,
+            embedder: str | None = None) -> bool:
     """Write the checked space database at ``db_path`` as space ``space_id`` in one transaction;
     returns True if an existing space was replaced. Raises ``FileExistsError`` if the space exists
-    and not ``replace``, :class:`InvalidBackup` if any row does not fit (nothing is written)."""
+    and not ``replace``, :class:`InvalidBackup` if any row does not fit (nothing is written).
+    ``embedder``: the restored space's own embedder record (``spaces.embedder``; None: the
+    server's default)."""
     src = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         with store.db.space(space_id) as tx:
             try:
-                return _restore(store, tx, src, replace)
+                return _restore(store, tx, src, replace, embedder)
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 # a value the checks above let through but PostgreSQL refuses: the file's fault
                 raise _bad(f"rows PostgreSQL refuses ({exc.__class__.__name__}: {str(exc).strip()[:200]})"
@@ -277,7 +286,8 @@ _INSERT_SPACE = ("INSERT INTO engram.spaces (space_id, created_at, dimension, la
                  "VALUES (%(space)s, %(created_at)s, %(dimension)s, %(last_lsn)s)")
 
 
-def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace: bool) -> bool:
+def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace: bool,
+             embedder: str | None) -> bool:
     meta = _meta(src)
     try:
         last_lsn = int(meta.get("last_lsn", "0"))
@@ -309,10 +319,15 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
     for key, value in meta.items():
         if key not in OWN_META and key not in SKIPPED_META:
             tx.execute(q.SET_META, {"key": key, "value": value})
+    if embedder is not None:
+        tx.execute("UPDATE engram.spaces SET embedder = %(embedder)s WHERE space_id = %(space)s",
+                   {"embedder": embedder})
     ids = _memories(store, tx, src, dimension, last_lsn, has_column(tx.conn, "memories", "created_lsn"))
     if counted:
         tx.execute("UPDATE engram.spaces SET memory_rows = %(n)s WHERE space_id = %(space)s",
                    {"n": len(ids)})
+    if has_column(tx.conn, "spaces", "memory_bytes"):
+        tx.execute(q.RECOUNT_BYTES)
     edges = _Batch(tx)
     for s, t, strength, kind, created, updated, lsn in src.execute(
             "SELECT source, target, strength, kind, created_at, updated_at, lsn FROM associations"):

@@ -13,7 +13,13 @@ of a space). One thread per server:
   bounds the delay such a loss can cause. The table is the source of truth, so nothing is lost;
 * a space is watched from its first subscriber on this server (``watch``, from the position the
   subscriber starts at) and unwatched once it has none; a space deleted on another server is
-  noticed at the next poll and its subscribers are closed ("memory space deleted").
+  noticed at the next poll and its subscribers are closed ("memory space deleted"); one replaced
+  (restored with replace, or deleted and created again: ``spaces.incarnation`` differs from the
+  handle's) too, as SQLite closes a replaced space's streams ("memory space replaced by a
+  restore"): their positions are in the old space's log, which the new one does not continue.
+  Before events are published the incarnation is read again (after the events), so no event of
+  the new space ever reaches a stream of the old one, even when a write wakes the feed before
+  the poll notices the replacement.
 
 Subscribers resumed from a cursor first replay the table (``space.PgLogReader``) and drop the
 live events they replayed already (``core.events.Subscription.resume_from``).
@@ -34,6 +40,8 @@ from .space import PostgresSpace
 
 log = logging.getLogger("engram.postgres.feed")
 
+#: Why the streams of a replaced space end (SQLite's words, spaces/registry.py).
+REPLACED = "memory space replaced by a restore"
 #: Upper bound on the delay between a commit on another server and its delivery here, should its
 #: notification be lost.
 POLL_SECONDS = 0.5
@@ -131,10 +139,7 @@ class EventFeed:
                 if self._watched.get(space.id, (None,))[0] is space:
                     del self._watched[space.id]
             return
-        if check_gone and space.store.space(space.id) is None:
-            with self._lock:
-                self._watched.pop(space.id, None)
-            space.close("memory space deleted")
+        if check_gone and self._gone(space):
             return
         while True:
             events = space.store.events_after(space.id, pos, CHUNK)
@@ -143,6 +148,10 @@ class EventFeed:
                 events, more = [e for e in events if e.lsn <= upto], False
             if not events:
                 return
+            # Read after the events: if the space is still the handle's incarnation now, it was
+            # when they were read (an incarnation never comes back), so they are the old space's.
+            if self._gone(space):
+                return
             space.events.publish_many([Logged(e.type, e.lsn, e.seq, e.data, e.ts) for e in events])
             pos = (events[-1].lsn, events[-1].seq)
             with self._lock:
@@ -150,6 +159,17 @@ class EventFeed:
                     self._watched[space.id] = (space, pos)
             if not more:
                 return
+
+    def _gone(self, space: PostgresSpace) -> bool:
+        """True (and the space's streams closed) if ``space`` was deleted or replaced."""
+        info = space.store.space(space.id)
+        if info is not None and info.incarnation == space.incarnation:
+            return False
+        with self._lock:
+            if self._watched.get(space.id, (None,))[0] is space:
+                del self._watched[space.id]
+        space.close("memory space deleted" if info is None else REPLACED)
+        return True
 
     def close(self) -> None:
         self._stop.set()

@@ -21,12 +21,12 @@ SET_DIRECTORY: Final = "SELECT set_config('engram.directory', 'on', true)"
 
 # -- spaces ---------------------------------------------------------------------------------------
 CREATE_SPACE: Final = (
-    "INSERT INTO engram.spaces (space_id, created_at, dimension) VALUES (%(space)s, %(created_at)s, "
-    "%(dimension)s) ON CONFLICT (space_id) DO NOTHING RETURNING space_id"
+    "INSERT INTO engram.spaces (space_id, created_at, dimension, embedder) VALUES (%(space)s, "
+    "%(created_at)s, %(dimension)s, %(embedder)s) ON CONFLICT (space_id) DO NOTHING RETURNING space_id"
 )
 GET_SPACE: Final = (
-    "SELECT space_id, created_at, dimension, last_lsn, memory_rows FROM engram.spaces "
-    "WHERE space_id = %(space)s"
+    "SELECT space_id, created_at, dimension, last_lsn, memory_rows, embedder, reembed, incarnation::text "
+    "FROM engram.spaces WHERE space_id = %(space)s"
 )
 DELETE_SPACE: Final = "DELETE FROM engram.spaces WHERE space_id = %(space)s RETURNING space_id"
 ENSURE_VECTOR_INDEX: Final = (
@@ -35,9 +35,12 @@ ENSURE_VECTOR_INDEX: Final = (
 )
 # The LSN of a write: the counter row is updated inside the writing transaction. Its row lock
 # makes a second writer of the same space wait until the first commits (or rolls back, giving
-# the number back), so LSNs are gapless and commit in order; other spaces are not held up.
+# the number back), so LSNs are gapless and commit in order; other spaces are not held up. The
+# dimension and embedder come back too: a write checks its vectors against them under the lock
+# (a re-embedding's switch, which holds the same row, may have changed both since it embedded).
 NEXT_LSN: Final = (
-    "UPDATE engram.spaces SET last_lsn = last_lsn + 1 WHERE space_id = %(space)s RETURNING last_lsn"
+    "UPDATE engram.spaces SET last_lsn = last_lsn + 1 WHERE space_id = %(space)s "
+    "RETURNING last_lsn, dimension, embedder"
 )
 # A space created without a dimension takes that of its first vector (whichever server writes it).
 BIND_DIMENSION: Final = (
@@ -202,9 +205,33 @@ EDGES_OF: Final = (
 # The space's row count, moved by ``n`` (negative: rows deleted) by the write that inserted or
 # deleted them; every INSERT into or DELETE from engram.memories must be matched by one (the
 # quota's fast path reads it; tests/postgres/test_writes.py checks it against the rows).
+# ``bytes``: the change in the stored size of the space's rows (ROW_BYTES), kept the same way in
+# ``memory_bytes`` by every write that inserts, deletes or resizes rows, so ``max_space_bytes``
+# reads it instead of summing the rows (test_writes.py checks it against the rows too).
 ADD_MEMORY_ROWS: Final = (
-    "UPDATE engram.spaces SET memory_rows = memory_rows + %(n)s WHERE space_id = %(space)s "
-    "RETURNING memory_rows"
+    "UPDATE engram.spaces SET memory_rows = memory_rows + %(n)s, memory_bytes = memory_bytes + %(bytes)s "
+    "WHERE space_id = %(space)s RETURNING memory_rows, memory_bytes"
+)
+# A memory's bytes: its content, vector, tags and metadata as stored (compressed when large). Read
+# from the stored row (never from RETURNING, whose values may not be the stored, toasted form).
+ROW_BYTES: Final = (
+    "(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) + pg_column_size(tags) "
+    "+ pg_column_size(metadata))"
+)
+BYTES_OF_IDS: Final = (
+    "SELECT coalesce(sum(" + ROW_BYTES + "), 0) FROM engram.memories WHERE space_id = %(space)s "
+    "AND id = ANY(%(ids)s)"
+)
+# The rows a delete by filter is about to delete (the same selection, under the counter row: no
+# other write of the space can change them between the two statements).
+MATCHING_BYTES: Final = (
+    "SELECT coalesce(sum(" + ROW_BYTES + "), 0) FROM engram.memories WHERE space_id = %(space)s AND "
+    + LIVE + " AND {filter}"
+)
+# After writes that resize every row (a re-embedding's switch, a restore): the sum, recounted.
+RECOUNT_BYTES: Final = (
+    "UPDATE engram.spaces SET memory_bytes = (SELECT coalesce(sum(" + ROW_BYTES + "), 0) "
+    "FROM engram.memories WHERE space_id = %(space)s) WHERE space_id = %(space)s"
 )
 # Two statements, so a ``max_memories`` alone costs a count (an index-only scan when the table's
 # visibility map allows) and never the heap visit that the sizes need.
@@ -212,8 +239,7 @@ SPACE_COUNT: Final = "SELECT count(*) FROM engram.memories WHERE space_id = %(sp
 # A memory's bytes: its content, vector, tags and metadata as stored (compressed when large), plus
 # ``overhead`` for the row and its indexes (auth/quotas.py's estimate of a SQLite row).
 SPACE_BYTES: Final = (
-    "SELECT coalesce(sum(pg_column_size(content) + coalesce(pg_column_size(embedding), 0) "
-    "+ pg_column_size(tags) + pg_column_size(metadata) + %(overhead)s), 0) FROM engram.memories "
+    "SELECT coalesce(sum(" + ROW_BYTES + " + %(overhead)s), 0) FROM engram.memories "
     "WHERE space_id = %(space)s AND " + LIVE
 )
 
@@ -225,16 +251,19 @@ HAS_EXPIRED: Final = (
 # or wait), deleted; associations and metadata go by cascade. MATERIALIZED matters: as a plain
 # ``IN (SELECT ... LIMIT ... FOR UPDATE)`` the planner may rescan the subquery per outer row, and
 # each rescan skips the rows this statement already deleted, so the batch grew to every expired row.
+# Each deleted row comes back with its stored bytes, read in the batch before the delete.
 DELETE_EXPIRED: Final = (
-    "WITH batch AS MATERIALIZED (SELECT id FROM engram.memories WHERE space_id = %(space)s "
-    "AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s FOR UPDATE) "
-    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id IN (SELECT id FROM batch) "
-    "RETURNING id, expires_at"
+    "WITH batch AS MATERIALIZED (SELECT id AS gone, " + ROW_BYTES + " AS b FROM engram.memories "
+    "WHERE space_id = %(space)s AND expires_at <= %(now)s ORDER BY expires_at, id LIMIT %(limit)s "
+    "FOR UPDATE) DELETE FROM engram.memories USING batch WHERE space_id = %(space)s AND id = batch.gone "
+    "RETURNING id, expires_at, batch.b"
 )
 # A write reusing an expired memory's id takes it first, as the sweep would.
 REAP_EXPIRED_ID: Final = (
-    "DELETE FROM engram.memories WHERE space_id = %(space)s AND id = %(id)s AND expires_at <= %(now)s "
-    "RETURNING id, expires_at"
+    "WITH batch AS MATERIALIZED (SELECT id AS gone, " + ROW_BYTES + " AS b FROM engram.memories "
+    "WHERE space_id = %(space)s AND id = %(id)s AND expires_at <= %(now)s FOR UPDATE) "
+    "DELETE FROM engram.memories USING batch WHERE space_id = %(space)s AND id = batch.gone "
+    "RETURNING id, expires_at, batch.b"
 )
 
 # -- events (storage/eventlog.py's log, per space) ------------------------------------------------
@@ -317,7 +346,77 @@ REINFORCE: Final = (
 
 # -- across spaces (the directory) ----------------------------------------------------------------
 LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"
-DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES"})
+# The spaces with a re-embedding in progress (each server's re-embedding worker, reembed.py).
+REEMBEDDING_SPACES: Final = (
+    "SELECT space_id FROM engram.spaces WHERE reembed IS NOT NULL ORDER BY space_id"
+)
+DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES", "REEMBEDDING_SPACES"})
+
+# -- re-embedding (core/postgres/reembed.py; core/embedded.py on SQLite) ----------------------------
+# A row has text to embed (core/embedded.py's EMBEDDABLE_SQL: one of the fields is not empty, i.e.
+# their concatenation is not; no OR may follow the space filter, see tests/postgres/test_schema.py).
+EMBEDDABLE: Final = (
+    "(content || coalesce(what, '') || coalesce(where_location, '') || coalesce(why, '') "
+    "|| coalesce(how, '')) <> ''"
+)
+START_REEMBED: Final = (
+    "UPDATE engram.spaces SET reembed = %(target)s WHERE space_id = %(space)s AND reembed IS NULL "
+    "RETURNING space_id"
+)
+CLEAR_REEMBED_VECTORS: Final = "DELETE FROM engram.reembed_vectors WHERE space_id = %(space)s"
+# An update changed the row's text (or its vector): the staged vector is of the old text.
+DROP_REEMBED_VECTOR: Final = (
+    "DELETE FROM engram.reembed_vectors WHERE space_id = %(space)s AND memory_id = %(id)s"
+)
+TEXTLESS_VECTORS: Final = (
+    "SELECT count(*) FROM engram.memories WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "AND NOT " + EMBEDDABLE
+)
+# What a re-embedding covers: the unsuppressed rows with text; ``done``: those with a staged vector.
+REEMBED_COUNTS: Final = (
+    "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM engram.reembed_vectors AS r "
+    "WHERE r.space_id = %(space)s AND r.memory_id = m.id)) FROM engram.memories AS m "
+    "WHERE space_id = %(space)s AND NOT suppressed AND " + EMBEDDABLE
+)
+REEMBED_TODO: Final = (
+    "SELECT id, lsn, content, what, where_location, why, how, who FROM engram.memories AS m "
+    "WHERE space_id = %(space)s AND NOT suppressed AND " + EMBEDDABLE + " AND NOT EXISTS "
+    "(SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id) "
+    "ORDER BY created_lsn LIMIT %(limit)s"
+)
+# Before staging vectors: the rows, share-locked until the step commits (an update of one waits,
+# then drops the staged vector), with the LSN their text was read at (changed: not staged).
+REEMBED_LOCK_ROWS: Final = (
+    "SELECT id, lsn FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND NOT suppressed ORDER BY id FOR SHARE"
+)
+STAGE_REEMBED_VECTOR: Final = (
+    "INSERT INTO engram.reembed_vectors (space_id, memory_id, embedding) VALUES (%(space)s, %(id)s, "
+    "%(embedding)s) ON CONFLICT (space_id, memory_id) DO UPDATE SET embedding = excluded.embedding"
+)
+# The switch, holding the counter row (every writer of the space waits for it): the target's
+# vectors replace the old ones; a vector with no staged twin (a suppressed memory's) is dropped,
+# as SQLite's switch does.
+LOCK_SPACE_ROW: Final = (
+    "SELECT dimension, embedder, reembed FROM engram.spaces WHERE space_id = %(space)s FOR UPDATE"
+)
+DROP_UNSTAGED_VECTORS: Final = (
+    "UPDATE engram.memories AS m SET embedding = NULL WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s "
+    "AND r.memory_id = m.id)"
+)
+APPLY_STAGED_VECTORS: Final = (
+    "UPDATE engram.memories AS m SET embedding = (SELECT r.embedding FROM engram.reembed_vectors AS r "
+    "WHERE r.space_id = %(space)s AND r.memory_id = m.id) WHERE space_id = %(space)s AND EXISTS "
+    "(SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id)"
+)
+SWITCH_EMBEDDER: Final = (
+    "UPDATE engram.spaces SET embedder = %(embedder)s, dimension = %(dimension)s, reembed = NULL "
+    "WHERE space_id = %(space)s"
+)
+# One worker per space at a time across servers: a transaction-scoped advisory try-lock (a busy
+# space is skipped: another server is on it).
+REEMBED_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock(%(key)s)"
 
 # -- consolidation and beliefs (core/postgres/beliefs.py, cognition/pg_consolidation.py) ----------
 # The input of a run: the live episodes with a vector (ordered by memory id in Python: code point

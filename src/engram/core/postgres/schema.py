@@ -285,11 +285,51 @@ ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
 ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
 """
 
+# A space's embedder and its re-embedding (SPEC §9). ``embedder``: the JSON record
+# ``{"provider", "model", "explicit"}`` chosen at creation or by a finished re-embedding (NULL: the
+# server's default, as a space created before this step has). ``reembed``: the target of a
+# re-embedding in progress (NULL: none), a column rather than a ``space_meta`` row so the servers'
+# re-embedding workers find the spaces that have one in the directory listing (spaces table only),
+# and so the write path reads the space's embedder in the counter row it already holds.
+_V4 = """
+ALTER TABLE engram.spaces ADD COLUMN embedder text;
+ALTER TABLE engram.spaces ADD COLUMN reembed text;
+"""
+
+# A space's incarnation: a fresh value each time a row of ``spaces`` is inserted (created, or
+# restored under its id, replacing the space or not), never repeated. A server holding a handle or
+# streams of the space compares it with the row's: another value means the space it streams was
+# deleted and made again (a restore with replace keeps ``created_at`` and may lower the LSN), so
+# its streams end as SQLite ends a replaced space's. The spaces already there get one each.
+_V5 = """
+ALTER TABLE engram.spaces ADD COLUMN incarnation uuid NOT NULL DEFAULT gen_random_uuid();
+"""
+
+# ``spaces.memory_bytes``: the stored bytes of the space's rows (queries.ROW_BYTES: content, vector,
+# tags, metadata), kept by every write that inserts, deletes or resizes rows, in its transaction
+# (as ``memory_rows``), so ``max_space_bytes`` reads one number instead of summing the space's rows
+# on every write. Backfilled here, FORCE lifted for it as in migration 3.
+_V6 = """
+ALTER TABLE engram.spaces ADD COLUMN memory_bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE engram.spaces NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.memories NO FORCE ROW LEVEL SECURITY;
+UPDATE engram.spaces AS s SET memory_bytes = c.n
+    FROM (SELECT space_id, sum(pg_column_size(content) + coalesce(pg_column_size(embedding), 0)
+                               + pg_column_size(tags) + pg_column_size(metadata)) AS n
+          FROM engram.memories GROUP BY space_id) AS c
+    WHERE s.space_id = c.space_id;
+ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
     Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
     Migration(3, "insertion order of memories (created_lsn); a space's row count (memory_rows)", _V3),
+    Migration(4, "a space's embedder and re-embedding target (spaces.embedder, spaces.reembed)", _V4),
+    Migration(5, "a space's incarnation (spaces.incarnation): a replaced space is told apart", _V5),
+    Migration(6, "a space's stored bytes (spaces.memory_bytes), backfilled", _V6),
 )
 
 _BOOKKEEPING = """

@@ -16,8 +16,9 @@ beliefs, recognize, reminisce, complete, introspect: ``cognition/pg_api.py``). W
 SQLite's do, inside their transaction (``store.WritePolicy``): auto-links to near neighbours when
 asked, temporal links between episodes, and the quotas (``max_memories``, ``max_space_bytes``),
 which no two servers can exceed together. What the SQLite space does and this one does not
-(yet): background embedding (text without a vector is embedded here, before the write),
-re-embedding, backup.
+(yet): background embedding (text without a vector is embedded here, before the write, by the
+space's embedder: ``spaces.embedder``, the server's default when unset). Re-embedding is
+``reembed.py``: a write made for the old embedder that meets the switch is embedded again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ...errors import (
     MemorySpaceNotFound,
     NotBuiltYet,
     QuotaExceeded,
+    StorageUnavailable,
 )
 from ...storage.eventlog import Logged, Position
 from .. import filters
@@ -69,7 +71,7 @@ from ..models import (
     from_epoch,
     to_epoch,
 )
-from .store import MemoryRow, PostgresStore, Vector, Write, WritePolicy, Written
+from .store import EmbedderChanged, MemoryRow, PostgresStore, Vector, Write, WritePolicy, Written
 
 if TYPE_CHECKING:
     from ...embedding import Embedders, EmbedderSpec
@@ -82,6 +84,21 @@ BACKEND = "postgres"
 DURABLE = "committed to PostgreSQL (WAL flushed) before acknowledgement"
 #: Events read from the table per replay step of a resumed stream.
 REPLAY_CHUNK = 256
+#: Attempts of a write whose space switched embedders under it (each embeds again).
+CHANGED_RETRIES = 3
+
+
+def spec_of(record: str | None, embedders: Embedders | None) -> EmbedderSpec:
+    """The embedder of a space's record (``spaces.embedder``): None is the server's default."""
+    if embedders is None:
+        return NO_EMBEDDER
+    if record is None:
+        return embedders.default_spec()
+    from ...embedding import EmbedderSpec
+
+    rec = json.loads(record)
+    spec = EmbedderSpec(str(rec["provider"]), str(rec["model"]))
+    return NO_EMBEDDER if spec.provider == "none" else spec
 
 
 def not_built(what: str) -> NotBuiltYet:
@@ -97,21 +114,27 @@ class PostgresSpace:
 
     def __init__(self, space_id: str, store: PostgresStore, settings: Settings, clock: Clock, *,
                  dimension: int | None, embedders: Embedders | None = None, created_at: float | None = None,
-                 default_ttl: float | None = None, relay: LiveRelay | None = None) -> None:
+                 default_ttl: float | None = None, relay: LiveRelay | None = None,
+                 embedder: str | None = None, incarnation: str | None = None) -> None:
         """``created_at`` tells this incarnation of the space from one created again under its id;
         ``default_ttl``: the space's ``default_ttl_seconds`` (fixed at creation, so cached);
-        ``relay``: sends live-only events to the other servers' streams (live.py)."""
+        ``relay``: sends live-only events to the other servers' streams (live.py); ``embedder``:
+        the space's embedder record (``spaces.embedder``; None: the server's default);
+        ``incarnation``: ``spaces.incarnation``, which a restore or a re-creation changes."""
         self.relay = relay
         self.id = space_id
         self.created_at = created_at
+        self.incarnation = incarnation
         self.default_ttl = default_ttl
         self.store = store
         self.settings = settings
         self.clock = clock
         self.dim = dimension
         self.embedders = embedders
-        spec = embedders.default_spec() if embedders is not None else NO_EMBEDDER
-        self.embedder_spec: EmbedderSpec = spec
+        self.embedder_record: str | None = None
+        self.embedder_spec: EmbedderSpec = NO_EMBEDDER
+        self._adopted = False
+        self.adopt(dimension, embedder)
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
                                max_lag_seconds=settings.subscriber_max_lag_seconds)
         self.closed = False
@@ -119,6 +142,22 @@ class PostgresSpace:
         self.last_used = time.monotonic()
 
     # -- vectors ----------------------------------------------------------------------------------
+    def adopt(self, dimension: int | None, embedder: str | None) -> None:
+        """Take the space's dimension and embedder as the database has them now (read by the
+        registry on each request): a re-embedding finished on any server switches both at once."""
+        if dimension is not None:
+            self.dim = dimension
+        if self._adopted and embedder == self.embedder_record:
+            return
+        self._adopted = True
+        self.embedder_record = embedder
+        self.embedder_spec = spec_of(embedder, self.embedders)
+
+    @property
+    def made_for(self) -> tuple[int | None, str | None]:
+        """What this handle's vectors are made for: checked by the write under the counter row."""
+        return self.dim, self.embedder_record
+
     @property
     def embedding_active(self) -> bool:
         """Whether text is embedded here: a server embedder, and a space whose dimension (set at
@@ -236,6 +275,22 @@ class PostgresSpace:
 
     def remember_many(self, items: Sequence[MemoryInput | EngramError]
                       ) -> builtins.list[StoreReceipt | EngramError]:
+        """:meth:`_remember_many`, embedding again if a re-embedding switched the space's embedder
+        between this write's embedding and its commit (store.EmbedderChanged: nothing written)."""
+        for _ in range(CHANGED_RETRIES):
+            try:
+                return self._remember_many(items)
+            except EmbedderChanged as changed:
+                self.adopt(changed.dimension, changed.embedder)
+        raise self._changing()
+
+    def _changing(self) -> StorageUnavailable:
+        return StorageUnavailable(f"memory space {self.id!r} switched embedders during this write; "
+                                  "nothing was stored", suggestion="Retry the write.",
+                                  details={"memory_space_id": self.id})
+
+    def _remember_many(self, items: Sequence[MemoryInput | EngramError]
+                       ) -> builtins.list[StoreReceipt | EngramError]:
         """Store every valid item in ONE transaction (one commit, consecutive LSNs); an invalid
         item fails alone. A duplicate id found at commit time fails only its own item: the batch
         is then written again without it (the first attempt rolled back, leaving no LSN used).
@@ -262,10 +317,11 @@ class PostgresSpace:
                 out[i] = self._exists(row.id)
             seen.add(row.id)
         todo = [r for r in rows if out[r[0]] is None]
+        made_for = self.made_for if any(r[3] is not None for r in todo) else None
         while todo:
             try:
                 done = self.store.write_many(self.id, [Write(row, vec, item.auto_link)
-                                                       for _, item, row, vec in todo], policy)
+                                                       for _, item, row, vec in todo], policy, made_for)
             except psycopg.errors.UniqueViolation:
                 if len(todo) == 1:
                     out[todo[0][0]] = self._exists(todo[0][2].id)
@@ -278,7 +334,8 @@ class PostgresSpace:
                 if not taken:  # raced with another writer: fall back to one transaction each
                     for r in [r for r in rows if out[r[0]] is None]:
                         try:
-                            one = self.store.write_many(self.id, [Write(r[2], r[3], r[1].auto_link)], policy)
+                            one = self.store.write_many(self.id, [Write(r[2], r[3], r[1].auto_link)], policy,
+                                                        made_for)
                             out[r[0]] = self._receipt(r[1], r[2], one[0])
                         except psycopg.errors.UniqueViolation:
                             out[r[0]] = self._exists(r[2].id)
@@ -299,10 +356,18 @@ class PostgresSpace:
 
     def update(self, memory_id: str, *, put: MemoryInput | None = None,
                patch: MemoryPatch | None = None) -> UpdateReceipt:
+        for _ in range(CHANGED_RETRIES):
+            try:
+                return self._update(memory_id, put, patch)
+            except EmbedderChanged as changed:
+                self.adopt(changed.dimension, changed.embedder)
+        raise self._changing()
+
+    def _update(self, memory_id: str, put: MemoryInput | None, patch: MemoryPatch | None) -> UpdateReceipt:
         try:
             if put is not None:
                 row, vec = self._row(put, self.clock(), memory_id)
-                done = self.store.put(self.id, row, vec, self.policy)
+                done = self.store.put(self.id, row, vec, self.policy, self.made_for)
             else:
                 assert patch is not None
                 changes = patch.given()
@@ -314,7 +379,7 @@ class PostgresSpace:
                     raise InvalidInput(f"content has {len(text)} characters; at most "
                                        f"{self.settings.max_content_chars} are allowed")
                 vec = self._vector(given_vec, text) if (given_vec is not None or text) else None
-                done = self.store.patch(self.id, memory_id, changes, vec, self.policy)
+                done = self.store.patch(self.id, memory_id, changes, vec, self.policy, self.made_for)
         except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
             raise
         except LookupError:

@@ -91,6 +91,11 @@ class SpaceInfo:
     last_lsn: int
     #: Memory rows stored (expired ones not swept yet included): ``spaces.memory_rows``.
     memory_rows: int = 0
+    #: The space's embedder record (JSON; None: the server's default) and a re-embedding's target.
+    embedder: str | None = None
+    reembed: str | None = None
+    #: Fresh each time the space's row is inserted (created or restored): never the same twice.
+    incarnation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,20 @@ def _row(values: Sequence[Any]) -> MemoryRow:
     return MemoryRow(**dict(zip(_COLUMNS, values, strict=True)))
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class EmbedderChanged(RuntimeError):
+    """A write's vectors were made for a dimension or embedder the space no longer has (a
+    re-embedding switched it meanwhile, on any server): nothing was written; embed again."""
+
+    def __init__(self, dimension: int | None, embedder: str | None) -> None:
+        super().__init__("the space's embedder changed while this write was prepared")
+        self.dimension = dimension
+        self.embedder = embedder
+
+
 class _NothingDone(Exception):
     """Raised inside a write transaction that found nothing to do: it rolls back (LSN unused)."""
 
@@ -233,15 +252,17 @@ class PostgresStore:
 
     # -- spaces ------------------------------------------------------------------------------
     def create_space(self, space_id: str, dimension: int | None = None,
-                     created_at: float | None = None, default_ttl: float | None = None) -> bool:
+                     created_at: float | None = None, default_ttl: float | None = None,
+                     embedder: str | None = None) -> bool:
         """Create ``space_id`` (False if it exists: nothing of it changes). A new vector dimension
         gets its HNSW index; ``default_ttl`` (seconds) is kept in the space's meta, in the same
-        transaction, so no server ever sees the space without it."""
+        transaction, so no server ever sees the space without it; ``embedder``, the space's
+        embedder record (JSON ``{provider, model, explicit}``; None: the server's default)."""
         if dimension is not None and not 1 <= dimension <= MAX_INDEXED_DIMENSION:
             raise ValueError(f"dimension must be 1..{MAX_INDEXED_DIMENSION}, got {dimension}")
         with self.db.space(space_id) as tx:
             made = tx.one(q.CREATE_SPACE, {"created_at": time.time() if created_at is None else created_at,
-                                           "dimension": dimension})
+                                           "dimension": dimension, "embedder": embedder})
             if made is not None and default_ttl is not None:
                 tx.execute(q.SET_META, {"key": DEFAULT_TTL_KEY, "value": repr(float(default_ttl))})
             if made is not None and self.vector_index:
@@ -259,7 +280,8 @@ class PostgresStore:
             row = tx.one(q.GET_SPACE)
         return None if row is None else SpaceInfo(str(row[0]), float(row[1]),
                                                    None if row[2] is None else int(row[2]), int(row[3]),
-                                                   int(row[4]))
+                                                   int(row[4]), _text(row[5]), _text(row[6]),
+                                                   _text(row[7]))
 
     def bind_dimension(self, space_id: str, dimension: int) -> int | None:
         """Give a space without a dimension ``dimension``; returns the space's dimension after
@@ -287,6 +309,18 @@ class PostgresStore:
         return int(row[0])
 
     @staticmethod
+    def _first_lsn(tx: SpaceTx, made_for: tuple[int | None, str | None] | None) -> int:
+        """A write's first LSN, and (``made_for``) the check that its vectors still fit the space."""
+        row = tx.one(q.NEXT_LSN)
+        if row is None:
+            raise LookupError(f"memory space {tx.space_id!r} does not exist")
+        if made_for is not None:
+            now = (None if row[1] is None else int(row[1]), _text(row[2]))
+            if made_for[0] is not None and now != made_for:
+                raise EmbedderChanged(*now)
+        return int(row[0])
+
+    @staticmethod
     def record_event(tx: SpaceTx, type_: str, lsn: int, data: dict[str, Any]) -> Event:
         """Log one event of the write at ``lsn``, inside that write's transaction."""
         seq_row = tx.one(q.NEXT_EVENT_SEQ, {"lsn": lsn})
@@ -304,10 +338,17 @@ class PostgresStore:
         tx.execute(q.NOTIFY_WRITE, {"lsn": lsn})
 
     @staticmethod
-    def _add_rows(tx: SpaceTx, n: int) -> int:
-        """Move the space's row count by ``n`` (rows this write inserted minus rows it deleted);
-        returns the count after."""
-        row = tx.one(q.ADD_MEMORY_ROWS, {"n": n})
+    def _add_rows(tx: SpaceTx, n: int, size: int = 0) -> tuple[int, int]:
+        """Move the space's row count by ``n`` (rows this write inserted minus rows it deleted)
+        and its byte count by ``size`` (``queries.ROW_BYTES`` of the rows, after minus before);
+        returns both counts after."""
+        row = tx.one(q.ADD_MEMORY_ROWS, {"n": n, "bytes": size})
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    @staticmethod
+    def _bytes_of(tx: SpaceTx, ids: Sequence[str]) -> int:
+        """The stored bytes of rows ``ids`` (``queries.ROW_BYTES``), read from the rows."""
+        row = tx.one(q.BYTES_OF_IDS, {"ids": list(ids)})
         return int(row[0]) if row is not None else 0
 
     @staticmethod
@@ -316,17 +357,21 @@ class PostgresStore:
             tx.execute(q.SCRUB_EVENTS, {"memory_ids": memory_ids})
 
     def _expired_events(self, tx: SpaceTx, rows: Iterable[Sequence[Any]], lsn: int) -> list[Event]:
-        """After deleting expired rows ``(id, expires_at)``: scrub their text, one ``expired`` each."""
-        gone = sorted(((float(at), str(mid)) for mid, at in rows))
+        """After deleting expired rows ``(id, expires_at, bytes)``: scrub their text, one ``expired``
+        each."""
+        gone = sorted((float(r[1]), str(r[0])) for r in rows)
         self._scrub(tx, [mid for _, mid in gone])
         return [self.record_event(tx, "expired", lsn, {"memory_id": mid,
                                                          "expires_at": from_epoch(at).isoformat()})
                 for at, mid in gone]
 
-    def _reap(self, tx: SpaceTx, memory_id: str, now: float, lsn: int) -> list[Event]:
-        """Inside a write: delete ``memory_id`` if it has expired, as the sweep would."""
+    def _reap(self, tx: SpaceTx, memory_id: str, now: float, lsn: int) -> tuple[int, int]:
+        """Inside a write: delete ``memory_id`` if it has expired, as the sweep would; returns the
+        rows and bytes deleted (for ``_add_rows``)."""
         rows = tx.execute(q.REAP_EXPIRED_ID, {"id": memory_id, "now": now}).fetchall()
-        return self._expired_events(tx, rows, lsn) if rows else []
+        if rows:
+            self._expired_events(tx, rows, lsn)
+        return len(rows), sum(int(r[2]) for r in rows)
 
     @staticmethod
     def _write_meta(tx: SpaceTx, memory_id: str, metadata: dict[str, Any]) -> None:
@@ -354,8 +399,8 @@ class PostgresStore:
         """Store several memories in one transaction (one commit), LSNs consecutive."""
         return [w.lsn for w in self.write_many(space_id, [Write(m, e) for m, e in items], policy)]
 
-    def write_many(self, space_id: str, writes: Sequence[Write], policy: WritePolicy | None = None
-                   ) -> list[Written]:
+    def write_many(self, space_id: str, writes: Sequence[Write], policy: WritePolicy | None = None,
+                   made_for: tuple[int | None, str | None] | None = None) -> list[Written]:
         """Store ``writes`` in one transaction (one commit), LSNs consecutive, with the links and
         the quota check of ``policy``: the whole batch commits, or (quota exceeded) none of it.
 
@@ -365,16 +410,21 @@ class PostgresStore:
         the batch with cosine >= ``auto_link_threshold``) and ``temporal`` (an episode and the 4
         nearest episodes within ``episodic_adjacency_seconds``, earlier items of the batch
         included), both directions, in this transaction; no ``association`` event (SQLite emits
-        none for them either: the ``stored`` event and the receipt's ``auto_links`` say it)."""
+        none for them either: the ``stored`` event and the receipt's ``auto_links`` say it).
+
+        ``made_for``: the space's ``(dimension, embedder record)`` the vectors were made for; if
+        the space has others when the write holds its counter row, :class:`EmbedderChanged`
+        (nothing written)."""
         rule = policy or WritePolicy()
         out: list[Written] = []
         now = self.clock()
         batch_ids = [w.memory.id for w in writes]
         with self.db.space(space_id) as tx:
-            reaped = 0
-            for w in writes:
-                lsn = self.next_lsn(tx)
-                reaped += len(self._reap(tx, w.memory.id, now, lsn))
+            reaped = reaped_bytes = 0
+            for i, w in enumerate(writes):
+                lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
+                n, size = self._reap(tx, w.memory.id, now, lsn)
+                reaped, reaped_bytes = reaped + n, reaped_bytes + size
                 auto = (self._near(tx, w.embedding, rule, batch_ids, now)
                         if w.auto_link and w.embedding is not None else [])
                 self._insert(tx, w.memory, w.embedding, lsn)
@@ -386,8 +436,9 @@ class PostgresStore:
                                                    "kind": kind, "now": now, "lsn": lsn})
                 out.append(Written(lsn, auto))
             if out:
-                rows = self._add_rows(tx, len(out) - reaped)
-                self._check_quota(tx, rule, len(out), now, rows)
+                added = self._bytes_of(tx, batch_ids)
+                rows, size = self._add_rows(tx, len(out) - reaped, added - reaped_bytes)
+                self._check_quota(tx, rule, len(out), now, rows, size)
                 self.notify(tx, out[-1].lsn)
         return out
 
@@ -418,7 +469,8 @@ class PostgresStore:
         return [str(r[0]) for r in rows]
 
     @staticmethod
-    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float, stored: int) -> None:
+    def _check_quota(tx: SpaceTx, rule: WritePolicy, new: int, now: float, stored: int,
+                     stored_bytes: int) -> None:
         """Refuse (roll back) a write that left the space past its quota: ``new`` memories added,
         ``stored`` the space's row count after it (``spaces.memory_rows``).
 
@@ -427,7 +479,9 @@ class PostgresStore:
         writer of the space can commit between the count and this commit (see WritePolicy).
         ``stored`` counts expired rows the sweep has not deleted yet, so it is never below the
         live count: at or under ``max_memories`` it settles the question without counting; past
-        it, the live rows are counted (expired ones must not hold the quota)."""
+        it, the live rows are counted (expired ones must not hold the quota). ``stored_bytes``
+        (``spaces.memory_bytes``) is the bytes' twin: ``max_space_bytes`` sums the live rows only
+        when the counts say the space is past it."""
         if not rule.quota:
             return
         sid = tx.space_id
@@ -442,8 +496,10 @@ class PostgresStore:
                 details={"memory_space_id": sid, "max_memories": rule.max_memories})
         if rule.max_space_bytes <= 0:
             return
-        size = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
-        used = int(size[0]) if size is not None else 0
+        used = stored_bytes + stored * ROW_OVERHEAD
+        if used > rule.max_space_bytes:
+            size = tx.one(q.SPACE_BYTES, {"now": now, "overhead": ROW_OVERHEAD})
+            used = int(size[0]) if size is not None else 0
         if used > rule.max_space_bytes:
             raise QuotaExceeded(
                 f"memory space {sid!r} would use {used} bytes with this write (max_space_bytes = "
@@ -452,31 +508,35 @@ class PostgresStore:
 
     # -- updates (core/update.py) ----------------------------------------------------------------
     def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None,
-            policy: WritePolicy | None = None) -> Updated:
+            policy: WritePolicy | None = None, made_for: tuple[int | None, str | None] | None = None
+            ) -> Updated:
         """Create or replace ``memory.id`` (PUT). A replacement keeps the row (and so its
         associations, creation time and access statistics), takes every updatable field and the
         expiry of ``memory``, is live again if it was suppressed, and keeps a vector only if one
         is given. An expired memory counts as absent: it is deleted first, as the sweep would."""
-        return self._update(space_id, memory.id, memory, None, embedding, policy)
+        return self._update(space_id, memory.id, memory, None, embedding, policy, made_for)
 
     def patch(self, space_id: str, memory_id: str, changes: dict[str, Any],
-              embedding: Vector | None = None, policy: WritePolicy | None = None) -> Updated:
+              embedding: Vector | None = None, policy: WritePolicy | None = None,
+              made_for: tuple[int | None, str | None] | None = None) -> Updated:
         """Change the given fields of a live memory (PATCH); a suppressed memory stays suppressed,
         and the vector stays unless ``embedding`` replaces it (no server embedder here)."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}; updatable fields are "
                                f"{', '.join(UPDATABLE)}")
-        return self._update(space_id, memory_id, None, changes, embedding, policy)
+        return self._update(space_id, memory_id, None, changes, embedding, policy, made_for)
 
     def _update(self, space_id: str, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
-                embedding: Vector | None, policy: WritePolicy | None = None) -> Updated:
+                embedding: Vector | None, policy: WritePolicy | None = None,
+                made_for: tuple[int | None, str | None] | None = None) -> Updated:
         """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
         (a created memory counts one; a replacement only its bytes)."""
         rule = policy or WritePolicy()
         now = self.clock()
         with self.db.space(space_id) as tx:
-            lsn = self.next_lsn(tx)  # first: see the lock order in the class docstring
+            # first: see the lock order in the class docstring
+            lsn = self._first_lsn(tx, made_for if embedding is not None else None)
             cur = tx.one(q.CURRENT_FOR_UPDATE, {"id": memory_id})
             if cur is not None and cur[4] is not None and float(cur[4]) <= now:
                 cur = None  # expired, not swept yet: gone (PUT reaps it below)
@@ -486,9 +546,10 @@ class PostgresStore:
                         f"no memory with id {memory_id!r} in memory space {space_id!r}",
                         suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
                         details={"memory_id": memory_id, "memory_space_id": space_id})
-                reaped = len(self._reap(tx, memory_id, now, lsn))
+                reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
-                self._check_quota(tx, rule, 1, now, self._add_rows(tx, 1 - reaped))
+                rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
+                self._check_quota(tx, rule, 1, now, rows, size)
                 self.notify(tx, lsn)
                 return Updated(put, True, lsn)
             kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
@@ -513,9 +574,12 @@ class PostgresStore:
                     params[name] = Jsonb(params[name])
             stmt = sql.SQL(q.UPDATE_MEMORY).format(assignments=sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in sets))
+            before = self._bytes_of(tx, [memory_id])
             row = tx.one(stmt, {**params, "lsn": lsn})
             if row is None:
                 raise LookupError(f"memory {memory_id!r} vanished inside its own update")
+            # A re-embedding's staged vector is of the old text: the worker embeds the row again.
+            tx.execute(q.DROP_REEMBED_VECTOR, {"id": memory_id})
             if "metadata" in sets:
                 tx.execute(q.DELETE_META, {"memory_id": memory_id})
                 self._write_meta(tx, memory_id, dict(sets["metadata"]))
@@ -523,7 +587,8 @@ class PostgresStore:
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
-            self._check_quota(tx, rule, 0, now, 0)
+            rows, size = self._add_rows(tx, 0, self._bytes_of(tx, [memory_id]) - before)
+            self._check_quota(tx, rule, 0, now, rows, size)
             self.notify(tx, lsn)
         return Updated(memory, False, lsn)
 
@@ -543,8 +608,9 @@ class PostgresStore:
                 if mode == "delete":
                     edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
                     removed = int(edges[0]) if edges is not None else 0
+                    size = self._bytes_of(tx, [memory_id])
                     tx.execute(q.DELETE_MEMORY, {"id": memory_id})
-                    self._add_rows(tx, -1)
+                    self._add_rows(tx, -1, -size)
                     self._scrub(tx, [memory_id])
                 else:
                     tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
@@ -571,12 +637,17 @@ class PostgresStore:
         try:
             with self.db.space(space_id) as tx:
                 lsn = self.next_lsn(tx)
-                cur = tx.execute(stmt, {**fparams, "now": self.clock(), "lsn": lsn})
+                now = self.clock()
+                size = 0
+                if mode == "delete":  # the bytes of what the delete selects, read before it
+                    found = tx.one(sql.SQL(q.MATCHING_BYTES).format(filter=expr), {**fparams, "now": now})
+                    size = int(found[0]) if found is not None else 0
+                cur = tx.execute(stmt, {**fparams, "now": now, "lsn": lsn})
                 ids = sorted(str(r[0]) for r in cur)
                 if not ids:
                     raise _NothingDone  # roll back: the LSN is given back
                 if mode == "delete":
-                    self._add_rows(tx, -len(ids))
+                    self._add_rows(tx, -len(ids), -size)
                     self._scrub(tx, ids)
                 for mid in ids:
                     self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
@@ -649,7 +720,7 @@ class PostgresStore:
                     rows = tx.execute(q.DELETE_EXPIRED, {"now": now, "limit": limit}).fetchall()
                     if not rows:  # another sweeper took them meanwhile: give the LSN back
                         raise _NothingDone
-                    self._add_rows(tx, -len(rows))
+                    self._add_rows(tx, -len(rows), -sum(int(r[2]) for r in rows))
                     self._expired_events(tx, rows, lsn)
                     self.notify(tx, lsn)
             except _NothingDone:
