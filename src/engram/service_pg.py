@@ -49,7 +49,6 @@ from .cognition.pg_api import PgCognition
 from .cognition.scheduler import Scheduler
 from .core.embedded import known_dimension
 from .core.events import Subscription
-from .core.expiry import DEFAULT_TTL_KEY
 from .core.models import (
     MAX_BATCH_ITEMS,
     AssociateInput,
@@ -362,11 +361,10 @@ class PostgresService(EngramService):
         return receipt
 
     def _check_restorable_here(self, meta: dict[str, str]) -> str | None:
-        """What a PostgreSQL space cannot be yet: a 501 naming it. Returns the restored space's own
-        embedder record (``spaces.embedder``): the backup's, when it chose one at creation or
-        embeds with another model than this server's default; None: this server's default."""
-        if meta.get(DEFAULT_TTL_KEY):
-            raise not_built("a space default TTL (default_ttl_seconds, recorded in this backup)")
+        """Returns the restored space's own embedder record (``spaces.embedder``): the backup's,
+        when it chose one at creation or embeds with another model than this server's default;
+        None: this server's default. (Its ``default_ttl_seconds`` is copied with the other meta
+        keys; ``storage.backup.unpack`` has checked it.)"""
         raw = meta.get(pg_backup.EMBEDDER_KEY)
         if not raw:
             return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -475,3 +476,39 @@ def test_two_servers_restoring_one_new_id_at_once(servers: tuple[EngramProcess, 
         with EngramClient(b.http_url, timeout=60) as c:
             got, want = c.get_space(target), c.get_space(sid)
         assert (got.last_lsn, got.memory_count) == (want.last_lsn, want.memory_count) == (1500, 1500)
+
+
+def test_a_space_default_ttl_moves_with_its_backup(servers: tuple[EngramProcess, ...], tmp_path: Path) -> None:
+    """A space created with ``default_ttl_seconds`` on SQLite keeps it on PostgreSQL and back: what is
+    written after the move without an expiry expires that long after its store, on every server.
+    A backup whose TTL is no TTL a space could have is refused with the envelope and writes nothing,
+    on either backend."""
+    a, b, lite = servers
+    sid = f"s-{uuid.uuid4().hex[:10]}"
+    with EngramClient(lite.http_url, space=sid, timeout=60) as c:
+        c.create_space(sid, default_ttl_seconds=3600)
+        c.remember("before the move")
+    data = backup_of(lite.http_url, sid)
+    restore(a.http_url, data, sid)
+
+    def expiry_after_a_write(url: str, space: str) -> float:
+        with EngramClient(url, space=space, timeout=60) as c:
+            t0 = time.time()
+            mid = c.remember("after the move").memory_id
+            got = c.get(mid).expires_at
+            assert got is not None, "the restored space lost its default TTL"
+            return got.timestamp() - t0
+
+    assert 3590 < expiry_after_a_write(b.http_url, sid) < 3610  # restored through A, written through B
+    back = sid + "-back"
+    restore(lite.http_url, backup_of(b.http_url, sid), back)
+    assert 3590 < expiry_after_a_write(lite.http_url, back) < 3610
+    for value in ("-5", "nan", "soon", "1e99"):
+        bad = repack(tmp_path, data, "UPDATE meta SET value = ? WHERE key = 'default_ttl_seconds'", (value,))
+        target = f"{sid}-bad"
+        for server in (a, lite):  # the file's check is the format's, on both backends
+            r = httpx.post(f"{server.http_url}/api/v1/spaces/{target}/restore", content=bad, timeout=60)
+            assert r.status_code == 400, (value, r.status_code, r.text)
+            assert "default_ttl_seconds" in r.json()["error"]["message"], r.text
+        for server in (b, lite):
+            assert httpx.get(f"{server.http_url}/api/v1/spaces/{target}", timeout=30).status_code == 404

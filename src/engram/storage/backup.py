@@ -273,10 +273,16 @@ def _check_database(db: Path, manifest: dict[str, Any]) -> None:
             if rows != ["ok"]:
                 raise InvalidBackup(f"the backup's database fails its integrity check: {'; '.join(rows[:3])}")
             found = facts(conn)
+            ttl = conn.execute("SELECT value FROM meta WHERE key = 'default_ttl_seconds'").fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise InvalidBackup(f"the backup's database cannot be read: {exc}") from None
+    if ttl is not None and not _is_ttl(ttl[0]):
+        # the space's default TTL (core.expiry.check_default_ttl's rule): every memory written
+        # without an expiry would take it, so a value no space could be created with is refused
+        raise InvalidBackup(f"the backup's default_ttl_seconds is not a number of seconds above 0 "
+                            f"(at most 1e10): {str(ttl[0])[:40]!r}")
     for key in ("last_lsn", "schema_version"):
         if found[key] != manifest[key]:
             raise InvalidBackup(f"the backup's database has {key} {found[key]}, "
@@ -284,3 +290,11 @@ def _check_database(db: Path, manifest: dict[str, Any]) -> None:
     want = {k: manifest["counts"][k] for k in COUNTED}
     if found["counts"] != want:
         raise InvalidBackup(f"the backup's database holds {found['counts']}, its manifest says {want}")
+
+
+def _is_ttl(value: object) -> bool:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return False
+    return 0 < seconds <= 1e10  # false for NaN too
