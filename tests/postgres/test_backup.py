@@ -478,7 +478,8 @@ def test_two_servers_restoring_one_new_id_at_once(servers: tuple[EngramProcess, 
         assert (got.last_lsn, got.memory_count) == (want.last_lsn, want.memory_count) == (1500, 1500)
 
 
-def test_a_space_default_ttl_moves_with_its_backup(servers: tuple[EngramProcess, ...], tmp_path: Path) -> None:
+def test_a_space_default_ttl_moves_with_its_backup(servers: tuple[EngramProcess, ...],
+                                                   tmp_path: Path) -> None:
     """A space created with ``default_ttl_seconds`` on SQLite keeps it on PostgreSQL and back: what is
     written after the move without an expiry expires that long after its store, on every server.
     A backup whose TTL is no TTL a space could have is refused with the envelope and writes nothing,
