@@ -292,6 +292,7 @@ class MemorySpace(TextEmbedding):
         graph_keys = None if checkpoint is None else np.sort(checkpoint[0])
         ckpt_lsn = 0 if checkpoint is None else checkpoint[1]
         later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        blobs: list[tuple[int, bytes]] = []  # the stored bytes, for exact rescoring (index.raw)
         covered = 0
         while True:
             rows = cur.fetchmany(2048)  # small chunks keep the transient (blob) memory low
@@ -306,6 +307,8 @@ class MemorySpace(TextEmbedding):
             norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))[:, None]  # no overflow
             norms[norms == 0] = 1.0
             unit = (mat / norms).astype(np.float16)
+            if len(blobs) < self.vectors.raw.capacity:
+                blobs.extend((int(r[0]), r[2]) for r in rows)
             if graph_keys is None:
                 self.vectors.add_many(keys, unit, lsns)
                 continue
@@ -318,6 +321,7 @@ class MemorySpace(TextEmbedding):
                 later.append((keys[~ok], unit[~ok], lsns[~ok]))
         for keys, unit, lsns in later:
             self.vectors.add_many(keys, unit, lsns)
+        self.vectors.raw.put(blobs)  # after the adds: an add drops its key's bytes
         return covered
 
     def _background_check(self) -> None:

@@ -44,6 +44,7 @@ from usearch.compiled import MetricKind
 from usearch.index import search as _brute_force
 
 from ..errors import DimensionMismatch
+from .raw import RawVectors
 
 BLOCK_ROWS = 8192  # rows per block: 12 MiB of float16 at 768-d
 _FIRST_CAPACITY = 64
@@ -103,6 +104,9 @@ class VectorSet:
         self.applied_lsn = 0  # highest LSN of a write applied here
         self._lock = threading.Lock()  # writers only
         self.ann: AnnLike | None = None
+        # The stored float32 embeddings for exact rescoring (index.raw): every add and remove
+        # below drops the key's bytes there and bumps its version, under _lock.
+        self.raw = RawVectors(self._lock, float32_max)
 
     # -- writer side ----------------------------------------------------------
     def check_dim(self, received: int) -> None:
@@ -129,7 +133,10 @@ class VectorSet:
                     f"embedding has {vectors.shape[1]} dimensions; this memory space expects {self.dim}",
                     details={"expected": self.dim, "received": int(vectors.shape[1])},
                 )
+            raw = self.raw
+            raw.changed_locked()
             for key in keys:
+                raw.drop_locked(int(key))
                 if int(key) in self._slot_of:
                     self._remove_locked(int(key))
             done = 0
@@ -183,6 +190,8 @@ class VectorSet:
             self.add_many([key], vector.reshape(1, -1), lsn)
             return
         with self._lock:
+            self.raw.changed_locked()
+            self.raw.drop_locked(key)
             bi = len(self._blocks) - 1
             block = self._blocks[bi]
             vec, keys, seq, lsns, alive, used = block.view
@@ -217,6 +226,8 @@ class VectorSet:
 
     def remove(self, key: int, lsn: int = 0) -> bool:
         with self._lock:
+            self.raw.changed_locked()
+            self.raw.drop_locked(key)
             found = self._remove_locked(key)
             if lsn > self.applied_lsn:
                 self.applied_lsn = lsn
