@@ -121,7 +121,7 @@ class MemorySpace(TextEmbedding):
         self.clock = clock
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
                                max_lag_seconds=settings.subscriber_max_lag_seconds)
-        self.vectors = VectorSet(float32_max=settings.vector_float32_max)
+        self.vectors = VectorSet(float32_max=settings.vector_float32_max, int8_pass=settings.vector_int8_pass)
         self.healthy = True
         self.unhealthy_reason: str | None = None
         # Not healthy for a transient reason (EMFILE, disk full, read-only...): requests get a
@@ -199,7 +199,8 @@ class MemorySpace(TextEmbedding):
             self.dim = int(dim) if dim else None
             ttl = self.store.meta(DEFAULT_TTL_KEY)
             self.default_ttl = float(ttl) if ttl else None
-            self.vectors = VectorSet(self.dim, self.settings.vector_float32_max)
+            self.vectors = VectorSet(self.dim, self.settings.vector_float32_max,
+                                     self.settings.vector_int8_pass)
             self.ann = AnnIndex(self.vectors, self.dir, self.settings)
             covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
             self._bind_embedder()
@@ -261,7 +262,7 @@ class MemorySpace(TextEmbedding):
         for name in (INDEX_FILE, SIDECAR_FILE):
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / name).unlink()
-        vectors = VectorSet(self.dim, self.settings.vector_float32_max)
+        vectors = VectorSet(self.dim, self.settings.vector_float32_max, self.settings.vector_int8_pass)
         previous, self.vectors = self.vectors, vectors
         self.density = LocalDensity(self.density.k)  # new vectors, new neighbourhoods
         ann = AnnIndex(vectors, self.dir, self.settings)
