@@ -79,7 +79,8 @@ def main() -> None:
         svc.close()
     result = {
         "benchmark": "rank_exact", "quick": args.quick, "machine": machine_info(), "versions": versions(),
-        "params": {"data": args.data, "vectors": n, "dim": dim, "clusters": 50, "spread": 0.15, "queries": queries, "k": k},
+        "params": {"data": args.data, "vectors": n, "dim": dim, "clusters": 50, "spread": 0.15,
+                   "queries": queries, "k": k},
         "load_seconds": round(load_s, 2),
         "recall_at_10_vs_exact_float32": {r: round(float(np.mean(v)), 4) for r, v in out.items()},
         "min_recall_at_10": {r: round(float(np.min(v)), 4) for r, v in out.items()},
