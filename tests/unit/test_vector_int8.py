@@ -80,6 +80,9 @@ def test_a_block_compacted_and_filled_again_gets_a_new_pass() -> None:
     for key in gone.tolist():
         fast.remove(key)
         plain.remove(key)
+    assert fast._passes is not None and 0 in fast._passes._passes
+    _same(fast, plain, data[-5:], 10)  # a search over the compacted block frees its stale pass
+    assert 0 not in fast._passes._passes
     room = BLOCK_ROWS - fast.views()[0][5]  # compacted once past half dead: room for this many
     assert room > BLOCK_ROWS // 2
     fresh = _unit(rng.standard_normal((room, DIM)))

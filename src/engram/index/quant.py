@@ -77,5 +77,10 @@ class PassCache:
         finally:
             self._building.release()
 
+    def discard(self, block: int) -> None:
+        """Forget the pass of a block that is no longer full (compacted: its pass is stale)."""
+        if block in self._passes:
+            self._passes.pop(block, None)
+
     def nbytes(self) -> int:
         return sum(int(p.index.memory_usage) for p in self._passes.values())

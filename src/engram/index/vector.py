@@ -379,6 +379,8 @@ class VectorSet:
                 first = passes.get(bi, vec)
                 if first is not None:
                     net = first.net(q32, min(n, 2 * k + n - int(np.count_nonzero(alive[:n]))))
+            elif passes is not None and n < BLOCK_ROWS:
+                passes.discard(bi)  # compacted since its pass was built: free the stale pass
             if net is not None:
                 # The int8 net, scored in float32 row by row (as the winners are below): the
                 # block's k best of it.
