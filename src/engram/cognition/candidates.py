@@ -173,14 +173,7 @@ def cached_cosines(space: MemorySpace, vectors: VectorSet, query: np.ndarray,
     (``VectorSet.raw``, index.raw) and only the ones it lacks from SQLite, which are then kept
     there. The same floats as :func:`exact_cosines` for the same live rows."""
     raw = vectors.raw
-    have: list[tuple[int, bytes]] = []
-    missing: list[int] = []
-    for rowid in sorted(rowids):
-        blob = raw.get(rowid)
-        if blob is None:
-            missing.append(rowid)
-        else:
-            have.append((rowid, blob))
+    have, missing = raw.split(sorted(rowids))
     if missing:
         version = raw.version  # before the read: see RawVectors.fill
         got = [(rowid, row[1]) for rowid, row in

@@ -48,6 +48,19 @@ class RawVectors:
     def get(self, key: int) -> bytes | None:
         return self._rows.get(key)
 
+    def split(self, keys: list[int]) -> tuple[list[tuple[int, bytes]], list[int]]:
+        """``(key, bytes)`` of the ``keys`` held here, and the keys that are not (order kept)."""
+        get = self._rows.get
+        have: list[tuple[int, bytes]] = []
+        missing: list[int] = []
+        for key in keys:
+            blob = get(key)
+            if blob is None:
+                missing.append(key)
+            else:
+                have.append((key, blob))
+        return have, missing
+
     def nbytes(self) -> int:
         return sum(len(b) for b in self._rows.values())
 
