@@ -7,7 +7,11 @@ Engram's ``recall(rank="similarity", max_results=10)`` is compared with an exact
 float32 top-10 over the same vectors. Also reported: the default rank ("cognitive") against
 the same exact answer, which is *not* meant to equal it (it orders by more than cosine).
 
-    python3 bench/rank_exact.py [--quick] [--out FILE]
+    python3 bench/rank_exact.py [--quick] [--data clustered|random] [--out FILE]
+
+``--data random``: uniform random unit vectors instead (no clusters: the neighbours of a
+query are barely closer than the rest, the hard case for an approximate first pass), with
+queries that are stored vectors perturbed by noise.
 """
 
 from __future__ import annotations
@@ -39,12 +43,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--data", choices=("clustered", "random"), default="clustered")
     args = ap.parse_args()
     n, queries = (4_000, 100) if args.quick else (20_000, 300)
     dim, k = 384, 10
     rng = np.random.default_rng(7)
-    data = clustered(n, dim, clusters=50, spread=0.15, rng=rng)
-    qs = clustered(queries, dim, clusters=50, spread=0.15, rng=np.random.default_rng(8))
+    if args.data == "random":
+        data = rng.standard_normal((n, dim)).astype(np.float32)
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        qr = np.random.default_rng(8)
+        qs = data[qr.integers(0, n, queries)] + 0.02 * qr.standard_normal((queries, dim)).astype(np.float32)
+        qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    else:
+        data = clustered(n, dim, clusters=50, spread=0.15, rng=rng)
+        qs = clustered(queries, dim, clusters=50, spread=0.15, rng=np.random.default_rng(8))
     with tempfile.TemporaryDirectory() as tmp:
         svc = EngramService(load_settings(overrides={
             "data_dir": tmp, "embedder": "none", "bootstrap_spaces": ("exact",),
@@ -67,13 +79,15 @@ def main() -> None:
         svc.close()
     result = {
         "benchmark": "rank_exact", "quick": args.quick, "machine": machine_info(), "versions": versions(),
-        "params": {"vectors": n, "dim": dim, "clusters": 50, "spread": 0.15, "queries": queries, "k": k},
+        "params": {"data": args.data, "vectors": n, "dim": dim, "clusters": 50, "spread": 0.15,
+                   "queries": queries, "k": k},
         "load_seconds": round(load_s, 2),
         "recall_at_10_vs_exact_float32": {r: round(float(np.mean(v)), 4) for r, v in out.items()},
         "min_recall_at_10": {r: round(float(np.min(v)), 4) for r, v in out.items()},
         "latency_ms_p50": {r: round(float(np.percentile(v, 50)), 3) for r, v in lat.items()},
     }
-    path = args.out or (RESULTS / ("quick" if args.quick else "") / "rank_exact.json")
+    name = "rank_exact.json" if args.data == "clustered" else "rank_exact_random.json"
+    path = args.out or (RESULTS / ("quick" if args.quick else "") / name)
     write_json(path, result)
     got = result["recall_at_10_vs_exact_float32"]
     print(f"rank similarity recall@10 vs exact float32: {got['similarity']} "

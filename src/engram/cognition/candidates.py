@@ -30,6 +30,7 @@ from .filtered import FilterScope, filtered_vectors
 
 if TYPE_CHECKING:
     from ..core.space import MemorySpace
+    from ..index.vector import VectorSet
 
 
 LIGHT_COLUMNS = (
@@ -147,6 +148,13 @@ def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int],
         for rowid, row in got.items():
             light[rowid] = row[:-1]
         rows = [(rowid, row[-1]) for rowid, row in got.items() if row[-1] is not None]
+    return cosines_of(query, rows)
+
+
+def cosines_of(query: np.ndarray, rows: list[tuple[int, bytes]]) -> dict[int, float]:
+    """Cosine of ``query`` (unit) against stored float32 vectors ``(rowid, bytes)``, in the order
+    given (a BLAS product's last bit depends on a row's place in the matrix: callers pass rowid
+    order, the order SQLite returns ``rowid IN (...)`` in, so every path gives the same floats)."""
     if not rows:
         return {}
     mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
@@ -157,6 +165,23 @@ def exact_cosines(space: MemorySpace, query: np.ndarray, rowids: Iterable[int],
     norms[norms == 0] = 1.0
     sims = (mat @ query) / norms
     return dict(zip((int(r[0]) for r in rows), np.clip(sims, -1.0, 1.0).tolist(), strict=True))
+
+
+def cached_cosines(space: MemorySpace, vectors: VectorSet, query: np.ndarray,
+                   rowids: list[int]) -> dict[int, float]:
+    """:func:`exact_cosines` without reading light rows: the stored vectors come from memory
+    (``VectorSet.raw``, index.raw) and only the ones it lacks from SQLite, which are then kept
+    there. The same floats as :func:`exact_cosines` for the same live rows."""
+    raw = vectors.raw
+    have, missing = raw.split(sorted(rowids))
+    if missing:
+        version = raw.version  # before the read: see RawVectors.fill
+        got = [(rowid, row[1]) for rowid, row in
+               space.select_rows("rowid, embedding", missing, "embedding IS NOT NULL").items()]
+        raw.fill(got, version, vectors)
+        have.extend(got)
+        have.sort()
+    return cosines_of(query, have)
 
 
 def vector_candidates(space: MemorySpace, query: np.ndarray, wide: int,

@@ -39,6 +39,7 @@ from ..core.models import (
     RecallResult,
     confidence_from,
 )
+from . import lean
 from .associations import neighbour_fetch
 from .candidates import Candidate, QueryVector, direct_candidates, has_context, light_matches, light_rows
 from .candidates import query_vector as embed_query
@@ -93,15 +94,30 @@ class RecallRun:
     context_only: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     scope: FilterScope | None = None  # the cue's metadata filter (cognition.filtered)
+    count: int | None = None  # candidates kept, when ``cands`` holds the answers only (cognition.lean)
 
 
 def recall(space: MemorySpace, cue: Cue) -> RecallResult:
+    return _run_recall(space, cue, lean_path=True)
+
+
+def recall_staged(space: MemorySpace, cue: Cue) -> RecallResult:
+    """:func:`recall` through the stages always, never cognition.lean (tests compare the two)."""
+    return _run_recall(space, cue, lean_path=False)
+
+
+def _run_recall(space: MemorySpace, cue: Cue, *, lean_path: bool) -> RecallResult:
     space.check_healthy()
     run = RecallRun(space, cue, cue.max_results, max(50, cue.max_results * 4), time.perf_counter())
     run.scope = FilterScope.of(cue.filter)
     if run.scope is not None:
         run.scope.need = cue.max_results + max(5, cue.max_results // 2)
     prepare(run)
+    if lean_path and lean.eligible(cue, run.qv, run.scope is not None) and run.qv.vector is not None:
+        pick = lean.similarity_top(space, cue, run.qv.vector, run.k, run.wide)
+        if pick is not None:  # the common case in less work, same answers (cognition.lean)
+            run.cands, run.rows, run.count = {c.rowid: c for c in pick.cands}, pick.rows, pick.count
+            return answer(run, _similarity_scored(run, pick.cands, space.clock()))
     gather(run)
     filter_context(run)
     if cue.mode is not RecallMode.similarity and run.cands and cue.rank is RankMode.cognitive:
@@ -335,11 +351,18 @@ def _rank_similarity(run: RecallRun, now: float) -> list[Scored]:
             picked.append((score, relevance, c))
     rows = run.rows
     picked.sort(key=lambda t: (-t[0], rows[t[2].rowid][1]))
+    return _similarity_scored(run, [c for _, _, c in picked[: run.k]], now)
+
+
+def _similarity_scored(run: RecallRun, top: list[Candidate], now: float) -> list[Scored]:
+    """Scored answers of a pure cosine order (``top``: best first, vector candidates only)."""
+    rows = run.rows
     out: list[Scored] = []
-    for score, relevance, c in picked[: run.k]:
+    for c in top:
         row = rows[c.rowid]
-        out.append(Scored(score, relevance, current_activation(row[5], row[4], row[6], now),
-                          recency(row[4], now), c))
+        relevance = c.context if run.context_only else c.similarity
+        out.append(Scored(max(0.0, min(1.0, relevance)), relevance,
+                          current_activation(row[5], row[4], row[6], now), recency(row[4], now), c))
     return out
 
 
@@ -441,7 +464,7 @@ def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
         "mode": cue.mode.value,
         "rank": cue.rank.value,
         "query_vector": run.qv.origin,
-        "candidates": len(run.cands),
+        "candidates": len(run.cands) if run.count is None else run.count,
         "index": space.ann.state() if space.ann else {},
     })
     if space.embedding_active:

@@ -150,7 +150,7 @@ class MemorySpace(TextEmbedding):
         self.clock = clock
         self.events = EventBus(space_id, depth=settings.subscriber_queue_depth,
                                max_lag_seconds=settings.subscriber_max_lag_seconds)
-        self.vectors = VectorSet(float32_max=settings.vector_float32_max)
+        self.vectors = VectorSet(float32_max=settings.vector_float32_max, int8_pass=settings.vector_int8_pass)
         self._ids = IdPool()
         self.healthy = True
         self.unhealthy_reason: str | None = None
@@ -229,7 +229,8 @@ class MemorySpace(TextEmbedding):
             self.dim = int(dim) if dim else None
             ttl = self.store.meta(DEFAULT_TTL_KEY)
             self.default_ttl = float(ttl) if ttl else None
-            self.vectors = VectorSet(self.dim, self.settings.vector_float32_max)
+            self.vectors = VectorSet(self.dim, self.settings.vector_float32_max,
+                                     self.settings.vector_int8_pass)
             self.ann = AnnIndex(self.vectors, self.dir, self.settings)
             covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
             self._bind_embedder()
@@ -291,7 +292,7 @@ class MemorySpace(TextEmbedding):
         for name in (INDEX_FILE, SIDECAR_FILE):
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / name).unlink()
-        vectors = VectorSet(self.dim, self.settings.vector_float32_max)
+        vectors = VectorSet(self.dim, self.settings.vector_float32_max, self.settings.vector_int8_pass)
         previous, self.vectors = self.vectors, vectors
         self.density = LocalDensity(self.density.k)  # new vectors, new neighbourhoods
         ann = AnnIndex(vectors, self.dir, self.settings)
@@ -322,6 +323,7 @@ class MemorySpace(TextEmbedding):
         graph_keys = None if checkpoint is None else np.sort(checkpoint[0])
         ckpt_lsn = 0 if checkpoint is None else checkpoint[1]
         later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        blobs: list[tuple[int, bytes]] = []  # the stored bytes, for exact rescoring (index.raw)
         covered = 0
         while True:
             rows = cur.fetchmany(2048)  # small chunks keep the transient (blob) memory low
@@ -336,6 +338,8 @@ class MemorySpace(TextEmbedding):
             norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))[:, None]  # no overflow
             norms[norms == 0] = 1.0
             unit = (mat / norms).astype(np.float16)
+            if len(blobs) < self.vectors.raw.capacity:
+                blobs.extend((int(r[0]), r[2]) for r in rows)
             if graph_keys is None:
                 self.vectors.add_many(keys, unit, lsns)
                 continue
@@ -348,6 +352,7 @@ class MemorySpace(TextEmbedding):
                 later.append((keys[~ok], unit[~ok], lsns[~ok]))
         for keys, unit, lsns in later:
             self.vectors.add_many(keys, unit, lsns)
+        self.vectors.raw.put(blobs)  # after the adds: an add drops its key's bytes
         return covered
 
     def _background_check(self) -> None:

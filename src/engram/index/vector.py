@@ -44,6 +44,8 @@ from usearch.compiled import MetricKind
 from usearch.index import search as _brute_force
 
 from ..errors import DimensionMismatch
+from .quant import PassCache
+from .raw import RawVectors
 
 BLOCK_ROWS = 8192  # rows per block: 12 MiB of float16 at 768-d
 _FIRST_CAPACITY = 64
@@ -91,9 +93,11 @@ class AnnLike(Protocol):  # pragma: no cover - protocol
 class VectorSet:
     """Exact cosine search over the normalised vectors of one space."""
 
-    def __init__(self, dim: int | None = None, float32_max: int = 20_000) -> None:
+    def __init__(self, dim: int | None = None, float32_max: int = 20_000, int8_pass: bool = True) -> None:
         self.dim = dim
         self.float32_max = float32_max
+        # Full blocks are scanned first in int8 (index.quant), then their net in float32.
+        self._passes = PassCache() if int8_pass else None
         # Row width of new blocks: float32 while the set is small, float16 for good once it
         # grows past float32_max (see the module docstring). Changed only under _lock.
         self._dtype: type[np.floating] = np.float32 if float32_max > 0 else np.float16
@@ -103,6 +107,9 @@ class VectorSet:
         self.applied_lsn = 0  # highest LSN of a write applied here
         self._lock = threading.Lock()  # writers only
         self.ann: AnnLike | None = None
+        # The stored float32 embeddings for exact rescoring (index.raw): every add and remove
+        # below drops the key's bytes there and bumps its version, under _lock.
+        self.raw = RawVectors(self._lock, float32_max)
 
     # -- writer side ----------------------------------------------------------
     def check_dim(self, received: int) -> None:
@@ -129,7 +136,10 @@ class VectorSet:
                     f"embedding has {vectors.shape[1]} dimensions; this memory space expects {self.dim}",
                     details={"expected": self.dim, "received": int(vectors.shape[1])},
                 )
+            raw = self.raw
+            raw.changed_locked()
             for key in keys:
+                raw.drop_locked(int(key))
                 if int(key) in self._slot_of:
                     self._remove_locked(int(key))
             done = 0
@@ -183,6 +193,8 @@ class VectorSet:
             self.add_many([key], vector.reshape(1, -1), lsn)
             return
         with self._lock:
+            self.raw.changed_locked()
+            self.raw.drop_locked(key)
             bi = len(self._blocks) - 1
             block = self._blocks[bi]
             vec, keys, seq, lsns, alive, used = block.view
@@ -217,6 +229,8 @@ class VectorSet:
 
     def remove(self, key: int, lsn: int = 0) -> bool:
         with self._lock:
+            self.raw.changed_locked()
+            self.raw.drop_locked(key)
             found = self._remove_locked(key)
             if lsn > self.applied_lsn:
                 self.applied_lsn = lsn
@@ -352,14 +366,29 @@ class VectorSet:
         q16 = q32.astype(np.float16)
         cand_keys: list[np.ndarray] = []
         cand_scores: list[np.ndarray] = []
-        for vec, keys, seq, _lsn, alive, n in self.views():
+        passes = self._passes
+        for bi, (vec, keys, seq, _lsn, alive, n) in enumerate(self.views()):
             if n == 0 or seq[n - 1] < from_seq:
                 continue
             start = int(np.searchsorted(seq[:n], from_seq)) if from_seq > 0 else 0
             rows = n - start
             if rows <= 0:
                 continue
-            if vec.dtype == np.float32:
+            net = None
+            if passes is not None and n == BLOCK_ROWS and start == 0 and 4 * k < n:
+                first = passes.get(bi, vec)
+                if first is not None:
+                    net = first.net(q32, min(n, 2 * k + n - int(np.count_nonzero(alive[:n]))))
+            elif passes is not None and n < BLOCK_ROWS:
+                passes.discard(bi)  # compacted since its pass was built: free the stale pass
+            if net is not None:
+                # The int8 net, scored in float32 row by row (as the winners are below): the
+                # block's k best of it.
+                idx = net[alive[net]]
+                if len(idx) > k:
+                    part = (vec[idx].astype(np.float32, copy=False) * q32).sum(axis=1)
+                    idx = idx[np.argpartition(part, len(idx) - k)[len(idx) - k :]]
+            elif vec.dtype == np.float32:
                 # One BLAS matrix-vector product over the block (it lets the GIL go) picks the
                 # block's k best live rows.
                 scores = vec[start:n] @ q32
@@ -464,7 +493,8 @@ class VectorSet:
         return self.search_exact(query, k)
 
     def nbytes(self) -> int:
-        return sum(sum(a.nbytes for a in v[:5]) for v in self.views())
+        rows = sum(sum(a.nbytes for a in v[:5]) for v in self.views())
+        return rows + (self._passes.nbytes() if self._passes is not None else 0)
 
 
 def _grown(arr: np.ndarray, used: int, cap: int) -> np.ndarray:
