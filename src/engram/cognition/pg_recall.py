@@ -30,14 +30,11 @@ import numpy as np
 from ..core import filters
 from ..core.decay import current_activation, recency
 from ..core.models import (
-    ActivationStep,
     Cue,
     RankMode,
-    RecallBuckets,
     RecallItem,
     RecallMode,
     RecallResult,
-    confidence_from,
     to_epoch,
 )
 from .associations import MAX_FANOUT
@@ -47,12 +44,11 @@ from .recall import (
     COSINE_SCALE,
     SPREAD_BEAM,
     SPREAD_SCORED_MIN,
-    VIVID,
     W_TEXT,
     Scored,
-    _reason,
-    confidence_interval,
+    bucketed,
     fused_scores,
+    item_of,
     kept_in_order,
     relevance_array,
     signals_of,
@@ -296,34 +292,11 @@ def answer(run: PgRun, scored: list[Scored], reinforcer: PgReinforcer | None) ->
     space, cue = run.space, run.cue
     items: list[tuple[float, RecallItem]] = []
     for s in scored:
-        c = s.cand
-        row = run.rows[c.rowid]
-        direct_ = max(c.similarity, c.text, c.context if run.context_only else 0.0)
-        source = "spreading" if ("spreading" in c.sources and direct_ == 0.0) else sorted(c.sources)[0]
-        path = c.path if cue.trace_activation and c.path is not None else None
-        items.append((s.score, RecallItem(
-            memory=space.to_memory(row),
-            score=round(s.score, 6),
-            similarity=round(c.similarity, 6),
-            text_score=round(c.text, 6),
-            activation=round(c.spread if c.spread else s.activation, 6),
-            recency=round(s.recency, 6),
-            confidence=confidence_from(s.score * (0.5 + 0.5 * row.confidence),
-                                       _reason(c, source, s.activation)),
-            source=source,
-            activation_path=None if path is None
-            else [ActivationStep(memory_id=run.ids[n], activation=round(a, 6)) for n, a in path],
-            signals=signals_of(s, row.confidence, 0.0),
-        )))
-    buckets = RecallBuckets()
-    for score, it in items:
-        (buckets.vivid if score > VIVID else buckets.associated).append(it)
-    interval = confidence_interval([sc for sc, _ in items])
-    overall = confidence_from(
-        interval.point,
-        f"{len(items)} result(s); mean score {interval.point:.2f}" if items
-        else "nothing in this space matched the cue",
-    )
+        row = run.rows[s.cand.rowid]
+        signals = signals_of(s, row.confidence, 0.0)
+        items.append((s.score, item_of(run.context_only, cue.trace_activation, s, space.to_memory(row),
+                                       row.confidence, signals, run.ids.__getitem__)))
+    buckets, interval, overall = bucketed(items)
     if reinforcer is not None and items:
         reinforcer.add(space.id, [it.memory.id for _, it in items], space.clock())
     # live-only, as on SQLite (not logged, not replayed), to the streams of every server

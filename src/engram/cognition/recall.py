@@ -30,8 +30,10 @@ import numpy as np
 from ..core.decay import FLOOR, KNEE_HOURS, POWER, current_activation, recency
 from ..core.models import (
     ActivationStep,
+    Confidence,
     ConfidenceInterval,
     Cue,
+    Memory,
     RankMode,
     RecallBuckets,
     RecallItem,
@@ -422,37 +424,14 @@ def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
     full: dict[int, Any] = space.rows_by_rowid(s.cand.rowid for s in scored)
     items: list[tuple[float, RecallItem]] = []
     for s in scored:
-        c = s.cand
-        row = full.get(c.rowid)
+        row = full.get(s.cand.rowid)
         if row is None:  # deleted between scoring and reading: not an answer any more
             continue
-        direct = max(c.similarity, c.text, c.context if run.context_only else 0.0)
-        source = "spreading" if ("spreading" in c.sources and direct == 0.0) else sorted(c.sources)[0]
-        path = c.path if cue.trace_activation and c.path is not None else None
-        items.append((s.score, RecallItem(
-            memory=space.to_memory(row),
-            score=round(s.score, 6),
-            similarity=round(c.similarity, 6),
-            text_score=round(c.text, 6),
-            activation=round(c.spread if c.spread else s.activation, 6),
-            recency=round(s.recency, 6),
-            confidence=confidence_from(s.score * (0.5 + 0.5 * row[5]), _reason(c, source, s.activation)),
-            source=source,
-            activation_path=None if path is None
-            else [ActivationStep(memory_id=str(r), activation=round(a, 6)) for r, a in path],
-            signals=_signals(run, s, row[5]),
-        )))
+        items.append((s.score, item_of(run.context_only, cue.trace_activation, s, space.to_memory(row),
+                                       row[5], _signals(run, s, row[5]), str)))
     if cue.trace_activation:
         _resolve_paths(space, [it for _, it in items])
-    buckets = RecallBuckets()
-    for score, it in items:
-        (buckets.vivid if score > VIVID else buckets.associated).append(it)
-    interval = confidence_interval([sc for sc, _ in items])
-    overall = confidence_from(
-        interval.point,
-        f"{len(items)} result(s); mean score {interval.point:.2f}" if items
-        else "nothing in this space matched the cue",
-    )
+    buckets, interval, overall = bucketed(items)
     space.reinforce([s.cand.rowid for s in scored if s.cand.rowid in full])
     space.events.publish("recalled", space.last_lsn, {
         "results": len(items), "mode": cue.mode.value, "top": [it.memory.id for _, it in items[:5]],
@@ -477,6 +456,44 @@ def answer(run: RecallRun, scored: list[Scored]) -> RecallResult:
         }
     return RecallResult(memories=buckets, recall_confidence=overall, confidence_interval=interval,
                         metadata=metadata, memory_space_id=space.id, results=[it for _, it in items])
+
+
+def item_of(context_only: bool, trace: bool, s: Scored, memory: Memory, confidence: float,
+            signals: dict[str, float], step_id: Callable[[Any], str]) -> RecallItem:
+    """One answer of a recall (both backends): a scored candidate with its stored memory.
+    ``confidence`` is the memory's own; ``step_id`` names an activation path's node."""
+    c = s.cand
+    direct = max(c.similarity, c.text, c.context if context_only else 0.0)
+    source = "spreading" if ("spreading" in c.sources and direct == 0.0) else sorted(c.sources)[0]
+    path = c.path if trace and c.path is not None else None
+    return RecallItem(
+        memory=memory,
+        score=round(s.score, 6),
+        similarity=round(c.similarity, 6),
+        text_score=round(c.text, 6),
+        activation=round(c.spread if c.spread else s.activation, 6),
+        recency=round(s.recency, 6),
+        confidence=confidence_from(s.score * (0.5 + 0.5 * confidence), _reason(c, source, s.activation)),
+        source=source,
+        activation_path=None if path is None
+        else [ActivationStep(memory_id=step_id(n), activation=round(a, 6)) for n, a in path],
+        signals=signals,
+    )
+
+
+def bucketed(items: list[tuple[float, RecallItem]]) -> tuple[RecallBuckets, ConfidenceInterval, Confidence]:
+    """The answers (score, item), best first, as vivid and associated buckets, with the recall's
+    confidence interval and overall confidence (both backends)."""
+    buckets = RecallBuckets()
+    for score, it in items:
+        (buckets.vivid if score > VIVID else buckets.associated).append(it)
+    interval = confidence_interval([sc for sc, _ in items])
+    overall = confidence_from(
+        interval.point,
+        f"{len(items)} result(s); mean score {interval.point:.2f}" if items
+        else "nothing in this space matched the cue",
+    )
+    return buckets, interval, overall
 
 
 def _signals(run: RecallRun, s: Scored, confidence: float) -> dict[str, float]:
