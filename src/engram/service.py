@@ -13,6 +13,7 @@ thread, so one slow space never stalls the loop serving the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -319,10 +320,7 @@ class EngramService:
         space = await self._space(space_id)
         if not self.quotas.enabled:
             return await space.remember_async(item)
-        store = space.store
-        size = store.size_bytes if store is not None else (lambda: 0)
-        count = await asyncio.to_thread(space.count) if self.settings.max_memories else 0
-        with self.quotas.reserve(space_id, item, lambda: count, size):
+        async with self._admit(space, [item]):
             return await space.remember_async(item)
 
     async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError], *,
@@ -366,10 +364,7 @@ class EngramService:
                 return out
 
         if self.quotas.enabled and valid:
-            store = space.store
-            size = store.size_bytes if store is not None else (lambda: 0)
-            count = await asyncio.to_thread(space.count) if self.settings.max_memories else 0
-            with self.quotas.reserve_many(space_id, valid, lambda: count, size):
+            async with self._admit(space, valid):
                 results = await run()
         else:
             results = await run()
@@ -404,11 +399,15 @@ class EngramService:
                 return False
 
         new = 0 if (put is None or await asyncio.to_thread(exists)) else 1
+        async with self._admit(space, [item], new=new):
+            return await run()
+
+    def _admit(self, space: MemorySpace, items: list[MemoryInput], *,
+               new: int | None = None) -> contextlib.AbstractAsyncContextManager[None]:
+        """The quota reservation for a write of ``items`` to ``space`` (SPEC §10)."""
         store = space.store
         size = store.size_bytes if store is not None else (lambda: 0)
-        count = await asyncio.to_thread(space.count) if self.settings.max_memories and new else 0
-        with self.quotas.reserve_many(space_id, [item], lambda: count, size, new=new):
-            return await run()
+        return self.quotas.admit(space.id, items, lambda: asyncio.to_thread(space.count), size, new=new)
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
