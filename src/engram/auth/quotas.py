@@ -19,6 +19,7 @@ writes released since its count added, which can only refuse early.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -75,7 +76,7 @@ class Quotas:
                 mark = self.mark(space_id)
                 counted = await count() if self.max_memories > 0 and (new is None or new) else 0
                 try:
-                    held.enter_context(self.reserve_many(space_id, items, lambda n=counted: n, size, new=new,
+                    held.enter_context(self.reserve_many(space_id, items, functools.partial(int, counted), size, new=new,
                                                          counted_at=mark, stale_ok=attempt == RECOUNTS))
                 except StaleCount:
                     continue
