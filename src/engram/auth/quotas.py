@@ -76,8 +76,9 @@ class Quotas:
                 mark = self.mark(space_id)
                 counted = await count() if self.max_memories > 0 and (new is None or new) else 0
                 try:
-                    held.enter_context(self.reserve_many(space_id, items, functools.partial(int, counted), size, new=new,
-                                                         counted_at=mark, stale_ok=attempt == RECOUNTS))
+                    held.enter_context(self.reserve_many(
+                        space_id, items, functools.partial(int, counted), size, new=new,
+                        counted_at=mark, stale_ok=attempt == RECOUNTS))
                 except StaleCount:
                     continue
                 break
