@@ -407,7 +407,8 @@ class EngramService:
         """The quota reservation for a write of ``items`` to ``space`` (SPEC §10)."""
         store = space.store
         size = store.size_bytes if store is not None else (lambda: 0)
-        return self.quotas.admit(space.id, items, lambda: asyncio.to_thread(space.count), size, new=new)
+        return self.quotas.admit(space.id, items, lambda: asyncio.to_thread(space.count, strict=True),
+                                  size, new=new)
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)

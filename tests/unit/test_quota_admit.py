@@ -8,13 +8,17 @@ that read and the check. Such a write is then in neither figure; admission must 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from engram.auth.quotas import RECOUNTS, Quotas
 from engram.core.models import MemoryInput
-from engram.errors import QuotaExceeded
+from engram.errors import QuotaExceeded, StorageUnavailable
+from engram.service import EngramService
+from engram.settings import Settings
 
 
 def item(n: int) -> MemoryInput:
@@ -140,6 +144,36 @@ def test_an_update_replacing_a_memory_does_not_count() -> None:
         return not counted
 
     assert asyncio.run(main()) is True
+
+
+def test_a_count_that_cannot_be_read_refuses_the_write(tmp_path: Path) -> None:
+    """A quota check whose count fails (no reader: too many open files...) must not count 0 and
+    admit past the limit: the write gets the retriable storage error and nothing is stored."""
+    service = EngramService(Settings(data_dir=tmp_path / "data", embedder="none", max_memories=1))
+    try:
+        async def main() -> None:
+            await service.remember("default", MemoryInput(content="the one allowed"))
+            space = await service._space("default")
+            store = space.store
+            assert store is not None
+            reader = store.reader
+
+            def no_reader() -> sqlite3.Connection:
+                raise StorageUnavailable("no file descriptor for a reader (test)")
+
+            store.reader = no_reader  # type: ignore[method-assign]
+            try:
+                with pytest.raises(StorageUnavailable):
+                    await service.remember("default", MemoryInput(content="one too many"))
+            finally:
+                store.reader = reader  # type: ignore[method-assign]
+            assert space.count() == 1
+            with pytest.raises(QuotaExceeded):
+                await service.remember("default", MemoryInput(content="one too many"))
+
+        asyncio.run(main())
+    finally:
+        service.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1114,17 +1114,23 @@ class MemorySpace(TextEmbedding):
     def last_lsn(self) -> int:
         return self.store.last_lsn if self.store is not None else 0
 
-    def count(self) -> int:
+    def count(self, *, strict: bool = False) -> int:
+        """The live memories. A read failure counts 0 for a figure (stats), or raises with
+        ``strict`` (a quota check must not admit a write on a count it could not take)."""
         if self.store is None:
             return 0
         try:
             return int(self.store.reader().execute(
                 f"SELECT count(*) FROM memories WHERE {LIVE_SQL}", (self.clock(),)).fetchone()[0])
         except StorageError:  # no reader connection now (transient) or closed: no count
+            if strict:
+                raise
             return 0
         except sqlite3.DatabaseError as exc:
             if not is_transient(exc):  # a transient read failure says nothing about the file
                 self.mark_unhealthy(f"storage damaged: {exc}")
+            if strict:
+                raise self.store.translate(exc, "count the memories of", degrade=False) from exc
             return 0
 
     def close(self, reason: str = "space closed") -> None:
