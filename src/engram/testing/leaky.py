@@ -126,9 +126,9 @@ def _install(kind: str) -> None:
     elif kind == "count":
         orig_count = MemorySpace.count
 
-        def count(self: Any) -> int:
+        def count(self: Any, *, strict: bool = False) -> int:
             sib = _sibling(self.id, "count")
-            return orig_count(self) + (1 if sib is not None else 0)
+            return orig_count(self, strict=strict) + (1 if sib is not None else 0)
 
         MemorySpace.count = count  # type: ignore[method-assign]
         from engram.cognition import introspection
