@@ -125,6 +125,7 @@ def test_receipt_fields_equal_the_model_paths_receipt() -> None:
     for i in range(200):
         parts = _parts(rng, i)
         fast = spb.StreamingRememberResponse(sequence=i, receipt=c.receipt_fields(parts), memory_space_id="s")
-        plain = spb.StreamingRememberResponse(sequence=i, receipt=c.receipt(parts.receipt()), memory_space_id="s")
+        plain = spb.StreamingRememberResponse(sequence=i, receipt=c.receipt(parts.receipt()),
+                                              memory_space_id="s")
         assert fast == plain, (parts, fast, plain)
         assert fast.SerializeToString(deterministic=True) == plain.SerializeToString(deterministic=True)

@@ -142,7 +142,10 @@ _FSYNC_REASON = "durable on disk (fsync) before acknowledgement"
 _BUFFERED_REASON = "buffered: acknowledged before fsync, may be lost on power failure"
 
 
-def _full_receipt(parts: Callable[[tuple[Any, int]], ReceiptParts]) -> Callable[[tuple[Any, int]], StoreReceipt]:
+_Done = tuple[Any, int]  # an op's result and its LSN, as the store settles it
+
+
+def _full_receipt(parts: Callable[[_Done], ReceiptParts]) -> Callable[[_Done], StoreReceipt]:
     return lambda done: parts(done).receipt()
 
 
@@ -597,7 +600,8 @@ class MemorySpace(TextEmbedding):
                 out.append(exc)
                 continue
             ops.append(op)
-            out.append((None, parts if receipts == "parts" else _full_receipt(parts) if receipts else _stored_item))
+            build = parts if receipts == "parts" else _full_receipt(parts) if receipts else _stored_item
+            out.append((None, build))
         # inserts_only: the group's full text is indexed once, after its INSERTs (SpaceStore.defer_fts).
         futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop,
                                           inserts_only=True))

@@ -311,7 +311,7 @@ class StreamingHandlers(Adapter):
                 if isinstance(r, (ReceiptParts, StoreReceipt)):
                     # The receipt's plain values go straight into protobuf (no pydantic model per
                     # message); a service that gives full receipts (PostgreSQL) is converted as before.
-                    receipt = c.receipt_fields(r) if isinstance(r, ReceiptParts) else c.receipt(r)
+                    receipt: Any = c.receipt_fields(r) if isinstance(r, ReceiptParts) else c.receipt(r)
                     out[i] = spb.StreamingRememberResponse(sequence=reqs[i].sequence, receipt=receipt,
                                                            memory_space_id=space)
                     if spans[i] is INVALID_SPAN:
