@@ -451,11 +451,7 @@ async def coalesced(requests: AsyncIterator[Any], handle: Callable[[list[Any]], 
                 yield result
         await reader  # re-raise a failure of the request side
     finally:
-        reader.cancel()
-        while not pending.empty():
-            item = pending.get_nowait()
-            if isinstance(item, asyncio.Future):
-                item.cancel()
+        _abandon(reader, pending)
 
 
 async def pipeline(requests: AsyncIterator[Any], handle: Callable[[Any], Awaitable[Any]],
@@ -484,8 +480,14 @@ async def pipeline(requests: AsyncIterator[Any], handle: Callable[[Any], Awaitab
             yield await item
         await reader  # re-raise a failure of the request side
     finally:
-        reader.cancel()
-        while not pending.empty():
-            item = pending.get_nowait()
-            if isinstance(item, asyncio.Future):
-                item.cancel()
+        _abandon(reader, pending)
+
+
+def _abandon(reader: asyncio.Future[Any], pending: asyncio.Queue[Any]) -> None:
+    """The end of :func:`coalesced` / :func:`pipeline` (done, failed or cancelled): stop reading
+    requests and cancel every queued handler whose answer was not yet yielded."""
+    reader.cancel()
+    while not pending.empty():
+        item = pending.get_nowait()
+        if isinstance(item, asyncio.Future):
+            item.cancel()
