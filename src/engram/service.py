@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (imported now, 
 # to_thread: a lazy import needs a descriptor, and must not turn a full descriptor table into a 500)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .auth.guard import Authorizer
 from .auth.keys import KeyRecord, KeyStore, Principal
@@ -37,6 +37,7 @@ from .core.embedded import known_dimension
 from .core.events import Subscription
 from .core.models import (
     MAX_BATCH_ITEMS,
+    STORED_RESULTS,
     AssociateInput,
     Association,
     BatchOutcome,
@@ -60,6 +61,7 @@ from .core.models import (
     MemoryPage,
     MemoryPatch,
     RecallResult,
+    ReceiptParts,
     Recognition,
     RecognizeInput,
     ReembedStatus,
@@ -324,7 +326,7 @@ class EngramService:
             return await space.remember_async(item)
 
     async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError], *,
-                             receipts: bool = True) -> BatchOutcome:
+                             receipts: bool | Literal["parts"] = True) -> BatchOutcome:
         """Store the valid items in one durable group commit (SPEC §11 "Batch").
 
         ``items`` are parsed inputs or the error parsing one gave (the transport parses, so a
@@ -332,7 +334,8 @@ class EngramService:
         Quotas admit the valid items together or refuse the whole batch (nothing stored). A
         failure of the whole commit (disk full...) is the request's error, not N item errors.
         ``receipts=False``: a stored item's result is a :class:`StoredItem` (id and LSN, all
-        REST answers with) instead of a full ``StoreReceipt``.
+        REST answers with) instead of a full ``StoreReceipt``; ``receipts="parts"``: a
+        :class:`ReceiptParts` (the receipt's plain values, for a transport that encodes them itself).
         """
         if not 1 <= len(items) <= MAX_BATCH_ITEMS:
             raise InvalidInput(f"a batch holds 1 to {MAX_BATCH_ITEMS} memories, got {len(items)}",
@@ -348,10 +351,10 @@ class EngramService:
             checked.append(item)
         valid = [i for i in checked if isinstance(i, MemoryInput)]
 
-        async def run() -> list[StoreReceipt | StoredItem | EngramError]:
+        async def run() -> list[StoreReceipt | StoredItem | ReceiptParts | EngramError]:
             with space.lease():
                 queued = space.submit_remember_batch(checked, on_loop=True, receipts=receipts)
-                out: list[StoreReceipt | StoredItem | EngramError] = []
+                out: list[StoreReceipt | StoredItem | ReceiptParts | EngramError] = []
                 for entry in queued:
                     if isinstance(entry, EngramError):
                         out.append(entry)
@@ -368,7 +371,7 @@ class EngramService:
                 results = await run()
         else:
             results = await run()
-        stored = sum(1 for r in results if isinstance(r, (StoreReceipt, StoredItem)))
+        stored = sum(1 for r in results if isinstance(r, STORED_RESULTS))
         if not stored:
             for r in results:  # the commit itself failed: the request failed, say it once
                 if isinstance(r, EngramError) and r.http_status >= 500:

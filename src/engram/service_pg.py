@@ -35,7 +35,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import psycopg
 import psycopg_pool
@@ -428,8 +428,9 @@ class PostgresService(EngramService):
         return await self.remember(space_id, item)
 
     async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError], *,
-                             receipts: bool = True) -> BatchOutcome:
-        """One transaction for the valid items (SPEC §11 "Batch"); an invalid item fails alone."""
+                             receipts: bool | Literal["parts"] = True) -> BatchOutcome:
+        """One transaction for the valid items (SPEC §11 "Batch"); an invalid item fails alone.
+        ``receipts="parts"`` gives full receipts here (the rows come back as models)."""
         if not 1 <= len(items) <= MAX_BATCH_ITEMS:
             raise InvalidInput(f"a batch holds 1 to {MAX_BATCH_ITEMS} memories, got {len(items)}",
                                suggestion=f"Split the memories into batches of at most {MAX_BATCH_ITEMS}.")

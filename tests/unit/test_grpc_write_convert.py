@@ -4,6 +4,8 @@
   the stored values are the sent ones, and every bad vector or field gets the very error
   the ordinary path (pydantic over a list of floats) gives.
 * ``ts_out`` computes seconds and nanos itself: equal to ``Timestamp.FromDatetime``.
+* ``receipt_fields`` builds StreamingRemember's receipt from ``ReceiptParts`` with no pydantic
+  model: the message equals, field for field, the one ``receipt(parts.receipt())`` builds.
 """
 
 from __future__ import annotations
@@ -91,3 +93,39 @@ def test_ts_out_equals_from_datetime() -> None:
     for value in edges + rand:
         assert c.ts_out(value) == reference(value), value
     assert c.ts_out(None) is None
+
+
+_REASONS = ("durable on disk (fsync) before acknowledgement",
+            "buffered: acknowledged before fsync, may be lost on power failure")
+
+
+def _parts(rng: random.Random, i: int) -> m.ReceiptParts:
+    # Confidences at and around every category edge, epochs with odd fractions (microsecond
+    # rounding), with and without auto-links, both durabilities.
+    edges = [0.0, 0.05, 0.0500001, 0.2, 0.35, 0.3499999, 0.5, 0.65, 0.7, 0.95, 0.9499999, 1.0,
+             0.123456789, 1.5, -0.2]
+    durability = ("fsync", "buffered", "unknown")[i % 3]
+    return m.ReceiptParts(
+        memory_id=f"m_{rng.getrandbits(64):016x}",
+        confidence=edges[i % len(edges)],
+        reasoning=_REASONS[i % 2],
+        observed_at=rng.uniform(0, 4e9) if i % 4 else 1_700_000_000.0000005,
+        stored_at=rng.uniform(0, 4e9),
+        auto_links=[(f"m_{rng.getrandbits(64):016x}", round(rng.random(), 6)) for _ in range(i % 3)],
+        lsn=rng.randrange(1, 1 << 40),
+        durability=durability,
+        memory_space_id=("alpha", "", "space-é")[i % 3],
+    )
+
+
+def test_receipt_fields_equal_the_model_paths_receipt() -> None:
+    from engram.api.grpc.gen import service_pb2 as spb
+
+    rng = random.Random(15)
+    for i in range(200):
+        parts = _parts(rng, i)
+        fast = spb.StreamingRememberResponse(sequence=i, receipt=c.receipt_fields(parts), memory_space_id="s")
+        plain = spb.StreamingRememberResponse(sequence=i, receipt=c.receipt(parts.receipt()),
+                                              memory_space_id="s")
+        assert fast == plain, (parts, fast, plain)
+        assert fast.SerializeToString(deterministic=True) == plain.SerializeToString(deterministic=True)

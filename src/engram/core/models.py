@@ -613,11 +613,49 @@ class StoredItem:
     lsn: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptParts:
+    """A remember's receipt as plain values, before any model is built: what a transport that
+    encodes receipts itself (gRPC's StreamingRemember, straight into protobuf) takes instead of
+    a validated :class:`StoreReceipt`. :meth:`receipt` is the very model ``remember`` returns.
+
+    ``confidence`` is the item's own (``confidence_from`` clamps and rounds it); ``observed_at``
+    and ``stored_at`` are epoch seconds; the consolidation state of a fresh memory is ``recent``.
+    """
+
+    memory_id: str
+    confidence: float
+    reasoning: str
+    observed_at: float
+    stored_at: float
+    auto_links: list[tuple[str, float]]
+    lsn: int
+    durability: str
+    memory_space_id: str
+
+    def receipt(self) -> StoreReceipt:
+        return StoreReceipt(
+            memory_id=self.memory_id,
+            storage_confidence=confidence_from(self.confidence, self.reasoning),
+            consolidation_state=ConsolidationState.recent,
+            observed_at=from_epoch(self.observed_at),
+            stored_at=from_epoch(self.stored_at),
+            auto_links=[AutoLink(target_id=t, strength=s) for t, s in self.auto_links],
+            lsn=self.lsn,
+            durability=self.durability,
+            memory_space_id=self.memory_space_id,
+        )
+
+
+#: What a stored batch item's result can be, by the form the caller asked for.
+STORED_RESULTS = (StoreReceipt, StoredItem, ReceiptParts)
+
+
 @dataclass
 class BatchOutcome:
     """What ``EngramService.remember_batch`` returns: per item (request order) its receipt or its error."""
 
-    results: list[Any]  # StoreReceipt | StoredItem | EngramError, one per item
+    results: list[Any]  # StoreReceipt | StoredItem | ReceiptParts | EngramError, one per item
     stored: int
     durability: str = "fsync"
     memory_space_id: str = ""
@@ -631,7 +669,7 @@ class BatchOutcome:
         item: what REST sends. An error item is its envelope's body."""
         out: list[dict[str, Any]] = []
         for i, r in enumerate(self.results):
-            if isinstance(r, (StoreReceipt, StoredItem)):
+            if isinstance(r, STORED_RESULTS):
                 out.append({"index": i, "memory_id": r.memory_id, "lsn": r.lsn})
             else:
                 out.append({"index": i, "error": r.to_envelope()["error"]})
@@ -788,6 +826,12 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 
 def confidence_from(value: float, reasoning: str) -> Confidence:
+    value, cat = confidence_value(value)
+    return Confidence(value=value, category=cat, reasoning=reasoning)
+
+
+def confidence_value(value: float) -> tuple[float, ConfidenceCategory]:
+    """A confidence as a receipt states it: clamped to [0, 1], rounded to 6 places, with its category."""
     value = min(1.0, max(0.0, float(value)))
     if value <= 0.05:
         cat = ConfidenceCategory.none
@@ -799,7 +843,7 @@ def confidence_from(value: float, reasoning: str) -> Confidence:
         cat = ConfidenceCategory.high
     else:
         cat = ConfidenceCategory.certain
-    return Confidence(value=round(value, 6), category=cat, reasoning=reasoning)
+    return round(value, 6), cat
 
 
 # ----------------------------------------------------------------------------- cognition inputs/outputs

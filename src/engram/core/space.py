@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -55,7 +55,6 @@ from .embedded import NO_EMBEDDER, TextEmbedding, embed_text, known_dimension
 from .events import EventBus
 from .expiry import DEFAULT_TTL_KEY, LIVE_SQL, expiry_of
 from .models import (
-    AutoLink,
     ConsolidationState,
     DeleteReceipt,
     EpisodeInput,
@@ -66,10 +65,10 @@ from .models import (
     MemoryPage,
     MemoryPatch,
     MemoryType,
+    ReceiptParts,
     StoredItem,
     StoreReceipt,
     UpdateReceipt,
-    confidence_from,
     from_epoch,
     to_epoch,
 )
@@ -137,6 +136,17 @@ class IdPool:
 def _stored_item(done: tuple[dict[str, Any], int]) -> StoredItem:
     """A batch item's result when no full receipt is wanted: its id and LSN."""
     return StoredItem(done[0]["memory_id"], done[1])
+
+
+_FSYNC_REASON = "durable on disk (fsync) before acknowledgement"
+_BUFFERED_REASON = "buffered: acknowledged before fsync, may be lost on power failure"
+
+
+_Done = tuple[Any, int]  # an op's result and its LSN, as the store settles it
+
+
+def _full_receipt(parts: Callable[[_Done], ReceiptParts]) -> Callable[[_Done], StoreReceipt]:
+    return lambda done: parts(done).receipt()
 
 
 class MemorySpace(TextEmbedding):
@@ -544,7 +554,8 @@ class MemorySpace(TextEmbedding):
         future instead, settled in batches (see ``SpaceStore.submit_async``).
         """
         store = self.check_healthy()
-        op, receipt = self.prepare_remember(item)
+        op, parts = self.prepare_remember(item)
+        receipt = _full_receipt(parts)
         try:
             if on_loop:
                 return store.submit_async(op, after=self._stored_effect, savepoint=False,  # type: ignore[return-value]
@@ -557,8 +568,9 @@ class MemorySpace(TextEmbedding):
 
     def submit_remember_batch(
         self, items: builtins.list[MemoryInput | EngramError], *, on_loop: bool = False,
-        receipts: bool = True,
-    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]] | EngramError]:
+        receipts: bool | Literal["parts"] = True,
+    ) -> builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem | ReceiptParts]]
+                       | EngramError]:
         """Queue every valid item as ONE group: one transaction, one fsync (SPEC §11 "Batch").
 
         ``items`` holds parsed inputs, or the error that parsing one produced. Each valid item
@@ -569,10 +581,11 @@ class MemorySpace(TextEmbedding):
         write time) fails alone and changes nothing: a remember op fails before or at its
         one INSERT, and the store redoes the batch with savepoints if that ever stops being
         true. Returns, per item, ``(future, receipt builder)`` or the item's error; with
-        ``receipts=False`` the builder gives a :class:`StoredItem` (id and LSN) instead.
+        ``receipts=False`` the builder gives a :class:`StoredItem` (id and LSN) instead, and with
+        ``receipts="parts"`` the receipt's plain values (:class:`ReceiptParts`, no model built).
         """
         store = self.check_healthy()
-        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem]]
+        out: builtins.list[tuple[Any, Callable[[tuple[Any, int]], StoreReceipt | StoredItem | ReceiptParts]]
                            | EngramError] = []
         ops = []
         prepared = self._prepare_embeddings(items)
@@ -582,12 +595,13 @@ class MemorySpace(TextEmbedding):
                 out.append(item)
                 continue
             try:
-                op, receipt = self.prepare_remember(item, prepared.get(i), None if item.id else next(fresh))
+                op, parts = self.prepare_remember(item, prepared.get(i), None if item.id else next(fresh))
             except EngramError as exc:
                 out.append(exc)
                 continue
             ops.append(op)
-            out.append((None, receipt if receipts else _stored_item))
+            build = parts if receipts == "parts" else _full_receipt(parts) if receipts else _stored_item
+            out.append((None, build))
         # inserts_only: the group's full text is indexed once, after its INSERTs (SpaceStore.defer_fts).
         futures = iter(store.submit_group(ops, after=self._stored_effect, savepoint=False, on_loop=on_loop,
                                           inserts_only=True))
@@ -596,8 +610,9 @@ class MemorySpace(TextEmbedding):
     def prepare_remember(
         self, item: MemoryInput, prepared: tuple[bytes, np.ndarray] | None = None, new_id: str | None = None,
     ) -> tuple[Callable[[sqlite3.Connection, int], dict[str, Any]],
-               Callable[[tuple[Any, int]], StoreReceipt]]:
-        """Validate ``item`` and build its write op and receipt builder (nothing is queued).
+               Callable[[tuple[Any, int]], ReceiptParts]]:
+        """Validate ``item`` and build its write op and receipt builder (nothing is queued); the
+        builder gives the receipt's plain values (``ReceiptParts.receipt()`` is the model).
         ``prepared``: its ``(blob, unit)`` from :meth:`_prepare_embeddings` (a batch); ``new_id``:
         the id to give it when it names none (a batch's, drawn together)."""
         if len(item.content) > self.settings.max_content_chars:
@@ -716,29 +731,24 @@ class MemorySpace(TextEmbedding):
 
         durability = self.settings.durability
 
-        def receipt(done: tuple[dict[str, Any], int]) -> StoreReceipt:
+        def parts(done: tuple[dict[str, Any], int]) -> ReceiptParts:
             # Built on the caller's thread, not the writer's: the commit thread
             # must only do what has to be serialised.
             res, lsn = done
             link_ids = self._ids_for([t for t, _ in res["links"]])
-            return StoreReceipt(
+            return ReceiptParts(
                 memory_id=mem_id,
-                storage_confidence=confidence_from(
-                    item.confidence,
-                    "durable on disk (fsync) before acknowledgement" if durability == "fsync"
-                    else "buffered: acknowledged before fsync, may be lost on power failure",
-                ),
-                consolidation_state=ConsolidationState.recent,
-                observed_at=from_epoch(now),
-                stored_at=from_epoch(self.clock()),
-                auto_links=[AutoLink(target_id=link_ids[t], strength=round(s, 6))
-                            for t, s in res["links"] if t in link_ids],
+                confidence=item.confidence,
+                reasoning=_FSYNC_REASON if durability == "fsync" else _BUFFERED_REASON,
+                observed_at=now,
+                stored_at=self.clock(),
+                auto_links=[(link_ids[t], round(s, 6)) for t, s in res["links"] if t in link_ids],
                 lsn=lsn,
                 durability=durability,
                 memory_space_id=self.id,
             )
 
-        return op, receipt
+        return op, parts
 
     def _apply_stored(self, run: list[tuple[dict[str, Any], int]]) -> None:
         """Post-commit effect of a run of committed remembers (commit order): vectors, then events.

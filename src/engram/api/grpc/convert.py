@@ -470,6 +470,26 @@ def receipt(r: m.StoreReceipt) -> pb.StoreReceipt:
     )
 
 
+def receipt_fields(r: m.ReceiptParts) -> dict[str, Any]:
+    """:func:`receipt` of ``r.receipt()``, as the dict a message constructor takes, built from the
+    plain values without the pydantic models in between (StreamingRemember's per-message path)."""
+    value, category = m.confidence_value(r.confidence)
+    return {
+        "memory_id": r.memory_id,
+        "storage_confidence": {
+            "value": value, "reasoning": r.reasoning,
+            "category": CATEGORY_OUT.get(category.value, pb.CONFIDENCE_CATEGORY_UNSPECIFIED),
+        },
+        "consolidation_state": pb.CONSOLIDATION_STATE_RECENT,
+        "observed_at": ts_fields(m.from_epoch(r.observed_at)),
+        "stored_at": ts_fields(m.from_epoch(r.stored_at)),
+        "auto_links": [{"target_id": t, "strength": s} for t, s in r.auto_links],
+        "lsn": r.lsn,
+        "durability": DURABILITY_OUT.get(r.durability, pb.DURABILITY_UNSPECIFIED),
+        "memory_space_id": r.memory_space_id,
+    }
+
+
 def batch_response(outcome: m.BatchOutcome) -> spb.RememberBatchResponse:
     from .errors import map_error
 

@@ -44,7 +44,7 @@ from opentelemetry.trace import INVALID_SPAN
 from ...auth.keys import Action
 from ...core.admission import client_key
 from ...core.events import SLOW_CONSUMER, Closed, Event, Lagged, Reset, Subscription
-from ...core.models import MemoryInput, StoreReceipt
+from ...core.models import MemoryInput, ReceiptParts, StoreReceipt
 from ...errors import InvalidInput, MemorySpaceNotFound, ShuttingDown, SlowConsumer
 from ...storage.eventlog import LAST_SEQ
 from . import convert as c
@@ -299,7 +299,7 @@ class StreamingHandlers(Adapter):
         if where:
             space = cast(str, spaces[where[0]])  # one field value per group: one space
             try:
-                results = (await self.service.remember_batch(space, items)).results
+                results = (await self.service.remember_batch(space, items, receipts="parts")).results
             except asyncio.CancelledError:
                 for i in where:
                     self.observe(rpc, spaces[i], "CANCELLED", t0, spans[i], fell_back=fell[i])
@@ -308,8 +308,11 @@ class StreamingHandlers(Adapter):
                 results = [exc] * len(where)
             plain = 0  # stored messages without a span: their metrics in one call
             for i, r in zip(where, results, strict=True):
-                if isinstance(r, StoreReceipt):
-                    out[i] = spb.StreamingRememberResponse(sequence=reqs[i].sequence, receipt=c.receipt(r),
+                if isinstance(r, (ReceiptParts, StoreReceipt)):
+                    # The receipt's plain values go straight into protobuf (no pydantic model per
+                    # message); a service that gives full receipts (PostgreSQL) is converted as before.
+                    receipt: Any = c.receipt_fields(r) if isinstance(r, ReceiptParts) else c.receipt(r)
+                    out[i] = spb.StreamingRememberResponse(sequence=reqs[i].sequence, receipt=receipt,
                                                            memory_space_id=space)
                     if spans[i] is INVALID_SPAN:
                         plain += 1
@@ -448,11 +451,7 @@ async def coalesced(requests: AsyncIterator[Any], handle: Callable[[list[Any]], 
                 yield result
         await reader  # re-raise a failure of the request side
     finally:
-        reader.cancel()
-        while not pending.empty():
-            item = pending.get_nowait()
-            if isinstance(item, asyncio.Future):
-                item.cancel()
+        _abandon(reader, pending)
 
 
 async def pipeline(requests: AsyncIterator[Any], handle: Callable[[Any], Awaitable[Any]],
@@ -481,8 +480,14 @@ async def pipeline(requests: AsyncIterator[Any], handle: Callable[[Any], Awaitab
             yield await item
         await reader  # re-raise a failure of the request side
     finally:
-        reader.cancel()
-        while not pending.empty():
-            item = pending.get_nowait()
-            if isinstance(item, asyncio.Future):
-                item.cancel()
+        _abandon(reader, pending)
+
+
+def _abandon(reader: asyncio.Future[Any], pending: asyncio.Queue[Any]) -> None:
+    """The end of :func:`coalesced` / :func:`pipeline` (done, failed or cancelled): stop reading
+    requests and cancel every queued handler whose answer was not yet yielded."""
+    reader.cancel()
+    while not pending.empty():
+        item = pending.get_nowait()
+        if isinstance(item, asyncio.Future):
+            item.cancel()
