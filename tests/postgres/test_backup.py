@@ -253,8 +253,10 @@ def test_refused_files_write_nothing(servers: tuple[EngramProcess, ...], pg: PgC
         "metadata not an object": (edit(f"UPDATE memories SET metadata = '[1]' WHERE rowid = {last}"),
                                    "metadata"),
         "a table not a space's": (edit("ALTER TABLE beliefs DROP COLUMN run_id;"), "not a space's"),
-        "edge to nowhere": (edit("UPDATE associations SET target = 99999 WHERE source = "
-                                 "(SELECT min(source) FROM associations)"), "association"),
+        # one edge (a memory may have several: explicit, semantic), or the edit itself fails
+        "edge to nowhere": (edit("UPDATE associations SET target = 99999 WHERE (source, target) = "
+                                 "(SELECT source, target FROM associations ORDER BY source, target "
+                                 "LIMIT 1)"), "association"),
     }
     for name, (data, says) in bad.items():
         new = f"never-{uuid.uuid4().hex[:6]}"

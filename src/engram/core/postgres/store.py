@@ -146,13 +146,16 @@ class WritePolicy:
     after its rows are written and while it holds the space's counter row: every other writer of
     the space, on any server, waits for that row, so two writers cannot both pass the check and
     together exceed the quota. ``auto_link_*`` and ``episodic_adjacency_seconds`` are the
-    settings of the links SQLite makes on store (core/space.py's prepare_remember)."""
+    settings of the links SQLite makes on store (core/space.py's prepare_remember);
+    ``semantic_link_threshold`` that of the ``semantic`` links SQLite makes when the server
+    embeds a memory's text (core/embedded.py's ``_neighbours``; above 1: none)."""
 
     max_memories: int = 0
     max_space_bytes: int = 0
     auto_link_threshold: float = 0.8
     auto_link_max: int = 5
     episodic_adjacency_seconds: float = 0.0
+    semantic_link_threshold: float = 0.55
 
     @property
     def quota(self) -> bool:
@@ -165,11 +168,13 @@ ROW_OVERHEAD = 512
 
 @dataclass
 class Write:
-    """One memory to store: its row, its vector, and whether to link it to near neighbours."""
+    """One memory to store: its row, its vector, whether to link it to near neighbours, and
+    whether the vector is the server embedder's (of the text), which makes ``semantic`` links."""
 
     memory: MemoryRow
     embedding: Vector | None = None
     auto_link: bool = False
+    embedded: bool = False
 
 
 @dataclass(frozen=True)
@@ -411,6 +416,11 @@ class PostgresStore:
         nearest episodes within ``episodic_adjacency_seconds``, earlier items of the batch
         included), both directions, in this transaction; no ``association`` event (SQLite emits
         none for them either: the ``stored`` event and the receipt's ``auto_links`` say it).
+        A vector the server embedded (``Write.embedded``) also gets SQLite's ``semantic`` links,
+        made there when its background embedding lands (core/embedded.py): the ``auto_link_max``
+        nearest memories stored before it, earlier items of the batch included, with cosine >=
+        ``semantic_link_threshold``. Text is embedded here before the write, so they are made in
+        the writing transaction, and a space's associations (``stats``, spreading) are SQLite's.
 
         ``made_for``: the space's ``(dimension, embedder record)`` the vectors were made for; if
         the space has others when the write holds its counter row, :class:`EmbedderChanged`
@@ -425,11 +435,15 @@ class PostgresStore:
                 lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
                 n, size = self._reap(tx, w.memory.id, now, lsn)
                 reaped, reaped_bytes = reaped + n, reaped_bytes + size
-                auto = (self._near(tx, w.embedding, rule, batch_ids, now)
+                auto = (self._near(tx, w.embedding, rule.auto_link_max, rule.auto_link_threshold,
+                                   batch_ids, now)
                         if w.auto_link and w.embedding is not None else [])
                 self._insert(tx, w.memory, w.embedding, lsn)
                 links = [(t, s, "auto") for t, s in auto]
                 links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
+                if w.embedded and w.embedding is not None:
+                    links += [(t, round(min(1.0, s), 6), "semantic")
+                              for t, s in self._semantic(tx, w.memory.id, w.embedding, rule, now)]
                 for target, strength, kind in links:
                     for a, b in ((w.memory.id, target), (target, w.memory.id)):
                         tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": float(strength),
@@ -442,20 +456,28 @@ class PostgresStore:
                 self.notify(tx, out[-1].lsn)
         return out
 
-    def _near(self, tx: SpaceTx, embedding: Vector, rule: WritePolicy, exclude: list[str],
+    def _near(self, tx: SpaceTx, embedding: Vector, k: int, threshold: float, exclude: list[str],
               now: float) -> list[tuple[str, float]]:
-        """The ``auto`` links of a new vector: nearest first, at or above the threshold. Where the
-        HNSW index serves the query, it scans on (iteratively) until it has found the space's
-        ``auto_link_max`` nearest, as recall does (``RECALL_TUNING``, local to this transaction)."""
+        """Links of a new vector: of its ``k`` nearest (except ``exclude``), those at or above
+        ``threshold``, nearest first. Where the HNSW index serves the query, it scans on
+        (iteratively) until it has found the space's ``k`` nearest, as recall does
+        (``RECALL_TUNING``, local to this transaction)."""
         vec = np.asarray(embedding, dtype=np.float32)
-        if rule.auto_link_max < 1 or not float(np.dot(vec, vec)) > 0.0:
+        if k < 1 or not float(np.dot(vec, vec)) > 0.0:
             return []
         if self.vector_index:
-            tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, rule.auto_link_max))})
+            tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
         stmt = sql.SQL(q.LINK_NEIGHBOURS).format(dim=sql.Literal(int(vec.shape[0])))
-        rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now,
-                                 "k": rule.auto_link_max}).fetchall()
-        return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= rule.auto_link_threshold]
+        rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now, "k": k}).fetchall()
+        return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= threshold]
+
+    def _semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
+                  now: float) -> list[tuple[str, float]]:
+        """The ``semantic`` links of a memory whose text the server embedded, after its row is in:
+        every other live memory with a vector is a candidate, this transaction's earlier rows
+        included (SQLite links a batch's row to the batch's earlier ones too)."""
+        thr = rule.semantic_link_threshold
+        return self._near(tx, embedding, rule.auto_link_max if thr <= 1.0 else 0, thr, [memory_id], now)
 
     @staticmethod
     def _adjacent(tx: SpaceTx, memory: MemoryRow, rule: WritePolicy, now: float) -> list[str]:
