@@ -341,3 +341,25 @@ def test_a_server_embedded_write_links_by_meaning_to_what_came_before(store: Pos
     store.write_many(off, [w("a", v(1, 0, 0, 0)), w("b", v(1, 0, 0, 0))],
                      WritePolicy(semantic_link_threshold=1.5))
     assert edges(store, off, "b") == set()
+
+
+def test_a_put_or_patch_the_server_embeds_links_by_meaning(store: PostgresStore) -> None:
+    """SQLite links a PUT's or PATCH's new text by meaning when its embedding lands; here the
+    update's transaction does (earlier links stay); a client's vector or a field change, none."""
+    sid = new_space(store)
+    rule = WritePolicy(auto_link_max=2, semantic_link_threshold=0.55)
+    store.remember_many(sid, [(MemoryRow(id="x", content="x"), v(1, 0, 0, 0)),
+                              (MemoryRow(id="y", content="y"), v(0, 1, 0, 0))], rule)
+
+    def semantic(mid: str) -> set[tuple[str, str]]:
+        return {(s, t) for s, t, kind, _, _ in edges(store, sid, mid) if kind == "semantic"}
+
+    store.put(sid, MemoryRow(id="p", content="p"), v(1, 0.1, 0, 0), rule)  # a client's vector
+    assert semantic("p") == set()
+    store.put(sid, MemoryRow(id="p", content="p2"), v(1, 0.1, 0, 0), rule, embedded=True)
+    assert semantic("p") == {("p", "x"), ("x", "p")}
+    store.patch(sid, "p", {"confidence": 0.3}, None, rule)
+    store.patch(sid, "p", {"content": "p3"}, v(0.1, 1, 0, 0), rule, embedded=True)
+    assert semantic("p") == {("p", "x"), ("x", "p"), ("p", "y"), ("y", "p")}
+    store.put(sid, MemoryRow(id="q", content="q"), v(0, 1, 0.1, 0), rule, embedded=True)  # created
+    assert semantic("q") == {("q", "y"), ("y", "q"), ("q", "p"), ("p", "q")}

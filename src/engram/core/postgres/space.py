@@ -370,7 +370,8 @@ class PostgresSpace:
         try:
             if put is not None:
                 row, vec = self._row(put, self.clock(), memory_id)
-                done = self.store.put(self.id, row, vec, self.policy, self.made_for)
+                done = self.store.put(self.id, row, vec, self.policy, self.made_for,
+                                      embedded=put.embedding is None and vec is not None)
             else:
                 assert patch is not None
                 changes = patch.given()
@@ -382,7 +383,8 @@ class PostgresSpace:
                     raise InvalidInput(f"content has {len(text)} characters; at most "
                                        f"{self.settings.max_content_chars} are allowed")
                 vec = self._vector(given_vec, text) if (given_vec is not None or text) else None
-                done = self.store.patch(self.id, memory_id, changes, vec, self.policy, self.made_for)
+                done = self.store.patch(self.id, memory_id, changes, vec, self.policy, self.made_for,
+                                        embedded=given_vec is None and vec is not None)
         except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
             raise
         except LookupError:

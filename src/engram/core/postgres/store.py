@@ -442,8 +442,7 @@ class PostgresStore:
                 links = [(t, s, "auto") for t, s in auto]
                 links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
                 if w.embedded and w.embedding is not None:
-                    links += [(t, round(min(1.0, s), 6), "semantic")
-                              for t, s in self._semantic(tx, w.memory.id, w.embedding, rule, now)]
+                    links += self._semantic(tx, w.memory.id, w.embedding, rule, now)
                 for target, strength, kind in links:
                     for a, b in ((w.memory.id, target), (target, w.memory.id)):
                         tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": float(strength),
@@ -472,12 +471,24 @@ class PostgresStore:
         return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= threshold]
 
     def _semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
-                  now: float) -> list[tuple[str, float]]:
-        """The ``semantic`` links of a memory whose text the server embedded, after its row is in:
-        every other live memory with a vector is a candidate, this transaction's earlier rows
-        included (SQLite links a batch's row to the batch's earlier ones too)."""
+                  now: float) -> list[tuple[str, float, str]]:
+        """The ``semantic`` links ``(target, strength, kind)`` of a memory whose text the server
+        embedded, after its row is in: every other live memory with a vector is a candidate, this
+        transaction's earlier rows included (SQLite links a batch's row to the batch's earlier
+        ones too); the strength is the cosine, rounded as SQLite rounds it."""
         thr = rule.semantic_link_threshold
-        return self._near(tx, embedding, rule.auto_link_max if thr <= 1.0 else 0, thr, [memory_id], now)
+        most = rule.auto_link_max if thr <= 1.0 else 0
+        return [(t, round(min(1.0, s), 6), "semantic")
+                for t, s in self._near(tx, embedding, most, thr, [memory_id], now)]
+
+    def _link_semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
+                       now: float, lsn: int) -> None:
+        """A PUT's or PATCH's ``semantic`` links, both directions (SQLite makes them when the
+        new text's background embedding lands; its earlier links stay, strengths the greater)."""
+        for target, strength, kind in self._semantic(tx, memory_id, embedding, rule, now):
+            for a, b in ((memory_id, target), (target, memory_id)):
+                tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": strength,
+                                           "kind": kind, "now": now, "lsn": lsn})
 
     @staticmethod
     def _adjacent(tx: SpaceTx, memory: MemoryRow, rule: WritePolicy, now: float) -> list[str]:
@@ -530,28 +541,31 @@ class PostgresStore:
 
     # -- updates (core/update.py) ----------------------------------------------------------------
     def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None,
-            policy: WritePolicy | None = None, made_for: tuple[int | None, str | None] | None = None
+            policy: WritePolicy | None = None, made_for: tuple[int | None, str | None] | None = None,
+            embedded: bool = False
             ) -> Updated:
-        """Create or replace ``memory.id`` (PUT). A replacement keeps the row (and so its
+        """Create or replace ``memory.id`` (PUT). ``embedded``: the server made ``embedding`` of
+        the text, which then gets ``semantic`` links (write_many). A replacement keeps the row (and so its
         associations, creation time and access statistics), takes every updatable field and the
         expiry of ``memory``, is live again if it was suppressed, and keeps a vector only if one
         is given. An expired memory counts as absent: it is deleted first, as the sweep would."""
-        return self._update(space_id, memory.id, memory, None, embedding, policy, made_for)
+        return self._update(space_id, memory.id, memory, None, embedding, policy, made_for, embedded)
 
     def patch(self, space_id: str, memory_id: str, changes: dict[str, Any],
               embedding: Vector | None = None, policy: WritePolicy | None = None,
-              made_for: tuple[int | None, str | None] | None = None) -> Updated:
+              made_for: tuple[int | None, str | None] | None = None, embedded: bool = False) -> Updated:
         """Change the given fields of a live memory (PATCH); a suppressed memory stays suppressed,
-        and the vector stays unless ``embedding`` replaces it (no server embedder here)."""
+        and the vector stays unless ``embedding`` replaces it (``embedded``: made by the server
+        of the new text, with ``semantic`` links as on PUT)."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}; updatable fields are "
                                f"{', '.join(UPDATABLE)}")
-        return self._update(space_id, memory_id, None, changes, embedding, policy, made_for)
+        return self._update(space_id, memory_id, None, changes, embedding, policy, made_for, embedded)
 
     def _update(self, space_id: str, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
                 embedding: Vector | None, policy: WritePolicy | None = None,
-                made_for: tuple[int | None, str | None] | None = None) -> Updated:
+                made_for: tuple[int | None, str | None] | None = None, embedded: bool = False) -> Updated:
         """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
         (a created memory counts one; a replacement only its bytes)."""
         rule = policy or WritePolicy()
@@ -570,6 +584,8 @@ class PostgresStore:
                         details={"memory_id": memory_id, "memory_space_id": space_id})
                 reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
+                if embedded and embedding is not None:
+                    self._link_semantic(tx, memory_id, embedding, rule, now, lsn)
                 rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
                 self._check_quota(tx, rule, 1, now, rows, size)
                 self.notify(tx, lsn)
@@ -606,6 +622,8 @@ class PostgresStore:
                 tx.execute(q.DELETE_META, {"memory_id": memory_id})
                 self._write_meta(tx, memory_id, dict(sets["metadata"]))
             memory = _row(row)
+            if embedded and embedding is not None and not memory.suppressed:
+                self._link_semantic(tx, memory_id, embedding, rule, now, lsn)
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
