@@ -501,6 +501,12 @@ def test_postgres_embeds_and_reembeds_a_space_as_sqlite_does(servers: dict[str, 
                 "query": "heron at the river", "rank": "similarity", "wait_for_embeddings": True})))
             view.append(_vectors(t, sorted(texts)))
             view.append(_semantic_view(t, sorted(texts)))
+            # new text the server embeds: linked by its meaning too (SQLite: when it lands)
+            view.append(answer(t, "PATCH", "/api/v1/memories/t5", json={
+                "content": "the finch sings near the river at dusk 5"}))
+            assert answer(t, "POST", "/api/v1/memories/recall", json={
+                "query": "finch", "wait_for_embeddings": True})["status"] == 200
+            view.append(_semantic_view(t, sorted(texts)))
             view.append(answer(t, "POST", f"/api/v1/spaces/{sid}/reembed", json={"provider": "none"}))
             view.append(_reembedded(t, {"provider": "hash", "model": "hash-32"}))
             desc = answer(t, "GET", f"/api/v1/spaces/{sid}")["body"]
@@ -524,14 +530,16 @@ def test_postgres_embeds_and_reembeds_a_space_as_sqlite_does(servers: dict[str, 
     assert seen[1] == {"status": 400, "code": "EMBEDDING_DIMENSION_MISMATCH"}
     assert seen[-1] == {"status": 400, "code": "INVALID_INPUT"}
     n = 2 + len(texts)  # the two creations, one remember per text: then the recall
-    assert seen[n + 3] == {"status": 400, "code": "INVALID_INPUT"}
-    assert seen[n + 4]["final"]["body"]["done"] == seen[n + 4]["final"]["body"]["total"] == len(texts)
-    assert seen[n + 5]["embedder"] == {"provider": "hash", "model": "hash-32", "dimension": 32}
-    assert len(seen[n + 6][0]) == 32 and len(seen[n + 1][0]) == 16 and seen[n + 6] != seen[n + 1]
-    assert seen[n + 7]["hits"][0][0] == "t2"  # the heron
+    assert seen[n + 5] == {"status": 400, "code": "INVALID_INPUT"}
+    assert seen[n + 6]["final"]["body"]["done"] == seen[n + 6]["final"]["body"]["total"] == len(texts)
+    assert seen[n + 7]["embedder"] == {"provider": "hash", "model": "hash-32", "dimension": 32}
+    assert len(seen[n + 8][0]) == 32 and len(seen[n + 1][0]) == 16 and seen[n + 8] != seen[n + 1]
+    assert seen[n + 9]["hits"][0][0] == "t2"  # the heron
     # embedding linked the texts by meaning: some pairs (both ways), not the kettle
     semantic = seen[n + 2]
     kinds = {kind for _, _, kind, _ in semantic["links"]}
     assert kinds == {"semantic"} and semantic["links"]
     assert not [link for link in semantic["links"] if "t5" in link[:2]]
     assert semantic["associations"] == len(semantic["links"])
+    patched = seen[n + 4]["links"]
+    assert [link for link in patched if "t5" in link[:2]] and set(semantic["links"]) < set(patched)
