@@ -19,12 +19,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from engram.core.postgres import PostgresDatabase, PostgresStore, migrate
+from engram.testing.harness import EngramProcess
 
 DB = "engram_test"
 OWNER = "engram_owner"
@@ -130,3 +132,39 @@ def new_space(store: PostgresStore, dim: int | None = 4) -> str:
     sid = f"t-{uuid.uuid4().hex[:12]}"
     assert store.create_space(sid, dimension=dim)
     return sid
+
+
+# -------------------------------------------------------------------------- real servers
+
+
+def fresh_database(pg: PgCluster, prefix: str) -> str:
+    """A new database with the schema migrated by its owner; the app role's DSN."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    owner = pg.new_database(name)
+    with psycopg.connect(owner, autocommit=True) as conn:
+        migrate(conn, app_role=APP)
+    return pg.dsn(APP, name)
+
+
+def start_pg_server(root: Path, dsn: str, **settings: Any) -> EngramProcess:
+    """One real ``engram start --backend postgres`` process on ``dsn`` (hash embedder unless set)."""
+    return EngramProcess.start(root, settings={"backend": "postgres", "postgres_dsn": dsn, "embedder": "hash",
+                                              **settings})
+
+
+@contextlib.contextmanager
+def pg_servers(dsn: str, tmp_path_factory: pytest.TempPathFactory, names: tuple[str, ...] = ("a", "b"),
+               **settings: Any) -> Iterator[tuple[EngramProcess, ...]]:
+    """Real servers on one database, one per name (each in its own temp dir, started in order:
+    the second starts once the first is up), all with ``settings``; every one started is stopped
+    on the way out, also when a later one fails to start."""
+    started: list[EngramProcess] = []
+    try:
+        for name in names:
+            started.append(start_pg_server(tmp_path_factory.mktemp(name), dsn, **settings))
+        yield tuple(started)
+    finally:
+        for srv in started:
+            srv.stop()

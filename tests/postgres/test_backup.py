@@ -32,8 +32,7 @@ from engram.errors import InvalidBackup, MemorySpaceExists
 from engram.storage import backup as fmt
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server
+from .conftest import PgCluster, fresh_database, pg_servers
 
 VARIES = frozenset({"activation", "memory_space_id"})  # activation: decayed to the moment of reading
 
@@ -45,15 +44,12 @@ def dsn(pg: PgCluster) -> str:
 
 @pytest.fixture(scope="module")
 def servers(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
-    started: list[EngramProcess] = []
-    try:
-        started.append(start_pg_server(tmp_path_factory.mktemp("a"), dsn))
-        started.append(start_pg_server(tmp_path_factory.mktemp("b"), dsn))
-        started.append(EngramProcess.start(tmp_path_factory.mktemp("lite"), settings={"embedder": "hash"}))
-        yield tuple(started)
-    finally:
-        for srv in started:
-            srv.stop()
+    with pg_servers(dsn, tmp_path_factory) as (a, b):
+        lite = EngramProcess.start(tmp_path_factory.mktemp("lite"), settings={"embedder": "hash"})
+        try:
+            yield a, b, lite
+        finally:
+            lite.stop()
 
 
 def populate(url: str) -> str:
@@ -257,8 +253,10 @@ def test_refused_files_write_nothing(servers: tuple[EngramProcess, ...], pg: PgC
         "metadata not an object": (edit(f"UPDATE memories SET metadata = '[1]' WHERE rowid = {last}"),
                                    "metadata"),
         "a table not a space's": (edit("ALTER TABLE beliefs DROP COLUMN run_id;"), "not a space's"),
-        "edge to nowhere": (edit("UPDATE associations SET target = 99999 WHERE source = "
-                                 "(SELECT min(source) FROM associations)"), "association"),
+        # one edge (a memory may have several: explicit, semantic), or the edit itself fails
+        "edge to nowhere": (edit("UPDATE associations SET target = 99999 WHERE (source, target) = "
+                                 "(SELECT source, target FROM associations ORDER BY source, target "
+                                 "LIMIT 1)"), "association"),
     }
     for name, (data, says) in bad.items():
         new = f"never-{uuid.uuid4().hex[:6]}"

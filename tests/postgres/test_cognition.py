@@ -19,8 +19,7 @@ import pytest
 
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database
+from .conftest import PgCluster, fresh_database
 
 DIM = 8
 TOL = 1e-3

@@ -31,8 +31,7 @@ from engram.core.postgres.beliefs import lock_key
 from engram.testing.clients import ApiError, GrpcSpaceClient, RestSpaceClient
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server
+from .conftest import PgCluster, fresh_database, pg_servers
 
 DIM = 8
 TOL = 1e-3
@@ -46,16 +45,9 @@ def dsn(pg: PgCluster) -> str:
 
 @pytest.fixture(scope="module")
 def servers(dsn: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
-    a = start_pg_server(tmp_path_factory.mktemp("a"), dsn, embedder="none")
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("b"), dsn, embedder="none")
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
+    with pg_servers(dsn, tmp_path_factory, embedder="none") as pair:
+        yield pair
 
 
 def new_space(srv: EngramProcess, sid: str | None = None) -> str:
@@ -310,15 +302,9 @@ def test_a_run_waits_for_the_spaces_consolidation_lock_and_reads_after_taking_it
 def scheduled(pg: PgCluster,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[EngramProcess]]]:
     db = fresh_database(pg, "sched")
-    procs: list[EngramProcess] = []
-    try:
-        for name in ("s1", "s2"):
-            procs.append(start_pg_server(tmp_path_factory.mktemp(name), db, embedder="none",
-                                         consolidation_interval_seconds=INTERVAL))
-        yield db, procs
-    finally:
-        for srv in procs:
-            srv.stop()
+    with pg_servers(db, tmp_path_factory, ("s1", "s2"), embedder="none",
+                    consolidation_interval_seconds=INTERVAL) as procs:
+        yield db, list(procs)
 
 
 def _wait_for(cond: Any, what: str, timeout: float = 30) -> Any:

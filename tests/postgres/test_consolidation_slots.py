@@ -19,8 +19,8 @@ from engram.core.postgres.beliefs import lock_key
 from engram.service_pg import consolidation_slots
 from engram.testing.clients import RestSpaceClient
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server, vec
+from .conftest import PgCluster, fresh_database, start_pg_server
+from .test_server import vec
 
 POOL = 4
 RUNS = 3 * POOL

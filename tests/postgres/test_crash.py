@@ -17,8 +17,8 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .conftest import PgCluster
-from .test_server import fresh_database, new_space, start_pg_server, vec
+from .conftest import PgCluster, fresh_database, start_pg_server
+from .test_server import new_space, vec
 
 WRITERS = 4
 

@@ -56,8 +56,7 @@ import pytest
 
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database
+from .conftest import PgCluster, fresh_database
 
 DIM = 4
 SEED = 17
@@ -461,14 +460,28 @@ def _vectors(t: Target, ids: list[str]) -> list[list[float]]:
     return out
 
 
+def _semantic_view(t: Target, ids: list[str]) -> dict[str, Any]:
+    """The space's links once its text is embedded (SQLite makes ``semantic`` ones when the
+    background embedding lands, PostgreSQL in the writing transaction) and the count the
+    space's ``stats`` give."""
+    links = answer(t, "GET", "/api/v1/associations", params={"memory_id": ids, "limit": 1000})
+    got = sorted((e["source_id"], e["target_id"], e["kind"], e["strength"])
+                 for e in links["body"]["associations"])
+    stats = t.http.get("/api/v1/system/introspect")
+    assert stats.status_code == 200, stats.text
+    return {"links": got, "associations": stats.json()["associations"]}
+
+
 def test_postgres_embeds_and_reembeds_a_space_as_sqlite_does(servers: dict[str, EngramProcess]) -> None:
     """A space created with its own embedder (the servers' default is ``none``), text embedded by
     it, re-embedded with another model: the descriptors, the re-embedding's status, every vector
-    (to halfvec's precision) and recall by query answer the same on both backends; so do the
-    refusals (a size that contradicts the embedder, re-embedding with no model, client vectors
-    without text)."""
+    (to halfvec's precision), the ``semantic`` links embedding made (which pairs, strength to
+    halfvec's precision, the space's association count) and recall by query answer the same on
+    both backends; so do the refusals (a size that contradicts the embedder, re-embedding with
+    no model, client vectors without text)."""
     texts = {f"t{i}": f"the {w} sings near the river at dawn {i}"
              for i, w in enumerate(["wren", "robin", "heron", "owl", "lark"])}
+    texts["t5"] = "copper kettle boils on a cold stove"  # shares no word: linked by no meaning
     views: dict[str, list[Any]] = {}
     for backend, srv in servers.items():
         sid = f"de-{uuid.uuid4().hex[:8]}"
@@ -487,6 +500,13 @@ def test_postgres_embeds_and_reembeds_a_space_as_sqlite_does(servers: dict[str, 
             view.append(recall_view(answer(t, "POST", "/api/v1/memories/recall", json={
                 "query": "heron at the river", "rank": "similarity", "wait_for_embeddings": True})))
             view.append(_vectors(t, sorted(texts)))
+            view.append(_semantic_view(t, sorted(texts)))
+            # new text the server embeds: linked by its meaning too (SQLite: when it lands)
+            view.append(answer(t, "PATCH", "/api/v1/memories/t5", json={
+                "content": "the finch sings near the river at dusk 5"}))
+            assert answer(t, "POST", "/api/v1/memories/recall", json={
+                "query": "finch", "wait_for_embeddings": True})["status"] == 200
+            view.append(_semantic_view(t, sorted(texts)))
             view.append(answer(t, "POST", f"/api/v1/spaces/{sid}/reembed", json={"provider": "none"}))
             view.append(_reembedded(t, {"provider": "hash", "model": "hash-32"}))
             desc = answer(t, "GET", f"/api/v1/spaces/{sid}")["body"]
@@ -509,8 +529,17 @@ def test_postgres_embeds_and_reembeds_a_space_as_sqlite_does(servers: dict[str, 
     seen = views["sqlite"]
     assert seen[1] == {"status": 400, "code": "EMBEDDING_DIMENSION_MISMATCH"}
     assert seen[-1] == {"status": 400, "code": "INVALID_INPUT"}
-    assert seen[9] == {"status": 400, "code": "INVALID_INPUT"}
-    assert seen[10]["final"]["body"]["done"] == seen[10]["final"]["body"]["total"] == len(texts)
-    assert seen[11]["embedder"] == {"provider": "hash", "model": "hash-32", "dimension": 32}
-    assert len(seen[12][0]) == 32 and len(seen[8][0]) == 16 and seen[12] != seen[8]
-    assert seen[13]["hits"][0][0] == "t2"  # the heron
+    n = 2 + len(texts)  # the two creations, one remember per text: then the recall
+    assert seen[n + 5] == {"status": 400, "code": "INVALID_INPUT"}
+    assert seen[n + 6]["final"]["body"]["done"] == seen[n + 6]["final"]["body"]["total"] == len(texts)
+    assert seen[n + 7]["embedder"] == {"provider": "hash", "model": "hash-32", "dimension": 32}
+    assert len(seen[n + 8][0]) == 32 and len(seen[n + 1][0]) == 16 and seen[n + 8] != seen[n + 1]
+    assert seen[n + 9]["hits"][0][0] == "t2"  # the heron
+    # embedding linked the texts by meaning: some pairs (both ways), not the kettle
+    semantic = seen[n + 2]
+    kinds = {kind for _, _, kind, _ in semantic["links"]}
+    assert kinds == {"semantic"} and semantic["links"]
+    assert not [link for link in semantic["links"] if "t5" in link[:2]]
+    assert semantic["associations"] == len(semantic["links"])
+    patched = seen[n + 4]["links"]
+    assert [link for link in patched if "t5" in link[:2]] and set(semantic["links"]) < set(patched)

@@ -20,9 +20,9 @@ from engram.settings import Settings
 from engram.spaces.pg_registry import PgRegistry
 from engram.testing.clients import RestSpaceClient
 
-from .conftest import PgCluster, new_space
-from .test_server import fresh_database, start_pg_server, vec
+from .conftest import PgCluster, fresh_database, new_space, start_pg_server
 from .test_server import new_space as new_served_space
+from .test_server import vec
 
 
 @pytest.fixture

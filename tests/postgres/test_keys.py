@@ -32,8 +32,7 @@ from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
 from engram.cli.main import cli
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server
+from .conftest import PgCluster, fresh_database, pg_servers, start_pg_server
 
 #: The bound docs/scale-out.md promises for a revocation made elsewhere (the poll is 0.25 s).
 REVOKE_BOUND = 1.0
@@ -46,16 +45,9 @@ def dsn(pg: PgCluster) -> str:
 
 @pytest.fixture(scope="module")
 def servers(dsn: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
-    a = start_pg_server(tmp_path_factory.mktemp("a"), dsn, auth="required")
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("b"), dsn, auth="required")  # after A: A's admin exists
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
+    with pg_servers(dsn, tmp_path_factory, auth="required") as pair:  # after A: A's admin exists
+        yield pair
 
 
 def _bearer(token: str, space: str | None = None) -> dict[str, str]:

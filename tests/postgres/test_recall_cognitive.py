@@ -21,8 +21,8 @@ import pytest
 from engram.testing.clients import GrpcSpaceClient, RestSpaceClient
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, new_space, start_pg_server
+from .conftest import PgCluster, fresh_database, pg_servers
+from .test_server import new_space
 
 E0 = [1.0, 0.0, 0.0, 0.0]
 E1 = [0.0, 1.0, 0.0, 0.0]
@@ -32,15 +32,8 @@ E1 = [0.0, 1.0, 0.0, 0.0]
 def servers(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
     dsn = fresh_database(pg, "cog")
     # a generous spreading budget: one database round trip per hop on a loaded 2-core machine
-    a = start_pg_server(tmp_path_factory.mktemp("a"), dsn, spreading_time_budget_ms=2000.0)
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("b"), dsn, spreading_time_budget_ms=2000.0)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with pg_servers(dsn, tmp_path_factory, spreading_time_budget_ms=2000.0) as pair:
+        yield pair
 
 
 def ids(result: dict[str, Any]) -> list[str]:

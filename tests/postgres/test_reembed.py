@@ -30,8 +30,7 @@ from engram.embedding import Embedders, EmbedderSpec
 from engram.settings import Settings
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server
+from .conftest import PgCluster, fresh_database, pg_servers
 
 OLD = EmbedderSpec("hash", "hash-16")
 NEW = EmbedderSpec("hash", "hash-32")
@@ -163,18 +162,10 @@ def test_a_write_embedded_before_the_switch_is_embedded_again(store: PostgresSto
 
 
 @pytest.fixture(scope="module")
-def servers(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess,
-                                                                                        EngramProcess]]:
+def servers(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
     dsn = fresh_database(pg, "reembed")
-    a = start_pg_server(tmp_path_factory.mktemp("ra"), dsn, embedding_batch_size=8)
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("rb"), dsn, embedding_batch_size=8)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with pg_servers(dsn, tmp_path_factory, ("ra", "rb"), embedding_batch_size=8) as pair:
+        yield pair
 
 
 def _http(srv: EngramProcess, sid: str) -> httpx.Client:

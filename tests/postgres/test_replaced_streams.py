@@ -16,23 +16,15 @@ import pytest
 from engram.testing.clients import RestSpaceClient
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server, vec
+from .conftest import PgCluster, fresh_database, pg_servers
+from .test_server import vec
 
 
 @pytest.fixture(scope="module")
-def servers(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess,
-                                                                                        EngramProcess]]:
+def servers(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
     dsn = fresh_database(pg, "replaced")
-    a = start_pg_server(tmp_path_factory.mktemp("pa"), dsn)
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("pb"), dsn)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with pg_servers(dsn, tmp_path_factory, ("pa", "pb")) as pair:
+        yield pair
 
 
 class Reader:

@@ -25,23 +25,9 @@ from engram.core.postgres import migrate
 from engram.testing.clients import ApiError, RestSpaceClient
 from engram.testing.harness import EngramProcess
 
-from .conftest import APP, PgCluster
+from .conftest import APP, PgCluster, fresh_database, pg_servers
 
 DIM = 4
-
-
-def fresh_database(pg: PgCluster, prefix: str) -> str:
-    """A new database with the schema migrated by its owner; the app role's DSN."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    owner = pg.new_database(name)
-    with psycopg.connect(owner, autocommit=True) as conn:
-        migrate(conn, app_role=APP)
-    return pg.dsn(APP, name)
-
-
-def start_pg_server(root: Path, dsn: str, **settings: Any) -> EngramProcess:
-    return EngramProcess.start(root, settings={"backend": "postgres", "postgres_dsn": dsn, "embedder": "hash",
-                                              **settings})
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +36,9 @@ def dsn(pg: PgCluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(dsn: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
-    a = start_pg_server(tmp_path_factory.mktemp("a"), dsn)
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("b"), dsn)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+def servers(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
+    with pg_servers(dsn, tmp_path_factory) as pair:
+        yield pair
 
 
 def new_space(srv: EngramProcess, dim: int | None = DIM) -> str:

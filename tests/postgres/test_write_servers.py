@@ -17,8 +17,8 @@ import pytest
 from engram.testing.clients import ApiError, GrpcSpaceClient, RestSpaceClient
 from engram.testing.harness import EngramProcess
 
-from .conftest import PgCluster
-from .test_server import fresh_database, start_pg_server, vec
+from .conftest import PgCluster, fresh_database, pg_servers
+from .test_server import vec
 
 MAX_MEMORIES = 12
 MAX_BYTES = 60_000
@@ -26,18 +26,11 @@ MAX_BYTES = 60_000
 
 @pytest.fixture(scope="module")
 def servers(pg: PgCluster,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, EngramProcess]]:
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngramProcess, ...]]:
     dsn = fresh_database(pg, "wr")
     limits = {"max_memories": MAX_MEMORIES, "max_space_bytes": MAX_BYTES}
-    a = start_pg_server(tmp_path_factory.mktemp("a"), dsn, **limits)
-    try:
-        b = start_pg_server(tmp_path_factory.mktemp("b"), dsn, **limits)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    for srv in (a, b):
-        srv.stop()
+    with pg_servers(dsn, tmp_path_factory, **limits) as pair:
+        yield pair
 
 
 def new_space(srv: EngramProcess) -> str:

@@ -311,3 +311,55 @@ def test_the_auto_link_query_is_planned_on_the_hnsw_index(db: PostgresDatabase) 
         rows = tx.execute(stmt, {"vector": "[1,2,3,4,5,6,7,8,9]", "k": 5, "now": 0.0, "exclude": ["x"]})
         plan = "\n".join(str(r[0]) for r in rows)
     assert "memories_hnsw_9" in plan, plan
+
+
+def test_a_server_embedded_write_links_by_meaning_to_what_came_before(store: PostgresStore) -> None:
+    """``semantic`` links (SQLite's, made there when a background embedding lands): a write whose
+    vector the server made links, both ways, to the ``auto_link_max`` nearest memories at or above
+    ``semantic_link_threshold``, its batch's earlier items included; a client's vector makes none."""
+    sid = new_space(store)
+    rule = WritePolicy(auto_link_max=2, semantic_link_threshold=0.55)
+
+    def w(mid: str, vec: np.ndarray, embedded: bool = True) -> Write:
+        return Write(MemoryRow(id=mid, content=mid), vec, embedded=embedded)
+
+    store.write_many(sid, [w("client", v(1, 0.05, 0, 0), embedded=False)], rule)
+    assert edges(store, sid, "client") == set()  # a client's vector: no semantic link of its own
+    done = store.write_many(sid, [w("a", v(1, 0, 0, 0)), w("far", v(0, 0, 1, 0)), w("b", v(1, 0.2, 0, 0)),
+                                  w("c", v(1, 0.3, 0.1, 0))], rule)
+    linked = {(s, t) for s, t, kind, _, _ in edges(store, sid, "client") | edges(store, sid, "b")
+              | edges(store, sid, "c") | edges(store, sid, "far") if kind == "semantic"}
+    # a: the client's (stored before); b: a and the client (the batch's earlier a included); c: its
+    # two nearest (auto_link_max = 2) of b 0.991, client 0.967, a 0.953 (cosines); far: nothing
+    want = {("a", "client"), ("b", "a"), ("b", "client"), ("c", "b"), ("c", "client")}
+    assert linked == want | {(t, s) for s, t in want}
+    assert edges(store, sid, "far") == set()
+    strength = {(s, t): x for s, t, _, x, _ in edges(store, sid, "b")}
+    assert strength[("b", "a")] == pytest.approx(1 / float(np.linalg.norm(v(1, 0.2, 0, 0))), abs=2e-3)
+    assert {n for s, t, _, _, n in edges(store, sid, "a") if "client" in (s, t)} == {done[0].lsn}
+    off = new_space(store)  # a threshold above 1: no semantic links (as on SQLite)
+    store.write_many(off, [w("a", v(1, 0, 0, 0)), w("b", v(1, 0, 0, 0))],
+                     WritePolicy(semantic_link_threshold=1.5))
+    assert edges(store, off, "b") == set()
+
+
+def test_a_put_or_patch_the_server_embeds_links_by_meaning(store: PostgresStore) -> None:
+    """SQLite links a PUT's or PATCH's new text by meaning when its embedding lands; here the
+    update's transaction does (earlier links stay); a client's vector or a field change, none."""
+    sid = new_space(store)
+    rule = WritePolicy(auto_link_max=2, semantic_link_threshold=0.55)
+    store.remember_many(sid, [(MemoryRow(id="x", content="x"), v(1, 0, 0, 0)),
+                              (MemoryRow(id="y", content="y"), v(0, 1, 0, 0))], rule)
+
+    def semantic(mid: str) -> set[tuple[str, str]]:
+        return {(s, t) for s, t, kind, _, _ in edges(store, sid, mid) if kind == "semantic"}
+
+    store.put(sid, MemoryRow(id="p", content="p"), v(1, 0.1, 0, 0), rule)  # a client's vector
+    assert semantic("p") == set()
+    store.put(sid, MemoryRow(id="p", content="p2"), v(1, 0.1, 0, 0), rule, embedded=True)
+    assert semantic("p") == {("p", "x"), ("x", "p")}
+    store.patch(sid, "p", {"confidence": 0.3}, None, rule)
+    store.patch(sid, "p", {"content": "p3"}, v(0.1, 1, 0, 0), rule, embedded=True)
+    assert semantic("p") == {("p", "x"), ("x", "p"), ("p", "y"), ("y", "p")}
+    store.put(sid, MemoryRow(id="q", content="q"), v(0, 1, 0.1, 0), rule, embedded=True)  # created
+    assert semantic("q") == {("q", "y"), ("y", "q"), ("q", "p"), ("p", "q")}

@@ -261,7 +261,8 @@ class PostgresSpace:
         s = self.settings
         return WritePolicy(max_memories=s.max_memories, max_space_bytes=s.max_space_bytes,
                            auto_link_threshold=s.auto_link_threshold, auto_link_max=s.auto_link_max,
-                           episodic_adjacency_seconds=s.episodic_adjacency_seconds)
+                           episodic_adjacency_seconds=s.episodic_adjacency_seconds,
+                           semantic_link_threshold=s.semantic_link_threshold)
 
     def _exists(self, memory_id: str) -> MemoryExists:
         return MemoryExists(f"a memory with id {memory_id!r} already exists in memory space {self.id!r}",
@@ -320,8 +321,10 @@ class PostgresSpace:
         made_for = self.made_for if any(r[3] is not None for r in todo) else None
         while todo:
             try:
-                done = self.store.write_many(self.id, [Write(row, vec, item.auto_link)
-                                                       for _, item, row, vec in todo], policy, made_for)
+                # ``embedded``: the server made the vector of the text (semantic links)
+                writes = [Write(row, vec, item.auto_link, embedded=item.embedding is None and vec is not None)
+                          for _, item, row, vec in todo]
+                done = self.store.write_many(self.id, writes, policy, made_for)
             except psycopg.errors.UniqueViolation:
                 if len(todo) == 1:
                     out[todo[0][0]] = self._exists(todo[0][2].id)
@@ -367,7 +370,8 @@ class PostgresSpace:
         try:
             if put is not None:
                 row, vec = self._row(put, self.clock(), memory_id)
-                done = self.store.put(self.id, row, vec, self.policy, self.made_for)
+                done = self.store.put(self.id, row, vec, self.policy, self.made_for,
+                                      embedded=put.embedding is None and vec is not None)
             else:
                 assert patch is not None
                 changes = patch.given()
@@ -379,7 +383,8 @@ class PostgresSpace:
                     raise InvalidInput(f"content has {len(text)} characters; at most "
                                        f"{self.settings.max_content_chars} are allowed")
                 vec = self._vector(given_vec, text) if (given_vec is not None or text) else None
-                done = self.store.patch(self.id, memory_id, changes, vec, self.policy, self.made_for)
+                done = self.store.patch(self.id, memory_id, changes, vec, self.policy, self.made_for,
+                                        embedded=given_vec is None and vec is not None)
         except EngramError:  # MemoryNotFound is a LookupError too: it is the answer, not a gone space
             raise
         except LookupError:

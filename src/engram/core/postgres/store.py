@@ -146,13 +146,16 @@ class WritePolicy:
     after its rows are written and while it holds the space's counter row: every other writer of
     the space, on any server, waits for that row, so two writers cannot both pass the check and
     together exceed the quota. ``auto_link_*`` and ``episodic_adjacency_seconds`` are the
-    settings of the links SQLite makes on store (core/space.py's prepare_remember)."""
+    settings of the links SQLite makes on store (core/space.py's prepare_remember);
+    ``semantic_link_threshold`` that of the ``semantic`` links SQLite makes when the server
+    embeds a memory's text (core/embedded.py's ``_neighbours``; above 1: none)."""
 
     max_memories: int = 0
     max_space_bytes: int = 0
     auto_link_threshold: float = 0.8
     auto_link_max: int = 5
     episodic_adjacency_seconds: float = 0.0
+    semantic_link_threshold: float = 0.55
 
     @property
     def quota(self) -> bool:
@@ -165,11 +168,13 @@ ROW_OVERHEAD = 512
 
 @dataclass
 class Write:
-    """One memory to store: its row, its vector, and whether to link it to near neighbours."""
+    """One memory to store: its row, its vector, whether to link it to near neighbours, and
+    whether the vector is the server embedder's (of the text), which makes ``semantic`` links."""
 
     memory: MemoryRow
     embedding: Vector | None = None
     auto_link: bool = False
+    embedded: bool = False
 
 
 @dataclass(frozen=True)
@@ -411,6 +416,11 @@ class PostgresStore:
         nearest episodes within ``episodic_adjacency_seconds``, earlier items of the batch
         included), both directions, in this transaction; no ``association`` event (SQLite emits
         none for them either: the ``stored`` event and the receipt's ``auto_links`` say it).
+        A vector the server embedded (``Write.embedded``) also gets SQLite's ``semantic`` links,
+        made there when its background embedding lands (core/embedded.py): the ``auto_link_max``
+        nearest memories stored before it, earlier items of the batch included, with cosine >=
+        ``semantic_link_threshold``. Text is embedded here before the write, so they are made in
+        the writing transaction, and a space's associations (``stats``, spreading) are SQLite's.
 
         ``made_for``: the space's ``(dimension, embedder record)`` the vectors were made for; if
         the space has others when the write holds its counter row, :class:`EmbedderChanged`
@@ -425,11 +435,14 @@ class PostgresStore:
                 lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
                 n, size = self._reap(tx, w.memory.id, now, lsn)
                 reaped, reaped_bytes = reaped + n, reaped_bytes + size
-                auto = (self._near(tx, w.embedding, rule, batch_ids, now)
+                auto = (self._near(tx, w.embedding, rule.auto_link_max, rule.auto_link_threshold,
+                                   batch_ids, now)
                         if w.auto_link and w.embedding is not None else [])
                 self._insert(tx, w.memory, w.embedding, lsn)
                 links = [(t, s, "auto") for t, s in auto]
                 links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
+                if w.embedded and w.embedding is not None:
+                    links += self._semantic(tx, w.memory.id, w.embedding, rule, now)
                 for target, strength, kind in links:
                     for a, b in ((w.memory.id, target), (target, w.memory.id)):
                         tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": float(strength),
@@ -442,20 +455,40 @@ class PostgresStore:
                 self.notify(tx, out[-1].lsn)
         return out
 
-    def _near(self, tx: SpaceTx, embedding: Vector, rule: WritePolicy, exclude: list[str],
+    def _near(self, tx: SpaceTx, embedding: Vector, k: int, threshold: float, exclude: list[str],
               now: float) -> list[tuple[str, float]]:
-        """The ``auto`` links of a new vector: nearest first, at or above the threshold. Where the
-        HNSW index serves the query, it scans on (iteratively) until it has found the space's
-        ``auto_link_max`` nearest, as recall does (``RECALL_TUNING``, local to this transaction)."""
+        """Links of a new vector: of its ``k`` nearest (except ``exclude``), those at or above
+        ``threshold``, nearest first. Where the HNSW index serves the query, it scans on
+        (iteratively) until it has found the space's ``k`` nearest, as recall does
+        (``RECALL_TUNING``, local to this transaction)."""
         vec = np.asarray(embedding, dtype=np.float32)
-        if rule.auto_link_max < 1 or not float(np.dot(vec, vec)) > 0.0:
+        if k < 1 or not float(np.dot(vec, vec)) > 0.0:
             return []
         if self.vector_index:
-            tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, rule.auto_link_max))})
+            tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
         stmt = sql.SQL(q.LINK_NEIGHBOURS).format(dim=sql.Literal(int(vec.shape[0])))
-        rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now,
-                                 "k": rule.auto_link_max}).fetchall()
-        return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= rule.auto_link_threshold]
+        rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now, "k": k}).fetchall()
+        return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= threshold]
+
+    def _semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
+                  now: float) -> list[tuple[str, float, str]]:
+        """The ``semantic`` links ``(target, strength, kind)`` of a memory whose text the server
+        embedded, after its row is in: every other live memory with a vector is a candidate, this
+        transaction's earlier rows included (SQLite links a batch's row to the batch's earlier
+        ones too); the strength is the cosine, rounded as SQLite rounds it."""
+        thr = rule.semantic_link_threshold
+        most = rule.auto_link_max if thr <= 1.0 else 0
+        return [(t, round(min(1.0, s), 6), "semantic")
+                for t, s in self._near(tx, embedding, most, thr, [memory_id], now)]
+
+    def _link_semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
+                       now: float, lsn: int) -> None:
+        """A PUT's or PATCH's ``semantic`` links, both directions (SQLite makes them when the
+        new text's background embedding lands; its earlier links stay, strengths the greater)."""
+        for target, strength, kind in self._semantic(tx, memory_id, embedding, rule, now):
+            for a, b in ((memory_id, target), (target, memory_id)):
+                tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": strength,
+                                           "kind": kind, "now": now, "lsn": lsn})
 
     @staticmethod
     def _adjacent(tx: SpaceTx, memory: MemoryRow, rule: WritePolicy, now: float) -> list[str]:
@@ -508,28 +541,31 @@ class PostgresStore:
 
     # -- updates (core/update.py) ----------------------------------------------------------------
     def put(self, space_id: str, memory: MemoryRow, embedding: Vector | None = None,
-            policy: WritePolicy | None = None, made_for: tuple[int | None, str | None] | None = None
+            policy: WritePolicy | None = None, made_for: tuple[int | None, str | None] | None = None,
+            embedded: bool = False
             ) -> Updated:
-        """Create or replace ``memory.id`` (PUT). A replacement keeps the row (and so its
+        """Create or replace ``memory.id`` (PUT). ``embedded``: the server made ``embedding`` of
+        the text, which then gets ``semantic`` links (write_many). A replacement keeps the row (and so its
         associations, creation time and access statistics), takes every updatable field and the
         expiry of ``memory``, is live again if it was suppressed, and keeps a vector only if one
         is given. An expired memory counts as absent: it is deleted first, as the sweep would."""
-        return self._update(space_id, memory.id, memory, None, embedding, policy, made_for)
+        return self._update(space_id, memory.id, memory, None, embedding, policy, made_for, embedded)
 
     def patch(self, space_id: str, memory_id: str, changes: dict[str, Any],
               embedding: Vector | None = None, policy: WritePolicy | None = None,
-              made_for: tuple[int | None, str | None] | None = None) -> Updated:
+              made_for: tuple[int | None, str | None] | None = None, embedded: bool = False) -> Updated:
         """Change the given fields of a live memory (PATCH); a suppressed memory stays suppressed,
-        and the vector stays unless ``embedding`` replaces it (no server embedder here)."""
+        and the vector stays unless ``embedding`` replaces it (``embedded``: made by the server
+        of the new text, with ``semantic`` links as on PUT)."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}; updatable fields are "
                                f"{', '.join(UPDATABLE)}")
-        return self._update(space_id, memory_id, None, changes, embedding, policy, made_for)
+        return self._update(space_id, memory_id, None, changes, embedding, policy, made_for, embedded)
 
     def _update(self, space_id: str, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
                 embedding: Vector | None, policy: WritePolicy | None = None,
-                made_for: tuple[int | None, str | None] | None = None) -> Updated:
+                made_for: tuple[int | None, str | None] | None = None, embedded: bool = False) -> Updated:
         """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
         (a created memory counts one; a replacement only its bytes)."""
         rule = policy or WritePolicy()
@@ -548,6 +584,8 @@ class PostgresStore:
                         details={"memory_id": memory_id, "memory_space_id": space_id})
                 reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
+                if embedded and embedding is not None:
+                    self._link_semantic(tx, memory_id, embedding, rule, now, lsn)
                 rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
                 self._check_quota(tx, rule, 1, now, rows, size)
                 self.notify(tx, lsn)
@@ -584,6 +622,8 @@ class PostgresStore:
                 tx.execute(q.DELETE_META, {"memory_id": memory_id})
                 self._write_meta(tx, memory_id, dict(sets["metadata"]))
             memory = _row(row)
+            if embedded and embedding is not None and not memory.suppressed:
+                self._link_semantic(tx, memory_id, embedding, rule, now, lsn)
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
