@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import queue
+import secrets
 import threading
 import time
 import uuid
@@ -293,3 +294,58 @@ def test_servers_starting_at_once_make_one_admin_key(pg: PgCluster, tmp_path: Pa
         finally:
             for s in started:
                 s.stop()
+
+
+def test_unknown_tokens_are_looked_up_one_row_at_a_time_and_a_flood_is_bounded(
+        pg: PgCluster, tmp_path: Path) -> None:
+    """A token not in memory is looked up by its hash (a key made on another server works on its
+    first request), but at most UNKNOWN_LOOKUPS times per poll interval: a flood of made-up
+    tokens costs the database (and the event loop) a fixed number of queries."""
+    from engram.auth.pg_keys import UNKNOWN_LOOKUPS, PgKeyStore
+    from engram.errors import Unauthenticated
+
+    dsn = fresh_database(pg, "unknowntokens")
+    opened: list[int] = []
+
+    def connect() -> psycopg.Connection[Any]:
+        opened.append(1)
+        return psycopg.connect(dsn)
+
+    here = PgKeyStore(tmp_path / "here", connect, poll_seconds=30.0)  # a long window, no poll meanwhile
+    there = PgKeyStore(tmp_path / "there", lambda: psycopg.connect(dsn), poll_seconds=None)
+    try:
+        rec, token = there.create("made-there", "reader", ["alpha"])
+        before = len(opened)
+        assert here.authenticate(token).key_id == rec.key_id  # one look-up, found
+        assert len(opened) == before + 1
+        flood = [f"egk_{secrets.token_urlsafe(32)}" for _ in range(UNKNOWN_LOOKUPS * 4)]
+        for bogus in flood:
+            with pytest.raises(Unauthenticated):
+                here.authenticate(bogus)
+        assert len(opened) == before + UNKNOWN_LOOKUPS, "every unknown token queried the database"
+        assert here.authenticate(token).key_id == rec.key_id  # known now: no query
+        assert len(opened) == before + UNKNOWN_LOOKUPS
+    finally:
+        here.close()
+        there.close()
+
+
+def test_after_the_window_an_unknown_token_is_looked_up_again(pg: PgCluster, tmp_path: Path) -> None:
+    from engram.auth.pg_keys import UNKNOWN_LOOKUPS, PgKeyStore
+    from engram.errors import Unauthenticated
+
+    dsn = fresh_database(pg, "unknownwindow")
+    here = PgKeyStore(tmp_path / "here", lambda: psycopg.connect(dsn), poll_seconds=None)  # window 0.25 s
+    there = PgKeyStore(tmp_path / "there", lambda: psycopg.connect(dsn), poll_seconds=None)
+    try:
+        for _ in range(UNKNOWN_LOOKUPS):
+            with pytest.raises(Unauthenticated):
+                here.authenticate(f"egk_{secrets.token_urlsafe(32)}")
+        rec, token = there.create("made-during-the-flood", "reader", ["alpha"])
+        with pytest.raises(Unauthenticated):  # the window's look-ups are spent
+            here.authenticate(token)
+        time.sleep(0.3)
+        assert here.authenticate(token).key_id == rec.key_id
+    finally:
+        here.close()
+        there.close()

@@ -328,8 +328,7 @@ class KeyStore:
         digest = hash_token(token)
         rec = self._by_hash.get(digest)
         if rec is None:  # perhaps made by another process a moment ago
-            self._reload(force=True)
-            rec = self._by_hash.get(digest)
+            rec = self._unknown(digest)
         # The dict lookup is on a hash of the secret (which leaks nothing about the token);
         # the final equality is constant-time all the same.
         if rec is None or not hmac.compare_digest(rec.token_sha256, digest):
@@ -342,6 +341,12 @@ class KeyStore:
             raise Unauthenticated(f"API key {rec.key_id} has expired",
                                   details={"reason": "expired", "key_id": rec.key_id})
         return rec.principal()
+
+    def _unknown(self, digest: str) -> KeyRecord | None:
+        """The key of a token not in memory, if another process made it meanwhile (a stat of the
+        file, and a re-read when it changed)."""
+        self._reload(force=True)
+        return self._by_hash.get(digest)
 
     def still_valid(self, principal: Principal) -> str | None:
         """None while ``principal``'s key is usable, else why not ("revoked" / "expired")."""

@@ -5,7 +5,11 @@ on the database, holds on every server: each server keeps the table in memory (a
 keeps ``keys.json``) and a poller thread re-reads it every :data:`POLL_SECONDS`. A revocation
 made elsewhere is therefore refused here within one poll (``on_revoke`` callbacks fire then, so
 open streams end too); one made here holds at once. A token not in memory is looked up in the
-table before it is refused, so a key made on another server works on its first request.
+table (one indexed row, by the token's hash) before it is refused, so a key made on another
+server works on its first request. Those look-ups are bounded: at most :data:`UNKNOWN_LOOKUPS`
+per poll interval per server. Past that, an unknown token is refused without a query until the
+interval ends, so a flood of made-up tokens costs the database and the event loop a fixed
+amount; a key made elsewhere is then accepted from the next poll at the latest.
 
 Only the token's SHA-256 is stored, as in the file store. The audit log and ``admin.key`` stay in
 the server's own data dir (``self.dir``). If the database cannot be read, the last key set read
@@ -32,12 +36,15 @@ log = logging.getLogger("engram.auth.pg")
 #: How often each server re-reads the key table: the bound on how long a key revoked on another
 #: server (or by ``engram key`` on the database) is still accepted here (docs/scale-out.md).
 POLL_SECONDS = 0.25
+#: Look-ups of tokens not in memory per poll interval (see the module docstring).
+UNKNOWN_LOOKUPS = 32
 _RETRY = "Retry shortly; check the database if it persists."
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
 _COLUMNS = "key_id, name, role, spaces, created_at, expires_at, revoked_at, token_sha256"
 _SELECT = f"SELECT {_COLUMNS} FROM engram.api_keys"
+_SELECT_ONE = f"{_SELECT} WHERE token_sha256 = %(digest)s"
 # New keys insert; a revocation updates; the first revocation time wins (two servers may race).
 _UPSERT = (f"INSERT INTO engram.api_keys ({_COLUMNS}) VALUES "
            "(%(key_id)s, %(name)s, %(role)s, %(spaces)s, %(created_at)s, %(expires_at)s, %(revoked_at)s, "
@@ -69,6 +76,9 @@ class PgKeyStore(KeyStore):
                  poll_seconds: float | None = POLL_SECONDS) -> None:
         self._connect = connect
         self._stop = threading.Event()
+        self._window = POLL_SECONDS if poll_seconds is None else poll_seconds
+        self._window_start = 0.0
+        self._window_lookups = 0
         super().__init__(data_root)  # reads the table once (KeyStore.__init__ -> _reload(force=True))
         self._poller: threading.Thread | None = None
         if poll_seconds is not None:
@@ -92,19 +102,12 @@ class PgKeyStore(KeyStore):
                 failing = False
 
     def _reload(self, force: bool = False) -> None:
-        # Between polls the in-memory set is used; force (a write, an unknown token, the poller)
+        # Between polls the in-memory set is used; force (a write, the poller)
         # reads the table. Under the lock, so a read started before a write never lands after it.
         if not force:
             return
         with self._lock:
-            try:
-                with self._connect() as conn:
-                    rows = conn.execute(_SELECT).fetchall()
-            except psycopg.OperationalError as exc:
-                raise StorageUnavailable(f"cannot read API keys from PostgreSQL: {type(exc).__name__}",
-                                         suggestion=_RETRY) from exc
-            except psycopg.Error as exc:
-                raise StorageError(f"cannot read API keys from PostgreSQL: {type(exc).__name__}") from exc
+            rows = self._read(_SELECT, {})
             records = {rec.key_id: rec for rec in map(_record, rows)}
             newly_revoked = [k for k, r in records.items()
                              if r.revoked_at is not None and k in self._records
@@ -113,6 +116,33 @@ class PgKeyStore(KeyStore):
             self._by_hash = {r.token_sha256: r for r in records.values()}
         for key_id in newly_revoked:
             self._fire(key_id)
+
+    def _read(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        try:
+            with self._connect() as conn:
+                return conn.execute(query, params).fetchall()
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"cannot read API keys from PostgreSQL: {type(exc).__name__}",
+                                     suggestion=_RETRY) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot read API keys from PostgreSQL: {type(exc).__name__}") from exc
+
+    def _unknown(self, digest: str) -> KeyRecord | None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._window_start >= self._window:
+                self._window_start, self._window_lookups = now, 0
+            if self._window_lookups >= UNKNOWN_LOOKUPS:
+                return None  # a flood of unknown tokens: refused without a query until the window ends
+            self._window_lookups += 1
+        rows = self._read(_SELECT_ONE, {"digest": digest})
+        if not rows:
+            return None
+        rec = _record(rows[0])
+        with self._lock:
+            self._records[rec.key_id] = rec
+            self._by_hash[rec.token_sha256] = rec
+        return rec
 
     def create_first_admin(self, name: str) -> tuple[KeyRecord, str] | None:
         """:meth:`KeyStore.create_first_admin` across every server on the database: the check for
