@@ -118,7 +118,10 @@ def main() -> None:
             print(f"golden written: {len(got)} answers")
         else:
             want = json.loads(args.golden.read_text())
-            bad = [i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b]
+            # compared as JSON text, not as parsed values: 1 == 1.0 in Python, but an answer
+            # that changed a float to an int (or back) changed its bytes on the wire
+            bad = [i for i, (a, b) in enumerate(zip(got, want, strict=True))
+                   if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True)]
             print(f"golden: {len(got) - len(bad)}/{len(got)} identical" + (f"; first differing {bad[:5]}"
                                                                           if bad else ""))
             if bad:
