@@ -443,10 +443,7 @@ class PostgresStore:
                 links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
                 if w.embedded and w.embedding is not None:
                     links += self._semantic(tx, w.memory.id, w.embedding, rule, now)
-                for target, strength, kind in links:
-                    for a, b in ((w.memory.id, target), (target, w.memory.id)):
-                        tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": float(strength),
-                                                   "kind": kind, "now": now, "lsn": lsn})
+                self._link(tx, w.memory.id, links, now, lsn)
                 out.append(Written(lsn, auto))
             if out:
                 added = self._bytes_of(tx, batch_ids)
@@ -481,13 +478,14 @@ class PostgresStore:
         return [(t, round(min(1.0, s), 6), "semantic")
                 for t, s in self._near(tx, embedding, most, thr, [memory_id], now)]
 
-    def _link_semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
-                       now: float, lsn: int) -> None:
-        """A PUT's or PATCH's ``semantic`` links, both directions (SQLite makes them when the
-        new text's background embedding lands; its earlier links stay, strengths the greater)."""
-        for target, strength, kind in self._semantic(tx, memory_id, embedding, rule, now):
+    @staticmethod
+    def _link(tx: SpaceTx, memory_id: str, links: list[tuple[str, float, str]], now: float,
+              lsn: int) -> None:
+        """Store ``links`` ``(target, strength, kind)`` of ``memory_id``, both directions (an edge
+        that exists keeps its kind and the greater strength: ``UPSERT_LINK``)."""
+        for target, strength, kind in links:
             for a, b in ((memory_id, target), (target, memory_id)):
-                tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": strength,
+                tx.execute(q.UPSERT_LINK, {"source": a, "target": b, "strength": float(strength),
                                            "kind": kind, "now": now, "lsn": lsn})
 
     @staticmethod
@@ -585,7 +583,7 @@ class PostgresStore:
                 reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
                 self._insert(tx, put, embedding, lsn)
                 if embedded and embedding is not None:
-                    self._link_semantic(tx, memory_id, embedding, rule, now, lsn)
+                    self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
                 rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
                 self._check_quota(tx, rule, 1, now, rows, size)
                 self.notify(tx, lsn)
@@ -623,7 +621,7 @@ class PostgresStore:
                 self._write_meta(tx, memory_id, dict(sets["metadata"]))
             memory = _row(row)
             if embedded and embedding is not None and not memory.suppressed:
-                self._link_semantic(tx, memory_id, embedding, rule, now, lsn)
+                self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
             self.record_event(tx, "updated", lsn, {
                 "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
                 "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
