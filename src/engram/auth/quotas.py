@@ -19,7 +19,6 @@ writes released since its count added, which can only refuse early.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -76,39 +75,32 @@ class Quotas:
                 mark = self.mark(space_id)
                 counted = await count() if self.max_memories > 0 and (new is None or new) else 0
                 try:
-                    held.enter_context(self.reserve_many(
-                        space_id, items, functools.partial(int, counted), size, new=new,
-                        counted_at=mark, stale_ok=attempt == RECOUNTS))
+                    held.enter_context(self.reserve_many(space_id, items, counted, size, new=new,
+                                                         counted_at=mark, stale_ok=attempt == RECOUNTS))
                 except StaleCount:
                     continue
                 break
             yield
 
     @contextlib.contextmanager
-    def reserve(self, space_id: str, item: MemoryInput, count: Callable[[], int],
-                size: Callable[[], int]) -> Iterator[None]:
-        """Hold one memory and its bytes for ``space_id`` while the write runs, or raise QuotaExceeded."""
-        with self.reserve_many(space_id, [item], count, size):
-            yield
-
-    @contextlib.contextmanager
-    def reserve_many(self, space_id: str, items: list[MemoryInput], count: Callable[[], int],
+    def reserve_many(self, space_id: str, items: list[MemoryInput], counted: int,
                      size: Callable[[], int], *, new: int | None = None,
                      counted_at: tuple[int, int] | None = None, stale_ok: bool = False) -> Iterator[None]:
         """Hold ``new`` memories (default: one per item) and the items' bytes, or raise QuotaExceeded.
 
         A batch is admitted whole or refused whole (nothing stored), as one remember is; an
         update that replaces a memory passes ``new=0`` (it adds bytes, not a memory).
-        ``counted_at``: the :meth:`mark` read before ``count`` was taken. If writes were released
-        since, :class:`StaleCount` is raised, or with ``stale_ok`` the memories they held are
-        added to the count.
+        ``counted``: the space's committed memories (0 when ``max_memories`` is off or the write
+        adds none); ``counted_at``: the :meth:`mark` read before it was counted. If writes were
+        released since, :class:`StaleCount` is raised, or with ``stale_ok`` the memories they held
+        are added to the count.
         """
         if not self.enabled:
             yield
             return
         n = len(items) if new is None else new
         need = sum(estimated_bytes(item) for item in items)
-        memories = count() if self.max_memories > 0 else 0
+        memories = counted
         on_disk = size() if self.max_space_bytes > 0 else 0
         with self._lock:
             held_n, held_b = self._reserved.get(space_id, (0, 0))
