@@ -76,6 +76,12 @@ class Metrics:
             "engram_stream_lagged_total", "Lag notices sent to slow stream consumers.",
             ["transport", "memory_space"], registry=r,
         )
+        self.read_workers = Counter(
+            "engram_recall_worker_total",
+            "Recalls with read workers on (read_workers): answered by a worker (served) or by the "
+            "server itself (server: the worker's copy was not current, or the recall is not one it serves).",
+            ["outcome"], registry=r,
+        )
         self.spaces_loaded = Gauge("engram_spaces_loaded", "Memory spaces currently loaded.", registry=r)
         self.spaces_total = Gauge("engram_spaces_total", "Memory spaces on disk.", registry=r)
         self.asyncio_tasks = Gauge(

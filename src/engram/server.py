@@ -318,6 +318,8 @@ async def _serve(settings: Settings, service: EngramService, sock: socket.socket
     maintenance.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await maintenance
+    if service.read_pool is not None:
+        await service.read_pool.aclose()
     await asyncio.to_thread(service.close)
     await asyncio.to_thread(tracing.shutdown)  # the last spans (streams ended above) reach the file
     current = read_state(state_file)

@@ -87,6 +87,7 @@ from .errors import (
     MemorySpaceRequired,
 )
 from .observability import Metrics, Tracing
+from .readpool import ReadPool
 from .settings import Settings
 from .spaces import backup
 from .spaces.ids import MemorySpaceId
@@ -137,6 +138,9 @@ class EngramService:
         self.auth = Authorizer.from_settings(settings, keys=self._open_keys())
         self.quotas = Quotas(settings.max_memories, settings.max_space_bytes)
         self.shutting_down = False
+        # Recall on worker processes (engram.readpool): started with the first recall.
+        self.read_pool = (ReadPool(settings, settings.read_workers, self.metrics)
+                          if settings.read_workers else None)
 
     def _open_keys(self) -> KeyStore | None:
         """The API key store: None is the file store of ``data_dir`` (PostgresService overrides)."""
@@ -265,6 +269,8 @@ class EngramService:
                 details={"memory_space_id": space_id},
             )
         deletion = await asyncio.to_thread(self.registry.delete, space_id)
+        if self.read_pool is not None:
+            self.read_pool.drop(space_id)
         self._audit("space_deleted", actor, peer, space_id)
         return deletion
 
@@ -283,6 +289,8 @@ class EngramService:
     async def restore_space(self, space_id: str, upload: Path, *, replace: bool = False,
                             actor: Principal | None = None, peer: str = "-") -> backup.RestoreReceipt:
         receipt = await asyncio.to_thread(backup.restore, self.registry, space_id, upload, replace=replace)
+        if self.read_pool is not None:
+            self.read_pool.drop(space_id)
         self._audit("space_restored", actor, peer, space_id)
         return receipt
 
@@ -441,6 +449,12 @@ class EngramService:
 
     async def recall(self, space_id: str, cue: Cue) -> RecallResult:
         with self.tracing.engine_span("engram.recall", space_id):
+            if self.read_pool is not None:
+                space = await self._space(space_id)
+                with space.lease():
+                    answer = await self.read_pool.recall(space, cue)
+                if answer is not None:
+                    return answer
             return await self._read(space_id, lambda s: _recall(s, cue))
 
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:
@@ -586,6 +600,8 @@ class EngramService:
 
     def close(self) -> None:
         self.shutting_down = True
+        if self.read_pool is not None:
+            self.read_pool.close()
         self.registry.close()
         self.embedders.close()
         self.auth.close()

@@ -106,6 +106,7 @@ class Settings:
     max_results_limit: int = 1_000
     max_page_size: int = 1_000
     read_concurrency: int = 1  # short reads (recall, get, list...) running at once; see service._read
+    read_workers: int = 0  # recall worker processes (engram.readpool); 0: recall in the server only
     reinforce_linger_ms: float = 50.0  # recall reinforcement is written within this (core.reinforce)
     subscriber_queue_depth: int = 1_024
     # A subscriber that keeps missing events this long without catching up is dropped (SPEC §6).
@@ -207,6 +208,9 @@ class Settings:
         for name in ("space_thread_idle_seconds", "storage_retry_max_seconds"):
             if not getattr(self, name) > 0:
                 raise InvalidInput(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.read_workers <= 64:
+            raise InvalidInput(f"read_workers must be 0 (off) to 64, got {self.read_workers!r}",
+                               example="read_workers = 1")
         for name in ("max_loaded_spaces", "disk_min_free_bytes", "vector_float32_max", "blas_threads"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{name} must be 0 or more, got {getattr(self, name)!r}")

@@ -88,4 +88,4 @@ class Reinforcer:
 
             # StorageError means closing (or broken): the recalls themselves succeeded.
             with contextlib.suppress(StorageError):
-                self.store.submit(op, mutates=False, wait=False, flush_first=False)
+                self.store.submit(op, mutates=False, wait=False, flush_first=False, quiet=True)

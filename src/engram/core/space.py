@@ -46,7 +46,7 @@ from ..index.vector import VectorSet
 from ..settings import Settings
 from ..storage import eventlog
 from ..storage.eventlog import record_event
-from ..storage.sqlite_store import GroupedEffect, SpaceStore, dumps, is_transient
+from ..storage.sqlite_store import GroupedEffect, SnapshotStore, SpaceStore, dumps, is_transient
 from ..types import Clock, system_clock
 from . import filters
 from .backfill import EmbeddingBackfill
@@ -153,8 +153,14 @@ class MemorySpace(TextEmbedding):
     def __init__(
         self, space_id: str, space_dir: Path, settings: Settings, clock: Clock = system_clock, *,
         embedders: Embedders | None = None, backfill: EmbeddingBackfill | None = None,
+        replica: bool = False,
     ) -> None:
         self.id = space_id
+        # A read worker's copy (engram.readpool): opened read-only, it writes nothing and
+        # notes the rows its recalls would reinforce in ``reinforced`` for the owner to apply.
+        self.replica = replica
+        self.reinforced: builtins.list[int] = []
+        self.instance = uuid.uuid4().hex  # this opening of the space (a reopened space is another)
         self.dir = space_dir
         self.settings = settings
         self.clock = clock
@@ -221,6 +227,9 @@ class MemorySpace(TextEmbedding):
         (reads and writes fail with ``SpaceUnhealthy``) and never affects the
         other spaces, which have their own files and threads.
         """
+        if self.replica:
+            self._open_replica()
+            return
         t0 = time.perf_counter()
         try:
             self.store = SpaceStore(self.dir, durable=self.settings.durability == "fsync",
@@ -279,6 +288,20 @@ class MemorySpace(TextEmbedding):
         log.info("space opened", extra={"memory_space": self.id, "memories": len(self.vectors),
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
+
+    def _open_replica(self) -> None:
+        """Open as a read worker's copy: the database through readers only, the vectors loaded
+        from it, and nothing started that writes (no writer, reinforcement, sweep, index
+        builder, embedder or background check). Exact search only: it has no ANN index."""
+        store = self.store = SnapshotStore(self.dir)
+        dim = store.meta("dimension")
+        self.dim = int(dim) if dim else None
+        ttl = store.meta(DEFAULT_TTL_KEY)
+        self.default_ttl = float(ttl) if ttl else None
+        self.vectors = VectorSet(self.dim, self.settings.vector_float32_max, self.settings.vector_int8_pass)
+        self._load_vectors(None)
+        self._bind_embedder()
+        self.integrity_checked.set()
 
     def _sweep_on_open(self) -> None:
         """Queue one expiry batch if memories expired while the space was not loaded (the
@@ -1115,6 +1138,9 @@ class MemorySpace(TextEmbedding):
     # -- reinforcement (background, never awaited) ------------------------------
     def reinforce(self, rowids: builtins.list[int]) -> None:
         """Strengthen what a recall returned, in the background (coalesced: core.reinforce)."""
+        if self.replica:
+            self.reinforced.extend(rowids)
+            return
         if not rowids or self._closed or self.reinforcer is None:
             return
         self.reinforcer.add(rowids, self.clock())

@@ -29,8 +29,22 @@ class LocalDensity:
         self._value: dict[int, float] = {}  # key -> mean of _top[key]
         self._total = 0.0
         self._lock = threading.Lock()
+        self.version = 0  # bumped by every change: equal versions, equal fans
+
+    def snapshot(self) -> tuple[dict[int, float], float, int]:
+        """The fans as they are now and the version they are at (for a read worker's copy)."""
+        with self._lock:
+            return dict(self._value), self._total, self.version
+
+    @classmethod
+    def restored(cls, values: dict[int, float], total: float, k: int = 5) -> LocalDensity:
+        """A copy that answers :meth:`excess` as the snapshot's source did (it is not updated)."""
+        out = cls(k)
+        out._value, out._total = values, total
+        return out
 
     def _set(self, key: int, top: np.ndarray) -> None:
+        self.version += 1
         value = float(top.mean()) if len(top) else 0.0
         self._total += value - self._value.get(key, 0.0)
         self._top[key] = top
@@ -52,6 +66,7 @@ class LocalDensity:
 
     def remove(self, key: int) -> None:
         with self._lock:
+            self.version += 1
             self._total -= self._value.pop(key, 0.0)
             self._top.pop(key, None)
 

@@ -278,13 +278,17 @@ class GroupedEffect:
 
 
 class _Pending:
-    __slots__ = ("after", "critical", "future", "inserts_only", "mutates", "op", "savepoint", "waiter")
+    __slots__ = ("after", "critical", "future", "inserts_only", "mutates", "op", "quiet", "savepoint",
+                 "waiter")
 
     def __init__(self, op: WriteOp, future: Future[Any] | None, mutates: bool,
                  after: Callable[[Any, int], None] | None, savepoint: bool = True,
                  waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None,
-                 critical: bool = False, inserts_only: bool = False) -> None:
-        self.critical = critical  # its failure fails the whole commit (a group's bracket op)
+                 critical: bool = False, inserts_only: bool = False, quiet: bool = False) -> None:
+        self.critical = critical
+        # It changes nothing a recall ranks by or returns beyond counters (reinforcement):
+        # its commit leaves ``SpaceStore.epoch`` alone (see there).
+        self.quiet = quiet  # its failure fails the whole commit (a group's bracket op)
         # It only INSERTs new memories (a remember): a run of such ops may have its full text
         # indexed after the run instead of row by row (SpaceStore.defer_fts).
         self.inserts_only = inserts_only
@@ -357,6 +361,9 @@ class SpaceStore:
         self._completer: threading.Thread | None = None
         self.commits = 0
         self.ops_committed = 0
+        # Bumped after every commit (its in-memory effects applied) that holds a write other than
+        # a quiet one: equal epochs mean the same stored state for a read (engram.readpool).
+        self.epoch = 0
         self.broken: str | None = None  # set if the writer thread died; every later write fails
         # Called (on the failing thread) with a transient storage error: the space goes degraded.
         self.on_transient: Callable[[BaseException], None] | None = None
@@ -614,7 +621,8 @@ class SpaceStore:
     # -- the write path -------------------------------------------------------
     def submit(self, op: WriteOp, *, mutates: bool = True,
                after: Callable[[Any, int], None] | None = None, wait: bool = True,
-               savepoint: bool = True, flush_first: bool = True, inserts_only: bool = False) -> Future[Any]:
+               savepoint: bool = True, flush_first: bool = True, inserts_only: bool = False,
+               quiet: bool = False) -> Future[Any]:
         """Queue a write; the future resolves after the batch holding it is durable.
 
         ``mutates`` ops get a fresh LSN. ``after(result, lsn)`` runs on the writer
@@ -627,6 +635,7 @@ class SpaceStore:
         ``before_submit`` (if set) runs first, unless ``flush_first`` is False: the space
         queues its coalesced background writes there, ahead of this one (core.reinforce).
         ``inserts_only``: the op only INSERTs new memories (see :meth:`defer_fts`).
+        ``quiet``: the op leaves :attr:`epoch` alone (see :class:`_Pending`).
         """
         if flush_first and self.before_submit is not None:
             self.before_submit()
@@ -634,7 +643,7 @@ class SpaceStore:
         # The closed check and the put happen under one lock that close() also
         # takes to enqueue its stop sentinel: no write can land behind the
         # sentinel, where the writer would never see it and its caller would hang.
-        self._enqueue(_Pending(op, fut, mutates, after, savepoint, inserts_only=inserts_only))
+        self._enqueue(_Pending(op, fut, mutates, after, savepoint, inserts_only=inserts_only, quiet=quiet))
         return fut if fut is not None else _done_future()
 
     def submit_async(self, op: WriteOp, *, mutates: bool = True,
@@ -914,6 +923,8 @@ class SpaceStore:
         settled = False
         try:
             self._apply_effects(results)
+            if not all(item.quiet or item.critical for item, *_ in results):
+                self.epoch += 1  # after the effects: a reader seeing it sees them too
             self._settled(len(results))
             settled = True
             self._answer(results)
@@ -1093,3 +1104,36 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # one, s
 def dumps(value: Any) -> str:
     """Compact JSON (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``)."""
     return _COMPACT.encode(value)
+
+
+class SnapshotStore(SpaceStore):
+    """A space's database read by another process (a read worker, engram.readpool): its reader
+    connections only, never a writer. The process that owns the space keeps writing it; SQLite's
+    WAL gives each read a consistent snapshot beside those writes. Every write raises."""
+
+    def __init__(self, space_dir: Path) -> None:  # no super().__init__: that opens the writer
+        self.dir = space_dir
+        self.path = space_dir / self.DB_NAME
+        if not self.path.is_file():
+            raise StorageError(f"no database at {self.path}")
+        self.durable = True
+        self._local = threading.local()
+        self._readers = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._inflight = 0
+        self.epoch = 0
+        self.on_transient = None
+        self.before_submit = None
+        self.last_lsn = int(self.meta("last_lsn") or 0)
+
+    def _enqueue(self, item: _Pending | list[_Pending]) -> None:
+        raise StorageError(f"space storage at {self.dir} is open read-only here")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._readers_lock:
+            for conn in self._readers:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._readers.clear()

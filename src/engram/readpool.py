@@ -1,0 +1,450 @@
+"""Read worker processes: recall on the second core (``read_workers``; issue 15).
+
+A recall is mostly Python, and one process runs Python on one core at a time (the GIL): 16
+callers got little more out of the server than one. With ``read_workers = N`` the server
+starts N worker processes (``python -m engram.readpool``); each keeps read-only copies of the
+spaces it is asked about and runs the same recall code (cognition.recall) on them, while the
+server keeps the transport, the writes and everything else.
+
+What a copy is, and why its answers are the server's own:
+
+* The copy opens the space's SQLite database through reader connections only (WAL readers
+  beside the server's one writer; storage.sqlite_store.SnapshotStore) and loads the vectors
+  from it, as the server did when it opened the space. The fans (index.density, kept in
+  memory only) are sent along with the request to load.
+* Every copy is labelled with the server's *read token* for the space at the time it was
+  asked for: the space object (a reopened space is another), the store's ``epoch`` (bumped
+  after every commit that changes stored memories, once its in-memory effects are applied)
+  and the version of the fans. The server sends a recall to a worker only when the worker's
+  copy carries the space's current token, so the copy holds every acknowledged write; any
+  other recall runs in the server as before, and the worker is asked (after the space has
+  been still for ``SETTLE`` seconds, so a stream of writes does not keep it reloading) to load
+  the new state. Read-your-writes holds: a write's token is in place before it is acknowledged.
+* What a recall changes is done by the server: the rows to reinforce and the events to publish
+  (``recalled``, ``activation``) come back with the answer. The query's vector is computed by
+  the server (its embedders, its query cache) and sent with the cue; the server's clock gives
+  the worker its "now".
+* Only spaces searched exactly are served (no ANN index in the copies: a space past
+  ``exact_search_max`` with its index ready stays in the server), and only with no embedding
+  backlog.
+
+A worker that dies or answers with an error costs only that worker: the recalls it held are
+run in the server, and a new worker is started on the next recall (at most once per
+``RESTART_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from .core.events import EventBus
+from .core.models import Cue, RecallResult
+from .errors import EngramError
+
+if TYPE_CHECKING:
+    from .core.space import MemorySpace
+    from .observability import Metrics
+    from .settings import Settings
+
+log = logging.getLogger("engram.readpool")
+
+SETTLE = 0.2  # seconds a space's token must stay the same before a worker loads it
+RESTART_SECONDS = 5.0  # a dead worker is restarted at most this often
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+
+Token = tuple[str, int, int]
+
+
+def read_token(space: MemorySpace) -> Token | None:
+    """What a worker's copy of ``space`` must carry to answer for it (see the module docstring)."""
+    store = space.store
+    if store is None or space.replica:
+        return None
+    return (space.instance, store.epoch, space.density.version)
+
+
+def servable(space: MemorySpace, cue: Cue) -> bool:
+    """True when a worker can answer ``cue`` for ``space`` exactly as the server would."""
+    if not space.healthy or space.degraded or space.closed or space.embedding_backlog:
+        return False
+    ann = space.ann
+    if ann is not None and ann.ready:
+        return False  # the copies search exactly; the server would go through its index
+    return not cue.wait_for_embeddings or not space.embedding_active
+
+
+# -- framing (both sides) -----------------------------------------------------------------
+def _frame(obj: Any) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def _read_frame_sync(stream: BinaryIO) -> Any:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError
+    (n,) = _HEADER.unpack(head)
+    if n > MAX_FRAME:
+        raise EOFError
+    body = stream.read(n)
+    if len(body) < n:
+        raise EOFError
+    return pickle.loads(body)
+
+
+# -- the server's side ------------------------------------------------------------------
+class _WorkerGone(Exception):
+    pass
+
+
+class _Worker:
+    """One worker process and what the server knows of it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.loaded: dict[str, Token] = {}  # space id -> the token of its copy there
+        self.loading: dict[str, Token] = {}
+        self.alive = True
+        self.reader_task: asyncio.Task[None] | None = None
+
+    def send(self, msg: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(_frame(msg))
+
+    async def read_loop(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        try:
+            while True:
+                head = await out.readexactly(_HEADER.size)
+                (n,) = _HEADER.unpack(head)
+                msg = pickle.loads(await out.readexactly(n))
+                self._on(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, EOFError, pickle.UnpicklingError) as exc:
+            log.warning("read worker %s stopped: %s", self.proc.pid, exc or type(exc).__name__)
+        finally:
+            self.gone()
+
+    def _on(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "loaded":
+            _, space_id, token, ok = msg
+            if self.loading.get(space_id) == token:
+                del self.loading[space_id]
+            if ok:
+                self.loaded[space_id] = token
+            else:
+                self.loaded.pop(space_id, None)
+            return
+        fut = self.pending.pop(msg[1], None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg[2:])
+
+    def gone(self) -> None:
+        self.alive = False
+        self.loaded.clear()
+        self.loading.clear()
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(_WorkerGone())
+        self.pending.clear()
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
+class ReadPool:
+    """The server's read workers (``read_workers`` of them) and the routing of recalls to them."""
+
+    def __init__(self, settings: Settings, count: int, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.count = count
+        self.workers: list[_Worker] = []
+        self._ids = itertools.count(1)
+        self._started_at = -RESTART_SECONDS
+        self._starting: asyncio.Task[None] | None = None
+        self._still: dict[str, tuple[Token, float]] = {}  # space id -> (token, first seen)
+        self.served = 0  # recalls answered by a worker
+        self.local = 0  # recalls the server ran itself although the pool is on
+        self.closed = False
+
+    # -- lifecycle --
+    async def _start(self) -> None:
+        env = dict(os.environ)
+        src = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        while len(self.workers) < self.count:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "engram.readpool", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, env=env, limit=MAX_FRAME,
+            )
+            w = _Worker(proc)
+            w.send(("settings", self.settings))
+            w.reader_task = asyncio.get_running_loop().create_task(w.read_loop())
+            self.workers.append(w)
+            log.info("read worker started", extra={"pid": proc.pid})
+
+    async def _ensure(self) -> None:
+        self.workers = [w for w in self.workers if w.alive]
+        if len(self.workers) >= self.count or self.closed:
+            return
+        if self._starting is not None and not self._starting.done():
+            return
+        now = time.monotonic()
+        if now - self._started_at < RESTART_SECONDS:
+            return
+        self._started_at = now
+        self._starting = asyncio.get_running_loop().create_task(self._start())
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._starting)
+
+    def close(self) -> None:
+        """Stop every worker (from any thread): killed at once; a worker holds nothing to save."""
+        self.closed = True
+        for w in self.workers:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                os.kill(w.proc.pid, signal.SIGKILL)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then wait (on the loop that started them) until the workers are gone."""
+        self.close()
+        workers, self.workers = self.workers, []
+        for w in workers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(w.proc.wait(), 5.0)
+            if w.reader_task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(w.reader_task, 5.0)
+            w.gone()
+
+    def drop(self, space_id: str) -> None:
+        """Let go of every copy of ``space_id`` (deleted, restored, unloaded)."""
+        self._still.pop(space_id, None)
+        for w in self.workers:
+            if w.alive:
+                w.loaded.pop(space_id, None)
+                with contextlib.suppress(Exception):
+                    w.send(("drop", space_id))
+
+    # -- recall --
+    async def recall(self, space: MemorySpace, cue: Cue) -> RecallResult | None:
+        """``cue`` answered by a worker, or None: then the caller runs it in the server."""
+        await self._ensure()
+        token = read_token(space)
+        if token is None or not self.workers or not servable(space, cue):
+            return self._server()
+        ready = [w for w in self.workers if w.alive and w.loaded.get(space.id) == token]
+        if not ready:
+            self._maybe_load(space, token)
+            return self._server()
+        worker = min(ready, key=lambda w: len(w.pending))
+        qvec = None
+        if cue.embedding is None and (cue.query or "").strip() and space.embedding_active:
+            qvec = await asyncio.to_thread(_query_vector, space, cue)
+            if qvec is None:
+                return self._server()  # the embedder failed: the server's own path says how
+        req = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        worker.pending[req] = fut
+        try:
+            index = space.ann.state() if space.ann is not None else None
+            worker.send(("recall", req, space.id, token, cue, space.clock(), space.embedding_active, qvec,
+                         space.embedder_spec, index))
+            status, payload = await fut
+        except (_WorkerGone, ConnectionError, RuntimeError):
+            return self._server()
+        finally:
+            worker.pending.pop(req, None)
+        if status != "ok":
+            return self._server()  # a stale copy or an error there: the server answers (and raises) itself
+        result, reinforced, events = payload
+        space.reinforce(reinforced)
+        for type_, data in events:
+            space.events.publish(type_, space.last_lsn, data)
+        self.served += 1
+        if self.metrics is not None:
+            self.metrics.read_workers.labels("served").inc()
+        return result  # type: ignore[no-any-return]
+
+    def _server(self) -> RecallResult | None:
+        """Count a recall the server runs itself; None (the caller's cue to run it)."""
+        self.local += 1
+        if self.metrics is not None:
+            self.metrics.read_workers.labels("server").inc()
+        return None
+
+    def _maybe_load(self, space: MemorySpace, token: Token) -> None:
+        now = time.monotonic()
+        seen = self._still.get(space.id)
+        if seen is None or seen[0] != token:
+            self._still[space.id] = (token, now)
+            return
+        if now - seen[1] < SETTLE:
+            return
+        values, total, version = space.density.snapshot()
+        if version != token[2]:
+            return  # the fans moved on meanwhile: the next recall sees a new token
+        for w in self.workers:
+            if w.alive and w.loaded.get(space.id) != token and w.loading.get(space.id) != token:
+                w.loading[space.id] = token
+                with contextlib.suppress(Exception):
+                    w.send(("load", space.id, str(space.dir), token, values, total, space.density.k))
+
+
+def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:
+    from .cognition.candidates import query_vector
+
+    try:
+        qv = query_vector(space, cue)
+    except EngramError:
+        return None
+    return qv.vector if qv.origin == "embedder" else None
+
+
+# -- the worker's side ------------------------------------------------------------------
+class _Recorder(EventBus):
+    """A copy's event bus: what a recall publishes is kept for the server to publish."""
+
+    def __init__(self, space_id: str) -> None:
+        super().__init__(space_id)
+        self.kept: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, type_: str, lsn: int, data: dict[str, Any]) -> None:
+        self.kept.append((type_, data))
+
+
+class _GivenQuery:
+    """A copy's embedders: the query vector the server computed for this recall."""
+
+    def __init__(self, vector: np.ndarray | None) -> None:
+        self.vector = vector
+
+    def embed_query(self, spec: Any, text: str, wait: bool = False) -> np.ndarray:
+        if self.vector is None:  # the server sends one whenever the cue's words are embedded
+            raise RuntimeError("no query vector was sent")
+        return self.vector
+
+
+class _IndexState:
+    """A copy's stand-in for the server's ANN index: only its state, for the answer's metadata
+    (the copy's vectors have no index and are searched exactly, as the server's are then)."""
+
+    ready = False
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def state(self) -> dict[str, Any]:
+        return self._state
+
+
+class _Copies:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.copies: OrderedDict[str, tuple[Token, MemorySpace]] = OrderedDict()
+
+    def drop(self, space_id: str) -> None:
+        got = self.copies.pop(space_id, None)
+        if got is not None:
+            got[1].close("dropped")
+
+    def load(self, space_id: str, space_dir: str, token: Token, values: dict[int, float],
+             total: float, k: int) -> bool:
+        from .core.space import MemorySpace
+        from .index.density import LocalDensity
+
+        self.drop(space_id)
+        space = MemorySpace(space_id, Path(space_dir), self.settings, replica=True)
+        if not space.healthy:
+            space.close("unhealthy")
+            return False
+        space.density = LocalDensity.restored(values, total, k)
+        self.copies[space_id] = (token, space)
+        cap = max(1, self.settings.max_loaded_spaces or 64)
+        while len(self.copies) > cap:
+            _, (_, old) = self.copies.popitem(last=False)
+            old.close("evicted")
+        return True
+
+    def recall(self, space_id: str, token: Token, cue: Cue, now: float, embeds: bool,
+               qvec: np.ndarray | None, spec: Any, index: dict[str, Any] | None) -> tuple[str, Any]:
+        from .cognition.recall import recall
+
+        got = self.copies.get(space_id)
+        if got is None or got[0] != token:
+            return "stale", None
+        self.copies.move_to_end(space_id)
+        space = got[1]
+        space.clock = lambda: now
+        space.embedder_spec = spec
+        space.embedders = _GivenQuery(qvec) if embeds else None  # type: ignore[assignment]
+        space.ann = _IndexState(index) if index is not None else None  # type: ignore[assignment]
+        bus = space.events = _Recorder(space_id)
+        space.reinforced = []
+        result = recall(space, cue)
+        return "ok", (result, space.reinforced, bus.kept)
+
+
+def worker_main() -> None:
+    """A read worker: frames in on stdin, frames out on stdout (see ReadPool)."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the frames
+    inp = sys.stdin.buffer
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    kind, settings = _read_frame_sync(inp)
+    assert kind == "settings"
+    if settings.blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")  # as the server (server.limit_blas)
+    copies = _Copies(settings)
+    while True:
+        try:
+            msg = _read_frame_sync(inp)
+        except EOFError:
+            return
+        kind = msg[0]
+        if kind == "load":
+            _, space_id, space_dir, token, values, total, k = msg
+            try:
+                ok = copies.load(space_id, space_dir, token, values, total, k)
+            except Exception as exc:  # the server keeps serving this space itself
+                log.warning("read worker could not load %s: %s", space_id, exc)
+                ok = False
+            reply: Any = ("loaded", space_id, token, ok)
+        elif kind == "recall":
+            _, req, space_id, token, cue, now, embeds, qvec, spec, index = msg
+            try:
+                status, payload = copies.recall(space_id, token, cue, now, embeds, qvec, spec, index)
+            except Exception as exc:  # the server runs it and gives the caller its own error
+                status, payload = "error", repr(exc)
+            reply = ("result", req, status, payload)
+        elif kind == "drop":
+            copies.drop(msg[1])
+            continue
+        else:
+            continue
+        out.write(_frame(reply))
+        out.flush()
+
+
+if __name__ == "__main__":
+    worker_main()

@@ -1,0 +1,269 @@
+"""Read worker processes (``read_workers``, engram.readpool): real worker processes answer
+recalls from their read-only copies of a space, and every answer is the server's own.
+
+The service runs in the test process (its clock frozen, so the two paths score the same
+instant) and starts real ``python -m engram.readpool`` processes; the space is a real SQLite
+file that the worker reads beside the service's writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engram.cognition.recall import recall as in_process_recall
+from engram.core.events import Event
+from engram.core.models import Cue, MemoryInput, RankMode, RecallMode, RecallResult
+from engram.service import EngramService
+from engram.testing import FakeClock, make_service
+
+SPACE = "readers"
+OTHER = "others"
+DIM = 32
+
+
+def _strip_times(value: Any) -> Any:
+    """An answer without its wall-clock timings (``*_ms``), which differ between any two runs."""
+    if isinstance(value, dict):
+        return {k: _strip_times(v) for k, v in value.items() if not (k == "ms" or k.endswith("_ms"))}
+    if isinstance(value, list):
+        return [_strip_times(v) for v in value]
+    return value
+
+
+def _plain(result: RecallResult) -> Any:
+    return _strip_times(result.model_dump(mode="json"))
+
+
+def _service(tmp_path: Path, clock: FakeClock, **settings: Any) -> EngramService:
+    # Reinforcement never written during a comparison: both paths see the same activations.
+    base: dict[str, Any] = {"read_workers": 1, "embedder": "hash", "hash_dimension": DIM,
+                             "reinforce_linger_ms": 3_600_000.0}
+    base.update(settings)
+    return make_service(tmp_path, [SPACE, OTHER], clock=clock, **base)
+
+
+async def _fill(svc: EngramService, space: str, n: int, seed: int) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((6, DIM))
+    vectors: list[list[float]] = []
+    for i in range(n):
+        v = centres[i % 6] + 0.35 * rng.standard_normal(DIM)
+        vectors.append(v.tolist())
+        place = ["river", "garden", "market", "harbour", "school", "bakery"][i % 6]
+        await svc.remember(space, MemoryInput(
+            content=f"note {i} about topic {i % 6}: the {place} where {'ABC'[i % 3]}da met on day {i % 11}",
+            embedding=v.tolist() if i % 4 else None,  # every fourth text embedded by the server
+            tags=[f"t{i % 3}"], metadata={"kind": "ab"[i % 2], "n": i}, auto_link=True,
+        ))
+    return vectors
+
+
+async def _closing(svc: EngramService, work: Awaitable[None]) -> None:
+    """Run ``work``, then stop the workers on this loop (as the server does before closing)."""
+    try:
+        await work
+    finally:
+        if svc.read_pool is not None:
+            await svc.read_pool.aclose()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def _served(svc: EngramService, space: str, cue: Cue) -> RecallResult:
+    """``cue`` recalled until a worker answers it (the copy loads once the space is still)."""
+    pool = svc.read_pool
+    assert pool is not None
+    got: list[RecallResult] = []
+
+    async def once() -> bool:
+        before = pool.served
+        got.append(await svc.recall(space, cue))
+        return pool.served > before
+
+    await _until(once)
+    return got[-1]
+
+
+async def _settled(svc: EngramService, space: str) -> None:
+    """Every text embedded and every fan measured (the space's state stops moving)."""
+    sp = await svc._space(space)
+    await asyncio.to_thread(sp.wait_embedded, 30.0)
+    last: list[Any] = [None]
+
+    async def still() -> bool:
+        token = (sp.store.epoch if sp.store else None, sp.density.version, sp.embedding_backlog)
+        same, last[0] = token == last[0], token
+        await asyncio.sleep(0.2)
+        return same
+
+    await _until(still)
+
+
+def test_worker_answers_equal_the_servers_own(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock)
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 160, seed=1)
+        await _settled(svc, SPACE)
+        v = vectors[5]
+        cues = [
+            Cue(embedding=v),
+            Cue(embedding=v, rank=RankMode.similarity, max_results=20),
+            Cue(query="the market where Bda met"),
+            Cue(query="garden Ada", mode=RecallMode.hybrid, trace_activation=True),
+            Cue(query="harbour", mode=RecallMode.spreading, max_hops=2),
+            Cue(embedding=v, query="river day 3", filter={"kind": "a"}),
+            Cue(tags=["t2"], max_results=7),
+            Cue(embedding=vectors[9], threshold=0.2, tags=["t1"]),
+        ]
+        space = await svc._space(SPACE)
+        for cue in cues:
+            served = await _served(svc, SPACE, cue)
+            own = await asyncio.to_thread(in_process_recall, space, cue)
+            assert served.results, cue
+            mine, theirs = _plain(served), _plain(own)
+            assert mine["metadata"] == theirs["metadata"], cue
+            assert mine == theirs, cue
+
+    try:
+        asyncio.run(_closing(svc, run()))
+    finally:
+        svc.close()
+
+
+def test_a_write_is_recalled_at_once_and_the_copy_catches_up(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 40, seed=2)
+        probe = Cue(embedding=vectors[0], rank=RankMode.similarity, max_results=3)
+        await _served(svc, SPACE, probe)
+        pool = svc.read_pool
+        assert pool is not None
+        # A new memory exactly at the query: the very next recall (no wait) returns it first.
+        receipt = await svc.remember(SPACE, MemoryInput(content="the newest", embedding=vectors[0]))
+        before = pool.served
+        first = await svc.recall(SPACE, probe)
+        assert first.results[0].memory.id == receipt.memory_id
+        assert pool.served == before  # the worker's copy was behind: the server answered
+        # Once the space is still, the worker answers again, with the new memory.
+        again = await _served(svc, SPACE, probe)
+        assert again.results[0].memory.id == receipt.memory_id
+        # A forgotten memory is gone from the next recall.
+        await svc.forget(SPACE, receipt.memory_id)
+        after = await svc.recall(SPACE, probe)
+        assert receipt.memory_id not in {r.memory.id for r in after.results}
+        gone = await _served(svc, SPACE, probe)
+        assert receipt.memory_id not in {r.memory.id for r in gone.results}
+
+    try:
+        asyncio.run(_closing(svc, run()))
+    finally:
+        svc.close()
+
+
+def test_what_a_worker_recall_changes_is_applied_by_the_server(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none", reinforce_linger_ms=0.0)
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 30, seed=3)
+        probe = Cue(embedding=vectors[3], rank=RankMode.similarity, max_results=1)
+        sub = svc.subscribe(SPACE, ["recalled"])
+        top = (await _served(svc, SPACE, probe)).results[0].memory
+        # The worker's recall reinforced its answer: written by the server's writer.
+        pool = svc.read_pool
+        assert pool is not None
+
+        async def reinforced() -> bool:
+            return (await svc.get_memory(SPACE, top.id)).access_count > top.access_count
+
+        await _until(reinforced)
+        # ... and its "recalled" event reached the space's subscribers.
+        event = await sub.get(timeout=10.0)
+        assert isinstance(event, Event) and event.type == "recalled" and event.data["top"][0] == top.id
+        sub.close()
+
+    try:
+        asyncio.run(_closing(svc, run()))
+    finally:
+        svc.close()
+
+
+def test_copies_are_per_space(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        mine = await _fill(svc, SPACE, 20, seed=4)
+        await _fill(svc, OTHER, 20, seed=5)
+        probe = Cue(embedding=mine[0], rank=RankMode.similarity, max_results=20)
+        a = await _served(svc, SPACE, probe)
+        b = await _served(svc, OTHER, probe)
+        ids_a = {(await svc.get_memory(SPACE, r.memory.id)).id for r in a.results}
+        assert all(r.memory_space_id == SPACE for r in [a])
+        assert b.memory_space_id == OTHER
+        assert not ids_a & {r.memory.id for r in b.results}
+        assert all(r.memory.content.startswith("note") for r in b.results)
+
+    try:
+        asyncio.run(_closing(svc, run()))
+    finally:
+        svc.close()
+
+
+def test_a_killed_worker_costs_no_recall_and_is_replaced(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 30, seed=6)
+        probe = Cue(embedding=vectors[1], rank=RankMode.similarity, max_results=5)
+        expected = [r.memory.id for r in (await _served(svc, SPACE, probe)).results]
+        pool = svc.read_pool
+        assert pool is not None
+        old = pool.workers[0].proc.pid
+        os.kill(old, signal.SIGKILL)
+        for _ in range(20):  # every recall answered, by the server while no worker runs
+            assert [r.memory.id for r in (await svc.recall(SPACE, probe)).results] == expected
+            await asyncio.sleep(0.02)
+        again = await _served(svc, SPACE, probe)  # a new worker, started after the restart pause
+        assert [r.memory.id for r in again.results] == expected
+        assert pool.workers[0].proc.pid != old
+
+    import engram.readpool as readpool
+
+    saved = readpool.RESTART_SECONDS
+    readpool.RESTART_SECONDS = 0.5
+    try:
+        asyncio.run(_closing(svc, run()))
+    finally:
+        readpool.RESTART_SECONDS = saved
+        svc.close()
+
+
+@pytest.mark.parametrize("workers", [0])
+def test_without_workers_nothing_is_started(tmp_path: Path, workers: int) -> None:
+    svc = _service(tmp_path, FakeClock(), read_workers=workers, embedder="none")
+    try:
+        assert svc.read_pool is None
+    finally:
+        svc.close()
