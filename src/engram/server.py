@@ -195,7 +195,7 @@ def tune_gc(young: int) -> tuple[int, int, int]:
 
     With Python's default (700) a stream of writes ran several hundred young collections a
     second, each promoting the messages in flight, so the older generations kept re-scanning
-    them: about a fifth of the server's CPU per StreamingRemember message (bench/notes/
+    them: ~20-25 % of the server's CPU per StreamingRemember message (bench/notes/
     write_profile.md, Round 7). Frozen objects are still freed when their count drops to zero;
     only reference cycles among them are never collected. Process-wide: applied once, at
     server start, once everything the start-up built exists.

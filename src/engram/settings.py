@@ -71,7 +71,7 @@ class Settings:
     # Python's youngest garbage-collection generation: collected after this many new container
     # objects (Python's default 700). Set once at server start, with the start-up's objects
     # frozen out of every later collection (gc.freeze). 0 leaves Python's defaults alone.
-    gc_young_threshold: int = 10_000
+    gc_young_threshold: int = 50_000
     hnsw_connectivity: int = 16
     hnsw_expansion_add: int = 128
     hnsw_expansion_search: int = 128
