@@ -224,13 +224,18 @@ def main() -> int:
     parser.add_argument("--embedder", default="hash",
                         help="the server's embedder: hash (default: text is embedded in the background, "
                              "as in use) or none (the write path alone)")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a server setting (repeatable), e.g. --setting gc_young_threshold=0")
     args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.setting)
     only = {p.strip() for p in args.only.split(",") if p.strip()} or None
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        with EngramProcess.start(Path(tmp), settings={"log_level": "warning", "embedder": args.embedder}) as srv:
+        settings = {"log_level": "warning", "embedder": args.embedder, **extra}
+        with EngramProcess.start(Path(tmp), settings=settings) as srv:
             results = asyncio.run(run(srv.grpc_target, args.clients, args.seconds, srv.pid, only))
-    report = {"benchmark": "grpc", "clients": args.clients, "embedder": args.embedder, "seconds_per_phase": args.seconds,
+    report = {"benchmark": "grpc", "clients": args.clients, "embedder": args.embedder, "settings": extra,
+              "seconds_per_phase": args.seconds,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "load_average": {"before": [round(x, 2) for x in load_before],

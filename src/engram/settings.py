@@ -68,6 +68,10 @@ class Settings:
     # Threads of numpy's BLAS (OpenBLAS), set once at server start: its threads fight the
     # request threads for the cores. 0 leaves the library's own default.
     blas_threads: int = 1
+    # Python's youngest garbage-collection generation: collected after this many new container
+    # objects (Python's default 700). Set once at server start, with the start-up's objects
+    # frozen out of every later collection (gc.freeze). 0 leaves Python's defaults alone.
+    gc_young_threshold: int = 50_000
     hnsw_connectivity: int = 16
     hnsw_expansion_add: int = 128
     hnsw_expansion_search: int = 128
@@ -211,7 +215,8 @@ class Settings:
         if not 0 <= self.read_workers <= 64:
             raise InvalidInput(f"read_workers must be 0 (off) to 64, got {self.read_workers!r}",
                                example="read_workers = 1")
-        for name in ("max_loaded_spaces", "disk_min_free_bytes", "vector_float32_max", "blas_threads"):
+        for name in ("max_loaded_spaces", "disk_min_free_bytes", "vector_float32_max", "blas_threads",
+                     "gc_young_threshold"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if self.max_subscribers < 0:
