@@ -76,6 +76,14 @@ class Metrics:
             "engram_stream_lagged_total", "Lag notices sent to slow stream consumers.",
             ["transport", "memory_space"], registry=r,
         )
+        self.pg_write_groups = Counter(
+            "engram_pg_write_groups_total",
+            "PostgreSQL backend: group commits of writes (one transaction, one commit each).", registry=r,
+        )
+        self.pg_grouped_writes = Counter(
+            "engram_pg_grouped_writes_total",
+            "PostgreSQL backend: write operations those group commits carried.", registry=r,
+        )
         self.spaces_loaded = Gauge("engram_spaces_loaded", "Memory spaces currently loaded.", registry=r)
         self.spaces_total = Gauge("engram_spaces_total", "Memory spaces on disk.", registry=r)
         self.asyncio_tasks = Gauge(
