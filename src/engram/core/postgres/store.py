@@ -581,8 +581,8 @@ class PostgresStore:
                 made_for: tuple[int | None, str | None] | None = None, embedded: bool = False) -> Updated:
         """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
         (a created memory counts one; a replacement only its bytes)."""
-        return self.grouped(space_id, lambda tx: self._update_tx(tx, memory_id, put, changes, embedding, policy,
-                                                                 made_for, embedded))
+        return self.grouped(space_id, lambda tx: self._update_tx(tx, memory_id, put, changes, embedding,
+                                                                 policy, made_for, embedded))
 
     def _update_tx(self, tx: SpaceTx, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
                    embedding: Vector | None, policy: WritePolicy | None,
