@@ -93,7 +93,7 @@ def test_queued_writes_commit_as_one_group_and_a_failing_one_fails_alone(groupin
     sid = new_space(store, dim=None)
     first = store.remember(sid, MemoryRow(id="dup", content="already here"))
     assert first == 1
-    before = store.groups.stats.groups
+    before, retried = store.groups.stats.groups, store.groups.stats.retried
     held = Held(store, sid)
     good = [lambda i=i: store.remember(sid, MemoryRow(id=f"g{i}", content=f"good {i}")) for i in range(6)]
     calls: list[Callable[[], Any]] = [
@@ -114,8 +114,9 @@ def test_queued_writes_commit_as_one_group_and_a_failing_one_fails_alone(groupin
     lsns = [o for i, o in enumerate(out) if i not in (2, 5, 6, 7)]
     assert all(isinstance(x, int) for x in lsns), lsns
     assert sorted(lsns) == list(range(2, 8))  # the failures gave their LSNs back: no gap
-    # the holder's group, then ONE commit for all ten queued writes
+    # the holder's group, then ONE commit for all ten queued writes (a second pass, with savepoints)
     assert store.groups.stats.groups - before == 2
+    assert store.groups.stats.retried - retried == 1
     assert store.groups.stats.largest >= len(calls)
     info = store.space(sid)
     assert info is not None and info.last_lsn == 7 and info.memory_rows == 7
@@ -153,6 +154,7 @@ def test_group_max_bounds_each_group(db: PostgresDatabase) -> None:
     assert store.groups.stats.largest == 3
     assert store.groups.stats.groups == 1 + 3  # the holder, then 3 + 3 + 1
     assert store.groups.stats.ops == 1 + 7
+    assert store.groups.stats.retried == 0  # nothing failed: no group ran twice
 
 
 def test_a_lone_writer_commits_alone_at_once(grouping: PostgresStore) -> None:

@@ -8,12 +8,15 @@ to the first writer that queued meanwhile, which leads the next group. A writer 
 lane busy waits; there is no timer: a lone writer leads a group of one at once, and a group holds
 only what queued while the previous commit ran.
 
-Each operation runs inside a savepoint of the group's transaction (a group of one needs none: its
-error rolls the transaction back, as before grouping), so one that fails (quota, duplicate id,
-no such memory, ...) rolls back to its savepoint, its LSN given back, and fails alone: the others
-keep their writes and the consecutive LSNs they took in queue order. Every caller learns its own
-result or error only after the transaction committed (or failed: then every operation of the
-group gets that error, and nothing of it was acknowledged). One NOTIFY per transaction, with its
+A group runs its operations first without savepoints (a group of one never needs one: its error
+rolls the transaction back, as before grouping). If one fails (quota, duplicate id, no such
+memory, ...), that transaction rolls back, nothing committed and every LSN given back, and the
+group runs again with each operation inside a savepoint: the failing one rolls back to its
+savepoint, its LSN given back, and fails alone; the others keep their writes and the consecutive
+LSNs they take in queue order. A savepoint costs two round trips per operation (SAVEPOINT and
+RELEASE; bench/pg_group.py measures it), so they are paid only by a group that needs them.
+Every caller learns its own result or error only after the transaction committed (or failed:
+then every operation of the group gets that error, and nothing of it was acknowledged). One NOTIFY per transaction, with its
 last LSN, wakes the other servers' feeds (store.notify).
 
 Another server's writes are not grouped with this one's: they queue on the space's counter row in
@@ -26,6 +29,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+import psycopg
 
 from .connection import PostgresDatabase, SpaceTx
 
@@ -61,6 +66,8 @@ class GroupStats:
     groups: int = 0
     ops: int = 0
     largest: int = 0
+    #: Groups run a second time with savepoints because an operation failed in the first pass.
+    retried: int = 0
 
 
 class GroupCommitter:
@@ -128,19 +135,41 @@ class GroupCommitter:
                 nxt.wake.set()  # not done: it leads the next group
 
     def _commit(self, space_id: str, group: list[_Job[Any]]) -> None:
+        """One transaction for ``group``. Several operations run first without savepoints (two
+        round trips less per operation); if one of them fails, that transaction rolls back (no
+        commit, every LSN given back) and the group runs again with a savepoint per operation,
+        so the failing one fails alone."""
+        if len(group) > 1:
+            try:
+                self._attempt(space_id, group, savepoints=False)
+                return
+            except _Failed:
+                with self._lock:
+                    self.stats.retried += 1
+        self._attempt(space_id, group, savepoints=len(group) > 1)
+
+    def _attempt(self, space_id: str, group: list[_Job[Any]], *, savepoints: bool) -> None:
         last = 0
         with self.db.space(space_id) as tx:
-            if len(group) == 1:  # alone: no savepoint, its error rolls the transaction back
-                group[0].result, last = group[0].op(tx)
-            else:
-                for job in group:
+            for job in group:
+                job.error = None
+                if not savepoints:  # alone, or the optimistic pass: an error rolls everything back
+                    try:
+                        job.result, lsn = job.op(tx)
+                    except psycopg.OperationalError:
+                        raise  # the connection or the server, not the operation: the group fails
+                    except Exception as exc:
+                        if len(group) == 1:
+                            raise
+                        raise _Failed from exc
+                else:
                     try:
                         with tx.conn.transaction():  # a savepoint: a failure undoes this job only
                             job.result, lsn = job.op(tx)
                     except Exception as exc:
-                        job.error = exc
+                        job.error, job.result = exc, None
                         continue
-                    last = max(last, lsn)
+                last = max(last, lsn)
             if last and self._notify is not None:
                 self._notify(tx, last)
         with self._lock:
@@ -149,3 +178,7 @@ class GroupCommitter:
             self.stats.largest = max(self.stats.largest, len(group))
         if self.on_commit is not None:
             self.on_commit(len(group))
+
+
+class _Failed(Exception):
+    """An operation of an optimistic (savepoint-free) group pass failed: roll back, run again."""
