@@ -16,8 +16,8 @@ savepoint, its LSN given back, and fails alone; the others keep their writes and
 LSNs they take in queue order. A savepoint costs two round trips per operation (SAVEPOINT and
 RELEASE; bench/pg_group.py measures it), so they are paid only by a group that needs them.
 Every caller learns its own result or error only after the transaction committed (or failed:
-then every operation of the group gets that error, and nothing of it was acknowledged). One NOTIFY per transaction, with its
-last LSN, wakes the other servers' feeds (store.notify).
+then every operation of the group gets that error, and nothing of it was acknowledged). One
+NOTIFY per transaction, with its last LSN, wakes the other servers' feeds (store.notify).
 
 Another server's writes are not grouped with this one's: they queue on the space's counter row in
 PostgreSQL as before, so LSNs stay gap-free and in commit order across servers.
