@@ -14,7 +14,9 @@ as tests/postgres do), each on a fresh space and a freshly started server:
 * ``baseline`` (only with ``--baseline-src``: the ``src`` directory of a checkout without group
                commit, e.g. ``git worktree add --detach ../base main``) that code's server.
 
-Reports remembers/s, P50/P99, commits per write (``engram_pg_write_groups_total`` over
+First, in process (no HTTP, no server: the database side of group commit), ``--clients`` threads
+remember through one ``PostgresStore`` (``group_max`` 64 vs 1, alternately). Then through
+servers: reports remembers/s, P50/P99, commits per write (``engram_pg_write_groups_total`` over
 ``engram_pg_grouped_writes_total``) and the load average. Then the savepoint cost, through the
 store directly: groups of ``--group`` single writes committed without savepoints (a group's
 first pass) vs with a savepoint each (its second pass, after an operation failed), alternately.
@@ -87,6 +89,56 @@ def run_one(root: Path, dsn: str, mode: str, clients: int, args: argparse.Namesp
     return out
 
 
+def in_process(dsn: str, mode: str, threads: int, writes: int, dim: int) -> dict[str, Any]:
+    """``threads`` threads remember ``writes`` memories in all into one space through one store
+    (no HTTP, no server: the database side of group commit), pool of ``threads`` connections."""
+    import threading
+
+    from engram.core.postgres import PostgresDatabase, PostgresStore
+    from engram.core.postgres.store import MemoryRow, Write
+
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((writes, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    db = PostgresDatabase(dsn, min_size=threads, max_size=threads)
+    try:
+        store = PostgresStore(db, vector_index=False, group_max=64 if mode == "group" else 1)
+        sid = f"ip-{uuid.uuid4().hex[:8]}"
+        store.create_space(sid, dimension=dim)
+        ms: list[float] = []
+        lock = threading.Lock()
+        gate = threading.Barrier(threads + 1)
+
+        def writer(w: int) -> None:
+            gate.wait()
+            for i in range(w, writes, threads):
+                t = time.perf_counter()
+                store.write_many(sid, [Write(MemoryRow(id=f"m{i}", content=f"memory {i}"), vecs[i])])
+                with lock:
+                    ms.append((time.perf_counter() - t) * 1000)
+
+        pool = [threading.Thread(target=writer, args=(w,)) for w in range(threads)]
+        for t in pool:
+            t.start()
+        load = os.getloadavg()[0]
+        gate.wait()
+        t0 = time.perf_counter()
+        for t in pool:
+            t.join()
+        took = time.perf_counter() - t0
+        stats = store.groups.stats
+        out = {"per_second": round(writes / took, 1), **latency_summary(ms),
+               "commits_per_write": round(stats.groups / stats.ops, 3), "largest_group": stats.largest,
+               "loadavg_1m_before": round(load, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2)}
+        store.delete_space(sid)
+    finally:
+        db.close()
+    print(f"in-process {mode:<6} threads {threads:>2}: {out['per_second']:>7}/s  p50 {out['p50_ms']} ms  "
+          f"p99 {out['p99_ms']} ms  commits/write {out['commits_per_write']}  largest {stats.largest}  "
+          f"load {out['loadavg_1m_before']}->{out['loadavg_1m_after']}", flush=True)
+    return out
+
+
 def savepoint_cost(dsn: str, group: int, rounds: int, dim: int) -> dict[str, Any]:
     """Per write: a group of ``group`` single-write operations committed in one transaction
     without savepoints (the optimistic pass) vs with a savepoint each, alternately."""
@@ -136,6 +188,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=6)
     ap.add_argument("--savepoint-rounds", type=int, default=300)
     ap.add_argument("--baseline-src", default="")
+    ap.add_argument("--no-servers", dest="servers", action="store_false",
+                    help="only the in-process runs and the savepoint cost")
     ap.add_argument("--out", default=str(RESULTS / "pg_group.json"))
     args = ap.parse_args()
     modes = ["group", "single"] + (["baseline"] if args.baseline_src else [])
@@ -148,7 +202,13 @@ def main() -> None:
     pg_server = None
     try:
         pg_server, dsn = start_postgres(root / "pg")
+        results["in_process"] = []
         for r in range(args.rounds):
+            for threads in [int(c) for c in args.clients.split(",")]:
+                for mode in (("group", "single") if r % 2 == 0 else ("single", "group")):
+                    out = in_process(dsn, mode, threads, args.remembers, args.dim)
+                    results["in_process"].append({"mode": mode, "threads": threads, "round": r, **out})
+        for r in range(args.rounds if args.servers else 0):
             for clients in [int(c) for c in args.clients.split(",")]:
                 order = modes if r % 2 == 0 else modes[::-1]
                 for mode in order:
