@@ -13,9 +13,9 @@ retention count, and a NOTIFY per committed write that wakes other servers (list
 ``space.PostgresSpace`` drives it for a server with ``backend = "postgres"``; nothing here knows
 of embedders, decay or cognition beyond explicit and store-time associations.
 
-Every write takes its LSN from the space's counter row inside its own transaction
-(``queries.NEXT_LSN``): acknowledged writes of one space have LSNs 1, 2, 3... with no gaps, in
-commit order, whatever server made them.
+Every write takes its LSN from the space's counter row (``queries.NEXT_LSN``) inside its
+transaction (its own, or that of the group commit carrying it: group.py): acknowledged writes of
+one space have LSNs 1, 2, 3... with no gaps, in commit order, whatever server made them.
 """
 
 from __future__ import annotations
@@ -239,7 +239,9 @@ class PostgresStore:
 
     Every write is one transaction of one space: it takes the space's next LSN, writes, logs its
     events under that LSN and sends one NOTIFY (``<lsn>:<space>``) that PostgreSQL delivers to
-    listening servers when, and only if, the transaction commits.
+    listening servers when, and only if, the transaction commits. Concurrent writes of a space
+    through this store (write_many, put, patch, forget) share one such transaction (group.py:
+    group commit, ``group_max`` writes at most, one NOTIFY with the group's last LSN).
 
     Lock order: a write takes the LSN (the space's counter row) *first*, before it reads or locks
     any memory row. Writers of a space thus queue on one row and never hold a memory row while
