@@ -20,6 +20,7 @@ import pytest
 
 from engram.core.postgres import MemoryRow, PostgresDatabase, PostgresStore
 from engram.core.postgres.connection import SpaceTx
+from engram.core.postgres.listener import WriteListener
 from engram.core.postgres.store import Write, WritePolicy
 from engram.errors import MemoryNotFound, QuotaExceeded
 from engram.testing.clients import RestSpaceClient
@@ -127,6 +128,19 @@ def test_queued_writes_commit_as_one_group_and_a_failing_one_fails_alone(groupin
     by_lsn = {e.lsn: e.data["memory_id"] for e in events}
     for i in range(6):
         assert by_lsn[lsns[i]] == f"g{i}"  # each writer was told its own memory's LSN
+
+
+def test_a_group_sends_one_notify_with_its_last_lsn(pg: PgCluster, grouping: PostgresStore) -> None:
+    store = grouping
+    sid = new_space(store, dim=None)
+    with WriteListener(pg.app) as listener:
+        held = Held(store, sid)  # its operation writes nothing: no LSN, no NOTIFY
+        out = run_all([lambda i=i: store.remember(sid, MemoryRow(id=f"n{i}", content=f"n {i}"))
+                       for i in range(5)], held)
+        assert sorted(out) == [1, 2, 3, 4, 5]
+        store.remember(sid, MemoryRow(id="alone", content="after the group"))
+        woken = [w for w in listener.wait(timeout=10, stop_after=2) if w[0] == sid]
+    assert woken == [(sid, 5), (sid, 6)]  # one per commit, the group's last LSN
 
 
 def test_quota_stays_exact_inside_a_group(grouping: PostgresStore) -> None:
