@@ -82,6 +82,14 @@ class Metrics:
             "server itself (server: the worker's copy was not current, or the recall is not one it serves).",
             ["outcome"], registry=r,
         )
+        self.pg_write_groups = Counter(
+            "engram_pg_write_groups_total",
+            "PostgreSQL backend: group commits of writes (one transaction, one commit each).", registry=r,
+        )
+        self.pg_grouped_writes = Counter(
+            "engram_pg_grouped_writes_total",
+            "PostgreSQL backend: write operations those group commits carried.", registry=r,
+        )
         self.spaces_loaded = Gauge("engram_spaces_loaded", "Memory spaces currently loaded.", registry=r)
         self.spaces_total = Gauge("engram_spaces_total", "Memory spaces on disk.", registry=r)
         self.asyncio_tasks = Gauge(

@@ -218,10 +218,12 @@ class PostgresService(EngramService):
                                    self._scheduled_consolidations)
         try:
             # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
-            self.pg = PostgresStore(self.db, vector_index=False, clock=clock)
+            self.pg = PostgresStore(self.db, vector_index=False, clock=clock,
+                                    group_max=settings.postgres_group_max)
             # recalled/activation to the other servers' streams (core/postgres/live.py)
             self.relay = LiveRelay(self.db)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
+            self.pg.groups.on_commit = self._grouped
             self.feed = EventFeed(settings.postgres_dsn, live=True)
             # Recall's reinforcement: one coalesced background UPDATE per space (core/postgres/reinforce.py).
             self.reinforcer = PgReinforcer(self.pg, settings.reinforce_linger_ms / 1000.0)
@@ -236,6 +238,11 @@ class PostgresService(EngramService):
                 self.auth.close()  # the key poller
             self.db.close()
             raise
+
+    def _grouped(self, ops: int) -> None:
+        """A group commit of ``ops`` writes committed (core/postgres/group.py): the metrics."""
+        self.metrics.pg_write_groups.inc()
+        self.metrics.pg_grouped_writes.inc(ops)
 
     def _open_keys(self) -> KeyStore:
         """Keys in ``engram.api_keys``, shared by every server on the database (auth.pg_keys)."""

@@ -43,6 +43,7 @@ class Settings:
     backend: str = "sqlite"
     postgres_dsn: str = ""  # libpq DSN or URI of the database; needed with backend = "postgres"
     postgres_pool_size: int = 8  # connections this server holds to PostgreSQL (plus one for LISTEN)
+    postgres_group_max: int = 64  # writes of one space one group commit carries at most (1: no grouping)
     # -- spaces ---------------------------------------------------------------
     default_space: str = "default"
     bootstrap_spaces: tuple[str, ...] = ()
@@ -178,7 +179,7 @@ class Settings:
         if self.backend not in BACKENDS:
             raise InvalidInput(f"backend must be one of {BACKENDS}, got {self.backend!r}",
                                example='backend = "postgres"')
-        positive = ("max_spaces", "postgres_pool_size",
+        positive = ("max_spaces", "postgres_pool_size", "postgres_group_max",
                     "max_body_bytes", "max_restore_bytes", "max_batch_body_bytes",
                     "read_concurrency",
                     "max_embedding_dim",

@@ -13,9 +13,9 @@ retention count, and a NOTIFY per committed write that wakes other servers (list
 ``space.PostgresSpace`` drives it for a server with ``backend = "postgres"``; nothing here knows
 of embedders, decay or cognition beyond explicit and store-time associations.
 
-Every write takes its LSN from the space's counter row inside its own transaction
-(``queries.NEXT_LSN``): acknowledged writes of one space have LSNs 1, 2, 3... with no gaps, in
-commit order, whatever server made them.
+Every write takes its LSN from the space's counter row (``queries.NEXT_LSN``) inside its
+transaction (its own, or that of the group commit carrying it: group.py): acknowledged writes of
+one space have LSNs 1, 2, 3... with no gaps, in commit order, whatever server made them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pgvector import HalfVector
@@ -41,9 +41,13 @@ from ..models import from_epoch, strengthened
 from . import filters
 from . import queries as q
 from .connection import PostgresDatabase, SpaceTx
+from .group import GroupCommitter, Op
 from .schema import MAX_INDEXED_DIMENSION
 
 Vector = np.ndarray[Any, np.dtype[np.float32]]
+T = TypeVar("T")
+#: Writes of one group commit at most (settings.postgres_group_max).
+DEFAULT_GROUP_MAX = 64
 
 
 @dataclass
@@ -235,7 +239,9 @@ class PostgresStore:
 
     Every write is one transaction of one space: it takes the space's next LSN, writes, logs its
     events under that LSN and sends one NOTIFY (``<lsn>:<space>``) that PostgreSQL delivers to
-    listening servers when, and only if, the transaction commits.
+    listening servers when, and only if, the transaction commits. Concurrent writes of a space
+    through this store (write_many, put, patch, forget) share one such transaction (group.py:
+    group commit, ``group_max`` writes at most, one NOTIFY with the group's last LSN).
 
     Lock order: a write takes the LSN (the space's counter row) *first*, before it reads or locks
     any memory row. Writers of a space thus queue on one row and never hold a memory row while
@@ -245,7 +251,7 @@ class PostgresStore:
     """
 
     def __init__(self, db: PostgresDatabase, *, ef_search: int = 100, vector_index: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, group_max: int = DEFAULT_GROUP_MAX) -> None:
         """``vector_index``: a space's first use of a dimension creates that dimension's HNSW index.
         Without it recall is exact (a scan of the space's rows): right for small spaces, and the
         only way on a pgvector build whose HNSW code this CPU cannot run (see docs/scale-out.md).
@@ -254,6 +260,13 @@ class PostgresStore:
         self.ef_search = ef_search
         self.vector_index = vector_index
         self.clock = clock
+        #: Concurrent writes of a space on this server share one transaction (group.py).
+        self.groups = GroupCommitter(db, group_max, notify=self.notify)
+
+    def grouped(self, space_id: str, op: Op[T], size: int = 1) -> T:
+        """Run the write ``op`` (``tx -> (result, last LSN)``; it sends no NOTIFY) in the next
+        group commit of ``space_id`` on this server: its result once the group committed."""
+        return self.groups.run(space_id, op, size)
 
     # -- spaces ------------------------------------------------------------------------------
     def create_space(self, space_id: str, dimension: int | None = None,
@@ -425,32 +438,36 @@ class PostgresStore:
         ``made_for``: the space's ``(dimension, embedder record)`` the vectors were made for; if
         the space has others when the write holds its counter row, :class:`EmbedderChanged`
         (nothing written)."""
+        if not writes:
+            return []
+        return self.grouped(space_id, lambda tx: self._write_many(tx, writes, policy, made_for), len(writes))
+
+    def _write_many(self, tx: SpaceTx, writes: Sequence[Write], policy: WritePolicy | None,
+                    made_for: tuple[int | None, str | None] | None) -> tuple[list[Written], int]:
+        """write_many's work inside a (group's) transaction; returns what it wrote and its last LSN."""
         rule = policy or WritePolicy()
         out: list[Written] = []
         now = self.clock()
         batch_ids = [w.memory.id for w in writes]
-        with self.db.space(space_id) as tx:
-            reaped = reaped_bytes = 0
-            for i, w in enumerate(writes):
-                lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
-                n, size = self._reap(tx, w.memory.id, now, lsn)
-                reaped, reaped_bytes = reaped + n, reaped_bytes + size
-                auto = (self._near(tx, w.embedding, rule.auto_link_max, rule.auto_link_threshold,
-                                   batch_ids, now)
-                        if w.auto_link and w.embedding is not None else [])
-                self._insert(tx, w.memory, w.embedding, lsn)
-                links = [(t, s, "auto") for t, s in auto]
-                links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
-                if w.embedded and w.embedding is not None:
-                    links += self._semantic(tx, w.memory.id, w.embedding, rule, now)
-                self._link(tx, w.memory.id, links, now, lsn)
-                out.append(Written(lsn, auto))
-            if out:
-                added = self._bytes_of(tx, batch_ids)
-                rows, size = self._add_rows(tx, len(out) - reaped, added - reaped_bytes)
-                self._check_quota(tx, rule, len(out), now, rows, size)
-                self.notify(tx, out[-1].lsn)
-        return out
+        reaped = reaped_bytes = 0
+        for i, w in enumerate(writes):
+            lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
+            n, size = self._reap(tx, w.memory.id, now, lsn)
+            reaped, reaped_bytes = reaped + n, reaped_bytes + size
+            auto = (self._near(tx, w.embedding, rule.auto_link_max, rule.auto_link_threshold,
+                               batch_ids, now)
+                    if w.auto_link and w.embedding is not None else [])
+            self._insert(tx, w.memory, w.embedding, lsn)
+            links = [(t, s, "auto") for t, s in auto]
+            links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
+            if w.embedded and w.embedding is not None:
+                links += self._semantic(tx, w.memory.id, w.embedding, rule, now)
+            self._link(tx, w.memory.id, links, now, lsn)
+            out.append(Written(lsn, auto))
+        added = self._bytes_of(tx, batch_ids)
+        rows, size = self._add_rows(tx, len(out) - reaped, added - reaped_bytes)
+        self._check_quota(tx, rule, len(out), now, rows, size)
+        return out, out[-1].lsn
 
     def _near(self, tx: SpaceTx, embedding: Vector, k: int, threshold: float, exclude: list[str],
               now: float) -> list[tuple[str, float]]:
@@ -566,69 +583,74 @@ class PostgresStore:
                 made_for: tuple[int | None, str | None] | None = None, embedded: bool = False) -> Updated:
         """One PUT or PATCH; with a quota in ``policy``, checked after the write as in write_many
         (a created memory counts one; a replacement only its bytes)."""
+        return self.grouped(space_id, lambda tx: self._update_tx(tx, memory_id, put, changes, embedding,
+                                                                 policy, made_for, embedded))
+
+    def _update_tx(self, tx: SpaceTx, memory_id: str, put: MemoryRow | None, changes: dict[str, Any] | None,
+                   embedding: Vector | None, policy: WritePolicy | None,
+                   made_for: tuple[int | None, str | None] | None, embedded: bool) -> tuple[Updated, int]:
+        """_update's work inside a (group's) transaction; returns the update and its LSN."""
         rule = policy or WritePolicy()
         now = self.clock()
-        with self.db.space(space_id) as tx:
-            # first: see the lock order in the class docstring
-            lsn = self._first_lsn(tx, made_for if embedding is not None else None)
-            cur = tx.one(q.CURRENT_FOR_UPDATE, {"id": memory_id})
-            if cur is not None and cur[4] is not None and float(cur[4]) <= now:
-                cur = None  # expired, not swept yet: gone (PUT reaps it below)
-            if cur is None:
-                if put is None:
-                    raise MemoryNotFound(
-                        f"no memory with id {memory_id!r} in memory space {space_id!r}",
-                        suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
-                        details={"memory_id": memory_id, "memory_space_id": space_id})
-                reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
-                self._insert(tx, put, embedding, lsn)
-                if embedded and embedding is not None:
-                    self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
-                rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
-                self._check_quota(tx, rule, 1, now, rows, size)
-                self.notify(tx, lsn)
-                return Updated(put, True, lsn)
-            kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
-            given = {c: getattr(put, c) for c in UPDATABLE} if put is not None else dict(changes or {})
-            sets: dict[str, Any] = dict(given)
-            if put is not None:
-                sets["expires_at"] = put.expires_at
-                sets["suppressed"] = False
-            if embedding is not None:
-                sets["embedding"] = _half(embedding)
-            elif put is not None:
-                sets["embedding"] = None
-            content = str(sets.get("content", old_content))
-            keeps_vector = embedding is not None or (has_vec and "embedding" not in sets)
-            if not content and not keeps_vector:
-                raise InvalidInput(
-                    f"this update would leave memory {memory_id!r} with neither content nor an embedding",
-                    suggestion="Send content, an embedding, or both.")
-            params: dict[str, Any] = {"id": memory_id, **sets}
-            for name in ("tags", "metadata"):
-                if name in params:
-                    params[name] = Jsonb(params[name])
-            stmt = sql.SQL(q.UPDATE_MEMORY).format(assignments=sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in sets))
-            before = self._bytes_of(tx, [memory_id])
-            row = tx.one(stmt, {**params, "lsn": lsn})
-            if row is None:
-                raise LookupError(f"memory {memory_id!r} vanished inside its own update")
-            # A re-embedding's staged vector is of the old text: the worker embeds the row again.
-            tx.execute(q.DROP_REEMBED_VECTOR, {"id": memory_id})
-            if "metadata" in sets:
-                tx.execute(q.DELETE_META, {"memory_id": memory_id})
-                self._write_meta(tx, memory_id, dict(sets["metadata"]))
-            memory = _row(row)
-            if embedded and embedding is not None and not memory.suppressed:
+        space_id = tx.space_id
+        # first: see the lock order in the class docstring
+        lsn = self._first_lsn(tx, made_for if embedding is not None else None)
+        cur = tx.one(q.CURRENT_FOR_UPDATE, {"id": memory_id})
+        if cur is not None and cur[4] is not None and float(cur[4]) <= now:
+            cur = None  # expired, not swept yet: gone (PUT reaps it below)
+        if cur is None:
+            if put is None:
+                raise MemoryNotFound(
+                    f"no memory with id {memory_id!r} in memory space {space_id!r}",
+                    suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
+                    details={"memory_id": memory_id, "memory_space_id": space_id})
+            reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
+            self._insert(tx, put, embedding, lsn)
+            if embedded and embedding is not None:
                 self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
-            self.record_event(tx, "updated", lsn, {
-                "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
-                "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
-            rows, size = self._add_rows(tx, 0, self._bytes_of(tx, [memory_id]) - before)
-            self._check_quota(tx, rule, 0, now, rows, size)
-            self.notify(tx, lsn)
-        return Updated(memory, False, lsn)
+            rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
+            self._check_quota(tx, rule, 1, now, rows, size)
+            return Updated(put, True, lsn), lsn
+        kind, old_content, has_vec = str(cur[0]), str(cur[1]), bool(cur[2])
+        given = {c: getattr(put, c) for c in UPDATABLE} if put is not None else dict(changes or {})
+        sets: dict[str, Any] = dict(given)
+        if put is not None:
+            sets["expires_at"] = put.expires_at
+            sets["suppressed"] = False
+        if embedding is not None:
+            sets["embedding"] = _half(embedding)
+        elif put is not None:
+            sets["embedding"] = None
+        content = str(sets.get("content", old_content))
+        keeps_vector = embedding is not None or (has_vec and "embedding" not in sets)
+        if not content and not keeps_vector:
+            raise InvalidInput(
+                f"this update would leave memory {memory_id!r} with neither content nor an embedding",
+                suggestion="Send content, an embedding, or both.")
+        params: dict[str, Any] = {"id": memory_id, **sets}
+        for name in ("tags", "metadata"):
+            if name in params:
+                params[name] = Jsonb(params[name])
+        stmt = sql.SQL(q.UPDATE_MEMORY).format(assignments=sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in sets))
+        before = self._bytes_of(tx, [memory_id])
+        row = tx.one(stmt, {**params, "lsn": lsn})
+        if row is None:
+            raise LookupError(f"memory {memory_id!r} vanished inside its own update")
+        # A re-embedding's staged vector is of the old text: the worker embeds the row again.
+        tx.execute(q.DROP_REEMBED_VECTOR, {"id": memory_id})
+        if "metadata" in sets:
+            tx.execute(q.DELETE_META, {"memory_id": memory_id})
+            self._write_meta(tx, memory_id, dict(sets["metadata"]))
+        memory = _row(row)
+        if embedded and embedding is not None and not memory.suppressed:
+            self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
+        self.record_event(tx, "updated", lsn, {
+            "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
+            "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
+        rows, size = self._add_rows(tx, 0, self._bytes_of(tx, [memory_id]) - before)
+        self._check_quota(tx, rule, 0, now, rows, size)
+        return Updated(memory, False, lsn), lsn
 
     # -- forgetting ------------------------------------------------------------------------------
     def forget(self, space_id: str, memory_id: str, mode: str = "suppress") -> tuple[int, int] | None:
@@ -638,25 +660,27 @@ class PostgresStore:
         if mode not in FORGET_MODES:
             raise InvalidInput(f"mode must be one of {', '.join(FORGET_MODES)}, got {mode!r}")
         try:
-            with self.db.space(space_id) as tx:
-                lsn = self.next_lsn(tx)
-                if tx.one(q.LIVE_STATE, {"id": memory_id, "now": self.clock()}) is None:
-                    raise _NothingDone
-                removed = 0
-                if mode == "delete":
-                    edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
-                    removed = int(edges[0]) if edges is not None else 0
-                    size = self._bytes_of(tx, [memory_id])
-                    tx.execute(q.DELETE_MEMORY, {"id": memory_id})
-                    self._add_rows(tx, -1, -size)
-                    self._scrub(tx, [memory_id])
-                else:
-                    tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
-                self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
-                self.notify(tx, lsn)
+            return self.grouped(space_id, lambda tx: self._forget_tx(tx, memory_id, mode))
         except _NothingDone:
             return None
-        return lsn, removed
+
+    def _forget_tx(self, tx: SpaceTx, memory_id: str, mode: str) -> tuple[tuple[int, int], int]:
+        """forget's work inside a (group's) transaction (_NothingDone: no such live memory)."""
+        lsn = self.next_lsn(tx)
+        if tx.one(q.LIVE_STATE, {"id": memory_id, "now": self.clock()}) is None:
+            raise _NothingDone  # roll back (to the savepoint): the LSN is given back
+        removed = 0
+        if mode == "delete":
+            edges = tx.one(q.COUNT_EDGES_OF, {"id": memory_id})
+            removed = int(edges[0]) if edges is not None else 0
+            size = self._bytes_of(tx, [memory_id])
+            tx.execute(q.DELETE_MEMORY, {"id": memory_id})
+            self._add_rows(tx, -1, -size)
+            self._scrub(tx, [memory_id])
+        else:
+            tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
+        self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
+        return (lsn, removed), lsn
 
     def delete(self, space_id: str, memory_id: str) -> int | None:
         """Delete one memory; returns the LSN of the deletion, or None if there was no such memory."""
