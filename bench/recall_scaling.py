@@ -191,10 +191,21 @@ async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seco
     make = (rest_caller(srv.http_url, queries, cue, sessions) if transport == "rest"
             else grpc_caller(srv.grpc_target, queries, cue, channels))
     server = psutil.Process(srv.pid)
+
+    def server_cpu() -> float:
+        """The server's CPU seconds, its read workers' (child processes, read_workers) included."""
+        total = sum(server.cpu_times()[:2])
+        for child in server.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
     try:
-        s0, c0 = sum(server.cpu_times()[:2]), time.process_time()
+        s0, c0 = server_cpu(), time.process_time()
         out = await timed(callers, seconds, make)
-        s1, c1 = sum(server.cpu_times()[:2]), time.process_time()
+        s1, c1 = server_cpu(), time.process_time()
         # CPU per call (load-independent, unlike rates on a shared machine): where the time goes.
         calls = max(1, out["calls"] + callers)
         out["server_cpu_ms_per_call"] = round(1000 * (s1 - s0) / calls, 3)
@@ -266,6 +277,9 @@ def main() -> None:
     ap.add_argument("--cues", default="embedding,text")
     ap.add_argument("--profile", type=Path, help="directory for py-spy profiles of the first round")
     ap.add_argument("--settings", default="", help="extra server settings, k=v,k=v (for experiments)")
+    ap.add_argument("--read-workers", default="0,1",
+                    help="the read_workers settings to measure, one server each (default 0,1); the "
+                         "summary's keys take the suffix _workersN for N > 0")
     ap.add_argument("--out", default=str(RESULTS / "recall_scaling.json"))
     args = ap.parse_args()
     args.memories = args.memories or (2_000 if args.quick else 20_000)
@@ -277,21 +291,31 @@ def main() -> None:
     extra = dict(kv.split("=", 1) for kv in args.settings.split(",") if kv)
     vecs = dataset(args.memories, args.dim, 21)
     queries = vecs[np.random.default_rng(22).integers(0, len(vecs), 256)]
-    tmp = tmpdir("engram-scaling-")
-    srv: EngramProcess | None = None
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "recall_scaling", "memories": args.memories,
                                "dim": args.dim, "seconds": args.seconds, "rounds": args.rounds,
-                               "settings": extra}
-    try:
-        srv = EngramProcess.start(tmp, spaces=(SPACE,), settings={
-            "durability": "fsync", "log_level": "warning", "embedder": "none", **extra})
-        results["fill_seconds"] = round(asyncio.run(fill(srv.http_url, vecs)), 2)
-        results["index_wait_seconds"] = round(asyncio.run(wait_indexed(srv.http_url, vecs[0])), 2)
-        results.update(asyncio.run(measure(srv, args, queries)))
-    finally:
-        if srv is not None:
-            srv.stop()
-        rmtree(tmp)
+                               "settings": extra, "rounds_by_config": {}, "summary": {}}
+    for workers in [int(w) for w in args.read_workers.split(",") if w]:
+        suffix = f"_workers{workers}" if workers else ""
+        tmp = tmpdir("engram-scaling-")
+        srv: EngramProcess | None = None
+        try:
+            srv = EngramProcess.start(tmp, spaces=(SPACE,), settings={
+                "durability": "fsync", "log_level": "warning", "embedder": "none", **extra,
+                "read_workers": workers})
+            results[f"fill_seconds{suffix}"] = round(asyncio.run(fill(srv.http_url, vecs)), 2)
+            results[f"index_wait_seconds{suffix}"] = round(asyncio.run(wait_indexed(srv.http_url, vecs[0])), 2)
+            print(f"read_workers = {workers}", flush=True)
+            got = asyncio.run(measure(srv, args, queries))
+        finally:
+            if srv is not None:
+                srv.stop()
+            rmtree(tmp)
+        results["rounds_by_config"][f"read_workers={workers}"] = got["rounds"]
+        if not workers:
+            results["rounds"] = got["rounds"]
+        results["summary"].update({k + suffix: v for k, v in got["summary"].items()})
+    if not isinstance(results["rounds"], list):  # no read_workers = 0 run: the first config's rounds
+        results["rounds"] = next(iter(results["rounds_by_config"].values()), [])
     results["target"] = {
         "ratio_16_over_1": TARGET,
         "met": {k: bool((v["ratio_16_over_1_median"] or 0) >= TARGET) for k, v in results["summary"].items()},

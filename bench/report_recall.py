@@ -147,7 +147,9 @@ def section_scaling(d: dict[str, Any], status: str) -> list[str]:
         return [*lines, f"No results: {status}.", ""]
     lines += [
         f"{d['memories']:,} x {d['dim']} in one space, {_count(d['rounds'])} interleaved rounds of "
-        f"{d['seconds']} s per phase; ratios per round, then the median.",
+        f"{d['seconds']} s per phase; ratios per round, then the median. Rows ending `_workersN`: "
+        "the same measurement on a server with `read_workers = N` (recall answered by worker "
+        "processes: docs/configuration.md); their server CPU includes the workers'.",
         "",
     ]
     rows = []

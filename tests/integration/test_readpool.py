@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+import httpx
 import numpy as np
+import psutil
 import pytest
+
+from engram.api.grpc.gen import memory_pb2 as pb
+from engram.api.grpc.gen import service_pb2 as spb
+from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
 
 from engram.cognition.recall import recall as in_process_recall
 from engram.core.events import Event
 from engram.core.models import Cue, MemoryInput, RankMode, RecallMode, RecallResult
 from engram.service import EngramService
-from engram.testing import FakeClock, make_service
+from engram.testing import EngramProcess, FakeClock, make_service
 
 SPACE = "readers"
 OTHER = "others"
@@ -267,3 +275,46 @@ def test_without_workers_nothing_is_started(tmp_path: Path, workers: int) -> Non
         assert svc.read_pool is None
     finally:
         svc.close()
+
+
+def _served_count(http: httpx.Client) -> float:
+    text = http.get("/metrics").text
+    found = re.search(r'^engram_recall_worker_total\{outcome="served"\} ([0-9.e+]+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_real_server_answers_rest_and_grpc_recalls_from_its_worker(
+        engram_server_factory: Callable[..., EngramProcess]) -> None:
+    srv = engram_server_factory(spaces=[SPACE], settings={"read_workers": 1, "embedder": "none"})
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((40, DIM))
+    with httpx.Client(base_url=srv.http_url, timeout=30) as http:
+        ids = []
+        for i, v in enumerate(vectors):
+            got = http.post("/api/v1/memories/remember", json={"content": f"fact {i}", "embedding": v.tolist()},
+                            headers={"X-Memory-Space-Id": SPACE})
+            assert got.status_code == 201, got.text
+            ids.append(got.json()["memory_id"])
+        cue = {"embedding": vectors[11].tolist(), "rank": "similarity", "max_results": 3}
+        deadline = time.monotonic() + 30
+        while _served_count(http) < 5:  # the copy loads once the space has been still
+            assert time.monotonic() < deadline, srv.logs()[-2000:]
+            got = http.post("/api/v1/memories/recall", json=cue, headers={"X-Memory-Space-Id": SPACE})
+            assert got.status_code == 200, got.text
+            assert got.json()["results"][0]["memory"]["id"] == ids[11]
+            time.sleep(0.05)
+        before = _served_count(http)
+        with grpc.insecure_channel(srv.grpc_target) as ch:
+            stub = spb_grpc.EngramServiceStub(ch)
+            for _ in range(5):
+                res = stub.Recall(spb.RecallRequest(
+                    cue=pb.Cue(embedding=vectors[11].tolist(), max_results=3, rank=pb.RANK_MODE_SIMILARITY),
+                    memory_space_id=SPACE), timeout=30)
+                assert res.result.results[0].memory.id == ids[11]
+        assert _served_count(http) >= before + 5
+        workers = psutil.Process(srv.pid).children(recursive=True)
+        assert any("engram.readpool" in " ".join(p.cmdline()) for p in workers)
+    # kill -9 the server: its worker sees its input close and leaves (no orphan holding the files).
+    srv.kill()
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
