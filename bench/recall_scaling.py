@@ -24,6 +24,7 @@ import _pathfix  # noqa: F401  (first: see its docstring)
 
 # isort: split
 import argparse
+import contextlib
 import asyncio
 import base64
 import shutil
@@ -196,10 +197,8 @@ async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seco
         """The server's CPU seconds, its read workers' (child processes, read_workers) included."""
         total = sum(server.cpu_times()[:2])
         for child in server.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):  # a worker that left meanwhile
                 total += sum(child.cpu_times()[:2])
-            except psutil.Error:
-                pass
         return total
 
     try:

@@ -26,7 +26,6 @@ import pytest
 from engram.api.grpc.gen import memory_pb2 as pb
 from engram.api.grpc.gen import service_pb2 as spb
 from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
-
 from engram.cognition.recall import recall as in_process_recall
 from engram.core.events import Event
 from engram.core.models import Cue, MemoryInput, RankMode, RecallMode, RecallResult
@@ -291,8 +290,8 @@ def test_a_real_server_answers_rest_and_grpc_recalls_from_its_worker(
     with httpx.Client(base_url=srv.http_url, timeout=30) as http:
         ids = []
         for i, v in enumerate(vectors):
-            got = http.post("/api/v1/memories/remember", json={"content": f"fact {i}", "embedding": v.tolist()},
-                            headers={"X-Memory-Space-Id": SPACE})
+            body = {"content": f"fact {i}", "embedding": v.tolist()}
+            got = http.post("/api/v1/memories/remember", json=body, headers={"X-Memory-Space-Id": SPACE})
             assert got.status_code == 201, got.text
             ids.append(got.json()["memory_id"])
         cue = {"embedding": vectors[11].tolist(), "rank": "similarity", "max_results": 3}
