@@ -24,9 +24,9 @@ import _pathfix  # noqa: F401  (first: see its docstring)
 
 # isort: split
 import argparse
-import contextlib
 import asyncio
 import base64
+import contextlib
 import shutil
 import statistics
 import subprocess
