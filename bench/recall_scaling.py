@@ -302,7 +302,8 @@ def main() -> None:
                 "durability": "fsync", "log_level": "warning", "embedder": "none", **extra,
                 "read_workers": workers})
             results[f"fill_seconds{suffix}"] = round(asyncio.run(fill(srv.http_url, vecs)), 2)
-            results[f"index_wait_seconds{suffix}"] = round(asyncio.run(wait_indexed(srv.http_url, vecs[0])), 2)
+            waited = asyncio.run(wait_indexed(srv.http_url, vecs[0]))
+            results[f"index_wait_seconds{suffix}"] = round(waited, 2)
             print(f"read_workers = {workers}", flush=True)
             got = asyncio.run(measure(srv, args, queries))
         finally:

@@ -315,5 +315,5 @@ def test_a_real_server_answers_rest_and_grpc_recalls_from_its_worker(
         assert any("engram.readpool" in " ".join(p.cmdline()) for p in workers)
     # kill -9 the server: its worker sees its input close and leaves (no orphan holding the files).
     srv.kill()
-    gone, alive = psutil.wait_procs(workers, timeout=15)
+    _, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, [p.cmdline() for p in alive]
