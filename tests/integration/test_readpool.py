@@ -194,19 +194,22 @@ def test_what_a_worker_recall_changes_is_applied_by_the_server(tmp_path: Path) -
     async def run() -> None:
         vectors = await _fill(svc, SPACE, 30, seed=3)
         probe = Cue(embedding=vectors[3], rank=RankMode.similarity, max_results=1)
-        sub = svc.subscribe(SPACE, ["recalled"])
         top = (await _served(svc, SPACE, probe)).results[0].memory
-        # The worker's recall reinforced its answer: written by the server's writer.
         pool = svc.read_pool
         assert pool is not None
+        # One more recall, answered by the worker: its "recalled" event reaches the subscribers.
+        sub = svc.subscribe(SPACE, ["recalled"])
+        before = pool.served
+        assert (await svc.recall(SPACE, probe)).results[0].memory.id == top.id
+        assert pool.served == before + 1
+        event = await sub.get(timeout=10.0)
+        assert isinstance(event, Event) and event.type == "recalled" and event.data["top"][0] == top.id
 
+        # ... and what it reinforced is written by the server's writer.
         async def reinforced() -> bool:
             return (await svc.get_memory(SPACE, top.id)).access_count > top.access_count
 
         await _until(reinforced)
-        # ... and its "recalled" event reached the space's subscribers.
-        event = await sub.get(timeout=10.0)
-        assert isinstance(event, Event) and event.type == "recalled" and event.data["top"][0] == top.id
         sub.close()
 
     try:
