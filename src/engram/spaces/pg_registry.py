@@ -223,6 +223,11 @@ class PgRegistry:
         for h in handles:  # and the event log kept to its retention (eventlog.trim on SQLite)
             swept += self.store.sweep_expired(h.id, self.settings.expiry_sweep_batch)
             self.store.trim_events(h.id, self.settings.event_log_max_events)
+            # the fans of vectors stored without one (SQLite measures them after opening a space)
+            self.store.measure_fans(h.id)
+        # and every other space with memories due, held by no server or by another one (each under
+        # its sweep lock: servers doing this at once take different spaces)
+        swept += self.store.sweep_due(self.settings.expiry_sweep_batch)
         return swept
 
     def heal_due(self) -> builtins.list[str]:

@@ -59,8 +59,9 @@ MEMORY_COLUMNS: Final = (
     "emotional_valence, importance, consolidation_state, expires_at, created_lsn"
 )
 INSERT_MEMORY: Final = (
-    "INSERT INTO engram.memories (space_id, embedding, " + MEMORY_COLUMNS + ") VALUES (%(space)s, "
-    "%(embedding)s, %(id)s, %(content)s, %(kind)s, %(confidence)s, %(created_at)s, %(last_access)s, "
+    "INSERT INTO engram.memories (space_id, embedding, fan_top, fan, " + MEMORY_COLUMNS + ") VALUES "
+    "(%(space)s, %(embedding)s, %(fan_top)s, %(fan)s, %(id)s, %(content)s, %(kind)s, %(confidence)s, "
+    "%(created_at)s, %(last_access)s, "
     "%(access_count)s, %(activation)s, %(decay_rate)s, %(tags)s, %(memory_type)s, %(metadata)s, "
     "%(suppressed)s, %(lsn)s, %(ep_when)s, %(what)s, %(where_location)s, %(who)s, %(why)s, %(how)s, "
     "%(emotional_valence)s, %(importance)s, %(consolidation_state)s, %(expires_at)s, %(created_lsn)s)"
@@ -181,10 +182,31 @@ UPSERT_LINK: Final = (
 # The nearest live, unsuppressed memories of a new one's vector (before it is inserted), except
 # the ids of its own batch (SQLite links a batch's items to what was stored before the batch).
 LINK_NEIGHBOURS: Final = (
-    "SELECT id, 1 - ((embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim})) FROM engram.memories "
+    "SELECT id, 1 - ((embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim})), fan_top "
+    "FROM engram.memories "
     "WHERE space_id = %(space)s AND vector_dims(embedding) = {dim} AND NOT suppressed AND " + LIVE + " "
     "AND id <> ALL(%(exclude)s) ORDER BY (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}), id "
     "LIMIT %(k)s"
+)
+# The fan (index/density.py): new lists of the memories a vector's write measured or entered
+# (``tops``: array literals, ascending cosines; ``fans``: their means).
+SET_FANS: Final = (
+    "UPDATE engram.memories SET fan_top = u.top::real[], fan = u.mean "
+    "FROM unnest(%(ids)s::text[], %(tops)s::text[], %(fans)s::float8[]) AS u(mid, top, mean) "
+    "WHERE space_id = %(space)s AND id = u.mid"
+)
+# A recall's fans: the space's average over its measured live unsuppressed memories (the row with
+# a NULL id; SQLite's LocalDensity holds exactly those), then the fans of ``ids`` among them.
+FANS: Final = (
+    "SELECT NULL::text, avg(fan), count(fan) FROM engram.memories WHERE space_id = %(space)s "
+    "AND fan IS NOT NULL AND NOT suppressed AND " + LIVE + " UNION ALL "
+    "SELECT id, fan, 1 FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
+    "AND fan IS NOT NULL AND NOT suppressed AND " + LIVE
+)
+# Vectors not measured yet (migrated rows, a re-embedding's), for the maintenance to measure.
+UNMEASURED: Final = (
+    "SELECT id, embedding FROM engram.memories WHERE space_id = %(space)s AND fan_top IS NULL "
+    "AND embedding IS NOT NULL AND NOT suppressed AND " + LIVE + " LIMIT %(limit)s"
 )
 # The (at most 4) episodes nearest a new episode's ``when`` within the adjacency window.
 TEMPORAL_NEIGHBOURS: Final = (
@@ -258,6 +280,19 @@ DELETE_EXPIRED: Final = (
     "FOR UPDATE) DELETE FROM engram.memories USING batch WHERE space_id = %(space)s AND id = batch.gone "
     "RETURNING id, expires_at, batch.b"
 )
+# ``spaces.next_expiry`` (schema migration 7): a write storing an ``expires_at`` lowers it, holding
+# the counter row already; a sweep sets it to the space's soonest expiry, after locking the row
+# (LOCK_SPACE_ROW), so no write that lowered it meanwhile is lost.
+LOWER_NEXT_EXPIRY: Final = (
+    "UPDATE engram.spaces SET next_expiry = least(next_expiry, %(at)s) WHERE space_id = %(space)s"
+)
+NEXT_EXPIRY: Final = "SELECT next_expiry FROM engram.spaces WHERE space_id = %(space)s"
+SETTLE_NEXT_EXPIRY: Final = (
+    "UPDATE engram.spaces SET next_expiry = (SELECT min(expires_at) FROM engram.memories "
+    "WHERE space_id = %(space)s AND expires_at IS NOT NULL) WHERE space_id = %(space)s"
+)
+# One sweeper per space at a time across servers (a transaction-scoped advisory lock, sweep_key).
+SWEEP_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock(%(key)s)"
 # A write reusing an expired memory's id takes it first, as the sweep would.
 REAP_EXPIRED_ID: Final = (
     "WITH batch AS MATERIALIZED (SELECT id AS gone, " + ROW_BYTES + " AS b FROM engram.memories "
@@ -350,7 +385,12 @@ LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"
 REEMBEDDING_SPACES: Final = (
     "SELECT space_id FROM engram.spaces WHERE reembed IS NOT NULL ORDER BY space_id"
 )
-DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES", "REEMBEDDING_SPACES"})
+# The spaces with memories due to expire (the maintenance of every server sweeps them, held open
+# by a server or not), soonest first.
+DUE_SPACES: Final = (
+    "SELECT space_id FROM engram.spaces WHERE next_expiry <= %(now)s ORDER BY next_expiry LIMIT %(limit)s"
+)
+DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES", "REEMBEDDING_SPACES", "DUE_SPACES"})
 
 # -- re-embedding (core/postgres/reembed.py; core/embedded.py on SQLite) ----------------------------
 # A row has text to embed (core/embedded.py's EMBEDDABLE_SQL: one of the fields is not empty, i.e.
@@ -401,13 +441,15 @@ LOCK_SPACE_ROW: Final = (
     "SELECT dimension, embedder, reembed FROM engram.spaces WHERE space_id = %(space)s FOR UPDATE"
 )
 DROP_UNSTAGED_VECTORS: Final = (
-    "UPDATE engram.memories AS m SET embedding = NULL WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "UPDATE engram.memories AS m SET embedding = NULL, fan_top = NULL, fan = NULL "
+    "WHERE space_id = %(space)s AND embedding IS NOT NULL "
     "AND NOT EXISTS (SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s "
     "AND r.memory_id = m.id)"
 )
 APPLY_STAGED_VECTORS: Final = (
-    "UPDATE engram.memories AS m SET embedding = (SELECT r.embedding FROM engram.reembed_vectors AS r "
-    "WHERE r.space_id = %(space)s AND r.memory_id = m.id) WHERE space_id = %(space)s AND EXISTS "
+    "UPDATE engram.memories AS m SET fan_top = NULL, fan = NULL, embedding = (SELECT r.embedding "
+    "FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id) "
+    "WHERE space_id = %(space)s AND EXISTS "
     "(SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id)"
 )
 SWITCH_EMBEDDER: Final = (

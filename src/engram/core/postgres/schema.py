@@ -322,6 +322,30 @@ ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
 ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
 """
 
+# The fan of each memory (index/density.py, SQLite's LocalDensity): ``fan_top`` the cosines of its
+# ``density.K`` nearest memories (ascending), ``fan`` their mean, written by the transaction that
+# stores the memory's vector (which also lets each neighbour take it into its own list). NULL:
+# not measured (rows from before this migration, a re-embedding's new vectors): the server's
+# maintenance measures them (``memories_unmeasured`` finds them), recall counts them as average.
+# ``spaces.next_expiry``: no memory of the space expires before it (lowered by every write that
+# sets an ``expires_at``, raised only by a sweep of the space), so the maintenance of any server
+# finds the spaces with due memories in the directory, held open by a server or not.
+_V7 = """
+ALTER TABLE engram.memories ADD COLUMN fan_top real[], ADD COLUMN fan double precision;
+CREATE INDEX memories_unmeasured ON engram.memories (space_id)
+    WHERE fan_top IS NULL AND embedding IS NOT NULL AND NOT suppressed;
+ALTER TABLE engram.spaces ADD COLUMN next_expiry double precision;
+CREATE INDEX spaces_next_expiry ON engram.spaces (next_expiry) WHERE next_expiry IS NOT NULL;
+ALTER TABLE engram.spaces NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.memories NO FORCE ROW LEVEL SECURITY;
+UPDATE engram.spaces AS s SET next_expiry = c.at
+    FROM (SELECT space_id, min(expires_at) AS at FROM engram.memories WHERE expires_at IS NOT NULL
+          GROUP BY space_id) AS c
+    WHERE s.space_id = c.space_id;
+ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
               _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
@@ -330,6 +354,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "a space's embedder and re-embedding target (spaces.embedder, spaces.reembed)", _V4),
     Migration(5, "a space's incarnation (spaces.incarnation): a replaced space is told apart", _V5),
     Migration(6, "a space's stored bytes (spaces.memory_bytes), backfilled", _V6),
+    Migration(7, "each memory's fan (memories.fan_top, fan); a space's next expiry (spaces.next_expiry)",
+              _V7),
 )
 
 _BOOKKEEPING = """
