@@ -13,9 +13,12 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 
 from engram.cognition.recall import W_TEXT
+from engram.core.postgres import MemoryRow, PostgresStore
+from engram.index import density
 from engram.testing.clients import RestSpaceClient
 from engram.testing.harness import EngramProcess
 
@@ -116,3 +119,35 @@ def test_postgres_ranks_and_discounts_crowds_as_sqlite_does(pair: Pair) -> None:
         assert any(ls["vector"] < cs["vector"] and _vector_part(ls) > _vector_part(cs)
                    for m, ls in got_post if m.startswith("sparse")
                    for c, cs in got_post if c.startswith("crowd")), cue
+
+
+def test_fans_are_the_mean_of_the_k_nearest_and_unmeasured_rows_get_measured(store: PostgresStore) -> None:
+    """index/density.py's definition, kept by the writes: each memory's fan is the mean cosine of
+    its ``K`` nearest, whether they came before or after it; rows without one (older than schema
+    migration 7, a re-embedding's) are measured by ``measure_fans``, once."""
+    rng = np.random.default_rng(7)
+    vecs = rng.normal(size=(density.K + 1, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    sid = f"fan-{uuid.uuid4().hex[:8]}"
+    assert store.create_space(sid, dimension=8)
+    ids = [f"m{i}" for i in range(len(vecs))]
+    for mid, v in zip(ids, vecs, strict=True):
+        store.remember(sid, MemoryRow(id=mid, content=mid), v)
+    cos = vecs @ vecs.T
+    want = {mid: float((cos[i].sum() - cos[i, i]) / density.K) for i, mid in enumerate(ids)}  # K = all others
+
+    def check() -> None:
+        got, mean, n = store.fans(sid, ids)
+        assert n == len(ids) and mean == pytest.approx(np.mean(list(want.values())), abs=2e-3)
+        assert set(got) == set(ids)
+        for mid in ids:
+            assert got[mid] == pytest.approx(want[mid], abs=2e-3), mid
+
+    check()
+    with store.db.space(sid) as tx:  # as an older schema left them
+        tx.execute("UPDATE engram.memories SET fan_top = NULL, fan = NULL WHERE space_id = %(space)s")
+    assert store.fans(sid, ids) == ({}, 0.0, 0)
+    assert store.measure_fans(sid, limit=4) == 4 and store.measure_fans(sid) == 2
+    assert store.measure_fans(sid) == 0
+    got, _, n = store.fans(sid, ids)
+    assert n == len(ids) and set(got) == set(ids)
