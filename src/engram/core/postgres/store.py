@@ -5,11 +5,13 @@ its ``stored`` event, one transaction, one LSN; with a ``WritePolicy``, the auto
 links SQLite makes on store and the quotas, in that transaction); PUT and PATCH updates (core/update.py: one
 UPDATE of the row, associations kept, an ``updated`` event); forget by suppressing or deleting,
 one memory or every match of a metadata filter; explicit associations (create or strengthen)
-and the edges of memories; expiry (every read hides expired memories; a batched sweep; a write
-reusing an expired id takes it first); get, list, count, recall by vector (top-k) and full-text
-search, with metadata filters (filters.py); lists in insertion order (``created_lsn``, SQLite's
-rowid) with the count of what they select; the event log read after a position, trimmed to a
-retention count, and a NOTIFY per committed write that wakes other servers (listener.py).
+and the edges of memories; expiry (every read hides expired memories; a batched sweep, of one
+space or of every space due by ``spaces.next_expiry``; a write reusing an expired id takes it
+first); each memory's fan (index/density.py), kept by the writes of vectors; get, list, count,
+recall by vector (top-k) and full-text search, with metadata filters (filters.py); lists in
+insertion order (``created_lsn``, SQLite's rowid) with the count of what they select; the
+event log read after a position, trimmed to a retention count, and a NOTIFY per committed
+write that wakes other servers (listener.py).
 ``space.PostgresSpace`` drives it for a server with ``backend = "postgres"``; nothing here knows
 of embedders, decay or cognition beyond explicit and store-time associations.
 
