@@ -456,14 +456,20 @@ class PostgresStore:
                 lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
                 n, size = self._reap(tx, w.memory.id, now, lsn)
                 reaped, reaped_bytes = reaped + n, reaped_bytes + size
-                auto = (self._near(tx, w.embedding, rule.auto_link_max, rule.auto_link_threshold,
-                                   batch_ids, now)
-                        if w.auto_link and w.embedding is not None else [])
+                auto: list[tuple[str, float]] = []
                 semantic: list[tuple[str, float, str]] = []
                 top = None
                 if w.embedding is not None:
-                    semantic, top = self._measure(tx, w.memory.id, w.embedding, rule if w.embedded else None,
-                                                  now)
+                    # one search for the auto links (of what was stored before the batch: the
+                    # batch's i earlier rows are skipped), the semantic links and the fan
+                    own = rule if w.embedded else None
+                    extra = rule.auto_link_max + i if w.auto_link else 0
+                    near = self._nearest(tx, w.embedding, max(extra, self._want(own)), [w.memory.id], now)
+                    if w.auto_link:
+                        earlier = set(batch_ids[:i])
+                        auto = [(t, cos) for t, cos, _ in near if t not in earlier][: rule.auto_link_max]
+                        auto = [(t, cos) for t, cos in auto if cos >= rule.auto_link_threshold]
+                    semantic, top = self._measured(tx, near, own)
                 self._insert(tx, w.memory, w.embedding, lsn, top)
                 links = [(t, s, "auto") for t, s in auto]
                 links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
@@ -492,26 +498,32 @@ class PostgresStore:
         rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now, "k": k}).fetchall()
         return [(str(r[0]), float(r[1]), r[2]) for r in rows]
 
-    def _near(self, tx: SpaceTx, embedding: Vector, k: int, threshold: float, exclude: list[str],
-              now: float) -> list[tuple[str, float]]:
-        """Links of a new vector: of its ``k`` nearest (except ``exclude``), those at or above
-        ``threshold``, nearest first."""
-        return [(t, s) for t, s, _ in self._nearest(tx, embedding, k, exclude, now) if s >= threshold]
+    @staticmethod
+    def _want(rule: WritePolicy | None) -> int:
+        """How many nearest memories ``_measured`` needs (the fan's, and the semantic links')."""
+        if rule is None or not rule.semantic_link_threshold <= 1.0:
+            return density.K
+        return max(density.K, rule.auto_link_max)
 
     def _measure(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy | None,
                  now: float) -> tuple[list[tuple[str, float, str]], np.ndarray]:
-        """One search for what a memory's new vector needs: its fan list (index/density.py: the
-        cosines of its ``density.K`` nearest, ascending) and, with ``rule`` (a vector the server
-        embedded), its ``semantic`` links ``(target, strength, kind)``. Each measured neighbour
-        takes the memory into its own list (``density.admitted``, as SQLite's LocalDensity.observe),
-        in this transaction.
+        """``_measured`` of a search for the memory's nearest others."""
+        return self._measured(tx, self._nearest(tx, embedding, self._want(rule), [memory_id], now), rule)
+
+    def _measured(self, tx: SpaceTx, near: list[tuple[str, float, list[float] | None]],
+                  rule: WritePolicy | None) -> tuple[list[tuple[str, float, str]], np.ndarray]:
+        """What a memory's new vector needs, from its nearest other memories ``near`` (nearest
+        first, at least ``_want(rule)`` of them where the space has them): its fan list
+        (index/density.py: the cosines of its ``density.K`` nearest, ascending) and, with ``rule``
+        (a vector the server embedded), its ``semantic`` links ``(target, strength, kind)``. Each
+        measured neighbour takes the memory into its own list (``density.admitted``, as SQLite's
+        LocalDensity.observe), in this transaction.
 
         The links are SQLite's, made there when its background embedding lands (core/embedded.py):
         every other live memory with a vector is a candidate, this transaction's earlier rows
         included; the strength is the cosine, rounded as SQLite rounds it."""
         thr = rule.semantic_link_threshold if rule is not None else 2.0
         most = rule.auto_link_max if rule is not None and thr <= 1.0 else 0
-        near = self._nearest(tx, embedding, max(most, density.K), [memory_id], now)
         entered = []
         for mid, cos, other in near[: density.K]:
             if other is not None:
@@ -520,7 +532,7 @@ class PostgresStore:
                     entered.append((mid, new))
         self._set_fans(tx, entered)
         links = [(t, round(min(1.0, cos), 6), "semantic") for t, cos, _ in near[:most] if cos >= thr]
-        return links, density.own_top(cos for _, cos, _ in near)
+        return links, density.own_top(cos for _, cos, _ in near[: density.K])
 
     @staticmethod
     def _set_fans(tx: SpaceTx, tops: list[tuple[str, np.ndarray]]) -> None:
