@@ -145,7 +145,7 @@ def test_fans_are_the_mean_of_the_k_nearest_and_unmeasured_rows_get_measured(sto
 
     check()
     with store.db.space(sid) as tx:  # as an older schema left them
-        tx.execute("UPDATE engram.memories SET fan_top = NULL, fan = NULL WHERE space_id = %(space)s")
+        tx.execute("DELETE FROM engram.fans WHERE space_id = %(space)s")
     assert store.fans(sid, ids) == ({}, 0.0, 0)
     assert store.measure_fans(sid, limit=4) == 4 and store.measure_fans(sid) == 2
     assert store.measure_fans(sid) == 0

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 #: Neighbours per memory whose cosines make its density (both backends: SQLite keeps them here,
-#: PostgreSQL in ``memories.fan_top``).
+#: PostgreSQL in its ``fans`` table).
 K = 5
 
 

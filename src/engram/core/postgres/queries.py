@@ -59,9 +59,8 @@ MEMORY_COLUMNS: Final = (
     "emotional_valence, importance, consolidation_state, expires_at, created_lsn"
 )
 INSERT_MEMORY: Final = (
-    "INSERT INTO engram.memories (space_id, embedding, fan_top, fan, " + MEMORY_COLUMNS + ") VALUES "
-    "(%(space)s, %(embedding)s, %(fan_top)s, %(fan)s, %(id)s, %(content)s, %(kind)s, %(confidence)s, "
-    "%(created_at)s, %(last_access)s, "
+    "INSERT INTO engram.memories (space_id, embedding, " + MEMORY_COLUMNS + ") VALUES (%(space)s, "
+    "%(embedding)s, %(id)s, %(content)s, %(kind)s, %(confidence)s, %(created_at)s, %(last_access)s, "
     "%(access_count)s, %(activation)s, %(decay_rate)s, %(tags)s, %(memory_type)s, %(metadata)s, "
     "%(suppressed)s, %(lsn)s, %(ep_when)s, %(what)s, %(where_location)s, %(who)s, %(why)s, %(how)s, "
     "%(emotional_valence)s, %(importance)s, %(consolidation_state)s, %(expires_at)s, %(created_lsn)s)"
@@ -182,31 +181,39 @@ UPSERT_LINK: Final = (
 # The nearest live, unsuppressed memories of a new one's vector (before it is inserted), except
 # the ids of its own batch (SQLite links a batch's items to what was stored before the batch).
 LINK_NEIGHBOURS: Final = (
-    "SELECT id, 1 - ((embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim})), fan_top "
-    "FROM engram.memories "
+    "SELECT n.id, 1 - n.distance, f.top FROM (SELECT id, (embedding::halfvec({dim})) <=> "
+    "%(vector)s::halfvec({dim}) AS distance FROM engram.memories "
     "WHERE space_id = %(space)s AND vector_dims(embedding) = {dim} AND NOT suppressed AND " + LIVE + " "
     "AND id <> ALL(%(exclude)s) ORDER BY (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}), id "
-    "LIMIT %(k)s"
+    "LIMIT %(k)s) AS n LEFT JOIN engram.fans AS f ON f.space_id = %(space)s AND f.memory_id = n.id "
+    "ORDER BY n.distance, n.id"
 )
-# The fan (index/density.py): new lists of the memories a vector's write measured or entered
-# (``tops``: array literals, ascending cosines; ``fans``: their means).
+# The fan (index/density.py; the ``fans`` table, schema migration 7): a memory's list, written
+# with its vector (``top``: ascending cosines); new lists of the neighbours it entered (``tops``:
+# array literals; ``fans``: their means); the space's average over its measured live unsuppressed
+# memories (the row with a NULL id; SQLite's LocalDensity holds exactly those), then the fans of
+# ``ids``; the vectors not measured yet (migrated rows, a re-embedding's), for the maintenance.
+PUT_FAN: Final = (
+    "INSERT INTO engram.fans (space_id, memory_id, top, fan) VALUES (%(space)s, %(memory_id)s, %(top)s, "
+    "%(fan)s) ON CONFLICT (space_id, memory_id) DO UPDATE SET top = excluded.top, fan = excluded.fan"
+)
+DROP_FAN: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s AND memory_id = %(memory_id)s"
+CLEAR_FANS: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s"
 SET_FANS: Final = (
-    "UPDATE engram.memories SET fan_top = u.top::real[], fan = u.mean "
+    "UPDATE engram.fans SET top = u.top::real[], fan = u.mean "
     "FROM unnest(%(ids)s::text[], %(tops)s::text[], %(fans)s::float8[]) AS u(mid, top, mean) "
-    "WHERE space_id = %(space)s AND id = u.mid"
+    "WHERE space_id = %(space)s AND memory_id = u.mid"
 )
-# A recall's fans: the space's average over its measured live unsuppressed memories (the row with
-# a NULL id; SQLite's LocalDensity holds exactly those), then the fans of ``ids`` among them.
 FANS: Final = (
-    "SELECT NULL::text, avg(fan), count(fan) FROM engram.memories WHERE space_id = %(space)s "
-    "AND fan IS NOT NULL AND NOT suppressed AND " + LIVE + " UNION ALL "
-    "SELECT id, fan, 1 FROM engram.memories WHERE space_id = %(space)s AND id = ANY(%(ids)s) "
-    "AND fan IS NOT NULL AND NOT suppressed AND " + LIVE
+    "SELECT NULL::text, avg(fan), count(fan) FROM engram.fans WHERE space_id = %(space)s "
+    "AND memory_id IN (SELECT id FROM engram.memories WHERE space_id = %(space)s AND NOT suppressed "
+    "AND " + LIVE + ") UNION ALL "
+    "SELECT memory_id, fan, 1 FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
 )
-# Vectors not measured yet (migrated rows, a re-embedding's), for the maintenance to measure.
 UNMEASURED: Final = (
-    "SELECT id, embedding FROM engram.memories WHERE space_id = %(space)s AND fan_top IS NULL "
-    "AND embedding IS NOT NULL AND NOT suppressed AND " + LIVE + " LIMIT %(limit)s"
+    "SELECT id, embedding FROM engram.memories AS m WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "AND NOT suppressed AND " + LIVE + " AND NOT EXISTS (SELECT 1 FROM engram.fans AS f "
+    "WHERE f.space_id = %(space)s AND f.memory_id = m.id) LIMIT %(limit)s"
 )
 # The (at most 4) episodes nearest a new episode's ``when`` within the adjacency window.
 TEMPORAL_NEIGHBOURS: Final = (
@@ -441,15 +448,13 @@ LOCK_SPACE_ROW: Final = (
     "SELECT dimension, embedder, reembed FROM engram.spaces WHERE space_id = %(space)s FOR UPDATE"
 )
 DROP_UNSTAGED_VECTORS: Final = (
-    "UPDATE engram.memories AS m SET embedding = NULL, fan_top = NULL, fan = NULL "
-    "WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "UPDATE engram.memories AS m SET embedding = NULL WHERE space_id = %(space)s AND embedding IS NOT NULL "
     "AND NOT EXISTS (SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s "
     "AND r.memory_id = m.id)"
 )
 APPLY_STAGED_VECTORS: Final = (
-    "UPDATE engram.memories AS m SET fan_top = NULL, fan = NULL, embedding = (SELECT r.embedding "
-    "FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id) "
-    "WHERE space_id = %(space)s AND EXISTS "
+    "UPDATE engram.memories AS m SET embedding = (SELECT r.embedding FROM engram.reembed_vectors AS r "
+    "WHERE r.space_id = %(space)s AND r.memory_id = m.id) WHERE space_id = %(space)s AND EXISTS "
     "(SELECT 1 FROM engram.reembed_vectors AS r WHERE r.space_id = %(space)s AND r.memory_id = m.id)"
 )
 SWITCH_EMBEDDER: Final = (

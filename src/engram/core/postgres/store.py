@@ -408,9 +408,9 @@ class PostgresStore:
         params["tags"] = Jsonb(memory.tags)
         params["metadata"] = Jsonb(memory.metadata)
         params["embedding"] = None if embedding is None else _half(embedding)
-        params["fan_top"] = None if top is None else [float(x) for x in top]
-        params["fan"] = None if top is None else density.mean_of(top)
         tx.execute(q.INSERT_MEMORY, params)
+        if top is not None:
+            self._put_fan(tx, memory.id, top)
         if memory.expires_at is not None:
             tx.execute(q.LOWER_NEXT_EXPIRY, {"at": float(memory.expires_at)})
         self._write_meta(tx, memory.id, memory.metadata)
@@ -533,6 +533,11 @@ class PostgresStore:
         self._set_fans(tx, entered)
         links = [(t, round(min(1.0, cos), 6), "semantic") for t, cos, _ in near[:most] if cos >= thr]
         return links, density.own_top(cos for _, cos, _ in near[: density.K])
+
+    @staticmethod
+    def _put_fan(tx: SpaceTx, memory_id: str, top: np.ndarray) -> None:
+        tx.execute(q.PUT_FAN, {"memory_id": memory_id, "top": [float(x) for x in top],
+                               "fan": density.mean_of(top)})
 
     @staticmethod
     def _set_fans(tx: SpaceTx, tops: list[tuple[str, np.ndarray]]) -> None:
@@ -661,14 +666,13 @@ class PostgresStore:
                 sets["suppressed"] = False
             hidden = put is None and bool(cur[3])  # a PATCH keeps a suppressed memory suppressed
             semantic = []
+            top = None
             if embedding is not None:
                 sets["embedding"] = _half(embedding)
-                sets["fan_top"] = sets["fan"] = None  # new vector, new neighbourhood
-                if not hidden:
+                if not hidden:  # new vector, new neighbourhood
                     semantic, top = self._measure(tx, memory_id, embedding, rule if embedded else None, now)
-                    sets["fan_top"], sets["fan"] = [float(x) for x in top], density.mean_of(top)
             elif put is not None:
-                sets["embedding"] = sets["fan_top"] = sets["fan"] = None
+                sets["embedding"] = None
             content = str(sets.get("content", old_content))
             keeps_vector = embedding is not None or (has_vec and "embedding" not in sets)
             if not content and not keeps_vector:
@@ -687,6 +691,10 @@ class PostgresStore:
                 raise LookupError(f"memory {memory_id!r} vanished inside its own update")
             # A re-embedding's staged vector is of the old text: the worker embeds the row again.
             tx.execute(q.DROP_REEMBED_VECTOR, {"id": memory_id})
+            if top is not None:
+                self._put_fan(tx, memory_id, top)
+            elif "embedding" in sets:  # dropped, or a suppressed memory's: measured if it returns
+                tx.execute(q.DROP_FAN, {"memory_id": memory_id})
             if "metadata" in sets:
                 tx.execute(q.DELETE_META, {"memory_id": memory_id})
                 self._write_meta(tx, memory_id, dict(sets["metadata"]))
@@ -884,7 +892,8 @@ class PostgresStore:
 
     def measure_fans(self, space_id: str, limit: int = 200) -> int:
         """Measure the fan of up to ``limit`` vectors stored without one (rows older than schema
-        migration 7, a re-embedding's new vectors), as SQLite's background density step does;
+        migration 7, a re-embedding's new vectors, a restored space's), as SQLite's background
+        density step does (a scan of the space's rows for those without a ``fans`` row);
         returns how many. Holds the space's counter row (the writers' lock order), so that no
         write changes a fan list between its read and its update here."""
         now = self.clock()
@@ -894,7 +903,7 @@ class PostgresStore:
             for mid, vec in rows:
                 vector = np.asarray(vec.to_numpy(), dtype=np.float32)
                 _, top = self._measure(tx, str(mid), vector, None, now)
-                self._set_fans(tx, [(str(mid), top)])
+                self._put_fan(tx, str(mid), top)
         return len(rows)
 
     # -- reads ---------------------------------------------------------------------------------
