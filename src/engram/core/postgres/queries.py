@@ -181,12 +181,10 @@ UPSERT_LINK: Final = (
 # The nearest live, unsuppressed memories of a new one's vector (before it is inserted), except
 # the ids of its own batch (SQLite links a batch's items to what was stored before the batch).
 LINK_NEIGHBOURS: Final = (
-    "SELECT n.id, 1 - n.distance, f.top FROM (SELECT id, (embedding::halfvec({dim})) <=> "
-    "%(vector)s::halfvec({dim}) AS distance FROM engram.memories "
+    "SELECT id, 1 - ((embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim})) FROM engram.memories "
     "WHERE space_id = %(space)s AND vector_dims(embedding) = {dim} AND NOT suppressed AND " + LIVE + " "
     "AND id <> ALL(%(exclude)s) ORDER BY (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}), id "
-    "LIMIT %(k)s) AS n LEFT JOIN engram.fans AS f ON f.space_id = %(space)s AND f.memory_id = n.id "
-    "ORDER BY n.distance, n.id"
+    "LIMIT %(k)s"
 )
 # The fan (index/density.py; the ``fans`` table, schema migration 7): a memory's list, written
 # with its vector (``top``: ascending cosines); new lists of the neighbours it entered (``tops``:
@@ -196,6 +194,11 @@ LINK_NEIGHBOURS: Final = (
 PUT_FAN: Final = (
     "INSERT INTO engram.fans (space_id, memory_id, top, fan) VALUES (%(space)s, %(memory_id)s, %(top)s, "
     "%(fan)s) ON CONFLICT (space_id, memory_id) DO UPDATE SET top = excluded.top, fan = excluded.fan"
+)
+# The lists of a new vector's nearest memories (a statement of its own: joined to the search, a
+# generic plan may hash the space's whole fans table).
+FAN_TOPS: Final = (
+    "SELECT memory_id, top FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
 )
 DROP_FAN: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s AND memory_id = %(memory_id)s"
 CLEAR_FANS: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s"

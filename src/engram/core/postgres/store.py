@@ -486,7 +486,8 @@ class PostgresStore:
     def _nearest(self, tx: SpaceTx, embedding: Vector, k: int, exclude: list[str],
                  now: float) -> list[tuple[str, float, list[float] | None]]:
         """The ``k`` nearest live unsuppressed memories of a vector (except ``exclude``), nearest
-        first: ``(id, cosine, fan list)``. Where the HNSW index serves the query, it scans on
+        first: ``(id, cosine, fan list)`` (the list of the ``density.K`` nearest only; None for the
+        others and for those not measured). Where the HNSW index serves the query, it scans on
         (iteratively) until it has found the space's ``k`` nearest, as recall does
         (``RECALL_TUNING``, local to this transaction)."""
         vec = np.asarray(embedding, dtype=np.float32)
@@ -496,7 +497,9 @@ class PostgresStore:
             tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
         stmt = sql.SQL(q.LINK_NEIGHBOURS).format(dim=sql.Literal(int(vec.shape[0])))
         rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now, "k": k}).fetchall()
-        return [(str(r[0]), float(r[1]), r[2]) for r in rows]
+        near = [str(r[0]) for r in rows[: density.K]]
+        tops: dict[str, list[float]] = dict(tx.execute(q.FAN_TOPS, {"ids": near}).fetchall()) if near else {}
+        return [(str(r[0]), float(r[1]), tops.get(str(r[0]))) for r in rows]
 
     @staticmethod
     def _want(rule: WritePolicy | None) -> int:
