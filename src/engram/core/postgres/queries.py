@@ -188,9 +188,10 @@ LINK_NEIGHBOURS: Final = (
 )
 # The fan (index/density.py; the ``fans`` table, schema migration 7): a memory's list, written
 # with its vector (``top``: ascending cosines); new lists of the neighbours it entered (``tops``:
-# array literals; ``fans``: their means); the space's average over its measured live unsuppressed
-# memories (the row with a NULL id; SQLite's LocalDensity holds exactly those), then the fans of
-# ``ids``; the vectors not measured yet (migrated rows, a re-embedding's), for the maintenance.
+# array literals; ``fans``: their means); the space's average over its measured memories (the
+# row with a NULL id; a suppressed memory's row is deleted, as SQLite's LocalDensity drops it; an
+# expired one counts until it is swept), then the fans of ``ids``; the vectors not measured yet
+# (migrated rows, a re-embedding's, a restored space's), for the maintenance.
 PUT_FAN: Final = (
     "INSERT INTO engram.fans (space_id, memory_id, top, fan) VALUES (%(space)s, %(memory_id)s, %(top)s, "
     "%(fan)s) ON CONFLICT (space_id, memory_id) DO UPDATE SET top = excluded.top, fan = excluded.fan"
@@ -201,6 +202,7 @@ FAN_TOPS: Final = (
     "SELECT memory_id, top FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
 )
 DROP_FAN: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s AND memory_id = %(memory_id)s"
+DROP_FANS: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
 CLEAR_FANS: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s"
 SET_FANS: Final = (
     "UPDATE engram.fans SET top = u.top::real[], fan = u.mean "
@@ -208,9 +210,7 @@ SET_FANS: Final = (
     "WHERE space_id = %(space)s AND memory_id = u.mid"
 )
 FANS: Final = (
-    "SELECT NULL::text, avg(fan), count(fan) FROM engram.fans WHERE space_id = %(space)s "
-    "AND memory_id IN (SELECT id FROM engram.memories WHERE space_id = %(space)s AND NOT suppressed "
-    "AND " + LIVE + ") UNION ALL "
+    "SELECT NULL::text, avg(fan), count(fan) FROM engram.fans WHERE space_id = %(space)s UNION ALL "
     "SELECT memory_id, fan, 1 FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
 )
 UNMEASURED: Final = (

@@ -735,6 +735,7 @@ class PostgresStore:
                     self._scrub(tx, [memory_id])
                 else:
                     tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
+                    tx.execute(q.DROP_FANS, {"ids": [memory_id]})  # out of the average, as on SQLite
                 self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
                 self.notify(tx, lsn)
         except _NothingDone:
@@ -767,6 +768,8 @@ class PostgresStore:
                 ids = sorted(str(r[0]) for r in cur)
                 if not ids:
                     raise _NothingDone  # roll back: the LSN is given back
+                if mode != "delete":
+                    tx.execute(q.DROP_FANS, {"ids": ids})  # out of the average, as on SQLite
                 if mode == "delete":
                     self._add_rows(tx, -len(ids), -size)
                     self._scrub(tx, ids)
@@ -881,9 +884,10 @@ class PostgresStore:
     # -- the fan (index/density.py) ------------------------------------------------------------
     def fans(self, space_id: str, memory_ids: Sequence[str]) -> tuple[dict[str, float], float, int]:
         """The fans of ``memory_ids`` (measured ones), the space's average fan and how many
-        memories it is the average of (as ``LocalDensity``: measured, live, unsuppressed)."""
+        memories it is the average of (as ``LocalDensity``: the measured ones; suppressing a memory
+        drops its fan, deleting or sweeping it too)."""
         with self.db.space(space_id) as tx:
-            rows = tx.execute(q.FANS, {"ids": list(memory_ids), "now": self.clock()}).fetchall()
+            rows = tx.execute(q.FANS, {"ids": list(memory_ids)}).fetchall()
         out: dict[str, float] = {}
         mean, n = 0.0, 0
         for mid, value, count in rows:
