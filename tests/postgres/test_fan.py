@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from engram.cognition.recall import W_TEXT
+from engram.core.filters import parse
 from engram.core.postgres import MemoryRow, PostgresStore
 from engram.index import density
 from engram.testing.clients import RestSpaceClient
@@ -132,7 +133,7 @@ def test_fans_are_the_mean_of_the_k_nearest_and_unmeasured_rows_get_measured(sto
     assert store.create_space(sid, dimension=8)
     ids = [f"m{i}" for i in range(len(vecs))]
     for mid, v in zip(ids, vecs, strict=True):
-        store.remember(sid, MemoryRow(id=mid, content=mid), v)
+        store.remember(sid, MemoryRow(id=mid, content=mid, metadata={"n": int(mid[1:])}), v)
     cos = vecs @ vecs.T
     want = {mid: float((cos[i].sum() - cos[i, i]) / density.K) for i, mid in enumerate(ids)}  # K = all others
 
@@ -151,3 +152,7 @@ def test_fans_are_the_mean_of_the_k_nearest_and_unmeasured_rows_get_measured(sto
     assert store.measure_fans(sid) == 0
     got, _, n = store.fans(sid, ids)
     assert n == len(ids) and set(got) == set(ids)
+    store.forget(sid, "m0", "suppress")  # out of the average, as SQLite's LocalDensity drops it
+    store.forget_matching(sid, parse({"n": 1}), "suppress")
+    got, _, n = store.fans(sid, ids)
+    assert n == len(ids) - 2 and set(got) == set(ids) - {"m0", "m1"}
