@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 
 from engram.cognition.recall import W_TEXT
@@ -156,3 +157,30 @@ def test_fans_are_the_mean_of_the_k_nearest_and_unmeasured_rows_get_measured(sto
     store.forget_matching(sid, parse({"n": 1}), "suppress")
     got, _, n = store.fans(sid, ids)
     assert n == len(ids) - 2 and set(got) == set(ids) - {"m0", "m1"}
+
+
+def test_a_space_that_embeds_nothing_keeps_no_fans(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory
+                                                    ) -> None:
+    """As on SQLite (core/embedded.py ``_load_pending``): only a space whose text the server embeds
+    weighs fans in recall, so a space of client vectors only pays no search for them on write;
+    a server-embedding space keeps them."""
+    dsn = fresh_database(pg, "nofan")
+    rng = np.random.default_rng(3)
+    counts = {}
+    for embedder in ("none", "hash"):
+        srv = start_pg_server(tmp_path_factory.mktemp(f"fan-{embedder}"), dsn, embedder=embedder)
+        try:
+            sid = f"fan-{embedder}-{uuid.uuid4().hex[:6]}"
+            r = httpx.post(srv.http_url + "/api/v1/spaces", json={"id": sid}, timeout=30)
+            assert r.status_code == 201, r.text
+            client = RestSpaceClient(srv.http_url, sid)
+            dim = 384 if embedder == "hash" else 16
+            for i in range(12):
+                client.remember(content=f"memory {i}", embedding=rng.normal(size=dim).tolist())
+            with psycopg.connect(dsn) as conn:  # the app role: row-level security, the space set
+                conn.execute("SELECT set_config('engram.space_id', %s, true)", (sid,))
+                row = conn.execute("SELECT count(*) FROM engram.fans WHERE space_id = %s", (sid,)).fetchone()
+            counts[embedder] = int(row[0]) if row else 0
+        finally:
+            srv.stop()
+    assert counts == {"none": 0, "hash": 12}, counts
