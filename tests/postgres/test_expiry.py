@@ -4,15 +4,19 @@ takes the old memory first, as the sweep would."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import numpy as np
 import pytest
 
 from engram.core.filters import parse
 from engram.core.models import from_epoch
-from engram.core.postgres import MemoryRow, PostgresStore
+from engram.core.postgres import MemoryRow, PostgresDatabase, PostgresStore
 from engram.errors import MemoryNotFound
+from engram.testing.clients import RestSpaceClient
 
-from .conftest import Clock, new_space
+from .conftest import Clock, PgCluster, fresh_database, new_space, pg_servers
 
 V = np.array([1, 0, 0, 0], dtype=np.float32)
 
@@ -80,3 +84,78 @@ def test_a_write_reusing_an_expired_id_takes_it_first(timed: PostgresStore, cloc
     assert done.created and [e.type for e in timed.events_after(sid) if e.lsn == done.lsn] == [
         "expired", "stored"]
     assert timed.events_after(sid)[0].data == {"memory_id": "r"}  # the first life's text was scrubbed
+
+
+def _next_expiry(store: PostgresStore, sid: str) -> float | None:
+    with store.db.space(sid) as tx:
+        row = tx.one("SELECT next_expiry FROM engram.spaces WHERE space_id = %(space)s")
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def test_next_expiry_is_lowered_by_every_write_and_settled_by_the_sweep(timed: PostgresStore,
+                                                                        clock: Clock) -> None:
+    sid = new_space(timed)
+    t0 = clock.now
+    timed.remember(sid, MemoryRow(id="late", content="late", expires_at=t0 + 500), V)
+    assert _next_expiry(timed, sid) == t0 + 500
+    timed.remember(sid, MemoryRow(id="plain", content="never expires"), V)
+    assert _next_expiry(timed, sid) == t0 + 500
+    timed.put(sid, MemoryRow(id="soon", content="put with a ttl", expires_at=t0 + 50), V)  # created by PUT
+    assert _next_expiry(timed, sid) == t0 + 50
+    timed.put(sid, MemoryRow(id="plain", content="replaced, now with a ttl", expires_at=t0 + 20), V)
+    assert _next_expiry(timed, sid) == t0 + 20
+    assert sid not in timed.due_spaces(10_000)
+    clock.now = t0 + 60
+    assert sid in timed.due_spaces(10_000)
+    assert timed.sweep_due() >= 2
+    assert timed.get(sid, "late") is not None and timed.get(sid, "soon") is None
+    assert _next_expiry(timed, sid) == t0 + 500 and sid not in timed.due_spaces(10_000)
+    clock.now = t0 + 600
+    timed.sweep_due()
+    assert _next_expiry(timed, sid) is None and timed.count(sid) == 0
+
+
+def test_a_space_another_sweeper_holds_is_skipped_then_swept(timed: PostgresStore, clock: Clock) -> None:
+    from engram.core.postgres.store import sweep_key
+
+    sid = new_space(timed)
+    t0 = clock.now
+    timed.remember(sid, MemoryRow(id="brief", content="brief", expires_at=t0 + 5), V)
+    clock.now = t0 + 10
+    with timed.db.space(sid) as tx:  # another server sweeping this space
+        assert tx.one("SELECT pg_try_advisory_xact_lock(%(key)s)", {"key": sweep_key(sid)}) == (True,)
+        timed.sweep_due()
+        assert timed.has_expired(sid)
+    timed.sweep_due()
+    assert not timed.has_expired(sid)
+    assert [e.data["memory_id"] for e in timed.events_after(sid) if e.type == "expired"] == ["brief"]
+
+
+def test_two_servers_sweep_a_space_neither_holds_once(pg: PgCluster,
+                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A space no server has opened (written here, straight to the database) is swept by the
+    servers' maintenance all the same: each memory deleted once, one ``expired`` event each."""
+    dsn = fresh_database(pg, "sweep")
+    with PostgresDatabase(dsn, min_size=1, max_size=2) as db, \
+            pg_servers(dsn, tmp_path_factory, expiry_sweep_interval_seconds=0.3) as (a, _b):
+        store = PostgresStore(db, vector_index=False)
+        sid, seen = f"untouched-{uuid.uuid4().hex[:8]}", f"recalled-{uuid.uuid4().hex[:8]}"
+        soon = time.time() + 1.5
+        for space in (sid, seen):
+            assert store.create_space(space, dimension=4)
+            store.remember_many(space, [(MemoryRow(id=f"x{i}", content=f"short lived {i}",
+                                                   expires_at=soon), V) for i in range(30)])
+            store.remember(space, MemoryRow(id="keep", content="short lived but kept"), V)
+        while time.time() < soon:
+            time.sleep(0.05)
+        # expired, swept or not: never recalled (through a server, which now opens that space)
+        cue = {"query": "short lived", "embedding": V.tolist(), "max_results": 50}
+        with RestSpaceClient(a.http_url, seen) as client:
+            assert [i["memory"]["id"] for i in client.recall(**cue)["results"]] == ["keep"]
+        deadline = time.monotonic() + 20
+        while store.space(sid).memory_rows > 1:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the expired memories were not swept"
+            time.sleep(0.1)
+        expired = [e.data["memory_id"] for e in store.events_after(sid) if e.type == "expired"]
+        assert sorted(expired) == sorted(f"x{i}" for i in range(30))  # each once, by one server
+        assert _next_expiry(store, sid) is None and sid not in store.due_spaces()

@@ -175,3 +175,33 @@ def test_migrations_4_to_6_backfill_incarnations_and_byte_counts(pg: PgCluster) 
         assert info is not None and info.incarnation == str(rows[0][2]) and info.embedder is None
     finally:
         db.close()
+
+
+def test_migration_7_sets_next_expiry_and_leaves_fans_to_be_measured(pg: PgCluster) -> None:
+    """A database at schema 6 with expiring memories and vectors: migration 7 gives each space
+    its soonest expiry (so any server's sweep finds it) and leaves the fans unmeasured, for
+    ``measure_fans``."""
+    from engram.core.postgres import PostgresDatabase, PostgresStore
+
+    name, owner = at_version_2_with_data(pg)
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert migrate(conn, target=6) == [3, 4, 5, 6]
+    with psycopg.connect(pg.dsn("postgres", name), autocommit=True) as su:  # RLS bypassed
+        su.execute("UPDATE engram.memories SET embedding = '[1,0,0,0]'::halfvec(4)")
+        su.execute("UPDATE engram.memories SET expires_at = 50 WHERE space_id = 's-one' AND id = 'a'")
+        su.execute("UPDATE engram.memories SET expires_at = 70 WHERE space_id = 's-one' AND id = 'b'")
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert migrate(conn, app_role=APP) == list(range(7, latest_version() + 1))
+    db = PostgresDatabase(pg.dsn(APP, name), min_size=1, max_size=2)
+    try:
+        store = PostgresStore(db, vector_index=False, clock=lambda: 60.0)
+        assert store.due_spaces() == ["s-one"]
+        assert store.fans("s-two", ["z", "y"]) == ({}, 0.0, 0)
+        assert store.measure_fans("s-two") == 2
+        got, _, n = store.fans("s-two", ["z", "y"])
+        assert n == 2 and got == {"z": 1.0, "y": 1.0}
+        assert store.sweep_due() == 1 and store.due_spaces() == []
+        store.clock = lambda: 80.0
+        assert store.due_spaces() == ["s-one"] and store.sweep_due() == 1
+    finally:
+        db.close()

@@ -14,8 +14,10 @@ scoring over a :class:`~engram.core.postgres.space.PostgresSpace`.
 
 What differs from SQLite, by construction (docs/scale-out.md): cosines are of the stored
 ``halfvec`` (float16) vectors, not rescored in float32; the text score is ``ts_rank`` over the
-best match (SQLite: coverage and BM25); there is no fan adjustment (no neighbourhood densities
-are kept on PostgreSQL), so ``signals.fan`` never appears. Memory ids are interned to small
+best match (SQLite: coverage and BM25). The fan adjustment is SQLite's (recall.fan_adjusted):
+each memory's neighbourhood density is kept in ``memories.fan`` by the write that stores its
+vector (core/postgres/store.py ``_measure``, index/density.py's definition), against the
+space's average, read once per recall (``PostgresStore.fans``). Memory ids are interned to small
 integers for the run, so that spreading, candidates and paths share the SQLite code's types.
 """
 
@@ -42,6 +44,7 @@ from .candidates import Candidate, has_context, light_matches
 from .candidates import _like_escape as like_escape
 from .recall import (
     COSINE_SCALE,
+    FAN_LIFT_MAX,
     SPREAD_BEAM,
     SPREAD_SCORED_MIN,
     W_TEXT,
@@ -83,6 +86,10 @@ class PgRun:
         self.rows: dict[int, MemoryRow] = {}
         self.context_only = False
         self.meta: dict[str, Any] = {}
+        #: Fans read so far (interned ids; recall.fan's value: the excess over the average,
+        #: capped below at -FAN_LIFT_MAX), and the space's average (None: not read yet).
+        self.crowd: dict[int, float] = {}
+        self.fan_mean: tuple[float, int] | None = None
 
     def intern(self, memory_id: str) -> int:
         n = self.num.get(memory_id)
@@ -180,8 +187,25 @@ def filter_candidates(run: PgRun) -> None:
             run.cands[n].context = 1.0
 
 
+def crowding(run: PgRun, cands: list[Candidate]) -> np.ndarray:
+    """recall.fan of each candidate: how much more crowded its neighbourhood is than the space's
+    average, for the server's own query vectors only (0 otherwise, or when not measured)."""
+    if run.origin != "embedder":
+        return np.zeros(len(cands))
+    missing = [c.rowid for c in cands if c.rowid not in run.crowd]
+    if missing:
+        got, mean, n = run.space.store.fans(run.space.id, [run.ids[m] for m in missing])
+        if run.fan_mean is None:
+            run.fan_mean = (mean, n)
+        mean, n = run.fan_mean
+        for m in missing:
+            value = got.get(run.ids[m])
+            run.crowd[m] = 0.0 if value is None or n < 2 else max(-FAN_LIFT_MAX, value - mean)
+    return np.array([run.crowd[c.rowid] for c in cands], dtype=np.float64)
+
+
 def direct(run: PgRun, cands: list[Candidate]) -> np.ndarray:
-    """Direct relevance (recall.relevance_array) of ``cands``; no fan on PostgreSQL."""
+    """Direct relevance (recall.relevance_array) of ``cands``, the fan applied as on SQLite."""
     if run.context_only:
         return np.array([c.context for c in cands], dtype=np.float64)
     sim = np.array([c.similarity for c in cands], dtype=np.float64)
@@ -189,7 +213,7 @@ def direct(run: PgRun, cands: list[Candidate]) -> np.ndarray:
     has_vector = np.array([c.vector_rank is not None for c in cands], dtype=bool)
     embedded = run.origin == "embedder"
     scale = COSINE_SCALE.get(run.space.embedder_spec.provider, (0.0, 1.0)) if embedded else None
-    return relevance_array(sim, text, has_vector, scale, np.zeros(len(cands)) if embedded else None,
+    return relevance_array(sim, text, has_vector, scale, crowding(run, cands) if embedded else None,
                            W_TEXT if run.vector is not None else 1.0)
 
 
@@ -291,9 +315,10 @@ def _rank_similarity(run: PgRun, now: float) -> list[Scored]:
 def answer(run: PgRun, scored: list[Scored], reinforcer: PgReinforcer | None) -> RecallResult:
     space, cue = run.space, run.cue
     items: list[tuple[float, RecallItem]] = []
-    for s in scored:
+    crowd = crowding(run, [s.cand for s in scored]).tolist()  # read already, but in similarity order
+    for s, fan in zip(scored, crowd, strict=True):
         row = run.rows[s.cand.rowid]
-        signals = signals_of(s, row.confidence, 0.0)
+        signals = signals_of(s, row.confidence, fan)
         items.append((s.score, item_of(run.context_only, cue.trace_activation, s, space.to_memory(row),
                                        row.confidence, signals, run.ids.__getitem__)))
     buckets, interval, overall = bucketed(items)

@@ -21,9 +21,33 @@ from collections.abc import Iterable
 
 import numpy as np
 
+#: Neighbours per memory whose cosines make its density (both backends: SQLite keeps them here,
+#: PostgreSQL in its ``fans`` table).
+K = 5
+
+
+def admitted(top: np.ndarray, sim: float, k: int = K) -> np.ndarray | None:
+    """``top`` (up to ``k`` cosines, ascending) after a new neighbour at cosine ``sim``; None when
+    ``sim`` does not enter it (a full list whose smallest is at least ``sim``)."""
+    if len(top) < k:
+        return np.sort(np.append(top, np.float32(sim)))
+    if sim > top[0]:
+        return np.sort(np.append(top[1:], np.float32(sim)))
+    return None
+
+
+def own_top(cosines: Iterable[float], k: int = K) -> np.ndarray:
+    """A newly measured memory's list: the cosines of its ``k`` nearest (given nearest first), ascending."""
+    return np.sort(np.asarray(list(cosines)[:k], dtype=np.float32))
+
+
+def mean_of(top: np.ndarray) -> float:
+    """A memory's density: the mean of its list (0 for an empty one)."""
+    return float(top.mean()) if len(top) else 0.0
+
 
 class LocalDensity:
-    def __init__(self, k: int = 5) -> None:
+    def __init__(self, k: int = K) -> None:
         self.k = k
         self._top: dict[int, np.ndarray] = {}  # key -> up to k neighbour cosines, ascending
         self._value: dict[int, float] = {}  # key -> mean of _top[key]
@@ -45,7 +69,7 @@ class LocalDensity:
 
     def _set(self, key: int, top: np.ndarray) -> None:
         self.version += 1
-        value = float(top.mean()) if len(top) else 0.0
+        value = mean_of(top)
         self._total += value - self._value.get(key, 0.0)
         self._top[key] = top
         self._value[key] = value
@@ -54,15 +78,14 @@ class LocalDensity:
         """``key`` was searched: its nearest other memories and their cosines."""
         pairs = [(int(n), float(s)) for n, s in neighbours if int(n) != key]
         with self._lock:
-            self._set(key, np.sort(np.asarray([s for _, s in pairs][: self.k], dtype=np.float32)))
+            self._set(key, own_top((s for _, s in pairs), self.k))
             for other, sim in pairs:
                 top = self._top.get(other)
                 if top is None:
                     continue  # not measured yet: its own search will see this memory
-                if len(top) < self.k:
-                    self._set(other, np.sort(np.append(top, np.float32(sim))))
-                elif sim > top[0]:
-                    self._set(other, np.sort(np.append(top[1:], np.float32(sim))))
+                new = admitted(top, sim, self.k)
+                if new is not None:
+                    self._set(other, new)
 
     def remove(self, key: int) -> None:
         with self._lock:

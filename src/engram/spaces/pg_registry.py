@@ -12,8 +12,9 @@ dimension. A handle unused for ``space_idle_unload_seconds`` and with no subscri
 is dropped (:meth:`unload_idle`, the SQLite registry's idle unload), so a server that touches many
 spaces over its life keeps only those in use; the next request makes a new handle from the
 database, which nobody can tell from the old one. The scheduled consolidation visits every space
-without keeping or refreshing handles (``get(keep=False)``). Heal and trim are no-ops here, and
-expiry is swept per handle held.
+without keeping or refreshing handles (``get(keep=False)``). Heal and trim are no-ops here.
+Expiry is swept per handle held, then in every other space with memories due
+(``PostgresStore.sweep_due``: held by another server or by none), each under its sweep lock.
 
 Dropping versus subscribing: a handle is dropped only under ``_lock`` and only with no
 subscriber; :meth:`attach` subscribes under the same lock and puts the handle back if it was
@@ -223,6 +224,13 @@ class PgRegistry:
         for h in handles:  # and the event log kept to its retention (eventlog.trim on SQLite)
             swept += self.store.sweep_expired(h.id, self.settings.expiry_sweep_batch)
             self.store.trim_events(h.id, self.settings.event_log_max_events)
+            # the fans of vectors stored without one (SQLite measures them after opening a space),
+            # in spaces that embed text (the others keep none: WritePolicy.fans)
+            if h.embedding_active:
+                self.store.measure_fans(h.id)
+        # and every other space with memories due, held by no server or by another one (each under
+        # its sweep lock: servers doing this at once take different spaces)
+        swept += self.store.sweep_due(self.settings.expiry_sweep_batch)
         return swept
 
     def heal_due(self) -> builtins.list[str]:

@@ -328,6 +328,8 @@ def _restore(store: PostgresStore, tx: SpaceTx, src: sqlite3.Connection, replace
                    {"n": len(ids)})
     if has_column(tx.conn, "spaces", "memory_bytes"):
         tx.execute(q.RECOUNT_BYTES)
+    if has_column(tx.conn, "spaces", "next_expiry"):
+        tx.execute(q.SETTLE_NEXT_EXPIRY)  # the restored memories' soonest expiry: every server sweeps them
     edges = _Batch(tx)
     for s, t, strength, kind, created, updated, lsn in src.execute(
             "SELECT source, target, strength, kind, created_at, updated_at, lsn FROM associations"):

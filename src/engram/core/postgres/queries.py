@@ -186,6 +186,38 @@ LINK_NEIGHBOURS: Final = (
     "AND id <> ALL(%(exclude)s) ORDER BY (embedding::halfvec({dim})) <=> %(vector)s::halfvec({dim}), id "
     "LIMIT %(k)s"
 )
+# The fan (index/density.py; the ``fans`` table, schema migration 7): a memory's list, written
+# with its vector (``top``: ascending cosines); new lists of the neighbours it entered (``tops``:
+# array literals; ``fans``: their means); the space's average over its measured memories (the
+# row with a NULL id; a suppressed memory's row is deleted, as SQLite's LocalDensity drops it; an
+# expired one counts until it is swept), then the fans of ``ids``; the vectors not measured yet
+# (migrated rows, a re-embedding's, a restored space's), for the maintenance.
+PUT_FAN: Final = (
+    "INSERT INTO engram.fans (space_id, memory_id, top, fan) VALUES (%(space)s, %(memory_id)s, %(top)s, "
+    "%(fan)s) ON CONFLICT (space_id, memory_id) DO UPDATE SET top = excluded.top, fan = excluded.fan"
+)
+# The lists of a new vector's nearest memories (a statement of its own: joined to the search, a
+# generic plan may hash the space's whole fans table).
+FAN_TOPS: Final = (
+    "SELECT memory_id, top FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
+)
+DROP_FAN: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s AND memory_id = %(memory_id)s"
+DROP_FANS: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
+CLEAR_FANS: Final = "DELETE FROM engram.fans WHERE space_id = %(space)s"
+SET_FANS: Final = (
+    "UPDATE engram.fans SET top = u.top::real[], fan = u.mean "
+    "FROM unnest(%(ids)s::text[], %(tops)s::text[], %(fans)s::float8[]) AS u(mid, top, mean) "
+    "WHERE space_id = %(space)s AND memory_id = u.mid"
+)
+FANS: Final = (
+    "SELECT NULL::text, avg(fan), count(fan) FROM engram.fans WHERE space_id = %(space)s UNION ALL "
+    "SELECT memory_id, fan, 1 FROM engram.fans WHERE space_id = %(space)s AND memory_id = ANY(%(ids)s)"
+)
+UNMEASURED: Final = (
+    "SELECT id, embedding FROM engram.memories AS m WHERE space_id = %(space)s AND embedding IS NOT NULL "
+    "AND NOT suppressed AND " + LIVE + " AND NOT EXISTS (SELECT 1 FROM engram.fans AS f "
+    "WHERE f.space_id = %(space)s AND f.memory_id = m.id) LIMIT %(limit)s"
+)
 # The (at most 4) episodes nearest a new episode's ``when`` within the adjacency window.
 TEMPORAL_NEIGHBOURS: Final = (
     "SELECT id FROM engram.memories WHERE space_id = %(space)s AND ep_when BETWEEN %(lo)s AND %(hi)s "
@@ -258,6 +290,19 @@ DELETE_EXPIRED: Final = (
     "FOR UPDATE) DELETE FROM engram.memories USING batch WHERE space_id = %(space)s AND id = batch.gone "
     "RETURNING id, expires_at, batch.b"
 )
+# ``spaces.next_expiry`` (schema migration 7): a write storing an ``expires_at`` lowers it, holding
+# the counter row already; a sweep sets it to the space's soonest expiry, after locking the row
+# (LOCK_SPACE_ROW), so no write that lowered it meanwhile is lost.
+LOWER_NEXT_EXPIRY: Final = (
+    "UPDATE engram.spaces SET next_expiry = least(next_expiry, %(at)s) WHERE space_id = %(space)s"
+)
+NEXT_EXPIRY: Final = "SELECT next_expiry FROM engram.spaces WHERE space_id = %(space)s"
+SETTLE_NEXT_EXPIRY: Final = (
+    "UPDATE engram.spaces SET next_expiry = (SELECT min(expires_at) FROM engram.memories "
+    "WHERE space_id = %(space)s AND expires_at IS NOT NULL) WHERE space_id = %(space)s"
+)
+# One sweeper per space at a time across servers (a transaction-scoped advisory lock, sweep_key).
+SWEEP_TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock(%(key)s)"
 # A write reusing an expired memory's id takes it first, as the sweep would.
 REAP_EXPIRED_ID: Final = (
     "WITH batch AS MATERIALIZED (SELECT id AS gone, " + ROW_BYTES + " AS b FROM engram.memories "
@@ -350,7 +395,12 @@ LIST_SPACES: Final = "SELECT space_id FROM engram.spaces ORDER BY space_id"
 REEMBEDDING_SPACES: Final = (
     "SELECT space_id FROM engram.spaces WHERE reembed IS NOT NULL ORDER BY space_id"
 )
-DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES", "REEMBEDDING_SPACES"})
+# The spaces with memories due to expire (the maintenance of every server sweeps them, held open
+# by a server or not), soonest first.
+DUE_SPACES: Final = (
+    "SELECT space_id FROM engram.spaces WHERE next_expiry <= %(now)s ORDER BY next_expiry LIMIT %(limit)s"
+)
+DIRECTORY: Final = frozenset({"SET_DIRECTORY", "LIST_SPACES", "REEMBEDDING_SPACES", "DUE_SPACES"})
 
 # -- re-embedding (core/postgres/reembed.py; core/embedded.py on SQLite) ----------------------------
 # A row has text to embed (core/embedded.py's EMBEDDABLE_SQL: one of the fields is not empty, i.e.

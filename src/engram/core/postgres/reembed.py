@@ -157,6 +157,7 @@ def step(store: PostgresStore, space_id: str, embedders: Embedders, limit: int) 
             return True  # a write landed since the read above: stage it first
         tx.execute(q.DROP_UNSTAGED_VECTORS)
         tx.execute(q.APPLY_STAGED_VECTORS)
+        tx.execute(q.CLEAR_FANS)  # new vectors, new neighbourhoods: measured again (measure_fans)
         tx.execute(q.CLEAR_REEMBED_VECTORS)
         tx.execute(q.SWITCH_EMBEDDER, {"embedder": json.dumps({**target.to_dict(), "explicit": True}),
                                        "dimension": int(embedder.dimension)})

@@ -14,6 +14,7 @@ table by table, with every table keyed by ``space_id`` first)::
     memory_meta (mrowid, mkey, ...)    memory_meta (space_id, memory_id, mkey, ...)
     events (lsn, seq)                  events (space_id, lsn, seq)
     reembed_vectors (rowid)            reembed_vectors (space_id, memory_id)
+    (LocalDensity, in memory)          fans (space_id, memory_id): each memory's fan
     _system/keys.json                  api_keys (a reference table: keys span spaces)
 
 Why ``space_id`` leads every primary key: Citus distributes a table by one column and routes a
@@ -46,7 +47,7 @@ SCHEMA = "engram"
 #: Tables holding one space's data: primary key leads with ``space_id``; RLS on ``space_id``.
 #: In Citus these are distributed by ``space_id`` and co-located with ``spaces``.
 SPACE_TABLES = ("spaces", "space_meta", "memories", "associations", "beliefs", "memory_meta",
-                "events", "reembed_vectors")
+                "events", "reembed_vectors", "fans")
 #: Tables not of one space. ``api_keys`` lists keys that may cover many spaces (a Citus reference
 #: table, replicated to every node); ``schema_version`` is the migrator's own bookkeeping (kept on
 #: the coordinator). Neither is read by a space-scoped query.
@@ -322,14 +323,45 @@ ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
 ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
 """
 
+# The fan of each memory (index/density.py, SQLite's LocalDensity), in a narrow table of its own:
+# ``top`` the cosines of its ``density.K`` nearest memories (ascending), ``fan`` their mean,
+# written by the transaction that stores the memory's vector (which also lets each neighbour take
+# it into its own list: UPDATEs of small rows here, not of the wide, many-indexed memory rows).
+# No row: not measured (rows from before this migration, a re-embedding's new vectors): the
+# server's maintenance measures them; recall counts them as average. Gone with the memory.
+# ``spaces.next_expiry``: no memory of the space expires before it (lowered by every write that
+# sets an ``expires_at``, settled only by a sweep of the space), so the maintenance of any server
+# finds the spaces with due memories in the directory, held open by a server or not.
+_V7 = """
+CREATE TABLE engram.fans (
+    space_id text NOT NULL,
+    memory_id text NOT NULL,
+    top real[] NOT NULL,
+    fan double precision NOT NULL,
+    PRIMARY KEY (space_id, memory_id),
+    FOREIGN KEY (space_id, memory_id) REFERENCES engram.memories ON DELETE CASCADE
+);
+ALTER TABLE engram.spaces ADD COLUMN next_expiry double precision;
+CREATE INDEX spaces_next_expiry ON engram.spaces (next_expiry) WHERE next_expiry IS NOT NULL;
+ALTER TABLE engram.spaces NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.memories NO FORCE ROW LEVEL SECURITY;
+UPDATE engram.spaces AS s SET next_expiry = c.at
+    FROM (SELECT space_id, min(expires_at) AS at FROM engram.memories WHERE expires_at IS NOT NULL
+          GROUP BY space_id) AS c
+    WHERE s.space_id = c.space_id;
+ALTER TABLE engram.memories FORCE ROW LEVEL SECURITY;
+ALTER TABLE engram.spaces FORCE ROW LEVEL SECURITY;
+""" + _rls("fans")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "spaces, memories, associations, beliefs, metadata, events, keys; RLS; vectors",
-              _V1 + "".join(_rls(t) for t in SPACE_TABLES) + _DIRECTORY_POLICY),
+              _V1 + "".join(_rls(t) for t in SPACE_TABLES[:8]) + _DIRECTORY_POLICY),  # fans: 7
     Migration(2, "exact metadata numbers (numeric) and code point order of metadata strings", _V2),
     Migration(3, "insertion order of memories (created_lsn); a space's row count (memory_rows)", _V3),
     Migration(4, "a space's embedder and re-embedding target (spaces.embedder, spaces.reembed)", _V4),
     Migration(5, "a space's incarnation (spaces.incarnation): a replaced space is told apart", _V5),
     Migration(6, "a space's stored bytes (spaces.memory_bytes), backfilled", _V6),
+    Migration(7, "each memory's fan (the fans table); a space's next expiry (spaces.next_expiry)", _V7),
 )
 
 _BOOKKEEPING = """

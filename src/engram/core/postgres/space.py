@@ -262,7 +262,7 @@ class PostgresSpace:
         return WritePolicy(max_memories=s.max_memories, max_space_bytes=s.max_space_bytes,
                            auto_link_threshold=s.auto_link_threshold, auto_link_max=s.auto_link_max,
                            episodic_adjacency_seconds=s.episodic_adjacency_seconds,
-                           semantic_link_threshold=s.semantic_link_threshold)
+                           semantic_link_threshold=s.semantic_link_threshold, fans=self.embedding_active)
 
     def _exists(self, memory_id: str) -> MemoryExists:
         return MemoryExists(f"a memory with id {memory_id!r} already exists in memory space {self.id!r}",

@@ -5,11 +5,13 @@ its ``stored`` event, one transaction, one LSN; with a ``WritePolicy``, the auto
 links SQLite makes on store and the quotas, in that transaction); PUT and PATCH updates (core/update.py: one
 UPDATE of the row, associations kept, an ``updated`` event); forget by suppressing or deleting,
 one memory or every match of a metadata filter; explicit associations (create or strengthen)
-and the edges of memories; expiry (every read hides expired memories; a batched sweep; a write
-reusing an expired id takes it first); get, list, count, recall by vector (top-k) and full-text
-search, with metadata filters (filters.py); lists in insertion order (``created_lsn``, SQLite's
-rowid) with the count of what they select; the event log read after a position, trimmed to a
-retention count, and a NOTIFY per committed write that wakes other servers (listener.py).
+and the edges of memories; expiry (every read hides expired memories; a batched sweep, of one
+space or of every space due by ``spaces.next_expiry``; a write reusing an expired id takes it
+first); each memory's fan (index/density.py), kept by the writes of vectors; get, list, count,
+recall by vector (top-k) and full-text search, with metadata filters (filters.py); lists in
+insertion order (``created_lsn``, SQLite's rowid) with the count of what they select; the
+event log read after a position, trimmed to a retention count, and a NOTIFY per committed
+write that wakes other servers (listener.py).
 ``space.PostgresSpace`` drives it for a server with ``backend = "postgres"``; nothing here knows
 of embedders, decay or cognition beyond explicit and store-time associations.
 
@@ -20,6 +22,7 @@ one space have LSNs 1, 2, 3... with no gaps, in commit order, whatever server ma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -34,6 +37,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ...errors import InvalidInput, MemoryNotFound, QuotaExceeded
+from ...index import density
 from ...storage.eventlog import TRIMMED_KEY
 from ..expiry import DEFAULT_TTL_KEY
 from ..filters import Node
@@ -152,7 +156,9 @@ class WritePolicy:
     together exceed the quota. ``auto_link_*`` and ``episodic_adjacency_seconds`` are the
     settings of the links SQLite makes on store (core/space.py's prepare_remember);
     ``semantic_link_threshold`` that of the ``semantic`` links SQLite makes when the server
-    embeds a memory's text (core/embedded.py's ``_neighbours``; above 1: none)."""
+    embeds a memory's text (core/embedded.py's ``_neighbours``; above 1: none). ``fans``: the space
+    embeds text, so its vectors' fans are kept (index/density.py); as on SQLite, a space that
+    takes client vectors only keeps none (its recall never weighs a fan)."""
 
     max_memories: int = 0
     max_space_bytes: int = 0
@@ -160,6 +166,7 @@ class WritePolicy:
     auto_link_max: int = 5
     episodic_adjacency_seconds: float = 0.0
     semantic_link_threshold: float = 0.55
+    fans: bool = True
 
     @property
     def quota(self) -> bool:
@@ -214,6 +221,17 @@ def _half(vector: Vector) -> HalfVector:
 
 def _row(values: Sequence[Any]) -> MemoryRow:
     return MemoryRow(**dict(zip(_COLUMNS, values, strict=True)))
+
+
+def _array(top: np.ndarray) -> str:
+    """A fan list as a PostgreSQL array literal (``real[]``)."""
+    return "{" + ",".join(repr(float(x)) for x in top) + "}"
+
+
+def sweep_key(space_id: str) -> int:
+    """The advisory lock key of ``space_id``'s expiry sweep (63 bits of a hash, as beliefs.lock_key)."""
+    digest = hashlib.sha256(f"engram.expiry\0{space_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _text(value: Any) -> str | None:
@@ -398,13 +416,19 @@ class PostgresStore:
             tx.execute(q.INSERT_META, {"memory_id": memory_id, "mkey": key, "vtype": vtype,
                                        "vnum": vnum, "vtext": vtext})
 
-    def _insert(self, tx: SpaceTx, memory: MemoryRow, embedding: Vector | None, lsn: int) -> None:
+    def _insert(self, tx: SpaceTx, memory: MemoryRow, embedding: Vector | None, lsn: int,
+                top: np.ndarray | None = None) -> None:
+        """Insert ``memory``; ``top``: its fan list (``_measure``), None: not measured."""
         memory.lsn = memory.created_lsn = lsn
         params: dict[str, Any] = {c: getattr(memory, c) for c in _COLUMNS}
         params["tags"] = Jsonb(memory.tags)
         params["metadata"] = Jsonb(memory.metadata)
         params["embedding"] = None if embedding is None else _half(embedding)
         tx.execute(q.INSERT_MEMORY, params)
+        if top is not None:
+            self._put_fan(tx, memory.id, top)
+        if memory.expires_at is not None:
+            tx.execute(q.LOWER_NEXT_EXPIRY, {"at": float(memory.expires_at)})
         self._write_meta(tx, memory.id, memory.metadata)
         self.record_event(tx, "stored", lsn, {"memory_id": memory.id, "content": memory.content})
 
@@ -454,14 +478,25 @@ class PostgresStore:
             lsn = self.next_lsn(tx) if i else self._first_lsn(tx, made_for)
             n, size = self._reap(tx, w.memory.id, now, lsn)
             reaped, reaped_bytes = reaped + n, reaped_bytes + size
-            auto = (self._near(tx, w.embedding, rule.auto_link_max, rule.auto_link_threshold,
-                               batch_ids, now)
-                    if w.auto_link and w.embedding is not None else [])
-            self._insert(tx, w.memory, w.embedding, lsn)
+            auto: list[tuple[str, float]] = []
+            semantic: list[tuple[str, float, str]] = []
+            top = None
+            if w.embedding is not None and (rule.fans or w.embedded or w.auto_link):
+                # one search for the auto links (of what was stored before the batch: the
+                # batch's i earlier rows are skipped), the semantic links and the fan
+                own = rule if w.embedded else None
+                extra = rule.auto_link_max + i if w.auto_link else 0
+                near = self._nearest(tx, w.embedding, max(extra, self._want(own)), [w.memory.id], now)
+                if w.auto_link:
+                    earlier = set(batch_ids[:i])
+                    auto = [(t, cos) for t, cos, _ in near if t not in earlier][: rule.auto_link_max]
+                    auto = [(t, cos) for t, cos in auto if cos >= rule.auto_link_threshold]
+                if rule.fans or w.embedded:
+                    semantic, top = self._measured(tx, near, own)
+            self._insert(tx, w.memory, w.embedding, lsn, top)
             links = [(t, s, "auto") for t, s in auto]
             links += [(t, 0.5, "temporal") for t in self._adjacent(tx, w.memory, rule, now)]
-            if w.embedded and w.embedding is not None:
-                links += self._semantic(tx, w.memory.id, w.embedding, rule, now)
+            links += semantic
             self._link(tx, w.memory.id, links, now, lsn)
             out.append(Written(lsn, auto))
         added = self._bytes_of(tx, batch_ids)
@@ -469,10 +504,11 @@ class PostgresStore:
         self._check_quota(tx, rule, len(out), now, rows, size)
         return out, out[-1].lsn
 
-    def _near(self, tx: SpaceTx, embedding: Vector, k: int, threshold: float, exclude: list[str],
-              now: float) -> list[tuple[str, float]]:
-        """Links of a new vector: of its ``k`` nearest (except ``exclude``), those at or above
-        ``threshold``, nearest first. Where the HNSW index serves the query, it scans on
+    def _nearest(self, tx: SpaceTx, embedding: Vector, k: int, exclude: list[str],
+                 now: float) -> list[tuple[str, float, list[float] | None]]:
+        """The ``k`` nearest live unsuppressed memories of a vector (except ``exclude``), nearest
+        first: ``(id, cosine, fan list)`` (the list of the ``density.K`` nearest only; None for the
+        others and for those not measured). Where the HNSW index serves the query, it scans on
         (iteratively) until it has found the space's ``k`` nearest, as recall does
         (``RECALL_TUNING``, local to this transaction)."""
         vec = np.asarray(embedding, dtype=np.float32)
@@ -482,18 +518,56 @@ class PostgresStore:
             tx.execute(q.RECALL_TUNING, {"ef": str(max(self.ef_search, k))})
         stmt = sql.SQL(q.LINK_NEIGHBOURS).format(dim=sql.Literal(int(vec.shape[0])))
         rows = tx.execute(stmt, {"vector": _half(vec), "exclude": exclude, "now": now, "k": k}).fetchall()
-        return [(str(r[0]), float(r[1])) for r in rows if float(r[1]) >= threshold]
+        near = [str(r[0]) for r in rows[: density.K]]
+        tops: dict[str, list[float]] = dict(tx.execute(q.FAN_TOPS, {"ids": near}).fetchall()) if near else {}
+        return [(str(r[0]), float(r[1]), tops.get(str(r[0]))) for r in rows]
 
-    def _semantic(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy,
-                  now: float) -> list[tuple[str, float, str]]:
-        """The ``semantic`` links ``(target, strength, kind)`` of a memory whose text the server
-        embedded, after its row is in: every other live memory with a vector is a candidate, this
-        transaction's earlier rows included (SQLite links a batch's row to the batch's earlier
-        ones too); the strength is the cosine, rounded as SQLite rounds it."""
-        thr = rule.semantic_link_threshold
-        most = rule.auto_link_max if thr <= 1.0 else 0
-        return [(t, round(min(1.0, s), 6), "semantic")
-                for t, s in self._near(tx, embedding, most, thr, [memory_id], now)]
+    @staticmethod
+    def _want(rule: WritePolicy | None) -> int:
+        """How many nearest memories ``_measured`` needs (the fan's, and the semantic links')."""
+        if rule is None or not rule.semantic_link_threshold <= 1.0:
+            return density.K
+        return max(density.K, rule.auto_link_max)
+
+    def _measure(self, tx: SpaceTx, memory_id: str, embedding: Vector, rule: WritePolicy | None,
+                 now: float) -> tuple[list[tuple[str, float, str]], np.ndarray]:
+        """``_measured`` of a search for the memory's nearest others."""
+        return self._measured(tx, self._nearest(tx, embedding, self._want(rule), [memory_id], now), rule)
+
+    def _measured(self, tx: SpaceTx, near: list[tuple[str, float, list[float] | None]],
+                  rule: WritePolicy | None) -> tuple[list[tuple[str, float, str]], np.ndarray]:
+        """What a memory's new vector needs, from its nearest other memories ``near`` (nearest
+        first, at least ``_want(rule)`` of them where the space has them): its fan list
+        (index/density.py: the cosines of its ``density.K`` nearest, ascending) and, with ``rule``
+        (a vector the server embedded), its ``semantic`` links ``(target, strength, kind)``. Each
+        measured neighbour takes the memory into its own list (``density.admitted``, as SQLite's
+        LocalDensity.observe), in this transaction.
+
+        The links are SQLite's, made there when its background embedding lands (core/embedded.py):
+        every other live memory with a vector is a candidate, this transaction's earlier rows
+        included; the strength is the cosine, rounded as SQLite rounds it."""
+        thr = rule.semantic_link_threshold if rule is not None else 2.0
+        most = rule.auto_link_max if rule is not None and thr <= 1.0 else 0
+        entered = []
+        for mid, cos, other in near[: density.K]:
+            if other is not None:
+                new = density.admitted(np.asarray(other, dtype=np.float32), cos)
+                if new is not None:
+                    entered.append((mid, new))
+        self._set_fans(tx, entered)
+        links = [(t, round(min(1.0, cos), 6), "semantic") for t, cos, _ in near[:most] if cos >= thr]
+        return links, density.own_top(cos for _, cos, _ in near[: density.K])
+
+    @staticmethod
+    def _put_fan(tx: SpaceTx, memory_id: str, top: np.ndarray) -> None:
+        tx.execute(q.PUT_FAN, {"memory_id": memory_id, "top": [float(x) for x in top],
+                               "fan": density.mean_of(top)})
+
+    @staticmethod
+    def _set_fans(tx: SpaceTx, tops: list[tuple[str, np.ndarray]]) -> None:
+        if tops:
+            tx.execute(q.SET_FANS, {"ids": [m for m, _ in tops], "tops": [_array(t) for _, t in tops],
+                                    "fans": [density.mean_of(t) for _, t in tops]})
 
     @staticmethod
     def _link(tx: SpaceTx, memory_id: str, links: list[tuple[str, float, str]], now: float,
@@ -605,9 +679,12 @@ class PostgresStore:
                     suggestion="PATCH changes an existing memory; PUT creates or replaces one.",
                     details={"memory_id": memory_id, "memory_space_id": space_id})
             reaped, reaped_bytes = self._reap(tx, memory_id, now, lsn)
-            self._insert(tx, put, embedding, lsn)
-            if embedded and embedding is not None:
-                self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
+            semantic: list[tuple[str, float, str]] = []
+            top = None
+            if embedding is not None and (rule.fans or embedded):
+                semantic, top = self._measure(tx, memory_id, embedding, rule if embedded else None, now)
+            self._insert(tx, put, embedding, lsn, top)
+            self._link(tx, memory_id, semantic, now, lsn)
             rows, size = self._add_rows(tx, 1 - reaped, self._bytes_of(tx, [memory_id]) - reaped_bytes)
             self._check_quota(tx, rule, 1, now, rows, size)
             return Updated(put, True, lsn), lsn
@@ -617,8 +694,13 @@ class PostgresStore:
         if put is not None:
             sets["expires_at"] = put.expires_at
             sets["suppressed"] = False
+        hidden = put is None and bool(cur[3])  # a PATCH keeps a suppressed memory suppressed
+        semantic = []
+        top = None
         if embedding is not None:
             sets["embedding"] = _half(embedding)
+            if not hidden and (rule.fans or embedded):  # new vector, new neighbourhood
+                semantic, top = self._measure(tx, memory_id, embedding, rule if embedded else None, now)
         elif put is not None:
             sets["embedding"] = None
         content = str(sets.get("content", old_content))
@@ -639,12 +721,17 @@ class PostgresStore:
             raise LookupError(f"memory {memory_id!r} vanished inside its own update")
         # A re-embedding's staged vector is of the old text: the worker embeds the row again.
         tx.execute(q.DROP_REEMBED_VECTOR, {"id": memory_id})
+        if top is not None:
+            self._put_fan(tx, memory_id, top)
+        elif "embedding" in sets:  # dropped, or a suppressed memory's: measured if it returns
+            tx.execute(q.DROP_FAN, {"memory_id": memory_id})
         if "metadata" in sets:
             tx.execute(q.DELETE_META, {"memory_id": memory_id})
             self._write_meta(tx, memory_id, dict(sets["metadata"]))
         memory = _row(row)
-        if embedded and embedding is not None and not memory.suppressed:
-            self._link(tx, memory_id, self._semantic(tx, memory_id, embedding, rule, now), now, lsn)
+        if memory.expires_at is not None:
+            tx.execute(q.LOWER_NEXT_EXPIRY, {"at": float(memory.expires_at)})
+        self._link(tx, memory_id, semantic, now, lsn)
         self.record_event(tx, "updated", lsn, {
             "memory_id": memory_id, "memory_type": memory.memory_type, "confidence": memory.confidence,
             "content": content[:200], "kind": kind, "fields": sorted(given), "replaced": put is not None})
@@ -679,6 +766,7 @@ class PostgresStore:
             self._scrub(tx, [memory_id])
         else:
             tx.execute(q.SUPPRESS_MEMORY, {"id": memory_id, "lsn": lsn})
+            tx.execute(q.DROP_FANS, {"ids": [memory_id]})  # out of the average, as on SQLite
         self.record_event(tx, "forgotten", lsn, {"memory_id": memory_id, "mode": mode})
         return (lsn, removed), lsn
 
@@ -708,6 +796,8 @@ class PostgresStore:
                 ids = sorted(str(r[0]) for r in cur)
                 if not ids:
                     raise _NothingDone  # roll back: the LSN is given back
+                if mode != "delete":
+                    tx.execute(q.DROP_FANS, {"ids": ids})  # out of the average, as on SQLite
                 if mode == "delete":
                     self._add_rows(tx, -len(ids), -size)
                     self._scrub(tx, ids)
@@ -767,17 +857,25 @@ class PostgresStore:
         with self.db.space(space_id) as tx:
             return tx.one(q.HAS_EXPIRED, {"now": self.clock() if now is None else now}) is not None
 
-    def sweep_expired(self, space_id: str, batch: int = 500) -> int:
+    def sweep_expired(self, space_id: str, batch: int = 500, *, exclusive: bool = False) -> int:
         """Delete the expired memories, ``batch`` per transaction (one LSN each, one ``expired``
-        event per memory, seq 0, 1, ...); returns how many. Nothing expired: no write, no LSN."""
+        event per memory, seq 0, 1, ...); returns how many. Nothing expired: no write, no LSN.
+        Then, if the space was due (``spaces.next_expiry``), its next expiry is settled.
+
+        ``exclusive``: each batch first tries the space's sweep lock (``sweep_key``) and the sweep
+        stops where another server holds it (that server is sweeping the space)."""
         limit = max(1, batch)
         total = 0
         while True:
             now = self.clock()
             if not self.has_expired(space_id, now):
+                self._settle_expiry(space_id, now)
                 return total
             try:
                 with self.db.space(space_id) as tx:
+                    if exclusive and not bool((tx.one(q.SWEEP_TRY_LOCK, {"key": sweep_key(space_id)})
+                                               or (False,))[0]):
+                        return total  # another server is sweeping it
                     lsn = self.next_lsn(tx)
                     rows = tx.execute(q.DELETE_EXPIRED, {"now": now, "limit": limit}).fetchall()
                     if not rows:  # another sweeper took them meanwhile: give the LSN back
@@ -788,8 +886,60 @@ class PostgresStore:
             except _NothingDone:
                 return total
             total += len(rows)
-            if len(rows) < limit:
-                return total
+
+    def _settle_expiry(self, space_id: str, now: float) -> None:
+        """After a sweep: a space whose ``next_expiry`` has passed gets its soonest expiry (None:
+        nothing expires). Its row is locked first (LOCK_SPACE_ROW), so a write that lowered it
+        has committed and is seen, or waits and lowers it after."""
+        with self.db.space(space_id) as tx:
+            row = tx.one(q.NEXT_EXPIRY, {})
+            if row is None or row[0] is None or float(row[0]) > now:
+                return
+            tx.execute(q.LOCK_SPACE_ROW, {})
+            tx.execute(q.SETTLE_NEXT_EXPIRY, {})
+
+    def due_spaces(self, limit: int = 100) -> list[str]:
+        """Spaces with memories due to expire (``spaces.next_expiry``), soonest first, whatever
+        server holds them, if any (the directory: the spaces table only)."""
+        with self.db.directory() as conn:
+            return [str(r[0]) for r in conn.execute(q.DUE_SPACES, {"now": self.clock(), "limit": limit})]
+
+    def sweep_due(self, batch: int = 500, spaces: int = 100) -> int:
+        """Sweep every space with due memories (``due_spaces``), each under its sweep lock, so
+        that two servers doing this at once sweep different spaces; returns how many were deleted."""
+        return sum(self.sweep_expired(sid, batch, exclusive=True) for sid in self.due_spaces(spaces))
+
+    # -- the fan (index/density.py) ------------------------------------------------------------
+    def fans(self, space_id: str, memory_ids: Sequence[str]) -> tuple[dict[str, float], float, int]:
+        """The fans of ``memory_ids`` (measured ones), the space's average fan and how many
+        memories it is the average of (as ``LocalDensity``: the measured ones; suppressing a memory
+        drops its fan, deleting or sweeping it too)."""
+        with self.db.space(space_id) as tx:
+            rows = tx.execute(q.FANS, {"ids": list(memory_ids)}).fetchall()
+        out: dict[str, float] = {}
+        mean, n = 0.0, 0
+        for mid, value, count in rows:
+            if mid is None:
+                mean, n = (float(value) if value is not None else 0.0), int(count)
+            else:
+                out[str(mid)] = float(value)
+        return out, mean, n
+
+    def measure_fans(self, space_id: str, limit: int = 200) -> int:
+        """Measure the fan of up to ``limit`` vectors stored without one (rows older than schema
+        migration 7, a re-embedding's new vectors, a restored space's), as SQLite's background
+        density step does (a scan of the space's rows for those without a ``fans`` row);
+        returns how many. Holds the space's counter row (the writers' lock order), so that no
+        write changes a fan list between its read and its update here."""
+        now = self.clock()
+        with self.db.space(space_id) as tx:
+            tx.execute(q.LOCK_SPACE_ROW, {})
+            rows = tx.execute(q.UNMEASURED, {"now": now, "limit": max(1, limit)}).fetchall()
+            for mid, vec in rows:
+                vector = np.asarray(vec.to_numpy(), dtype=np.float32)
+                _, top = self._measure(tx, str(mid), vector, None, now)
+                self._put_fan(tx, str(mid), top)
+        return len(rows)
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, space_id: str, memory_id: str) -> MemoryRow | None:
