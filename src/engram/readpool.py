@@ -299,14 +299,17 @@ class ReadPool:
             return
         if now - seen[1] < SETTLE:
             return
+        behind = [w for w in self.workers
+                  if w.alive and w.loaded.get(space.id) != token and w.loading.get(space.id) != token]
+        if not behind:
+            return  # loading it already: no snapshot of the fans on every recall meanwhile
         values, total, version = space.density.snapshot()
         if version != token[2]:
             return  # the fans moved on meanwhile: the next recall sees a new token
-        for w in self.workers:
-            if w.alive and w.loaded.get(space.id) != token and w.loading.get(space.id) != token:
-                w.loading[space.id] = token
-                with contextlib.suppress(Exception):
-                    w.send(("load", space.id, str(space.dir), token, values, total, space.density.k))
+        for w in behind:
+            w.loading[space.id] = token
+            with contextlib.suppress(Exception):
+                w.send(("load", space.id, str(space.dir), token, values, total, space.density.k))
 
 
 def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:

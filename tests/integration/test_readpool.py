@@ -74,13 +74,21 @@ async def _fill(svc: EngramService, space: str, n: int, seed: int) -> list[list[
     return vectors
 
 
-async def _closing(svc: EngramService, work: Awaitable[None]) -> None:
-    """Run ``work``, then stop the workers on this loop (as the server does before closing)."""
+def _drive(svc: EngramService, work: Awaitable[None]) -> None:
+    """Run ``work``, then stop the workers on its loop (as the server does before closing), then
+    close the service."""
+
+    async def closing() -> None:
+        try:
+            await work
+        finally:
+            if svc.read_pool is not None:
+                await svc.read_pool.aclose()
+
     try:
-        await work
+        asyncio.run(closing())
     finally:
-        if svc.read_pool is not None:
-            await svc.read_pool.aclose()
+        svc.close()
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -149,10 +157,7 @@ def test_worker_answers_equal_the_servers_own(tmp_path: Path) -> None:
             assert mine["metadata"] == theirs["metadata"], cue
             assert mine == theirs, cue
 
-    try:
-        asyncio.run(_closing(svc, run()))
-    finally:
-        svc.close()
+    _drive(svc, run())
 
 
 def test_a_write_is_recalled_at_once_and_the_copy_catches_up(tmp_path: Path) -> None:
@@ -181,10 +186,7 @@ def test_a_write_is_recalled_at_once_and_the_copy_catches_up(tmp_path: Path) -> 
         gone = await _served(svc, SPACE, probe)
         assert receipt.memory_id not in {r.memory.id for r in gone.results}
 
-    try:
-        asyncio.run(_closing(svc, run()))
-    finally:
-        svc.close()
+    _drive(svc, run())
 
 
 def test_what_a_worker_recall_changes_is_applied_by_the_server(tmp_path: Path) -> None:
@@ -212,10 +214,7 @@ def test_what_a_worker_recall_changes_is_applied_by_the_server(tmp_path: Path) -
         await _until(reinforced)
         sub.close()
 
-    try:
-        asyncio.run(_closing(svc, run()))
-    finally:
-        svc.close()
+    _drive(svc, run())
 
 
 def test_copies_are_per_space(tmp_path: Path) -> None:
@@ -234,10 +233,7 @@ def test_copies_are_per_space(tmp_path: Path) -> None:
         assert not ids_a & {r.memory.id for r in b.results}
         assert all(r.memory.content.startswith("note") for r in b.results)
 
-    try:
-        asyncio.run(_closing(svc, run()))
-    finally:
-        svc.close()
+    _drive(svc, run())
 
 
 def test_a_killed_worker_costs_no_recall_and_is_replaced(tmp_path: Path) -> None:
@@ -264,10 +260,9 @@ def test_a_killed_worker_costs_no_recall_and_is_replaced(tmp_path: Path) -> None
     saved = readpool.RESTART_SECONDS
     readpool.RESTART_SECONDS = 0.5
     try:
-        asyncio.run(_closing(svc, run()))
+        _drive(svc, run())
     finally:
         readpool.RESTART_SECONDS = saved
-        svc.close()
 
 
 @pytest.mark.parametrize("workers", [0])

@@ -244,12 +244,7 @@ class MemorySpace(TextEmbedding):
                 problem = self.store.integrity_problem()
                 if problem is not None:
                     raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
-            dim = self.store.meta("dimension")
-            self.dim = int(dim) if dim else None
-            ttl = self.store.meta(DEFAULT_TTL_KEY)
-            self.default_ttl = float(ttl) if ttl else None
-            self.vectors = VectorSet(self.dim, self.settings.vector_float32_max,
-                                     self.settings.vector_int8_pass)
+            self._read_layout(self.store)
             self.ann = AnnIndex(self.vectors, self.dir, self.settings)
             covered = self._load_vectors(self.ann.load_checkpoint(self.dim, self.store.last_lsn))
             self._bind_embedder()
@@ -289,16 +284,20 @@ class MemorySpace(TextEmbedding):
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "index_from_checkpoint": self.ann.loaded_from_checkpoint})
 
-    def _open_replica(self) -> None:
-        """Open as a read worker's copy: the database through readers only, the vectors loaded
-        from it, and nothing started that writes (no writer, reinforcement, sweep, index
-        builder, embedder or background check). Exact search only: it has no ANN index."""
-        store = self.store = SnapshotStore(self.dir)
+    def _read_layout(self, store: SpaceStore) -> None:
+        """The space's dimension and default expiry from its metadata, and an empty vector set."""
         dim = store.meta("dimension")
         self.dim = int(dim) if dim else None
         ttl = store.meta(DEFAULT_TTL_KEY)
         self.default_ttl = float(ttl) if ttl else None
         self.vectors = VectorSet(self.dim, self.settings.vector_float32_max, self.settings.vector_int8_pass)
+
+    def _open_replica(self) -> None:
+        """Open as a read worker's copy: the database through readers only, the vectors loaded
+        from it, and nothing started that writes (no writer, reinforcement, sweep, index
+        builder, embedder or background check). Exact search only: it has no ANN index."""
+        self.store = SnapshotStore(self.dir)
+        self._read_layout(self.store)
         self._load_vectors(None)
         self._bind_embedder()
         self.integrity_checked.set()

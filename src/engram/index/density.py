@@ -61,7 +61,7 @@ class LocalDensity:
             return dict(self._value), self._total, self.version
 
     @classmethod
-    def restored(cls, values: dict[int, float], total: float, k: int = 5) -> LocalDensity:
+    def restored(cls, values: dict[int, float], total: float, k: int = K) -> LocalDensity:
         """A copy that answers :meth:`excess` as the snapshot's source did (it is not updated)."""
         out = cls(k)
         out._value, out._total = values, total

@@ -285,10 +285,10 @@ class _Pending:
                  after: Callable[[Any, int], None] | None, savepoint: bool = True,
                  waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None,
                  critical: bool = False, inserts_only: bool = False, quiet: bool = False) -> None:
-        self.critical = critical
+        self.critical = critical  # its failure fails the whole commit (a group's bracket op)
         # It changes nothing a recall ranks by or returns beyond counters (reinforcement):
         # its commit leaves ``SpaceStore.epoch`` alone (see there).
-        self.quiet = quiet  # its failure fails the whole commit (a group's bracket op)
+        self.quiet = quiet
         # It only INSERTs new memories (a remember): a run of such ops may have its full text
         # indexed after the run instead of row by row (SpaceStore.defer_fts).
         self.inserts_only = inserts_only
@@ -1015,6 +1015,9 @@ class SpaceStore:
             log.warning("WAL checkpoint on close of %s failed: %s", self.dir.name, exc,
                         extra={"memory_space": self.dir.name})
         self._writer.close()
+        self._close_readers()
+
+    def _close_readers(self) -> None:
         with self._readers_lock:
             for conn in self._readers:
                 with contextlib.suppress(sqlite3.Error):
@@ -1132,8 +1135,4 @@ class SnapshotStore(SpaceStore):
 
     def close(self) -> None:
         self._closed = True
-        with self._readers_lock:
-            for conn in self._readers:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._readers.clear()
+        self._close_readers()
