@@ -291,8 +291,8 @@ def main() -> None:
     vecs = dataset(args.memories, args.dim, 21)
     queries = vecs[np.random.default_rng(22).integers(0, len(vecs), 256)]
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "recall_scaling", "memories": args.memories,
-                               "dim": args.dim, "seconds": args.seconds, "rounds": args.rounds,
-                               "settings": extra, "rounds_by_config": {}, "summary": {}}
+                               "dim": args.dim, "seconds": args.seconds, "settings": extra,
+                               "rounds_by_config": {}, "summary": {}}
     for workers in [int(w) for w in args.read_workers.split(",") if w]:
         suffix = f"_workers{workers}" if workers else ""
         tmp = tmpdir("engram-scaling-")
@@ -311,11 +311,9 @@ def main() -> None:
                 srv.stop()
             rmtree(tmp)
         results["rounds_by_config"][f"read_workers={workers}"] = got["rounds"]
-        if not workers:
-            results["rounds"] = got["rounds"]
         results["summary"].update({k + suffix: v for k, v in got["summary"].items()})
-    if not isinstance(results["rounds"], list):  # no read_workers = 0 run: the first config's rounds
-        results["rounds"] = next(iter(results["rounds_by_config"].values()), [])
+    by_config = results["rounds_by_config"]  # the server alone's rounds, else the first config's
+    results["rounds"] = by_config.get("read_workers=0") or next(iter(by_config.values()), [])
     results["target"] = {
         "ratio_16_over_1": TARGET,
         "met": {k: bool((v["ratio_16_over_1_median"] or 0) >= TARGET) for k, v in results["summary"].items()},

@@ -149,7 +149,8 @@ def section_scaling(d: dict[str, Any], status: str) -> list[str]:
         f"{d['memories']:,} x {d['dim']} in one space, {_count(d['rounds'])} interleaved rounds of "
         f"{d['seconds']} s per phase; ratios per round, then the median. Rows ending `_workersN`: "
         "the same measurement on a server with `read_workers = N` (recall answered by worker "
-        "processes: docs/configuration.md); their server CPU includes the workers'.",
+        "processes: docs/configuration.md). The CPU table below is the server alone's "
+        "(`read_workers = 0`); the JSON's `rounds_by_config` has the workers' rounds, their CPU included.",
         "",
     ]
     rows = []
