@@ -20,6 +20,9 @@ What a copy is, and why its answers are the server's own:
   other recall runs in the server as before, and the worker is asked (after the space has
   been still for ``SETTLE`` seconds, so a stream of writes does not keep it reloading) to load
   the new state. Read-your-writes holds: a write's token is in place before it is acknowledged.
+* A worker gets a recall only while the server is already running another recall itself
+  (``ReadPool.spill``): a lone caller is answered in the server without the hop between
+  processes (~0.5-1 ms), and concurrent callers spill over to the workers' cores.
 * What a recall changes is done by the server: the rows to reinforce and the events to publish
   (``recalled``, ``activation``) come back with the answer. The query's vector is computed by
   the server (its embedders, its query cache) and sent with the cue; the server's clock gives
@@ -46,6 +49,7 @@ import struct
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -184,6 +188,11 @@ class ReadPool:
         self._still: dict[str, tuple[Token, float]] = {}  # space id -> (token, first seen)
         self.served = 0  # recalls answered by a worker
         self.local = 0  # recalls the server ran itself although the pool is on
+        # Recalls the server is running itself right now (:meth:`running_here`). With
+        # ``spill`` on, a worker gets a recall only while the server is already running one:
+        # a lone caller never pays the hop between processes, concurrent callers use both cores.
+        self.running = 0
+        self.spill = True
         self.closed = False
 
     # -- lifecycle --
@@ -255,6 +264,8 @@ class ReadPool:
         if not ready:
             self._maybe_load(space, token)
             return self._server()
+        if self.spill and self.running == 0:
+            return self._server()  # the server is idle: answering here is quicker than the hop
         worker = min(ready, key=lambda w: len(w.pending))
         qvec = None
         if cue.embedding is None and (cue.query or "").strip() and space.embedding_active:
@@ -283,6 +294,15 @@ class ReadPool:
         if self.metrics is not None:
             self.metrics.read_workers.labels("served").inc()
         return result  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def running_here(self) -> Iterator[None]:
+        """Around a recall the server runs itself (see ``spill``)."""
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
 
     def _server(self) -> RecallResult | None:
         """Count a recall the server runs itself; None (the caller's cue to run it)."""
