@@ -140,11 +140,10 @@ class DbExecutors:
     many writes whatever the number of clients).
 
     * ``reads`` (``engram-pg-db-*``), ``postgres_pool_size`` threads: every call but the grouped
-      writes. Each holds at most one pooled connection for its whole length, so these threads
-      alone never wait for the pool (a burst of reads queues here, without a timeout, instead of
-      timing out after 10 s waiting for a connection); as many threads as connections, so the
-      on-demand consolidation runs (half the pool at most, ``consolidation_slots``) always leave
-      threads to the other reads.
+      writes. Each holds at most one pooled connection for its whole length, so a burst of reads
+      queues here, without a timeout, rather than on the pool (whose wait times out after 10 s);
+      as many threads as connections, so the on-demand consolidation runs (half the pool at
+      most, ``consolidation_slots``) always leave threads to the other reads.
     * ``writes`` (``engram-pg-write-*``), ``postgres_group_max + write_leaders(pool)`` threads:
       remember, batches, PUT/PATCH, forget, delete by filter, associate. A writer waiting in its
       space's lane holds a thread but no connection (core/postgres/group.py), so one hot space can
@@ -153,7 +152,10 @@ class DbExecutors:
       ``write_leaders`` (half the pool), so reads keep the rest of the connections.
 
     Calls past either bound queue in that executor (FIFO), as they queued in the default
-    executor before; nothing is refused for it. :meth:`shutdown` (the service's ``close``) waits
+    executor before; nothing is refused for it. Reads and committing groups together may ask
+    for up to 1.5x the pool at once (as the background work, reinforcement, re-embedding, the
+    schedule, also takes connections): the excess waits on the pool for about one transaction,
+    within its 10 s timeout. :meth:`shutdown` (the service's ``close``) waits
     for the calls in flight and cancels the queued ones."""
 
     def __init__(self, pool_size: int, group_max: int) -> None:
