@@ -17,8 +17,8 @@ in batches without fans, as migrated or restored rows are), then at each size, a
 
 Each mode: ``--writes`` sequential writes by one thread (P50/P99 per write, writes/s), then the
 same number by ``--threads`` threads (writes/s, grouped). Then ``measure_fans`` (limit 200: one
-maintenance call, which holds the space's counter row, so the space's writers wait for it) on the
-rows stored without fans. Random unit vectors: the scan's cost does not depend on them.
+maintenance call, which holds the space's counter row a chunk of 8 vectors at a time, so the
+space's writers wait for one chunk) on the rows stored without fans. Random unit vectors: the scan's cost does not depend on them.
 The load average is noted beside every figure: the machine's two cores are shared.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -184,3 +185,35 @@ def test_a_space_that_embeds_nothing_keeps_no_fans(pg: PgCluster, tmp_path_facto
         finally:
             srv.stop()
     assert counts == {"none": 0, "hash": 12}, counts
+
+
+def test_unmeasured_fans_are_measured_a_chunk_per_transaction(store: PostgresStore) -> None:
+    """``measure_fans`` holds the space's counter row (so the space's writers wait) for one chunk
+    of vectors at a time, not for the whole round: each chunk is its own transaction."""
+    rng = np.random.default_rng(11)
+    vecs = rng.normal(size=(7, 8)).astype(np.float32)
+    sid = f"fanc-{uuid.uuid4().hex[:8]}"
+    assert store.create_space(sid, dimension=8)
+    ids = [f"c{i}" for i in range(len(vecs))]
+    for mid, v in zip(ids, vecs, strict=True):
+        store.remember(sid, MemoryRow(id=mid, content=mid), v)
+    with store.db.space(sid) as tx:
+        tx.execute("DELETE FROM engram.fans WHERE space_id = %(space)s")
+    opened: list[str] = []
+    real = store.db.space
+
+    def counted(space_id: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(space_id)
+        return real(space_id, *args, **kwargs)
+
+    store.db.space = counted  # type: ignore[method-assign]
+    try:
+        assert store.measure_fans(sid, limit=6, chunk=2) == 6
+    finally:
+        del store.db.space
+    assert opened == [sid] * 3  # three transactions of two
+    got, _, n = store.fans(sid, ids)
+    assert n == 6
+    assert store.measure_fans(sid, chunk=2) == 1 and store.measure_fans(sid) == 0
+    got, _, n = store.fans(sid, ids)
+    assert n == len(ids) and set(got) == set(ids)

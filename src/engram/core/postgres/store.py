@@ -52,6 +52,9 @@ Vector = np.ndarray[Any, np.dtype[np.float32]]
 T = TypeVar("T")
 #: Writes of one group commit at most (settings.postgres_group_max).
 DEFAULT_GROUP_MAX = 64
+# Vectors measure_fans measures per transaction (each an exact scan of the space while the space's
+# writers wait): 8 at ~25 ms each at 20k rows keeps a writer's wait near 0.2 s.
+FAN_CHUNK = 8
 
 
 @dataclass
@@ -936,21 +939,29 @@ class PostgresStore:
                 out[str(mid)] = float(value)
         return out, mean, n
 
-    def measure_fans(self, space_id: str, limit: int = 200) -> int:
+    def measure_fans(self, space_id: str, limit: int = 200, chunk: int = FAN_CHUNK) -> int:
         """Measure the fan of up to ``limit`` vectors stored without one (rows older than schema
         migration 7, a re-embedding's new vectors, a restored space's), as SQLite's background
         density step does (a scan of the space's rows for those without a ``fans`` row);
-        returns how many. Holds the space's counter row (the writers' lock order), so that no
-        write changes a fan list between its read and its update here."""
-        now = self.clock()
-        with self.db.space(space_id) as tx:
-            tx.execute(q.LOCK_SPACE_ROW, {})
-            rows = tx.execute(q.UNMEASURED, {"now": now, "limit": max(1, limit)}).fetchall()
-            for mid, vec in rows:
-                vector = np.asarray(vec.to_numpy(), dtype=np.float32)
-                _, top = self._measure(tx, str(mid), vector, None, now)
-                self._put_fan(tx, str(mid), top)
-        return len(rows)
+        returns how many. Each transaction measures at most ``chunk`` of them holding the space's
+        counter row (the writers' lock order, so that no write changes a fan list between its
+        read and its update here), then commits: the space's writers wait for one chunk (each
+        vector is an exact scan of the space: ~25 ms at 20k rows), not for the whole round."""
+        done = 0
+        while done < limit:
+            asked = max(1, min(chunk, limit - done))
+            now = self.clock()
+            with self.db.space(space_id) as tx:
+                tx.execute(q.LOCK_SPACE_ROW, {})
+                rows = tx.execute(q.UNMEASURED, {"now": now, "limit": asked}).fetchall()
+                for mid, vec in rows:
+                    vector = np.asarray(vec.to_numpy(), dtype=np.float32)
+                    _, top = self._measure(tx, str(mid), vector, None, now)
+                    self._put_fan(tx, str(mid), top)
+            done += len(rows)
+            if len(rows) < asked:
+                break  # none left to measure
+        return done
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, space_id: str, memory_id: str) -> MemoryRow | None:
