@@ -107,3 +107,17 @@ def test_the_fans_changes_bring_a_copy_to_the_same_values() -> None:
     assert copy._value == now and copy._total == now_total
     assert all(copy.excess(k) == fans.excess(k) for k in range(60))
     assert fans.changes_since(version - 1) is None  # before the log began
+
+
+def test_a_removed_fan_reaches_the_copy() -> None:
+    fans = LocalDensity()
+    for key in range(5):
+        fans.observe(key, [(9, 0.5 + key / 10)])
+    fans.track()
+    values, total, version = fans.snapshot()
+    copy = LocalDensity.restored(values, total)
+    fans.remove(2)
+    got = fans.changes_since(version)
+    assert got is not None and got[0] == {2: None}
+    copy.apply(got[0], got[1])
+    assert copy._value == fans.snapshot()[0] and 2 not in copy
