@@ -16,10 +16,25 @@ What a copy is, and why its answers are the server's own:
   asked for: the space object (a reopened space is another), the store's ``epoch`` (bumped
   after every commit that changes stored memories, once its in-memory effects are applied)
   and the version of the fans. The server sends a recall to a worker only when the worker's
-  copy carries the space's current token, so the copy holds every acknowledged write; any
-  other recall runs in the server as before, and the worker is asked (after the space has
-  been still for ``SETTLE`` seconds, so a stream of writes does not keep it reloading) to load
-  the new state. Read-your-writes holds: a write's token is in place before it is acknowledged.
+  copy carries the space's current token, so the copy holds every acknowledged write.
+  Read-your-writes holds: a write's token is in place before it is acknowledged.
+* How a copy keeps up with writes: a copy behind only by commits to the same space object is
+  brought forward, not reloaded. The server keeps, per space, a ring of what each epoch changed
+  in the vectors (index.changes: the rows added, exactly as stored, and the keys removed, in the
+  order the ``VectorSet`` applied them; sealed by the store just before it publishes the epoch)
+  and a log of the fans' keys changed per version (``LocalDensity.changes_since``). With a
+  recall for a copy at an older token the server sends, first on the same pipe, a ``sync``: the
+  operations of the epochs the copy missed and the current value of every fan changed since
+  its version. The worker replays them on its copy with the same ``VectorSet`` code (same rows,
+  same order, same caches) and relabels it; the recall after it then runs on the current state.
+  Both logs start the first time the pool meets a space (nothing is recorded with
+  ``read_workers = 0``) and are bounded (``changes.MAX_EPOCHS`` / ``MAX_ROWS``,
+  ``density.CHANGES_KEPT``). When they do not reach back to a copy's state (a copy idle for
+  long, a bulk write, a re-embedding, which replaces the vectors and the fans, or a reopened,
+  restored or deleted space: another space object), the server answers and the copy is loaded
+  whole: at once if the logs will bring the new copy forward (at most every
+  ``RELOAD_SECONDS`` per space), else once the space has been still for ``SETTLE`` seconds.
+  Anything that goes wrong applying a sync drops the copy (the server then reloads it).
 * What a recall changes is done by the server: the rows to reinforce and the events to publish
   (``recalled``, ``activation``) come back with the answer. The query's vector is computed by
   the server (its embedders, its query cache) and sent with the cue; the server's clock gives
