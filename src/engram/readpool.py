@@ -399,7 +399,7 @@ class ReadPool:
         changes = space.vectors.changes
         return (have is not None and changes is not None and have[0] == token[0] and have[1] <= token[1]
                 and have[2] <= token[2] and changes.reaches(have[1])
-                and space.density.changes_since(have[2]) is not None)
+                and space.density.reaches(have[2]))
 
 
 def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:

@@ -331,7 +331,6 @@ def test_a_worker_serves_under_a_steady_stream_of_writes(tmp_path: Path) -> None
 def test_a_copy_the_change_log_no_longer_reaches_is_reloaded(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import engram.index.changes as changes
-
     import engram.readpool as readpool
 
     monkeypatch.setattr(changes, "MAX_EPOCHS", 3)

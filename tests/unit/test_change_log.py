@@ -106,7 +106,8 @@ def test_the_fans_changes_bring_a_copy_to_the_same_values() -> None:
     now, now_total, _ = fans.snapshot()
     assert copy._value == now and copy._total == now_total
     assert all(copy.excess(k) == fans.excess(k) for k in range(60))
-    assert fans.changes_since(version - 1) is None  # before the log began
+    assert fans.changes_since(version - 1) is None and not fans.reaches(version - 1)  # before the log
+    assert fans.reaches(version) and fans.reaches(fans.version)
 
 
 def test_a_removed_fan_reaches_the_copy() -> None:

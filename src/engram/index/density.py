@@ -99,6 +99,14 @@ class LocalDensity:
                 keys[key] = None
             return {k: self._value.get(k) for k in keys}, self._total, self.version
 
+    def reaches(self, version: int) -> bool:
+        """Whether :meth:`changes_since` ``version`` would answer (without building it)."""
+        with self._lock:
+            log = self._log
+            if log is None or version > self.version or version + 1 < self._log_from:
+                return False
+            return version == self.version or (bool(log) and log[0][0] <= version + 1)
+
     def apply(self, values: dict[int, float | None], total: float) -> None:
         """A copy (:meth:`restored`) given another's :meth:`changes_since`."""
         with self._lock:
