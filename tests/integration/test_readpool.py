@@ -446,10 +446,39 @@ def test_a_killed_worker_costs_no_recall_and_is_replaced(tmp_path: Path) -> None
 @pytest.mark.parametrize("workers", [0])
 def test_without_workers_nothing_is_started(tmp_path: Path, workers: int) -> None:
     svc = _service(tmp_path, FakeClock(), read_workers=workers, embedder="none")
-    try:
+
+    async def run() -> None:
         assert svc.read_pool is None
-    finally:
-        svc.close()
+        vectors = await _fill(svc, SPACE, 10, seed=13)
+        await svc.recall(SPACE, Cue(embedding=vectors[0]))
+        space = await svc._space(SPACE)
+        assert space.store is not None
+        # Nothing recorded for copies: no change log, no epoch hook, no fans log.
+        assert space.vectors.changes is None and space.store.on_epoch is None
+        assert space.density.changes_since(space.density.version) is None
+
+    _drive(svc, run())
+
+
+def test_a_copy_of_an_empty_space_takes_its_first_vector_and_dimension(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        rng = np.random.default_rng(14)
+        v = rng.standard_normal(DIM).tolist()
+        empty = await _served(svc, OTHER, Cue(embedding=v))  # a copy with no dimension yet
+        assert not empty.results
+        pool = svc.read_pool
+        assert pool is not None
+        space = await svc._space(OTHER)
+        reloads = pool.reloads
+        got = await svc.remember(OTHER, MemoryInput(content="the first one", embedding=v))
+        first = await _same_as_own(svc, space, Cue(embedding=v))
+        assert [r.memory.id for r in first.results] == [got.memory_id]
+        assert pool.reloads == reloads
+
+    _drive(svc, run())
 
 
 def _served_count(http: httpx.Client) -> float:
