@@ -516,6 +516,19 @@ def test_a_real_server_answers_rest_and_grpc_recalls_from_its_worker(
                     memory_space_id=SPACE), timeout=30)
                 assert res.result.results[0].memory.id == ids[11]
         assert _served_count(http) >= before + 5
+        # A write, then at once a recall: the worker answers it, its copy brought forward.
+        fresh = (-vectors[11]).tolist()
+        got = http.post("/api/v1/memories/remember", json={"content": "fresh", "embedding": fresh},
+                        headers={"X-Memory-Space-Id": SPACE})
+        assert got.status_code == 201, got.text
+        before = _served_count(http)
+        res = http.post("/api/v1/memories/recall", headers={"X-Memory-Space-Id": SPACE},
+                        json={"embedding": fresh, "rank": "similarity", "max_results": 1})
+        assert res.json()["results"][0]["memory"]["id"] == got.json()["memory_id"]
+        assert _served_count(http) == before + 1
+        caught = re.search(r'^engram_read_worker_copies_total\{how="caught_up"\} ([0-9.e+]+)$',
+                           http.get("/metrics").text, re.M)
+        assert caught is not None and float(caught.group(1)) >= 1
         workers = psutil.Process(srv.pid).children(recursive=True)
         assert any("engram.readpool" in " ".join(p.cmdline()) for p in workers)
     # kill -9 the server: its worker sees its input close and leaves (no orphan holding the files).
