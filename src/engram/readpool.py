@@ -35,6 +35,10 @@ What a copy is, and why its answers are the server's own:
   whole: at once if the logs will bring the new copy forward (at most every
   ``RELOAD_SECONDS`` per space), else once the space has been still for ``SETTLE`` seconds.
   Anything that goes wrong applying a sync drops the copy (the server then reloads it).
+* A worker gets a recall only while the server is already running another recall itself
+  (``ReadPool.spill``): a lone caller is answered in the server without the hop between
+  processes (~0.5-1 ms), and concurrent callers spill over to the workers' cores (a copy behind
+  is brought forward when a recall goes to it).
 * What a recall changes is done by the server: the rows to reinforce and the events to publish
   (``recalled``, ``activation``) come back with the answer. The query's vector is computed by
   the server (its embedders, its query cache) and sent with the cue; the server's clock gives
@@ -61,6 +65,7 @@ import struct
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -206,6 +211,11 @@ class ReadPool:
         self.local = 0  # recalls the server ran itself although the pool is on
         self.caught_up = 0  # copies brought forward by the change logs (no reload)
         self.reloads = 0  # whole copies asked for (one per worker)
+        # Recalls the server is running itself right now (:meth:`running_here`). With
+        # ``spill`` on, a worker gets a recall only while the server is already running one:
+        # a lone caller never pays the hop between processes, concurrent callers use both cores.
+        self.running = 0
+        self.spill = True
         self.closed = False
 
     # -- lifecycle --
@@ -273,6 +283,12 @@ class ReadPool:
         await self._ensure()
         if read_token(space) is None or not self.workers or not servable(space, cue):
             return self._server()
+        if self.spill and self.running == 0:  # the server is idle: answering here is quicker than the hop
+            token = read_token(space)
+            if token is not None and not any(w.alive and w.loaded.get(space.id) == token
+                                             for w in self.workers):
+                self._maybe_load(space, token)  # it leaves alone a copy that can be brought forward
+            return self._server()
         qvec = None
         if (cue.embedding is None and (cue.query or "").strip() and space.embedding_active
                 and any(w.alive and w.loaded.get(space.id, ("",))[0] == space.instance
@@ -318,6 +334,15 @@ class ReadPool:
         if self.metrics is not None:
             self.metrics.read_workers.labels("served").inc()
         return result  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def running_here(self) -> Iterator[None]:
+        """Around a recall the server runs itself (see ``spill``)."""
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
 
     def _server(self) -> RecallResult | None:
         """Count a recall the server runs itself; None (the caller's cue to run it)."""

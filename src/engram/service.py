@@ -455,6 +455,8 @@ class EngramService:
                     answer = await self.read_pool.recall(space, cue)
                 if answer is not None:
                     return answer
+                with self.read_pool.running_here():
+                    return await self._read(space_id, lambda s: _recall(s, cue))
             return await self._read(space_id, lambda s: _recall(s, cue))
 
     async def get_memory(self, space_id: str, memory_id: str, include_embedding: bool = True) -> Memory:

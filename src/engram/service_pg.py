@@ -18,15 +18,17 @@ they hold across servers. Backup and restore write and read the SQLite backup's 
 (core/postgres/backup.py), so a backup moves a space between backends. What is not built answers
 ``NotBuiltYet`` (501) naming the backend: never a 500.
 
-Every database call runs in a worker thread (``asyncio.to_thread``), never on the event loop;
-the exception is :meth:`subscribe`, which transports call synchronously when a stream opens
-(two primary-key reads). A database that cannot be reached mid-request is
+Every database call runs in a worker thread of the service's own executors (:class:`DbExecutors`),
+never on the event loop; the exception is :meth:`subscribe`, which transports call synchronously
+when a stream opens (two primary-key reads). A database that cannot be reached mid-request is
 ``StorageUnavailable`` (503, retriable), not a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 import logging
 import os
@@ -34,6 +36,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, cast
 
@@ -123,6 +126,52 @@ def consolidation_slots(pool_size: int) -> int:
     """How many on-demand consolidation runs one server lets hold a pooled connection at once:
     half the pool (at least one), so reads and writes always keep the other half."""
     return max(1, pool_size // 2)
+
+
+def write_leaders(pool_size: int) -> int:
+    """How many group commits (spaces) of one server may hold a pooled connection at once: half
+    the pool (at least one), so a write burst over many spaces leaves the other half to reads."""
+    return max(1, pool_size // 2)
+
+
+class DbExecutors:
+    """The worker threads a PostgreSQL server runs its database calls in (not asyncio's default
+    executor: min(32, cores + 4) threads, 6 on two cores, which bounded a group commit to about as
+    many writes whatever the number of clients).
+
+    * ``reads`` (``engram-pg-db-*``), ``postgres_pool_size`` threads: every call but the grouped
+      writes. Each holds at most one pooled connection for its whole length, so a burst of reads
+      queues here, without a timeout, rather than on the pool (whose wait times out after 10 s);
+      as many threads as connections, so the on-demand consolidation runs (half the pool at
+      most, ``consolidation_slots``) always leave threads to the other reads.
+    * ``writes`` (``engram-pg-write-*``), ``postgres_group_max + write_leaders(pool)`` threads:
+      remember, batches, PUT/PATCH, forget, delete by filter, associate. A writer waiting in its
+      space's lane holds a thread but no connection (core/postgres/group.py), so one hot space can
+      queue a whole group (``postgres_group_max`` writes) while the previous group commits, and
+      each committing leader has its thread; the groups committing at once are bounded by
+      ``write_leaders`` (half the pool), so reads keep the rest of the connections.
+
+    Calls past either bound queue in that executor (FIFO), as they queued in the default
+    executor before; nothing is refused for it. Reads and committing groups together may ask
+    for up to 1.5x the pool at once (as the background work, reinforcement, re-embedding, the
+    schedule, also takes connections): the excess waits on the pool for about one transaction,
+    within its 10 s timeout. :meth:`shutdown` (the service's ``close``) waits
+    for the calls in flight and cancels the queued ones."""
+
+    def __init__(self, pool_size: int, group_max: int) -> None:
+        self.read_threads = max(1, pool_size)
+        self.write_threads = max(1, group_max) + write_leaders(pool_size)
+        self.reads = ThreadPoolExecutor(self.read_threads, thread_name_prefix="engram-pg-db")
+        self.writes = ThreadPoolExecutor(self.write_threads, thread_name_prefix="engram-pg-write")
+
+    async def run(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        """``fn`` in ``executor``, with the caller's context (as ``asyncio.to_thread``: tracing)."""
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(ctx.run, fn))
+
+    def shutdown(self) -> None:
+        for executor in (self.writes, self.reads):
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def redacted(dsn: str) -> str:
@@ -219,7 +268,9 @@ class PostgresService(EngramService):
         try:
             # Exact vector scans: see docs/scale-out.md (HNSW on this machine's pgvector build).
             self.pg = PostgresStore(self.db, vector_index=False, clock=clock,
-                                    group_max=settings.postgres_group_max)
+                                    group_max=settings.postgres_group_max,
+                                    group_leaders=write_leaders(settings.postgres_pool_size))
+            self.executors = DbExecutors(settings.postgres_pool_size, settings.postgres_group_max)
             # recalled/activation to the other servers' streams (core/postgres/live.py)
             self.relay = LiveRelay(self.db)
             super().__init__(settings, clock=clock, metrics=metrics, tracing=tracing)
@@ -236,6 +287,8 @@ class PostgresService(EngramService):
             self.scheduler.stop()
             if getattr(self, "auth", None) is not None:
                 self.auth.close()  # the key poller
+            if getattr(self, "executors", None) is not None:
+                self.executors.shutdown()
             self.db.close()
             raise
 
@@ -261,7 +314,15 @@ class PostgresService(EngramService):
     async def _db(self, fn: Callable[[], T]) -> T:
         """``fn`` (blocking database work) in a worker thread; database failures translated."""
         try:
-            return await asyncio.to_thread(fn)
+            return await self.executors.run(self.executors.reads, fn)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            _translate(exc)
+
+    async def _write(self, fn: Callable[[], T]) -> T:
+        """``fn``, a write that goes through its space's group commit, in a write thread (see
+        DbExecutors: it waits for its group there holding no connection)."""
+        try:
+            return await self.executors.run(self.executors.writes, fn)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             _translate(exc)
 
@@ -429,7 +490,7 @@ class PostgresService(EngramService):
     # -- memories ----------------------------------------------------------------------------------
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
         space = await self._pg_space(space_id)
-        return await self._db(lambda: space.remember(item))
+        return await self._write(lambda: space.remember(item))
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)
@@ -449,7 +510,7 @@ class PostgresService(EngramService):
                     suggestion="Omit memory_space_id from batch items, or send the batch's own space.")
             checked.append(item)
         space = await self._pg_space(space_id)
-        done = await self._db(lambda: space.remember_many(checked))
+        done = await self._write(lambda: space.remember_many(checked))
         results: list[Any] = [StoredItem(r.memory_id, r.lsn) if not receipts and isinstance(r, StoreReceipt)
                               else r for r in done]
         stored = sum(1 for r in results if isinstance(r, StoreReceipt | StoredItem))
@@ -458,7 +519,7 @@ class PostgresService(EngramService):
     async def update_memory(self, space_id: str, memory_id: str, *, put: MemoryInput | None = None,
                             patch: MemoryPatch | None = None) -> UpdateReceipt:
         space = await self._pg_space(space_id)
-        return await self._db(lambda: space.update(memory_id, put=put, patch=patch))
+        return await self._write(lambda: space.update(memory_id, put=put, patch=patch))
 
     async def recall(self, space_id: str, cue: Cue) -> RecallResult:
         with self.tracing.engine_span("engram.recall", space_id):
@@ -481,17 +542,17 @@ class PostgresService(EngramService):
         node = parse_filter(request.filter)
         assert node is not None  # DeleteByFilter refuses an empty filter
         space = await self._pg_space(space_id)
-        return await self._db(lambda: space.delete_by_filter(node, request.mode))
+        return await self._write(lambda: space.delete_by_filter(node, request.mode))
 
     async def forget(self, space_id: str, memory_id: str,
                      mode: ForgetMode = ForgetMode.suppress) -> ForgetReceipt:
         space = await self._pg_space(space_id)
-        return await self._db(lambda: space.forget(memory_id, mode))
+        return await self._write(lambda: space.forget(memory_id, mode))
 
     async def associate(self, space_id: str, item: AssociateInput) -> Association:
         space = await self._pg_space(space_id)
-        return await self._db(lambda: space.associate(item.source_id, item.target_id, item.strength,
-                                                      item.bidirectional))
+        return await self._write(lambda: space.associate(item.source_id, item.target_id, item.strength,
+                                                         item.bidirectional))
 
     async def associations(self, space_id: str, memory_ids: list[str], limit: int) -> list[Association]:
         space = await self._pg_space(space_id)
@@ -679,6 +740,7 @@ class PostgresService(EngramService):
         self.shutting_down = True
         self._closing.set()
         self.scheduler.stop(timeout=30)  # a run in progress sees _closing and writes nothing more
+        self.executors.shutdown()  # the calls in flight finish while all they use is still open
         self.reinforcer.close()  # what recalls left pending, while the pool is still open
         self.reembedder.close()  # a step in flight commits or rolls back before the pool goes
         self.feed.close()

@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,10 @@ def _service(tmp_path: Path, clock: FakeClock, **settings: Any) -> EngramService
     base: dict[str, Any] = {"read_workers": 1, "embedder": "hash", "hash_dimension": DIM,
                              "reinforce_linger_ms": 3_600_000.0}
     base.update(settings)
-    return make_service(tmp_path, [SPACE, OTHER], clock=clock, **base)
+    svc = make_service(tmp_path, [SPACE, OTHER], clock=clock, **base)
+    if svc.read_pool is not None:
+        svc.read_pool.spill = False  # a worker answers even a lone recall: what these tests compare
+    return svc
 
 
 async def _fill(svc: EngramService, space: str, n: int, seed: int) -> list[list[float]]:
@@ -395,6 +399,29 @@ def test_what_a_worker_recall_changes_is_applied_by_the_server(tmp_path: Path) -
     _drive(svc, run())
 
 
+def test_a_lone_recall_stays_in_the_server_and_concurrent_ones_spill_to_the_worker(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 60, seed=4)
+        probe = Cue(embedding=vectors[7], rank=RankMode.similarity, max_results=5)
+        expected = _plain(await _served(svc, SPACE, probe))  # the worker's copy is loaded
+        pool = svc.read_pool
+        assert pool is not None
+        pool.spill = True  # the default
+        before = pool.served
+        for _ in range(5):  # one at a time: the server is idle each time, so it answers
+            assert _plain(await svc.recall(SPACE, probe)) == expected
+        assert pool.served == before
+        answers = await asyncio.gather(*(svc.recall(SPACE, probe) for _ in range(8)))
+        assert [_plain(a) for a in answers] == [expected] * 8
+        assert before < pool.served < before + 8  # both the worker and the server answered
+        assert pool.running == 0
+
+    _drive(svc, run())
+
+
 def test_copies_are_per_space(tmp_path: Path) -> None:
     clock = FakeClock()
     svc = _service(tmp_path, clock, embedder="none")
@@ -500,35 +527,54 @@ def test_a_real_server_answers_rest_and_grpc_recalls_from_its_worker(
             assert got.status_code == 201, got.text
             ids.append(got.json()["memory_id"])
         cue = {"embedding": vectors[11].tolist(), "rank": "similarity", "max_results": 3}
-        deadline = time.monotonic() + 30
-        while _served_count(http) < 5:  # the copy loads once the space has been still
-            assert time.monotonic() < deadline, srv.logs()[-2000:]
+
+        def rest_recall(_: int) -> str:
             got = http.post("/api/v1/memories/recall", json=cue, headers={"X-Memory-Space-Id": SPACE})
             assert got.status_code == 200, got.text
-            assert got.json()["results"][0]["memory"]["id"] == ids[11]
-            time.sleep(0.05)
-        before = _served_count(http)
-        with grpc.insecure_channel(srv.grpc_target) as ch:
-            stub = spb_grpc.EngramServiceStub(ch)
-            for _ in range(5):
-                res = stub.Recall(spb.RecallRequest(
-                    cue=pb.Cue(embedding=vectors[11].tolist(), max_results=3, rank=pb.RANK_MODE_SIMILARITY),
-                    memory_space_id=SPACE), timeout=30)
-                assert res.result.results[0].memory.id == ids[11]
-        assert _served_count(http) >= before + 5
-        # A write, then at once a recall: the worker answers it, its copy brought forward.
-        fresh = (-vectors[11]).tolist()
-        got = http.post("/api/v1/memories/remember", json={"content": "fresh", "embedding": fresh},
-                        headers={"X-Memory-Space-Id": SPACE})
-        assert got.status_code == 201, got.text
-        before = _served_count(http)
-        res = http.post("/api/v1/memories/recall", headers={"X-Memory-Space-Id": SPACE},
-                        json={"embedding": fresh, "rank": "similarity", "max_results": 1})
-        assert res.json()["results"][0]["memory"]["id"] == got.json()["memory_id"]
-        assert _served_count(http) == before + 1
-        caught = re.search(r'^engram_read_worker_copies_total\{how="caught_up"\} ([0-9.e+]+)$',
-                           http.get("/metrics").text, re.M)
-        assert caught is not None and float(caught.group(1)) >= 1
+            return str(got.json()["results"][0]["memory"]["id"])
+
+        # Concurrent callers spill over to the worker once its copy has loaded (after the space
+        # has been still); a lone caller is then still answered by the server itself (no hop).
+        deadline = time.monotonic() + 30
+        with ThreadPoolExecutor(8) as callers:
+            while _served_count(http) < 5:
+                assert time.monotonic() < deadline, srv.logs()[-2000:]
+                assert set(callers.map(rest_recall, range(16))) == {ids[11]}
+            before = _served_count(http)
+            for _ in range(10):
+                assert rest_recall(0) == ids[11]
+            assert _served_count(http) == before
+            with grpc.insecure_channel(srv.grpc_target) as ch:
+                stub = spb_grpc.EngramServiceStub(ch)
+
+                def grpc_recall(_: int) -> str:
+                    grpc_cue = pb.Cue(embedding=vectors[11].tolist(), max_results=3,
+                                      rank=pb.RANK_MODE_SIMILARITY)
+                    res = stub.Recall(spb.RecallRequest(cue=grpc_cue, memory_space_id=SPACE), timeout=30)
+                    return str(res.result.results[0].memory.id)
+
+                while _served_count(http) < before + 5:
+                    assert time.monotonic() < deadline, srv.logs()[-2000:]
+                    assert set(callers.map(grpc_recall, range(16))) == {ids[11]}
+            # A write, then at once concurrent recalls of it: every answer has it, and the worker
+            # answers some of them, its copy brought forward with the write (no reload).
+            fresh = (-vectors[11]).tolist()
+            got = http.post("/api/v1/memories/remember", json={"content": "fresh", "embedding": fresh},
+                            headers={"X-Memory-Space-Id": SPACE})
+            assert got.status_code == 201, got.text
+            before = _served_count(http)
+
+            def fresh_recall(_: int) -> str:
+                res = http.post("/api/v1/memories/recall", headers={"X-Memory-Space-Id": SPACE},
+                                json={"embedding": fresh, "rank": "similarity", "max_results": 1})
+                return str(res.json()["results"][0]["memory"]["id"])
+
+            while _served_count(http) <= before:  # until concurrent callers spill to the worker
+                assert time.monotonic() < deadline + 30, srv.logs()[-2000:]
+                assert set(callers.map(fresh_recall, range(16))) == {got.json()["memory_id"]}
+            caught = re.search(r'^engram_read_worker_copies_total\{how="caught_up"\} ([0-9.e+]+)$',
+                               http.get("/metrics").text, re.M)
+            assert caught is not None and float(caught.group(1)) >= 1
         workers = psutil.Process(srv.pid).children(recursive=True)
         assert any("engram.readpool" in " ".join(p.cmdline()) for p in workers)
     # kill -9 the server: its worker sees its input close and leaves (no orphan holding the files).

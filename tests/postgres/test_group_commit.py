@@ -8,6 +8,7 @@ as the next group. ``GroupCommitter.stats`` counts the commits.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +19,15 @@ import httpx
 import psycopg
 import pytest
 
+from engram.core.filters import parse
+from engram.core.models import AssociateInput, DeleteByFilter, ForgetMode, MemoryInput
 from engram.core.postgres import MemoryRow, PostgresDatabase, PostgresStore
 from engram.core.postgres.connection import SpaceTx
 from engram.core.postgres.listener import WriteListener
 from engram.core.postgres.store import Write, WritePolicy
 from engram.errors import MemoryNotFound, QuotaExceeded
+from engram.service_pg import PostgresService
+from engram.settings import Settings
 from engram.testing.clients import RestSpaceClient
 from engram.testing.harness import EngramProcess
 
@@ -83,6 +88,27 @@ def run_all(calls: list[Callable[[], Any]], held: Held) -> list[Any]:
     for t in threads:
         t.start()
     held.wait_queued(len(calls))
+    held.done()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def run_in_order(calls: list[Callable[[], Any]], held: Held) -> list[Any]:
+    """As :func:`run_all`, but each call has queued before the next starts: the group runs them
+    in this order."""
+    out: list[Any] = [None] * len(calls)
+
+    def one(i: int) -> None:
+        try:
+            out[i] = calls[i]()
+        except BaseException as exc:
+            out[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(calls))]
+    for i, t in enumerate(threads):
+        t.start()
+        held.wait_queued(i + 1)
     held.done()
     for t in threads:
         t.join(60)
@@ -178,6 +204,160 @@ def test_a_lone_writer_commits_alone_at_once(grouping: PostgresStore) -> None:
     for i in range(5):
         assert store.remember(sid, MemoryRow(id=f"s{i}", content="alone")) == i + 1
     assert (store.groups.stats.groups - before[0], store.groups.stats.ops - before[1]) == (5, 5)
+
+
+def test_delete_by_filter_and_associate_join_a_group_in_queue_order(pg: PgCluster,
+                                                                     grouping: PostgresStore) -> None:
+    """Delete by filter and associate are group-commit operations: queued with writes they commit
+    in the same transaction, see the writes queued before them, take their LSNs in queue order,
+    and one that fails (or matches nothing) fails alone, its LSN given back."""
+    store = grouping
+    sid = new_space(store, dim=None)
+    store.remember_many(sid, [(MemoryRow(id=f"old{i}", content="old", metadata={"g": 1}), None)
+                              for i in range(3)])  # LSN 1..3
+    before, retried = store.groups.stats.groups, store.groups.stats.retried
+    with WriteListener(pg.app) as listener:
+        held = Held(store, sid)
+        out = run_in_order([
+            lambda: store.remember(sid, MemoryRow(id="a", content="a", metadata={"g": 2})),  # 4
+            lambda: store.remember(sid, MemoryRow(id="b", content="b")),  # 5
+            lambda: store.associate(sid, "a", "b", 0.5),  # 6: sees a and b, queued before it
+            lambda: store.associate(sid, "a", "nobody", 0.5),  # MemoryNotFound: fails alone
+            lambda: store.forget_matching(sid, parse({"g": 9}), "delete"),  # matches nothing
+            lambda: store.forget_matching(sid, parse({"g": 2}), "delete"),  # 7: deletes a (and its edge)
+            lambda: store.forget_matching(sid, parse({"g": 1}), "suppress"),  # 8: the three old ones
+            lambda: store.remember(sid, MemoryRow(id="c", content="c")),  # 9
+        ], held)
+        woken = [w for w in listener.wait(timeout=10, stop_after=1) if w[0] == sid]
+    assert out[0] == 4 and out[1] == 5
+    assert out[2].lsn == 6 and out[2].created, out[2]
+    assert isinstance(out[3], MemoryNotFound), out[3]
+    assert out[4] == (0, [])
+    assert out[5] == (7, ["a"])
+    assert out[6] == (8, ["old0", "old1", "old2"])
+    assert out[7] == 9
+    assert store.groups.stats.groups - before == 2  # the holder's, then ONE for all eight
+    assert store.groups.stats.retried - retried == 1  # the failures made it run again with savepoints
+    assert woken == [(sid, 9)]  # one NOTIFY for the group, its last LSN
+    info = store.space(sid)
+    assert info is not None and info.last_lsn == 9
+    events = [(e.lsn, e.type, e.data.get("memory_id")) for e in store.events_after(sid)]
+    assert events[3:] == [(4, "stored", "a"), (5, "stored", "b"), (6, "association", None),
+                          (7, "forgotten", "a"), (8, "forgotten", "old0"), (8, "forgotten", "old1"),
+                          (8, "forgotten", "old2"), (9, "stored", "c")]
+    assert store.edges_of(sid, ["b"]) == []  # deleting a took the edge made in the same group
+
+
+def test_a_delete_queued_before_a_write_frees_its_quota_in_the_same_group(grouping: PostgresStore) -> None:
+    store = grouping
+    sid = new_space(store, dim=None)
+    policy = WritePolicy(max_memories=3)
+    store.write_many(sid, [Write(MemoryRow(id=f"m{i}", content="x", metadata={"k": i})) for i in range(3)],
+                     policy)
+
+    def add(mid: str) -> Callable[[], Any]:
+        return lambda: store.write_many(sid, [Write(MemoryRow(id=mid, content=mid))], policy)
+
+    held = Held(store, sid)
+    out = run_in_order([add("over1"), lambda: store.forget_matching(sid, parse({"k": 0}), "delete"),
+                        add("fits"), add("over2")], held)
+    assert isinstance(out[0], QuotaExceeded), out[0]
+    assert out[1] == (4, ["m0"])
+    assert isinstance(out[2], list) and out[2][0].lsn == 5, out[2]
+    assert isinstance(out[3], QuotaExceeded), out[3]
+    assert store.count(sid) == 3
+    assert {m.id for m in store.list_memories(sid)} == {"m1", "m2", "fits"}
+
+
+def test_group_leaders_bounds_the_spaces_committing_at_once(db: PostgresDatabase) -> None:
+    """With one leader slot, a write to another space waits (queued, no connection) while a
+    group of the first space commits, then commits; without the bound it commits meanwhile."""
+    for leaders, waits in ((1, True), (None, False)):
+        store = PostgresStore(db, vector_index=False, group_leaders=leaders)
+        first, other = new_space(store, dim=None), new_space(store, dim=None)
+        held = Held(store, first)
+        done = threading.Event()
+
+        def write() -> None:
+            store.remember(other, MemoryRow(id="x", content="another space"))  # noqa: B023
+            done.set()  # noqa: B023
+
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        finished = done.wait(1.0 if waits else 30.0)  # held: it cannot finish; free: it does
+        assert finished is not waits, (leaders, finished)
+        held.done()
+        t.join(30)
+        assert done.is_set() and store.count(other) == 1
+
+
+@pytest.fixture
+def service(pg: PgCluster, tmp_path: Path) -> Iterator[PostgresService]:
+    svc = PostgresService(Settings(backend="postgres", postgres_dsn=fresh_database(pg, "grpx"),
+                                   data_dir=str(tmp_path / "data"), embedder="none",
+                                   postgres_pool_size=4, postgres_group_max=40))
+    yield svc
+    svc.close()
+
+
+def test_a_server_queues_more_writers_in_a_group_than_asyncios_default_threads(
+        service: PostgresService) -> None:
+    """The service's write threads (postgres_group_max + half the pool, not asyncio's default
+    executor of min(32, cores + 4)): 30 concurrent remembers of one space all wait in its lane
+    while a group commits, then commit as one group; reads run in threads of their own."""
+    svc, writers = service, 30
+    assert (svc.executors.read_threads, svc.executors.write_threads) == (4, 40 + 2)
+    asyncio.run(svc.create_space("burst"))
+    names: dict[str, str] = {}
+
+    async def burst() -> list[Any]:
+        names["read"] = await svc._db(lambda: threading.current_thread().name)
+        names["write"] = await svc._write(lambda: threading.current_thread().name)
+        return await asyncio.gather(*(svc.remember("burst", MemoryInput(content=f"w {i}"))
+                                      for i in range(writers)), return_exceptions=True)
+
+    before = svc.pg.groups.stats.groups
+    held = Held(svc.pg, "burst")
+    out: list[Any] = []
+    runner = threading.Thread(target=lambda: out.extend(asyncio.run(burst())), daemon=True)
+    runner.start()
+    held.wait_queued(writers)  # with 6 threads only 6 would ever queue: this would time out
+    held.done()
+    runner.join(60)
+    assert names["read"].startswith("engram-pg-db") and names["write"].startswith("engram-pg-write"), names
+    assert sorted(r.lsn for r in out) == list(range(1, writers + 1)), out[:3]
+    assert svc.pg.groups.stats.groups - before == 2  # the holder's, then ONE commit for the thirty
+    assert svc.pg.groups.stats.largest == writers
+
+
+def test_the_services_writes_go_through_group_commit(service: PostgresService) -> None:
+    """Delete by filter and associate through the service: grouped writes (the metric counts them)."""
+    svc = service
+
+    async def run() -> tuple[Any, Any]:
+        await svc.create_space("sss")
+        await svc.remember("sss", MemoryInput(id="a", content="a", metadata={"k": 1}))
+        await svc.remember("sss", MemoryInput(id="b", content="b"))
+        ops = svc.pg.groups.stats.ops
+        edge = await svc.associate("sss", AssociateInput(source_id="a", target_id="b", strength=0.4))
+        gone = await svc.delete_memories("sss", DeleteByFilter(filter={"k": 1}, mode=ForgetMode.delete))
+        assert svc.pg.groups.stats.ops - ops == 2
+        return edge, gone
+
+    edge, gone = asyncio.run(run())
+    assert (edge.lsn, gone.lsn, gone.count) == (3, 4, 1)
+
+
+def test_close_shuts_the_database_threads_down(pg: PgCluster, tmp_path: Path) -> None:
+    svc = PostgresService(Settings(backend="postgres", postgres_dsn=fresh_database(pg, "grpc"),
+                                   data_dir=str(tmp_path / "data"), embedder="none"))
+    asyncio.run(svc.create_space("ccc"))
+    asyncio.run(svc.remember("ccc", MemoryInput(content="x")))
+    svc.close()
+    for executor in (svc.executors.reads, svc.executors.writes):
+        with pytest.raises(RuntimeError):
+            executor.submit(lambda: None)
+    assert not [t for t in threading.enumerate() if t.name.startswith(("engram-pg-db", "engram-pg-write"))]
 
 
 @pytest.fixture

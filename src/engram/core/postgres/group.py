@@ -19,6 +19,11 @@ Every caller learns its own result or error only after the transaction committed
 then every operation of the group gets that error, and nothing of it was acknowledged). One
 NOTIFY per transaction, with its last LSN, wakes the other servers' feeds (store.notify).
 
+``leaders`` bounds how many lanes (spaces) of this server commit at once: each committing group
+holds one pooled connection, so a burst over many spaces cannot take every connection of the pool
+from reads; a leader past the bound waits for a slot (its lane stays busy, so writes keep queuing
+behind it and the group it then commits is the larger). Waiting writers hold no connection.
+
 Another server's writes are not grouped with this one's: they queue on the space's counter row in
 PostgreSQL as before, so LSNs stay gap-free and in commit order across servers.
 """
@@ -72,13 +77,15 @@ class GroupStats:
 
 class GroupCommitter:
     """The lanes of one server's spaces; ``group_max`` (>= 1) bounds the writes of one group
-    (a batch of n memories counts n; a first operation larger than the bound runs alone)."""
+    (a batch of n memories counts n; a first operation larger than the bound runs alone);
+    ``leaders`` (None: no bound) bounds the groups committing at once (one connection each)."""
 
     def __init__(self, db: PostgresDatabase, group_max: int = 64,
-                 notify: Callable[[SpaceTx, int], None] | None = None) -> None:
+                 notify: Callable[[SpaceTx, int], None] | None = None, leaders: int | None = None) -> None:
         self.db = db
         self.group_max = max(1, int(group_max))
         self._notify = notify
+        self._slots = threading.BoundedSemaphore(max(1, leaders)) if leaders is not None else None
         self._lock = threading.Lock()
         self._lanes: dict[str, _Lane] = {}
         self.stats = GroupStats()
@@ -113,6 +120,15 @@ class GroupCommitter:
         return group
 
     def _lead(self, space_id: str, lane: _Lane) -> None:
+        if self._slots is not None:
+            self._slots.acquire()  # before taking: what queues meanwhile joins this group
+        try:
+            self._lead_group(space_id, lane)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def _lead_group(self, space_id: str, lane: _Lane) -> None:
         group = self._take(lane)
         try:
             self._commit(space_id, group)

@@ -269,17 +269,20 @@ class PostgresStore:
     """
 
     def __init__(self, db: PostgresDatabase, *, ef_search: int = 100, vector_index: bool = True,
-                 clock: Callable[[], float] = time.time, group_max: int = DEFAULT_GROUP_MAX) -> None:
+                 clock: Callable[[], float] = time.time, group_max: int = DEFAULT_GROUP_MAX,
+                 group_leaders: int | None = None) -> None:
         """``vector_index``: a space's first use of a dimension creates that dimension's HNSW index.
         Without it recall is exact (a scan of the space's rows): right for small spaces, and the
         only way on a pgvector build whose HNSW code this CPU cannot run (see docs/scale-out.md).
-        ``clock``: the time reads compare ``expires_at`` with (the space's clock in core)."""
+        ``clock``: the time reads compare ``expires_at`` with (the space's clock in core).
+        ``group_leaders``: how many group commits (spaces) may hold a connection at once (None: no
+        bound; see group.py)."""
         self.db = db
         self.ef_search = ef_search
         self.vector_index = vector_index
         self.clock = clock
         #: Concurrent writes of a space on this server share one transaction (group.py).
-        self.groups = GroupCommitter(db, group_max, notify=self.notify)
+        self.groups = GroupCommitter(db, group_max, notify=self.notify, leaders=group_leaders)
 
     def grouped(self, space_id: str, op: Op[T], size: int = 1) -> T:
         """Run the write ``op`` (``tx -> (result, last LSN)``; it sends no NOTIFY) in the next
@@ -785,28 +788,32 @@ class PostgresStore:
         template = q.DELETE_MATCHING if mode == "delete" else q.SUPPRESS_MATCHING
         stmt = sql.SQL(template).format(filter=expr)
         try:
-            with self.db.space(space_id) as tx:
-                lsn = self.next_lsn(tx)
-                now = self.clock()
-                size = 0
-                if mode == "delete":  # the bytes of what the delete selects, read before it
-                    found = tx.one(sql.SQL(q.MATCHING_BYTES).format(filter=expr), {**fparams, "now": now})
-                    size = int(found[0]) if found is not None else 0
-                cur = tx.execute(stmt, {**fparams, "now": now, "lsn": lsn})
-                ids = sorted(str(r[0]) for r in cur)
-                if not ids:
-                    raise _NothingDone  # roll back: the LSN is given back
-                if mode != "delete":
-                    tx.execute(q.DROP_FANS, {"ids": ids})  # out of the average, as on SQLite
-                if mode == "delete":
-                    self._add_rows(tx, -len(ids), -size)
-                    self._scrub(tx, ids)
-                for mid in ids:
-                    self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
-                self.notify(tx, lsn)
+            return self.grouped(space_id, lambda tx: self._forget_matching_tx(tx, stmt, expr, fparams, mode))
         except _NothingDone:
             return 0, []
-        return lsn, ids
+
+    def _forget_matching_tx(self, tx: SpaceTx, stmt: sql.Composed, expr: sql.Composable,
+                            fparams: dict[str, Any], mode: str) -> tuple[tuple[int, list[str]], int]:
+        """forget_matching's work inside a (group's) transaction (_NothingDone: nothing matched).
+        The filter is evaluated here, after the writes queued before it in the group: it sees them."""
+        lsn = self.next_lsn(tx)
+        now = self.clock()
+        size = 0
+        if mode == "delete":  # the bytes of what the delete selects, read before it
+            found = tx.one(sql.SQL(q.MATCHING_BYTES).format(filter=expr), {**fparams, "now": now})
+            size = int(found[0]) if found is not None else 0
+        cur = tx.execute(stmt, {**fparams, "now": now, "lsn": lsn})
+        ids = sorted(str(r[0]) for r in cur)
+        if not ids:
+            raise _NothingDone  # roll back (to the savepoint): the LSN is given back
+        if mode != "delete":
+            tx.execute(q.DROP_FANS, {"ids": ids})  # out of the average, as on SQLite
+        if mode == "delete":
+            self._add_rows(tx, -len(ids), -size)
+            self._scrub(tx, ids)
+        for mid in ids:
+            self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
+        return (lsn, ids), lsn
 
     # -- associations (cognition/associations.py) --------------------------------------------------
     def associate(self, space_id: str, source_id: str, target_id: str, strength: float,
@@ -818,30 +825,34 @@ class PostgresStore:
                                "different memories")
         if not 0.0 <= strength <= 1.0:
             raise InvalidInput(f"strength must be within 0..1, got {strength}")
+        return self.grouped(space_id, lambda tx: self._associate_tx(tx, source_id, target_id, strength,
+                                                                    bidirectional))
+
+    def _associate_tx(self, tx: SpaceTx, source_id: str, target_id: str, strength: float,
+                      bidirectional: bool) -> tuple[Associated, int]:
+        """associate's work inside a (group's) transaction: it sees the writes queued before it."""
         now = self.clock()
-        with self.db.space(space_id) as tx:
-            lsn = self.next_lsn(tx)
-            for mid in (source_id, target_id):
-                state = tx.one(q.LIVE_STATE, {"id": mid, "now": now})
-                if state is None or state[0]:
-                    raise MemoryNotFound(
-                        f"no memory with id {mid!r} in memory space {space_id!r}"
-                        + (" (it is suppressed)" if state is not None else ""),
-                        details={"memory_id": mid, "memory_space_id": space_id})
-            pairs = [(source_id, target_id)] + ([(target_id, source_id)] if bidirectional else [])
-            result, created = 0.0, False
-            for a, b in pairs:
-                old = tx.one(q.EDGE_STRENGTH, {"source": a, "target": b})
-                value = float(strength) if old is None else strengthened(float(old[0]), float(strength))
-                tx.execute(q.UPSERT_EDGE, {"source": a, "target": b, "strength": value, "now": now,
-                                           "lsn": lsn})
-                if (a, b) == (source_id, target_id):
-                    result, created = value, old is None
-            self.record_event(tx, "association", lsn, {
-                "source_id": source_id, "target_id": target_id, "strength": round(result, 6),
-                "bidirectional": bidirectional, "kind": "explicit"})
-            self.notify(tx, lsn)
-        return Associated(result, created, lsn)
+        lsn = self.next_lsn(tx)
+        for mid in (source_id, target_id):
+            state = tx.one(q.LIVE_STATE, {"id": mid, "now": now})
+            if state is None or state[0]:
+                raise MemoryNotFound(
+                    f"no memory with id {mid!r} in memory space {tx.space_id!r}"
+                    + (" (it is suppressed)" if state is not None else ""),
+                    details={"memory_id": mid, "memory_space_id": tx.space_id})
+        pairs = [(source_id, target_id)] + ([(target_id, source_id)] if bidirectional else [])
+        result, created = 0.0, False
+        for a, b in pairs:
+            old = tx.one(q.EDGE_STRENGTH, {"source": a, "target": b})
+            value = float(strength) if old is None else strengthened(float(old[0]), float(strength))
+            tx.execute(q.UPSERT_EDGE, {"source": a, "target": b, "strength": value, "now": now,
+                                       "lsn": lsn})
+            if (a, b) == (source_id, target_id):
+                result, created = value, old is None
+        self.record_event(tx, "association", lsn, {
+            "source_id": source_id, "target_id": target_id, "strength": round(result, 6),
+            "bidirectional": bidirectional, "kind": "explicit"})
+        return Associated(result, created, lsn), lsn
 
     def edges_of(self, space_id: str, memory_ids: Sequence[str], limit: int = 100) -> list[Edge]:
         """The edges touching any of ``memory_ids`` (either end), strongest first."""
