@@ -2,7 +2,7 @@
 """Recall throughput with 1 and with 16 concurrent callers, REST and gRPC, in one run.
 
     python bench/recall_scaling.py [--quick] [--memories 20000] [--dim 384] [--seconds 4]
-                                   [--rounds 3] [--profile DIR]
+                                   [--rounds 3] [--profile DIR] [--writers-per-s 0]
                                    [--out bench/results/recall_scaling.json]
 
 Starts one ``engram start`` (fsync durability, embedder ``none``), fills one space with
@@ -14,6 +14,14 @@ one channel per caller) and each cue (``embedding``: top 10 by vector, rank
 16/1 is taken per round (the machine is shared: a ratio within one round is what
 carries over). ``--profile DIR`` records the server with py-spy during one 1-caller and
 one 16-caller phase of each transport (``DIR/<phase>.txt``: collapsed stacks).
+
+``--writers-per-s N`` runs a background writer during every phase: one REST client remembering
+N memories a second (a new vector each, paced) into the measured space, as agents remember while
+others recall. Each phase then also reports the writes acknowledged and, from ``/metrics``, how many
+of its recalls a read worker answered (``served``) or the server (``server``), and how the workers'
+copies were made current (``caught_up`` / ``reloaded``). Writes make the space grow: pass
+``--settings exact_search_max=...`` above the final size to keep it searched exactly (a space
+whose HNSW index is in use is not served by workers).
 
 The target (issue 15): throughput at 16 callers >= 1.6x one caller's, REST and gRPC.
 """
@@ -27,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import re
 import shutil
 import statistics
 import subprocess
@@ -183,8 +192,40 @@ def grpc_caller(target: str, queries: np.ndarray, cue: str, channels: list[Any])
     return make
 
 
+_METRIC = re.compile(
+    r'^engram_(recall_worker|read_worker_copies)_total\{(?:outcome|how)="(\w+)"\} ([0-9.e+]+)$', re.M)
+
+
+async def worker_counts(base: str) -> dict[str, float]:
+    """The read-worker counters of ``/metrics``: served / server recalls, caught_up / reloaded copies."""
+    async with aiohttp.ClientSession(base) as s, s.get("/metrics") as r:
+        text = await r.text()
+    return {m.group(2): float(m.group(3)) for m in _METRIC.finditer(text)}
+
+
+async def steady_writer(base: str, per_s: float, dim: int, stop: asyncio.Event, acked: list[float]) -> None:
+    """Remember ``per_s`` memories a second (paced from the start, not from each answer) until ``stop``."""
+    rng = np.random.default_rng(int(time.time()))
+    headers = {"X-Memory-Space": SPACE}
+    t0 = time.perf_counter()
+    n = 0
+    async with aiohttp.ClientSession(base) as s:
+        while not stop.is_set():
+            v = rng.standard_normal(dim).astype(np.float32)
+            body = {"content": f"written during the phase {n}", "embedding": b64(v / np.linalg.norm(v))}
+            sent = time.perf_counter()
+            async with s.post("/api/v1/memories/remember", headers=headers, json=body) as r:
+                if r.status != 201:
+                    raise RuntimeError(f"remember: {r.status} {(await r.read())[:200]!r}")
+                await r.read()
+            acked.append((time.perf_counter() - sent) * 1000)
+            n += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, t0 + n / per_s - time.perf_counter()))
+
+
 async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seconds: float,
-                queries: np.ndarray) -> dict[str, Any]:
+                queries: np.ndarray, writes_per_s: float = 0.0) -> dict[str, Any]:
     import psutil
 
     sessions: list[aiohttp.ClientSession] = []
@@ -201,16 +242,35 @@ async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seco
                 total += sum(child.cpu_times()[:2])
         return total
 
+    stop = asyncio.Event()
+    acked: list[float] = []
+    writer = None
     try:
+        counts0 = await worker_counts(srv.http_url)
+        if writes_per_s > 0:
+            writer = asyncio.create_task(
+                steady_writer(srv.http_url, writes_per_s, queries.shape[1], stop, acked))
         s0, c0 = server_cpu(), time.process_time()
         out = await timed(callers, seconds, make)
         s1, c1 = server_cpu(), time.process_time()
+        stop.set()
+        if writer is not None:
+            await writer
+        counts1 = await worker_counts(srv.http_url)
         # CPU per call (load-independent, unlike rates on a shared machine): where the time goes.
         calls = max(1, out["calls"] + callers)
         out["server_cpu_ms_per_call"] = round(1000 * (s1 - s0) / calls, 3)
         out["client_cpu_ms_per_call"] = round(1000 * (c1 - c0) / calls, 3)
+        out["workers"] = {k: int(counts1.get(k, 0) - counts0.get(k, 0))
+                          for k in ("served", "server", "caught_up", "reloaded")}
+        if writes_per_s > 0:
+            out["writes"] = len(acked)
+            out["write_p50_ms"] = round(statistics.median(acked), 2) if acked else None
         return out
     finally:
+        stop.set()
+        if writer is not None and not writer.done():
+            writer.cancel()
         for s in sessions:
             await s.close()
         for ch in channels:
@@ -229,6 +289,12 @@ def profile_start(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def served_share(phases: list[dict[str, Any]]) -> float:
+    """The share of the phases' recalls a read worker answered."""
+    served = sum(p["workers"]["served"] for p in phases)
+    return round(served / max(1, served + sum(p["workers"]["server"] for p in phases)), 3)
+
+
 async def measure(srv: EngramProcess, args: argparse.Namespace, queries: np.ndarray) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
@@ -240,13 +306,18 @@ async def measure(srv: EngramProcess, args: argparse.Namespace, queries: np.ndar
                     spy = None
                     if args.profile and r == 0:
                         spy = profile_start(srv.pid, args.profile / f"{name}.txt", args.seconds)
-                    got[name] = await phase(srv, transport, cue, callers, args.seconds, queries)
+                    got[name] = await phase(srv, transport, cue, callers, args.seconds, queries,
+                                            args.writers_per_s)
                     if spy is not None:
                         spy.wait(30)
                     g = got[name]
+                    w = g["workers"]
+                    wrote = f"  writes {g['writes']} (P50 {g['write_p50_ms']} ms)" if "writes" in g else ""
                     print(f"round {r}: {name:<24} {g['per_s']:>8.1f}/s  P50 {g['p50_ms']:.2f} ms"
                           f"  P99 {g['p99_ms']:.2f} ms  server CPU {g['server_cpu_ms_per_call']:.2f} ms"
-                          f"  client CPU {g['client_cpu_ms_per_call']:.2f} ms", flush=True)
+                          f"  client CPU {g['client_cpu_ms_per_call']:.2f} ms  worker served {w['served']}"
+                          f" / server {w['server']}  copies caught up {w['caught_up']} / reloaded"
+                          f" {w['reloaded']}{wrote}", flush=True)
         rounds.append(got)
     summary: dict[str, Any] = {}
     for transport in ("rest", "grpc"):
@@ -261,6 +332,8 @@ async def measure(srv: EngramProcess, args: argparse.Namespace, queries: np.ndar
                 "p99_ms_16": statistics.median(rd[f"{transport}_{cue}_16"]["p99_ms"] for rd in rounds),
                 "ratio_16_over_1_per_round": [round(x, 3) for x in ratios],
                 "ratio_16_over_1_median": round(statistics.median(ratios), 3) if ratios else None,
+                "worker_served_share": {n: served_share([rd[f"{transport}_{cue}_{n}"] for rd in rounds])
+                                        for n in (1, 16)},
             }
     return {"rounds": rounds, "summary": summary}
 
@@ -279,6 +352,9 @@ def main() -> None:
     ap.add_argument("--read-workers", default="0,1",
                     help="the read_workers settings to measure, one server each (default 0,1); the "
                          "summary's keys take the suffix _workersN for N > 0")
+    ap.add_argument("--writers-per-s", type=float, default=0.0,
+                    help="a background client remembering this many memories a second into the "
+                         "measured space during every phase (default 0: none)")
     ap.add_argument("--out", default=str(RESULTS / "recall_scaling.json"))
     args = ap.parse_args()
     args.memories = args.memories or (2_000 if args.quick else 20_000)
@@ -292,6 +368,7 @@ def main() -> None:
     queries = vecs[np.random.default_rng(22).integers(0, len(vecs), 256)]
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "recall_scaling", "memories": args.memories,
                                "dim": args.dim, "seconds": args.seconds, "settings": extra,
+                               "writers_per_s": args.writers_per_s,
                                "rounds_by_config": {}, "summary": {}}
     for workers in [int(w) for w in args.read_workers.split(",") if w]:
         suffix = f"_workers{workers}" if workers else ""

@@ -82,6 +82,12 @@ class Metrics:
             "server itself (server: the worker's copy was not current, or the recall is not one it serves).",
             ["outcome"], registry=r,
         )
+        self.read_worker_copies = Counter(
+            "engram_read_worker_copies_total",
+            "Read workers' copies of spaces made current: caught_up (the changes since the copy's state "
+            "sent with a recall) or reloaded (the whole space loaded again).",
+            ["how"], registry=r,
+        )
         self.pg_write_groups = Counter(
             "engram_pg_write_groups_total",
             "PostgreSQL backend: group commits of writes (one transaction, one commit each).", registry=r,

@@ -16,13 +16,29 @@ What a copy is, and why its answers are the server's own:
   asked for: the space object (a reopened space is another), the store's ``epoch`` (bumped
   after every commit that changes stored memories, once its in-memory effects are applied)
   and the version of the fans. The server sends a recall to a worker only when the worker's
-  copy carries the space's current token, so the copy holds every acknowledged write; any
-  other recall runs in the server as before, and the worker is asked (after the space has
-  been still for ``SETTLE`` seconds, so a stream of writes does not keep it reloading) to load
-  the new state. Read-your-writes holds: a write's token is in place before it is acknowledged.
+  copy carries the space's current token, so the copy holds every acknowledged write.
+  Read-your-writes holds: a write's token is in place before it is acknowledged.
+* How a copy keeps up with writes: a copy behind only by commits to the same space object is
+  brought forward, not reloaded. The server keeps, per space, a ring of what each epoch changed
+  in the vectors (index.changes: the rows added, exactly as stored, and the keys removed, in the
+  order the ``VectorSet`` applied them; sealed by the store just before it publishes the epoch)
+  and a log of the fans' keys changed per version (``LocalDensity.changes_since``). With a
+  recall for a copy at an older token the server sends, first on the same pipe, a ``sync``: the
+  operations of the epochs the copy missed and the current value of every fan changed since
+  its version. The worker replays them on its copy with the same ``VectorSet`` code (same rows,
+  same order, same caches) and relabels it; the recall after it then runs on the current state.
+  Both logs start the first time the pool meets a space (nothing is recorded with
+  ``read_workers = 0``) and are bounded (``changes.MAX_EPOCHS`` / ``MAX_ROWS``,
+  ``density.CHANGES_KEPT``). When they do not reach back to a copy's state (a copy idle for
+  long, a bulk write, a re-embedding, which replaces the vectors and the fans, or a reopened,
+  restored or deleted space: another space object), the server answers and the copy is loaded
+  whole: at once if the logs will bring the new copy forward (at most every
+  ``RELOAD_SECONDS`` per space), else once the space has been still for ``SETTLE`` seconds.
+  Anything that goes wrong applying a sync drops the copy (the server then reloads it).
 * A worker gets a recall only while the server is already running another recall itself
   (``ReadPool.spill``): a lone caller is answered in the server without the hop between
-  processes (~0.5-1 ms), and concurrent callers spill over to the workers' cores.
+  processes (~0.5-1 ms), and concurrent callers spill over to the workers' cores (a copy behind
+  is brought forward when a recall goes to it).
 * What a recall changes is done by the server: the rows to reinforce and the events to publish
   (``recalled``, ``activation``) come back with the answer. The query's vector is computed by
   the server (its embedders, its query cache) and sent with the cue; the server's clock gives
@@ -58,6 +74,7 @@ import numpy as np
 from .core.events import EventBus
 from .core.models import Cue, RecallResult
 from .errors import EngramError
+from .index.changes import Op
 
 if TYPE_CHECKING:
     from .core.space import MemorySpace
@@ -67,6 +84,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("engram.readpool")
 
 SETTLE = 0.2  # seconds a space's token must stay the same before a worker loads it
+# A copy that the change logs can bring forward once loaded is loaded without waiting for the
+# space to be still, at most this often per space (a copy the logs cannot reach waits for SETTLE).
+RELOAD_SECONDS = 1.0
 RESTART_SECONDS = 5.0  # a dead worker is restarted at most this often
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
@@ -186,8 +206,11 @@ class ReadPool:
         self._started_at = -RESTART_SECONDS
         self._starting: asyncio.Task[None] | None = None
         self._still: dict[str, tuple[Token, float]] = {}  # space id -> (token, first seen)
+        self._reloaded: dict[str, float] = {}  # space id -> when a copy was last loaded unsettled
         self.served = 0  # recalls answered by a worker
         self.local = 0  # recalls the server ran itself although the pool is on
+        self.caught_up = 0  # copies brought forward by the change logs (no reload)
+        self.reloads = 0  # whole copies asked for (one per worker)
         # Recalls the server is running itself right now (:meth:`running_here`). With
         # ``spill`` on, a worker gets a recall only while the server is already running one:
         # a lone caller never pays the hop between processes, concurrent callers use both cores.
@@ -247,6 +270,7 @@ class ReadPool:
     def drop(self, space_id: str) -> None:
         """Let go of every copy of ``space_id`` (deleted, restored, unloaded)."""
         self._still.pop(space_id, None)
+        self._reloaded.pop(space_id, None)
         for w in self.workers:
             if w.alive:
                 w.loaded.pop(space_id, None)
@@ -257,28 +281,44 @@ class ReadPool:
     async def recall(self, space: MemorySpace, cue: Cue) -> RecallResult | None:
         """``cue`` answered by a worker, or None: then the caller runs it in the server."""
         await self._ensure()
-        token = read_token(space)
-        if token is None or not self.workers or not servable(space, cue):
+        if read_token(space) is None or not self.workers or not servable(space, cue):
             return self._server()
-        ready = [w for w in self.workers if w.alive and w.loaded.get(space.id) == token]
-        if not ready:
-            self._maybe_load(space, token)
+        if self.spill and self.running == 0:  # the server is idle: answering here is quicker than the hop
+            token = read_token(space)
+            if token is not None and not any(w.alive and w.loaded.get(space.id) == token
+                                             for w in self.workers):
+                self._maybe_load(space, token)  # it leaves alone a copy that can be brought forward
             return self._server()
-        if self.spill and self.running == 0:
-            return self._server()  # the server is idle: answering here is quicker than the hop
-        worker = min(ready, key=lambda w: len(w.pending))
         qvec = None
-        if cue.embedding is None and (cue.query or "").strip() and space.embedding_active:
+        if (cue.embedding is None and (cue.query or "").strip() and space.embedding_active
+                and any(w.alive and w.loaded.get(space.id, ("",))[0] == space.instance
+                        for w in self.workers)):
+            # First, so that no await comes between bringing a copy forward and sending the recall.
             qvec = await asyncio.to_thread(_query_vector, space, cue)
             if qvec is None:
                 return self._server()  # the embedder failed: the server's own path says how
+        token = read_token(space)  # read now: every write acknowledged before this recall is in it
+        if token is None or not servable(space, cue):
+            return self._server()
+        ready = [w for w in self.workers if w.alive and w.loaded.get(space.id) == token]
+        worker = min(ready, key=lambda w: len(w.pending)) if ready else None
+        if worker is None or worker.pending:
+            # A copy behind by commits to this space object only is brought forward (the changes
+            # sent ahead of the recall on the same pipe), if that gives a less busy worker.
+            caught = self._catch_up(space, token, len(worker.pending) if worker is not None else None)
+            if caught is not None:
+                worker = caught
+        if worker is None or (qvec is None and cue.embedding is None and (cue.query or "").strip()
+                              and space.embedding_active):
+            self._maybe_load(space, token)
+            return self._server()
         req = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker.pending[req] = fut
         try:
             index = space.ann.state() if space.ann is not None else None
             worker.send(("recall", req, space.id, token, cue, space.clock(), space.embedding_active, qvec,
-                         space.embedder_spec, index))
+                         space.embedder_spec, index, space.last_lsn))
             status, payload = await fut
         except (_WorkerGone, ConnectionError, RuntimeError):
             return self._server()
@@ -311,25 +351,80 @@ class ReadPool:
             self.metrics.read_workers.labels("server").inc()
         return None
 
+    def _catch_up(self, space: MemorySpace, token: Token, busier_than: int | None) -> _Worker | None:
+        """Bring the least busy worker whose copy of ``space`` is behind ``token`` by commits to
+        the same space object (fewer pending recalls than ``busier_than``, if given) to ``token``
+        with the changes since its copy's token: the vectors' (index.changes) and the fans'
+        (LocalDensity.changes_since). Returns the worker, or None when none can be (no such
+        copy, or the logs do not reach back to it: it is reloaded whole then)."""
+        changes = space.track_changes()
+        if changes is None:
+            return None
+        behind: list[tuple[_Worker, Token]] = []
+        for w in self.workers:
+            have = w.loaded.get(space.id)
+            if (w.alive and have is not None and space.id not in w.loading and have[0] == token[0]
+                    and have[1] <= token[1] and have[2] <= token[2] and have != token
+                    and (busier_than is None or len(w.pending) < busier_than)):
+                behind.append((w, have))
+        if not behind:
+            return None
+        worker, have = min(behind, key=lambda p: len(p[0].pending))
+        ops = changes.since(have[1], token[1])
+        if ops is None:
+            return None
+        fans = space.density.changes_since(have[2])
+        if fans is None or fans[2] != token[2]:
+            return None  # the fans moved on meanwhile (the next recall sees a new token) or are not logged
+        try:
+            worker.send(("sync", space.id, have, token, ops, fans[0], fans[1], space.dim))
+        except Exception:
+            return None
+        worker.loaded[space.id] = token  # the worker applies it before the recall sent after it
+        self.caught_up += 1
+        if self.metrics is not None:
+            self.metrics.read_worker_copies.labels("caught_up").inc()
+        return worker
+
     def _maybe_load(self, space: MemorySpace, token: Token) -> None:
         now = time.monotonic()
+        changes = space.track_changes()
+        # Loaded at ``token``, would the copy be brought forward from then on? Then it is loaded now
+        # (at most every RELOAD_SECONDS), else once the space has been still for SETTLE.
+        reachable = (changes is not None and changes.reaches(token[1])
+                     and now - self._reloaded.get(space.id, -RELOAD_SECONDS) >= RELOAD_SECONDS)
         seen = self._still.get(space.id)
         if seen is None or seen[0] != token:
             self._still[space.id] = (token, now)
+            if not reachable:
+                return
+        elif now - seen[1] < SETTLE and not reachable:
             return
-        if now - seen[1] < SETTLE:
-            return
-        behind = [w for w in self.workers
-                  if w.alive and w.loaded.get(space.id) != token and w.loading.get(space.id) != token]
+        behind = [w for w in self.workers if w.alive and w.loaded.get(space.id) != token
+                  and space.id not in w.loading and not self._reachable(w, space, token)]
         if not behind:
             return  # loading it already: no snapshot of the fans on every recall meanwhile
         values, total, version = space.density.snapshot()
         if version != token[2]:
             return  # the fans moved on meanwhile: the next recall sees a new token
+        if reachable:
+            self._reloaded[space.id] = now
         for w in behind:
             w.loading[space.id] = token
+            self.reloads += 1
+            if self.metrics is not None:
+                self.metrics.read_worker_copies.labels("reloaded").inc()
             with contextlib.suppress(Exception):
                 w.send(("load", space.id, str(space.dir), token, values, total, space.density.k))
+
+    @staticmethod
+    def _reachable(w: _Worker, space: MemorySpace, token: Token) -> bool:
+        """Whether ``w``'s copy of ``space`` can be brought forward to ``token`` (no reload needed)."""
+        have = w.loaded.get(space.id)
+        changes = space.vectors.changes
+        return (have is not None and changes is not None and have[0] == token[0] and have[1] <= token[1]
+                and have[2] <= token[2] and changes.reaches(have[1])
+                and space.density.reaches(have[2]))
 
 
 def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:
@@ -378,6 +473,12 @@ class _IndexState:
     def state(self) -> dict[str, Any]:
         return self._state
 
+    def stop(self) -> None:  # MemorySpace.close: nothing runs here (a reload used to fail on it)
+        pass
+
+    def checkpoint_if_useful(self) -> None:
+        pass
+
 
 class _Copies:
     def __init__(self, settings: Settings) -> None:
@@ -407,8 +508,34 @@ class _Copies:
             old.close("evicted")
         return True
 
+    def sync(self, space_id: str, have: Token, token: Token, ops: list[Op],
+             fans: dict[int, float | None], total: float, dim: int | None) -> bool:
+        """Bring the copy at ``have`` to ``token`` with the server's changes since (ReadPool._catch_up):
+        the vector operations replayed in order, the changed fans set. False (and no copy kept: it
+        may be half changed) when there is no copy at ``have`` or the changes do not apply."""
+        got = self.copies.get(space_id)
+        if got is None or got[0] != have:
+            self.drop(space_id)
+            return False
+        space = got[1]
+        try:
+            if dim != space.dim:
+                if space.dim is not None or dim is None:
+                    raise ValueError(f"dimension {space.dim} became {dim}")  # the server's reopened it
+                space.dim = dim
+                if space.vectors.dim is None:
+                    space.vectors.dim = dim
+            space.vectors.replay(ops)
+            space.density.apply(fans, total)
+        except Exception:
+            self.drop(space_id)
+            raise
+        self.copies[space_id] = (token, space)
+        return True
+
     def recall(self, space_id: str, token: Token, cue: Cue, now: float, embeds: bool,
-               qvec: np.ndarray | None, spec: Any, index: dict[str, Any] | None) -> tuple[str, Any]:
+               qvec: np.ndarray | None, spec: Any, index: dict[str, Any] | None,
+               last_lsn: int) -> tuple[str, Any]:
         from .cognition.recall import recall
 
         got = self.copies.get(space_id)
@@ -416,6 +543,8 @@ class _Copies:
             return "stale", None
         self.copies.move_to_end(space_id)
         space = got[1]
+        assert space.store is not None
+        space.store.last_lsn = last_lsn  # the server's: what LSN-keyed caches (filter masks) go by
         space.clock = lambda: now
         space.embedder_spec = spec
         space.embedders = _GivenQuery(qvec) if embeds else None  # type: ignore[assignment]
@@ -453,10 +582,21 @@ def worker_main() -> None:
                 log.warning("read worker could not load %s: %s", space_id, exc)
                 ok = False
             reply: Any = ("loaded", space_id, token, ok)
-        elif kind == "recall":
-            _, req, space_id, token, cue, now, embeds, qvec, spec, index = msg
+        elif kind == "sync":
+            _, space_id, have, token, ops, fans, total, dim = msg
             try:
-                status, payload = copies.recall(space_id, token, cue, now, embeds, qvec, spec, index)
+                ok = copies.sync(space_id, have, token, ops, fans, total, dim)
+            except Exception as exc:  # the copy is dropped: the server reloads it
+                log.warning("read worker could not bring %s forward: %s", space_id, exc)
+                ok = False
+            if ok:
+                continue  # no answer: the recall sent after it is the answer
+            reply = ("loaded", space_id, token, False)
+        elif kind == "recall":
+            _, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn = msg
+            try:
+                status, payload = copies.recall(space_id, token, cue, now, embeds, qvec, spec, index,
+                                                last_lsn)
             except Exception as exc:  # the server runs it and gives the caller its own error
                 status, payload = "error", repr(exc)
             reply = ("result", req, status, payload)

@@ -29,7 +29,16 @@ from engram.api.grpc.gen import service_pb2 as spb
 from engram.api.grpc.gen import service_pb2_grpc as spb_grpc
 from engram.cognition.recall import recall as in_process_recall
 from engram.core.events import Event
-from engram.core.models import Cue, MemoryInput, RankMode, RecallMode, RecallResult
+from engram.core.models import (
+    Cue,
+    DeleteByFilter,
+    ForgetMode,
+    MemoryInput,
+    MemoryPatch,
+    RankMode,
+    RecallMode,
+    RecallResult,
+)
 from engram.service import EngramService
 from engram.testing import EngramProcess, FakeClock, make_service
 
@@ -174,21 +183,190 @@ def test_a_write_is_recalled_at_once_and_the_copy_catches_up(tmp_path: Path) -> 
         await _served(svc, SPACE, probe)
         pool = svc.read_pool
         assert pool is not None
-        # A new memory exactly at the query: the very next recall (no wait) returns it first.
+        # A new memory exactly at the query: the very next recall (no wait) returns it first,
+        # answered by the worker, its copy brought forward with the write (no reload).
+        reloads = pool.reloads
         receipt = await svc.remember(SPACE, MemoryInput(content="the newest", embedding=vectors[0]))
         before = pool.served
         first = await svc.recall(SPACE, probe)
         assert first.results[0].memory.id == receipt.memory_id
-        assert pool.served == before  # the worker's copy was behind: the server answered
-        # Once the space is still, the worker answers again, with the new memory.
-        again = await _served(svc, SPACE, probe)
-        assert again.results[0].memory.id == receipt.memory_id
-        # A forgotten memory is gone from the next recall.
+        assert pool.served == before + 1
+        # A forgotten memory is gone from the next recall, the worker's too.
         await svc.forget(SPACE, receipt.memory_id)
         after = await svc.recall(SPACE, probe)
         assert receipt.memory_id not in {r.memory.id for r in after.results}
-        gone = await _served(svc, SPACE, probe)
-        assert receipt.memory_id not in {r.memory.id for r in gone.results}
+        assert pool.served == before + 2
+        assert pool.reloads == reloads and pool.caught_up >= 2
+
+    _drive(svc, run())
+
+
+async def _same_as_own(svc: EngramService, space: Any, cue: Cue) -> RecallResult:
+    """``cue`` answered by a worker (asserted) and equal, field by field, to the server's own."""
+    pool = svc.read_pool
+    assert pool is not None
+    before = pool.served
+    served = await svc.recall(space.id, cue)
+    assert pool.served == before + 1, cue  # the worker answered
+    own = await asyncio.to_thread(in_process_recall, space, cue)
+    mine, theirs = _plain(served), _plain(own)
+    assert mine["metadata"] == theirs["metadata"], cue
+    assert mine == theirs, cue
+    return served
+
+
+def test_a_copy_brought_forward_answers_as_the_server_after_every_kind_of_write(tmp_path: Path) -> None:
+    """Writes, PATCH and PUT updates, forgets and a delete by filter in a space whose server embeds
+    text (its fans change with every vector): after each, the copy is brought forward by the
+    changes alone (no reload) and its answers equal the server's own."""
+    clock = FakeClock()
+    svc = _service(tmp_path, clock)
+    rng = np.random.default_rng(11)
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 120, seed=8)
+        await _settled(svc, SPACE)
+        await _served(svc, SPACE, Cue(embedding=vectors[0]))
+        pool = svc.read_pool
+        assert pool is not None
+        space = await svc._space(SPACE)
+        reloads, caught = pool.reloads, pool.caught_up
+        ids = [m.id for m in (await svc.list_memories(SPACE, limit=200)).memories]
+        near = (np.asarray(vectors[5]) + 0.05 * rng.standard_normal(DIM)).tolist()
+
+        async def remember_vector() -> list[float]:
+            await svc.remember(SPACE, MemoryInput(content="a client vector near five", embedding=near,
+                                                  metadata={"kind": "a", "n": 1000}))
+            return near
+
+        async def remember_text() -> list[float]:
+            await svc.remember(SPACE, MemoryInput(content="the market where Bda met the garden",
+                                                  metadata={"kind": "b", "n": 1001}))
+            return vectors[2]
+
+        async def patch_metadata() -> list[float]:
+            await svc.update_memory(SPACE, ids[7], patch=MemoryPatch(metadata={"kind": "b", "n": 7},
+                                                                     tags=["t9"]))
+            return vectors[7]
+
+        async def patch_vector() -> list[float]:
+            moved = (np.asarray(vectors[9]) + 0.3 * rng.standard_normal(DIM)).tolist()
+            await svc.update_memory(SPACE, ids[9], patch=MemoryPatch(embedding=moved))
+            return vectors[9]
+
+        async def put_text() -> list[float]:  # the vector dropped, then embedded again by the server
+            await svc.update_memory(SPACE, ids[13], put=MemoryInput(content="harbour bakery river Cda day 4"))
+            return vectors[13]
+
+        async def forget() -> list[float]:
+            await svc.forget(SPACE, ids[5])
+            return vectors[5]
+
+        async def erase() -> list[float]:
+            await svc.forget(SPACE, ids[6], ForgetMode.delete)
+            return vectors[6]
+
+        async def delete_filtered() -> list[float]:
+            await svc.delete_memories(SPACE, DeleteByFilter(filter={"n": {"$lt": 20}}))
+            return vectors[15]
+
+        for step in (remember_vector, remember_text, patch_metadata, patch_vector, put_text, forget,
+                     erase, delete_filtered):
+            v = await step()
+            await _settled(svc, SPACE)
+            for cue in (Cue(embedding=v), Cue(embedding=v, rank=RankMode.similarity, max_results=20),
+                        Cue(query="the market where Bda met", mode=RecallMode.hybrid),
+                        Cue(embedding=v, query="river garden", filter={"kind": "a"}, max_results=15)):
+                await _same_as_own(svc, space, cue)
+        assert pool.reloads == reloads, "every copy was brought forward by the changes alone"
+        assert pool.caught_up >= caught + 8
+
+    _drive(svc, run())
+
+
+def test_a_worker_serves_under_a_steady_stream_of_writes(tmp_path: Path) -> None:
+    """Writes every ~10 ms (client vectors, in a space whose server measures their fans) while a
+    caller recalls the latest acknowledged one: it is always found, and the worker answers most
+    recalls (its copy is brought forward, not reloaded)."""
+    clock = FakeClock()
+    svc = _service(tmp_path, clock)
+    rng = np.random.default_rng(12)
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 60, seed=9)
+        await _settled(svc, SPACE)
+        await _served(svc, SPACE, Cue(embedding=vectors[0]))
+        pool = svc.read_pool
+        assert pool is not None
+        acked: list[tuple[str, list[float]]] = []
+        done = asyncio.Event()
+
+        async def writer() -> None:
+            try:
+                for i in range(150):
+                    v = rng.standard_normal(DIM).tolist()
+                    got = await svc.remember(SPACE, MemoryInput(content=f"stream {i}", embedding=v))
+                    acked.append((got.memory_id, v))
+                    await asyncio.sleep(0.01)
+            finally:
+                done.set()
+
+        task = asyncio.create_task(writer())
+        served, reloads, caught = pool.served, pool.reloads, pool.caught_up
+        recalls = 0
+        while not done.is_set():
+            if not acked:
+                await asyncio.sleep(0.005)
+                continue
+            latest, v = acked[-1]
+            res = await svc.recall(SPACE, Cue(embedding=v, rank=RankMode.similarity, max_results=1))
+            assert res.results[0].memory.id == latest  # read-your-writes, whoever answered
+            recalls += 1
+        await task
+        served = pool.served - served
+        assert recalls >= 20
+        assert served >= recalls // 2, (served, recalls, pool.caught_up - caught, pool.reloads - reloads)
+        assert pool.caught_up - caught >= 50  # of 150 writes (a copy is brought forward when asked)
+        assert pool.reloads - reloads <= 1
+
+    _drive(svc, run())
+
+
+def test_a_copy_the_change_log_no_longer_reaches_is_reloaded(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import engram.index.changes as changes
+    import engram.readpool as readpool
+
+    monkeypatch.setattr(changes, "MAX_EPOCHS", 3)
+    monkeypatch.setattr(readpool, "RELOAD_SECONDS", 0.0)  # no pause after the first copy's load
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 30, seed=10)
+        probe = Cue(embedding=vectors[1], rank=RankMode.similarity, max_results=5)
+        await _served(svc, SPACE, probe)
+        pool = svc.read_pool
+        assert pool is not None
+        space = await svc._space(SPACE)
+        # Five commits: the ring keeps three. The copy cannot be brought forward: the server
+        # answers, and the copy is reloaded whole (at once: the log reaches the new copy's state).
+        far = (-np.asarray(vectors[1])).tolist()  # nearer the new five than any stored memory
+        probe = Cue(embedding=far, rank=RankMode.similarity, max_results=5)
+        new = [(await svc.remember(SPACE, MemoryInput(content=f"late {i}", embedding=far))).memory_id
+               for i in range(5)]
+        reloads, caught, served = pool.reloads, pool.caught_up, pool.served
+        first = await svc.recall(SPACE, probe)
+        assert {r.memory.id for r in first.results} == set(new)
+        assert pool.served == served and pool.caught_up == caught
+        assert pool.reloads == reloads + 1
+        again = await _served(svc, SPACE, probe)
+        assert {r.memory.id for r in again.results} == set(new)
+        # From the reloaded copy on, one commit is a catch-up again.
+        await svc.forget(SPACE, new[0])
+        after = await _same_as_own(svc, space, probe)
+        assert new[0] not in {r.memory.id for r in after.results}
+        assert pool.caught_up == caught + 1 and pool.reloads == reloads + 1
 
     _drive(svc, run())
 
@@ -295,10 +473,39 @@ def test_a_killed_worker_costs_no_recall_and_is_replaced(tmp_path: Path) -> None
 @pytest.mark.parametrize("workers", [0])
 def test_without_workers_nothing_is_started(tmp_path: Path, workers: int) -> None:
     svc = _service(tmp_path, FakeClock(), read_workers=workers, embedder="none")
-    try:
+
+    async def run() -> None:
         assert svc.read_pool is None
-    finally:
-        svc.close()
+        vectors = await _fill(svc, SPACE, 10, seed=13)
+        await svc.recall(SPACE, Cue(embedding=vectors[0]))
+        space = await svc._space(SPACE)
+        assert space.store is not None
+        # Nothing recorded for copies: no change log, no epoch hook, no fans log.
+        assert space.vectors.changes is None and space.store.on_epoch is None
+        assert space.density.changes_since(space.density.version) is None
+
+    _drive(svc, run())
+
+
+def test_a_copy_of_an_empty_space_takes_its_first_vector_and_dimension(tmp_path: Path) -> None:
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    async def run() -> None:
+        rng = np.random.default_rng(14)
+        v = rng.standard_normal(DIM).tolist()
+        empty = await _served(svc, OTHER, Cue(embedding=v))  # a copy with no dimension yet
+        assert not empty.results
+        pool = svc.read_pool
+        assert pool is not None
+        space = await svc._space(OTHER)
+        reloads = pool.reloads
+        got = await svc.remember(OTHER, MemoryInput(content="the first one", embedding=v))
+        first = await _same_as_own(svc, space, Cue(embedding=v))
+        assert [r.memory.id for r in first.results] == [got.memory_id]
+        assert pool.reloads == reloads
+
+    _drive(svc, run())
 
 
 def _served_count(http: httpx.Client) -> float:
@@ -349,6 +556,25 @@ def test_a_real_server_answers_rest_and_grpc_recalls_from_its_worker(
                 while _served_count(http) < before + 5:
                     assert time.monotonic() < deadline, srv.logs()[-2000:]
                     assert set(callers.map(grpc_recall, range(16))) == {ids[11]}
+            # A write, then at once concurrent recalls of it: every answer has it, and the worker
+            # answers some of them, its copy brought forward with the write (no reload).
+            fresh = (-vectors[11]).tolist()
+            got = http.post("/api/v1/memories/remember", json={"content": "fresh", "embedding": fresh},
+                            headers={"X-Memory-Space-Id": SPACE})
+            assert got.status_code == 201, got.text
+            before = _served_count(http)
+
+            def fresh_recall(_: int) -> str:
+                res = http.post("/api/v1/memories/recall", headers={"X-Memory-Space-Id": SPACE},
+                                json={"embedding": fresh, "rank": "similarity", "max_results": 1})
+                return str(res.json()["results"][0]["memory"]["id"])
+
+            while _served_count(http) <= before:  # until concurrent callers spill to the worker
+                assert time.monotonic() < deadline + 30, srv.logs()[-2000:]
+                assert set(callers.map(fresh_recall, range(16))) == {got.json()["memory_id"]}
+            caught = re.search(r'^engram_read_worker_copies_total\{how="caught_up"\} ([0-9.e+]+)$',
+                               http.get("/metrics").text, re.M)
+            assert caught is not None and float(caught.group(1)) >= 1
         workers = psutil.Process(srv.pid).children(recursive=True)
         assert any("engram.readpool" in " ".join(p.cmdline()) for p in workers)
     # kill -9 the server: its worker sees its input close and leaves (no orphan holding the files).

@@ -41,6 +41,7 @@ from ..errors import (
     StorageUnavailable,
 )
 from ..index.ann import INDEX_FILE, SIDECAR_FILE, AnnIndex
+from ..index.changes import ChangeLog
 from ..index.density import LocalDensity
 from ..index.vector import VectorSet
 from ..settings import Settings
@@ -1143,6 +1144,33 @@ class MemorySpace(TextEmbedding):
         if not rowids or self._closed or self.reinforcer is None:
             return
         self.reinforcer.add(rowids, self.clock())
+
+    # -- read workers' copies (engram.readpool) ----------------------------------
+    def track_changes(self) -> ChangeLog | None:
+        """Keep what each commit changes in the vectors and the fans, for read workers' copies to
+        catch up without reloading (index.changes, LocalDensity.track); returns the vectors' log.
+        Cheap when on already. A re-embedding replaces the vectors and fans: their logs start
+        again (copies reload once)."""
+        store = self.store
+        if store is None or self.replica or self._closed:
+            return None
+        vectors = self.vectors
+        self.density.track()
+        got = vectors.changes
+        if got is not None:
+            return got
+        # In this order: the hook, the log, then whether a write is in flight, then the epoch
+        # (ChangeLog.begin: a write counts as in flight until after its epoch is published).
+        store.on_epoch = self._seal_changes
+        got = vectors.changes = ChangeLog()
+        idle = not store.busy
+        got.begin(store.epoch, idle)
+        return got
+
+    def _seal_changes(self, epoch: int) -> None:
+        changes = self.vectors.changes
+        if changes is not None:
+            changes.seal(epoch)
 
     # -- stats and lifecycle ----------------------------------------------------
     @property

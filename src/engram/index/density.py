@@ -17,6 +17,7 @@ background after opening.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
@@ -24,6 +25,9 @@ import numpy as np
 #: Neighbours per memory whose cosines make its density (both backends: SQLite keeps them here,
 #: PostgreSQL in its ``fans`` table).
 K = 5
+#: Changes of the fans remembered for read workers' copies (see LocalDensity.track): one a key
+#: set or removed; a measure sets up to K + 1.
+CHANGES_KEPT = 16_384
 
 
 def admitted(top: np.ndarray, sim: float, k: int = K) -> np.ndarray | None:
@@ -54,6 +58,10 @@ class LocalDensity:
         self._total = 0.0
         self._lock = threading.Lock()
         self.version = 0  # bumped by every change: equal versions, equal fans
+        # (version, key) of each change, once a read pool asks (track): a copy of the fans at an
+        # older version is brought forward with the current values of the keys changed since.
+        self._log: deque[tuple[int, int]] | None = None
+        self._log_from = 0  # the first version the log holds every change from
 
     def snapshot(self) -> tuple[dict[int, float], float, int]:
         """The fans as they are now and the version they are at (for a read worker's copy)."""
@@ -67,8 +75,52 @@ class LocalDensity:
         out._value, out._total = values, total
         return out
 
+    def track(self) -> None:
+        """Remember which key each change touched from now on (for :meth:`changes_since`)."""
+        with self._lock:
+            if self._log is None:
+                self._log = deque(maxlen=CHANGES_KEPT)
+                self._log_from = self.version + 1
+
+    def changes_since(self, version: int) -> tuple[dict[int, float | None], float, int] | None:
+        """What a copy of the fans at ``version`` needs to equal them now: the current value of
+        every key changed since (None: removed), the total and the version they are at; None when
+        the changes since ``version`` are not all remembered."""
+        with self._lock:
+            log = self._log
+            if log is None or version > self.version or version + 1 < self._log_from:
+                return None
+            if version < self.version and (not log or log[0][0] > version + 1):
+                return None
+            keys: dict[int, None] = {}
+            for ver, key in reversed(log):
+                if ver <= version:
+                    break
+                keys[key] = None
+            return {k: self._value.get(k) for k in keys}, self._total, self.version
+
+    def reaches(self, version: int) -> bool:
+        """Whether :meth:`changes_since` ``version`` would answer (without building it)."""
+        with self._lock:
+            log = self._log
+            if log is None or version > self.version or version + 1 < self._log_from:
+                return False
+            return version == self.version or (bool(log) and log[0][0] <= version + 1)
+
+    def apply(self, values: dict[int, float | None], total: float) -> None:
+        """A copy (:meth:`restored`) given another's :meth:`changes_since`."""
+        with self._lock:
+            for key, value in values.items():
+                if value is None:
+                    self._value.pop(key, None)
+                else:
+                    self._value[key] = value
+            self._total = total
+
     def _set(self, key: int, top: np.ndarray) -> None:
         self.version += 1
+        if self._log is not None:
+            self._log.append((self.version, key))
         value = mean_of(top)
         self._total += value - self._value.get(key, 0.0)
         self._top[key] = top
@@ -90,6 +142,8 @@ class LocalDensity:
     def remove(self, key: int) -> None:
         with self._lock:
             self.version += 1
+            if self._log is not None:
+                self._log.append((self.version, key))
             self._total -= self._value.pop(key, 0.0)
             self._top.pop(key, None)
 

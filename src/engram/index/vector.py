@@ -44,6 +44,7 @@ from usearch.compiled import MetricKind
 from usearch.index import search as _brute_force
 
 from ..errors import DimensionMismatch
+from .changes import ChangeLog, Op
 from .quant import PassCache
 from .raw import RawVectors
 
@@ -110,6 +111,9 @@ class VectorSet:
         # The stored float32 embeddings for exact rescoring (index.raw): every add and remove
         # below drops the key's bytes there and bumps its version, under _lock.
         self.raw = RawVectors(self._lock, float32_max)
+        # What each commit changes here, for read workers' copies (index.changes); off unless a
+        # read pool asks for it (MemorySpace.track_changes).
+        self.changes: ChangeLog | None = None
 
     # -- writer side ----------------------------------------------------------
     def check_dim(self, received: int) -> None:
@@ -150,6 +154,9 @@ class VectorSet:
             top = int(lsn_arr.max())
             if top > self.applied_lsn:
                 self.applied_lsn = top
+            if self.changes is not None:
+                self.changes.added(np.asarray(keys, dtype=np.int64).copy(), vectors.astype(np.float16),
+                                   lsn_arr.copy())
         if self.ann is not None:
             self.ann.notify_added()
 
@@ -211,8 +218,21 @@ class VectorSet:
                 block.view = (vec, keys, seq, lsns, alive, used + 1)  # publish
             if lsn > self.applied_lsn:
                 self.applied_lsn = lsn
+            if self.changes is not None:
+                self.changes.added(np.asarray([key], np.int64), vector.astype(np.float16).reshape(1, -1),
+                                   np.asarray([lsn], np.int64))
         if self.ann is not None:
             self.ann.notify_added()
+
+    def replay(self, ops: list[Op]) -> None:
+        """Apply another set's recorded changes (``ChangeLog.since``) in their order: a read
+        worker's copy brought to the server's state (engram.readpool)."""
+        for keys, rows, lsns in ops:
+            if rows is None:
+                for key, lsn in zip(keys.tolist(), lsns.tolist(), strict=True):
+                    self.remove(key, lsn)
+            else:
+                self.add_many(keys, rows, lsns)
 
     def _narrow_locked(self) -> None:
         """Turn every block's rows into float16 (exact: they hold float16 values) and keep it so.
@@ -234,6 +254,8 @@ class VectorSet:
             found = self._remove_locked(key)
             if lsn > self.applied_lsn:
                 self.applied_lsn = lsn
+            if self.changes is not None:
+                self.changes.removed(key, lsn)
         if found and self.ann is not None:
             self.ann.remove(key)
         return found

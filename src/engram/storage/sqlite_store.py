@@ -364,6 +364,9 @@ class SpaceStore:
         # Bumped after every commit (its in-memory effects applied) that holds a write other than
         # a quiet one: equal epochs mean the same stored state for a read (engram.readpool).
         self.epoch = 0
+        # Called on the completer thread with the epoch about to be published, after the commit's
+        # in-memory effects (its owner seals what they changed: index.changes).
+        self.on_epoch: Callable[[int], None] | None = None
         self.broken: str | None = None  # set if the writer thread died; every later write fails
         # Called (on the failing thread) with a transient storage error: the space goes degraded.
         self.on_transient: Callable[[BaseException], None] | None = None
@@ -924,6 +927,13 @@ class SpaceStore:
         try:
             self._apply_effects(results)
             if not all(item.quiet or item.critical for item, *_ in results):
+                hook = self.on_epoch
+                if hook is not None:
+                    try:
+                        hook(self.epoch + 1)
+                    except Exception:  # only copies' catching up depends on it: they reload instead
+                        log.exception("sealing the changes of a commit failed in %s", self.dir.name,
+                                      extra={"memory_space": self.dir.name})
                 self.epoch += 1  # after the effects: a reader seeing it sees them too
             self._settled(len(results))
             settled = True
@@ -1126,6 +1136,7 @@ class SnapshotStore(SpaceStore):
         self._closed = False
         self._inflight = 0
         self.epoch = 0
+        self.on_epoch = None
         self.on_transient = None
         self.before_submit = None
         self.last_lsn = int(self.meta("last_lsn") or 0)
