@@ -74,29 +74,9 @@ class Held:
         self.thread.join(30)
 
 
-def run_all(calls: list[Callable[[], Any]], held: Held) -> list[Any]:
-    """Each call in its own thread, queued behind ``held``; then released: results or errors."""
-    out: list[Any] = [None] * len(calls)
-
-    def one(i: int) -> None:
-        try:
-            out[i] = calls[i]()
-        except BaseException as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    held.wait_queued(len(calls))
-    held.done()
-    for t in threads:
-        t.join(60)
-    return out
-
-
-def run_in_order(calls: list[Callable[[], Any]], held: Held) -> list[Any]:
-    """As :func:`run_all`, but each call has queued before the next starts: the group runs them
-    in this order."""
+def run_all(calls: list[Callable[[], Any]], held: Held, *, in_order: bool = False) -> list[Any]:
+    """Each call in its own thread, queued behind ``held``; then released: results or errors.
+    ``in_order``: each call has queued before the next starts, so the group runs them in this order."""
     out: list[Any] = [None] * len(calls)
 
     def one(i: int) -> None:
@@ -108,11 +88,17 @@ def run_in_order(calls: list[Callable[[], Any]], held: Held) -> list[Any]:
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(calls))]
     for i, t in enumerate(threads):
         t.start()
-        held.wait_queued(i + 1)
+        if in_order:
+            held.wait_queued(i + 1)
+    held.wait_queued(len(calls))
     held.done()
     for t in threads:
         t.join(60)
     return out
+
+
+def run_in_order(calls: list[Callable[[], Any]], held: Held) -> list[Any]:
+    return run_all(calls, held, in_order=True)
 
 
 def test_queued_writes_commit_as_one_group_and_a_failing_one_fails_alone(grouping: PostgresStore) -> None:
