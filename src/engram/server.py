@@ -53,7 +53,8 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,27 @@ def tune_gc(young: int) -> tuple[int, int, int]:
     return thresholds
 
 
+class FrozenSpaces:
+    """The spaces open when :func:`tune_gc` froze the start-up's objects. A frozen reference cycle
+    is never collected, and a space's objects hold cycles (hooks bound to it), so a frozen space
+    once closed (unloaded when idle, deleted, replaced by a restore) would stay in memory, vectors
+    and all. The first time one is found closed, the freeze is undone: the start-up's objects
+    rejoin the oldest generation, which a full collection scans (rare at the raised young
+    threshold; the threshold, not the freeze, is what took the collector's cost down)."""
+
+    def __init__(self, spaces: Iterable[Any]) -> None:
+        self._spaces: weakref.WeakSet[Any] = weakref.WeakSet(spaces if gc.get_freeze_count() else ())
+
+    def release(self) -> bool:
+        """Undo the freeze if a frozen space has been closed; True if it was undone now."""
+        if not any(getattr(space, "closed", False) for space in list(self._spaces)):
+            return False
+        self._spaces = weakref.WeakSet()
+        gc.unfreeze()  # the closed space's cycles can be collected now
+        log.info("gc: a space open at start-up was closed; the start-up's objects are no longer frozen")
+        return True
+
+
 async def serve(settings: Settings) -> None:
     # Everything Engram creates under the data root is private to its user (files 0600,
     # directories 0700): the storage layer also passes explicit modes, this covers the rest.
@@ -329,7 +351,8 @@ async def _serve(settings: Settings, service: EngramService, sock: socket.socket
           f"(data: {state['data_dir']}, default space: {settings.default_space})", flush=True)
     log.info("server started", extra={"http_port": http_port, "grpc_port": grpc_port, "pid": os.getpid()})
 
-    maintenance = asyncio.create_task(_maintenance(service, stop))
+    frozen = FrozenSpaces(service.registry.loaded())
+    maintenance = asyncio.create_task(_maintenance(service, stop, frozen))
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait({http_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
@@ -373,7 +396,8 @@ async def _start_grpc(settings: Settings, service: EngramService,
     return server, port
 
 
-async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
+async def _maintenance(service: EngramService, stop: asyncio.Event,
+                       frozen: FrozenSpaces | None = None) -> None:
     """Periodic housekeeping: heal degraded spaces (every second: their backoff decides when
     a space is tried), unload spaces while descriptors are above the high water mark (every
     second), unload idle spaces (every idle-unload interval / 4), and sweep expired memories
@@ -395,6 +419,8 @@ async def _maintenance(service: EngramService, stop: asyncio.Event) -> None:
             except Exception:  # housekeeping must never take the server down; it is logged
                 log.exception("expiry sweep failed")
             next_sweep = time.monotonic() + sweep_every
+        if frozen is not None:
+            frozen.release()
         try:
             await asyncio.to_thread(service.registry.heal_due)
             await asyncio.to_thread(service.registry.trim)  # descriptors crept up between loads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from engram.testing.harness import EngramProcess
@@ -33,3 +34,21 @@ def test_a_started_server_tunes_its_garbage_collector(tmp_path: Path) -> None:
             assert lines[0]["thresholds"][0] == wanted and lines[0]["frozen"] > 1_000
         else:
             assert lines[0]["thresholds"][0] == 700 and lines[0]["frozen"] == 0
+
+
+def test_a_space_open_at_start_is_not_kept_frozen_after_it_is_unloaded(tmp_path: Path) -> None:
+    """The spaces open when the server froze its start-up's objects: once one is unloaded (idle),
+    the maintenance loop undoes the freeze, so the closed space can be collected."""
+    srv = EngramProcess.start(tmp_path / "s", settings={"bootstrap_spaces": "boot",
+                                                        "space_idle_unload_seconds": 1.0})
+    try:
+        deadline = time.monotonic() + 30
+        while '"space unloaded (idle)"' not in srv.logs() or "no longer frozen" not in srv.logs():
+            assert time.monotonic() < deadline, srv.logs()[-3000:]
+            time.sleep(0.2)
+        lines = srv.logs().splitlines()
+        unloaded = next(i for i, line in enumerate(lines) if '"space unloaded (idle)"' in line)
+        released = [i for i, line in enumerate(lines) if "no longer frozen" in line]
+        assert len(released) == 1 and released[0] > unloaded
+    finally:
+        srv.stop()
