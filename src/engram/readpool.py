@@ -103,13 +103,26 @@ def read_token(space: MemorySpace) -> Token | None:
 
 
 def servable(space: MemorySpace, cue: Cue) -> bool:
-    """True when a worker can answer ``cue`` for ``space`` exactly as the server would."""
-    if not space.healthy or space.degraded or space.closed or space.embedding_backlog:
+    """True when a worker can answer ``cue`` for ``space`` exactly as the server would.
+
+    A space with an embedding backlog (texts stored, their vectors not computed yet) is served:
+    what a recall reads of it is all in the copy or sent along. The rows awaiting a vector are
+    in the database the copy reads (found by their words, like the server's FTS5 query); a
+    vector the server's embedder adds is a commit like any other (a new read token, its rows in
+    the change ring, its fans in the fans' log); the query's vector, the backlog's size (the
+    answer's metadata) and the text search's pruned words (core.text.pruned_words) are the
+    server's, sent with the recall. Refused, because they cannot be made exact:
+
+    * a space searched through its ANN index (the copies have none and search exactly);
+    * ``wait_for_embeddings`` while the backlog is not empty: the server's recall waits for its
+      own embedder, which runs in the server (with no backlog the wait is nothing, on both sides).
+    """
+    if not space.healthy or space.degraded or space.closed:
         return False
     ann = space.ann
     if ann is not None and ann.ready:
         return False  # the copies search exactly; the server would go through its index
-    return not cue.wait_for_embeddings or not space.embedding_active
+    return not (cue.wait_for_embeddings and space.embedding_active and space.embedding_backlog)
 
 
 # -- framing (both sides) -----------------------------------------------------------------
@@ -290,14 +303,17 @@ class ReadPool:
                 self._maybe_load(space, token)  # it leaves alone a copy that can be brought forward
             return self._server()
         qvec = None
-        if (cue.embedding is None and (cue.query or "").strip() and space.embedding_active
+        words: tuple[tuple[str, ...], list[str]] | None = None
+        embeds_query = cue.embedding is None and bool((cue.query or "").strip()) and space.embedding_active
+        if ((cue.query or "").strip()
                 and any(w.alive and w.loaded.get(space.id, ("",))[0] == space.instance
                         for w in self.workers)):
             # First, so that no await comes between bringing a copy forward and sending the recall.
-            qvec = await asyncio.to_thread(_query_vector, space, cue)
-            if qvec is None:
+            qvec, words = await asyncio.to_thread(_text_parts, space, cue, embeds_query)
+            if embeds_query and qvec is None:
                 return self._server()  # the embedder failed: the server's own path says how
         token = read_token(space)  # read now: every write acknowledged before this recall is in it
+        backlog = space.embedding_backlog  # the answer's metadata (a copy keeps no backlog)
         if token is None or not servable(space, cue):
             return self._server()
         ready = [w for w in self.workers if w.alive and w.loaded.get(space.id) == token]
@@ -308,8 +324,7 @@ class ReadPool:
             caught = self._catch_up(space, token, len(worker.pending) if worker is not None else None)
             if caught is not None:
                 worker = caught
-        if worker is None or (qvec is None and cue.embedding is None and (cue.query or "").strip()
-                              and space.embedding_active):
+        if worker is None or (embeds_query and qvec is None) or ((cue.query or "").strip() and words is None):
             self._maybe_load(space, token)
             return self._server()
         req = next(self._ids)
@@ -318,7 +333,7 @@ class ReadPool:
         try:
             index = space.ann.state() if space.ann is not None else None
             worker.send(("recall", req, space.id, token, cue, space.clock(), space.embedding_active, qvec,
-                         space.embedder_spec, index, space.last_lsn))
+                         space.embedder_spec, index, space.last_lsn, backlog, words))
             status, payload = await fut
         except (_WorkerGone, ConnectionError, RuntimeError):
             return self._server()
@@ -437,6 +452,17 @@ def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:
     return qv.vector if qv.origin == "embedder" else None
 
 
+def _text_parts(space: MemorySpace, cue: Cue, embeds: bool
+                ) -> tuple[np.ndarray | None, tuple[tuple[str, ...], list[str]] | None]:
+    """What the server computes for a worker's recall of a cue with words: the query's vector
+    (``embeds``: the server's embedder makes it) and the text search's pruned words (None: they
+    could not be read; the server answers then)."""
+    from .core.text import pruned_words
+
+    qvec = _query_vector(space, cue) if embeds else None
+    return qvec, pruned_words(space, cue.query or "")
+
+
 # -- the worker's side ------------------------------------------------------------------
 class _Recorder(EventBus):
     """A copy's event bus: what a recall publishes is kept for the server to publish."""
@@ -535,7 +561,8 @@ class _Copies:
 
     def recall(self, space_id: str, token: Token, cue: Cue, now: float, embeds: bool,
                qvec: np.ndarray | None, spec: Any, index: dict[str, Any] | None,
-               last_lsn: int) -> tuple[str, Any]:
+               last_lsn: int, backlog: int = 0,
+               words: tuple[tuple[str, ...], list[str]] | None = None) -> tuple[str, Any]:
         from .cognition.recall import recall
 
         got = self.copies.get(space_id)
@@ -549,6 +576,8 @@ class _Copies:
         space.embedder_spec = spec
         space.embedders = _GivenQuery(qvec) if embeds else None  # type: ignore[assignment]
         space.ann = _IndexState(index) if index is not None else None  # type: ignore[assignment]
+        space.given_backlog = backlog
+        space.given_words = {words[0]: words[1]} if words is not None else {}
         bus = space.events = _Recorder(space_id)
         space.reinforced = []
         result = recall(space, cue)
@@ -593,10 +622,10 @@ def worker_main() -> None:
                 continue  # no answer: the recall sent after it is the answer
             reply = ("loaded", space_id, token, False)
         elif kind == "recall":
-            _, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn = msg
+            _, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn, backlog, words = msg
             try:
                 status, payload = copies.recall(space_id, token, cue, now, embeds, qvec, spec, index,
-                                                last_lsn)
+                                                last_lsn, backlog, words)
             except Exception as exc:  # the server runs it and gives the caller its own error
                 status, payload = "error", repr(exc)
             reply = ("result", req, status, payload)
