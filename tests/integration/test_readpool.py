@@ -374,7 +374,8 @@ def test_answers_equal_the_servers_own_with_an_embedding_backlog(tmp_path: Path)
                         Cue(query="kite3 market garden", mode=RecallMode.hybrid, trace_activation=True),
                         Cue(query="pending market", rank=RankMode.similarity, max_results=20),
                         Cue(embedding=vectors[2]),
-                        Cue(embedding=vectors[2], query="river garden", filter={"kind": "a"}, max_results=15)):
+                        Cue(embedding=vectors[2], query="river garden", filter={"kind": "a"},
+                            max_results=15)):
                 got = await _same_as_own(svc, space, cue)
                 assert got.metadata["embedding_backlog"] == 12, cue
             found = await _same_as_own(svc, space, Cue(query="kite7"))
@@ -476,7 +477,8 @@ def test_text_answers_equal_the_servers_own_at_2500_memories(tmp_path: Path,
         assert text.pruned_words(space, query) == (("alpha", "beta", "gamma7"), ["alpha", "beta", "gamma7"])
         await svc.remember_batch(SPACE, [item(i, "alpha") for i in range(2500, 2700)])
         conn = space.check_healthy().reader()
-        (alpha,) = conn.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'alpha'").fetchone()
+        (alpha,) = conn.execute(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'alpha'").fetchone()
         assert alpha > text.COMMON_SHARE * 2700  # a fresh vocabulary leaves "alpha" out
         assert text.pruned_words(space, query)[1] == ["alpha", "beta", "gamma7"]  # the server's keeps it
         await _served(svc, SPACE, Cue(query="beta"))

@@ -79,12 +79,14 @@ def unit_rows16(mat: np.ndarray) -> np.ndarray:
     mat = np.asarray(mat, dtype=np.float32)
     norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))[:, None]
     norms[norms == 0] = 1.0
-    return (mat / norms).astype(np.float16)
+    rows: np.ndarray = (mat / norms).astype(np.float16)
+    return rows
 
 
 def stored_row16(blob: bytes) -> np.ndarray:
     """:func:`unit_rows16` of one stored vector (its float32 bytes)."""
-    return unit_rows16(np.frombuffer(blob, dtype=np.float32).reshape(1, -1))[0]
+    row: np.ndarray = unit_rows16(np.frombuffer(blob, dtype=np.float32).reshape(1, -1))[0]
+    return row
 
 
 class _Block:
