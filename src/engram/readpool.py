@@ -44,8 +44,12 @@ What a copy is, and why its answers are the server's own:
   the server (its embedders, its query cache) and sent with the cue; the server's clock gives
   the worker its "now".
 * Only spaces searched exactly are served (no ANN index in the copies: a space past
-  ``exact_search_max`` with its index ready stays in the server), and only with no embedding
-  backlog.
+  ``exact_search_max`` with its index ready stays in the server). Spaces with an embedding
+  backlog are served (see ``servable``): the backlog's size and the words the text search keeps
+  of the query (core.text.pruned_words: the server's per-process vocabulary decides) are sent
+  with the recall, like the query's vector.
+* A copy loaded whole makes its float16 rows from the stored bytes with the same function as
+  every server path (index.vector.unit_rows16), so its rows are the server's bit for bit.
 
 A worker that dies or answers with an error costs only that worker: the recalls it held are
 run in the server, and a new worker is started on the next recall (at most once per
