@@ -115,18 +115,17 @@ def servable(space: MemorySpace, cue: Cue) -> bool:
     vector the server's embedder adds is a commit like any other (a new read token, its rows in
     the change ring, its fans in the fans' log); the query's vector, the backlog's size (the
     answer's metadata) and the text search's pruned words (core.text.pruned_words) are the
-    server's, sent with the recall. Refused, because they cannot be made exact:
+    server's, sent with the recall. A ``wait_for_embeddings`` recall waits in the server (for
+    its own embedder, as its own recall would) before the rest goes to a worker, with what the
+    wait gave (its time, the rows still pending at its end) for the answer's metadata.
 
-    * a space searched through its ANN index (the copies have none and search exactly);
-    * ``wait_for_embeddings`` while the backlog is not empty: the server's recall waits for its
-      own embedder, which runs in the server (with no backlog the wait is nothing, on both sides).
+    Refused, because it cannot be made exact: a space searched through its ANN index (the
+    copies have none and search exactly).
     """
     if not space.healthy or space.degraded or space.closed:
         return False
     ann = space.ann
-    if ann is not None and ann.ready:
-        return False  # the copies search exactly; the server would go through its index
-    return not (cue.wait_for_embeddings and space.embedding_active and space.embedding_backlog)
+    return ann is None or not ann.ready  # the copies search exactly; the server would use its index
 
 
 # -- framing (both sides) -----------------------------------------------------------------
@@ -306,6 +305,13 @@ class ReadPool:
                                              for w in self.workers):
                 self._maybe_load(space, token)  # it leaves alone a copy that can be brought forward
             return self._server()
+        waited: tuple[float, int] | None = None
+        if cue.wait_for_embeddings and space.embedding_active:
+            # As the server's own recall (cognition.recall.prepare): wait for the writes before it
+            # to have their vectors; the rest then runs on the state after the wait.
+            t0 = time.perf_counter()
+            left = await asyncio.to_thread(space.wait_embedded, space.settings.embedding_wait_seconds)
+            waited = (round((time.perf_counter() - t0) * 1000, 3), left)
         qvec = None
         words: tuple[tuple[str, ...], list[str]] | None = None
         embeds_query = cue.embedding is None and bool((cue.query or "").strip()) and space.embedding_active
@@ -337,7 +343,7 @@ class ReadPool:
         try:
             index = space.ann.state() if space.ann is not None else None
             worker.send(("recall", req, space.id, token, cue, space.clock(), space.embedding_active, qvec,
-                         space.embedder_spec, index, space.last_lsn, backlog, words))
+                         space.embedder_spec, index, space.last_lsn, backlog, words, waited))
             status, payload = await fut
         except (_WorkerGone, ConnectionError, RuntimeError):
             return self._server()
@@ -566,7 +572,8 @@ class _Copies:
     def recall(self, space_id: str, token: Token, cue: Cue, now: float, embeds: bool,
                qvec: np.ndarray | None, spec: Any, index: dict[str, Any] | None,
                last_lsn: int, backlog: int = 0,
-               words: tuple[tuple[str, ...], list[str]] | None = None) -> tuple[str, Any]:
+               words: tuple[tuple[str, ...], list[str]] | None = None,
+               waited: tuple[float, int] | None = None) -> tuple[str, Any]:
         from .cognition.recall import recall
 
         got = self.copies.get(space_id)
@@ -582,9 +589,14 @@ class _Copies:
         space.ann = _IndexState(index) if index is not None else None  # type: ignore[assignment]
         space.given_backlog = backlog
         space.given_words = {words[0]: words[1]} if words is not None else {}
+        # The server waited for its embedder already: the copy's wait gives what the server's did.
+        left = waited[1] if waited is not None else 0
+        space.wait_embedded = lambda timeout: left  # type: ignore[method-assign]
         bus = space.events = _Recorder(space_id)
         space.reinforced = []
         result = recall(space, cue)
+        if waited is not None and "embedding_wait_ms" in result.metadata:
+            result.metadata["embedding_wait_ms"] = waited[0]  # the server's wait, not the copy's
         return "ok", (result, space.reinforced, bus.kept)
 
 
@@ -626,10 +638,11 @@ def worker_main() -> None:
                 continue  # no answer: the recall sent after it is the answer
             reply = ("loaded", space_id, token, False)
         elif kind == "recall":
-            _, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn, backlog, words = msg
+            (_, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn, backlog, words,
+             waited) = msg
             try:
                 status, payload = copies.recall(space_id, token, cue, now, embeds, qvec, spec, index,
-                                                last_lsn, backlog, words)
+                                                last_lsn, backlog, words, waited)
             except Exception as exc:  # the server runs it and gives the caller its own error
                 status, payload = "error", repr(exc)
             reply = ("result", req, status, payload)

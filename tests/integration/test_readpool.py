@@ -351,10 +351,11 @@ def _hold_embedder(space: Any) -> threading.Event:
 def test_answers_equal_the_servers_own_with_an_embedding_backlog(tmp_path: Path) -> None:
     """Texts stored and not yet embedded by the server: the worker answers text, hybrid and
     embedding cues, finds the pending texts by their words, and every answer (its metadata's
-    backlog included) equals the server's own. A recall that waits for embeddings stays in the
-    server while there is a backlog, and goes to the worker once there is none."""
+    backlog included) equals the server's own. A recall that waits for embeddings waits in the
+    server, then goes to the worker: with the rows still pending when the wait ran out, or, once
+    the embedder has caught up meanwhile, with their vectors."""
     clock = FakeClock()
-    svc = _service(tmp_path, clock, embedding_wait_seconds=0.3)
+    svc = _service(tmp_path, clock, embedding_wait_seconds=1.0)
 
     async def run() -> None:
         vectors = await _fill(svc, SPACE, 120, seed=13)
@@ -381,9 +382,19 @@ def test_answers_equal_the_servers_own_with_an_embedding_backlog(tmp_path: Path)
             found = await _same_as_own(svc, space, Cue(query="kite7"))
             assert any(r.memory.content.startswith("pending 7:") and r.text_score > 0
                        for r in found.results)  # found by its words, with no vector yet
+            # The wait runs out (the embedder is held): the answer says what is still pending.
+            waited = await _same_as_own(svc, space, Cue(query="kite7", wait_for_embeddings=True))
+            assert waited.metadata["embeddings_pending"] == 12
+            assert waited.metadata["embedding_wait_ms"] >= 900  # the server's wait, not the copy's
+            # The embedder let go while a recall waits: it ends once the texts have their vectors.
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.1, gate.set)
             before = pool.served
-            waited = await svc.recall(SPACE, Cue(query="kite7", wait_for_embeddings=True))
-            assert pool.served == before and waited.metadata["embeddings_pending"] == 12
+            done = await svc.recall(SPACE, Cue(query="kite7", wait_for_embeddings=True))
+            assert pool.served == before + 1 and "embeddings_pending" not in done.metadata
+            assert done.metadata["embedding_backlog"] == 0
+            hit = next(r for r in done.results if r.memory.content.startswith("pending 7:"))
+            assert hit.similarity > 0  # found by its vector too now
         finally:
             gate.set()
         await _settled(svc, SPACE)
