@@ -2,7 +2,7 @@
 """Recall throughput with 1 and with 16 concurrent callers, REST and gRPC, in one run.
 
     python bench/recall_scaling.py [--quick] [--memories 20000] [--dim 384] [--seconds 4]
-                                   [--rounds 3] [--profile DIR] [--writers-per-s 0]
+                                   [--rounds 3] [--profile DIR] [--writers-per-s 0] [--write-text]
                                    [--out bench/results/recall_scaling.json]
 
 Starts one ``engram start`` (fsync durability, embedder ``none``), fills one space with
@@ -21,7 +21,11 @@ others recall. Each phase then also reports the writes acknowledged and, from ``
 of its recalls a read worker answered (``served``) or the server (``server``), and how the workers'
 copies were made current (``caught_up`` / ``reloaded``). Writes make the space grow: pass
 ``--settings exact_search_max=...`` above the final size to keep it searched exactly (a space
-whose HNSW index is in use is not served by workers).
+whose HNSW index is in use is not served by workers). ``--write-text`` makes those writes text
+only (no vector), as agents write: the server then runs the ``hash`` embedder (``--dim``
+dimensions; the filled vectors stay client vectors) and embeds them in the background, so the
+space has an embedding backlog most of the time; each phase also reports how many of its
+answers said so (``backlog_answers``, sampled from the answers' metadata over REST).
 
 The target (issue 15): throughput at 16 callers >= 1.6x one caller's, REST and gRPC.
 """
@@ -145,8 +149,8 @@ async def timed(callers: int, seconds: float, make: Callable[[int], Call]) -> di
     return {"callers": callers, "calls": done, "per_s": round(done / elapsed, 1), **latency_summary(lat)}
 
 
-def rest_caller(base: str, queries: np.ndarray, cue: str, sessions: list[aiohttp.ClientSession]) -> Callable[
-        [int], Call]:
+def rest_caller(base: str, queries: np.ndarray, cue: str, sessions: list[aiohttp.ClientSession],
+                backlog: list[int] | None = None) -> Callable[[int], Call]:
     headers = {"X-Memory-Space": SPACE}
     floats = [q.tolist() for q in queries] if cue == "embedding_floats" else []
 
@@ -167,6 +171,9 @@ def rest_caller(base: str, queries: np.ndarray, cue: str, sessions: list[aiohttp
                 data = await r.read()
                 if r.status != 200:
                     raise RuntimeError(f"recall: {r.status} {data[:200]!r}")
+                if backlog is not None and b'"embedding_backlog":' in data:
+                    backlog[0] += 1
+                    backlog[1] += int(_BACKLOG.search(data).group(1) != b"0")  # type: ignore[union-attr]
 
         return call
 
@@ -192,6 +199,7 @@ def grpc_caller(target: str, queries: np.ndarray, cue: str, channels: list[Any])
     return make
 
 
+_BACKLOG = re.compile(rb'"embedding_backlog":\s*(\d+)')
 _METRIC = re.compile(
     r'^engram_(recall_worker|read_worker_copies)_total\{(?:outcome|how)="(\w+)"\} ([0-9.e+]+)$', re.M)
 
@@ -203,8 +211,10 @@ async def worker_counts(base: str) -> dict[str, float]:
     return {m.group(2): float(m.group(3)) for m in _METRIC.finditer(text)}
 
 
-async def steady_writer(base: str, per_s: float, dim: int, stop: asyncio.Event, acked: list[float]) -> None:
-    """Remember ``per_s`` memories a second (paced from the start, not from each answer) until ``stop``."""
+async def steady_writer(base: str, per_s: float, dim: int, stop: asyncio.Event, acked: list[float],
+                        text: bool = False) -> None:
+    """Remember ``per_s`` memories a second (paced from the start, not from each answer) until ``stop``;
+    ``text``: text only, for the server to embed."""
     rng = np.random.default_rng(int(time.time()))
     headers = {"X-Memory-Space": SPACE}
     t0 = time.perf_counter()
@@ -212,7 +222,9 @@ async def steady_writer(base: str, per_s: float, dim: int, stop: asyncio.Event, 
     async with aiohttp.ClientSession(base) as s:
         while not stop.is_set():
             v = rng.standard_normal(dim).astype(np.float32)
-            body = {"content": f"written during the phase {n}", "embedding": b64(v / np.linalg.norm(v))}
+            body: dict[str, Any] = {"content": f"written during the phase {n}: " + content(n + 10_000_000)}
+            if not text:
+                body["embedding"] = b64(v / np.linalg.norm(v))
             sent = time.perf_counter()
             async with s.post("/api/v1/memories/remember", headers=headers, json=body) as r:
                 if r.status != 201:
@@ -225,12 +237,13 @@ async def steady_writer(base: str, per_s: float, dim: int, stop: asyncio.Event, 
 
 
 async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seconds: float,
-                queries: np.ndarray, writes_per_s: float = 0.0) -> dict[str, Any]:
+                queries: np.ndarray, writes_per_s: float = 0.0, write_text: bool = False) -> dict[str, Any]:
     import psutil
 
     sessions: list[aiohttp.ClientSession] = []
     channels: list[Any] = []
-    make = (rest_caller(srv.http_url, queries, cue, sessions) if transport == "rest"
+    backlog = [0, 0]  # answers that carried embedding_backlog, of them with a backlog
+    make = (rest_caller(srv.http_url, queries, cue, sessions, backlog) if transport == "rest"
             else grpc_caller(srv.grpc_target, queries, cue, channels))
     server = psutil.Process(srv.pid)
 
@@ -249,7 +262,7 @@ async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seco
         counts0 = await worker_counts(srv.http_url)
         if writes_per_s > 0:
             writer = asyncio.create_task(
-                steady_writer(srv.http_url, writes_per_s, queries.shape[1], stop, acked))
+                steady_writer(srv.http_url, writes_per_s, queries.shape[1], stop, acked, write_text))
         s0, c0 = server_cpu(), time.process_time()
         out = await timed(callers, seconds, make)
         s1, c1 = server_cpu(), time.process_time()
@@ -266,6 +279,8 @@ async def phase(srv: EngramProcess, transport: str, cue: str, callers: int, seco
         if writes_per_s > 0:
             out["writes"] = len(acked)
             out["write_p50_ms"] = round(statistics.median(acked), 2) if acked else None
+        if backlog[0]:
+            out["backlog_answers"] = f"{backlog[1]}/{backlog[0]}"
         return out
     finally:
         stop.set()
@@ -307,12 +322,14 @@ async def measure(srv: EngramProcess, args: argparse.Namespace, queries: np.ndar
                     if args.profile and r == 0:
                         spy = profile_start(srv.pid, args.profile / f"{name}.txt", args.seconds)
                     got[name] = await phase(srv, transport, cue, callers, args.seconds, queries,
-                                            args.writers_per_s)
+                                            args.writers_per_s, args.write_text)
                     if spy is not None:
                         spy.wait(30)
                     g = got[name]
                     w = g["workers"]
                     wrote = f"  writes {g['writes']} (P50 {g['write_p50_ms']} ms)" if "writes" in g else ""
+                    if "backlog_answers" in g:
+                        wrote += f"  answers with a backlog {g['backlog_answers']}"
                     print(f"round {r}: {name:<24} {g['per_s']:>8.1f}/s  P50 {g['p50_ms']:.2f} ms"
                           f"  P99 {g['p99_ms']:.2f} ms  server CPU {g['server_cpu_ms_per_call']:.2f} ms"
                           f"  client CPU {g['client_cpu_ms_per_call']:.2f} ms  worker served {w['served']}"
@@ -355,6 +372,8 @@ def main() -> None:
     ap.add_argument("--writers-per-s", type=float, default=0.0,
                     help="a background client remembering this many memories a second into the "
                          "measured space during every phase (default 0: none)")
+    ap.add_argument("--write-text", action="store_true",
+                    help="the background writes are text only, embedded by the server (hash embedder)")
     ap.add_argument("--out", default=str(RESULTS / "recall_scaling.json"))
     args = ap.parse_args()
     args.memories = args.memories or (2_000 if args.quick else 20_000)
@@ -368,7 +387,7 @@ def main() -> None:
     queries = vecs[np.random.default_rng(22).integers(0, len(vecs), 256)]
     results: dict[str, Any] = {**stamp(args.quick), "benchmark": "recall_scaling", "memories": args.memories,
                                "dim": args.dim, "seconds": args.seconds, "settings": extra,
-                               "writers_per_s": args.writers_per_s,
+                               "writers_per_s": args.writers_per_s, "write_text": args.write_text,
                                "rounds_by_config": {}, "summary": {}}
     for workers in [int(w) for w in args.read_workers.split(",") if w]:
         suffix = f"_workers{workers}" if workers else ""
@@ -376,7 +395,8 @@ def main() -> None:
         srv: EngramProcess | None = None
         try:
             srv = EngramProcess.start(tmp, spaces=(SPACE,), settings={
-                "durability": "fsync", "log_level": "warning", "embedder": "none", **extra,
+                "durability": "fsync", "log_level": "warning", "embedder": "none",
+                **({"embedder": "hash", "hash_dimension": args.dim} if args.write_text else {}), **extra,
                 "read_workers": workers})
             results[f"fill_seconds{suffix}"] = round(asyncio.run(fill(srv.http_url, vecs)), 2)
             waited = asyncio.run(wait_indexed(srv.http_url, vecs[0]))

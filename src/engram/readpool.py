@@ -44,8 +44,12 @@ What a copy is, and why its answers are the server's own:
   the server (its embedders, its query cache) and sent with the cue; the server's clock gives
   the worker its "now".
 * Only spaces searched exactly are served (no ANN index in the copies: a space past
-  ``exact_search_max`` with its index ready stays in the server), and only with no embedding
-  backlog.
+  ``exact_search_max`` with its index ready stays in the server). Spaces with an embedding
+  backlog are served (see ``servable``): the backlog's size and the words the text search keeps
+  of the query (core.text.pruned_words: the server's per-process vocabulary decides) are sent
+  with the recall, like the query's vector.
+* A copy loaded whole makes its float16 rows from the stored bytes with the same function as
+  every server path (index.vector.unit_rows16), so its rows are the server's bit for bit.
 
 A worker that dies or answers with an error costs only that worker: the recalls it held are
 run in the server, and a new worker is started on the next recall (at most once per
@@ -103,13 +107,25 @@ def read_token(space: MemorySpace) -> Token | None:
 
 
 def servable(space: MemorySpace, cue: Cue) -> bool:
-    """True when a worker can answer ``cue`` for ``space`` exactly as the server would."""
-    if not space.healthy or space.degraded or space.closed or space.embedding_backlog:
+    """True when a worker can answer ``cue`` for ``space`` exactly as the server would.
+
+    A space with an embedding backlog (texts stored, their vectors not computed yet) is served:
+    what a recall reads of it is all in the copy or sent along. The rows awaiting a vector are
+    in the database the copy reads (found by their words, like the server's FTS5 query); a
+    vector the server's embedder adds is a commit like any other (a new read token, its rows in
+    the change ring, its fans in the fans' log); the query's vector, the backlog's size (the
+    answer's metadata) and the text search's pruned words (core.text.pruned_words) are the
+    server's, sent with the recall. A ``wait_for_embeddings`` recall waits in the server (for
+    its own embedder, as its own recall would) before the rest goes to a worker, with what the
+    wait gave (its time, the rows still pending at its end) for the answer's metadata.
+
+    Refused, because it cannot be made exact: a space searched through its ANN index (the
+    copies have none and search exactly).
+    """
+    if not space.healthy or space.degraded or space.closed:
         return False
     ann = space.ann
-    if ann is not None and ann.ready:
-        return False  # the copies search exactly; the server would go through its index
-    return not cue.wait_for_embeddings or not space.embedding_active
+    return ann is None or not ann.ready  # the copies search exactly; the server would use its index
 
 
 # -- framing (both sides) -----------------------------------------------------------------
@@ -289,15 +305,25 @@ class ReadPool:
                                              for w in self.workers):
                 self._maybe_load(space, token)  # it leaves alone a copy that can be brought forward
             return self._server()
+        waited: tuple[float, int] | None = None
+        if cue.wait_for_embeddings and space.embedding_active:
+            # As the server's own recall (cognition.recall.prepare): wait for the writes before it
+            # to have their vectors; the rest then runs on the state after the wait.
+            t0 = time.perf_counter()
+            left = await asyncio.to_thread(space.wait_embedded, space.settings.embedding_wait_seconds)
+            waited = (round((time.perf_counter() - t0) * 1000, 3), left)
         qvec = None
-        if (cue.embedding is None and (cue.query or "").strip() and space.embedding_active
+        words: tuple[tuple[str, ...], list[str]] | None = None
+        embeds_query = cue.embedding is None and bool((cue.query or "").strip()) and space.embedding_active
+        if ((cue.query or "").strip()
                 and any(w.alive and w.loaded.get(space.id, ("",))[0] == space.instance
                         for w in self.workers)):
             # First, so that no await comes between bringing a copy forward and sending the recall.
-            qvec = await asyncio.to_thread(_query_vector, space, cue)
-            if qvec is None:
+            qvec, words = await asyncio.to_thread(_text_parts, space, cue, embeds_query)
+            if embeds_query and qvec is None:
                 return self._server()  # the embedder failed: the server's own path says how
         token = read_token(space)  # read now: every write acknowledged before this recall is in it
+        backlog = space.embedding_backlog  # the answer's metadata (a copy keeps no backlog)
         if token is None or not servable(space, cue):
             return self._server()
         ready = [w for w in self.workers if w.alive and w.loaded.get(space.id) == token]
@@ -308,8 +334,7 @@ class ReadPool:
             caught = self._catch_up(space, token, len(worker.pending) if worker is not None else None)
             if caught is not None:
                 worker = caught
-        if worker is None or (qvec is None and cue.embedding is None and (cue.query or "").strip()
-                              and space.embedding_active):
+        if worker is None or (embeds_query and qvec is None) or ((cue.query or "").strip() and words is None):
             self._maybe_load(space, token)
             return self._server()
         req = next(self._ids)
@@ -318,7 +343,7 @@ class ReadPool:
         try:
             index = space.ann.state() if space.ann is not None else None
             worker.send(("recall", req, space.id, token, cue, space.clock(), space.embedding_active, qvec,
-                         space.embedder_spec, index, space.last_lsn))
+                         space.embedder_spec, index, space.last_lsn, backlog, words, waited))
             status, payload = await fut
         except (_WorkerGone, ConnectionError, RuntimeError):
             return self._server()
@@ -437,6 +462,17 @@ def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:
     return qv.vector if qv.origin == "embedder" else None
 
 
+def _text_parts(space: MemorySpace, cue: Cue, embeds: bool
+                ) -> tuple[np.ndarray | None, tuple[tuple[str, ...], list[str]] | None]:
+    """What the server computes for a worker's recall of a cue with words: the query's vector
+    (``embeds``: the server's embedder makes it) and the text search's pruned words (None: they
+    could not be read; the server answers then)."""
+    from .core.text import pruned_words
+
+    qvec = _query_vector(space, cue) if embeds else None
+    return qvec, pruned_words(space, cue.query or "")
+
+
 # -- the worker's side ------------------------------------------------------------------
 class _Recorder(EventBus):
     """A copy's event bus: what a recall publishes is kept for the server to publish."""
@@ -535,7 +571,9 @@ class _Copies:
 
     def recall(self, space_id: str, token: Token, cue: Cue, now: float, embeds: bool,
                qvec: np.ndarray | None, spec: Any, index: dict[str, Any] | None,
-               last_lsn: int) -> tuple[str, Any]:
+               last_lsn: int, backlog: int = 0,
+               words: tuple[tuple[str, ...], list[str]] | None = None,
+               waited: tuple[float, int] | None = None) -> tuple[str, Any]:
         from .cognition.recall import recall
 
         got = self.copies.get(space_id)
@@ -549,9 +587,16 @@ class _Copies:
         space.embedder_spec = spec
         space.embedders = _GivenQuery(qvec) if embeds else None  # type: ignore[assignment]
         space.ann = _IndexState(index) if index is not None else None  # type: ignore[assignment]
+        space.given_backlog = backlog
+        space.given_words = {words[0]: words[1]} if words is not None else {}
+        # The server waited for its embedder already: the copy's wait gives what the server's did.
+        left = waited[1] if waited is not None else 0
+        space.wait_embedded = lambda timeout: left  # type: ignore[method-assign]
         bus = space.events = _Recorder(space_id)
         space.reinforced = []
         result = recall(space, cue)
+        if waited is not None and "embedding_wait_ms" in result.metadata:
+            result.metadata["embedding_wait_ms"] = waited[0]  # the server's wait, not the copy's
         return "ok", (result, space.reinforced, bus.kept)
 
 
@@ -593,10 +638,11 @@ def worker_main() -> None:
                 continue  # no answer: the recall sent after it is the answer
             reply = ("loaded", space_id, token, False)
         elif kind == "recall":
-            _, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn = msg
+            (_, req, space_id, token, cue, now, embeds, qvec, spec, index, last_lsn, backlog, words,
+             waited) = msg
             try:
                 status, payload = copies.recall(space_id, token, cue, now, embeds, qvec, spec, index,
-                                                last_lsn)
+                                                last_lsn, backlog, words, waited)
             except Exception as exc:  # the server runs it and gives the caller its own error
                 status, payload = "error", repr(exc)
             reply = ("result", req, status, payload)

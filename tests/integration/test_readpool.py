@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -328,6 +329,217 @@ def test_a_worker_serves_under_a_steady_stream_of_writes(tmp_path: Path) -> None
         assert served >= recalls // 2, (served, recalls, pool.caught_up - caught, pool.reloads - reloads)
         assert pool.caught_up - caught >= 50  # of 150 writes (a copy is brought forward when asked)
         assert pool.reloads - reloads <= 1
+
+    _drive(svc, run())
+
+
+def _hold_embedder(space: Any) -> threading.Event:
+    """The server's background embedder held before its next batch until the event is set: the
+    backlog stays as it is, every text stored meanwhile waiting for its vector (the real
+    embedder runs once let go)."""
+    gate = threading.Event()
+    real = space.embed_pending
+
+    def held(limit: int) -> bool:
+        gate.wait(60.0)
+        return bool(real(limit))
+
+    space.embed_pending = held
+    return gate
+
+
+def test_answers_equal_the_servers_own_with_an_embedding_backlog(tmp_path: Path) -> None:
+    """Texts stored and not yet embedded by the server: the worker answers text, hybrid and
+    embedding cues, finds the pending texts by their words, and every answer (its metadata's
+    backlog included) equals the server's own. A recall that waits for embeddings waits in the
+    server, then goes to the worker: with the rows still pending when the wait ran out, or, once
+    the embedder has caught up meanwhile, with their vectors."""
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedding_wait_seconds=1.0)
+
+    async def run() -> None:
+        vectors = await _fill(svc, SPACE, 120, seed=13)
+        await _settled(svc, SPACE)
+        await _served(svc, SPACE, Cue(embedding=vectors[0]))
+        pool = svc.read_pool
+        assert pool is not None
+        space = await svc._space(SPACE)
+        gate = _hold_embedder(space)
+        try:
+            for i in range(12):
+                await svc.remember(SPACE, MemoryInput(
+                    content=f"pending {i}: the market where Bda met by the river, kite{i}",
+                    metadata={"kind": "ab"[i % 2], "n": 500 + i}))
+            assert space.embedding_backlog == 12
+            for cue in (Cue(query="market Bda river"),
+                        Cue(query="kite3 market garden", mode=RecallMode.hybrid, trace_activation=True),
+                        Cue(query="pending market", rank=RankMode.similarity, max_results=20),
+                        Cue(embedding=vectors[2]),
+                        Cue(embedding=vectors[2], query="river garden", filter={"kind": "a"},
+                            max_results=15)):
+                got = await _same_as_own(svc, space, cue)
+                assert got.metadata["embedding_backlog"] == 12, cue
+            found = await _same_as_own(svc, space, Cue(query="kite7"))
+            assert any(r.memory.content.startswith("pending 7:") and r.text_score > 0
+                       for r in found.results)  # found by its words, with no vector yet
+            # The wait runs out (the embedder is held): the answer says what is still pending.
+            waited = await _same_as_own(svc, space, Cue(query="kite7", wait_for_embeddings=True))
+            assert waited.metadata["embeddings_pending"] == 12
+            assert waited.metadata["embedding_wait_ms"] >= 900  # the server's wait, not the copy's
+            # The embedder let go while a recall waits: it ends once the texts have their vectors.
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.1, gate.set)
+            before = pool.served
+            done = await svc.recall(SPACE, Cue(query="kite7", wait_for_embeddings=True))
+            assert pool.served == before + 1 and "embeddings_pending" not in done.metadata
+            assert done.metadata["embedding_backlog"] == 0
+            hit = next(r for r in done.results if r.memory.content.startswith("pending 7:"))
+            assert hit.similarity > 0  # found by its vector too now
+        finally:
+            gate.set()
+        await _settled(svc, SPACE)
+        assert space.embedding_backlog == 0
+        await _same_as_own(svc, space, Cue(query="kite7", wait_for_embeddings=True))
+
+    _drive(svc, run())
+
+
+def test_a_worker_serves_under_a_steady_stream_of_text_writes(tmp_path: Path) -> None:
+    """Texts stored every ~10 ms, embedded by the server in the background (so its backlog is
+    seldom empty), while a caller recalls the latest acknowledged one by its words: always
+    found at once, and the worker answers most recalls, with a backlog too."""
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, hash_dimension=256)  # unrelated texts' cosines stay near 0
+    rng = np.random.default_rng(14)
+
+    async def run() -> None:
+        await svc.remember_batch(SPACE, [MemoryInput(content=f"note {i} about the harbour {i % 7}")
+                                         for i in range(60)])
+        await _settled(svc, SPACE)
+        await _served(svc, SPACE, Cue(query="harbour note"))
+        pool = svc.read_pool
+        assert pool is not None
+        acked: list[str] = []
+        marks = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 9)) for _ in range(150)]
+        done = asyncio.Event()
+
+        async def writer() -> None:
+            try:
+                for i in range(150):  # words of its own each: the query's vector is near none of them
+                    got = await svc.remember(SPACE, MemoryInput(content=f"{marks[i]} noted at tide {i}"))
+                    acked.append(got.memory_id)
+                    await asyncio.sleep(0.01)
+            finally:
+                done.set()
+
+        task = asyncio.create_task(writer())
+        served, reloads = pool.served, pool.reloads
+        recalls = with_backlog = 0
+        while not done.is_set():
+            if not acked:
+                await asyncio.sleep(0.005)
+                continue
+            i = len(acked) - 1
+            before = pool.served
+            # (A memory not embedded yet is found by its words alone: it can rank below memories
+            # near the query's vector, so the answer is ten long.)
+            res = await svc.recall(SPACE, Cue(query=marks[i], max_results=10))
+            found = {r.memory.id: r.text_score for r in res.results}
+            assert found.get(acked[i], 0.0) > 0, (i, res.results)  # read-your-writes, by its words
+            recalls += 1
+            if pool.served > before and res.metadata["embedding_backlog"] > 0:
+                with_backlog += 1
+        await task
+        served = pool.served - served
+        assert recalls >= 20
+        assert served >= recalls // 2, (served, recalls, with_backlog, pool.reloads - reloads)
+        assert with_backlog >= 5, (served, recalls, with_backlog)
+        assert pool.reloads - reloads <= 1
+
+    _drive(svc, run())
+
+
+def test_text_answers_equal_the_servers_own_at_2500_memories(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``PRUNE_MIN_MEMORIES`` a text search leaves out words found in more than a tenth of
+    the space, judged by a per-process vocabulary refreshed by time and growth. The server's was
+    read at 2,500 memories, when "alpha" was in 9 % of them; 200 more with "alpha" (less than the
+    growth that refreshes it) put it at 16 %: a copy's own vocabulary would leave it out, the
+    server's keeps it. The copy is sent the server's pruning: the answers are equal."""
+    from engram.core import text
+
+    monkeypatch.setattr(text, "DF_TTL_SECONDS", 3600.0)  # in the server only: a slow run changes nothing
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, embedder="none")
+
+    def item(i: int, extra: str = "") -> MemoryInput:
+        words = ["alpha" if i % 11 == 0 else "", "beta" if i % 97 == 0 else "", f"gamma{i % 40}",
+                 "delta" if i % 3 == 0 else "", extra]
+        return MemoryInput(content=f"record {i}: " + " ".join(w for w in words if w),
+                           metadata={"kind": "ab"[i % 2]})
+
+    async def run() -> None:
+        for start in range(0, 2500, 500):
+            await svc.remember_batch(SPACE, [item(i) for i in range(start, start + 500)])
+        space = await svc._space(SPACE)
+        query = "alpha beta gamma7"
+        first = await asyncio.to_thread(in_process_recall, space, Cue(query=query))  # the server's vocabulary
+        assert first.results
+        assert text.pruned_words(space, query) == (("alpha", "beta", "gamma7"), ["alpha", "beta", "gamma7"])
+        await svc.remember_batch(SPACE, [item(i, "alpha") for i in range(2500, 2700)])
+        conn = space.check_healthy().reader()
+        (alpha,) = conn.execute(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'alpha'").fetchone()
+        assert alpha > text.COMMON_SHARE * 2700  # a fresh vocabulary leaves "alpha" out
+        assert text.pruned_words(space, query)[1] == ["alpha", "beta", "gamma7"]  # the server's keeps it
+        await _served(svc, SPACE, Cue(query="beta"))
+        for cue in (Cue(query=query), Cue(query=query, max_results=25, mode=RecallMode.hybrid),
+                    Cue(query="alpha gamma3 delta", filter={"kind": "a"}, max_results=30),
+                    Cue(query="delta alpha record gamma5", mode=RecallMode.spreading, max_results=40)):
+            got = await _same_as_own(svc, space, cue)
+            assert got.results, cue
+
+    _drive(svc, run())
+
+
+def test_a_copy_loaded_whole_holds_the_servers_vector_rows_bit_for_bit(tmp_path: Path) -> None:
+    """The server's rows (texts its embedder embedded, client vectors of every scale, a vector
+    changed by an update) and those of a copy loaded from the stored bytes are the same float16
+    bits: every path rounds the stored vector to a unit float16 row the same way."""
+    from engram.core.space import MemorySpace
+
+    clock = FakeClock()
+    svc = _service(tmp_path, clock, read_workers=0, hash_dimension=384)
+    rng = np.random.default_rng(15)
+
+    async def run() -> None:
+        for start in range(0, 600, 200):
+            await svc.remember_batch(SPACE, [MemoryInput(content=f"text {i} of the harbour {i % 17}")
+                                             for i in range(start, start + 200)])
+        for start in range(0, 600, 200):  # a batch's vectors
+            await svc.remember_batch(SPACE, [
+                MemoryInput(content=f"vector {i}",
+                            embedding=(rng.standard_normal(384) * rng.uniform(0.01, 100)).tolist())
+                for i in range(start, start + 200)])
+        ids = []
+        for i in range(150):  # one at a time
+            got = await svc.remember(SPACE, MemoryInput(
+                content=f"single {i}", embedding=(rng.standard_normal(384) * 7.3).tolist()))
+            ids.append(got.memory_id)
+        for memory_id in ids[:100]:
+            await svc.update_memory(SPACE, memory_id, patch=MemoryPatch(
+                embedding=(rng.standard_normal(384) * 0.37).tolist()))
+        await _settled(svc, SPACE)
+        space = await svc._space(SPACE)
+        copy = MemorySpace("copy", space.dir, space.settings, replica=True)
+        try:
+            keys = np.sort(space.vectors.keys())
+            assert len(keys) == 1350 and np.array_equal(np.sort(copy.vectors.keys()), keys)
+            differ = [int(k) for k in keys
+                      if space.vectors.vector(int(k)).tobytes() != copy.vectors.vector(int(k)).tobytes()]
+            assert differ == []
+        finally:
+            copy.close("test")
 
     _drive(svc, run())
 

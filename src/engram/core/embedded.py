@@ -30,6 +30,7 @@ import numpy as np
 
 from ..embedding.base import LOCAL_DIMENSION, EmbedderSpec, hash_dimension_of
 from ..errors import DimensionMismatch
+from ..index.vector import unit_rows16
 from ..storage.sqlite_store import dumps
 
 if TYPE_CHECKING:
@@ -193,9 +194,13 @@ class TextEmbedding:
             log.info("embedding backlog after open: %d", len(self._pending), extra={"memory_space": self.id})
             self.backfill.notify(self)
 
+    given_backlog: int | None
+
     @property
     def embedding_backlog(self) -> int:
-        return len(self._pending)
+        """Rows awaiting a vector; on a read worker's copy, the server's count it was sent."""
+        given = self.given_backlog
+        return len(self._pending) if given is None else given
 
     def _pend_locked(self, rowids: Iterable[int]) -> None:
         """Mark rows as awaiting a vector (hold ``_pending_cv``), in the order they became pending.
@@ -327,9 +332,7 @@ class TextEmbedding:
 
         def after(done: list[int], _lsn: int) -> None:
             if done:
-                norms = np.linalg.norm(vecs[done], axis=1, keepdims=True)
-                norms[norms == 0] = 1.0
-                unit = (vecs[done] / norms).astype(np.float16)
+                unit = unit_rows16(vecs[done])  # as a copy loading the stored bytes rounds them
                 self.vectors.add_many([keys[i] for i in done], unit,
                                       np.asarray([lsns[i] for i in done], dtype=np.int64))
                 for i in done:

@@ -43,7 +43,7 @@ from ..errors import (
 from ..index.ann import INDEX_FILE, SIDECAR_FILE, AnnIndex
 from ..index.changes import ChangeLog
 from ..index.density import LocalDensity
-from ..index.vector import VectorSet
+from ..index.vector import VectorSet, stored_row16, unit_rows16
 from ..settings import Settings
 from ..storage import eventlog
 from ..storage.eventlog import record_event
@@ -161,6 +161,11 @@ class MemorySpace(TextEmbedding):
         # notes the rows its recalls would reinforce in ``reinforced`` for the owner to apply.
         self.replica = replica
         self.reinforced: builtins.list[int] = []
+        # Set on a copy by the read pool for each recall, from the server's own state at that
+        # moment: its embedding backlog (a copy keeps no backlog of its own) and the words its
+        # text search prunes a query to (core.text.search_words; the server's vocabulary).
+        self.given_backlog: int | None = None
+        self.given_words: dict[tuple[str, ...], builtins.list[str]] | None = None
         self.instance = uuid.uuid4().hex  # this opening of the space (a reopened space is another)
         self.dir = space_dir
         self.settings = settings
@@ -368,9 +373,7 @@ class MemorySpace(TextEmbedding):
             if self.dim is None:
                 self.dim = mat.shape[1]
                 self.vectors.dim = self.dim
-            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))[:, None]  # no overflow
-            norms[norms == 0] = 1.0
-            unit = (mat / norms).astype(np.float16)
+            unit = unit_rows16(mat)
             if len(blobs) < self.vectors.raw.capacity:
                 blobs.extend((int(r[0]), r[2]) for r in rows)
             if graph_keys is None:
@@ -646,6 +649,8 @@ class MemorySpace(TextEmbedding):
                 f"at most {self.settings.max_content_chars} are allowed"
             )
         blob, unit = prepared if prepared is not None else self._prepare_embedding(item.embedding)
+        # The row the vectors keep: rounded from the stored bytes as a copy that loads them does.
+        row16 = None if blob is None else stored_row16(blob)
         now = self.clock()
         expires_at = expiry_of(item, now, self.default_ttl)
         mem_id = item.id or new_id or self._ids.take(1)[0]
@@ -749,7 +754,7 @@ class MemorySpace(TextEmbedding):
             # A fresh LSN's only event takes seq 0 without asking the log; after a reaped
             # expired memory's event (seq 0 of this LSN) the log is asked.
             return {"rowid": rowid, "memory_id": mem_id, "links": [(t, s) for t, s, k in made if k == "auto"],
-                    "unit": unit, "event": record_event(conn, "stored", lsn, event, first=reaped is None),
+                    "unit": row16, "event": record_event(conn, "stored", lsn, event, first=reaped is None),
                     "embed": to_embed, "reaped": reaped}
 
         durability = self.settings.durability

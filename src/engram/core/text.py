@@ -13,6 +13,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ..errors import EngramError
 from ..storage.sqlite_store import episode_text_sql
 from . import bm25cache, readgate
 
@@ -153,6 +154,11 @@ def search_words(space: MemorySpace, conn: sqlite3.Connection, words: list[str])
     ones remain, at most ``MAX_QUERY_TERMS`` of the rarest; in a small space, every word."""
     if len(words) <= 1:
         return words
+    given = getattr(space, "given_words", None)
+    if given is not None:  # a read worker's copy: the server's own pruning of this query, sent along
+        sent = given.get(tuple(words))
+        if sent is not None:
+            return list(sent)
     v = _vocabulary(space, conn)
     if v.size < PRUNE_MIN_MEMORIES:
         return words
@@ -171,6 +177,28 @@ def search_words(space: MemorySpace, conn: sqlite3.Connection, words: list[str])
     return kept
 
 
+def query_words(query: str) -> list[str]:
+    """The distinct key words of ``query`` that a text search starts from (before pruning)."""
+    return list(dict.fromkeys(key_words(query)))[:64]
+
+
+def pruned_words(space: MemorySpace, query: str) -> tuple[tuple[str, ...], list[str]] | None:
+    """``(query_words(query), search_words(...) of them)`` as a text search of ``query`` in
+    ``space`` would use them now, or None when they cannot be read. The read pool sends this to
+    a copy (``MemorySpace.given_words``): the vocabulary pruning goes by is per process and
+    approximate (refreshed by time and growth), so a copy's own could prune a query differently
+    from the server's at 2,000+ memories (tests/integration/test_readpool.py)."""
+    words = query_words(query)
+    if len(words) <= 1:
+        return tuple(words), words
+    try:
+        conn = space.check_healthy().reader()
+        with readgate.native():
+            return tuple(words), search_words(space, conn, words)
+    except (sqlite3.Error, EngramError):
+        return None
+
+
 def text_candidates(
     space: MemorySpace, query: str, limit: int, episodes_only: bool = False,
     where: tuple[str, list[Any]] | None = None,
@@ -185,7 +213,7 @@ def text_candidates(
     # by up to 3x but lost answers (recall@10 0.414 -> 0.379 / 0.399 on bench/text_query.py):
     # a question's framing words are often rarer than its topic words. Leaving out the words
     # in more than 10 % of the space kept 0.4144 (5 %: 0.4078).
-    words = list(dict.fromkeys(key_words(query)))[:64]
+    words = query_words(query)
     if not words:
         return {}
     conn = space.check_healthy().reader()

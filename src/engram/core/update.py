@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidInput, MemoryNotFound
+from ..index.vector import stored_row16
 from ..storage.eventlog import record_event
 from ..storage.sqlite_store import dumps
 from .embedded import embed_text
@@ -62,7 +63,8 @@ def prepare_update(
     if len(given.get("content") or "") > space.settings.max_content_chars:
         raise InvalidInput(f"content has {len(given['content'])} characters; "
                            f"at most {space.settings.max_content_chars} are allowed")
-    blob, unit = space._prepare_embedding(given.get("embedding"))
+    blob, _unit = space._prepare_embedding(given.get("embedding"))
+    row16 = None if blob is None else stored_row16(blob)  # the row a copy loading the bytes makes
     # PUT of a memory that does not exist creates it, as remember would (same op, same effect).
     create_op = None
     if put is not None:
@@ -139,7 +141,7 @@ def prepare_update(
             "kind": kind, "fields": sorted(given), "replaced": put is not None,
         }
         return {"created": False, "rowid": int(rowid), "row": row, "vector": vector, "pend": pend,
-                "suppressed": final_suppressed, "unit": unit,
+                "suppressed": final_suppressed, "unit": row16,
                 "event": record_event(conn, "updated", lsn, event)}
 
     durability = space.settings.durability

@@ -66,6 +66,29 @@ def normalise(vec: Sequence[float] | np.ndarray) -> np.ndarray:
     return (wide / norm).astype(np.float32)
 
 
+def unit_rows16(mat: np.ndarray) -> np.ndarray:
+    """The float16 unit rows the vectors keep for stored float32 vectors ``mat`` (one per row).
+
+    Every path that adds a vector (a space loading its vectors, a client's vector, the server's
+    embedder) rounds through this one function, so a row is the same bits whichever path made it:
+    a read worker's copy loaded whole from the stored bytes holds the server's rows exactly
+    (engram.readpool). The norm is taken in float64 (float32 squares overflow above ~1.8e19) and
+    the division rounded to float16 once: rounding to float32 first, or a float32 norm, gives
+    another float16 in ~2 % of 384-d rows (tests/integration/test_readpool.py).
+    """
+    mat = np.asarray(mat, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", mat, mat, dtype=np.float64))[:, None]
+    norms[norms == 0] = 1.0
+    rows: np.ndarray = (mat / norms).astype(np.float16)
+    return rows
+
+
+def stored_row16(blob: bytes) -> np.ndarray:
+    """:func:`unit_rows16` of one stored vector (its float32 bytes)."""
+    row: np.ndarray = unit_rows16(np.frombuffer(blob, dtype=np.float32).reshape(1, -1))[0]
+    return row
+
+
 class _Block:
     __slots__ = ("dead", "view")
 
