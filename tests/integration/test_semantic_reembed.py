@@ -334,6 +334,11 @@ def test_reembed_resumes_after_kill_9(engram_server_factory: Callable[..., Engra
                 time.sleep(0.02)
             status = progress()
             assert status["done"] == 16 and status["state"] == "running", status
+            # The third batch in flight (hanging in the fake) before the kill: else the restarted
+            # server's first batch would take the plan's "hang", time out and be sent twice.
+            while len(fake.requests) < 3:
+                assert time.monotonic() < deadline, len(fake.requests)
+                time.sleep(0.02)
         fake.failing = True
         srv.kill()
         sent_before = len(fake.requests)
