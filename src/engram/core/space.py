@@ -576,14 +576,19 @@ class MemorySpace(TextEmbedding):
         ``on_loop=True`` (call it from a running event loop) returns an asyncio
         future instead, settled in batches (see ``SpaceStore.submit_async``).
         """
+        fut, parts = self._submit_remember(item, on_loop)
+        return fut, _full_receipt(parts)
+
+    def _submit_remember(
+        self, item: MemoryInput, on_loop: bool
+    ) -> tuple[Future[Any], Callable[[tuple[Any, int]], ReceiptParts]]:
         store = self.check_healthy()
         op, parts = self.prepare_remember(item)
-        receipt = _full_receipt(parts)
         try:
             if on_loop:
                 return store.submit_async(op, after=self._stored_effect, savepoint=False,  # type: ignore[return-value]
-                                          inserts_only=True), receipt
-            return store.submit(op, after=self._stored_effect, savepoint=False, inserts_only=True), receipt
+                                          inserts_only=True), parts
+            return store.submit(op, after=self._stored_effect, savepoint=False, inserts_only=True), parts
         except StorageError:
             if self._closed:  # closed (unloaded) since check_healthy: retriable, like a closed handle
                 self.check_healthy()
@@ -840,6 +845,12 @@ class MemorySpace(TextEmbedding):
         """``remember`` for event-loop callers: same durability, cheaper acknowledgement."""
         fut, receipt = self.submit_remember(item, on_loop=True)
         return receipt(await fut)  # type: ignore[misc]
+
+    async def remember_parts_async(self, item: MemoryInput) -> ReceiptParts:
+        """``remember_async`` giving the receipt's plain values (``.receipt()`` is the model): for
+        a transport that encodes the receipt itself (gRPC's unary Remember, straight into protobuf)."""
+        fut, parts = self._submit_remember(item, True)
+        return parts(await fut)  # type: ignore[misc]
 
     # -- read helpers -----------------------------------------------------------
     def _ids_for(self, rowids: Iterable[int]) -> dict[int, str]:
