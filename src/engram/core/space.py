@@ -131,6 +131,11 @@ class IdPool:
                 self._raw, self._at, self._pid = os.urandom(max(need, 16 * self.CHUNK)), 0, os.getpid()
             raw = self._raw[self._at:self._at + need]
             self._at += need
+        if count == 1:  # a single remember: the same hex, without building a UUID (Round 8)
+            b = bytearray(raw)
+            b[6] = (b[6] & 0x0F) | 0x40  # what UUID(..., version=4) sets: the version ...
+            b[8] = (b[8] & 0x3F) | 0x80  # ... and the RFC 4122 variant
+            return [b.hex()]
         return [uuid.UUID(bytes=raw[i:i + 16], version=4).hex for i in range(0, need, 16)]
 
 
