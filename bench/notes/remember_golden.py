@@ -8,8 +8,9 @@ service with a fixed clock, so receipts carry the same timestamps every run: a s
 requests (plain, every optional field, client vectors that auto-link, an id sent twice, the
 default-space fallback with its warning trailer, the metadata source and its conflict, and
 invalid input of several kinds) is sent in order; each answer's status code, details,
-trailing metadata and serialised response (deterministic) are written, or compared with the
-golden file. Run it with ``PYTHONPATH=<other tree>/src`` for the other tree.
+trailing metadata (``engram-error-bin`` re-serialised deterministically: its details map's
+wire order varies between processes) and serialised response (deterministic) are written, or
+compared with the golden file. Run it with ``PYTHONPATH=<other tree>/src`` for the other tree.
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ def requests(pb: Any, spb: Any) -> list[tuple[str, Any, tuple[tuple[str, str], .
     return out
 
 
+def canonical(key: str, value: bytes) -> str:
+    """A binary trailer as hex; ``engram-error-bin`` re-serialised deterministically (its
+    ``details`` Struct is a map, whose wire order varies from process to process)."""
+    if key == "engram-error-bin":
+        from engram.api.grpc.gen import memory_pb2 as pb
+
+        return pb.ErrorDetail.FromString(value).SerializeToString(deterministic=True).hex()
+    return value.hex()
+
+
 async def run(root: Path) -> list[dict[str, Any]]:
     from engram.api.grpc.gen import memory_pb2 as pb
     from engram.api.grpc.gen import service_pb2 as spb
@@ -100,7 +111,7 @@ async def run(root: Path) -> list[dict[str, Any]]:
                     pass
                 entry["code"] = (await call.code()).name
                 entry["details"] = await call.details()
-                entry["trailing"] = [[k, v if isinstance(v, str) else v.hex()]
+                entry["trailing"] = [[k, v if isinstance(v, str) else canonical(k, v)]
                                      for k, v in (await call.trailing_metadata() or ())]
                 answers.append(entry)
     finally:
