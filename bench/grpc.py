@@ -18,7 +18,9 @@ grpc.aio channel each:
 
 and reports RPC/s (or messages/s) with P50/P99 latency, the server's CPU time per operation
 (user + system, read from ``/proc`` for the server process and its children around each
-phase: what an operation costs the server, whatever the client's share of the cores), plus
+phase: what an operation costs the server, whatever the client's share of the cores; and
+separately its main thread's, the event loop's: ``loop_cpu_us_per_op``, and split into user
+and system time ``loop_user_sys_us_per_op``), plus
 the ratios the issue targets: Remember >= 60% of Echo, StreamingRemember >= 50% of EchoStream.
 ``--only remember,echo`` runs just those phases (for interleaved runs of two builds).
 Not a test: numbers depend on the machine (client and server share its cores).
@@ -76,10 +78,22 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def with_cpu(pid: int, result: dict[str, Any], cpu: float) -> dict[str, Any]:
+def loop_cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of the server's main thread (its event loop: the thread id is the pid)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def with_cpu(pid: int, result: dict[str, Any], cpu: float,
+             loop_cpu: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
     count = result.get("ops", result.get("messages", 0))
     result["server_cpu_s"] = round(cpu, 3)
     result["server_cpu_us_per_op"] = round(cpu * 1e6 / count, 1) if count else None
+    result["loop_cpu_us_per_op"] = round(sum(loop_cpu) * 1e6 / count, 1) if count else None
+    result["loop_user_sys_us_per_op"] = [round(x * 1e6 / count, 1) for x in loop_cpu] if count else None
     return result
 
 
@@ -185,9 +199,11 @@ async def run(target: str, clients: int, seconds: float, pid: int,
 
     async def phase(name: str, run_it: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         if wanted(name):
-            before = cpu_seconds(pid)
+            before, loop_before = cpu_seconds(pid), loop_cpu_seconds(pid)
             result = await run_it()
-            results[name] = with_cpu(pid, result, cpu_seconds(pid) - before)
+            loop_after = loop_cpu_seconds(pid)
+            results[name] = with_cpu(pid, result, cpu_seconds(pid) - before,
+                                     (loop_after[0] - loop_before[0], loop_after[1] - loop_before[1]))
 
     # warm-up (connections, code paths)
     await unary_phase(stubs, 0.5, echo)
@@ -246,7 +262,8 @@ def main() -> int:
             continue
         r = results[name]
         print(f"{name:20s} {r['rate']:>10.1f}/s   p50 {r['p50_ms']:>7.2f} ms   p99 {r['p99_ms']:>7.2f} ms"
-              f"   server CPU {r['server_cpu_us_per_op'] or 0:>7.1f} us/op")
+              f"   server CPU {r['server_cpu_us_per_op'] or 0:>7.1f} us/op"
+              f" (event loop {r.get('loop_cpu_us_per_op') or 0:.1f})")
     ratios = results["ratios"]
     if "remember_vs_echo" in ratios:
         print(f"Remember / Echo                 = {ratios['remember_vs_echo']:.2f} (target >= 0.60)")

@@ -45,6 +45,9 @@ class Metrics:
         self.cap = space_label_cap
         self._spaces: set[str] = set()
         self._lock = threading.Lock()
+        # (transport, operation, space, status) -> its counter and histogram children, for
+        # spaces with a label of their own (a space's label never changes once given).
+        self._observers: dict[tuple[str, str, str | None, str], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "engram_requests_total", "Requests handled, by transport, operation and outcome.",
@@ -120,9 +123,16 @@ class Metrics:
     def observe(
         self, transport: str, operation: str, space_id: str | None, status: str, seconds: float
     ) -> None:
-        label = self.space_label(space_id)
-        self.requests.labels(transport, operation, label, status).inc()
-        self.latency.labels(transport, operation, label).observe(seconds)
+        key = (transport, operation, space_id, status)
+        pair = self._observers.get(key)
+        if pair is None:  # the children's lookup (a lock, a tuple) once per label set, not per call
+            label = self.space_label(space_id)
+            pair = (self.requests.labels(transport, operation, label, status),
+                    self.latency.labels(transport, operation, label))
+            if label != OTHER:
+                self._observers[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def observe_many(
         self, transport: str, operation: str, space_id: str | None, status: str, seconds: float, count: int

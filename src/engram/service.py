@@ -333,6 +333,16 @@ class EngramService:
         async with self._admit(space, [item]):
             return await space.remember_async(item)
 
+    async def remember_parts(self, space_id: str, item: MemoryInput) -> ReceiptParts | StoreReceipt:
+        """:meth:`remember` giving the receipt's plain values (:class:`ReceiptParts`; its
+        ``.receipt()`` is what ``remember`` returns), for a transport that encodes them itself.
+        Same admission, durability and errors. A backend without parts gives the full receipt."""
+        space = await self._space(space_id)
+        if not self.quotas.enabled:
+            return await space.remember_parts_async(item)
+        async with self._admit(space, [item]):
+            return await space.remember_parts_async(item)
+
     async def remember_batch(self, space_id: str, items: Sequence[MemoryInput | EngramError], *,
                              receipts: bool | Literal["parts"] = True) -> BatchOutcome:
         """Store the valid items in one durable group commit (SPEC §11 "Batch").

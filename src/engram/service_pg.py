@@ -77,6 +77,7 @@ from .core.models import (
     MemoryPage,
     MemoryPatch,
     RecallResult,
+    ReceiptParts,
     Recognition,
     RecognizeInput,
     ReembedStatus,
@@ -491,6 +492,10 @@ class PostgresService(EngramService):
     async def remember(self, space_id: str, item: MemoryInput) -> StoreReceipt:
         space = await self._pg_space(space_id)
         return await self._write(lambda: space.remember(item))
+
+    async def remember_parts(self, space_id: str, item: MemoryInput) -> ReceiptParts | StoreReceipt:
+        """The full receipt: the rows come back as models here (see ``remember_batch``)."""
+        return await self.remember(space_id, item)
 
     async def experience(self, space_id: str, item: EpisodeInput) -> StoreReceipt:
         return await self.remember(space_id, item)

@@ -131,6 +131,11 @@ class IdPool:
                 self._raw, self._at, self._pid = os.urandom(max(need, 16 * self.CHUNK)), 0, os.getpid()
             raw = self._raw[self._at:self._at + need]
             self._at += need
+        if count == 1:  # a single remember: the same hex, without building a UUID (Round 8)
+            b = bytearray(raw)
+            b[6] = (b[6] & 0x0F) | 0x40  # what UUID(..., version=4) sets: the version ...
+            b[8] = (b[8] & 0x3F) | 0x80  # ... and the RFC 4122 variant
+            return [b.hex()]
         return [uuid.UUID(bytes=raw[i:i + 16], version=4).hex for i in range(0, need, 16)]
 
 
@@ -579,14 +584,19 @@ class MemorySpace(TextEmbedding):
         ``on_loop=True`` (call it from a running event loop) returns an asyncio
         future instead, settled in batches (see ``SpaceStore.submit_async``).
         """
+        fut, parts = self._submit_remember(item, on_loop)
+        return fut, _full_receipt(parts)
+
+    def _submit_remember(
+        self, item: MemoryInput, on_loop: bool
+    ) -> tuple[Future[Any], Callable[[tuple[Any, int]], ReceiptParts]]:
         store = self.check_healthy()
         op, parts = self.prepare_remember(item)
-        receipt = _full_receipt(parts)
         try:
             if on_loop:
                 return store.submit_async(op, after=self._stored_effect, savepoint=False,  # type: ignore[return-value]
-                                          inserts_only=True), receipt
-            return store.submit(op, after=self._stored_effect, savepoint=False, inserts_only=True), receipt
+                                          inserts_only=True), parts
+            return store.submit(op, after=self._stored_effect, savepoint=False, inserts_only=True), parts
         except StorageError:
             if self._closed:  # closed (unloaded) since check_healthy: retriable, like a closed handle
                 self.check_healthy()
@@ -845,6 +855,12 @@ class MemorySpace(TextEmbedding):
         """``remember`` for event-loop callers: same durability, cheaper acknowledgement."""
         fut, receipt = self.submit_remember(item, on_loop=True)
         return receipt(await fut)  # type: ignore[misc]
+
+    async def remember_parts_async(self, item: MemoryInput) -> ReceiptParts:
+        """``remember_async`` giving the receipt's plain values (``.receipt()`` is the model): for
+        a transport that encodes the receipt itself (gRPC's unary Remember, straight into protobuf)."""
+        fut, parts = self._submit_remember(item, True)
+        return parts(await fut)  # type: ignore[misc]
 
     # -- read helpers -----------------------------------------------------------
     def _ids_for(self, rowids: Iterable[int]) -> dict[int, str]:

@@ -71,8 +71,9 @@ class CallSpace:
                 "the same as leaving the key out)",
                 example="x-memory-space: agent-7 (or set the memory_space_id field instead)",
             )
-        sources = (("field:memory_space_id", field_value or None),
-                   *(("metadata:x-memory-space", value) for value in self._metas))
+        field = ("field:memory_space_id", field_value or None)
+        sources = (field, *(("metadata:x-memory-space", value) for value in self._metas)) if self._metas \
+            else (field,)
         if not field_value and self._meta is None:
             res = self.service.resolve_space(sources, transport="grpc", operation=self.rpc, peer=self.peer)
         else:

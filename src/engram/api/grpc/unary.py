@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from ... import __version__
-from ...core.models import DeleteByFilter
+from ...core.models import DeleteByFilter, ReceiptParts
 from ...errors import InvalidInput, PermissionDenied
 from ...spaces.ids import MemorySpaceId
 from . import convert as c
@@ -23,8 +23,10 @@ class UnaryHandlers(Adapter):
     # -- memories ---------------------------------------------------------------
     async def Remember(self, request: spb.RememberRequest, context: Ctx) -> spb.RememberResponse:
         async def run(space: str) -> spb.RememberResponse:
-            receipt = await self.service.remember(space, c.memory_input(request.memory))
-            return spb.RememberResponse(receipt=c.receipt(receipt))
+            # The receipt straight into protobuf from its plain values (as StreamingRemember).
+            r = await self.service.remember_parts(space, c.memory_input(request.memory))
+            receipt: Any = c.receipt_fields(r) if isinstance(r, ReceiptParts) else c.receipt(r)
+            return spb.RememberResponse(receipt=receipt)
 
         return await self.unary("Remember", request, context, run)
 
