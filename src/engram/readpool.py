@@ -297,12 +297,11 @@ class ReadPool:
     async def recall(self, space: MemorySpace, cue: Cue) -> RecallResult | None:
         """``cue`` answered by a worker, or None: then the caller runs it in the server."""
         await self._ensure()
-        if read_token(space) is None or not self.workers or not servable(space, cue):
+        token = read_token(space)
+        if token is None or not self.workers or not servable(space, cue):
             return self._server()
         if self.spill and self.running == 0:  # the server is idle: answering here is quicker than the hop
-            token = read_token(space)
-            if token is not None and not any(w.alive and w.loaded.get(space.id) == token
-                                             for w in self.workers):
+            if not any(w.alive and w.loaded.get(space.id) == token for w in self.workers):
                 self._maybe_load(space, token)  # it leaves alone a copy that can be brought forward
             return self._server()
         waited: tuple[float, int] | None = None
@@ -314,8 +313,9 @@ class ReadPool:
             waited = (round((time.perf_counter() - t0) * 1000, 3), left)
         qvec = None
         words: tuple[tuple[str, ...], list[str]] | None = None
-        embeds_query = cue.embedding is None and bool((cue.query or "").strip()) and space.embedding_active
-        if ((cue.query or "").strip()
+        has_words = bool((cue.query or "").strip())
+        embeds_query = cue.embedding is None and has_words and space.embedding_active
+        if (has_words
                 and any(w.alive and w.loaded.get(space.id, ("",))[0] == space.instance
                         for w in self.workers)):
             # First, so that no await comes between bringing a copy forward and sending the recall.
@@ -334,7 +334,7 @@ class ReadPool:
             caught = self._catch_up(space, token, len(worker.pending) if worker is not None else None)
             if caught is not None:
                 worker = caught
-        if worker is None or (embeds_query and qvec is None) or ((cue.query or "").strip() and words is None):
+        if worker is None or (embeds_query and qvec is None) or (has_words and words is None):
             self._maybe_load(space, token)
             return self._server()
         req = next(self._ids)
@@ -388,9 +388,8 @@ class ReadPool:
         behind: list[tuple[_Worker, Token]] = []
         for w in self.workers:
             have = w.loaded.get(space.id)
-            if (w.alive and have is not None and space.id not in w.loading and have[0] == token[0]
-                    and have[1] <= token[1] and have[2] <= token[2] and have != token
-                    and (busier_than is None or len(w.pending) < busier_than)):
+            if (w.alive and have is not None and space.id not in w.loading and _forward(have, token)
+                    and have != token and (busier_than is None or len(w.pending) < busier_than)):
                 behind.append((w, have))
         if not behind:
             return None
@@ -447,9 +446,14 @@ class ReadPool:
         """Whether ``w``'s copy of ``space`` can be brought forward to ``token`` (no reload needed)."""
         have = w.loaded.get(space.id)
         changes = space.vectors.changes
-        return (have is not None and changes is not None and have[0] == token[0] and have[1] <= token[1]
-                and have[2] <= token[2] and changes.reaches(have[1])
-                and space.density.reaches(have[2]))
+        return (have is not None and changes is not None and _forward(have, token)
+                and changes.reaches(have[1]) and space.density.reaches(have[2]))
+
+
+def _forward(have: Token, token: Token) -> bool:
+    """Whether a copy at ``have`` is of the same space object as ``token`` and not ahead of it
+    (so the change logs could bring it to ``token``)."""
+    return have[0] == token[0] and have[1] <= token[1] and have[2] <= token[2]
 
 
 def _query_vector(space: MemorySpace, cue: Cue) -> np.ndarray | None:

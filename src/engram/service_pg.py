@@ -312,20 +312,18 @@ class PostgresService(EngramService):
         # (create, describe, list, delete, exists, known_ids, loaded, housekeeping) only.
         return cast(SpaceRegistry, self.spaces)
 
-    async def _db(self, fn: Callable[[], T]) -> T:
-        """``fn`` (blocking database work) in a worker thread; database failures translated."""
+    async def _db(self, fn: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
+        """``fn`` (blocking database work) in a worker thread (the read threads unless
+        ``executor`` is given); database failures translated."""
         try:
-            return await self.executors.run(self.executors.reads, fn)
+            return await self.executors.run(executor or self.executors.reads, fn)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             _translate(exc)
 
     async def _write(self, fn: Callable[[], T]) -> T:
         """``fn``, a write that goes through its space's group commit, in a write thread (see
         DbExecutors: it waits for its group there holding no connection)."""
-        try:
-            return await self.executors.run(self.executors.writes, fn)
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            _translate(exc)
+        return await self._db(fn, self.executors.writes)
 
     def space(self, space_id: str) -> PostgresSpace:  # type: ignore[override]
         return self.spaces.get(space_id)

@@ -88,9 +88,7 @@ class LocalDensity:
         the changes since ``version`` are not all remembered."""
         with self._lock:
             log = self._log
-            if log is None or version > self.version or version + 1 < self._log_from:
-                return None
-            if version < self.version and (not log or log[0][0] > version + 1):
+            if log is None or not self._reaches_locked(version):
                 return None
             keys: dict[int, None] = {}
             for ver, key in reversed(log):
@@ -102,10 +100,13 @@ class LocalDensity:
     def reaches(self, version: int) -> bool:
         """Whether :meth:`changes_since` ``version`` would answer (without building it)."""
         with self._lock:
-            log = self._log
-            if log is None or version > self.version or version + 1 < self._log_from:
-                return False
-            return version == self.version or (bool(log) and log[0][0] <= version + 1)
+            return self._reaches_locked(version)
+
+    def _reaches_locked(self, version: int) -> bool:
+        log = self._log
+        if log is None or version > self.version or version + 1 < self._log_from:
+            return False
+        return version == self.version or (bool(log) and log[0][0] <= version + 1)
 
     def apply(self, values: dict[int, float | None], total: float) -> None:
         """A copy (:meth:`restored`) given another's :meth:`changes_since`."""

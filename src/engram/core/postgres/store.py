@@ -809,11 +809,11 @@ class PostgresStore:
         ids = sorted(str(r[0]) for r in cur)
         if not ids:
             raise _NothingDone  # roll back (to the savepoint): the LSN is given back
-        if mode != "delete":
-            tx.execute(q.DROP_FANS, {"ids": ids})  # out of the average, as on SQLite
         if mode == "delete":
             self._add_rows(tx, -len(ids), -size)
             self._scrub(tx, ids)
+        else:
+            tx.execute(q.DROP_FANS, {"ids": ids})  # out of the average, as on SQLite
         for mid in ids:
             self.record_event(tx, "forgotten", lsn, {"memory_id": mid, "mode": mode})
         return (lsn, ids), lsn
